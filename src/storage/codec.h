@@ -53,8 +53,12 @@ size_t rmq_codec_bound(int codec, size_t src_len);
  * to be sure to fit).  RMQ_CODEC_NONE copies.
  * Returns the compressed length, or:
  *   RMQ_EUNSUPPORTED  unknown codec id
- *   RMQ_ETOOBIG       dst_cap too small
+ *   RMQ_ETOOBIG       dst_cap below rmq_codec_bound() (lz4, snappy check
+ *                     up front), output does not fit, or src_len above the
+ *                     codec's input limit (snappy: 4 GiB - 1)
  *   RMQ_ECODEC        the codec library failed
+ *   -ENOMEM           the codec could not allocate its context
+ *   -EINVAL           NULL src or dst with a nonzero length
  */
 ssize_t rmq_codec_compress(int codec, const void *src, size_t src_len,
 			   void *dst, size_t dst_cap);
@@ -76,6 +80,8 @@ int rmq_codec_decompressed_size(int codec, const void *src, size_t src_len,
  *   RMQ_EUNSUPPORTED  unknown codec id
  *   RMQ_ETOOBIG       the declared size exceeds dst_cap
  *   RMQ_ECODEC        src is corrupt, truncated or has trailing bytes
+ *   -ENOMEM           the codec could not allocate its context
+ *   -EINVAL           NULL src or dst with a nonzero length
  */
 ssize_t rmq_codec_decompress(int codec, const void *src, size_t src_len,
 			     void *dst, size_t dst_cap);

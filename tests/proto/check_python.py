@@ -9,6 +9,7 @@ Exits 0 when every module imports and every service resolves.
 """
 import argparse
 import importlib
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -36,7 +37,16 @@ def main() -> int:
     messages = 0
     for rel in protos:
         name = rel[:-len(".proto")].replace("/", ".") + "_pb2"
-        mod = importlib.import_module(name)
+        if name.startswith("grpc."):
+            # grpcio owns the "grpc" package name (its health module ships
+            # separately), so the vendored grpc.health.v1 file is loaded
+            # by path; its messages still register as grpc.health.v1.*.
+            path = out / (rel[:-len(".proto")] + "_pb2.py")
+            spec = importlib.util.spec_from_file_location("rmq_" + name.replace(".", "_"), path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(name)
         fd = mod.DESCRIPTOR
         for svc in fd.services_by_name.values():
             services += 1

@@ -14,6 +14,7 @@
 #include "descriptors.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
