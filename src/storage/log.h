@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * log.h - a partition log: an ordered list of segments, the append path
+ * with group commit, reads as byte ranges, retention and recovery.
+ *
+ * Append path (per ring cycle):
+ *
+ *   rmq_log_append()     assigns offsets and the append time, copies the
+ *        │               entry (prefix + records bytes, verbatim) into the
+ *        │               log's registered write buffer, CRC-checks the copy
+ *        ▼
+ *   rmq_log_flush()      called once per ring cycle by the shard loop: one
+ *        │               WRITE(_FIXED) of all bytes appended since the last
+ *        │               flush, at the segment's next position
+ *        ▼
+ *   write completes ───► fsync=never/interval: appends acknowledged
+ *        │
+ *        ▼ (fsync=always)
+ *   one FSYNC(DATASYNC) per log in flight, covering every write completed
+ *   before it was issued (group commit); when it completes, the appends it
+ *   covers are acknowledged, in offset order.
+ *
+ * The high watermark (HW) is the offset after the last acknowledged batch:
+ * readers see exactly what producers were told is stored.  Under
+ * fsync=always nothing that a crash could lose is ever served.
+ *
+ * A write or sync error fails the log: every waiting append completes with
+ * the error, later appends are refused (RMQ_ESTATE), and the log must be
+ * reopened (recovery decides what survived).  After an fsync error Linux may
+ * have dropped the dirty pages, so retrying would claim durability falsely.
+ *
+ * One log belongs to one shard: no function is thread-safe, and completion
+ * callbacks run inside rmq_io_poll()/rmq_io_wait() of the shard's ring.
+ */
+#ifndef RMQ_STORAGE_LOG_H
+#define RMQ_STORAGE_LOG_H
+
+#include "core/io.h"
+#include "storage/batch.h"
+#include "storage/segment.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum rmq_fsync {
+	RMQ_FSYNC_ALWAYS,   /* acknowledge after fdatasync (group commit) */
+	RMQ_FSYNC_INTERVAL, /* acknowledge after write; sync every interval */
+	RMQ_FSYNC_NEVER,    /* acknowledge after write; the kernel syncs */
+};
+
+struct rmq_log_config {
+	uint64_t segment_bytes;        /* roll when the next batch would not fit */
+	uint64_t segment_ms;           /* roll when the segment is older; 0 = never */
+	int64_t retention_bytes;       /* delete oldest segments above; -1 = unlimited */
+	int64_t retention_ms;          /* delete segments older than; -1 = forever */
+	uint32_t index_interval_bytes; /* log bytes between offset index entries */
+	uint32_t write_buffer_bytes;   /* registered write buffer (a ring) */
+	uint32_t max_inflight_writes;  /* write operations in flight */
+	enum rmq_fsync fsync;
+	enum rmq_prealloc prealloc;
+	uint64_t zero_ahead_bytes;     /* RMQ_PREALLOC_ZERO: zeros kept this far
+					* ahead of the data */
+	/* Clock in ms since the epoch; NULL = CLOCK_REALTIME.  For tests. */
+	uint64_t (*now_ms)(void);
+};
+
+/* Defaults: 1 GiB segments, 7-day segment.ms and retention, unlimited
+ * retention bytes, 4 KiB index interval, 8 MiB write buffer, 64 writes in
+ * flight, fsync=always, zero-ahead preallocation 64 MiB ahead. */
+void rmq_log_config_default(struct rmq_log_config *cfg);
+
+struct rmq_log;
+struct rmq_append;
+
+/* Called when an append is acknowledged (res 0) or failed (res < 0). */
+typedef void (*rmq_append_cb)(struct rmq_append *a, int res);
+
+/* A caller-owned append; it must stay alive until its callback runs. */
+struct rmq_append {
+	struct rmq_batch_hdr hdr; /* in: producer fields; out: base_offset and
+				   * log_append_time_ms (set by rmq_log_append) */
+	rmq_append_cb cb;
+	/* Private to the log: */
+	struct rmq_append *next;
+	uint64_t end_offset;
+	struct rmq_segment *seg;
+	uint64_t end_pos;
+};
+
+/* Called when the high watermark advances (to wake long polls). */
+typedef void (*rmq_log_hw_cb)(void *arg, uint64_t high_watermark);
+
+struct rmq_log_stats {
+	uint64_t appends, appended_bytes;
+	uint64_t writes, syncs;
+	uint64_t segments, rolls, deleted_segments;
+	uint64_t recovered_batches, truncated_bytes;
+	uint64_t buffer_full;  /* appends refused with RMQ_EFULL */
+};
+
+/*
+ * Opens (creating if absent) the log in directory dir, recovering it:
+ * every segment is opened (rmq_segment_open; the newest one fully
+ * scanned), a torn or corrupt tail of the newest segment is cut and the
+ * cut is logged with counts, a corrupt older segment is fenced and
+ * logged, files that are not segment files are skipped with a warning.
+ * io is the shard's ring; it must outlive the log.
+ * Returns 0 and *out, or a negated errno (directory or files unusable),
+ * RMQ_EBADFLAG (inconsistent config).
+ */
+int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config *cfg,
+		 struct rmq_log **out);
+
+/*
+ * Flushes and syncs what is buffered, waiting on the ring (running other
+ * completions of that ring meanwhile), then closes the files.  Appends
+ * still waiting complete first.  Returns 0, or the log's failure error.
+ */
+int rmq_log_close(struct rmq_log *log);
+
+/*
+ * Appends one batch.  recs is the records bytes exactly as batch.h defines
+ * them (field-7 elements, or a compressed payload when hdr.compression is
+ * set), possibly split across iovecs.  Sets a->hdr.base_offset and
+ * log_append_time_ms before returning 0; a->cb runs later, once the batch
+ * is acknowledged per the fsync policy.
+ * Returns 0, or (with nothing appended and no callback):
+ *   RMQ_ECRC      hdr.crc32 is nonzero and differs from the records' CRC
+ *   RMQ_ETOOBIG   the entry exceeds the segment size or the write buffer
+ *   RMQ_EFULL     the write buffer is full: retry after completions run
+ *   RMQ_EPROTO    record_count is 0
+ *   RMQ_ESTATE    the log has failed (see above) or is closing
+ *   negated errno from creating a new segment during a roll
+ */
+int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec *recs,
+		   int nrecs);
+
+/* Submits buffered appends (one write).  Call once per ring cycle, before
+ * waiting on the ring. */
+void rmq_log_flush(struct rmq_log *log);
+
+/* For fsync=interval: issues a sync if written data is unsynced.  Call from
+ * a timer every interval. */
+void rmq_log_sync_tick(struct rmq_log *log);
+
+/* One contiguous range of a segment's data file. */
+struct rmq_log_slice {
+	struct rmq_segment *seg;  /* pinned until rmq_log_read_done() */
+	const uint8_t *data;      /* seg->map + pos: resident if recently written */
+	int fd;                   /* for splice / READ_FIXED of cold data */
+	uint64_t pos;
+	uint32_t len;
+};
+
+#define RMQ_LOG_SLICES_MAX 4
+
+struct rmq_log_read {
+	struct rmq_log_slice slices[RMQ_LOG_SLICES_MAX];
+	unsigned nslices;
+	uint64_t bytes;            /* sum of the slices */
+	uint64_t first_offset;     /* base offset of the first batch returned */
+	uint64_t next_offset;      /* offset after the last batch returned */
+	uint64_t high_watermark;
+	uint64_t log_start_offset;
+};
+
+/*
+ * Finds the whole batches from the one holding offset, up to max_bytes of
+ * entries but at least one batch (so a consumer always progresses), never
+ * past the high watermark, across at most RMQ_LOG_SLICES_MAX segments.
+ * The slices stay valid (segments pinned against retention and truncation)
+ * until rmq_log_read_done().
+ * Returns 0 (nslices == 0 when offset == HW: nothing new yet), or:
+ *   RMQ_ERANGE    offset < log start or > HW (r has both, for the reply)
+ *   RMQ_EFENCED   offset lies in a segment fenced after corruption
+ *   RMQ_ECORRUPT  the data at offset does not parse
+ */
+int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
+		 struct rmq_log_read *r);
+
+/* Unpins the slices of r. */
+void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r);
+
+/*
+ * Offset of the first batch whose timestamp is >= ts_ms (Kafka's
+ * ListOffsets by timestamp, at batch granularity).  Returns 0 with *offset,
+ * or RMQ_ENOTFOUND when every batch is older.
+ */
+int rmq_log_offset_for_time(struct rmq_log *log, int64_t ts_ms, uint64_t *offset);
+
+/*
+ * Removes every batch from offset on (for replication): later segments are
+ * deleted, the segment holding offset is cut at the batch boundary at or
+ * before offset, and the cut is synced.  The log end becomes that boundary.
+ * Must run with no append in flight (rmq_log_idle()).
+ * Returns 0, or RMQ_ESTATE (appends in flight), RMQ_ERANGE (offset below
+ * the log start), or a negated errno.
+ */
+int rmq_log_truncate(struct rmq_log *log, uint64_t offset);
+
+/*
+ * Applies retention: deletes whole sealed segments, oldest first, while
+ * the log exceeds retention_bytes or a segment's newest timestamp is older
+ * than now - retention_ms; advances the log start offset.  The active
+ * segment is never deleted.  Also rolls the active segment when it is older
+ * than segment_ms.  Returns the number of segments deleted, or a negated
+ * errno.
+ */
+int rmq_log_retain(struct rmq_log *log);
+
+uint64_t rmq_log_high_watermark(const struct rmq_log *log);
+uint64_t rmq_log_start_offset(const struct rmq_log *log);
+uint64_t rmq_log_end_offset(const struct rmq_log *log); /* next offset to assign */
+uint64_t rmq_log_size_bytes(const struct rmq_log *log);
+/* True when no append waits for I/O. */
+bool rmq_log_idle(const struct rmq_log *log);
+void rmq_log_set_hw_listener(struct rmq_log *log, rmq_log_hw_cb cb, void *arg);
+const struct rmq_log_stats *rmq_log_stats(const struct rmq_log *log);
+
+#endif /* RMQ_STORAGE_LOG_H */

@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * segment.c - files, mappings, indexes and recovery of one segment
+ * (see segment.h for the layout).
+ *
+ * Everything here is synchronous: it runs when a log opens, rolls, seals or
+ * truncates, never per append.  The append path only writes index entries
+ * into the mappings (rmq_segment_index_batch).
+ */
+#include "storage/segment.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "storage/batch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const suffixes[] = {".log", ".index", ".timeindex"};
+
+char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset)
+{
+	snprintf(buf, len, "%s/%020" PRIu64, dir, base_offset);
+	return buf;
+}
+
+int rmq_segment_parse_name(const char *name, uint64_t *base_offset, int *kind)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < RMQ_SEGMENT_NAME_LEN; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return RMQ_ENOTFOUND;
+		unsigned d = (unsigned)(name[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return RMQ_ENOTFOUND;
+		v = v * 10 + d;
+	}
+	for (int k = 0; k < 3; k++) {
+		if (strcmp(name + RMQ_SEGMENT_NAME_LEN, suffixes[k]) == 0) {
+			*base_offset = v;
+			*kind = k;
+			return 0;
+		}
+	}
+	return RMQ_ENOTFOUND;
+}
+
+static size_t page_round(uint64_t n)
+{
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	return (size_t)((n + pg - 1) / pg * pg);
+}
+
+static void file_name(char *buf, size_t len, const struct rmq_segment *s, int kind)
+{
+	snprintf(buf, len, "%s%s", s->path, suffixes[kind]);
+}
+
+static uint32_t index_cap(uint64_t capacity, uint32_t interval)
+{
+	uint64_t n = capacity / (interval ? interval : 1) + 2;
+	return n > UINT32_MAX / 16 ? UINT32_MAX / 16 : (uint32_t)n;
+}
+
+/* Opens (creating if asked) an index file sized for cap entries of esize
+ * bytes and maps it read-write.  The file keeps its content. */
+static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t esize,
+		     bool create, int *fd_out, void **map_out, uint64_t *file_bytes)
+{
+	char name[sizeof(s->path) + 16];
+	struct stat st;
+	int fd, rc;
+
+	file_name(name, sizeof(name), s, kind);
+	fd = open(name, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto err;
+	}
+	*file_bytes = (uint64_t)st.st_size;
+	size_t want = (size_t)cap * esize;
+	if ((uint64_t)st.st_size < want && ftruncate(fd, (off_t)want) < 0) {
+		rc = -errno;
+		goto err;
+	}
+	size_t len = page_round(want > (size_t)st.st_size ? want : (size_t)st.st_size);
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		rc = -errno;
+		goto err;
+	}
+	*fd_out = fd;
+	*map_out = m;
+	return 0;
+err:
+	close(fd);
+	return rc;
+}
+
+static void unmap_indexes(struct rmq_segment *s)
+{
+	if (s->idx) {
+		munmap(s->idx, page_round((uint64_t)s->idx_cap * sizeof(*s->idx)));
+		s->idx = NULL;
+	}
+	if (s->tim) {
+		munmap(s->tim, page_round((uint64_t)s->tim_cap * sizeof(*s->tim)));
+		s->tim = NULL;
+	}
+	if (s->idx_fd >= 0)
+		close(s->idx_fd);
+	if (s->tim_fd >= 0)
+		close(s->tim_fd);
+	s->idx_fd = s->tim_fd = -1;
+}
+
+static int open_indexes(struct rmq_segment *s, uint32_t cap, bool create,
+			uint64_t *idx_bytes, uint64_t *tim_bytes)
+{
+	void *m;
+	int rc;
+
+	/* A file larger than cap (written under a smaller index interval)
+	 * keeps its size; the mapping covers it. */
+	rc = map_index(s, 1, cap, sizeof(struct rmq_index_entry), create, &s->idx_fd, &m,
+		       idx_bytes);
+	if (rc < 0)
+		return rc;
+	s->idx = m;
+	s->idx_cap = (uint32_t)(page_round(*idx_bytes > (uint64_t)cap * 8 ? *idx_bytes
+									: (uint64_t)cap * 8) /
+				sizeof(struct rmq_index_entry));
+	rc = map_index(s, 2, cap, sizeof(struct rmq_time_entry), create, &s->tim_fd, &m,
+		       tim_bytes);
+	if (rc < 0)
+		return rc;
+	s->tim = m;
+	s->tim_cap = (uint32_t)(page_round(*tim_bytes > (uint64_t)cap * 16 ? *tim_bytes
+									  : (uint64_t)cap * 16) /
+				sizeof(struct rmq_time_entry));
+	return 0;
+}
+
+static void segment_init(struct rmq_segment *s, const char *dir, uint64_t base_offset)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = s->idx_fd = s->tim_fd = -1;
+	s->base_offset = base_offset;
+	s->next_offset = base_offset;
+	s->max_timestamp_ms = -1;
+	s->created_ms = -1;
+	rmq_segment_path(s->path, sizeof(s->path), dir, base_offset);
+}
+
+static int map_log(struct rmq_segment *s, uint64_t len)
+{
+	s->map_len = page_round(len ? len : 1);
+	void *m = mmap(NULL, s->map_len, PROT_READ, MAP_SHARED, s->fd, 0);
+	if (m == MAP_FAILED) {
+		s->map = NULL;
+		return -errno;
+	}
+	s->map = m;
+	return 0;
+}
+
+static int preallocate(int fd, uint64_t capacity, enum rmq_prealloc prealloc)
+{
+	if (prealloc == RMQ_PREALLOC_NONE)
+		return 0;
+	if (fallocate(fd, 0, 0, (off_t)capacity) < 0) {
+		/* Filesystems without fallocate simply grow the file. */
+		if (errno == EOPNOTSUPP)
+			return 0;
+		return -errno;
+	}
+	return 0;
+}
+
+int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
+		       uint64_t capacity, uint32_t index_interval_bytes,
+		       enum rmq_prealloc prealloc)
+{
+	char name[sizeof(s->path) + 16];
+	uint64_t a, b;
+	int rc;
+
+	segment_init(s, dir, base_offset);
+	file_name(name, sizeof(name), s, 0);
+	s->fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (s->fd < 0)
+		return errno == EEXIST ? RMQ_EEXIST : -errno;
+	rc = preallocate(s->fd, capacity, prealloc);
+	if (rc < 0)
+		goto err;
+	rc = map_log(s, capacity);
+	if (rc < 0)
+		goto err;
+	/* Stale index files of an earlier segment with this base (deleted
+	 * log file, crash before its indexes went) must not be reused. */
+	for (int k = 1; k < 3; k++) {
+		file_name(name, sizeof(name), s, k);
+		unlink(name);
+	}
+	rc = open_indexes(s, index_cap(capacity, index_interval_bytes), true, &a, &b);
+	if (rc < 0)
+		goto err;
+	return 0;
+err:
+	rmq_segment_close(s);
+	file_name(name, sizeof(name), s, 0);
+	unlink(name);
+	return rc;
+}
+
+void rmq_segment_close(struct rmq_segment *s)
+{
+	unmap_indexes(s);
+	if (s->map) {
+		munmap((void *)s->map, s->map_len);
+		s->map = NULL;
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+int rmq_segment_delete(struct rmq_segment *s)
+{
+	char name[sizeof(s->path) + 16];
+	int rc = 0;
+
+	rmq_segment_close(s);
+	/* The log file goes last: a crash in between leaves index files
+	 * without a log, which open ignores and create replaces. */
+	for (int k = 2; k >= 0; k--) {
+		file_name(name, sizeof(name), s, k);
+		if (unlink(name) < 0 && errno != ENOENT && rc == 0)
+			rc = -errno;
+	}
+	return rc;
+}
+
+void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64_t position,
+			     uint32_t entry_len, int64_t timestamp_ms,
+			     uint32_t index_interval_bytes)
+{
+	uint32_t rel = (uint32_t)(base_offset - s->base_offset);
+
+	if (s->created_ms < 0)
+		s->created_ms = timestamp_ms;
+	if (timestamp_ms > s->max_timestamp_ms)
+		s->max_timestamp_ms = timestamp_ms;
+	if (s->idx_count == 0 || s->bytes_since_index >= index_interval_bytes) {
+		if (s->idx_count < s->idx_cap) {
+			s->idx[s->idx_count].rel_offset = rel;
+			s->idx[s->idx_count].position = (uint32_t)position;
+			s->idx_count++;
+			s->bytes_since_index = 0;
+		}
+		if ((s->tim_count == 0 || s->max_timestamp_ms > s->tim[s->tim_count - 1].timestamp_ms) &&
+		    s->tim_count < s->tim_cap) {
+			s->tim[s->tim_count].timestamp_ms = s->max_timestamp_ms;
+			s->tim[s->tim_count].rel_offset = rel;
+			s->tim[s->tim_count].zero = 0;
+			s->tim_count++;
+		}
+	}
+	s->bytes_since_index += entry_len;
+}
+
+/* Counts the leading valid entries of the mapped offset index: strictly
+ * increasing, starting at (0, 0), inside the data file. */
+static uint32_t valid_index_prefix(const struct rmq_segment *s, uint64_t file_size,
+				   uint64_t idx_bytes)
+{
+	uint32_t n = (uint32_t)(idx_bytes / sizeof(struct rmq_index_entry));
+	uint32_t i;
+
+	if (n == 0 || s->idx[0].rel_offset != 0 || s->idx[0].position != 0)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if (s->idx[i].rel_offset <= s->idx[i - 1].rel_offset ||
+		    s->idx[i].position <= s->idx[i - 1].position ||
+		    s->idx[i].position >= file_size)
+			break;
+	}
+	return i;
+}
+
+static uint32_t valid_time_prefix(const struct rmq_segment *s, uint64_t tim_bytes,
+				  uint32_t max_rel)
+{
+	uint32_t n = (uint32_t)(tim_bytes / sizeof(struct rmq_time_entry));
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct rmq_time_entry *e = &s->tim[i];
+		if (e->zero != 0 || e->rel_offset > max_rel || e->timestamp_ms < 0)
+			break;
+		if (i > 0 && (e->timestamp_ms <= s->tim[i - 1].timestamp_ms ||
+			      e->rel_offset <= s->tim[i - 1].rel_offset))
+			break;
+	}
+	return i;
+}
+
+/* Returns the length of the trailing run of data up to the last nonzero
+ * byte of [from, size): how much real data recovery discards.  Reads the
+ * mapping; only called when recovery found a bad entry. */
+static uint64_t nonzero_extent(const uint8_t *map, uint64_t from, uint64_t size)
+{
+	uint64_t end = size;
+	while (end > from && map[end - 1] == 0)
+		end--;
+	return end - from;
+}
+
+/*
+ * Scans entries from pos (whose batch must start at expect_offset) to the
+ * end of the data, checking each CRC, recording them in the indexes when
+ * index_from <= their position, and updating next_offset, size and the
+ * timestamps.  Fills rec.
+ */
+static void scan(struct rmq_segment *s, uint64_t pos, uint64_t expect_offset,
+		 uint64_t file_size, uint64_t index_from, uint32_t interval,
+		 struct rmq_segment_recovery *rec)
+{
+	struct rmq_batch_view v;
+
+	rec->error = 0;
+	while (pos < file_size) {
+		int n = rmq_batch_parse(s->map + pos, file_size - pos, &v);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			rec->error = n;
+			break;
+		}
+		if (v.hdr.base_offset != expect_offset) {
+			rec->error = RMQ_ECORRUPT;
+			break;
+		}
+		if (rmq_batch_check_crc(s->map + pos, &v) < 0) {
+			rec->error = RMQ_ECRC;
+			break;
+		}
+		if (pos >= index_from)
+			rmq_segment_index_batch(s, v.hdr.base_offset, pos, v.entry_len,
+						v.hdr.max_timestamp_ms, interval);
+		else if (v.hdr.max_timestamp_ms > s->max_timestamp_ms)
+			s->max_timestamp_ms = v.hdr.max_timestamp_ms;
+		if (s->created_ms < 0)
+			s->created_ms = (int64_t)v.hdr.log_append_time_ms;
+		expect_offset = v.hdr.base_offset + v.hdr.record_count;
+		pos += (uint64_t)n;
+		rec->batches++;
+		rec->records += v.hdr.record_count;
+	}
+	s->next_offset = expect_offset;
+	s->size = pos;
+	s->visible_size = pos;
+	rec->valid_bytes = pos;
+	rec->discarded_bytes = rec->error ? nonzero_extent(s->map, pos, file_size) : 0;
+	if (rec->error && rec->discarded_bytes == 0)
+		rec->error = 0; /* only zeros after all: a clean end */
+}
+
+int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offset,
+		     uint64_t capacity, uint32_t index_interval_bytes, bool full_scan,
+		     struct rmq_segment_recovery *rec)
+{
+	char name[sizeof(s->path) + 16];
+	struct stat st;
+	uint64_t idx_bytes = 0, tim_bytes = 0;
+	int rc;
+
+	memset(rec, 0, sizeof(*rec));
+	segment_init(s, dir, base_offset);
+	file_name(name, sizeof(name), s, 0);
+	s->fd = open(name, O_RDWR | O_CLOEXEC);
+	if (s->fd < 0)
+		return -errno;
+	if (fstat(s->fd, &st) < 0) {
+		rc = -errno;
+		goto err;
+	}
+	uint64_t file_size = (uint64_t)st.st_size;
+	rc = map_log(s, file_size > capacity ? file_size : capacity);
+	if (rc < 0)
+		goto err;
+	uint32_t cap = index_cap(file_size > capacity ? file_size : capacity, index_interval_bytes);
+	rc = open_indexes(s, cap, true, &idx_bytes, &tim_bytes);
+	if (rc < 0)
+		goto err;
+
+	uint32_t n = full_scan ? 0 : valid_index_prefix(s, file_size, idx_bytes);
+	uint64_t pos = 0, expect = base_offset;
+	if (n > 0) {
+		/* Trust the index up to its last entry if that entry sits on a
+		 * batch of the right offset; scan (and index) the rest. */
+		struct rmq_batch_view v;
+		const struct rmq_index_entry *last = &s->idx[n - 1];
+		int k = rmq_batch_parse(s->map + last->position, file_size - last->position, &v);
+		if (k <= 0 || v.hdr.base_offset != base_offset + last->rel_offset) {
+			n = 0;
+		} else {
+			pos = last->position;
+			expect = v.hdr.base_offset;
+		}
+	}
+	if (n == 0) {
+		/* The newest segment's indexes are always rebuilt; only a
+		 * rejected index of an older one is news. */
+		rec->index_rebuilt = !full_scan;
+		memset(s->idx, 0, (size_t)s->idx_cap * sizeof(*s->idx));
+		memset(s->tim, 0, (size_t)s->tim_cap * sizeof(*s->tim));
+		s->idx_count = s->tim_count = 0;
+		scan(s, 0, base_offset, file_size, 0, index_interval_bytes, rec);
+	} else {
+		s->idx_count = n - 1; /* the last entry is re-added by the scan */
+		s->tim_count = valid_time_prefix(s, tim_bytes, s->idx[n - 1].rel_offset);
+		while (s->tim_count > 0 && s->tim[s->tim_count - 1].rel_offset >= s->idx[n - 1].rel_offset)
+			s->tim_count--;
+		s->max_timestamp_ms = s->tim_count ? s->tim[s->tim_count - 1].timestamp_ms : -1;
+		s->bytes_since_index = index_interval_bytes; /* index the next batch */
+		/* created_ms comes from the first batch, which the scan skips. */
+		struct rmq_batch_view v0;
+		if (rmq_batch_parse(s->map, file_size, &v0) > 0)
+			s->created_ms = (int64_t)v0.hdr.log_append_time_ms;
+		scan(s, pos, expect, file_size, pos, index_interval_bytes, rec);
+		for (uint32_t i = s->idx_count; i < s->idx_cap && s->idx[i].position != 0; i++)
+			s->idx[i] = (struct rmq_index_entry){0, 0};
+	}
+	return 0;
+err:
+	rmq_segment_close(s);
+	return rc;
+}
+
+int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
+		    enum rmq_prealloc prealloc)
+{
+	uint32_t rel_end = (uint32_t)(s->next_offset - s->base_offset);
+
+	if (ftruncate(s->fd, (off_t)size) < 0)
+		return -errno;
+	if (size < capacity) {
+		int rc = preallocate(s->fd, capacity, prealloc);
+		if (rc < 0)
+			return rc;
+	}
+	while (s->idx_count > 0 && s->idx[s->idx_count - 1].position >= size) {
+		s->idx_count--;
+		s->idx[s->idx_count] = (struct rmq_index_entry){0, 0};
+	}
+	while (s->tim_count > 0 && s->tim[s->tim_count - 1].rel_offset >= rel_end) {
+		s->tim_count--;
+		s->tim[s->tim_count] = (struct rmq_time_entry){0, 0, 0};
+	}
+	s->size = size;
+	if (s->visible_size > size)
+		s->visible_size = size;
+	s->bytes_since_index = s->idx_count ? s->bytes_since_index : 0;
+	/* The files may have been cut by a seal: give appends room again. */
+	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
+	    ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
+		return -errno;
+	if (fsync(s->fd) < 0)
+		return -errno;
+	s->sealed = false;
+	return 0;
+}
+
+int rmq_segment_seal(struct rmq_segment *s)
+{
+	if (ftruncate(s->fd, (off_t)s->size) < 0)
+		return -errno;
+	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_count * sizeof(*s->idx))) < 0)
+		return -errno;
+	if (ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_count * sizeof(*s->tim))) < 0)
+		return -errno;
+	if (fdatasync(s->fd) < 0 || fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)
+		return -errno;
+	s->sealed = true;
+	return 0;
+}
+
+/* Index entry with the greatest relative offset <= rel; -1 if none. */
+static int64_t index_floor(const struct rmq_segment *s, uint32_t rel)
+{
+	uint32_t lo = 0, hi = s->idx_count;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->idx[mid].rel_offset <= rel)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (int64_t)lo - 1;
+}
+
+int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit)
+{
+	struct rmq_batch_view v;
+
+	if (offset < s->base_offset || offset >= s->next_offset)
+		return RMQ_ERANGE;
+	int64_t i = index_floor(s, (uint32_t)(offset - s->base_offset));
+	uint64_t pos = i >= 0 ? s->idx[i].position : 0;
+	while (pos < limit) {
+		int n = rmq_batch_parse(s->map + pos, limit - pos, &v);
+		if (n <= 0)
+			return RMQ_ECORRUPT;
+		if (rmq_batch_last_offset(&v.hdr) >= offset)
+			return v.hdr.base_offset <= offset ? (int64_t)pos : RMQ_ECORRUPT;
+		pos += (uint64_t)n;
+	}
+	return RMQ_ERANGE;
+}
+
+int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64_t limit,
+			      uint64_t *offset)
+{
+	struct rmq_batch_view v;
+	uint32_t lo = 0, hi = s->tim_count;
+	uint64_t pos = 0;
+
+	if (s->max_timestamp_ms < ts_ms)
+		return RMQ_ENOTFOUND;
+	/* The last entry whose running maximum is still below ts_ms: no batch
+	 * up to its offset can qualify, so the scan starts there. */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->tim[mid].timestamp_ms < ts_ms)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0) {
+		int64_t p = rmq_segment_find(s, s->base_offset + s->tim[lo - 1].rel_offset, limit);
+		if (p >= 0)
+			pos = (uint64_t)p;
+	}
+	while (pos < limit) {
+		int n = rmq_batch_parse(s->map + pos, limit - pos, &v);
+		if (n <= 0)
+			return RMQ_ECORRUPT;
+		if (v.hdr.max_timestamp_ms >= ts_ms) {
+			*offset = v.hdr.base_offset;
+			return (int64_t)pos;
+		}
+		pos += (uint64_t)n;
+	}
+	return RMQ_ENOTFOUND;
+}

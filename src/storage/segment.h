@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * segment.h - one segment of a partition log and its two indexes.
+ *
+ * Files of a segment whose first offset is B (20 zero-padded digits):
+ *
+ *   B.log        entries as batch.h draws them, back to back from position
+ *                0; then zeros up to the preallocated size.  Sealed
+ *                segments are cut to their data length.
+ *   B.index      sparse offset index: struct rmq_index_entry[], one per
+ *                index_interval_bytes of log data (and one for the first
+ *                batch), strictly increasing in both fields
+ *   B.timeindex  time index: struct rmq_time_entry[], added beside an offset
+ *                index entry when the segment's greatest timestamp grew
+ *
+ *   rmq_index_entry (8 bytes, little-endian, as mmapped)
+ *     OFFSET SIZE MEANING
+ *     0      4    relative offset: base offset of an entry's batch - B
+ *     4      4    position of that entry in B.log
+ *
+ *   rmq_time_entry (16 bytes)
+ *     OFFSET SIZE MEANING
+ *     0      8    greatest batch timestamp (ms since the epoch) up to and
+ *                 including the batch below
+ *     8      4    relative offset of that batch
+ *     12     4    zero (keeps entries 8-byte aligned in the mapping)
+ *
+ * Both index files are mmapped read-write with room for every entry the
+ * segment can need, and are rebuilt from B.log whenever they fail
+ * validation, so they are never trusted blindly and never fsynced on the
+ * append path.  B.log is mmapped read-only: readers see what the log wrote
+ * through io_uring (the page cache is coherent with the mapping).
+ *
+ * Lifecycle:
+ *
+ *   create ──► active (appends; indexes grow) ──► sealed (cut to data
+ *   open   ──► recover/validate ──┘                length, indexes synced)
+ *                                   └──► deleted (retention, truncation)
+ *
+ * A segment belongs to one log on one shard; nothing here is thread-safe.
+ */
+#ifndef RMQ_STORAGE_SEGMENT_H
+#define RMQ_STORAGE_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmq_index_entry {
+	uint32_t rel_offset;
+	uint32_t position;
+};
+_Static_assert(sizeof(struct rmq_index_entry) == 8, "on-disk offset index entry");
+
+struct rmq_time_entry {
+	int64_t timestamp_ms;
+	uint32_t rel_offset;
+	uint32_t zero;
+};
+_Static_assert(sizeof(struct rmq_time_entry) == 16, "on-disk time index entry");
+
+/* Preallocation of a new segment's data file. */
+enum rmq_prealloc {
+	RMQ_PREALLOC_NONE,      /* grow by appending */
+	RMQ_PREALLOC_FALLOCATE, /* fallocate(): unwritten extents */
+	RMQ_PREALLOC_ZERO,      /* fallocate(), then the log writes zeros ahead
+				 * of the data so syncs overwrite written
+				 * extents (see log.c for why and the numbers) */
+};
+
+#define RMQ_SEGMENT_NAME_LEN 20 /* digits in a file name */
+
+struct rmq_segment {
+	uint64_t base_offset;
+	uint64_t next_offset;     /* offset after the last batch written */
+	uint64_t size;            /* bytes of entries written (next position) */
+	uint64_t visible_size;    /* bytes readers may see (acknowledged) */
+	uint64_t map_len;         /* bytes mapped at map */
+	const uint8_t *map;       /* B.log, read-only */
+	int fd;                   /* B.log, O_RDWR */
+
+	struct rmq_index_entry *idx;
+	uint32_t idx_count, idx_cap;
+	struct rmq_time_entry *tim;
+	uint32_t tim_count, tim_cap;
+	int idx_fd, tim_fd;
+	uint64_t bytes_since_index;
+	uint64_t zeroed;          /* zero-ahead: [0, zeroed) needs no zeroing */
+	bool unsynced;            /* written since its last sync */
+
+	int64_t max_timestamp_ms; /* greatest batch timestamp; -1 = empty */
+	int64_t created_ms;       /* first append, for segment.ms rolls */
+	bool sealed;
+	/* Recovery found corruption at fenced_pos: nothing at or after it is
+	 * served, and offsets from next_offset to the next segment are
+	 * reported as fenced. */
+	bool fenced;
+	unsigned refs;            /* readers holding slices */
+	bool doomed;              /* delete when refs drops to 0 */
+	char path[4096 - 128];    /* directory + "/" + B, without extension */
+};
+
+/* What recovery of one segment found. */
+struct rmq_segment_recovery {
+	uint64_t batches;         /* valid batches */
+	uint64_t records;
+	uint64_t valid_bytes;
+	uint64_t discarded_bytes; /* past the first bad entry (0 = clean) */
+	int error;                /* 0, or what ended the scan: RMQ_ETORN,
+				   * RMQ_ECORRUPT, RMQ_ECRC */
+	bool index_rebuilt;
+};
+
+/*
+ * Creates the files of a new, empty segment at dir/B.*, preallocating
+ * capacity bytes of data file as prealloc says, and maps them.
+ * Returns 0, RMQ_EEXIST if B.log exists, or a negated errno.
+ */
+int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
+		       uint64_t capacity, uint32_t index_interval_bytes,
+		       enum rmq_prealloc prealloc);
+
+/*
+ * Opens the existing segment dir/B.log.  With full_scan (the newest
+ * segment) every entry is parsed and CRC-checked from position 0 and the
+ * indexes are rebuilt; otherwise the indexes are validated (monotonic,
+ * within the data, last entry on a batch boundary) and only the entries
+ * after the last index entry are scanned, with a full rebuild when the
+ * indexes are missing or invalid.  The scan stops at the first zero byte,
+ * torn entry, corrupt entry or CRC mismatch, or at an offset gap.
+ * capacity is the mapping size wanted for appends (ignored when sealed).
+ * Returns 0 with *rec describing the scan (rec->error says whether the
+ * data after valid_bytes is bad), or a negated errno when a file cannot
+ * be opened or mapped.
+ */
+int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offset,
+		     uint64_t capacity, uint32_t index_interval_bytes, bool full_scan,
+		     struct rmq_segment_recovery *rec);
+
+/* Releases mappings and descriptors (does not sync). */
+void rmq_segment_close(struct rmq_segment *s);
+
+/* Closes and unlinks the three files.  Returns 0 or a negated errno. */
+int rmq_segment_delete(struct rmq_segment *s);
+
+/*
+ * Cuts B.log to exactly size bytes (dropping everything after, so stale
+ * entries can never be resurrected by a later recovery), drops index
+ * entries at or beyond it, and re-preallocates up to capacity when
+ * prealloc asks.  Synchronous; for recovery, truncation and sealing.
+ * Returns 0 or a negated errno.
+ */
+int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
+		    enum rmq_prealloc prealloc);
+
+/* Records an appended batch in the indexes (called in offset order). */
+void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64_t position,
+			     uint32_t entry_len, int64_t timestamp_ms,
+			     uint32_t index_interval_bytes);
+
+/*
+ * Finds the position of the batch holding offset (base <= offset <
+ * next_offset) among the first `limit` bytes.  Returns the position, or
+ * RMQ_ERANGE when offset is not in the segment, or RMQ_ECORRUPT when the
+ * data there does not parse.  O(log n) in index entries plus a scan of at
+ * most index_interval_bytes of batch headers.
+ */
+int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit);
+
+/* Position of the first batch whose timestamp is >= ts_ms, with its base
+ * offset in *offset; RMQ_ENOTFOUND when none is. */
+int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64_t limit,
+			      uint64_t *offset);
+
+/*
+ * Seals the segment: cuts B.log to its data length (releasing the
+ * preallocation) and the index files to their entries, and syncs all three.
+ * Synchronous; runs once per roll.  Returns 0 or a negated errno.
+ */
+int rmq_segment_seal(struct rmq_segment *s);
+
+/* "dir/%020lu" into buf; returns buf. */
+char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset);
+
+/* Parses a segment file name "%020lu.log" etc.  Returns 0 and the base
+ * offset and kind (0 log, 1 index, 2 timeindex), or RMQ_ENOTFOUND. */
+int rmq_segment_parse_name(const char *name, uint64_t *base_offset, int *kind);
+
+#endif /* RMQ_STORAGE_SEGMENT_H */
