@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * shard.c - shard threads, their loop, timers and mail (see shard.h).
+ *
+ * Wake-ups.  A poster pushes into the pair's queue and then, unless the
+ * target already has a wake-up on its way (wake_pending), submits an
+ * IORING_OP_MSG_RING from its own ring to the target's ring.  The target's
+ * completion clears wake_pending *before* draining:
+ *
+ *   poster:  push (release)  ; xchg(wake_pending, 1) == 0 → MSG_RING
+ *   target:  xchg(wake_pending, 0) ; drain every queue
+ *
+ * Both exchanges are sequentially consistent, so either the drain sees the
+ * message or the poster sees 0 and sends another wake-up: no message is
+ * left behind by a sleeping shard.  The loop also drains once per cycle.
+ *
+ * Stop.  rmq_runtime_stop() (signal handlers may call it) sets a flag and
+ * writes each shard's eventfd; a pending read on it completes and the loop
+ * starts draining (see rmq_runtime_on_stop).
+ */
+#include "core/shard.h"
+
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xshard.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Longest a shard sleeps without a timer: bounds the delay of a lost
+ * wake-up (a MSG_RING refused by a full CQ) at a cost of ~10 wake-ups/s. */
+#define RMQ_SHARD_MAX_SLEEP_NS (100ULL * 1000 * 1000)
+
+struct hook {
+	rmq_hook_fn fn;
+	void *arg;
+};
+
+struct rmq_shard {
+	struct rmq_runtime *rt;
+	unsigned id;
+	pthread_t thread;
+	struct rmq_io *io;
+	int ring_fd;
+	void *data;
+
+	struct rmq_timer **heap;
+	uint32_t nheap, heap_cap;
+
+	struct hook hooks[RMQ_SHARD_HOOKS_MAX];
+	unsigned nhooks;
+
+	_Atomic int wake_pending;
+	struct rmq_io_op wake_op;    /* target of MSG_RING wake-ups */
+	struct rmq_io_op msg_ring_op; /* completions of MSG_RINGs we send */
+	int stop_fd;
+	uint64_t stop_buf;
+	struct rmq_io_op stop_op;
+	bool stop_seen;
+	int init_rc;
+};
+
+struct rmq_runtime {
+	struct rmq_runtime_config cfg;
+	unsigned n;
+	struct rmq_shard *shards;
+	struct rmq_xq *queues; /* [from * n + to] */
+	_Atomic bool stopping;
+	_Atomic int ready;      /* shards whose ring is up */
+	bool (*drained)(struct rmq_shard *s, void *arg);
+	int (*init)(struct rmq_shard *s, void *arg);
+	void (*fini)(struct rmq_shard *s, void *arg);
+	void *arg;
+};
+
+static _Thread_local struct rmq_shard *current;
+
+uint64_t rmq_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- timers: a binary min-heap on deadline ------------------------------ */
+
+static void heap_set(struct rmq_shard *s, uint32_t i, struct rmq_timer *t)
+{
+	s->heap[i] = t;
+	t->heap_index = i + 1;
+}
+
+static void heap_up(struct rmq_shard *s, uint32_t i)
+{
+	struct rmq_timer *t = s->heap[i];
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (s->heap[p]->deadline_ns <= t->deadline_ns)
+			break;
+		heap_set(s, i, s->heap[p]);
+		i = p;
+	}
+	heap_set(s, i, t);
+}
+
+static void heap_down(struct rmq_shard *s, uint32_t i)
+{
+	struct rmq_timer *t = s->heap[i];
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= s->nheap)
+			break;
+		if (c + 1 < s->nheap && s->heap[c + 1]->deadline_ns < s->heap[c]->deadline_ns)
+			c++;
+		if (t->deadline_ns <= s->heap[c]->deadline_ns)
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, t);
+}
+
+void rmq_timer_cancel(struct rmq_shard *s, struct rmq_timer *t)
+{
+	if (t->heap_index == 0)
+		return;
+	uint32_t i = t->heap_index - 1;
+	RMQ_DASSERT(s->heap[i] == t);
+	t->heap_index = 0;
+	s->nheap--;
+	if (i == s->nheap)
+		return;
+	struct rmq_timer *m = s->heap[s->nheap];
+	heap_set(s, i, m);
+	heap_down(s, i);
+	heap_up(s, m->heap_index - 1);
+}
+
+int rmq_timer_start(struct rmq_shard *s, struct rmq_timer *t, uint64_t deadline_ns,
+		    rmq_timer_fn fn)
+{
+	rmq_timer_cancel(s, t);
+	if (s->nheap == s->heap_cap)
+		return RMQ_EFULL;
+	t->fn = fn;
+	t->deadline_ns = deadline_ns;
+	heap_set(s, s->nheap++, t);
+	heap_up(s, s->nheap - 1);
+	return 0;
+}
+
+static void run_timers(struct rmq_shard *s, uint64_t now)
+{
+	while (s->nheap > 0 && s->heap[0]->deadline_ns <= now) {
+		struct rmq_timer *t = s->heap[0];
+		rmq_timer_cancel(s, t);
+		t->fn(t);
+	}
+}
+
+/* ---- mail ---------------------------------------------------------------- */
+
+static struct rmq_xq *queue(struct rmq_runtime *rt, unsigned from, unsigned to)
+{
+	return &rt->queues[from * rt->n + to];
+}
+
+static void drain_mail(struct rmq_shard *s)
+{
+	struct rmq_runtime *rt = s->rt;
+	for (unsigned from = 0; from < rt->n; from++) {
+		struct rmq_xq *q = queue(rt, from, s->id);
+		struct rmq_xmsg *m;
+		while ((m = rmq_xq_pop(q)) != NULL)
+			m->fn(m);
+	}
+}
+
+static void wake_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_shard *s = RMQ_CONTAINER_OF(op, struct rmq_shard, wake_op);
+	(void)res;
+	(void)flags;
+	atomic_exchange(&s->wake_pending, 0); /* before draining: see the top */
+	drain_mail(s);
+}
+
+static void msg_ring_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	(void)op;
+	(void)flags;
+	/* A refused wake-up is recovered by the target's bounded sleep. */
+	if (res < 0 && res != -EOVERFLOW)
+		rmq_debug("MSG_RING wake-up failed: %s", rmq_strerror(res));
+}
+
+int rmq_shard_post(struct rmq_shard *from, unsigned to, struct rmq_xmsg *m)
+{
+	struct rmq_runtime *rt = from->rt;
+
+	RMQ_ASSERT(to < rt->n);
+	if (atomic_load_explicit(&rt->stopping, memory_order_relaxed) && rt->drained == NULL)
+		return RMQ_ECLOSED;
+	m->from = (uint16_t)from->id;
+	if (!rmq_xq_push(queue(rt, from->id, to), m))
+		return RMQ_EFULL;
+	if (to == from->id)
+		return 0; /* drained at the top of our next cycle */
+	struct rmq_shard *t = &rt->shards[to];
+	if (atomic_exchange(&t->wake_pending, 1) == 0) {
+		struct io_uring_sqe *sqe = rmq_io_sqe(from->io, &from->msg_ring_op);
+		if (!sqe)
+			return 0; /* the target's bounded sleep picks it up */
+		io_uring_prep_msg_ring(sqe, t->ring_fd, 0, (uint64_t)(uintptr_t)&t->wake_op, 0);
+	}
+	return 0;
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+struct rmq_shard *rmq_shard_current(void)
+{
+	return current;
+}
+
+unsigned rmq_shard_id(const struct rmq_shard *s)
+{
+	return s->id;
+}
+
+unsigned rmq_shard_count(const struct rmq_shard *s)
+{
+	return s->rt->n;
+}
+
+struct rmq_io *rmq_shard_io(struct rmq_shard *s)
+{
+	return s->io;
+}
+
+struct rmq_runtime *rmq_shard_runtime(struct rmq_shard *s)
+{
+	return s->rt;
+}
+
+void rmq_shard_set_data(struct rmq_shard *s, void *data)
+{
+	s->data = data;
+}
+
+void *rmq_shard_data(const struct rmq_shard *s)
+{
+	return s->data;
+}
+
+int rmq_shard_add_hook(struct rmq_shard *s, rmq_hook_fn fn, void *arg)
+{
+	if (s->nhooks == RMQ_SHARD_HOOKS_MAX)
+		return RMQ_EFULL;
+	s->hooks[s->nhooks++] = (struct hook){fn, arg};
+	return 0;
+}
+
+bool rmq_runtime_stopping(const struct rmq_runtime *rt)
+{
+	return atomic_load_explicit(&rt->stopping, memory_order_relaxed);
+}
+
+void rmq_runtime_on_stop(struct rmq_runtime *rt, bool (*drained)(struct rmq_shard *s, void *arg))
+{
+	rt->drained = drained;
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static void arm_stop_read(struct rmq_shard *s)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(s->io, &s->stop_op);
+	if (sqe)
+		io_uring_prep_read(sqe, s->stop_fd, &s->stop_buf, sizeof(s->stop_buf), 0);
+}
+
+static void stop_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_shard *s = RMQ_CONTAINER_OF(op, struct rmq_shard, stop_op);
+	(void)flags;
+	if (res == -EINTR || res == -EAGAIN) {
+		arm_stop_read(s);
+		return;
+	}
+	s->stop_seen = true;
+}
+
+static int pin_to_cpu(unsigned index)
+{
+	cpu_set_t allowed, one;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+		return -errno;
+	int cpu = -1, seen = 0, count = CPU_COUNT(&allowed);
+	if (count == 0)
+		return -EINVAL;
+	unsigned want = index % (unsigned)count;
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (CPU_ISSET(c, &allowed) && (unsigned)seen++ == want) {
+			cpu = c;
+			break;
+		}
+	}
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	int rc = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+	return -rc;
+}
+
+static void *shard_main(void *p)
+{
+	struct rmq_shard *s = p;
+	struct rmq_runtime *rt = s->rt;
+	struct rmq_io_config ic = {
+		.entries = rt->cfg.ring_entries,
+		.fixed_buffers = rt->cfg.fixed_buffers,
+	};
+	int rc;
+
+	current = s;
+	rmq_log_set_shard((int)s->id);
+	if (rt->cfg.pin) {
+		rc = pin_to_cpu(s->id);
+		if (rc < 0)
+			rmq_warn("cannot pin shard %u: %s", s->id, rmq_strerror(rc));
+	}
+	rc = rmq_io_create(&ic, &s->io);
+	if (rc < 0) {
+		rmq_error("shard %u: io_uring setup failed: %s", s->id, rmq_strerror(rc));
+		s->init_rc = rc;
+		atomic_fetch_add(&rt->ready, 1);
+		rmq_runtime_stop(rt);
+		return NULL;
+	}
+	s->ring_fd = rmq_io_ring(s->io)->ring_fd;
+	arm_stop_read(s);
+	/* Every ring must exist before anyone posts: MSG_RING targets fds. */
+	atomic_fetch_add(&rt->ready, 1);
+	while (atomic_load(&rt->ready) < (int)rt->n)
+		sched_yield();
+
+	if (rt->init) {
+		rc = rt->init(s, rt->arg);
+		if (rc < 0) {
+			s->init_rc = rc;
+			rmq_runtime_stop(rt);
+		}
+	}
+	for (;;) {
+		uint64_t now = rmq_now_ns();
+		run_timers(s, now);
+		drain_mail(s);
+		if (s->stop_seen || rmq_runtime_stopping(rt)) {
+			if (!rt->drained || rt->drained(s, rt->arg))
+				break;
+		}
+		for (unsigned i = 0; i < s->nhooks; i++)
+			s->hooks[i].fn(s, s->hooks[i].arg);
+		uint64_t wait = RMQ_SHARD_MAX_SLEEP_NS;
+		if (s->nheap > 0) {
+			uint64_t d = s->heap[0]->deadline_ns;
+			now = rmq_now_ns();
+			wait = d <= now ? 1 : d - now;
+			if (wait > RMQ_SHARD_MAX_SLEEP_NS)
+				wait = RMQ_SHARD_MAX_SLEEP_NS;
+		}
+		rc = rmq_io_wait(s->io, wait);
+		if (rc < 0) {
+			rmq_error("shard %u: io_uring wait failed: %s", s->id, rmq_strerror(rc));
+			rmq_runtime_stop(rt);
+			break;
+		}
+	}
+	if (rt->fini)
+		rt->fini(s, rt->arg);
+	/* Let the kernel finish what was submitted before the ring goes. */
+	rmq_io_poll(s->io);
+	return NULL;
+}
+
+int rmq_runtime_create(const struct rmq_runtime_config *cfg, struct rmq_runtime **out)
+{
+	struct rmq_runtime *rt = calloc(1, sizeof(*rt));
+	unsigned cap = cfg->xshard_capacity ? cfg->xshard_capacity : 1024;
+	int rc = -ENOMEM;
+
+	if (!rt)
+		return -ENOMEM;
+	if (cfg->shards == 0 || cfg->shards > 1024 || (cap & (cap - 1)) != 0) {
+		free(rt);
+		return -EINVAL;
+	}
+	rt->cfg = *cfg;
+	rt->n = cfg->shards;
+	rt->shards = calloc(rt->n, sizeof(*rt->shards));
+	rt->queues = aligned_alloc(64, sizeof(*rt->queues) * rt->n * rt->n);
+	if (!rt->shards || !rt->queues)
+		goto err;
+	memset(rt->queues, 0, sizeof(*rt->queues) * rt->n * rt->n);
+	for (unsigned i = 0; i < rt->n * rt->n; i++) {
+		rt->queues[i].mask = cap - 1;
+		rt->queues[i].slots = calloc(cap, sizeof(struct rmq_xmsg *));
+		if (!rt->queues[i].slots)
+			goto err;
+	}
+	for (unsigned i = 0; i < rt->n; i++) {
+		struct rmq_shard *s = &rt->shards[i];
+		s->rt = rt;
+		s->id = i;
+		s->wake_op.cb = wake_done;
+		s->msg_ring_op.cb = msg_ring_done;
+		s->stop_op.cb = stop_done;
+		s->heap_cap = cfg->timers_max ? cfg->timers_max : 65536;
+		s->heap = calloc(s->heap_cap, sizeof(*s->heap));
+		s->stop_fd = eventfd(0, EFD_CLOEXEC);
+		if (!s->heap || s->stop_fd < 0) {
+			rc = s->stop_fd < 0 ? -errno : -ENOMEM;
+			goto err;
+		}
+	}
+	*out = rt;
+	return 0;
+err:
+	rmq_runtime_destroy(rt);
+	return rc;
+}
+
+int rmq_runtime_run(struct rmq_runtime *rt, int (*init)(struct rmq_shard *s, void *arg),
+		    void (*fini)(struct rmq_shard *s, void *arg), void *arg)
+{
+	int rc = 0;
+
+	rt->init = init;
+	rt->fini = fini;
+	rt->arg = arg;
+	for (unsigned i = 0; i < rt->n; i++) {
+		int e = pthread_create(&rt->shards[i].thread, NULL, shard_main, &rt->shards[i]);
+		if (e != 0) {
+			rmq_runtime_stop(rt);
+			for (unsigned k = 0; k < i; k++)
+				pthread_join(rt->shards[k].thread, NULL);
+			return -e;
+		}
+	}
+	for (unsigned i = 0; i < rt->n; i++) {
+		pthread_join(rt->shards[i].thread, NULL);
+		if (rt->shards[i].init_rc < 0 && rc == 0)
+			rc = rt->shards[i].init_rc;
+	}
+	for (unsigned i = 0; i < rt->n; i++) {
+		rmq_io_destroy(rt->shards[i].io);
+		rt->shards[i].io = NULL;
+	}
+	return rc;
+}
+
+void rmq_runtime_stop(struct rmq_runtime *rt)
+{
+	uint64_t one = 1;
+	atomic_store(&rt->stopping, true);
+	for (unsigned i = 0; i < rt->n; i++) {
+		/* write(2) is async-signal-safe; a full counter still wakes. */
+		ssize_t w = write(rt->shards[i].stop_fd, &one, sizeof(one));
+		(void)w;
+	}
+}
+
+void rmq_runtime_destroy(struct rmq_runtime *rt)
+{
+	if (!rt)
+		return;
+	if (rt->queues) {
+		for (unsigned i = 0; i < rt->n * rt->n; i++)
+			free(rt->queues[i].slots);
+		free(rt->queues);
+	}
+	if (rt->shards) {
+		for (unsigned i = 0; i < rt->n; i++) {
+			free(rt->shards[i].heap);
+			if (rt->shards[i].stop_fd > 0)
+				close(rt->shards[i].stop_fd);
+		}
+		free(rt->shards);
+	}
+	free(rt);
+}

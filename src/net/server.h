@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * server.h - a shard's gRPC server: listener, connections, HTTP/2.
+ *
+ * Each shard runs one rmq_server: its own SO_REUSEPORT listening socket
+ * on the shared address (the kernel spreads connections across shards),
+ * a multishot accept, and per connection a multishot recv into the shard's
+ * provided-buffer ring (re-armed on -ENOBUFS and whenever the kernel ends
+ * the multishot), an nghttp2 server session driven bytes-in/bytes-out, and
+ * one send per connection per ring cycle (a shard hook gathers what every
+ * session produced).  Nothing here knows partitions or topics: requests
+ * reach the broker through the method table.
+ *
+ * Bounds (all per shard, allocated at start): connections, streams per
+ * connection (SETTINGS_MAX_CONCURRENT_STREAMS; more are refused with
+ * RST_STREAM REFUSED_STREAM by nghttp2), calls, receive buffers, the
+ * queued send bytes per connection.  A connection over its limits, with a
+ * bad preface, an HTTP/1.x request or an HTTP/2 protocol error is sent a
+ * GOAWAY (when it spoke HTTP/2) and closed; other connections are
+ * unaffected.
+ */
+#ifndef RMQ_NET_SERVER_H
+#define RMQ_NET_SERVER_H
+
+#include "core/shard.h"
+#include "net/grpc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmq_net_config {
+	const char *host;            /* listen address, e.g. "127.0.0.1" */
+	uint16_t port;               /* 0 = ephemeral: shard 0 binds, the
+					rest reuse its port (rmq_server_port) */
+	uint32_t max_connections;    /* per shard */
+	uint32_t max_streams;        /* concurrent streams per connection */
+	uint32_t max_calls;          /* calls in flight per shard */
+	uint64_t max_message_bytes;  /* gRPC message limit, both directions */
+	uint32_t stream_window;      /* HTTP/2 initial stream window */
+	uint32_t conn_window;        /* HTTP/2 connection window */
+	uint32_t recv_buffers;       /* provided buffers per shard (power of 2) */
+	uint32_t recv_buffer_bytes;  /* bytes per provided buffer */
+	uint64_t send_queue_bytes;   /* queued response bytes per call before RMQ_EFULL */
+	uint64_t keepalive_ns;       /* PING an idle connection after; 0 = never */
+	uint64_t idle_timeout_ns;    /* close a connection idle this long; 0 = never */
+};
+
+/* Sensible defaults for all of the above (port 9092 on 127.0.0.1). */
+void rmq_net_config_default(struct rmq_net_config *cfg);
+
+struct rmq_server;
+
+struct rmq_server_stats {
+	uint64_t connections;        /* open now */
+	uint64_t accepted, closed;
+	uint64_t calls;              /* open now (pool in use) */
+	uint64_t calls_total;
+	uint64_t protocol_errors;    /* connections closed for bad input */
+	uint64_t refused;            /* connections refused at the limit */
+};
+
+/*
+ * Starts serving on shard s: binds (SO_REUSEPORT), listens, arms the
+ * multishot accept, registers the send hook.  methods[] (sorted or not;
+ * looked up by path) and app must outlive the server.
+ * Returns 0 and *out, or a negated errno (-EADDRINUSE, ...), or -ENOMEM.
+ */
+int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
+		     const struct rmq_grpc_method *methods, size_t nmethods, void *app,
+		     struct rmq_server **out);
+
+/* The bound port (useful with port 0). */
+uint16_t rmq_server_port(const struct rmq_server *srv);
+
+/* Shutdown, step 1: stop accepting, send GOAWAY on every connection; calls
+ * in flight continue. */
+void rmq_server_shutdown(struct rmq_server *srv);
+
+/* Shutdown, step 2: cancels every remaining call (on_cancel) and closes
+ * connections.  Returns true once everything is closed and every call
+ * reference is dropped (poll it from the runtime's drain check). */
+bool rmq_server_drained(struct rmq_server *srv, bool force);
+
+void rmq_server_destroy(struct rmq_server *srv);
+
+const struct rmq_server_stats *rmq_server_stats(const struct rmq_server *srv);
+
+#endif /* RMQ_NET_SERVER_H */
