@@ -35,6 +35,10 @@ enum rmq_pb_wire {
  * longer than 10 bytes. */
 static inline size_t rmq_pb_get_varint(const uint8_t *p, const uint8_t *end, uint64_t *out)
 {
+	if (p < end && !(p[0] & 0x80)) { /* keys and small values: one byte */
+		*out = p[0];
+		return 1;
+	}
 	uint64_t v = 0;
 	for (size_t i = 0; i < RMQ_PB_VARINT_MAX && p + i < end; i++) {
 		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);

@@ -155,11 +155,19 @@ static int parse_timestamp(const uint8_t *p, size_t len, int64_t *ms)
 	}
 	if (nanos < 0 || nanos >= 1000000000)
 		return RMQ_ECORRUPT;
+	/* Seconds whose milliseconds do not fit an int64 are garbage: say so
+	 * rather than overflow (undefined behaviour, a UBSan abort). */
+	if (sec > (INT64_MAX - 999) / 1000 || sec < INT64_MIN / 1000)
+		return RMQ_ECORRUPT;
 	*ms = sec * 1000 + nanos / 1000000;
 	return 0;
 }
 
-int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
+/* check_records: walk every record element after the first (recovery);
+ * otherwise trust the writer's "payload last" layout and stop there, which
+ * keeps a lookup independent of the batch's size. */
+static int parse_entry(const uint8_t *p, size_t avail, struct rmq_batch_view *v,
+		       bool check_records)
 {
 	uint64_t body_len;
 	size_t k;
@@ -184,9 +192,10 @@ int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
 	bool magic = false, have_count = false, compressed_seen = false;
 	uint64_t last_delta = 0;
 
-	rmq_batch_hdr_init(h);
-	h->first_timestamp_ms = 0;
-	h->max_timestamp_ms = 0;
+	/* Absent fields decode as zero, as protobuf decodes them.  The encoder
+	 * omits zero values, so starting from the "none" values (-1) would
+	 * turn a producer id, epoch or base sequence of 0 into -1. */
+	memset(h, 0, sizeof(*h));
 	while (q < end) {
 		uint32_t field, wire;
 		uint64_t num = 0;
@@ -195,6 +204,8 @@ int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
 		size_t n = rmq_pb_next(q, end, &field, &wire, &num, &val, &vlen);
 		if (n == 0)
 			return RMQ_ECORRUPT;
+		if (records && !check_records)
+			break;
 		if (records) {
 			/* After the payload starts only more records may follow. */
 			if (field != F_RECORDS || wire != RMQ_PB_LEN || compressed_seen)
@@ -235,7 +246,12 @@ int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
 			case F_BASE_OFFSET: h->base_offset = num; break;
 			case F_LAST_DELTA: last_delta = num; break;
 			case F_CRC: h->crc32 = (uint32_t)num; break;
-			case F_COUNT: h->record_count = (uint32_t)num; have_count = true; break;
+			case F_COUNT:
+				if (num > UINT32_MAX)
+					return RMQ_ECORRUPT; /* would wrap to a small count */
+				h->record_count = (uint32_t)num;
+				have_count = true;
+				break;
 			case F_PRODUCER_ID: h->producer_id = (int64_t)num; break;
 			case F_PRODUCER_EPOCH: h->producer_epoch = (int32_t)num; break;
 			case F_BASE_SEQUENCE: h->base_sequence = (int32_t)num; break;
@@ -257,6 +273,16 @@ int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
 	v->records_pos = (uint32_t)(records - p);
 	v->records_len = (uint32_t)(end - records);
 	return (int)v->entry_len;
+}
+
+int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
+{
+	return parse_entry(p, avail, v, true);
+}
+
+int rmq_batch_parse_header(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
+{
+	return parse_entry(p, avail, v, false);
 }
 
 int rmq_batch_check_crc(const uint8_t *entry, const struct rmq_batch_view *v)

@@ -98,9 +98,19 @@ int rmq_batch_encode_prefix(const struct rmq_batch_hdr *h, size_t records_len, u
  *   RMQ_ETORN     the entry's length runs past avail (a torn tail)
  *   RMQ_ECORRUPT  bad key, malformed field, missing or misplaced records,
  *                 record_count 0, or a length above RMQ_BATCH_BYTES_MAX
+ * Fields absent from the encoding come back as 0, as protobuf decodes
+ * them (the encoder omits zeros), so every header round-trips exactly.
  * Does not check the CRC (see rmq_batch_check_crc).
  */
 int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v);
+
+/*
+ * Like rmq_batch_parse(), but stops at the first records element and takes
+ * the rest of the body as the records bytes, without walking them: O(header)
+ * instead of O(records).  For reads and lookups of entries that recovery or
+ * the append path already validated.
+ */
+int rmq_batch_parse_header(const uint8_t *p, size_t avail, struct rmq_batch_view *v);
 
 /* Checks the CRC-32C of a parsed entry.  Returns 0 or RMQ_ECRC. */
 int rmq_batch_check_crc(const uint8_t *entry, const struct rmq_batch_view *v);

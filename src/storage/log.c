@@ -75,6 +75,8 @@ struct zero_op {
 	struct rmq_io_op op;
 	struct rmq_log *log;
 	struct rmq_segment *seg;
+	struct rmq_segment *fd_seg; /* the segment fd is open on */
+	int fd;                     /* O_DIRECT descriptor of fd_seg's data file */
 	uint64_t pos;
 	uint32_t len;
 	uint32_t done_len;
@@ -203,7 +205,10 @@ static void sync_done(struct rmq_io_op *op, int res, unsigned flags)
 	(void)flags;
 	s->inflight = false;
 	if (res == -EINTR || res == -EAGAIN) {
-		s->seg->unsynced = true;
+		/* Retry on the active segment, which submit_sync() syncs.  Not
+		 * s->seg: when that is an older segment, the roll's seal already
+		 * synced it and retention may have freed it since. */
+		active(log)->unsynced = true;
 		submit_sync(log);
 		return;
 	}
@@ -413,12 +418,40 @@ static void zero_done(struct rmq_io_op *op, int res, unsigned flags)
 	zero_ahead(log);
 }
 
+/* Zeros are written with O_DIRECT: they go to the disk now, beside the
+ * data, instead of sitting dirty in the page cache until the next
+ * fdatasync has to write them together with the data it waits for. */
+static int zero_open(struct rmq_log *log, struct rmq_segment *seg)
+{
+	struct zero_op *z = &log->zero;
+	char name[sizeof(seg->path) + 8];
+
+	if (z->fd >= 0)
+		close(z->fd);
+	z->fd = -1;
+	z->fd_seg = NULL;
+	snprintf(name, sizeof(name), "%s.log", seg->path);
+	z->fd = open(name, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (z->fd < 0) {
+		int rc = -errno;
+		rmq_warn("log %s: no O_DIRECT for zero-ahead (%s); continuing without", log->dir,
+			 rmq_strerror(rc));
+		log->cfg.prealloc = RMQ_PREALLOC_FALLOCATE;
+		return rc;
+	}
+	z->fd_seg = seg;
+	return 0;
+}
+
 static void zero_ahead(struct rmq_log *log)
 {
 	struct zero_op *z = &log->zero;
 	struct rmq_segment *seg = active(log);
 
-	if (log->cfg.prealloc != RMQ_PREALLOC_ZERO || z->inflight || log->failed)
+	/* Only syncs gain from zeroing; without them it doubles the page
+	 * cache writes for nothing. */
+	if (log->cfg.prealloc != RMQ_PREALLOC_ZERO || log->cfg.fsync != RMQ_FSYNC_ALWAYS ||
+	    z->inflight || log->failed)
 		return;
 	/* Never closer to the data than a full write buffer can reach. */
 	uint64_t floor = log->pend_file_pos + (log->fill - log->pend) + log->wcap;
@@ -433,6 +466,11 @@ static void zero_ahead(struct rmq_log *log)
 	uint64_t len = limit - seg->zeroed;
 	if (len > RMQ_ZERO_CHUNK)
 		len = RMQ_ZERO_CHUNK;
+	len &= ~4095ULL; /* O_DIRECT: whole blocks */
+	if (len == 0)
+		return;
+	if (z->fd_seg != seg && zero_open(log, seg) < 0)
+		return;
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &z->op);
 	if (!sqe)
 		return;
@@ -443,7 +481,7 @@ static void zero_ahead(struct rmq_log *log)
 		z->iov[n].iov_len = k;
 		left -= k;
 	}
-	io_uring_prep_writev(sqe, seg->fd, z->iov, n, seg->zeroed);
+	io_uring_prep_writev(sqe, z->fd, z->iov, n, seg->zeroed);
 	z->seg = seg;
 	z->pos = seg->zeroed;
 	z->len = (uint32_t)len;
@@ -528,18 +566,59 @@ err:
 	return rc;
 }
 
-/* Starts a new active segment at next_offset. */
+/*
+ * Starts a new active segment at next_offset.
+ *
+ * The old segment is sealed (every data and zero write retired, synced,
+ * cut to length) before the new segment's file is created, so a newer
+ * file on disk always means the older segments are whole.  Recovery
+ * depends on that: it cuts a torn tail only in the newest segment and
+ * fences a short or bad older one as corruption.  Creating the new file
+ * while writes to the old one were still in flight let a crash leave the
+ * old segment short of the new one's base; recovery then fenced the gap
+ * below a high watermark that covered it, served the never-acknowledged
+ * batches after it, and appends went on past a hole no reader could cross
+ * (tests/storage/test_crash.c).  Waiting costs one write latency per roll.
+ *
+ * Returns RMQ_EFULL while writes to the old segment are in flight: the
+ * caller retries after completions run, as for a full buffer.
+ */
 static int roll(struct rmq_log *log)
 {
+	struct rmq_segment *old = active(log);
 	int rc = cut_pending(log);
 	if (rc < 0)
 		return rc;
-	rc = new_segment(log, log->next_offset);
-	if (rc < 0)
+	/* A zero-ahead write landing after the seal would extend the cut
+	 * file, or touch the segment after retention freed it. */
+	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old))
+		return RMQ_EFULL;
+	rc = rmq_segment_seal(old);
+	if (rc < 0) {
+		fail_log(log, rc, "sealing a segment");
 		return rc;
+	}
+	old->unsynced = false;
+	if (log->zero.fd_seg == old) {
+		/* Done zeroing it; a later segment may reuse its address. */
+		close(log->zero.fd);
+		log->zero.fd = -1;
+		log->zero.fd_seg = NULL;
+	}
+	if (log->synced < old->next_offset)
+		log->synced = old->next_offset; /* acked when the sync in flight ends */
+	rc = new_segment(log, log->next_offset);
+	if (rc < 0) {
+		/* The old segment stays active: undo the seal's cuts. */
+		int cut = rmq_segment_cut(old, old->size, log->cfg.segment_bytes,
+					  log->cfg.prealloc);
+		if (cut < 0)
+			fail_log(log, cut, "reopening a segment after a failed roll");
+		old->zeroed = 0;
+		return rc;
+	}
 	log->pend_file_pos = 0;
 	log->stats.rolls++;
-	seal_retired(log); /* if the old segment had nothing in flight */
 	return 0;
 }
 
@@ -552,17 +631,34 @@ static void free_segment(struct rmq_segment *s, bool unlink_files)
 	free(s);
 }
 
-/* Removes segs[i] from the list; deletes it now or when unpinned. */
+/*
+ * Removes segs[i] from the list and its files from the directory at once.
+ * A segment readers still pin stays open and mapped (unlinked files live
+ * on) and is freed by the last rmq_log_read_done().  Unlinking only then
+ * was wrong: after a truncation, appends re-create a segment with the same
+ * base, which failed with RMQ_EEXIST on the old files, and the late
+ * release would then have deleted the new segment's files.
+ */
 static void drop_segment(struct rmq_log *log, size_t i)
 {
 	struct rmq_segment *s = log->segs[i];
 	memmove(&log->segs[i], &log->segs[i + 1], (log->nsegs - i - 1) * sizeof(*log->segs));
 	log->nsegs--;
 	log->stats.deleted_segments++;
-	if (s->refs > 0)
+	if (log->zero.fd_seg == s) {
+		close(log->zero.fd);
+		log->zero.fd = -1;
+		log->zero.fd_seg = NULL;
+	}
+	if (s->refs > 0) {
+		int rc = rmq_segment_unlink(s);
+		if (rc < 0)
+			rmq_warn("log %s: cannot delete segment %020" PRIu64 ": %s", log->dir,
+				 s->base_offset, rmq_strerror(rc));
 		s->doomed = true;
-	else
+	} else {
 		free_segment(s, true);
+	}
 }
 
 /* ---- append ------------------------------------------------------------ */
@@ -621,6 +717,21 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		memcpy(dst, recs[i].iov_base, recs[i].iov_len);
 		dst += recs[i].iov_len;
 	}
+	/* Refuse an entry that could never be read back: records bytes that
+	 * are not whole field-7 elements (none, truncated, stray fields) would
+	 * be written, then fail every read with RMQ_ECORRUPT and make recovery
+	 * cut the log there, taking every later batch with them.  Parsing the
+	 * copy checks exactly the bytes the write will carry; it walks record
+	 * keys and lengths only.  Nothing is committed yet, so returning here
+	 * leaves no trace (a roll or a new buffer lap just done is harmless). */
+	struct rmq_batch_view v;
+	if (rmq_batch_parse(log->wbuf + off, len, &v) != (int)len)
+		return RMQ_EPROTO;
+	/* segment.ms ages a segment by the broker's clock, never by a
+	 * timestamp the producer chose; recovery reads the same value back
+	 * from the first batch's log_append_time_ms. */
+	if (seg->created_ms < 0)
+		seg->created_ms = (int64_t)h->log_append_time_ms;
 	int64_t ts = h->max_timestamp_ms >= 0 ? h->max_timestamp_ms : (int64_t)h->log_append_time_ms;
 	rmq_segment_index_batch(seg, h->base_offset, seg->size, (uint32_t)len, ts,
 				log->cfg.index_interval_bytes);
@@ -697,30 +808,36 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	struct rmq_segment *seg = log->segs[si];
 	if (offset >= seg->next_offset)
 		return RMQ_EFENCED; /* a gap left by a fenced segment */
-	int64_t pos = rmq_segment_find(seg, offset, seg->visible_size);
+	struct rmq_batch_view v;
+	int64_t pos = rmq_segment_find(seg, offset, seg->visible_size, &v);
 	if (pos < 0)
 		return pos == RMQ_ERANGE ? RMQ_EFENCED : (int)pos;
-
-	struct rmq_batch_view v;
-	if (rmq_batch_parse(seg->map + pos, seg->visible_size - (uint64_t)pos, &v) <= 0)
-		return RMQ_ECORRUPT;
 	r->first_offset = v.hdr.base_offset;
 
 	uint64_t next = v.hdr.base_offset;
+	uint64_t v_pos = (uint64_t)pos; /* where v was parsed in seg */
 	for (;;) {
-		uint64_t start = (uint64_t)pos, p = start;
-		/* Whole batches only; at least one in all. */
+		uint64_t start = (uint64_t)pos, p = start, last = UINT64_MAX;
+		/* Whole batches only; at least one in all.  Stepping needs only
+		 * each entry's length; the last one's header gives the offset
+		 * the read ends at. */
 		while (p < seg->visible_size) {
 			uint32_t n = entry_len_at(seg->map + p, seg->visible_size - p);
 			if (n == 0)
 				break;
 			if (r->bytes + (p - start) + n > max_bytes && (r->bytes > 0 || p > start))
 				break;
-			struct rmq_batch_view bv;
-			if (rmq_batch_parse(seg->map + p, n, &bv) <= 0)
-				break;
-			next = bv.hdr.base_offset + bv.hdr.record_count;
+			last = p;
 			p += n;
+		}
+		if (last != UINT64_MAX) {
+			if (last == v_pos) {
+				next = v.hdr.base_offset + v.hdr.record_count;
+			} else if (rmq_batch_parse_header(seg->map + last, p - last, &v) > 0) {
+				next = v.hdr.base_offset + v.hdr.record_count;
+			} else {
+				p = last; /* unparsable: stop before it */
+			}
 		}
 		if (p > start) {
 			struct rmq_log_slice *sl = &r->slices[r->nslices++];
@@ -742,6 +859,7 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 		seg = nx;
 		si++;
 		pos = 0;
+		v_pos = UINT64_MAX;
 	}
 	r->next_offset = next;
 	return 0;
@@ -754,7 +872,7 @@ void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r)
 		struct rmq_segment *s = r->slices[i].seg;
 		RMQ_ASSERT(s->refs > 0);
 		if (--s->refs == 0 && s->doomed)
-			free_segment(s, true);
+			free_segment(s, false); /* unlinked when dropped */
 	}
 	r->nslices = 0;
 }
@@ -821,20 +939,29 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 		return 0;
 	if (offset < log->log_start)
 		return RMQ_ERANGE;
-	while (log->nsegs > 1 && active(log)->base_offset > offset)
-		drop_segment(log, log->nsegs - 1);
-	struct rmq_segment *s = active(log);
+	/* Find the cut before changing anything, so that an error leaves the
+	 * log as it was (dropping segments first, then failing to find the
+	 * batch, left a log whose end no segment matched). */
+	int64_t si = find_segment(log, offset);
+	RMQ_ASSERT(si >= 0); /* offset >= log_start = segs[0]->base_offset */
+	struct rmq_segment *s = log->segs[si];
 	uint64_t pos = 0, end = s->base_offset;
-	if (offset > s->base_offset) {
-		int64_t p = rmq_segment_find(s, offset, s->size);
+	if (offset >= s->next_offset) {
+		/* In the gap after a fenced segment's valid data: nothing there
+		 * was readable, so the log ends where the valid data does. */
+		pos = s->size;
+		end = s->next_offset;
+	} else if (offset > s->base_offset) {
+		struct rmq_batch_view v;
+		int64_t p = rmq_segment_find(s, offset, s->size, &v);
 		if (p < 0)
 			return (int)p;
-		struct rmq_batch_view v;
-		if (rmq_batch_parse(s->map + p, s->size - (uint64_t)p, &v) <= 0)
-			return RMQ_ECORRUPT;
 		pos = (uint64_t)p;
 		end = v.hdr.base_offset;
 	}
+	bool dropped = log->nsegs > (size_t)si + 1;
+	while (log->nsegs > (size_t)si + 1)
+		drop_segment(log, log->nsegs - 1);
 	s->next_offset = end;
 	rc = rmq_segment_cut(s, pos, log->cfg.segment_bytes, log->cfg.prealloc);
 	if (rc < 0)
@@ -847,6 +974,10 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->fill = log->pend = 0;
 	log->wrapped = false;
 	log->pend_file_pos = pos;
+	/* The deletions must be durable too: a later segment reappearing
+	 * after a crash would resurrect the batches truncation removed. */
+	if (dropped && fsync(log->dir_fd) < 0)
+		return -errno;
 	rmq_info("log %s: truncated to offset %" PRIu64 " (asked %" PRIu64 ")", log->dir, end,
 		 offset);
 	return 0;
@@ -881,6 +1012,15 @@ static int list_segments(struct rmq_log *log, uint64_t **out, size_t *n)
 		}
 		if (kind != 0)
 			continue;
+		/* Only a regular file is a segment: opening a directory (or a
+		 * FIFO...) named like one failed the whole log with EISDIR. */
+		struct stat st;
+		if (e->d_type != DT_REG &&
+		    (e->d_type == DT_DIR || fstatat(log->dir_fd, e->d_name, &st, 0) < 0 ||
+		     !S_ISREG(st.st_mode))) {
+			rmq_warn("log %s: ignoring '%s': not a regular file", log->dir, e->d_name);
+			continue;
+		}
 		if (len == cap) {
 			cap = cap ? cap * 2 : 16;
 			uint64_t *nv = realloc(v, cap * sizeof(*v));
@@ -1035,6 +1175,7 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 	log->sync.log = log;
 	log->zero.op.cb = zero_done;
 	log->zero.log = log;
+	log->zero.fd = -1;
 	rc = recover(log);
 	if (rc < 0)
 		goto err;
@@ -1080,6 +1221,8 @@ int rmq_log_close(struct rmq_log *log)
 	rc = log->failed;
 	if (!rc && log->nsegs > 0 && fdatasync(active(log)->fd) < 0)
 		rc = -errno;
+	if (log->zero.fd >= 0)
+		close(log->zero.fd);
 	for (size_t i = 0; i < log->nsegs; i++) {
 		struct rmq_segment *s = log->segs[i];
 		if (s->refs > 0)

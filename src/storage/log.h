@@ -128,10 +128,13 @@ int rmq_log_close(struct rmq_log *log);
  * Returns 0, or (with nothing appended and no callback):
  *   RMQ_ECRC      hdr.crc32 is nonzero and differs from the records' CRC
  *   RMQ_ETOOBIG   the entry exceeds the segment size or the write buffer
- *   RMQ_EFULL     the write buffer is full: retry after completions run
- *   RMQ_EPROTO    record_count is 0
+ *   RMQ_EFULL     the write buffer is full, or a roll waits for the old
+ *                 segment's writes: retry after completions run
+ *   RMQ_EPROTO    record_count is 0, or (uncompressed) recs are not whole
+ *                 field-7 elements, so the entry would not parse back
  *   RMQ_ESTATE    the log has failed (see above) or is closing
- *   negated errno from creating a new segment during a roll
+ *   negated errno from sealing the old segment or creating the new one
+ *                 during a roll (a failed seal also fails the log)
  */
 int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec *recs,
 		   int nrecs);
@@ -192,7 +195,10 @@ int rmq_log_offset_for_time(struct rmq_log *log, int64_t ts_ms, uint64_t *offset
 /*
  * Removes every batch from offset on (for replication): later segments are
  * deleted, the segment holding offset is cut at the batch boundary at or
- * before offset, and the cut is synced.  The log end becomes that boundary.
+ * before offset, and the cut and the deletions are synced.  The log end
+ * becomes that boundary.  An offset in the unreadable range of a fenced
+ * segment cuts at the end of its valid data (and unfences it).  Nothing
+ * changes when an error is found before cutting.
  * Must run with no append in flight (rmq_log_idle()).
  * Returns 0, or RMQ_ESTATE (appends in flight), RMQ_ERANGE (offset below
  * the log start), or a negated errno.

@@ -237,10 +237,15 @@ void rmq_segment_close(struct rmq_segment *s)
 
 int rmq_segment_delete(struct rmq_segment *s)
 {
+	rmq_segment_close(s);
+	return rmq_segment_unlink(s);
+}
+
+int rmq_segment_unlink(struct rmq_segment *s)
+{
 	char name[sizeof(s->path) + 16];
 	int rc = 0;
 
-	rmq_segment_close(s);
 	/* The log file goes last: a crash in between leaves index files
 	 * without a log, which open ignores and create replaces. */
 	for (int k = 2; k >= 0; k--) {
@@ -257,8 +262,8 @@ void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64
 {
 	uint32_t rel = (uint32_t)(base_offset - s->base_offset);
 
-	if (s->created_ms < 0)
-		s->created_ms = timestamp_ms;
+	/* created_ms is not set here: timestamp_ms may be a producer's
+	 * timestamp, and segment.ms ages segments by the broker's clock. */
 	if (timestamp_ms > s->max_timestamp_ms)
 		s->max_timestamp_ms = timestamp_ms;
 	if (s->idx_count == 0 || s->bytes_since_index >= index_interval_bytes) {
@@ -326,6 +331,30 @@ static uint64_t nonzero_extent(const uint8_t *map, uint64_t from, uint64_t size)
 	return end - from;
 }
 
+/* How far past a zero byte the scan looks for more data (see scan()). */
+#define RMQ_SCAN_ZERO_WINDOW (64u << 10)
+
+/* True when the time index's valid prefix of `valid` entries can be used:
+ * it is not empty (the first batch always gets an entry) and only zero
+ * entries, the unused room of an unsealed file, follow it.  Anything else
+ * is damage; and a time index that lost entries understates the segment's
+ * greatest timestamp, so that time lookups skip batches of the segment and
+ * time retention deletes it early.  Reads the entries after the prefix:
+ * none for a sealed segment, whose file is cut to its entries. */
+static bool time_index_ok(const struct rmq_segment *s, uint32_t valid, uint64_t tim_bytes)
+{
+	uint32_t n = (uint32_t)(tim_bytes / sizeof(struct rmq_time_entry));
+
+	if (valid == 0)
+		return false;
+	for (uint32_t i = valid; i < n; i++) {
+		const struct rmq_time_entry *e = &s->tim[i];
+		if (e->timestamp_ms != 0 || e->rel_offset != 0 || e->zero != 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Scans entries from pos (whose batch must start at expect_offset) to the
  * end of the data, checking each CRC, recording them in the indexes when
@@ -341,8 +370,19 @@ static void scan(struct rmq_segment *s, uint64_t pos, uint64_t expect_offset,
 	rec->error = 0;
 	while (pos < file_size) {
 		int n = rmq_batch_parse(s->map + pos, file_size - pos, &v);
-		if (n == 0)
+		if (n == 0) {
+			/* A zero byte ends the data only when zeros follow it.  Data
+			 * after it means damage (a zeroed key byte, a lost page):
+			 * treating it as the end would drop every later batch
+			 * without a word.  The look ahead is bounded so that opening
+			 * a big preallocated segment does not read all of it. */
+			uint64_t end = file_size - pos > RMQ_SCAN_ZERO_WINDOW
+					       ? pos + RMQ_SCAN_ZERO_WINDOW
+					       : file_size;
+			if (nonzero_extent(s->map, pos, end) > 0)
+				rec->error = RMQ_ECORRUPT;
 			break;
+		}
 		if (n < 0) {
 			rec->error = n;
 			break;
@@ -412,8 +452,9 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		struct rmq_batch_view v;
 		const struct rmq_index_entry *last = &s->idx[n - 1];
 		int k = rmq_batch_parse(s->map + last->position, file_size - last->position, &v);
-		if (k <= 0 || v.hdr.base_offset != base_offset + last->rel_offset) {
-			n = 0;
+		if (k <= 0 || v.hdr.base_offset != base_offset + last->rel_offset ||
+		    !time_index_ok(s, valid_time_prefix(s, tim_bytes, last->rel_offset), tim_bytes)) {
+			n = 0; /* either index is damaged: rebuild both */
 		} else {
 			pos = last->position;
 			expect = v.hdr.base_offset;
@@ -472,6 +513,23 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	if (s->visible_size > size)
 		s->visible_size = size;
 	s->bytes_since_index = s->idx_count ? s->bytes_since_index : 0;
+	/* The greatest timestamp and the age must not keep counting batches
+	 * that are gone: time retention would keep the segment for them and
+	 * segment.ms would roll it early.  The last time entry holds the
+	 * maximum up to the last offset index entry's batch (they are added
+	 * together); the batches from there to the cut are re-read. */
+	s->max_timestamp_ms = s->tim_count ? s->tim[s->tim_count - 1].timestamp_ms : -1;
+	for (uint64_t p = s->idx_count ? s->idx[s->idx_count - 1].position : 0; p < size;) {
+		struct rmq_batch_view v;
+		int n = rmq_batch_parse_header(s->map + p, size - p, &v);
+		if (n <= 0)
+			break; /* cannot happen: cuts land on batch boundaries */
+		if (v.hdr.max_timestamp_ms > s->max_timestamp_ms)
+			s->max_timestamp_ms = v.hdr.max_timestamp_ms;
+		p += (uint64_t)n;
+	}
+	if (size == 0)
+		s->created_ms = -1;
 	/* The files may have been cut by a seal: give appends room again. */
 	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
 	    ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
@@ -511,20 +569,21 @@ static int64_t index_floor(const struct rmq_segment *s, uint32_t rel)
 	return (int64_t)lo - 1;
 }
 
-int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit)
+int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit,
+			 struct rmq_batch_view *out)
 {
-	struct rmq_batch_view v;
+	struct rmq_batch_view tmp, *v = out ? out : &tmp;
 
 	if (offset < s->base_offset || offset >= s->next_offset)
 		return RMQ_ERANGE;
 	int64_t i = index_floor(s, (uint32_t)(offset - s->base_offset));
 	uint64_t pos = i >= 0 ? s->idx[i].position : 0;
 	while (pos < limit) {
-		int n = rmq_batch_parse(s->map + pos, limit - pos, &v);
+		int n = rmq_batch_parse_header(s->map + pos, limit - pos, v);
 		if (n <= 0)
 			return RMQ_ECORRUPT;
-		if (rmq_batch_last_offset(&v.hdr) >= offset)
-			return v.hdr.base_offset <= offset ? (int64_t)pos : RMQ_ECORRUPT;
+		if (rmq_batch_last_offset(&v->hdr) >= offset)
+			return v->hdr.base_offset <= offset ? (int64_t)pos : RMQ_ECORRUPT;
 		pos += (uint64_t)n;
 	}
 	return RMQ_ERANGE;
@@ -549,12 +608,13 @@ int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64
 			hi = mid;
 	}
 	if (lo > 0) {
-		int64_t p = rmq_segment_find(s, s->base_offset + s->tim[lo - 1].rel_offset, limit);
+		int64_t p = rmq_segment_find(s, s->base_offset + s->tim[lo - 1].rel_offset, limit,
+					     NULL);
 		if (p >= 0)
 			pos = (uint64_t)p;
 	}
 	while (pos < limit) {
-		int n = rmq_batch_parse(s->map + pos, limit - pos, &v);
+		int n = rmq_batch_parse_header(s->map + pos, limit - pos, &v);
 		if (n <= 0)
 			return RMQ_ECORRUPT;
 		if (v.hdr.max_timestamp_ms >= ts_ms) {

@@ -89,7 +89,8 @@ struct rmq_segment {
 	bool unsynced;            /* written since its last sync */
 
 	int64_t max_timestamp_ms; /* greatest batch timestamp; -1 = empty */
-	int64_t created_ms;       /* first append, for segment.ms rolls */
+	int64_t created_ms;       /* append time of the first batch, for
+				   * segment.ms rolls; -1 = empty */
 	bool sealed;
 	/* Recovery found corruption at fenced_pos: nothing at or after it is
 	 * served, and offsets from next_offset to the next segment are
@@ -126,8 +127,10 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
  * indexes are rebuilt; otherwise the indexes are validated (monotonic,
  * within the data, last entry on a batch boundary) and only the entries
  * after the last index entry are scanned, with a full rebuild when the
- * indexes are missing or invalid.  The scan stops at the first zero byte,
- * torn entry, corrupt entry or CRC mismatch, or at an offset gap.
+ * indexes are missing or invalid (a time index too: empty, or followed by
+ * anything but zeros).  The scan stops at the first zero byte, torn entry,
+ * corrupt entry or CRC mismatch, or at an offset gap; a zero byte with
+ * data in the 64 KiB after it counts as corruption, not as the end.
  * capacity is the mapping size wanted for appends (ignored when sealed).
  * Returns 0 with *rec describing the scan (rec->error says whether the
  * data after valid_bytes is bad), or a negated errno when a file cannot
@@ -143,11 +146,20 @@ void rmq_segment_close(struct rmq_segment *s);
 /* Closes and unlinks the three files.  Returns 0 or a negated errno. */
 int rmq_segment_delete(struct rmq_segment *s);
 
+/* Unlinks the three files but keeps the mappings and descriptors, so that
+ * readers holding slices go on reading; rmq_segment_close() releases them
+ * later.  Frees the names at once for a new segment with the same base.
+ * Returns 0 or a negated errno. */
+int rmq_segment_unlink(struct rmq_segment *s);
+
 /*
  * Cuts B.log to exactly size bytes (dropping everything after, so stale
  * entries can never be resurrected by a later recovery), drops index
  * entries at or beyond it, and re-preallocates up to capacity when
- * prealloc asks.  Synchronous; for recovery, truncation and sealing.
+ * prealloc asks.  The greatest timestamp is recomputed from what is left
+ * (re-reading the batches after the last index entry), and the age
+ * (created_ms) restarts when nothing is.  Synchronous; for recovery,
+ * truncation and sealing.
  * Returns 0 or a negated errno.
  */
 int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
@@ -160,12 +172,15 @@ void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64
 
 /*
  * Finds the position of the batch holding offset (base <= offset <
- * next_offset) among the first `limit` bytes.  Returns the position, or
+ * next_offset) among the first `limit` bytes, and its header in *v when v
+ * is not NULL.  Returns the position, or
  * RMQ_ERANGE when offset is not in the segment, or RMQ_ECORRUPT when the
  * data there does not parse.  O(log n) in index entries plus a scan of at
  * most index_interval_bytes of batch headers.
  */
-int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit);
+struct rmq_batch_view;
+int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit,
+			 struct rmq_batch_view *v);
 
 /* Position of the first batch whose timestamp is >= ts_ms, with its base
  * offset in *offset; RMQ_ENOTFOUND when none is. */

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * storage_bench - the partition log's write speed against the disk's.
+ *
+ * Appends --record-bytes records in batches of --batch to one partition
+ * log for --duration, once per fsync policy asked, and reports MB/s of
+ * records and the append-to-acknowledged latency (append call to the
+ * completion callback: with fsync=always that is append-to-durable).  In the
+ * same run it measures the filesystem's own limit with fio (io_uring engine,
+ * sequential writes of one batch's size, buffered and O_DIRECT) and prints
+ * each rmq figure as a ratio of it, since the machines are shared and noisy.
+ * Finally it times offset lookups (rmq_log_read of one batch at random
+ * offsets) over the log just written.
+ *
+ * The driver is one thread shaped like a shard: each cycle appends until the
+ * write buffer refuses (RMQ_EFULL) or --inflight-batches are waiting, flushes
+ * once, and runs completions.
+ */
+#include "core/error.h"
+#include "core/flags.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/pbwire.h"
+#include "hist.h"
+#include "storage/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct opts {
+	uint64_t duration_ns;
+	uint64_t record_bytes;
+	uint64_t batch;
+	uint64_t segment_bytes;
+	uint64_t write_buffer;
+	uint64_t inflight;
+	uint64_t lookups;
+	const char *fsync;
+	const char *prealloc;
+	const char *dir;
+	bool fio;
+	bool json;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+struct pending {
+	struct rmq_append a;
+	uint64_t t0;
+	struct pending *next_free;
+};
+
+struct run {
+	struct rmq_hist lat;
+	struct pending *free_list;
+	uint64_t acked, failed;
+	uint64_t first_error;
+};
+
+static struct run *g_run;
+
+static void on_ack(struct rmq_append *a, int res)
+{
+	struct pending *p = (struct pending *)a;
+	if (res < 0) {
+		g_run->failed++;
+		if (!g_run->first_error)
+			g_run->first_error = (uint64_t)-res;
+	} else {
+		g_run->acked++;
+		rmq_hist_record(&g_run->lat, now_ns() - p->t0);
+	}
+	p->next_free = g_run->free_list;
+	g_run->free_list = p;
+}
+
+/* The records payload of one batch: `batch` field-7 elements, each a
+ * Record whose value is record_bytes long. */
+static uint8_t *make_records(uint64_t batch, uint64_t record_bytes, size_t *len)
+{
+	size_t body = 1 + rmq_pb_varint_len(record_bytes) + record_bytes;
+	size_t one = 1 + rmq_pb_varint_len(body) + body;
+	uint8_t *buf = malloc(one * batch);
+	size_t n = 0;
+
+	if (!buf)
+		return NULL;
+	for (uint64_t i = 0; i < batch; i++) {
+		n += rmq_pb_put_len(buf + n, 7, body);
+		n += rmq_pb_put_len(buf + n, 2, record_bytes);
+		for (uint64_t k = 0; k < record_bytes; k++)
+			buf[n + k] = (uint8_t)(i * 131 + k * 7);
+		n += record_bytes;
+	}
+	*len = n;
+	return buf;
+}
+
+struct result {
+	const char *policy;
+	double mbps, msgs;
+	uint64_t p50, p90, p99, p999, max;
+	double lookups_per_s;
+	uint64_t syncs, writes;
+	int error;
+};
+
+static int rm_rf(const char *dir)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd);
+}
+
+static void run_policy(const struct opts *o, enum rmq_fsync policy, const char *name,
+		       struct result *res)
+{
+	struct rmq_io_config ic = {.entries = 1024, .fixed_buffers = 8};
+	struct rmq_log_config cfg;
+	struct rmq_io *io;
+	struct rmq_log *log;
+	struct run run;
+	char dir[4096];
+	size_t rlen;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	res->policy = name;
+	snprintf(dir, sizeof(dir), "%s/log-%s", o->dir, name);
+	rm_rf(dir);
+	rmq_hist_reset(&run.lat);
+	run.acked = run.failed = run.first_error = 0;
+	g_run = &run;
+
+	rc = rmq_io_create(&ic, &io);
+	if (rc < 0) {
+		res->error = rc;
+		return;
+	}
+	rmq_log_config_default(&cfg);
+	cfg.fsync = policy;
+	cfg.segment_bytes = o->segment_bytes;
+	cfg.write_buffer_bytes = (uint32_t)o->write_buffer;
+	cfg.prealloc = strcmp(o->prealloc, "zero") == 0	     ? RMQ_PREALLOC_ZERO
+		       : strcmp(o->prealloc, "fallocate") == 0 ? RMQ_PREALLOC_FALLOCATE
+							       : RMQ_PREALLOC_NONE;
+	rc = rmq_log_open(io, dir, &cfg, &log);
+	if (rc < 0) {
+		res->error = rc;
+		rmq_io_destroy(io);
+		return;
+	}
+	uint8_t *recs = make_records(o->batch, o->record_bytes, &rlen);
+	struct iovec iov = {recs, rlen};
+	struct pending *pool = calloc(o->inflight, sizeof(*pool));
+	run.free_list = NULL;
+	for (uint64_t i = 0; i < o->inflight; i++) {
+		pool[i].next_free = run.free_list;
+		pool[i].a.cb = on_ack;
+		run.free_list = &pool[i];
+	}
+
+	uint64_t t_start = now_ns(), t_end = t_start + o->duration_ns, appended = 0;
+	while (now_ns() < t_end && run.failed == 0) {
+		while (run.free_list) {
+			struct pending *p = run.free_list;
+			rmq_batch_hdr_init(&p->a.hdr);
+			p->a.hdr.record_count = (uint32_t)o->batch;
+			p->t0 = now_ns();
+			rc = rmq_log_append(log, &p->a, &iov, 1);
+			if (rc == RMQ_EFULL)
+				break;
+			if (rc < 0) {
+				res->error = rc;
+				goto done;
+			}
+			run.free_list = p->next_free;
+			appended++;
+		}
+		rmq_log_flush(log);
+		rc = rmq_io_wait(io, 0);
+		if (rc < 0) {
+			res->error = rc;
+			goto done;
+		}
+	}
+	/* Let what is in flight finish; it counts toward the elapsed time. */
+	while (run.acked + run.failed < appended) {
+		rmq_log_flush(log);
+		if (rmq_io_wait(io, 0) < 0)
+			break;
+	}
+	double secs = (double)(now_ns() - t_start) / 1e9;
+	res->msgs = (double)run.acked * (double)o->batch / secs;
+	res->mbps = res->msgs * (double)o->record_bytes / 1e6;
+	res->p50 = rmq_hist_quantile(&run.lat, 0.50);
+	res->p90 = rmq_hist_quantile(&run.lat, 0.90);
+	res->p99 = rmq_hist_quantile(&run.lat, 0.99);
+	res->p999 = rmq_hist_quantile(&run.lat, 0.999);
+	res->max = run.lat.max;
+	res->syncs = rmq_log_stats(log)->syncs;
+	res->writes = rmq_log_stats(log)->writes;
+	if (run.failed)
+		res->error = -(int)run.first_error;
+
+	/* Lookups: offset -> byte ranges of one batch, at random offsets. */
+	uint64_t hw = rmq_log_high_watermark(log);
+	if (hw > 0 && o->lookups > 0) {
+		uint64_t x = 0x9E3779B97F4A7C15ULL, sink = 0;
+		uint64_t t0 = now_ns();
+		for (uint64_t i = 0; i < o->lookups; i++) {
+			struct rmq_log_read r;
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if (rmq_log_read(log, x % hw, 1, &r) == 0) {
+				sink += r.bytes;
+				rmq_log_read_done(log, &r);
+			}
+		}
+		double dt = (double)(now_ns() - t0) / 1e9;
+		res->lookups_per_s = (double)o->lookups / dt;
+		if (sink == 0)
+			res->lookups_per_s = 0;
+	}
+done:
+	rmq_log_close(log);
+	rmq_io_destroy(io);
+	free(pool);
+	free(recs);
+	rm_rf(dir);
+}
+
+/* Runs fio and returns its write bandwidth in MB/s, or a negative value. */
+static double run_fio(const struct opts *o, bool direct, uint64_t bs)
+{
+	char cmd[8192], path[4200];
+	snprintf(path, sizeof(path), "%s/fio.tmp", o->dir);
+	/* Same block size as one stored batch, io_uring, sequential. */
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=rmq --filename='%s' --size=2G --bs=%" PRIu64
+		 " --rw=write --ioengine=io_uring --iodepth=8 --direct=%d"
+		 " --runtime=%" PRIu64 "ms --output-format=json 2>/dev/null",
+		 path, direct ? (bs + 4095) / 4096 * 4096 : bs, direct ? 1 : 0,
+		 o->duration_ns / 1000000);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	static char out[1 << 20];
+	size_t n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	int st = pclose(f);
+	unlink(path);
+	if (st != 0)
+		return -1;
+	char *w = strstr(out, "\"write\" : {");
+	char *b = w ? strstr(w, "\"bw_bytes\"") : NULL;
+	if (!b)
+		return -1;
+	return strtod(b + strlen("\"bw_bytes\"") + 2, NULL) / 1e6;
+}
+
+static void print_result(const struct result *r, double fio_buf, double fio_direct)
+{
+	if (r->error) {
+		printf("fsync=%-7s ERROR %s\n", r->policy, rmq_strerror(r->error));
+		return;
+	}
+	double base = strcmp(r->policy, "always") == 0 ? fio_direct : fio_buf;
+	const char *what = strcmp(r->policy, "always") == 0 ? "fio direct" : "fio buffered";
+	printf("fsync=%-7s %9.1f MB/s %10.0f msg/s   ack p50 %7.1f us  p90 %7.1f  p99 %7.1f  "
+	       "p99.9 %7.1f  max %8.1f   writes %" PRIu64 " syncs %" PRIu64,
+	       r->policy, r->mbps, r->msgs, r->p50 / 1e3, r->p90 / 1e3, r->p99 / 1e3,
+	       r->p999 / 1e3, r->max / 1e3, r->writes, r->syncs);
+	if (base > 0)
+		printf("   = %.2f x %s", r->mbps / base, what);
+	printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	char err[256];
+	int npos;
+	const struct rmq_flag flags[] = {
+		{"duration", RMQ_FLAG_DURATION, &o.duration_ns, "5s", "time per measurement", 100000000ULL, 0, NULL},
+		{"record-bytes", RMQ_FLAG_SIZE, &o.record_bytes, "1KiB", "value bytes per record", 1, 1ULL << 20, NULL},
+		{"batch", RMQ_FLAG_UINT, &o.batch, "100", "records per batch", 1, 100000, NULL},
+		{"segment-bytes", RMQ_FLAG_SIZE, &o.segment_bytes, "1GiB", "segment size", 1ULL << 20, (1ULL << 32) - 1, NULL},
+		{"write-buffer", RMQ_FLAG_SIZE, &o.write_buffer, "8MiB", "log write buffer", 1ULL << 16, 1ULL << 30, NULL},
+		{"inflight-batches", RMQ_FLAG_UINT, &o.inflight, "32", "appends waiting at once", 1, 1000000, NULL},
+		{"lookups", RMQ_FLAG_UINT, &o.lookups, "1000000", "random offset lookups timed", 0, 0, NULL},
+		{"fsync", RMQ_FLAG_CHOICE, &o.fsync, "both", "policies to measure", 0, 0, "always|never|both"},
+		{"prealloc", RMQ_FLAG_CHOICE, &o.prealloc, "zero", "segment preallocation", 0, 0, "zero|fallocate|none"},
+		{"dir", RMQ_FLAG_STRING, &o.dir, "bench-data", "scratch directory (on the disk to measure)", 0, 0, NULL},
+		{"fio", RMQ_FLAG_BOOL, &o.fio, "true", "measure the disk with fio in the same run", 0, 0, NULL},
+	};
+	size_t nflags = sizeof(flags) / sizeof(flags[0]);
+
+	rmq_log_set_level(RMQ_LOG_WARN);
+	int rc = rmq_flags_parse(argc, argv, flags, nflags, &npos, err, sizeof(err));
+	if (rc == 1) {
+		printf("usage: storage_bench [flags]\n\n");
+		rmq_flags_usage(stdout, flags, nflags);
+		return 0;
+	}
+	if (rc < 0 || npos > 0) {
+		fprintf(stderr, "storage_bench: %s\n", rc < 0 ? err : "unexpected argument");
+		return 2;
+	}
+	if (mkdir(o.dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "storage_bench: cannot create %s: %s\n", o.dir, strerror(errno));
+		return 1;
+	}
+
+	/* One stored batch: records plus about 60 bytes of header. */
+	size_t rlen;
+	free(make_records(o.batch, o.record_bytes, &rlen));
+	uint64_t bs = rlen + 64;
+	printf("storage_bench: %" PRIu64 " B records x %" PRIu64 " per batch (%zu B stored), %s "
+	       "preallocation, %.1f s per run, dir %s\n",
+	       o.record_bytes, o.batch, (size_t)bs, o.prealloc, (double)o.duration_ns / 1e9, o.dir);
+
+	double fio_buf = -1, fio_direct = -1;
+	if (o.fio) {
+		fio_buf = run_fio(&o, false, bs);
+		fio_direct = run_fio(&o, true, bs);
+		if (fio_buf < 0 || fio_direct < 0)
+			printf("fio: not available or failed (install the fio package)\n");
+		else
+			printf("fio  buffered %9.1f MB/s   direct %9.1f MB/s   (io_uring, bs %" PRIu64 ", iodepth 8)\n",
+			       fio_buf, fio_direct, bs);
+	}
+	struct result r;
+	bool all = strcmp(o.fsync, "both") == 0;
+	int failed = 0;
+	if (all || strcmp(o.fsync, "never") == 0) {
+		run_policy(&o, RMQ_FSYNC_NEVER, "never", &r);
+		print_result(&r, fio_buf, fio_direct);
+		failed |= r.error != 0;
+	}
+	if (all || strcmp(o.fsync, "always") == 0) {
+		run_policy(&o, RMQ_FSYNC_ALWAYS, "always", &r);
+		print_result(&r, fio_buf, fio_direct);
+		failed |= r.error != 0;
+	}
+	if (r.lookups_per_s > 0)
+		printf("lookups  %.2f M/s (%.0f ns each): offset -> byte ranges of one batch\n",
+		       r.lookups_per_s / 1e6, 1e9 / r.lookups_per_s);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,1058 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * test_log.c - tests of the partition log (src/storage/log.c, with
+ * segment.c and batch.c under it), driven through the real io_uring ring.
+ *
+ * Every test appends a deterministic sequence of batches (su_gen_batch(): the
+ * seed picks record count, key/value bytes and header fields) while keeping
+ * a model of what it appended, then reads everything back and compares it
+ * byte for byte.  Segments are 64 KiB so that a few hundred batches roll
+ * a dozen times.  Time comes from a fake clock (cfg.now_ms) that the test
+ * advances per batch; nothing sleeps or measures time.
+ */
+#include "storage/log.h"
+
+#include "core/crc32c.h"
+#include "core/error.h"
+#include "storage_util.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_SEGS 256
+/* Largest record value: batches average ~2.5 KiB, a 64 KiB segment holds
+ * a couple of dozen. */
+#define VMAX 2000
+
+static struct su_env env;
+
+static void setup(void)
+{
+	su_env_init(&env);
+}
+
+static void teardown(void)
+{
+	su_env_fini(&env);
+}
+
+TestSuite(log, .init = setup, .fini = teardown, .timeout = 120);
+
+static void open_log(struct su_env *e)
+{
+	int rc = su_open(e);
+	cr_assert_eq(rc, 0, "open: %s", rmq_errname(rc));
+}
+
+/* The base offsets of the segments on disk, oldest first. */
+static size_t segments(struct su_env *e, uint64_t *bases)
+{
+	size_t n = su_list_segments(e->dir, bases, MAX_SEGS);
+	cr_assert_leq(n, MAX_SEGS);
+	return n;
+}
+
+/* ---- round trips ----------------------------------------------------------- */
+
+Test(log, empty_log)
+{
+	open_log(&env);
+	cr_assert_eq(rmq_log_high_watermark(env.log), 0);
+	cr_assert_eq(rmq_log_end_offset(env.log), 0);
+	cr_assert_eq(rmq_log_start_offset(env.log), 0);
+	cr_assert(rmq_log_idle(env.log));
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, 0, 1000, &r), 0);
+	cr_assert_eq(r.nslices, 0);
+	cr_assert_eq(rmq_log_read(env.log, 1, 1000, &r), RMQ_ERANGE);
+	uint64_t off;
+	cr_assert_eq(rmq_log_offset_for_time(env.log, 0, &off), RMQ_ENOTFOUND);
+	su_reopen(&env);
+	cr_assert_eq(rmq_log_end_offset(env.log), 0);
+}
+
+Test(log, roundtrip_across_many_rolls)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 150, VMAX, false, 10, &model);
+	su_append_seq(&env, 150, 350, VMAX, true, 10, &model);
+	const struct rmq_log_stats *st = rmq_log_stats(env.log);
+	cr_assert_geq(st->rolls, 10, "only %" PRIu64 " rolls", st->rolls);
+	cr_assert_eq(st->appends, 500);
+	uint64_t bases[MAX_SEGS];
+	cr_assert_eq(segments(&env, bases), st->rolls + 1);
+	su_check_content(&env, &model, 0);
+	/* Every sealed segment's data file is cut to its data. */
+	struct su_batches got = {0};
+	cr_assert_eq(su_collect(env.log, 0, 1 << 20, &got), 0);
+	size_t nseg = segments(&env, bases);
+	for (size_t s = 0; s + 1 < nseg; s++) {
+		uint64_t bytes = 0;
+		for (size_t i = 0; i < got.n; i++) {
+			uint64_t b = got.v[i].hdr.base_offset;
+			if (b >= bases[s] && b < bases[s + 1])
+				bytes += got.v[i].entry_len;
+		}
+		char p[128];
+		cr_assert_eq(su_file_size(su_seg_file(p, sizeof(p), env.dir, bases[s], ".log")),
+			     (long long)bytes, "segment %" PRIu64, bases[s]);
+		cr_assert_leq(bytes, env.cfg.segment_bytes);
+	}
+	su_batches_free(&got);
+	su_batches_free(&model);
+}
+
+/* A write buffer barely twice the largest entry, two writes in flight: the
+ * buffer wraps constantly and appends meet RMQ_EFULL. */
+Test(log, roundtrip_small_write_buffer_wraps)
+{
+	struct su_batches model = {0};
+	env.cfg.write_buffer_bytes = 16 << 10;
+	env.cfg.max_inflight_writes = 2;
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	open_log(&env);
+	su_append_seq(&env, 1000, 300, 900, true, 1, &model);
+	su_check_content(&env, &model, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+Test(log, close_and_reopen_is_identical)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	uint64_t hw = rmq_log_high_watermark(env.log), end = rmq_log_end_offset(env.log);
+	uint64_t start = rmq_log_start_offset(env.log), size = rmq_log_size_bytes(env.log);
+	uint64_t times[32], offs[32];
+	for (int i = 0; i < 32; i++) {
+		times[i] = model.v[(size_t)i * 9].hdr.max_timestamp_ms + (uint64_t)(i % 3) - 1;
+		cr_assert_eq(rmq_log_offset_for_time(env.log, (int64_t)times[i], &offs[i]), 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		su_reopen(&env);
+		cr_assert_eq(rmq_log_high_watermark(env.log), hw);
+		cr_assert_eq(rmq_log_end_offset(env.log), end);
+		cr_assert_eq(rmq_log_start_offset(env.log), start);
+		cr_assert_eq(rmq_log_size_bytes(env.log), size);
+		su_check_content(&env, &model, 0);
+		for (int i = 0; i < 32; i++) {
+			uint64_t off;
+			cr_assert_eq(rmq_log_offset_for_time(env.log, (int64_t)times[i], &off), 0);
+			cr_assert_eq(off, offs[i], "time %" PRIu64 " after reopen", times[i]);
+		}
+	}
+	/* Appends continue where the log ended. */
+	su_append_seq(&env, 300, 20, VMAX, false, 10, &model);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+/* ---- lookups ------------------------------------------------------------- */
+
+Test(log, index_lookups_at_every_boundary)
+{
+	struct su_batches model = {0};
+	env.cfg.index_interval_bytes = 2048;
+	open_log(&env);
+	su_append_seq(&env, 0, 400, VMAX, true, 10, &model);
+	for (size_t i = 0; i < model.n; i++) {
+		const struct rmq_batch_hdr *h = &model.v[i].hdr;
+		su_check_read_one(&env, &model, h->base_offset);
+		su_check_read_one(&env, &model, rmq_batch_last_offset(h));
+		if (h->record_count > 2)
+			su_check_read_one(&env, &model, h->base_offset + h->record_count / 2);
+	}
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 5);
+	for (size_t s = 0; s < nseg; s++) {
+		su_check_read_one(&env, &model, bases[s]);
+		if (bases[s] > 0)
+			su_check_read_one(&env, &model, bases[s] - 1);
+	}
+	uint64_t hw = rmq_log_high_watermark(env.log);
+	su_check_read_one(&env, &model, hw - 1);
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, hw, 1 << 20, &r), 0);
+	cr_assert_eq(r.nslices, 0);
+	cr_assert_eq(r.bytes, 0);
+	cr_assert_eq(r.high_watermark, hw);
+	cr_assert_eq(rmq_log_read(env.log, hw + 1, 1 << 20, &r), RMQ_ERANGE);
+	cr_assert_eq(r.high_watermark, hw);
+	cr_assert_eq(rmq_log_read(env.log, UINT64_MAX, 1 << 20, &r), RMQ_ERANGE);
+
+	/* Below the log start once retention moved it. */
+	su_close(&env);
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	cr_assert_eq(rmq_log_retain(env.log), (int)nseg - 1);
+	uint64_t start = rmq_log_start_offset(env.log);
+	cr_assert_eq(start, bases[nseg - 1]);
+	cr_assert_eq(rmq_log_read(env.log, start - 1, 1 << 20, &r), RMQ_ERANGE);
+	cr_assert_eq(r.log_start_offset, start);
+	cr_assert_eq(rmq_log_read(env.log, 0, 1 << 20, &r), RMQ_ERANGE);
+	su_check_read_one(&env, &model, start);
+	su_batches_free(&model);
+}
+
+Test(log, max_bytes_whole_batches_at_least_one)
+{
+	struct su_batches model = {0}, got = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
+	cr_assert_eq(su_collect(env.log, 0, 1 << 30, &got), 0);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+
+	for (size_t i = 0; i < got.n; i += 7) {
+		uint64_t off = got.v[i].hdr.base_offset;
+		uint64_t sum = 0;
+		for (size_t k = i; k < got.n && k < i + 12; k++) {
+			sum += got.v[k].entry_len;
+			/* Exactly the sum of k-i+1 batches, then one byte less. */
+			for (int less = 0; less < 2; less++) {
+				uint64_t max = sum - (uint64_t)less;
+				struct rmq_log_read r;
+				cr_assert_eq(rmq_log_read(env.log, off, max, &r), 0);
+				size_t want_batches = k - i + 1 - (size_t)less;
+				if (want_batches == 0)
+					want_batches = 1; /* at least one, even if too big */
+				uint64_t want_bytes = 0;
+				for (size_t j = i; j < i + want_batches; j++)
+					want_bytes += got.v[j].entry_len;
+				/* Slices never exceed RMQ_LOG_SLICES_MAX segments. */
+				if (r.nslices == RMQ_LOG_SLICES_MAX && r.bytes < want_bytes) {
+					rmq_log_read_done(env.log, &r);
+					continue;
+				}
+				cr_assert_eq(r.bytes, want_bytes, "off %" PRIu64 " max %" PRIu64, off,
+					     max);
+				cr_assert_eq(r.next_offset,
+					     got.v[i + want_batches - 1].hdr.base_offset +
+						     got.v[i + want_batches - 1].hdr.record_count);
+				cr_assert_leq(r.nslices, RMQ_LOG_SLICES_MAX);
+				rmq_log_read_done(env.log, &r);
+			}
+		}
+	}
+	/* max_bytes 0 still returns one batch. */
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, 0, 0, &r), 0);
+	cr_assert_eq(r.bytes, got.v[0].entry_len);
+	rmq_log_read_done(env.log, &r);
+	/* A huge max_bytes crosses segments, up to RMQ_LOG_SLICES_MAX. */
+	cr_assert_geq(nseg, RMQ_LOG_SLICES_MAX + 1);
+	cr_assert_eq(rmq_log_read(env.log, 0, 1 << 30, &r), 0);
+	cr_assert_eq(r.nslices, RMQ_LOG_SLICES_MAX);
+	cr_assert_eq(r.next_offset, bases[RMQ_LOG_SLICES_MAX]);
+	for (unsigned s = 0; s < r.nslices; s++)
+		cr_assert_eq(r.slices[s].pos, 0, "slices after the first start their segment");
+	rmq_log_read_done(env.log, &r);
+	su_batches_free(&got);
+	su_batches_free(&model);
+}
+
+/* Appended but not yet written: the HW does not move and reads stop at it. */
+Test(log, reads_never_pass_the_high_watermark)
+{
+	struct su_batches model = {0};
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	open_log(&env);
+	su_append_seq(&env, 0, 40, 500, false, 10, &model);
+	uint64_t hw = rmq_log_high_watermark(env.log);
+	struct su_append apps[30];
+	memset(apps, 0, sizeof(apps));
+	for (int i = 0; i < 30; i++) {
+		size_t rlen = su_gen_batch(100 + (uint64_t)i, 500, &apps[i].a.hdr);
+		cr_assert_eq(su_append_async(&env, &apps[i], su_recs_buf, rlen), 0);
+	}
+	cr_assert_gt(rmq_log_end_offset(env.log), hw);
+	cr_assert_eq(rmq_log_high_watermark(env.log), hw, "HW moved without I/O");
+	struct su_batches got = {0};
+	cr_assert_eq(su_collect(env.log, 0, 1 << 30, &got), 0);
+	su_assert_same(&got, &model, true);
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, hw, 1 << 20, &r), 0);
+	cr_assert_eq(r.nslices, 0);
+	cr_assert_eq(rmq_log_read(env.log, hw + 1, 1 << 20, &r), RMQ_ERANGE);
+	su_drain(&env, apps, 30);
+	cr_assert_eq(rmq_log_high_watermark(env.log), rmq_log_end_offset(env.log));
+	su_batches_free(&got);
+	su_batches_free(&model);
+}
+
+Test(log, time_lookups)
+{
+	struct su_batches model = {0};
+	env.cfg.index_interval_bytes = 4096;
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	su_check_times(&env, &model);
+	su_reopen(&env);
+	su_check_times(&env, &model);
+	su_batches_free(&model);
+}
+
+/* ---- retention ----------------------------------------------------------- */
+
+/* Sizes of each segment's data, from the segment files of a log whose
+ * sealed segments are cut to their data. */
+static uint64_t seg_bytes(struct su_env *e, uint64_t base)
+{
+	char p[128];
+	long long n = su_file_size(su_seg_file(p, sizeof(p), e->dir, base, ".log"));
+	cr_assert_geq(n, 0);
+	return (uint64_t)n;
+}
+
+Test(log, retention_by_size)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 400, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 8);
+	uint64_t total = rmq_log_size_bytes(env.log);
+	cr_assert_eq(rmq_log_retain(env.log), 0, "unlimited retention deletes nothing");
+
+	/* Keep about half: Kafka's rule, delete the oldest while what remains
+	 * without it is still at least retention.bytes. */
+	int64_t keep = (int64_t)(total / 2);
+	size_t want = 0;
+	uint64_t left = total;
+	while (want + 1 < nseg && left - seg_bytes(&env, bases[want]) >= (uint64_t)keep)
+		left -= seg_bytes(&env, bases[want++]);
+	cr_assert_gt(want, 0);
+	su_close(&env);
+	env.cfg.retention_bytes = keep;
+	open_log(&env);
+	cr_assert_eq(rmq_log_retain(env.log), (int)want);
+	cr_assert_eq(rmq_log_start_offset(env.log), bases[want]);
+	cr_assert_eq(rmq_log_size_bytes(env.log), left);
+	cr_assert_eq(rmq_log_stats(env.log)->deleted_segments, want);
+	for (size_t s = 0; s < want; s++) {
+		char p[128];
+		cr_assert_eq(su_file_size(su_seg_file(p, sizeof(p), env.dir, bases[s], ".log")), -1);
+		cr_assert_eq(su_file_size(su_seg_file(p, sizeof(p), env.dir, bases[s], ".index")), -1);
+		cr_assert_eq(su_file_size(su_seg_file(p, sizeof(p), env.dir, bases[s], ".timeindex")),
+			     -1);
+	}
+	su_check_content(&env, &model, su_batch_of(&model, bases[want]));
+	cr_assert_eq(rmq_log_retain(env.log), 0, "retention is idempotent");
+
+	/* retention.bytes 0: everything but the active segment goes. */
+	su_close(&env);
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	cr_assert_eq(rmq_log_retain(env.log), (int)(nseg - 1 - want));
+	cr_assert_eq(rmq_log_start_offset(env.log), bases[nseg - 1]);
+	cr_assert_eq(segments(&env, bases), 1);
+	su_check_content(&env, &model, su_batch_of(&model, rmq_log_start_offset(env.log)));
+	cr_assert_eq(rmq_log_retain(env.log), 0, "the active segment is never deleted");
+	/* The log keeps working and reopens at the same start. */
+	su_append_seq(&env, 400, 60, VMAX, false, 10, &model);
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	uint64_t start = rmq_log_start_offset(env.log);
+	su_reopen(&env);
+	cr_assert_eq(rmq_log_start_offset(env.log), start);
+	su_check_content(&env, &model, su_batch_of(&model, start));
+	su_batches_free(&model);
+}
+
+Test(log, retention_by_time)
+{
+	struct su_batches model = {0};
+	env.cfg.retention_ms = 60000;
+	open_log(&env);
+	/* Batches 1 s apart: a 64 KiB segment spans about half a minute. */
+	su_append_seq(&env, 0, 300, VMAX, true, 1000, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 8);
+	uint64_t end_ms = su_clock_ms;
+	su_clock_ms = model.v[0].hdr.log_append_time_ms;
+	cr_assert_eq(rmq_log_retain(env.log), 0, "nothing is older than a minute yet");
+	su_clock_ms = end_ms;
+
+	/* Per segment, its newest timestamp. */
+	int64_t segmax[MAX_SEGS];
+	for (size_t s = 0; s < nseg; s++)
+		segmax[s] = -1;
+	for (size_t i = 0, s = 0; i < model.n; i++) {
+		while (s + 1 < nseg && model.v[i].hdr.base_offset >= bases[s + 1])
+			s++;
+		if (model.v[i].hdr.max_timestamp_ms > segmax[s])
+			segmax[s] = model.v[i].hdr.max_timestamp_ms;
+	}
+	/* Move the clock so that the first few segments expire. */
+	su_clock_ms = (uint64_t)segmax[3] + 60000 + 1;
+	size_t want = 0;
+	while (want + 1 < nseg && segmax[want] + 60000 < (int64_t)su_clock_ms)
+		want++;
+	cr_assert_geq(want, 1);
+	cr_assert_lt(want, nseg - 1);
+	cr_assert_eq(rmq_log_retain(env.log), (int)want);
+	cr_assert_eq(rmq_log_start_offset(env.log), bases[want]);
+	su_check_content(&env, &model, su_batch_of(&model, bases[want]));
+
+	/* Far in the future: all but the active segment, which stays. */
+	su_clock_ms += 10ULL * 24 * 3600 * 1000;
+	cr_assert_eq(rmq_log_retain(env.log), (int)(nseg - 1 - want));
+	cr_assert_eq(rmq_log_start_offset(env.log), bases[nseg - 1]);
+	su_check_content(&env, &model, su_batch_of(&model, bases[nseg - 1]));
+	su_batches_free(&model);
+}
+
+/* Slices handed to a reader stay valid after retention deletes their
+ * segments, until rmq_log_read_done(). */
+Test(log, pinned_slices_survive_retention)
+{
+	struct su_batches model = {0};
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, RMQ_LOG_SLICES_MAX + 1);
+
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, 0, 1 << 30, &r), 0);
+	cr_assert_eq(r.nslices, RMQ_LOG_SLICES_MAX);
+	cr_assert_eq(rmq_log_retain(env.log), (int)nseg - 1);
+	char p[128];
+	cr_assert_eq(su_file_size(su_seg_file(p, sizeof(p), env.dir, bases[0], ".log")), -1,
+		     "retention removed the files of pinned segments from the directory");
+	/* The pinned data is still there and still what was written. */
+	size_t i = 0;
+	for (unsigned s = 0; s < r.nslices; s++) {
+		for (uint32_t pos = 0; pos < r.slices[s].len;) {
+			struct rmq_batch_view v;
+			int n = rmq_batch_parse(r.slices[s].data + pos, r.slices[s].len - pos, &v);
+			cr_assert_gt(n, 0);
+			cr_assert_eq(v.hdr.base_offset, model.v[i].hdr.base_offset);
+			cr_assert_eq(memcmp(r.slices[s].data + pos + v.records_pos, model.v[i].records,
+					    model.v[i].records_len),
+				     0);
+			pos += (uint32_t)n;
+			i++;
+		}
+	}
+	/* New reads below the new start are refused meanwhile. */
+	struct rmq_log_read r2;
+	cr_assert_eq(rmq_log_read(env.log, 0, 100, &r2), RMQ_ERANGE);
+	rmq_log_read_done(env.log, &r);
+	cr_assert_eq(r.nslices, 0);
+	su_check_content(&env, &model, su_batch_of(&model, bases[nseg - 1]));
+	su_reopen(&env);
+	cr_assert_eq(rmq_log_start_offset(env.log), bases[nseg - 1]);
+	su_batches_free(&model);
+}
+
+/* ---- segment.ms ------------------------------------------------------- */
+
+/* Expected segment bases when rolls happen only by age: a batch starts a
+ * new segment when its append time is segment_ms past the first append of
+ * the current one. */
+static size_t expected_age_rolls(const struct su_batches *m, uint64_t segment_ms, uint64_t *bases)
+{
+	size_t n = 0;
+	uint64_t created = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		uint64_t t = m->v[i].hdr.log_append_time_ms;
+		if (i == 0 || t >= created + segment_ms) {
+			bases[n++] = m->v[i].hdr.base_offset;
+			created = t;
+		}
+	}
+	return n;
+}
+
+Test(log, segment_ms_rolls_by_append_time)
+{
+	struct su_batches model = {0};
+	env.cfg.segment_bytes = 8 << 20;
+	env.cfg.segment_ms = 1000;
+	open_log(&env);
+	su_append_seq(&env, 0, 250, 100, false, 30, &model);
+	uint64_t want[MAX_SEGS], got[MAX_SEGS];
+	size_t nw = expected_age_rolls(&model, 1000, want);
+	cr_assert_geq(nw, 5);
+	cr_assert_eq(segments(&env, got), nw);
+	for (size_t s = 0; s < nw; s++)
+		cr_assert_eq(got[s], want[s], "segment %zu", s);
+
+	/* retain() rolls an active segment that is old enough, once. */
+	uint64_t end = rmq_log_end_offset(env.log);
+	su_clock_ms += 5000;
+	cr_assert_geq(rmq_log_retain(env.log), 0);
+	cr_assert_eq(segments(&env, got), nw + 1);
+	cr_assert_eq(got[nw], end);
+	cr_assert_geq(rmq_log_retain(env.log), 0);
+	cr_assert_eq(segments(&env, got), nw + 1, "an empty active segment does not roll");
+	su_append_seq(&env, 250, 3, 100, false, 10, &model);
+	cr_assert_eq(segments(&env, got), nw + 1);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+/* segment.ms counts from the broker's append time, not from timestamps a
+ * producer chose: old producer timestamps must not roll every batch. */
+Test(log, segment_ms_ignores_producer_timestamps)
+{
+	struct su_batches model = {0};
+	env.cfg.segment_bytes = 8 << 20;
+	env.cfg.segment_ms = 1000;
+	open_log(&env);
+	for (int i = 0; i < 100; i++) {
+		su_clock_ms += 30;
+		struct rmq_batch_hdr h;
+		size_t rlen = su_gen_batch((uint64_t)i, 100, &h);
+		h.first_timestamp_ms = 5;  /* a replay of old data */
+		h.max_timestamp_ms = 6 + i;
+		cr_assert_eq(su_append(&env, &h, su_recs_buf, rlen), 0);
+		su_model_push(&model, &h, rlen);
+	}
+	uint64_t want[MAX_SEGS], got[MAX_SEGS];
+	size_t nw = expected_age_rolls(&model, 1000, want);
+	cr_assert_eq(nw, 3);
+	cr_assert_eq(segments(&env, got), nw, "rolled by producer timestamps");
+	/* Reopened, the age still comes from the append time. */
+	su_reopen(&env);
+	for (int i = 0; i < 10; i++) {
+		su_clock_ms += 30;
+		struct rmq_batch_hdr h;
+		size_t rlen = su_gen_batch(100 + (uint64_t)i, 100, &h);
+		h.max_timestamp_ms = 7;
+		cr_assert_eq(su_append(&env, &h, su_recs_buf, rlen), 0);
+		su_model_push(&model, &h, rlen);
+	}
+	nw = expected_age_rolls(&model, 1000, want);
+	cr_assert_eq(segments(&env, got), nw);
+	for (size_t s = 0; s < nw; s++)
+		cr_assert_eq(got[s], want[s], "segment %zu", s);
+	su_batches_free(&model);
+}
+
+/* ---- truncation ----------------------------------------------------------- */
+
+/* Truncates at offset and checks: the end becomes `end`, everything before
+ * it reads back unchanged, appends continue at `end`, and a reopen shows
+ * the same. */
+static void check_truncate(struct su_batches *model, uint64_t offset, uint64_t end)
+{
+	su_wait_idle(&env);
+	int rc = rmq_log_truncate(env.log, offset);
+	cr_assert_eq(rc, 0, "truncate %" PRIu64 ": %s", offset, rmq_errname(rc));
+	cr_assert_eq(rmq_log_end_offset(env.log), end);
+	cr_assert_eq(rmq_log_high_watermark(env.log), end);
+	size_t keep = 0;
+	while (keep < model->n && model->v[keep].hdr.base_offset < end)
+		keep++;
+	for (size_t i = keep; i < model->n; i++)
+		free(model->v[i].records);
+	model->n = keep;
+	su_check_content(&env, model, 0);
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, end + 1, 100, &r), RMQ_ERANGE);
+
+	su_append_seq(&env, 5000 + end, 30, VMAX, true, 10, model);
+	cr_assert_eq(model->v[keep].hdr.base_offset, end, "appends continue at the cut");
+	su_check_content(&env, model, 0);
+	su_check_times(&env, model);
+	su_reopen(&env);
+	su_check_content(&env, model, 0);
+	su_check_times(&env, model);
+}
+
+Test(log, truncate_in_the_middle_of_a_segment)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 6);
+	/* A batch boundary in the middle of segment 3. */
+	size_t first = su_batch_of(&model, bases[3]), last = su_batch_of(&model, bases[4]) - 1;
+	uint64_t off = model.v[(first + last) / 2].hdr.base_offset;
+	check_truncate(&model, off, off);
+	su_batches_free(&model);
+}
+
+Test(log, truncate_at_a_segment_boundary)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 6);
+	check_truncate(&model, bases[4], bases[4]);
+	/* The active segment starting at the cut is kept, emptied. */
+	uint64_t now[MAX_SEGS];
+	cr_assert_geq(segments(&env, now), 5);
+	cr_assert_eq(now[4], bases[4]);
+	su_batches_free(&model);
+}
+
+Test(log, truncate_inside_a_batch_cuts_at_its_base)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	size_t i = 150;
+	while (model.v[i].hdr.record_count < 3)
+		i++;
+	const struct rmq_batch_hdr *h = &model.v[i].hdr;
+	uint64_t base = h->base_offset;
+	check_truncate(&model, base + 1, base);
+	su_batches_free(&model);
+}
+
+Test(log, truncate_the_active_segment_and_to_the_log_start)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 120, VMAX, true, 10, &model);
+	/* A batch in the active segment. */
+	check_truncate(&model, model.v[model.n - 2].hdr.base_offset,
+		       model.v[model.n - 2].hdr.base_offset);
+	/* Everything. */
+	check_truncate(&model, 0, 0);
+	su_batches_free(&model);
+}
+
+Test(log, truncate_edge_cases)
+{
+	struct su_batches model = {0};
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	su_append_seq(&env, 0, 150, VMAX, true, 10, &model);
+	uint64_t end = rmq_log_end_offset(env.log);
+	cr_assert_eq(rmq_log_truncate(env.log, end), 0, "at the end: nothing to do");
+	cr_assert_eq(rmq_log_truncate(env.log, end + 100), 0);
+	cr_assert_eq(rmq_log_end_offset(env.log), end);
+	/* In flight: refused. */
+	struct su_append a;
+	memset(&a, 0, sizeof(a));
+	size_t rlen = su_gen_batch(999, 100, &a.a.hdr);
+	cr_assert_eq(su_append_async(&env, &a, su_recs_buf, rlen), 0);
+	cr_assert_eq(rmq_log_truncate(env.log, 0), RMQ_ESTATE);
+	su_drain(&env, &a, 1);
+	/* Below the start: refused. */
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	uint64_t start = rmq_log_start_offset(env.log);
+	su_wait_idle(&env);
+	cr_assert_eq(rmq_log_truncate(env.log, start - 1), RMQ_ERANGE);
+	cr_assert_eq(rmq_log_end_offset(env.log), end + a.a.hdr.record_count);
+	cr_assert_eq(rmq_log_truncate(env.log, start), 0);
+	cr_assert_eq(rmq_log_end_offset(env.log), start);
+	su_batches_free(&model);
+}
+
+/* A segment emptied by truncation is young again: segment.ms counts from
+ * its next first batch, not from the batches truncation removed. */
+Test(log, truncate_resets_the_age_of_an_emptied_segment)
+{
+	struct su_batches model = {0};
+	env.cfg.segment_bytes = 8 << 20;
+	env.cfg.segment_ms = 1000;
+	open_log(&env);
+	su_append_seq(&env, 0, 5, VMAX, false, 10, &model);
+	su_clock_ms += 5000;
+	su_wait_idle(&env);
+	cr_assert_eq(rmq_log_truncate(env.log, 0), 0);
+	su_batches_free(&model);
+	su_append_seq(&env, 10, 5, VMAX, false, 10, &model);
+	uint64_t b[MAX_SEGS];
+	cr_assert_eq(segments(&env, b), 1, "rolled by the age of truncated batches");
+	su_batches_free(&model);
+}
+
+/* Time retention must not keep a segment for a timestamp that truncation
+ * removed from it. */
+Test(log, truncate_forgets_the_timestamps_it_removed)
+{
+	struct su_batches model = {0};
+	env.cfg.retention_ms = 60000;
+	open_log(&env);
+	su_append_seq(&env, 0, 10, VMAX, false, 10, &model);
+	struct rmq_batch_hdr h;
+	size_t rlen = su_gen_batch(10, VMAX, &h);
+	h.max_timestamp_ms = (int64_t)su_clock_ms + 10LL * 24 * 3600 * 1000; /* a bad clock */
+	cr_assert_eq(su_append(&env, &h, su_recs_buf, rlen), 0);
+	su_wait_idle(&env);
+	cr_assert_eq(rmq_log_truncate(env.log, h.base_offset), 0);
+	su_append_seq(&env, 11, 60, VMAX, false, 10, &model);
+	uint64_t b[MAX_SEGS];
+	size_t nseg = segments(&env, b);
+	cr_assert_geq(nseg, 3);
+	int64_t seg0_max = 0;
+	for (size_t i = 0; i < model.n && model.v[i].hdr.base_offset < b[1]; i++)
+		if (model.v[i].hdr.max_timestamp_ms > seg0_max)
+			seg0_max = model.v[i].hdr.max_timestamp_ms;
+	su_clock_ms = (uint64_t)seg0_max + 60000 + 1;
+	cr_assert_geq(rmq_log_retain(env.log), 1, "the first segment outlived its retention");
+	cr_assert_geq(rmq_log_start_offset(env.log), b[1]);
+	su_batches_free(&model);
+}
+
+/* Truncation deletes a segment a reader still holds; appending again then
+ * re-creates a segment with the same base offset.  The reader's late
+ * release must not delete the new segment's files. */
+Test(log, truncate_with_a_pinned_read_then_reappend)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 200, VMAX, false, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 5);
+	/* Pin segment 3; truncate at the last batch of segment 2. */
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, bases[3], 100, &r), 0);
+	cr_assert_eq(r.slices[0].seg->base_offset, bases[3]);
+	size_t cut = su_batch_of(&model, bases[3]) - 1;
+	const struct su_batch *again = &model.v[cut];
+	su_wait_idle(&env);
+	cr_assert_eq(rmq_log_truncate(env.log, again->hdr.base_offset), 0);
+	cr_assert_eq(rmq_log_end_offset(env.log), again->hdr.base_offset);
+	uint64_t now[MAX_SEGS];
+	cr_assert_eq(segments(&env, now), 3, "segments 3.. are gone from the directory");
+
+	/* Re-append the very same batches at the same times: the first ends
+	 * where segment 2 ended and the second, which did not fit there
+	 * before, rolls to bases[3] again. */
+	struct su_batches redo = {0};
+	for (size_t i = cut; i < cut + 2; i++)
+		su_batches_push(&redo, &model.v[i].hdr, 0, model.v[i].records,
+				model.v[i].records_len);
+	for (size_t i = cut; i < model.n; i++)
+		free(model.v[i].records);
+	model.n = cut;
+	for (size_t k = 0; k < redo.n; k++) {
+		struct rmq_batch_hdr h = redo.v[k].hdr;
+		su_clock_ms = h.log_append_time_ms;
+		if (h.first_timestamp_ms == (int64_t)h.log_append_time_ms)
+			h.first_timestamp_ms = -1;
+		if (h.max_timestamp_ms == (int64_t)h.log_append_time_ms)
+			h.max_timestamp_ms = -1;
+		h.crc32 = 0;
+		memcpy(su_recs_buf, redo.v[k].records, redo.v[k].records_len);
+		int rc = su_append(&env, &h, su_recs_buf, redo.v[k].records_len);
+		cr_assert_eq(rc, 0, "re-append %zu: %s", k, rmq_errname(rc));
+		cr_assert_eq(h.base_offset, redo.v[k].hdr.base_offset);
+		su_model_push(&model, &h, redo.v[k].records_len);
+	}
+	su_batches_free(&redo);
+	su_append_seq(&env, 777, 3, VMAX, false, 10, &model);
+	size_t n2 = segments(&env, now);
+	cr_assert_eq(n2, 4, "%zu segments", n2);
+	cr_assert_eq(now[3], bases[3]);
+
+	/* The old reader lets go: the new segment must survive. */
+	rmq_log_read_done(env.log, &r);
+	char p[128];
+	cr_assert_gt(su_file_size(su_seg_file(p, sizeof(p), env.dir, bases[3], ".log")), 0,
+		     "the late release deleted the new segment");
+	su_check_content(&env, &model, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+/* ---- fsync and preallocation ---------------------------------------------- */
+
+static const enum rmq_prealloc preallocs[] = {RMQ_PREALLOC_NONE, RMQ_PREALLOC_FALLOCATE,
+					       RMQ_PREALLOC_ZERO};
+
+/* Appends the same sequence under the fsync policy and each
+ * preallocation mode, each in its own directory, and checks that every
+ * combination stores byte-identical segments and reads back the same. */
+static void check_policy(enum rmq_fsync fsync)
+{
+	struct su_batches first = {0};
+	uint8_t *ref_data[MAX_SEGS] = {0};
+	long long ref_len[MAX_SEGS];
+	uint64_t ref_bases[MAX_SEGS];
+	size_t ref_nseg = 0;
+
+	for (size_t k = 0; k < sizeof(preallocs) / sizeof(preallocs[0]); k++) {
+		struct su_env m = env;
+		struct su_batches model = {0};
+		m.log = NULL;
+		int w = snprintf(m.dir, sizeof(m.dir), "%.40s/p%zu", env.dir, k);
+		cr_assert_lt((size_t)w, sizeof(m.dir));
+		m.cfg.fsync = fsync;
+		m.cfg.prealloc = preallocs[k];
+		/* Zero-ahead starts a write buffer past the data and runs to
+		 * the segment's end, so zero writes happen in every segment. */
+		m.cfg.zero_ahead_bytes = 64 << 10;
+		m.cfg.write_buffer_bytes = 16 << 10;
+		su_clock_ms = 1700000000000ULL;
+		cr_assert_eq(su_open(&m), 0);
+		su_append_seq(&m, 0, 120, 900, true, 10, &model);
+		su_append_seq(&m, 120, 20, 900, false, 10, &model);
+		su_wait_idle(&m);
+		if (fsync == RMQ_FSYNC_INTERVAL) {
+			uint64_t before = rmq_log_stats(m.log)->syncs;
+			/* Make sure something is unsynced, then tick. */
+			su_append_seq(&m, 140, 1, 900, false, 10, &model);
+			rmq_log_sync_tick(m.log);
+			su_wait_idle(&m);
+			cr_assert_gt(rmq_log_stats(m.log)->syncs, before, "sync_tick did not sync");
+		} else {
+			su_append_seq(&m, 140, 1, 900, false, 10, &model);
+			su_wait_idle(&m);
+		}
+		if (fsync == RMQ_FSYNC_ALWAYS)
+			cr_assert_gt(rmq_log_stats(m.log)->syncs, 0);
+		su_check_content(&m, &model, 0);
+
+		/* Byte-identical segment data; sealed files cut to it; the
+		 * active one has only zeros after its data. */
+		uint64_t bases[MAX_SEGS];
+		size_t nseg = su_list_segments(m.dir, bases, MAX_SEGS);
+		cr_assert_geq(nseg, 3);
+		struct su_batches got = {0};
+		cr_assert_eq(su_collect(m.log, 0, 1 << 30, &got), 0);
+		for (size_t s = 0; s < nseg; s++) {
+			long long data = 0;
+			for (size_t i = 0; i < got.n; i++) {
+				uint64_t b = got.v[i].hdr.base_offset;
+				if (b >= bases[s] && (s + 1 == nseg || b < bases[s + 1]))
+					data += got.v[i].entry_len;
+			}
+			char p[128];
+			su_seg_file(p, sizeof(p), m.dir, bases[s], ".log");
+			long long fsize = su_file_size(p);
+			if (s + 1 < nseg)
+				cr_assert_eq(fsize, data, "sealed segment %zu: %lld bytes, data %lld",
+					     s, fsize, data);
+			else
+				cr_assert_geq(fsize, data);
+			FILE *f = fopen(p, "rb");
+			cr_assert_not_null(f);
+			uint8_t *buf = malloc((size_t)fsize + 1);
+			cr_assert_eq(fread(buf, 1, (size_t)fsize, f), (size_t)fsize);
+			fclose(f);
+			for (long long z = data; z < fsize; z++)
+				cr_assert_eq(buf[z], 0, "garbage after the data at %lld", z);
+			if (k == 0) {
+				ref_data[s] = buf;
+				ref_len[s] = data;
+				ref_bases[s] = bases[s];
+			} else {
+				cr_assert_eq(nseg, ref_nseg);
+				cr_assert_eq(bases[s], ref_bases[s]);
+				cr_assert_eq(data, ref_len[s]);
+				cr_assert_eq(memcmp(buf, ref_data[s], (size_t)data), 0,
+					     "segment %zu differs under prealloc %d", s,
+					     (int)preallocs[k]);
+				free(buf);
+			}
+		}
+		if (k == 0)
+			ref_nseg = nseg;
+		su_batches_free(&got);
+
+		cr_assert_eq(su_close(&m), 0);
+		cr_assert_eq(su_open(&m), 0);
+		su_check_content(&m, &model, 0);
+		if (k == 0)
+			first = model;
+		else {
+			su_assert_same(&model, &first, true);
+			su_batches_free(&model);
+		}
+		cr_assert_eq(su_close(&m), 0);
+	}
+	for (size_t s = 0; s < ref_nseg; s++)
+		free(ref_data[s]);
+	su_batches_free(&first);
+}
+
+Test(log, fsync_always_every_prealloc)
+{
+	check_policy(RMQ_FSYNC_ALWAYS);
+}
+
+Test(log, fsync_interval_every_prealloc)
+{
+	check_policy(RMQ_FSYNC_INTERVAL);
+}
+
+Test(log, fsync_never_every_prealloc)
+{
+	check_policy(RMQ_FSYNC_NEVER);
+}
+
+/* ---- refused appends -------------------------------------------------------- */
+
+/* Appends that must be refused with err, leaving no trace. */
+static void refused_cb(struct rmq_append *a, int res)
+{
+	(void)a;
+	cr_assert_fail("a refused append called back with %d", res);
+}
+
+static void check_refused(struct rmq_batch_hdr *h, const void *recs, size_t len, int err)
+{
+	/* Static: should the log wrongly keep it, it must outlive this call. */
+	static struct su_append a;
+	struct iovec iov = {(void *)recs, len};
+	uint64_t end = rmq_log_end_offset(env.log);
+	uint64_t appends = rmq_log_stats(env.log)->appends;
+
+	memset(&a, 0, sizeof(a));
+	a.a.hdr = *h;
+	a.a.cb = refused_cb;
+	int rc = rmq_log_append(env.log, &a.a, &iov, 1);
+	cr_assert_eq(rc, err, "append returned %s, want %s", rmq_errname(rc), rmq_errname(err));
+	cr_assert_eq(rmq_log_end_offset(env.log), end);
+	cr_assert_eq(rmq_log_stats(env.log)->appends, appends);
+	su_wait_idle(&env);
+	cr_assert_eq(rmq_log_high_watermark(env.log), end);
+}
+
+Test(log, producer_crc_mismatch_is_refused)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 10, 500, false, 10, &model);
+	struct rmq_batch_hdr h;
+	size_t rlen = su_gen_batch(50, 500, &h);
+	uint32_t crc = rmq_crc32c(0, su_recs_buf, rlen);
+	h.crc32 = crc ^ 0x10;
+	check_refused(&h, su_recs_buf, rlen, RMQ_ECRC);
+	/* A corrupted payload under its original CRC. */
+	h.crc32 = crc;
+	su_recs_buf[rlen / 2] ^= 1;
+	check_refused(&h, su_recs_buf, rlen, RMQ_ECRC);
+	su_recs_buf[rlen / 2] ^= 1;
+	cr_assert_eq(su_append(&env, &h, su_recs_buf, rlen), 0);
+	su_model_push(&model, &h, rlen);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+Test(log, oversized_and_malformed_appends_are_refused)
+{
+	struct su_batches model = {0};
+	static uint8_t big[96 << 10];
+	env.cfg.write_buffer_bytes = 512 << 10;
+	open_log(&env);
+	su_append_seq(&env, 0, 10, 500, false, 10, &model);
+	struct rmq_batch_hdr h;
+
+	/* Bigger than a segment. */
+	rmq_batch_hdr_init(&h);
+	h.record_count = 1;
+	struct su_record rec = {"k", 1, big, 70 << 10};
+	uint8_t *recs = malloc(80 << 10);
+	size_t rlen = su_records(recs, 80 << 10, &rec, 1);
+	cr_assert_gt(rlen, 0);
+	check_refused(&h, recs, rlen, RMQ_ETOOBIG);
+	/* Just under a segment: accepted, alone in its segment. */
+	rec.value_len = (64 << 10) - 300;
+	rlen = su_records(recs, 80 << 10, &rec, 1);
+	memcpy(su_recs_buf, recs, rlen);
+	cr_assert_eq(su_append(&env, &h, su_recs_buf, rlen), 0);
+	su_model_push(&model, &h, rlen);
+	free(recs);
+
+	/* No records. */
+	rmq_batch_hdr_init(&h);
+	rlen = su_gen_batch(60, 100, &h);
+	h.record_count = 0;
+	check_refused(&h, su_recs_buf, rlen, RMQ_EPROTO);
+	/* Records bytes that are not field-7 elements, or none at all: the
+	 * log could never parse such an entry back. */
+	rmq_batch_hdr_init(&h);
+	h.record_count = 1;
+	check_refused(&h, "garbage!", 8, RMQ_EPROTO);
+	check_refused(&h, "", 0, RMQ_EPROTO);
+	static const uint8_t half[] = {0x3A, 0x05, 0x12, 0x01};
+	check_refused(&h, half, sizeof(half), RMQ_EPROTO);
+
+	/* The log is unharmed. */
+	su_append_seq(&env, 70, 5, 500, false, 10, &model);
+	su_check_content(&env, &model, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+Test(log, oversized_for_the_write_buffer_is_refused)
+{
+	env.cfg.write_buffer_bytes = 16 << 10;
+	open_log(&env);
+	struct rmq_batch_hdr h;
+	rmq_batch_hdr_init(&h);
+	h.record_count = 1;
+	static uint8_t val[10 << 10];
+	struct su_record rec = {"k", 1, val, sizeof(val)};
+	size_t rlen = su_records(su_recs_buf, sizeof(su_recs_buf), &rec, 1);
+	check_refused(&h, su_recs_buf, rlen, RMQ_ETOOBIG);
+}
+
+Test(log, open_rejects_bad_config)
+{
+	struct rmq_log_config c = env.cfg;
+	struct rmq_log *log;
+	c.segment_bytes = 100;
+	cr_assert_eq(rmq_log_open(env.io, env.dir, &c, &log), RMQ_EBADFLAG);
+	c = env.cfg;
+	c.index_interval_bytes = 0;
+	cr_assert_eq(rmq_log_open(env.io, env.dir, &c, &log), RMQ_EBADFLAG);
+	c = env.cfg;
+	c.max_inflight_writes = 0;
+	cr_assert_eq(rmq_log_open(env.io, env.dir, &c, &log), RMQ_EBADFLAG);
+	c = env.cfg;
+	c.write_buffer_bytes = 100;
+	cr_assert_eq(rmq_log_open(env.io, env.dir, &c, &log), RMQ_EBADFLAG);
+}
+
+/* ---- the HW listener ---------------------------------------------------- */
+
+static uint64_t hw_calls, hw_last;
+
+static void on_hw(void *arg, uint64_t hw)
+{
+	cr_assert_eq(arg, &hw_calls);
+	cr_assert_gt(hw, hw_last, "the HW only moves forward");
+	hw_last = hw;
+	hw_calls++;
+}
+
+Test(log, hw_listener_fires)
+{
+	struct su_batches model = {0};
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	open_log(&env);
+	rmq_log_set_hw_listener(env.log, on_hw, &hw_calls);
+	su_append_seq(&env, 0, 5, 500, false, 10, &model);
+	cr_assert_eq(hw_calls, 5, "one call per synchronous append");
+	cr_assert_eq(hw_last, rmq_log_high_watermark(env.log));
+	su_append_seq(&env, 5, 100, 500, true, 10, &model);
+	cr_assert_geq(hw_calls, 6);
+	cr_assert_leq(hw_calls, 105);
+	cr_assert_eq(hw_last, rmq_log_high_watermark(env.log));
+	cr_assert_eq(hw_last, rmq_log_end_offset(env.log));
+	rmq_log_set_hw_listener(env.log, NULL, NULL);
+	su_append_seq(&env, 105, 2, 500, false, 10, &model);
+	cr_assert_lt(hw_last, rmq_log_high_watermark(env.log));
+	su_batches_free(&model);
+}
