@@ -81,6 +81,9 @@ void rmq_server_shutdown(struct rmq_server *srv);
  * reference is dropped (poll it from the runtime's drain check). */
 bool rmq_server_drained(struct rmq_server *srv, bool force);
 
+/* Frees the server.  Call it on the server's shard while its ring still
+ * exists (the runtime's fini), after rmq_server_drained() returned true;
+ * otherwise it forces the drain itself, serving the ring for up to 5 s. */
 void rmq_server_destroy(struct rmq_server *srv);
 
 const struct rmq_server_stats *rmq_server_stats(const struct rmq_server *srv);

@@ -1,0 +1,508 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * broker.c - shard start-up and shutdown, the partitions each shard owns,
+ * metadata distribution, and the method table.
+ *
+ * Metadata changes (admin.c decides them on shard 0) reach every shard as
+ * an "apply" message carrying the new snapshot.  Applying diffs the old
+ * and new topic lists by name and topic id: partitions of new topics that
+ * this shard owns are opened (recovering their logs), partitions of topics
+ * that went away are closed and, when deleted, their directories removed;
+ * config changes are applied to open logs by reopening nothing (retention
+ * and roll settings are read from the snapshot on each check).
+ *
+ * Per cycle (the shard hook) every partition appended to since the last
+ * cycle flushes its log once: that is the group commit of log.h.
+ */
+#include "broker/broker.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t rmq_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- partitions ------------------------------------------------------------ */
+
+static void log_config_for(const struct rmq_broker *b, const struct rmq_topic *t,
+			   struct rmq_log_config *lc)
+{
+	rmq_log_config_default(lc);
+	lc->segment_bytes = t->cfg.segment_bytes;
+	lc->segment_ms = t->cfg.segment_ms;
+	lc->retention_bytes = t->cfg.retention_bytes;
+	lc->retention_ms = t->cfg.retention_ms;
+	lc->index_interval_bytes = (uint32_t)b->cfg.index_interval_bytes;
+	lc->write_buffer_bytes = (uint32_t)b->cfg.write_buffer_bytes;
+	lc->fsync = b->cfg.fsync;
+	lc->prealloc = b->cfg.prealloc;
+}
+
+static void on_hw(void *arg, uint64_t hw)
+{
+	(void)hw;
+	rmq_fetch_wake(arg);
+}
+
+static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct rmq_topic *t,
+					    uint32_t index)
+{
+	struct rmq_partition *p = calloc(1, sizeof(*p));
+	struct rmq_log_config lc;
+	char dir[4096];
+	int rc;
+
+	if (!p)
+		return NULL;
+	p->bs = bs;
+	p->topic = t;
+	p->index = index;
+	snprintf(p->topic_name, sizeof(p->topic_name), "%s", t->name);
+	snprintf(p->topic_id, sizeof(p->topic_id), "%s", t->id);
+	rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, t->name, index);
+	log_config_for(bs->b, t, &lc);
+	rc = rmq_log_open(rmq_shard_io(bs->s), dir, &lc, &p->log);
+	if (rc < 0) {
+		rmq_error("cannot open partition %s-%u in %s: %s", t->name, index, dir, rmq_strerror(rc));
+		free(p);
+		return NULL;
+	}
+	rmq_log_set_hw_listener(p->log, on_hw, p);
+	return p;
+}
+
+static int rm_tree(const char *dir)
+{
+	/* Partition directories hold only flat segment files (log.c). */
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
+	return system(cmd) == 0 ? 0 : -EIO;
+}
+
+static void close_partition(struct rmq_bshard *bs, struct rmq_partition *p, bool remove)
+{
+	char dir[4096];
+
+	rmq_fetch_drop_waiters(p);
+	/* Appends waiting for buffer space fail as the partition goes. */
+	rmq_produce_fail_backlog(p);
+	int rc = rmq_log_close(p->log);
+	if (rc < 0)
+		rmq_warn("closing partition %s-%u: %s", p->topic_name, p->index, rmq_strerror(rc));
+	if (remove) {
+		rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, p->topic_name, p->index);
+		if (rm_tree(dir) < 0)
+			rmq_warn("could not remove %s", dir);
+	}
+	free(p);
+}
+
+struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topic, uint32_t p,
+					 int *code)
+{
+	long i = rmq_meta_find(bs->meta, topic);
+	if (i < 0) {
+		*code = 9; /* TOPIC_NOT_FOUND */
+		return NULL;
+	}
+	if (p >= bs->meta->topics[i].partitions) {
+		*code = 10; /* PARTITION_NOT_FOUND */
+		return NULL;
+	}
+	struct rmq_partition *part = bs->local[i].parts ? bs->local[i].parts[p] : NULL;
+	if (!part)
+		*code = 4; /* NOT_AVAILABLE */
+	return part;
+}
+
+int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
+{
+	long i = rmq_meta_find(bs->meta, topic);
+	if (i < 0) {
+		*code = 9;
+		return -1;
+	}
+	if (p >= bs->meta->topics[i].partitions) {
+		*code = 10;
+		return -1;
+	}
+	return (int)rmq_partition_shard(topic, p, bs->nshards);
+}
+
+void rmq_partition_mark_dirty(struct rmq_partition *p)
+{
+	if (p->dirty)
+		return;
+	p->dirty = true;
+	p->dirty_next = p->bs->dirty;
+	p->bs->dirty = p;
+}
+
+/* Builds this shard's partition tables for snapshot m, reusing partitions
+ * of `old` whose topic (same id) survives.  Partitions of topics not in m
+ * are closed, their files removed when `remove_gone`. */
+static int apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gone)
+{
+	struct rmq_tlocal *local = calloc(m->ntopics ? m->ntopics : 1, sizeof(*local));
+	struct rmq_meta *old = bs->meta;
+	struct rmq_tlocal *old_local = bs->local;
+
+	if (!local)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->ntopics; i++) {
+		const struct rmq_topic *t = &m->topics[i];
+		long oi = old ? rmq_meta_find(old, t->name) : -1;
+		bool same = oi >= 0 && strcmp(old->topics[oi].id, t->id) == 0;
+		local[i].parts = calloc(t->partitions, sizeof(*local[i].parts));
+		if (!local[i].parts)
+			return -ENOMEM;
+		for (uint32_t p = 0; p < t->partitions; p++) {
+			if (rmq_partition_shard(t->name, p, bs->nshards) != bs->id)
+				continue;
+			struct rmq_partition *part = NULL;
+			if (same && p < old->topics[oi].partitions && old_local[oi].parts) {
+				part = old_local[oi].parts[p];
+				old_local[oi].parts[p] = NULL; /* moved */
+			}
+			if (!part)
+				part = open_partition(bs, t, p);
+			if (part)
+				part->topic = t;
+			local[i].parts[p] = part;
+		}
+	}
+	/* What is left in the old tables is gone. */
+	if (old) {
+		for (size_t i = 0; i < old->ntopics; i++) {
+			if (!old_local[i].parts)
+				continue;
+			long ni = rmq_meta_find(m, old->topics[i].name);
+			bool deleted = ni < 0 || strcmp(m->topics[ni].id, old->topics[i].id) != 0;
+			for (uint32_t p = 0; p < old->topics[i].partitions; p++) {
+				if (old_local[i].parts[p])
+					close_partition(bs, old_local[i].parts[p], remove_gone && deleted);
+			}
+			free(old_local[i].parts);
+		}
+		free(old_local);
+	}
+	/* The dirty list may name closed partitions: rebuild it lazily by
+	 * flushing everything once. */
+	bs->dirty = NULL;
+	for (size_t i = 0; i < m->ntopics; i++)
+		for (uint32_t p = 0; local[i].parts && p < m->topics[i].partitions; p++)
+			if (local[i].parts[p]) {
+				local[i].parts[p]->dirty = false;
+				rmq_partition_mark_dirty(local[i].parts[p]);
+			}
+	bs->local = local;
+	bs->meta = m;
+	rmq_meta_ref(m);
+	if (old)
+		rmq_meta_unref(old);
+	return 0;
+}
+
+/* Exposed to admin.c through this small wrapper. */
+int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
+int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m)
+{
+	return apply_meta(bs, m, true);
+}
+
+/* ---- the cycle ----------------------------------------------------------------- */
+
+static void before_wait(struct rmq_shard *s, void *arg)
+{
+	struct rmq_bshard *bs = arg;
+	(void)s;
+	struct rmq_partition *p = bs->dirty;
+	bs->dirty = NULL;
+	while (p) {
+		struct rmq_partition *next = p->dirty_next;
+		p->dirty = false;
+		if (p->backlog_head)
+			rmq_produce_retry_backlog(p);
+		rmq_log_flush(p->log);
+		if (p->backlog_head)
+			rmq_partition_mark_dirty(p); /* try again next cycle */
+		p = next;
+	}
+}
+
+static void for_each_partition(struct rmq_bshard *bs, void (*fn)(struct rmq_partition *p))
+{
+	for (size_t i = 0; i < bs->meta->ntopics; i++)
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
+			if (bs->local[i].parts[p])
+				fn(bs->local[i].parts[p]);
+}
+
+static void retain_one(struct rmq_partition *p)
+{
+	int n = rmq_log_retain(p->log);
+	if (n < 0)
+		rmq_warn("retention of %s-%u: %s", p->topic_name, p->index, rmq_strerror(n));
+}
+
+static void sync_one(struct rmq_partition *p)
+{
+	rmq_log_sync_tick(p->log);
+	rmq_partition_mark_dirty(p);
+}
+
+static void on_retention_timer(struct rmq_timer *t)
+{
+	struct rmq_bshard *bs = RMQ_CONTAINER_OF(t, struct rmq_bshard, retention_timer);
+	for_each_partition(bs, retain_one);
+	rmq_timer_start(bs->s, t, rmq_now_ns() + bs->b->cfg.retention_check_ns, on_retention_timer);
+}
+
+static void on_fsync_timer(struct rmq_timer *t)
+{
+	struct rmq_bshard *bs = RMQ_CONTAINER_OF(t, struct rmq_bshard, fsync_timer);
+	for_each_partition(bs, sync_one);
+	rmq_timer_start(bs->s, t, rmq_now_ns() + bs->b->cfg.fsync_interval_ns, on_fsync_timer);
+}
+
+/* ---- start and stop ------------------------------------------------------------- */
+
+static int shard_init(struct rmq_shard *s, void *arg)
+{
+	struct rmq_broker *b = arg;
+	struct rmq_bshard *bs = calloc(1, sizeof(*bs));
+	int rc;
+
+	if (!bs)
+		return -ENOMEM;
+	bs->b = b;
+	bs->s = s;
+	bs->id = rmq_shard_id(s);
+	bs->nshards = rmq_shard_count(s);
+	rmq_shard_set_data(s, bs);
+	rc = apply_meta(bs, b->initial_meta, false);
+	if (rc < 0)
+		return rc;
+	rmq_shard_add_hook(s, before_wait, bs);
+	rmq_timer_start(s, &bs->retention_timer, rmq_now_ns() + b->cfg.retention_check_ns,
+			on_retention_timer);
+	if (b->cfg.fsync == RMQ_FSYNC_INTERVAL)
+		rmq_timer_start(s, &bs->fsync_timer, rmq_now_ns() + b->cfg.fsync_interval_ns,
+				on_fsync_timer);
+
+	/* Shard 0 binds first so that port 0 resolves to one port for all. */
+	struct rmq_net_config net = b->cfg.net;
+	if (bs->id != 0) {
+		while (atomic_load(&b->port) == 0 && !rmq_runtime_stopping(b->rt))
+			sched_yield();
+		net.port = atomic_load(&b->port);
+	}
+	rc = rmq_server_start(s, &net, rmq_broker_methods, rmq_broker_nmethods, bs, &bs->srv);
+	if (rc < 0) {
+		rmq_error("cannot listen on %s:%u: %s", net.host, net.port, rmq_strerror(rc));
+		if (bs->id == 0)
+			atomic_store(&b->port, 1); /* release the others; run stops */
+		return rc;
+	}
+	if (bs->id == 0) {
+		atomic_store(&b->port, rmq_server_port(bs->srv));
+		rmq_info("rmqd %s serving on %s:%u with %u shards, data dir %s, fsync=%s, %zu topics",
+			 RMQ_VERSION, net.host, rmq_server_port(bs->srv), bs->nshards, b->cfg.data_dir,
+			 b->fsync_name ? b->fsync_name : "always", bs->meta->ntopics);
+	}
+	return 0;
+}
+
+static bool shard_drained(struct rmq_shard *s, void *arg)
+{
+	struct rmq_bshard *bs = rmq_shard_data(s);
+	(void)arg;
+	if (!bs || !bs->srv)
+		return true;
+	static _Thread_local uint64_t stop_began;
+	if (stop_began == 0) {
+		stop_began = rmq_now_ns();
+		atomic_store(&bs->b->serving, 0);
+		rmq_server_shutdown(bs->srv);
+	}
+	/* In-flight calls get a grace period to finish, then are cancelled. */
+	bool force = rmq_now_ns() - stop_began > 5ULL * 1000 * 1000 * 1000;
+	if (!rmq_server_drained(bs->srv, force))
+		return false;
+	/* Appends still buffered reach the disk before the logs close. */
+	for (size_t i = 0; i < bs->meta->ntopics; i++)
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
+			if (bs->local[i].parts[p] && !rmq_log_idle(bs->local[i].parts[p]->log))
+				return false;
+	return true;
+}
+
+static void shard_fini(struct rmq_shard *s, void *arg)
+{
+	struct rmq_bshard *bs = rmq_shard_data(s);
+	(void)arg;
+	if (!bs)
+		return;
+	rmq_timer_cancel(s, &bs->retention_timer);
+	rmq_timer_cancel(s, &bs->fsync_timer);
+	if (bs->srv) {
+		rmq_server_drained(bs->srv, true);
+		rmq_server_destroy(bs->srv);
+	}
+	if (bs->meta) {
+		for (size_t i = 0; i < bs->meta->ntopics; i++) {
+			for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
+				if (bs->local[i].parts[p])
+					close_partition(bs, bs->local[i].parts[p], false);
+			free(bs->local[i].parts);
+		}
+		free(bs->local);
+		rmq_meta_unref(bs->meta);
+	}
+	rmq_shard_set_data(s, NULL);
+	free(bs);
+}
+
+int rmq_broker_run(struct rmq_broker *b)
+{
+	struct rmq_runtime_config rc_cfg = {
+		.shards = b->cfg.shards,
+		.ring_entries = 4096,
+		.fixed_buffers = 256,
+		.xshard_capacity = 8192,
+		.timers_max = 1u << 17,
+		.pin = b->cfg.pin,
+	};
+	int rc;
+
+	if (mkdir(b->cfg.data_dir, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		rmq_error("cannot create data directory %s: %s", b->cfg.data_dir, rmq_strerror(rc));
+		return rc;
+	}
+	rc = rmq_meta_load(b->cfg.data_dir, &b->cfg.topic_defaults, &b->initial_meta);
+	if (rc < 0) {
+		rmq_error("cannot load topic metadata from %s/meta: %s", b->cfg.data_dir,
+			  rmq_strerror(rc));
+		return rc;
+	}
+	rmq_meta_ref(b->initial_meta);
+	b->started_ms = rmq_wall_ms();
+	rc = rmq_runtime_create(&rc_cfg, &b->rt);
+	if (rc < 0) {
+		rmq_meta_unref(b->initial_meta);
+		return rc;
+	}
+	rmq_runtime_on_stop(b->rt, shard_drained);
+	atomic_store(&b->serving, 1);
+	rc = rmq_runtime_run(b->rt, shard_init, shard_fini, b);
+	rmq_runtime_destroy(b->rt);
+	b->rt = NULL;
+	rmq_meta_unref(b->initial_meta);
+	return rc;
+}
+
+/* ---- the method table ------------------------------------------------------------ */
+
+#define U RMQ_GRPC_UNARY
+#define SS RMQ_GRPC_SERVER_STREAM
+#define CS RMQ_GRPC_CLIENT_STREAM
+#define BI RMQ_GRPC_BIDI
+#define NS(path, kind) {path, kind, rmq_not_served, NULL, NULL, NULL}
+
+const struct rmq_grpc_method rmq_broker_methods[] = {
+	/* ProducerService */
+	{"/rustmq.client.ProducerService/Produce", U, rmq_produce_unary, NULL, NULL, NULL},
+	{"/rustmq.client.ProducerService/ProduceBatch", U, rmq_produce_batch, NULL, NULL, NULL},
+	{"/rustmq.client.ProducerService/ProduceStream", BI, rmq_produce_stream_msg,
+	 rmq_produce_stream_half_close, rmq_produce_cancel, NULL},
+	NS("/rustmq.client.ProducerService/InitTransaction", U),
+	NS("/rustmq.client.ProducerService/CommitTransaction", U),
+	NS("/rustmq.client.ProducerService/AbortTransaction", U),
+	/* ConsumerService */
+	{"/rustmq.client.ConsumerService/Fetch", U, rmq_fetch_unary, NULL, rmq_fetch_cancel, NULL},
+	{"/rustmq.client.ConsumerService/FetchBatch", U, rmq_fetch_batch, NULL, rmq_fetch_cancel, NULL},
+	{"/rustmq.client.ConsumerService/Subscribe", SS, rmq_fetch_subscribe, NULL, rmq_fetch_cancel,
+	 rmq_fetch_drain},
+	{"/rustmq.client.ConsumerService/ListOffsets", U, rmq_list_offsets, NULL, NULL, NULL},
+	NS("/rustmq.client.ConsumerService/JoinGroup", U),
+	NS("/rustmq.client.ConsumerService/LeaveGroup", U),
+	NS("/rustmq.client.ConsumerService/CommitOffsets", U),
+	NS("/rustmq.client.ConsumerService/Heartbeat", U),
+	NS("/rustmq.client.ConsumerService/SyncGroup", U),
+	NS("/rustmq.client.ConsumerService/FetchOffsets", U),
+	/* MetadataService, AuthService */
+	{"/rustmq.client.MetadataService/GetTopicMetadata", U, rmq_md_topic_metadata, NULL, NULL, NULL},
+	{"/rustmq.client.MetadataService/ListTopics", U, rmq_md_list_topics, NULL, NULL, NULL},
+	{"/rustmq.client.MetadataService/GetBrokerList", U, rmq_md_broker_list, NULL, NULL, NULL},
+	{"/rustmq.client.MetadataService/GetPartitionLeader", U, rmq_md_partition_leader, NULL, NULL, NULL},
+	{"/rustmq.client.MetadataService/GetClusterMetadata", U, rmq_md_cluster_metadata, NULL, NULL, NULL},
+	{"/rustmq.client.MetadataService/FindCoordinator", U, rmq_md_find_coordinator, NULL, NULL, NULL},
+	{"/rustmq.client.AuthService/Authenticate", U, rmq_auth_authenticate, NULL, NULL, NULL},
+	/* AdminService */
+	{"/rustmq.controller.AdminService/CreateTopics", U, rmq_admin_create_topics, NULL, NULL, NULL},
+	{"/rustmq.controller.AdminService/DeleteTopics", U, rmq_admin_delete_topics, NULL, NULL, NULL},
+	{"/rustmq.controller.AdminService/ListTopics", U, rmq_admin_list_topics, NULL, NULL, NULL},
+	{"/rustmq.controller.AdminService/DescribeTopics", U, rmq_admin_describe_topics, NULL, NULL, NULL},
+	{"/rustmq.controller.AdminService/AlterConfigs", U, rmq_admin_alter_configs, NULL, NULL, NULL},
+	{"/rustmq.controller.AdminService/DescribeConfigs", U, rmq_admin_describe_configs, NULL, NULL, NULL},
+	{"/rustmq.controller.AdminService/DescribeCluster", U, rmq_admin_describe_cluster, NULL, NULL, NULL},
+	NS("/rustmq.controller.AdminService/ListGroups", U),
+	NS("/rustmq.controller.AdminService/DescribeGroups", U),
+	NS("/rustmq.controller.AdminService/DeleteGroups", U),
+	NS("/rustmq.controller.AdminService/ResetGroupOffsets", U),
+	NS("/rustmq.controller.AdminService/ElectLeaders", U),
+	/* Health */
+	{"/grpc.health.v1.Health/Check", U, rmq_health_check, NULL, NULL, NULL},
+	{"/grpc.health.v1.Health/Watch", SS, rmq_health_watch, NULL, rmq_health_watch_cancel, NULL},
+	{"/rustmq.broker.BrokerHealthService/HealthCheck", U, rmq_broker_health, NULL, NULL, NULL},
+	{"/rustmq.broker.BrokerHealthService/GetMetrics", U, rmq_broker_metrics, NULL, NULL, NULL},
+	/* Capabilities of a cluster (replication, Raft) and streaming. */
+	NS("/rustmq.broker.BrokerReplicationService/ReplicateData", U),
+	NS("/rustmq.broker.BrokerReplicationService/ReplicateStream", BI),
+	NS("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
+	NS("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
+	NS("/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", U),
+	NS("/rustmq.broker.BrokerReplicationService/UpdateISR", U),
+	NS("/rustmq.broker.BrokerReplicationService/GetISR", U),
+	NS("/rustmq.broker.PartitionManagementService/AssignPartition", U),
+	NS("/rustmq.broker.PartitionManagementService/RemovePartition", U),
+	NS("/rustmq.broker.PartitionManagementService/MigratePartition", SS),
+	NS("/rustmq.broker.PartitionManagementService/GetPartitionState", U),
+	NS("/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", U),
+	NS("/rustmq.controller.ControllerRaftService/RequestVote", U),
+	NS("/rustmq.controller.ControllerRaftService/AppendEntries", U),
+	NS("/rustmq.controller.ControllerRaftService/InstallSnapshot", CS),
+	NS("/rustmq.controller.ControllerRaftService/PreVote", U),
+	NS("/rustmq.controller.ControllerRaftService/TimeoutNow", U),
+	NS("/rustmq.controller.ControllerRaftService/AddPeer", U),
+	NS("/rustmq.controller.ControllerRaftService/RemovePeer", U),
+	NS("/rustmq.controller.ControllerRaftService/GetConfiguration", U),
+	NS("/rustmq.controller.ControllerBrokerService/RegisterBroker", U),
+	NS("/rustmq.controller.ControllerBrokerService/UnregisterBroker", U),
+	NS("/rustmq.controller.ControllerBrokerService/HeartbeatBroker", U),
+	NS("/rustmq.controller.ControllerBrokerService/CreatePartitions", U),
+	NS("/rustmq.controller.ControllerBrokerService/DeletePartitions", U),
+	NS("/rustmq.controller.ControllerBrokerService/ReassignPartitions", SS),
+	NS("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", U),
+	NS("/rustmq.controller.ControllerBrokerService/GetClusterConfig", U),
+	NS("/rustmq.streaming.StreamingService/InteractiveQuery", BI),
+	NS("/rustmq.streaming.StreamingService/Subscribe", SS),
+	NS("/rustmq.streaming.StreamingService/BulkLoad", CS),
+};
+
+const size_t rmq_broker_nmethods = sizeof(rmq_broker_methods) / sizeof(rmq_broker_methods[0]);

@@ -1,0 +1,1052 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fetch.c - ConsumerService's reads: Fetch, FetchBatch, Subscribe, and
+ * ListOffsets.
+ *
+ * A fetch is coordinated on the connection's shard (the origin) by a
+ * struct fetch_op; each requested partition is a struct fetch_part sent
+ * to the partition's shard (the owner):
+ *
+ *   origin                                   owner
+ *   op: post every part ───────────────────► read the log at fetch_offset
+ *                                            (whole batches, <= the part's
+ *                                             byte cap): data or an error
+ *        ◄──────────── reply (part.msg) ──── → reply at once
+ *                                            no data yet and the op may
+ *                                            wait → park the part on the
+ *                                            partition's waiter list; an
+ *                                            HW advance re-reads and replies
+ *   enough bytes (>= min_bytes) or
+ *   max_wait expired → for parts still
+ *   parked, post a cancel (part.cmsg) ─────► parked: unpark, read, reply
+ *        ◄──────────── cancel ack ─────────── always, so the origin knows
+ *                                            the owner is done with the part
+ *   every expected message back → answer
+ *
+ * This is Kafka's long poll: the answer leaves as soon as min_bytes of
+ * batches are ready, or at max_wait with whatever there is; no loop polls.
+ * Batches are copied once, from the segment mapping into the part's buffer
+ * on the owner, and sent as they are stored: each FetchPartitionResponse is
+ * its header fields (protobuf-c) followed by the stored entries, which are
+ * already encoded `batches` elements (storage/batch.h).
+ *
+ * Subscribe reuses one op for successive rounds: after each answer the
+ * offsets move past what was sent and the next round starts, waiting for
+ * new data; the stream ends when the client cancels.
+ */
+#include "broker/broker.h"
+
+#include "client/consumer.pb-c.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/pbwire.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	EC_OK = 0,
+	EC_INVALID_REQUEST = 2,
+	EC_NOT_AVAILABLE = 4,
+	EC_TOPIC_NOT_FOUND = 9,
+	EC_OFFSET_OUT_OF_RANGE = 11,
+	EC_CORRUPT_MESSAGE = 12,
+	EC_STORAGE_ERROR = 45,
+	EC_RESOURCE_EXHAUSTED = 46,
+	EC_SHUTTING_DOWN = 60,
+	EC_OFFSET_NOT_AVAILABLE = 57,
+};
+
+#define FETCH_DEFAULT_MAX_BYTES (50u << 20)
+#define FETCH_DEFAULT_PART_BYTES (1u << 20)
+
+enum op_kind { OP_FETCH, OP_SUBSCRIBE };
+
+/* Subscribe starting points resolved by the owner at the first read. */
+enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2 };
+
+struct fetch_op;
+
+struct rmq_fetch_waiter {
+	struct rmq_fetch_waiter *next, *prev;
+};
+
+struct fetch_part {
+	struct rmq_xmsg msg;   /* request to the owner, then its reply */
+	struct rmq_xmsg cmsg;  /* cancel to the owner, then its ack */
+	struct fetch_op *op;
+	struct rmq_fetch_waiter w; /* owner: on the partition's list when parked */
+	struct rmq_partition *parked_on;
+	char topic[RMQ_TOPIC_NAME_MAX + 1];
+	uint32_t partition;
+	uint64_t offset;
+	uint32_t max_bytes;
+	bool may_wait;
+	int start;             /* first round: 0 = offset, else START_EARLIEST/LATEST */
+	unsigned origin;       /* the coordinating shard */
+	bool replied;          /* origin: the reply for this round is in */
+	bool cancel_sent;      /* origin: a cancel is out for this round */
+	bool dropped;          /* subscribe: failed, reported, no longer read */
+	unsigned owner;
+	/* Result (owner writes, origin reads after the reply). */
+	int code;
+	char err[320];
+	uint64_t hw, log_start, next_offset;
+	uint8_t *data;
+	size_t len;
+};
+
+struct fetch_op {
+	struct rmq_call *call;
+	enum op_kind kind;
+	struct fetch_batch *batch;   /* FetchBatch parent, or NULL */
+	int batch_index;
+	int nparts;
+	struct fetch_part *parts;
+	int outstanding;             /* messages still to come back */
+	uint64_t bytes;              /* batch bytes in this round's replies */
+	uint32_t min_bytes, max_bytes;
+	uint64_t max_wait_ns;
+	struct rmq_timer timer;
+	bool timer_armed;
+	bool expired;
+	bool cancelled;              /* the call is gone (subscribe) */
+	bool send_blocked;           /* subscribe: waiting for on_drain */
+	int reset;                   /* subscribe: OffsetSpec for out-of-range */
+	int code;                    /* request-level error */
+	char err[320];
+};
+
+struct fetch_batch {
+	struct rmq_call *call;
+	int n, pending;
+	struct fetch_op **ops;
+};
+
+/* ---- owner side ------------------------------------------------------------ */
+
+static void reply_part(struct fetch_part *fp);
+
+static void unpark(struct fetch_part *fp)
+{
+	struct rmq_partition *p = fp->parked_on;
+	if (!p)
+		return;
+	if (fp->w.prev)
+		fp->w.prev->next = fp->w.next;
+	else
+		p->waiters = fp->w.next;
+	if (fp->w.next)
+		fp->w.next->prev = fp->w.prev;
+	fp->w.next = fp->w.prev = NULL;
+	fp->parked_on = NULL;
+}
+
+static void park(struct rmq_partition *p, struct fetch_part *fp)
+{
+	fp->parked_on = p;
+	fp->w.prev = NULL;
+	fp->w.next = p->waiters;
+	if (p->waiters)
+		p->waiters->prev = &fp->w;
+	p->waiters = &fp->w;
+}
+
+/* Reads the part's data from the log into fp->data.  Returns true when
+ * the part is answered (data or error), false when there is nothing yet. */
+static bool read_part(struct rmq_partition *p, struct fetch_part *fp)
+{
+	struct rmq_log_read r;
+	if (fp->start == START_EARLIEST)
+		fp->offset = rmq_log_start_offset(p->log);
+	else if (fp->start == START_LATEST)
+		fp->offset = rmq_log_high_watermark(p->log);
+	fp->start = 0;
+	int rc = rmq_log_read(p->log, fp->offset, fp->max_bytes, &r);
+
+	fp->hw = r.high_watermark;
+	fp->log_start = r.log_start_offset;
+	fp->next_offset = fp->offset;
+	if (rc == RMQ_ERANGE) {
+		fp->code = EC_OFFSET_OUT_OF_RANGE;
+		snprintf(fp->err, sizeof(fp->err),
+			 "offset %lu is outside the log [%lu, %lu]", (unsigned long)fp->offset,
+			 (unsigned long)r.log_start_offset, (unsigned long)r.high_watermark);
+		return true;
+	}
+	if (rc < 0) {
+		fp->code = rc == RMQ_EFENCED ? EC_STORAGE_ERROR : EC_CORRUPT_MESSAGE;
+		snprintf(fp->err, sizeof(fp->err), "reading offset %lu: %s",
+			 (unsigned long)fp->offset, rmq_strerror(rc));
+		return true;
+	}
+	if (r.nslices == 0)
+		return false;
+	fp->data = malloc(r.bytes);
+	if (!fp->data) {
+		rmq_log_read_done(p->log, &r);
+		fp->code = EC_RESOURCE_EXHAUSTED;
+		snprintf(fp->err, sizeof(fp->err), "out of memory");
+		return true;
+	}
+	size_t off = 0;
+	for (unsigned i = 0; i < r.nslices; i++) {
+		memcpy(fp->data + off, r.slices[i].data, r.slices[i].len);
+		off += r.slices[i].len;
+	}
+	fp->len = off;
+	fp->next_offset = r.next_offset;
+	rmq_log_read_done(p->log, &r);
+	p->fetched_bytes += off;
+	p->bs->fetch_bytes += off;
+	return true;
+}
+
+static void exec_part(struct fetch_part *fp)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	int code;
+	struct rmq_partition *p = rmq_partition_find(bs, fp->topic, fp->partition, &code);
+
+	fp->owner = bs->id;
+	fp->code = EC_OK;
+	fp->err[0] = '\0';
+	fp->data = NULL;
+	fp->len = 0;
+	if (!p) {
+		fp->code = code;
+		snprintf(fp->err, sizeof(fp->err), code == EC_TOPIC_NOT_FOUND ? "unknown topic '%s'"
+										: "partition %s-%u does not exist",
+			 fp->topic, fp->partition);
+		reply_part(fp);
+		return;
+	}
+	if (read_part(p, fp) || !fp->may_wait) {
+		reply_part(fp);
+		return;
+	}
+	park(p, fp);
+}
+
+static void exec_msg(struct rmq_xmsg *m)
+{
+	exec_part(RMQ_CONTAINER_OF(m, struct fetch_part, msg));
+}
+
+void rmq_fetch_wake(struct rmq_partition *p)
+{
+	struct rmq_fetch_waiter *w = p->waiters;
+	while (w) {
+		struct rmq_fetch_waiter *next = w->next;
+		struct fetch_part *fp = RMQ_CONTAINER_OF(w, struct fetch_part, w);
+		if (read_part(p, fp)) {
+			unpark(fp);
+			reply_part(fp);
+		}
+		w = next;
+	}
+}
+
+void rmq_fetch_drop_waiters(struct rmq_partition *p)
+{
+	while (p->waiters) {
+		struct fetch_part *fp = RMQ_CONTAINER_OF(p->waiters, struct fetch_part, w);
+		unpark(fp);
+		fp->code = EC_NOT_AVAILABLE;
+		snprintf(fp->err, sizeof(fp->err), "partition %s-%u was closed", fp->topic, fp->partition);
+		reply_part(fp);
+	}
+}
+
+static void cancel_on_owner(struct rmq_xmsg *m);
+static void cancel_ack(struct rmq_xmsg *m);
+
+/* ---- origin side ------------------------------------------------------------- */
+
+static void part_replied(struct rmq_xmsg *m);
+static void round_start(struct fetch_op *op);
+static void op_maybe_finish(struct fetch_op *op);
+
+/* Posts m, to this shard too: then it runs next cycle, so no handler
+ * here ever re-enters another (a round is fully dispatched before any
+ * reply is looked at). */
+static void post_or_run(unsigned to, struct rmq_xmsg *m)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	while (rmq_shard_post(bs->s, to, m) == RMQ_EFULL)
+		sched_yield(); /* the target drains its queue every cycle */
+}
+
+static void reply_part(struct fetch_part *fp)
+{
+	fp->msg.fn = part_replied;
+	post_or_run(fp->origin, &fp->msg);
+}
+
+static void cancel_on_owner(struct rmq_xmsg *m)
+{
+	struct fetch_part *fp = RMQ_CONTAINER_OF(m, struct fetch_part, cmsg);
+	if (fp->parked_on) {
+		struct rmq_partition *p = fp->parked_on;
+		unpark(fp);
+		read_part(p, fp); /* whatever there is now, possibly nothing */
+		reply_part(fp);
+	}
+	fp->cmsg.fn = cancel_ack;
+	post_or_run(fp->origin, &fp->cmsg);
+}
+
+static void cancel_ack(struct rmq_xmsg *m)
+{
+	struct fetch_part *fp = RMQ_CONTAINER_OF(m, struct fetch_part, cmsg);
+	struct fetch_op *op = fp->op;
+	op->outstanding--;
+	op_maybe_finish(op);
+}
+
+/* Asks the owners of parts still parked to answer now. */
+static void cancel_parked(struct fetch_op *op)
+{
+	for (int i = 0; i < op->nparts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		if (fp->replied || fp->cancel_sent || !fp->may_wait)
+			continue;
+		fp->cancel_sent = true;
+		op->outstanding++;
+		fp->cmsg.fn = cancel_on_owner;
+		post_or_run(fp->owner, &fp->cmsg);
+	}
+}
+
+static void on_timer(struct rmq_timer *t)
+{
+	struct fetch_op *op = RMQ_CONTAINER_OF(t, struct fetch_op, timer);
+	op->timer_armed = false;
+	op->expired = true;
+	cancel_parked(op);
+}
+
+static void part_replied(struct rmq_xmsg *m)
+{
+	struct fetch_part *fp = RMQ_CONTAINER_OF(m, struct fetch_part, msg);
+	struct fetch_op *op = fp->op;
+	fp->replied = true;
+	op->outstanding--;
+	op->bytes += fp->len;
+	if (fp->code != EC_OK || op->bytes >= op->min_bytes)
+		cancel_parked(op); /* enough: stop waiting on the others */
+	op_maybe_finish(op);
+}
+
+/* Encodes one FetchPartitionResponse header (everything but batches). */
+static size_t part_header(const struct fetch_part *fp, uint8_t **out)
+{
+	Rustmq__Client__FetchPartitionResponse r = RUSTMQ__CLIENT__FETCH_PARTITION_RESPONSE__INIT;
+	Rustmq__Common__TopicPartition tp = RUSTMQ__COMMON__TOPIC_PARTITION__INIT;
+	tp.topic = (char *)fp->topic;
+	tp.partition = fp->partition;
+	r.topic_partition = &tp;
+	r.error_code = (Rustmq__Common__ErrorCode)fp->code;
+	r.error_message = (char *)fp->err;
+	r.high_watermark = fp->hw;
+	r.last_stable_offset = fp->hw; /* no transactions: everything is stable */
+	r.log_start_offset = fp->log_start;
+	size_t n = rustmq__client__fetch_partition_response__get_packed_size(&r);
+	*out = malloc(n + 1);
+	if (!*out)
+		return 0;
+	rustmq__client__fetch_partition_response__pack(&r, *out);
+	return n;
+}
+
+/* Builds the FetchResponse of this round as iovecs over the parts' data:
+ * for each part, key 0x1A + length + header + stored batches.  When
+ * only_data, parts with neither data nor an error are left out
+ * (Subscribe).  Returns the iovec count, or -1 on allocation failure.
+ * The small buffers to free are returned in bufs. */
+static int build_response(struct fetch_op *op, bool only_data, struct iovec **iov_out,
+			  uint8_t ***bufs_out, int *nbufs)
+{
+	int max = 2 * op->nparts + 2, n = 0, nb = 0;
+	struct iovec *iov = calloc((size_t)max, sizeof(*iov));
+	uint8_t **bufs = calloc((size_t)op->nparts + 2, sizeof(*bufs));
+	if (!iov || !bufs)
+		goto nomem;
+	if (op->code != EC_OK) {
+		/* Request-level error: FetchResponse{error_code, error_message}. */
+		Rustmq__Client__FetchResponse r = RUSTMQ__CLIENT__FETCH_RESPONSE__INIT;
+		r.error_code = (Rustmq__Common__ErrorCode)op->code;
+		r.error_message = op->err;
+		size_t len = rustmq__client__fetch_response__get_packed_size(&r);
+		bufs[nb] = malloc(len + 1);
+		if (!bufs[nb])
+			goto nomem;
+		rustmq__client__fetch_response__pack(&r, bufs[nb]);
+		iov[n++] = (struct iovec){bufs[nb++], len};
+	} else {
+		for (int i = 0; i < op->nparts; i++) {
+			struct fetch_part *fp = &op->parts[i];
+			if (only_data && (fp->dropped || (fp->len == 0 && fp->code == EC_OK)))
+				continue;
+			uint8_t *hdr;
+			size_t hlen = part_header(fp, &hdr);
+			if (!hdr)
+				goto nomem;
+			/* Prefix the header with the element's key and length; the
+			 * header buffer has the room at its front by moving it. */
+			uint8_t pre[16];
+			size_t pl = rmq_pb_put_len(pre, 3, hlen + fp->len);
+			uint8_t *b = malloc(pl + hlen);
+			if (!b) {
+				free(hdr);
+				goto nomem;
+			}
+			memcpy(b, pre, pl);
+			memcpy(b + pl, hdr, hlen);
+			free(hdr);
+			bufs[nb++] = b;
+			iov[n++] = (struct iovec){b, pl + hlen};
+			if (fp->len)
+				iov[n++] = (struct iovec){fp->data, fp->len};
+		}
+	}
+	*iov_out = iov;
+	*bufs_out = bufs;
+	*nbufs = nb;
+	return n;
+nomem:
+	for (int i = 0; i < nb; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(iov);
+	return -1;
+}
+
+static void free_round(struct fetch_op *op)
+{
+	for (int i = 0; i < op->nparts; i++) {
+		free(op->parts[i].data);
+		op->parts[i].data = NULL;
+		op->parts[i].len = 0;
+	}
+}
+
+static void op_free(struct fetch_op *op)
+{
+	free_round(op);
+	free(op->parts);
+	rmq_call_unref(op->call);
+	free(op);
+}
+
+static void batch_done(struct fetch_batch *fb);
+
+/* Sends this round's answer.  Returns 0, or RMQ_EFULL (subscribe: wait for
+ * on_drain), or another send error. */
+static int send_round(struct fetch_op *op)
+{
+	struct iovec *iov;
+	uint8_t **bufs;
+	int nb;
+	int n = build_response(op, op->kind == OP_SUBSCRIBE, &iov, &bufs, &nb);
+	if (n < 0)
+		return -ENOMEM;
+	int rc = n == 0 ? 0 : rmq_call_sendv(op->call, iov, n);
+	for (int i = 0; i < nb; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(iov);
+	return rc;
+}
+
+/*
+ * Cuts this round's data to the response's max_bytes, in request order
+ * (consumer.proto): batches are never split, and the first batch of the
+ * first partition with data is kept whole even when larger, so a consumer
+ * always makes progress.  The owners read each partition up to its own
+ * cap concurrently; only here, with every reply in, is the order known.
+ * A subscription's next position follows what is kept.
+ */
+static void trim_round(struct fetch_op *op)
+{
+	uint64_t total = 0;
+	bool first = true;
+	for (int i = 0; i < op->nparts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		size_t keep = 0;
+		uint64_t next = fp->offset;
+		while (keep < fp->len) {
+			struct rmq_batch_view v;
+			int n = rmq_batch_parse_header(fp->data + keep, fp->len - keep, &v);
+			if (n <= 0)
+				break; /* the log returns whole entries: not reached */
+			if (!first && total + (uint64_t)n > op->max_bytes)
+				break;
+			first = false;
+			total += (uint64_t)n;
+			keep += (size_t)n;
+			next = rmq_batch_last_offset(&v.hdr) + 1;
+		}
+		if (keep < fp->len) {
+			fp->len = keep;
+			fp->next_offset = next;
+		}
+	}
+}
+
+static void op_maybe_finish(struct fetch_op *op)
+{
+	if (op->outstanding > 0)
+		return;
+	trim_round(op);
+	if (op->timer_armed) {
+		rmq_timer_cancel(rmq_shard_current(), &op->timer);
+		op->timer_armed = false;
+	}
+	if (op->batch) {
+		struct fetch_batch *fb = op->batch;
+		if (--fb->pending == 0)
+			batch_done(fb);
+		return;
+	}
+	if (op->kind == OP_FETCH) {
+		struct rmq_bshard *bs = rmq_bshard_current();
+		bs->fetch_requests++;
+		int rc = send_round(op);
+		if (rc < 0 && rc != RMQ_ECLOSED)
+			rmq_call_finishf(op->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "fetch answer: %s",
+					 rmq_strerror(rc));
+		else
+			rmq_call_finish(op->call, RMQ_GRPC_OK, NULL);
+		rmq_call_set_ctx(op->call, NULL);
+		op_free(op);
+		return;
+	}
+	/* Subscribe: send, advance, go again. */
+	if (op->cancelled || rmq_call_done(op->call)) {
+		rmq_call_set_ctx(op->call, NULL);
+		op_free(op);
+		return;
+	}
+	bool any = false, failed = false;
+	for (int i = 0; i < op->nparts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		if (fp->dropped)
+			continue;
+		any |= fp->len > 0 || fp->code != EC_OK;
+		if (fp->code == EC_OFFSET_OUT_OF_RANGE &&
+		    (op->reset == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST ||
+		     op->reset == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_LATEST)) {
+			/* Retention passed the position: continue where asked. */
+			fp->start = op->reset == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST
+					    ? START_EARLIEST
+					    : START_LATEST;
+			fp->code = EC_OK;
+		} else if (fp->code != EC_OK) {
+			failed = true;
+		}
+	}
+	if (any) {
+		int rc = send_round(op);
+		if (rc == RMQ_EFULL) {
+			op->send_blocked = true; /* resumes in rmq_fetch_drain */
+			return;
+		}
+		if (rc < 0) {
+			if (rc != RMQ_ECLOSED)
+				rmq_call_finishf(op->call, RMQ_GRPC_INTERNAL, "subscribe: %s", rmq_strerror(rc));
+			rmq_call_set_ctx(op->call, NULL);
+			op_free(op);
+			return;
+		}
+	}
+	if (failed) {
+		/* Each failed partition was reported in the message just sent
+		 * and is dropped from the stream; the others go on.  With none
+		 * left the stream ends with status OK (consumer.proto). */
+		int left = 0;
+		for (int i = 0; i < op->nparts; i++) {
+			struct fetch_part *fp = &op->parts[i];
+			if (!fp->dropped && fp->code != EC_OK)
+				fp->dropped = true;
+			left += !fp->dropped;
+		}
+		if (left == 0) {
+			rmq_call_finish(op->call, RMQ_GRPC_OK, NULL);
+			rmq_call_set_ctx(op->call, NULL);
+			op_free(op);
+			return;
+		}
+	}
+	round_start(op);
+}
+
+static void round_start(struct fetch_op *op)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+
+	/* Subscribe rounds continue where the last one ended; a partition
+	 * that failed was dropped (op_maybe_finish) and is not read again. */
+	for (int i = 0; i < op->nparts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		if (op->kind == OP_SUBSCRIBE && fp->code == EC_OK && fp->len > 0)
+			fp->offset = fp->next_offset;
+	}
+	free_round(op);
+	bool routed_err = false;
+	op->bytes = 0;
+	op->expired = false;
+	op->outstanding = op->nparts;
+	/* A fetch waits when asked to; a subscription always waits for data,
+	 * and uses the timer only to release a round below min_bytes. */
+	bool wait = op->kind == OP_SUBSCRIBE || (op->max_wait_ns > 0 && op->min_bytes > 0);
+	bool timed = op->kind == OP_FETCH ? wait : op->min_bytes > 1 && op->max_wait_ns > 0;
+	if (timed) {
+		uint64_t deadline = rmq_now_ns() + op->max_wait_ns;
+		uint64_t call_deadline = rmq_call_deadline_ns(op->call);
+		if (call_deadline && call_deadline < deadline)
+			deadline = call_deadline; /* answer before the client gives up */
+		if (rmq_timer_start(bs->s, &op->timer, deadline, on_timer) == 0)
+			op->timer_armed = true;
+		else if (op->kind == OP_FETCH)
+			wait = false; /* no timer to end the wait: answer now */
+	}
+	for (int i = 0; i < op->nparts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		if (fp->dropped) {
+			fp->replied = true;
+			op->outstanding--;
+			continue;
+		}
+		fp->replied = false;
+		fp->cancel_sent = false;
+		fp->may_wait = wait;
+		fp->code = EC_OK;
+		int code;
+		int owner = rmq_route(bs, fp->topic, fp->partition, &code);
+		if (owner < 0) {
+			fp->code = code;
+			snprintf(fp->err, sizeof(fp->err),
+				 code == EC_TOPIC_NOT_FOUND ? "unknown topic '%s'" : "partition %s-%u does not exist",
+				 fp->topic, fp->partition);
+			fp->hw = fp->log_start = 0;
+			fp->replied = true;
+			op->outstanding--;
+			routed_err = true;
+			continue;
+		}
+		fp->owner = (unsigned)owner;
+		fp->origin = bs->id;
+		fp->msg.fn = exec_msg;
+		post_or_run((unsigned)owner, &fp->msg);
+	}
+	/* A partition that failed here answers the round at once, as one
+	 * that fails on its owner does (part_replied): the parts just posted
+	 * are cancelled behind their reads, which run first. */
+	if (routed_err && wait)
+		cancel_parked(op);
+	op_maybe_finish(op);
+}
+
+static uint64_t duration_ns(const Google__Protobuf__Duration *d)
+{
+	if (!d || d->seconds < 0 || d->nanos < 0)
+		return 0;
+	return (uint64_t)d->seconds * 1000000000ULL + (uint64_t)d->nanos;
+}
+
+/* A fetch_op from a FetchRequest.  Returns NULL and fills err on a bad
+ * request. */
+static struct fetch_op *op_from_request(struct rmq_bshard *bs, struct rmq_call *c,
+					const Rustmq__Client__FetchRequest *req)
+{
+	struct fetch_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return NULL;
+	op->call = c;
+	rmq_call_ref(c);
+	op->kind = OP_FETCH;
+	op->min_bytes = req->min_bytes;
+	op->max_bytes = req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES;
+	op->max_wait_ns = duration_ns(req->max_wait);
+	if (op->max_wait_ns > bs->b->cfg.max_fetch_wait_ns)
+		op->max_wait_ns = bs->b->cfg.max_fetch_wait_ns;
+	op->nparts = (int)req->n_partitions;
+	op->parts = calloc(req->n_partitions ? req->n_partitions : 1, sizeof(*op->parts));
+	if (!op->parts) {
+		op_free(op);
+		return NULL;
+	}
+	for (size_t i = 0; i < req->n_partitions; i++) {
+		const Rustmq__Client__FetchPartition *fpr = req->partitions[i];
+		struct fetch_part *fp = &op->parts[i];
+		fp->op = op;
+		if (fpr->topic_partition) {
+			snprintf(fp->topic, sizeof(fp->topic), "%s", fpr->topic_partition->topic);
+			fp->partition = fpr->topic_partition->partition;
+		}
+		fp->offset = fpr->fetch_offset;
+		/* Each partition reads up to its cap (never more than the whole
+		 * response may hold); trim_round applies max_bytes in request
+		 * order once every partition is read. */
+		uint32_t cap = fpr->partition_max_bytes ? fpr->partition_max_bytes : FETCH_DEFAULT_PART_BYTES;
+		fp->max_bytes = cap < op->max_bytes ? cap : op->max_bytes;
+	}
+	return op;
+}
+
+void rmq_fetch_unary(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__FetchRequest *req = rustmq__client__fetch_request__unpack(NULL, len, msg);
+	if (!req) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "FetchRequest does not decode");
+		return;
+	}
+	struct fetch_op *op = op_from_request(bs, c, req);
+	rustmq__client__fetch_request__free_unpacked(req, NULL);
+	if (!op) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	rmq_call_set_ctx(c, op);
+	round_start(op);
+}
+
+/* ---- FetchBatch ------------------------------------------------------------------ */
+
+static void batch_done(struct fetch_batch *fb)
+{
+	/* FetchBatchResponse { responses (3): FetchResponse } : each op's
+	 * round is one element. */
+	struct iovec *all = NULL;
+	int nall = 0, cap = 0;
+	uint8_t **frees = NULL;
+	int nfree = 0, fcap = 0;
+	bool ok = true;
+
+	for (int k = 0; k < fb->n && ok; k++) {
+		struct iovec *iov;
+		uint8_t **bufs;
+		int nb;
+		int n = build_response(fb->ops[k], false, &iov, &bufs, &nb);
+		if (n < 0) {
+			ok = false;
+			break;
+		}
+		size_t inner = 0;
+		for (int i = 0; i < n; i++)
+			inner += iov[i].iov_len;
+		if (nall + n + 1 > cap) {
+			cap = (nall + n + 1) * 2;
+			all = realloc(all, (size_t)cap * sizeof(*all));
+		}
+		if (nfree + nb + 1 > fcap) {
+			fcap = (nfree + nb + 1) * 2;
+			frees = realloc(frees, (size_t)fcap * sizeof(*frees));
+		}
+		uint8_t *pre = malloc(16);
+		if (!all || !frees || !pre) {
+			free(pre);
+			ok = false;
+			break;
+		}
+		all[nall++] = (struct iovec){pre, rmq_pb_put_len(pre, 3, inner)};
+		frees[nfree++] = pre;
+		memcpy(all + nall, iov, (size_t)n * sizeof(*iov));
+		nall += n;
+		memcpy(frees + nfree, bufs, (size_t)nb * sizeof(*bufs));
+		nfree += nb;
+		free(iov);
+		free(bufs);
+	}
+	if (ok)
+		rmq_call_sendv(fb->call, all, nall);
+	rmq_call_finish(fb->call, ok ? RMQ_GRPC_OK : RMQ_GRPC_RESOURCE_EXHAUSTED,
+			ok ? NULL : "out of memory");
+	for (int i = 0; i < nfree; i++)
+		free(frees[i]);
+	free(frees);
+	free(all);
+	for (int k = 0; k < fb->n; k++)
+		op_free(fb->ops[k]);
+	rmq_call_set_ctx(fb->call, NULL);
+	rmq_call_unref(fb->call);
+	free(fb->ops);
+	free(fb);
+}
+
+void rmq_fetch_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__FetchBatchRequest *req = rustmq__client__fetch_batch_request__unpack(NULL, len, msg);
+	if (!req) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "FetchBatchRequest does not decode");
+		return;
+	}
+	struct fetch_batch *fb = calloc(1, sizeof(*fb));
+	if (!fb || !(fb->ops = calloc(req->n_fetches ? req->n_fetches : 1, sizeof(*fb->ops)))) {
+		free(fb);
+		rustmq__client__fetch_batch_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	fb->call = c;
+	rmq_call_ref(c);
+	for (size_t i = 0; i < req->n_fetches; i++) {
+		struct fetch_op *op = op_from_request(bs, c, req->fetches[i]);
+		if (!op)
+			break;
+		op->batch = fb;
+		op->batch_index = (int)i;
+		fb->ops[fb->n++] = op;
+	}
+	rustmq__client__fetch_batch_request__free_unpacked(req, NULL);
+	rmq_call_set_ctx(c, fb);
+	if (fb->n == 0) {
+		fb->pending = 1;
+		batch_done(fb);
+		return;
+	}
+	fb->pending = fb->n;
+	int n = fb->n;
+	for (int i = 0; i < n; i++)
+		round_start(fb->ops[i]);
+}
+
+/* ---- Subscribe ------------------------------------------------------------------ */
+
+void rmq_fetch_subscribe(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__SubscribeRequest *req = rustmq__client__subscribe_request__unpack(NULL, len, msg);
+	if (!req) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "SubscribeRequest does not decode");
+		return;
+	}
+	if (req->n_partitions == 0) {
+		rustmq__client__subscribe_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "SubscribeRequest: no partitions");
+		return;
+	}
+	struct fetch_op *op = calloc(1, sizeof(*op));
+	if (!op || !(op->parts = calloc(req->n_partitions, sizeof(*op->parts)))) {
+		free(op);
+		rustmq__client__subscribe_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	op->call = c;
+	rmq_call_ref(c);
+	op->kind = OP_SUBSCRIBE;
+	op->nparts = (int)req->n_partitions;
+	op->min_bytes = req->min_bytes ? req->min_bytes : 1;
+	op->max_bytes = req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES;
+	/* A subscription always waits for data; max_wait only bounds how long
+	 * a partial round (below min_bytes) is held back. */
+	op->max_wait_ns = duration_ns(req->max_wait);
+	if (op->max_wait_ns == 0 || op->max_wait_ns > bs->b->cfg.max_fetch_wait_ns)
+		op->max_wait_ns = bs->b->cfg.max_fetch_wait_ns;
+	for (size_t i = 0; i < req->n_partitions; i++) {
+		const Rustmq__Client__SubscribePartition *sp = req->partitions[i];
+		struct fetch_part *fp = &op->parts[i];
+		fp->op = op;
+		if (sp->topic_partition) {
+			snprintf(fp->topic, sizeof(fp->topic), "%s", sp->topic_partition->topic);
+			fp->partition = sp->topic_partition->partition;
+		}
+		fp->max_bytes = sp->partition_max_bytes ? sp->partition_max_bytes : FETCH_DEFAULT_PART_BYTES;
+		if (sp->start_case == RUSTMQ__CLIENT__SUBSCRIBE_PARTITION__START_OFFSET) {
+			fp->offset = sp->offset;
+		} else if (sp->start_case == RUSTMQ__CLIENT__SUBSCRIBE_PARTITION__START_START_SPEC &&
+			   sp->start_spec == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST) {
+			fp->start = START_EARLIEST;
+		} else {
+			/* LATEST, and the specs a stream cannot start at yet
+			 * (TIMESTAMP needs a lookup round trip: use ListOffsets,
+			 * then subscribe at its offset). */
+			fp->start = START_LATEST;
+		}
+	}
+	op->reset = req->offset_reset;
+	rustmq__client__subscribe_request__free_unpacked(req, NULL);
+	rmq_call_set_ctx(c, op);
+	round_start(op);
+}
+
+void rmq_fetch_cancel(struct rmq_call *c)
+{
+	void *ctx = rmq_call_get_ctx(c);
+	if (!ctx)
+		return;
+	const struct rmq_grpc_method *m = rmq_call_method(c);
+	if (m->kind == RMQ_GRPC_SERVER_STREAM) {
+		struct fetch_op *op = ctx;
+		op->cancelled = true;
+		if (op->send_blocked) {
+			op->send_blocked = false;
+			rmq_call_set_ctx(c, NULL);
+			op_free(op);
+			return;
+		}
+		cancel_parked(op); /* the op frees itself when everything is back */
+	} else if (rmq_call_method(c)->on_message == rmq_fetch_unary) {
+		cancel_parked(ctx);
+	} else {
+		struct fetch_batch *fb = ctx;
+		for (int i = 0; i < fb->n; i++)
+			cancel_parked(fb->ops[i]);
+	}
+}
+
+void rmq_fetch_drain(struct rmq_call *c)
+{
+	struct fetch_op *op = rmq_call_get_ctx(c);
+	if (!op || !op->send_blocked)
+		return;
+	op->send_blocked = false;
+	op_maybe_finish(op); /* resends the round */
+}
+
+/* ---- ListOffsets ----------------------------------------------------------------- */
+
+struct lo_part {
+	struct rmq_xmsg msg;
+	struct lo_op *op;
+	char topic[RMQ_TOPIC_NAME_MAX + 1];
+	uint32_t partition;
+	int spec;
+	unsigned origin;
+	int64_t ts_ms;
+	int code;
+	char err[320];
+	uint64_t offset;
+};
+
+struct lo_op {
+	struct rmq_call *call;
+	int n, pending;
+	struct lo_part *parts;
+};
+
+static void lo_replied(struct rmq_xmsg *m);
+
+static void lo_exec(struct rmq_xmsg *m)
+{
+	struct lo_part *lp = RMQ_CONTAINER_OF(m, struct lo_part, msg);
+	struct rmq_bshard *bs = rmq_bshard_current();
+	int code;
+	struct rmq_partition *p = rmq_partition_find(bs, lp->topic, lp->partition, &code);
+	if (!p) {
+		lp->code = code;
+		snprintf(lp->err, sizeof(lp->err), "unknown topic or partition %s-%u", lp->topic, lp->partition);
+	} else {
+		switch (lp->spec) {
+		case RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST:
+			lp->offset = rmq_log_start_offset(p->log);
+			break;
+		case RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_LATEST:
+			lp->offset = rmq_log_high_watermark(p->log);
+			break;
+		case RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_TIMESTAMP:
+			if (rmq_log_offset_for_time(p->log, lp->ts_ms, &lp->offset) < 0) {
+				/* Kafka answers the end offset when every record is older. */
+				lp->offset = rmq_log_high_watermark(p->log);
+			}
+			break;
+		default:
+			lp->code = EC_INVALID_REQUEST;
+			snprintf(lp->err, sizeof(lp->err), "offset spec %d is not supported", lp->spec);
+		}
+	}
+	lp->msg.fn = lo_replied;
+	post_or_run(lp->origin, &lp->msg);
+}
+
+static void lo_replied(struct rmq_xmsg *m)
+{
+	struct lo_part *lp = RMQ_CONTAINER_OF(m, struct lo_part, msg);
+	struct lo_op *op = lp->op;
+	if (--op->pending > 0)
+		return;
+	Rustmq__Client__ListOffsetsResponse resp = RUSTMQ__CLIENT__LIST_OFFSETS_RESPONSE__INIT;
+	Rustmq__Client__ListOffsetsPartitionResponse *rs = calloc((size_t)op->n, sizeof(*rs));
+	Rustmq__Client__ListOffsetsPartitionResponse **rp = calloc((size_t)op->n, sizeof(*rp));
+	Rustmq__Common__TopicPartition *tps = calloc((size_t)op->n, sizeof(*tps));
+	if (rs && rp && tps) {
+		for (int i = 0; i < op->n; i++) {
+			rustmq__client__list_offsets_partition_response__init(&rs[i]);
+			rustmq__common__topic_partition__init(&tps[i]);
+			tps[i].topic = op->parts[i].topic;
+			tps[i].partition = op->parts[i].partition;
+			rs[i].topic_partition = &tps[i];
+			rs[i].error_code = (Rustmq__Common__ErrorCode)op->parts[i].code;
+			rs[i].error_message = op->parts[i].err;
+			rs[i].offset = op->parts[i].offset;
+			rs[i].leader_epoch = 1;
+			rp[i] = &rs[i];
+		}
+		resp.partitions = rp;
+		resp.n_partitions = (size_t)op->n;
+		rmq_reply_pb(op->call, &resp.base);
+	} else {
+		rmq_call_finish(op->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	free(rs);
+	free(rp);
+	free(tps);
+	rmq_call_unref(op->call);
+	free(op->parts);
+	free(op);
+}
+
+void rmq_list_offsets(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__ListOffsetsRequest *req = rustmq__client__list_offsets_request__unpack(NULL, len, msg);
+	if (!req) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "ListOffsetsRequest does not decode");
+		return;
+	}
+	struct lo_op *op = calloc(1, sizeof(*op));
+	if (!op || !(op->parts = calloc(req->n_partitions ? req->n_partitions : 1, sizeof(*op->parts)))) {
+		free(op);
+		rustmq__client__list_offsets_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	op->call = c;
+	rmq_call_ref(c);
+	op->n = (int)req->n_partitions;
+	op->pending = op->n + 1; /* +1 held until every part is sent */
+	for (int i = 0; i < op->n; i++) {
+		const Rustmq__Client__ListOffsetsPartition *q = req->partitions[i];
+		struct lo_part *lp = &op->parts[i];
+		lp->op = op;
+		if (q->topic_partition) {
+			snprintf(lp->topic, sizeof(lp->topic), "%s", q->topic_partition->topic);
+			lp->partition = q->topic_partition->partition;
+		}
+		lp->spec = q->spec;
+		lp->ts_ms = q->timestamp ? q->timestamp->seconds * 1000 + q->timestamp->nanos / 1000000 : 0;
+		lp->origin = bs->id;
+		int code;
+		int owner = rmq_route(bs, lp->topic, lp->partition, &code);
+		if (owner < 0) {
+			lp->code = code;
+			snprintf(lp->err, sizeof(lp->err), "unknown topic or partition %s-%u", lp->topic,
+				 lp->partition);
+			lp->msg.fn = lo_replied;
+			lo_replied(&lp->msg);
+			continue;
+		}
+		lp->msg.fn = lo_exec;
+		post_or_run((unsigned)owner, &lp->msg);
+	}
+	rustmq__client__list_offsets_request__free_unpacked(req, NULL);
+	struct lo_part dummy = {.op = op};
+	lo_replied(&dummy.msg);
+}

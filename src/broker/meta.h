@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * meta.h - the node's topic metadata: an immutable, reference-counted
+ * snapshot, its validation rules, its file, and partition placement.
+ *
+ * Ownership.  Shard 0 owns the metadata: topic changes are forwarded to
+ * it, it writes the new snapshot to disk (data_dir/meta/topics, an encoded
+ * rustmq.common.ClusterMetadata, replaced atomically by rename) and posts
+ * the snapshot to every shard.  A shard reads only its own current pointer;
+ * the snapshot's reference count (one per shard holding it) is the only
+ * shared state, touched once per shard per change.
+ *
+ * Placement.  Partition p of topic t lives on shard
+ *     (fnv1a32(t) + p) % shards
+ * so a topic's partitions spread over consecutive shards; GetTopicMetadata
+ * reports it.
+ */
+#ifndef RMQ_BROKER_META_H
+#define RMQ_BROKER_META_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RMQ_TOPIC_NAME_MAX 249
+#define RMQ_PARTITIONS_MAX 10000
+
+/* Topic-level configuration (the keys of controller/admin.proto). */
+struct rmq_topic_config {
+	int64_t retention_ms;      /* -1 = forever */
+	int64_t retention_bytes;   /* -1 = unlimited */
+	uint64_t segment_bytes;
+	uint64_t segment_ms;
+	int compression;           /* -1 = keep the producer's, else a codec id */
+	uint32_t min_insync_replicas;
+	uint64_t max_message_bytes;
+	bool log_append_time;      /* message.timestamp.type=LogAppendTime */
+	uint32_t overrides;        /* bit per key set on the topic (not defaults) */
+};
+
+struct rmq_topic {
+	char name[RMQ_TOPIC_NAME_MAX + 1];
+	char id[40];               /* random UUID, new on every create */
+	uint32_t partitions;
+	uint32_t replication_factor;
+	uint64_t created_ms;
+	bool internal;
+	struct rmq_topic_config cfg;
+};
+
+struct rmq_meta {
+	_Atomic uint32_t refs;
+	uint64_t version;          /* bumped by every change */
+	size_t ntopics;
+	struct rmq_topic *topics;  /* sorted by name */
+};
+
+/* The configuration keys, in the order DescribeConfigs lists them. */
+#define RMQ_TOPIC_CONFIG_KEYS 9
+extern const char *const rmq_topic_config_keys[RMQ_TOPIC_CONFIG_KEYS];
+extern const char *const rmq_topic_config_docs[RMQ_TOPIC_CONFIG_KEYS];
+
+/* Checks a topic name like Kafka: 1..249 of [a-zA-Z0-9._-], not "." or
+ * "..".  Returns 0, or -1 with the reason in why (static string). */
+int rmq_topic_name_check(const char *name, const char **why);
+
+/* Sets key to value in cfg (and its override bit).  Returns 0, or -1 with
+ * a one-line reason in err. */
+int rmq_topic_config_set(struct rmq_topic_config *cfg, const char *key, const char *value,
+			 char *err, size_t errlen);
+
+/* Formats the value of key i (0..RMQ_TOPIC_CONFIG_KEYS-1) into buf. */
+void rmq_topic_config_get(const struct rmq_topic_config *cfg, unsigned i, char *buf,
+			  size_t len);
+
+/* A new snapshot with refs = 0.  Returns NULL on allocation failure. */
+struct rmq_meta *rmq_meta_new(size_t ntopics);
+
+/* A copy of m with room for `extra` more topics (refs = 0). */
+struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra);
+
+/* Inserts t keeping the order (room must exist).  Returns the index. */
+size_t rmq_meta_insert(struct rmq_meta *m, const struct rmq_topic *t);
+
+/* Removes topic i. */
+void rmq_meta_remove(struct rmq_meta *m, size_t i);
+
+/* Index of topic name, or -1. */
+long rmq_meta_find(const struct rmq_meta *m, const char *name);
+
+void rmq_meta_ref(struct rmq_meta *m);
+void rmq_meta_unref(struct rmq_meta *m);
+
+/* Reads data_dir/meta/topics.  A missing file is an empty snapshot.
+ * Returns 0 and *out (refs = 0), or RMQ_ECORRUPT, or a negated errno. */
+int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
+		  struct rmq_meta **out);
+
+/* Writes m durably (temp file, fsync, rename, fsync of the directory).
+ * Returns 0 or a negated errno. */
+int rmq_meta_save(const char *data_dir, const struct rmq_meta *m);
+
+/* The shard that owns partition p of topic name. */
+unsigned rmq_partition_shard(const char *name, uint32_t p, unsigned shards);
+
+/* "data_dir/<topic>-<p>" */
+void rmq_partition_dir(char *buf, size_t len, const char *data_dir, const char *topic, uint32_t p);
+
+/* Fills id with a random UUID v4 string. */
+void rmq_uuid(char id[40]);
+
+#endif /* RMQ_BROKER_META_H */

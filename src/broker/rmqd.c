@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rmqd.c - the node: flags, signals, start-up line, run.
+ *
+ * SIGINT/SIGTERM once: stop accepting, let in-flight calls finish (5 s at
+ * most, then they are cancelled), flush and sync every log, exit 0.  A
+ * second signal exits at once with status 130; the logs recover on the
+ * next start (that is what recovery is for).
+ */
+#include "broker/broker.h"
+
+#include "core/error.h"
+#include "core/flags.h"
+#include "core/log.h"
+#include "storage/codec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct rmq_broker broker;
+static volatile sig_atomic_t signals_seen;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (signals_seen++ > 0)
+		_exit(130);
+	if (broker.rt)
+		rmq_runtime_stop(broker.rt);
+}
+
+/* Reads data_dir/meta/cluster_id, creating it on the first start. */
+static int cluster_id(const char *data_dir, char id[40])
+{
+	char path[4096], dir[4096];
+	snprintf(dir, sizeof(dir), "%s/meta", data_dir);
+	snprintf(path, sizeof(path), "%s/meta/cluster_id", data_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, id, 39);
+		close(fd);
+		if (n <= 0)
+			return -EIO;
+		id[n] = '\0';
+		id[strcspn(id, "\n")] = '\0';
+		return 0;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	rmq_uuid(id);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	ssize_t w = write(fd, id, strlen(id));
+	int rc = (w == (ssize_t)strlen(id) && fsync(fd) == 0) ? 0 : -EIO;
+	close(fd);
+	return rc;
+}
+
+static int split_listen(const char *s, char *host, size_t hlen, uint16_t *port, char *err,
+			size_t errlen)
+{
+	const char *colon = strrchr(s, ':');
+	uint64_t p;
+	if (!colon || colon == s || (size_t)(colon - s) >= hlen) {
+		snprintf(err, errlen, "--listen: '%s' is not host:port (e.g. 127.0.0.1:9092)", s);
+		return -1;
+	}
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	char why[256];
+	if (rmq_parse_uint(colon + 1, 0, 65535, &p, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "--listen: port: %s", why);
+		return -1;
+	}
+	*port = (uint16_t)p;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct rmq_broker_config *cfg = &broker.cfg;
+	const char *listen, *fsync, *prealloc, *level, *compression;
+	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
+		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
+		recv_bufs, recv_buf_bytes, send_queue;
+	bool pin, auto_create, ret_forever;
+	char err[512];
+	int npos;
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	char cores_def[24];
+	snprintf(cores_def, sizeof(cores_def), "%ld", online > 0 ? online : 1);
+
+	const struct rmq_flag flags[] = {
+		{"listen", RMQ_FLAG_STRING, &listen, "127.0.0.1:9092", "address to serve gRPC on, host:port (0.0.0.0 for every interface; port 0 = any free port)", 0, 0, NULL},
+		{"data-dir", RMQ_FLAG_STRING, &cfg->data_dir, "rmq-data", "directory of the partition logs and metadata", 0, 0, NULL},
+		{"node-id", RMQ_FLAG_STRING, &cfg->node_id, "1", "this broker's id in metadata", 0, 0, NULL},
+		{"advertised-host", RMQ_FLAG_STRING, &cfg->advertised_host, "", "host clients are told to connect to (default: the listen host)", 0, 0, NULL},
+		{"cores", RMQ_FLAG_UINT, &cores, cores_def, "shard threads, one per core (default: online CPUs)", 1, 1024, NULL},
+		{"pin", RMQ_FLAG_BOOL, &pin, "true", "pin each shard thread to its CPU", 0, 0, NULL},
+		{"fsync", RMQ_FLAG_CHOICE, &fsync, "always", "durability: always (ack after fdatasync, group commit), never, or interval:<duration>", 0, 0, "always|never|interval:"},
+		{"segment-bytes", RMQ_FLAG_SIZE, &seg_bytes, "1GiB", "default segment size (topic segment.bytes)", 1ULL << 14, (1ULL << 32) - 1, NULL},
+		{"segment-ms", RMQ_FLAG_DURATION, &seg_ms, "7d", "default segment age before a roll (topic segment.ms)", 1000000ULL, 0, NULL},
+		{"retention-ms", RMQ_FLAG_DURATION, &ret_ms, "7d", "default time records are kept (topic retention.ms)", 1000000ULL, 0, NULL},
+		{"retention-forever", RMQ_FLAG_BOOL, &ret_forever, "false", "keep records forever by default (retention.ms=-1)", 0, 0, NULL},
+		{"retention-bytes", RMQ_FLAG_SIZE, &ret_bytes, "0", "default partition size limit (topic retention.bytes); 0 = unlimited", 0, 0, NULL},
+		{"retention-check", RMQ_FLAG_DURATION, &ret_check, "5m", "how often retention and segment age are checked", 1000000ULL, 0, NULL},
+		{"index-interval", RMQ_FLAG_SIZE, &idx, "4KiB", "log bytes between offset index entries", 64, 1ULL << 30, NULL},
+		{"write-buffer", RMQ_FLAG_SIZE, &wbuf, "4MiB", "registered write buffer per partition (bounds one batch at half of it)", 64ULL << 10, 1ULL << 30, NULL},
+		{"prealloc", RMQ_FLAG_CHOICE, &prealloc, "zero", "segment preallocation: zero (fallocate + zero-ahead; fastest fdatasync), fallocate, none", 0, 0, "zero|fallocate|none"},
+		{"partitions", RMQ_FLAG_UINT, &parts, "1", "partitions of a topic created without a count", 1, RMQ_PARTITIONS_MAX, NULL},
+		{"auto-create-topics", RMQ_FLAG_BOOL, &auto_create, "false", "create unknown topics on first produce", 0, 0, NULL},
+		{"compression", RMQ_FLAG_CHOICE, &compression, "producer", "default topic compression.type", 0, 0, "producer|none|lz4|zstd|snappy"},
+		{"max-message-bytes", RMQ_FLAG_SIZE, &max_msg, "16MiB", "largest gRPC message in either direction (and batch, max.message.bytes)", 1024, 1ULL << 30, NULL},
+		{"max-connections", RMQ_FLAG_UINT, &max_conns, "4096", "client connections per shard", 1, 1000000, NULL},
+		{"max-streams", RMQ_FLAG_UINT, &max_streams, "1024", "concurrent calls per connection", 1, 1u << 20, NULL},
+		{"max-calls", RMQ_FLAG_UINT, &max_calls, "16384", "calls in flight per shard", 1, 1u << 24, NULL},
+		{"max-inflight-produce", RMQ_FLAG_UINT, &inflight, "16384", "produce appends in flight per shard", 1, 1u << 24, NULL},
+		{"stream-window", RMQ_FLAG_SIZE, &sw, "16MiB", "HTTP/2 initial stream flow-control window", 65535, (1ULL << 31) - 1, NULL},
+		{"conn-window", RMQ_FLAG_SIZE, &cw, "64MiB", "HTTP/2 connection flow-control window", 65535, (1ULL << 31) - 1, NULL},
+		{"recv-buffers", RMQ_FLAG_UINT, &recv_bufs, "1024", "provided receive buffers per shard (power of 2)", 8, 32768, NULL},
+		{"recv-buffer-bytes", RMQ_FLAG_SIZE, &recv_buf_bytes, "64KiB", "bytes per receive buffer", 4096, 1ULL << 24, NULL},
+		{"send-queue-bytes", RMQ_FLAG_SIZE, &send_queue, "64MiB", "queued response bytes per call before backpressure", 1ULL << 16, 1ULL << 32, NULL},
+		{"keepalive", RMQ_FLAG_DURATION, &keepalive, "60s", "PING a connection idle this long; 0s = never", 0, 0, NULL},
+		{"idle-timeout", RMQ_FLAG_DURATION, &idle, "10m", "close a connection idle this long; 0s = never", 0, 0, NULL},
+		{"max-fetch-wait", RMQ_FLAG_DURATION, &max_wait, "30s", "cap on a fetch's max_wait", 0, 0, NULL},
+		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
+	};
+	size_t nflags = sizeof(flags) / sizeof(flags[0]);
+
+	int rc = rmq_flags_parse(argc, argv, flags, nflags, &npos, err, sizeof(err));
+	if (rc == 1) {
+		printf("usage: rmqd [flags]\n\nrmqd serves the RustMQ gRPC protocol: topics and partitions stored as\n"
+		       "crash-safe logs, one shard thread per core.\n\nflags:\n");
+		rmq_flags_usage(stdout, flags, nflags);
+		return 0;
+	}
+	if (rc < 0 || npos > 0) {
+		fprintf(stderr, "rmqd: %s\n", rc < 0 ? err : "unexpected argument (flags start with --)");
+		return 2;
+	}
+	static char host[256];
+	struct rmq_net_config *net = &cfg->net;
+	rmq_net_config_default(net);
+	if (split_listen(listen, host, sizeof(host), &net->port, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rmqd: %s\n", err);
+		return 2;
+	}
+	if (recv_bufs & (recv_bufs - 1)) {
+		fprintf(stderr, "rmqd: --recv-buffers: %" PRIu64 " is not a power of 2\n", recv_bufs);
+		return 2;
+	}
+	rmq_log_set_level((enum rmq_log_level)rmq_log_parse_level(level));
+	net->host = host;
+	net->max_connections = (uint32_t)max_conns;
+	net->max_streams = (uint32_t)max_streams;
+	net->max_calls = (uint32_t)max_calls;
+	net->max_message_bytes = max_msg;
+	net->stream_window = (uint32_t)sw;
+	net->conn_window = (uint32_t)cw;
+	net->recv_buffers = (uint32_t)recv_bufs;
+	net->recv_buffer_bytes = (uint32_t)recv_buf_bytes;
+	net->send_queue_bytes = send_queue;
+	net->keepalive_ns = keepalive;
+	net->idle_timeout_ns = idle;
+
+	cfg->shards = (unsigned)cores;
+	cfg->pin = pin;
+	if (strcmp(fsync, "always") == 0) {
+		cfg->fsync = RMQ_FSYNC_ALWAYS;
+	} else if (strcmp(fsync, "never") == 0) {
+		cfg->fsync = RMQ_FSYNC_NEVER;
+	} else {
+		cfg->fsync = RMQ_FSYNC_INTERVAL;
+		if (rmq_parse_duration(fsync + strlen("interval:"), &cfg->fsync_interval_ns, err, sizeof(err)) < 0 ||
+		    cfg->fsync_interval_ns < 1000000ULL) {
+			fprintf(stderr, "rmqd: --fsync: interval '%s': %s\n", fsync + strlen("interval:"),
+				cfg->fsync_interval_ns < 1000000ULL ? "must be at least 1ms" : err);
+			return 2;
+		}
+	}
+	cfg->prealloc = strcmp(prealloc, "zero") == 0	     ? RMQ_PREALLOC_ZERO
+			: strcmp(prealloc, "fallocate") == 0 ? RMQ_PREALLOC_FALLOCATE
+							     : RMQ_PREALLOC_NONE;
+	cfg->write_buffer_bytes = wbuf;
+	cfg->index_interval_bytes = idx;
+	cfg->default_partitions = (uint32_t)parts;
+	cfg->auto_create_topics = auto_create;
+	cfg->retention_check_ns = ret_check;
+	cfg->max_fetch_wait_ns = max_wait;
+	cfg->max_inflight_produce = (uint32_t)inflight;
+	if (cfg->advertised_host[0] == '\0')
+		cfg->advertised_host = NULL;
+	struct rmq_topic_config *td = &cfg->topic_defaults;
+	memset(td, 0, sizeof(*td));
+	td->retention_ms = ret_forever ? -1 : (int64_t)(ret_ms / 1000000ULL);
+	td->retention_bytes = ret_bytes ? (int64_t)ret_bytes : -1;
+	td->segment_bytes = seg_bytes;
+	td->segment_ms = seg_ms / 1000000ULL;
+	td->compression = strcmp(compression, "producer") == 0 ? -1 : rmq_codec_parse(compression);
+	td->min_insync_replicas = 1;
+	/* A batch must fit half a partition's write buffer (log.h). */
+	td->max_message_bytes = max_msg < wbuf / 2 ? max_msg : wbuf / 2;
+
+	rc = mkdir(cfg->data_dir, 0755);
+	if (rc < 0 && errno != EEXIST) {
+		fprintf(stderr, "rmqd: cannot create --data-dir %s: %s\n", cfg->data_dir, strerror(errno));
+		return 1;
+	}
+	rc = cluster_id(cfg->data_dir, broker.cluster_id);
+	if (rc < 0) {
+		fprintf(stderr, "rmqd: cannot read or write %s/meta/cluster_id: %s\n", cfg->data_dir,
+			rmq_strerror(rc));
+		return 1;
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	broker.fsync_name = fsync;
+	rc = rmq_broker_run(&broker);
+	if (rc < 0) {
+		rmq_error("rmqd stopped: %s", rmq_strerror(rc));
+		return 1;
+	}
+	rmq_info("rmqd stopped cleanly");
+	return 0;
+}

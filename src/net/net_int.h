@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * net_int.h - what server.c, h2.c and grpc.c share.  Not for other modules:
+ * the broker sees only server.h and grpc.h.
+ *
+ * Ownership, per shard:
+ *
+ *   struct rmq_server ──┬─ conns[max_connections]   (pool; live / free lists)
+ *                       │     └─ struct conn: fd, nghttp2 session, send buffer,
+ *                       │        recv/send ops, timer, list of its calls
+ *                       ├─ calls[max_calls]         (pool; free list)
+ *                       │     └─ struct rmq_call: request reassembly, send
+ *                       │        queue, status, deadline timer, refcount
+ *                       └─ provided-buffer ring     (recv_buffers x recv_buffer_bytes)
+ *
+ * A call is on its connection's list while its stream is open (the
+ * connection holds one reference); detaching it (stream closed, connection
+ * lost) drops that reference, and the call returns to the pool when the
+ * application has dropped its own.
+ */
+#ifndef RMQ_NET_NET_INT_H
+#define RMQ_NET_NET_INT_H
+
+#include "core/io.h"
+#include "core/shard.h"
+#include "net/grpc.h"
+#include "net/server.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes of output buffered per connection (one send gathers at most this).
+ * The buffers of all connections are one mapping made at start; a page is
+ * committed only once a connection has used it. */
+#define RMQ_NET_SENDBUF_BYTES (256u << 10)
+/* The largest chunk nghttp2_session_mem_send() returns at once
+ * (NGHTTP2_FRAMEBUF_CHUNKLEN: 9-byte header, 1 pad-length byte, 16 KiB),
+ * and the largest NO_COPY DATA frame (we never pad).  A flush only asks
+ * nghttp2 for more while this much room is left. */
+#define RMQ_NET_FRAME_MAX (9u + 1u + 16384u)
+/* SETTINGS_MAX_HEADER_LIST_SIZE we announce and enforce per header block
+ * (RFC 7541 size: name + value + 32 per field). */
+#define RMQ_NET_HEADER_LIST_MAX (16u << 10)
+/* A connection must complete the client preface within this (or within
+ * idle_timeout_ns when shorter). */
+#define RMQ_NET_PREFACE_TIMEOUT_NS (10ULL * 1000 * 1000 * 1000)
+/* How long a closing connection may take to flush its last bytes (GOAWAY,
+ * 505) and to be read to EOF before it is cut. */
+#define RMQ_NET_LINGER_NS (1000ULL * 1000 * 1000)
+/* Provided-buffer group id of the network's buffer ring (the next ids are
+ * tried when another module took it on the same ring). */
+#define RMQ_NET_BGID 0x6e74
+/* Per-call request and send buffers grow on demand (to max_message_bytes
+ * and send_queue_bytes) and are kept across calls up to this size. */
+#define RMQ_CALL_KEEP_BYTES (16u << 10)
+/* The request path kept for error messages. */
+#define RMQ_CALL_PATH_MAX 128
+/* gRPC message prefix: flag + 4-byte length. */
+#define RMQ_GRPC_PREFIX 5
+
+_Static_assert(RMQ_NET_SENDBUF_BYTES >= 4 * RMQ_NET_FRAME_MAX, "send buffer holds frames");
+_Static_assert(RMQ_CALL_PATH_MAX >= 64, "paths are named in errors");
+
+/* ---- intrusive doubly linked list ---------------------------------------- */
+
+struct rmq_list {
+	struct rmq_list *prev, *next;
+};
+
+static inline void rmq_list_init(struct rmq_list *l)
+{
+	l->prev = l->next = l;
+}
+
+static inline bool rmq_list_empty(const struct rmq_list *l)
+{
+	return l->next == l;
+}
+
+static inline bool rmq_list_linked(const struct rmq_list *n)
+{
+	return n->next != NULL && n->next != n;
+}
+
+static inline void rmq_list_add_tail(struct rmq_list *head, struct rmq_list *n)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+
+static inline void rmq_list_del(struct rmq_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+
+/* ---- objects -------------------------------------------------------------- */
+
+enum conn_state {
+	CONN_FREE,    /* in the pool */
+	CONN_OPEN,    /* reading and writing */
+	CONN_LINGER,  /* output done and write side shut: reading to EOF */
+	CONN_CLOSING, /* cut: waiting for the recv and send ops to finish */
+};
+
+struct conn {
+	struct rmq_server *srv;
+	enum conn_state state;
+	int fd;
+	nghttp2_session *h2;
+
+	struct rmq_io_op recv_op;
+	struct rmq_io_op send_op;
+	bool recv_armed;
+	bool send_inflight;
+
+	bool preface_ok;        /* the 24-byte client preface was accepted */
+	bool h2_dead;           /* no more nghttp2 input or output */
+	bool raw;               /* out holds a raw HTTP/1.1 answer */
+	bool closing;           /* flush what is queued, then close */
+	bool counted_error;     /* protocol_errors counted once */
+
+	/* Output: [out_head, out_tail) is queued; while a send is in flight
+	 * it covers [out_head, out_head + out_inflight) and only bytes past
+	 * out_tail may be written. */
+	uint8_t *out;
+	uint32_t out_head, out_tail, out_inflight;
+
+	uint8_t first[16];      /* first input bytes, to recognise HTTP/1.x */
+	uint32_t nfirst;
+	uint64_t nrecv;         /* bytes received */
+	uint64_t last_rx_ns;
+	uint64_t last_ping_ns;
+	uint64_t close_by_ns;   /* while closing: cut at this time */
+	size_t hdr_bytes;       /* size of the header block being received */
+
+	struct rmq_timer timer;
+	struct rmq_list calls;  /* struct rmq_call.link */
+	struct rmq_list link;   /* server's live or free list */
+	struct rmq_list dirty;  /* server's list of connections to flush */
+};
+
+struct rmq_call {
+	struct rmq_server *srv;
+	struct conn *conn;      /* NULL once the stream is gone */
+	int32_t stream_id;
+	uint32_t refs;
+	const struct rmq_grpc_method *method;
+	void *ctx;
+	uint64_t timeout_ns;    /* from grpc-timeout; 0 = none */
+	uint64_t deadline_ns;
+	struct rmq_timer deadline;
+	struct rmq_list link;   /* conn->calls, or the server's free list */
+	struct rmq_call *drain_next;
+
+	/* request headers */
+	bool hdr_post;
+	bool hdr_ct_seen;
+	bool hdr_ct_grpc;
+	bool hdr_timeout_bad;
+
+	/* state */
+	bool in_use;
+	bool headers_ok;        /* request headers accepted, app may see it */
+	bool app_seen;          /* a callback of the method has run */
+	bool req_done;          /* request side over: further DATA is ignored */
+	bool finished;          /* status decided (app or layer) */
+	bool cancelled;         /* ended without the app's finish */
+	bool resp_headers;      /* response HEADERS submitted */
+	bool trailers_sent;     /* trailers (or a trailers-only answer) submitted */
+	bool deferred;          /* the data provider returned DEFERRED */
+	bool want_drain;        /* a send returned RMQ_EFULL */
+	bool drain_queued;
+
+	/* request reassembly */
+	uint8_t pfx[RMQ_GRPC_PREFIX];
+	uint8_t pfx_len;
+	uint32_t msg_need;
+	uint32_t msg_have;
+	uint32_t nmsg;
+	uint8_t *rbuf;
+	size_t rcap;
+
+	/* send queue: [shead, stail) of sbuf; the first sreserved bytes were
+	 * promised to nghttp2 (NO_COPY) and are copied out at send time. */
+	uint8_t *sbuf;
+	size_t scap, shead, stail, sreserved;
+
+	enum rmq_grpc_status status;
+	char status_str[4];
+	char *status_msg;       /* percent-encoded, malloc'd; NULL = none */
+
+	char path[RMQ_CALL_PATH_MAX];
+};
+
+struct rmq_server {
+	struct rmq_shard *shard;
+	struct rmq_io *io;
+	struct rmq_net_config cfg;
+	const struct rmq_grpc_method **methods; /* sorted by path */
+	size_t nmethods;
+	void *app;
+
+	int listen_fd;
+	uint16_t port;
+	bool port_owner;        /* published the ephemeral port for its runtime */
+	const void *port_key;   /* ... under this key (the app's method table) */
+	struct rmq_io_op accept_op;
+	bool accept_armed;
+	struct rmq_timer accept_retry;
+	bool shutting_down;
+
+	struct io_uring_buf_ring *br;
+	size_t br_bytes;
+	uint8_t *rbufs;
+	size_t rbufs_bytes;
+	int bgid;               /* -1 until registered */
+
+	struct conn *conns;
+	uint8_t *sendbufs;
+	size_t sendbufs_bytes;
+	struct rmq_list conns_free, conns_live, conns_dirty;
+
+	struct rmq_call *calls;
+	struct rmq_list calls_free;
+	struct rmq_call *drain_head;
+
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+
+	struct rmq_server_stats stats;
+	struct rmq_list hook_link; /* the shard thread's list of servers */
+};
+
+/* ---- server.c -------------------------------------------------------------- */
+
+void net_conn_mark_dirty(struct conn *conn);
+/* Room left at the tail of the connection's output buffer. */
+size_t net_conn_out_room(const struct conn *conn);
+/* Appends (the caller checked the room). */
+void net_conn_out_append(struct conn *conn, const void *p, size_t len);
+/* Flush what is queued, then close; counts a protocol error if asked. */
+void net_conn_close_soon(struct conn *conn, bool protocol_error);
+
+/* ---- h2.c ------------------------------------------------------------------ */
+
+int net_h2_init(struct rmq_server *srv);
+void net_h2_fini(struct rmq_server *srv);
+/* Creates conn->h2 and queues the server preface (SETTINGS, window). */
+int net_h2_session_new(struct conn *conn);
+
+/* ---- grpc.c ---------------------------------------------------------------- */
+
+int net_calls_init(struct rmq_server *srv);
+void net_calls_fini(struct rmq_server *srv);
+/* A call for a new stream, or NULL when the pool is empty. */
+struct rmq_call *net_call_open(struct conn *conn, int32_t stream_id);
+void net_call_header(struct rmq_call *c, const uint8_t *name, size_t namelen,
+		     const uint8_t *value, size_t valuelen);
+void net_call_headers_done(struct rmq_call *c, bool end_stream);
+void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len);
+void net_call_end_stream(struct rmq_call *c);
+/* The stream closed (RST_STREAM, both sides done) or the connection is
+ * gone: detaches the call and drops the connection's reference. */
+void net_call_detach(struct rmq_call *c);
+/* Answers a stream that got no call (pool empty): trailers-only
+ * RESOURCE_EXHAUSTED. */
+void net_refuse_stream(struct conn *conn, int32_t stream_id);
+/* nghttp2 NO_COPY DATA: writes the frame into the connection's output. */
+int net_call_send_data(struct conn *conn, nghttp2_frame *frame, const uint8_t *framehd,
+		       size_t length, nghttp2_data_source *source);
+/* Runs the on_drain callbacks queued while flushing. */
+void net_run_drains(struct rmq_server *srv);
+
+#endif /* RMQ_NET_NET_INT_H */

@@ -1,0 +1,1070 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * server.c - a shard's listener, connections and socket I/O (see server.h).
+ *
+ * Everything here runs on the shard's ring.  The sockets and the bytes:
+ *
+ *   listen fd ── multishot ACCEPT ──► conn_open()          (re-armed when
+ *                                                           the kernel ends it)
+ *   conn fd ──── multishot RECV, buffer ring ──► nghttp2_session_mem_recv()
+ *                    │ each buffer goes back to the ring right after
+ *                    └ -ENOBUFS / no F_MORE: re-armed
+ *   flush hook (before the shard waits), per dirty connection:
+ *       nghttp2_session_mem_send() ──► conn->out ──► one SEND in flight
+ *
+ * Connection lifecycle:
+ *
+ *   FREE ─accept─► OPEN ──(error, GOAWAY done, idle, 505 sent)──► closing
+ *                   │        flush what is queued (bounded by
+ *                   │        RMQ_NET_LINGER_NS), then shutdown(SHUT_WR)
+ *                   │                      ▼
+ *                   │                   LINGER: read and drop to EOF
+ *                   │                      │ (EOF, error or linger timer)
+ *                   └──(EOF, reset, send error, force)──► CLOSING
+ *                                          shutdown(RDWR), cancel the ops,
+ *                                          calls cancelled; once neither
+ *                                          op is in flight: close, FREE
+ *
+ * Timers: one per connection, armed for the earliest of its keepalive
+ * PING (keepalive_ns without input), its idle close (idle_timeout_ns
+ * without input; before the client preface at most
+ * RMQ_NET_PREFACE_TIMEOUT_NS) and, while closing, its cut-off.  Input only
+ * stamps last_rx_ns; the timer re-arms itself lazily when it fires early.
+ * A live client answers the keepalive PINGs, so only dead or silent peers
+ * reach the idle timeout (streams they leave open are bounded by
+ * max_streams per connection until then).
+ *
+ * HTTP/1.x.  Nothing is sent before the client preface is verified.  A
+ * connection whose first bytes are an HTTP/1.x request line gets a minimal
+ * "HTTP/1.1 505 HTTP Version Not Supported" (with Connection: close) and is
+ * closed; any other bad preface is closed without an answer.
+ *
+ * Port 0 with several shards: shard 0 binds an ephemeral port and
+ * publishes it (keyed by runtime and method table) in a small process-wide
+ * table; the other shards wait for it, then bind the same port with
+ * SO_REUSEPORT.  This is the only state shared between shards here, and
+ * only at start-up.
+ */
+#include "net/net_int.h"
+
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPT_RETRY_NS (100ULL * 1000 * 1000)
+#define PORT_WAIT_NS (10ULL * 1000 * 1000 * 1000)
+#define DESTROY_WAIT_NS (5ULL * 1000 * 1000 * 1000)
+
+static const char http1_505[] =
+	"HTTP/1.1 505 HTTP Version Not Supported\r\n"
+	"Content-Type: text/plain\r\n"
+	"Content-Length: 58\r\n"
+	"Connection: close\r\n"
+	"\r\n"
+	"this port speaks gRPC over HTTP/2 only (prior knowledge)\r\n";
+_Static_assert(sizeof("this port speaks gRPC over HTTP/2 only (prior knowledge)\r\n") - 1 == 58,
+	       "Content-Length of the 505 body");
+
+static void conn_flush(struct conn *c);
+static void conn_abort(struct conn *c, int why);
+static int conn_arm_timer(struct conn *c);
+
+/* ---- config ---------------------------------------------------------------- */
+
+void rmq_net_config_default(struct rmq_net_config *cfg)
+{
+	*cfg = (struct rmq_net_config){
+		.host = "127.0.0.1",
+		.port = 9092,
+		.max_connections = 1024,
+		.max_streams = 100,
+		.max_calls = 4096,
+		.max_message_bytes = 16u << 20,
+		.stream_window = 4u << 20,
+		.conn_window = 32u << 20,
+		.recv_buffers = 256,
+		.recv_buffer_bytes = 32u << 10,
+		.send_queue_bytes = 1u << 20,
+		.keepalive_ns = 30ULL * 1000 * 1000 * 1000,
+		.idle_timeout_ns = 120ULL * 1000 * 1000 * 1000,
+	};
+}
+
+static int config_check(const struct rmq_net_config *cfg)
+{
+	if (!cfg->host || cfg->max_connections == 0 || cfg->max_streams == 0 || cfg->max_calls == 0)
+		return -EINVAL;
+	if (cfg->max_message_bytes == 0 || cfg->max_message_bytes > UINT32_MAX)
+		return -EINVAL;
+	if (cfg->stream_window == 0 || cfg->stream_window > NGHTTP2_MAX_WINDOW_SIZE)
+		return -EINVAL;
+	if (cfg->conn_window < NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE ||
+	    cfg->conn_window > NGHTTP2_MAX_WINDOW_SIZE)
+		return -EINVAL;
+	if (cfg->recv_buffers == 0 || cfg->recv_buffers > 32768 ||
+	    (cfg->recv_buffers & (cfg->recv_buffers - 1)) != 0)
+		return -EINVAL;
+	if (cfg->recv_buffer_bytes < 1024 || cfg->recv_buffer_bytes > (1u << 24))
+		return -EINVAL;
+	if (cfg->send_queue_bytes == 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- the port of an ephemeral listener, shared at start-up ------------------ */
+
+struct port_entry {
+	const void *rt, *key;
+	int port;               /* > 0: the port; < 0: shard 0 failed */
+};
+
+static pthread_mutex_t port_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t port_cv = PTHREAD_COND_INITIALIZER;
+static struct port_entry port_tab[32];
+
+static void port_publish(const void *rt, const void *key, int port)
+{
+	pthread_mutex_lock(&port_mu);
+	/* A stale entry (an earlier runtime at the same address whose
+	 * shard 0 failed) is replaced. */
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
+		if (port_tab[i].rt == rt && port_tab[i].key == key)
+			port_tab[i] = (struct port_entry){0};
+	}
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
+		if (port_tab[i].rt == NULL) {
+			port_tab[i] = (struct port_entry){rt, key, port};
+			break;
+		}
+	}
+	pthread_cond_broadcast(&port_cv);
+	pthread_mutex_unlock(&port_mu);
+}
+
+static void port_forget(const void *rt, const void *key)
+{
+	pthread_mutex_lock(&port_mu);
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
+		if (port_tab[i].rt == rt && port_tab[i].key == key)
+			port_tab[i] = (struct port_entry){0};
+	}
+	pthread_mutex_unlock(&port_mu);
+}
+
+/* Waits (bounded) for shard 0's port.  Returns it, or a negative error. */
+static int port_wait(struct rmq_runtime *rt, const void *key)
+{
+	uint64_t until = rmq_now_ns() + PORT_WAIT_NS;
+	int rc = -ETIMEDOUT;
+
+	pthread_mutex_lock(&port_mu);
+	for (;;) {
+		for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
+			if (port_tab[i].rt == rt && port_tab[i].key == key) {
+				rc = port_tab[i].port;
+				goto out;
+			}
+		}
+		if (rmq_runtime_stopping(rt)) {
+			rc = -ECANCELED;
+			break;
+		}
+		if (rmq_now_ns() >= until)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&port_cv, &port_mu, &ts);
+	}
+out:
+	pthread_mutex_unlock(&port_mu);
+	return rc;
+}
+
+/* ---- the shard's flush hook: one per thread, serving its servers ----------- */
+
+static _Thread_local struct rmq_list tls_servers;
+static _Thread_local struct rmq_shard *tls_hook_shard;
+
+static void flush_server(struct rmq_server *srv)
+{
+	for (;;) {
+		while (!rmq_list_empty(&srv->conns_dirty)) {
+			struct conn *c = RMQ_CONTAINER_OF(srv->conns_dirty.next, struct conn, dirty);
+			rmq_list_del(&c->dirty);
+			conn_flush(c);
+		}
+		if (!srv->drain_head)
+			break;
+		/* on_drain may queue more output: flush again. */
+		net_run_drains(srv);
+	}
+}
+
+static void flush_hook(struct rmq_shard *s, void *arg)
+{
+	(void)arg;
+	if (tls_hook_shard != s)
+		return;
+	for (struct rmq_list *l = tls_servers.next; l != &tls_servers; l = l->next)
+		flush_server(RMQ_CONTAINER_OF(l, struct rmq_server, hook_link));
+}
+
+static int hook_attach(struct rmq_server *srv)
+{
+	if (tls_hook_shard != srv->shard) {
+		int rc = rmq_shard_add_hook(srv->shard, flush_hook, NULL);
+		if (rc < 0)
+			return rc;
+		rmq_list_init(&tls_servers);
+		tls_hook_shard = srv->shard;
+	}
+	rmq_list_add_tail(&tls_servers, &srv->hook_link);
+	return 0;
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+void net_conn_mark_dirty(struct conn *c)
+{
+	if (c->state != CONN_OPEN || rmq_list_linked(&c->dirty))
+		return;
+	rmq_list_add_tail(&c->srv->conns_dirty, &c->dirty);
+}
+
+size_t net_conn_out_room(const struct conn *c)
+{
+	return RMQ_NET_SENDBUF_BYTES - c->out_tail;
+}
+
+void net_conn_out_append(struct conn *c, const void *p, size_t len)
+{
+	RMQ_DASSERT(len <= net_conn_out_room(c));
+	memcpy(c->out + c->out_tail, p, len);
+	c->out_tail += (uint32_t)len;
+}
+
+static void send_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct conn *c = RMQ_CONTAINER_OF(op, struct conn, send_op);
+	(void)flags;
+
+	RMQ_ASSERT(c->send_inflight);
+	c->send_inflight = false;
+	if (c->state == CONN_CLOSING) {
+		conn_abort(c, 0); /* frees it when the recv is done too */
+		return;
+	}
+	if (res > 0) {
+		RMQ_DASSERT((uint32_t)res <= c->out_inflight);
+		c->out_head += (uint32_t)res; /* a short send resends the rest */
+		if (c->out_head == c->out_tail)
+			c->out_head = c->out_tail = 0;
+		net_conn_mark_dirty(c);
+		return;
+	}
+	if (res == -EAGAIN || res == -EINTR) {
+		net_conn_mark_dirty(c);
+		return;
+	}
+	/* 0 for a non-empty send, -EPIPE, -ECONNRESET, ...: the peer is gone. */
+	conn_abort(c, res == 0 ? -EPIPE : res);
+}
+
+static int submit_send(struct conn *c)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(c->srv->io, &c->send_op);
+	if (!sqe)
+		return -EBUSY;
+	c->out_inflight = c->out_tail - c->out_head;
+	io_uring_prep_send(sqe, c->fd, c->out + c->out_head, c->out_inflight, MSG_NOSIGNAL);
+	c->send_inflight = true;
+	return 0;
+}
+
+static void conn_linger(struct conn *c)
+{
+	c->state = CONN_LINGER;
+	if (rmq_list_linked(&c->dirty))
+		rmq_list_del(&c->dirty);
+	if (!c->recv_armed || shutdown(c->fd, SHUT_WR) < 0) {
+		conn_abort(c, 0);
+		return;
+	}
+	c->close_by_ns = rmq_now_ns() + RMQ_NET_LINGER_NS;
+	if (conn_arm_timer(c) < 0)
+		conn_abort(c, RMQ_EFULL);
+}
+
+/*
+ * Gathers what nghttp2 has to say into the output buffer and starts one
+ * send when none is in flight.  Closes the connection once everything
+ * queued went out and either a close was asked or nghttp2 is done
+ * (GOAWAY exchanged and no stream left).
+ */
+static void conn_flush(struct conn *c)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	if (!c->send_inflight && c->out_head > 0) {
+		memmove(c->out, c->out + c->out_head, c->out_tail - c->out_head);
+		c->out_tail -= c->out_head;
+		c->out_head = 0;
+	}
+	if (c->preface_ok && !c->h2_dead && !c->raw) {
+		while (net_conn_out_room(c) >= RMQ_NET_FRAME_MAX) {
+			const uint8_t *p;
+			ssize_t n = nghttp2_session_mem_send(c->h2, &p);
+			if (n < 0) {
+				rmq_debug("net: nghttp2 send failed: %s", nghttp2_strerror((int)n));
+				c->h2_dead = true;
+				net_conn_close_soon(c, true);
+				break;
+			}
+			if (n == 0)
+				break;
+			if ((size_t)n > net_conn_out_room(c)) {
+				/* Cannot happen with our frame sizes (see
+				 * CTRL_RESERVE in grpc.c); never overrun. */
+				rmq_error("net: fd %d: %zd-byte chunk does not fit", c->fd, n);
+				c->h2_dead = true;
+				net_conn_close_soon(c, false);
+				break;
+			}
+			net_conn_out_append(c, p, (size_t)n);
+		}
+		if (c->state != CONN_OPEN)
+			return;
+	}
+	if (c->out_tail > c->out_head && !c->send_inflight) {
+		int rc = submit_send(c);
+		if (rc < 0) {
+			conn_abort(c, rc);
+			return;
+		}
+	}
+	if (c->send_inflight || c->out_tail > c->out_head)
+		return;
+	if (c->closing || c->raw)
+		conn_linger(c);
+	else if (c->preface_ok && !c->h2_dead && !nghttp2_session_want_read(c->h2) &&
+		 !nghttp2_session_want_write(c->h2))
+		conn_linger(c);
+}
+
+void net_conn_close_soon(struct conn *c, bool protocol_error)
+{
+	if (protocol_error && !c->counted_error) {
+		c->counted_error = true;
+		c->srv->stats.protocol_errors++;
+	}
+	if (c->state != CONN_OPEN || c->closing)
+		return;
+	c->closing = true;
+	c->close_by_ns = rmq_now_ns() + RMQ_NET_LINGER_NS;
+	/* May run inside nghttp2 callbacks: never cut here.  Without a
+	 * timer, the flush's linger step fails again and cuts it. */
+	(void)conn_arm_timer(c);
+	net_conn_mark_dirty(c);
+}
+
+/* ---- input ----------------------------------------------------------------- */
+
+static void *rbuf_addr(struct rmq_server *srv, unsigned bid)
+{
+	return srv->rbufs + (size_t)bid * srv->cfg.recv_buffer_bytes;
+}
+
+static void rbuf_recycle(struct rmq_server *srv, unsigned bid)
+{
+	io_uring_buf_ring_add(srv->br, rbuf_addr(srv, bid), srv->cfg.recv_buffer_bytes,
+			      (unsigned short)bid, io_uring_buf_ring_mask(srv->cfg.recv_buffers), 0);
+	io_uring_buf_ring_advance(srv->br, 1);
+}
+
+static bool looks_http1(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && i < 8 && p[i] >= 'A' && p[i] <= 'Z')
+		i++;
+	if (i < 3 || i >= n || p[i] != ' ')
+		return false;
+	return !(i == 3 && memcmp(p, "PRI", 3) == 0);
+}
+
+static void conn_input(struct conn *c, const uint8_t *p, size_t n)
+{
+	c->last_rx_ns = rmq_now_ns();
+	if (c->closing || c->raw || c->h2_dead)
+		return; /* closing: what comes now is dropped */
+	while (c->nfirst < sizeof(c->first) && c->nfirst < c->nrecv + n) {
+		c->first[c->nfirst] = p[c->nfirst - c->nrecv];
+		c->nfirst++;
+	}
+	c->nrecv += n;
+	ssize_t rv = nghttp2_session_mem_recv(c->h2, p, n);
+	if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+		c->h2_dead = true;
+		if (looks_http1(c->first, c->nfirst)) {
+			c->raw = true;
+			c->out_head = c->out_tail = 0;
+			net_conn_out_append(c, http1_505, sizeof(http1_505) - 1);
+		}
+		rmq_debug("net: fd %d: not an HTTP/2 client preface%s", c->fd,
+			  c->raw ? " (HTTP/1.x: 505)" : "");
+		net_conn_close_soon(c, true);
+		return;
+	}
+	if (rv < 0) {
+		rmq_debug("net: fd %d: HTTP/2 input failed: %s", c->fd, nghttp2_strerror((int)rv));
+		/* Tell the peer when nghttp2 still can (FLOODED, callback
+		 * failures); otherwise the connection just closes. */
+		if (nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR) != 0)
+			c->h2_dead = true;
+		net_conn_close_soon(c, true);
+		return;
+	}
+	if (!c->preface_ok && c->nrecv >= NGHTTP2_CLIENT_MAGIC_LEN) {
+		c->preface_ok = true;
+		/* From now on the idle timeout and keepalive apply. */
+		(void)conn_arm_timer(c);
+	}
+	net_conn_mark_dirty(c);
+}
+
+static int arm_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(c->srv->io, &c->recv_op);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (uint16_t)c->srv->bgid;
+	c->recv_armed = true;
+	return 0;
+}
+
+static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct conn *c = RMQ_CONTAINER_OF(op, struct conn, recv_op);
+	struct rmq_server *srv = c->srv;
+
+	if (!(flags & IORING_CQE_F_MORE))
+		c->recv_armed = false;
+	if (flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		RMQ_ASSERT(bid < srv->cfg.recv_buffers);
+		if (res > 0 && c->state == CONN_OPEN)
+			conn_input(c, rbuf_addr(srv, bid), (size_t)res);
+		/* nghttp2 consumed all of it (or we dropped it): the buffer
+		 * goes straight back to the kernel. */
+		rbuf_recycle(srv, bid);
+	}
+	if (c->state == CONN_FREE)
+		return;
+	if (c->state == CONN_CLOSING) {
+		conn_abort(c, 0);
+		return;
+	}
+	if (res == 0) {
+		conn_abort(c, 0); /* EOF: the peer is gone, or done lingering */
+		return;
+	}
+	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR) {
+		conn_abort(c, res);
+		return;
+	}
+	if (!c->recv_armed) {
+		/* -ENOBUFS ended the multishot (the buffers were recycled
+		 * above, in CQE order), or the kernel ended it: re-arm. */
+		int rc = arm_recv(c);
+		if (rc < 0)
+			conn_abort(c, rc);
+	}
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void conn_timer_fn(struct rmq_timer *t);
+
+/* Returns 0, or RMQ_EFULL when the shard's timer heap is full (the caller
+ * cuts the connection: without a timer it could never be reaped). */
+static int conn_arm_timer(struct conn *c)
+{
+	const struct rmq_net_config *cfg = &c->srv->cfg;
+	uint64_t d = UINT64_MAX;
+
+	if (c->state == CONN_LINGER || c->closing) {
+		d = c->close_by_ns;
+	} else {
+		uint64_t idle = cfg->idle_timeout_ns;
+		if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
+			idle = RMQ_NET_PREFACE_TIMEOUT_NS;
+		if (idle)
+			d = c->last_rx_ns + idle;
+		if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead) {
+			uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
+			if (base + cfg->keepalive_ns < d)
+				d = base + cfg->keepalive_ns;
+		}
+	}
+	if (d == UINT64_MAX) {
+		rmq_timer_cancel(c->srv->shard, &c->timer);
+		return 0;
+	}
+	int rc = rmq_timer_start(c->srv->shard, &c->timer, d, conn_timer_fn);
+	if (rc < 0)
+		rmq_warn("net: timer heap full, closing a connection");
+	return rc;
+}
+
+static void conn_timer_fn(struct rmq_timer *t)
+{
+	struct conn *c = RMQ_CONTAINER_OF(t, struct conn, timer);
+	const struct rmq_net_config *cfg = &c->srv->cfg;
+	uint64_t now = rmq_now_ns();
+
+	if (c->state == CONN_LINGER || (c->state == CONN_OPEN && c->closing)) {
+		if (now >= c->close_by_ns || conn_arm_timer(c) < 0)
+			conn_abort(c, -ETIMEDOUT);
+		return;
+	}
+	if (c->state != CONN_OPEN)
+		return;
+	uint64_t idle = cfg->idle_timeout_ns;
+	if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
+		idle = RMQ_NET_PREFACE_TIMEOUT_NS;
+	if (idle && now >= c->last_rx_ns + idle) {
+		rmq_debug("net: fd %d idle for %llu ms, closing", c->fd,
+			  (unsigned long long)((now - c->last_rx_ns) / 1000000));
+		if (c->preface_ok && !c->h2_dead)
+			nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+		net_conn_close_soon(c, false);
+		return;
+	}
+	uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
+	if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead && now >= base + cfg->keepalive_ns) {
+		uint8_t opaque[8] = "rmq-ka\0";
+		if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, opaque) == 0)
+			net_conn_mark_dirty(c);
+		c->last_ping_ns = now;
+	}
+	if (conn_arm_timer(c) < 0)
+		conn_abort(c, RMQ_EFULL);
+}
+
+/* ---- connection lifecycle ------------------------------------------------------ */
+
+static void conn_free(struct conn *c)
+{
+	struct rmq_server *srv = c->srv;
+
+	RMQ_ASSERT(!c->recv_armed);
+	RMQ_ASSERT(!c->send_inflight);
+	RMQ_ASSERT(rmq_list_empty(&c->calls));
+	rmq_timer_cancel(srv->shard, &c->timer);
+	close(c->fd);
+	c->fd = -1;
+	if (c->h2) {
+		nghttp2_session_del(c->h2);
+		c->h2 = NULL;
+	}
+	c->state = CONN_FREE;
+	rmq_list_del(&c->link);
+	rmq_list_add_tail(&srv->conns_free, &c->link);
+	srv->stats.connections--;
+	srv->stats.closed++;
+}
+
+/*
+ * Cuts the connection: cancels its calls, shuts the socket down (which
+ * wakes the pending recv and send), cancels the ops, and frees the
+ * connection once neither op is in flight.  Called again from the ops'
+ * completions until then.
+ */
+static void conn_abort(struct conn *c, int why)
+{
+	struct rmq_server *srv = c->srv;
+
+	if (c->state == CONN_FREE)
+		return;
+	if (c->state != CONN_CLOSING) {
+		if (why < 0 && why != -ECONNRESET && why != -EPIPE)
+			rmq_debug("net: fd %d closed: %s", c->fd, rmq_strerror(why));
+		c->state = CONN_CLOSING;
+		if (rmq_list_linked(&c->dirty))
+			rmq_list_del(&c->dirty);
+		rmq_timer_cancel(srv->shard, &c->timer);
+		while (!rmq_list_empty(&c->calls)) {
+			struct rmq_call *call = RMQ_CONTAINER_OF(c->calls.next, struct rmq_call, link);
+			net_call_detach(call);
+		}
+		shutdown(c->fd, SHUT_RDWR);
+		if (c->recv_armed) {
+			struct io_uring_sqe *sqe = rmq_io_sqe(srv->io, NULL);
+			if (sqe)
+				io_uring_prep_cancel(sqe, &c->recv_op, 0);
+		}
+		if (c->send_inflight) {
+			struct io_uring_sqe *sqe = rmq_io_sqe(srv->io, NULL);
+			if (sqe)
+				io_uring_prep_cancel(sqe, &c->send_op, 0);
+		}
+	}
+	if (!c->recv_armed && !c->send_inflight)
+		conn_free(c);
+}
+
+static void conn_open(struct rmq_server *srv, int fd)
+{
+	int one = 1;
+	int rc;
+
+	if (rmq_list_empty(&srv->conns_free)) {
+		srv->stats.refused++;
+		close(fd);
+		return;
+	}
+	struct conn *c = RMQ_CONTAINER_OF(srv->conns_free.next, struct conn, link);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->fd = fd;
+	c->state = CONN_OPEN;
+	c->preface_ok = c->h2_dead = c->raw = c->closing = c->counted_error = false;
+	c->out_head = c->out_tail = c->out_inflight = 0;
+	c->nfirst = 0;
+	c->nrecv = 0;
+	c->last_rx_ns = rmq_now_ns();
+	c->last_ping_ns = 0;
+	c->hdr_bytes = 0;
+	rc = net_h2_session_new(c);
+	if (rc < 0)
+		goto err_refuse;
+	rmq_list_del(&c->link);
+	rmq_list_add_tail(&srv->conns_live, &c->link);
+	srv->stats.accepted++;
+	srv->stats.connections++;
+	rc = arm_recv(c);
+	if (rc == 0)
+		rc = conn_arm_timer(c);
+	if (rc < 0)
+		conn_abort(c, rc);
+	return;
+
+err_refuse:
+	c->state = CONN_FREE;
+	c->fd = -1;
+	srv->stats.refused++;
+	close(fd);
+}
+
+/* ---- listener ---------------------------------------------------------------- */
+
+static void accept_done(struct rmq_io_op *op, int res, unsigned flags);
+
+static int arm_accept(struct rmq_server *srv)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(srv->io, &srv->accept_op);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_multishot_accept(sqe, srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	srv->accept_armed = true;
+	return 0;
+}
+
+static void close_listener(struct rmq_server *srv)
+{
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		srv->listen_fd = -1;
+	}
+}
+
+static void accept_retry_fn(struct rmq_timer *t)
+{
+	struct rmq_server *srv = RMQ_CONTAINER_OF(t, struct rmq_server, accept_retry);
+	if (srv->shutting_down || srv->accept_armed)
+		return;
+	if (arm_accept(srv) < 0 &&
+	    rmq_timer_start(srv->shard, &srv->accept_retry, rmq_now_ns() + ACCEPT_RETRY_NS,
+			    accept_retry_fn) < 0)
+		rmq_error("net: cannot re-arm accept; the listener on shard %u is dead",
+			  rmq_shard_id(srv->shard));
+}
+
+static void accept_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_server *srv = RMQ_CONTAINER_OF(op, struct rmq_server, accept_op);
+	bool backoff = false;
+
+	if (!(flags & IORING_CQE_F_MORE))
+		srv->accept_armed = false;
+	if (res >= 0) {
+		if (srv->shutting_down) {
+			srv->stats.refused++;
+			close(res);
+		} else {
+			conn_open(srv, res);
+		}
+	} else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN &&
+		   res != -ECONNABORTED) {
+		/* -EMFILE, -ENFILE, -ENOMEM, ...: wait a little rather than
+		 * spin on a failing accept. */
+		rmq_warn("net: accept failed: %s", rmq_strerror(res));
+		backoff = true;
+	}
+	if (srv->accept_armed)
+		return;
+	if (srv->shutting_down) {
+		close_listener(srv);
+		return;
+	}
+	if (backoff || arm_accept(srv) < 0) {
+		if (rmq_timer_start(srv->shard, &srv->accept_retry, rmq_now_ns() + ACCEPT_RETRY_NS,
+				    accept_retry_fn) < 0)
+			rmq_error("net: cannot re-arm accept on shard %u", rmq_shard_id(srv->shard));
+	}
+}
+
+/* Binds and listens on host:port with SO_REUSEPORT.  Returns the fd and the
+ * bound port, or a negated errno. */
+static int listen_on(const char *host, uint16_t port, uint16_t *bound)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+	};
+	struct addrinfo *ai = NULL;
+	char service[8];
+	int one = 1;
+	int fd = -1;
+	int rc;
+
+	snprintf(service, sizeof(service), "%u", (unsigned)port);
+	rc = getaddrinfo(host[0] ? host : NULL, service, &hints, &ai);
+	if (rc != 0) {
+		rmq_error("net: cannot resolve listen address %s: %s", host, gai_strerror(rc));
+		return -EADDRNOTAVAIL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto err_ai;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+		rc = -errno;
+		goto err_fd;
+	}
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		rc = -errno;
+		goto err_fd;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		rc = -errno;
+		goto err_fd;
+	}
+	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						: ((struct sockaddr_in *)&ss)->sin_port);
+	freeaddrinfo(ai);
+	return fd;
+
+err_fd:
+	close(fd);
+err_ai:
+	freeaddrinfo(ai);
+	return rc;
+}
+
+/* ---- the provided-buffer ring --------------------------------------------------- */
+
+static int bufring_setup(struct rmq_server *srv)
+{
+	struct io_uring *ring = rmq_io_ring(srv->io);
+	unsigned n = srv->cfg.recv_buffers;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	int rc = -EEXIST;
+
+	srv->br_bytes = (n * sizeof(struct io_uring_buf) + page - 1) & ~(page - 1);
+	srv->br = mmap(NULL, srv->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	if (srv->br == MAP_FAILED) {
+		srv->br = NULL;
+		return -ENOMEM;
+	}
+	srv->rbufs_bytes = (size_t)n * srv->cfg.recv_buffer_bytes;
+	srv->rbufs = mmap(NULL, srv->rbufs_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (srv->rbufs == MAP_FAILED) {
+		srv->rbufs = NULL;
+		return -ENOMEM;
+	}
+	/* liburing 2.3 has no io_uring_setup_buf_ring(): register the
+	 * mapping ourselves. */
+	for (int bgid = RMQ_NET_BGID; bgid < RMQ_NET_BGID + 16 && rc == -EEXIST; bgid++) {
+		struct io_uring_buf_reg reg = {
+			.ring_addr = (uint64_t)(uintptr_t)srv->br,
+			.ring_entries = n,
+			.bgid = (uint16_t)bgid,
+		};
+		rc = io_uring_register_buf_ring(ring, &reg, 0);
+		if (rc == 0)
+			srv->bgid = bgid;
+	}
+	if (rc < 0) {
+		rmq_error("net: cannot register the receive buffer ring: %s", rmq_strerror(rc));
+		return rc;
+	}
+	io_uring_buf_ring_init(srv->br);
+	for (unsigned i = 0; i < n; i++)
+		io_uring_buf_ring_add(srv->br, rbuf_addr(srv, i), srv->cfg.recv_buffer_bytes,
+				      (unsigned short)i, io_uring_buf_ring_mask(n), (int)i);
+	io_uring_buf_ring_advance(srv->br, (int)n);
+	return 0;
+}
+
+static void bufring_teardown(struct rmq_server *srv)
+{
+	if (srv->bgid >= 0) {
+		io_uring_unregister_buf_ring(rmq_io_ring(srv->io), srv->bgid);
+		srv->bgid = -1;
+	}
+	if (srv->br)
+		munmap(srv->br, srv->br_bytes);
+	if (srv->rbufs)
+		munmap(srv->rbufs, srv->rbufs_bytes);
+	srv->br = NULL;
+	srv->rbufs = NULL;
+}
+
+/* ---- start / stop ----------------------------------------------------------------- */
+
+static int method_cmp(const void *a, const void *b)
+{
+	const struct rmq_grpc_method *const *x = a, *const *y = b;
+	return strcmp((*x)->path, (*y)->path);
+}
+
+static void server_free(struct rmq_server *srv)
+{
+	if (srv->hook_link.next)
+		rmq_list_del(&srv->hook_link);
+	if (srv->port_owner)
+		port_forget(rmq_shard_runtime(srv->shard), srv->port_key);
+	rmq_timer_cancel(srv->shard, &srv->accept_retry);
+	close_listener(srv);
+	bufring_teardown(srv);
+	net_calls_fini(srv);
+	net_h2_fini(srv);
+	if (srv->sendbufs)
+		munmap(srv->sendbufs, srv->sendbufs_bytes);
+	free(srv->conns);
+	free(srv->methods);
+	free(srv);
+}
+
+int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
+		     const struct rmq_grpc_method *methods, size_t nmethods, void *app,
+		     struct rmq_server **out)
+{
+	struct rmq_runtime *rt = rmq_shard_runtime(s);
+	bool publisher = cfg->port == 0 && rmq_shard_id(s) == 0;
+	uint16_t port = cfg->port;
+	int rc;
+
+	rc = config_check(cfg);
+	if (rc < 0)
+		goto err_publish;
+	if (cfg->port == 0 && rmq_shard_id(s) != 0) {
+		rc = port_wait(rt, methods);
+		if (rc < 0)
+			return rc;
+		port = (uint16_t)rc;
+	}
+	struct rmq_server *srv = calloc(1, sizeof(*srv));
+	if (!srv) {
+		rc = -ENOMEM;
+		goto err_publish;
+	}
+	srv->shard = s;
+	srv->io = rmq_shard_io(s);
+	srv->cfg = *cfg;
+	srv->app = app;
+	srv->listen_fd = -1;
+	srv->bgid = -1;
+	srv->accept_op.cb = accept_done;
+	rmq_list_init(&srv->conns_free);
+	rmq_list_init(&srv->conns_live);
+	rmq_list_init(&srv->conns_dirty);
+	rmq_list_init(&srv->calls_free);
+
+	rc = -ENOMEM;
+	srv->methods = calloc(nmethods ? nmethods : 1, sizeof(*srv->methods));
+	if (!srv->methods)
+		goto err_srv;
+	for (size_t i = 0; i < nmethods; i++)
+		srv->methods[i] = &methods[i];
+	qsort(srv->methods, nmethods, sizeof(*srv->methods), method_cmp);
+	srv->nmethods = nmethods;
+
+	srv->conns = calloc(cfg->max_connections, sizeof(*srv->conns));
+	if (!srv->conns)
+		goto err_srv;
+	srv->sendbufs_bytes = (size_t)cfg->max_connections * RMQ_NET_SENDBUF_BYTES;
+	srv->sendbufs = mmap(NULL, srv->sendbufs_bytes, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (srv->sendbufs == MAP_FAILED) {
+		srv->sendbufs = NULL;
+		goto err_srv;
+	}
+	for (uint32_t i = 0; i < cfg->max_connections; i++) {
+		struct conn *c = &srv->conns[i];
+		c->srv = srv;
+		c->fd = -1;
+		c->out = srv->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES;
+		c->recv_op.cb = recv_done;
+		c->send_op.cb = send_done;
+		rmq_list_init(&c->calls);
+		rmq_list_init(&c->dirty);
+		rmq_list_add_tail(&srv->conns_free, &c->link);
+	}
+	rc = net_calls_init(srv);
+	if (rc < 0)
+		goto err_srv;
+	rc = net_h2_init(srv);
+	if (rc < 0)
+		goto err_srv;
+	rc = bufring_setup(srv);
+	if (rc < 0)
+		goto err_srv;
+	rc = listen_on(cfg->host, port, &srv->port);
+	if (rc < 0) {
+		rmq_error("net: cannot listen on %s:%u: %s", cfg->host, (unsigned)port,
+			  rmq_strerror(rc));
+		goto err_srv;
+	}
+	srv->listen_fd = rc;
+	rc = hook_attach(srv);
+	if (rc < 0)
+		goto err_srv;
+	rc = arm_accept(srv);
+	if (rc < 0)
+		goto err_srv;
+	if (publisher) {
+		port_publish(rt, methods, srv->port);
+		srv->port_owner = true;
+		srv->port_key = methods;
+	}
+	rmq_debug("net: shard %u listening on %s:%u", rmq_shard_id(s), cfg->host,
+		  (unsigned)srv->port);
+	*out = srv;
+	return 0;
+
+err_srv:
+	if (srv->accept_armed) {
+		/* Cannot happen after a successful arm; kept for clarity. */
+		srv->accept_armed = false;
+	}
+	server_free(srv);
+err_publish:
+	if (publisher)
+		port_publish(rt, methods, rc);
+	return rc;
+}
+
+uint16_t rmq_server_port(const struct rmq_server *srv)
+{
+	return srv->port;
+}
+
+const struct rmq_server_stats *rmq_server_stats(const struct rmq_server *srv)
+{
+	return &srv->stats;
+}
+
+void rmq_server_shutdown(struct rmq_server *srv)
+{
+	if (srv->shutting_down)
+		return;
+	srv->shutting_down = true;
+	if (srv->accept_armed) {
+		struct io_uring_sqe *sqe = rmq_io_sqe(srv->io, NULL);
+		if (sqe)
+			io_uring_prep_cancel(sqe, &srv->accept_op, 0);
+		/* the listener closes when the accept's last CQE arrives */
+	} else {
+		rmq_timer_cancel(srv->shard, &srv->accept_retry);
+		close_listener(srv);
+	}
+	struct rmq_list *l, *next;
+	for (l = srv->conns_live.next; l != &srv->conns_live; l = next) {
+		next = l->next;
+		struct conn *c = RMQ_CONTAINER_OF(l, struct conn, link);
+		if (c->state != CONN_OPEN)
+			continue;
+		if (!c->preface_ok || c->h2_dead) {
+			net_conn_close_soon(c, false);
+			continue;
+		}
+		/* Streams up to the last one we saw finish; later ones are
+		 * refused and the client retries them elsewhere. */
+		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(c->h2),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		net_conn_mark_dirty(c);
+	}
+}
+
+bool rmq_server_drained(struct rmq_server *srv, bool force)
+{
+	rmq_server_shutdown(srv);
+	if (force) {
+		struct rmq_list *l, *next;
+		for (l = srv->conns_live.next; l != &srv->conns_live; l = next) {
+			next = l->next;
+			conn_abort(RMQ_CONTAINER_OF(l, struct conn, link), RMQ_ECLOSED);
+		}
+	}
+	return !srv->accept_armed && srv->listen_fd < 0 && rmq_list_empty(&srv->conns_live) &&
+	       srv->stats.calls == 0;
+}
+
+void rmq_server_destroy(struct rmq_server *srv)
+{
+	if (!srv)
+		return;
+	uint64_t until = rmq_now_ns() + DESTROY_WAIT_NS;
+	while (!rmq_server_drained(srv, true)) {
+		if (rmq_now_ns() >= until) {
+			/* The kernel may still write into our buffers, or the
+			 * app still holds calls: leak rather than corrupt. */
+			rmq_error("net: server on shard %u not drained (%llu calls held); leaking it",
+				  rmq_shard_id(srv->shard), (unsigned long long)srv->stats.calls);
+			if (srv->hook_link.next)
+				rmq_list_del(&srv->hook_link);
+			return;
+		}
+		rmq_io_wait(srv->io, 10 * 1000 * 1000);
+	}
+	server_free(srv);
+}
