@@ -9,9 +9,12 @@
  *        │               entry (prefix + records bytes, verbatim) into the
  *        │               log's registered write buffer, CRC-checks the copy
  *        ▼
- *   rmq_log_flush()      called once per ring cycle by the shard loop: one
- *        │               WRITE(_FIXED) of all bytes appended since the last
- *        │               flush, at the segment's next position
+ *   rmq_log_flush()      called once per ring cycle by the shard loop:
+ *        │               WRITE(_FIXED)s of all bytes appended since the last
+ *        │               flush, at the segment's next position: under
+ *        │               fsync=always one O_DIRECT write of whole blocks,
+ *        │               otherwise page-cache writes of whole appends, at
+ *        │               most 128 KiB each (log.c says why)
  *        ▼
  *   write completes ───► fsync=never/interval: appends acknowledged
  *        │
@@ -61,13 +64,17 @@ struct rmq_log_config {
 	enum rmq_prealloc prealloc;
 	uint64_t zero_ahead_bytes;     /* RMQ_PREALLOC_ZERO: zeros kept this far
 					* ahead of the data */
+	bool direct_writes;            /* fsync=always: write data with O_DIRECT
+					* (falls back to the page cache when the
+					* filesystem refuses O_DIRECT) */
 	/* Clock in ms since the epoch; NULL = CLOCK_REALTIME.  For tests. */
 	uint64_t (*now_ms)(void);
 };
 
 /* Defaults: 1 GiB segments, 7-day segment.ms and retention, unlimited
  * retention bytes, 4 KiB index interval, 8 MiB write buffer, 64 writes in
- * flight, fsync=always, zero-ahead preallocation 64 MiB ahead. */
+ * flight, fsync=always with O_DIRECT data writes, zero-ahead preallocation
+ * 64 MiB ahead (for the page-cache path; direct writes only fallocate). */
 void rmq_log_config_default(struct rmq_log_config *cfg);
 
 struct rmq_log;

@@ -63,7 +63,8 @@ _Static_assert(sizeof(struct rmq_time_entry) == 16, "on-disk time index entry");
 enum rmq_prealloc {
 	RMQ_PREALLOC_NONE,      /* grow by appending */
 	RMQ_PREALLOC_FALLOCATE, /* fallocate(): unwritten extents */
-	RMQ_PREALLOC_ZERO,      /* fallocate(), then the log writes zeros ahead
+	RMQ_PREALLOC_ZERO,      /* fallocate(), then, when it writes through
+				 * the page cache, the log writes zeros ahead
 				 * of the data so syncs overwrite written
 				 * extents (see log.c for why and the numbers) */
 };
