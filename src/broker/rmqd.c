@@ -114,7 +114,7 @@ int main(int argc, char **argv)
 		{"retention-check", RMQ_FLAG_DURATION, &ret_check, "5m", "how often retention and segment age are checked", 1000000ULL, 0, NULL},
 		{"index-interval", RMQ_FLAG_SIZE, &idx, "4KiB", "log bytes between offset index entries", 64, 1ULL << 30, NULL},
 		{"write-buffer", RMQ_FLAG_SIZE, &wbuf, "4MiB", "registered write buffer per partition (bounds one batch at half of it)", 64ULL << 10, 1ULL << 30, NULL},
-		{"prealloc", RMQ_FLAG_CHOICE, &prealloc, "zero", "segment preallocation: zero (fallocate + zero-ahead; fastest fdatasync), fallocate, none", 0, 0, "zero|fallocate|none"},
+		{"prealloc", RMQ_FLAG_CHOICE, &prealloc, "zero", "segment preallocation: zero (fallocate; zeros written ahead of page-cache writes), fallocate, none", 0, 0, "zero|fallocate|none"},
 		{"partitions", RMQ_FLAG_UINT, &parts, "1", "partitions of a topic created without a count", 1, RMQ_PARTITIONS_MAX, NULL},
 		{"auto-create-topics", RMQ_FLAG_BOOL, &auto_create, "false", "create unknown topics on first produce", 0, 0, NULL},
 		{"compression", RMQ_FLAG_CHOICE, &compression, "producer", "default topic compression.type", 0, 0, "producer|none|lz4|zstd|snappy"},
