@@ -178,8 +178,13 @@ static int apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gon
 				part = old_local[oi].parts[p];
 				old_local[oi].parts[p] = NULL; /* moved */
 			}
-			if (!part)
+			if (!part) {
 				part = open_partition(bs, t, p);
+			} else {
+				/* AlterConfigs: the log takes the new limits. */
+				rmq_log_set_limits(part->log, t->cfg.segment_bytes, t->cfg.segment_ms,
+						   t->cfg.retention_bytes, t->cfg.retention_ms);
+			}
 			if (part)
 				part->topic = t;
 			local[i].parts[p] = part;

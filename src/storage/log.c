@@ -682,6 +682,8 @@ static void zero_ahead(struct rmq_log *log)
 	uint64_t limit = seg->size + log->cfg.zero_ahead_bytes;
 	if (limit > log->cfg.segment_bytes)
 		limit = log->cfg.segment_bytes;
+	if (limit > seg->map_len)
+		limit = seg->map_len;
 	if (seg->zeroed >= limit)
 		return;
 	uint64_t len = limit - seg->zeroed;
@@ -980,7 +982,10 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	struct rmq_segment *seg = active(log);
 	bool too_old = log->cfg.segment_ms && seg->created_ms >= 0 &&
 		       h->log_append_time_ms >= (uint64_t)seg->created_ms + log->cfg.segment_ms;
-	if (seg->size > 0 && (seg->size + len > log->cfg.segment_bytes || too_old)) {
+	/* A segment never outgrows its mapping, even when segment_bytes was
+	 * raised after it was created (rmq_log_set_limits). */
+	uint64_t cap = log->cfg.segment_bytes < seg->map_len ? log->cfg.segment_bytes : seg->map_len;
+	if (seg->size > 0 && (seg->size + len > cap || too_old)) {
 		rc = roll(log);
 		if (rc < 0) {
 			if (rc == RMQ_EFULL)
@@ -1575,4 +1580,14 @@ void rmq_log_set_hw_listener(struct rmq_log *log, rmq_log_hw_cb cb, void *arg)
 const struct rmq_log_stats *rmq_log_stats(const struct rmq_log *log)
 {
 	return &log->stats;
+}
+
+void rmq_log_set_limits(struct rmq_log *log, uint64_t segment_bytes, uint64_t segment_ms,
+			int64_t retention_bytes, int64_t retention_ms)
+{
+	if (segment_bytes >= 4096 && segment_bytes <= (1ULL << 32) - 1)
+		log->cfg.segment_bytes = segment_bytes;
+	log->cfg.segment_ms = segment_ms;
+	log->cfg.retention_bytes = retention_bytes;
+	log->cfg.retention_ms = retention_ms;
 }

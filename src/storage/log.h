@@ -222,6 +222,15 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset);
  */
 int rmq_log_retain(struct rmq_log *log);
 
+/*
+ * Changes the roll and retention limits of an open log (a topic's altered
+ * configuration).  segment_bytes applies to segments created from now on;
+ * the active segment keeps the size it was mapped with when that is
+ * smaller.  Retention applies at the next rmq_log_retain().
+ */
+void rmq_log_set_limits(struct rmq_log *log, uint64_t segment_bytes, uint64_t segment_ms,
+			int64_t retention_bytes, int64_t retention_ms);
+
 uint64_t rmq_log_high_watermark(const struct rmq_log *log);
 uint64_t rmq_log_start_offset(const struct rmq_log *log);
 uint64_t rmq_log_end_offset(const struct rmq_log *log); /* next offset to assign */
