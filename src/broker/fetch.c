@@ -660,8 +660,18 @@ static uint64_t duration_ns(const Google__Protobuf__Duration *d)
 
 /* A fetch_op from a FetchRequest.  Returns NULL and fills err on a bad
  * request. */
+/* An answer must fit one gRPC message: the batches of a round are capped
+ * at the message limit less room for the per-partition headers. */
+static uint32_t answer_cap(const struct rmq_bshard *bs, uint32_t asked, unsigned share)
+{
+	uint64_t limit = bs->b->cfg.net.max_message_bytes;
+	uint64_t room = limit > (128u << 10) ? limit - (64u << 10) : limit / 2;
+	room /= share ? share : 1;
+	return asked < room ? asked : (uint32_t)room;
+}
+
 static struct fetch_op *op_from_request(struct rmq_bshard *bs, struct rmq_call *c,
-					const Rustmq__Client__FetchRequest *req)
+					const Rustmq__Client__FetchRequest *req, unsigned share)
 {
 	struct fetch_op *op = calloc(1, sizeof(*op));
 	if (!op)
@@ -670,7 +680,7 @@ static struct fetch_op *op_from_request(struct rmq_bshard *bs, struct rmq_call *
 	rmq_call_ref(c);
 	op->kind = OP_FETCH;
 	op->min_bytes = req->min_bytes;
-	op->max_bytes = req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES;
+	op->max_bytes = answer_cap(bs, req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES, share);
 	op->max_wait_ns = duration_ns(req->max_wait);
 	if (op->max_wait_ns > bs->b->cfg.max_fetch_wait_ns)
 		op->max_wait_ns = bs->b->cfg.max_fetch_wait_ns;
@@ -706,7 +716,7 @@ void rmq_fetch_unary(struct rmq_call *c, const uint8_t *msg, size_t len)
 		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "FetchRequest does not decode");
 		return;
 	}
-	struct fetch_op *op = op_from_request(bs, c, req);
+	struct fetch_op *op = op_from_request(bs, c, req, 1);
 	rustmq__client__fetch_request__free_unpacked(req, NULL);
 	if (!op) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -797,7 +807,7 @@ void rmq_fetch_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 	fb->call = c;
 	rmq_call_ref(c);
 	for (size_t i = 0; i < req->n_fetches; i++) {
-		struct fetch_op *op = op_from_request(bs, c, req->fetches[i]);
+		struct fetch_op *op = op_from_request(bs, c, req->fetches[i], (unsigned)req->n_fetches);
 		if (!op)
 			break;
 		op->batch = fb;
@@ -844,7 +854,7 @@ void rmq_fetch_subscribe(struct rmq_call *c, const uint8_t *msg, size_t len)
 	op->kind = OP_SUBSCRIBE;
 	op->nparts = (int)req->n_partitions;
 	op->min_bytes = req->min_bytes ? req->min_bytes : 1;
-	op->max_bytes = req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES;
+	op->max_bytes = answer_cap(bs, req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES, 1);
 	/* A subscription always waits for data; max_wait only bounds how long
 	 * a partial round (below min_bytes) is held back. */
 	op->max_wait_ns = duration_ns(req->max_wait);

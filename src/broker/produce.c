@@ -74,7 +74,10 @@ struct rmq_produce {
 	struct rmq_call *call;
 	struct produce_group *grp;     /* ProduceBatch: the parent */
 	struct produce_stream *stream; /* ProduceStream: the stream */
-	struct rmq_produce *next;      /* backlog (owner) or stream order (origin) */
+	struct rmq_produce *next;      /* origin: stream order */
+	struct rmq_produce *bnext;     /* owner: the partition's backlog.  Not `next`: a
+					* stream's request is in its stream's order list
+					* (origin) and a backlog (owner) at the same time */
 	unsigned origin, owner;
 	int index;                     /* position in a ProduceBatch */
 
@@ -652,11 +655,13 @@ void rmq_produce_retry_backlog(struct rmq_partition *p)
 {
 	while (p->backlog_head) {
 		struct rmq_produce *pr = p->backlog_head;
+		/* Read before try_append: an answer it sends may free pr. */
+		struct rmq_produce *next = pr->bnext;
 		if (try_append(p, pr) == RMQ_EFULL) {
 			rmq_log_flush(p->log);
 			return;
 		}
-		p->backlog_head = pr->next;
+		p->backlog_head = next;
 		if (!p->backlog_head)
 			p->backlog_tail = NULL;
 	}
@@ -666,7 +671,7 @@ void rmq_produce_fail_backlog(struct rmq_partition *p)
 {
 	while (p->backlog_head) {
 		struct rmq_produce *pr = p->backlog_head;
-		p->backlog_head = pr->next;
+		p->backlog_head = pr->bnext;
 		pr_fail(pr, EC_NOT_AVAILABLE, "partition %s-%u is closing", pr->topic, pr->partition);
 		reply_to_origin(pr);
 	}
@@ -740,9 +745,9 @@ static void exec_on_owner(struct rmq_produce *pr)
 			reply_to_origin(pr);
 			return;
 		}
-		pr->next = NULL;
+		pr->bnext = NULL;
 		if (p->backlog_tail)
-			p->backlog_tail->next = pr;
+			p->backlog_tail->bnext = pr;
 		else
 			p->backlog_head = pr;
 		p->backlog_tail = pr;
