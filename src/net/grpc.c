@@ -44,14 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* grpc-message is cut at this many raw bytes (before percent-encoding). */
-#define STATUS_MSG_MAX 1024
-/* Room a NO_COPY DATA frame leaves in the output for the control frames
- * and trailers nghttp2 may return in the same mem_send (our header blocks
- * stay far below it: grpc-message is cut at STATUS_MSG_MAX). */
-#define CTRL_RESERVE (8u << 10)
-_Static_assert(CTRL_RESERVE >= 3 * STATUS_MSG_MAX + 512, "trailers fit the reserve");
-_Static_assert(RMQ_NET_FRAME_MAX + CTRL_RESERVE <= RMQ_NET_SENDBUF_BYTES, "reserve fits");
+/* The framing, the status and timeout headers and the percent-encoding
+ * live in wire.c, shared with the client. */
+#define STATUS_MSG_MAX NET_STATUS_MSG_MAX
 
 #define NV(n, v)                                                                          \
 	{(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                    \
@@ -79,7 +74,7 @@ void net_calls_fini(struct rmq_server *srv)
 	if (!srv->calls)
 		return;
 	for (uint32_t i = 0; i < srv->cfg.max_calls; i++) {
-		free(srv->calls[i].rbuf);
+		net_grpc_reader_free(&srv->calls[i].rd);
 		free(srv->calls[i].sbuf);
 		free(srv->calls[i].status_msg);
 	}
@@ -96,12 +91,13 @@ struct rmq_call *net_call_open(struct conn *conn, int32_t stream_id)
 	struct rmq_call *c = RMQ_CONTAINER_OF(srv->calls_free.next, struct rmq_call, link);
 	rmq_list_del(&c->link);
 	/* Reset everything but the buffers kept for reuse. */
-	uint8_t *rbuf = c->rbuf, *sbuf = c->sbuf;
-	size_t rcap = c->rcap, scap = c->scap;
+	struct net_grpc_reader rd = c->rd;
+	uint8_t *sbuf = c->sbuf;
+	size_t scap = c->scap;
 	memset(c, 0, sizeof(*c));
 	c->srv = srv;
-	c->rbuf = rbuf;
-	c->rcap = rcap;
+	c->rd = rd;
+	net_grpc_reader_reset(&c->rd);
 	c->sbuf = sbuf;
 	c->scap = scap;
 	c->in_use = true;
@@ -123,11 +119,7 @@ static void call_release(struct rmq_call *c)
 	rmq_timer_cancel(srv->shard, &c->deadline);
 	free(c->status_msg);
 	c->status_msg = NULL;
-	if (c->rcap > RMQ_CALL_KEEP_BYTES) {
-		free(c->rbuf);
-		c->rbuf = NULL;
-		c->rcap = 0;
-	}
+	net_grpc_reader_trim(&c->rd, RMQ_CALL_KEEP_BYTES);
 	if (c->scap > RMQ_CALL_KEEP_BYTES) {
 		free(c->sbuf);
 		c->sbuf = NULL;
@@ -195,29 +187,6 @@ void rmq_call_set_ctx(struct rmq_call *c, void *ctx)
 
 /* ---- status ------------------------------------------------------------- */
 
-/* Percent-encodes per the gRPC spec: bytes outside 0x20..0x7E, and '%'. */
-static char *pct_encode(const char *msg)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strnlen(msg, STATUS_MSG_MAX);
-	char *out = malloc(3 * n + 1), *o = out;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)msg[i];
-		if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
-			*o++ = (char)ch;
-		} else {
-			*o++ = '%';
-			*o++ = hex[ch >> 4];
-			*o++ = hex[ch & 15];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 static size_t status_nv(struct rmq_call *c, nghttp2_nv *nv)
 {
 	size_t n = 0;
@@ -260,7 +229,7 @@ static void finish_common(struct rmq_call *c, enum rmq_grpc_status status, const
 	c->status = status;
 	snprintf(c->status_str, sizeof(c->status_str), "%d", (int)status);
 	free(c->status_msg);
-	c->status_msg = msg ? pct_encode(msg) : NULL;
+	c->status_msg = msg ? net_pct_encode(msg) : NULL;
 	rmq_timer_cancel(c->srv->shard, &c->deadline);
 	if (!c->conn)
 		return;
@@ -352,35 +321,6 @@ static const struct rmq_grpc_method *method_find(const struct rmq_server *srv, c
 	return NULL;
 }
 
-/* grpc-timeout: 1 to 8 digits and a unit (H M S m u n).  Returns ns, or 0
- * when malformed. */
-static uint64_t parse_timeout(const uint8_t *v, size_t len)
-{
-	uint64_t n = 0, unit;
-
-	if (len < 2 || len > 9)
-		return 0;
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return 0;
-		n = n * 10 + (uint64_t)(v[i] - '0');
-	}
-	switch (v[len - 1]) {
-	case 'H': unit = 3600ULL * 1000000000ULL; break;
-	case 'M': unit = 60ULL * 1000000000ULL; break;
-	case 'S': unit = 1000000000ULL; break;
-	case 'm': unit = 1000000ULL; break;
-	case 'u': unit = 1000ULL; break;
-	case 'n': unit = 1; break;
-	default: return 0;
-	}
-	/* Saturate (99999999H does not fit in ns); at least 1 ns so that a
-	 * zero timeout is already expired rather than "none". */
-	if (n > (UINT64_MAX / 4) / unit)
-		return UINT64_MAX / 4;
-	return n > 0 ? n * unit : 1;
-}
-
 void net_call_header(struct rmq_call *c, const uint8_t *name, size_t namelen,
 		     const uint8_t *value, size_t valuelen)
 {
@@ -397,7 +337,7 @@ void net_call_header(struct rmq_call *c, const uint8_t *name, size_t namelen,
 		c->hdr_ct_grpc = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
 				 (valuelen == 16 || value[16] == '+' || value[16] == ';');
 	} else if (name_is(name, namelen, "grpc-timeout")) {
-		c->timeout_ns = parse_timeout(value, valuelen);
+		c->timeout_ns = net_grpc_timeout_parse(value, valuelen);
 		c->hdr_timeout_bad = c->timeout_ns == 0;
 	}
 }
@@ -466,81 +406,45 @@ void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
 
 	if (!c->headers_ok || !reading(c))
 		return;
+	/* A unary request's single message is kept until END_STREAM; a
+	 * streaming request's go to on_message as soon as they are complete,
+	 * straight from nghttp2's input when they lie in one chunk. */
+	const bool streaming = streaming_request(c);
 	while (len > 0) {
-		if (c->pfx_len < RMQ_GRPC_PREFIX) {
-			size_t take = RMQ_GRPC_PREFIX - c->pfx_len;
-			if (take > len)
-				take = len;
-			memcpy(c->pfx + c->pfx_len, data, take);
-			c->pfx_len = (uint8_t)(c->pfx_len + take);
-			data += take;
-			len -= take;
-			if (c->pfx_len < RMQ_GRPC_PREFIX)
-				return;
-			uint32_t mlen = (uint32_t)c->pfx[1] << 24 | (uint32_t)c->pfx[2] << 16 |
-					(uint32_t)c->pfx[3] << 8 | c->pfx[4];
-			if (c->pfx[0] == 1) {
-				layer_fail(c, RMQ_GRPC_UNIMPLEMENTED,
-					   "compressed message, but no grpc-encoding is supported");
-				return;
-			}
-			if (c->pfx[0] != 0) {
-				layer_fail(c, RMQ_GRPC_INTERNAL, "invalid message flags 0x%02x",
-					   c->pfx[0]);
-				return;
-			}
-			if (mlen > limit) {
-				layer_fail(c, RMQ_GRPC_RESOURCE_EXHAUSTED,
-					   "request message of %u bytes exceeds the limit of %llu bytes",
-					   mlen, (unsigned long long)limit);
-				return;
-			}
-			if (!streaming_request(c) && c->nmsg > 0) {
-				layer_fail(c, RMQ_GRPC_INVALID_ARGUMENT,
-					   "more than one request message for %s", c->path);
-				return;
-			}
-			c->msg_need = mlen;
-			c->msg_have = 0;
-			if (streaming_request(c) && len >= mlen) {
-				/* Whole message in this chunk: no copy. */
-				c->pfx_len = 0;
-				c->nmsg++;
-				deliver(c, data, mlen);
-				data += mlen;
-				len -= mlen;
+		const uint8_t *msg;
+		size_t mlen;
+		int rc = net_grpc_read(&c->rd, &data, &len, limit, streaming ? 0 : 1, streaming,
+				       &msg, &mlen);
+		switch (rc) {
+		case NET_RD_MORE:
+			return;
+		case NET_RD_MSG:
+			if (streaming) {
+				deliver(c, msg, mlen);
 				if (!reading(c))
 					return;
-				continue;
 			}
-			if (mlen > c->rcap) {
-				uint8_t *p = realloc(c->rbuf, mlen);
-				if (!p) {
-					layer_fail(c, RMQ_GRPC_RESOURCE_EXHAUSTED,
-						   "no memory for a %u-byte message", mlen);
-					return;
-				}
-				c->rbuf = p;
-				c->rcap = mlen;
-			}
-		}
-		size_t take = c->msg_need - c->msg_have;
-		if (take > len)
-			take = len;
-		if (take) {
-			memcpy(c->rbuf + c->msg_have, data, take);
-			c->msg_have += (uint32_t)take;
-			data += take;
-			len -= take;
-		}
-		if (c->msg_have < c->msg_need)
+			continue;
+		case RMQ_EUNSUPPORTED:
+			layer_fail(c, RMQ_GRPC_UNIMPLEMENTED,
+				   "compressed message, but no grpc-encoding is supported");
 			return;
-		c->pfx_len = 0;
-		c->nmsg++;
-		if (streaming_request(c)) {
-			deliver(c, c->rbuf, c->msg_need);
-			if (!reading(c))
-				return;
+		case RMQ_EPROTO:
+			layer_fail(c, RMQ_GRPC_INTERNAL, "invalid message flags 0x%02x", c->rd.pfx[0]);
+			return;
+		case RMQ_ETOOBIG:
+			layer_fail(c, RMQ_GRPC_RESOURCE_EXHAUSTED,
+				   "request message of %u bytes exceeds the limit of %llu bytes",
+				   c->rd.need, (unsigned long long)limit);
+			return;
+		case RMQ_ESTATE:
+			layer_fail(c, RMQ_GRPC_INVALID_ARGUMENT, "more than one request message for %s",
+				   c->path);
+			return;
+		default:
+			layer_fail(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "no memory for a %u-byte message",
+				   c->rd.need);
+			return;
 		}
 	}
 }
@@ -549,17 +453,17 @@ void net_call_end_stream(struct rmq_call *c)
 {
 	if (!c->headers_ok || !reading(c))
 		return;
-	if (c->pfx_len != 0) {
+	if (net_grpc_reader_partial(&c->rd)) {
 		layer_fail(c, RMQ_GRPC_INTERNAL, "request ended inside a message");
 		return;
 	}
-	if (!streaming_request(c) && c->nmsg != 1) {
+	if (!streaming_request(c) && c->rd.nmsg != 1) {
 		layer_fail(c, RMQ_GRPC_INVALID_ARGUMENT, "no request message for %s", c->path);
 		return;
 	}
 	c->req_done = true;
 	if (!streaming_request(c)) {
-		deliver(c, c->rbuf, c->msg_need);
+		deliver(c, c->rd.buf, c->rd.need);
 		return;
 	}
 	if (c->method->on_half_close)
@@ -623,7 +527,7 @@ int net_call_send_data(struct conn *conn, nghttp2_frame *frame, const uint8_t *f
 	struct rmq_call *c = source->ptr;
 	struct rmq_server *srv = conn->srv;
 
-	if (net_conn_out_room(conn) < 9 + length + CTRL_RESERVE)
+	if (net_conn_out_room(conn) < 9 + length + RMQ_NET_CTRL_RESERVE)
 		return NGHTTP2_ERR_WOULDBLOCK;
 	RMQ_ASSERT(frame->data.padlen == 0);
 	RMQ_ASSERT(length <= c->sreserved);
@@ -707,11 +611,7 @@ int rmq_call_sendv(struct rmq_call *c, const struct iovec *iov, int iovcnt)
 	if (rc < 0)
 		return rc;
 	uint8_t *p = c->sbuf + c->stail;
-	p[0] = 0;
-	p[1] = (uint8_t)(total >> 24);
-	p[2] = (uint8_t)(total >> 16);
-	p[3] = (uint8_t)(total >> 8);
-	p[4] = (uint8_t)total;
+	net_grpc_prefix(p, (uint32_t)total);
 	p += RMQ_GRPC_PREFIX;
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len) {

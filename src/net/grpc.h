@@ -65,6 +65,11 @@ enum rmq_grpc_status {
 	RMQ_GRPC_DATA_LOSS = 15,
 	RMQ_GRPC_UNAUTHENTICATED = 16,
 };
+#define RMQ_GRPC_STATUS_COUNT 17
+
+/* "OK", "CANCELLED", ... as grpc names them; "UNKNOWN" outside 0..16.
+ * A static string. */
+const char *rmq_grpc_status_name(int status);
 
 enum rmq_grpc_kind {
 	RMQ_GRPC_UNARY,         /* one request, one response */

@@ -27,12 +27,18 @@
  * conn_window.  nghttp2 refuses streams over the limit, validates HTTP
  * messaging (pseudo-headers, te, connection headers) and answers floods of
  * SETTINGS/PING/RST_STREAM itself.
+ *
+ * net_h2_gather() is the output half of bytes-in/bytes-out for both ends:
+ * the server's connections (server.c) and the client's (client.c) use it to
+ * collect a session's frames into their send buffer.
  */
 #include "net/net_int.h"
 
+#include "core/error.h"
 #include "core/log.h"
 
 #include <errno.h>
+#include <string.h>
 
 static struct rmq_call *stream_call(nghttp2_session *s, int32_t stream_id)
 {
@@ -223,6 +229,25 @@ int net_h2_session_new(struct conn *conn)
 		nghttp2_session_del(conn->h2);
 		conn->h2 = NULL;
 		return -ENOMEM;
+	}
+	return 0;
+}
+
+int net_h2_gather(nghttp2_session *h2, uint8_t *out, uint32_t *tail, uint32_t cap)
+{
+	/* Only ask for more while a whole chunk (or NO_COPY DATA frame) fits:
+	 * nghttp2 cannot be told how much room there is. */
+	while (cap - *tail >= RMQ_NET_FRAME_MAX) {
+		const uint8_t *p;
+		ssize_t n = nghttp2_session_mem_send(h2, &p);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			break;
+		if ((size_t)n > cap - *tail)
+			return RMQ_ETOOBIG;
+		memcpy(out + *tail, p, (size_t)n);
+		*tail += (uint32_t)n;
 	}
 	return 0;
 }

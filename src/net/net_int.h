@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * net_int.h - what server.c, h2.c and grpc.c share.  Not for other modules:
- * the broker sees only server.h and grpc.h.
+ * net_int.h - what server.c, h2.c, grpc.c, client.c, wire.c and bufring.c
+ * share.  Not for other modules: the broker sees only server.h and grpc.h,
+ * the load generator client.h.
  *
  * Ownership, per shard:
  *
@@ -59,6 +60,15 @@
 #define RMQ_CALL_PATH_MAX 128
 /* gRPC message prefix: flag + 4-byte length. */
 #define RMQ_GRPC_PREFIX 5
+/* grpc-message is cut at this many raw bytes (before percent-encoding). */
+#define NET_STATUS_MSG_MAX 1024
+/* Room a NO_COPY DATA frame leaves in a connection's output for the control
+ * frames and header blocks nghttp2 may return in the same mem_send (our
+ * header blocks stay far below it: grpc-message is cut at
+ * NET_STATUS_MSG_MAX, request headers are a path and four short fields). */
+#define RMQ_NET_CTRL_RESERVE (8u << 10)
+_Static_assert(RMQ_NET_CTRL_RESERVE >= 3 * NET_STATUS_MSG_MAX + 512, "trailers fit the reserve");
+_Static_assert(RMQ_NET_FRAME_MAX + RMQ_NET_CTRL_RESERVE <= RMQ_NET_SENDBUF_BYTES, "reserve fits");
 
 _Static_assert(RMQ_NET_SENDBUF_BYTES >= 4 * RMQ_NET_FRAME_MAX, "send buffer holds frames");
 _Static_assert(RMQ_CALL_PATH_MAX >= 64, "paths are named in errors");
@@ -92,11 +102,111 @@ static inline void rmq_list_add_tail(struct rmq_list *head, struct rmq_list *n)
 	head->prev = n;
 }
 
+static inline void rmq_list_add(struct rmq_list *head, struct rmq_list *n)
+{
+	rmq_list_add_tail(head->next, n);
+}
+
 static inline void rmq_list_del(struct rmq_list *n)
 {
 	n->prev->next = n->next;
 	n->next->prev = n->prev;
 	n->prev = n->next = n;
+}
+
+/* ---- wire.c: gRPC framing and headers, both directions ----------------------- */
+
+/* Reassembles the messages of one direction of a call (see wire.c). */
+struct net_grpc_reader {
+	uint8_t pfx[RMQ_GRPC_PREFIX];
+	uint8_t pfx_len;        /* prefix bytes collected; 5 while reading a body */
+	uint32_t need;          /* the current (or last) message's length */
+	uint32_t have;          /* body bytes of it in buf */
+	uint32_t nmsg;          /* messages completed */
+	uint8_t *buf;           /* grows to the largest message, at most `limit` */
+	size_t cap;
+};
+
+enum { NET_RD_MORE = 0, NET_RD_MSG = 1 };
+
+/* Writes the 5-byte prefix of an uncompressed message of len bytes. */
+static inline void net_grpc_prefix(uint8_t *p, uint32_t len)
+{
+	p[0] = 0;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+}
+
+/* Clears the state for a new call, keeping the buffer. */
+void net_grpc_reader_reset(struct net_grpc_reader *r);
+/* Frees the buffer when it grew beyond keep bytes. */
+void net_grpc_reader_trim(struct net_grpc_reader *r, size_t keep);
+void net_grpc_reader_free(struct net_grpc_reader *r);
+/* True inside a message (some prefix or body bytes read, not all). */
+static inline bool net_grpc_reader_partial(const struct net_grpc_reader *r)
+{
+	return r->pfx_len != 0;
+}
+
+/*
+ * Consumes input [*data, *data + *len) up to the end of the next complete
+ * message, advancing *data and *len past what it used.  A message lying
+ * whole in the input is returned in place when `inplace`, else from
+ * r->buf; either way *msg is valid until the next call (in place: as long
+ * as the input).  max_msgs > 0 refuses a prefix beyond that many messages.
+ * Returns NET_RD_MSG with *msg and *msg_len set, NET_RD_MORE once the
+ * input is used up, or (r->pfx[0] and r->need say what was read):
+ *   RMQ_EUNSUPPORTED  the compressed flag (no grpc-encoding is supported)
+ *   RMQ_EPROTO        a flags byte other than 0 and 1
+ *   RMQ_ETOOBIG       a length above limit, refused before buffering
+ *   RMQ_ESTATE        a message beyond max_msgs
+ *   -ENOMEM           the buffer could not grow
+ * After an error the reader must be reset before it is used again.
+ */
+int net_grpc_read(struct net_grpc_reader *r, const uint8_t **data, size_t *len, uint64_t limit,
+		  uint32_t max_msgs, bool inplace, const uint8_t **msg, size_t *msg_len);
+
+/* grpc-status value: 0..16, anything else UNKNOWN (as the spec says). */
+enum rmq_grpc_status net_grpc_status_parse(const uint8_t *v, size_t len);
+/* The status of an HTTP answer without grpc-status (gRPC's mapping). */
+enum rmq_grpc_status net_grpc_status_from_http(unsigned http_status);
+/* Percent-encodes msg (bytes outside 0x20..0x7E, and '%'), cut at
+ * NET_STATUS_MSG_MAX raw bytes.  Returns a malloc'd string or NULL. */
+char *net_pct_encode(const char *msg);
+/* Decodes a grpc-message value into out (capacity cap, NUL-terminated,
+ * truncated to fit).  Returns the decoded length. */
+size_t net_pct_decode(const uint8_t *in, size_t len, char *out, size_t cap);
+/* grpc-timeout: 1 to 8 digits and a unit (H M S m u n).  Returns ns
+ * (saturated, at least 1), or 0 when malformed. */
+uint64_t net_grpc_timeout_parse(const uint8_t *v, size_t len);
+/* Formats ns as a grpc-timeout value (rounded up to fit 8 digits).
+ * Returns the length written, or 0 when cap is too small (16 is enough). */
+size_t net_grpc_timeout_format(uint64_t ns, char *buf, size_t cap);
+
+/* ---- bufring.c: the provided-buffer ring of multishot receives -------------- */
+
+struct net_bufring {
+	struct io_uring_buf_ring *br;
+	size_t br_bytes;
+	uint8_t *bufs;
+	size_t bufs_bytes;
+	uint32_t count;         /* power of 2 */
+	uint32_t size;          /* bytes per buffer */
+	int bgid;               /* -1 until registered */
+};
+
+/* Maps count buffers of size bytes and registers them under a free group
+ * id (RMQ_NET_BGID and the next 15).  Returns 0 or a negated errno; on
+ * failure net_bufring_teardown() releases what was set up. */
+int net_bufring_setup(struct net_bufring *r, struct rmq_io *io, uint32_t count, uint32_t size);
+void net_bufring_teardown(struct net_bufring *r, struct rmq_io *io);
+/* Gives buffer bid back to the kernel. */
+void net_bufring_recycle(struct net_bufring *r, unsigned bid);
+static inline void *net_bufring_addr(const struct net_bufring *r, unsigned bid)
+{
+	return r->bufs + (size_t)bid * r->size;
 }
 
 /* ---- objects -------------------------------------------------------------- */
@@ -177,14 +287,8 @@ struct rmq_call {
 	bool want_drain;        /* a send returned RMQ_EFULL */
 	bool drain_queued;
 
-	/* request reassembly */
-	uint8_t pfx[RMQ_GRPC_PREFIX];
-	uint8_t pfx_len;
-	uint32_t msg_need;
-	uint32_t msg_have;
-	uint32_t nmsg;
-	uint8_t *rbuf;
-	size_t rcap;
+	/* request reassembly (wire.c) */
+	struct net_grpc_reader rd;
 
 	/* send queue: [shead, stail) of sbuf; the first sreserved bytes were
 	 * promised to nghttp2 (NO_COPY) and are copied out at send time. */
@@ -215,11 +319,7 @@ struct rmq_server {
 	struct rmq_timer accept_retry;
 	bool shutting_down;
 
-	struct io_uring_buf_ring *br;
-	size_t br_bytes;
-	uint8_t *rbufs;
-	size_t rbufs_bytes;
-	int bgid;               /* -1 until registered */
+	struct net_bufring rx;
 
 	struct conn *conns;
 	uint8_t *sendbufs;
@@ -253,6 +353,14 @@ int net_h2_init(struct rmq_server *srv);
 void net_h2_fini(struct rmq_server *srv);
 /* Creates conn->h2 and queues the server preface (SETTINGS, window). */
 int net_h2_session_new(struct conn *conn);
+/*
+ * Appends what nghttp2 has to send to out[*tail, cap) while at least
+ * RMQ_NET_FRAME_MAX bytes are free (NO_COPY DATA frames are appended by the
+ * session's send_data callback, which must advance *tail itself).
+ * Returns 0, a negative nghttp2 error (the session is broken), or
+ * RMQ_ETOOBIG when a chunk does not fit (never with our frame sizes).
+ */
+int net_h2_gather(nghttp2_session *h2, uint8_t *out, uint32_t *tail, uint32_t cap);
 
 /* ---- grpc.c ---------------------------------------------------------------- */
 

@@ -330,26 +330,17 @@ static void conn_flush(struct conn *c)
 		c->out_head = 0;
 	}
 	if (c->preface_ok && !c->h2_dead && !c->raw) {
-		while (net_conn_out_room(c) >= RMQ_NET_FRAME_MAX) {
-			const uint8_t *p;
-			ssize_t n = nghttp2_session_mem_send(c->h2, &p);
-			if (n < 0) {
-				rmq_debug("net: nghttp2 send failed: %s", nghttp2_strerror((int)n));
-				c->h2_dead = true;
-				net_conn_close_soon(c, true);
-				break;
-			}
-			if (n == 0)
-				break;
-			if ((size_t)n > net_conn_out_room(c)) {
-				/* Cannot happen with our frame sizes (see
-				 * CTRL_RESERVE in grpc.c); never overrun. */
-				rmq_error("net: fd %d: %zd-byte chunk does not fit", c->fd, n);
-				c->h2_dead = true;
-				net_conn_close_soon(c, false);
-				break;
-			}
-			net_conn_out_append(c, p, (size_t)n);
+		int rc = net_h2_gather(c->h2, c->out, &c->out_tail, RMQ_NET_SENDBUF_BYTES);
+		if (rc == RMQ_ETOOBIG) {
+			/* Cannot happen with our frame sizes (see
+			 * RMQ_NET_CTRL_RESERVE); never overrun. */
+			rmq_error("net: fd %d: an nghttp2 chunk does not fit the output", c->fd);
+			c->h2_dead = true;
+			net_conn_close_soon(c, false);
+		} else if (rc < 0) {
+			rmq_debug("net: nghttp2 send failed: %s", nghttp2_strerror(rc));
+			c->h2_dead = true;
+			net_conn_close_soon(c, true);
 		}
 		if (c->state != CONN_OPEN)
 			return;
@@ -387,18 +378,6 @@ void net_conn_close_soon(struct conn *c, bool protocol_error)
 }
 
 /* ---- input ----------------------------------------------------------------- */
-
-static void *rbuf_addr(struct rmq_server *srv, unsigned bid)
-{
-	return srv->rbufs + (size_t)bid * srv->cfg.recv_buffer_bytes;
-}
-
-static void rbuf_recycle(struct rmq_server *srv, unsigned bid)
-{
-	io_uring_buf_ring_add(srv->br, rbuf_addr(srv, bid), srv->cfg.recv_buffer_bytes,
-			      (unsigned short)bid, io_uring_buf_ring_mask(srv->cfg.recv_buffers), 0);
-	io_uring_buf_ring_advance(srv->br, 1);
-}
 
 static bool looks_http1(const uint8_t *p, size_t n)
 {
@@ -457,7 +436,7 @@ static int arm_recv(struct conn *c)
 		return -EBUSY;
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = (uint16_t)c->srv->bgid;
+	sqe->buf_group = (uint16_t)c->srv->rx.bgid;
 	c->recv_armed = true;
 	return 0;
 }
@@ -473,10 +452,10 @@ static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
 		RMQ_ASSERT(bid < srv->cfg.recv_buffers);
 		if (res > 0 && c->state == CONN_OPEN)
-			conn_input(c, rbuf_addr(srv, bid), (size_t)res);
+			conn_input(c, net_bufring_addr(&srv->rx, bid), (size_t)res);
 		/* nghttp2 consumed all of it (or we dropped it): the buffer
 		 * goes straight back to the kernel. */
-		rbuf_recycle(srv, bid);
+		net_bufring_recycle(&srv->rx, bid);
 	}
 	if (c->state == CONN_FREE)
 		return;
@@ -796,67 +775,6 @@ err_ai:
 	return rc;
 }
 
-/* ---- the provided-buffer ring --------------------------------------------------- */
-
-static int bufring_setup(struct rmq_server *srv)
-{
-	struct io_uring *ring = rmq_io_ring(srv->io);
-	unsigned n = srv->cfg.recv_buffers;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	int rc = -EEXIST;
-
-	srv->br_bytes = (n * sizeof(struct io_uring_buf) + page - 1) & ~(page - 1);
-	srv->br = mmap(NULL, srv->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	if (srv->br == MAP_FAILED) {
-		srv->br = NULL;
-		return -ENOMEM;
-	}
-	srv->rbufs_bytes = (size_t)n * srv->cfg.recv_buffer_bytes;
-	srv->rbufs = mmap(NULL, srv->rbufs_bytes, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (srv->rbufs == MAP_FAILED) {
-		srv->rbufs = NULL;
-		return -ENOMEM;
-	}
-	/* liburing 2.3 has no io_uring_setup_buf_ring(): register the
-	 * mapping ourselves. */
-	for (int bgid = RMQ_NET_BGID; bgid < RMQ_NET_BGID + 16 && rc == -EEXIST; bgid++) {
-		struct io_uring_buf_reg reg = {
-			.ring_addr = (uint64_t)(uintptr_t)srv->br,
-			.ring_entries = n,
-			.bgid = (uint16_t)bgid,
-		};
-		rc = io_uring_register_buf_ring(ring, &reg, 0);
-		if (rc == 0)
-			srv->bgid = bgid;
-	}
-	if (rc < 0) {
-		rmq_error("net: cannot register the receive buffer ring: %s", rmq_strerror(rc));
-		return rc;
-	}
-	io_uring_buf_ring_init(srv->br);
-	for (unsigned i = 0; i < n; i++)
-		io_uring_buf_ring_add(srv->br, rbuf_addr(srv, i), srv->cfg.recv_buffer_bytes,
-				      (unsigned short)i, io_uring_buf_ring_mask(n), (int)i);
-	io_uring_buf_ring_advance(srv->br, (int)n);
-	return 0;
-}
-
-static void bufring_teardown(struct rmq_server *srv)
-{
-	if (srv->bgid >= 0) {
-		io_uring_unregister_buf_ring(rmq_io_ring(srv->io), srv->bgid);
-		srv->bgid = -1;
-	}
-	if (srv->br)
-		munmap(srv->br, srv->br_bytes);
-	if (srv->rbufs)
-		munmap(srv->rbufs, srv->rbufs_bytes);
-	srv->br = NULL;
-	srv->rbufs = NULL;
-}
-
 /* ---- start / stop ----------------------------------------------------------------- */
 
 static int method_cmp(const void *a, const void *b)
@@ -873,7 +791,7 @@ static void server_free(struct rmq_server *srv)
 		port_forget(rmq_shard_runtime(srv->shard), srv->port_key);
 	rmq_timer_cancel(srv->shard, &srv->accept_retry);
 	close_listener(srv);
-	bufring_teardown(srv);
+	net_bufring_teardown(&srv->rx, srv->io);
 	net_calls_fini(srv);
 	net_h2_fini(srv);
 	if (srv->sendbufs)
@@ -911,7 +829,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	srv->cfg = *cfg;
 	srv->app = app;
 	srv->listen_fd = -1;
-	srv->bgid = -1;
+	srv->rx.bgid = -1;
 	srv->accept_op.cb = accept_done;
 	rmq_list_init(&srv->conns_free);
 	rmq_list_init(&srv->conns_live);
@@ -954,7 +872,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	rc = net_h2_init(srv);
 	if (rc < 0)
 		goto err_srv;
-	rc = bufring_setup(srv);
+	rc = net_bufring_setup(&srv->rx, srv->io, cfg->recv_buffers, cfg->recv_buffer_bytes);
 	if (rc < 0)
 		goto err_srv;
 	rc = listen_on(cfg->host, port, &srv->port);

@@ -994,6 +994,10 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		}
 		seg = active(log);
 	}
+	/* Disk space first: a full disk refuses the append, it never tears it. */
+	rc = rmq_segment_reserve(seg, seg->size + len, log->cfg.segment_bytes, log->cfg.prealloc);
+	if (rc < 0)
+		return rc;
 	int64_t off = reserve(log, (uint32_t)len);
 	if (off < 0) {
 		log->stats.buffer_full++;

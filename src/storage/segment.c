@@ -174,17 +174,32 @@ static int map_log(struct rmq_segment *s, uint64_t len)
 	return 0;
 }
 
-static int preallocate(int fd, uint64_t capacity, enum rmq_prealloc prealloc)
+/* Allocates the data file up to `upto` bytes (and at least its current
+ * size), a step at a time: a segment of 1 GiB holding 10 MiB must not
+ * take 1 GiB of disk (8 partitions would take 8 GiB at creation). */
+static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
+		       enum rmq_prealloc prealloc)
 {
-	if (prealloc == RMQ_PREALLOC_NONE)
+	if (upto > capacity)
+		upto = capacity;
+	if (prealloc == RMQ_PREALLOC_NONE || upto <= s->prealloc_end)
 		return 0;
-	if (fallocate(fd, 0, 0, (off_t)capacity) < 0) {
+	if (fallocate(s->fd, 0, 0, (off_t)upto) < 0) {
 		/* Filesystems without fallocate simply grow the file. */
 		if (errno == EOPNOTSUPP)
 			return 0;
 		return -errno;
 	}
+	s->prealloc_end = upto;
 	return 0;
+}
+
+int rmq_segment_reserve(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
+			enum rmq_prealloc prealloc)
+{
+	if (upto <= s->prealloc_end || prealloc == RMQ_PREALLOC_NONE)
+		return 0;
+	return preallocate(s, upto + RMQ_PREALLOC_STEP, capacity, prealloc);
 }
 
 int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
@@ -200,7 +215,7 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 	s->fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (s->fd < 0)
 		return errno == EEXIST ? RMQ_EEXIST : -errno;
-	rc = preallocate(s->fd, capacity, prealloc);
+	rc = preallocate(s, RMQ_PREALLOC_STEP, capacity, prealloc);
 	if (rc < 0)
 		goto err;
 	rc = map_log(s, capacity);
@@ -436,6 +451,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		goto err;
 	}
 	uint64_t file_size = (uint64_t)st.st_size;
+	s->prealloc_end = file_size;
 	rc = map_log(s, file_size > capacity ? file_size : capacity);
 	if (rc < 0)
 		goto err;
@@ -496,8 +512,9 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 
 	if (ftruncate(s->fd, (off_t)size) < 0)
 		return -errno;
+	s->prealloc_end = size;
 	if (size < capacity) {
-		int rc = preallocate(s->fd, capacity, prealloc);
+		int rc = preallocate(s, size + RMQ_PREALLOC_STEP, capacity, prealloc);
 		if (rc < 0)
 			return rc;
 	}

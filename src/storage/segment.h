@@ -87,6 +87,7 @@ struct rmq_segment {
 	int idx_fd, tim_fd;
 	uint64_t bytes_since_index;
 	uint64_t zeroed;          /* zero-ahead: [0, zeroed) needs no zeroing */
+	uint64_t prealloc_end;    /* data file allocated up to here */
 	bool unsynced;            /* written since its last sync */
 
 	int64_t max_timestamp_ms; /* greatest batch timestamp; -1 = empty */
@@ -165,6 +166,17 @@ int rmq_segment_unlink(struct rmq_segment *s);
  */
 int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 		    enum rmq_prealloc prealloc);
+
+/* Preallocation grows by this much at a time. */
+#define RMQ_PREALLOC_STEP (64ULL << 20)
+
+/*
+ * Makes sure the data file is allocated up to `upto` (plus a step ahead),
+ * never beyond capacity.  A synchronous fallocate() about once per
+ * RMQ_PREALLOC_STEP of data.  Returns 0 or a negated errno (-ENOSPC).
+ */
+int rmq_segment_reserve(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
+			enum rmq_prealloc prealloc);
 
 /* Records an appended batch in the indexes (called in offset order). */
 void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64_t position,

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bench.h - the pieces of rmq-bench that its tests reach: the options
+ * (bench_opts.c) and the request/response encodings (bench_wire.c).
+ * rmq_bench.c is the program: runtime, connections, workload, report.
+ */
+#ifndef RMQ_BENCH_BENCH_H
+#define RMQ_BENCH_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- options -------------------------------------------------------------- */
+
+enum bench_mode { BENCH_PRODUCE, BENCH_CONSUME, BENCH_E2E };
+
+/* Bounds of the flags (also what the help prints). */
+#define BENCH_THREADS_MAX 256
+#define BENCH_CONNECTIONS_MAX 1024      /* per thread */
+#define BENCH_STREAMS_MAX 1024          /* per connection */
+#define BENCH_PARTITIONS_MAX 4096
+#define BENCH_BATCH_MAX 100000
+#define BENCH_MSG_BYTES_MAX (16u << 20)
+#define BENCH_BATCH_BYTES_MAX (64u << 20) /* batch x msg-bytes */
+#define BENCH_SLOTS_MAX 65536u            /* requests in flight, all threads */
+#define BENCH_MEMORY_MAX (8ULL << 30)     /* producers' batch buffers, all threads */
+/* A record value carries "RMQB" and the send time (8 bytes, little-
+ * endian ns) when it is at least this long; e2e needs it. */
+#define BENCH_STAMP_MAGIC "RMQB"
+#define BENCH_STAMP_BYTES 12u
+
+struct bench_opts {
+	char host[256];
+	uint16_t port;
+	const char *target;
+	uint64_t threads, connections, streams;
+	enum bench_mode mode;
+	const char *mode_name;
+	const char *topic;
+	bool create_topic;
+	uint64_t partitions;
+	uint64_t msg_bytes, batch;
+	int acks;                       /* rustmq.common.AcknowledgmentLevel */
+	const char *acks_name;
+	int compression;                /* rustmq.common.CompressionType */
+	const char *compression_name;
+	uint64_t duration_ns;           /* 0 = until --messages */
+	uint64_t messages;              /* 0 = until --duration */
+	uint64_t warmup_ns;
+	uint64_t rate;                  /* msgs/s, 0 = closed loop */
+	bool json;
+	bool progress;
+	bool pin;
+	bool produce_stream;            /* --produce-rpc=stream */
+	bool consume_subscribe;         /* --consume-rpc=subscribe */
+	bool from_latest;
+	const char *from_name;
+	uint64_t fetch_wait_ns;
+	uint64_t fetch_max_bytes;
+	uint64_t partition_max_bytes;
+	uint64_t timeout_ns;            /* deadline of a produce or setup call */
+};
+
+/*
+ * Parses argv into *o (defaults first), then checks the combination.
+ * Returns 0, 1 for --help (nothing else checked), or RMQ_EBADFLAG with a
+ * one-line reason in err (without the program name).
+ */
+int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, size_t errlen);
+
+/* The flags and their defaults, one per line. */
+void bench_opts_usage(FILE *out);
+
+/*
+ * Splits "rmq://host:port" (the scheme may be left out; an IPv6 host goes
+ * in brackets) into host and port.  Returns 0 or RMQ_EBADFLAG with err set.
+ */
+int bench_parse_target(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
+		       size_t errlen);
+
+/* ---- encodings (pbwire: no protobuf-c on the hot path) ---------------------- */
+
+/* Bytes before a batch's payload that the request headers may take. */
+#define BENCH_HEADROOM 512u
+
+/*
+ * A producer's batch: batch x records, each a Record whose value is
+ * msg_bytes long, [RMQB][send time][filler letters], built once; per send
+ * the stamps are rewritten, the payload compressed (when asked) and the
+ * CRC-32C computed, and the request headers are written in front of the
+ * payload inside the same buffer.
+ */
+struct bench_batch {
+	uint32_t records;
+	uint32_t msg_bytes;
+	int compression;
+	uint8_t *raw;          /* the field-7 elements (uncompressed records bytes) */
+	size_t raw_len;
+	uint32_t elem_bytes;   /* one field-7 element */
+	uint32_t stamp_at;     /* offset of the stamp inside an element */
+	uint8_t *buf;          /* BENCH_HEADROOM + payload capacity */
+	size_t cap;
+	size_t payload_len;    /* at buf + BENCH_HEADROOM */
+	uint32_t crc;
+};
+
+/* Allocates and fills a batch (the only allocation; reused for every
+ * send).  Returns 0 or -ENOMEM, RMQ_EUNSUPPORTED. */
+int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes, int compression,
+		     uint32_t seed);
+void bench_batch_free(struct bench_batch *b);
+
+/* Stamps every record with stamp_ns (when values are long enough), and
+ * makes the payload: compressed or not, CRC-32C computed.  Returns 0 or a
+ * codec error. */
+int bench_batch_seal(struct bench_batch *b, uint64_t stamp_ns);
+
+/*
+ * Writes the request headers in front of the sealed payload and returns
+ * where the encoded request starts (inside b->buf); *len is its length.
+ * ProduceBatchRequest (one partition) or, for a stream, ProduceRequest.
+ */
+const uint8_t *bench_encode_produce_batch(struct bench_batch *b, const char *topic,
+					  uint32_t partition, int acks, uint64_t correlation_id,
+					  size_t *len);
+const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, uint32_t partition,
+				    int acks, uint64_t correlation_id, size_t *len);
+
+/* Result of one produce answer. */
+struct bench_produce_result {
+	int code;               /* first non-OK rustmq ErrorCode, or 0 */
+	uint32_t ok_records;    /* records acknowledged */
+	uint64_t correlation_id;
+};
+
+/* Parses a ProduceBatchResponse / ProduceResponse.  Returns 0 or
+ * RMQ_ECORRUPT (malformed). */
+int bench_parse_produce_batch_response(const uint8_t *p, size_t len, struct bench_produce_result *r);
+int bench_parse_produce_response(const uint8_t *p, size_t len, struct bench_produce_result *r);
+
+/* One partition a reader follows. */
+struct bench_rpart {
+	uint32_t partition;
+	uint64_t offset;        /* next offset wanted */
+};
+
+/* Encodes a FetchRequest for parts into buf (capacity cap).  Returns the
+ * length, or RMQ_ETOOBIG. */
+int bench_encode_fetch(uint8_t *buf, size_t cap, const char *topic, const struct bench_rpart *parts,
+		       uint32_t nparts, uint64_t max_wait_ns, uint32_t max_bytes,
+		       uint32_t partition_max_bytes);
+/* Encodes a SubscribeRequest starting at each part's offset. */
+int bench_encode_subscribe(uint8_t *buf, size_t cap, const char *topic,
+			   const struct bench_rpart *parts, uint32_t nparts, uint32_t max_bytes,
+			   uint32_t partition_max_bytes);
+
+/* What a consumer learns from one FetchResponse. */
+struct bench_fetch_sink {
+	/* Per record past the part's offset: value and its length. */
+	void (*record)(void *arg, const uint8_t *value, size_t len);
+	/* Per error: a rustmq ErrorCode, or one of BENCH_ERR_* below. */
+	void (*error)(void *arg, int code);
+	void *arg;
+	/* Decompression scratch, grown on demand up to scratch_max. */
+	uint8_t *scratch;
+	size_t scratch_cap, scratch_max;
+};
+
+/* Errors the consumer finds itself (beyond rustmq ErrorCode values). */
+enum {
+	BENCH_ERR_BAD_RESPONSE = 1000, /* a response that does not parse */
+	BENCH_ERR_CRC = 1001,          /* a batch whose CRC-32C does not match */
+	BENCH_ERR_CODEC = 1002,        /* a batch that does not decompress */
+};
+
+/*
+ * Walks a FetchResponse: for each partition of parts (matched by index),
+ * checks every batch's CRC-32C, decompresses it when needed, hands each
+ * record at or past the part's offset to sink->record, and moves the
+ * offset past the batch.  OFFSET_OUT_OF_RANGE moves the offset to the log
+ * start (or the high watermark when past it).  Returns the number of
+ * records delivered, or RMQ_ECORRUPT.
+ */
+int bench_parse_fetch_response(const uint8_t *p, size_t len, struct bench_rpart *parts,
+			       uint32_t nparts, struct bench_fetch_sink *sink);
+
+#endif /* RMQ_BENCH_BENCH_H */

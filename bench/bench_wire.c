@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bench_wire.c - what rmq-bench puts on the wire and reads back, written
+ * and walked with pbwire: no protobuf-c structs, no allocation per request.
+ *
+ * A produce request in its slot's buffer, built back to front around a
+ * payload that is made once per send:
+ *
+ *   buf: [ ....... headroom (BENCH_HEADROOM) ....... ][ payload ............ ]
+ *                        [ request headers ........ ][ records bytes, or the
+ *                        ^ returned start            compressed records     ]
+ *
+ *   ProduceBatchRequest                      ProduceRequest (ProduceStream)
+ *     1 version {1: 1}                         1 version {1: 1}
+ *     2 client_id "rmq-bench"                  2 client_id "rmq-bench"
+ *     4 acks, 8 correlation_id                 3 topic_partition {1 topic, 2 p}
+ *     3 partitions {                           5 acks, 12 correlation_id
+ *         1 topic_partition {1 topic, 2 p}     15 batch { header, payload }
+ *         2 batch {                          
+ *           1 magic 2, 2 compression, 8 crc32, 10 record_count,
+ *           then 7 records... (the payload)  or  9 compressed_records
+ *       } }
+ *
+ * A record is Record{2: value}; its value is msg-bytes long:
+ *
+ *   OFFSET SIZE MEANING
+ *   0      4    "RMQB"
+ *   4      8    send time, ns, little-endian (the intended time when paced),
+ *               CLOCK_MONOTONIC plus the process's offset to CLOCK_REALTIME,
+ *               so another process on the host can measure delivery
+ *   12     ...  letters A..Z, pseudo-random (compress like text, as
+ *               Kafka's producer-perf-test payloads do)
+ *
+ * Values shorter than 12 bytes are all letters and carry no time.
+ */
+#include "bench.h"
+
+#include "core/assert.h"
+#include "core/crc32c.h"
+#include "core/error.h"
+#include "core/pbwire.h"
+#include "storage/codec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIENT_ID "rmq-bench"
+
+/* rustmq.common.ErrorCode values the consumer acts on. */
+#define EC_OFFSET_OUT_OF_RANGE 11
+
+/* ---- the batch ---------------------------------------------------------------- */
+
+int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes, int compression,
+		     uint32_t seed)
+{
+	memset(b, 0, sizeof(*b));
+	if (!rmq_codec_name(compression))
+		return RMQ_EUNSUPPORTED;
+	b->records = records;
+	b->msg_bytes = msg_bytes;
+	b->compression = compression;
+	size_t rec_len = 1 + rmq_pb_varint_len(msg_bytes) + msg_bytes;
+	b->elem_bytes = (uint32_t)(1 + rmq_pb_varint_len(rec_len) + rec_len);
+	b->stamp_at = (uint32_t)(1 + rmq_pb_varint_len(rec_len) + 1 + rmq_pb_varint_len(msg_bytes) + 4);
+	b->raw_len = (size_t)records * b->elem_bytes;
+	size_t payload_cap = compression ? rmq_codec_bound(compression, b->raw_len) : b->raw_len;
+	b->cap = BENCH_HEADROOM + payload_cap;
+	b->buf = malloc(b->cap);
+	if (!b->buf)
+		return -ENOMEM;
+	if (compression) {
+		b->raw = malloc(b->raw_len);
+		if (!b->raw) {
+			free(b->buf);
+			b->buf = NULL;
+			return -ENOMEM;
+		}
+	} else {
+		b->raw = b->buf + BENCH_HEADROOM; /* the payload is the records */
+	}
+	uint32_t x = seed * 2654435761u + 1;
+	uint8_t *p = b->raw;
+	for (uint32_t i = 0; i < records; i++) {
+		p += rmq_pb_put_len(p, 7, rec_len);
+		p += rmq_pb_put_len(p, 2, msg_bytes);
+		uint32_t k = 0;
+		if (msg_bytes >= BENCH_STAMP_BYTES) {
+			memcpy(p, BENCH_STAMP_MAGIC, 4);
+			memset(p + 4, 0, 8);
+			k = BENCH_STAMP_BYTES;
+		}
+		for (; k < msg_bytes; k++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			p[k] = (uint8_t)('A' + x % 26);
+		}
+		p += msg_bytes;
+	}
+	RMQ_ASSERT((size_t)(p - b->raw) == b->raw_len);
+	return 0;
+}
+
+void bench_batch_free(struct bench_batch *b)
+{
+	if (b->compression)
+		free(b->raw);
+	free(b->buf);
+	memset(b, 0, sizeof(*b));
+}
+
+int bench_batch_seal(struct bench_batch *b, uint64_t stamp_ns)
+{
+	if (b->msg_bytes >= BENCH_STAMP_BYTES) {
+		uint8_t le[8];
+		for (int i = 0; i < 8; i++)
+			le[i] = (uint8_t)(stamp_ns >> (8 * i));
+		for (uint32_t i = 0; i < b->records; i++)
+			memcpy(b->raw + (size_t)i * b->elem_bytes + b->stamp_at, le, 8);
+	}
+	uint8_t *payload = b->buf + BENCH_HEADROOM;
+	if (b->compression) {
+		ssize_t n = rmq_codec_compress(b->compression, b->raw, b->raw_len, payload,
+					       b->cap - BENCH_HEADROOM);
+		if (n < 0)
+			return (int)n;
+		b->payload_len = (size_t)n;
+	} else {
+		b->payload_len = b->raw_len;
+	}
+	b->crc = rmq_crc32c(0, payload, b->payload_len);
+	return 0;
+}
+
+/* The RecordBatch fields before the payload. */
+static size_t batch_header(const struct bench_batch *b, uint8_t *out)
+{
+	size_t n = rmq_pb_put_uint(out, 1, 2); /* magic */
+	if (b->compression)
+		n += rmq_pb_put_uint(out + n, 2, (uint64_t)b->compression);
+	n += rmq_pb_put_uint(out + n, 8, b->crc);
+	n += rmq_pb_put_uint(out + n, 10, b->records);
+	if (b->compression)
+		n += rmq_pb_put_len(out + n, 9, b->payload_len);
+	return n;
+}
+
+static size_t topic_partition(uint8_t *out, const char *topic, uint32_t partition)
+{
+	size_t tl = strlen(topic);
+	size_t n = rmq_pb_put_len(out, 1, tl);
+	memcpy(out + n, topic, tl);
+	n += tl;
+	if (partition)
+		n += rmq_pb_put_uint(out + n, 2, partition);
+	return n;
+}
+
+static size_t preamble(uint8_t *out)
+{
+	size_t n = rmq_pb_put_len(out, 1, 2);
+	n += rmq_pb_put_uint(out + n, 1, 1); /* ApiVersion{major: 1} */
+	n += rmq_pb_put_len(out + n, 2, sizeof(CLIENT_ID) - 1);
+	memcpy(out + n, CLIENT_ID, sizeof(CLIENT_ID) - 1);
+	return n + sizeof(CLIENT_ID) - 1;
+}
+
+/* Places hdr (hlen bytes) right before the payload and returns the start. */
+static const uint8_t *place(struct bench_batch *b, const uint8_t *hdr, size_t hlen, size_t *len)
+{
+	RMQ_ASSERT(hlen <= BENCH_HEADROOM);
+	uint8_t *start = b->buf + BENCH_HEADROOM - hlen;
+	memcpy(start, hdr, hlen);
+	*len = hlen + b->payload_len;
+	return start;
+}
+
+const uint8_t *bench_encode_produce_batch(struct bench_batch *b, const char *topic,
+					  uint32_t partition, int acks, uint64_t correlation_id,
+					  size_t *len)
+{
+	uint8_t bh[64], tp[300], out[BENCH_HEADROOM];
+	size_t bhl = batch_header(b, bh);
+	size_t tpl = topic_partition(tp, topic, partition);
+	size_t batch_len = bhl + b->payload_len;
+	size_t ppd_len = 1 + rmq_pb_varint_len(tpl) + tpl + 1 + rmq_pb_varint_len(batch_len) + batch_len;
+	size_t n = preamble(out);
+	if (acks)
+		n += rmq_pb_put_uint(out + n, 4, (uint64_t)acks);
+	if (correlation_id)
+		n += rmq_pb_put_uint(out + n, 8, correlation_id);
+	n += rmq_pb_put_len(out + n, 3, ppd_len);
+	n += rmq_pb_put_len(out + n, 1, tpl);
+	memcpy(out + n, tp, tpl);
+	n += tpl;
+	n += rmq_pb_put_len(out + n, 2, batch_len);
+	memcpy(out + n, bh, bhl);
+	n += bhl;
+	return place(b, out, n, len);
+}
+
+const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, uint32_t partition,
+				    int acks, uint64_t correlation_id, size_t *len)
+{
+	uint8_t bh[64], tp[300], out[BENCH_HEADROOM];
+	size_t bhl = batch_header(b, bh);
+	size_t tpl = topic_partition(tp, topic, partition);
+	size_t n = preamble(out);
+	n += rmq_pb_put_len(out + n, 3, tpl);
+	memcpy(out + n, tp, tpl);
+	n += tpl;
+	if (acks)
+		n += rmq_pb_put_uint(out + n, 5, (uint64_t)acks);
+	if (correlation_id)
+		n += rmq_pb_put_uint(out + n, 12, correlation_id);
+	n += rmq_pb_put_len(out + n, 15, bhl + b->payload_len);
+	memcpy(out + n, bh, bhl);
+	n += bhl;
+	return place(b, out, n, len);
+}
+
+/* ---- produce answers ------------------------------------------------------------ */
+
+/* One ProduceResponse: its code, record count and correlation id. */
+static int produce_response(const uint8_t *p, size_t len, int *code, uint32_t *count,
+			    uint64_t *corr)
+{
+	const uint8_t *end = p + len;
+	*code = 0;
+	*count = 0;
+	*corr = 0;
+	while (p < end) {
+		uint32_t field, wire;
+		uint64_t num = 0;
+		const uint8_t *val;
+		size_t vlen;
+		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
+		if (k == 0)
+			return RMQ_ECORRUPT;
+		if (wire == RMQ_PB_VARINT) {
+			if (field == 1)
+				*code = (int)num;
+			else if (field == 9)
+				*count = (uint32_t)num;
+			else if (field == 10)
+				*corr = num;
+		}
+		p += k;
+	}
+	return 0;
+}
+
+int bench_parse_produce_response(const uint8_t *p, size_t len, struct bench_produce_result *r)
+{
+	int code;
+	uint32_t count;
+	int rc = produce_response(p, len, &code, &count, &r->correlation_id);
+	if (rc < 0)
+		return rc;
+	r->code = code;
+	r->ok_records = code == 0 ? count : 0;
+	return 0;
+}
+
+int bench_parse_produce_batch_response(const uint8_t *p, size_t len, struct bench_produce_result *r)
+{
+	const uint8_t *end = p + len;
+	memset(r, 0, sizeof(*r));
+	while (p < end) {
+		uint32_t field, wire;
+		uint64_t num = 0;
+		const uint8_t *val;
+		size_t vlen;
+		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
+		if (k == 0)
+			return RMQ_ECORRUPT;
+		if (field == 1 && wire == RMQ_PB_VARINT && num != 0 && r->code == 0) {
+			r->code = (int)num;
+		} else if (field == 4 && wire == RMQ_PB_VARINT) {
+			r->correlation_id = num;
+		} else if (field == 3 && wire == RMQ_PB_LEN) {
+			int code;
+			uint32_t count;
+			uint64_t corr;
+			if (produce_response(val, vlen, &code, &count, &corr) < 0)
+				return RMQ_ECORRUPT;
+			if (code != 0 && r->code == 0)
+				r->code = code;
+			if (code == 0)
+				r->ok_records += count;
+		}
+		p += k;
+	}
+	return 0;
+}
+
+/* ---- fetch and subscribe requests -------------------------------------------------- */
+
+static size_t duration_field(uint8_t *out, uint32_t field, uint64_t ns)
+{
+	uint8_t d[24];
+	size_t n = 0;
+	if (ns / 1000000000ULL)
+		n += rmq_pb_put_uint(d, 1, ns / 1000000000ULL);
+	if (ns % 1000000000ULL)
+		n += rmq_pb_put_uint(d + n, 2, ns % 1000000000ULL);
+	size_t h = rmq_pb_put_len(out, field, n);
+	memcpy(out + h, d, n);
+	return h + n;
+}
+
+/* Room one partition entry may take: keys, lengths, the topic, numbers. */
+static size_t part_room(const char *topic)
+{
+	return strlen(topic) + 64;
+}
+
+int bench_encode_fetch(uint8_t *buf, size_t cap, const char *topic, const struct bench_rpart *parts,
+		       uint32_t nparts, uint64_t max_wait_ns, uint32_t max_bytes,
+		       uint32_t partition_max_bytes)
+{
+	if (cap < 96 + nparts * part_room(topic))
+		return RMQ_ETOOBIG;
+	size_t n = preamble(buf);
+	if (max_wait_ns)
+		n += duration_field(buf + n, 4, max_wait_ns);
+	n += rmq_pb_put_uint(buf + n, 5, 1); /* min_bytes: answer once anything is there */
+	n += rmq_pb_put_uint(buf + n, 6, max_bytes);
+	for (uint32_t i = 0; i < nparts; i++) {
+		uint8_t tp[300], fp[400];
+		size_t tpl = topic_partition(tp, topic, parts[i].partition);
+		size_t m = rmq_pb_put_len(fp, 1, tpl);
+		memcpy(fp + m, tp, tpl);
+		m += tpl;
+		if (parts[i].offset)
+			m += rmq_pb_put_uint(fp + m, 2, parts[i].offset);
+		m += rmq_pb_put_uint(fp + m, 4, partition_max_bytes);
+		n += rmq_pb_put_len(buf + n, 7, m);
+		memcpy(buf + n, fp, m);
+		n += m;
+	}
+	return (int)n;
+}
+
+int bench_encode_subscribe(uint8_t *buf, size_t cap, const char *topic,
+			   const struct bench_rpart *parts, uint32_t nparts, uint32_t max_bytes,
+			   uint32_t partition_max_bytes)
+{
+	if (cap < 96 + nparts * part_room(topic))
+		return RMQ_ETOOBIG;
+	size_t n = preamble(buf);
+	n += rmq_pb_put_uint(buf + n, 7, max_bytes);
+	for (uint32_t i = 0; i < nparts; i++) {
+		uint8_t tp[300], sp[400];
+		size_t tpl = topic_partition(tp, topic, parts[i].partition);
+		size_t m = rmq_pb_put_len(sp, 1, tpl);
+		memcpy(sp + m, tp, tpl);
+		m += tpl;
+		/* `offset` is in a oneof: written even when 0, or the broker
+		 * would start at LATEST. */
+		m += rmq_pb_put_uint(sp + m, 2, parts[i].offset);
+		m += rmq_pb_put_uint(sp + m, 5, partition_max_bytes);
+		n += rmq_pb_put_len(buf + n, 3, m);
+		memcpy(buf + n, sp, m);
+		n += m;
+	}
+	return (int)n;
+}
+
+/* ---- fetch answers ------------------------------------------------------------------ */
+
+/* Hands every record of [p, end) (field-7 elements) with index >= skip to
+ * the sink.  Returns the number of records seen, or -1 when malformed. */
+static long walk_records(const uint8_t *p, const uint8_t *end, uint64_t skip,
+			 struct bench_fetch_sink *sink, long *delivered)
+{
+	long i = 0;
+	while (p < end) {
+		uint32_t field, wire;
+		uint64_t num;
+		const uint8_t *rec;
+		size_t rlen;
+		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &rec, &rlen);
+		if (k == 0)
+			return -1;
+		p += k;
+		if (field != 7 || wire != RMQ_PB_LEN)
+			continue;
+		if ((uint64_t)i++ < skip)
+			continue;
+		const uint8_t *value = NULL, *q = rec, *qend = rec + rlen;
+		size_t vlen = 0;
+		while (q < qend) {
+			uint32_t f2, w2;
+			const uint8_t *v;
+			size_t l;
+			size_t k2 = rmq_pb_next(q, qend, &f2, &w2, &num, &v, &l);
+			if (k2 == 0)
+				return -1;
+			if (f2 == 2 && w2 == RMQ_PB_LEN) {
+				value = v;
+				vlen = l;
+			}
+			q += k2;
+		}
+		sink->record(sink->arg, value ? value : (const uint8_t *)"", vlen);
+		(*delivered)++;
+	}
+	return i;
+}
+
+/* One stored RecordBatch: checks, decompresses, delivers.  Returns the
+ * records delivered, or -1 after reporting an error to the sink. */
+static long one_batch(const uint8_t *p, size_t len, struct bench_rpart *part,
+		      struct bench_fetch_sink *sink)
+{
+	const uint8_t *end = p + len;
+	uint64_t compression = 0, base = 0, crc = 0, count = 0;
+	const uint8_t *comp = NULL;
+	size_t comp_len = 0;
+	uint32_t sum = 0;
+
+	for (const uint8_t *q = p; q < end;) {
+		uint32_t field, wire;
+		uint64_t num = 0;
+		const uint8_t *val;
+		size_t vlen;
+		size_t k = rmq_pb_next(q, end, &field, &wire, &num, &val, &vlen);
+		if (k == 0)
+			goto bad;
+		switch (field) {
+		case 2: compression = num; break;
+		case 3: base = num; break;
+		case 8: crc = num; break;
+		case 10: count = num; break;
+		case 7:
+			/* The CRC covers each element whole: key, length, Record. */
+			sum = rmq_crc32c(sum, q, k);
+			break;
+		case 9:
+			comp = val;
+			comp_len = vlen;
+			sum = rmq_crc32c(0, val, vlen);
+			break;
+		default:
+			break;
+		}
+		q += k;
+	}
+	if (sum != (uint32_t)crc) {
+		sink->error(sink->arg, BENCH_ERR_CRC);
+		goto skip;
+	}
+	uint64_t skip = part->offset > base ? part->offset - base : 0;
+	long delivered = 0, seen;
+	if (compression) {
+		size_t want;
+		if (!comp || rmq_codec_decompressed_size((int)compression, comp, comp_len, &want) < 0 ||
+		    want > sink->scratch_max) {
+			sink->error(sink->arg, BENCH_ERR_CODEC);
+			goto skip;
+		}
+		if (want > sink->scratch_cap) {
+			uint8_t *s = realloc(sink->scratch, want);
+			if (!s) {
+				sink->error(sink->arg, BENCH_ERR_CODEC);
+				goto skip;
+			}
+			sink->scratch = s;
+			sink->scratch_cap = want;
+		}
+		ssize_t got = rmq_codec_decompress((int)compression, comp, comp_len, sink->scratch, want);
+		if (got < 0) {
+			sink->error(sink->arg, BENCH_ERR_CODEC);
+			goto skip;
+		}
+		seen = walk_records(sink->scratch, sink->scratch + got, skip, sink, &delivered);
+	} else {
+		seen = walk_records(p, end, skip, sink, &delivered);
+	}
+	if (seen < 0)
+		goto bad;
+	if (count == 0)
+		count = (uint64_t)seen;
+	if (base + count > part->offset)
+		part->offset = base + count;
+	return delivered;
+bad:
+	sink->error(sink->arg, BENCH_ERR_BAD_RESPONSE);
+skip:
+	/* Never ask for a broken batch again. */
+	if (count && base + count > part->offset)
+		part->offset = base + count;
+	return -1;
+}
+
+static struct bench_rpart *find_part(struct bench_rpart *parts, uint32_t nparts, uint32_t partition)
+{
+	for (uint32_t i = 0; i < nparts; i++)
+		if (parts[i].partition == partition)
+			return &parts[i];
+	return NULL;
+}
+
+int bench_parse_fetch_response(const uint8_t *p, size_t len, struct bench_rpart *parts,
+			       uint32_t nparts, struct bench_fetch_sink *sink)
+{
+	const uint8_t *end = p + len;
+	long total = 0;
+
+	while (p < end) {
+		uint32_t field, wire;
+		uint64_t num = 0;
+		const uint8_t *fpr;
+		size_t flen;
+		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &fpr, &flen);
+		if (k == 0)
+			return RMQ_ECORRUPT;
+		p += k;
+		if (field == 1 && wire == RMQ_PB_VARINT && num != 0) {
+			sink->error(sink->arg, (int)num);
+			continue;
+		}
+		if (field != 3 || wire != RMQ_PB_LEN)
+			continue;
+		/* FetchPartitionResponse: its identity and state first, then
+		 * the batches (fields may come in any order). */
+		uint64_t partition = 0, code = 0, hw = 0, log_start = 0;
+		const uint8_t *fend = fpr + flen;
+		for (const uint8_t *q = fpr; q < fend;) {
+			uint32_t f2, w2;
+			uint64_t n2 = 0;
+			const uint8_t *v;
+			size_t l;
+			size_t k2 = rmq_pb_next(q, fend, &f2, &w2, &n2, &v, &l);
+			if (k2 == 0)
+				return RMQ_ECORRUPT;
+			if (f2 == 1 && w2 == RMQ_PB_LEN) {
+				const uint8_t *t = v, *tend = v + l;
+				while (t < tend) {
+					uint32_t f3, w3;
+					uint64_t n3 = 0;
+					const uint8_t *v3;
+					size_t l3;
+					size_t k3 = rmq_pb_next(t, tend, &f3, &w3, &n3, &v3, &l3);
+					if (k3 == 0)
+						return RMQ_ECORRUPT;
+					if (f3 == 2 && w3 == RMQ_PB_VARINT)
+						partition = n3;
+					t += k3;
+				}
+			} else if (f2 == 2) {
+				code = n2;
+			} else if (f2 == 3) {
+				hw = n2;
+			} else if (f2 == 5) {
+				log_start = n2;
+			}
+			q += k2;
+		}
+		struct bench_rpart *part = find_part(parts, nparts, (uint32_t)partition);
+		if (!part) {
+			sink->error(sink->arg, BENCH_ERR_BAD_RESPONSE);
+			continue;
+		}
+		if (code != 0) {
+			if (code == EC_OFFSET_OUT_OF_RANGE)
+				part->offset = part->offset < log_start ? log_start : hw;
+			sink->error(sink->arg, (int)code);
+			continue;
+		}
+		for (const uint8_t *q = fpr; q < fend;) {
+			uint32_t f2, w2;
+			uint64_t n2 = 0;
+			const uint8_t *v;
+			size_t l;
+			size_t k2 = rmq_pb_next(q, fend, &f2, &w2, &n2, &v, &l);
+			if (k2 == 0)
+				return RMQ_ECORRUPT;
+			if (f2 == 6 && w2 == RMQ_PB_LEN) {
+				long d = one_batch(v, l, part, sink);
+				if (d > 0)
+					total += d;
+			}
+			q += k2;
+		}
+	}
+	return total > INT32_MAX ? INT32_MAX : (int)total;
+}

@@ -1,0 +1,1632 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rmq-bench - the load generator: produce, consume, or both at once (e2e)
+ * against one rmqd over gRPC, and report throughput and latency
+ * percentiles without coordinated omission.
+ *
+ * It runs on the same thread-per-core runtime as rmqd (core/shard.h):
+ * --threads shard threads, each with its own io_uring ring, its own
+ * gRPC client (net/client.h) and --connections connections.
+ *
+ *   thread t ─ client ─┬─ connection c ─ producer slots [--streams]: one
+ *                      │                 request in flight each, its batch
+ *                      │                 buffer preallocated (pslot)
+ *                      │               ─ readers: Fetch long polls or a
+ *                      │                 Subscribe stream (reader)
+ *                      └─ ...
+ *
+ * Phases (the runtime's cross-shard messages carry the hand-offs):
+ *
+ *   every thread: connect all its connections
+ *   thread 0:     CreateTopics (--create-topic), GetTopicMetadata
+ *                 ──setup──► every thread
+ *   every thread: readers look up their start offsets (ListOffsets
+ *                 EARLIEST or LATEST) ──ready──► thread 0
+ *   thread 0:     t_start = now; warm-up ends at t_start + --warmup; the
+ *                 run at + --duration ──go──► every thread
+ *   every thread: load until t_end (or --messages measured: ──stop──►),
+ *                 then drain: readers cancel, producers wait for their
+ *                 answers (bounded), and the last thread stops the runtime
+ *
+ * Measurement.  A message counts when its answer (produce) or delivery
+ * (consume) happens inside [end of warm-up, end of run).  Latency:
+ *   produce   per request, request started → ProduceBatch answer (with
+ *             --rate: from the intended send time, see pace.h)
+ *   consume   per record, send time carried in the value → delivery to
+ *   e2e       the consumer (a record not stamped by rmq-bench has none)
+ * Each thread keeps its own histograms (hist.h); they are merged at the end.
+ *
+ * Nothing is allocated per message: each producer slot owns its batch
+ * buffer (records built once, stamped, compressed and CRC'd per send, the
+ * request headers written in front), each reader its request buffer and
+ * decompression scratch, and the client its pools (see client.h).
+ */
+#include "bench.h"
+#include "hist.h"
+#include "pace.h"
+
+#include "client/consumer.pb-c.h"
+#include "client/metadata.pb-c.h"
+#include "common/errors.pb-c.h"
+#include "controller/admin.pb-c.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/util.h"
+#include "net/client.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATH_PRODUCE_BATCH "/rustmq.client.ProducerService/ProduceBatch"
+#define PATH_PRODUCE_STREAM "/rustmq.client.ProducerService/ProduceStream"
+#define PATH_FETCH "/rustmq.client.ConsumerService/Fetch"
+#define PATH_SUBSCRIBE "/rustmq.client.ConsumerService/Subscribe"
+#define PATH_LIST_OFFSETS "/rustmq.client.ConsumerService/ListOffsets"
+#define PATH_CREATE_TOPICS "/rustmq.controller.AdminService/CreateTopics"
+#define PATH_TOPIC_METADATA "/rustmq.client.MetadataService/GetTopicMetadata"
+
+#define NS 1000000000ULL
+#define RETRY_NS (100ULL * 1000 * 1000)       /* after a failed call */
+#define DRAIN_NS (10ULL * NS)                 /* answers awaited after the end */
+#define SETUP_TRIES 50                        /* x RETRY_NS for a new topic's metadata */
+#define SCRATCH_MAX (256u << 20)              /* a decompressed batch */
+
+/* rustmq.common.ErrorCode values acted on. */
+#define EC_TOPIC_ALREADY_EXISTS 15
+#define EC_TOPIC_NOT_FOUND 9
+
+/* Error counters: gRPC statuses, rustmq ErrorCodes, and our own. */
+#define ERR_GRPC 0
+#define ERR_RMQ 32
+#define ERR_RMQ_MAX 128
+#define ERR_LOCAL (ERR_RMQ + ERR_RMQ_MAX)
+#define ERR_LOCAL_N 4 /* BAD_RESPONSE, CRC, CODEC, CLIENT */
+#define ERR_SLOTS (ERR_LOCAL + ERR_LOCAL_N)
+_Static_assert(RMQ_GRPC_STATUS_COUNT <= ERR_RMQ, "gRPC codes fit");
+
+enum phase { PH_CONNECT, PH_SETUP, PH_RUN, PH_DRAIN, PH_DONE };
+
+struct stats {
+	uint64_t msgs, bytes;      /* measured */
+	struct rmq_hist hist;      /* measured latencies, ns */
+};
+
+struct bthread;
+struct bconn;
+
+/* One produce request in flight, with its preallocated batch. */
+struct pslot {
+	struct bconn *bc;
+	struct bench_batch batch;
+	uint64_t t0;               /* started (closed loop) or intended (paced) */
+	struct pslot *next_free;
+};
+
+/* A consumer of some partitions, over one connection. */
+struct reader {
+	struct bthread *t;
+	struct bconn *bc;
+	struct bench_rpart *parts;
+	uint32_t nparts;
+	uint8_t *req;
+	size_t req_cap;
+	struct bench_fetch_sink sink;
+	struct rmq_ccall *call;    /* Fetch or Subscribe in flight, or NULL */
+	struct rmq_timer retry;
+	uint64_t now;              /* while a response is walked */
+	uint64_t got_msgs, got_bytes;
+	bool in_window;
+	/* ListOffsets at setup */
+	uint8_t *lo_req;
+	size_t lo_len;
+};
+
+struct bconn {
+	struct bthread *t;
+	unsigned index;            /* within the thread */
+	unsigned global;           /* among every thread's connections */
+	struct rmq_client_conn *cc;
+	bool up;
+	struct pslot *slots;
+	struct pslot *free;
+	unsigned busy;
+	bool paced;
+	struct rmq_pace pace;
+	struct rmq_timer pace_timer;
+	/* --produce-rpc=stream: the ProduceStream and its answers' order */
+	struct rmq_ccall *pstream;
+	struct pslot **fifo;
+	unsigned fifo_head, fifo_count;
+	struct rmq_timer restart;
+	bool half_closed;
+};
+
+struct bthread {
+	unsigned id;
+	struct rmq_shard *s;
+	struct rmq_client *cl;
+	struct bconn *conns;
+	unsigned conns_up;
+	struct reader *readers;
+	unsigned nreaders;
+	unsigned resolving;
+	bool setup_seen;
+	enum phase phase;
+	uint32_t rr;               /* produce partition round robin */
+	uint64_t corr;
+	uint64_t inflight;         /* workload calls open */
+	struct stats prod, cons;
+	uint64_t err[ERR_SLOTS];
+	struct rmq_timer tick, end_timer, drain_timer;
+	struct rmq_xmsg setup_msg, ready_msg, go_msg, stop_msg;
+	/* setup (thread 0) */
+	int setup_tries;
+	uint8_t *setup_req;
+	/* published for the progress line */
+	_Atomic uint64_t all_prod_msgs, all_prod_bytes, all_cons_msgs, all_cons_bytes, all_errors;
+	pthread_mutex_t mu;
+	struct rmq_hist pub_prod, pub_cons;
+};
+
+static struct {
+	struct bench_opts o;
+	struct rmq_runtime *rt;
+	struct bthread *th;
+	unsigned nthreads;
+	unsigned total_conns;
+	uint32_t partitions;       /* written by thread 0 before "setup" */
+	bool topic_existed;
+	unsigned ready;            /* thread 0 only */
+	_Atomic uint64_t t_start, t_warm, t_end, t_stop;
+	_Atomic uint64_t measured;
+	_Atomic int stop_posted;
+	_Atomic unsigned conns_lost;
+	_Atomic bool all_lost;
+	_Atomic unsigned done;
+	_Atomic int fatal;
+	char fatal_msg[512];
+	int64_t wall_offset_ns;    /* CLOCK_REALTIME - CLOCK_MONOTONIC at start */
+	_Atomic bool finished;
+} g;
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+static __attribute__((format(printf, 1, 2))) void fatal(const char *fmt, ...)
+{
+	int zero = 0;
+	if (atomic_compare_exchange_strong(&g.fatal, &zero, 1)) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(g.fatal_msg, sizeof(g.fatal_msg), fmt, ap);
+		va_end(ap);
+	}
+	rmq_runtime_stop(g.rt);
+}
+
+static uint64_t wall_stamp(uint64_t mono_ns)
+{
+	return (uint64_t)((int64_t)mono_ns + g.wall_offset_ns);
+}
+
+static bool measuring(uint64_t now)
+{
+	return now >= atomic_load_explicit(&g.t_warm, memory_order_relaxed) &&
+	       now < atomic_load_explicit(&g.t_stop, memory_order_relaxed);
+}
+
+static void count_error(struct bthread *t, int slot)
+{
+	if (slot < 0 || slot >= ERR_SLOTS)
+		slot = ERR_LOCAL; /* BAD_RESPONSE */
+	t->err[slot]++;
+	atomic_fetch_add_explicit(&t->all_errors, 1, memory_order_relaxed);
+}
+
+static void err_grpc(struct bthread *t, enum rmq_grpc_status st)
+{
+	/* Our own cancellations at the end are not errors. */
+	if (st == RMQ_GRPC_CANCELLED && t->phase >= PH_DRAIN)
+		return;
+	count_error(t, ERR_GRPC + (int)st);
+}
+
+static void err_rmq(struct bthread *t, int code)
+{
+	if (code >= 1000)
+		count_error(t, ERR_LOCAL + (code - 1000));
+	else if (code > 0 && code < ERR_RMQ_MAX)
+		count_error(t, ERR_RMQ + code);
+	else
+		count_error(t, ERR_LOCAL);
+}
+
+static void err_client(struct bthread *t, int rc)
+{
+	(void)rc;
+	count_error(t, ERR_LOCAL + 3);
+}
+
+static const char *err_name(int slot, char *buf, size_t len)
+{
+	static const char *const local[ERR_LOCAL_N] = {"BAD_RESPONSE", "CRC_MISMATCH",
+							"DECOMPRESS_FAILED", "CLIENT_ERROR"};
+	if (slot < ERR_RMQ) {
+		snprintf(buf, len, "grpc:%s", rmq_grpc_status_name(slot - ERR_GRPC));
+	} else if (slot < ERR_LOCAL) {
+		const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+			&rustmq__common__error_code__descriptor, slot - ERR_RMQ);
+		if (v)
+			snprintf(buf, len, "rmq:%s", v->name);
+		else
+			snprintf(buf, len, "rmq:%d", slot - ERR_RMQ);
+	} else {
+		snprintf(buf, len, "bench:%s", local[slot - ERR_LOCAL]);
+	}
+	return buf;
+}
+
+/* Ends the run on every thread (once): the measurement stops at t_stop. */
+static void stop_everyone(struct bthread *t, uint64_t t_stop)
+{
+	if (atomic_exchange(&g.stop_posted, 1) != 0)
+		return;
+	if (t_stop < atomic_load(&g.t_stop))
+		atomic_store(&g.t_stop, t_stop);
+	for (unsigned i = 0; i < g.nthreads; i++)
+		if (rmq_shard_post(t->s, i, &g.th[i].stop_msg) < 0)
+			fatal("cannot tell thread %u to stop", i);
+}
+
+/* Counts n messages of `bytes` for a stats block; true when measured. */
+static bool account(struct bthread *t, struct stats *st, bool consume, uint64_t now, uint64_t n,
+		    uint64_t bytes)
+{
+	if (consume) {
+		atomic_fetch_add_explicit(&t->all_cons_msgs, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&t->all_cons_bytes, bytes, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&t->all_prod_msgs, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&t->all_prod_bytes, bytes, memory_order_relaxed);
+	}
+	if (!measuring(now))
+		return false;
+	st->msgs += n;
+	st->bytes += bytes;
+	/* --messages counts what the mode reports: produced, or consumed. */
+	bool counts = (g.o.mode == BENCH_PRODUCE) != consume;
+	if (g.o.messages && counts) {
+		uint64_t total = atomic_fetch_add(&g.measured, n) + n;
+		if (total >= g.o.messages)
+			stop_everyone(t, now + 1);
+	}
+	return true;
+}
+
+static void check_drained(struct bthread *t);
+
+/* True while calls may start on bc (a lost connection leaves cc NULL). */
+static bool conn_ok(const struct bconn *bc)
+{
+	return bc->cc && rmq_client_conn_ok(bc->cc);
+}
+
+/* ---- producers ---------------------------------------------------------------- */
+
+static void prod_kick(struct bconn *bc);
+
+static uint32_t next_partition(struct bthread *t)
+{
+	uint32_t p = t->rr;
+	t->rr = (t->rr + 1) % g.partitions;
+	return p;
+}
+
+static void prod_free(struct bconn *bc, struct pslot *sl)
+{
+	sl->next_free = bc->free;
+	bc->free = sl;
+	bc->busy--;
+}
+
+/* An answer (or failure) for slot sl. */
+static void prod_result(struct bconn *bc, struct pslot *sl, const struct bench_produce_result *r)
+{
+	struct bthread *t = bc->t;
+	uint64_t now = rmq_now_ns();
+
+	if (r->code != 0)
+		err_rmq(t, r->code);
+	if (r->ok_records) {
+		if (account(t, &t->prod, false, now, r->ok_records,
+			    (uint64_t)r->ok_records * g.o.msg_bytes))
+			rmq_hist_record(&t->prod.hist, rmq_pace_latency(sl->t0, now));
+	}
+}
+
+static void prod_unary_done(void *arg, enum rmq_grpc_status status, const char *message,
+			    const uint8_t *resp, size_t len)
+{
+	struct pslot *sl = arg;
+	struct bconn *bc = sl->bc;
+	struct bthread *t = bc->t;
+	(void)message;
+
+	t->inflight--;
+	if (status != RMQ_GRPC_OK) {
+		err_grpc(t, status);
+	} else {
+		struct bench_produce_result r;
+		if (bench_parse_produce_batch_response(resp, len, &r) < 0)
+			err_rmq(t, BENCH_ERR_BAD_RESPONSE);
+		else
+			prod_result(bc, sl, &r);
+	}
+	prod_free(bc, sl);
+	if (t->phase == PH_RUN)
+		prod_kick(bc);
+	else
+		check_drained(t);
+}
+
+static void pstream_open(struct bconn *bc);
+
+static void pstream_message(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	struct bconn *bc = arg;
+	struct bthread *t = bc->t;
+	(void)c;
+
+	if (bc->fifo_count == 0) {
+		err_rmq(t, BENCH_ERR_BAD_RESPONSE); /* an answer nobody asked for */
+		return;
+	}
+	struct pslot *sl = bc->fifo[bc->fifo_head];
+	bc->fifo_head = (bc->fifo_head + 1) % (unsigned)g.o.streams;
+	bc->fifo_count--;
+	struct bench_produce_result r;
+	if (bench_parse_produce_response(msg, len, &r) < 0)
+		err_rmq(t, BENCH_ERR_BAD_RESPONSE);
+	else
+		prod_result(bc, sl, &r);
+	prod_free(bc, sl);
+	if (t->phase == PH_RUN) {
+		prod_kick(bc);
+	} else if (bc->fifo_count == 0 && !bc->half_closed && bc->pstream) {
+		bc->half_closed = true;
+		rmq_ccall_half_close(bc->pstream);
+	}
+}
+
+static void pstream_restart_fn(struct rmq_timer *tm)
+{
+	struct bconn *bc = RMQ_CONTAINER_OF(tm, struct bconn, restart);
+	if (bc->t->phase == PH_RUN) {
+		pstream_open(bc);
+		prod_kick(bc);
+	}
+}
+
+static void pstream_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status status,
+			  const char *message)
+{
+	struct bconn *bc = arg;
+	struct bthread *t = bc->t;
+	(void)c;
+	(void)message;
+
+	t->inflight--;
+	bc->pstream = NULL;
+	if (status != RMQ_GRPC_OK)
+		err_grpc(t, status);
+	/* Requests still waiting for an answer are lost with the stream. */
+	while (bc->fifo_count > 0) {
+		prod_free(bc, bc->fifo[bc->fifo_head]);
+		bc->fifo_head = (bc->fifo_head + 1) % (unsigned)g.o.streams;
+		bc->fifo_count--;
+	}
+	if (t->phase == PH_RUN) {
+		if (rmq_timer_start(t->s, &bc->restart, rmq_now_ns() + RETRY_NS, pstream_restart_fn) < 0)
+			fatal("timer heap full");
+	} else {
+		check_drained(t);
+	}
+}
+
+static const struct rmq_ccall_ops pstream_ops = {pstream_message, pstream_close};
+
+static void pstream_open(struct bconn *bc)
+{
+	struct bthread *t = bc->t;
+	if (bc->pstream || !conn_ok(bc))
+		return;
+	int rc = rmq_ccall_start(bc->cc, PATH_PRODUCE_STREAM, 0, &pstream_ops, bc, &bc->pstream);
+	if (rc < 0) {
+		err_client(t, rc);
+		bc->pstream = NULL;
+		return;
+	}
+	bc->half_closed = false;
+	bc->fifo_head = bc->fifo_count = 0;
+	t->inflight++;
+}
+
+/* Sends one batch from slot sl, intended (or started) at t0. */
+static void prod_send(struct bconn *bc, struct pslot *sl, uint64_t t0)
+{
+	struct bthread *t = bc->t;
+	size_t len;
+	const uint8_t *req;
+
+	sl->t0 = t0;
+	int rc = bench_batch_seal(&sl->batch, wall_stamp(t0));
+	if (rc < 0) {
+		err_rmq(t, BENCH_ERR_CODEC);
+		prod_free(bc, sl);
+		return;
+	}
+	uint32_t p = next_partition(t);
+	if (g.o.produce_stream) {
+		req = bench_encode_produce(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr, &len);
+		rc = bc->pstream ? rmq_ccall_send(bc->pstream, req, len) : RMQ_ECLOSED;
+		if (rc == 0) {
+			unsigned at = (bc->fifo_head + bc->fifo_count) % (unsigned)g.o.streams;
+			bc->fifo[at] = sl;
+			bc->fifo_count++;
+			return;
+		}
+	} else {
+		req = bench_encode_produce_batch(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr, &len);
+		rc = rmq_client_unary(bc->cc, PATH_PRODUCE_BATCH, req, len, g.o.timeout_ns,
+				      prod_unary_done, sl, NULL);
+		if (rc == 0) {
+			t->inflight++;
+			return;
+		}
+	}
+	err_client(t, rc);
+	prod_free(bc, sl);
+}
+
+static void pace_fn(struct rmq_timer *tm)
+{
+	prod_kick(RMQ_CONTAINER_OF(tm, struct bconn, pace_timer));
+}
+
+/* Fills free slots: at once (closed loop), or as batches fall due. */
+static void prod_kick(struct bconn *bc)
+{
+	struct bthread *t = bc->t;
+
+	if (t->phase != PH_RUN || !conn_ok(bc))
+		return;
+	if (g.o.produce_stream && !bc->pstream)
+		return; /* reopened by its timer */
+	while (bc->free) {
+		uint64_t now = rmq_now_ns(), t0 = now;
+		if (bc->paced && !rmq_pace_take(&bc->pace, now, &t0)) {
+			if (rmq_timer_start(t->s, &bc->pace_timer, rmq_pace_peek(&bc->pace), pace_fn) < 0)
+				fatal("timer heap full");
+			return;
+		}
+		struct pslot *sl = bc->free;
+		bc->free = sl->next_free;
+		bc->busy++;
+		prod_send(bc, sl, t0);
+		if (t->phase != PH_RUN || (g.o.produce_stream && !bc->pstream))
+			return;
+	}
+}
+
+/* ---- consumers ------------------------------------------------------------------- */
+
+static void reader_issue(struct reader *r);
+
+static void sink_record(void *arg, const uint8_t *value, size_t len)
+{
+	struct reader *r = arg;
+	struct bthread *t = r->t;
+
+	r->got_msgs++;
+	r->got_bytes += len;
+	if (!r->in_window)
+		return;
+	if (len >= BENCH_STAMP_BYTES && memcmp(value, BENCH_STAMP_MAGIC, 4) == 0) {
+		uint64_t stamp = 0;
+		for (int i = 7; i >= 0; i--)
+			stamp = stamp << 8 | value[4 + i];
+		rmq_hist_record(&t->cons.hist, rmq_pace_latency(stamp, wall_stamp(r->now)));
+	}
+}
+
+static void sink_error(void *arg, int code)
+{
+	struct reader *r = arg;
+	err_rmq(r->t, code);
+}
+
+/* Walks one FetchResponse; returns the records delivered. */
+static int reader_take(struct reader *r, const uint8_t *msg, size_t len)
+{
+	struct bthread *t = r->t;
+	r->now = rmq_now_ns();
+	r->in_window = measuring(r->now);
+	r->got_msgs = r->got_bytes = 0;
+	int n = bench_parse_fetch_response(msg, len, r->parts, r->nparts, &r->sink);
+	if (n < 0)
+		err_rmq(t, BENCH_ERR_BAD_RESPONSE);
+	if (r->got_msgs)
+		account(t, &t->cons, true, r->now, r->got_msgs, r->got_bytes);
+	return n;
+}
+
+static void retry_fn(struct rmq_timer *tm)
+{
+	struct reader *r = RMQ_CONTAINER_OF(tm, struct reader, retry);
+	if (r->t->phase == PH_RUN)
+		reader_issue(r);
+}
+
+static void reader_retry_later(struct reader *r)
+{
+	if (rmq_timer_start(r->t->s, &r->retry, rmq_now_ns() + RETRY_NS, retry_fn) < 0)
+		fatal("timer heap full");
+}
+
+static void fetch_done(void *arg, enum rmq_grpc_status status, const char *message,
+		       const uint8_t *resp, size_t len)
+{
+	struct reader *r = arg;
+	struct bthread *t = r->t;
+	(void)message;
+
+	t->inflight--;
+	r->call = NULL;
+	int n = 0;
+	uint64_t errs = atomic_load_explicit(&t->all_errors, memory_order_relaxed);
+	if (status != RMQ_GRPC_OK)
+		err_grpc(t, status);
+	else
+		n = reader_take(r, resp, len);
+	if (t->phase != PH_RUN) {
+		check_drained(t);
+		return;
+	}
+	/* Back off after failures that brought nothing, not to spin. */
+	if (n <= 0 && atomic_load_explicit(&t->all_errors, memory_order_relaxed) != errs)
+		reader_retry_later(r);
+	else
+		reader_issue(r);
+}
+
+static void sub_message(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	(void)c;
+	reader_take(arg, msg, len);
+}
+
+static void sub_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status status,
+		      const char *message)
+{
+	struct reader *r = arg;
+	struct bthread *t = r->t;
+	(void)c;
+	(void)message;
+
+	t->inflight--;
+	r->call = NULL;
+	if (t->phase != PH_RUN) {
+		check_drained(t);
+		return;
+	}
+	/* A subscription ends only on failure (or when every partition
+	 * failed): count it and subscribe again from where it got to. */
+	if (status != RMQ_GRPC_OK)
+		err_grpc(t, status);
+	reader_retry_later(r);
+}
+
+static const struct rmq_ccall_ops sub_ops = {sub_message, sub_close};
+
+static void reader_issue(struct reader *r)
+{
+	struct bthread *t = r->t;
+	const struct bench_opts *o = &g.o;
+	int len, rc;
+
+	if (t->phase != PH_RUN || r->call)
+		return;
+	if (!conn_ok(r->bc))
+		return;
+	if (o->consume_subscribe) {
+		len = bench_encode_subscribe(r->req, r->req_cap, o->topic, r->parts, r->nparts,
+					     (uint32_t)o->fetch_max_bytes,
+					     (uint32_t)o->partition_max_bytes);
+		rc = len < 0 ? len
+			     : rmq_client_server_stream(r->bc->cc, PATH_SUBSCRIBE, r->req, (size_t)len,
+							0, &sub_ops, r, &r->call);
+	} else {
+		len = bench_encode_fetch(r->req, r->req_cap, o->topic, r->parts, r->nparts,
+					 o->fetch_wait_ns, (uint32_t)o->fetch_max_bytes,
+					 (uint32_t)o->partition_max_bytes);
+		rc = len < 0 ? len
+			     : rmq_client_unary(r->bc->cc, PATH_FETCH, r->req, (size_t)len,
+						o->fetch_wait_ns + o->timeout_ns, fetch_done, r, &r->call);
+	}
+	if (rc < 0) {
+		r->call = NULL;
+		err_client(t, rc);
+		reader_retry_later(r);
+		return;
+	}
+	t->inflight++;
+}
+
+/* ---- setup: start offsets (every thread) -------------------------------------------- */
+
+static void post_ready(struct bthread *t)
+{
+	if (rmq_shard_post(t->s, 0, &t->ready_msg) < 0)
+		fatal("cannot reach thread 0");
+}
+
+static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char *message,
+			      const uint8_t *resp, size_t len)
+{
+	struct reader *r = arg;
+	struct bthread *t = r->t;
+
+	free(r->lo_req);
+	r->lo_req = NULL;
+	if (status != RMQ_GRPC_OK) {
+		fatal("ListOffsets failed: %s%s%s", rmq_grpc_status_name(status),
+		      message[0] ? ": " : "", message);
+		return;
+	}
+	Rustmq__Client__ListOffsetsResponse *lr =
+		rustmq__client__list_offsets_response__unpack(NULL, len, resp);
+	if (!lr) {
+		fatal("ListOffsets: the answer does not parse");
+		return;
+	}
+	if (lr->error_code != 0 || lr->n_partitions != r->nparts) {
+		fatal("ListOffsets: error %d: %s", (int)lr->error_code, lr->error_message);
+		rustmq__client__list_offsets_response__free_unpacked(lr, NULL);
+		return;
+	}
+	for (size_t i = 0; i < lr->n_partitions; i++) {
+		const Rustmq__Client__ListOffsetsPartitionResponse *pr = lr->partitions[i];
+		if (pr->error_code != 0) {
+			fatal("ListOffsets: partition %u: error %d: %s", r->parts[i].partition,
+			      (int)pr->error_code, pr->error_message);
+			break;
+		}
+		r->parts[i].offset = pr->offset;
+	}
+	rustmq__client__list_offsets_response__free_unpacked(lr, NULL);
+	if (--t->resolving == 0)
+		post_ready(t);
+}
+
+/* Packs a ListOffsets request for r's partitions (setup time: protobuf-c). */
+static int list_offsets_start(struct reader *r)
+{
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__ListOffsetsRequest req = RUSTMQ__CLIENT__LIST_OFFSETS_REQUEST__INIT;
+	Rustmq__Client__ListOffsetsPartition *lp = calloc(r->nparts, sizeof(*lp));
+	Rustmq__Client__ListOffsetsPartition **lpp = calloc(r->nparts, sizeof(*lpp));
+	Rustmq__Common__TopicPartition *tp = calloc(r->nparts, sizeof(*tp));
+	int rc = -ENOMEM;
+
+	if (!lp || !lpp || !tp)
+		goto out;
+	ver.major = 1;
+	req.version = &ver;
+	req.client_id = "rmq-bench";
+	for (uint32_t i = 0; i < r->nparts; i++) {
+		rustmq__common__topic_partition__init(&tp[i]);
+		tp[i].topic = (char *)g.o.topic;
+		tp[i].partition = r->parts[i].partition;
+		rustmq__client__list_offsets_partition__init(&lp[i]);
+		lp[i].topic_partition = &tp[i];
+		lp[i].spec = g.o.from_latest ? RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_LATEST
+					     : RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST;
+		lpp[i] = &lp[i];
+	}
+	req.partitions = lpp;
+	req.n_partitions = r->nparts;
+	r->lo_len = rustmq__client__list_offsets_request__get_packed_size(&req);
+	r->lo_req = malloc(r->lo_len ? r->lo_len : 1);
+	if (!r->lo_req)
+		goto out;
+	rustmq__client__list_offsets_request__pack(&req, r->lo_req);
+	rc = rmq_client_unary(r->bc->cc, PATH_LIST_OFFSETS, r->lo_req, r->lo_len, g.o.timeout_ns,
+			      list_offsets_done, r, NULL);
+	if (rc < 0) {
+		free(r->lo_req);
+		r->lo_req = NULL;
+	}
+out:
+	free(lp);
+	free(lpp);
+	free(tp);
+	return rc;
+}
+
+/* Partition p goes to reader p % R of the R readers of every thread. */
+static int readers_create(struct bthread *t)
+{
+	const struct bench_opts *o = &g.o;
+	unsigned per_thread = (unsigned)(o->mode == BENCH_E2E ? o->connections
+							      : o->connections * o->streams);
+	unsigned total = per_thread * g.nthreads;
+
+	t->readers = calloc(per_thread, sizeof(*t->readers));
+	if (!t->readers)
+		return -ENOMEM;
+	for (unsigned j = 0; j < per_thread; j++) {
+		unsigned gid = t->id * per_thread + j;
+		uint32_t n = 0;
+		for (uint32_t p = gid; p < g.partitions; p += total)
+			n++;
+		if (n == 0)
+			break;
+		struct reader *r = &t->readers[t->nreaders++];
+		r->t = t;
+		r->bc = &t->conns[j % o->connections];
+		r->nparts = n;
+		r->parts = calloc(n, sizeof(*r->parts));
+		r->req_cap = 128 + (size_t)n * (strlen(o->topic) + 64);
+		r->req = malloc(r->req_cap);
+		if (!r->parts || !r->req)
+			return -ENOMEM;
+		n = 0;
+		for (uint32_t p = gid; p < g.partitions; p += total)
+			r->parts[n++].partition = p;
+		r->sink = (struct bench_fetch_sink){
+			.record = sink_record,
+			.error = sink_error,
+			.arg = r,
+			.scratch_max = SCRATCH_MAX,
+		};
+	}
+	return 0;
+}
+
+static void on_setup(struct rmq_xmsg *m)
+{
+	struct bthread *t = RMQ_CONTAINER_OF(m, struct bthread, setup_msg);
+
+	t->setup_seen = true;
+	if (t->conns_up < g.o.connections || t->phase != PH_CONNECT)
+		return; /* on_connect continues when all are up */
+	t->phase = PH_SETUP;
+	if (g.o.mode == BENCH_PRODUCE) {
+		post_ready(t);
+		return;
+	}
+	if (readers_create(t) < 0) {
+		fatal("out of memory for the readers");
+		return;
+	}
+	t->resolving = t->nreaders;
+	if (t->nreaders == 0) {
+		post_ready(t);
+		return;
+	}
+	for (unsigned i = 0; i < t->nreaders; i++) {
+		int rc = list_offsets_start(&t->readers[i]);
+		if (rc < 0) {
+			fatal("ListOffsets not sent: %s", rmq_strerror(rc));
+			return;
+		}
+	}
+}
+
+/* ---- setup: the topic (thread 0) ------------------------------------------------------ */
+
+static void topic_metadata_start(struct bthread *t);
+
+static void setup_retry_fn(struct rmq_timer *tm)
+{
+	struct bthread *t = RMQ_CONTAINER_OF(tm, struct bthread, tick);
+	topic_metadata_start(t);
+}
+
+static void topic_metadata_done(void *arg, enum rmq_grpc_status status, const char *message,
+				const uint8_t *resp, size_t len)
+{
+	struct bthread *t = arg;
+
+	free(t->setup_req);
+	t->setup_req = NULL;
+	if (status != RMQ_GRPC_OK) {
+		fatal("GetTopicMetadata failed: %s%s%s", rmq_grpc_status_name(status),
+		      message[0] ? ": " : "", message);
+		return;
+	}
+	Rustmq__Client__GetTopicMetadataResponse *mr =
+		rustmq__client__get_topic_metadata_response__unpack(NULL, len, resp);
+	if (!mr) {
+		fatal("GetTopicMetadata: the answer does not parse");
+		return;
+	}
+	int code = mr->error_code;
+	size_t nparts = 0;
+	if (code == 0 && mr->n_topics == 1) {
+		code = mr->topics[0]->error_code;
+		nparts = mr->topics[0]->n_partitions;
+	}
+	rustmq__client__get_topic_metadata_response__free_unpacked(mr, NULL);
+	if ((code != 0 || nparts == 0) && g.o.create_topic && ++t->setup_tries < SETUP_TRIES) {
+		/* A topic just created may take a moment to show. */
+		if (rmq_timer_start(t->s, &t->tick, rmq_now_ns() + RETRY_NS, setup_retry_fn) < 0)
+			fatal("timer heap full");
+		return;
+	}
+	if (code == EC_TOPIC_NOT_FOUND) {
+		fatal("topic %s does not exist (leave --create-topic on to create it)", g.o.topic);
+		return;
+	}
+	if (code != 0 || nparts == 0) {
+		fatal("topic %s: metadata error %d", g.o.topic, code);
+		return;
+	}
+	g.partitions = (uint32_t)nparts;
+	if (g.topic_existed && g.o.create_topic && nparts != g.o.partitions)
+		fprintf(stderr, "rmq-bench: topic %s exists with %zu partitions; using them\n",
+			g.o.topic, nparts);
+	for (unsigned i = 0; i < g.nthreads; i++)
+		if (rmq_shard_post(t->s, i, &g.th[i].setup_msg) < 0)
+			fatal("cannot reach thread %u", i);
+}
+
+static void topic_metadata_start(struct bthread *t)
+{
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__GetTopicMetadataRequest req = RUSTMQ__CLIENT__GET_TOPIC_METADATA_REQUEST__INIT;
+	char *topics[1] = {(char *)g.o.topic};
+
+	ver.major = 1;
+	req.version = &ver;
+	req.client_id = "rmq-bench";
+	req.topics = topics;
+	req.n_topics = 1;
+	size_t len = rustmq__client__get_topic_metadata_request__get_packed_size(&req);
+	t->setup_req = malloc(len);
+	if (!t->setup_req) {
+		fatal("out of memory");
+		return;
+	}
+	rustmq__client__get_topic_metadata_request__pack(&req, t->setup_req);
+	int rc = rmq_client_unary(t->conns[0].cc, PATH_TOPIC_METADATA, t->setup_req, len,
+				  g.o.timeout_ns, topic_metadata_done, t, NULL);
+	if (rc < 0)
+		fatal("GetTopicMetadata not sent: %s", rmq_strerror(rc));
+}
+
+static void create_topics_done(void *arg, enum rmq_grpc_status status, const char *message,
+			       const uint8_t *resp, size_t len)
+{
+	struct bthread *t = arg;
+
+	free(t->setup_req);
+	t->setup_req = NULL;
+	if (status != RMQ_GRPC_OK) {
+		fatal("CreateTopics failed: %s%s%s", rmq_grpc_status_name(status),
+		      message[0] ? ": " : "", message);
+		return;
+	}
+	Rustmq__Controller__CreateTopicsResponse *cr =
+		rustmq__controller__create_topics_response__unpack(NULL, len, resp);
+	if (!cr) {
+		fatal("CreateTopics: the answer does not parse");
+		return;
+	}
+	int code = cr->error_code;
+	const char *why = cr->error_message;
+	if (code == 0 && cr->n_topics == 1) {
+		code = cr->topics[0]->error_code;
+		why = cr->topics[0]->error_message;
+	}
+	if (code == EC_TOPIC_ALREADY_EXISTS) {
+		g.topic_existed = true;
+	} else if (code != 0) {
+		fatal("CreateTopics %s: error %d: %s", g.o.topic, code, why);
+		rustmq__controller__create_topics_response__free_unpacked(cr, NULL);
+		return;
+	}
+	rustmq__controller__create_topics_response__free_unpacked(cr, NULL);
+	topic_metadata_start(t);
+}
+
+static void setup_start(struct bthread *t)
+{
+	if (!g.o.create_topic) {
+		g.topic_existed = true;
+		topic_metadata_start(t);
+		return;
+	}
+	Rustmq__Controller__CreateTopicsRequest req = RUSTMQ__CONTROLLER__CREATE_TOPICS_REQUEST__INIT;
+	Rustmq__Controller__CreatableTopic ct = RUSTMQ__CONTROLLER__CREATABLE_TOPIC__INIT;
+	Rustmq__Controller__CreatableTopic *cts[1] = {&ct};
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+
+	ver.major = 1;
+	req.version = &ver;
+	ct.name = (char *)g.o.topic;
+	ct.partitions = (uint32_t)g.o.partitions;
+	req.topics = cts;
+	req.n_topics = 1;
+	size_t len = rustmq__controller__create_topics_request__get_packed_size(&req);
+	t->setup_req = malloc(len);
+	if (!t->setup_req) {
+		fatal("out of memory");
+		return;
+	}
+	rustmq__controller__create_topics_request__pack(&req, t->setup_req);
+	int rc = rmq_client_unary(t->conns[0].cc, PATH_CREATE_TOPICS, t->setup_req, len,
+				  g.o.timeout_ns, create_topics_done, t, NULL);
+	if (rc < 0)
+		fatal("CreateTopics not sent: %s", rmq_strerror(rc));
+}
+
+/* ---- run and drain ------------------------------------------------------------------ */
+
+static void begin_drain(struct bthread *t);
+
+static void publish(struct bthread *t)
+{
+	pthread_mutex_lock(&t->mu);
+	t->pub_prod = t->prod.hist;
+	t->pub_cons = t->cons.hist;
+	pthread_mutex_unlock(&t->mu);
+}
+
+static void tick_fn(struct rmq_timer *tm)
+{
+	struct bthread *t = RMQ_CONTAINER_OF(tm, struct bthread, tick);
+	if (t->phase != PH_RUN)
+		return;
+	publish(t);
+	if (rmq_timer_start(t->s, &t->tick, rmq_now_ns() + NS, tick_fn) < 0)
+		fatal("timer heap full");
+}
+
+static void end_fn(struct rmq_timer *tm)
+{
+	begin_drain(RMQ_CONTAINER_OF(tm, struct bthread, end_timer));
+}
+
+static void drain_timeout_fn(struct rmq_timer *tm)
+{
+	struct bthread *t = RMQ_CONTAINER_OF(tm, struct bthread, drain_timer);
+	/* Answers that did not come in time: cut the connections (their
+	 * calls end CANCELLED, not counted). */
+	for (unsigned i = 0; i < g.o.connections; i++)
+		if (t->conns[i].cc)
+			rmq_client_conn_close(t->conns[i].cc);
+}
+
+static void on_go(struct rmq_xmsg *m)
+{
+	struct bthread *t = RMQ_CONTAINER_OF(m, struct bthread, go_msg);
+	const struct bench_opts *o = &g.o;
+	uint64_t t_start = atomic_load(&g.t_start);
+
+	t->phase = PH_RUN;
+	if (rmq_timer_start(t->s, &t->tick, rmq_now_ns() + NS, tick_fn) < 0)
+		fatal("timer heap full");
+	uint64_t t_end = atomic_load(&g.t_end);
+	if (t_end != UINT64_MAX && rmq_timer_start(t->s, &t->end_timer, t_end, end_fn) < 0)
+		fatal("timer heap full");
+	for (unsigned i = 0; i < t->nreaders; i++)
+		reader_issue(&t->readers[i]);
+	if (o->mode == BENCH_CONSUME)
+		return;
+	for (unsigned i = 0; i < o->connections; i++) {
+		struct bconn *bc = &t->conns[i];
+		if (o->rate) {
+			bc->paced = true;
+			rmq_pace_init(&bc->pace, t_start, o->rate, (uint32_t)o->batch, g.total_conns,
+				      bc->global);
+		}
+		if (o->produce_stream)
+			pstream_open(bc);
+		prod_kick(bc);
+	}
+}
+
+static void on_stop(struct rmq_xmsg *m)
+{
+	begin_drain(RMQ_CONTAINER_OF(m, struct bthread, stop_msg));
+}
+
+static void check_drained(struct bthread *t)
+{
+	if (t->phase != PH_DRAIN || t->inflight > 0)
+		return;
+	t->phase = PH_DONE;
+	rmq_timer_cancel(t->s, &t->drain_timer);
+	publish(t);
+	if (atomic_fetch_add(&g.done, 1) + 1 == g.nthreads)
+		rmq_runtime_stop(g.rt);
+}
+
+static void begin_drain(struct bthread *t)
+{
+	if (t->phase != PH_RUN)
+		return;
+	t->phase = PH_DRAIN;
+	rmq_timer_cancel(t->s, &t->end_timer);
+	rmq_timer_cancel(t->s, &t->tick);
+	if (rmq_timer_start(t->s, &t->drain_timer, rmq_now_ns() + DRAIN_NS, drain_timeout_fn) < 0)
+		fatal("timer heap full");
+	for (unsigned i = 0; i < t->nreaders; i++) {
+		struct reader *r = &t->readers[i];
+		rmq_timer_cancel(t->s, &r->retry);
+		if (r->call)
+			rmq_ccall_cancel(r->call);
+	}
+	for (unsigned i = 0; i < g.o.connections; i++) {
+		struct bconn *bc = &t->conns[i];
+		rmq_timer_cancel(t->s, &bc->pace_timer);
+		rmq_timer_cancel(t->s, &bc->restart);
+		if (bc->pstream && bc->fifo_count == 0 && !bc->half_closed) {
+			bc->half_closed = true;
+			rmq_ccall_half_close(bc->pstream);
+		}
+	}
+	check_drained(t);
+}
+
+static void on_ready(struct rmq_xmsg *m)
+{
+	struct bthread *t0 = &g.th[0];
+	(void)m;
+
+	if (++g.ready < g.nthreads)
+		return;
+	uint64_t now = rmq_now_ns();
+	uint64_t warm = now + g.o.warmup_ns;
+	uint64_t end = g.o.duration_ns ? warm + g.o.duration_ns : UINT64_MAX;
+	atomic_store(&g.t_start, now);
+	atomic_store(&g.t_warm, warm);
+	atomic_store(&g.t_end, end);
+	atomic_store(&g.t_stop, end);
+	for (unsigned i = 0; i < g.nthreads; i++)
+		if (rmq_shard_post(t0->s, i, &g.th[i].go_msg) < 0)
+			fatal("cannot reach thread %u", i);
+}
+
+/* ---- connections -------------------------------------------------------------------- */
+
+static void conn_connected(struct rmq_client_conn *cc, void *arg, int res)
+{
+	struct bconn *bc = arg;
+	struct bthread *t = bc->t;
+	(void)cc;
+
+	if (t->phase == PH_DONE)
+		return; /* torn down before it connected */
+	if (res < 0) {
+		bc->cc = NULL;
+		fatal("cannot connect to %s:%u: %s", g.o.host, (unsigned)g.o.port,
+		      rmq_strerror(res));
+		return;
+	}
+	bc->up = true;
+	if (++t->conns_up < g.o.connections)
+		return;
+	if (t->id == 0)
+		setup_start(t);
+	if (t->setup_seen)
+		on_setup(&t->setup_msg);
+}
+
+static void conn_closed(struct rmq_client_conn *cc, void *arg, int why)
+{
+	struct bconn *bc = arg;
+	struct bthread *t = bc->t;
+	(void)cc;
+
+	bc->up = false;
+	bc->cc = NULL;
+	if (t->phase == PH_RUN) {
+		/* The rest of the run goes on over the other connections; when
+		 * none is left it ends here. */
+		count_error(t, ERR_GRPC + RMQ_GRPC_UNAVAILABLE);
+		fprintf(stderr, "rmq-bench: a connection to %s:%u was lost: %s\n", g.o.host,
+			(unsigned)g.o.port, why ? rmq_strerror(why) : "closed by the server");
+		if (atomic_fetch_add(&g.conns_lost, 1) + 1 == g.total_conns) {
+			atomic_store(&g.all_lost, true);
+			stop_everyone(t, rmq_now_ns());
+		}
+	} else if (t->phase < PH_RUN) {
+		fatal("the connection to %s:%u closed during setup: %s", g.o.host,
+		      (unsigned)g.o.port, why ? rmq_strerror(why) : "closed by the server");
+	}
+}
+
+static const struct rmq_client_conn_ops conn_ops = {conn_connected, conn_closed};
+
+/* ---- threads -------------------------------------------------------------------------- */
+
+static int thread_init(struct rmq_shard *s, void *arg)
+{
+	const struct bench_opts *o = &g.o;
+	struct bthread *t = &g.th[rmq_shard_id(s)];
+	struct rmq_client_config cc;
+	int rc;
+	(void)arg;
+
+	t->s = s;
+	rmq_client_config_default(&cc);
+	cc.host = o->host;
+	cc.port = o->port;
+	cc.connections_max = (uint32_t)o->connections;
+	/* producer slots + readers (at most one per stream) + setup calls */
+	cc.calls_max = (uint32_t)(2 * o->connections * o->streams + 8);
+	cc.send_queue_max = (uint32_t)o->streams + 1;
+	rc = rmq_client_create(s, &cc, &t->cl);
+	if (rc < 0) {
+		fatal("cannot set up a client for %s:%u: %s", o->host, (unsigned)o->port,
+		      rmq_strerror(rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < o->connections; i++) {
+		struct bconn *bc = &t->conns[i];
+		rc = rmq_client_connect(t->cl, &conn_ops, bc, &bc->cc);
+		if (rc < 0) {
+			bc->cc = NULL;
+			fatal("cannot connect to %s:%u: %s", o->host, (unsigned)o->port,
+			      rmq_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void thread_fini(struct rmq_shard *s, void *arg)
+{
+	struct bthread *t = &g.th[rmq_shard_id(s)];
+	(void)arg;
+
+	if (t->phase != PH_DONE)
+		publish(t);
+	t->phase = PH_DONE; /* callbacks from the teardown start nothing */
+	rmq_timer_cancel(s, &t->tick);
+	rmq_timer_cancel(s, &t->end_timer);
+	rmq_timer_cancel(s, &t->drain_timer);
+	for (unsigned i = 0; i < t->nreaders; i++)
+		rmq_timer_cancel(s, &t->readers[i].retry);
+	for (unsigned i = 0; i < g.o.connections; i++) {
+		rmq_timer_cancel(s, &t->conns[i].pace_timer);
+		rmq_timer_cancel(s, &t->conns[i].restart);
+	}
+	rmq_client_destroy(t->cl);
+	t->cl = NULL;
+}
+
+/* Allocates a thread's connections and producer slots (before the
+ * runtime starts: all of the hot path's memory). */
+static int thread_alloc(struct bthread *t, unsigned id)
+{
+	const struct bench_opts *o = &g.o;
+
+	t->id = id;
+	t->rr = id % 7; /* threads start on different partitions */
+	pthread_mutex_init(&t->mu, NULL);
+	rmq_hist_reset(&t->prod.hist);
+	rmq_hist_reset(&t->cons.hist);
+	rmq_hist_reset(&t->pub_prod);
+	rmq_hist_reset(&t->pub_cons);
+	t->setup_msg.fn = on_setup;
+	t->ready_msg.fn = on_ready;
+	t->go_msg.fn = on_go;
+	t->stop_msg.fn = on_stop;
+	t->conns = calloc(o->connections, sizeof(*t->conns));
+	if (!t->conns)
+		return -ENOMEM;
+	for (unsigned i = 0; i < o->connections; i++) {
+		struct bconn *bc = &t->conns[i];
+		bc->t = t;
+		bc->index = i;
+		bc->global = id * (unsigned)o->connections + i;
+		if (o->mode == BENCH_CONSUME)
+			continue;
+		bc->slots = calloc(o->streams, sizeof(*bc->slots));
+		bc->fifo = calloc(o->streams, sizeof(*bc->fifo));
+		if (!bc->slots || !bc->fifo)
+			return -ENOMEM;
+		for (unsigned k = 0; k < o->streams; k++) {
+			struct pslot *sl = &bc->slots[k];
+			sl->bc = bc;
+			int rc = bench_batch_init(&sl->batch, (uint32_t)o->batch, (uint32_t)o->msg_bytes,
+						  o->compression, bc->global * 1000 + k);
+			if (rc < 0)
+				return rc;
+			sl->next_free = bc->free;
+			bc->free = sl;
+		}
+	}
+	return 0;
+}
+
+static void thread_free(struct bthread *t)
+{
+	if (t->conns) {
+		for (unsigned i = 0; i < g.o.connections; i++) {
+			struct bconn *bc = &t->conns[i];
+			for (unsigned k = 0; bc->slots && k < g.o.streams; k++)
+				bench_batch_free(&bc->slots[k].batch);
+			free(bc->slots);
+			free(bc->fifo);
+		}
+	}
+	for (unsigned i = 0; i < t->nreaders; i++) {
+		free(t->readers[i].parts);
+		free(t->readers[i].req);
+		free(t->readers[i].sink.scratch);
+		free(t->readers[i].lo_req);
+	}
+	free(t->readers);
+	free(t->conns);
+	free(t->setup_req);
+	pthread_mutex_destroy(&t->mu);
+}
+
+/* ---- progress ---------------------------------------------------------------------------- */
+
+static void fmt_ns(char *buf, size_t len, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(buf, len, "%" PRIu64 " ns", ns);
+	else if (ns < 1000000)
+		snprintf(buf, len, "%.1f us", (double)ns / 1e3);
+	else if (ns < NS)
+		snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}
+
+static void *progress_main(void *arg)
+{
+	uint64_t last_p = 0, last_pb = 0, last_c = 0, last_cb = 0;
+	uint64_t last_t = 0;
+	struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
+	(void)arg;
+
+	if (!hp || !hc)
+		goto out;
+	while (!atomic_load(&g.finished)) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		uint64_t t_start = atomic_load(&g.t_start), now = rmq_now_ns();
+		if (t_start == 0 || now < last_t + NS)
+			continue;
+		if (last_t == 0) {
+			last_t = t_start;
+			continue;
+		}
+		uint64_t p = 0, pb = 0, c = 0, cb = 0, errs = 0;
+		rmq_hist_reset(hp);
+		rmq_hist_reset(hc);
+		for (unsigned i = 0; i < g.nthreads; i++) {
+			struct bthread *t = &g.th[i];
+			p += atomic_load_explicit(&t->all_prod_msgs, memory_order_relaxed);
+			pb += atomic_load_explicit(&t->all_prod_bytes, memory_order_relaxed);
+			c += atomic_load_explicit(&t->all_cons_msgs, memory_order_relaxed);
+			cb += atomic_load_explicit(&t->all_cons_bytes, memory_order_relaxed);
+			errs += atomic_load_explicit(&t->all_errors, memory_order_relaxed);
+			pthread_mutex_lock(&t->mu);
+			rmq_hist_merge(hp, &t->pub_prod);
+			rmq_hist_merge(hc, &t->pub_cons);
+			pthread_mutex_unlock(&t->mu);
+		}
+		double dt = (double)(now - last_t) / 1e9;
+		char line[512], q[32];
+		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
+				 now < atomic_load(&g.t_warm) ? " warm-up" : "");
+		if (g.o.mode != BENCH_CONSUME) {
+			fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
+			n += snprintf(line + n, sizeof(line) - (size_t)n,
+				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
+				      (double)(p - last_p) / dt, (double)(pb - last_pb) / dt / 1e6,
+				      hp->count ? q : "-");
+		}
+		if (g.o.mode != BENCH_PRODUCE) {
+			fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
+			n += snprintf(line + n, sizeof(line) - (size_t)n,
+				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
+				      (double)(c - last_c) / dt, (double)(cb - last_cb) / dt / 1e6,
+				      hc->count ? q : "-");
+		}
+		snprintf(line + n, sizeof(line) - (size_t)n, "  errors %" PRIu64 "\n", errs);
+		fputs(line, stderr);
+		last_p = p;
+		last_pb = pb;
+		last_c = c;
+		last_cb = cb;
+		last_t = now;
+	}
+out:
+	free(hp);
+	free(hc);
+	return NULL;
+}
+
+/* ---- report ---------------------------------------------------------------------------- */
+
+struct section {
+	const char *name;
+	uint64_t msgs, bytes;
+	struct rmq_hist *hist;
+};
+
+static void print_latency_json(FILE *f, const struct rmq_hist *h)
+{
+	fprintf(f,
+		"{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+		"\"p999\":%.1f,\"max\":%.1f}",
+		h->count, h->count ? h->sum / (double)h->count / 1e3 : 0.0,
+		(double)rmq_hist_quantile(h, 0.50) / 1e3, (double)rmq_hist_quantile(h, 0.90) / 1e3,
+		(double)rmq_hist_quantile(h, 0.99) / 1e3, (double)rmq_hist_quantile(h, 0.999) / 1e3,
+		(double)(h->count ? h->max : 0) / 1e3);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static void report(double secs, const struct section *main_s, const struct section *extra,
+		   const uint64_t *err, uint64_t errors)
+{
+	const struct bench_opts *o = &g.o;
+	const char *kind = o->mode == BENCH_PRODUCE ? "ack" : "delivery";
+	char name[96];
+
+	if (o->json) {
+		FILE *f = stdout;
+		fprintf(f, "{\"mode\":\"%s\",\"target\":", o->mode_name);
+		json_string(f, o->target);
+		fprintf(f, ",\"topic\":");
+		json_string(f, o->topic);
+		fprintf(f,
+			",\"partitions\":%u,\"threads\":%" PRIu64 ",\"connections\":%" PRIu64
+			",\"streams\":%" PRIu64 ",\"msg_bytes\":%" PRIu64 ",\"batch\":%" PRIu64
+			",\"acks\":\"%s\",\"compression\":\"%s\",\"produce_rpc\":\"%s\","
+			"\"consume_rpc\":\"%s\",\"rate\":%" PRIu64 ",\"warmup_s\":%.3f,"
+			"\"duration_s\":%.3f",
+			g.partitions, o->threads, o->connections, o->streams, o->msg_bytes, o->batch,
+			o->acks_name, o->compression_name, o->produce_stream ? "stream" : "batch",
+			o->consume_subscribe ? "subscribe" : "fetch", o->rate,
+			(double)o->warmup_ns / 1e9, secs);
+		fprintf(f,
+			",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
+			"\"mb_per_s\":%.3f,\"latency_kind\":\"%s\",\"latency_us\":",
+			main_s->msgs, main_s->bytes, (double)main_s->msgs / secs,
+			(double)main_s->bytes / secs / 1e6, kind);
+		print_latency_json(f, main_s->hist);
+		if (extra) {
+			fprintf(f,
+				",\"produce\":{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
+				",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_kind\":\"ack\","
+				"\"latency_us\":",
+				extra->msgs, extra->bytes, (double)extra->msgs / secs,
+				(double)extra->bytes / secs / 1e6);
+			print_latency_json(f, extra->hist);
+			fputc('}', f);
+		}
+		fprintf(f, ",\"errors\":{\"total\":%" PRIu64 ",\"by_code\":{", errors);
+		bool first = true;
+		for (int i = 0; i < ERR_SLOTS; i++) {
+			if (!err[i])
+				continue;
+			fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", err_name(i, name, sizeof(name)),
+				err[i]);
+			first = false;
+		}
+		fprintf(f, "}}}\n");
+		fflush(f);
+		return;
+	}
+	printf("rmq-bench %s: %s, topic %s (%u partitions), %" PRIu64 " thread(s) x %" PRIu64
+	       " connection(s) x %" PRIu64 " stream(s)\n",
+	       o->mode_name, o->target, o->topic, g.partitions, o->threads, o->connections, o->streams);
+	printf("  %" PRIu64 " B records, %" PRIu64 " per batch, acks=%s, compression=%s, %s",
+	       o->msg_bytes, o->batch, o->acks_name, o->compression_name,
+	       o->mode == BENCH_CONSUME ? "" : (o->produce_stream ? "ProduceStream" : "ProduceBatch"));
+	if (o->mode != BENCH_PRODUCE)
+		printf("%s%s from %s", o->mode == BENCH_CONSUME ? "" : ", ",
+		       o->consume_subscribe ? "Subscribe" : "Fetch", o->from_name);
+	if (o->rate)
+		printf(", open loop at %" PRIu64 " msgs/s", o->rate);
+	printf("\n  measured %.2f s after %.2f s of warm-up\n", secs, (double)o->warmup_ns / 1e9);
+	const struct section *secs_list[2] = {extra, main_s};
+	for (int i = 0; i < 2; i++) {
+		const struct section *s = secs_list[i];
+		if (!s)
+			continue;
+		char l[5][32];
+		fmt_ns(l[0], 32, rmq_hist_quantile(s->hist, 0.50));
+		fmt_ns(l[1], 32, rmq_hist_quantile(s->hist, 0.90));
+		fmt_ns(l[2], 32, rmq_hist_quantile(s->hist, 0.99));
+		fmt_ns(l[3], 32, rmq_hist_quantile(s->hist, 0.999));
+		fmt_ns(l[4], 32, s->hist->count ? s->hist->max : 0);
+		printf("  %-8s %12" PRIu64 " msgs %12.0f msgs/s %10.1f MB/s\n", s->name, s->msgs,
+		       (double)s->msgs / secs, (double)s->bytes / secs / 1e6);
+		if (s->hist->count)
+			printf("           %s latency: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+			       s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery", l[0], l[1],
+			       l[2], l[3], l[4]);
+		else
+			printf("           no latency samples\n");
+	}
+	printf("  errors   %" PRIu64 "\n", errors);
+	for (int i = 0; i < ERR_SLOTS; i++)
+		if (err[i])
+			printf("           %-28s %" PRIu64 "\n", err_name(i, name, sizeof(name)), err[i]);
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g.rt)
+		rmq_runtime_stop(g.rt);
+}
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	int rc;
+
+	rmq_log_set_level(RMQ_LOG_WARN);
+	rc = bench_opts_parse(argc, argv, &g.o, err, sizeof(err));
+	if (rc == 1) {
+		printf("usage: rmq-bench [flags]\n\n"
+		       "Loads an rmqd with produce, consume or end-to-end (e2e) traffic over gRPC and\n"
+		       "reports throughput and latency percentiles (coordinated-omission free with\n"
+		       "--rate).  Exit status: 0 after a run; 1 when the run could not happen\n"
+		       "(connection refused, topic setup failed) or lost every connection; 2 for\n"
+		       "bad flags.\n\nflags:\n");
+		bench_opts_usage(stdout);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "rmq-bench: %s\n", err);
+		return 2;
+	}
+	const struct bench_opts *o = &g.o;
+
+	struct timespec rt_ts, mono_ts;
+	clock_gettime(CLOCK_REALTIME, &rt_ts);
+	clock_gettime(CLOCK_MONOTONIC, &mono_ts);
+	g.wall_offset_ns = ((int64_t)rt_ts.tv_sec - (int64_t)mono_ts.tv_sec) * (int64_t)NS +
+			   ((int64_t)rt_ts.tv_nsec - (int64_t)mono_ts.tv_nsec);
+	g.nthreads = (unsigned)o->threads;
+	g.total_conns = (unsigned)(o->threads * o->connections);
+	g.th = calloc(g.nthreads, sizeof(*g.th));
+	if (!g.th) {
+		fprintf(stderr, "rmq-bench: out of memory\n");
+		return 1;
+	}
+	for (unsigned i = 0; i < g.nthreads; i++) {
+		rc = thread_alloc(&g.th[i], i);
+		if (rc < 0) {
+			fprintf(stderr, "rmq-bench: cannot allocate the producers' buffers: %s\n",
+				rmq_strerror(rc));
+			return 1;
+		}
+	}
+	struct rmq_runtime_config rc_cfg = {
+		.shards = g.nthreads,
+		.ring_entries = 1024,
+		.xshard_capacity = 64,
+		.timers_max = (unsigned)(4 * o->connections * o->streams + 4 * o->connections + 64),
+		.pin = o->pin,
+	};
+	rc = rmq_runtime_create(&rc_cfg, &g.rt);
+	if (rc < 0) {
+		fprintf(stderr, "rmq-bench: cannot create the runtime: %s\n", rmq_strerror(rc));
+		return 1;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	pthread_t progress;
+	bool have_progress = o->progress && pthread_create(&progress, NULL, progress_main, NULL) == 0;
+	rc = rmq_runtime_run(g.rt, thread_init, thread_fini, NULL);
+	atomic_store(&g.finished, true);
+	if (have_progress)
+		pthread_join(progress, NULL);
+
+	int status = 0;
+	if (atomic_load(&g.fatal)) {
+		fprintf(stderr, "rmq-bench: %s\n", g.fatal_msg);
+		status = 1;
+	} else if (rc < 0) {
+		fprintf(stderr, "rmq-bench: %s\n", rmq_strerror(rc));
+		status = 1;
+	} else if (atomic_load(&g.t_start) == 0) {
+		fprintf(stderr, "rmq-bench: interrupted before the run started\n");
+		status = 1;
+	} else {
+		struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
+		uint64_t errv[ERR_SLOTS] = {0}, errors = 0;
+		struct section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
+		if (!hp || !hc) {
+			fprintf(stderr, "rmq-bench: out of memory\n");
+			return 1;
+		}
+		rmq_hist_reset(hp);
+		rmq_hist_reset(hc);
+		for (unsigned i = 0; i < g.nthreads; i++) {
+			struct bthread *t = &g.th[i];
+			prod.msgs += t->prod.msgs;
+			prod.bytes += t->prod.bytes;
+			cons.msgs += t->cons.msgs;
+			cons.bytes += t->cons.bytes;
+			rmq_hist_merge(hp, &t->prod.hist);
+			rmq_hist_merge(hc, &t->cons.hist);
+			for (int k = 0; k < ERR_SLOTS; k++) {
+				errv[k] += t->err[k];
+				errors += t->err[k];
+			}
+		}
+		uint64_t warm = atomic_load(&g.t_warm), stop = atomic_load(&g.t_stop);
+		uint64_t now = rmq_now_ns();
+		if (stop > now)
+			stop = now; /* interrupted */
+		double secs = stop > warm ? (double)(stop - warm) / 1e9 : 0.0;
+		if (secs <= 0) {
+			fprintf(stderr, "rmq-bench: stopped before the warm-up ended\n");
+			status = 1;
+		} else if (o->mode == BENCH_PRODUCE) {
+			report(secs, &prod, NULL, errv, errors);
+		} else if (o->mode == BENCH_CONSUME) {
+			report(secs, &cons, NULL, errv, errors);
+		} else {
+			report(secs, &cons, &prod, errv, errors);
+		}
+		free(hp);
+		free(hc);
+		if (atomic_load(&g.all_lost)) {
+			fprintf(stderr, "rmq-bench: lost every connection to %s:%u; the run ended early\n",
+				o->host, (unsigned)o->port);
+			status = 1;
+		}
+	}
+	for (unsigned i = 0; i < g.nthreads; i++)
+		thread_free(&g.th[i]);
+	free(g.th);
+	rmq_runtime_destroy(g.rt);
+	return status;
+}

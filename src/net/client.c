@@ -1,0 +1,1319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * client.c - the gRPC client on a shard's ring (see client.h).
+ *
+ * The bytes, like the server's (server.c):
+ *
+ *   socket ── CONNECT ──► nghttp2 client session (preface, SETTINGS,
+ *                         connection window) ──► on_connect
+ *   fd ── multishot RECV, provided buffers ──► nghttp2_session_mem_recv()
+ *              each buffer goes straight back to the ring
+ *   flush hook (before the shard waits), per dirty connection:
+ *       net_h2_gather() ──► cc->out ──► one SEND in flight
+ *
+ * Calls.  rmq_ccall_start submits the request HEADERS with a data provider
+ * over the call's send queue: a ring of (pointer, length, 5-byte prefix)
+ * entries referring to the caller's buffers.  The provider answers with
+ * NGHTTP2_DATA_FLAG_NO_COPY, and nghttp2's send_data callback copies the
+ * frame header, prefixes and message bytes straight into the connection's
+ * output: one copy from the caller's buffer to the socket's.
+ *
+ * Responses are reassembled by the server's reader (wire.c): a streaming
+ * response's messages go to on_message in place when they lie whole in one
+ * DATA chunk; a unary response is kept in the call's buffer until the
+ * trailers, then handed to the unary callback with the status.
+ *
+ * Stale references.  nghttp2 keeps a stream's user data and its data
+ * source pointer until the stream is gone, and a call slot may be reused
+ * before that (a cancel closes the call at once and resets the stream
+ * later).  Every nghttp2 callback therefore checks that the slot still
+ * belongs to that connection and stream id (ids only grow on a
+ * connection) before touching it; a stale DATA frame is refused with
+ * TEMPORAL_CALLBACK_FAILURE, which resets that stream only.
+ *
+ * Where on_close runs.  Ends the peer decides (trailers, resets, a
+ * connection lost) run it from the completion that saw them; ends the
+ * application asks for (cancel, conn close) are queued and run from the
+ * flush hook, so no app callback ever runs inside an API call.
+ */
+#include "net/client.h"
+
+#include "net/net_int.h"
+
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CALL_PATH_MAX 256
+#define CALL_MSG_MAX 512        /* decoded grpc-message kept per call */
+#define DESTROY_WAIT_NS (5ULL * 1000 * 1000 * 1000)
+
+_Static_assert(CALL_MSG_MAX >= 128, "room for our own messages");
+
+enum cconn_state {
+	CC_FREE,
+	CC_CONNECTING,
+	CC_OPEN,
+	CC_CLOSING,  /* cut: waiting for the ops to come back */
+};
+
+struct sendq_ent {
+	const uint8_t *p;
+	uint32_t len;
+	uint32_t done;          /* bytes of prefix + message copied out */
+	uint8_t pfx[RMQ_GRPC_PREFIX];
+};
+
+struct rmq_ccall {
+	struct rmq_client *cl;
+	struct rmq_client_conn *cc;     /* NULL when free */
+	int32_t stream_id;
+	const struct rmq_ccall_ops *ops;
+	void *arg;
+	rmq_client_unary_cb unary_done;
+	void *unary_arg;
+	bool unary;
+	bool in_use;
+	bool half_closed;
+	bool deferred;                  /* the data provider returned DEFERRED */
+	bool ending;                    /* on the client's deferred-close list */
+	bool closed;                    /* on_close is running */
+
+	/* response headers and trailers */
+	unsigned http_status;
+	bool ct_grpc;
+	bool status_seen;
+	enum rmq_grpc_status status;
+	char message[CALL_MSG_MAX];
+	/* a status decided here (cancel, deadline, framing); wins over the
+	 * peer's when the call ends */
+	bool local_end;
+	enum rmq_grpc_status local_status;
+
+	struct net_grpc_reader rd;
+
+	/* request messages: ring of send_queue_max entries */
+	struct sendq_ent *q;
+	uint32_t qhead, qcount;
+	uint64_t unsent;                /* bytes not yet copied to the output */
+	uint64_t reserved;              /* ... of which promised to nghttp2 */
+	uint64_t written;               /* messages fully copied out */
+
+	struct rmq_timer deadline;
+	struct rmq_list link;           /* conn's calls, or the free list */
+	struct rmq_list end_link;       /* the client's deferred-close list */
+	char path[CALL_PATH_MAX];
+};
+
+struct rmq_client_conn {
+	struct rmq_client *cl;
+	enum cconn_state state;
+	int fd;
+	nghttp2_session *h2;
+	const struct rmq_client_conn_ops *ops;
+	void *arg;
+	bool connected;                 /* on_connect(0) ran */
+	bool goaway;                    /* GOAWAY received: no new calls */
+	bool close_asked;
+	int why;                        /* why it is closing */
+	uint32_t gen;                   /* bumped when the slot is freed */
+
+	struct rmq_io_op connect_op, recv_op, send_op;
+	bool connect_inflight, recv_armed, send_inflight;
+
+	uint8_t *out;
+	uint32_t out_head, out_tail, out_inflight;
+
+	struct rmq_timer timer;         /* connect timeout */
+	bool timed_out;
+	size_t hdr_bytes;
+
+	struct rmq_list calls;
+	struct rmq_list link;           /* the client's live or free list */
+	struct rmq_list dirty;
+};
+
+struct rmq_client {
+	struct rmq_shard *shard;
+	struct rmq_io *io;
+	struct rmq_client_config cfg;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int family;
+	char authority[300];            /* host:port, for :authority */
+	size_t authority_len;
+
+	struct net_bufring rx;
+	struct rmq_client_conn *conns;
+	uint8_t *sendbufs;
+	size_t sendbufs_bytes;
+	struct rmq_list conns_free, conns_live, conns_dirty;
+
+	struct rmq_ccall *calls;
+	struct sendq_ent *qents;
+	struct rmq_list calls_free;
+	struct rmq_list calls_ending;
+
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+
+	struct rmq_client_stats stats;
+	struct rmq_list hook_link;
+};
+
+static void conn_abort(struct rmq_client_conn *cc, int why);
+static void call_close(struct rmq_ccall *c, enum rmq_grpc_status status, const char *msg);
+
+void rmq_client_config_default(struct rmq_client_config *cfg)
+{
+	*cfg = (struct rmq_client_config){
+		.host = "127.0.0.1",
+		.port = 9092,
+		.connections_max = 64,
+		.calls_max = 4096,
+		.send_queue_max = 256,
+		.max_message_bytes = 64u << 20,
+		.stream_window = 16u << 20,
+		.conn_window = 64u << 20,
+		.recv_buffers = 256,
+		.recv_buffer_bytes = 64u << 10,
+		.connect_timeout_ns = 10ULL * 1000 * 1000 * 1000,
+	};
+}
+
+const struct rmq_client_stats *rmq_client_stats(const struct rmq_client *cl)
+{
+	return &cl->stats;
+}
+
+/* ---- the shard's flush hook: one per thread, serving its clients ---------- */
+
+static _Thread_local struct rmq_list tls_clients;
+static _Thread_local struct rmq_shard *tls_hook_shard;
+
+static void conn_flush(struct rmq_client_conn *cc);
+
+static void mark_dirty(struct rmq_client_conn *cc)
+{
+	if (cc->state != CC_OPEN || rmq_list_linked(&cc->dirty))
+		return;
+	rmq_list_add_tail(&cc->cl->conns_dirty, &cc->dirty);
+}
+
+/* Runs the ends the application asked for, then flushes; again while
+ * either produced more work. */
+static void flush_client(struct rmq_client *cl)
+{
+	while (!rmq_list_empty(&cl->calls_ending) || !rmq_list_empty(&cl->conns_dirty)) {
+		while (!rmq_list_empty(&cl->calls_ending)) {
+			struct rmq_ccall *c =
+				RMQ_CONTAINER_OF(cl->calls_ending.next, struct rmq_ccall, end_link);
+			rmq_list_del(&c->end_link);
+			c->ending = false;
+			call_close(c, c->local_status, c->message);
+		}
+		while (!rmq_list_empty(&cl->conns_dirty)) {
+			struct rmq_client_conn *cc =
+				RMQ_CONTAINER_OF(cl->conns_dirty.next, struct rmq_client_conn, dirty);
+			rmq_list_del(&cc->dirty);
+			conn_flush(cc);
+		}
+	}
+}
+
+static void flush_hook(struct rmq_shard *s, void *arg)
+{
+	(void)arg;
+	if (tls_hook_shard != s)
+		return;
+	for (struct rmq_list *l = tls_clients.next; l != &tls_clients; l = l->next)
+		flush_client(RMQ_CONTAINER_OF(l, struct rmq_client, hook_link));
+}
+
+static int hook_attach(struct rmq_client *cl)
+{
+	if (tls_hook_shard != cl->shard) {
+		int rc = rmq_shard_add_hook(cl->shard, flush_hook, NULL);
+		if (rc < 0)
+			return rc;
+		rmq_list_init(&tls_clients);
+		tls_hook_shard = cl->shard;
+	}
+	rmq_list_add_tail(&tls_clients, &cl->hook_link);
+	return 0;
+}
+
+/* ---- calls ------------------------------------------------------------------ */
+
+/* In flight and not ending: the app may still act on it. */
+static bool call_live(const struct rmq_ccall *c)
+{
+	return c->in_use && !c->ending && !c->closed;
+}
+
+/* The call behind a stream of cc, or NULL when the slot moved on. */
+static struct rmq_ccall *stream_call(struct rmq_client_conn *cc, int32_t stream_id)
+{
+	struct rmq_ccall *c = nghttp2_session_get_stream_user_data(cc->h2, stream_id);
+	if (!c || !call_live(c) || c->cc != cc || c->stream_id != stream_id)
+		return NULL;
+	return c;
+}
+
+static void call_release(struct rmq_ccall *c)
+{
+	struct rmq_client *cl = c->cl;
+
+	rmq_timer_cancel(cl->shard, &c->deadline);
+	rmq_list_del(&c->link);
+	c->cc = NULL;
+	c->in_use = false;
+	c->stream_id = 0;
+	rmq_list_add_tail(&cl->calls_free, &c->link);
+	cl->stats.calls--;
+}
+
+/* Ends the call: its on_close (or the unary callback), then back to the
+ * pool.  msg may point into c->message. */
+static void call_close(struct rmq_ccall *c, enum rmq_grpc_status status, const char *msg)
+{
+	char text[CALL_MSG_MAX];
+
+	RMQ_ASSERT(c->in_use);
+	RMQ_ASSERT(!c->closed);
+	c->closed = true;
+	if (c->ending) {
+		rmq_list_del(&c->end_link);
+		c->ending = false;
+	}
+	/* The slot is free for reuse once the callback returns: copy the
+	 * text out of it first. */
+	snprintf(text, sizeof(text), "%s", msg ? msg : "");
+	const uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	if (c->unary && status == RMQ_GRPC_OK) {
+		if (c->rd.nmsg == 1 && !net_grpc_reader_partial(&c->rd)) {
+			resp = c->rd.buf ? c->rd.buf : (const uint8_t *)"";
+			resp_len = c->rd.need;
+		} else {
+			status = RMQ_GRPC_INTERNAL;
+			snprintf(text, sizeof(text), "%s", c->rd.nmsg == 0 ? "no response message"
+								 : "response ended inside a message");
+		}
+	}
+	rmq_timer_cancel(c->cl->shard, &c->deadline);
+	/* Unlinked from the connection before the callback, so a conn close
+	 * from inside it does not see the call again; the slot itself stays
+	 * in use (the response buffer is still being read) until it returns. */
+	rmq_list_del(&c->link);
+	rmq_list_init(&c->link);
+	c->stream_id = -1;
+	if (c->unary)
+		c->unary_done(c->unary_arg, status, text, resp, resp_len);
+	else if (c->ops->on_close)
+		c->ops->on_close(c, c->arg, status, text);
+	call_release(c);
+}
+
+/* An end decided here: reset the stream and queue the close for the flush
+ * hook (never inside the API call or nghttp2 callback that decided it). */
+static void call_end_local(struct rmq_ccall *c, enum rmq_grpc_status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void call_end_local(struct rmq_ccall *c, enum rmq_grpc_status status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!call_live(c))
+		return;
+	c->local_end = true;
+	c->local_status = status;
+	va_start(ap, fmt);
+	vsnprintf(c->message, sizeof(c->message), fmt, ap);
+	va_end(ap);
+	if (c->cc && c->cc->h2 && c->stream_id > 0) {
+		nghttp2_submit_rst_stream(c->cc->h2, NGHTTP2_FLAG_NONE, c->stream_id,
+					  NGHTTP2_CANCEL);
+		mark_dirty(c->cc);
+	}
+	c->ending = true;
+	rmq_list_add_tail(&c->cl->calls_ending, &c->end_link);
+}
+
+static void deadline_fn(struct rmq_timer *t)
+{
+	struct rmq_ccall *c = RMQ_CONTAINER_OF(t, struct rmq_ccall, deadline);
+	call_end_local(c, RMQ_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+}
+
+/* The status of a stream nghttp2 closed. */
+static void call_stream_closed(struct rmq_ccall *c, uint32_t error_code)
+{
+	enum rmq_grpc_status st;
+	char msg[CALL_MSG_MAX];
+
+	if (c->status_seen) {
+		st = c->status;
+		snprintf(msg, sizeof(msg), "%s", c->message);
+		if (st == RMQ_GRPC_OK && net_grpc_reader_partial(&c->rd)) {
+			st = RMQ_GRPC_INTERNAL;
+			snprintf(msg, sizeof(msg), "response ended inside a message");
+		}
+	} else if (error_code == NGHTTP2_REFUSED_STREAM) {
+		st = RMQ_GRPC_UNAVAILABLE;
+		snprintf(msg, sizeof(msg), "the server refused the stream");
+	} else if (c->http_status != 0 && c->http_status != 200) {
+		st = net_grpc_status_from_http(c->http_status);
+		snprintf(msg, sizeof(msg), "HTTP status %u", c->http_status);
+	} else if (error_code == NGHTTP2_CANCEL) {
+		st = RMQ_GRPC_CANCELLED;
+		snprintf(msg, sizeof(msg), "stream cancelled by the server");
+	} else if (error_code != NGHTTP2_NO_ERROR) {
+		st = RMQ_GRPC_INTERNAL;
+		snprintf(msg, sizeof(msg), "stream reset by the server: %s",
+			 nghttp2_http2_strerror(error_code));
+	} else if (c->http_status == 200 && !c->ct_grpc) {
+		st = RMQ_GRPC_UNKNOWN;
+		snprintf(msg, sizeof(msg), "the response is not gRPC (content-type)");
+	} else {
+		st = RMQ_GRPC_INTERNAL;
+		snprintf(msg, sizeof(msg), "the response ended without grpc-status");
+	}
+	call_close(c, st, msg);
+}
+
+/* ---- request data (NO_COPY) ------------------------------------------------- */
+
+static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
+		       uint32_t *data_flags, nghttp2_data_source *source, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	struct rmq_ccall *c = source->ptr;
+	(void)s;
+	(void)buf;
+
+	if (!c || !call_live(c) || c->cc != cc || c->stream_id != stream_id)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	uint64_t avail = c->unsent - c->reserved;
+	if (avail > 0) {
+		size_t n = avail < length ? (size_t)avail : length;
+		c->reserved += n;
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+		if (c->half_closed && n == avail)
+			*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+		return (ssize_t)n;
+	}
+	if (c->half_closed) {
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+		return 0;
+	}
+	c->deferred = true;
+	return NGHTTP2_ERR_DEFERRED;
+}
+
+static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+			size_t length, nghttp2_data_source *source, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	struct rmq_ccall *c = source->ptr;
+	(void)s;
+
+	if (!c || !call_live(c) || c->cc != cc || c->stream_id != frame->hd.stream_id)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (RMQ_NET_SENDBUF_BYTES - cc->out_tail < 9 + length + RMQ_NET_CTRL_RESERVE)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	RMQ_ASSERT(frame->data.padlen == 0);
+	RMQ_ASSERT(length <= c->reserved);
+	memcpy(cc->out + cc->out_tail, framehd, 9);
+	cc->out_tail += 9;
+	size_t left = length;
+	while (left > 0) {
+		RMQ_ASSERT(c->qcount > 0);
+		struct sendq_ent *e = &c->q[c->qhead];
+		size_t take;
+		if (e->done < RMQ_GRPC_PREFIX) {
+			take = RMQ_GRPC_PREFIX - e->done;
+			if (take > left)
+				take = left;
+			memcpy(cc->out + cc->out_tail, e->pfx + e->done, take);
+		} else {
+			size_t off = e->done - RMQ_GRPC_PREFIX;
+			take = e->len - off;
+			if (take > left)
+				take = left;
+			memcpy(cc->out + cc->out_tail, e->p + off, take);
+		}
+		cc->out_tail += (uint32_t)take;
+		e->done += (uint32_t)take;
+		left -= take;
+		if (e->done == RMQ_GRPC_PREFIX + e->len) {
+			c->qhead = (c->qhead + 1) % c->cl->cfg.send_queue_max;
+			c->qcount--;
+			c->written++;
+		}
+	}
+	c->unsent -= length;
+	c->reserved -= length;
+	return 0;
+}
+
+/* ---- nghttp2 callbacks -------------------------------------------------------- */
+
+static bool name_is(const uint8_t *name, size_t len, const char *lit)
+{
+	return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	(void)s;
+	(void)f;
+	cc->hdr_bytes = 0;
+	return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+		     void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	(void)s;
+	(void)flags;
+
+	cc->hdr_bytes += namelen + valuelen + 32;
+	if (cc->hdr_bytes > RMQ_NET_HEADER_LIST_MAX)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream */
+	if (f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	struct rmq_ccall *c = stream_call(cc, f->hd.stream_id);
+	if (!c)
+		return 0;
+	if (f->headers.cat == NGHTTP2_HCAT_RESPONSE && name_is(name, namelen, ":status")) {
+		unsigned st = 0;
+		for (size_t i = 0; i < valuelen && i < 3; i++)
+			st = st * 10 + (unsigned)(value[i] - '0');
+		c->http_status = st;
+	} else if (f->headers.cat == NGHTTP2_HCAT_RESPONSE &&
+		   name_is(name, namelen, "content-type")) {
+		c->ct_grpc = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+			     (valuelen == 16 || value[16] == '+' || value[16] == ';');
+	} else if (name_is(name, namelen, "grpc-status")) {
+		c->status_seen = true;
+		c->status = net_grpc_status_parse(value, valuelen);
+	} else if (name_is(name, namelen, "grpc-message")) {
+		net_pct_decode(value, valuelen, c->message, sizeof(c->message));
+	}
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	(void)s;
+	if (f->hd.type == NGHTTP2_GOAWAY) {
+		/* Streams above last_stream_id are closed by nghttp2 with
+		 * REFUSED_STREAM; the others finish.  No new calls here. */
+		cc->goaway = true;
+		mark_dirty(cc);
+	}
+	return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t stream_id,
+			      const uint8_t *data, size_t len, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	struct rmq_ccall *c = stream_call(cc, stream_id);
+	(void)s;
+	(void)flags;
+
+	if (!c || (c->http_status != 200 && c->http_status != 0))
+		return 0;
+	while (len > 0) {
+		const uint8_t *msg;
+		size_t mlen;
+		int rc = net_grpc_read(&c->rd, &data, &len, cc->cl->cfg.max_message_bytes,
+				       c->unary ? 1 : 0, !c->unary, &msg, &mlen);
+		if (rc == NET_RD_MORE)
+			return 0;
+		if (rc == NET_RD_MSG) {
+			if (!c->unary && c->ops->on_message) {
+				c->ops->on_message(c, c->arg, msg ? msg : (const uint8_t *)"", mlen);
+				/* The app may have cancelled it (the slot stays
+				 * ours until the flush hook closes it). */
+				if (!call_live(c))
+					return 0;
+			}
+			continue;
+		}
+		switch (rc) {
+		case RMQ_ETOOBIG:
+			call_end_local(c, RMQ_GRPC_RESOURCE_EXHAUSTED,
+				       "response message of %u bytes exceeds the limit of %llu bytes",
+				       c->rd.need, (unsigned long long)cc->cl->cfg.max_message_bytes);
+			break;
+		case RMQ_EUNSUPPORTED:
+			call_end_local(c, RMQ_GRPC_INTERNAL,
+				       "compressed response message, but no grpc-encoding was asked for");
+			break;
+		case RMQ_ESTATE:
+			call_end_local(c, RMQ_GRPC_INTERNAL, "more than one response message for %s",
+				       c->path);
+			break;
+		case RMQ_EPROTO:
+			call_end_local(c, RMQ_GRPC_INTERNAL, "invalid message flags 0x%02x",
+				       c->rd.pfx[0]);
+			break;
+		default:
+			call_end_local(c, RMQ_GRPC_RESOURCE_EXHAUSTED,
+				       "no memory for a %u-byte response message", c->rd.need);
+			break;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	struct rmq_ccall *c = stream_call(cc, stream_id);
+	(void)s;
+	if (c)
+		call_stream_closed(c, error_code);
+	return 0;
+}
+
+static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	(void)s;
+	if (f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	/* The request never left (GOAWAY received, stream ids used up, ...):
+	 * nghttp2 may not report a close for a stream it never opened. */
+	struct rmq_ccall *c = stream_call(cc, f->hd.stream_id);
+	if (c)
+		call_end_local(c, RMQ_GRPC_UNAVAILABLE, "request not sent: %s",
+			       nghttp2_strerror(lib_error));
+	return 0;
+}
+
+static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *f, int lib_error,
+				 void *ud)
+{
+	struct rmq_client_conn *cc = ud;
+	(void)s;
+	rmq_debug("client: fd %d: invalid frame type %u on stream %d: %s", cc->fd,
+		  (unsigned)f->hd.type, f->hd.stream_id, nghttp2_strerror(lib_error));
+	return 0;
+}
+
+static int h2_init(struct rmq_client *cl)
+{
+	if (nghttp2_session_callbacks_new(&cl->cbs) != 0)
+		return -ENOMEM;
+	if (nghttp2_option_new(&cl->opt) != 0)
+		return -ENOMEM;
+	nghttp2_session_callbacks *cbs = cl->cbs;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
+	nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_cb);
+	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv);
+	nghttp2_option_set_no_closed_streams(cl->opt, 1);
+	return 0;
+}
+
+/* Creates the session and queues the preface: the client magic (sent by
+ * nghttp2 itself), SETTINGS and the connection window. */
+static int h2_session_new(struct rmq_client_conn *cc)
+{
+	const struct rmq_client_config *cfg = &cc->cl->cfg;
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->stream_window},
+		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, RMQ_NET_HEADER_LIST_MAX},
+		{NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+	};
+	int rv = nghttp2_session_client_new2(&cc->h2, cc->cl->cbs, cc, cc->cl->opt);
+	if (rv != 0)
+		return -ENOMEM;
+	rv = nghttp2_submit_settings(cc->h2, NGHTTP2_FLAG_NONE, iv, RMQ_ARRAY_SIZE(iv));
+	if (rv == 0)
+		rv = nghttp2_session_set_local_window_size(cc->h2, NGHTTP2_FLAG_NONE, 0,
+							   (int32_t)cfg->conn_window);
+	if (rv != 0) {
+		nghttp2_session_del(cc->h2);
+		cc->h2 = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- connection I/O ------------------------------------------------------------ */
+
+static void conn_free(struct rmq_client_conn *cc)
+{
+	struct rmq_client *cl = cc->cl;
+
+	RMQ_ASSERT(!cc->recv_armed);
+	RMQ_ASSERT(!cc->send_inflight);
+	RMQ_ASSERT(!cc->connect_inflight);
+	RMQ_ASSERT(rmq_list_empty(&cc->calls));
+	rmq_timer_cancel(cl->shard, &cc->timer);
+	if (cc->fd >= 0)
+		close(cc->fd);
+	cc->fd = -1;
+	if (cc->h2) {
+		nghttp2_session_del(cc->h2);
+		cc->h2 = NULL;
+	}
+	bool was_connected = cc->connected;
+	if (was_connected)
+		cl->stats.connections--;
+	cc->state = CC_FREE;
+	cc->gen++;
+	rmq_list_del(&cc->link);
+	/* Back to the pool only after the callback: the handle is valid
+	 * during it. */
+	if (!was_connected)
+		cc->ops->on_connect(cc, cc->arg, cc->why < 0 ? cc->why : -ECONNABORTED);
+	else if (cc->ops->on_close)
+		cc->ops->on_close(cc, cc->arg, cc->why == RMQ_ECLOSED ? 0 : cc->why);
+	rmq_list_add_tail(&cl->conns_free, &cc->link);
+}
+
+static void cancel_op(struct rmq_client *cl, struct rmq_io_op *op)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(cl->io, NULL);
+	if (sqe)
+		io_uring_prep_cancel(sqe, op, 0);
+}
+
+/*
+ * Cuts the connection: every call ends (CANCELLED when the application
+ * closed it, else UNAVAILABLE), the socket is shut down, the ops are
+ * cancelled, and the connection is freed once none is in flight (called
+ * again from their completions until then).
+ */
+static void conn_abort(struct rmq_client_conn *cc, int why)
+{
+	struct rmq_client *cl = cc->cl;
+
+	if (cc->state == CC_FREE)
+		return;
+	if (cc->state != CC_CLOSING) {
+		cc->state = CC_CLOSING;
+		cc->why = why;
+		if (why < 0 && why != RMQ_ECLOSED)
+			rmq_debug("client: fd %d closed: %s", cc->fd, rmq_strerror(why));
+		if (rmq_list_linked(&cc->dirty))
+			rmq_list_del(&cc->dirty);
+		rmq_timer_cancel(cl->shard, &cc->timer);
+		while (!rmq_list_empty(&cc->calls)) {
+			struct rmq_ccall *c = RMQ_CONTAINER_OF(cc->calls.next, struct rmq_ccall, link);
+			if (c->local_end)
+				call_close(c, c->local_status, c->message);
+			else if (why == RMQ_ECLOSED)
+				call_close(c, RMQ_GRPC_CANCELLED, "the connection was closed");
+			else if (why == 0)
+				call_close(c, RMQ_GRPC_UNAVAILABLE, "the server closed the connection");
+			else
+				call_close(c, RMQ_GRPC_UNAVAILABLE, rmq_strerror(why));
+		}
+		if (cc->fd >= 0)
+			shutdown(cc->fd, SHUT_RDWR);
+		if (cc->recv_armed)
+			cancel_op(cl, &cc->recv_op);
+		if (cc->send_inflight)
+			cancel_op(cl, &cc->send_op);
+		if (cc->connect_inflight)
+			cancel_op(cl, &cc->connect_op);
+	}
+	if (!cc->recv_armed && !cc->send_inflight && !cc->connect_inflight)
+		conn_free(cc);
+}
+
+static void send_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(op, struct rmq_client_conn, send_op);
+	(void)flags;
+
+	cc->send_inflight = false;
+	if (cc->state == CC_CLOSING) {
+		conn_abort(cc, 0);
+		return;
+	}
+	if (res > 0) {
+		RMQ_DASSERT((uint32_t)res <= cc->out_inflight);
+		cc->cl->stats.bytes_sent += (uint64_t)res;
+		cc->out_head += (uint32_t)res; /* a short send resends the rest */
+		if (cc->out_head == cc->out_tail)
+			cc->out_head = cc->out_tail = 0;
+		mark_dirty(cc);
+		return;
+	}
+	if (res == -EAGAIN || res == -EINTR) {
+		mark_dirty(cc);
+		return;
+	}
+	conn_abort(cc, res == 0 ? -EPIPE : res);
+}
+
+static void conn_flush(struct rmq_client_conn *cc)
+{
+	struct rmq_client *cl = cc->cl;
+
+	if (cc->state != CC_OPEN)
+		return;
+	if (cc->close_asked) {
+		conn_abort(cc, RMQ_ECLOSED);
+		return;
+	}
+	if (!cc->send_inflight && cc->out_head > 0) {
+		memmove(cc->out, cc->out + cc->out_head, cc->out_tail - cc->out_head);
+		cc->out_tail -= cc->out_head;
+		cc->out_head = 0;
+	}
+	int rc = net_h2_gather(cc->h2, cc->out, &cc->out_tail, RMQ_NET_SENDBUF_BYTES);
+	if (rc < 0) {
+		rmq_warn("client: fd %d: HTTP/2 output failed: %s", cc->fd,
+			 rc == RMQ_ETOOBIG ? "a frame does not fit" : nghttp2_strerror(rc));
+		conn_abort(cc, RMQ_EPROTO);
+		return;
+	}
+	if (cc->state != CC_OPEN)
+		return;
+	if (cc->out_tail > cc->out_head && !cc->send_inflight) {
+		struct io_uring_sqe *sqe = rmq_io_sqe(cl->io, &cc->send_op);
+		if (!sqe) {
+			conn_abort(cc, -EBUSY);
+			return;
+		}
+		cc->out_inflight = cc->out_tail - cc->out_head;
+		io_uring_prep_send(sqe, cc->fd, cc->out + cc->out_head, cc->out_inflight,
+				   MSG_NOSIGNAL);
+		cc->send_inflight = true;
+	}
+	if (!cc->send_inflight && cc->out_tail == cc->out_head && !nghttp2_session_want_read(cc->h2) &&
+	    !nghttp2_session_want_write(cc->h2)) {
+		/* GOAWAY exchanged and every stream done. */
+		conn_abort(cc, 0);
+	}
+}
+
+static int arm_recv(struct rmq_client_conn *cc)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(cc->cl->io, &cc->recv_op);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv_multishot(sqe, cc->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (uint16_t)cc->cl->rx.bgid;
+	cc->recv_armed = true;
+	return 0;
+}
+
+static void conn_input(struct rmq_client_conn *cc, const uint8_t *p, size_t n)
+{
+	ssize_t rv = nghttp2_session_mem_recv(cc->h2, p, n);
+	if (rv < 0) {
+		rmq_warn("client: fd %d: HTTP/2 input failed: %s", cc->fd, nghttp2_strerror((int)rv));
+		/* Tell the server when nghttp2 still can; the connection goes
+		 * either way. */
+		nghttp2_session_terminate_session(cc->h2, NGHTTP2_PROTOCOL_ERROR);
+		conn_abort(cc, RMQ_EPROTO);
+		return;
+	}
+	mark_dirty(cc);
+}
+
+static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(op, struct rmq_client_conn, recv_op);
+	struct rmq_client *cl = cc->cl;
+
+	uint32_t gen = cc->gen;
+
+	if (!(flags & IORING_CQE_F_MORE))
+		cc->recv_armed = false;
+	if (flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		RMQ_ASSERT(bid < cl->rx.count);
+		if (res > 0 && cc->state == CC_OPEN) {
+			cl->stats.bytes_received += (uint64_t)res;
+			conn_input(cc, net_bufring_addr(&cl->rx, bid), (size_t)res);
+		}
+		net_bufring_recycle(&cl->rx, bid);
+	}
+	/* The input may have freed the connection (its callbacks may even
+	 * have reused the slot for a new one). */
+	if (cc->gen != gen || cc->state == CC_FREE)
+		return;
+	if (cc->state == CC_CLOSING) {
+		conn_abort(cc, 0);
+		return;
+	}
+	if (res == 0) {
+		conn_abort(cc, -ECONNRESET); /* the server closed it */
+		return;
+	}
+	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR) {
+		conn_abort(cc, res);
+		return;
+	}
+	if (!cc->recv_armed) {
+		int rc = arm_recv(cc);
+		if (rc < 0)
+			conn_abort(cc, rc);
+	}
+}
+
+static void connect_timer_fn(struct rmq_timer *t)
+{
+	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(t, struct rmq_client_conn, timer);
+	if (cc->state == CC_CONNECTING && cc->connect_inflight) {
+		cc->timed_out = true;
+		cancel_op(cc->cl, &cc->connect_op);
+	}
+}
+
+static void connect_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(op, struct rmq_client_conn, connect_op);
+	struct rmq_client *cl = cc->cl;
+	int one = 1;
+	(void)flags;
+
+	cc->connect_inflight = false;
+	rmq_timer_cancel(cl->shard, &cc->timer);
+	if (cc->state == CC_CLOSING) {
+		conn_abort(cc, cc->why);
+		return;
+	}
+	if (res == -ECANCELED && cc->timed_out)
+		res = -ETIMEDOUT;
+	if (res < 0) {
+		conn_abort(cc, res);
+		return;
+	}
+	setsockopt(cc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int rc = h2_session_new(cc);
+	if (rc == 0)
+		rc = arm_recv(cc);
+	if (rc < 0) {
+		conn_abort(cc, rc);
+		return;
+	}
+	cc->state = CC_OPEN;
+	cc->connected = true;
+	cl->stats.connections++;
+	mark_dirty(cc);
+	cc->ops->on_connect(cc, cc->arg, 0);
+}
+
+int rmq_client_connect(struct rmq_client *cl, const struct rmq_client_conn_ops *ops, void *arg,
+		       struct rmq_client_conn **out)
+{
+	if (rmq_list_empty(&cl->conns_free))
+		return RMQ_EFULL;
+	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(cl->conns_free.next, struct rmq_client_conn, link);
+	int fd = socket(cl->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct io_uring_sqe *sqe = rmq_io_sqe(cl->io, &cc->connect_op);
+	if (!sqe) {
+		close(fd);
+		return -EBUSY;
+	}
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&cl->addr, cl->addrlen);
+	rmq_list_del(&cc->link);
+	rmq_list_add_tail(&cl->conns_live, &cc->link);
+	cc->fd = fd;
+	cc->state = CC_CONNECTING;
+	cc->ops = ops;
+	cc->arg = arg;
+	cc->connected = cc->goaway = cc->close_asked = cc->timed_out = false;
+	cc->why = 0;
+	cc->connect_inflight = true;
+	cc->recv_armed = cc->send_inflight = false;
+	cc->out_head = cc->out_tail = cc->out_inflight = 0;
+	cc->hdr_bytes = 0;
+	if (cl->cfg.connect_timeout_ns &&
+	    rmq_timer_start(cl->shard, &cc->timer, rmq_now_ns() + cl->cfg.connect_timeout_ns,
+			    connect_timer_fn) < 0)
+		rmq_warn("client: no timer left for the connect timeout");
+	*out = cc;
+	return 0;
+}
+
+void rmq_client_conn_close(struct rmq_client_conn *cc)
+{
+	if (cc->state == CC_FREE || cc->state == CC_CLOSING || cc->close_asked)
+		return;
+	cc->close_asked = true;
+	if (cc->state == CC_CONNECTING) {
+		/* Cut now: the connect completion frees it (on_connect with
+		 * -ECANCELED), never inside this call. */
+		cc->state = CC_CLOSING;
+		cc->why = -ECANCELED;
+		rmq_timer_cancel(cc->cl->shard, &cc->timer);
+		cancel_op(cc->cl, &cc->connect_op);
+		return;
+	}
+	mark_dirty(cc);
+}
+
+bool rmq_client_conn_ok(const struct rmq_client_conn *cc)
+{
+	return cc->state == CC_OPEN && !cc->goaway && !cc->close_asked;
+}
+
+/* ---- the call API ------------------------------------------------------------- */
+
+int rmq_ccall_start(struct rmq_client_conn *cc, const char *path, uint64_t timeout_ns,
+		    const struct rmq_ccall_ops *ops, void *arg, struct rmq_ccall **out)
+{
+	struct rmq_client *cl = cc->cl;
+	char tmo[16];
+	size_t plen = strlen(path);
+
+	if (!rmq_client_conn_ok(cc))
+		return RMQ_ECLOSED;
+	if (plen >= CALL_PATH_MAX)
+		return RMQ_ETOOBIG;
+	if (rmq_list_empty(&cl->calls_free))
+		return RMQ_EFULL;
+	struct rmq_ccall *c = RMQ_CONTAINER_OF(cl->calls_free.next, struct rmq_ccall, link);
+
+	/* Reset everything but the buffers kept for reuse; the slot stays on
+	 * the free list until nghttp2 took the request. */
+	rmq_list_del(&c->link);
+	struct net_grpc_reader rd = c->rd;
+	struct sendq_ent *q = c->q;
+	memset(c, 0, sizeof(*c));
+	c->cl = cl;
+	c->q = q;
+	c->rd = rd;
+	net_grpc_reader_reset(&c->rd);
+	rmq_list_init(&c->end_link);
+	rmq_list_add(&cl->calls_free, &c->link);
+	memcpy(c->path, path, plen + 1);
+	c->ops = ops;
+	c->arg = arg;
+
+	nghttp2_nv nv[7];
+	size_t n = 0;
+#define NVS(name, value, vlen)                                                               \
+	nv[n++] = (nghttp2_nv){(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen), \
+			       NGHTTP2_NV_FLAG_NO_COPY_NAME}
+	NVS(":method", "POST", 4);
+	NVS(":scheme", "http", 4);
+	NVS(":path", c->path, plen);
+	NVS(":authority", cl->authority, cl->authority_len);
+	NVS("content-type", "application/grpc", 16);
+	NVS("te", "trailers", 8);
+	if (timeout_ns) {
+		size_t tl = net_grpc_timeout_format(timeout_ns, tmo, sizeof(tmo));
+		NVS("grpc-timeout", tmo, tl);
+	}
+#undef NVS
+	nghttp2_data_provider prd = {.source.ptr = c, .read_callback = read_cb};
+	int32_t id = nghttp2_submit_request(cc->h2, NULL, nv, n, &prd, c);
+	if (id < 0)
+		return id == NGHTTP2_ERR_NOMEM ? -ENOMEM : RMQ_ECLOSED;
+	rmq_list_del(&c->link);
+	rmq_list_add_tail(&cc->calls, &c->link);
+	c->in_use = true;
+	c->cc = cc;
+	c->stream_id = id;
+	if (timeout_ns &&
+	    rmq_timer_start(cl->shard, &c->deadline, rmq_now_ns() + timeout_ns, deadline_fn) < 0) {
+		/* Unbounded waiting is worse than a refused call. */
+		call_end_local(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "no timer left for the deadline");
+	}
+	cl->stats.calls++;
+	cl->stats.calls_total++;
+	mark_dirty(cc);
+	*out = c;
+	return 0;
+}
+
+static void resume(struct rmq_ccall *c)
+{
+	if (c->deferred) {
+		c->deferred = false;
+		nghttp2_session_resume_data(c->cc->h2, c->stream_id);
+	}
+	mark_dirty(c->cc);
+}
+
+int rmq_ccall_send(struct rmq_ccall *c, const void *msg, size_t len)
+{
+	if (!call_live(c) || c->half_closed || !c->cc || c->cc->state != CC_OPEN)
+		return RMQ_ECLOSED;
+	if (len >= (1ULL << 32) - RMQ_GRPC_PREFIX)
+		return RMQ_ETOOBIG;
+	if (c->qcount == c->cl->cfg.send_queue_max)
+		return RMQ_EFULL;
+	struct sendq_ent *e = &c->q[(c->qhead + c->qcount) % c->cl->cfg.send_queue_max];
+	e->p = msg;
+	e->len = (uint32_t)len;
+	e->done = 0;
+	net_grpc_prefix(e->pfx, (uint32_t)len);
+	c->qcount++;
+	c->unsent += RMQ_GRPC_PREFIX + len;
+	resume(c);
+	return 0;
+}
+
+int rmq_ccall_half_close(struct rmq_ccall *c)
+{
+	if (!call_live(c) || c->half_closed || !c->cc || c->cc->state != CC_OPEN)
+		return RMQ_ECLOSED;
+	c->half_closed = true;
+	resume(c);
+	return 0;
+}
+
+uint64_t rmq_ccall_written(const struct rmq_ccall *c)
+{
+	return c->written;
+}
+
+void rmq_ccall_cancel(struct rmq_ccall *c)
+{
+	call_end_local(c, RMQ_GRPC_CANCELLED, "cancelled by the client");
+}
+
+static const struct rmq_ccall_ops unary_ops = {NULL, NULL};
+
+int rmq_client_unary(struct rmq_client_conn *cc, const char *path, const void *req, size_t len,
+		     uint64_t timeout_ns, rmq_client_unary_cb done, void *arg,
+		     struct rmq_ccall **out)
+{
+	struct rmq_ccall *c;
+	int rc = rmq_ccall_start(cc, path, timeout_ns, &unary_ops, NULL, &c);
+	if (rc < 0)
+		return rc;
+	c->unary = true;
+	c->unary_done = done;
+	c->unary_arg = arg;
+	/* Cannot fail: the queue is empty and the call just started. */
+	rc = rmq_ccall_send(c, req, len);
+	if (rc == 0)
+		rc = rmq_ccall_half_close(c);
+	if (rc < 0)
+		call_end_local(c, RMQ_GRPC_INTERNAL, "request not queued: %s", rmq_strerror(rc));
+	if (out)
+		*out = c;
+	return 0;
+}
+
+int rmq_client_server_stream(struct rmq_client_conn *cc, const char *path, const void *req,
+			     size_t len, uint64_t timeout_ns, const struct rmq_ccall_ops *ops,
+			     void *arg, struct rmq_ccall **out)
+{
+	int rc = rmq_ccall_start(cc, path, timeout_ns, ops, arg, out);
+	if (rc < 0)
+		return rc;
+	rc = rmq_ccall_send(*out, req, len);
+	if (rc == 0)
+		rc = rmq_ccall_half_close(*out);
+	if (rc < 0)
+		call_end_local(*out, RMQ_GRPC_INTERNAL, "request not queued: %s", rmq_strerror(rc));
+	return 0;
+}
+
+/* ---- create / destroy ------------------------------------------------------------ */
+
+static int config_check(const struct rmq_client_config *cfg)
+{
+	if (!cfg->host || cfg->connections_max == 0 || cfg->calls_max == 0 ||
+	    cfg->send_queue_max == 0)
+		return -EINVAL;
+	if (cfg->max_message_bytes == 0 || cfg->max_message_bytes > UINT32_MAX)
+		return -EINVAL;
+	if (cfg->stream_window == 0 || cfg->stream_window > NGHTTP2_MAX_WINDOW_SIZE)
+		return -EINVAL;
+	if (cfg->conn_window < NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE ||
+	    cfg->conn_window > NGHTTP2_MAX_WINDOW_SIZE)
+		return -EINVAL;
+	if (cfg->recv_buffers == 0 || cfg->recv_buffers > 32768 ||
+	    (cfg->recv_buffers & (cfg->recv_buffers - 1)) != 0)
+		return -EINVAL;
+	if (cfg->recv_buffer_bytes < 1024 || cfg->recv_buffer_bytes > (1u << 24))
+		return -EINVAL;
+	return 0;
+}
+
+static int resolve(struct rmq_client *cl)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_NUMERICSERV,
+	};
+	struct addrinfo *ai = NULL;
+	char service[8];
+
+	snprintf(service, sizeof(service), "%u", (unsigned)cl->cfg.port);
+	int rc = getaddrinfo(cl->cfg.host, service, &hints, &ai);
+	if (rc != 0 || !ai) {
+		rmq_debug("client: cannot resolve %s: %s", cl->cfg.host, gai_strerror(rc));
+		return -EADDRNOTAVAIL;
+	}
+	/* HTTP/2 servers (nghttp2 among them) want :authority or host. */
+	int w = snprintf(cl->authority, sizeof(cl->authority),
+			 strchr(cl->cfg.host, ':') ? "[%s]:%u" : "%s:%u", cl->cfg.host,
+			 (unsigned)cl->cfg.port);
+	cl->authority_len = w > 0 && (size_t)w < sizeof(cl->authority) ? (size_t)w : 0;
+	memcpy(&cl->addr, ai->ai_addr, ai->ai_addrlen);
+	cl->addrlen = ai->ai_addrlen;
+	cl->family = ai->ai_family;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static void client_free(struct rmq_client *cl)
+{
+	if (cl->hook_link.next)
+		rmq_list_del(&cl->hook_link);
+	net_bufring_teardown(&cl->rx, cl->io);
+	if (cl->calls) {
+		for (uint32_t i = 0; i < cl->cfg.calls_max; i++)
+			net_grpc_reader_free(&cl->calls[i].rd);
+	}
+	free(cl->calls);
+	free(cl->qents);
+	if (cl->sendbufs)
+		munmap(cl->sendbufs, cl->sendbufs_bytes);
+	free(cl->conns);
+	if (cl->cbs)
+		nghttp2_session_callbacks_del(cl->cbs);
+	if (cl->opt)
+		nghttp2_option_del(cl->opt);
+	free(cl);
+}
+
+int rmq_client_create(struct rmq_shard *s, const struct rmq_client_config *cfg,
+		      struct rmq_client **out)
+{
+	int rc = config_check(cfg);
+	if (rc < 0)
+		return rc;
+	struct rmq_client *cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return -ENOMEM;
+	cl->shard = s;
+	cl->io = rmq_shard_io(s);
+	cl->cfg = *cfg;
+	cl->rx.bgid = -1;
+	rmq_list_init(&cl->conns_free);
+	rmq_list_init(&cl->conns_live);
+	rmq_list_init(&cl->conns_dirty);
+	rmq_list_init(&cl->calls_free);
+	rmq_list_init(&cl->calls_ending);
+
+	rc = resolve(cl);
+	if (rc < 0)
+		goto err;
+	rc = -ENOMEM;
+	cl->conns = calloc(cfg->connections_max, sizeof(*cl->conns));
+	cl->calls = calloc(cfg->calls_max, sizeof(*cl->calls));
+	cl->qents = calloc((size_t)cfg->calls_max * cfg->send_queue_max, sizeof(*cl->qents));
+	if (!cl->conns || !cl->calls || !cl->qents)
+		goto err;
+	/* Pages of an output buffer are committed only once used. */
+	cl->sendbufs_bytes = (size_t)cfg->connections_max * RMQ_NET_SENDBUF_BYTES;
+	cl->sendbufs = mmap(NULL, cl->sendbufs_bytes, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (cl->sendbufs == MAP_FAILED) {
+		cl->sendbufs = NULL;
+		goto err;
+	}
+	for (uint32_t i = 0; i < cfg->connections_max; i++) {
+		struct rmq_client_conn *cc = &cl->conns[i];
+		cc->cl = cl;
+		cc->fd = -1;
+		cc->out = cl->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES;
+		cc->connect_op.cb = connect_done;
+		cc->recv_op.cb = recv_done;
+		cc->send_op.cb = send_done;
+		rmq_list_init(&cc->calls);
+		rmq_list_init(&cc->dirty);
+		rmq_list_add_tail(&cl->conns_free, &cc->link);
+	}
+	for (uint32_t i = 0; i < cfg->calls_max; i++) {
+		struct rmq_ccall *c = &cl->calls[i];
+		c->cl = cl;
+		c->q = cl->qents + (size_t)i * cfg->send_queue_max;
+		rmq_list_add_tail(&cl->calls_free, &c->link);
+	}
+	rc = h2_init(cl);
+	if (rc < 0)
+		goto err;
+	rc = net_bufring_setup(&cl->rx, cl->io, cfg->recv_buffers, cfg->recv_buffer_bytes);
+	if (rc < 0)
+		goto err;
+	rc = hook_attach(cl);
+	if (rc < 0)
+		goto err;
+	*out = cl;
+	return 0;
+
+err:
+	client_free(cl);
+	return rc;
+}
+
+void rmq_client_destroy(struct rmq_client *cl)
+{
+	if (!cl)
+		return;
+	uint64_t until = rmq_now_ns() + DESTROY_WAIT_NS;
+	for (;;) {
+		flush_client(cl);
+		struct rmq_list *l, *next;
+		for (l = cl->conns_live.next; l != &cl->conns_live; l = next) {
+			next = l->next;
+			struct rmq_client_conn *cc = RMQ_CONTAINER_OF(l, struct rmq_client_conn, link);
+			if (cc->state == CC_CONNECTING) {
+				rmq_client_conn_close(cc);
+			} else if (cc->state == CC_OPEN) {
+				cc->close_asked = true;
+				conn_abort(cc, RMQ_ECLOSED);
+			}
+		}
+		if (rmq_list_empty(&cl->conns_live) && rmq_list_empty(&cl->calls_ending))
+			break;
+		if (rmq_now_ns() >= until) {
+			/* The kernel may still write into our buffers: leak
+			 * rather than corrupt. */
+			rmq_error("client: connections not drained after 5 s; leaking the client");
+			if (cl->hook_link.next)
+				rmq_list_del(&cl->hook_link);
+			return;
+		}
+		rmq_io_wait(cl->io, 10 * 1000 * 1000);
+	}
+	client_free(cl);
+}

@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * test_client.c - src/net/client.c against the echo_server the Python
+ * suites use (a server built on src/net): unary calls of every size, many
+ * more calls than the server's stream limit, server streams, bidi streams
+ * with requests by reference, deadlines, cancellation, status and
+ * percent-encoded messages, the response size limit, a refused connect,
+ * and a server that dies mid-call.
+ *
+ * Each test runs a one-shard runtime; the scenario starts from on_connect
+ * and its callbacks record what they saw; the runtime stops when nothing
+ * is pending (or after 20 s), and the assertions run afterwards on the
+ * test's own thread.
+ */
+#include "core/error.h"
+#include "core/shard.h"
+#include "core/util.h"
+#include "net/client.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MS 1000000ULL
+
+/* ---- the echo_server child -------------------------------------------------------- */
+
+static pid_t server_pid;
+static uint16_t server_port;
+static char server_out[64];
+
+static void server_start(void)
+{
+	snprintf(server_out, sizeof(server_out), "/tmp/rmq-client-test-XXXXXX");
+	int fd = mkstemp(server_out);
+	cr_assert_geq(fd, 0);
+	server_pid = fork();
+	cr_assert_geq(server_pid, 0);
+	if (server_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		execl(ECHO_SERVER_PATH, ECHO_SERVER_PATH, "--shards", "1", "--max-streams", "100",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	for (int i = 0; i < 1500 && !server_port; i++) {
+		char buf[128] = "";
+		FILE *f = fopen(server_out, "r");
+		if (f) {
+			if (fgets(buf, sizeof(buf), f) && strncmp(buf, "PORT ", 5) == 0)
+				server_port = (uint16_t)atoi(buf + 5);
+			fclose(f);
+		}
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_neq(server_port, 0, "echo_server did not report its port");
+}
+
+static void server_stop(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		waitpid(server_pid, NULL, 0);
+		server_pid = 0;
+	}
+	unlink(server_out);
+	server_port = 0;
+}
+
+TestSuite(client, .init = server_start, .fini = server_stop, .timeout = 60);
+
+/* ---- the harness ------------------------------------------------------------------- */
+
+struct h;
+typedef void (*scenario_fn)(struct h *h);
+
+struct h {
+	struct rmq_runtime *rt;
+	struct rmq_shard *s;
+	struct rmq_client *cl;
+	struct rmq_client_conn *cc;
+	struct rmq_client_config cfg;
+	scenario_fn start;
+	int pending;                /* operations the scenario waits for */
+	struct rmq_timer guard, timer;
+	bool timed_out;
+	/* what was seen */
+	int connect_res;
+	int conn_closed;            /* on_close count */
+	int conn_why;
+	int unary_ok, unary_bad;
+	enum rmq_grpc_status status;
+	char message[1100];
+	uint64_t elapsed_ns, t0;
+	int msgs;
+	bool order_ok;
+	/* request buffers that must outlive their calls */
+	uint8_t *bufs[600];
+	size_t lens[600];
+	struct rmq_ccall *call;
+	size_t sent;
+	bool half_closed;
+};
+
+static void done_one(struct h *h)
+{
+	if (--h->pending == 0)
+		rmq_runtime_stop(h->rt);
+}
+
+static void guard_fn(struct rmq_timer *t)
+{
+	struct h *h = RMQ_CONTAINER_OF(t, struct h, guard);
+	h->timed_out = true;
+	rmq_runtime_stop(h->rt);
+}
+
+static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
+{
+	struct h *h = arg;
+	(void)cc;
+	h->connect_res = res;
+	if (res < 0) {
+		h->cc = NULL;
+		done_one(h);
+		return;
+	}
+	h->start(h);
+	done_one(h); /* the connect itself */
+}
+
+static void on_conn_close(struct rmq_client_conn *cc, void *arg, int why)
+{
+	struct h *h = arg;
+	(void)cc;
+	h->conn_closed++;
+	h->conn_why = why;
+	h->cc = NULL;
+}
+
+static const struct rmq_client_conn_ops conn_ops = {on_connect, on_conn_close};
+
+static int init(struct rmq_shard *s, void *arg)
+{
+	struct h *h = arg;
+	h->s = s;
+	int rc = rmq_client_create(s, &h->cfg, &h->cl);
+	if (rc < 0)
+		return rc;
+	h->pending = 1;
+	rc = rmq_timer_start(s, &h->guard, rmq_now_ns() + 20000 * MS, guard_fn);
+	if (rc == 0)
+		rc = rmq_client_connect(h->cl, &conn_ops, h, &h->cc);
+	return rc;
+}
+
+static void fini(struct rmq_shard *s, void *arg)
+{
+	struct h *h = arg;
+	rmq_timer_cancel(s, &h->guard);
+	rmq_timer_cancel(s, &h->timer);
+	rmq_client_destroy(h->cl);
+}
+
+/* Runs a scenario; port 0 means the echo_server's. */
+static void run(struct h *h, scenario_fn start, uint16_t port)
+{
+	struct rmq_runtime_config rc = {.shards = 1, .ring_entries = 256, .timers_max = 4096};
+	if (!h->cfg.host)
+		rmq_client_config_default(&h->cfg);
+	h->cfg.port = port ? port : server_port;
+	h->cfg.calls_max = 1024;
+	h->start = start;
+	h->order_ok = true;
+	cr_assert_eq(rmq_runtime_create(&rc, &h->rt), 0);
+	int r = rmq_runtime_run(h->rt, init, fini, h);
+	rmq_runtime_destroy(h->rt);
+	cr_assert_eq(r, 0, "runtime: %s", rmq_strerror(r));
+	cr_assert(!h->timed_out, "the scenario did not finish in 20 s (%d pending)", h->pending);
+}
+
+static void h_free(struct h *h)
+{
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(h->bufs); i++)
+		free(h->bufs[i]);
+}
+
+static uint8_t *pattern(size_t len, unsigned seed)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 31 + seed);
+	return p;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* ---- unary -------------------------------------------------------------------------- */
+
+struct echo_req {
+	struct h *h;
+	size_t i;
+};
+static struct echo_req reqs[600];
+
+static void echo_done(void *arg, enum rmq_grpc_status st, const char *msg, const uint8_t *resp,
+		      size_t len)
+{
+	struct echo_req *r = arg;
+	struct h *h = r->h;
+	(void)msg;
+	if (st == RMQ_GRPC_OK && len == h->lens[r->i] && (len == 0 || memcmp(resp, h->bufs[r->i], len) == 0))
+		h->unary_ok++;
+	else
+		h->unary_bad++;
+	done_one(h);
+}
+
+static const size_t sizes[] = {0, 1, 5, 16383, 16384, 100000, 3u << 20};
+
+static void start_sizes(struct h *h)
+{
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(sizes); i++) {
+		h->lens[i] = sizes[i];
+		h->bufs[i] = pattern(sizes[i], (unsigned)i);
+		reqs[i] = (struct echo_req){h, i};
+		int rc = rmq_client_unary(h->cc, "/test.Echo/Unary", h->bufs[i], sizes[i], 10000 * MS,
+					  echo_done, &reqs[i], NULL);
+		cr_assert_eq(rc, 0);
+		h->pending++;
+	}
+}
+
+Test(client, unary_every_size)
+{
+	struct h h = {0};
+	run(&h, start_sizes, 0);
+	cr_assert_eq(h.connect_res, 0);
+	cr_assert_eq(h.unary_ok, (int)RMQ_ARRAY_SIZE(sizes), "%d bad", h.unary_bad);
+	h_free(&h);
+}
+
+static void start_many(struct h *h)
+{
+	/* 500 calls at once on one connection whose server allows 100
+	 * streams: nghttp2 holds the rest until streams close. */
+	for (size_t i = 0; i < 500; i++) {
+		h->lens[i] = 64 + i;
+		h->bufs[i] = pattern(h->lens[i], (unsigned)i);
+		reqs[i] = (struct echo_req){h, i};
+		cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Unary", h->bufs[i], h->lens[i],
+					      10000 * MS, echo_done, &reqs[i], NULL),
+			     0);
+		h->pending++;
+	}
+}
+
+Test(client, more_calls_than_the_server_stream_limit)
+{
+	struct h h = {0};
+	run(&h, start_many, 0);
+	cr_assert_eq(h.unary_ok, 500, "%d bad", h.unary_bad);
+	h_free(&h);
+}
+
+/* ---- statuses ------------------------------------------------------------------------ */
+
+static void status_done(void *arg, enum rmq_grpc_status st, const char *msg, const uint8_t *resp,
+			size_t len)
+{
+	struct h *h = arg;
+	(void)resp;
+	(void)len;
+	h->status = st;
+	snprintf(h->message, sizeof(h->message), "%s", msg);
+	h->elapsed_ns = rmq_now_ns() - h->t0;
+	done_one(h);
+}
+
+static void start_fail(struct h *h)
+{
+	static const char text[] = "\x05not here: 100% gone \xc3\xa9";
+	h->t0 = rmq_now_ns();
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Fail", text, sizeof(text) - 1, 0,
+				      status_done, h, NULL),
+		     0);
+	h->pending++;
+}
+
+Test(client, status_and_percent_encoded_message)
+{
+	struct h h = {0};
+	run(&h, start_fail, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_NOT_FOUND);
+	cr_assert_str_eq(h.message, "not here: 100% gone \xc3\xa9");
+}
+
+static void start_unknown(struct h *h)
+{
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Nope", "x", 1, 0, status_done, h, NULL), 0);
+	h->pending++;
+}
+
+Test(client, unknown_method)
+{
+	struct h h = {0};
+	run(&h, start_unknown, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_UNIMPLEMENTED);
+	cr_assert(strstr(h.message, "/test.Echo/Nope"), "%s", h.message);
+}
+
+static void start_slow_deadline(struct h *h)
+{
+	static uint8_t req[8];
+	put_be32(req, 5000);
+	h->t0 = rmq_now_ns();
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Slow", req, sizeof(req), 100 * MS,
+				      status_done, h, NULL),
+		     0);
+	h->pending++;
+}
+
+Test(client, deadline)
+{
+	struct h h = {0};
+	run(&h, start_slow_deadline, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_DEADLINE_EXCEEDED, "%s", rmq_grpc_status_name(h.status));
+	cr_assert_lt(h.elapsed_ns, 4000 * MS, "ended by the deadline, not the answer");
+}
+
+static void cancel_fn(struct rmq_timer *t)
+{
+	struct h *h = RMQ_CONTAINER_OF(t, struct h, timer);
+	rmq_ccall_cancel(h->call);
+	rmq_ccall_cancel(h->call); /* twice is harmless */
+}
+
+static void start_slow_cancel(struct h *h)
+{
+	static uint8_t req[8];
+	put_be32(req, 5000);
+	h->t0 = rmq_now_ns();
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Slow", req, sizeof(req), 0, status_done, h,
+				      &h->call),
+		     0);
+	h->pending++;
+	cr_assert_eq(rmq_timer_start(h->s, &h->timer, rmq_now_ns() + 50 * MS, cancel_fn), 0);
+}
+
+Test(client, cancel)
+{
+	struct h h = {0};
+	run(&h, start_slow_cancel, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_CANCELLED, "%s", rmq_grpc_status_name(h.status));
+	cr_assert_lt(h.elapsed_ns, 4000 * MS);
+}
+
+static void start_too_big(struct h *h)
+{
+	h->bufs[0] = pattern(4096, 1);
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Unary", h->bufs[0], 4096, 0, status_done,
+				      h, NULL),
+		     0);
+	h->pending++;
+}
+
+Test(client, response_over_the_limit)
+{
+	struct h h = {0};
+	rmq_client_config_default(&h.cfg);
+	h.cfg.max_message_bytes = 1024;
+	run(&h, start_too_big, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_RESOURCE_EXHAUSTED, "%s", rmq_grpc_status_name(h.status));
+	cr_assert(strstr(h.message, "4096"), "%s", h.message);
+	h_free(&h);
+}
+
+/* ---- streams ------------------------------------------------------------------------- */
+
+static void stream_msg(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	struct h *h = arg;
+	(void)c;
+	size_t i = (size_t)h->msgs;
+	/* Server stream: copies of bufs[0]; bidi: echoes of bufs[i]. */
+	size_t k = h->lens[1] ? i : 0;
+	if (k >= RMQ_ARRAY_SIZE(h->bufs) || !h->bufs[k] || len != h->lens[k] ||
+	    memcmp(msg, h->bufs[k], len) != 0)
+		h->order_ok = false;
+	h->msgs++;
+}
+
+static void stream_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status st, const char *msg)
+{
+	struct h *h = arg;
+	(void)c;
+	h->status = st;
+	snprintf(h->message, sizeof(h->message), "%s", msg);
+	done_one(h);
+}
+
+static const struct rmq_ccall_ops stream_ops = {stream_msg, stream_close};
+static uint8_t ss_req[4 + 1000];
+
+static void start_server_stream(struct h *h)
+{
+	put_be32(ss_req, 300);
+	h->bufs[0] = pattern(1000, 9);
+	h->lens[0] = 1000;
+	memcpy(ss_req + 4, h->bufs[0], 1000);
+	struct rmq_ccall *c;
+	cr_assert_eq(rmq_client_server_stream(h->cc, "/test.Echo/ServerStream", ss_req, sizeof(ss_req),
+					      10000 * MS, &stream_ops, h, &c),
+		     0);
+	h->pending++;
+}
+
+Test(client, server_stream)
+{
+	struct h h = {0};
+	run(&h, start_server_stream, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_OK, "%s: %s", rmq_grpc_status_name(h.status), h.message);
+	cr_assert_eq(h.msgs, 300);
+	cr_assert(h.order_ok);
+	h_free(&h);
+}
+
+/* Keeps the bounded queue full from the echoes, then half-closes. */
+static void bidi_more(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	struct h *h = arg;
+	stream_msg(c, arg, msg, len);
+	while (h->sent < 200 && rmq_ccall_send(c, h->bufs[h->sent], h->lens[h->sent]) == 0)
+		h->sent++;
+	if (h->sent == 200 && !h->half_closed) {
+		h->half_closed = true;
+		cr_assert_eq(rmq_ccall_half_close(c), 0);
+		cr_assert_eq(rmq_ccall_half_close(c), RMQ_ECLOSED, "only once");
+	}
+}
+
+static const struct rmq_ccall_ops bidi_ops = {bidi_more, stream_close};
+
+static void start_bidi(struct h *h)
+{
+	h->lens[1] = 1; /* stream_msg: echoes of bufs[i] */
+	struct rmq_ccall *c;
+	cr_assert_eq(rmq_ccall_start(h->cc, "/test.Echo/Bidi", 10000 * MS, &bidi_ops, h, &c), 0);
+	h->pending++;
+	for (size_t i = 0; i < 200; i++) {
+		h->lens[i] = 1 + i * 97;
+		h->bufs[i] = pattern(h->lens[i], (unsigned)i);
+	}
+	/* By reference and bounded: the 65th waits until some were written. */
+	while (h->sent < 200 && rmq_ccall_send(c, h->bufs[h->sent], h->lens[h->sent]) == 0)
+		h->sent++;
+	cr_assert_eq(h->sent, 64, "the queue holds send_queue_max messages");
+	cr_assert_eq(rmq_ccall_written(c), 0, "nothing written before the flush");
+}
+
+Test(client, bidi_with_a_bounded_queue)
+{
+	struct h h = {0};
+	rmq_client_config_default(&h.cfg);
+	h.cfg.send_queue_max = 64;
+	run(&h, start_bidi, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_OK, "%s: %s", rmq_grpc_status_name(h.status), h.message);
+	cr_assert_eq(h.msgs, 200);
+	cr_assert(h.order_ok, "echoes in order, each intact");
+	h_free(&h);
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void start_nothing(struct h *h)
+{
+	(void)h;
+}
+
+Test(client, refused_connect)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	struct h h = {0};
+	run(&h, start_nothing, ntohs(a.sin_port));
+	close(fd);
+	cr_assert_eq(h.connect_res, -ECONNREFUSED, "%s", rmq_strerror(h.connect_res));
+	cr_assert_eq(h.conn_closed, 0, "on_close is only for connections that opened");
+}
+
+static void kill_fn(struct rmq_timer *t)
+{
+	(void)t;
+	kill(server_pid, SIGKILL);
+}
+
+static void start_then_die(struct h *h)
+{
+	static uint8_t req[8];
+	put_be32(req, 5000);
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Slow", req, sizeof(req), 0, status_done, h,
+				      NULL),
+		     0);
+	h->pending++;
+	cr_assert_eq(rmq_timer_start(h->s, &h->timer, rmq_now_ns() + 100 * MS, kill_fn), 0);
+}
+
+Test(client, server_dies_mid_call)
+{
+	struct h h = {0};
+	run(&h, start_then_die, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_UNAVAILABLE, "%s: %s", rmq_grpc_status_name(h.status),
+		     h.message);
+	cr_assert_eq(h.conn_closed, 1);
+	cr_assert_lt(h.conn_why, 0, "a reset or EOF, not a close we asked for");
+}
