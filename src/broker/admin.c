@@ -1591,7 +1591,7 @@ static const struct {
 	const char *what;
 } not_served[] = {
 	{"/rustmq.client.ConsumerService/", "consumer groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, CommitOffsets, FetchOffsets) are not served by this version of rmq yet"},
-	{"/rustmq.client.ProducerService/", "transactions (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; idempotent produce without them works"},
+	{"/rustmq.client.ProducerService/", "transactions and producer ids (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; produce without a producer id works, and sequences sent with one are stored but not deduplicated"},
 	{"/rustmq.controller.AdminService/", "consumer group administration and leader elections are not served by this version of rmq yet"},
 	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served: this rmq node runs alone"},
 	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration are not served: this rmq node runs alone"},

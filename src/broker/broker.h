@@ -74,6 +74,7 @@ struct rmq_partition {
 	struct rmq_produce *backlog_head, *backlog_tail; /* waiting for buffer space */
 	struct rmq_fetch_waiter *waiters;  /* long polls on this partition */
 	uint64_t produced_records, produced_bytes, fetched_bytes;
+	uint32_t cold_reads;               /* fetch parts reading from disk (fetch.c) */
 };
 
 /* Per-topic table of the partitions this shard owns (NULL elsewhere). */
@@ -121,8 +122,9 @@ void rmq_partition_mark_dirty(struct rmq_partition *p);
 /* Milliseconds since the epoch. */
 uint64_t rmq_wall_ms(void);
 
-/* The method table of every service (broker.c), and its size. */
-extern const struct rmq_grpc_method rmq_broker_methods[];
+/* The method table of every service (broker.c, built at start), and its
+ * size. */
+extern struct rmq_grpc_method rmq_broker_methods[];
 extern const size_t rmq_broker_nmethods;
 
 /* Runs the broker until a signal stops it.  Returns 0 or an error. */

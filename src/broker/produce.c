@@ -733,6 +733,19 @@ static void exec_on_owner(struct rmq_produce *pr)
 		reply_to_origin(pr);
 		return;
 	}
+	/* A compressed payload kept as produced must at least be a frame of
+	 * its codec that declares its size: consumers would fail on it
+	 * otherwise, long after the producer was told it was stored. */
+	if (!pr->payload && !pr->rekey && pr->app.hdr.compression != 0 && pr->nranges == 1) {
+		size_t declared;
+		if (rmq_codec_decompressed_size((int)pr->app.hdr.compression, pr->req + pr->range_off[0],
+						pr->range_len[0], &declared) < 0) {
+			pr_fail(pr, EC_CORRUPT_MESSAGE, "compressed_records is not a valid %s frame",
+				rmq_codec_name((int)pr->app.hdr.compression));
+			reply_to_origin(pr);
+			return;
+		}
+	}
 	/* More pieces than one append takes: gather them into one buffer. */
 	if (!pr->payload && pr->nranges * (pr->rekey ? 2u : 1u) > RMQ_PRODUCE_IOV_MAX &&
 	    convert_codec(pr, (int)pr->app.hdr.compression, tc->max_message_bytes, true) < 0) {
