@@ -16,6 +16,7 @@
  */
 #include "broker/broker.h"
 
+#include "broker/dedup.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/assert.h"
@@ -60,6 +61,35 @@ static void on_hw(void *arg, uint64_t hw)
 	rmq_fetch_wake(arg);
 }
 
+/* Feeds the producer ids, epochs and sequences of the newest segment's
+ * batches to dedup, so a retry across a restart is still recognised.
+ * Reads headers only; the segment was just scanned by recovery. */
+static void replay_producers(struct rmq_partition *p)
+{
+	uint64_t off = rmq_log_active_base(p->log), hw = rmq_log_high_watermark(p->log);
+	while (off < hw) {
+		struct rmq_log_read r;
+		if (rmq_log_read(p->log, off, 4u << 20, &r) < 0 || r.nslices == 0)
+			break;
+		for (unsigned i = 0; i < r.nslices; i++) {
+			const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
+			while (q < end) {
+				struct rmq_batch_view v;
+				int n = rmq_batch_parse_header(q, (size_t)(end - q), &v);
+				if (n <= 0)
+					break;
+				if (v.hdr.producer_id > 0 && v.hdr.base_sequence >= 0)
+					rmq_dedup_replay(p->dedup, v.hdr.producer_id, v.hdr.producer_epoch,
+							 v.hdr.base_sequence, v.hdr.record_count,
+							 v.hdr.base_offset);
+				q += n;
+			}
+		}
+		off = r.next_offset;
+		rmq_log_read_done(p->log, &r);
+	}
+}
+
 static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct rmq_topic *t,
 					    uint32_t index)
 {
@@ -84,6 +114,11 @@ static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct 
 		return NULL;
 	}
 	rmq_log_set_hw_listener(p->log, on_hw, p);
+	p->dedup = rmq_dedup_new();
+	if (p->dedup)
+		replay_producers(p);
+	else
+		rmq_warn("partition %s-%u: no memory for producer deduplication", t->name, index);
 	return p;
 }
 
@@ -105,6 +140,7 @@ static void close_partition(struct rmq_bshard *bs, struct rmq_partition *p, bool
 	int rc = rmq_log_close(p->log);
 	if (rc < 0)
 		rmq_warn("closing partition %s-%u: %s", p->topic_name, p->index, rmq_strerror(rc));
+	rmq_dedup_free(p->dedup);
 	if (remove) {
 		rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, p->topic_name, p->index);
 		if (rm_tree(dir) < 0)

@@ -75,6 +75,7 @@ struct rmq_partition {
 	struct rmq_fetch_waiter *waiters;  /* long polls on this partition */
 	uint64_t produced_records, produced_bytes, fetched_bytes;
 	uint32_t cold_reads;               /* fetch parts reading from disk (fetch.c) */
+	struct rmq_dedup *dedup;           /* retries that must not append twice */
 };
 
 /* Per-topic table of the partitions this shard owns (NULL elsewhere). */

@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "core/pbwire.h"
 #include "core/util.h"
+#include "broker/dedup.h"
 #include "storage/codec.h"
 
 #include <errno.h>
@@ -57,7 +58,16 @@ enum {
 	EC_RESOURCE_EXHAUSTED = 46,
 	EC_SHUTTING_DOWN = 60,
 	EC_INVALID_RECORD = 53,
+	EC_DUPLICATE_REQUEST = 6,
+	EC_OUT_OF_ORDER_SEQUENCE = 35,
+	EC_DUPLICATE_SEQUENCE = 36,
+	EC_INVALID_PRODUCER_EPOCH = 37,
 };
+
+static bool is_duplicate(int code)
+{
+	return code == EC_DUPLICATE_SEQUENCE || code == EC_DUPLICATE_REQUEST;
+}
 
 enum { ACK_NONE = 0, ACK_LEADER, ACK_MAJORITY, ACK_ALL, ACK_CUSTOM };
 
@@ -80,6 +90,9 @@ struct rmq_produce {
 					* (origin) and a backlog (owner) at the same time */
 	unsigned origin, owner;
 	int index;                     /* position in a ProduceBatch */
+	uint32_t key_off, key_len;     /* idempotency_key in req (len 0 = none) */
+	struct rmq_dedup_ticket seq_ticket, key_ticket; /* owner: pending dedup entries */
+	struct rmq_partition *part;    /* owner: the partition appended to */
 
 	/* The request part this append needs. */
 	char topic[RMQ_TOPIC_NAME_MAX + 1];
@@ -271,6 +284,18 @@ static int parse_topic_partition(struct rmq_produce *pr, const uint8_t *p, size_
 	return 0;
 }
 
+/* proto3 omits zero values: for an idempotent producer (id > 0) an absent
+ * epoch or base sequence is 0, not the "none" (-1) the header starts with. */
+static void idempotent_defaults(struct rmq_batch_hdr *h)
+{
+	if (h->producer_id <= 0)
+		return;
+	if (h->producer_epoch < 0)
+		h->producer_epoch = 0;
+	if (h->base_sequence < 0)
+		h->base_sequence = 0;
+}
+
 /* Parses an encoded RecordBatch at [p, p+len) (offsets relative to req):
  * header fields into pr->app.hdr, field-7 runs or field 9 into ranges. */
 static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t *p, size_t len)
@@ -350,6 +375,7 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 	}
 	if (run && add_range(pr, &cap, (size_t)(run - req), (size_t)(run_end - run)) < 0)
 		goto nomem;
+	idempotent_defaults(h);
 	if (h->compression >= RMQ_CODEC_COUNT) {
 		pr_fail(pr, EC_UNSUPPORTED_COMPRESSION, "unknown compression type %u", h->compression);
 		return -1;
@@ -429,6 +455,12 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 		case 9: pr->app.hdr.producer_id = (int64_t)num; break;
 		case 10: pr->app.hdr.producer_epoch = (int32_t)num; break;
 		case 11: pr->app.hdr.base_sequence = (int32_t)num; break;
+		case 8:
+			if (wire == RMQ_PB_LEN && vlen > 0) {
+				pr->key_off = (uint32_t)(val - req);
+				pr->key_len = (uint32_t)vlen;
+			}
+			break;
 		case 12: pr->correlation_id = num; break;
 		case 13: pr->app.hdr.compression = (uint32_t)num; break;
 		case 15:
@@ -446,6 +478,7 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 		pr_fail(pr, EC_INVALID_REQUEST, "ProduceRequest: topic_partition is required");
 		return -1;
 	}
+	idempotent_defaults(&pr->app.hdr);
 	if (have_batch && records > 0) {
 		pr_fail(pr, EC_INVALID_REQUEST, "ProduceRequest: set either records or batch, not both");
 		return -1;
@@ -597,9 +630,21 @@ nomem:
 	return -1;
 }
 
+/* Completes the dedup entries of pr (owner shard) with the outcome. */
+static void dedup_done(struct rmq_produce *pr, bool ok)
+{
+	if (!pr->part || !pr->part->dedup)
+		return;
+	struct rmq_dedup_result res = {pr->base_offset, pr->count, pr->first_ts_ms, pr->append_ms};
+	rmq_dedup_done(pr->part->dedup, &pr->seq_ticket, ok, &res);
+	rmq_dedup_done(pr->part->dedup, &pr->key_ticket, ok, &res);
+	pr->seq_ticket.kind = pr->key_ticket.kind = 0;
+}
+
 static void on_appended(struct rmq_append *a, int res)
 {
 	struct rmq_produce *pr = RMQ_CONTAINER_OF(a, struct rmq_produce, app);
+	dedup_done(pr, res == 0);
 	if (pr->early) {
 		/* acks=NONE was answered already; only the log's hold remains. */
 		if (res < 0)
@@ -629,6 +674,7 @@ static int try_append(struct rmq_partition *p, struct rmq_produce *pr)
 		pr_fail(pr, storage_code(rc),
 			rc == RMQ_ECRC ? "batch CRC-32C does not match its records" : "append refused: %s",
 			rmq_strerror(rc));
+		dedup_done(pr, false);
 		reply_to_origin(pr);
 		return 0;
 	}
@@ -673,9 +719,74 @@ void rmq_produce_fail_backlog(struct rmq_partition *p)
 		struct rmq_produce *pr = p->backlog_head;
 		p->backlog_head = pr->bnext;
 		pr_fail(pr, EC_NOT_AVAILABLE, "partition %s-%u is closing", pr->topic, pr->partition);
+		dedup_done(pr, false);
 		reply_to_origin(pr);
 	}
 	p->backlog_tail = NULL;
+}
+
+/* Retries must not append twice (dedup.h).  Returns 0 to append, or -1
+ * with pr answered-to-be (error or duplicate result filled in). */
+static int dedup_check(struct rmq_partition *p, struct rmq_produce *pr)
+{
+	struct rmq_batch_hdr *h = &pr->app.hdr;
+	struct rmq_dedup_result res;
+	enum rmq_dedup_verdict v;
+
+	pr->part = p;
+	if (!p->dedup)
+		return 0;
+	if (h->producer_id > 0 && h->base_sequence >= 0) {
+		v = rmq_dedup_seq(p->dedup, h->producer_id, h->producer_epoch, h->base_sequence,
+				  h->record_count, &res, &pr->seq_ticket);
+		switch (v) {
+		case RMQ_DEDUP_NEW:
+			break;
+		case RMQ_DEDUP_DUPLICATE:
+			pr_fail(pr, EC_DUPLICATE_SEQUENCE,
+				"producer %" PRId64 " sequence %d was already written at offset %" PRIu64,
+				h->producer_id, h->base_sequence, res.base_offset);
+			goto dup;
+		case RMQ_DEDUP_IN_FLIGHT:
+			pr_fail(pr, EC_NOT_AVAILABLE,
+				"producer %" PRId64 " sequence %d is still being written; retry", h->producer_id,
+				h->base_sequence);
+			return -1;
+		case RMQ_DEDUP_OUT_OF_ORDER:
+			pr_fail(pr, EC_OUT_OF_ORDER_SEQUENCE,
+				"producer %" PRId64 " sent sequence %d, which does not follow its last batch",
+				h->producer_id, h->base_sequence);
+			return -1;
+		case RMQ_DEDUP_FENCED:
+			pr_fail(pr, EC_INVALID_PRODUCER_EPOCH,
+				"producer %" PRId64 " epoch %d is older than the epoch already seen", h->producer_id,
+				h->producer_epoch);
+			return -1;
+		}
+	}
+	if (pr->key_len > 0) {
+		v = rmq_dedup_key(p->dedup, pr->req + pr->key_off, pr->key_len, rmq_wall_ms(), &res,
+				  &pr->key_ticket);
+		if (v == RMQ_DEDUP_DUPLICATE) {
+			dedup_done(pr, false); /* the sequence entry just taken */
+			pr_fail(pr, EC_DUPLICATE_REQUEST, "idempotency_key already used at offset %" PRIu64,
+				res.base_offset);
+			goto dup;
+		}
+		if (v == RMQ_DEDUP_IN_FLIGHT) {
+			dedup_done(pr, false);
+			pr_fail(pr, EC_NOT_AVAILABLE, "a request with this idempotency_key is still being written; retry");
+			return -1;
+		}
+	}
+	return 0;
+dup:
+	pr->base_offset = res.base_offset;
+	pr->count = res.count;
+	pr->first_ts_ms = res.first_ts_ms >= 0 ? res.first_ts_ms : (int64_t)res.append_ms;
+	pr->append_ms = res.append_ms;
+	pr->log_start = rmq_log_start_offset(p->log);
+	return -1;
 }
 
 /* Runs on the owner shard. */
@@ -752,6 +863,10 @@ static void exec_on_owner(struct rmq_produce *pr)
 		reply_to_origin(pr);
 		return;
 	}
+	if (dedup_check(p, pr) < 0) {
+		reply_to_origin(pr);
+		return;
+	}
 	if (p->backlog_head || try_append(p, pr) == RMQ_EFULL) {
 		if (pr_own(pr) < 0) {
 			pr_fail(pr, EC_RESOURCE_EXHAUSTED, "out of memory");
@@ -790,7 +905,7 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	r->leader_id = (char *)bs->b->cfg.node_id;
 	r->leader_epoch = 1;
 	r->correlation_id = pr->correlation_id;
-	if (pr->code == EC_OK) {
+	if (pr->code == EC_OK || is_duplicate(pr->code)) {
 		r->offset = pr->base_offset;
 		r->last_offset = pr->base_offset + pr->count - 1;
 		r->record_count = pr->count;

@@ -1595,3 +1595,8 @@ void rmq_log_set_limits(struct rmq_log *log, uint64_t segment_bytes, uint64_t se
 	log->cfg.retention_bytes = retention_bytes;
 	log->cfg.retention_ms = retention_ms;
 }
+
+uint64_t rmq_log_active_base(const struct rmq_log *log)
+{
+	return active(log)->base_offset;
+}

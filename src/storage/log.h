@@ -232,6 +232,8 @@ void rmq_log_set_limits(struct rmq_log *log, uint64_t segment_bytes, uint64_t se
 			int64_t retention_bytes, int64_t retention_ms);
 
 uint64_t rmq_log_high_watermark(const struct rmq_log *log);
+/* First offset of the active (newest) segment. */
+uint64_t rmq_log_active_base(const struct rmq_log *log);
 uint64_t rmq_log_start_offset(const struct rmq_log *log);
 uint64_t rmq_log_end_offset(const struct rmq_log *log); /* next offset to assign */
 uint64_t rmq_log_size_bytes(const struct rmq_log *log);
