@@ -226,24 +226,11 @@ static int scan_record(const uint8_t *p, size_t len, int64_t *ts_ms)
 		if (n == 0)
 			return -1;
 		if (field == 4 && wire == RMQ_PB_LEN) {
-			int64_t sec = 0, nanos = 0;
-			const uint8_t *q = val, *qe = val + vlen;
-			while (q < qe) {
-				uint32_t f2, w2;
-				uint64_t v2;
-				const uint8_t *x;
-				size_t xl;
-				size_t k = rmq_pb_next(q, qe, &f2, &w2, &v2, &x, &xl);
-				if (k == 0)
-					return -1;
-				if (f2 == 1 && w2 == RMQ_PB_VARINT)
-					sec = (int64_t)v2;
-				else if (f2 == 2 && w2 == RMQ_PB_VARINT)
-					nanos = (int64_t)v2;
-				q += k;
-			}
-			if (sec >= 0 && nanos >= 0 && nanos < 1000000000)
-				*ts_ms = sec * 1000 + nanos / 1000000;
+			int64_t t;
+			if (rmq_pb_timestamp_ms(val, vlen, &t) < 0)
+				return -1;
+			if (t >= 0)
+				*ts_ms = t;
 		}
 		p += n;
 	}
@@ -355,19 +342,13 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 				}
 				break;
 			case 5:
-			case 6:
-				if (wire == RMQ_PB_LEN) {
-					/* The producer's batch timestamps count too. */
-					uint8_t rec[64];
-					if (vlen + 2 <= sizeof(rec)) {
-						int64_t ts;
-						size_t k = rmq_pb_put_len(rec, 4, vlen);
-						memcpy(rec + k, val, vlen);
-						if (scan_record(rec, k + vlen, &ts) == 0)
-							note_ts(pr, ts);
-					}
-				}
+			case 6: {
+				/* The producer's batch timestamps count too. */
+				int64_t ts;
+				if (wire == RMQ_PB_LEN && rmq_pb_timestamp_ms(val, vlen, &ts) == 0)
+					note_ts(pr, ts);
 				break;
+			}
 			default: break; /* magic, offsets, epochs: the broker's to set */
 			}
 		}

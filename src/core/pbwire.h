@@ -138,4 +138,37 @@ static inline size_t rmq_pb_next(const uint8_t *p, const uint8_t *end, uint32_t 
 	}
 }
 
+/*
+ * Decodes the body of a google.protobuf.Timestamp {1: seconds, 2: nanos}
+ * into milliseconds since the epoch.  Returns 0, or -1 when it is
+ * malformed, nanos is outside [0, 1e9), or the milliseconds do not fit an
+ * int64 (garbage, not a time: refused rather than overflowed).
+ */
+static inline int rmq_pb_timestamp_ms(const uint8_t *p, size_t len, int64_t *ms)
+{
+	const uint8_t *end = p + len;
+	int64_t sec = 0, nanos = 0;
+
+	while (p < end) {
+		uint32_t field, wire;
+		uint64_t num = 0;
+		const uint8_t *val;
+		size_t vlen;
+		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
+		if (k == 0)
+			return -1;
+		if (field == 1 && wire == RMQ_PB_VARINT)
+			sec = (int64_t)num;
+		else if (field == 2 && wire == RMQ_PB_VARINT)
+			nanos = (int64_t)num;
+		p += k;
+	}
+	if (nanos < 0 || nanos >= 1000000000)
+		return -1;
+	if (sec > (INT64_MAX - 999) / 1000 || sec < INT64_MIN / 1000)
+		return -1;
+	*ms = sec * 1000 + nanos / 1000000;
+	return 0;
+}
+
 #endif /* RMQ_CORE_PBWIRE_H */

@@ -136,31 +136,7 @@ int rmq_batch_encode_prefix(const struct rmq_batch_hdr *h, size_t records_len, u
 
 static int parse_timestamp(const uint8_t *p, size_t len, int64_t *ms)
 {
-	const uint8_t *end = p + len;
-	int64_t sec = 0, nanos = 0;
-
-	while (p < end) {
-		uint32_t field, wire;
-		uint64_t num = 0;
-		const uint8_t *val;
-		size_t vlen;
-		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
-		if (k == 0)
-			return RMQ_ECORRUPT;
-		if (field == 1 && wire == RMQ_PB_VARINT)
-			sec = (int64_t)num;
-		else if (field == 2 && wire == RMQ_PB_VARINT)
-			nanos = (int64_t)num;
-		p += k;
-	}
-	if (nanos < 0 || nanos >= 1000000000)
-		return RMQ_ECORRUPT;
-	/* Seconds whose milliseconds do not fit an int64 are garbage: say so
-	 * rather than overflow (undefined behaviour, a UBSan abort). */
-	if (sec > (INT64_MAX - 999) / 1000 || sec < INT64_MIN / 1000)
-		return RMQ_ECORRUPT;
-	*ms = sec * 1000 + nanos / 1000000;
-	return 0;
+	return rmq_pb_timestamp_ms(p, len, ms) < 0 ? RMQ_ECORRUPT : 0;
 }
 
 /* check_records: walk every record element after the first (recovery);
