@@ -1,0 +1,191 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""The rmq command-line client against one rmqd on 127.0.0.1:0.
+
+Runs every subcommand and checks its output and exit status (0 ok, 1 error,
+2 usage), the one-line error messages, and the round trips: 100000 stdin
+lines produced and consumed back byte for byte, --format json, --key-sep and
+--headers, compression, --offset N / @timestamp / latest with --timeout.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--rmqd", required=True)
+ap.add_argument("--rmq", required=True)
+args = ap.parse_args()
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, file=sys.stderr)
+
+
+def rmq(*argv, stdin=None, env_extra=None, timeout=20):
+    env = dict(os.environ)
+    env["RMQ_BOOTSTRAP"] = BOOT
+    if env_extra:
+        env.update(env_extra)
+    p = subprocess.run([args.rmq, *argv], input=stdin, capture_output=True, env=env,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr.decode()
+
+
+def expect(argv, code, out_re=None, err_re=None, stdin=None, env_extra=None):
+    rc, out, err = rmq(*argv, stdin=stdin, env_extra=env_extra)
+    what = "rmq " + " ".join(argv)
+    check(rc == code, f"{what}: exit {rc}, want {code} (stderr: {err.strip()})")
+    if out_re is not None:
+        check(re.search(out_re, out.decode(errors="replace"), re.M),
+              f"{what}: stdout {out[:300]!r} does not match {out_re!r}")
+    if err_re is not None:
+        check(re.search(err_re, err, re.M), f"{what}: stderr {err!r} does not match {err_re!r}")
+    if code != 0 and err:
+        check(err.count("\n") == 1 or code == 2 and err.startswith("usage"),
+              f"{what}: error is not one line: {err!r}")
+    return out
+
+
+tmp = tempfile.mkdtemp(prefix="rmq-tools-")
+errlog = open(os.path.join(tmp, "rmqd.err"), "w+")
+rmqd = subprocess.Popen([args.rmqd, "--listen", "127.0.0.1:0", "--data-dir",
+                         os.path.join(tmp, "data"), "--cores", "2"],
+                        stdout=subprocess.DEVNULL, stderr=errlog)
+try:
+    port = None
+    deadline = time.time() + 10
+    while time.time() < deadline and port is None:
+        errlog.seek(0)
+        m = re.search(r"serving on 127\.0\.0\.1:(\d+)", errlog.read())
+        if m:
+            port = int(m.group(1))
+        elif rmqd.poll() is not None:
+            break
+        else:
+            time.sleep(0.05)
+    if port is None:
+        errlog.seek(0)
+        print("rmqd did not start:", errlog.read(), file=sys.stderr)
+        sys.exit(1)
+    BOOT = f"127.0.0.1:{port}"
+
+    # Usage: help, bad flags, missing arguments.
+    expect(["--help"], 0, out_re=r"^usage: rmq COMMAND")
+    expect([], 2)
+    expect(["nosuch"], 2, err_re=r"unknown command 'nosuch'")
+    for sub in (["topic", "create"], ["topic", "list"], ["topic", "describe"], ["topic", "delete"],
+                ["topic", "alter"], ["produce"], ["consume"], ["cluster"], ["health"]):
+        expect([*sub, "--help"], 0, out_re=r"^usage: rmq " + sub[0])
+    expect(["topic"], 2)
+    expect(["topic", "create"], 2, err_re=r"^rmq topic create: missing argument")
+    expect(["topic", "create", "x", "--partitions", "zero"], 2, err_re=r"--partitions")
+    expect(["topic", "create", "x", "--bogus"], 2, err_re=r"unknown flag --bogus")
+    expect(["produce", "t", "--compression", "gzip"], 2, err_re=r"--compression")
+    expect(["consume", "t", "--offset", "soon"], 2, err_re=r"--offset")
+    expect(["topic", "alter", "x"], 2, err_re=r"--config")
+    expect(["group", "list"], 1, err_re=r"consumer groups")
+
+    # Connection refused: one line that says what to do.
+    expect(["topic", "list", "--bootstrap", "127.0.0.1:1"], 1,
+           err_re=r"^rmq: cannot connect to 127\.0\.0\.1:1: connection refused \(is rmqd running\? "
+                  r"set --bootstrap or RMQ_BOOTSTRAP\)$")
+
+    # Topics.
+    expect(["topic", "create", "t"], 0, out_re=r"created topic t \(1 partition\)")
+    expect(["topic", "create", "t"], 1, err_re=r"topic 't' already exists")
+    expect(["topic", "create", "multi", "--partitions", "3", "--config", "retention.ms=3600000"], 0,
+           out_re=r"created topic multi \(3 partitions\)")
+    out = expect(["topic", "list"], 0)
+    check(sorted(out.decode().split()) == ["multi", "t"], f"topic list: {out!r}")
+    expect(["topic", "describe", "multi"], 0,
+           out_re=r"(?s)^topic multi.*partitions 3.*partition 2\tleader \S+\tshard \d.*retention\.ms=3600000")
+    expect(["topic", "alter", "multi", "--config", "retention.ms=7200000"], 0, out_re=r"altered topic multi")
+    expect(["topic", "describe", "multi"], 0, out_re=r"retention\.ms=7200000")
+    expect(["topic", "describe", "nope"], 1,
+           err_re=r"^rmq: topic 'nope' not found \(create it with: rmq topic create nope\)$")
+    expect(["topic", "delete", "nope"], 1, err_re=r"topic 'nope' not found")
+    expect(["produce", "nope"], 1, stdin=b"x\n", err_re=r"topic 'nope' not found")
+    expect(["consume", "nope", "--max", "1"], 1, err_re=r"topic 'nope' not found")
+
+    # The pipeline: seq 100000 | rmq produce t; rmq consume t ... reproduces it.
+    seq = subprocess.run(["seq", "100000"], capture_output=True, check=True).stdout
+    expect(["produce", "t"], 0, stdin=seq)
+    out = expect(["consume", "t", "--offset", "earliest", "--max", "100000"], 0)
+    with open(os.path.join(tmp, "seq"), "wb") as f:
+        f.write(seq)
+    with open(os.path.join(tmp, "out"), "wb") as f:
+        f.write(out)
+    check(subprocess.run(["cmp", os.path.join(tmp, "seq"), os.path.join(tmp, "out")]).returncode == 0,
+          "seq 100000 | rmq produce t; rmq consume t --max 100000 differs from the input")
+    expect(["topic", "describe", "t"], 0, out_re=r"partition 0\tleader 1\tshard \d\tepoch \d+\toffsets 0\.\.100000$")
+    expect(["consume", "t", "--offset", "99998", "--max", "5", "--timeout", "300ms"], 0,
+           out_re=r"\A99999\n100000\n\Z")
+    expect(["consume", "t", "--offset", "latest", "--timeout", "200ms"], 0, out_re=r"\A\Z")
+
+    # Keys, headers, JSON, compression, -v; keys hash to a partition each.
+    lines = b"k1:hello\nk2:w\xc3\xb6rld\nk1:bin\xff\xfe\nnokey\n"
+    _, _, err = rmq("produce", "multi", "--key-sep", ":", "--headers", "h1=v1,h2=v2",
+                    "--compression", "zstd", "-v", stdin=lines)
+    check(re.search(r"multi/\d: \d+ records at offsets \d+\.\.\d+", err), f"produce -v: {err!r}")
+    out = expect(["consume", "multi", "--offset", "earliest", "--max", "4", "--format", "json"], 0)
+    recs = [json.loads(l) for l in out.decode().splitlines()]
+    check(len(recs) == 4, f"json: {len(recs)} records")
+    byval = {r.get("value", r.get("value_base64")): r for r in recs}
+    check("hello" in byval and byval["hello"]["key"] == "k1", f"json key: {recs}")
+    check("wörld" in byval and byval["wörld"]["key"] == "k2", f"json utf-8: {recs}")
+    b64 = base64.b64encode(b"bin\xff\xfe").decode()
+    check(b64 in byval and "value_base64" in byval[b64], f"json base64: {recs}")
+    check(byval.get("nokey", {}).get("key", 1) is None, f"json no key: {recs}")
+    for r in recs:
+        check(r["headers"] == [{"key": "h1", "value": "v1"}, {"key": "h2", "value": "v2"}],
+              f"json headers: {r}")
+        check(r["timestamp"] > 1600000000000 and r["offset"] >= 0 and 0 <= r["partition"] < 3,
+              f"json fields: {r}")
+    check(byval["hello"]["partition"] == byval[b64]["partition"], "same key, same partition")
+
+    # --partition, other codecs, @timestamp.
+    t0 = int(time.time() * 1000)
+    for codec in ("lz4", "snappy", "none"):
+        expect(["produce", "multi", "--partition", "2", "--compression", codec, "--acks", "all"], 0,
+               stdin=f"{codec}-a\n{codec}-b\n".encode())
+    out = expect(["consume", "multi", "--partition", "2", "--offset", f"@{t0}", "--max", "6"], 0)
+    check(out == b"lz4-a\nlz4-b\nsnappy-a\nsnappy-b\nnone-a\nnone-b\n", f"@timestamp: {out!r}")
+    expect(["produce", "multi", "--partition", "3"], 2, stdin=b"x\n", err_re=r"partitions 0\.\.2")
+
+    # Cluster, health, delete.
+    expect(["cluster"], 0, out_re=r"(?s)^cluster \S+.*brokers\n  1\t127\.0\.0\.1:\d+\tBROKER_RUNNING.*"
+                                  r"topics\n.* multi\tpartitions 3")
+    expect(["health"], 0, out_re=r"(?s)^grpc\.health\.v1\tSERVING\nbroker 1\tHEALTH_STATUS_SERVING")
+    expect(["topic", "delete", "multi"], 0, out_re=r"deleted topic multi")
+    out = expect(["topic", "list"], 0)
+    check(out == b"t\n", f"topic list after delete: {out!r}")
+finally:
+    rmqd.send_signal(signal.SIGTERM)
+    try:
+        rmqd.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        rmqd.kill()
+        rmqd.wait()
+    # With the node stopped, health cannot connect: exit 1, one line.
+    if "BOOT" in globals():
+        rc, _, err = rmq("health")
+        check(rc == 1 and "cannot connect" in err, f"health with rmqd stopped: {rc} {err!r}")
+    if not failures:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+if failures:
+    print(f"{len(failures)} check(s) failed; rmqd's log is in {tmp}", file=sys.stderr)
+    sys.exit(1)
+print("rmq: all checks passed")

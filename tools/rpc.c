@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rpc.c - blocking calls over the shard's gRPC client (see rpc.h).
+ *
+ * Lifecycle:
+ *
+ *   rmq_rpc_open ─► thread: rmq_runtime_run ─► init: client, connect,
+ *                   eventfd read posted
+ *     waits for on_connect ◄──────────────────────┘ (or init failing)
+ *   rmq_rpc_close ─► closing = true, eventfd written ─► the read completes,
+ *                   is not re-posted, rmq_runtime_stop ─► fini: client
+ *                   destroyed ─► thread joined, runtime destroyed
+ */
+#include "rpc.h"
+
+#include "core/error.h"
+#include "core/shard.h"
+#include "core/util.h"
+#include "net/client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+enum { CONN_PENDING = 1, CONN_UP = 0 }; /* else a negative error */
+
+struct rmq_rpc {
+	struct rmq_client_config cfg;
+	struct rmq_runtime *rt;
+	pthread_t thread;
+	int run_rc;
+	struct rmq_shard *s;
+	struct rmq_client *cl;
+	struct rmq_client_conn *cc;     /* NULL once lost */
+	int efd;
+	struct rmq_io_op efd_op;
+	uint64_t efd_val;
+	/* Shared with the main thread, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int conn_state;                 /* CONN_PENDING, CONN_UP, or -error */
+	bool exited;                    /* the runtime returned */
+	bool closing;
+	struct rmq_rpc_call *head, *tail;
+};
+
+static char *dup_str(const char *s)
+{
+	char *d = strdup(s ? s : "");
+	return d; /* NULL on ENOMEM: the printers treat it as "" */
+}
+
+/* Runs on the shard: the answer, copied for the main thread. */
+static void call_done(void *arg, enum rmq_grpc_status status, const char *message,
+		      const uint8_t *resp, size_t resp_len)
+{
+	struct rmq_rpc_call *c = arg;
+	struct rmq_rpc *rpc = c->rpc;
+	uint8_t *copy = NULL;
+
+	if (status == RMQ_GRPC_OK) {
+		copy = malloc(resp_len ? resp_len : 1);
+		if (!copy) {
+			status = RMQ_GRPC_RESOURCE_EXHAUSTED;
+			message = "out of memory copying the response";
+		} else {
+			memcpy(copy, resp, resp_len);
+		}
+	}
+	char *msg = dup_str(message);
+	pthread_mutex_lock(&rpc->mu);
+	c->status = status;
+	c->message = msg;
+	c->resp = copy;
+	c->resp_len = copy ? resp_len : 0;
+	c->done = true;
+	pthread_cond_broadcast(&rpc->cv);
+	pthread_mutex_unlock(&rpc->mu);
+}
+
+static void fail_call(struct rmq_rpc_call *c, enum rmq_grpc_status st, const char *why)
+{
+	call_done(c, st, why, NULL, 0);
+}
+
+static int arm_efd(struct rmq_rpc *rpc)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(rpc->s), &rpc->efd_op);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_read(sqe, rpc->efd, &rpc->efd_val, sizeof(rpc->efd_val), 0);
+	return 0;
+}
+
+/* The eventfd was written: start what was queued, or stop. */
+static void on_efd(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_rpc *rpc = RMQ_CONTAINER_OF(op, struct rmq_rpc, efd_op);
+	(void)flags;
+
+	pthread_mutex_lock(&rpc->mu);
+	struct rmq_rpc_call *list = rpc->head;
+	rpc->head = rpc->tail = NULL;
+	bool closing = rpc->closing;
+	pthread_mutex_unlock(&rpc->mu);
+
+	while (list) {
+		struct rmq_rpc_call *c = list;
+		list = c->next;
+		if (!rpc->cc || !rmq_client_conn_ok(rpc->cc)) {
+			fail_call(c, RMQ_GRPC_UNAVAILABLE, "connection to the broker lost");
+			continue;
+		}
+		int rc = rmq_client_unary(rpc->cc, c->path, c->req, c->len, c->timeout_ns,
+					  call_done, c, NULL);
+		if (rc < 0)
+			fail_call(c, RMQ_GRPC_UNAVAILABLE, rmq_strerror(rc));
+	}
+	if (closing || (res < 0 && res != -EINTR && res != -EAGAIN) || arm_efd(rpc) < 0)
+		rmq_runtime_stop(rpc->rt);
+}
+
+static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
+{
+	struct rmq_rpc *rpc = arg;
+	if (res < 0)
+		rpc->cc = NULL;
+	pthread_mutex_lock(&rpc->mu);
+	rpc->conn_state = res < 0 ? res : CONN_UP;
+	pthread_cond_broadcast(&rpc->cv);
+	pthread_mutex_unlock(&rpc->mu);
+}
+
+static void on_conn_close(struct rmq_client_conn *cc, void *arg, int why)
+{
+	struct rmq_rpc *rpc = arg;
+	(void)cc;
+	(void)why;
+	rpc->cc = NULL;
+}
+
+static const struct rmq_client_conn_ops conn_ops = {on_connect, on_conn_close};
+
+static int shard_init(struct rmq_shard *s, void *arg)
+{
+	struct rmq_rpc *rpc = arg;
+	rpc->s = s;
+	rpc->efd_op.cb = on_efd;
+	int rc = rmq_client_create(s, &rpc->cfg, &rpc->cl);
+	if (rc < 0)
+		return rc;
+	rc = arm_efd(rpc);
+	if (rc == 0)
+		rc = rmq_client_connect(rpc->cl, &conn_ops, rpc, &rpc->cc);
+	if (rc < 0) {
+		rpc->cc = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+static void shard_fini(struct rmq_shard *s, void *arg)
+{
+	struct rmq_rpc *rpc = arg;
+	(void)s;
+	rmq_client_destroy(rpc->cl);
+	rpc->cl = NULL;
+}
+
+static void *run_thread(void *arg)
+{
+	struct rmq_rpc *rpc = arg;
+	int rc = rmq_runtime_run(rpc->rt, shard_init, shard_fini, rpc);
+	pthread_mutex_lock(&rpc->mu);
+	rpc->run_rc = rc;
+	rpc->exited = true;
+	if (rpc->conn_state == CONN_PENDING)
+		rpc->conn_state = rc < 0 ? rc : RMQ_ECLOSED;
+	/* Anything still queued will never be started. */
+	struct rmq_rpc_call *list = rpc->head;
+	rpc->head = rpc->tail = NULL;
+	pthread_mutex_unlock(&rpc->mu);
+	while (list) {
+		struct rmq_rpc_call *c = list;
+		list = c->next;
+		fail_call(c, RMQ_GRPC_UNAVAILABLE, "client stopped");
+	}
+	return NULL;
+}
+
+int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,
+		 struct rmq_rpc **out)
+{
+	struct rmq_rpc *rpc = calloc(1, sizeof(*rpc));
+	if (!rpc)
+		return -ENOMEM;
+	int rc;
+	rmq_client_config_default(&rpc->cfg);
+	rpc->cfg.host = host;
+	rpc->cfg.port = port;
+	rpc->cfg.connections_max = 1;
+	rpc->cfg.calls_max = 64;
+	rpc->cfg.recv_buffers = 64;
+	rpc->cfg.connect_timeout_ns = connect_timeout_ns;
+	rpc->conn_state = CONN_PENDING;
+	pthread_mutex_init(&rpc->mu, NULL);
+	pthread_cond_init(&rpc->cv, NULL);
+	rpc->efd = eventfd(0, EFD_CLOEXEC);
+	if (rpc->efd < 0) {
+		rc = -errno;
+		goto err_free;
+	}
+	struct rmq_runtime_config rcfg = {
+		.shards = 1, .ring_entries = 256, .xshard_capacity = 64, .timers_max = 1024,
+	};
+	rc = rmq_runtime_create(&rcfg, &rpc->rt);
+	if (rc < 0)
+		goto err_efd;
+	rc = -pthread_create(&rpc->thread, NULL, run_thread, rpc);
+	if (rc < 0)
+		goto err_rt;
+	pthread_mutex_lock(&rpc->mu);
+	while (rpc->conn_state == CONN_PENDING)
+		pthread_cond_wait(&rpc->cv, &rpc->mu);
+	rc = rpc->conn_state;
+	pthread_mutex_unlock(&rpc->mu);
+	if (rc < 0) {
+		rmq_rpc_close(rpc);
+		return rc;
+	}
+	*out = rpc;
+	return 0;
+err_rt:
+	rmq_runtime_destroy(rpc->rt);
+err_efd:
+	close(rpc->efd);
+err_free:
+	pthread_cond_destroy(&rpc->cv);
+	pthread_mutex_destroy(&rpc->mu);
+	free(rpc);
+	return rc;
+}
+
+static void kick(struct rmq_rpc *rpc)
+{
+	uint64_t one = 1;
+	ssize_t n = write(rpc->efd, &one, sizeof(one));
+	(void)n; /* an eventfd write fails only on overflow: it is readable then */
+}
+
+void rmq_rpc_submit(struct rmq_rpc *rpc, struct rmq_rpc_call *c)
+{
+	c->rpc = rpc;
+	c->next = NULL;
+	c->done = false;
+	c->message = NULL;
+	c->resp = NULL;
+	c->resp_len = 0;
+	pthread_mutex_lock(&rpc->mu);
+	bool exited = rpc->exited;
+	if (!exited) {
+		if (rpc->tail)
+			rpc->tail->next = c;
+		else
+			rpc->head = c;
+		rpc->tail = c;
+	}
+	pthread_mutex_unlock(&rpc->mu);
+	if (exited)
+		fail_call(c, RMQ_GRPC_UNAVAILABLE, "client stopped");
+	else
+		kick(rpc);
+}
+
+enum rmq_grpc_status rmq_rpc_wait(struct rmq_rpc_call *c)
+{
+	struct rmq_rpc *rpc = c->rpc;
+	pthread_mutex_lock(&rpc->mu);
+	while (!c->done)
+		pthread_cond_wait(&rpc->cv, &rpc->mu);
+	pthread_mutex_unlock(&rpc->mu);
+	return c->status;
+}
+
+void rmq_rpc_call_reset(struct rmq_rpc_call *c)
+{
+	free(c->message);
+	free(c->resp);
+	c->message = NULL;
+	c->resp = NULL;
+	c->resp_len = 0;
+	c->done = false;
+}
+
+enum rmq_grpc_status rmq_rpc_unary(struct rmq_rpc *rpc, struct rmq_rpc_call *c)
+{
+	rmq_rpc_submit(rpc, c);
+	return rmq_rpc_wait(c);
+}
+
+void rmq_rpc_close(struct rmq_rpc *rpc)
+{
+	if (!rpc)
+		return;
+	pthread_mutex_lock(&rpc->mu);
+	rpc->closing = true;
+	pthread_mutex_unlock(&rpc->mu);
+	kick(rpc);
+	pthread_join(rpc->thread, NULL);
+	rmq_runtime_destroy(rpc->rt);
+	close(rpc->efd);
+	pthread_cond_destroy(&rpc->cv);
+	pthread_mutex_destroy(&rpc->mu);
+	free(rpc);
+}
