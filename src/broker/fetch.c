@@ -25,10 +25,36 @@
  *
  * This is Kafka's long poll: the answer leaves as soon as min_bytes of
  * batches are ready, or at max_wait with whatever there is; no loop polls.
- * Batches are copied once, from the segment mapping into the part's buffer
- * on the owner, and sent as they are stored: each FetchPartitionResponse is
- * its header fields (protobuf-c) followed by the stored entries, which are
- * already encoded `batches` elements (storage/batch.h).
+ * Batches are copied once into the part's buffer on the owner, and sent as
+ * they are stored: each FetchPartitionResponse is its header fields
+ * (protobuf-c) followed by the stored entries, which are already encoded
+ * `batches` elements (storage/batch.h).
+ *
+ * Cold reads.  A page fault on the segment mapping is a synchronous disk
+ * read that stalls the whole shard, and under fsync=always the log writes
+ * with O_DIRECT, so even the freshest data is not in the page cache.  So
+ * read_part() copies a slice from the mapping only when mincore() says
+ * every page of it is resident; the other slices are read into the buffer
+ * with io_uring READs on the owner's ring, and the part is answered from
+ * the completion instead:
+ *
+ *   read_part ── all slices resident ──► memcpy ──► reply (READ_DONE)
+ *        │
+ *        └── some slice cold: copy the resident ones, keep the log read
+ *            pinned, READ the cold ones one after the other (short reads
+ *            resubmit the rest) ─► READ_PENDING: neither parked nor
+ *            replied; the partition counts it in cold_reads
+ *                 │
+ *   cold_done ◄───┘ every cold slice in: CRC-32C of each of its batches,
+ *                   unpin, reply.  A bad batch is never served: first in
+ *                   the buffer → CORRUPT_MESSAGE naming its offset; later →
+ *                   the batches before it are answered, and the next fetch
+ *                   (at its offset) gets the error.
+ *
+ * A cancel that arrives while the reads are in flight finds the part not
+ * parked, so it only acks; the reply follows from cold_done.  The origin
+ * counts both messages, so it frees the op only after the two are back.
+ * A partition that closes waits for its cold reads (rmq_fetch_drop_waiters).
  *
  * Subscribe reuses one op for successive rounds: after each answer the
  * offsets move past what was sent and the next round starts, waiting for
@@ -37,13 +63,17 @@
 #include "broker/broker.h"
 
 #include "client/consumer.pb-c.h"
+#include "core/assert.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/pbwire.h"
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +121,13 @@ struct fetch_part {
 	bool cancel_sent;      /* origin: a cancel is out for this round */
 	bool dropped;          /* subscribe: failed, reported, no longer read */
 	unsigned owner;
+	/* Owner: cold reads in flight (see the top of the file). */
+	struct rmq_io_op rop;
+	struct rmq_partition *reading; /* non-NULL while READs are in flight */
+	struct rmq_log_read lr;        /* pinned until the last READ is in */
+	unsigned cold;                 /* bit i: slice i is read, not copied */
+	unsigned ri;                   /* the slice being read */
+	uint32_t rdone;                /* bytes of slice ri read so far */
 	/* Result (owner writes, origin reads after the reply). */
 	int code;
 	char err[320];
@@ -155,54 +192,246 @@ static void park(struct rmq_partition *p, struct fetch_part *fp)
 	p->waiters = &fp->w;
 }
 
-/* Reads the part's data from the log into fp->data.  Returns true when
- * the part is answered (data or error), false when there is nothing yet. */
-static bool read_part(struct rmq_partition *p, struct fetch_part *fp)
+enum read_result {
+	READ_NONE,    /* nothing to answer yet */
+	READ_DONE,    /* answered (data or error): reply now */
+	READ_PENDING, /* cold reads in flight: cold_done() replies */
+};
+
+/* True when every page under [data, data+len) is in the page cache, so
+ * copying it cannot fault.  mincore() itself never faults.  One call per
+ * slice up to 16 MiB (4 KiB pages); larger slices take a few. */
+static bool resident(const uint8_t *data, uint32_t len)
 {
-	struct rmq_log_read r;
+	static __thread unsigned char vec[4096];
+	static __thread size_t page;
+	if (len == 0)
+		return true;
+	if (!page)
+		page = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)data & ~(uintptr_t)(page - 1);
+	uintptr_t end = (uintptr_t)data + len;
+	while (a < end) {
+		size_t pages = (end - a + page - 1) / page;
+		if (pages > sizeof(vec))
+			pages = sizeof(vec);
+		if (mincore((void *)a, pages * page, vec) < 0)
+			return false; /* cannot tell: take the safe path */
+		for (size_t i = 0; i < pages; i++)
+			if (!(vec[i] & 1))
+				return false;
+		a += pages * page;
+	}
+	return true;
+}
+
+static void cold_done(struct rmq_io_op *op, int res, unsigned flags);
+
+/* Position of slice i in the part's buffer. */
+static size_t slice_off(const struct fetch_part *fp, unsigned i)
+{
+	size_t off = 0;
+	for (unsigned k = 0; k < i; k++)
+		off += fp->lr.slices[k].len;
+	return off;
+}
+
+/* Submits the READ of what is left of slice fp->ri.  Returns 0 or -EBUSY. */
+static int cold_submit(struct fetch_part *fp)
+{
+	const struct rmq_log_slice *sl = &fp->lr.slices[fp->ri];
+	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(fp->reading->bs->s), &fp->rop);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_read(sqe, sl->fd, fp->data + slice_off(fp, fp->ri) + fp->rdone,
+			   sl->len - fp->rdone, sl->pos + fp->rdone);
+	return 0;
+}
+
+/*
+ * Checks the CRC-32C of every batch the READs brought in.  Returns true
+ * when all are good; otherwise cuts the answer before the first bad batch
+ * (an error when it is the first of the buffer), logs it, and returns
+ * false.  O(bytes read): cold data costs a disk read anyway.
+ */
+static bool cold_verify(struct fetch_part *fp)
+{
+	for (unsigned i = 0; i < fp->lr.nslices; i++) {
+		if (!(fp->cold & (1u << i)))
+			continue;
+		size_t pos = slice_off(fp, i), end = pos + fp->lr.slices[i].len;
+		while (pos < end) {
+			struct rmq_batch_view v;
+			int n = rmq_batch_parse_header(fp->data + pos, end - pos, &v);
+			bool parsed = n > 0;
+			if (parsed && rmq_batch_check_crc(fp->data + pos, &v) == 0) {
+				pos += (size_t)n;
+				continue;
+			}
+			const struct rmq_partition *p = fp->reading;
+			uint64_t at = parsed ? v.hdr.base_offset : fp->offset;
+			rmq_error("partition %s-%u: %s at offset %lu (segment position %lu) on a cold "
+				  "read: not served",
+				  p->topic_name, p->index,
+				  parsed ? "batch fails its CRC-32C" : "batch does not parse",
+				  (unsigned long)at,
+				  (unsigned long)(fp->lr.slices[i].pos + (pos - slice_off(fp, i))));
+			/* The READ left the bad bytes in the page cache, where the
+			 * next fetch would find them resident and copy them
+			 * unchecked: evict the slice (our own mapping of it first,
+			 * or fadvise cannot), so every read of it is cold and
+			 * checked again. */
+			const struct rmq_log_slice *sl = &fp->lr.slices[i];
+			uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+			uintptr_t a = (uintptr_t)sl->data & ~(pg - 1);
+			(void)madvise((void *)a, (uintptr_t)sl->data + sl->len - a, MADV_DONTNEED);
+			(void)posix_fadvise(sl->fd, (off_t)sl->pos, sl->len, POSIX_FADV_DONTNEED);
+			if (pos > 0 && parsed) {
+				/* Serve what precedes it; the next fetch starts at the
+				 * bad batch and gets the error. */
+				fp->len = pos;
+				fp->next_offset = at;
+			} else {
+				fp->code = EC_CORRUPT_MESSAGE;
+				snprintf(fp->err, sizeof(fp->err),
+					 parsed ? "batch at offset %lu fails its CRC-32C check: corrupt on disk"
+						: "batch at or before offset %lu does not parse: corrupt on disk",
+					 (unsigned long)at);
+			}
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The last READ is in (err 0) or failed: verify, unpin, account.  The
+ * caller replies. */
+static void cold_complete(struct fetch_part *fp, int err)
+{
+	struct rmq_partition *p = fp->reading;
+	if (err < 0) {
+		fp->code = EC_STORAGE_ERROR;
+		snprintf(fp->err, sizeof(fp->err), "reading offset %lu from disk: %s",
+			 (unsigned long)fp->offset, rmq_strerror(err));
+		rmq_error("partition %s-%u: %s", p->topic_name, p->index, fp->err);
+	} else {
+		cold_verify(fp);
+	}
+	if (fp->code != EC_OK) {
+		free(fp->data);
+		fp->data = NULL;
+		fp->len = 0;
+		fp->next_offset = fp->offset;
+	}
+	rmq_log_read_done(p->log, &fp->lr);
+	fp->reading = NULL;
+	fp->cold = 0;
+	RMQ_ASSERT(p->cold_reads > 0);
+	p->cold_reads--;
+	p->fetched_bytes += fp->len;
+	p->bs->fetch_bytes += fp->len;
+}
+
+static void cold_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct fetch_part *fp = RMQ_CONTAINER_OF(op, struct fetch_part, rop);
+	(void)flags;
+	if (res == -EAGAIN || res == -EINTR)
+		res = 0; /* requeue the same range */
+	else if (res < 0)
+		goto fail;
+	else if (res == 0) {
+		res = -EIO; /* end of file inside data the log says is there */
+		goto fail;
+	}
+	fp->rdone += (uint32_t)res;
+	if (fp->rdone >= fp->lr.slices[fp->ri].len) {
+		/* This slice is in: on to the next cold one, if any. */
+		unsigned next = fp->ri + 1;
+		while (next < fp->lr.nslices && !(fp->cold & (1u << next)))
+			next++;
+		if (next == fp->lr.nslices) {
+			cold_complete(fp, 0);
+			reply_part(fp);
+			return;
+		}
+		fp->ri = next;
+		fp->rdone = 0;
+	}
+	res = cold_submit(fp);
+	if (res == 0)
+		return;
+fail:
+	cold_complete(fp, res);
+	reply_part(fp);
+}
+
+/* Reads the part's data from the log into fp->data: resident slices are
+ * copied now, cold ones read by io_uring (READ_PENDING). */
+static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp)
+{
+	struct rmq_log_read *r = &fp->lr;
+	RMQ_DASSERT(!fp->reading);
 	if (fp->start == START_EARLIEST)
 		fp->offset = rmq_log_start_offset(p->log);
 	else if (fp->start == START_LATEST)
 		fp->offset = rmq_log_high_watermark(p->log);
 	fp->start = 0;
-	int rc = rmq_log_read(p->log, fp->offset, fp->max_bytes, &r);
+	int rc = rmq_log_read(p->log, fp->offset, fp->max_bytes, r);
 
-	fp->hw = r.high_watermark;
-	fp->log_start = r.log_start_offset;
+	fp->hw = r->high_watermark;
+	fp->log_start = r->log_start_offset;
 	fp->next_offset = fp->offset;
 	if (rc == RMQ_ERANGE) {
 		fp->code = EC_OFFSET_OUT_OF_RANGE;
 		snprintf(fp->err, sizeof(fp->err),
 			 "offset %lu is outside the log [%lu, %lu]", (unsigned long)fp->offset,
-			 (unsigned long)r.log_start_offset, (unsigned long)r.high_watermark);
-		return true;
+			 (unsigned long)r->log_start_offset, (unsigned long)r->high_watermark);
+		return READ_DONE;
 	}
 	if (rc < 0) {
 		fp->code = rc == RMQ_EFENCED ? EC_STORAGE_ERROR : EC_CORRUPT_MESSAGE;
 		snprintf(fp->err, sizeof(fp->err), "reading offset %lu: %s",
 			 (unsigned long)fp->offset, rmq_strerror(rc));
-		return true;
+		return READ_DONE;
 	}
-	if (r.nslices == 0)
-		return false;
-	fp->data = malloc(r.bytes);
+	if (r->nslices == 0)
+		return READ_NONE;
+	fp->data = malloc(r->bytes);
 	if (!fp->data) {
-		rmq_log_read_done(p->log, &r);
+		rmq_log_read_done(p->log, r);
 		fp->code = EC_RESOURCE_EXHAUSTED;
 		snprintf(fp->err, sizeof(fp->err), "out of memory");
-		return true;
+		return READ_DONE;
 	}
 	size_t off = 0;
-	for (unsigned i = 0; i < r.nslices; i++) {
-		memcpy(fp->data + off, r.slices[i].data, r.slices[i].len);
-		off += r.slices[i].len;
+	unsigned cold = 0;
+	for (unsigned i = 0; i < r->nslices; i++) {
+		if (resident(r->slices[i].data, r->slices[i].len))
+			memcpy(fp->data + off, r->slices[i].data, r->slices[i].len);
+		else
+			cold |= 1u << i;
+		off += r->slices[i].len;
 	}
 	fp->len = off;
-	fp->next_offset = r.next_offset;
-	rmq_log_read_done(p->log, &r);
+	fp->next_offset = r->next_offset;
+	if (cold) {
+		fp->cold = cold;
+		fp->ri = (unsigned)__builtin_ctz(cold);
+		fp->rdone = 0;
+		fp->rop.cb = cold_done;
+		fp->reading = p;
+		p->cold_reads++;
+		rc = cold_submit(fp);
+		if (rc == 0)
+			return READ_PENDING;
+		cold_complete(fp, rc); /* nothing in flight: answer the error now */
+		return READ_DONE;
+	}
+	rmq_log_read_done(p->log, r);
 	p->fetched_bytes += off;
 	p->bs->fetch_bytes += off;
-	return true;
+	return READ_DONE;
 }
 
 static void exec_part(struct fetch_part *fp)
@@ -224,7 +453,10 @@ static void exec_part(struct fetch_part *fp)
 		reply_part(fp);
 		return;
 	}
-	if (read_part(p, fp) || !fp->may_wait) {
+	enum read_result rr = read_part(p, fp);
+	if (rr == READ_PENDING)
+		return; /* cold_done replies */
+	if (rr == READ_DONE || !fp->may_wait) {
 		reply_part(fp);
 		return;
 	}
@@ -242,22 +474,37 @@ void rmq_fetch_wake(struct rmq_partition *p)
 	while (w) {
 		struct rmq_fetch_waiter *next = w->next;
 		struct fetch_part *fp = RMQ_CONTAINER_OF(w, struct fetch_part, w);
-		if (read_part(p, fp)) {
+		enum read_result rr = read_part(p, fp);
+		if (rr != READ_NONE)
 			unpark(fp);
+		if (rr == READ_DONE)
 			reply_part(fp);
-		}
 		w = next;
 	}
 }
 
 void rmq_fetch_drop_waiters(struct rmq_partition *p)
 {
-	while (p->waiters) {
-		struct fetch_part *fp = RMQ_CONTAINER_OF(p->waiters, struct fetch_part, w);
-		unpark(fp);
-		fp->code = EC_NOT_AVAILABLE;
-		snprintf(fp->err, sizeof(fp->err), "partition %s-%u was closed", fp->topic, fp->partition);
-		reply_part(fp);
+	for (;;) {
+		while (p->waiters) {
+			struct fetch_part *fp = RMQ_CONTAINER_OF(p->waiters, struct fetch_part, w);
+			unpark(fp);
+			fp->code = EC_NOT_AVAILABLE;
+			snprintf(fp->err, sizeof(fp->err), "partition %s-%u was closed", fp->topic,
+				 fp->partition);
+			reply_part(fp);
+		}
+		if (p->cold_reads == 0)
+			break;
+		/* Cold reads write into their parts and unpin segments of this
+		 * log: let them complete (and reply) before the log goes.  Their
+		 * buffers are the origin's, so they cannot be abandoned. */
+		int rc = rmq_io_wait(rmq_shard_io(p->bs->s), 100ULL * 1000 * 1000);
+		if (rc < 0) {
+			rmq_error("partition %s-%u: waiting for %u cold reads at close: %s",
+				  p->topic_name, p->index, p->cold_reads, rmq_strerror(rc));
+			break;
+		}
 	}
 }
 
@@ -292,9 +539,13 @@ static void cancel_on_owner(struct rmq_xmsg *m)
 	if (fp->parked_on) {
 		struct rmq_partition *p = fp->parked_on;
 		unpark(fp);
-		read_part(p, fp); /* whatever there is now, possibly nothing */
-		reply_part(fp);
+		/* Whatever there is now, possibly nothing; cold data is
+		 * answered by cold_done. */
+		if (read_part(p, fp) != READ_PENDING)
+			reply_part(fp);
 	}
+	/* A part with cold reads in flight is not parked: its reply follows
+	 * from cold_done, this ack goes now; the origin waits for both. */
 	fp->cmsg.fn = cancel_ack;
 	post_or_run(fp->origin, &fp->cmsg);
 }

@@ -811,6 +811,17 @@ static int push_segment(struct rmq_log *log, struct rmq_segment *s)
 		log->segs_cap = cap;
 	}
 	log->segs[log->nsegs++] = s;
+	/* Readers touch the mapping only for batch headers and for slices
+	 * that mincore() shows resident (broker/fetch.c reads the rest with
+	 * io_uring and checks its CRCs).  Without this, a header's page fault
+	 * reads ahead ~128 KiB around it: a longer synchronous stall, and
+	 * neighbouring batches become resident without a CRC check, so a
+	 * fetch would serve them from the mapping unverified.  MADV_RANDOM
+	 * makes such a fault read the one page; read()'s own readahead (on
+	 * the file, not the mapping) is unaffected.  Advice only: ignore
+	 * failure. */
+	if (s->map && s->map_len)
+		(void)madvise((void *)(uintptr_t)s->map, s->map_len, MADV_RANDOM);
 	return 0;
 }
 
@@ -1363,6 +1374,20 @@ static int recover(struct rmq_log *log)
 			goto out;
 		}
 		log->stats.recovered_batches += rec.batches;
+		if (!last) {
+			/* Opening an older segment reads its first batch and the
+			 * tail after its last index entry through the mapping,
+			 * before push_segment() advises MADV_RANDOM, so the fault
+			 * read ahead (up to the device's read_ahead_kb: MiBs) pages
+			 * nobody CRC-checked.  A fetch serves resident pages from
+			 * the mapping unchecked, so drop them: the first fetch
+			 * reads them cold, with the CRC check.  The newest segment
+			 * was fully scanned, CRCs included, and keeps its pages.
+			 * Unmapping our pages first is what lets fadvise evict
+			 * them.  Advice only: ignore failure. */
+			(void)madvise((void *)(uintptr_t)s->map, s->map_len, MADV_DONTNEED);
+			(void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+		}
 		if (rec.index_rebuilt)
 			rmq_warn("log %s: rebuilt the indexes of segment %020" PRIu64, log->dir,
 				 bases[i]);
