@@ -103,7 +103,7 @@ int main(int argc, char **argv)
 		{"data-dir", RMQ_FLAG_STRING, &cfg->data_dir, "rmq-data", "directory of the partition logs and metadata", 0, 0, NULL},
 		{"node-id", RMQ_FLAG_STRING, &cfg->node_id, "1", "this broker's id in metadata", 0, 0, NULL},
 		{"advertised-host", RMQ_FLAG_STRING, &cfg->advertised_host, "", "host clients are told to connect to (default: the listen host)", 0, 0, NULL},
-		{"cores", RMQ_FLAG_UINT, &cores, cores_def, "shard threads, one per core; the default is the number of online CPUs", 1, 1024, NULL},
+		{"cores", RMQ_FLAG_UINT, &cores, cores_def, "shard threads, one per core (default below: the online CPUs)", 1, 1024, NULL},
 		{"pin", RMQ_FLAG_BOOL, &pin, "true", "pin each shard thread to its CPU", 0, 0, NULL},
 		{"fsync", RMQ_FLAG_CHOICE, &fsync, "always", "durability: always (ack after fdatasync, group commit), never, or interval:<duration>", 0, 0, "always|never|interval:"},
 		{"segment-bytes", RMQ_FLAG_SIZE, &seg_bytes, "1GiB", "default segment size (topic segment.bytes)", 1ULL << 14, (1ULL << 32) - 1, NULL},
