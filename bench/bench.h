@@ -16,6 +16,9 @@
 
 enum bench_mode { BENCH_PRODUCE, BENCH_CONSUME, BENCH_E2E };
 
+/* Which system --target names, by its scheme (bench_peer.c drives the peers). */
+enum bench_system { BENCH_RMQ, BENCH_NATS, BENCH_REDIS };
+
 /* Bounds of the flags (also what the help prints). */
 #define BENCH_THREADS_MAX 256
 #define BENCH_CONNECTIONS_MAX 1024      /* per thread */
@@ -35,6 +38,7 @@ struct bench_opts {
 	char host[256];
 	uint16_t port;
 	const char *target;
+	enum bench_system system;       /* rmq:// (or no scheme), nats://, redis:// */
 	uint64_t threads, connections, streams;
 	enum bench_mode mode;
 	const char *mode_name;
@@ -75,7 +79,8 @@ void bench_opts_usage(FILE *out);
 
 /*
  * Splits "rmq://host:port" (the scheme may be left out; an IPv6 host goes
- * in brackets) into host and port.  Returns 0 or RMQ_EBADFLAG with err set.
+ * in brackets; nats:// and redis:// name a peer) into host and port.
+ * Returns 0 or RMQ_EBADFLAG with err set.
  */
 int bench_parse_target(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
 		       size_t errlen);
@@ -185,5 +190,68 @@ enum {
  */
 int bench_parse_fetch_response(const uint8_t *p, size_t len, struct bench_rpart *parts,
 			       uint32_t nparts, struct bench_fetch_sink *sink);
+
+/* ---- peers: NATS JetStream and Redis Streams (bench_peer.c) ------------------ */
+
+/*
+ * The peers are driven on plain threads through their own client
+ * libraries (libnats, hiredis), not on rmqd's runtime: one thread per
+ * connection (--threads x --connections), each with its own client
+ * connection.  bench_peer.c owns the threads, the measurement window, the
+ * progress line and the report (the same text and JSON as rmq's); a driver
+ * only moves messages and calls bench_peer_account() for each one.
+ *
+ *   main ─ driver->setup (stream exists, consumer created)
+ *        ─ workers: driver->produce or driver->consume, until
+ *          bench_peer_running() turns false
+ *        ─ driver->teardown, report
+ */
+struct bench_peer_worker;
+
+struct bench_driver {
+	const char *name;               /* "nats", "redis" */
+	const char *produce_rpc;        /* what the JSON's produce_rpc says */
+	const char *consume_rpc;
+	/* Once, before the workers: connect, create the stream and consumer.
+	 * Returns 0 or a negative error with a reason in err. */
+	int (*setup)(const struct bench_opts *o, char *err, size_t errlen);
+	/* A worker's whole life: open its connection, load until
+	 * bench_peer_running() is false, then drain and close.  Failures are
+	 * counted with bench_peer_error(); returns 0, or a negative error when
+	 * the connection could not be opened. */
+	int (*produce)(struct bench_peer_worker *w);
+	int (*consume)(struct bench_peer_worker *w);
+	/* Most readers the driver can split a stream between (0 = any). */
+	unsigned readers_max;
+	void (*teardown)(const struct bench_opts *o);
+};
+
+extern const struct bench_driver bench_driver_nats, bench_driver_redis;
+
+/* Runs the whole benchmark against a peer; returns the exit status. */
+int bench_peer_main(const struct bench_opts *o);
+
+const struct bench_opts *bench_peer_opts(const struct bench_peer_worker *w);
+/* This worker's index among the producers or the readers. */
+unsigned bench_peer_index(const struct bench_peer_worker *w);
+/* False once the run is over (time, --messages, or a signal). */
+bool bench_peer_running(const struct bench_peer_worker *w);
+/* Writes the stamp (BENCH_STAMP_MAGIC + stamp_ns) into a value of len bytes
+ * (nothing when it is shorter than BENCH_STAMP_BYTES). */
+void bench_peer_stamp(uint8_t *value, size_t len, uint64_t stamp_ns);
+/* The stamp of a value, or 0 when it carries none. */
+uint64_t bench_peer_stamp_of(const uint8_t *value, size_t len);
+/* CLOCK_MONOTONIC in ns plus the offset to CLOCK_REALTIME: what stamps
+ * carry, comparable between processes. */
+uint64_t bench_peer_wall_ns(void);
+/*
+ * Counts n messages of bytes value bytes answered or delivered now, with
+ * one latency sample of latency_ns (none when latency_ns is 0).  Thread-
+ * safe (a library's callback thread may call it).
+ */
+void bench_peer_account(struct bench_peer_worker *w, uint64_t n, uint64_t bytes,
+			uint64_t latency_ns);
+/* Counts one error by name ("nats:TIMEOUT", "redis:ERR ...", cut at 47). */
+void bench_peer_error(struct bench_peer_worker *w, const char *name);
 
 #endif /* RMQ_BENCH_BENCH_H */

@@ -37,7 +37,7 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 {
 	size_t n = 0;
 #define F(...) f[n++] = (struct rmq_flag){__VA_ARGS__}
-	F("target", RMQ_FLAG_STRING, &r->target, "rmq://127.0.0.1:9092", "broker to load: rmq://host:port", 0, 0, NULL);
+	F("target", RMQ_FLAG_STRING, &r->target, "rmq://127.0.0.1:9092", "broker to load: rmq://host:port, or a peer: nats://host:port (JetStream), redis://host:port (Streams)", 0, 0, NULL);
 	F("mode", RMQ_FLAG_CHOICE, &r->mode, "produce", "produce, consume, or e2e (both at once; latency from send to delivery)", 0, 0, "produce|consume|e2e");
 	F("threads", RMQ_FLAG_UINT, &o->threads, "1", "shard threads, each with its own ring and connections", 1, BENCH_THREADS_MAX, NULL);
 	F("connections", RMQ_FLAG_UINT, &o->connections, "2", "connections per thread", 1, BENCH_CONNECTIONS_MAX, NULL);
@@ -85,10 +85,12 @@ int bench_parse_target(const char *s, char *host, size_t hostlen, uint16_t *port
 	char why[192];
 	uint64_t v;
 
-	if (strncmp(p, "rmq://", 6) == 0)
-		p += 6;
+	if (strncmp(p, "rmq://", 6) == 0 || strncmp(p, "nats://", 7) == 0)
+		p = strstr(p, "://") + 3;
+	else if (strncmp(p, "redis://", 8) == 0)
+		p += 8;
 	else if (strstr(p, "://"))
-		return fail(err, errlen, "--target: '%s': the scheme must be rmq://", s);
+		return fail(err, errlen, "--target: '%s': the scheme must be rmq://, nats:// or redis://", s);
 	if (*p == '[') {
 		h = p + 1;
 		hend = strchr(h, ']');
@@ -137,6 +139,9 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 	if (rc < 0)
 		return rc;
 	o->target = r.target;
+	o->system = strncmp(r.target, "nats://", 7) == 0    ? BENCH_NATS
+		    : strncmp(r.target, "redis://", 8) == 0 ? BENCH_REDIS
+							    : BENCH_RMQ;
 	o->mode_name = r.mode;
 	o->mode = strcmp(r.mode, "produce") == 0 ? BENCH_PRODUCE
 		  : strcmp(r.mode, "consume") == 0 ? BENCH_CONSUME
@@ -181,5 +186,10 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 	else
 		o->from_latest = strcmp(r.from, "latest") == 0;
 	o->from_name = o->from_latest ? "latest" : "earliest";
+	/* The peer drivers send plain values and pace nothing. */
+	if (o->system != BENCH_RMQ && o->rate)
+		return fail(err, errlen, "--rate is not implemented for nats:// and redis:// targets");
+	if (o->system != BENCH_RMQ && o->compression)
+		return fail(err, errlen, "--compression applies to rmq:// targets only");
 	return 0;
 }

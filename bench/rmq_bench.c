@@ -1520,6 +1520,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const struct bench_opts *o = &g.o;
+	if (o->system != BENCH_RMQ)
+		return bench_peer_main(o);
 
 	struct timespec rt_ts, mono_ts;
 	clock_gettime(CLOCK_REALTIME, &rt_ts);

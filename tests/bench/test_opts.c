@@ -89,6 +89,8 @@ Test(opts, targets)
 		{"rmq://localhost:1", "localhost", 1},
 		{"broker-1.example.com:65535", "broker-1.example.com", 65535},
 		{"rmq://[::1]:9093", "::1", 9093},
+		{"nats://127.0.0.1:4222", "127.0.0.1", 4222},
+		{"redis://localhost:6379", "localhost", 6379},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		char host[256], err[256] = "";
@@ -100,7 +102,7 @@ Test(opts, targets)
 	}
 	static const char *const bad[] = {
 		"", "rmq://", "rmq://host", "rmq://:9092", "rmq://host:", "rmq://host:0",
-		"rmq://host:65536", "rmq://host:-1", "rmq://host:92x", "http://host:9092",
+		"rmq://host:65536", "rmq://host:-1", "rmq://host:92x", "http://host:9092", "nats://host", "redis://:6379",
 		"rmq://::1:9092", "rmq://[::1]9092", "rmq://host:9092/path",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bench_peer.c - rmq-bench against a peer (NATS JetStream, Redis Streams):
+ * threads, measurement window, progress and report, shared by the drivers
+ * (driver_nats.c, driver_redis.c), so that the peers are measured the way
+ * rmq is (the OpenMessaging Benchmark's idea: one harness, one driver per
+ * system).
+ *
+ *   main: driver->setup ─► start producers (threads x connections, not in
+ *         consume mode) and readers (consume, e2e) ─► t_start; warm-up ends
+ *         at t_start + --warmup, the run at + --duration (or when
+ *         --messages were measured) ─► workers see bench_peer_running()
+ *         false, drain (bounded by the driver) and return ─► report
+ *
+ * What counts is what rmq_bench.c counts: a message answered (produce) or
+ * delivered (consume) inside [end of warm-up, end of run).  Latency:
+ * produce "ack" per sample the driver gives (Redis: per pipelined batch of
+ * --batch XADDs, from its send to its last reply, as rmq's per request;
+ * NATS: per message, from its send time to its PubAck), consume and e2e
+ * "delivery" per record from the send time carried in the value.
+ *
+ * Workers record into their own histogram under their own mutex (a
+ * library callback thread may record too); the progress thread and the
+ * report merge them.  The drivers allocate what their client library
+ * allocates (a message per publish in libnats, a reply per command in
+ * hiredis): these paths are the peers' own clients, not rmq's.
+ */
+#include "bench.h"
+#include "hist.h"
+
+#include "core/shard.h" /* rmq_now_ns */
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NS 1000000000ULL
+#define ERR_NAMES_MAX 16 /* distinct error names kept per worker */
+#define ERR_NAME_BYTES 48
+
+struct peer_err {
+	char name[ERR_NAME_BYTES];
+	uint64_t n;
+};
+
+struct bench_peer_worker {
+	unsigned index;
+	bool consumer;
+	pthread_t tid;
+	bool started;
+	int rc;
+	pthread_mutex_t mu;                 /* guards everything below */
+	uint64_t msgs, bytes;               /* measured */
+	uint64_t all_msgs, all_bytes;       /* including the warm-up, for progress */
+	uint64_t errors;
+	struct rmq_hist hist;
+	struct peer_err err[ERR_NAMES_MAX];
+	unsigned nerr;
+	uint64_t err_other;                 /* beyond ERR_NAMES_MAX names */
+};
+
+static struct {
+	const struct bench_opts *o;
+	const struct bench_driver *d;
+	struct bench_peer_worker *w;
+	unsigned nprod, ncons;
+	int64_t wall_offset_ns;
+	_Atomic uint64_t t_start, t_warm, t_end;
+	_Atomic uint64_t measured;          /* toward --messages */
+	_Atomic bool stop;
+	_Atomic bool finished;
+} p;
+
+const struct bench_opts *bench_peer_opts(const struct bench_peer_worker *w)
+{
+	(void)w;
+	return p.o;
+}
+
+unsigned bench_peer_index(const struct bench_peer_worker *w)
+{
+	return w->index;
+}
+
+bool bench_peer_running(const struct bench_peer_worker *w)
+{
+	(void)w;
+	if (atomic_load_explicit(&p.stop, memory_order_relaxed))
+		return false;
+	uint64_t end = atomic_load_explicit(&p.t_end, memory_order_relaxed);
+	return end == 0 || rmq_now_ns() < end;
+}
+
+uint64_t bench_peer_wall_ns(void)
+{
+	return (uint64_t)((int64_t)rmq_now_ns() + p.wall_offset_ns);
+}
+
+void bench_peer_stamp(uint8_t *value, size_t len, uint64_t stamp_ns)
+{
+	if (len < BENCH_STAMP_BYTES)
+		return;
+	memcpy(value, BENCH_STAMP_MAGIC, 4);
+	for (int i = 0; i < 8; i++)
+		value[4 + i] = (uint8_t)(stamp_ns >> (8 * i));
+}
+
+uint64_t bench_peer_stamp_of(const uint8_t *value, size_t len)
+{
+	uint64_t v = 0;
+	if (len < BENCH_STAMP_BYTES || memcmp(value, BENCH_STAMP_MAGIC, 4) != 0)
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)value[4 + i] << (8 * i);
+	return v;
+}
+
+void bench_peer_account(struct bench_peer_worker *w, uint64_t n, uint64_t bytes,
+			uint64_t latency_ns)
+{
+	uint64_t now = rmq_now_ns();
+	uint64_t warm = atomic_load_explicit(&p.t_warm, memory_order_relaxed);
+	uint64_t end = atomic_load_explicit(&p.t_end, memory_order_relaxed);
+	bool in_window = warm != 0 && now >= warm && now < end &&
+			 !atomic_load_explicit(&p.stop, memory_order_relaxed);
+
+	pthread_mutex_lock(&w->mu);
+	w->all_msgs += n;
+	w->all_bytes += bytes;
+	if (in_window) {
+		w->msgs += n;
+		w->bytes += bytes;
+		if (latency_ns)
+			rmq_hist_record(&w->hist, latency_ns);
+	}
+	pthread_mutex_unlock(&w->mu);
+	/* --messages counts what the main section counts: deliveries in
+	 * consume and e2e, answers in produce. */
+	bool main_section = p.o->mode == BENCH_PRODUCE ? !w->consumer : w->consumer;
+	if (in_window && main_section && p.o->messages) {
+		uint64_t m = atomic_fetch_add(&p.measured, n) + n;
+		if (m >= p.o->messages)
+			atomic_store(&p.stop, true);
+	}
+}
+
+void bench_peer_error(struct bench_peer_worker *w, const char *name)
+{
+	pthread_mutex_lock(&w->mu);
+	w->errors++;
+	unsigned i;
+	for (i = 0; i < w->nerr; i++)
+		if (strncmp(w->err[i].name, name, ERR_NAME_BYTES - 1) == 0)
+			break;
+	if (i == w->nerr && w->nerr < ERR_NAMES_MAX) {
+		snprintf(w->err[i].name, ERR_NAME_BYTES, "%s", name);
+		w->nerr++;
+	}
+	if (i < w->nerr)
+		w->err[i].n++;
+	else
+		w->err_other++;
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void *worker_main(void *arg)
+{
+	struct bench_peer_worker *w = arg;
+	w->rc = w->consumer ? p.d->consume(w) : p.d->produce(w);
+	return NULL;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	atomic_store(&p.stop, true);
+}
+
+/* ---- progress and report ----------------------------------------------------------- */
+
+struct peer_section {
+	const char *name;
+	uint64_t msgs, bytes, all_msgs, all_bytes, errors;
+	struct rmq_hist *hist;
+};
+
+/* Sums the producers (consumer false) or the readers into s. */
+static void collect(struct peer_section *s, bool consumer)
+{
+	s->msgs = s->bytes = s->all_msgs = s->all_bytes = s->errors = 0;
+	rmq_hist_reset(s->hist);
+	for (unsigned i = 0; i < p.nprod + p.ncons; i++) {
+		struct bench_peer_worker *w = &p.w[i];
+		if (w->consumer != consumer)
+			continue;
+		pthread_mutex_lock(&w->mu);
+		s->msgs += w->msgs;
+		s->bytes += w->bytes;
+		s->all_msgs += w->all_msgs;
+		s->all_bytes += w->all_bytes;
+		s->errors += w->errors;
+		rmq_hist_merge(s->hist, &w->hist);
+		pthread_mutex_unlock(&w->mu);
+	}
+}
+
+static void fmt_ns(char *buf, size_t len, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(buf, len, "%" PRIu64 " ns", ns);
+	else if (ns < 1000000)
+		snprintf(buf, len, "%.1f us", (double)ns / 1e3);
+	else if (ns < NS)
+		snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}
+
+static void *progress_main(void *arg)
+{
+	struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
+	struct peer_section sp = {.hist = hp}, sc = {.hist = hc};
+	uint64_t last_t = 0, last_p = 0, last_pb = 0, last_c = 0, last_cb = 0;
+	(void)arg;
+
+	if (!hp || !hc)
+		goto out;
+	while (!atomic_load(&p.finished)) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		uint64_t t_start = atomic_load(&p.t_start), now = rmq_now_ns();
+		if (t_start == 0 || now < last_t + NS)
+			continue;
+		if (last_t == 0) {
+			last_t = t_start;
+			continue;
+		}
+		collect(&sp, false);
+		collect(&sc, true);
+		double dt = (double)(now - last_t) / 1e9;
+		char line[512], q[32];
+		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
+				 now < atomic_load(&p.t_warm) ? " warm-up" : "");
+		if (p.nprod) {
+			fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
+			n += snprintf(line + n, sizeof(line) - (size_t)n,
+				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
+				      (double)(sp.all_msgs - last_p) / dt,
+				      (double)(sp.all_bytes - last_pb) / dt / 1e6, hp->count ? q : "-");
+		}
+		if (p.ncons) {
+			fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
+			n += snprintf(line + n, sizeof(line) - (size_t)n,
+				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
+				      (double)(sc.all_msgs - last_c) / dt,
+				      (double)(sc.all_bytes - last_cb) / dt / 1e6, hc->count ? q : "-");
+		}
+		snprintf(line + n, sizeof(line) - (size_t)n, "  errors %" PRIu64 "\n",
+			 sp.errors + sc.errors);
+		fputs(line, stderr);
+		last_p = sp.all_msgs;
+		last_pb = sp.all_bytes;
+		last_c = sc.all_msgs;
+		last_cb = sc.all_bytes;
+		last_t = now;
+	}
+out:
+	free(hp);
+	free(hc);
+	return NULL;
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static void print_latency_json(FILE *f, const struct rmq_hist *h)
+{
+	fprintf(f,
+		"{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+		"\"p999\":%.1f,\"max\":%.1f}",
+		h->count, h->count ? h->sum / (double)h->count / 1e3 : 0.0,
+		(double)rmq_hist_quantile(h, 0.50) / 1e3, (double)rmq_hist_quantile(h, 0.90) / 1e3,
+		(double)rmq_hist_quantile(h, 0.99) / 1e3, (double)rmq_hist_quantile(h, 0.999) / 1e3,
+		(double)(h->count ? h->max : 0) / 1e3);
+}
+
+/* Every worker's error names, merged (a small O(workers x names^2) walk). */
+static unsigned merge_errors(struct peer_err *out, unsigned cap, uint64_t *other)
+{
+	unsigned n = 0;
+	*other = 0;
+	for (unsigned i = 0; i < p.nprod + p.ncons; i++) {
+		struct bench_peer_worker *w = &p.w[i];
+		*other += w->err_other;
+		for (unsigned k = 0; k < w->nerr; k++) {
+			unsigned j;
+			for (j = 0; j < n; j++)
+				if (strcmp(out[j].name, w->err[k].name) == 0)
+					break;
+			if (j == n && n < cap)
+				out[n++] = w->err[k];
+			else if (j < n)
+				out[j].n += w->err[k].n;
+			else
+				*other += w->err[k].n;
+		}
+	}
+	return n;
+}
+
+static void report(double secs, const struct peer_section *main_s,
+		   const struct peer_section *extra)
+{
+	const struct bench_opts *o = p.o;
+	struct peer_err errs[ERR_NAMES_MAX * 2];
+	uint64_t other;
+	unsigned nerr = merge_errors(errs, ERR_NAMES_MAX * 2, &other);
+	uint64_t errors = main_s->errors + (extra ? extra->errors : 0);
+	const char *kind = o->mode == BENCH_PRODUCE ? "ack" : "delivery";
+
+	if (o->json) {
+		FILE *f = stdout;
+		fprintf(f, "{\"mode\":\"%s\",\"system\":\"%s\",\"target\":", o->mode_name, p.d->name);
+		json_string(f, o->target);
+		fprintf(f, ",\"topic\":");
+		json_string(f, o->topic);
+		fprintf(f,
+			",\"partitions\":1,\"threads\":%" PRIu64 ",\"connections\":%" PRIu64
+			",\"streams\":%" PRIu64 ",\"msg_bytes\":%" PRIu64 ",\"batch\":%" PRIu64
+			",\"acks\":\"%s\",\"compression\":\"%s\",\"produce_rpc\":\"%s\","
+			"\"consume_rpc\":\"%s\",\"readers\":%u,\"rate\":%" PRIu64 ",\"warmup_s\":%.3f,"
+			"\"duration_s\":%.3f",
+			o->threads, o->connections, o->streams, o->msg_bytes, o->batch, o->acks_name,
+			o->compression_name, p.d->produce_rpc, p.d->consume_rpc, p.ncons, o->rate,
+			(double)o->warmup_ns / 1e9, secs);
+		fprintf(f,
+			",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
+			"\"mb_per_s\":%.3f,\"latency_kind\":\"%s\",\"latency_us\":",
+			main_s->msgs, main_s->bytes, (double)main_s->msgs / secs,
+			(double)main_s->bytes / secs / 1e6, kind);
+		print_latency_json(f, main_s->hist);
+		if (extra) {
+			fprintf(f,
+				",\"produce\":{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
+				",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_kind\":\"ack\","
+				"\"latency_us\":",
+				extra->msgs, extra->bytes, (double)extra->msgs / secs,
+				(double)extra->bytes / secs / 1e6);
+			print_latency_json(f, extra->hist);
+			fputc('}', f);
+		}
+		fprintf(f, ",\"errors\":{\"total\":%" PRIu64 ",\"by_code\":{", errors);
+		for (unsigned i = 0; i < nerr; i++) {
+			fputs(i ? "," : "", f);
+			json_string(f, errs[i].name);
+			fprintf(f, ":%" PRIu64, errs[i].n);
+		}
+		if (other)
+			fprintf(f, "%s\"other\":%" PRIu64, nerr ? "," : "", other);
+		fprintf(f, "}}}\n");
+		fflush(f);
+		return;
+	}
+	printf("rmq-bench %s: %s (%s), stream %s, %" PRIu64 " thread(s) x %" PRIu64
+	       " connection(s) x %" PRIu64 " stream(s)\n",
+	       o->mode_name, o->target, p.d->name, o->topic, o->threads, o->connections, o->streams);
+	printf("  %" PRIu64 " B records, %" PRIu64 " per batch, %s", o->msg_bytes, o->batch,
+	       o->mode == BENCH_CONSUME ? "" : p.d->produce_rpc);
+	if (o->mode != BENCH_PRODUCE)
+		printf("%s%s from %s, %u reader(s)", o->mode == BENCH_CONSUME ? "" : ", ",
+		       p.d->consume_rpc, o->from_name, p.ncons);
+	printf("\n  measured %.2f s after %.2f s of warm-up\n", secs, (double)o->warmup_ns / 1e9);
+	const struct peer_section *list[2] = {extra, main_s};
+	for (int i = 0; i < 2; i++) {
+		const struct peer_section *s = list[i];
+		if (!s)
+			continue;
+		char l[5][32];
+		fmt_ns(l[0], 32, rmq_hist_quantile(s->hist, 0.50));
+		fmt_ns(l[1], 32, rmq_hist_quantile(s->hist, 0.90));
+		fmt_ns(l[2], 32, rmq_hist_quantile(s->hist, 0.99));
+		fmt_ns(l[3], 32, rmq_hist_quantile(s->hist, 0.999));
+		fmt_ns(l[4], 32, s->hist->count ? s->hist->max : 0);
+		printf("  %-8s %12" PRIu64 " msgs %12.0f msgs/s %10.1f MB/s\n", s->name, s->msgs,
+		       (double)s->msgs / secs, (double)s->bytes / secs / 1e6);
+		if (s->hist->count)
+			printf("           %s latency: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+			       s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery", l[0], l[1],
+			       l[2], l[3], l[4]);
+		else
+			printf("           no latency samples\n");
+	}
+	printf("  errors   %" PRIu64 "\n", errors);
+	for (unsigned i = 0; i < nerr; i++)
+		printf("           %-28s %" PRIu64 "\n", errs[i].name, errs[i].n);
+	if (other)
+		printf("           %-28s %" PRIu64 "\n", "other", other);
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+int bench_peer_main(const struct bench_opts *o)
+{
+	char err[512] = "";
+	int status = 0;
+	struct rmq_hist *hp = NULL, *hc = NULL;
+
+	p.o = o;
+	p.d = o->system == BENCH_NATS ? &bench_driver_nats : &bench_driver_redis;
+	struct timespec rt_ts, mono_ts;
+	clock_gettime(CLOCK_REALTIME, &rt_ts);
+	clock_gettime(CLOCK_MONOTONIC, &mono_ts);
+	p.wall_offset_ns = ((int64_t)rt_ts.tv_sec - (int64_t)mono_ts.tv_sec) * (int64_t)NS +
+			   ((int64_t)rt_ts.tv_nsec - (int64_t)mono_ts.tv_nsec);
+
+	unsigned conns = (unsigned)(o->threads * o->connections);
+	p.nprod = o->mode == BENCH_CONSUME ? 0 : conns;
+	p.ncons = o->mode == BENCH_PRODUCE ? 0 : conns;
+	if (p.ncons && p.d->readers_max && p.ncons > p.d->readers_max)
+		p.ncons = p.d->readers_max;
+	p.w = calloc(p.nprod + p.ncons, sizeof(*p.w));
+	hp = malloc(sizeof(*hp));
+	hc = malloc(sizeof(*hc));
+	if (!p.w || !hp || !hc) {
+		fprintf(stderr, "rmq-bench: out of memory\n");
+		status = 1;
+		goto out;
+	}
+	for (unsigned i = 0; i < p.nprod + p.ncons; i++) {
+		struct bench_peer_worker *w = &p.w[i];
+		w->consumer = i >= p.nprod;
+		w->index = w->consumer ? i - p.nprod : i;
+		pthread_mutex_init(&w->mu, NULL);
+		rmq_hist_reset(&w->hist);
+	}
+	if (p.d->setup(o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rmq-bench: %s: %s\n", o->target, err);
+		status = 1;
+		goto out_workers;
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Readers first, so that an e2e reader from "latest" is in place
+	 * before the first message; the clock starts once all are running. */
+	for (unsigned i = p.nprod + p.ncons; i-- > 0;) {
+		struct bench_peer_worker *w = &p.w[i];
+		if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+			fprintf(stderr, "rmq-bench: cannot start a thread\n");
+			atomic_store(&p.stop, true);
+			status = 1;
+			break;
+		}
+		w->started = true;
+	}
+	uint64_t t0 = rmq_now_ns();
+	atomic_store(&p.t_warm, t0 + o->warmup_ns);
+	atomic_store(&p.t_end, o->duration_ns ? t0 + o->warmup_ns + o->duration_ns : UINT64_MAX);
+	atomic_store(&p.t_start, t0);
+
+	pthread_t progress;
+	bool have_progress = o->progress && pthread_create(&progress, NULL, progress_main, NULL) == 0;
+	while (!atomic_load(&p.stop) && rmq_now_ns() < atomic_load(&p.t_end)) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	uint64_t t_stop = rmq_now_ns();
+	if (t_stop > atomic_load(&p.t_end))
+		t_stop = atomic_load(&p.t_end);
+	/* Freeze the window: what is answered from now on is not counted. */
+	atomic_store(&p.t_end, t_stop);
+	atomic_store(&p.stop, true);
+	unsigned failed = 0;
+	for (unsigned i = 0; i < p.nprod + p.ncons; i++) {
+		if (!p.w[i].started)
+			continue;
+		pthread_join(p.w[i].tid, NULL);
+		if (p.w[i].rc < 0)
+			failed++;
+	}
+	atomic_store(&p.finished, true);
+	if (have_progress)
+		pthread_join(progress, NULL);
+	p.d->teardown(o);
+
+	uint64_t warm = atomic_load(&p.t_warm);
+	double secs = t_stop > warm ? (double)(t_stop - warm) / 1e9 : 0.0;
+	if (status == 0 && failed == p.nprod + p.ncons) {
+		fprintf(stderr, "rmq-bench: no connection to %s could be opened\n", o->target);
+		status = 1;
+	} else if (status == 0 && secs <= 0) {
+		fprintf(stderr, "rmq-bench: stopped before the warm-up ended\n");
+		status = 1;
+	} else if (status == 0) {
+		struct peer_section prod = {.name = "produce", .hist = hp};
+		struct peer_section cons = {.name = "consume", .hist = hc};
+		collect(&prod, false);
+		collect(&cons, true);
+		if (o->mode == BENCH_PRODUCE)
+			report(secs, &prod, NULL);
+		else if (o->mode == BENCH_CONSUME)
+			report(secs, &cons, NULL);
+		else
+			report(secs, &cons, &prod);
+		if (failed)
+			fprintf(stderr, "rmq-bench: %u of %u connections to %s failed\n", failed,
+				p.nprod + p.ncons, o->target);
+	}
+out_workers:
+	for (unsigned i = 0; i < p.nprod + p.ncons; i++)
+		pthread_mutex_destroy(&p.w[i].mu);
+out:
+	free(p.w);
+	free(hp);
+	free(hc);
+	return status;
+}
