@@ -86,8 +86,8 @@ struct rmq_grpc_method {
 	/*
 	 * One request message; msg is valid only during the call.  For
 	 * UNARY and SERVER_STREAM it runs exactly once, after the request's
-	 * END_STREAM (a second message or none is INVALID_ARGUMENT /
-	 * UNIMPLEMENTED-free protocol error answered by the layer).
+	 * END_STREAM; a request with a second message, or with none, is
+	 * answered INVALID_ARGUMENT by the layer and never reaches it.
 	 */
 	void (*on_message)(struct rmq_call *c, const uint8_t *msg, size_t len);
 	/* The client finished sending (streaming requests only; may be NULL). */
