@@ -58,6 +58,8 @@ struct bench_opts {
 	bool progress;
 	bool pin;
 	bool produce_stream;            /* --produce-rpc=stream */
+	bool produce_unary;             /* --produce-rpc=unary: Produce with `records` */
+	const char *produce_rpc_name;   /* batch, stream, unary */
 	bool consume_subscribe;         /* --consume-rpc=subscribe */
 	bool from_latest;
 	const char *from_name;
@@ -101,6 +103,7 @@ struct bench_batch {
 	uint32_t records;
 	uint32_t msg_bytes;
 	int compression;
+	bool unary;            /* field-4 elements of a ProduceRequest: no CRC */
 	uint8_t *raw;          /* the field-7 elements (uncompressed records bytes) */
 	size_t raw_len;
 	uint32_t elem_bytes;   /* one field-7 element */
@@ -115,6 +118,11 @@ struct bench_batch {
  * send).  Returns 0 or -ENOMEM, RMQ_EUNSUPPORTED. */
 int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes, int compression,
 		     uint32_t seed);
+/* The same for a unary Produce: the records are ProduceRequest.records
+ * (field-4 elements), never compressed and without a CRC; encode them with
+ * bench_encode_produce_records. */
+int bench_batch_init_unary(struct bench_batch *b, uint32_t records, uint32_t msg_bytes,
+			   uint32_t seed);
 void bench_batch_free(struct bench_batch *b);
 
 /* Stamps every record with stamp_ns (when values are long enough), and
@@ -132,6 +140,12 @@ const uint8_t *bench_encode_produce_batch(struct bench_batch *b, const char *top
 					  size_t *len);
 const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, uint32_t partition,
 				    int acks, uint64_t correlation_id, size_t *len);
+/* A unary Produce's ProduceRequest with the records in `records` (field 4),
+ * from a batch made by bench_batch_init_unary (answered by a
+ * ProduceResponse). */
+const uint8_t *bench_encode_produce_records(struct bench_batch *b, const char *topic,
+					    uint32_t partition, int acks, uint64_t correlation_id,
+					    size_t *len);
 
 /* Result of one produce answer. */
 struct bench_produce_result {

@@ -56,7 +56,7 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("json", RMQ_FLAG_BOOL, &o->json, "false", "print the summary as one JSON object on stdout", 0, 0, NULL);
 	F("progress", RMQ_FLAG_BOOL, &o->progress, "true", "print live progress once a second on stderr", 0, 0, NULL);
 	F("pin", RMQ_FLAG_BOOL, &o->pin, "false", "pin thread i to the i-th allowed CPU", 0, 0, NULL);
-	F("produce-rpc", RMQ_FLAG_CHOICE, &r->produce_rpc, "batch", "ProduceBatch calls, or one ProduceStream per connection", 0, 0, "batch|stream");
+	F("produce-rpc", RMQ_FLAG_CHOICE, &r->produce_rpc, "batch", "ProduceBatch calls, one ProduceStream per connection, or unary Produce calls with --batch records each", 0, 0, "batch|stream|unary");
 	F("consume-rpc", RMQ_FLAG_CHOICE, &r->consume_rpc, "fetch", "Fetch long polls, or one Subscribe stream per reader", 0, 0, "fetch|subscribe");
 	F("from", RMQ_FLAG_CHOICE, &r->from, NULL, "where consumers start (default: earliest for consume, latest for e2e)", 0, 0, "earliest|latest");
 	F("fetch-wait", RMQ_FLAG_DURATION, &o->fetch_wait_ns, "500ms", "a Fetch's max_wait (long poll)", 0, 60ULL * 1000000000ULL, NULL);
@@ -152,6 +152,8 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 	o->compression_name = r.compression;
 	o->compression = rmq_codec_parse(r.compression);
 	o->produce_stream = strcmp(r.produce_rpc, "stream") == 0;
+	o->produce_unary = strcmp(r.produce_rpc, "unary") == 0;
+	o->produce_rpc_name = r.produce_rpc;
 	o->consume_subscribe = strcmp(r.consume_rpc, "subscribe") == 0;
 
 	if (o->duration_ns == UINT64_MAX)
@@ -191,5 +193,11 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 		return fail(err, errlen, "--rate is not implemented for nats:// and redis:// targets");
 	if (o->system != BENCH_RMQ && o->compression)
 		return fail(err, errlen, "--compression applies to rmq:// targets only");
+	/* Produce's `records` are plain Records: the broker makes the batch
+	 * (and compresses it with the topic's codec), not the producer. */
+	if (o->produce_unary && o->compression)
+		return fail(err, errlen, "--produce-rpc=unary sends plain records: use --compression=none");
+	if (o->produce_unary && o->system != BENCH_RMQ)
+		return fail(err, errlen, "--produce-rpc=unary applies to rmq:// targets only");
 	return 0;
 }

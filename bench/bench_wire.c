@@ -21,6 +21,11 @@
  *           then 7 records... (the payload)  or  9 compressed_records
  *       } }
  *
+ * --produce-rpc=unary sends a ProduceRequest to Produce with the records
+ * themselves, not a batch: 1 version, 2 client_id, 3 topic_partition,
+ * 5 acks, 12 correlation_id, then 4 records... (the payload: field-4
+ * elements, never compressed, no CRC; the broker builds the batch).
+ *
  * A record is Record{2: value}; its value is msg-bytes long:
  *
  *   OFFSET SIZE MEANING
@@ -52,12 +57,14 @@
 
 /* ---- the batch ---------------------------------------------------------------- */
 
-int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes, int compression,
-		     uint32_t seed)
+/* field: 7 (RecordBatch.records) or 4 (ProduceRequest.records). */
+static int batch_init(struct bench_batch *b, uint32_t field, uint32_t records, uint32_t msg_bytes,
+		      int compression, uint32_t seed)
 {
 	memset(b, 0, sizeof(*b));
 	if (!rmq_codec_name(compression))
 		return RMQ_EUNSUPPORTED;
+	b->unary = field == 4;
 	b->records = records;
 	b->msg_bytes = msg_bytes;
 	b->compression = compression;
@@ -83,7 +90,7 @@ int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes
 	uint32_t x = seed * 2654435761u + 1;
 	uint8_t *p = b->raw;
 	for (uint32_t i = 0; i < records; i++) {
-		p += rmq_pb_put_len(p, 7, rec_len);
+		p += rmq_pb_put_len(p, field, rec_len);
 		p += rmq_pb_put_len(p, 2, msg_bytes);
 		uint32_t k = 0;
 		if (msg_bytes >= BENCH_STAMP_BYTES) {
@@ -101,6 +108,18 @@ int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes
 	}
 	RMQ_ASSERT((size_t)(p - b->raw) == b->raw_len);
 	return 0;
+}
+
+int bench_batch_init(struct bench_batch *b, uint32_t records, uint32_t msg_bytes, int compression,
+		     uint32_t seed)
+{
+	return batch_init(b, 7, records, msg_bytes, compression, seed);
+}
+
+int bench_batch_init_unary(struct bench_batch *b, uint32_t records, uint32_t msg_bytes,
+			   uint32_t seed)
+{
+	return batch_init(b, 4, records, msg_bytes, 0, seed);
 }
 
 void bench_batch_free(struct bench_batch *b)
@@ -130,7 +149,8 @@ int bench_batch_seal(struct bench_batch *b, uint64_t stamp_ns)
 	} else {
 		b->payload_len = b->raw_len;
 	}
-	b->crc = rmq_crc32c(0, payload, b->payload_len);
+	/* A unary Produce's records carry no CRC: the broker makes the batch. */
+	b->crc = b->unary ? 0 : rmq_crc32c(0, payload, b->payload_len);
 	return 0;
 }
 
@@ -218,6 +238,25 @@ const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, ui
 	n += rmq_pb_put_len(out + n, 15, bhl + b->payload_len);
 	memcpy(out + n, bh, bhl);
 	n += bhl;
+	return place(b, out, n, len);
+}
+
+const uint8_t *bench_encode_produce_records(struct bench_batch *b, const char *topic,
+					    uint32_t partition, int acks, uint64_t correlation_id,
+					    size_t *len)
+{
+	RMQ_ASSERT(b->unary);
+	uint8_t tp[300], out[BENCH_HEADROOM];
+	size_t tpl = topic_partition(tp, topic, partition);
+	size_t n = preamble(out);
+	n += rmq_pb_put_len(out + n, 3, tpl);
+	memcpy(out + n, tp, tpl);
+	n += tpl;
+	if (acks)
+		n += rmq_pb_put_uint(out + n, 5, (uint64_t)acks);
+	if (correlation_id)
+		n += rmq_pb_put_uint(out + n, 12, correlation_id);
+	/* then the payload: the field-4 Record elements */
 	return place(b, out, n, len);
 }
 

@@ -30,7 +30,8 @@
  *
  * Measurement.  A message counts when its answer (produce) or delivery
  * (consume) happens inside [end of warm-up, end of run).  Latency:
- *   produce   per request, request started → ProduceBatch answer (with
+ *   produce   per request, request started → its answer (ProduceBatch,
+ *             ProduceStream or, with --produce-rpc=unary, Produce) (with
  *             --rate: from the intended send time, see pace.h)
  *   consume   per record, send time carried in the value → delivery to
  *   e2e       the consumer (a record not stamped by rmq-bench has none)
@@ -67,6 +68,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PATH_PRODUCE "/rustmq.client.ProducerService/Produce"
 #define PATH_PRODUCE_BATCH "/rustmq.client.ProducerService/ProduceBatch"
 #define PATH_PRODUCE_STREAM "/rustmq.client.ProducerService/ProduceStream"
 #define PATH_FETCH "/rustmq.client.ConsumerService/Fetch"
@@ -366,7 +368,9 @@ static void prod_unary_done(void *arg, enum rmq_grpc_status status, const char *
 		err_grpc(t, status);
 	} else {
 		struct bench_produce_result r;
-		if (bench_parse_produce_batch_response(resp, len, &r) < 0)
+		int prc = g.o.produce_unary ? bench_parse_produce_response(resp, len, &r)
+					    : bench_parse_produce_batch_response(resp, len, &r);
+		if (prc < 0)
 			err_rmq(t, BENCH_ERR_BAD_RESPONSE);
 		else
 			prod_result(bc, sl, &r);
@@ -485,9 +489,15 @@ static void prod_send(struct bconn *bc, struct pslot *sl, uint64_t t0)
 			return;
 		}
 	} else {
-		req = bench_encode_produce_batch(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr, &len);
-		rc = rmq_client_unary(bc->cc, PATH_PRODUCE_BATCH, req, len, g.o.timeout_ns,
-				      prod_unary_done, sl, NULL);
+		/* ProduceBatch, or Produce with the records themselves */
+		if (g.o.produce_unary)
+			req = bench_encode_produce_records(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr,
+							   &len);
+		else
+			req = bench_encode_produce_batch(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr,
+							 &len);
+		rc = rmq_client_unary(bc->cc, g.o.produce_unary ? PATH_PRODUCE : PATH_PRODUCE_BATCH, req,
+				      len, g.o.timeout_ns, prod_unary_done, sl, NULL);
 		if (rc == 0) {
 			t->inflight++;
 			return;
@@ -1251,8 +1261,13 @@ static int thread_alloc(struct bthread *t, unsigned id)
 		for (unsigned k = 0; k < o->streams; k++) {
 			struct pslot *sl = &bc->slots[k];
 			sl->bc = bc;
-			int rc = bench_batch_init(&sl->batch, (uint32_t)o->batch, (uint32_t)o->msg_bytes,
-						  o->compression, bc->global * 1000 + k);
+			int rc = o->produce_unary
+					 ? bench_batch_init_unary(&sl->batch, (uint32_t)o->batch,
+								  (uint32_t)o->msg_bytes,
+								  bc->global * 1000 + k)
+					 : bench_batch_init(&sl->batch, (uint32_t)o->batch,
+							    (uint32_t)o->msg_bytes, o->compression,
+							    bc->global * 1000 + k);
 			if (rc < 0)
 				return rc;
 			sl->next_free = bc->free;
@@ -1419,7 +1434,7 @@ static void report(double secs, const struct section *main_s, const struct secti
 			"\"consume_rpc\":\"%s\",\"rate\":%" PRIu64 ",\"warmup_s\":%.3f,"
 			"\"duration_s\":%.3f",
 			g.partitions, o->threads, o->connections, o->streams, o->msg_bytes, o->batch,
-			o->acks_name, o->compression_name, o->produce_stream ? "stream" : "batch",
+			o->acks_name, o->compression_name, o->produce_rpc_name,
 			o->consume_subscribe ? "subscribe" : "fetch", o->rate,
 			(double)o->warmup_ns / 1e9, secs);
 		fprintf(f,
@@ -1456,7 +1471,9 @@ static void report(double secs, const struct section *main_s, const struct secti
 	       o->mode_name, o->target, o->topic, g.partitions, o->threads, o->connections, o->streams);
 	printf("  %" PRIu64 " B records, %" PRIu64 " per batch, acks=%s, compression=%s, %s",
 	       o->msg_bytes, o->batch, o->acks_name, o->compression_name,
-	       o->mode == BENCH_CONSUME ? "" : (o->produce_stream ? "ProduceStream" : "ProduceBatch"));
+	       o->mode == BENCH_CONSUME ? "" : (o->produce_stream  ? "ProduceStream"
+					   : o->produce_unary ? "Produce"
+							      : "ProduceBatch"));
 	if (o->mode != BENCH_PRODUCE)
 		printf("%s%s from %s", o->mode == BENCH_CONSUME ? "" : ", ",
 		       o->consume_subscribe ? "Subscribe" : "Fetch", o->from_name);

@@ -48,7 +48,30 @@ Test(opts, defaults)
 	cr_assert_eq(o.rate, 0);
 	cr_assert(o.json);
 	cr_assert(!o.produce_stream);
+	cr_assert(!o.produce_unary);
+	cr_assert_str_eq(o.produce_rpc_name, "batch");
 	cr_assert(!o.consume_subscribe);
+}
+
+Test(opts, produce_rpc_unary)
+{
+	struct bench_opts o;
+	char err[256] = "";
+	cr_assert_eq(PARSE(&o, err, "--produce-rpc=unary"), 0, "%s", err);
+	cr_assert(o.produce_unary);
+	cr_assert(!o.produce_stream);
+	cr_assert_str_eq(o.produce_rpc_name, "unary");
+	cr_assert_eq(PARSE(&o, err, "--produce-rpc", "unary", "--batch", "1", "--msg-bytes", "100",
+			   "--streams", "64", "--connections", "4"), 0, "%s", err);
+	cr_assert_eq(o.batch, 1);
+	cr_assert_eq(o.streams, 64);
+	cr_assert_eq(PARSE(&o, err, "--produce-rpc=unary", "--mode", "e2e", "--rate", "1000",
+			   "--acks", "all"), 0, "%s", err);
+	cr_assert(o.produce_unary);
+	cr_assert_eq(PARSE(&o, err, "--produce-rpc=unary", "--compression=none"), 0, "%s", err);
+	cr_assert_eq(PARSE(&o, err, "--produce-rpc=stream"), 0, "%s", err);
+	cr_assert(!o.produce_unary);
+	cr_assert_str_eq(o.produce_rpc_name, "stream");
 }
 
 Test(opts, modes_and_choices)
@@ -142,6 +165,11 @@ Test(opts, refusals_name_the_flag)
 		{{"--rate", "1.5"}, "--rate"},
 		{{"--rate", "1000", "--mode", "consume"}, "--rate"},
 		{{"--from", "earliest"}, "--from"},
+		{{"--produce-rpc", "rpc"}, "--produce-rpc"},
+		{{"--produce-rpc=unary", "--compression", "zstd"}, "--produce-rpc=unary"},
+		{{"--produce-rpc=unary", "--compression=lz4", "--mode", "e2e"}, "--compression=none"},
+		{{"--produce-rpc=unary", "--target", "nats://127.0.0.1:4222"}, "--produce-rpc=unary"},
+		{{"--produce-rpc=unary", "--target", "redis://127.0.0.1:6379"}, "rmq://"},
 		{{"--from", "middle", "--mode", "consume"}, "--from"},
 		{{"--mode", "e2e", "--msg-bytes", "8"}, "--msg-bytes"},
 		{{"--topic", "a/b"}, "--topic"},

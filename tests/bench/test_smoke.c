@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_smoke.c - rmq-bench against a real rmqd, one short bounded run per
- * mode: produce, consume, e2e, open loop (--rate), zstd, and the streaming
- * RPCs.  Each starts `rmqd --listen 127.0.0.1:0 --cores 2` in a temporary
+ * mode: produce, consume, e2e, open loop (--rate), zstd, the streaming
+ * RPCs and unary Produce.  Each starts `rmqd --listen 127.0.0.1:0 --cores 2` in a temporary
  * directory, reads its port from the start-up line, runs rmq-bench with
  * --json, and checks the exit status and that the summary reports
  * messages and no errors.  It is a run, never a timing assertion.
@@ -95,4 +95,21 @@ Test(smoke, streaming_rpcs)
 {
 	BENCH("--mode", "e2e", "--produce-rpc", "stream", "--consume-rpc", "subscribe",
 	      "--threads", "2", "--connections", "1", "--streams", "4");
+}
+
+Test(smoke, unary_produce)
+{
+	/* Produce calls with the records in `records`, several in flight. */
+	BENCH("--mode", "produce", "--produce-rpc", "unary", "--batch", "10", "--msg-bytes", "100",
+	      "--connections", "2", "--streams", "4");
+	cr_assert(strstr(out, "\"produce_rpc\":\"unary\""), "%s", out);
+}
+
+Test(smoke, unary_produce_e2e)
+{
+	/* What unary Produce wrote reads back, stamped and CRC-checked. */
+	BENCH("--mode", "e2e", "--produce-rpc", "unary", "--batch", "1", "--msg-bytes", "100");
+	double p;
+	cr_assert(bt_json_num(out, "\"produce\"", "messages", &p), "%s", out);
+	cr_assert_gt(p, 0, "%s", out);
 }

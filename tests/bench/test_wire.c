@@ -253,3 +253,45 @@ Test(wire, produce_responses)
 	uint8_t junk[] = {0x0a, 0x10, 0x01};
 	cr_assert_lt(bench_parse_produce_batch_response(junk, sizeof(junk), &res), 0);
 }
+
+Test(wire, unary_produce_request_decodes)
+{
+	/* --produce-rpc=unary: a ProduceRequest with the records themselves
+	 * in `records`, each value stamped, and no batch. */
+	struct bench_batch b;
+	cr_assert_eq(bench_batch_init_unary(&b, 7, 100, 5), 0);
+	cr_assert_eq(bench_batch_seal(&b, 0x1122334455667788ULL), 0);
+	size_t len;
+	const uint8_t *req = bench_encode_produce_records(&b, "topic-u", 3, 1, 42, &len);
+	Rustmq__Client__ProduceRequest *pr = rustmq__client__produce_request__unpack(NULL, len, req);
+	cr_assert_not_null(pr, "ProduceRequest does not decode");
+	cr_assert_null(pr->batch, "no batch: the broker builds it");
+	cr_assert_eq(pr->n_records, 7);
+	cr_assert_str_eq(pr->topic_partition->topic, "topic-u");
+	cr_assert_eq(pr->topic_partition->partition, 3);
+	cr_assert_eq(pr->acks, 1);
+	cr_assert_eq(pr->correlation_id, 42);
+	cr_assert_str_eq(pr->client_id, "rmq-bench");
+	for (size_t i = 0; i < pr->n_records; i++) {
+		struct got g = {0};
+		cr_assert_eq(pr->records[i]->value.len, 100);
+		on_record(&g, pr->records[i]->value.data, pr->records[i]->value.len);
+		cr_assert_eq(g.stamped, 1);
+		cr_assert_eq(g.stamp, 0x1122334455667788ULL);
+	}
+	rustmq__client__produce_request__free_unpacked(pr, NULL);
+	bench_batch_free(&b);
+}
+
+Test(wire, unary_produce_response)
+{
+	uint8_t buf[64];
+	size_t n = rmq_pb_put_uint(buf, 3, 10);  /* offset */
+	n += rmq_pb_put_uint(buf + n, 9, 7);      /* record_count */
+	n += rmq_pb_put_uint(buf + n, 10, 42);    /* correlation_id */
+	struct bench_produce_result r;
+	cr_assert_eq(bench_parse_produce_response(buf, n, &r), 0);
+	cr_assert_eq(r.code, 0);
+	cr_assert_eq(r.ok_records, 7);
+	cr_assert_eq(r.correlation_id, 42);
+}
