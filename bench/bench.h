@@ -268,4 +268,10 @@ void bench_peer_account(struct bench_peer_worker *w, uint64_t n, uint64_t bytes,
 /* Counts one error by name ("nats:TIMEOUT", "redis:ERR ...", cut at 47). */
 void bench_peer_error(struct bench_peer_worker *w, const char *name);
 
+/* report.c: summary lines shared by every driver. */
+struct rmq_hist;
+void bench_fmt_ns(char *buf, size_t len, uint64_t ns);
+void bench_print_section(const char *name, uint64_t msgs, uint64_t bytes,
+			 const struct rmq_hist *h, double secs, const char *latency_kind);
+
 #endif /* RMQ_BENCH_BENCH_H */

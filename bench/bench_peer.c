@@ -208,17 +208,6 @@ static void collect(struct peer_section *s, bool consumer)
 	}
 }
 
-static void fmt_ns(char *buf, size_t len, uint64_t ns)
-{
-	if (ns < 1000)
-		snprintf(buf, len, "%" PRIu64 " ns", ns);
-	else if (ns < 1000000)
-		snprintf(buf, len, "%.1f us", (double)ns / 1e3);
-	else if (ns < NS)
-		snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
-	else
-		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
-}
 
 static void *progress_main(void *arg)
 {
@@ -246,14 +235,14 @@ static void *progress_main(void *arg)
 		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
 				 now < atomic_load(&p.t_warm) ? " warm-up" : "");
 		if (p.nprod) {
-			fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
+			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
 				      (double)(sp.all_msgs - last_p) / dt,
 				      (double)(sp.all_bytes - last_pb) / dt / 1e6, hp->count ? q : "-");
 		}
 		if (p.ncons) {
-			fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
+			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
 				      (double)(sc.all_msgs - last_c) / dt,
@@ -391,20 +380,8 @@ static void report(double secs, const struct peer_section *main_s,
 		const struct peer_section *s = list[i];
 		if (!s)
 			continue;
-		char l[5][32];
-		fmt_ns(l[0], 32, rmq_hist_quantile(s->hist, 0.50));
-		fmt_ns(l[1], 32, rmq_hist_quantile(s->hist, 0.90));
-		fmt_ns(l[2], 32, rmq_hist_quantile(s->hist, 0.99));
-		fmt_ns(l[3], 32, rmq_hist_quantile(s->hist, 0.999));
-		fmt_ns(l[4], 32, s->hist->count ? s->hist->max : 0);
-		printf("  %-8s %12" PRIu64 " msgs %12.0f msgs/s %10.1f MB/s\n", s->name, s->msgs,
-		       (double)s->msgs / secs, (double)s->bytes / secs / 1e6);
-		if (s->hist->count)
-			printf("           %s latency: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-			       s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery", l[0], l[1],
-			       l[2], l[3], l[4]);
-		else
-			printf("           no latency samples\n");
+		bench_print_section(s->name, s->msgs, s->bytes, s->hist, secs,
+				    s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery");
 	}
 	printf("  errors   %" PRIu64 "\n", errors);
 	for (unsigned i = 0; i < nerr; i++)

@@ -1302,17 +1302,6 @@ static void thread_free(struct bthread *t)
 
 /* ---- progress ---------------------------------------------------------------------------- */
 
-static void fmt_ns(char *buf, size_t len, uint64_t ns)
-{
-	if (ns < 1000)
-		snprintf(buf, len, "%" PRIu64 " ns", ns);
-	else if (ns < 1000000)
-		snprintf(buf, len, "%.1f us", (double)ns / 1e3);
-	else if (ns < NS)
-		snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
-	else
-		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
-}
 
 static void *progress_main(void *arg)
 {
@@ -1353,14 +1342,14 @@ static void *progress_main(void *arg)
 		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
 				 now < atomic_load(&g.t_warm) ? " warm-up" : "");
 		if (g.o.mode != BENCH_CONSUME) {
-			fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
+			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
 				      (double)(p - last_p) / dt, (double)(pb - last_pb) / dt / 1e6,
 				      hp->count ? q : "-");
 		}
 		if (g.o.mode != BENCH_PRODUCE) {
-			fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
+			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
 				      (double)(c - last_c) / dt, (double)(cb - last_cb) / dt / 1e6,
@@ -1485,20 +1474,8 @@ static void report(double secs, const struct section *main_s, const struct secti
 		const struct section *s = secs_list[i];
 		if (!s)
 			continue;
-		char l[5][32];
-		fmt_ns(l[0], 32, rmq_hist_quantile(s->hist, 0.50));
-		fmt_ns(l[1], 32, rmq_hist_quantile(s->hist, 0.90));
-		fmt_ns(l[2], 32, rmq_hist_quantile(s->hist, 0.99));
-		fmt_ns(l[3], 32, rmq_hist_quantile(s->hist, 0.999));
-		fmt_ns(l[4], 32, s->hist->count ? s->hist->max : 0);
-		printf("  %-8s %12" PRIu64 " msgs %12.0f msgs/s %10.1f MB/s\n", s->name, s->msgs,
-		       (double)s->msgs / secs, (double)s->bytes / secs / 1e6);
-		if (s->hist->count)
-			printf("           %s latency: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-			       s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery", l[0], l[1],
-			       l[2], l[3], l[4]);
-		else
-			printf("           no latency samples\n");
+		bench_print_section(s->name, s->msgs, s->bytes, s->hist, secs,
+				    s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery");
 	}
 	printf("  errors   %" PRIu64 "\n", errors);
 	for (int i = 0; i < ERR_SLOTS; i++)
