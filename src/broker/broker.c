@@ -24,6 +24,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,12 +123,19 @@ static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct 
 	return p;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -errno : 0;
+}
+
+/* Removes a deleted partition's directory (flat segment files, log.c),
+ * deepest first, without following links.  Returns 0 or a negated errno. */
 static int rm_tree(const char *dir)
 {
-	/* Partition directories hold only flat segment files (log.c). */
-	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
-	return system(cmd) == 0 ? 0 : -EIO;
+	int rc = nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return rc < 0 ? (errno ? -errno : -EIO) : rc;
 }
 
 static void close_partition(struct rmq_bshard *bs, struct rmq_partition *p, bool remove)
