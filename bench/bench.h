@@ -273,5 +273,10 @@ struct rmq_hist;
 void bench_fmt_ns(char *buf, size_t len, uint64_t ns);
 void bench_print_section(const char *name, uint64_t msgs, uint64_t bytes,
 			 const struct rmq_hist *h, double secs, const char *latency_kind);
+/* The JSON summary's results: ,"messages":...,"latency_us":{...} and, in
+ * e2e (produce_hist not NULL), the produce side's object. */
+void bench_json_results(FILE *f, uint64_t msgs, uint64_t bytes, const struct rmq_hist *h,
+			const char *kind, uint64_t produce_msgs, uint64_t produce_bytes,
+			const struct rmq_hist *produce_hist, double secs);
 
 #endif /* RMQ_BENCH_BENCH_H */

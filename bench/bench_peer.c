@@ -278,16 +278,6 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void print_latency_json(FILE *f, const struct rmq_hist *h)
-{
-	fprintf(f,
-		"{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
-		"\"p999\":%.1f,\"max\":%.1f}",
-		h->count, h->count ? h->sum / (double)h->count / 1e3 : 0.0,
-		(double)rmq_hist_quantile(h, 0.50) / 1e3, (double)rmq_hist_quantile(h, 0.90) / 1e3,
-		(double)rmq_hist_quantile(h, 0.99) / 1e3, (double)rmq_hist_quantile(h, 0.999) / 1e3,
-		(double)(h->count ? h->max : 0) / 1e3);
-}
 
 /* Every worker's error names, merged (a small O(workers x names^2) walk). */
 static unsigned merge_errors(struct peer_err *out, unsigned cap, uint64_t *other)
@@ -338,22 +328,9 @@ static void report(double secs, const struct peer_section *main_s,
 			o->threads, o->connections, o->streams, o->msg_bytes, o->batch, o->acks_name,
 			o->compression_name, p.d->produce_rpc, p.d->consume_rpc, p.ncons, o->rate,
 			(double)o->warmup_ns / 1e9, secs);
-		fprintf(f,
-			",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
-			"\"mb_per_s\":%.3f,\"latency_kind\":\"%s\",\"latency_us\":",
-			main_s->msgs, main_s->bytes, (double)main_s->msgs / secs,
-			(double)main_s->bytes / secs / 1e6, kind);
-		print_latency_json(f, main_s->hist);
-		if (extra) {
-			fprintf(f,
-				",\"produce\":{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
-				",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_kind\":\"ack\","
-				"\"latency_us\":",
-				extra->msgs, extra->bytes, (double)extra->msgs / secs,
-				(double)extra->bytes / secs / 1e6);
-			print_latency_json(f, extra->hist);
-			fputc('}', f);
-		}
+		bench_json_results(f, main_s->msgs, main_s->bytes, main_s->hist, kind,
+				   extra ? extra->msgs : 0, extra ? extra->bytes : 0,
+				   extra ? extra->hist : NULL, secs);
 		fprintf(f, ",\"errors\":{\"total\":%" PRIu64 ",\"by_code\":{", errors);
 		for (unsigned i = 0; i < nerr; i++) {
 			fputs(i ? "," : "", f);

@@ -40,3 +40,35 @@ void bench_print_section(const char *name, uint64_t msgs, uint64_t bytes,
 	else
 		printf("           no latency samples\n");
 }
+
+static void latency_json(FILE *f, const struct rmq_hist *h)
+{
+	fprintf(f,
+		"{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+		"\"p999\":%.1f,\"max\":%.1f}",
+		h->count, h->count ? h->sum / (double)h->count / 1e3 : 0.0,
+		(double)rmq_hist_quantile(h, 0.50) / 1e3, (double)rmq_hist_quantile(h, 0.90) / 1e3,
+		(double)rmq_hist_quantile(h, 0.99) / 1e3, (double)rmq_hist_quantile(h, 0.999) / 1e3,
+		(double)(h->count ? h->max : 0) / 1e3);
+}
+
+void bench_json_results(FILE *f, uint64_t msgs, uint64_t bytes, const struct rmq_hist *h,
+			const char *kind, uint64_t produce_msgs, uint64_t produce_bytes,
+			const struct rmq_hist *produce_hist, double secs)
+{
+	fprintf(f,
+		",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
+		"\"mb_per_s\":%.3f,\"latency_kind\":\"%s\",\"latency_us\":",
+		msgs, bytes, (double)msgs / secs, (double)bytes / secs / 1e6, kind);
+	latency_json(f, h);
+	if (produce_hist) {
+		fprintf(f,
+			",\"produce\":{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
+			",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_kind\":\"ack\","
+			"\"latency_us\":",
+			produce_msgs, produce_bytes, (double)produce_msgs / secs,
+			(double)produce_bytes / secs / 1e6);
+		latency_json(f, produce_hist);
+		fputc('}', f);
+	}
+}

@@ -269,6 +269,17 @@ int rmq_shard_add_hook(struct rmq_shard *s, rmq_hook_fn fn, void *arg)
 	return 0;
 }
 
+void rmq_shard_remove_hook(struct rmq_shard *s, rmq_hook_fn fn, void *arg)
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		if (s->hooks[i].fn == fn && s->hooks[i].arg == arg) {
+			memmove(&s->hooks[i], &s->hooks[i + 1], (s->nhooks - i - 1) * sizeof(s->hooks[0]));
+			s->nhooks--;
+			return;
+		}
+	}
+}
+
 bool rmq_runtime_stopping(const struct rmq_runtime *rt)
 {
 	return atomic_load_explicit(&rt->stopping, memory_order_relaxed);

@@ -107,8 +107,11 @@ void *rmq_shard_data(const struct rmq_shard *s);
 
 /* Registers fn to run every cycle just before the shard waits (flush
  * logs, send what connections queued).  At most RMQ_SHARD_HOOKS_MAX. */
-#define RMQ_SHARD_HOOKS_MAX 8
+#define RMQ_SHARD_HOOKS_MAX 16
 int rmq_shard_add_hook(struct rmq_shard *s, rmq_hook_fn fn, void *arg);
+/* Removes the hook added with exactly (fn, arg); a no-op when absent.  Not
+ * from inside a hook. */
+void rmq_shard_remove_hook(struct rmq_shard *s, rmq_hook_fn fn, void *arg);
 
 /* Creates the runtime (no threads yet).  Returns 0 or a negated errno. */
 int rmq_runtime_create(const struct rmq_runtime_config *cfg, struct rmq_runtime **out);

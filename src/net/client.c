@@ -171,7 +171,7 @@ struct rmq_client {
 	nghttp2_option *opt;
 
 	struct rmq_client_stats stats;
-	struct rmq_list hook_link;
+	bool hooked;               /* its flush hook is registered */
 };
 
 static void conn_abort(struct rmq_client_conn *cc, int why);
@@ -201,8 +201,6 @@ const struct rmq_client_stats *rmq_client_stats(const struct rmq_client *cl)
 
 /* ---- the shard's flush hook: one per thread, serving its clients ---------- */
 
-static _Thread_local struct rmq_list tls_clients;
-static _Thread_local struct rmq_shard *tls_hook_shard;
 
 static void conn_flush(struct rmq_client_conn *cc);
 
@@ -236,24 +234,24 @@ static void flush_client(struct rmq_client *cl)
 
 static void flush_hook(struct rmq_shard *s, void *arg)
 {
-	(void)arg;
-	if (tls_hook_shard != s)
-		return;
-	for (struct rmq_list *l = tls_clients.next; l != &tls_clients; l = l->next)
-		flush_client(RMQ_CONTAINER_OF(l, struct rmq_client, hook_link));
+	(void)s;
+	flush_client(arg);
 }
 
+/* One before-wait hook per rmq_client: it sends what the cycle queued. */
 static int hook_attach(struct rmq_client *cl)
 {
-	if (tls_hook_shard != cl->shard) {
-		int rc = rmq_shard_add_hook(cl->shard, flush_hook, NULL);
-		if (rc < 0)
-			return rc;
-		rmq_list_init(&tls_clients);
-		tls_hook_shard = cl->shard;
-	}
-	rmq_list_add_tail(&tls_clients, &cl->hook_link);
-	return 0;
+	int rc = rmq_shard_add_hook(cl->shard, flush_hook, cl);
+	if (rc == 0)
+		cl->hooked = true;
+	return rc;
+}
+
+static void hook_detach(struct rmq_client *cl)
+{
+	if (cl->hooked)
+		rmq_shard_remove_hook(cl->shard, flush_hook, cl);
+	cl->hooked = false;
 }
 
 /* ---- calls ------------------------------------------------------------------ */
@@ -1195,8 +1193,7 @@ static int resolve(struct rmq_client *cl)
 
 static void client_free(struct rmq_client *cl)
 {
-	if (cl->hook_link.next)
-		rmq_list_del(&cl->hook_link);
+	hook_detach(cl);
 	net_bufring_teardown(&cl->rx, cl->io);
 	if (cl->calls) {
 		for (uint32_t i = 0; i < cl->cfg.calls_max; i++)
@@ -1309,8 +1306,7 @@ void rmq_client_destroy(struct rmq_client *cl)
 			/* The kernel may still write into our buffers: leak
 			 * rather than corrupt. */
 			rmq_error("client: connections not drained after 5 s; leaking the client");
-			if (cl->hook_link.next)
-				rmq_list_del(&cl->hook_link);
+			hook_detach(cl);
 			return;
 		}
 		rmq_io_wait(cl->io, 10 * 1000 * 1000);

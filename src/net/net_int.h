@@ -334,7 +334,7 @@ struct rmq_server {
 	nghttp2_option *opt;
 
 	struct rmq_server_stats stats;
-	struct rmq_list hook_link; /* the shard thread's list of servers */
+	bool hooked;               /* its flush hook is registered (server.c) */
 };
 
 /* ---- server.c -------------------------------------------------------------- */

@@ -201,8 +201,6 @@ out:
 
 /* ---- the shard's flush hook: one per thread, serving its servers ----------- */
 
-static _Thread_local struct rmq_list tls_servers;
-static _Thread_local struct rmq_shard *tls_hook_shard;
 
 static void flush_server(struct rmq_server *srv)
 {
@@ -221,24 +219,24 @@ static void flush_server(struct rmq_server *srv)
 
 static void flush_hook(struct rmq_shard *s, void *arg)
 {
-	(void)arg;
-	if (tls_hook_shard != s)
-		return;
-	for (struct rmq_list *l = tls_servers.next; l != &tls_servers; l = l->next)
-		flush_server(RMQ_CONTAINER_OF(l, struct rmq_server, hook_link));
+	(void)s;
+	flush_server(arg);
 }
 
+/* One before-wait hook per rmq_server: it sends what the cycle queued. */
 static int hook_attach(struct rmq_server *srv)
 {
-	if (tls_hook_shard != srv->shard) {
-		int rc = rmq_shard_add_hook(srv->shard, flush_hook, NULL);
-		if (rc < 0)
-			return rc;
-		rmq_list_init(&tls_servers);
-		tls_hook_shard = srv->shard;
-	}
-	rmq_list_add_tail(&tls_servers, &srv->hook_link);
-	return 0;
+	int rc = rmq_shard_add_hook(srv->shard, flush_hook, srv);
+	if (rc == 0)
+		srv->hooked = true;
+	return rc;
+}
+
+static void hook_detach(struct rmq_server *srv)
+{
+	if (srv->hooked)
+		rmq_shard_remove_hook(srv->shard, flush_hook, srv);
+	srv->hooked = false;
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -785,8 +783,7 @@ static int method_cmp(const void *a, const void *b)
 
 static void server_free(struct rmq_server *srv)
 {
-	if (srv->hook_link.next)
-		rmq_list_del(&srv->hook_link);
+	hook_detach(srv);
 	if (srv->port_owner)
 		port_forget(rmq_shard_runtime(srv->shard), srv->port_key);
 	rmq_timer_cancel(srv->shard, &srv->accept_retry);
@@ -978,8 +975,7 @@ void rmq_server_destroy(struct rmq_server *srv)
 			 * app still holds calls: leak rather than corrupt. */
 			rmq_error("net: server on shard %u not drained (%llu calls held); leaking it",
 				  rmq_shard_id(srv->shard), (unsigned long long)srv->stats.calls);
-			if (srv->hook_link.next)
-				rmq_list_del(&srv->hook_link);
+			hook_detach(srv);
 			return;
 		}
 		rmq_io_wait(srv->io, 10 * 1000 * 1000);
