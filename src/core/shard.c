@@ -65,6 +65,7 @@ struct rmq_shard {
 	uint64_t stop_buf;
 	struct rmq_io_op stop_op;
 	bool stop_seen;
+	bool drained;        /* counted in rt->ndrained */
 	int init_rc;
 };
 
@@ -74,6 +75,7 @@ struct rmq_runtime {
 	struct rmq_shard *shards;
 	struct rmq_xq *queues; /* [from * n + to] */
 	_Atomic bool stopping;
+	_Atomic unsigned ndrained; /* shards whose drain check has passed */
 	_Atomic int ready;      /* shards whose ring is up */
 	bool (*drained)(struct rmq_shard *s, void *arg);
 	int (*init)(struct rmq_shard *s, void *arg);
@@ -375,7 +377,15 @@ static void *shard_main(void *p)
 		run_timers(s, now);
 		drain_mail(s);
 		if (s->stop_seen || rmq_runtime_stopping(rt)) {
-			if (!rt->drained || rt->drained(s, rt->arg))
+			/* A drained shard keeps serving mail until every shard
+			 * is drained: another shard's call may still post work
+			 * here, and a shard that left its loop would never
+			 * answer it. */
+			if (!s->drained && (!rt->drained || rt->drained(s, rt->arg))) {
+				s->drained = true;
+				atomic_fetch_add(&rt->ndrained, 1);
+			}
+			if (s->drained && atomic_load(&rt->ndrained) == rt->n)
 				break;
 		}
 		for (unsigned i = 0; i < s->nhooks; i++)
