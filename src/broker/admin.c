@@ -1590,9 +1590,8 @@ static const struct {
 	const char *prefix;
 	const char *what;
 } not_served[] = {
-	{"/rustmq.client.ConsumerService/", "consumer groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, CommitOffsets, FetchOffsets) are not served by this version of rmq yet"},
 	{"/rustmq.client.ProducerService/", "transactions and producer ids (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; produce without a producer id works, and sequences sent with one are stored but not deduplicated"},
-	{"/rustmq.controller.AdminService/", "consumer group administration and leader elections are not served by this version of rmq yet"},
+	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served: this rmq node runs alone and leads every partition"},
 	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served: this rmq node runs alone"},
 	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration are not served: this rmq node runs alone"},
 	{"/rustmq.controller.ControllerRaftService/", "the Raft controller quorum is not served: this rmq node runs alone"},

@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 
 #include "broker/dedup.h"
+#include "broker/group.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/assert.h"
@@ -293,6 +294,7 @@ static void before_wait(struct rmq_shard *s, void *arg)
 			rmq_partition_mark_dirty(p); /* try again next cycle */
 		p = next;
 	}
+	rmq_groups_flush(bs);
 }
 
 static void for_each_partition(struct rmq_bshard *bs, void (*fn)(struct rmq_partition *p))
@@ -348,6 +350,11 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	rc = apply_meta(bs, b->initial_meta, false);
 	if (rc < 0)
 		return rc;
+	rc = rmq_groups_init(bs);
+	if (rc < 0) {
+		rmq_error("cannot load consumer groups: %s", rmq_strerror(rc));
+		return rc;
+	}
 	rmq_shard_add_hook(s, before_wait, bs);
 	rmq_timer_start(s, &bs->retention_timer, rmq_now_ns() + b->cfg.retention_check_ns,
 			on_retention_timer);
@@ -392,7 +399,7 @@ static bool shard_drained(struct rmq_shard *s, void *arg)
 	}
 	/* In-flight calls get a grace period to finish, then are cancelled. */
 	bool force = rmq_now_ns() - stop_began > 5ULL * 1000 * 1000 * 1000;
-	if (!rmq_server_drained(bs->srv, force))
+	if (!rmq_groups_drained(bs) || !rmq_server_drained(bs->srv, force))
 		return false;
 	/* Appends still buffered reach the disk before the logs close. */
 	for (size_t i = 0; i < bs->meta->ntopics; i++)
@@ -414,6 +421,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 		rmq_server_drained(bs->srv, true);
 		rmq_server_destroy(bs->srv);
 	}
+	rmq_groups_fini(bs);
 	if (bs->meta) {
 		for (size_t i = 0; i < bs->meta->ntopics; i++) {
 			for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
@@ -454,6 +462,14 @@ int rmq_broker_run(struct rmq_broker *b)
 		return rc;
 	}
 	rmq_meta_ref(b->initial_meta);
+	rc = rmq_groups_layout(b->cfg.data_dir, &b->cfg.offsets_partitions);
+	if (rc < 0) {
+		if (rc != RMQ_EBADFLAG && rc != RMQ_ECORRUPT)
+			rmq_error("cannot read %s/meta/offsets-partitions: %s", b->cfg.data_dir,
+				  rmq_strerror(rc));
+		rmq_meta_unref(b->initial_meta);
+		return rc;
+	}
 	b->started_ms = rmq_wall_ms();
 	rc = rmq_runtime_create(&rc_cfg, &b->rt);
 	if (rc < 0) {
@@ -505,12 +521,12 @@ static const struct route routes[] = {
 	{{"/rustmq.client.ConsumerService/Subscribe", SS, rmq_fetch_subscribe, NULL, rmq_fetch_cancel,
 	 rmq_fetch_drain}, 1},
 	{{"/rustmq.client.ConsumerService/ListOffsets", U, rmq_list_offsets, NULL, NULL, NULL}, 1},
-	NS("/rustmq.client.ConsumerService/JoinGroup", U),
-	NS("/rustmq.client.ConsumerService/LeaveGroup", U),
-	NS("/rustmq.client.ConsumerService/CommitOffsets", U),
-	NS("/rustmq.client.ConsumerService/Heartbeat", U),
-	NS("/rustmq.client.ConsumerService/SyncGroup", U),
-	NS("/rustmq.client.ConsumerService/FetchOffsets", U),
+	{{"/rustmq.client.ConsumerService/JoinGroup", U, rmq_group_join, NULL, NULL, NULL}, 1},
+	{{"/rustmq.client.ConsumerService/LeaveGroup", U, rmq_group_leave, NULL, NULL, NULL}, 1},
+	{{"/rustmq.client.ConsumerService/CommitOffsets", U, rmq_group_commit, NULL, NULL, NULL}, 1},
+	{{"/rustmq.client.ConsumerService/Heartbeat", U, rmq_group_heartbeat, NULL, NULL, NULL}, 1},
+	{{"/rustmq.client.ConsumerService/SyncGroup", U, rmq_group_sync, NULL, NULL, NULL}, 1},
+	{{"/rustmq.client.ConsumerService/FetchOffsets", U, rmq_group_fetch_offsets, NULL, NULL, NULL}, 1},
 	/* MetadataService, AuthService */
 	{{"/rustmq.client.MetadataService/GetTopicMetadata", U, rmq_md_topic_metadata, NULL, NULL, NULL}, 1},
 	{{"/rustmq.client.MetadataService/ListTopics", U, rmq_md_list_topics, NULL, NULL, NULL}, 1},
@@ -527,10 +543,10 @@ static const struct route routes[] = {
 	{{"/rustmq.controller.AdminService/AlterConfigs", U, rmq_admin_alter_configs, NULL, NULL, NULL}, 1},
 	{{"/rustmq.controller.AdminService/DescribeConfigs", U, rmq_admin_describe_configs, NULL, NULL, NULL}, 1},
 	{{"/rustmq.controller.AdminService/DescribeCluster", U, rmq_admin_describe_cluster, NULL, NULL, NULL}, 1},
-	NS("/rustmq.controller.AdminService/ListGroups", U),
-	NS("/rustmq.controller.AdminService/DescribeGroups", U),
-	NS("/rustmq.controller.AdminService/DeleteGroups", U),
-	NS("/rustmq.controller.AdminService/ResetGroupOffsets", U),
+	{{"/rustmq.controller.AdminService/ListGroups", U, rmq_group_list, NULL, NULL, NULL}, 1},
+	{{"/rustmq.controller.AdminService/DescribeGroups", U, rmq_group_describe, NULL, NULL, NULL}, 1},
+	{{"/rustmq.controller.AdminService/DeleteGroups", U, rmq_group_delete, NULL, NULL, NULL}, 1},
+	{{"/rustmq.controller.AdminService/ResetGroupOffsets", U, rmq_group_reset, NULL, NULL, NULL}, 1},
 	NS("/rustmq.controller.AdminService/ElectLeaders", U),
 	/* Health */
 	{{"/grpc.health.v1.Health/Check", U, rmq_health_check, NULL, NULL, NULL}, 0},

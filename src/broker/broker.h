@@ -12,7 +12,8 @@
  * partition runs on the partition's shard (rmq_partition_shard()): the
  * handler posts a message there and the answer comes back by message.
  * Handlers live in produce.c (ProducerService), fetch.c (ConsumerService's
- * fetches, Subscribe, ListOffsets), admin.c (AdminService, MetadataService,
+ * fetches, Subscribe), lookup.c (ListOffsets), group.c and group_admin.c
+ * (consumer groups and their AdminService RPCs), admin.c (AdminService, MetadataService,
  * health, and the RPCs of capabilities this node does not serve yet).
  */
 #ifndef RMQ_BROKER_BROKER_H
@@ -44,6 +45,13 @@ struct rmq_broker_config {
 	uint64_t max_fetch_wait_ns;    /* cap on a fetch's max_wait */
 	uint64_t produce_timeout_ns;   /* default when a request sets none */
 	uint32_t max_inflight_produce; /* per shard */
+	/* Consumer groups (group.h). */
+	uint32_t offsets_partitions;   /* of __consumer_offsets; fixed once used */
+	uint64_t offsets_segment_bytes;
+	uint64_t group_min_session_ns, group_max_session_ns;
+	uint64_t group_initial_delay_ns;
+	uint32_t group_max_size;       /* 0 = unlimited */
+	uint32_t offset_metadata_max;
 	struct rmq_net_config net;
 };
 
@@ -94,6 +102,7 @@ struct rmq_bshard {
 	struct rmq_timer retention_timer;
 	struct rmq_timer fsync_timer;
 	uint32_t inflight_produce;
+	struct rmq_gshard *groups;     /* groups this shard coordinates */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;

@@ -71,6 +71,10 @@ int rmq_topic_name_check(const char *name, const char **why)
 		*why = "topic name cannot be \".\" or \"..\"";
 		return -1;
 	}
+	if (strcmp(name, "__consumer_offsets") == 0) {
+		*why = "__consumer_offsets is reserved for the group coordinator's offsets log";
+		return -1;
+	}
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -393,7 +397,7 @@ out:
 	return rc;
 }
 
-int rmq_meta_save(const char *data_dir, const struct rmq_meta *m)
+int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf, size_t len)
 {
 	char dir[4096], tmp[4200], path[4200];
 	int rc = 0;
@@ -401,8 +405,45 @@ int rmq_meta_save(const char *data_dir, const struct rmq_meta *m)
 	snprintf(dir, sizeof(dir), "%s/meta", data_dir);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
-	meta_path(tmp, sizeof(tmp), data_dir, "topics.tmp");
-	meta_path(path, sizeof(path), data_dir, "topics");
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0) {
+		rc = errno ? -errno : -EIO;
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0)
+		return -errno;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) < 0)
+			rc = -errno;
+		close(dfd);
+	}
+	return rc;
+}
+
+ssize_t rmq_meta_read_file(const char *data_dir, const char *name, void *buf, size_t len)
+{
+	char path[4200];
+	meta_path(path, sizeof(path), data_dir, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, len);
+	int e = errno;
+	close(fd);
+	return n < 0 ? -e : n;
+}
+
+int rmq_meta_save(const char *data_dir, const struct rmq_meta *m)
+{
+	int rc = 0;
 
 	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
 	Rustmq__Common__TopicMetadata *tms = calloc(m->ntopics + 1, sizeof(*tms));
@@ -455,28 +496,7 @@ int rmq_meta_save(const char *data_dir, const struct rmq_meta *m)
 		goto out;
 	}
 	rustmq__common__cluster_metadata__pack(&cm, buf);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0) {
-		rc = errno ? -errno : -EIO;
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		if (fsync(dfd) < 0)
-			rc = -errno;
-		close(dfd);
-	}
+	rc = rmq_meta_write_file(data_dir, "topics", buf, len);
 out:
 	free(buf);
 	free(vals);

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define RMQ_TOPIC_NAME_MAX 249
 #define RMQ_PARTITIONS_MAX 10000
@@ -109,5 +110,11 @@ void rmq_partition_dir(char *buf, size_t len, const char *data_dir, const char *
 
 /* Fills id with a random UUID v4 string. */
 void rmq_uuid(char id[40]);
+
+/* Small files of DATA_DIR/meta: written whole (temporary file, fsync,
+ * rename, directory fsync), read whole.  Return 0 / the bytes read, or a
+ * negated errno (-ENOENT: never written). */
+int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf, size_t len);
+ssize_t rmq_meta_read_file(const char *data_dir, const char *name, void *buf, size_t len);
 
 #endif /* RMQ_BROKER_META_H */

@@ -90,7 +90,8 @@ int main(int argc, char **argv)
 	const char *listen, *fsync, *prealloc, *level, *compression;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
-		recv_bufs, recv_buf_bytes, send_queue;
+		recv_bufs, recv_buf_bytes, send_queue, off_parts, off_seg, g_min, g_max, g_delay, g_size,
+		md_max;
 	bool pin, auto_create, ret_forever;
 	char err[512];
 	int npos;
@@ -131,6 +132,13 @@ int main(int argc, char **argv)
 		{"keepalive", RMQ_FLAG_DURATION, &keepalive, "60s", "PING a connection idle this long; 0s = never", 0, 0, NULL},
 		{"idle-timeout", RMQ_FLAG_DURATION, &idle, "10m", "close a connection idle this long; 0s = never", 0, 0, NULL},
 		{"max-fetch-wait", RMQ_FLAG_DURATION, &max_wait, "30s", "cap on a fetch's max_wait", 0, 0, NULL},
+		{"offsets-partitions", RMQ_FLAG_UINT, &off_parts, "0", "partitions of the internal __consumer_offsets log, fixed when first used (0 = what the data directory has, else 16)", 0, 1024, NULL},
+		{"offsets-segment-bytes", RMQ_FLAG_SIZE, &off_seg, "16MiB", "segment size of __consumer_offsets (compaction keeps about 2 segments + twice the live offsets)", 1ULL << 14, 1ULL << 30, NULL},
+		{"group-min-session-timeout", RMQ_FLAG_DURATION, &g_min, "6s", "shortest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
+		{"group-max-session-timeout", RMQ_FLAG_DURATION, &g_max, "30m", "longest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
+		{"group-initial-rebalance-delay", RMQ_FLAG_DURATION, &g_delay, "3s", "how long a group starting from empty waits for more members before its first generation", 0, 0, NULL},
+		{"group-max-size", RMQ_FLAG_UINT, &g_size, "0", "members per group; 0 = unlimited", 0, 1u << 20, NULL},
+		{"offset-metadata-max-bytes", RMQ_FLAG_SIZE, &md_max, "4KiB", "longest metadata string stored with a committed offset", 0, 1ULL << 20, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
 	size_t nflags = sizeof(flags) / sizeof(flags[0]);
@@ -196,6 +204,17 @@ int main(int argc, char **argv)
 	cfg->retention_check_ns = ret_check;
 	cfg->max_fetch_wait_ns = max_wait;
 	cfg->max_inflight_produce = (uint32_t)inflight;
+	cfg->offsets_partitions = (uint32_t)off_parts;
+	cfg->offsets_segment_bytes = off_seg;
+	cfg->group_min_session_ns = g_min;
+	cfg->group_max_session_ns = g_max;
+	cfg->group_initial_delay_ns = g_delay;
+	cfg->group_max_size = (uint32_t)g_size;
+	cfg->offset_metadata_max = (uint32_t)md_max;
+	if (g_min > g_max) {
+		fprintf(stderr, "rmqd: --group-min-session-timeout is above --group-max-session-timeout\n");
+		return 2;
+	}
 	if (cfg->advertised_host[0] == '\0')
 		cfg->advertised_host = NULL;
 	struct rmq_topic_config *td = &cfg->topic_defaults;

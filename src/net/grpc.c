@@ -38,11 +38,13 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* The framing, the status and timeout headers and the percent-encoding
  * live in wire.c, shared with the client. */
@@ -661,4 +663,19 @@ int rmq_call_finishf(struct rmq_call *c, enum rmq_grpc_status status, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return rmq_call_finish(c, status, msg);
+}
+
+int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+	if (!c->conn || getpeername(c->conn->fd, (struct sockaddr *)&ss, &sl) < 0)
+		return -ENOTCONN;
+	const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+						 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+	if (!inet_ntop(ss.ss_family, a, host, sizeof(host)))
+		return -errno;
+	snprintf(buf, len, "%s", host);
+	return 0;
 }

@@ -131,6 +131,9 @@ const struct rmq_grpc_method *rmq_call_method(const struct rmq_call *c);
 void *rmq_call_app(const struct rmq_call *c);   /* the server's app pointer */
 void *rmq_call_get_ctx(const struct rmq_call *c);
 void rmq_call_set_ctx(struct rmq_call *c, void *ctx);
+/* The client's address (no port) into buf.  Returns 0, or -ENOTCONN
+ * once the connection is gone. */
+int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len);
 void rmq_call_ref(struct rmq_call *c);
 void rmq_call_unref(struct rmq_call *c);
 

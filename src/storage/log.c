@@ -1196,6 +1196,18 @@ int rmq_log_offset_for_time(struct rmq_log *log, int64_t ts_ms, uint64_t *offset
 	return RMQ_ENOTFOUND;
 }
 
+int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
+{
+	int64_t max = -1;
+	for (size_t i = 0; i < log->nsegs; i++)
+		if (!log->segs[i]->fenced && log->segs[i]->max_timestamp_ms > max)
+			max = log->segs[i]->max_timestamp_ms;
+	if (max < 0)
+		return RMQ_ENOTFOUND;
+	*ts_ms = max;
+	return 0;
+}
+
 /* ---- retention and truncation ----------------------------------------- */
 
 int rmq_log_retain(struct rmq_log *log)
@@ -1222,6 +1234,22 @@ int rmq_log_retain(struct rmq_log *log)
 		total -= s->size;
 		rmq_info("log %s: retention deletes segment %" PRIu64 " (%" PRIu64 " bytes, %s)",
 			 log->dir, s->base_offset, s->size, by_size ? "size" : "time");
+		drop_segment(log, 0);
+		log->log_start = log->segs[0]->base_offset;
+		deleted++;
+	}
+	return deleted;
+}
+
+int rmq_log_delete_before(struct rmq_log *log, uint64_t offset)
+{
+	int deleted = 0;
+	while (log->nsegs > 1) {
+		struct rmq_segment *s = log->segs[0];
+		if ((!s->sealed && !s->fenced) || log->segs[1]->base_offset > offset)
+			break;
+		rmq_info("log %s: compaction deletes segment %" PRIu64 " (%" PRIu64 " bytes)",
+			 log->dir, s->base_offset, s->size);
 		drop_segment(log, 0);
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;

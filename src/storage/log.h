@@ -199,6 +199,11 @@ void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r);
  */
 int rmq_log_offset_for_time(struct rmq_log *log, int64_t ts_ms, uint64_t *offset);
 
+/* The greatest batch timestamp of the log (ListOffsets MAX_TIMESTAMP finds
+ * its batch with rmq_log_offset_for_time).  Returns 0 with *ts_ms, or
+ * RMQ_ENOTFOUND when the log is empty. */
+int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms);
+
 /*
  * Removes every batch from offset on (for replication): later segments are
  * deleted, the segment holding offset is cut at the batch boundary at or
@@ -221,6 +226,15 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset);
  * errno.
  */
 int rmq_log_retain(struct rmq_log *log);
+
+/*
+ * Deletes whole sealed segments, oldest first, while every batch of the
+ * segment lies below offset (a compacted log's superseded prefix: the
+ * group coordinator rewrites the live records and then drops what came
+ * before them).  The active segment is never deleted.  Advances the log
+ * start offset.  Returns the number of segments deleted.
+ */
+int rmq_log_delete_before(struct rmq_log *log, uint64_t offset);
 
 /*
  * Changes the roll and retention limits of an open log (a topic's altered

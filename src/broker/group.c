@@ -1,0 +1,1705 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * group.c - the group coordinator (group.h): groups and their committed
+ * offsets on each shard, the request path to the coordinator shard, the
+ * membership state machine, and ConsumerService's group RPCs.
+ *
+ * A group's life (Kafka's classic protocol, with the assignment computed
+ * by the broker, so SyncGroup answers at once):
+ *
+ *   EMPTY ──join──► PREPARING ──every member rejoined, or the rebalance
+ *     ▲                 ▲       timeout passed (laggards are removed)──┐
+ *     │                 │                                              │
+ *     │   join with new topics/assignors, leave, session timeout      │
+ *     │                 └────────────────── STABLE ◄── generation + 1,─┘
+ *     └──── last member leaves or times out ──┘        assignment
+ *
+ * Held JoinGroup calls are answered when the generation forms.  A group
+ * that starts from EMPTY waits --group-initial-rebalance-delay (extended
+ * by each new member, up to the rebalance timeout) so that consumers
+ * starting together land in one generation.  Members without a held join
+ * must heartbeat within their session timeout or are removed.
+ *
+ * Offsets and generations are records in the offsets log (offsets.h);
+ * memory is only changed when the record is durable, in log order, so a
+ * restart (which replays the log) rebuilds exactly what was answered.
+ */
+#include "broker/group_int.h"
+
+#include "broker/lookup.h"
+#include "client/consumer.pb-c.h"
+#include "controller/admin.pb-c.h"
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_PER_MS 1000000ULL
+#define DEFAULT_SESSION_NS (45000ULL * NS_PER_MS)
+
+uint64_t group_now_ms(void)
+{
+	return rmq_wall_ms();
+}
+
+static uint32_t fnv1a(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		h = (h ^ *c) * 16777619u;
+	return h;
+}
+
+uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group)
+{
+	return fnv1a(group) % bs->b->cfg.offsets_partitions;
+}
+
+unsigned rmq_group_shard(const struct rmq_bshard *bs, const char *group)
+{
+	return rmq_partition_shard(RMQ_OFFSETS_TOPIC, rmq_group_partition(bs, group), bs->nshards);
+}
+
+static char *xstrdup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static uint64_t dur_ns(const Google__Protobuf__Duration *d, uint64_t def)
+{
+	if (!d || (d->seconds == 0 && d->nanos == 0))
+		return def;
+	if (d->seconds < 0 || d->nanos < 0)
+		return 0;
+	return (uint64_t)d->seconds * 1000000000ULL + (uint64_t)d->nanos;
+}
+
+/* ---- groups and offsets in memory --------------------------------------------- */
+
+struct group *group_find(struct rmq_gshard *gs, const char *id)
+{
+	for (struct group *g = gs->tab[fnv1a(id) & (gs->tcap - 1)]; g; g = g->hnext)
+		if (strcmp(g->id, id) == 0)
+			return g;
+	return NULL;
+}
+
+static void on_group_timer(struct rmq_timer *t);
+
+struct group *group_get(struct rmq_gshard *gs, const char *id)
+{
+	struct group *g = group_find(gs, id);
+	if (g)
+		return g;
+	if (gs->ngroups >= gs->tcap) { /* grow: keep chains short */
+		size_t cap = gs->tcap * 2;
+		struct group **tab = calloc(cap, sizeof(*tab));
+		if (!tab)
+			return NULL;
+		for (size_t i = 0; i < gs->tcap; i++) {
+			while (gs->tab[i]) {
+				struct group *x = gs->tab[i];
+				gs->tab[i] = x->hnext;
+				size_t h = fnv1a(x->id) & (cap - 1);
+				x->hnext = tab[h];
+				tab[h] = x;
+			}
+		}
+		free(gs->tab);
+		gs->tab = tab;
+		gs->tcap = cap;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g || !(g->id = strdup(id))) {
+		free(g);
+		return NULL;
+	}
+	g->part = rmq_group_partition(gs->bs, id);
+	g->state = GS_EMPTY;
+	g->assignor = -1;
+	size_t h = fnv1a(id) & (gs->tcap - 1);
+	g->hnext = gs->tab[h];
+	gs->tab[h] = g;
+	gs->ngroups++;
+	return g;
+}
+
+static void member_free(struct member *m)
+{
+	free(m->id);
+	free(m->instance_id);
+	free(m->client_id);
+	free(m->host);
+	for (size_t i = 0; i < m->ntopics; i++)
+		free(m->topics[i]);
+	free(m->topics);
+	for (size_t i = 0; i < m->nassignors; i++)
+		free(m->assignors[i]);
+	free(m->assignors);
+	for (size_t i = 0; i < m->nassign; i++)
+		free((char *)m->assign[i].topic);
+	free(m->assign);
+	free(m);
+}
+
+static void offent_clear(struct offent *e)
+{
+	free(e->topic);
+	free(e->metadata);
+}
+
+void group_remove(struct rmq_gshard *gs, struct group *g)
+{
+	RMQ_ASSERT(g->nmembers == 0);
+	struct group **pp = &gs->tab[fnv1a(g->id) & (gs->tcap - 1)];
+	while (*pp != g)
+		pp = &(*pp)->hnext;
+	*pp = g->hnext;
+	gs->ngroups--;
+	rmq_timer_cancel(gs->bs->s, &g->timer);
+	for (size_t i = 0; i < g->noffs; i++)
+		offent_clear(&g->offs[i]);
+	free(g->offs);
+	free(g->leader);
+	free(g->id);
+	free(g);
+}
+
+static int offent_cmp(const char *topic, uint32_t p, const struct offent *e)
+{
+	int c = strcmp(topic, e->topic);
+	return c ? c : (p < e->partition ? -1 : p > e->partition);
+}
+
+/* Index of (topic, p) in g->offs, or -(insertion point) - 1. */
+static long offent_search(const struct group *g, const char *topic, uint32_t p)
+{
+	size_t lo = 0, hi = g->noffs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = offent_cmp(topic, p, &g->offs[mid]);
+		if (c == 0)
+			return (long)mid;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -(long)lo - 1;
+}
+
+struct offent *offent_find(struct group *g, const char *topic, uint32_t partition)
+{
+	long i = offent_search(g, topic, partition);
+	return i >= 0 ? &g->offs[i] : NULL;
+}
+
+/* Bytes a live offset record takes in the log (compaction's estimate). */
+static uint64_t offent_bytes(const struct group *g, const struct offent *e)
+{
+	return 40 + strlen(g->id) + strlen(e->topic) + strlen(e->metadata);
+}
+
+/* Sets (or, with e->topic only, deletes when del) an offset in memory. */
+static int offent_put(struct rmq_gshard *gs, struct group *g, const struct offent *e)
+{
+	long i = offent_search(g, e->topic, e->partition);
+	char *md = xstrdup(e->metadata);
+	if (!md)
+		return -ENOMEM;
+	if (i >= 0) {
+		struct offent *x = &g->offs[i];
+		gs->live[g->part] -= offent_bytes(g, x);
+		free(x->metadata);
+		x->metadata = md;
+		x->offset = e->offset;
+		x->leader_epoch = e->leader_epoch;
+		x->commit_ms = e->commit_ms;
+		gs->live[g->part] += offent_bytes(g, x);
+		return 0;
+	}
+	if (g->noffs == g->capoffs) {
+		size_t cap = g->capoffs ? g->capoffs * 2 : 8;
+		struct offent *v = realloc(g->offs, cap * sizeof(*v));
+		if (!v) {
+			free(md);
+			return -ENOMEM;
+		}
+		g->offs = v;
+		g->capoffs = cap;
+	}
+	char *t = xstrdup(e->topic);
+	if (!t) {
+		free(md);
+		return -ENOMEM;
+	}
+	size_t at = (size_t)(-i - 1);
+	memmove(&g->offs[at + 1], &g->offs[at], (g->noffs - at) * sizeof(*g->offs));
+	g->offs[at] = *e;
+	g->offs[at].topic = t;
+	g->offs[at].metadata = md;
+	g->noffs++;
+	gs->live[g->part] += offent_bytes(g, &g->offs[at]);
+	return 0;
+}
+
+static void offent_del(struct rmq_gshard *gs, struct group *g, const char *topic, uint32_t p)
+{
+	long i = offent_search(g, topic, p);
+	if (i < 0)
+		return;
+	gs->live[g->part] -= offent_bytes(g, &g->offs[i]);
+	offent_clear(&g->offs[i]);
+	memmove(&g->offs[i], &g->offs[i + 1], (g->noffs - (size_t)i - 1) * sizeof(*g->offs));
+	g->noffs--;
+}
+
+/* ---- records of the offsets log ------------------------------------------------ */
+
+static size_t encode_offset_value(const struct offent *e, uint8_t **out)
+{
+	Rustmq__Client__OffsetFetchPartition v = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	v.committed_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET;
+	v.offset = e->offset;
+	v.metadata = e->metadata ? e->metadata : "";
+	if (e->leader_epoch >= 0) {
+		v.leader_epoch_opt_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__LEADER_EPOCH_OPT_LEADER_EPOCH;
+		v.leader_epoch = (uint32_t)e->leader_epoch;
+	}
+	ts.seconds = (int64_t)(e->commit_ms / 1000);
+	ts.nanos = (int32_t)(e->commit_ms % 1000) * 1000000;
+	v.commit_time = &ts;
+	size_t n = rustmq__client__offset_fetch_partition__get_packed_size(&v);
+	*out = malloc(n ? n : 1);
+	if (!*out)
+		return 0;
+	return rustmq__client__offset_fetch_partition__pack(&v, *out);
+}
+
+static size_t encode_group_value(const struct group *g, uint8_t **out)
+{
+	Rustmq__Controller__GroupDescription v = RUSTMQ__CONTROLLER__GROUP_DESCRIPTION__INIT;
+	v.group_id = g->id;
+	v.generation_id = g->generation;
+	v.protocol = g->assignor >= 0 ? (char *)rmq_assignor_name(g->assignor) : "";
+	v.leader_member_id = g->leader ? g->leader : "";
+	v.protocol_type = "consumer";
+	size_t n = rustmq__controller__group_description__get_packed_size(&v);
+	*out = malloc(n ? n : 1);
+	if (!*out)
+		return 0;
+	return rustmq__controller__group_description__pack(&v, *out);
+}
+
+/* Replay and runtime apply one record of partition `part`. */
+static void apply_record(struct rmq_gshard *gs, const struct rmq_orec *r)
+{
+	struct rmq_okey k;
+	char gid[RMQ_GROUP_ID_MAX + 1], topic[256];
+	if (rmq_okey_parse(r->key, r->klen, &k) < 0 || k.glen > RMQ_GROUP_ID_MAX || k.tlen > 255) {
+		rmq_warn("%s: a record with an unknown key (%zu bytes) was skipped", RMQ_OFFSETS_TOPIC,
+			 r->klen);
+		return;
+	}
+	snprintf(gid, sizeof(gid), "%.*s", (int)k.glen, k.group);
+	struct group *g = group_find(gs, gid);
+	if (k.kind == 'G') {
+		if (!r->val) {
+			if (g && g->nmembers == 0) {
+				while (g->noffs)
+					offent_del(gs, g, g->offs[0].topic, g->offs[0].partition);
+				group_remove(gs, g);
+			}
+			return;
+		}
+		Rustmq__Controller__GroupDescription *d =
+			rustmq__controller__group_description__unpack(NULL, r->vlen, r->val);
+		if (!d)
+			return;
+		if ((g = group_get(gs, gid)) && d->generation_id > g->generation) {
+			g->generation = d->generation_id;
+			g->assignor = rmq_assignor_parse(d->protocol);
+		}
+		rustmq__controller__group_description__free_unpacked(d, NULL);
+		return;
+	}
+	snprintf(topic, sizeof(topic), "%.*s", (int)k.tlen, k.topic);
+	if (!r->val) {
+		if (g)
+			offent_del(gs, g, topic, k.partition);
+		return;
+	}
+	Rustmq__Client__OffsetFetchPartition *v =
+		rustmq__client__offset_fetch_partition__unpack(NULL, r->vlen, r->val);
+	if (!v)
+		return;
+	struct offent e = {
+		.topic = topic,
+		.partition = k.partition,
+		.offset = v->offset,
+		.metadata = v->metadata,
+		.leader_epoch = v->leader_epoch_opt_case ? (int64_t)v->leader_epoch : -1,
+		.commit_ms = v->commit_time ? (uint64_t)v->commit_time->seconds * 1000 +
+						 (uint64_t)v->commit_time->nanos / 1000000 : 0,
+	};
+	if ((g = group_get(gs, gid)))
+		(void)offent_put(gs, g, &e);
+	rustmq__client__offset_fetch_partition__free_unpacked(v, NULL);
+}
+
+static void replay_one(void *arg, const struct rmq_orec *r)
+{
+	apply_record(arg, r);
+}
+
+/* Records under construction: keys and values owned until appended. */
+struct recs {
+	struct rmq_orec *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void recs_add(struct recs *rs, const uint8_t *key, size_t klen, uint8_t *val, size_t vlen)
+{
+	if (rs->oom)
+		goto fail;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 16;
+		struct rmq_orec *v = realloc(rs->v, cap * sizeof(*v));
+		if (!v) {
+			rs->oom = true;
+			goto fail;
+		}
+		rs->v = v;
+		rs->cap = cap;
+	}
+	uint8_t *k = malloc(klen);
+	if (!k) {
+		rs->oom = true;
+		goto fail;
+	}
+	memcpy(k, key, klen);
+	rs->v[rs->n++] = (struct rmq_orec){k, klen, val, vlen};
+	return;
+fail:
+	free(val);
+}
+
+static void recs_free(struct recs *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		free((void *)rs->v[i].key);
+		free((void *)rs->v[i].val);
+	}
+	free(rs->v);
+}
+
+static void add_offset_rec(struct recs *rs, const char *gid, const struct offent *e, bool tomb)
+{
+	uint8_t key[RMQ_OKEY_MAX], *val = NULL;
+	size_t klen = rmq_okey_offset(key, gid, e->topic, e->partition), vlen = 0;
+	if (!tomb && (vlen = encode_offset_value(e, &val)) == 0) {
+		rs->oom = true;
+		return;
+	}
+	recs_add(rs, key, klen, val, vlen);
+}
+
+static void add_group_rec(struct recs *rs, const struct group *g, bool tomb)
+{
+	uint8_t key[RMQ_OKEY_MAX], *val = NULL;
+	size_t klen = rmq_okey_group(key, g->id), vlen = 0;
+	if (!tomb && (vlen = encode_group_value(g, &val)) == 0) {
+		rs->oom = true;
+		return;
+	}
+	recs_add(rs, key, klen, val, vlen);
+}
+
+/* ---- compaction ---------------------------------------------------------------- */
+
+struct compaction {
+	struct rmq_gshard *gs;
+	uint32_t part;
+	uint64_t start;
+};
+
+static void compaction_done(void *arg, int res)
+{
+	struct compaction *c = arg;
+	struct rmq_gshard *gs = c->gs;
+	gs->busy--;
+	gs->compacting[c->part] = false;
+	if (res == 0 && gs->ologs[c->part]) {
+		int n = rmq_olog_delete_before(gs->ologs[c->part], c->start);
+		rmq_debug("%s-%u: compacted, %d segments deleted", RMQ_OFFSETS_TOPIC, c->part, n);
+	}
+	free(c);
+}
+
+/*
+ * Rewrites partition part's live records at the tail once the log holds
+ * more than twice them plus two segments; then the segments before the
+ * rewrite are superseded and go (compaction_done).  Records appended
+ * meanwhile land after the rewrite's start, so nothing live is dropped.
+ */
+static void maybe_compact(struct rmq_gshard *gs, uint32_t part)
+{
+	struct rmq_olog *l = gs->ologs[part];
+	uint64_t seg = gs->bs->b->cfg.offsets_segment_bytes;
+	/* Only when settled: an append in flight is below the rewrite's
+	 * start but not yet in memory, so the rewrite would miss it. */
+	if (!l || gs->compacting[part] || gs->stopping || !rmq_olog_settled(l) ||
+	    rmq_olog_size(l) <= 2 * gs->live[part] + 2 * seg)
+		return;
+	struct compaction *c = malloc(sizeof(*c));
+	struct recs rs = {0};
+	if (!c)
+		return;
+	*c = (struct compaction){gs, part, rmq_olog_end(l)};
+	for (size_t i = 0; i < gs->tcap; i++) {
+		for (struct group *g = gs->tab[i]; g; g = g->hnext) {
+			if (g->part != part)
+				continue;
+			if (g->generation > 0)
+				add_group_rec(&rs, g, false);
+			for (size_t j = 0; j < g->noffs; j++)
+				add_offset_rec(&rs, g->id, &g->offs[j], false);
+		}
+	}
+	if (rs.oom || rmq_olog_append(l, rs.v, rs.n, compaction_done, c) < 0) {
+		free(c);
+	} else {
+		gs->compacting[part] = true;
+		gs->busy++;
+	}
+	recs_free(&rs);
+}
+
+/* ---- appends of commits and deletions ------------------------------------------ */
+
+struct gappend {
+	struct rmq_gshard *gs;
+	char *gid;
+	uint32_t part;
+	struct offent *v;     /* commits to apply; NULL for a deletion */
+	size_t n;
+	void (*done)(void *arg, int res);
+	void *arg;
+};
+
+static void gappend_free(struct gappend *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		offent_clear(&a->v[i]);
+	free(a->v);
+	free(a->gid);
+	free(a);
+}
+
+static void commit_appended(void *arg, int res)
+{
+	struct gappend *a = arg;
+	struct rmq_gshard *gs = a->gs;
+	gs->busy--;
+	if (res == 0) {
+		struct group *g = group_get(gs, a->gid);
+		for (size_t i = 0; g && i < a->n; i++)
+			if (offent_put(gs, g, &a->v[i]) < 0)
+				rmq_warn("group %s: no memory to keep a durable commit in memory", a->gid);
+	}
+	a->done(a->arg, res);
+	maybe_compact(gs, a->part);
+	gappend_free(a);
+}
+
+int group_commit_append(struct rmq_gshard *gs, const char *group, const struct offent *v,
+			size_t n, void (*done)(void *arg, int res), void *arg)
+{
+	struct gappend *a = calloc(1, sizeof(*a));
+	struct recs rs = {0};
+	if (!a)
+		return -ENOMEM;
+	a->gs = gs;
+	a->gid = strdup(group);
+	a->part = rmq_group_partition(gs->bs, group);
+	a->v = calloc(n ? n : 1, sizeof(*a->v));
+	a->done = done;
+	a->arg = arg;
+	if (!a->gid || !a->v) {
+		gappend_free(a);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		a->v[i] = v[i];
+		a->v[i].topic = xstrdup(v[i].topic);
+		a->v[i].metadata = xstrdup(v[i].metadata);
+		a->n++;
+		if (!a->v[i].topic || !a->v[i].metadata)
+			rs.oom = true;
+		add_offset_rec(&rs, group, &v[i], false);
+	}
+	int rc = rs.oom ? -ENOMEM : 0;
+	if (rc == 0) {
+		gs->busy++;
+		rc = rmq_olog_append(gs->ologs[a->part], rs.v, rs.n, commit_appended, a);
+		if (rc < 0)
+			gs->busy--;
+	}
+	recs_free(&rs);
+	if (rc < 0)
+		gappend_free(a);
+	return rc;
+}
+
+static void delete_appended(void *arg, int res)
+{
+	struct gappend *a = arg;
+	struct rmq_gshard *gs = a->gs;
+	gs->busy--;
+	struct group *g = group_find(gs, a->gid);
+	if (res == 0 && g) {
+		while (g->noffs)
+			offent_del(gs, g, g->offs[0].topic, g->offs[0].partition);
+		if (g->nmembers == 0)
+			group_remove(gs, g);
+	}
+	a->done(a->arg, res);
+	maybe_compact(gs, a->part);
+	gappend_free(a);
+}
+
+int group_delete_append(struct rmq_gshard *gs, struct group *g,
+			void (*done)(void *arg, int res), void *arg)
+{
+	struct gappend *a = calloc(1, sizeof(*a));
+	struct recs rs = {0};
+	if (!a || !(a->gid = strdup(g->id))) {
+		free(a);
+		return -ENOMEM;
+	}
+	a->gs = gs;
+	a->part = g->part;
+	a->done = done;
+	a->arg = arg;
+	for (size_t i = 0; i < g->noffs; i++)
+		add_offset_rec(&rs, g->id, &g->offs[i], true);
+	add_group_rec(&rs, g, true);
+	int rc = rs.oom ? -ENOMEM : 0;
+	if (rc == 0) {
+		gs->busy++;
+		rc = rmq_olog_append(gs->ologs[a->part], rs.v, rs.n, delete_appended, a);
+		if (rc < 0)
+			gs->busy--;
+	}
+	recs_free(&rs);
+	if (rc < 0)
+		gappend_free(a);
+	return rc;
+}
+
+static void generation_appended(void *arg, int res)
+{
+	struct gappend *a = arg;
+	a->gs->busy--;
+	if (res < 0)
+		rmq_warn("group %s: the new generation was not stored: %s", a->gid, rmq_strerror(res));
+	maybe_compact(a->gs, a->part);
+	gappend_free(a);
+}
+
+/* Stores the generation just formed, so a restart continues the count. */
+static void store_generation(struct rmq_gshard *gs, struct group *g)
+{
+	struct gappend *a = calloc(1, sizeof(*a));
+	struct recs rs = {0};
+	if (!a || !(a->gid = strdup(g->id))) {
+		free(a);
+		return;
+	}
+	a->gs = gs;
+	a->part = g->part;
+	add_group_rec(&rs, g, false);
+	if (!rs.oom && rmq_olog_append(gs->ologs[g->part], rs.v, rs.n, generation_appended, a) == 0)
+		gs->busy++;
+	else
+		gappend_free(a);
+	recs_free(&rs);
+}
+
+/* ---- the request path ------------------------------------------------------------ */
+
+enum gkind { K_JOIN, K_SYNC, K_HEARTBEAT, K_LEAVE, K_COMMIT, K_FETCH, K_RESET };
+
+static const ProtobufCMessageDescriptor *const resp_desc[] = {
+	[K_JOIN] = &rustmq__client__join_group_response__descriptor,
+	[K_SYNC] = &rustmq__client__sync_group_response__descriptor,
+	[K_HEARTBEAT] = &rustmq__client__group_heartbeat_response__descriptor,
+	[K_LEAVE] = &rustmq__client__leave_group_response__descriptor,
+	[K_COMMIT] = &rustmq__client__commit_offsets_response__descriptor,
+	[K_FETCH] = &rustmq__client__fetch_offsets_response__descriptor,
+	[K_RESET] = &rustmq__controller__reset_group_offsets_response__descriptor,
+};
+
+static void greq_back(struct rmq_xmsg *m)
+{
+	struct greq *r = RMQ_CONTAINER_OF(m, struct greq, msg);
+	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
+	if (!rmq_call_done(r->call)) {
+		if (r->status != RMQ_GRPC_OK) {
+			rmq_call_finish(r->call, r->status, r->smsg);
+		} else {
+			int rc = rmq_call_send(r->call, r->resp, r->resp_len);
+			rmq_call_finish(r->call, rc < 0 ? RMQ_GRPC_INTERNAL : RMQ_GRPC_OK,
+					rc < 0 ? rmq_strerror(rc) : NULL);
+		}
+	}
+	rmq_call_unref(r->call);
+	protobuf_c_message_free_unpacked(r->req, NULL);
+	free(r->resp);
+	free(r);
+	gs->out--;
+}
+
+void greq_reply(struct greq *r, const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	r->resp = malloc(n ? n : 1);
+	if (!r->resp) {
+		r->status = RMQ_GRPC_RESOURCE_EXHAUSTED;
+		snprintf(r->smsg, sizeof(r->smsg), "out of memory");
+	} else {
+		r->resp_len = protobuf_c_message_pack(m, r->resp);
+	}
+	r->msg.fn = greq_back;
+	rmq_post_or_run(r->origin, &r->msg);
+}
+
+void greq_fail(struct greq *r, int status, const char *msg)
+{
+	r->status = status;
+	snprintf(r->smsg, sizeof(r->smsg), "%s", msg);
+	r->msg.fn = greq_back;
+	rmq_post_or_run(r->origin, &r->msg);
+}
+
+/*
+ * Answers with the kind's response carrying only an error: every group
+ * response has error_code as field 1 and error_message as field 2 (and a
+ * JoinGroupResponse says generation -1).
+ */
+static void greq_err(struct greq *r, int code, const char *fmt, ...)
+{
+	const ProtobufCMessageDescriptor *d = resp_desc[r->kind];
+	char text[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	ProtobufCMessage *m = calloc(1, d->sizeof_message);
+	if (!m) {
+		greq_fail(r, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	d->message_init(m);
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		char *at = (char *)m + d->fields[i].offset;
+		if (d->fields[i].id == 1)
+			*(int *)at = code;
+		else if (d->fields[i].id == 2)
+			*(char **)at = text;
+	}
+	if (r->kind == K_JOIN)
+		((Rustmq__Client__JoinGroupResponse *)m)->generation_id = -1;
+	greq_reply(r, m);
+	free(m);
+}
+
+static void do_join(struct rmq_gshard *gs, struct greq *r);
+static void do_sync(struct rmq_gshard *gs, struct greq *r);
+static void do_heartbeat(struct rmq_gshard *gs, struct greq *r);
+static void do_leave(struct rmq_gshard *gs, struct greq *r);
+static void do_commit(struct rmq_gshard *gs, struct greq *r);
+static void do_fetch_offsets(struct rmq_gshard *gs, struct greq *r);
+
+static void greq_exec(struct rmq_xmsg *m)
+{
+	struct greq *r = RMQ_CONTAINER_OF(m, struct greq, msg);
+	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
+	if (gs->stopping) {
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "the coordinator is shutting down: retry");
+		return;
+	}
+	switch (r->kind) {
+	case K_JOIN: do_join(gs, r); break;
+	case K_SYNC: do_sync(gs, r); break;
+	case K_HEARTBEAT: do_heartbeat(gs, r); break;
+	case K_LEAVE: do_leave(gs, r); break;
+	case K_COMMIT: do_commit(gs, r); break;
+	case K_FETCH: do_fetch_offsets(gs, r); break;
+	case K_RESET: group_reset_exec(gs, r); break;
+	}
+}
+
+/* The group_id of each request kind (field 3 of the consumer requests,
+ * field 2 of ResetGroupOffsetsRequest). */
+static const char *group_id_of(int kind, const ProtobufCMessage *q)
+{
+	switch (kind) {
+	case K_JOIN: return ((const Rustmq__Client__JoinGroupRequest *)q)->group_id;
+	case K_SYNC: return ((const Rustmq__Client__SyncGroupRequest *)q)->group_id;
+	case K_HEARTBEAT: return ((const Rustmq__Client__GroupHeartbeatRequest *)q)->group_id;
+	case K_LEAVE: return ((const Rustmq__Client__LeaveGroupRequest *)q)->group_id;
+	case K_COMMIT: return ((const Rustmq__Client__CommitOffsetsRequest *)q)->group_id;
+	case K_FETCH: return ((const Rustmq__Client__FetchOffsetsRequest *)q)->group_id;
+	default: return ((const Rustmq__Controller__ResetGroupOffsetsRequest *)q)->group_id;
+	}
+}
+
+static void submit(struct rmq_call *c, const uint8_t *msg, size_t len, int kind,
+		   const ProtobufCMessageDescriptor *d)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
+	if (!req) {
+		rmq_call_finishf(c, RMQ_GRPC_INVALID_ARGUMENT, "%s does not decode", d->name);
+		return;
+	}
+	struct greq *r = calloc(1, sizeof(*r));
+	if (!r) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	r->call = c;
+	r->origin = bs->id;
+	r->kind = kind;
+	r->req = req;
+	if (rmq_call_peer(c, r->host, sizeof(r->host)) < 0)
+		r->host[0] = '\0';
+	rmq_call_ref(c);
+	gs_of(bs)->out++;
+	const char *gid = group_id_of(kind, req);
+	size_t glen = strlen(gid);
+	if (glen == 0 || glen > RMQ_GROUP_ID_MAX) {
+		greq_err(r, GE_INVALID_REQUEST, glen ? "group_id is longer than %d bytes"
+						     : "group_id is empty", RMQ_GROUP_ID_MAX);
+		return;
+	}
+	r->msg.fn = greq_exec;
+	rmq_post_or_run(rmq_group_shard(bs, gid), &r->msg);
+}
+
+void rmq_group_join(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_JOIN, &rustmq__client__join_group_request__descriptor);
+}
+
+void rmq_group_sync(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_SYNC, &rustmq__client__sync_group_request__descriptor);
+}
+
+void rmq_group_heartbeat(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_HEARTBEAT, &rustmq__client__group_heartbeat_request__descriptor);
+}
+
+void rmq_group_leave(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_LEAVE, &rustmq__client__leave_group_request__descriptor);
+}
+
+void rmq_group_commit(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_COMMIT, &rustmq__client__commit_offsets_request__descriptor);
+}
+
+void rmq_group_fetch_offsets(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_FETCH, &rustmq__client__fetch_offsets_request__descriptor);
+}
+
+void rmq_group_reset(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	submit(c, msg, len, K_RESET, &rustmq__controller__reset_group_offsets_request__descriptor);
+}
+
+/* ---- membership ------------------------------------------------------------------ */
+
+static struct member *member_find(const struct group *g, const char *id)
+{
+	for (struct member *m = g->members; m; m = m->next)
+		if (strcmp(m->id, id) == 0)
+			return m;
+	return NULL;
+}
+
+static struct member *member_by_instance(const struct group *g, const char *inst)
+{
+	for (struct member *m = g->members; m; m = m->next)
+		if (m->instance_id[0] && strcmp(m->instance_id, inst) == 0)
+			return m;
+	return NULL;
+}
+
+static void arm(struct rmq_gshard *gs, struct group *g)
+{
+	uint64_t next = UINT64_MAX;
+	for (struct member *m = g->members; m; m = m->next)
+		if (!m->join && m->deadline_ns < next)
+			next = m->deadline_ns;
+	if (g->state == GS_PREPARING) {
+		if (g->rebalance_deadline < next)
+			next = g->rebalance_deadline;
+		if (g->initial_until && g->initial_until < next)
+			next = g->initial_until;
+	}
+	if (next == UINT64_MAX)
+		rmq_timer_cancel(gs->bs->s, &g->timer);
+	else
+		rmq_timer_start(gs->bs->s, &g->timer, next, on_group_timer);
+}
+
+static void remove_member(struct group *g, struct member *m, const char *why)
+{
+	struct member **pp = &g->members;
+	while (*pp != m)
+		pp = &(*pp)->next;
+	*pp = m->next;
+	g->nmembers--;
+	rmq_info("group %s: member %s leaves (%s)", g->id, m->id, why);
+	if (m->join)
+		greq_err(m->join, GE_UNKNOWN_MEMBER_ID, "member %s was removed from group %s (%s)",
+			 m->id, g->id, why);
+	if (g->leader && strcmp(g->leader, m->id) == 0) {
+		free(g->leader);
+		g->leader = NULL;
+	}
+	member_free(m);
+}
+
+static void start_rebalance(struct rmq_gshard *gs, struct group *g, const char *why)
+{
+	uint64_t now = rmq_now_ns(), maxrb = 0;
+	for (struct member *m = g->members; m; m = m->next)
+		if (m->rebalance_ns > maxrb)
+			maxrb = m->rebalance_ns;
+	uint64_t delay = gs->bs->b->cfg.group_initial_delay_ns;
+	g->initial_until = g->state == GS_EMPTY ? now + (delay < maxrb ? delay : maxrb) : 0;
+	g->rebalance_deadline = now + maxrb;
+	g->state = GS_PREPARING;
+	rmq_info("group %s: rebalancing after generation %d (%s), %zu members", g->id,
+		 g->generation, why, g->nmembers);
+}
+
+/* The assignor inputs of the members (longest-standing first). */
+static struct rmq_assign_member *assign_view(const struct group *g)
+{
+	struct rmq_assign_member *v = calloc(g->nmembers ? g->nmembers : 1, sizeof(*v));
+	size_t i = 0;
+	if (!v)
+		return NULL;
+	for (const struct member *m = g->members; m; m = m->next, i++) {
+		v[i].member_id = m->id;
+		v[i].topics = (const char *const *)m->topics;
+		v[i].ntopics = m->ntopics;
+		v[i].assignors = (const char *const *)m->assignors;
+		v[i].nassignors = m->nassignors;
+		v[i].prev = m->assign;
+		v[i].nprev = m->nassign;
+	}
+	return v;
+}
+
+static void answer_join(struct group *g, struct member *m, struct greq *r);
+
+/* Forms the next generation from the members that rejoined. */
+static void complete_rebalance(struct rmq_gshard *gs, struct group *g)
+{
+	for (struct member *m = g->members, *next; m; m = next) {
+		next = m->next;
+		if (!m->join)
+			remove_member(g, m, "did not rejoin within the rebalance timeout");
+	}
+	g->initial_until = g->rebalance_deadline = 0;
+	if (g->nmembers == 0) {
+		g->state = GS_EMPTY;
+		return;
+	}
+	struct rmq_assign_member *v = assign_view(g);
+	const struct rmq_meta *meta = gs->bs->meta;
+	struct rmq_assign_topic *topics = calloc(meta->ntopics ? meta->ntopics : 1, sizeof(*topics));
+	int a = v ? rmq_assign_choose(v, g->nmembers) : -1;
+	if (a < 0)
+		a = RMQ_ASSIGN_RANGE; /* joins were checked: only after odd leaves */
+	for (size_t i = 0; topics && i < meta->ntopics; i++)
+		topics[i] = (struct rmq_assign_topic){meta->topics[i].name, meta->topics[i].partitions};
+	if (!v || !topics || rmq_assign(a, topics, meta->ntopics, v, g->nmembers) < 0) {
+		for (struct member *m = g->members; m; m = m->next)
+			if (m->join) {
+				greq_err(m->join, GE_COORDINATOR_NOT_AVAILABLE,
+					 "out of memory computing the assignment: rejoin");
+				m->join = NULL;
+			}
+		free(v);
+		free(topics);
+		start_rebalance(gs, g, "assignment failed");
+		return;
+	}
+	size_t i = 0;
+	uint64_t now = rmq_now_ns();
+	for (struct member *m = g->members; m; m = m->next, i++) {
+		for (size_t j = 0; j < m->nassign; j++)
+			free((char *)m->assign[j].topic);
+		free(m->assign);
+		m->assign = v[i].out;
+		m->nassign = v[i].nout;
+		for (size_t j = 0; j < m->nassign; j++)
+			m->assign[j].topic = xstrdup(m->assign[j].topic);
+		v[i].out = NULL;
+		v[i].nout = 0;
+		m->deadline_ns = now + m->session_ns;
+	}
+	free(v);
+	free(topics);
+	g->generation++;
+	g->assignor = a;
+	free(g->leader);
+	g->leader = xstrdup(g->members->id);
+	g->state = GS_STABLE;
+	rmq_info("group %s: generation %d formed with %zu members (%s)", g->id, g->generation,
+		 g->nmembers, rmq_assignor_name(a));
+	for (struct member *m = g->members; m; m = m->next) {
+		if (m->join) {
+			struct greq *r = m->join;
+			m->join = NULL;
+			answer_join(g, m, r);
+		}
+	}
+	store_generation(gs, g);
+}
+
+static void maybe_complete(struct rmq_gshard *gs, struct group *g)
+{
+	if (g->state != GS_PREPARING)
+		return;
+	uint64_t now = rmq_now_ns();
+	if (g->initial_until && now < g->initial_until)
+		return;
+	bool all = true;
+	for (struct member *m = g->members; m; m = m->next)
+		all = all && m->join;
+	if (all || now >= g->rebalance_deadline)
+		complete_rebalance(gs, g);
+}
+
+/* After members went away: what the group does next. */
+static void members_changed(struct rmq_gshard *gs, struct group *g, const char *why)
+{
+	if (g->nmembers == 0) {
+		g->state = GS_EMPTY;
+		g->initial_until = g->rebalance_deadline = 0;
+	} else if (g->state == GS_STABLE) {
+		start_rebalance(gs, g, why);
+	} else {
+		maybe_complete(gs, g);
+	}
+}
+
+static void on_group_timer(struct rmq_timer *t)
+{
+	struct group *g = RMQ_CONTAINER_OF(t, struct group, timer);
+	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
+	uint64_t now = rmq_now_ns();
+	bool gone = false;
+	for (struct member *m = g->members, *next; m; m = next) {
+		next = m->next;
+		if (!m->join && m->deadline_ns <= now) {
+			remove_member(g, m, "session timeout");
+			gone = true;
+		}
+	}
+	if (gone)
+		members_changed(gs, g, "session timeout");
+	else
+		maybe_complete(gs, g);
+	arm(gs, g);
+}
+
+static void answer_join(struct group *g, struct member *m, struct greq *r)
+{
+	Rustmq__Client__JoinGroupResponse a = RUSTMQ__CLIENT__JOIN_GROUP_RESPONSE__INIT;
+	Google__Protobuf__Duration hb = GOOGLE__PROTOBUF__DURATION__INIT;
+	Rustmq__Client__GroupMember *ms = calloc(g->nmembers, sizeof(*ms));
+	Rustmq__Client__GroupMember **mp = calloc(g->nmembers, sizeof(*mp));
+	if (!ms || !mp) {
+		free(ms);
+		free(mp);
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory: rejoin");
+		return;
+	}
+	size_t i = 0;
+	for (struct member *x = g->members; x; x = x->next, i++) {
+		rustmq__client__group_member__init(&ms[i]);
+		ms[i].member_id = x->id;
+		ms[i].group_instance_id = x->instance_id;
+		ms[i].client_id = x->client_id;
+		ms[i].client_host = x->host;
+		ms[i].topics = x->topics;
+		ms[i].n_topics = x->ntopics;
+		mp[i] = &ms[i];
+	}
+	uint64_t hb_ns = m->session_ns / 3;
+	if (hb_ns > 3000 * NS_PER_MS)
+		hb_ns = 3000 * NS_PER_MS;
+	hb.seconds = (int64_t)(hb_ns / 1000000000ULL);
+	hb.nanos = (int32_t)(hb_ns % 1000000000ULL);
+	a.generation_id = g->generation;
+	a.member_id = m->id;
+	a.leader_member_id = g->leader ? g->leader : "";
+	a.assignor = (char *)rmq_assignor_name(g->assignor);
+	a.members = mp;
+	a.n_members = g->nmembers;
+	a.heartbeat_interval = &hb;
+	greq_reply(r, &a.base);
+	free(ms);
+	free(mp);
+}
+
+static int copy_strings(char ***dst, size_t *n, char **src, size_t ns)
+{
+	char **v = calloc(ns ? ns : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < ns; i++) {
+		if (!(v[i] = strdup(src[i]))) {
+			while (i--)
+				free(v[i]);
+			free(v);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < *n; i++)
+		free((*dst)[i]);
+	free(*dst);
+	*dst = v;
+	*n = ns;
+	return 0;
+}
+
+static bool same_strings(char **a, size_t na, char **b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool lists_known_assignor(char **v, size_t n)
+{
+	if (n == 0)
+		return true; /* ["range"] */
+	for (size_t i = 0; i < n; i++)
+		if (rmq_assignor_parse(v[i]) >= 0)
+			return true;
+	return false;
+}
+
+/* Would the group still share an assignor with m listing `as`? */
+static bool protocol_fits(const struct group *g, const struct member *m, char **as, size_t nas)
+{
+	struct rmq_assign_member *v = assign_view(g);
+	size_t n = 0;
+	bool fits = true;
+	if (!v)
+		return true; /* decided again when the generation forms */
+	for (const struct member *x = g->members; x; x = x->next, n++) {
+		if (x == m) {
+			v[n].assignors = (const char *const *)as;
+			v[n].nassignors = nas;
+		}
+	}
+	if (!m || !member_find(g, m->id)) {
+		struct rmq_assign_member *w = realloc(v, (n + 1) * sizeof(*v));
+		if (!w) {
+			free(v);
+			return true;
+		}
+		v = w;
+		memset(&v[n], 0, sizeof(v[n]));
+		v[n].member_id = "";
+		v[n].assignors = (const char *const *)as;
+		v[n].nassignors = nas;
+		n++;
+	}
+	fits = rmq_assign_choose(v, n) >= 0;
+	free(v);
+	return fits;
+}
+
+static void do_join(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Client__JoinGroupRequest *q = (const void *)r->req;
+	const struct rmq_broker_config *cfg = &gs->bs->b->cfg;
+	uint64_t session = dur_ns(q->session_timeout, DEFAULT_SESSION_NS);
+	if (session < cfg->group_min_session_ns || session > cfg->group_max_session_ns) {
+		greq_err(r, GE_INVALID_SESSION_TIMEOUT,
+			 "session_timeout %" PRIu64 " ms is outside this broker's %" PRIu64 "..%" PRIu64
+			 " ms (--group-min-session-timeout, --group-max-session-timeout)",
+			 session / NS_PER_MS, cfg->group_min_session_ns / NS_PER_MS,
+			 cfg->group_max_session_ns / NS_PER_MS);
+		return;
+	}
+	uint64_t rebalance = dur_ns(q->rebalance_timeout, session);
+	if (q->n_topics == 0) {
+		greq_err(r, GE_INVALID_REQUEST, "a member must subscribe to at least one topic");
+		return;
+	}
+	if (!lists_known_assignor(q->assignors, q->n_assignors)) {
+		greq_err(r, GE_INCONSISTENT_GROUP_PROTOCOL,
+			 "none of the member's assignors is supported: use range, roundrobin or sticky");
+		return;
+	}
+	struct group *g = group_get(gs, q->group_id);
+	if (!g) {
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		return;
+	}
+	struct member *m = NULL;
+	bool fresh = false;
+	if (q->member_id[0]) {
+		m = member_find(g, q->member_id);
+		if (!m) {
+			greq_err(r, GE_UNKNOWN_MEMBER_ID,
+				 "member %s is not in group %s (removed after a timeout, or the "
+				 "coordinator restarted): rejoin with an empty member_id",
+				 q->member_id, q->group_id);
+			return;
+		}
+	} else if (q->group_instance_id[0]) {
+		m = member_by_instance(g, q->group_instance_id); /* a static member back */
+	}
+	if (!m) {
+		if (cfg->group_max_size && g->nmembers >= cfg->group_max_size) {
+			greq_err(r, GE_GROUP_MAX_SIZE_REACHED, "group %s has its maximum of %u members",
+				 q->group_id, cfg->group_max_size);
+			return;
+		}
+		char uuid[40];
+		rmq_uuid(uuid);
+		m = calloc(1, sizeof(*m));
+		if (m && (m->id = malloc(strlen(q->client_id) + 42)))
+			sprintf(m->id, "%s-%s", q->client_id[0] ? q->client_id : "member", uuid);
+		if (!m || !m->id) {
+			free(m);
+			greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+			return;
+		}
+		fresh = true;
+	}
+	if (!protocol_fits(g, fresh ? NULL : m, q->assignors, q->n_assignors)) {
+		if (fresh)
+			member_free(m);
+		greq_err(r, GE_INCONSISTENT_GROUP_PROTOCOL,
+			 "the member's assignors share none with the other members of group %s",
+			 q->group_id);
+		return;
+	}
+	bool changed = fresh || !same_strings(m->topics, m->ntopics, q->topics, q->n_topics) ||
+		       !same_strings(m->assignors, m->nassignors, q->assignors, q->n_assignors);
+	char *cid = xstrdup(q->client_id), *host = xstrdup(r->host), *inst = xstrdup(q->group_instance_id);
+	if (!cid || !host || !inst || copy_strings(&m->topics, &m->ntopics, q->topics, q->n_topics) < 0 ||
+	    copy_strings(&m->assignors, &m->nassignors, q->assignors, q->n_assignors) < 0) {
+		free(cid);
+		free(host);
+		free(inst);
+		if (fresh)
+			member_free(m);
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		return;
+	}
+	free(m->client_id);
+	free(m->host);
+	free(m->instance_id);
+	m->client_id = cid;
+	m->host = host;
+	m->instance_id = inst;
+	m->session_ns = session;
+	m->rebalance_ns = rebalance;
+	if (fresh) {
+		struct member **pp = &g->members;
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = m;
+		g->nmembers++;
+		rmq_info("group %s: member %s joins from %s", g->id, m->id, m->host);
+	}
+	if (g->state == GS_STABLE && !changed) {
+		/* A member that lost its answer asks again: same generation. */
+		m->deadline_ns = rmq_now_ns() + m->session_ns;
+		answer_join(g, m, r);
+		arm(gs, g);
+		return;
+	}
+	if (m->join)
+		greq_err(m->join, GE_REBALANCE_IN_PROGRESS,
+			 "superseded by a newer JoinGroup of the same member");
+	m->join = r;
+	if (g->state != GS_PREPARING) {
+		start_rebalance(gs, g, fresh ? "a member joined" : "a member changed its subscription");
+	} else if (fresh && g->initial_until) {
+		uint64_t until = rmq_now_ns() + cfg->group_initial_delay_ns;
+		g->initial_until = until < g->rebalance_deadline ? until : g->rebalance_deadline;
+	}
+	if (m->rebalance_ns && rmq_now_ns() + m->rebalance_ns > g->rebalance_deadline)
+		g->rebalance_deadline = rmq_now_ns() + m->rebalance_ns;
+	maybe_complete(gs, g);
+	arm(gs, g);
+}
+
+/* Finds the calling member; answers the error and returns NULL when it
+ * is not one. */
+static struct member *member_of(struct rmq_gshard *gs, struct greq *r, const char *gid,
+				const char *mid, struct group **gp)
+{
+	struct group *g = group_find(gs, gid);
+	struct member *m = g ? member_find(g, mid) : NULL;
+	if (!m) {
+		greq_err(r, GE_UNKNOWN_MEMBER_ID,
+			 "member %s is not in group %s: rejoin with an empty member_id", mid, gid);
+		return NULL;
+	}
+	if (!m->join)
+		m->deadline_ns = rmq_now_ns() + m->session_ns;
+	arm(gs, g);
+	*gp = g;
+	return m;
+}
+
+static bool generation_ok(struct greq *r, const struct group *g, int32_t gen)
+{
+	if (gen == g->generation)
+		return true;
+	greq_err(r, GE_ILLEGAL_GENERATION, "generation %d is not group %s's current %d: rejoin", gen,
+		 g->id, g->generation);
+	return false;
+}
+
+static void do_sync(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Client__SyncGroupRequest *q = (const void *)r->req;
+	struct group *g;
+	struct member *m = member_of(gs, r, q->group_id, q->member_id, &g);
+	if (!m)
+		return;
+	if (g->state == GS_PREPARING) {
+		greq_err(r, GE_REBALANCE_IN_PROGRESS, "group %s is rebalancing: rejoin", g->id);
+		return;
+	}
+	if (!generation_ok(r, g, q->generation_id))
+		return;
+	Rustmq__Client__SyncGroupResponse a = RUSTMQ__CLIENT__SYNC_GROUP_RESPONSE__INIT;
+	Rustmq__Common__TopicPartition *tps = calloc(m->nassign ? m->nassign : 1, sizeof(*tps));
+	Rustmq__Common__TopicPartition **tpp = calloc(m->nassign ? m->nassign : 1, sizeof(*tpp));
+	if (!tps || !tpp) {
+		free(tps);
+		free(tpp);
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < m->nassign; i++) {
+		rustmq__common__topic_partition__init(&tps[i]);
+		tps[i].topic = (char *)m->assign[i].topic;
+		tps[i].partition = m->assign[i].partition;
+		tpp[i] = &tps[i];
+	}
+	a.assignment = tpp;
+	a.n_assignment = m->nassign;
+	a.assignor = (char *)rmq_assignor_name(g->assignor);
+	a.generation_id = g->generation;
+	greq_reply(r, &a.base);
+	free(tps);
+	free(tpp);
+}
+
+static void do_heartbeat(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Client__GroupHeartbeatRequest *q = (const void *)r->req;
+	struct group *g;
+	struct member *m = member_of(gs, r, q->group_id, q->member_id, &g);
+	if (!m)
+		return;
+	Rustmq__Client__GroupHeartbeatResponse a = RUSTMQ__CLIENT__GROUP_HEARTBEAT_RESPONSE__INIT;
+	if (g->state == GS_PREPARING) {
+		a.error_code = GE_REBALANCE_IN_PROGRESS;
+		a.error_message = "the group is rebalancing: commit, then rejoin";
+		a.rebalance_in_progress = true;
+	} else if (!generation_ok(r, g, q->generation_id)) {
+		return;
+	}
+	greq_reply(r, &a.base);
+}
+
+static void do_leave(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Client__LeaveGroupRequest *q = (const void *)r->req;
+	struct group *g = group_find(gs, q->group_id);
+	struct member *m = NULL;
+	if (g)
+		m = q->member_id[0] ? member_find(g, q->member_id)
+				    : q->group_instance_id[0] ? member_by_instance(g, q->group_instance_id)
+							      : NULL;
+	if (!m) {
+		greq_err(r, GE_UNKNOWN_MEMBER_ID, "member %s is not in group %s",
+			 q->member_id[0] ? q->member_id : q->group_instance_id, q->group_id);
+		return;
+	}
+	remove_member(g, m, q->reason[0] ? q->reason : "left the group");
+	members_changed(gs, g, "a member left");
+	arm(gs, g);
+	Rustmq__Client__LeaveGroupResponse a = RUSTMQ__CLIENT__LEAVE_GROUP_RESPONSE__INIT;
+	greq_reply(r, &a.base);
+}
+
+/* ---- offsets ------------------------------------------------------------------- */
+
+struct commit_work {
+	struct rmq_gshard *gs;
+	struct greq *r;
+	size_t n;
+	struct rmq_lookup *lk;
+	int *codes;
+	char (*errs)[400];
+};
+
+static void commit_answer(struct commit_work *w)
+{
+	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)w->r->req;
+	Rustmq__Client__CommitOffsetsResponse a = RUSTMQ__CLIENT__COMMIT_OFFSETS_RESPONSE__INIT;
+	Rustmq__Client__OffsetCommitPartitionResponse *ps = calloc(w->n ? w->n : 1, sizeof(*ps));
+	Rustmq__Client__OffsetCommitPartitionResponse **pp = calloc(w->n ? w->n : 1, sizeof(*pp));
+	if (!ps || !pp) {
+		greq_err(w->r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+	} else {
+		for (size_t i = 0; i < w->n; i++) {
+			rustmq__client__offset_commit_partition_response__init(&ps[i]);
+			ps[i].topic_partition = q->partitions[i]->topic_partition;
+			ps[i].error_code = w->codes[i];
+			ps[i].error_message = w->errs[i];
+			pp[i] = &ps[i];
+		}
+		a.partitions = pp;
+		a.n_partitions = w->n;
+		greq_reply(w->r, &a.base);
+	}
+	free(ps);
+	free(pp);
+	free(w->lk);
+	free(w->codes);
+	free(w->errs);
+	free(w);
+}
+
+static void commit_done(void *arg, int res)
+{
+	struct commit_work *w = arg;
+	if (res < 0) {
+		for (size_t i = 0; i < w->n; i++) {
+			if (w->codes[i] == GE_OK) {
+				w->codes[i] = GE_STORAGE_ERROR;
+				snprintf(w->errs[i], sizeof(w->errs[i]), "the offsets log failed: %s",
+					 rmq_strerror(res));
+			}
+		}
+	}
+	commit_answer(w);
+}
+
+static void commit_looked_up(void *arg)
+{
+	struct commit_work *w = arg;
+	struct rmq_gshard *gs = w->gs;
+	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)w->r->req;
+	struct offent *v = calloc(w->n ? w->n : 1, sizeof(*v));
+	size_t nv = 0;
+	uint64_t now = group_now_ms();
+	gs->busy--;
+	for (size_t i = 0; i < w->n; i++) {
+		const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
+		const struct rmq_lookup *lk = &w->lk[i];
+		if (w->codes[i] != GE_OK)
+			continue;
+		if (lk->code != GE_OK) {
+			w->codes[i] = lk->code;
+			snprintf(w->errs[i], sizeof(w->errs[i]), "%s", lk->err);
+		} else if (p->offset > lk->hw) {
+			w->codes[i] = GE_INVALID_OFFSET;
+			snprintf(w->errs[i], sizeof(w->errs[i]),
+				 "offset %" PRIu64 " is above the high watermark %" PRIu64 " of %s-%u",
+				 p->offset, lk->hw, lk->topic, lk->partition);
+		} else if (v) {
+			v[nv++] = (struct offent){
+				.topic = (char *)lk->topic,
+				.partition = lk->partition,
+				.offset = p->offset,
+				.metadata = p->metadata,
+				.leader_epoch = p->leader_epoch_opt_case ? (int64_t)p->leader_epoch : -1,
+				.commit_ms = now,
+			};
+		}
+	}
+	int rc = !v ? -ENOMEM : nv == 0 ? 1 : group_commit_append(gs, q->group_id, v, nv, commit_done, w);
+	free(v);
+	if (rc < 0)
+		commit_done(w, rc);
+	else if (rc == 1)
+		commit_answer(w);
+}
+
+static void do_commit(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)r->req;
+	struct group *g = group_find(gs, q->group_id);
+	if (q->generation_id < 0 && !q->member_id[0]) {
+		if (g && g->nmembers > 0) {
+			greq_err(r, GE_ILLEGAL_GENERATION,
+				 "group %s has members: commit as one of them (generation and member id)",
+				 q->group_id);
+			return;
+		}
+	} else {
+		struct member *m = member_of(gs, r, q->group_id, q->member_id, &g);
+		if (!m || !generation_ok(r, g, q->generation_id))
+			return;
+	}
+	struct commit_work *w = calloc(1, sizeof(*w));
+	size_t n = q->n_partitions;
+	if (!w || !(w->lk = calloc(n ? n : 1, sizeof(*w->lk))) ||
+	    !(w->codes = calloc(n ? n : 1, sizeof(*w->codes))) ||
+	    !(w->errs = calloc(n ? n : 1, sizeof(*w->errs)))) {
+		if (w) {
+			free(w->lk);
+			free(w->codes);
+		}
+		free(w);
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		return;
+	}
+	w->gs = gs;
+	w->r = r;
+	w->n = n;
+	uint32_t mdmax = gs->bs->b->cfg.offset_metadata_max;
+	for (size_t i = 0; i < n; i++) {
+		const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
+		struct rmq_lookup *lk = &w->lk[i];
+		lk->spec = RMQ_LOOKUP_LATEST;
+		if (!p->topic_partition || !p->topic_partition->topic[0]) {
+			w->codes[i] = GE_INVALID_REQUEST;
+			snprintf(w->errs[i], sizeof(w->errs[i]), "topic_partition is missing");
+			snprintf(lk->topic, sizeof(lk->topic), "?");
+			continue;
+		}
+		snprintf(lk->topic, sizeof(lk->topic), "%s", p->topic_partition->topic);
+		lk->partition = p->topic_partition->partition;
+		if (strlen(p->metadata) > mdmax) {
+			w->codes[i] = GE_OFFSET_METADATA_TOO_LARGE;
+			snprintf(w->errs[i], sizeof(w->errs[i]),
+				 "metadata of %zu bytes exceeds --offset-metadata-max-bytes (%u)",
+				 strlen(p->metadata), mdmax);
+		}
+	}
+	gs->busy++;
+	if (rmq_lookup_start(gs->bs, w->lk, n, commit_looked_up, w) < 0) {
+		gs->busy--;
+		commit_done(w, -ENOMEM);
+	}
+}
+
+static void fill_fetched(Rustmq__Client__OffsetFetchPartition *o, Google__Protobuf__Timestamp *ts,
+			 const struct offent *e)
+{
+	if (!e)
+		return;
+	o->committed_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET;
+	o->offset = e->offset;
+	o->metadata = e->metadata;
+	if (e->leader_epoch >= 0) {
+		o->leader_epoch_opt_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__LEADER_EPOCH_OPT_LEADER_EPOCH;
+		o->leader_epoch = (uint32_t)e->leader_epoch;
+	}
+	ts->seconds = (int64_t)(e->commit_ms / 1000);
+	ts->nanos = (int32_t)(e->commit_ms % 1000) * 1000000;
+	o->commit_time = ts;
+}
+
+static void do_fetch_offsets(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Client__FetchOffsetsRequest *q = (const void *)r->req;
+	struct group *g = group_find(gs, q->group_id);
+	size_t n = q->n_partitions ? q->n_partitions : g ? g->noffs : 0;
+	Rustmq__Client__FetchOffsetsResponse a = RUSTMQ__CLIENT__FETCH_OFFSETS_RESPONSE__INIT;
+	Rustmq__Client__OffsetFetchPartition *ps = calloc(n ? n : 1, sizeof(*ps));
+	Rustmq__Client__OffsetFetchPartition **pp = calloc(n ? n : 1, sizeof(*pp));
+	Rustmq__Common__TopicPartition *tps = calloc(n ? n : 1, sizeof(*tps));
+	Google__Protobuf__Timestamp *ts = calloc(n ? n : 1, sizeof(*ts));
+	if (!ps || !pp || !tps || !ts) {
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rustmq__client__offset_fetch_partition__init(&ps[i]);
+		google__protobuf__timestamp__init(&ts[i]);
+		const struct offent *e;
+		if (q->n_partitions) {
+			const Rustmq__Common__TopicPartition *tp = q->partitions[i];
+			ps[i].topic_partition = (Rustmq__Common__TopicPartition *)tp;
+			e = g ? offent_find(g, tp->topic, tp->partition) : NULL;
+		} else {
+			e = &g->offs[i];
+			rustmq__common__topic_partition__init(&tps[i]);
+			tps[i].topic = e->topic;
+			tps[i].partition = e->partition;
+			ps[i].topic_partition = &tps[i];
+		}
+		fill_fetched(&ps[i], &ts[i], e);
+		pp[i] = &ps[i];
+	}
+	a.partitions = pp;
+	a.n_partitions = n;
+	greq_reply(r, &a.base);
+out:
+	free(ps);
+	free(pp);
+	free(tps);
+	free(ts);
+}
+
+/* ---- shard life ------------------------------------------------------------------ */
+
+#define DEFAULT_OFFSETS_PARTITIONS 16
+
+int rmq_groups_layout(const char *data_dir, uint32_t *partitions)
+{
+	char buf[32];
+	ssize_t n = rmq_meta_read_file(data_dir, "offsets-partitions", buf, sizeof(buf) - 1);
+	if (n == -ENOENT) {
+		if (*partitions == 0)
+			*partitions = DEFAULT_OFFSETS_PARTITIONS;
+		int len = snprintf(buf, sizeof(buf), "%u\n", *partitions);
+		return rmq_meta_write_file(data_dir, "offsets-partitions", buf, (size_t)len);
+	}
+	if (n < 0)
+		return (int)n;
+	buf[n] = '\0';
+	char *end;
+	unsigned long stored = strtoul(buf, &end, 10);
+	if (end == buf || stored == 0 || stored > 1024) {
+		rmq_error("%s/meta/offsets-partitions does not hold a partition count", data_dir);
+		return RMQ_ECORRUPT;
+	}
+	if (*partitions && *partitions != stored) {
+		rmq_error("--offsets-partitions=%u, but the groups of %s live in %lu partitions: "
+			  "changing it would lose their committed offsets (drop the flag)",
+			  *partitions, data_dir, stored);
+		return RMQ_EBADFLAG;
+	}
+	*partitions = (uint32_t)stored;
+	return 0;
+}
+
+int rmq_groups_init(struct rmq_bshard *bs)
+{
+	struct rmq_gshard *gs = calloc(1, sizeof(*gs));
+	uint32_t n = bs->b->cfg.offsets_partitions;
+	if (!gs)
+		return -ENOMEM;
+	gs->bs = bs;
+	gs->nparts = n;
+	gs->tcap = 64;
+	gs->tab = calloc(gs->tcap, sizeof(*gs->tab));
+	gs->ologs = calloc(n, sizeof(*gs->ologs));
+	gs->live = calloc(n, sizeof(*gs->live));
+	gs->compacting = calloc(n, sizeof(*gs->compacting));
+	bs->groups = gs;
+	if (!gs->tab || !gs->ologs || !gs->live || !gs->compacting)
+		return -ENOMEM;
+	for (uint32_t p = 0; p < n; p++) {
+		if (rmq_partition_shard(RMQ_OFFSETS_TOPIC, p, bs->nshards) != bs->id)
+			continue;
+		int rc = rmq_olog_open(bs, p, bs->b->cfg.offsets_segment_bytes, replay_one, gs,
+				       &gs->ologs[p]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void rmq_groups_flush(struct rmq_bshard *bs)
+{
+	struct rmq_gshard *gs = gs_of(bs);
+	for (uint32_t p = 0; gs && p < gs->nparts; p++)
+		if (gs->ologs[p])
+			rmq_olog_flush(gs->ologs[p]);
+}
+
+bool rmq_groups_drained(struct rmq_bshard *bs)
+{
+	struct rmq_gshard *gs = gs_of(bs);
+	if (!gs)
+		return true;
+	if (!gs->stopping) {
+		gs->stopping = true;
+		for (size_t i = 0; i < gs->tcap; i++)
+			for (struct group *g = gs->tab[i]; g; g = g->hnext)
+				for (struct member *m = g->members; m; m = m->next)
+					if (m->join) {
+						greq_err(m->join, GE_COORDINATOR_NOT_AVAILABLE,
+							 "the coordinator is shutting down: rejoin");
+						m->join = NULL;
+					}
+	}
+	if (gs->out || gs->busy)
+		return false;
+	for (uint32_t p = 0; p < gs->nparts; p++)
+		if (gs->ologs[p] && !rmq_olog_idle(gs->ologs[p]))
+			return false;
+	return true;
+}
+
+void rmq_groups_fini(struct rmq_bshard *bs)
+{
+	struct rmq_gshard *gs = gs_of(bs);
+	if (!gs)
+		return;
+	for (uint32_t p = 0; gs->ologs && p < gs->nparts; p++)
+		rmq_olog_close(gs->ologs[p]);
+	for (size_t i = 0; gs->tab && i < gs->tcap; i++) {
+		while (gs->tab[i]) {
+			struct group *g = gs->tab[i];
+			while (g->members) {
+				struct member *m = g->members;
+				g->members = m->next;
+				g->nmembers--;
+				member_free(m); /* held joins were answered when stopping */
+			}
+			group_remove(gs, g);
+		}
+	}
+	free(gs->tab);
+	free(gs->ologs);
+	free(gs->live);
+	free(gs->compacting);
+	free(gs);
+	bs->groups = NULL;
+}

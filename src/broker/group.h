@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * group.h - consumer groups: the coordinator and committed offsets.
+ *
+ * Each shard coordinates the groups whose __consumer_offsets partition it
+ * owns (offsets.h).  A group RPC arriving on any shard is posted to the
+ * group's coordinator shard and answered from there:
+ *
+ *   origin (connection's shard)            coordinator shard
+ *   unpack, route by group id ─ greq ────► group state machine; may hold
+ *                                          (JoinGroup until the rebalance
+ *                                          completes), look offsets up on
+ *                                          partition owners (lookup.h), or
+ *                                          append to the offsets log and
+ *                                          wait until it is durable
+ *        ◄──────────── packed answer ───── reply
+ *   send, finish
+ *
+ * AdminService's ListGroups, DescribeGroups and DeleteGroups visit every
+ * shard in turn with one message (a tour) and answer from the origin.
+ * The state machine, timeouts and assignment rules are in docs/groups.md.
+ */
+#ifndef RMQ_BROKER_GROUP_H
+#define RMQ_BROKER_GROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmq_bshard;
+struct rmq_call;
+
+/* Settles --offsets-partitions against what data_dir was set up with
+ * (DATA_DIR/meta/offsets-partitions, written on first start): 0 takes
+ * the stored count (16 for a new directory); a different count is refused
+ * with RMQ_EBADFLAG, as groups would move and lose their offsets.  Runs
+ * before the shards start.  Returns 0 or an error. */
+int rmq_groups_layout(const char *data_dir, uint32_t *partitions);
+
+/* Opens the offsets partitions this shard owns and rebuilds its groups
+ * from them.  Returns 0 or a negated errno. */
+int rmq_groups_init(struct rmq_bshard *bs);
+/* Per cycle: submits queued offsets appends. */
+void rmq_groups_flush(struct rmq_bshard *bs);
+/* While stopping: answers held joins at once; true when nothing this
+ * shard sent or holds is still waiting. */
+bool rmq_groups_drained(struct rmq_bshard *bs);
+void rmq_groups_fini(struct rmq_bshard *bs);
+
+/* The offsets partition of a group, and the shard coordinating it. */
+uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group);
+unsigned rmq_group_shard(const struct rmq_bshard *bs, const char *group);
+
+/* ConsumerService */
+void rmq_group_join(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_sync(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_heartbeat(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_leave(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_commit(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_fetch_offsets(struct rmq_call *c, const uint8_t *msg, size_t len);
+/* AdminService */
+void rmq_group_list(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_describe(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_delete(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_reset(struct rmq_call *c, const uint8_t *msg, size_t len);
+
+#endif /* RMQ_BROKER_GROUP_H */

@@ -1,0 +1,660 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * group_admin.c - AdminService's group RPCs: ListGroups, DescribeGroups,
+ * DeleteGroups (a tour of every shard), and ResetGroupOffsets (on the
+ * group's coordinator, through group.c's request path).
+ *
+ * A tour is one message that visits shard 0, 1, ... N-1 in turn and then
+ * returns to the origin; on each shard it reads (or deletes) the groups
+ * that shard coordinates.  Only the shard holding the message touches the
+ * tour, so the results need no locking, and a shard that must wait (a
+ * deletion's tombstones becoming durable) simply sends the tour on later.
+ */
+#include "broker/group_int.h"
+
+#include "broker/lookup.h"
+#include "controller/admin.pb-c.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Allocations of an answer under construction, freed together. */
+struct bag {
+	void **v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void *bag_add(struct bag *b, void *p)
+{
+	if (!p) {
+		b->oom = true;
+		return NULL;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 32;
+		void **v = realloc(b->v, cap * sizeof(*v));
+		if (!v) {
+			free(p);
+			b->oom = true;
+			return NULL;
+		}
+		b->v = v;
+		b->cap = cap;
+	}
+	return b->v[b->n++] = p;
+}
+
+static void *bag_calloc(struct bag *b, size_t n, size_t size)
+{
+	return bag_add(b, calloc(n ? n : 1, size));
+}
+
+static char *bag_str(struct bag *b, const char *s)
+{
+	return bag_add(b, strdup(s ? s : ""));
+}
+
+static void bag_free(struct bag *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->v[i]);
+	free(b->v);
+}
+
+/* ---- tours ------------------------------------------------------------------------ */
+
+struct tour;
+typedef void (*tour_fn)(struct rmq_gshard *gs, struct tour *t);
+
+struct tour {
+	struct rmq_xmsg msg;
+	struct rmq_call *call;
+	unsigned origin, at, nshards;
+	ProtobufCMessage *req;
+	tour_fn visit;              /* on each shard; calls tour_next when done */
+	tour_fn finish;             /* on the origin; answers and frees */
+	struct bag bag;             /* the answer's allocations */
+	/* ListGroups */
+	Rustmq__Controller__GroupListing **listings;
+	size_t nlistings, caplistings;
+	/* DescribeGroups, DeleteGroups: one result per requested group */
+	Rustmq__Controller__GroupDescription **descs;
+	Rustmq__Controller__DeleteGroupResult **dels;
+	unsigned waiting;           /* deletions in flight on the current shard */
+	struct rmq_lookup *lk;      /* DescribeGroups' log end offsets */
+	size_t nlk;
+};
+
+static void tour_step(struct rmq_xmsg *m);
+
+static void tour_next(struct tour *t)
+{
+	t->at++;
+	t->msg.fn = tour_step;
+	rmq_post_or_run(t->at < t->nshards ? t->at : t->origin, &t->msg);
+}
+
+static void tour_step(struct rmq_xmsg *m)
+{
+	struct tour *t = RMQ_CONTAINER_OF(m, struct tour, msg);
+	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
+	if (t->at >= t->nshards)
+		t->finish(gs, t);
+	else
+		t->visit(gs, t);
+}
+
+static void tour_free(struct rmq_gshard *gs, struct tour *t)
+{
+	rmq_call_unref(t->call);
+	protobuf_c_message_free_unpacked(t->req, NULL);
+	bag_free(&t->bag);
+	free(t->lk);
+	free(t);
+	gs->out--;
+}
+
+static void tour_start(struct rmq_call *c, const uint8_t *msg, size_t len,
+		       const ProtobufCMessageDescriptor *d, tour_fn visit, tour_fn finish)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
+	if (!req) {
+		rmq_call_finishf(c, RMQ_GRPC_INVALID_ARGUMENT, "%s does not decode", d->name);
+		return;
+	}
+	struct tour *t = calloc(1, sizeof(*t));
+	if (!t) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	t->call = c;
+	t->origin = bs->id;
+	t->nshards = bs->nshards;
+	t->req = req;
+	t->visit = visit;
+	t->finish = finish;
+	rmq_call_ref(c);
+	gs_of(bs)->out++;
+	t->at = 0;
+	t->msg.fn = tour_step;
+	rmq_post_or_run(0, &t->msg);
+}
+
+static void tour_reply(struct rmq_gshard *gs, struct tour *t, const ProtobufCMessage *m)
+{
+	if (t->bag.oom)
+		rmq_call_finish(t->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	else
+		rmq_reply_pb(t->call, m);
+	tour_free(gs, t);
+}
+
+static Rustmq__Common__TopicPartition *bag_tp(struct bag *b, const char *topic, uint32_t p)
+{
+	Rustmq__Common__TopicPartition *tp = bag_calloc(b, 1, sizeof(*tp));
+	if (tp) {
+		rustmq__common__topic_partition__init(tp);
+		tp->topic = bag_str(b, topic);
+		tp->partition = p;
+		if (!tp->topic)
+			tp->topic = "";
+	}
+	return tp;
+}
+
+/* ---- ListGroups -------------------------------------------------------------------- */
+
+static bool state_wanted(const Rustmq__Controller__ListGroupsRequest *q, int state)
+{
+	if (q->n_states == 0)
+		return true;
+	for (size_t i = 0; i < q->n_states; i++)
+		if ((int)q->states[i] == state)
+			return true;
+	return false;
+}
+
+static void list_visit(struct rmq_gshard *gs, struct tour *t)
+{
+	const Rustmq__Controller__ListGroupsRequest *q = (const void *)t->req;
+	for (size_t i = 0; i < gs->tcap; i++) {
+		for (struct group *g = gs->tab[i]; g; g = g->hnext) {
+			if (!state_wanted(q, g->state))
+				continue;
+			if (t->nlistings == t->caplistings) {
+				size_t cap = t->caplistings ? t->caplistings * 2 : 16;
+				void *v = bag_calloc(&t->bag, cap, sizeof(*t->listings));
+				if (!v)
+					break;
+				if (t->nlistings)
+					memcpy(v, t->listings, t->nlistings * sizeof(*t->listings));
+				t->listings = v;
+				t->caplistings = cap;
+			}
+			Rustmq__Controller__GroupListing *l = bag_calloc(&t->bag, 1, sizeof(*l));
+			if (!l)
+				break;
+			rustmq__controller__group_listing__init(l);
+			l->group_id = bag_str(&t->bag, g->id);
+			l->protocol_type = "consumer";
+			l->state = g->state;
+			l->coordinator_id = (char *)gs->bs->b->cfg.node_id;
+			t->listings[t->nlistings++] = l;
+		}
+	}
+	tour_next(t);
+}
+
+static int listing_cmp(const void *a, const void *b)
+{
+	const Rustmq__Controller__GroupListing *x = *(void *const *)a, *y = *(void *const *)b;
+	return strcmp(x->group_id ? x->group_id : "", y->group_id ? y->group_id : "");
+}
+
+static void list_finish(struct rmq_gshard *gs, struct tour *t)
+{
+	Rustmq__Controller__ListGroupsResponse a = RUSTMQ__CONTROLLER__LIST_GROUPS_RESPONSE__INIT;
+	if (t->nlistings)
+		qsort(t->listings, t->nlistings, sizeof(*t->listings), listing_cmp);
+	a.groups = t->listings;
+	a.n_groups = t->nlistings;
+	tour_reply(gs, t, &a.base);
+}
+
+void rmq_group_list(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	tour_start(c, msg, len, &rustmq__controller__list_groups_request__descriptor, list_visit,
+		   list_finish);
+}
+
+/* ---- DescribeGroups ---------------------------------------------------------------- */
+
+static Rustmq__Controller__GroupDescription *describe_one(struct rmq_gshard *gs, struct bag *b,
+							  const struct group *g, bool offsets)
+{
+	Rustmq__Controller__GroupDescription *d = bag_calloc(b, 1, sizeof(*d));
+	if (!d)
+		return NULL;
+	rustmq__controller__group_description__init(d);
+	d->group_id = bag_str(b, g->id);
+	d->state = g->state;
+	d->protocol_type = "consumer";
+	d->protocol = g->state == GS_STABLE ? (char *)rmq_assignor_name(g->assignor) : "";
+	d->coordinator_id = (char *)gs->bs->b->cfg.node_id;
+	d->generation_id = g->generation ? g->generation : -1;
+	d->leader_member_id = bag_str(b, g->leader);
+	d->members = bag_calloc(b, g->nmembers, sizeof(*d->members));
+	size_t i = 0;
+	for (const struct member *m = g->members; m && d->members; m = m->next) {
+		Rustmq__Controller__GroupMemberDescription *md = bag_calloc(b, 1, sizeof(*md));
+		if (!md)
+			break;
+		rustmq__controller__group_member_description__init(md);
+		md->member_id = bag_str(b, m->id);
+		md->group_instance_id = bag_str(b, m->instance_id);
+		md->client_id = bag_str(b, m->client_id);
+		md->client_host = bag_str(b, m->host);
+		md->session_timeout_ms = m->session_ns / 1000000;
+		md->assigned_partitions = bag_calloc(b, m->nassign, sizeof(*md->assigned_partitions));
+		for (size_t j = 0; j < m->nassign && md->assigned_partitions; j++)
+			md->assigned_partitions[md->n_assigned_partitions++] =
+				bag_tp(b, m->assign[j].topic, m->assign[j].partition);
+		d->members[i++] = md;
+	}
+	d->n_members = i;
+	if (offsets) {
+		d->offsets = bag_calloc(b, g->noffs, sizeof(*d->offsets));
+		for (size_t j = 0; j < g->noffs && d->offsets; j++) {
+			Rustmq__Controller__GroupPartitionOffset *o = bag_calloc(b, 1, sizeof(*o));
+			if (!o)
+				break;
+			rustmq__controller__group_partition_offset__init(o);
+			o->topic_partition = bag_tp(b, g->offs[j].topic, g->offs[j].partition);
+			o->committed_offset = (int64_t)g->offs[j].offset;
+			o->metadata = bag_str(b, g->offs[j].metadata);
+			d->offsets[d->n_offsets++] = o;
+		}
+	}
+	return d;
+}
+
+static void describe_visit(struct rmq_gshard *gs, struct tour *t)
+{
+	const Rustmq__Controller__DescribeGroupsRequest *q = (const void *)t->req;
+	for (size_t i = 0; i < q->n_group_ids; i++) {
+		const char *id = q->group_ids[i];
+		if (!id[0] || strlen(id) > RMQ_GROUP_ID_MAX || rmq_group_shard(gs->bs, id) != t->at)
+			continue;
+		struct group *g = group_find(gs, id);
+		if (g)
+			t->descs[i] = describe_one(gs, &t->bag, g, q->include_offsets);
+	}
+	tour_next(t);
+}
+
+static void describe_answer(void *arg)
+{
+	struct tour *t = arg;
+	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
+	const Rustmq__Controller__DescribeGroupsRequest *q = (const void *)t->req;
+	size_t k = 0;
+	gs->busy -= t->lk != NULL;
+	for (size_t i = 0; i < q->n_group_ids; i++) {
+		Rustmq__Controller__GroupDescription *d = t->descs[i];
+		if (!d || !d->group_id || d->error_code)
+			continue;
+		for (size_t j = 0; j < d->n_offsets; j++, k++) {
+			Rustmq__Controller__GroupPartitionOffset *o = d->offsets[j];
+			if (!o || !t->lk || t->lk[k].code)
+				continue;
+			o->log_end_offset = t->lk[k].hw;
+			o->lag = (int64_t)t->lk[k].hw - o->committed_offset;
+		}
+	}
+	Rustmq__Controller__DescribeGroupsResponse a = RUSTMQ__CONTROLLER__DESCRIBE_GROUPS_RESPONSE__INIT;
+	a.groups = t->descs;
+	a.n_groups = q->n_group_ids;
+	tour_reply(gs, t, &a.base);
+}
+
+static void describe_finish(struct rmq_gshard *gs, struct tour *t)
+{
+	const Rustmq__Controller__DescribeGroupsRequest *q = (const void *)t->req;
+	size_t nlk = 0;
+	for (size_t i = 0; i < q->n_group_ids; i++) {
+		if (t->descs[i] && t->descs[i]->group_id) {
+			nlk += t->descs[i]->n_offsets;
+			continue;
+		}
+		Rustmq__Controller__GroupDescription *d = bag_calloc(&t->bag, 1, sizeof(*d));
+		if (!d)
+			continue;
+		rustmq__controller__group_description__init(d);
+		d->group_id = q->group_ids[i];
+		d->error_code = GE_GROUP_ID_NOT_FOUND;
+		d->error_message = "no such group";
+		d->state = GS_DEAD;
+		d->generation_id = -1;
+		t->descs[i] = d;
+	}
+	/* Lag needs each partition's high watermark from its owner. */
+	if (nlk && (t->lk = calloc(nlk, sizeof(*t->lk)))) {
+		size_t k = 0;
+		for (size_t i = 0; i < q->n_group_ids; i++) {
+			const Rustmq__Controller__GroupDescription *d = t->descs[i];
+			for (size_t j = 0; d && !d->error_code && j < d->n_offsets; j++, k++) {
+				const Rustmq__Controller__GroupPartitionOffset *o = d->offsets[j];
+				t->lk[k].spec = RMQ_LOOKUP_LATEST;
+				if (o && o->topic_partition) {
+					snprintf(t->lk[k].topic, sizeof(t->lk[k].topic), "%s",
+						 o->topic_partition->topic);
+					t->lk[k].partition = o->topic_partition->partition;
+				}
+			}
+		}
+		gs->busy++;
+		if (rmq_lookup_start(gs->bs, t->lk, nlk, describe_answer, t) == 0)
+			return;
+		gs->busy--;
+		free(t->lk);
+		t->lk = NULL;
+	}
+	describe_answer(t);
+}
+
+
+/* The per-group arrays are sized once the request is known: on the first
+ * visit (shard 0) before anything else. */
+static void describe_visit_first(struct rmq_gshard *gs, struct tour *t)
+{
+	const Rustmq__Controller__DescribeGroupsRequest *q = (const void *)t->req;
+	if (!t->descs)
+		t->descs = bag_calloc(&t->bag, q->n_group_ids, sizeof(*t->descs));
+	if (!t->descs) {
+		t->at = t->nshards - 1; /* straight back: out of memory */
+		tour_next(t);
+		return;
+	}
+	describe_visit(gs, t);
+}
+
+void rmq_group_describe(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	tour_start(c, msg, len, &rustmq__controller__describe_groups_request__descriptor,
+		   describe_visit_first, describe_finish);
+}
+
+/* ---- DeleteGroups ------------------------------------------------------------------ */
+
+struct del_wait {
+	struct tour *t;
+	size_t i;
+};
+
+static void delete_done(void *arg, int res)
+{
+	struct del_wait *w = arg;
+	struct tour *t = w->t;
+	if (res < 0) {
+		t->dels[w->i]->error_code = GE_STORAGE_ERROR;
+		t->dels[w->i]->error_message = "the offsets log failed";
+	}
+	free(w);
+	if (--t->waiting == 0)
+		tour_next(t);
+}
+
+static void delete_visit(struct rmq_gshard *gs, struct tour *t)
+{
+	const Rustmq__Controller__DeleteGroupsRequest *q = (const void *)t->req;
+	if (!t->dels && !(t->dels = bag_calloc(&t->bag, q->n_group_ids, sizeof(*t->dels)))) {
+		t->at = t->nshards - 1;
+		tour_next(t);
+		return;
+	}
+	t->waiting = 1; /* held while starting */
+	for (size_t i = 0; i < q->n_group_ids; i++) {
+		const char *id = q->group_ids[i];
+		bool valid = id[0] && strlen(id) <= RMQ_GROUP_ID_MAX;
+		if (valid && rmq_group_shard(gs->bs, id) != t->at)
+			continue;
+		if (!valid && t->at != 0)
+			continue;
+		Rustmq__Controller__DeleteGroupResult *r = bag_calloc(&t->bag, 1, sizeof(*r));
+		if (!r)
+			continue;
+		rustmq__controller__delete_group_result__init(r);
+		r->group_id = q->group_ids[i];
+		t->dels[i] = r;
+		struct group *g = valid ? group_find(gs, id) : NULL;
+		if (!valid) {
+			r->error_code = GE_INVALID_REQUEST;
+			r->error_message = "group_id is empty or too long";
+		} else if (!g) {
+			r->error_code = GE_GROUP_ID_NOT_FOUND;
+			r->error_message = "no such group";
+		} else if (g->nmembers) {
+			r->error_code = GE_GROUP_NOT_EMPTY;
+			r->error_message = "the group has active members: stop its consumers first";
+		} else {
+			struct del_wait *w = malloc(sizeof(*w));
+			if (w) {
+				*w = (struct del_wait){t, i};
+				t->waiting++;
+				if (group_delete_append(gs, g, delete_done, w) == 0)
+					continue;
+				t->waiting--;
+				free(w);
+			}
+			r->error_code = GE_COORDINATOR_NOT_AVAILABLE;
+			r->error_message = "out of memory";
+		}
+	}
+	if (--t->waiting == 0)
+		tour_next(t);
+}
+
+static void delete_finish(struct rmq_gshard *gs, struct tour *t)
+{
+	const Rustmq__Controller__DeleteGroupsRequest *q = (const void *)t->req;
+	Rustmq__Controller__DeleteGroupsResponse a = RUSTMQ__CONTROLLER__DELETE_GROUPS_RESPONSE__INIT;
+	for (size_t i = 0; t->dels && i < q->n_group_ids; i++)
+		if (!t->dels[i])
+			t->bag.oom = true;
+	a.groups = t->dels;
+	a.n_groups = t->dels ? q->n_group_ids : 0;
+	tour_reply(gs, t, &a.base);
+}
+
+void rmq_group_delete(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	tour_start(c, msg, len, &rustmq__controller__delete_groups_request__descriptor, delete_visit,
+		   delete_finish);
+}
+
+/* ---- ResetGroupOffsets (on the coordinator) ------------------------------------------ */
+
+struct reset_work {
+	struct rmq_gshard *gs;
+	struct greq *r;
+	size_t n;
+	struct rmq_lookup *lk;
+	int *codes;
+	char (*errs)[400];
+	int64_t *prev;
+	uint64_t *next;
+};
+
+static void reset_free(struct reset_work *w)
+{
+	free(w->lk);
+	free(w->codes);
+	free(w->errs);
+	free(w->prev);
+	free(w->next);
+	free(w);
+}
+
+static void reset_answer(struct reset_work *w)
+{
+	const Rustmq__Controller__ResetGroupOffsetsRequest *q = (const void *)w->r->req;
+	Rustmq__Controller__ResetGroupOffsetsResponse a = RUSTMQ__CONTROLLER__RESET_GROUP_OFFSETS_RESPONSE__INIT;
+	Rustmq__Controller__OffsetResetResult *rs = calloc(w->n ? w->n : 1, sizeof(*rs));
+	Rustmq__Controller__OffsetResetResult **rp = calloc(w->n ? w->n : 1, sizeof(*rp));
+	if (!rs || !rp) {
+		greq_fail(w->r, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		for (size_t i = 0; i < w->n; i++) {
+			rustmq__controller__offset_reset_result__init(&rs[i]);
+			rs[i].topic_partition = q->partitions[i]->topic_partition;
+			rs[i].error_code = w->codes[i];
+			rs[i].error_message = w->errs[i];
+			rs[i].previous_offset = w->prev[i];
+			rs[i].new_offset = w->next[i];
+			rp[i] = &rs[i];
+		}
+		a.partitions = rp;
+		a.n_partitions = w->n;
+		greq_reply(w->r, &a.base);
+	}
+	free(rs);
+	free(rp);
+	reset_free(w);
+}
+
+static void reset_done(void *arg, int res)
+{
+	struct reset_work *w = arg;
+	for (size_t i = 0; res < 0 && i < w->n; i++) {
+		if (w->codes[i] == GE_OK) {
+			w->codes[i] = GE_STORAGE_ERROR;
+			snprintf(w->errs[i], sizeof(w->errs[i]), "the offsets log failed: %s",
+				 rmq_strerror(res));
+		}
+	}
+	reset_answer(w);
+}
+
+static void reset_looked_up(void *arg)
+{
+	struct reset_work *w = arg;
+	struct rmq_gshard *gs = w->gs;
+	const Rustmq__Controller__ResetGroupOffsetsRequest *q = (const void *)w->r->req;
+	struct offent *v = calloc(w->n ? w->n : 1, sizeof(*v));
+	size_t nv = 0;
+	uint64_t now = group_now_ms();
+	gs->busy--;
+	for (size_t i = 0; i < w->n; i++) {
+		const Rustmq__Controller__OffsetResetSpec *s = q->partitions[i];
+		struct rmq_lookup *lk = &w->lk[i];
+		if (w->codes[i] != GE_OK)
+			continue;
+		if (lk->code == GE_OFFSET_NOT_AVAILABLE) {
+			lk->offset = lk->hw; /* nothing at or after the time: the end */
+		} else if (lk->code != GE_OK) {
+			w->codes[i] = lk->code;
+			snprintf(w->errs[i], sizeof(w->errs[i]), "%s", lk->err);
+			continue;
+		}
+		if (s->target_case == RUSTMQ__CONTROLLER__OFFSET_RESET_SPEC__TARGET_TO_OFFSET) {
+			if (s->to_offset < lk->log_start || s->to_offset > lk->hw) {
+				w->codes[i] = GE_OFFSET_OUT_OF_RANGE;
+				snprintf(w->errs[i], sizeof(w->errs[i]),
+					 "offset %" PRIu64 " is outside %s-%u's %" PRIu64 "..%" PRIu64,
+					 s->to_offset, lk->topic, lk->partition, lk->log_start, lk->hw);
+				continue;
+			}
+			lk->offset = s->to_offset;
+		}
+		w->next[i] = lk->offset;
+		if (v)
+			v[nv++] = (struct offent){.topic = lk->topic, .partition = lk->partition,
+						  .offset = lk->offset, .metadata = "",
+						  .leader_epoch = -1, .commit_ms = now};
+	}
+	int rc = !v ? -ENOMEM
+		    : (q->dry_run || nv == 0) ? 1
+					       : group_commit_append(gs, q->group_id, v, nv, reset_done, w);
+	free(v);
+	if (rc < 0)
+		reset_done(w, rc);
+	else if (rc == 1)
+		reset_answer(w);
+}
+
+void group_reset_exec(struct rmq_gshard *gs, struct greq *r)
+{
+	const Rustmq__Controller__ResetGroupOffsetsRequest *q = (const void *)r->req;
+	struct group *g = group_find(gs, q->group_id);
+	if (g && g->nmembers) {
+		Rustmq__Controller__ResetGroupOffsetsResponse a =
+			RUSTMQ__CONTROLLER__RESET_GROUP_OFFSETS_RESPONSE__INIT;
+		a.error_code = GE_GROUP_NOT_EMPTY;
+		a.error_message = "the group has active members: stop its consumers first";
+		greq_reply(r, &a.base);
+		return;
+	}
+	struct reset_work *w = calloc(1, sizeof(*w));
+	size_t n = q->n_partitions, cn = n ? n : 1;
+	if (!w || !(w->lk = calloc(cn, sizeof(*w->lk))) || !(w->codes = calloc(cn, sizeof(*w->codes))) ||
+	    !(w->errs = calloc(cn, sizeof(*w->errs))) || !(w->prev = calloc(cn, sizeof(*w->prev))) ||
+	    !(w->next = calloc(cn, sizeof(*w->next)))) {
+		if (w)
+			reset_free(w);
+		greq_fail(r, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	w->gs = gs;
+	w->r = r;
+	w->n = n;
+	for (size_t i = 0; i < n; i++) {
+		const Rustmq__Controller__OffsetResetSpec *s = q->partitions[i];
+		struct rmq_lookup *lk = &w->lk[i];
+		w->prev[i] = -1;
+		if (!s->topic_partition || !s->topic_partition->topic[0]) {
+			w->codes[i] = GE_INVALID_REQUEST;
+			snprintf(w->errs[i], sizeof(w->errs[i]), "topic_partition is missing");
+			snprintf(lk->topic, sizeof(lk->topic), "?");
+			continue;
+		}
+		snprintf(lk->topic, sizeof(lk->topic), "%s", s->topic_partition->topic);
+		lk->partition = s->topic_partition->partition;
+		const struct offent *e = g ? offent_find(g, lk->topic, lk->partition) : NULL;
+		if (e)
+			w->prev[i] = (int64_t)e->offset;
+		switch (s->target_case) {
+		case RUSTMQ__CONTROLLER__OFFSET_RESET_SPEC__TARGET_TO_EARLIEST:
+			lk->spec = RMQ_LOOKUP_EARLIEST;
+			break;
+		case RUSTMQ__CONTROLLER__OFFSET_RESET_SPEC__TARGET_TO_LATEST:
+		case RUSTMQ__CONTROLLER__OFFSET_RESET_SPEC__TARGET_TO_OFFSET:
+			lk->spec = RMQ_LOOKUP_LATEST;
+			break;
+		case RUSTMQ__CONTROLLER__OFFSET_RESET_SPEC__TARGET_TO_TIMESTAMP:
+			lk->spec = RMQ_LOOKUP_TIMESTAMP;
+			lk->ts_ms = s->to_timestamp ? s->to_timestamp->seconds * 1000 +
+							      s->to_timestamp->nanos / 1000000
+						    : 0;
+			break;
+		default:
+			lk->spec = RMQ_LOOKUP_LATEST;
+			w->codes[i] = GE_INVALID_REQUEST;
+			snprintf(w->errs[i], sizeof(w->errs[i]),
+				 "set exactly one of to_earliest, to_latest, to_offset, to_timestamp");
+		}
+	}
+	gs->busy++;
+	if (rmq_lookup_start(gs->bs, w->lk, n, reset_looked_up, w) < 0) {
+		gs->busy--;
+		reset_free(w);
+		greq_fail(r, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * group_int.h - what group.c (membership, the consumer RPCs) and
+ * group_admin.c (AdminService's group RPCs) share.  Everything here lives
+ * on one shard: the coordinator of the groups it holds.
+ */
+#ifndef RMQ_BROKER_GROUP_INT_H
+#define RMQ_BROKER_GROUP_INT_H
+
+#include "broker/assign.h"
+#include "broker/broker.h"
+#include "broker/group.h"
+#include "broker/offsets.h"
+#include "core/shard.h"
+
+#include <protobuf-c/protobuf-c.h>
+
+#define RMQ_GROUP_ID_MAX 255
+
+/* rustmq.common.ErrorCode values used here (plain ints: they go into
+ * the generated enums of several messages). */
+#define GE_OK 0
+#define GE_INVALID_REQUEST 2
+#define GE_TOPIC_NOT_FOUND 9
+#define GE_PARTITION_NOT_FOUND 10
+#define GE_OFFSET_OUT_OF_RANGE 11
+#define GE_COORDINATOR_NOT_AVAILABLE 23
+#define GE_UNKNOWN_MEMBER_ID 26
+#define GE_ILLEGAL_GENERATION 27
+#define GE_REBALANCE_IN_PROGRESS 28
+#define GE_INCONSISTENT_GROUP_PROTOCOL 29
+#define GE_GROUP_ID_NOT_FOUND 30
+#define GE_INVALID_SESSION_TIMEOUT 31
+#define GE_OFFSET_METADATA_TOO_LARGE 32
+#define GE_STORAGE_ERROR 45
+#define GE_RESOURCE_EXHAUSTED 46
+#define GE_GROUP_NOT_EMPTY 54
+#define GE_GROUP_MAX_SIZE_REACHED 55
+#define GE_OFFSET_NOT_AVAILABLE 57
+#define GE_INVALID_OFFSET 62
+
+/* rustmq.controller.GroupState values. */
+#define GS_EMPTY 1
+#define GS_PREPARING 2
+#define GS_STABLE 4
+#define GS_DEAD 5
+
+/* A committed offset. */
+struct offent {
+	char *topic;
+	uint32_t partition;
+	uint64_t offset;
+	char *metadata;
+	int64_t leader_epoch;   /* -1 = unknown */
+	uint64_t commit_ms;
+};
+
+struct greq;
+
+struct member {
+	struct member *next;        /* join order: longest-standing first */
+	char *id, *instance_id, *client_id, *host;
+	uint64_t session_ns, rebalance_ns;
+	uint64_t deadline_ns;       /* session expiry (not while a join is held) */
+	char **topics;
+	size_t ntopics;
+	char **assignors;
+	size_t nassignors;
+	struct rmq_assign_tp *assign; /* topic strings owned */
+	size_t nassign;
+	struct greq *join;          /* held JoinGroup */
+};
+
+struct group {
+	struct group *hnext;
+	char *id;
+	uint32_t part;              /* offsets partition */
+	int state;                  /* GS_* */
+	int32_t generation;         /* 0 = none formed yet */
+	int assignor;               /* enum rmq_assignor, -1 = none */
+	char *leader;
+	struct member *members;
+	size_t nmembers;
+	struct rmq_timer timer;
+	uint64_t rebalance_deadline;  /* PREPARING: complete by then */
+	uint64_t initial_until;       /* PREPARING from empty: not before */
+	struct offent *offs;        /* sorted by (topic, partition) */
+	size_t noffs, capoffs;
+};
+
+/* Per-shard coordinator state. */
+struct rmq_gshard {
+	struct rmq_bshard *bs;
+	uint32_t nparts;
+	struct rmq_olog **ologs;    /* [nparts]; NULL where another shard owns it */
+	uint64_t *live;             /* [nparts]: bytes of live records (compaction) */
+	bool *compacting;           /* [nparts] */
+	struct group **tab;         /* hash table, chained */
+	size_t tcap, ngroups;
+	unsigned out;               /* greqs/tours sent from here, not back */
+	unsigned busy;              /* appends and lookups in flight here */
+	bool stopping;
+};
+
+static inline struct rmq_gshard *gs_of(struct rmq_bshard *bs)
+{
+	return bs->groups;
+}
+
+struct group *group_find(struct rmq_gshard *gs, const char *id);
+struct group *group_get(struct rmq_gshard *gs, const char *id); /* creates; NULL = ENOMEM */
+void group_remove(struct rmq_gshard *gs, struct group *g);       /* no members */
+struct offent *offent_find(struct group *g, const char *topic, uint32_t partition);
+
+/* Appends commits (one per entry of v[0..n)) to the group's offsets log;
+ * once durable, applies them to g (found again by id) and calls
+ * done(arg, res).  Returns 0 or -ENOMEM. */
+int group_commit_append(struct rmq_gshard *gs, const char *group, const struct offent *v,
+			size_t n, void (*done)(void *arg, int res), void *arg);
+/* Writes tombstones for every offset of g and its group record; once
+ * durable removes the group (if still memberless) and calls done. */
+int group_delete_append(struct rmq_gshard *gs, struct group *g,
+			void (*done)(void *arg, int res), void *arg);
+
+/* The request of one group RPC on its way to and from the coordinator. */
+struct greq {
+	struct rmq_xmsg msg;
+	struct rmq_call *call;
+	unsigned origin;
+	int kind;
+	ProtobufCMessage *req;      /* unpacked on the origin */
+	char host[64];              /* the client's address */
+	/* Answer (filled on the coordinator). */
+	int status;                 /* rmq_grpc_status; OK = send resp */
+	char smsg[160];
+	uint8_t *resp;
+	size_t resp_len;
+	/* Coordinator-side scratch. */
+	void *work;
+};
+
+/* On the coordinator: packs m as the answer and sends r back. */
+void greq_reply(struct greq *r, const ProtobufCMessage *m);
+/* On the coordinator: answers with a gRPC error status. */
+void greq_fail(struct greq *r, int status, const char *msg);
+
+/* Coordinator-side handlers of group_admin.c. */
+void group_reset_exec(struct rmq_gshard *gs, struct greq *r);
+
+uint64_t group_now_ms(void);
+
+#endif /* RMQ_BROKER_GROUP_INT_H */

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lookup.c - offset lookups on the owning shards (lookup.h), and
+ * ConsumerService.ListOffsets on top of them.
+ */
+#include "broker/lookup.h"
+
+#include "broker/broker.h"
+#include "client/consumer.pb-c.h"
+#include "core/error.h"
+#include "core/pbwire.h"
+#include "storage/batch.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	EC_INVALID_REQUEST = 2,
+	EC_OFFSET_NOT_AVAILABLE = 57,
+};
+
+struct rmq_lookup_set {
+	unsigned origin;
+	size_t pending;              /* parts not back yet, +1 while posting */
+	void (*done)(void *arg);
+	void *arg;
+};
+
+void rmq_post_or_run(unsigned to, struct rmq_xmsg *m)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	while (rmq_shard_post(bs->s, to, m) == RMQ_EFULL)
+		sched_yield(); /* the target drains its queue every cycle */
+}
+
+static void set_put(struct rmq_lookup_set *set)
+{
+	if (--set->pending > 0)
+		return;
+	void (*done)(void *) = set->done;
+	void *arg = set->arg;
+	free(set);
+	done(arg);
+}
+
+static void lookup_back(struct rmq_xmsg *m)
+{
+	set_put(RMQ_CONTAINER_OF(m, struct rmq_lookup, msg)->set);
+}
+
+/*
+ * The time index finds the first batch whose greatest timestamp is >= ts;
+ * this walks that batch's records to the first one at or after ts (its
+ * offset and timestamp).  A record without a timestamp, and every record of
+ * a batch stored with log-append time (no producer timestamps), counts with
+ * the batch's append time.  Compressed batches answer their base offset.
+ * Reads the mapping: ListOffsets is rare enough to take a page fault.
+ */
+static void to_record(struct rmq_partition *p, struct rmq_lookup *v, int64_t ts)
+{
+	struct rmq_log_read r;
+	struct rmq_batch_view bv;
+	if (rmq_log_read(p->log, v->offset, 1, &r) < 0 || r.nslices == 0)
+		return;
+	const uint8_t *e = r.slices[0].data;
+	if (rmq_batch_parse_header(e, r.slices[0].len, &bv) > 0) {
+		int64_t append = (int64_t)bv.hdr.log_append_time_ms;
+		v->offset = bv.hdr.base_offset;
+		v->ts_found = bv.hdr.max_timestamp_ms >= 0 ? bv.hdr.max_timestamp_ms : append;
+		const uint8_t *q = e + bv.records_pos, *end = q + bv.records_len;
+		for (uint64_t i = 0; bv.hdr.compression == 0 && bv.hdr.max_timestamp_ms >= 0 && q < end; i++) {
+			uint32_t f, wt, rf, rwt;
+			uint64_t num;
+			const uint8_t *rec, *val;
+			size_t rlen, vlen, n = rmq_pb_next(q, end, &f, &wt, &num, &rec, &rlen);
+			if (n == 0 || f != 7)
+				break;
+			int64_t rts = append;
+			for (const uint8_t *x = rec, *xend = rec + rlen; x < xend;) {
+				size_t m = rmq_pb_next(x, xend, &rf, &rwt, &num, &val, &vlen);
+				if (m == 0)
+					break;
+				if (rf == 4 && rwt == 2 && rmq_pb_timestamp_ms(val, vlen, &rts) < 0)
+					rts = append;
+				x += m;
+			}
+			if (rts >= ts) {
+				v->offset = bv.hdr.base_offset + i;
+				v->ts_found = rts;
+				break;
+			}
+			q += n;
+		}
+	}
+	rmq_log_read_done(p->log, &r);
+}
+
+/* On the owner: answers from the log's current state. */
+static void lookup_exec(struct rmq_xmsg *m)
+{
+	struct rmq_lookup *v = RMQ_CONTAINER_OF(m, struct rmq_lookup, msg);
+	struct rmq_bshard *bs = rmq_bshard_current();
+	int code;
+	struct rmq_partition *p = rmq_partition_find(bs, v->topic, v->partition, &code);
+	if (!p) {
+		v->code = code;
+		snprintf(v->err, sizeof(v->err), "unknown topic or partition %s-%u", v->topic,
+			 v->partition);
+	} else {
+		v->log_start = rmq_log_start_offset(p->log);
+		v->hw = rmq_log_high_watermark(p->log);
+		switch (v->spec) {
+		case RMQ_LOOKUP_EARLIEST:
+			v->offset = v->log_start;
+			break;
+		case RMQ_LOOKUP_LATEST:
+			v->offset = v->hw;
+			break;
+		case RMQ_LOOKUP_TIMESTAMP:
+			if (rmq_log_offset_for_time(p->log, v->ts_ms, &v->offset) < 0) {
+				/* Every record is older (or there is none): the
+				 * offset a consumer would start at is the end. */
+				v->offset = v->hw;
+				v->code = EC_OFFSET_NOT_AVAILABLE;
+				snprintf(v->err, sizeof(v->err),
+					 "no record of %s-%u has a timestamp at or after %lld ms",
+					 v->topic, v->partition, (long long)v->ts_ms);
+			} else {
+				to_record(p, v, v->ts_ms);
+			}
+			break;
+		case RMQ_LOOKUP_MAX_TIMESTAMP: {
+			int64_t max;
+			if (rmq_log_max_timestamp(p->log, &max) < 0 ||
+			    rmq_log_offset_for_time(p->log, max, &v->offset) < 0) {
+				v->offset = v->hw;
+				v->code = EC_OFFSET_NOT_AVAILABLE;
+				snprintf(v->err, sizeof(v->err), "%s-%u has no records", v->topic,
+					 v->partition);
+			} else {
+				to_record(p, v, max);
+			}
+			break;
+		}
+		default:
+			v->code = EC_INVALID_REQUEST;
+			snprintf(v->err, sizeof(v->err), "offset spec %d is not supported", v->spec);
+		}
+	}
+	v->msg.fn = lookup_back;
+	rmq_post_or_run(v->set->origin, &v->msg);
+}
+
+int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
+		     void (*done)(void *arg), void *arg)
+{
+	struct rmq_lookup_set *set = malloc(sizeof(*set));
+	if (!set)
+		return -ENOMEM;
+	set->origin = bs->id;
+	set->pending = n + 1; /* +1 held until every part is posted */
+	set->done = done;
+	set->arg = arg;
+	for (size_t i = 0; i < n; i++) {
+		v[i].set = set;
+		v[i].code = 0;
+		v[i].err[0] = '\0';
+		v[i].offset = v[i].log_start = v[i].hw = 0;
+		v[i].ts_found = -1;
+		int owner = rmq_route(bs, v[i].topic, v[i].partition, &v[i].code);
+		if (owner < 0) {
+			snprintf(v[i].err, sizeof(v[i].err), "unknown topic or partition %s-%u",
+				 v[i].topic, v[i].partition);
+			set->pending--;
+			continue;
+		}
+		v[i].msg.fn = lookup_exec;
+		rmq_post_or_run((unsigned)owner, &v[i].msg);
+	}
+	set_put(set);
+	return 0;
+}
+
+/* ---- ListOffsets ----------------------------------------------------------------- */
+
+struct lo_op {
+	struct rmq_call *call;
+	size_t n;
+	struct rmq_lookup *v;
+};
+
+static void lo_done(void *arg)
+{
+	struct lo_op *op = arg;
+	size_t n = op->n;
+	Rustmq__Client__ListOffsetsResponse resp = RUSTMQ__CLIENT__LIST_OFFSETS_RESPONSE__INIT;
+	Rustmq__Client__ListOffsetsPartitionResponse *rs = calloc(n ? n : 1, sizeof(*rs));
+	Rustmq__Client__ListOffsetsPartitionResponse **rp = calloc(n ? n : 1, sizeof(*rp));
+	Rustmq__Common__TopicPartition *tps = calloc(n ? n : 1, sizeof(*tps));
+	Google__Protobuf__Timestamp *tss = calloc(n ? n : 1, sizeof(*tss));
+	if (rs && rp && tps && tss) {
+		for (size_t i = 0; i < n; i++) {
+			rustmq__client__list_offsets_partition_response__init(&rs[i]);
+			rustmq__common__topic_partition__init(&tps[i]);
+			tps[i].topic = op->v[i].topic;
+			tps[i].partition = op->v[i].partition;
+			rs[i].topic_partition = &tps[i];
+			rs[i].error_code = (Rustmq__Common__ErrorCode)op->v[i].code;
+			rs[i].error_message = op->v[i].err;
+			rs[i].offset = op->v[i].offset;
+			rs[i].leader_epoch = 1;
+			bool timed = op->v[i].spec == RMQ_LOOKUP_TIMESTAMP ||
+				     op->v[i].spec == RMQ_LOOKUP_MAX_TIMESTAMP;
+			if (timed && op->v[i].code == 0) {
+				google__protobuf__timestamp__init(&tss[i]);
+				tss[i].seconds = op->v[i].ts_found / 1000;
+				tss[i].nanos = (int32_t)(op->v[i].ts_found % 1000) * 1000000;
+				rs[i].timestamp = &tss[i];
+			}
+			rp[i] = &rs[i];
+		}
+		resp.partitions = rp;
+		resp.n_partitions = n;
+		rmq_reply_pb(op->call, &resp.base);
+	} else {
+		rmq_call_finish(op->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	free(rs);
+	free(rp);
+	free(tps);
+	free(tss);
+	rmq_call_unref(op->call);
+	free(op->v);
+	free(op);
+}
+
+void rmq_list_offsets(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__ListOffsetsRequest *req = rustmq__client__list_offsets_request__unpack(NULL, len, msg);
+	if (!req) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "ListOffsetsRequest does not decode");
+		return;
+	}
+	struct lo_op *op = calloc(1, sizeof(*op));
+	size_t n = req->n_partitions;
+	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v)))) {
+		free(op);
+		rustmq__client__list_offsets_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	op->call = c;
+	op->n = n;
+	for (size_t i = 0; i < n; i++) {
+		const Rustmq__Client__ListOffsetsPartition *q = req->partitions[i];
+		struct rmq_lookup *v = &op->v[i];
+		if (q->topic_partition) {
+			snprintf(v->topic, sizeof(v->topic), "%s", q->topic_partition->topic);
+			v->partition = q->topic_partition->partition;
+		}
+		v->spec = q->spec;
+		v->ts_ms = q->timestamp ? q->timestamp->seconds * 1000 + q->timestamp->nanos / 1000000 : 0;
+	}
+	rustmq__client__list_offsets_request__free_unpacked(req, NULL);
+	rmq_call_ref(c);
+	if (rmq_lookup_start(bs, op->v, n, lo_done, op) < 0) {
+		rmq_call_unref(c);
+		free(op->v);
+		free(op);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}

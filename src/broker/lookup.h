@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lookup.h - offset lookups of partitions on the shards that own them.
+ *
+ * ListOffsets, the group coordinator's commit checks (a committed offset
+ * above the high watermark is refused), DescribeGroups' lag and
+ * ResetGroupOffsets all need a partition's log start, high watermark or
+ * offset-for-time, which only the partition's shard may read.  A lookup
+ * set is posted part by part to the owners and gathered back on the
+ * calling shard:
+ *
+ *   caller shard                         owner shard(s)
+ *   rmq_lookup_start ── part.msg ──────► read log start / HW / offset for
+ *                                        time (never blocks)
+ *        ◄──────────────── part.msg ──── reply
+ *   every part back → done(arg)
+ *
+ * The caller owns the array until done runs; done runs on the calling
+ * shard, possibly before rmq_lookup_start returns (every part unknown).
+ */
+#ifndef RMQ_BROKER_LOOKUP_H
+#define RMQ_BROKER_LOOKUP_H
+
+#include "broker/meta.h"
+#include "core/shard.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmq_bshard;
+struct rmq_lookup_set;
+
+/* What to look up (rustmq.client.OffsetSpec values). */
+enum rmq_lookup_spec {
+	RMQ_LOOKUP_EARLIEST = 1,
+	RMQ_LOOKUP_LATEST = 2,
+	RMQ_LOOKUP_TIMESTAMP = 3,
+	RMQ_LOOKUP_MAX_TIMESTAMP = 4,
+};
+
+struct rmq_lookup {
+	/* In. */
+	char topic[RMQ_TOPIC_NAME_MAX + 1];
+	uint32_t partition;
+	int spec;            /* enum rmq_lookup_spec; anything else: INVALID_REQUEST */
+	int64_t ts_ms;       /* for RMQ_LOOKUP_TIMESTAMP */
+	/* Out: code is a rustmq ErrorCode; on OK, offset is the answer and
+	 * log_start / hw describe the partition; for the timestamp specs
+	 * ts_found is the timestamp of the record at offset. */
+	int code;
+	char err[320];
+	uint64_t offset, log_start, hw;
+	int64_t ts_found;
+	/* Private. */
+	struct rmq_xmsg msg;
+	struct rmq_lookup_set *set;
+};
+
+/*
+ * Looks up v[0..n) and calls done(arg) on this shard once all answered.
+ * Returns 0, or -ENOMEM (done will not run).
+ */
+int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
+		     void (*done)(void *arg), void *arg);
+
+/* Posts m to shard `to`, waiting while that pair's queue is full (the
+ * target drains its queue every cycle).  For replies that must not fail. */
+void rmq_post_or_run(unsigned to, struct rmq_xmsg *m);
+
+#endif /* RMQ_BROKER_LOOKUP_H */

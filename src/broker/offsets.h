@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * offsets.h - the group coordinator's internal log: one partition of
+ * __consumer_offsets, on the storage engine.
+ *
+ * Group g lives in partition fnv1a(g) % --offsets-partitions, and that
+ * partition's shard (rmq_partition_shard("__consumer_offsets", p)) is the
+ * group's coordinator.  The log holds one record per change, keyed so that
+ * a later record with the same key supersedes an earlier one:
+ *
+ *   key   = 0x01 'O' u16be len, group, u16be len, topic, u32be partition
+ *           0x01 'G' u16be len, group
+ *   value = 'O': rustmq.client.OffsetFetchPartition (offset, metadata,
+ *                leader_epoch, commit_time) without topic_partition
+ *           'G': rustmq.controller.GroupDescription (generation_id,
+ *                protocol, leader_member_id) of the last generation formed
+ *           empty: a tombstone, the key is gone (a deleted group)
+ *
+ * Batches are plain RecordBatches (uncompressed), each record a
+ * rustmq.common.Record {1: key, 2: value}, so `rmq consume
+ * __consumer_offsets`-style tools could read them; the directory is
+ * DATA_DIR/__consumer_offsets-P and the name is reserved for topics.
+ *
+ * Compaction (docs/groups.md): the coordinator rewrites its live records
+ * at the tail and then drops the segments wholly before that rewrite
+ * (rmq_log_delete_before), so the log stays within about twice the live
+ * set plus two segments.
+ *
+ * Appends are queued in order; a record set larger than one batch is split
+ * and `done` runs once, after the last of its batches is durable per the
+ * broker's fsync policy.  Everything runs on the owning shard.
+ */
+#ifndef RMQ_BROKER_OFFSETS_H
+#define RMQ_BROKER_OFFSETS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RMQ_OFFSETS_TOPIC "__consumer_offsets"
+
+struct rmq_bshard;
+struct rmq_olog;
+
+struct rmq_orec {
+	const uint8_t *key;
+	size_t klen;
+	const uint8_t *val;   /* NULL / 0 = tombstone */
+	size_t vlen;
+};
+
+typedef void (*rmq_orec_fn)(void *arg, const struct rmq_orec *r);
+
+/*
+ * Opens partition `index` of the internal log under the broker's data
+ * directory and replays it, calling apply for every record in log order.
+ * Returns 0 and *out, or a negated errno / RMQ_E* from rmq_log_open.
+ */
+int rmq_olog_open(struct rmq_bshard *bs, uint32_t index, uint64_t segment_bytes,
+		  rmq_orec_fn apply, void *arg, struct rmq_olog **out);
+
+/* Flushes, waits for queued appends, closes. */
+void rmq_olog_close(struct rmq_olog *l);
+
+/*
+ * Queues recs[0..n) for append (copied: the caller may free them on
+ * return).  done(arg, res) runs once every batch is durable (res 0) or on
+ * the first failure (res < 0: nothing later in this set is appended);
+ * it may run before rmq_olog_append returns on an immediate failure.
+ * Returns 0, or -ENOMEM (done will not run).
+ */
+int rmq_olog_append(struct rmq_olog *l, const struct rmq_orec *recs, size_t n,
+		    void (*done)(void *arg, int res), void *arg);
+
+/* Submits queued appends; call once per shard cycle. */
+void rmq_olog_flush(struct rmq_olog *l);
+
+/* True when nothing is queued or in flight. */
+bool rmq_olog_idle(const struct rmq_olog *l);
+/* True when every append handed in has been acknowledged (its done ran):
+ * the log then holds exactly what its users applied. */
+bool rmq_olog_settled(const struct rmq_olog *l);
+
+uint64_t rmq_olog_size(const struct rmq_olog *l);    /* bytes on disk */
+uint64_t rmq_olog_end(const struct rmq_olog *l);     /* next offset */
+uint32_t rmq_olog_index(const struct rmq_olog *l);
+/* Drops the segments wholly before offset (after a compaction rewrite). */
+int rmq_olog_delete_before(struct rmq_olog *l, uint64_t offset);
+
+/* Keys (see above).  Return the key length written into buf (which holds
+ * RMQ_OKEY_MAX bytes). */
+#define RMQ_OKEY_MAX (2 + 2 + 255 + 2 + 255 + 4)
+size_t rmq_okey_offset(uint8_t *buf, const char *group, const char *topic, uint32_t partition);
+size_t rmq_okey_group(uint8_t *buf, const char *group);
+
+/* Parses a key: kind 'O' or 'G' with the parts (not NUL-terminated:
+ * lengths given), or returns -1 for a key this version does not know. */
+struct rmq_okey {
+	char kind;
+	const char *group, *topic;
+	size_t glen, tlen;
+	uint32_t partition;
+};
+int rmq_okey_parse(const uint8_t *key, size_t len, struct rmq_okey *k);
+
+#endif /* RMQ_BROKER_OFFSETS_H */
