@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * group.c - the group coordinator (group.h): groups and their committed
- * offsets on each shard, the request path to the coordinator shard, the
- * membership state machine, and ConsumerService's group RPCs.
+ * group.c - the group coordinator (group.h): the groups of each shard,
+ * the request path to the coordinator shard, the membership state machine
+ * and its RPCs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup).  Committed
+ * offsets are in group_offsets.c, the AdminService calls in group_admin.c.
  *
  * A group's life (Kafka's classic protocol, with the assignment computed
  * by the broker, so SyncGroup answers at once):
@@ -41,8 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_PER_MS 1000000ULL
-#define DEFAULT_SESSION_NS (45000ULL * NS_PER_MS)
+#define NS_PER_MS ((uint64_t)1000000)
+#define DEFAULT_SESSION_NS (45000 * NS_PER_MS)
 
 uint64_t group_now_ms(void)
 {
@@ -65,11 +66,6 @@ uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group)
 unsigned rmq_group_shard(const struct rmq_bshard *bs, const char *group)
 {
 	return rmq_partition_shard(RMQ_OFFSETS_TOPIC, rmq_group_partition(bs, group), bs->nshards);
-}
-
-static char *xstrdup(const char *s)
-{
-	return strdup(s ? s : "");
 }
 
 static uint64_t dur_ns(const Google__Protobuf__Duration *d, uint64_t def)
@@ -149,12 +145,6 @@ static void member_free(struct member *m)
 	free(m);
 }
 
-static void offent_clear(struct offent *e)
-{
-	free(e->topic);
-	free(e->metadata);
-}
-
 void group_remove(struct rmq_gshard *gs, struct group *g)
 {
 	RMQ_ASSERT(g->nmembers == 0);
@@ -170,469 +160,6 @@ void group_remove(struct rmq_gshard *gs, struct group *g)
 	free(g->leader);
 	free(g->id);
 	free(g);
-}
-
-static int offent_cmp(const char *topic, uint32_t p, const struct offent *e)
-{
-	int c = strcmp(topic, e->topic);
-	return c ? c : (p < e->partition ? -1 : p > e->partition);
-}
-
-/* Index of (topic, p) in g->offs, or -(insertion point) - 1. */
-static long offent_search(const struct group *g, const char *topic, uint32_t p)
-{
-	size_t lo = 0, hi = g->noffs;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = offent_cmp(topic, p, &g->offs[mid]);
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return -(long)lo - 1;
-}
-
-struct offent *offent_find(struct group *g, const char *topic, uint32_t partition)
-{
-	long i = offent_search(g, topic, partition);
-	return i >= 0 ? &g->offs[i] : NULL;
-}
-
-/* Bytes a live offset record takes in the log (compaction's estimate). */
-static uint64_t offent_bytes(const struct group *g, const struct offent *e)
-{
-	return 40 + strlen(g->id) + strlen(e->topic) + strlen(e->metadata);
-}
-
-/* Sets (or, with e->topic only, deletes when del) an offset in memory. */
-static int offent_put(struct rmq_gshard *gs, struct group *g, const struct offent *e)
-{
-	long i = offent_search(g, e->topic, e->partition);
-	char *md = xstrdup(e->metadata);
-	if (!md)
-		return -ENOMEM;
-	if (i >= 0) {
-		struct offent *x = &g->offs[i];
-		gs->live[g->part] -= offent_bytes(g, x);
-		free(x->metadata);
-		x->metadata = md;
-		x->offset = e->offset;
-		x->leader_epoch = e->leader_epoch;
-		x->commit_ms = e->commit_ms;
-		gs->live[g->part] += offent_bytes(g, x);
-		return 0;
-	}
-	if (g->noffs == g->capoffs) {
-		size_t cap = g->capoffs ? g->capoffs * 2 : 8;
-		struct offent *v = realloc(g->offs, cap * sizeof(*v));
-		if (!v) {
-			free(md);
-			return -ENOMEM;
-		}
-		g->offs = v;
-		g->capoffs = cap;
-	}
-	char *t = xstrdup(e->topic);
-	if (!t) {
-		free(md);
-		return -ENOMEM;
-	}
-	size_t at = (size_t)(-i - 1);
-	memmove(&g->offs[at + 1], &g->offs[at], (g->noffs - at) * sizeof(*g->offs));
-	g->offs[at] = *e;
-	g->offs[at].topic = t;
-	g->offs[at].metadata = md;
-	g->noffs++;
-	gs->live[g->part] += offent_bytes(g, &g->offs[at]);
-	return 0;
-}
-
-static void offent_del(struct rmq_gshard *gs, struct group *g, const char *topic, uint32_t p)
-{
-	long i = offent_search(g, topic, p);
-	if (i < 0)
-		return;
-	gs->live[g->part] -= offent_bytes(g, &g->offs[i]);
-	offent_clear(&g->offs[i]);
-	memmove(&g->offs[i], &g->offs[i + 1], (g->noffs - (size_t)i - 1) * sizeof(*g->offs));
-	g->noffs--;
-}
-
-/* ---- records of the offsets log ------------------------------------------------ */
-
-static size_t encode_offset_value(const struct offent *e, uint8_t **out)
-{
-	Rustmq__Client__OffsetFetchPartition v = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	v.committed_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET;
-	v.offset = e->offset;
-	v.metadata = e->metadata ? e->metadata : "";
-	if (e->leader_epoch >= 0) {
-		v.leader_epoch_opt_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__LEADER_EPOCH_OPT_LEADER_EPOCH;
-		v.leader_epoch = (uint32_t)e->leader_epoch;
-	}
-	ts.seconds = (int64_t)(e->commit_ms / 1000);
-	ts.nanos = (int32_t)(e->commit_ms % 1000) * 1000000;
-	v.commit_time = &ts;
-	size_t n = rustmq__client__offset_fetch_partition__get_packed_size(&v);
-	*out = malloc(n ? n : 1);
-	if (!*out)
-		return 0;
-	return rustmq__client__offset_fetch_partition__pack(&v, *out);
-}
-
-static size_t encode_group_value(const struct group *g, uint8_t **out)
-{
-	Rustmq__Controller__GroupDescription v = RUSTMQ__CONTROLLER__GROUP_DESCRIPTION__INIT;
-	v.group_id = g->id;
-	v.generation_id = g->generation;
-	v.protocol = g->assignor >= 0 ? (char *)rmq_assignor_name(g->assignor) : "";
-	v.leader_member_id = g->leader ? g->leader : "";
-	v.protocol_type = "consumer";
-	size_t n = rustmq__controller__group_description__get_packed_size(&v);
-	*out = malloc(n ? n : 1);
-	if (!*out)
-		return 0;
-	return rustmq__controller__group_description__pack(&v, *out);
-}
-
-/* Replay and runtime apply one record of partition `part`. */
-static void apply_record(struct rmq_gshard *gs, const struct rmq_orec *r)
-{
-	struct rmq_okey k;
-	char gid[RMQ_GROUP_ID_MAX + 1], topic[256];
-	if (rmq_okey_parse(r->key, r->klen, &k) < 0 || k.glen > RMQ_GROUP_ID_MAX || k.tlen > 255) {
-		rmq_warn("%s: a record with an unknown key (%zu bytes) was skipped", RMQ_OFFSETS_TOPIC,
-			 r->klen);
-		return;
-	}
-	snprintf(gid, sizeof(gid), "%.*s", (int)k.glen, k.group);
-	struct group *g = group_find(gs, gid);
-	if (k.kind == 'G') {
-		if (!r->val) {
-			if (g && g->nmembers == 0) {
-				while (g->noffs)
-					offent_del(gs, g, g->offs[0].topic, g->offs[0].partition);
-				group_remove(gs, g);
-			}
-			return;
-		}
-		Rustmq__Controller__GroupDescription *d =
-			rustmq__controller__group_description__unpack(NULL, r->vlen, r->val);
-		if (!d)
-			return;
-		if ((g = group_get(gs, gid)) && d->generation_id > g->generation) {
-			g->generation = d->generation_id;
-			g->assignor = rmq_assignor_parse(d->protocol);
-		}
-		rustmq__controller__group_description__free_unpacked(d, NULL);
-		return;
-	}
-	snprintf(topic, sizeof(topic), "%.*s", (int)k.tlen, k.topic);
-	if (!r->val) {
-		if (g)
-			offent_del(gs, g, topic, k.partition);
-		return;
-	}
-	Rustmq__Client__OffsetFetchPartition *v =
-		rustmq__client__offset_fetch_partition__unpack(NULL, r->vlen, r->val);
-	if (!v)
-		return;
-	struct offent e = {
-		.topic = topic,
-		.partition = k.partition,
-		.offset = v->offset,
-		.metadata = v->metadata,
-		.leader_epoch = v->leader_epoch_opt_case ? (int64_t)v->leader_epoch : -1,
-		.commit_ms = v->commit_time ? (uint64_t)v->commit_time->seconds * 1000 +
-						 (uint64_t)v->commit_time->nanos / 1000000 : 0,
-	};
-	if ((g = group_get(gs, gid)))
-		(void)offent_put(gs, g, &e);
-	rustmq__client__offset_fetch_partition__free_unpacked(v, NULL);
-}
-
-static void replay_one(void *arg, const struct rmq_orec *r)
-{
-	apply_record(arg, r);
-}
-
-/* Records under construction: keys and values owned until appended. */
-struct recs {
-	struct rmq_orec *v;
-	size_t n, cap;
-	bool oom;
-};
-
-static void recs_add(struct recs *rs, const uint8_t *key, size_t klen, uint8_t *val, size_t vlen)
-{
-	if (rs->oom)
-		goto fail;
-	if (rs->n == rs->cap) {
-		size_t cap = rs->cap ? rs->cap * 2 : 16;
-		struct rmq_orec *v = realloc(rs->v, cap * sizeof(*v));
-		if (!v) {
-			rs->oom = true;
-			goto fail;
-		}
-		rs->v = v;
-		rs->cap = cap;
-	}
-	uint8_t *k = malloc(klen);
-	if (!k) {
-		rs->oom = true;
-		goto fail;
-	}
-	memcpy(k, key, klen);
-	rs->v[rs->n++] = (struct rmq_orec){k, klen, val, vlen};
-	return;
-fail:
-	free(val);
-}
-
-static void recs_free(struct recs *rs)
-{
-	for (size_t i = 0; i < rs->n; i++) {
-		free((void *)rs->v[i].key);
-		free((void *)rs->v[i].val);
-	}
-	free(rs->v);
-}
-
-static void add_offset_rec(struct recs *rs, const char *gid, const struct offent *e, bool tomb)
-{
-	uint8_t key[RMQ_OKEY_MAX], *val = NULL;
-	size_t klen = rmq_okey_offset(key, gid, e->topic, e->partition), vlen = 0;
-	if (!tomb && (vlen = encode_offset_value(e, &val)) == 0) {
-		rs->oom = true;
-		return;
-	}
-	recs_add(rs, key, klen, val, vlen);
-}
-
-static void add_group_rec(struct recs *rs, const struct group *g, bool tomb)
-{
-	uint8_t key[RMQ_OKEY_MAX], *val = NULL;
-	size_t klen = rmq_okey_group(key, g->id), vlen = 0;
-	if (!tomb && (vlen = encode_group_value(g, &val)) == 0) {
-		rs->oom = true;
-		return;
-	}
-	recs_add(rs, key, klen, val, vlen);
-}
-
-/* ---- compaction ---------------------------------------------------------------- */
-
-struct compaction {
-	struct rmq_gshard *gs;
-	uint32_t part;
-	uint64_t start;
-};
-
-static void compaction_done(void *arg, int res)
-{
-	struct compaction *c = arg;
-	struct rmq_gshard *gs = c->gs;
-	gs->busy--;
-	gs->compacting[c->part] = false;
-	if (res == 0 && gs->ologs[c->part]) {
-		int n = rmq_olog_delete_before(gs->ologs[c->part], c->start);
-		rmq_debug("%s-%u: compacted, %d segments deleted", RMQ_OFFSETS_TOPIC, c->part, n);
-	}
-	free(c);
-}
-
-/*
- * Rewrites partition part's live records at the tail once the log holds
- * more than twice them plus two segments; then the segments before the
- * rewrite are superseded and go (compaction_done).  Records appended
- * meanwhile land after the rewrite's start, so nothing live is dropped.
- */
-static void maybe_compact(struct rmq_gshard *gs, uint32_t part)
-{
-	struct rmq_olog *l = gs->ologs[part];
-	uint64_t seg = gs->bs->b->cfg.offsets_segment_bytes;
-	/* Only when settled: an append in flight is below the rewrite's
-	 * start but not yet in memory, so the rewrite would miss it. */
-	if (!l || gs->compacting[part] || gs->stopping || !rmq_olog_settled(l) ||
-	    rmq_olog_size(l) <= 2 * gs->live[part] + 2 * seg)
-		return;
-	struct compaction *c = malloc(sizeof(*c));
-	struct recs rs = {0};
-	if (!c)
-		return;
-	*c = (struct compaction){gs, part, rmq_olog_end(l)};
-	for (size_t i = 0; i < gs->tcap; i++) {
-		for (struct group *g = gs->tab[i]; g; g = g->hnext) {
-			if (g->part != part)
-				continue;
-			if (g->generation > 0)
-				add_group_rec(&rs, g, false);
-			for (size_t j = 0; j < g->noffs; j++)
-				add_offset_rec(&rs, g->id, &g->offs[j], false);
-		}
-	}
-	if (rs.oom || rmq_olog_append(l, rs.v, rs.n, compaction_done, c) < 0) {
-		free(c);
-	} else {
-		gs->compacting[part] = true;
-		gs->busy++;
-	}
-	recs_free(&rs);
-}
-
-/* ---- appends of commits and deletions ------------------------------------------ */
-
-struct gappend {
-	struct rmq_gshard *gs;
-	char *gid;
-	uint32_t part;
-	struct offent *v;     /* commits to apply; NULL for a deletion */
-	size_t n;
-	void (*done)(void *arg, int res);
-	void *arg;
-};
-
-static void gappend_free(struct gappend *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		offent_clear(&a->v[i]);
-	free(a->v);
-	free(a->gid);
-	free(a);
-}
-
-static void commit_appended(void *arg, int res)
-{
-	struct gappend *a = arg;
-	struct rmq_gshard *gs = a->gs;
-	gs->busy--;
-	if (res == 0) {
-		struct group *g = group_get(gs, a->gid);
-		for (size_t i = 0; g && i < a->n; i++)
-			if (offent_put(gs, g, &a->v[i]) < 0)
-				rmq_warn("group %s: no memory to keep a durable commit in memory", a->gid);
-	}
-	a->done(a->arg, res);
-	maybe_compact(gs, a->part);
-	gappend_free(a);
-}
-
-int group_commit_append(struct rmq_gshard *gs, const char *group, const struct offent *v,
-			size_t n, void (*done)(void *arg, int res), void *arg)
-{
-	struct gappend *a = calloc(1, sizeof(*a));
-	struct recs rs = {0};
-	if (!a)
-		return -ENOMEM;
-	a->gs = gs;
-	a->gid = strdup(group);
-	a->part = rmq_group_partition(gs->bs, group);
-	a->v = calloc(n ? n : 1, sizeof(*a->v));
-	a->done = done;
-	a->arg = arg;
-	if (!a->gid || !a->v) {
-		gappend_free(a);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		a->v[i] = v[i];
-		a->v[i].topic = xstrdup(v[i].topic);
-		a->v[i].metadata = xstrdup(v[i].metadata);
-		a->n++;
-		if (!a->v[i].topic || !a->v[i].metadata)
-			rs.oom = true;
-		add_offset_rec(&rs, group, &v[i], false);
-	}
-	int rc = rs.oom ? -ENOMEM : 0;
-	if (rc == 0) {
-		gs->busy++;
-		rc = rmq_olog_append(gs->ologs[a->part], rs.v, rs.n, commit_appended, a);
-		if (rc < 0)
-			gs->busy--;
-	}
-	recs_free(&rs);
-	if (rc < 0)
-		gappend_free(a);
-	return rc;
-}
-
-static void delete_appended(void *arg, int res)
-{
-	struct gappend *a = arg;
-	struct rmq_gshard *gs = a->gs;
-	gs->busy--;
-	struct group *g = group_find(gs, a->gid);
-	if (res == 0 && g) {
-		while (g->noffs)
-			offent_del(gs, g, g->offs[0].topic, g->offs[0].partition);
-		if (g->nmembers == 0)
-			group_remove(gs, g);
-	}
-	a->done(a->arg, res);
-	maybe_compact(gs, a->part);
-	gappend_free(a);
-}
-
-int group_delete_append(struct rmq_gshard *gs, struct group *g,
-			void (*done)(void *arg, int res), void *arg)
-{
-	struct gappend *a = calloc(1, sizeof(*a));
-	struct recs rs = {0};
-	if (!a || !(a->gid = strdup(g->id))) {
-		free(a);
-		return -ENOMEM;
-	}
-	a->gs = gs;
-	a->part = g->part;
-	a->done = done;
-	a->arg = arg;
-	for (size_t i = 0; i < g->noffs; i++)
-		add_offset_rec(&rs, g->id, &g->offs[i], true);
-	add_group_rec(&rs, g, true);
-	int rc = rs.oom ? -ENOMEM : 0;
-	if (rc == 0) {
-		gs->busy++;
-		rc = rmq_olog_append(gs->ologs[a->part], rs.v, rs.n, delete_appended, a);
-		if (rc < 0)
-			gs->busy--;
-	}
-	recs_free(&rs);
-	if (rc < 0)
-		gappend_free(a);
-	return rc;
-}
-
-static void generation_appended(void *arg, int res)
-{
-	struct gappend *a = arg;
-	a->gs->busy--;
-	if (res < 0)
-		rmq_warn("group %s: the new generation was not stored: %s", a->gid, rmq_strerror(res));
-	maybe_compact(a->gs, a->part);
-	gappend_free(a);
-}
-
-/* Stores the generation just formed, so a restart continues the count. */
-static void store_generation(struct rmq_gshard *gs, struct group *g)
-{
-	struct gappend *a = calloc(1, sizeof(*a));
-	struct recs rs = {0};
-	if (!a || !(a->gid = strdup(g->id))) {
-		free(a);
-		return;
-	}
-	a->gs = gs;
-	a->part = g->part;
-	add_group_rec(&rs, g, false);
-	if (!rs.oom && rmq_olog_append(gs->ologs[g->part], rs.v, rs.n, generation_appended, a) == 0)
-		gs->busy++;
-	else
-		gappend_free(a);
-	recs_free(&rs);
 }
 
 /* ---- the request path ------------------------------------------------------------ */
@@ -696,7 +223,7 @@ void greq_fail(struct greq *r, int status, const char *msg)
  * response has error_code as field 1 and error_message as field 2 (and a
  * JoinGroupResponse says generation -1).
  */
-static void greq_err(struct greq *r, int code, const char *fmt, ...)
+void greq_err(struct greq *r, int code, const char *fmt, ...)
 {
 	const ProtobufCMessageDescriptor *d = resp_desc[r->kind];
 	char text[400];
@@ -727,8 +254,6 @@ static void do_join(struct rmq_gshard *gs, struct greq *r);
 static void do_sync(struct rmq_gshard *gs, struct greq *r);
 static void do_heartbeat(struct rmq_gshard *gs, struct greq *r);
 static void do_leave(struct rmq_gshard *gs, struct greq *r);
-static void do_commit(struct rmq_gshard *gs, struct greq *r);
-static void do_fetch_offsets(struct rmq_gshard *gs, struct greq *r);
 
 static void greq_exec(struct rmq_xmsg *m)
 {
@@ -743,8 +268,8 @@ static void greq_exec(struct rmq_xmsg *m)
 	case K_SYNC: do_sync(gs, r); break;
 	case K_HEARTBEAT: do_heartbeat(gs, r); break;
 	case K_LEAVE: do_leave(gs, r); break;
-	case K_COMMIT: do_commit(gs, r); break;
-	case K_FETCH: do_fetch_offsets(gs, r); break;
+	case K_COMMIT: group_commit_exec(gs, r); break;
+	case K_FETCH: group_fetch_offsets_exec(gs, r); break;
 	case K_RESET: group_reset_exec(gs, r); break;
 	}
 }
@@ -762,6 +287,11 @@ static const char *group_id_of(int kind, const ProtobufCMessage *q)
 	case K_FETCH: return ((const Rustmq__Client__FetchOffsetsRequest *)q)->group_id;
 	default: return ((const Rustmq__Controller__ResetGroupOffsetsRequest *)q)->group_id;
 	}
+}
+
+const char *greq_group_id(const struct greq *r)
+{
+	return group_id_of(r->kind, r->req);
 }
 
 static void submit(struct rmq_call *c, const uint8_t *msg, size_t len, int kind,
@@ -985,7 +515,7 @@ static void complete_rebalance(struct rmq_gshard *gs, struct group *g)
 			answer_join(g, m, r);
 		}
 	}
-	store_generation(gs, g);
+	group_store_generation(gs, g);
 }
 
 static void maybe_complete(struct rmq_gshard *gs, struct group *g)
@@ -1270,7 +800,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 
 /* Finds the calling member; answers the error and returns NULL when it
  * is not one. */
-static struct member *member_of(struct rmq_gshard *gs, struct greq *r, const char *gid,
+struct member *member_of(struct rmq_gshard *gs, struct greq *r, const char *gid,
 				const char *mid, struct group **gp)
 {
 	struct group *g = group_find(gs, gid);
@@ -1287,7 +817,7 @@ static struct member *member_of(struct rmq_gshard *gs, struct greq *r, const cha
 	return m;
 }
 
-static bool generation_ok(struct greq *r, const struct group *g, int32_t gen)
+bool generation_ok(struct greq *r, const struct group *g, int32_t gen)
 {
 	if (gen == g->generation)
 		return true;
@@ -1372,219 +902,6 @@ static void do_leave(struct rmq_gshard *gs, struct greq *r)
 	greq_reply(r, &a.base);
 }
 
-/* ---- offsets ------------------------------------------------------------------- */
-
-struct commit_work {
-	struct rmq_gshard *gs;
-	struct greq *r;
-	size_t n;
-	struct rmq_lookup *lk;
-	int *codes;
-	char (*errs)[400];
-};
-
-static void commit_answer(struct commit_work *w)
-{
-	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)w->r->req;
-	Rustmq__Client__CommitOffsetsResponse a = RUSTMQ__CLIENT__COMMIT_OFFSETS_RESPONSE__INIT;
-	Rustmq__Client__OffsetCommitPartitionResponse *ps = calloc(w->n ? w->n : 1, sizeof(*ps));
-	Rustmq__Client__OffsetCommitPartitionResponse **pp = calloc(w->n ? w->n : 1, sizeof(*pp));
-	if (!ps || !pp) {
-		greq_err(w->r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
-	} else {
-		for (size_t i = 0; i < w->n; i++) {
-			rustmq__client__offset_commit_partition_response__init(&ps[i]);
-			ps[i].topic_partition = q->partitions[i]->topic_partition;
-			ps[i].error_code = w->codes[i];
-			ps[i].error_message = w->errs[i];
-			pp[i] = &ps[i];
-		}
-		a.partitions = pp;
-		a.n_partitions = w->n;
-		greq_reply(w->r, &a.base);
-	}
-	free(ps);
-	free(pp);
-	free(w->lk);
-	free(w->codes);
-	free(w->errs);
-	free(w);
-}
-
-static void commit_done(void *arg, int res)
-{
-	struct commit_work *w = arg;
-	if (res < 0) {
-		for (size_t i = 0; i < w->n; i++) {
-			if (w->codes[i] == GE_OK) {
-				w->codes[i] = GE_STORAGE_ERROR;
-				snprintf(w->errs[i], sizeof(w->errs[i]), "the offsets log failed: %s",
-					 rmq_strerror(res));
-			}
-		}
-	}
-	commit_answer(w);
-}
-
-static void commit_looked_up(void *arg)
-{
-	struct commit_work *w = arg;
-	struct rmq_gshard *gs = w->gs;
-	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)w->r->req;
-	struct offent *v = calloc(w->n ? w->n : 1, sizeof(*v));
-	size_t nv = 0;
-	uint64_t now = group_now_ms();
-	gs->busy--;
-	for (size_t i = 0; i < w->n; i++) {
-		const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
-		const struct rmq_lookup *lk = &w->lk[i];
-		if (w->codes[i] != GE_OK)
-			continue;
-		if (lk->code != GE_OK) {
-			w->codes[i] = lk->code;
-			snprintf(w->errs[i], sizeof(w->errs[i]), "%s", lk->err);
-		} else if (p->offset > lk->hw) {
-			w->codes[i] = GE_INVALID_OFFSET;
-			snprintf(w->errs[i], sizeof(w->errs[i]),
-				 "offset %" PRIu64 " is above the high watermark %" PRIu64 " of %s-%u",
-				 p->offset, lk->hw, lk->topic, lk->partition);
-		} else if (v) {
-			v[nv++] = (struct offent){
-				.topic = (char *)lk->topic,
-				.partition = lk->partition,
-				.offset = p->offset,
-				.metadata = p->metadata,
-				.leader_epoch = p->leader_epoch_opt_case ? (int64_t)p->leader_epoch : -1,
-				.commit_ms = now,
-			};
-		}
-	}
-	int rc = !v ? -ENOMEM : nv == 0 ? 1 : group_commit_append(gs, q->group_id, v, nv, commit_done, w);
-	free(v);
-	if (rc < 0)
-		commit_done(w, rc);
-	else if (rc == 1)
-		commit_answer(w);
-}
-
-static void do_commit(struct rmq_gshard *gs, struct greq *r)
-{
-	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)r->req;
-	struct group *g = group_find(gs, q->group_id);
-	if (q->generation_id < 0 && !q->member_id[0]) {
-		if (g && g->nmembers > 0) {
-			greq_err(r, GE_ILLEGAL_GENERATION,
-				 "group %s has members: commit as one of them (generation and member id)",
-				 q->group_id);
-			return;
-		}
-	} else {
-		struct member *m = member_of(gs, r, q->group_id, q->member_id, &g);
-		if (!m || !generation_ok(r, g, q->generation_id))
-			return;
-	}
-	struct commit_work *w = calloc(1, sizeof(*w));
-	size_t n = q->n_partitions;
-	if (!w || !(w->lk = calloc(n ? n : 1, sizeof(*w->lk))) ||
-	    !(w->codes = calloc(n ? n : 1, sizeof(*w->codes))) ||
-	    !(w->errs = calloc(n ? n : 1, sizeof(*w->errs)))) {
-		if (w) {
-			free(w->lk);
-			free(w->codes);
-		}
-		free(w);
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
-		return;
-	}
-	w->gs = gs;
-	w->r = r;
-	w->n = n;
-	uint32_t mdmax = gs->bs->b->cfg.offset_metadata_max;
-	for (size_t i = 0; i < n; i++) {
-		const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
-		struct rmq_lookup *lk = &w->lk[i];
-		lk->spec = RMQ_LOOKUP_LATEST;
-		if (!p->topic_partition || !p->topic_partition->topic[0]) {
-			w->codes[i] = GE_INVALID_REQUEST;
-			snprintf(w->errs[i], sizeof(w->errs[i]), "topic_partition is missing");
-			snprintf(lk->topic, sizeof(lk->topic), "?");
-			continue;
-		}
-		snprintf(lk->topic, sizeof(lk->topic), "%s", p->topic_partition->topic);
-		lk->partition = p->topic_partition->partition;
-		if (strlen(p->metadata) > mdmax) {
-			w->codes[i] = GE_OFFSET_METADATA_TOO_LARGE;
-			snprintf(w->errs[i], sizeof(w->errs[i]),
-				 "metadata of %zu bytes exceeds --offset-metadata-max-bytes (%u)",
-				 strlen(p->metadata), mdmax);
-		}
-	}
-	gs->busy++;
-	if (rmq_lookup_start(gs->bs, w->lk, n, commit_looked_up, w) < 0) {
-		gs->busy--;
-		commit_done(w, -ENOMEM);
-	}
-}
-
-static void fill_fetched(Rustmq__Client__OffsetFetchPartition *o, Google__Protobuf__Timestamp *ts,
-			 const struct offent *e)
-{
-	if (!e)
-		return;
-	o->committed_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET;
-	o->offset = e->offset;
-	o->metadata = e->metadata;
-	if (e->leader_epoch >= 0) {
-		o->leader_epoch_opt_case = RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__LEADER_EPOCH_OPT_LEADER_EPOCH;
-		o->leader_epoch = (uint32_t)e->leader_epoch;
-	}
-	ts->seconds = (int64_t)(e->commit_ms / 1000);
-	ts->nanos = (int32_t)(e->commit_ms % 1000) * 1000000;
-	o->commit_time = ts;
-}
-
-static void do_fetch_offsets(struct rmq_gshard *gs, struct greq *r)
-{
-	const Rustmq__Client__FetchOffsetsRequest *q = (const void *)r->req;
-	struct group *g = group_find(gs, q->group_id);
-	size_t n = q->n_partitions ? q->n_partitions : g ? g->noffs : 0;
-	Rustmq__Client__FetchOffsetsResponse a = RUSTMQ__CLIENT__FETCH_OFFSETS_RESPONSE__INIT;
-	Rustmq__Client__OffsetFetchPartition *ps = calloc(n ? n : 1, sizeof(*ps));
-	Rustmq__Client__OffsetFetchPartition **pp = calloc(n ? n : 1, sizeof(*pp));
-	Rustmq__Common__TopicPartition *tps = calloc(n ? n : 1, sizeof(*tps));
-	Google__Protobuf__Timestamp *ts = calloc(n ? n : 1, sizeof(*ts));
-	if (!ps || !pp || !tps || !ts) {
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		rustmq__client__offset_fetch_partition__init(&ps[i]);
-		google__protobuf__timestamp__init(&ts[i]);
-		const struct offent *e;
-		if (q->n_partitions) {
-			const Rustmq__Common__TopicPartition *tp = q->partitions[i];
-			ps[i].topic_partition = (Rustmq__Common__TopicPartition *)tp;
-			e = g ? offent_find(g, tp->topic, tp->partition) : NULL;
-		} else {
-			e = &g->offs[i];
-			rustmq__common__topic_partition__init(&tps[i]);
-			tps[i].topic = e->topic;
-			tps[i].partition = e->partition;
-			ps[i].topic_partition = &tps[i];
-		}
-		fill_fetched(&ps[i], &ts[i], e);
-		pp[i] = &ps[i];
-	}
-	a.partitions = pp;
-	a.n_partitions = n;
-	greq_reply(r, &a.base);
-out:
-	free(ps);
-	free(pp);
-	free(tps);
-	free(ts);
-}
-
 /* ---- shard life ------------------------------------------------------------------ */
 
 #define DEFAULT_OFFSETS_PARTITIONS 16
@@ -1637,7 +954,7 @@ int rmq_groups_init(struct rmq_bshard *bs)
 	for (uint32_t p = 0; p < n; p++) {
 		if (rmq_partition_shard(RMQ_OFFSETS_TOPIC, p, bs->nshards) != bs->id)
 			continue;
-		int rc = rmq_olog_open(bs, p, bs->b->cfg.offsets_segment_bytes, replay_one, gs,
+		int rc = rmq_olog_open(bs, p, bs->b->cfg.offsets_segment_bytes, group_replay_record, gs,
 				       &gs->ologs[p]);
 		if (rc < 0)
 			return rc;

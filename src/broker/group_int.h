@@ -14,6 +14,7 @@
 #include "core/shard.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <string.h>
 
 #define RMQ_GROUP_ID_MAX 255
 
@@ -144,9 +145,35 @@ void greq_reply(struct greq *r, const ProtobufCMessage *m);
 /* On the coordinator: answers with a gRPC error status. */
 void greq_fail(struct greq *r, int status, const char *msg);
 
-/* Coordinator-side handlers of group_admin.c. */
+/* The group_id of r's request. */
+const char *greq_group_id(const struct greq *r);
+
+/* On the coordinator: answers with the kind's response carrying only
+ * error_code and error_message (group.c). */
+void greq_err(struct greq *r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The calling member of group gid (its session renewed); on NULL the
+ * error (UNKNOWN_MEMBER_ID) was answered.  generation_ok answers
+ * ILLEGAL_GENERATION and returns false when gen is not g's. */
+struct member *member_of(struct rmq_gshard *gs, struct greq *r, const char *gid,
+			 const char *mid, struct group **gp);
+bool generation_ok(struct greq *r, const struct group *g, int32_t gen);
+
+/* group_offsets.c: the coordinator-side RPC handlers, the offsets log's
+ * replay callback (arg: the rmq_gshard), and the generation record. */
+void group_commit_exec(struct rmq_gshard *gs, struct greq *r);
+void group_fetch_offsets_exec(struct rmq_gshard *gs, struct greq *r);
 void group_reset_exec(struct rmq_gshard *gs, struct greq *r);
+void group_replay_record(void *arg, const struct rmq_orec *r);
+void group_store_generation(struct rmq_gshard *gs, struct group *g);
+void offent_clear(struct offent *e);
 
 uint64_t group_now_ms(void);
+
+static inline char *xstrdup(const char *s)
+{
+	return strdup(s ? s : "");
+}
 
 #endif /* RMQ_BROKER_GROUP_INT_H */
