@@ -352,9 +352,9 @@ struct gappend {
 	struct rmq_gshard *gs;
 	char *gid;
 	uint32_t part;
-	struct offent *v;     /* commits to apply; NULL for a deletion */
+	struct offent *v;     /* commits to apply once durable */
 	size_t n;
-	void (*done)(void *arg, int res);
+	void (*done)(void *arg, int res); /* NULL: nobody waits */
 	void *arg;
 };
 
@@ -365,6 +365,48 @@ static void gappend_free(struct gappend *a)
 	free(a->v);
 	free(a->gid);
 	free(a);
+}
+
+static struct gappend *gappend_new(struct rmq_gshard *gs, const char *group,
+				   void (*done)(void *arg, int res), void *arg)
+{
+	struct gappend *a = calloc(1, sizeof(*a));
+	if (!a || !(a->gid = strdup(group))) {
+		free(a);
+		return NULL;
+	}
+	a->gs = gs;
+	a->part = rmq_group_partition(gs->bs, group);
+	a->done = done;
+	a->arg = arg;
+	return a;
+}
+
+/* Appends rs (then freed) for a; cb runs once durable.  On failure a is
+ * freed, nothing was appended, and the error is returned. */
+static int gappend_submit(struct gappend *a, struct recs *rs, void (*cb)(void *arg, int res))
+{
+	struct rmq_gshard *gs = a->gs;
+	int rc = rs->oom ? -ENOMEM : 0;
+	if (rc == 0) {
+		gs->busy++;
+		rc = rmq_olog_append(gs->ologs[a->part], rs->v, rs->n, cb, a);
+		if (rc < 0)
+			gs->busy--;
+	}
+	recs_free(rs);
+	if (rc < 0)
+		gappend_free(a);
+	return rc;
+}
+
+/* The end of every append's callback. */
+static void gappend_finish(struct gappend *a, int res)
+{
+	if (a->done)
+		a->done(a->arg, res);
+	maybe_compact(a->gs, a->part);
+	gappend_free(a);
 }
 
 static void commit_appended(void *arg, int res)
@@ -378,26 +420,17 @@ static void commit_appended(void *arg, int res)
 			if (offent_put(gs, g, &a->v[i]) < 0)
 				rmq_warn("group %s: no memory to keep a durable commit in memory", a->gid);
 	}
-	a->done(a->arg, res);
-	maybe_compact(gs, a->part);
-	gappend_free(a);
+	gappend_finish(a, res);
 }
 
 int group_commit_append(struct rmq_gshard *gs, const char *group, const struct offent *v,
 			size_t n, void (*done)(void *arg, int res), void *arg)
 {
-	struct gappend *a = calloc(1, sizeof(*a));
+	struct gappend *a = gappend_new(gs, group, done, arg);
 	struct recs rs = {0};
-	if (!a)
-		return -ENOMEM;
-	a->gs = gs;
-	a->gid = strdup(group);
-	a->part = rmq_group_partition(gs->bs, group);
-	a->v = calloc(n ? n : 1, sizeof(*a->v));
-	a->done = done;
-	a->arg = arg;
-	if (!a->gid || !a->v) {
-		gappend_free(a);
+	if (!a || !(a->v = calloc(n ? n : 1, sizeof(*a->v)))) {
+		if (a)
+			gappend_free(a);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -409,17 +442,7 @@ int group_commit_append(struct rmq_gshard *gs, const char *group, const struct o
 			rs.oom = true;
 		add_offset_rec(&rs, group, &v[i], false);
 	}
-	int rc = rs.oom ? -ENOMEM : 0;
-	if (rc == 0) {
-		gs->busy++;
-		rc = rmq_olog_append(gs->ologs[a->part], rs.v, rs.n, commit_appended, a);
-		if (rc < 0)
-			gs->busy--;
-	}
-	recs_free(&rs);
-	if (rc < 0)
-		gappend_free(a);
-	return rc;
+	return gappend_submit(a, &rs, commit_appended);
 }
 
 static void delete_appended(void *arg, int res)
@@ -434,38 +457,20 @@ static void delete_appended(void *arg, int res)
 		if (g->nmembers == 0)
 			group_remove(gs, g);
 	}
-	a->done(a->arg, res);
-	maybe_compact(gs, a->part);
-	gappend_free(a);
+	gappend_finish(a, res);
 }
 
 int group_delete_append(struct rmq_gshard *gs, struct group *g,
 			void (*done)(void *arg, int res), void *arg)
 {
-	struct gappend *a = calloc(1, sizeof(*a));
+	struct gappend *a = gappend_new(gs, g->id, done, arg);
 	struct recs rs = {0};
-	if (!a || !(a->gid = strdup(g->id))) {
-		free(a);
+	if (!a)
 		return -ENOMEM;
-	}
-	a->gs = gs;
-	a->part = g->part;
-	a->done = done;
-	a->arg = arg;
 	for (size_t i = 0; i < g->noffs; i++)
 		add_offset_rec(&rs, g->id, &g->offs[i], true);
 	add_group_rec(&rs, g, true);
-	int rc = rs.oom ? -ENOMEM : 0;
-	if (rc == 0) {
-		gs->busy++;
-		rc = rmq_olog_append(gs->ologs[a->part], rs.v, rs.n, delete_appended, a);
-		if (rc < 0)
-			gs->busy--;
-	}
-	recs_free(&rs);
-	if (rc < 0)
-		gappend_free(a);
-	return rc;
+	return gappend_submit(a, &rs, delete_appended);
 }
 
 static void generation_appended(void *arg, int res)
@@ -474,27 +479,18 @@ static void generation_appended(void *arg, int res)
 	a->gs->busy--;
 	if (res < 0)
 		rmq_warn("group %s: the new generation was not stored: %s", a->gid, rmq_strerror(res));
-	maybe_compact(a->gs, a->part);
-	gappend_free(a);
+	gappend_finish(a, res);
 }
 
 /* Stores the generation just formed, so a restart continues the count. */
 void group_store_generation(struct rmq_gshard *gs, struct group *g)
 {
-	struct gappend *a = calloc(1, sizeof(*a));
+	struct gappend *a = gappend_new(gs, g->id, NULL, NULL);
 	struct recs rs = {0};
-	if (!a || !(a->gid = strdup(g->id))) {
-		free(a);
+	if (!a)
 		return;
-	}
-	a->gs = gs;
-	a->part = g->part;
 	add_group_rec(&rs, g, false);
-	if (!rs.oom && rmq_olog_append(gs->ologs[g->part], rs.v, rs.n, generation_appended, a) == 0)
-		gs->busy++;
-	else
-		gappend_free(a);
-	recs_free(&rs);
+	(void)gappend_submit(a, &rs, generation_appended);
 }
 
 /* ---- offsets ------------------------------------------------------------------- */
