@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -219,7 +220,14 @@ int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,
 	rc = rmq_runtime_create(&rcfg, &rpc->rt);
 	if (rc < 0)
 		goto err_efd;
+	/* The shard thread starts with every signal blocked, so SIGINT and
+	 * SIGTERM reach the main thread's handlers (rmq consume commits and
+	 * leaves its group on them) and never interrupt the ring's waits. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = -pthread_create(&rpc->thread, NULL, run_thread, rpc);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0)
 		goto err_rt;
 	pthread_mutex_lock(&rpc->mu);

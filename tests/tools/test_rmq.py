@@ -5,7 +5,9 @@
 Runs every subcommand and checks its output and exit status (0 ok, 1 error,
 2 usage), the one-line error messages, and the round trips: 100000 stdin
 lines produced and consumed back byte for byte, --format json, --key-sep and
---headers, compression, --offset N / @timestamp / latest with --timeout.
+--headers, compression, --offset N / @timestamp / latest with --timeout;
+consumer groups: consume --group resuming from the group's commits, two
+members splitting a topic, group list / describe / reset / delete.
 """
 import argparse
 import base64
@@ -61,7 +63,9 @@ def expect(argv, code, out_re=None, err_re=None, stdin=None, env_extra=None):
 tmp = tempfile.mkdtemp(prefix="rmq-tools-")
 errlog = open(os.path.join(tmp, "rmqd.err"), "w+")
 rmqd = subprocess.Popen([args.rmqd, "--listen", "127.0.0.1:0", "--data-dir",
-                         os.path.join(tmp, "data"), "--cores", "2"],
+                         os.path.join(tmp, "data"), "--cores", "2",
+                         "--group-initial-rebalance-delay", "200ms",
+                         "--group-min-session-timeout", "200ms"],
                         stdout=subprocess.DEVNULL, stderr=errlog)
 try:
     port = None
@@ -86,7 +90,8 @@ try:
     expect([], 2)
     expect(["nosuch"], 2, err_re=r"unknown command 'nosuch'")
     for sub in (["topic", "create"], ["topic", "list"], ["topic", "describe"], ["topic", "delete"],
-                ["topic", "alter"], ["produce"], ["consume"], ["cluster"], ["health"]):
+                ["topic", "alter"], ["produce"], ["consume"], ["cluster"], ["health"],
+                ["group", "list"], ["group", "describe"], ["group", "reset"], ["group", "delete"]):
         expect([*sub, "--help"], 0, out_re=r"^usage: rmq " + sub[0])
     expect(["topic"], 2)
     expect(["topic", "create"], 2, err_re=r"^rmq topic create: missing argument")
@@ -95,7 +100,21 @@ try:
     expect(["produce", "t", "--compression", "gzip"], 2, err_re=r"--compression")
     expect(["consume", "t", "--offset", "soon"], 2, err_re=r"--offset")
     expect(["topic", "alter", "x"], 2, err_re=r"--config")
-    expect(["group", "list"], 1, err_re=r"consumer groups")
+    expect(["group"], 2, err_re=r"^usage: rmq group")
+    expect(["group", "--help"], 0, out_re=r"(?s)list.*describe.*reset.*delete")
+    expect(["group", "nosuch"], 2, err_re=r"unknown group subcommand 'nosuch'")
+    expect(["group", "describe"], 2, err_re=r"^rmq group describe: missing argument")
+    expect(["group", "delete"], 2, err_re=r"missing argument")
+    expect(["group", "list", "--state", "Sleepy"], 2, err_re=r"--state 'Sleepy'")
+    expect(["group", "reset", "g", "--to-earliest"], 2, err_re=r"--topic is required")
+    expect(["group", "reset", "g", "--topic", "t"], 2, err_re=r"exactly one of --to-earliest")
+    expect(["group", "reset", "g", "--topic", "t", "--to-earliest", "--to-offset", "3"], 2,
+           err_re=r"exactly one of")
+    expect(["group", "reset", "g", "--topic", "t", "--to-datetime", "yesterday"], 2,
+           err_re=r"--to-datetime 'yesterday'")
+    expect(["consume", "t", "--group", "g", "--partition", "1"], 2,
+           err_re=r"--partition and --group")
+    expect(["consume", "t", "--group", "g", "--assignor", "magic"], 2, err_re=r"--assignor")
 
     # Connection refused: one line that says what to do.
     expect(["topic", "list", "--bootstrap", "127.0.0.1:1"], 1,
@@ -163,6 +182,100 @@ try:
     out = expect(["consume", "multi", "--partition", "2", "--offset", f"@{t0}", "--max", "6"], 0)
     check(out == b"lz4-a\nlz4-b\nsnappy-a\nsnappy-b\nnone-a\nnone-b\n", f"@timestamp: {out!r}")
     expect(["produce", "multi", "--partition", "3"], 2, stdin=b"x\n", err_re=r"partitions 0\.\.2")
+
+    # Consumer groups.  1000 keyed lines spread over 4 partitions; two runs
+    # of one member each: the second resumes where the first committed.
+    expect(["topic", "create", "gt", "--partitions", "4"], 0)
+    lines = [f"line-{i}" for i in range(1000)]
+    keyed = "".join(f"k{i}:{v}\n" for i, v in enumerate(lines)).encode()
+    expect(["produce", "gt", "--key-sep", ":"], 0, stdin=keyed)
+    out1 = expect(["consume", "gt", "--group", "g", "--offset", "earliest", "--max", "600"], 0)
+    out2 = expect(["consume", "gt", "--group", "g", "--offset", "earliest", "--max", "400"], 0)
+    got1, got2 = out1.decode().splitlines(), out2.decode().splitlines()
+    check((len(got1), len(got2)) == (600, 400), f"--group --max: {len(got1)} + {len(got2)} lines")
+    check(sorted(got1 + got2) == sorted(lines),
+          f"--group, --max 600 then --max 400: not the input once "
+          f"({len(set(got1) & set(got2))} lines twice)")
+    expect(["group", "list"], 0, out_re=r"^g\tEmpty$")
+    expect(["group", "list", "--state", "stable"], 0, out_re=r"\A\Z")
+
+    def offsets(group):
+        out = expect(["group", "describe", group], 0, out_re=rf"^group {group}\tstate ")
+        return {int(p): (c, int(e), lag) for p, c, e, lag in re.findall(
+            r"^  gt/(\d+)\tcommitted (\S+)\tlog-end (\S+)\tlag (\S+)\tmember ", out.decode(),
+            re.M)}
+
+    before = offsets("g")
+    check(sorted(before) == [0, 1, 2, 3] and all(lag == "0" for _, _, lag in before.values())
+          and sum(int(c) for c, _, _ in before.values()) == 1000,
+          f"group describe g after consuming everything: {before}")
+    out = expect(["group", "reset", "g", "--topic", "gt", "--to-earliest"], 0,
+                 out_re=r"^dry run: nothing changed \(add --execute")
+    plan = re.findall(r"^gt/(\d)\t(\d+) -> (\d+)$", out.decode(), re.M)
+    check(sorted((int(p), int(a), int(b)) for p, a, b in plan)
+          == sorted((p, int(c), 0) for p, (c, _, _) in before.items()), f"reset plan: {out!r}")
+    check(offsets("g") == before, "a dry run changed the offsets")
+    expect(["group", "reset", "g", "--topic", "gt", "--to-earliest", "--execute"], 0,
+           out_re=r"^reset group g: 4 partitions$")
+    check(all(c == "0" for c, _, _ in offsets("g").values()), "reset --execute to earliest")
+    out = expect(["consume", "gt", "--group", "g", "--max", "1000"], 0)
+    check(sorted(out.decode().splitlines()) == sorted(lines), "after the reset: not everything again")
+    expect(["group", "reset", "g", "--topic", "gt", "--partition", "2", "--to-offset", "1",
+            "--execute"], 0, out_re=r"^gt/2\t\d+ -> 1$")
+    expect(["group", "reset", "g", "--topic", "gt", "--to-datetime", "2020-01-01T00:00:00Z"], 0,
+           out_re=r"^gt/0\t\d+ -> 0$")
+
+    # A running member: reset and delete are refused; SIGINT commits, leaves, exits 0.
+    env = dict(os.environ, RMQ_BOOTSTRAP=BOOT)
+    member = subprocess.Popen([args.rmq, "consume", "gt", "--group", "g"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while time.time() < deadline and not re.search(
+            rb"state Stable", rmq("group", "describe", "g")[1]):
+        time.sleep(0.05)
+    expect(["group", "reset", "g", "--topic", "gt", "--to-latest", "--execute"], 1,
+           err_re=r"^rmq: group 'g' has active members: stop the group's consumers first")
+    expect(["group", "delete", "g"], 1, err_re=r"stop the group's consumers first")
+    member.send_signal(signal.SIGINT)
+    try:
+        rc = member.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        member.kill()
+        rc = "hung"
+    check(rc == 0, f"rmq consume --group after SIGINT: exit {rc} ({member.stderr.read()!r})")
+    expect(["group", "list", "--state", "Empty"], 0, out_re=r"^g\tEmpty$")
+
+    # Two members at once split a fresh topic's partitions: every record once.
+    expect(["topic", "create", "gt2", "--partitions", "4"], 0)
+    pair = [subprocess.Popen([args.rmq, "consume", "gt2", "--group", "g2", "--offset", "earliest",
+                              "--timeout", "3s", "--session-timeout", "1s"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    deadline = time.time() + 10
+    while time.time() < deadline and len(re.findall(
+            rb"partitions gt2/\d,gt2/\d(\t|$)", rmq("group", "describe", "g2")[1], re.M)) != 2:
+        time.sleep(0.05)
+    expect(["produce", "gt2", "--key-sep", ":"], 0, stdin=keyed)
+    outs = []
+    for p in pair:
+        try:
+            o, e = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, e = p.communicate()
+        check(p.returncode == 0, f"concurrent member: exit {p.returncode} ({e!r})")
+        outs.append(o.decode().splitlines())
+    both = outs[0] + outs[1]
+    check(sorted(both) == sorted(lines),
+          f"two members: {len(outs[0])} + {len(outs[1])} lines, {len(both) - len(set(both))} twice, "
+          f"{len(set(lines) - set(both))} missing")
+    check(all(outs), f"two members: one got nothing ({len(outs[0])} + {len(outs[1])})")
+
+    expect(["group", "delete", "g", "g2"], 0, out_re=r"^deleted group g\ndeleted group g2$")
+    expect(["group", "describe", "g"], 1,
+           err_re=r"^rmq: no such group 'g' \(see the groups with: rmq group list\)$")
+    expect(["group", "delete", "g"], 1, err_re=r"no such group 'g'")
+    expect(["topic", "delete", "gt"], 0)
+    expect(["topic", "delete", "gt2"], 0)
 
     # Cluster, health, delete.
     expect(["cluster"], 0, out_re=r"(?s)^cluster \S+.*brokers\n  1\t127\.0\.0\.1:\d+\tBROKER_RUNNING.*"
