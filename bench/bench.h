@@ -57,6 +57,7 @@ struct bench_opts {
 	bool json;
 	bool progress;
 	bool pin;
+	uint64_t poll_ns;      /* busy-poll before sleeping (rmq runtime) */
 	bool produce_stream;            /* --produce-rpc=stream */
 	bool produce_unary;             /* --produce-rpc=unary: Produce with `records` */
 	const char *produce_rpc_name;   /* batch, stream, unary */

@@ -56,6 +56,7 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("json", RMQ_FLAG_BOOL, &o->json, "false", "print the summary as one JSON object on stdout", 0, 0, NULL);
 	F("progress", RMQ_FLAG_BOOL, &o->progress, "true", "print live progress once a second on stderr", 0, 0, NULL);
 	F("pin", RMQ_FLAG_BOOL, &o->pin, "false", "pin thread i to the i-th allowed CPU", 0, 0, NULL);
+	F("poll", RMQ_FLAG_DURATION, &o->poll_ns, "0s", "busy-poll each thread's ring this long before it sleeps (as rmqd --poll)", 0, 0, NULL);
 	F("produce-rpc", RMQ_FLAG_CHOICE, &r->produce_rpc, "batch", "ProduceBatch calls, one ProduceStream per connection, or unary Produce calls with --batch records each", 0, 0, "batch|stream|unary");
 	F("consume-rpc", RMQ_FLAG_CHOICE, &r->consume_rpc, "fetch", "Fetch long polls, or one Subscribe stream per reader", 0, 0, "fetch|subscribe");
 	F("from", RMQ_FLAG_CHOICE, &r->from, NULL, "where consumers start (default: earliest for consume, latest for e2e)", 0, 0, "earliest|latest");

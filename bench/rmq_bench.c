@@ -1520,6 +1520,7 @@ int main(int argc, char **argv)
 		.xshard_capacity = 64,
 		.timers_max = (unsigned)(4 * o->connections * o->streams + 4 * o->connections + 64),
 		.pin = o->pin,
+		.poll_ns = o->poll_ns,
 	};
 	rc = rmq_runtime_create(&rc_cfg, &g.rt);
 	if (rc < 0) {

@@ -447,6 +447,7 @@ int rmq_broker_run(struct rmq_broker *b)
 		.xshard_capacity = 8192,
 		.timers_max = 1u << 17,
 		.pin = b->cfg.pin,
+		.poll_ns = b->cfg.poll_ns,
 	};
 	int rc;
 

@@ -33,6 +33,7 @@ struct rmq_broker_config {
 	const char *advertised_host;   /* what metadata tells clients; default: listen host */
 	unsigned shards;
 	bool pin;
+	uint64_t poll_ns;              /* shard busy-poll before sleeping */
 	enum rmq_fsync fsync;
 	uint64_t fsync_interval_ns;
 	enum rmq_prealloc prealloc;

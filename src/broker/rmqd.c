@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 	const char *listen, *fsync, *prealloc, *level, *compression;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
-		recv_bufs, recv_buf_bytes, send_queue, off_parts, off_seg, g_min, g_max, g_delay, g_size,
+		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max;
 	bool pin, auto_create, ret_forever;
 	char err[512];
@@ -106,6 +106,7 @@ int main(int argc, char **argv)
 		{"advertised-host", RMQ_FLAG_STRING, &cfg->advertised_host, "", "host clients are told to connect to (default: the listen host)", 0, 0, NULL},
 		{"cores", RMQ_FLAG_UINT, &cores, cores_def, "shard threads, one per core (default below: the online CPUs)", 1, 1024, NULL},
 		{"pin", RMQ_FLAG_BOOL, &pin, "true", "pin each shard thread to its CPU", 0, 0, NULL},
+		{"poll", RMQ_FLAG_DURATION, &poll, "0s", "busy-poll a shard's ring this long before it sleeps (lower latency for more CPU); 0s = sleep at once", 0, 0, NULL},
 		{"fsync", RMQ_FLAG_CHOICE, &fsync, "always", "durability: always (ack after fdatasync, group commit), never, or interval:<duration>", 0, 0, "always|never|interval:"},
 		{"segment-bytes", RMQ_FLAG_SIZE, &seg_bytes, "1GiB", "default segment size (topic segment.bytes)", 1ULL << 14, (1ULL << 32) - 1, NULL},
 		{"segment-ms", RMQ_FLAG_DURATION, &seg_ms, "7d", "default segment age before a roll (topic segment.ms)", 1000000ULL, 0, NULL},
@@ -181,6 +182,7 @@ int main(int argc, char **argv)
 
 	cfg->shards = (unsigned)cores;
 	cfg->pin = pin;
+	cfg->poll_ns = poll;
 	if (strcmp(fsync, "always") == 0) {
 		cfg->fsync = RMQ_FSYNC_ALWAYS;
 	} else if (strcmp(fsync, "never") == 0) {

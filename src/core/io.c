@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct rmq_io {
 	struct io_uring ring;
@@ -152,6 +153,30 @@ int rmq_io_poll(struct rmq_io *io)
 	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 		return rc;
 	return dispatch(io);
+}
+
+bool rmq_io_spin(struct rmq_io *io, uint64_t budget_ns)
+{
+	if (io_uring_cq_ready(&io->ring))
+		return true;
+	int rc = io_uring_submit(&io->ring); /* what the cycle queued goes out now */
+	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+		return false;
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		/* With DEFER_TASKRUN completions are only posted when this
+		 * thread asks; otherwise they appear by themselves. */
+		if (io->defer_taskrun)
+			(void)io_uring_get_events(&io->ring);
+		if (io_uring_cq_ready(&io->ring))
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		uint64_t spent = (uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000ULL +
+				 (uint64_t)(t.tv_nsec - t0.tv_nsec);
+		if (spent >= budget_ns)
+			return false;
+	}
 }
 
 int rmq_io_wait(struct rmq_io *io, uint64_t timeout_ns)

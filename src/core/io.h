@@ -77,6 +77,16 @@ struct io_uring_sqe *rmq_io_sqe(struct rmq_io *io, struct rmq_io_op *op);
  * negated errno from io_uring_enter. */
 int rmq_io_poll(struct rmq_io *io);
 
+/*
+ * Busy-polls the ring for up to budget_ns: submits what is queued, then
+ * asks for completions (and, under DEFER_TASKRUN, runs the kernel's task
+ * work) until one is ready.  Returns true when completions are ready.
+ * Trades CPU for the wake-up latency of a sleeping thread (tens of µs on
+ * a VM); the caller then runs rmq_io_wait, which does not block when
+ * something is ready.
+ */
+bool rmq_io_spin(struct rmq_io *io, uint64_t budget_ns);
+
 /* Like rmq_io_poll(), but blocks until at least one completion arrives or
  * timeout_ns passes (0 = wait without a timeout). */
 int rmq_io_wait(struct rmq_io *io, uint64_t timeout_ns);

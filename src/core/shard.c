@@ -398,6 +398,10 @@ static void *shard_main(void *p)
 			if (wait > RMQ_SHARD_MAX_SLEEP_NS)
 				wait = RMQ_SHARD_MAX_SLEEP_NS;
 		}
+		/* Busy-poll a little first: waking a sleeping thread costs
+		 * tens of µs on a VM, more than a short request's work. */
+		if (rt->cfg.poll_ns && !s->drained)
+			(void)rmq_io_spin(s->io, rt->cfg.poll_ns < wait ? rt->cfg.poll_ns : wait);
 		rc = rmq_io_wait(s->io, wait);
 		if (rc < 0) {
 			rmq_error("shard %u: io_uring wait failed: %s", s->id, rmq_strerror(rc));

@@ -92,6 +92,7 @@ struct rmq_runtime_config {
 	unsigned xshard_capacity;   /* messages per ordered pair (power of 2) */
 	unsigned timers_max;        /* timer heap capacity per shard */
 	bool pin;                   /* pin shard i to the i-th allowed CPU */
+	uint64_t poll_ns;           /* busy-poll this long before sleeping; 0 = never */
 };
 
 /* The calling thread's shard, or NULL outside shard threads. */

@@ -105,6 +105,15 @@ Test(smoke, unary_produce)
 	cr_assert(strstr(out, "\"produce_rpc\":\"unary\""), "%s", out);
 }
 
+Test(smoke, single_record_polling)
+{
+	/* One call in flight, the bench's ring busy-polling (--poll). */
+	BENCH("--mode", "produce", "--produce-rpc", "unary", "--batch", "1", "--msg-bytes", "100",
+	      "--connections", "1", "--streams", "1", "--poll", "50us");
+	double n;
+	cr_assert(bt_json_num(out, NULL, "messages", &n) && n > 0, "%s", out);
+}
+
 Test(smoke, unary_produce_e2e)
 {
 	/* What unary Produce wrote reads back, stamped and CRC-checked. */

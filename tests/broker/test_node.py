@@ -2422,7 +2422,9 @@ def main() -> int:
         load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
         data = os.path.join(tmp, "data")
         node = Node(os.path.abspath(args.rmqd), data, tmp, args.verbose)
-        node.start()
+        # Busy-polling shards (--poll) serve every test below; restarts
+        # inside tests run without it.
+        node.start(["--poll", "100us"])
         print(f"rmqd on port {node.port} with {node.shards} shards, data in {data}", flush=True)
         ctx = Ctx(args, node, tmp)
         tests = [t for t in TESTS
