@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ap = argparse.ArgumentParser()
@@ -270,12 +271,58 @@ try:
           f"{len(set(lines) - set(both))} missing")
     check(all(outs), f"two members: one got nothing ({len(outs[0])} + {len(outs[1])})")
 
-    expect(["group", "delete", "g", "g2"], 0, out_re=r"^deleted group g\ndeleted group g2$")
+    # A member killed with SIGKILL mid-stream: its session times out, the
+    # survivor takes its partitions over from the group's commits, and
+    # every record is printed by one of them (at least once: the victim's
+    # uncommitted tail comes again).
+    expect(["topic", "create", "gt3", "--partitions", "4"], 0)
+    pair = [subprocess.Popen([args.rmq, "consume", "gt3", "--group", "g3", "--offset", "earliest",
+                              "--session-timeout", "1s", "--commit-interval", "100ms"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+
+    def owned():
+        return re.findall(rb"partitions ((?:gt3/\d,?)+)", rmq("group", "describe", "g3")[1])
+
+    deadline = time.time() + 10
+    while time.time() < deadline and len(owned()) != 2:
+        time.sleep(0.05)
+    check(len(owned()) == 2, f"two members of g3: {owned()}")
+    half = keyed.splitlines(keepends=True)
+    expect(["produce", "gt3", "--key-sep", ":"], 0, stdin=b"".join(half[:500]))
+    time.sleep(0.5)  # both print and commit some
+    victim, survivor = pair
+    s_out = []
+    reader = threading.Thread(target=lambda: s_out.extend(
+        l.decode().rstrip("\n") for l in survivor.stdout), daemon=True)
+    reader.start()
+    victim.kill()
+    v_out = victim.communicate()[0].decode().splitlines()
+    deadline = time.time() + 15
+    while time.time() < deadline and owned() != [b"gt3/0,gt3/1,gt3/2,gt3/3"]:
+        time.sleep(0.1)
+    check(owned() == [b"gt3/0,gt3/1,gt3/2,gt3/3"],
+          f"after SIGKILL of a member the survivor owns every partition: {owned()}")
+    expect(["produce", "gt3", "--key-sep", ":"], 0, stdin=b"".join(half[500:]))
+    deadline = time.time() + 15
+    while time.time() < deadline and not set(lines) <= set(v_out) | set(s_out):
+        time.sleep(0.1)
+    survivor.send_signal(signal.SIGINT)
+    s_err = survivor.communicate(timeout=30)[1]
+    reader.join(5)
+    check(survivor.returncode == 0, f"survivor: exit {survivor.returncode} ({s_err!r})")
+    check(set(v_out) | set(s_out) == set(lines),
+          f"killed member: {len(set(lines) - set(v_out) - set(s_out))} records never printed")
+    check(set(lines[500:]) <= set(s_out), "the survivor printed every record produced after the kill")
+    check(v_out, "the killed member had printed records before it was killed")
+
+    expect(["group", "delete", "g", "g2", "g3"], 0,
+           out_re=r"^deleted group g\ndeleted group g2\ndeleted group g3$")
     expect(["group", "describe", "g"], 1,
            err_re=r"^rmq: no such group 'g' \(see the groups with: rmq group list\)$")
     expect(["group", "delete", "g"], 1, err_re=r"no such group 'g'")
     expect(["topic", "delete", "gt"], 0)
     expect(["topic", "delete", "gt2"], 0)
+    expect(["topic", "delete", "gt3"], 0)
 
     # Cluster, health, delete.
     expect(["cluster"], 0, out_re=r"(?s)^cluster \S+.*brokers\n  1\t127\.0\.0\.1:\d+\tBROKER_RUNNING.*"
