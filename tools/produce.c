@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * produce.c - rmq produce: one record per stdin line, batched per
+ * partition (up to 1000 records / 1 MiB) and sent as ProduceBatch calls.
+ *
+ *   stdin line ─► partition (--partition, else the key's CRC-32C, else
+ *   round-robin per batch) ─► that partition's `fill` batch ─► full:
+ *   swapped into `sent`, encoded (pbatch.h), submitted ─► reaped oldest
+ *   first when the window (INFLIGHT_MAX calls) or the partition is busy
+ *
+ * One request in flight per partition keeps each partition in input
+ * order; the window spans partitions.
+ */
+#include "cli.h"
+#include "pbatch.h"
+
+#include "client/producer.pb-c.h"
+#include "core/crc32c.h"
+#include "core/error.h"
+#include "core/shard.h"
+#include "storage/codec.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Produce batching bounds. */
+#define BATCH_RECORDS_MAX 1000
+#define BATCH_BYTES_MAX (1u << 20)
+#define INFLIGHT_MAX 32
+#define HEADERS_MAX 64
+
+struct ppart {
+	struct rmq_pbatch fill;       /* being filled from stdin */
+	struct rmq_pbatch sent;       /* in flight (its request buffer) */
+	struct rmq_rpc_call call;
+	bool busy;
+};
+
+static struct {
+	const char *topic;
+	uint32_t nparts;
+	struct ppart *parts;
+	uint32_t fifo[INFLIGHT_MAX];  /* partitions in flight, oldest first */
+	unsigned fifo_head, fifo_count;
+	int acks, compression;
+	uint64_t acked, sent_records;
+	bool progress;
+	uint64_t next_progress_ns;
+} P;
+
+static void produce_complete(uint32_t pi)
+{
+	struct ppart *pp = &P.parts[pi];
+	enum rmq_grpc_status st = rmq_rpc_wait(&pp->call);
+	pp->busy = false;
+	if (st != RMQ_GRPC_OK) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", pp->call.message ? pp->call.message : "");
+		die("ProduceBatch to %s/%" PRIu32 " failed: %s%s%s", P.topic, pi,
+		    rmq_grpc_status_name((int)st), *msg ? ": " : "", msg);
+	}
+	Rustmq__Client__ProduceBatchResponse *r = rustmq__client__produce_batch_response__unpack(
+		NULL, pp->call.resp_len, pp->call.resp);
+	rmq_rpc_call_reset(&pp->call);
+	if (!r)
+		die("ProduceBatch: the broker's answer does not parse");
+	if (r->error_code)
+		die_code("ProduceBatch", P.topic, r->error_code, r->error_message);
+	for (size_t i = 0; i < r->n_partitions; i++) {
+		const Rustmq__Client__ProduceResponse *pr = r->partitions[i];
+		if (pr->error_code)
+			die_code("ProduceBatch", P.topic, pr->error_code, pr->error_message);
+		P.acked += pr->record_count;
+		if (cli.verbose)
+			fprintf(stderr, "%s/%" PRIu32 ": %" PRIu32 " records at offsets %" PRIu64
+				"..%" PRIu64 "\n",
+				P.topic, pi, pr->record_count, pr->offset, pr->last_offset);
+	}
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* Waits for the oldest call in flight. */
+static void produce_reap_one(void)
+{
+	uint32_t pi = P.fifo[P.fifo_head];
+	P.fifo_head = (P.fifo_head + 1) % INFLIGHT_MAX;
+	P.fifo_count--;
+	produce_complete(pi);
+}
+
+static void produce_send(uint32_t pi)
+{
+	struct ppart *pp = &P.parts[pi];
+	if (pp->fill.records == 0)
+		return;
+	/* One request in flight per partition keeps the partition in input
+	 * order; the window spans partitions. */
+	while (pp->busy || P.fifo_count == INFLIGHT_MAX)
+		produce_reap_one();
+	struct rmq_pbatch tmp = pp->sent;
+	pp->sent = pp->fill;
+	pp->fill = tmp;
+	rmq_pbatch_clear(&pp->fill);
+	long len = rmq_pbatch_encode(&pp->sent, P.topic, pi, P.acks, P.compression);
+	if (len < 0)
+		die("cannot encode a batch: %s", rmq_strerror((int)len));
+	pp->call = (struct rmq_rpc_call){.path = "/rustmq.client.ProducerService/ProduceBatch",
+					 .req = pp->sent.out,
+					 .len = (size_t)len,
+					 .timeout_ns = CALL_TIMEOUT_NS};
+	pp->busy = true;
+	P.sent_records += pp->sent.records;
+	rmq_rpc_submit(cli.rpc, &pp->call);
+	P.fifo[(P.fifo_head + P.fifo_count) % INFLIGHT_MAX] = pi;
+	P.fifo_count++;
+	if (P.progress) {
+		uint64_t now = rmq_now_ns();
+		if (now >= P.next_progress_ns) {
+			fprintf(stderr, "\rproduced %" PRIu64 " records", P.acked);
+			P.next_progress_ns = now + 500 * MS;
+		}
+	}
+}
+
+/* Splits "k=v,k2=v2" into headers (in place). */
+static size_t parse_headers(char *s, struct rmq_header_kv *h, size_t max)
+{
+	size_t n = 0;
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		char *eq = strchr(tok, '=');
+		if (!eq || eq == tok)
+			usage_error("--headers wants k=v[,k=v...], not '%s'", tok);
+		if (n == max)
+			usage_error("at most %zu headers", max);
+		*eq = '\0';
+		h[n++] = (struct rmq_header_kv){tok, strlen(tok), eq + 1, strlen(eq + 1)};
+	}
+	return n;
+}
+
+static int parse_choice(const char *v, const char *const *names, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(v, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+int cmd_produce(int argc, char **argv)
+{
+	const char *key_sep, *headers_s, *compression_s, *acks_s;
+	uint64_t partition;
+	const struct rmq_flag flags[] = {
+		{"key-sep", RMQ_FLAG_STRING, &key_sep, "", "split each line at the first SEP: key before, value after", 0, 0, NULL},
+		{"headers", RMQ_FLAG_STRING, &headers_s, "", "headers for every record: k=v,k2=v2", 0, 0, NULL},
+		{"partition", RMQ_FLAG_UINT, &partition, "4294967295", "partition to write (default: hash of the key, else round-robin)", 0, 4294967295u, NULL},
+		{"compression", RMQ_FLAG_CHOICE, &compression_s, "none", "codec of each batch", 0, 0, "none|lz4|zstd|snappy"},
+		{"acks", RMQ_FLAG_CHOICE, &acks_s, "leader", "acknowledgement to wait for", 0, 0, "none|leader|all"},
+	};
+	const struct cmd_spec cs = {
+		"produce", "produce TOPIC [--key-sep SEP] [--headers k=v,...] [--partition N] [-v]",
+		"Sends one record per line of stdin (the value is the line without its newline).",
+		flags, 5, 1, 1, false, true};
+	int npos;
+	parse_args(&cs, argc, argv, &npos);
+	P.topic = argv[1];
+	P.compression = rmq_codec_parse(compression_s);
+	static const char *const acks_names[] = {"none", "leader", "", "all"};
+	P.acks = parse_choice(acks_s, acks_names, 4);
+	struct rmq_header_kv hdrs[HEADERS_MAX];
+	char *hcopy = xstrdup(headers_s);
+	size_t nh = parse_headers(hcopy, hdrs, HEADERS_MAX);
+	size_t seplen = strlen(key_sep);
+
+	connect_broker();
+	P.nparts = topic_partitions(P.topic);
+	topic_check_partition(P.topic, partition, P.nparts);
+	P.parts = calloc(P.nparts, sizeof(*P.parts));
+	if (!P.parts)
+		die("out of memory");
+	P.progress = isatty(2);
+
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	uint32_t rr = 0;
+	struct timespec now;
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		if (n > 0 && line[n - 1] == '\n')
+			n--;
+		const char *key = NULL, *value = line;
+		size_t klen = 0, vlen = (size_t)n;
+		if (seplen) {
+			char *sep = memmem(line, (size_t)n, key_sep, seplen);
+			if (sep) {
+				key = line;
+				klen = (size_t)(sep - line);
+				value = sep + seplen;
+				vlen = (size_t)n - klen - seplen;
+			}
+		}
+		uint32_t pi;
+		if (partition != PARTITION_ANY)
+			pi = (uint32_t)partition;
+		else if (key)
+			pi = rmq_crc32c(0, key, klen) % P.nparts;
+		else
+			pi = rr;
+		clock_gettime(CLOCK_REALTIME, &now);
+		uint64_t ts_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+		struct ppart *pp = &P.parts[pi];
+		if (rmq_pbatch_add(&pp->fill, key, klen, value, vlen, hdrs, nh, ts_ms) < 0)
+			die("out of memory");
+		if (pp->fill.records >= BATCH_RECORDS_MAX || pp->fill.raw_len >= BATCH_BYTES_MAX) {
+			produce_send(pi);
+			/* Round-robin moves on per batch (Kafka's sticky
+			 * partitioner): whole batches, not one record each. */
+			if (partition == PARTITION_ANY && !key)
+				rr = (rr + 1) % P.nparts;
+		}
+	}
+	if (ferror(stdin))
+		die("cannot read stdin: %s", strerror(errno));
+	free(line);
+	for (uint32_t pi = 0; pi < P.nparts; pi++)
+		produce_send(pi);
+	while (P.fifo_count)
+		produce_reap_one();
+	if (P.progress)
+		fprintf(stderr, "\rproduced %" PRIu64 " records\n", P.acked);
+	for (uint32_t pi = 0; pi < P.nparts; pi++) {
+		rmq_pbatch_free(&P.parts[pi].fill);
+		rmq_pbatch_free(&P.parts[pi].sent);
+	}
+	free(P.parts);
+	free(hcopy);
+	return 0;
+}
