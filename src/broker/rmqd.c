@@ -17,10 +17,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +64,69 @@ static int cluster_id(const char *data_dir, char id[40])
 	ssize_t w = write(fd, id, strlen(id));
 	int rc = (w == (ssize_t)strlen(id) && fsync(fd) == 0) ? 0 : -EIO;
 	close(fd);
+	return rc;
+}
+
+/*
+ * One rmqd per data directory: a second one would append to the same
+ * segments.  An exclusive flock on DATA_DIR/lock, held for the life of the
+ * process (the descriptor stays open; the kernel drops the lock when the
+ * process ends, however it ends).
+ */
+static int lock_data_dir(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "rmqd: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		fprintf(stderr, "rmqd: --data-dir %s is in use by another rmqd (pid %s): stop it or "
+				"pick another directory\n", dir, pid[0] ? pid : "unknown");
+		close(fd);
+		return -1;
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		fprintf(stderr, "rmqd: warning: cannot write the pid into %s\n", path);
+	return 0; /* fd stays open: the lock lives as long as the process */
+}
+
+/*
+ * The shards listen with SO_REUSEPORT, which would also let this rmqd share
+ * a port with another process of the same user, each getting some of the
+ * connections.  So first try the port without it: in use means refuse.
+ */
+static int port_is_free(const char *host, uint16_t port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char ps[8];
+	if (port == 0)
+		return 0;
+	snprintf(ps, sizeof(ps), "%u", port);
+	if (getaddrinfo(host, ps, &hints, &ai) != 0 || !ai)
+		return 0; /* the server reports bad hosts */
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = 0;
+	int one = 1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is fine */
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE) {
+			fprintf(stderr, "rmqd: --listen %s:%u: the port is in use by another process\n",
+				host, port);
+			rc = -1;
+		}
+		close(fd);
+	}
+	freeaddrinfo(ai);
 	return rc;
 }
 
@@ -235,6 +301,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rmqd: cannot create --data-dir %s: %s\n", cfg->data_dir, strerror(errno));
 		return 1;
 	}
+	if (lock_data_dir(cfg->data_dir) < 0 || port_is_free(host, net->port) < 0)
+		return 1;
 	rc = cluster_id(cfg->data_dir, broker.cluster_id);
 	if (rc < 0) {
 		fprintf(stderr, "rmqd: cannot read or write %s/meta/cluster_id: %s\n", cfg->data_dir,

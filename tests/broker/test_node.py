@@ -1945,6 +1945,27 @@ def errors_malformed_protobuf(ctx):
 
 
 @test
+def second_rmqd_refused(ctx):
+    """A second rmqd on the same data directory, or on the port the node
+    serves, exits 1 at once with a line saying why; the node is untouched."""
+    binary = ctx.node.binary
+    r = subprocess.run([binary, "--listen", "127.0.0.1:0", "--data-dir", ctx.node.data_dir],
+                       capture_output=True, timeout=30)
+    eq(r.returncode, 1, "second rmqd on the data directory: exit status")
+    check(re.search(rb"--data-dir .* is in use by another rmqd \(pid \d+\)", r.stderr),
+          f"second rmqd on the data directory: {r.stderr!r}")
+    other = os.path.join(ctx.tmp, "other-data")
+    r = subprocess.run([binary, "--listen", ctx.node.addr, "--data-dir", other],
+                       capture_output=True, timeout=30)
+    eq(r.returncode, 1, "second rmqd on the port: exit status")
+    check(b"the port is in use by another process" in r.stderr,
+          f"second rmqd on the port: {r.stderr!r}")
+    with ctx.client() as c:
+        c.create_topic("second-t", 1)
+        ok(c.produce("second-t", 0, make_records(1, "still")), "the node still serves")
+
+
+@test
 def errors_unimplemented(ctx):
     cases = [
         ("/rustmq.controller.ControllerRaftService/RequestVote", "Raft"),
