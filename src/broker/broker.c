@@ -273,7 +273,13 @@ static int apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gon
 int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
 int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m)
 {
-	return apply_meta(bs, m, true);
+	struct rmq_meta *old = bs->meta;
+	rmq_meta_ref(old);
+	int rc = apply_meta(bs, m, true);
+	if (rc == 0)
+		rmq_groups_meta_changed(bs, old, m);
+	rmq_meta_unref(old);
+	return rc;
 }
 
 /* ---- the cycle ----------------------------------------------------------------- */
@@ -322,6 +328,7 @@ static void on_retention_timer(struct rmq_timer *t)
 {
 	struct rmq_bshard *bs = RMQ_CONTAINER_OF(t, struct rmq_bshard, retention_timer);
 	for_each_partition(bs, retain_one);
+	rmq_groups_retain(bs);
 	rmq_timer_start(bs->s, t, rmq_now_ns() + bs->b->cfg.retention_check_ns, on_retention_timer);
 }
 

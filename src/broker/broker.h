@@ -53,6 +53,7 @@ struct rmq_broker_config {
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */
 	uint32_t offset_metadata_max;
+	uint64_t offsets_retention_ms; /* of empty groups; 0 = forever */
 	struct rmq_net_config net;
 };
 

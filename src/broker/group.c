@@ -463,6 +463,7 @@ static void complete_rebalance(struct rmq_gshard *gs, struct group *g)
 	g->initial_until = g->rebalance_deadline = 0;
 	if (g->nmembers == 0) {
 		g->state = GS_EMPTY;
+		g->empty_since_ms = group_now_ms();
 		return;
 	}
 	struct rmq_assign_member *v = assign_view(g);
@@ -538,6 +539,7 @@ static void members_changed(struct rmq_gshard *gs, struct group *g, const char *
 	if (g->nmembers == 0) {
 		g->state = GS_EMPTY;
 		g->initial_until = g->rebalance_deadline = 0;
+		g->empty_since_ms = group_now_ms();
 	} else if (g->state == GS_STABLE) {
 		start_rebalance(gs, g, why);
 	} else {
@@ -900,6 +902,75 @@ static void do_leave(struct rmq_gshard *gs, struct greq *r)
 	arm(gs, g);
 	Rustmq__Client__LeaveGroupResponse a = RUSTMQ__CLIENT__LEAVE_GROUP_RESPONSE__INIT;
 	greq_reply(r, &a.base);
+}
+
+/* ---- topics and time ----------------------------------------------------------- */
+
+static bool topic_changed(const struct rmq_meta *old, const struct rmq_meta *m, const char *t)
+{
+	long a = rmq_meta_find(old, t), b = rmq_meta_find(m, t);
+	if (a < 0 || b < 0)
+		return (a < 0) != (b < 0);
+	return old->topics[a].partitions != m->topics[b].partitions ||
+	       strcmp(old->topics[a].id, m->topics[b].id) != 0;
+}
+
+void rmq_groups_meta_changed(struct rmq_bshard *bs, const struct rmq_meta *old,
+			     const struct rmq_meta *m)
+{
+	struct rmq_gshard *gs = gs_of(bs);
+	if (!gs || !old)
+		return;
+	for (size_t i = 0; i < gs->tcap; i++) {
+		for (struct group *g = gs->tab[i]; g; g = g->hnext) {
+			if (g->state != GS_STABLE)
+				continue;
+			bool changed = false;
+			for (struct member *x = g->members; x && !changed; x = x->next)
+				for (size_t j = 0; j < x->ntopics && !changed; j++)
+					changed = topic_changed(old, m, x->topics[j]);
+			if (changed) {
+				start_rebalance(gs, g, "a subscribed topic was created, deleted or changed");
+				arm(gs, g);
+			}
+		}
+	}
+}
+
+static void expired_deleted(void *arg, int res)
+{
+	char *gid = arg;
+	if (res < 0)
+		rmq_warn("group %s: its expired offsets were not deleted: %s", gid, rmq_strerror(res));
+	free(gid);
+}
+
+void rmq_groups_retain(struct rmq_bshard *bs)
+{
+	struct rmq_gshard *gs = gs_of(bs);
+	uint64_t keep = bs->b->cfg.offsets_retention_ms, now = group_now_ms();
+	if (!gs || keep == 0 || gs->stopping)
+		return;
+	for (size_t i = 0; i < gs->tcap; i++) {
+		for (struct group *g = gs->tab[i], *next; g; g = next) {
+			next = g->hnext;
+			if (g->nmembers || g->expiring)
+				continue;
+			uint64_t last = g->empty_since_ms;
+			for (size_t j = 0; j < g->noffs; j++)
+				if (g->offs[j].commit_ms > last)
+					last = g->offs[j].commit_ms;
+			if (last + keep > now)
+				continue;
+			char *gid = strdup(g->id);
+			rmq_info("group %s: empty since %" PRIu64 " ms ago, longer than --offsets-retention: "
+				 "its offsets are deleted", g->id, now - last);
+			if (gid && group_delete_append(gs, g, expired_deleted, gid) == 0)
+				g->expiring = true;
+			else
+				free(gid);
+		}
+	}
 }
 
 /* ---- shard life ------------------------------------------------------------------ */

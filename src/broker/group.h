@@ -47,6 +47,15 @@ void rmq_groups_flush(struct rmq_bshard *bs);
 bool rmq_groups_drained(struct rmq_bshard *bs);
 void rmq_groups_fini(struct rmq_bshard *bs);
 
+/* After a metadata change: stable groups subscribed to a topic that was
+ * created, deleted or re-created rebalance. */
+struct rmq_meta;
+void rmq_groups_meta_changed(struct rmq_bshard *bs, const struct rmq_meta *old,
+			     const struct rmq_meta *m);
+/* Deletes the offsets of groups empty for longer than --offsets-retention
+ * (Kafka's offsets.retention.minutes); on the retention timer. */
+void rmq_groups_retain(struct rmq_bshard *bs);
+
 /* The offsets partition of a group, and the shard coordinating it. */
 uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group);
 unsigned rmq_group_shard(const struct rmq_bshard *bs, const char *group);

@@ -87,6 +87,8 @@ struct group {
 	uint64_t initial_until;       /* PREPARING from empty: not before */
 	struct offent *offs;        /* sorted by (topic, partition) */
 	size_t noffs, capoffs;
+	uint64_t empty_since_ms;    /* when the last member went; 0 = never had one here */
+	bool expiring;              /* its deletion (offsets expired) is in flight */
 };
 
 /* Per-shard coordinator state. */

@@ -451,6 +451,8 @@ static void delete_appended(void *arg, int res)
 	struct rmq_gshard *gs = a->gs;
 	gs->busy--;
 	struct group *g = group_find(gs, a->gid);
+	if (g)
+		g->expiring = false;
 	if (res == 0 && g) {
 		while (g->noffs)
 			offent_del(gs, g, g->offs[0].topic, g->offs[0].partition);

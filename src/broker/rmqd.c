@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
-		md_max;
+		md_max, off_ret;
 	bool pin, auto_create, ret_forever;
 	char err[512];
 	int npos;
@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 		{"group-max-session-timeout", RMQ_FLAG_DURATION, &g_max, "30m", "longest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
 		{"group-initial-rebalance-delay", RMQ_FLAG_DURATION, &g_delay, "3s", "how long a group starting from empty waits for more members before its first generation", 0, 0, NULL},
 		{"group-max-size", RMQ_FLAG_UINT, &g_size, "0", "members per group; 0 = unlimited", 0, 1u << 20, NULL},
+		{"offsets-retention", RMQ_FLAG_DURATION, &off_ret, "7d", "delete the committed offsets of a group empty this long (checked every --retention-check); 0s = keep forever", 0, 0, NULL},
 		{"offset-metadata-max-bytes", RMQ_FLAG_SIZE, &md_max, "4KiB", "longest metadata string stored with a committed offset", 0, 1ULL << 20, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
@@ -279,6 +280,7 @@ int main(int argc, char **argv)
 	cfg->group_initial_delay_ns = g_delay;
 	cfg->group_max_size = (uint32_t)g_size;
 	cfg->offset_metadata_max = (uint32_t)md_max;
+	cfg->offsets_retention_ms = off_ret / 1000000ULL;
 	if (g_min > g_max) {
 		fprintf(stderr, "rmqd: --group-min-session-timeout is above --group-max-session-timeout\n");
 		return 2;

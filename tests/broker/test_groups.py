@@ -563,6 +563,61 @@ def admin_groups(ctx):
 
 
 @test
+def topic_changes_rebalance(ctx):
+    """A stable group rebalances when a topic it subscribes to appears or goes."""
+    with ctx.client() as c:
+        c.create_topic("gm-a", 2)
+        m = Member(c, "gm", ["gm-a", "gm-b"], client_id="m")
+        m.join_and_sync()
+        eq(m.assignment, [("gm-a", 0), ("gm-a", 1)], "only the existing topic is assigned")
+        c.create_topic("gm-b", 2)
+        tn.wait_until(lambda: m.heartbeat().error_code == REBALANCE_IN_PROGRESS, 10,
+                      "rebalance after a subscribed topic was created")
+        m.join_and_sync()
+        eq(m.assignment, [("gm-a", 0), ("gm-a", 1), ("gm-b", 0), ("gm-b", 1)], "new topic assigned")
+        r = c.unary(AS + "DeleteTopics", A().DeleteTopicsRequest(version=tn.V(), names=["gm-a"]),
+                    A().DeleteTopicsResponse)
+        ok(r, "DeleteTopics")
+        tn.wait_until(lambda: m.heartbeat().error_code == REBALANCE_IN_PROGRESS, 10,
+                      "rebalance after a subscribed topic was deleted")
+        m.join_and_sync()
+        eq(m.assignment, [("gm-b", 0), ("gm-b", 1)], "deleted topic no longer assigned")
+        ok(m.leave(), "leave")
+
+
+@test
+def offsets_of_empty_groups_expire(ctx):
+    """--offsets-retention: an empty group's offsets go once it has been
+    empty (and uncommitted) that long; a group with members keeps them."""
+    node = tn.Node(ctx.node.binary, os.path.join(ctx.tmp, "expiry-data"), ctx.tmp)
+    node.start(NODE_FLAGS + ["--offsets-retention", "1s", "--retention-check", "200ms"])
+    try:
+        with tn.Client(node.addr) as c:
+            c.create_topic("ge-t", 1)
+            produce_n(c, "ge-t", 1, 5, "e")
+            idle = Member(c, "ge-idle", ["ge-t"])
+            ok(idle.commit({("ge-t", 0): 3}, generation=-1, member_id=""), "unmanaged commit")
+            live = Member(c, "ge-live", ["ge-t"], session_ms=1000)
+            live.join_and_sync()
+            ok(live.commit({("ge-t", 0): 2}), "member commit")
+            end = time.monotonic() + 2.5
+            while time.monotonic() < end:
+                ok(live.heartbeat(), "heartbeat")
+                time.sleep(0.2)
+            got, _ = fetch_offsets(c, "ge-idle")
+            eq(got, {}, "the empty group's offsets expired")
+            got, _ = fetch_offsets(c, "ge-live")
+            eq(got, {("ge-t", 0): 2}, "the live group's offsets stay")
+            r = ok(c.unary(AS + "DescribeGroups", A().DescribeGroupsRequest(
+                version=tn.V(), group_ids=["ge-idle"]), A().DescribeGroupsResponse), "describe")
+            expect_code(r.groups[0], GROUP_ID_NOT_FOUND, "the expired group is gone")
+            ok(live.leave(), "leave")
+        eq(node.stop(), 0, "exit status")
+    finally:
+        node.kill()
+
+
+@test
 def offsets_partitions_fixed(ctx):
     """Restarting with another --offsets-partitions is refused (groups would
     move and lose their offsets), with a message saying so."""
