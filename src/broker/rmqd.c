@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
 		recv_bufs, recv_buf_bytes, send_queue;
-	bool pin, auto_create, ret_forever;
+	bool pin, auto_create, ret_forever, fetch_copy;
 	char err[512];
 	int npos;
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -131,6 +131,7 @@ int main(int argc, char **argv)
 		{"keepalive", RMQ_FLAG_DURATION, &keepalive, "60s", "PING a connection idle this long; 0s = never", 0, 0, NULL},
 		{"idle-timeout", RMQ_FLAG_DURATION, &idle, "10m", "close a connection idle this long; 0s = never", 0, 0, NULL},
 		{"max-fetch-wait", RMQ_FLAG_DURATION, &max_wait, "30s", "cap on a fetch's max_wait", 0, 0, NULL},
+		{"fetch-copy", RMQ_FLAG_BOOL, &fetch_copy, "false", "copy fetched batches into each answer instead of sending them from the segment mapping (the old path, for comparison)", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
 	size_t nflags = sizeof(flags) / sizeof(flags[0]);
@@ -195,6 +196,7 @@ int main(int argc, char **argv)
 	cfg->auto_create_topics = auto_create;
 	cfg->retention_check_ns = ret_check;
 	cfg->max_fetch_wait_ns = max_wait;
+	cfg->fetch_copy = fetch_copy;
 	cfg->max_inflight_produce = (uint32_t)inflight;
 	if (cfg->advertised_host[0] == '\0')
 		cfg->advertised_host = NULL;
