@@ -507,6 +507,29 @@ void net_call_detach(struct rmq_call *c)
 
 /* ---- responses -------------------------------------------------------------- */
 
+/*
+ * How much of the queue the next DATA frame may take, at most length (the
+ * window and the peer's SETTINGS_MAX_FRAME_SIZE): referenced bytes go out
+ * in frames as large as that, up to the end of their entry; bytes that are
+ * copied into the connection's output in frames of at most 16 KiB, so a
+ * frame always fits an emptied send buffer.  O(entries before the first
+ * unpromised byte), a handful.
+ */
+static size_t frame_len(const struct rmq_call *c, size_t length)
+{
+	size_t at = c->sreserved;
+	for (uint32_t i = c->sq_head; i < c->sq_tail; i++) {
+		const struct net_sq_ent *e = &c->sq[i];
+		if (at >= e->len) {
+			at -= e->len;
+			continue;
+		}
+		size_t cap = e->ext ? e->len - at : 16384;
+		return cap < length ? cap : length;
+	}
+	return 0;
+}
+
 static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
 		       uint32_t *data_flags, nghttp2_data_source *source, void *ud)
 {
@@ -520,7 +543,8 @@ static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	size_t avail = c->squeued - c->sreserved;
 	if (avail > 0) {
-		size_t n = avail < length ? avail : length;
+		size_t n = frame_len(c, avail < length ? avail : length);
+		RMQ_DASSERT(n > 0 && n <= avail);
 		c->sreserved += n;
 		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 		if (c->finished && n == avail) {

@@ -82,6 +82,8 @@ _Static_assert(RMQ_NET_SENDBUF_BYTES >= 4 * RMQ_NET_FRAME_MAX, "send buffer hold
 /* Referenced bytes gathered into one connection's output before the flush
  * stops asking nghttp2 for more: a send moves at most about this much. */
 #define RMQ_NET_OUT_REF_MAX (4u << 20)
+/* The largest DATA frame the server sends when the peer allows it (h2.c). */
+#define RMQ_NET_DATA_FRAME_MAX (1u << 20)
 /* A referenced iovec shorter than this is copied instead: a piece costs
  * more than copying a few hundred bytes. */
 #define RMQ_NET_REF_MIN 512u

@@ -163,11 +163,12 @@ def grpc_message(body):
     return b"\x00" + struct.pack(">I", len(body)) + body
 
 
-def raw_start_fetch(port, req_bytes):
+def raw_start_fetch(port, req_bytes, max_frame=0):
     """A raw HTTP/2 connection with the default 64 KiB windows and one Fetch
-    on stream 1: the node sends 64 KiB of the answer and holds the rest."""
+    on stream 1: the node sends 64 KiB of the answer and holds the rest.
+    max_frame: SETTINGS_MAX_FRAME_SIZE to announce (0: the default 16 KiB)."""
     h = nu.H2Conn(port, timeout=10)
-    h.handshake()
+    h.send(nu.PREFACE + nu.settings([(5, max_frame)] if max_frame else []))
     h.send(nu.frame(nu.HEADERS, nu.END_HEADERS, 1, nu.grpc_headers(FETCH)))
     h.send(nu.frame(nu.DATA, nu.END_STREAM, 1, grpc_message(req_bytes)))
     return h
@@ -240,8 +241,10 @@ def deleted_while_stalled(node, c):
     req = c.fetch_req([("zc-del", 0, 0, 4 << 20)]).SerializeToString()
     want = c.unary_raw(FETCH, req, timeout=30)  # resident now, the same bytes
     check(len(want) > 1 << 20, "zc-del answer size")
-    h = raw_start_fetch(node.port, req)
+    # 1 MiB frames, as rmq-bench asks: referenced bytes go in big frames.
+    h = raw_start_fetch(node.port, req, max_frame=1 << 20)
     data = read_data(h, 60000)
+    biggest = 0
     d = ok(c.unary("/rustmq.controller.AdminService/DeleteTopics",
                    tn.A.DeleteTopicsRequest(version=tn.V(), names=["zc-del"]),
                    tn.A.DeleteTopicsResponse), "DeleteTopics")
@@ -256,6 +259,7 @@ def deleted_while_stalled(node, c):
             continue
         if ftype == nu.DATA:
             data += payload
+            biggest = max(biggest, len(payload))
         elif ftype == nu.HEADERS:
             hd = h.headers_of(payload, flags)
             if "grpc-status" in hd:
@@ -268,6 +272,7 @@ def deleted_while_stalled(node, c):
     check(trailers is not None, "no trailers")
     eq(trailers.get("grpc-status"), "0", "grpc-status")
     eq(data, grpc_message(want), "answer of a topic deleted mid-send")
+    check(biggest > 16384, f"largest DATA frame {biggest} bytes with 1 MiB allowed")
 
 
 # ---- runner -------------------------------------------------------------------------
