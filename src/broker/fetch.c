@@ -25,27 +25,30 @@
  *
  * This is Kafka's long poll: the answer leaves as soon as min_bytes of
  * batches are ready, or at max_wait with whatever there is; no loop polls.
- * Batches are copied once into the part's buffer on the owner, and sent as
- * they are stored: each FetchPartitionResponse is its header fields
- * (protobuf-c) followed by the stored entries, which are already encoded
- * `batches` elements (storage/batch.h).
+ * Batches are sent as they are stored: each FetchPartitionResponse is its
+ * header fields (protobuf-c) followed by the stored entries, which are
+ * already encoded `batches` elements (storage/batch.h).  By default they
+ * are not copied at all (see "Zero copy" below); with --fetch-copy they
+ * are copied once into the part's buffer on the owner, and again into the
+ * call's send queue.
  *
  * Cold reads.  A page fault on the segment mapping is a synchronous disk
  * read that stalls the whole shard, and under fsync=always the log writes
  * with O_DIRECT, so even the freshest data is not in the page cache.  So
- * read_part() copies a slice from the mapping only when mincore() says
- * every page of it is resident; the other slices are read into the buffer
- * with io_uring READs on the owner's ring, and the part is answered from
- * the completion instead:
+ * read_part() uses the mapping only when mincore() says every page of a
+ * slice is resident; the other slices are read into a buffer with
+ * io_uring READs on the owner's ring, and the part is answered from the
+ * completion instead:
  *
- *   read_part ── all slices resident ──► memcpy ──► reply (READ_DONE)
- *        │
+ *   read_part ── all slices resident ──► zero copy: pin, reply (READ_DONE)
+ *        │                               (--fetch-copy: memcpy, reply)
  *        └── some slice cold: copy the resident ones, keep the log read
- *            pinned, READ the cold ones one after the other (short reads
- *            resubmit the rest) ─► READ_PENDING: neither parked nor
- *            replied; the partition counts it in cold_reads
+ *            pinned, READ the cold ones in chunks, up to COLD_CHUNKS_MAX
+ *            in flight at once (short reads resubmit the rest of their
+ *            chunk) ─► READ_PENDING: neither parked nor replied; the
+ *            partition counts it in cold_reads
  *                 │
- *   cold_done ◄───┘ every cold slice in: CRC-32C of each of its batches,
+ *   chunk_end ◄───┘ every chunk in: CRC-32C of each cold batch,
  *                   unpin, reply.  A bad batch is never served: first in
  *                   the buffer → CORRUPT_MESSAGE naming its offset; later →
  *                   the batches before it are answered, and the next fetch
