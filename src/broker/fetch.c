@@ -38,17 +38,17 @@
  * read_part() uses the mapping only when mincore() says every page of a
  * slice is resident; the other slices are read into a buffer with
  * io_uring READs on the owner's ring, and the part is answered from the
- * completion instead:
+ * completion instead.  (Up to 8 READs in flight per part were tried: no
+ * measurable change, docs/benchmarks.md.)
  *
  *   read_part ── all slices resident ──► zero copy: pin, reply (READ_DONE)
  *        │                               (--fetch-copy: memcpy, reply)
  *        └── some slice cold: copy the resident ones, keep the log read
- *            pinned, READ the cold ones in chunks, up to COLD_CHUNKS_MAX
- *            in flight at once (short reads resubmit the rest of their
- *            chunk) ─► READ_PENDING: neither parked nor replied; the
- *            partition counts it in cold_reads
+ *            pinned, READ the cold ones one after the other (short reads
+ *            resubmit the rest) ─► READ_PENDING: neither parked nor
+ *            replied; the partition counts it in cold_reads
  *                 │
- *   chunk_end ◄───┘ every chunk in: CRC-32C of each cold batch,
+ *   cold_done ◄───┘ every cold slice in: CRC-32C of each of its batches,
  *                   unpin, reply.  A bad batch is never served: first in
  *                   the buffer → CORRUPT_MESSAGE naming its offset; later →
  *                   the batches before it are answered, and the next fetch
@@ -102,26 +102,6 @@ enum op_kind { OP_FETCH, OP_SUBSCRIBE };
 enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2 };
 
 struct fetch_op;
-struct fetch_part;
-
-/*
- * Cold ranges are read in up to COLD_CHUNKS_MAX READs in flight at once,
- * each at least COLD_CHUNK_MIN bytes.  One READ at a time left the disk
- * idle between them: buffered 2 MiB reads of a cold file with fio here
- * gave 344 MB/s at queue depth 1 and 1227 MB/s at depth 4
- * (docs/benchmarks.md).
- */
-#define COLD_CHUNKS_MAX 8
-#define COLD_CHUNK_MIN (256u << 10)
-
-struct cold_chunk {
-	struct rmq_io_op op;
-	struct fetch_part *fp;
-	int fd;
-	uint64_t pos;          /* in the segment file */
-	size_t off;            /* in fp->data */
-	uint32_t len, done;
-};
 
 struct rmq_fetch_waiter {
 	struct rmq_fetch_waiter *next, *prev;
@@ -145,12 +125,12 @@ struct fetch_part {
 	bool dropped;          /* subscribe: failed, reported, no longer read */
 	unsigned owner;
 	/* Owner: cold reads in flight (see the top of the file). */
-	struct cold_chunk chunks[COLD_CHUNKS_MAX + RMQ_LOG_SLICES_MAX];
-	unsigned nchunks, chunks_inflight;
-	int cold_err;                  /* the first READ error, or 0 */
+	struct rmq_io_op rop;
 	struct rmq_partition *reading; /* non-NULL while READs are in flight */
 	struct rmq_log_read lr;        /* pinned until the last READ is in */
 	unsigned cold;                 /* bit i: slice i is read, not copied */
+	unsigned ri;                   /* the slice being read */
+	uint32_t rdone;                /* bytes of slice ri read so far */
 	/* Result (owner writes, origin reads after the reply). */
 	int code;
 	char err[320];
@@ -307,14 +287,15 @@ static size_t slice_off(const struct fetch_part *fp, unsigned i)
 	return off;
 }
 
-/* Submits the READ of what is left of chunk k.  Returns 0 or -EBUSY. */
-static int cold_submit(struct fetch_part *fp, struct cold_chunk *k)
+/* Submits the READ of what is left of slice fp->ri.  Returns 0 or -EBUSY. */
+static int cold_submit(struct fetch_part *fp)
 {
-	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(fp->reading->bs->s), &k->op);
+	const struct rmq_log_slice *sl = &fp->lr.slices[fp->ri];
+	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(fp->reading->bs->s), &fp->rop);
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_read(sqe, k->fd, fp->data + k->off + k->done, k->len - k->done,
-			   k->pos + k->done);
+	io_uring_prep_read(sqe, sl->fd, fp->data + slice_off(fp, fp->ri) + fp->rdone,
+			   sl->len - fp->rdone, sl->pos + fp->rdone);
 	return 0;
 }
 
@@ -402,22 +383,9 @@ static void cold_complete(struct fetch_part *fp, int err)
 	p->bs->fetch_bytes += fp->len;
 }
 
-/* One chunk is in (err 0) or failed; the last one verifies and replies. */
-static void chunk_end(struct fetch_part *fp, int err)
-{
-	if (err < 0 && fp->cold_err == 0)
-		fp->cold_err = err;
-	RMQ_ASSERT(fp->chunks_inflight > 0);
-	if (--fp->chunks_inflight > 0)
-		return;
-	cold_complete(fp, fp->cold_err);
-	reply_part(fp);
-}
-
 static void cold_done(struct rmq_io_op *op, int res, unsigned flags)
 {
-	struct cold_chunk *k = RMQ_CONTAINER_OF(op, struct cold_chunk, op);
-	struct fetch_part *fp = k->fp;
+	struct fetch_part *fp = RMQ_CONTAINER_OF(op, struct fetch_part, rop);
 	(void)flags;
 	if (res == -EAGAIN || res == -EINTR)
 		res = 0; /* requeue the same range */
@@ -427,63 +395,26 @@ static void cold_done(struct rmq_io_op *op, int res, unsigned flags)
 		res = -EIO; /* end of file inside data the log says is there */
 		goto fail;
 	}
-	k->done += (uint32_t)res;
-	if (k->done >= k->len) {
-		chunk_end(fp, 0);
-		return;
+	fp->rdone += (uint32_t)res;
+	if (fp->rdone >= fp->lr.slices[fp->ri].len) {
+		/* This slice is in: on to the next cold one, if any. */
+		unsigned next = fp->ri + 1;
+		while (next < fp->lr.nslices && !(fp->cold & (1u << next)))
+			next++;
+		if (next == fp->lr.nslices) {
+			cold_complete(fp, 0);
+			reply_part(fp);
+			return;
+		}
+		fp->ri = next;
+		fp->rdone = 0;
 	}
-	/* A short read (or a retry): the rest of this chunk. */
-	res = cold_submit(fp, k);
+	res = cold_submit(fp);
 	if (res == 0)
 		return;
 fail:
-	chunk_end(fp, res);
-}
-
-/* Splits the cold slices into chunks and submits them all.  Returns
- * READ_PENDING, or READ_DONE with the error answered when nothing could be
- * submitted. */
-static enum read_result cold_start(struct rmq_partition *p, struct fetch_part *fp)
-{
-	uint64_t cold_bytes = 0;
-	for (unsigned i = 0; i < fp->lr.nslices; i++)
-		if (fp->cold & (1u << i))
-			cold_bytes += fp->lr.slices[i].len;
-	uint64_t step = (cold_bytes + COLD_CHUNKS_MAX - 1) / COLD_CHUNKS_MAX;
-	if (step < COLD_CHUNK_MIN)
-		step = COLD_CHUNK_MIN;
-	step = (step + 4095) & ~(uint64_t)4095;
-	fp->nchunks = 0;
-	for (unsigned i = 0; i < fp->lr.nslices; i++) {
-		if (!(fp->cold & (1u << i)))
-			continue;
-		const struct rmq_log_slice *sl = &fp->lr.slices[i];
-		size_t base = slice_off(fp, i);
-		/* ceil(len / step) chunks: at most COLD_CHUNKS_MAX in all,
-		 * plus one per slice for the rounding. */
-		for (uint64_t o = 0; o < sl->len; o += step) {
-			RMQ_ASSERT(fp->nchunks < COLD_CHUNKS_MAX + RMQ_LOG_SLICES_MAX);
-			uint64_t left = sl->len - o;
-			fp->chunks[fp->nchunks++] = (struct cold_chunk){
-				.op.cb = cold_done, .fp = fp, .fd = sl->fd, .pos = sl->pos + o,
-				.off = base + o, .len = (uint32_t)(left < step ? left : step)};
-		}
-	}
-	fp->reading = p;
-	fp->cold_err = 0;
-	fp->chunks_inflight = 0;
-	p->cold_reads++;
-	for (unsigned c = 0; c < fp->nchunks; c++) {
-		if (cold_submit(fp, &fp->chunks[c]) < 0) {
-			fp->cold_err = -EBUSY;
-			break;
-		}
-		fp->chunks_inflight++;
-	}
-	if (fp->chunks_inflight > 0)
-		return READ_PENDING; /* the last completion answers */
-	cold_complete(fp, fp->cold_err); /* nothing in flight: answer the error now */
-	return READ_DONE;
+	cold_complete(fp, res);
+	reply_part(fp);
 }
 
 /* Reads the part's data from the log into fp->data: resident slices are
@@ -559,7 +490,16 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	fp->next_offset = r->next_offset;
 	if (cold) {
 		fp->cold = cold;
-		return cold_start(p, fp);
+		fp->ri = (unsigned)__builtin_ctz(cold);
+		fp->rdone = 0;
+		fp->rop.cb = cold_done;
+		fp->reading = p;
+		p->cold_reads++;
+		rc = cold_submit(fp);
+		if (rc == 0)
+			return READ_PENDING;
+		cold_complete(fp, rc); /* nothing in flight: answer the error now */
+		return READ_DONE;
 	}
 	rmq_log_read_done(p->log, r);
 	p->fetched_bytes += off;
