@@ -25,21 +25,24 @@
  *
  * This is Kafka's long poll: the answer leaves as soon as min_bytes of
  * batches are ready, or at max_wait with whatever there is; no loop polls.
- * Batches are copied once into the part's buffer on the owner, and sent as
- * they are stored: each FetchPartitionResponse is its header fields
- * (protobuf-c) followed by the stored entries, which are already encoded
- * `batches` elements (storage/batch.h).
+ * Batches are sent as they are stored: each FetchPartitionResponse is its
+ * header fields (protobuf-c) followed by the stored entries, which are
+ * already encoded `batches` elements (storage/batch.h).  By default they
+ * are not copied at all (see "Zero copy" below); with --fetch-copy they
+ * are copied once into the part's buffer on the owner, and again into the
+ * call's send queue.
  *
  * Cold reads.  A page fault on the segment mapping is a synchronous disk
  * read that stalls the whole shard, and under fsync=always the log writes
  * with O_DIRECT, so even the freshest data is not in the page cache.  So
- * read_part() copies a slice from the mapping only when mincore() says
- * every page of it is resident; the other slices are read into the buffer
- * with io_uring READs on the owner's ring, and the part is answered from
- * the completion instead:
+ * read_part() uses the mapping only when mincore() says every page of a
+ * slice is resident; the other slices are read into a buffer with
+ * io_uring READs on the owner's ring, and the part is answered from the
+ * completion instead.  (Up to 8 READs in flight per part were tried: no
+ * measurable change, docs/benchmarks.md.)
  *
- *   read_part ── all slices resident ──► memcpy ──► reply (READ_DONE)
- *        │
+ *   read_part ── all slices resident ──► zero copy: pin, reply (READ_DONE)
+ *        │                               (--fetch-copy: memcpy, reply)
  *        └── some slice cold: copy the resident ones, keep the log read
  *            pinned, READ the cold ones one after the other (short reads
  *            resubmit the rest) ─► READ_PENDING: neither parked nor
@@ -132,9 +135,57 @@ struct fetch_part {
 	int code;
 	char err[320];
 	uint64_t hw, log_start, next_offset;
-	uint8_t *data;
+	uint8_t *data;         /* copied or cold-read batches (malloc'd), or NULL */
 	size_t len;
+	/* The batches as sent: slices of the segment mapping (zero copy) or
+	 * the one range of data; trim_round shortens them. */
+	struct iovec iov[RMQ_LOG_SLICES_MAX];
+	unsigned niov;
+	struct fetch_ref *ref; /* zero copy: what keeps iov valid, or NULL */
 };
+
+/*
+ * Zero copy (the default; --fetch-copy turns it off).  The bytes of an
+ * answer are referenced by the connection's send queue, not copied into it
+ * (grpc.h, rmq_call_sendv_ref):
+ *
+ *   owner: every slice resident ──► pin the slices (no copy), iov = the
+ *          mapping ─────────────────────────────► origin: trim, send the
+ *   owner: some slice cold ──► READ + CRC into      headers copied and the
+ *          data (as before) ─────────────────────►  batches by reference
+ *                                                      │
+ *   released (rmq_send_ref count 0) when the op is done with the round and
+ *   the kernel took the last byte, or the call/connection went away first:
+ *   the slices are unpinned right there on the origin (segment pins are
+ *   atomic, storage/log.h rmq_log_read_release), data is freed.
+ *
+ * A page evicted between the mincore() check and the send makes the
+ * kernel's copy fault it in: the same race the copying path had with its
+ * memcpy, over a longer window (until the send).
+ */
+struct fetch_ref {
+	struct rmq_send_ref ref;
+	struct rmq_log_read lr;  /* pinned slices, or nslices 0 */
+	uint8_t *data;           /* a buffer to free, or NULL */
+};
+
+static void fetch_ref_release(struct rmq_send_ref *r)
+{
+	struct fetch_ref *fr = RMQ_CONTAINER_OF(r, struct fetch_ref, ref);
+	rmq_log_read_release(&fr->lr);
+	free(fr->data);
+	free(fr);
+}
+
+static struct fetch_ref *fetch_ref_new(void)
+{
+	struct fetch_ref *fr = calloc(1, sizeof(*fr));
+	if (fr) {
+		fr->ref.release = fetch_ref_release;
+		fr->ref.count = 1; /* the op's, dropped in free_round */
+	}
+	return fr;
+}
 
 struct fetch_op {
 	struct rmq_call *call;
@@ -397,6 +448,28 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	}
 	if (r->nslices == 0)
 		return READ_NONE;
+	if (!p->bs->b->cfg.fetch_copy) {
+		bool all = true;
+		for (unsigned i = 0; i < r->nslices && all; i++)
+			all = resident(r->slices[i].data, r->slices[i].len);
+		struct fetch_ref *fr = all ? fetch_ref_new() : NULL;
+		if (fr) {
+			/* The pins move to the reference; the origin sends from
+			 * the mapping. */
+			fr->lr = *r;
+			r->nslices = 0;
+			for (unsigned i = 0; i < fr->lr.nslices; i++)
+				fp->iov[i] = (struct iovec){(void *)fr->lr.slices[i].data,
+							    fr->lr.slices[i].len};
+			fp->niov = fr->lr.nslices;
+			fp->ref = fr;
+			fp->len = fr->lr.bytes;
+			fp->next_offset = fr->lr.next_offset;
+			p->fetched_bytes += fp->len;
+			p->bs->fetch_bytes += fp->len;
+			return READ_DONE;
+		}
+	}
 	fp->data = malloc(r->bytes);
 	if (!fp->data) {
 		rmq_log_read_done(p->log, r);
@@ -445,6 +518,8 @@ static void exec_part(struct fetch_part *fp)
 	fp->err[0] = '\0';
 	fp->data = NULL;
 	fp->len = 0;
+	fp->niov = 0;
+	fp->ref = NULL;
 	if (!p) {
 		fp->code = code;
 		snprintf(fp->err, sizeof(fp->err), code == EC_TOPIC_NOT_FOUND ? "unknown topic '%s'"
@@ -584,6 +659,19 @@ static void part_replied(struct rmq_xmsg *m)
 {
 	struct fetch_part *fp = RMQ_CONTAINER_OF(m, struct fetch_part, msg);
 	struct fetch_op *op = fp->op;
+	if (!fp->ref && fp->data && fp->len) {
+		fp->iov[0] = (struct iovec){fp->data, fp->len};
+		fp->niov = 1;
+		if (!rmq_bshard_current()->b->cfg.fetch_copy) {
+			/* Cold-read batches are sent from their buffer too. */
+			struct fetch_ref *fr = fetch_ref_new();
+			if (fr) {
+				fr->data = fp->data;
+				fp->data = NULL;
+				fp->ref = fr;
+			}
+		}
+	}
 	fp->replied = true;
 	op->outstanding--;
 	op->bytes += fp->len;
@@ -617,14 +705,16 @@ static size_t part_header(const struct fetch_part *fp, uint8_t **out)
  * for each part, key 0x1A + length + header + stored batches.  When
  * only_data, parts with neither data nor an error are left out
  * (Subscribe).  Returns the iovec count, or -1 on allocation failure.
- * The small buffers to free are returned in bufs. */
+ * The small buffers to free are returned in bufs; refs[i] is the
+ * reference that keeps iov[i] valid (zero copy), or NULL to copy it. */
 static int build_response(struct fetch_op *op, bool only_data, struct iovec **iov_out,
-			  uint8_t ***bufs_out, int *nbufs)
+			  struct rmq_send_ref ***refs_out, uint8_t ***bufs_out, int *nbufs)
 {
-	int max = 2 * op->nparts + 2, n = 0, nb = 0;
+	int max = (1 + RMQ_LOG_SLICES_MAX) * op->nparts + 2, n = 0, nb = 0;
 	struct iovec *iov = calloc((size_t)max, sizeof(*iov));
+	struct rmq_send_ref **refs = calloc((size_t)max, sizeof(*refs));
 	uint8_t **bufs = calloc((size_t)op->nparts + 2, sizeof(*bufs));
-	if (!iov || !bufs)
+	if (!iov || !bufs || !refs)
 		goto nomem;
 	if (op->code != EC_OK) {
 		/* Request-level error: FetchResponse{error_code, error_message}. */
@@ -660,11 +750,16 @@ static int build_response(struct fetch_op *op, bool only_data, struct iovec **io
 			free(hdr);
 			bufs[nb++] = b;
 			iov[n++] = (struct iovec){b, pl + hlen};
-			if (fp->len)
-				iov[n++] = (struct iovec){fp->data, fp->len};
+			for (unsigned k = 0; k < fp->niov; k++) {
+				if (fp->iov[k].iov_len == 0)
+					continue;
+				refs[n] = fp->ref ? &fp->ref->ref : NULL;
+				iov[n++] = fp->iov[k];
+			}
 		}
 	}
 	*iov_out = iov;
+	*refs_out = refs;
 	*bufs_out = bufs;
 	*nbufs = nb;
 	return n;
@@ -672,6 +767,7 @@ nomem:
 	for (int i = 0; i < nb; i++)
 		free(bufs[i]);
 	free(bufs);
+	free(refs);
 	free(iov);
 	return -1;
 }
@@ -679,9 +775,14 @@ nomem:
 static void free_round(struct fetch_op *op)
 {
 	for (int i = 0; i < op->nparts; i++) {
-		free(op->parts[i].data);
-		op->parts[i].data = NULL;
-		op->parts[i].len = 0;
+		struct fetch_part *fp = &op->parts[i];
+		free(fp->data);
+		fp->data = NULL;
+		fp->len = 0;
+		fp->niov = 0;
+		if (fp->ref) /* the send queue may hold it a while longer */
+			rmq_send_ref_put(&fp->ref->ref);
+		fp->ref = NULL;
 	}
 }
 
@@ -700,15 +801,17 @@ static void batch_done(struct fetch_batch *fb);
 static int send_round(struct fetch_op *op)
 {
 	struct iovec *iov;
+	struct rmq_send_ref **refs;
 	uint8_t **bufs;
 	int nb;
-	int n = build_response(op, op->kind == OP_SUBSCRIBE, &iov, &bufs, &nb);
+	int n = build_response(op, op->kind == OP_SUBSCRIBE, &iov, &refs, &bufs, &nb);
 	if (n < 0)
 		return -ENOMEM;
-	int rc = n == 0 ? 0 : rmq_call_sendv(op->call, iov, n);
+	int rc = n == 0 ? 0 : rmq_call_sendv_ref(op->call, iov, refs, n);
 	for (int i = 0; i < nb; i++)
 		free(bufs[i]);
 	free(bufs);
+	free(refs);
 	free(iov);
 	return rc;
 }
@@ -729,17 +832,30 @@ static void trim_round(struct fetch_op *op)
 		struct fetch_part *fp = &op->parts[i];
 		size_t keep = 0;
 		uint64_t next = fp->offset;
-		while (keep < fp->len) {
-			struct rmq_batch_view v;
-			int n = rmq_batch_parse_header(fp->data + keep, fp->len - keep, &v);
-			if (n <= 0)
-				break; /* the log returns whole entries: not reached */
-			if (!first && total + (uint64_t)n > op->max_bytes)
-				break;
-			first = false;
-			total += (uint64_t)n;
-			keep += (size_t)n;
-			next = rmq_batch_last_offset(&v.hdr) + 1;
+		bool cut = false;
+		/* Each iovec is whole entries (a slice, or the buffer). */
+		for (unsigned k = 0; k < fp->niov; k++) {
+			const uint8_t *b = fp->iov[k].iov_base;
+			size_t len = fp->iov[k].iov_len, kk = 0;
+			if (cut) {
+				fp->iov[k].iov_len = 0;
+				continue;
+			}
+			while (kk < len) {
+				struct rmq_batch_view v;
+				int n = rmq_batch_parse_header(b + kk, len - kk, &v);
+				if (n <= 0 || (!first && total + (uint64_t)n > op->max_bytes)) {
+					/* n <= 0: the log returns whole entries, not reached */
+					cut = true;
+					break;
+				}
+				first = false;
+				total += (uint64_t)n;
+				kk += (size_t)n;
+				next = rmq_batch_last_offset(&v.hdr) + 1;
+			}
+			fp->iov[k].iov_len = kk;
+			keep += kk;
 		}
 		if (keep < fp->len) {
 			fp->len = keep;
@@ -984,6 +1100,7 @@ static void batch_done(struct fetch_batch *fb)
 	/* FetchBatchResponse { responses (3): FetchResponse } : each op's
 	 * round is one element. */
 	struct iovec *all = NULL;
+	struct rmq_send_ref **allrefs = NULL;
 	int nall = 0, cap = 0;
 	uint8_t **frees = NULL;
 	int nfree = 0, fcap = 0;
@@ -991,9 +1108,10 @@ static void batch_done(struct fetch_batch *fb)
 
 	for (int k = 0; k < fb->n && ok; k++) {
 		struct iovec *iov;
+		struct rmq_send_ref **refs;
 		uint8_t **bufs;
 		int nb;
-		int n = build_response(fb->ops[k], false, &iov, &bufs, &nb);
+		int n = build_response(fb->ops[k], false, &iov, &refs, &bufs, &nb);
 		if (n < 0) {
 			ok = false;
 			break;
@@ -1003,7 +1121,21 @@ static void batch_done(struct fetch_batch *fb)
 			inner += iov[i].iov_len;
 		if (nall + n + 1 > cap) {
 			cap = (nall + n + 1) * 2;
-			all = realloc(all, (size_t)cap * sizeof(*all));
+			struct iovec *na = realloc(all, (size_t)cap * sizeof(*all));
+			if (na)
+				all = na;
+			struct rmq_send_ref **nr = realloc(allrefs, (size_t)cap * sizeof(*allrefs));
+			if (nr)
+				allrefs = nr;
+			if (!na || !nr) {
+				free(iov);
+				free(refs);
+				for (int i = 0; i < nb; i++)
+					free(bufs[i]);
+				free(bufs);
+				ok = false;
+				break;
+			}
 		}
 		if (nfree + nb + 1 > fcap) {
 			fcap = (nfree + nb + 1) * 2;
@@ -1015,23 +1147,27 @@ static void batch_done(struct fetch_batch *fb)
 			ok = false;
 			break;
 		}
+		allrefs[nall] = NULL;
 		all[nall++] = (struct iovec){pre, rmq_pb_put_len(pre, 3, inner)};
 		frees[nfree++] = pre;
 		memcpy(all + nall, iov, (size_t)n * sizeof(*iov));
+		memcpy(allrefs + nall, refs, (size_t)n * sizeof(*refs));
 		nall += n;
 		memcpy(frees + nfree, bufs, (size_t)nb * sizeof(*bufs));
 		nfree += nb;
 		free(iov);
+		free(refs);
 		free(bufs);
 	}
 	if (ok)
-		rmq_call_sendv(fb->call, all, nall);
+		rmq_call_sendv_ref(fb->call, all, allrefs, nall);
 	rmq_call_finish(fb->call, ok ? RMQ_GRPC_OK : RMQ_GRPC_RESOURCE_EXHAUSTED,
 			ok ? NULL : "out of memory");
 	for (int i = 0; i < nfree; i++)
 		free(frees[i]);
 	free(frees);
 	free(all);
+	free(allrefs);
 	for (int k = 0; k < fb->n; k++)
 		op_free(fb->ops[k]);
 	rmq_call_set_ctx(fb->call, NULL);

@@ -640,6 +640,9 @@ static int h2_init(struct rmq_client *cl)
 	return 0;
 }
 
+/* SETTINGS_MAX_FRAME_SIZE we announce (RFC 9113 allows up to 2^24 - 1). */
+#define RMQ_CLIENT_MAX_FRAME_BYTES (1u << 20)
+
 /* Creates the session and queues the preface: the client magic (sent by
  * nghttp2 itself), SETTINGS and the connection window. */
 static int h2_session_new(struct rmq_client_conn *cc)
@@ -650,6 +653,10 @@ static int h2_session_new(struct rmq_client_conn *cc)
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->stream_window},
 		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, RMQ_NET_HEADER_LIST_MAX},
 		{NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+		/* Large DATA frames: an rmqd answers referenced batches in
+		 * frames up to this (grpc.c, frame_len), so fewer frames to
+		 * parse here and fewer to build there than 16 KiB ones. */
+		{NGHTTP2_SETTINGS_MAX_FRAME_SIZE, RMQ_CLIENT_MAX_FRAME_BYTES},
 	};
 	int rv = nghttp2_session_client_new2(&cc->h2, cc->cl->cbs, cc, cc->cl->opt);
 	if (rv != 0)

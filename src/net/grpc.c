@@ -78,6 +78,7 @@ void net_calls_fini(struct rmq_server *srv)
 	for (uint32_t i = 0; i < srv->cfg.max_calls; i++) {
 		net_grpc_reader_free(&srv->calls[i].rd);
 		free(srv->calls[i].sbuf);
+		free(srv->calls[i].sq);
 		free(srv->calls[i].status_msg);
 	}
 	free(srv->calls);
@@ -96,12 +97,16 @@ struct rmq_call *net_call_open(struct conn *conn, int32_t stream_id)
 	struct net_grpc_reader rd = c->rd;
 	uint8_t *sbuf = c->sbuf;
 	size_t scap = c->scap;
+	struct net_sq_ent *sq = c->sq;
+	uint32_t sq_cap = c->sq_cap;
 	memset(c, 0, sizeof(*c));
 	c->srv = srv;
 	c->rd = rd;
 	net_grpc_reader_reset(&c->rd);
 	c->sbuf = sbuf;
 	c->scap = scap;
+	c->sq = sq;
+	c->sq_cap = sq_cap;
 	c->in_use = true;
 	c->conn = conn;
 	c->stream_id = stream_id;
@@ -112,12 +117,20 @@ struct rmq_call *net_call_open(struct conn *conn, int32_t stream_id)
 	return c;
 }
 
+static void sq_discard(struct rmq_call *c, size_t keep);
+
 static void call_release(struct rmq_call *c)
 {
 	struct rmq_server *srv = c->srv;
 
 	RMQ_ASSERT(c->conn == NULL);
 	RMQ_ASSERT(!c->drain_queued);
+	sq_discard(c, 0); /* detach emptied it; kept for clarity */
+	if (c->sq_cap > RMQ_CALL_KEEP_BYTES / sizeof(*c->sq)) {
+		free(c->sq);
+		c->sq = NULL;
+		c->sq_cap = 0;
+	}
 	rmq_timer_cancel(srv->shard, &c->deadline);
 	free(c->status_msg);
 	c->status_msg = NULL;
@@ -236,7 +249,7 @@ static void finish_common(struct rmq_call *c, enum rmq_grpc_status status, const
 	if (!c->conn)
 		return;
 	if (discard)
-		c->stail = c->shead + c->sreserved; /* keep what nghttp2 was promised */
+		sq_discard(c, c->sreserved); /* keep what nghttp2 was promised */
 	if (!c->resp_headers) {
 		submit_trailers_only(c);
 	} else if (c->deferred) {
@@ -481,6 +494,10 @@ void net_call_detach(struct rmq_call *c)
 	rmq_list_del(&c->link);
 	c->conn = NULL;
 	c->req_done = true;
+	/* Nothing queued can be sent any more: references go back now, not
+	 * when the app drops the call. */
+	c->sreserved = 0;
+	sq_discard(c, 0);
 	rmq_timer_cancel(c->srv->shard, &c->deadline);
 	if (!c->finished && !c->cancelled) {
 		c->cancelled = true;
@@ -491,6 +508,29 @@ void net_call_detach(struct rmq_call *c)
 }
 
 /* ---- responses -------------------------------------------------------------- */
+
+/*
+ * How much of the queue the next DATA frame may take, at most length (the
+ * window and the peer's SETTINGS_MAX_FRAME_SIZE): referenced bytes go out
+ * in frames as large as that, up to the end of their entry; bytes that are
+ * copied into the connection's output in frames of at most 16 KiB, so a
+ * frame always fits an emptied send buffer.  O(entries before the first
+ * unpromised byte), a handful.
+ */
+static size_t frame_len(const struct rmq_call *c, size_t length)
+{
+	size_t at = c->sreserved;
+	for (uint32_t i = c->sq_head; i < c->sq_tail; i++) {
+		const struct net_sq_ent *e = &c->sq[i];
+		if (at >= e->len) {
+			at -= e->len;
+			continue;
+		}
+		size_t cap = e->ext ? e->len - at : 16384;
+		return cap < length ? cap : length;
+	}
+	return 0;
+}
 
 static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
 		       uint32_t *data_flags, nghttp2_data_source *source, void *ud)
@@ -503,9 +543,10 @@ static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size
 
 	if (!c || !c->conn)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	size_t avail = c->stail - c->shead - c->sreserved;
+	size_t avail = c->squeued - c->sreserved;
 	if (avail > 0) {
-		size_t n = avail < length ? avail : length;
+		size_t n = frame_len(c, avail < length ? avail : length);
+		RMQ_DASSERT(n > 0 && n <= avail);
 		c->sreserved += n;
 		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 		if (c->finished && n == avail) {
@@ -523,24 +564,104 @@ static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size
 	return NGHTTP2_ERR_DEFERRED;
 }
 
+/* ---- the send queue ----------------------------------------------------------- */
+
+/*
+ * Drops everything queued after the first keep bytes (references go back),
+ * cutting the entry that straddles the boundary.  O(entries).
+ */
+static void sq_discard(struct rmq_call *c, size_t keep)
+{
+	size_t seen = 0, inline_kept = 0;
+	uint32_t i = c->sq_head, cut = c->sq_tail;
+
+	for (; i < c->sq_tail; i++) {
+		struct net_sq_ent *e = &c->sq[i];
+		if (seen + e->len <= keep) {
+			seen += e->len;
+			inline_kept += e->ext ? 0 : e->len;
+			continue;
+		}
+		if (seen < keep) {
+			/* Straddles: keep its head. */
+			e->len = (uint32_t)(keep - seen);
+			inline_kept += e->ext ? 0 : e->len;
+			seen = keep;
+			cut = i + 1;
+			i++;
+		} else {
+			cut = i;
+		}
+		break;
+	}
+	for (; i < c->sq_tail; i++) {
+		struct net_sq_ent *e = &c->sq[i];
+		if (e->ext)
+			rmq_send_ref_put(e->ref);
+	}
+	if (cut < c->sq_tail)
+		c->sq_tail = cut;
+	c->squeued = seen;
+	c->stail = c->shead + inline_kept;
+	if (c->squeued == 0) {
+		c->shead = c->stail = 0;
+		c->sq_head = c->sq_tail = 0;
+	}
+}
+
 int net_call_send_data(struct conn *conn, nghttp2_frame *frame, const uint8_t *framehd,
 		       size_t length, nghttp2_data_source *source)
 {
 	struct rmq_call *c = source->ptr;
 	struct rmq_server *srv = conn->srv;
 
-	if (net_conn_out_room(conn) < 9 + length + RMQ_NET_CTRL_RESERVE)
-		return NGHTTP2_ERR_WOULDBLOCK;
 	RMQ_ASSERT(frame->data.padlen == 0);
 	RMQ_ASSERT(length <= c->sreserved);
+	/* What the frame needs in the connection's output: the header and
+	 * the inline bytes copied, one piece per entry it spans.  A frame
+	 * that does not fit, or output already holding enough referenced
+	 * bytes for one send, waits for the next flush. */
+	size_t copy = 9, left = length;
+	uint32_t pieces = 1;
+	for (uint32_t i = c->sq_head; left > 0; i++) {
+		RMQ_DASSERT(i < c->sq_tail);
+		size_t take = c->sq[i].len < left ? c->sq[i].len : left;
+		copy += c->sq[i].ext ? 0 : take;
+		pieces++;
+		left -= take;
+	}
+	if (net_conn_out_room(conn) < copy + RMQ_NET_CTRL_RESERVE ||
+	    net_conn_pieces_room(conn) < pieces + RMQ_NET_PIECES_RESERVE ||
+	    conn->out_ref_bytes >= RMQ_NET_OUT_REF_MAX)
+		return NGHTTP2_ERR_WOULDBLOCK;
 	net_conn_out_append(conn, framehd, 9);
-	net_conn_out_append(conn, c->sbuf + c->shead, length);
-	c->shead += length;
+	left = length;
+	while (left > 0) {
+		struct net_sq_ent *e = &c->sq[c->sq_head];
+		size_t take = e->len < left ? e->len : left;
+		if (e->ext) {
+			net_conn_out_append_ref(conn, e->ext, take, e->ref);
+			e->ext += take;
+		} else {
+			net_conn_out_append(conn, c->sbuf + c->shead, take);
+			c->shead += take;
+		}
+		e->len -= (uint32_t)take;
+		left -= take;
+		if (e->len == 0) {
+			if (e->ext)
+				rmq_send_ref_put(e->ref); /* the piece holds its own */
+			c->sq_head++;
+		}
+	}
 	c->sreserved -= length;
-	if (c->shead == c->stail)
+	c->squeued -= length;
+	if (c->squeued == 0) {
+		RMQ_DASSERT(c->sq_head == c->sq_tail && c->shead == c->stail);
 		c->shead = c->stail = 0;
-	if (c->want_drain && !c->drain_queued &&
-	    c->stail - c->shead <= srv->cfg.send_queue_bytes / 2) {
+		c->sq_head = c->sq_tail = 0;
+	}
+	if (c->want_drain && !c->drain_queued && c->squeued <= srv->cfg.send_queue_bytes / 2) {
 		/* on_drain runs after the flush, not inside nghttp2. */
 		c->want_drain = false;
 		c->drain_queued = true;
@@ -564,7 +685,7 @@ void net_run_drains(struct rmq_server *srv)
 	}
 }
 
-/* Makes room for need more bytes at the tail of the send queue. */
+/* Makes room for need more bytes at the tail of the inline buffer. */
 static int sendq_reserve(struct rmq_call *c, size_t need)
 {
 	size_t queued = c->stail - c->shead;
@@ -572,8 +693,8 @@ static int sendq_reserve(struct rmq_call *c, size_t need)
 	if (c->stail + need <= c->scap)
 		return 0;
 	if (c->shead > 0) {
-		/* Offsets count from shead, so moving the bytes promised to
-		 * nghttp2 (NO_COPY) is safe. */
+		/* Entries count bytes from shead, so moving the bytes promised
+		 * to nghttp2 (NO_COPY) is safe. */
 		memmove(c->sbuf, c->sbuf + c->shead, queued);
 		c->shead = 0;
 		c->stail = queued;
@@ -591,53 +712,119 @@ static int sendq_reserve(struct rmq_call *c, size_t need)
 	return 0;
 }
 
-int rmq_call_sendv(struct rmq_call *c, const struct iovec *iov, int iovcnt)
+/* Makes room for need more entries. */
+static int sq_reserve(struct rmq_call *c, uint32_t need)
+{
+	uint32_t used = c->sq_tail - c->sq_head;
+
+	if (c->sq_tail + need <= c->sq_cap)
+		return 0;
+	if (c->sq_head > 0) {
+		memmove(c->sq, c->sq + c->sq_head, used * sizeof(*c->sq));
+		c->sq_head = 0;
+		c->sq_tail = used;
+		if (used + need <= c->sq_cap)
+			return 0;
+	}
+	uint32_t cap = c->sq_cap ? c->sq_cap * 2 : 16;
+	if (cap < used + need)
+		cap = used + need;
+	struct net_sq_ent *p = realloc(c->sq, (size_t)cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	c->sq = p;
+	c->sq_cap = cap;
+	return 0;
+}
+
+/* Queues len inline bytes already written at stail, merging with an
+ * inline entry before them. */
+static void sq_push_inline(struct rmq_call *c, size_t len)
+{
+	if (len == 0)
+		return;
+	struct net_sq_ent *last = c->sq_tail > c->sq_head ? &c->sq[c->sq_tail - 1] : NULL;
+	if (last && !last->ext && (uint64_t)last->len + len <= UINT32_MAX)
+		last->len += (uint32_t)len;
+	else
+		c->sq[c->sq_tail++] = (struct net_sq_ent){.len = (uint32_t)len};
+	c->stail += len;
+	c->squeued += len;
+}
+
+static bool by_ref(struct rmq_send_ref *const *refs, const struct iovec *iov, int i)
+{
+	return refs && refs[i] && iov[i].iov_len >= RMQ_NET_REF_MIN;
+}
+
+int rmq_call_sendv_ref(struct rmq_call *c, const struct iovec *iov,
+		       struct rmq_send_ref *const *refs, int iovcnt)
 {
 	const struct rmq_net_config *cfg = &c->srv->cfg;
-	size_t total = 0;
+	size_t total = 0, copied = RMQ_GRPC_PREFIX;
 	int rc;
 
 	if (rmq_call_done(c) || !c->conn)
 		return RMQ_ECLOSED;
-	for (int i = 0; i < iovcnt; i++)
+	for (int i = 0; i < iovcnt; i++) {
 		total += iov[i].iov_len;
+		if (!by_ref(refs, iov, i))
+			copied += iov[i].iov_len;
+	}
 	if (total > cfg->max_message_bytes)
 		return RMQ_ETOOBIG;
-	size_t queued = c->stail - c->shead;
 	/* An empty queue takes one message of any allowed size. */
-	if (queued > 0 && queued + RMQ_GRPC_PREFIX + total > cfg->send_queue_bytes) {
+	if (c->squeued > 0 && c->squeued + RMQ_GRPC_PREFIX + total > cfg->send_queue_bytes) {
 		c->want_drain = true;
 		return RMQ_EFULL;
 	}
-	rc = sendq_reserve(c, RMQ_GRPC_PREFIX + total);
+	/* Room first, so nothing below can fail once the response is
+	 * submitted: a referenced iovec takes an entry, and so may each run
+	 * of copied bytes between them. */
+	rc = sendq_reserve(c, copied);
+	if (rc == 0)
+		rc = sq_reserve(c, 2 * (uint32_t)iovcnt + 1);
 	if (rc < 0)
 		return rc;
-	uint8_t *p = c->sbuf + c->stail;
-	net_grpc_prefix(p, (uint32_t)total);
-	p += RMQ_GRPC_PREFIX;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len) {
-			memcpy(p, iov[i].iov_base, iov[i].iov_len);
-			p += iov[i].iov_len;
-		}
-	}
-	c->stail += RMQ_GRPC_PREFIX + total;
 	if (!c->resp_headers) {
 		nghttp2_nv nv[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
 		nghttp2_data_provider prd = {.source.ptr = c, .read_callback = read_cb};
 		int rv = nghttp2_submit_response(c->conn->h2, c->stream_id, nv, RMQ_ARRAY_SIZE(nv),
 						 &prd);
-		if (rv != 0) {
-			c->stail -= RMQ_GRPC_PREFIX + total;
+		if (rv != 0)
 			return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : RMQ_ECLOSED;
-		}
 		c->resp_headers = true;
 	} else if (c->deferred) {
 		c->deferred = false;
 		nghttp2_session_resume_data(c->conn->h2, c->stream_id);
 	}
+	uint8_t *p = c->sbuf + c->stail;
+	net_grpc_prefix(p, (uint32_t)total);
+	size_t run = RMQ_GRPC_PREFIX; /* inline bytes written since stail */
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		if (!by_ref(refs, iov, i)) {
+			memcpy(p + run, iov[i].iov_base, iov[i].iov_len);
+			run += iov[i].iov_len;
+			continue;
+		}
+		sq_push_inline(c, run);
+		p = c->sbuf + c->stail;
+		run = 0;
+		rmq_send_ref_get(refs[i]);
+		c->sq[c->sq_tail++] = (struct net_sq_ent){
+			.ext = iov[i].iov_base, .ref = refs[i], .len = (uint32_t)iov[i].iov_len};
+		c->squeued += iov[i].iov_len;
+	}
+	sq_push_inline(c, run);
 	net_conn_mark_dirty(c->conn);
 	return 0;
+}
+
+int rmq_call_sendv(struct rmq_call *c, const struct iovec *iov, int iovcnt)
+{
+	return rmq_call_sendv_ref(c, iov, NULL, iovcnt);
 }
 
 int rmq_call_send(struct rmq_call *c, const void *msg, size_t len)

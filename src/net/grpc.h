@@ -114,6 +114,42 @@ int rmq_call_send(struct rmq_call *c, const void *msg, size_t len);
 int rmq_call_sendv(struct rmq_call *c, const struct iovec *iov, int iovcnt);
 
 /*
+ * Bytes a response refers to instead of copying (zero-copy sends).  The
+ * sender sets release and count = 1 (its own count), and drops its count
+ * with rmq_send_ref_put() when it no longer needs the bytes itself; the
+ * layer holds a count for every queued piece that points at them.
+ * release runs once, on the call's shard, when the last count goes: after
+ * the kernel has taken every referenced byte (send completion; a short
+ * send keeps the rest), or when the call or its connection is dropped
+ * (cancel, reset, deadline, lost connection) with bytes still queued.
+ * Counts are not atomic: only the call's shard touches them once queued.
+ */
+struct rmq_send_ref {
+	void (*release)(struct rmq_send_ref *r);
+	uint32_t count;
+};
+
+static inline void rmq_send_ref_get(struct rmq_send_ref *r)
+{
+	r->count++;
+}
+
+static inline void rmq_send_ref_put(struct rmq_send_ref *r)
+{
+	if (--r->count == 0)
+		r->release(r);
+}
+
+/*
+ * Like rmq_call_sendv(), but iov[i] is referenced, not copied, when
+ * refs[i] is not NULL (and it is not tiny): its bytes must stay unchanged
+ * until refs[i] is released (see above).  refs may be NULL (all copied).
+ * On an error nothing is queued and no count is taken.
+ */
+int rmq_call_sendv_ref(struct rmq_call *c, const struct iovec *iov,
+		       struct rmq_send_ref *const *refs, int iovcnt);
+
+/*
  * Ends the call with grpc-status (and grpc-message when msg is not NULL,
  * percent-encoded by the layer).  After queued messages are sent, the
  * trailers follow; with nothing sent it is a trailers-only response.

@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Bytes of output buffered per connection (one send gathers at most this).
  * The buffers of all connections are one mapping made at start; a page is
@@ -71,6 +72,22 @@ _Static_assert(RMQ_NET_CTRL_RESERVE >= 3 * NET_STATUS_MSG_MAX + 512, "trailers f
 _Static_assert(RMQ_NET_FRAME_MAX + RMQ_NET_CTRL_RESERVE <= RMQ_NET_SENDBUF_BYTES, "reserve fits");
 
 _Static_assert(RMQ_NET_SENDBUF_BYTES >= 4 * RMQ_NET_FRAME_MAX, "send buffer holds frames");
+/* A connection's output is a chain of pieces, each either bytes in its
+ * send buffer or bytes a response references (rmq_call_sendv_ref); one
+ * SENDMSG takes at most this many. */
+#define RMQ_NET_OUT_PIECES 256u
+/* Pieces a NO_COPY DATA frame leaves free for what else nghttp2 returns in
+ * the same flush (each returned chunk is one piece). */
+#define RMQ_NET_PIECES_RESERVE 8u
+/* Referenced bytes gathered into one connection's output before the flush
+ * stops asking nghttp2 for more: a send moves at most about this much. */
+#define RMQ_NET_OUT_REF_MAX (4u << 20)
+/* The largest DATA frame the server sends when the peer allows it (h2.c). */
+#define RMQ_NET_DATA_FRAME_MAX (1u << 20)
+/* A referenced iovec shorter than this is copied instead: a piece costs
+ * more than copying a few hundred bytes. */
+#define RMQ_NET_REF_MIN 512u
+_Static_assert(RMQ_NET_OUT_PIECES >= 4 * RMQ_NET_PIECES_RESERVE, "pieces for frames");
 _Static_assert(RMQ_CALL_PATH_MAX >= 64, "paths are named in errors");
 
 /* ---- intrusive doubly linked list ---------------------------------------- */
@@ -211,6 +228,21 @@ static inline void *net_bufring_addr(const struct net_bufring *r, unsigned bid)
 
 /* ---- objects -------------------------------------------------------------- */
 
+struct net_out_piece {
+	const uint8_t *ext;         /* NULL: bytes of conn->out at off */
+	struct rmq_send_ref *ref;   /* ext only: one count held */
+	uint32_t off;
+	uint32_t len;
+};
+
+/* One entry of a call's send queue: len bytes of sbuf (from shead, in
+ * order) or len referenced bytes at ext. */
+struct net_sq_ent {
+	const uint8_t *ext;         /* NULL: inline bytes in sbuf */
+	struct rmq_send_ref *ref;   /* ext only: one count held */
+	uint32_t len;
+};
+
 enum conn_state {
 	CONN_FREE,    /* in the pool */
 	CONN_OPEN,    /* reading and writing */
@@ -235,11 +267,21 @@ struct conn {
 	bool closing;           /* flush what is queued, then close */
 	bool counted_error;     /* protocol_errors counted once */
 
-	/* Output: [out_head, out_tail) is queued; while a send is in flight
-	 * it covers [out_head, out_head + out_inflight) and only bytes past
-	 * out_tail may be written. */
+	/* Output: pieces[pc_head, pc_tail) in order; a piece is either bytes
+	 * of `out` (ext NULL: [off, off + len), all within [out_head,
+	 * out_tail)) or referenced bytes (ext, holding one count of ref).
+	 * While a send is in flight it covers the first pc_inflight pieces as
+	 * they were then (iov), and only bytes past out_tail and pieces past
+	 * pc_tail may be added; the completion consumes pieces by the bytes
+	 * sent, so a short send resends the rest and references are dropped
+	 * only once the kernel has taken their bytes. */
 	uint8_t *out;
-	uint32_t out_head, out_tail, out_inflight;
+	uint32_t out_head, out_tail;
+	struct net_out_piece *pieces;  /* RMQ_NET_OUT_PIECES */
+	struct iovec *iov;             /* RMQ_NET_OUT_PIECES, the send's */
+	uint32_t pc_head, pc_tail, pc_inflight;
+	uint64_t out_ref_bytes;        /* referenced bytes queued */
+	struct msghdr msg;
 
 	uint8_t first[16];      /* first input bytes, to recognise HTTP/1.x */
 	uint32_t nfirst;
@@ -290,10 +332,15 @@ struct rmq_call {
 	/* request reassembly (wire.c) */
 	struct net_grpc_reader rd;
 
-	/* send queue: [shead, stail) of sbuf; the first sreserved bytes were
-	 * promised to nghttp2 (NO_COPY) and are copied out at send time. */
+	/* send queue: entries sq[sq_head, sq_tail) in order, squeued bytes in
+	 * all; the inline ones are [shead, stail) of sbuf.  The first
+	 * sreserved bytes were promised to nghttp2 (NO_COPY) and go to the
+	 * connection's output at send time: inline bytes copied, referenced
+	 * ones as pieces of the chain. */
 	uint8_t *sbuf;
-	size_t scap, shead, stail, sreserved;
+	size_t scap, shead, stail, sreserved, squeued;
+	struct net_sq_ent *sq;
+	uint32_t sq_cap, sq_head, sq_tail;
 
 	enum rmq_grpc_status status;
 	char status_str[4];
@@ -330,6 +377,10 @@ struct rmq_server {
 	struct rmq_list calls_free;
 	struct rmq_call *drain_head;
 
+	struct net_out_piece *pieces;  /* RMQ_NET_OUT_PIECES per connection */
+	struct iovec *iovs;            /* the same */
+	size_t pieces_bytes, iovs_bytes;
+
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
 
@@ -342,8 +393,16 @@ struct rmq_server {
 void net_conn_mark_dirty(struct conn *conn);
 /* Room left at the tail of the connection's output buffer. */
 size_t net_conn_out_room(const struct conn *conn);
-/* Appends (the caller checked the room). */
+/* Pieces left in the connection's output chain. */
+static inline uint32_t net_conn_pieces_room(const struct conn *conn)
+{
+	return RMQ_NET_OUT_PIECES - conn->pc_tail;
+}
+/* Appends a copy (the caller checked the room: bytes, and one piece). */
 void net_conn_out_append(struct conn *conn, const void *p, size_t len);
+/* Appends a referenced piece; takes one count of ref (checked room). */
+void net_conn_out_append_ref(struct conn *conn, const uint8_t *p, size_t len,
+			     struct rmq_send_ref *ref);
 /* Flush what is queued, then close; counts a protocol error if asked. */
 void net_conn_close_soon(struct conn *conn, bool protocol_error);
 

@@ -256,8 +256,73 @@ size_t net_conn_out_room(const struct conn *c)
 void net_conn_out_append(struct conn *c, const void *p, size_t len)
 {
 	RMQ_DASSERT(len <= net_conn_out_room(c));
+	if (len == 0)
+		return;
 	memcpy(c->out + c->out_tail, p, len);
+	struct net_out_piece *last = c->pc_tail > c->pc_head ? &c->pieces[c->pc_tail - 1] : NULL;
+	if (last && !last->ext && last->off + last->len == c->out_tail) {
+		/* Contiguous with the last piece (even one in flight: the send
+		 * took its length, and the completion consumes by bytes). */
+		last->len += (uint32_t)len;
+	} else {
+		RMQ_ASSERT(c->pc_tail < RMQ_NET_OUT_PIECES);
+		c->pieces[c->pc_tail++] = (struct net_out_piece){.off = c->out_tail, .len = (uint32_t)len};
+	}
 	c->out_tail += (uint32_t)len;
+}
+
+void net_conn_out_append_ref(struct conn *c, const uint8_t *p, size_t len, struct rmq_send_ref *ref)
+{
+	RMQ_ASSERT(c->pc_tail < RMQ_NET_OUT_PIECES);
+	rmq_send_ref_get(ref);
+	c->pieces[c->pc_tail++] = (struct net_out_piece){.ext = p, .ref = ref, .len = (uint32_t)len};
+	c->out_ref_bytes += len;
+}
+
+/* Drops every queued piece (the connection is gone or starts over). */
+static void out_reset(struct conn *c)
+{
+	for (uint32_t i = c->pc_head; i < c->pc_tail; i++)
+		if (c->pieces[i].ext)
+			rmq_send_ref_put(c->pieces[i].ref);
+	c->pc_head = c->pc_tail = c->pc_inflight = 0;
+	c->out_head = c->out_tail = 0;
+	c->out_ref_bytes = 0;
+}
+
+/* The kernel took n bytes from the front of the chain: drop what is
+ * done (references included), keep the rest of a piece sent in part. */
+static void out_consume(struct conn *c, size_t n)
+{
+	while (n > 0) {
+		RMQ_ASSERT(c->pc_head < c->pc_tail);
+		struct net_out_piece *pc = &c->pieces[c->pc_head];
+		size_t take = pc->len < n ? pc->len : n;
+		if (pc->ext) {
+			pc->ext += take;
+			c->out_ref_bytes -= take;
+		} else {
+			pc->off += (uint32_t)take;
+			c->out_head = pc->off;
+		}
+		pc->len -= (uint32_t)take;
+		n -= take;
+		if (pc->len > 0)
+			break;
+		if (pc->ext)
+			rmq_send_ref_put(pc->ref);
+		c->pc_head++;
+	}
+	RMQ_ASSERT(n == 0);
+	if (c->pc_head == c->pc_tail) {
+		c->pc_head = c->pc_tail = 0;
+		c->out_head = c->out_tail = 0;
+	}
+}
+
+static bool out_pending(const struct conn *c)
+{
+	return c->pc_tail > c->pc_head;
 }
 
 static void send_done(struct rmq_io_op *op, int res, unsigned flags)
@@ -267,15 +332,13 @@ static void send_done(struct rmq_io_op *op, int res, unsigned flags)
 
 	RMQ_ASSERT(c->send_inflight);
 	c->send_inflight = false;
+	c->pc_inflight = 0;
 	if (c->state == CONN_CLOSING) {
 		conn_abort(c, 0); /* frees it when the recv is done too */
 		return;
 	}
 	if (res > 0) {
-		RMQ_DASSERT((uint32_t)res <= c->out_inflight);
-		c->out_head += (uint32_t)res; /* a short send resends the rest */
-		if (c->out_head == c->out_tail)
-			c->out_head = c->out_tail = 0;
+		out_consume(c, (size_t)res); /* a short send resends the rest */
 		net_conn_mark_dirty(c);
 		return;
 	}
@@ -287,15 +350,79 @@ static void send_done(struct rmq_io_op *op, int res, unsigned flags)
 	conn_abort(c, res == 0 ? -EPIPE : res);
 }
 
+/*
+ * One send of the whole chain: a plain SEND when it is one piece, else a
+ * SENDMSG gathering the send buffer's bytes and the referenced ones (the
+ * kernel copies them into the socket either way; SEND_ZC would not on
+ * loopback, see docs/net.md).  The iovecs stay in the connection until
+ * the completion.
+ */
 static int submit_send(struct conn *c)
 {
 	struct io_uring_sqe *sqe = rmq_io_sqe(c->srv->io, &c->send_op);
 	if (!sqe)
 		return -EBUSY;
-	c->out_inflight = c->out_tail - c->out_head;
-	io_uring_prep_send(sqe, c->fd, c->out + c->out_head, c->out_inflight, MSG_NOSIGNAL);
+	uint32_t n = c->pc_tail - c->pc_head;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct net_out_piece *pc = &c->pieces[c->pc_head + i];
+		c->iov[i].iov_base = pc->ext ? (void *)pc->ext : c->out + pc->off;
+		c->iov[i].iov_len = pc->len;
+	}
+	c->pc_inflight = n;
+	if (n == 1) {
+		io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
+	} else {
+		c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = n};
+		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	}
 	c->send_inflight = true;
 	return 0;
+}
+
+/*
+ * Asks nghttp2 for output while a whole chunk (or NO_COPY DATA frame) fits
+ * the send buffer, pieces are left, and not too many referenced bytes are
+ * queued (the send_data callback checks the same; nghttp2 cannot be told
+ * how much room there is).  Returns 0, a negative nghttp2 error, or
+ * RMQ_ETOOBIG when a chunk does not fit (never with our frame sizes).
+ */
+static int conn_gather(struct conn *c)
+{
+	while (net_conn_out_room(c) >= RMQ_NET_FRAME_MAX &&
+	       net_conn_pieces_room(c) > RMQ_NET_PIECES_RESERVE &&
+	       c->out_ref_bytes < RMQ_NET_OUT_REF_MAX) {
+		const uint8_t *p;
+		ssize_t n = nghttp2_session_mem_send(c->h2, &p);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			break;
+		if ((size_t)n > net_conn_out_room(c) || net_conn_pieces_room(c) == 0)
+			return RMQ_ETOOBIG;
+		net_conn_out_append(c, p, (size_t)n);
+	}
+	return 0;
+}
+
+/* With no send in flight: moves the queued bytes and pieces to the
+ * front, so the buffer and the chain have their full room again. */
+static void out_compact(struct conn *c)
+{
+	RMQ_DASSERT(!c->send_inflight);
+	if (c->pc_head > 0) {
+		memmove(c->pieces, c->pieces + c->pc_head,
+			(c->pc_tail - c->pc_head) * sizeof(*c->pieces));
+		c->pc_tail -= c->pc_head;
+		c->pc_head = 0;
+	}
+	if (c->out_head > 0) {
+		memmove(c->out, c->out + c->out_head, c->out_tail - c->out_head);
+		for (uint32_t i = 0; i < c->pc_tail; i++)
+			if (!c->pieces[i].ext)
+				c->pieces[i].off -= c->out_head;
+		c->out_tail -= c->out_head;
+		c->out_head = 0;
+	}
 }
 
 static void conn_linger(struct conn *c)
@@ -322,13 +449,10 @@ static void conn_flush(struct conn *c)
 {
 	if (c->state != CONN_OPEN)
 		return;
-	if (!c->send_inflight && c->out_head > 0) {
-		memmove(c->out, c->out + c->out_head, c->out_tail - c->out_head);
-		c->out_tail -= c->out_head;
-		c->out_head = 0;
-	}
+	if (!c->send_inflight)
+		out_compact(c);
 	if (c->preface_ok && !c->h2_dead && !c->raw) {
-		int rc = net_h2_gather(c->h2, c->out, &c->out_tail, RMQ_NET_SENDBUF_BYTES);
+		int rc = conn_gather(c);
 		if (rc == RMQ_ETOOBIG) {
 			/* Cannot happen with our frame sizes (see
 			 * RMQ_NET_CTRL_RESERVE); never overrun. */
@@ -343,14 +467,14 @@ static void conn_flush(struct conn *c)
 		if (c->state != CONN_OPEN)
 			return;
 	}
-	if (c->out_tail > c->out_head && !c->send_inflight) {
+	if (out_pending(c) && !c->send_inflight) {
 		int rc = submit_send(c);
 		if (rc < 0) {
 			conn_abort(c, rc);
 			return;
 		}
 	}
-	if (c->send_inflight || c->out_tail > c->out_head)
+	if (c->send_inflight || out_pending(c))
 		return;
 	if (c->closing || c->raw)
 		conn_linger(c);
@@ -402,7 +526,8 @@ static void conn_input(struct conn *c, const uint8_t *p, size_t n)
 		c->h2_dead = true;
 		if (looks_http1(c->first, c->nfirst)) {
 			c->raw = true;
-			c->out_head = c->out_tail = 0;
+			if (!c->send_inflight)
+				out_reset(c); /* nothing was sent before the preface */
 			net_conn_out_append(c, http1_505, sizeof(http1_505) - 1);
 		}
 		rmq_debug("net: fd %d: not an HTTP/2 client preface%s", c->fd,
@@ -558,6 +683,7 @@ static void conn_free(struct conn *c)
 	RMQ_ASSERT(!c->send_inflight);
 	RMQ_ASSERT(rmq_list_empty(&c->calls));
 	rmq_timer_cancel(srv->shard, &c->timer);
+	out_reset(c); /* references of bytes never sent go back */
 	close(c->fd);
 	c->fd = -1;
 	if (c->h2) {
@@ -625,7 +751,9 @@ static void conn_open(struct rmq_server *srv, int fd)
 	c->fd = fd;
 	c->state = CONN_OPEN;
 	c->preface_ok = c->h2_dead = c->raw = c->closing = c->counted_error = false;
-	c->out_head = c->out_tail = c->out_inflight = 0;
+	c->out_head = c->out_tail = 0;
+	c->pc_head = c->pc_tail = c->pc_inflight = 0;
+	c->out_ref_bytes = 0;
 	c->nfirst = 0;
 	c->nrecv = 0;
 	c->last_rx_ns = rmq_now_ns();
@@ -793,6 +921,10 @@ static void server_free(struct rmq_server *srv)
 	net_h2_fini(srv);
 	if (srv->sendbufs)
 		munmap(srv->sendbufs, srv->sendbufs_bytes);
+	if (srv->pieces)
+		munmap(srv->pieces, srv->pieces_bytes);
+	if (srv->iovs)
+		munmap(srv->iovs, srv->iovs_bytes);
 	free(srv->conns);
 	free(srv->methods);
 	free(srv);
@@ -852,11 +984,29 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		srv->sendbufs = NULL;
 		goto err_srv;
 	}
+	/* The output chains, committed as connections use them, like the
+	 * send buffers. */
+	srv->pieces_bytes = (size_t)cfg->max_connections * RMQ_NET_OUT_PIECES * sizeof(*srv->pieces);
+	srv->pieces = mmap(NULL, srv->pieces_bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (srv->pieces == MAP_FAILED) {
+		srv->pieces = NULL;
+		goto err_srv;
+	}
+	srv->iovs_bytes = (size_t)cfg->max_connections * RMQ_NET_OUT_PIECES * sizeof(*srv->iovs);
+	srv->iovs = mmap(NULL, srv->iovs_bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (srv->iovs == MAP_FAILED) {
+		srv->iovs = NULL;
+		goto err_srv;
+	}
 	for (uint32_t i = 0; i < cfg->max_connections; i++) {
 		struct conn *c = &srv->conns[i];
 		c->srv = srv;
 		c->fd = -1;
 		c->out = srv->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES;
+		c->pieces = srv->pieces + (size_t)i * RMQ_NET_OUT_PIECES;
+		c->iov = srv->iovs + (size_t)i * RMQ_NET_OUT_PIECES;
 		c->recv_op.cb = recv_done;
 		c->send_op.cb = send_done;
 		rmq_list_init(&c->calls);

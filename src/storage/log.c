@@ -947,12 +947,15 @@ static void drop_segment(struct rmq_log *log, size_t i)
 		log->zero.fd = -1;
 		log->zero.fd_seg = NULL;
 	}
-	if (s->refs > 0) {
+	if (atomic_load_explicit(&s->pins, memory_order_acquire) > 0) {
 		int rc = rmq_segment_unlink(s);
 		if (rc < 0)
 			rmq_warn("log %s: cannot delete segment %020" PRIu64 ": %s", log->dir,
 				 s->base_offset, rmq_strerror(rc));
-		s->doomed = true;
+		/* The last reader frees it, on whichever shard it is; when it
+		 * left between the load and here, we do. */
+		if (atomic_fetch_or_explicit(&s->pins, RMQ_SEG_DOOMED, memory_order_acq_rel) == 0)
+			free_segment(s, false);
 	} else {
 		free_segment(s, true);
 	}
@@ -1152,7 +1155,7 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 			sl->fd = seg->fd;
 			sl->pos = start;
 			sl->len = (uint32_t)(p - start);
-			seg->refs++;
+			atomic_fetch_add_explicit(&seg->pins, 1, memory_order_relaxed);
 			r->bytes += sl->len;
 		}
 		/* Continue into the next segment if this one was exhausted. */
@@ -1171,16 +1174,24 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	return 0;
 }
 
-void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r)
+void rmq_log_read_release(struct rmq_log_read *r)
 {
-	(void)log;
 	for (unsigned i = 0; i < r->nslices; i++) {
 		struct rmq_segment *s = r->slices[i].seg;
-		RMQ_ASSERT(s->refs > 0);
-		if (--s->refs == 0 && s->doomed)
+		/* acq_rel: our reads of the mapping happen before a free by
+		 * another shard, and we see its DOOMED mark before freeing. */
+		uint32_t was = atomic_fetch_sub_explicit(&s->pins, 1, memory_order_acq_rel);
+		RMQ_ASSERT((was & ~RMQ_SEG_DOOMED) > 0);
+		if (was == (RMQ_SEG_DOOMED | 1u))
 			free_segment(s, false); /* unlinked when dropped */
 	}
 	r->nslices = 0;
+}
+
+void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r)
+{
+	(void)log;
+	rmq_log_read_release(r);
 }
 
 int rmq_log_offset_for_time(struct rmq_log *log, int64_t ts_ms, uint64_t *offset)
@@ -1590,9 +1601,9 @@ int rmq_log_close(struct rmq_log *log)
 	dio_close(log);
 	for (size_t i = 0; i < log->nsegs; i++) {
 		struct rmq_segment *s = log->segs[i];
-		if (s->refs > 0)
-			s->doomed = false; /* a reader still holds it; leak rather than unmap under it */
-		else
+		/* A reader still holding it (a fetch answer being sent by
+		 * reference) frees it when done; never unmap under it. */
+		if (atomic_fetch_or_explicit(&s->pins, RMQ_SEG_DOOMED, memory_order_acq_rel) == 0)
 			free_segment(s, false);
 	}
 	free(log->segs);

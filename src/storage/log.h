@@ -193,6 +193,16 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r);
 
 /*
+ * The same, callable on any thread, even after the log was closed: a
+ * reader that hands its slices to another shard (a fetch answer sent by
+ * reference from the connection's shard) releases them there.  The last
+ * release of a segment the log has deleted or closed unmaps and frees it.
+ * A pinned segment is never unmapped, but note that rmq_log_truncate()
+ * may still shorten the active segment's file under it (replication only).
+ */
+void rmq_log_read_release(struct rmq_log_read *r);
+
+/*
  * Offset of the first batch whose timestamp is >= ts_ms (Kafka's
  * ListOffsets by timestamp, at batch granularity).  Returns 0 with *offset,
  * or RMQ_ENOTFOUND when every batch is older.

@@ -42,6 +42,7 @@
 #ifndef RMQ_STORAGE_SEGMENT_H
 #define RMQ_STORAGE_SEGMENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,6 +71,8 @@ enum rmq_prealloc {
 };
 
 #define RMQ_SEGMENT_NAME_LEN 20 /* digits in a file name */
+/* In rmq_segment.pins: the log no longer holds the segment. */
+#define RMQ_SEG_DOOMED 0x80000000u
 
 struct rmq_segment {
 	uint64_t base_offset;
@@ -98,8 +101,13 @@ struct rmq_segment {
 	 * served, and offsets from next_offset to the next segment are
 	 * reported as fenced. */
 	bool fenced;
-	unsigned refs;            /* readers holding slices */
-	bool doomed;              /* delete when refs drops to 0 */
+	/* Readers holding slices, plus RMQ_SEG_DOOMED once the log let go
+	 * of the segment (deleted, or the log closed): whoever takes the
+	 * word to exactly RMQ_SEG_DOOMED frees it.  Atomic because a fetch
+	 * answered by reference drops its pin on the connection's shard
+	 * when the socket has taken the bytes (log.h,
+	 * rmq_log_read_release). */
+	_Atomic uint32_t pins;
 	char path[4096 - 128];    /* directory + "/" + B, without extension */
 };
 
