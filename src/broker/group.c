@@ -145,6 +145,42 @@ static void member_free(struct member *m)
 	free(m);
 }
 
+/* Ids handed out with MEMBER_ID_REQUIRED, valid for a session timeout. */
+struct pending {
+	struct pending *next;
+	uint64_t expires_ns;
+	char id[];
+};
+
+static void pending_purge(struct group *g, bool all)
+{
+	uint64_t now = rmq_now_ns();
+	for (struct pending **pp = &g->pending; *pp;) {
+		struct pending *x = *pp;
+		if (all || x->expires_ns <= now) {
+			*pp = x->next;
+			free(x);
+		} else {
+			pp = &x->next;
+		}
+	}
+}
+
+/* True (and forgets it) when id was handed out and has not expired. */
+static bool pending_take(struct group *g, const char *id)
+{
+	pending_purge(g, false);
+	for (struct pending **pp = &g->pending; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->id, id) == 0) {
+			struct pending *x = *pp;
+			*pp = x->next;
+			free(x);
+			return true;
+		}
+	}
+	return false;
+}
+
 void group_remove(struct rmq_gshard *gs, struct group *g)
 {
 	RMQ_ASSERT(g->nmembers == 0);
@@ -154,6 +190,7 @@ void group_remove(struct rmq_gshard *gs, struct group *g)
 	*pp = g->hnext;
 	gs->ngroups--;
 	rmq_timer_cancel(gs->bs->s, &g->timer);
+	pending_purge(g, true);
 	for (size_t i = 0; i < g->noffs; i++)
 		offent_clear(&g->offs[i]);
 	free(g->offs);
@@ -680,6 +717,43 @@ static bool protocol_fits(const struct group *g, const struct member *m, char **
 	return fits;
 }
 
+static char *new_member_id(const char *client_id)
+{
+	char uuid[40];
+	rmq_uuid(uuid);
+	size_t n = strlen(client_id) + 48;
+	char *id = malloc(n);
+	if (id)
+		snprintf(id, n, "%s-%s", client_id[0] ? client_id : "member", uuid);
+	return id;
+}
+
+static void answer_member_id_required(struct rmq_gshard *gs, struct group *g, struct greq *r,
+				      uint64_t session_ns)
+{
+	const Rustmq__Client__JoinGroupRequest *q = (const void *)r->req;
+	char *id = new_member_id(q->client_id);
+	struct pending *x = id ? malloc(sizeof(*x) + strlen(id) + 1) : NULL;
+	(void)gs;
+	if (!x) {
+		free(id);
+		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		return;
+	}
+	pending_purge(g, false);
+	strcpy(x->id, id);
+	x->expires_ns = rmq_now_ns() + session_ns;
+	x->next = g->pending;
+	g->pending = x;
+	Rustmq__Client__JoinGroupResponse a = RUSTMQ__CLIENT__JOIN_GROUP_RESPONSE__INIT;
+	a.error_code = GE_MEMBER_ID_REQUIRED;
+	a.error_message = "join again with the member_id given";
+	a.generation_id = -1;
+	a.member_id = id;
+	greq_reply(r, &a.base);
+	free(id);
+}
+
 static void do_join(struct rmq_gshard *gs, struct greq *r)
 {
 	const Rustmq__Client__JoinGroupRequest *q = (const void *)r->req;
@@ -709,36 +783,60 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 		return;
 	}
 	struct member *m = NULL;
-	bool fresh = false;
+	char *id = NULL;           /* a new member's id */
 	if (q->member_id[0]) {
 		m = member_find(g, q->member_id);
-		if (!m) {
+		if (!m && !pending_take(g, q->member_id)) {
 			greq_err(r, GE_UNKNOWN_MEMBER_ID,
 				 "member %s is not in group %s (removed after a timeout, or the "
 				 "coordinator restarted): rejoin with an empty member_id",
 				 q->member_id, q->group_id);
 			return;
 		}
+		if (!m)
+			id = strdup(q->member_id); /* the id MEMBER_ID_REQUIRED gave */
 	} else if (q->group_instance_id[0]) {
-		m = member_by_instance(g, q->group_instance_id); /* a static member back */
+		/* Static membership: the instance is known by its instance id;
+		 * it gets a new member id and the old one is fenced. */
+		id = new_member_id(q->client_id);
+		m = member_by_instance(g, q->group_instance_id);
+		if (m && id) {
+			if (m->join) {
+				greq_err(m->join, GE_UNKNOWN_MEMBER_ID,
+					 "member %s was replaced by a newer join of instance %s", m->id,
+					 m->instance_id);
+				m->join = NULL;
+			}
+			if (g->leader && strcmp(g->leader, m->id) == 0) {
+				free(g->leader);
+				g->leader = xstrdup(id);
+			}
+			free(m->id);
+			m->id = id;
+			id = NULL;
+		}
+	} else {
+		/* A dynamic member's first join: its id now, the join itself
+		 * next, so a call the client gave up on never becomes a member. */
+		answer_member_id_required(gs, g, r, session);
+		return;
 	}
-	if (!m) {
+	bool fresh = !m;
+	if (fresh) {
 		if (cfg->group_max_size && g->nmembers >= cfg->group_max_size) {
+			free(id);
 			greq_err(r, GE_GROUP_MAX_SIZE_REACHED, "group %s has its maximum of %u members",
 				 q->group_id, cfg->group_max_size);
 			return;
 		}
-		char uuid[40];
-		rmq_uuid(uuid);
 		m = calloc(1, sizeof(*m));
-		if (m && (m->id = malloc(strlen(q->client_id) + 42)))
-			sprintf(m->id, "%s-%s", q->client_id[0] ? q->client_id : "member", uuid);
-		if (!m || !m->id) {
+		if (!m || !id) {
 			free(m);
+			free(id);
 			greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
 			return;
 		}
-		fresh = true;
+		m->id = id;
 	}
 	if (!protocol_fits(g, fresh ? NULL : m, q->assignors, q->n_assignors)) {
 		if (fresh)

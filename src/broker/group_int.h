@@ -37,6 +37,7 @@
 #define GE_RESOURCE_EXHAUSTED 46
 #define GE_GROUP_NOT_EMPTY 54
 #define GE_GROUP_MAX_SIZE_REACHED 55
+#define GE_MEMBER_ID_REQUIRED 56
 #define GE_OFFSET_NOT_AVAILABLE 57
 #define GE_INVALID_OFFSET 62
 
@@ -87,6 +88,7 @@ struct group {
 	uint64_t initial_until;       /* PREPARING from empty: not before */
 	struct offent *offs;        /* sorted by (topic, partition) */
 	size_t noffs, capoffs;
+	struct pending *pending;    /* member ids given with MEMBER_ID_REQUIRED (group.c) */
 	uint64_t empty_since_ms;    /* when the last member went; 0 = never had one here */
 	bool expiring;              /* its deletion (offsets expired) is in flight */
 };

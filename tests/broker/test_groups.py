@@ -49,6 +49,7 @@ GROUP_ID_NOT_FOUND = 30
 INVALID_SESSION_TIMEOUT = 31
 OFFSET_METADATA_TOO_LARGE = 32
 GROUP_NOT_EMPTY = 54
+MEMBER_ID_REQUIRED = 56
 INVALID_OFFSET = 62
 
 STATE_EMPTY, STATE_PREPARING, STATE_STABLE, STATE_DEAD = 1, 2, 4, 5
@@ -88,13 +89,19 @@ class Member:
         self.assignment = []
         self.join_resp = None
 
-    def join(self, timeout=30):
+    def join(self, timeout=30, raw=False):
+        """JoinGroup; a dynamic member's first join answers MEMBER_ID_REQUIRED
+        with its id, and (unless raw) joins again with it, as clients do."""
         q = C().JoinGroupRequest(version=tn.V(), client_id=self.client_id, group_id=self.group,
                                  member_id=self.member_id, group_instance_id=self.instance_id,
                                  topics=self.topics, assignors=self.assignors)
         q.session_timeout.CopyFrom(tn.ms_duration(self.session_ms))
         q.rebalance_timeout.CopyFrom(tn.ms_duration(self.rebalance_ms))
         r = self.c.unary(CS + "JoinGroup", q, C().JoinGroupResponse, timeout=timeout)
+        if r.error_code == MEMBER_ID_REQUIRED and not raw:
+            check(r.member_id and r.generation_id == -1, f"MEMBER_ID_REQUIRED answer: {r}")
+            self.member_id = q.member_id = r.member_id
+            r = self.c.unary(CS + "JoinGroup", q, C().JoinGroupResponse, timeout=timeout)
         self.join_resp = r
         if r.error_code == OK:
             self.member_id = r.member_id
@@ -337,6 +344,47 @@ def sticky_keeps_assignments(ctx):
         eq(sorted(len(m.assignment) for m in rest + [n]), [3, 3, 3], "balanced again")
         for m in rest + [n]:
             ok(m.leave(), "leave")
+
+
+@test
+def member_ids_and_static_members(ctx):
+    """A dynamic member's first join gets MEMBER_ID_REQUIRED and its id; only
+    that id joins.  A static member (group_instance_id) joins at once and,
+    coming back with an empty member_id, gets a new id and its assignment
+    without a rebalance; its old id is fenced."""
+    with ctx.client() as c:
+        c.create_topic("gi-t", 4)
+        d = Member(c, "gi", ["gi-t"], client_id="dyn")
+        r = d.join(raw=True)
+        expect_code(r, MEMBER_ID_REQUIRED, "first join of a dynamic member")
+        eq(r.generation_id, -1, "no generation with MEMBER_ID_REQUIRED")
+        check(r.member_id.startswith("dyn-"), f"member id {r.member_id!r}")
+        other = Member(c, "gi", ["gi-t"], client_id="x")
+        other.member_id = r.member_id + "x"
+        expect_code(other.join(), UNKNOWN_MEMBER_ID, "an id the coordinator never gave")
+        s1 = Member(c, "gi", ["gi-t"], client_id="stat", instance_id="host-1", session_ms=3000)
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("r", s1.join(raw=True)))
+        t.start()
+        d.member_id = r.member_id
+        ok(d.join(), "join with the given id")
+        t.join()
+        ok(box["r"], "a static member joins without MEMBER_ID_REQUIRED")
+        ok(d.sync(), "sync")
+        ok(s1.sync(), "sync")
+        gen, before = s1.generation, s1.assignment
+        old_id = s1.member_id
+        # The static instance restarts: same instance id, empty member id.
+        s2 = Member(c, "gi", ["gi-t"], client_id="stat", instance_id="host-1", session_ms=3000)
+        ok(s2.join(raw=True), "the static member back")
+        check(s2.member_id != old_id, "a new member id")
+        eq(s2.generation, gen, "no rebalance: same generation")
+        ok(s2.sync(), "sync")
+        eq(s2.assignment, before, "its previous assignment")
+        ok(d.heartbeat(), "the other member saw no rebalance")
+        expect_code(s1.heartbeat(), UNKNOWN_MEMBER_ID, "the old incarnation is fenced")
+        ok(s2.leave(), "leave")
+        ok(d.leave(), "leave")
 
 
 @test
