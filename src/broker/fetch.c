@@ -64,6 +64,7 @@
  * new data; the stream ends when the client cancels.
  */
 #include "broker/broker.h"
+#include "broker/lookup.h"
 
 #include "client/consumer.pb-c.h"
 #include "core/assert.h"
@@ -99,7 +100,7 @@ enum {
 enum op_kind { OP_FETCH, OP_SUBSCRIBE };
 
 /* Subscribe starting points resolved by the owner at the first read. */
-enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2 };
+enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2, START_TIME = 3, START_MAX_TIME = 4 };
 
 struct fetch_op;
 
@@ -118,7 +119,8 @@ struct fetch_part {
 	uint64_t offset;
 	uint32_t max_bytes;
 	bool may_wait;
-	int start;             /* first round: 0 = offset, else START_EARLIEST/LATEST */
+	int start;             /* first round: START_OFFSET, or a START_* the owner resolves */
+	int64_t start_ts_ms;   /* START_TIME */
 	unsigned origin;       /* the coordinating shard */
 	bool replied;          /* origin: the reply for this round is in */
 	bool cancel_sent;      /* origin: a cancel is out for this round */
@@ -427,6 +429,8 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 		fp->offset = rmq_log_start_offset(p->log);
 	else if (fp->start == START_LATEST)
 		fp->offset = rmq_log_high_watermark(p->log);
+	else if (fp->start == START_TIME || fp->start == START_MAX_TIME)
+		fp->offset = rmq_lookup_time(p, fp->start == START_MAX_TIME, fp->start_ts_ms, NULL);
 	fp->start = 0;
 	int rc = rmq_log_read(p->log, fp->offset, fp->max_bytes, r);
 
@@ -592,20 +596,10 @@ static void part_replied(struct rmq_xmsg *m);
 static void round_start(struct fetch_op *op);
 static void op_maybe_finish(struct fetch_op *op);
 
-/* Posts m, to this shard too: then it runs next cycle, so no handler
- * here ever re-enters another (a round is fully dispatched before any
- * reply is looked at). */
-static void post_or_run(unsigned to, struct rmq_xmsg *m)
-{
-	struct rmq_bshard *bs = rmq_bshard_current();
-	while (rmq_shard_post(bs->s, to, m) == RMQ_EFULL)
-		sched_yield(); /* the target drains its queue every cycle */
-}
-
 static void reply_part(struct fetch_part *fp)
 {
 	fp->msg.fn = part_replied;
-	post_or_run(fp->origin, &fp->msg);
+	rmq_post_or_run(fp->origin, &fp->msg);
 }
 
 static void cancel_on_owner(struct rmq_xmsg *m)
@@ -622,7 +616,7 @@ static void cancel_on_owner(struct rmq_xmsg *m)
 	/* A part with cold reads in flight is not parked: its reply follows
 	 * from cold_done, this ack goes now; the origin waits for both. */
 	fp->cmsg.fn = cancel_ack;
-	post_or_run(fp->origin, &fp->cmsg);
+	rmq_post_or_run(fp->origin, &fp->cmsg);
 }
 
 static void cancel_ack(struct rmq_xmsg *m)
@@ -643,7 +637,7 @@ static void cancel_parked(struct fetch_op *op)
 		fp->cancel_sent = true;
 		op->outstanding++;
 		fp->cmsg.fn = cancel_on_owner;
-		post_or_run(fp->owner, &fp->cmsg);
+		rmq_post_or_run(fp->owner, &fp->cmsg);
 	}
 }
 
@@ -1008,7 +1002,7 @@ static void round_start(struct fetch_op *op)
 		fp->owner = (unsigned)owner;
 		fp->origin = bs->id;
 		fp->msg.fn = exec_msg;
-		post_or_run((unsigned)owner, &fp->msg);
+		rmq_post_or_run((unsigned)owner, &fp->msg);
 	}
 	/* A partition that failed here answers the round at once, as one
 	 * that fails on its owner does (part_replied): the parts just posted
@@ -1258,14 +1252,25 @@ void rmq_fetch_subscribe(struct rmq_call *c, const uint8_t *msg, size_t len)
 		fp->max_bytes = sp->partition_max_bytes ? sp->partition_max_bytes : FETCH_DEFAULT_PART_BYTES;
 		if (sp->start_case == RUSTMQ__CLIENT__SUBSCRIBE_PARTITION__START_OFFSET) {
 			fp->offset = sp->offset;
-		} else if (sp->start_case == RUSTMQ__CLIENT__SUBSCRIBE_PARTITION__START_START_SPEC &&
-			   sp->start_spec == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST) {
-			fp->start = START_EARLIEST;
-		} else {
-			/* LATEST, and the specs a stream cannot start at yet
-			 * (TIMESTAMP needs a lookup round trip: use ListOffsets,
-			 * then subscribe at its offset). */
+		} else if (sp->start_case != RUSTMQ__CLIENT__SUBSCRIBE_PARTITION__START_START_SPEC) {
 			fp->start = START_LATEST;
+		} else {
+			switch (sp->start_spec) {
+			case RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST:
+				fp->start = START_EARLIEST;
+				break;
+			case RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_TIMESTAMP:
+				fp->start = START_TIME;
+				if (sp->start_timestamp)
+					fp->start_ts_ms = sp->start_timestamp->seconds * 1000 +
+							  sp->start_timestamp->nanos / 1000000;
+				break;
+			case RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_MAX_TIMESTAMP:
+				fp->start = START_MAX_TIME;
+				break;
+			default: /* LATEST, UNSPECIFIED */
+				fp->start = START_LATEST;
+			}
 		}
 	}
 	op->reset = req->offset_reset;

@@ -64,6 +64,7 @@ static void to_record(struct rmq_partition *p, struct rmq_lookup *v, int64_t ts)
 {
 	struct rmq_log_read r;
 	struct rmq_batch_view bv;
+	v->ts_found = ts;
 	if (rmq_log_read(p->log, v->offset, 1, &r) < 0 || r.nslices == 0)
 		return;
 	const uint8_t *e = r.slices[0].data;
@@ -99,6 +100,20 @@ static void to_record(struct rmq_partition *p, struct rmq_lookup *v, int64_t ts)
 	rmq_log_read_done(p->log, &r);
 }
 
+uint64_t rmq_lookup_time(struct rmq_partition *p, bool max, int64_t ts_ms, int64_t *ts_found)
+{
+	struct rmq_lookup v = {.ts_found = -1};
+	int64_t at = ts_ms;
+	if ((max && rmq_log_max_timestamp(p->log, &at) < 0) ||
+	    rmq_log_offset_for_time(p->log, at, &v.offset) < 0)
+		v.offset = rmq_log_high_watermark(p->log);
+	else
+		to_record(p, &v, at);
+	if (ts_found)
+		*ts_found = v.ts_found;
+	return v.offset;
+}
+
 /* On the owner: answers from the log's current state. */
 static void lookup_exec(struct rmq_xmsg *m)
 {
@@ -121,31 +136,20 @@ static void lookup_exec(struct rmq_xmsg *m)
 			v->offset = v->hw;
 			break;
 		case RMQ_LOOKUP_TIMESTAMP:
-			if (rmq_log_offset_for_time(p->log, v->ts_ms, &v->offset) < 0) {
+		case RMQ_LOOKUP_MAX_TIMESTAMP:
+			v->offset = rmq_lookup_time(p, v->spec == RMQ_LOOKUP_MAX_TIMESTAMP, v->ts_ms,
+						    &v->ts_found);
+			if (v->ts_found < 0) {
 				/* Every record is older (or there is none): the
 				 * offset a consumer would start at is the end. */
-				v->offset = v->hw;
 				v->code = EC_OFFSET_NOT_AVAILABLE;
 				snprintf(v->err, sizeof(v->err),
-					 "no record of %s-%u has a timestamp at or after %lld ms",
+					 v->spec == RMQ_LOOKUP_TIMESTAMP
+						 ? "no record of %s-%u has a timestamp at or after %lld ms"
+						 : "%s-%u has no records",
 					 v->topic, v->partition, (long long)v->ts_ms);
-			} else {
-				to_record(p, v, v->ts_ms);
 			}
 			break;
-		case RMQ_LOOKUP_MAX_TIMESTAMP: {
-			int64_t max;
-			if (rmq_log_max_timestamp(p->log, &max) < 0 ||
-			    rmq_log_offset_for_time(p->log, max, &v->offset) < 0) {
-				v->offset = v->hw;
-				v->code = EC_OFFSET_NOT_AVAILABLE;
-				snprintf(v->err, sizeof(v->err), "%s-%u has no records", v->topic,
-					 v->partition);
-			} else {
-				to_record(p, v, max);
-			}
-			break;
-		}
 		default:
 			v->code = EC_INVALID_REQUEST;
 			snprintf(v->err, sizeof(v->err), "offset spec %d is not supported", v->spec);

@@ -24,6 +24,7 @@
 #include "broker/meta.h"
 #include "core/shard.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,15 @@ struct rmq_lookup {
  */
 int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 		     void (*done)(void *arg), void *arg);
+
+/*
+ * On the partition's shard: the offset of the first record whose timestamp
+ * is >= ts_ms (max: of the record with the greatest timestamp), its
+ * timestamp into *ts_found when not NULL; the high watermark (and -1) when
+ * no record matches.
+ */
+struct rmq_partition;
+uint64_t rmq_lookup_time(struct rmq_partition *p, bool max, int64_t ts_ms, int64_t *ts_found);
 
 /* Posts m to shard `to`, waiting while that pair's queue is full (the
  * target drains its queue every cycle).  For replies that must not fail. */

@@ -1331,6 +1331,19 @@ def list_offsets_lookups(ctx):
         eq((r.offset, r.timestamp.ToMilliseconds()), (bases[2] + 1, t0 + 2010),
            "MAX_TIMESTAMP: the record with the greatest timestamp")
         expect_code(lookup(1, C.OFFSET_SPEC_MAX_TIMESTAMP), 57, "MAX_TIMESTAMP of an empty partition")
+        # Subscribe starts at the same places: the batch holding the record.
+        for spec, at, base in ((C.OFFSET_SPEC_TIMESTAMP, t0 + 1005, bases[1]),
+                               (C.OFFSET_SPEC_MAX_TIMESTAMP, None, bases[2])):
+            req = C.SubscribeRequest(version=V(), client_id="sub-ts")
+            sp = req.partitions.add(topic_partition=T.TopicPartition(topic="lo-t", partition=0),
+                                    start_spec=spec)
+            if at is not None:
+                sp.start_timestamp.CopyFrom(ts(at))
+            with ctx.client() as c2:
+                s = Sub(c2, req)
+                first = s.records(1)[0]
+                s.cancel()
+            eq(first[1], base, f"Subscribe from {C.OffsetSpec.Name(spec)}: first batch's base")
         req = C.ListOffsetsRequest(version=V())
         req.partitions.add(topic_partition=T.TopicPartition(topic="lo-nope", partition=0),
                            spec=C.OFFSET_SPEC_LATEST)
