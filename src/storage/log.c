@@ -1117,19 +1117,39 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	struct rmq_segment *seg = log->segs[si];
 	if (offset >= seg->next_offset)
 		return RMQ_EFENCED; /* a gap left by a fenced segment */
+	/* A read starting where an earlier one ended is at a batch the
+	 * index knows: no need to touch (perhaps cold) data to find it. */
 	struct rmq_batch_view v;
-	int64_t pos = rmq_segment_find(seg, offset, seg->visible_size, &v);
-	if (pos < 0)
-		return pos == RMQ_ERANGE ? RMQ_EFENCED : (int)pos;
-	r->first_offset = v.hdr.base_offset;
+	int64_t pos, e = rmq_segment_index_exact(seg, offset);
+	uint64_t v_pos = UINT64_MAX; /* where v was parsed in seg */
+	if (e >= 0 && seg->idx[e].position < seg->visible_size) {
+		pos = seg->idx[e].position;
+	} else {
+		pos = rmq_segment_find(seg, offset, seg->visible_size, &v);
+		if (pos < 0)
+			return pos == RMQ_ERANGE ? RMQ_EFENCED : (int)pos;
+		offset = v.hdr.base_offset;
+		v_pos = (uint64_t)pos;
+	}
+	r->first_offset = offset;
 
-	uint64_t next = v.hdr.base_offset;
-	uint64_t v_pos = (uint64_t)pos; /* where v was parsed in seg */
+	uint64_t next = offset;
 	for (;;) {
 		uint64_t start = (uint64_t)pos, p = start, last = UINT64_MAX;
-		/* Whole batches only; at least one in all.  Stepping needs only
-		 * each entry's length; the last one's header gives the offset
-		 * the read ends at. */
+		/* Whole batches only; at least one in all.  First by the index:
+		 * its entries are batch starts, so the furthest one within the
+		 * byte budget covers the batches before it without touching
+		 * their (perhaps cold) pages; a walk over the batches after it
+		 * (one index interval at most) fills the rest of the budget.
+		 * Stepping needs each entry's length; the last one's header
+		 * gives the offset the read ends at. */
+		uint64_t upto = start + (max_bytes - r->bytes);
+		int64_t j = rmq_segment_index_upto(seg, start, upto < seg->visible_size ? upto
+										 : seg->visible_size);
+		if (j >= 0) {
+			p = seg->idx[j].position;
+			next = seg->base_offset + seg->idx[j].rel_offset;
+		}
 		while (p < seg->visible_size) {
 			uint32_t n = entry_len_at(seg->map + p, seg->visible_size - p);
 			if (n == 0)

@@ -586,6 +586,27 @@ static int64_t index_floor(const struct rmq_segment *s, uint32_t rel)
 	return (int64_t)lo - 1;
 }
 
+int64_t rmq_segment_index_exact(const struct rmq_segment *s, uint64_t offset)
+{
+	if (offset < s->base_offset || offset - s->base_offset > UINT32_MAX)
+		return -1;
+	int64_t i = index_floor(s, (uint32_t)(offset - s->base_offset));
+	return i >= 0 && s->base_offset + s->idx[i].rel_offset == offset ? i : -1;
+}
+
+int64_t rmq_segment_index_upto(const struct rmq_segment *s, uint64_t after, uint64_t upto)
+{
+	uint32_t lo = 0, hi = s->idx_count;
+	while (lo < hi) { /* the first entry past upto */
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->idx[mid].position <= upto)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && s->idx[lo - 1].position > after ? (int64_t)lo - 1 : -1;
+}
+
 int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit,
 			 struct rmq_batch_view *out)
 {

@@ -203,6 +203,16 @@ struct rmq_batch_view;
 int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit,
 			 struct rmq_batch_view *v);
 
+/*
+ * Reading by the offset index alone (its entries are batch starts), so
+ * that cold data is not touched just to find batch boundaries:
+ * rmq_segment_index_exact returns the entry whose offset is exactly
+ * offset, rmq_segment_index_upto the last entry whose position lies in
+ * (after, upto]; each returns the entry's index or -1.
+ */
+int64_t rmq_segment_index_exact(const struct rmq_segment *s, uint64_t offset);
+int64_t rmq_segment_index_upto(const struct rmq_segment *s, uint64_t after, uint64_t upto);
+
 /* Position of the first batch whose timestamp is >= ts_ms, with its base
  * offset in *offset; RMQ_ENOTFOUND when none is. */
 int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64_t limit,
