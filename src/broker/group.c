@@ -728,13 +728,11 @@ static char *new_member_id(const char *client_id)
 	return id;
 }
 
-static void answer_member_id_required(struct rmq_gshard *gs, struct group *g, struct greq *r,
-				      uint64_t session_ns)
+static void answer_member_id_required(struct group *g, struct greq *r, uint64_t session_ns)
 {
 	const Rustmq__Client__JoinGroupRequest *q = (const void *)r->req;
 	char *id = new_member_id(q->client_id);
 	struct pending *x = id ? malloc(sizeof(*x) + strlen(id) + 1) : NULL;
-	(void)gs;
 	if (!x) {
 		free(id);
 		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
@@ -818,7 +816,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	} else {
 		/* A dynamic member's first join: its id now, the join itself
 		 * next, so a call the client gave up on never becomes a member. */
-		answer_member_id_required(gs, g, r, session);
+		answer_member_id_required(g, r, session);
 		return;
 	}
 	bool fresh = !m;
