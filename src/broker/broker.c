@@ -55,6 +55,7 @@ static void log_config_for(const struct rmq_broker *b, const struct rmq_topic *t
 	lc->write_buffer_bytes = (uint32_t)b->cfg.write_buffer_bytes;
 	lc->fsync = b->cfg.fsync;
 	lc->prealloc = b->cfg.prealloc;
+	lc->dsync_writes = b->cfg.dsync_writes;
 }
 
 static void on_hw(void *arg, uint64_t hw)

@@ -36,6 +36,7 @@ struct rmq_broker_config {
 	uint64_t poll_ns;              /* shard busy-poll before sleeping */
 	enum rmq_fsync fsync;
 	uint64_t fsync_interval_ns;
+	bool dsync_writes;             /* fsync=always: RWF_DSYNC writes, no fdatasync */
 	enum rmq_prealloc prealloc;
 	uint64_t write_buffer_bytes;   /* per partition */
 	uint64_t index_interval_bytes;

@@ -38,6 +38,14 @@
  * absorbs bursts and serves tailing consumers; a filesystem without
  * O_DIRECT falls back to it too.
  *
+ * Each direct write carries RWF_DSYNC (dsync_writes): it is durable when it
+ * completes, so no fdatasync follows.  Both the O_DIRECT write into
+ * unwritten extents and an fdatasync go to io_uring's workers, so one
+ * operation instead of two halves those hand-offs: closed-loop produce
+ * (1 KiB x 100, --cores 2) medians of 6 interleaved runs 722k msgs/s
+ * against 644k with write + group-commit fdatasync, open loop at 310k p50
+ * 1.0 against 1.13 ms (p99 alike, 4.0 and 3.8 ms).
+ *
  * Preallocation.  A 1 MiB buffered write followed by fdatasync reaches
  * ~180 MB/s into fallocated (unwritten) extents, because every sync must
  * also commit the extent conversion, but ~1 GB/s when overwriting blocks
@@ -166,6 +174,7 @@ struct rmq_log {
 
 	/* O_DIRECT data writes (fsync=always, see "Direct writes" above). */
 	bool direct;
+	bool dsync;                 /* direct writes carry RWF_DSYNC: no fdatasync */
 	int dfd;                    /* O_DIRECT descriptor of dfd_seg's data file */
 	struct rmq_segment *dfd_seg;
 	bool lead_in_map;           /* the partial block before pend_file_pos is
@@ -218,6 +227,7 @@ void rmq_log_config_default(struct rmq_log_config *cfg)
 	cfg->prealloc = RMQ_PREALLOC_ZERO;
 	cfg->zero_ahead_bytes = 64ULL << 20;
 	cfg->direct_writes = true;
+	cfg->dsync_writes = true;
 }
 
 static struct rmq_segment *active(const struct rmq_log *log)
@@ -358,6 +368,8 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 		io_uring_prep_write_fixed(sqe, w->fd, p, n, w->io_pos + w->done_len, log->wslot);
 	else
 		io_uring_prep_write(sqe, w->fd, p, n, w->io_pos + w->done_len);
+	if (log->dsync)
+		sqe->rw_flags = RWF_DSYNC;
 	log->stats.writes++;
 }
 
@@ -427,6 +439,8 @@ static void retire_writes(struct rmq_log *log)
 	if (log->failed)
 		return;
 	if (log->cfg.fsync == RMQ_FSYNC_ALWAYS) {
+		if (log->dsync && log->synced < log->written)
+			log->synced = log->written;
 		ack_to(log, log->synced); /* what sealing made durable */
 		submit_sync(log);
 	} else {
@@ -459,7 +473,10 @@ static void write_done(struct rmq_io_op *op, int res, unsigned flags)
 		return;
 	}
 	w->done = true;
-	w->seg->unsynced = true;
+	if (log->dsync)
+		log->stats.syncs++; /* the write was its own sync */
+	else
+		w->seg->unsynced = true;
 	retire_writes(log);
 	/* Space or a write slot may have been waiting. */
 	flush_pending(log);
@@ -1566,6 +1583,7 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 		goto err;
 	log->lead_in_map = true;
 	log->direct = cfg->direct_writes && cfg->fsync == RMQ_FSYNC_ALWAYS;
+	log->dsync = log->direct && cfg->dsync_writes;
 	if (log->direct) {
 		rc = dio_open(log, active(log));
 		if (rc < 0) {

@@ -67,6 +67,9 @@ struct rmq_log_config {
 	bool direct_writes;            /* fsync=always: write data with O_DIRECT
 					* (falls back to the page cache when the
 					* filesystem refuses O_DIRECT) */
+	bool dsync_writes;             /* with direct writes: each write carries
+					* RWF_DSYNC (durable when it completes)
+					* instead of a group-commit fdatasync */
 	/* Clock in ms since the epoch; NULL = CLOCK_REALTIME.  For tests. */
 	uint64_t (*now_ms)(void);
 };

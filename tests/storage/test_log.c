@@ -823,6 +823,8 @@ static void check_policy(enum rmq_fsync fsync)
 		m.cfg.fsync = fsync;
 		m.cfg.prealloc = preallocs[k % nprealloc];
 		m.cfg.direct_writes = k < nprealloc;
+		/* Direct writes both ways: RWF_DSYNC, and write + fdatasync. */
+		m.cfg.dsync_writes = k % 2 == 0;
 		/* Zero-ahead starts a write buffer past the data and runs to
 		 * the segment's end, so zero writes happen in every segment. */
 		m.cfg.zero_ahead_bytes = 64 << 10;
