@@ -64,33 +64,22 @@ static void on_hw(void *arg, uint64_t hw)
 	rmq_fetch_wake(arg);
 }
 
+static int replay_producer(void *arg, const uint8_t *entry, const struct rmq_batch_view *v)
+{
+	struct rmq_partition *p = arg;
+	(void)entry;
+	if (v->hdr.producer_id > 0 && v->hdr.base_sequence >= 0)
+		rmq_dedup_replay(p->dedup, v->hdr.producer_id, v->hdr.producer_epoch,
+				 v->hdr.base_sequence, v->hdr.record_count, v->hdr.base_offset);
+	return 0;
+}
+
 /* Feeds the producer ids, epochs and sequences of the newest segment's
  * batches to dedup, so a retry across a restart is still recognised.
  * Reads headers only; the segment was just scanned by recovery. */
 static void replay_producers(struct rmq_partition *p)
 {
-	uint64_t off = rmq_log_active_base(p->log), hw = rmq_log_high_watermark(p->log);
-	while (off < hw) {
-		struct rmq_log_read r;
-		if (rmq_log_read(p->log, off, 4u << 20, &r) < 0 || r.nslices == 0)
-			break;
-		for (unsigned i = 0; i < r.nslices; i++) {
-			const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
-			while (q < end) {
-				struct rmq_batch_view v;
-				int n = rmq_batch_parse_header(q, (size_t)(end - q), &v);
-				if (n <= 0)
-					break;
-				if (v.hdr.producer_id > 0 && v.hdr.base_sequence >= 0)
-					rmq_dedup_replay(p->dedup, v.hdr.producer_id, v.hdr.producer_epoch,
-							 v.hdr.base_sequence, v.hdr.record_count,
-							 v.hdr.base_offset);
-				q += n;
-			}
-		}
-		off = r.next_offset;
-		rmq_log_read_done(p->log, &r);
-	}
+	(void)rmq_log_scan(p->log, rmq_log_active_base(p->log), replay_producer, p);
 }
 
 static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct rmq_topic *t,

@@ -150,42 +150,31 @@ static int replay_records(const uint8_t *p, const uint8_t *end, rmq_orec_fn appl
 	return 0;
 }
 
+struct replay_ctx {
+	struct rmq_olog *l;
+	rmq_orec_fn apply;
+	void *arg;
+};
+
+static int replay_batch(void *arg, const uint8_t *entry, const struct rmq_batch_view *hv)
+{
+	struct replay_ctx *x = arg;
+	struct rmq_batch_view v;
+	if (hv->hdr.compression != 0 || rmq_batch_parse(entry, hv->entry_len, &v) <= 0 ||
+	    rmq_batch_check_crc(entry, &v) < 0 ||
+	    replay_records(entry + v.records_pos, entry + v.records_pos + v.records_len, x->apply,
+			   x->arg) < 0)
+		rmq_warn("%s-%u: batch at offset %" PRIu64 " is not a valid offsets batch; skipped",
+			 RMQ_OFFSETS_TOPIC, x->l->index, hv->hdr.base_offset);
+	return 0;
+}
+
 static void replay(struct rmq_olog *l, rmq_orec_fn apply, void *arg)
 {
-	uint64_t off = rmq_log_start_offset(l->log), hw = rmq_log_high_watermark(l->log);
-	uint64_t skipped = 0;
-	while (off < hw) {
-		struct rmq_log_read r;
-		int rc = rmq_log_read(l->log, off, 4u << 20, &r);
-		if (rc < 0 || r.nslices == 0) {
-			/* A fenced or unreadable older segment: its records
-			 * are lost (later ones still apply), said once below. */
-			skipped++;
-			off++;
-			continue;
-		}
-		for (unsigned i = 0; i < r.nslices; i++) {
-			const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
-			while (q < end) {
-				struct rmq_batch_view v;
-				int n = rmq_batch_parse(q, (size_t)(end - q), &v);
-				if (n <= 0)
-					break;
-				if (v.hdr.compression != 0 ||
-				    rmq_batch_check_crc(q, &v) < 0 ||
-				    replay_records(q + v.records_pos, q + v.records_pos + v.records_len,
-						   apply, arg) < 0)
-					rmq_warn("%s-%u: batch at offset %" PRIu64
-						 " is not a valid offsets batch; skipped",
-						 RMQ_OFFSETS_TOPIC, l->index, v.hdr.base_offset);
-				q += n;
-			}
-		}
-		off = r.next_offset;
-		rmq_log_read_done(l->log, &r);
-	}
-	if (skipped)
-		rmq_warn("%s-%u: %" PRIu64 " offsets in unreadable segments were skipped: "
+	struct replay_ctx x = {l, apply, arg};
+	int64_t skipped = rmq_log_scan(l->log, rmq_log_start_offset(l->log), replay_batch, &x);
+	if (skipped > 0)
+		rmq_warn("%s-%u: %" PRId64 " offsets in unreadable segments were skipped: "
 			 "commits stored there are lost", RMQ_OFFSETS_TOPIC, l->index, skipped);
 }
 

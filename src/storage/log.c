@@ -1211,6 +1211,43 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	return 0;
 }
 
+int64_t rmq_log_scan(struct rmq_log *log, uint64_t from,
+		     int (*fn)(void *arg, const uint8_t *entry, const struct rmq_batch_view *v),
+		     void *arg)
+{
+	uint64_t off = from, skipped = 0;
+	while (off < log->hw) {
+		struct rmq_log_read r;
+		if (rmq_log_read(log, off, 4u << 20, &r) < 0 || r.nslices == 0) {
+			/* Unreadable: go on at the next segment, if any. */
+			size_t i = 0;
+			while (i < log->nsegs && log->segs[i]->base_offset <= off)
+				i++;
+			uint64_t next = i < log->nsegs ? log->segs[i]->base_offset : log->hw;
+			skipped += next - off;
+			off = next;
+			continue;
+		}
+		int rc = 0;
+		for (unsigned i = 0; i < r.nslices && rc >= 0; i++) {
+			const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
+			while (q < end && rc >= 0) {
+				struct rmq_batch_view v;
+				int n = rmq_batch_parse_header(q, (size_t)(end - q), &v);
+				if (n <= 0)
+					break;
+				rc = fn(arg, q, &v);
+				q += n;
+			}
+		}
+		off = r.next_offset;
+		rmq_log_read_done(log, &r);
+		if (rc < 0)
+			return rc;
+	}
+	return (int64_t)skipped;
+}
+
 void rmq_log_read_release(struct rmq_log_read *r)
 {
 	for (unsigned i = 0; i < r->nslices; i++) {

@@ -218,6 +218,20 @@ int rmq_log_offset_for_time(struct rmq_log *log, int64_t ts_ms, uint64_t *offset
 int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms);
 
 /*
+ * Calls fn(arg, entry, v) for every batch from offset `from` up to the high
+ * watermark, in offset order, with the entry's bytes and its header
+ * (rmq_batch_parse_header: records not walked, CRC not checked).  Ranges
+ * that cannot be read (a fenced segment) are skipped to the next segment.
+ * For start-up replays: it reads through the mapping.  Returns the number
+ * of offsets skipped, or the first negative value fn returned (the scan
+ * stops there).
+ */
+struct rmq_batch_view;
+int64_t rmq_log_scan(struct rmq_log *log, uint64_t from,
+		     int (*fn)(void *arg, const uint8_t *entry, const struct rmq_batch_view *v),
+		     void *arg);
+
+/*
  * Removes every batch from offset on (for replication): later segments are
  * deleted, the segment holding offset is cut at the batch boundary at or
  * before offset, and the cut and the deletions are synced.  The log end
