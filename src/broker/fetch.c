@@ -38,15 +38,21 @@
  * read_part() uses the mapping only when mincore() says every page of a
  * slice is resident; the other slices are read into a buffer with
  * io_uring READs on the owner's ring, and the part is answered from the
- * completion instead.  (Up to 8 READs in flight per part were tried: no
- * measurable change, docs/benchmarks.md.)
+ * completion instead.  The READs are O_DIRECT (storage/log.h
+ * rmq_log_slice_direct_fd), COLD_CHUNK bytes each with up to COLD_DEPTH in
+ * flight per part: buffered READs ran at ~400 MB/s on the development VM
+ * (the kernel's page-cache fill), direct ones at 1.1 GB/s one at a time
+ * and 2.2 GB/s eight deep (fio, docs/benchmarks.md "Reading cold data").
+ * Direct reads move whole 4 KiB blocks, so each cold slice is read as the
+ * aligned blocks around it and answered from inside them.
  *
  *   read_part ── all slices resident ──► zero copy: pin, reply (READ_DONE)
  *        │                               (--fetch-copy: memcpy, reply)
  *        └── some slice cold: copy the resident ones, keep the log read
- *            pinned, READ the cold ones one after the other (short reads
- *            resubmit the rest) ─► READ_PENDING: neither parked nor
- *            replied; the partition counts it in cold_reads
+ *            pinned, READ the blocks of the cold ones, COLD_DEPTH chunks
+ *            at a time (short reads resubmit the rest) ─► READ_PENDING:
+ *            neither parked nor replied; the partition counts it in
+ *            cold_reads
  *                 │
  *   cold_done ◄───┘ every cold slice in: CRC-32C of each of its batches,
  *                   unpin, reply.  A bad batch is never served: first in
@@ -99,10 +105,29 @@ enum {
 
 enum op_kind { OP_FETCH, OP_SUBSCRIBE };
 
+/* Cold reads (see the top of the file): bytes per READ, READs in flight
+ * per part, and the alignment of O_DIRECT. */
+#define COLD_CHUNK (512u << 10)
+#define COLD_DEPTH 4
+#define COLD_ALIGN 4096u
+
 /* Subscribe starting points resolved by the owner at the first read. */
 enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2, START_TIME = 3, START_MAX_TIME = 4 };
 
 struct fetch_op;
+struct fetch_part;
+
+/* One READ in flight of a part's cold slices. */
+struct cold_chunk {
+	struct rmq_io_op op;
+	struct fetch_part *fp;
+	int fd;
+	uint64_t pos;          /* file position of the chunk (aligned) */
+	uint32_t len;          /* bytes asked for; 0 = slot free */
+	uint32_t need;         /* of them, bytes the answer uses (EOF may cut the rest) */
+	uint32_t done;         /* bytes in so far */
+	uint8_t *buf;
+};
 
 struct rmq_fetch_waiter {
 	struct rmq_fetch_waiter *next, *prev;
@@ -127,20 +152,23 @@ struct fetch_part {
 	bool dropped;          /* subscribe: failed, reported, no longer read */
 	unsigned owner;
 	/* Owner: cold reads in flight (see the top of the file). */
-	struct rmq_io_op rop;
 	struct rmq_partition *reading; /* non-NULL while READs are in flight */
 	struct rmq_log_read lr;        /* pinned until the last READ is in */
 	unsigned cold;                 /* bit i: slice i is read, not copied */
-	unsigned ri;                   /* the slice being read */
-	uint32_t rdone;                /* bytes of slice ri read so far */
+	size_t at[RMQ_LOG_SLICES_MAX]; /* slice i's bytes are at data + at[i] */
+	unsigned ri;                   /* the slice being issued */
+	uint64_t rnext;                /* its next aligned position to READ */
+	unsigned inflight;             /* chunks out */
+	int rerr;                      /* first READ error, or 0 */
+	struct cold_chunk chunk[COLD_DEPTH];
 	/* Result (owner writes, origin reads after the reply). */
 	int code;
 	char err[320];
 	uint64_t hw, log_start, next_offset;
-	uint8_t *data;         /* copied or cold-read batches (malloc'd), or NULL */
+	uint8_t *data;         /* copied or cold-read batches (aligned alloc), or NULL */
 	size_t len;
 	/* The batches as sent: slices of the segment mapping (zero copy) or
-	 * the one range of data; trim_round shortens them. */
+	 * their copies in data; trim_round shortens them. */
 	struct iovec iov[RMQ_LOG_SLICES_MAX];
 	unsigned niov;
 	struct fetch_ref *ref; /* zero copy: what keeps iov valid, or NULL */
@@ -280,45 +308,98 @@ static bool resident(const uint8_t *data, uint32_t len)
 
 static void cold_done(struct rmq_io_op *op, int res, unsigned flags);
 
-/* Position of slice i in the part's buffer. */
-static size_t slice_off(const struct fetch_part *fp, unsigned i)
+static uint64_t align_down(uint64_t x)
 {
-	size_t off = 0;
-	for (unsigned k = 0; k < i; k++)
-		off += fp->lr.slices[k].len;
-	return off;
+	return x & ~(uint64_t)(COLD_ALIGN - 1);
 }
 
-/* Submits the READ of what is left of slice fp->ri.  Returns 0 or -EBUSY. */
-static int cold_submit(struct fetch_part *fp)
+static uint64_t align_up(uint64_t x)
 {
-	const struct rmq_log_slice *sl = &fp->lr.slices[fp->ri];
-	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(fp->reading->bs->s), &fp->rop);
+	return align_down(x + COLD_ALIGN - 1);
+}
+
+/* Moves fp->ri to the next cold slice at or after i and fp->rnext to its
+ * first block; fp->ri == nslices when there is none. */
+static void cold_next_slice(struct fetch_part *fp, unsigned i)
+{
+	while (i < fp->lr.nslices && !(fp->cold & (1u << i)))
+		i++;
+	fp->ri = i;
+	if (i < fp->lr.nslices)
+		fp->rnext = align_down(fp->lr.slices[i].pos);
+}
+
+/* Submits (or resubmits the rest of) chunk c.  Returns 0 or -EBUSY. */
+static int chunk_submit(struct cold_chunk *c)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(c->fp->reading->bs->s), &c->op);
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_read(sqe, sl->fd, fp->data + slice_off(fp, fp->ri) + fp->rdone,
-			   sl->len - fp->rdone, sl->pos + fp->rdone);
+	io_uring_prep_read(sqe, c->fd, c->buf + c->done, c->len - c->done, c->pos + c->done);
 	return 0;
+}
+
+/* Starts READs until COLD_DEPTH are out or every cold block is asked for.
+ * Returns 0, or -EBUSY when the ring took none and none is out. */
+static int cold_issue(struct fetch_part *fp)
+{
+	for (unsigned k = 0; k < COLD_DEPTH && fp->ri < fp->lr.nslices; k++) {
+		struct cold_chunk *c = &fp->chunk[k];
+		if (c->len)
+			continue;
+		const struct rmq_log_slice *sl = &fp->lr.slices[fp->ri];
+		uint64_t base = align_down(sl->pos), data_end = sl->pos + sl->len;
+		uint64_t end = align_up(data_end);
+		c->fp = fp;
+		c->fd = rmq_log_slice_direct_fd(sl);
+		c->pos = fp->rnext;
+		c->len = (uint32_t)(end - c->pos < COLD_CHUNK ? end - c->pos : COLD_CHUNK);
+		c->need = (uint32_t)((c->pos + c->len < data_end ? c->pos + c->len : data_end) - c->pos);
+		c->done = 0;
+		c->buf = fp->data + fp->at[fp->ri] - (sl->pos - base) + (c->pos - base);
+		if (chunk_submit(c) < 0) {
+			c->len = 0;
+			return fp->inflight ? 0 : -EBUSY;
+		}
+		fp->inflight++;
+		fp->rnext += c->len;
+		if (fp->rnext >= end)
+			cold_next_slice(fp, fp->ri + 1);
+	}
+	return 0;
+}
+
+/* Cuts the answer at byte q of slice i (the batches before it stay). */
+static void cut_at(struct fetch_part *fp, unsigned i, size_t q)
+{
+	fp->iov[i].iov_len = q;
+	fp->len = 0;
+	for (unsigned k = 0; k < fp->niov; k++) {
+		if (k > i)
+			fp->iov[k].iov_len = 0;
+		fp->len += fp->iov[k].iov_len;
+	}
 }
 
 /*
  * Checks the CRC-32C of every batch the READs brought in.  Returns true
  * when all are good; otherwise cuts the answer before the first bad batch
- * (an error when it is the first of the buffer), logs it, and returns
- * false.  O(bytes read): cold data costs a disk read anyway.
+ * (an error when nothing precedes it), logs it, and returns false.
+ * O(bytes read): cold data costs a disk read anyway.
  */
 static bool cold_verify(struct fetch_part *fp)
 {
 	for (unsigned i = 0; i < fp->lr.nslices; i++) {
 		if (!(fp->cold & (1u << i)))
 			continue;
-		size_t pos = slice_off(fp, i), end = pos + fp->lr.slices[i].len;
-		while (pos < end) {
+		const uint8_t *b = fp->data + fp->at[i];
+		size_t q = 0, end = fp->lr.slices[i].len;
+		while (q < end) {
 			struct rmq_batch_view v;
-			int n = rmq_batch_parse_header(fp->data + pos, end - pos, &v);
+			int n = rmq_batch_parse_header(b + q, end - q, &v);
 			bool parsed = n > 0;
-			if (parsed && rmq_batch_check_crc(fp->data + pos, &v) == 0) {
-				pos += (size_t)n;
+			if (parsed && rmq_batch_check_crc(b + q, &v) == 0) {
+				q += (size_t)n;
 				continue;
 			}
 			const struct rmq_partition *p = fp->reading;
@@ -327,22 +408,21 @@ static bool cold_verify(struct fetch_part *fp)
 				  "read: not served",
 				  p->topic_name, p->index,
 				  parsed ? "batch fails its CRC-32C" : "batch does not parse",
-				  (unsigned long)at,
-				  (unsigned long)(fp->lr.slices[i].pos + (pos - slice_off(fp, i))));
-			/* The READ left the bad bytes in the page cache, where the
-			 * next fetch would find them resident and copy them
-			 * unchecked: evict the slice (our own mapping of it first,
-			 * or fadvise cannot), so every read of it is cold and
-			 * checked again. */
+				  (unsigned long)at, (unsigned long)(fp->lr.slices[i].pos + q));
+			/* Without O_DIRECT the READ left the bad bytes in the
+			 * page cache, where the next fetch would find them
+			 * resident and send them unchecked: evict the slice (our
+			 * own mapping of it first, or fadvise cannot), so every
+			 * read of it is cold and checked again. */
 			const struct rmq_log_slice *sl = &fp->lr.slices[i];
 			uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
 			uintptr_t a = (uintptr_t)sl->data & ~(pg - 1);
 			(void)madvise((void *)a, (uintptr_t)sl->data + sl->len - a, MADV_DONTNEED);
 			(void)posix_fadvise(sl->fd, (off_t)sl->pos, sl->len, POSIX_FADV_DONTNEED);
-			if (pos > 0 && parsed) {
+			cut_at(fp, i, q);
+			if (fp->len > 0 && parsed) {
 				/* Serve what precedes it; the next fetch starts at the
 				 * bad batch and gets the error. */
-				fp->len = pos;
 				fp->next_offset = at;
 			} else {
 				fp->code = EC_CORRUPT_MESSAGE;
@@ -374,6 +454,7 @@ static void cold_complete(struct fetch_part *fp, int err)
 		free(fp->data);
 		fp->data = NULL;
 		fp->len = 0;
+		fp->niov = 0;
 		fp->next_offset = fp->offset;
 	}
 	rmq_log_read_done(p->log, &fp->lr);
@@ -387,35 +468,33 @@ static void cold_complete(struct fetch_part *fp, int err)
 
 static void cold_done(struct rmq_io_op *op, int res, unsigned flags)
 {
-	struct fetch_part *fp = RMQ_CONTAINER_OF(op, struct fetch_part, rop);
+	struct cold_chunk *c = RMQ_CONTAINER_OF(op, struct cold_chunk, op);
+	struct fetch_part *fp = c->fp;
 	(void)flags;
 	if (res == -EAGAIN || res == -EINTR)
 		res = 0; /* requeue the same range */
-	else if (res < 0)
-		goto fail;
-	else if (res == 0) {
+	else if (res == 0 && c->done < c->need)
 		res = -EIO; /* end of file inside data the log says is there */
-		goto fail;
-	}
-	fp->rdone += (uint32_t)res;
-	if (fp->rdone >= fp->lr.slices[fp->ri].len) {
-		/* This slice is in: on to the next cold one, if any. */
-		unsigned next = fp->ri + 1;
-		while (next < fp->lr.nslices && !(fp->cold & (1u << next)))
-			next++;
-		if (next == fp->lr.nslices) {
-			cold_complete(fp, 0);
-			reply_part(fp);
-			return;
-		}
-		fp->ri = next;
-		fp->rdone = 0;
-	}
-	res = cold_submit(fp);
-	if (res == 0)
+	else if (res == 0)
+		c->done = c->len; /* end of file in the padding after the data */
+	if (res > 0)
+		c->done += (uint32_t)res;
+	if (res >= 0 && c->done < c->len && !fp->rerr && chunk_submit(c) == 0)
 		return;
-fail:
-	cold_complete(fp, res);
+	if (res < 0 && !fp->rerr)
+		fp->rerr = res;
+	if (res >= 0 && c->done < c->len && !fp->rerr)
+		fp->rerr = -EBUSY; /* the ring had no room for the rest */
+	c->len = 0;
+	fp->inflight--;
+	if (!fp->rerr) {
+		int rc = cold_issue(fp);
+		if (rc < 0)
+			fp->rerr = rc;
+	}
+	if (fp->inflight)
+		return;
+	cold_complete(fp, fp->rerr);
 	reply_part(fp);
 }
 
@@ -474,40 +553,55 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 			return READ_DONE;
 		}
 	}
-	fp->data = malloc(r->bytes);
-	if (!fp->data) {
+	/* The buffer: a resident slice's bytes as they are, a cold one's
+	 * whole blocks (aligned in the buffer as on the disk). */
+	size_t size = 0;
+	unsigned cold = 0;
+	for (unsigned i = 0; i < r->nslices; i++) {
+		const struct rmq_log_slice *sl = &r->slices[i];
+		if (resident(sl->data, sl->len)) {
+			fp->at[i] = size;
+			size += sl->len;
+		} else {
+			cold |= 1u << i;
+			size = align_up(size);
+			fp->at[i] = size + (sl->pos - align_down(sl->pos));
+			size += align_up(sl->pos + sl->len) - align_down(sl->pos);
+		}
+	}
+	if (posix_memalign((void **)&fp->data, COLD_ALIGN, size) != 0) {
+		fp->data = NULL;
 		rmq_log_read_done(p->log, r);
 		fp->code = EC_RESOURCE_EXHAUSTED;
 		snprintf(fp->err, sizeof(fp->err), "out of memory");
 		return READ_DONE;
 	}
-	size_t off = 0;
-	unsigned cold = 0;
 	for (unsigned i = 0; i < r->nslices; i++) {
-		if (resident(r->slices[i].data, r->slices[i].len))
-			memcpy(fp->data + off, r->slices[i].data, r->slices[i].len);
-		else
-			cold |= 1u << i;
-		off += r->slices[i].len;
+		if (!(cold & (1u << i)))
+			memcpy(fp->data + fp->at[i], r->slices[i].data, r->slices[i].len);
+		fp->iov[i] = (struct iovec){fp->data + fp->at[i], r->slices[i].len};
 	}
-	fp->len = off;
+	fp->niov = r->nslices;
+	fp->len = r->bytes;
 	fp->next_offset = r->next_offset;
 	if (cold) {
 		fp->cold = cold;
-		fp->ri = (unsigned)__builtin_ctz(cold);
-		fp->rdone = 0;
-		fp->rop.cb = cold_done;
 		fp->reading = p;
+		fp->inflight = 0;
+		fp->rerr = 0;
+		for (unsigned k = 0; k < COLD_DEPTH; k++)
+			fp->chunk[k] = (struct cold_chunk){.op.cb = cold_done};
+		cold_next_slice(fp, 0);
 		p->cold_reads++;
-		rc = cold_submit(fp);
+		rc = cold_issue(fp);
 		if (rc == 0)
 			return READ_PENDING;
 		cold_complete(fp, rc); /* nothing in flight: answer the error now */
 		return READ_DONE;
 	}
 	rmq_log_read_done(p->log, r);
-	p->fetched_bytes += off;
-	p->bs->fetch_bytes += off;
+	p->fetched_bytes += fp->len;
+	p->bs->fetch_bytes += fp->len;
 	return READ_DONE;
 }
 
@@ -654,8 +748,6 @@ static void part_replied(struct rmq_xmsg *m)
 	struct fetch_part *fp = RMQ_CONTAINER_OF(m, struct fetch_part, msg);
 	struct fetch_op *op = fp->op;
 	if (!fp->ref && fp->data && fp->len) {
-		fp->iov[0] = (struct iovec){fp->data, fp->len};
-		fp->niov = 1;
 		if (!rmq_bshard_current()->b->cfg.fetch_copy) {
 			/* Cold-read batches are sent from their buffer too. */
 			struct fetch_ref *fr = fetch_ref_new();

@@ -1153,21 +1153,32 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	uint64_t next = offset;
 	for (;;) {
 		uint64_t start = (uint64_t)pos, p = start, last = UINT64_MAX;
-		/* Whole batches only; at least one in all.  First by the index:
-		 * its entries are batch starts, so the furthest one within the
-		 * byte budget covers the batches before it without touching
-		 * their (perhaps cold) pages; a walk over the batches after it
-		 * (one index interval at most) fills the rest of the budget.
-		 * Stepping needs each entry's length; the last one's header
-		 * gives the offset the read ends at. */
+		/* Whole batches only; at least one in all, found without
+		 * touching the (perhaps cold) data where possible, since a
+		 * page fault on the mapping is a disk read on the shard:
+		 * - the budget reaches the visible end: take it all; the
+		 *   offset there is the segment's end, or the HW in the one
+		 *   segment still being acknowledged;
+		 * - else the furthest index entry within the budget: entries
+		 *   are batch starts, so the batches before it fit (the read
+		 *   comes back short by less than an index interval);
+		 * - else (the first batch alone passes the index's reach):
+		 *   walk the batch headers.  Stepping needs each entry's
+		 *   length; the last one's header gives the offset the read
+		 *   ends at. */
 		uint64_t upto = start + (max_bytes - r->bytes);
-		int64_t j = rmq_segment_index_upto(seg, start, upto < seg->visible_size ? upto
-										 : seg->visible_size);
-		if (j >= 0) {
+		int64_t j;
+		bool walk = false;
+		if (upto >= seg->visible_size && seg->visible_size > start) {
+			p = seg->visible_size;
+			next = p == seg->size ? seg->next_offset : log->hw;
+		} else if ((j = rmq_segment_index_upto(seg, start, upto)) >= 0) {
 			p = seg->idx[j].position;
 			next = seg->base_offset + seg->idx[j].rel_offset;
+		} else {
+			walk = true;
 		}
-		while (p < seg->visible_size) {
+		while (walk && p < seg->visible_size) {
 			uint32_t n = entry_len_at(seg->map + p, seg->visible_size - p);
 			if (n == 0)
 				break;
@@ -1246,6 +1257,11 @@ int64_t rmq_log_scan(struct rmq_log *log, uint64_t from,
 			return rc;
 	}
 	return (int64_t)skipped;
+}
+
+int rmq_log_slice_direct_fd(const struct rmq_log_slice *sl)
+{
+	return rmq_segment_direct_fd(sl->seg);
 }
 
 void rmq_log_read_release(struct rmq_log_read *r)

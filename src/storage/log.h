@@ -182,6 +182,9 @@ struct rmq_log_read {
  * Finds the whole batches from the one holding offset, up to max_bytes of
  * entries but at least one batch (so a consumer always progresses), never
  * past the high watermark, across at most RMQ_LOG_SLICES_MAX segments.
+ * The end is found from the offset index where it can, so the data itself
+ * (perhaps not in memory) is not touched: the read may stop short of
+ * max_bytes by less than an index interval plus one batch.
  * The slices stay valid (segments pinned against retention and truncation)
  * until rmq_log_read_done().
  * Returns 0 (nslices == 0 when offset == HW: nothing new yet), or:
@@ -204,6 +207,15 @@ void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r);
  * may still shorten the active segment's file under it (replication only).
  */
 void rmq_log_read_release(struct rmq_log_read *r);
+
+/*
+ * A descriptor for reading sl's bytes from the disk without the page cache
+ * (O_DIRECT, opened on first use; segment.h rmq_segment_direct_fd): reads
+ * through it must be 4096-aligned in position, length and buffer address.
+ * Falls back to sl->fd where the filesystem has no O_DIRECT (then the
+ * alignment is harmless).  The log's owner thread only, while pinned.
+ */
+int rmq_log_slice_direct_fd(const struct rmq_log_slice *sl);
 
 /*
  * Offset of the first batch whose timestamp is >= ts_ms (Kafka's

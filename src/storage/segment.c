@@ -154,7 +154,7 @@ static int open_indexes(struct rmq_segment *s, uint32_t cap, bool create,
 static void segment_init(struct rmq_segment *s, const char *dir, uint64_t base_offset)
 {
 	memset(s, 0, sizeof(*s));
-	s->fd = s->idx_fd = s->tim_fd = -1;
+	s->fd = s->idx_fd = s->tim_fd = s->rfd = -1;
 	s->base_offset = base_offset;
 	s->next_offset = base_offset;
 	s->max_timestamp_ms = -1;
@@ -248,6 +248,21 @@ void rmq_segment_close(struct rmq_segment *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	if (s->rfd >= 0)
+		close(s->rfd);
+	s->rfd = -1;
+}
+
+int rmq_segment_direct_fd(struct rmq_segment *s)
+{
+	if (s->rfd == -1) {
+		char name[sizeof(s->path) + 8];
+		file_name(name, sizeof(name), s, 0);
+		s->rfd = open(name, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (s->rfd < 0)
+			s->rfd = -2; /* not again: use fd */
+	}
+	return s->rfd >= 0 ? s->rfd : s->fd;
 }
 
 int rmq_segment_delete(struct rmq_segment *s)

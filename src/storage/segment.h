@@ -82,6 +82,10 @@ struct rmq_segment {
 	uint64_t map_len;         /* bytes mapped at map */
 	const uint8_t *map;       /* B.log, read-only */
 	int fd;                   /* B.log, O_RDWR */
+	int rfd;                  /* B.log, O_RDONLY|O_DIRECT for cold reads,
+				   * opened on first use by the owner
+				   * (rmq_segment_direct_fd); -1 not yet,
+				   * -2 the filesystem refused O_DIRECT */
 
 	struct rmq_index_entry *idx;
 	uint32_t idx_count, idx_cap;
@@ -110,6 +114,15 @@ struct rmq_segment {
 	_Atomic uint32_t pins;
 	char path[4096 - 128];    /* directory + "/" + B, without extension */
 };
+
+/*
+ * The descriptor cold reads of s use: B.log opened O_RDONLY|O_DIRECT on the
+ * first call, so a read goes from the disk into the reader's buffer without
+ * passing through (and filling) the page cache; the O_RDWR descriptor when
+ * the filesystem has no O_DIRECT.  Reads through it must be 4096-aligned in
+ * position, length and buffer address.  Owner thread only; closed with s.
+ */
+int rmq_segment_direct_fd(struct rmq_segment *s);
 
 /* What recovery of one segment found. */
 struct rmq_segment_recovery {
