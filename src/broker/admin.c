@@ -1220,6 +1220,7 @@ void rmq_admin_cancel(struct rmq_call *c)
 /* Per-shard numbers, gathered by message (each shard reads only its own). */
 struct shard_numbers {
 	uint64_t produce_requests, produce_records, fetch_requests, fetch_bytes, errors;
+	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
 	uint64_t partitions, connections, calls, protocol_errors;
 	uint64_t log_bytes;
 };
@@ -1250,6 +1251,8 @@ static void gather_here(struct rmq_xmsg *m)
 	n->produce_records = bs->produce_records;
 	n->fetch_requests = bs->fetch_requests;
 	n->fetch_bytes = bs->fetch_bytes;
+	n->fetch_disk_bytes = bs->fetch_disk_bytes;
+	n->fetch_ahead_bytes = bs->fetch_ahead_bytes;
 	n->errors = bs->errors;
 	for (size_t i = 0; i < bs->meta->ntopics; i++)
 		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
@@ -1491,6 +1494,8 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_produce_records_total", "records appended", "records", 1, produce_records),
 	MDEF("rmq_fetch_requests_total", "fetch requests answered", "requests", 1, fetch_requests),
 	MDEF("rmq_fetch_bytes_total", "batch bytes read for fetches", "bytes", 1, fetch_bytes),
+	MDEF("rmq_fetch_disk_bytes_total", "batch bytes fetches read from the disk (not in memory), read-ahead included", "bytes", 1, fetch_disk_bytes),
+	MDEF("rmq_fetch_ahead_bytes_total", "batch bytes fetches took from a read-ahead", "bytes", 1, fetch_ahead_bytes),
 	MDEF("rmq_request_errors_total", "produce requests answered with an error", "requests", 1, errors),
 	MDEF("rmq_partitions", "partitions owned", "partitions", 2, partitions),
 	MDEF("rmq_log_bytes", "bytes stored in partition logs", "bytes", 2, log_bytes),

@@ -19,6 +19,7 @@
 #ifndef RMQ_BROKER_BROKER_H
 #define RMQ_BROKER_BROKER_H
 
+#include "broker/coldread.h"
 #include "broker/meta.h"
 #include "core/shard.h"
 #include "net/server.h"
@@ -86,7 +87,7 @@ struct rmq_partition {
 	struct rmq_produce *backlog_head, *backlog_tail; /* waiting for buffer space */
 	struct rmq_fetch_waiter *waiters;  /* long polls on this partition */
 	uint64_t produced_records, produced_bytes, fetched_bytes;
-	uint32_t cold_reads;               /* fetch parts reading from disk (fetch.c) */
+	struct rmq_cold_state cold;        /* reads from the disk (coldread.h) */
 	struct rmq_dedup *dedup;           /* retries that must not append twice */
 };
 
@@ -106,10 +107,12 @@ struct rmq_bshard {
 	struct rmq_timer retention_timer;
 	struct rmq_timer fsync_timer;
 	uint32_t inflight_produce;
+	uint64_t cold_ahead_bytes;     /* held by read-aheads (coldread.h) */
 	struct rmq_gshard *groups;     /* groups this shard coordinates */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;
+	uint64_t fetch_disk_bytes, fetch_ahead_bytes; /* coldread.h */
 	uint64_t errors;
 };
 

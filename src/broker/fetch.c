@@ -33,32 +33,23 @@
  * call's send queue.
  *
  * Cold reads.  A page fault on the segment mapping is a synchronous disk
- * read that stalls the whole shard, and under fsync=always the log writes
- * with O_DIRECT, so even the freshest data is not in the page cache.  So
- * read_part() uses the mapping only when mincore() says every page of a
- * slice is resident; the other slices are read into a buffer with
- * io_uring READs on the owner's ring, and the part is answered from the
- * completion instead.  The READs are O_DIRECT (storage/log.h
- * rmq_log_slice_direct_fd), COLD_CHUNK bytes each with up to COLD_DEPTH in
- * flight per part: buffered READs ran at ~400 MB/s on the development VM
- * (the kernel's page-cache fill), direct ones at 1.1 GB/s one at a time
- * and 2.2 GB/s eight deep (fio, docs/benchmarks.md "Reading cold data").
- * Direct reads move whole 4 KiB blocks, so each cold slice is read as the
- * aligned blocks around it and answered from inside them.
+ * read that stalls the whole shard, so read_part() sends from the mapping
+ * only when every slice is in memory (rmq_cold_resident); otherwise the
+ * batches are read into a buffer by coldread.h (O_DIRECT, several READs in
+ * flight, CRC-checked, read ahead for consumers going in order) and the
+ * part is answered when they are in:
  *
  *   read_part ── all slices resident ──► zero copy: pin, reply (READ_DONE)
- *        │                               (--fetch-copy: memcpy, reply)
- *        └── some slice cold: copy the resident ones, keep the log read
- *            pinned, READ the blocks of the cold ones, COLD_DEPTH chunks
- *            at a time (short reads resubmit the rest) ─► READ_PENDING:
- *            neither parked nor replied; the partition counts it in
- *            cold_reads
+ *        │                               (--fetch-copy: copy, reply)
+ *        └── some slice cold: rmq_cold_read_start ─► taken from a finished
+ *            read-ahead (READ_DONE), or READ_PENDING: neither parked nor
+ *            replied; the partition counts it in cold.reads
  *                 │
- *   cold_done ◄───┘ every cold slice in: CRC-32C of each of its batches,
- *                   unpin, reply.  A bad batch is never served: first in
- *                   the buffer → CORRUPT_MESSAGE naming its offset; later →
- *                   the batches before it are answered, and the next fetch
- *                   (at its offset) gets the error.
+ *   cold_done ◄───┘ the batches are in and checked: reply.  A bad batch
+ *                   is never served: first in the buffer → CORRUPT_MESSAGE
+ *                   naming its offset; later → the batches before it are
+ *                   answered, and the next fetch (at its offset) gets the
+ *                   error.
  *
  * A cancel that arrives while the reads are in flight finds the part not
  * parked, so it only acks; the reply follows from cold_done.  The origin
@@ -70,6 +61,7 @@
  * new data; the stream ends when the client cancels.
  */
 #include "broker/broker.h"
+#include "broker/coldread.h"
 #include "broker/lookup.h"
 
 #include "client/consumer.pb-c.h"
@@ -80,9 +72,7 @@
 #include "core/util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,30 +95,10 @@ enum {
 
 enum op_kind { OP_FETCH, OP_SUBSCRIBE };
 
-/* Cold reads (see the top of the file): bytes per READ, READs in flight
- * per part, and the alignment of O_DIRECT. */
-#define COLD_CHUNK (512u << 10)
-#define COLD_DEPTH 4
-#define COLD_ALIGN 4096u
-
 /* Subscribe starting points resolved by the owner at the first read. */
 enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2, START_TIME = 3, START_MAX_TIME = 4 };
 
 struct fetch_op;
-struct fetch_part;
-
-/* One READ in flight of a part's cold slices. */
-struct cold_chunk {
-	struct rmq_io_op op;
-	struct fetch_part *fp;
-	int fd;
-	uint64_t pos;          /* file position of the chunk (aligned) */
-	uint32_t len;          /* bytes asked for; 0 = slot free */
-	uint32_t need;         /* of them, bytes the answer uses (EOF may cut the rest) */
-	uint32_t done;         /* bytes in so far */
-	uint8_t *buf;
-};
-
 struct rmq_fetch_waiter {
 	struct rmq_fetch_waiter *next, *prev;
 };
@@ -151,16 +121,9 @@ struct fetch_part {
 	bool cancel_sent;      /* origin: a cancel is out for this round */
 	bool dropped;          /* subscribe: failed, reported, no longer read */
 	unsigned owner;
-	/* Owner: cold reads in flight (see the top of the file). */
-	struct rmq_partition *reading; /* non-NULL while READs are in flight */
-	struct rmq_log_read lr;        /* pinned until the last READ is in */
-	unsigned cold;                 /* bit i: slice i is read, not copied */
-	size_t at[RMQ_LOG_SLICES_MAX]; /* slice i's bytes are at data + at[i] */
-	unsigned ri;                   /* the slice being issued */
-	uint64_t rnext;                /* its next aligned position to READ */
-	unsigned inflight;             /* chunks out */
-	int rerr;                      /* first READ error, or 0 */
-	struct cold_chunk chunk[COLD_DEPTH];
+	/* Owner: the log read, and the cold read of it (coldread.h). */
+	struct rmq_cold_read cr;
+	bool reading;          /* the cold read is pending */
 	/* Result (owner writes, origin reads after the reply). */
 	int code;
 	char err[320];
@@ -279,222 +242,43 @@ enum read_result {
 	READ_PENDING, /* cold reads in flight: cold_done() replies */
 };
 
-/* True when every page under [data, data+len) is in the page cache, so
- * copying it cannot fault.  mincore() itself never faults.  One call per
- * slice up to 16 MiB (4 KiB pages); larger slices take a few. */
-static bool resident(const uint8_t *data, uint32_t len)
+/* A finished cold read's result into the part. */
+static void cold_result(struct fetch_part *fp)
 {
-	static __thread unsigned char vec[4096];
-	static __thread size_t page;
-	if (len == 0)
-		return true;
-	if (!page)
-		page = (size_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)data & ~(uintptr_t)(page - 1);
-	uintptr_t end = (uintptr_t)data + len;
-	while (a < end) {
-		size_t pages = (end - a + page - 1) / page;
-		if (pages > sizeof(vec))
-			pages = sizeof(vec);
-		if (mincore((void *)a, pages * page, vec) < 0)
-			return false; /* cannot tell: take the safe path */
-		for (size_t i = 0; i < pages; i++)
-			if (!(vec[i] & 1))
-				return false;
-		a += pages * page;
-	}
-	return true;
-}
-
-static void cold_done(struct rmq_io_op *op, int res, unsigned flags);
-
-static uint64_t align_down(uint64_t x)
-{
-	return x & ~(uint64_t)(COLD_ALIGN - 1);
-}
-
-static uint64_t align_up(uint64_t x)
-{
-	return align_down(x + COLD_ALIGN - 1);
-}
-
-/* Moves fp->ri to the next cold slice at or after i and fp->rnext to its
- * first block; fp->ri == nslices when there is none. */
-static void cold_next_slice(struct fetch_part *fp, unsigned i)
-{
-	while (i < fp->lr.nslices && !(fp->cold & (1u << i)))
-		i++;
-	fp->ri = i;
-	if (i < fp->lr.nslices)
-		fp->rnext = align_down(fp->lr.slices[i].pos);
-}
-
-/* Submits (or resubmits the rest of) chunk c.  Returns 0 or -EBUSY. */
-static int chunk_submit(struct cold_chunk *c)
-{
-	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(c->fp->reading->bs->s), &c->op);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_read(sqe, c->fd, c->buf + c->done, c->len - c->done, c->pos + c->done);
-	return 0;
-}
-
-/* Starts READs until COLD_DEPTH are out or every cold block is asked for.
- * Returns 0, or -EBUSY when the ring took none and none is out. */
-static int cold_issue(struct fetch_part *fp)
-{
-	for (unsigned k = 0; k < COLD_DEPTH && fp->ri < fp->lr.nslices; k++) {
-		struct cold_chunk *c = &fp->chunk[k];
-		if (c->len)
-			continue;
-		const struct rmq_log_slice *sl = &fp->lr.slices[fp->ri];
-		uint64_t base = align_down(sl->pos), data_end = sl->pos + sl->len;
-		uint64_t end = align_up(data_end);
-		c->fp = fp;
-		c->fd = rmq_log_slice_direct_fd(sl);
-		c->pos = fp->rnext;
-		c->len = (uint32_t)(end - c->pos < COLD_CHUNK ? end - c->pos : COLD_CHUNK);
-		c->need = (uint32_t)((c->pos + c->len < data_end ? c->pos + c->len : data_end) - c->pos);
-		c->done = 0;
-		c->buf = fp->data + fp->at[fp->ri] - (sl->pos - base) + (c->pos - base);
-		if (chunk_submit(c) < 0) {
-			c->len = 0;
-			return fp->inflight ? 0 : -EBUSY;
-		}
-		fp->inflight++;
-		fp->rnext += c->len;
-		if (fp->rnext >= end)
-			cold_next_slice(fp, fp->ri + 1);
-	}
-	return 0;
-}
-
-/* Cuts the answer at byte q of slice i (the batches before it stay). */
-static void cut_at(struct fetch_part *fp, unsigned i, size_t q)
-{
-	fp->iov[i].iov_len = q;
-	fp->len = 0;
-	for (unsigned k = 0; k < fp->niov; k++) {
-		if (k > i)
-			fp->iov[k].iov_len = 0;
-		fp->len += fp->iov[k].iov_len;
-	}
-}
-
-/*
- * Checks the CRC-32C of every batch the READs brought in.  Returns true
- * when all are good; otherwise cuts the answer before the first bad batch
- * (an error when nothing precedes it), logs it, and returns false.
- * O(bytes read): cold data costs a disk read anyway.
- */
-static bool cold_verify(struct fetch_part *fp)
-{
-	for (unsigned i = 0; i < fp->lr.nslices; i++) {
-		if (!(fp->cold & (1u << i)))
-			continue;
-		const uint8_t *b = fp->data + fp->at[i];
-		size_t q = 0, end = fp->lr.slices[i].len;
-		while (q < end) {
-			struct rmq_batch_view v;
-			int n = rmq_batch_parse_header(b + q, end - q, &v);
-			bool parsed = n > 0;
-			if (parsed && rmq_batch_check_crc(b + q, &v) == 0) {
-				q += (size_t)n;
-				continue;
-			}
-			const struct rmq_partition *p = fp->reading;
-			uint64_t at = parsed ? v.hdr.base_offset : fp->offset;
-			rmq_error("partition %s-%u: %s at offset %lu (segment position %lu) on a cold "
-				  "read: not served",
-				  p->topic_name, p->index,
-				  parsed ? "batch fails its CRC-32C" : "batch does not parse",
-				  (unsigned long)at, (unsigned long)(fp->lr.slices[i].pos + q));
-			/* Without O_DIRECT the READ left the bad bytes in the
-			 * page cache, where the next fetch would find them
-			 * resident and send them unchecked: evict the slice (our
-			 * own mapping of it first, or fadvise cannot), so every
-			 * read of it is cold and checked again. */
-			const struct rmq_log_slice *sl = &fp->lr.slices[i];
-			uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-			uintptr_t a = (uintptr_t)sl->data & ~(pg - 1);
-			(void)madvise((void *)a, (uintptr_t)sl->data + sl->len - a, MADV_DONTNEED);
-			(void)posix_fadvise(sl->fd, (off_t)sl->pos, sl->len, POSIX_FADV_DONTNEED);
-			cut_at(fp, i, q);
-			if (fp->len > 0 && parsed) {
-				/* Serve what precedes it; the next fetch starts at the
-				 * bad batch and gets the error. */
-				fp->next_offset = at;
-			} else {
-				fp->code = EC_CORRUPT_MESSAGE;
-				snprintf(fp->err, sizeof(fp->err),
-					 parsed ? "batch at offset %lu fails its CRC-32C check: corrupt on disk"
-						: "batch at or before offset %lu does not parse: corrupt on disk",
-					 (unsigned long)at);
-			}
-			return false;
-		}
-	}
-	return true;
-}
-
-/* The last READ is in (err 0) or failed: verify, unpin, account.  The
- * caller replies. */
-static void cold_complete(struct fetch_part *fp, int err)
-{
-	struct rmq_partition *p = fp->reading;
-	if (err < 0) {
-		fp->code = EC_STORAGE_ERROR;
-		snprintf(fp->err, sizeof(fp->err), "reading offset %lu from disk: %s",
-			 (unsigned long)fp->offset, rmq_strerror(err));
-		rmq_error("partition %s-%u: %s", p->topic_name, p->index, fp->err);
-	} else {
-		cold_verify(fp);
-	}
-	if (fp->code != EC_OK) {
-		free(fp->data);
-		fp->data = NULL;
-		fp->len = 0;
-		fp->niov = 0;
+	struct rmq_cold_read *cr = &fp->cr;
+	struct rmq_partition *p = cr->p;
+	fp->reading = false;
+	if (cr->err) {
+		fp->code = cr->err == RMQ_ECRC || cr->err == RMQ_ECORRUPT ? EC_CORRUPT_MESSAGE
+		    : cr->err == -ENOMEM ? EC_RESOURCE_EXHAUSTED : EC_STORAGE_ERROR;
+		if (cr->err == RMQ_ECRC)
+			snprintf(fp->err, sizeof(fp->err),
+				 "batch at offset %lu fails its CRC-32C check: corrupt on disk",
+				 (unsigned long)cr->bad_offset);
+		else if (cr->err == RMQ_ECORRUPT)
+			snprintf(fp->err, sizeof(fp->err),
+				 "batch at or before offset %lu does not parse: corrupt on disk",
+				 (unsigned long)cr->bad_offset);
+		else
+			snprintf(fp->err, sizeof(fp->err), "reading offset %lu: %s",
+				 (unsigned long)fp->offset, rmq_strerror(cr->err));
 		fp->next_offset = fp->offset;
+		return;
 	}
-	rmq_log_read_done(p->log, &fp->lr);
-	fp->reading = NULL;
-	fp->cold = 0;
-	RMQ_ASSERT(p->cold_reads > 0);
-	p->cold_reads--;
+	fp->data = cr->data;
+	cr->data = NULL;
+	memcpy(fp->iov, cr->iov, sizeof(fp->iov));
+	fp->niov = cr->niov;
+	fp->len = cr->len;
+	fp->next_offset = cr->next_offset;
 	p->fetched_bytes += fp->len;
 	p->bs->fetch_bytes += fp->len;
 }
 
-static void cold_done(struct rmq_io_op *op, int res, unsigned flags)
+static void cold_done(struct rmq_cold_read *cr)
 {
-	struct cold_chunk *c = RMQ_CONTAINER_OF(op, struct cold_chunk, op);
-	struct fetch_part *fp = c->fp;
-	(void)flags;
-	if (res == -EAGAIN || res == -EINTR)
-		res = 0; /* requeue the same range */
-	else if (res == 0 && c->done < c->need)
-		res = -EIO; /* end of file inside data the log says is there */
-	else if (res == 0)
-		c->done = c->len; /* end of file in the padding after the data */
-	if (res > 0)
-		c->done += (uint32_t)res;
-	if (res >= 0 && c->done < c->len && !fp->rerr && chunk_submit(c) == 0)
-		return;
-	if (res < 0 && !fp->rerr)
-		fp->rerr = res;
-	if (res >= 0 && c->done < c->len && !fp->rerr)
-		fp->rerr = -EBUSY; /* the ring had no room for the rest */
-	c->len = 0;
-	fp->inflight--;
-	if (!fp->rerr) {
-		int rc = cold_issue(fp);
-		if (rc < 0)
-			fp->rerr = rc;
-	}
-	if (fp->inflight)
-		return;
-	cold_complete(fp, fp->rerr);
+	struct fetch_part *fp = RMQ_CONTAINER_OF(cr, struct fetch_part, cr);
+	cold_result(fp);
 	reply_part(fp);
 }
 
@@ -502,7 +286,7 @@ static void cold_done(struct rmq_io_op *op, int res, unsigned flags)
  * copied now, cold ones read by io_uring (READ_PENDING). */
 static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp)
 {
-	struct rmq_log_read *r = &fp->lr;
+	struct rmq_log_read *r = &fp->cr.lr;
 	RMQ_DASSERT(!fp->reading);
 	if (fp->start == START_EARLIEST)
 		fp->offset = rmq_log_start_offset(p->log);
@@ -534,7 +318,7 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	if (!p->bs->b->cfg.fetch_copy) {
 		bool all = true;
 		for (unsigned i = 0; i < r->nslices && all; i++)
-			all = resident(r->slices[i].data, r->slices[i].len);
+			all = rmq_cold_resident(r->slices[i].data, r->slices[i].len);
 		struct fetch_ref *fr = all ? fetch_ref_new() : NULL;
 		if (fr) {
 			/* The pins move to the reference; the origin sends from
@@ -553,55 +337,16 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 			return READ_DONE;
 		}
 	}
-	/* The buffer: a resident slice's bytes as they are, a cold one's
-	 * whole blocks (aligned in the buffer as on the disk). */
-	size_t size = 0;
-	unsigned cold = 0;
-	for (unsigned i = 0; i < r->nslices; i++) {
-		const struct rmq_log_slice *sl = &r->slices[i];
-		if (resident(sl->data, sl->len)) {
-			fp->at[i] = size;
-			size += sl->len;
-		} else {
-			cold |= 1u << i;
-			size = align_up(size);
-			fp->at[i] = size + (sl->pos - align_down(sl->pos));
-			size += align_up(sl->pos + sl->len) - align_down(sl->pos);
-		}
+	/* Copied (--fetch-copy, or some slice is not in memory): resident
+	 * slices now, cold ones from the disk. */
+	fp->cr.p = p;
+	fp->cr.ahead_bytes = fp->max_bytes;
+	fp->cr.cb = cold_done;
+	if (rmq_cold_read_start(&fp->cr)) {
+		fp->reading = true;
+		return READ_PENDING;
 	}
-	if (posix_memalign((void **)&fp->data, COLD_ALIGN, size) != 0) {
-		fp->data = NULL;
-		rmq_log_read_done(p->log, r);
-		fp->code = EC_RESOURCE_EXHAUSTED;
-		snprintf(fp->err, sizeof(fp->err), "out of memory");
-		return READ_DONE;
-	}
-	for (unsigned i = 0; i < r->nslices; i++) {
-		if (!(cold & (1u << i)))
-			memcpy(fp->data + fp->at[i], r->slices[i].data, r->slices[i].len);
-		fp->iov[i] = (struct iovec){fp->data + fp->at[i], r->slices[i].len};
-	}
-	fp->niov = r->nslices;
-	fp->len = r->bytes;
-	fp->next_offset = r->next_offset;
-	if (cold) {
-		fp->cold = cold;
-		fp->reading = p;
-		fp->inflight = 0;
-		fp->rerr = 0;
-		for (unsigned k = 0; k < COLD_DEPTH; k++)
-			fp->chunk[k] = (struct cold_chunk){.op.cb = cold_done};
-		cold_next_slice(fp, 0);
-		p->cold_reads++;
-		rc = cold_issue(fp);
-		if (rc == 0)
-			return READ_PENDING;
-		cold_complete(fp, rc); /* nothing in flight: answer the error now */
-		return READ_DONE;
-	}
-	rmq_log_read_done(p->log, r);
-	p->fetched_bytes += fp->len;
-	p->bs->fetch_bytes += fp->len;
+	cold_result(fp);
 	return READ_DONE;
 }
 
@@ -658,6 +403,7 @@ void rmq_fetch_wake(struct rmq_partition *p)
 
 void rmq_fetch_drop_waiters(struct rmq_partition *p)
 {
+	rmq_cold_close(p);
 	for (;;) {
 		while (p->waiters) {
 			struct fetch_part *fp = RMQ_CONTAINER_OF(p->waiters, struct fetch_part, w);
@@ -667,7 +413,7 @@ void rmq_fetch_drop_waiters(struct rmq_partition *p)
 				 fp->partition);
 			reply_part(fp);
 		}
-		if (p->cold_reads == 0)
+		if (p->cold.reads == 0)
 			break;
 		/* Cold reads write into their parts and unpin segments of this
 		 * log: let them complete (and reply) before the log goes.  Their
@@ -675,7 +421,7 @@ void rmq_fetch_drop_waiters(struct rmq_partition *p)
 		int rc = rmq_io_wait(rmq_shard_io(p->bs->s), 100ULL * 1000 * 1000);
 		if (rc < 0) {
 			rmq_error("partition %s-%u: waiting for %u cold reads at close: %s",
-				  p->topic_name, p->index, p->cold_reads, rmq_strerror(rc));
+				  p->topic_name, p->index, p->cold.reads, rmq_strerror(rc));
 			break;
 		}
 	}
