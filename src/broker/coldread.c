@@ -199,6 +199,7 @@ static void verify(struct rmq_cold_read *cr)
 			(void)madvise((void *)a, (uintptr_t)sl->data + sl->len - a, MADV_DONTNEED);
 			(void)posix_fadvise(sl->fd, (off_t)sl->pos, sl->len, POSIX_FADV_DONTNEED);
 			cut_at(cr, i, q);
+			cr->cut = true;
 			cr->bad_offset = at;
 			if (cr->len > 0 && parsed)
 				cr->next_offset = at; /* the next fetch gets the error */
@@ -270,7 +271,6 @@ static void settle(struct rmq_cold_read *cr)
 /* ---- read-ahead ------------------------------------------------------------ */
 
 static void ahead_done(struct rmq_cold_read *acr);
-static void done_now(struct rmq_cold_read *cr);
 
 static void ahead_free(struct rmq_cold_ahead *a)
 {
@@ -383,14 +383,14 @@ static void ahead_done(struct rmq_cold_read *acr)
 	}
 	struct rmq_cold_read *w = a->waiter;
 	if (!w) {
-		if (acr->err || acr->len < acr->lr.bytes)
+		if (acr->err || acr->cut)
 			ahead_drop(p); /* the fetch that reaches it reads and reports */
 		return;
 	}
 	a->waiter = NULL;
 	p->cold.ahead = NULL;
 	p->cold.reads--; /* the waiter's */
-	if (acr->err || acr->len < acr->lr.bytes) {
+	if (acr->err || acr->cut) {
 		/* Bad data: the waiter reads for itself, so the error is its
 		 * own and named for its offset. */
 		ahead_free(a);
@@ -430,12 +430,6 @@ static void read_finish(struct rmq_cold_read *cr)
 	cr->cb(cr);
 }
 
-static void done_now(struct rmq_cold_read *cr)
-{
-	settle(cr);
-	ahead_start(cr);
-}
-
 bool rmq_cold_read_start(struct rmq_cold_read *cr)
 {
 	struct rmq_partition *p = cr->p;
@@ -443,6 +437,7 @@ bool rmq_cold_read_start(struct rmq_cold_read *cr)
 	cr->niov = 0;
 	cr->len = 0;
 	cr->err = 0;
+	cr->cut = false;
 	cr->bad_offset = 0;
 	cr->first_offset = cr->lr.first_offset;
 	cr->next_offset = cr->lr.next_offset;
@@ -467,7 +462,7 @@ bool rmq_cold_read_start(struct rmq_cold_read *cr)
 		p->cold.reads++;
 		return true;
 	}
-	done_now(cr);
+	settle(cr); /* nothing was cold (--fetch-copy), or it failed */
 	return false;
 }
 

@@ -91,6 +91,7 @@ struct rmq_cold_read {
 	 * the batch. */
 	int err;
 	uint64_t bad_offset;
+	bool cut;                /* a bad batch ended the result early */
 
 	/* Private. */
 	unsigned cold;           /* bit i: slice i is read, not copied */

@@ -1172,7 +1172,8 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 		if (upto >= seg->visible_size && seg->visible_size > start) {
 			p = seg->visible_size;
 			next = p == seg->size ? seg->next_offset : log->hw;
-		} else if ((j = rmq_segment_index_upto(seg, start, upto)) >= 0) {
+		} else if ((j = rmq_segment_index_upto(seg, start, upto < seg->visible_size
+									? upto : seg->visible_size)) >= 0) {
 			p = seg->idx[j].position;
 			next = seg->base_offset + seg->idx[j].rel_offset;
 		} else {
