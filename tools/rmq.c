@@ -15,6 +15,7 @@
  *   rmq group list|describe|reset|delete ...          AdminService (group.c)
  *   rmq cluster          DescribeCluster + GetClusterMetadata
  *   rmq health           grpc.health.v1 Check + BrokerHealthService
+ *   rmq metrics          BrokerHealthService.GetMetrics
  *
  * This file holds main and the dispatch, the options every command takes,
  * the error and exit helpers, the protobuf-c calls, and the two commands
@@ -410,6 +411,49 @@ static int cmd_health(int argc, char **argv)
 	return ok ? 0 : 1;
 }
 
+static int cmd_metrics(int argc, char **argv)
+{
+	bool total;
+	const struct rmq_flag flags[] = {
+		{"total", RMQ_FLAG_BOOL, &total, "false", "one line per metric: the sum over its label sets (shards)", 0, 0, NULL},
+	};
+	const struct cmd_spec cs = {"metrics", "metrics [PREFIX] [--total]",
+				    "Prints the broker's metrics (BrokerHealthService.GetMetrics) whose names start with PREFIX, one sample per line: name{labels} value.",
+				    flags, 1, 0, 1, false, false};
+	int npos;
+	parse_args(&cs, argc, argv, &npos);
+	connect_broker();
+	Rustmq__Broker__MetricsRequest req = RUSTMQ__BROKER__METRICS_REQUEST__INIT;
+	req.version = &api_v1;
+	req.name_prefix = npos >= 1 ? argv[1] : "";
+	Rustmq__Broker__MetricsResponse *r =
+		PB_CALL("GetMetrics", "/rustmq.broker.BrokerHealthService/GetMetrics", &req,
+			Rustmq__Broker__MetricsResponse, rustmq__broker__metrics_response__descriptor);
+	if (r->error_code)
+		die_code("GetMetrics", NULL, r->error_code, r->error_message);
+	for (size_t i = 0; i < r->n_metrics; i++) {
+		const Rustmq__Broker__Metric *m = r->metrics[i];
+		if (total) {
+			/* The broker lists a metric's label sets together. */
+			if (i > 0 && strcmp(r->metrics[i - 1]->name, m->name) == 0)
+				continue;
+			double sum = 0;
+			for (size_t k = i; k < r->n_metrics && strcmp(r->metrics[k]->name, m->name) == 0; k++)
+				sum += r->metrics[k]->value;
+			printf("%s %.17g\n", m->name, sum);
+			continue;
+		}
+		printf("%s", m->name);
+		for (size_t k = 0; k < m->n_labels; k++)
+			printf("%s%s=\"%s\"", k ? "," : "{", m->labels[k]->key, m->labels[k]->value);
+		printf("%s %.17g\n", m->n_labels ? "}" : "", m->value);
+	}
+	if (r->n_metrics == 0 && npos >= 1)
+		fprintf(stderr, "rmq: no metric starts with '%s'\n", argv[1]);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static const struct command commands[] = {
@@ -418,6 +462,7 @@ static const struct command commands[] = {
 	{"consume", cmd_consume, "print records: rmq consume TOPIC --offset earliest [--group G]"},
 	{"cluster", cmd_cluster, "brokers, controller, topics, partitions and leaders"},
 	{"health", cmd_health, "is the broker serving? (exit 0 when SERVING)"},
+	{"metrics", cmd_metrics, "the broker's counters and gauges (GetMetrics)"},
 	{"group", cmd_group, "list, describe, reset and delete consumer groups"},
 };
 

@@ -91,7 +91,7 @@ try:
     expect([], 2)
     expect(["nosuch"], 2, err_re=r"unknown command 'nosuch'")
     for sub in (["topic", "create"], ["topic", "list"], ["topic", "describe"], ["topic", "delete"],
-                ["topic", "alter"], ["produce"], ["consume"], ["cluster"], ["health"],
+                ["topic", "alter"], ["produce"], ["consume"], ["cluster"], ["health"], ["metrics"],
                 ["group", "list"], ["group", "describe"], ["group", "reset"], ["group", "delete"]):
         expect([*sub, "--help"], 0, out_re=r"^usage: rmq " + sub[0])
     expect(["topic"], 2)
@@ -328,6 +328,14 @@ try:
     expect(["cluster"], 0, out_re=r"(?s)^cluster \S+.*brokers\n  1\t127\.0\.0\.1:\d+\tBROKER_RUNNING.*"
                                   r"topics\n.* multi\tpartitions 3")
     expect(["health"], 0, out_re=r"(?s)^grpc\.health\.v1\tSERVING\nbroker 1\tHEALTH_STATUS_SERVING")
+    # Metrics: per shard by default, summed with --total; the records the
+    # tests above produced are counted.
+    expect(["metrics", "rmq_fetch_bytes"], 0,
+           out_re=r'^rmq_fetch_bytes_total\{shard="0"\} \d+\nrmq_fetch_bytes_total\{shard="1"\} \d+\n$')
+    out = expect(["metrics", "rmq_produce_records", "--total"], 0,
+                 out_re=r"^rmq_produce_records_total \d+\n$")
+    check(int(out.split()[1]) > 0, f"records produced so far: {out!r}")
+    expect(["metrics", "nosuch_"], 0, out_re=r"^$", err_re=r"no metric starts with 'nosuch_'")
     expect(["topic", "delete", "multi"], 0, out_re=r"deleted topic multi")
     out = expect(["topic", "list"], 0)
     check(out == b"t\n", f"topic list after delete: {out!r}")
