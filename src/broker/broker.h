@@ -47,6 +47,7 @@ struct rmq_broker_config {
 	uint64_t retention_check_ns;
 	uint64_t max_fetch_wait_ns;    /* cap on a fetch's max_wait */
 	bool fetch_copy;               /* answer fetches by copy, not by reference (fetch.c) */
+	uint64_t read_ahead_bytes;     /* read-ahead held per shard; 0 = none (coldread.h) */
 	uint64_t produce_timeout_ns;   /* default when a request sets none */
 	uint32_t max_inflight_produce; /* per shard */
 	/* Consumer groups (group.h). */

@@ -303,7 +303,7 @@ static void ahead_start(struct rmq_cold_read *cr)
 	    p->cold.closed)
 		return;
 	size_t want = cr->ahead_bytes < RMQ_COLD_AHEAD_MAX ? cr->ahead_bytes : RMQ_COLD_AHEAD_MAX;
-	if (p->bs->cold_ahead_bytes + want > RMQ_COLD_AHEAD_SHARD)
+	if (p->bs->cold_ahead_bytes + want > p->bs->b->cfg.read_ahead_bytes)
 		return;
 	struct rmq_cold_ahead *a = calloc(1, sizeof(*a));
 	if (!a)

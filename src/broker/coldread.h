@@ -23,7 +23,7 @@
  * the same size (the consumer's budget, at most RMQ_COLD_AHEAD_MAX) is read
  * at once into a buffer the partition holds; the next fetch at that offset
  * takes it (or waits for it) instead of reading.  One read-ahead per
- * partition, at most RMQ_COLD_AHEAD_SHARD bytes per shard; a fetch at any
+ * partition, at most rmqd --read-ahead bytes per shard; a fetch at any
  * other offset drops it.
  *
  *   rmq_cold_read_start ── read-ahead covers it ──► take it (done now), or
@@ -47,7 +47,6 @@
 #define RMQ_COLD_CHUNK (512u << 10)       /* bytes per READ */
 #define RMQ_COLD_DEPTH 4                  /* READs in flight per read */
 #define RMQ_COLD_AHEAD_MAX (8u << 20)     /* bytes one read-ahead reads */
-#define RMQ_COLD_AHEAD_SHARD (64u << 20)  /* read-ahead bytes held per shard */
 
 struct rmq_partition;
 struct rmq_cold_read;

@@ -159,6 +159,7 @@ int main(int argc, char **argv)
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync;
+	uint64_t read_ahead;
 	char err[512];
 	int npos;
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -208,6 +209,7 @@ int main(int argc, char **argv)
 		{"group-max-size", RMQ_FLAG_UINT, &g_size, "0", "members per group; 0 = unlimited", 0, 1u << 20, NULL},
 		{"offsets-retention", RMQ_FLAG_DURATION, &off_ret, "7d", "delete the committed offsets of a group empty this long (checked every --retention-check); 0s = keep forever", 0, 0, NULL},
 		{"offset-metadata-max-bytes", RMQ_FLAG_SIZE, &md_max, "4KiB", "longest metadata string stored with a committed offset", 0, 1ULL << 20, NULL},
+		{"read-ahead", RMQ_FLAG_SIZE, &read_ahead, "64MiB", "memory per shard for reading cold data ahead of consumers that read it in order (at most 8 MiB per partition); 0 = no read-ahead", 0, 1ULL << 40, NULL},
 		{"fetch-copy", RMQ_FLAG_BOOL, &fetch_copy, "false", "copy fetched batches into each answer instead of sending them from the segment mapping (the old path, for comparison)", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
@@ -276,6 +278,7 @@ int main(int argc, char **argv)
 	cfg->retention_check_ns = ret_check;
 	cfg->max_fetch_wait_ns = max_wait;
 	cfg->fetch_copy = fetch_copy;
+	cfg->read_ahead_bytes = read_ahead;
 	cfg->max_inflight_produce = (uint32_t)inflight;
 	cfg->offsets_partitions = (uint32_t)off_parts;
 	cfg->offsets_segment_bytes = off_seg;

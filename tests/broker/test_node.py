@@ -2292,6 +2292,18 @@ def cold_restart_fetch_identical(ctx):
         m = c.metrics(["rmq_fetch_ahead_bytes_total"])
         check(sum(x.value for x in m.metrics) > 0, "a read-ahead was taken")
     eq(node.stop(), 0, "exit status with a read-ahead held")
+    # --read-ahead 0: the same answers, every byte read when asked for.
+    make_cold(node.data_dir)
+    node.start(extra=("--read-ahead", "0"))
+    with ctx.client() as c:
+        after = [raw for _, raw in c.fetch_all("cold-t", 1, pmax=64 << 10)]
+        eq(after, before[1], "cold-t-1 without read-ahead")
+        m = c.metrics(["rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total"])
+        total = {n: int(sum(x.value for x in m.metrics if x.name == n))
+                 for n in ("rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total")}
+        check(total["rmq_fetch_disk_bytes_total"] > 0 and
+              total["rmq_fetch_ahead_bytes_total"] == 0, f"--read-ahead 0: {total}")
+    eq(node.stop(), 0, "exit status after SIGTERM")
     node.start()
 
 
