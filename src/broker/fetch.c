@@ -99,6 +99,7 @@ enum op_kind { OP_FETCH, OP_SUBSCRIBE };
 enum { START_OFFSET = 0, START_EARLIEST = 1, START_LATEST = 2, START_TIME = 3, START_MAX_TIME = 4 };
 
 struct fetch_op;
+
 struct rmq_fetch_waiter {
 	struct rmq_fetch_waiter *next, *prev;
 };
