@@ -640,7 +640,11 @@ static int send_round(struct fetch_op *op)
 	int n = build_response(op, op->kind == OP_SUBSCRIBE, &iov, &refs, &bufs, &nb);
 	if (n < 0)
 		return -ENOMEM;
-	int rc = n == 0 ? 0 : rmq_call_sendv_ref(op->call, iov, refs, n);
+	/* A unary answer is one message even when empty (a Fetch of no
+	 * partitions); a subscription sends only rounds with something. */
+	int rc = n > 0			     ? rmq_call_sendv_ref(op->call, iov, refs, n)
+		 : op->kind == OP_SUBSCRIBE ? 0
+					     : rmq_call_send(op->call, "", 0);
 	for (int i = 0; i < nb; i++)
 		free(bufs[i]);
 	free(bufs);

@@ -1535,6 +1535,17 @@ def fetch_max_wait_expiry(ctx):
 
 
 @test
+def fetch_no_partitions(ctx):
+    # A Fetch of no partitions (a consumer-group member with nothing
+    # assigned) is answered at once with one empty FetchResponse, not
+    # with no message at all (which a gRPC client reports as INTERNAL).
+    with ctx.client() as c:
+        resp, raw = c.fetch([], max_wait_ms=2000)
+        ok(resp, "Fetch of no partitions")
+        eq(len(resp.partitions), 0, "partitions in the answer")
+
+
+@test
 def fetch_batch_rpc(ctx):
     with ctx.client() as c:
         c.create_topic("fb-a", 1)
