@@ -68,6 +68,8 @@ struct bench_opts {
 	uint64_t fetch_max_bytes;
 	uint64_t partition_max_bytes;
 	uint64_t timeout_ns;            /* deadline of a produce or setup call */
+	const char *group;              /* --group: readers are its members; "" = none */
+	uint64_t commit_interval_ns;    /* --group: how often members commit */
 };
 
 /*

@@ -63,6 +63,8 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("fetch-wait", RMQ_FLAG_DURATION, &o->fetch_wait_ns, "500ms", "a Fetch's max_wait (long poll)", 0, 60ULL * 1000000000ULL, NULL);
 	F("fetch-max-bytes", RMQ_FLAG_SIZE, &o->fetch_max_bytes, "8MiB", "a Fetch's max_bytes", 1024, 1ULL << 30, NULL);
 	F("partition-max-bytes", RMQ_FLAG_SIZE, &o->partition_max_bytes, "2MiB", "a Fetch's partition_max_bytes", 1024, 1ULL << 30, NULL);
+	F("group", RMQ_FLAG_STRING, &o->group, "", "consumers join this consumer group and read what it assigns them, starting at its commits (else --from), committing as they go; \"\" = each reader reads a fixed share", 0, 0, NULL);
+	F("commit-interval", RMQ_FLAG_DURATION, &o->commit_interval_ns, "1s", "with --group: how often each member commits its positions", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
 	F("timeout", RMQ_FLAG_DURATION, &o->timeout_ns, "30s", "deadline of a produce or setup call", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
 #undef F
 	RMQ_ASSERT(n <= NFLAGS);
@@ -200,5 +202,11 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 		return fail(err, errlen, "--produce-rpc=unary sends plain records: use --compression=none");
 	if (o->produce_unary && o->system != BENCH_RMQ)
 		return fail(err, errlen, "--produce-rpc=unary applies to rmq:// targets only");
+	if (o->group[0] && (o->mode == BENCH_PRODUCE || o->system != BENCH_RMQ))
+		return fail(err, errlen, "--group applies to --mode consume and e2e against rmq:// targets");
+	if (o->group[0] && o->consume_subscribe)
+		return fail(err, errlen, "--group reads with Fetch: use --consume-rpc=fetch");
+	if (o->group[0] && strlen(o->group) > 255)
+		return fail(err, errlen, "--group: at most 255 characters");
 	return 0;
 }

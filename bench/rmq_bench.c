@@ -28,6 +28,9 @@
  *                 then drain: readers cancel, producers wait for their
  *                 answers (bounded), and the last thread stops the runtime
  *
+ * With --group the readers are members of a consumer group (see
+ * "consumer group" below).
+ *
  * Measurement.  A message counts when its answer (produce) or delivery
  * (consume) happens inside [end of warm-up, end of run).  Latency:
  *   produce   per request, request started → its answer (ProduceBatch,
@@ -76,6 +79,12 @@
 #define PATH_LIST_OFFSETS "/rustmq.client.ConsumerService/ListOffsets"
 #define PATH_CREATE_TOPICS "/rustmq.controller.AdminService/CreateTopics"
 #define PATH_TOPIC_METADATA "/rustmq.client.MetadataService/GetTopicMetadata"
+#define PATH_JOIN_GROUP "/rustmq.client.ConsumerService/JoinGroup"
+#define PATH_SYNC_GROUP "/rustmq.client.ConsumerService/SyncGroup"
+#define PATH_HEARTBEAT "/rustmq.client.ConsumerService/Heartbeat"
+#define PATH_COMMIT_OFFSETS "/rustmq.client.ConsumerService/CommitOffsets"
+#define PATH_FETCH_OFFSETS "/rustmq.client.ConsumerService/FetchOffsets"
+#define PATH_LEAVE_GROUP "/rustmq.client.ConsumerService/LeaveGroup"
 
 #define NS 1000000000ULL
 #define RETRY_NS (100ULL * 1000 * 1000)       /* after a failed call */
@@ -86,6 +95,11 @@
 /* rustmq.common.ErrorCode values acted on. */
 #define EC_TOPIC_ALREADY_EXISTS 15
 #define EC_TOPIC_NOT_FOUND 9
+#define EC_UNKNOWN_MEMBER_ID 26
+#define EC_ILLEGAL_GENERATION 27
+#define EC_REBALANCE_IN_PROGRESS 28
+#define EC_MEMBER_ID_REQUIRED 56
+#define GROUP_SESSION_NS (10ULL * NS)         /* --group members' session timeout */
 
 /* Error counters: gRPC statuses, rustmq ErrorCodes, and our own. */
 #define ERR_GRPC 0
@@ -131,6 +145,28 @@ struct reader {
 	/* ListOffsets at setup */
 	uint8_t *lo_req;
 	size_t lo_len;
+	/* --group membership ("consumer group" below) */
+	struct member *m;
+};
+
+/* --group: a reader's membership (see "consumer group" below). */
+enum mstate { M_JOIN, M_SYNC, M_POSITION, M_STABLE, M_DONE };
+
+struct member {
+	struct reader *r;
+	enum mstate st;
+	char *id;                /* heap; "" before the first join */
+	int32_t generation;
+	uint64_t hb_ns;
+	struct rmq_timer hb, commit;
+	uint8_t *req;            /* the group call in flight's request, or NULL */
+	bool rejoin;             /* join again once the Fetch in flight is back */
+	bool hb_due, commit_due; /* their timer fired while a call was out */
+	bool counted;            /* setup: reported ready */
+	bool committed_last;     /* drain: the last commit went out */
+	bool revoked;            /* rejoin: the commit before it went out */
+	unsigned failures;       /* set-up steps failed so far */
+	uint32_t parts_cap;
 };
 
 struct bconn {
@@ -199,6 +235,7 @@ static struct {
 	char fatal_msg[512];
 	int64_t wall_offset_ns;    /* CLOCK_REALTIME - CLOCK_MONOTONIC at start */
 	_Atomic bool finished;
+	_Atomic uint64_t commits, joins;   /* --group: acknowledged commits, generations joined */
 } g;
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -540,6 +577,8 @@ static void prod_kick(struct bconn *bc)
 /* ---- consumers ------------------------------------------------------------------- */
 
 static void reader_issue(struct reader *r);
+static void member_next(struct member *m);
+static void fetch_offsets_start(struct member *m);
 
 static void sink_record(void *arg, const uint8_t *value, size_t len)
 {
@@ -582,7 +621,9 @@ static int reader_take(struct reader *r, const uint8_t *msg, size_t len)
 static void retry_fn(struct rmq_timer *tm)
 {
 	struct reader *r = RMQ_CONTAINER_OF(tm, struct reader, retry);
-	if (r->t->phase == PH_RUN)
+	if (r->m)
+		member_next(r->m);
+	else if (r->t->phase == PH_RUN)
 		reader_issue(r);
 }
 
@@ -607,7 +648,9 @@ static void fetch_done(void *arg, enum rmq_grpc_status status, const char *messa
 		err_grpc(t, status);
 	else
 		n = reader_take(r, resp, len);
-	if (t->phase != PH_RUN) {
+	if (t->phase != PH_RUN || (r->m && r->m->rejoin)) {
+		if (r->m)
+			member_next(r->m); /* the group's next step waited for this Fetch */
 		check_drained(t);
 		return;
 	}
@@ -655,6 +698,8 @@ static void reader_issue(struct reader *r)
 
 	if (t->phase != PH_RUN || r->call)
 		return;
+	if (r->m && (r->m->st != M_STABLE || r->m->rejoin || r->nparts == 0))
+		return; /* the group's next step first (member_next), or idle */
 	if (!conn_ok(r->bc))
 		return;
 	if (o->consume_subscribe) {
@@ -697,6 +742,14 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 
 	free(r->lo_req);
 	r->lo_req = NULL;
+	if (r->m) {
+		t->inflight--;
+		if (t->phase >= PH_DRAIN) {
+			member_next(r->m);
+			check_drained(t);
+			return;
+		}
+	}
 	if (status != RMQ_GRPC_OK) {
 		fatal("ListOffsets failed: %s%s%s", rmq_grpc_status_name(status),
 		      message[0] ? ": " : "", message);
@@ -723,7 +776,9 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 		r->parts[i].offset = pr->offset;
 	}
 	rustmq__client__list_offsets_response__free_unpacked(lr, NULL);
-	if (--t->resolving == 0)
+	if (r->m)
+		fetch_offsets_start(r->m); /* the group's commits, where it has any */
+	else if (--t->resolving == 0)
 		post_ready(t);
 }
 
@@ -772,6 +827,537 @@ out:
 	return rc;
 }
 
+/* ---- consumer group (--group) -------------------------------------------------------- */
+
+/*
+ * With --group every reader is a member of the group: it reads the
+ * partitions the coordinator assigns it, from the group's commits (else
+ * --from).  One group call at a time per member:
+ *
+ *   JoinGroup ─MEMBER_ID_REQUIRED─► JoinGroup with that id (held until the
+ *   generation forms) ─► SyncGroup: the assignment ─► ListOffsets (--from)
+ *   ─► FetchOffsets: commits win ─► stable: Fetch as usual; Heartbeat every
+ *   heartbeat_interval, CommitOffsets of the positions every
+ *   --commit-interval.  A group call that says the group rebalances (or
+ *   forgot the member) ─► once the Fetch in flight is back, CommitOffsets
+ *   (as Kafka's consumer does before it rejoins), JoinGroup again.
+ *   Drain: a last CommitOffsets, then LeaveGroup.
+ *
+ * Delivery is at least once, as for any Kafka consumer: what a member read
+ * after its last commit that went through is read again by the
+ * partition's next owner (a member removed for a missed session).
+ * Group calls count in t->inflight, so the drain waits for them.
+ */
+
+static bool member_busy(const struct member *m)
+{
+	return m->req != NULL || m->r->lo_req != NULL;
+}
+
+/* A join, sync or position step failed: try again in RETRY_NS (a
+ * failure that lasts through the set-up is fatal). */
+static void member_retry(struct member *m)
+{
+	if (!m->counted && ++m->failures > SETUP_TRIES) {
+		fatal("could not join group '%s' (see the errors counted)", g.o.group);
+		return;
+	}
+	reader_retry_later(m->r);
+}
+
+static void member_set_id(struct member *m, const char *id)
+{
+	char *c = strdup(id ? id : "");
+	if (!c) {
+		fatal("out of memory");
+		return;
+	}
+	free(m->id);
+	m->id = c;
+}
+
+/* Sends req on the member's connection; done gets m. */
+static int member_call(struct member *m, const char *path, const ProtobufCMessage *req,
+		       rmq_client_unary_cb done)
+{
+	struct reader *r = m->r;
+	size_t n = protobuf_c_message_get_packed_size(req);
+	m->req = malloc(n ? n : 1);
+	if (!m->req)
+		return -ENOMEM;
+	protobuf_c_message_pack(req, m->req);
+	int rc = conn_ok(r->bc) ? rmq_client_unary(r->bc->cc, path, m->req, n, g.o.timeout_ns, done, m,
+						   NULL)
+				: -ENOTCONN;
+	if (rc < 0) {
+		free(m->req);
+		m->req = NULL;
+		return rc;
+	}
+	r->t->inflight++;
+	return 0;
+}
+
+/* A group call is back: NULL when it failed (counted), else the caller
+ * unpacks resp. */
+static bool member_back(struct member *m, enum rmq_grpc_status status)
+{
+	free(m->req);
+	m->req = NULL;
+	m->r->t->inflight--;
+	if (status != RMQ_GRPC_OK) {
+		err_grpc(m->r->t, status);
+		return false;
+	}
+	return true;
+}
+
+/* Reacts to a group error code: true when it was one (counted). */
+static bool member_error(struct member *m, int code)
+{
+	if (code == 0)
+		return false;
+	if (code == EC_UNKNOWN_MEMBER_ID)
+		member_set_id(m, "");
+	if (code == EC_UNKNOWN_MEMBER_ID || code == EC_ILLEGAL_GENERATION ||
+	    code == EC_REBALANCE_IN_PROGRESS)
+		m->rejoin = true;
+	else
+		err_rmq(m->r->t, code);
+	return true;
+}
+
+static void member_timer_start(struct member *m, struct rmq_timer *tm, uint64_t ns,
+			       void (*fn)(struct rmq_timer *))
+{
+	if (rmq_timer_start(m->r->t->s, tm, rmq_now_ns() + ns, fn) < 0)
+		fatal("timer heap full");
+}
+
+static void join_done(void *arg, enum rmq_grpc_status status, const char *message,
+		      const uint8_t *resp, size_t len)
+{
+	struct member *m = arg;
+	bool again = false;
+	(void)message;
+	if (member_back(m, status)) {
+		Rustmq__Client__JoinGroupResponse *jr =
+			rustmq__client__join_group_response__unpack(NULL, len, resp);
+		if (!jr) {
+			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
+		} else if (jr->error_code == EC_MEMBER_ID_REQUIRED) {
+			member_set_id(m, jr->member_id); /* join again with it */
+			again = true;
+		} else if (member_error(m, jr->error_code)) {
+			again = m->rejoin; /* REBALANCE_IN_PROGRESS, a forgotten id */
+		} else {
+			member_set_id(m, jr->member_id);
+			m->generation = jr->generation_id;
+			m->hb_ns = jr->heartbeat_interval
+					   ? (uint64_t)jr->heartbeat_interval->seconds * NS +
+						     (uint64_t)jr->heartbeat_interval->nanos
+					   : GROUP_SESSION_NS / 3;
+			if (m->hb_ns == 0)
+				m->hb_ns = GROUP_SESSION_NS / 3;
+			m->st = M_SYNC;
+			atomic_fetch_add(&g.joins, 1);
+		}
+		if (jr)
+			rustmq__client__join_group_response__free_unpacked(jr, NULL);
+	}
+	m->rejoin = false;
+	if (m->st == M_JOIN && !again)
+		member_retry(m);
+	else
+		member_next(m);
+}
+
+static void join_start(struct member *m)
+{
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Google__Protobuf__Duration session = GOOGLE__PROTOBUF__DURATION__INIT;
+	Rustmq__Client__JoinGroupRequest req = RUSTMQ__CLIENT__JOIN_GROUP_REQUEST__INIT;
+	char *topics[1] = {(char *)g.o.topic};
+	ver.major = 1;
+	session.seconds = (int64_t)(GROUP_SESSION_NS / NS);
+	req.version = &ver;
+	req.client_id = "rmq-bench";
+	req.group_id = (char *)g.o.group;
+	req.member_id = m->id;
+	req.session_timeout = &session;
+	req.topics = topics;
+	req.n_topics = 1;
+	m->st = M_JOIN;
+	rmq_timer_cancel(m->r->t->s, &m->hb);
+	rmq_timer_cancel(m->r->t->s, &m->commit);
+	int rc = member_call(m, PATH_JOIN_GROUP, &req.base, join_done);
+	if (rc < 0) {
+		err_client(m->r->t, rc);
+		member_retry(m);
+	}
+}
+
+static void sync_done(void *arg, enum rmq_grpc_status status, const char *message,
+		      const uint8_t *resp, size_t len)
+{
+	struct member *m = arg;
+	struct reader *r = m->r;
+	(void)message;
+	if (member_back(m, status)) {
+		Rustmq__Client__SyncGroupResponse *sr =
+			rustmq__client__sync_group_response__unpack(NULL, len, resp);
+		if (!sr) {
+			err_rmq(r->t, BENCH_ERR_BAD_RESPONSE);
+		} else if (!member_error(m, sr->error_code)) {
+			r->nparts = 0;
+			for (size_t i = 0; i < sr->n_assignment && r->nparts < m->parts_cap; i++)
+				if (strcmp(sr->assignment[i]->topic, g.o.topic) == 0)
+					r->parts[r->nparts++] =
+						(struct bench_rpart){sr->assignment[i]->partition, 0};
+			m->st = M_POSITION;
+		}
+		if (sr)
+			rustmq__client__sync_group_response__free_unpacked(sr, NULL);
+	}
+	if (m->st == M_SYNC || m->rejoin) { /* start over */
+		m->st = M_JOIN;
+		m->rejoin = false;
+		member_retry(m);
+		return;
+	}
+	member_next(m);
+}
+
+static void sync_start(struct member *m)
+{
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__SyncGroupRequest req = RUSTMQ__CLIENT__SYNC_GROUP_REQUEST__INIT;
+	ver.major = 1;
+	req.version = &ver;
+	req.client_id = "rmq-bench";
+	req.group_id = (char *)g.o.group;
+	req.generation_id = m->generation;
+	req.member_id = m->id;
+	int rc = member_call(m, PATH_SYNC_GROUP, &req.base, sync_done);
+	if (rc < 0) {
+		err_client(m->r->t, rc);
+		m->st = M_JOIN;
+		member_retry(m);
+	}
+}
+
+static void heartbeat_fn(struct rmq_timer *tm)
+{
+	struct member *m = RMQ_CONTAINER_OF(tm, struct member, hb);
+	m->hb_due = true;
+	member_next(m);
+}
+
+static void commit_fn(struct rmq_timer *tm)
+{
+	struct member *m = RMQ_CONTAINER_OF(tm, struct member, commit);
+	m->commit_due = true;
+	member_next(m);
+}
+
+/* The member has its positions: fetch. */
+static void member_stable(struct member *m)
+{
+	struct reader *r = m->r;
+	m->st = M_STABLE;
+	m->failures = 0;
+	member_timer_start(m, &m->hb, m->hb_ns, heartbeat_fn);
+	member_timer_start(m, &m->commit, g.o.commit_interval_ns, commit_fn);
+	if (!m->counted) {
+		m->counted = true;
+		if (--r->t->resolving == 0)
+			post_ready(r->t);
+	} else {
+		reader_issue(r);
+	}
+}
+
+static void fetch_offsets_done(void *arg, enum rmq_grpc_status status, const char *message,
+			       const uint8_t *resp, size_t len)
+{
+	struct member *m = arg;
+	struct reader *r = m->r;
+	bool placed = false;
+	(void)message;
+	if (member_back(m, status)) {
+		Rustmq__Client__FetchOffsetsResponse *fr =
+			rustmq__client__fetch_offsets_response__unpack(NULL, len, resp);
+		if (!fr) {
+			err_rmq(r->t, BENCH_ERR_BAD_RESPONSE);
+		} else if (!member_error(m, fr->error_code)) {
+			for (size_t i = 0; i < fr->n_partitions && i < r->nparts; i++) {
+				const Rustmq__Client__OffsetFetchPartition *op = fr->partitions[i];
+				if (op->committed_case ==
+				    RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET)
+					r->parts[i].offset = op->offset;
+			}
+			placed = true;
+		}
+		if (fr)
+			rustmq__client__fetch_offsets_response__free_unpacked(fr, NULL);
+	}
+	if (placed) {
+		member_stable(m);
+		return;
+	}
+	m->st = M_JOIN;
+	m->rejoin = false;
+	member_retry(m);
+}
+
+/* After ListOffsets placed every assigned partition at --from. */
+static void fetch_offsets_start(struct member *m)
+{
+	struct reader *r = m->r;
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__FetchOffsetsRequest req = RUSTMQ__CLIENT__FETCH_OFFSETS_REQUEST__INIT;
+	Rustmq__Common__TopicPartition *tp = calloc(r->nparts ? r->nparts : 1, sizeof(*tp));
+	Rustmq__Common__TopicPartition **tpp = calloc(r->nparts ? r->nparts : 1, sizeof(*tpp));
+	int rc = -ENOMEM;
+	if (tp && tpp) {
+		ver.major = 1;
+		req.version = &ver;
+		req.client_id = "rmq-bench";
+		req.group_id = (char *)g.o.group;
+		for (uint32_t i = 0; i < r->nparts; i++) {
+			rustmq__common__topic_partition__init(&tp[i]);
+			tp[i].topic = (char *)g.o.topic;
+			tp[i].partition = r->parts[i].partition;
+			tpp[i] = &tp[i];
+		}
+		req.partitions = tpp;
+		req.n_partitions = r->nparts;
+		rc = member_call(m, PATH_FETCH_OFFSETS, &req.base, fetch_offsets_done);
+	}
+	free(tp);
+	free(tpp);
+	if (rc < 0) {
+		err_client(r->t, rc);
+		m->st = M_JOIN;
+		member_retry(m);
+	}
+}
+
+static void commit_done(void *arg, enum rmq_grpc_status status, const char *message,
+			const uint8_t *resp, size_t len)
+{
+	struct member *m = arg;
+	(void)message;
+	if (member_back(m, status)) {
+		Rustmq__Client__CommitOffsetsResponse *cr =
+			rustmq__client__commit_offsets_response__unpack(NULL, len, resp);
+		if (!cr) {
+			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
+		} else if (!member_error(m, cr->error_code)) {
+			bool all = true;
+			for (size_t i = 0; i < cr->n_partitions; i++)
+				if (cr->partitions[i]->error_code) {
+					err_rmq(m->r->t, cr->partitions[i]->error_code);
+					all = false;
+				}
+			if (all)
+				atomic_fetch_add(&g.commits, 1);
+		}
+		if (cr)
+			rustmq__client__commit_offsets_response__free_unpacked(cr, NULL);
+	}
+	member_next(m);
+}
+
+/* Commits every assigned partition's position. */
+static void commit_start(struct member *m)
+{
+	struct reader *r = m->r;
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__CommitOffsetsRequest req = RUSTMQ__CLIENT__COMMIT_OFFSETS_REQUEST__INIT;
+	uint32_t n = r->nparts ? r->nparts : 1;
+	Rustmq__Common__TopicPartition *tp = calloc(n, sizeof(*tp));
+	Rustmq__Client__OffsetCommitPartition *cp = calloc(n, sizeof(*cp));
+	Rustmq__Client__OffsetCommitPartition **cpp = calloc(n, sizeof(*cpp));
+	int rc = -ENOMEM;
+	if (tp && cp && cpp) {
+		ver.major = 1;
+		req.version = &ver;
+		req.client_id = "rmq-bench";
+		req.group_id = (char *)g.o.group;
+		req.generation_id = m->generation;
+		req.member_id = m->id;
+		for (uint32_t i = 0; i < r->nparts; i++) {
+			rustmq__common__topic_partition__init(&tp[i]);
+			tp[i].topic = (char *)g.o.topic;
+			tp[i].partition = r->parts[i].partition;
+			rustmq__client__offset_commit_partition__init(&cp[i]);
+			cp[i].topic_partition = &tp[i];
+			cp[i].offset = r->parts[i].offset;
+			cpp[i] = &cp[i];
+		}
+		req.partitions = cpp;
+		req.n_partitions = r->nparts;
+		rc = member_call(m, PATH_COMMIT_OFFSETS, &req.base, commit_done);
+	}
+	free(tp);
+	free(cp);
+	free(cpp);
+	if (rc < 0)
+		err_client(r->t, rc);
+}
+
+static void heartbeat_done(void *arg, enum rmq_grpc_status status, const char *message,
+			   const uint8_t *resp, size_t len)
+{
+	struct member *m = arg;
+	(void)message;
+	if (member_back(m, status)) {
+		Rustmq__Client__GroupHeartbeatResponse *hr =
+			rustmq__client__group_heartbeat_response__unpack(NULL, len, resp);
+		if (!hr)
+			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
+		else
+			member_error(m, hr->error_code);
+		if (hr)
+			rustmq__client__group_heartbeat_response__free_unpacked(hr, NULL);
+	}
+	member_next(m);
+}
+
+static void heartbeat_start(struct member *m)
+{
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__GroupHeartbeatRequest req = RUSTMQ__CLIENT__GROUP_HEARTBEAT_REQUEST__INIT;
+	ver.major = 1;
+	req.version = &ver;
+	req.client_id = "rmq-bench";
+	req.group_id = (char *)g.o.group;
+	req.generation_id = m->generation;
+	req.member_id = m->id;
+	int rc = member_call(m, PATH_HEARTBEAT, &req.base, heartbeat_done);
+	if (rc < 0)
+		err_client(m->r->t, rc);
+}
+
+static void leave_done(void *arg, enum rmq_grpc_status status, const char *message,
+		       const uint8_t *resp, size_t len)
+{
+	struct member *m = arg;
+	(void)message;
+	if (member_back(m, status)) {
+		Rustmq__Client__LeaveGroupResponse *lr =
+			rustmq__client__leave_group_response__unpack(NULL, len, resp);
+		if (!lr)
+			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
+		else if (lr->error_code)
+			err_rmq(m->r->t, lr->error_code);
+		if (lr)
+			rustmq__client__leave_group_response__free_unpacked(lr, NULL);
+	}
+	check_drained(m->r->t);
+}
+
+static void leave_start(struct member *m)
+{
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	Rustmq__Client__LeaveGroupRequest req = RUSTMQ__CLIENT__LEAVE_GROUP_REQUEST__INIT;
+	ver.major = 1;
+	req.version = &ver;
+	req.client_id = "rmq-bench";
+	req.group_id = (char *)g.o.group;
+	req.member_id = m->id;
+	req.reason = "rmq-bench run ended";
+	m->st = M_DONE;
+	if (member_call(m, PATH_LEAVE_GROUP, &req.base, leave_done) < 0)
+		check_drained(m->r->t);
+}
+
+/*
+ * The member's next step, after any of its calls or its reader's Fetch
+ * came back or a timer fired: one group call at a time, none while the
+ * reader's Fetch is out when the step changes what it reads.
+ */
+static void member_next(struct member *m)
+{
+	struct reader *r = m->r;
+	struct bthread *t = r->t;
+	if (member_busy(m) || m->st == M_DONE)
+		return;
+	if (t->phase == PH_DRAIN || t->phase == PH_DONE) {
+		rmq_timer_cancel(t->s, &m->hb);
+		rmq_timer_cancel(t->s, &m->commit);
+		if (r->call || t->phase == PH_DONE)
+			return; /* fetch_done comes back here */
+		if (m->st == M_STABLE && !m->committed_last && r->nparts) {
+			m->committed_last = true;
+			commit_start(m);
+			if (member_busy(m))
+				return;
+		}
+		if (m->id && m->id[0])
+			leave_start(m);
+		else
+			m->st = M_DONE;
+		check_drained(t);
+		return;
+	}
+	if (m->rejoin && m->st == M_STABLE) {
+		if (r->call)
+			return; /* fetch_done comes back here */
+		/* Commit what was read before giving the partitions up (the
+		 * generation's commits are still taken while it rebalances),
+		 * so their next owners do not read it again. */
+		if (!m->revoked && r->nparts && m->id[0]) {
+			m->revoked = true;
+			commit_start(m);
+			if (member_busy(m))
+				return;
+		}
+		m->revoked = false;
+		m->st = M_JOIN;
+	}
+	switch (m->st) {
+	case M_JOIN:
+		join_start(m);
+		return;
+	case M_SYNC:
+		sync_start(m);
+		return;
+	case M_POSITION:
+		/* ListOffsets puts each partition at --from; FetchOffsets
+		 * (from list_offsets_done) moves it to the group's commit. */
+		if (r->nparts == 0) {
+			member_stable(m);
+			return;
+		}
+		if (list_offsets_start(r) < 0) {
+			err_client(t, -ENOMEM);
+			member_retry(m);
+			return;
+		}
+		t->inflight++;
+		return;
+	case M_STABLE:
+		if (m->commit_due) {
+			m->commit_due = false;
+			member_timer_start(m, &m->commit, g.o.commit_interval_ns, commit_fn);
+			if (r->nparts)
+				commit_start(m);
+			if (member_busy(m))
+				return;
+		}
+		if (m->hb_due) {
+			m->hb_due = false;
+			member_timer_start(m, &m->hb, m->hb_ns, heartbeat_fn);
+			heartbeat_start(m);
+		}
+		return;
+	case M_DONE:
+		return;
+	}
+}
+
 /* Partition p goes to reader p % R of the R readers of every thread. */
 static int readers_create(struct bthread *t)
 {
@@ -793,15 +1379,27 @@ static int readers_create(struct bthread *t)
 		struct reader *r = &t->readers[t->nreaders++];
 		r->t = t;
 		r->bc = &t->conns[j % o->connections];
-		r->nparts = n;
-		r->parts = calloc(n, sizeof(*r->parts));
-		r->req_cap = 128 + (size_t)n * (strlen(o->topic) + 64);
+		/* A group member may be given any number of partitions. */
+		uint32_t cap = o->group[0] ? g.partitions : n;
+		r->parts = calloc(cap, sizeof(*r->parts));
+		r->req_cap = 128 + (size_t)cap * (strlen(o->topic) + 64);
 		r->req = malloc(r->req_cap);
 		if (!r->parts || !r->req)
 			return -ENOMEM;
-		n = 0;
-		for (uint32_t p = gid; p < g.partitions; p += total)
-			r->parts[n++].partition = p;
+		if (o->group[0]) {
+			r->m = calloc(1, sizeof(*r->m));
+			if (!r->m)
+				return -ENOMEM;
+			r->m->r = r;
+			r->m->parts_cap = cap;
+			r->m->generation = -1;
+			member_set_id(r->m, "");
+		} else {
+			r->nparts = n;
+			n = 0;
+			for (uint32_t p = gid; p < g.partitions; p += total)
+				r->parts[n++].partition = p;
+		}
 		r->sink = (struct bench_fetch_sink){
 			.record = sink_record,
 			.error = sink_error,
@@ -834,7 +1432,12 @@ static void on_setup(struct rmq_xmsg *m)
 		return;
 	}
 	for (unsigned i = 0; i < t->nreaders; i++) {
-		int rc = list_offsets_start(&t->readers[i]);
+		struct reader *r = &t->readers[i];
+		if (r->m) {
+			member_next(r->m); /* JoinGroup */
+			continue;
+		}
+		int rc = list_offsets_start(r);
 		if (rc < 0) {
 			fatal("ListOffsets not sent: %s", rmq_strerror(rc));
 			return;
@@ -1086,6 +1689,8 @@ static void begin_drain(struct bthread *t)
 		rmq_timer_cancel(t->s, &r->retry);
 		if (r->call)
 			rmq_ccall_cancel(r->call);
+		else if (r->m)
+			member_next(r->m); /* a last commit, LeaveGroup */
 	}
 	for (unsigned i = 0; i < g.o.connections; i++) {
 		struct bconn *bc = &t->conns[i];
@@ -1217,8 +1822,14 @@ static void thread_fini(struct rmq_shard *s, void *arg)
 	rmq_timer_cancel(s, &t->tick);
 	rmq_timer_cancel(s, &t->end_timer);
 	rmq_timer_cancel(s, &t->drain_timer);
-	for (unsigned i = 0; i < t->nreaders; i++)
-		rmq_timer_cancel(s, &t->readers[i].retry);
+	for (unsigned i = 0; i < t->nreaders; i++) {
+		struct reader *r = &t->readers[i];
+		rmq_timer_cancel(s, &r->retry);
+		if (r->m) {
+			rmq_timer_cancel(s, &r->m->hb);
+			rmq_timer_cancel(s, &r->m->commit);
+		}
+	}
 	for (unsigned i = 0; i < g.o.connections; i++) {
 		rmq_timer_cancel(s, &t->conns[i].pace_timer);
 		rmq_timer_cancel(s, &t->conns[i].restart);
@@ -1293,6 +1904,11 @@ static void thread_free(struct bthread *t)
 		free(t->readers[i].req);
 		free(t->readers[i].sink.scratch);
 		free(t->readers[i].lo_req);
+		if (t->readers[i].m) {
+			free(t->readers[i].m->id);
+			free(t->readers[i].m->req);
+			free(t->readers[i].m);
+		}
 	}
 	free(t->readers);
 	free(t->conns);
@@ -1419,6 +2035,12 @@ static void report(double secs, const struct section *main_s, const struct secti
 		bench_json_results(f, main_s->msgs, main_s->bytes, main_s->hist, kind,
 				   extra ? extra->msgs : 0, extra ? extra->bytes : 0,
 				   extra ? extra->hist : NULL, secs);
+		if (o->group[0]) {
+			fprintf(f, ",\"group\":{\"name\":");
+			json_string(f, o->group);
+			fprintf(f, ",\"commits\":%" PRIu64 ",\"joins\":%" PRIu64 "}",
+				atomic_load(&g.commits), atomic_load(&g.joins));
+		}
 		fprintf(f, ",\"errors\":{\"total\":%" PRIu64 ",\"by_code\":{", errors);
 		bool first = true;
 		for (int i = 0; i < ERR_SLOTS; i++) {
@@ -1454,6 +2076,9 @@ static void report(double secs, const struct section *main_s, const struct secti
 		bench_print_section(s->name, s->msgs, s->bytes, s->hist, secs,
 				    s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery");
 	}
+	if (o->group[0])
+		printf("  group    %s: %" PRIu64 " commits, %" PRIu64 " generations joined\n", o->group,
+		       atomic_load(&g.commits), atomic_load(&g.joins));
 	printf("  errors   %" PRIu64 "\n", errors);
 	for (int i = 0; i < ERR_SLOTS; i++)
 		if (err[i])

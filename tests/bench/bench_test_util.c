@@ -105,8 +105,10 @@ int bt_rmqd_start(struct bt_rmqd *d)
 		return -1;
 	snprintf(log, sizeof(log), "%s/rmqd.log", d->dir);
 	snprintf(data, sizeof(data), "%s/data", d->dir);
+	/* No initial rebalance delay: a --group run forms its generation
+	 * as soon as its members are in. */
 	const char *argv[] = {RMQD_PATH, "--listen", "127.0.0.1:0", "--data-dir", data,
-			      "--cores", "2", NULL};
+			      "--cores", "2", "--group-initial-rebalance-delay", "0s", NULL};
 	d->pid = spawn(argv, log, log);
 	if (d->pid < 0)
 		return -1;

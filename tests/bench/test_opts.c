@@ -100,6 +100,12 @@ Test(opts, modes_and_choices)
 	cr_assert_eq(o.duration_ns, 3000000000ULL, "both bounds");
 	cr_assert_eq(PARSE(&o, err, "--rate", "20000", "--mode", "e2e", "--msg-bytes", "12"), 0, "%s", err);
 	cr_assert_eq(o.rate, 20000);
+	cr_assert_eq(PARSE(&o, err, "--mode", "consume", "--group", "g1", "--commit-interval", "250ms"), 0,
+		     "%s", err);
+	cr_assert_str_eq(o.group, "g1");
+	cr_assert_eq(o.commit_interval_ns, 250000000ULL);
+	cr_assert_eq(PARSE(&o, err, "--mode", "e2e"), 0, "%s", err);
+	cr_assert_str_eq(o.group, "", "no group by default");
 }
 
 Test(opts, targets)
@@ -180,6 +186,10 @@ Test(opts, refusals_name_the_flag)
 		{{"--create-topic=2"}, "--create-topic"},
 		{{"--threads"}, "--threads"},
 		{{"produce"}, "unexpected argument"},
+		{{"--group", "g"}, "--group"},
+		{{"--group", "g", "--mode", "consume", "--consume-rpc", "subscribe"}, "--consume-rpc=fetch"},
+		{{"--group", "g", "--mode", "e2e", "--target", "nats://127.0.0.1:4222"}, "--group"},
+		{{"--commit-interval", "0s", "--group", "g", "--mode", "consume"}, "--commit-interval"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct bench_opts o;
