@@ -898,7 +898,7 @@ static int member_call(struct member *m, const char *path, const ProtobufCMessag
 	return 0;
 }
 
-/* A group call is back: NULL when it failed (counted), else the caller
+/* A group call is back: false when it failed (counted), else the caller
  * unpacks resp. */
 static bool member_back(struct member *m, enum rmq_grpc_status status)
 {
@@ -912,7 +912,8 @@ static bool member_back(struct member *m, enum rmq_grpc_status status)
 	return true;
 }
 
-/* Reacts to a group error code: true when it was one (counted). */
+/* Reacts to a group error code: true when it is one.  Those that ask for
+ * a new join set m->rejoin; the others are counted as errors. */
 static bool member_error(struct member *m, int code)
 {
 	if (code == 0)
