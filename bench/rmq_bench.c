@@ -240,6 +240,11 @@ static struct {
 
 /* ---- small helpers -------------------------------------------------------------- */
 
+/* The ApiVersion every protobuf-c request (setup and group calls; the hot
+ * path encodes with pbwire) is written against. */
+static Rustmq__Common__ApiVersion api_v1 = {
+	PROTOBUF_C_MESSAGE_INIT(&rustmq__common__api_version__descriptor), 1, 0, 0};
+
 static __attribute__((format(printf, 1, 2))) void fatal(const char *fmt, ...)
 {
 	int zero = 0;
@@ -785,7 +790,6 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 /* Packs a ListOffsets request for r's partitions (setup time: protobuf-c). */
 static int list_offsets_start(struct reader *r)
 {
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__ListOffsetsRequest req = RUSTMQ__CLIENT__LIST_OFFSETS_REQUEST__INIT;
 	Rustmq__Client__ListOffsetsPartition *lp = calloc(r->nparts, sizeof(*lp));
 	Rustmq__Client__ListOffsetsPartition **lpp = calloc(r->nparts, sizeof(*lpp));
@@ -794,8 +798,7 @@ static int list_offsets_start(struct reader *r)
 
 	if (!lp || !lpp || !tp)
 		goto out;
-	ver.major = 1;
-	req.version = &ver;
+	req.version = &api_v1;
 	req.client_id = "rmq-bench";
 	for (uint32_t i = 0; i < r->nparts; i++) {
 		rustmq__common__topic_partition__init(&tp[i]);
@@ -849,6 +852,12 @@ out:
  * Group calls count in t->inflight, so the drain waits for them.
  */
 
+/* The fields every group request has (the protobuf-c types differ, the
+ * names agree), and those of a member in a generation. */
+#define GROUP_REQ(req) \
+	((req).version = &api_v1, (req).client_id = "rmq-bench", (req).group_id = (char *)g.o.group)
+#define GROUP_MEMBER(req, m) ((req).generation_id = (m)->generation, (req).member_id = (m)->id)
+
 static bool member_busy(const struct member *m)
 {
 	return m->req != NULL || m->r->lo_req != NULL;
@@ -898,18 +907,29 @@ static int member_call(struct member *m, const char *path, const ProtobufCMessag
 	return 0;
 }
 
-/* A group call is back: false when it failed (counted), else the caller
- * unpacks resp. */
-static bool member_back(struct member *m, enum rmq_grpc_status status)
+/* A group call is back: its answer unpacked as d, or NULL when the call
+ * failed or the answer does not parse (counted either way).  The caller
+ * frees it (member_free). */
+static void *member_back(struct member *m, enum rmq_grpc_status status,
+			 const ProtobufCMessageDescriptor *d, const uint8_t *resp, size_t len)
 {
 	free(m->req);
 	m->req = NULL;
 	m->r->t->inflight--;
 	if (status != RMQ_GRPC_OK) {
 		err_grpc(m->r->t, status);
-		return false;
+		return NULL;
 	}
-	return true;
+	ProtobufCMessage *a = protobuf_c_message_unpack(d, NULL, len, resp);
+	if (!a)
+		err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
+	return a;
+}
+
+static void member_free(void *answer)
+{
+	if (answer)
+		protobuf_c_message_free_unpacked(answer, NULL);
 }
 
 /* Reacts to a group error code: true when it is one.  Those that ask for
@@ -941,31 +961,25 @@ static void join_done(void *arg, enum rmq_grpc_status status, const char *messag
 	struct member *m = arg;
 	bool again = false;
 	(void)message;
-	if (member_back(m, status)) {
-		Rustmq__Client__JoinGroupResponse *jr =
-			rustmq__client__join_group_response__unpack(NULL, len, resp);
-		if (!jr) {
-			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
-		} else if (jr->error_code == EC_MEMBER_ID_REQUIRED) {
-			member_set_id(m, jr->member_id); /* join again with it */
-			again = true;
-		} else if (member_error(m, jr->error_code)) {
-			again = m->rejoin; /* REBALANCE_IN_PROGRESS, a forgotten id */
-		} else {
-			member_set_id(m, jr->member_id);
-			m->generation = jr->generation_id;
-			m->hb_ns = jr->heartbeat_interval
-					   ? (uint64_t)jr->heartbeat_interval->seconds * NS +
-						     (uint64_t)jr->heartbeat_interval->nanos
-					   : GROUP_SESSION_NS / 3;
-			if (m->hb_ns == 0)
-				m->hb_ns = GROUP_SESSION_NS / 3;
-			m->st = M_SYNC;
-			atomic_fetch_add(&g.joins, 1);
-		}
-		if (jr)
-			rustmq__client__join_group_response__free_unpacked(jr, NULL);
+	Rustmq__Client__JoinGroupResponse *jr =
+		member_back(m, status, &rustmq__client__join_group_response__descriptor, resp, len);
+	if (jr && jr->error_code == EC_MEMBER_ID_REQUIRED) {
+		member_set_id(m, jr->member_id); /* join again with it */
+		again = true;
+	} else if (jr && member_error(m, jr->error_code)) {
+		again = m->rejoin; /* REBALANCE_IN_PROGRESS, a forgotten id */
+	} else if (jr) {
+		member_set_id(m, jr->member_id);
+		m->generation = jr->generation_id;
+		m->hb_ns = jr->heartbeat_interval ? (uint64_t)jr->heartbeat_interval->seconds * NS +
+							    (uint64_t)jr->heartbeat_interval->nanos
+						  : 0;
+		if (m->hb_ns == 0)
+			m->hb_ns = GROUP_SESSION_NS / 3;
+		m->st = M_SYNC;
+		atomic_fetch_add(&g.joins, 1);
 	}
+	member_free(jr);
 	m->rejoin = false;
 	if (m->st == M_JOIN && !again)
 		member_retry(m);
@@ -975,15 +989,11 @@ static void join_done(void *arg, enum rmq_grpc_status status, const char *messag
 
 static void join_start(struct member *m)
 {
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Google__Protobuf__Duration session = GOOGLE__PROTOBUF__DURATION__INIT;
 	Rustmq__Client__JoinGroupRequest req = RUSTMQ__CLIENT__JOIN_GROUP_REQUEST__INIT;
 	char *topics[1] = {(char *)g.o.topic};
-	ver.major = 1;
 	session.seconds = (int64_t)(GROUP_SESSION_NS / NS);
-	req.version = &ver;
-	req.client_id = "rmq-bench";
-	req.group_id = (char *)g.o.group;
+	GROUP_REQ(req);
 	req.member_id = m->id;
 	req.session_timeout = &session;
 	req.topics = topics;
@@ -1004,22 +1014,16 @@ static void sync_done(void *arg, enum rmq_grpc_status status, const char *messag
 	struct member *m = arg;
 	struct reader *r = m->r;
 	(void)message;
-	if (member_back(m, status)) {
-		Rustmq__Client__SyncGroupResponse *sr =
-			rustmq__client__sync_group_response__unpack(NULL, len, resp);
-		if (!sr) {
-			err_rmq(r->t, BENCH_ERR_BAD_RESPONSE);
-		} else if (!member_error(m, sr->error_code)) {
-			r->nparts = 0;
-			for (size_t i = 0; i < sr->n_assignment && r->nparts < m->parts_cap; i++)
-				if (strcmp(sr->assignment[i]->topic, g.o.topic) == 0)
-					r->parts[r->nparts++] =
-						(struct bench_rpart){sr->assignment[i]->partition, 0};
-			m->st = M_POSITION;
-		}
-		if (sr)
-			rustmq__client__sync_group_response__free_unpacked(sr, NULL);
+	Rustmq__Client__SyncGroupResponse *sr =
+		member_back(m, status, &rustmq__client__sync_group_response__descriptor, resp, len);
+	if (sr && !member_error(m, sr->error_code)) {
+		r->nparts = 0;
+		for (size_t i = 0; i < sr->n_assignment && r->nparts < m->parts_cap; i++)
+			if (strcmp(sr->assignment[i]->topic, g.o.topic) == 0)
+				r->parts[r->nparts++] = (struct bench_rpart){sr->assignment[i]->partition, 0};
+		m->st = M_POSITION;
 	}
+	member_free(sr);
 	if (m->st == M_SYNC || m->rejoin) { /* start over */
 		m->st = M_JOIN;
 		m->rejoin = false;
@@ -1031,14 +1035,9 @@ static void sync_done(void *arg, enum rmq_grpc_status status, const char *messag
 
 static void sync_start(struct member *m)
 {
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__SyncGroupRequest req = RUSTMQ__CLIENT__SYNC_GROUP_REQUEST__INIT;
-	ver.major = 1;
-	req.version = &ver;
-	req.client_id = "rmq-bench";
-	req.group_id = (char *)g.o.group;
-	req.generation_id = m->generation;
-	req.member_id = m->id;
+	GROUP_REQ(req);
+	GROUP_MEMBER(req, m);
 	int rc = member_call(m, PATH_SYNC_GROUP, &req.base, sync_done);
 	if (rc < 0) {
 		err_client(m->r->t, rc);
@@ -1085,23 +1084,17 @@ static void fetch_offsets_done(void *arg, enum rmq_grpc_status status, const cha
 	struct reader *r = m->r;
 	bool placed = false;
 	(void)message;
-	if (member_back(m, status)) {
-		Rustmq__Client__FetchOffsetsResponse *fr =
-			rustmq__client__fetch_offsets_response__unpack(NULL, len, resp);
-		if (!fr) {
-			err_rmq(r->t, BENCH_ERR_BAD_RESPONSE);
-		} else if (!member_error(m, fr->error_code)) {
-			for (size_t i = 0; i < fr->n_partitions && i < r->nparts; i++) {
-				const Rustmq__Client__OffsetFetchPartition *op = fr->partitions[i];
-				if (op->committed_case ==
-				    RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET)
-					r->parts[i].offset = op->offset;
-			}
-			placed = true;
+	Rustmq__Client__FetchOffsetsResponse *fr =
+		member_back(m, status, &rustmq__client__fetch_offsets_response__descriptor, resp, len);
+	if (fr && !member_error(m, fr->error_code)) {
+		for (size_t i = 0; i < fr->n_partitions && i < r->nparts; i++) {
+			const Rustmq__Client__OffsetFetchPartition *op = fr->partitions[i];
+			if (op->committed_case == RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET)
+				r->parts[i].offset = op->offset;
 		}
-		if (fr)
-			rustmq__client__fetch_offsets_response__free_unpacked(fr, NULL);
+		placed = true;
 	}
+	member_free(fr);
 	if (placed) {
 		member_stable(m);
 		return;
@@ -1115,16 +1108,12 @@ static void fetch_offsets_done(void *arg, enum rmq_grpc_status status, const cha
 static void fetch_offsets_start(struct member *m)
 {
 	struct reader *r = m->r;
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__FetchOffsetsRequest req = RUSTMQ__CLIENT__FETCH_OFFSETS_REQUEST__INIT;
 	Rustmq__Common__TopicPartition *tp = calloc(r->nparts ? r->nparts : 1, sizeof(*tp));
 	Rustmq__Common__TopicPartition **tpp = calloc(r->nparts ? r->nparts : 1, sizeof(*tpp));
 	int rc = -ENOMEM;
 	if (tp && tpp) {
-		ver.major = 1;
-		req.version = &ver;
-		req.client_id = "rmq-bench";
-		req.group_id = (char *)g.o.group;
+		GROUP_REQ(req);
 		for (uint32_t i = 0; i < r->nparts; i++) {
 			rustmq__common__topic_partition__init(&tp[i]);
 			tp[i].topic = (char *)g.o.topic;
@@ -1149,24 +1138,19 @@ static void commit_done(void *arg, enum rmq_grpc_status status, const char *mess
 {
 	struct member *m = arg;
 	(void)message;
-	if (member_back(m, status)) {
-		Rustmq__Client__CommitOffsetsResponse *cr =
-			rustmq__client__commit_offsets_response__unpack(NULL, len, resp);
-		if (!cr) {
-			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
-		} else if (!member_error(m, cr->error_code)) {
-			bool all = true;
-			for (size_t i = 0; i < cr->n_partitions; i++)
-				if (cr->partitions[i]->error_code) {
-					err_rmq(m->r->t, cr->partitions[i]->error_code);
-					all = false;
-				}
-			if (all)
-				atomic_fetch_add(&g.commits, 1);
-		}
-		if (cr)
-			rustmq__client__commit_offsets_response__free_unpacked(cr, NULL);
+	Rustmq__Client__CommitOffsetsResponse *cr =
+		member_back(m, status, &rustmq__client__commit_offsets_response__descriptor, resp, len);
+	if (cr && !member_error(m, cr->error_code)) {
+		bool all = true;
+		for (size_t i = 0; i < cr->n_partitions; i++)
+			if (cr->partitions[i]->error_code) {
+				err_rmq(m->r->t, cr->partitions[i]->error_code);
+				all = false;
+			}
+		if (all)
+			atomic_fetch_add(&g.commits, 1);
 	}
+	member_free(cr);
 	member_next(m);
 }
 
@@ -1174,7 +1158,6 @@ static void commit_done(void *arg, enum rmq_grpc_status status, const char *mess
 static void commit_start(struct member *m)
 {
 	struct reader *r = m->r;
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__CommitOffsetsRequest req = RUSTMQ__CLIENT__COMMIT_OFFSETS_REQUEST__INIT;
 	uint32_t n = r->nparts ? r->nparts : 1;
 	Rustmq__Common__TopicPartition *tp = calloc(n, sizeof(*tp));
@@ -1182,12 +1165,8 @@ static void commit_start(struct member *m)
 	Rustmq__Client__OffsetCommitPartition **cpp = calloc(n, sizeof(*cpp));
 	int rc = -ENOMEM;
 	if (tp && cp && cpp) {
-		ver.major = 1;
-		req.version = &ver;
-		req.client_id = "rmq-bench";
-		req.group_id = (char *)g.o.group;
-		req.generation_id = m->generation;
-		req.member_id = m->id;
+		GROUP_REQ(req);
+		GROUP_MEMBER(req, m);
 		for (uint32_t i = 0; i < r->nparts; i++) {
 			rustmq__common__topic_partition__init(&tp[i]);
 			tp[i].topic = (char *)g.o.topic;
@@ -1213,29 +1192,19 @@ static void heartbeat_done(void *arg, enum rmq_grpc_status status, const char *m
 {
 	struct member *m = arg;
 	(void)message;
-	if (member_back(m, status)) {
-		Rustmq__Client__GroupHeartbeatResponse *hr =
-			rustmq__client__group_heartbeat_response__unpack(NULL, len, resp);
-		if (!hr)
-			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
-		else
-			member_error(m, hr->error_code);
-		if (hr)
-			rustmq__client__group_heartbeat_response__free_unpacked(hr, NULL);
-	}
+	Rustmq__Client__GroupHeartbeatResponse *hr =
+		member_back(m, status, &rustmq__client__group_heartbeat_response__descriptor, resp, len);
+	if (hr)
+		member_error(m, hr->error_code);
+	member_free(hr);
 	member_next(m);
 }
 
 static void heartbeat_start(struct member *m)
 {
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__GroupHeartbeatRequest req = RUSTMQ__CLIENT__GROUP_HEARTBEAT_REQUEST__INIT;
-	ver.major = 1;
-	req.version = &ver;
-	req.client_id = "rmq-bench";
-	req.group_id = (char *)g.o.group;
-	req.generation_id = m->generation;
-	req.member_id = m->id;
+	GROUP_REQ(req);
+	GROUP_MEMBER(req, m);
 	int rc = member_call(m, PATH_HEARTBEAT, &req.base, heartbeat_done);
 	if (rc < 0)
 		err_client(m->r->t, rc);
@@ -1246,27 +1215,18 @@ static void leave_done(void *arg, enum rmq_grpc_status status, const char *messa
 {
 	struct member *m = arg;
 	(void)message;
-	if (member_back(m, status)) {
-		Rustmq__Client__LeaveGroupResponse *lr =
-			rustmq__client__leave_group_response__unpack(NULL, len, resp);
-		if (!lr)
-			err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
-		else if (lr->error_code)
-			err_rmq(m->r->t, lr->error_code);
-		if (lr)
-			rustmq__client__leave_group_response__free_unpacked(lr, NULL);
-	}
+	Rustmq__Client__LeaveGroupResponse *lr =
+		member_back(m, status, &rustmq__client__leave_group_response__descriptor, resp, len);
+	if (lr && lr->error_code)
+		err_rmq(m->r->t, lr->error_code);
+	member_free(lr);
 	check_drained(m->r->t);
 }
 
 static void leave_start(struct member *m)
 {
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__LeaveGroupRequest req = RUSTMQ__CLIENT__LEAVE_GROUP_REQUEST__INIT;
-	ver.major = 1;
-	req.version = &ver;
-	req.client_id = "rmq-bench";
-	req.group_id = (char *)g.o.group;
+	GROUP_REQ(req);
 	req.member_id = m->id;
 	req.reason = "rmq-bench run ended";
 	m->st = M_DONE;
@@ -1506,12 +1466,10 @@ static void topic_metadata_done(void *arg, enum rmq_grpc_status status, const ch
 
 static void topic_metadata_start(struct bthread *t)
 {
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 	Rustmq__Client__GetTopicMetadataRequest req = RUSTMQ__CLIENT__GET_TOPIC_METADATA_REQUEST__INIT;
 	char *topics[1] = {(char *)g.o.topic};
 
-	ver.major = 1;
-	req.version = &ver;
+	req.version = &api_v1;
 	req.client_id = "rmq-bench";
 	req.topics = topics;
 	req.n_topics = 1;
@@ -1573,10 +1531,8 @@ static void setup_start(struct bthread *t)
 	Rustmq__Controller__CreateTopicsRequest req = RUSTMQ__CONTROLLER__CREATE_TOPICS_REQUEST__INIT;
 	Rustmq__Controller__CreatableTopic ct = RUSTMQ__CONTROLLER__CREATABLE_TOPIC__INIT;
 	Rustmq__Controller__CreatableTopic *cts[1] = {&ct};
-	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
 
-	ver.major = 1;
-	req.version = &ver;
+	req.version = &api_v1;
 	ct.name = (char *)g.o.topic;
 	ct.partitions = (uint32_t)g.o.partitions;
 	req.topics = cts;

@@ -626,6 +626,11 @@ class Client:
         return self.unary("/rustmq.broker.BrokerHealthService/GetMetrics", req,
                           H.MetricsResponse)
 
+    def metric_totals(self, *names):
+        """Each metric's value summed over its label sets (shards)."""
+        m = self.metrics(list(names))
+        return {n: int(sum(x.value for x in m.metrics if x.name == n)) for n in names}
+
     def calls_in_flight(self):
         r = self.metrics(["rmq_calls"])
         vals = [m.value for m in r.metrics if m.name == "rmq_calls"]
@@ -2238,9 +2243,7 @@ def cold_restart_fetch_identical(ctx):
         for p in range(2):
             after = [raw for _, raw in c.fetch_all("cold-t", p, pmax=64 << 10)]
             eq(after, before[p], f"cold-t-{p}: read-ahead answers")
-        m = c.metrics(["rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total"])
-        total = {n: int(sum(x.value for x in m.metrics if x.name == n))
-                 for n in ("rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total")}
+        total = c.metric_totals("rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total")
         data = sum(len(r) for p in range(2) for r in before[p])
         # (the newest segments were read at start-up: in memory)
         check(total["rmq_fetch_disk_bytes_total"] >= data // 2,
@@ -2309,9 +2312,7 @@ def cold_restart_fetch_identical(ctx):
     with ctx.client() as c:
         after = [raw for _, raw in c.fetch_all("cold-t", 1, pmax=64 << 10)]
         eq(after, before[1], "cold-t-1 without read-ahead")
-        m = c.metrics(["rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total"])
-        total = {n: int(sum(x.value for x in m.metrics if x.name == n))
-                 for n in ("rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total")}
+        total = c.metric_totals("rmq_fetch_disk_bytes_total", "rmq_fetch_ahead_bytes_total")
         check(total["rmq_fetch_disk_bytes_total"] > 0 and
               total["rmq_fetch_ahead_bytes_total"] == 0, f"--read-ahead 0: {total}")
     eq(node.stop(), 0, "exit status after SIGTERM")
