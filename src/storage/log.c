@@ -39,12 +39,17 @@
  * O_DIRECT falls back to it too.
  *
  * Each direct write carries RWF_DSYNC (dsync_writes): it is durable when it
- * completes, so no fdatasync follows.  Both the O_DIRECT write into
- * unwritten extents and an fdatasync go to io_uring's workers, so one
- * operation instead of two halves those hand-offs: closed-loop produce
- * (1 KiB x 100, --cores 2) medians of 6 interleaved runs 722k msgs/s
- * against 644k with write + group-commit fdatasync, open loop at 310k p50
- * 1.0 against 1.13 ms (p99 alike, 4.0 and 3.8 ms).
+ * completes, so no fdatasync follows.  An fdatasync always goes to one of
+ * io_uring's workers, so one operation instead of two halves the hand-offs:
+ * closed-loop produce (1 KiB x 100, --cores 2) medians of 6 interleaved
+ * runs 722k msgs/s against 644k with write + group-commit fdatasync, open
+ * loop at 310k p50 1.0 against 1.13 ms (p99 alike, 4.0 and 3.8 ms).
+ *
+ * A write that re-writes the head block is issued as two (cut_pending()):
+ * ext4 serves an O_DIRECT write without blocking only when its blocks are
+ * all written or all unwritten, and io_uring hands any other write to a
+ * worker thread; that was every write (io_uring_queue_async_work traced),
+ * ~20% of rmqd's CPU at half the peak rate (docs/storage.md).
  *
  * Preallocation.  A 1 MiB buffered write followed by fdatasync reaches
  * ~180 MB/s into fallocated (unwritten) extents, because every sync must
@@ -484,6 +489,8 @@ static void write_done(struct rmq_io_op *op, int res, unsigned flags)
 }
 
 static int dio_open(struct rmq_log *log, struct rmq_segment *seg);
+static void queue_direct(struct rmq_log *log, struct rmq_segment *seg, uint32_t len,
+			 uint64_t end_offset);
 
 /* cut_pending() through the page cache: writes of whole appends, as many
  * as fit in RMQ_BUF_CHUNK (at least one), each acknowledging exactly those.
@@ -561,29 +568,54 @@ static int cut_pending(struct rmq_log *log)
 	/* reserve_direct() placed the data so that buffer and file offsets
 	 * agree modulo the block size, with the head of the first block
 	 * copied in front of it; the tail of the last block is padded with
-	 * zeros.  One write per cut: splitting it into 256 KiB..1 MiB
-	 * writes in flight together measured no better (docs/storage.md). */
+	 * zeros.  One write per cut (two when it re-writes a head block, see
+	 * below): splitting it into 256 KiB..1 MiB writes in flight together
+	 * measured no better (docs/storage.md). */
 	RMQ_DASSERT(log->pend % RMQ_DIO_ALIGN == lead);
 	uint32_t io_end = (uint32_t)dio_up(log->fill);
 	memset(log->wbuf + log->fill, 0, io_end - log->fill);
+	/* A write that starts inside the block the previous one ended in
+	 * spans a written block and unwritten ones; ext4 cannot do that
+	 * without blocking, so io_uring would hand every such write to a
+	 * worker thread.  The head block goes as a write of its own (a pure
+	 * overwrite) and the rest as another (all unwritten), both at once:
+	 * they do not overlap, and each is durable on completion. */
+	if (lead && io_end - (log->pend - lead) > RMQ_DIO_ALIGN && log->wq_len + 2 <= log->nwops) {
+		uint64_t before = log->wq_len ? log->wops[(log->wq_head + log->wq_len - 1) %
+							  log->nwops].end_offset
+					      : log->written;
+		uint32_t head_len = RMQ_DIO_ALIGN - lead;
+		queue_direct(log, seg, head_len, before);
+	}
+	queue_direct(log, seg, log->fill - log->pend, log->next_offset);
+	log->aq_uncut = NULL; /* every append is in a write now */
+	return 0;
+}
+
+/* Queues and submits an O_DIRECT write of the next len pending bytes with
+ * the whole blocks around them; end_offset is the log offset written when
+ * it (and every write before it) completes. */
+static void queue_direct(struct rmq_log *log, struct rmq_segment *seg, uint32_t len,
+			 uint64_t end_offset)
+{
+	uint32_t lead = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
 	struct wop *w = &log->wops[(log->wq_head + log->wq_len) % log->nwops];
+
 	w->seg = seg;
 	w->fd = log->dfd;
 	w->file_pos = log->pend_file_pos;
 	w->buf_off = log->pend;
-	w->len = log->fill - log->pend;
+	w->len = len;
 	w->io_off = log->pend - lead;
 	w->io_pos = log->pend_file_pos - lead;
-	w->io_len = io_end - w->io_off;
+	w->io_len = (uint32_t)dio_up((uint64_t)log->pend + len) - w->io_off;
 	w->done_len = 0;
-	w->end_offset = log->next_offset;
+	w->end_offset = end_offset;
 	w->done = false;
 	log->wq_len++;
-	log->pend_file_pos += w->len;
-	log->pend = log->fill;
-	log->aq_uncut = NULL; /* every append is in a write now */
+	log->pend_file_pos += len;
+	log->pend += len;
 	submit_wop(log, w);
-	return 0;
 }
 
 static void flush_pending(struct rmq_log *log)
@@ -774,9 +806,12 @@ static int64_t reserve(struct rmq_log *log, uint32_t n)
  * truncation) goes first and the entry after it, so that buffer offset and
  * file position agree modulo RMQ_DIO_ALIGN.  A fresh block each time,
  * rather than appending into the block the previous write is still
- * reading, keeps an in-flight write's bytes stable: a crash between the
- * two writes leaves data followed by zeros, never a torn entry.  It costs
- * a copy of at most one block per write, and up to two blocks of buffer.
+ * reading, keeps an in-flight write's bytes stable.  It costs a copy of at
+ * most one block per write, and up to two blocks of buffer.  A crash with
+ * writes in flight may leave the newest segment with any of them missing
+ * (the head block and the rest go as two writes): data, zeros, maybe data
+ * again, all of it unacknowledged; recovery cuts the segment at the first
+ * bad entry.
  */
 static int64_t reserve_direct(struct rmq_log *log, uint32_t n)
 {
