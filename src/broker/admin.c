@@ -1222,7 +1222,7 @@ struct shard_numbers {
 	uint64_t produce_requests, produce_records, fetch_requests, fetch_bytes, errors;
 	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
 	uint64_t partitions, connections, calls, protocol_errors;
-	uint64_t log_bytes;
+	uint64_t log_bytes, segment_rolls, segments_recycled;
 };
 
 struct gather {
@@ -1257,8 +1257,11 @@ static void gather_here(struct rmq_xmsg *m)
 	for (size_t i = 0; i < bs->meta->ntopics; i++)
 		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
 			if (bs->local[i].parts[p]) {
+				const struct rmq_log *log = bs->local[i].parts[p]->log;
 				n->partitions++;
-				n->log_bytes += rmq_log_size_bytes(bs->local[i].parts[p]->log);
+				n->log_bytes += rmq_log_size_bytes(log);
+				n->segment_rolls += rmq_log_stats(log)->rolls;
+				n->segments_recycled += rmq_log_stats(log)->recycled_segments;
 			}
 	if (bs->srv) {
 		const struct rmq_server_stats *st = rmq_server_stats(bs->srv);
@@ -1499,6 +1502,8 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_request_errors_total", "produce requests answered with an error", "requests", 1, errors),
 	MDEF("rmq_partitions", "partitions owned", "partitions", 2, partitions),
 	MDEF("rmq_log_bytes", "bytes stored in partition logs", "bytes", 2, log_bytes),
+	MDEF("rmq_segment_rolls_total", "segments rolled, partitions open now, since they opened", "segments", 1, segment_rolls),
+	MDEF("rmq_segments_recycled_total", "new segments that took a deleted segment's file (--recycle-segments), partitions open now, since they opened", "segments", 1, segments_recycled),
 	MDEF("rmq_connections", "open client connections", "connections", 2, connections),
 	MDEF("rmq_calls", "gRPC calls in flight", "calls", 2, calls),
 	MDEF("rmq_protocol_errors_total", "connections closed for bad input", "connections", 1, protocol_errors),

@@ -56,6 +56,7 @@ static void log_config_for(const struct rmq_broker *b, const struct rmq_topic *t
 	lc->fsync = b->cfg.fsync;
 	lc->prealloc = b->cfg.prealloc;
 	lc->dsync_writes = b->cfg.dsync_writes;
+	lc->recycle_segments = b->cfg.recycle_segments;
 }
 
 static void on_hw(void *arg, uint64_t hw)

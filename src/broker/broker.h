@@ -38,6 +38,7 @@ struct rmq_broker_config {
 	enum rmq_fsync fsync;
 	uint64_t fsync_interval_ns;
 	bool dsync_writes;             /* fsync=always: RWF_DSYNC writes, no fdatasync */
+	bool recycle_segments;         /* new segments reuse deleted ones' files */
 	enum rmq_prealloc prealloc;
 	uint64_t write_buffer_bytes;   /* per partition */
 	uint64_t index_interval_bytes;

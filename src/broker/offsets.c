@@ -198,6 +198,7 @@ int rmq_olog_open(struct rmq_bshard *bs, uint32_t index, uint64_t segment_bytes,
 	lc.fsync = bs->b->cfg.fsync;
 	lc.prealloc = bs->b->cfg.prealloc;
 	lc.dsync_writes = bs->b->cfg.dsync_writes;
+	lc.recycle_segments = bs->b->cfg.recycle_segments;
 	rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, RMQ_OFFSETS_TOPIC, index);
 	int rc = rmq_log_open(rmq_shard_io(bs->s), dir, &lc, &l->log);
 	if (rc < 0) {

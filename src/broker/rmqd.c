@@ -158,7 +158,7 @@ int main(int argc, char **argv)
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
-	bool pin, auto_create, ret_forever, fetch_copy, dsync;
+	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
 	uint64_t read_ahead;
 	char err[512];
 	int npos;
@@ -176,6 +176,7 @@ int main(int argc, char **argv)
 		{"poll", RMQ_FLAG_DURATION, &poll, "0s", "busy-poll a shard's ring this long before it sleeps (lower latency for more CPU); 0s = sleep at once", 0, 0, NULL},
 		{"fsync", RMQ_FLAG_CHOICE, &fsync, "always", "durability: always (ack after fdatasync, group commit), never, or interval:<duration>", 0, 0, "always|never|interval:"},
 		{"dsync-writes", RMQ_FLAG_BOOL, &dsync, "true", "with --fsync=always: each O_DIRECT write carries RWF_DSYNC instead of a group-commit fdatasync after it", 0, 0, NULL},
+		{"recycle-segments", RMQ_FLAG_BOOL, &recycle, "true", "a new segment reuses the file of one retention deleted (written blocks: no extent conversions)", 0, 0, NULL},
 		{"segment-bytes", RMQ_FLAG_SIZE, &seg_bytes, "1GiB", "default segment size (topic segment.bytes)", 1ULL << 14, (1ULL << 32) - 1, NULL},
 		{"segment-ms", RMQ_FLAG_DURATION, &seg_ms, "7d", "default segment age before a roll (topic segment.ms)", 1000000ULL, 0, NULL},
 		{"retention-ms", RMQ_FLAG_DURATION, &ret_ms, "7d", "default time records are kept (topic retention.ms)", 1000000ULL, 0, NULL},
@@ -254,6 +255,7 @@ int main(int argc, char **argv)
 	cfg->shards = (unsigned)cores;
 	cfg->pin = pin;
 	cfg->dsync_writes = dsync;
+	cfg->recycle_segments = recycle;
 	cfg->poll_ns = poll;
 	if (strcmp(fsync, "always") == 0) {
 		cfg->fsync = RMQ_FSYNC_ALWAYS;

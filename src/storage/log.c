@@ -159,6 +159,8 @@ struct rmq_log {
 	struct rmq_log_config cfg;
 	char dir[3072];
 	int dir_fd;
+	char spare[3072 + sizeof("/" RMQ_SEGMENT_SPARE)]; /* dir/spare.log */
+	bool has_spare;
 
 	struct rmq_segment **segs; /* oldest first; segs[nsegs-1] is active */
 	size_t nsegs, segs_cap;
@@ -233,6 +235,7 @@ void rmq_log_config_default(struct rmq_log_config *cfg)
 	cfg->zero_ahead_bytes = 64ULL << 20;
 	cfg->direct_writes = true;
 	cfg->dsync_writes = true;
+	cfg->recycle_segments = true;
 }
 
 static struct rmq_segment *active(const struct rmq_log *log)
@@ -884,8 +887,22 @@ static int new_segment(struct rmq_log *log, uint64_t base)
 
 	if (!s)
 		return -ENOMEM;
-	rc = rmq_segment_create(s, log->dir, base, log->cfg.segment_bytes,
-				log->cfg.index_interval_bytes, log->cfg.prealloc);
+	rc = -ENOENT;
+	if (log->has_spare && log->cfg.recycle_segments) {
+		rc = rmq_segment_create(s, log->dir, base, log->cfg.segment_bytes,
+					log->cfg.index_interval_bytes, log->cfg.prealloc,
+					log->spare);
+		if (rc != RMQ_EEXIST)
+			log->has_spare = false; /* taken, or not usable */
+		if (rc == 0)
+			log->stats.recycled_segments++;
+		else if (rc != RMQ_EEXIST && rc != -ENOENT)
+			rmq_warn("log %s: cannot reuse %s (%s); creating a new file", log->dir,
+				 log->spare, rmq_strerror(rc));
+	}
+	if (rc < 0 && rc != RMQ_EEXIST)
+		rc = rmq_segment_create(s, log->dir, base, log->cfg.segment_bytes,
+					log->cfg.index_interval_bytes, log->cfg.prealloc, NULL);
 	if (rc < 0)
 		goto err;
 	/* The new file must survive a crash before any data in it is
@@ -982,7 +999,7 @@ static void free_segment(struct rmq_segment *s, bool unlink_files)
  * base, which failed with RMQ_EEXIST on the old files, and the late
  * release would then have deleted the new segment's files.
  */
-static void drop_segment(struct rmq_log *log, size_t i)
+static void drop_segment(struct rmq_log *log, size_t i, bool recycle)
 {
 	struct rmq_segment *s = log->segs[i];
 	memmove(&log->segs[i], &log->segs[i + 1], (log->nsegs - i - 1) * sizeof(*log->segs));
@@ -1008,6 +1025,13 @@ static void drop_segment(struct rmq_log *log, size_t i)
 		 * left between the load and here, we do. */
 		if (atomic_fetch_or_explicit(&s->pins, RMQ_SEG_DOOMED, memory_order_acq_rel) == 0)
 			free_segment(s, false);
+	} else if (recycle && s->sealed && log->cfg.recycle_segments && !log->has_spare) {
+		int rc = rmq_segment_recycle(s, log->spare);
+		if (rc == 0)
+			log->has_spare = true;
+		else
+			rmq_segment_unlink(s);
+		free(s);
 	} else {
 		free_segment(s, true);
 	}
@@ -1371,7 +1395,7 @@ int rmq_log_retain(struct rmq_log *log)
 		total -= s->size;
 		rmq_info("log %s: retention deletes segment %" PRIu64 " (%" PRIu64 " bytes, %s)",
 			 log->dir, s->base_offset, s->size, by_size ? "size" : "time");
-		drop_segment(log, 0);
+		drop_segment(log, 0, true);
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;
 	}
@@ -1387,7 +1411,7 @@ int rmq_log_delete_before(struct rmq_log *log, uint64_t offset)
 			break;
 		rmq_info("log %s: compaction deletes segment %" PRIu64 " (%" PRIu64 " bytes)",
 			 log->dir, s->base_offset, s->size);
-		drop_segment(log, 0);
+		drop_segment(log, 0, true);
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;
 	}
@@ -1432,7 +1456,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	}
 	bool dropped = log->nsegs > (size_t)si + 1;
 	while (log->nsegs > (size_t)si + 1)
-		drop_segment(log, log->nsegs - 1);
+		drop_segment(log, log->nsegs - 1, false);
 	s->next_offset = end;
 	rc = rmq_segment_cut(s, pos, log->cfg.segment_bytes, log->cfg.prealloc);
 	if (rc < 0)
@@ -1479,6 +1503,10 @@ static int list_segments(struct rmq_log *log, uint64_t **out, size_t *n)
 		int kind;
 		if (e->d_name[0] == '.')
 			continue;
+		if (strcmp(e->d_name, RMQ_SEGMENT_SPARE) == 0) {
+			log->has_spare = true;
+			continue;
+		}
 		if (rmq_segment_parse_name(e->d_name, &base, &kind) < 0) {
 			rmq_warn("log %s: ignoring stray file '%s'", log->dir, e->d_name);
 			continue;
@@ -1629,6 +1657,7 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 	log->wslot = -1;
 	log->dir_fd = -1;
 	snprintf(log->dir, sizeof(log->dir), "%s", dir);
+	snprintf(log->spare, sizeof(log->spare), "%s/" RMQ_SEGMENT_SPARE, log->dir);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		rc = -errno;
 		goto err;

@@ -70,6 +70,10 @@ struct rmq_log_config {
 	bool dsync_writes;             /* with direct writes: each write carries
 					* RWF_DSYNC (durable when it completes)
 					* instead of a group-commit fdatasync */
+	bool recycle_segments;         /* keep the data file of a segment that
+					* retention (or compaction) deleted for
+					* the next new segment (segment.h,
+					* "Recycling") */
 	/* Clock in ms since the epoch; NULL = CLOCK_REALTIME.  For tests. */
 	uint64_t (*now_ms)(void);
 };
@@ -105,6 +109,7 @@ struct rmq_log_stats {
 	uint64_t appends, appended_bytes;
 	uint64_t writes, syncs;
 	uint64_t segments, rolls, deleted_segments;
+	uint64_t recycled_segments; /* new segments that took the spare file */
 	uint64_t recovered_batches, truncated_bytes;
 	uint64_t buffer_full;  /* appends refused with RMQ_EFULL */
 };

@@ -23,7 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const suffixes[] = {".log", ".index", ".timeindex"};
+static const char *const suffixes[] = {".log", ".index", ".timeindex", ".recycled"};
+#define KIND_RECYCLED 3
 
 char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset)
 {
@@ -43,7 +44,7 @@ int rmq_segment_parse_name(const char *name, uint64_t *base_offset, int *kind)
 			return RMQ_ENOTFOUND;
 		v = v * 10 + d;
 	}
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < (int)(sizeof(suffixes) / sizeof(suffixes[0])); k++) {
 		if (strcmp(name + RMQ_SEGMENT_NAME_LEN, suffixes[k]) == 0) {
 			*base_offset = v;
 			*kind = k;
@@ -202,9 +203,52 @@ int rmq_segment_reserve(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 	return preallocate(s, upto + RMQ_PREALLOC_STEP, capacity, prealloc);
 }
 
+/* Drops B.recycled once the old bytes after the data are gone. */
+static void drop_marker(struct rmq_segment *s)
+{
+	char name[sizeof(s->path) + 16];
+
+	if (!s->recycled)
+		return;
+	file_name(name, sizeof(name), s, KIND_RECYCLED);
+	(void)unlink(name); /* a marker left behind only makes recovery lenient */
+	s->recycled = false;
+}
+
+/* B.log from the spare file: the marker first, so that a B.log holding
+ * old bytes never exists without it.  Returns 0 or a negated errno. */
+static int take_spare(struct rmq_segment *s, const char *spare)
+{
+	char name[sizeof(s->path) + 16];
+	struct stat st;
+
+	file_name(name, sizeof(name), s, 0);
+	if (access(name, F_OK) == 0)
+		return RMQ_EEXIST;
+	file_name(name, sizeof(name), s, KIND_RECYCLED);
+	int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	s->recycled = true;
+	char log_name[sizeof(s->path) + 16];
+	file_name(log_name, sizeof(log_name), s, 0);
+	if (renameat2(AT_FDCWD, spare, AT_FDCWD, log_name, RENAME_NOREPLACE) < 0) {
+		int rc = errno == EEXIST ? RMQ_EEXIST : -errno;
+		drop_marker(s);
+		return rc;
+	}
+	s->fd = open(log_name, O_RDWR | O_CLOEXEC);
+	if (s->fd < 0 || fstat(s->fd, &st) < 0)
+		return -errno;
+	/* Written blocks: nothing to allocate or zero below its size. */
+	s->prealloc_end = s->zeroed = (uint64_t)st.st_size;
+	return 0;
+}
+
 int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
 		       uint64_t capacity, uint32_t index_interval_bytes,
-		       enum rmq_prealloc prealloc)
+		       enum rmq_prealloc prealloc, const char *spare)
 {
 	char name[sizeof(s->path) + 16];
 	uint64_t a, b;
@@ -212,9 +256,17 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 
 	segment_init(s, dir, base_offset);
 	file_name(name, sizeof(name), s, 0);
-	s->fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (s->fd < 0)
-		return errno == EEXIST ? RMQ_EEXIST : -errno;
+	if (spare) {
+		rc = take_spare(s, spare);
+		if (rc == RMQ_EEXIST || (rc < 0 && s->fd < 0 && !s->recycled))
+			return rc; /* nothing of B exists (or B.log is not ours) */
+		if (rc < 0)
+			goto err;
+	} else {
+		s->fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (s->fd < 0)
+			return errno == EEXIST ? RMQ_EEXIST : -errno;
+	}
 	rc = preallocate(s, RMQ_PREALLOC_STEP, capacity, prealloc);
 	if (rc < 0)
 		goto err;
@@ -235,7 +287,24 @@ err:
 	rmq_segment_close(s);
 	file_name(name, sizeof(name), s, 0);
 	unlink(name);
+	drop_marker(s);
 	return rc;
+}
+
+int rmq_segment_recycle(struct rmq_segment *s, const char *spare)
+{
+	char name[sizeof(s->path) + 16];
+
+	rmq_segment_close(s);
+	for (int k = 2; k >= 1; k--) {
+		file_name(name, sizeof(name), s, k);
+		if (unlink(name) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	file_name(name, sizeof(name), s, 0);
+	if (renameat2(AT_FDCWD, name, AT_FDCWD, spare, RENAME_NOREPLACE) < 0)
+		return -errno;
+	return 0;
 }
 
 void rmq_segment_close(struct rmq_segment *s)
@@ -396,6 +465,7 @@ static void scan(struct rmq_segment *s, uint64_t pos, uint64_t expect_offset,
 		 struct rmq_segment_recovery *rec)
 {
 	struct rmq_batch_view v;
+	uint64_t torn_len = 0;
 
 	rec->error = 0;
 	while (pos < file_size) {
@@ -423,6 +493,7 @@ static void scan(struct rmq_segment *s, uint64_t pos, uint64_t expect_offset,
 		}
 		if (rmq_batch_check_crc(s->map + pos, &v) < 0) {
 			rec->error = RMQ_ECRC;
+			torn_len = v.entry_len;
 			break;
 		}
 		if (pos >= index_from)
@@ -441,7 +512,12 @@ static void scan(struct rmq_segment *s, uint64_t pos, uint64_t expect_offset,
 	s->size = pos;
 	s->visible_size = pos;
 	rec->valid_bytes = pos;
-	rec->discarded_bytes = rec->error ? nonzero_extent(s->map, pos, file_size) : 0;
+	/* In a recycled file an older segment's bytes follow the data: only a
+	 * batch of the expected offset whose CRC fails (a torn write) is
+	 * ours, and anything else ends the data cleanly. */
+	rec->discarded_bytes = !rec->error ? 0
+			       : s->recycled ? torn_len
+					     : nonzero_extent(s->map, pos, file_size);
 	if (rec->error && rec->discarded_bytes == 0)
 		rec->error = 0; /* only zeros after all: a clean end */
 }
@@ -457,6 +533,14 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 
 	memset(rec, 0, sizeof(*rec));
 	segment_init(s, dir, base_offset);
+	file_name(name, sizeof(name), s, KIND_RECYCLED);
+	if (access(name, F_OK) == 0) {
+		/* Only the newest segment can still hold old bytes: sealing
+		 * cut an older one before its marker went. */
+		s->recycled = true;
+		if (!full_scan)
+			drop_marker(s);
+	}
 	file_name(name, sizeof(name), s, 0);
 	s->fd = open(name, O_RDWR | O_CLOEXEC);
 	if (s->fd < 0)
@@ -527,6 +611,7 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 
 	if (ftruncate(s->fd, (off_t)size) < 0)
 		return -errno;
+	drop_marker(s);
 	s->prealloc_end = size;
 	if (size < capacity) {
 		int rc = preallocate(s, size + RMQ_PREALLOC_STEP, capacity, prealloc);
@@ -582,6 +667,7 @@ int rmq_segment_seal(struct rmq_segment *s)
 		return -errno;
 	if (fdatasync(s->fd) < 0 || fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)
 		return -errno;
+	drop_marker(s);
 	s->sealed = true;
 	return 0;
 }

@@ -12,6 +12,20 @@
  *                batch), strictly increasing in both fields
  *   B.timeindex  time index: struct rmq_time_entry[], added beside an offset
  *                index entry when the segment's greatest timestamp grew
+ *   B.recycled   empty marker: B.log is a recycled file (below), so the
+ *                bytes after its data are an older segment's, not zeros
+ *   spare.log    (one per log at most) the data file of a segment that
+ *                retention deleted, kept for the next new segment
+ *
+ * Recycling.  A new segment takes spare.log when there is one instead of
+ * creating and fallocating a file: its blocks are already written, so
+ * O_DIRECT and synced writes into it are plain overwrites, without the
+ * extent conversions (and their journal commits) that writes into
+ * fallocated space cost.  Its old bytes can never pass for data: every
+ * batch in them has a base offset below the log's start, so recovery stops
+ * at the first one, and B.recycled tells it that what follows the data is
+ * old bytes, not damage.  Sealing or cutting the file drops the old bytes
+ * and the marker.
  *
  *   rmq_index_entry (8 bytes, little-endian, as mmapped)
  *     OFFSET SIZE MEANING
@@ -101,6 +115,7 @@ struct rmq_segment {
 	int64_t created_ms;       /* append time of the first batch, for
 				   * segment.ms rolls; -1 = empty */
 	bool sealed;
+	bool recycled;            /* B.recycled exists: old bytes after size */
 	/* Recovery found corruption at fenced_pos: nothing at or after it is
 	 * served, and offsets from next_offset to the next segment are
 	 * reported as fenced. */
@@ -135,14 +150,28 @@ struct rmq_segment_recovery {
 	bool index_rebuilt;
 };
 
+/* The spare data file's name in a log directory. */
+#define RMQ_SEGMENT_SPARE "spare.log"
+
 /*
  * Creates the files of a new, empty segment at dir/B.*, preallocating
- * capacity bytes of data file as prealloc says, and maps them.
- * Returns 0, RMQ_EEXIST if B.log exists, or a negated errno.
+ * capacity bytes of data file as prealloc says, and maps them.  With spare
+ * (a path, normally dir/RMQ_SEGMENT_SPARE), B.log is that file renamed
+ * (after B.recycled is created) rather than a new one.
+ * Returns 0, RMQ_EEXIST if B.log exists, or a negated errno (-ENOENT: no
+ * spare; the spare is left in place on any error).
  */
 int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
 		       uint64_t capacity, uint32_t index_interval_bytes,
-		       enum rmq_prealloc prealloc);
+		       enum rmq_prealloc prealloc, const char *spare);
+
+/*
+ * Closes the segment and keeps its data file as spare (renamed, index
+ * files unlinked).  Only for a sealed segment no reader pins.  Returns 0,
+ * or a negated errno with the segment closed and its files left as they
+ * were (the caller deletes it).
+ */
+int rmq_segment_recycle(struct rmq_segment *s, const char *spare);
 
 /*
  * Opens the existing segment dir/B.log.  With full_scan (the newest
@@ -153,7 +182,10 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
  * indexes are missing or invalid (a time index too: empty, or followed by
  * anything but zeros).  The scan stops at the first zero byte, torn entry,
  * corrupt entry or CRC mismatch, or at an offset gap; a zero byte with
- * data in the 64 KiB after it counts as corruption, not as the end.
+ * data in the 64 KiB after it counts as corruption, not as the end.  In a
+ * recycled newest segment (B.recycled) whatever follows the data is the
+ * end, except a batch of the expected offset whose CRC fails (a torn
+ * write: RMQ_ECRC).  An older segment's stale marker is removed.
  * capacity is the mapping size wanted for appends (ignored when sealed).
  * Returns 0 with *rec describing the scan (rec->error says whether the
  * data after valid_bytes is bad), or a negated errno when a file cannot
@@ -242,7 +274,8 @@ int rmq_segment_seal(struct rmq_segment *s);
 char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset);
 
 /* Parses a segment file name "%020lu.log" etc.  Returns 0 and the base
- * offset and kind (0 log, 1 index, 2 timeindex), or RMQ_ENOTFOUND. */
+ * offset and kind (0 log, 1 index, 2 timeindex, 3 recycled marker), or
+ * RMQ_ENOTFOUND. */
 int rmq_segment_parse_name(const char *name, uint64_t *base_offset, int *kind);
 
 #endif /* RMQ_STORAGE_SEGMENT_H */

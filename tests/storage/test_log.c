@@ -382,6 +382,140 @@ Test(log, retention_by_size)
 	su_batches_free(&model);
 }
 
+/* ---- recycling ------------------------------------------------------------ */
+
+static ino_t inode_of(const char *path)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	return st.st_ino;
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* Retention keeps one deleted segment's data file as spare.log; the next
+ * roll's segment is that file (same inode), marked B.recycled while it
+ * holds old bytes; everything reads back, across a clean reopen (which
+ * logs nothing and cuts the old bytes) and more rolls. */
+static void recycle_roundtrip(enum rmq_fsync fsync, enum rmq_prealloc prealloc)
+{
+	struct su_batches model = {0};
+	char p[128], spare[160];
+	env.cfg.fsync = fsync;
+	env.cfg.prealloc = prealloc;
+	env.cfg.retention_bytes = 0; /* applied when the test calls retain */
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 6);
+	ino_t first = inode_of(su_seg_file(p, sizeof(p), env.dir, bases[0], ".log"));
+	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
+
+	cr_assert_eq(rmq_log_retain(env.log), (int)nseg - 1);
+	cr_assert(exists(spare), "no spare after retention");
+	cr_assert_eq(inode_of(spare), first, "the spare is the oldest segment's file");
+	cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[0], ".index")));
+	cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[0], ".log")));
+	for (size_t i = 1; i + 1 < nseg; i++)
+		cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[i], ".log")));
+
+	/* Appends until exactly one roll: the new segment is the spare. */
+	uint64_t rolls = rmq_log_stats(env.log)->rolls, next = 300;
+	while (rmq_log_stats(env.log)->rolls == rolls)
+		su_append_seq(&env, next++, 1, VMAX, false, 10, &model);
+	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 1);
+	cr_assert_not(exists(spare));
+	size_t n = segments(&env, bases);
+	uint64_t active = bases[n - 1];
+	cr_assert_eq(inode_of(su_seg_file(p, sizeof(p), env.dir, active, ".log")), first);
+	cr_assert(exists(su_seg_file(p, sizeof(p), env.dir, active, ".recycled")));
+	uint64_t start = rmq_log_start_offset(env.log);
+	su_check_content(&env, &model, su_batch_of(&model, start));
+
+	/* A clean close leaves the old bytes after the data: the reopen
+	 * must find the end without calling it damage. */
+	uint64_t end = rmq_log_end_offset(env.log);
+	su_close(&env);
+	int fd = su_capture_start();
+	cr_assert_eq(su_open(&env), 0);
+	char *out = su_capture_end(fd);
+	cr_assert_null(strstr(out, "truncat"), "reopen reported damage:\n%s", out);
+	cr_assert_null(strstr(out, "corrupt"), "reopen reported damage:\n%s", out);
+	free(out);
+	cr_assert_eq(rmq_log_stats(env.log)->truncated_bytes, 0);
+	cr_assert_eq(rmq_log_end_offset(env.log), end);
+	cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, active, ".recycled")),
+		      "recovery cut the old bytes; the marker should be gone");
+	su_check_content(&env, &model, su_batch_of(&model, start));
+
+	/* And the log goes on: more rolls, retention, recycling. */
+	su_append_seq(&env, next, 150, VMAX, true, 10, &model);
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	su_append_seq(&env, next + 150, 150, VMAX, true, 10, &model);
+	start = rmq_log_start_offset(env.log);
+	su_check_content(&env, &model, su_batch_of(&model, start));
+	cr_assert_geq(rmq_log_stats(env.log)->recycled_segments, 1);
+	su_reopen(&env);
+	su_check_content(&env, &model, su_batch_of(&model, start));
+	su_batches_free(&model);
+}
+
+Test(log, recycle_direct_writes)
+{
+	recycle_roundtrip(RMQ_FSYNC_ALWAYS, RMQ_PREALLOC_FALLOCATE);
+}
+
+/* Through the page cache with zero-ahead, which a recycled file needs not. */
+Test(log, recycle_page_cache_zero_ahead)
+{
+	env.cfg.direct_writes = false;
+	recycle_roundtrip(RMQ_FSYNC_ALWAYS, RMQ_PREALLOC_ZERO);
+}
+
+Test(log, recycle_fsync_never)
+{
+	recycle_roundtrip(RMQ_FSYNC_NEVER, RMQ_PREALLOC_NONE);
+}
+
+/* Truncation removes segments above a cut: their offsets come back, so
+ * their bytes must never be reused (they would read as valid data). */
+Test(log, truncation_does_not_recycle)
+{
+	struct su_batches model = {0};
+	char spare[160];
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	open_log(&env);
+	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 4);
+	cr_assert_eq(rmq_log_truncate(env.log, bases[1] + 1), 0);
+	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
+	cr_assert_not(exists(spare));
+	su_batches_free(&model);
+}
+
+/* Recycling off: retention deletes the files as before. */
+Test(log, recycle_off)
+{
+	struct su_batches model = {0};
+	char spare[160];
+	env.cfg.recycle_segments = false;
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
+	cr_assert_not(exists(spare));
+	su_append_seq(&env, 200, 100, VMAX, true, 10, &model);
+	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 0);
+	su_batches_free(&model);
+}
+
 Test(log, retention_by_time)
 {
 	struct su_batches model = {0};

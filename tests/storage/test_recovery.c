@@ -385,6 +385,46 @@ Test(recovery, lost_head_block_before_later_data)
 	free(out);
 }
 
+/* The newest segment is a recycled file (segment.h, "Recycling"): an
+ * older segment's bytes follow its data.  A torn batch of its own is cut
+ * and counted alone; the old bytes after it are not damage. */
+Test(recovery, torn_batch_in_a_recycled_segment)
+{
+	char p[160];
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.retention_bytes = 0;
+	cr_assert_eq(su_open(&env), 0);
+	su_append_seq(&env, 0, 100, VMAX, true, 10, &model);
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	uint64_t rolls = rmq_log_stats(env.log)->rolls;
+	size_t i = 100;
+	while (rmq_log_stats(env.log)->rolls == rolls)
+		su_append_seq(&env, i++, 1, VMAX, false, 10, &model);
+	su_append_seq(&env, i, 3, 200, false, 10, &model);
+	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 1);
+	uint64_t start = rmq_log_start_offset(env.log);
+	cr_assert_eq(su_close(&env), 0);
+	nseg = su_list_segments(env.dir, bases, MAX_SEGS);
+	snprintf(p, sizeof(p), "%s", seg_path(bases[nseg - 1], ".recycled"));
+	cr_assert_eq(access(p, F_OK), 0, "the newest segment is not recycled");
+
+	struct ent ents[MAX_ENTS];
+	const char *log_path = seg_path(bases[nseg - 1], ".log");
+	size_t ne = file_entries(log_path, ents, MAX_ENTS);
+	cr_assert_geq(ne, 4);
+	const struct ent *e = &ents[ne - 1];
+	su_flip_byte(log_path, (long long)(e->pos + e->records_pos + e->records_len / 2), 0x40);
+	char *out = open_capture();
+	assert_logged(out, "WARN");
+	assert_logged(out, "truncated");
+	cr_assert_eq(rmq_log_stats(env.log)->truncated_bytes, e->len, "only the torn batch counts:\n%s", out);
+	free(out);
+	cr_assert_eq(rmq_log_end_offset(env.log), e->base);
+	cr_assert_neq(access(p, F_OK), 0, "the cut dropped the old bytes and the marker");
+	model_cut(e->base);
+	su_check_content(&env, &model, su_batch_of(&model, start));
+}
+
 Test(recovery, length_prefix_past_the_end)
 {
 	build();
