@@ -291,7 +291,7 @@ err:
 	return rc;
 }
 
-int rmq_segment_recycle(struct rmq_segment *s, const char *spare)
+int rmq_segment_detach(struct rmq_segment *s, const char *path)
 {
 	char name[sizeof(s->path) + 16];
 
@@ -302,7 +302,7 @@ int rmq_segment_recycle(struct rmq_segment *s, const char *spare)
 			return -errno;
 	}
 	file_name(name, sizeof(name), s, 0);
-	if (renameat2(AT_FDCWD, name, AT_FDCWD, spare, RENAME_NOREPLACE) < 0)
+	if (renameat2(AT_FDCWD, name, AT_FDCWD, path, RENAME_NOREPLACE) < 0)
 		return -errno;
 	return 0;
 }

@@ -159,19 +159,20 @@ struct rmq_segment_recovery {
  * (a path, normally dir/RMQ_SEGMENT_SPARE), B.log is that file renamed
  * (after B.recycled is created) rather than a new one.
  * Returns 0, RMQ_EEXIST if B.log exists, or a negated errno (-ENOENT: no
- * spare; the spare is left in place on any error).
+ * spare).  A failure after the rename deletes the file it took.
  */
 int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
 		       uint64_t capacity, uint32_t index_interval_bytes,
 		       enum rmq_prealloc prealloc, const char *spare);
 
 /*
- * Closes the segment and keeps its data file as spare (renamed, index
- * files unlinked).  Only for a sealed segment no reader pins.  Returns 0,
- * or a negated errno with the segment closed and its files left as they
- * were (the caller deletes it).
+ * Closes the segment, unlinks its index files and renames B.log to path
+ * (which must not exist): to keep it as the spare, or to unlink it later
+ * off the shard (the unlink that frees a big file's blocks is slow).
+ * Only for a segment no reader pins.  Returns 0, or a negated errno with
+ * the segment closed and B.log possibly still there (rmq_segment_unlink).
  */
-int rmq_segment_recycle(struct rmq_segment *s, const char *spare);
+int rmq_segment_detach(struct rmq_segment *s, const char *path);
 
 /*
  * Opens the existing segment dir/B.log.  With full_scan (the newest

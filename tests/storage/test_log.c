@@ -516,6 +516,47 @@ Test(log, recycle_off)
 	su_batches_free(&model);
 }
 
+static size_t count_deleted(const char *dir)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -c '^\\.deleted-'", dir);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	size_t n = 0;
+	cr_assert_eq(fscanf(f, "%zu", &n), 1);
+	pclose(f);
+	return n;
+}
+
+/* Deleted data files are unlinked by the ring (off the shard): none is
+ * left once the log closed, and one a crash left behind goes at open. */
+Test(log, deleted_files_are_unlinked_off_the_shard)
+{
+	struct su_batches model = {0};
+	char p[160];
+	env.cfg.recycle_segments = false;
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_eq(rmq_log_retain(env.log), (int)nseg - 1);
+	for (size_t i = 0; i + 1 < nseg; i++)
+		cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[i], ".log")));
+	cr_assert_eq(su_close(&env), 0);
+	cr_assert_eq(count_deleted(env.dir), 0, "close left deleted files behind");
+
+	snprintf(p, sizeof(p), "%s/.deleted-7.log", env.dir);
+	FILE *f = fopen(p, "w");
+	cr_assert_not_null(f);
+	fputs("left by a crash", f);
+	fclose(f);
+	open_log(&env);
+	cr_assert_not(exists(p), "open did not remove a leftover deleted file");
+	su_check_content(&env, &model, su_batch_of(&model, rmq_log_start_offset(env.log)));
+	su_batches_free(&model);
+}
+
 Test(log, retention_by_time)
 {
 	struct su_batches model = {0};
