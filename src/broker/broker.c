@@ -275,6 +275,8 @@ int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m)
 
 /* ---- the cycle ----------------------------------------------------------------- */
 
+static void retain_one(struct rmq_partition *p);
+
 static void before_wait(struct rmq_shard *s, void *arg)
 {
 	struct rmq_bshard *bs = arg;
@@ -289,6 +291,13 @@ static void before_wait(struct rmq_shard *s, void *arg)
 		rmq_log_flush(p->log);
 		if (p->backlog_head)
 			rmq_partition_mark_dirty(p); /* try again next cycle */
+		if (rmq_log_stats(p->log)->rolls != p->rolls_retained) {
+			/* Retention at each roll too, not only every
+			 * --retention-check: in steady state one segment goes
+			 * per roll, and the next segment reuses its file. */
+			p->rolls_retained = rmq_log_stats(p->log)->rolls;
+			retain_one(p);
+		}
 		p = next;
 	}
 	rmq_groups_flush(bs);

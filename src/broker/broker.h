@@ -91,6 +91,7 @@ struct rmq_partition {
 	uint64_t produced_records, produced_bytes, fetched_bytes;
 	struct rmq_cold_state cold;        /* reads from the disk (coldread.h) */
 	struct rmq_dedup *dedup;           /* retries that must not append twice */
+	uint64_t rolls_retained;           /* log rolls when retention last ran */
 };
 
 /* Per-topic table of the partitions this shard owns (NULL elsewhere). */

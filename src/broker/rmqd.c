@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 		{"retention-ms", RMQ_FLAG_DURATION, &ret_ms, "7d", "default time records are kept (topic retention.ms)", 1000000ULL, 0, NULL},
 		{"retention-forever", RMQ_FLAG_BOOL, &ret_forever, "false", "keep records forever by default (retention.ms=-1)", 0, 0, NULL},
 		{"retention-bytes", RMQ_FLAG_SIZE, &ret_bytes, "0", "default partition size limit (topic retention.bytes); 0 = unlimited", 0, 0, NULL},
-		{"retention-check", RMQ_FLAG_DURATION, &ret_check, "5m", "how often retention and segment age are checked", 1000000ULL, 0, NULL},
+		{"retention-check", RMQ_FLAG_DURATION, &ret_check, "5m", "how often retention and segment age are checked (retention also runs at each segment roll)", 1000000ULL, 0, NULL},
 		{"index-interval", RMQ_FLAG_SIZE, &idx, "4KiB", "log bytes between offset index entries", 64, 1ULL << 30, NULL},
 		{"write-buffer", RMQ_FLAG_SIZE, &wbuf, "4MiB", "registered write buffer per partition (bounds one batch at half of it)", 64ULL << 10, 1ULL << 30, NULL},
 		{"prealloc", RMQ_FLAG_CHOICE, &prealloc, "zero", "segment preallocation: zero (fallocate; zeros written ahead of page-cache writes), fallocate, none", 0, 0, "zero|fallocate|none"},

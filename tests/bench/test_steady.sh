@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# test_steady.sh - bench/steady end to end on small segments: after the
+# fill, retention runs at every roll, so every segment the measured run
+# rolls to reuses the file retention deleted at the roll before (rmqd's
+# --recycle-segments, through GetMetrics); with --recycle-segments=false
+# none does.  Never a timing assertion.
+#
+#   test_steady.sh <source dir> <dir of rmqd, rmq-bench and rmq>
+set -euo pipefail
+src=$1
+bin=$2
+dir=$(mktemp -d "${TMPDIR:-/tmp}/test-steady.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+check() {
+	python3 - "$1" "$2" <<'PY'
+import re, sys
+line, want = sys.argv[1], sys.argv[2]
+m = re.fullmatch(r"steady produce: (\d+) msgs/s, (\d+) MB/s, ack p50 ([\d.]+) p99 ([\d.]+) "
+                 r"p99\.9 ([\d.]+) ms, rmqd ([\d.]+) CPU s, (\d+) segments rolled \((\d+) recycled\)",
+                 line)
+if not m:
+    sys.exit("unexpected output: %r" % line)
+msgs, rolled, recycled = int(m.group(1)), int(m.group(7)), int(m.group(8))
+if msgs <= 0 or rolled <= 0:
+    sys.exit("no produce or no roll: %r" % line)
+if want == "recycled" and recycled != rolled:
+    sys.exit("a roll did not reuse the file retention deleted at the roll before: %r" % line)
+if want == "none" and recycled != 0:
+    sys.exit("segments recycled with --recycle-segments=false: %r" % line)
+print("ok")
+PY
+}
+args=(--bin "$bin" --dir "$dir" --fill 2 --segment 8MiB --retention 16MiB
+      --bench "--duration 3s --warmup 0s --rate 20000")
+line=$("$src/bench/steady" "${args[@]}")
+echo "$line"
+check "$line" recycled
+line=$("$src/bench/steady" "${args[@]}" --rmqd "--recycle-segments=false")
+echo "$line"
+check "$line" none
