@@ -1569,23 +1569,25 @@ static int list_segments(struct rmq_log *log, uint64_t **out, size_t *n)
 		}
 		if (e->d_name[0] == '.')
 			continue;
-		if (strcmp(e->d_name, RMQ_SEGMENT_SPARE) == 0) {
-			log->has_spare = true;
-			continue;
-		}
-		if (rmq_segment_parse_name(e->d_name, &base, &kind) < 0) {
+		bool spare = strcmp(e->d_name, RMQ_SEGMENT_SPARE) == 0;
+		if (!spare && rmq_segment_parse_name(e->d_name, &base, &kind) < 0) {
 			rmq_warn("log %s: ignoring stray file '%s'", log->dir, e->d_name);
 			continue;
 		}
-		if (kind != 0)
+		if (!spare && kind != 0)
 			continue;
-		/* Only a regular file is a segment: opening a directory (or a
-		 * FIFO...) named like one failed the whole log with EISDIR. */
+		/* Only a regular file is a segment (or the spare): opening a
+		 * directory (or a FIFO...) named like one failed the whole log
+		 * with EISDIR. */
 		struct stat st;
 		if (e->d_type != DT_REG &&
 		    (e->d_type == DT_DIR || fstatat(log->dir_fd, e->d_name, &st, 0) < 0 ||
 		     !S_ISREG(st.st_mode))) {
 			rmq_warn("log %s: ignoring '%s': not a regular file", log->dir, e->d_name);
+			continue;
+		}
+		if (spare) {
+			log->has_spare = true;
 			continue;
 		}
 		if (len == cap) {

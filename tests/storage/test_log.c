@@ -516,6 +516,33 @@ Test(log, recycle_off)
 	su_batches_free(&model);
 }
 
+/* A directory where the spare would be: ignored with a warning, segments
+ * are deleted instead of kept, rolls create new files, nothing fails. */
+Test(log, spare_name_taken_by_a_directory)
+{
+	struct su_batches model = {0};
+	char spare[160];
+	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
+	cr_assert_eq(mkdir(spare, 0755), 0);
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.retention_bytes = 0;
+	int fd = su_capture_start();
+	cr_assert_eq(su_open(&env), 0);
+	char *out = su_capture_end(fd);
+	cr_assert_not_null(strstr(out, "not a regular file"), "no warning:\n%s", out);
+	free(out);
+	su_append_seq(&env, 0, 150, VMAX, true, 10, &model);
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	su_append_seq(&env, 150, 150, VMAX, true, 10, &model);
+	cr_assert_geq(rmq_log_stats(env.log)->rolls, 2);
+	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 0);
+	struct stat st;
+	cr_assert_eq(stat(spare, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode), "the directory was replaced");
+	su_check_content(&env, &model, su_batch_of(&model, rmq_log_start_offset(env.log)));
+	su_batches_free(&model);
+}
+
 static size_t count_deleted(const char *dir)
 {
 	char cmd[256];
