@@ -499,23 +499,6 @@ Test(log, truncation_does_not_recycle)
 	su_batches_free(&model);
 }
 
-/* Recycling off: retention deletes the files as before. */
-Test(log, recycle_off)
-{
-	struct su_batches model = {0};
-	char spare[160];
-	env.cfg.recycle_segments = false;
-	env.cfg.retention_bytes = 0;
-	open_log(&env);
-	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
-	cr_assert_geq(rmq_log_retain(env.log), 1);
-	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
-	cr_assert_not(exists(spare));
-	su_append_seq(&env, 200, 100, VMAX, true, 10, &model);
-	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 0);
-	su_batches_free(&model);
-}
-
 /* A directory where the spare would be: ignored with a warning, segments
  * are deleted instead of kept, rolls create new files, nothing fails. */
 Test(log, spare_name_taken_by_a_directory)
@@ -555,12 +538,13 @@ static size_t count_deleted(const char *dir)
 	return n;
 }
 
-/* Deleted data files are unlinked by the ring (off the shard): none is
+/* Recycling off: retention deletes every file, no spare, no reuse.  The
+ * deleted data files are unlinked by the ring (off the shard): none is
  * left once the log closed, and one a crash left behind goes at open. */
-Test(log, deleted_files_are_unlinked_off_the_shard)
+Test(log, recycle_off_deletes_off_the_shard)
 {
 	struct su_batches model = {0};
-	char p[160];
+	char p[160], spare[160];
 	env.cfg.recycle_segments = false;
 	env.cfg.retention_bytes = 0;
 	open_log(&env);
@@ -570,6 +554,10 @@ Test(log, deleted_files_are_unlinked_off_the_shard)
 	cr_assert_eq(rmq_log_retain(env.log), (int)nseg - 1);
 	for (size_t i = 0; i + 1 < nseg; i++)
 		cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[i], ".log")));
+	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
+	cr_assert_not(exists(spare));
+	su_append_seq(&env, 200, 100, VMAX, true, 10, &model);
+	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 0);
 	cr_assert_eq(su_close(&env), 0);
 	cr_assert_eq(count_deleted(env.dir), 0, "close left deleted files behind");
 
