@@ -1011,6 +1011,11 @@ static void unlink_done(struct rmq_io_op *op, int res, unsigned flags)
 	struct unlink_op *u = (struct unlink_op *)op;
 
 	(void)flags;
+	/* Kernels before 5.11 have no IORING_OP_UNLINKAT: unlink here. */
+	if ((res == -EINVAL || res == -EOPNOTSUPP) && unlink(u->path) < 0)
+		res = -errno;
+	else if (res == -EINVAL || res == -EOPNOTSUPP)
+		res = 0;
 	if (res < 0 && res != -ENOENT)
 		rmq_warn("log %s: cannot delete %s: %s", u->log->dir, u->path, rmq_strerror(res));
 	u->log->unlinks--;
@@ -1430,6 +1435,24 @@ int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
 
 /* ---- retention and truncation ----------------------------------------- */
 
+/*
+ * Whether retention or compaction may delete s (the oldest segment) now:
+ * sealed (or fenced), every append in it acknowledged, and not the file
+ * of the fdatasync in flight.  Under group commit a roll seals the old
+ * segment while its appends still wait for that sync, whose completion
+ * acknowledges them through their segment: deleting it then closed the
+ * file under the sync (EBADF took the log offline) or freed the segment
+ * the acknowledgement wrote to.
+ */
+static bool droppable(const struct rmq_log *log, const struct rmq_segment *s)
+{
+	if (!s->sealed && !s->fenced)
+		return false; /* writes still in flight */
+	if (s->next_offset > log->hw)
+		return false;
+	return !(log->sync.inflight && log->sync.seg == s);
+}
+
 int rmq_log_retain(struct rmq_log *log)
 {
 	uint64_t now = now_ms(log);
@@ -1443,8 +1466,8 @@ int rmq_log_retain(struct rmq_log *log)
 
 	while (log->nsegs > 1) {
 		struct rmq_segment *s = log->segs[0];
-		if (!s->sealed && !s->fenced)
-			break; /* writes still in flight */
+		if (!droppable(log, s))
+			break;
 		bool by_size = log->cfg.retention_bytes >= 0 &&
 			       total - s->size >= (uint64_t)log->cfg.retention_bytes;
 		bool by_time = log->cfg.retention_ms >= 0 && s->max_timestamp_ms >= 0 &&
@@ -1466,7 +1489,7 @@ int rmq_log_delete_before(struct rmq_log *log, uint64_t offset)
 	int deleted = 0;
 	while (log->nsegs > 1) {
 		struct rmq_segment *s = log->segs[0];
-		if ((!s->sealed && !s->fenced) || log->segs[1]->base_offset > offset)
+		if (!droppable(log, s) || log->segs[1]->base_offset > offset)
 			break;
 		rmq_info("log %s: compaction deletes segment %" PRIu64 " (%" PRIu64 " bytes)",
 			 log->dir, s->base_offset, s->size);
@@ -1586,8 +1609,15 @@ static int list_segments(struct rmq_log *log, uint64_t **out, size_t *n)
 			rmq_warn("log %s: ignoring '%s': not a regular file", log->dir, e->d_name);
 			continue;
 		}
-		if (spare) {
+		if (spare && log->cfg.recycle_segments) {
 			log->has_spare = true;
+			continue;
+		}
+		if (spare) {
+			/* kept by a run with --recycle-segments; not wanted now */
+			if (unlinkat(log->dir_fd, e->d_name, 0) < 0)
+				rmq_warn("log %s: cannot delete '%s': %s", log->dir, e->d_name,
+					 rmq_strerror(-errno));
 			continue;
 		}
 		if (len == cap) {

@@ -296,11 +296,12 @@ int rmq_segment_detach(struct rmq_segment *s, const char *path)
 	char name[sizeof(s->path) + 16];
 
 	rmq_segment_close(s);
-	for (int k = 2; k >= 1; k--) {
+	for (int k = KIND_RECYCLED; k >= 1; k--) {
 		file_name(name, sizeof(name), s, k);
 		if (unlink(name) < 0 && errno != ENOENT)
 			return -errno;
 	}
+	s->recycled = false;
 	file_name(name, sizeof(name), s, 0);
 	if (renameat2(AT_FDCWD, name, AT_FDCWD, path, RENAME_NOREPLACE) < 0)
 		return -errno;
@@ -346,8 +347,9 @@ int rmq_segment_unlink(struct rmq_segment *s)
 	int rc = 0;
 
 	/* The log file goes last: a crash in between leaves index files
-	 * without a log, which open ignores and create replaces. */
-	for (int k = 2; k >= 0; k--) {
+	 * (or a marker) without a log, which open ignores and create
+	 * replaces. */
+	for (int k = KIND_RECYCLED; k >= 0; k--) {
 		file_name(name, sizeof(name), s, k);
 		if (unlink(name) < 0 && errno != ENOENT && rc == 0)
 			rc = -errno;

@@ -481,21 +481,88 @@ Test(log, recycle_fsync_never)
 	recycle_roundtrip(RMQ_FSYNC_NEVER, RMQ_PREALLOC_NONE);
 }
 
+/* Group commit (write, then fdatasync): a roll seals the old segment while
+ * its append still waits for the sync in flight.  Retention right then
+ * (the broker runs it after every roll) must not delete that segment: it
+ * closed the file under the sync (EBADF, log offline) or freed the segment
+ * the sync's acknowledgement writes to (ASan: use after free). */
+static void retain_after_roll(bool direct)
+{
+	static uint8_t value[10000], body[12 << 10];
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.dsync_writes = false;
+	env.cfg.direct_writes = direct;
+	env.cfg.segment_bytes = 16 << 10;
+	env.cfg.retention_ms = 1000;
+	cr_assert_eq(su_open(&env), 0);
+	memset(value, 'v', sizeof(value));
+	struct su_record r = {"k", 1, value, sizeof(value)};
+	size_t len = su_records(body, sizeof(body), &r, 1);
+	cr_assert_gt(len, 0);
+	struct su_append a[2];
+	memset(a, 0, sizeof(a));
+	for (int i = 0; i < 2; i++) {
+		rmq_batch_hdr_init(&a[i].a.hdr);
+		a[i].a.hdr.record_count = 1;
+	}
+	cr_assert_eq(su_append_async(&env, &a[0], body, len), 0);
+	rmq_log_flush(env.log);
+	/* The write completes and the sync is queued or in flight. */
+	cr_assert_geq(rmq_io_wait(env.io, 1000000000ULL), 0);
+	cr_assert_eq(su_append_async(&env, &a[1], body, len), 0);
+	cr_assert_eq(rmq_log_stats(env.log)->rolls, 1, "the second append should roll");
+	su_clock_ms += 3600 * 1000; /* every segment is past retention.ms */
+	int deleted = rmq_log_retain(env.log);
+	cr_assert_geq(deleted, 0);
+	su_wait_idle(&env);
+	for (int i = 0; i < 2; i++) {
+		cr_assert(a[i].done, "append %d never completed", i);
+		cr_assert_eq(a[i].res, 0, "append %d: %s", i, rmq_errname(a[i].res));
+	}
+	/* Once acknowledged, the old segment goes at the next retention. */
+	cr_assert_eq(rmq_log_retain(env.log) + deleted, 1);
+	cr_assert_eq(rmq_log_start_offset(env.log), 1);
+}
+
+Test(log, retain_after_roll_waits_for_the_group_commit)
+{
+	retain_after_roll(true);
+}
+
+Test(log, retain_after_roll_waits_for_the_group_commit_page_cache)
+{
+	retain_after_roll(false);
+}
+
 /* Truncation removes segments above a cut: their offsets come back, so
  * their bytes must never be reused (they would read as valid data). */
 Test(log, truncation_does_not_recycle)
 {
 	struct su_batches model = {0};
-	char spare[160];
+	char spare[160], p[160];
 	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.retention_bytes = 0; /* applied when the test calls retain */
 	open_log(&env);
 	su_append_seq(&env, 0, 200, VMAX, true, 10, &model);
+	/* Retention keeps one old segment as the spare, the next roll takes
+	 * it: the active segment is recycled (marker present). */
+	cr_assert_geq(rmq_log_retain(env.log), 1);
+	uint64_t rolls = rmq_log_stats(env.log)->rolls;
+	size_t i = 200;
+	while (rmq_log_stats(env.log)->rolls == rolls)
+		su_append_seq(&env, i++, 1, VMAX, false, 10, &model);
+	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 1);
 	uint64_t bases[MAX_SEGS];
 	size_t nseg = segments(&env, bases);
-	cr_assert_geq(nseg, 4);
-	cr_assert_eq(rmq_log_truncate(env.log, bases[1] + 1), 0);
+	cr_assert_eq(nseg, 2);
+	cr_assert(exists(su_seg_file(p, sizeof(p), env.dir, bases[1], ".recycled")));
+
+	/* A cut into the older segment drops the recycled one. */
+	cr_assert_eq(rmq_log_truncate(env.log, bases[0] + 1), 0);
 	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
-	cr_assert_not(exists(spare));
+	cr_assert_not(exists(spare), "a truncated segment became the spare");
+	cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[1], ".recycled")),
+		      "the dropped segment's marker was left behind");
 	su_batches_free(&model);
 }
 
@@ -566,8 +633,12 @@ Test(log, recycle_off_deletes_off_the_shard)
 	cr_assert_not_null(f);
 	fputs("left by a crash", f);
 	fclose(f);
+	f = fopen(spare, "w"); /* kept by an earlier run that recycled */
+	cr_assert_not_null(f);
+	fclose(f);
 	open_log(&env);
 	cr_assert_not(exists(p), "open did not remove a leftover deleted file");
+	cr_assert_not(exists(spare), "open kept a spare that recycling off will never use");
 	su_check_content(&env, &model, su_batch_of(&model, rmq_log_start_offset(env.log)));
 	su_batches_free(&model);
 }
