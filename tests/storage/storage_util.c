@@ -578,6 +578,15 @@ void su_append_seq(struct su_env *e, uint64_t first, size_t n, size_t value_max,
 	cr_assert_eq(rmq_log_high_watermark(e->log), rmq_log_end_offset(e->log));
 }
 
+uint64_t su_append_until_roll(struct su_env *e, uint64_t first, size_t value_max,
+			      struct su_batches *model)
+{
+	uint64_t rolls = rmq_log_stats(e->log)->rolls;
+	while (rmq_log_stats(e->log)->rolls == rolls)
+		su_append_seq(e, first++, 1, value_max, false, 10, model);
+	return first;
+}
+
 /* Checks that everything readable from the log start equals the model's
  * batches from index `from` on, reading with several max_bytes. */
 void su_check_content(struct su_env *e, const struct su_batches *model, size_t from)

@@ -160,6 +160,11 @@ void su_drain(struct su_env *e, struct su_append *apps, size_t n);
 void su_append_seq(struct su_env *e, uint64_t first, size_t n, size_t value_max, bool pipelined,
 		   uint64_t clock_step_ms, struct su_batches *model);
 
+/* su_append_seq() one batch at a time from sequence number first until
+ * the log rolls once; returns the next sequence number. */
+uint64_t su_append_until_roll(struct su_env *e, uint64_t first, size_t value_max,
+			      struct su_batches *model);
+
 /* Asserts that everything readable from the log start is the model's
  * batches from index `from` on, reading with several max_bytes. */
 void su_check_content(struct su_env *e, const struct su_batches *model, size_t from);

@@ -424,9 +424,7 @@ static void recycle_roundtrip(enum rmq_fsync fsync, enum rmq_prealloc prealloc)
 		cr_assert_not(exists(su_seg_file(p, sizeof(p), env.dir, bases[i], ".log")));
 
 	/* Appends until exactly one roll: the new segment is the spare. */
-	uint64_t rolls = rmq_log_stats(env.log)->rolls, next = 300;
-	while (rmq_log_stats(env.log)->rolls == rolls)
-		su_append_seq(&env, next++, 1, VMAX, false, 10, &model);
+	uint64_t next = su_append_until_roll(&env, 300, VMAX, &model);
 	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 1);
 	cr_assert_not(exists(spare));
 	size_t n = segments(&env, bases);
@@ -547,10 +545,7 @@ Test(log, truncation_does_not_recycle)
 	/* Retention keeps one old segment as the spare, the next roll takes
 	 * it: the active segment is recycled (marker present). */
 	cr_assert_geq(rmq_log_retain(env.log), 1);
-	uint64_t rolls = rmq_log_stats(env.log)->rolls;
-	size_t i = 200;
-	while (rmq_log_stats(env.log)->rolls == rolls)
-		su_append_seq(&env, i++, 1, VMAX, false, 10, &model);
+	su_append_until_roll(&env, 200, VMAX, &model);
 	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 1);
 	uint64_t bases[MAX_SEGS];
 	size_t nseg = segments(&env, bases);

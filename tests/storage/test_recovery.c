@@ -396,10 +396,7 @@ Test(recovery, torn_batch_in_a_recycled_segment)
 	cr_assert_eq(su_open(&env), 0);
 	su_append_seq(&env, 0, 100, VMAX, true, 10, &model);
 	cr_assert_geq(rmq_log_retain(env.log), 1);
-	uint64_t rolls = rmq_log_stats(env.log)->rolls;
-	size_t i = 100;
-	while (rmq_log_stats(env.log)->rolls == rolls)
-		su_append_seq(&env, i++, 1, VMAX, false, 10, &model);
+	uint64_t i = su_append_until_roll(&env, 100, VMAX, &model);
 	su_append_seq(&env, i, 3, 200, false, 10, &model);
 	cr_assert_eq(rmq_log_stats(env.log)->recycled_segments, 1);
 	uint64_t start = rmq_log_start_offset(env.log);
