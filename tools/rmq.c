@@ -39,9 +39,11 @@
 #include "controller/admin.pb-c.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -411,6 +413,63 @@ static int cmd_health(int argc, char **argv)
 	return ok ? 0 : 1;
 }
 
+/* The upper bound of the bucket holding quantile q of `n` histogram samples
+ * taken together.  The samples' bucket lists are prefixes of one bound
+ * sequence (the broker omits buckets above the largest observation), each
+ * ending with +Inf. */
+static double hist_quantile(Rustmq__Broker__Metric *const *ms, size_t n, double q)
+{
+	uint64_t total = 0;
+	size_t longest = 0;
+	for (size_t k = 0; k < n; k++) {
+		total += ms[k]->sample_count;
+		if (ms[k]->n_buckets > longest)
+			longest = ms[k]->n_buckets;
+	}
+	if (total == 0)
+		return 0;
+	uint64_t rank = (uint64_t)(q * (double)total + 0.5);
+	if (rank < 1)
+		rank = 1;
+	for (size_t i = 0; i < longest; i++) {
+		uint64_t cum = 0;
+		double bound = INFINITY;
+		for (size_t k = 0; k < n; k++) {
+			const Rustmq__Broker__Metric *m = ms[k];
+			/* Past a sample's last finite bucket it holds all it has. */
+			if (i + 1 < m->n_buckets) {
+				cum += m->buckets[i]->cumulative_count;
+				bound = m->buckets[i]->upper_bound;
+			} else {
+				cum += m->sample_count;
+			}
+		}
+		if (cum >= rank)
+			return bound;
+	}
+	return INFINITY;
+}
+
+/* Prints the value (the mean) and count and quantiles of n histogram
+ * samples taken together. */
+static void print_histogram(Rustmq__Broker__Metric *const *ms, size_t n)
+{
+	uint64_t count = 0;
+	double sum = 0;
+	for (size_t k = 0; k < n; k++) {
+		count += ms[k]->sample_count;
+		sum += ms[k]->sample_sum;
+	}
+	printf(" %.17g count=%" PRIu64, count ? sum / (double)count : 0, count);
+	static const struct {
+		const char *name;
+		double q;
+	} qs[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p99.9", 0.999}, {"max", 1}};
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(qs); i++)
+		printf(" %s<=%.0f", qs[i].name, hist_quantile(ms, n, qs[i].q));
+	printf("\n");
+}
+
 static int cmd_metrics(int argc, char **argv)
 {
 	bool total;
@@ -418,7 +477,7 @@ static int cmd_metrics(int argc, char **argv)
 		{"total", RMQ_FLAG_BOOL, &total, "false", "one line per metric: the sum over its label sets (shards)", 0, 0, NULL},
 	};
 	const struct cmd_spec cs = {"metrics", "metrics [PREFIX] [--total]",
-				    "Prints the broker's metrics (BrokerHealthService.GetMetrics) whose names start with PREFIX, one sample per line: name{labels} value.",
+				    "Prints the broker's metrics (BrokerHealthService.GetMetrics) whose names start with PREFIX, one sample per line: name{labels} value; a histogram's value is its mean, followed by count= and the upper bounds of the buckets holding p50, p90, p99, p99.9 and the largest observation.",
 				    flags, 1, 0, 1, false, false};
 	int npos;
 	parse_args(&cs, argc, argv, &npos);
@@ -438,15 +497,24 @@ static int cmd_metrics(int argc, char **argv)
 			if (i > 0 && strcmp(r->metrics[i - 1]->name, m->name) == 0)
 				continue;
 			double sum = 0;
-			for (size_t k = i; k < r->n_metrics && strcmp(r->metrics[k]->name, m->name) == 0; k++)
+			size_t k = i;
+			for (; k < r->n_metrics && strcmp(r->metrics[k]->name, m->name) == 0; k++)
 				sum += r->metrics[k]->value;
-			printf("%s %.17g\n", m->name, sum);
+			printf("%s", m->name);
+			if (m->type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM)
+				print_histogram(&r->metrics[i], k - i);
+			else
+				printf(" %.17g\n", sum);
 			continue;
 		}
 		printf("%s", m->name);
 		for (size_t k = 0; k < m->n_labels; k++)
 			printf("%s%s=\"%s\"", k ? "," : "{", m->labels[k]->key, m->labels[k]->value);
-		printf("%s %.17g\n", m->n_labels ? "}" : "", m->value);
+		printf("%s", m->n_labels ? "}" : "");
+		if (m->type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM)
+			print_histogram(&r->metrics[i], 1);
+		else
+			printf(" %.17g\n", m->value);
 	}
 	if (r->n_metrics == 0 && npos >= 1)
 		fprintf(stderr, "rmq: no metric starts with '%s'\n", argv[1]);

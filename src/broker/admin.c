@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1223,6 +1224,8 @@ struct shard_numbers {
 	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
 	uint64_t partitions, connections, calls, protocol_errors;
 	uint64_t log_bytes, segment_rolls, segments_recycled;
+	struct rmq_lat_hist produce_latency;
+	struct rmq_log_metrics log;
 };
 
 struct gather {
@@ -1254,6 +1257,8 @@ static void gather_here(struct rmq_xmsg *m)
 	n->fetch_disk_bytes = bs->fetch_disk_bytes;
 	n->fetch_ahead_bytes = bs->fetch_ahead_bytes;
 	n->errors = bs->errors;
+	n->produce_latency = bs->produce_latency;
+	n->log = bs->log_metrics;
 	for (size_t i = 0; i < bs->meta->ntopics; i++)
 		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
 			if (bs->local[i].parts[p]) {
@@ -1507,7 +1512,39 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_connections", "open client connections", "connections", 2, connections),
 	MDEF("rmq_calls", "gRPC calls in flight", "calls", 2, calls),
 	MDEF("rmq_protocol_errors_total", "connections closed for bad input", "connections", 1, protocol_errors),
+	MDEF("rmq_produce_latency_us", "a produce append, from its request's arrival on the connection's shard to its answer (acknowledged appends only)", "us", 3, produce_latency),
+	MDEF("rmq_log_ack_latency_us", "an append in a partition log, from the write buffer to acknowledged (write and sync per --fsync)", "us", 3, log.ack),
+	MDEF("rmq_log_write_latency_us", "one data write of a partition log (with --dsync-writes: durable when done)", "us", 3, log.write),
+	MDEF("rmq_log_sync_latency_us", "one fdatasync of a partition log (group commit)", "us", 3, log.sync),
+	MDEF("rmq_segment_roll_latency_us", "a segment roll's work on the shard: sealing the old segment and creating the new one", "us", 3, log.roll),
 };
+
+/* Fills m's histogram fields from h: cumulative buckets up to the one
+ * holding the largest observation, then +Inf (bounds are lathist.h's, the
+ * same on every node).  bk and bp have room for RMQ_LAT_BUCKETS. */
+static void fill_histogram(Rustmq__Broker__Metric *m, const struct rmq_lat_hist *h,
+			   Rustmq__Broker__HistogramBucket *bk, Rustmq__Broker__HistogramBucket **bp)
+{
+	unsigned last = rmq_lat_bucket(h->max_us);
+	uint64_t cum = 0;
+	size_t k = 0;
+
+	if (last > RMQ_LAT_BUCKETS - 2)
+		last = RMQ_LAT_BUCKETS - 2;
+	for (unsigned i = 0; i <= last + 1; i++, k++) {
+		bool inf = i == last + 1;
+		cum = inf ? h->count : cum + h->n[i];
+		rustmq__broker__histogram_bucket__init(&bk[k]);
+		bk[k].upper_bound = inf ? INFINITY : (double)rmq_lat_bound(i);
+		bk[k].cumulative_count = cum;
+		bp[k] = &bk[k];
+	}
+	m->buckets = bp;
+	m->n_buckets = k;
+	m->sample_count = h->count;
+	m->sample_sum = (double)h->sum_us;
+	m->value = h->count ? (double)h->sum_us / (double)h->count : 0;
+}
 
 static void metrics_done(struct gather *g)
 {
@@ -1519,11 +1556,14 @@ static void metrics_done(struct gather *g)
 	Rustmq__Broker__Metric__LabelsEntry *ls = calloc(max, sizeof(*ls));
 	Rustmq__Broker__Metric__LabelsEntry **lp = calloc(max, sizeof(*lp));
 	char(*shard)[12] = calloc(g->n, 12);
+	/* Room for every sample to be a histogram: a few hundred KiB at most. */
+	Rustmq__Broker__HistogramBucket *bk = calloc(max * RMQ_LAT_BUCKETS, sizeof(*bk));
+	Rustmq__Broker__HistogramBucket **bp = calloc(max * RMQ_LAT_BUCKETS, sizeof(*bp));
 	Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	uint64_t wall = rmq_wall_ms();
 	size_t k = 0;
 
-	if (!ms || !mp || !ls || !lp || !shard) {
+	if (!ms || !mp || !ls || !lp || !shard || !bk || !bp) {
 		rmq_call_finish(g->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
@@ -1549,7 +1589,12 @@ static void metrics_done(struct gather *g)
 			rustmq__broker__metric__init(&ms[k]);
 			rustmq__broker__metric__labels_entry__init(&ls[k]);
 			ms[k].name = (char *)md->name;
-			ms[k].value = (double)*(const uint64_t *)((const char *)&g->nums[s] + md->off);
+			const char *field = (const char *)&g->nums[s] + md->off;
+			if (md->type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM)
+				fill_histogram(&ms[k], (const struct rmq_lat_hist *)field,
+					       &bk[k * RMQ_LAT_BUCKETS], &bp[k * RMQ_LAT_BUCKETS]);
+			else
+				ms[k].value = (double)*(const uint64_t *)field;
 			ls[k].key = "shard";
 			ls[k].value = shard[s];
 			lp[k] = &ls[k];
@@ -1574,6 +1619,8 @@ out:
 	free(ls);
 	free(lp);
 	free(shard);
+	free(bk);
+	free(bp);
 	rustmq__broker__metrics_request__free_unpacked(req, NULL);
 	gather_free(g);
 }

@@ -43,9 +43,11 @@ uint64_t rmq_wall_ms(void)
 
 /* ---- partitions ------------------------------------------------------------ */
 
-static void log_config_for(const struct rmq_broker *b, const struct rmq_topic *t,
+static void log_config_for(struct rmq_bshard *bs, const struct rmq_topic *t,
 			   struct rmq_log_config *lc)
 {
+	const struct rmq_broker *b = bs->b;
+
 	rmq_log_config_default(lc);
 	lc->segment_bytes = t->cfg.segment_bytes;
 	lc->segment_ms = t->cfg.segment_ms;
@@ -57,6 +59,7 @@ static void log_config_for(const struct rmq_broker *b, const struct rmq_topic *t
 	lc->prealloc = b->cfg.prealloc;
 	lc->dsync_writes = b->cfg.dsync_writes;
 	lc->recycle_segments = b->cfg.recycle_segments;
+	lc->metrics = &bs->log_metrics;
 }
 
 static void on_hw(void *arg, uint64_t hw)
@@ -99,7 +102,7 @@ static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct 
 	snprintf(p->topic_name, sizeof(p->topic_name), "%s", t->name);
 	snprintf(p->topic_id, sizeof(p->topic_id), "%s", t->id);
 	rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, t->name, index);
-	log_config_for(bs->b, t, &lc);
+	log_config_for(bs, t, &lc);
 	rc = rmq_log_open(rmq_shard_io(bs->s), dir, &lc, &p->log);
 	if (rc < 0) {
 		rmq_error("cannot open partition %s-%u in %s: %s", t->name, index, dir, rmq_strerror(rc));

@@ -117,6 +117,11 @@ struct rmq_bshard {
 	uint64_t fetch_requests, fetch_bytes;
 	uint64_t fetch_disk_bytes, fetch_ahead_bytes; /* coldread.h */
 	uint64_t errors;
+	/* Latencies (GetMetrics): a produce append, from its request's arrival
+	 * on this (the connection's) shard to its answer; and the partition
+	 * logs' own (the offsets log's are not recorded). */
+	struct rmq_lat_hist produce_latency;
+	struct rmq_log_metrics log_metrics;
 };
 
 /* The shard's broker state (from rmq_shard_data). */

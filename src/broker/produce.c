@@ -90,6 +90,7 @@ struct rmq_produce {
 					* (origin) and a backlog (owner) at the same time */
 	unsigned origin, owner;
 	int index;                     /* position in a ProduceBatch */
+	uint64_t start_ns;             /* origin: when the request arrived */
 	uint32_t key_off, key_len;     /* idempotency_key in req (len 0 = none) */
 	struct rmq_dedup_ticket seq_ticket, key_ticket; /* owner: pending dedup entries */
 	struct rmq_partition *part;    /* owner: the partition appended to */
@@ -146,6 +147,7 @@ static struct rmq_produce *pr_new(struct rmq_bshard *bs, struct rmq_call *c)
 	if (!pr)
 		return NULL;
 	pr->origin = bs->id;
+	pr->start_ns = rmq_now_ns();
 	pr->call = c;
 	rmq_call_ref(c);
 	atomic_init(&pr->refs, 1);
@@ -938,6 +940,8 @@ static void finish_on_origin(struct rmq_produce *pr)
 	bs->inflight_produce--;
 	if (pr->code != EC_OK)
 		bs->errors++;
+	else
+		rmq_lat_since(&bs->produce_latency, pr->start_ns, rmq_now_ns());
 	if (pr->grp) {
 		struct produce_group *g = pr->grp;
 		rmq_call_unref(pr->call);

@@ -71,6 +71,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/pbwire.h"
+#include "core/shard.h"
+#include "core/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -123,6 +125,7 @@ struct wop {
 	uint32_t io_len;
 	uint32_t done_len;
 	uint64_t end_offset; /* offset after the last batch of this write */
+	uint64_t start_ns;   /* first submitted */
 	bool done;
 };
 
@@ -131,6 +134,7 @@ struct sync_op {
 	struct rmq_log *log;
 	uint64_t target;     /* offsets below are durable when it completes */
 	struct rmq_segment *seg;
+	uint64_t start_ns;
 	bool inflight;
 };
 
@@ -145,6 +149,26 @@ struct zero_op {
 	uint32_t done_len;
 	bool inflight;
 	struct iovec iov[RMQ_ZERO_IOV];
+};
+
+enum roll_stage {
+	ROLL_IDLE,
+	ROLL_SEALING,  /* the old segment's data file is being synced */
+	ROLL_CREATING, /* the new segment's directory entry is being synced */
+};
+
+/* A roll under way (roll() below). */
+struct roll {
+	struct rmq_io_op op;      /* the stage's sync */
+	struct rmq_log *log;
+	int fd;
+	unsigned fsync_flags;
+	bool inflight;
+	enum roll_stage stage;
+	struct rmq_segment *next; /* ROLL_CREATING: the new segment, not listed yet */
+	uint64_t start_ns;
+	int failed;               /* why the last roll did not happen, for the
+				   * next roll() to return once */
 };
 
 /* Starts writeback of written data (fsync=never/interval). */
@@ -196,6 +220,7 @@ struct rmq_log {
 	struct sync_op sync;
 	struct zero_op zero;
 	struct wb_op wb;
+	struct roll roll;
 	struct rmq_segment *wr_seg; /* where the last retired write ended */
 	uint64_t wr_pos;
 	struct rmq_segment *wb_seg; /* writeback started up to wb_pos */
@@ -221,6 +246,13 @@ static uint64_t now_ms(const struct rmq_log *log)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+/* Records the time since start_ns in the shard's histogram `which`. */
+#define RECORD_LAT(log, which, start_ns)                                                  \
+	do {                                                                              \
+		if ((log)->cfg.metrics)                                                   \
+			rmq_lat_since(&(log)->cfg.metrics->which, (start_ns), rmq_now_ns()); \
+	} while (0)
 
 void rmq_log_config_default(struct rmq_log_config *cfg)
 {
@@ -270,6 +302,7 @@ static void fail_log(struct rmq_log *log, int err, const char *what)
 static void ack_to(struct rmq_log *log, uint64_t offset)
 {
 	bool moved = false;
+	uint64_t now = 0;
 
 	while (log->aq_head && log->aq_head->end_offset <= offset) {
 		struct rmq_append *a = log->aq_head;
@@ -279,6 +312,11 @@ static void ack_to(struct rmq_log *log, uint64_t offset)
 		a->seg->visible_size = a->end_pos;
 		log->hw = a->end_offset;
 		moved = true;
+		if (log->cfg.metrics) {
+			if (!now)
+				now = rmq_now_ns();
+			rmq_lat_since(&log->cfg.metrics->ack, a->start_ns, now);
+		}
 		a->cb(a, 0);
 	}
 	if (moved && log->hw_cb)
@@ -309,6 +347,7 @@ static void sync_done(struct rmq_io_op *op, int res, unsigned flags)
 		return;
 	}
 	log->stats.syncs++;
+	RECORD_LAT(log, sync, s->start_ns);
 	if (s->target > log->synced)
 		log->synced = s->target;
 	if (log->cfg.fsync == RMQ_FSYNC_ALWAYS)
@@ -334,6 +373,7 @@ static void submit_sync(struct rmq_log *log)
 	io_uring_prep_fsync(sqe, seg->fd, IORING_FSYNC_DATASYNC);
 	s->seg = seg;
 	s->target = log->written;
+	s->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
 	s->inflight = true;
 	seg->unsynced = false;
 }
@@ -381,6 +421,18 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 	if (log->dsync)
 		sqe->rw_flags = RWF_DSYNC;
 	log->stats.writes++;
+}
+
+/* Queues w, whose data are the next w->len pending bytes, and submits it. */
+static void start_wop(struct rmq_log *log, struct wop *w)
+{
+	w->done_len = 0;
+	w->done = false;
+	w->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
+	log->wq_len++;
+	log->pend_file_pos += w->len;
+	log->pend += w->len;
+	submit_wop(log, w);
 }
 
 /*
@@ -483,6 +535,7 @@ static void write_done(struct rmq_io_op *op, int res, unsigned flags)
 		return;
 	}
 	w->done = true;
+	RECORD_LAT(log, write, w->start_ns);
 	if (log->dsync)
 		log->stats.syncs++; /* the write was its own sync */
 	else
@@ -526,13 +579,8 @@ static int cut_buffered(struct rmq_log *log, struct rmq_segment *seg)
 		w->file_pos = w->io_pos = log->pend_file_pos;
 		w->buf_off = w->io_off = log->pend;
 		w->len = w->io_len = n;
-		w->done_len = 0;
 		w->end_offset = end_offset;
-		w->done = false;
-		log->wq_len++;
-		log->pend_file_pos += n;
-		log->pend += n;
-		submit_wop(log, w);
+		start_wop(log, w);
 	}
 	return log->pend == log->fill ? 0 : RMQ_EFULL;
 }
@@ -584,8 +632,12 @@ static int cut_pending(struct rmq_log *log)
 	 * without blocking, so io_uring would hand every such write to a
 	 * worker thread.  The head block goes as a write of its own (a pure
 	 * overwrite) and the rest as another (all unwritten), both at once:
-	 * they do not overlap, and each is durable on completion. */
-	if (lead && io_end - (log->pend - lead) > RMQ_DIO_ALIGN && log->wq_len + 2 <= log->nwops) {
+	 * they do not overlap, and each is durable on completion.  In a
+	 * recycled file every block below seg->zeroed is written already, so
+	 * a write there is one overwrite (with RWF_DSYNC, one cache flush
+	 * instead of two). */
+	if (lead && io_end - (log->pend - lead) > RMQ_DIO_ALIGN && log->wq_len + 2 <= log->nwops &&
+	    log->pend_file_pos + (io_end - log->pend) > seg->zeroed) {
 		uint64_t before = log->wq_len ? log->wops[(log->wq_head + log->wq_len - 1) %
 							  log->nwops].end_offset
 					      : log->written;
@@ -614,13 +666,8 @@ static void queue_direct(struct rmq_log *log, struct rmq_segment *seg, uint32_t 
 	w->io_off = log->pend - lead;
 	w->io_pos = log->pend_file_pos - lead;
 	w->io_len = (uint32_t)dio_up((uint64_t)log->pend + len) - w->io_off;
-	w->done_len = 0;
 	w->end_offset = end_offset;
-	w->done = false;
-	log->wq_len++;
-	log->pend_file_pos += len;
-	log->pend += len;
-	submit_wop(log, w);
+	start_wop(log, w);
 }
 
 static void flush_pending(struct rmq_log *log)
@@ -721,7 +768,7 @@ static void zero_ahead(struct rmq_log *log)
 	/* Only syncs gain from zeroing; without them it doubles the page
 	 * cache writes for nothing. */
 	if (log->cfg.prealloc != RMQ_PREALLOC_ZERO || log->cfg.fsync != RMQ_FSYNC_ALWAYS ||
-	    z->inflight || log->failed)
+	    z->inflight || log->failed || log->roll.stage != ROLL_IDLE)
 		return;
 	/* With O_DIRECT data writes the zeros only double the disk traffic:
 	 * 710-770 MB/s with them against 1010-1260 MB/s without
@@ -882,7 +929,10 @@ static int push_segment(struct rmq_log *log, struct rmq_segment *s)
 	return 0;
 }
 
-static int new_segment(struct rmq_log *log, uint64_t base)
+/* Creates the files of a new segment at base, in the spare's file when
+ * there is one.  The directory is not synced and the segment not listed:
+ * the caller does both (add_segment). */
+static int create_segment(struct rmq_log *log, uint64_t base, struct rmq_segment **out)
 {
 	struct rmq_segment *s = malloc(sizeof(*s));
 	int rc;
@@ -905,47 +955,211 @@ static int new_segment(struct rmq_log *log, uint64_t base)
 	if (rc < 0 && rc != RMQ_EEXIST)
 		rc = rmq_segment_create(s, log->dir, base, log->cfg.segment_bytes,
 					log->cfg.index_interval_bytes, log->cfg.prealloc, NULL);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Deletes a created segment that never made it into the list. */
+static void discard_segment(struct rmq_segment *s)
+{
+	rmq_segment_delete(s);
+	free(s);
+}
+
+/* Lists s (its directory entry synced) as the active segment; on failure
+ * deletes it. */
+static int add_segment(struct rmq_log *log, struct rmq_segment *s)
+{
+	int rc = push_segment(log, s);
+	if (rc < 0) {
+		discard_segment(s);
+		return rc;
+	}
+	log->stats.segments++;
+	return 0;
+}
+
+/* The first segment of an empty log, synchronously (at open). */
+static int new_segment(struct rmq_log *log, uint64_t base)
+{
+	struct rmq_segment *s;
+	int rc = create_segment(log, base, &s);
 	if (rc < 0)
-		goto err;
+		return rc;
 	/* The new file must survive a crash before any data in it is
 	 * acknowledged. */
 	if (fsync(log->dir_fd) < 0) {
 		rc = -errno;
-		rmq_segment_delete(s);
-		goto err;
+		discard_segment(s);
+		return rc;
 	}
-	rc = push_segment(log, s);
-	if (rc < 0) {
-		rmq_segment_delete(s);
-		goto err;
-	}
-	log->stats.segments++;
-	return 0;
-err:
-	free(s);
-	return rc;
+	return add_segment(log, s);
 }
 
 /*
- * Starts a new active segment at next_offset.
+ * Rolling: a new active segment at next_offset.
  *
- * The old segment is sealed (every data and zero write retired, synced,
- * cut to length) before the new segment's file is created, so a newer
- * file on disk always means the older segments are whole.  Recovery
- * depends on that: it cuts a torn tail only in the newest segment and
- * fences a short or bad older one as corruption.  Creating the new file
- * while writes to the old one were still in flight let a crash leave the
- * old segment short of the new one's base; recovery then fenced the gap
- * below a high watermark that covered it, served the never-acknowledged
- * batches after it, and appends went on past a hole no reader could cross
- * (tests/storage/test_crash.c).  Waiting costs one write latency per roll.
+ * The old segment is sealed (every data and zero write retired, the data
+ * file cut to length and synced) before the new segment's file is
+ * created, so a newer file on disk always means the older segments are
+ * whole.  Recovery depends on that: it cuts a torn tail only in the newest
+ * segment and fences a short or bad older one as corruption.  Creating
+ * the new file while writes to the old one were still in flight let a
+ * crash leave the old segment short of the new one's base; recovery then
+ * fenced the gap below a high watermark that covered it, served the
+ * never-acknowledged batches after it, and appends went on past a hole no
+ * reader could cross (tests/storage/test_crash.c).  Waiting costs one
+ * write latency per roll.
  *
- * Returns RMQ_EFULL while writes to the old segment are in flight: the
- * caller retries after completions run, as for a full buffer.
+ * The two syncs run on the ring, off the shard's thread, which serves its
+ * other partitions meanwhile:
+ *
+ *   roll()         cut the files to length (ftruncate x3),
+ *     │            FSYNC(DATASYNC) of the data file
+ *     ▼
+ *   ROLL_SEALING ── done ──► mark it sealed; create the new files (the
+ *     │                      spare's or new ones; not listed yet),
+ *     ▼                      FSYNC of the directory
+ *   ROLL_CREATING ─ done ──► list it: appends go there
+ *
+ * The index files are not synced: recovery keeps an older segment's
+ * indexes only up to their last entry that sits on the right batch and
+ * rebuilds the rest from the data (segment.c), so an entry a crash lost
+ * costs a scan at the next open, never a wrong answer.  The shard used to
+ * run the seal's three syncs and the directory's itself, holding all its
+ * partitions for 2.5-3 ms per roll (docs/storage.md).
+ *
+ * Appends meet RMQ_EFULL from the start of a roll to its end, as for a
+ * full buffer.  A failed sync of the old segment fails the log; a failed
+ * creation leaves the old segment active (its cuts undone) and the next
+ * roll() returns the error once, so one append fails with it.
  */
-static int roll(struct rmq_log *log)
+static void roll_step(struct rmq_log *log, int err);
+static int roll_sync(struct rmq_log *log, int fd, unsigned fsync_flags);
+
+static void roll_op_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_log *log = RMQ_CONTAINER_OF(op, struct roll, op)->log;
+
+	(void)flags;
+	if (res == -EINTR || res == -EAGAIN)
+		res = roll_sync(log, log->roll.fd, log->roll.fsync_flags); /* 1: again */
+	if (res <= 0)
+		roll_step(log, res);
+}
+
+/* Starts an fsync of fd for the current stage.  Returns 1 when it went
+ * out (roll_step runs at its completion), or -EBUSY. */
+static int roll_sync(struct rmq_log *log, int fd, unsigned fsync_flags)
+{
+	struct roll *r = &log->roll;
+	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &r->op);
+
+	if (!sqe)
+		return -EBUSY;
+	r->op.cb = roll_op_done;
+	r->log = log;
+	r->fd = fd;
+	r->fsync_flags = fsync_flags;
+	r->inflight = true;
+	io_uring_prep_fsync(sqe, fd, fsync_flags);
+	return 1;
+}
+
+/* A roll that could not create the new segment: the old one stays active,
+ * with the seal's cuts undone. */
+static void roll_abandon(struct rmq_log *log, int err)
 {
 	struct rmq_segment *old = active(log);
+	int cut = rmq_segment_cut(old, old->size, log->cfg.segment_bytes, log->cfg.prealloc);
+	if (cut < 0)
+		fail_log(log, cut, "reopening a segment after a failed roll");
+	old->zeroed = 0;
+	log->roll.failed = err;
+	log->roll.stage = ROLL_IDLE;
+}
+
+/* Runs when the stage's sync is done (err 0) or failed. */
+static void roll_step(struct rmq_log *log, int err)
+{
+	struct roll *r = &log->roll;
+	struct rmq_segment *old = active(log);
+
+	r->inflight = false;
+	if (r->stage == ROLL_SEALING) {
+		if (err < 0 || log->failed) {
+			r->stage = ROLL_IDLE;
+			if (err < 0)
+				fail_log(log, err, "sealing a segment");
+			return;
+		}
+		rmq_segment_sealed(old);
+		old->unsynced = false;
+		if (log->dfd_seg == old)
+			dio_close(log);
+		if (log->zero.fd_seg == old) {
+			/* Done zeroing it; a later segment may reuse its address. */
+			close(log->zero.fd);
+			log->zero.fd = -1;
+			log->zero.fd_seg = NULL;
+		}
+		if (log->synced < old->next_offset)
+			log->synced = old->next_offset;
+		if (log->cfg.fsync == RMQ_FSYNC_ALWAYS)
+			ack_to(log, log->synced);
+		int rc = create_segment(log, log->next_offset, &r->next);
+		if (rc == 0) {
+			/* The new file must survive a crash before any data
+			 * in it is acknowledged. */
+			r->stage = ROLL_CREATING;
+			rc = roll_sync(log, log->dir_fd, 0);
+			if (rc < 0)
+				discard_segment(r->next);
+		}
+		if (rc < 0)
+			roll_abandon(log, rc);
+		return;
+	}
+	RMQ_ASSERT(r->stage == ROLL_CREATING);
+	struct rmq_segment *s = r->next;
+	r->next = NULL;
+	if (err == 0 && !log->failed)
+		err = add_segment(log, s);
+	else
+		discard_segment(s);
+	if (log->failed) {
+		r->stage = ROLL_IDLE;
+	} else if (err < 0) {
+		roll_abandon(log, err);
+	} else {
+		r->stage = ROLL_IDLE;
+		log->pend_file_pos = 0;
+		log->stats.rolls++;
+		RECORD_LAT(log, roll, r->start_ns);
+	}
+}
+
+/* Starts a roll.  Returns RMQ_EFULL while writes to the old segment are in
+ * flight or a roll is under way (the caller retries after completions
+ * run, as for a full buffer), or a negated errno: cutting the old
+ * segment's files failed (the log fails too), or the last roll could not
+ * create the new segment. */
+static int roll(struct rmq_log *log)
+{
+	struct roll *r = &log->roll;
+	struct rmq_segment *old = active(log);
+
+	if (r->stage != ROLL_IDLE)
+		return RMQ_EFULL;
+	if (r->failed) {
+		int err = r->failed;
+		r->failed = 0;
+		return err;
+	}
 	int rc = cut_pending(log);
 	if (rc < 0)
 		return rc;
@@ -953,35 +1167,18 @@ static int roll(struct rmq_log *log)
 	 * file, or touch the segment after retention freed it. */
 	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old))
 		return RMQ_EFULL;
-	rc = rmq_segment_seal(old);
+	r->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
+	rc = rmq_segment_seal_cut(old);
+	if (rc == 0) {
+		r->stage = ROLL_SEALING;
+		rc = roll_sync(log, old->fd, IORING_FSYNC_DATASYNC);
+	}
 	if (rc < 0) {
+		r->stage = ROLL_IDLE;
 		fail_log(log, rc, "sealing a segment");
 		return rc;
 	}
-	old->unsynced = false;
-	if (log->dfd_seg == old)
-		dio_close(log);
-	if (log->zero.fd_seg == old) {
-		/* Done zeroing it; a later segment may reuse its address. */
-		close(log->zero.fd);
-		log->zero.fd = -1;
-		log->zero.fd_seg = NULL;
-	}
-	if (log->synced < old->next_offset)
-		log->synced = old->next_offset; /* acked when the sync in flight ends */
-	rc = new_segment(log, log->next_offset);
-	if (rc < 0) {
-		/* The old segment stays active: undo the seal's cuts. */
-		int cut = rmq_segment_cut(old, old->size, log->cfg.segment_bytes,
-					  log->cfg.prealloc);
-		if (cut < 0)
-			fail_log(log, cut, "reopening a segment after a failed roll");
-		old->zeroed = 0;
-		return rc;
-	}
-	log->pend_file_pos = 0;
-	log->stats.rolls++;
-	return 0;
+	return RMQ_EFULL;
 }
 
 static void free_segment(struct rmq_segment *s)
@@ -1116,6 +1313,10 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		return RMQ_ESTATE;
 	if (h->record_count == 0)
 		return RMQ_EPROTO;
+	if (log->roll.stage != ROLL_IDLE) {
+		log->stats.buffer_full++; /* the old segment is being sealed */
+		return RMQ_EFULL;
+	}
 	for (int i = 0; i < nrecs; i++) {
 		rlen += recs[i].iov_len;
 		crc = rmq_crc32c(crc, recs[i].iov_base, recs[i].iov_len);
@@ -1191,6 +1392,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	a->end_offset = log->next_offset;
 	a->seg = seg;
 	a->end_pos = seg->size;
+	a->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
 	if (log->aq_tail)
 		log->aq_tail->next = a;
 	else
@@ -1503,7 +1705,7 @@ int rmq_log_delete_before(struct rmq_log *log, uint64_t offset)
 bool rmq_log_idle(const struct rmq_log *log)
 {
 	return log->aq_head == NULL && log->wq_len == 0 && !log->sync.inflight &&
-	       !log->zero.inflight && log->fill == log->pend;
+	       !log->zero.inflight && log->fill == log->pend && log->roll.stage == ROLL_IDLE;
 }
 
 int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
@@ -1842,7 +2044,7 @@ int rmq_log_close(struct rmq_log *log)
 		}
 	}
 	while (log->zero.inflight || log->sync.inflight || log->wb.inflight || log->wq_len > 0 ||
-	       log->unlinks > 0) {
+	       log->unlinks > 0 || log->roll.inflight) {
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */
 		if (rmq_io_wait(log->io, 100ULL * 1000 * 1000) < 0)

@@ -39,6 +39,7 @@
 #define RMQ_STORAGE_LOG_H
 
 #include "core/io.h"
+#include "core/lathist.h"
 #include "storage/batch.h"
 #include "storage/segment.h"
 
@@ -76,6 +77,21 @@ struct rmq_log_config {
 					* "Recycling") */
 	/* Clock in ms since the epoch; NULL = CLOCK_REALTIME.  For tests. */
 	uint64_t (*now_ms)(void);
+	/* Where the log records its latencies (one per shard, shared by the
+	 * shard's logs and owned by the caller, who must keep it alive until
+	 * the logs close); NULL = not recorded. */
+	struct rmq_log_metrics *metrics;
+};
+
+/* Latencies of the log's work, in µs (GetMetrics: rmq_log_*_latency_us). */
+struct rmq_log_metrics {
+	struct rmq_lat_hist ack;   /* rmq_log_append() to the append's callback
+				    * with res 0: buffer wait, write, sync */
+	struct rmq_lat_hist write; /* one data write, submitted to completed
+				    * (with RWF_DSYNC: durable) */
+	struct rmq_lat_hist sync;  /* one fdatasync, submitted to completed */
+	struct rmq_lat_hist roll;  /* a roll's work on the shard: seal the
+				    * old segment, create the new one */
 };
 
 /* Defaults: 1 GiB segments, 7-day segment.ms and retention, unlimited
@@ -100,6 +116,7 @@ struct rmq_append {
 	uint64_t end_offset;
 	struct rmq_segment *seg;
 	uint64_t end_pos;
+	uint64_t start_ns;
 };
 
 /* Called when the high watermark advances (to wake long polls). */

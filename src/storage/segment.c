@@ -440,8 +440,8 @@ static uint64_t nonzero_extent(const uint8_t *map, uint64_t from, uint64_t size)
  * entries, the unused room of an unsealed file, follow it.  Anything else
  * is damage; and a time index that lost entries understates the segment's
  * greatest timestamp, so that time lookups skip batches of the segment and
- * time retention deletes it early.  Reads the entries after the prefix:
- * none for a sealed segment, whose file is cut to its entries. */
+ * time retention deletes it early.  Reads the entries after the prefix
+ * (zero pages of a sparse file, at memory speed). */
 static bool time_index_ok(const struct rmq_segment *s, uint32_t valid, uint64_t tim_bytes)
 {
 	uint32_t n = (uint32_t)(tim_bytes / sizeof(struct rmq_time_entry));
@@ -649,7 +649,8 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	}
 	if (size == 0)
 		s->created_ms = -1;
-	/* The files may have been cut by a seal: give appends room again. */
+	/* Files sealed by earlier versions were cut to their entries: give
+	 * appends room again. */
 	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
 	    ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
 		return -errno;
@@ -659,18 +660,32 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	return 0;
 }
 
-int rmq_segment_seal(struct rmq_segment *s)
+int rmq_segment_seal_cut(struct rmq_segment *s)
 {
+	/* The index files keep their size: the entries end at the first
+	 * zero one (valid_index_prefix), the pages past them hold no blocks,
+	 * and every open extends them to capacity again anyway.  Cutting them
+	 * cost two more synchronous journal updates per roll (0.25 ms each
+	 * here). */
 	if (ftruncate(s->fd, (off_t)s->size) < 0)
 		return -errno;
-	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_count * sizeof(*s->idx))) < 0)
-		return -errno;
-	if (ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_count * sizeof(*s->tim))) < 0)
-		return -errno;
-	if (fdatasync(s->fd) < 0 || fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)
-		return -errno;
+	return 0;
+}
+
+void rmq_segment_sealed(struct rmq_segment *s)
+{
 	drop_marker(s);
 	s->sealed = true;
+}
+
+int rmq_segment_seal(struct rmq_segment *s)
+{
+	int rc = rmq_segment_seal_cut(s);
+	if (rc < 0)
+		return rc;
+	if (fdatasync(s->fd) < 0)
+		return -errno;
+	rmq_segment_sealed(s);
 	return 0;
 }
 

@@ -41,14 +41,14 @@
  *
  * Both index files are mmapped read-write with room for every entry the
  * segment can need, and are rebuilt from B.log whenever they fail
- * validation, so they are never trusted blindly and never fsynced on the
- * append path.  B.log is mmapped read-only: readers see what the log wrote
+ * validation, so they are never trusted blindly and never fsynced (not
+ * even at the seal: a crash can cost a rebuild, never a wrong answer).  B.log is mmapped read-only: readers see what the log wrote
  * through io_uring (the page cache is coherent with the mapping).
  *
  * Lifecycle:
  *
- *   create ──► active (appends; indexes grow) ──► sealed (cut to data
- *   open   ──► recover/validate ──┘                length, indexes synced)
+ *   create ──► active (appends; indexes grow) ──► sealed (B.log cut to
+ *   open   ──► recover/validate ──┘                its data and synced)
  *                                   └──► deleted (retention, truncation)
  *
  * A segment belongs to one log on one shard; nothing here is thread-safe.
@@ -107,7 +107,9 @@ struct rmq_segment {
 	uint32_t tim_count, tim_cap;
 	int idx_fd, tim_fd;
 	uint64_t bytes_since_index;
-	uint64_t zeroed;          /* zero-ahead: [0, zeroed) needs no zeroing */
+	uint64_t zeroed;          /* [0, zeroed) needs no zeroing: zero-ahead
+				   * wrote it, or (recycled file) it holds
+				   * written blocks */
 	uint64_t prealloc_end;    /* data file allocated up to here */
 	bool unsynced;            /* written since its last sync */
 
@@ -266,10 +268,19 @@ int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64
 
 /*
  * Seals the segment: cuts B.log to its data length (releasing the
- * preallocation) and the index files to their entries, and syncs all three.
- * Synchronous; runs once per roll.  Returns 0 or a negated errno.
+ * preallocation) and syncs it.  The index files are not synced: rmq_segment_open() keeps an
+ * older segment's indexes only as far as they check out against the data
+ * and rebuilds the rest.  Synchronous.  Returns 0 or a negated errno.
  */
 int rmq_segment_seal(struct rmq_segment *s);
+
+/* rmq_segment_seal() in two halves, for a caller that syncs the data file
+ * itself (the log's roll does, with io_uring, off the shard's thread):
+ * rmq_segment_seal_cut() cuts the files (returns 0 or a negated errno);
+ * once fdatasync(fd) has succeeded, rmq_segment_sealed() marks the
+ * segment sealed. */
+int rmq_segment_seal_cut(struct rmq_segment *s);
+void rmq_segment_sealed(struct rmq_segment *s);
 
 /* "dir/%020lu" into buf; returns buf. */
 char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset);

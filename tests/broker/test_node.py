@@ -766,6 +766,53 @@ def broker_health_and_metrics(ctx):
         check(all(x.help and x.unit for x in m2.metrics), "include_help fills help and unit")
 
 
+def histograms(c, *names):
+    """name -> (sample_count, sample_sum, merged cumulative buckets) over shards,
+    after checking each sample's histogram is well formed."""
+    out = {}
+    for x in c.metrics(list(names)).metrics:
+        eq(x.type, H.METRIC_TYPE_HISTOGRAM, f"{x.name} type")
+        bounds = [b.upper_bound for b in x.buckets]
+        counts = [b.cumulative_count for b in x.buckets]
+        check(bounds and bounds[-1] == float("inf"), f"{x.name}: ends with +Inf: {bounds}")
+        check(all(a < b for a, b in zip(bounds, bounds[1:])), f"{x.name}: bounds increase")
+        check(all(a <= b for a, b in zip(counts, counts[1:])), f"{x.name}: cumulative")
+        eq(counts[-1], x.sample_count, f"{x.name}: +Inf bucket holds every sample")
+        mean = x.sample_sum / x.sample_count if x.sample_count else 0
+        check(abs(x.value - mean) < 1e-6, f"{x.name}: value {x.value} is the mean {mean}")
+        n, s = out.get(x.name, (0, 0))
+        out[x.name] = (n + x.sample_count, s + x.sample_sum)
+    for n in names:
+        check(n in out, f"histogram {n} reported")
+    return out
+
+
+@test
+def latency_histograms(ctx):
+    """Each acknowledged append is one produce latency and one log ack
+    latency sample; writes and rolls are counted where they happen."""
+    names = ("rmq_produce_latency_us", "rmq_log_ack_latency_us", "rmq_log_write_latency_us",
+             "rmq_segment_roll_latency_us")
+    with ctx.client() as c:
+        ok(c.create_topic("lat-h", 1), "create")
+        before = histograms(c, *names)
+        rolls0 = c.metric_totals("rmq_segment_rolls_total")["rmq_segment_rolls_total"]
+        big = T.Record(value=b"v" * 60000)
+        n = 20  # 1.2 MB into 256 KiB segments: a few rolls
+        for i in range(n):
+            ok(c.produce("lat-h", 0, [big]), f"produce {i}")
+        after = histograms(c, *names)
+        rolls = c.metric_totals("rmq_segment_rolls_total")["rmq_segment_rolls_total"] - rolls0
+        d = {k: after[k][0] - before[k][0] for k in names}
+        eq(d["rmq_produce_latency_us"], n, "one produce sample per append")
+        eq(d["rmq_log_ack_latency_us"], n, "one log ack sample per append")
+        check(d["rmq_log_write_latency_us"] >= n, f"a write per append at least: {d}")
+        check(rolls >= 3, f"rolled: {rolls}")
+        eq(d["rmq_segment_roll_latency_us"], rolls, "one roll sample per roll")
+        check(after["rmq_produce_latency_us"][1] > before["rmq_produce_latency_us"][1],
+              "the samples add time")
+
+
 # ---- admin ---------------------------------------------------------------------
 
 @test

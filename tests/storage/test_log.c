@@ -638,6 +638,51 @@ Test(log, recycle_off_deletes_off_the_shard)
 	su_batches_free(&model);
 }
 
+/* A roll whose new segment cannot be created (a directory holds its name)
+ * keeps the old segment active and fails the one append that rolled with
+ * the error; appends go on in the old segment, and the next roll, once
+ * the name is free, works.  Nothing appended is lost. */
+Test(log, failed_roll_keeps_the_old_segment)
+{
+	struct su_batches model = {0};
+	char p[160];
+	open_log(&env);
+	uint64_t i = su_append_until_roll(&env, 0, VMAX, &model);
+	uint64_t rolls = rmq_log_stats(env.log)->rolls;
+	int rc = 0;
+	/* Block the name of whatever segment the next append would create. */
+	while (rc == 0) {
+		cr_assert_lt(i, 1000, "never rolled");
+		uint64_t end = rmq_log_end_offset(env.log);
+		su_seg_file(p, sizeof(p), env.dir, end, ".log");
+		cr_assert_eq(mkdir(p, 0755), 0);
+		struct rmq_batch_hdr h;
+		size_t len = su_gen_batch(i, VMAX, &h);
+		rc = su_append(&env, &h, su_recs_buf, len);
+		if (rc == 0) {
+			su_model_push(&model, &h, len);
+			i++;
+			cr_assert_eq(rmdir(p), 0);
+		}
+	}
+	cr_assert_eq(rc, RMQ_EEXIST, "the rolling append failed with %s", rmq_errname(rc));
+	cr_assert_eq(rmq_log_stats(env.log)->rolls, rolls);
+	su_check_content(&env, &model, 0);
+	/* The old segment is whole again: a small batch still fits in it. */
+	struct rmq_batch_hdr h;
+	size_t len = su_gen_batch(i, 10, &h);
+	cr_assert_eq(su_append(&env, &h, su_recs_buf, len), 0);
+	su_model_push(&model, &h, len);
+	cr_assert_eq(rmdir(p), 0);
+	i = su_append_until_roll(&env, i + 1, VMAX, &model);
+	cr_assert_eq(rmq_log_stats(env.log)->rolls, rolls + 1);
+	su_append_seq(&env, i, 20, VMAX, true, 10, &model);
+	su_check_content(&env, &model, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
 Test(log, retention_by_time)
 {
 	struct su_batches model = {0};
@@ -760,13 +805,16 @@ Test(log, segment_ms_rolls_by_append_time)
 	for (size_t s = 0; s < nw; s++)
 		cr_assert_eq(got[s], want[s], "segment %zu", s);
 
-	/* retain() rolls an active segment that is old enough, once. */
+	/* retain() rolls an active segment that is old enough, once (the
+	 * roll completes on the ring). */
 	uint64_t end = rmq_log_end_offset(env.log);
 	su_clock_ms += 5000;
 	cr_assert_geq(rmq_log_retain(env.log), 0);
+	su_wait_idle(&env);
 	cr_assert_eq(segments(&env, got), nw + 1);
 	cr_assert_eq(got[nw], end);
 	cr_assert_geq(rmq_log_retain(env.log), 0);
+	su_wait_idle(&env);
 	cr_assert_eq(segments(&env, got), nw + 1, "an empty active segment does not roll");
 	su_append_seq(&env, 250, 3, 100, false, 10, &model);
 	cr_assert_eq(segments(&env, got), nw + 1);
@@ -876,6 +924,39 @@ Test(log, truncate_with_direct_writes)
 	size_t first = su_batch_of(&model, bases[2]), last = su_batch_of(&model, bases[3]) - 1;
 	uint64_t off = model.v[(first + last) / 2].hdr.base_offset;
 	check_truncate(&model, off, off);
+	su_batches_free(&model);
+}
+
+/* Truncating into a sealed segment makes it the active one again, and the
+ * appends after the cut add more index entries than it had when sealed:
+ * the index files must have room for them (files sealed by earlier
+ * versions were cut to their entries; the cut grows them back), or the
+ * entries land past the end of the mapped file (lost, or SIGBUS a page
+ * further). */
+Test(log, truncate_into_a_sealed_segment_then_index_past_its_seal)
+{
+	struct su_batches model = {0};
+	env.cfg.segment_bytes = 256 << 10;
+	env.cfg.index_interval_bytes = 64; /* an index entry per batch */
+	open_log(&env);
+	/* Big batches first: few entries, so the sealed index is short. */
+	uint64_t next = su_append_until_roll(&env, 0, 8000, &model);
+	size_t sealed_entries = model.n;
+	uint64_t off = model.v[2].hdr.base_offset;
+	su_wait_idle(&env);
+	cr_assert_eq(rmq_log_truncate(env.log, off), 0);
+	for (size_t i = 2; i < model.n; i++)
+		free(model.v[i].records);
+	model.n = 2;
+	/* Fill it again with small batches: pages of index past the seal. */
+	su_append_until_roll(&env, next, 60, &model);
+	cr_assert_gt(model.n, sealed_entries + 1024, "%zu batches after %zu: pages past the seal",
+		     model.n, sealed_entries);
+	su_check_content(&env, &model, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	for (size_t i = 0; i < model.n; i += 97)
+		su_check_read_one(&env, &model, model.v[i].hdr.base_offset);
 	su_batches_free(&model);
 }
 

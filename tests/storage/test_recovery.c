@@ -487,8 +487,19 @@ Test(recovery, empty_newest_segment)
 
 /* ---- index files ------------------------------------------------------- */
 
-enum damage { D_EMPTY, D_GARBAGE, D_DELETED, D_COUNT };
-static const char *const damage_name[] = {"empty", "garbage", "deleted"};
+/* A segment's index files are never synced (a roll syncs the data file
+ * only), so a crash can leave any of these.  D_TAIL_LOST is what a crash
+ * soon after a roll leaves: entries written through the mapping that never
+ * reached the disk.  D_UNCUT: more zero room after the entries. */
+enum damage { D_EMPTY, D_GARBAGE, D_DELETED, D_TAIL_LOST, D_UNCUT, D_COUNT };
+static const char *const damage_name[] = {"empty", "garbage", "deleted", "tail lost", "uncut"};
+
+/* Zeros [from, to) of a file. */
+static void zero_range(const char *p, long long from, long long to)
+{
+	for (long long i = from; i < to; i++)
+		su_write_byte(p, i, 0);
+}
 
 static void damage_file(const char *p, enum damage d, uint64_t seed)
 {
@@ -503,6 +514,12 @@ static void damage_file(const char *p, enum damage d, uint64_t seed)
 		break;
 	case D_DELETED:
 		cr_assert_eq(unlink(p), 0);
+		break;
+	case D_TAIL_LOST: /* the second half of the entries */
+		zero_range(p, size / 2 & ~15LL, size);
+		break;
+	case D_UNCUT:
+		su_truncate_file(p, size + (1 << 16));
 		break;
 	default:
 		cr_assert_fail();

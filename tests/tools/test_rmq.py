@@ -335,6 +335,19 @@ try:
     out = expect(["metrics", "rmq_produce_records", "--total"], 0,
                  out_re=r"^rmq_produce_records_total \d+\n$")
     check(int(out.split()[1]) > 0, f"records produced so far: {out!r}")
+    # A histogram: its mean, count and the buckets of its quantiles; the
+    # total merges the shards' buckets.
+    q = r" count=(\d+) p50<=\d+ p90<=\d+ p99<=\d+ p99\.9<=\d+ max<=\d+\n"
+    out = expect(["metrics", "rmq_produce_latency"], 0,
+                 out_re=r'^rmq_produce_latency_us\{shard="0"\} [\d.e+-]+' + q +
+                        r'rmq_produce_latency_us\{shard="1"\} [\d.e+-]+' + q + "$")
+    per_shard = [int(x) for x in re.findall(rb"count=(\d+)", out)]
+    out = expect(["metrics", "rmq_produce_latency", "--total"], 0,
+                 out_re=r"^rmq_produce_latency_us [\d.e+-]+" + q + "$")
+    total = int(re.search(rb"count=(\d+)", out).group(1))
+    check(total == sum(per_shard) and total > 0, f"total {total} = shards {per_shard}")
+    p = [int(x) for x in re.findall(rb"<=(\d+)", out)]
+    check(p == sorted(p), f"quantiles in order: {out!r}")
     expect(["metrics", "nosuch_"], 0, out_re=r"^$", err_re=r"no metric starts with 'nosuch_'")
     expect(["topic", "delete", "multi"], 0, out_re=r"deleted topic multi")
     out = expect(["topic", "list"], 0)
