@@ -1516,13 +1516,14 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_log_ack_latency_us", "an append in a partition log, from the write buffer to acknowledged (write and sync per --fsync)", "us", 3, log.ack),
 	MDEF("rmq_log_write_latency_us", "one data write of a partition log (with --dsync-writes: durable when done)", "us", 3, log.write),
 	MDEF("rmq_log_sync_latency_us", "one fdatasync of a partition log (group commit)", "us", 3, log.sync),
-	MDEF("rmq_segment_roll_latency_us", "a segment roll's work on the shard: sealing the old segment and creating the new one", "us", 3, log.roll),
+	MDEF("rmq_segment_roll_latency_us", "a segment roll, from its start to the new segment taking appends (the partition's appends wait meanwhile)", "us", 3, log.roll),
 };
 
 /* Fills m's histogram fields from h: cumulative buckets up to the one
  * holding the largest observation, then +Inf (bounds are lathist.h's, the
- * same on every node).  bk and bp have room for RMQ_LAT_BUCKETS. */
-static void fill_histogram(Rustmq__Broker__Metric *m, const struct rmq_lat_hist *h,
+ * same on every node).  bk and bp have room for RMQ_LAT_BUCKETS.  Returns
+ * the buckets used. */
+static size_t fill_histogram(Rustmq__Broker__Metric *m, const struct rmq_lat_hist *h,
 			   Rustmq__Broker__HistogramBucket *bk, Rustmq__Broker__HistogramBucket **bp)
 {
 	unsigned last = rmq_lat_bucket(h->max_us);
@@ -1544,6 +1545,7 @@ static void fill_histogram(Rustmq__Broker__Metric *m, const struct rmq_lat_hist 
 	m->sample_count = h->count;
 	m->sample_sum = (double)h->sum_us;
 	m->value = h->count ? (double)h->sum_us / (double)h->count : 0;
+	return k;
 }
 
 static void metrics_done(struct gather *g)
@@ -1556,9 +1558,12 @@ static void metrics_done(struct gather *g)
 	Rustmq__Broker__Metric__LabelsEntry *ls = calloc(max, sizeof(*ls));
 	Rustmq__Broker__Metric__LabelsEntry **lp = calloc(max, sizeof(*lp));
 	char(*shard)[12] = calloc(g->n, 12);
-	/* Room for every sample to be a histogram: a few hundred KiB at most. */
-	Rustmq__Broker__HistogramBucket *bk = calloc(max * RMQ_LAT_BUCKETS, sizeof(*bk));
-	Rustmq__Broker__HistogramBucket **bp = calloc(max * RMQ_LAT_BUCKETS, sizeof(*bp));
+	size_t nh = 0, kb = 0; /* histogram samples; buckets used */
+	for (size_t i = 0; i < nd; i++)
+		nh += metric_defs[i].type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM;
+	nh *= g->n;
+	Rustmq__Broker__HistogramBucket *bk = calloc(nh * RMQ_LAT_BUCKETS, sizeof(*bk));
+	Rustmq__Broker__HistogramBucket **bp = calloc(nh * RMQ_LAT_BUCKETS, sizeof(*bp));
 	Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	uint64_t wall = rmq_wall_ms();
 	size_t k = 0;
@@ -1591,8 +1596,8 @@ static void metrics_done(struct gather *g)
 			ms[k].name = (char *)md->name;
 			const char *field = (const char *)&g->nums[s] + md->off;
 			if (md->type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM)
-				fill_histogram(&ms[k], (const struct rmq_lat_hist *)field,
-					       &bk[k * RMQ_LAT_BUCKETS], &bp[k * RMQ_LAT_BUCKETS]);
+				kb += fill_histogram(&ms[k], (const struct rmq_lat_hist *)field,
+						     &bk[kb], &bp[kb]);
 			else
 				ms[k].value = (double)*(const uint64_t *)field;
 			ls[k].key = "shard";

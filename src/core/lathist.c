@@ -31,28 +31,3 @@ void rmq_lat_record(struct rmq_lat_hist *h, uint64_t us)
 	if (us > h->max_us)
 		h->max_us = us;
 }
-
-void rmq_lat_merge(struct rmq_lat_hist *dst, const struct rmq_lat_hist *src)
-{
-	for (unsigned i = 0; i < RMQ_LAT_BUCKETS; i++)
-		dst->n[i] += src->n[i];
-	dst->count += src->count;
-	dst->sum_us += src->sum_us;
-	if (src->max_us > dst->max_us)
-		dst->max_us = src->max_us;
-}
-
-uint64_t rmq_lat_quantile(const struct rmq_lat_hist *h, double q)
-{
-	if (h->count == 0)
-		return 0;
-	uint64_t rank = (uint64_t)(q * (double)h->count + 0.5), seen = 0;
-	if (rank < 1)
-		rank = 1;
-	for (unsigned i = 0; i < RMQ_LAT_BUCKETS; i++) {
-		seen += h->n[i];
-		if (seen >= rank)
-			return rmq_lat_bound(i) < h->max_us ? rmq_lat_bound(i) : h->max_us;
-	}
-	return h->max_us;
-}

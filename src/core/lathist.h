@@ -6,9 +6,9 @@
  * histogram and every node, four per power of two (each about 19% above
  * the one before): 0, 1, 2, 3, then [4,5), [5,6), [6,7), [7,8), [8,10), ...
  * up to 2^RMQ_LAT_TOP_BIT µs (about 67 s); anything longer lands in the
- * last (+Inf) bucket.  Recording is O(1), a histogram has a fixed size
- * with no allocation (about 830 bytes), and one histogram's counts can be added to
- * another's (a shard's to the node's).
+ * last (+Inf) bucket.  Recording is O(1) and a histogram has a fixed size
+ * with no allocation (about 830 bytes).  Readers merge shards' histograms
+ * bucket by bucket, since the bounds are the same (tools/rmq.c).
  *
  * Not thread-safe: one shard records into its own histograms; readers copy
  * them on that shard (broker/admin.c's gather).
@@ -38,17 +38,10 @@ static inline void rmq_lat_since(struct rmq_lat_hist *h, uint64_t start_ns, uint
 	rmq_lat_record(h, now_ns > start_ns ? (now_ns - start_ns) / 1000 : 0);
 }
 
-/* Adds src's counts to dst. */
-void rmq_lat_merge(struct rmq_lat_hist *dst, const struct rmq_lat_hist *src);
-
 /* Bucket i's inclusive upper bound in µs; UINT64_MAX for the last (+Inf). */
 uint64_t rmq_lat_bound(unsigned i);
 
 /* The bucket an observation of us falls in. */
 unsigned rmq_lat_bucket(uint64_t us);
-
-/* The upper bound of the bucket holding quantile q in [0, 1], capped at the
- * largest observation; 0 for an empty histogram. */
-uint64_t rmq_lat_quantile(const struct rmq_lat_hist *h, double q);
 
 #endif /* RMQ_CORE_LATHIST_H */

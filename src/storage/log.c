@@ -931,7 +931,7 @@ static int push_segment(struct rmq_log *log, struct rmq_segment *s)
 
 /* Creates the files of a new segment at base, in the spare's file when
  * there is one.  The directory is not synced and the segment not listed:
- * the caller does both (add_segment). */
+ * the callers do both (new_segment, roll_step). */
 static int create_segment(struct rmq_log *log, uint64_t base, struct rmq_segment **out)
 {
 	struct rmq_segment *s = malloc(sizeof(*s));
@@ -963,24 +963,17 @@ static int create_segment(struct rmq_log *log, uint64_t base, struct rmq_segment
 	return 0;
 }
 
-/* Deletes a created segment that never made it into the list. */
-static void discard_segment(struct rmq_segment *s)
+/* Deletes a created segment that never made it into the list.  Its file
+ * may already be on disk (its directory entry even synced): the deletion
+ * must be durable before the older segment takes appends again, or a crash
+ * could bring the empty newer file back, and recovery would fence the
+ * older segment's acknowledged tail as a gap.  Returns 0 or a negated
+ * errno (the caller fails the log). */
+static int discard_segment(struct rmq_log *log, struct rmq_segment *s)
 {
 	rmq_segment_delete(s);
 	free(s);
-}
-
-/* Lists s (its directory entry synced) as the active segment; on failure
- * deletes it. */
-static int add_segment(struct rmq_log *log, struct rmq_segment *s)
-{
-	int rc = push_segment(log, s);
-	if (rc < 0) {
-		discard_segment(s);
-		return rc;
-	}
-	log->stats.segments++;
-	return 0;
+	return fsync(log->dir_fd) < 0 ? -errno : 0;
 }
 
 /* The first segment of an empty log, synchronously (at open). */
@@ -992,12 +985,13 @@ static int new_segment(struct rmq_log *log, uint64_t base)
 		return rc;
 	/* The new file must survive a crash before any data in it is
 	 * acknowledged. */
-	if (fsync(log->dir_fd) < 0) {
-		rc = -errno;
-		discard_segment(s);
+	rc = fsync(log->dir_fd) < 0 ? -errno : push_segment(log, s);
+	if (rc < 0) {
+		(void)discard_segment(log, s); /* the open fails anyway */
 		return rc;
 	}
-	return add_segment(log, s);
+	log->stats.segments++;
+	return 0;
 }
 
 /*
@@ -1117,8 +1111,15 @@ static void roll_step(struct rmq_log *log, int err)
 			 * in it is acknowledged. */
 			r->stage = ROLL_CREATING;
 			rc = roll_sync(log, log->dir_fd, 0);
-			if (rc < 0)
-				discard_segment(r->next);
+			if (rc < 0) {
+				int d = discard_segment(log, r->next);
+				r->next = NULL;
+				if (d < 0) {
+					r->stage = ROLL_IDLE;
+					fail_log(log, d, "removing a new segment after a failed roll");
+					return;
+				}
+			}
 		}
 		if (rc < 0)
 			roll_abandon(log, rc);
@@ -1128,19 +1129,22 @@ static void roll_step(struct rmq_log *log, int err)
 	struct rmq_segment *s = r->next;
 	r->next = NULL;
 	if (err == 0 && !log->failed)
-		err = add_segment(log, s);
-	else
-		discard_segment(s);
-	if (log->failed) {
+		err = push_segment(log, s);
+	if (err == 0 && !log->failed) {
 		r->stage = ROLL_IDLE;
-	} else if (err < 0) {
-		roll_abandon(log, err);
-	} else {
-		r->stage = ROLL_IDLE;
+		log->stats.segments++;
 		log->pend_file_pos = 0;
 		log->stats.rolls++;
 		RECORD_LAT(log, roll, r->start_ns);
+		return;
 	}
+	int d = discard_segment(log, s);
+	if (d < 0)
+		fail_log(log, d, "removing a new segment after a failed roll");
+	if (log->failed)
+		r->stage = ROLL_IDLE;
+	else
+		roll_abandon(log, err);
 }
 
 /* Starts a roll.  Returns RMQ_EFULL while writes to the old segment are in
@@ -1662,8 +1666,11 @@ int rmq_log_retain(struct rmq_log *log)
 	int deleted = 0;
 
 	struct rmq_segment *act = active(log);
+	/* Not on a failed log, and not when the last roll failed: that error
+	 * is for the next append to report. */
 	if (log->cfg.segment_ms && act->size > 0 && act->created_ms >= 0 &&
-	    now >= (uint64_t)act->created_ms + log->cfg.segment_ms)
+	    now >= (uint64_t)act->created_ms + log->cfg.segment_ms && !log->failed &&
+	    !log->roll.failed)
 		(void)roll(log); /* RMQ_EFULL: try again next time */
 
 	while (log->nsegs > 1) {
@@ -1755,6 +1762,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->pend_file_pos = pos;
 	log->lead_in_map = true;
 	log->wr_seg = log->wb_seg = NULL;
+	log->roll.failed = 0; /* about a segment that is gone or whole again */
 	/* The deletions must be durable too: a later segment reappearing
 	 * after a crash would resurrect the batches truncation removed. */
 	if (dropped && fsync(log->dir_fd) < 0)

@@ -562,6 +562,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		goto err;
 
 	uint32_t n = full_scan ? 0 : valid_index_prefix(s, file_size, idx_bytes);
+	uint32_t tim_valid = 0;
 	uint64_t pos = 0, expect = base_offset;
 	if (n > 0) {
 		/* Trust the index up to its last entry if that entry sits on a
@@ -587,7 +588,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		scan(s, 0, base_offset, file_size, 0, index_interval_bytes, rec);
 	} else {
 		s->idx_count = n - 1; /* the last entry is re-added by the scan */
-		s->tim_count = valid_time_prefix(s, tim_bytes, s->idx[n - 1].rel_offset);
+		s->tim_count = tim_valid = valid_time_prefix(s, tim_bytes, s->idx[n - 1].rel_offset);
 		while (s->tim_count > 0 && s->tim[s->tim_count - 1].rel_offset >= s->idx[n - 1].rel_offset)
 			s->tim_count--;
 		s->max_timestamp_ms = s->tim_count ? s->tim[s->tim_count - 1].timestamp_ms : -1;
@@ -599,6 +600,18 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		scan(s, pos, expect, file_size, pos, index_interval_bytes, rec);
 		for (uint32_t i = s->idx_count; i < s->idx_cap && s->idx[i].position != 0; i++)
 			s->idx[i] = (struct rmq_index_entry){0, 0};
+	}
+	/* Index entries are never synced as they are added, only here: a
+	 * rebuilt index, or entries added past the valid prefix, may differ
+	 * from what the file holds at the same places, and a crash that
+	 * wrote back some pages of the new content and not others could then
+	 * leave stale entries inside a prefix that checks out.  Once the file
+	 * matches memory, every entry that reaches the disk belongs to the
+	 * data, as only appends add entries (rmq_segment_cut syncs too). */
+	bool rewritten = n == 0 || s->idx_count > n || s->tim_count > tim_valid;
+	if (rewritten && (fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)) {
+		rc = -errno;
+		goto err;
 	}
 	return 0;
 err:
@@ -650,11 +663,13 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	if (size == 0)
 		s->created_ms = -1;
 	/* Files sealed by earlier versions were cut to their entries: give
-	 * appends room again. */
+	 * appends room again.  The entries past the cut were zeroed and the
+	 * appends after it write new ones in their places: the files must hold
+	 * the zeros first (see rmq_segment_open). */
 	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
 	    ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
 		return -errno;
-	if (fsync(s->fd) < 0)
+	if (fsync(s->fd) < 0 || fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)
 		return -errno;
 	s->sealed = false;
 	return 0;

@@ -41,8 +41,11 @@
  *
  * Both index files are mmapped read-write with room for every entry the
  * segment can need, and are rebuilt from B.log whenever they fail
- * validation, so they are never trusted blindly and never fsynced (not
- * even at the seal: a crash can cost a rebuild, never a wrong answer).  B.log is mmapped read-only: readers see what the log wrote
+ * validation, so they are never trusted blindly.  They are fsynced only
+ * after their entries were rewritten rather than appended (at open, when
+ * recovery rebuilt them; at a cut), never on the append path nor at the
+ * seal: every entry a crash leaves on disk then belongs to the data, and a
+ * lost one costs a rebuild, never a wrong answer.  B.log is mmapped read-only: readers see what the log wrote
  * through io_uring (the page cache is coherent with the mapping).
  *
  * Lifecycle:
