@@ -414,9 +414,9 @@ static int cmd_health(int argc, char **argv)
 }
 
 /* The upper bound of the bucket holding quantile q of `n` histogram samples
- * taken together.  The samples' bucket lists are prefixes of one bound
- * sequence (the broker omits buckets above the largest observation), each
- * ending with +Inf. */
+ * taken together.  rmqd sends every sample with the same bounds; a shorter
+ * list (another server) is read as holding all its samples from its +Inf
+ * bucket on. */
 static double hist_quantile(Rustmq__Broker__Metric *const *ms, size_t n, double q)
 {
 	uint64_t total = 0;

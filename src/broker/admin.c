@@ -1519,24 +1519,20 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_segment_roll_latency_us", "a segment roll, from its start to the new segment taking appends (the partition's appends wait meanwhile)", "us", 3, log.roll),
 };
 
-/* Fills m's histogram fields from h: cumulative buckets up to the one
- * holding the largest observation, then +Inf (bounds are lathist.h's, the
- * same on every node).  bk and bp have room for RMQ_LAT_BUCKETS.  Returns
- * the buckets used. */
+/* Fills m's histogram fields from h: every bucket, cumulative, the last
+ * +Inf (bounds are lathist.h's, the same on every node and every call, so a
+ * scraper sees the same series each time).  bk and bp have room for
+ * RMQ_LAT_BUCKETS.  Returns the buckets used. */
 static size_t fill_histogram(Rustmq__Broker__Metric *m, const struct rmq_lat_hist *h,
-			   Rustmq__Broker__HistogramBucket *bk, Rustmq__Broker__HistogramBucket **bp)
+			     Rustmq__Broker__HistogramBucket *bk, Rustmq__Broker__HistogramBucket **bp)
 {
-	unsigned last = rmq_lat_bucket(h->max_us);
 	uint64_t cum = 0;
-	size_t k = 0;
+	size_t k;
 
-	if (last > RMQ_LAT_BUCKETS - 2)
-		last = RMQ_LAT_BUCKETS - 2;
-	for (unsigned i = 0; i <= last + 1; i++, k++) {
-		bool inf = i == last + 1;
-		cum = inf ? h->count : cum + h->n[i];
+	for (k = 0; k < RMQ_LAT_BUCKETS; k++) {
+		cum += h->n[k];
 		rustmq__broker__histogram_bucket__init(&bk[k]);
-		bk[k].upper_bound = inf ? INFINITY : (double)rmq_lat_bound(i);
+		bk[k].upper_bound = k == RMQ_LAT_BUCKETS - 1 ? INFINITY : (double)rmq_lat_bound((unsigned)k);
 		bk[k].cumulative_count = cum;
 		bp[k] = &bk[k];
 	}
