@@ -1012,18 +1012,19 @@ static int new_segment(struct rmq_log *log, uint64_t base)
  * The two syncs run on the ring, off the shard's thread, which serves its
  * other partitions meanwhile:
  *
- *   roll()         cut the files to length (ftruncate x3),
- *     │            FSYNC(DATASYNC) of the data file
+ *   roll()         cut the data file to length (ftruncate),
+ *     │            FSYNC(DATASYNC) of it
  *     ▼
  *   ROLL_SEALING ── done ──► mark it sealed; create the new files (the
  *     │                      spare's or new ones; not listed yet),
  *     ▼                      FSYNC of the directory
  *   ROLL_CREATING ─ done ──► list it: appends go there
  *
- * The index files are not synced: recovery keeps an older segment's
- * indexes only up to their last entry that sits on the right batch and
- * rebuilds the rest from the data (segment.c), so an entry a crash lost
- * costs a scan at the next open, never a wrong answer.  The shard used to
+ * The index files are neither cut nor synced here: recovery keeps an
+ * older segment's indexes only up to their last entry that sits on the
+ * right batch and rebuilds the rest from the data, so an entry a crash
+ * lost costs a scan at the next open, never a wrong answer (segment.h says
+ * where they are synced, and why).  The shard used to
  * run the seal's three syncs and the directory's itself, holding all its
  * partitions for 2.5-3 ms per roll (docs/storage.md).
  *
