@@ -5,7 +5,8 @@
 # fill, retention runs at every roll, so every segment the measured run
 # rolls to reuses the file retention deleted at the roll before (rmqd's
 # --recycle-segments, through GetMetrics); with --recycle-segments=false
-# none does.  Never a timing assertion.
+# none does; --breakdown prints the measured run's histograms.  Never a
+# timing assertion.
 #
 #   test_steady.sh <source dir> <dir of rmqd, rmq-bench and rmq>
 set -euo pipefail
@@ -34,9 +35,19 @@ PY
 }
 args=(--bin "$bin" --dir "$dir" --fill 2 --segment 8MiB --retention 16MiB
       --bench "--duration 3s --warmup 0s --rate 20000")
-line=$("$src/bench/steady" "${args[@]}")
-echo "$line"
+# With --breakdown rmqd restarts after the fill (the spare files stay) and
+# its histograms cover the measured run only: one roll sample per roll.
+out=$("$src/bench/steady" "${args[@]}" --breakdown)
+echo "$out"
+line=$(head -1 <<<"$out")
 check "$line" recycled
+rolled=$(sed -E 's/.* ([0-9]+) segments rolled.*/\1/' <<<"$line")
+grep -Eq "^rmq_segment_roll_latency_us [0-9.e+]+ count=$rolled p50<=" <<<"$out" ||
+	{ echo "roll histogram does not count the $rolled rolls" >&2; exit 1; }
+for h in produce log_ack log_write log_sync; do
+	grep -Eq "^rmq_${h}_latency_us [0-9.e+]+ count=[0-9]+ " <<<"$out" ||
+		{ echo "no rmq_${h}_latency_us line" >&2; exit 1; }
+done
 line=$("$src/bench/steady" "${args[@]}" --rmqd "--recycle-segments=false")
 echo "$line"
 check "$line" none
