@@ -479,6 +479,50 @@ Test(log, recycle_fsync_never)
 	recycle_roundtrip(RMQ_FSYNC_NEVER, RMQ_PREALLOC_NONE);
 }
 
+/* The latency histograms (cfg.metrics) count what the log did: an ack
+ * sample per acknowledged append, a write sample per completed data write,
+ * a sync sample per group-commit fdatasync, a roll sample per roll. */
+static void metrics_count(bool direct, bool dsync)
+{
+	static struct rmq_log_metrics m;
+	memset(&m, 0, sizeof(m));
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.direct_writes = direct;
+	env.cfg.dsync_writes = dsync;
+	env.cfg.prealloc = RMQ_PREALLOC_FALLOCATE;
+	env.cfg.metrics = &m;
+	open_log(&env);
+	su_append_seq(&env, 0, 150, VMAX, true, 10, NULL);
+	su_append_seq(&env, 150, 50, VMAX, false, 10, NULL);
+	su_wait_idle(&env);
+	const struct rmq_log_stats *st = rmq_log_stats(env.log);
+	cr_assert_eq(m.ack.count, st->appends, "%lu ack samples, %lu appends", m.ack.count,
+		     st->appends);
+	cr_assert_eq(m.write.count, st->writes, "%lu write samples, %lu writes", m.write.count,
+		     st->writes);
+	cr_assert_gt(st->rolls, 2);
+	cr_assert_eq(m.roll.count, st->rolls);
+	if (dsync && direct)
+		cr_assert_eq(m.sync.count, 0, "RWF_DSYNC writes need no fdatasync");
+	else
+		cr_assert_gt(m.sync.count, 0, "group commit syncs");
+	uint64_t n = 0;
+	for (unsigned i = 0; i < RMQ_LAT_BUCKETS; i++)
+		n += m.ack.n[i];
+	cr_assert_eq(n, m.ack.count, "the buckets hold every sample");
+	cr_assert_eq(su_close(&env), 0);
+}
+
+Test(log, metrics_count_direct_dsync)
+{
+	metrics_count(true, true);
+}
+
+Test(log, metrics_count_group_commit)
+{
+	metrics_count(false, false);
+}
+
 /* Group commit (write, then fdatasync): a roll seals the old segment while
  * its append still waits for the sync in flight.  Retention right then
  * (the broker runs it after every roll) must not delete that segment: it
