@@ -247,6 +247,13 @@ static uint64_t now_ms(const struct rmq_log *log)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The start of a timed operation: the clock only when latencies are
+ * recorded. */
+static inline uint64_t lat_start(const struct rmq_log *log)
+{
+	return log->cfg.metrics ? rmq_now_ns() : 0;
+}
+
 /* Records the time since start_ns in the shard's histogram `which`. */
 #define RECORD_LAT(log, which, start_ns)                                                  \
 	do {                                                                              \
@@ -373,7 +380,7 @@ static void submit_sync(struct rmq_log *log)
 	io_uring_prep_fsync(sqe, seg->fd, IORING_FSYNC_DATASYNC);
 	s->seg = seg;
 	s->target = log->written;
-	s->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
+	s->start_ns = lat_start(log);
 	s->inflight = true;
 	seg->unsynced = false;
 }
@@ -428,7 +435,7 @@ static void start_wop(struct rmq_log *log, struct wop *w)
 {
 	w->done_len = 0;
 	w->done = false;
-	w->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
+	w->start_ns = lat_start(log);
 	log->wq_len++;
 	log->pend_file_pos += w->len;
 	log->pend += w->len;
@@ -1172,7 +1179,7 @@ static int roll(struct rmq_log *log)
 	 * file, or touch the segment after retention freed it. */
 	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old))
 		return RMQ_EFULL;
-	r->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
+	r->start_ns = lat_start(log);
 	rc = rmq_segment_seal_cut(old);
 	if (rc == 0) {
 		r->stage = ROLL_SEALING;
@@ -1397,7 +1404,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	a->end_offset = log->next_offset;
 	a->seg = seg;
 	a->end_pos = seg->size;
-	a->start_ns = log->cfg.metrics ? rmq_now_ns() : 0;
+	a->start_ns = lat_start(log);
 	if (log->aq_tail)
 		log->aq_tail->next = a;
 	else
