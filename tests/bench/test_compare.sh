@@ -43,6 +43,10 @@ for sys_ in ("rmq", "nats", "redis"):
 lines = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 if len(lines) != 6:
     fail.append("%d JSON lines, not 6" % len(lines))
+# Every system produces with the same calls in flight (--streams, default 32).
+for l in lines:
+    if l["workload"] == "produce" and l["bench"].get("streams") != 32:
+        fail.append("%s produce: streams %s, not 32" % (l["system"], l["bench"].get("streams")))
 if fail:
     print("FAIL: " + "; ".join(fail))
     sys.exit(1)
