@@ -418,7 +418,10 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 	uint32_t n = w->io_len - w->done_len;
 
 	if (!sqe) {
+		/* Nothing in flight: retired as a failed write would be
+		 * (write_done), by the next completion or at close. */
 		fail_log(log, -EBUSY, "queueing a write");
+		w->done = true;
 		return;
 	}
 	if (log->wslot >= 0)
@@ -1114,6 +1117,13 @@ static void roll_step(struct rmq_log *log, int err)
 		if (log->cfg.fsync == RMQ_FSYNC_ALWAYS)
 			ack_to(log, log->synced);
 		int rc = create_segment(log, log->next_offset, &r->next);
+		if (rc < 0 && fsync(log->dir_fd) < 0) {
+			/* What the failed creation made and removed must stay
+			 * removed (discard_segment says why). */
+			r->stage = ROLL_IDLE;
+			fail_log(log, -errno, "removing a new segment after a failed roll");
+			return;
+		}
 		if (rc == 0) {
 			/* The new file must survive a crash before any data
 			 * in it is acknowledged. */
@@ -1176,8 +1186,13 @@ static int roll(struct rmq_log *log)
 	if (rc < 0)
 		return rc;
 	/* A zero-ahead write landing after the seal would extend the cut
-	 * file, or touch the segment after retention freed it. */
-	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old))
+	 * file, or touch the segment after retention freed it.  A group
+	 * commit's fdatasync of it must finish first too: a writeback error
+	 * is reported to one fsync of an open file, and the seal's, if it
+	 * came back first, would acknowledge data the other then reports
+	 * lost. */
+	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old) ||
+	    (log->sync.inflight && log->sync.seg == old))
 		return RMQ_EFULL;
 	r->start_ns = lat_start(log);
 	rc = rmq_segment_seal_cut(old);
@@ -1727,7 +1742,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 {
 	int rc;
 
-	if (!rmq_log_idle(log))
+	if (log->failed || !rmq_log_idle(log))
 		return RMQ_ESTATE;
 	if (offset >= log->next_offset)
 		return 0;
@@ -1758,8 +1773,12 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 		drop_segment(log, log->nsegs - 1, false);
 	s->next_offset = end;
 	rc = rmq_segment_cut(s, pos, log->cfg.segment_bytes, log->cfg.prealloc);
-	if (rc < 0)
+	if (rc < 0) {
+		/* Segments may be gone already: the log no longer matches
+		 * its files. */
+		fail_log(log, rc, "truncating");
 		return rc;
+	}
 	s->zeroed = 0;
 	s->fenced = false;
 	log->next_offset = log->written = log->synced = end;
@@ -1773,8 +1792,11 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->roll.failed = 0; /* about a segment that is gone or whole again */
 	/* The deletions must be durable too: a later segment reappearing
 	 * after a crash would resurrect the batches truncation removed. */
-	if (dropped && fsync(log->dir_fd) < 0)
-		return -errno;
+	if (dropped && fsync(log->dir_fd) < 0) {
+		rc = -errno;
+		fail_log(log, rc, "truncating");
+		return rc;
+	}
 	rmq_info("log %s: truncated to offset %" PRIu64 " (asked %" PRIu64 ")", log->dir, end,
 		 offset);
 	return 0;
@@ -2059,8 +2081,11 @@ int rmq_log_close(struct rmq_log *log)
 			break;
 		}
 	}
-	while (log->zero.inflight || log->sync.inflight || log->wb.inflight || log->wq_len > 0 ||
-	       log->unlinks > 0 || log->roll.inflight) {
+	for (;;) {
+		retire_writes(log); /* those that never went out (submit_wop) */
+		if (!log->zero.inflight && !log->sync.inflight && !log->wb.inflight &&
+		    log->wq_len == 0 && log->unlinks == 0 && !log->roll.inflight)
+			break;
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */
 		if (rmq_io_wait(log->io, 100ULL * 1000 * 1000) < 0)

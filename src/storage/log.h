@@ -271,10 +271,11 @@ int64_t rmq_log_scan(struct rmq_log *log, uint64_t from,
  * before offset, and the cut and the deletions are synced.  The log end
  * becomes that boundary.  An offset in the unreadable range of a fenced
  * segment cuts at the end of its valid data (and unfences it).  Nothing
- * changes when an error is found before cutting.
+ * changes when an error is found before cutting; an error from the cut or
+ * the syncs fails the log (it no longer matches its files).
  * Must run with no append in flight (rmq_log_idle()).
- * Returns 0, or RMQ_ESTATE (appends in flight), RMQ_ERANGE (offset below
- * the log start), or a negated errno.
+ * Returns 0, or RMQ_ESTATE (appends in flight, or the log failed),
+ * RMQ_ERANGE (offset below the log start), or a negated errno.
  */
 int rmq_log_truncate(struct rmq_log *log, uint64_t offset);
 

@@ -369,17 +369,25 @@ void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64
 		s->max_timestamp_ms = timestamp_ms;
 	if (s->idx_count == 0 || s->bytes_since_index >= index_interval_bytes) {
 		if (s->idx_count < s->idx_cap) {
-			s->idx[s->idx_count].rel_offset = rel;
-			s->idx[s->idx_count].position = (uint32_t)position;
-			s->idx_count++;
+			struct rmq_index_entry *e = &s->idx[s->idx_count++];
+			/* Recovery re-adds entries the file already holds:
+			 * leave those pages clean. */
+			if (e->rel_offset != rel || e->position != (uint32_t)position) {
+				s->index_rewritten |= e->rel_offset != 0 || e->position != 0;
+				e->rel_offset = rel;
+				e->position = (uint32_t)position;
+			}
 			s->bytes_since_index = 0;
 		}
 		if ((s->tim_count == 0 || s->max_timestamp_ms > s->tim[s->tim_count - 1].timestamp_ms) &&
 		    s->tim_count < s->tim_cap) {
-			s->tim[s->tim_count].timestamp_ms = s->max_timestamp_ms;
-			s->tim[s->tim_count].rel_offset = rel;
-			s->tim[s->tim_count].zero = 0;
-			s->tim_count++;
+			struct rmq_time_entry *t = &s->tim[s->tim_count++];
+			if (t->timestamp_ms != s->max_timestamp_ms || t->rel_offset != rel || t->zero != 0) {
+				s->index_rewritten |= t->timestamp_ms != 0 || t->rel_offset != 0 || t->zero != 0;
+				t->timestamp_ms = s->max_timestamp_ms;
+				t->rel_offset = rel;
+				t->zero = 0;
+			}
 		}
 	}
 	s->bytes_since_index += entry_len;
@@ -561,17 +569,36 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 	if (rc < 0)
 		goto err;
 
-	uint32_t n = full_scan ? 0 : valid_index_prefix(s, file_size, idx_bytes);
-	uint32_t tim_valid = 0;
+	uint32_t n_valid = full_scan ? 0 : valid_index_prefix(s, file_size, idx_bytes);
+	uint32_t n = n_valid, tim_valid = 0;
 	uint64_t pos = 0, expect = base_offset;
 	if (n > 0) {
-		/* Trust the index up to its last entry if that entry sits on a
-		 * batch of the right offset; scan (and index) the rest. */
+		tim_valid = valid_time_prefix(s, tim_bytes, s->idx[n - 1].rel_offset);
+		if (!time_index_ok(s, tim_valid, tim_bytes))
+			n = 0; /* damaged: rebuild both */
+	}
+	if (n > 0) {
+		/* Time entries are added at offset entries, when the greatest
+		 * timestamp grew.  The last one holds the maximum up to its
+		 * batch; what came after it must be read again, as a crash may
+		 * have kept an offset entry and lost the time entry beside it
+		 * (two files, written back independently), and the batches
+		 * between index entries are not read otherwise.  Usually that
+		 * is the last index entry; with timestamps that rarely grow it
+		 * can be a long way back, and opening reads that much. */
+		uint32_t t_rel = s->tim[tim_valid - 1].rel_offset;
+		while (n > 0 && s->idx[n - 1].rel_offset > t_rel)
+			n--;
+		if (n == 0 || s->idx[n - 1].rel_offset != t_rel)
+			n = 0; /* a time entry off every index entry: damage */
+	}
+	if (n > 0) {
+		/* Trust the index up to that entry if it sits on a batch of
+		 * the right offset; scan (and index) the rest. */
 		struct rmq_batch_view v;
 		const struct rmq_index_entry *last = &s->idx[n - 1];
 		int k = rmq_batch_parse(s->map + last->position, file_size - last->position, &v);
-		if (k <= 0 || v.hdr.base_offset != base_offset + last->rel_offset ||
-		    !time_index_ok(s, valid_time_prefix(s, tim_bytes, last->rel_offset), tim_bytes)) {
+		if (k <= 0 || v.hdr.base_offset != base_offset + last->rel_offset) {
 			n = 0; /* either index is damaged: rebuild both */
 		} else {
 			pos = last->position;
@@ -588,18 +615,24 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		scan(s, 0, base_offset, file_size, 0, index_interval_bytes, rec);
 	} else {
 		s->idx_count = n - 1; /* the last entry is re-added by the scan */
-		s->tim_count = tim_valid = valid_time_prefix(s, tim_bytes, s->idx[n - 1].rel_offset);
-		while (s->tim_count > 0 && s->tim[s->tim_count - 1].rel_offset >= s->idx[n - 1].rel_offset)
-			s->tim_count--;
-		s->max_timestamp_ms = s->tim_count ? s->tim[s->tim_count - 1].timestamp_ms : -1;
+		/* The maximum of every batch before the scan, including those
+		 * between index entries.  (Dropping the last time entry and
+		 * letting the scan re-add it from its batch alone lost a
+		 * greater timestamp between the last two index entries.)  The
+		 * scan adds no second entry for that batch: its timestamp is
+		 * not above the maximum. */
+		s->tim_count = tim_valid;
+		s->max_timestamp_ms = s->tim[tim_valid - 1].timestamp_ms;
 		s->bytes_since_index = index_interval_bytes; /* index the next batch */
 		/* created_ms comes from the first batch, which the scan skips. */
 		struct rmq_batch_view v0;
 		if (rmq_batch_parse(s->map, file_size, &v0) > 0)
 			s->created_ms = (int64_t)v0.hdr.log_append_time_ms;
 		scan(s, pos, expect, file_size, pos, index_interval_bytes, rec);
-		for (uint32_t i = s->idx_count; i < s->idx_cap && s->idx[i].position != 0; i++)
+		for (uint32_t i = s->idx_count; i < s->idx_cap && s->idx[i].position != 0; i++) {
 			s->idx[i] = (struct rmq_index_entry){0, 0};
+			s->index_rewritten = true;
+		}
 	}
 	/* Index entries are never synced as they are added, only here: a
 	 * rebuilt index, or entries added past the valid prefix, may differ
@@ -607,8 +640,11 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 	 * wrote back some pages of the new content and not others could then
 	 * leave stale entries inside a prefix that checks out.  Once the file
 	 * matches memory, every entry that reaches the disk belongs to the
-	 * data, as only appends add entries (rmq_segment_cut syncs too). */
-	bool rewritten = n == 0 || s->idx_count > n || s->tim_count > tim_valid;
+	 * data, as only appends add entries (rmq_segment_cut syncs too).  The
+	 * scan re-adds the entries it passes; only new or changed ones count. */
+	bool rewritten = n == 0 || s->idx_count > n_valid || s->tim_count > tim_valid ||
+			 s->index_rewritten;
+	s->index_rewritten = false;
 	if (rewritten && (fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)) {
 		rc = -errno;
 		goto err;

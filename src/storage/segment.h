@@ -110,6 +110,10 @@ struct rmq_segment {
 	uint32_t tim_count, tim_cap;
 	int idx_fd, tim_fd;
 	uint64_t bytes_since_index;
+	bool index_rewritten;     /* an entry was written over a different,
+				   * nonzero one (recovery: the files changed
+				   * where they held entries, rmq_segment_open
+				   * syncs them) */
 	uint64_t zeroed;          /* [0, zeroed) needs no zeroing: zero-ahead
 				   * wrote it, or (recycled file) it holds
 				   * written blocks */

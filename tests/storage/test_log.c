@@ -315,6 +315,31 @@ Test(log, time_lookups)
 	su_batches_free(&model);
 }
 
+/* Many small batches per index interval, producer timestamps out of
+ * order: at a reopen, an older segment's greatest timestamp may sit on a
+ * batch between its last two index entries, which recovery does not read
+ * again.  Reopening used to drop that maximum (time lookups then missed
+ * the batch, and time retention could delete the segment early). */
+Test(log, time_lookups_after_reopen_with_small_batches)
+{
+	struct su_batches model = {0};
+	env.cfg.index_interval_bytes = 4096;
+	open_log(&env);
+	su_append_seq(&env, 0, 3000, 40, true, 10, &model);
+	uint64_t b[MAX_SEGS];
+	cr_assert_geq(segments(&env, b), 5);
+	int64_t want = INT64_MIN, got;
+	for (size_t i = 0; i < model.n; i++)
+		if (model.v[i].hdr.max_timestamp_ms > want)
+			want = model.v[i].hdr.max_timestamp_ms;
+	su_check_times(&env, &model);
+	su_reopen(&env);
+	cr_assert_eq(rmq_log_max_timestamp(env.log, &got), 0);
+	cr_assert_eq(got, want);
+	su_check_times(&env, &model);
+	su_batches_free(&model);
+}
+
 /* ---- retention ----------------------------------------------------------- */
 
 /* Sizes of each segment's data, from the segment files of a log whose
