@@ -1223,7 +1223,7 @@ struct shard_numbers {
 	uint64_t produce_requests, produce_records, fetch_requests, fetch_bytes, errors;
 	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
 	uint64_t partitions, connections, calls, protocol_errors;
-	uint64_t log_bytes, segment_rolls, segments_recycled;
+	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log;
 };
@@ -1267,6 +1267,7 @@ static void gather_here(struct rmq_xmsg *m)
 				n->log_bytes += rmq_log_size_bytes(log);
 				n->segment_rolls += rmq_log_stats(log)->rolls;
 				n->segments_recycled += rmq_log_stats(log)->recycled_segments;
+				n->segments_deleted += rmq_log_stats(log)->deleted_segments;
 			}
 	if (bs->srv) {
 		const struct rmq_server_stats *st = rmq_server_stats(bs->srv);
@@ -1509,6 +1510,7 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_log_bytes", "bytes stored in partition logs", "bytes", 2, log_bytes),
 	MDEF("rmq_segment_rolls_total", "segments rolled, partitions open now, since they opened", "segments", 1, segment_rolls),
 	MDEF("rmq_segments_recycled_total", "new segments that took a deleted segment's file (--recycle-segments), partitions open now, since they opened", "segments", 1, segments_recycled),
+	MDEF("rmq_segments_deleted_total", "segments deleted by retention, compaction or truncation, partitions open now, since they opened", "segments", 1, segments_deleted),
 	MDEF("rmq_connections", "open client connections", "connections", 2, connections),
 	MDEF("rmq_calls", "gRPC calls in flight", "calls", 2, calls),
 	MDEF("rmq_protocol_errors_total", "connections closed for bad input", "connections", 1, protocol_errors),

@@ -813,6 +813,26 @@ def latency_histograms(ctx):
               "the samples add time")
 
 
+@test
+def retention_deletions_counted(ctx):
+    """rmq_segments_deleted_total counts what retention deletes: with
+    retention.bytes below the data, each roll lets retention delete."""
+    name = "rmq_segments_deleted_total"
+    with ctx.client() as c:
+        ok(c.create_topic("ret-m", 1, {"retention.bytes": "300000"}), "create")
+        del0 = c.metric_totals(name)[name]
+        big = T.Record(value=b"v" * 60000)
+        for i in range(20):  # 1.2 MB into 256 KiB segments
+            ok(c.produce("ret-m", 0, [big]), f"produce {i}")
+        deleted = c.metric_totals(name)[name] - del0
+        check(deleted >= 2, f"retention deleted segments: {deleted}")
+        # Gone again: restart_keeps_everything reads every topic from 0.
+        d = ok(c.unary("/rustmq.controller.AdminService/DeleteTopics",
+                       A.DeleteTopicsRequest(version=V(), names=["ret-m"]),
+                       A.DeleteTopicsResponse), "DeleteTopics")
+        ok(d.topics[0], "delete ret-m")
+
+
 # ---- admin ---------------------------------------------------------------------
 
 @test
