@@ -42,19 +42,25 @@ static void on_signal(int sig)
 }
 
 /*
- * Warns when the data directory's filesystem discards online (mount option
- * "discard"): ext4 then discards every freed extent inside the journal
- * commit, and every synced write waits for that commit.  Deleting a 256 MiB
- * segment took 72 ms here, 67 ms of it three discard requests, and produce
- * stalled as long (docs/storage.md).  Recycled segments free nothing, but
- * truncation, topic deletion and retention beyond one segment per roll
- * still do.
+ * Warns about two mount settings of the data directory's filesystem that
+ * cost every --fsync=always producer (docs/rmqd.md, "Disks"):
+ *
+ * - online discard (mount option "discard"): deleting a 256 MiB segment
+ *   took 72 ms here, 67 ms of it three discard requests, and produce
+ *   stalled as long (docs/storage.md).  Recycled segments free nothing,
+ *   but truncation, topic deletion and retention beyond one segment per
+ *   roll still do.
+ * - ext4 without a journal: an fdatasync after the file's mtime moved (once
+ *   per clock tick while it is written) also writes the inode's block, a
+ *   second dependent write in about one synced write of three at 330k
+ *   msgs/s (docs/benchmarks.md, "What the disk does at half peak").
+ *   /sys/fs/ext4/<device>/journal_task says "<none>" then.
  */
-static void warn_online_discard(const char *dir)
+static void warn_data_dir_mount(const char *dir)
 {
-	char real[PATH_MAX], where[PATH_MAX] = "";
+	char real[PATH_MAX], where[PATH_MAX] = "", dev[PATH_MAX] = "";
 	size_t best = 0;
-	bool discard = false;
+	bool discard = false, ext4 = false;
 
 	if (!realpath(dir, real))
 		return;
@@ -69,7 +75,9 @@ static void warn_online_discard(const char *dir)
 		if (under && n >= best) {
 			best = n;
 			discard = hasmntopt(m, "discard") != NULL;
+			ext4 = strcmp(m->mnt_type, "ext4") == 0;
 			snprintf(where, sizeof(where), "%s", m->mnt_dir);
+			snprintf(dev, sizeof(dev), "%s", m->mnt_fsname);
 		}
 	}
 	endmntent(f);
@@ -77,6 +85,22 @@ static void warn_online_discard(const char *dir)
 		rmq_warn("the data directory is on %s, mounted with 'discard': deleting a segment "
 			 "stalls synced writes while the device discards it; prefer 'nodiscard' and a "
 			 "periodic fstrim (docs/rmqd.md, \"Disks\")",
+			 where);
+
+	char devreal[PATH_MAX], path[PATH_MAX + 64], task[32] = "";
+	if (!ext4 || !realpath(dev, devreal))
+		return;
+	const char *name = strrchr(devreal, '/');
+	snprintf(path, sizeof(path), "/sys/fs/ext4/%s/journal_task", name ? name + 1 : devreal);
+	FILE *j = fopen(path, "r");
+	if (!j)
+		return; /* an older kernel, or not a block device */
+	bool none = fgets(task, sizeof(task), j) && strncmp(task, "<none>", 6) == 0;
+	fclose(j);
+	if (none)
+		rmq_warn("the data directory is on %s, ext4 without a journal: each synced write "
+			 "can also write its file's inode; prefer ext4 with its journal "
+			 "(docs/rmqd.md, \"Disks\")",
 			 where);
 }
 
@@ -355,7 +379,7 @@ int main(int argc, char **argv)
 	}
 	if (lock_data_dir(cfg->data_dir) < 0 || port_is_free(host, net->port) < 0)
 		return 1;
-	warn_online_discard(cfg->data_dir);
+	warn_data_dir_mount(cfg->data_dir);
 	rc = cluster_id(cfg->data_dir, broker.cluster_id);
 	if (rc < 0) {
 		fprintf(stderr, "rmqd: cannot read or write %s/meta/cluster_id: %s\n", cfg->data_dir,
