@@ -105,7 +105,7 @@ struct rmq_produce {
 	const uint8_t *req;            /* the request bytes the ranges point into */
 	size_t req_len;
 	/* Records: (offset, length) ranges into req, plus per-record keys. */
-	uint32_t nranges;
+	uint32_t nranges, range_cap;
 	uint32_t *range_off, *range_len;
 	uint8_t *keys;                 /* 6 bytes per re-keyed record */
 	bool rekey;                    /* ranges are Record bodies needing keys */
@@ -194,18 +194,18 @@ static int storage_code(int err)
 
 /* ---- parsing ------------------------------------------------------------------ */
 
-static int add_range(struct rmq_produce *pr, uint32_t *cap, size_t off, size_t len)
+static int add_range(struct rmq_produce *pr, size_t off, size_t len)
 {
-	if (pr->nranges == *cap) {
-		uint32_t n = *cap ? *cap * 2 : 16;
+	if (pr->nranges == pr->range_cap) {
+		uint32_t n = pr->range_cap ? pr->range_cap * 2 : 16;
 		uint32_t *o = realloc(pr->range_off, 2 * (size_t)n * sizeof(uint32_t));
 		if (!o)
 			return -ENOMEM;
 		/* Lengths live in the second half: move them up. */
-		memmove(o + n, o + *cap, (size_t)pr->nranges * sizeof(uint32_t));
+		memmove(o + n, o + pr->range_cap, (size_t)pr->nranges * sizeof(uint32_t));
 		pr->range_off = o;
 		pr->range_len = o + n;
-		*cap = n;
+		pr->range_cap = n;
 	}
 	pr->range_off[pr->nranges] = (uint32_t)off;
 	pr->range_len[pr->nranges] = (uint32_t)len;
@@ -237,6 +237,27 @@ static int scan_record(const uint8_t *p, size_t len, int64_t *ts_ms)
 		p += n;
 	}
 	return 0;
+}
+
+/* Counts the Records of uncompressed records bytes (field-7 elements,
+ * batch.h), each checked to parse.  Returns the count, or -1. */
+static int64_t count_records(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	int64_t n = 0;
+	while (p < end) {
+		uint32_t field, wire;
+		uint64_t num = 0;
+		const uint8_t *val = NULL;
+		size_t vlen = 0;
+		int64_t ts;
+		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
+		if (k == 0 || field != 7 || wire != RMQ_PB_LEN || scan_record(val, vlen, &ts) < 0)
+			return -1;
+		n++;
+		p += k;
+	}
+	return n;
 }
 
 static void note_ts(struct rmq_produce *pr, int64_t ts)
@@ -291,7 +312,7 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 {
 	const uint8_t *end = p + len;
 	struct rmq_batch_hdr *h = &pr->app.hdr;
-	uint32_t cap = 0, records = 0;
+	uint32_t records = 0;
 	bool compressed_seen = false;
 	const uint8_t *run = NULL, *run_end = NULL;
 
@@ -316,7 +337,7 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 			if (run && run_end == p) {
 				run_end = p + n;
 			} else {
-				if (run && add_range(pr, &cap, (size_t)(run - req), (size_t)(run_end - run)) < 0)
+				if (run && add_range(pr, (size_t)(run - req), (size_t)(run_end - run)) < 0)
 					goto nomem;
 				run = p;
 				run_end = p + n;
@@ -326,9 +347,9 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 			case 2: h->compression = (uint32_t)num; break;
 			case 8: h->crc32 = (uint32_t)num; break;
 			case 9:
-				if (wire != RMQ_PB_LEN)
-					goto bad;
-				if (add_range(pr, &cap, (size_t)(val - req), vlen) < 0)
+				if (wire != RMQ_PB_LEN || compressed_seen)
+					goto bad; /* one compressed payload, checked whole */
+				if (add_range(pr, (size_t)(val - req), vlen) < 0)
 					goto nomem;
 				compressed_seen = true;
 				break;
@@ -356,7 +377,7 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 		}
 		p += n;
 	}
-	if (run && add_range(pr, &cap, (size_t)(run - req), (size_t)(run_end - run)) < 0)
+	if (run && add_range(pr, (size_t)(run - req), (size_t)(run_end - run)) < 0)
 		goto nomem;
 	idempotent_defaults(h);
 	if (h->compression >= RMQ_CODEC_COUNT) {
@@ -393,7 +414,7 @@ nomem:
 static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 {
 	const uint8_t *p = req, *end = req + len;
-	uint32_t cap = 0, records = 0;
+	uint32_t records = 0;
 	bool have_tp = false, have_batch = false;
 
 	rmq_batch_hdr_init(&pr->app.hdr);
@@ -425,7 +446,7 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 				return -1;
 			}
 			note_ts(pr, ts);
-			if (add_range(pr, &cap, (size_t)(val - req), vlen) < 0) {
+			if (add_range(pr, (size_t)(val - req), vlen) < 0) {
 				pr_fail(pr, EC_RESOURCE_EXHAUSTED, "out of memory");
 				return -1;
 			}
@@ -449,6 +470,13 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 		case 15:
 			if (wire != RMQ_PB_LEN)
 				break;
+			if (have_batch) {
+				/* Protobuf would merge the two; a producer that
+				 * means that is broken, and the merge is not what
+				 * either batch says. */
+				pr_fail(pr, EC_INVALID_REQUEST, "ProduceRequest: batch given twice");
+				return -1;
+			}
 			have_batch = true;
 			if (parse_batch(pr, req, val, vlen) < 0)
 				return -1;
@@ -561,6 +589,20 @@ static int convert_codec(struct rmq_produce *pr, int target, uint64_t max_bytes,
 			return -1;
 		}
 		raw_len = (size_t)k;
+		/* What the producer compressed is stored open (or in the
+		 * topic's codec) under its record_count: they must agree, or
+		 * the batch's offsets would not match its records. */
+		int64_t cnt = count_records(raw, raw_len);
+		if (cnt != (int64_t)h->record_count) {
+			free(raw);
+			if (cnt < 0)
+				pr_fail(pr, EC_CORRUPT_MESSAGE, "compressed records do not decompress to records");
+			else
+				pr_fail(pr, EC_CORRUPT_MESSAGE,
+					"compressed records hold %" PRId64 " records, record_count says %u", cnt,
+					h->record_count);
+			return -1;
+		}
 	} else {
 		/* Uncompressed: gather the field-7 bytes. */
 		struct iovec iov[512];
@@ -575,7 +617,7 @@ static int convert_codec(struct rmq_produce *pr, int target, uint64_t max_bytes,
 			struct rmq_produce tmp = *pr;
 			tmp.range_off = pr->range_off + done;
 			tmp.range_len = pr->range_len + done;
-			tmp.keys = pr->keys + 6 * (size_t)done;
+			tmp.keys = pr->keys ? pr->keys + 6 * (size_t)done : NULL;
 			tmp.nranges = pr->nranges - done > 256 ? 256 : pr->nranges - done;
 			tmp.payload = NULL;
 			int n = build_iov(&tmp, iov, 512);
@@ -1108,9 +1150,9 @@ static bool partition_data_parses(const uint8_t *p, size_t len)
 		if (k == 0)
 			return false;
 		if (field == 1) {
-			const uint8_t *q = val, *qe = val + vlen;
 			if (wire != RMQ_PB_LEN)
 				return false;
+			const uint8_t *q = val, *qe = val + vlen;
 			while (q < qe) {
 				uint32_t f2, w2;
 				uint64_t n2;
