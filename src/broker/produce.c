@@ -1255,6 +1255,8 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 				}
 				if (f2 == 1 && w2 == RMQ_PB_LEN && parse_topic_partition(pr, v2, l2) < 0)
 					pr_fail(pr, EC_INVALID_REQUEST, "ProducePartitionData: bad topic_partition");
+				else if (f2 == 2 && w2 == RMQ_PB_LEN && have_batch)
+					pr_fail(pr, EC_INVALID_REQUEST, "ProducePartitionData: batch given twice");
 				else if (f2 == 2 && w2 == RMQ_PB_LEN) {
 					have_batch = true;
 					parse_batch(pr, msg, v2, l2);

@@ -1253,6 +1253,15 @@ def produce_malformed_combinations(ctx):
                  + P.ProduceRequest(batch=b).SerializeToString())
         r = P.ProduceResponse.FromString(c.unary_raw(path, twice))
         expect_code(r, INVALID_REQUEST, "batch twice")
+        # The same inside ProduceBatch: one partition's data with two batches.
+        pd = (P.ProducePartitionData(topic_partition=tp, batch=b).SerializeToString()
+              + P.ProducePartitionData(batch=b).SerializeToString())
+        raw = (P.ProduceBatchRequest(version=V()).SerializeToString()
+               + bytes([0x1a]) + varint(len(pd)) + pd)  # field 3, LEN
+        r = P.ProduceBatchResponse.FromString(
+            c.unary_raw("/rustmq.client.ProducerService/ProduceBatch", raw))
+        check(r.error_code != OK or r.partitions[0].error_code == INVALID_REQUEST,
+              f"ProduceBatch with a batch twice: {r}")
         mods = codec_modules()
         if COMP_LZ4 in mods:
             comp = mods[COMP_LZ4][1](records_bytes_of_records(make_records(3, "mal-z")))
