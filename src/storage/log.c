@@ -385,27 +385,6 @@ static void submit_sync(struct rmq_log *log)
 	seg->unsynced = false;
 }
 
-/* ---- sealing ----------------------------------------------------------- */
-
-/* Seals every non-active segment whose writes have all retired.  Sealing
- * syncs it, so its appends become durable here. */
-static void seal_retired(struct rmq_log *log)
-{
-	for (size_t i = 0; i + 1 < log->nsegs; i++) {
-		struct rmq_segment *s = log->segs[i];
-		if (s->sealed || s->fenced || log->written < s->next_offset)
-			continue;
-		int rc = rmq_segment_seal(s);
-		if (rc < 0) {
-			fail_log(log, rc, "sealing a segment");
-			return;
-		}
-		s->unsynced = false;
-		if (log->synced < s->next_offset)
-			log->synced = s->next_offset;
-	}
-}
-
 /* ---- writes ------------------------------------------------------------ */
 
 static void flush_pending(struct rmq_log *log);
@@ -507,13 +486,10 @@ static void retire_writes(struct rmq_log *log)
 	}
 	if (!moved || log->failed)
 		return;
-	seal_retired(log);
-	if (log->failed)
-		return;
 	if (log->cfg.fsync == RMQ_FSYNC_ALWAYS) {
 		if (log->dsync && log->synced < log->written)
 			log->synced = log->written;
-		ack_to(log, log->synced); /* what sealing made durable */
+		ack_to(log, log->synced);
 		submit_sync(log);
 	} else {
 		ack_to(log, log->written);
@@ -977,12 +953,16 @@ static int create_segment(struct rmq_log *log, uint64_t base, struct rmq_segment
  * may already be on disk (its directory entry even synced): the deletion
  * must be durable before the older segment takes appends again, or a crash
  * could bring the empty newer file back, and recovery would fence the
- * older segment's acknowledged tail as a gap.  Returns 0 or a negated
- * errno (the caller fails the log). */
+ * older segment's acknowledged tail as a gap.  s NULL: the creation
+ * failed, and rmq_segment_create() removed what it had made; that removal
+ * must be durable all the same.  Returns 0 or a negated errno (the caller
+ * fails the log). */
 static int discard_segment(struct rmq_log *log, struct rmq_segment *s)
 {
-	rmq_segment_delete(s);
-	free(s);
+	if (s) {
+		rmq_segment_delete(s);
+		free(s);
+	}
 	return fsync(log->dir_fd) < 0 ? -errno : 0;
 }
 
@@ -1075,17 +1055,24 @@ static int roll_sync(struct rmq_log *log, int fd, unsigned fsync_flags)
 	return 1;
 }
 
-/* A roll that could not create the new segment: the old one stays active,
- * with the seal's cuts undone. */
-static void roll_abandon(struct rmq_log *log, int err)
+/* A roll whose new segment s (NULL: not created) could not be made,
+ * synced or listed: s goes, durably (or the log fails), and the old
+ * segment stays active with the seal's cuts undone; the next roll()
+ * returns err once. */
+static void roll_undo(struct rmq_log *log, struct rmq_segment *s, int err)
 {
+	int d = discard_segment(log, s);
+	if (d < 0)
+		fail_log(log, d, "removing a new segment after a failed roll");
+	log->roll.stage = ROLL_IDLE;
+	if (log->failed)
+		return;
 	struct rmq_segment *old = active(log);
 	int cut = rmq_segment_cut(old, old->size, log->cfg.segment_bytes, log->cfg.prealloc);
 	if (cut < 0)
 		fail_log(log, cut, "reopening a segment after a failed roll");
 	old->zeroed = 0;
 	log->roll.failed = err;
-	log->roll.stage = ROLL_IDLE;
 }
 
 /* Runs when the stage's sync is done (err 0) or failed. */
@@ -1117,30 +1104,17 @@ static void roll_step(struct rmq_log *log, int err)
 		if (log->cfg.fsync == RMQ_FSYNC_ALWAYS)
 			ack_to(log, log->synced);
 		int rc = create_segment(log, log->next_offset, &r->next);
-		if (rc < 0 && fsync(log->dir_fd) < 0) {
-			/* What the failed creation made and removed must stay
-			 * removed (discard_segment says why). */
-			r->stage = ROLL_IDLE;
-			fail_log(log, -errno, "removing a new segment after a failed roll");
-			return;
-		}
 		if (rc == 0) {
 			/* The new file must survive a crash before any data
 			 * in it is acknowledged. */
 			r->stage = ROLL_CREATING;
 			rc = roll_sync(log, log->dir_fd, 0);
-			if (rc < 0) {
-				int d = discard_segment(log, r->next);
-				r->next = NULL;
-				if (d < 0) {
-					r->stage = ROLL_IDLE;
-					fail_log(log, d, "removing a new segment after a failed roll");
-					return;
-				}
-			}
 		}
-		if (rc < 0)
-			roll_abandon(log, rc);
+		if (rc < 0) {
+			struct rmq_segment *s = r->next;
+			r->next = NULL;
+			roll_undo(log, s, rc);
+		}
 		return;
 	}
 	RMQ_ASSERT(r->stage == ROLL_CREATING);
@@ -1156,13 +1130,7 @@ static void roll_step(struct rmq_log *log, int err)
 		RECORD_LAT(log, roll, r->start_ns);
 		return;
 	}
-	int d = discard_segment(log, s);
-	if (d < 0)
-		fail_log(log, d, "removing a new segment after a failed roll");
-	if (log->failed)
-		r->stage = ROLL_IDLE;
-	else
-		roll_abandon(log, err);
+	roll_undo(log, s, err);
 }
 
 /* Starts a roll.  Returns RMQ_EFULL while writes to the old segment are in

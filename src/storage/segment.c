@@ -729,16 +729,6 @@ void rmq_segment_sealed(struct rmq_segment *s)
 	s->sealed = true;
 }
 
-int rmq_segment_seal(struct rmq_segment *s)
-{
-	int rc = rmq_segment_seal_cut(s);
-	if (rc < 0)
-		return rc;
-	if (fdatasync(s->fd) < 0)
-		return -errno;
-	rmq_segment_sealed(s);
-	return 0;
-}
 
 /* Index entry with the greatest relative offset <= rel; -1 if none. */
 static int64_t index_floor(const struct rmq_segment *s, uint32_t rel)

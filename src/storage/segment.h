@@ -274,18 +274,14 @@ int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64
 			      uint64_t *offset);
 
 /*
- * Seals the segment: cuts B.log to its data length (releasing the
- * preallocation) and syncs it.  The index files are not synced: rmq_segment_open() keeps an
- * older segment's indexes only as far as they check out against the data
- * and rebuilds the rest.  Synchronous.  Returns 0 or a negated errno.
+ * Sealing, in two halves around the caller's fdatasync of fd (the log's
+ * roll runs it with io_uring, off the shard's thread):
+ * rmq_segment_seal_cut() cuts B.log to its data length, releasing the
+ * preallocation (returns 0 or a negated errno); once the data file is
+ * synced, rmq_segment_sealed() marks the segment sealed.  The index files
+ * are not synced: rmq_segment_open() keeps an older segment's indexes only
+ * as far as they check out against the data and rebuilds the rest.
  */
-int rmq_segment_seal(struct rmq_segment *s);
-
-/* rmq_segment_seal() in two halves, for a caller that syncs the data file
- * itself (the log's roll does, with io_uring, off the shard's thread):
- * rmq_segment_seal_cut() cuts the files (returns 0 or a negated errno);
- * once fdatasync(fd) has succeeded, rmq_segment_sealed() marks the
- * segment sealed. */
 int rmq_segment_seal_cut(struct rmq_segment *s);
 void rmq_segment_sealed(struct rmq_segment *s);
 
