@@ -327,8 +327,7 @@ static void stop_everyone(struct bthread *t, uint64_t t_stop)
 	if (t_stop < atomic_load(&g.t_stop))
 		atomic_store(&g.t_stop, t_stop);
 	for (unsigned i = 0; i < g.nthreads; i++)
-		if (rmq_shard_post(t->s, i, &g.th[i].stop_msg) < 0)
-			fatal("cannot tell thread %u to stop", i);
+		rmq_shard_post(t->s, i, &g.th[i].stop_msg);
 }
 
 /* Counts n messages of `bytes` for a stats block; true when measured. */
@@ -735,8 +734,7 @@ static void reader_issue(struct reader *r)
 
 static void post_ready(struct bthread *t)
 {
-	if (rmq_shard_post(t->s, 0, &t->ready_msg) < 0)
-		fatal("cannot reach thread 0");
+	rmq_shard_post(t->s, 0, &t->ready_msg);
 }
 
 static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char *message,
@@ -1460,8 +1458,7 @@ static void topic_metadata_done(void *arg, enum rmq_grpc_status status, const ch
 		fprintf(stderr, "rmq-bench: topic %s exists with %zu partitions; using them\n",
 			g.o.topic, nparts);
 	for (unsigned i = 0; i < g.nthreads; i++)
-		if (rmq_shard_post(t->s, i, &g.th[i].setup_msg) < 0)
-			fatal("cannot reach thread %u", i);
+		rmq_shard_post(t->s, i, &g.th[i].setup_msg);
 }
 
 static void topic_metadata_start(struct bthread *t)
@@ -1676,8 +1673,7 @@ static void on_ready(struct rmq_xmsg *m)
 	atomic_store(&g.t_end, end);
 	atomic_store(&g.t_stop, end);
 	for (unsigned i = 0; i < g.nthreads; i++)
-		if (rmq_shard_post(t0->s, i, &g.th[i].go_msg) < 0)
-			fatal("cannot reach thread %u", i);
+		rmq_shard_post(t0->s, i, &g.th[i].go_msg);
 }
 
 /* ---- connections -------------------------------------------------------------------- */

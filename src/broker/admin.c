@@ -497,20 +497,13 @@ static void change_back(struct rmq_xmsg *m)
 	ch->done(ch);
 }
 
-static void post_to(unsigned to, struct rmq_xmsg *m)
-{
-	struct rmq_bshard *bs = rmq_bshard_current();
-	while (rmq_shard_post(bs->s, to, m) == RMQ_EFULL)
-		sched_yield();
-}
-
 /* Shard 0: the change is complete everywhere (or failed validation). */
 static void change_finish(struct meta_change *ch)
 {
 	if (ch->new_meta)
 		rmq_meta_unref(ch->new_meta); /* shard 0's build reference */
 	ch->msg.fn = change_back;
-	post_to(ch->origin, &ch->msg);
+	rmq_shard_post(rmq_shard_current(), ch->origin, &ch->msg);
 	ch_busy = false;
 	change_next();
 }
@@ -533,7 +526,7 @@ static void apply_here(struct rmq_xmsg *m)
 		rmq_error("applying topic metadata v%" PRIu64 ": %s", ch->new_meta->version,
 			  rmq_strerror(rc));
 	m->fn = apply_ack;
-	post_to(0, m);
+	rmq_shard_post(rmq_shard_current(), 0, m);
 }
 
 static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct change_item *it)
@@ -718,7 +711,7 @@ static void change_run(struct meta_change *ch)
 		struct rmq_xmsg *am = (struct rmq_xmsg *)((char *)ch->applies + s * (sizeof(struct rmq_xmsg) + sizeof(void *)));
 		*(struct meta_change **)(am + 1) = ch;
 		am->fn = apply_here;
-		post_to(s, am);
+		rmq_shard_post(rmq_shard_current(), s, am);
 	}
 }
 
@@ -764,10 +757,10 @@ static struct meta_change *change_new(struct rmq_bshard *bs, enum change_kind ki
 	return ch;
 }
 
-static int change_submit(struct rmq_bshard *bs, struct meta_change *ch)
+static void change_submit(struct rmq_bshard *bs, struct meta_change *ch)
 {
 	ch->msg.fn = change_arrive;
-	return rmq_shard_post(bs->s, 0, &ch->msg);
+	rmq_shard_post(bs->s, 0, &ch->msg);
 }
 
 static int item_configs(struct change_item *it, size_t n)
@@ -884,11 +877,7 @@ void rmq_admin_create_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
 	ch->call = c;
 	rmq_call_ref(c);
 	ch->done = create_done;
-	if (change_submit(bs, ch) < 0) {
-		rmq_call_unref(c);
-		change_free(ch);
-		rmq_call_finish(c, RMQ_GRPC_UNAVAILABLE, "the metadata shard is overloaded; retry");
-	}
+	change_submit(bs, ch);
 	return;
 nomem:
 	if (ch)
@@ -914,10 +903,8 @@ int rmq_admin_create_one(struct rmq_bshard *bs, const char *name, uint32_t parti
 	ch->done = create_one_done;
 	ch->cb = cb;
 	ch->cb_arg = arg;
-	int rc = change_submit(bs, ch);
-	if (rc < 0)
-		change_free(ch);
-	return rc;
+	change_submit(bs, ch);
+	return 0;
 }
 
 static void delete_done(struct meta_change *ch)
@@ -971,11 +958,7 @@ void rmq_admin_delete_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
 		delete_done(ch);
 		return;
 	}
-	if (change_submit(bs, ch) < 0) {
-		rmq_call_unref(c);
-		change_free(ch);
-		rmq_call_finish(c, RMQ_GRPC_UNAVAILABLE, "the metadata shard is overloaded; retry");
-	}
+	change_submit(bs, ch);
 }
 
 void rmq_admin_list_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
@@ -1102,11 +1085,7 @@ void rmq_admin_alter_configs(struct rmq_call *c, const uint8_t *msg, size_t len)
 	ch->call = c;
 	rmq_call_ref(c);
 	ch->done = alter_done;
-	if (change_submit(bs, ch) < 0) {
-		rmq_call_unref(c);
-		change_free(ch);
-		rmq_call_finish(c, RMQ_GRPC_UNAVAILABLE, "the metadata shard is overloaded; retry");
-	}
+	change_submit(bs, ch);
 	return;
 nomem:
 	if (ch)
@@ -1276,7 +1255,7 @@ static void gather_here(struct rmq_xmsg *m)
 		n->protocol_errors = st->protocol_errors;
 	}
 	m->fn = gather_back;
-	post_to(g->origin, m);
+	rmq_shard_post(rmq_shard_current(), g->origin, m);
 }
 
 static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, void *req,
@@ -1305,7 +1284,7 @@ static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, void *req,
 		struct rmq_xmsg *m = (struct rmq_xmsg *)((char *)g->msgs + s * stride);
 		*(struct gather **)(m + 1) = g;
 		m->fn = gather_here;
-		post_to(s, m);
+		rmq_shard_post(rmq_shard_current(), s, m);
 	}
 	return 0;
 }

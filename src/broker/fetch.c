@@ -440,7 +440,7 @@ static void op_maybe_finish(struct fetch_op *op);
 static void reply_part(struct fetch_part *fp)
 {
 	fp->msg.fn = part_replied;
-	rmq_post_or_run(fp->origin, &fp->msg);
+	rmq_shard_post(rmq_shard_current(), fp->origin, &fp->msg);
 }
 
 static void cancel_on_owner(struct rmq_xmsg *m)
@@ -457,7 +457,7 @@ static void cancel_on_owner(struct rmq_xmsg *m)
 	/* A part with cold reads in flight is not parked: its reply follows
 	 * from cold_done, this ack goes now; the origin waits for both. */
 	fp->cmsg.fn = cancel_ack;
-	rmq_post_or_run(fp->origin, &fp->cmsg);
+	rmq_shard_post(rmq_shard_current(), fp->origin, &fp->cmsg);
 }
 
 static void cancel_ack(struct rmq_xmsg *m)
@@ -478,7 +478,7 @@ static void cancel_parked(struct fetch_op *op)
 		fp->cancel_sent = true;
 		op->outstanding++;
 		fp->cmsg.fn = cancel_on_owner;
-		rmq_post_or_run(fp->owner, &fp->cmsg);
+		rmq_shard_post(rmq_shard_current(), fp->owner, &fp->cmsg);
 	}
 }
 
@@ -845,7 +845,7 @@ static void round_start(struct fetch_op *op)
 		fp->owner = (unsigned)owner;
 		fp->origin = bs->id;
 		fp->msg.fn = exec_msg;
-		rmq_post_or_run((unsigned)owner, &fp->msg);
+		rmq_shard_post(rmq_shard_current(), (unsigned)owner, &fp->msg);
 	}
 	/* A partition that failed here answers the round at once, as one
 	 * that fails on its owner does (part_replied): the parts just posted

@@ -244,7 +244,7 @@ void greq_reply(struct greq *r, const ProtobufCMessage *m)
 		r->resp_len = protobuf_c_message_pack(m, r->resp);
 	}
 	r->msg.fn = greq_back;
-	rmq_post_or_run(r->origin, &r->msg);
+	rmq_shard_post(rmq_shard_current(), r->origin, &r->msg);
 }
 
 void greq_fail(struct greq *r, int status, const char *msg)
@@ -252,7 +252,7 @@ void greq_fail(struct greq *r, int status, const char *msg)
 	r->status = status;
 	snprintf(r->smsg, sizeof(r->smsg), "%s", msg);
 	r->msg.fn = greq_back;
-	rmq_post_or_run(r->origin, &r->msg);
+	rmq_shard_post(rmq_shard_current(), r->origin, &r->msg);
 }
 
 /*
@@ -362,7 +362,7 @@ static void submit(struct rmq_call *c, const uint8_t *msg, size_t len, int kind,
 		return;
 	}
 	r->msg.fn = greq_exec;
-	rmq_post_or_run(rmq_group_shard(bs, gid), &r->msg);
+	rmq_shard_post(rmq_shard_current(), rmq_group_shard(bs, gid), &r->msg);
 }
 
 void rmq_group_join(struct rmq_call *c, const uint8_t *msg, size_t len)

@@ -97,7 +97,7 @@ static void tour_next(struct tour *t)
 {
 	t->at++;
 	t->msg.fn = tour_step;
-	rmq_post_or_run(t->at < t->nshards ? t->at : t->origin, &t->msg);
+	rmq_shard_post(rmq_shard_current(), t->at < t->nshards ? t->at : t->origin, &t->msg);
 }
 
 static void tour_step(struct rmq_xmsg *m)
@@ -145,7 +145,7 @@ static void tour_start(struct rmq_call *c, const uint8_t *msg, size_t len,
 	gs_of(bs)->out++;
 	t->at = 0;
 	t->msg.fn = tour_step;
-	rmq_post_or_run(0, &t->msg);
+	rmq_shard_post(rmq_shard_current(), 0, &t->msg);
 }
 
 static void tour_reply(struct rmq_gshard *gs, struct tour *t, const ProtobufCMessage *m)

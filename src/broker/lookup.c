@@ -13,7 +13,6 @@
 #include "core/util.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,13 +28,6 @@ struct rmq_lookup_set {
 	void (*done)(void *arg);
 	void *arg;
 };
-
-void rmq_post_or_run(unsigned to, struct rmq_xmsg *m)
-{
-	struct rmq_bshard *bs = rmq_bshard_current();
-	while (rmq_shard_post(bs->s, to, m) == RMQ_EFULL)
-		sched_yield(); /* the target drains its queue every cycle */
-}
 
 static void set_put(struct rmq_lookup_set *set)
 {
@@ -156,7 +148,7 @@ static void lookup_exec(struct rmq_xmsg *m)
 		}
 	}
 	v->msg.fn = lookup_back;
-	rmq_post_or_run(v->set->origin, &v->msg);
+	rmq_shard_post(rmq_shard_current(), v->set->origin, &v->msg);
 }
 
 int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
@@ -183,7 +175,7 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 			continue;
 		}
 		v[i].msg.fn = lookup_exec;
-		rmq_post_or_run((unsigned)owner, &v[i].msg);
+		rmq_shard_post(rmq_shard_current(), (unsigned)owner, &v[i].msg);
 	}
 	set_put(set);
 	return 0;

@@ -73,8 +73,4 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 struct rmq_partition;
 uint64_t rmq_lookup_time(struct rmq_partition *p, bool max, int64_t ts_ms, int64_t *ts_found);
 
-/* Posts m to shard `to`, waiting while that pair's queue is full (the
- * target drains its queue every cycle).  For replies that must not fail. */
-void rmq_post_or_run(unsigned to, struct rmq_xmsg *m);
-
 #endif /* RMQ_BROKER_LOOKUP_H */

@@ -1019,11 +1019,7 @@ static void reply_to_origin(struct rmq_produce *pr)
 		return;
 	}
 	pr->msg.fn = finish_msg;
-	while (rmq_shard_post(bs->s, pr->origin, &pr->msg) == RMQ_EFULL) {
-		/* The reply queue is full: the origin drains it every cycle, so
-		 * waiting here is bounded; yield the CPU meanwhile. */
-		sched_yield();
-	}
+	rmq_shard_post(bs->s, pr->origin, &pr->msg);
 }
 
 /* Sends pr to its owner (or runs it here). */
@@ -1050,10 +1046,7 @@ static void dispatch(struct rmq_bshard *bs, struct rmq_produce *pr)
 		return;
 	}
 	pr->msg.fn = exec_msg;
-	if (rmq_shard_post(bs->s, (unsigned)owner, &pr->msg) < 0) {
-		pr_fail(pr, EC_RESOURCE_EXHAUSTED, "shard %d is overloaded", owner);
-		finish_on_origin(pr);
-	}
+	rmq_shard_post(bs->s, (unsigned)owner, &pr->msg);
 }
 
 /* Automatic creation: when the topic is unknown and allowed, create it and

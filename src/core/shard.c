@@ -14,6 +14,15 @@
  * message or the poster sees 0 and sends another wake-up: no message is
  * left behind by a sleeping shard.  The loop also drains once per cycle.
  *
+ * Backlogs.  rmq_shard_post() never waits for room.  A message for a full
+ * queue (or for a queue that already has a backlog, to keep the pair's
+ * order) is linked at the end of the sender's backlog for that target;
+ * every cycle, before the mail is drained, the backlogs move into their
+ * queues as far as room allows.  While a backlog is left the cycle sleeps
+ * at most RMQ_SHARD_BACKLOG_RETRY_NS.  Posts to the own shard are a plain
+ * list run in the next cycle's drain.  So no shard ever waits on another:
+ * two shards flooding each other both keep draining their own queues.
+ *
  * Stop.  rmq_runtime_stop() (signal handlers may call it) sets a flag and
  * writes each shard's eventfd; a pending read on it completes and the loop
  * starts draining (see rmq_runtime_on_stop).
@@ -38,6 +47,14 @@
 /* Longest a shard sleeps without a timer: bounds the delay of a lost
  * wake-up (a MSG_RING refused by a full CQ) at a cost of ~10 wake-ups/s. */
 #define RMQ_SHARD_MAX_SLEEP_NS (100ULL * 1000 * 1000)
+/* Longest a shard sleeps while a backlog waits for room in a queue: the
+ * target frees room as it drains, without telling the sender. */
+#define RMQ_SHARD_BACKLOG_RETRY_NS (50ULL * 1000)
+
+/* Messages linked through rmq_xmsg.next, oldest first. */
+struct mlist {
+	struct rmq_xmsg *head, *tail;
+};
 
 struct hook {
 	rmq_hook_fn fn;
@@ -57,6 +74,11 @@ struct rmq_shard {
 
 	struct hook hooks[RMQ_SHARD_HOOKS_MAX];
 	unsigned nhooks;
+
+	/* out[to]: messages waiting for room in the queue to `to`;
+	 * out[id]: own posts for the next cycle.  See "Backlogs" above. */
+	struct mlist *out;
+	size_t nremote, nlocal;
 
 	_Atomic int wake_pending;
 	struct rmq_io_op wake_op;    /* target of MSG_RING wake-ups */
@@ -175,14 +197,71 @@ static struct rmq_xq *queue(struct rmq_runtime *rt, unsigned from, unsigned to)
 	return &rt->queues[from * rt->n + to];
 }
 
+static void mlist_add(struct mlist *l, struct rmq_xmsg *m)
+{
+	m->next = NULL;
+	if (l->tail)
+		l->tail->next = m;
+	else
+		l->head = m;
+	l->tail = m;
+}
+
+/* Wakes shard `to` unless a wake-up is on its way already. */
+static void wake(struct rmq_shard *from, unsigned to)
+{
+	struct rmq_shard *t = &from->rt->shards[to];
+	if (atomic_exchange(&t->wake_pending, 1) != 0)
+		return;
+	struct io_uring_sqe *sqe = rmq_io_sqe(from->io, &from->msg_ring_op);
+	if (sqe)
+		io_uring_prep_msg_ring(sqe, t->ring_fd, 0, (uint64_t)(uintptr_t)&t->wake_op, 0);
+	/* else: the target's bounded sleep picks the message up. */
+}
+
+/* Moves each backlog into its queue as far as there is room. */
+static void flush_backlogs(struct rmq_shard *s)
+{
+	struct rmq_runtime *rt = s->rt;
+	for (unsigned to = 0; to < rt->n && s->nremote > 0; to++) {
+		struct mlist *l = &s->out[to];
+		bool pushed = false;
+		if (to == s->id)
+			continue;
+		while (l->head) {
+			struct rmq_xmsg *m = l->head, *next = m->next;
+			/* Once pushed, m belongs to the target: read next first. */
+			if (!rmq_xq_push(queue(rt, s->id, to), m))
+				break;
+			l->head = next;
+			s->nremote--;
+			pushed = true;
+		}
+		if (!l->head)
+			l->tail = NULL;
+		if (pushed)
+			wake(s, to);
+	}
+}
+
 static void drain_mail(struct rmq_shard *s)
 {
 	struct rmq_runtime *rt = s->rt;
+	flush_backlogs(s);
 	for (unsigned from = 0; from < rt->n; from++) {
 		struct rmq_xq *q = queue(rt, from, s->id);
 		struct rmq_xmsg *m;
 		while ((m = rmq_xq_pop(q)) != NULL)
 			m->fn(m);
+	}
+	/* Own posts: those made while these run wait for the next cycle. */
+	struct rmq_xmsg *m = s->out[s->id].head;
+	s->out[s->id].head = s->out[s->id].tail = NULL;
+	s->nlocal = 0;
+	while (m) {
+		struct rmq_xmsg *next = m->next;
+		m->fn(m);
+		m = next;
 	}
 }
 
@@ -204,26 +283,29 @@ static void msg_ring_done(struct rmq_io_op *op, int res, unsigned flags)
 		rmq_debug("MSG_RING wake-up failed: %s", rmq_strerror(res));
 }
 
-int rmq_shard_post(struct rmq_shard *from, unsigned to, struct rmq_xmsg *m)
+void rmq_shard_post(struct rmq_shard *from, unsigned to, struct rmq_xmsg *m)
 {
 	struct rmq_runtime *rt = from->rt;
 
 	RMQ_ASSERT(to < rt->n);
-	if (atomic_load_explicit(&rt->stopping, memory_order_relaxed) && rt->drained == NULL)
-		return RMQ_ECLOSED;
+	RMQ_DASSERT(from == current);
 	m->from = (uint16_t)from->id;
-	if (!rmq_xq_push(queue(rt, from->id, to), m))
-		return RMQ_EFULL;
-	if (to == from->id)
-		return 0; /* drained at the top of our next cycle */
-	struct rmq_shard *t = &rt->shards[to];
-	if (atomic_exchange(&t->wake_pending, 1) == 0) {
-		struct io_uring_sqe *sqe = rmq_io_sqe(from->io, &from->msg_ring_op);
-		if (!sqe)
-			return 0; /* the target's bounded sleep picks it up */
-		io_uring_prep_msg_ring(sqe, t->ring_fd, 0, (uint64_t)(uintptr_t)&t->wake_op, 0);
+	if (to == from->id) {
+		mlist_add(&from->out[to], m);
+		from->nlocal++;
+		return;
 	}
-	return 0;
+	if (from->out[to].head == NULL && rmq_xq_push(queue(rt, from->id, to), m)) {
+		wake(from, to);
+		return;
+	}
+	mlist_add(&from->out[to], m);
+	from->nremote++;
+}
+
+size_t rmq_shard_backlog(const struct rmq_shard *s)
+{
+	return s->nremote + s->nlocal;
 }
 
 /* ---- accessors ------------------------------------------------------------ */
@@ -380,12 +462,13 @@ static void *shard_main(void *p)
 			/* A drained shard keeps serving mail until every shard
 			 * is drained: another shard's call may still post work
 			 * here, and a shard that left its loop would never
-			 * answer it. */
-			if (!s->drained && (!rt->drained || rt->drained(s, rt->arg))) {
+			 * answer it.  Nor does it leave with mail unsent. */
+			bool idle = rmq_shard_backlog(s) == 0;
+			if (!s->drained && idle && (!rt->drained || rt->drained(s, rt->arg))) {
 				s->drained = true;
 				atomic_fetch_add(&rt->ndrained, 1);
 			}
-			if (s->drained && atomic_load(&rt->ndrained) == rt->n)
+			if (s->drained && idle && atomic_load(&rt->ndrained) == rt->n)
 				break;
 		}
 		for (unsigned i = 0; i < s->nhooks; i++)
@@ -398,11 +481,19 @@ static void *shard_main(void *p)
 			if (wait > RMQ_SHARD_MAX_SLEEP_NS)
 				wait = RMQ_SHARD_MAX_SLEEP_NS;
 		}
-		/* Busy-poll a little first: waking a sleeping thread costs
-		 * tens of µs on a VM, more than a short request's work. */
-		if (rt->cfg.poll_ns && !s->drained)
-			(void)rmq_io_spin(s->io, rt->cfg.poll_ns < wait ? rt->cfg.poll_ns : wait);
-		rc = rmq_io_wait(s->io, wait);
+		if (s->nremote > 0 && wait > RMQ_SHARD_BACKLOG_RETRY_NS)
+			wait = RMQ_SHARD_BACKLOG_RETRY_NS;
+		if (s->nlocal > 0) {
+			/* Own posts run in the next cycle: do not sleep. */
+			rc = rmq_io_poll(s->io);
+		} else {
+			/* Busy-poll a little first: waking a sleeping thread
+			 * costs tens of µs on a VM, more than a short
+			 * request's work. */
+			if (rt->cfg.poll_ns && !s->drained)
+				(void)rmq_io_spin(s->io, rt->cfg.poll_ns < wait ? rt->cfg.poll_ns : wait);
+			rc = rmq_io_wait(s->io, wait);
+		}
 		if (rc < 0) {
 			rmq_error("shard %u: io_uring wait failed: %s", s->id, rmq_strerror(rc));
 			rmq_runtime_stop(rt);
@@ -450,8 +541,9 @@ int rmq_runtime_create(const struct rmq_runtime_config *cfg, struct rmq_runtime 
 		s->stop_op.cb = stop_done;
 		s->heap_cap = cfg->timers_max ? cfg->timers_max : 65536;
 		s->heap = calloc(s->heap_cap, sizeof(*s->heap));
+		s->out = calloc(rt->n, sizeof(*s->out));
 		s->stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (!s->heap || s->stop_fd < 0) {
+		if (!s->heap || !s->out || s->stop_fd < 0) {
 			rc = s->stop_fd < 0 ? -errno : -ENOMEM;
 			goto err;
 		}
@@ -515,6 +607,7 @@ void rmq_runtime_destroy(struct rmq_runtime *rt)
 	if (rt->shards) {
 		for (unsigned i = 0; i < rt->n; i++) {
 			free(rt->shards[i].heap);
+			free(rt->shards[i].out);
 			if (rt->shards[i].stop_fd > 0)
 				close(rt->shards[i].stop_fd);
 		}

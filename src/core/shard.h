@@ -70,16 +70,32 @@ typedef void (*rmq_xmsg_fn)(struct rmq_xmsg *m);
 /* A message; embed it in a sender-owned struct.  fn runs on the target. */
 struct rmq_xmsg {
 	rmq_xmsg_fn fn;
+	struct rmq_xmsg *next;  /* private: the sender's backlog */
 	uint16_t from;          /* set by rmq_shard_post() */
 };
 
 /*
- * Posts m to shard `to` (may be the current shard: then fn runs in the
- * next cycle, never re-entrantly).  Must be called on a shard thread.
- * Returns 0, or RMQ_EFULL when the pair's queue is full (the caller backs
- * off or answers RESOURCE_EXHAUSTED), or RMQ_ECLOSED while stopping.
+ * Posts m to shard `to`; fn(m) then runs on that shard.  Must be called on
+ * a shard thread.  Never fails, never blocks, never yields:
+ *
+ *   - to == the current shard: m runs at the start of the next cycle, never
+ *     re-entrantly (the caller may still be using what m points at);
+ *   - another shard: m goes into the pair's queue, or, while that queue is
+ *     full or already has a backlog, to the end of this shard's backlog for
+ *     `to`, which later cycles move into the queue in order.
+ *
+ * Messages from one shard to another arrive in the order they were posted.
+ * The backlog needs no memory of its own (it links the messages), so a
+ * reply always has room; what bounds it is what bounds the objects the
+ * messages are embedded in (requests admitted by the server).  A shard
+ * whose backlog grows past what it wants asks its connections to stop
+ * reading (rmq_shard_backlog()).
  */
-int rmq_shard_post(struct rmq_shard *from, unsigned to, struct rmq_xmsg *m);
+void rmq_shard_post(struct rmq_shard *from, unsigned to, struct rmq_xmsg *m);
+
+/* Messages this shard posted that have not reached a queue yet: its own
+ * posts for the next cycle and the backlogs for full queues. */
+size_t rmq_shard_backlog(const struct rmq_shard *s);
 
 /* ---- shards ------------------------------------------------------------- */
 

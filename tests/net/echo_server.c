@@ -398,13 +398,6 @@ struct stats_req {
 	struct stats_part parts[];
 };
 
-static void post_retry(unsigned to, struct rmq_xmsg *m)
-{
-	/* The queues are large and this is a test server: spin on full. */
-	while (rmq_shard_post(rmq_shard_current(), to, m) == RMQ_EFULL)
-		;
-}
-
 static void stats_back(struct rmq_xmsg *m)
 {
 	struct stats_part *part = RMQ_CONTAINER_OF(m, struct stats_part, m);
@@ -451,7 +444,7 @@ static void stats_collect(struct rmq_xmsg *m)
 		part->st = *rmq_server_stats(st->srv);
 	part->cancels = st->cancels;
 	part->m.fn = stats_back;
-	post_retry(part->req->home, &part->m);
+	rmq_shard_post(rmq_shard_current(), part->req->home, &part->m);
 }
 
 static void stats_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
@@ -470,7 +463,7 @@ static void stats_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 	for (unsigned i = 0; i < g_nshards; i++) {
 		req->parts[i].req = req;
 		req->parts[i].m.fn = stats_collect;
-		post_retry(i, &req->parts[i].m);
+		rmq_shard_post(rmq_shard_current(), i, &req->parts[i].m);
 	}
 }
 
