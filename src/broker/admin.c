@@ -32,23 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-	EC_OK = 0,
-	EC_INVALID_REQUEST = 2,
-	EC_TOPIC_NOT_FOUND = 9,
-	EC_PARTITION_NOT_FOUND = 10,
-	EC_INVALID_TOPIC = 14,
-	EC_TOPIC_ALREADY_EXISTS = 15,
-	EC_INVALID_PARTITIONS = 16,
-	EC_INVALID_REPLICATION_FACTOR = 17,
-	EC_INVALID_CONFIG = 18,
-	EC_UNSUPPORTED_SASL_MECHANISM = 43,
-	EC_POLICY_VIOLATION = 44,
-	EC_STORAGE_ERROR = 45,
-	EC_RESOURCE_EXHAUSTED = 46,
-	EC_SHUTTING_DOWN = 60,
-};
-
 int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
 
 /* ---- replies ---------------------------------------------------------------- */

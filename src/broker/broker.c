@@ -18,6 +18,7 @@
 
 #include "broker/dedup.h"
 #include "broker/group.h"
+#include "common/errors.pb-c.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/assert.h"
@@ -33,6 +34,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* errcode.h follows proto/common/errors.proto: its ends and a middle. */
+_Static_assert(EC_UNKNOWN == (int)RUSTMQ__COMMON__ERROR_CODE__UNKNOWN_ERROR, "errcode.h");
+_Static_assert(EC_STORAGE_ERROR == (int)RUSTMQ__COMMON__ERROR_CODE__STORAGE_ERROR, "errcode.h");
+_Static_assert(EC_INVALID_OFFSET == (int)RUSTMQ__COMMON__ERROR_CODE__INVALID_OFFSET, "errcode.h");
 
 uint64_t rmq_wall_ms(void)
 {
@@ -157,16 +163,16 @@ struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topi
 {
 	long i = rmq_meta_find(bs->meta, topic);
 	if (i < 0) {
-		*code = 9; /* TOPIC_NOT_FOUND */
+		*code = EC_TOPIC_NOT_FOUND;
 		return NULL;
 	}
 	if (p >= bs->meta->topics[i].partitions) {
-		*code = 10; /* PARTITION_NOT_FOUND */
+		*code = EC_PARTITION_NOT_FOUND;
 		return NULL;
 	}
 	struct rmq_partition *part = bs->local[i].parts ? bs->local[i].parts[p] : NULL;
 	if (!part)
-		*code = 4; /* NOT_AVAILABLE */
+		*code = EC_NOT_AVAILABLE;
 	return part;
 }
 
@@ -174,11 +180,11 @@ int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
 {
 	long i = rmq_meta_find(bs->meta, topic);
 	if (i < 0) {
-		*code = 9;
+		*code = EC_TOPIC_NOT_FOUND;
 		return -1;
 	}
 	if (p >= bs->meta->topics[i].partitions) {
-		*code = 10;
+		*code = EC_PARTITION_NOT_FOUND;
 		return -1;
 	}
 	return (int)rmq_partition_shard(topic, p, bs->nshards);
@@ -661,7 +667,7 @@ static void versioned(struct rmq_call *c, const uint8_t *msg, size_t len)
 			return;
 		}
 		uint32_t ec = routes[i].version_field == 3 ? 4 : 1;
-		size_t k = rmq_pb_put_uint(out, ec, 33 /* UNSUPPORTED_VERSION */);
+		size_t k = rmq_pb_put_uint(out, ec, EC_UNSUPPORTED_VERSION);
 		k += rmq_pb_put_len(out + k, ec + 1, (size_t)n);
 		memcpy(out + k, text, (size_t)n);
 		k += (size_t)n;

@@ -20,6 +20,7 @@
 #define RMQ_BROKER_BROKER_H
 
 #include "broker/coldread.h"
+#include "broker/errcode.h"
 #include "broker/meta.h"
 #include "core/shard.h"
 #include "net/server.h"

@@ -297,7 +297,7 @@ static void greq_exec(struct rmq_xmsg *m)
 	struct greq *r = RMQ_CONTAINER_OF(m, struct greq, msg);
 	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
 	if (gs->stopping) {
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "the coordinator is shutting down: retry");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "the coordinator is shutting down: retry");
 		return;
 	}
 	switch (r->kind) {
@@ -357,7 +357,7 @@ static void submit(struct rmq_call *c, const uint8_t *msg, size_t len, int kind,
 	const char *gid = group_id_of(kind, req);
 	size_t glen = strlen(gid);
 	if (glen == 0 || glen > RMQ_GROUP_ID_MAX) {
-		greq_err(r, GE_INVALID_REQUEST, glen ? "group_id is longer than %d bytes"
+		greq_err(r, EC_INVALID_REQUEST, glen ? "group_id is longer than %d bytes"
 						     : "group_id is empty", RMQ_GROUP_ID_MAX);
 		return;
 	}
@@ -445,7 +445,7 @@ static void remove_member(struct group *g, struct member *m, const char *why)
 	g->nmembers--;
 	rmq_info("group %s: member %s leaves (%s)", g->id, m->id, why);
 	if (m->join)
-		greq_err(m->join, GE_UNKNOWN_MEMBER_ID, "member %s was removed from group %s (%s)",
+		greq_err(m->join, EC_UNKNOWN_MEMBER_ID, "member %s was removed from group %s (%s)",
 			 m->id, g->id, why);
 	if (g->leader && strcmp(g->leader, m->id) == 0) {
 		free(g->leader);
@@ -514,7 +514,7 @@ static void complete_rebalance(struct rmq_gshard *gs, struct group *g)
 	if (!v || !topics || rmq_assign(a, topics, meta->ntopics, v, g->nmembers) < 0) {
 		for (struct member *m = g->members; m; m = m->next)
 			if (m->join) {
-				greq_err(m->join, GE_COORDINATOR_NOT_AVAILABLE,
+				greq_err(m->join, EC_COORDINATOR_NOT_AVAILABLE,
 					 "out of memory computing the assignment: rejoin");
 				m->join = NULL;
 			}
@@ -613,7 +613,7 @@ static void answer_join(struct group *g, struct member *m, struct greq *r)
 	if (!ms || !mp) {
 		free(ms);
 		free(mp);
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory: rejoin");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory: rejoin");
 		return;
 	}
 	size_t i = 0;
@@ -735,7 +735,7 @@ static void answer_member_id_required(struct group *g, struct greq *r, uint64_t 
 	struct pending *x = id ? malloc(sizeof(*x) + strlen(id) + 1) : NULL;
 	if (!x) {
 		free(id);
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		return;
 	}
 	pending_purge(g, false);
@@ -744,7 +744,7 @@ static void answer_member_id_required(struct group *g, struct greq *r, uint64_t 
 	x->next = g->pending;
 	g->pending = x;
 	Rustmq__Client__JoinGroupResponse a = RUSTMQ__CLIENT__JOIN_GROUP_RESPONSE__INIT;
-	a.error_code = GE_MEMBER_ID_REQUIRED;
+	a.error_code = EC_MEMBER_ID_REQUIRED;
 	a.error_message = "join again with the member_id given";
 	a.generation_id = -1;
 	a.member_id = id;
@@ -758,7 +758,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	const struct rmq_broker_config *cfg = &gs->bs->b->cfg;
 	uint64_t session = dur_ns(q->session_timeout, DEFAULT_SESSION_NS);
 	if (session < cfg->group_min_session_ns || session > cfg->group_max_session_ns) {
-		greq_err(r, GE_INVALID_SESSION_TIMEOUT,
+		greq_err(r, EC_INVALID_SESSION_TIMEOUT,
 			 "session_timeout %" PRIu64 " ms is outside this broker's %" PRIu64 "..%" PRIu64
 			 " ms (--group-min-session-timeout, --group-max-session-timeout)",
 			 session / NS_PER_MS, cfg->group_min_session_ns / NS_PER_MS,
@@ -767,17 +767,17 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	}
 	uint64_t rebalance = dur_ns(q->rebalance_timeout, session);
 	if (q->n_topics == 0) {
-		greq_err(r, GE_INVALID_REQUEST, "a member must subscribe to at least one topic");
+		greq_err(r, EC_INVALID_REQUEST, "a member must subscribe to at least one topic");
 		return;
 	}
 	if (!lists_known_assignor(q->assignors, q->n_assignors)) {
-		greq_err(r, GE_INCONSISTENT_GROUP_PROTOCOL,
+		greq_err(r, EC_INCONSISTENT_GROUP_PROTOCOL,
 			 "none of the member's assignors is supported: use range, roundrobin or sticky");
 		return;
 	}
 	struct group *g = group_get(gs, q->group_id);
 	if (!g) {
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		return;
 	}
 	struct member *m = NULL;
@@ -785,7 +785,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	if (q->member_id[0]) {
 		m = member_find(g, q->member_id);
 		if (!m && !pending_take(g, q->member_id)) {
-			greq_err(r, GE_UNKNOWN_MEMBER_ID,
+			greq_err(r, EC_UNKNOWN_MEMBER_ID,
 				 "member %s is not in group %s (removed after a timeout, or the "
 				 "coordinator restarted): rejoin with an empty member_id",
 				 q->member_id, q->group_id);
@@ -800,7 +800,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 		m = member_by_instance(g, q->group_instance_id);
 		if (m && id) {
 			if (m->join) {
-				greq_err(m->join, GE_UNKNOWN_MEMBER_ID,
+				greq_err(m->join, EC_UNKNOWN_MEMBER_ID,
 					 "member %s was replaced by a newer join of instance %s", m->id,
 					 m->instance_id);
 				m->join = NULL;
@@ -823,7 +823,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	if (fresh) {
 		if (cfg->group_max_size && g->nmembers >= cfg->group_max_size) {
 			free(id);
-			greq_err(r, GE_GROUP_MAX_SIZE_REACHED, "group %s has its maximum of %u members",
+			greq_err(r, EC_GROUP_MAX_SIZE_REACHED, "group %s has its maximum of %u members",
 				 q->group_id, cfg->group_max_size);
 			return;
 		}
@@ -831,7 +831,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 		if (!m || !id) {
 			free(m);
 			free(id);
-			greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+			greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 			return;
 		}
 		m->id = id;
@@ -839,7 +839,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	if (!protocol_fits(g, fresh ? NULL : m, q->assignors, q->n_assignors)) {
 		if (fresh)
 			member_free(m);
-		greq_err(r, GE_INCONSISTENT_GROUP_PROTOCOL,
+		greq_err(r, EC_INCONSISTENT_GROUP_PROTOCOL,
 			 "the member's assignors share none with the other members of group %s",
 			 q->group_id);
 		return;
@@ -854,7 +854,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 		free(inst);
 		if (fresh)
 			member_free(m);
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		return;
 	}
 	free(m->client_id);
@@ -881,7 +881,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 		return;
 	}
 	if (m->join)
-		greq_err(m->join, GE_REBALANCE_IN_PROGRESS,
+		greq_err(m->join, EC_REBALANCE_IN_PROGRESS,
 			 "superseded by a newer JoinGroup of the same member");
 	m->join = r;
 	if (g->state != GS_PREPARING) {
@@ -904,7 +904,7 @@ struct member *member_of(struct rmq_gshard *gs, struct greq *r, const char *gid,
 	struct group *g = group_find(gs, gid);
 	struct member *m = g ? member_find(g, mid) : NULL;
 	if (!m) {
-		greq_err(r, GE_UNKNOWN_MEMBER_ID,
+		greq_err(r, EC_UNKNOWN_MEMBER_ID,
 			 "member %s is not in group %s: rejoin with an empty member_id", mid, gid);
 		return NULL;
 	}
@@ -919,7 +919,7 @@ bool generation_ok(struct greq *r, const struct group *g, int32_t gen)
 {
 	if (gen == g->generation)
 		return true;
-	greq_err(r, GE_ILLEGAL_GENERATION, "generation %d is not group %s's current %d: rejoin", gen,
+	greq_err(r, EC_ILLEGAL_GENERATION, "generation %d is not group %s's current %d: rejoin", gen,
 		 g->id, g->generation);
 	return false;
 }
@@ -932,7 +932,7 @@ static void do_sync(struct rmq_gshard *gs, struct greq *r)
 	if (!m)
 		return;
 	if (g->state == GS_PREPARING) {
-		greq_err(r, GE_REBALANCE_IN_PROGRESS, "group %s is rebalancing: rejoin", g->id);
+		greq_err(r, EC_REBALANCE_IN_PROGRESS, "group %s is rebalancing: rejoin", g->id);
 		return;
 	}
 	if (!generation_ok(r, g, q->generation_id))
@@ -943,7 +943,7 @@ static void do_sync(struct rmq_gshard *gs, struct greq *r)
 	if (!tps || !tpp) {
 		free(tps);
 		free(tpp);
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		return;
 	}
 	for (size_t i = 0; i < m->nassign; i++) {
@@ -970,7 +970,7 @@ static void do_heartbeat(struct rmq_gshard *gs, struct greq *r)
 		return;
 	Rustmq__Client__GroupHeartbeatResponse a = RUSTMQ__CLIENT__GROUP_HEARTBEAT_RESPONSE__INIT;
 	if (g->state == GS_PREPARING) {
-		a.error_code = GE_REBALANCE_IN_PROGRESS;
+		a.error_code = EC_REBALANCE_IN_PROGRESS;
 		a.error_message = "the group is rebalancing: commit, then rejoin";
 		a.rebalance_in_progress = true;
 	} else if (!generation_ok(r, g, q->generation_id)) {
@@ -989,7 +989,7 @@ static void do_leave(struct rmq_gshard *gs, struct greq *r)
 				    : q->group_instance_id[0] ? member_by_instance(g, q->group_instance_id)
 							      : NULL;
 	if (!m) {
-		greq_err(r, GE_UNKNOWN_MEMBER_ID, "member %s is not in group %s",
+		greq_err(r, EC_UNKNOWN_MEMBER_ID, "member %s is not in group %s",
 			 q->member_id[0] ? q->member_id : q->group_instance_id, q->group_id);
 		return;
 	}
@@ -1148,7 +1148,7 @@ bool rmq_groups_drained(struct rmq_bshard *bs)
 			for (struct group *g = gs->tab[i]; g; g = g->hnext)
 				for (struct member *m = g->members; m; m = m->next)
 					if (m->join) {
-						greq_err(m->join, GE_COORDINATOR_NOT_AVAILABLE,
+						greq_err(m->join, EC_COORDINATOR_NOT_AVAILABLE,
 							 "the coordinator is shutting down: rejoin");
 						m->join = NULL;
 					}

@@ -339,7 +339,7 @@ static void describe_finish(struct rmq_gshard *gs, struct tour *t)
 			continue;
 		rustmq__controller__group_description__init(d);
 		d->group_id = q->group_ids[i];
-		d->error_code = GE_GROUP_ID_NOT_FOUND;
+		d->error_code = EC_GROUP_ID_NOT_FOUND;
 		d->error_message = "no such group";
 		d->state = GS_DEAD;
 		d->generation_id = -1;
@@ -404,7 +404,7 @@ static void delete_done(void *arg, int res)
 	struct del_wait *w = arg;
 	struct tour *t = w->t;
 	if (res < 0) {
-		t->dels[w->i]->error_code = GE_STORAGE_ERROR;
+		t->dels[w->i]->error_code = EC_STORAGE_ERROR;
 		t->dels[w->i]->error_message = "the offsets log failed";
 	}
 	free(w);
@@ -436,13 +436,13 @@ static void delete_visit(struct rmq_gshard *gs, struct tour *t)
 		t->dels[i] = r;
 		struct group *g = valid ? group_find(gs, id) : NULL;
 		if (!valid) {
-			r->error_code = GE_INVALID_REQUEST;
+			r->error_code = EC_INVALID_REQUEST;
 			r->error_message = "group_id is empty or too long";
 		} else if (!g) {
-			r->error_code = GE_GROUP_ID_NOT_FOUND;
+			r->error_code = EC_GROUP_ID_NOT_FOUND;
 			r->error_message = "no such group";
 		} else if (g->nmembers) {
-			r->error_code = GE_GROUP_NOT_EMPTY;
+			r->error_code = EC_GROUP_NOT_EMPTY;
 			r->error_message = "the group has active members: stop its consumers first";
 		} else {
 			struct del_wait *w = malloc(sizeof(*w));
@@ -454,7 +454,7 @@ static void delete_visit(struct rmq_gshard *gs, struct tour *t)
 				t->waiting--;
 				free(w);
 			}
-			r->error_code = GE_COORDINATOR_NOT_AVAILABLE;
+			r->error_code = EC_COORDINATOR_NOT_AVAILABLE;
 			r->error_message = "out of memory";
 		}
 	}

@@ -18,29 +18,6 @@
 
 #define RMQ_GROUP_ID_MAX 255
 
-/* rustmq.common.ErrorCode values used here (plain ints: they go into
- * the generated enums of several messages). */
-#define GE_OK 0
-#define GE_INVALID_REQUEST 2
-#define GE_TOPIC_NOT_FOUND 9
-#define GE_PARTITION_NOT_FOUND 10
-#define GE_OFFSET_OUT_OF_RANGE 11
-#define GE_COORDINATOR_NOT_AVAILABLE 23
-#define GE_UNKNOWN_MEMBER_ID 26
-#define GE_ILLEGAL_GENERATION 27
-#define GE_REBALANCE_IN_PROGRESS 28
-#define GE_INCONSISTENT_GROUP_PROTOCOL 29
-#define GE_GROUP_ID_NOT_FOUND 30
-#define GE_INVALID_SESSION_TIMEOUT 31
-#define GE_OFFSET_METADATA_TOO_LARGE 32
-#define GE_STORAGE_ERROR 45
-#define GE_RESOURCE_EXHAUSTED 46
-#define GE_GROUP_NOT_EMPTY 54
-#define GE_GROUP_MAX_SIZE_REACHED 55
-#define GE_MEMBER_ID_REQUIRED 56
-#define GE_OFFSET_NOT_AVAILABLE 57
-#define GE_INVALID_OFFSET 62
-
 /* rustmq.controller.GroupState values. */
 #define GS_EMPTY 1
 #define GS_PREPARING 2

@@ -507,7 +507,7 @@ struct pwork {
 	struct greq *r;
 	size_t n;
 	struct rmq_lookup *lk;     /* the partition, and what to look up */
-	int *codes;                /* GE_OK until something refuses the entry */
+	int *codes;                /* EC_OK until something refuses the entry */
 	char (*errs)[400];
 	int64_t *prev;             /* reset: the committed offset before; -1 = none */
 	struct offent *v;          /* resolved: what to store */
@@ -568,7 +568,7 @@ static bool pwork_partition(struct pwork *w, size_t i, const Rustmq__Common__Top
 	struct rmq_lookup *lk = &w->lk[i];
 	if (!tp || !tp->topic[0]) {
 		snprintf(lk->topic, sizeof(lk->topic), "?");
-		pwork_refuse(w, i, GE_INVALID_REQUEST, "topic_partition is missing");
+		pwork_refuse(w, i, EC_INVALID_REQUEST, "topic_partition is missing");
 		return false;
 	}
 	snprintf(lk->topic, sizeof(lk->topic), "%s", tp->topic);
@@ -580,8 +580,8 @@ static void pwork_done(void *arg, int res)
 {
 	struct pwork *w = arg;
 	for (size_t i = 0; res < 0 && i < w->n; i++)
-		if (w->codes[i] == GE_OK)
-			pwork_refuse(w, i, GE_STORAGE_ERROR, "the offsets log failed: %s",
+		if (w->codes[i] == EC_OK)
+			pwork_refuse(w, i, EC_STORAGE_ERROR, "the offsets log failed: %s",
 				     rmq_strerror(res));
 	w->answer(w);
 	pwork_free(w);
@@ -594,12 +594,12 @@ static void pwork_looked_up(void *arg)
 	size_t nv = 0;
 	w->gs->busy--;
 	for (size_t i = 0; i < w->n; i++) {
-		if (w->codes[i] == GE_OK && w->lk[i].code != GE_OK &&
-		    w->lk[i].code != GE_OFFSET_NOT_AVAILABLE)
+		if (w->codes[i] == EC_OK && w->lk[i].code != EC_OK &&
+		    w->lk[i].code != EC_OFFSET_NOT_AVAILABLE)
 			pwork_refuse(w, i, w->lk[i].code, "%s", w->lk[i].err);
-		if (w->codes[i] == GE_OK)
+		if (w->codes[i] == EC_OK)
 			w->resolve(w, i);
-		if (w->codes[i] == GE_OK && store)
+		if (w->codes[i] == EC_OK && store)
 			store[nv++] = w->v[i];
 	}
 	int rc = !store ? -ENOMEM
@@ -628,7 +628,7 @@ static void commit_resolve(struct pwork *w, size_t i)
 	const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
 	const struct rmq_lookup *lk = &w->lk[i];
 	if (p->offset > lk->hw) {
-		pwork_refuse(w, i, GE_INVALID_OFFSET,
+		pwork_refuse(w, i, EC_INVALID_OFFSET,
 			     "offset %" PRIu64 " is above the high watermark %" PRIu64 " of %s-%u",
 			     p->offset, lk->hw, lk->topic, lk->partition);
 		return;
@@ -650,7 +650,7 @@ static void commit_answer(struct pwork *w)
 	Rustmq__Client__OffsetCommitPartitionResponse *ps = calloc(w->n ? w->n : 1, sizeof(*ps));
 	Rustmq__Client__OffsetCommitPartitionResponse **pp = calloc(w->n ? w->n : 1, sizeof(*pp));
 	if (!ps || !pp) {
-		greq_err(w->r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(w->r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 	} else {
 		for (size_t i = 0; i < w->n; i++) {
 			rustmq__client__offset_commit_partition_response__init(&ps[i]);
@@ -673,7 +673,7 @@ void group_commit_exec(struct rmq_gshard *gs, struct greq *r)
 	struct group *g = group_find(gs, q->group_id);
 	if (q->generation_id < 0 && !q->member_id[0]) {
 		if (g && g->nmembers > 0) {
-			greq_err(r, GE_ILLEGAL_GENERATION,
+			greq_err(r, EC_ILLEGAL_GENERATION,
 				 "group %s has members: commit as one of them (generation and member id)",
 				 q->group_id);
 			return;
@@ -685,7 +685,7 @@ void group_commit_exec(struct rmq_gshard *gs, struct greq *r)
 	}
 	struct pwork *w = pwork_new(gs, r, q->n_partitions);
 	if (!w) {
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		return;
 	}
 	w->resolve = commit_resolve;
@@ -695,7 +695,7 @@ void group_commit_exec(struct rmq_gshard *gs, struct greq *r)
 		const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
 		w->lk[i].spec = RMQ_LOOKUP_LATEST;
 		if (pwork_partition(w, i, p->topic_partition) && strlen(p->metadata) > mdmax)
-			pwork_refuse(w, i, GE_OFFSET_METADATA_TOO_LARGE,
+			pwork_refuse(w, i, EC_OFFSET_METADATA_TOO_LARGE,
 				     "metadata of %zu bytes exceeds --offset-metadata-max-bytes (%u)",
 				     strlen(p->metadata), mdmax);
 	}
@@ -732,7 +732,7 @@ void group_fetch_offsets_exec(struct rmq_gshard *gs, struct greq *r)
 	Rustmq__Common__TopicPartition *tps = calloc(n ? n : 1, sizeof(*tps));
 	Google__Protobuf__Timestamp *ts = calloc(n ? n : 1, sizeof(*ts));
 	if (!ps || !pp || !tps || !ts) {
-		greq_err(r, GE_COORDINATOR_NOT_AVAILABLE, "out of memory");
+		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -770,10 +770,10 @@ static void reset_resolve(struct pwork *w, size_t i)
 	const Rustmq__Controller__ResetGroupOffsetsRequest *q = (const void *)w->r->req;
 	const Rustmq__Controller__OffsetResetSpec *s = q->partitions[i];
 	struct rmq_lookup *lk = &w->lk[i];
-	uint64_t off = lk->code == GE_OFFSET_NOT_AVAILABLE ? lk->hw : lk->offset; /* no later record: the end */
+	uint64_t off = lk->code == EC_OFFSET_NOT_AVAILABLE ? lk->hw : lk->offset; /* no later record: the end */
 	if (s->target_case == RUSTMQ__CONTROLLER__OFFSET_RESET_SPEC__TARGET_TO_OFFSET) {
 		if (s->to_offset < lk->log_start || s->to_offset > lk->hw) {
-			pwork_refuse(w, i, GE_OFFSET_OUT_OF_RANGE,
+			pwork_refuse(w, i, EC_OFFSET_OUT_OF_RANGE,
 				     "offset %" PRIu64 " is outside %s-%u's %" PRIu64 "..%" PRIu64,
 				     s->to_offset, lk->topic, lk->partition, lk->log_start, lk->hw);
 			return;
@@ -799,7 +799,7 @@ static void reset_answer(struct pwork *w)
 			rs[i].error_code = w->codes[i];
 			rs[i].error_message = w->errs[i];
 			rs[i].previous_offset = w->prev[i];
-			if (w->codes[i] == GE_OK)
+			if (w->codes[i] == EC_OK)
 				rs[i].new_offset = w->v[i].offset;
 			rp[i] = &rs[i];
 		}
@@ -818,7 +818,7 @@ void group_reset_exec(struct rmq_gshard *gs, struct greq *r)
 	if (g && g->nmembers) {
 		Rustmq__Controller__ResetGroupOffsetsResponse a =
 			RUSTMQ__CONTROLLER__RESET_GROUP_OFFSETS_RESPONSE__INIT;
-		a.error_code = GE_GROUP_NOT_EMPTY;
+		a.error_code = EC_GROUP_NOT_EMPTY;
 		a.error_message = "the group has active members: stop its consumers first";
 		greq_reply(r, &a.base);
 		return;
@@ -854,7 +854,7 @@ void group_reset_exec(struct rmq_gshard *gs, struct greq *r)
 						    : 0;
 			break;
 		default:
-			pwork_refuse(w, i, GE_INVALID_REQUEST,
+			pwork_refuse(w, i, EC_INVALID_REQUEST,
 				     "set exactly one of to_earliest, to_latest, to_offset, to_timestamp");
 		}
 	}

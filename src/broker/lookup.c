@@ -17,11 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-	EC_INVALID_REQUEST = 2,
-	EC_OFFSET_NOT_AVAILABLE = 57,
-};
-
 struct rmq_lookup_set {
 	unsigned origin;
 	size_t pending;              /* parts not back yet, +1 while posting */
@@ -163,7 +158,7 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 	set->arg = arg;
 	for (size_t i = 0; i < n; i++) {
 		v[i].set = set;
-		v[i].code = 0;
+		v[i].code = EC_OK;
 		v[i].err[0] = '\0';
 		v[i].offset = v[i].log_start = v[i].hw = 0;
 		v[i].ts_found = -1;

@@ -43,27 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* rustmq.common.ErrorCode values used here. */
-enum {
-	EC_OK = 0,
-	EC_UNKNOWN = 1,
-	EC_INVALID_REQUEST = 2,
-	EC_NOT_AVAILABLE = 4,
-	EC_TOPIC_NOT_FOUND = 9,
-	EC_CORRUPT_MESSAGE = 12,
-	EC_MESSAGE_TOO_LARGE = 13,
-	EC_NOT_ENOUGH_REPLICAS = 19,
-	EC_UNSUPPORTED_COMPRESSION = 34,
-	EC_STORAGE_ERROR = 45,
-	EC_RESOURCE_EXHAUSTED = 46,
-	EC_SHUTTING_DOWN = 60,
-	EC_INVALID_RECORD = 53,
-	EC_DUPLICATE_REQUEST = 6,
-	EC_OUT_OF_ORDER_SEQUENCE = 35,
-	EC_DUPLICATE_SEQUENCE = 36,
-	EC_INVALID_PRODUCER_EPOCH = 37,
-};
-
 static bool is_duplicate(int code)
 {
 	return code == EC_DUPLICATE_SEQUENCE || code == EC_DUPLICATE_REQUEST;
@@ -381,7 +360,7 @@ static int parse_batch(struct rmq_produce *pr, const uint8_t *req, const uint8_t
 		goto nomem;
 	idempotent_defaults(h);
 	if (h->compression >= RMQ_CODEC_COUNT) {
-		pr_fail(pr, EC_UNSUPPORTED_COMPRESSION, "unknown compression type %u", h->compression);
+		pr_fail(pr, EC_UNSUPPORTED_COMPRESSION_TYPE, "unknown compression type %u", h->compression);
 		return -1;
 	}
 	if (compressed_seen != (h->compression != 0) || (compressed_seen && records > 0)) {
@@ -501,7 +480,7 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 		}
 		/* `compression` asks the broker to compress what it builds. */
 		if (pr->app.hdr.compression >= RMQ_CODEC_COUNT) {
-			pr_fail(pr, EC_UNSUPPORTED_COMPRESSION, "unknown compression %u", pr->app.hdr.compression);
+			pr_fail(pr, EC_UNSUPPORTED_COMPRESSION_TYPE, "unknown compression %u", pr->app.hdr.compression);
 			return -1;
 		}
 		pr->app.hdr.record_count = records;
@@ -1055,7 +1034,7 @@ static void after_auto_create(void *arg, int code, const char *msg)
 {
 	struct rmq_produce *pr = arg;
 	struct rmq_bshard *bs = rmq_bshard_current();
-	if (code != EC_OK && code != 15 /* TOPIC_ALREADY_EXISTS */) {
+	if (code != EC_OK && code != EC_TOPIC_ALREADY_EXISTS) {
 		pr_fail(pr, code, "automatic creation of '%s' failed: %s", pr->topic, msg);
 		finish_on_origin(pr);
 		return;
@@ -1076,7 +1055,7 @@ static void start(struct rmq_bshard *bs, struct rmq_produce *pr)
 	    bs->b->cfg.auto_create_topics) {
 		const char *why;
 		if (rmq_topic_name_check(pr->topic, &why) < 0) {
-			pr_fail(pr, 14 /* INVALID_TOPIC */, "%s", why);
+			pr_fail(pr, EC_INVALID_TOPIC, "%s", why);
 			finish_on_origin(pr);
 			return;
 		}
