@@ -34,60 +34,7 @@
 
 int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
 
-/* ---- replies ---------------------------------------------------------------- */
-
-int rmq_send_pb(struct rmq_call *c, const ProtobufCMessage *m)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-	uint8_t stackbuf[4096];
-	uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
-	if (!buf)
-		return -ENOMEM;
-	protobuf_c_message_pack(m, buf);
-	int rc = rmq_call_send(c, buf, n);
-	if (buf != stackbuf)
-		free(buf);
-	return rc;
-}
-
-void rmq_reply_pb(struct rmq_call *c, const ProtobufCMessage *m)
-{
-	int rc = rmq_send_pb(c, m);
-	if (rc == RMQ_ECLOSED)
-		return;
-	if (rc < 0)
-		rmq_call_finishf(c, rc == RMQ_ETOOBIG ? RMQ_GRPC_RESOURCE_EXHAUSTED : RMQ_GRPC_INTERNAL,
-				 "answer not sent: %s", rmq_strerror(rc));
-	else
-		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
-}
-
 /* ---- describing this node and its topics ----------------------------------- */
-
-struct pb_arena {
-	void *p[64];
-	int n;
-};
-
-static void *arena_alloc(struct pb_arena *a, size_t n)
-{
-	void *p = calloc(1, n ? n : 1);
-	if (!p)
-		return NULL;
-	if (a->n == 64) {
-		free(p);
-		return NULL;
-	}
-	a->p[a->n++] = p;
-	return p;
-}
-
-static void arena_free(struct pb_arena *a)
-{
-	for (int i = 0; i < a->n; i++)
-		free(a->p[i]);
-	a->n = 0;
-}
 
 struct self_info {
 	Rustmq__Common__BrokerInfo bi;
@@ -118,20 +65,20 @@ static void fill_self(struct rmq_bshard *bs, struct self_info *s)
 }
 
 /* TopicMetadata for topic t, allocated in a (freed by the caller). */
-static Rustmq__Common__TopicMetadata *topic_md(struct rmq_bshard *bs, struct pb_arena *a,
+static Rustmq__Common__TopicMetadata *topic_md(struct rmq_bshard *bs, struct rmq_arena *a,
 					       const struct rmq_topic *t, bool configs)
 {
-	Rustmq__Common__TopicMetadata *tm = arena_alloc(a, sizeof(*tm));
-	Rustmq__Common__TopicConfig *tc = arena_alloc(a, sizeof(*tc));
-	Google__Protobuf__Timestamp *ts = arena_alloc(a, sizeof(*ts));
+	Rustmq__Common__TopicMetadata *tm = rmq_arena_alloc(a, sizeof(*tm));
+	Rustmq__Common__TopicConfig *tc = rmq_arena_alloc(a, sizeof(*tc));
+	Google__Protobuf__Timestamp *ts = rmq_arena_alloc(a, sizeof(*ts));
 	size_t n = t->partitions;
-	Rustmq__Common__PartitionMetadata *pms = arena_alloc(a, n * sizeof(*pms));
-	Rustmq__Common__PartitionMetadata **pps = arena_alloc(a, n * sizeof(*pps));
-	Rustmq__Common__TopicPartition *tps = arena_alloc(a, n * sizeof(*tps));
-	char **self = arena_alloc(a, sizeof(char *));
-	Rustmq__Common__ConfigEntry *ces = arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*ces));
-	Rustmq__Common__ConfigEntry **cps = arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*cps));
-	char(*vals)[32] = arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * 32);
+	Rustmq__Common__PartitionMetadata *pms = rmq_arena_alloc(a, n * sizeof(*pms));
+	Rustmq__Common__PartitionMetadata **pps = rmq_arena_alloc(a, n * sizeof(*pps));
+	Rustmq__Common__TopicPartition *tps = rmq_arena_alloc(a, n * sizeof(*tps));
+	char **self = rmq_arena_alloc(a, sizeof(char *));
+	Rustmq__Common__ConfigEntry *ces = rmq_arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*ces));
+	Rustmq__Common__ConfigEntry **cps = rmq_arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*cps));
+	char(*vals)[32] = rmq_arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * 32);
 	if (!tm || !tc || !ts || !pms || !pps || !tps || !self || !ces || !cps || !vals)
 		return NULL;
 	rustmq__common__topic_metadata__init(tm);
@@ -181,9 +128,9 @@ static Rustmq__Common__TopicMetadata *topic_md(struct rmq_bshard *bs, struct pb_
 }
 
 /* A TopicMetadata saying name is not found. */
-static Rustmq__Common__TopicMetadata *missing_md(struct pb_arena *a, const char *name)
+static Rustmq__Common__TopicMetadata *missing_md(struct rmq_arena *a, const char *name)
 {
-	Rustmq__Common__TopicMetadata *tm = arena_alloc(a, sizeof(*tm));
+	Rustmq__Common__TopicMetadata *tm = rmq_arena_alloc(a, sizeof(*tm));
 	if (!tm)
 		return NULL;
 	rustmq__common__topic_metadata__init(tm);
@@ -197,7 +144,7 @@ static Rustmq__Common__TopicMetadata *missing_md(struct pb_arena *a, const char 
 struct md_list {
 	Rustmq__Common__TopicMetadata **v;
 	size_t n;
-	struct pb_arena *arenas;
+	struct rmq_arena *arenas;
 	size_t narenas;
 };
 
@@ -211,7 +158,7 @@ static int md_collect(struct rmq_bshard *bs, char **names, size_t nnames, bool c
 	if (!out->v || !out->arenas)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		struct pb_arena *a = &out->arenas[out->narenas++];
+		struct rmq_arena *a = &out->arenas[out->narenas++];
 		Rustmq__Common__TopicMetadata *tm;
 		if (nnames) {
 			long k = rmq_meta_find(bs->meta, names[i]);
@@ -232,25 +179,17 @@ static int md_collect(struct rmq_bshard *bs, char **names, size_t nnames, bool c
 static void md_free(struct md_list *l)
 {
 	for (size_t i = 0; i < l->narenas; i++)
-		arena_free(&l->arenas[i]);
+		rmq_arena_free(&l->arenas[i]);
 	free(l->arenas);
 	free(l->v);
 }
 
 /* ---- MetadataService ----------------------------------------------------------- */
 
-#define UNPACK_OR_FAIL(type, fn, c, msg, len)                                                 \
-	type *req = fn(NULL, len, msg);                                                         \
-	if (!req) {                                                                             \
-		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, #type " does not decode");         \
-		return;                                                                         \
-	}
-
-void rmq_md_topic_metadata(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Client__GetTopicMetadataRequest,
-		       rustmq__client__get_topic_metadata_request__unpack, c, msg, len);
+	Rustmq__Client__GetTopicMetadataRequest *req = msg;
 	Rustmq__Client__GetTopicMetadataResponse r = RUSTMQ__CLIENT__GET_TOPIC_METADATA_RESPONSE__INIT;
 	struct self_info self;
 	Rustmq__Common__BrokerInfo *brokers[1];
@@ -273,11 +212,10 @@ void rmq_md_topic_metadata(struct rmq_call *c, const uint8_t *msg, size_t len)
 	rustmq__client__get_topic_metadata_request__free_unpacked(req, NULL);
 }
 
-void rmq_md_list_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_md_list_topics(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Client__ListTopicsRequest, rustmq__client__list_topics_request__unpack,
-		       c, msg, len);
+	Rustmq__Client__ListTopicsRequest *req = msg;
 	Rustmq__Client__ListTopicsResponse r = RUSTMQ__CLIENT__LIST_TOPICS_RESPONSE__INIT;
 	struct md_list l;
 	if (md_collect(bs, NULL, 0, false, req->include_internal,
@@ -296,11 +234,10 @@ void rmq_md_list_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
 	rustmq__client__list_topics_request__free_unpacked(req, NULL);
 }
 
-void rmq_md_broker_list(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_md_broker_list(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Client__GetBrokerListRequest,
-		       rustmq__client__get_broker_list_request__unpack, c, msg, len);
+	Rustmq__Client__GetBrokerListRequest *req = msg;
 	Rustmq__Client__GetBrokerListResponse r = RUSTMQ__CLIENT__GET_BROKER_LIST_RESPONSE__INIT;
 	struct self_info self;
 	Rustmq__Common__BrokerInfo *brokers[1];
@@ -315,14 +252,13 @@ void rmq_md_broker_list(struct rmq_call *c, const uint8_t *msg, size_t len)
 	rustmq__client__get_broker_list_request__free_unpacked(req, NULL);
 }
 
-void rmq_md_partition_leader(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_md_partition_leader(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Client__GetPartitionLeaderRequest,
-		       rustmq__client__get_partition_leader_request__unpack, c, msg, len);
+	Rustmq__Client__GetPartitionLeaderRequest *req = msg;
 	Rustmq__Client__GetPartitionLeaderResponse r = RUSTMQ__CLIENT__GET_PARTITION_LEADER_RESPONSE__INIT;
 	struct self_info self;
-	struct pb_arena a = {.n = 0};
+	struct rmq_arena a = {.n = 0};
 	char err[300];
 	long k = req->topic_partition ? rmq_meta_find(bs->meta, req->topic_partition->topic) : -1;
 	r.metadata_version = bs->meta->version;
@@ -351,15 +287,14 @@ void rmq_md_partition_leader(struct rmq_call *c, const uint8_t *msg, size_t len)
 	}
 	rmq_reply_pb(c, &r.base);
 out:
-	arena_free(&a);
+	rmq_arena_free(&a);
 	rustmq__client__get_partition_leader_request__free_unpacked(req, NULL);
 }
 
-void rmq_md_cluster_metadata(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Client__GetClusterMetadataRequest,
-		       rustmq__client__get_cluster_metadata_request__unpack, c, msg, len);
+	Rustmq__Client__GetClusterMetadataRequest *req = msg;
 	Rustmq__Client__GetClusterMetadataResponse r = RUSTMQ__CLIENT__GET_CLUSTER_METADATA_RESPONSE__INIT;
 	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
 	struct self_info self;
@@ -385,11 +320,10 @@ void rmq_md_cluster_metadata(struct rmq_call *c, const uint8_t *msg, size_t len)
 	rustmq__client__get_cluster_metadata_request__free_unpacked(req, NULL);
 }
 
-void rmq_md_find_coordinator(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Client__FindCoordinatorRequest,
-		       rustmq__client__find_coordinator_request__unpack, c, msg, len);
+	Rustmq__Client__FindCoordinatorRequest *req = msg;
 	Rustmq__Client__FindCoordinatorResponse r = RUSTMQ__CLIENT__FIND_COORDINATOR_RESPONSE__INIT;
 	struct self_info self;
 	size_t n = req->n_keys;
@@ -765,12 +699,12 @@ static int config_entry_cmp(const void *x, const void *y)
 
 /* Every key of t's configuration, by name (admin.proto: "effective values,
  * by name"). */
-static Rustmq__Common__ConfigEntry **effective_configs(const struct rmq_topic *t, struct pb_arena *a,
+static Rustmq__Common__ConfigEntry **effective_configs(const struct rmq_topic *t, struct rmq_arena *a,
 						       size_t *n)
 {
-	Rustmq__Common__ConfigEntry *ces = arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*ces));
-	Rustmq__Common__ConfigEntry **cps = arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*cps));
-	char(*vals)[32] = arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * 32);
+	Rustmq__Common__ConfigEntry *ces = rmq_arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*ces));
+	Rustmq__Common__ConfigEntry **cps = rmq_arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*cps));
+	char(*vals)[32] = rmq_arena_alloc(a, RMQ_TOPIC_CONFIG_KEYS * 32);
 	if (!ces || !cps || !vals)
 		return NULL;
 	for (unsigned k = 0; k < RMQ_TOPIC_CONFIG_KEYS; k++) {
@@ -792,7 +726,7 @@ static void create_done(struct meta_change *ch)
 	Rustmq__Controller__CreateTopicsResponse r = RUSTMQ__CONTROLLER__CREATE_TOPICS_RESPONSE__INIT;
 	Rustmq__Controller__CreateTopicResult *rs = calloc(ch->n ? ch->n : 1, sizeof(*rs));
 	Rustmq__Controller__CreateTopicResult **rp = calloc(ch->n ? ch->n : 1, sizeof(*rp));
-	struct pb_arena *arenas = calloc(ch->n ? ch->n : 1, sizeof(*arenas));
+	struct rmq_arena *arenas = calloc(ch->n ? ch->n : 1, sizeof(*arenas));
 	if (!rs || !rp || !arenas) {
 		rmq_call_finish(ch->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
@@ -816,7 +750,7 @@ static void create_done(struct meta_change *ch)
 	rmq_reply_pb(ch->call, &r.base);
 out:
 	for (size_t i = 0; arenas && i < ch->n; i++)
-		arena_free(&arenas[i]);
+		rmq_arena_free(&arenas[i]);
 	free(arenas);
 	free(rs);
 	free(rp);
@@ -824,11 +758,10 @@ out:
 	change_free(ch);
 }
 
-void rmq_admin_create_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_create_topics(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__CreateTopicsRequest,
-		       rustmq__controller__create_topics_request__unpack, c, msg, len);
+	Rustmq__Controller__CreateTopicsRequest *req = msg;
 	struct meta_change *ch = change_new(bs, CH_CREATE, req->n_topics);
 	if (!ch)
 		goto nomem;
@@ -917,11 +850,10 @@ static void delete_done(struct meta_change *ch)
 	change_free(ch);
 }
 
-void rmq_admin_delete_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_delete_topics(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__DeleteTopicsRequest,
-		       rustmq__controller__delete_topics_request__unpack, c, msg, len);
+	Rustmq__Controller__DeleteTopicsRequest *req = msg;
 	size_t n = req->n_names + req->n_topic_ids;
 	struct meta_change *ch = change_new(bs, CH_DELETE, n);
 	if (!ch) {
@@ -944,11 +876,10 @@ void rmq_admin_delete_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
 	change_submit(bs, ch);
 }
 
-void rmq_admin_list_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_list_topics(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__ListTopicsRequest,
-		       rustmq__controller__list_topics_request__unpack, c, msg, len);
+	Rustmq__Controller__ListTopicsRequest *req = msg;
 	Rustmq__Controller__ListTopicsResponse r = RUSTMQ__CONTROLLER__LIST_TOPICS_RESPONSE__INIT;
 	size_t n = bs->meta->ntopics, k = 0;
 	Rustmq__Controller__TopicListing *ls = calloc(n ? n : 1, sizeof(*ls));
@@ -981,11 +912,10 @@ out:
 	rustmq__controller__list_topics_request__free_unpacked(req, NULL);
 }
 
-void rmq_admin_describe_topics(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_describe_topics(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__DescribeTopicsRequest,
-		       rustmq__controller__describe_topics_request__unpack, c, msg, len);
+	Rustmq__Controller__DescribeTopicsRequest *req = msg;
 	Rustmq__Controller__DescribeTopicsResponse r = RUSTMQ__CONTROLLER__DESCRIBE_TOPICS_RESPONSE__INIT;
 	struct md_list l;
 	if (md_collect(bs, req->names, req->n_names, req->include_configs, true, NULL, &l) < 0) {
@@ -1033,11 +963,10 @@ static void alter_done(struct meta_change *ch)
 	change_free(ch);
 }
 
-void rmq_admin_alter_configs(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_alter_configs(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__AlterConfigsRequest,
-		       rustmq__controller__alter_configs_request__unpack, c, msg, len);
+	Rustmq__Controller__AlterConfigsRequest *req = msg;
 	struct meta_change *ch = change_new(bs, CH_ALTER, req->n_resources);
 	if (!ch)
 		goto nomem;
@@ -1077,16 +1006,15 @@ nomem:
 	rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-void rmq_admin_describe_configs(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_describe_configs(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__DescribeConfigsRequest,
-		       rustmq__controller__describe_configs_request__unpack, c, msg, len);
+	Rustmq__Controller__DescribeConfigsRequest *req = msg;
 	Rustmq__Controller__DescribeConfigsResponse r = RUSTMQ__CONTROLLER__DESCRIBE_CONFIGS_RESPONSE__INIT;
 	size_t n = req->n_resources;
 	Rustmq__Controller__DescribeConfigsResult *rs = calloc(n ? n : 1, sizeof(*rs));
 	Rustmq__Controller__DescribeConfigsResult **rp = calloc(n ? n : 1, sizeof(*rp));
-	struct pb_arena *arenas = calloc(n ? n : 1, sizeof(*arenas));
+	struct rmq_arena *arenas = calloc(n ? n : 1, sizeof(*arenas));
 	char(*errs)[200] = calloc(n ? n : 1, 200);
 	if (!rs || !rp || !arenas || !errs) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -1139,7 +1067,7 @@ void rmq_admin_describe_configs(struct rmq_call *c, const uint8_t *msg, size_t l
 	rmq_reply_pb(c, &r.base);
 out:
 	for (size_t i = 0; arenas && i < n; i++)
-		arena_free(&arenas[i]);
+		rmq_arena_free(&arenas[i]);
 	free(arenas);
 	free(errs);
 	free(rs);
@@ -1147,11 +1075,10 @@ out:
 	rustmq__controller__describe_configs_request__free_unpacked(req, NULL);
 }
 
-void rmq_admin_describe_cluster(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_admin_describe_cluster(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Controller__DescribeClusterRequest,
-		       rustmq__controller__describe_cluster_request__unpack, c, msg, len);
+	Rustmq__Controller__DescribeClusterRequest *req = msg;
 	Rustmq__Controller__DescribeClusterResponse r = RUSTMQ__CONTROLLER__DESCRIBE_CLUSTER_RESPONSE__INIT;
 	struct self_info self;
 	Rustmq__Common__BrokerInfo *brokers[1];
@@ -1299,11 +1226,10 @@ static int health_of(struct rmq_bshard *bs, const char *service)
 					    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
-void rmq_health_check(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_health_check(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Grpc__Health__V1__HealthCheckRequest, grpc__health__v1__health_check_request__unpack,
-		       c, msg, len);
+	Grpc__Health__V1__HealthCheckRequest *req = msg;
 	int st = health_of(bs, req->service);
 	if (st == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN) {
 		/* The standard says: NOT_FOUND for an unknown service on Check. */
@@ -1319,11 +1245,10 @@ void rmq_health_check(struct rmq_call *c, const uint8_t *msg, size_t len)
 /* Watch: the current status now, then again when it changes; the node's
  * status changes once, when it starts shutting down, and the stream ends
  * with the server's shutdown. */
-void rmq_health_watch(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_health_watch(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Grpc__Health__V1__HealthCheckRequest, grpc__health__v1__health_check_request__unpack,
-		       c, msg, len);
+	Grpc__Health__V1__HealthCheckRequest *req = msg;
 	Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 	r.status = health_of(bs, req->service);
 	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
@@ -1442,11 +1367,10 @@ out:
 	gather_free(g);
 }
 
-void rmq_broker_health(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_broker_health(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Broker__HealthCheckRequest, rustmq__broker__health_check_request__unpack,
-		       c, msg, len);
+	Rustmq__Broker__HealthCheckRequest *req = msg;
 	if (gather_start(bs, c, req, broker_health_done) < 0) {
 		rustmq__broker__health_check_request__free_unpacked(req, NULL);
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -1590,10 +1514,10 @@ out:
 	gather_free(g);
 }
 
-void rmq_broker_metrics(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_broker_metrics(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	UNPACK_OR_FAIL(Rustmq__Broker__MetricsRequest, rustmq__broker__metrics_request__unpack, c, msg, len);
+	Rustmq__Broker__MetricsRequest *req = msg;
 	if (req->start_time) {
 		rustmq__broker__metrics_request__free_unpacked(req, NULL);
 		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT,
@@ -1638,10 +1562,9 @@ void rmq_not_served(struct rmq_call *c, const uint8_t *msg, size_t len)
 /* AuthService.Authenticate: no SASL mechanism is configured on this node,
  * so every exchange is refused with the application error the protocol
  * defines for it (not a transport error: clients handle it as such). */
-void rmq_auth_authenticate(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_auth_authenticate(struct rmq_call *c, void *msg)
 {
-	UNPACK_OR_FAIL(Rustmq__Common__AuthenticationRequest,
-		       rustmq__common__authentication_request__unpack, c, msg, len);
+	Rustmq__Common__AuthenticationRequest *req = msg;
 	Rustmq__Common__AuthenticationResponse r = RUSTMQ__COMMON__AUTHENTICATION_RESPONSE__INIT;
 	char err[300];
 	r.authenticated = false;

@@ -18,6 +18,7 @@
 
 #include "broker/dedup.h"
 #include "broker/group.h"
+#include "broker/methods.h"
 #include "common/errors.pb-c.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -452,8 +453,6 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 	free(bs);
 }
 
-static void build_methods(void);
-
 int rmq_broker_run(struct rmq_broker *b)
 {
 	struct rmq_runtime_config rc_cfg = {
@@ -495,194 +494,10 @@ int rmq_broker_run(struct rmq_broker *b)
 	}
 	rmq_runtime_on_stop(b->rt, shard_drained);
 	atomic_store(&b->serving, 1);
-	build_methods();
+	rmq_methods_init();
 	rc = rmq_runtime_run(b->rt, shard_init, shard_fini, b);
 	rmq_runtime_destroy(b->rt);
 	b->rt = NULL;
 	rmq_meta_unref(b->initial_meta);
 	return rc;
-}
-
-/* ---- the method table ------------------------------------------------------------ */
-
-#define U RMQ_GRPC_UNARY
-#define SS RMQ_GRPC_SERVER_STREAM
-#define CS RMQ_GRPC_CLIENT_STREAM
-#define BI RMQ_GRPC_BIDI
-#define NS(path, kind) {{path, kind, rmq_not_served, NULL, NULL, NULL}, 0}
-
-/*
- * Each route is a method plus the field number of its request's
- * rustmq.common.ApiVersion (0: not checked).  The served table is built
- * from the routes with every on_message replaced by versioned(), which
- * refuses a major version this node does not speak before the handler
- * runs, so no handler has to remember to.
- */
-struct route {
-	struct rmq_grpc_method m;
-	uint8_t version_field;
-};
-
-static const struct route routes[] = {
-	/* ProducerService */
-	{{"/rustmq.client.ProducerService/Produce", U, rmq_produce_unary, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ProducerService/ProduceBatch", U, rmq_produce_batch, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ProducerService/ProduceStream", BI, rmq_produce_stream_msg,
-	 rmq_produce_stream_half_close, rmq_produce_cancel, NULL}, 1},
-	NS("/rustmq.client.ProducerService/InitTransaction", U),
-	NS("/rustmq.client.ProducerService/CommitTransaction", U),
-	NS("/rustmq.client.ProducerService/AbortTransaction", U),
-	/* ConsumerService */
-	{{"/rustmq.client.ConsumerService/Fetch", U, rmq_fetch_unary, NULL, rmq_fetch_cancel, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/FetchBatch", U, rmq_fetch_batch, NULL, rmq_fetch_cancel, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/Subscribe", SS, rmq_fetch_subscribe, NULL, rmq_fetch_cancel,
-	 rmq_fetch_drain}, 1},
-	{{"/rustmq.client.ConsumerService/ListOffsets", U, rmq_list_offsets, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/JoinGroup", U, rmq_group_join, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/LeaveGroup", U, rmq_group_leave, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/CommitOffsets", U, rmq_group_commit, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/Heartbeat", U, rmq_group_heartbeat, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/SyncGroup", U, rmq_group_sync, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.ConsumerService/FetchOffsets", U, rmq_group_fetch_offsets, NULL, NULL, NULL}, 1},
-	/* MetadataService, AuthService */
-	{{"/rustmq.client.MetadataService/GetTopicMetadata", U, rmq_md_topic_metadata, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.MetadataService/ListTopics", U, rmq_md_list_topics, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.MetadataService/GetBrokerList", U, rmq_md_broker_list, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.MetadataService/GetPartitionLeader", U, rmq_md_partition_leader, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.MetadataService/GetClusterMetadata", U, rmq_md_cluster_metadata, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.MetadataService/FindCoordinator", U, rmq_md_find_coordinator, NULL, NULL, NULL}, 1},
-	{{"/rustmq.client.AuthService/Authenticate", U, rmq_auth_authenticate, NULL, NULL, NULL}, 3},
-	/* AdminService */
-	{{"/rustmq.controller.AdminService/CreateTopics", U, rmq_admin_create_topics, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/DeleteTopics", U, rmq_admin_delete_topics, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/ListTopics", U, rmq_admin_list_topics, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/DescribeTopics", U, rmq_admin_describe_topics, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/AlterConfigs", U, rmq_admin_alter_configs, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/DescribeConfigs", U, rmq_admin_describe_configs, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/DescribeCluster", U, rmq_admin_describe_cluster, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/ListGroups", U, rmq_group_list, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/DescribeGroups", U, rmq_group_describe, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/DeleteGroups", U, rmq_group_delete, NULL, NULL, NULL}, 1},
-	{{"/rustmq.controller.AdminService/ResetGroupOffsets", U, rmq_group_reset, NULL, NULL, NULL}, 1},
-	NS("/rustmq.controller.AdminService/ElectLeaders", U),
-	/* Health */
-	{{"/grpc.health.v1.Health/Check", U, rmq_health_check, NULL, NULL, NULL}, 0},
-	{{"/grpc.health.v1.Health/Watch", SS, rmq_health_watch, NULL, rmq_health_watch_cancel, NULL}, 0},
-	{{"/rustmq.broker.BrokerHealthService/HealthCheck", U, rmq_broker_health, NULL, NULL, NULL}, 1},
-	{{"/rustmq.broker.BrokerHealthService/GetMetrics", U, rmq_broker_metrics, NULL, NULL, NULL}, 4},
-	/* Capabilities of a cluster (replication, Raft) and streaming. */
-	NS("/rustmq.broker.BrokerReplicationService/ReplicateData", U),
-	NS("/rustmq.broker.BrokerReplicationService/ReplicateStream", BI),
-	NS("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
-	NS("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
-	NS("/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", U),
-	NS("/rustmq.broker.BrokerReplicationService/UpdateISR", U),
-	NS("/rustmq.broker.BrokerReplicationService/GetISR", U),
-	NS("/rustmq.broker.PartitionManagementService/AssignPartition", U),
-	NS("/rustmq.broker.PartitionManagementService/RemovePartition", U),
-	NS("/rustmq.broker.PartitionManagementService/MigratePartition", SS),
-	NS("/rustmq.broker.PartitionManagementService/GetPartitionState", U),
-	NS("/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", U),
-	NS("/rustmq.controller.ControllerRaftService/RequestVote", U),
-	NS("/rustmq.controller.ControllerRaftService/AppendEntries", U),
-	NS("/rustmq.controller.ControllerRaftService/InstallSnapshot", CS),
-	NS("/rustmq.controller.ControllerRaftService/PreVote", U),
-	NS("/rustmq.controller.ControllerRaftService/TimeoutNow", U),
-	NS("/rustmq.controller.ControllerRaftService/AddPeer", U),
-	NS("/rustmq.controller.ControllerRaftService/RemovePeer", U),
-	NS("/rustmq.controller.ControllerRaftService/GetConfiguration", U),
-	NS("/rustmq.controller.ControllerBrokerService/RegisterBroker", U),
-	NS("/rustmq.controller.ControllerBrokerService/UnregisterBroker", U),
-	NS("/rustmq.controller.ControllerBrokerService/HeartbeatBroker", U),
-	NS("/rustmq.controller.ControllerBrokerService/CreatePartitions", U),
-	NS("/rustmq.controller.ControllerBrokerService/DeletePartitions", U),
-	NS("/rustmq.controller.ControllerBrokerService/ReassignPartitions", SS),
-	NS("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", U),
-	NS("/rustmq.controller.ControllerBrokerService/GetClusterConfig", U),
-	NS("/rustmq.streaming.StreamingService/InteractiveQuery", BI),
-	NS("/rustmq.streaming.StreamingService/Subscribe", SS),
-	NS("/rustmq.streaming.StreamingService/BulkLoad", CS),
-};
-
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
-
-struct rmq_grpc_method rmq_broker_methods[NROUTES];
-const size_t rmq_broker_nmethods = NROUTES;
-
-/* The API major version this node speaks. */
-#define RMQ_API_MAJOR 1
-
-/* Reads ApiVersion.major from field `field` of an encoded request; 0 when
- * absent (an unversioned request is taken as the current version). */
-static uint64_t api_major(const uint8_t *msg, size_t len, uint32_t field)
-{
-	const uint8_t *p = msg, *end = msg + len;
-	while (p < end) {
-		uint32_t f, w;
-		uint64_t num = 0;
-		const uint8_t *val = NULL;
-		size_t vlen = 0;
-		size_t n = rmq_pb_next(p, end, &f, &w, &num, &val, &vlen);
-		if (n == 0)
-			return 0; /* malformed: the handler's decoder says so */
-		if (f == field && w == RMQ_PB_LEN) {
-			const uint8_t *q = val, *qe = val + vlen;
-			while (q < qe) {
-				uint32_t f2, w2;
-				uint64_t v2 = 0;
-				const uint8_t *x;
-				size_t xl;
-				size_t k = rmq_pb_next(q, qe, &f2, &w2, &v2, &x, &xl);
-				if (k == 0)
-					return 0;
-				if (f2 == 1 && w2 == RMQ_PB_VARINT)
-					return v2;
-				q += k;
-			}
-			return 0;
-		}
-		p += n;
-	}
-	return 0;
-}
-
-static void versioned(struct rmq_call *c, const uint8_t *msg, size_t len)
-{
-	size_t i = (size_t)(rmq_call_method(c) - rmq_broker_methods);
-	RMQ_ASSERT(i < NROUTES);
-	uint64_t major = api_major(msg, len, routes[i].version_field);
-	if (major > RMQ_API_MAJOR) {
-		/* An application error (ErrorCode UNSUPPORTED_VERSION) in the
-		 * method's own response: every response of the protocol keeps
-		 * error_code and error_message at fixed fields (1 and 2; the
-		 * authentication response at 4 and 5). */
-		char text[160];
-		uint8_t out[256];
-		int n = snprintf(text, sizeof(text),
-				 "API major version %llu is not spoken by this node (it speaks %d.x)",
-				 (unsigned long long)major, RMQ_API_MAJOR);
-		if (routes[i].version_field == 4) {
-			/* MetricsResponse has no error field (the design's message). */
-			rmq_call_finishf(c, RMQ_GRPC_FAILED_PRECONDITION, "UNSUPPORTED_VERSION: %s", text);
-			return;
-		}
-		uint32_t ec = routes[i].version_field == 3 ? 4 : 1;
-		size_t k = rmq_pb_put_uint(out, ec, EC_UNSUPPORTED_VERSION);
-		k += rmq_pb_put_len(out + k, ec + 1, (size_t)n);
-		memcpy(out + k, text, (size_t)n);
-		k += (size_t)n;
-		if (rmq_call_send(c, out, k) == 0)
-			rmq_call_finish(c, RMQ_GRPC_OK, NULL);
-		return;
-	}
-	routes[i].m.on_message(c, msg, len);
-}
-
-static void build_methods(void)
-{
-	for (size_t i = 0; i < NROUTES; i++) {
-		rmq_broker_methods[i] = routes[i].m;
-		if (routes[i].version_field)
-			rmq_broker_methods[i].on_message = versioned;
-	}
 }

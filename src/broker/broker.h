@@ -22,6 +22,7 @@
 #include "broker/coldread.h"
 #include "broker/errcode.h"
 #include "broker/meta.h"
+#include "broker/reply.h"
 #include "core/shard.h"
 #include "net/server.h"
 #include "storage/log.h"
@@ -148,11 +149,6 @@ void rmq_partition_mark_dirty(struct rmq_partition *p);
 /* Milliseconds since the epoch. */
 uint64_t rmq_wall_ms(void);
 
-/* The method table of every service (broker.c, built at start), and its
- * size. */
-extern struct rmq_grpc_method rmq_broker_methods[];
-extern const size_t rmq_broker_nmethods;
-
 /* Runs the broker until a signal stops it.  Returns 0 or an error. */
 int rmq_broker_run(struct rmq_broker *b);
 
@@ -165,36 +161,36 @@ void rmq_produce_cancel(struct rmq_call *c);
 void rmq_produce_retry_backlog(struct rmq_partition *p);
 void rmq_produce_fail_backlog(struct rmq_partition *p);
 
-void rmq_fetch_unary(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_fetch_batch(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_fetch_subscribe(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_fetch_unary(struct rmq_call *c, void *req);
+void rmq_fetch_batch(struct rmq_call *c, void *req);
+void rmq_fetch_subscribe(struct rmq_call *c, void *req);
 void rmq_fetch_cancel(struct rmq_call *c);
 void rmq_fetch_drain(struct rmq_call *c);
-void rmq_list_offsets(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_list_offsets(struct rmq_call *c, void *req);
 void rmq_fetch_wake(struct rmq_partition *p); /* HW advanced */
 void rmq_fetch_drop_waiters(struct rmq_partition *p); /* partition closing */
 
-void rmq_admin_create_topics(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_admin_delete_topics(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_admin_list_topics(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_admin_describe_topics(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_admin_alter_configs(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_admin_describe_configs(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_admin_describe_cluster(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_admin_create_topics(struct rmq_call *c, void *req);
+void rmq_admin_delete_topics(struct rmq_call *c, void *req);
+void rmq_admin_list_topics(struct rmq_call *c, void *req);
+void rmq_admin_describe_topics(struct rmq_call *c, void *req);
+void rmq_admin_alter_configs(struct rmq_call *c, void *req);
+void rmq_admin_describe_configs(struct rmq_call *c, void *req);
+void rmq_admin_describe_cluster(struct rmq_call *c, void *req);
 void rmq_admin_cancel(struct rmq_call *c);
-void rmq_md_topic_metadata(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_md_list_topics(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_md_broker_list(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_md_partition_leader(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_md_cluster_metadata(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_md_find_coordinator(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_health_check(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_health_watch(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_md_topic_metadata(struct rmq_call *c, void *req);
+void rmq_md_list_topics(struct rmq_call *c, void *req);
+void rmq_md_broker_list(struct rmq_call *c, void *req);
+void rmq_md_partition_leader(struct rmq_call *c, void *req);
+void rmq_md_cluster_metadata(struct rmq_call *c, void *req);
+void rmq_md_find_coordinator(struct rmq_call *c, void *req);
+void rmq_health_check(struct rmq_call *c, void *req);
+void rmq_health_watch(struct rmq_call *c, void *req);
 void rmq_health_watch_cancel(struct rmq_call *c);
-void rmq_broker_health(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_broker_metrics(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_broker_health(struct rmq_call *c, void *req);
+void rmq_broker_metrics(struct rmq_call *c, void *req);
 void rmq_not_served(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_auth_authenticate(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_auth_authenticate(struct rmq_call *c, void *req);
 
 /* Creates (auto_create) a topic through shard 0 for a produce to an
  * unknown topic; cb runs on this shard with a rustmq ErrorCode. */
@@ -202,11 +198,5 @@ struct rmq_topic_request;
 int rmq_admin_create_one(struct rmq_bshard *bs, const char *name, uint32_t partitions,
 			 void (*cb)(void *arg, int code, const char *msg), void *arg);
 
-/* Packs a protobuf-c message and sends it on c.  Returns what
- * rmq_call_send returns, or -ENOMEM. */
-struct ProtobufCMessage;
-int rmq_send_pb(struct rmq_call *c, const struct ProtobufCMessage *m);
-/* rmq_send_pb then rmq_call_finish(OK) */
-void rmq_reply_pb(struct rmq_call *c, const struct ProtobufCMessage *m);
 
 #endif /* RMQ_BROKER_BROKER_H */

@@ -63,6 +63,7 @@
 #include "broker/broker.h"
 #include "broker/coldread.h"
 #include "broker/lookup.h"
+#include "broker/methods.h"
 
 #include "client/consumer.pb-c.h"
 #include "core/assert.h"
@@ -899,14 +900,10 @@ static struct fetch_op *op_from_request(struct rmq_bshard *bs, struct rmq_call *
 	return op;
 }
 
-void rmq_fetch_unary(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_fetch_unary(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	Rustmq__Client__FetchRequest *req = rustmq__client__fetch_request__unpack(NULL, len, msg);
-	if (!req) {
-		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "FetchRequest does not decode");
-		return;
-	}
+	Rustmq__Client__FetchRequest *req = msg;
 	struct fetch_op *op = op_from_request(bs, c, req, 1);
 	rustmq__client__fetch_request__free_unpacked(req, NULL);
 	if (!op) {
@@ -1000,14 +997,10 @@ static void batch_done(struct fetch_batch *fb)
 	free(fb);
 }
 
-void rmq_fetch_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_fetch_batch(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	Rustmq__Client__FetchBatchRequest *req = rustmq__client__fetch_batch_request__unpack(NULL, len, msg);
-	if (!req) {
-		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "FetchBatchRequest does not decode");
-		return;
-	}
+	Rustmq__Client__FetchBatchRequest *req = msg;
 	struct fetch_batch *fb = calloc(1, sizeof(*fb));
 	if (!fb || !(fb->ops = calloc(req->n_fetches ? req->n_fetches : 1, sizeof(*fb->ops)))) {
 		free(fb);
@@ -1040,14 +1033,10 @@ void rmq_fetch_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 
 /* ---- Subscribe ------------------------------------------------------------------ */
 
-void rmq_fetch_subscribe(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_fetch_subscribe(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	Rustmq__Client__SubscribeRequest *req = rustmq__client__subscribe_request__unpack(NULL, len, msg);
-	if (!req) {
-		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "SubscribeRequest does not decode");
-		return;
-	}
+	Rustmq__Client__SubscribeRequest *req = msg;
 	if (req->n_partitions == 0) {
 		rustmq__client__subscribe_request__free_unpacked(req, NULL);
 		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "SubscribeRequest: no partitions");
@@ -1114,8 +1103,8 @@ void rmq_fetch_cancel(struct rmq_call *c)
 	void *ctx = rmq_call_get_ctx(c);
 	if (!ctx)
 		return;
-	const struct rmq_grpc_method *m = rmq_call_method(c);
-	if (m->kind == RMQ_GRPC_SERVER_STREAM) {
+	switch (rmq_call_rpc(c)) {
+	case RMQ_RPC_SUBSCRIBE: {
 		struct fetch_op *op = ctx;
 		op->cancelled = true;
 		if (op->send_blocked) {
@@ -1125,12 +1114,19 @@ void rmq_fetch_cancel(struct rmq_call *c)
 			return;
 		}
 		cancel_parked(op); /* the op frees itself when everything is back */
-	} else if (rmq_call_method(c)->on_message == rmq_fetch_unary) {
+		break;
+	}
+	case RMQ_RPC_FETCH:
 		cancel_parked(ctx);
-	} else {
+		break;
+	case RMQ_RPC_FETCH_BATCH: {
 		struct fetch_batch *fb = ctx;
 		for (int i = 0; i < fb->n; i++)
 			cancel_parked(fb->ops[i]);
+		break;
+	}
+	default:
+		RMQ_ASSERT(!"rmq_fetch_cancel on a call that is not a fetch");
 	}
 }
 

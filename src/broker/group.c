@@ -331,15 +331,9 @@ const char *greq_group_id(const struct greq *r)
 	return group_id_of(r->kind, r->req);
 }
 
-static void submit(struct rmq_call *c, const uint8_t *msg, size_t len, int kind,
-		   const ProtobufCMessageDescriptor *d)
+static void submit(struct rmq_call *c, ProtobufCMessage *req, int kind)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
-	if (!req) {
-		rmq_call_finishf(c, RMQ_GRPC_INVALID_ARGUMENT, "%s does not decode", d->name);
-		return;
-	}
 	struct greq *r = calloc(1, sizeof(*r));
 	if (!r) {
 		protobuf_c_message_free_unpacked(req, NULL);
@@ -365,39 +359,39 @@ static void submit(struct rmq_call *c, const uint8_t *msg, size_t len, int kind,
 	rmq_shard_post(rmq_shard_current(), rmq_group_shard(bs, gid), &r->msg);
 }
 
-void rmq_group_join(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_join(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_JOIN, &rustmq__client__join_group_request__descriptor);
+	submit(c, req, K_JOIN);
 }
 
-void rmq_group_sync(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_sync(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_SYNC, &rustmq__client__sync_group_request__descriptor);
+	submit(c, req, K_SYNC);
 }
 
-void rmq_group_heartbeat(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_heartbeat(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_HEARTBEAT, &rustmq__client__group_heartbeat_request__descriptor);
+	submit(c, req, K_HEARTBEAT);
 }
 
-void rmq_group_leave(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_leave(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_LEAVE, &rustmq__client__leave_group_request__descriptor);
+	submit(c, req, K_LEAVE);
 }
 
-void rmq_group_commit(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_commit(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_COMMIT, &rustmq__client__commit_offsets_request__descriptor);
+	submit(c, req, K_COMMIT);
 }
 
-void rmq_group_fetch_offsets(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_fetch_offsets(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_FETCH, &rustmq__client__fetch_offsets_request__descriptor);
+	submit(c, req, K_FETCH);
 }
 
-void rmq_group_reset(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_reset(struct rmq_call *c, void *req)
 {
-	submit(c, msg, len, K_RESET, &rustmq__controller__reset_group_offsets_request__descriptor);
+	submit(c, req, K_RESET);
 }
 
 /* ---- membership ------------------------------------------------------------------ */

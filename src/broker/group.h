@@ -61,16 +61,16 @@ uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group);
 unsigned rmq_group_shard(const struct rmq_bshard *bs, const char *group);
 
 /* ConsumerService */
-void rmq_group_join(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_sync(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_heartbeat(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_leave(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_commit(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_fetch_offsets(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_join(struct rmq_call *c, void *req);
+void rmq_group_sync(struct rmq_call *c, void *req);
+void rmq_group_heartbeat(struct rmq_call *c, void *req);
+void rmq_group_leave(struct rmq_call *c, void *req);
+void rmq_group_commit(struct rmq_call *c, void *req);
+void rmq_group_fetch_offsets(struct rmq_call *c, void *req);
 /* AdminService */
-void rmq_group_list(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_describe(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_delete(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_group_reset(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_group_list(struct rmq_call *c, void *req);
+void rmq_group_describe(struct rmq_call *c, void *req);
+void rmq_group_delete(struct rmq_call *c, void *req);
+void rmq_group_reset(struct rmq_call *c, void *req);
 
 #endif /* RMQ_BROKER_GROUP_H */

@@ -120,15 +120,9 @@ static void tour_free(struct rmq_gshard *gs, struct tour *t)
 	gs->out--;
 }
 
-static void tour_start(struct rmq_call *c, const uint8_t *msg, size_t len,
-		       const ProtobufCMessageDescriptor *d, tour_fn visit, tour_fn finish)
+static void tour_start(struct rmq_call *c, ProtobufCMessage *req, tour_fn visit, tour_fn finish)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
-	if (!req) {
-		rmq_call_finishf(c, RMQ_GRPC_INVALID_ARGUMENT, "%s does not decode", d->name);
-		return;
-	}
 	struct tour *t = calloc(1, sizeof(*t));
 	if (!t) {
 		protobuf_c_message_free_unpacked(req, NULL);
@@ -229,9 +223,9 @@ static void list_finish(struct rmq_gshard *gs, struct tour *t)
 	tour_reply(gs, t, &a.base);
 }
 
-void rmq_group_list(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_list(struct rmq_call *c, void *req)
 {
-	tour_start(c, msg, len, &rustmq__controller__list_groups_request__descriptor, list_visit,
+	tour_start(c, req, list_visit,
 		   list_finish);
 }
 
@@ -386,10 +380,9 @@ static void describe_visit_first(struct rmq_gshard *gs, struct tour *t)
 	describe_visit(gs, t);
 }
 
-void rmq_group_describe(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_describe(struct rmq_call *c, void *req)
 {
-	tour_start(c, msg, len, &rustmq__controller__describe_groups_request__descriptor,
-		   describe_visit_first, describe_finish);
+	tour_start(c, req, describe_visit_first, describe_finish);
 }
 
 /* ---- DeleteGroups ------------------------------------------------------------------ */
@@ -474,8 +467,8 @@ static void delete_finish(struct rmq_gshard *gs, struct tour *t)
 	tour_reply(gs, t, &a.base);
 }
 
-void rmq_group_delete(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_group_delete(struct rmq_call *c, void *req)
 {
-	tour_start(c, msg, len, &rustmq__controller__delete_groups_request__descriptor, delete_visit,
+	tour_start(c, req, delete_visit,
 		   delete_finish);
 }

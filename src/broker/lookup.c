@@ -229,14 +229,10 @@ static void lo_done(void *arg)
 	free(op);
 }
 
-void rmq_list_offsets(struct rmq_call *c, const uint8_t *msg, size_t len)
+void rmq_list_offsets(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	Rustmq__Client__ListOffsetsRequest *req = rustmq__client__list_offsets_request__unpack(NULL, len, msg);
-	if (!req) {
-		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "ListOffsetsRequest does not decode");
-		return;
-	}
+	Rustmq__Client__ListOffsetsRequest *req = msg;
 	struct lo_op *op = calloc(1, sizeof(*op));
 	size_t n = req->n_partitions;
 	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v)))) {

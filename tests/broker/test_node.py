@@ -2169,9 +2169,11 @@ def deadline_and_cancellation(ctx):
         f = c2.ch.unary_unary("/rustmq.client.ConsumerService/Fetch",
                               request_serializer=lambda m: m.SerializeToString(),
                               response_deserializer=C.FetchResponse.FromString)
+        # max_wait far beyond the settle bound below: a cancelled long poll
+        # must free its call at once, not when its wait runs out.
         for p in (0, 1):
-            fut.append(f.future(c2.fetch_req([("dl-t", p, 0)], max_wait_ms=10000, min_bytes=1),
-                                timeout=30))
+            fut.append(f.future(c2.fetch_req([("dl-t", p, 0)], max_wait_ms=25000, min_bytes=1),
+                                timeout=60))
         time.sleep(0.3)
         for x in fut:
             check(x.cancel(), "cancel a long poll")
@@ -2203,7 +2205,7 @@ def deadline_and_cancellation(ctx):
         f3 = c3.ch.unary_unary("/rustmq.client.ConsumerService/Fetch",
                                request_serializer=lambda m: m.SerializeToString(),
                                response_deserializer=C.FetchResponse.FromString)
-        f3.future(c3.fetch_req([("dl-t", 0, 0)], max_wait_ms=10000, min_bytes=1), timeout=30)
+        f3.future(c3.fetch_req([("dl-t", 0, 0)], max_wait_ms=25000, min_bytes=1), timeout=60)
         time.sleep(0.3)
         c3.close()
         # Every call ends on the broker: only the GetMetrics call is in flight.
@@ -2214,7 +2216,7 @@ def deadline_and_cancellation(ctx):
             seen.append(n)
             return n == 1
 
-        wait_until(settled, 10, f"rmq_calls to return to 1 (saw {seen[-5:]})", step=0.1)
+        wait_until(settled, 5, f"rmq_calls to return to 1 (saw {seen[-5:]})", step=0.1)
         # And the node still serves.
         ok(c.produce("dl-t", 0, make_records(1, "after-dl")), "produce after cancellations")
         resp, _ = c.fetch([("dl-t", 0, 0)])

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * methods.c - the method table (methods.h): every RPC of proto/, with its
+ * kind, request and response types, handler, and the field of its
+ * request's rustmq.common.ApiVersion.
+ *
+ * The gRPC layer calls dispatch() for every method; dispatch finds the
+ * route by the method's place in rmq_broker_methods, refuses an API major
+ * version this node does not speak (UNSUPPORTED_VERSION in the method's
+ * own response), decodes the request with the route's descriptor and
+ * hands it to the handler, so no handler decodes or version-checks for
+ * itself.  The produce routes take the bytes instead: they parse in place
+ * and copy the records verbatim (produce.c).
+ */
+#include "broker/methods.h"
+
+#include "broker/broker.h"
+#include "broker/group.h"
+#include "broker/reply.h"
+#include "broker/health.pb-c.h"
+#include "client/consumer.pb-c.h"
+#include "client/metadata.pb-c.h"
+#include "client/producer.pb-c.h"
+#include "common/types.pb-c.h"
+#include "controller/admin.pb-c.h"
+#include "core/assert.h"
+#include "core/pbwire.h"
+#include "core/util.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <string.h>
+
+#define U RMQ_GRPC_UNARY
+#define SS RMQ_GRPC_SERVER_STREAM
+#define CS RMQ_GRPC_CLIENT_STREAM
+#define BI RMQ_GRPC_BIDI
+#define NOT_SERVED(path_, kind_) {.path = path_, .kind = kind_, .rpc = RMQ_RPC_NOT_SERVED, .on_bytes = rmq_not_served}
+
+struct route {
+	const char *path;
+	enum rmq_grpc_kind kind;
+	enum rmq_rpc rpc;
+	const ProtobufCMessageDescriptor *req;  /* NULL: on_bytes */
+	const ProtobufCMessageDescriptor *resp; /* for errors before the handler */
+	rmq_rpc_fn on_request;
+	rmq_rpc_bytes_fn on_bytes;
+	void (*on_half_close)(struct rmq_call *c);
+	void (*on_cancel)(struct rmq_call *c);
+	void (*on_drain)(struct rmq_call *c);
+	uint8_t version_field;                  /* 0: not checked */
+};
+
+static const struct route routes[] = {
+	/* ProducerService */
+	{.path = "/rustmq.client.ProducerService/Produce", .kind = U, .rpc = RMQ_RPC_PRODUCE, .on_bytes = rmq_produce_unary, .resp = &rustmq__client__produce_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ProducerService/ProduceBatch", .kind = U, .rpc = RMQ_RPC_PRODUCE_BATCH, .on_bytes = rmq_produce_batch, .resp = &rustmq__client__produce_batch_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ProducerService/ProduceStream", .kind = BI, .rpc = RMQ_RPC_PRODUCE_STREAM, .on_bytes = rmq_produce_stream_msg, .resp = &rustmq__client__produce_response__descriptor, .on_half_close = rmq_produce_stream_half_close, .on_cancel = rmq_produce_cancel, .version_field = 1},
+	NOT_SERVED("/rustmq.client.ProducerService/InitTransaction", U),
+	NOT_SERVED("/rustmq.client.ProducerService/CommitTransaction", U),
+	NOT_SERVED("/rustmq.client.ProducerService/AbortTransaction", U),
+	/* ConsumerService */
+	{.path = "/rustmq.client.ConsumerService/Fetch", .kind = U, .rpc = RMQ_RPC_FETCH, .req = &rustmq__client__fetch_request__descriptor, .on_request = rmq_fetch_unary, .resp = &rustmq__client__fetch_response__descriptor, .on_cancel = rmq_fetch_cancel, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/FetchBatch", .kind = U, .rpc = RMQ_RPC_FETCH_BATCH, .req = &rustmq__client__fetch_batch_request__descriptor, .on_request = rmq_fetch_batch, .resp = &rustmq__client__fetch_batch_response__descriptor, .on_cancel = rmq_fetch_cancel, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/Subscribe", .kind = SS, .rpc = RMQ_RPC_SUBSCRIBE, .req = &rustmq__client__subscribe_request__descriptor, .on_request = rmq_fetch_subscribe, .resp = &rustmq__client__fetch_response__descriptor, .on_cancel = rmq_fetch_cancel, .on_drain = rmq_fetch_drain, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/ListOffsets", .kind = U, .rpc = RMQ_RPC_LIST_OFFSETS, .req = &rustmq__client__list_offsets_request__descriptor, .on_request = rmq_list_offsets, .resp = &rustmq__client__list_offsets_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/JoinGroup", .kind = U, .rpc = RMQ_RPC_JOIN_GROUP, .req = &rustmq__client__join_group_request__descriptor, .on_request = rmq_group_join, .resp = &rustmq__client__join_group_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/LeaveGroup", .kind = U, .rpc = RMQ_RPC_LEAVE_GROUP, .req = &rustmq__client__leave_group_request__descriptor, .on_request = rmq_group_leave, .resp = &rustmq__client__leave_group_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/CommitOffsets", .kind = U, .rpc = RMQ_RPC_COMMIT_OFFSETS, .req = &rustmq__client__commit_offsets_request__descriptor, .on_request = rmq_group_commit, .resp = &rustmq__client__commit_offsets_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/Heartbeat", .kind = U, .rpc = RMQ_RPC_HEARTBEAT, .req = &rustmq__client__group_heartbeat_request__descriptor, .on_request = rmq_group_heartbeat, .resp = &rustmq__client__group_heartbeat_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/SyncGroup", .kind = U, .rpc = RMQ_RPC_SYNC_GROUP, .req = &rustmq__client__sync_group_request__descriptor, .on_request = rmq_group_sync, .resp = &rustmq__client__sync_group_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.ConsumerService/FetchOffsets", .kind = U, .rpc = RMQ_RPC_FETCH_OFFSETS, .req = &rustmq__client__fetch_offsets_request__descriptor, .on_request = rmq_group_fetch_offsets, .resp = &rustmq__client__fetch_offsets_response__descriptor, .version_field = 1},
+	/* MetadataService */
+	{.path = "/rustmq.client.MetadataService/GetTopicMetadata", .kind = U, .rpc = RMQ_RPC_TOPIC_METADATA, .req = &rustmq__client__get_topic_metadata_request__descriptor, .on_request = rmq_md_topic_metadata, .resp = &rustmq__client__get_topic_metadata_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/ListTopics", .kind = U, .rpc = RMQ_RPC_MD_LIST_TOPICS, .req = &rustmq__client__list_topics_request__descriptor, .on_request = rmq_md_list_topics, .resp = &rustmq__client__list_topics_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/GetBrokerList", .kind = U, .rpc = RMQ_RPC_BROKER_LIST, .req = &rustmq__client__get_broker_list_request__descriptor, .on_request = rmq_md_broker_list, .resp = &rustmq__client__get_broker_list_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/GetPartitionLeader", .kind = U, .rpc = RMQ_RPC_PARTITION_LEADER, .req = &rustmq__client__get_partition_leader_request__descriptor, .on_request = rmq_md_partition_leader, .resp = &rustmq__client__get_partition_leader_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/GetClusterMetadata", .kind = U, .rpc = RMQ_RPC_CLUSTER_METADATA, .req = &rustmq__client__get_cluster_metadata_request__descriptor, .on_request = rmq_md_cluster_metadata, .resp = &rustmq__client__get_cluster_metadata_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/FindCoordinator", .kind = U, .rpc = RMQ_RPC_FIND_COORDINATOR, .req = &rustmq__client__find_coordinator_request__descriptor, .on_request = rmq_md_find_coordinator, .resp = &rustmq__client__find_coordinator_response__descriptor, .version_field = 1},
+	/* AuthService */
+	{.path = "/rustmq.client.AuthService/Authenticate", .kind = U, .rpc = RMQ_RPC_AUTHENTICATE, .req = &rustmq__common__authentication_request__descriptor, .on_request = rmq_auth_authenticate, .resp = &rustmq__common__authentication_response__descriptor, .version_field = 3},
+	/* AdminService */
+	{.path = "/rustmq.controller.AdminService/CreateTopics", .kind = U, .rpc = RMQ_RPC_CREATE_TOPICS, .req = &rustmq__controller__create_topics_request__descriptor, .on_request = rmq_admin_create_topics, .resp = &rustmq__controller__create_topics_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DeleteTopics", .kind = U, .rpc = RMQ_RPC_DELETE_TOPICS, .req = &rustmq__controller__delete_topics_request__descriptor, .on_request = rmq_admin_delete_topics, .resp = &rustmq__controller__delete_topics_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/ListTopics", .kind = U, .rpc = RMQ_RPC_LIST_TOPICS, .req = &rustmq__controller__list_topics_request__descriptor, .on_request = rmq_admin_list_topics, .resp = &rustmq__controller__list_topics_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeTopics", .kind = U, .rpc = RMQ_RPC_DESCRIBE_TOPICS, .req = &rustmq__controller__describe_topics_request__descriptor, .on_request = rmq_admin_describe_topics, .resp = &rustmq__controller__describe_topics_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/AlterConfigs", .kind = U, .rpc = RMQ_RPC_ALTER_CONFIGS, .req = &rustmq__controller__alter_configs_request__descriptor, .on_request = rmq_admin_alter_configs, .resp = &rustmq__controller__alter_configs_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeConfigs", .kind = U, .rpc = RMQ_RPC_DESCRIBE_CONFIGS, .req = &rustmq__controller__describe_configs_request__descriptor, .on_request = rmq_admin_describe_configs, .resp = &rustmq__controller__describe_configs_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeCluster", .kind = U, .rpc = RMQ_RPC_DESCRIBE_CLUSTER, .req = &rustmq__controller__describe_cluster_request__descriptor, .on_request = rmq_admin_describe_cluster, .resp = &rustmq__controller__describe_cluster_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/ListGroups", .kind = U, .rpc = RMQ_RPC_LIST_GROUPS, .req = &rustmq__controller__list_groups_request__descriptor, .on_request = rmq_group_list, .resp = &rustmq__controller__list_groups_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeGroups", .kind = U, .rpc = RMQ_RPC_DESCRIBE_GROUPS, .req = &rustmq__controller__describe_groups_request__descriptor, .on_request = rmq_group_describe, .resp = &rustmq__controller__describe_groups_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DeleteGroups", .kind = U, .rpc = RMQ_RPC_DELETE_GROUPS, .req = &rustmq__controller__delete_groups_request__descriptor, .on_request = rmq_group_delete, .resp = &rustmq__controller__delete_groups_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/ResetGroupOffsets", .kind = U, .rpc = RMQ_RPC_RESET_GROUP_OFFSETS, .req = &rustmq__controller__reset_group_offsets_request__descriptor, .on_request = rmq_group_reset, .resp = &rustmq__controller__reset_group_offsets_response__descriptor, .version_field = 1},
+	NOT_SERVED("/rustmq.controller.AdminService/ElectLeaders", U),
+	/* Health */
+	{.path = "/grpc.health.v1.Health/Check", .kind = U, .rpc = RMQ_RPC_HEALTH_CHECK, .req = &grpc__health__v1__health_check_request__descriptor, .on_request = rmq_health_check, .resp = &grpc__health__v1__health_check_response__descriptor},
+	{.path = "/grpc.health.v1.Health/Watch", .kind = SS, .rpc = RMQ_RPC_HEALTH_WATCH, .req = &grpc__health__v1__health_check_request__descriptor, .on_request = rmq_health_watch, .resp = &grpc__health__v1__health_check_response__descriptor, .on_cancel = rmq_health_watch_cancel},
+	/* BrokerHealthService */
+	{.path = "/rustmq.broker.BrokerHealthService/HealthCheck", .kind = U, .rpc = RMQ_RPC_BROKER_HEALTH, .req = &rustmq__broker__health_check_request__descriptor, .on_request = rmq_broker_health, .resp = &rustmq__broker__health_check_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.broker.BrokerHealthService/GetMetrics", .kind = U, .rpc = RMQ_RPC_METRICS, .req = &rustmq__broker__metrics_request__descriptor, .on_request = rmq_broker_metrics, .resp = &rustmq__broker__metrics_response__descriptor, .version_field = 4},
+	/* BrokerReplicationService */
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/ReplicateData", U),
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/ReplicateStream", BI),
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", U),
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/UpdateISR", U),
+	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetISR", U),
+	/* PartitionManagementService */
+	NOT_SERVED("/rustmq.broker.PartitionManagementService/AssignPartition", U),
+	NOT_SERVED("/rustmq.broker.PartitionManagementService/RemovePartition", U),
+	NOT_SERVED("/rustmq.broker.PartitionManagementService/MigratePartition", SS),
+	NOT_SERVED("/rustmq.broker.PartitionManagementService/GetPartitionState", U),
+	NOT_SERVED("/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", U),
+	/* ControllerRaftService */
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/RequestVote", U),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/AppendEntries", U),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/InstallSnapshot", CS),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/PreVote", U),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/TimeoutNow", U),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/AddPeer", U),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/RemovePeer", U),
+	NOT_SERVED("/rustmq.controller.ControllerRaftService/GetConfiguration", U),
+	/* ControllerBrokerService */
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/RegisterBroker", U),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/UnregisterBroker", U),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/HeartbeatBroker", U),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/CreatePartitions", U),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/DeletePartitions", U),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/ReassignPartitions", SS),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", U),
+	NOT_SERVED("/rustmq.controller.ControllerBrokerService/GetClusterConfig", U),
+	/* StreamingService */
+	NOT_SERVED("/rustmq.streaming.StreamingService/InteractiveQuery", BI),
+	NOT_SERVED("/rustmq.streaming.StreamingService/Subscribe", SS),
+	NOT_SERVED("/rustmq.streaming.StreamingService/BulkLoad", CS),
+};
+
+#define NROUTES RMQ_ARRAY_SIZE(routes)
+
+struct rmq_grpc_method rmq_broker_methods[NROUTES];
+const size_t rmq_broker_nmethods = NROUTES;
+
+static const struct route *route_of(const struct rmq_call *c)
+{
+	size_t i = (size_t)(rmq_call_method(c) - rmq_broker_methods);
+	RMQ_ASSERT(i < NROUTES);
+	return &routes[i];
+}
+
+enum rmq_rpc rmq_call_rpc(const struct rmq_call *c)
+{
+	return route_of(c)->rpc;
+}
+
+/* The API major version this node speaks. */
+#define RMQ_API_MAJOR 1
+
+/* Reads ApiVersion.major from field `field` of an encoded request; 0 when
+ * absent (an unversioned request is taken as the current version). */
+static uint64_t api_major(const uint8_t *msg, size_t len, uint32_t field)
+{
+	const uint8_t *p = msg, *end = msg + len;
+	while (p < end) {
+		uint32_t f, w;
+		uint64_t num = 0;
+		const uint8_t *val = NULL;
+		size_t vlen = 0;
+		size_t n = rmq_pb_next(p, end, &f, &w, &num, &val, &vlen);
+		if (n == 0)
+			return 0; /* malformed: the decoder says so */
+		if (f == field && w == RMQ_PB_LEN) {
+			const uint8_t *q = val, *qe = val + vlen;
+			while (q < qe) {
+				uint32_t f2, w2;
+				uint64_t v2 = 0;
+				const uint8_t *x;
+				size_t xl;
+				size_t k = rmq_pb_next(q, qe, &f2, &w2, &v2, &x, &xl);
+				if (k == 0)
+					return 0;
+				if (f2 == 1 && w2 == RMQ_PB_VARINT)
+					return v2;
+				q += k;
+			}
+			return 0;
+		}
+		p += n;
+	}
+	return 0;
+}
+
+static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	const struct route *r = route_of(c);
+	if (r->version_field) {
+		uint64_t major = api_major(msg, len, r->version_field);
+		if (major > RMQ_API_MAJOR) {
+			rmq_reply_error(c, r->resp, EC_UNSUPPORTED_VERSION,
+					"API major version %llu is not spoken by this node (it speaks %d.x)",
+					(unsigned long long)major, RMQ_API_MAJOR);
+			return;
+		}
+	}
+	if (r->on_bytes) {
+		r->on_bytes(c, msg, len);
+		return;
+	}
+	void *req = protobuf_c_message_unpack(r->req, NULL, len, msg);
+	if (!req) {
+		rmq_call_finishf(c, RMQ_GRPC_INVALID_ARGUMENT, "%s does not decode", r->req->name);
+		return;
+	}
+	r->on_request(c, req);
+}
+
+void rmq_methods_init(void)
+{
+	for (size_t i = 0; i < NROUTES; i++) {
+		rmq_broker_methods[i] = (struct rmq_grpc_method){
+			.path = routes[i].path,
+			.kind = routes[i].kind,
+			.on_message = dispatch,
+			.on_half_close = routes[i].on_half_close,
+			.on_cancel = routes[i].on_cancel,
+			.on_drain = routes[i].on_drain,
+		};
+	}
+}
