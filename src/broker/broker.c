@@ -270,8 +270,6 @@ static int apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gon
 	return 0;
 }
 
-/* Exposed to admin.c through this small wrapper. */
-int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
 int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m)
 {
 	struct rmq_meta *old = bs->meta;

@@ -11,10 +11,15 @@
  * A request arrives on the shard that accepted its connection.  Work on a
  * partition runs on the partition's shard (rmq_partition_shard()): the
  * handler posts a message there and the answer comes back by message.
- * Handlers live in produce.c (ProducerService), fetch.c (ConsumerService's
- * fetches, Subscribe), lookup.c (ListOffsets), group.c and group_admin.c
- * (consumer groups and their AdminService RPCs), admin.c (AdminService, MetadataService,
- * health, and the RPCs of capabilities this node does not serve yet).
+ * The method table (methods.c) decodes each request and calls its
+ * handler; handlers live in produce.c (ProducerService), fetch.c
+ * (ConsumerService's fetches, Subscribe), lookup.c (ListOffsets), group.c,
+ * group_offsets.c and group_admin.c (consumer groups and their
+ * AdminService RPCs), admin.c (AdminService's topic RPCs, AuthService, and
+ * the RPCs of capabilities this node does not serve yet), metadata.c
+ * (MetadataService) and health.c (health checks, GetMetrics).  Topic
+ * changes are decided on shard 0 (topics.c); reply.c and describe.c hold
+ * what every service uses to answer.
  */
 #ifndef RMQ_BROKER_BROKER_H
 #define RMQ_BROKER_BROKER_H
@@ -22,6 +27,7 @@
 #include "broker/coldread.h"
 #include "broker/errcode.h"
 #include "broker/meta.h"
+#include "broker/topics.h"
 #include "broker/reply.h"
 #include "core/shard.h"
 #include "net/server.h"
@@ -114,6 +120,7 @@ struct rmq_bshard {
 	uint32_t inflight_produce;
 	uint64_t cold_ahead_bytes;     /* held by read-aheads (coldread.h) */
 	struct rmq_gshard *groups;     /* groups this shard coordinates */
+	struct rmq_topic_changes changes; /* shard 0: topic changes (topics.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;
@@ -142,6 +149,11 @@ struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topi
 /* Routes (topic, p) to its shard: returns the shard id, or -1 with *code
  * set when the topic or partition does not exist on this shard's view. */
 int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code);
+
+/* Makes m this shard's snapshot: opens the partitions of new topics it
+ * owns, closes (and deletes the files of) those that went.  Returns 0 or
+ * -ENOMEM. */
+int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
 
 /* Marks p for a flush before the shard waits. */
 void rmq_partition_mark_dirty(struct rmq_partition *p);
@@ -177,7 +189,6 @@ void rmq_admin_describe_topics(struct rmq_call *c, void *req);
 void rmq_admin_alter_configs(struct rmq_call *c, void *req);
 void rmq_admin_describe_configs(struct rmq_call *c, void *req);
 void rmq_admin_describe_cluster(struct rmq_call *c, void *req);
-void rmq_admin_cancel(struct rmq_call *c);
 void rmq_md_topic_metadata(struct rmq_call *c, void *req);
 void rmq_md_list_topics(struct rmq_call *c, void *req);
 void rmq_md_broker_list(struct rmq_call *c, void *req);

@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * health.c - grpc.health.v1.Health (Check, Watch) and BrokerHealthService
+ * (HealthCheck, GetMetrics).
+ *
+ * A shard reads only its own counters, so HealthCheck and GetMetrics
+ * gather them by message: one struct shard_numbers per shard, filled on
+ * that shard, answered on the origin once every shard is back.
+ */
+#include "broker/broker.h"
+
+#include "broker/health.pb-c.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Per-shard numbers, gathered by message (each shard reads only its own). */
+struct shard_numbers {
+	uint64_t produce_requests, produce_records, fetch_requests, fetch_bytes, errors;
+	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
+	uint64_t partitions, connections, calls, protocol_errors;
+	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
+	struct rmq_lat_hist produce_latency;
+	struct rmq_log_metrics log;
+};
+
+struct gather {
+	struct rmq_call *call;
+	unsigned origin, n;
+	int pending;
+	struct shard_numbers *nums;
+	struct rmq_xmsg *msgs;           /* one per shard, followed by a back pointer */
+	void (*done)(struct gather *g);
+	void *req;                       /* the decoded request */
+};
+
+static void gather_back(struct rmq_xmsg *m)
+{
+	struct gather *g = *(struct gather **)(m + 1);
+	if (--g->pending == 0)
+		g->done(g);
+}
+
+static void gather_here(struct rmq_xmsg *m)
+{
+	struct gather *g = *(struct gather **)(m + 1);
+	struct rmq_bshard *bs = rmq_bshard_current();
+	struct shard_numbers *n = &g->nums[bs->id];
+	n->produce_requests = bs->produce_requests;
+	n->produce_records = bs->produce_records;
+	n->fetch_requests = bs->fetch_requests;
+	n->fetch_bytes = bs->fetch_bytes;
+	n->fetch_disk_bytes = bs->fetch_disk_bytes;
+	n->fetch_ahead_bytes = bs->fetch_ahead_bytes;
+	n->errors = bs->errors;
+	n->produce_latency = bs->produce_latency;
+	n->log = bs->log_metrics;
+	for (size_t i = 0; i < bs->meta->ntopics; i++)
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
+			if (bs->local[i].parts[p]) {
+				const struct rmq_log *log = bs->local[i].parts[p]->log;
+				n->partitions++;
+				n->log_bytes += rmq_log_size_bytes(log);
+				n->segment_rolls += rmq_log_stats(log)->rolls;
+				n->segments_recycled += rmq_log_stats(log)->recycled_segments;
+				n->segments_deleted += rmq_log_stats(log)->deleted_segments;
+			}
+	if (bs->srv) {
+		const struct rmq_server_stats *st = rmq_server_stats(bs->srv);
+		n->connections = st->connections;
+		n->calls = st->calls;
+		n->protocol_errors = st->protocol_errors;
+	}
+	m->fn = gather_back;
+	rmq_shard_post(rmq_shard_current(), g->origin, m);
+}
+
+static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, void *req,
+			void (*done)(struct gather *g))
+{
+	struct gather *g = calloc(1, sizeof(*g));
+	size_t stride = sizeof(struct rmq_xmsg) + sizeof(void *);
+	if (!g)
+		return -ENOMEM;
+	g->nums = calloc(bs->nshards, sizeof(*g->nums));
+	g->msgs = calloc(bs->nshards, stride);
+	if (!g->nums || !g->msgs) {
+		free(g->nums);
+		free(g->msgs);
+		free(g);
+		return -ENOMEM;
+	}
+	g->call = c;
+	rmq_call_ref(c);
+	g->origin = bs->id;
+	g->n = bs->nshards;
+	g->pending = (int)bs->nshards;
+	g->done = done;
+	g->req = req;
+	for (unsigned s = 0; s < bs->nshards; s++) {
+		struct rmq_xmsg *m = (struct rmq_xmsg *)((char *)g->msgs + s * stride);
+		*(struct gather **)(m + 1) = g;
+		m->fn = gather_here;
+		rmq_shard_post(rmq_shard_current(), s, m);
+	}
+	return 0;
+}
+
+static void gather_free(struct gather *g)
+{
+	rmq_call_unref(g->call);
+	free(g->nums);
+	free(g->msgs);
+	free(g);
+}
+
+/* grpc.health.v1: "" and every served service name are SERVING while the
+ * node accepts calls, NOT_SERVING while it shuts down. */
+static const char *const served_services[] = {
+	"rustmq.client.ProducerService", "rustmq.client.ConsumerService",
+	"rustmq.client.MetadataService", "rustmq.controller.AdminService",
+	"rustmq.broker.BrokerHealthService", "grpc.health.v1.Health",
+};
+
+static int health_of(struct rmq_bshard *bs, const char *service)
+{
+	bool known = service[0] == '\0';
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(served_services) && !known; i++)
+		known = strcmp(service, served_services[i]) == 0;
+	if (!known)
+		return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+	return atomic_load(&bs->b->serving) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+					    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
+void rmq_health_check(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Grpc__Health__V1__HealthCheckRequest *req = msg;
+	int st = health_of(bs, req->service);
+	if (st == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN) {
+		/* The standard says: NOT_FOUND for an unknown service on Check. */
+		rmq_call_finishf(c, RMQ_GRPC_NOT_FOUND, "unknown service '%s'", req->service);
+	} else {
+		Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+		r.status = st;
+		rmq_reply_pb(c, &r.base);
+	}
+	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+}
+
+/* Watch: the current status now, then again when it changes; the node's
+ * status changes once, when it starts shutting down, and the stream ends
+ * with the server's shutdown. */
+void rmq_health_watch(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Grpc__Health__V1__HealthCheckRequest *req = msg;
+	Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	r.status = health_of(bs, req->service);
+	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+	int rc = rmq_send_pb(c, &r.base);
+	if (rc < 0 && rc != RMQ_ECLOSED)
+		rmq_call_finishf(c, RMQ_GRPC_INTERNAL, "watch: %s", rmq_strerror(rc));
+	/* Left open: the call ends when the client cancels or at shutdown
+	 * (rmq_server_drained cancels it after sending NOT_SERVING below). */
+}
+
+void rmq_health_watch_cancel(struct rmq_call *c)
+{
+	(void)c;
+}
+
+static void broker_health_done(struct gather *g)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	Rustmq__Broker__HealthCheckRequest *req = g->req;
+	Rustmq__Broker__HealthCheckResponse r = RUSTMQ__BROKER__HEALTH_CHECK_RESPONSE__INIT;
+	Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	size_t nc = 2 + g->n;
+	Rustmq__Broker__ComponentHealth *cs = calloc(nc, sizeof(*cs));
+	Rustmq__Broker__ComponentHealth **cp = calloc(nc, sizeof(*cp));
+	Rustmq__Broker__ComponentHealth__DetailsEntry *de = calloc(nc * 4, sizeof(*de));
+	Rustmq__Broker__ComponentHealth__DetailsEntry **dp = calloc(nc * 4, sizeof(*dp));
+	char(*vals)[32] = calloc(nc * 4, 32);
+	char(*names)[24] = calloc(nc, 24);
+	bool serving = atomic_load(&bs->b->serving);
+	uint64_t wall = rmq_wall_ms();
+
+	if (!cs || !cp || !de || !dp || !vals || !names) {
+		rmq_call_finish(g->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	uint64_t parts = 0, bytes = 0, conns = 0, calls = 0;
+	for (unsigned s = 0; s < g->n; s++) {
+		parts += g->nums[s].partitions;
+		bytes += g->nums[s].log_bytes;
+		conns += g->nums[s].connections;
+		calls += g->nums[s].calls;
+	}
+	size_t d = 0, k = 0;
+#define DETAIL(comp, name_, fmt, val)                                                 \
+	do {                                                                          \
+		rustmq__broker__component_health__details_entry__init(&de[d]);        \
+		de[d].key = name_;                                                    \
+		snprintf(vals[d], 32, fmt, val);                                      \
+		de[d].value = vals[d];                                                \
+		dp[d] = &de[d];                                                       \
+		if (!(comp)->details)                                                 \
+			(comp)->details = &dp[d];                                     \
+		(comp)->n_details++;                                                  \
+		d++;                                                                  \
+	} while (0)
+	int status = serving ? RUSTMQ__BROKER__HEALTH_STATUS__HEALTH_STATUS_SERVING
+			     : RUSTMQ__BROKER__HEALTH_STATUS__HEALTH_STATUS_NOT_SERVING;
+	/* storage */
+	rustmq__broker__component_health__init(&cs[k]);
+	cs[k].component = RUSTMQ__BROKER__HEALTH_COMPONENT__HEALTH_COMPONENT_STORAGE;
+	cs[k].name = "storage";
+	cs[k].status = status;
+	if (req->include_details) {
+		DETAIL(&cs[k], "partitions", "%" PRIu64, parts);
+		DETAIL(&cs[k], "log_bytes", "%" PRIu64, bytes);
+	}
+	cp[k] = &cs[k];
+	k++;
+	/* network */
+	rustmq__broker__component_health__init(&cs[k]);
+	cs[k].component = RUSTMQ__BROKER__HEALTH_COMPONENT__HEALTH_COMPONENT_NETWORK;
+	cs[k].name = "network";
+	cs[k].status = status;
+	if (req->include_details) {
+		DETAIL(&cs[k], "connections", "%" PRIu64, conns);
+		DETAIL(&cs[k], "calls", "%" PRIu64, calls);
+	}
+	cp[k] = &cs[k];
+	k++;
+	for (unsigned s = 0; s < g->n; s++) {
+		rustmq__broker__component_health__init(&cs[k]);
+		cs[k].component = RUSTMQ__BROKER__HEALTH_COMPONENT__HEALTH_COMPONENT_SHARD;
+		snprintf(names[s], 24, "shard-%u", s);
+		cs[k].name = names[s];
+		cs[k].shard = s;
+		cs[k].status = status;
+		if (req->include_details) {
+			DETAIL(&cs[k], "partitions", "%" PRIu64, g->nums[s].partitions);
+			DETAIL(&cs[k], "connections", "%" PRIu64, g->nums[s].connections);
+		}
+		cp[k] = &cs[k];
+		k++;
+	}
+#undef DETAIL
+	r.status = status;
+	r.broker_id = (char *)bs->b->cfg.node_id;
+	r.broker_epoch = 1;
+	r.broker_state = serving ? RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING
+				 : RUSTMQ__COMMON__BROKER_STATE__BROKER_SHUTTING_DOWN;
+	r.uptime_ms = wall - bs->b->started_ms;
+	now.seconds = (int64_t)(wall / 1000);
+	now.nanos = (int32_t)(wall % 1000) * 1000000;
+	r.checked_at = &now;
+	r.components = cp;
+	r.n_components = k;
+	r.software_version = RMQ_VERSION;
+	rmq_reply_pb(g->call, &r.base);
+out:
+	free(cs);
+	free(cp);
+	free(de);
+	free(dp);
+	free(vals);
+	free(names);
+	rustmq__broker__health_check_request__free_unpacked(req, NULL);
+	gather_free(g);
+}
+
+void rmq_broker_health(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Broker__HealthCheckRequest *req = msg;
+	if (gather_start(bs, c, req, broker_health_done) < 0) {
+		rustmq__broker__health_check_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}
+
+struct metric_def {
+	const char *name, *help, *unit;
+	int type;
+	size_t off; /* in struct shard_numbers */
+};
+
+#define MDEF(n, h, u, t, f) {n, h, u, t, offsetof(struct shard_numbers, f)}
+static const struct metric_def metric_defs[] = {
+	MDEF("rmq_produce_requests_total", "produce appends handled", "requests", 1, produce_requests),
+	MDEF("rmq_produce_records_total", "records appended", "records", 1, produce_records),
+	MDEF("rmq_fetch_requests_total", "fetch requests answered", "requests", 1, fetch_requests),
+	MDEF("rmq_fetch_bytes_total", "batch bytes read for fetches", "bytes", 1, fetch_bytes),
+	MDEF("rmq_fetch_disk_bytes_total", "batch bytes fetches read from the disk (not in memory), read-ahead included", "bytes", 1, fetch_disk_bytes),
+	MDEF("rmq_fetch_ahead_bytes_total", "batch bytes fetches took from a read-ahead", "bytes", 1, fetch_ahead_bytes),
+	MDEF("rmq_request_errors_total", "produce requests answered with an error", "requests", 1, errors),
+	MDEF("rmq_partitions", "partitions owned", "partitions", 2, partitions),
+	MDEF("rmq_log_bytes", "bytes stored in partition logs", "bytes", 2, log_bytes),
+	MDEF("rmq_segment_rolls_total", "segments rolled, partitions open now, since they opened", "segments", 1, segment_rolls),
+	MDEF("rmq_segments_recycled_total", "new segments that took a deleted segment's file (--recycle-segments), partitions open now, since they opened", "segments", 1, segments_recycled),
+	MDEF("rmq_segments_deleted_total", "segments deleted by retention, compaction or truncation, partitions open now, since they opened", "segments", 1, segments_deleted),
+	MDEF("rmq_connections", "open client connections", "connections", 2, connections),
+	MDEF("rmq_calls", "gRPC calls in flight", "calls", 2, calls),
+	MDEF("rmq_protocol_errors_total", "connections closed for bad input", "connections", 1, protocol_errors),
+	MDEF("rmq_produce_latency_us", "a produce append, from its request's arrival on the connection's shard to its answer (acknowledged appends only)", "us", 3, produce_latency),
+	MDEF("rmq_log_ack_latency_us", "an append in a partition log, from the write buffer to acknowledged (write and sync per --fsync)", "us", 3, log.ack),
+	MDEF("rmq_log_write_latency_us", "one data write of a partition log (with --dsync-writes: durable when done)", "us", 3, log.write),
+	MDEF("rmq_log_sync_latency_us", "one fdatasync of a partition log (group commit)", "us", 3, log.sync),
+	MDEF("rmq_segment_roll_latency_us", "a segment roll, from its start to the new segment taking appends (the partition's appends wait meanwhile)", "us", 3, log.roll),
+};
+
+/* Fills m's histogram fields from h: every bucket, cumulative, the last
+ * +Inf (bounds are lathist.h's, the same on every node and every call, so a
+ * scraper sees the same series each time).  bk and bp have room for
+ * RMQ_LAT_BUCKETS.  Returns the buckets used. */
+static size_t fill_histogram(Rustmq__Broker__Metric *m, const struct rmq_lat_hist *h,
+			     Rustmq__Broker__HistogramBucket *bk, Rustmq__Broker__HistogramBucket **bp)
+{
+	uint64_t cum = 0;
+	size_t k;
+
+	for (k = 0; k < RMQ_LAT_BUCKETS; k++) {
+		cum += h->n[k];
+		rustmq__broker__histogram_bucket__init(&bk[k]);
+		bk[k].upper_bound = k == RMQ_LAT_BUCKETS - 1 ? INFINITY : (double)rmq_lat_bound((unsigned)k);
+		bk[k].cumulative_count = cum;
+		bp[k] = &bk[k];
+	}
+	m->buckets = bp;
+	m->n_buckets = k;
+	m->sample_count = h->count;
+	m->sample_sum = (double)h->sum_us;
+	m->value = h->count ? (double)h->sum_us / (double)h->count : 0;
+	return k;
+}
+
+static void metrics_done(struct gather *g)
+{
+	Rustmq__Broker__MetricsRequest *req = g->req;
+	Rustmq__Broker__MetricsResponse r = RUSTMQ__BROKER__METRICS_RESPONSE__INIT;
+	size_t nd = RMQ_ARRAY_SIZE(metric_defs), max = nd * g->n;
+	Rustmq__Broker__Metric *ms = calloc(max, sizeof(*ms));
+	Rustmq__Broker__Metric **mp = calloc(max, sizeof(*mp));
+	Rustmq__Broker__Metric__LabelsEntry *ls = calloc(max, sizeof(*ls));
+	Rustmq__Broker__Metric__LabelsEntry **lp = calloc(max, sizeof(*lp));
+	char(*shard)[12] = calloc(g->n, 12);
+	size_t nh = 0, kb = 0; /* histogram samples; buckets used */
+	for (size_t i = 0; i < nd; i++)
+		nh += metric_defs[i].type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM;
+	nh *= g->n;
+	Rustmq__Broker__HistogramBucket *bk = calloc(nh * RMQ_LAT_BUCKETS, sizeof(*bk));
+	Rustmq__Broker__HistogramBucket **bp = calloc(nh * RMQ_LAT_BUCKETS, sizeof(*bp));
+	Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	uint64_t wall = rmq_wall_ms();
+	size_t k = 0;
+
+	if (!ms || !mp || !ls || !lp || !shard || !bk || !bp) {
+		rmq_call_finish(g->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	now.seconds = (int64_t)(wall / 1000);
+	now.nanos = (int32_t)(wall % 1000) * 1000000;
+	for (size_t i = 0; i < nd; i++) {
+		const struct metric_def *md = &metric_defs[i];
+		bool want = req->n_metric_names == 0;
+		for (size_t q = 0; q < req->n_metric_names && !want; q++)
+			want = strcmp(req->metric_names[q], md->name) == 0;
+		if (!want || strncmp(md->name, req->name_prefix, strlen(req->name_prefix)) != 0)
+			continue;
+		for (unsigned s = 0; s < g->n; s++) {
+			snprintf(shard[s], 12, "%u", s);
+			/* label_filter: only "shard" exists. */
+			bool keep = true;
+			for (size_t f = 0; f < req->n_label_filter; f++)
+				if (strcmp(req->label_filter[f]->key, "shard") != 0 ||
+				    strcmp(req->label_filter[f]->value, shard[s]) != 0)
+					keep = false;
+			if (!keep)
+				continue;
+			rustmq__broker__metric__init(&ms[k]);
+			rustmq__broker__metric__labels_entry__init(&ls[k]);
+			ms[k].name = (char *)md->name;
+			const char *field = (const char *)&g->nums[s] + md->off;
+			if (md->type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM)
+				kb += fill_histogram(&ms[k], (const struct rmq_lat_hist *)field,
+						     &bk[kb], &bp[kb]);
+			else
+				ms[k].value = (double)*(const uint64_t *)field;
+			ls[k].key = "shard";
+			ls[k].value = shard[s];
+			lp[k] = &ls[k];
+			ms[k].labels = &lp[k];
+			ms[k].n_labels = 1;
+			ms[k].timestamp = &now;
+			ms[k].type = md->type;
+			if (req->include_help) {
+				ms[k].help = (char *)md->help;
+				ms[k].unit = (char *)md->unit;
+			}
+			mp[k] = &ms[k];
+			k++;
+		}
+	}
+	r.metrics = mp;
+	r.n_metrics = k;
+	rmq_reply_pb(g->call, &r.base);
+out:
+	free(ms);
+	free(mp);
+	free(ls);
+	free(lp);
+	free(shard);
+	free(bk);
+	free(bp);
+	rustmq__broker__metrics_request__free_unpacked(req, NULL);
+	gather_free(g);
+}
+
+void rmq_broker_metrics(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Broker__MetricsRequest *req = msg;
+	if (req->start_time) {
+		rustmq__broker__metrics_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT,
+				"this node keeps no metric history: leave start_time unset for current values");
+		return;
+	}
+	if (gather_start(bs, c, req, metrics_done) < 0) {
+		rustmq__broker__metrics_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}

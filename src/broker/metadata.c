@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * metadata.c - MetadataService: topics, brokers, partition leaders, the
+ * cluster, group coordinators.
+ *
+ * Answered from the receiving shard's own metadata snapshot, without
+ * messages to other shards (describe.h builds the messages).
+ */
+#include "broker/broker.h"
+#include "broker/describe.h"
+#include "broker/group.h"
+
+#include "client/metadata.pb-c.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__GetTopicMetadataRequest *req = msg;
+	Rustmq__Client__GetTopicMetadataResponse r = RUSTMQ__CLIENT__GET_TOPIC_METADATA_RESPONSE__INIT;
+	struct rmq_self_info self;
+	Rustmq__Common__BrokerInfo *brokers[1];
+	struct rmq_md_list l;
+	rmq_describe_self(bs, &self);
+	brokers[0] = &self.bi;
+	if (rmq_describe_topics(bs, req->topics, req->n_topics, req->include_configs, true, NULL, &l) < 0) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		r.topics = l.v;
+		r.n_topics = l.n;
+		r.brokers = brokers;
+		r.n_brokers = 1;
+		r.cluster_id = bs->b->cluster_id;
+		r.controller_id = (char *)bs->b->cfg.node_id;
+		r.metadata_version = bs->meta->version;
+		rmq_reply_pb(c, &r.base);
+	}
+	rmq_md_list_free(&l);
+	rustmq__client__get_topic_metadata_request__free_unpacked(req, NULL);
+}
+
+void rmq_md_list_topics(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__ListTopicsRequest *req = msg;
+	Rustmq__Client__ListTopicsResponse r = RUSTMQ__CLIENT__LIST_TOPICS_RESPONSE__INIT;
+	struct rmq_md_list l;
+	if (rmq_describe_topics(bs, NULL, 0, false, req->include_internal,
+		       req->name_prefix[0] ? req->name_prefix : NULL, &l) < 0) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		/* metadata.proto: "partitions and config.configs empty". */
+		for (size_t i = 0; i < l.n; i++)
+			l.v[i]->n_partitions = 0;
+		r.topics = l.v;
+		r.n_topics = l.n;
+		r.metadata_version = bs->meta->version;
+		rmq_reply_pb(c, &r.base);
+	}
+	rmq_md_list_free(&l);
+	rustmq__client__list_topics_request__free_unpacked(req, NULL);
+}
+
+void rmq_md_broker_list(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__GetBrokerListRequest *req = msg;
+	Rustmq__Client__GetBrokerListResponse r = RUSTMQ__CLIENT__GET_BROKER_LIST_RESPONSE__INIT;
+	struct rmq_self_info self;
+	Rustmq__Common__BrokerInfo *brokers[1];
+	rmq_describe_self(bs, &self);
+	brokers[0] = &self.bi;
+	r.brokers = brokers;
+	r.n_brokers = 1;
+	r.cluster_id = bs->b->cluster_id;
+	r.controller_id = (char *)bs->b->cfg.node_id;
+	r.metadata_version = bs->meta->version;
+	rmq_reply_pb(c, &r.base);
+	rustmq__client__get_broker_list_request__free_unpacked(req, NULL);
+}
+
+void rmq_md_partition_leader(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__GetPartitionLeaderRequest *req = msg;
+	Rustmq__Client__GetPartitionLeaderResponse r = RUSTMQ__CLIENT__GET_PARTITION_LEADER_RESPONSE__INIT;
+	struct rmq_self_info self;
+	struct rmq_arena a = {.n = 0};
+	char err[300];
+	long k = req->topic_partition ? rmq_meta_find(bs->meta, req->topic_partition->topic) : -1;
+	r.metadata_version = bs->meta->version;
+	if (!req->topic_partition) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "topic_partition is required");
+		goto out;
+	}
+	if (k < 0) {
+		r.error_code = EC_TOPIC_NOT_FOUND;
+		snprintf(err, sizeof(err), "unknown topic '%s'", req->topic_partition->topic);
+		r.error_message = err;
+	} else if (req->topic_partition->partition >= bs->meta->topics[k].partitions) {
+		r.error_code = EC_PARTITION_NOT_FOUND;
+		snprintf(err, sizeof(err), "topic '%s' has %u partitions", req->topic_partition->topic,
+			 bs->meta->topics[k].partitions);
+		r.error_message = err;
+	} else {
+		Rustmq__Common__TopicMetadata *tm = rmq_describe_topic(bs, &a, &bs->meta->topics[k], false);
+		if (!tm) {
+			rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		r.partition = tm->partitions[req->topic_partition->partition];
+		rmq_describe_self(bs, &self);
+		r.leader = &self.bi;
+	}
+	rmq_reply_pb(c, &r.base);
+out:
+	rmq_arena_free(&a);
+	rustmq__client__get_partition_leader_request__free_unpacked(req, NULL);
+}
+
+void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__GetClusterMetadataRequest *req = msg;
+	Rustmq__Client__GetClusterMetadataResponse r = RUSTMQ__CLIENT__GET_CLUSTER_METADATA_RESPONSE__INIT;
+	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
+	struct rmq_self_info self;
+	Rustmq__Common__BrokerInfo *brokers[1];
+	struct rmq_md_list l = {0};
+	rmq_describe_self(bs, &self);
+	brokers[0] = &self.bi;
+	cm.cluster_id = bs->b->cluster_id;
+	cm.controller_id = (char *)bs->b->cfg.node_id;
+	cm.controller_epoch = 1;
+	cm.brokers = brokers;
+	cm.n_brokers = 1;
+	cm.metadata_version = bs->meta->version;
+	if (req->include_topics && rmq_describe_topics(bs, NULL, 0, false, true, NULL, &l) < 0) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		cm.topics = l.v;
+		cm.n_topics = l.n;
+		r.metadata = &cm;
+		rmq_reply_pb(c, &r.base);
+	}
+	rmq_md_list_free(&l);
+	rustmq__client__get_cluster_metadata_request__free_unpacked(req, NULL);
+}
+
+void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Client__FindCoordinatorRequest *req = msg;
+	Rustmq__Client__FindCoordinatorResponse r = RUSTMQ__CLIENT__FIND_COORDINATOR_RESPONSE__INIT;
+	struct rmq_self_info self;
+	size_t n = req->n_keys;
+	Rustmq__Client__CoordinatorInfo *cs = calloc(n ? n : 1, sizeof(*cs));
+	Rustmq__Client__CoordinatorInfo **cp = calloc(n ? n : 1, sizeof(*cp));
+	if (!cs || !cp) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	rmq_describe_self(bs, &self);
+	for (size_t i = 0; i < n; i++) {
+		rustmq__client__coordinator_info__init(&cs[i]);
+		cs[i].key = req->keys[i];
+		if (req->keys[i][0] == '\0') {
+			cs[i].error_code = EC_INVALID_REQUEST;
+			cs[i].error_message = "empty key";
+		} else {
+			cs[i].broker = &self.bi; /* one node coordinates everything */
+		}
+		cp[i] = &cs[i];
+	}
+	r.coordinators = cp;
+	r.n_coordinators = n;
+	rmq_reply_pb(c, &r.base);
+out:
+	free(cs);
+	free(cp);
+	rustmq__client__find_coordinator_request__free_unpacked(req, NULL);
+}

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* topics.c - topic changes, decided on shard 0 one at a time (topics.h). */
+#include "broker/topics.h"
+
+#include "broker/broker.h"
+#include "controller/admin.pb-c.h"
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rmq_topic_change_free(struct rmq_topic_change *ch)
+{
+	for (size_t i = 0; i < ch->n; i++) {
+		free(ch->items[i].keys);
+		free(ch->items[i].vals);
+		free(ch->items[i].ops);
+	}
+	free(ch->items);
+	free(ch->applies);
+	free(ch);
+}
+
+static void change_next(struct rmq_topic_changes *q);
+
+static void change_back(struct rmq_xmsg *m)
+{
+	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct rmq_topic_change, msg);
+	ch->done(ch);
+}
+
+/* Shard 0: the change is complete everywhere (or failed validation). */
+static void change_finish(struct rmq_topic_change *ch)
+{
+	if (ch->new_meta)
+		rmq_meta_unref(ch->new_meta); /* shard 0's build reference */
+	ch->msg.fn = change_back;
+	rmq_shard_post(rmq_shard_current(), ch->origin, &ch->msg);
+	struct rmq_topic_changes *q = &rmq_bshard_current()->changes;
+	q->busy = false;
+	change_next(q);
+}
+
+struct topic_apply {
+	struct rmq_xmsg msg; /* shard 0 -> a shard -> shard 0 */
+	struct rmq_topic_change *ch;
+};
+
+static void apply_ack(struct rmq_xmsg *m)
+{
+	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct topic_apply, msg)->ch;
+	if (--ch->pending == 0)
+		change_finish(ch);
+}
+
+/* Runs on every shard with the new snapshot. */
+static void apply_here(struct rmq_xmsg *m)
+{
+	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct topic_apply, msg)->ch;
+	struct rmq_bshard *bs = rmq_bshard_current();
+	int rc = rmq_broker_apply_meta(bs, ch->new_meta);
+	if (rc < 0)
+		rmq_error("applying topic metadata v%" PRIu64 ": %s", ch->new_meta->version,
+			  rmq_strerror(rc));
+	m->fn = apply_ack;
+	rmq_shard_post(rmq_shard_current(), 0, m);
+}
+
+static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct rmq_change_item *it)
+{
+	const char *why;
+	if (strlen(it->name) > RMQ_TOPIC_NAME_MAX || rmq_topic_name_check(it->name, &why) < 0) {
+		it->code = EC_INVALID_TOPIC;
+		snprintf(it->err, sizeof(it->err), "%s", strlen(it->name) > RMQ_TOPIC_NAME_MAX
+								  ? "topic name is longer than 249 characters"
+								  : why);
+		return false;
+	}
+	if (rmq_meta_find(m, it->name) >= 0) {
+		it->code = EC_TOPIC_ALREADY_EXISTS;
+		snprintf(it->err, sizeof(it->err), "topic '%s' already exists", it->name);
+		return false;
+	}
+	uint32_t parts = it->partitions ? it->partitions : bs->b->cfg.default_partitions;
+	if (parts == 0 || parts > RMQ_PARTITIONS_MAX) {
+		it->code = EC_INVALID_PARTITIONS;
+		snprintf(it->err, sizeof(it->err), "partitions must be between 1 and %d", RMQ_PARTITIONS_MAX);
+		return false;
+	}
+	uint32_t rf = it->replication_factor ? it->replication_factor : 1;
+	if (rf != 1) {
+		it->code = EC_INVALID_REPLICATION_FACTOR;
+		snprintf(it->err, sizeof(it->err),
+			 "replication factor %u exceeds the 1 broker of this cluster", rf);
+		return false;
+	}
+	struct rmq_topic *t = &it->result;
+	memset(t, 0, sizeof(*t));
+	/* The name was checked (at most RMQ_TOPIC_NAME_MAX): it fits. */
+	snprintf(t->name, sizeof(t->name), "%.*s", RMQ_TOPIC_NAME_MAX, it->name);
+	rmq_uuid(t->id);
+	t->partitions = parts;
+	t->replication_factor = rf;
+	t->created_ms = rmq_wall_ms();
+	t->cfg = bs->b->cfg.topic_defaults;
+	t->cfg.overrides = 0;
+	for (size_t k = 0; k < it->nconf; k++) {
+		if (rmq_topic_config_set(&t->cfg, it->keys[k], it->vals[k], it->err, sizeof(it->err)) < 0) {
+			it->code = EC_INVALID_CONFIG;
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool valid_alter(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_change_item *it)
+{
+	long k = rmq_meta_find(m, it->name);
+	if (k < 0) {
+		it->code = EC_TOPIC_NOT_FOUND;
+		snprintf(it->err, sizeof(it->err), "unknown topic '%s'", it->name);
+		return false;
+	}
+	struct rmq_topic t = m->topics[k];
+	for (size_t i = 0; i < it->nconf; i++) {
+		if (it->ops[i] == RUSTMQ__CONTROLLER__ALTER_CONFIG_OP__ALTER_CONFIG_OP_DELETE) {
+			/* Back to the broker default for that key. */
+			char v[64];
+			unsigned key;
+			for (key = 0; key < RMQ_TOPIC_CONFIG_KEYS; key++)
+				if (strcmp(it->keys[i], rmq_topic_config_keys[key]) == 0)
+					break;
+			if (key == RMQ_TOPIC_CONFIG_KEYS) {
+				it->code = EC_INVALID_CONFIG;
+				snprintf(it->err, sizeof(it->err), "unknown configuration key '%s'", it->keys[i]);
+				return false;
+			}
+			rmq_topic_config_get(&bs->b->cfg.topic_defaults, key, v, sizeof(v));
+			uint32_t keep = t.cfg.overrides & ~(1u << key);
+			rmq_topic_config_set(&t.cfg, it->keys[i], v, it->err, sizeof(it->err));
+			t.cfg.overrides = keep;
+		} else if (it->ops[i] == RUSTMQ__CONTROLLER__ALTER_CONFIG_OP__ALTER_CONFIG_OP_SET) {
+			if (rmq_topic_config_set(&t.cfg, it->keys[i], it->vals[i], it->err, sizeof(it->err)) < 0) {
+				it->code = EC_INVALID_CONFIG;
+				return false;
+			}
+		} else {
+			it->code = EC_INVALID_CONFIG;
+			snprintf(it->err, sizeof(it->err), "'%s' is not a list-valued key: use SET or DELETE",
+				 it->keys[i]);
+			return false;
+		}
+	}
+	it->result = t;
+	return true;
+}
+
+/* Shard 0: validates ch against the current snapshot and, unless nothing
+ * changes, builds, saves and fans out the new one. */
+static void change_run(struct rmq_topic_change *ch)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	struct rmq_meta *m = bs->meta;
+	size_t ok = 0;
+
+	bs->changes.busy = true;
+	struct rmq_meta *nm = rmq_meta_copy(m, ch->kind == RMQ_CHANGE_CREATE ? ch->n : 0);
+	if (!nm) {
+		for (size_t i = 0; i < ch->n; i++) {
+			ch->items[i].code = EC_RESOURCE_EXHAUSTED;
+			snprintf(ch->items[i].err, sizeof(ch->items[i].err), "out of memory");
+		}
+		change_finish(ch);
+		return;
+	}
+	for (size_t i = 0; i < ch->n; i++) {
+		struct rmq_change_item *it = &ch->items[i];
+		if (it->code != EC_OK)
+			continue; /* refused by the origin already */
+		switch (ch->kind) {
+		case RMQ_CHANGE_CREATE:
+			if (valid_create(bs, nm, it)) {
+				ok++;
+				if (!ch->validate_only)
+					rmq_meta_insert(nm, &it->result);
+			}
+			break;
+		case RMQ_CHANGE_DELETE: {
+			long k = it->name[0] ? rmq_meta_find(nm, it->name) : -1;
+			if (k < 0 && it->id[0]) {
+				for (size_t j = 0; j < nm->ntopics; j++)
+					if (strcmp(nm->topics[j].id, it->id) == 0)
+						k = (long)j;
+			}
+			if (k < 0) {
+				it->code = EC_TOPIC_NOT_FOUND;
+				snprintf(it->err, sizeof(it->err), "unknown topic '%s'", it->name[0] ? it->name : it->id);
+			} else if (nm->topics[k].internal) {
+				it->code = EC_POLICY_VIOLATION;
+				snprintf(it->err, sizeof(it->err), "internal topics cannot be deleted");
+			} else {
+				it->result = nm->topics[k];
+				rmq_meta_remove(nm, (size_t)k);
+				ok++;
+			}
+			break;
+		}
+		case RMQ_CHANGE_ALTER:
+			if (valid_alter(bs, nm, it)) {
+				ok++;
+				if (!ch->validate_only)
+					nm->topics[rmq_meta_find(nm, it->name)] = it->result;
+			}
+			break;
+		}
+	}
+	if (ok == 0 || ch->validate_only) {
+		free(nm->topics);
+		free(nm);
+		change_finish(ch);
+		return;
+	}
+	int rc = rmq_meta_save(bs->b->cfg.data_dir, nm);
+	if (rc < 0) {
+		rmq_error("cannot save topic metadata: %s", rmq_strerror(rc));
+		for (size_t i = 0; i < ch->n; i++) {
+			if (ch->items[i].code == EC_OK) {
+				ch->items[i].code = EC_STORAGE_ERROR;
+				snprintf(ch->items[i].err, sizeof(ch->items[i].err),
+					 "metadata could not be saved: %s", rmq_strerror(rc));
+			}
+		}
+		free(nm->topics);
+		free(nm);
+		change_finish(ch);
+		return;
+	}
+	for (size_t i = 0; i < ch->n; i++) {
+		if (ch->items[i].code == EC_OK)
+			rmq_info("topic %s %s (%u partitions)", ch->items[i].result.name,
+				 ch->kind == RMQ_CHANGE_CREATE ? "created" : ch->kind == RMQ_CHANGE_DELETE ? "deleted" : "altered",
+				 ch->items[i].result.partitions);
+	}
+	ch->new_meta = nm;
+	rmq_meta_ref(nm); /* shard 0's build reference, dropped in change_finish */
+	ch->pending = (int)bs->nshards;
+	for (unsigned s = 0; s < bs->nshards; s++) {
+		ch->applies[s].ch = ch;
+		ch->applies[s].msg.fn = apply_here;
+		rmq_shard_post(bs->s, s, &ch->applies[s].msg);
+	}
+}
+
+static void change_next(struct rmq_topic_changes *q)
+{
+	if (q->busy || !q->head)
+		return;
+	struct rmq_topic_change *ch = q->head;
+	q->head = ch->next;
+	if (!q->head)
+		q->tail = NULL;
+	change_run(ch);
+}
+
+static void change_arrive(struct rmq_xmsg *m)
+{
+	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct rmq_topic_change, msg);
+	struct rmq_topic_changes *q = &rmq_bshard_current()->changes;
+	RMQ_ASSERT(rmq_bshard_current()->id == 0);
+	ch->next = NULL;
+	if (q->tail)
+		q->tail->next = ch;
+	else
+		q->head = ch;
+	q->tail = ch;
+	change_next(q);
+}
+
+struct rmq_topic_change *rmq_topic_change_new(struct rmq_bshard *bs, enum rmq_change_kind kind,
+					      size_t n)
+{
+	struct rmq_topic_change *ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return NULL;
+	ch->items = calloc(n ? n : 1, sizeof(*ch->items));
+	ch->applies = calloc(bs->nshards, sizeof(*ch->applies));
+	if (!ch->items || !ch->applies) {
+		free(ch->items);
+		free(ch->applies);
+		free(ch);
+		return NULL;
+	}
+	ch->kind = kind;
+	ch->n = n;
+	ch->origin = bs->id;
+	return ch;
+}
+
+void rmq_topic_change_submit(struct rmq_bshard *bs, struct rmq_topic_change *ch)
+{
+	ch->msg.fn = change_arrive;
+	rmq_shard_post(bs->s, 0, &ch->msg);
+}
+
+int rmq_topic_change_configs(struct rmq_change_item *it, size_t n)
+{
+	it->nconf = n;
+	it->keys = calloc(n ? n : 1, sizeof(*it->keys));
+	it->vals = calloc(n ? n : 1, sizeof(*it->vals));
+	it->ops = calloc(n ? n : 1, sizeof(*it->ops));
+	return it->keys && it->vals && it->ops ? 0 : -ENOMEM;
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * topics.h - topic changes (create, delete, alter configs), decided on
+ * shard 0 one at a time.
+ *
+ *   origin shard               shard 0 (owns the metadata)       every shard
+ *   rmq_topic_change_submit ─► queue (struct rmq_topic_changes,
+ *                              in shard 0's state: where the
+ *                              controller plugs in)
+ *                              validate each item against its
+ *                              snapshot; build the new snapshot,
+ *                              save it ── apply (the snapshot) ──► open and close
+ *                                                                  its partitions
+ *                              ◄──────────────────────── ack ────
+ *   ch->done(ch) ◄──────────── every shard applied (or nothing
+ *                              changed)
+ *
+ * So when CreateTopics answers OK, every partition of the topic is open
+ * and accepts produce on every shard.  Each item gets its own result
+ * (code, err, and the topic as created or altered).
+ */
+#ifndef RMQ_BROKER_TOPICS_H
+#define RMQ_BROKER_TOPICS_H
+
+#include "broker/meta.h"
+#include "core/shard.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmq_bshard;
+struct rmq_call;
+
+enum rmq_change_kind { RMQ_CHANGE_CREATE, RMQ_CHANGE_DELETE, RMQ_CHANGE_ALTER };
+
+struct rmq_change_item {
+	/* In. */
+	char name[RMQ_TOPIC_NAME_MAX + 2]; /* +1: over-long names are refused, not cut */
+	char id[40];               /* delete by topic id when name is empty */
+	uint32_t partitions;       /* create; 0 = the node's default */
+	uint32_t replication_factor;
+	size_t nconf;              /* create and alter: configuration entries */
+	char (*keys)[64];
+	char (*vals)[256];
+	int *ops;                  /* alter: AlterConfigOp per entry */
+	/* Out: code is a rustmq ErrorCode (the origin may set one before
+	 * submitting: shard 0 then skips the item). */
+	int code;
+	char err[320];
+	struct rmq_topic result;   /* the topic created, deleted or altered */
+};
+
+struct rmq_topic_change {
+	/* In. */
+	enum rmq_change_kind kind;
+	bool validate_only;
+	size_t n;
+	struct rmq_change_item *items;
+	void (*done)(struct rmq_topic_change *ch); /* on the origin; frees ch */
+	/* For done's use. */
+	struct rmq_call *call;
+	void (*cb)(void *arg, int code, const char *msg);
+	void *cb_arg;
+	/* Private. */
+	struct rmq_xmsg msg;       /* origin -> shard 0 -> origin */
+	unsigned origin;
+	struct rmq_meta *new_meta; /* NULL when nothing changes */
+	int pending;               /* shards still applying */
+	struct rmq_topic_change *next;
+	struct topic_apply *applies; /* one per shard */
+};
+
+/* Shard 0's queue of changes. */
+struct rmq_topic_changes {
+	struct rmq_topic_change *head, *tail;
+	bool busy;
+};
+
+/* A change of n items (zeroed), or NULL when out of memory. */
+struct rmq_topic_change *rmq_topic_change_new(struct rmq_bshard *bs, enum rmq_change_kind kind,
+					      size_t n);
+/* Gives it room for n configuration entries.  Returns 0 or -ENOMEM. */
+int rmq_topic_change_configs(struct rmq_change_item *it, size_t n);
+/* Sends ch to shard 0; ch->done runs on this shard when it is decided. */
+void rmq_topic_change_submit(struct rmq_bshard *bs, struct rmq_topic_change *ch);
+void rmq_topic_change_free(struct rmq_topic_change *ch);
+
+#endif /* RMQ_BROKER_TOPICS_H */
