@@ -59,6 +59,8 @@ struct rmq_broker_config {
 	uint64_t read_ahead_bytes;     /* read-ahead held per shard; 0 = none (coldread.h) */
 	uint64_t produce_timeout_ns;   /* default when a request sets none */
 	uint32_t max_inflight_produce; /* per shard */
+	uint32_t max_request_partitions; /* per request (request.h) */
+	uint32_t max_request_names;    /* per request (request.h) */
 	/* Consumer groups (group.h). */
 	uint32_t offsets_partitions;   /* of __consumer_offsets; fixed once used */
 	uint64_t offsets_segment_bytes;

@@ -64,6 +64,7 @@
 #include "broker/coldread.h"
 #include "broker/lookup.h"
 #include "broker/methods.h"
+#include "broker/request.h"
 
 #include "client/consumer.pb-c.h"
 #include "core/assert.h"
@@ -73,6 +74,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -904,6 +906,15 @@ void rmq_fetch_unary(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__FetchRequest *req = msg;
+	char err[400];
+	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
+				   offsetof(Rustmq__Client__FetchPartition, topic_partition), true, err,
+				   sizeof(err));
+	if (code != EC_OK) {
+		rustmq__client__fetch_request__free_unpacked(req, NULL);
+		rmq_refuse(c, code, "%s", err);
+		return;
+	}
 	struct fetch_op *op = op_from_request(bs, c, req, 1);
 	rustmq__client__fetch_request__free_unpacked(req, NULL);
 	if (!op) {
@@ -1001,6 +1012,22 @@ void rmq_fetch_batch(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__FetchBatchRequest *req = msg;
+	char err[400];
+	size_t total = 0;
+	for (size_t i = 0; i < req->n_fetches; i++) {
+		const Rustmq__Client__FetchRequest *f = req->fetches[i];
+		total += f->n_partitions;
+		int code = rmq_request_tps(bs, (void *const *)f->partitions, f->n_partitions,
+				       offsetof(Rustmq__Client__FetchPartition, topic_partition), true, err,
+				       sizeof(err));
+		if (code == EC_OK)
+			code = rmq_request_partitions(bs, total, err, sizeof(err));
+		if (code != EC_OK) {
+			rustmq__client__fetch_batch_request__free_unpacked(req, NULL);
+			rmq_refuse(c, code, "fetches[%zu]: %s", i, err);
+			return;
+		}
+	}
 	struct fetch_batch *fb = calloc(1, sizeof(*fb));
 	if (!fb || !(fb->ops = calloc(req->n_fetches ? req->n_fetches : 1, sizeof(*fb->ops)))) {
 		free(fb);
@@ -1040,6 +1067,15 @@ void rmq_fetch_subscribe(struct rmq_call *c, void *msg)
 	if (req->n_partitions == 0) {
 		rustmq__client__subscribe_request__free_unpacked(req, NULL);
 		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "SubscribeRequest: no partitions");
+		return;
+	}
+	char err[400];
+	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
+				   offsetof(Rustmq__Client__SubscribePartition, topic_partition), true, err,
+				   sizeof(err));
+	if (code != EC_OK) {
+		rustmq__client__subscribe_request__free_unpacked(req, NULL);
+		rmq_refuse(c, code, "%s", err);
 		return;
 	}
 	struct fetch_op *op = calloc(1, sizeof(*op));

@@ -26,6 +26,8 @@
  * restart (which replays the log) rebuilds exactly what was answered.
  */
 #include "broker/group_int.h"
+#include "broker/methods.h"
+#include "broker/request.h"
 
 #include "broker/lookup.h"
 #include "client/consumer.pb-c.h"
@@ -381,6 +383,16 @@ void rmq_group_leave(struct rmq_call *c, void *req)
 
 void rmq_group_commit(struct rmq_call *c, void *req)
 {
+	Rustmq__Client__CommitOffsetsRequest *q = req;
+	char err[400];
+	int code = rmq_request_tps(rmq_call_app(c), (void *const *)q->partitions, q->n_partitions,
+				   offsetof(Rustmq__Client__OffsetCommitPartition, topic_partition), true, err,
+				   sizeof(err));
+	if (code != EC_OK) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		rmq_refuse(c, code, "%s", err);
+		return;
+	}
 	submit(c, req, K_COMMIT);
 }
 

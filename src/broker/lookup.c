@@ -6,6 +6,8 @@
 #include "broker/lookup.h"
 
 #include "broker/broker.h"
+#include "broker/methods.h"
+#include "broker/request.h"
 #include "client/consumer.pb-c.h"
 #include "core/error.h"
 #include "core/pbwire.h"
@@ -13,6 +15,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +236,15 @@ void rmq_list_offsets(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__ListOffsetsRequest *req = msg;
+	char err[400];
+	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
+				   offsetof(Rustmq__Client__ListOffsetsPartition, topic_partition), true, err,
+				   sizeof(err));
+	if (code != EC_OK) {
+		rustmq__client__list_offsets_request__free_unpacked(req, NULL);
+		rmq_refuse(c, code, "%s", err);
+		return;
+	}
 	struct lo_op *op = calloc(1, sizeof(*op));
 	size_t n = req->n_partitions;
 	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v)))) {

@@ -28,6 +28,9 @@
 #include "core/util.h"
 #include "grpc/health/v1/health.pb-c.h"
 
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #define U RMQ_GRPC_UNARY
@@ -48,6 +51,7 @@ struct route {
 	void (*on_cancel)(struct rmq_call *c);
 	void (*on_drain)(struct rmq_call *c);
 	uint8_t version_field;                  /* 0: not checked */
+	bool names;                             /* lists of names: --max-request-names */
 };
 
 static const struct route routes[] = {
@@ -70,25 +74,25 @@ static const struct route routes[] = {
 	{.path = "/rustmq.client.ConsumerService/SyncGroup", .kind = U, .rpc = RMQ_RPC_SYNC_GROUP, .req = &rustmq__client__sync_group_request__descriptor, .on_request = rmq_group_sync, .resp = &rustmq__client__sync_group_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.client.ConsumerService/FetchOffsets", .kind = U, .rpc = RMQ_RPC_FETCH_OFFSETS, .req = &rustmq__client__fetch_offsets_request__descriptor, .on_request = rmq_group_fetch_offsets, .resp = &rustmq__client__fetch_offsets_response__descriptor, .version_field = 1},
 	/* MetadataService */
-	{.path = "/rustmq.client.MetadataService/GetTopicMetadata", .kind = U, .rpc = RMQ_RPC_TOPIC_METADATA, .req = &rustmq__client__get_topic_metadata_request__descriptor, .on_request = rmq_md_topic_metadata, .resp = &rustmq__client__get_topic_metadata_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/GetTopicMetadata", .kind = U, .rpc = RMQ_RPC_TOPIC_METADATA, .req = &rustmq__client__get_topic_metadata_request__descriptor, .on_request = rmq_md_topic_metadata, .resp = &rustmq__client__get_topic_metadata_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.client.MetadataService/ListTopics", .kind = U, .rpc = RMQ_RPC_MD_LIST_TOPICS, .req = &rustmq__client__list_topics_request__descriptor, .on_request = rmq_md_list_topics, .resp = &rustmq__client__list_topics_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.client.MetadataService/GetBrokerList", .kind = U, .rpc = RMQ_RPC_BROKER_LIST, .req = &rustmq__client__get_broker_list_request__descriptor, .on_request = rmq_md_broker_list, .resp = &rustmq__client__get_broker_list_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.client.MetadataService/GetPartitionLeader", .kind = U, .rpc = RMQ_RPC_PARTITION_LEADER, .req = &rustmq__client__get_partition_leader_request__descriptor, .on_request = rmq_md_partition_leader, .resp = &rustmq__client__get_partition_leader_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.client.MetadataService/GetClusterMetadata", .kind = U, .rpc = RMQ_RPC_CLUSTER_METADATA, .req = &rustmq__client__get_cluster_metadata_request__descriptor, .on_request = rmq_md_cluster_metadata, .resp = &rustmq__client__get_cluster_metadata_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.client.MetadataService/FindCoordinator", .kind = U, .rpc = RMQ_RPC_FIND_COORDINATOR, .req = &rustmq__client__find_coordinator_request__descriptor, .on_request = rmq_md_find_coordinator, .resp = &rustmq__client__find_coordinator_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.client.MetadataService/FindCoordinator", .kind = U, .rpc = RMQ_RPC_FIND_COORDINATOR, .req = &rustmq__client__find_coordinator_request__descriptor, .on_request = rmq_md_find_coordinator, .resp = &rustmq__client__find_coordinator_response__descriptor, .version_field = 1, .names = true},
 	/* AuthService */
 	{.path = "/rustmq.client.AuthService/Authenticate", .kind = U, .rpc = RMQ_RPC_AUTHENTICATE, .req = &rustmq__common__authentication_request__descriptor, .on_request = rmq_auth_authenticate, .resp = &rustmq__common__authentication_response__descriptor, .version_field = 3},
 	/* AdminService */
-	{.path = "/rustmq.controller.AdminService/CreateTopics", .kind = U, .rpc = RMQ_RPC_CREATE_TOPICS, .req = &rustmq__controller__create_topics_request__descriptor, .on_request = rmq_admin_create_topics, .resp = &rustmq__controller__create_topics_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/DeleteTopics", .kind = U, .rpc = RMQ_RPC_DELETE_TOPICS, .req = &rustmq__controller__delete_topics_request__descriptor, .on_request = rmq_admin_delete_topics, .resp = &rustmq__controller__delete_topics_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/CreateTopics", .kind = U, .rpc = RMQ_RPC_CREATE_TOPICS, .req = &rustmq__controller__create_topics_request__descriptor, .on_request = rmq_admin_create_topics, .resp = &rustmq__controller__create_topics_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.AdminService/DeleteTopics", .kind = U, .rpc = RMQ_RPC_DELETE_TOPICS, .req = &rustmq__controller__delete_topics_request__descriptor, .on_request = rmq_admin_delete_topics, .resp = &rustmq__controller__delete_topics_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.AdminService/ListTopics", .kind = U, .rpc = RMQ_RPC_LIST_TOPICS, .req = &rustmq__controller__list_topics_request__descriptor, .on_request = rmq_admin_list_topics, .resp = &rustmq__controller__list_topics_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/DescribeTopics", .kind = U, .rpc = RMQ_RPC_DESCRIBE_TOPICS, .req = &rustmq__controller__describe_topics_request__descriptor, .on_request = rmq_admin_describe_topics, .resp = &rustmq__controller__describe_topics_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/AlterConfigs", .kind = U, .rpc = RMQ_RPC_ALTER_CONFIGS, .req = &rustmq__controller__alter_configs_request__descriptor, .on_request = rmq_admin_alter_configs, .resp = &rustmq__controller__alter_configs_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/DescribeConfigs", .kind = U, .rpc = RMQ_RPC_DESCRIBE_CONFIGS, .req = &rustmq__controller__describe_configs_request__descriptor, .on_request = rmq_admin_describe_configs, .resp = &rustmq__controller__describe_configs_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeTopics", .kind = U, .rpc = RMQ_RPC_DESCRIBE_TOPICS, .req = &rustmq__controller__describe_topics_request__descriptor, .on_request = rmq_admin_describe_topics, .resp = &rustmq__controller__describe_topics_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.AdminService/AlterConfigs", .kind = U, .rpc = RMQ_RPC_ALTER_CONFIGS, .req = &rustmq__controller__alter_configs_request__descriptor, .on_request = rmq_admin_alter_configs, .resp = &rustmq__controller__alter_configs_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.AdminService/DescribeConfigs", .kind = U, .rpc = RMQ_RPC_DESCRIBE_CONFIGS, .req = &rustmq__controller__describe_configs_request__descriptor, .on_request = rmq_admin_describe_configs, .resp = &rustmq__controller__describe_configs_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.AdminService/DescribeCluster", .kind = U, .rpc = RMQ_RPC_DESCRIBE_CLUSTER, .req = &rustmq__controller__describe_cluster_request__descriptor, .on_request = rmq_admin_describe_cluster, .resp = &rustmq__controller__describe_cluster_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/ListGroups", .kind = U, .rpc = RMQ_RPC_LIST_GROUPS, .req = &rustmq__controller__list_groups_request__descriptor, .on_request = rmq_group_list, .resp = &rustmq__controller__list_groups_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/DescribeGroups", .kind = U, .rpc = RMQ_RPC_DESCRIBE_GROUPS, .req = &rustmq__controller__describe_groups_request__descriptor, .on_request = rmq_group_describe, .resp = &rustmq__controller__describe_groups_response__descriptor, .version_field = 1},
-	{.path = "/rustmq.controller.AdminService/DeleteGroups", .kind = U, .rpc = RMQ_RPC_DELETE_GROUPS, .req = &rustmq__controller__delete_groups_request__descriptor, .on_request = rmq_group_delete, .resp = &rustmq__controller__delete_groups_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/ListGroups", .kind = U, .rpc = RMQ_RPC_LIST_GROUPS, .req = &rustmq__controller__list_groups_request__descriptor, .on_request = rmq_group_list, .resp = &rustmq__controller__list_groups_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.AdminService/DescribeGroups", .kind = U, .rpc = RMQ_RPC_DESCRIBE_GROUPS, .req = &rustmq__controller__describe_groups_request__descriptor, .on_request = rmq_group_describe, .resp = &rustmq__controller__describe_groups_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.AdminService/DeleteGroups", .kind = U, .rpc = RMQ_RPC_DELETE_GROUPS, .req = &rustmq__controller__delete_groups_request__descriptor, .on_request = rmq_group_delete, .resp = &rustmq__controller__delete_groups_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.AdminService/ResetGroupOffsets", .kind = U, .rpc = RMQ_RPC_RESET_GROUP_OFFSETS, .req = &rustmq__controller__reset_group_offsets_request__descriptor, .on_request = rmq_group_reset, .resp = &rustmq__controller__reset_group_offsets_response__descriptor, .version_field = 1},
 	NOT_SERVED("/rustmq.controller.AdminService/ElectLeaders", U),
 	/* Health */
@@ -152,6 +156,16 @@ enum rmq_rpc rmq_call_rpc(const struct rmq_call *c)
 	return route_of(c)->rpc;
 }
 
+void rmq_refuse(struct rmq_call *c, int code, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	rmq_reply_error(c, route_of(c)->resp, code, "%s", text);
+}
+
 /* The API major version this node speaks. */
 #define RMQ_API_MAJOR 1
 
@@ -189,6 +203,24 @@ static uint64_t api_major(const uint8_t *msg, size_t len, uint32_t field)
 	return 0;
 }
 
+/* The largest element count among the top-level repeated fields of req,
+ * and that field's name. */
+static size_t most_repeated(const ProtobufCMessageDescriptor *d, const void *req, const char **field)
+{
+	size_t most = 0;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->label != PROTOBUF_C_LABEL_REPEATED)
+			continue;
+		size_t n = *(const size_t *)((const char *)req + f->quantifier_offset);
+		if (n > most) {
+			most = n;
+			*field = f->name;
+		}
+	}
+	return most;
+}
+
 static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	const struct route *r = route_of(c);
@@ -208,6 +240,19 @@ static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
 	void *req = protobuf_c_message_unpack(r->req, NULL, len, msg);
 	if (!req) {
 		rmq_call_finishf(c, RMQ_GRPC_INVALID_ARGUMENT, "%s does not decode", r->req->name);
+		return;
+	}
+	/* The per-request cap on entries (request.h), before any work. */
+	const struct rmq_bshard *bs = rmq_call_app(c);
+	uint32_t max = r->names ? bs->b->cfg.max_request_names : bs->b->cfg.max_request_partitions;
+	const char *field = NULL;
+	size_t most = most_repeated(r->req, req, &field);
+	if (most > max) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		rmq_reply_error(c, r->resp, EC_INVALID_REQUEST,
+				"%s has %zu entries; this node takes at most %u per request "
+				"(--max-request-%s): split it",
+				field, most, max, r->names ? "names" : "partitions");
 		return;
 	}
 	r->on_request(c, req);

@@ -86,4 +86,9 @@ void rmq_methods_init(void);
 /* What call c is (c must be a call of rmq_broker_methods). */
 enum rmq_rpc rmq_call_rpc(const struct rmq_call *c);
 
+/* Answers c with its method's response holding only error_code = code
+ * and error_message (reply.h's rmq_reply_error), and ends the call. */
+void rmq_refuse(struct rmq_call *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif /* RMQ_BROKER_METHODS_H */

@@ -34,6 +34,8 @@
 #include "core/pbwire.h"
 #include "core/util.h"
 #include "broker/dedup.h"
+#include "broker/methods.h"
+#include "broker/request.h"
 #include "storage/codec.h"
 
 #include <errno.h>
@@ -488,17 +490,35 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 	return 0;
 }
 
-/* Makes the request bytes pr points into its own (before it is queued or
- * forwarded), rebasing nothing: ranges are offsets. */
+/* Makes the request bytes pr needs its own (before it is queued or
+ * forwarded): the span its records and idempotency key lie in, not the
+ * whole request, so the parts of a ProduceBatch copy only their own
+ * bytes.  Ranges are offsets: they are rebased onto the copy. */
 static int pr_own(struct rmq_produce *pr)
 {
 	if (pr->own)
 		return 0;
-	pr->own = malloc(pr->req_len ? pr->req_len : 1);
+	size_t lo = pr->req_len, hi = 0;
+	for (uint32_t i = 0; i < pr->nranges; i++) {
+		lo = pr->range_off[i] < lo ? pr->range_off[i] : lo;
+		hi = pr->range_off[i] + (size_t)pr->range_len[i] > hi ? pr->range_off[i] + (size_t)pr->range_len[i] : hi;
+	}
+	if (pr->key_len > 0) {
+		lo = pr->key_off < lo ? pr->key_off : lo;
+		hi = pr->key_off + (size_t)pr->key_len > hi ? pr->key_off + (size_t)pr->key_len : hi;
+	}
+	if (lo > hi)
+		lo = hi = 0; /* nothing referenced */
+	pr->own = malloc(hi > lo ? hi - lo : 1);
 	if (!pr->own)
 		return -ENOMEM;
-	memcpy(pr->own, pr->req, pr->req_len);
+	memcpy(pr->own, pr->req + lo, hi - lo);
+	for (uint32_t i = 0; i < pr->nranges; i++)
+		pr->range_off[i] -= (uint32_t)lo;
+	if (pr->key_len > 0)
+		pr->key_off -= (uint32_t)lo;
 	pr->req = pr->own;
+	pr->req_len = hi - lo;
 	return 0;
 }
 
@@ -1069,12 +1089,17 @@ static void start(struct rmq_bshard *bs, struct rmq_produce *pr)
 	dispatch(bs, pr);
 }
 
-static bool admit(struct rmq_bshard *bs, struct rmq_call *c)
+/* Room for n more appends in flight on this shard?  Otherwise the call is
+ * answered RESOURCE_EXHAUSTED (retriable).  A request counts all its
+ * appends, not one. */
+static bool admit(struct rmq_bshard *bs, struct rmq_call *c, uint32_t n)
 {
-	if (bs->inflight_produce >= bs->b->cfg.max_inflight_produce) {
+	uint32_t max = bs->b->cfg.max_inflight_produce;
+	if (bs->inflight_produce + (uint64_t)n > max) {
 		rmq_call_finishf(c, RMQ_GRPC_RESOURCE_EXHAUSTED,
-				 "too many produce requests in flight on this shard (%u); retry",
-				 bs->b->cfg.max_inflight_produce);
+				 "too many produce appends in flight on this shard (%u in flight, %u more asked, "
+				 "--max-inflight-produce %u); retry",
+				 bs->inflight_produce, n, max);
 		return false;
 	}
 	return true;
@@ -1083,7 +1108,7 @@ static bool admit(struct rmq_bshard *bs, struct rmq_call *c)
 void rmq_produce_unary(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	if (!admit(bs, c))
+	if (!admit(bs, c, 1))
 		return;
 	struct rmq_produce *pr = pr_new(bs, c);
 	if (!pr) {
@@ -1141,6 +1166,34 @@ static bool partition_data_parses(const uint8_t *p, size_t len)
 	return true;
 }
 
+/* Each partition at most once in a ProduceBatch (producer.proto). */
+static int batch_unique(const struct produce_group *g, char *err, size_t errlen)
+{
+	struct rmq_tp_ref *v = malloc((size_t)g->n * sizeof(*v));
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return EC_RESOURCE_EXHAUSTED;
+	}
+	for (int i = 0; i < g->n; i++)
+		v[i] = (struct rmq_tp_ref){g->parts[i]->topic, g->parts[i]->partition};
+	int code = rmq_request_unique(v, (size_t)g->n, err, errlen);
+	free(v);
+	return code;
+}
+
+/* Drops a group none of whose parts started. */
+static void batch_abort(struct rmq_bshard *bs, struct produce_group *g)
+{
+	for (int i = 0; i < g->n; i++) {
+		rmq_call_unref(g->parts[i]->call);
+		bs->inflight_produce--;
+		pr_put(g->parts[i]);
+	}
+	rmq_call_unref(g->call);
+	free(g->parts);
+	free(g);
+}
+
 void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
@@ -1148,9 +1201,8 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 	int acks = ACK_LEADER, n = 0;
 	uint32_t custom = 0;
 	uint64_t corr = 0;
+	char err[400];
 
-	if (!admit(bs, c))
-		return;
 	/* First pass: the request-wide fields and the partition count. */
 	while (p < end) {
 		uint32_t field, wire;
@@ -1182,6 +1234,13 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "ProduceBatchRequest: no partitions");
 		return;
 	}
+	int code = rmq_request_partitions(bs, (size_t)n, err, sizeof(err));
+	if (code != EC_OK) {
+		rmq_refuse(c, code, "%s", err);
+		return;
+	}
+	if (!admit(bs, c, (uint32_t)n))
+		return;
 	struct produce_group *g = calloc(1, sizeof(*g));
 	if (!g || !(g->parts = calloc((size_t)n, sizeof(*g->parts)))) {
 		free(g);
@@ -1245,6 +1304,10 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 		/* Allocation failed midway: answer the ones we have as failed. */
 		for (int i = 0; i < g->n; i++)
 			pr_fail(g->parts[i], EC_RESOURCE_EXHAUSTED, "out of memory");
+	} else if ((code = batch_unique(g, err, sizeof(err))) != EC_OK) {
+		batch_abort(bs, g);
+		rmq_refuse(c, code, "%s", err);
+		return;
 	}
 	int total = g->n;
 	for (int i = 0; i < total; i++) {
@@ -1315,7 +1378,7 @@ void rmq_produce_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	if (!admit(bs, c))
+	if (!admit(bs, c, 1))
 		return;
 	struct rmq_produce *pr = pr_new(bs, c);
 	if (!pr) {
