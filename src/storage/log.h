@@ -14,7 +14,7 @@
  *        │               flush, at the segment's next position: under
  *        │               fsync=always one O_DIRECT write of whole blocks,
  *        │               otherwise page-cache writes of whole appends, at
- *        │               most 128 KiB each (log.c says why)
+ *        │               most 128 KiB each (log_write.c says why)
  *        ▼
  *   write completes ───► fsync=never/interval: appends acknowledged
  *        │
