@@ -32,6 +32,14 @@
  * reopened (recovery decides what survived).  After an fsync error Linux may
  * have dropped the dirty pages, so retrying would claim durability falsely.
  *
+ * A transient state of the ring never fails the log: an operation that
+ * gets no SQE (the SQ is full and io_uring_enter answered -EBUSY or
+ * -EAGAIN) is deferred to the next cycle (core/io.h rmq_io_defer) and
+ * retried there, as are completions with -EAGAIN or -EINTR; it counts as
+ * in flight meanwhile (appends wait, close waits).  No storage function
+ * spins or runs the event loop itself to wait one out (rmq_log_close
+ * excepted: see there).
+ *
  * One log belongs to one shard: no function is thread-safe, and completion
  * callbacks run inside rmq_io_poll()/rmq_io_wait() of the shard's ring.
  */

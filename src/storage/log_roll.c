@@ -177,21 +177,24 @@ static void roll_op_done(struct rmq_io_op *op, int res, unsigned flags)
 		roll_step(log, res);
 }
 
-/* Starts an fsync of fd for the current stage.  Returns 1 when it went
- * out (roll_step runs at its completion), or -EBUSY. */
+/* Starts an fsync of fd for the current stage.  Returns 1: roll_step runs
+ * at its completion.  Without an SQE now, the sync is deferred to the next
+ * cycle (roll_op_done gets -EAGAIN and tries again): a ring that cannot
+ * take an SQE for a moment delays the roll, it does not fail it. */
 static int roll_sync(struct rmq_log *log, int fd, unsigned fsync_flags)
 {
 	struct roll *r = &log->roll;
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &r->op);
 
-	if (!sqe)
-		return -EBUSY;
 	r->op.cb = roll_op_done;
 	r->log = log;
 	r->fd = fd;
 	r->fsync_flags = fsync_flags;
 	r->inflight = true;
-	io_uring_prep_fsync(sqe, fd, fsync_flags);
+	if (sqe)
+		io_uring_prep_fsync(sqe, fd, fsync_flags);
+	else
+		rmq_io_defer(log->io, &r->op);
 	return 1;
 }
 
@@ -337,11 +340,25 @@ struct unlink_op {
 	char path[sizeof(((struct rmq_log *)0)->spare)];
 };
 
+static void submit_unlink(struct unlink_op *u)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(u->log->io, &u->op);
+
+	if (sqe)
+		io_uring_prep_unlinkat(sqe, AT_FDCWD, u->path, 0);
+	else
+		rmq_io_defer(u->log->io, &u->op); /* unlink_done: -EAGAIN */
+}
+
 static void unlink_done(struct rmq_io_op *op, int res, unsigned flags)
 {
 	struct unlink_op *u = (struct unlink_op *)op;
 
 	(void)flags;
+	if (res == -EAGAIN || res == -EINTR) {
+		submit_unlink(u);
+		return;
+	}
 	/* Kernels before 5.11 have no IORING_OP_UNLINKAT: unlink here. */
 	if ((res == -EINVAL || res == -EOPNOTSUPP) && unlink(u->path) < 0)
 		res = -errno;
@@ -357,7 +374,6 @@ static void unlink_done(struct rmq_io_op *op, int res, unsigned flags)
 static void unlink_later(struct rmq_log *log, struct rmq_segment *s)
 {
 	struct unlink_op *u = malloc(sizeof(*u));
-	struct io_uring_sqe *sqe = NULL;
 	int rc = -ENOMEM;
 
 	if (u) {
@@ -367,21 +383,15 @@ static void unlink_later(struct rmq_log *log, struct rmq_segment *s)
 		if (rc == 0) {
 			u->op.cb = unlink_done;
 			u->log = log;
-			sqe = rmq_io_sqe(log->io, &u->op);
+			log->unlinks++;
+			submit_unlink(u);
+			return;
 		}
 	} else {
 		rmq_segment_close(s);
 	}
-	if (sqe) {
-		io_uring_prep_unlinkat(sqe, AT_FDCWD, u->path, 0);
-		log->unlinks++;
-		return;
-	}
-	/* Here, then: the renamed file, or what is left of the segment. */
-	if (rc == 0 && unlink(u->path) < 0)
-		rc = -errno;
-	else if (rc < 0)
-		rc = rmq_segment_unlink(s);
+	/* Here, then: what is left of the segment. */
+	rc = rmq_segment_unlink(s);
 	if (rc < 0)
 		rmq_warn("log %s: cannot delete segment %020" PRIu64 ": %s", log->dir,
 			 s->base_offset, rmq_strerror(rc));

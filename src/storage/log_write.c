@@ -148,11 +148,13 @@ static void submit_sync(struct rmq_log *log)
 	if (s->inflight || log->failed || !seg->unsynced)
 		return;
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &s->op);
-	if (!sqe) {
-		log_fail(log, -EBUSY, "queueing fdatasync");
-		return;
-	}
-	io_uring_prep_fsync(sqe, seg->fd, IORING_FSYNC_DATASYNC);
+	/* No SQE now (a full SQ the kernel would not take, or -EBUSY):
+	 * sync_done() retries it next cycle, as after -EAGAIN.  It counts as
+	 * in flight meanwhile, so a roll waits for it as for a real one. */
+	if (sqe)
+		io_uring_prep_fsync(sqe, seg->fd, IORING_FSYNC_DATASYNC);
+	else
+		rmq_io_defer(log->io, &s->op);
 	s->seg = seg;
 	s->target = log->written;
 	s->start_ns = log_lat_start(log);
@@ -172,10 +174,10 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 	uint32_t n = w->io_len - w->done_len;
 
 	if (!sqe) {
-		/* Nothing in flight: retired as a failed write would be
-		 * (write_done), by the next completion or at close. */
-		log_fail(log, -EBUSY, "queueing a write");
-		w->done = true;
+		/* No SQE now: write_done() gets -EAGAIN next cycle and submits
+		 * it again (or retires it, should the log fail meanwhile), so
+		 * it stays in the FIFO as in flight and close waits for it. */
+		rmq_io_defer(log->io, &w->op);
 		return;
 	}
 	if (log->wslot >= 0)
@@ -233,7 +235,7 @@ static void kick_writeback(struct rmq_log *log)
 		return;
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &b->op);
 	if (!sqe)
-		return;
+		return; /* the next retired write asks again */
 	io_uring_prep_sync_file_range(sqe, log->wb_seg->fd, (unsigned)(log->wr_pos - log->wb_pos),
 				      log->wb_pos, SYNC_FILE_RANGE_WRITE);
 	log->wb_pos = log->wr_pos;
@@ -563,7 +565,7 @@ static void zero_ahead(struct rmq_log *log)
 		return;
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &z->op);
 	if (!sqe)
-		return;
+		return; /* the next flush or completion asks again */
 	unsigned n = 0;
 	for (uint64_t left = len; left > 0 && n < RMQ_ZERO_IOV; n++) {
 		uint64_t k = left < sizeof(zero_chunk) ? left : sizeof(zero_chunk);
