@@ -204,13 +204,18 @@ static bool fault_pick(struct fault *f, struct rmq_io_fault_rule *r)
 	return yes;
 }
 
-/* The first rule of kind matching (fd, path) that picks this one. */
-static struct rmq_io_fault_rule *fault_match(struct fault *f, enum rmq_io_fault_kind kind, int fd,
-					     const char *path)
+/* The first rule of kind matching (opcode, fd, path) that picks this one;
+ * opcode -1 for calls that are not ring operations. */
+static struct rmq_io_fault_rule *fault_match(struct fault *f, enum rmq_io_fault_kind kind,
+					     int opcode, int fd, const char *path)
 {
 	for (unsigned i = 0; i < f->nrules; i++) {
 		struct rmq_io_fault_rule *r = &f->rules[i];
-		if (r->kind == kind && path_matches(r, fd, path) && fault_pick(f, r))
+		if (r->kind != kind)
+			continue;
+		if (r->opcodes && (opcode < 0 || !(r->opcodes & (1ULL << opcode))))
+			continue;
+		if (path_matches(r, fd, path) && fault_pick(f, r))
 			return r;
 	}
 	return NULL;
@@ -253,7 +258,8 @@ static void fault_scan(struct rmq_io *io)
 		if (!op || kind < 0 || f->npicks == FAULT_PICKS_MAX)
 			continue;
 		int fd = (sqe->flags & IOSQE_FIXED_FILE) ? -1 : sqe->fd;
-		struct rmq_io_fault_rule *r = fault_match(f, (enum rmq_io_fault_kind)kind, fd, NULL);
+		struct rmq_io_fault_rule *r =
+			fault_match(f, (enum rmq_io_fault_kind)kind, sqe->opcode, fd, NULL);
 		if (!r)
 			continue;
 		f->picks[f->npicks++] = (struct fault_pick){
@@ -275,7 +281,7 @@ static inline bool submit_refused(struct rmq_io *io)
 	fault_scan(io);
 	if (io->ring.sq.sqe_tail == io->ring.sq.sqe_head)
 		return false; /* nothing to submit */
-	return fault_match(io->fault, RMQ_IO_FAULT_SUBMIT, -1, NULL) != NULL;
+	return fault_match(io->fault, RMQ_IO_FAULT_SUBMIT, -1, -1, NULL) != NULL;
 }
 
 /* Applies a pick to a reaped completion.  Returns false when the
@@ -350,7 +356,7 @@ int rmq_io_fault_sys(enum rmq_io_fault_kind kind, int fd, const char *path)
 
 	if (__builtin_expect(io == NULL, 1) || !io->fault)
 		return 0;
-	struct rmq_io_fault_rule *r = fault_match(io->fault, kind, fd, path);
+	struct rmq_io_fault_rule *r = fault_match(io->fault, kind, -1, fd, path);
 	return r ? r->res : 0;
 }
 
@@ -361,7 +367,7 @@ struct io_uring_sqe *rmq_io_sqe(struct rmq_io *io, struct rmq_io_op *op)
 	struct io_uring_sqe *sqe;
 
 	if (__builtin_expect(io->fault != NULL, 0) &&
-	    fault_match(io->fault, RMQ_IO_FAULT_SQE, -1, NULL))
+	    fault_match(io->fault, RMQ_IO_FAULT_SQE, -1, -1, NULL))
 		return NULL;
 	sqe = io_uring_get_sqe(&io->ring);
 	if (!sqe) {

@@ -184,6 +184,8 @@ struct rmq_io_fault_rule {
 	const char *path_suffix; /* only files whose path ends so (the path
 				  * of the SQE's or the call's descriptor);
 				  * NULL = any.  Not for SQE and SUBMIT. */
+	uint64_t opcodes;        /* completions: only these opcodes (bit
+				  * 1ULL << IORING_OP_*); 0 = all of the kind */
 	/* Out: */
 	uint32_t matched, fired;
 };

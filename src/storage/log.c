@@ -14,6 +14,7 @@
  * visible_size (what was acknowledged) and pin the segments they return.
  */
 #include "storage/log_int.h"
+#include "storage/sysfile.h"
 
 #include "core/assert.h"
 #include "core/crc32c.h"
@@ -429,7 +430,7 @@ int rmq_log_close(struct rmq_log *log)
 			break;
 	}
 	rc = log->failed;
-	if (!rc && log->nsegs > 0 && fdatasync(log_active(log)->fd) < 0)
+	if (!rc && log->nsegs > 0 && rmq_sys_fdatasync(log_active(log)->fd) < 0)
 		rc = -errno;
 	if (log->zero.fd >= 0)
 		close(log->zero.fd);

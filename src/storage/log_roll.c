@@ -13,6 +13,7 @@
  * segment is sealed before the new file exists.
  */
 #include "storage/log_int.h"
+#include "storage/sysfile.h"
 
 #include "core/assert.h"
 #include "core/error.h"
@@ -103,7 +104,7 @@ static int discard_segment(struct rmq_log *log, struct rmq_segment *s)
 		rmq_segment_delete(s);
 		free(s);
 	}
-	return fsync(log->dir_fd) < 0 ? -errno : 0;
+	return rmq_sys_fsync(log->dir_fd) < 0 ? -errno : 0;
 }
 
 /* The first segment of an empty log, synchronously (at open). */
@@ -115,7 +116,7 @@ int log_new_segment(struct rmq_log *log, uint64_t base)
 		return rc;
 	/* The new file must survive a crash before any data in it is
 	 * acknowledged. */
-	rc = fsync(log->dir_fd) < 0 ? -errno : log_push_segment(log, s);
+	rc = rmq_sys_fsync(log->dir_fd) < 0 ? -errno : log_push_segment(log, s);
 	if (rc < 0) {
 		(void)discard_segment(log, s); /* the open fails anyway */
 		return rc;
@@ -566,7 +567,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->roll.failed = 0; /* about a segment that is gone or whole again */
 	/* The deletions must be durable too: a later segment reappearing
 	 * after a crash would resurrect the batches truncation removed. */
-	if (dropped && fsync(log->dir_fd) < 0) {
+	if (dropped && rmq_sys_fsync(log->dir_fd) < 0) {
 		rc = -errno;
 		log_fail(log, rc, "truncating");
 		return rc;
