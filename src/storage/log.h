@@ -14,7 +14,7 @@
  *        │               flush, at the segment's next position: under
  *        │               fsync=always one O_DIRECT write of whole blocks,
  *        │               otherwise page-cache writes of whole appends, at
- *        │               most 128 KiB each (log.c says why)
+ *        │               most 128 KiB each (log_write.c says why)
  *        ▼
  *   write completes ───► fsync=never/interval: appends acknowledged
  *        │
@@ -31,6 +31,46 @@
  * the error, later appends are refused (RMQ_ESTATE), and the log must be
  * reopened (recovery decides what survived).  After an fsync error Linux may
  * have dropped the dirty pages, so retrying would claim durability falsely.
+ * Reads go on (what was acknowledged stays readable), close returns the
+ * error, and every acknowledged append survives the reopen.
+ *
+ * Each failure and its outcome (tests/storage/test_log_faults.c drives
+ * every one through the fault layer of core/io.h):
+ *
+ *   what fails                            outcome
+ *   no SQE, submit -EBUSY/-EAGAIN,        deferred and retried next cycle;
+ *     a completion -EAGAIN/-EINTR           nothing fails (below)
+ *   a short write                         the rest is written
+ *   a data write (EIO, ...)               the log fails
+ *   a group commit's fdatasync            the log fails; a roll waits for an
+ *                                           fdatasync of the old segment in
+ *                                           flight, so none is acknowledged
+ *   the seal (cutting, syncing the old    the log fails
+ *     segment)
+ *   creating the new segment, or          the roll is undone: what it made is
+ *     syncing its directory entry           removed and the directory synced
+ *                                           before the old segment takes
+ *                                           appends again; the append that
+ *                                           rolled fails once with the error
+ *   undoing a roll (that directory        the log fails
+ *     sync, re-cutting the old segment)
+ *   preallocation at an append            the append is refused with the
+ *     (fallocate)                           error, nothing appended
+ *   a zero-ahead write                    a warning; zeroing stops
+ *   a writeback hint, the unlink of a     a warning at most
+ *     deleted segment
+ *   truncation, before it cuts            the error, nothing changed
+ *   truncation's cut or its syncs         the log fails
+ *   close's final fdatasync               close returns the error
+ *   opening a segment                     the open fails, nothing changed
+ *
+ * A transient state of the ring never fails the log: an operation that
+ * gets no SQE (the SQ is full and io_uring_enter answered -EBUSY or
+ * -EAGAIN) is deferred to the next cycle (core/io.h rmq_io_defer) and
+ * retried there, as are completions with -EAGAIN or -EINTR; it counts as
+ * in flight meanwhile (appends wait, close waits).  No storage function
+ * spins or runs the event loop itself to wait one out (rmq_log_close
+ * excepted: see there).
  *
  * One log belongs to one shard: no function is thread-safe, and completion
  * callbacks run inside rmq_io_poll()/rmq_io_wait() of the shard's ring.

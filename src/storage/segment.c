@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "storage/batch.h"
+#include "storage/sysfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -81,7 +82,8 @@ static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t
 	int fd, rc;
 
 	file_name(name, sizeof(name), s, kind);
-	fd = open(name, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+	fd = create ? rmq_sys_create(name, O_RDWR | O_CLOEXEC, 0644)
+		    : open(name, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -90,7 +92,7 @@ static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t
 	}
 	*file_bytes = (uint64_t)st.st_size;
 	size_t want = (size_t)cap * esize;
-	if ((uint64_t)st.st_size < want && ftruncate(fd, (off_t)want) < 0) {
+	if ((uint64_t)st.st_size < want && rmq_sys_ftruncate(fd, (off_t)want) < 0) {
 		rc = -errno;
 		goto err;
 	}
@@ -185,7 +187,7 @@ static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 		upto = capacity;
 	if (prealloc == RMQ_PREALLOC_NONE || upto <= s->prealloc_end)
 		return 0;
-	if (fallocate(s->fd, 0, 0, (off_t)upto) < 0) {
+	if (rmq_sys_fallocate(s->fd, 0, 0, (off_t)upto) < 0) {
 		/* Filesystems without fallocate simply grow the file. */
 		if (errno == EOPNOTSUPP)
 			return 0;
@@ -226,7 +228,7 @@ static int take_spare(struct rmq_segment *s, const char *spare)
 	if (access(name, F_OK) == 0)
 		return RMQ_EEXIST;
 	file_name(name, sizeof(name), s, KIND_RECYCLED);
-	int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = rmq_sys_create(name, O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	close(fd);
@@ -263,7 +265,7 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 		if (rc < 0)
 			goto err;
 	} else {
-		s->fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		s->fd = rmq_sys_create(name, O_RDWR | O_EXCL | O_CLOEXEC, 0644);
 		if (s->fd < 0)
 			return errno == EEXIST ? RMQ_EEXIST : -errno;
 	}
@@ -645,7 +647,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 	bool rewritten = n == 0 || s->idx_count > n_valid || s->tim_count > tim_valid ||
 			 s->index_rewritten;
 	s->index_rewritten = false;
-	if (rewritten && (fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)) {
+	if (rewritten && (rmq_sys_fsync(s->idx_fd) < 0 || rmq_sys_fsync(s->tim_fd) < 0)) {
 		rc = -errno;
 		goto err;
 	}
@@ -660,7 +662,7 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 {
 	uint32_t rel_end = (uint32_t)(s->next_offset - s->base_offset);
 
-	if (ftruncate(s->fd, (off_t)size) < 0)
+	if (rmq_sys_ftruncate(s->fd, (off_t)size) < 0)
 		return -errno;
 	drop_marker(s);
 	s->prealloc_end = size;
@@ -702,10 +704,10 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	 * appends room again.  The entries past the cut were zeroed and the
 	 * appends after it write new ones in their places: the files must hold
 	 * the zeros first (see rmq_segment_open). */
-	if (ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
-	    ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
+	if (rmq_sys_ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
+	    rmq_sys_ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
 		return -errno;
-	if (fsync(s->fd) < 0 || fsync(s->idx_fd) < 0 || fsync(s->tim_fd) < 0)
+	if (rmq_sys_fsync(s->fd) < 0 || rmq_sys_fsync(s->idx_fd) < 0 || rmq_sys_fsync(s->tim_fd) < 0)
 		return -errno;
 	s->sealed = false;
 	return 0;
@@ -718,7 +720,7 @@ int rmq_segment_seal_cut(struct rmq_segment *s)
 	 * and every open extends them to capacity again anyway.  Cutting them
 	 * cost two more synchronous journal updates per roll (0.25 ms each
 	 * here). */
-	if (ftruncate(s->fd, (off_t)s->size) < 0)
+	if (rmq_sys_ftruncate(s->fd, (off_t)s->size) < 0)
 		return -errno;
 	return 0;
 }

@@ -84,7 +84,7 @@ enum rmq_prealloc {
 	RMQ_PREALLOC_ZERO,      /* fallocate(), then, when it writes through
 				 * the page cache, the log writes zeros ahead
 				 * of the data so syncs overwrite written
-				 * extents (see log.c for why and the numbers) */
+				 * extents (see log_write.c for why and the numbers) */
 };
 
 #define RMQ_SEGMENT_NAME_LEN 20 /* digits in a file name */

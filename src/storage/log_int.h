@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * log_int.h - the partition log's private state, shared by the four files
+ * that implement log.h (as SQLite's btreeInt.h serves btree.c).  Nothing
+ * outside src/storage/log*.c includes it.
+ *
+ *   log.c          the public API: configuration, append, reads, close,
+ *                  accessors, and failing the log
+ *   log_write.c    the write path: write buffer, page-cache and O_DIRECT
+ *                  (RWF_DSYNC) writes, group commit, writeback, zero-ahead,
+ *                  acknowledgement
+ *   log_roll.c     segments come and go: creation, the roll (seal, create,
+ *                  list), recycling, retention and compaction deletion,
+ *                  truncation
+ *   log_recover.c  opening: the directory listed, every segment opened,
+ *                  the newest scanned and its torn tail cut
+ *
+ * Offsets, in order:  acked (= HW) <= synced <= written <= next_offset.
+ *
+ * Internal functions shared between the files are named log_<verb>; each
+ * is documented where it is defined.
+ */
+#ifndef RMQ_STORAGE_LOG_INT_H
+#define RMQ_STORAGE_LOG_INT_H
+
+#include "core/lathist.h"
+#include "core/shard.h"
+#include "storage/log.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define RMQ_ZERO_CHUNK (4u << 20)
+#define RMQ_ZERO_IOV 4
+/* Largest page-cache write: whole appends up to this many bytes (at least
+ * one).  Buffered writes of 256 KiB and more ran at 0.4-0.5 GB/s on this
+ * machine against 1.4-1.9 GB/s for 128 KiB and less (fio, same minute;
+ * likely larger folios drawn from memory the host had reclaimed), and a
+ * write per few appends lets acks flow while the rest is copied:
+ * fsync=never went from 343/497 to 642/610 MB/s (docs/storage.md). */
+#define RMQ_BUF_CHUNK (128u << 10)
+/* O_DIRECT alignment of file positions, lengths and buffer addresses: the
+ * filesystem block, which also keeps ext4 off its unaligned-DIO path. */
+#define RMQ_DIO_ALIGN 4096u
+
+static inline uint64_t dio_up(uint64_t n)
+{
+	return (n + RMQ_DIO_ALIGN - 1) & ~(uint64_t)(RMQ_DIO_ALIGN - 1);
+}
+
+static inline uint32_t dio_down(uint32_t n)
+{
+	return n & ~(RMQ_DIO_ALIGN - 1);
+}
+
+struct wop {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	struct rmq_segment *seg;
+	uint64_t file_pos;   /* data: [file_pos, +len) at wbuf + buf_off */
+	uint32_t buf_off;
+	uint32_t len;
+	/* The I/O: the data, or with O_DIRECT the whole blocks around it
+	 * (the head of the first block re-written, the tail padded with
+	 * zeros).  done_len counts I/O bytes. */
+	int fd;
+	uint64_t io_pos;
+	uint32_t io_off;
+	uint32_t io_len;
+	uint32_t done_len;
+	uint64_t end_offset; /* offset after the last batch of this write */
+	uint64_t start_ns;   /* first submitted */
+	bool done;
+};
+
+struct sync_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	uint64_t target;     /* offsets below are durable when it completes */
+	struct rmq_segment *seg;
+	uint64_t start_ns;
+	bool inflight;
+};
+
+struct zero_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	struct rmq_segment *seg;
+	struct rmq_segment *fd_seg; /* the segment fd is open on */
+	int fd;                     /* O_DIRECT descriptor of fd_seg's data file */
+	uint64_t pos;
+	uint32_t len;
+	uint32_t done_len;
+	bool inflight;
+	struct iovec iov[RMQ_ZERO_IOV];
+};
+
+enum roll_stage {
+	ROLL_IDLE,
+	ROLL_SEALING,  /* the old segment's data file is being synced */
+	ROLL_CREATING, /* the new segment's directory entry is being synced */
+};
+
+/* A roll under way (roll() below). */
+struct roll {
+	struct rmq_io_op op;      /* the stage's sync */
+	struct rmq_log *log;
+	int fd;
+	unsigned fsync_flags;
+	bool inflight;
+	enum roll_stage stage;
+	struct rmq_segment *next; /* ROLL_CREATING: the new segment, not listed yet */
+	uint64_t start_ns;
+	int failed;               /* why the last roll did not happen, for the
+				   * next roll() to return once */
+};
+
+/* Starts writeback of written data (fsync=never/interval). */
+struct wb_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	bool inflight;
+};
+
+struct rmq_log {
+	struct rmq_io *io;
+	struct rmq_log_config cfg;
+	char dir[3072];
+	int dir_fd;
+	char spare[3072 + 64];     /* dir/spare.log */
+	bool has_spare;
+	uint64_t deleted_seq;      /* names deleted files (unlink_later) */
+	uint32_t unlinks;          /* IORING_OP_UNLINKAT in flight */
+
+	struct rmq_segment **segs; /* oldest first; segs[nsegs-1] is active */
+	size_t nsegs, segs_cap;
+
+	uint64_t next_offset; /* next offset to assign */
+	uint64_t written;     /* writes retired up to here */
+	uint64_t synced;      /* durable up to here */
+	uint64_t hw;          /* acknowledged up to here */
+	uint64_t log_start;
+
+	/* Write buffer ring. */
+	uint8_t *wbuf;
+	uint32_t wcap;
+	int wslot;            /* fixed-buffer slot, or -1 */
+	uint32_t fill, pend, wrap_end;
+	bool wrapped;
+	uint64_t pend_file_pos;
+
+	/* O_DIRECT data writes (fsync=always, see "Direct writes" above). */
+	bool direct;
+	bool dsync;                 /* direct writes carry RWF_DSYNC: no fdatasync */
+	int dfd;                    /* O_DIRECT descriptor of dfd_seg's data file */
+	struct rmq_segment *dfd_seg;
+	bool lead_in_map;           /* the partial block before pend_file_pos is
+				     * not in the buffer: copy it from the map */
+
+	/* Write FIFO: wops[(wq_head + i) % nwops], i < wq_len. */
+	struct wop *wops;
+	uint32_t nwops, wq_head, wq_len;
+
+	struct sync_op sync;
+	struct zero_op zero;
+	struct wb_op wb;
+	struct roll roll;
+	struct rmq_segment *wr_seg; /* where the last retired write ended */
+	uint64_t wr_pos;
+	struct rmq_segment *wb_seg; /* writeback started up to wb_pos */
+	uint64_t wb_pos;
+
+	/* Appends waiting for acknowledgement, in offset order; aq_uncut is
+	 * the first whose bytes are still pending (not yet in a write). */
+	struct rmq_append *aq_head, *aq_tail, *aq_uncut;
+
+	int failed;           /* first I/O error; 0 = healthy */
+	rmq_log_hw_cb hw_cb;
+	void *hw_arg;
+	struct rmq_log_stats stats;
+};
+
+/* A deleted data file's name starts with this (log_roll.c says why). */
+#define DELETED_PREFIX ".deleted-"
+
+static inline uint64_t log_now_ms(const struct rmq_log *log)
+{
+	if (log->cfg.now_ms)
+		return log->cfg.now_ms();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The start of a timed operation: the clock only when latencies are
+ * recorded. */
+static inline uint64_t log_lat_start(const struct rmq_log *log)
+{
+	return log->cfg.metrics ? rmq_now_ns() : 0;
+}
+
+/* Records the time since start_ns in the shard's histogram `which`. */
+#define RECORD_LAT(log, which, start_ns)                                                  \
+	do {                                                                              \
+		if ((log)->cfg.metrics)                                                   \
+			rmq_lat_since(&(log)->cfg.metrics->which, (start_ns), rmq_now_ns()); \
+	} while (0)
+
+static inline struct rmq_segment *log_active(const struct rmq_log *log)
+{
+	return log->segs[log->nsegs - 1];
+}
+
+/* log.c */
+void log_fail(struct rmq_log *log, int err, const char *what);
+int64_t log_find_segment(const struct rmq_log *log, uint64_t offset);
+
+/* log_write.c */
+void log_write_init(struct rmq_log *log);
+void log_ack_to(struct rmq_log *log, uint64_t offset);
+void log_retire_writes(struct rmq_log *log);
+int log_cut_pending(struct rmq_log *log);
+int64_t log_reserve(struct rmq_log *log, uint32_t n);
+int log_dio_open(struct rmq_log *log, struct rmq_segment *seg);
+void log_dio_close(struct rmq_log *log);
+
+/* log_roll.c */
+int log_push_segment(struct rmq_log *log, struct rmq_segment *s);
+int log_new_segment(struct rmq_log *log, uint64_t base);
+int log_roll(struct rmq_log *log);
+void log_free_segment(struct rmq_segment *s);
+
+#endif /* RMQ_STORAGE_LOG_INT_H */
