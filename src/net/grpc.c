@@ -30,6 +30,11 @@
  * already seen the call.  The send queue and the request buffer grow on
  * demand, up to send_queue_bytes (plus one message) and max_message_bytes,
  * and are kept across calls up to RMQ_CALL_KEEP_BYTES.
+ *
+ * Layering: grpc.c is called by h2.c (stream events, NO_COPY DATA), by
+ * server.c (the pool, detaching calls of a lost connection, on_drain) and
+ * by the application (grpc.h).  It calls conn.c (the connection's output
+ * chain) and wire.c, never server.c or h2.c.
  */
 #include "net/net_int.h"
 
@@ -256,7 +261,7 @@ static void finish_common(struct rmq_call *c, enum rmq_grpc_status status, const
 		c->deferred = false;
 		nghttp2_session_resume_data(c->conn->h2, c->stream_id);
 	}
-	net_conn_mark_dirty(c->conn);
+	net_conn_mark_dirty(&c->conn->nc);
 }
 
 /* The layer ends the call with status: see the top of the file. */
@@ -297,7 +302,7 @@ static void http_error(struct rmq_call *c, const char *status)
 	c->req_done = true;
 	c->resp_headers = true;
 	c->trailers_sent = true;
-	net_conn_mark_dirty(c->conn);
+	net_conn_mark_dirty(&c->conn->nc);
 }
 
 void net_refuse_stream(struct conn *conn, int32_t stream_id)
@@ -310,7 +315,7 @@ void net_refuse_stream(struct conn *conn, int32_t stream_id)
 	};
 	_Static_assert(RMQ_GRPC_RESOURCE_EXHAUSTED == 8, "grpc-status literal");
 	nghttp2_submit_response(conn->h2, stream_id, nv, RMQ_ARRAY_SIZE(nv), NULL);
-	net_conn_mark_dirty(conn);
+	net_conn_mark_dirty(&conn->nc);
 }
 
 /* ---- request headers ------------------------------------------------------- */
@@ -630,20 +635,21 @@ int net_call_send_data(struct conn *conn, nghttp2_frame *frame, const uint8_t *f
 		pieces++;
 		left -= take;
 	}
-	if (net_conn_out_room(conn) < copy + RMQ_NET_CTRL_RESERVE ||
-	    net_conn_pieces_room(conn) < pieces + RMQ_NET_PIECES_RESERVE ||
-	    conn->out_ref_bytes >= RMQ_NET_OUT_REF_MAX)
+	struct net_conn *nc = &conn->nc;
+	if (net_conn_out_room(nc) < copy + RMQ_NET_CTRL_RESERVE ||
+	    net_conn_pieces_room(nc) < pieces + RMQ_NET_PIECES_RESERVE ||
+	    nc->out_ref_bytes >= RMQ_NET_OUT_REF_MAX)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	net_conn_out_append(conn, framehd, 9);
+	net_conn_out_append(nc, framehd, 9);
 	left = length;
 	while (left > 0) {
 		struct net_sq_ent *e = &c->sq[c->sq_head];
 		size_t take = e->len < left ? e->len : left;
 		if (e->ext) {
-			net_conn_out_append_ref(conn, e->ext, take, e->ref);
+			net_conn_out_append_ref(nc, e->ext, take, e->ref);
 			e->ext += take;
 		} else {
-			net_conn_out_append(conn, c->sbuf + c->shead, take);
+			net_conn_out_append(nc, c->sbuf + c->shead, take);
 			c->shead += take;
 		}
 		e->len -= (uint32_t)take;
@@ -818,7 +824,7 @@ int rmq_call_sendv_ref(struct rmq_call *c, const struct iovec *iov,
 		c->squeued += iov[i].iov_len;
 	}
 	sq_push_inline(c, run);
-	net_conn_mark_dirty(c->conn);
+	net_conn_mark_dirty(&c->conn->nc);
 	return 0;
 }
 
@@ -857,7 +863,7 @@ int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN];
-	if (!c->conn || getpeername(c->conn->fd, (struct sockaddr *)&ss, &sl) < 0)
+	if (!c->conn || getpeername(c->conn->nc.fd, (struct sockaddr *)&ss, &sl) < 0)
 		return -ENOTCONN;
 	const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
 						 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;

@@ -57,6 +57,7 @@ struct rmq_server_stats {
 	uint64_t calls_total;
 	uint64_t protocol_errors;    /* connections closed for bad input */
 	uint64_t refused;            /* connections refused at the limit */
+	uint64_t bytes_received, bytes_sent;
 };
 
 /*
