@@ -10,7 +10,8 @@
  *     ▼
  *   fd ── multishot RECV, provided buffers ──► ops->input(bytes)
  *            │ each buffer goes back to the ring right after
- *            │ -ENOBUFS, no F_MORE: re-armed
+ *            │ -ENOBUFS, -ECANCELED of a pause, no F_MORE: re-armed
+ *            │ (not while paused: net_conn_pause_recv)
  *            └ EOF, error ──► ops->lost(why)
  *   net_conn_gather(h2) ── nghttp2_session_mem_send() ──► output chain
  *   net_conn_send() ── one SEND / SENDMSG of the chain ──► completion
@@ -26,6 +27,13 @@
  * out_tail and pieces past pc_tail may be added; the completion consumes
  * pieces by the bytes sent, so a short send resends the rest and
  * references are dropped only once the kernel has taken their bytes.
+ *
+ * Pausing.  A paused connection's multishot recv is cancelled and not
+ * re-armed: what the kernel had already put in provided buffers still
+ * reaches input (never dropped), the rest waits in the socket, and TCP's
+ * window (and the HTTP/2 windows nghttp2 no longer refills) push back on
+ * the peer.  Resuming re-arms it, at once or when the cancel's -ECANCELED
+ * completion arrives.
  *
  * Layering: conn.c calls bufring.c and core only.  It reaches its owner
  * through the ops table (callbacks), and nghttp2 reaches the owner's
@@ -74,7 +82,7 @@ void net_conn_open(struct net_conn *nc, int fd)
 	nc->live = true;
 	nc->cut = false;
 	nc->flushable = false;
-	nc->recv_armed = nc->recv_cancel_sent = false;
+	nc->recv_armed = nc->recv_paused = nc->recv_cancel_sent = false;
 	nc->send_inflight = false;
 	nc->out_head = nc->out_tail = 0;
 	nc->pc_head = nc->pc_tail = nc->pc_inflight = 0;
@@ -340,6 +348,31 @@ int net_conn_arm_recv(struct net_conn *nc)
 	return 0;
 }
 
+void net_conn_pause_recv(struct net_conn *nc)
+{
+	if (!nc->live || nc->cut || nc->recv_paused)
+		return;
+	nc->recv_paused = true;
+	/* The multishot recv keeps posting what the kernel already has
+	 * until the cancel lands; those bytes are still handed to input. */
+	if (nc->recv_armed && !nc->recv_cancel_sent) {
+		nc->recv_cancel_sent = true;
+		cancel_op(nc, &nc->recv_op);
+	}
+}
+
+int net_conn_resume_recv(struct net_conn *nc)
+{
+	if (!nc->live || nc->cut || !nc->recv_paused)
+		return 0;
+	nc->recv_paused = false;
+	/* A cancel still in flight ends the multishot with -ECANCELED; its
+	 * completion re-arms it then. */
+	if (nc->recv_armed)
+		return 0;
+	return net_conn_arm_recv(nc);
+}
+
 static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
 {
 	struct net_conn *nc = RMQ_CONTAINER_OF(op, struct net_conn, recv_op);
@@ -374,13 +407,15 @@ static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
 		nc->ops->lost(nc, 0); /* EOF */
 		return;
 	}
-	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR) {
+	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
 		nc->ops->lost(nc, res);
 		return;
 	}
 	/* -ENOBUFS ended the multishot (the buffers were recycled above, in
-	 * CQE order), or the kernel ended it: re-arm. */
-	if (!nc->recv_armed) {
+	 * CQE order), a pause cancelled it (or a stale pause cancel hit a
+	 * later recv), or the kernel ended it: re-arm unless reading is
+	 * paused. */
+	if (!nc->recv_armed && !nc->recv_paused) {
 		int rc = net_conn_arm_recv(nc);
 		if (rc < 0)
 			nc->ops->lost(nc, rc);

@@ -60,6 +60,7 @@
 	 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
 
 static void call_end_by_layer(struct rmq_call *c, enum rmq_grpc_status status, const char *msg);
+static void call_account(struct rmq_call *c);
 
 /* ---- pool and references -------------------------------------------------- */
 
@@ -119,6 +120,7 @@ struct rmq_call *net_call_open(struct conn *conn, int32_t stream_id)
 	rmq_list_add_tail(&conn->calls, &c->link);
 	srv->stats.calls++;
 	srv->stats.calls_total++;
+	call_account(c); /* the buffer kept from an earlier call */
 	return c;
 }
 
@@ -140,6 +142,11 @@ static void call_release(struct rmq_call *c)
 	free(c->status_msg);
 	c->status_msg = NULL;
 	net_grpc_reader_trim(&c->rd, RMQ_CALL_KEEP_BYTES);
+	/* Its request memory goes back (a kept buffer is a free call's). */
+	srv->stats.request_bytes -= c->rd_counted + c->charged;
+	srv->req_input_bytes -= c->rd_input;
+	c->rd_counted = c->rd_input = 0;
+	c->charged = 0;
 	if (c->scap > RMQ_CALL_KEEP_BYTES) {
 		free(c->sbuf);
 		c->sbuf = NULL;
@@ -162,6 +169,22 @@ void rmq_call_unref(struct rmq_call *c)
 	RMQ_ASSERT(c->refs > 0);
 	if (--c->refs == 0)
 		call_release(c);
+}
+
+void rmq_call_charge(struct rmq_call *c, size_t bytes)
+{
+	RMQ_ASSERT(c->in_use);
+	c->charged += bytes;
+	c->srv->stats.request_bytes += bytes;
+}
+
+void rmq_call_uncharge(struct rmq_call *c, size_t bytes)
+{
+	RMQ_ASSERT(c->in_use);
+	if (bytes > c->charged)
+		bytes = c->charged;
+	c->charged -= bytes;
+	c->srv->stats.request_bytes -= bytes;
 }
 
 /* Runs an app callback with a reference held, so the call outlives it. */
@@ -251,6 +274,7 @@ static void finish_common(struct rmq_call *c, enum rmq_grpc_status status, const
 	free(c->status_msg);
 	c->status_msg = msg ? net_pct_encode(msg) : NULL;
 	rmq_timer_cancel(c->srv->shard, &c->deadline);
+	call_account(c);
 	if (!c->conn)
 		return;
 	if (discard)
@@ -302,6 +326,7 @@ static void http_error(struct rmq_call *c, const char *status)
 	c->req_done = true;
 	c->resp_headers = true;
 	c->trailers_sent = true;
+	call_account(c);
 	net_conn_mark_dirty(&c->conn->nc);
 }
 
@@ -414,13 +439,34 @@ static bool reading(const struct rmq_call *c)
 	return c->conn && !c->req_done && !c->finished && !c->cancelled;
 }
 
+/*
+ * Brings the server's request-memory sums up to date for c: its reader's
+ * buffer counts in stats.request_bytes, and in req_input_bytes too while
+ * the request is still being read (only reading can finish it, so it must
+ * never keep reading stopped; server.h, "Read backpressure").  Called
+ * wherever the buffer or reading(c) may change.
+ */
+static void call_account(struct rmq_call *c)
+{
+	struct rmq_server *srv = c->srv;
+	size_t cap = c->rd.cap;
+	size_t input = reading(c) ? cap : 0;
+
+	srv->stats.request_bytes += cap;
+	srv->stats.request_bytes -= c->rd_counted;
+	srv->req_input_bytes += input;
+	srv->req_input_bytes -= c->rd_input;
+	c->rd_counted = cap;
+	c->rd_input = input;
+}
+
 static void deliver(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	static const uint8_t empty[1];
 	APP_CALLBACK(c, on_message, msg && len ? msg : empty, len);
 }
 
-void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
+static void data_in(struct rmq_call *c, const uint8_t *data, size_t len)
 {
 	const uint64_t limit = c->srv->cfg.max_message_bytes;
 
@@ -441,6 +487,10 @@ void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
 		case NET_RD_MSG:
 			if (streaming) {
 				deliver(c, msg, mlen);
+				/* A stream may stay open for long between
+				 * messages: it does not keep a large buffer
+				 * (request memory) meanwhile. */
+				net_grpc_reader_trim(&c->rd, RMQ_CALL_KEEP_BYTES);
 				if (!reading(c))
 					return;
 			}
@@ -469,7 +519,13 @@ void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
 	}
 }
 
-void net_call_end_stream(struct rmq_call *c)
+void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
+{
+	data_in(c, data, len);
+	call_account(c);
+}
+
+static void end_stream(struct rmq_call *c)
 {
 	if (!c->headers_ok || !reading(c))
 		return;
@@ -492,6 +548,14 @@ void net_call_end_stream(struct rmq_call *c)
 		c->app_seen = true;
 }
 
+void net_call_end_stream(struct rmq_call *c)
+{
+	rmq_call_ref(c); /* the app may drop its references in a callback */
+	end_stream(c);
+	call_account(c);
+	rmq_call_unref(c);
+}
+
 void net_call_detach(struct rmq_call *c)
 {
 	if (!c->conn)
@@ -509,6 +573,7 @@ void net_call_detach(struct rmq_call *c)
 		if (c->app_seen && c->method->on_cancel)
 			APP_CALLBACK(c, on_cancel);
 	}
+	call_account(c);
 	rmq_call_unref(c); /* the connection's reference */
 }
 

@@ -299,6 +299,7 @@ struct net_conn {
 	struct rmq_io_op recv_op;
 	struct rmq_io_op send_op;
 	bool recv_armed;
+	bool recv_paused;       /* net_conn_pause_recv: not re-armed */
 	bool recv_cancel_sent;
 	bool send_inflight;
 
@@ -361,6 +362,12 @@ int net_conn_gather(struct net_conn *nc, nghttp2_session *h2);
 int net_conn_send(struct net_conn *nc);
 /* Arms the multishot recv.  Returns 0, or -EBUSY. */
 int net_conn_arm_recv(struct net_conn *nc);
+/* Stops reading: cancels the multishot recv and keeps it unarmed; bytes
+ * already received still reach ops->input.  A no-op when paused or cut. */
+void net_conn_pause_recv(struct net_conn *nc);
+/* Reads again.  Returns 0, or -EBUSY when the recv could not be armed
+ * (the owner cuts the connection). */
+int net_conn_resume_recv(struct net_conn *nc);
 
 /* ---- server.c's objects ------------------------------------------------------ */
 
@@ -432,6 +439,11 @@ struct rmq_call {
 	/* request reassembly (wire.c) */
 	struct net_grpc_reader rd;
 
+	/* request memory counted in the server's sums (grpc.c) */
+	uint64_t charged;       /* rmq_call_charge */
+	size_t rd_counted;      /* rd.cap as counted */
+	size_t rd_input;        /* ... of it while the request is still read */
+
 	/* send queue: entries sq[sq_head, sq_tail) in order, squeued bytes in
 	 * all; the inline ones are [shead, stail) of sbuf.  The first
 	 * sreserved bytes were promised to nghttp2 (NO_COPY) and go to the
@@ -486,7 +498,18 @@ struct rmq_server {
 
 	struct rmq_server_stats stats;
 	bool hooked;               /* its flush hook is registered (server.c) */
+
+	/* Read backpressure.  grpc.c keeps the sums (stats.request_bytes
+	 * and req_input_bytes); server.c decides from them, in its flush
+	 * hook, and applies the pause to the connections. */
+	uint64_t req_input_bytes;  /* buffers of requests still arriving */
+	uint32_t pause_mask;       /* RMQ_SERVER_PAUSE_APP_MASK bits, NET_PAUSE_BUDGET */
+	bool reads_paused;         /* the pause as applied to the connections */
 };
+
+/* The pause reason of request memory over request_bytes_max. */
+#define NET_PAUSE_BUDGET 0x80000000u
+_Static_assert((NET_PAUSE_BUDGET & RMQ_SERVER_PAUSE_APP_MASK) == 0, "a reason of its own");
 
 /* ---- h2.c ------------------------------------------------------------------ */
 

@@ -82,7 +82,11 @@ _Static_assert(sizeof("this port speaks gRPC over HTTP/2 only (prior knowledge)\
 static void conn_flush(struct conn *c);
 static void conn_abort(struct conn *c, int why);
 static int conn_arm_timer(struct conn *c);
+static void conn_timer_fn(struct rmq_timer *t);
 static void conn_close_soon(struct conn *c, bool protocol_error);
+static int conn_resume(struct conn *c);
+static void conn_pause(struct conn *c);
+static void reads_update(struct rmq_server *srv);
 
 /* ---- config ---------------------------------------------------------------- */
 
@@ -102,6 +106,7 @@ void rmq_net_config_default(struct rmq_net_config *cfg)
 		.send_queue_bytes = 1u << 20,
 		.keepalive_ns = 30ULL * 1000 * 1000 * 1000,
 		.idle_timeout_ns = 120ULL * 1000 * 1000 * 1000,
+		.request_bytes_max = 256u << 20,
 	};
 }
 
@@ -205,6 +210,9 @@ out:
 
 static void flush_server(struct rmq_server *srv)
 {
+	/* Request memory changed during the cycle (calls released,
+	 * requests read, charges): stop or resume reading. */
+	reads_update(srv);
 	for (;;) {
 		while (!rmq_list_empty(&srv->conns_dirty)) {
 			struct conn *c = RMQ_CONTAINER_OF(srv->conns_dirty.next, struct conn, nc.dirty);
@@ -244,6 +252,10 @@ static void hook_detach(struct rmq_server *srv)
 
 static void conn_linger(struct conn *c)
 {
+	/* Read to EOF even while the shard is paused: the input is dropped,
+	 * and unread bytes would make the close a reset. */
+	if (conn_resume(c) < 0)
+		return;
 	c->state = CONN_LINGER;
 	net_conn_set_flushable(&c->nc, false);
 	if (!c->nc.recv_armed || shutdown(c->nc.fd, SHUT_WR) < 0) {
@@ -305,6 +317,13 @@ static void conn_close_soon(struct conn *c, bool protocol_error)
 		return;
 	c->closing = true;
 	c->close_by_ns = rmq_now_ns() + RMQ_NET_LINGER_NS;
+	/* From now on input is dropped: reading it costs nothing.  (Never
+	 * cut here, inside nghttp2 callbacks: when the re-arm fails, the
+	 * linger step finds the recv unarmed and cuts it.) */
+	if (c->nc.recv_paused) {
+		c->srv->stats.paused_connections--;
+		(void)net_conn_resume_recv(&c->nc);
+	}
 	/* May run inside nghttp2 callbacks: never cut here.  Without a
 	 * timer, the flush's linger step fails again and cuts it. */
 	(void)conn_arm_timer(c);
@@ -358,8 +377,11 @@ static void conn_input(struct conn *c, const uint8_t *p, size_t n)
 	}
 	if (!c->preface_ok && c->nrecv >= NGHTTP2_CLIENT_MAGIC_LEN) {
 		c->preface_ok = true;
-		/* From now on the idle timeout and keepalive apply. */
+		/* From now on the idle timeout and keepalive apply, and the
+		 * shard's read pause. */
 		(void)conn_arm_timer(c);
+		if (c->srv->reads_paused)
+			conn_pause(c);
 	}
 	net_conn_mark_dirty(&c->nc);
 }
@@ -395,28 +417,39 @@ static const struct net_conn_ops conn_ops = {
 
 /* ---- timers -------------------------------------------------------------- */
 
-static void conn_timer_fn(struct rmq_timer *t);
+
+/* When c is closed for silence and when it is PINGed next (UINT64_MAX:
+ * never).  Neither while its reading is paused: that silence is ours. */
+static void conn_deadlines(const struct conn *c, uint64_t *idle_at, uint64_t *ping_at)
+{
+	const struct rmq_net_config *cfg = &c->srv->cfg;
+
+	*idle_at = *ping_at = UINT64_MAX;
+	if (c->nc.recv_paused)
+		return;
+	uint64_t idle = cfg->idle_timeout_ns;
+	if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
+		idle = RMQ_NET_PREFACE_TIMEOUT_NS;
+	if (idle)
+		*idle_at = c->last_rx_ns + idle;
+	if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead) {
+		uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
+		*ping_at = base + cfg->keepalive_ns;
+	}
+}
 
 /* Returns 0, or RMQ_EFULL when the shard's timer heap is full (the caller
  * cuts the connection: without a timer it could never be reaped). */
 static int conn_arm_timer(struct conn *c)
 {
-	const struct rmq_net_config *cfg = &c->srv->cfg;
-	uint64_t d = UINT64_MAX;
+	uint64_t d, ping_at;
 
 	if (c->state == CONN_LINGER || c->closing) {
 		d = c->close_by_ns;
 	} else {
-		uint64_t idle = cfg->idle_timeout_ns;
-		if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
-			idle = RMQ_NET_PREFACE_TIMEOUT_NS;
-		if (idle)
-			d = c->last_rx_ns + idle;
-		if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead) {
-			uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
-			if (base + cfg->keepalive_ns < d)
-				d = base + cfg->keepalive_ns;
-		}
+		conn_deadlines(c, &d, &ping_at);
+		if (ping_at < d)
+			d = ping_at;
 	}
 	if (d == UINT64_MAX) {
 		rmq_timer_cancel(c->srv->shard, &c->timer);
@@ -431,8 +464,8 @@ static int conn_arm_timer(struct conn *c)
 static void conn_timer_fn(struct rmq_timer *t)
 {
 	struct conn *c = RMQ_CONTAINER_OF(t, struct conn, timer);
-	const struct rmq_net_config *cfg = &c->srv->cfg;
 	uint64_t now = rmq_now_ns();
+	uint64_t idle_at, ping_at;
 
 	if (c->state == CONN_LINGER || (c->state == CONN_OPEN && c->closing)) {
 		if (now >= c->close_by_ns || conn_arm_timer(c) < 0)
@@ -441,10 +474,8 @@ static void conn_timer_fn(struct rmq_timer *t)
 	}
 	if (c->state != CONN_OPEN)
 		return;
-	uint64_t idle = cfg->idle_timeout_ns;
-	if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
-		idle = RMQ_NET_PREFACE_TIMEOUT_NS;
-	if (idle && now >= c->last_rx_ns + idle) {
+	conn_deadlines(c, &idle_at, &ping_at);
+	if (now >= idle_at) {
 		rmq_debug("net: fd %d idle for %llu ms, closing", c->nc.fd,
 			  (unsigned long long)((now - c->last_rx_ns) / 1000000));
 		if (c->preface_ok && !c->h2_dead)
@@ -452,8 +483,7 @@ static void conn_timer_fn(struct rmq_timer *t)
 		conn_close_soon(c, false);
 		return;
 	}
-	uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
-	if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead && now >= base + cfg->keepalive_ns) {
+	if (now >= ping_at) {
 		uint8_t opaque[8] = "rmq-ka\0";
 		if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, opaque) == 0)
 			net_conn_mark_dirty(&c->nc);
@@ -461,6 +491,95 @@ static void conn_timer_fn(struct rmq_timer *t)
 	}
 	if (conn_arm_timer(c) < 0)
 		conn_abort(c, RMQ_EFULL);
+}
+
+/* ---- read backpressure ------------------------------------------------------- */
+
+/* Stops c reading (server.h, "Read backpressure").  Only connections past
+ * the client preface, open and not closing: before the preface a
+ * connection holds no request memory (and its preface timeout must still
+ * run), and a closing one drops its input anyway. */
+static void conn_pause(struct conn *c)
+{
+	if (c->state != CONN_OPEN || c->closing || !c->preface_ok || c->nc.recv_paused)
+		return;
+	net_conn_pause_recv(&c->nc);
+	c->srv->stats.paused_connections++;
+	(void)conn_arm_timer(c); /* no idle deadline while paused */
+}
+
+/* Returns 0, or the error that cut c. */
+static int conn_resume(struct conn *c)
+{
+	if (!c->nc.recv_paused || c->nc.cut)
+		return 0;
+	c->srv->stats.paused_connections--;
+	int rc = net_conn_resume_recv(&c->nc);
+	if (rc < 0) {
+		conn_abort(c, rc);
+		return rc;
+	}
+	c->last_rx_ns = rmq_now_ns(); /* the silence was ours */
+	if (conn_arm_timer(c) < 0) {
+		conn_abort(c, RMQ_EFULL);
+		return RMQ_EFULL;
+	}
+	return 0;
+}
+
+/*
+ * Decides whether the shard reads (the application's reasons, and the
+ * request memory against request_bytes_max with a low-water mark at three
+ * quarters), and applies a change to every live connection: O(connections)
+ * per change, which the hysteresis keeps rare.
+ */
+static void reads_update(struct rmq_server *srv)
+{
+	const uint64_t max = srv->cfg.request_bytes_max;
+
+	if (max) {
+		const uint64_t low = max - max / 4;
+		const uint64_t held = srv->stats.request_bytes;
+		/* What the application will release without more input; the
+		 * rest is requests still arriving, which only reading ends. */
+		const uint64_t app = held - srv->req_input_bytes;
+		if (!(srv->pause_mask & NET_PAUSE_BUDGET)) {
+			if (held > max && app > low)
+				srv->pause_mask |= NET_PAUSE_BUDGET;
+		} else if (held <= low || app <= low) {
+			srv->pause_mask &= ~NET_PAUSE_BUDGET;
+		}
+	}
+	bool paused = srv->pause_mask != 0;
+	if (paused == srv->reads_paused)
+		return;
+	srv->reads_paused = paused;
+	if (paused)
+		srv->stats.pauses++;
+	rmq_debug("net: shard %u %s reading (request memory %llu bytes, reasons 0x%x)",
+		  rmq_shard_id(srv->shard), paused ? "stops" : "resumes",
+		  (unsigned long long)srv->stats.request_bytes, srv->pause_mask);
+	struct rmq_list *l, *next;
+	for (l = srv->conns_live.next; l != &srv->conns_live; l = next) {
+		next = l->next; /* a failed resume frees its connection */
+		struct conn *c = RMQ_CONTAINER_OF(l, struct conn, link);
+		if (paused)
+			conn_pause(c);
+		else
+			(void)conn_resume(c);
+	}
+}
+
+void rmq_server_pause_reads(struct rmq_server *srv, uint32_t reason)
+{
+	srv->pause_mask |= reason & RMQ_SERVER_PAUSE_APP_MASK;
+	reads_update(srv);
+}
+
+void rmq_server_resume_reads(struct rmq_server *srv, uint32_t reason)
+{
+	srv->pause_mask &= ~(reason & RMQ_SERVER_PAUSE_APP_MASK);
+	reads_update(srv);
 }
 
 /* ---- connection lifecycle ------------------------------------------------------ */
@@ -498,6 +617,8 @@ static void conn_abort(struct conn *c, int why)
 	if (why < 0 && why != -ECONNRESET && why != -EPIPE)
 		rmq_debug("net: fd %d closed: %s", c->nc.fd, rmq_strerror(why));
 	c->state = CONN_CLOSING;
+	if (c->nc.recv_paused)
+		srv->stats.paused_connections--;
 	rmq_timer_cancel(srv->shard, &c->timer);
 	while (!rmq_list_empty(&c->calls)) {
 		struct rmq_call *call = RMQ_CONTAINER_OF(c->calls.next, struct rmq_call, link);
@@ -724,6 +845,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	srv->io = rmq_shard_io(s);
 	srv->cfg = *cfg;
 	srv->app = app;
+	srv->stats.request_bytes_max = cfg->request_bytes_max;
 	srv->listen_fd = -1;
 	srv->rx.bgid = -1;
 	srv->accept_op.cb = accept_done;
