@@ -2,14 +2,14 @@
 /*
  * client.c - the gRPC client on a shard's ring (see client.h).
  *
- * The bytes, like the server's (server.c):
+ * The bytes, like the server's (server.c), through the same socket I/O
+ * (conn.c):
  *
  *   socket ── CONNECT ──► nghttp2 client session (preface, SETTINGS,
  *                         connection window) ──► on_connect
- *   fd ── multishot RECV, provided buffers ──► nghttp2_session_mem_recv()
- *              each buffer goes straight back to the ring
+ *   fd ── multishot RECV (conn.c) ──► nghttp2_session_mem_recv()
  *   flush hook (before the shard waits), per dirty connection:
- *       net_h2_gather() ──► cc->out ──► one SEND in flight
+ *       net_conn_gather() ──► the output chain ──► one SEND in flight
  *
  * Calls.  rmq_ccall_start submits the request HEADERS with a data provider
  * over the call's send queue: a ring of (pointer, length, 5-byte prefix)
@@ -35,6 +35,9 @@
  * connection lost) run it from the completion that saw them; ends the
  * application asks for (cancel, conn close) are queued and run from the
  * flush hook, so no app callback ever runs inside an API call.
+ *
+ * Layering: client.c calls conn.c (socket I/O, the output chain), wire.c
+ * (framing, status, timeouts) and bufring.c; nothing of the server.
  */
 #include "net/client.h"
 
@@ -119,9 +122,9 @@ struct rmq_ccall {
 };
 
 struct rmq_client_conn {
+	struct net_conn nc;             /* fd, output chain, recv and send */
 	struct rmq_client *cl;
 	enum cconn_state state;
-	int fd;
 	nghttp2_session *h2;
 	const struct rmq_client_conn_ops *ops;
 	void *arg;
@@ -129,13 +132,9 @@ struct rmq_client_conn {
 	bool goaway;                    /* GOAWAY received: no new calls */
 	bool close_asked;
 	int why;                        /* why it is closing */
-	uint32_t gen;                   /* bumped when the slot is freed */
 
-	struct rmq_io_op connect_op, recv_op, send_op;
-	bool connect_inflight, recv_armed, send_inflight;
-
-	uint8_t *out;
-	uint32_t out_head, out_tail, out_inflight;
+	struct rmq_io_op connect_op;
+	bool connect_inflight;
 
 	struct rmq_timer timer;         /* connect timeout */
 	bool timed_out;
@@ -143,7 +142,6 @@ struct rmq_client_conn {
 
 	struct rmq_list calls;
 	struct rmq_list link;           /* the client's live or free list */
-	struct rmq_list dirty;
 };
 
 struct rmq_client {
@@ -160,6 +158,9 @@ struct rmq_client {
 	struct rmq_client_conn *conns;
 	uint8_t *sendbufs;
 	size_t sendbufs_bytes;
+	struct net_out_piece *pieces;   /* RMQ_NET_OUT_PIECES per connection */
+	struct iovec *iovs;             /* the same */
+	size_t pieces_bytes, iovs_bytes;
 	struct rmq_list conns_free, conns_live, conns_dirty;
 
 	struct rmq_ccall *calls;
@@ -204,11 +205,10 @@ const struct rmq_client_stats *rmq_client_stats(const struct rmq_client *cl)
 
 static void conn_flush(struct rmq_client_conn *cc);
 
+/* Queues cc for the flush (only while open: conn.c's flushable). */
 static void mark_dirty(struct rmq_client_conn *cc)
 {
-	if (cc->state != CC_OPEN || rmq_list_linked(&cc->dirty))
-		return;
-	rmq_list_add_tail(&cc->cl->conns_dirty, &cc->dirty);
+	net_conn_mark_dirty(&cc->nc);
 }
 
 /* Runs the ends the application asked for, then flushes; again while
@@ -225,8 +225,8 @@ static void flush_client(struct rmq_client *cl)
 		}
 		while (!rmq_list_empty(&cl->conns_dirty)) {
 			struct rmq_client_conn *cc =
-				RMQ_CONTAINER_OF(cl->conns_dirty.next, struct rmq_client_conn, dirty);
-			rmq_list_del(&cc->dirty);
+				RMQ_CONTAINER_OF(cl->conns_dirty.next, struct rmq_client_conn, nc.dirty);
+			rmq_list_del(&cc->nc.dirty);
 			conn_flush(cc);
 		}
 	}
@@ -431,12 +431,14 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
 
 	if (!c || !call_live(c) || c->cc != cc || c->stream_id != frame->hd.stream_id)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	if (RMQ_NET_SENDBUF_BYTES - cc->out_tail < 9 + length + RMQ_NET_CTRL_RESERVE)
+	/* The frame is copied whole into the send buffer: one piece (the
+	 * copies below are contiguous with the header and join its piece). */
+	if (net_conn_out_room(&cc->nc) < 9 + length + RMQ_NET_CTRL_RESERVE ||
+	    net_conn_pieces_room(&cc->nc) < 1 + RMQ_NET_PIECES_RESERVE)
 		return NGHTTP2_ERR_WOULDBLOCK;
 	RMQ_ASSERT(frame->data.padlen == 0);
 	RMQ_ASSERT(length <= c->reserved);
-	memcpy(cc->out + cc->out_tail, framehd, 9);
-	cc->out_tail += 9;
+	net_conn_out_append(&cc->nc, framehd, 9);
 	size_t left = length;
 	while (left > 0) {
 		RMQ_ASSERT(c->qcount > 0);
@@ -446,15 +448,14 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
 			take = RMQ_GRPC_PREFIX - e->done;
 			if (take > left)
 				take = left;
-			memcpy(cc->out + cc->out_tail, e->pfx + e->done, take);
+			net_conn_out_append(&cc->nc, e->pfx + e->done, take);
 		} else {
 			size_t off = e->done - RMQ_GRPC_PREFIX;
 			take = e->len - off;
 			if (take > left)
 				take = left;
-			memcpy(cc->out + cc->out_tail, e->p + off, take);
+			net_conn_out_append(&cc->nc, e->p + off, take);
 		}
-		cc->out_tail += (uint32_t)take;
 		e->done += (uint32_t)take;
 		left -= take;
 		if (e->done == RMQ_GRPC_PREFIX + e->len) {
@@ -616,7 +617,7 @@ static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *f, int
 {
 	struct rmq_client_conn *cc = ud;
 	(void)s;
-	rmq_debug("client: fd %d: invalid frame type %u on stream %d: %s", cc->fd,
+	rmq_debug("client: fd %d: invalid frame type %u on stream %d: %s", cc->nc.fd,
 		  (unsigned)f->hd.type, f->hd.stream_id, nghttp2_strerror(lib_error));
 	return 0;
 }
@@ -679,14 +680,10 @@ static void conn_free(struct rmq_client_conn *cc)
 {
 	struct rmq_client *cl = cc->cl;
 
-	RMQ_ASSERT(!cc->recv_armed);
-	RMQ_ASSERT(!cc->send_inflight);
 	RMQ_ASSERT(!cc->connect_inflight);
 	RMQ_ASSERT(rmq_list_empty(&cc->calls));
 	rmq_timer_cancel(cl->shard, &cc->timer);
-	if (cc->fd >= 0)
-		close(cc->fd);
-	cc->fd = -1;
+	net_conn_close(&cc->nc); /* closes the fd, bumps the slot's gen */
 	if (cc->h2) {
 		nghttp2_session_del(cc->h2);
 		cc->h2 = NULL;
@@ -695,7 +692,6 @@ static void conn_free(struct rmq_client_conn *cc)
 	if (was_connected)
 		cl->stats.connections--;
 	cc->state = CC_FREE;
-	cc->gen++;
 	rmq_list_del(&cc->link);
 	/* Back to the pool only after the callback: the handle is valid
 	 * during it. */
@@ -704,6 +700,13 @@ static void conn_free(struct rmq_client_conn *cc)
 	else if (cc->ops->on_close)
 		cc->ops->on_close(cc, cc->arg, cc->why == RMQ_ECLOSED ? 0 : cc->why);
 	rmq_list_add_tail(&cl->conns_free, &cc->link);
+}
+
+/* Frees a closing connection once no operation is in flight. */
+static void conn_try_free(struct rmq_client_conn *cc)
+{
+	if (cc->state == CC_CLOSING && !cc->connect_inflight && net_conn_idle(&cc->nc))
+		conn_free(cc);
 }
 
 static void cancel_op(struct rmq_client *cl, struct rmq_io_op *op)
@@ -716,132 +719,71 @@ static void cancel_op(struct rmq_client *cl, struct rmq_io_op *op)
 /*
  * Cuts the connection: every call ends (CANCELLED when the application
  * closed it, else UNAVAILABLE), the socket is shut down, the ops are
- * cancelled, and the connection is freed once none is in flight (called
- * again from their completions until then).
+ * cancelled, and the connection is freed once none is in flight (conn.c's
+ * idle callback, or the connect completion).
  */
 static void conn_abort(struct rmq_client_conn *cc, int why)
 {
 	struct rmq_client *cl = cc->cl;
 
-	if (cc->state == CC_FREE)
+	if (cc->state == CC_FREE || cc->state == CC_CLOSING)
 		return;
-	if (cc->state != CC_CLOSING) {
-		cc->state = CC_CLOSING;
-		cc->why = why;
-		if (why < 0 && why != RMQ_ECLOSED)
-			rmq_debug("client: fd %d closed: %s", cc->fd, rmq_strerror(why));
-		if (rmq_list_linked(&cc->dirty))
-			rmq_list_del(&cc->dirty);
-		rmq_timer_cancel(cl->shard, &cc->timer);
-		while (!rmq_list_empty(&cc->calls)) {
-			struct rmq_ccall *c = RMQ_CONTAINER_OF(cc->calls.next, struct rmq_ccall, link);
-			if (c->local_end)
-				call_close(c, c->local_status, c->message);
-			else if (why == RMQ_ECLOSED)
-				call_close(c, RMQ_GRPC_CANCELLED, "the connection was closed");
-			else if (why == 0)
-				call_close(c, RMQ_GRPC_UNAVAILABLE, "the server closed the connection");
-			else
-				call_close(c, RMQ_GRPC_UNAVAILABLE, rmq_strerror(why));
-		}
-		if (cc->fd >= 0)
-			shutdown(cc->fd, SHUT_RDWR);
-		if (cc->recv_armed)
-			cancel_op(cl, &cc->recv_op);
-		if (cc->send_inflight)
-			cancel_op(cl, &cc->send_op);
-		if (cc->connect_inflight)
-			cancel_op(cl, &cc->connect_op);
+	cc->state = CC_CLOSING;
+	cc->why = why;
+	if (why < 0 && why != RMQ_ECLOSED)
+		rmq_debug("client: fd %d closed: %s", cc->nc.fd, rmq_strerror(why));
+	rmq_timer_cancel(cl->shard, &cc->timer);
+	while (!rmq_list_empty(&cc->calls)) {
+		struct rmq_ccall *c = RMQ_CONTAINER_OF(cc->calls.next, struct rmq_ccall, link);
+		if (c->local_end)
+			call_close(c, c->local_status, c->message);
+		else if (why == RMQ_ECLOSED)
+			call_close(c, RMQ_GRPC_CANCELLED, "the connection was closed");
+		else if (why == 0)
+			call_close(c, RMQ_GRPC_UNAVAILABLE, "the server closed the connection");
+		else
+			call_close(c, RMQ_GRPC_UNAVAILABLE, rmq_strerror(why));
 	}
-	if (!cc->recv_armed && !cc->send_inflight && !cc->connect_inflight)
-		conn_free(cc);
-}
-
-static void send_done(struct rmq_io_op *op, int res, unsigned flags)
-{
-	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(op, struct rmq_client_conn, send_op);
-	(void)flags;
-
-	cc->send_inflight = false;
-	if (cc->state == CC_CLOSING) {
-		conn_abort(cc, 0);
-		return;
-	}
-	if (res > 0) {
-		RMQ_DASSERT((uint32_t)res <= cc->out_inflight);
-		cc->cl->stats.bytes_sent += (uint64_t)res;
-		cc->out_head += (uint32_t)res; /* a short send resends the rest */
-		if (cc->out_head == cc->out_tail)
-			cc->out_head = cc->out_tail = 0;
-		mark_dirty(cc);
-		return;
-	}
-	if (res == -EAGAIN || res == -EINTR) {
-		mark_dirty(cc);
-		return;
-	}
-	conn_abort(cc, res == 0 ? -EPIPE : res);
+	if (cc->connect_inflight)
+		cancel_op(cl, &cc->connect_op);
+	net_conn_cut(&cc->nc); /* conn_on_idle frees it once nothing is in flight */
 }
 
 static void conn_flush(struct rmq_client_conn *cc)
 {
-	struct rmq_client *cl = cc->cl;
-
 	if (cc->state != CC_OPEN)
 		return;
 	if (cc->close_asked) {
 		conn_abort(cc, RMQ_ECLOSED);
 		return;
 	}
-	if (!cc->send_inflight && cc->out_head > 0) {
-		memmove(cc->out, cc->out + cc->out_head, cc->out_tail - cc->out_head);
-		cc->out_tail -= cc->out_head;
-		cc->out_head = 0;
-	}
-	int rc = net_h2_gather(cc->h2, cc->out, &cc->out_tail, RMQ_NET_SENDBUF_BYTES);
+	int rc = net_conn_gather(&cc->nc, cc->h2);
 	if (rc < 0) {
-		rmq_warn("client: fd %d: HTTP/2 output failed: %s", cc->fd,
+		rmq_warn("client: fd %d: HTTP/2 output failed: %s", cc->nc.fd,
 			 rc == RMQ_ETOOBIG ? "a frame does not fit" : nghttp2_strerror(rc));
 		conn_abort(cc, RMQ_EPROTO);
 		return;
 	}
 	if (cc->state != CC_OPEN)
 		return;
-	if (cc->out_tail > cc->out_head && !cc->send_inflight) {
-		struct io_uring_sqe *sqe = rmq_io_sqe(cl->io, &cc->send_op);
-		if (!sqe) {
-			conn_abort(cc, -EBUSY);
-			return;
-		}
-		cc->out_inflight = cc->out_tail - cc->out_head;
-		io_uring_prep_send(sqe, cc->fd, cc->out + cc->out_head, cc->out_inflight,
-				   MSG_NOSIGNAL);
-		cc->send_inflight = true;
+	rc = net_conn_send(&cc->nc);
+	if (rc < 0) {
+		conn_abort(cc, rc);
+		return;
 	}
-	if (!cc->send_inflight && cc->out_tail == cc->out_head && !nghttp2_session_want_read(cc->h2) &&
-	    !nghttp2_session_want_write(cc->h2)) {
+	if (!cc->nc.send_inflight && !net_conn_out_pending(&cc->nc) &&
+	    !nghttp2_session_want_read(cc->h2) && !nghttp2_session_want_write(cc->h2)) {
 		/* GOAWAY exchanged and every stream done. */
 		conn_abort(cc, 0);
 	}
-}
-
-static int arm_recv(struct rmq_client_conn *cc)
-{
-	struct io_uring_sqe *sqe = rmq_io_sqe(cc->cl->io, &cc->recv_op);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_recv_multishot(sqe, cc->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = (uint16_t)cc->cl->rx.bgid;
-	cc->recv_armed = true;
-	return 0;
 }
 
 static void conn_input(struct rmq_client_conn *cc, const uint8_t *p, size_t n)
 {
 	ssize_t rv = nghttp2_session_mem_recv(cc->h2, p, n);
 	if (rv < 0) {
-		rmq_warn("client: fd %d: HTTP/2 input failed: %s", cc->fd, nghttp2_strerror((int)rv));
+		rmq_warn("client: fd %d: HTTP/2 input failed: %s", cc->nc.fd,
+			 nghttp2_strerror((int)rv));
 		/* Tell the server when nghttp2 still can; the connection goes
 		 * either way. */
 		nghttp2_session_terminate_session(cc->h2, NGHTTP2_PROTOCOL_ERROR);
@@ -851,46 +793,31 @@ static void conn_input(struct rmq_client_conn *cc, const uint8_t *p, size_t n)
 	mark_dirty(cc);
 }
 
-static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
+/* conn.c: bytes received (the input may free the connection). */
+static void conn_on_input(struct net_conn *nc, const uint8_t *p, size_t n)
 {
-	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(op, struct rmq_client_conn, recv_op);
-	struct rmq_client *cl = cc->cl;
-
-	uint32_t gen = cc->gen;
-
-	if (!(flags & IORING_CQE_F_MORE))
-		cc->recv_armed = false;
-	if (flags & IORING_CQE_F_BUFFER) {
-		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		RMQ_ASSERT(bid < cl->rx.count);
-		if (res > 0 && cc->state == CC_OPEN) {
-			cl->stats.bytes_received += (uint64_t)res;
-			conn_input(cc, net_bufring_addr(&cl->rx, bid), (size_t)res);
-		}
-		net_bufring_recycle(&cl->rx, bid);
-	}
-	/* The input may have freed the connection (its callbacks may even
-	 * have reused the slot for a new one). */
-	if (cc->gen != gen || cc->state == CC_FREE)
-		return;
-	if (cc->state == CC_CLOSING) {
-		conn_abort(cc, 0);
-		return;
-	}
-	if (res == 0) {
-		conn_abort(cc, -ECONNRESET); /* the server closed it */
-		return;
-	}
-	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR) {
-		conn_abort(cc, res);
-		return;
-	}
-	if (!cc->recv_armed) {
-		int rc = arm_recv(cc);
-		if (rc < 0)
-			conn_abort(cc, rc);
-	}
+	struct rmq_client_conn *cc = RMQ_CONTAINER_OF(nc, struct rmq_client_conn, nc);
+	if (cc->state == CC_OPEN)
+		conn_input(cc, p, n);
 }
+
+/* conn.c: the server closed the connection (EOF), or an I/O error. */
+static void conn_on_lost(struct net_conn *nc, int why)
+{
+	conn_abort(RMQ_CONTAINER_OF(nc, struct rmq_client_conn, nc), why == 0 ? -ECONNRESET : why);
+}
+
+/* conn.c: cut and neither recv nor send in flight. */
+static void conn_on_idle(struct net_conn *nc)
+{
+	conn_try_free(RMQ_CONTAINER_OF(nc, struct rmq_client_conn, nc));
+}
+
+static const struct net_conn_ops conn_ops = {
+	.input = conn_on_input,
+	.lost = conn_on_lost,
+	.idle = conn_on_idle,
+};
 
 static void connect_timer_fn(struct rmq_timer *t)
 {
@@ -911,7 +838,7 @@ static void connect_done(struct rmq_io_op *op, int res, unsigned flags)
 	cc->connect_inflight = false;
 	rmq_timer_cancel(cl->shard, &cc->timer);
 	if (cc->state == CC_CLOSING) {
-		conn_abort(cc, cc->why);
+		conn_try_free(cc);
 		return;
 	}
 	if (res == -ECANCELED && cc->timed_out)
@@ -920,10 +847,10 @@ static void connect_done(struct rmq_io_op *op, int res, unsigned flags)
 		conn_abort(cc, res);
 		return;
 	}
-	setsockopt(cc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(cc->nc.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	int rc = h2_session_new(cc);
 	if (rc == 0)
-		rc = arm_recv(cc);
+		rc = net_conn_arm_recv(&cc->nc);
 	if (rc < 0) {
 		conn_abort(cc, rc);
 		return;
@@ -931,6 +858,7 @@ static void connect_done(struct rmq_io_op *op, int res, unsigned flags)
 	cc->state = CC_OPEN;
 	cc->connected = true;
 	cl->stats.connections++;
+	net_conn_set_flushable(&cc->nc, true);
 	mark_dirty(cc);
 	cc->ops->on_connect(cc, cc->arg, 0);
 }
@@ -952,15 +880,13 @@ int rmq_client_connect(struct rmq_client *cl, const struct rmq_client_conn_ops *
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&cl->addr, cl->addrlen);
 	rmq_list_del(&cc->link);
 	rmq_list_add_tail(&cl->conns_live, &cc->link);
-	cc->fd = fd;
+	net_conn_open(&cc->nc, fd);
 	cc->state = CC_CONNECTING;
 	cc->ops = ops;
 	cc->arg = arg;
 	cc->connected = cc->goaway = cc->close_asked = cc->timed_out = false;
 	cc->why = 0;
 	cc->connect_inflight = true;
-	cc->recv_armed = cc->send_inflight = false;
-	cc->out_head = cc->out_tail = cc->out_inflight = 0;
 	cc->hdr_bytes = 0;
 	if (cl->cfg.connect_timeout_ns &&
 	    rmq_timer_start(cl->shard, &cc->timer, rmq_now_ns() + cl->cfg.connect_timeout_ns,
@@ -982,6 +908,7 @@ void rmq_client_conn_close(struct rmq_client_conn *cc)
 		cc->why = -ECANCELED;
 		rmq_timer_cancel(cc->cl->shard, &cc->timer);
 		cancel_op(cc->cl, &cc->connect_op);
+		net_conn_cut(&cc->nc); /* nothing armed: conn_try_free waits */
 		return;
 	}
 	mark_dirty(cc);
@@ -1210,6 +1137,10 @@ static void client_free(struct rmq_client *cl)
 	free(cl->qents);
 	if (cl->sendbufs)
 		munmap(cl->sendbufs, cl->sendbufs_bytes);
+	if (cl->pieces)
+		munmap(cl->pieces, cl->pieces_bytes);
+	if (cl->iovs)
+		munmap(cl->iovs, cl->iovs_bytes);
 	free(cl->conns);
 	if (cl->cbs)
 		nghttp2_session_callbacks_del(cl->cbs);
@@ -1254,16 +1185,36 @@ int rmq_client_create(struct rmq_shard *s, const struct rmq_client_config *cfg,
 		cl->sendbufs = NULL;
 		goto err;
 	}
+	cl->pieces_bytes = (size_t)cfg->connections_max * RMQ_NET_OUT_PIECES * sizeof(*cl->pieces);
+	cl->pieces = mmap(NULL, cl->pieces_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (cl->pieces == MAP_FAILED) {
+		cl->pieces = NULL;
+		goto err;
+	}
+	cl->iovs_bytes = (size_t)cfg->connections_max * RMQ_NET_OUT_PIECES * sizeof(*cl->iovs);
+	cl->iovs = mmap(NULL, cl->iovs_bytes, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (cl->iovs == MAP_FAILED) {
+		cl->iovs = NULL;
+		goto err;
+	}
 	for (uint32_t i = 0; i < cfg->connections_max; i++) {
 		struct rmq_client_conn *cc = &cl->conns[i];
+		net_conn_init(&cc->nc, &(struct net_conn_init_args){
+			.ops = &conn_ops,
+			.io = cl->io,
+			.rx = &cl->rx,
+			.dirty_list = &cl->conns_dirty,
+			.rx_bytes = &cl->stats.bytes_received,
+			.tx_bytes = &cl->stats.bytes_sent,
+			.out = cl->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES,
+			.pieces = cl->pieces + (size_t)i * RMQ_NET_OUT_PIECES,
+			.iov = cl->iovs + (size_t)i * RMQ_NET_OUT_PIECES,
+		});
 		cc->cl = cl;
-		cc->fd = -1;
-		cc->out = cl->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES;
 		cc->connect_op.cb = connect_done;
-		cc->recv_op.cb = recv_done;
-		cc->send_op.cb = send_done;
 		rmq_list_init(&cc->calls);
-		rmq_list_init(&cc->dirty);
 		rmq_list_add_tail(&cl->conns_free, &cc->link);
 	}
 	for (uint32_t i = 0; i < cfg->calls_max; i++) {

@@ -30,6 +30,11 @@
  * already seen the call.  The send queue and the request buffer grow on
  * demand, up to send_queue_bytes (plus one message) and max_message_bytes,
  * and are kept across calls up to RMQ_CALL_KEEP_BYTES.
+ *
+ * Layering: grpc.c is called by h2.c (stream events, NO_COPY DATA), by
+ * server.c (the pool, detaching calls of a lost connection, on_drain) and
+ * by the application (grpc.h).  It calls conn.c (the connection's output
+ * chain) and wire.c, never server.c or h2.c.
  */
 #include "net/net_int.h"
 
@@ -55,6 +60,7 @@
 	 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
 
 static void call_end_by_layer(struct rmq_call *c, enum rmq_grpc_status status, const char *msg);
+static void call_account(struct rmq_call *c);
 
 /* ---- pool and references -------------------------------------------------- */
 
@@ -114,6 +120,7 @@ struct rmq_call *net_call_open(struct conn *conn, int32_t stream_id)
 	rmq_list_add_tail(&conn->calls, &c->link);
 	srv->stats.calls++;
 	srv->stats.calls_total++;
+	call_account(c); /* the buffer kept from an earlier call */
 	return c;
 }
 
@@ -135,6 +142,11 @@ static void call_release(struct rmq_call *c)
 	free(c->status_msg);
 	c->status_msg = NULL;
 	net_grpc_reader_trim(&c->rd, RMQ_CALL_KEEP_BYTES);
+	/* Its request memory goes back (a kept buffer is a free call's). */
+	srv->stats.request_bytes -= c->rd_counted + c->charged;
+	srv->req_input_bytes -= c->rd_input;
+	c->rd_counted = c->rd_input = 0;
+	c->charged = 0;
 	if (c->scap > RMQ_CALL_KEEP_BYTES) {
 		free(c->sbuf);
 		c->sbuf = NULL;
@@ -157,6 +169,22 @@ void rmq_call_unref(struct rmq_call *c)
 	RMQ_ASSERT(c->refs > 0);
 	if (--c->refs == 0)
 		call_release(c);
+}
+
+void rmq_call_charge(struct rmq_call *c, size_t bytes)
+{
+	RMQ_ASSERT(c->in_use);
+	c->charged += bytes;
+	c->srv->stats.request_bytes += bytes;
+}
+
+void rmq_call_uncharge(struct rmq_call *c, size_t bytes)
+{
+	RMQ_ASSERT(c->in_use);
+	if (bytes > c->charged)
+		bytes = c->charged;
+	c->charged -= bytes;
+	c->srv->stats.request_bytes -= bytes;
 }
 
 /* Runs an app callback with a reference held, so the call outlives it. */
@@ -246,6 +274,7 @@ static void finish_common(struct rmq_call *c, enum rmq_grpc_status status, const
 	free(c->status_msg);
 	c->status_msg = msg ? net_pct_encode(msg) : NULL;
 	rmq_timer_cancel(c->srv->shard, &c->deadline);
+	call_account(c);
 	if (!c->conn)
 		return;
 	if (discard)
@@ -256,7 +285,7 @@ static void finish_common(struct rmq_call *c, enum rmq_grpc_status status, const
 		c->deferred = false;
 		nghttp2_session_resume_data(c->conn->h2, c->stream_id);
 	}
-	net_conn_mark_dirty(c->conn);
+	net_conn_mark_dirty(&c->conn->nc);
 }
 
 /* The layer ends the call with status: see the top of the file. */
@@ -297,7 +326,8 @@ static void http_error(struct rmq_call *c, const char *status)
 	c->req_done = true;
 	c->resp_headers = true;
 	c->trailers_sent = true;
-	net_conn_mark_dirty(c->conn);
+	call_account(c);
+	net_conn_mark_dirty(&c->conn->nc);
 }
 
 void net_refuse_stream(struct conn *conn, int32_t stream_id)
@@ -310,7 +340,7 @@ void net_refuse_stream(struct conn *conn, int32_t stream_id)
 	};
 	_Static_assert(RMQ_GRPC_RESOURCE_EXHAUSTED == 8, "grpc-status literal");
 	nghttp2_submit_response(conn->h2, stream_id, nv, RMQ_ARRAY_SIZE(nv), NULL);
-	net_conn_mark_dirty(conn);
+	net_conn_mark_dirty(&conn->nc);
 }
 
 /* ---- request headers ------------------------------------------------------- */
@@ -409,13 +439,34 @@ static bool reading(const struct rmq_call *c)
 	return c->conn && !c->req_done && !c->finished && !c->cancelled;
 }
 
+/*
+ * Brings the server's request-memory sums up to date for c: its reader's
+ * buffer counts in stats.request_bytes, and in req_input_bytes too while
+ * the request is still being read (only reading can finish it, so it must
+ * never keep reading stopped; server.h, "Read backpressure").  Called
+ * wherever the buffer or reading(c) may change.
+ */
+static void call_account(struct rmq_call *c)
+{
+	struct rmq_server *srv = c->srv;
+	size_t cap = c->rd.cap;
+	size_t input = reading(c) ? cap : 0;
+
+	srv->stats.request_bytes += cap;
+	srv->stats.request_bytes -= c->rd_counted;
+	srv->req_input_bytes += input;
+	srv->req_input_bytes -= c->rd_input;
+	c->rd_counted = cap;
+	c->rd_input = input;
+}
+
 static void deliver(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	static const uint8_t empty[1];
 	APP_CALLBACK(c, on_message, msg && len ? msg : empty, len);
 }
 
-void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
+static void data_in(struct rmq_call *c, const uint8_t *data, size_t len)
 {
 	const uint64_t limit = c->srv->cfg.max_message_bytes;
 
@@ -436,6 +487,10 @@ void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
 		case NET_RD_MSG:
 			if (streaming) {
 				deliver(c, msg, mlen);
+				/* A stream may stay open for long between
+				 * messages: it does not keep a large buffer
+				 * (request memory) meanwhile. */
+				net_grpc_reader_trim(&c->rd, RMQ_CALL_KEEP_BYTES);
 				if (!reading(c))
 					return;
 			}
@@ -464,7 +519,13 @@ void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
 	}
 }
 
-void net_call_end_stream(struct rmq_call *c)
+void net_call_data(struct rmq_call *c, const uint8_t *data, size_t len)
+{
+	data_in(c, data, len);
+	call_account(c);
+}
+
+static void end_stream(struct rmq_call *c)
 {
 	if (!c->headers_ok || !reading(c))
 		return;
@@ -487,6 +548,14 @@ void net_call_end_stream(struct rmq_call *c)
 		c->app_seen = true;
 }
 
+void net_call_end_stream(struct rmq_call *c)
+{
+	rmq_call_ref(c); /* the app may drop its references in a callback */
+	end_stream(c);
+	call_account(c);
+	rmq_call_unref(c);
+}
+
 void net_call_detach(struct rmq_call *c)
 {
 	if (!c->conn)
@@ -504,6 +573,7 @@ void net_call_detach(struct rmq_call *c)
 		if (c->app_seen && c->method->on_cancel)
 			APP_CALLBACK(c, on_cancel);
 	}
+	call_account(c);
 	rmq_call_unref(c); /* the connection's reference */
 }
 
@@ -630,20 +700,21 @@ int net_call_send_data(struct conn *conn, nghttp2_frame *frame, const uint8_t *f
 		pieces++;
 		left -= take;
 	}
-	if (net_conn_out_room(conn) < copy + RMQ_NET_CTRL_RESERVE ||
-	    net_conn_pieces_room(conn) < pieces + RMQ_NET_PIECES_RESERVE ||
-	    conn->out_ref_bytes >= RMQ_NET_OUT_REF_MAX)
+	struct net_conn *nc = &conn->nc;
+	if (net_conn_out_room(nc) < copy + RMQ_NET_CTRL_RESERVE ||
+	    net_conn_pieces_room(nc) < pieces + RMQ_NET_PIECES_RESERVE ||
+	    nc->out_ref_bytes >= RMQ_NET_OUT_REF_MAX)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	net_conn_out_append(conn, framehd, 9);
+	net_conn_out_append(nc, framehd, 9);
 	left = length;
 	while (left > 0) {
 		struct net_sq_ent *e = &c->sq[c->sq_head];
 		size_t take = e->len < left ? e->len : left;
 		if (e->ext) {
-			net_conn_out_append_ref(conn, e->ext, take, e->ref);
+			net_conn_out_append_ref(nc, e->ext, take, e->ref);
 			e->ext += take;
 		} else {
-			net_conn_out_append(conn, c->sbuf + c->shead, take);
+			net_conn_out_append(nc, c->sbuf + c->shead, take);
 			c->shead += take;
 		}
 		e->len -= (uint32_t)take;
@@ -818,7 +889,7 @@ int rmq_call_sendv_ref(struct rmq_call *c, const struct iovec *iov,
 		c->squeued += iov[i].iov_len;
 	}
 	sq_push_inline(c, run);
-	net_conn_mark_dirty(c->conn);
+	net_conn_mark_dirty(&c->conn->nc);
 	return 0;
 }
 
@@ -857,7 +928,7 @@ int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN];
-	if (!c->conn || getpeername(c->conn->fd, (struct sockaddr *)&ss, &sl) < 0)
+	if (!c->conn || getpeername(c->conn->nc.fd, (struct sockaddr *)&ss, &sl) < 0)
 		return -ENOTCONN;
 	const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
 						 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;

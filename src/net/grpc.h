@@ -173,4 +173,16 @@ int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len);
 void rmq_call_ref(struct rmq_call *c);
 void rmq_call_unref(struct rmq_call *c);
 
+/*
+ * Counts bytes the application holds for this call (a request it keeps,
+ * work it queued) in the shard's request memory (server.h, "Read
+ * backpressure"); above the limit the server stops reading.  Charges go
+ * back when the call returns to the pool, or earlier with
+ * rmq_call_uncharge (at most what was charged).  Charge only memory that is
+ * released without further input from this client, or reading could stay
+ * stopped for good.  Never fails; valid until the last unref.
+ */
+void rmq_call_charge(struct rmq_call *c, size_t bytes);
+void rmq_call_uncharge(struct rmq_call *c, size_t bytes);
+
 #endif /* RMQ_NET_GRPC_H */

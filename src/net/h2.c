@@ -2,8 +2,8 @@
 /*
  * h2.c - the nghttp2 server session of a connection and its callbacks.
  *
- * nghttp2 is used sans-I/O: server.c feeds it bytes (mem_recv) and takes
- * its output (mem_send).  Its callbacks, all running inside those two
+ * nghttp2 is used sans-I/O: server.c feeds it bytes (mem_recv) and conn.c
+ * takes its output (mem_send).  Its callbacks, all running inside those two
  * calls, turn HTTP/2 events into gRPC call events (grpc.c):
  *
  *   on_begin_headers (request) ─► net_call_open()   a call from the pool, set
@@ -28,9 +28,10 @@
  * messaging (pseudo-headers, te, connection headers) and answers floods of
  * SETTINGS/PING/RST_STREAM itself.
  *
- * net_h2_gather() is the output half of bytes-in/bytes-out for both ends:
- * the server's connections (server.c) and the client's (client.c) use it to
- * collect a session's frames into their send buffer.
+ * Layering: h2.c is called by server.c (session setup) and by nghttp2
+ * from inside server.c's mem_recv and conn.c's gather; it calls grpc.c
+ * only.  The output half of bytes-in/bytes-out is conn.c's
+ * net_conn_gather(), shared with the client.
  */
 #include "net/net_int.h"
 
@@ -188,7 +189,7 @@ static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *f, int
 {
 	(void)s;
 	struct conn *conn = ud;
-	rmq_debug("net: fd %d: invalid frame type %u on stream %d: %s", conn->fd,
+	rmq_debug("net: fd %d: invalid frame type %u on stream %d: %s", conn->nc.fd,
 		  (unsigned)f->hd.type, f->hd.stream_id, nghttp2_strerror(lib_error));
 	return 0;
 }
@@ -253,25 +254,6 @@ int net_h2_session_new(struct conn *conn)
 		nghttp2_session_del(conn->h2);
 		conn->h2 = NULL;
 		return -ENOMEM;
-	}
-	return 0;
-}
-
-int net_h2_gather(nghttp2_session *h2, uint8_t *out, uint32_t *tail, uint32_t cap)
-{
-	/* Only ask for more while a whole chunk (or NO_COPY DATA frame) fits:
-	 * nghttp2 cannot be told how much room there is. */
-	while (cap - *tail >= RMQ_NET_FRAME_MAX) {
-		const uint8_t *p;
-		ssize_t n = nghttp2_session_mem_send(h2, &p);
-		if (n < 0)
-			return (int)n;
-		if (n == 0)
-			break;
-		if ((size_t)n > cap - *tail)
-			return RMQ_ETOOBIG;
-		memcpy(out + *tail, p, (size_t)n);
-		*tail += (uint32_t)n;
 	}
 	return 0;
 }

@@ -1,14 +1,26 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * net_int.h - what server.c, h2.c, grpc.c, client.c, wire.c and bufring.c
- * share.  Not for other modules: the broker sees only server.h and grpc.h,
- * the load generator client.h.
+ * net_int.h - what server.c, h2.c, grpc.c, conn.c, client.c, wire.c and
+ * bufring.c share.  Not for other modules: the broker sees only server.h
+ * and grpc.h, the load generator client.h.
+ *
+ * Who calls whom.  Arrows point one way; nothing calls back up except
+ * through callbacks (nghttp2's, io_uring completions, and the ops table a
+ * connection's owner gives conn.c):
+ *
+ *   server.c ──► h2.c ──► grpc.c ──► conn.c ──► bufring.c
+ *      │                    │
+ *      │                    └──► wire.c
+ *      ├──► grpc.c (call pool, detach, drains)
+ *      └──► conn.c, bufring.c
+ *   client.c ──► conn.c, wire.c, bufring.c
  *
  * Ownership, per shard:
  *
  *   struct rmq_server ──┬─ conns[max_connections]   (pool; live / free lists)
- *                       │     └─ struct conn: fd, nghttp2 session, send buffer,
- *                       │        recv/send ops, timer, list of its calls
+ *                       │     └─ struct conn: a struct net_conn (fd, output
+ *                       │        chain, recv and send ops), the nghttp2
+ *                       │        session, timer, list of its calls
  *                       ├─ calls[max_calls]         (pool; free list)
  *                       │     └─ struct rmq_call: request reassembly, send
  *                       │        queue, status, deadline timer, refcount
@@ -243,38 +255,55 @@ struct net_sq_ent {
 	uint32_t len;
 };
 
-enum conn_state {
-	CONN_FREE,    /* in the pool */
-	CONN_OPEN,    /* reading and writing */
-	CONN_LINGER,  /* output done and write side shut: reading to EOF */
-	CONN_CLOSING, /* cut: waiting for the recv and send ops to finish */
+/* ---- conn.c: one connection's socket I/O (server and client) ---------------- */
+
+struct net_conn;
+
+/* What a connection's owner (server.c, client.c) is told by conn.c. */
+struct net_conn_ops {
+	/* n bytes received, valid only during the call.  May cut the
+	 * connection, or even free it and reuse the slot. */
+	void (*input)(struct net_conn *nc, const uint8_t *p, size_t n);
+	/* The connection cannot go on: why is 0 for the peer's EOF, else the
+	 * error of a recv or a send (-EPIPE for a send that took nothing), or
+	 * of a failed re-arm.  The owner cuts it (net_conn_cut). */
+	void (*lost)(struct net_conn *nc, int why);
+	/* Cut, and neither op is in flight any more: the owner frees it
+	 * (net_conn_close).  May run inside net_conn_cut. */
+	void (*idle)(struct net_conn *nc);
 };
 
-struct conn {
-	struct rmq_server *srv;
-	enum conn_state state;
+struct net_conn_init_args {
+	const struct net_conn_ops *ops;
+	struct rmq_io *io;
+	struct net_bufring *rx;         /* the owner's provided-buffer ring */
+	struct rmq_list *dirty_list;    /* the owner's connections to flush */
+	uint64_t *rx_bytes, *tx_bytes;  /* the owner's byte counters */
+	uint8_t *out;                   /* RMQ_NET_SENDBUF_BYTES */
+	struct net_out_piece *pieces;   /* RMQ_NET_OUT_PIECES */
+	struct iovec *iov;              /* RMQ_NET_OUT_PIECES */
+};
+
+struct net_conn {
+	const struct net_conn_ops *ops;
+	struct rmq_io *io;
+	struct net_bufring *rx;
+	struct rmq_list *dirty_list;
+	uint64_t *rx_bytes, *tx_bytes;
 	int fd;
-	nghttp2_session *h2;
+	uint32_t gen;           /* bumped by net_conn_close */
+	bool live;              /* between net_conn_open and net_conn_close */
+	bool cut;               /* net_conn_cut ran: waiting for the ops */
+	bool flushable;         /* net_conn_mark_dirty queues it */
 
 	struct rmq_io_op recv_op;
 	struct rmq_io_op send_op;
 	bool recv_armed;
+	bool recv_paused;       /* net_conn_pause_recv: not re-armed */
+	bool recv_cancel_sent;
 	bool send_inflight;
 
-	bool preface_ok;        /* the 24-byte client preface was accepted */
-	bool h2_dead;           /* no more nghttp2 input or output */
-	bool raw;               /* out holds a raw HTTP/1.1 answer */
-	bool closing;           /* flush what is queued, then close */
-	bool counted_error;     /* protocol_errors counted once */
-
-	/* Output: pieces[pc_head, pc_tail) in order; a piece is either bytes
-	 * of `out` (ext NULL: [off, off + len), all within [out_head,
-	 * out_tail)) or referenced bytes (ext, holding one count of ref).
-	 * While a send is in flight it covers the first pc_inflight pieces as
-	 * they were then (iov), and only bytes past out_tail and pieces past
-	 * pc_tail may be added; the completion consumes pieces by the bytes
-	 * sent, so a short send resends the rest and references are dropped
-	 * only once the kernel has taken their bytes. */
+	/* The output chain (see conn.c). */
 	uint8_t *out;
 	uint32_t out_head, out_tail;
 	struct net_out_piece *pieces;  /* RMQ_NET_OUT_PIECES */
@@ -282,6 +311,85 @@ struct conn {
 	uint32_t pc_head, pc_tail, pc_inflight;
 	uint64_t out_ref_bytes;        /* referenced bytes queued */
 	struct msghdr msg;
+
+	struct rmq_list dirty;  /* on *dirty_list while it wants a flush */
+};
+
+/* Sets up a pool slot (once, at start). */
+void net_conn_init(struct net_conn *nc, const struct net_conn_init_args *a);
+/* Takes fd (closed by net_conn_close).  Output empty, no op armed, not
+ * flushable until the owner says so. */
+void net_conn_open(struct net_conn *nc, int fd);
+/* Ends the slot's connection: drops queued pieces (their references),
+ * closes the fd, bumps gen.  Only when neither op is in flight
+ * (net_conn_idle). */
+void net_conn_close(struct net_conn *nc);
+bool net_conn_idle(const struct net_conn *nc);
+/* Cuts the connection: shutdown(RDWR), cancels the ops, then ops->idle
+ * once neither is in flight (at once when none is).  Idempotent. */
+void net_conn_cut(struct net_conn *nc);
+/* Whether net_conn_mark_dirty queues the connection for the owner's
+ * flush (never once cut). */
+void net_conn_set_flushable(struct net_conn *nc, bool on);
+void net_conn_mark_dirty(struct net_conn *nc);
+/* Room left at the tail of the send buffer. */
+size_t net_conn_out_room(const struct net_conn *nc);
+/* Pieces left in the output chain. */
+static inline uint32_t net_conn_pieces_room(const struct net_conn *nc)
+{
+	return RMQ_NET_OUT_PIECES - nc->pc_tail;
+}
+/* Appends a copy (the caller checked the room: bytes, and one piece). */
+void net_conn_out_append(struct net_conn *nc, const void *p, size_t len);
+/* Appends a referenced piece; takes one count of ref (checked room). */
+void net_conn_out_append_ref(struct net_conn *nc, const uint8_t *p, size_t len,
+			     struct rmq_send_ref *ref);
+/* Drops every queued piece (no send may be in flight). */
+void net_conn_out_reset(struct net_conn *nc);
+bool net_conn_out_pending(const struct net_conn *nc);
+/*
+ * Compacts the chain (when no send is in flight) and appends what the
+ * session has to send while a whole chunk (or NO_COPY DATA frame) fits the
+ * send buffer, pieces are left, and fewer than RMQ_NET_OUT_REF_MAX
+ * referenced bytes are queued (a session's send_data callback checks the
+ * same: nghttp2 cannot be told how much room there is).  Returns 0, a
+ * negative nghttp2 error (the session is broken), or RMQ_ETOOBIG when a
+ * chunk does not fit (never with our frame sizes).
+ */
+int net_conn_gather(struct net_conn *nc, nghttp2_session *h2);
+/* Starts one send of the whole chain when output is queued and no send is
+ * in flight.  Returns 0, or -EBUSY when the ring takes no SQE. */
+int net_conn_send(struct net_conn *nc);
+/* Arms the multishot recv.  Returns 0, or -EBUSY. */
+int net_conn_arm_recv(struct net_conn *nc);
+/* Stops reading: cancels the multishot recv and keeps it unarmed; bytes
+ * already received still reach ops->input.  A no-op when paused or cut. */
+void net_conn_pause_recv(struct net_conn *nc);
+/* Reads again.  Returns 0, or -EBUSY when the recv could not be armed
+ * (the owner cuts the connection). */
+int net_conn_resume_recv(struct net_conn *nc);
+
+/* ---- server.c's objects ------------------------------------------------------ */
+
+enum conn_state {
+	CONN_FREE,    /* in the pool */
+	CONN_OPEN,    /* reading and writing */
+	CONN_LINGER,  /* output done and write side shut: reading to EOF */
+	CONN_CLOSING, /* cut: waiting for the recv and send ops to finish */
+};
+
+/* A server connection. */
+struct conn {
+	struct net_conn nc;     /* fd, output chain, recv and send */
+	struct rmq_server *srv;
+	enum conn_state state;
+	nghttp2_session *h2;
+
+	bool preface_ok;        /* the 24-byte client preface was accepted */
+	bool h2_dead;           /* no more nghttp2 input or output */
+	bool raw;               /* out holds a raw HTTP/1.1 answer */
+	bool closing;           /* flush what is queued, then close */
+	bool counted_error;     /* protocol_errors counted once */
 
 	uint8_t first[16];      /* first input bytes, to recognise HTTP/1.x */
 	uint32_t nfirst;
@@ -294,7 +402,6 @@ struct conn {
 	struct rmq_timer timer;
 	struct rmq_list calls;  /* struct rmq_call.link */
 	struct rmq_list link;   /* server's live or free list */
-	struct rmq_list dirty;  /* server's list of connections to flush */
 };
 
 struct rmq_call {
@@ -331,6 +438,11 @@ struct rmq_call {
 
 	/* request reassembly (wire.c) */
 	struct net_grpc_reader rd;
+
+	/* request memory counted in the server's sums (grpc.c) */
+	uint64_t charged;       /* rmq_call_charge */
+	size_t rd_counted;      /* rd.cap as counted */
+	size_t rd_input;        /* ... of it while the request is still read */
 
 	/* send queue: entries sq[sq_head, sq_tail) in order, squeued bytes in
 	 * all; the inline ones are [shead, stail) of sbuf.  The first
@@ -386,25 +498,18 @@ struct rmq_server {
 
 	struct rmq_server_stats stats;
 	bool hooked;               /* its flush hook is registered (server.c) */
+
+	/* Read backpressure.  grpc.c keeps the sums (stats.request_bytes
+	 * and req_input_bytes); server.c decides from them, in its flush
+	 * hook, and applies the pause to the connections. */
+	uint64_t req_input_bytes;  /* buffers of requests still arriving */
+	uint32_t pause_mask;       /* RMQ_SERVER_PAUSE_APP_MASK bits, NET_PAUSE_BUDGET */
+	bool reads_paused;         /* the pause as applied to the connections */
 };
 
-/* ---- server.c -------------------------------------------------------------- */
-
-void net_conn_mark_dirty(struct conn *conn);
-/* Room left at the tail of the connection's output buffer. */
-size_t net_conn_out_room(const struct conn *conn);
-/* Pieces left in the connection's output chain. */
-static inline uint32_t net_conn_pieces_room(const struct conn *conn)
-{
-	return RMQ_NET_OUT_PIECES - conn->pc_tail;
-}
-/* Appends a copy (the caller checked the room: bytes, and one piece). */
-void net_conn_out_append(struct conn *conn, const void *p, size_t len);
-/* Appends a referenced piece; takes one count of ref (checked room). */
-void net_conn_out_append_ref(struct conn *conn, const uint8_t *p, size_t len,
-			     struct rmq_send_ref *ref);
-/* Flush what is queued, then close; counts a protocol error if asked. */
-void net_conn_close_soon(struct conn *conn, bool protocol_error);
+/* The pause reason of request memory over request_bytes_max. */
+#define NET_PAUSE_BUDGET 0x80000000u
+_Static_assert((NET_PAUSE_BUDGET & RMQ_SERVER_PAUSE_APP_MASK) == 0, "a reason of its own");
 
 /* ---- h2.c ------------------------------------------------------------------ */
 
@@ -412,14 +517,6 @@ int net_h2_init(struct rmq_server *srv);
 void net_h2_fini(struct rmq_server *srv);
 /* Creates conn->h2 and queues the server preface (SETTINGS, window). */
 int net_h2_session_new(struct conn *conn);
-/*
- * Appends what nghttp2 has to send to out[*tail, cap) while at least
- * RMQ_NET_FRAME_MAX bytes are free (NO_COPY DATA frames are appended by the
- * session's send_data callback, which must advance *tail itself).
- * Returns 0, a negative nghttp2 error (the session is broken), or
- * RMQ_ETOOBIG when a chunk does not fit (never with our frame sizes).
- */
-int net_h2_gather(nghttp2_session *h2, uint8_t *out, uint32_t *tail, uint32_t cap);
 
 /* ---- grpc.c ---------------------------------------------------------------- */
 

@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * server.c - a shard's listener, connections and socket I/O (see server.h).
+ * server.c - a shard's listener and connections (see server.h).
  *
- * Everything here runs on the shard's ring.  The sockets and the bytes:
+ * Everything here runs on the shard's ring.  The sockets and the bytes
+ * (the socket I/O itself is conn.c's, shared with the client):
  *
  *   listen fd ── multishot ACCEPT ──► conn_open()          (re-armed when
  *                                                           the kernel ends it)
- *   conn fd ──── multishot RECV, buffer ring ──► nghttp2_session_mem_recv()
- *                    │ each buffer goes back to the ring right after
- *                    └ -ENOBUFS / no F_MORE: re-armed
+ *   conn fd ──── multishot RECV (conn.c) ──► conn_on_input()
+ *                    ──► nghttp2_session_mem_recv() (h2.c, grpc.c)
  *   flush hook (before the shard waits), per dirty connection:
- *       nghttp2_session_mem_send() ──► conn->out ──► one SEND in flight
+ *       net_conn_gather() ──► the output chain ──► net_conn_send()
  *
  * Connection lifecycle:
  *
@@ -82,6 +82,11 @@ _Static_assert(sizeof("this port speaks gRPC over HTTP/2 only (prior knowledge)\
 static void conn_flush(struct conn *c);
 static void conn_abort(struct conn *c, int why);
 static int conn_arm_timer(struct conn *c);
+static void conn_timer_fn(struct rmq_timer *t);
+static void conn_close_soon(struct conn *c, bool protocol_error);
+static int conn_resume(struct conn *c);
+static void conn_pause(struct conn *c);
+static void reads_update(struct rmq_server *srv);
 
 /* ---- config ---------------------------------------------------------------- */
 
@@ -101,6 +106,7 @@ void rmq_net_config_default(struct rmq_net_config *cfg)
 		.send_queue_bytes = 1u << 20,
 		.keepalive_ns = 30ULL * 1000 * 1000 * 1000,
 		.idle_timeout_ns = 120ULL * 1000 * 1000 * 1000,
+		.request_bytes_max = 256u << 20,
 	};
 }
 
@@ -204,10 +210,13 @@ out:
 
 static void flush_server(struct rmq_server *srv)
 {
+	/* Request memory changed during the cycle (calls released,
+	 * requests read, charges): stop or resume reading. */
+	reads_update(srv);
 	for (;;) {
 		while (!rmq_list_empty(&srv->conns_dirty)) {
-			struct conn *c = RMQ_CONTAINER_OF(srv->conns_dirty.next, struct conn, dirty);
-			rmq_list_del(&c->dirty);
+			struct conn *c = RMQ_CONTAINER_OF(srv->conns_dirty.next, struct conn, nc.dirty);
+			rmq_list_del(&c->nc.dirty);
 			conn_flush(c);
 		}
 		if (!srv->drain_head)
@@ -241,196 +250,15 @@ static void hook_detach(struct rmq_server *srv)
 
 /* ---- output ------------------------------------------------------------------ */
 
-void net_conn_mark_dirty(struct conn *c)
-{
-	if (c->state != CONN_OPEN || rmq_list_linked(&c->dirty))
-		return;
-	rmq_list_add_tail(&c->srv->conns_dirty, &c->dirty);
-}
-
-size_t net_conn_out_room(const struct conn *c)
-{
-	return RMQ_NET_SENDBUF_BYTES - c->out_tail;
-}
-
-void net_conn_out_append(struct conn *c, const void *p, size_t len)
-{
-	RMQ_DASSERT(len <= net_conn_out_room(c));
-	if (len == 0)
-		return;
-	memcpy(c->out + c->out_tail, p, len);
-	struct net_out_piece *last = c->pc_tail > c->pc_head ? &c->pieces[c->pc_tail - 1] : NULL;
-	if (last && !last->ext && last->off + last->len == c->out_tail) {
-		/* Contiguous with the last piece (even one in flight: the send
-		 * took its length, and the completion consumes by bytes). */
-		last->len += (uint32_t)len;
-	} else {
-		RMQ_ASSERT(c->pc_tail < RMQ_NET_OUT_PIECES);
-		c->pieces[c->pc_tail++] = (struct net_out_piece){.off = c->out_tail, .len = (uint32_t)len};
-	}
-	c->out_tail += (uint32_t)len;
-}
-
-void net_conn_out_append_ref(struct conn *c, const uint8_t *p, size_t len, struct rmq_send_ref *ref)
-{
-	RMQ_ASSERT(c->pc_tail < RMQ_NET_OUT_PIECES);
-	rmq_send_ref_get(ref);
-	c->pieces[c->pc_tail++] = (struct net_out_piece){.ext = p, .ref = ref, .len = (uint32_t)len};
-	c->out_ref_bytes += len;
-}
-
-/* Drops every queued piece (the connection is gone or starts over). */
-static void out_reset(struct conn *c)
-{
-	for (uint32_t i = c->pc_head; i < c->pc_tail; i++)
-		if (c->pieces[i].ext)
-			rmq_send_ref_put(c->pieces[i].ref);
-	c->pc_head = c->pc_tail = c->pc_inflight = 0;
-	c->out_head = c->out_tail = 0;
-	c->out_ref_bytes = 0;
-}
-
-/* The kernel took n bytes from the front of the chain: drop what is
- * done (references included), keep the rest of a piece sent in part. */
-static void out_consume(struct conn *c, size_t n)
-{
-	while (n > 0) {
-		RMQ_ASSERT(c->pc_head < c->pc_tail);
-		struct net_out_piece *pc = &c->pieces[c->pc_head];
-		size_t take = pc->len < n ? pc->len : n;
-		if (pc->ext) {
-			pc->ext += take;
-			c->out_ref_bytes -= take;
-		} else {
-			pc->off += (uint32_t)take;
-			c->out_head = pc->off;
-		}
-		pc->len -= (uint32_t)take;
-		n -= take;
-		if (pc->len > 0)
-			break;
-		if (pc->ext)
-			rmq_send_ref_put(pc->ref);
-		c->pc_head++;
-	}
-	RMQ_ASSERT(n == 0);
-	if (c->pc_head == c->pc_tail) {
-		c->pc_head = c->pc_tail = 0;
-		c->out_head = c->out_tail = 0;
-	}
-}
-
-static bool out_pending(const struct conn *c)
-{
-	return c->pc_tail > c->pc_head;
-}
-
-static void send_done(struct rmq_io_op *op, int res, unsigned flags)
-{
-	struct conn *c = RMQ_CONTAINER_OF(op, struct conn, send_op);
-	(void)flags;
-
-	RMQ_ASSERT(c->send_inflight);
-	c->send_inflight = false;
-	c->pc_inflight = 0;
-	if (c->state == CONN_CLOSING) {
-		conn_abort(c, 0); /* frees it when the recv is done too */
-		return;
-	}
-	if (res > 0) {
-		out_consume(c, (size_t)res); /* a short send resends the rest */
-		net_conn_mark_dirty(c);
-		return;
-	}
-	if (res == -EAGAIN || res == -EINTR) {
-		net_conn_mark_dirty(c);
-		return;
-	}
-	/* 0 for a non-empty send, -EPIPE, -ECONNRESET, ...: the peer is gone. */
-	conn_abort(c, res == 0 ? -EPIPE : res);
-}
-
-/*
- * One send of the whole chain: a plain SEND when it is one piece, else a
- * SENDMSG gathering the send buffer's bytes and the referenced ones (the
- * kernel copies them into the socket either way; SEND_ZC would not on
- * loopback, see docs/net.md).  The iovecs stay in the connection until
- * the completion.
- */
-static int submit_send(struct conn *c)
-{
-	struct io_uring_sqe *sqe = rmq_io_sqe(c->srv->io, &c->send_op);
-	if (!sqe)
-		return -EBUSY;
-	uint32_t n = c->pc_tail - c->pc_head;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct net_out_piece *pc = &c->pieces[c->pc_head + i];
-		c->iov[i].iov_base = pc->ext ? (void *)pc->ext : c->out + pc->off;
-		c->iov[i].iov_len = pc->len;
-	}
-	c->pc_inflight = n;
-	if (n == 1) {
-		io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
-	} else {
-		c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = n};
-		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-	}
-	c->send_inflight = true;
-	return 0;
-}
-
-/*
- * Asks nghttp2 for output while a whole chunk (or NO_COPY DATA frame) fits
- * the send buffer, pieces are left, and not too many referenced bytes are
- * queued (the send_data callback checks the same; nghttp2 cannot be told
- * how much room there is).  Returns 0, a negative nghttp2 error, or
- * RMQ_ETOOBIG when a chunk does not fit (never with our frame sizes).
- */
-static int conn_gather(struct conn *c)
-{
-	while (net_conn_out_room(c) >= RMQ_NET_FRAME_MAX &&
-	       net_conn_pieces_room(c) > RMQ_NET_PIECES_RESERVE &&
-	       c->out_ref_bytes < RMQ_NET_OUT_REF_MAX) {
-		const uint8_t *p;
-		ssize_t n = nghttp2_session_mem_send(c->h2, &p);
-		if (n < 0)
-			return (int)n;
-		if (n == 0)
-			break;
-		if ((size_t)n > net_conn_out_room(c) || net_conn_pieces_room(c) == 0)
-			return RMQ_ETOOBIG;
-		net_conn_out_append(c, p, (size_t)n);
-	}
-	return 0;
-}
-
-/* With no send in flight: moves the queued bytes and pieces to the
- * front, so the buffer and the chain have their full room again. */
-static void out_compact(struct conn *c)
-{
-	RMQ_DASSERT(!c->send_inflight);
-	if (c->pc_head > 0) {
-		memmove(c->pieces, c->pieces + c->pc_head,
-			(c->pc_tail - c->pc_head) * sizeof(*c->pieces));
-		c->pc_tail -= c->pc_head;
-		c->pc_head = 0;
-	}
-	if (c->out_head > 0) {
-		memmove(c->out, c->out + c->out_head, c->out_tail - c->out_head);
-		for (uint32_t i = 0; i < c->pc_tail; i++)
-			if (!c->pieces[i].ext)
-				c->pieces[i].off -= c->out_head;
-		c->out_tail -= c->out_head;
-		c->out_head = 0;
-	}
-}
-
 static void conn_linger(struct conn *c)
 {
+	/* Read to EOF even while the shard is paused: the input is dropped,
+	 * and unread bytes would make the close a reset. */
+	if (conn_resume(c) < 0)
+		return;
 	c->state = CONN_LINGER;
-	if (rmq_list_linked(&c->dirty))
-		rmq_list_del(&c->dirty);
-	if (!c->recv_armed || shutdown(c->fd, SHUT_WR) < 0) {
+	net_conn_set_flushable(&c->nc, false);
+	if (!c->nc.recv_armed || shutdown(c->nc.fd, SHUT_WR) < 0) {
 		conn_abort(c, 0);
 		return;
 	}
@@ -449,32 +277,28 @@ static void conn_flush(struct conn *c)
 {
 	if (c->state != CONN_OPEN)
 		return;
-	if (!c->send_inflight)
-		out_compact(c);
 	if (c->preface_ok && !c->h2_dead && !c->raw) {
-		int rc = conn_gather(c);
+		int rc = net_conn_gather(&c->nc, c->h2);
 		if (rc == RMQ_ETOOBIG) {
 			/* Cannot happen with our frame sizes (see
 			 * RMQ_NET_CTRL_RESERVE); never overrun. */
-			rmq_error("net: fd %d: an nghttp2 chunk does not fit the output", c->fd);
+			rmq_error("net: fd %d: an nghttp2 chunk does not fit the output", c->nc.fd);
 			c->h2_dead = true;
-			net_conn_close_soon(c, false);
+			conn_close_soon(c, false);
 		} else if (rc < 0) {
 			rmq_debug("net: nghttp2 send failed: %s", nghttp2_strerror(rc));
 			c->h2_dead = true;
-			net_conn_close_soon(c, true);
+			conn_close_soon(c, true);
 		}
 		if (c->state != CONN_OPEN)
 			return;
 	}
-	if (out_pending(c) && !c->send_inflight) {
-		int rc = submit_send(c);
-		if (rc < 0) {
-			conn_abort(c, rc);
-			return;
-		}
+	int rc = net_conn_send(&c->nc);
+	if (rc < 0) {
+		conn_abort(c, rc);
+		return;
 	}
-	if (c->send_inflight || out_pending(c))
+	if (c->nc.send_inflight || net_conn_out_pending(&c->nc))
 		return;
 	if (c->closing || c->raw)
 		conn_linger(c);
@@ -483,7 +307,7 @@ static void conn_flush(struct conn *c)
 		conn_linger(c);
 }
 
-void net_conn_close_soon(struct conn *c, bool protocol_error)
+static void conn_close_soon(struct conn *c, bool protocol_error)
 {
 	if (protocol_error && !c->counted_error) {
 		c->counted_error = true;
@@ -493,10 +317,17 @@ void net_conn_close_soon(struct conn *c, bool protocol_error)
 		return;
 	c->closing = true;
 	c->close_by_ns = rmq_now_ns() + RMQ_NET_LINGER_NS;
+	/* From now on input is dropped: reading it costs nothing.  (Never
+	 * cut here, inside nghttp2 callbacks: when the re-arm fails, the
+	 * linger step finds the recv unarmed and cuts it.) */
+	if (c->nc.recv_paused) {
+		c->srv->stats.paused_connections--;
+		(void)net_conn_resume_recv(&c->nc);
+	}
 	/* May run inside nghttp2 callbacks: never cut here.  Without a
 	 * timer, the flush's linger step fails again and cuts it. */
 	(void)conn_arm_timer(c);
-	net_conn_mark_dirty(c);
+	net_conn_mark_dirty(&c->nc);
 }
 
 /* ---- input ----------------------------------------------------------------- */
@@ -526,107 +357,99 @@ static void conn_input(struct conn *c, const uint8_t *p, size_t n)
 		c->h2_dead = true;
 		if (looks_http1(c->first, c->nfirst)) {
 			c->raw = true;
-			if (!c->send_inflight)
-				out_reset(c); /* nothing was sent before the preface */
-			net_conn_out_append(c, http1_505, sizeof(http1_505) - 1);
+			if (!c->nc.send_inflight)
+				net_conn_out_reset(&c->nc); /* nothing was sent before the preface */
+			net_conn_out_append(&c->nc, http1_505, sizeof(http1_505) - 1);
 		}
-		rmq_debug("net: fd %d: not an HTTP/2 client preface%s", c->fd,
+		rmq_debug("net: fd %d: not an HTTP/2 client preface%s", c->nc.fd,
 			  c->raw ? " (HTTP/1.x: 505)" : "");
-		net_conn_close_soon(c, true);
+		conn_close_soon(c, true);
 		return;
 	}
 	if (rv < 0) {
-		rmq_debug("net: fd %d: HTTP/2 input failed: %s", c->fd, nghttp2_strerror((int)rv));
+		rmq_debug("net: fd %d: HTTP/2 input failed: %s", c->nc.fd, nghttp2_strerror((int)rv));
 		/* Tell the peer when nghttp2 still can (FLOODED, callback
 		 * failures); otherwise the connection just closes. */
 		if (nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR) != 0)
 			c->h2_dead = true;
-		net_conn_close_soon(c, true);
+		conn_close_soon(c, true);
 		return;
 	}
 	if (!c->preface_ok && c->nrecv >= NGHTTP2_CLIENT_MAGIC_LEN) {
 		c->preface_ok = true;
-		/* From now on the idle timeout and keepalive apply. */
+		/* From now on the idle timeout and keepalive apply, and the
+		 * shard's read pause. */
 		(void)conn_arm_timer(c);
+		if (c->srv->reads_paused)
+			conn_pause(c);
 	}
-	net_conn_mark_dirty(c);
+	net_conn_mark_dirty(&c->nc);
 }
 
-static int arm_recv(struct conn *c)
+/* conn.c: bytes received.  Dropped unless the connection is open (a
+ * lingering one reads to EOF only). */
+static void conn_on_input(struct net_conn *nc, const uint8_t *p, size_t n)
 {
-	struct io_uring_sqe *sqe = rmq_io_sqe(c->srv->io, &c->recv_op);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = (uint16_t)c->srv->rx.bgid;
-	c->recv_armed = true;
-	return 0;
+	struct conn *c = RMQ_CONTAINER_OF(nc, struct conn, nc);
+	if (c->state == CONN_OPEN)
+		conn_input(c, p, n);
 }
 
-static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
+/* conn.c: EOF (the peer is gone, or done lingering), or an I/O error. */
+static void conn_on_lost(struct net_conn *nc, int why)
 {
-	struct conn *c = RMQ_CONTAINER_OF(op, struct conn, recv_op);
-	struct rmq_server *srv = c->srv;
-
-	if (!(flags & IORING_CQE_F_MORE))
-		c->recv_armed = false;
-	if (flags & IORING_CQE_F_BUFFER) {
-		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		RMQ_ASSERT(bid < srv->cfg.recv_buffers);
-		if (res > 0 && c->state == CONN_OPEN)
-			conn_input(c, net_bufring_addr(&srv->rx, bid), (size_t)res);
-		/* nghttp2 consumed all of it (or we dropped it): the buffer
-		 * goes straight back to the kernel. */
-		net_bufring_recycle(&srv->rx, bid);
-	}
-	if (c->state == CONN_FREE)
-		return;
-	if (c->state == CONN_CLOSING) {
-		conn_abort(c, 0);
-		return;
-	}
-	if (res == 0) {
-		conn_abort(c, 0); /* EOF: the peer is gone, or done lingering */
-		return;
-	}
-	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR) {
-		conn_abort(c, res);
-		return;
-	}
-	if (!c->recv_armed) {
-		/* -ENOBUFS ended the multishot (the buffers were recycled
-		 * above, in CQE order), or the kernel ended it: re-arm. */
-		int rc = arm_recv(c);
-		if (rc < 0)
-			conn_abort(c, rc);
-	}
+	conn_abort(RMQ_CONTAINER_OF(nc, struct conn, nc), why);
 }
+
+static void conn_free(struct conn *c);
+
+/* conn.c: cut and nothing in flight. */
+static void conn_on_idle(struct net_conn *nc)
+{
+	conn_free(RMQ_CONTAINER_OF(nc, struct conn, nc));
+}
+
+static const struct net_conn_ops conn_ops = {
+	.input = conn_on_input,
+	.lost = conn_on_lost,
+	.idle = conn_on_idle,
+};
 
 /* ---- timers -------------------------------------------------------------- */
 
-static void conn_timer_fn(struct rmq_timer *t);
+
+/* When c is closed for silence and when it is PINGed next (UINT64_MAX:
+ * never).  Neither while its reading is paused: that silence is ours. */
+static void conn_deadlines(const struct conn *c, uint64_t *idle_at, uint64_t *ping_at)
+{
+	const struct rmq_net_config *cfg = &c->srv->cfg;
+
+	*idle_at = *ping_at = UINT64_MAX;
+	if (c->nc.recv_paused)
+		return;
+	uint64_t idle = cfg->idle_timeout_ns;
+	if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
+		idle = RMQ_NET_PREFACE_TIMEOUT_NS;
+	if (idle)
+		*idle_at = c->last_rx_ns + idle;
+	if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead) {
+		uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
+		*ping_at = base + cfg->keepalive_ns;
+	}
+}
 
 /* Returns 0, or RMQ_EFULL when the shard's timer heap is full (the caller
  * cuts the connection: without a timer it could never be reaped). */
 static int conn_arm_timer(struct conn *c)
 {
-	const struct rmq_net_config *cfg = &c->srv->cfg;
-	uint64_t d = UINT64_MAX;
+	uint64_t d, ping_at;
 
 	if (c->state == CONN_LINGER || c->closing) {
 		d = c->close_by_ns;
 	} else {
-		uint64_t idle = cfg->idle_timeout_ns;
-		if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
-			idle = RMQ_NET_PREFACE_TIMEOUT_NS;
-		if (idle)
-			d = c->last_rx_ns + idle;
-		if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead) {
-			uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
-			if (base + cfg->keepalive_ns < d)
-				d = base + cfg->keepalive_ns;
-		}
+		conn_deadlines(c, &d, &ping_at);
+		if (ping_at < d)
+			d = ping_at;
 	}
 	if (d == UINT64_MAX) {
 		rmq_timer_cancel(c->srv->shard, &c->timer);
@@ -641,8 +464,8 @@ static int conn_arm_timer(struct conn *c)
 static void conn_timer_fn(struct rmq_timer *t)
 {
 	struct conn *c = RMQ_CONTAINER_OF(t, struct conn, timer);
-	const struct rmq_net_config *cfg = &c->srv->cfg;
 	uint64_t now = rmq_now_ns();
+	uint64_t idle_at, ping_at;
 
 	if (c->state == CONN_LINGER || (c->state == CONN_OPEN && c->closing)) {
 		if (now >= c->close_by_ns || conn_arm_timer(c) < 0)
@@ -651,26 +474,112 @@ static void conn_timer_fn(struct rmq_timer *t)
 	}
 	if (c->state != CONN_OPEN)
 		return;
-	uint64_t idle = cfg->idle_timeout_ns;
-	if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
-		idle = RMQ_NET_PREFACE_TIMEOUT_NS;
-	if (idle && now >= c->last_rx_ns + idle) {
-		rmq_debug("net: fd %d idle for %llu ms, closing", c->fd,
+	conn_deadlines(c, &idle_at, &ping_at);
+	if (now >= idle_at) {
+		rmq_debug("net: fd %d idle for %llu ms, closing", c->nc.fd,
 			  (unsigned long long)((now - c->last_rx_ns) / 1000000));
 		if (c->preface_ok && !c->h2_dead)
 			nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
-		net_conn_close_soon(c, false);
+		conn_close_soon(c, false);
 		return;
 	}
-	uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
-	if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead && now >= base + cfg->keepalive_ns) {
+	if (now >= ping_at) {
 		uint8_t opaque[8] = "rmq-ka\0";
 		if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, opaque) == 0)
-			net_conn_mark_dirty(c);
+			net_conn_mark_dirty(&c->nc);
 		c->last_ping_ns = now;
 	}
 	if (conn_arm_timer(c) < 0)
 		conn_abort(c, RMQ_EFULL);
+}
+
+/* ---- read backpressure ------------------------------------------------------- */
+
+/* Stops c reading (server.h, "Read backpressure").  Only connections past
+ * the client preface, open and not closing: before the preface a
+ * connection holds no request memory (and its preface timeout must still
+ * run), and a closing one drops its input anyway. */
+static void conn_pause(struct conn *c)
+{
+	if (c->state != CONN_OPEN || c->closing || !c->preface_ok || c->nc.recv_paused)
+		return;
+	net_conn_pause_recv(&c->nc);
+	c->srv->stats.paused_connections++;
+	(void)conn_arm_timer(c); /* no idle deadline while paused */
+}
+
+/* Returns 0, or the error that cut c. */
+static int conn_resume(struct conn *c)
+{
+	if (!c->nc.recv_paused || c->nc.cut)
+		return 0;
+	c->srv->stats.paused_connections--;
+	int rc = net_conn_resume_recv(&c->nc);
+	if (rc < 0) {
+		conn_abort(c, rc);
+		return rc;
+	}
+	c->last_rx_ns = rmq_now_ns(); /* the silence was ours */
+	if (conn_arm_timer(c) < 0) {
+		conn_abort(c, RMQ_EFULL);
+		return RMQ_EFULL;
+	}
+	return 0;
+}
+
+/*
+ * Decides whether the shard reads (the application's reasons, and the
+ * request memory against request_bytes_max with a low-water mark at three
+ * quarters), and applies a change to every live connection: O(connections)
+ * per change, which the hysteresis keeps rare.
+ */
+static void reads_update(struct rmq_server *srv)
+{
+	const uint64_t max = srv->cfg.request_bytes_max;
+
+	if (max) {
+		const uint64_t low = max - max / 4;
+		const uint64_t held = srv->stats.request_bytes;
+		/* What the application will release without more input; the
+		 * rest is requests still arriving, which only reading ends. */
+		const uint64_t app = held - srv->req_input_bytes;
+		if (!(srv->pause_mask & NET_PAUSE_BUDGET)) {
+			if (held > max && app > low)
+				srv->pause_mask |= NET_PAUSE_BUDGET;
+		} else if (held <= low || app <= low) {
+			srv->pause_mask &= ~NET_PAUSE_BUDGET;
+		}
+	}
+	bool paused = srv->pause_mask != 0;
+	if (paused == srv->reads_paused)
+		return;
+	srv->reads_paused = paused;
+	if (paused)
+		srv->stats.pauses++;
+	rmq_debug("net: shard %u %s reading (request memory %llu bytes, reasons 0x%x)",
+		  rmq_shard_id(srv->shard), paused ? "stops" : "resumes",
+		  (unsigned long long)srv->stats.request_bytes, srv->pause_mask);
+	struct rmq_list *l, *next;
+	for (l = srv->conns_live.next; l != &srv->conns_live; l = next) {
+		next = l->next; /* a failed resume frees its connection */
+		struct conn *c = RMQ_CONTAINER_OF(l, struct conn, link);
+		if (paused)
+			conn_pause(c);
+		else
+			(void)conn_resume(c);
+	}
+}
+
+void rmq_server_pause_reads(struct rmq_server *srv, uint32_t reason)
+{
+	srv->pause_mask |= reason & RMQ_SERVER_PAUSE_APP_MASK;
+	reads_update(srv);
+}
+
+void rmq_server_resume_reads(struct rmq_server *srv, uint32_t reason)
+{
+	srv->pause_mask &= ~(reason & RMQ_SERVER_PAUSE_APP_MASK);
+	reads_update(srv);
 }
 
 /* ---- connection lifecycle ------------------------------------------------------ */
@@ -679,13 +588,9 @@ static void conn_free(struct conn *c)
 {
 	struct rmq_server *srv = c->srv;
 
-	RMQ_ASSERT(!c->recv_armed);
-	RMQ_ASSERT(!c->send_inflight);
 	RMQ_ASSERT(rmq_list_empty(&c->calls));
 	rmq_timer_cancel(srv->shard, &c->timer);
-	out_reset(c); /* references of bytes never sent go back */
-	close(c->fd);
-	c->fd = -1;
+	net_conn_close(&c->nc); /* references of bytes never sent go back */
 	if (c->h2) {
 		nghttp2_session_del(c->h2);
 		c->h2 = NULL;
@@ -707,33 +612,19 @@ static void conn_abort(struct conn *c, int why)
 {
 	struct rmq_server *srv = c->srv;
 
-	if (c->state == CONN_FREE)
-		return;
-	if (c->state != CONN_CLOSING) {
-		if (why < 0 && why != -ECONNRESET && why != -EPIPE)
-			rmq_debug("net: fd %d closed: %s", c->fd, rmq_strerror(why));
-		c->state = CONN_CLOSING;
-		if (rmq_list_linked(&c->dirty))
-			rmq_list_del(&c->dirty);
-		rmq_timer_cancel(srv->shard, &c->timer);
-		while (!rmq_list_empty(&c->calls)) {
-			struct rmq_call *call = RMQ_CONTAINER_OF(c->calls.next, struct rmq_call, link);
-			net_call_detach(call);
-		}
-		shutdown(c->fd, SHUT_RDWR);
-		if (c->recv_armed) {
-			struct io_uring_sqe *sqe = rmq_io_sqe(srv->io, NULL);
-			if (sqe)
-				io_uring_prep_cancel(sqe, &c->recv_op, 0);
-		}
-		if (c->send_inflight) {
-			struct io_uring_sqe *sqe = rmq_io_sqe(srv->io, NULL);
-			if (sqe)
-				io_uring_prep_cancel(sqe, &c->send_op, 0);
-		}
+	if (c->state == CONN_FREE || c->state == CONN_CLOSING)
+		return; /* conn.c calls conn_on_idle once the ops are back */
+	if (why < 0 && why != -ECONNRESET && why != -EPIPE)
+		rmq_debug("net: fd %d closed: %s", c->nc.fd, rmq_strerror(why));
+	c->state = CONN_CLOSING;
+	if (c->nc.recv_paused)
+		srv->stats.paused_connections--;
+	rmq_timer_cancel(srv->shard, &c->timer);
+	while (!rmq_list_empty(&c->calls)) {
+		struct rmq_call *call = RMQ_CONTAINER_OF(c->calls.next, struct rmq_call, link);
+		net_call_detach(call);
 	}
-	if (!c->recv_armed && !c->send_inflight)
-		conn_free(c);
+	net_conn_cut(&c->nc); /* frees it now when no op is in flight */
 }
 
 static void conn_open(struct rmq_server *srv, int fd)
@@ -748,12 +639,9 @@ static void conn_open(struct rmq_server *srv, int fd)
 	}
 	struct conn *c = RMQ_CONTAINER_OF(srv->conns_free.next, struct conn, link);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->fd = fd;
+	net_conn_open(&c->nc, fd);
 	c->state = CONN_OPEN;
 	c->preface_ok = c->h2_dead = c->raw = c->closing = c->counted_error = false;
-	c->out_head = c->out_tail = 0;
-	c->pc_head = c->pc_tail = c->pc_inflight = 0;
-	c->out_ref_bytes = 0;
 	c->nfirst = 0;
 	c->nrecv = 0;
 	c->last_rx_ns = rmq_now_ns();
@@ -766,7 +654,8 @@ static void conn_open(struct rmq_server *srv, int fd)
 	rmq_list_add_tail(&srv->conns_live, &c->link);
 	srv->stats.accepted++;
 	srv->stats.connections++;
-	rc = arm_recv(c);
+	net_conn_set_flushable(&c->nc, true);
+	rc = net_conn_arm_recv(&c->nc);
 	if (rc == 0)
 		rc = conn_arm_timer(c);
 	if (rc < 0)
@@ -775,9 +664,8 @@ static void conn_open(struct rmq_server *srv, int fd)
 
 err_refuse:
 	c->state = CONN_FREE;
-	c->fd = -1;
+	net_conn_close(&c->nc); /* closes fd */
 	srv->stats.refused++;
-	close(fd);
 }
 
 /* ---- listener ---------------------------------------------------------------- */
@@ -957,6 +845,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	srv->io = rmq_shard_io(s);
 	srv->cfg = *cfg;
 	srv->app = app;
+	srv->stats.request_bytes_max = cfg->request_bytes_max;
 	srv->listen_fd = -1;
 	srv->rx.bgid = -1;
 	srv->accept_op.cb = accept_done;
@@ -1002,15 +891,19 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	}
 	for (uint32_t i = 0; i < cfg->max_connections; i++) {
 		struct conn *c = &srv->conns[i];
+		net_conn_init(&c->nc, &(struct net_conn_init_args){
+			.ops = &conn_ops,
+			.io = srv->io,
+			.rx = &srv->rx,
+			.dirty_list = &srv->conns_dirty,
+			.rx_bytes = &srv->stats.bytes_received,
+			.tx_bytes = &srv->stats.bytes_sent,
+			.out = srv->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES,
+			.pieces = srv->pieces + (size_t)i * RMQ_NET_OUT_PIECES,
+			.iov = srv->iovs + (size_t)i * RMQ_NET_OUT_PIECES,
+		});
 		c->srv = srv;
-		c->fd = -1;
-		c->out = srv->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES;
-		c->pieces = srv->pieces + (size_t)i * RMQ_NET_OUT_PIECES;
-		c->iov = srv->iovs + (size_t)i * RMQ_NET_OUT_PIECES;
-		c->recv_op.cb = recv_done;
-		c->send_op.cb = send_done;
 		rmq_list_init(&c->calls);
-		rmq_list_init(&c->dirty);
 		rmq_list_add_tail(&srv->conns_free, &c->link);
 	}
 	rc = net_calls_init(srv);
@@ -1088,7 +981,7 @@ void rmq_server_shutdown(struct rmq_server *srv)
 		if (c->state != CONN_OPEN)
 			continue;
 		if (!c->preface_ok || c->h2_dead) {
-			net_conn_close_soon(c, false);
+			conn_close_soon(c, false);
 			continue;
 		}
 		/* Streams up to the last one we saw finish; later ones are
@@ -1096,7 +989,7 @@ void rmq_server_shutdown(struct rmq_server *srv)
 		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
 				      nghttp2_session_get_last_proc_stream_id(c->h2),
 				      NGHTTP2_NO_ERROR, NULL, 0);
-		net_conn_mark_dirty(c);
+		net_conn_mark_dirty(&c->nc);
 	}
 }
 

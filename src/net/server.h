@@ -14,7 +14,23 @@
  * Bounds (all per shard, allocated at start): connections, streams per
  * connection (SETTINGS_MAX_CONCURRENT_STREAMS; more are refused with
  * RST_STREAM REFUSED_STREAM by nghttp2), calls, receive buffers, the
- * queued send bytes per connection.  A connection over its limits, with a
+ * queued send bytes per connection, and the bytes of request memory.
+ *
+ * Read backpressure.  Request memory is the reassembly buffers of live
+ * calls plus what the application charges to calls (rmq_call_charge in
+ * grpc.h).  Above request_bytes_max, or while the application holds a
+ * pause (rmq_server_pause_reads), every connection past its client
+ * preface stops reading: its multishot recv is cancelled and not re-armed,
+ * bytes already received are still processed, and the kernel's TCP window
+ * and the HTTP/2 windows (no longer refilled) push back on the clients.
+ * Reading resumes once the memory is at or below three quarters of the
+ * limit and no pause is held.  Buffers of requests still arriving can only
+ * shrink by reading, so they never keep reading stopped on their own:
+ * reading also resumes when what the application holds (charges and
+ * requests it was handed) is at or below that mark.  A paused connection's
+ * idle timeout and keepalive wait until it reads again.  The shard never
+ * spins and never waits inside this: the pause is a state, applied to the
+ * connections when it changes.  A connection over its limits, with a
  * bad preface, an HTTP/1.x request or an HTTP/2 protocol error is sent a
  * GOAWAY (when it spoke HTTP/2) and closed; other connections are
  * unaffected.
@@ -43,6 +59,8 @@ struct rmq_net_config {
 	uint64_t send_queue_bytes;   /* queued response bytes per call before RMQ_EFULL */
 	uint64_t keepalive_ns;       /* PING an idle connection after; 0 = never */
 	uint64_t idle_timeout_ns;    /* close a connection idle this long; 0 = never */
+	uint64_t request_bytes_max;  /* request memory per shard before reading
+					stops (see above); 0 = no limit */
 };
 
 /* Sensible defaults for all of the above (port 9092 on 127.0.0.1). */
@@ -57,6 +75,11 @@ struct rmq_server_stats {
 	uint64_t calls_total;
 	uint64_t protocol_errors;    /* connections closed for bad input */
 	uint64_t refused;            /* connections refused at the limit */
+	uint64_t bytes_received, bytes_sent;
+	uint64_t request_bytes;      /* request memory held now */
+	uint64_t request_bytes_max;  /* the limit (config); 0 = none */
+	uint64_t paused_connections; /* connections not reading now */
+	uint64_t pauses;             /* times the shard stopped reading */
 };
 
 /*
@@ -87,5 +110,20 @@ bool rmq_server_drained(struct rmq_server *srv, bool force);
 void rmq_server_destroy(struct rmq_server *srv);
 
 const struct rmq_server_stats *rmq_server_stats(const struct rmq_server *srv);
+
+/* The application's own pause reasons: any bits of this mask. */
+#define RMQ_SERVER_PAUSE_APP_MASK 0x7fffffffu
+
+/*
+ * Stops reading on every connection of srv (see "Read backpressure"
+ * above) until rmq_server_resume_reads() clears every reason bit given
+ * here; reasons are independent bits of RMQ_SERVER_PAUSE_APP_MASK (other
+ * bits are ignored), so separate holders do not release each other's
+ * pause.  Meant for a full backlog: the application keeps serving what it
+ * already has and resumes once it drained.  Takes effect at once (a cancel
+ * per connection); calls in flight are unaffected.  Never blocks.
+ */
+void rmq_server_pause_reads(struct rmq_server *srv, uint32_t reason);
+void rmq_server_resume_reads(struct rmq_server *srv, uint32_t reason);
 
 #endif /* RMQ_NET_SERVER_H */

@@ -16,8 +16,11 @@
  *        │                ▼
  *        │     whole body in this input and in place allowed?
  *        │          yes: the message points into the input (no copy)
- *        │          no:  body bytes copied into r->buf (grown to the
- *        │               length, at most `limit`)
+ *        │          no:  body bytes copied into r->buf: sized to the
+ *        │               length at once up to NET_READER_EAGER_BYTES,
+ *        │               beyond that grown as they arrive (doubling, up
+ *        │               to the length, at most `limit`), so a prefix
+ *        │               alone claims at most that much
  *        └────────────── message complete: NET_RD_MSG
  */
 #include "net/net_int.h"
@@ -54,6 +57,32 @@ void net_grpc_reader_free(struct net_grpc_reader *r)
 	free(r->buf);
 	r->buf = NULL;
 	r->cap = 0;
+}
+
+/* Messages up to this size get their whole buffer at once (one
+ * allocation, no copies); larger ones grow with the bytes that came. */
+#define NET_READER_EAGER_BYTES (1u << 20)
+
+/* Makes room for want <= r->need bytes: the whole message when it is
+ * small, else doubling (at least NET_READER_EAGER_BYTES), at most the
+ * message's length.  Amortised O(length) per message. */
+static int reader_grow(struct net_grpc_reader *r, size_t want)
+{
+	if (want <= r->cap)
+		return 0;
+	size_t cap = r->cap * 2;
+	if (cap < NET_READER_EAGER_BYTES)
+		cap = NET_READER_EAGER_BYTES;
+	if (cap < want)
+		cap = want;
+	if (cap > r->need)
+		cap = r->need;
+	uint8_t *b = realloc(r->buf, cap);
+	if (!b)
+		return -ENOMEM;
+	r->buf = b;
+	r->cap = cap;
+	return 0;
 }
 
 int net_grpc_read(struct net_grpc_reader *r, const uint8_t **data, size_t *len, uint64_t limit,
@@ -96,18 +125,14 @@ int net_grpc_read(struct net_grpc_reader *r, const uint8_t **data, size_t *len, 
 				*len = n - r->need;
 				return NET_RD_MSG;
 			}
-			if (r->need > r->cap) {
-				uint8_t *b = realloc(r->buf, r->need);
-				if (!b)
-					return -ENOMEM;
-				r->buf = b;
-				r->cap = r->need;
-			}
 		}
 		size_t take = r->need - r->have;
 		if (take > n)
 			take = n;
 		if (take) {
+			int rc = reader_grow(r, r->have + take);
+			if (rc < 0)
+				return rc;
 			memcpy(r->buf + r->have, p, take);
 			r->have += (uint32_t)take;
 			p += take;

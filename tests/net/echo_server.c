@@ -18,12 +18,20 @@
  *                             the payload after that long (a shard timer)
  *   /test.Echo/Fail           request = 1 status byte + text: finishes with
  *                             that status and message
+ *   /test.Echo/Hold           request = 4-byte BE milliseconds + 4-byte BE
+ *                             bytes: a server stream that holds the shard's
+ *                             reads back for that long, by charging that
+ *                             many bytes to the call (rmq_call_charge), or
+ *                             with 0 bytes by rmq_server_pause_reads; sends
+ *                             one message ("held") at once, and finishes OK
+ *                             when it lets go
  *   /test.Echo/Stats          one line of text, every shard's server stats
  *                             summed (gathered by cross-shard messages):
  *                             "connections=.. accepted=.. closed=.. calls=..
  *                             calls_total=.. protocol_errors=.. refused=..
- *                             cancels=.. shards=.."; calls counts this
- *                             Stats call too, so an idle server says 1
+ *                             cancels=.. request_bytes=.. paused=..
+ *                             pauses=.. shards=.."; calls counts this Stats
+ *                             call too, so an idle server says 1
  */
 #include "core/error.h"
 #include "core/flags.h"
@@ -380,6 +388,78 @@ static void fail_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 	rmq_call_finish(c, len ? (enum rmq_grpc_status)msg[0] : RMQ_GRPC_UNKNOWN, n ? text : NULL);
 }
 
+/* ---- Hold: read backpressure from the application --------------------------------- */
+
+#define HOLD_REASON 1u
+
+struct hold {
+	struct rmq_timer timer;
+	struct rmq_call *call;
+	uint32_t bytes;
+};
+
+/* Lets go of the shard's reads: the charge, or the pause. */
+static void hold_release(struct rmq_call *c, struct hold *h)
+{
+	if (h->bytes)
+		rmq_call_uncharge(c, h->bytes);
+	else if (state()->srv)
+		rmq_server_resume_reads(state()->srv, HOLD_REASON);
+	rmq_call_set_ctx(c, NULL);
+	free(h);
+	rmq_call_unref(c);
+}
+
+static void hold_fire(struct rmq_timer *t)
+{
+	struct hold *h = RMQ_CONTAINER_OF(t, struct hold, timer);
+	struct rmq_call *c = h->call;
+
+	rmq_call_ref(c);
+	hold_release(c, h);
+	if (!rmq_call_done(c))
+		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+	rmq_call_unref(c);
+}
+
+static void hold_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	if (len != 8) {
+		rmq_call_finish(c, RMQ_GRPC_INVALID_ARGUMENT, "need 4-byte ms and 4-byte bytes");
+		return;
+	}
+	struct hold *h = calloc(1, sizeof(*h));
+	if (!h) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "no memory");
+		return;
+	}
+	h->call = c;
+	h->bytes = be32(msg + 4);
+	if (rmq_timer_start(rmq_shard_current(), &h->timer,
+			    rmq_now_ns() + be32(msg) * 1000000ULL, hold_fire) < 0) {
+		free(h);
+		rmq_call_finish(c, RMQ_GRPC_UNAVAILABLE, "no timer");
+		return;
+	}
+	rmq_call_ref(c);
+	rmq_call_set_ctx(c, h);
+	if (h->bytes)
+		rmq_call_charge(c, h->bytes);
+	else
+		rmq_server_pause_reads(state()->srv, HOLD_REASON);
+	rmq_call_send(c, "held", 4);
+}
+
+static void hold_cancel(struct rmq_call *c)
+{
+	struct hold *h = rmq_call_get_ctx(c);
+	count_cancel(c);
+	if (h) {
+		rmq_timer_cancel(rmq_shard_current(), &h->timer);
+		hold_release(c, h);
+	}
+}
+
 /* ---- Stats: every shard's counters, gathered by message ------------------------------ */
 
 struct stats_req;
@@ -417,16 +497,22 @@ static void stats_back(struct rmq_xmsg *m)
 		sum.calls_total += st->calls_total;
 		sum.protocol_errors += st->protocol_errors;
 		sum.refused += st->refused;
+		sum.request_bytes += st->request_bytes;
+		sum.paused_connections += st->paused_connections;
+		sum.pauses += st->pauses;
 		cancels += req->parts[i].cancels;
 	}
 	int n = snprintf(text, sizeof(text),
 			 "connections=%llu accepted=%llu closed=%llu calls=%llu calls_total=%llu "
-			 "protocol_errors=%llu refused=%llu cancels=%llu shards=%u\n",
+			 "protocol_errors=%llu refused=%llu cancels=%llu request_bytes=%llu "
+			 "paused=%llu pauses=%llu shards=%u\n",
 			 (unsigned long long)sum.connections, (unsigned long long)sum.accepted,
 			 (unsigned long long)sum.closed, (unsigned long long)sum.calls,
 			 (unsigned long long)sum.calls_total,
 			 (unsigned long long)sum.protocol_errors, (unsigned long long)sum.refused,
-			 (unsigned long long)cancels, g_nshards);
+			 (unsigned long long)cancels, (unsigned long long)sum.request_bytes,
+			 (unsigned long long)sum.paused_connections, (unsigned long long)sum.pauses,
+			 g_nshards);
 	if (!rmq_call_done(req->call)) {
 		rmq_call_send(req->call, text, (size_t)n);
 		rmq_call_finish(req->call, RMQ_GRPC_OK, NULL);
@@ -476,6 +562,7 @@ static const struct rmq_grpc_method methods[] = {
 	{"/test.Echo/Bidi", RMQ_GRPC_BIDI, bidi_msg, bidi_half_close, bidi_cancel, bidi_pump},
 	{"/test.Echo/Slow", RMQ_GRPC_UNARY, slow_msg, NULL, slow_cancel, NULL},
 	{"/test.Echo/Fail", RMQ_GRPC_UNARY, fail_msg, NULL, count_cancel, NULL},
+	{"/test.Echo/Hold", RMQ_GRPC_SERVER_STREAM, hold_msg, NULL, hold_cancel, NULL},
 	{"/test.Echo/Stats", RMQ_GRPC_UNARY, stats_msg, NULL, NULL, NULL},
 };
 
@@ -531,7 +618,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	uint64_t shards, max_streams, max_calls, max_conns;
-	uint64_t max_message, send_queue, idle_ns, keepalive_ns;
+	uint64_t max_message, send_queue, idle_ns, keepalive_ns, request_max;
 	const char *log_level;
 	const struct rmq_flag flags[] = {
 		{"shards", RMQ_FLAG_UINT, &shards, "2", "shard threads", 1, 64, NULL},
@@ -545,6 +632,8 @@ int main(int argc, char **argv)
 		 1u << 20, NULL},
 		{"send-queue", RMQ_FLAG_SIZE, &send_queue, "1MiB", "queued response bytes per call",
 		 1, 0, NULL},
+		{"request-bytes-max", RMQ_FLAG_SIZE, &request_max, "256MiB",
+		 "request memory per shard before reading stops (0 = no limit)", 0, 0, NULL},
 		{"idle-timeout", RMQ_FLAG_DURATION, &idle_ns, "30s",
 		 "close connections silent this long (0s = never)", 0, 0, NULL},
 		{"keepalive", RMQ_FLAG_DURATION, &keepalive_ns, "10s",
@@ -578,6 +667,7 @@ int main(int argc, char **argv)
 	g_cfg.send_queue_bytes = send_queue;
 	g_cfg.idle_timeout_ns = idle_ns;
 	g_cfg.keepalive_ns = keepalive_ns;
+	g_cfg.request_bytes_max = request_max;
 	g_nshards = (unsigned)shards;
 
 	g_states = calloc(g_nshards, sizeof(*g_states));

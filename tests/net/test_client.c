@@ -5,7 +5,10 @@
  * more calls than the server's stream limit, server streams, bidi streams
  * with requests by reference, deadlines, cancellation, status and
  * percent-encoded messages, the response size limit, a refused connect,
- * and a server that dies mid-call.
+ * and a server that dies mid-call.  A second suite runs the echo_server
+ * with a 1 MiB request-memory budget: read backpressure (server.h) blocks
+ * a streaming client while the budget is exceeded or the application
+ * pauses reading, and the client resumes and loses nothing.
  *
  * Each test runs a one-shard runtime; the scenario starts from on_connect
  * and its callbacks record what they saw; the runtime stops when nothing
@@ -40,7 +43,7 @@ static pid_t server_pid;
 static uint16_t server_port;
 static char server_out[64];
 
-static void server_start(void)
+static void server_start_args(const char *const *extra)
 {
 	snprintf(server_out, sizeof(server_out), "/tmp/rmq-client-test-XXXXXX");
 	int fd = mkstemp(server_out);
@@ -50,8 +53,11 @@ static void server_start(void)
 	if (server_pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(fd, 1);
-		execl(ECHO_SERVER_PATH, ECHO_SERVER_PATH, "--shards", "1", "--max-streams", "100",
-		      (char *)NULL);
+		const char *argv[16] = {ECHO_SERVER_PATH, "--shards", "1", "--max-streams", "100"};
+		size_t n = 5;
+		for (size_t i = 0; extra && extra[i] && n < RMQ_ARRAY_SIZE(argv) - 1; i++)
+			argv[n++] = extra[i];
+		execv(ECHO_SERVER_PATH, (char *const *)argv);
 		_exit(127);
 	}
 	close(fd);
@@ -67,6 +73,11 @@ static void server_start(void)
 		nanosleep(&ts, NULL);
 	}
 	cr_assert_neq(server_port, 0, "echo_server did not report its port");
+}
+
+static void server_start(void)
+{
+	server_start_args(NULL);
 }
 
 static void server_stop(void)
@@ -535,4 +546,204 @@ Test(client, server_dies_mid_call)
 		     h.message);
 	cr_assert_eq(h.conn_closed, 1);
 	cr_assert_lt(h.conn_why, 0, "a reset or EOF, not a close we asked for");
+}
+
+/* ---- read backpressure ------------------------------------------------------------------- */
+
+/* A 1 MiB request-memory budget per shard (low-water mark 768 KiB). */
+static void server_start_budget(void)
+{
+	static const char *const extra[] = {"--request-bytes-max", "1MiB", NULL};
+	server_start_args(extra);
+}
+
+TestSuite(backpressure, .init = server_start_budget, .fini = server_stop, .timeout = 60);
+
+#define BP_MSGS 512
+#define BP_MSG_BYTES 16384
+
+/* What the backpressure scenarios saw. */
+struct bp {
+	struct h *h;
+	uint32_t hold_bytes;        /* charged by Hold; 0: rmq_server_pause_reads */
+	uint8_t hold_req[8];
+	bool held;                  /* Hold's first message arrived */
+	enum rmq_grpc_status hold_status;
+	struct rmq_ccall *bidi;
+	int echoes_at_release;      /* bidi echoes seen when Hold let go */
+	uint64_t written_at_release;
+	bool released;
+	int stats_done;
+	char stats[512];
+};
+static struct bp bp;
+
+static void bp_bidi_msg(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	stream_msg(c, arg, msg, len);
+}
+
+static const struct rmq_ccall_ops bp_bidi_ops = {bp_bidi_msg, stream_close};
+
+/* Hold's "held": the shard has stopped reading.  Start a bidi stream of
+ * 8 MiB on the same connection, all queued at once: the server reads
+ * none of it until Hold lets go, and the client can write no more than
+ * the HTTP/2 stream window (4 MiB) meanwhile. */
+static void bp_hold_msg(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	struct h *h = arg;
+	(void)c;
+	cr_assert_eq(len, 4);
+	cr_assert_eq(memcmp(msg, "held", 4), 0);
+	bp.held = true;
+	h->lens[1] = 1; /* stream_msg: echoes of bufs[i] */
+	cr_assert_eq(rmq_ccall_start(h->cc, "/test.Echo/Bidi", 20000 * MS, &bp_bidi_ops, h, &bp.bidi),
+		     0);
+	h->pending++;
+	for (size_t i = 0; i < BP_MSGS; i++) {
+		h->lens[i] = BP_MSG_BYTES;
+		h->bufs[i] = pattern(BP_MSG_BYTES, (unsigned)i);
+		cr_assert_eq(rmq_ccall_send(bp.bidi, h->bufs[i], h->lens[i]), 0);
+	}
+	cr_assert_eq(rmq_ccall_half_close(bp.bidi), 0);
+}
+
+static void bp_hold_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status st, const char *msg)
+{
+	struct h *h = arg;
+	(void)c;
+	(void)msg;
+	bp.hold_status = st;
+	bp.released = true;
+	/* The trailers left the server before it read again, on this same
+	 * TCP stream: no echo can come before them. */
+	bp.echoes_at_release = h->msgs;
+	bp.written_at_release = bp.bidi ? rmq_ccall_written(bp.bidi) : 0;
+	done_one(h);
+}
+
+static const struct rmq_ccall_ops bp_hold_ops = {bp_hold_msg, bp_hold_close};
+
+static void bp_put(uint8_t *p, uint32_t ms, uint32_t bytes)
+{
+	put_be32(p, ms);
+	put_be32(p + 4, bytes);
+}
+
+static void start_hold(struct h *h)
+{
+	struct rmq_ccall *c;
+	bp_put(bp.hold_req, 1000, bp.hold_bytes);
+	cr_assert_eq(rmq_client_server_stream(h->cc, "/test.Echo/Hold", bp.hold_req,
+					      sizeof(bp.hold_req), 20000 * MS, &bp_hold_ops, h, &c),
+		     0);
+	h->pending++;
+}
+
+static void stats_got(void *arg, enum rmq_grpc_status st, const char *msg, const uint8_t *resp,
+		      size_t len)
+{
+	struct h *h = arg;
+	(void)msg;
+	if (st == RMQ_GRPC_OK && len < sizeof(bp.stats)) {
+		memcpy(bp.stats, resp, len);
+		bp.stats[len] = '\0';
+	}
+	bp.stats_done++;
+	done_one(h);
+}
+
+static void start_stats(struct h *h)
+{
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Stats", "", 0, 10000 * MS, stats_got, h,
+				      NULL),
+		     0);
+	h->pending++;
+}
+
+/* The value of key= in the Stats line. */
+static unsigned long long stat_of(const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "%s=", key);
+	const char *p = strstr(bp.stats, pat);
+	cr_assert(p, "no %s in '%s'", key, bp.stats);
+	return strtoull(p + strlen(pat), NULL, 10);
+}
+
+static void check_blocked_then_whole(struct h *h)
+{
+	cr_assert_eq(h->connect_res, 0);
+	cr_assert(bp.held, "Hold started");
+	cr_assert_eq(bp.hold_status, RMQ_GRPC_OK, "%s", rmq_grpc_status_name(bp.hold_status));
+	cr_assert_eq(bp.echoes_at_release, 0, "nothing was read while reading was stopped");
+	cr_assert_lt(bp.written_at_release, (uint64_t)BP_MSGS,
+		     "the client was blocked by flow control (%llu of %d written)",
+		     (unsigned long long)bp.written_at_release, BP_MSGS);
+	cr_assert_eq(h->status, RMQ_GRPC_OK, "bidi: %s: %s", rmq_grpc_status_name(h->status),
+		     h->message);
+	cr_assert_eq(h->msgs, BP_MSGS, "every message echoed");
+	cr_assert(h->order_ok, "echoes in order, each intact");
+}
+
+static void check_stats_after(void)
+{
+	struct h h = {0};
+	run(&h, start_stats, 0);
+	cr_assert_eq(bp.stats_done, 1);
+	cr_assert_geq(stat_of("pauses"), 1, "%s", bp.stats);
+	cr_assert_eq(stat_of("paused"), 0, "%s", bp.stats);
+	/* Only the Stats call's own (kept, at most 16 KiB) buffer. */
+	cr_assert_leq(stat_of("request_bytes"), 16384, "%s", bp.stats);
+}
+
+Test(backpressure, over_the_budget_blocks_the_client_then_resumes_losing_nothing)
+{
+	struct h h = {0};
+	rmq_client_config_default(&h.cfg);
+	h.cfg.send_queue_max = BP_MSGS;
+	bp = (struct bp){.h = &h, .hold_bytes = 2u << 20};
+	run(&h, start_hold, 0);
+	check_blocked_then_whole(&h);
+	h_free(&h);
+	check_stats_after();
+}
+
+Test(backpressure, application_pause_blocks_the_client_then_resumes_losing_nothing)
+{
+	struct h h = {0};
+	rmq_client_config_default(&h.cfg);
+	h.cfg.send_queue_max = BP_MSGS;
+	bp = (struct bp){.h = &h, .hold_bytes = 0};
+	run(&h, start_hold, 0);
+	check_blocked_then_whole(&h);
+	h_free(&h);
+	check_stats_after();
+}
+
+/* Four 3 MiB requests at once against a 1 MiB budget: the budget is
+ * exceeded by requests still arriving (which only reading can finish) and
+ * by requests handed to the application; neither may stop the server
+ * for good. */
+static void start_big(struct h *h)
+{
+	for (size_t i = 0; i < 4; i++) {
+		h->lens[i] = 3u << 20;
+		h->bufs[i] = pattern(h->lens[i], (unsigned)i + 40);
+		reqs[i] = (struct echo_req){h, i};
+		cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Unary", h->bufs[i], h->lens[i],
+					      20000 * MS, echo_done, &reqs[i], NULL),
+			     0);
+		h->pending++;
+	}
+}
+
+Test(backpressure, requests_larger_than_the_budget_still_complete)
+{
+	struct h h = {0};
+	bp = (struct bp){.h = &h};
+	run(&h, start_big, 0);
+	cr_assert_eq(h.unary_ok, 4, "%d bad", h.unary_bad);
+	h_free(&h);
+	check_stats_after();
 }

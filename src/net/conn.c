@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * conn.c - one connection's socket I/O, shared by the server's connections
+ * (server.c) and the client's (client.c): the output chain, the send and
+ * the multishot recv, and the flush that moves nghttp2's output into the
+ * chain.
+ *
+ *   owner (server.c / client.c)
+ *     │ net_conn_open(fd) ... net_conn_arm_recv()
+ *     ▼
+ *   fd ── multishot RECV, provided buffers ──► ops->input(bytes)
+ *            │ each buffer goes back to the ring right after
+ *            │ -ENOBUFS, -ECANCELED of a pause, no F_MORE: re-armed
+ *            │ (not while paused: net_conn_pause_recv)
+ *            └ EOF, error ──► ops->lost(why)
+ *   net_conn_gather(h2) ── nghttp2_session_mem_send() ──► output chain
+ *   net_conn_send() ── one SEND / SENDMSG of the chain ──► completion
+ *            consumes pieces by bytes sent; an error ──► ops->lost(why)
+ *   net_conn_cut() ── shutdown, cancel both ops; once neither is in
+ *            flight ──► ops->idle() ──► owner frees ──► net_conn_close()
+ *
+ * The output chain: pieces[pc_head, pc_tail) in order; a piece is either
+ * bytes of the connection's send buffer `out` (ext NULL: [off, off + len),
+ * all within [out_head, out_tail)) or referenced bytes (ext, holding one
+ * count of ref).  While a send is in flight it covers the first
+ * pc_inflight pieces as they were then (iov), and only bytes past
+ * out_tail and pieces past pc_tail may be added; the completion consumes
+ * pieces by the bytes sent, so a short send resends the rest and
+ * references are dropped only once the kernel has taken their bytes.
+ *
+ * Pausing.  A paused connection's multishot recv is cancelled and not
+ * re-armed: what the kernel had already put in provided buffers still
+ * reaches input (never dropped), the rest waits in the socket, and TCP's
+ * window (and the HTTP/2 windows nghttp2 no longer refills) push back on
+ * the peer.  Resuming re-arms it, at once or when the cancel's -ECANCELED
+ * completion arrives.
+ *
+ * Layering: conn.c calls bufring.c and core only.  It reaches its owner
+ * through the ops table (callbacks), and nghttp2 reaches the owner's
+ * send_data callback (h2.c → grpc.c on the server, client.c on the client)
+ * from inside net_conn_gather(); nothing here names server.c, grpc.c,
+ * h2.c or client.c.
+ */
+#include "net/net_int.h"
+
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void recv_done(struct rmq_io_op *op, int res, unsigned flags);
+static void send_done(struct rmq_io_op *op, int res, unsigned flags);
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+void net_conn_init(struct net_conn *nc, const struct net_conn_init_args *a)
+{
+	memset(nc, 0, sizeof(*nc));
+	nc->ops = a->ops;
+	nc->io = a->io;
+	nc->rx = a->rx;
+	nc->dirty_list = a->dirty_list;
+	nc->rx_bytes = a->rx_bytes;
+	nc->tx_bytes = a->tx_bytes;
+	nc->out = a->out;
+	nc->pieces = a->pieces;
+	nc->iov = a->iov;
+	nc->fd = -1;
+	nc->recv_op.cb = recv_done;
+	nc->send_op.cb = send_done;
+	rmq_list_init(&nc->dirty);
+}
+
+void net_conn_open(struct net_conn *nc, int fd)
+{
+	RMQ_ASSERT(!nc->live);
+	nc->fd = fd;
+	nc->live = true;
+	nc->cut = false;
+	nc->flushable = false;
+	nc->recv_armed = nc->recv_paused = nc->recv_cancel_sent = false;
+	nc->send_inflight = false;
+	nc->out_head = nc->out_tail = 0;
+	nc->pc_head = nc->pc_tail = nc->pc_inflight = 0;
+	nc->out_ref_bytes = 0;
+}
+
+void net_conn_close(struct net_conn *nc)
+{
+	RMQ_ASSERT(nc->live);
+	RMQ_ASSERT(!nc->recv_armed);
+	RMQ_ASSERT(!nc->send_inflight);
+	if (rmq_list_linked(&nc->dirty))
+		rmq_list_del(&nc->dirty);
+	net_conn_out_reset(nc); /* references of bytes never sent go back */
+	if (nc->fd >= 0)
+		close(nc->fd);
+	nc->fd = -1;
+	nc->live = false;
+	nc->flushable = false;
+	nc->gen++;
+}
+
+static void cancel_op(struct net_conn *nc, struct rmq_io_op *op)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, NULL);
+	if (sqe)
+		io_uring_prep_cancel(sqe, op, 0);
+}
+
+bool net_conn_idle(const struct net_conn *nc)
+{
+	return !nc->recv_armed && !nc->send_inflight;
+}
+
+void net_conn_cut(struct net_conn *nc)
+{
+	if (!nc->live || nc->cut)
+		return;
+	nc->cut = true;
+	nc->flushable = false;
+	if (rmq_list_linked(&nc->dirty))
+		rmq_list_del(&nc->dirty);
+	if (nc->fd >= 0)
+		shutdown(nc->fd, SHUT_RDWR); /* wakes the pending recv and send */
+	if (nc->recv_armed && !nc->recv_cancel_sent) {
+		nc->recv_cancel_sent = true;
+		cancel_op(nc, &nc->recv_op);
+	}
+	if (nc->send_inflight)
+		cancel_op(nc, &nc->send_op);
+	if (net_conn_idle(nc))
+		nc->ops->idle(nc);
+}
+
+/* ---- output ------------------------------------------------------------------- */
+
+void net_conn_mark_dirty(struct net_conn *nc)
+{
+	if (!nc->flushable || rmq_list_linked(&nc->dirty))
+		return;
+	rmq_list_add_tail(nc->dirty_list, &nc->dirty);
+}
+
+void net_conn_set_flushable(struct net_conn *nc, bool on)
+{
+	nc->flushable = on && nc->live && !nc->cut;
+	if (!nc->flushable && rmq_list_linked(&nc->dirty))
+		rmq_list_del(&nc->dirty);
+}
+
+size_t net_conn_out_room(const struct net_conn *nc)
+{
+	return RMQ_NET_SENDBUF_BYTES - nc->out_tail;
+}
+
+void net_conn_out_append(struct net_conn *nc, const void *p, size_t len)
+{
+	RMQ_DASSERT(len <= net_conn_out_room(nc));
+	if (len == 0)
+		return;
+	memcpy(nc->out + nc->out_tail, p, len);
+	struct net_out_piece *last = nc->pc_tail > nc->pc_head ? &nc->pieces[nc->pc_tail - 1] : NULL;
+	if (last && !last->ext && last->off + last->len == nc->out_tail) {
+		/* Contiguous with the last piece (even one in flight: the send
+		 * took its length, and the completion consumes by bytes). */
+		last->len += (uint32_t)len;
+	} else {
+		RMQ_ASSERT(nc->pc_tail < RMQ_NET_OUT_PIECES);
+		nc->pieces[nc->pc_tail++] =
+			(struct net_out_piece){.off = nc->out_tail, .len = (uint32_t)len};
+	}
+	nc->out_tail += (uint32_t)len;
+}
+
+void net_conn_out_append_ref(struct net_conn *nc, const uint8_t *p, size_t len,
+			     struct rmq_send_ref *ref)
+{
+	RMQ_ASSERT(nc->pc_tail < RMQ_NET_OUT_PIECES);
+	rmq_send_ref_get(ref);
+	nc->pieces[nc->pc_tail++] = (struct net_out_piece){.ext = p, .ref = ref, .len = (uint32_t)len};
+	nc->out_ref_bytes += len;
+}
+
+void net_conn_out_reset(struct net_conn *nc)
+{
+	RMQ_ASSERT(!nc->send_inflight);
+	for (uint32_t i = nc->pc_head; i < nc->pc_tail; i++)
+		if (nc->pieces[i].ext)
+			rmq_send_ref_put(nc->pieces[i].ref);
+	nc->pc_head = nc->pc_tail = nc->pc_inflight = 0;
+	nc->out_head = nc->out_tail = 0;
+	nc->out_ref_bytes = 0;
+}
+
+bool net_conn_out_pending(const struct net_conn *nc)
+{
+	return nc->pc_tail > nc->pc_head;
+}
+
+/* The kernel took n bytes from the front of the chain: drop what is done
+ * (references included), keep the rest of a piece sent in part. */
+static void out_consume(struct net_conn *nc, size_t n)
+{
+	while (n > 0) {
+		RMQ_ASSERT(nc->pc_head < nc->pc_tail);
+		struct net_out_piece *pc = &nc->pieces[nc->pc_head];
+		size_t take = pc->len < n ? pc->len : n;
+		if (pc->ext) {
+			pc->ext += take;
+			nc->out_ref_bytes -= take;
+		} else {
+			pc->off += (uint32_t)take;
+			nc->out_head = pc->off;
+		}
+		pc->len -= (uint32_t)take;
+		n -= take;
+		if (pc->len > 0)
+			break;
+		if (pc->ext)
+			rmq_send_ref_put(pc->ref);
+		nc->pc_head++;
+	}
+	RMQ_ASSERT(n == 0);
+	if (nc->pc_head == nc->pc_tail) {
+		nc->pc_head = nc->pc_tail = 0;
+		nc->out_head = nc->out_tail = 0;
+	}
+}
+
+/* With no send in flight: moves the queued bytes and pieces to the front,
+ * so the buffer and the chain have their full room again. */
+static void out_compact(struct net_conn *nc)
+{
+	RMQ_DASSERT(!nc->send_inflight);
+	if (nc->pc_head > 0) {
+		memmove(nc->pieces, nc->pieces + nc->pc_head,
+			(nc->pc_tail - nc->pc_head) * sizeof(*nc->pieces));
+		nc->pc_tail -= nc->pc_head;
+		nc->pc_head = 0;
+	}
+	if (nc->out_head > 0) {
+		memmove(nc->out, nc->out + nc->out_head, nc->out_tail - nc->out_head);
+		for (uint32_t i = 0; i < nc->pc_tail; i++)
+			if (!nc->pieces[i].ext)
+				nc->pieces[i].off -= nc->out_head;
+		nc->out_tail -= nc->out_head;
+		nc->out_head = 0;
+	}
+}
+
+int net_conn_gather(struct net_conn *nc, nghttp2_session *h2)
+{
+	if (!nc->send_inflight)
+		out_compact(nc);
+	while (net_conn_out_room(nc) >= RMQ_NET_FRAME_MAX &&
+	       net_conn_pieces_room(nc) > RMQ_NET_PIECES_RESERVE &&
+	       nc->out_ref_bytes < RMQ_NET_OUT_REF_MAX) {
+		const uint8_t *p;
+		ssize_t n = nghttp2_session_mem_send(h2, &p);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			break;
+		if ((size_t)n > net_conn_out_room(nc) || net_conn_pieces_room(nc) == 0)
+			return RMQ_ETOOBIG;
+		net_conn_out_append(nc, p, (size_t)n);
+	}
+	return 0;
+}
+
+/*
+ * One send of the whole chain: a plain SEND when it is one piece, else a
+ * SENDMSG gathering the send buffer's bytes and the referenced ones (the
+ * kernel copies them into the socket either way; SEND_ZC would not on
+ * loopback, see docs/net.md).  The iovecs stay in the connection until the
+ * completion.
+ */
+int net_conn_send(struct net_conn *nc)
+{
+	if (nc->send_inflight || !net_conn_out_pending(nc))
+		return 0;
+	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->send_op);
+	if (!sqe)
+		return -EBUSY;
+	uint32_t n = nc->pc_tail - nc->pc_head;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct net_out_piece *pc = &nc->pieces[nc->pc_head + i];
+		nc->iov[i].iov_base = pc->ext ? (void *)pc->ext : nc->out + pc->off;
+		nc->iov[i].iov_len = pc->len;
+	}
+	nc->pc_inflight = n;
+	if (n == 1) {
+		io_uring_prep_send(sqe, nc->fd, nc->iov[0].iov_base, nc->iov[0].iov_len,
+				   MSG_NOSIGNAL);
+	} else {
+		nc->msg = (struct msghdr){.msg_iov = nc->iov, .msg_iovlen = n};
+		io_uring_prep_sendmsg(sqe, nc->fd, &nc->msg, MSG_NOSIGNAL);
+	}
+	nc->send_inflight = true;
+	return 0;
+}
+
+static void send_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct net_conn *nc = RMQ_CONTAINER_OF(op, struct net_conn, send_op);
+	(void)flags;
+
+	RMQ_ASSERT(nc->send_inflight);
+	nc->send_inflight = false;
+	nc->pc_inflight = 0;
+	if (nc->cut) {
+		if (net_conn_idle(nc))
+			nc->ops->idle(nc);
+		return;
+	}
+	if (res > 0) {
+		*nc->tx_bytes += (uint64_t)res;
+		out_consume(nc, (size_t)res); /* a short send resends the rest */
+		net_conn_mark_dirty(nc);
+		return;
+	}
+	if (res == -EAGAIN || res == -EINTR) {
+		net_conn_mark_dirty(nc);
+		return;
+	}
+	/* 0 for a non-empty send, -EPIPE, -ECONNRESET, ...: the peer is gone. */
+	nc->ops->lost(nc, res == 0 ? -EPIPE : res);
+}
+
+/* ---- input -------------------------------------------------------------------- */
+
+int net_conn_arm_recv(struct net_conn *nc)
+{
+	RMQ_ASSERT(!nc->recv_armed);
+	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->recv_op);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv_multishot(sqe, nc->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (uint16_t)nc->rx->bgid;
+	nc->recv_armed = true;
+	nc->recv_cancel_sent = false;
+	return 0;
+}
+
+void net_conn_pause_recv(struct net_conn *nc)
+{
+	if (!nc->live || nc->cut || nc->recv_paused)
+		return;
+	nc->recv_paused = true;
+	/* The multishot recv keeps posting what the kernel already has
+	 * until the cancel lands; those bytes are still handed to input. */
+	if (nc->recv_armed && !nc->recv_cancel_sent) {
+		nc->recv_cancel_sent = true;
+		cancel_op(nc, &nc->recv_op);
+	}
+}
+
+int net_conn_resume_recv(struct net_conn *nc)
+{
+	if (!nc->live || nc->cut || !nc->recv_paused)
+		return 0;
+	nc->recv_paused = false;
+	/* A cancel still in flight ends the multishot with -ECANCELED; its
+	 * completion re-arms it then. */
+	if (nc->recv_armed)
+		return 0;
+	return net_conn_arm_recv(nc);
+}
+
+static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct net_conn *nc = RMQ_CONTAINER_OF(op, struct net_conn, recv_op);
+	struct net_bufring *rx = nc->rx;
+	uint32_t gen = nc->gen;
+
+	if (!(flags & IORING_CQE_F_MORE)) {
+		nc->recv_armed = false;
+		nc->recv_cancel_sent = false;
+	}
+	if (flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		RMQ_ASSERT(bid < rx->count);
+		if (res > 0 && nc->live && !nc->cut) {
+			*nc->rx_bytes += (uint64_t)res;
+			nc->ops->input(nc, net_bufring_addr(rx, bid), (size_t)res);
+		}
+		/* The input consumed all of it (or it was dropped): the buffer
+		 * goes straight back to the kernel. */
+		net_bufring_recycle(rx, bid);
+	}
+	/* The input may have freed the connection (an owner's callback may
+	 * even have reused the slot for a new one). */
+	if (nc->gen != gen || !nc->live)
+		return;
+	if (nc->cut) {
+		if (net_conn_idle(nc))
+			nc->ops->idle(nc);
+		return;
+	}
+	if (res == 0) {
+		nc->ops->lost(nc, 0); /* EOF */
+		return;
+	}
+	if (res < 0 && res != -ENOBUFS && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
+		nc->ops->lost(nc, res);
+		return;
+	}
+	/* -ENOBUFS ended the multishot (the buffers were recycled above, in
+	 * CQE order), a pause cancelled it (or a stale pause cancel hit a
+	 * later recv), or the kernel ended it: re-arm unless reading is
+	 * paused. */
+	if (!nc->recv_armed && !nc->recv_paused) {
+		int rc = net_conn_arm_recv(nc);
+		if (rc < 0)
+			nc->ops->lost(nc, rc);
+	}
+}
