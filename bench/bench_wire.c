@@ -310,8 +310,8 @@ int bench_parse_produce_batch_response(const uint8_t *p, size_t len, struct benc
 	while (p < end) {
 		uint32_t field, wire;
 		uint64_t num = 0;
-		const uint8_t *val;
-		size_t vlen;
+		const uint8_t *val = NULL;
+		size_t vlen = 0;
 		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
 		if (k == 0)
 			return RMQ_ECORRUPT;
@@ -479,6 +479,10 @@ static long one_batch(const uint8_t *p, size_t len, struct bench_rpart *part,
 			sum = rmq_crc32c(sum, q, k);
 			break;
 		case 9:
+			/* Only a length-delimited field carries bytes (and sets
+			 * val); anything else here is a broken batch. */
+			if (wire != RMQ_PB_LEN)
+				goto bad;
 			comp = val;
 			comp_len = vlen;
 			sum = rmq_crc32c(0, val, vlen);

@@ -24,7 +24,9 @@
  *
  * Conventions (kcat, kafka-console-*, nats): --bootstrap host:port or
  * RMQ_BOOTSTRAP (default 127.0.0.1:9092); exit 0 ok, 1 error, 2 usage;
- * every error is one line on stderr that says what to do next.
+ * every error is one line on stderr that says what to do next.  The global
+ * flags (global_flags[]) go before the command, as `nats -s` and `kcat -b`
+ * users type them, or among the command's own flags; the last one wins.
  *
  * The calls are blocking (rpc.h runs the io_uring gRPC client on a
  * background shard); protobuf-c encodes everything except the produce
@@ -85,11 +87,14 @@ void die(const char *fmt, ...)
 void usage_error(const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "rmq %s: ", cli.cmd);
+	/* Before the command is known (a global flag ahead of it), the
+	 * error is the program's. */
+	const char *sp = cli.cmd ? " " : "", *cmd = cli.cmd ? cli.cmd : "";
+	fprintf(stderr, "rmq%s%s: ", sp, cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see rmq %s --help)\n", cli.cmd);
+	fprintf(stderr, " (see rmq%s%s --help)\n", sp, cmd);
 	exit(EXIT_USAGE);
 }
 
@@ -229,22 +234,75 @@ ProtobufCMessage *pb_call(const char *what, const char *path, const ProtobufCMes
 
 /* ---- argument parsing ---------------------------------------------------- */
 
+/* Usage lines in the columns of rmq_flags_usage(). */
+static void print_flag(FILE *out, const char *left, const char *help)
+{
+	fprintf(out, "  %-32s %s\n", left, help);
+}
+
+/* The flags every command takes, accepted before the command and among its
+ * own flags alike: each is a string, as --name VALUE or --name=VALUE. */
+static const struct global_flag {
+	const char *name;
+	const char **value;
+	const char *arg; /* what the value is, for usage */
+	const char *help;
+} global_flags[] = {
+	{"bootstrap", &cli.bootstrap, "host:port",
+	 "the broker (default: $RMQ_BOOTSTRAP, else " DEFAULT_BOOTSTRAP ")"},
+};
+
+/* When argv[i] is a global flag, stores its value and returns how many
+ * arguments it took (1 or 2); returns 0 for anything else. */
+static int take_global_flag(int argc, char **argv, int i)
+{
+	const char *a = argv[i];
+	if (strncmp(a, "--", 2) != 0)
+		return 0;
+	for (size_t k = 0; k < RMQ_ARRAY_SIZE(global_flags); k++) {
+		const struct global_flag *g = &global_flags[k];
+		size_t n = strlen(g->name);
+		if (strncmp(a + 2, g->name, n) != 0)
+			continue;
+		if (a[2 + n] == '=') {
+			*g->value = a + 3 + n;
+			return 1;
+		}
+		if (a[2 + n] == '\0') {
+			if (i + 1 >= argc)
+				usage_error("%s needs a value", a);
+			*g->value = argv[i + 1];
+			return 2;
+		}
+	}
+	return 0;
+}
+
+static void print_global_flags(FILE *out)
+{
+	for (size_t k = 0; k < RMQ_ARRAY_SIZE(global_flags); k++) {
+		const struct global_flag *g = &global_flags[k];
+		char left[64];
+		snprintf(left, sizeof(left), "--%s=<%s>", g->name, g->arg);
+		print_flag(out, left, g->help);
+	}
+}
+
 static void print_usage(const struct cmd_spec *cs, FILE *out)
 {
 	fprintf(out, "usage: rmq %s\n\n%s\n\nflags:\n", cs->synopsis, cs->about);
 	rmq_flags_usage(out, cs->flags, cs->nflags);
 	if (cs->takes_config)
-		fprintf(out, "  --config=k=v  a topic config, repeatable (e.g. retention.ms=3600000)\n");
+		print_flag(out, "--config=<k=v>", "a topic config, repeatable (e.g. retention.ms=3600000)");
 	if (cs->takes_verbose)
-		fprintf(out, "  -v, --verbose  print partition and offsets of each batch on stderr\n");
-	fprintf(out, "  --bootstrap=host:port  the broker (default: $RMQ_BOOTSTRAP, else %s)\n",
-		DEFAULT_BOOTSTRAP);
+		print_flag(out, "-v, --verbose", "print partition and offsets of each batch on stderr");
+	print_global_flags(out);
 }
 
 void parse_args(const struct cmd_spec *cs, int argc, char **argv, int *npos)
 {
 	cli.cmd = cs->name;
-	/* --bootstrap, --config and -v are common: take them out first. */
+	/* The global flags, --config and -v are common: take them out first. */
 	int out = 1;
 	bool rest = false;
 	for (int i = 1; i < argc; i++) {
@@ -254,17 +312,17 @@ void parse_args(const struct cmd_spec *cs, int argc, char **argv, int *npos)
 			argv[out++] = a;
 			continue;
 		}
+		int took = take_global_flag(argc, argv, i);
+		if (took > 0) {
+			i += took - 1;
+			continue;
+		}
 		const char *v = NULL;
-		bool cfg = false;
-		if (strcmp(a, "--bootstrap") == 0 || (cs->takes_config && strcmp(a, "--config") == 0)) {
+		if (cs->takes_config && strcmp(a, "--config") == 0) {
 			if (i + 1 >= argc)
 				usage_error("%s needs a value", a);
-			cfg = a[2] == 'c';
 			v = argv[++i];
-		} else if (strncmp(a, "--bootstrap=", 12) == 0) {
-			v = a + 12;
 		} else if (cs->takes_config && strncmp(a, "--config=", 9) == 0) {
-			cfg = true;
 			v = a + 9;
 		} else if (cs->takes_verbose && (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)) {
 			cli.verbose = true;
@@ -276,15 +334,11 @@ void parse_args(const struct cmd_spec *cs, int argc, char **argv, int *npos)
 			argv[out++] = a;
 			continue;
 		}
-		if (cfg) {
-			if (!strchr(v, '=') || v[0] == '=')
-				usage_error("--config wants key=value, not '%s'", v);
-			if (cli.nconfigs == CONFIGS_MAX)
-				usage_error("at most %d --config", CONFIGS_MAX);
-			cli.configs[cli.nconfigs++] = v;
-		} else {
-			cli.bootstrap = v;
-		}
+		if (!strchr(v, '=') || v[0] == '=')
+			usage_error("--config wants key=value, not '%s'", v);
+		if (cli.nconfigs == CONFIGS_MAX)
+			usage_error("at most %d --config", CONFIGS_MAX);
+		cli.configs[cli.nconfigs++] = v;
 	}
 	argc = out;
 	char err[256];
@@ -542,12 +596,12 @@ static void list_commands(FILE *out, const struct command *cmds, size_t n)
 
 static void main_usage(FILE *out)
 {
-	fprintf(out, "usage: rmq COMMAND [ARGS] [--bootstrap host:port]\n\n"
+	fprintf(out, "usage: rmq [--bootstrap host:port] COMMAND [ARGS]\n\n"
 		     "The rmq command-line client (the RustMQ protocol over gRPC).\n\ncommands:\n");
 	list_commands(out, commands, sizeof(commands) / sizeof(commands[0]));
-	fprintf(out, "\nThe broker is --bootstrap, else $RMQ_BOOTSTRAP, else %s.\n"
-		     "rmq COMMAND --help describes each command.  Exit status: 0 ok, 1 error, 2 usage.\n",
-		DEFAULT_BOOTSTRAP);
+	fprintf(out, "\nglobal flags, before the command or after it (the last one given wins):\n");
+	print_global_flags(out);
+	fprintf(out, "\nrmq COMMAND --help describes each command.  Exit status: 0 ok, 1 error, 2 usage.\n");
 }
 
 static int dispatch(const struct command *cmds, size_t n, const char *what, int argc, char **argv)
@@ -582,19 +636,28 @@ int main(int argc, char **argv)
 	cli.bootstrap = getenv("RMQ_BOOTSTRAP");
 	if (!cli.bootstrap || !*cli.bootstrap)
 		cli.bootstrap = DEFAULT_BOOTSTRAP;
-	if (argc < 2) {
+	/* The global flags before the command. */
+	int i = 1;
+	for (int took; i < argc && (took = take_global_flag(argc, argv, i)) > 0;)
+		i += took;
+	if (i >= argc) {
 		main_usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
+	const char *a = argv[i];
+	if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0) {
 		main_usage(stdout);
 		return 0;
 	}
-	if (strcmp(argv[1], "--version") == 0) {
+	if (strcmp(a, "--version") == 0) {
 		printf("rmq %s\n", RMQ_VERSION);
 		return 0;
 	}
-	finish(dispatch(commands, sizeof(commands) / sizeof(commands[0]), "command", argc - 1,
-			argv + 1));
+	if (a[0] == '-') {
+		fprintf(stderr, "rmq: unknown flag %s before the command: a command's own flags go "
+				"after it (see rmq --help)\n", a);
+		return EXIT_USAGE;
+	}
+	finish(dispatch(commands, sizeof(commands) / sizeof(commands[0]), "command", argc - i,
+			argv + i));
 }

@@ -68,7 +68,7 @@ static void to_record(struct rmq_partition *p, struct rmq_lookup *v, int64_t ts)
 			uint64_t num;
 			const uint8_t *rec, *val;
 			size_t rlen, vlen, n = rmq_pb_next(q, end, &f, &wt, &num, &rec, &rlen);
-			if (n == 0 || f != 7)
+			if (n == 0 || f != 7 || wt != RMQ_PB_LEN)
 				break;
 			int64_t rts = append;
 			for (const uint8_t *x = rec, *xend = rec + rlen; x < xend;) {

@@ -29,6 +29,7 @@
 #include "broker/broker.h"
 
 #include "client/producer.pb-c.h"
+#include "core/assert.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/pbwire.h"
@@ -1260,6 +1261,8 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 		const uint8_t *val = NULL;
 		size_t vlen = 0;
 		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
+		/* The first pass parsed every field of this message. */
+		RMQ_ASSERT(k != 0);
 		if (field == 3 && wire == RMQ_PB_LEN) {
 			struct rmq_produce *pr = pr_new(bs, c);
 			if (!pr)

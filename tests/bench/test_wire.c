@@ -187,6 +187,46 @@ Test(wire, fetch_response_walks_back_to_the_records)
 		check_fetch(codec);
 }
 
+/* A stored batch whose compressed_records (field 9) is not length-delimited
+ * is a broken batch: reported, and never read through bytes it does not
+ * carry (the old walk took the pointer of a varint field). */
+Test(wire, fetch_response_batch_with_a_varint_field_9)
+{
+	uint8_t rb[32], out[128];
+	size_t n = 0;
+	n += rmq_pb_put_uint(rb + n, 1, 2);
+	n += rmq_pb_put_uint(rb + n, 2, RMQ_CODEC_LZ4);
+	n += rmq_pb_put_uint(rb + n, 3, 10);
+	n += rmq_pb_put_uint(rb + n, 10, 1);
+	n += rmq_pb_put_uint(rb + n, 9, 5);
+
+	uint8_t fpr[64];
+	size_t m = 0, tpl = 0;
+	uint8_t tp[16];
+	tpl += rmq_pb_put_len(tp, 1, 1);
+	tp[tpl++] = 't';
+	tpl += rmq_pb_put_uint(tp + tpl, 2, 0);
+	m += rmq_pb_put_len(fpr + m, 1, tpl);
+	memcpy(fpr + m, tp, tpl);
+	m += tpl;
+	m += rmq_pb_put_len(fpr + m, 6, n);
+	memcpy(fpr + m, rb, n);
+	m += n;
+	size_t o = rmq_pb_put_len(out, 3, m);
+	memcpy(out + o, fpr, m);
+	o += m;
+
+	struct got g = {0};
+	struct bench_fetch_sink sink = {on_record, on_error, &g, NULL, 0, 1u << 20};
+	struct bench_rpart parts[1] = {{0, 10}};
+	cr_assert_eq(bench_parse_fetch_response(out, o, parts, 1, &sink), 0);
+	cr_assert_eq(g.records, 0);
+	cr_assert_eq(g.errors, 1);
+	cr_assert_eq(g.last_error, BENCH_ERR_BAD_RESPONSE);
+	cr_assert_eq(parts[0].offset, 11, "the broken batch is not asked for again");
+	free(sink.scratch);
+}
+
 Test(wire, fetch_request_decodes)
 {
 	uint8_t buf[1024];

@@ -7,7 +7,8 @@ Runs every subcommand and checks its output and exit status (0 ok, 1 error,
 lines produced and consumed back byte for byte, --format json, --key-sep and
 --headers, compression, --offset N / @timestamp / latest with --timeout;
 consumer groups: consume --group resuming from the group's commits, two
-members splitting a topic, group list / describe / reset / delete.
+members splitting a topic, group list / describe / reset / delete; the
+global flags (--bootstrap) before the command as well as after it.
 """
 import argparse
 import base64
@@ -87,7 +88,7 @@ try:
     BOOT = f"127.0.0.1:{port}"
 
     # Usage: help, bad flags, missing arguments.
-    expect(["--help"], 0, out_re=r"^usage: rmq COMMAND")
+    expect(["--help"], 0, out_re=r"^usage: rmq \[--bootstrap host:port\] COMMAND")
     expect([], 2)
     expect(["nosuch"], 2, err_re=r"unknown command 'nosuch'")
     for sub in (["topic", "create"], ["topic", "list"], ["topic", "describe"], ["topic", "delete"],
@@ -121,6 +122,26 @@ try:
     expect(["topic", "list", "--bootstrap", "127.0.0.1:1"], 1,
            err_re=r"^rmq: cannot connect to 127\.0\.0\.1:1: connection refused \(is rmqd running\? "
                   r"set --bootstrap or RMQ_BOOTSTRAP\)$")
+
+    # The global flags go before the command too (`nats -s`, `kcat -b`), in
+    # both forms; the last one given wins, and RMQ_BOOTSTRAP (pointed at a
+    # dead port here) only when none is given.
+    dead = {"RMQ_BOOTSTRAP": "127.0.0.1:1"}
+    expect(["--bootstrap", BOOT, "topic", "list"], 0, env_extra=dead)
+    expect([f"--bootstrap={BOOT}", "topic", "list"], 0, env_extra=dead)
+    expect(["--bootstrap", "127.0.0.1:1", "topic", "list", "--bootstrap", BOOT], 0)
+    expect(["--bootstrap", BOOT, "topic", "list", "--bootstrap=127.0.0.1:1"], 1,
+           err_re=r"^rmq: cannot connect to 127\.0\.0\.1:1: ")
+    expect(["--bootstrap", BOOT, "--bootstrap", "127.0.0.1:1", "health"], 1,
+           err_re=r"cannot connect to 127\.0\.0\.1:1")
+    expect(["--bootstrap"], 2, err_re=r"^rmq: --bootstrap needs a value \(see rmq --help\)$")
+    expect(["--bootstrap", BOOT], 2, err_re=r"^usage: rmq \[--bootstrap host:port\] COMMAND")
+    expect(["--bootstrap", BOOT, "--help"], 0, out_re=r"(?s)^usage: rmq .*global flags.*--bootstrap")
+    expect(["--bootstrap", BOOT, "--version"], 0, out_re=r"^rmq \d")
+    expect(["--partitions", "3", "topic", "create", "x"], 2,
+           err_re=r"^rmq: unknown flag --partitions before the command: a command's own flags go after it")
+    expect(["--bootstrap", BOOT, "topic", "create", "--help"], 0, out_re=r"^usage: rmq topic create")
+    expect(["--bootstrap", BOOT, "group"], 2, err_re=r"^usage: rmq group")
 
     # Topics.
     expect(["topic", "create", "t"], 0, out_re=r"created topic t \(1 partition\)")
@@ -349,6 +370,25 @@ try:
     p = [int(x) for x in re.findall(rb"<=(\d+)", out)]
     check(p == sorted(p), f"quantiles in order: {out!r}")
     expect(["metrics", "nosuch_"], 0, out_re=r"^$", err_re=r"no metric starts with 'nosuch_'")
+    # Every command with --bootstrap before it, RMQ_BOOTSTRAP dead.
+    pre = ["--bootstrap", BOOT]
+    expect([*pre, "topic", "create", "pre", "--partitions", "2"], 0, env_extra=dead,
+           out_re=r"created topic pre \(2 partitions\)")
+    expect([*pre, "topic", "alter", "pre", "--config", "retention.ms=60000"], 0, env_extra=dead)
+    expect([*pre, "topic", "describe", "pre"], 0, env_extra=dead, out_re=r"retention\.ms=60000")
+    expect([*pre, "produce", "pre", "--partition", "1"], 0, env_extra=dead, stdin=b"a\nb\n")
+    expect([*pre, "consume", "pre", "--partition", "1", "--offset", "earliest", "--max", "2"], 0,
+           env_extra=dead, out_re=r"\Aa\nb\n\Z")
+    expect([*pre, "consume", "pre", "--group", "gpre", "--offset", "earliest", "--max", "2"], 0,
+           env_extra=dead, out_re=r"\Aa\nb\n\Z")
+    expect([*pre, "group", "list"], 0, env_extra=dead, out_re=r"^gpre\tEmpty$")
+    expect([*pre, "group", "describe", "gpre"], 0, env_extra=dead, out_re=r"^group gpre\t")
+    expect([*pre, "group", "reset", "gpre", "--topic", "pre", "--to-earliest"], 0, env_extra=dead)
+    expect([*pre, "group", "delete", "gpre"], 0, env_extra=dead, out_re=r"^deleted group gpre$")
+    expect([*pre, "cluster"], 0, env_extra=dead, out_re=r"^cluster ")
+    expect([*pre, "health"], 0, env_extra=dead, out_re=r"^grpc\.health\.v1\tSERVING")
+    expect([*pre, "metrics", "rmq_produce_records", "--total"], 0, env_extra=dead)
+    expect([*pre, "topic", "delete", "pre"], 0, env_extra=dead, out_re=r"deleted topic pre")
     expect(["topic", "delete", "multi"], 0, out_re=r"deleted topic multi")
     out = expect(["topic", "list"], 0)
     check(out == b"t\n", f"topic list after delete: {out!r}")
