@@ -86,6 +86,13 @@ struct rmq_shard {
 	int stop_fd;
 	uint64_t stop_buf;
 	struct rmq_io_op stop_op;
+	/* Mail from other threads (rmq_runtime_post): a locked list and an
+	 * eventfd the ring reads. */
+	pthread_mutex_t inbox_mu;
+	struct mlist inbox;
+	int inbox_fd;
+	uint64_t inbox_buf;
+	struct rmq_io_op inbox_op;
 	bool stop_seen;
 	bool drained;        /* counted in rt->ndrained */
 	int init_rc;
@@ -376,11 +383,57 @@ void rmq_runtime_on_stop(struct rmq_runtime *rt, bool (*drained)(struct rmq_shar
 
 /* ---- the loop -------------------------------------------------------------- */
 
+/* Arms a read of an eventfd; a moment without an SQE defers it (the
+ * callback then sees -EAGAIN and arms again). */
+static void arm_eventfd_read(struct rmq_shard *s, struct rmq_io_op *op, int fd, uint64_t *buf)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(s->io, op);
+	if (sqe)
+		io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
+	else
+		rmq_io_defer(s->io, op);
+}
+
 static void arm_stop_read(struct rmq_shard *s)
 {
-	struct io_uring_sqe *sqe = rmq_io_sqe(s->io, &s->stop_op);
-	if (sqe)
-		io_uring_prep_read(sqe, s->stop_fd, &s->stop_buf, sizeof(s->stop_buf), 0);
+	arm_eventfd_read(s, &s->stop_op, s->stop_fd, &s->stop_buf);
+}
+
+static void arm_inbox_read(struct rmq_shard *s)
+{
+	arm_eventfd_read(s, &s->inbox_op, s->inbox_fd, &s->inbox_buf);
+}
+
+/* Mail from threads that are not shards (rmq_runtime_post). */
+static void inbox_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_shard *s = RMQ_CONTAINER_OF(op, struct rmq_shard, inbox_op);
+	(void)res;
+	(void)flags;
+	/* Re-arm before draining: a post after the drain's swap writes the
+	 * eventfd again, and the read armed here sees it. */
+	arm_inbox_read(s);
+	pthread_mutex_lock(&s->inbox_mu);
+	struct rmq_xmsg *m = s->inbox.head;
+	s->inbox.head = s->inbox.tail = NULL;
+	pthread_mutex_unlock(&s->inbox_mu);
+	while (m) {
+		struct rmq_xmsg *next = m->next;
+		m->fn(m);
+		m = next;
+	}
+}
+
+void rmq_runtime_post(struct rmq_runtime *rt, unsigned to, struct rmq_xmsg *m)
+{
+	struct rmq_shard *t = &rt->shards[to];
+	uint64_t one = 1;
+	RMQ_ASSERT(to < rt->n);
+	pthread_mutex_lock(&t->inbox_mu);
+	mlist_add(&t->inbox, m);
+	pthread_mutex_unlock(&t->inbox_mu);
+	ssize_t w = write(t->inbox_fd, &one, sizeof(one)); /* a full counter still wakes */
+	(void)w;
 }
 
 static void stop_done(struct rmq_io_op *op, int res, unsigned flags)
@@ -442,6 +495,7 @@ static void *shard_main(void *p)
 	}
 	s->ring_fd = rmq_io_ring(s->io)->ring_fd;
 	arm_stop_read(s);
+	arm_inbox_read(s);
 	/* Every ring must exist before anyone posts: MSG_RING targets fds. */
 	atomic_fetch_add(&rt->ready, 1);
 	while (atomic_load(&rt->ready) < (int)rt->n)
@@ -539,12 +593,15 @@ int rmq_runtime_create(const struct rmq_runtime_config *cfg, struct rmq_runtime 
 		s->wake_op.cb = wake_done;
 		s->msg_ring_op.cb = msg_ring_done;
 		s->stop_op.cb = stop_done;
+		s->inbox_op.cb = inbox_done;
+		pthread_mutex_init(&s->inbox_mu, NULL);
+		s->inbox_fd = eventfd(0, EFD_CLOEXEC);
 		s->heap_cap = cfg->timers_max ? cfg->timers_max : 65536;
 		s->heap = calloc(s->heap_cap, sizeof(*s->heap));
 		s->out = calloc(rt->n, sizeof(*s->out));
 		s->stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (!s->heap || !s->out || s->stop_fd < 0) {
-			rc = s->stop_fd < 0 ? -errno : -ENOMEM;
+		if (!s->heap || !s->out || s->stop_fd < 0 || s->inbox_fd < 0) {
+			rc = s->stop_fd < 0 || s->inbox_fd < 0 ? -errno : -ENOMEM;
 			goto err;
 		}
 	}
@@ -610,6 +667,9 @@ void rmq_runtime_destroy(struct rmq_runtime *rt)
 			free(rt->shards[i].out);
 			if (rt->shards[i].stop_fd > 0)
 				close(rt->shards[i].stop_fd);
+			if (rt->shards[i].inbox_fd > 0)
+				close(rt->shards[i].inbox_fd);
+			pthread_mutex_destroy(&rt->shards[i].inbox_mu);
 		}
 		free(rt->shards);
 	}

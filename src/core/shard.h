@@ -93,6 +93,13 @@ struct rmq_xmsg {
  */
 void rmq_shard_post(struct rmq_shard *from, unsigned to, struct rmq_xmsg *m);
 
+/*
+ * Posts m to shard `to` from a thread that is not a shard (a helper
+ * thread, offload.h): fn(m) runs on that shard soon after.  Takes a lock
+ * and writes an eventfd; for work that is rare next to shard mail.
+ */
+void rmq_runtime_post(struct rmq_runtime *rt, unsigned to, struct rmq_xmsg *m);
+
 /* Messages this shard posted that have not reached a queue yet: its own
  * posts for the next cycle and the backlogs for full queues. */
 size_t rmq_shard_backlog(const struct rmq_shard *s);
