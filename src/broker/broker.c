@@ -48,275 +48,50 @@ uint64_t rmq_wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* ---- partitions ------------------------------------------------------------ */
+/* ---- metadata ---------------------------------------------------------------- */
 
-static void log_config_for(struct rmq_bshard *bs, const struct rmq_topic *t,
-			   struct rmq_log_config *lc)
+struct apply_ctx {
+	struct rmq_bshard *bs;
+	struct rmq_meta *old;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void applied(void *arg)
 {
-	const struct rmq_broker *b = bs->b;
-
-	rmq_log_config_default(lc);
-	lc->segment_bytes = t->cfg.segment_bytes;
-	lc->segment_ms = t->cfg.segment_ms;
-	lc->retention_bytes = t->cfg.retention_bytes;
-	lc->retention_ms = t->cfg.retention_ms;
-	lc->index_interval_bytes = (uint32_t)b->cfg.index_interval_bytes;
-	lc->write_buffer_bytes = (uint32_t)b->cfg.write_buffer_bytes;
-	lc->fsync = b->cfg.fsync;
-	lc->prealloc = b->cfg.prealloc;
-	lc->dsync_writes = b->cfg.dsync_writes;
-	lc->recycle_segments = b->cfg.recycle_segments;
-	lc->metrics = &bs->log_metrics;
+	struct apply_ctx *c = arg;
+	rmq_groups_meta_changed(c->bs, c->old, c->bs->meta);
+	rmq_meta_unref(c->old);
+	void (*done)(void *) = c->done;
+	void *darg = c->arg;
+	free(c);
+	done(darg);
 }
 
-static void on_hw(void *arg, uint64_t hw)
+int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, void (*done)(void *arg),
+			  void *arg)
 {
-	(void)hw;
-	rmq_fetch_wake(arg);
-}
-
-static int replay_producer(void *arg, const uint8_t *entry, const struct rmq_batch_view *v)
-{
-	struct rmq_partition *p = arg;
-	(void)entry;
-	if (v->hdr.producer_id > 0 && v->hdr.base_sequence >= 0)
-		rmq_dedup_replay(p->dedup, v->hdr.producer_id, v->hdr.producer_epoch,
-				 v->hdr.base_sequence, v->hdr.record_count, v->hdr.base_offset);
-	return 0;
-}
-
-/* Feeds the producer ids, epochs and sequences of the newest segment's
- * batches to dedup, so a retry across a restart is still recognised.
- * Reads headers only; the segment was just scanned by recovery. */
-static void replay_producers(struct rmq_partition *p)
-{
-	(void)rmq_log_scan(p->log, rmq_log_active_base(p->log), replay_producer, p);
-}
-
-static struct rmq_partition *open_partition(struct rmq_bshard *bs, const struct rmq_topic *t,
-					    uint32_t index)
-{
-	struct rmq_partition *p = calloc(1, sizeof(*p));
-	struct rmq_log_config lc;
-	char dir[4096];
-	int rc;
-
-	if (!p)
-		return NULL;
-	p->bs = bs;
-	p->topic = t;
-	p->index = index;
-	snprintf(p->topic_name, sizeof(p->topic_name), "%s", t->name);
-	snprintf(p->topic_id, sizeof(p->topic_id), "%s", t->id);
-	rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, t->name, index);
-	log_config_for(bs, t, &lc);
-	rc = rmq_log_open(rmq_shard_io(bs->s), dir, &lc, &p->log);
-	if (rc < 0) {
-		rmq_error("cannot open partition %s-%u in %s: %s", t->name, index, dir, rmq_strerror(rc));
-		free(p);
-		return NULL;
-	}
-	rmq_log_set_hw_listener(p->log, on_hw, p);
-	p->dedup = rmq_dedup_new();
-	if (p->dedup)
-		replay_producers(p);
-	else
-		rmq_warn("partition %s-%u: no memory for producer deduplication", t->name, index);
-	return p;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -errno : 0;
-}
-
-/* Removes a deleted partition's directory (flat segment files, log.c),
- * deepest first, without following links.  Returns 0 or a negated errno. */
-static int rm_tree(const char *dir)
-{
-	int rc = nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	return rc < 0 ? (errno ? -errno : -EIO) : rc;
-}
-
-static void close_partition(struct rmq_bshard *bs, struct rmq_partition *p, bool remove)
-{
-	char dir[4096];
-
-	rmq_fetch_drop_waiters(p);
-	/* Appends waiting for buffer space fail as the partition goes. */
-	rmq_produce_fail_backlog(p);
-	int rc = rmq_log_close(p->log);
-	if (rc < 0)
-		rmq_warn("closing partition %s-%u: %s", p->topic_name, p->index, rmq_strerror(rc));
-	rmq_dedup_free(p->dedup);
-	if (remove) {
-		rmq_partition_dir(dir, sizeof(dir), bs->b->cfg.data_dir, p->topic_name, p->index);
-		if (rm_tree(dir) < 0)
-			rmq_warn("could not remove %s", dir);
-	}
-	free(p);
-}
-
-struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topic, uint32_t p,
-					 int *code)
-{
-	long i = rmq_meta_find(bs->meta, topic);
-	if (i < 0) {
-		*code = EC_TOPIC_NOT_FOUND;
-		return NULL;
-	}
-	if (p >= bs->meta->topics[i].partitions) {
-		*code = EC_PARTITION_NOT_FOUND;
-		return NULL;
-	}
-	struct rmq_partition *part = bs->local[i].parts ? bs->local[i].parts[p] : NULL;
-	if (!part)
-		*code = EC_NOT_AVAILABLE;
-	return part;
-}
-
-int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
-{
-	long i = rmq_meta_find(bs->meta, topic);
-	if (i < 0) {
-		*code = EC_TOPIC_NOT_FOUND;
-		return -1;
-	}
-	if (p >= bs->meta->topics[i].partitions) {
-		*code = EC_PARTITION_NOT_FOUND;
-		return -1;
-	}
-	return (int)rmq_partition_shard(topic, p, bs->nshards);
-}
-
-void rmq_partition_mark_dirty(struct rmq_partition *p)
-{
-	if (p->dirty)
-		return;
-	p->dirty = true;
-	p->dirty_next = p->bs->dirty;
-	p->bs->dirty = p;
-}
-
-/* Builds this shard's partition tables for snapshot m, reusing partitions
- * of `old` whose topic (same id) survives.  Partitions of topics not in m
- * are closed, their files removed when `remove_gone`. */
-static int apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gone)
-{
-	struct rmq_tlocal *local = calloc(m->ntopics ? m->ntopics : 1, sizeof(*local));
-	struct rmq_meta *old = bs->meta;
-	struct rmq_tlocal *old_local = bs->local;
-
-	if (!local)
+	struct apply_ctx *c = malloc(sizeof(*c));
+	if (!c)
 		return -ENOMEM;
-	for (size_t i = 0; i < m->ntopics; i++) {
-		const struct rmq_topic *t = &m->topics[i];
-		long oi = old ? rmq_meta_find(old, t->name) : -1;
-		bool same = oi >= 0 && strcmp(old->topics[oi].id, t->id) == 0;
-		local[i].parts = calloc(t->partitions, sizeof(*local[i].parts));
-		if (!local[i].parts)
-			return -ENOMEM;
-		for (uint32_t p = 0; p < t->partitions; p++) {
-			if (rmq_partition_shard(t->name, p, bs->nshards) != bs->id)
-				continue;
-			struct rmq_partition *part = NULL;
-			if (same && p < old->topics[oi].partitions && old_local[oi].parts) {
-				part = old_local[oi].parts[p];
-				old_local[oi].parts[p] = NULL; /* moved */
-			}
-			if (!part) {
-				part = open_partition(bs, t, p);
-			} else {
-				/* AlterConfigs: the log takes the new limits. */
-				rmq_log_set_limits(part->log, t->cfg.segment_bytes, t->cfg.segment_ms,
-						   t->cfg.retention_bytes, t->cfg.retention_ms);
-			}
-			if (part)
-				part->topic = t;
-			local[i].parts[p] = part;
-		}
+	*c = (struct apply_ctx){bs, bs->meta, done, arg};
+	rmq_meta_ref(c->old);
+	int rc = rmq_partitions_apply(bs, m, true, applied, c);
+	if (rc < 0) {
+		rmq_meta_unref(c->old);
+		free(c);
 	}
-	/* What is left in the old tables is gone. */
-	if (old) {
-		for (size_t i = 0; i < old->ntopics; i++) {
-			if (!old_local[i].parts)
-				continue;
-			long ni = rmq_meta_find(m, old->topics[i].name);
-			bool deleted = ni < 0 || strcmp(m->topics[ni].id, old->topics[i].id) != 0;
-			for (uint32_t p = 0; p < old->topics[i].partitions; p++) {
-				if (old_local[i].parts[p])
-					close_partition(bs, old_local[i].parts[p], remove_gone && deleted);
-			}
-			free(old_local[i].parts);
-		}
-		free(old_local);
-	}
-	/* The dirty list may name closed partitions: rebuild it lazily by
-	 * flushing everything once. */
-	bs->dirty = NULL;
-	for (size_t i = 0; i < m->ntopics; i++)
-		for (uint32_t p = 0; local[i].parts && p < m->topics[i].partitions; p++)
-			if (local[i].parts[p]) {
-				local[i].parts[p]->dirty = false;
-				rmq_partition_mark_dirty(local[i].parts[p]);
-			}
-	bs->local = local;
-	bs->meta = m;
-	rmq_meta_ref(m);
-	if (old)
-		rmq_meta_unref(old);
-	return 0;
-}
-
-int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m)
-{
-	struct rmq_meta *old = bs->meta;
-	rmq_meta_ref(old);
-	int rc = apply_meta(bs, m, true);
-	if (rc == 0)
-		rmq_groups_meta_changed(bs, old, m);
-	rmq_meta_unref(old);
 	return rc;
 }
 
 /* ---- the cycle ----------------------------------------------------------------- */
 
-static void retain_one(struct rmq_partition *p);
-
 static void before_wait(struct rmq_shard *s, void *arg)
 {
 	struct rmq_bshard *bs = arg;
 	(void)s;
-	struct rmq_partition *p = bs->dirty;
-	bs->dirty = NULL;
-	while (p) {
-		struct rmq_partition *next = p->dirty_next;
-		p->dirty = false;
-		if (p->backlog_head)
-			rmq_produce_retry_backlog(p);
-		rmq_log_flush(p->log);
-		if (p->backlog_head)
-			rmq_partition_mark_dirty(p); /* try again next cycle */
-		if (rmq_log_stats(p->log)->rolls != p->rolls_retained) {
-			/* Retention at each roll too, not only every
-			 * --retention-check: in steady state one segment goes
-			 * per roll, and the next segment reuses its file. */
-			p->rolls_retained = rmq_log_stats(p->log)->rolls;
-			retain_one(p);
-		}
-		p = next;
-	}
+	rmq_partitions_cycle(bs);
 	rmq_groups_flush(bs);
-}
-
-static void for_each_partition(struct rmq_bshard *bs, void (*fn)(struct rmq_partition *p))
-{
-	for (size_t i = 0; i < bs->meta->ntopics; i++)
-		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
-			if (bs->local[i].parts[p])
-				fn(bs->local[i].parts[p]);
 }
 
 static void retain_one(struct rmq_partition *p)
@@ -335,7 +110,7 @@ static void sync_one(struct rmq_partition *p)
 static void on_retention_timer(struct rmq_timer *t)
 {
 	struct rmq_bshard *bs = RMQ_CONTAINER_OF(t, struct rmq_bshard, retention_timer);
-	for_each_partition(bs, retain_one);
+	rmq_partitions_for_each(bs, retain_one);
 	rmq_groups_retain(bs);
 	rmq_timer_start(bs->s, t, rmq_now_ns() + bs->b->cfg.retention_check_ns, on_retention_timer);
 }
@@ -343,11 +118,78 @@ static void on_retention_timer(struct rmq_timer *t)
 static void on_fsync_timer(struct rmq_timer *t)
 {
 	struct rmq_bshard *bs = RMQ_CONTAINER_OF(t, struct rmq_bshard, fsync_timer);
-	for_each_partition(bs, sync_one);
+	rmq_partitions_for_each(bs, sync_one);
 	rmq_timer_start(bs->s, t, rmq_now_ns() + bs->b->cfg.fsync_interval_ns, on_fsync_timer);
 }
 
 /* ---- start and stop ------------------------------------------------------------- */
+
+/*
+ * Start-up, without waiting anywhere: every shard opens its partitions
+ * (helper threads recover the logs in parallel) and, once they are
+ * open, posts its ready message to shard 0.  When every shard is ready,
+ * shard 0 binds the listening address (port 0 resolves to one port for
+ * all), prints the start-up line and sends each ready message back with
+ * the port; each shard then listens too.  So when the line is printed
+ * every partition serves.
+ */
+static void fail_start(struct rmq_bshard *bs, int rc)
+{
+	int zero = 0;
+	atomic_compare_exchange_strong(&bs->b->start_rc, &zero, rc);
+	rmq_runtime_stop(bs->b->rt);
+}
+
+static int listen_here(struct rmq_bshard *bs)
+{
+	struct rmq_broker *b = bs->b;
+	struct rmq_net_config net = b->cfg.net;
+	if (bs->id != 0)
+		net.port = atomic_load(&b->port);
+	int rc = rmq_server_start(bs->s, &net, rmq_broker_methods, rmq_broker_nmethods, bs, &bs->srv);
+	if (rc < 0) {
+		rmq_error("cannot listen on %s:%u: %s", net.host, net.port, rmq_strerror(rc));
+		fail_start(bs, rc);
+	}
+	return rc;
+}
+
+static void listen_msg(struct rmq_xmsg *m)
+{
+	struct rmq_bshard *bs = RMQ_CONTAINER_OF(m, struct rmq_bshard, ready_msg);
+	if (!rmq_runtime_stopping(bs->b->rt))
+		(void)listen_here(bs);
+}
+
+static void ready_msg(struct rmq_xmsg *m)
+{
+	struct rmq_bshard *bs = rmq_bshard_current(); /* shard 0 */
+	struct rmq_broker *b = bs->b;
+	m->next = bs->ready_list; /* sent back below, with the port */
+	bs->ready_list = m;
+	if (++bs->nready < bs->nshards || rmq_runtime_stopping(b->rt))
+		return;
+	if (listen_here(bs) < 0)
+		return;
+	atomic_store(&b->port, rmq_server_port(bs->srv));
+	rmq_info("rmqd %s serving on %s:%u with %u shards, data dir %s, fsync=%s, %zu topics",
+		 RMQ_VERSION, b->cfg.net.host, rmq_server_port(bs->srv), bs->nshards, b->cfg.data_dir,
+		 b->fsync_name ? b->fsync_name : "always", bs->meta->ntopics);
+	for (struct rmq_xmsg *r = bs->ready_list, *next; r; r = next) {
+		next = r->next;
+		if (r->from == 0)
+			continue; /* shard 0's own: it listens already */
+		r->fn = listen_msg;
+		rmq_shard_post(bs->s, r->from, r);
+	}
+}
+
+static void initial_applied(void *arg)
+{
+	struct rmq_bshard *bs = arg;
+	bs->ready_msg.fn = ready_msg;
+	rmq_shard_post(bs->s, 0, &bs->ready_msg);
+}
 
 static int shard_init(struct rmq_shard *s, void *arg)
 {
@@ -362,9 +204,6 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	bs->id = rmq_shard_id(s);
 	bs->nshards = rmq_shard_count(s);
 	rmq_shard_set_data(s, bs);
-	rc = apply_meta(bs, b->initial_meta, false);
-	if (rc < 0)
-		return rc;
 	rc = rmq_groups_init(bs);
 	if (rc < 0) {
 		rmq_error("cannot load consumer groups: %s", rmq_strerror(rc));
@@ -376,52 +215,30 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	if (b->cfg.fsync == RMQ_FSYNC_INTERVAL)
 		rmq_timer_start(s, &bs->fsync_timer, rmq_now_ns() + b->cfg.fsync_interval_ns,
 				on_fsync_timer);
-
-	/* Shard 0 binds first so that port 0 resolves to one port for all. */
-	struct rmq_net_config net = b->cfg.net;
-	if (bs->id != 0) {
-		while (atomic_load(&b->port) == 0 && !rmq_runtime_stopping(b->rt))
-			sched_yield();
-		net.port = atomic_load(&b->port);
-	}
-	rc = rmq_server_start(s, &net, rmq_broker_methods, rmq_broker_nmethods, bs, &bs->srv);
-	if (rc < 0) {
-		rmq_error("cannot listen on %s:%u: %s", net.host, net.port, rmq_strerror(rc));
-		if (bs->id == 0)
-			atomic_store(&b->port, 1); /* release the others; run stops */
-		return rc;
-	}
-	if (bs->id == 0) {
-		atomic_store(&b->port, rmq_server_port(bs->srv));
-		rmq_info("rmqd %s serving on %s:%u with %u shards, data dir %s, fsync=%s, %zu topics",
-			 RMQ_VERSION, net.host, rmq_server_port(bs->srv), bs->nshards, b->cfg.data_dir,
-			 b->fsync_name ? b->fsync_name : "always", bs->meta->ntopics);
-	}
-	return 0;
+	/* The logs open on helper threads; the rest of the start-up follows
+	 * from initial_applied. */
+	return rmq_partitions_apply(bs, b->initial_meta, false, initial_applied, bs);
 }
 
 static bool shard_drained(struct rmq_shard *s, void *arg)
 {
 	struct rmq_bshard *bs = rmq_shard_data(s);
 	(void)arg;
-	if (!bs || !bs->srv)
+	if (!bs)
 		return true;
 	static _Thread_local uint64_t stop_began;
 	if (stop_began == 0) {
 		stop_began = rmq_now_ns();
 		atomic_store(&bs->b->serving, 0);
-		rmq_server_shutdown(bs->srv);
+		if (bs->srv)
+			rmq_server_shutdown(bs->srv);
 	}
 	/* In-flight calls get a grace period to finish, then are cancelled. */
 	bool force = rmq_now_ns() - stop_began > 5ULL * 1000 * 1000 * 1000;
-	if (!rmq_groups_drained(bs) || !rmq_server_drained(bs->srv, force))
+	if (!rmq_groups_drained(bs) || (bs->srv && !rmq_server_drained(bs->srv, force)))
 		return false;
-	/* Appends still buffered reach the disk before the logs close. */
-	for (size_t i = 0; i < bs->meta->ntopics; i++)
-		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
-			if (bs->local[i].parts[p] && !rmq_log_idle(bs->local[i].parts[p]->log))
-				return false;
-	return true;
+	/* Then every partition closes: what is buffered reaches the disk. */
+	return rmq_partitions_stopped(bs);
 }
 
 static void shard_fini(struct rmq_shard *s, void *arg)
@@ -438,12 +255,9 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 	}
 	rmq_groups_fini(bs);
 	if (bs->meta) {
-		for (size_t i = 0; i < bs->meta->ntopics; i++) {
-			for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
-				if (bs->local[i].parts[p])
-					close_partition(bs, bs->local[i].parts[p], false);
+		/* Empty since rmq_partitions_stopped. */
+		for (size_t i = 0; i < bs->meta->ntopics; i++)
 			free(bs->local[i].parts);
-		}
 		free(bs->local);
 		rmq_meta_unref(bs->meta);
 	}
@@ -490,10 +304,21 @@ int rmq_broker_run(struct rmq_broker *b)
 		rmq_meta_unref(b->initial_meta);
 		return rc;
 	}
+	rc = rmq_offload_pool_create(b->rt, b->cfg.io_helpers, &b->offload);
+	if (rc < 0) {
+		rmq_error("cannot start helper threads: %s", rmq_strerror(rc));
+		rmq_runtime_destroy(b->rt);
+		rmq_meta_unref(b->initial_meta);
+		return rc;
+	}
 	rmq_runtime_on_stop(b->rt, shard_drained);
 	atomic_store(&b->serving, 1);
 	rmq_methods_init();
 	rc = rmq_runtime_run(b->rt, shard_init, shard_fini, b);
+	if (rc == 0)
+		rc = atomic_load(&b->start_rc);
+	rmq_offload_pool_destroy(b->offload);
+	b->offload = NULL;
 	rmq_runtime_destroy(b->rt);
 	b->rt = NULL;
 	rmq_meta_unref(b->initial_meta);

@@ -29,6 +29,8 @@
 #include "broker/meta.h"
 #include "broker/topics.h"
 #include "broker/reply.h"
+#include "broker/partition.h"
+#include "core/offload.h"
 #include "core/shard.h"
 #include "net/server.h"
 #include "storage/log.h"
@@ -59,6 +61,7 @@ struct rmq_broker_config {
 	uint64_t read_ahead_bytes;     /* read-ahead held per shard; 0 = none (coldread.h) */
 	uint64_t produce_timeout_ns;   /* default when a request sets none */
 	uint32_t max_inflight_produce; /* per shard */
+	uint32_t io_helpers;           /* helper threads for blocking file work */
 	uint32_t max_request_partitions; /* per request (request.h) */
 	uint32_t max_request_names;    /* per request (request.h) */
 	/* Consumer groups (group.h). */
@@ -80,6 +83,8 @@ struct rmq_broker {
 	const char *fsync_name;        /* for the start-up line */
 	uint64_t started_ms;
 	_Atomic uint16_t port;         /* bound port (ephemeral ports) */
+	struct rmq_offload_pool *offload; /* helper threads (core/offload.h) */
+	_Atomic int start_rc;          /* first error of the asynchronous start */
 	_Atomic int serving;           /* 1 while accepting calls */
 };
 
@@ -100,8 +105,24 @@ struct rmq_partition {
 	struct rmq_fetch_waiter *waiters;  /* long polls on this partition */
 	uint64_t produced_records, produced_bytes, fetched_bytes;
 	struct rmq_cold_state cold;        /* reads from the disk (coldread.h) */
-	struct rmq_dedup *dedup;           /* retries that must not append twice */
+	struct rmq_dedup *dedup;           /* retries that must not append twice; made at
+					    * the first producer id or idempotency key */
 	uint64_t rolls_retained;           /* log rolls when retention last ran */
+	/* Lifecycle (partition.h). */
+	enum rmq_part_state state;
+	int error;                         /* FAILED: why the open failed */
+	bool close_wanted;                 /* OPENING: close once the open is back */
+	bool remove;                       /* closing: remove the files too */
+	struct rmq_offload job;            /* the step a helper thread runs */
+	struct part_open *opening;         /* OPENING: the helper's open */
+	struct rmq_timer retry;            /* FAILED: the next open */
+	struct rmq_partition *closing_next;
+	struct part_apply *apply;          /* the apply waiting for its state */
+	/* Leadership (partition.h: set only there). */
+	enum rmq_role role;
+	uint32_t leader_epoch;
+	uint32_t replicas;                 /* the topic's replication factor */
+	uint64_t hw;                       /* high watermark: consumers read below */
 };
 
 /* Per-topic table of the partitions this shard owns (NULL elsewhere). */
@@ -117,6 +138,12 @@ struct rmq_bshard {
 	struct rmq_meta *meta;         /* this shard's current snapshot */
 	struct rmq_tlocal *local;      /* parallel to meta->topics */
 	struct rmq_partition *dirty;   /* partitions to flush before waiting */
+	struct rmq_partition *closing; /* closing, not yet with a helper (partition.c) */
+	uint32_t nclosing;             /* closing or deleting */
+	bool stopping_parts;           /* the shard's partitions were told to close */
+	struct rmq_xmsg ready_msg;     /* start-up: to shard 0 and back (broker.c) */
+	struct rmq_xmsg *ready_list;   /* shard 0: the ready messages in */
+	unsigned nready;               /* shard 0: shards whose partitions are open */
 	struct rmq_timer retention_timer;
 	struct rmq_timer fsync_timer;
 	uint32_t inflight_produce;
@@ -141,21 +168,27 @@ static inline struct rmq_bshard *rmq_bshard_current(void)
 	return rmq_shard_data(rmq_shard_current());
 }
 
-/* Finds a partition of this shard.  Returns NULL and sets *code to
+/* Finds an ONLINE partition of this shard.  Returns NULL and sets *code to
  * TOPIC_NOT_FOUND or PARTITION_NOT_FOUND (rustmq.common.ErrorCode) when it
- * does not exist, or NOT_AVAILABLE when it exists but this shard does not
- * own it (a programming error in routing: callers route first). */
+ * does not exist, or NOT_AVAILABLE when it is not ONLINE here (opening,
+ * failed, closing: rmq_partition_unavailable says which). */
 struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topic, uint32_t p,
 					 int *code);
+
+/* Why partition p of topic, which exists, is not ONLINE on this shard (a
+ * static string or the open's error text). */
+const char *rmq_partition_unavailable(struct rmq_bshard *bs, const char *topic, uint32_t p);
 
 /* Routes (topic, p) to its shard: returns the shard id, or -1 with *code
  * set when the topic or partition does not exist on this shard's view. */
 int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code);
 
-/* Makes m this shard's snapshot: opens the partitions of new topics it
- * owns, closes (and deletes the files of) those that went.  Returns 0 or
- * -ENOMEM. */
-int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m);
+/* Makes m this shard's snapshot (rmq_partitions_apply, with the topics'
+ * files removed when deleted, and the groups told); done(arg) runs when
+ * the shard's partitions are in their new states.  Returns 0 or -ENOMEM
+ * (done will not run). */
+int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, void (*done)(void *arg),
+			  void *arg);
 
 /* Marks p for a flush before the shard waits. */
 void rmq_partition_mark_dirty(struct rmq_partition *p);

@@ -759,9 +759,16 @@ static int dedup_check(struct rmq_partition *p, struct rmq_produce *pr)
 	enum rmq_dedup_verdict v;
 
 	pr->part = p;
-	if (!p->dedup)
+	bool seq = h->producer_id > 0 && h->base_sequence >= 0;
+	if (!seq && pr->key_len == 0)
 		return 0;
-	if (h->producer_id > 0 && h->base_sequence >= 0) {
+	/* Made at the first idempotent producer or key: most partitions
+	 * never see one, and the table is about 100 KiB. */
+	if (!p->dedup && !(p->dedup = rmq_dedup_new())) {
+		pr_fail(pr, EC_RESOURCE_EXHAUSTED, "out of memory for producer deduplication");
+		return -1;
+	}
+	if (seq) {
 		v = rmq_dedup_seq(p->dedup, h->producer_id, h->producer_epoch, h->base_sequence,
 				  h->record_count, &res, &pr->seq_ticket);
 		switch (v) {

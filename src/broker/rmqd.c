@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
-	uint64_t req_parts, req_names;
+	uint64_t req_parts, req_names, io_helpers;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
 	uint64_t read_ahead;
 	char err[512];
@@ -262,6 +262,7 @@ int main(int argc, char **argv)
 		{"max-inflight-produce", RMQ_FLAG_UINT, &inflight, "16384", "produce appends in flight per shard", 1, 1u << 24, NULL},
 		{"max-request-partitions", RMQ_FLAG_UINT, &req_parts, "10000", "partition entries one request may name (Fetch, FetchBatch, Subscribe, ListOffsets, ProduceBatch, CommitOffsets, FetchOffsets); more are refused with INVALID_REQUEST", 1, 1u << 24, NULL},
 		{"max-request-names", RMQ_FLAG_UINT, &req_names, "1000", "topic or group names one admin or metadata request may name; more are refused with INVALID_REQUEST", 1, 1u << 24, NULL},
+		{"io-helpers", RMQ_FLAG_UINT, &io_helpers, "2", "helper threads for blocking file work (opening and recovering logs, closing them, removing deleted partitions), so that no shard thread blocks on it", 1, 64, NULL},
 		{"stream-window", RMQ_FLAG_SIZE, &sw, "16MiB", "HTTP/2 initial stream flow-control window", 65535, (1ULL << 31) - 1, NULL},
 		{"conn-window", RMQ_FLAG_SIZE, &cw, "64MiB", "HTTP/2 connection flow-control window", 65535, (1ULL << 31) - 1, NULL},
 		{"recv-buffers", RMQ_FLAG_UINT, &recv_bufs, "1024", "provided receive buffers per shard (power of 2)", 8, 32768, NULL},
@@ -352,6 +353,7 @@ int main(int argc, char **argv)
 	cfg->max_inflight_produce = (uint32_t)inflight;
 	cfg->max_request_partitions = (uint32_t)req_parts;
 	cfg->max_request_names = (uint32_t)req_names;
+	cfg->io_helpers = (uint32_t)io_helpers;
 	cfg->offsets_partitions = (uint32_t)off_parts;
 	cfg->offsets_segment_bytes = off_seg;
 	cfg->group_min_session_ns = g_min;

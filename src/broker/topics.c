@@ -59,17 +59,25 @@ static void apply_ack(struct rmq_xmsg *m)
 		change_finish(ch);
 }
 
-/* Runs on every shard with the new snapshot. */
+static void applied_here(void *arg)
+{
+	struct topic_apply *ap = arg;
+	ap->msg.fn = apply_ack;
+	rmq_shard_post(rmq_shard_current(), 0, &ap->msg);
+}
+
+/* Runs on every shard with the new snapshot; acks once its partitions
+ * are open (or failed) and those that went are closed. */
 static void apply_here(struct rmq_xmsg *m)
 {
-	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct topic_apply, msg)->ch;
+	struct topic_apply *ap = RMQ_CONTAINER_OF(m, struct topic_apply, msg);
 	struct rmq_bshard *bs = rmq_bshard_current();
-	int rc = rmq_broker_apply_meta(bs, ch->new_meta);
-	if (rc < 0)
-		rmq_error("applying topic metadata v%" PRIu64 ": %s", ch->new_meta->version,
+	int rc = rmq_broker_apply_meta(bs, ap->ch->new_meta, applied_here, ap);
+	if (rc < 0) {
+		rmq_error("applying topic metadata v%" PRIu64 ": %s", ap->ch->new_meta->version,
 			  rmq_strerror(rc));
-	m->fn = apply_ack;
-	rmq_shard_post(rmq_shard_current(), 0, m);
+		applied_here(ap);
+	}
 }
 
 static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct rmq_change_item *it)

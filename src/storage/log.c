@@ -403,6 +403,26 @@ bool rmq_log_idle(const struct rmq_log *log)
 	       !log->zero.inflight && log->fill == log->pend && log->roll.stage == ROLL_IDLE;
 }
 
+void rmq_log_attach(struct rmq_log *log, struct rmq_io *io)
+{
+	RMQ_ASSERT(log->wslot < 0);
+	log->io = io;
+	int slot = rmq_io_buffer_register(io, log->wbuf, log->wcap);
+	log->wslot = slot >= 0 ? slot : -1;
+}
+
+bool rmq_log_quiet(const struct rmq_log *log)
+{
+	return rmq_log_idle(log) && !log->wb.inflight && log->unlinks == 0 && !log->roll.inflight;
+}
+
+void rmq_log_detach(struct rmq_log *log)
+{
+	if (log->wslot >= 0)
+		rmq_io_buffer_unregister(log->io, log->wslot);
+	log->wslot = -1;
+}
+
 int rmq_log_close(struct rmq_log *log)
 {
 	int rc;
@@ -444,8 +464,7 @@ int rmq_log_close(struct rmq_log *log)
 	}
 	free(log->segs);
 	free(log->wops);
-	if (log->wslot >= 0)
-		rmq_io_buffer_unregister(log->io, log->wslot);
+	rmq_log_detach(log);
 	munmap(log->wbuf, log->wcap);
 	close(log->dir_fd);
 	free(log);

@@ -177,12 +177,32 @@ struct rmq_log_stats {
  * scanned), a torn or corrupt tail of the newest segment is cut and the
  * cut is logged with counts, a corrupt older segment is fenced and
  * logged, files that are not segment files are skipped with a warning.
- * io is the shard's ring; it must outlive the log.
+ * io is the shard's ring; it must outlive the log.  With io NULL the
+ * log is opened without touching any ring, so that a helper thread may
+ * open it (the recovery reads are blocking file I/O); the shard then
+ * calls rmq_log_attach() before anything else.
  * Returns 0 and *out, or a negated errno (directory or files unusable),
  * RMQ_EBADFLAG (inconsistent config).
  */
 int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config *cfg,
 		 struct rmq_log **out);
+
+/* Gives a log opened with io NULL its shard's ring (registering its write
+ * buffer there).  On the shard. */
+void rmq_log_attach(struct rmq_log *log, struct rmq_io *io);
+
+/*
+ * True when nothing of the log is in flight on the ring: no append, write,
+ * sync, roll, zeroing, writeback hint or unlink.  Then rmq_log_detach()
+ * may run, and after it rmq_log_close() touches no ring: a helper thread
+ * may run it (its final fdatasync, the unmapping and closes are blocking
+ * calls).
+ */
+bool rmq_log_quiet(const struct rmq_log *log);
+
+/* Takes a quiet log off its ring (unregisters its write buffer).  On the
+ * shard; the log takes no more appends. */
+void rmq_log_detach(struct rmq_log *log);
 
 /*
  * Flushes and syncs what is buffered, waiting on the ring (running other

@@ -244,8 +244,8 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 		rc = -ENOMEM;
 		goto err;
 	}
-	int slot = rmq_io_buffer_register(io, log->wbuf, log->wcap);
-	log->wslot = slot >= 0 ? slot : -1;
+	if (io)
+		rmq_log_attach(log, io);
 	log->nwops = cfg->max_inflight_writes;
 	log->wops = calloc(log->nwops, sizeof(*log->wops));
 	if (!log->wops) {
@@ -274,8 +274,7 @@ err:
 		log_free_segment(log->segs[i]);
 	free(log->segs);
 	free(log->wops);
-	if (log->wslot >= 0)
-		rmq_io_buffer_unregister(io, log->wslot);
+	rmq_log_detach(log);
 	if (log->wbuf)
 		munmap(log->wbuf, log->wcap);
 	if (log->dir_fd >= 0)

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cluster.h - what this node knows of the cluster, in one place: its own
+ * id and broker epoch, which node is the controller and in which epoch,
+ * and who leads each partition in which leader epoch.
+ *
+ * Every answer that names a leader, a leader epoch, the controller or a
+ * broker epoch asks here; nothing else writes "this node" or "epoch 1".
+ * With no cluster flags the node is a one-voter cluster: it is the
+ * controller, its broker epoch is 1, and it leads every partition in
+ * leader epoch 1.  The controller (src/raft) will publish these in the
+ * metadata snapshot, and this file will read them from there.
+ */
+#ifndef RMQ_BROKER_CLUSTER_H
+#define RMQ_BROKER_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rmq_bshard;
+struct rmq_topic;
+
+/* This node's broker id (a static string). */
+const char *rmq_cluster_self(const struct rmq_bshard *bs);
+uint64_t rmq_cluster_broker_epoch(const struct rmq_bshard *bs);
+
+/* The active controller's id ("" during an election) and epoch. */
+const char *rmq_cluster_controller(const struct rmq_bshard *bs);
+uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs);
+bool rmq_cluster_is_controller(const struct rmq_bshard *bs);
+
+/* Who leads partition p of t, as this shard's snapshot says. */
+struct rmq_leader {
+	const char *id;      /* broker id; "" = no leader */
+	uint32_t epoch;
+	bool self;           /* this node */
+};
+struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
+				     uint32_t p);
+
+#endif /* RMQ_BROKER_CLUSTER_H */

@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * partition.c - the partitions a shard owns: tables, lifecycle and
+ * leadership (partition.h).
+ *
+ * Tables.  bs->local[i].parts[p] points at partition p of topic
+ * bs->meta->topics[i] when this shard owns it (in any state but the
+ * closing ones), else NULL.  An apply builds new tables for the new
+ * snapshot: partitions of surviving topics move over, new ones are
+ * created OPENING, the rest leave the tables and go to the closing list.
+ *
+ * Helper threads do the blocking steps (core/offload.h): the open
+ * (recovery reads every segment's index and scans the newest) with the
+ * producer-id replay, and the close (the final fdatasync, unmapping) with
+ * the removal of a deleted partition's files.  While a step runs on a
+ * helper the partition belongs to it: the shard does not touch its log.
+ */
+#include "broker/partition.h"
+
+#include "broker/broker.h"
+#include "broker/cluster.h"
+#include "broker/dedup.h"
+#include "broker/group.h"
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One snapshot being applied on this shard. */
+struct part_apply {
+	int pending;             /* partitions not at their state yet, +1 while applying */
+	void (*done)(void *arg);
+	void *arg;
+};
+
+/* What a helper thread needs to open a partition's log. */
+struct part_open {
+	char dir[4096];
+	struct rmq_log_config lc;
+	struct rmq_log *log;
+	struct rmq_dedup *dedup;
+	int rc;
+};
+
+static void apply_put(struct part_apply *a)
+{
+	if (!a || --a->pending > 0)
+		return;
+	void (*done)(void *) = a->done;
+	void *arg = a->arg;
+	free(a);
+	done(arg);
+}
+
+/* p reached the state its apply waited for. */
+static void settle(struct rmq_partition *p)
+{
+	struct part_apply *a = p->apply;
+	p->apply = NULL;
+	apply_put(a);
+}
+
+static void log_config_for(struct rmq_bshard *bs, const struct rmq_topic *t,
+			   struct rmq_log_config *lc)
+{
+	const struct rmq_broker *b = bs->b;
+
+	rmq_log_config_default(lc);
+	lc->segment_bytes = t->cfg.segment_bytes;
+	lc->segment_ms = t->cfg.segment_ms;
+	lc->retention_bytes = t->cfg.retention_bytes;
+	lc->retention_ms = t->cfg.retention_ms;
+	lc->index_interval_bytes = (uint32_t)b->cfg.index_interval_bytes;
+	lc->write_buffer_bytes = (uint32_t)b->cfg.write_buffer_bytes;
+	lc->fsync = b->cfg.fsync;
+	lc->prealloc = b->cfg.prealloc;
+	lc->dsync_writes = b->cfg.dsync_writes;
+	lc->recycle_segments = b->cfg.recycle_segments;
+	lc->metrics = &bs->log_metrics;
+}
+
+/* ---- leadership ------------------------------------------------------------ */
+
+static void on_durable(void *arg, uint64_t end)
+{
+	struct rmq_partition *p = arg;
+	/* This node is the whole ISR of every partition it leads until
+	 * replication says otherwise: what is durable here is committed. */
+	if (p->role == RMQ_ROLE_LEADER && p->replicas == 1)
+		rmq_partition_set_hw(p, end);
+}
+
+void rmq_partition_set_role(struct rmq_partition *p, enum rmq_role role, uint32_t leader_epoch)
+{
+	RMQ_ASSERT(leader_epoch >= p->leader_epoch);
+	p->role = role;
+	p->leader_epoch = leader_epoch;
+	if (role == RMQ_ROLE_LEADER && p->replicas == 1 && p->log)
+		rmq_partition_set_hw(p, rmq_log_high_watermark(p->log));
+}
+
+void rmq_partition_set_hw(struct rmq_partition *p, uint64_t hw)
+{
+	if (hw <= p->hw)
+		return;
+	p->hw = hw;
+	rmq_fetch_wake(p);
+}
+
+/* ---- opening ------------------------------------------------------------------ */
+
+static int replay_producer(void *arg, const uint8_t *entry, const struct rmq_batch_view *v)
+{
+	struct part_open *o = arg;
+	(void)entry;
+	if (v->hdr.producer_id <= 0 || v->hdr.base_sequence < 0)
+		return 0;
+	if (!o->dedup && !(o->dedup = rmq_dedup_new()))
+		return -ENOMEM;
+	rmq_dedup_replay(o->dedup, v->hdr.producer_id, v->hdr.producer_epoch, v->hdr.base_sequence,
+			 v->hdr.record_count, v->hdr.base_offset);
+	return 0;
+}
+
+/* Helper thread: opens and recovers the log, then feeds the producer ids,
+ * epochs and sequences of its newest segment to dedup so that a retry
+ * across a restart is still recognised (dedup is made only when a batch
+ * has a producer id). */
+static void open_work(struct rmq_offload *job)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, job);
+	struct part_open *o = p->opening;
+	o->rc = rmq_log_open(NULL, o->dir, &o->lc, &o->log);
+	if (o->rc == 0 && rmq_log_scan(o->log, rmq_log_active_base(o->log), replay_producer, o) < 0)
+		rmq_warn("partition %s-%u: no memory for producer deduplication", p->topic_name, p->index);
+}
+
+static void start_open(struct rmq_partition *p);
+static void start_close(struct rmq_partition *p, bool remove);
+
+static void retry_open(struct rmq_timer *t)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(t, struct rmq_partition, retry);
+	if (p->state == RMQ_PART_FAILED)
+		start_open(p);
+}
+
+static void open_done(struct rmq_offload *job)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, job);
+	struct rmq_bshard *bs = p->bs;
+	struct part_open *o = p->opening;
+	p->opening = NULL;
+	if (o->rc < 0) {
+		if (p->error != o->rc)
+			rmq_error("cannot open partition %s-%u in %s: %s (retried every %llus)",
+				  p->topic_name, p->index, o->dir, rmq_strerror(o->rc),
+				  (unsigned long long)(RMQ_PART_RETRY_NS / 1000000000ULL));
+		p->error = o->rc;
+		p->state = RMQ_PART_FAILED;
+		free(o);
+		if (p->close_wanted) {
+			start_close(p, p->remove);
+			return;
+		}
+		rmq_timer_start(bs->s, &p->retry, rmq_now_ns() + RMQ_PART_RETRY_NS, retry_open);
+		settle(p);
+		return;
+	}
+	if (p->error)
+		rmq_info("partition %s-%u opened after %s", p->topic_name, p->index,
+			 rmq_strerror(p->error));
+	p->error = 0;
+	p->log = o->log;
+	p->dedup = o->dedup;
+	free(o);
+	rmq_log_attach(p->log, rmq_shard_io(bs->s));
+	rmq_log_set_hw_listener(p->log, on_durable, p);
+	p->state = RMQ_PART_ONLINE;
+	if (p->close_wanted) {
+		start_close(p, p->remove); /* its topic went meanwhile */
+		return;
+	}
+	struct rmq_leader l = rmq_cluster_leader(bs, p->topic, p->index);
+	rmq_partition_set_role(p, l.self ? RMQ_ROLE_LEADER : RMQ_ROLE_FOLLOWER, l.epoch);
+	settle(p);
+}
+
+static void start_open(struct rmq_partition *p)
+{
+	struct rmq_bshard *bs = p->bs;
+	struct part_open *o = calloc(1, sizeof(*o));
+	if (!o) {
+		p->error = -ENOMEM;
+		p->state = RMQ_PART_FAILED;
+		rmq_timer_start(bs->s, &p->retry, rmq_now_ns() + RMQ_PART_RETRY_NS, retry_open);
+		settle(p);
+		return;
+	}
+	rmq_partition_dir(o->dir, sizeof(o->dir), bs->b->cfg.data_dir, p->topic_name, p->index);
+	log_config_for(bs, p->topic, &o->lc);
+	p->opening = o;
+	p->state = RMQ_PART_OPENING;
+	p->job.work = open_work;
+	p->job.done = open_done;
+	rmq_offload(bs->b->offload, bs->s, &p->job);
+}
+
+static struct rmq_partition *part_new(struct rmq_bshard *bs, const struct rmq_topic *t,
+				      uint32_t index, struct part_apply *a)
+{
+	struct rmq_partition *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->bs = bs;
+	p->topic = t;
+	p->index = index;
+	p->replicas = t->replication_factor ? t->replication_factor : 1;
+	snprintf(p->topic_name, sizeof(p->topic_name), "%s", t->name);
+	snprintf(p->topic_id, sizeof(p->topic_id), "%s", t->id);
+	p->apply = a;
+	a->pending++;
+	start_open(p);
+	return p;
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -errno : 0;
+}
+
+/* Helper thread: syncs and closes the log, frees dedup, and removes a
+ * deleted partition's directory (flat segment files, log.c), deepest
+ * first, without following links. */
+static void close_work(struct rmq_offload *job)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, job);
+	if (p->log) {
+		int rc = rmq_log_close(p->log);
+		if (rc < 0)
+			rmq_warn("closing partition %s-%u: %s", p->topic_name, p->index, rmq_strerror(rc));
+		p->log = NULL;
+	}
+	rmq_dedup_free(p->dedup);
+	p->dedup = NULL;
+	if (p->remove) {
+		char dir[4096];
+		rmq_partition_dir(dir, sizeof(dir), p->bs->b->cfg.data_dir, p->topic_name, p->index);
+		if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+			rmq_warn("could not remove %s: %s", dir, rmq_strerror(-errno));
+	}
+}
+
+static void close_done(struct rmq_offload *job)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, job);
+	struct rmq_bshard *bs = p->bs;
+	struct part_apply *a = p->apply;
+	bs->nclosing--;
+	free(p);
+	apply_put(a);
+}
+
+/* Leaves the tables' world: no new work reaches p.  It is freed by the
+ * cycle once quiet (step_closing). */
+static void start_close(struct rmq_partition *p, bool remove)
+{
+	struct rmq_bshard *bs = p->bs;
+	p->remove = remove;
+	if (p->state == RMQ_PART_OPENING) {
+		/* The helper owns it: close when the open is back. */
+		p->close_wanted = true;
+		return;
+	}
+	rmq_timer_cancel(bs->s, &p->retry);
+	p->state = RMQ_PART_CLOSING;
+	p->role = RMQ_ROLE_NONE;
+	if (p->log) {
+		/* Long polls are answered, appends waiting for buffer space
+		 * fail; what is buffered goes to the disk. */
+		rmq_fetch_drop_waiters(p);
+		rmq_produce_fail_backlog(p);
+		rmq_log_flush(p->log);
+	}
+	p->closing_next = bs->closing;
+	bs->closing = p;
+	bs->nclosing++;
+}
+
+/* The cycle: partitions whose cold reads and log I/O are done go to a
+ * helper thread to be closed (and removed). */
+static void step_closing(struct rmq_bshard *bs)
+{
+	struct rmq_partition **pp = &bs->closing;
+	while (*pp) {
+		struct rmq_partition *p = *pp;
+		bool quiet = !p->dirty && p->cold.reads == 0 && (!p->log || rmq_log_quiet(p->log));
+		if (!quiet) {
+			if (p->log && !rmq_log_idle(p->log))
+				rmq_log_flush(p->log);
+			pp = &p->closing_next;
+			continue;
+		}
+		*pp = p->closing_next;
+		if (p->log)
+			rmq_log_detach(p->log);
+		p->state = RMQ_PART_DELETING;
+		p->job.work = close_work;
+		p->job.done = close_done;
+		rmq_offload(bs->b->offload, bs->s, &p->job);
+	}
+}
+
+/* ---- tables -------------------------------------------------------------------- */
+
+struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topic, uint32_t p,
+					 int *code)
+{
+	long i = rmq_meta_find(bs->meta, topic);
+	if (i < 0) {
+		*code = EC_TOPIC_NOT_FOUND;
+		return NULL;
+	}
+	if (p >= bs->meta->topics[i].partitions) {
+		*code = EC_PARTITION_NOT_FOUND;
+		return NULL;
+	}
+	struct rmq_partition *part = bs->local[i].parts ? bs->local[i].parts[p] : NULL;
+	if (!part || part->state != RMQ_PART_ONLINE) {
+		*code = EC_NOT_AVAILABLE;
+		return NULL;
+	}
+	return part;
+}
+
+const char *rmq_partition_unavailable(struct rmq_bshard *bs, const char *topic, uint32_t p)
+{
+	long i = rmq_meta_find(bs->meta, topic);
+	struct rmq_partition *part = i >= 0 && p < bs->meta->topics[i].partitions && bs->local[i].parts
+					     ? bs->local[i].parts[p]
+					     : NULL;
+	if (!part)
+		return "is not on this shard";
+	switch (part->state) {
+	case RMQ_PART_OPENING:
+		return "is being opened (recovering its log): retry";
+	case RMQ_PART_FAILED:
+		return rmq_strerror(part->error);
+	default:
+		return "is closing";
+	}
+}
+
+int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
+{
+	long i = rmq_meta_find(bs->meta, topic);
+	if (i < 0) {
+		*code = EC_TOPIC_NOT_FOUND;
+		return -1;
+	}
+	if (p >= bs->meta->topics[i].partitions) {
+		*code = EC_PARTITION_NOT_FOUND;
+		return -1;
+	}
+	return (int)rmq_partition_shard(topic, p, bs->nshards);
+}
+
+void rmq_partition_mark_dirty(struct rmq_partition *p)
+{
+	if (p->dirty)
+		return;
+	p->dirty = true;
+	p->dirty_next = p->bs->dirty;
+	p->bs->dirty = p;
+}
+
+int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gone,
+			 void (*done)(void *arg), void *arg)
+{
+	struct rmq_tlocal *local = calloc(m->ntopics ? m->ntopics : 1, sizeof(*local));
+	struct part_apply *a = calloc(1, sizeof(*a));
+	struct rmq_meta *old = bs->meta;
+	struct rmq_tlocal *old_local = bs->local;
+
+	if (!local || !a)
+		goto nomem;
+	for (size_t i = 0; i < m->ntopics; i++) {
+		if (!(local[i].parts = calloc(m->topics[i].partitions, sizeof(*local[i].parts))))
+			goto nomem;
+	}
+	/* Nothing can fail from here: the old tables are taken apart. */
+	a->pending = 1;
+	a->done = done;
+	a->arg = arg;
+	for (size_t i = 0; i < m->ntopics; i++) {
+		const struct rmq_topic *t = &m->topics[i];
+		long oi = old ? rmq_meta_find(old, t->name) : -1;
+		bool same = oi >= 0 && strcmp(old->topics[oi].id, t->id) == 0;
+		for (uint32_t p = 0; p < t->partitions; p++) {
+			if (rmq_partition_shard(t->name, p, bs->nshards) != bs->id)
+				continue;
+			struct rmq_partition *part = NULL;
+			if (same && p < old->topics[oi].partitions && old_local[oi].parts) {
+				part = old_local[oi].parts[p];
+				old_local[oi].parts[p] = NULL; /* moved */
+			}
+			if (part) {
+				part->topic = t;
+				/* AlterConfigs: the log takes the new limits. */
+				if (part->log && part->state == RMQ_PART_ONLINE)
+					rmq_log_set_limits(part->log, t->cfg.segment_bytes, t->cfg.segment_ms,
+							   t->cfg.retention_bytes, t->cfg.retention_ms);
+			} else {
+				part = part_new(bs, t, p, a);
+				if (!part)
+					rmq_error("partition %s-%u: out of memory", t->name, p);
+			}
+			local[i].parts[p] = part;
+		}
+	}
+	/* What is left in the old tables is gone. */
+	for (size_t i = 0; old && i < old->ntopics; i++) {
+		if (!old_local[i].parts)
+			continue;
+		long ni = rmq_meta_find(m, old->topics[i].name);
+		bool deleted = ni < 0 || strcmp(m->topics[ni].id, old->topics[i].id) != 0;
+		for (uint32_t p = 0; p < old->topics[i].partitions; p++) {
+			struct rmq_partition *part = old_local[i].parts[p];
+			if (!part)
+				continue;
+			/* Its topic's record goes with the old snapshot. */
+			part->topic = NULL;
+			if (part->apply)
+				settle(part); /* an earlier apply stops waiting for it */
+			part->apply = a;
+			a->pending++;
+			start_close(part, remove_gone && deleted);
+		}
+		free(old_local[i].parts);
+	}
+	free(old_local);
+	bs->local = local;
+	bs->meta = m;
+	rmq_meta_ref(m);
+	if (old)
+		rmq_meta_unref(old);
+	apply_put(a);
+	return 0;
+nomem:
+	for (size_t i = 0; local && i < m->ntopics; i++)
+		free(local[i].parts);
+	free(local);
+	free(a);
+	return -ENOMEM;
+}
+
+/* ---- the cycle ---------------------------------------------------------------------- */
+
+static void retain_one(struct rmq_partition *p)
+{
+	int n = rmq_log_retain(p->log);
+	if (n < 0)
+		rmq_warn("retention of %s-%u: %s", p->topic_name, p->index, rmq_strerror(n));
+}
+
+void rmq_partitions_cycle(struct rmq_bshard *bs)
+{
+	struct rmq_partition *p = bs->dirty;
+	bs->dirty = NULL;
+	while (p) {
+		struct rmq_partition *next = p->dirty_next;
+		p->dirty = false;
+		if (p->backlog_head)
+			rmq_produce_retry_backlog(p);
+		rmq_log_flush(p->log);
+		if (p->backlog_head)
+			rmq_partition_mark_dirty(p); /* try again next cycle */
+		if (p->state == RMQ_PART_ONLINE && rmq_log_stats(p->log)->rolls != p->rolls_retained) {
+			/* Retention at each roll too, not only every
+			 * --retention-check: in steady state one segment goes
+			 * per roll, and the next segment reuses its file. */
+			p->rolls_retained = rmq_log_stats(p->log)->rolls;
+			retain_one(p);
+		}
+		p = next;
+	}
+	if (bs->closing)
+		step_closing(bs);
+}
+
+void rmq_partitions_for_each(struct rmq_bshard *bs, void (*fn)(struct rmq_partition *p))
+{
+	for (size_t i = 0; i < bs->meta->ntopics; i++)
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
+			if (bs->local[i].parts[p] && bs->local[i].parts[p]->state == RMQ_PART_ONLINE)
+				fn(bs->local[i].parts[p]);
+}
+
+void rmq_partitions_count(const struct rmq_bshard *bs, uint64_t count[RMQ_PART_DELETING + 1])
+{
+	memset(count, 0, sizeof(uint64_t) * (RMQ_PART_DELETING + 1));
+	for (size_t i = 0; i < bs->meta->ntopics; i++)
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
+			if (bs->local[i].parts[p])
+				count[bs->local[i].parts[p]->state]++;
+	count[RMQ_PART_CLOSING] += bs->nclosing;
+}
+
+static void stopped_nothing(void *arg)
+{
+	(void)arg;
+}
+
+bool rmq_partitions_stopped(struct rmq_bshard *bs)
+{
+	if (!bs->stopping_parts) {
+		/* An empty snapshot: every partition closes (files kept). */
+		struct rmq_meta *none = rmq_meta_new(0);
+		if (!none || rmq_partitions_apply(bs, none, false, stopped_nothing, NULL) < 0) {
+			if (none) {
+				free(none->topics);
+				free(none);
+			}
+			return false; /* out of memory: try again next cycle */
+		}
+		bs->stopping_parts = true;
+	}
+	return bs->nclosing == 0 && rmq_offload_pending(bs->b->offload, bs->s) == 0;
+}
