@@ -10,6 +10,7 @@
  * AdminService are in group_admin.c.
  */
 #include "broker/broker.h"
+#include "broker/cluster.h"
 #include "broker/describe.h"
 #include "broker/topics.h"
 
@@ -388,12 +389,12 @@ void rmq_admin_describe_cluster(struct rmq_call *c, void *msg)
 	Rustmq__Controller__DescribeClusterResponse r = RUSTMQ__CONTROLLER__DESCRIBE_CLUSTER_RESPONSE__INIT;
 	struct rmq_self_info self;
 	Rustmq__Common__BrokerInfo *brokers[1];
-	char *voters[1] = {(char *)bs->b->cfg.node_id};
+	char *voters[1] = {(char *)rmq_cluster_controller(bs)};
 	rmq_describe_self(bs, &self);
 	brokers[0] = &self.bi;
 	r.cluster_id = bs->b->cluster_id;
-	r.controller_id = (char *)bs->b->cfg.node_id;
-	r.controller_epoch = 1;
+	r.controller_id = (char *)rmq_cluster_controller(bs);
+	r.controller_epoch = rmq_cluster_controller_epoch(bs);
 	r.brokers = brokers;
 	r.n_brokers = 1;
 	r.controller_voter_ids = voters;

@@ -42,3 +42,19 @@ struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct r
 	(void)p;
 	return (struct rmq_leader){rmq_cluster_self(bs), SOLO_EPOCH, true};
 }
+
+size_t rmq_cluster_replicas(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
+			    const char **ids, size_t max)
+{
+	(void)t;
+	(void)p;
+	if (max > 0)
+		ids[0] = rmq_cluster_self(bs);
+	return 1;
+}
+
+size_t rmq_cluster_isr(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
+		       const char **ids, size_t max)
+{
+	return rmq_cluster_replicas(bs, t, p, ids, max);
+}

@@ -15,6 +15,7 @@
 #define RMQ_BROKER_CLUSTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rmq_bshard;
@@ -37,5 +38,12 @@ struct rmq_leader {
 };
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p);
+
+/* The replicas of partition p of t (preferred leader first) and its
+ * in-sync replicas, into ids[0..max): returns how many there are. */
+size_t rmq_cluster_replicas(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
+			    const char **ids, size_t max);
+size_t rmq_cluster_isr(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
+		       const char **ids, size_t max);
 
 #endif /* RMQ_BROKER_CLUSTER_H */

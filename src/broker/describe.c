@@ -3,6 +3,7 @@
  * (describe.h). */
 #include "broker/describe.h"
 
+#include "broker/cluster.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -15,15 +16,15 @@ void rmq_describe_self(struct rmq_bshard *bs, struct rmq_self_info *s)
 	rustmq__common__broker_info__init(&s->bi);
 	rustmq__common__broker_id__init(&s->id);
 	google__protobuf__timestamp__init(&s->hb);
-	s->id.id = (char *)b->cfg.node_id;
+	s->id.id = (char *)rmq_cluster_self(bs);
 	s->bi.id = &s->id;
 	s->bi.host = (char *)(b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host);
 	s->bi.port = atomic_load(&b->port);
 	s->bi.state = atomic_load(&b->serving) ? RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING
 					       : RUSTMQ__COMMON__BROKER_STATE__BROKER_SHUTTING_DOWN;
-	s->bi.epoch = 1;
+	s->bi.epoch = rmq_cluster_broker_epoch(bs);
 	s->bi.shards = bs->nshards;
-	s->bi.is_controller = true;
+	s->bi.is_controller = rmq_cluster_is_controller(bs);
 	uint64_t now = rmq_wall_ms();
 	s->hb.seconds = (int64_t)(now / 1000);
 	s->hb.nanos = (int32_t)(now % 1000) * 1000000;
@@ -41,13 +42,14 @@ Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct 
 	Rustmq__Common__PartitionMetadata *pms = rmq_arena_alloc(a, n * sizeof(*pms));
 	Rustmq__Common__PartitionMetadata **pps = rmq_arena_alloc(a, n * sizeof(*pps));
 	Rustmq__Common__TopicPartition *tps = rmq_arena_alloc(a, n * sizeof(*tps));
-	char **self = rmq_arena_alloc(a, sizeof(char *));
-	if (!tm || !tc || !ts || !pms || !pps || !tps || !self)
+	/* Replica and ISR ids: at most the replication factor each. */
+	size_t rf = t->replication_factor ? t->replication_factor : 1;
+	const char **ids = rmq_arena_alloc(a, 2 * n * rf * sizeof(char *));
+	if (!tm || !tc || !ts || !pms || !pps || !tps || !ids)
 		return NULL;
 	rustmq__common__topic_metadata__init(tm);
 	rustmq__common__topic_config__init(tc);
 	google__protobuf__timestamp__init(ts);
-	*self = (char *)bs->b->cfg.node_id;
 	tm->name = (char *)t->name;
 	tm->topic_id = (char *)t->id;
 	tm->is_internal = t->internal;
@@ -65,12 +67,14 @@ Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct 
 		tps[p].topic = (char *)t->name;
 		tps[p].partition = (uint32_t)p;
 		pms[p].topic_partition = &tps[p];
-		pms[p].leader_id = (char *)bs->b->cfg.node_id;
-		pms[p].leader_epoch = 1;
-		pms[p].replica_ids = self;
-		pms[p].n_replica_ids = 1;
-		pms[p].isr_ids = self;
-		pms[p].n_isr_ids = 1;
+		struct rmq_leader l = rmq_cluster_leader(bs, t, (uint32_t)p);
+		const char **reps = ids + 2 * p * rf, **isr = reps + rf;
+		pms[p].leader_id = (char *)l.id;
+		pms[p].leader_epoch = l.epoch;
+		pms[p].replica_ids = (char **)reps;
+		pms[p].n_replica_ids = rmq_cluster_replicas(bs, t, (uint32_t)p, reps, rf);
+		pms[p].isr_ids = (char **)isr;
+		pms[p].n_isr_ids = rmq_cluster_isr(bs, t, (uint32_t)p, isr, rf);
 		pms[p].shard = rmq_partition_shard(t->name, (uint32_t)p, bs->nshards);
 		pps[p] = &pms[p];
 	}

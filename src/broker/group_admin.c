@@ -10,6 +10,7 @@
  * tour, so the results need no locking, and a shard that must wait (a
  * deletion's tombstones becoming durable) simply sends the tour on later.
  */
+#include "broker/cluster.h"
 #include "broker/group_int.h"
 
 #include "broker/lookup.h"
@@ -200,7 +201,7 @@ static void list_visit(struct rmq_gshard *gs, struct tour *t)
 			l->group_id = bag_str(&t->bag, g->id);
 			l->protocol_type = "consumer";
 			l->state = g->state;
-			l->coordinator_id = (char *)gs->bs->b->cfg.node_id;
+			l->coordinator_id = (char *)rmq_cluster_self(gs->bs);
 			t->listings[t->nlistings++] = l;
 		}
 	}
@@ -242,7 +243,7 @@ static Rustmq__Controller__GroupDescription *describe_one(struct rmq_gshard *gs,
 	d->state = g->state;
 	d->protocol_type = "consumer";
 	d->protocol = g->state == GS_STABLE ? (char *)rmq_assignor_name(g->assignor) : "";
-	d->coordinator_id = (char *)gs->bs->b->cfg.node_id;
+	d->coordinator_id = (char *)rmq_cluster_self(gs->bs);
 	d->generation_id = g->generation ? g->generation : -1;
 	d->leader_member_id = bag_str(b, g->leader);
 	d->members = bag_calloc(b, g->nmembers, sizeof(*d->members));

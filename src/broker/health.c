@@ -8,6 +8,7 @@
  * that shard, answered on the origin once every shard is back.
  */
 #include "broker/broker.h"
+#include "broker/cluster.h"
 
 #include "broker/health.pb-c.h"
 #include "core/error.h"
@@ -258,8 +259,8 @@ static void broker_health_done(struct gather *g)
 	}
 #undef DETAIL
 	r.status = status;
-	r.broker_id = (char *)bs->b->cfg.node_id;
-	r.broker_epoch = 1;
+	r.broker_id = (char *)rmq_cluster_self(bs);
+	r.broker_epoch = rmq_cluster_broker_epoch(bs);
 	r.broker_state = serving ? RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING
 				 : RUSTMQ__COMMON__BROKER_STATE__BROKER_SHUTTING_DOWN;
 	r.uptime_ms = wall - bs->b->started_ms;

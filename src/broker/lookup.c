@@ -96,7 +96,7 @@ uint64_t rmq_lookup_time(struct rmq_partition *p, bool max, int64_t ts_ms, int64
 	int64_t at = ts_ms;
 	if ((max && rmq_log_max_timestamp(p->log, &at) < 0) ||
 	    rmq_log_offset_for_time(p->log, at, &v.offset) < 0)
-		v.offset = rmq_log_high_watermark(p->log);
+		v.offset = p->hw;
 	else
 		to_record(p, &v, at);
 	if (ts_found)
@@ -117,7 +117,8 @@ static void lookup_exec(struct rmq_xmsg *m)
 			 v->partition);
 	} else {
 		v->log_start = rmq_log_start_offset(p->log);
-		v->hw = rmq_log_high_watermark(p->log);
+		v->hw = p->hw;
+		v->leader_epoch = p->leader_epoch;
 		switch (v->spec) {
 		case RMQ_LOOKUP_EARLIEST:
 			v->offset = v->log_start;
@@ -206,7 +207,7 @@ static void lo_done(void *arg)
 			rs[i].error_code = (Rustmq__Common__ErrorCode)op->v[i].code;
 			rs[i].error_message = op->v[i].err;
 			rs[i].offset = op->v[i].offset;
-			rs[i].leader_epoch = 1;
+			rs[i].leader_epoch = op->v[i].leader_epoch;
 			bool timed = op->v[i].spec == RMQ_LOOKUP_TIMESTAMP ||
 				     op->v[i].spec == RMQ_LOOKUP_MAX_TIMESTAMP;
 			if (timed && op->v[i].code == 0) {

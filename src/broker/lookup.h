@@ -51,6 +51,7 @@ struct rmq_lookup {
 	int code;
 	char err[320];
 	uint64_t offset, log_start, hw;
+	uint32_t leader_epoch;
 	int64_t ts_found;
 	/* Private. */
 	struct rmq_xmsg msg;

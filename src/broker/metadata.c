@@ -7,6 +7,7 @@
  * messages to other shards (describe.h builds the messages).
  */
 #include "broker/broker.h"
+#include "broker/cluster.h"
 #include "broker/describe.h"
 #include "broker/group.h"
 
@@ -36,7 +37,7 @@ void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
 		r.brokers = brokers;
 		r.n_brokers = 1;
 		r.cluster_id = bs->b->cluster_id;
-		r.controller_id = (char *)bs->b->cfg.node_id;
+		r.controller_id = (char *)rmq_cluster_controller(bs);
 		r.metadata_version = bs->meta->version;
 		rmq_reply_pb(c, &r.base);
 	}
@@ -78,7 +79,7 @@ void rmq_md_broker_list(struct rmq_call *c, void *msg)
 	r.brokers = brokers;
 	r.n_brokers = 1;
 	r.cluster_id = bs->b->cluster_id;
-	r.controller_id = (char *)bs->b->cfg.node_id;
+	r.controller_id = (char *)rmq_cluster_controller(bs);
 	r.metadata_version = bs->meta->version;
 	rmq_reply_pb(c, &r.base);
 	rustmq__client__get_broker_list_request__free_unpacked(req, NULL);
@@ -135,8 +136,8 @@ void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 	rmq_describe_self(bs, &self);
 	brokers[0] = &self.bi;
 	cm.cluster_id = bs->b->cluster_id;
-	cm.controller_id = (char *)bs->b->cfg.node_id;
-	cm.controller_epoch = 1;
+	cm.controller_id = (char *)rmq_cluster_controller(bs);
+	cm.controller_epoch = rmq_cluster_controller_epoch(bs);
 	cm.brokers = brokers;
 	cm.n_brokers = 1;
 	cm.metadata_version = bs->meta->version;

@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "core/pbwire.h"
 #include "core/util.h"
+#include "broker/cluster.h"
 #include "broker/dedup.h"
 #include "broker/methods.h"
 #include "broker/request.h"
@@ -830,11 +831,24 @@ static void exec_on_owner(struct rmq_produce *pr)
 
 	pr->owner = bs->id;
 	if (!p) {
-		pr_fail(pr, code, code == EC_TOPIC_NOT_FOUND ? "unknown topic '%s'" : "partition %s-%u does not exist",
-			pr->topic, pr->partition);
+		if (code == EC_TOPIC_NOT_FOUND)
+			pr_fail(pr, code, "unknown topic '%s'", pr->topic);
+		else if (code == EC_PARTITION_NOT_FOUND)
+			pr_fail(pr, code, "partition %s-%u does not exist", pr->topic, pr->partition);
+		else
+			pr_fail(pr, code, "partition %s-%u %s", pr->topic, pr->partition,
+				rmq_partition_unavailable(bs, pr->topic, pr->partition));
 		reply_to_origin(pr);
 		return;
 	}
+	if (p->role != RMQ_ROLE_LEADER) {
+		pr_fail(pr, EC_NOT_LEADER, "this broker does not lead %s-%u", pr->topic, pr->partition);
+		reply_to_origin(pr);
+		return;
+	}
+	/* Every stored batch carries the epoch of the leader that wrote it
+	 * (whatever the producer sent in the field). */
+	pr->app.hdr.leader_epoch = p->leader_epoch;
 	const struct rmq_topic_config *tc = &p->topic->cfg;
 	pr->log_append_time = tc->log_append_time;
 	if (tc->log_append_time) {
@@ -934,8 +948,8 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	r->topic_partition = tp;
 	r->error_code = (Rustmq__Common__ErrorCode)pr->code;
 	r->error_message = (char *)pr->err;
-	r->leader_id = (char *)bs->b->cfg.node_id;
-	r->leader_epoch = 1;
+	r->leader_id = (char *)rmq_cluster_self(bs);
+	r->leader_epoch = pr->app.hdr.leader_epoch;
 	r->correlation_id = pr->correlation_id;
 	if (pr->code == EC_OK || is_duplicate(pr->code)) {
 		r->offset = pr->base_offset;

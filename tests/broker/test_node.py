@@ -652,6 +652,8 @@ def check_batch(b, raw, records=None, base=None, compressed_as=None):
     records produced into it."""
     eq(b.magic, 2, "magic")
     check(b.record_count >= 1, "record_count >= 1")
+    check(b.partition_leader_epoch >= 1,
+          f"batch @{b.base_offset} carries the leader epoch that wrote it (got {b.partition_leader_epoch})")
     eq(b.last_offset_delta, b.record_count - 1, "last_offset_delta")
     if base is not None:
         eq(b.base_offset, base, "base_offset")
