@@ -563,6 +563,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->wrapped = false;
 	log->pend_file_pos = pos;
 	log->lead_in_map = true;
+	log->lead_in_copy = false;
 	log->wr_seg = log->wb_seg = NULL;
 	log->roll.failed = 0; /* about a segment that is gone or whole again */
 	/* The deletions must be durable too: a later segment reappearing
