@@ -102,6 +102,14 @@ static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t
 		rc = -errno;
 		goto err;
 	}
+	/* Appends touch the index a page at a time.  Without this the first
+	 * fault read ahead up to the device's read_ahead_kb (8 MiB here) of
+	 * the sparse file: the whole index zeroed into the page cache as
+	 * large folios, on the shard thread, and dirtied whole by one entry,
+	 * so writeback wrote megabytes of zeros per segment.  That was half
+	 * the shard's time with 1,000 partitions (docs/storage.md, "Many
+	 * partitions").  Advice only: ignore failure. */
+	(void)madvise(m, len, MADV_RANDOM);
 	*fd_out = fd;
 	*map_out = m;
 	return 0;
