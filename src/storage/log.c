@@ -124,9 +124,12 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		seg = log_active(log);
 	}
 	/* Disk space first: a full disk refuses the append, it never tears it. */
-	rc = rmq_segment_reserve(seg, seg->size + len, log->cfg.segment_bytes, log->cfg.prealloc);
-	if (rc < 0)
+	rc = log_reserve_space(log, seg, seg->size + len);
+	if (rc < 0) {
+		if (rc == RMQ_EFULL)
+			log->stats.buffer_full++;
 		return rc;
+	}
 	/* A large entry is written from a buffer of its own (log_write.c,
 	 * "Large entries"), so the write buffer does not bound a batch. */
 	bool large = log_is_large(log, len);
@@ -428,7 +431,8 @@ int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
 bool rmq_log_idle(const struct rmq_log *log)
 {
 	return log->aq_head == NULL && log->wq_len == 0 && !log->sync.inflight &&
-	       !log->zero.inflight && log->fill == log->pend && log->roll.stage == ROLL_IDLE;
+	       !log->zero.inflight && !log->falloc.inflight && log->fill == log->pend &&
+	       log->roll.stage == ROLL_IDLE;
 }
 
 int rmq_log_close(struct rmq_log *log)
@@ -450,7 +454,8 @@ int rmq_log_close(struct rmq_log *log)
 	for (;;) {
 		log_retire_writes(log); /* those that never went out (submit_wop) */
 		if (!log->zero.inflight && !log->sync.inflight && !log->wb.inflight &&
-		    log->wq_len == 0 && log->unlinks == 0 && !log->roll.inflight)
+		    !log->falloc.inflight && log->wq_len == 0 && log->unlinks == 0 &&
+		    !log->roll.inflight)
 			break;
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */

@@ -54,8 +54,10 @@
  *                                           rolled fails once with the error
  *   undoing a roll (that directory        the log fails
  *     sync, re-cutting the old segment)
- *   preallocation at an append            the append is refused with the
- *     (fallocate)                           error, nothing appended
+ *   reserving space ahead (FALLOCATE      the append that needs the space is
+ *     on the ring)                          refused with the error, nothing
+ *                                           appended; the next one reserves
+ *                                           again
  *   a zero-ahead write                    a warning; zeroing stops
  *   a writeback hint, the unlink of a     a warning at most
  *     deleted segment

@@ -104,6 +104,18 @@ struct zero_op {
 	struct iovec iov[RMQ_ZERO_IOV];
 };
 
+/* Reserves disk ahead of the data: IORING_OP_FALLOCATE of the active
+ * segment's data file up to `end` (log_write.c, "Preallocation"). */
+struct falloc_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	struct rmq_segment *seg;
+	uint64_t end;
+	bool inflight;
+	int err;                    /* the last reservation's error, for the
+				     * append that needs the space (once) */
+};
+
 enum roll_stage {
 	ROLL_IDLE,
 	ROLL_SEALING,  /* the old segment's data file is being synced */
@@ -179,6 +191,7 @@ struct rmq_log {
 	uint32_t nwops, wq_head, wq_len;
 
 	struct sync_op sync;
+	struct falloc_op falloc;
 	struct zero_op zero;
 	struct wb_op wb;
 	struct roll roll;
@@ -238,6 +251,7 @@ void log_ack_to(struct rmq_log *log, uint64_t offset);
 void log_retire_writes(struct rmq_log *log);
 int log_cut_pending(struct rmq_log *log);
 int64_t log_reserve(struct rmq_log *log, uint32_t n);
+int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upto);
 bool log_is_large(const struct rmq_log *log, uint64_t n);
 uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n);
 void log_queue_large(struct rmq_log *log, struct rmq_segment *seg, uint32_t n,

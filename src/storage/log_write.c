@@ -65,7 +65,16 @@
  * thus bounded by the segment size and RMQ_BATCH_BYTES_MAX, never by the
  * write buffer (rmq_log_batch_bytes_max).
  *
- * Preallocation.  A 1 MiB buffered write followed by fdatasync reaches
+ * Preallocation follows the data (segment.h): a new segment reserves
+ * RMQ_PREALLOC_MIN, and log_reserve_space() reserves the rest ahead of the
+ * appends with IORING_OP_FALLOCATE, off the shard's thread: about as much
+ * again as the segment holds (at least RMQ_PREALLOC_MIN, at most
+ * RMQ_PREALLOC_STEP), issued when less than half of that is left, so a
+ * steady writer never waits for it.  An append beyond the reserved space
+ * waits (RMQ_EFULL) for the reservation in flight; one that fails refuses
+ * the append that needs the space.  Zero-ahead never goes past it.
+ *
+ * Zeroing.  A 1 MiB buffered write followed by fdatasync reaches
  * ~180 MB/s into fallocated (unwritten) extents, because every sync must
  * also commit the extent conversion, but ~1 GB/s when overwriting blocks
  * already written.  So on the page-cache path the default mode fallocates
@@ -572,6 +581,8 @@ static void zero_ahead(struct rmq_log *log)
 		limit = log->cfg.segment_bytes;
 	if (limit > seg->map_len)
 		limit = seg->map_len;
+	if (limit > seg->prealloc_end)
+		limit = seg->prealloc_end; /* zeros follow the reservation, not lead it */
 	if (seg->zeroed >= limit)
 		return;
 	uint64_t len = limit - seg->zeroed;
@@ -699,6 +710,81 @@ static int64_t reserve_direct(struct rmq_log *log, uint32_t n)
 	return log->fill;
 }
 
+/* ---- disk space ----------------------------------------------------------- */
+
+static void submit_falloc(struct rmq_log *log, struct rmq_segment *seg, uint64_t end);
+
+static void falloc_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct falloc_op *f = (struct falloc_op *)op;
+	struct rmq_log *log = f->log;
+
+	(void)flags;
+	f->inflight = false;
+	if (res == -EAGAIN || res == -EINTR) {
+		submit_falloc(log, f->seg, f->end);
+		return;
+	}
+	if (res == -EOPNOTSUPP) {
+		/* No fallocate here: files grow as they are written. */
+		log->cfg.prealloc = RMQ_PREALLOC_NONE;
+		return;
+	}
+	if (res < 0) {
+		f->err = res;
+		return;
+	}
+	f->err = 0;
+	if (f->seg->prealloc_end < f->end)
+		f->seg->prealloc_end = f->end;
+}
+
+/* Allocates the active segment's data file up to end through the ring. */
+static void submit_falloc(struct rmq_log *log, struct rmq_segment *seg, uint64_t end)
+{
+	struct falloc_op *f = &log->falloc;
+	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &f->op);
+
+	f->seg = seg;
+	f->end = end;
+	f->inflight = true;
+	if (sqe)
+		io_uring_prep_fallocate(sqe, seg->fd, 0, 0, (off_t)end);
+	else
+		rmq_io_defer(log->io, &f->op); /* falloc_done: -EAGAIN */
+}
+
+/*
+ * Makes sure the active segment's data file is allocated up to `upto`
+ * before an append takes [size, upto): "disk space first", so that a full
+ * disk refuses the append instead of tearing it.  Reserves ahead through
+ * the ring when less than half of the distance ahead is left, so the
+ * appends rarely wait.  Returns 0 when the space is there (or nothing is
+ * preallocated), RMQ_EFULL while a reservation it needs is under way, or
+ * the error the last reservation failed with (once; the next call tries
+ * again).
+ */
+int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upto)
+{
+	struct falloc_op *f = &log->falloc;
+	uint64_t cap = log->cfg.segment_bytes < seg->map_len ? log->cfg.segment_bytes : seg->map_len;
+
+	if (log->cfg.prealloc == RMQ_PREALLOC_NONE)
+		return 0;
+	if (f->err && upto > seg->prealloc_end) {
+		int err = f->err;
+		f->err = 0;
+		return err;
+	}
+	uint64_t ahead = seg->size < RMQ_PREALLOC_MIN	? RMQ_PREALLOC_MIN
+			 : seg->size > RMQ_PREALLOC_STEP ? RMQ_PREALLOC_STEP
+							 : seg->size;
+	uint64_t want = upto + ahead < cap ? upto + ahead : cap;
+	if (!f->inflight && seg->prealloc_end < cap && seg->prealloc_end < upto + ahead / 2)
+		submit_falloc(log, seg, want > upto ? want : upto);
+	return upto <= seg->prealloc_end ? 0 : RMQ_EFULL;
+}
+
 /* ---- large entries ------------------------------------------------------ */
 
 bool log_is_large(const struct rmq_log *log, uint64_t n)
@@ -804,6 +890,8 @@ void log_write_init(struct rmq_log *log)
 	log->zero.log = log;
 	log->wb.op.cb = wb_done;
 	log->wb.log = log;
+	log->falloc.op.cb = falloc_done;
+	log->falloc.log = log;
 	log->zero.fd = -1;
 	log->dfd = -1;
 }

@@ -186,8 +186,8 @@ static int map_log(struct rmq_segment *s, uint64_t len)
 }
 
 /* Allocates the data file up to `upto` bytes (and at least its current
- * size), a step at a time: a segment of 1 GiB holding 10 MiB must not
- * take 1 GiB of disk (8 partitions would take 8 GiB at creation). */
+ * size), synchronously: only RMQ_PREALLOC_MIN ahead of the data, at
+ * creation and at a cut (segment.h). */
 static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 		       enum rmq_prealloc prealloc)
 {
@@ -203,14 +203,6 @@ static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 	}
 	s->prealloc_end = upto;
 	return 0;
-}
-
-int rmq_segment_reserve(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
-			enum rmq_prealloc prealloc)
-{
-	if (upto <= s->prealloc_end || prealloc == RMQ_PREALLOC_NONE)
-		return 0;
-	return preallocate(s, upto + RMQ_PREALLOC_STEP, capacity, prealloc);
 }
 
 /* Drops B.recycled once the old bytes after the data are gone. */
@@ -277,7 +269,7 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 		if (s->fd < 0)
 			return errno == EEXIST ? RMQ_EEXIST : -errno;
 	}
-	rc = preallocate(s, RMQ_PREALLOC_STEP, capacity, prealloc);
+	rc = preallocate(s, RMQ_PREALLOC_MIN, capacity, prealloc);
 	if (rc < 0)
 		goto err;
 	rc = map_log(s, capacity);
@@ -675,7 +667,7 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	drop_marker(s);
 	s->prealloc_end = size;
 	if (size < capacity) {
-		int rc = preallocate(s, size + RMQ_PREALLOC_STEP, capacity, prealloc);
+		int rc = preallocate(s, size + RMQ_PREALLOC_MIN, capacity, prealloc);
 		if (rc < 0)
 			return rc;
 	}

@@ -1549,6 +1549,51 @@ Test(log, batches_larger_than_the_write_buffer)
 	free(recs);
 }
 
+/* Bytes of disk a file holds (allocated blocks). */
+static long long allocated(const char *path)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	return (long long)st.st_blocks * 512;
+}
+
+/*
+ * Preallocation follows the data (issue 14 item 9): a new segment of a
+ * 64 MiB segment size reserves RMQ_PREALLOC_MIN, not 64 MiB, and the
+ * reservation then grows through the ring with what the segment holds,
+ * about as much again, never a whole segment up front.  Every append is
+ * acknowledged; none waits forever for space.
+ */
+Test(log, preallocation_follows_the_data)
+{
+	char p[160];
+	env.cfg.segment_bytes = 64 << 20;
+	env.cfg.prealloc = RMQ_PREALLOC_FALLOCATE;
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.write_buffer_bytes = 1 << 20;
+	open_log(&env);
+	su_seg_file(p, sizeof(p), env.dir, 0, ".log");
+	cr_assert_leq(allocated(p), (long long)RMQ_PREALLOC_MIN, "an empty segment holds %lld",
+		      allocated(p));
+	struct su_batches model = {0};
+	uint64_t seq = 0;
+	for (int round = 1; round <= 4; round++) {
+		while (rmq_log_size_bytes(env.log) < (uint64_t)round << 20) {
+			su_append_seq(&env, seq, 20, VMAX, true, 1, &model);
+			seq += 20;
+		}
+		long long data = (long long)rmq_log_size_bytes(env.log);
+		long long got = allocated(p);
+		cr_assert_geq(got, data, "the data must sit in reserved space");
+		cr_assert_leq(got, 2 * data + (long long)RMQ_PREALLOC_MIN + (256 << 10),
+			      "%lld reserved for %lld of data", got, data);
+	}
+	cr_assert_eq(rmq_log_stats(env.log)->rolls, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
 /* The limit the broker validates max.message.bytes against. */
 Test(log, largest_batch)
 {
