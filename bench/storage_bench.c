@@ -16,6 +16,14 @@
  * The driver is one thread shaped like a shard: each cycle appends until the
  * write buffer refuses (RMQ_EFULL) or --inflight-batches are waiting, flushes
  * once, and runs completions.
+ *
+ * With --partitions N[,M...] it measures the cost of many partitions on one
+ * ring instead (issue 14 item 9): for each count it opens that many empty
+ * logs (reporting the time, and the disk and RSS each empty partition
+ * takes), then spreads --inflight-batches appends round-robin over all of
+ * them for --duration with fsync=always (one flush per appended log per
+ * cycle, as the broker's shard hook does), and reports msgs/s and the ack
+ * latency.
  */
 #include "core/error.h"
 #include "core/flags.h"
@@ -26,6 +34,7 @@
 #include "storage/log.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +56,7 @@ struct opts {
 	const char *fsync;
 	const char *prealloc;
 	const char *dir;
+	const char *partitions;
 	bool fio;
 	bool json;
 };
@@ -62,6 +72,7 @@ struct pending {
 	struct rmq_append a;
 	uint64_t t0;
 	struct pending *next_free;
+	uint32_t part; /* --partitions: the log it goes to */
 };
 
 struct run {
@@ -287,6 +298,181 @@ done:
 	rm_rf(dir);
 }
 
+/* ---- many partitions on one ring ---------------------------------------------- */
+
+static uint64_t tree_bytes;
+
+static int add_blocks(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path;
+	(void)type;
+	(void)ftw;
+	tree_bytes += (uint64_t)st->st_blocks * 512;
+	return 0;
+}
+
+/* Bytes of disk the files under dir take (allocated blocks). */
+static uint64_t disk_bytes(const char *dir)
+{
+	tree_bytes = 0;
+	(void)nftw(dir, add_blocks, 16, FTW_PHYS);
+	return tree_bytes;
+}
+
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0, res = 0;
+	if (f) {
+		if (fscanf(f, "%lu %lu", &size, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void run_partitions(const struct opts *o, uint32_t nparts)
+{
+	struct rmq_io_config ic = {.entries = 4096, .fixed_buffers = 256};
+	struct rmq_log_config cfg;
+	struct rmq_io *io;
+	char dir[4096], pdir[4200];
+	struct run run;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/parts-%u", o->dir, nparts);
+	rm_rf(dir);
+	if (mkdir(dir, 0755) < 0) {
+		printf("partitions=%u ERROR cannot create %s: %s\n", nparts, dir, strerror(errno));
+		return;
+	}
+	rmq_hist_reset(&run.lat);
+	run.acked = run.failed = run.first_error = 0;
+	g_run = &run;
+	rc = rmq_io_create(&ic, &io);
+	if (rc < 0) {
+		printf("partitions=%u ERROR io_uring: %s\n", nparts, rmq_strerror(rc));
+		return;
+	}
+	rmq_log_config_default(&cfg);
+	cfg.fsync = strcmp(o->fsync, "never") == 0 ? RMQ_FSYNC_NEVER : RMQ_FSYNC_ALWAYS;
+	cfg.segment_bytes = o->segment_bytes;
+	cfg.write_buffer_bytes = (uint32_t)o->write_buffer;
+	cfg.prealloc = strcmp(o->prealloc, "zero") == 0	     ? RMQ_PREALLOC_ZERO
+		       : strcmp(o->prealloc, "fallocate") == 0 ? RMQ_PREALLOC_FALLOCATE
+							       : RMQ_PREALLOC_NONE;
+	struct rmq_log **logs = calloc(nparts, sizeof(*logs));
+	bool *dirty = calloc(nparts, sizeof(*dirty));
+	uint32_t *dirty_list = calloc(nparts, sizeof(*dirty_list));
+	uint64_t rss0 = rss_bytes(), t0 = now_ns();
+	for (uint32_t i = 0; i < nparts; i++) {
+		snprintf(pdir, sizeof(pdir), "%s/p%u", dir, i);
+		rc = rmq_log_open(io, pdir, &cfg, &logs[i]);
+		if (rc < 0) {
+			printf("partitions=%u ERROR opening partition %u: %s\n", nparts, i,
+			       rmq_strerror(rc));
+			nparts = i;
+			goto done;
+		}
+	}
+	double open_s = (double)(now_ns() - t0) / 1e9;
+	uint64_t rss1 = rss_bytes(), disk = disk_bytes(dir);
+
+	size_t rlen;
+	uint8_t *recs = make_records(o->batch, o->record_bytes, &rlen);
+	struct iovec iov = {recs, rlen};
+	struct pending *pool = calloc(o->inflight, sizeof(*pool));
+	struct pending *free_list = NULL;
+	for (uint64_t i = 0; i < o->inflight; i++) {
+		pool[i].a.cb = on_ack;
+		pool[i].next_free = free_list;
+		free_list = &pool[i];
+	}
+	run.free_list = NULL;
+	uint64_t appended = 0, refused = 0;
+	uint32_t next = 0, ndirty = 0;
+	uint64_t t_start = now_ns(), t_end = t_start + o->duration_ns;
+	for (;;) {
+		bool running = now_ns() < t_end && run.failed == 0;
+		/* on_ack pushes finished appends on run.free_list. */
+		while (run.free_list) {
+			struct pending *p = run.free_list;
+			run.free_list = run.free_list->next_free;
+			p->next_free = free_list;
+			free_list = p;
+		}
+		if (!running && appended == run.acked + run.failed)
+			break;
+		/* One pass over the free slots: a partition that refuses
+		 * (RMQ_EFULL) keeps its slot for the next cycle. */
+		struct pending *keep = NULL;
+		while (running && free_list) {
+			struct pending *p = free_list;
+			free_list = p->next_free;
+			rmq_batch_hdr_init(&p->a.hdr);
+			p->a.hdr.record_count = (uint32_t)o->batch;
+			p->part = next++ % nparts;
+			p->t0 = now_ns();
+			rc = rmq_log_append(logs[p->part], &p->a, &iov, 1);
+			if (rc == RMQ_EFULL) {
+				refused++;
+				p->next_free = keep;
+				keep = p;
+				continue;
+			}
+			if (rc < 0) {
+				printf("partitions=%u ERROR append: %s\n", nparts, rmq_strerror(rc));
+				running = false;
+				p->next_free = keep;
+				keep = p;
+				break;
+			}
+			appended++;
+			if (!dirty[p->part]) {
+				dirty[p->part] = true;
+				dirty_list[ndirty++] = p->part;
+			}
+		}
+		while (keep) {
+			struct pending *p = keep;
+			keep = p->next_free;
+			p->next_free = free_list;
+			free_list = p;
+		}
+		for (uint32_t k = 0; k < ndirty; k++) {
+			rmq_log_flush(logs[dirty_list[k]]);
+			dirty[dirty_list[k]] = false;
+		}
+		ndirty = 0;
+		/* Logs with appends in flight flush again as completions free
+		 * room; the broker marks them dirty the same way. */
+		if (!running)
+			for (uint32_t i = 0; i < nparts; i++)
+				rmq_log_flush(logs[i]);
+		if (rmq_io_wait(io, 100ULL * 1000 * 1000) < 0)
+			break;
+	}
+	double secs = (double)(now_ns() - t_start) / 1e9;
+	double msgs = (double)run.acked * (double)o->batch / secs;
+	printf("partitions=%-5u open %.3f s   empty partition: disk %.1f KiB  RSS %.1f KiB   "
+	       "produce %10.0f msg/s %8.1f MB/s   ack p50 %7.1f us  p99 %8.1f  p99.9 %8.1f   "
+	       "refused %" PRIu64 "%s\n",
+	       nparts, open_s, (double)disk / nparts / 1024, (double)(rss1 - rss0) / nparts / 1024,
+	       msgs, msgs * (double)o->record_bytes / 1e6, rmq_hist_quantile(&run.lat, 0.50) / 1e3,
+	       rmq_hist_quantile(&run.lat, 0.99) / 1e3, rmq_hist_quantile(&run.lat, 0.999) / 1e3,
+	       refused, run.failed ? "  (appends failed)" : "");
+	free(pool);
+	free(recs);
+done:
+	for (uint32_t i = 0; i < nparts; i++)
+		rmq_log_close(logs[i]);
+	free(logs);
+	free(dirty);
+	free(dirty_list);
+	rmq_io_destroy(io);
+	rm_rf(dir);
+}
+
 /* Runs fio and returns its write bandwidth in MB/s, or a negative value. */
 static double run_fio(const struct opts *o, bool direct, uint64_t bs)
 {
@@ -361,6 +547,7 @@ int main(int argc, char **argv)
 		{"prealloc", RMQ_FLAG_CHOICE, &o.prealloc, "zero", "segment preallocation", 0, 0, "zero|fallocate|none"},
 		{"dir", RMQ_FLAG_STRING, &o.dir, "bench-data", "scratch directory (on the disk to measure)", 0, 0, NULL},
 		{"fio", RMQ_FLAG_BOOL, &o.fio, "true", "measure the disk with fio in the same run", 0, 0, NULL},
+		{"partitions", RMQ_FLAG_STRING, &o.partitions, "", "instead: partition counts to measure on one ring, comma-separated (e.g. 4,1000)", 0, 0, NULL},
 	};
 	size_t nflags = sizeof(flags) / sizeof(flags[0]);
 
@@ -380,6 +567,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (o.partitions[0]) {
+		printf("storage_bench: %" PRIu64 " B records x %" PRIu64 " per batch, %" PRIu64
+		       " appends in flight over all partitions, fsync=%s, %s preallocation, "
+		       "%.1f s per run, dir %s\n",
+		       o.record_bytes, o.batch, o.inflight,
+		       strcmp(o.fsync, "never") == 0 ? "never" : "always", o.prealloc,
+		       (double)o.duration_ns / 1e9, o.dir);
+		for (const char *p = o.partitions; *p;) {
+			char *end;
+			unsigned long n = strtoul(p, &end, 10);
+			if (end == p || n == 0 || n > 100000) {
+				fprintf(stderr, "storage_bench: bad --partitions '%s'\n", o.partitions);
+				return 2;
+			}
+			run_partitions(&o, (uint32_t)n);
+			p = *end == ',' ? end + 1 : end;
+		}
+		return 0;
+	}
 	/* One stored batch: records plus about 60 bytes of header. */
 	size_t rlen;
 	free(make_records(o.batch, o.record_bytes, &rlen));

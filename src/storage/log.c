@@ -28,6 +28,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+uint64_t rmq_log_batch_bytes_max(uint64_t segment_bytes)
+{
+	uint64_t entry_max = segment_bytes < RMQ_BATCH_BYTES_MAX ? segment_bytes : RMQ_BATCH_BYTES_MAX;
+	return entry_max > RMQ_BATCH_PREFIX_MAX ? entry_max - RMQ_BATCH_PREFIX_MAX : 0;
+}
+
 void rmq_log_config_default(struct rmq_log_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -99,7 +105,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	if (plen < 0)
 		return plen;
 	uint64_t len = (uint64_t)plen + rlen;
-	if (len > log->cfg.segment_bytes || len > log->wcap / 2)
+	if (len > log->cfg.segment_bytes)
 		return RMQ_ETOOBIG;
 
 	struct rmq_segment *seg = log_active(log);
@@ -118,15 +124,34 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		seg = log_active(log);
 	}
 	/* Disk space first: a full disk refuses the append, it never tears it. */
-	rc = rmq_segment_reserve(seg, seg->size + len, log->cfg.segment_bytes, log->cfg.prealloc);
-	if (rc < 0)
+	rc = log_reserve_space(log, seg, seg->size + len);
+	if (rc < 0) {
+		if (rc == RMQ_EFULL)
+			log->stats.buffer_full++;
 		return rc;
-	int64_t off = log_reserve(log, (uint32_t)len);
-	if (off < 0) {
-		log->stats.buffer_full++;
-		return (int)off;
 	}
-	uint8_t *dst = log->wbuf + off;
+	/* A large entry is written from a buffer of its own (log_write.c,
+	 * "Large entries"), so the write buffer does not bound a batch. */
+	bool large = log_is_large(log, len);
+	int64_t off = 0;
+	uint8_t *entry;
+	if (large) {
+		entry = log_reserve_large(log, (uint32_t)len);
+		if (!entry && log->failed)
+			return RMQ_ESTATE;
+		if (!entry) {
+			log->stats.buffer_full++;
+			return RMQ_EFULL;
+		}
+	} else {
+		off = log_reserve(log, (uint32_t)len);
+		if (off < 0) {
+			log->stats.buffer_full++;
+			return (int)off;
+		}
+		entry = log->wbuf + off;
+	}
+	uint8_t *dst = entry;
 	memcpy(dst, prefix, (size_t)plen);
 	dst += plen;
 	for (int i = 0; i < nrecs; i++) {
@@ -141,8 +166,11 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	 * keys and lengths only.  Nothing is committed yet, so returning here
 	 * leaves no trace (a roll or a new buffer lap just done is harmless). */
 	struct rmq_batch_view v;
-	if (rmq_batch_parse(log->wbuf + off, len, &v) != (int)len)
+	if (rmq_batch_parse(entry, len, &v) != (int)len) {
+		if (large)
+			log_drop_large(log);
 		return RMQ_EPROTO;
+	}
 	/* segment.ms ages a segment by the broker's clock, never by a
 	 * timestamp the producer chose; recovery reads the same value back
 	 * from the first batch's log_append_time_ms. */
@@ -151,7 +179,8 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	int64_t ts = h->max_timestamp_ms >= 0 ? h->max_timestamp_ms : (int64_t)h->log_append_time_ms;
 	rmq_segment_index_batch(seg, h->base_offset, seg->size, (uint32_t)len, ts,
 				log->cfg.index_interval_bytes);
-	log->fill = (uint32_t)off + (uint32_t)len;
+	if (!large)
+		log->fill = (uint32_t)off + (uint32_t)len;
 	seg->size += len;
 	log->next_offset += h->record_count;
 	seg->next_offset = log->next_offset;
@@ -166,7 +195,9 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	else
 		log->aq_head = a;
 	log->aq_tail = a;
-	if (!log->aq_uncut)
+	if (large)
+		log_queue_large(log, seg, (uint32_t)len, log->next_offset); /* in a write now */
+	else if (!log->aq_uncut)
 		log->aq_uncut = a;
 	log->stats.appends++;
 	log->stats.appended_bytes += len;
@@ -400,7 +431,8 @@ int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
 bool rmq_log_idle(const struct rmq_log *log)
 {
 	return log->aq_head == NULL && log->wq_len == 0 && !log->sync.inflight &&
-	       !log->zero.inflight && log->fill == log->pend && log->roll.stage == ROLL_IDLE;
+	       !log->zero.inflight && !log->falloc.inflight && log->fill == log->pend &&
+	       log->roll.stage == ROLL_IDLE;
 }
 
 void rmq_log_attach(struct rmq_log *log, struct rmq_io *io)
@@ -442,7 +474,8 @@ int rmq_log_close(struct rmq_log *log)
 	for (;;) {
 		log_retire_writes(log); /* those that never went out (submit_wop) */
 		if (!log->zero.inflight && !log->sync.inflight && !log->wb.inflight &&
-		    log->wq_len == 0 && log->unlinks == 0 && !log->roll.inflight)
+		    !log->falloc.inflight && log->wq_len == 0 && log->unlinks == 0 &&
+		    !log->roll.inflight)
 			break;
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */

@@ -54,8 +54,10 @@
  *                                           rolled fails once with the error
  *   undoing a roll (that directory        the log fails
  *     sync, re-cutting the old segment)
- *   preallocation at an append            the append is refused with the
- *     (fallocate)                           error, nothing appended
+ *   reserving space ahead (FALLOCATE      the append that needs the space is
+ *     on the ring)                          refused with the error, nothing
+ *                                           appended; the next one reserves
+ *                                           again
  *   a zero-ahead write                    a warning; zeroing stops
  *   a writeback hint, the unlink of a     a warning at most
  *     deleted segment
@@ -172,6 +174,15 @@ struct rmq_log_stats {
 };
 
 /*
+ * The largest batch (records bytes, recs of rmq_log_append) a log with
+ * segments of segment_bytes stores: its entry must fit one segment and the
+ * batch RMQ_BATCH_BYTES_MAX (less the largest prefix, so it is exact to
+ * within 192 bytes, on the safe side).  The write buffer does not limit
+ * it.  For validating max.message.bytes against segment.bytes.
+ */
+uint64_t rmq_log_batch_bytes_max(uint64_t segment_bytes);
+
+/*
  * Opens (creating if absent) the log in directory dir, recovering it:
  * every segment is opened (rmq_segment_open; the newest one fully
  * scanned), a torn or corrupt tail of the newest segment is cut and the
@@ -217,11 +228,18 @@ int rmq_log_close(struct rmq_log *log);
  * set), possibly split across iovecs.  Sets a->hdr.base_offset and
  * log_append_time_ms before returning 0; a->cb runs later, once the batch
  * is acknowledged per the fsync policy.
+ * Any batch up to rmq_log_batch_bytes_max(segment_bytes) is stored,
+ * whatever write_buffer_bytes is: an entry larger than half the write
+ * buffer is copied to a buffer of its own and written from there (one at
+ * a time per log), in order with the rest and with the same durability
+ * and acknowledgement.
  * Returns 0, or (with nothing appended and no callback):
  *   RMQ_ECRC      hdr.crc32 is nonzero and differs from the records' CRC
- *   RMQ_ETOOBIG   the entry exceeds the segment size or the write buffer
+ *   RMQ_ETOOBIG   the entry exceeds the segment size, or the batch
+ *                 RMQ_BATCH_BYTES_MAX (batch.h)
  *   RMQ_EFULL     the write buffer is full, or a roll waits for the old
- *                 segment's writes: retry after completions run
+ *                 segment's writes, or a large entry waits for the one
+ *                 before it: retry after completions run
  *   RMQ_EPROTO    record_count is 0, or (uncompressed) recs are not whole
  *                 field-7 elements, so the entry would not parse back
  *   RMQ_ESTATE    the log has failed (see above) or is closing

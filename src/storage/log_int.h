@@ -73,6 +73,13 @@ struct wop {
 	uint64_t end_offset; /* offset after the last batch of this write */
 	uint64_t start_ns;   /* first submitted */
 	bool done;
+	/* A large entry's write (log_write.c, "Large entries"): the I/O
+	 * bytes are at ext + io_off, not in the write buffer; ext_len
+	 * bytes are mapped there, unmapped when the write retires.  buf_off
+	 * is then the buffer's pend when it was queued (it holds nothing of
+	 * the buffer). */
+	uint8_t *ext;
+	size_t ext_len;
 };
 
 struct sync_op {
@@ -95,6 +102,18 @@ struct zero_op {
 	uint32_t done_len;
 	bool inflight;
 	struct iovec iov[RMQ_ZERO_IOV];
+};
+
+/* Reserves disk ahead of the data: IORING_OP_FALLOCATE of the active
+ * segment's data file up to `end` (log_write.c, "Preallocation"). */
+struct falloc_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	struct rmq_segment *seg;
+	uint64_t end;
+	bool inflight;
+	int err;                    /* the last reservation's error, for the
+				     * append that needs the space (once) */
 };
 
 enum roll_stage {
@@ -158,12 +177,21 @@ struct rmq_log {
 	struct rmq_segment *dfd_seg;
 	bool lead_in_map;           /* the partial block before pend_file_pos is
 				     * not in the buffer: copy it from the map */
+	bool lead_in_copy;          /* ... nor in the map: it is in lead[] */
+	uint8_t lead[RMQ_DIO_ALIGN]; /* that block, after a large entry */
+
+	/* A large entry between log_reserve_large() and log_queue_large():
+	 * its own buffer (ext_len bytes mapped at ext). */
+	uint8_t *large_buf;
+	size_t large_len;
+	uint32_t nlarge;            /* large writes in the FIFO */
 
 	/* Write FIFO: wops[(wq_head + i) % nwops], i < wq_len. */
 	struct wop *wops;
 	uint32_t nwops, wq_head, wq_len;
 
 	struct sync_op sync;
+	struct falloc_op falloc;
 	struct zero_op zero;
 	struct wb_op wb;
 	struct roll roll;
@@ -223,6 +251,12 @@ void log_ack_to(struct rmq_log *log, uint64_t offset);
 void log_retire_writes(struct rmq_log *log);
 int log_cut_pending(struct rmq_log *log);
 int64_t log_reserve(struct rmq_log *log, uint32_t n);
+int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upto);
+bool log_is_large(const struct rmq_log *log, uint64_t n);
+uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n);
+void log_queue_large(struct rmq_log *log, struct rmq_segment *seg, uint32_t n,
+		     uint64_t end_offset);
+void log_drop_large(struct rmq_log *log);
 int log_dio_open(struct rmq_log *log, struct rmq_segment *seg);
 void log_dio_close(struct rmq_log *log);
 

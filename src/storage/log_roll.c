@@ -297,14 +297,15 @@ int log_roll(struct rmq_log *log)
 	int rc = log_cut_pending(log);
 	if (rc < 0)
 		return rc;
-	/* A zero-ahead write landing after the seal would extend the cut
-	 * file, or touch the segment after retention freed it.  A group
+	/* A zero-ahead write or a reservation landing after the seal would
+	 * extend the cut file, or touch the segment after retention freed
+	 * it.  A group
 	 * commit's fdatasync of it must finish first too: a writeback error
 	 * is reported to one fsync of an open file, and the seal's, if it
 	 * came back first, would acknowledge data the other then reports
 	 * lost. */
 	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old) ||
-	    (log->sync.inflight && log->sync.seg == old))
+	    (log->sync.inflight && log->sync.seg == old) || log->falloc.inflight)
 		return RMQ_EFULL;
 	r->start_ns = log_lat_start(log);
 	rc = rmq_segment_seal_cut(old);
@@ -563,6 +564,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->wrapped = false;
 	log->pend_file_pos = pos;
 	log->lead_in_map = true;
+	log->lead_in_copy = false;
 	log->wr_seg = log->wb_seg = NULL;
 	log->roll.failed = 0; /* about a segment that is gone or whole again */
 	/* The deletions must be durable too: a later segment reappearing

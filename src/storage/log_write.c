@@ -52,7 +52,29 @@
  * worker thread; that was every write (io_uring_queue_async_work traced),
  * ~20% of rmqd's CPU at half the peak rate (docs/storage.md).
  *
- * Preallocation.  A 1 MiB buffered write followed by fdatasync reaches
+ * Large entries.  An entry larger than half the write buffer does not go
+ * through it: log_reserve_large() cuts what is pending into writes first,
+ * maps a buffer of the entry's size (whole blocks, with the lead bytes of
+ * its first block in front, under O_DIRECT), the append copies the entry
+ * there, and log_queue_large() queues its write in the same FIFO as the
+ * others, so it is retired, synced and acknowledged in offset order like
+ * any write; retiring it unmaps the buffer.  One large write per log is in
+ * flight at a time (the next waits with RMQ_EFULL), which bounds the extra
+ * memory to one batch per log.  The tail of its last block is kept in
+ * lead[] for the write after it, which re-writes that block.  A batch is
+ * thus bounded by the segment size and RMQ_BATCH_BYTES_MAX, never by the
+ * write buffer (rmq_log_batch_bytes_max).
+ *
+ * Preallocation follows the data (segment.h): a new segment reserves
+ * RMQ_PREALLOC_MIN, and log_reserve_space() reserves the rest ahead of the
+ * appends with IORING_OP_FALLOCATE, off the shard's thread: about as much
+ * again as the segment holds (at least RMQ_PREALLOC_MIN, at most
+ * RMQ_PREALLOC_STEP), issued when less than half of that is left, so a
+ * steady writer never waits for it.  An append beyond the reserved space
+ * waits (RMQ_EFULL) for the reservation in flight; one that fails refuses
+ * the append that needs the space.  Zero-ahead never goes past it.
+ *
+ * Zeroing.  A 1 MiB buffered write followed by fdatasync reaches
  * ~180 MB/s into fallocated (unwritten) extents, because every sync must
  * also commit the extent conversion, but ~1 GB/s when overwriting blocks
  * already written.  So on the page-cache path the default mode fallocates
@@ -75,6 +97,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static const uint8_t zero_chunk[RMQ_ZERO_CHUNK / RMQ_ZERO_IOV] __attribute__((aligned(4096)));
@@ -170,7 +193,7 @@ static void zero_ahead(struct rmq_log *log);
 static void submit_wop(struct rmq_log *log, struct wop *w)
 {
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &w->op);
-	const uint8_t *p = log->wbuf + w->io_off + w->done_len;
+	const uint8_t *p = (w->ext ? w->ext : log->wbuf) + w->io_off + w->done_len;
 	uint32_t n = w->io_len - w->done_len;
 
 	if (!sqe) {
@@ -180,7 +203,7 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 		rmq_io_defer(log->io, &w->op);
 		return;
 	}
-	if (log->wslot >= 0)
+	if (log->wslot >= 0 && !w->ext)
 		io_uring_prep_write_fixed(sqe, w->fd, p, n, w->io_pos + w->done_len, log->wslot);
 	else
 		io_uring_prep_write(sqe, w->fd, p, n, w->io_pos + w->done_len);
@@ -255,8 +278,13 @@ void log_retire_writes(struct rmq_log *log)
 		log->written = w->end_offset;
 		log->wr_seg = w->seg;
 		log->wr_pos = w->file_pos + w->len;
-		if (log->wrapped && w->buf_off + w->len == log->wrap_end)
+		if (w->ext) {
+			munmap(w->ext, w->ext_len);
+			w->ext = NULL;
+			log->nlarge--;
+		} else if (log->wrapped && w->buf_off + w->len == log->wrap_end) {
 			log->wrapped = false;
+		}
 		log->wq_head = (log->wq_head + 1) % log->nwops;
 		log->wq_len--;
 		moved = true;
@@ -553,6 +581,8 @@ static void zero_ahead(struct rmq_log *log)
 		limit = log->cfg.segment_bytes;
 	if (limit > seg->map_len)
 		limit = seg->map_len;
+	if (limit > seg->prealloc_end)
+		limit = seg->prealloc_end; /* zeros follow the reservation, not lead it */
 	if (seg->zeroed >= limit)
 		return;
 	uint64_t len = limit - seg->zeroed;
@@ -584,6 +614,17 @@ static void zero_ahead(struct rmq_log *log)
 /* ---- buffer space ------------------------------------------------------ */
 
 static int64_t reserve_direct(struct rmq_log *log, uint32_t n);
+
+/* Where the lead bytes (the head of the file block at pend_file_pos, lead
+ * long) of the next O_DIRECT write are found. */
+static const uint8_t *lead_src(struct rmq_log *log, uint32_t lead)
+{
+	if (log->lead_in_map)
+		return log_active(log)->map + (log->pend_file_pos - lead);
+	if (log->lead_in_copy)
+		return log->lead;
+	return log->wbuf + log->pend - lead;
+}
 
 /* Reserves n contiguous bytes at the buffer's fill point.  Returns the
  * buffer offset, or RMQ_EFULL. */
@@ -646,8 +687,7 @@ static int64_t reserve_direct(struct rmq_log *log, uint32_t n)
 		head = dio_down(log->wops[log->wq_head].buf_off);
 	}
 	uint32_t lead = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
-	const uint8_t *src = log->lead_in_map ? log_active(log)->map + (log->pend_file_pos - lead)
-					      : log->wbuf + log->pend - lead;
+	const uint8_t *src = lead_src(log, lead);
 	uint64_t dst;
 	if (log->wq_len == 0) {
 		dst = 0; /* nothing live: start over at 0 */
@@ -666,8 +706,175 @@ static int64_t reserve_direct(struct rmq_log *log, uint32_t n)
 	}
 	memmove(log->wbuf + dst, src, lead);
 	log->fill = log->pend = (uint32_t)dst + lead;
-	log->lead_in_map = false;
+	log->lead_in_map = log->lead_in_copy = false;
 	return log->fill;
+}
+
+/* ---- disk space ----------------------------------------------------------- */
+
+static void submit_falloc(struct rmq_log *log, struct rmq_segment *seg, uint64_t end);
+
+static void falloc_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct falloc_op *f = (struct falloc_op *)op;
+	struct rmq_log *log = f->log;
+
+	(void)flags;
+	f->inflight = false;
+	if (res == -EAGAIN || res == -EINTR) {
+		submit_falloc(log, f->seg, f->end);
+		return;
+	}
+	if (res == -EOPNOTSUPP) {
+		/* No fallocate here: files grow as they are written. */
+		log->cfg.prealloc = RMQ_PREALLOC_NONE;
+		return;
+	}
+	if (res < 0) {
+		f->err = res;
+		return;
+	}
+	f->err = 0;
+	if (f->seg->prealloc_end < f->end)
+		f->seg->prealloc_end = f->end;
+}
+
+/* Allocates the active segment's data file up to end through the ring. */
+static void submit_falloc(struct rmq_log *log, struct rmq_segment *seg, uint64_t end)
+{
+	struct falloc_op *f = &log->falloc;
+	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &f->op);
+
+	f->seg = seg;
+	f->end = end;
+	f->inflight = true;
+	if (sqe)
+		io_uring_prep_fallocate(sqe, seg->fd, 0, 0, (off_t)end);
+	else
+		rmq_io_defer(log->io, &f->op); /* falloc_done: -EAGAIN */
+}
+
+/*
+ * Makes sure the active segment's data file is allocated up to `upto`
+ * before an append takes [size, upto): "disk space first", so that a full
+ * disk refuses the append instead of tearing it.  Reserves ahead through
+ * the ring when less than half of the distance ahead is left, so the
+ * appends rarely wait.  Returns 0 when the space is there (or nothing is
+ * preallocated), RMQ_EFULL while a reservation it needs is under way, or
+ * the error the last reservation failed with (once; the next call tries
+ * again).
+ */
+int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upto)
+{
+	struct falloc_op *f = &log->falloc;
+	uint64_t cap = log->cfg.segment_bytes < seg->map_len ? log->cfg.segment_bytes : seg->map_len;
+
+	if (log->cfg.prealloc == RMQ_PREALLOC_NONE)
+		return 0;
+	if (f->err && upto > seg->prealloc_end) {
+		int err = f->err;
+		f->err = 0;
+		return err;
+	}
+	uint64_t ahead = seg->size < RMQ_PREALLOC_MIN	? RMQ_PREALLOC_MIN
+			 : seg->size > RMQ_PREALLOC_STEP ? RMQ_PREALLOC_STEP
+							 : seg->size;
+	uint64_t want = upto + ahead < cap ? upto + ahead : cap;
+	if (!f->inflight && seg->prealloc_end < cap && seg->prealloc_end < upto + ahead / 2)
+		submit_falloc(log, seg, want > upto ? want : upto);
+	return upto <= seg->prealloc_end ? 0 : RMQ_EFULL;
+}
+
+/* ---- large entries ------------------------------------------------------ */
+
+bool log_is_large(const struct rmq_log *log, uint64_t n)
+{
+	return n > log->wcap / 2;
+}
+
+/* Room for a large entry of n bytes in a buffer of its own, behind
+ * everything appended before it (see "Large entries" above).  Returns
+ * where the entry's bytes go, or NULL (RMQ_EFULL: a large write is in
+ * flight, no write slot is free, or, with O_DIRECT, the last write still
+ * owns the block this one starts in; the pending bytes were cut; or the
+ * log failed). */
+uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n)
+{
+	struct rmq_segment *seg = log_active(log);
+
+	RMQ_ASSERT(!log->large_buf);
+	if (log->nlarge > 0 || log_cut_pending(log) < 0 || log->wq_len == log->nwops)
+		return NULL;
+	if (log->zero.inflight && log->zero.seg == seg && log->pend_file_pos + n > log->zero.pos)
+		return NULL;
+	uint32_t lead = log->direct ? (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN) : 0;
+	if (log->direct && log->wq_len > 0) {
+		const struct wop *last = &log->wops[(log->wq_head + log->wq_len - 1) % log->nwops];
+		if (!last->done && last->seg == seg &&
+		    last->io_pos + last->io_len > log->pend_file_pos - lead)
+			return NULL;
+	}
+	if (log->direct && log->dfd_seg != seg) {
+		int rc = log_dio_open(log, seg);
+		if (rc < 0) {
+			log_fail(log, rc, "opening the data file for O_DIRECT");
+			return NULL;
+		}
+	}
+	size_t len = log->direct ? dio_up((uint64_t)lead + n) : n;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	log->large_buf = m;
+	log->large_len = len;
+	if (lead)
+		memcpy(log->large_buf, lead_src(log, lead), lead);
+	return log->large_buf + lead;
+}
+
+/* The reserved large entry was not appended after all: frees its buffer. */
+void log_drop_large(struct rmq_log *log)
+{
+	munmap(log->large_buf, log->large_len);
+	log->large_buf = NULL;
+}
+
+/* Queues and submits the write of the large entry just copied to the
+ * reserved buffer: n bytes at the segment's next position, end_offset
+ * the log offset after it. */
+void log_queue_large(struct rmq_log *log, struct rmq_segment *seg, uint32_t n,
+		     uint64_t end_offset)
+{
+	struct wop *w = &log->wops[(log->wq_head + log->wq_len) % log->nwops];
+	uint32_t lead = log->direct ? (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN) : 0;
+
+	RMQ_ASSERT(!log->direct || log->dfd_seg == seg); /* log_reserve_large */
+	w->seg = seg;
+	w->fd = log->direct ? log->dfd : seg->fd;
+	w->file_pos = log->pend_file_pos;
+	w->buf_off = log->pend;
+	w->len = n;
+	w->ext = log->large_buf;
+	w->ext_len = log->large_len;
+	w->io_off = 0;
+	w->io_pos = log->pend_file_pos - lead;
+	w->io_len = (uint32_t)w->ext_len;
+	w->end_offset = end_offset;
+	w->done_len = 0;
+	w->done = false;
+	w->start_ns = log_lat_start(log);
+	log->large_buf = NULL;
+	log->nlarge++;
+	log->wq_len++;
+	log->pend_file_pos += n;
+	if (log->direct) {
+		/* The next write re-writes the block this one ends in. */
+		uint32_t tail = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
+		memcpy(log->lead, w->ext + lead + n - tail, tail);
+		log->lead_in_copy = true;
+		log->lead_in_map = false;
+	}
+	submit_wop(log, w);
 }
 
 /* Binds the write path's operations to log (at open, before recovery). */
@@ -683,6 +890,8 @@ void log_write_init(struct rmq_log *log)
 	log->zero.log = log;
 	log->wb.op.cb = wb_done;
 	log->wb.log = log;
+	log->falloc.op.cb = falloc_done;
+	log->falloc.log = log;
 	log->zero.fd = -1;
 	log->dfd = -1;
 }

@@ -102,6 +102,14 @@ static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t
 		rc = -errno;
 		goto err;
 	}
+	/* Appends touch the index a page at a time.  Without this the first
+	 * fault read ahead up to the device's read_ahead_kb (8 MiB here) of
+	 * the sparse file: the whole index zeroed into the page cache as
+	 * large folios, on the shard thread, and dirtied whole by one entry,
+	 * so writeback wrote megabytes of zeros per segment.  That was half
+	 * the shard's time with 1,000 partitions (docs/storage.md, "Many
+	 * partitions").  Advice only: ignore failure. */
+	(void)madvise(m, len, MADV_RANDOM);
 	*fd_out = fd;
 	*map_out = m;
 	return 0;
@@ -178,8 +186,8 @@ static int map_log(struct rmq_segment *s, uint64_t len)
 }
 
 /* Allocates the data file up to `upto` bytes (and at least its current
- * size), a step at a time: a segment of 1 GiB holding 10 MiB must not
- * take 1 GiB of disk (8 partitions would take 8 GiB at creation). */
+ * size), synchronously: only RMQ_PREALLOC_MIN ahead of the data, at
+ * creation and at a cut (segment.h). */
 static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 		       enum rmq_prealloc prealloc)
 {
@@ -195,14 +203,6 @@ static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 	}
 	s->prealloc_end = upto;
 	return 0;
-}
-
-int rmq_segment_reserve(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
-			enum rmq_prealloc prealloc)
-{
-	if (upto <= s->prealloc_end || prealloc == RMQ_PREALLOC_NONE)
-		return 0;
-	return preallocate(s, upto + RMQ_PREALLOC_STEP, capacity, prealloc);
 }
 
 /* Drops B.recycled once the old bytes after the data are gone. */
@@ -269,7 +269,7 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 		if (s->fd < 0)
 			return errno == EEXIST ? RMQ_EEXIST : -errno;
 	}
-	rc = preallocate(s, RMQ_PREALLOC_STEP, capacity, prealloc);
+	rc = preallocate(s, RMQ_PREALLOC_MIN, capacity, prealloc);
 	if (rc < 0)
 		goto err;
 	rc = map_log(s, capacity);
@@ -667,7 +667,7 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	drop_marker(s);
 	s->prealloc_end = size;
 	if (size < capacity) {
-		int rc = preallocate(s, size + RMQ_PREALLOC_STEP, capacity, prealloc);
+		int rc = preallocate(s, size + RMQ_PREALLOC_MIN, capacity, prealloc);
 		if (rc < 0)
 			return rc;
 	}

@@ -163,8 +163,9 @@ struct rmq_segment_recovery {
 #define RMQ_SEGMENT_SPARE "spare.log"
 
 /*
- * Creates the files of a new, empty segment at dir/B.*, preallocating
- * capacity bytes of data file as prealloc says, and maps them.  With spare
+ * Creates the files of a new, empty segment of capacity bytes at dir/B.*,
+ * preallocating RMQ_PREALLOC_MIN of data file as prealloc says, and maps
+ * them.  With spare
  * (a path, normally dir/RMQ_SEGMENT_SPARE), B.log is that file renamed
  * (after B.recycled is created) rather than a new one.
  * Returns 0, RMQ_EEXIST if B.log exists, or a negated errno (-ENOENT: no
@@ -220,8 +221,8 @@ int rmq_segment_unlink(struct rmq_segment *s);
 /*
  * Cuts B.log to exactly size bytes (dropping everything after, so stale
  * entries can never be resurrected by a later recovery), drops index
- * entries at or beyond it, and re-preallocates up to capacity when
- * prealloc asks.  The greatest timestamp is recomputed from what is left
+ * entries at or beyond it, and preallocates RMQ_PREALLOC_MIN past it (at
+ * most up to capacity) when prealloc asks.  The greatest timestamp is recomputed from what is left
  * (re-reading the batches after the last index entry), and the age
  * (created_ms) restarts when nothing is.  Synchronous; for recovery,
  * truncation and sealing.
@@ -230,16 +231,17 @@ int rmq_segment_unlink(struct rmq_segment *s);
 int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 		    enum rmq_prealloc prealloc);
 
-/* Preallocation grows by this much at a time. */
-#define RMQ_PREALLOC_STEP (64ULL << 20)
-
 /*
- * Makes sure the data file is allocated up to `upto` (plus a step ahead),
- * never beyond capacity.  A synchronous fallocate() about once per
- * RMQ_PREALLOC_STEP of data.  Returns 0 or a negated errno (-ENOSPC).
+ * Preallocation follows the data: a new segment (and one cut by recovery
+ * or truncation) reserves RMQ_PREALLOC_MIN synchronously; the log reserves
+ * the rest ahead of its appends through the ring (log_write.c,
+ * "Preallocation"), about as much again as the segment holds, at least
+ * RMQ_PREALLOC_MIN and at most RMQ_PREALLOC_STEP at a time.  A partition
+ * holding little data thus holds little disk: 1,000 empty partitions
+ * took 64 GB when every segment reserved RMQ_PREALLOC_STEP at creation.
  */
-int rmq_segment_reserve(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
-			enum rmq_prealloc prealloc);
+#define RMQ_PREALLOC_MIN (512ULL << 10)
+#define RMQ_PREALLOC_STEP (64ULL << 20)
 
 /* Records an appended batch in the indexes (called in offset order). */
 void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64_t position,

@@ -14,6 +14,7 @@
 
 #include "core/crc32c.h"
 #include "core/error.h"
+#include "core/pbwire.h"
 #include "storage_util.h"
 
 #include <criterion/criterion.h>
@@ -1448,17 +1449,174 @@ Test(log, oversized_and_malformed_appends_are_refused)
 	su_batches_free(&model);
 }
 
-Test(log, oversized_for_the_write_buffer_is_refused)
+/* ---- large batches (issue 14 item 10) ------------------------------------------ */
+
+/* One record whose value makes the records bytes exactly n long (n >= 16). */
+static size_t large_records(uint8_t *buf, size_t n, uint64_t seed)
 {
+	size_t v = n;
+	for (;;) {
+		size_t body = 1 + rmq_pb_varint_len(v) + v;
+		size_t total = 1 + rmq_pb_varint_len(body) + body;
+		if (total <= n) {
+			v += n - total;
+			body = 1 + rmq_pb_varint_len(v) + v;
+			if (1 + rmq_pb_varint_len(body) + body == n)
+				break;
+		}
+		v--;
+	}
+	size_t body = 1 + rmq_pb_varint_len(v) + v;
+	size_t k = rmq_pb_put_len(buf, 7, body);
+	k += rmq_pb_put_len(buf + k, 2, v);
+	su_fill_random(buf + k, v, seed);
+	cr_assert_eq(k + v, n);
+	return n;
+}
+
+/*
+ * Batches of 1x, 2x and 4x the write buffer (and a hair over the old limit
+ * of half of it), between small ones, under every write path: each is
+ * stored (written from a buffer of its own), acknowledged in order with the
+ * small ones around it, rolls where it must, and reads back byte for byte
+ * after a restart.  Before, anything over half the buffer was RMQ_ETOOBIG.
+ */
+Test(log, batches_larger_than_the_write_buffer)
+{
+	static const struct {
+		enum rmq_fsync fsync;
+		bool direct, dsync;
+		enum rmq_prealloc prealloc;
+	} modes[] = {
+		{RMQ_FSYNC_ALWAYS, true, true, RMQ_PREALLOC_FALLOCATE},
+		{RMQ_FSYNC_ALWAYS, true, false, RMQ_PREALLOC_NONE},
+		{RMQ_FSYNC_ALWAYS, false, false, RMQ_PREALLOC_ZERO},
+		{RMQ_FSYNC_NEVER, false, false, RMQ_PREALLOC_NONE},
+	};
+	const uint32_t wbuf = 64 << 10;
+	static const size_t mult[] = {2, 4, 8, 1}; /* halves of the buffer: 1x, 2x, 4x, 0.5x */
+	size_t cap = 4 * (size_t)wbuf + 64;
+	uint8_t *recs = malloc(cap);
+	cr_assert_not_null(recs);
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		struct su_batches model = {0};
+		if (m > 0) {
+			su_env_fini(&env);
+			su_env_init(&env);
+		}
+		env.cfg.fsync = modes[m].fsync;
+		env.cfg.direct_writes = modes[m].direct;
+		env.cfg.dsync_writes = modes[m].dsync;
+		env.cfg.prealloc = modes[m].prealloc;
+		env.cfg.write_buffer_bytes = wbuf;
+		env.cfg.segment_bytes = 1 << 20;
+		open_log(&env);
+		struct su_append apps[48];
+		memset(apps, 0, sizeof(apps));
+		uint64_t seq = 0;
+		for (int round = 0; round < 3; round++) {
+			for (size_t k = 0; k < sizeof(mult) / sizeof(mult[0]); k++) {
+				/* A small one, then a large one, pipelined. */
+				size_t i = (size_t)round * 8 + k * 2;
+				struct rmq_batch_hdr h;
+				size_t len = su_gen_batch(seq++, 500, &h);
+				apps[i].a.hdr = h;
+				cr_assert_eq(su_append_async(&env, &apps[i], su_recs_buf, len), 0);
+				su_model_push(&model, &apps[i].a.hdr, len);
+				size_t n = mult[k] * wbuf / 2 + (k == 3 ? 1000 : 0);
+				large_records(recs, n, seq);
+				rmq_batch_hdr_init(&apps[i + 1].a.hdr);
+				apps[i + 1].a.hdr.record_count = 1;
+				cr_assert_eq(su_append_async(&env, &apps[i + 1], recs, n), 0,
+					     "mode %zu: a batch of %zu bytes", m, n);
+				su_batches_push(&model, &apps[i + 1].a.hdr, 0, recs, n);
+				struct su_batch *b = &model.v[model.n - 1];
+				b->hdr.first_timestamp_ms = b->hdr.max_timestamp_ms =
+					(int64_t)b->hdr.log_append_time_ms;
+				rmq_log_flush(env.log);
+			}
+		}
+		su_drain(&env, apps, 24);
+		cr_assert_gt(rmq_log_stats(env.log)->rolls, 0);
+		su_check_content(&env, &model, 0);
+		su_reopen(&env);
+		su_check_content(&env, &model, 0);
+		/* And appends go on after them, across the restart. */
+		su_append_seq(&env, seq, 10, 500, true, 10, &model);
+		su_check_content(&env, &model, 0);
+		su_batches_free(&model);
+	}
+	free(recs);
+}
+
+/* Bytes of disk a file holds (allocated blocks). */
+static long long allocated(const char *path)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	return (long long)st.st_blocks * 512;
+}
+
+/*
+ * Preallocation follows the data (issue 14 item 9): a new segment of a
+ * 64 MiB segment size reserves RMQ_PREALLOC_MIN, not 64 MiB, and the
+ * reservation then grows through the ring with what the segment holds,
+ * about as much again, never a whole segment up front.  Every append is
+ * acknowledged; none waits forever for space.
+ */
+Test(log, preallocation_follows_the_data)
+{
+	char p[160];
+	env.cfg.segment_bytes = 64 << 20;
+	env.cfg.prealloc = RMQ_PREALLOC_FALLOCATE;
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.write_buffer_bytes = 1 << 20;
+	open_log(&env);
+	su_seg_file(p, sizeof(p), env.dir, 0, ".log");
+	cr_assert_leq(allocated(p), (long long)RMQ_PREALLOC_MIN, "an empty segment holds %lld",
+		      allocated(p));
+	struct su_batches model = {0};
+	uint64_t seq = 0;
+	for (int round = 1; round <= 4; round++) {
+		while (rmq_log_size_bytes(env.log) < (uint64_t)round << 20) {
+			su_append_seq(&env, seq, 20, VMAX, true, 1, &model);
+			seq += 20;
+		}
+		long long data = (long long)rmq_log_size_bytes(env.log);
+		long long got = allocated(p);
+		cr_assert_geq(got, data, "the data must sit in reserved space");
+		cr_assert_leq(got, 2 * data + (long long)RMQ_PREALLOC_MIN + (256 << 10),
+			      "%lld reserved for %lld of data", got, data);
+	}
+	cr_assert_eq(rmq_log_stats(env.log)->rolls, 0);
+	su_reopen(&env);
+	su_check_content(&env, &model, 0);
+	su_batches_free(&model);
+}
+
+/* The limit the broker validates max.message.bytes against. */
+Test(log, largest_batch)
+{
+	cr_assert_eq(rmq_log_batch_bytes_max(1 << 20), (1 << 20) - RMQ_BATCH_PREFIX_MAX);
+	cr_assert_eq(rmq_log_batch_bytes_max(1ULL << 30), RMQ_BATCH_BYTES_MAX - RMQ_BATCH_PREFIX_MAX);
+	/* A batch of exactly that size is stored in a segment of that size. */
+	env.cfg.segment_bytes = 256 << 10;
 	env.cfg.write_buffer_bytes = 16 << 10;
 	open_log(&env);
+	uint64_t n = rmq_log_batch_bytes_max(env.cfg.segment_bytes);
+	uint8_t *recs = malloc(n + RMQ_BATCH_PREFIX_MAX);
+	cr_assert_not_null(recs);
+	large_records(recs, n, 7);
 	struct rmq_batch_hdr h;
 	rmq_batch_hdr_init(&h);
 	h.record_count = 1;
-	static uint8_t val[10 << 10];
-	struct su_record rec = {"k", 1, val, sizeof(val)};
-	size_t rlen = su_records(su_recs_buf, sizeof(su_recs_buf), &rec, 1);
-	check_refused(&h, su_recs_buf, rlen, RMQ_ETOOBIG);
+	cr_assert_eq(su_append(&env, &h, recs, n), 0);
+	large_records(recs, n + RMQ_BATCH_PREFIX_MAX, 8);
+	rmq_batch_hdr_init(&h);
+	h.record_count = 1;
+	check_refused(&h, recs, n + RMQ_BATCH_PREFIX_MAX, RMQ_ETOOBIG);
+	su_reopen(&env);
+	free(recs);
 }
 
 Test(log, open_rejects_bad_config)
