@@ -15,6 +15,9 @@
  * connection (SETTINGS_MAX_CONCURRENT_STREAMS; more are refused with
  * RST_STREAM REFUSED_STREAM by nghttp2), calls, receive buffers, the
  * queued send bytes per connection, and the bytes of request memory.
+ * A connection must send its client preface within preface_timeout_ns;
+ * when the pool is full, a new connection displaces the oldest one that
+ * has not (it is closed), so silent connections cannot lock clients out.
  *
  * Read backpressure.  Request memory is the reassembly buffers of live
  * calls plus what the application charges to calls (rmq_call_charge in
@@ -61,6 +64,10 @@ struct rmq_net_config {
 	uint64_t idle_timeout_ns;    /* close a connection idle this long; 0 = never */
 	uint64_t request_bytes_max;  /* request memory per shard before reading
 					stops (see above); 0 = no limit */
+	uint64_t preface_timeout_ns; /* close a connection that has not sent the
+					client preface (magic and SETTINGS) this
+					long after its accept; 0 = only the idle
+					timeout applies */
 };
 
 /* Sensible defaults for all of the above (port 9092 on 127.0.0.1). */
@@ -80,6 +87,9 @@ struct rmq_server_stats {
 	uint64_t request_bytes_max;  /* the limit (config); 0 = none */
 	uint64_t paused_connections; /* connections not reading now */
 	uint64_t pauses;             /* times the shard stopped reading */
+	uint64_t preface_timeouts;   /* closed for no client preface in time */
+	uint64_t evicted;            /* closed in their handshake to admit a
+					newer connection to a full pool */
 };
 
 /*
