@@ -51,11 +51,21 @@
  * "HTTP/1.1 505 HTTP Version Not Supported" (with Connection: close) and is
  * closed; any other bad preface is closed without an answer.
  *
- * Port 0 with several shards: shard 0 binds an ephemeral port and
- * publishes it (keyed by runtime and method table) in a small process-wide
- * table; the other shards wait for it, then bind the same port with
- * SO_REUSEPORT.  This is the only state shared between shards here, and
- * only at start-up.
+ * Listening.  Shard 0 binds first and publishes its port (keyed by runtime
+ * and method table) in a small process-wide table; the other shards wait
+ * for it, then bind the same port with SO_REUSEPORT.  With port 0 that
+ * makes one ephemeral port for all.  With a fixed port, shard 0 first
+ * binds the address without SO_REUSEPORT, which fails while any socket
+ * listens there: SO_REUSEPORT would let this server share the port with
+ * another process of the same user, or with the listener of a process
+ * that just died and whose io_uring the kernel is still tearing down (its
+ * sockets outlive it by some milliseconds, more under I/O load), each
+ * taking some of the connections.  While the address is in use, shard 0
+ * retries every 10 ms for up to listen_retry_ns (a successor restarted
+ * at once after a crash: its predecessor's sockets are about to close),
+ * then fails with -EADDRINUSE.  The table is the only state shared between
+ * shards here, and only at start-up; the waits block the shard thread,
+ * which serves nothing yet, and end early when the runtime stops.
  */
 #include "net/net_int.h"
 
@@ -79,6 +89,7 @@
 
 #define ACCEPT_RETRY_NS (100ULL * 1000 * 1000)
 #define PORT_WAIT_NS (10ULL * 1000 * 1000 * 1000)
+#define LISTEN_RETRY_STEP_NS (10L * 1000 * 1000)
 #define DESTROY_WAIT_NS (5ULL * 1000 * 1000 * 1000)
 
 static const char http1_505[] =
@@ -122,6 +133,7 @@ void rmq_net_config_default(struct rmq_net_config *cfg)
 		.idle_timeout_ns = 120ULL * 1000 * 1000 * 1000,
 		.request_bytes_max = 256u << 20,
 		.preface_timeout_ns = 1000ULL * 1000 * 1000,
+		.listen_retry_ns = 0,
 	};
 }
 
@@ -186,10 +198,11 @@ static void port_forget(const void *rt, const void *key)
 	pthread_mutex_unlock(&port_mu);
 }
 
-/* Waits (bounded) for shard 0's port.  Returns it, or a negative error. */
-static int port_wait(struct rmq_runtime *rt, const void *key)
+/* Waits (bounded: extra_ns more than PORT_WAIT_NS) for shard 0's port.
+ * Returns it, or a negative error. */
+static int port_wait(struct rmq_runtime *rt, const void *key, uint64_t extra_ns)
 {
-	uint64_t until = rmq_now_ns() + PORT_WAIT_NS;
+	uint64_t until = rmq_now_ns() + PORT_WAIT_NS + extra_ns;
 	int rc = -ETIMEDOUT;
 
 	pthread_mutex_lock(&port_mu);
@@ -819,9 +832,14 @@ static void accept_done(struct rmq_io_op *op, int res, unsigned flags)
 	}
 }
 
-/* Binds and listens on host:port with SO_REUSEPORT.  Returns the fd and the
- * bound port, or a negated errno. */
-static int listen_on(const char *host, uint16_t port, uint16_t *bound)
+/*
+ * Binds host:port.  shared: with SO_REUSEPORT, and listens (a shard's
+ * listener).  Not shared: a probe, bound without SO_REUSEPORT, which fails
+ * with -EADDRINUSE while any socket listens there (TIME_WAIT connections
+ * do not count: SO_REUSEADDR).  Returns the fd and the bound port, or a
+ * negated errno.
+ */
+static int bind_on(const char *host, uint16_t port, bool shared, uint16_t *bound)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -846,11 +864,11 @@ static int listen_on(const char *host, uint16_t port, uint16_t *bound)
 		goto err_ai;
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+	    (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
 		rc = -errno;
 		goto err_fd;
 	}
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (shared && listen(fd, 1024) < 0)) {
 		rc = -errno;
 		goto err_fd;
 	}
@@ -870,6 +888,55 @@ err_fd:
 err_ai:
 	freeaddrinfo(ai);
 	return rc;
+}
+
+/*
+ * Shard 0 with a fixed port: waits until no socket listens on the address
+ * (see the top of the file), for at most cfg->listen_retry_ns.  Returns 0,
+ * -EADDRINUSE (logged, in the words an operator needs), -ECANCELED when the
+ * runtime stops meanwhile, or another negated errno from the probe.
+ */
+static int claim_address(struct rmq_runtime *rt, const struct rmq_net_config *cfg)
+{
+	const uint64_t start = rmq_now_ns();
+	bool waited = false;
+
+	for (;;) {
+		uint16_t bound;
+		int fd = bind_on(cfg->host, cfg->port, false, &bound);
+		uint64_t now = rmq_now_ns();
+		if (fd >= 0) {
+			close(fd);
+			if (waited)
+				rmq_info("net: %s:%u was released after %llu ms", cfg->host,
+					 (unsigned)cfg->port,
+					 (unsigned long long)((now - start) / 1000000));
+			return 0;
+		}
+		if (fd != -EADDRINUSE)
+			return fd;
+		if (rmq_runtime_stopping(rt))
+			return -ECANCELED;
+		if (now - start >= cfg->listen_retry_ns) {
+			if (waited)
+				rmq_error("net: cannot listen on %s:%u: the port is in use by another "
+					  "process (still after %llu ms)",
+					  cfg->host, (unsigned)cfg->port,
+					  (unsigned long long)((now - start) / 1000000));
+			else
+				rmq_error("net: cannot listen on %s:%u: the port is in use by another "
+					  "process", cfg->host, (unsigned)cfg->port);
+			return -EADDRINUSE;
+		}
+		if (!waited)
+			rmq_warn("net: %s:%u is in use; retrying for up to %llu ms (the sockets of "
+				 "a process that just died close late)", cfg->host,
+				 (unsigned)cfg->port,
+				 (unsigned long long)(cfg->listen_retry_ns / 1000000));
+		waited = true;
+		struct timespec ts = {0, LISTEN_RETRY_STEP_NS};
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* ---- start / stop ----------------------------------------------------------------- */
@@ -911,18 +978,22 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		     struct rmq_server **out)
 {
 	struct rmq_runtime *rt = rmq_shard_runtime(s);
-	bool publisher = cfg->port == 0 && rmq_shard_id(s) == 0;
+	bool publisher = rmq_shard_id(s) == 0;
 	uint16_t port = cfg->port;
 	int rc;
 
 	rc = config_check(cfg);
 	if (rc < 0)
 		goto err_publish;
-	if (cfg->port == 0 && rmq_shard_id(s) != 0) {
-		rc = port_wait(rt, methods);
+	if (!publisher) {
+		rc = port_wait(rt, methods, cfg->listen_retry_ns);
 		if (rc < 0)
 			return rc;
 		port = (uint16_t)rc;
+	} else if (cfg->port != 0) {
+		rc = claim_address(rt, cfg);
+		if (rc < 0)
+			goto err_publish;
 	}
 	struct rmq_server *srv = calloc(1, sizeof(*srv));
 	if (!srv) {
@@ -1005,7 +1076,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	rc = net_bufring_setup(&srv->rx, srv->io, cfg->recv_buffers, cfg->recv_buffer_bytes);
 	if (rc < 0)
 		goto err_srv;
-	rc = listen_on(cfg->host, port, &srv->port);
+	rc = bind_on(cfg->host, port, true, &srv->port);
 	if (rc < 0) {
 		rmq_error("net: cannot listen on %s:%u: %s", cfg->host, (unsigned)port,
 			  rmq_strerror(rc));

@@ -68,6 +68,10 @@ struct rmq_net_config {
 					client preface (magic and SETTINGS) this
 					long after its accept; 0 = only the idle
 					timeout applies */
+	uint64_t listen_retry_ns;    /* a fixed port some socket still listens
+					on is retried this long before start
+					fails with -EADDRINUSE; 0 = fail at once
+					(see rmq_server_start) */
 };
 
 /* Sensible defaults for all of the above (port 9092 on 127.0.0.1). */
@@ -95,8 +99,17 @@ struct rmq_server_stats {
 /*
  * Starts serving on shard s: binds (SO_REUSEPORT), listens, arms the
  * multishot accept, registers the send hook.  methods[] (sorted or not;
- * looked up by path) and app must outlive the server.
- * Returns 0 and *out, or a negated errno (-EADDRINUSE, ...), or -ENOMEM.
+ * looked up by path) and app must outlive the server.  Shard 0 binds
+ * first; the others wait for it (at most 10 s + listen_retry_ns), then
+ * share its port.  With a fixed port, shard 0 first makes sure no other
+ * socket listens on the address (SO_REUSEPORT would share it), retrying
+ * for up to listen_retry_ns: the listener of a process that was just
+ * killed outlives it while the kernel tears its io_uring down, so a
+ * successor started at once needs a moment.  Those waits block the
+ * calling thread (start-up only).
+ * Returns 0 and *out, or a negated errno: -EADDRINUSE (the port is held by
+ * another socket, still after listen_retry_ns; logged), -ECANCELED (the
+ * runtime stopped while waiting), -ENOMEM, ...
  */
 int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		     const struct rmq_grpc_method *methods, size_t nmethods, void *app,
