@@ -136,9 +136,11 @@ static int cluster_id(const char *data_dir, char id[40])
  * One rmqd per data directory: a second one would append to the same
  * segments.  An exclusive flock on DATA_DIR/lock, held for the life of the
  * process (the descriptor stays open; the kernel drops the lock when the
- * process ends, however it ends).
+ * process ends, however it ends).  *predecessor: an earlier rmqd served
+ * this directory (the file names its pid), so a listen address still in
+ * use may be that one's, closing late after a crash.
  */
-static int lock_data_dir(const char *dir)
+static int lock_data_dir(const char *dir, bool *predecessor)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/lock", dir);
@@ -158,41 +160,11 @@ static int lock_data_dir(const char *dir)
 		return -1;
 	}
 	char pid[32];
+	*predecessor = pread(fd, pid, sizeof(pid), 0) > 0;
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
 		fprintf(stderr, "rmqd: warning: cannot write the pid into %s\n", path);
 	return 0; /* fd stays open: the lock lives as long as the process */
-}
-
-/*
- * The shards listen with SO_REUSEPORT, which would also let this rmqd share
- * a port with another process of the same user, each getting some of the
- * connections.  So first try the port without it: in use means refuse.
- */
-static int port_is_free(const char *host, uint16_t port)
-{
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
-	struct addrinfo *ai = NULL;
-	char ps[8];
-	if (port == 0)
-		return 0;
-	snprintf(ps, sizeof(ps), "%u", port);
-	if (getaddrinfo(host, ps, &hints, &ai) != 0 || !ai)
-		return 0; /* the server reports bad hosts */
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = 0;
-	int one = 1;
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is fine */
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE) {
-			fprintf(stderr, "rmqd: --listen %s:%u: the port is in use by another process\n",
-				host, port);
-			rc = -1;
-		}
-		close(fd);
-	}
-	freeaddrinfo(ai);
-	return rc;
 }
 
 static int split_listen(const char *s, char *host, size_t hlen, uint16_t *port, char *err,
@@ -220,7 +192,7 @@ int main(int argc, char **argv)
 	struct rmq_broker_config *cfg = &broker.cfg;
 	const char *listen, *fsync, *prealloc, *level, *compression;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
-		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight,
+		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
 	uint64_t req_parts, req_names, io_helpers;
@@ -234,6 +206,7 @@ int main(int argc, char **argv)
 
 	const struct rmq_flag flags[] = {
 		{"listen", RMQ_FLAG_STRING, &listen, "127.0.0.1:9092", "address to serve gRPC on, host:port (0.0.0.0 for every interface; port 0 = any free port)", 0, 0, NULL},
+		{"listen-retry", RMQ_FLAG_DURATION, &listen_retry, "10s", "when the data directory was served before, how long a listen address still in use is retried (a crashed predecessor's sockets close late); 0s = fail at once", 0, 0, NULL},
 		{"data-dir", RMQ_FLAG_STRING, &cfg->data_dir, "rmq-data", "directory of the partition logs and metadata", 0, 0, NULL},
 		{"node-id", RMQ_FLAG_STRING, &cfg->node_id, "1", "this broker's id in metadata", 0, 0, NULL},
 		{"advertised-host", RMQ_FLAG_STRING, &cfg->advertised_host, "", "host clients are told to connect to (default: the listen host)", 0, 0, NULL},
@@ -384,8 +357,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rmqd: cannot create --data-dir %s: %s\n", cfg->data_dir, strerror(errno));
 		return 1;
 	}
-	if (lock_data_dir(cfg->data_dir) < 0 || port_is_free(host, net->port) < 0)
+	bool predecessor = false;
+	if (lock_data_dir(cfg->data_dir, &predecessor) < 0)
 		return 1;
+	/* The shards' listener checks that nothing else listens on the port
+	 * (src/net/server.c); only a successor waits for it. */
+	net->listen_retry_ns = predecessor ? listen_retry : 0;
 	warn_data_dir_mount(cfg->data_dir);
 	rc = cluster_id(cfg->data_dir, broker.cluster_id);
 	if (rc < 0) {

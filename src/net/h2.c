@@ -103,6 +103,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		if (c && end)
 			net_call_end_stream(c);
 		break;
+	case NGHTTP2_SETTINGS:
+		/* The first one completes the client preface (server.c acts
+		 * on it once mem_recv returns). */
+		if (!(f->hd.flags & NGHTTP2_FLAG_ACK))
+			conn->peer_settings = true;
+		break;
 	default:
 		break;
 	}

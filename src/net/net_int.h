@@ -57,9 +57,9 @@
 /* SETTINGS_MAX_HEADER_LIST_SIZE we announce and enforce per header block
  * (RFC 7541 size: name + value + 32 per field). */
 #define RMQ_NET_HEADER_LIST_MAX (16u << 10)
-/* A connection must complete the client preface within this (or within
- * idle_timeout_ns when shorter). */
-#define RMQ_NET_PREFACE_TIMEOUT_NS (10ULL * 1000 * 1000 * 1000)
+/* Accepted sockets that may wait for the slot of a connection evicted
+ * from a full pool (server.c). */
+#define NET_PENDING_MAX 64u
 /* How long a closing connection may take to flush its last bytes (GOAWAY,
  * 505) and to be read to EOF before it is cut. */
 #define RMQ_NET_LINGER_NS (1000ULL * 1000 * 1000)
@@ -385,7 +385,9 @@ struct conn {
 	enum conn_state state;
 	nghttp2_session *h2;
 
-	bool preface_ok;        /* the 24-byte client preface was accepted */
+	bool preface_ok;        /* the 24-byte client magic was accepted */
+	bool peer_settings;     /* the client's SETTINGS arrived (h2.c) */
+	bool handshake_ok;      /* both: the client preface is complete */
 	bool h2_dead;           /* no more nghttp2 input or output */
 	bool raw;               /* out holds a raw HTTP/1.1 answer */
 	bool closing;           /* flush what is queued, then close */
@@ -394,6 +396,7 @@ struct conn {
 	uint8_t first[16];      /* first input bytes, to recognise HTTP/1.x */
 	uint32_t nfirst;
 	uint64_t nrecv;         /* bytes received */
+	uint64_t opened_ns;     /* accepted at */
 	uint64_t last_rx_ns;
 	uint64_t last_ping_ns;
 	uint64_t close_by_ns;   /* while closing: cut at this time */
@@ -402,6 +405,7 @@ struct conn {
 	struct rmq_timer timer;
 	struct rmq_list calls;  /* struct rmq_call.link */
 	struct rmq_list link;   /* server's live or free list */
+	struct rmq_list unready; /* server's conns_unready until the handshake */
 };
 
 struct rmq_call {
@@ -484,6 +488,10 @@ struct rmq_server {
 	uint8_t *sendbufs;
 	size_t sendbufs_bytes;
 	struct rmq_list conns_free, conns_live, conns_dirty;
+	struct rmq_list conns_unready;  /* in their handshake, oldest first */
+	int pending[NET_PENDING_MAX];   /* accepted, waiting for an evicted
+					   connection's slot (a ring) */
+	uint32_t pending_head, npending;
 
 	struct rmq_call *calls;
 	struct rmq_list calls_free;

@@ -27,23 +27,45 @@
  *
  * Timers: one per connection, armed for the earliest of its keepalive
  * PING (keepalive_ns without input), its idle close (idle_timeout_ns
- * without input; before the client preface at most
- * RMQ_NET_PREFACE_TIMEOUT_NS) and, while closing, its cut-off.  Input only
- * stamps last_rx_ns; the timer re-arms itself lazily when it fires early.
- * A live client answers the keepalive PINGs, so only dead or silent peers
- * reach the idle timeout (streams they leave open are bounded by
- * max_streams per connection until then).
+ * without input), its handshake deadline (preface_timeout_ns after the
+ * accept, until the client preface and its SETTINGS frame were read,
+ * however slowly bytes trickle in) and, while closing, its cut-off.  Input
+ * only stamps last_rx_ns; the timer re-arms itself lazily when it fires
+ * early.  A live client answers the keepalive PINGs, so only dead or
+ * silent peers reach the idle timeout (streams they leave open are bounded
+ * by max_streams per connection until then).
+ *
+ * A full pool.  Connections still in their handshake are listed in accept
+ * order (conns_unready).  An accepted socket that finds no free slot cuts
+ * the oldest of them and waits in a small queue (NET_PENDING_MAX) until
+ * the slot is free, normally by the next ring cycle; when the queue is
+ * full or no open connection is left in its handshake, the oldest socket
+ * waiting in the queue is closed instead; with neither, the newcomer is
+ * refused (closed).
+ * So a flood of connections that send nothing cannot lock a real client
+ * out: each lives at most preface_timeout_ns, and a newcomer displaces
+ * the oldest.
  *
  * HTTP/1.x.  Nothing is sent before the client preface is verified.  A
  * connection whose first bytes are an HTTP/1.x request line gets a minimal
  * "HTTP/1.1 505 HTTP Version Not Supported" (with Connection: close) and is
  * closed; any other bad preface is closed without an answer.
  *
- * Port 0 with several shards: shard 0 binds an ephemeral port and
- * publishes it (keyed by runtime and method table) in a small process-wide
- * table; the other shards wait for it, then bind the same port with
- * SO_REUSEPORT.  This is the only state shared between shards here, and
- * only at start-up.
+ * Listening.  Shard 0 binds first and publishes its port (keyed by runtime
+ * and method table) in a small process-wide table; the other shards wait
+ * for it, then bind the same port with SO_REUSEPORT.  With port 0 that
+ * makes one ephemeral port for all.  With a fixed port, shard 0 first
+ * binds the address without SO_REUSEPORT, which fails while any socket
+ * listens there: SO_REUSEPORT would let this server share the port with
+ * another process of the same user, or with the listener of a process
+ * that just died and whose io_uring the kernel is still tearing down (its
+ * sockets outlive it by some milliseconds, more under I/O load), each
+ * taking some of the connections.  While the address is in use, shard 0
+ * retries every 10 ms for up to listen_retry_ns (a successor restarted
+ * at once after a crash: its predecessor's sockets are about to close),
+ * then fails with -EADDRINUSE.  The table is the only state shared between
+ * shards here, and only at start-up; the waits block the shard thread,
+ * which serves nothing yet, and end early when the runtime stops.
  */
 #include "net/net_int.h"
 
@@ -67,6 +89,7 @@
 
 #define ACCEPT_RETRY_NS (100ULL * 1000 * 1000)
 #define PORT_WAIT_NS (10ULL * 1000 * 1000 * 1000)
+#define LISTEN_RETRY_STEP_NS (10L * 1000 * 1000)
 #define DESTROY_WAIT_NS (5ULL * 1000 * 1000 * 1000)
 
 static const char http1_505[] =
@@ -84,6 +107,8 @@ static void conn_abort(struct conn *c, int why);
 static int conn_arm_timer(struct conn *c);
 static void conn_timer_fn(struct rmq_timer *t);
 static void conn_close_soon(struct conn *c, bool protocol_error);
+static void conn_open(struct rmq_server *srv, int fd);
+static void admit_pending(struct rmq_server *srv);
 static int conn_resume(struct conn *c);
 static void conn_pause(struct conn *c);
 static void reads_update(struct rmq_server *srv);
@@ -107,6 +132,8 @@ void rmq_net_config_default(struct rmq_net_config *cfg)
 		.keepalive_ns = 30ULL * 1000 * 1000 * 1000,
 		.idle_timeout_ns = 120ULL * 1000 * 1000 * 1000,
 		.request_bytes_max = 256u << 20,
+		.preface_timeout_ns = 1000ULL * 1000 * 1000,
+		.listen_retry_ns = 0,
 	};
 }
 
@@ -171,10 +198,11 @@ static void port_forget(const void *rt, const void *key)
 	pthread_mutex_unlock(&port_mu);
 }
 
-/* Waits (bounded) for shard 0's port.  Returns it, or a negative error. */
-static int port_wait(struct rmq_runtime *rt, const void *key)
+/* Waits (bounded: extra_ns more than PORT_WAIT_NS) for shard 0's port.
+ * Returns it, or a negative error. */
+static int port_wait(struct rmq_runtime *rt, const void *key, uint64_t extra_ns)
 {
-	uint64_t until = rmq_now_ns() + PORT_WAIT_NS;
+	uint64_t until = rmq_now_ns() + PORT_WAIT_NS + extra_ns;
 	int rc = -ETIMEDOUT;
 
 	pthread_mutex_lock(&port_mu);
@@ -256,6 +284,8 @@ static void conn_linger(struct conn *c)
 	 * and unread bytes would make the close a reset. */
 	if (conn_resume(c) < 0)
 		return;
+	if (rmq_list_linked(&c->unready))
+		rmq_list_del(&c->unready);
 	c->state = CONN_LINGER;
 	net_conn_set_flushable(&c->nc, false);
 	if (!c->nc.recv_armed || shutdown(c->nc.fd, SHUT_WR) < 0) {
@@ -317,6 +347,8 @@ static void conn_close_soon(struct conn *c, bool protocol_error)
 		return;
 	c->closing = true;
 	c->close_by_ns = rmq_now_ns() + RMQ_NET_LINGER_NS;
+	if (rmq_list_linked(&c->unready))
+		rmq_list_del(&c->unready); /* on its way out: not a victim */
 	/* From now on input is dropped: reading it costs nothing.  (Never
 	 * cut here, inside nghttp2 callbacks: when the re-arm fails, the
 	 * linger step finds the recv unarmed and cuts it.) */
@@ -375,10 +407,14 @@ static void conn_input(struct conn *c, const uint8_t *p, size_t n)
 		conn_close_soon(c, true);
 		return;
 	}
-	if (!c->preface_ok && c->nrecv >= NGHTTP2_CLIENT_MAGIC_LEN) {
-		c->preface_ok = true;
-		/* From now on the idle timeout and keepalive apply, and the
-		 * shard's read pause. */
+	if (!c->preface_ok && c->nrecv >= NGHTTP2_CLIENT_MAGIC_LEN)
+		c->preface_ok = true; /* nghttp2 took the magic: we may answer */
+	if (!c->handshake_ok && c->peer_settings) {
+		/* The preface is complete (magic and SETTINGS): from now on
+		 * the idle timeout and keepalive apply, and the shard's read
+		 * pause; the connection can no longer be evicted. */
+		c->handshake_ok = true;
+		rmq_list_del(&c->unready);
 		(void)conn_arm_timer(c);
 		if (c->srv->reads_paused)
 			conn_pause(c);
@@ -425,13 +461,12 @@ static void conn_deadlines(const struct conn *c, uint64_t *idle_at, uint64_t *pi
 	const struct rmq_net_config *cfg = &c->srv->cfg;
 
 	*idle_at = *ping_at = UINT64_MAX;
+	if (!c->handshake_ok && cfg->preface_timeout_ns)
+		*idle_at = c->opened_ns + cfg->preface_timeout_ns;
 	if (c->nc.recv_paused)
-		return;
-	uint64_t idle = cfg->idle_timeout_ns;
-	if (!c->preface_ok && (idle == 0 || idle > RMQ_NET_PREFACE_TIMEOUT_NS))
-		idle = RMQ_NET_PREFACE_TIMEOUT_NS;
-	if (idle)
-		*idle_at = c->last_rx_ns + idle;
+		return; /* never before the handshake */
+	if (cfg->idle_timeout_ns && c->last_rx_ns + cfg->idle_timeout_ns < *idle_at)
+		*idle_at = c->last_rx_ns + cfg->idle_timeout_ns;
 	if (cfg->keepalive_ns && c->preface_ok && !c->h2_dead) {
 		uint64_t base = c->last_rx_ns > c->last_ping_ns ? c->last_rx_ns : c->last_ping_ns;
 		*ping_at = base + cfg->keepalive_ns;
@@ -476,8 +511,14 @@ static void conn_timer_fn(struct rmq_timer *t)
 		return;
 	conn_deadlines(c, &idle_at, &ping_at);
 	if (now >= idle_at) {
-		rmq_debug("net: fd %d idle for %llu ms, closing", c->nc.fd,
-			  (unsigned long long)((now - c->last_rx_ns) / 1000000));
+		if (!c->handshake_ok) {
+			c->srv->stats.preface_timeouts++;
+			rmq_debug("net: fd %d: no client preface within %llu ms, closing", c->nc.fd,
+				  (unsigned long long)((now - c->opened_ns) / 1000000));
+		} else {
+			rmq_debug("net: fd %d idle for %llu ms, closing", c->nc.fd,
+				  (unsigned long long)((now - c->last_rx_ns) / 1000000));
+		}
 		if (c->preface_ok && !c->h2_dead)
 			nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
 		conn_close_soon(c, false);
@@ -496,12 +537,12 @@ static void conn_timer_fn(struct rmq_timer *t)
 /* ---- read backpressure ------------------------------------------------------- */
 
 /* Stops c reading (server.h, "Read backpressure").  Only connections past
- * the client preface, open and not closing: before the preface a
- * connection holds no request memory (and its preface timeout must still
- * run), and a closing one drops its input anyway. */
+ * their handshake, open and not closing: before it a connection holds no
+ * request memory (and its handshake deadline must still run), and a
+ * closing one drops its input anyway. */
 static void conn_pause(struct conn *c)
 {
-	if (c->state != CONN_OPEN || c->closing || !c->preface_ok || c->nc.recv_paused)
+	if (c->state != CONN_OPEN || c->closing || !c->handshake_ok || c->nc.recv_paused)
 		return;
 	net_conn_pause_recv(&c->nc);
 	c->srv->stats.paused_connections++;
@@ -600,6 +641,7 @@ static void conn_free(struct conn *c)
 	rmq_list_add_tail(&srv->conns_free, &c->link);
 	srv->stats.connections--;
 	srv->stats.closed++;
+	admit_pending(srv);
 }
 
 /*
@@ -617,6 +659,8 @@ static void conn_abort(struct conn *c, int why)
 	if (why < 0 && why != -ECONNRESET && why != -EPIPE)
 		rmq_debug("net: fd %d closed: %s", c->nc.fd, rmq_strerror(why));
 	c->state = CONN_CLOSING;
+	if (rmq_list_linked(&c->unready))
+		rmq_list_del(&c->unready);
 	if (c->nc.recv_paused)
 		srv->stats.paused_connections--;
 	rmq_timer_cancel(srv->shard, &c->timer);
@@ -627,12 +671,61 @@ static void conn_abort(struct conn *c, int why)
 	net_conn_cut(&c->nc); /* frees it now when no op is in flight */
 }
 
+/*
+ * The pool is full: cuts the oldest connection still in its handshake and
+ * queues fd for its slot (conn_free admits it).  When the queue is full,
+ * or no open connection is in its handshake (their slots are all being
+ * freed for queued sockets already), the oldest queued socket (never
+ * read, so in its handshake too) is closed to make room in the queue.
+ * Returns false when there is neither (the caller refuses fd).
+ */
+static bool evict_for(struct rmq_server *srv, int fd)
+{
+	if (srv->npending < NET_PENDING_MAX && !rmq_list_empty(&srv->conns_unready)) {
+		srv->pending[(srv->pending_head + srv->npending++) % NET_PENDING_MAX] = fd;
+		struct conn *victim = RMQ_CONTAINER_OF(srv->conns_unready.next, struct conn, unready);
+		srv->stats.evicted++;
+		rmq_debug("net: fd %d: pool full, closing it (no client preface after %llu ms)",
+			  victim->nc.fd,
+			  (unsigned long long)((rmq_now_ns() - victim->opened_ns) / 1000000));
+		conn_abort(victim, RMQ_EFULL); /* may free it, and admit fd, at once */
+		return true;
+	}
+	if (srv->npending == 0)
+		return false;
+	close(srv->pending[srv->pending_head]);
+	srv->pending_head = (srv->pending_head + 1) % NET_PENDING_MAX;
+	srv->npending--;
+	srv->stats.evicted++;
+	srv->pending[(srv->pending_head + srv->npending++) % NET_PENDING_MAX] = fd;
+	return true;
+}
+
+/* Opens the queued sockets while slots are free (refuses them once the
+ * server is shutting down). */
+static void admit_pending(struct rmq_server *srv)
+{
+	while (srv->npending > 0 && (srv->shutting_down || !rmq_list_empty(&srv->conns_free))) {
+		int fd = srv->pending[srv->pending_head];
+		srv->pending_head = (srv->pending_head + 1) % NET_PENDING_MAX;
+		srv->npending--;
+		if (srv->shutting_down) {
+			srv->stats.refused++;
+			close(fd);
+		} else {
+			conn_open(srv, fd);
+		}
+	}
+}
+
 static void conn_open(struct rmq_server *srv, int fd)
 {
 	int one = 1;
 	int rc;
 
 	if (rmq_list_empty(&srv->conns_free)) {
+		if (evict_for(srv, fd))
+			return;
 		srv->stats.refused++;
 		close(fd);
 		return;
@@ -642,9 +735,11 @@ static void conn_open(struct rmq_server *srv, int fd)
 	net_conn_open(&c->nc, fd);
 	c->state = CONN_OPEN;
 	c->preface_ok = c->h2_dead = c->raw = c->closing = c->counted_error = false;
+	c->handshake_ok = c->peer_settings = false;
 	c->nfirst = 0;
 	c->nrecv = 0;
-	c->last_rx_ns = rmq_now_ns();
+	c->opened_ns = rmq_now_ns();
+	c->last_rx_ns = c->opened_ns;
 	c->last_ping_ns = 0;
 	c->hdr_bytes = 0;
 	rc = net_h2_session_new(c);
@@ -652,6 +747,7 @@ static void conn_open(struct rmq_server *srv, int fd)
 		goto err_refuse;
 	rmq_list_del(&c->link);
 	rmq_list_add_tail(&srv->conns_live, &c->link);
+	rmq_list_add_tail(&srv->conns_unready, &c->unready);
 	srv->stats.accepted++;
 	srv->stats.connections++;
 	net_conn_set_flushable(&c->nc, true);
@@ -736,9 +832,14 @@ static void accept_done(struct rmq_io_op *op, int res, unsigned flags)
 	}
 }
 
-/* Binds and listens on host:port with SO_REUSEPORT.  Returns the fd and the
- * bound port, or a negated errno. */
-static int listen_on(const char *host, uint16_t port, uint16_t *bound)
+/*
+ * Binds host:port.  shared: with SO_REUSEPORT, and listens (a shard's
+ * listener).  Not shared: a probe, bound without SO_REUSEPORT, which fails
+ * with -EADDRINUSE while any socket listens there (TIME_WAIT connections
+ * do not count: SO_REUSEADDR).  Returns the fd and the bound port, or a
+ * negated errno.
+ */
+static int bind_on(const char *host, uint16_t port, bool shared, uint16_t *bound)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -763,11 +864,11 @@ static int listen_on(const char *host, uint16_t port, uint16_t *bound)
 		goto err_ai;
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+	    (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
 		rc = -errno;
 		goto err_fd;
 	}
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (shared && listen(fd, 1024) < 0)) {
 		rc = -errno;
 		goto err_fd;
 	}
@@ -789,6 +890,55 @@ err_ai:
 	return rc;
 }
 
+/*
+ * Shard 0 with a fixed port: waits until no socket listens on the address
+ * (see the top of the file), for at most cfg->listen_retry_ns.  Returns 0,
+ * -EADDRINUSE (logged, in the words an operator needs), -ECANCELED when the
+ * runtime stops meanwhile, or another negated errno from the probe.
+ */
+static int claim_address(struct rmq_runtime *rt, const struct rmq_net_config *cfg)
+{
+	const uint64_t start = rmq_now_ns();
+	bool waited = false;
+
+	for (;;) {
+		uint16_t bound;
+		int fd = bind_on(cfg->host, cfg->port, false, &bound);
+		uint64_t now = rmq_now_ns();
+		if (fd >= 0) {
+			close(fd);
+			if (waited)
+				rmq_info("net: %s:%u was released after %llu ms", cfg->host,
+					 (unsigned)cfg->port,
+					 (unsigned long long)((now - start) / 1000000));
+			return 0;
+		}
+		if (fd != -EADDRINUSE)
+			return fd;
+		if (rmq_runtime_stopping(rt))
+			return -ECANCELED;
+		if (now - start >= cfg->listen_retry_ns) {
+			if (waited)
+				rmq_error("net: cannot listen on %s:%u: the port is in use by another "
+					  "process (still after %llu ms)",
+					  cfg->host, (unsigned)cfg->port,
+					  (unsigned long long)((now - start) / 1000000));
+			else
+				rmq_error("net: cannot listen on %s:%u: the port is in use by another "
+					  "process", cfg->host, (unsigned)cfg->port);
+			return -EADDRINUSE;
+		}
+		if (!waited)
+			rmq_warn("net: %s:%u is in use; retrying for up to %llu ms (the sockets of "
+				 "a process that just died close late)", cfg->host,
+				 (unsigned)cfg->port,
+				 (unsigned long long)(cfg->listen_retry_ns / 1000000));
+		waited = true;
+		struct timespec ts = {0, LISTEN_RETRY_STEP_NS};
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* ---- start / stop ----------------------------------------------------------------- */
 
 static int method_cmp(const void *a, const void *b)
@@ -804,6 +954,11 @@ static void server_free(struct rmq_server *srv)
 		port_forget(rmq_shard_runtime(srv->shard), srv->port_key);
 	rmq_timer_cancel(srv->shard, &srv->accept_retry);
 	close_listener(srv);
+	while (srv->npending > 0) {
+		close(srv->pending[srv->pending_head]);
+		srv->pending_head = (srv->pending_head + 1) % NET_PENDING_MAX;
+		srv->npending--;
+	}
 	net_bufring_teardown(&srv->rx, srv->io);
 	net_calls_fini(srv);
 	net_h2_fini(srv);
@@ -823,18 +978,22 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		     struct rmq_server **out)
 {
 	struct rmq_runtime *rt = rmq_shard_runtime(s);
-	bool publisher = cfg->port == 0 && rmq_shard_id(s) == 0;
+	bool publisher = rmq_shard_id(s) == 0;
 	uint16_t port = cfg->port;
 	int rc;
 
 	rc = config_check(cfg);
 	if (rc < 0)
 		goto err_publish;
-	if (cfg->port == 0 && rmq_shard_id(s) != 0) {
-		rc = port_wait(rt, methods);
+	if (!publisher) {
+		rc = port_wait(rt, methods, cfg->listen_retry_ns);
 		if (rc < 0)
 			return rc;
 		port = (uint16_t)rc;
+	} else if (cfg->port != 0) {
+		rc = claim_address(rt, cfg);
+		if (rc < 0)
+			goto err_publish;
 	}
 	struct rmq_server *srv = calloc(1, sizeof(*srv));
 	if (!srv) {
@@ -852,6 +1011,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	rmq_list_init(&srv->conns_free);
 	rmq_list_init(&srv->conns_live);
 	rmq_list_init(&srv->conns_dirty);
+	rmq_list_init(&srv->conns_unready);
 	rmq_list_init(&srv->calls_free);
 
 	rc = -ENOMEM;
@@ -904,6 +1064,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		});
 		c->srv = srv;
 		rmq_list_init(&c->calls);
+		rmq_list_init(&c->unready);
 		rmq_list_add_tail(&srv->conns_free, &c->link);
 	}
 	rc = net_calls_init(srv);
@@ -915,7 +1076,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	rc = net_bufring_setup(&srv->rx, srv->io, cfg->recv_buffers, cfg->recv_buffer_bytes);
 	if (rc < 0)
 		goto err_srv;
-	rc = listen_on(cfg->host, port, &srv->port);
+	rc = bind_on(cfg->host, port, true, &srv->port);
 	if (rc < 0) {
 		rmq_error("net: cannot listen on %s:%u: %s", cfg->host, (unsigned)port,
 			  rmq_strerror(rc));
@@ -974,6 +1135,7 @@ void rmq_server_shutdown(struct rmq_server *srv)
 		rmq_timer_cancel(srv->shard, &srv->accept_retry);
 		close_listener(srv);
 	}
+	admit_pending(srv); /* refuses the sockets waiting for a slot */
 	struct rmq_list *l, *next;
 	for (l = srv->conns_live.next; l != &srv->conns_live; l = next) {
 		next = l->next;

@@ -15,6 +15,9 @@
  * connection (SETTINGS_MAX_CONCURRENT_STREAMS; more are refused with
  * RST_STREAM REFUSED_STREAM by nghttp2), calls, receive buffers, the
  * queued send bytes per connection, and the bytes of request memory.
+ * A connection must send its client preface within preface_timeout_ns;
+ * when the pool is full, a new connection displaces the oldest one that
+ * has not (it is closed), so silent connections cannot lock clients out.
  *
  * Read backpressure.  Request memory is the reassembly buffers of live
  * calls plus what the application charges to calls (rmq_call_charge in
@@ -61,6 +64,14 @@ struct rmq_net_config {
 	uint64_t idle_timeout_ns;    /* close a connection idle this long; 0 = never */
 	uint64_t request_bytes_max;  /* request memory per shard before reading
 					stops (see above); 0 = no limit */
+	uint64_t preface_timeout_ns; /* close a connection that has not sent the
+					client preface (magic and SETTINGS) this
+					long after its accept; 0 = only the idle
+					timeout applies */
+	uint64_t listen_retry_ns;    /* a fixed port some socket still listens
+					on is retried this long before start
+					fails with -EADDRINUSE; 0 = fail at once
+					(see rmq_server_start) */
 };
 
 /* Sensible defaults for all of the above (port 9092 on 127.0.0.1). */
@@ -80,13 +91,25 @@ struct rmq_server_stats {
 	uint64_t request_bytes_max;  /* the limit (config); 0 = none */
 	uint64_t paused_connections; /* connections not reading now */
 	uint64_t pauses;             /* times the shard stopped reading */
+	uint64_t preface_timeouts;   /* closed for no client preface in time */
+	uint64_t evicted;            /* closed in their handshake to admit a
+					newer connection to a full pool */
 };
 
 /*
  * Starts serving on shard s: binds (SO_REUSEPORT), listens, arms the
  * multishot accept, registers the send hook.  methods[] (sorted or not;
- * looked up by path) and app must outlive the server.
- * Returns 0 and *out, or a negated errno (-EADDRINUSE, ...), or -ENOMEM.
+ * looked up by path) and app must outlive the server.  Shard 0 binds
+ * first; the others wait for it (at most 10 s + listen_retry_ns), then
+ * share its port.  With a fixed port, shard 0 first makes sure no other
+ * socket listens on the address (SO_REUSEPORT would share it), retrying
+ * for up to listen_retry_ns: the listener of a process that was just
+ * killed outlives it while the kernel tears its io_uring down, so a
+ * successor started at once needs a moment.  Those waits block the
+ * calling thread (start-up only).
+ * Returns 0 and *out, or a negated errno: -EADDRINUSE (the port is held by
+ * another socket, still after listen_retry_ns; logged), -ECANCELED (the
+ * runtime stopped while waiting), -ENOMEM, ...
  */
 int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		     const struct rmq_grpc_method *methods, size_t nmethods, void *app,

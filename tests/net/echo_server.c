@@ -30,8 +30,9 @@
  *                             "connections=.. accepted=.. closed=.. calls=..
  *                             calls_total=.. protocol_errors=.. refused=..
  *                             cancels=.. request_bytes=.. paused=..
- *                             pauses=.. shards=.."; calls counts this Stats
- *                             call too, so an idle server says 1
+ *                             pauses=.. preface_timeouts=.. evicted=..
+ *                             shards=.."; calls counts this Stats call
+ *                             too, so an idle server says 1
  */
 #include "core/error.h"
 #include "core/flags.h"
@@ -500,18 +501,21 @@ static void stats_back(struct rmq_xmsg *m)
 		sum.request_bytes += st->request_bytes;
 		sum.paused_connections += st->paused_connections;
 		sum.pauses += st->pauses;
+		sum.preface_timeouts += st->preface_timeouts;
+		sum.evicted += st->evicted;
 		cancels += req->parts[i].cancels;
 	}
 	int n = snprintf(text, sizeof(text),
 			 "connections=%llu accepted=%llu closed=%llu calls=%llu calls_total=%llu "
 			 "protocol_errors=%llu refused=%llu cancels=%llu request_bytes=%llu "
-			 "paused=%llu pauses=%llu shards=%u\n",
+			 "paused=%llu pauses=%llu preface_timeouts=%llu evicted=%llu shards=%u\n",
 			 (unsigned long long)sum.connections, (unsigned long long)sum.accepted,
 			 (unsigned long long)sum.closed, (unsigned long long)sum.calls,
 			 (unsigned long long)sum.calls_total,
 			 (unsigned long long)sum.protocol_errors, (unsigned long long)sum.refused,
 			 (unsigned long long)cancels, (unsigned long long)sum.request_bytes,
 			 (unsigned long long)sum.paused_connections, (unsigned long long)sum.pauses,
+			 (unsigned long long)sum.preface_timeouts, (unsigned long long)sum.evicted,
 			 g_nshards);
 	if (!rmq_call_done(req->call)) {
 		rmq_call_send(req->call, text, (size_t)n);
@@ -618,7 +622,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	uint64_t shards, max_streams, max_calls, max_conns;
-	uint64_t max_message, send_queue, idle_ns, keepalive_ns, request_max;
+	uint64_t max_message, send_queue, idle_ns, keepalive_ns, request_max, preface_ns;
 	const char *log_level;
 	const struct rmq_flag flags[] = {
 		{"shards", RMQ_FLAG_UINT, &shards, "2", "shard threads", 1, 64, NULL},
@@ -638,6 +642,9 @@ int main(int argc, char **argv)
 		 "close connections silent this long (0s = never)", 0, 0, NULL},
 		{"keepalive", RMQ_FLAG_DURATION, &keepalive_ns, "10s",
 		 "PING connections silent this long (0s = never)", 0, 0, NULL},
+		{"preface-timeout", RMQ_FLAG_DURATION, &preface_ns, "1s",
+		 "close connections that sent no client preface this long after the accept "
+		 "(0s = only the idle timeout)", 0, 0, NULL},
 		{"grace", RMQ_FLAG_DURATION, &g_grace_ns, "2s",
 		 "on SIGTERM, time given to calls in flight", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &log_level, "warn", "log threshold", 0, 0,
@@ -668,6 +675,7 @@ int main(int argc, char **argv)
 	g_cfg.idle_timeout_ns = idle_ns;
 	g_cfg.keepalive_ns = keepalive_ns;
 	g_cfg.request_bytes_max = request_max;
+	g_cfg.preface_timeout_ns = preface_ns;
 	g_nshards = (unsigned)shards;
 
 	g_states = calloc(g_nshards, sizeof(*g_states));

@@ -2,13 +2,16 @@
 """Bad input never crashes src/net nor hurts other connections.
 
 Raw sockets against echo_server (127.0.0.1, port 0, idle timeout 3 s,
-keepalive 1 s): garbage, HTTP/1.1, bad prefaces, truncated and invalid
-frames, a 0xFFFFFFFF gRPC length prefix, 2000 streams opened and
-abandoned (and 2000 opened and reset), a silent client, a reset in the
-middle of a message, non-gRPC requests.  Each is refused or closed within
-socket timeouts, and after each a normal grpcio call on a new channel
-succeeds.  At the end the server is alive, holds no call, and exits 0 on
-SIGTERM.
+keepalive 1 s, preface timeout 1 s): garbage, HTTP/1.1, bad prefaces,
+truncated and invalid frames, a 0xFFFFFFFF gRPC length prefix, 2000
+streams opened and abandoned (and 2000 opened and reset), silent clients
+and clients that trickle their preface, a reset in the middle of a
+message, non-gRPC requests.  Each is refused or closed within socket
+timeouts, and after each a normal grpcio call on a new channel succeeds.
+At the end the server is alive, holds no call, and exits 0 on SIGTERM.
+Then, on a server of 8 connections: a flood of connections that send
+nothing does not lock a real client out (the oldest silent one makes
+room), and connections past their preface are never displaced.
 
 Run: /usr/bin/python3 test_badinput.py --server path/to/echo_server
 """
@@ -16,6 +19,7 @@ Run: /usr/bin/python3 test_badinput.py --server path/to/echo_server
 import argparse
 import os
 import random
+import select
 import socket
 import struct
 import sys
@@ -167,8 +171,38 @@ def test_silent_client(srv):
     t0 = time.monotonic()
     assert read_raw_until_close(s) == b""
     took = time.monotonic() - t0
-    assert 2 <= took < 15, took  # idle timeout 3 s, not before
+    assert 0.9 <= took < 5, took  # preface timeout 1 s, not before
     s.close()
+    srv.check_ok()
+
+
+def test_preface_deadline(srv):
+    """The preface timeout counts from the accept: a client that sends only
+    the magic (no SETTINGS), or trickles the preface a byte at a time, is
+    closed as one that sends nothing."""
+    before = srv.stats()["preface_timeouts"]
+    magic = raw(srv, timeout=20)
+    magic.sendall(PREFACE)
+    trickle = raw(srv, timeout=20)
+    t0 = time.monotonic()
+    closed = False
+    for i in range(len(PREFACE)):  # 24 bytes, one per 0.2 s: 4.8 s in all
+        try:
+            trickle.sendall(PREFACE[i:i + 1])
+        except OSError:
+            closed = True
+            break
+        r, _, _ = select.select([trickle], [], [], 0.2)
+        if r:
+            break  # EOF or reset: it was closed
+    assert read_raw_until_close(trickle) == b"" or closed
+    took = time.monotonic() - t0
+    assert took < 3, took
+    got = read_raw_until_close(magic)
+    assert got == b"" or got.startswith(b"\x00\x00"), got[:20]  # our SETTINGS, maybe
+    magic.close()
+    trickle.close()
+    srv.wait_stats(lambda st: st["preface_timeouts"] >= before + 2, "preface timeouts counted")
     srv.check_ok()
 
 
@@ -406,6 +440,72 @@ def test_random_frames(srv):
     srv.check_ok()
 
 
+def alive(sock):
+    """True when sock is neither closed nor reset by the server (no byte is
+    expected: the server sends nothing before the preface)."""
+    sock.settimeout(0.3)
+    try:
+        return sock.recv(1) != b""
+    except socket.timeout:
+        return True
+    except OSError:
+        return False
+
+
+def test_flood_of_silent_connections(path):
+    """A pool of 8 connections per shard, a preface timeout of 60 s (so that
+    only displacement can help): connections that send nothing fill it, yet
+    a real client gets in, by closing the oldest silent one; a flood of 200
+    more changes nothing; connections past their preface are never
+    displaced, and a newcomer that finds only those is refused."""
+    srv = EchoServer(path, "--shards=1", "--max-connections=8", "--preface-timeout=60s")
+    try:
+        silent = [raw(srv) for _ in range(8)]
+        time.sleep(0.2)  # all accepted
+        srv.check_ok()  # displaces silent[0]
+        assert not alive(silent[0]), "the oldest silent connection was closed"
+        assert all(alive(s) for s in silent[2:]), "only the oldest"
+        flood = []
+        for _ in range(200):
+            flood.append(raw(srv))
+        time.sleep(0.2)
+        srv.check_ok()
+        st = srv.stats()
+        assert st["evicted"] >= 200, st
+        assert st["refused"] == 0, st
+        for s in silent + flood:
+            s.close()
+        srv.wait_stats(lambda st: st["connections"] == 1, "silent connections gone")
+
+        # Eight connections past their preface: nothing to displace.
+        ready = []
+        for _ in range(8):
+            c = H2Conn(srv.port, timeout=5)
+            c.handshake()
+            f = c.read_frame()
+            assert f is not None and f[0] == SETTINGS, f
+            ready.append(c)
+        late = raw(srv, timeout=5)
+        assert read_raw_until_close(late) == b"", "refused at once"
+        late.close()
+        for c in ready:  # every one still answers a PING
+            c.send(frame(PING, 0, 0, b"12345678"))
+            while True:
+                f = c.read_frame()
+                assert f is not None, "a connection past its preface was closed"
+                if f[0] == PING:
+                    assert f[1] & 1 and f[3] == b"12345678", f
+                    break
+        ready.pop().close()
+        st = srv.wait_stats(lambda st: st["connections"] <= 8, "one slot free")
+        assert st["refused"] >= 1, st
+        for c in ready:
+            c.close()
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+
+
 def test_end(srv):
     assert srv.alive(), "echo_server died"
     st = srv.wait_idle_calls()
@@ -423,7 +523,8 @@ def main():
     r = Runner()
     try:
         for t in (test_garbage, test_http1, test_bad_preface, test_preface_then_bad_frames,
-                  test_truncated_frame, test_silent_client, test_huge_length_prefix,
+                  test_truncated_frame, test_silent_client, test_preface_deadline,
+                  test_huge_length_prefix,
                   test_not_grpc, test_many_streams_abandoned, test_many_streams_reset,
                   test_reset_mid_message, test_client_goaway_and_leave, test_random_frames):
             r.run(t, srv)
@@ -432,6 +533,7 @@ def main():
                 break
         r.run(test_end, srv)
         r.run(test_limits, args.server)
+        r.run(test_flood_of_silent_connections, args.server)
     finally:
         srv.kill()
     r.exit()
