@@ -1602,97 +1602,28 @@ static void thread_free(struct bthread *t)
 /* ---- progress ---------------------------------------------------------------------------- */
 
 
-static void *progress_main(void *arg)
+/* Sums every thread's published counts and histograms. */
+static void progress_collect(void *arg, struct bench_progress_totals *tot)
 {
-	uint64_t last_p = 0, last_pb = 0, last_c = 0, last_cb = 0;
-	uint64_t last_t = 0;
-	struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
 	(void)arg;
-
-	if (!hp || !hc)
-		goto out;
-	while (!atomic_load(&g.finished)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		uint64_t t_start = atomic_load(&g.t_start), now = rmq_now_ns();
-		if (t_start == 0 || now < last_t + NS)
-			continue;
-		if (last_t == 0) {
-			last_t = t_start;
-			continue;
-		}
-		uint64_t p = 0, pb = 0, c = 0, cb = 0, errs = 0;
-		rmq_hist_reset(hp);
-		rmq_hist_reset(hc);
-		for (unsigned i = 0; i < g.nthreads; i++) {
-			struct bthread *t = &g.th[i];
-			p += atomic_load_explicit(&t->all_prod_msgs, memory_order_relaxed);
-			pb += atomic_load_explicit(&t->all_prod_bytes, memory_order_relaxed);
-			c += atomic_load_explicit(&t->all_cons_msgs, memory_order_relaxed);
-			cb += atomic_load_explicit(&t->all_cons_bytes, memory_order_relaxed);
-			errs += atomic_load_explicit(&t->all_errors, memory_order_relaxed);
-			pthread_mutex_lock(&t->mu);
-			rmq_hist_merge(hp, &t->pub_prod);
-			rmq_hist_merge(hc, &t->pub_cons);
-			pthread_mutex_unlock(&t->mu);
-		}
-		double dt = (double)(now - last_t) / 1e9;
-		char line[512], q[32];
-		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
-				 now < atomic_load(&g.t_warm) ? " warm-up" : "");
-		if (g.o.mode != BENCH_CONSUME) {
-			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
-				      (double)(p - last_p) / dt, (double)(pb - last_pb) / dt / 1e6,
-				      hp->count ? q : "-");
-		}
-		if (g.o.mode != BENCH_PRODUCE) {
-			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
-				      (double)(c - last_c) / dt, (double)(cb - last_cb) / dt / 1e6,
-				      hc->count ? q : "-");
-		}
-		snprintf(line + n, sizeof(line) - (size_t)n, "  errors %" PRIu64 "\n", errs);
-		fputs(line, stderr);
-		last_p = p;
-		last_pb = pb;
-		last_c = c;
-		last_cb = cb;
-		last_t = now;
+	for (unsigned i = 0; i < g.nthreads; i++) {
+		struct bthread *t = &g.th[i];
+		tot->prod_msgs += atomic_load_explicit(&t->all_prod_msgs, memory_order_relaxed);
+		tot->prod_bytes += atomic_load_explicit(&t->all_prod_bytes, memory_order_relaxed);
+		tot->cons_msgs += atomic_load_explicit(&t->all_cons_msgs, memory_order_relaxed);
+		tot->cons_bytes += atomic_load_explicit(&t->all_cons_bytes, memory_order_relaxed);
+		tot->errors += atomic_load_explicit(&t->all_errors, memory_order_relaxed);
+		pthread_mutex_lock(&t->mu);
+		rmq_hist_merge(tot->prod_hist, &t->pub_prod);
+		rmq_hist_merge(tot->cons_hist, &t->pub_cons);
+		pthread_mutex_unlock(&t->mu);
 	}
-out:
-	free(hp);
-	free(hc);
-	return NULL;
 }
 
 /* ---- report ---------------------------------------------------------------------------- */
 
-struct section {
-	const char *name;
-	uint64_t msgs, bytes;
-	struct rmq_hist *hist;
-};
-
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-static void report(double secs, const struct section *main_s, const struct section *extra,
+static void report(double secs, const struct bench_section *main_s,
+		   const struct bench_section *extra,
 		   const uint64_t *err, uint64_t errors)
 {
 	const struct bench_opts *o = &g.o;
@@ -1701,26 +1632,14 @@ static void report(double secs, const struct section *main_s, const struct secti
 
 	if (o->json) {
 		FILE *f = stdout;
-		fprintf(f, "{\"mode\":\"%s\",\"target\":", o->mode_name);
-		json_string(f, o->target);
-		fprintf(f, ",\"topic\":");
-		json_string(f, o->topic);
-		fprintf(f,
-			",\"partitions\":%u,\"threads\":%" PRIu64 ",\"connections\":%" PRIu64
-			",\"streams\":%" PRIu64 ",\"msg_bytes\":%" PRIu64 ",\"batch\":%" PRIu64
-			",\"acks\":\"%s\",\"compression\":\"%s\",\"produce_rpc\":\"%s\","
-			"\"consume_rpc\":\"%s\",\"rate\":%" PRIu64 ",\"warmup_s\":%.3f,"
-			"\"duration_s\":%.3f",
-			g.partitions, o->threads, o->connections, o->streams, o->msg_bytes, o->batch,
-			o->acks_name, o->compression_name, o->produce_rpc_name,
-			o->consume_subscribe ? "subscribe" : "fetch", o->rate,
-			(double)o->warmup_ns / 1e9, secs);
+		bench_json_header(f, o, NULL, g.partitions, o->produce_rpc_name,
+				  o->consume_subscribe ? "subscribe" : "fetch", -1, secs);
 		bench_json_results(f, main_s->msgs, main_s->bytes, main_s->hist, kind,
 				   extra ? extra->msgs : 0, extra ? extra->bytes : 0,
 				   extra ? extra->hist : NULL, secs);
 		if (o->group[0]) {
 			fprintf(f, ",\"group\":{\"name\":");
-			json_string(f, o->group);
+			bench_json_string(f, o->group);
 			fprintf(f, ",\"commits\":%" PRIu64 ",\"joins\":%" PRIu64 "}",
 				atomic_load(&g.commits), atomic_load(&g.joins));
 		}
@@ -1750,15 +1669,7 @@ static void report(double secs, const struct section *main_s, const struct secti
 		       o->consume_subscribe ? "Subscribe" : "Fetch", o->from_name);
 	if (o->rate)
 		printf(", open loop at %" PRIu64 " msgs/s", o->rate);
-	printf("\n  measured %.2f s after %.2f s of warm-up\n", secs, (double)o->warmup_ns / 1e9);
-	const struct section *secs_list[2] = {extra, main_s};
-	for (int i = 0; i < 2; i++) {
-		const struct section *s = secs_list[i];
-		if (!s)
-			continue;
-		bench_print_section(s->name, s->msgs, s->bytes, s->hist, secs,
-				    s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery");
-	}
+	bench_print_sections(main_s, extra, secs, o->warmup_ns, o->mode == BENCH_PRODUCE);
 	if (o->group[0])
 		printf("  group    %s: %" PRIu64 " commits, %" PRIu64 " generations joined\n", o->group,
 		       atomic_load(&g.commits), atomic_load(&g.joins));
@@ -1802,11 +1713,7 @@ int main(int argc, char **argv)
 	if (o->system != BENCH_RMQ)
 		return bench_peer_main(o);
 
-	struct timespec rt_ts, mono_ts;
-	clock_gettime(CLOCK_REALTIME, &rt_ts);
-	clock_gettime(CLOCK_MONOTONIC, &mono_ts);
-	g.wall_offset_ns = ((int64_t)rt_ts.tv_sec - (int64_t)mono_ts.tv_sec) * (int64_t)NS +
-			   ((int64_t)rt_ts.tv_nsec - (int64_t)mono_ts.tv_nsec);
+	g.wall_offset_ns = bench_wall_offset_ns();
 	g.nthreads = (unsigned)o->threads;
 	g.total_conns = (unsigned)(o->threads * o->connections);
 	g.th = calloc(g.nthreads, sizeof(*g.th));
@@ -1835,16 +1742,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rmq-bench: cannot create the runtime: %s\n", rmq_strerror(rc));
 		return 1;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	bench_catch_signals(on_signal);
 
 	pthread_t progress;
-	bool have_progress = o->progress && pthread_create(&progress, NULL, progress_main, NULL) == 0;
+	struct bench_progress pg = {
+		.produce = o->mode != BENCH_CONSUME,
+		.consume = o->mode != BENCH_PRODUCE,
+		.finished = &g.finished,
+		.t_start = &g.t_start,
+		.t_warm = &g.t_warm,
+		.collect = progress_collect,
+	};
+	bool have_progress = o->progress &&
+			     pthread_create(&progress, NULL, bench_progress_main, &pg) == 0;
 	rc = rmq_runtime_run(g.rt, thread_init, thread_fini, NULL);
 	atomic_store(&g.finished, true);
 	if (have_progress)
@@ -1863,7 +1773,7 @@ int main(int argc, char **argv)
 	} else {
 		struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
 		uint64_t errv[ERR_SLOTS] = {0}, errors = 0;
-		struct section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
+		struct bench_section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
 		if (!hp || !hc) {
 			fprintf(stderr, "rmq-bench: out of memory\n");
 			return 1;
