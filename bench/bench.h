@@ -7,6 +7,7 @@
 #ifndef RMQ_BENCH_BENCH_H
 #define RMQ_BENCH_BENCH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -271,15 +272,62 @@ void bench_peer_account(struct bench_peer_worker *w, uint64_t n, uint64_t bytes,
 /* Counts one error by name ("nats:TIMEOUT", "redis:ERR ...", cut at 47). */
 void bench_peer_error(struct bench_peer_worker *w, const char *name);
 
-/* report.c: summary lines shared by every driver. */
+/* ---- report.c: what every driver shows (rmq's own and the peers') ---------- */
+
 struct rmq_hist;
 void bench_fmt_ns(char *buf, size_t len, uint64_t ns);
-void bench_print_section(const char *name, uint64_t msgs, uint64_t bytes,
-			 const struct rmq_hist *h, double secs, const char *latency_kind);
+
+/* What was measured of one side (produce or consume). */
+struct bench_section {
+	const char *name;
+	uint64_t msgs, bytes;
+	struct rmq_hist *hist;
+};
+
+/* The summary's "measured ..." line and its sections: extra (e2e's
+ * produce side, NULL otherwise) before main_s; produce_mode: main_s's
+ * latencies are acks, else deliveries. */
+void bench_print_sections(const struct bench_section *main_s, const struct bench_section *extra,
+			  double secs, uint64_t warmup_ns, bool produce_mode);
+/* s as a JSON string, quoted and escaped. */
+void bench_json_string(FILE *f, const char *s);
+/* The JSON summary's opening, up to "duration_s" (no closing brace): the
+ * options of o, then system (NULL: rmq, no key), the partition count, the
+ * RPCs, readers (< 0: no key). */
+void bench_json_header(FILE *f, const struct bench_opts *o, const char *system,
+		       unsigned partitions, const char *produce_rpc, const char *consume_rpc,
+		       int readers, double secs);
 /* The JSON summary's results: ,"messages":...,"latency_us":{...} and, in
  * e2e (produce_hist not NULL), the produce side's object. */
 void bench_json_results(FILE *f, uint64_t msgs, uint64_t bytes, const struct rmq_hist *h,
 			const char *kind, uint64_t produce_msgs, uint64_t produce_bytes,
 			const struct rmq_hist *produce_hist, double secs);
+
+/* CLOCK_REALTIME minus CLOCK_MONOTONIC now, in ns: added to rmq_now_ns(),
+ * the wall-clock time that stamps carry between processes. */
+int64_t bench_wall_offset_ns(void);
+
+/* SIGINT and SIGTERM run on_stop (which ends the run); SIGPIPE is ignored. */
+void bench_catch_signals(void (*on_stop)(int));
+
+/* What the progress line shows: totals so far (warm-up included) and the
+ * latencies measured so far (collect fills both histograms). */
+struct bench_progress_totals {
+	uint64_t prod_msgs, prod_bytes, cons_msgs, cons_bytes, errors;
+	struct rmq_hist *prod_hist, *cons_hist;
+};
+
+struct bench_progress {
+	bool produce, consume;              /* the sections the line has */
+	_Atomic bool *finished;             /* the line stops when it is set */
+	_Atomic uint64_t *t_start, *t_warm; /* 0 until the run starts */
+	void (*collect)(void *arg, struct bench_progress_totals *t);
+	void *arg;
+};
+
+/* A thread's body (arg: a struct bench_progress): from the start of the
+ * run until *finished, one line a second on stderr with the rates since
+ * the line before and the p99 latencies so far. */
+void *bench_progress_main(void *arg);
 
 #endif /* RMQ_BENCH_BENCH_H */

@@ -209,75 +209,18 @@ static void collect(struct peer_section *s, bool consumer)
 }
 
 
-static void *progress_main(void *arg)
+static void progress_collect(void *arg, struct bench_progress_totals *t)
 {
-	struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
-	struct peer_section sp = {.hist = hp}, sc = {.hist = hc};
-	uint64_t last_t = 0, last_p = 0, last_pb = 0, last_c = 0, last_cb = 0;
+	struct peer_section sp = {.hist = t->prod_hist}, sc = {.hist = t->cons_hist};
 	(void)arg;
-
-	if (!hp || !hc)
-		goto out;
-	while (!atomic_load(&p.finished)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		uint64_t t_start = atomic_load(&p.t_start), now = rmq_now_ns();
-		if (t_start == 0 || now < last_t + NS)
-			continue;
-		if (last_t == 0) {
-			last_t = t_start;
-			continue;
-		}
-		collect(&sp, false);
-		collect(&sc, true);
-		double dt = (double)(now - last_t) / 1e9;
-		char line[512], q[32];
-		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
-				 now < atomic_load(&p.t_warm) ? " warm-up" : "");
-		if (p.nprod) {
-			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
-				      (double)(sp.all_msgs - last_p) / dt,
-				      (double)(sp.all_bytes - last_pb) / dt / 1e6, hp->count ? q : "-");
-		}
-		if (p.ncons) {
-			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
-				      (double)(sc.all_msgs - last_c) / dt,
-				      (double)(sc.all_bytes - last_cb) / dt / 1e6, hc->count ? q : "-");
-		}
-		snprintf(line + n, sizeof(line) - (size_t)n, "  errors %" PRIu64 "\n",
-			 sp.errors + sc.errors);
-		fputs(line, stderr);
-		last_p = sp.all_msgs;
-		last_pb = sp.all_bytes;
-		last_c = sc.all_msgs;
-		last_cb = sc.all_bytes;
-		last_t = now;
-	}
-out:
-	free(hp);
-	free(hc);
-	return NULL;
+	collect(&sp, false);
+	collect(&sc, true);
+	t->prod_msgs = sp.all_msgs;
+	t->prod_bytes = sp.all_bytes;
+	t->cons_msgs = sc.all_msgs;
+	t->cons_bytes = sc.all_bytes;
+	t->errors = sp.errors + sc.errors;
 }
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 
 /* Every worker's error names, merged (a small O(workers x names^2) walk). */
 static unsigned merge_errors(struct peer_err *out, unsigned cap, uint64_t *other)
@@ -315,26 +258,15 @@ static void report(double secs, const struct peer_section *main_s,
 
 	if (o->json) {
 		FILE *f = stdout;
-		fprintf(f, "{\"mode\":\"%s\",\"system\":\"%s\",\"target\":", o->mode_name, p.d->name);
-		json_string(f, o->target);
-		fprintf(f, ",\"topic\":");
-		json_string(f, o->topic);
-		fprintf(f,
-			",\"partitions\":1,\"threads\":%" PRIu64 ",\"connections\":%" PRIu64
-			",\"streams\":%" PRIu64 ",\"msg_bytes\":%" PRIu64 ",\"batch\":%" PRIu64
-			",\"acks\":\"%s\",\"compression\":\"%s\",\"produce_rpc\":\"%s\","
-			"\"consume_rpc\":\"%s\",\"readers\":%u,\"rate\":%" PRIu64 ",\"warmup_s\":%.3f,"
-			"\"duration_s\":%.3f",
-			o->threads, o->connections, o->streams, o->msg_bytes, o->batch, o->acks_name,
-			o->compression_name, p.d->produce_rpc, p.d->consume_rpc, p.ncons, o->rate,
-			(double)o->warmup_ns / 1e9, secs);
+		bench_json_header(f, o, p.d->name, 1, p.d->produce_rpc, p.d->consume_rpc,
+				  (int)p.ncons, secs);
 		bench_json_results(f, main_s->msgs, main_s->bytes, main_s->hist, kind,
 				   extra ? extra->msgs : 0, extra ? extra->bytes : 0,
 				   extra ? extra->hist : NULL, secs);
 		fprintf(f, ",\"errors\":{\"total\":%" PRIu64 ",\"by_code\":{", errors);
 		for (unsigned i = 0; i < nerr; i++) {
 			fputs(i ? "," : "", f);
-			json_string(f, errs[i].name);
+			bench_json_string(f, errs[i].name);
 			fprintf(f, ":%" PRIu64, errs[i].n);
 		}
 		if (other)
@@ -351,15 +283,11 @@ static void report(double secs, const struct peer_section *main_s,
 	if (o->mode != BENCH_PRODUCE)
 		printf("%s%s from %s, %u reader(s)", o->mode == BENCH_CONSUME ? "" : ", ",
 		       p.d->consume_rpc, o->from_name, p.ncons);
-	printf("\n  measured %.2f s after %.2f s of warm-up\n", secs, (double)o->warmup_ns / 1e9);
-	const struct peer_section *list[2] = {extra, main_s};
-	for (int i = 0; i < 2; i++) {
-		const struct peer_section *s = list[i];
-		if (!s)
-			continue;
-		bench_print_section(s->name, s->msgs, s->bytes, s->hist, secs,
-				    s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery");
-	}
+	const struct bench_section m = {main_s->name, main_s->msgs, main_s->bytes, main_s->hist};
+	const struct bench_section x = extra ? (struct bench_section){extra->name, extra->msgs,
+								      extra->bytes, extra->hist}
+					     : m;
+	bench_print_sections(&m, extra ? &x : NULL, secs, o->warmup_ns, o->mode == BENCH_PRODUCE);
 	printf("  errors   %" PRIu64 "\n", errors);
 	for (unsigned i = 0; i < nerr; i++)
 		printf("           %-28s %" PRIu64 "\n", errs[i].name, errs[i].n);
@@ -377,11 +305,7 @@ int bench_peer_main(const struct bench_opts *o)
 
 	p.o = o;
 	p.d = o->system == BENCH_NATS ? &bench_driver_nats : &bench_driver_redis;
-	struct timespec rt_ts, mono_ts;
-	clock_gettime(CLOCK_REALTIME, &rt_ts);
-	clock_gettime(CLOCK_MONOTONIC, &mono_ts);
-	p.wall_offset_ns = ((int64_t)rt_ts.tv_sec - (int64_t)mono_ts.tv_sec) * (int64_t)NS +
-			   ((int64_t)rt_ts.tv_nsec - (int64_t)mono_ts.tv_nsec);
+	p.wall_offset_ns = bench_wall_offset_ns();
 
 	unsigned conns = (unsigned)(o->threads * o->connections);
 	p.nprod = o->mode == BENCH_CONSUME ? 0 : conns;
@@ -409,13 +333,7 @@ int bench_peer_main(const struct bench_opts *o)
 		goto out_workers;
 	}
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	bench_catch_signals(on_signal);
 
 	/* Readers first, so that an e2e reader from "latest" is in place
 	 * before the first message; the clock starts once all are running. */
@@ -435,7 +353,16 @@ int bench_peer_main(const struct bench_opts *o)
 	atomic_store(&p.t_start, t0);
 
 	pthread_t progress;
-	bool have_progress = o->progress && pthread_create(&progress, NULL, progress_main, NULL) == 0;
+	struct bench_progress pg = {
+		.produce = p.nprod > 0,
+		.consume = p.ncons > 0,
+		.finished = &p.finished,
+		.t_start = &p.t_start,
+		.t_warm = &p.t_warm,
+		.collect = progress_collect,
+	};
+	bool have_progress = o->progress &&
+			     pthread_create(&progress, NULL, bench_progress_main, &pg) == 0;
 	while (!atomic_load(&p.stop) && rmq_now_ns() < atomic_load(&p.t_end)) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);

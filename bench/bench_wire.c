@@ -221,11 +221,12 @@ const uint8_t *bench_encode_produce_batch(struct bench_batch *b, const char *top
 	return place(b, out, n, len);
 }
 
-const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, uint32_t partition,
-				    int acks, uint64_t correlation_id, size_t *len)
+/* A ProduceRequest's fields before its records: version, client id,
+ * topic_partition, acks, correlation id. */
+static size_t produce_head(uint8_t *out, const char *topic, uint32_t partition, int acks,
+			   uint64_t correlation_id)
 {
-	uint8_t bh[64], tp[300], out[BENCH_HEADROOM];
-	size_t bhl = batch_header(b, bh);
+	uint8_t tp[300];
 	size_t tpl = topic_partition(tp, topic, partition);
 	size_t n = preamble(out);
 	n += rmq_pb_put_len(out + n, 3, tpl);
@@ -235,6 +236,15 @@ const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, ui
 		n += rmq_pb_put_uint(out + n, 5, (uint64_t)acks);
 	if (correlation_id)
 		n += rmq_pb_put_uint(out + n, 12, correlation_id);
+	return n;
+}
+
+const uint8_t *bench_encode_produce(struct bench_batch *b, const char *topic, uint32_t partition,
+				    int acks, uint64_t correlation_id, size_t *len)
+{
+	uint8_t bh[64], out[BENCH_HEADROOM];
+	size_t bhl = batch_header(b, bh);
+	size_t n = produce_head(out, topic, partition, acks, correlation_id);
 	n += rmq_pb_put_len(out + n, 15, bhl + b->payload_len);
 	memcpy(out + n, bh, bhl);
 	n += bhl;
@@ -246,18 +256,37 @@ const uint8_t *bench_encode_produce_records(struct bench_batch *b, const char *t
 					    size_t *len)
 {
 	RMQ_ASSERT(b->unary);
-	uint8_t tp[300], out[BENCH_HEADROOM];
-	size_t tpl = topic_partition(tp, topic, partition);
-	size_t n = preamble(out);
-	n += rmq_pb_put_len(out + n, 3, tpl);
-	memcpy(out + n, tp, tpl);
-	n += tpl;
-	if (acks)
-		n += rmq_pb_put_uint(out + n, 5, (uint64_t)acks);
-	if (correlation_id)
-		n += rmq_pb_put_uint(out + n, 12, correlation_id);
+	uint8_t out[BENCH_HEADROOM];
+	size_t n = produce_head(out, topic, partition, acks, correlation_id);
 	/* then the payload: the field-4 Record elements */
 	return place(b, out, n, len);
+}
+
+/* ---- walking answers -------------------------------------------------------------- */
+
+/* One field of a protobuf message, as rmq_pb_next reads it; val and len
+ * only for a length-delimited field (NULL and 0 otherwise). */
+struct field {
+	uint32_t no, wire;
+	uint64_t num;
+	const uint8_t *val;
+	size_t len;
+	const uint8_t *at;      /* the whole element: key, length, value */
+	size_t size;
+};
+
+/* Reads the field at *p (before end) into f and moves *p past it.
+ * Returns 1, 0 at the end of the message, or RMQ_ECORRUPT. */
+static int next_field(const uint8_t **p, const uint8_t *end, struct field *f)
+{
+	if (*p >= end)
+		return 0;
+	*f = (struct field){.at = *p};
+	f->size = rmq_pb_next(*p, end, &f->no, &f->wire, &f->num, &f->val, &f->len);
+	if (f->size == 0)
+		return RMQ_ECORRUPT;
+	*p += f->size;
+	return 1;
 }
 
 /* ---- produce answers ------------------------------------------------------------ */
@@ -267,28 +296,22 @@ static int produce_response(const uint8_t *p, size_t len, int *code, uint32_t *c
 			    uint64_t *corr)
 {
 	const uint8_t *end = p + len;
+	struct field f;
+	int rc;
 	*code = 0;
 	*count = 0;
 	*corr = 0;
-	while (p < end) {
-		uint32_t field, wire;
-		uint64_t num = 0;
-		const uint8_t *val;
-		size_t vlen;
-		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
-		if (k == 0)
-			return RMQ_ECORRUPT;
-		if (wire == RMQ_PB_VARINT) {
-			if (field == 1)
-				*code = (int)num;
-			else if (field == 9)
-				*count = (uint32_t)num;
-			else if (field == 10)
-				*corr = num;
-		}
-		p += k;
+	while ((rc = next_field(&p, end, &f)) > 0) {
+		if (f.wire != RMQ_PB_VARINT)
+			continue;
+		if (f.no == 1)
+			*code = (int)f.num;
+		else if (f.no == 9)
+			*count = (uint32_t)f.num;
+		else if (f.no == 10)
+			*corr = f.num;
 	}
-	return 0;
+	return rc;
 }
 
 int bench_parse_produce_response(const uint8_t *p, size_t len, struct bench_produce_result *r)
@@ -306,33 +329,27 @@ int bench_parse_produce_response(const uint8_t *p, size_t len, struct bench_prod
 int bench_parse_produce_batch_response(const uint8_t *p, size_t len, struct bench_produce_result *r)
 {
 	const uint8_t *end = p + len;
+	struct field f;
+	int rc;
 	memset(r, 0, sizeof(*r));
-	while (p < end) {
-		uint32_t field, wire;
-		uint64_t num = 0;
-		const uint8_t *val = NULL;
-		size_t vlen = 0;
-		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &val, &vlen);
-		if (k == 0)
-			return RMQ_ECORRUPT;
-		if (field == 1 && wire == RMQ_PB_VARINT && num != 0 && r->code == 0) {
-			r->code = (int)num;
-		} else if (field == 4 && wire == RMQ_PB_VARINT) {
-			r->correlation_id = num;
-		} else if (field == 3 && wire == RMQ_PB_LEN) {
+	while ((rc = next_field(&p, end, &f)) > 0) {
+		if (f.no == 1 && f.wire == RMQ_PB_VARINT && f.num != 0 && r->code == 0) {
+			r->code = (int)f.num;
+		} else if (f.no == 4 && f.wire == RMQ_PB_VARINT) {
+			r->correlation_id = f.num;
+		} else if (f.no == 3 && f.wire == RMQ_PB_LEN) {
 			int code;
 			uint32_t count;
 			uint64_t corr;
-			if (produce_response(val, vlen, &code, &count, &corr) < 0)
+			if (produce_response(f.val, f.len, &code, &count, &corr) < 0)
 				return RMQ_ECORRUPT;
 			if (code != 0 && r->code == 0)
 				r->code = code;
 			if (code == 0)
 				r->ok_records += count;
 		}
-		p += k;
 	}
-	return 0;
+	return rc;
 }
 
 /* ---- fetch and subscribe requests -------------------------------------------------- */
@@ -356,6 +373,26 @@ static size_t part_room(const char *topic)
 	return strlen(topic) + 64;
 }
 
+/* One FetchPartition or SubscriptionPartition: topic_partition, the offset
+ * (always: when it sits in a oneof, a missing 0 would mean LATEST), the
+ * byte limit at field max_field.  Appends it to buf as field `field`. */
+static size_t part_entry(uint8_t *buf, uint32_t field, const char *topic,
+			 const struct bench_rpart *part, bool always_offset, uint32_t max_field,
+			 uint32_t max_bytes)
+{
+	uint8_t tp[300], e[400];
+	size_t tpl = topic_partition(tp, topic, part->partition);
+	size_t m = rmq_pb_put_len(e, 1, tpl);
+	memcpy(e + m, tp, tpl);
+	m += tpl;
+	if (part->offset || always_offset)
+		m += rmq_pb_put_uint(e + m, 2, part->offset);
+	m += rmq_pb_put_uint(e + m, max_field, max_bytes);
+	size_t n = rmq_pb_put_len(buf, field, m);
+	memcpy(buf + n, e, m);
+	return n + m;
+}
+
 int bench_encode_fetch(uint8_t *buf, size_t cap, const char *topic, const struct bench_rpart *parts,
 		       uint32_t nparts, uint64_t max_wait_ns, uint32_t max_bytes,
 		       uint32_t partition_max_bytes)
@@ -367,19 +404,8 @@ int bench_encode_fetch(uint8_t *buf, size_t cap, const char *topic, const struct
 		n += duration_field(buf + n, 4, max_wait_ns);
 	n += rmq_pb_put_uint(buf + n, 5, 1); /* min_bytes: answer once anything is there */
 	n += rmq_pb_put_uint(buf + n, 6, max_bytes);
-	for (uint32_t i = 0; i < nparts; i++) {
-		uint8_t tp[300], fp[400];
-		size_t tpl = topic_partition(tp, topic, parts[i].partition);
-		size_t m = rmq_pb_put_len(fp, 1, tpl);
-		memcpy(fp + m, tp, tpl);
-		m += tpl;
-		if (parts[i].offset)
-			m += rmq_pb_put_uint(fp + m, 2, parts[i].offset);
-		m += rmq_pb_put_uint(fp + m, 4, partition_max_bytes);
-		n += rmq_pb_put_len(buf + n, 7, m);
-		memcpy(buf + n, fp, m);
-		n += m;
-	}
+	for (uint32_t i = 0; i < nparts; i++)
+		n += part_entry(buf + n, 7, topic, &parts[i], false, 4, partition_max_bytes);
 	return (int)n;
 }
 
@@ -391,20 +417,8 @@ int bench_encode_subscribe(uint8_t *buf, size_t cap, const char *topic,
 		return RMQ_ETOOBIG;
 	size_t n = preamble(buf);
 	n += rmq_pb_put_uint(buf + n, 7, max_bytes);
-	for (uint32_t i = 0; i < nparts; i++) {
-		uint8_t tp[300], sp[400];
-		size_t tpl = topic_partition(tp, topic, parts[i].partition);
-		size_t m = rmq_pb_put_len(sp, 1, tpl);
-		memcpy(sp + m, tp, tpl);
-		m += tpl;
-		/* `offset` is in a oneof: written even when 0, or the broker
-		 * would start at LATEST. */
-		m += rmq_pb_put_uint(sp + m, 2, parts[i].offset);
-		m += rmq_pb_put_uint(sp + m, 5, partition_max_bytes);
-		n += rmq_pb_put_len(buf + n, 3, m);
-		memcpy(buf + n, sp, m);
-		n += m;
-	}
+	for (uint32_t i = 0; i < nparts; i++)
+		n += part_entry(buf + n, 3, topic, &parts[i], true, 5, partition_max_bytes);
 	return (int)n;
 }
 
@@ -416,38 +430,27 @@ static long walk_records(const uint8_t *p, const uint8_t *end, uint64_t skip,
 			 struct bench_fetch_sink *sink, long *delivered)
 {
 	long i = 0;
-	while (p < end) {
-		uint32_t field, wire;
-		uint64_t num;
-		const uint8_t *rec;
-		size_t rlen;
-		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &rec, &rlen);
-		if (k == 0)
-			return -1;
-		p += k;
-		if (field != 7 || wire != RMQ_PB_LEN)
+	struct field rec, f;
+	int rc;
+	while ((rc = next_field(&p, end, &rec)) > 0) {
+		if (rec.no != 7 || rec.wire != RMQ_PB_LEN)
 			continue;
 		if ((uint64_t)i++ < skip)
 			continue;
-		const uint8_t *value = NULL, *q = rec, *qend = rec + rlen;
+		const uint8_t *value = NULL, *q = rec.val, *qend = rec.val + rec.len;
 		size_t vlen = 0;
-		while (q < qend) {
-			uint32_t f2, w2;
-			const uint8_t *v;
-			size_t l;
-			size_t k2 = rmq_pb_next(q, qend, &f2, &w2, &num, &v, &l);
-			if (k2 == 0)
-				return -1;
-			if (f2 == 2 && w2 == RMQ_PB_LEN) {
-				value = v;
-				vlen = l;
+		while ((rc = next_field(&q, qend, &f)) > 0) {
+			if (f.no == 2 && f.wire == RMQ_PB_LEN) {
+				value = f.val;
+				vlen = f.len;
 			}
-			q += k2;
 		}
+		if (rc < 0)
+			return -1;
 		sink->record(sink->arg, value ? value : (const uint8_t *)"", vlen);
 		(*delivered)++;
 	}
-	return i;
+	return rc < 0 ? -1 : i;
 }
 
 /* One stored RecordBatch: checks, decompresses, delivers.  Returns the
@@ -461,37 +464,33 @@ static long one_batch(const uint8_t *p, size_t len, struct bench_rpart *part,
 	size_t comp_len = 0;
 	uint32_t sum = 0;
 
-	for (const uint8_t *q = p; q < end;) {
-		uint32_t field, wire;
-		uint64_t num = 0;
-		const uint8_t *val;
-		size_t vlen;
-		size_t k = rmq_pb_next(q, end, &field, &wire, &num, &val, &vlen);
-		if (k == 0)
-			goto bad;
-		switch (field) {
-		case 2: compression = num; break;
-		case 3: base = num; break;
-		case 8: crc = num; break;
-		case 10: count = num; break;
+	struct field f;
+	int rc;
+	for (const uint8_t *q = p; (rc = next_field(&q, end, &f)) > 0;) {
+		switch (f.no) {
+		case 2: compression = f.num; break;
+		case 3: base = f.num; break;
+		case 8: crc = f.num; break;
+		case 10: count = f.num; break;
 		case 7:
 			/* The CRC covers each element whole: key, length, Record. */
-			sum = rmq_crc32c(sum, q, k);
+			sum = rmq_crc32c(sum, f.at, f.size);
 			break;
 		case 9:
-			/* Only a length-delimited field carries bytes (and sets
-			 * val); anything else here is a broken batch. */
-			if (wire != RMQ_PB_LEN)
+			/* Only a length-delimited field carries bytes; anything
+			 * else here is a broken batch. */
+			if (f.wire != RMQ_PB_LEN)
 				goto bad;
-			comp = val;
-			comp_len = vlen;
-			sum = rmq_crc32c(0, val, vlen);
+			comp = f.val;
+			comp_len = f.len;
+			sum = rmq_crc32c(0, f.val, f.len);
 			break;
 		default:
 			break;
 		}
-		q += k;
 	}
+	if (rc < 0)
+		goto bad;
 	if (sum != (uint32_t)crc) {
 		sink->error(sink->arg, BENCH_ERR_CRC);
 		goto skip;
@@ -553,56 +552,36 @@ int bench_parse_fetch_response(const uint8_t *p, size_t len, struct bench_rpart 
 	const uint8_t *end = p + len;
 	long total = 0;
 
-	while (p < end) {
-		uint32_t field, wire;
-		uint64_t num = 0;
-		const uint8_t *fpr;
-		size_t flen;
-		size_t k = rmq_pb_next(p, end, &field, &wire, &num, &fpr, &flen);
-		if (k == 0)
-			return RMQ_ECORRUPT;
-		p += k;
-		if (field == 1 && wire == RMQ_PB_VARINT && num != 0) {
-			sink->error(sink->arg, (int)num);
+	struct field fp, f, t;
+	int rc;
+	while ((rc = next_field(&p, end, &fp)) > 0) {
+		if (fp.no == 1 && fp.wire == RMQ_PB_VARINT && fp.num != 0) {
+			sink->error(sink->arg, (int)fp.num);
 			continue;
 		}
-		if (field != 3 || wire != RMQ_PB_LEN)
+		if (fp.no != 3 || fp.wire != RMQ_PB_LEN)
 			continue;
 		/* FetchPartitionResponse: its identity and state first, then
 		 * the batches (fields may come in any order). */
 		uint64_t partition = 0, code = 0, hw = 0, log_start = 0;
-		const uint8_t *fend = fpr + flen;
-		for (const uint8_t *q = fpr; q < fend;) {
-			uint32_t f2, w2;
-			uint64_t n2 = 0;
-			const uint8_t *v;
-			size_t l;
-			size_t k2 = rmq_pb_next(q, fend, &f2, &w2, &n2, &v, &l);
-			if (k2 == 0)
-				return RMQ_ECORRUPT;
-			if (f2 == 1 && w2 == RMQ_PB_LEN) {
-				const uint8_t *t = v, *tend = v + l;
-				while (t < tend) {
-					uint32_t f3, w3;
-					uint64_t n3 = 0;
-					const uint8_t *v3;
-					size_t l3;
-					size_t k3 = rmq_pb_next(t, tend, &f3, &w3, &n3, &v3, &l3);
-					if (k3 == 0)
-						return RMQ_ECORRUPT;
-					if (f3 == 2 && w3 == RMQ_PB_VARINT)
-						partition = n3;
-					t += k3;
-				}
-			} else if (f2 == 2) {
-				code = n2;
-			} else if (f2 == 3) {
-				hw = n2;
-			} else if (f2 == 5) {
-				log_start = n2;
+		const uint8_t *fend = fp.val + fp.len;
+		for (const uint8_t *q = fp.val; (rc = next_field(&q, fend, &f)) > 0;) {
+			if (f.no == 1 && f.wire == RMQ_PB_LEN) {
+				for (const uint8_t *tq = f.val; (rc = next_field(&tq, f.val + f.len, &t)) > 0;)
+					if (t.no == 2 && t.wire == RMQ_PB_VARINT)
+						partition = t.num;
+				if (rc < 0)
+					return RMQ_ECORRUPT;
+			} else if (f.no == 2) {
+				code = f.num;
+			} else if (f.no == 3) {
+				hw = f.num;
+			} else if (f.no == 5) {
+				log_start = f.num;
 			}
-			q += k2;
 		}
+		if (rc < 0)
+			return RMQ_ECORRUPT;
 		struct bench_rpart *part = find_part(parts, nparts, (uint32_t)partition);
 		if (!part) {
 			sink->error(sink->arg, BENCH_ERR_BAD_RESPONSE);
@@ -614,21 +593,17 @@ int bench_parse_fetch_response(const uint8_t *p, size_t len, struct bench_rpart 
 			sink->error(sink->arg, (int)code);
 			continue;
 		}
-		for (const uint8_t *q = fpr; q < fend;) {
-			uint32_t f2, w2;
-			uint64_t n2 = 0;
-			const uint8_t *v;
-			size_t l;
-			size_t k2 = rmq_pb_next(q, fend, &f2, &w2, &n2, &v, &l);
-			if (k2 == 0)
-				return RMQ_ECORRUPT;
-			if (f2 == 6 && w2 == RMQ_PB_LEN) {
-				long d = one_batch(v, l, part, sink);
+		for (const uint8_t *q = fp.val; (rc = next_field(&q, fend, &f)) > 0;) {
+			if (f.no == 6 && f.wire == RMQ_PB_LEN) {
+				long d = one_batch(f.val, f.len, part, sink);
 				if (d > 0)
 					total += d;
 			}
-			q += k2;
 		}
+		if (rc < 0)
+			return RMQ_ECORRUPT;
 	}
+	if (rc < 0)
+		return RMQ_ECORRUPT;
 	return total > INT32_MAX ? INT32_MAX : (int)total;
 }

@@ -28,8 +28,9 @@
  *                 then drain: readers cancel, producers wait for their
  *                 answers (bounded), and the last thread stops the runtime
  *
- * With --group the readers are members of a consumer group (see
- * "consumer group" below).
+ * With --group the readers are members of a consumer group, the same
+ * member as `rmq consume --group` (tools/member.h; see "consumer group"
+ * below).
  *
  * Measurement.  A message counts when its answer (produce) or delivery
  * (consume) happens inside [end of warm-up, end of run).  Latency:
@@ -46,7 +47,9 @@
  * decompression scratch, and the client its pools (see client.h).
  */
 #include "bench.h"
+#include "ec.h"
 #include "hist.h"
+#include "member.h"
 #include "pace.h"
 
 #include "client/consumer.pb-c.h"
@@ -79,12 +82,6 @@
 #define PATH_LIST_OFFSETS "/rustmq.client.ConsumerService/ListOffsets"
 #define PATH_CREATE_TOPICS "/rustmq.controller.AdminService/CreateTopics"
 #define PATH_TOPIC_METADATA "/rustmq.client.MetadataService/GetTopicMetadata"
-#define PATH_JOIN_GROUP "/rustmq.client.ConsumerService/JoinGroup"
-#define PATH_SYNC_GROUP "/rustmq.client.ConsumerService/SyncGroup"
-#define PATH_HEARTBEAT "/rustmq.client.ConsumerService/Heartbeat"
-#define PATH_COMMIT_OFFSETS "/rustmq.client.ConsumerService/CommitOffsets"
-#define PATH_FETCH_OFFSETS "/rustmq.client.ConsumerService/FetchOffsets"
-#define PATH_LEAVE_GROUP "/rustmq.client.ConsumerService/LeaveGroup"
 
 #define NS 1000000000ULL
 #define RETRY_NS (100ULL * 1000 * 1000)       /* after a failed call */
@@ -92,13 +89,6 @@
 #define SETUP_TRIES 50                        /* x RETRY_NS for a new topic's metadata */
 #define SCRATCH_MAX (256u << 20)              /* a decompressed batch */
 
-/* rustmq.common.ErrorCode values acted on. */
-#define EC_TOPIC_ALREADY_EXISTS 15
-#define EC_TOPIC_NOT_FOUND 9
-#define EC_UNKNOWN_MEMBER_ID 26
-#define EC_ILLEGAL_GENERATION 27
-#define EC_REBALANCE_IN_PROGRESS 28
-#define EC_MEMBER_ID_REQUIRED 56
 #define GROUP_SESSION_NS (10ULL * NS)         /* --group members' session timeout */
 
 /* Error counters: gRPC statuses, rustmq ErrorCodes, and our own. */
@@ -146,27 +136,19 @@ struct reader {
 	uint8_t *lo_req;
 	size_t lo_len;
 	/* --group membership ("consumer group" below) */
-	struct member *m;
+	struct gmember *m;
+	uint32_t parts_cap;
 };
 
 /* --group: a reader's membership (see "consumer group" below). */
-enum mstate { M_JOIN, M_SYNC, M_POSITION, M_STABLE, M_DONE };
-
-struct member {
+struct gmember {
+	struct rmq_member core;  /* the protocol (tools/member.h) */
 	struct reader *r;
-	enum mstate st;
-	char *id;                /* heap; "" before the first join */
-	int32_t generation;
-	uint64_t hb_ns;
-	struct rmq_timer hb, commit;
-	uint8_t *req;            /* the group call in flight's request, or NULL */
-	bool rejoin;             /* join again once the Fetch in flight is back */
-	bool hb_due, commit_due; /* their timer fired while a call was out */
+	struct rmq_timer wake;   /* the member's next deadline */
+	uint32_t held;           /* the core's assignment r->parts holds */
+	bool calling;            /* a group call, or the ListOffsets placing parts, is out */
+	bool quiet;              /* a call not sent: counted already */
 	bool counted;            /* setup: reported ready */
-	bool committed_last;     /* drain: the last commit went out */
-	bool revoked;            /* rejoin: the commit before it went out */
-	unsigned failures;       /* set-up steps failed so far */
-	uint32_t parts_cap;
 };
 
 struct bconn {
@@ -581,8 +563,10 @@ static void prod_kick(struct bconn *bc)
 /* ---- consumers ------------------------------------------------------------------- */
 
 static void reader_issue(struct reader *r);
-static void member_next(struct member *m);
-static void fetch_offsets_start(struct member *m);
+static void member_drive(struct reader *r);
+static void member_took(struct reader *r);
+static bool member_may_read(const struct reader *r);
+static void member_placed(struct reader *r);
 
 static void sink_record(void *arg, const uint8_t *value, size_t len)
 {
@@ -626,7 +610,7 @@ static void retry_fn(struct rmq_timer *tm)
 {
 	struct reader *r = RMQ_CONTAINER_OF(tm, struct reader, retry);
 	if (r->m)
-		member_next(r->m);
+		member_drive(r);
 	else if (r->t->phase == PH_RUN)
 		reader_issue(r);
 }
@@ -652,9 +636,11 @@ static void fetch_done(void *arg, enum rmq_grpc_status status, const char *messa
 		err_grpc(t, status);
 	else
 		n = reader_take(r, resp, len);
-	if (t->phase != PH_RUN || (r->m && r->m->rejoin)) {
+	if (r->m)
+		member_took(r);
+	if (t->phase != PH_RUN || (r->m && !member_may_read(r))) {
 		if (r->m)
-			member_next(r->m); /* the group's next step waited for this Fetch */
+			member_drive(r); /* the group's next step waited for this Fetch */
 		check_drained(t);
 		return;
 	}
@@ -702,8 +688,8 @@ static void reader_issue(struct reader *r)
 
 	if (t->phase != PH_RUN || r->call)
 		return;
-	if (r->m && (r->m->st != M_STABLE || r->m->rejoin || r->nparts == 0))
-		return; /* the group's next step first (member_next), or idle */
+	if (r->m && (!member_may_read(r) || r->nparts == 0))
+		return; /* the group's next step first (member_drive), or idle */
 	if (!conn_ok(r->bc))
 		return;
 	if (o->consume_subscribe) {
@@ -747,8 +733,9 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 	r->lo_req = NULL;
 	if (r->m) {
 		t->inflight--;
+		r->m->calling = false;
 		if (t->phase >= PH_DRAIN) {
-			member_next(r->m);
+			member_drive(r);
 			check_drained(t);
 			return;
 		}
@@ -780,7 +767,7 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 	}
 	rustmq__client__list_offsets_response__free_unpacked(lr, NULL);
 	if (r->m)
-		fetch_offsets_start(r->m); /* the group's commits, where it has any */
+		member_placed(r); /* where the group has no commits */
 	else if (--t->resolving == 0)
 		post_ready(t);
 }
@@ -831,18 +818,16 @@ out:
 /* ---- consumer group (--group) -------------------------------------------------------- */
 
 /*
- * With --group every reader is a member of the group: it reads the
- * partitions the coordinator assigns it, from the group's commits (else
- * --from).  One group call at a time per member:
- *
- *   JoinGroup ─MEMBER_ID_REQUIRED─► JoinGroup with that id (held until the
- *   generation forms) ─► SyncGroup: the assignment ─► ListOffsets (--from)
- *   ─► FetchOffsets: commits win ─► stable: Fetch as usual; Heartbeat every
- *   heartbeat_interval, CommitOffsets of the positions every
- *   --commit-interval.  A group call that says the group rebalances (or
- *   forgot the member) ─► once the Fetch in flight is back, CommitOffsets
- *   (as Kafka's consumer does before it rejoins), JoinGroup again.
- *   Drain: a last CommitOffsets, then LeaveGroup.
+ * With --group every reader is a member of the group, the same member as
+ * `rmq consume --group` (tools/member.h, which draws the protocol): it
+ * reads the partitions the coordinator assigns it from the group's commits
+ * (else --from), commits the positions that moved every --commit-interval,
+ * heartbeats, rejoins when the group rebalances (once its Fetch is back),
+ * and at the end commits and leaves.  The member says what comes next;
+ * member_drive sends its calls on the reader's connection (one at a time),
+ * places the partitions without a commit with ListOffsets (--from), keeps
+ * a timer at the member's next deadline, and lets the reader fetch while
+ * the member is stable.
  *
  * Delivery is at least once, as for any Kafka consumer: what a member read
  * after its last commit that went through is read again by the
@@ -850,470 +835,216 @@ out:
  * Group calls count in t->inflight, so the drain waits for them.
  */
 
-/* The fields every group request has (the protobuf-c types differ, the
- * names agree), and those of a member in a generation. */
-#define GROUP_REQ(req) \
-	((req).version = &api_v1, (req).client_id = "rmq-bench", (req).group_id = (char *)g.o.group)
-#define GROUP_MEMBER(req, m) ((req).generation_id = (m)->generation, (req).member_id = (m)->id)
-
-static bool member_busy(const struct member *m)
+static void member_error(void *arg, const char *what, enum rmq_grpc_status status, int code,
+			 const char *message)
 {
-	return m->req != NULL || m->r->lo_req != NULL;
-}
-
-/* A join, sync or position step failed: try again in RETRY_NS (a
- * failure that lasts through the set-up is fatal). */
-static void member_retry(struct member *m)
-{
-	if (!m->counted && ++m->failures > SETUP_TRIES) {
-		fatal("could not join group '%s' (see the errors counted)", g.o.group);
+	struct reader *r = arg;
+	(void)what;
+	(void)message;
+	if (r->m->quiet)
 		return;
-	}
-	reader_retry_later(m->r);
-}
-
-static void member_set_id(struct member *m, const char *id)
-{
-	char *c = strdup(id ? id : "");
-	if (!c) {
-		fatal("out of memory");
-		return;
-	}
-	free(m->id);
-	m->id = c;
-}
-
-/* Sends req on the member's connection; done gets m. */
-static int member_call(struct member *m, const char *path, const ProtobufCMessage *req,
-		       rmq_client_unary_cb done)
-{
-	struct reader *r = m->r;
-	size_t n = protobuf_c_message_get_packed_size(req);
-	m->req = malloc(n ? n : 1);
-	if (!m->req)
-		return -ENOMEM;
-	protobuf_c_message_pack(req, m->req);
-	int rc = conn_ok(r->bc) ? rmq_client_unary(r->bc->cc, path, m->req, n, g.o.timeout_ns, done, m,
-						   NULL)
-				: -ENOTCONN;
-	if (rc < 0) {
-		free(m->req);
-		m->req = NULL;
-		return rc;
-	}
-	r->t->inflight++;
-	return 0;
-}
-
-/* A group call is back: its answer unpacked as d, or NULL when the call
- * failed or the answer does not parse (counted either way).  The caller
- * frees it (member_free). */
-static void *member_back(struct member *m, enum rmq_grpc_status status,
-			 const ProtobufCMessageDescriptor *d, const uint8_t *resp, size_t len)
-{
-	free(m->req);
-	m->req = NULL;
-	m->r->t->inflight--;
-	if (status != RMQ_GRPC_OK) {
-		err_grpc(m->r->t, status);
-		return NULL;
-	}
-	ProtobufCMessage *a = protobuf_c_message_unpack(d, NULL, len, resp);
-	if (!a)
-		err_rmq(m->r->t, BENCH_ERR_BAD_RESPONSE);
-	return a;
-}
-
-static void member_free(void *answer)
-{
-	if (answer)
-		protobuf_c_message_free_unpacked(answer, NULL);
-}
-
-/* Reacts to a group error code: true when it is one.  Those that ask for
- * a new join set m->rejoin; the others are counted as errors. */
-static bool member_error(struct member *m, int code)
-{
-	if (code == 0)
-		return false;
-	if (code == EC_UNKNOWN_MEMBER_ID)
-		member_set_id(m, "");
-	if (code == EC_UNKNOWN_MEMBER_ID || code == EC_ILLEGAL_GENERATION ||
-	    code == EC_REBALANCE_IN_PROGRESS)
-		m->rejoin = true;
+	if (status != RMQ_GRPC_OK)
+		err_grpc(r->t, status);
 	else
-		err_rmq(m->r->t, code);
+		err_rmq(r->t, code < 0 ? BENCH_ERR_BAD_RESPONSE : code);
+}
+
+static void member_joined(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&g.joins, 1);
+}
+
+static void member_committed(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&g.commits, 1);
+}
+
+static void member_commit_refused(void *arg, uint32_t partition, uint64_t offset, int code,
+				  const char *message)
+{
+	struct reader *r = arg;
+	(void)partition;
+	(void)offset;
+	(void)message;
+	err_rmq(r->t, code);
+}
+
+static const struct rmq_member_ops member_ops = {
+	.error = member_error,
+	.joined = member_joined,
+	.committed = member_committed,
+	.commit_refused = member_commit_refused,
+};
+
+static int member_create(struct reader *r)
+{
+	const struct rmq_member_config cfg = {
+		.group = g.o.group,
+		.topic = g.o.topic,
+		.client_id = "rmq-bench",
+		.leave_reason = "rmq-bench run ended",
+		.session_ns = GROUP_SESSION_NS,
+		.commit_ns = g.o.commit_interval_ns,
+		.call_timeout_ns = g.o.timeout_ns,
+	};
+	r->m = calloc(1, sizeof(*r->m));
+	if (!r->m)
+		return -ENOMEM;
+	r->m->r = r;
+	return rmq_member_init(&r->m->core, &cfg, &member_ops, r);
+}
+
+/* The reader may fetch: the member is stable and r->parts is its
+ * assignment. */
+static bool member_may_read(const struct reader *r)
+{
+	return rmq_member_readable(&r->m->core) && r->m->held == r->m->core.assignments;
+}
+
+/* A Fetch came back: the positions it moved are the member's to commit. */
+static void member_took(struct reader *r)
+{
+	struct rmq_member *m = &r->m->core;
+	if (r->m->held != m->assignments || r->nparts != m->nparts)
+		return; /* read under an assignment the member has given up */
+	for (uint32_t i = 0; i < r->nparts; i++)
+		m->parts[i].offset = r->parts[i].offset;
+}
+
+/* r->parts becomes the member's partitions at their positions. */
+static bool member_take_parts(struct reader *r)
+{
+	struct rmq_member *m = &r->m->core;
+	if (m->nparts > r->parts_cap) {
+		fatal("group '%s' assigned %" PRIu32 " partitions of a topic of %" PRIu32, g.o.group,
+		      m->nparts, r->parts_cap);
+		return false;
+	}
+	for (uint32_t i = 0; i < m->nparts; i++)
+		r->parts[i] = (struct bench_rpart){m->parts[i].partition, m->parts[i].offset};
+	r->nparts = m->nparts;
 	return true;
 }
 
-static void member_timer_start(struct member *m, struct rmq_timer *tm, uint64_t ns,
-			       void (*fn)(struct rmq_timer *))
+static void member_wake_fn(struct rmq_timer *tm)
 {
-	if (rmq_timer_start(m->r->t->s, tm, rmq_now_ns() + ns, fn) < 0)
+	member_drive(RMQ_CONTAINER_OF(tm, struct gmember, wake)->r);
+}
+
+static void member_call_done(void *arg, enum rmq_grpc_status status, const char *message,
+			     const uint8_t *resp, size_t len)
+{
+	struct reader *r = arg;
+	struct bthread *t = r->t;
+	t->inflight--;
+	r->m->calling = false;
+	rmq_member_answer(&r->m->core, rmq_now_ns(), status, message, resp, len);
+	member_drive(r);
+	check_drained(t);
+}
+
+static void member_send(struct reader *r, const struct rmq_member_call *call)
+{
+	struct gmember *gm = r->m;
+	struct bthread *t = r->t;
+	/* A failure that lasts through the set-up is fatal. */
+	if (!gm->counted && gm->core.tries > SETUP_TRIES) {
+		fatal("could not join group '%s' (see the errors counted)", g.o.group);
+		return;
+	}
+	int rc = conn_ok(r->bc) ? rmq_client_unary(r->bc->cc, call->path, call->req, call->len,
+						   call->timeout_ns, member_call_done, r, NULL)
+				: -ENOTCONN;
+	if (rc == 0) {
+		gm->calling = true;
+		t->inflight++;
+		return;
+	}
+	/* Not sent: counted here, answered as failed (the member retries it
+	 * in its time), driven again after RETRY_NS. */
+	err_client(t, rc);
+	gm->quiet = true;
+	rmq_member_answer(&gm->core, rmq_now_ns(), RMQ_GRPC_UNAVAILABLE, "not sent", NULL, 0);
+	gm->quiet = false;
+	if (rmq_timer_start(t->s, &gm->wake, rmq_now_ns() + RETRY_NS, member_wake_fn) < 0)
 		fatal("timer heap full");
 }
 
-static void join_done(void *arg, enum rmq_grpc_status status, const char *message,
-		      const uint8_t *resp, size_t len)
+/* The partitions the group never committed start at --from. */
+static void member_place(struct reader *r)
 {
-	struct member *m = arg;
-	bool again = false;
-	(void)message;
-	Rustmq__Client__JoinGroupResponse *jr =
-		member_back(m, status, &rustmq__client__join_group_response__descriptor, resp, len);
-	if (jr && jr->error_code == EC_MEMBER_ID_REQUIRED) {
-		member_set_id(m, jr->member_id); /* join again with it */
-		again = true;
-	} else if (jr && member_error(m, jr->error_code)) {
-		again = m->rejoin; /* REBALANCE_IN_PROGRESS, a forgotten id */
-	} else if (jr) {
-		member_set_id(m, jr->member_id);
-		m->generation = jr->generation_id;
-		m->hb_ns = jr->heartbeat_interval ? (uint64_t)jr->heartbeat_interval->seconds * NS +
-							    (uint64_t)jr->heartbeat_interval->nanos
-						  : 0;
-		if (m->hb_ns == 0)
-			m->hb_ns = GROUP_SESSION_NS / 3;
-		m->st = M_SYNC;
-		atomic_fetch_add(&g.joins, 1);
-	}
-	member_free(jr);
-	m->rejoin = false;
-	if (m->st == M_JOIN && !again)
-		member_retry(m);
-	else
-		member_next(m);
-}
-
-static void join_start(struct member *m)
-{
-	Google__Protobuf__Duration session = GOOGLE__PROTOBUF__DURATION__INIT;
-	Rustmq__Client__JoinGroupRequest req = RUSTMQ__CLIENT__JOIN_GROUP_REQUEST__INIT;
-	char *topics[1] = {(char *)g.o.topic};
-	session.seconds = (int64_t)(GROUP_SESSION_NS / NS);
-	GROUP_REQ(req);
-	req.member_id = m->id;
-	req.session_timeout = &session;
-	req.topics = topics;
-	req.n_topics = 1;
-	m->st = M_JOIN;
-	rmq_timer_cancel(m->r->t->s, &m->hb);
-	rmq_timer_cancel(m->r->t->s, &m->commit);
-	int rc = member_call(m, PATH_JOIN_GROUP, &req.base, join_done);
+	struct bthread *t = r->t;
+	if (!member_take_parts(r))
+		return;
+	int rc = list_offsets_start(r);
 	if (rc < 0) {
-		err_client(m->r->t, rc);
-		member_retry(m);
-	}
-}
-
-static void sync_done(void *arg, enum rmq_grpc_status status, const char *message,
-		      const uint8_t *resp, size_t len)
-{
-	struct member *m = arg;
-	struct reader *r = m->r;
-	(void)message;
-	Rustmq__Client__SyncGroupResponse *sr =
-		member_back(m, status, &rustmq__client__sync_group_response__descriptor, resp, len);
-	if (sr && !member_error(m, sr->error_code)) {
-		r->nparts = 0;
-		for (size_t i = 0; i < sr->n_assignment && r->nparts < m->parts_cap; i++)
-			if (strcmp(sr->assignment[i]->topic, g.o.topic) == 0)
-				r->parts[r->nparts++] = (struct bench_rpart){sr->assignment[i]->partition, 0};
-		m->st = M_POSITION;
-	}
-	member_free(sr);
-	if (m->st == M_SYNC || m->rejoin) { /* start over */
-		m->st = M_JOIN;
-		m->rejoin = false;
-		member_retry(m);
+		fatal("ListOffsets not sent: %s", rmq_strerror(rc));
 		return;
 	}
-	member_next(m);
+	r->m->calling = true;
+	t->inflight++;
 }
 
-static void sync_start(struct member *m)
+/* ListOffsets answered (into r->parts): the partitions without a commit
+ * take its offsets. */
+static void member_placed(struct reader *r)
 {
-	Rustmq__Client__SyncGroupRequest req = RUSTMQ__CLIENT__SYNC_GROUP_REQUEST__INIT;
-	GROUP_REQ(req);
-	GROUP_MEMBER(req, m);
-	int rc = member_call(m, PATH_SYNC_GROUP, &req.base, sync_done);
-	if (rc < 0) {
-		err_client(m->r->t, rc);
-		m->st = M_JOIN;
-		member_retry(m);
-	}
-}
-
-static void heartbeat_fn(struct rmq_timer *tm)
-{
-	struct member *m = RMQ_CONTAINER_OF(tm, struct member, hb);
-	m->hb_due = true;
-	member_next(m);
-}
-
-static void commit_fn(struct rmq_timer *tm)
-{
-	struct member *m = RMQ_CONTAINER_OF(tm, struct member, commit);
-	m->commit_due = true;
-	member_next(m);
-}
-
-/* The member has its positions: fetch. */
-static void member_stable(struct member *m)
-{
-	struct reader *r = m->r;
-	m->st = M_STABLE;
-	m->failures = 0;
-	member_timer_start(m, &m->hb, m->hb_ns, heartbeat_fn);
-	member_timer_start(m, &m->commit, g.o.commit_interval_ns, commit_fn);
-	if (!m->counted) {
-		m->counted = true;
-		if (--r->t->resolving == 0)
-			post_ready(r->t);
-	} else {
-		reader_issue(r);
-	}
-}
-
-static void fetch_offsets_done(void *arg, enum rmq_grpc_status status, const char *message,
-			       const uint8_t *resp, size_t len)
-{
-	struct member *m = arg;
-	struct reader *r = m->r;
-	bool placed = false;
-	(void)message;
-	Rustmq__Client__FetchOffsetsResponse *fr =
-		member_back(m, status, &rustmq__client__fetch_offsets_response__descriptor, resp, len);
-	if (fr && !member_error(m, fr->error_code)) {
-		for (size_t i = 0; i < fr->n_partitions && i < r->nparts; i++) {
-			const Rustmq__Client__OffsetFetchPartition *op = fr->partitions[i];
-			if (op->committed_case == RUSTMQ__CLIENT__OFFSET_FETCH_PARTITION__COMMITTED_OFFSET)
-				r->parts[i].offset = op->offset;
-		}
-		placed = true;
-	}
-	member_free(fr);
-	if (placed) {
-		member_stable(m);
-		return;
-	}
-	m->st = M_JOIN;
-	m->rejoin = false;
-	member_retry(m);
-}
-
-/* After ListOffsets placed every assigned partition at --from. */
-static void fetch_offsets_start(struct member *m)
-{
-	struct reader *r = m->r;
-	Rustmq__Client__FetchOffsetsRequest req = RUSTMQ__CLIENT__FETCH_OFFSETS_REQUEST__INIT;
-	Rustmq__Common__TopicPartition *tp = calloc(r->nparts ? r->nparts : 1, sizeof(*tp));
-	Rustmq__Common__TopicPartition **tpp = calloc(r->nparts ? r->nparts : 1, sizeof(*tpp));
-	int rc = -ENOMEM;
-	if (tp && tpp) {
-		GROUP_REQ(req);
-		for (uint32_t i = 0; i < r->nparts; i++) {
-			rustmq__common__topic_partition__init(&tp[i]);
-			tp[i].topic = (char *)g.o.topic;
-			tp[i].partition = r->parts[i].partition;
-			tpp[i] = &tp[i];
-		}
-		req.partitions = tpp;
-		req.n_partitions = r->nparts;
-		rc = member_call(m, PATH_FETCH_OFFSETS, &req.base, fetch_offsets_done);
-	}
-	free(tp);
-	free(tpp);
-	if (rc < 0) {
-		err_client(r->t, rc);
-		m->st = M_JOIN;
-		member_retry(m);
-	}
-}
-
-static void commit_done(void *arg, enum rmq_grpc_status status, const char *message,
-			const uint8_t *resp, size_t len)
-{
-	struct member *m = arg;
-	(void)message;
-	Rustmq__Client__CommitOffsetsResponse *cr =
-		member_back(m, status, &rustmq__client__commit_offsets_response__descriptor, resp, len);
-	if (cr && !member_error(m, cr->error_code)) {
-		bool all = true;
-		for (size_t i = 0; i < cr->n_partitions; i++)
-			if (cr->partitions[i]->error_code) {
-				err_rmq(m->r->t, cr->partitions[i]->error_code);
-				all = false;
-			}
-		if (all)
-			atomic_fetch_add(&g.commits, 1);
-	}
-	member_free(cr);
-	member_next(m);
-}
-
-/* Commits every assigned partition's position. */
-static void commit_start(struct member *m)
-{
-	struct reader *r = m->r;
-	Rustmq__Client__CommitOffsetsRequest req = RUSTMQ__CLIENT__COMMIT_OFFSETS_REQUEST__INIT;
-	uint32_t n = r->nparts ? r->nparts : 1;
-	Rustmq__Common__TopicPartition *tp = calloc(n, sizeof(*tp));
-	Rustmq__Client__OffsetCommitPartition *cp = calloc(n, sizeof(*cp));
-	Rustmq__Client__OffsetCommitPartition **cpp = calloc(n, sizeof(*cpp));
-	int rc = -ENOMEM;
-	if (tp && cp && cpp) {
-		GROUP_REQ(req);
-		GROUP_MEMBER(req, m);
-		for (uint32_t i = 0; i < r->nparts; i++) {
-			rustmq__common__topic_partition__init(&tp[i]);
-			tp[i].topic = (char *)g.o.topic;
-			tp[i].partition = r->parts[i].partition;
-			rustmq__client__offset_commit_partition__init(&cp[i]);
-			cp[i].topic_partition = &tp[i];
-			cp[i].offset = r->parts[i].offset;
-			cpp[i] = &cp[i];
-		}
-		req.partitions = cpp;
-		req.n_partitions = r->nparts;
-		rc = member_call(m, PATH_COMMIT_OFFSETS, &req.base, commit_done);
-	}
-	free(tp);
-	free(cp);
-	free(cpp);
-	if (rc < 0)
-		err_client(r->t, rc);
-}
-
-static void heartbeat_done(void *arg, enum rmq_grpc_status status, const char *message,
-			   const uint8_t *resp, size_t len)
-{
-	struct member *m = arg;
-	(void)message;
-	Rustmq__Client__GroupHeartbeatResponse *hr =
-		member_back(m, status, &rustmq__client__group_heartbeat_response__descriptor, resp, len);
-	if (hr)
-		member_error(m, hr->error_code);
-	member_free(hr);
-	member_next(m);
-}
-
-static void heartbeat_start(struct member *m)
-{
-	Rustmq__Client__GroupHeartbeatRequest req = RUSTMQ__CLIENT__GROUP_HEARTBEAT_REQUEST__INIT;
-	GROUP_REQ(req);
-	GROUP_MEMBER(req, m);
-	int rc = member_call(m, PATH_HEARTBEAT, &req.base, heartbeat_done);
-	if (rc < 0)
-		err_client(m->r->t, rc);
-}
-
-static void leave_done(void *arg, enum rmq_grpc_status status, const char *message,
-		       const uint8_t *resp, size_t len)
-{
-	struct member *m = arg;
-	(void)message;
-	Rustmq__Client__LeaveGroupResponse *lr =
-		member_back(m, status, &rustmq__client__leave_group_response__descriptor, resp, len);
-	if (lr && lr->error_code)
-		err_rmq(m->r->t, lr->error_code);
-	member_free(lr);
-	check_drained(m->r->t);
-}
-
-static void leave_start(struct member *m)
-{
-	Rustmq__Client__LeaveGroupRequest req = RUSTMQ__CLIENT__LEAVE_GROUP_REQUEST__INIT;
-	GROUP_REQ(req);
-	req.member_id = m->id;
-	req.reason = "rmq-bench run ended";
-	m->st = M_DONE;
-	if (member_call(m, PATH_LEAVE_GROUP, &req.base, leave_done) < 0)
-		check_drained(m->r->t);
+	struct rmq_member *m = &r->m->core;
+	for (uint32_t i = 0; i < m->nparts && i < r->nparts; i++)
+		if (m->parts[i].offset == RMQ_MEMBER_NO_OFFSET)
+			m->parts[i].offset = r->parts[i].offset;
+	rmq_member_positioned(m, rmq_now_ns());
+	member_drive(r);
 }
 
 /*
  * The member's next step, after any of its calls or its reader's Fetch
- * came back or a timer fired: one group call at a time, none while the
- * reader's Fetch is out when the step changes what it reads.
+ * came back or its timer fired: one group call at a time; the member
+ * itself waits for the reader's Fetch before it changes what is read.
  */
-static void member_next(struct member *m)
+static void member_drive(struct reader *r)
 {
-	struct reader *r = m->r;
+	struct gmember *gm = r->m;
 	struct bthread *t = r->t;
-	if (member_busy(m) || m->st == M_DONE)
+	struct rmq_member *m = &gm->core;
+	if (gm->calling || t->phase == PH_DONE)
 		return;
-	if (t->phase == PH_DRAIN || t->phase == PH_DONE) {
-		rmq_timer_cancel(t->s, &m->hb);
-		rmq_timer_cancel(t->s, &m->commit);
-		if (r->call || t->phase == PH_DONE)
-			return; /* fetch_done comes back here */
-		if (m->st == M_STABLE && !m->committed_last && r->nparts) {
-			m->committed_last = true;
-			commit_start(m);
-			if (member_busy(m))
-				return;
-		}
-		if (m->id && m->id[0])
-			leave_start(m);
-		else
-			m->st = M_DONE;
+	struct rmq_member_call call;
+	uint64_t wake;
+	int step = rmq_member_next(m, rmq_now_ns(), r->call != NULL, &call, &wake);
+	switch (step) {
+	case RMQ_MEMBER_CALL:
+		member_send(r, &call);
+		return;
+	case RMQ_MEMBER_POSITION:
+		member_place(r);
+		return;
+	case RMQ_MEMBER_DONE:
 		check_drained(t);
 		return;
+	case RMQ_MEMBER_WAIT:
+		break;
+	default:
+		fatal("out of memory for group '%s'", g.o.group);
+		return;
 	}
-	if (m->rejoin && m->st == M_STABLE) {
-		if (r->call)
-			return; /* fetch_done comes back here */
-		/* Commit what was read before giving the partitions up (the
-		 * generation's commits are still taken while it rebalances),
-		 * so their next owners do not read it again. */
-		if (!m->revoked && r->nparts && m->id[0]) {
-			m->revoked = true;
-			commit_start(m);
-			if (member_busy(m))
-				return;
-		}
-		m->revoked = false;
-		m->st = M_JOIN;
+	if (wake != UINT64_MAX && rmq_timer_start(t->s, &gm->wake, wake, member_wake_fn) < 0)
+		fatal("timer heap full");
+	if (!rmq_member_readable(m))
+		return;
+	if (gm->held != m->assignments) {
+		if (!member_take_parts(r))
+			return;
+		gm->held = m->assignments;
 	}
-	switch (m->st) {
-	case M_JOIN:
-		join_start(m);
-		return;
-	case M_SYNC:
-		sync_start(m);
-		return;
-	case M_POSITION:
-		/* ListOffsets puts each partition at --from; FetchOffsets
-		 * (from list_offsets_done) moves it to the group's commit. */
-		if (r->nparts == 0) {
-			member_stable(m);
-			return;
-		}
-		if (list_offsets_start(r) < 0) {
-			err_client(t, -ENOMEM);
-			member_retry(m);
-			return;
-		}
-		t->inflight++;
-		return;
-	case M_STABLE:
-		if (m->commit_due) {
-			m->commit_due = false;
-			member_timer_start(m, &m->commit, g.o.commit_interval_ns, commit_fn);
-			if (r->nparts)
-				commit_start(m);
-			if (member_busy(m))
-				return;
-		}
-		if (m->hb_due) {
-			m->hb_due = false;
-			member_timer_start(m, &m->hb, m->hb_ns, heartbeat_fn);
-			heartbeat_start(m);
-		}
-		return;
-	case M_DONE:
-		return;
+	if (!gm->counted) {
+		gm->counted = true;
+		if (--t->resolving == 0)
+			post_ready(t);
+	} else {
+		reader_issue(r);
 	}
 }
 
@@ -1341,18 +1072,14 @@ static int readers_create(struct bthread *t)
 		/* A group member may be given any number of partitions. */
 		uint32_t cap = o->group[0] ? g.partitions : n;
 		r->parts = calloc(cap, sizeof(*r->parts));
+		r->parts_cap = cap;
 		r->req_cap = 128 + (size_t)cap * (strlen(o->topic) + 64);
 		r->req = malloc(r->req_cap);
 		if (!r->parts || !r->req)
 			return -ENOMEM;
 		if (o->group[0]) {
-			r->m = calloc(1, sizeof(*r->m));
-			if (!r->m)
+			if (member_create(r) < 0)
 				return -ENOMEM;
-			r->m->r = r;
-			r->m->parts_cap = cap;
-			r->m->generation = -1;
-			member_set_id(r->m, "");
 		} else {
 			r->nparts = n;
 			n = 0;
@@ -1393,7 +1120,7 @@ static void on_setup(struct rmq_xmsg *m)
 	for (unsigned i = 0; i < t->nreaders; i++) {
 		struct reader *r = &t->readers[i];
 		if (r->m) {
-			member_next(r->m); /* JoinGroup */
+			member_drive(r); /* JoinGroup */
 			continue;
 		}
 		int rc = list_offsets_start(r);
@@ -1445,7 +1172,7 @@ static void topic_metadata_done(void *arg, enum rmq_grpc_status status, const ch
 			fatal("timer heap full");
 		return;
 	}
-	if (code == EC_TOPIC_NOT_FOUND) {
+	if (code == EC(TOPIC_NOT_FOUND)) {
 		fatal("topic %s does not exist (leave --create-topic on to create it)", g.o.topic);
 		return;
 	}
@@ -1507,7 +1234,7 @@ static void create_topics_done(void *arg, enum rmq_grpc_status status, const cha
 		code = cr->topics[0]->error_code;
 		why = cr->topics[0]->error_message;
 	}
-	if (code == EC_TOPIC_ALREADY_EXISTS) {
+	if (code == EC(TOPIC_ALREADY_EXISTS)) {
 		g.topic_existed = true;
 	} else if (code != 0) {
 		fatal("CreateTopics %s: error %d: %s", g.o.topic, code, why);
@@ -1641,10 +1368,12 @@ static void begin_drain(struct bthread *t)
 	for (unsigned i = 0; i < t->nreaders; i++) {
 		struct reader *r = &t->readers[i];
 		rmq_timer_cancel(t->s, &r->retry);
+		if (r->m)
+			rmq_member_leave(&r->m->core); /* a last commit, LeaveGroup */
 		if (r->call)
-			rmq_ccall_cancel(r->call);
+			rmq_ccall_cancel(r->call); /* fetch_done drives the member on */
 		else if (r->m)
-			member_next(r->m); /* a last commit, LeaveGroup */
+			member_drive(r);
 	}
 	for (unsigned i = 0; i < g.o.connections; i++) {
 		struct bconn *bc = &t->conns[i];
@@ -1778,10 +1507,8 @@ static void thread_fini(struct rmq_shard *s, void *arg)
 	for (unsigned i = 0; i < t->nreaders; i++) {
 		struct reader *r = &t->readers[i];
 		rmq_timer_cancel(s, &r->retry);
-		if (r->m) {
-			rmq_timer_cancel(s, &r->m->hb);
-			rmq_timer_cancel(s, &r->m->commit);
-		}
+		if (r->m)
+			rmq_timer_cancel(s, &r->m->wake);
 	}
 	for (unsigned i = 0; i < g.o.connections; i++) {
 		rmq_timer_cancel(s, &t->conns[i].pace_timer);
@@ -1858,8 +1585,7 @@ static void thread_free(struct bthread *t)
 		free(t->readers[i].sink.scratch);
 		free(t->readers[i].lo_req);
 		if (t->readers[i].m) {
-			free(t->readers[i].m->id);
-			free(t->readers[i].m->req);
+			rmq_member_free(&t->readers[i].m->core);
 			free(t->readers[i].m);
 		}
 	}
@@ -1872,97 +1598,28 @@ static void thread_free(struct bthread *t)
 /* ---- progress ---------------------------------------------------------------------------- */
 
 
-static void *progress_main(void *arg)
+/* Sums every thread's published counts and histograms. */
+static void progress_collect(void *arg, struct bench_progress_totals *tot)
 {
-	uint64_t last_p = 0, last_pb = 0, last_c = 0, last_cb = 0;
-	uint64_t last_t = 0;
-	struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
 	(void)arg;
-
-	if (!hp || !hc)
-		goto out;
-	while (!atomic_load(&g.finished)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		uint64_t t_start = atomic_load(&g.t_start), now = rmq_now_ns();
-		if (t_start == 0 || now < last_t + NS)
-			continue;
-		if (last_t == 0) {
-			last_t = t_start;
-			continue;
-		}
-		uint64_t p = 0, pb = 0, c = 0, cb = 0, errs = 0;
-		rmq_hist_reset(hp);
-		rmq_hist_reset(hc);
-		for (unsigned i = 0; i < g.nthreads; i++) {
-			struct bthread *t = &g.th[i];
-			p += atomic_load_explicit(&t->all_prod_msgs, memory_order_relaxed);
-			pb += atomic_load_explicit(&t->all_prod_bytes, memory_order_relaxed);
-			c += atomic_load_explicit(&t->all_cons_msgs, memory_order_relaxed);
-			cb += atomic_load_explicit(&t->all_cons_bytes, memory_order_relaxed);
-			errs += atomic_load_explicit(&t->all_errors, memory_order_relaxed);
-			pthread_mutex_lock(&t->mu);
-			rmq_hist_merge(hp, &t->pub_prod);
-			rmq_hist_merge(hc, &t->pub_cons);
-			pthread_mutex_unlock(&t->mu);
-		}
-		double dt = (double)(now - last_t) / 1e9;
-		char line[512], q[32];
-		int n = snprintf(line, sizeof(line), "rmq-bench: %5.1fs%s", (double)(now - t_start) / 1e9,
-				 now < atomic_load(&g.t_warm) ? " warm-up" : "");
-		if (g.o.mode != BENCH_CONSUME) {
-			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hp, 0.99));
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      "  produce %9.0f msgs/s %8.1f MB/s p99 %s",
-				      (double)(p - last_p) / dt, (double)(pb - last_pb) / dt / 1e6,
-				      hp->count ? q : "-");
-		}
-		if (g.o.mode != BENCH_PRODUCE) {
-			bench_fmt_ns(q, sizeof(q), rmq_hist_quantile(hc, 0.99));
-			n += snprintf(line + n, sizeof(line) - (size_t)n,
-				      "  consume %9.0f msgs/s %8.1f MB/s p99 %s",
-				      (double)(c - last_c) / dt, (double)(cb - last_cb) / dt / 1e6,
-				      hc->count ? q : "-");
-		}
-		snprintf(line + n, sizeof(line) - (size_t)n, "  errors %" PRIu64 "\n", errs);
-		fputs(line, stderr);
-		last_p = p;
-		last_pb = pb;
-		last_c = c;
-		last_cb = cb;
-		last_t = now;
+	for (unsigned i = 0; i < g.nthreads; i++) {
+		struct bthread *t = &g.th[i];
+		tot->prod_msgs += atomic_load_explicit(&t->all_prod_msgs, memory_order_relaxed);
+		tot->prod_bytes += atomic_load_explicit(&t->all_prod_bytes, memory_order_relaxed);
+		tot->cons_msgs += atomic_load_explicit(&t->all_cons_msgs, memory_order_relaxed);
+		tot->cons_bytes += atomic_load_explicit(&t->all_cons_bytes, memory_order_relaxed);
+		tot->errors += atomic_load_explicit(&t->all_errors, memory_order_relaxed);
+		pthread_mutex_lock(&t->mu);
+		rmq_hist_merge(tot->prod_hist, &t->pub_prod);
+		rmq_hist_merge(tot->cons_hist, &t->pub_cons);
+		pthread_mutex_unlock(&t->mu);
 	}
-out:
-	free(hp);
-	free(hc);
-	return NULL;
 }
 
 /* ---- report ---------------------------------------------------------------------------- */
 
-struct section {
-	const char *name;
-	uint64_t msgs, bytes;
-	struct rmq_hist *hist;
-};
-
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-static void report(double secs, const struct section *main_s, const struct section *extra,
+static void report(double secs, const struct bench_section *main_s,
+		   const struct bench_section *extra,
 		   const uint64_t *err, uint64_t errors)
 {
 	const struct bench_opts *o = &g.o;
@@ -1971,26 +1628,14 @@ static void report(double secs, const struct section *main_s, const struct secti
 
 	if (o->json) {
 		FILE *f = stdout;
-		fprintf(f, "{\"mode\":\"%s\",\"target\":", o->mode_name);
-		json_string(f, o->target);
-		fprintf(f, ",\"topic\":");
-		json_string(f, o->topic);
-		fprintf(f,
-			",\"partitions\":%u,\"threads\":%" PRIu64 ",\"connections\":%" PRIu64
-			",\"streams\":%" PRIu64 ",\"msg_bytes\":%" PRIu64 ",\"batch\":%" PRIu64
-			",\"acks\":\"%s\",\"compression\":\"%s\",\"produce_rpc\":\"%s\","
-			"\"consume_rpc\":\"%s\",\"rate\":%" PRIu64 ",\"warmup_s\":%.3f,"
-			"\"duration_s\":%.3f",
-			g.partitions, o->threads, o->connections, o->streams, o->msg_bytes, o->batch,
-			o->acks_name, o->compression_name, o->produce_rpc_name,
-			o->consume_subscribe ? "subscribe" : "fetch", o->rate,
-			(double)o->warmup_ns / 1e9, secs);
+		bench_json_header(f, o, NULL, g.partitions, o->produce_rpc_name,
+				  o->consume_subscribe ? "subscribe" : "fetch", -1, secs);
 		bench_json_results(f, main_s->msgs, main_s->bytes, main_s->hist, kind,
 				   extra ? extra->msgs : 0, extra ? extra->bytes : 0,
 				   extra ? extra->hist : NULL, secs);
 		if (o->group[0]) {
 			fprintf(f, ",\"group\":{\"name\":");
-			json_string(f, o->group);
+			bench_json_string(f, o->group);
 			fprintf(f, ",\"commits\":%" PRIu64 ",\"joins\":%" PRIu64 "}",
 				atomic_load(&g.commits), atomic_load(&g.joins));
 		}
@@ -2020,15 +1665,7 @@ static void report(double secs, const struct section *main_s, const struct secti
 		       o->consume_subscribe ? "Subscribe" : "Fetch", o->from_name);
 	if (o->rate)
 		printf(", open loop at %" PRIu64 " msgs/s", o->rate);
-	printf("\n  measured %.2f s after %.2f s of warm-up\n", secs, (double)o->warmup_ns / 1e9);
-	const struct section *secs_list[2] = {extra, main_s};
-	for (int i = 0; i < 2; i++) {
-		const struct section *s = secs_list[i];
-		if (!s)
-			continue;
-		bench_print_section(s->name, s->msgs, s->bytes, s->hist, secs,
-				    s == extra || o->mode == BENCH_PRODUCE ? "ack" : "delivery");
-	}
+	bench_print_sections(main_s, extra, secs, o->warmup_ns, o->mode == BENCH_PRODUCE);
 	if (o->group[0])
 		printf("  group    %s: %" PRIu64 " commits, %" PRIu64 " generations joined\n", o->group,
 		       atomic_load(&g.commits), atomic_load(&g.joins));
@@ -2072,11 +1709,7 @@ int main(int argc, char **argv)
 	if (o->system != BENCH_RMQ)
 		return bench_peer_main(o);
 
-	struct timespec rt_ts, mono_ts;
-	clock_gettime(CLOCK_REALTIME, &rt_ts);
-	clock_gettime(CLOCK_MONOTONIC, &mono_ts);
-	g.wall_offset_ns = ((int64_t)rt_ts.tv_sec - (int64_t)mono_ts.tv_sec) * (int64_t)NS +
-			   ((int64_t)rt_ts.tv_nsec - (int64_t)mono_ts.tv_nsec);
+	g.wall_offset_ns = bench_wall_offset_ns();
 	g.nthreads = (unsigned)o->threads;
 	g.total_conns = (unsigned)(o->threads * o->connections);
 	g.th = calloc(g.nthreads, sizeof(*g.th));
@@ -2105,16 +1738,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rmq-bench: cannot create the runtime: %s\n", rmq_strerror(rc));
 		return 1;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	bench_catch_signals(on_signal);
 
 	pthread_t progress;
-	bool have_progress = o->progress && pthread_create(&progress, NULL, progress_main, NULL) == 0;
+	struct bench_progress pg = {
+		.produce = o->mode != BENCH_CONSUME,
+		.consume = o->mode != BENCH_PRODUCE,
+		.finished = &g.finished,
+		.t_start = &g.t_start,
+		.t_warm = &g.t_warm,
+		.collect = progress_collect,
+	};
+	bool have_progress = o->progress &&
+			     pthread_create(&progress, NULL, bench_progress_main, &pg) == 0;
 	rc = rmq_runtime_run(g.rt, thread_init, thread_fini, NULL);
 	atomic_store(&g.finished, true);
 	if (have_progress)
@@ -2133,7 +1769,7 @@ int main(int argc, char **argv)
 	} else {
 		struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
 		uint64_t errv[ERR_SLOTS] = {0}, errors = 0;
-		struct section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
+		struct bench_section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
 		if (!hp || !hc) {
 			fprintf(stderr, "rmq-bench: out of memory\n");
 			return 1;

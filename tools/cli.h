@@ -1,20 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cli.h - what the files of the rmq command-line client share.
+ * cli.h - the helpers every file of the rmq command-line client uses: the
+ * options every command takes and the connection (`cli`), argument
+ * parsing and dispatch, the error and exit helpers, and protobuf-c calls
+ * over rpc.h.  cli.c calls nothing of the commands: the layers are
  *
- *   rmq.c      main, the global options, argument parsing, dispatch, the
- *              error and exit helpers, protobuf-c calls; cluster, health
- *   topic.c    rmq topic ...; a topic's partition count and bounds
- *   produce.c  rmq produce
- *   consume.c  rmq consume: a consumer's positions, ListOffsets, Fetch, output
- *   member.c   rmq consume --group: the consumer group member's loop
- *              (consume.h declares what these two and topic.c share)
- *   group.c    rmq group ...
+ *   rmq.c (main, cluster, health, metrics)
+ *     └─► topic.c  produce.c  consume.c  group.c      the commands
+ *           └─► consumer.c                             the consumer loops
+ *                 └─► query.c    member.c (sans I/O)   queries; the group member
+ *                       └─► cli.c ─► rpc.c             helpers; blocking calls
  *
- * The one piece of state they share is `cli`, the options every command
- * takes and the connection; each command keeps its own state in its file.
- * This is a program, not a library: the helpers keep the short names
- * (die, usage_error, PB_CALL) that make the commands read as a script.
+ * each calling only the ones below it (member.c calls none of them:
+ * rmq-bench drives it too).  This is a program, not a library: the
+ * helpers keep the short names (die, usage_error, PB_CALL) that make the
+ * commands read as a script.
  *
  * The die* functions print one line on stderr, close the connection and
  * exit 1; usage_error exits 2.  None of them returns.
@@ -22,10 +22,13 @@
 #ifndef RMQ_TOOLS_CLI_H
 #define RMQ_TOOLS_CLI_H
 
+#include "ec.h"
 #include "rpc.h"
 
-#include "common/metadata.pb-c.h"
+#include "common/types.pb-c.h"
 #include "core/flags.h"
+#include "google/protobuf/duration.pb-c.h"
+#include "google/protobuf/timestamp.pb-c.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
@@ -44,15 +47,10 @@
 /* The --partition default: none given. */
 #define PARTITION_ANY 4294967295u
 
-/* The broker's error codes (common/errors.proto) more than one file names. */
-#define EC_TOPIC_NOT_FOUND 9
-#define EC_GROUP_ID_NOT_FOUND 30
-#define EC_GROUP_NOT_EMPTY 54
-
-/* ---- rmq.c: options, errors, calls --------------------------------------- */
+/* ---- the options every command takes ------------------------------------ */
 
 struct cli {
-	const char *cmd;            /* "topic create", for usage errors */
+	const char *cmd;            /* "topic create", for usage errors; NULL before one */
 	const char *bootstrap;
 	char host[256];
 	uint16_t port;
@@ -67,6 +65,14 @@ extern struct cli cli;
 /* Every request's `version` field. */
 extern Rustmq__Common__ApiVersion api_v1;
 
+/* Sets cli.bootstrap from $RMQ_BOOTSTRAP, else the default. */
+void cli_init(void);
+
+/* Flushes stdout, closes the connection and exits with code. */
+__attribute__((noreturn)) void cli_exit(int code);
+
+/* ---- errors -------------------------------------------------------------- */
+
 __attribute__((format(printf, 1, 2), noreturn)) void die(const char *fmt, ...);
 /* "rmq CMD: ... (see rmq CMD --help)", exit 2. */
 __attribute__((format(printf, 1, 2), noreturn)) void usage_error(const char *fmt, ...);
@@ -77,11 +83,16 @@ __attribute__((noreturn)) void die_code(const char *what, const char *topic, int
 /* die_code, but first the group errors whose fix we know. */
 __attribute__((noreturn)) void die_group(const char *what, const char *group, const char *topic,
 					 int code, const char *msg);
-/* Prints the line for EC_GROUP_ID_NOT_FOUND or EC_GROUP_NOT_EMPTY of
+/* The call `what` failed with gRPC status st (message from grpc-message). */
+__attribute__((noreturn)) void die_status(const char *what, enum rmq_grpc_status st,
+					  const char *message);
+/* Prints the line for EC(GROUP_ID_NOT_FOUND) or EC(GROUP_NOT_EMPTY) of
  * group and returns true; false (nothing printed) for any other code. */
 bool report_group_error(const char *group, int code);
 /* The name of a broker error code ("TOPIC_NOT_FOUND"); static storage. */
 const char *ec_name(int code);
+/* The name of value in an enum, or fallback; static storage. */
+const char *enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *fallback);
 
 void *xmalloc(size_t n);
 char *xstrdup(const char *s);
@@ -89,6 +100,8 @@ void sleep_ns(uint64_t ns);
 
 Google__Protobuf__Duration pb_duration(uint64_t ns);
 Google__Protobuf__Timestamp pb_timestamp(uint64_t ms);
+
+/* ---- calls --------------------------------------------------------------- */
 
 /* Connects cli.rpc to cli.bootstrap, or dies saying how to fix it. */
 void connect_broker(void);
@@ -100,6 +113,8 @@ ProtobufCMessage *pb_call(const char *what, const char *path, const ProtobufCMes
 
 #define PB_CALL(what, path, req, T, desc)                                                      \
 	((T *)pb_call(what, path, &(req)->base, &desc, CALL_TIMEOUT_NS))
+
+/* ---- arguments and dispatch ---------------------------------------------- */
 
 /* A command's flags and positionals. */
 struct cmd_spec {
@@ -117,6 +132,14 @@ struct cmd_spec {
  * up at argv[1..*npos].  Exits 0 for --help, 2 on a usage error. */
 void parse_args(const struct cmd_spec *cs, int argc, char **argv, int *npos);
 
+/* When argv[i] is a global flag (--bootstrap: every command takes them,
+ * before the command or among its flags), stores its value and returns
+ * how many arguments it took (1 or 2); returns 0 for anything else. */
+int take_global_flag(int argc, char **argv, int i);
+
+/* The usage lines of the global flags. */
+void print_global_flags(FILE *out);
+
 /* A command or subcommand: run gets argv from its own name on and returns
  * the exit status. */
 struct command {
@@ -125,30 +148,16 @@ struct command {
 	const char *about;
 };
 
+/* "  name  about" per command. */
+void list_commands(FILE *out, const struct command *cmds, size_t n);
+
+/* Runs the command of cmds named argv[0] ("rmq: unknown WHAT" and exit
+ * status 2 when none is). */
+int run_command(const struct command *cmds, size_t n, const char *what, int argc, char **argv);
+
 /* Runs `rmq NAME SUBCOMMAND ...` from cmds (argv[0] is NAME); without a
  * subcommand or with --help prints them, and `footer` when not NULL. */
 int run_subcommand(const char *name, const struct command *cmds, size_t n, const char *footer,
 		   int argc, char **argv);
-
-/* ---- the commands -------------------------------------------------------- */
-
-int cmd_topic(int argc, char **argv);   /* topic.c */
-int cmd_produce(int argc, char **argv); /* produce.c */
-int cmd_consume(int argc, char **argv); /* consume.c */
-int cmd_group(int argc, char **argv);   /* group.c */
-
-/* ---- topic.c: topic metadata --------------------------------------------- */
-
-/* Partition count of topic; dies when it does not exist.  A topic just
- * created may take a moment to show its partitions: waits up to 5 s. */
-uint32_t topic_partitions(const char *topic);
-
-/* Exits 2 when --partition, unless PARTITION_ANY, is not below total. */
-void topic_check_partition(const char *topic, uint64_t partition, uint32_t total);
-
-/* One "  partition ..." line; start..end (when not NULL, indexed by
- * partition) replace the metadata's offsets, which may lag. */
-void topic_print_partition(const Rustmq__Common__PartitionMetadata *p, const uint64_t *start,
-			   const uint64_t *end);
 
 #endif /* RMQ_TOOLS_CLI_H */

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * group.c - rmq group list|describe|reset|delete: consumer groups through
- * the AdminService (the member side of a group is member.c), and the
- * --to-datetime times `group reset` reads.
+ * the AdminService (the member side of a group is member.c, driven by
+ * consumer.c), and the --to-datetime times `group reset` reads.
  */
 #include "cli.h"
+#include "commands.h"
+#include "query.h"
 
 #include "controller/admin.pb-c.h"
+#include "core/util.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -451,7 +454,7 @@ static const struct command group_cmds[] = {
 
 int cmd_group(int argc, char **argv)
 {
-	return run_subcommand("group", group_cmds, sizeof(group_cmds) / sizeof(group_cmds[0]),
+	return run_subcommand("group", group_cmds, RMQ_ARRAY_SIZE(group_cmds),
 			      "\nTo consume as a member of a group: rmq consume TOPIC --group GROUP\n",
 			      argc, argv);
 }

@@ -12,7 +12,9 @@
  * order; the window spans partitions.
  */
 #include "cli.h"
+#include "commands.h"
 #include "pbatch.h"
+#include "query.h"
 
 #include "client/producer.pb-c.h"
 #include "core/crc32c.h"

@@ -1,93 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * topic.c - rmq topic create|list|describe|delete|alter (AdminService), and
- * what the other commands ask about a topic: its partition count
- * (GetTopicMetadata) and each partition's offsets (ListOffsets).
+ * topic.c - rmq topic create|list|describe|delete|alter (AdminService);
+ * describe shows each partition's offsets (query.h).
  */
 #include "cli.h"
-#include "consume.h"
+#include "commands.h"
+#include "query.h"
 
-#include "client/consumer.pb-c.h"
-#include "client/metadata.pb-c.h"
 #include "controller/admin.pb-c.h"
+#include "core/util.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- topic metadata ------------------------------------------------------ */
-
-uint32_t topic_partitions(const char *topic)
-{
-	for (int tries = 0;; tries++) {
-		Rustmq__Client__GetTopicMetadataRequest req = RUSTMQ__CLIENT__GET_TOPIC_METADATA_REQUEST__INIT;
-		char *names[1] = {(char *)topic};
-		req.version = &api_v1;
-		req.client_id = "rmq";
-		req.n_topics = 1;
-		req.topics = names;
-		Rustmq__Client__GetTopicMetadataResponse *r =
-			PB_CALL("GetTopicMetadata", "/rustmq.client.MetadataService/GetTopicMetadata",
-				&req, Rustmq__Client__GetTopicMetadataResponse,
-				rustmq__client__get_topic_metadata_response__descriptor);
-		int code = r->error_code;
-		uint32_t n = 0;
-		if (code == 0 && r->n_topics == 0)
-			code = EC_TOPIC_NOT_FOUND;
-		if (code == 0) {
-			code = r->topics[0]->error_code;
-			n = (uint32_t)r->topics[0]->n_partitions;
-		}
-		char msg[256];
-		snprintf(msg, sizeof(msg), "%s", r->error_message);
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-		if (code != 0)
-			die_code("GetTopicMetadata", topic, code, msg);
-		if (n > 0)
-			return n;
-		if (tries >= 50)
-			die("topic '%s' has no partitions yet (retry in a moment)", topic);
-		sleep_ns(100 * MS);
-	}
-}
-
-void topic_check_partition(const char *topic, uint64_t partition, uint32_t total)
-{
-	if (partition != PARTITION_ANY && partition >= total)
-		usage_error("--partition %" PRIu64 ": topic '%s' has partitions 0..%" PRIu32, partition,
-			    topic, total - 1);
-}
-
-void topic_print_partition(const Rustmq__Common__PartitionMetadata *p, const uint64_t *start,
-			   const uint64_t *end)
-{
-	uint32_t i = p->topic_partition ? p->topic_partition->partition : 0;
-	printf("  partition %" PRIu32 "\tleader %s\tshard %" PRIu32 "\tepoch %" PRIu32
-	       "\toffsets %" PRIu64 "..%" PRIu64 "\n",
-	       i, p->leader_id && *p->leader_id ? p->leader_id : "-", p->shard, p->leader_epoch,
-	       start ? start[i] : p->log_start_offset, end ? end[i] : p->high_watermark);
-}
-
-/* The log start offset and high watermark of partitions 0..n-1 of topic
- * (heap arrays for the caller to free; left untouched when n is 0). */
-static void partition_bounds(const char *topic, uint32_t n, uint64_t **start, uint64_t **end)
-{
-	if (n == 0)
-		return;
-	struct consumer c = {.topic = topic, .nparts = n};
-	c.parts = xmalloc(sizeof(*c.parts) * n);
-	*start = xmalloc(sizeof(**start) * n);
-	*end = xmalloc(sizeof(**end) * n);
-	for (int round = 0; round < 2; round++) {
-		for (uint32_t i = 0; i < n; i++)
-			c.parts[i] = (struct cpart){i, UINT64_MAX};
-		consumer_list_offsets(&c, round == 0 ? RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_EARLIEST
-						     : RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_LATEST, 0);
-		for (uint32_t i = 0; i < n; i++)
-			(round == 0 ? *start : *end)[i] = c.parts[i].offset;
-	}
-	free(c.parts);
-}
 
 /* ---- topic commands ------------------------------------------------------ */
 
@@ -215,14 +140,14 @@ static int topic_describe(int argc, char **argv)
 	if (r->error_code)
 		die_code("DescribeTopics", name, r->error_code, r->error_message);
 	if (r->n_topics < 1)
-		die_code("DescribeTopics", name, EC_TOPIC_NOT_FOUND, "");
+		die_code("DescribeTopics", name, EC(TOPIC_NOT_FOUND), "");
 	const Rustmq__Common__TopicMetadata *t = r->topics[0];
 	if (t->error_code)
 		die_code("DescribeTopics", name, t->error_code, "");
 	printf("topic %s\tid %s\tpartitions %zu\treplication %" PRIu32 "\n", t->name, t->topic_id,
 	       t->n_partitions, t->config ? t->config->replication_factor : 1);
 	uint64_t *start = NULL, *end = NULL;
-	partition_bounds(name, (uint32_t)t->n_partitions, &start, &end);
+	topic_bounds(name, (uint32_t)t->n_partitions, &start, &end);
 	for (size_t i = 0; i < t->n_partitions; i++) {
 		bool in = t->partitions[i]->topic_partition &&
 			  t->partitions[i]->topic_partition->partition < t->n_partitions;
@@ -323,6 +248,6 @@ static const struct command topic_cmds[] = {
 
 int cmd_topic(int argc, char **argv)
 {
-	return run_subcommand("topic", topic_cmds, sizeof(topic_cmds) / sizeof(topic_cmds[0]), NULL,
+	return run_subcommand("topic", topic_cmds, RMQ_ARRAY_SIZE(topic_cmds), NULL,
 			      argc, argv);
 }
