@@ -667,6 +667,15 @@ static void versioned(struct rmq_call *c, const uint8_t *msg, size_t len)
 		k += (size_t)n;
 		if (rmq_call_send(c, out, k) == 0)
 			rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+		/* A streaming request's handler may already hold state and a
+		 * reference for this call (ProduceStream's stream, from an
+		 * earlier message).  The call ended without it, so tell it as
+		 * the net layer does when it ends a call: on_cancel.  Without
+		 * this the reference was never dropped and rmqd could not
+		 * drain at shutdown (found by tests/fuzz/fuzz_grpc). */
+		if ((routes[i].m.kind == RMQ_GRPC_BIDI || routes[i].m.kind == RMQ_GRPC_CLIENT_STREAM) &&
+		    routes[i].m.on_cancel)
+			routes[i].m.on_cancel(c);
 		return;
 	}
 	routes[i].m.on_message(c, msg, len);
