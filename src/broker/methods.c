@@ -230,6 +230,14 @@ static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
 			rmq_reply_error(c, r->resp, EC_UNSUPPORTED_VERSION,
 					"API major version %llu is not spoken by this node (it speaks %d.x)",
 					(unsigned long long)major, RMQ_API_MAJOR);
+			/* A streaming request's handler may hold state and a
+			 * reference for this call from an earlier message
+			 * (ProduceStream's stream).  The call ended without it:
+			 * tell it, as the net layer does when it ends a call
+			 * (found by tests/fuzz/fuzz_grpc: the reference was
+			 * never dropped and rmqd could not drain). */
+			if ((r->kind == BI || r->kind == CS) && r->on_cancel)
+				r->on_cancel(c);
 			return;
 		}
 	}

@@ -1363,6 +1363,32 @@ def produce_stream_200_pipelined(ctx):
                        P.ProduceResponse, timeout=20)), [], "empty stream")
 
 
+@test
+def produce_stream_version_mid_stream(ctx):
+    """A ProduceStream message with an API major version the node does not
+    speak, after one it took (found by tests/fuzz/fuzz_grpc): the stream
+    ends with UNSUPPORTED_VERSION, and the node keeps no reference to the
+    call (it kept one for good, so it could never drain at shutdown)."""
+    with ctx.client() as c:
+        c.create_topic("psv-t", 1)
+        tp = T.TopicPartition(topic="psv-t", partition=0)
+        reqs = [P.ProduceRequest(version=V(), topic_partition=tp, records=make_records(1, "psv")),
+                P.ProduceRequest(version=T.ApiVersion(major=9), topic_partition=tp,
+                                 records=make_records(1, "psv9"))]
+        resps = list(c.bidi("/rustmq.client.ProducerService/ProduceStream", iter(reqs),
+                            P.ProduceResponse, timeout=20))
+        check(resps and resps[-1].error_code == UNSUPPORTED_VERSION,
+              f"the stream ends with UNSUPPORTED_VERSION: {[ecname(r.error_code) for r in resps]}")
+        seen = []
+
+        def settled():
+            n = c.calls_in_flight()
+            seen.append(n)
+            return n == 1
+
+        wait_until(settled, 10, f"rmq_calls to return to 1 (saw {seen[-5:]})", step=0.1)
+
+
 # ---- fetch -----------------------------------------------------------------------
 
 @test
