@@ -86,12 +86,28 @@ int rmq_broker_apply_meta(struct rmq_bshard *bs, struct rmq_meta *m, void (*done
 
 /* ---- the cycle ----------------------------------------------------------------- */
 
+/* While more messages than one cross-shard queue holds wait in this
+ * shard's backlog (core/shard.h), its connections stop reading: the work
+ * already taken in is what keeps the other shards busy. */
+#define XSHARD_CAPACITY 8192u
+#define BACKLOG_PAUSE 1u
+#define BACKLOG_HIGH XSHARD_CAPACITY
+#define BACKLOG_LOW (BACKLOG_HIGH / 4)
+
 static void before_wait(struct rmq_shard *s, void *arg)
 {
 	struct rmq_bshard *bs = arg;
-	(void)s;
 	rmq_partitions_cycle(bs);
 	rmq_groups_flush(bs);
+	size_t backlog = rmq_shard_backlog(s);
+	if (bs->srv && !bs->backlog_paused && backlog > BACKLOG_HIGH) {
+		bs->backlog_paused = true;
+		bs->backlog_pauses++;
+		rmq_server_pause_reads(bs->srv, BACKLOG_PAUSE);
+	} else if (bs->backlog_paused && backlog <= BACKLOG_LOW) {
+		bs->backlog_paused = false;
+		rmq_server_resume_reads(bs->srv, BACKLOG_PAUSE);
+	}
 }
 
 static void retain_one(struct rmq_partition *p)
@@ -271,7 +287,7 @@ int rmq_broker_run(struct rmq_broker *b)
 		.shards = b->cfg.shards,
 		.ring_entries = 4096,
 		.fixed_buffers = 256,
-		.xshard_capacity = 8192,
+		.xshard_capacity = XSHARD_CAPACITY,
 		.timers_max = 1u << 17,
 		.pin = b->cfg.pin,
 		.poll_ns = b->cfg.poll_ns,

@@ -70,6 +70,8 @@ struct rmq_broker_config {
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */
+	uint32_t group_max_pending;    /* member ids handed out, not yet joined, per group */
+	uint32_t max_groups;           /* per node (each shard: its share) */
 	uint32_t offset_metadata_max;
 	uint64_t offsets_retention_ms; /* of empty groups; 0 = forever */
 	struct rmq_net_config net;
@@ -141,6 +143,8 @@ struct rmq_bshard {
 	struct rmq_partition *closing; /* closing, not yet with a helper (partition.c) */
 	uint32_t nclosing;             /* closing or deleting */
 	bool stopping_parts;           /* the shard's partitions were told to close */
+	bool backlog_paused;           /* reads paused for the cross-shard backlog */
+	uint64_t backlog_pauses;
 	struct rmq_xmsg ready_msg;     /* start-up: to shard 0 and back (broker.c) */
 	struct rmq_xmsg *ready_list;   /* shard 0: the ready messages in */
 	unsigned nready;               /* shard 0: shards whose partitions are open */

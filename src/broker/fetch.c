@@ -848,6 +848,12 @@ static void round_start(struct fetch_op *op)
 	op_maybe_finish(op);
 }
 
+/* The memory an op holds for its request. */
+static size_t op_bytes(const struct fetch_op *op)
+{
+	return sizeof(*op) + (size_t)op->nparts * sizeof(struct fetch_part);
+}
+
 static uint64_t duration_ns(const Google__Protobuf__Duration *d)
 {
 	if (!d || d->seconds < 0 || d->nanos < 0)
@@ -924,6 +930,8 @@ void rmq_fetch_unary(struct rmq_call *c, void *msg)
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
+	/* Freed at the answer, at the latest after max_wait: request memory. */
+	rmq_call_charge(c, op_bytes(op));
 	rmq_call_set_ctx(c, op);
 	round_start(op);
 }
@@ -1047,6 +1055,7 @@ void rmq_fetch_batch(struct rmq_call *c, void *msg)
 		op->batch = fb;
 		op->batch_index = (int)i;
 		fb->ops[fb->n++] = op;
+		rmq_call_charge(c, op_bytes(op));
 	}
 	rustmq__client__fetch_batch_request__free_unpacked(req, NULL);
 	rmq_call_set_ctx(c, fb);

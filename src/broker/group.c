@@ -129,6 +129,23 @@ struct group *group_get(struct rmq_gshard *gs, const char *id)
 	return g;
 }
 
+size_t rmq_groups_count(struct rmq_bshard *bs)
+{
+	return gs_of(bs) ? gs_of(bs)->ngroups : 0;
+}
+
+bool group_refuse_new(struct rmq_gshard *gs, struct greq *r, const char *id)
+{
+	const struct rmq_bshard *bs = gs->bs;
+	uint32_t max = bs->b->cfg.max_groups, share = (max + bs->nshards - 1) / bs->nshards;
+	if (gs->ngroups < share || group_find(gs, id))
+		return false;
+	greq_err(r, EC_RESOURCE_EXHAUSTED,
+		 "this node keeps at most %u consumer groups (--max-groups; this shard's share is "
+		 "full): delete unused groups (DeleteGroups) or raise the limit", max);
+	return true;
+}
+
 static void member_free(struct member *m)
 {
 	free(m->id);
@@ -162,6 +179,7 @@ static void pending_purge(struct group *g, bool all)
 		if (all || x->expires_ns <= now) {
 			*pp = x->next;
 			free(x);
+			g->npending--;
 		} else {
 			pp = &x->next;
 		}
@@ -177,6 +195,7 @@ static bool pending_take(struct group *g, const char *id)
 			struct pending *x = *pp;
 			*pp = x->next;
 			free(x);
+			g->npending--;
 			return true;
 		}
 	}
@@ -734,9 +753,19 @@ static char *new_member_id(const char *client_id)
 	return id;
 }
 
-static void answer_member_id_required(struct group *g, struct greq *r, uint64_t session_ns)
+static void answer_member_id_required(struct rmq_gshard *gs, struct group *g, struct greq *r,
+				      uint64_t session_ns)
 {
 	const Rustmq__Client__JoinGroupRequest *q = (const void *)r->req;
+	uint32_t max = gs->bs->b->cfg.group_max_pending;
+	pending_purge(g, false);
+	if (g->npending >= max) {
+		greq_err(r, EC_GROUP_MAX_SIZE_REACHED,
+			 "group %s has %u member ids handed out that have not joined yet "
+			 "(--group-max-pending-members): retry once they join or expire",
+			 q->group_id, g->npending);
+		return;
+	}
 	char *id = new_member_id(q->client_id);
 	struct pending *x = id ? malloc(sizeof(*x) + strlen(id) + 1) : NULL;
 	if (!x) {
@@ -744,11 +773,11 @@ static void answer_member_id_required(struct group *g, struct greq *r, uint64_t 
 		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
 		return;
 	}
-	pending_purge(g, false);
 	strcpy(x->id, id);
 	x->expires_ns = rmq_now_ns() + session_ns;
 	x->next = g->pending;
 	g->pending = x;
+	g->npending++;
 	Rustmq__Client__JoinGroupResponse a = RUSTMQ__CLIENT__JOIN_GROUP_RESPONSE__INIT;
 	a.error_code = EC_MEMBER_ID_REQUIRED;
 	a.error_message = "join again with the member_id given";
@@ -781,6 +810,8 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 			 "none of the member's assignors is supported: use range, roundrobin or sticky");
 		return;
 	}
+	if (group_refuse_new(gs, r, q->group_id))
+		return;
 	struct group *g = group_get(gs, q->group_id);
 	if (!g) {
 		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "out of memory");
@@ -822,7 +853,7 @@ static void do_join(struct rmq_gshard *gs, struct greq *r)
 	} else {
 		/* A dynamic member's first join: its id now, the join itself
 		 * next, so a call the client gave up on never becomes a member. */
-		answer_member_id_required(g, r, session);
+		answer_member_id_required(gs, g, r, session);
 		return;
 	}
 	bool fresh = !m;

@@ -56,6 +56,9 @@ void rmq_groups_meta_changed(struct rmq_bshard *bs, const struct rmq_meta *old,
  * (Kafka's offsets.retention.minutes); on the retention timer. */
 void rmq_groups_retain(struct rmq_bshard *bs);
 
+/* Groups this shard coordinates. */
+size_t rmq_groups_count(struct rmq_bshard *bs);
+
 /* The offsets partition of a group, and the shard coordinating it. */
 uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group);
 unsigned rmq_group_shard(const struct rmq_bshard *bs, const char *group);

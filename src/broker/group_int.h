@@ -66,6 +66,7 @@ struct group {
 	struct offent *offs;        /* sorted by (topic, partition) */
 	size_t noffs, capoffs;
 	struct pending *pending;    /* member ids given with MEMBER_ID_REQUIRED (group.c) */
+	uint32_t npending;          /* ... how many (--group-max-pending-members) */
 	uint64_t empty_since_ms;    /* when the last member went; 0 = never had one here */
 	bool expiring;              /* its deletion (offsets expired) is in flight */
 };
@@ -91,6 +92,10 @@ static inline struct rmq_gshard *gs_of(struct rmq_bshard *bs)
 
 struct group *group_find(struct rmq_gshard *gs, const char *id);
 struct group *group_get(struct rmq_gshard *gs, const char *id); /* creates; NULL = ENOMEM */
+/* A request would create group id beyond this shard's share of
+ * --max-groups: answers r RESOURCE_EXHAUSTED and returns true. */
+struct greq;
+bool group_refuse_new(struct rmq_gshard *gs, struct greq *r, const char *id);
 void group_remove(struct rmq_gshard *gs, struct group *g);       /* no members */
 struct offent *offent_find(struct group *g, const char *topic, uint32_t partition);
 

@@ -671,6 +671,8 @@ void group_commit_exec(struct rmq_gshard *gs, struct greq *r)
 {
 	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)r->req;
 	struct group *g = group_find(gs, q->group_id);
+	if (!g && group_refuse_new(gs, r, q->group_id))
+		return;
 	if (q->generation_id < 0 && !q->member_id[0]) {
 		if (g && g->nmembers > 0) {
 			greq_err(r, EC_ILLEGAL_GENERATION,

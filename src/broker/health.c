@@ -9,6 +9,7 @@
  */
 #include "broker/broker.h"
 #include "broker/cluster.h"
+#include "broker/group.h"
 
 #include "broker/health.pb-c.h"
 #include "core/error.h"
@@ -27,6 +28,9 @@ struct shard_numbers {
 	uint64_t produce_requests, produce_records, fetch_requests, fetch_bytes, errors;
 	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
 	uint64_t partitions, connections, calls, protocol_errors;
+	uint64_t parts_by_state[RMQ_PART_DELETING + 1];
+	uint64_t request_bytes, request_bytes_max, paused_connections, read_pauses;
+	uint64_t backlog, backlog_pauses, groups, helper_jobs;
 	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log;
@@ -64,21 +68,31 @@ static void gather_here(struct rmq_xmsg *m)
 	n->produce_latency = bs->produce_latency;
 	n->log = bs->log_metrics;
 	for (size_t i = 0; i < bs->meta->ntopics; i++)
-		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++)
-			if (bs->local[i].parts[p]) {
-				const struct rmq_log *log = bs->local[i].parts[p]->log;
-				n->partitions++;
-				n->log_bytes += rmq_log_size_bytes(log);
-				n->segment_rolls += rmq_log_stats(log)->rolls;
-				n->segments_recycled += rmq_log_stats(log)->recycled_segments;
-				n->segments_deleted += rmq_log_stats(log)->deleted_segments;
-			}
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++) {
+			const struct rmq_partition *part = bs->local[i].parts[p];
+			if (!part || part->state != RMQ_PART_ONLINE)
+				continue;
+			n->partitions++;
+			n->log_bytes += rmq_log_size_bytes(part->log);
+			n->segment_rolls += rmq_log_stats(part->log)->rolls;
+			n->segments_recycled += rmq_log_stats(part->log)->recycled_segments;
+			n->segments_deleted += rmq_log_stats(part->log)->deleted_segments;
+		}
+	rmq_partitions_count(bs, n->parts_by_state);
 	if (bs->srv) {
 		const struct rmq_server_stats *st = rmq_server_stats(bs->srv);
 		n->connections = st->connections;
 		n->calls = st->calls;
 		n->protocol_errors = st->protocol_errors;
+		n->request_bytes = st->request_bytes;
+		n->request_bytes_max = st->request_bytes_max;
+		n->paused_connections = st->paused_connections;
+		n->read_pauses = st->pauses;
 	}
+	n->backlog = rmq_shard_backlog(bs->s);
+	n->backlog_pauses = bs->backlog_pauses;
+	n->groups = rmq_groups_count(bs);
+	n->helper_jobs = rmq_offload_pending(bs->b->offload, bs->s);
 	m->fn = gather_back;
 	rmq_shard_post(rmq_shard_current(), g->origin, m);
 }
@@ -307,7 +321,18 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_fetch_disk_bytes_total", "batch bytes fetches read from the disk (not in memory), read-ahead included", "bytes", 1, fetch_disk_bytes),
 	MDEF("rmq_fetch_ahead_bytes_total", "batch bytes fetches took from a read-ahead", "bytes", 1, fetch_ahead_bytes),
 	MDEF("rmq_request_errors_total", "produce requests answered with an error", "requests", 1, errors),
-	MDEF("rmq_partitions", "partitions owned", "partitions", 2, partitions),
+	MDEF("rmq_partitions", "partitions owned and serving (ONLINE)", "partitions", 2, partitions),
+	MDEF("rmq_partitions_opening", "partitions being opened (their logs recovered on a helper thread)", "partitions", 2, parts_by_state[RMQ_PART_OPENING]),
+	MDEF("rmq_partitions_failed", "partitions that could not be opened (retried every 5 s; the log says why)", "partitions", 2, parts_by_state[RMQ_PART_FAILED]),
+	MDEF("rmq_partitions_closing", "partitions closing or being removed", "partitions", 2, parts_by_state[RMQ_PART_CLOSING]),
+	MDEF("rmq_request_memory_bytes", "memory held for requests being received or worked on (--max-request-memory)", "bytes", 2, request_bytes),
+	MDEF("rmq_request_memory_limit_bytes", "--max-request-memory: above it the shard stops reading", "bytes", 2, request_bytes_max),
+	MDEF("rmq_paused_connections", "connections not being read now (request memory or backlog above its limit)", "connections", 2, paused_connections),
+	MDEF("rmq_read_pauses_total", "times the shard stopped reading for request memory or an application pause", "pauses", 1, read_pauses),
+	MDEF("rmq_xshard_backlog", "messages to other shards waiting for room in a queue, and posts to itself for the next cycle", "messages", 2, backlog),
+	MDEF("rmq_xshard_backlog_pauses_total", "times the shard stopped reading because its backlog passed one queue", "pauses", 1, backlog_pauses),
+	MDEF("rmq_groups", "consumer groups this shard coordinates (--max-groups)", "groups", 2, groups),
+	MDEF("rmq_helper_jobs", "blocking file work this shard handed to helper threads, not back yet (--io-helpers)", "jobs", 2, helper_jobs),
 	MDEF("rmq_log_bytes", "bytes stored in partition logs", "bytes", 2, log_bytes),
 	MDEF("rmq_segment_rolls_total", "segments rolled, partitions open now, since they opened", "segments", 1, segment_rolls),
 	MDEF("rmq_segments_recycled_total", "new segments that took a deleted segment's file (--recycle-segments), partitions open now, since they opened", "segments", 1, segments_recycled),

@@ -256,6 +256,7 @@ void rmq_list_offsets(struct rmq_call *c, void *msg)
 	}
 	op->call = c;
 	op->n = n;
+	rmq_call_charge(c, sizeof(*op) + n * sizeof(*op->v));
 	for (size_t i = 0; i < n; i++) {
 		const Rustmq__Client__ListOffsetsPartition *q = req->partitions[i];
 		struct rmq_lookup *v = &op->v[i];

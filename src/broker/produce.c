@@ -514,6 +514,10 @@ static int pr_own(struct rmq_produce *pr)
 	pr->own = malloc(hi > lo ? hi - lo : 1);
 	if (!pr->own)
 		return -ENOMEM;
+	/* Request memory until the append is answered (on the call's shard;
+	 * a part copied on its owner was charged as the request it came in). */
+	if (pr->origin == rmq_shard_id(rmq_shard_current()))
+		rmq_call_charge(pr->call, hi - lo + sizeof(*pr));
 	memcpy(pr->own, pr->req + lo, hi - lo);
 	for (uint32_t i = 0; i < pr->nranges; i++)
 		pr->range_off[i] -= (uint32_t)lo;

@@ -195,7 +195,7 @@ int main(int argc, char **argv)
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
-	uint64_t req_parts, req_names, io_helpers;
+	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
 	uint64_t read_ahead;
 	char err[512];
@@ -232,6 +232,7 @@ int main(int argc, char **argv)
 		{"max-connections", RMQ_FLAG_UINT, &max_conns, "4096", "client connections per shard", 1, 1000000, NULL},
 		{"max-streams", RMQ_FLAG_UINT, &max_streams, "1024", "concurrent calls per connection", 1, 1u << 20, NULL},
 		{"max-calls", RMQ_FLAG_UINT, &max_calls, "16384", "calls in flight per shard", 1, 1u << 24, NULL},
+		{"max-request-memory", RMQ_FLAG_SIZE, &req_mem, "256MiB", "memory per shard for requests being received or worked on (their bytes and what the node builds for them); above it the shard stops reading from its connections until work completes", 1ULL << 20, 0, NULL},
 		{"max-inflight-produce", RMQ_FLAG_UINT, &inflight, "16384", "produce appends in flight per shard", 1, 1u << 24, NULL},
 		{"max-request-partitions", RMQ_FLAG_UINT, &req_parts, "10000", "partition entries one request may name (Fetch, FetchBatch, Subscribe, ListOffsets, ProduceBatch, CommitOffsets, FetchOffsets); more are refused with INVALID_REQUEST", 1, 1u << 24, NULL},
 		{"max-request-names", RMQ_FLAG_UINT, &req_names, "1000", "topic or group names one admin or metadata request may name; more are refused with INVALID_REQUEST", 1, 1u << 24, NULL},
@@ -250,6 +251,8 @@ int main(int argc, char **argv)
 		{"group-max-session-timeout", RMQ_FLAG_DURATION, &g_max, "30m", "longest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
 		{"group-initial-rebalance-delay", RMQ_FLAG_DURATION, &g_delay, "3s", "how long a group starting from empty waits for more members before its first generation", 0, 0, NULL},
 		{"group-max-size", RMQ_FLAG_UINT, &g_size, "0", "members per group; 0 = unlimited", 0, 1u << 20, NULL},
+		{"group-max-pending-members", RMQ_FLAG_UINT, &g_pending, "1000", "member ids a group hands out (MEMBER_ID_REQUIRED) that have not joined yet; more joins are refused with GROUP_MAX_SIZE_REACHED until they join or expire", 1, 1u << 20, NULL},
+		{"max-groups", RMQ_FLAG_UINT, &max_groups, "100000", "consumer groups the node keeps (members or committed offsets); a new group beyond it is refused with RESOURCE_EXHAUSTED", 1, 1u << 26, NULL},
 		{"offsets-retention", RMQ_FLAG_DURATION, &off_ret, "7d", "delete the committed offsets of a group empty this long (checked every --retention-check); 0s = keep forever", 0, 0, NULL},
 		{"offset-metadata-max-bytes", RMQ_FLAG_SIZE, &md_max, "4KiB", "longest metadata string stored with a committed offset", 0, 1ULL << 20, NULL},
 		{"read-ahead", RMQ_FLAG_SIZE, &read_ahead, "64MiB", "memory per shard for reading cold data ahead of consumers that read it in order (at most 8 MiB per partition); 0 = no read-ahead", 0, 1ULL << 40, NULL},
@@ -285,6 +288,7 @@ int main(int argc, char **argv)
 	net->max_connections = (uint32_t)max_conns;
 	net->max_streams = (uint32_t)max_streams;
 	net->max_calls = (uint32_t)max_calls;
+	net->request_bytes_max = req_mem;
 	net->max_message_bytes = max_msg;
 	net->stream_window = (uint32_t)sw;
 	net->conn_window = (uint32_t)cw;
@@ -333,6 +337,8 @@ int main(int argc, char **argv)
 	cfg->group_max_session_ns = g_max;
 	cfg->group_initial_delay_ns = g_delay;
 	cfg->group_max_size = (uint32_t)g_size;
+	cfg->group_max_pending = (uint32_t)g_pending;
+	cfg->max_groups = (uint32_t)max_groups;
 	cfg->offset_metadata_max = (uint32_t)md_max;
 	cfg->offsets_retention_ms = off_ret / 1000000ULL;
 	if (g_min > g_max) {

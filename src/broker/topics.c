@@ -28,6 +28,8 @@ void rmq_topic_change_free(struct rmq_topic_change *ch)
 }
 
 static void change_next(struct rmq_topic_changes *q);
+static void save_work(struct rmq_offload *job);
+static void save_done(struct rmq_offload *job);
 
 static void change_back(struct rmq_xmsg *m)
 {
@@ -234,8 +236,28 @@ static void change_run(struct rmq_topic_change *ch)
 		change_finish(ch);
 		return;
 	}
-	int rc = rmq_meta_save(bs->b->cfg.data_dir, nm);
+	/* The file is written, synced and renamed on a helper thread. */
+	ch->new_meta = nm;
+	ch->save.work = save_work;
+	ch->save.done = save_done;
+	rmq_offload(bs->b->offload, bs->s, &ch->save);
+}
+
+static void save_work(struct rmq_offload *job)
+{
+	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(job, struct rmq_topic_change, save);
+	ch->save_rc = rmq_meta_save(ch->data_dir, ch->new_meta);
+}
+
+/* Shard 0: the new snapshot is durable (or not); fans it out. */
+static void save_done(struct rmq_offload *job)
+{
+	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(job, struct rmq_topic_change, save);
+	struct rmq_bshard *bs = rmq_bshard_current();
+	struct rmq_meta *nm = ch->new_meta;
+	int rc = ch->save_rc;
 	if (rc < 0) {
+		ch->new_meta = NULL;
 		rmq_error("cannot save topic metadata: %s", rmq_strerror(rc));
 		for (size_t i = 0; i < ch->n; i++) {
 			if (ch->items[i].code == EC_OK) {
@@ -255,7 +277,6 @@ static void change_run(struct rmq_topic_change *ch)
 				 ch->kind == RMQ_CHANGE_CREATE ? "created" : ch->kind == RMQ_CHANGE_DELETE ? "deleted" : "altered",
 				 ch->items[i].result.partitions);
 	}
-	ch->new_meta = nm;
 	rmq_meta_ref(nm); /* shard 0's build reference, dropped in change_finish */
 	ch->pending = (int)bs->nshards;
 	for (unsigned s = 0; s < bs->nshards; s++) {
@@ -307,6 +328,7 @@ struct rmq_topic_change *rmq_topic_change_new(struct rmq_bshard *bs, enum rmq_ch
 	ch->kind = kind;
 	ch->n = n;
 	ch->origin = bs->id;
+	ch->data_dir = bs->b->cfg.data_dir;
 	return ch;
 }
 

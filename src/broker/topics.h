@@ -23,6 +23,7 @@
 #define RMQ_BROKER_TOPICS_H
 
 #include "broker/meta.h"
+#include "core/offload.h"
 #include "core/shard.h"
 
 #include <stdbool.h>
@@ -69,6 +70,9 @@ struct rmq_topic_change {
 	int pending;               /* shards still applying */
 	struct rmq_topic_change *next;
 	struct topic_apply *applies; /* one per shard */
+	struct rmq_offload save;   /* the snapshot written on a helper thread */
+	const char *data_dir;
+	int save_rc;
 };
 
 /* Shard 0's queue of changes. */
