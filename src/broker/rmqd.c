@@ -195,7 +195,7 @@ int main(int argc, char **argv)
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
-	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending;
+	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending, handshake;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
 	uint64_t read_ahead;
 	char err[512];
@@ -243,6 +243,7 @@ int main(int argc, char **argv)
 		{"recv-buffer-bytes", RMQ_FLAG_SIZE, &recv_buf_bytes, "64KiB", "bytes per receive buffer", 4096, 1ULL << 24, NULL},
 		{"send-queue-bytes", RMQ_FLAG_SIZE, &send_queue, "64MiB", "queued response bytes per call before backpressure", 1ULL << 16, 1ULL << 32, NULL},
 		{"keepalive", RMQ_FLAG_DURATION, &keepalive, "60s", "PING a connection idle this long; 0s = never", 0, 0, NULL},
+		{"handshake-timeout", RMQ_FLAG_DURATION, &handshake, "1s", "close a connection that has not sent the HTTP/2 client preface and its SETTINGS this long after it was accepted (and, when the connection pool is full, such connections make room for new ones first)", 1000000ULL, 0, NULL},
 		{"idle-timeout", RMQ_FLAG_DURATION, &idle, "10m", "close a connection idle this long; 0s = never", 0, 0, NULL},
 		{"max-fetch-wait", RMQ_FLAG_DURATION, &max_wait, "30s", "cap on a fetch's max_wait", 0, 0, NULL},
 		{"offsets-partitions", RMQ_FLAG_UINT, &off_parts, "0", "partitions of the internal __consumer_offsets log, fixed when first used (0 = what the data directory has, else 16)", 0, 1024, NULL},
@@ -289,6 +290,7 @@ int main(int argc, char **argv)
 	net->max_streams = (uint32_t)max_streams;
 	net->max_calls = (uint32_t)max_calls;
 	net->request_bytes_max = req_mem;
+	net->preface_timeout_ns = handshake;
 	net->max_message_bytes = max_msg;
 	net->stream_window = (uint32_t)sw;
 	net->conn_window = (uint32_t)cw;

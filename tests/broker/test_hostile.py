@@ -313,6 +313,53 @@ def groups_and_pending_member_ids(ctx):
         still_serves(c, "ordinary", "10,000 groups and member ids")
 
 
+@test(cores=2, extra=["--max-connections", "128"])
+def silent_connection_flood(ctx):
+    """2,000 connections that send nothing, against a pool of 128 per shard:
+    each is cut within about the handshake timeout (1 s), a full pool makes
+    room by closing the oldest silent one, and a new ordinary client still
+    gets in while the flood goes on."""
+    import socket
+    host, port = ctx.node.addr.split(":")
+    socks = []
+    t0 = time.monotonic()
+    for _ in range(2000):
+        sk = socket.socket()
+        sk.setblocking(False)
+        try:
+            sk.connect((host, int(port)))
+        except BlockingIOError:
+            pass
+        socks.append(sk)
+    # A new client in the middle of the flood is served.
+    with tn.Client(ctx.node.addr) as c:
+        ok(c.produce("ordinary", 0, tn.make_records(1, "in-flood")), "produce during the flood")
+    # Every silent socket is closed by the node (EOF or reset) soon after.
+    import select
+    deadline = time.monotonic() + 20
+    poller = select.poll()
+    by_fd = {sk.fileno(): sk for sk in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    open_ = set(by_fd)
+    while open_ and time.monotonic() < deadline:
+        for fd, _ in poller.poll(200):
+            try:
+                gone = by_fd[fd].recv(16) == b""
+            except BlockingIOError:
+                gone = False
+            except OSError:
+                gone = True
+            if gone:
+                open_.discard(fd)
+                poller.unregister(fd)
+    print(f"    2,000 silent connections: all cut {time.monotonic() - t0:.1f} s after the first "
+          f"(handshake timeout 1 s; {len(open_)} left)", flush=True)
+    for sk in socks:
+        sk.close()
+    eq(len(open_), 0, "silent connections left open")
+
+
 # ---- the runner ------------------------------------------------------------------------
 
 class Ordinary:
