@@ -25,10 +25,6 @@ is a test), or SIGKILL by PID on any failure path and at exit.  The node
 runs with 256 KiB segments (each partition preallocates a whole segment,
 and small ones make the logs roll under the produce tests).
 
-Deviations from the protocol that are known and reported but not fixed yet
-are checked with gap(): printed as "KNOWN GAP: ..." and listed before the
-summary, not counted as failures unless --strict.  A gap that is fixed
-simply stops being printed; then turn its gap() into a check().
 On failure the rmqd logs stay in the temporary directory (--keep keeps
 the data too).
 """
@@ -271,21 +267,6 @@ def codec_modules():
 
 class Skip(Exception):
     pass
-
-
-# Known deviations from the protocol that are reported and not fixed yet:
-# printed, not failed, unless --strict.
-GAPS = []
-STRICT = False
-
-
-def gap(cond, msg):
-    if cond:
-        return
-    if STRICT:
-        raise AssertionError(msg)
-    GAPS.append(msg)
-    print(f"    KNOWN GAP: {msg}", flush=True)
 
 
 def check(cond, msg="check failed"):
@@ -1552,13 +1533,13 @@ def topic_rules(ctx):
         kw = dict(producer_id=1, producer_epoch=0, base_sequence=0)
         r1 = ok(c.produce("tr-idem", 0, make_records(2, "idem"), **kw), "idempotent produce")
         r2 = c.produce("tr-idem", 0, make_records(2, "idem"), **kw)
-        gap(r2.error_code == 36 and r2.offset == r1.offset,
+        check(r2.error_code == 36 and r2.offset == r1.offset,
             f"a resent idempotent batch (producer 1, epoch 0, sequence 0) is answered "
             f"{ecname(r2.error_code)} at offset {r2.offset} (appended twice), not "
             f"DUPLICATE_SEQUENCE at {r1.offset}")
         r3 = c.produce("tr-idem", 0, make_records(1, "key"), idempotency_key="k1")
         r4 = c.produce("tr-idem", 0, make_records(1, "key"), idempotency_key="k1")
-        gap(r4.error_code == 6 and r4.offset == r3.offset,
+        check(r4.error_code == 6 and r4.offset == r3.offset,
             f"a retry with the same idempotency_key is answered {ecname(r4.error_code)} at "
             f"{r4.offset} (appended again), not DUPLICATE_REQUEST at {r3.offset}")
 
@@ -1962,11 +1943,8 @@ def compression_producer_codecs(ctx):
         bj = T.RecordBatch(magic=2, compression_type=min(codecs), compressed_records=junk,
                            record_count=2, crc32=crc32c(junk))
         rj = c.produce_batch([("cz-t", 0, bj)]).partitions[0]
-        gap(rj.error_code != OK, "a compressed batch whose compressed_records is not a frame of "
-            "its codec is accepted and stored (expected CORRUPT_MESSAGE)")
-        if rj.error_code == OK:
-            # It is stored: consumers get it back as is.
-            expected.append((rj.offset, None, junk, None, None))
+        expect_code(rj, CORRUPT_MESSAGE, "a compressed batch whose compressed_records is not a "
+                    "frame of its codec")
         batches = c.fetch_all("cz-t", 0)
         eq(len(batches), len(expected), "stored batches")
         for (b, raw), (off, ctype, cdata, recs, decomp) in zip(batches, expected):
@@ -2066,7 +2044,7 @@ def errors_application_codes(ctx):
                     P.ProduceRequest(version=T.ApiVersion(major=2),
                                      topic_partition=T.TopicPartition(topic="err-t", partition=0),
                                      records=make_records(1, "v2")), P.ProduceResponse)
-        gap(r.error_code == UNSUPPORTED_VERSION,
+        check(r.error_code == UNSUPPORTED_VERSION,
             f"ApiVersion major 2 is not refused with UNSUPPORTED_VERSION (got "
             f"{ecname(r.error_code)}); types.proto: servers answer UNSUPPORTED_VERSION for a "
             f"major version they do not speak")
@@ -2678,11 +2656,7 @@ def main() -> int:
                     help="run only tests whose name contains this (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo rmqd's log")
-    ap.add_argument("--strict", action="store_true",
-                    help="fail on the known protocol gaps too (see GAPS)")
     args = ap.parse_args()
-    global STRICT
-    STRICT = args.strict
 
     tmp = tempfile.mkdtemp(prefix="rmq-node-test-")
     passed = failed = skipped = 0
@@ -2763,10 +2737,6 @@ def main() -> int:
             print(f"rmqd logs kept in {tmp} (--keep keeps the data too)", flush=True)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    if GAPS:
-        print(f"{len(GAPS)} known protocol gap(s), not counted as failures (--strict counts them):")
-        for g in GAPS:
-            print(f"  - {g}")
     print(f"broker_node: {time.monotonic() - t_start:.1f}s"
           + (f"; failed: {', '.join(failures)}" if failures else ""))
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
