@@ -7,6 +7,7 @@
 #include "core/flags.h"
 #include "core/log.h"
 #include "storage/codec.h"
+#include "storage/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -204,6 +205,30 @@ void rmq_topic_config_get(const struct rmq_topic_config *cfg, unsigned i, char *
 	}
 }
 
+int rmq_topic_config_fit(struct rmq_topic_config *cfg, uint64_t node_max, char *err,
+			 size_t errlen)
+{
+	uint64_t seg = rmq_log_batch_bytes_max(cfg->segment_bytes);
+	uint64_t cap = seg < node_max ? seg : node_max;
+	if (cfg->max_message_bytes <= cap)
+		return 0;
+	if (!(cfg->overrides & (1u << K_MAX_MESSAGE))) {
+		cfg->max_message_bytes = cap; /* the default follows what the topic can store */
+		return 0;
+	}
+	if (cap == seg)
+		snprintf(err, errlen,
+			 "max.message.bytes=%" PRIu64 " does not fit one segment: segment.bytes=%" PRIu64
+			 " stores batches of at most %" PRIu64 " bytes (raise segment.bytes, or lower max.message.bytes)",
+			 cfg->max_message_bytes, cfg->segment_bytes, seg);
+	else
+		snprintf(err, errlen,
+			 "max.message.bytes=%" PRIu64 " exceeds the largest request this node takes "
+			 "(rmqd --max-message-bytes %" PRIu64 ")",
+			 cfg->max_message_bytes, node_max);
+	return -1;
+}
+
 struct rmq_meta *rmq_meta_new(size_t ntopics)
 {
 	struct rmq_meta *m = calloc(1, sizeof(*m));
@@ -383,6 +408,14 @@ int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 			Rustmq__Common__ConfigEntry *e = tm->config->configs[k];
 			if (rmq_topic_config_set(&t.cfg, e->name, e->value, err, sizeof(err)) < 0)
 				rmq_warn("metadata: topic %s: ignoring %s", t.name, err);
+		}
+		char err[400];
+		if (rmq_topic_config_fit(&t.cfg, defaults->max_message_bytes, err, sizeof(err)) < 0) {
+			/* Set by an older version that did not check: what the
+			 * topic can store is the limit now. */
+			rmq_warn("metadata: topic %s: %s; max.message.bytes lowered to fit", t.name, err);
+			t.cfg.overrides &= ~(1u << K_MAX_MESSAGE);
+			(void)rmq_topic_config_fit(&t.cfg, defaults->max_message_bytes, err, sizeof(err));
 		}
 		rmq_meta_insert(m, &t);
 	}

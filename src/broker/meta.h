@@ -71,6 +71,17 @@ int rmq_topic_name_check(const char *name, const char **why);
 int rmq_topic_config_set(struct rmq_topic_config *cfg, const char *key, const char *value,
 			 char *err, size_t errlen);
 
+/*
+ * Keeps max.message.bytes within what the topic can store: one batch must
+ * fit one segment (storage/log.h, rmq_log_batch_bytes_max(segment.bytes))
+ * and arrive in one gRPC message (node_max, --max-message-bytes).  A value
+ * the topic did not set (the node's default) is lowered to the limit; a
+ * value it set above the limit is refused: returns -1 with a reason naming
+ * the limit in err, else 0.
+ */
+int rmq_topic_config_fit(struct rmq_topic_config *cfg, uint64_t node_max, char *err,
+			 size_t errlen);
+
 /* Formats the value of key i (0..RMQ_TOPIC_CONFIG_KEYS-1) into buf. */
 void rmq_topic_config_get(const struct rmq_topic_config *cfg, unsigned i, char *buf,
 			  size_t len);

@@ -126,6 +126,11 @@ static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct
 			return false;
 		}
 	}
+	if (rmq_topic_config_fit(&t->cfg, bs->b->cfg.topic_defaults.max_message_bytes, it->err,
+				 sizeof(it->err)) < 0) {
+		it->code = EC_INVALID_CONFIG;
+		return false;
+	}
 	return true;
 }
 
@@ -166,6 +171,11 @@ static bool valid_alter(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_ch
 				 it->keys[i]);
 			return false;
 		}
+	}
+	if (rmq_topic_config_fit(&t.cfg, bs->b->cfg.topic_defaults.max_message_bytes, it->err,
+				 sizeof(it->err)) < 0) {
+		it->code = EC_INVALID_CONFIG;
+		return false;
 	}
 	it->result = t;
 	return true;

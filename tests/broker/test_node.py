@@ -906,6 +906,57 @@ def admin_list_describe(ctx):
 
 
 @test
+def large_records(ctx):
+    """A batch up to the topic's max.message.bytes is stored whatever the
+    write buffer's size (4 MiB here); a max.message.bytes the topic cannot
+    store is refused at CreateTopics and AlterConfigs naming the limit.
+    (A 4 MiB record to a topic created with max.message.bytes=8388608 was
+    refused with MESSAGE_TOO_LARGE naming no limit.)"""
+    with ctx.client() as c:
+        c.create_topic("big-t", 1, {"max.message.bytes": "8388608", "segment.bytes": "67108864"})
+        rnd = random.Random(10)
+        sent = []
+        for size in (4 << 20, (8 << 20) - 4096):
+            rec = T.Record(key=b"big", value=rnd.randbytes(size))
+            r = ok(c.produce("big-t", 0, [rec], timeout=60), f"a {size}-byte record")
+            sent.append((r.offset, rec))
+        r = c.produce("big-t", 0, [T.Record(value=b"x" * (8 << 20))], timeout=60)
+        expect_code(r, 13, "a batch above max.message.bytes")
+        check("max.message.bytes=8388608" in r.error_message, f"names the limit: {r.error_message!r}")
+        for off, rec in sent:
+            resp, _ = c.fetch([("big-t", 0, off)], max_bytes=32 << 20)
+            b = ok(resp.partitions[0], "fetch a large record").batches[0]
+            eq(b.base_offset, off, "offset")
+            check(b.records[0] == rec, "the large record comes back byte for byte")
+        # Refused where the topic could not store it: one batch must fit
+        # one segment (256 KiB by default on this node) ...
+        r = c.create_topics([("big-no", 1, {"max.message.bytes": "8388608"})])
+        expect_code(r.topics[0], INVALID_CONFIG, "max.message.bytes above what a segment holds")
+        check("segment.bytes" in r.topics[0].error_message, f"names segment.bytes: {r.topics[0].error_message!r}")
+        # ... and one gRPC message (rmqd --max-message-bytes, 16 MiB).
+        r = c.create_topics([("big-no", 1, {"max.message.bytes": str(64 << 20),
+                                            "segment.bytes": str(1 << 30)})])
+        expect_code(r.topics[0], INVALID_CONFIG, "max.message.bytes above the node's request limit")
+        check("--max-message-bytes" in r.topics[0].error_message, r.topics[0].error_message)
+        res = A.ConfigResource(type=A.CONFIG_RESOURCE_TYPE_TOPIC, name="big-t")
+        req = A.AlterConfigsRequest(version=V())
+        req.resources.add(resource=res).configs.add(name="segment.bytes", value="1048576",
+                                                    op=A.ALTER_CONFIG_OP_SET)
+        r = c.unary("/rustmq.controller.AdminService/AlterConfigs", req, A.AlterConfigsResponse)
+        expect_code(r.resources[0], INVALID_CONFIG, "segment.bytes too small for max.message.bytes")
+        # A topic that leaves max.message.bytes at the default gets what its
+        # segments hold, and says so.
+        c.create_topic("big-def", 1)
+        dreq = A.DescribeConfigsRequest(version=V())
+        dreq.resources.add(resource=A.ConfigResource(type=A.CONFIG_RESOURCE_TYPE_TOPIC, name="big-def"))
+        d = c.unary("/rustmq.controller.AdminService/DescribeConfigs", dreq, A.DescribeConfigsResponse)
+        mmb = int({e.name: e.value for e in d.resources[0].configs}["max.message.bytes"])
+        check(mmb <= 256 << 10, f"default max.message.bytes {mmb} fits a 256 KiB segment")
+        r = c.produce("big-def", 0, [T.Record(value=b"y" * (mmb + 1024))])
+        expect_code(r, 13, "above the default the topic can store")
+
+
+@test
 def admin_alter_describe_configs(ctx):
     with ctx.client() as c:
         c.create_topic("cfg-t", 1)
