@@ -30,6 +30,7 @@
 
 static void create_done(struct rmq_topic_change *ch)
 {
+	struct rmq_bshard *bs = rmq_bshard_current();
 	Rustmq__Controller__CreateTopicsResponse r = RUSTMQ__CONTROLLER__CREATE_TOPICS_RESPONSE__INIT;
 	Rustmq__Controller__CreateTopicResult *rs = calloc(ch->n ? ch->n : 1, sizeof(*rs));
 	Rustmq__Controller__CreateTopicResult **rp = calloc(ch->n ? ch->n : 1, sizeof(*rp));
@@ -44,6 +45,19 @@ static void create_done(struct rmq_topic_change *ch)
 		rs[i].name = it->name;
 		rs[i].error_code = (Rustmq__Common__ErrorCode)it->code;
 		rs[i].error_message = it->err;
+		size_t off = it->code == EC_OK && !ch->validate_only
+				     ? rmq_offline_count(bs->b->offline, it->result.id)
+				     : 0;
+		if (off > 0) {
+			/* Created, but not every partition serves: say so. */
+			char first[200] = "";
+			for (uint32_t p = 0; p < it->result.partitions && !first[0]; p++)
+				rmq_offline_lookup(bs->b->offline, it->result.id, p, first, sizeof(first));
+			rs[i].error_code = EC_STORAGE_ERROR;
+			snprintf(it->err, sizeof(it->err),
+				 "topic created, but %zu of its %u partitions could not be opened; %s", off,
+				 it->result.partitions, first);
+		}
 		if (it->code == EC_OK) {
 			rs[i].topic_id = ch->validate_only ? "" : it->result.id;
 			rs[i].partitions = it->result.partitions;

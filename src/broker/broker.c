@@ -320,9 +320,12 @@ int rmq_broker_run(struct rmq_broker *b)
 		rmq_meta_unref(b->initial_meta);
 		return rc;
 	}
-	rc = rmq_offload_pool_create(b->rt, b->cfg.io_helpers, &b->offload);
+	rc = rmq_offline_create(&b->offline);
+	if (rc == 0)
+		rc = rmq_offload_pool_create(b->rt, b->cfg.io_helpers, &b->offload);
 	if (rc < 0) {
 		rmq_error("cannot start helper threads: %s", rmq_strerror(rc));
+		rmq_offline_destroy(b->offline);
 		rmq_runtime_destroy(b->rt);
 		rmq_meta_unref(b->initial_meta);
 		return rc;
@@ -335,6 +338,8 @@ int rmq_broker_run(struct rmq_broker *b)
 		rc = atomic_load(&b->start_rc);
 	rmq_offload_pool_destroy(b->offload);
 	b->offload = NULL;
+	rmq_offline_destroy(b->offline);
+	b->offline = NULL;
 	rmq_runtime_destroy(b->rt);
 	b->rt = NULL;
 	rmq_meta_unref(b->initial_meta);

@@ -86,6 +86,7 @@ struct rmq_broker {
 	uint64_t started_ms;
 	_Atomic uint16_t port;         /* bound port (ephemeral ports) */
 	struct rmq_offload_pool *offload; /* helper threads (core/offload.h) */
+	struct rmq_offline *offline;   /* partitions failing to serve (partition.h) */
 	_Atomic int start_rc;          /* first error of the asynchronous start */
 	_Atomic int serving;           /* 1 while accepting calls */
 };

@@ -75,6 +75,12 @@ Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct 
 		pms[p].n_replica_ids = rmq_cluster_replicas(bs, t, (uint32_t)p, reps, rf);
 		pms[p].isr_ids = (char **)isr;
 		pms[p].n_isr_ids = rmq_cluster_isr(bs, t, (uint32_t)p, isr, rf);
+		if (rmq_offline_lookup(bs->b->offline, t->id, (uint32_t)p, NULL, 0) != 0) {
+			/* Its log could not be opened here: the replica is offline. */
+			pms[p].error_code = EC_STORAGE_ERROR;
+			pms[p].offline_replica_ids = (char **)reps;
+			pms[p].n_offline_replica_ids = 1;
+		}
 		pms[p].shard = rmq_partition_shard(t->name, (uint32_t)p, bs->nshards);
 		pps[p] = &pms[p];
 	}

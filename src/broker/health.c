@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 /* Per-shard numbers, gathered by message (each shard reads only its own). */
 struct shard_numbers {
@@ -31,6 +32,7 @@ struct shard_numbers {
 	uint64_t parts_by_state[RMQ_PART_DELETING + 1];
 	uint64_t request_bytes, request_bytes_max, paused_connections, read_pauses;
 	uint64_t backlog, backlog_pauses, groups, helper_jobs;
+	uint64_t logs_no_space;
 	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log;
@@ -235,14 +237,38 @@ static void broker_health_done(struct gather *g)
 	} while (0)
 	int status = serving ? RUSTMQ__BROKER__HEALTH_STATUS__HEALTH_STATUS_SERVING
 			     : RUSTMQ__BROKER__HEALTH_STATUS__HEALTH_STATUS_NOT_SERVING;
-	/* storage */
+	/* storage: degraded while a partition cannot serve for a storage
+	 * failure (its log could not be opened, or the disk is full) */
+	char why[320] = "";
+	uint64_t offline = rmq_offline_count(bs->b->offline, NULL), nospace = 0, failed = 0;
+	for (unsigned s = 0; s < g->n; s++) {
+		nospace += g->nums[s].logs_no_space;
+		failed += g->nums[s].parts_by_state[RMQ_PART_FAILED];
+	}
+	struct statvfs fs;
+	uint64_t free_bytes = statvfs(bs->b->cfg.data_dir, &fs) == 0 ? (uint64_t)fs.f_bavail * fs.f_frsize : 0;
 	rustmq__broker__component_health__init(&cs[k]);
 	cs[k].component = RUSTMQ__BROKER__HEALTH_COMPONENT__HEALTH_COMPONENT_STORAGE;
 	cs[k].name = "storage";
 	cs[k].status = status;
+	if (serving && (offline > 0 || nospace > 0)) {
+		cs[k].status = RUSTMQ__BROKER__HEALTH_STATUS__HEALTH_STATUS_DEGRADED;
+		if (nospace > 0)
+			snprintf(why, sizeof(why),
+				 "%" PRIu64 " partition logs refuse appends: no space left on the data directory's "
+				 "filesystem (%" PRIu64 " bytes free); they take appends again once space is freed",
+				 nospace, free_bytes);
+		else
+			snprintf(why, sizeof(why),
+				 "%" PRIu64 " partitions could not be opened (retried every %llu s; the log says why)",
+				 offline, (unsigned long long)(RMQ_PART_RETRY_NS / 1000000000ULL));
+		cs[k].message = why;
+	}
 	if (req->include_details) {
 		DETAIL(&cs[k], "partitions", "%" PRIu64, parts);
 		DETAIL(&cs[k], "log_bytes", "%" PRIu64, bytes);
+		DETAIL(&cs[k], "offline_partitions", "%" PRIu64, offline > failed ? offline : failed);
+		DETAIL(&cs[k], "free_bytes", "%" PRIu64, free_bytes);
 	}
 	cp[k] = &cs[k];
 	k++;
@@ -272,7 +298,8 @@ static void broker_health_done(struct gather *g)
 		k++;
 	}
 #undef DETAIL
-	r.status = status;
+	/* The node is as healthy as its storage (the first component). */
+	r.status = cs[0].status;
 	r.broker_id = (char *)rmq_cluster_self(bs);
 	r.broker_epoch = rmq_cluster_broker_epoch(bs);
 	r.broker_state = serving ? RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING

@@ -28,11 +28,107 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---- the offline list ---------------------------------------------------------- */
+
+struct offline_entry {
+	char topic_id[40];
+	uint32_t partition;
+	int error;                /* negated errno or RMQ_E* */
+};
+
+struct rmq_offline {
+	pthread_mutex_t mu;
+	struct offline_entry *v;
+	size_t n, cap;
+};
+
+int rmq_offline_create(struct rmq_offline **out)
+{
+	struct rmq_offline *o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	pthread_mutex_init(&o->mu, NULL);
+	*out = o;
+	return 0;
+}
+
+void rmq_offline_destroy(struct rmq_offline *o)
+{
+	if (!o)
+		return;
+	pthread_mutex_destroy(&o->mu);
+	free(o->v);
+	free(o);
+}
+
+static struct offline_entry *offline_find(struct rmq_offline *o, const char *topic_id, uint32_t p)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (o->v[i].partition == p && strcmp(o->v[i].topic_id, topic_id) == 0)
+			return &o->v[i];
+	return NULL;
+}
+
+/* p is offline with error (0: serves again). */
+static void offline_note(struct rmq_partition *p, int error)
+{
+	struct rmq_offline *o = p->bs->b->offline;
+	pthread_mutex_lock(&o->mu);
+	struct offline_entry *e = offline_find(o, p->topic_id, p->index);
+	if (error == 0 && e) {
+		*e = o->v[--o->n];
+	} else if (error != 0 && e) {
+		e->error = error;
+	} else if (error != 0) {
+		if (o->n == o->cap) {
+			size_t cap = o->cap ? 2 * o->cap : 16;
+			struct offline_entry *v = realloc(o->v, cap * sizeof(*v));
+			if (v) {
+				o->v = v;
+				o->cap = cap;
+			}
+		}
+		if (o->n < o->cap) { /* else out of memory: the log still says it */
+			e = &o->v[o->n++];
+			snprintf(e->topic_id, sizeof(e->topic_id), "%s", p->topic_id);
+			e->partition = p->index;
+			e->error = error;
+		}
+	}
+	pthread_mutex_unlock(&o->mu);
+}
+
+int rmq_offline_lookup(struct rmq_offline *o, const char *topic_id, uint32_t p, char *why,
+		       size_t len)
+{
+	pthread_mutex_lock(&o->mu);
+	const struct offline_entry *e = o->n ? offline_find(o, topic_id, p) : NULL;
+	int error = e ? e->error : 0;
+	pthread_mutex_unlock(&o->mu);
+	if (error && why)
+		snprintf(why, len, "partition %u could not be opened: %s (retried every %llu s)", p,
+			 rmq_strerror(error), (unsigned long long)(RMQ_PART_RETRY_NS / 1000000000ULL));
+	return error;
+}
+
+size_t rmq_offline_count(struct rmq_offline *o, const char *topic_id)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&o->mu);
+	for (size_t i = 0; i < o->n; i++)
+		n += !topic_id || strcmp(o->v[i].topic_id, topic_id) == 0;
+	pthread_mutex_unlock(&o->mu);
+	return n;
+}
+
+/* ---- applying a snapshot -------------------------------------------------------- */
 
 /* One snapshot being applied on this shard. */
 struct part_apply {
@@ -166,6 +262,7 @@ static void open_done(struct rmq_offload *job)
 				  (unsigned long long)(RMQ_PART_RETRY_NS / 1000000000ULL));
 		p->error = o->rc;
 		p->state = RMQ_PART_FAILED;
+		offline_note(p, p->error);
 		free(o);
 		if (p->close_wanted) {
 			start_close(p, p->remove);
@@ -175,9 +272,11 @@ static void open_done(struct rmq_offload *job)
 		settle(p);
 		return;
 	}
-	if (p->error)
+	if (p->error) {
 		rmq_info("partition %s-%u opened after %s", p->topic_name, p->index,
 			 rmq_strerror(p->error));
+		offline_note(p, 0);
+	}
 	p->error = 0;
 	p->log = o->log;
 	p->dedup = o->dedup;
@@ -201,6 +300,7 @@ static void start_open(struct rmq_partition *p)
 	if (!o) {
 		p->error = -ENOMEM;
 		p->state = RMQ_PART_FAILED;
+		offline_note(p, p->error);
 		rmq_timer_start(bs->s, &p->retry, rmq_now_ns() + RMQ_PART_RETRY_NS, retry_open);
 		settle(p);
 		return;
@@ -285,6 +385,8 @@ static void start_close(struct rmq_partition *p, bool remove)
 		return;
 	}
 	rmq_timer_cancel(bs->s, &p->retry);
+	if (p->error)
+		offline_note(p, 0); /* gone: no longer a failure to report */
 	p->state = RMQ_PART_CLOSING;
 	p->role = RMQ_ROLE_NONE;
 	if (p->log) {

@@ -44,6 +44,7 @@
 #define RMQ_BROKER_PARTITION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rmq_bshard;
@@ -91,6 +92,23 @@ void rmq_partitions_for_each(struct rmq_bshard *bs, void (*fn)(struct rmq_partit
 
 /* Partitions of this shard in each state (GetMetrics, health). */
 void rmq_partitions_count(const struct rmq_bshard *bs, uint64_t count[RMQ_PART_DELETING + 1]);
+
+/*
+ * The node's partitions that are not serving for a failure (FAILED: the
+ * open failed, or the log failed and waits to be reopened), for answers
+ * given on any shard (metadata, CreateTopics, health).  The owner shard
+ * writes its entries; a mutex guards the list, which is short and changes
+ * only on failures and recoveries.
+ */
+struct rmq_offline;
+int rmq_offline_create(struct rmq_offline **out);
+void rmq_offline_destroy(struct rmq_offline *o);
+/* The error of partition p of the topic with id topic_id, 0 when it
+ * serves (or is not known); its reason into why (NUL-terminated). */
+int rmq_offline_lookup(struct rmq_offline *o, const char *topic_id, uint32_t p, char *why,
+		       size_t len);
+/* Offline partitions of topic_id (all topics when NULL). */
+size_t rmq_offline_count(struct rmq_offline *o, const char *topic_id);
 
 /* The controller's decision (with one node: leader in epoch 1 at open). */
 void rmq_partition_set_role(struct rmq_partition *p, enum rmq_role role, uint32_t leader_epoch);

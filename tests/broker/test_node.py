@@ -957,6 +957,43 @@ def large_records(ctx):
 
 
 @test
+def partition_open_failure_reported_and_retried(ctx):
+    """A partition whose log cannot be opened (here: a file stands where its
+    directory goes) is reported in CreateTopics, in metadata and in health,
+    refuses produce with the reason, and opens by itself once the cause is
+    gone (the node retries every 5 s).  (CreateTopics answered OK and the
+    partition then answered "unknown topic or partition".)"""
+    blocker = os.path.join(ctx.node.data_dir, "blocked-t-0")
+    with open(blocker, "w") as f:
+        f.write("not a directory")
+    with ctx.client() as c:
+        r = c.create_topics([("blocked-t", 1)])
+        expect_code(r.topics[0], 45, "CreateTopics with a partition that cannot open")
+        check("could not be opened" in r.topics[0].error_message, r.topics[0].error_message)
+        md = c.unary("/rustmq.client.MetadataService/GetTopicMetadata",
+                     MD.GetTopicMetadataRequest(version=V(), topics=["blocked-t"]),
+                     MD.GetTopicMetadataResponse)
+        pm = md.topics[0].partitions[0]
+        eq(pm.error_code, 45, "PartitionMetadata.error_code of the offline partition")
+        eq(list(pm.offline_replica_ids), [pm.leader_id], "the replica is offline")
+        r = c.produce("blocked-t", 0, make_records(1, "blocked"))
+        expect_code(r, 4, "produce to a partition that could not open")
+        check("Not a directory" in r.error_message, f"says why: {r.error_message!r}")
+        h = c.unary("/rustmq.broker.BrokerHealthService/HealthCheck",
+                    H.HealthCheckRequest(version=V(), include_details=True), H.HealthCheckResponse)
+        st = next(x for x in h.components if x.name == "storage")
+        eq(st.status, H.HEALTH_STATUS_DEGRADED, "storage health")
+        check(st.message, "storage health says why")
+        os.unlink(blocker)
+        wait_until(lambda: c.produce("blocked-t", 0, make_records(1, "later")).error_code == OK,
+                   20, "the partition to open after the cause went")
+        h = c.unary("/rustmq.broker.BrokerHealthService/HealthCheck",
+                    H.HealthCheckRequest(version=V()), H.HealthCheckResponse)
+        eq(next(x for x in h.components if x.name == "storage").status,
+           H.HEALTH_STATUS_SERVING, "storage health once it opened")
+
+
+@test
 def admin_alter_describe_configs(ctx):
     with ctx.client() as c:
         c.create_topic("cfg-t", 1)
