@@ -314,6 +314,10 @@ int rmq_broker_run(struct rmq_broker *b)
 		rmq_meta_unref(b->initial_meta);
 		return rc;
 	}
+	rc = rmq_meta_reserve(b->cfg.data_dir);
+	if (rc < 0)
+		rmq_warn("cannot reserve %u MiB for metadata in %s/meta: %s (tried again at each change)",
+			 RMQ_META_RESERVE_BYTES >> 20, b->cfg.data_dir, rmq_strerror(rc));
 	b->started_ms = rmq_wall_ms();
 	rc = rmq_runtime_create(&rc_cfg, &b->rt);
 	if (rc < 0) {

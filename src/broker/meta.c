@@ -430,7 +430,31 @@ out:
 	return rc;
 }
 
-int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf, size_t len)
+int rmq_meta_reserve(const char *data_dir)
+{
+	char path[4200];
+	struct stat st;
+	meta_path(path, sizeof(path), data_dir, RMQ_META_RESERVE);
+	if (stat(path, &st) == 0 && (uint64_t)st.st_blocks * 512 >= RMQ_META_RESERVE_BYTES)
+		return 0;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/meta", data_dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	if (fallocate(fd, 0, 0, RMQ_META_RESERVE_BYTES) < 0 || fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc < 0)
+		unlink(path); /* a part reserved is no reserve: try again later */
+	return rc;
+}
+
+/* Writes the file once (temporary file, fsync, rename, directory fsync). */
+static int write_file(const char *data_dir, const char *name, const void *buf, size_t len)
 {
 	char dir[4096], tmp[4200], path[4200];
 	int rc = 0;
@@ -458,6 +482,25 @@ int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf,
 			rc = -errno;
 		close(dfd);
 	}
+	return rc;
+}
+
+int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf, size_t len)
+{
+	int rc = write_file(data_dir, name, buf, len);
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		/* A full disk must still take the change that frees space
+		 * (DeleteTopics): use the room kept for it. */
+		char path[4200];
+		meta_path(path, sizeof(path), data_dir, RMQ_META_RESERVE);
+		if (unlink(path) == 0) {
+			rmq_warn("the data directory's filesystem is full: metadata/%s written into the "
+				 "room reserved for it; it is reserved again once space is freed", name);
+			rc = write_file(data_dir, name, buf, len);
+		}
+	}
+	if (rc == 0)
+		(void)rmq_meta_reserve(data_dir); /* again, once there is room */
 	return rc;
 }
 

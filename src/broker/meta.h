@@ -124,8 +124,19 @@ void rmq_uuid(char id[40]);
 
 /* Small files of DATA_DIR/meta: written whole (temporary file, fsync,
  * rename, directory fsync), read whole.  Return 0 / the bytes read, or a
- * negated errno (-ENOENT: never written). */
+ * negated errno (-ENOENT: never written).  A write that finds the
+ * filesystem full uses the room kept by rmq_meta_reserve (so that a full
+ * disk still takes the DeleteTopics that frees it), and reserves it again
+ * after a later write. */
 int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf, size_t len);
 ssize_t rmq_meta_read_file(const char *data_dir, const char *name, void *buf, size_t len);
+
+/* Keeps RMQ_META_RESERVE_BYTES allocated in DATA_DIR/meta/reserve for the
+ * metadata files (above).  Returns 0, or a negated errno (-ENOSPC: no room
+ * now; tried again at the next metadata write).  Blocking file calls: at
+ * start or on a helper thread. */
+#define RMQ_META_RESERVE "reserve"
+#define RMQ_META_RESERVE_BYTES (8u << 20)
+int rmq_meta_reserve(const char *data_dir);
 
 #endif /* RMQ_BROKER_META_H */
