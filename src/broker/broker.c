@@ -219,6 +219,7 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	bs->s = s;
 	bs->id = rmq_shard_id(s);
 	bs->nshards = rmq_shard_count(s);
+	bs->cold.ahead_max = b->cfg.read_ahead_bytes;
 	rmq_shard_set_data(s, bs);
 	rc = rmq_groups_init(bs);
 	if (rc < 0) {

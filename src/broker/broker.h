@@ -24,7 +24,6 @@
 #ifndef RMQ_BROKER_BROKER_H
 #define RMQ_BROKER_BROKER_H
 
-#include "broker/coldread.h"
 #include "broker/errcode.h"
 #include "broker/meta.h"
 #include "broker/topics.h"
@@ -33,6 +32,7 @@
 #include "core/offload.h"
 #include "core/shard.h"
 #include "net/server.h"
+#include "storage/coldread.h"
 #include "storage/log.h"
 
 #include <stdbool.h>
@@ -152,13 +152,13 @@ struct rmq_bshard {
 	struct rmq_timer retention_timer;
 	struct rmq_timer fsync_timer;
 	uint32_t inflight_produce;
-	uint64_t cold_ahead_bytes;     /* held by read-aheads (coldread.h) */
+	struct rmq_cold_budget cold;   /* reads from the disk (storage/coldread.h) */
 	struct rmq_gshard *groups;     /* groups this shard coordinates */
 	struct rmq_topic_changes changes; /* shard 0: topic changes (topics.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;
-	uint64_t fetch_disk_bytes, fetch_ahead_bytes; /* coldread.h */
+
 	uint64_t errors;
 	/* Latencies (GetMetrics): a produce append, from its request's arrival
 	 * on this (the connection's) shard to its answer; and the partition
@@ -220,7 +220,9 @@ void rmq_fetch_cancel(struct rmq_call *c);
 void rmq_fetch_drain(struct rmq_call *c);
 void rmq_list_offsets(struct rmq_call *c, void *req);
 void rmq_fetch_wake(struct rmq_partition *p); /* HW advanced */
-void rmq_fetch_drop_waiters(struct rmq_partition *p); /* partition closing */
+/* The partition is closing: answers its long polls, stops its read-ahead
+ * (its cold reads in flight still complete). */
+void rmq_fetch_drop_waiters(struct rmq_partition *p);
 
 void rmq_admin_create_topics(struct rmq_call *c, void *req);
 void rmq_admin_delete_topics(struct rmq_call *c, void *req);

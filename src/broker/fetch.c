@@ -35,7 +35,7 @@
  * Cold reads.  A page fault on the segment mapping is a synchronous disk
  * read that stalls the whole shard, so read_part() sends from the mapping
  * only when every slice is in memory (rmq_cold_resident); otherwise the
- * batches are read into a buffer by coldread.h (O_DIRECT, several READs in
+ * batches are read into a buffer by storage/coldread.h (O_DIRECT, several READs in
  * flight, CRC-checked, read ahead for consumers going in order) and the
  * part is answered when they are in:
  *
@@ -61,7 +61,6 @@
  * new data; the stream ends when the client cancels.
  */
 #include "broker/broker.h"
-#include "broker/coldread.h"
 #include "broker/lookup.h"
 #include "broker/methods.h"
 #include "broker/request.h"
@@ -112,7 +111,7 @@ struct fetch_part {
 	bool cancel_sent;      /* origin: a cancel is out for this round */
 	bool dropped;          /* subscribe: failed, reported, no longer read */
 	unsigned owner;
-	/* Owner: the log read, and the cold read of it (coldread.h). */
+	/* Owner: the log read, and the cold read of it (storage/coldread.h). */
 	struct rmq_cold_read cr;
 	bool reading;          /* the cold read is pending */
 	/* Result (owner writes, origin reads after the reply). */
@@ -237,7 +236,7 @@ enum read_result {
 static void cold_result(struct fetch_part *fp)
 {
 	struct rmq_cold_read *cr = &fp->cr;
-	struct rmq_partition *p = cr->p;
+	struct rmq_partition *p = RMQ_CONTAINER_OF(cr->cs, struct rmq_partition, cold);
 	fp->reading = false;
 	if (cr->err) {
 		fp->code = cr->err == RMQ_ECRC || cr->err == RMQ_ECORRUPT ? EC_CORRUPT_MESSAGE
@@ -333,7 +332,7 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	}
 	/* Copied (--fetch-copy, or some slice is not in memory): resident
 	 * slices now, cold ones from the disk. */
-	fp->cr.p = p;
+	fp->cr.cs = &p->cold;
 	fp->cr.ahead_bytes = fp->max_bytes;
 	fp->cr.cb = cold_done;
 	if (rmq_cold_read_start(&fp->cr)) {
@@ -397,27 +396,18 @@ void rmq_fetch_wake(struct rmq_partition *p)
 
 void rmq_fetch_drop_waiters(struct rmq_partition *p)
 {
-	rmq_cold_close(p);
-	for (;;) {
-		while (p->waiters) {
-			struct fetch_part *fp = RMQ_CONTAINER_OF(p->waiters, struct fetch_part, w);
-			unpark(fp);
-			fp->code = EC_NOT_AVAILABLE;
-			snprintf(fp->err, sizeof(fp->err), "partition %s-%u was closed", fp->topic,
-				 fp->partition);
-			reply_part(fp);
-		}
-		if (p->cold.reads == 0)
-			break;
-		/* Cold reads write into their parts and unpin segments of this
-		 * log: let them complete (and reply) before the log goes.  Their
-		 * buffers are the origin's, so they cannot be abandoned. */
-		int rc = rmq_io_wait(rmq_shard_io(p->bs->s), 100ULL * 1000 * 1000);
-		if (rc < 0) {
-			rmq_error("partition %s-%u: waiting for %u cold reads at close: %s",
-				  p->topic_name, p->index, p->cold.reads, rmq_strerror(rc));
-			break;
-		}
+	/* Cold reads still in flight write into their parts and unpin this
+	 * log's segments when they complete (and reply then): the partition
+	 * waits for p->cold.reads to reach 0 before its log goes
+	 * (partition.c), without waiting here. */
+	rmq_cold_close(&p->cold);
+	while (p->waiters) {
+		struct fetch_part *fp = RMQ_CONTAINER_OF(p->waiters, struct fetch_part, w);
+		unpark(fp);
+		fp->code = EC_NOT_AVAILABLE;
+		snprintf(fp->err, sizeof(fp->err), "partition %s-%u was closed", fp->topic,
+			 fp->partition);
+		reply_part(fp);
 	}
 }
 

@@ -64,8 +64,8 @@ static void gather_here(struct rmq_xmsg *m)
 	n->produce_records = bs->produce_records;
 	n->fetch_requests = bs->fetch_requests;
 	n->fetch_bytes = bs->fetch_bytes;
-	n->fetch_disk_bytes = bs->fetch_disk_bytes;
-	n->fetch_ahead_bytes = bs->fetch_ahead_bytes;
+	n->fetch_disk_bytes = bs->cold.disk_bytes;
+	n->fetch_ahead_bytes = bs->cold.ahead_bytes;
 	n->errors = bs->errors;
 	n->produce_latency = bs->produce_latency;
 	n->log = bs->log_metrics;

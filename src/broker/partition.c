@@ -282,6 +282,7 @@ static void open_done(struct rmq_offload *job)
 	p->dedup = o->dedup;
 	free(o);
 	rmq_log_attach(p->log, rmq_shard_io(bs->s));
+	rmq_cold_init(&p->cold, p->log, rmq_shard_io(bs->s), &bs->cold);
 	rmq_log_set_hw_listener(p->log, on_durable, p);
 	p->state = RMQ_PART_ONLINE;
 	if (p->close_wanted) {

@@ -509,6 +509,11 @@ uint64_t rmq_log_high_watermark(const struct rmq_log *log)
 	return log->hw;
 }
 
+const char *rmq_log_dir(const struct rmq_log *log)
+{
+	return log->dir;
+}
+
 uint64_t rmq_log_start_offset(const struct rmq_log *log)
 {
 	return log->log_start;

@@ -317,6 +317,9 @@ void rmq_log_read_release(struct rmq_log_read *r);
  */
 int rmq_log_slice_direct_fd(const struct rmq_log_slice *sl);
 
+/* The log's directory (for messages). */
+const char *rmq_log_dir(const struct rmq_log *log);
+
 /*
  * Offset of the first batch whose timestamp is >= ts_ms (Kafka's
  * ListOffsets by timestamp, at batch granularity).  Returns 0 with *offset,

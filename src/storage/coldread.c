@@ -2,8 +2,7 @@
 /*
  * coldread.c - reading log data that is not in memory (see coldread.h).
  */
-#include "broker/coldread.h"
-#include "broker/broker.h"
+#include "storage/coldread.h"
 
 #include "core/assert.h"
 #include "core/error.h"
@@ -23,7 +22,7 @@
 struct rmq_cold_ahead {
 	struct rmq_cold_read cr;
 	struct rmq_cold_read *waiter; /* a read waiting for this one, or NULL */
-	size_t bytes;                 /* counted in the shard's cold_ahead_bytes */
+	size_t bytes;                 /* counted in the budget's ahead_held */
 	bool done;
 	bool dropped;                 /* in flight when dropped: frees itself */
 };
@@ -81,7 +80,7 @@ static void next_slice(struct rmq_cold_read *cr, unsigned i)
 /* Submits (or resubmits the rest of) chunk c.  Returns 0 or -EBUSY. */
 static int chunk_submit(struct rmq_cold_chunk *c)
 {
-	struct io_uring_sqe *sqe = rmq_io_sqe(rmq_shard_io(c->cr->p->bs->s), &c->op);
+	struct io_uring_sqe *sqe = rmq_io_sqe(c->cr->cs->io, &c->op);
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_read(sqe, c->fd, c->buf + c->done, c->len - c->done, c->pos + c->done);
@@ -181,11 +180,10 @@ static void verify(struct rmq_cold_read *cr)
 				q += (size_t)n;
 				continue;
 			}
-			const struct rmq_partition *p = cr->p;
 			uint64_t at = parsed ? v.hdr.base_offset : cr->first_offset;
-			rmq_error("partition %s-%u: %s at offset %lu (segment position %lu) on a cold "
-				  "read: not served",
-				  p->topic_name, p->index,
+			rmq_error("log %s: %s at offset %lu (segment position %lu) on a cold read: "
+				  "not served",
+				  rmq_log_dir(cr->cs->log),
 				  parsed ? "batch fails its CRC-32C" : "batch does not parse",
 				  (unsigned long)at, (unsigned long)(cr->lr.slices[i].pos + q));
 			/* Without O_DIRECT the READ left the bad bytes in the
@@ -265,7 +263,7 @@ static void settle(struct rmq_cold_read *cr)
 		cr->niov = 0;
 		cr->next_offset = cr->first_offset;
 	}
-	rmq_log_read_done(cr->p->log, &cr->lr);
+	rmq_log_read_done(cr->cs->log, &cr->lr);
 }
 
 /* ---- read-ahead ------------------------------------------------------------ */
@@ -274,17 +272,17 @@ static void ahead_done(struct rmq_cold_read *acr);
 
 static void ahead_free(struct rmq_cold_ahead *a)
 {
-	a->cr.p->bs->cold_ahead_bytes -= a->bytes;
+	a->cr.cs->budget->ahead_held -= a->bytes;
 	free(a->cr.data);
 	free(a);
 }
 
-static void ahead_drop(struct rmq_partition *p)
+static void ahead_drop(struct rmq_cold_state *cs)
 {
-	struct rmq_cold_ahead *a = p->cold.ahead;
+	struct rmq_cold_ahead *a = cs->ahead;
 	if (!a)
 		return;
-	p->cold.ahead = NULL;
+	cs->ahead = NULL;
 	RMQ_ASSERT(!a->waiter);
 	if (a->done)
 		ahead_free(a);
@@ -296,20 +294,20 @@ static void ahead_drop(struct rmq_partition *p)
  * when this one continued the previous. */
 static void ahead_start(struct rmq_cold_read *cr)
 {
-	struct rmq_partition *p = cr->p;
-	bool in_order = p->cold.next == cr->first_offset;
-	p->cold.next = cr->next_offset;
-	if (!in_order || cr->err || cr->len == 0 || !cr->ahead_bytes || p->cold.ahead ||
-	    p->cold.closed)
+	struct rmq_cold_state *cs = cr->cs;
+	bool in_order = cs->next == cr->first_offset;
+	cs->next = cr->next_offset;
+	if (!in_order || cr->err || cr->len == 0 || !cr->ahead_bytes || cs->ahead ||
+	    cs->closed)
 		return;
 	size_t want = cr->ahead_bytes < RMQ_COLD_AHEAD_MAX ? cr->ahead_bytes : RMQ_COLD_AHEAD_MAX;
-	if (p->bs->cold_ahead_bytes + want > p->bs->b->cfg.read_ahead_bytes)
+	if (cs->budget->ahead_held + want > cs->budget->ahead_max)
 		return;
 	struct rmq_cold_ahead *a = calloc(1, sizeof(*a));
 	if (!a)
 		return;
 	struct rmq_cold_read *acr = &a->cr;
-	if (rmq_log_read(p->log, cr->next_offset, want, &acr->lr) < 0 || acr->lr.nslices == 0) {
+	if (rmq_log_read(cs->log, cr->next_offset, want, &acr->lr) < 0 || acr->lr.nslices == 0) {
 		free(a); /* nothing pinned */
 		return;
 	}
@@ -317,25 +315,25 @@ static void ahead_start(struct rmq_cold_read *cr)
 	for (unsigned i = 0; i < acr->lr.nslices && !cold; i++)
 		cold = !rmq_cold_resident(acr->lr.slices[i].data, acr->lr.slices[i].len);
 	if (!cold) { /* the next fetch sends from memory anyway */
-		rmq_log_read_done(p->log, &acr->lr);
+		rmq_log_read_done(cs->log, &acr->lr);
 		free(a);
 		return;
 	}
-	acr->p = p;
+	acr->cs = cs;
 	acr->cb = ahead_done;
 	acr->first_offset = acr->lr.first_offset;
 	acr->next_offset = acr->lr.next_offset;
 	a->bytes = acr->lr.bytes;
-	p->bs->cold_ahead_bytes += a->bytes;
-	p->cold.ahead = a;
+	cs->budget->ahead_held += a->bytes;
+	cs->ahead = a;
 	if (read_submit(acr)) {
-		p->cold.reads++;
+		cs->reads++;
 		return;
 	}
 	settle(acr);
 	a->done = true;
 	if (acr->err)
-		ahead_drop(p);
+		ahead_drop(cs);
 }
 
 /* Does the read-ahead start where want does?  Both are whole batches from
@@ -368,14 +366,14 @@ static void ahead_take(struct rmq_cold_ahead *a, struct rmq_cold_read *want)
 	want->len = acr->len;
 	want->next_offset = acr->next_offset;
 	want->err = 0;
-	want->p->bs->fetch_ahead_bytes += want->len;
-	rmq_log_read_done(want->p->log, &want->lr);
+	want->cs->budget->ahead_bytes += want->len;
+	rmq_log_read_done(want->cs->log, &want->lr);
 }
 
 static void ahead_done(struct rmq_cold_read *acr)
 {
 	struct rmq_cold_ahead *a = RMQ_CONTAINER_OF(acr, struct rmq_cold_ahead, cr);
-	struct rmq_partition *p = acr->p;
+	struct rmq_cold_state *cs = acr->cs;
 	a->done = true;
 	if (a->dropped) {
 		ahead_free(a);
@@ -384,18 +382,18 @@ static void ahead_done(struct rmq_cold_read *acr)
 	struct rmq_cold_read *w = a->waiter;
 	if (!w) {
 		if (acr->err || acr->cut)
-			ahead_drop(p); /* the fetch that reaches it reads and reports */
+			ahead_drop(cs); /* the fetch that reaches it reads and reports */
 		return;
 	}
 	a->waiter = NULL;
-	p->cold.ahead = NULL;
-	p->cold.reads--; /* the waiter's */
+	cs->ahead = NULL;
+	cs->reads--; /* the waiter's */
 	if (acr->err || acr->cut) {
 		/* Bad data: the waiter reads for itself, so the error is its
 		 * own and named for its offset. */
 		ahead_free(a);
 		if (read_submit(w)) {
-			p->cold.reads++;
+			cs->reads++;
 			return;
 		}
 		settle(w);
@@ -414,17 +412,17 @@ static void read_finish(struct rmq_cold_read *cr)
 {
 	if (cr->rerr) {
 		cr->err = cr->rerr;
-		rmq_error("partition %s-%u: reading offset %lu from disk: %s", cr->p->topic_name,
-			  cr->p->index, (unsigned long)cr->first_offset, rmq_strerror(cr->rerr));
+		rmq_error("log %s: reading offset %lu from disk: %s", rmq_log_dir(cr->cs->log),
+			  (unsigned long)cr->first_offset, rmq_strerror(cr->rerr));
 	} else {
 		for (unsigned i = 0; i < cr->lr.nslices; i++)
 			if (cr->cold & (1u << i))
-				cr->p->bs->fetch_disk_bytes += cr->lr.slices[i].len;
+				cr->cs->budget->disk_bytes += cr->lr.slices[i].len;
 		verify(cr);
 	}
 	settle(cr);
-	RMQ_ASSERT(cr->p->cold.reads > 0);
-	cr->p->cold.reads--;
+	RMQ_ASSERT(cr->cs->reads > 0);
+	cr->cs->reads--;
 	if (cr->cb != ahead_done)
 		ahead_start(cr);
 	cr->cb(cr);
@@ -432,7 +430,7 @@ static void read_finish(struct rmq_cold_read *cr)
 
 bool rmq_cold_read_start(struct rmq_cold_read *cr)
 {
-	struct rmq_partition *p = cr->p;
+	struct rmq_cold_state *cs = cr->cs;
 	cr->data = NULL;
 	cr->niov = 0;
 	cr->len = 0;
@@ -443,32 +441,38 @@ bool rmq_cold_read_start(struct rmq_cold_read *cr)
 	cr->next_offset = cr->lr.next_offset;
 	/* A read-ahead some read already waits for stays; so does its one
 	 * waiter slot. */
-	struct rmq_cold_ahead *a = p->cold.ahead;
+	struct rmq_cold_ahead *a = cs->ahead;
 	if (a && !a->waiter && ahead_covers(a, cr)) {
 		if (!a->done) {
 			a->waiter = cr;
-			p->cold.reads++;
+			cs->reads++;
 			return true;
 		}
-		p->cold.ahead = NULL;
+		cs->ahead = NULL;
 		ahead_take(a, cr);
 		ahead_free(a);
 		ahead_start(cr);
 		return false;
 	}
 	if (a && !a->waiter)
-		ahead_drop(p);
+		ahead_drop(cs);
 	if (read_submit(cr)) {
-		p->cold.reads++;
+		cs->reads++;
 		return true;
 	}
 	settle(cr); /* nothing was cold (--fetch-copy), or it failed */
 	return false;
 }
 
-void rmq_cold_close(struct rmq_partition *p)
+void rmq_cold_close(struct rmq_cold_state *cs)
 {
-	p->cold.closed = true;
-	if (p->cold.ahead && !p->cold.ahead->waiter)
-		ahead_drop(p); /* else it completes into its waiter */
+	cs->closed = true;
+	if (cs->ahead && !cs->ahead->waiter)
+		ahead_drop(cs); /* else it completes into its waiter */
+}
+
+void rmq_cold_init(struct rmq_cold_state *cs, struct rmq_log *log, struct rmq_io *io,
+		   struct rmq_cold_budget *budget)
+{
+	*cs = (struct rmq_cold_state){.log = log, .io = io, .budget = budget};
 }

@@ -32,10 +32,11 @@
  *            ─► pending: the partition counts it in reads; when the last
  *            READ is in: CRC-check, unpin, maybe read ahead, cb
  *
- * Shard-local: everything runs on the partition's shard.
+ * Shard-local: everything runs on the log's shard.  The fetch path
+ * (broker) reads this way today; replication will read disk the same way.
  */
-#ifndef RMQ_BROKER_COLDREAD_H
-#define RMQ_BROKER_COLDREAD_H
+#ifndef RMQ_STORAGE_COLDREAD_H
+#define RMQ_STORAGE_COLDREAD_H
 
 #include "core/io.h"
 #include "storage/log.h"
@@ -48,17 +49,32 @@
 #define RMQ_COLD_DEPTH 4                  /* READs in flight per read */
 #define RMQ_COLD_AHEAD_MAX (8u << 20)     /* bytes one read-ahead reads */
 
-struct rmq_partition;
 struct rmq_cold_read;
 struct rmq_cold_ahead;
 
-/* Per-partition state (in struct rmq_partition). */
+/* What the cold reads of one shard share: the read-ahead budget and the
+ * counters (GetMetrics). */
+struct rmq_cold_budget {
+	uint64_t ahead_max;           /* bytes read-aheads may hold (--read-ahead) */
+	uint64_t ahead_held;          /* held now */
+	uint64_t disk_bytes;          /* batch bytes read from the disk */
+	uint64_t ahead_bytes;         /* batch bytes taken from a read-ahead */
+};
+
+/* Per-log state (the owner embeds it next to the log; rmq_cold_init). */
 struct rmq_cold_state {
+	struct rmq_log *log;
+	struct rmq_io *io;            /* the log's shard's ring */
+	struct rmq_cold_budget *budget;
 	uint32_t reads;               /* pending reads, read-ahead included */
 	struct rmq_cold_ahead *ahead; /* the read-ahead, or NULL */
 	uint64_t next;                /* where the last cold read ended */
 	bool closed;                  /* rmq_cold_close ran: no more read-ahead */
 };
+
+/* Sets cs up for reads of log on io, sharing budget. */
+void rmq_cold_init(struct rmq_cold_state *cs, struct rmq_log *log, struct rmq_io *io,
+		   struct rmq_cold_budget *budget);
 
 struct rmq_cold_chunk {
 	struct rmq_io_op op;
@@ -73,7 +89,7 @@ struct rmq_cold_chunk {
 
 struct rmq_cold_read {
 	/* Set by the caller before rmq_cold_read_start(). */
-	struct rmq_partition *p;
+	struct rmq_cold_state *cs;
 	struct rmq_log_read lr;  /* pinned slices: the read unpins them */
 	uint32_t ahead_bytes;    /* read-ahead size if this read is in order (0: none) */
 	void (*cb)(struct rmq_cold_read *cr); /* a pending read is done */
@@ -110,7 +126,7 @@ bool rmq_cold_resident(const uint8_t *data, uint32_t len);
 
 /*
  * Reads cr->lr's batches into a buffer: resident slices copied, cold ones
- * read from the disk, or taken from the partition's read-ahead.  Returns
+ * read from the disk, or taken from the log's read-ahead.  Returns
  * false when the result is already there (cb is not called), true when it
  * is pending (cb runs on this shard when it is in).  Either way cr->lr is
  * unpinned by then.  The result may cover less than cr->lr asked for (a
@@ -118,8 +134,9 @@ bool rmq_cold_resident(const uint8_t *data, uint32_t len);
  */
 bool rmq_cold_read_start(struct rmq_cold_read *cr);
 
-/* The partition closes: drop its read-ahead, start no other.  Pending reads
- * still complete: the caller waits for p's reads to reach 0. */
-void rmq_cold_close(struct rmq_partition *p);
+/* The log is closing: drop its read-ahead, start no other.  Pending reads
+ * still complete: the caller waits for cs->reads to reach 0 before it
+ * closes the log. */
+void rmq_cold_close(struct rmq_cold_state *cs);
 
 #endif
