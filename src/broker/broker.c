@@ -60,6 +60,7 @@ static void log_config_for(struct rmq_bshard *bs, const struct rmq_topic *t,
 	lc->dsync_writes = b->cfg.dsync_writes;
 	lc->recycle_segments = b->cfg.recycle_segments;
 	lc->metrics = &bs->log_metrics;
+	lc->wpool = bs->wpool;
 }
 
 static void on_hw(void *arg, uint64_t hw)
@@ -357,6 +358,15 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	bs->id = rmq_shard_id(s);
 	bs->nshards = rmq_shard_count(s);
 	rmq_shard_set_data(s, bs);
+	/* The shard's write buffers, shared by its partitions (storage/
+	 * wpool.h): 8 x --write-buffer, a partition holding at most one. */
+	struct rmq_wpool_config wc;
+	rmq_wpool_config_default(&wc);
+	uint64_t chunks = 8 * b->cfg.write_buffer_bytes / wc.chunk_bytes;
+	wc.chunks = chunks < 16 ? 16 : chunks > 65536 ? 65536 : (uint32_t)chunks;
+	rc = rmq_wpool_create(rmq_shard_io(s), &wc, &bs->wpool);
+	if (rc < 0)
+		return rc;
 	rc = apply_meta(bs, b->initial_meta, false);
 	if (rc < 0)
 		return rc;
@@ -442,6 +452,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 		free(bs->local);
 		rmq_meta_unref(bs->meta);
 	}
+	rmq_wpool_destroy(bs->wpool);
 	rmq_shard_set_data(s, NULL);
 	free(bs);
 }

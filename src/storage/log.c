@@ -149,7 +149,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 			log->stats.buffer_full++;
 			return (int)off;
 		}
-		entry = log->wbuf + off;
+		entry = log_buf(log) + off;
 	}
 	uint8_t *dst = entry;
 	memcpy(dst, prefix, (size_t)plen);
@@ -431,8 +431,8 @@ int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
 bool rmq_log_idle(const struct rmq_log *log)
 {
 	return log->aq_head == NULL && log->wq_len == 0 && !log->sync.inflight &&
-	       !log->zero.inflight && !log->falloc.inflight && log->fill == log->pend &&
-	       log->roll.stage == ROLL_IDLE;
+	       !log->zero.inflight && !log->falloc.inflight && !log->dirsync_inflight &&
+	       log->fill == log->pend && log->roll.stage == ROLL_IDLE;
 }
 
 int rmq_log_close(struct rmq_log *log)
@@ -454,8 +454,8 @@ int rmq_log_close(struct rmq_log *log)
 	for (;;) {
 		log_retire_writes(log); /* those that never went out (submit_wop) */
 		if (!log->zero.inflight && !log->sync.inflight && !log->wb.inflight &&
-		    !log->falloc.inflight && log->wq_len == 0 && log->unlinks == 0 &&
-		    !log->roll.inflight)
+		    !log->falloc.inflight && !log->dirsync_inflight && log->wq_len == 0 &&
+		    log->unlinks == 0 && !log->roll.inflight)
 			break;
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */
@@ -477,9 +477,11 @@ int rmq_log_close(struct rmq_log *log)
 	}
 	free(log->segs);
 	free(log->wops);
-	if (log->wslot >= 0)
-		rmq_io_buffer_unregister(log->io, log->wslot);
-	munmap(log->wbuf, log->wcap);
+	if (log->wq_len == 0)
+		log_buffers_close(log);
+	else /* the kernel may still read them: leak rather than reuse */
+		rmq_error("log %s: closed with writes in flight; their buffers are not reused",
+			  log->dir);
 	close(log->dir_fd);
 	free(log);
 	return rc;
