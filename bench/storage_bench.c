@@ -57,6 +57,7 @@ struct opts {
 	const char *prealloc;
 	const char *dir;
 	const char *partitions;
+	uint64_t pool_bytes;
 	bool fio;
 	bool json;
 };
@@ -335,6 +336,8 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 {
 	struct rmq_io_config ic = {.entries = 4096, .fixed_buffers = 256};
 	struct rmq_log_config cfg;
+	struct rmq_wpool_config wc;
+	struct rmq_wpool *wpool = NULL;
 	struct rmq_io *io;
 	char dir[4096], pdir[4200];
 	struct run run;
@@ -354,7 +357,17 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 		printf("partitions=%u ERROR io_uring: %s\n", nparts, rmq_strerror(rc));
 		return;
 	}
+	/* One pool for the ring's logs, as a broker shard has. */
+	rmq_wpool_config_default(&wc);
+	wc.chunks = (uint32_t)(o->pool_bytes / wc.chunk_bytes);
+	rc = rmq_wpool_create(io, &wc, &wpool);
+	if (rc < 0) {
+		printf("partitions=%u ERROR pool: %s\n", nparts, rmq_strerror(rc));
+		rmq_io_destroy(io);
+		return;
+	}
 	rmq_log_config_default(&cfg);
+	cfg.wpool = wpool;
 	cfg.fsync = strcmp(o->fsync, "never") == 0 ? RMQ_FSYNC_NEVER : RMQ_FSYNC_ALWAYS;
 	cfg.segment_bytes = o->segment_bytes;
 	cfg.write_buffer_bytes = (uint32_t)o->write_buffer;
@@ -364,6 +377,7 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 	struct rmq_log **logs = calloc(nparts, sizeof(*logs));
 	bool *dirty = calloc(nparts, sizeof(*dirty));
 	uint32_t *dirty_list = calloc(nparts, sizeof(*dirty_list));
+	/* The pool is the shard's, not the partitions': measured apart. */
 	uint64_t rss0 = rss_bytes(), t0 = now_ns();
 	for (uint32_t i = 0; i < nparts; i++) {
 		snprintf(pdir, sizeof(pdir), "%s/p%u", dir, i);
@@ -469,6 +483,7 @@ done:
 	free(logs);
 	free(dirty);
 	free(dirty_list);
+	rmq_wpool_destroy(wpool);
 	rmq_io_destroy(io);
 	rm_rf(dir);
 }
@@ -548,6 +563,7 @@ int main(int argc, char **argv)
 		{"dir", RMQ_FLAG_STRING, &o.dir, "bench-data", "scratch directory (on the disk to measure)", 0, 0, NULL},
 		{"fio", RMQ_FLAG_BOOL, &o.fio, "true", "measure the disk with fio in the same run", 0, 0, NULL},
 		{"partitions", RMQ_FLAG_STRING, &o.partitions, "", "instead: partition counts to measure on one ring, comma-separated (e.g. 4,1000)", 0, 0, NULL},
+		{"pool-bytes", RMQ_FLAG_SIZE, &o.pool_bytes, "32MiB", "with --partitions: the ring's shared write-buffer pool (rmqd: 8 x --write-buffer)", 512ULL << 10, 1ULL << 34, NULL},
 	};
 	size_t nflags = sizeof(flags) / sizeof(flags[0]);
 
@@ -570,9 +586,11 @@ int main(int argc, char **argv)
 	if (o.partitions[0]) {
 		printf("storage_bench: %" PRIu64 " B records x %" PRIu64 " per batch, %" PRIu64
 		       " appends in flight over all partitions, fsync=%s, %s preallocation, "
+		       "write buffers: %.0f MiB pool, %.0f MiB per partition at most, "
 		       "%.1f s per run, dir %s\n",
 		       o.record_bytes, o.batch, o.inflight,
 		       strcmp(o.fsync, "never") == 0 ? "never" : "always", o.prealloc,
+		       (double)o.pool_bytes / (1 << 20), (double)o.write_buffer / (1 << 20),
 		       (double)o.duration_ns / 1e9, o.dir);
 		for (const char *p = o.partitions; *p;) {
 			char *end;

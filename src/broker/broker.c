@@ -221,6 +221,15 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	bs->nshards = rmq_shard_count(s);
 	bs->cold.ahead_max = b->cfg.read_ahead_bytes;
 	rmq_shard_set_data(s, bs);
+	/* The shard's write buffers, shared by its partitions (storage/
+	 * wpool.h): 8 x --write-buffer, a partition holding at most one. */
+	struct rmq_wpool_config wc;
+	rmq_wpool_config_default(&wc);
+	uint64_t chunks = 8 * b->cfg.write_buffer_bytes / wc.chunk_bytes;
+	wc.chunks = chunks < 16 ? 16 : chunks > 65536 ? 65536 : (uint32_t)chunks;
+	rc = rmq_wpool_create(rmq_shard_io(s), &wc, &bs->wpool);
+	if (rc < 0)
+		return rc;
 	rc = rmq_groups_init(bs);
 	if (rc < 0) {
 		rmq_error("cannot load consumer groups: %s", rmq_strerror(rc));
@@ -278,6 +287,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 		free(bs->local);
 		rmq_meta_unref(bs->meta);
 	}
+	rmq_wpool_destroy(bs->wpool);
 	rmq_shard_set_data(s, NULL);
 	free(bs);
 }

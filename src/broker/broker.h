@@ -165,6 +165,7 @@ struct rmq_bshard {
 	 * logs' own (the offsets log's are not recorded). */
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log_metrics;
+	struct rmq_wpool *wpool;       /* the partition logs' write buffers */
 };
 
 /* The shard's broker state (from rmq_shard_data). */

@@ -181,6 +181,7 @@ static void log_config_for(struct rmq_bshard *bs, const struct rmq_topic *t,
 	lc->dsync_writes = b->cfg.dsync_writes;
 	lc->recycle_segments = b->cfg.recycle_segments;
 	lc->metrics = &bs->log_metrics;
+	lc->wpool = bs->wpool;
 }
 
 /* ---- leadership ------------------------------------------------------------ */

@@ -149,7 +149,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 			log->stats.buffer_full++;
 			return (int)off;
 		}
-		entry = log->wbuf + off;
+		entry = log_buf(log) + off;
 	}
 	uint8_t *dst = entry;
 	memcpy(dst, prefix, (size_t)plen);
@@ -431,16 +431,15 @@ int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
 bool rmq_log_idle(const struct rmq_log *log)
 {
 	return log->aq_head == NULL && log->wq_len == 0 && !log->sync.inflight &&
-	       !log->zero.inflight && !log->falloc.inflight && log->fill == log->pend &&
-	       log->roll.stage == ROLL_IDLE;
+	       !log->zero.inflight && !log->falloc.inflight && !log->dirsync_inflight &&
+	       log->fill == log->pend && log->roll.stage == ROLL_IDLE;
 }
 
 void rmq_log_attach(struct rmq_log *log, struct rmq_io *io)
 {
-	RMQ_ASSERT(log->wslot < 0);
+	RMQ_ASSERT(log->io == NULL);
 	log->io = io;
-	int slot = rmq_io_buffer_register(io, log->wbuf, log->wcap);
-	log->wslot = slot >= 0 ? slot : -1;
+	log_sync_dir(log); /* a new log's directory entry (rmq_log_open) */
 }
 
 bool rmq_log_quiet(const struct rmq_log *log)
@@ -450,9 +449,9 @@ bool rmq_log_quiet(const struct rmq_log *log)
 
 void rmq_log_detach(struct rmq_log *log)
 {
-	if (log->wslot >= 0)
-		rmq_io_buffer_unregister(log->io, log->wslot);
-	log->wslot = -1;
+	/* The extents go back to the shard's pool, which only its shard
+	 * touches (quiet: no write holds them). */
+	log_buffers_close(log);
 }
 
 int rmq_log_close(struct rmq_log *log)
@@ -474,8 +473,8 @@ int rmq_log_close(struct rmq_log *log)
 	for (;;) {
 		log_retire_writes(log); /* those that never went out (submit_wop) */
 		if (!log->zero.inflight && !log->sync.inflight && !log->wb.inflight &&
-		    !log->falloc.inflight && log->wq_len == 0 && log->unlinks == 0 &&
-		    !log->roll.inflight)
+		    !log->falloc.inflight && !log->dirsync_inflight && log->wq_len == 0 &&
+		    log->unlinks == 0 && !log->roll.inflight)
 			break;
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */
@@ -497,8 +496,11 @@ int rmq_log_close(struct rmq_log *log)
 	}
 	free(log->segs);
 	free(log->wops);
-	rmq_log_detach(log);
-	munmap(log->wbuf, log->wcap);
+	if (log->wq_len == 0)
+		log_buffers_close(log);
+	else /* the kernel may still read them: leak rather than reuse */
+		rmq_error("log %s: closed with writes in flight; their buffers are not reused",
+			  log->dir);
 	close(log->dir_fd);
 	free(log);
 	return rc;

@@ -6,8 +6,9 @@
  * Append path (per ring cycle):
  *
  *   rmq_log_append()     assigns offsets and the append time, copies the
- *        │               entry (prefix + records bytes, verbatim) into the
- *        │               log's registered write buffer, CRC-checks the copy
+ *        │               entry (prefix + records bytes, verbatim) into a
+ *        │               write buffer (an extent of the shard's pool,
+ *        │               wpool.h, registered once), CRC-checks the copy
  *        ▼
  *   rmq_log_flush()      called once per ring cycle by the shard loop:
  *        │               WRITE(_FIXED)s of all bytes appended since the last
@@ -84,6 +85,7 @@
 #include "core/lathist.h"
 #include "storage/batch.h"
 #include "storage/segment.h"
+#include "storage/wpool.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -101,7 +103,8 @@ struct rmq_log_config {
 	int64_t retention_bytes;       /* delete oldest segments above; -1 = unlimited */
 	int64_t retention_ms;          /* delete segments older than; -1 = forever */
 	uint32_t index_interval_bytes; /* log bytes between offset index entries */
-	uint32_t write_buffer_bytes;   /* registered write buffer (a ring) */
+	uint32_t write_buffer_bytes;   /* write buffers the log holds at most
+					* (extents of wpool) */
 	uint32_t max_inflight_writes;  /* write operations in flight */
 	enum rmq_fsync fsync;
 	enum rmq_prealloc prealloc;
@@ -123,6 +126,10 @@ struct rmq_log_config {
 	 * shard's logs and owned by the caller, who must keep it alive until
 	 * the logs close); NULL = not recorded. */
 	struct rmq_log_metrics *metrics;
+	/* The shard's write buffers (wpool.h), shared by its logs and owned
+	 * by the caller, on the same ring, alive until the logs close; NULL =
+	 * the log makes a pool of its own of write_buffer_bytes. */
+	struct rmq_wpool *wpool;
 };
 
 /* Latencies of the log's work, in µs (GetMetrics: rmq_log_*_latency_us). */
@@ -188,18 +195,24 @@ uint64_t rmq_log_batch_bytes_max(uint64_t segment_bytes);
  * scanned), a torn or corrupt tail of the newest segment is cut and the
  * cut is logged with counts, a corrupt older segment is fenced and
  * logged, files that are not segment files are skipped with a warning.
- * io is the shard's ring; it must outlive the log.  With io NULL the
- * log is opened without touching any ring, so that a helper thread may
- * open it (the recovery reads are blocking file I/O); the shard then
- * calls rmq_log_attach() before anything else.
+ * io is the shard's ring; it must outlive the log.  A new log's first
+ * segment is synced into its directory through the ring, not here: appends
+ * may start at once but none is acknowledged before that sync (whose
+ * failure fails the log), and the log is not idle until it is done.
+ * Memory: no write buffer is held until there is something to write
+ * (cfg.wpool); disk: RMQ_PREALLOC_MIN for an empty segment.
+ * With io NULL the log is opened without touching any ring, so that a
+ * helper thread may open it (the recovery reads are blocking file I/O);
+ * cfg.wpool is then required, and the shard calls rmq_log_attach() before
+ * anything else.
  * Returns 0 and *out, or a negated errno (directory or files unusable),
  * RMQ_EBADFLAG (inconsistent config).
  */
 int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config *cfg,
 		 struct rmq_log **out);
 
-/* Gives a log opened with io NULL its shard's ring (registering its write
- * buffer there).  On the shard. */
+/* Gives a log opened with io NULL its shard's ring (and starts the
+ * directory sync of a new log).  On the shard. */
 void rmq_log_attach(struct rmq_log *log, struct rmq_io *io);
 
 /*
@@ -211,8 +224,8 @@ void rmq_log_attach(struct rmq_log *log, struct rmq_io *io);
  */
 bool rmq_log_quiet(const struct rmq_log *log);
 
-/* Takes a quiet log off its ring (unregisters its write buffer).  On the
- * shard; the log takes no more appends. */
+/* Takes a quiet log off its shard: its write buffers go back to the
+ * shard's pool.  On the shard; the log takes no more appends. */
 void rmq_log_detach(struct rmq_log *log);
 
 /*
@@ -229,8 +242,8 @@ int rmq_log_close(struct rmq_log *log);
  * log_append_time_ms before returning 0; a->cb runs later, once the batch
  * is acknowledged per the fsync policy.
  * Any batch up to rmq_log_batch_bytes_max(segment_bytes) is stored,
- * whatever write_buffer_bytes is: an entry larger than half the write
- * buffer is copied to a buffer of its own and written from there (one at
+ * whatever write_buffer_bytes is: an entry too large for the write
+ * buffers is copied to a buffer of its own and written from there (one at
  * a time per log), in order with the rest and with the same durability
  * and acknowledgement.
  * Returns 0, or (with nothing appended and no callback):
@@ -394,7 +407,8 @@ uint64_t rmq_log_active_base(const struct rmq_log *log);
 uint64_t rmq_log_start_offset(const struct rmq_log *log);
 uint64_t rmq_log_end_offset(const struct rmq_log *log); /* next offset to assign */
 uint64_t rmq_log_size_bytes(const struct rmq_log *log);
-/* True when no append waits for I/O. */
+/* True when no append waits for I/O and nothing of the log is in flight on
+ * the ring (a roll, a reservation, a new log's directory sync). */
 bool rmq_log_idle(const struct rmq_log *log);
 void rmq_log_set_hw_listener(struct rmq_log *log, rmq_log_hw_cb cb, void *arg);
 const struct rmq_log_stats *rmq_log_stats(const struct rmq_log *log);

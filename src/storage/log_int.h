@@ -26,6 +26,7 @@
 #include "core/lathist.h"
 #include "core/shard.h"
 #include "storage/log.h"
+#include "storage/wpool.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,12 +60,14 @@ struct wop {
 	struct rmq_io_op op;
 	struct rmq_log *log;
 	struct rmq_segment *seg;
-	uint64_t file_pos;   /* data: [file_pos, +len) at wbuf + buf_off */
-	uint32_t buf_off;
+	uint64_t file_pos;   /* data: [file_pos, +len) */
 	uint32_t len;
 	/* The I/O: the data, or with O_DIRECT the whole blocks around it
 	 * (the head of the first block re-written, the tail padded with
-	 * zeros).  done_len counts I/O bytes. */
+	 * zeros), at base + io_off: in extent ext_idx of the log, or (a
+	 * large entry) in ext.  done_len counts I/O bytes. */
+	uint8_t *base;
+	uint32_t ext_idx;
 	int fd;
 	uint64_t io_pos;
 	uint32_t io_off;
@@ -73,14 +76,23 @@ struct wop {
 	uint64_t end_offset; /* offset after the last batch of this write */
 	uint64_t start_ns;   /* first submitted */
 	bool done;
-	/* A large entry's write (log_write.c, "Large entries"): the I/O
-	 * bytes are at ext + io_off, not in the write buffer; ext_len
-	 * bytes are mapped there, unmapped when the write retires.  buf_off
-	 * is then the buffer's pend when it was queued (it holds nothing of
-	 * the buffer). */
+	/* A large entry's write (log_write.c, "Large entries"): its own
+	 * buffer of ext_len bytes, given back when the write retires. */
 	uint8_t *ext;
 	size_t ext_len;
 };
+
+/* An extent of the shard's write pool (wpool.h) that the log holds:
+ * writes are cut from it, and it goes back once none of them is in
+ * flight and nothing is pending in it. */
+struct extent {
+	uint8_t *base;
+	uint32_t first, nchunks; /* in the pool */
+	uint32_t len;            /* bytes */
+	uint32_t refs;           /* writes in the FIFO cut from it */
+};
+
+#define RMQ_LOG_EXTENTS_MAX 32
 
 struct sync_op {
 	struct rmq_io_op op;
@@ -162,12 +174,17 @@ struct rmq_log {
 	uint64_t hw;          /* acknowledged up to here */
 	uint64_t log_start;
 
-	/* Write buffer ring. */
-	uint8_t *wbuf;
-	uint32_t wcap;
-	int wslot;            /* fixed-buffer slot, or -1 */
-	uint32_t fill, pend, wrap_end;
-	bool wrapped;
+	/* Write buffers (log_write.c, "Write buffers"): extents of the pool,
+	 * oldest first, ext[(ext_head + i) % RMQ_LOG_EXTENTS_MAX], i <
+	 * ext_len; fill and pend are offsets in the newest. */
+	struct rmq_wpool *pool;     /* the shard's (cfg.wpool), or own_pool */
+	struct rmq_wpool *own_pool; /* made at open when cfg.wpool is NULL */
+	uint64_t buf_max;           /* extent bytes held at most (write_buffer_bytes) */
+	uint64_t buf_held;
+	struct extent ext[RMQ_LOG_EXTENTS_MAX];
+	uint32_t ext_head, ext_len;
+	uint32_t ext_chunks;        /* size of the next extent taken, in chunks */
+	uint32_t fill, pend;
 	uint64_t pend_file_pos;
 
 	/* O_DIRECT data writes (fsync=always, see "Direct writes" above). */
@@ -176,9 +193,9 @@ struct rmq_log {
 	int dfd;                    /* O_DIRECT descriptor of dfd_seg's data file */
 	struct rmq_segment *dfd_seg;
 	bool lead_in_map;           /* the partial block before pend_file_pos is
-				     * not in the buffer: copy it from the map */
-	bool lead_in_copy;          /* ... nor in the map: it is in lead[] */
-	uint8_t lead[RMQ_DIO_ALIGN]; /* that block, after a large entry */
+				     * in the map (after open, truncation); else
+				     * in lead[] */
+	uint8_t lead[RMQ_DIO_ALIGN]; /* that block, kept at every cut */
 
 	/* A large entry between log_reserve_large() and log_queue_large():
 	 * its own buffer (ext_len bytes mapped at ext). */
@@ -192,6 +209,9 @@ struct rmq_log {
 
 	struct sync_op sync;
 	struct falloc_op falloc;
+	struct rmq_io_op dirsync_op; /* a new log's directory (log_sync_dir) */
+	bool dirsync_inflight;
+	bool dir_unsynced;           /* acknowledge nothing until it is synced */
 	struct zero_op zero;
 	struct wb_op wb;
 	struct roll roll;
@@ -251,6 +271,10 @@ void log_ack_to(struct rmq_log *log, uint64_t offset);
 void log_retire_writes(struct rmq_log *log);
 int log_cut_pending(struct rmq_log *log);
 int64_t log_reserve(struct rmq_log *log, uint32_t n);
+uint8_t *log_buf(struct rmq_log *log);
+void log_release_extents(struct rmq_log *log, bool all);
+int log_buffers_open(struct rmq_log *log);
+void log_buffers_close(struct rmq_log *log);
 int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upto);
 bool log_is_large(const struct rmq_log *log, uint64_t n);
 uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n);
@@ -264,6 +288,7 @@ void log_dio_close(struct rmq_log *log);
 int log_push_segment(struct rmq_log *log, struct rmq_segment *s);
 int log_new_segment(struct rmq_log *log, uint64_t base);
 int log_roll(struct rmq_log *log);
+void log_sync_dir(struct rmq_log *log);
 void log_free_segment(struct rmq_segment *s);
 
 #endif /* RMQ_STORAGE_LOG_INT_H */

@@ -222,7 +222,6 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 		return -ENOMEM;
 	log->io = io;
 	log->cfg = *cfg;
-	log->wslot = -1;
 	log->dir_fd = -1;
 	snprintf(log->dir, sizeof(log->dir), "%s", dir);
 	snprintf(log->spare, sizeof(log->spare), "%s/" RMQ_SEGMENT_SPARE, log->dir);
@@ -235,17 +234,9 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 		rc = -errno;
 		goto err;
 	}
-	/* Whole blocks, for O_DIRECT. */
-	log->wcap = cfg->write_buffer_bytes & ~(RMQ_DIO_ALIGN - 1);
-	log->wbuf = mmap(NULL, log->wcap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			 -1, 0);
-	if (log->wbuf == MAP_FAILED) {
-		log->wbuf = NULL;
-		rc = -ENOMEM;
+	rc = log_buffers_open(log);
+	if (rc < 0)
 		goto err;
-	}
-	if (io)
-		rmq_log_attach(log, io);
 	log->nwops = cfg->max_inflight_writes;
 	log->wops = calloc(log->nwops, sizeof(*log->wops));
 	if (!log->wops) {
@@ -267,6 +258,8 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 			log->direct = false;
 		}
 	}
+	if (io)
+		log_sync_dir(log); /* else rmq_log_attach starts it */
 	*out = log;
 	return 0;
 err:
@@ -274,9 +267,7 @@ err:
 		log_free_segment(log->segs[i]);
 	free(log->segs);
 	free(log->wops);
-	rmq_log_detach(log);
-	if (log->wbuf)
-		munmap(log->wbuf, log->wcap);
+	log_buffers_close(log);
 	if (log->dir_fd >= 0)
 		close(log->dir_fd);
 	free(log);

@@ -107,22 +107,64 @@ static int discard_segment(struct rmq_log *log, struct rmq_segment *s)
 	return rmq_sys_fsync(log->dir_fd) < 0 ? -errno : 0;
 }
 
-/* The first segment of an empty log, synchronously (at open). */
+/* The first segment of an empty log (at open).  Its directory entry is
+ * synced through the ring (log_sync_dir), off the shard's thread: creating
+ * a topic of many partitions does not wait for one journal commit each.
+ * Appends may start at once; none is acknowledged before that sync. */
 int log_new_segment(struct rmq_log *log, uint64_t base)
 {
 	struct rmq_segment *s;
 	int rc = create_segment(log, base, &s);
 	if (rc < 0)
 		return rc;
-	/* The new file must survive a crash before any data in it is
-	 * acknowledged. */
-	rc = rmq_sys_fsync(log->dir_fd) < 0 ? -errno : log_push_segment(log, s);
+	rc = log_push_segment(log, s);
 	if (rc < 0) {
 		(void)discard_segment(log, s); /* the open fails anyway */
 		return rc;
 	}
+	log->dir_unsynced = true;
 	log->stats.segments++;
 	return 0;
+}
+
+static void submit_dirsync(struct rmq_log *log);
+
+static void dirsync_done(struct rmq_io_op *op, int res, unsigned flags)
+{
+	struct rmq_log *log = RMQ_CONTAINER_OF(op, struct rmq_log, dirsync_op);
+
+	(void)flags;
+	log->dirsync_inflight = false;
+	if (res == -EAGAIN || res == -EINTR) {
+		submit_dirsync(log);
+		return;
+	}
+	if (res < 0) {
+		log_fail(log, res, "syncing the directory of a new log");
+		return;
+	}
+	log->dir_unsynced = false;
+	/* What waited for the directory entry is acknowledged now. */
+	log_ack_to(log, log->cfg.fsync == RMQ_FSYNC_ALWAYS ? log->synced : log->written);
+}
+
+static void submit_dirsync(struct rmq_log *log)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &log->dirsync_op);
+
+	log->dirsync_op.cb = dirsync_done;
+	log->dirsync_inflight = true;
+	if (sqe)
+		io_uring_prep_fsync(sqe, log->dir_fd, 0);
+	else
+		rmq_io_defer(log->io, &log->dirsync_op); /* dirsync_done: -EAGAIN */
+}
+
+/* Starts the directory sync a new log's first segment waits for. */
+void log_sync_dir(struct rmq_log *log)
+{
+	if (log->dir_unsynced && !log->dirsync_inflight)
+		submit_dirsync(log);
 }
 
 /*
@@ -305,7 +347,8 @@ int log_roll(struct rmq_log *log)
 	 * came back first, would acknowledge data the other then reports
 	 * lost. */
 	if (log->written < log->next_offset || (log->zero.inflight && log->zero.seg == old) ||
-	    (log->sync.inflight && log->sync.seg == old) || log->falloc.inflight)
+	    (log->sync.inflight && log->sync.seg == old) || log->falloc.inflight ||
+	    log->dir_unsynced)
 		return RMQ_EFULL;
 	r->start_ns = log_lat_start(log);
 	rc = rmq_segment_seal_cut(old);
@@ -560,11 +603,9 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->next_offset = log->written = log->synced = end;
 	if (log->hw > end)
 		log->hw = end;
-	log->fill = log->pend = 0;
-	log->wrapped = false;
+	log_release_extents(log, true); /* idle: no write uses them */
 	log->pend_file_pos = pos;
 	log->lead_in_map = true;
-	log->lead_in_copy = false;
 	log->wr_seg = log->wb_seg = NULL;
 	log->roll.failed = 0; /* about a segment that is gone or whole again */
 	/* The deletions must be durable too: a later segment reappearing

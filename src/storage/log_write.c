@@ -3,18 +3,29 @@
  * log_write.c - the partition log's write path: from bytes in the write
  * buffer to acknowledged appends (log.h draws the pipeline).
  *
- * Write buffer.  One buffer per log, registered with the ring when a slot is
- * free (WRITE_FIXED, else plain WRITE), used as a ring of whole entries:
+ * Write buffers.  Appends are copied into extents of the shard's write
+ * pool (wpool.h: one region registered once as a fixed buffer, so writes
+ * are WRITE_FIXED): runs of chunks the log takes when it has bytes to
+ * write and gives back when they are written.  The log keeps its extents
+ * in a FIFO, oldest first, and fills the newest:
  *
- *      0        head             pend        fill            W
- *      |  free  |### in flight ###|# pending #|     free      |
+ *      extent 1 (written, in flight)    extent 2 (the newest)
+ *      |### in flight ###|             |## in flight ##|# pending #| free |
+ *                                      0              pend        fill   len
  *
- *   - entries never wrap: an entry that does not fit before W starts a new
- *     lap at 0 (wrap_end marks where the old lap's data ends);
+ *   - entries never span extents: one that does not fit takes a new extent
+ *     (after the pending bytes are cut into a write);
  *   - "pending" bytes (appended since the last flush) always belong to the
- *     active segment; a roll or a wrap first cuts them into a write;
- *   - writes complete in any order but are retired in FIFO order, which is
- *     what frees buffer space and advances the written offset.
+ *     active segment; a roll or a new extent first cuts them into a write;
+ *   - writes complete in any order but are retired in FIFO order, which
+ *     advances the written offset and drops each write's reference on its
+ *     extent; an extent goes back to the pool when no write uses it and
+ *     nothing is pending in it, so an idle partition holds no buffer;
+ *   - a log holds at most write_buffer_bytes of extents (one extent
+ *     always), and the pool bounds them all: when it is empty the append
+ *     meets RMQ_EFULL, as for a full buffer.
+ * A log opened without a pool (cfg.wpool NULL) makes one of its own, of
+ * write_buffer_bytes.
  *
  * Offsets, in order:  acked (= HW) <= synced <= written <= next_offset.
  *
@@ -52,15 +63,17 @@
  * worker thread; that was every write (io_uring_queue_async_work traced),
  * ~20% of rmqd's CPU at half the peak rate (docs/storage.md).
  *
- * Large entries.  An entry larger than half the write buffer does not go
- * through it: log_reserve_large() cuts what is pending into writes first,
- * maps a buffer of the entry's size (whole blocks, with the lead bytes of
- * its first block in front, under O_DIRECT), the append copies the entry
+ * Large entries.  An entry too large for one extent (the log's
+ * write_buffer_bytes or the pool's rmq_wpool_run_max(), less a block) does
+ * not go through the pool: log_reserve_large() cuts what is pending into
+ * writes first, takes a buffer of the entry's size from the pool's bounded
+ * allowance for large entries (whole blocks, with the lead bytes of its
+ * first block in front, under O_DIRECT), the append copies the entry
  * there, and log_queue_large() queues its write in the same FIFO as the
  * others, so it is retired, synced and acknowledged in offset order like
- * any write; retiring it unmaps the buffer.  One large write per log is in
- * flight at a time (the next waits with RMQ_EFULL), which bounds the extra
- * memory to one batch per log.  The tail of its last block is kept in
+ * any write; retiring it gives the buffer back.  One large write per log
+ * is in flight at a time (the next waits with RMQ_EFULL), and the pool
+ * bounds them all (always letting one through).  The tail of its last block is kept in
  * lead[] for the write after it, which re-writes that block.  A batch is
  * thus bounded by the segment size and RMQ_BATCH_BYTES_MAX, never by the
  * write buffer (rmq_log_batch_bytes_max).
@@ -109,6 +122,8 @@ void log_ack_to(struct rmq_log *log, uint64_t offset)
 	bool moved = false;
 	uint64_t now = 0;
 
+	if (log->dir_unsynced)
+		return; /* the segment's file may not survive a crash yet */
 	while (log->aq_head && log->aq_head->end_offset <= offset) {
 		struct rmq_append *a = log->aq_head;
 		log->aq_head = a->next;
@@ -193,8 +208,9 @@ static void zero_ahead(struct rmq_log *log);
 static void submit_wop(struct rmq_log *log, struct wop *w)
 {
 	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &w->op);
-	const uint8_t *p = (w->ext ? w->ext : log->wbuf) + w->io_off + w->done_len;
+	const uint8_t *p = w->base + w->io_off + w->done_len;
 	uint32_t n = w->io_len - w->done_len;
+	int slot = rmq_wpool_slot(log->pool);
 
 	if (!sqe) {
 		/* No SQE now: write_done() gets -EAGAIN next cycle and submits
@@ -203,8 +219,8 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 		rmq_io_defer(log->io, &w->op);
 		return;
 	}
-	if (log->wslot >= 0 && !w->ext)
-		io_uring_prep_write_fixed(sqe, w->fd, p, n, w->io_pos + w->done_len, log->wslot);
+	if (slot >= 0 && !w->ext)
+		io_uring_prep_write_fixed(sqe, w->fd, p, n, w->io_pos + w->done_len, slot);
 	else
 		io_uring_prep_write(sqe, w->fd, p, n, w->io_pos + w->done_len);
 	if (log->dsync)
@@ -212,9 +228,17 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 	log->stats.writes++;
 }
 
-/* Queues w, whose data are the next w->len pending bytes, and submits it. */
+/* Queues w, whose data are the next w->len pending bytes of the newest
+ * extent, and submits it. */
 static void start_wop(struct rmq_log *log, struct wop *w)
 {
+	uint32_t ei = (log->ext_head + log->ext_len - 1) % RMQ_LOG_EXTENTS_MAX;
+
+	RMQ_DASSERT(log->ext_len > 0);
+	w->base = log->ext[ei].base;
+	w->ext_idx = ei;
+	w->ext = NULL;
+	log->ext[ei].refs++;
 	w->done_len = 0;
 	w->done = false;
 	w->start_ns = log_lat_start(log);
@@ -279,16 +303,18 @@ void log_retire_writes(struct rmq_log *log)
 		log->wr_seg = w->seg;
 		log->wr_pos = w->file_pos + w->len;
 		if (w->ext) {
-			munmap(w->ext, w->ext_len);
+			rmq_wpool_large_put(log->pool, w->ext, w->ext_len);
 			w->ext = NULL;
 			log->nlarge--;
-		} else if (log->wrapped && w->buf_off + w->len == log->wrap_end) {
-			log->wrapped = false;
+		} else {
+			RMQ_DASSERT(log->ext[w->ext_idx].refs > 0);
+			log->ext[w->ext_idx].refs--;
 		}
 		log->wq_head = (log->wq_head + 1) % log->nwops;
 		log->wq_len--;
 		moved = true;
 	}
+	log_release_extents(log, false);
 	if (!moved || log->failed)
 		return;
 	if (log->cfg.fsync == RMQ_FSYNC_ALWAYS) {
@@ -367,7 +393,7 @@ static int cut_buffered(struct rmq_log *log, struct rmq_segment *seg)
 		w->seg = seg;
 		w->fd = seg->fd;
 		w->file_pos = w->io_pos = log->pend_file_pos;
-		w->buf_off = w->io_off = log->pend;
+		w->io_off = log->pend;
 		w->len = w->io_len = n;
 		w->end_offset = end_offset;
 		start_wop(log, w);
@@ -415,8 +441,9 @@ int log_cut_pending(struct rmq_log *log)
 	 * below): splitting it into 256 KiB..1 MiB writes in flight together
 	 * measured no better (docs/storage.md). */
 	RMQ_DASSERT(log->pend % RMQ_DIO_ALIGN == lead);
+	uint8_t *buf = log_buf(log);
 	uint32_t io_end = (uint32_t)dio_up(log->fill);
-	memset(log->wbuf + log->fill, 0, io_end - log->fill);
+	memset(buf + log->fill, 0, io_end - log->fill);
 	/* A write that starts inside the block the previous one ended in
 	 * spans a written block and unwritten ones; ext4 cannot do that
 	 * without blocking, so io_uring would hand every such write to a
@@ -436,6 +463,10 @@ int log_cut_pending(struct rmq_log *log)
 	}
 	queue_direct(log, seg, log->fill - log->pend, log->next_offset);
 	log->aq_uncut = NULL; /* every append is in a write now */
+	/* The next write re-writes the block this one ends in. */
+	uint32_t tail = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
+	memcpy(log->lead, buf + log->fill - tail, tail);
+	log->lead_in_map = false;
 	return 0;
 }
 
@@ -451,7 +482,6 @@ static void queue_direct(struct rmq_log *log, struct rmq_segment *seg, uint32_t 
 	w->seg = seg;
 	w->fd = log->dfd;
 	w->file_pos = log->pend_file_pos;
-	w->buf_off = log->pend;
 	w->len = len;
 	w->io_off = log->pend - lead;
 	w->io_pos = log->pend_file_pos - lead;
@@ -470,6 +500,7 @@ void rmq_log_flush(struct rmq_log *log)
 {
 	flush_pending(log);
 	zero_ahead(log);
+	log_release_extents(log, false);
 }
 
 void rmq_log_sync_tick(struct rmq_log *log)
@@ -572,7 +603,7 @@ static void zero_ahead(struct rmq_log *log)
 	if (log->direct)
 		return;
 	/* Never closer to the data than a full write buffer can reach. */
-	uint64_t floor = log->pend_file_pos + (log->fill - log->pend) + log->wcap;
+	uint64_t floor = log->pend_file_pos + (log->fill - log->pend) + log->buf_max;
 	floor = (floor + 4095) & ~4095ULL;
 	if (seg->zeroed < floor)
 		seg->zeroed = floor;
@@ -613,6 +644,84 @@ static void zero_ahead(struct rmq_log *log)
 
 /* ---- buffer space ------------------------------------------------------ */
 
+static inline struct extent *newest(struct rmq_log *log)
+{
+	return log->ext_len ? &log->ext[(log->ext_head + log->ext_len - 1) % RMQ_LOG_EXTENTS_MAX]
+			    : NULL;
+}
+
+/* The newest extent's bytes (where fill and pend point). */
+uint8_t *log_buf(struct rmq_log *log)
+{
+	RMQ_DASSERT(log->ext_len > 0);
+	return newest(log)->base;
+}
+
+/*
+ * Takes an extent of at least need bytes from the pool as the newest, with
+ * nothing in it.  Its size adapts to the log's traffic: a log that needs a
+ * new extent while its newest is still being written (more than one
+ * extent's worth per cycle) takes twice as many chunks next time, up to
+ * its share; one that goes idle starts again at one chunk.  Hot partitions
+ * thus get few large writes and cold ones hold one chunk at most.
+ * Returns 0, or RMQ_EFULL (the log holds its share, or the pool has no
+ * such run free).
+ */
+static int take_extent(struct rmq_log *log, uint64_t need)
+{
+	uint32_t cb = rmq_wpool_chunk_bytes(log->pool);
+	uint32_t n = (uint32_t)((need + cb - 1) / cb);
+	uint64_t share = log->buf_max > log->buf_held ? log->buf_max - log->buf_held : 0;
+	uint32_t run_max = (uint32_t)(rmq_wpool_run_max(log->pool) / cb);
+	uint8_t *base;
+
+	if (log->ext_len == RMQ_LOG_EXTENTS_MAX || (log->buf_held > 0 && (uint64_t)n * cb > share))
+		return RMQ_EFULL;
+	if (log->ext_len > 0 && newest(log)->refs > 0 && log->ext_chunks < run_max)
+		log->ext_chunks = log->ext_chunks ? log->ext_chunks * 2 : 2;
+	uint32_t want = log->ext_chunks > n ? log->ext_chunks : n;
+	if ((uint64_t)want * cb > share && share / cb >= n)
+		want = (uint32_t)(share / cb);
+	if (want > run_max && run_max >= n)
+		want = run_max;
+	int64_t first = want > n ? rmq_wpool_get(log->pool, want, &base) : -1;
+	if (first >= 0)
+		n = want;
+	else
+		first = rmq_wpool_get(log->pool, n, &base);
+	if (first < 0)
+		return RMQ_EFULL;
+	struct extent *e = &log->ext[(log->ext_head + log->ext_len) % RMQ_LOG_EXTENTS_MAX];
+	*e = (struct extent){base, (uint32_t)first, n, n * cb, 0};
+	log->ext_len++;
+	log->buf_held += e->len;
+	log->fill = log->pend = 0;
+	return 0;
+}
+
+/* Gives back, oldest first, the extents no write uses: all but the newest,
+ * and the newest too when nothing is pending in it, or (all) whatever is
+ * left (at close and truncation, with no write in flight). */
+void log_release_extents(struct rmq_log *log, bool all)
+{
+	while (log->ext_len > 0) {
+		struct extent *e = &log->ext[log->ext_head];
+		if (e->refs > 0 && !all)
+			break;
+		if (log->ext_len == 1 && log->fill != log->pend && !all)
+			break;
+		RMQ_ASSERT(e->refs == 0);
+		rmq_wpool_put(log->pool, e->first, e->nchunks);
+		log->buf_held -= e->len;
+		log->ext_head = (log->ext_head + 1) % RMQ_LOG_EXTENTS_MAX;
+		log->ext_len--;
+	}
+	if (log->ext_len == 0) {
+		log->fill = log->pend = 0;
+		log->ext_chunks = 1; /* idle: start small again */
+	}
+}
+
 static int64_t reserve_direct(struct rmq_log *log, uint32_t n);
 
 /* Where the lead bytes (the head of the file block at pend_file_pos, lead
@@ -621,49 +730,37 @@ static const uint8_t *lead_src(struct rmq_log *log, uint32_t lead)
 {
 	if (log->lead_in_map)
 		return log_active(log)->map + (log->pend_file_pos - lead);
-	if (log->lead_in_copy)
-		return log->lead;
-	return log->wbuf + log->pend - lead;
+	return log->lead;
 }
 
-/* Reserves n contiguous bytes at the buffer's fill point.  Returns the
- * buffer offset, or RMQ_EFULL. */
+/* Reserves n contiguous bytes at the newest extent's fill point (taking a
+ * new extent when they do not fit).  Returns their offset in it
+ * (log_buf()), or RMQ_EFULL. */
 int64_t log_reserve(struct rmq_log *log, uint32_t n)
 {
 	if (log->direct)
 		return reserve_direct(log, n);
-	if (log->wq_len == 0 && log->fill == log->pend) {
-		/* Nothing live: start over at 0. */
-		log->fill = log->pend = 0;
-		log->wrapped = false;
-	}
-	uint32_t head = log->wq_len ? log->wops[log->wq_head].buf_off : log->pend;
-	if (!log->wrapped) {
-		if ((uint64_t)log->fill + n <= log->wcap)
-			return log->fill;
-		if (n >= head)
-			return RMQ_EFULL;
-		/* New lap: the pending bytes must become a write first so that
-		 * no write spans the wrap. */
-		if (log_cut_pending(log) < 0)
-			return RMQ_EFULL;
-		log->wrapped = true;
-		log->wrap_end = log->fill;
-		log->fill = log->pend = 0;
+	struct extent *e = newest(log);
+	if (e && (uint64_t)log->fill + n <= e->len)
+		return log->fill;
+	/* The pending bytes must become a write first, so that no write
+	 * spans two extents. */
+	if (log_cut_pending(log) < 0)
+		return RMQ_EFULL;
+	if (e && e->refs == 0 && n <= e->len) {
+		log->fill = log->pend = 0; /* nothing in it is live: start over */
 		return 0;
 	}
-	if ((uint64_t)log->fill + n < head)
-		return log->fill;
-	return RMQ_EFULL;
+	return take_extent(log, n) < 0 ? RMQ_EFULL : 0;
 }
 
 /*
  * log_reserve() for O_DIRECT writes, which move whole blocks between the
  * buffer and the file.  Pending bytes grow contiguously while the blocks
- * they end in fit.  A write cut before them ends in a partial block that
- * the next write must carry again, so the first entry after a cut starts
- * a fresh buffer block: the head of the file block (`lead` bytes, copied
- * from the previous write's tail, or from the map after open and
+ * they end in fit the extent.  A write cut before them ends in a partial
+ * block that the next write must carry again, so the first entry after a
+ * cut starts a fresh buffer block: the head of the file block (`lead`
+ * bytes, kept in lead[] by the cut, or from the map after open and
  * truncation) goes first and the entry after it, so that buffer offset and
  * file position agree modulo RMQ_DIO_ALIGN.  A fresh block each time,
  * rather than appending into the block the previous write is still
@@ -676,38 +773,67 @@ int64_t log_reserve(struct rmq_log *log, uint32_t n)
  */
 static int64_t reserve_direct(struct rmq_log *log, uint32_t n)
 {
-	uint32_t head = log->wq_len ? dio_down(log->wops[log->wq_head].buf_off) : 0;
+	struct extent *e = newest(log);
 
-	if (log->fill != log->pend) {
-		uint64_t limit = log->wrapped ? head : log->wcap;
-		if (dio_up((uint64_t)log->fill + n) <= limit)
+	if (e && log->fill != log->pend) {
+		if (dio_up((uint64_t)log->fill + n) <= e->len)
 			return log->fill;
 		if (log_cut_pending(log) < 0)
 			return RMQ_EFULL;
-		head = dio_down(log->wops[log->wq_head].buf_off);
 	}
 	uint32_t lead = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
-	const uint8_t *src = lead_src(log, lead);
-	uint64_t dst;
-	if (log->wq_len == 0) {
-		dst = 0; /* nothing live: start over at 0 */
-		log->wrapped = false;
-	} else {
-		dst = dio_up(log->fill);
-		uint64_t limit = log->wrapped ? head : log->wcap;
-		if (dio_up(dst + lead + n) > limit) {
-			if (log->wrapped || dio_up((uint64_t)lead + n) > head)
-				return RMQ_EFULL;
-			/* New lap; the live writes end at fill. */
-			log->wrapped = true;
-			log->wrap_end = log->fill;
-			dst = 0;
-		}
+	uint64_t need = dio_up((uint64_t)lead + n);
+	uint64_t dst = !e ? 0 : e->refs == 0 ? 0 : dio_up(log->fill);
+	if (!e || dst + need > e->len) {
+		if (take_extent(log, need) < 0)
+			return RMQ_EFULL;
+		e = newest(log);
+		dst = 0;
 	}
-	memmove(log->wbuf + dst, src, lead);
+	memcpy(e->base + dst, lead_src(log, lead), lead);
 	log->fill = log->pend = (uint32_t)dst + lead;
-	log->lead_in_map = log->lead_in_copy = false;
 	return log->fill;
+}
+
+/* Opens the log's write buffers: the shard's pool from the config, or one
+ * of its own.  Returns 0 or a negated errno. */
+int log_buffers_open(struct rmq_log *log)
+{
+	log->buf_max = log->cfg.write_buffer_bytes & ~(uint64_t)(RMQ_DIO_ALIGN - 1);
+	if (log->cfg.wpool) {
+		log->pool = log->cfg.wpool;
+		return 0;
+	}
+	if (!log->io)
+		return -EINVAL; /* opened off its shard (io NULL): needs the shard's pool */
+	/* Chunks of a quarter of the buffer (64 KiB .. 1 MiB), the log may
+	 * take them all. */
+	struct rmq_wpool_config pc;
+	rmq_wpool_config_default(&pc);
+	pc.chunk_bytes = 64u << 10;
+	while (pc.chunk_bytes < (1u << 20) && (uint64_t)pc.chunk_bytes * 8 <= log->buf_max)
+		pc.chunk_bytes *= 2;
+	pc.chunks = (uint32_t)(log->buf_max / pc.chunk_bytes);
+	if (pc.chunks < 2)
+		pc.chunks = 2;
+	pc.run_max_chunks = pc.chunks;
+	pc.large_bytes_max = 0;
+	int rc = rmq_wpool_create(log->io, &pc, &log->own_pool);
+	if (rc < 0)
+		return rc;
+	log->pool = log->own_pool;
+	return 0;
+}
+
+/* Gives back every extent (no write may be in flight) and the own pool. */
+void log_buffers_close(struct rmq_log *log)
+{
+	if (!log->pool)
+		return;
+	log_release_extents(log, true);
+	rmq_wpool_destroy(log->own_pool);
+	log->own_pool = NULL;
+	log->pool = NULL;
 }
 
 /* ---- disk space ----------------------------------------------------------- */
@@ -789,15 +915,18 @@ int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upt
 
 bool log_is_large(const struct rmq_log *log, uint64_t n)
 {
-	return n > log->wcap / 2;
+	uint64_t max = rmq_wpool_run_max(log->pool);
+	if (max > log->buf_max)
+		max = log->buf_max;
+	return n + RMQ_DIO_ALIGN > max;
 }
 
 /* Room for a large entry of n bytes in a buffer of its own, behind
  * everything appended before it (see "Large entries" above).  Returns
  * where the entry's bytes go, or NULL (RMQ_EFULL: a large write is in
- * flight, no write slot is free, or, with O_DIRECT, the last write still
- * owns the block this one starts in; the pending bytes were cut; or the
- * log failed). */
+ * flight, no write slot is free, the pool's bound on large buffers is
+ * reached, or, with O_DIRECT, the last write still owns the block this
+ * one starts in; the pending bytes were cut; or the log failed). */
 uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n)
 {
 	struct rmq_segment *seg = log_active(log);
@@ -822,10 +951,9 @@ uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n)
 		}
 	}
 	size_t len = log->direct ? dio_up((uint64_t)lead + n) : n;
-	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
+	log->large_buf = rmq_wpool_large_get(log->pool, len);
+	if (!log->large_buf)
 		return NULL;
-	log->large_buf = m;
 	log->large_len = len;
 	if (lead)
 		memcpy(log->large_buf, lead_src(log, lead), lead);
@@ -835,7 +963,7 @@ uint8_t *log_reserve_large(struct rmq_log *log, uint32_t n)
 /* The reserved large entry was not appended after all: frees its buffer. */
 void log_drop_large(struct rmq_log *log)
 {
-	munmap(log->large_buf, log->large_len);
+	rmq_wpool_large_put(log->pool, log->large_buf, log->large_len);
 	log->large_buf = NULL;
 }
 
@@ -852,10 +980,10 @@ void log_queue_large(struct rmq_log *log, struct rmq_segment *seg, uint32_t n,
 	w->seg = seg;
 	w->fd = log->direct ? log->dfd : seg->fd;
 	w->file_pos = log->pend_file_pos;
-	w->buf_off = log->pend;
 	w->len = n;
-	w->ext = log->large_buf;
+	w->ext = w->base = log->large_buf;
 	w->ext_len = log->large_len;
+	w->ext_idx = UINT32_MAX;
 	w->io_off = 0;
 	w->io_pos = log->pend_file_pos - lead;
 	w->io_len = (uint32_t)w->ext_len;
@@ -871,7 +999,6 @@ void log_queue_large(struct rmq_log *log, struct rmq_segment *seg, uint32_t n,
 		/* The next write re-writes the block this one ends in. */
 		uint32_t tail = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
 		memcpy(log->lead, w->ext + lead + n - tail, tail);
-		log->lead_in_copy = true;
 		log->lead_in_map = false;
 	}
 	submit_wop(log, w);

@@ -66,6 +66,8 @@ Test(log, empty_log)
 	cr_assert_eq(rmq_log_high_watermark(env.log), 0);
 	cr_assert_eq(rmq_log_end_offset(env.log), 0);
 	cr_assert_eq(rmq_log_start_offset(env.log), 0);
+	/* Idle once the new directory entry is synced (on the ring). */
+	su_wait_idle(&env);
 	cr_assert(rmq_log_idle(env.log));
 	struct rmq_log_read r;
 	cr_assert_eq(rmq_log_read(env.log, 0, 1000, &r), 0);

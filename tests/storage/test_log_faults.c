@@ -318,6 +318,7 @@ static void next_mode(enum mode m)
 	ncallbacks = 0;
 	configure(&env, m);
 	open_log(&env);
+	su_wait_idle(&env); /* the new log's directory sync is done */
 }
 
 /* Appends until the log has rolled once more; all must be acknowledged. */
@@ -696,13 +697,14 @@ Test(faults, zero_ahead_failure_is_harmless)
 	next_mode(PAGE_GROUP);
 	/* Room for zeros ahead of the data (log_write.c, zero_ahead). */
 	(void)su_close(&env);
+	su_rm_rf(env.dir);
 	env.cfg.segment_bytes = 1 << 20;
 	env.cfg.write_buffer_bytes = 64 << 10;
 	env.cfg.zero_ahead_bytes = 512 << 10;
-	open_log(&env);
 	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_WRITE, .res = -EIO, .every = 1,
 				      .opcodes = 1ULL << IORING_OP_WRITEV};
 	arm(&r, 1);
+	open_log(&env); /* a new log: the zeros start with its first flush */
 	int fd = su_capture_start();
 	drv_append_n(0, 60);
 	drv_wait();
@@ -762,6 +764,7 @@ Test(faults, failed_reservation_refuses_the_append_that_needs_it)
 	(void)su_close(&env);
 	env.cfg.segment_bytes = 4 << 20; /* room to reserve ahead */
 	open_log(&env);
+	su_wait_idle(&env);
 	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FALLOCATE, .res = -EIO, .every = 1,
 				      .opcodes = 1ULL << IORING_OP_FALLOCATE};
 	arm(&r, 1);
@@ -786,4 +789,47 @@ Test(faults, failed_reservation_refuses_the_append_that_needs_it)
 	check_survivors(&model);
 	cr_assert_eq(model.n, napps);
 	su_batches_free(&model);
+}
+
+/* ---- a new log's directory entry -------------------------------------------------- */
+
+/* A new log's first segment is synced into its directory through the ring:
+ * appends may start at once, but none is acknowledged before that sync
+ * completes (a crash could lose the file). */
+Test(faults, new_log_acknowledges_after_its_directory_sync)
+{
+	su_rm_rf(env.dir);
+	configure(&env, DIRECT_DSYNC);
+	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FSYNC, .delay_cycles = 30, .every = 1,
+				      .count = 1, .path_suffix = env.dir};
+	arm(&r, 1);
+	open_log(&env); /* creates the directory and its first segment */
+	cr_assert_eq(drv_append(0), 0);
+	rmq_log_flush(env.log);
+	int cycles = 0;
+	while (!apps[0].done) {
+		cr_assert_lt(cycles, 200);
+		cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+		if (++cycles < 25)
+			cr_assert_not(apps[0].done, "acknowledged before the directory sync");
+	}
+	cr_assert_eq(fired(0), 1);
+	cr_assert_eq(apps[0].res, 0);
+	cr_assert_eq(rmq_log_high_watermark(env.log), rmq_log_end_offset(env.log));
+}
+
+/* That sync fails: the log fails, its appends with it. */
+Test(faults, new_log_directory_sync_failure_fails_the_log)
+{
+	su_rm_rf(env.dir);
+	configure(&env, DIRECT_DSYNC);
+	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FSYNC, .res = -EIO, .delay_cycles = 5,
+				      .every = 1, .count = 1, .path_suffix = env.dir};
+	arm(&r, 1);
+	open_log(&env);
+	cr_assert_eq(drv_append(0), 0);
+	drv_wait();
+	cr_assert_eq(apps[0].res, -EIO);
+	cr_assert_eq(drv_append(1), RMQ_ESTATE);
+	cr_assert_eq(su_close(&env), -EIO);
 }
