@@ -37,7 +37,7 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
+#include <sched.h> /* pin_to_cpu */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -105,7 +105,9 @@ struct rmq_runtime {
 	struct rmq_xq *queues; /* [from * n + to] */
 	_Atomic bool stopping;
 	_Atomic unsigned ndrained; /* shards whose drain check has passed */
-	_Atomic int ready;      /* shards whose ring is up */
+	pthread_mutex_t ready_mu;
+	pthread_cond_t ready_cv;
+	unsigned ready;         /* shards whose ring is up (or failed); ready_mu */
 	bool (*drained)(struct rmq_shard *s, void *arg);
 	int (*init)(struct rmq_shard *s, void *arg);
 	void (*fini)(struct rmq_shard *s, void *arg);
@@ -468,6 +470,15 @@ static int pin_to_cpu(unsigned index)
 	return -rc;
 }
 
+/* This shard's ring is up (or failed): one less for the others to wait on. */
+static void ring_ready(struct rmq_runtime *rt)
+{
+	pthread_mutex_lock(&rt->ready_mu);
+	rt->ready++;
+	pthread_cond_broadcast(&rt->ready_cv);
+	pthread_mutex_unlock(&rt->ready_mu);
+}
+
 static void *shard_main(void *p)
 {
 	struct rmq_shard *s = p;
@@ -489,7 +500,7 @@ static void *shard_main(void *p)
 	if (rc < 0) {
 		rmq_error("shard %u: io_uring setup failed: %s", s->id, rmq_strerror(rc));
 		s->init_rc = rc;
-		atomic_fetch_add(&rt->ready, 1);
+		ring_ready(rt);
 		rmq_runtime_stop(rt);
 		return NULL;
 	}
@@ -497,9 +508,11 @@ static void *shard_main(void *p)
 	arm_stop_read(s);
 	arm_inbox_read(s);
 	/* Every ring must exist before anyone posts: MSG_RING targets fds. */
-	atomic_fetch_add(&rt->ready, 1);
-	while (atomic_load(&rt->ready) < (int)rt->n)
-		sched_yield();
+	ring_ready(rt);
+	pthread_mutex_lock(&rt->ready_mu);
+	while (rt->ready < rt->n)
+		pthread_cond_wait(&rt->ready_cv, &rt->ready_mu);
+	pthread_mutex_unlock(&rt->ready_mu);
 
 	if (rt->init) {
 		rc = rt->init(s, rt->arg);
@@ -574,6 +587,8 @@ int rmq_runtime_create(const struct rmq_runtime_config *cfg, struct rmq_runtime 
 		return -EINVAL;
 	}
 	rt->cfg = *cfg;
+	pthread_mutex_init(&rt->ready_mu, NULL);
+	pthread_cond_init(&rt->ready_cv, NULL);
 	rt->n = cfg->shards;
 	rt->shards = calloc(rt->n, sizeof(*rt->shards));
 	rt->queues = aligned_alloc(64, sizeof(*rt->queues) * rt->n * rt->n);
@@ -673,5 +688,7 @@ void rmq_runtime_destroy(struct rmq_runtime *rt)
 		}
 		free(rt->shards);
 	}
+	pthread_cond_destroy(&rt->ready_cv);
+	pthread_mutex_destroy(&rt->ready_mu);
 	free(rt);
 }

@@ -162,6 +162,21 @@ static int open_indexes(struct rmq_segment *s, uint32_t cap, bool create,
 	return 0;
 }
 
+/*
+ * Zeros an index file and its mapping before it is rebuilt, without
+ * dirtying its pages: a hole punched in the file (the mapping then reads
+ * zeros), or, where the filesystem cannot punch, memset.  The newest
+ * segment's indexes are always rebuilt at open; for a 1 GiB segment they
+ * map 6 MiB, and writing those zeros page by page dirtied (and wrote back)
+ * 6 MiB per partition at every start: 34 s for 1,000 empty partitions.
+ */
+static void clear_index(int fd, void *map, size_t bytes)
+{
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) == 0)
+		return;
+	memset(map, 0, bytes);
+}
+
 static void segment_init(struct rmq_segment *s, const char *dir, uint64_t base_offset)
 {
 	memset(s, 0, sizeof(*s));
@@ -611,8 +626,8 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		/* The newest segment's indexes are always rebuilt; only a
 		 * rejected index of an older one is news. */
 		rec->index_rebuilt = !full_scan;
-		memset(s->idx, 0, (size_t)s->idx_cap * sizeof(*s->idx));
-		memset(s->tim, 0, (size_t)s->tim_cap * sizeof(*s->tim));
+		clear_index(s->idx_fd, s->idx, (size_t)s->idx_cap * sizeof(*s->idx));
+		clear_index(s->tim_fd, s->tim, (size_t)s->tim_cap * sizeof(*s->tim));
 		s->idx_count = s->tim_count = 0;
 		scan(s, 0, base_offset, file_size, 0, index_interval_bytes, rec);
 	} else {
