@@ -32,6 +32,13 @@ void rmq_describe_self(struct rmq_bshard *bs, struct rmq_self_info *s)
 	s->bi.version = RMQ_VERSION;
 }
 
+void rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out)
+{
+	rmq_describe_self(bs, &out->self);
+	out->v[0] = &out->self.bi;
+	out->n = 1;
+}
+
 Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct rmq_arena *a,
 						  const struct rmq_topic *t, bool configs)
 {

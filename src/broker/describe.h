@@ -25,6 +25,15 @@ struct rmq_self_info {
 };
 void rmq_describe_self(struct rmq_bshard *bs, struct rmq_self_info *s);
 
+/* Every registered broker, for answers that list them (v[0..n)); with one
+ * node, this one.  v points into the struct. */
+struct rmq_brokers {
+	struct rmq_self_info self;
+	Rustmq__Common__BrokerInfo *v[1];
+	size_t n;
+};
+void rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out);
+
 /* TopicMetadata of t (configs: with every config entry), in a; NULL when
  * out of memory. */
 Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct rmq_arena *a,

@@ -24,18 +24,16 @@ void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__GetTopicMetadataRequest *req = msg;
 	Rustmq__Client__GetTopicMetadataResponse r = RUSTMQ__CLIENT__GET_TOPIC_METADATA_RESPONSE__INIT;
-	struct rmq_self_info self;
-	Rustmq__Common__BrokerInfo *brokers[1];
+	struct rmq_brokers brokers;
 	struct rmq_md_list l;
-	rmq_describe_self(bs, &self);
-	brokers[0] = &self.bi;
+	rmq_describe_brokers(bs, &brokers);
 	if (rmq_describe_topics(bs, req->topics, req->n_topics, req->include_configs, true, NULL, &l) < 0) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
 		r.topics = l.v;
 		r.n_topics = l.n;
-		r.brokers = brokers;
-		r.n_brokers = 1;
+		r.brokers = brokers.v;
+		r.n_brokers = brokers.n;
 		r.cluster_id = bs->b->cluster_id;
 		r.controller_id = (char *)rmq_cluster_controller(bs);
 		r.metadata_version = bs->meta->version;
@@ -72,12 +70,10 @@ void rmq_md_broker_list(struct rmq_call *c, void *msg)
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__GetBrokerListRequest *req = msg;
 	Rustmq__Client__GetBrokerListResponse r = RUSTMQ__CLIENT__GET_BROKER_LIST_RESPONSE__INIT;
-	struct rmq_self_info self;
-	Rustmq__Common__BrokerInfo *brokers[1];
-	rmq_describe_self(bs, &self);
-	brokers[0] = &self.bi;
-	r.brokers = brokers;
-	r.n_brokers = 1;
+	struct rmq_brokers brokers;
+	rmq_describe_brokers(bs, &brokers);
+	r.brokers = brokers.v;
+	r.n_brokers = brokers.n;
 	r.cluster_id = bs->b->cluster_id;
 	r.controller_id = (char *)rmq_cluster_controller(bs);
 	r.metadata_version = bs->meta->version;
@@ -130,16 +126,14 @@ void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 	Rustmq__Client__GetClusterMetadataRequest *req = msg;
 	Rustmq__Client__GetClusterMetadataResponse r = RUSTMQ__CLIENT__GET_CLUSTER_METADATA_RESPONSE__INIT;
 	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
-	struct rmq_self_info self;
-	Rustmq__Common__BrokerInfo *brokers[1];
+	struct rmq_brokers brokers;
 	struct rmq_md_list l = {0};
-	rmq_describe_self(bs, &self);
-	brokers[0] = &self.bi;
+	rmq_describe_brokers(bs, &brokers);
 	cm.cluster_id = bs->b->cluster_id;
 	cm.controller_id = (char *)rmq_cluster_controller(bs);
 	cm.controller_epoch = rmq_cluster_controller_epoch(bs);
-	cm.brokers = brokers;
-	cm.n_brokers = 1;
+	cm.brokers = brokers.v;
+	cm.n_brokers = brokers.n;
 	cm.metadata_version = bs->meta->version;
 	if (req->include_topics && rmq_describe_topics(bs, NULL, 0, false, true, NULL, &l) < 0) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
