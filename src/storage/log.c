@@ -62,6 +62,17 @@ void log_fail(struct rmq_log *log, int err, const char *what)
 			  what, rmq_strerror(err));
 		log->failed = err;
 	}
+	/* Parked writes are not in flight: they retire with the rest. */
+	for (uint32_t i = 0; i < log->wq_len && log->parked > 0; i++) {
+		struct wop *w = &log->wops[(log->wq_head + i) % log->nwops];
+		if (w->parked) {
+			w->parked = false;
+			w->done = true;
+			log->parked--;
+		}
+	}
+	log->full = 0;
+	log_retire_writes(log);
 	log->aq_uncut = NULL;
 	while (log->aq_head) {
 		struct rmq_append *a = log->aq_head;
@@ -87,6 +98,11 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		return RMQ_ESTATE;
 	if (h->record_count == 0)
 		return RMQ_EPROTO;
+	if (log->full & FULL_WRITE) {
+		/* Writes wait for space: take nothing more meanwhile. */
+		log_full_retry(log, false);
+		return -ENOSPC;
+	}
 	if (log->roll.stage != ROLL_IDLE) {
 		log->stats.buffer_full++; /* the old segment is being sealed */
 		return RMQ_EFULL;
@@ -459,8 +475,18 @@ int rmq_log_close(struct rmq_log *log)
 	int rc;
 
 	/* Drain: everything appended is written and acknowledged (or the log
-	 * fails and the appends complete with the error). */
+	 * fails and the appends complete with the error).  Writes parked on a
+	 * full disk get one more try. */
+	bool retried = false;
 	while (!log->failed && !rmq_log_idle(log)) {
+		if (log->parked > 0 && log->wq_len == log->parked) {
+			if (retried) {
+				log_fail(log, -ENOSPC, "writing at close (the disk is full)");
+				break;
+			}
+			log_full_retry(log, true);
+			retried = true;
+		}
 		rmq_log_flush(log);
 		if (log->cfg.fsync != RMQ_FSYNC_ALWAYS)
 			rmq_log_sync_tick(log);
@@ -538,6 +564,11 @@ void rmq_log_set_hw_listener(struct rmq_log *log, rmq_log_hw_cb cb, void *arg)
 {
 	log->hw_cb = cb;
 	log->hw_arg = arg;
+}
+
+bool rmq_log_disk_full(const struct rmq_log *log)
+{
+	return log->full != 0;
 }
 
 const struct rmq_log_stats *rmq_log_stats(const struct rmq_log *log)

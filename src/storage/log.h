@@ -43,6 +43,8 @@
  *     a completion -EAGAIN/-EINTR           nothing fails (below)
  *   a short write                         the rest is written
  *   a data write (EIO, ...)               the log fails
+ *   a data write: ENOSPC, EDQUOT          the write is parked, the log is
+ *                                           full (below)
  *   a group commit's fdatasync            the log fails; a roll waits for an
  *                                           fdatasync of the old segment in
  *                                           flight, so none is acknowledged
@@ -53,12 +55,15 @@
  *                                           before the old segment takes
  *                                           appends again; the append that
  *                                           rolled fails once with the error
+ *                                           (ENOSPC, EDQUOT: the log is full,
+ *                                           below)
  *   undoing a roll (that directory        the log fails
  *     sync, re-cutting the old segment)
- *   reserving space ahead (FALLOCATE      the append that needs the space is
- *     on the ring)                          refused with the error, nothing
- *                                           appended; the next one reserves
- *                                           again
+ *   reserving space ahead (FALLOCATE      ENOSPC, EDQUOT: the log is full
+ *     on the ring)                          (below); else the append that
+ *                                           needs the space is refused with
+ *                                           the error, nothing appended, and
+ *                                           the next one reserves again
  *   a zero-ahead write                    a warning; zeroing stops
  *   a writeback hint, the unlink of a     a warning at most
  *     deleted segment
@@ -66,6 +71,20 @@
  *   truncation's cut or its syncs         the log fails
  *   close's final fdatasync               close returns the error
  *   opening a segment                     the open fails, nothing changed
+ *
+ * A full disk never fails the log either.  ENOSPC (or EDQUOT) where the log
+ * takes space (reserving ahead of the appends, creating a segment, a data
+ * write into space nothing reserved) puts it in a full state:
+ * rmq_log_append() refuses what needs space with -ENOSPC (an append that
+ * fits what is reserved still goes in), a write that hit it is parked (its
+ * appends neither acknowledged nor failed), and reads, retention,
+ * compaction and truncation go on.  What failed is tried again by later
+ * appends and flushes, at most every RMQ_LOG_FULL_RETRY_MS (100 ms), and at
+ * once when retention or compaction deleted a segment; appends resume by
+ * themselves once it works, and no acknowledged append is lost.
+ * rmq_log_disk_full() says whether the log is full.  An fdatasync's ENOSPC
+ * is not this: the kernel may have dropped the data, so the log fails as
+ * for EIO.  At close, parked writes get one more try, then fail the log.
  *
  * A transient state of the ring never fails the log: an operation that
  * gets no SQE (the SQ is full and io_uring_enter answered -EBUSY or
@@ -256,6 +275,8 @@ int rmq_log_close(struct rmq_log *log);
  *   RMQ_EPROTO    record_count is 0, or (uncompressed) recs are not whole
  *                 field-7 elements, so the entry would not parse back
  *   RMQ_ESTATE    the log has failed (see above) or is closing
+ *   -ENOSPC       the disk is full (see "A full disk"): retry later; the
+ *                 log tries again by itself
  *   negated errno from sealing the old segment or creating the new one
  *                 during a roll (a failed seal also fails the log)
  */
@@ -407,6 +428,9 @@ uint64_t rmq_log_active_base(const struct rmq_log *log);
 uint64_t rmq_log_start_offset(const struct rmq_log *log);
 uint64_t rmq_log_end_offset(const struct rmq_log *log); /* next offset to assign */
 uint64_t rmq_log_size_bytes(const struct rmq_log *log);
+/* True while the log refuses appends with -ENOSPC for want of disk space
+ * (see "A full disk" above): for health and metrics. */
+bool rmq_log_disk_full(const struct rmq_log *log);
 /* True when no append waits for I/O and nothing of the log is in flight on
  * the ring (a roll, a reservation, a new log's directory sync). */
 bool rmq_log_idle(const struct rmq_log *log);

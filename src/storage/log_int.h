@@ -28,6 +28,7 @@
 #include "storage/log.h"
 #include "storage/wpool.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -76,6 +77,7 @@ struct wop {
 	uint64_t end_offset; /* offset after the last batch of this write */
 	uint64_t start_ns;   /* first submitted */
 	bool done;
+	bool parked;         /* failed with ENOSPC: resubmitted when space returns */
 	/* A large entry's write (log_write.c, "Large entries"): its own
 	 * buffer of ext_len bytes, given back when the write retires. */
 	uint8_t *ext;
@@ -225,10 +227,29 @@ struct rmq_log {
 	struct rmq_append *aq_head, *aq_tail, *aq_uncut;
 
 	int failed;           /* first I/O error; 0 = healthy */
+	/* A full disk (log_write.c, "A full disk"): which of FULL_* holds,
+	 * the parked writes, and when to try again (log clock). */
+	unsigned full;
+	uint32_t parked;
+	uint64_t full_retry_ms;
+	uint64_t roll_retry_ms;
 	rmq_log_hw_cb hw_cb;
 	void *hw_arg;
 	struct rmq_log_stats stats;
 };
+
+/* Why a log refuses appends for want of space (rmq_log.full). */
+#define FULL_RESERVE 1u /* a reservation (FALLOCATE) failed with ENOSPC */
+#define FULL_ROLL 2u    /* creating the next segment did */
+#define FULL_WRITE 4u   /* a data write did: it is parked */
+/* A log that is full tries again at most this often (log clock), and at
+ * once when retention or compaction deleted a segment. */
+#define RMQ_LOG_FULL_RETRY_MS 100
+
+static inline bool is_enospc(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
 
 /* A deleted data file's name starts with this (log_roll.c says why). */
 #define DELETED_PREFIX ".deleted-"
@@ -267,6 +288,9 @@ int64_t log_find_segment(const struct rmq_log *log, uint64_t offset);
 
 /* log_write.c */
 void log_write_init(struct rmq_log *log);
+void log_full_enter(struct rmq_log *log, unsigned why, int err, const char *what);
+void log_full_leave(struct rmq_log *log, unsigned why);
+void log_full_retry(struct rmq_log *log, bool at_once);
 void log_ack_to(struct rmq_log *log, uint64_t offset);
 void log_retire_writes(struct rmq_log *log);
 int log_cut_pending(struct rmq_log *log);

@@ -259,6 +259,13 @@ static void roll_undo(struct rmq_log *log, struct rmq_segment *s, int err)
 		log_fail(log, cut, "reopening a segment after a failed roll");
 	old->zeroed = 0;
 	log->roll.failed = err;
+	if (is_enospc(err)) {
+		/* A full disk: the appends that need the roll are refused
+		 * until a later one creates the segment (log_write.c, "A full
+		 * disk"). */
+		log_full_enter(log, FULL_ROLL, err, "creating a segment");
+		log->roll_retry_ms = log_now_ms(log) + RMQ_LOG_FULL_RETRY_MS;
+	}
 }
 
 /* Runs when the stage's sync is done (err 0) or failed. */
@@ -314,6 +321,7 @@ static void roll_step(struct rmq_log *log, int err)
 		log->pend_file_pos = 0;
 		log->stats.rolls++;
 		RECORD_LAT(log, roll, r->start_ns);
+		log_full_leave(log, FULL_ROLL);
 		return;
 	}
 	roll_undo(log, s, err);
@@ -331,11 +339,14 @@ int log_roll(struct rmq_log *log)
 
 	if (r->stage != ROLL_IDLE)
 		return RMQ_EFULL;
-	if (r->failed) {
+	if (is_enospc(r->failed) && log_now_ms(log) < log->roll_retry_ms)
+		return -ENOSPC; /* full: tried again every RMQ_LOG_FULL_RETRY_MS */
+	if (r->failed && !is_enospc(r->failed)) {
 		int err = r->failed;
 		r->failed = 0;
 		return err;
 	}
+	r->failed = 0;
 	int rc = log_cut_pending(log);
 	if (rc < 0)
 		return rc;
@@ -538,6 +549,8 @@ int rmq_log_retain(struct rmq_log *log)
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;
 	}
+	/* A full log tries again: at once when space was just freed. */
+	log_full_retry(log, deleted > 0);
 	return deleted;
 }
 
@@ -554,6 +567,8 @@ int rmq_log_delete_before(struct rmq_log *log, uint64_t offset)
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;
 	}
+	/* A full log tries again: at once when space was just freed. */
+	log_full_retry(log, deleted > 0);
 	return deleted;
 }
 

@@ -87,6 +87,24 @@
  * waits (RMQ_EFULL) for the reservation in flight; one that fails refuses
  * the append that needs the space.  Zero-ahead never goes past it.
  *
+ * A full disk.  ENOSPC (or EDQUOT) where space is taken puts the log in a
+ * full state instead of failing it: a reservation that fails (FULL_RESERVE)
+ * refuses the appends that need space beyond what is reserved; a data write
+ * that fails (FULL_WRITE, where nothing was reserved: prealloc none, or a
+ * filesystem that needs room to overwrite) is parked, neither failed nor
+ * retired, and new appends are refused; a segment that cannot be created
+ * (FULL_ROLL, log_roll.c) refuses the appends that need the roll.  Refused
+ * appends get -ENOSPC, distinct from a failed log's RMQ_ESTATE.  Reads,
+ * retention, compaction and truncation go on.  What failed is tried again
+ * by later appends and flushes at most every RMQ_LOG_FULL_RETRY_MS, and at
+ * once when retention or compaction deleted a segment; the log leaves the
+ * state when it works, and parked appends are acknowledged as usual.
+ * Nothing is lost: a parked write still holds its bytes, and ENOSPC from a
+ * write means nothing of it was written (a partial write returns a count).
+ * An fdatasync's ENOSPC is not this: the kernel may have dropped the data,
+ * and the log fails as for EIO.  At close, parked writes get one more try
+ * and then fail the log.
+ *
  * Zeroing.  A 1 MiB buffered write followed by fdatasync reaches
  * ~180 MB/s into fallocated (unwritten) extents, because every sync must
  * also commit the extent conversion, but ~1 GB/s when overwriting blocks
@@ -338,6 +356,15 @@ static void write_done(struct rmq_io_op *op, int res, unsigned flags)
 		submit_wop(log, w);
 		return;
 	}
+	if (!log->failed && is_enospc(res)) {
+		/* Nothing of it was written (a partial write returns its
+		 * count): it waits for space, in flight as far as the FIFO
+		 * is concerned, and goes again then ("A full disk"). */
+		w->parked = true;
+		log->parked++;
+		log_full_enter(log, FULL_WRITE, res, "writing");
+		return;
+	}
 	if (!log->failed && res <= 0)
 		log_fail(log, res < 0 ? res : -EIO, "write");
 	if (log->failed) {
@@ -501,6 +528,7 @@ void rmq_log_flush(struct rmq_log *log)
 	flush_pending(log);
 	zero_ahead(log);
 	log_release_extents(log, false);
+	log_full_retry(log, false);
 }
 
 void rmq_log_sync_tick(struct rmq_log *log)
@@ -858,11 +886,14 @@ static void falloc_done(struct rmq_io_op *op, int res, unsigned flags)
 	}
 	if (res < 0) {
 		f->err = res;
+		if (is_enospc(res))
+			log_full_enter(log, FULL_RESERVE, res, "reserving space");
 		return;
 	}
 	f->err = 0;
 	if (f->seg->prealloc_end < f->end)
 		f->seg->prealloc_end = f->end;
+	log_full_leave(log, FULL_RESERVE);
 }
 
 /* Allocates the active segment's data file up to end through the ring. */
@@ -897,6 +928,12 @@ int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upt
 
 	if (log->cfg.prealloc == RMQ_PREALLOC_NONE)
 		return 0;
+	if (is_enospc(f->err) && upto > seg->prealloc_end) {
+		/* Full: refused until a reservation works again, tried at
+		 * most every RMQ_LOG_FULL_RETRY_MS ("A full disk"). */
+		log_full_retry(log, false);
+		return -ENOSPC;
+	}
 	if (f->err && upto > seg->prealloc_end) {
 		int err = f->err;
 		f->err = 0;
@@ -909,6 +946,71 @@ int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upt
 	if (!f->inflight && seg->prealloc_end < cap && seg->prealloc_end < upto + ahead / 2)
 		submit_falloc(log, seg, want > upto ? want : upto);
 	return upto <= seg->prealloc_end ? 0 : RMQ_EFULL;
+}
+
+/* ---- a full disk ------------------------------------------------------------ */
+
+/* The log cannot get space (why: FULL_*): appends are refused with
+ * -ENOSPC until it can.  Logged once per episode. */
+void log_full_enter(struct rmq_log *log, unsigned why, int err, const char *what)
+{
+	if (!log->full)
+		rmq_warn("log %s: %s: %s; appends are refused until space returns (reads, "
+			 "retention and deletion go on)",
+			 log->dir, what, rmq_strerror(err));
+	log->full |= why;
+	log->full_retry_ms = log_now_ms(log) + RMQ_LOG_FULL_RETRY_MS;
+}
+
+void log_full_leave(struct rmq_log *log, unsigned why)
+{
+	if (!(log->full & why))
+		return;
+	log->full &= ~why;
+	if (!log->full)
+		rmq_info("log %s: space is back; appends resume", log->dir);
+}
+
+/* Resubmits the parked writes, oldest first. */
+static void retry_parked(struct rmq_log *log)
+{
+	for (uint32_t i = 0; i < log->wq_len && log->parked > 0; i++) {
+		struct wop *w = &log->wops[(log->wq_head + i) % log->nwops];
+		if (!w->parked)
+			continue;
+		w->parked = false;
+		log->parked--;
+		submit_wop(log, w);
+	}
+	log_full_leave(log, FULL_WRITE); /* back if a retry fails again */
+}
+
+/*
+ * Tries again what a full disk stopped: the parked writes and the failed
+ * reservation (a failed roll is tried again by the next append that
+ * rolls).  At most every RMQ_LOG_FULL_RETRY_MS, or at once (at_once: a
+ * deletion just freed space).
+ */
+void log_full_retry(struct rmq_log *log, bool at_once)
+{
+	if (!log->full || log->failed)
+		return;
+	uint64_t now = log_now_ms(log);
+	if (!at_once && now < log->full_retry_ms)
+		return;
+	log->full_retry_ms = now + RMQ_LOG_FULL_RETRY_MS;
+	if (at_once)
+		log->roll_retry_ms = 0;
+	if (log->full & FULL_WRITE)
+		retry_parked(log);
+	struct falloc_op *f = &log->falloc;
+	if ((log->full & FULL_RESERVE) && !f->inflight) {
+		struct rmq_segment *seg = log_active(log);
+		uint64_t cap = log->cfg.segment_bytes < seg->map_len ? log->cfg.segment_bytes
+								     : seg->map_len;
+		uint64_t want = seg->size + RMQ_PREALLOC_MIN;
+		submit_falloc(log, seg, want < cap ? want : cap);
+	}
 }
 
 /* ---- large entries ------------------------------------------------------ */

@@ -211,8 +211,11 @@ static int preallocate(struct rmq_segment *s, uint64_t upto, uint64_t capacity,
 	if (prealloc == RMQ_PREALLOC_NONE || upto <= s->prealloc_end)
 		return 0;
 	if (rmq_sys_fallocate(s->fd, 0, 0, (off_t)upto) < 0) {
-		/* Filesystems without fallocate simply grow the file. */
-		if (errno == EOPNOTSUPP)
+		/* Filesystems without fallocate simply grow the file.  On a
+		 * full disk the segment goes on without its reservation: the
+		 * log reserves through the ring before appending, and a full
+		 * disk then refuses appends until space returns (log.h). */
+		if (errno == EOPNOTSUPP || errno == ENOSPC || errno == EDQUOT)
 			return 0;
 		return -errno;
 	}

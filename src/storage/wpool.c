@@ -7,6 +7,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +73,15 @@ void rmq_wpool_destroy(struct rmq_wpool *p)
 {
 	if (!p)
 		return;
-	RMQ_ASSERT(p->nfree == p->nchunks);
-	RMQ_ASSERT(p->large_bytes == 0);
+	if (p->nfree != p->nchunks || p->large_bytes > 0) {
+		/* A log closed with writes in flight (it says so) still lends
+		 * buffers to the kernel: leak the region rather than free
+		 * memory a write may still read. */
+		rmq_error("write pool: %u of %u chunks and %" PRIu64
+			  " bytes of large buffers still out at shutdown; not freed",
+			  p->nchunks - p->nfree, p->nchunks, p->large_bytes);
+		return;
+	}
 	if (p->slot >= 0)
 		rmq_io_buffer_unregister(p->io, p->slot);
 	munmap(p->region, p->region_bytes);

@@ -59,7 +59,8 @@ int rmq_wpool_create(struct rmq_io *io, const struct rmq_wpool_config *cfg,
 		     struct rmq_wpool **out);
 
 /* Unregisters and unmaps the region.  Every log using the pool must be
- * closed first (asserted: every chunk is back). */
+ * closed first; if a chunk is still out (a log closed with writes in
+ * flight), the region is left mapped and an error logged. */
 void rmq_wpool_destroy(struct rmq_wpool *p);
 
 uint32_t rmq_wpool_chunk_bytes(const struct rmq_wpool *p);

@@ -286,6 +286,18 @@ static size_t drv_model(struct su_batches *model, int *first_err)
 	return failed;
 }
 
+/* drv_model() over the appends that called back so far (a prefix). */
+static size_t drv_model_done(struct su_batches *model, int *first_err)
+{
+	size_t n = napps, done = 0;
+	while (done < n && apps[done].done)
+		done++;
+	napps = done;
+	size_t failed = drv_model(model, first_err);
+	napps = n;
+	return failed;
+}
+
 /* Reopens the log (without faults) and checks that it starts with every
  * acknowledged append, byte for byte; appends that failed may follow
  * (their bytes may have reached the disk), nothing else. */
@@ -832,4 +844,207 @@ Test(faults, new_log_directory_sync_failure_fails_the_log)
 	cr_assert_eq(apps[0].res, -EIO);
 	cr_assert_eq(drv_append(1), RMQ_ESTATE);
 	cr_assert_eq(su_close(&env), -EIO);
+}
+
+/* ---- a full disk (issue 14 item 12, storage half) ---------------------------------- */
+
+/* Appends (advancing the clock) until one succeeds, every refusal being
+ * -ENOSPC (never RMQ_ESTATE: the log has not failed).  Returns how many
+ * were refused. */
+static int append_through_enospc(uint64_t *seq)
+{
+	int refused = 0;
+	for (int k = 0; k < 500; k++) {
+		int rc = drv_append(*seq);
+		if (rc == 0) {
+			(*seq)++;
+			return refused;
+		}
+		cr_assert_eq(rc, -ENOSPC, "refused with %s", rmq_errname(rc));
+		refused++;
+		su_clock_ms += 50;
+		rmq_log_flush(env.log);
+		cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+	}
+	cr_assert_fail("appends never resumed");
+	return refused;
+}
+
+/* Reads everything acknowledged so far and checks it against the model. */
+static void check_readable(void)
+{
+	struct su_batches model = {0}, got = {0};
+	int err;
+	(void)drv_model_done(&model, &err);
+	cr_assert_eq(su_collect(env.log, 0, 1 << 20, &got), 0);
+	cr_assert_geq(got.n, model.n);
+	struct su_batches g = got;
+	g.n = model.n;
+	su_assert_same(&g, &model, true);
+	su_batches_free(&got);
+	su_batches_free(&model);
+}
+
+/*
+ * Reservations fail with ENOSPC: the log is full, not failed.  Appends that
+ * need space are refused with -ENOSPC (again and again, not once), reads
+ * work, rmq_log_disk_full() says so; when space returns, a later append
+ * reserves again and appends resume by themselves.  Nothing is lost.
+ */
+Test(faults, full_disk_at_reservation)
+{
+	struct su_batches model = {0};
+	next_mode(DIRECT_DSYNC);
+	(void)su_close(&env);
+	env.cfg.segment_bytes = 4 << 20;
+	open_log(&env);
+	su_wait_idle(&env);
+	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FALLOCATE, .res = -ENOSPC, .every = 1,
+				      .opcodes = 1ULL << IORING_OP_FALLOCATE};
+	arm(&r, 1);
+	uint64_t seq = 0;
+	int rc = 0;
+	for (int k = 0; k < 2000 && rc == 0; k++) {
+		rc = drv_append(seq++);
+		if (k % 8 == 7)
+			drv_wait();
+	}
+	drv_wait();
+	cr_assert_eq(rc, -ENOSPC, "%s", rmq_errname(rc));
+	cr_assert(rmq_log_disk_full(env.log));
+	/* Still full a while later, and still refusing with -ENOSPC. */
+	for (int k = 0; k < 5; k++) {
+		su_clock_ms += 200;
+		rmq_log_flush(env.log);
+		cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+		cr_assert_eq(drv_append(seq), -ENOSPC);
+	}
+	check_readable();
+	/* Space returns. */
+	rmq_io_fault_disarm(env.io);
+	cr_assert_gt(append_through_enospc(&seq), 0);
+	cr_assert_not(rmq_log_disk_full(env.log));
+	drv_append_n(seq, 50);
+	drv_wait();
+	int err;
+	cr_assert_eq(drv_model(&model, &err), 0, "%s", rmq_errname(err));
+	check_survivors(&model);
+	cr_assert_eq(model.n, napps);
+	su_batches_free(&model);
+}
+
+/*
+ * The next segment cannot be created (ENOSPC): the log is full; the appends
+ * that need the roll are refused with -ENOSPC, and the roll is tried again
+ * (not at every append: every RMQ_LOG_FULL_RETRY_MS); when space returns
+ * the roll happens and appends resume.
+ */
+Test(faults, full_disk_at_segment_creation)
+{
+	for (int m = 0; m < NMODES; m++) {
+		struct su_batches model = {0};
+		next_mode((enum mode)m);
+		struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_CREATE, .res = -ENOSPC,
+					      .every = 1, .path_suffix = ".log"};
+		arm(&r, 1);
+		uint64_t seq = 0, rolls = rmq_log_stats(env.log)->rolls;
+		int rc = append_until_roll_or_error(&seq);
+		cr_assert_eq(rc, -ENOSPC, "%s: %s", mode_name[m], rmq_errname(rc));
+		cr_assert(rmq_log_disk_full(env.log));
+		uint32_t tries = fired(0);
+		/* Appends in the same 100 ms do not try again. */
+		for (int k = 0; k < 10; k++) {
+			cr_assert_eq(drv_append(seq - 1), -ENOSPC);
+			su_clock_ms -= 10; /* drv_append's step */
+		}
+		cr_assert_eq(fired(0), tries, "%s: a creation per refused append", mode_name[m]);
+		check_readable();
+		cr_assert_geq(rmq_log_retain(env.log), 0, "retention goes on");
+		rmq_io_fault_disarm(env.io);
+		/* Batches that fit the old segment go in without a roll; the
+		 * first that does not is refused until the roll is tried
+		 * again (100 ms of the log's clock later). */
+		for (int k = 0; k < 30; k++)
+			append_through_enospc(&seq);
+		drv_wait();
+		cr_assert_gt(rmq_log_stats(env.log)->rolls, rolls, "%s", mode_name[m]);
+		cr_assert_not(rmq_log_disk_full(env.log));
+		int err;
+		cr_assert_eq(drv_model(&model, &err), 0, "%s: %s", mode_name[m], rmq_errname(err));
+		check_survivors(&model);
+		cr_assert_eq(model.n, napps);
+		su_batches_free(&model);
+	}
+}
+
+/*
+ * A data write fails with ENOSPC (nothing was reserved: prealloc none): the
+ * write is parked, its appends are neither acknowledged nor failed, new
+ * appends are refused with -ENOSPC; when space returns the write goes
+ * again and every append is acknowledged.
+ */
+Test(faults, full_disk_at_a_write)
+{
+	for (int m = 0; m < NMODES; m++) {
+		struct su_batches model = {0};
+		next_mode((enum mode)m);
+		(void)su_close(&env);
+		env.cfg.prealloc = RMQ_PREALLOC_NONE;
+		open_log(&env);
+		su_wait_idle(&env);
+		uint64_t seq = drv_append_n(0, 10);
+		drv_wait();
+		struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_WRITE, .res = -ENOSPC,
+					      .every = 1, .path_suffix = ".log",
+					      .opcodes = (1ULL << IORING_OP_WRITE) |
+							 (1ULL << IORING_OP_WRITE_FIXED)};
+		arm(&r, 1);
+		size_t first = napps;
+		cr_assert_eq(drv_append(seq++), 0);
+		rmq_log_flush(env.log);
+		for (int k = 0; k < 20; k++)
+			cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+		cr_assert_gt(fired(0), 0, "%s", mode_name[m]);
+		cr_assert(rmq_log_disk_full(env.log));
+		cr_assert_not(apps[first].done, "%s: a parked append completed", mode_name[m]);
+		cr_assert_eq(drv_append(seq), -ENOSPC, "%s", mode_name[m]);
+		check_readable();
+		rmq_io_fault_disarm(env.io);
+		append_through_enospc(&seq);
+		drv_append_n(seq, 20);
+		drv_wait();
+		cr_assert_eq(apps[first].res, 0, "%s: %s", mode_name[m], rmq_errname(apps[first].res));
+		int err;
+		cr_assert_eq(drv_model(&model, &err), 0, "%s: %s", mode_name[m], rmq_errname(err));
+		check_survivors(&model);
+		cr_assert_eq(model.n, napps);
+		su_batches_free(&model);
+	}
+}
+
+/* Retention that deletes a segment while the log is full tries again at
+ * once: appends resume without waiting out the retry interval. */
+Test(faults, full_disk_retention_retries_at_once)
+{
+	struct su_batches model = {0};
+	next_mode(DIRECT_DSYNC);
+	uint64_t seq = 0;
+	for (int i = 0; i < 3; i++)
+		seq = drv_until_roll(seq);
+	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_CREATE, .res = -ENOSPC, .every = 1,
+				      .path_suffix = ".log"};
+	arm(&r, 1);
+	cr_assert_eq(append_until_roll_or_error(&seq), -ENOSPC);
+	cr_assert(rmq_log_disk_full(env.log));
+	/* Retention frees the oldest segment (and with it the space). */
+	rmq_io_fault_disarm(env.io);
+	rmq_log_set_limits(env.log, env.cfg.segment_bytes, 0, 1, -1);
+	cr_assert_gt(rmq_log_retain(env.log), 0);
+	/* Same clock: no retry interval has passed. */
+	cr_assert_eq(drv_append(seq - 1), 0, "appends did not resume after retention");
+	drv_wait();
+	cr_assert_not(rmq_log_disk_full(env.log));
+	int err;
+	(void)drv_model(&model, &err);
+	su_batches_free(&model);
 }
