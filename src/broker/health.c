@@ -79,6 +79,7 @@ static void gather_here(struct rmq_xmsg *m)
 			n->segment_rolls += rmq_log_stats(part->log)->rolls;
 			n->segments_recycled += rmq_log_stats(part->log)->recycled_segments;
 			n->segments_deleted += rmq_log_stats(part->log)->deleted_segments;
+			n->logs_no_space += rmq_log_disk_full(part->log);
 		}
 	rmq_partitions_count(bs, n->parts_by_state);
 	if (bs->srv) {
@@ -352,6 +353,7 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_partitions_opening", "partitions being opened (their logs recovered on a helper thread)", "partitions", 2, parts_by_state[RMQ_PART_OPENING]),
 	MDEF("rmq_partitions_failed", "partitions that could not be opened (retried every 5 s; the log says why)", "partitions", 2, parts_by_state[RMQ_PART_FAILED]),
 	MDEF("rmq_partitions_closing", "partitions closing or being removed", "partitions", 2, parts_by_state[RMQ_PART_CLOSING]),
+	MDEF("rmq_partitions_disk_full", "partitions refusing appends for want of disk space (they take appends again once space is freed)", "partitions", 2, logs_no_space),
 	MDEF("rmq_request_memory_bytes", "memory held for requests being received or worked on (--max-request-memory)", "bytes", 2, request_bytes),
 	MDEF("rmq_request_memory_limit_bytes", "--max-request-memory: above it the shard stops reading", "bytes", 2, request_bytes_max),
 	MDEF("rmq_paused_connections", "connections not being read now (request memory or backlog above its limit)", "connections", 2, paused_connections),

@@ -103,7 +103,10 @@ struct rmq_produce {
 	int64_t first_ts_ms;
 	uint32_t count;
 	bool early;      /* owner only: answered before the log's callback (acks=NONE) */
-	bool ready;      /* origin only: the result is in (streams) */
+	bool ready;      /* origin only: the result is in (streams, batches) */
+	bool timed_out;  /* origin only: answered TIMEOUT; the result is dropped when in */
+	uint64_t timeout_ns;           /* the request's timeout; 0 = the node's */
+	struct rmq_timer timer;        /* origin: Produce, and each ProduceStream message */
 	bool fatal;      /* origin only: a malformed stream message; ends the stream */
 	bool log_append_time;
 };
@@ -113,6 +116,8 @@ struct produce_group {
 	uint64_t correlation_id;
 	int n, pending;
 	struct rmq_produce **parts;
+	struct rmq_timer timer;        /* the request's timeout */
+	bool timed_out;                /* answered; parts still out are dropped */
 };
 
 struct produce_stream {
@@ -393,6 +398,16 @@ nomem:
 	return -1;
 }
 
+/* A google.protobuf.Duration (its fields are Timestamp's), in ns; 0 when
+ * malformed or not positive (the node's default then applies). */
+static uint64_t duration_ns(const uint8_t *p, size_t len)
+{
+	int64_t ms;
+	if (rmq_pb_timestamp_ms(p, len, &ms) < 0 || ms <= 0)
+		return 0;
+	return (uint64_t)ms * 1000000ULL;
+}
+
 /* Parses a ProduceRequest in place into pr. */
 static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 {
@@ -448,6 +463,10 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 				pr->key_len = (uint32_t)vlen;
 			}
 			break;
+		case 7:
+			if (wire == RMQ_PB_LEN)
+				pr->timeout_ns = duration_ns(val, vlen);
+			break;
 		case 12: pr->correlation_id = num; break;
 		case 13: pr->app.hdr.compression = (uint32_t)num; break;
 		case 15:
@@ -464,7 +483,7 @@ static int parse_produce(struct rmq_produce *pr, const uint8_t *req, size_t len)
 			if (parse_batch(pr, req, val, vlen) < 0)
 				return -1;
 			break;
-		default: break; /* version, client_id, timeout, keys: not needed here */
+		default: break; /* version, client_id, keys: not needed here */
 		}
 		p += n;
 	}
@@ -700,6 +719,15 @@ static int try_append(struct rmq_partition *p, struct rmq_produce *pr)
 	int rc = rmq_log_append(p->log, &pr->app, iov, n);
 	if (rc == RMQ_EFULL)
 		return RMQ_EFULL;
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		pr_fail(pr, EC_STORAGE_ERROR,
+			"no space left on the data directory's filesystem: %s-%u takes appends again "
+			"by itself once space is freed (retention, DeleteTopics); retry",
+			pr->topic, pr->partition);
+		dedup_done(pr, false);
+		reply_to_origin(pr);
+		return 0;
+	}
 	if (rc < 0) {
 		pr_fail(pr, storage_code(rc),
 			rc == RMQ_ECRC ? "batch CRC-32C does not match its records" : "append refused: %s",
@@ -950,11 +978,20 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	tp->topic = (char *)pr->topic;
 	tp->partition = pr->partition;
 	r->topic_partition = tp;
+	r->leader_id = (char *)rmq_cluster_self(bs);
+	r->correlation_id = pr->correlation_id;
+	if (pr->timed_out) {
+		/* The owner may still be writing the result fields: none is
+		 * read. */
+		r->error_code = (Rustmq__Common__ErrorCode)EC_TIMEOUT;
+		r->error_message = "the append was not acknowledged within the request's timeout; "
+				   "it may still be stored (retry with the same producer sequence or "
+				   "idempotency key to keep it once)";
+		return;
+	}
 	r->error_code = (Rustmq__Common__ErrorCode)pr->code;
 	r->error_message = (char *)pr->err;
-	r->leader_id = (char *)rmq_cluster_self(bs);
 	r->leader_epoch = pr->app.hdr.leader_epoch;
-	r->correlation_id = pr->correlation_id;
 	if (pr->code == EC_OK || is_duplicate(pr->code)) {
 		r->offset = pr->base_offset;
 		r->last_offset = pr->base_offset + pr->count - 1;
@@ -967,7 +1004,7 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	}
 }
 
-static void group_done(struct rmq_bshard *bs, struct produce_group *g)
+static void group_answer(struct rmq_bshard *bs, struct produce_group *g)
 {
 	Rustmq__Client__ProduceBatchResponse resp = RUSTMQ__CLIENT__PRODUCE_BATCH_RESPONSE__INIT;
 	Rustmq__Client__ProduceResponse *rs = calloc((size_t)g->n, sizeof(*rs));
@@ -991,6 +1028,10 @@ static void group_done(struct rmq_bshard *bs, struct produce_group *g)
 	free(rp);
 	free(tps);
 	free(tss);
+}
+
+static void group_free(struct produce_group *g)
+{
 	for (int i = 0; i < g->n; i++)
 		pr_put(g->parts[i]);
 	rmq_call_unref(g->call);
@@ -998,7 +1039,49 @@ static void group_done(struct rmq_bshard *bs, struct produce_group *g)
 	free(g);
 }
 
+/* ---- timeouts: the request's (or --produce-timeout), from its arrival ---- */
+
+static void arm_timeout(struct rmq_bshard *bs, struct rmq_timer *t, uint64_t start_ns,
+			uint64_t timeout_ns, rmq_timer_fn fn)
+{
+	uint64_t ns = timeout_ns ? timeout_ns : bs->b->cfg.produce_timeout_ns;
+	if (ns)
+		(void)rmq_timer_start(bs->s, t, start_ns + ns, fn); /* a full heap: no timeout */
+}
+
+static void unary_timeout(struct rmq_timer *t)
+{
+	struct rmq_produce *pr = RMQ_CONTAINER_OF(t, struct rmq_produce, timer);
+	Rustmq__Client__ProduceResponse r;
+	Rustmq__Common__TopicPartition tp;
+	Google__Protobuf__Timestamp ts;
+	pr->timed_out = true;
+	fill_response(rmq_bshard_current(), pr, &r, &tp, &ts);
+	rmq_reply_pb(pr->call, &r.base);
+}
+
 static void stream_flush(struct rmq_bshard *bs, struct produce_stream *st);
+
+static void stream_msg_timeout(struct rmq_timer *t)
+{
+	struct rmq_produce *pr = RMQ_CONTAINER_OF(t, struct rmq_produce, timer);
+	pr->timed_out = true;
+	pr->ready = true;
+	/* The stream drops its hold once the answer is sent; the owner's
+	 * result still comes back to pr. */
+	atomic_fetch_add(&pr->refs, 1);
+	stream_flush(rmq_bshard_current(), pr->stream);
+}
+
+static void group_timeout(struct rmq_timer *t)
+{
+	struct produce_group *g = RMQ_CONTAINER_OF(t, struct produce_group, timer);
+	g->timed_out = true;
+	for (int i = 0; i < g->n; i++)
+		if (!g->parts[i]->ready)
+			g->parts[i]->timed_out = true;
+	group_answer(rmq_bshard_current(), g);
+}
 
 /* Runs on the origin shard with pr's result. */
 static void finish_on_origin(struct rmq_produce *pr)
@@ -1011,11 +1094,24 @@ static void finish_on_origin(struct rmq_produce *pr)
 		rmq_lat_since(&bs->produce_latency, pr->start_ns, rmq_now_ns());
 	if (pr->grp) {
 		struct produce_group *g = pr->grp;
+		pr->ready = true;
 		rmq_call_unref(pr->call);
-		if (--g->pending == 0)
-			group_done(bs, g);
+		if (--g->pending > 0)
+			return;
+		if (!g->timed_out) {
+			rmq_timer_cancel(bs->s, &g->timer);
+			group_answer(bs, g);
+		}
+		group_free(g);
 		return;
 	}
+	if (pr->timed_out) {
+		/* Answered TIMEOUT already (the stream sent it in order). */
+		rmq_call_unref(pr->call);
+		pr_put(pr);
+		return;
+	}
+	rmq_timer_cancel(bs->s, &pr->timer);
 	if (pr->stream) {
 		pr->ready = true;
 		rmq_call_unref(pr->call);
@@ -1154,6 +1250,7 @@ void rmq_produce_unary(struct rmq_call *c, const uint8_t *msg, size_t len)
 		finish_on_origin(pr);
 		return;
 	}
+	arm_timeout(bs, &pr->timer, pr->start_ns, pr->timeout_ns, unary_timeout);
 	start(bs, pr);
 }
 
@@ -1226,7 +1323,7 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 	const uint8_t *p = msg, *end = msg + len;
 	int acks = ACK_LEADER, n = 0;
 	uint32_t custom = 0;
-	uint64_t corr = 0;
+	uint64_t corr = 0, timeout_ns = 0, start_ns = rmq_now_ns();
 	char err[400];
 
 	/* First pass: the request-wide fields and the partition count. */
@@ -1254,6 +1351,8 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 			custom = (uint32_t)num;
 		else if (field == 8)
 			corr = num;
+		else if (field == 5 && wire == RMQ_PB_LEN)
+			timeout_ns = duration_ns(val, vlen);
 		p += k;
 	}
 	if (n == 0) {
@@ -1337,6 +1436,7 @@ void rmq_produce_batch(struct rmq_call *c, const uint8_t *msg, size_t len)
 		rmq_refuse(c, code, "%s", err);
 		return;
 	}
+	arm_timeout(bs, &g->timer, start_ns, timeout_ns, group_timeout);
 	int total = g->n;
 	for (int i = 0; i < total; i++) {
 		struct rmq_produce *pr = g->parts[i];
@@ -1427,6 +1527,7 @@ void rmq_produce_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 		finish_on_origin(pr); /* in order */
 		return;
 	}
+	arm_timeout(bs, &pr->timer, pr->start_ns, pr->timeout_ns, stream_msg_timeout);
 	start(bs, pr);
 }
 

@@ -195,7 +195,7 @@ int main(int argc, char **argv)
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
 		md_max, off_ret;
-	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending, handshake;
+	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending, handshake, prod_timeout;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
 	uint64_t read_ahead;
 	char err[512];
@@ -233,6 +233,7 @@ int main(int argc, char **argv)
 		{"max-streams", RMQ_FLAG_UINT, &max_streams, "1024", "concurrent calls per connection", 1, 1u << 20, NULL},
 		{"max-calls", RMQ_FLAG_UINT, &max_calls, "16384", "calls in flight per shard", 1, 1u << 24, NULL},
 		{"max-request-memory", RMQ_FLAG_SIZE, &req_mem, "256MiB", "memory per shard for requests being received or worked on (their bytes and what the node builds for them); above it the shard stops reading from its connections until work completes", 1ULL << 20, 0, NULL},
+		{"produce-timeout", RMQ_FLAG_DURATION, &prod_timeout, "30s", "how long a produce waits for its acks before it is answered TIMEOUT, when the request sets no timeout (the batch may still be stored later)", 1000000ULL, 0, NULL},
 		{"max-inflight-produce", RMQ_FLAG_UINT, &inflight, "16384", "produce appends in flight per shard", 1, 1u << 24, NULL},
 		{"max-request-partitions", RMQ_FLAG_UINT, &req_parts, "10000", "partition entries one request may name (Fetch, FetchBatch, Subscribe, ListOffsets, ProduceBatch, CommitOffsets, FetchOffsets); more are refused with INVALID_REQUEST", 1, 1u << 24, NULL},
 		{"max-request-names", RMQ_FLAG_UINT, &req_names, "1000", "topic or group names one admin or metadata request may name; more are refused with INVALID_REQUEST", 1, 1u << 24, NULL},
@@ -330,6 +331,7 @@ int main(int argc, char **argv)
 	cfg->fetch_copy = fetch_copy;
 	cfg->read_ahead_bytes = read_ahead;
 	cfg->max_inflight_produce = (uint32_t)inflight;
+	cfg->produce_timeout_ns = prod_timeout;
 	cfg->max_request_partitions = (uint32_t)req_parts;
 	cfg->max_request_names = (uint32_t)req_names;
 	cfg->io_helpers = (uint32_t)io_helpers;
