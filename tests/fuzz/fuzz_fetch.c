@@ -11,7 +11,7 @@
  *   0 Fetch        one FetchRequest (long polls are capped at 100 ms)
  *   1 FetchBatch   one FetchBatchRequest
  *   2 Subscribe    one SubscribeRequest; the first answer is read (or
- *                  100 ms pass), then the stream is reset
+ *                  20 ms pass), then the stream is reset
  *   3 ListOffsets  one ListOffsetsRequest
  *   4 produce      not a call: the harness appends valid records, so that
  *                  long polls and subscriptions in flight wake up.  body[0]

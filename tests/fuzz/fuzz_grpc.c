@@ -41,10 +41,7 @@
  */
 #include "fuzz_node.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,13 +299,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return 0;
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(fz_node_port()),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-		fz_fail("cannot connect to the node: %s", strerror(errno));
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->fd = fz_connect();
 	send_all(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
 	frame(c, 4, 0, 0, NULL, 0); /* our SETTINGS: the defaults */
 

@@ -34,6 +34,8 @@
  *
  * Reproduce: build/fuzz/tests/fuzz/fuzz_recovery <input file>
  */
+#include "fuzz_node.h" /* fz_tmp_root() only: this harness runs no node */
+
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "core/io.h"
@@ -514,8 +516,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	int rc = rmq_io_create(&ic, &io);
 	if (rc < 0)
 		fail("rmq_io_create: %s (io_uring is required)", rmq_strerror(rc));
-	const char *tmp = getenv("TMPDIR");
-	snprintf(root, sizeof(root), "%s/rmq-fuzz-recovery-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	snprintf(root, sizeof(root), "%s/rmq-fuzz-recovery-XXXXXX", fz_tmp_root());
 	if (!mkdtemp(root))
 		fail("mkdtemp: %s", strerror(errno));
 	snprintf(dir, sizeof(dir), "%s/p", root);
