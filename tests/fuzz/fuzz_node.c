@@ -31,16 +31,6 @@
 /* rmqd's main(), compiled into the harness under this name (CMakeLists). */
 int rmqd_main(int argc, char **argv);
 
-void fz_fail(const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "fuzz: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	abort();
-}
 
 static uint64_t now_ms(void)
 {
@@ -201,6 +191,19 @@ static void node_stop(void)
 	}
 	if (getenv("FZ_KEEP_DATA") == NULL)
 		nftw(node.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void fz_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "fuzz: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	if (node.dir[0])
+		fprintf(stderr, "fuzz: the node's data directory is kept: %s\n", node.dir);
+	abort();
 }
 
 static void *node_main(void *arg)
