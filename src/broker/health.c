@@ -33,6 +33,7 @@ struct shard_numbers {
 	uint64_t request_bytes, request_bytes_max, paused_connections, read_pauses;
 	uint64_t backlog, backlog_pauses, groups, helper_jobs;
 	uint64_t logs_no_space;
+	uint64_t wpool_bytes, wpool_used_bytes, wpool_refused, read_ahead_bytes, read_ahead_max;
 	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log;
@@ -92,6 +93,16 @@ static void gather_here(struct rmq_xmsg *m)
 		n->paused_connections = st->paused_connections;
 		n->read_pauses = st->pauses;
 	}
+	if (bs->wpool) {
+		struct rmq_wpool_stats ws;
+		uint64_t chunk = rmq_wpool_chunk_bytes(bs->wpool);
+		rmq_wpool_stats(bs->wpool, &ws);
+		n->wpool_bytes = (uint64_t)ws.chunks * chunk;
+		n->wpool_used_bytes = (uint64_t)(ws.chunks - ws.chunks_free) * chunk + ws.large_bytes;
+		n->wpool_refused = ws.refused;
+	}
+	n->read_ahead_bytes = bs->cold.ahead_held;
+	n->read_ahead_max = bs->cold.ahead_max;
 	n->backlog = rmq_shard_backlog(bs->s);
 	n->backlog_pauses = bs->backlog_pauses;
 	n->groups = rmq_groups_count(bs);
@@ -358,6 +369,11 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_request_memory_limit_bytes", "--max-request-memory: above it the shard stops reading", "bytes", 2, request_bytes_max),
 	MDEF("rmq_paused_connections", "connections not being read now (request memory or backlog above its limit)", "connections", 2, paused_connections),
 	MDEF("rmq_read_pauses_total", "times the shard stopped reading for request memory or an application pause", "pauses", 1, read_pauses),
+	MDEF("rmq_write_pool_bytes", "the shard's write buffers, shared by its partitions (8 x --write-buffer)", "bytes", 2, wpool_bytes),
+	MDEF("rmq_write_pool_used_bytes", "of them, held by partitions with bytes to write (and large batches)", "bytes", 2, wpool_used_bytes),
+	MDEF("rmq_write_pool_refused_total", "appends that found the write pool full and waited", "appends", 1, wpool_refused),
+	MDEF("rmq_read_ahead_bytes", "memory held by read-aheads of cold data (at most --read-ahead)", "bytes", 2, read_ahead_bytes),
+	MDEF("rmq_read_ahead_limit_bytes", "--read-ahead", "bytes", 2, read_ahead_max),
 	MDEF("rmq_xshard_backlog", "messages to other shards waiting for room in a queue, and posts to itself for the next cycle", "messages", 2, backlog),
 	MDEF("rmq_xshard_backlog_pauses_total", "times the shard stopped reading because its backlog passed one queue", "pauses", 1, backlog_pauses),
 	MDEF("rmq_groups", "consumer groups this shard coordinates (--max-groups)", "groups", 2, groups),
