@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #define NATS_DRAIN_MS 10000       /* js_PublishAsyncComplete at the end */
+#define NATS_CLOSE_WAIT_MS 10000  /* nats_CloseAndWait: libnats' threads gone */
 #define NATS_FETCH_WAIT_MS 500    /* a pull request's expiry: its wait when nothing is there */
 #define NATS_FETCH_GRACE_MS 100   /* past a pull request's expiry before it is given up */
 #define NATS_STALL_MS 1000        /* a PublishAsync's wait while MaxPending is out */
@@ -149,13 +150,18 @@ static void nats_close(natsConnection *nc, jsCtx *js, natsSubscription *sub)
 	natsConnection_Destroy(nc);
 }
 
-static void nats_teardown(const struct bench_opts *o)
+static int nats_teardown(const struct bench_opts *o)
 {
 	if (n.consumer_made)
 		js_DeleteConsumer(n.js, o->topic, n.durable, NULL, NULL);
 	nats_close(n.nc, n.js, NULL);
-	/* Waits for libnats' own threads, so that nothing runs after main. */
-	nats_CloseAndWait(2000);
+	n.nc = NULL;
+	n.js = NULL;
+	n.consumer_made = false;
+	/* Waits for libnats' own threads: an ack handler may still be running
+	 * on one after its connection closed, with a worker as its closure. */
+	natsStatus s = nats_CloseAndWait(NATS_CLOSE_WAIT_MS);
+	return s == NATS_OK || s == NATS_NOT_INITIALIZED ? 0 : -ETIMEDOUT;
 }
 
 /* A libnats thread calls this for every PubAck or failure. */
