@@ -241,7 +241,12 @@ struct bench_driver {
 	int (*consume)(struct bench_peer_worker *w);
 	/* Most readers the driver can split a stream between (0 = any). */
 	unsigned readers_max;
-	void (*teardown)(const struct bench_opts *o);
+	/* Once, after the workers returned, and after a setup that failed:
+	 * closes what setup opened and waits (bounded) for the client
+	 * library's own threads.  Returns 0, or a negative error when one may
+	 * still run: the harness then keeps the workers' memory, which a
+	 * library callback may still be given. */
+	int (*teardown)(const struct bench_opts *o);
 };
 
 extern const struct bench_driver bench_driver_nats, bench_driver_redis;

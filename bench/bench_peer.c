@@ -301,6 +301,7 @@ int bench_peer_main(const struct bench_opts *o)
 {
 	char err[512] = "";
 	int status = 0;
+	bool workers_free = true; /* false while a library thread may hold one */
 	struct rmq_hist *hp = NULL, *hc = NULL;
 
 	p.o = o;
@@ -330,6 +331,7 @@ int bench_peer_main(const struct bench_opts *o)
 	if (p.d->setup(o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rmq-bench: %s: %s\n", o->target, err);
 		status = 1;
+		(void)p.d->teardown(o); /* what setup opened; no worker ran */
 		goto out_workers;
 	}
 
@@ -384,7 +386,13 @@ int bench_peer_main(const struct bench_opts *o)
 	atomic_store(&p.finished, true);
 	if (have_progress)
 		pthread_join(progress, NULL);
-	p.d->teardown(o);
+	if (p.d->teardown(o) < 0) {
+		/* Its callbacks may still be given a worker: leak them rather
+		 * than free them under it (the process is about to end). */
+		fprintf(stderr, "rmq-bench: the %s client library's threads did not stop\n",
+			p.d->name);
+		workers_free = false;
+	}
 
 	uint64_t warm = atomic_load(&p.t_warm);
 	double secs = t_stop > warm ? (double)(t_stop - warm) / 1e9 : 0.0;
@@ -410,7 +418,9 @@ int bench_peer_main(const struct bench_opts *o)
 				p.nprod + p.ncons, o->target);
 	}
 out_workers:
-	for (unsigned i = 0; i < p.nprod + p.ncons; i++)
+	if (!workers_free)
+		p.w = NULL; /* leaked on purpose, mutexes and all */
+	for (unsigned i = 0; p.w && i < p.nprod + p.ncons; i++)
 		pthread_mutex_destroy(&p.w[i].mu);
 out:
 	free(p.w);

@@ -72,9 +72,10 @@ static int redis_setup(const struct bench_opts *o, char *err, size_t errlen)
 	return rc;
 }
 
-static void redis_teardown(const struct bench_opts *o)
+static int redis_teardown(const struct bench_opts *o)
 {
 	(void)o;
+	return 0;
 }
 
 static int redis_produce(struct bench_peer_worker *w)

@@ -15,9 +15,10 @@ static int stub_work(struct bench_peer_worker *w)
 	return -ENOSYS;
 }
 
-static void stub_teardown(const struct bench_opts *o)
+static int stub_teardown(const struct bench_opts *o)
 {
 	(void)o;
+	return 0;
 }
 
 #define STUB(sym, nm, pkg)                                                                         \
