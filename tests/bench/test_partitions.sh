@@ -39,8 +39,8 @@ for r in runs:
     p = r.get("produce")
     if not p or p["msgs_per_s"] <= 0 or p["errors"]["total"] != 0 or p.get("partitions") != 3:
         fail.append("%s: produce %s" % (what, p))
-    if not (r["startup_s"] or 0) > 0:
-        fail.append("%s: start-up %s" % (what, r["startup_s"]))
+    if not ((r["startup_s"] or 0) > 0 and (r["startup_empty_s"] or 0) > 0):
+        fail.append("%s: start-up %s, empty %s" % (what, r["startup_s"], r["startup_empty_s"]))
 rows = {(r["build"], r["partitions"]): r for r in d["rows"]}
 for b in ("a", "b"):
     r = rows.get((b, 3))
