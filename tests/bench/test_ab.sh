@@ -23,7 +23,8 @@ if order != [("old", "produce"), ("old", "consume"), ("new", "produce"), ("new",
 if d["errors"] != 0:
     fail.append("%d errors" % d["errors"])
 for r in d["results"]:
-    if not (r["old"]["median"] > 0 and r["new"]["median"] > 0 and r["ratio"] > 0):
+    if not (r["old"]["median"] > 0 and r["new"]["median"] > 0 and r["ratio"] > 0
+            and r["paired"] and r["paired"]["median"] > 0):
         fail.append("%s %s: %s" % (r["workload"], r["unit"], r))
 if len(d["results"]) != 4:
     fail.append("%d results, not 4" % len(d["results"]))
