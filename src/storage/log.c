@@ -107,6 +107,14 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		log->stats.buffer_full++; /* the old segment is being sealed */
 		return RMQ_EFULL;
 	}
+	if (log->unmade) {
+		/* A new log's files are still being made (log_create.c), or
+		 * the last attempt failed: this returns why, or tries again. */
+		rc = log_make(log);
+		if (rc == RMQ_EFULL)
+			log->stats.buffer_full++;
+		return rc;
+	}
 	for (int i = 0; i < nrecs; i++) {
 		rlen += recs[i].iov_len;
 		crc = rmq_crc32c(crc, recs[i].iov_base, recs[i].iov_len);
@@ -447,15 +455,16 @@ int rmq_log_max_timestamp(const struct rmq_log *log, int64_t *ts_ms)
 bool rmq_log_idle(const struct rmq_log *log)
 {
 	return log->aq_head == NULL && log->wq_len == 0 && !log->sync.inflight &&
-	       !log->zero.inflight && !log->falloc.inflight && !log->dirsync_inflight &&
-	       log->fill == log->pend && log->roll.stage == ROLL_IDLE;
+	       !log->zero.inflight && !log->falloc.inflight && !log_dirsync_inflight(log) &&
+	       log->fill == log->pend && log->roll.stage == ROLL_IDLE && !log_make_inflight(log);
 }
 
 void rmq_log_attach(struct rmq_log *log, struct rmq_io *io)
 {
 	RMQ_ASSERT(log->io == NULL);
 	log->io = io;
-	log_sync_dir(log); /* a new log's directory entry (rmq_log_open) */
+	if (log->unmade)
+		(void)log_make(log); /* a new log's files, in the background */
 }
 
 bool rmq_log_quiet(const struct rmq_log *log)
@@ -499,8 +508,8 @@ int rmq_log_close(struct rmq_log *log)
 	for (;;) {
 		log_retire_writes(log); /* those that never went out (submit_wop) */
 		if (!log->zero.inflight && !log->sync.inflight && !log->wb.inflight &&
-		    !log->falloc.inflight && !log->dirsync_inflight && log->wq_len == 0 &&
-		    log->unlinks == 0 && !log->roll.inflight)
+		    !log->falloc.inflight && !log_dirsync_inflight(log) && log->wq_len == 0 &&
+		    log->unlinks == 0 && !log->roll.inflight && !log_make_inflight(log))
 			break;
 		/* A failed log still has to let the kernel finish with its
 		 * buffers before they are freed. */
@@ -508,7 +517,12 @@ int rmq_log_close(struct rmq_log *log)
 			break;
 	}
 	rc = log->failed;
-	if (!rc && log->nsegs > 0 && rmq_sys_fdatasync(log_active(log)->fd) < 0)
+	/* Only what was written and not synced yet (fsync=never/interval):
+	 * an fdatasync with nothing to write still flushes the disk's cache,
+	 * once per partition when a node with many stops. */
+	if (!rc && log->nsegs > 0 &&
+	    (log->synced < log->written || log_active(log)->unsynced) &&
+	    rmq_sys_fdatasync(log_active(log)->fd) < 0)
 		rc = -errno;
 	if (log->zero.fd >= 0)
 		close(log->zero.fd);
@@ -527,7 +541,10 @@ int rmq_log_close(struct rmq_log *log)
 	else /* the kernel may still read them: leak rather than reuse */
 		rmq_error("log %s: closed with writes in flight; their buffers are not reused",
 			  log->dir);
-	close(log->dir_fd);
+	if (log->dir_fd >= 0)
+		close(log->dir_fd);
+	if (log->parent_fd >= 0)
+		close(log->parent_fd);
 	free(log);
 	return rc;
 }

@@ -211,15 +211,20 @@ uint64_t rmq_log_batch_bytes_max(uint64_t segment_bytes);
 /*
  * Opens (creating if absent) the log in directory dir, recovering it:
  * every segment is opened (rmq_segment_open; the newest one fully
- * scanned), a torn or corrupt tail of the newest segment is cut and the
- * cut is logged with counts, a corrupt older segment is fenced and
- * logged, files that are not segment files are skipped with a warning.
- * io is the shard's ring; it must outlive the log.  A new log's first
- * segment is synced into its directory through the ring, not here: appends
- * may start at once but none is acknowledged before that sync (whose
- * failure fails the log), and the log is not idle until it is done.
+ * scanned, unless none of its files holds data: an empty partition's log
+ * opens without writing or syncing anything), a torn or corrupt tail of
+ * the newest segment is cut and the cut is logged with counts, a corrupt
+ * older segment is fenced and logged, files that are not segment files
+ * are skipped with a warning.
+ * io is the shard's ring; it must outlive the log.  A new log (dir absent,
+ * or holding no segment) is not created here: its directory and first
+ * segment's files are made through the ring once the log has its ring, and
+ * its directory and the directory's parent synced (log_create.c).  Appends
+ * wait for the files (RMQ_EFULL) and none is acknowledged before the syncs
+ * (whose failure fails the log); the log is not idle until they are done.
+ * dir's parent must be writable (else -EACCES or -EROFS now).
  * Memory: no write buffer is held until there is something to write
- * (cfg.wpool); disk: RMQ_PREALLOC_MIN for an empty segment.
+ * (cfg.wpool); disk: nothing is preallocated before the first append.
  * With io NULL the log is opened without touching any ring, so that a
  * helper thread may open it (the recovery reads are blocking file I/O);
  * cfg.wpool is then required, and the shard calls rmq_log_attach() before
@@ -230,8 +235,8 @@ uint64_t rmq_log_batch_bytes_max(uint64_t segment_bytes);
 int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config *cfg,
 		 struct rmq_log **out);
 
-/* Gives a log opened with io NULL its shard's ring (and starts the
- * directory sync of a new log).  On the shard. */
+/* Gives a log opened with io NULL its shard's ring (and starts making a
+ * new log's files).  On the shard. */
 void rmq_log_attach(struct rmq_log *log, struct rmq_io *io);
 
 /*

@@ -14,6 +14,8 @@
  *                  truncation
  *   log_recover.c  opening: the directory listed, every segment opened,
  *                  the newest scanned and its torn tail cut
+ *   log_create.c   a new log's first segment, whose files are made through
+ *                  the ring at its first append
  *
  * Offsets, in order:  acked (= HW) <= synced <= written <= next_offset.
  *
@@ -150,6 +152,56 @@ struct roll {
 				   * next roll() to return once */
 };
 
+/* Making a new log's first segment (log_create.c): its three files
+ * created, then the index files sized and (direct writes) B.log opened
+ * for O_DIRECT, each step a few ring operations at once. */
+enum make_stage {
+	MAKE_DIR,     /* MKDIRAT of the directory (when it does not exist),
+		       * OPENAT of its parent */
+	MAKE_OPENING, /* OPENAT of the directory (idem), B.log, B.index,
+		       * B.timeindex */
+	MAKE_SIZING,  /* FALLOCATE of each index file's last page;
+		       * OPENAT of B.log with O_DIRECT */
+};
+
+/* ops[] and fds[]: 0..2 the segment's files by kind (segment.h), then: */
+#define MAKE_DIO 3    /* B.log opened for O_DIRECT writes */
+#define MAKE_MKDIR 4  /* the log's directory made (no descriptor) */
+#define MAKE_DIRFD 5  /* the log's directory opened */
+#define MAKE_PARENT 6 /* its parent opened (for its sync) */
+#define MAKE_OPS 7
+
+#define LOG_DIR_MAX 3072 /* bytes of a log's directory path, with its NUL */
+
+struct make_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	char *path;         /* OPENAT, MKDIRAT: path_len bytes (struct make) */
+	int flags;          /* OPENAT */
+	uint64_t pos;       /* sizing: the index file's last page */
+	bool write;         /* sizing: by a zero byte written there (the
+			     * filesystem has no fallocate) */
+	int res;            /* descriptor or count, or a negated errno */
+	bool inflight;
+};
+
+/* Allocated while an attempt runs: an empty log does not carry its
+ * paths. */
+struct make {
+	size_t path_len;    /* bytes of each op's path buffer, which follow */
+	enum make_stage stage;
+	struct make_op ops[MAKE_OPS];
+	int fds[MAKE_OPS];  /* descriptors opened so far, -1 none */
+	unsigned created;   /* 1 << kind: files this attempt created */
+};
+
+struct dirsync_op {
+	struct rmq_io_op op;
+	struct rmq_log *log;
+	bool inflight;
+	bool done;
+};
+
 /* Starts writeback of written data (fsync=never/interval). */
 struct wb_op {
 	struct rmq_io_op op;
@@ -160,15 +212,22 @@ struct wb_op {
 struct rmq_log {
 	struct rmq_io *io;
 	struct rmq_log_config cfg;
-	char dir[3072];
-	int dir_fd;
-	char spare[3072 + 64];     /* dir/spare.log */
+	char dir[LOG_DIR_MAX];
+	int dir_fd;                /* -1 while the directory is not made */
+	char spare[LOG_DIR_MAX + 64]; /* dir/spare.log */
 	bool has_spare;
 	uint64_t deleted_seq;      /* names deleted files (unlink_later) */
 	uint32_t unlinks;          /* IORING_OP_UNLINKAT in flight */
 
 	struct rmq_segment **segs; /* oldest first; segs[nsegs-1] is active */
 	size_t nsegs, segs_cap;
+	/* The active segment is a new log's first, whose files are not made
+	 * yet (log_create.c): appends wait (RMQ_EFULL) while make runs. */
+	bool unmade;
+	struct make *make;         /* an attempt under way, or NULL */
+	int make_err;              /* why the last attempt failed, for the next
+				    * append to return (once; ENOSPC: until
+				    * roll_retry_ms) */
 
 	uint64_t next_offset; /* next offset to assign */
 	uint64_t written;     /* writes retired up to here */
@@ -211,9 +270,11 @@ struct rmq_log {
 
 	struct sync_op sync;
 	struct falloc_op falloc;
-	struct rmq_io_op dirsync_op; /* a new log's directory (log_sync_dir) */
-	bool dirsync_inflight;
-	bool dir_unsynced;           /* acknowledge nothing until it is synced */
+	/* A new log's directory and its parent (log_sync_dir): [0] syncs
+	 * dir_fd, [1] parent_fd (open from the segment's making until then). */
+	struct dirsync_op dirsync[2];
+	int parent_fd;
+	bool dir_unsynced;           /* acknowledge nothing until both are synced */
 	struct zero_op zero;
 	struct wb_op wb;
 	struct roll roll;
@@ -310,9 +371,16 @@ void log_dio_close(struct rmq_log *log);
 
 /* log_roll.c */
 int log_push_segment(struct rmq_log *log, struct rmq_segment *s);
-int log_new_segment(struct rmq_log *log, uint64_t base);
 int log_roll(struct rmq_log *log);
 void log_sync_dir(struct rmq_log *log);
+bool log_dirsync_inflight(const struct rmq_log *log);
 void log_free_segment(struct rmq_segment *s);
+
+/* log_create.c */
+void log_create_init(struct rmq_log *log);
+int log_new_segment(struct rmq_log *log, uint64_t base, bool fresh);
+int log_make(struct rmq_log *log);
+bool log_make_inflight(const struct rmq_log *log);
+void log_parent_path(char *buf, size_t len, const char *dir);
 
 #endif /* RMQ_STORAGE_LOG_INT_H */

@@ -12,8 +12,9 @@
  *        │                  │ error in the newest: cut after the valid data
  *        │                  │ error in an older one: fenced, kept on disk
  *        ▼                  ▼
- *   no segment: a new one at offset 0      the newest: cut to its data,
- *                                          preallocation restored
+ *   no segment: a new one at offset 0,     the newest: cut to its data,
+ *   made later (log_create.c)              preallocation restored (not
+ *                                          when no file of it holds data)
  */
 #include "storage/log_int.h"
 
@@ -110,11 +111,13 @@ static int list_segments(struct rmq_log *log, uint64_t **out, size_t *n)
 	return 0;
 }
 
-static int recover(struct rmq_log *log)
+/* fresh: the directory does not exist, so there is nothing to list. */
+static int recover(struct rmq_log *log, bool fresh)
 {
 	uint64_t *bases = NULL;
 	size_t n = 0;
-	int rc = list_segments(log, &bases, &n);
+	bool untouched = false;
+	int rc = fresh ? 0 : list_segments(log, &bases, &n);
 
 	if (rc < 0)
 		return rc;
@@ -135,6 +138,7 @@ static int recover(struct rmq_log *log)
 			goto out;
 		}
 		log->stats.recovered_batches += rec.batches;
+		untouched = last && rec.untouched;
 		if (!last) {
 			/* Opening an older segment reads its first batch and the
 			 * tail after its last index entry through the mapping,
@@ -184,12 +188,14 @@ static int recover(struct rmq_log *log)
 		}
 	}
 	if (log->nsegs == 0) {
-		rc = log_new_segment(log, 0);
+		rc = log_new_segment(log, 0, fresh);
 		if (rc < 0)
 			goto out;
-	} else {
+	} else if (!untouched) {
 		/* The newest segment takes appends again: drop anything after
-		 * its valid data for good and restore its preallocation. */
+		 * its valid data for good and restore its preallocation.  (An
+		 * untouched one has nothing after its empty data, and keeps
+		 * whatever reservation it has: appends reserve the rest.) */
 		struct rmq_segment *s = log_active(log);
 		rc = rmq_segment_cut(s, s->size, log->cfg.segment_bytes, log->cfg.prealloc);
 		if (rc < 0)
@@ -223,14 +229,24 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 	log->io = io;
 	log->cfg = *cfg;
 	log->dir_fd = -1;
+	log_create_init(log);
 	snprintf(log->dir, sizeof(log->dir), "%s", dir);
 	snprintf(log->spare, sizeof(log->spare), "%s/" RMQ_SEGMENT_SPARE, log->dir);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		rc = -errno;
-		goto err;
-	}
+	/* A log whose directory does not exist is new: nothing of it is made
+	 * here but once it has its ring, in the background (log_create.c).
+	 * The directory it will be made in must be one the node can write,
+	 * so that a topic created on a read-only or foreign data directory is
+	 * refused now, not at its first produce. */
 	log->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (log->dir_fd < 0) {
+	bool fresh = log->dir_fd < 0 && errno == ENOENT;
+	if (fresh) {
+		char parent[sizeof(log->dir)];
+		log_parent_path(parent, sizeof(parent), dir);
+		if (faccessat(AT_FDCWD, parent, W_OK | X_OK, AT_EACCESS) < 0) {
+			rc = -errno;
+			goto err;
+		}
+	} else if (log->dir_fd < 0) {
 		rc = -errno;
 		goto err;
 	}
@@ -244,13 +260,13 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 		goto err;
 	}
 	log_write_init(log);
-	rc = recover(log);
+	rc = recover(log, fresh);
 	if (rc < 0)
 		goto err;
 	log->lead_in_map = true;
 	log->direct = cfg->direct_writes && cfg->fsync == RMQ_FSYNC_ALWAYS;
 	log->dsync = log->direct && cfg->dsync_writes;
-	if (log->direct) {
+	if (log->direct && !log->unmade) { /* unmade: decided when made */
 		rc = log_dio_open(log, log_active(log));
 		if (rc < 0) {
 			rmq_warn("log %s: no O_DIRECT (%s); writing through the page cache", log->dir,
@@ -258,8 +274,8 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 			log->direct = false;
 		}
 	}
-	if (io)
-		log_sync_dir(log); /* else rmq_log_attach starts it */
+	if (io && log->unmade)
+		(void)log_make(log); /* else rmq_log_attach starts it */
 	*out = log;
 	return 0;
 err:

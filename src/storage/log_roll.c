@@ -58,7 +58,8 @@ int log_push_segment(struct rmq_log *log, struct rmq_segment *s)
 
 /* Creates the files of a new segment at base, in the spare's file when
  * there is one.  The directory is not synced and the segment not listed:
- * the callers do both (new_segment, roll_step). */
+ * the caller does both (roll_step).  A new log's first segment is made
+ * otherwise (log_create.c). */
 static int create_segment(struct rmq_log *log, uint64_t base, struct rmq_segment **out)
 {
 	struct rmq_segment *s = malloc(sizeof(*s));
@@ -107,64 +108,73 @@ static int discard_segment(struct rmq_log *log, struct rmq_segment *s)
 	return rmq_sys_fsync(log->dir_fd) < 0 ? -errno : 0;
 }
 
-/* The first segment of an empty log (at open).  Its directory entry is
- * synced through the ring (log_sync_dir), off the shard's thread: creating
- * a topic of many partitions does not wait for one journal commit each.
- * Appends may start at once; none is acknowledged before that sync. */
-int log_new_segment(struct rmq_log *log, uint64_t base)
-{
-	struct rmq_segment *s;
-	int rc = create_segment(log, base, &s);
-	if (rc < 0)
-		return rc;
-	rc = log_push_segment(log, s);
-	if (rc < 0) {
-		(void)discard_segment(log, s); /* the open fails anyway */
-		return rc;
-	}
-	log->dir_unsynced = true;
-	log->stats.segments++;
-	return 0;
-}
+static void submit_dirsync(struct rmq_log *log, int i);
 
-static void submit_dirsync(struct rmq_log *log);
+/* The descriptor dirsync[i] syncs: the log's directory, then its parent. */
+static int dirsync_fd(const struct rmq_log *log, int i)
+{
+	return i == 0 ? log->dir_fd : log->parent_fd;
+}
 
 static void dirsync_done(struct rmq_io_op *op, int res, unsigned flags)
 {
-	struct rmq_log *log = RMQ_CONTAINER_OF(op, struct rmq_log, dirsync_op);
+	struct dirsync_op *d = RMQ_CONTAINER_OF(op, struct dirsync_op, op);
+	struct rmq_log *log = d->log;
+	int i = (int)(d - log->dirsync);
 
 	(void)flags;
-	log->dirsync_inflight = false;
+	d->inflight = false;
 	if (res == -EAGAIN || res == -EINTR) {
-		submit_dirsync(log);
+		submit_dirsync(log, i);
 		return;
 	}
 	if (res < 0) {
-		log_fail(log, res, "syncing the directory of a new log");
+		log_fail(log, res, i == 0 ? "syncing the directory of a new log"
+					  : "syncing the parent directory of a new log");
 		return;
 	}
+	d->done = true;
+	if (!log->dirsync[0].done || !log->dirsync[1].done)
+		return;
 	log->dir_unsynced = false;
-	/* What waited for the directory entry is acknowledged now. */
+	if (log->parent_fd >= 0)
+		close(log->parent_fd);
+	log->parent_fd = -1;
+	/* What waited for the directory entries is acknowledged now. */
 	log_ack_to(log, log->cfg.fsync == RMQ_FSYNC_ALWAYS ? log->synced : log->written);
 }
 
-static void submit_dirsync(struct rmq_log *log)
+static void submit_dirsync(struct rmq_log *log, int i)
 {
-	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &log->dirsync_op);
+	struct dirsync_op *d = &log->dirsync[i];
+	struct io_uring_sqe *sqe = rmq_io_sqe(log->io, &d->op);
 
-	log->dirsync_op.cb = dirsync_done;
-	log->dirsync_inflight = true;
+	d->op.cb = dirsync_done;
+	d->log = log;
+	d->inflight = true;
 	if (sqe)
-		io_uring_prep_fsync(sqe, log->dir_fd, 0);
+		io_uring_prep_fsync(sqe, dirsync_fd(log, i), 0);
 	else
-		rmq_io_defer(log->io, &log->dirsync_op); /* dirsync_done: -EAGAIN */
+		rmq_io_defer(log->io, &d->op); /* dirsync_done: -EAGAIN */
 }
 
-/* Starts the directory sync a new log's first segment waits for. */
+/* Starts the syncs a new log's first segment waits for, once its files are
+ * made (log_create.c): its directory (the files' entries) and that
+ * directory's parent (the directory's own entry), at once. */
 void log_sync_dir(struct rmq_log *log)
 {
-	if (log->dir_unsynced && !log->dirsync_inflight)
-		submit_dirsync(log);
+	if (!log->dir_unsynced)
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct dirsync_op *d = &log->dirsync[i];
+		if (!d->done && !d->inflight)
+			submit_dirsync(log, i);
+	}
+}
+
+bool log_dirsync_inflight(const struct rmq_log *log)
+{
+	return log->dirsync[0].inflight || log->dirsync[1].inflight;
 }
 
 /*

@@ -986,9 +986,9 @@ static void retry_parked(struct rmq_log *log)
 }
 
 /*
- * Tries again what a full disk stopped: the parked writes and the failed
- * reservation (a failed roll is tried again by the next append that
- * rolls).  At most every RMQ_LOG_FULL_RETRY_MS, or at once (at_once: a
+ * Tries again what a full disk stopped: the parked writes, the failed
+ * reservation and a new log's files (a failed roll is tried again by the
+ * next append that rolls).  At most every RMQ_LOG_FULL_RETRY_MS, or at once (at_once: a
  * deletion just freed space).
  */
 void log_full_retry(struct rmq_log *log, bool at_once)
@@ -1003,6 +1003,11 @@ void log_full_retry(struct rmq_log *log, bool at_once)
 		log->roll_retry_ms = 0;
 	if (log->full & FULL_WRITE)
 		retry_parked(log);
+	/* A new log whose files could not be made: tried again here too, so
+	 * that one no append reaches leaves the full state once space is back
+	 * (log_create.c). */
+	if ((log->full & FULL_ROLL) && log->unmade)
+		(void)log_make(log);
 	struct falloc_op *f = &log->falloc;
 	if ((log->full & FULL_RESERVE) && !f->inflight) {
 		struct rmq_segment *seg = log_active(log);

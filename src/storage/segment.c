@@ -27,6 +27,12 @@
 static const char *const suffixes[] = {".log", ".index", ".timeindex", ".recycled"};
 #define KIND_RECYCLED 3
 
+char *rmq_segment_name(char *buf, size_t len, uint64_t base_offset, int kind)
+{
+	snprintf(buf, len, "%020" PRIu64 "%s", base_offset, suffixes[kind]);
+	return buf;
+}
+
 char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset)
 {
 	snprintf(buf, len, "%s/%020" PRIu64, dir, base_offset);
@@ -72,8 +78,28 @@ static uint32_t index_cap(uint64_t capacity, uint32_t interval)
 	return n > UINT32_MAX / 16 ? UINT32_MAX / 16 : (uint32_t)n;
 }
 
+/* Maps len bytes of fd read-write, advised for the access appends make.
+ * Returns 0 or a negated errno. */
+static int map_rw(int fd, size_t len, void **out)
+{
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	/* Appends touch the index a page at a time.  Without this the first
+	 * fault read ahead up to the device's read_ahead_kb (8 MiB here) of
+	 * the sparse file: the whole index zeroed into the page cache as
+	 * large folios, on the shard thread, and dirtied whole by one entry,
+	 * so writeback wrote megabytes of zeros per segment.  That was half
+	 * the shard's time with 1,000 partitions (docs/storage.md, "Many
+	 * partitions").  Advice only: ignore failure. */
+	(void)madvise(m, len, MADV_RANDOM);
+	*out = m;
+	return 0;
+}
+
 /* Opens (creating if asked) an index file sized for cap entries of esize
- * bytes and maps it read-write.  The file keeps its content. */
+ * bytes and maps it read-write.  The file keeps its content; *file_bytes
+ * is its size before. */
 static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t esize,
 		     bool create, int *fd_out, void **map_out, uint64_t *file_bytes)
 {
@@ -92,24 +118,18 @@ static int map_index(const struct rmq_segment *s, int kind, uint32_t cap, size_t
 	}
 	*file_bytes = (uint64_t)st.st_size;
 	size_t want = (size_t)cap * esize;
-	if ((uint64_t)st.st_size < want && rmq_sys_ftruncate(fd, (off_t)want) < 0) {
-		rc = -errno;
-		goto err;
-	}
 	size_t len = page_round(want > (size_t)st.st_size ? want : (size_t)st.st_size);
-	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
+	/* When the file must grow anyway it grows to whole pages, the size
+	 * the mapping (and idx_cap) covers, so that rmq_segment_cut never
+	 * has to extend it again. */
+	if ((uint64_t)st.st_size < want && rmq_sys_ftruncate(fd, (off_t)len) < 0) {
 		rc = -errno;
 		goto err;
 	}
-	/* Appends touch the index a page at a time.  Without this the first
-	 * fault read ahead up to the device's read_ahead_kb (8 MiB here) of
-	 * the sparse file: the whole index zeroed into the page cache as
-	 * large folios, on the shard thread, and dirtied whole by one entry,
-	 * so writeback wrote megabytes of zeros per segment.  That was half
-	 * the shard's time with 1,000 partitions (docs/storage.md, "Many
-	 * partitions").  Advice only: ignore failure. */
-	(void)madvise(m, len, MADV_RANDOM);
+	void *m = NULL;
+	rc = map_rw(fd, len, &m);
+	if (rc < 0)
+		goto err;
 	*fd_out = fd;
 	*map_out = m;
 	return 0;
@@ -188,6 +208,51 @@ static void segment_init(struct rmq_segment *s, const char *dir, uint64_t base_o
 	rmq_segment_path(s->path, sizeof(s->path), dir, base_offset);
 }
 
+void rmq_segment_init_unmade(struct rmq_segment *s, const char *dir, uint64_t base_offset)
+{
+	segment_init(s, dir, base_offset);
+}
+
+void rmq_segment_index_sizes(uint64_t capacity, uint32_t index_interval_bytes,
+			     uint64_t *idx_bytes, uint64_t *tim_bytes)
+{
+	uint32_t cap = index_cap(capacity, index_interval_bytes);
+	*idx_bytes = page_round((uint64_t)cap * sizeof(struct rmq_index_entry));
+	*tim_bytes = page_round((uint64_t)cap * sizeof(struct rmq_time_entry));
+}
+
+static int map_log(struct rmq_segment *s, uint64_t len);
+
+int rmq_segment_adopt(struct rmq_segment *s, int fd, int idx_fd, int tim_fd, uint64_t capacity,
+		      uint32_t index_interval_bytes)
+{
+	uint64_t idx_len, tim_len;
+	void *m = NULL;
+	int rc;
+
+	rmq_segment_index_sizes(capacity, index_interval_bytes, &idx_len, &tim_len);
+	s->fd = fd;
+	s->idx_fd = idx_fd;
+	s->tim_fd = tim_fd;
+	rc = map_log(s, capacity);
+	if (rc < 0)
+		goto err;
+	rc = map_rw(idx_fd, (size_t)idx_len, &m);
+	if (rc < 0)
+		goto err;
+	s->idx = m;
+	s->idx_cap = (uint32_t)(idx_len / sizeof(struct rmq_index_entry));
+	rc = map_rw(tim_fd, (size_t)tim_len, &m);
+	if (rc < 0)
+		goto err;
+	s->tim = m;
+	s->tim_cap = (uint32_t)(tim_len / sizeof(struct rmq_time_entry));
+	return 0;
+err:
+	rmq_segment_close(s);
+	return rc;
+}
+
 static int map_log(struct rmq_segment *s, uint64_t len)
 {
 	s->map_len = page_round(len ? len : 1);
@@ -198,6 +263,23 @@ static int map_log(struct rmq_segment *s, uint64_t len)
 	}
 	s->map = m;
 	return 0;
+}
+
+/*
+ * True when fd's file (size bytes, 0 when it was empty) holds no data: no
+ * written extent and no page in the page cache, so every byte reads as
+ * zero, and nothing a crashed process left for the kernel to write back
+ * hides in it either (a dirty page, of write() or of a mapping, delayed
+ * allocation included, is data to SEEK_DATA).  Fallocated (unwritten)
+ * extents are holes to it on ext4 and XFS; a cached page of zeros read from
+ * them counts as data, and a filesystem without SEEK_DATA calls the whole
+ * file data: false then only means the caller reads and rebuilds.
+ */
+static bool no_data(int fd, uint64_t size)
+{
+	if (size == 0)
+		return true;
+	return lseek(fd, 0, SEEK_DATA) < 0 && errno == ENXIO;
 }
 
 /* Allocates the data file up to `upto` bytes (and at least its current
@@ -588,6 +670,19 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 	rc = open_indexes(s, cap, true, &idx_bytes, &tim_bytes);
 	if (rc < 0)
 		goto err;
+	/* The newest segment of a log that stored nothing in it since it was
+	 * made: none of its three files holds data (no_data), so every byte
+	 * of them reads as zero, which is what an empty segment's files must
+	 * hold.  Nothing needs reading, rebuilding or syncing, and nothing is
+	 * after the data for the log to cut (rec->untouched).  Each empty
+	 * partition used to cost five fsyncs, three ftruncates and a scan of
+	 * preallocated zeros here at every start (docs/storage.md, "Many
+	 * partitions").  A recycled file has old bytes: it never qualifies. */
+	if (full_scan && !s->recycled && no_data(s->fd, file_size) &&
+	    no_data(s->idx_fd, idx_bytes) && no_data(s->tim_fd, tim_bytes)) {
+		rec->untouched = true;
+		return 0;
+	}
 
 	uint32_t n_valid = full_scan ? 0 : valid_index_prefix(s, file_size, idx_bytes);
 	uint32_t n = n_valid, tim_valid = 0;
@@ -675,6 +770,20 @@ err:
 	return rc;
 }
 
+/* Extends fd's file to bytes when it is shorter.  An ftruncate to the size
+ * a file already has still changes its times, a metadata write for the
+ * fsync after it.  Returns 0 or a negated errno. */
+static int grow_file(int fd, uint64_t bytes)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size >= bytes)
+		return 0;
+	return rmq_sys_ftruncate(fd, (off_t)bytes) < 0 ? -errno : 0;
+}
+
 int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 		    enum rmq_prealloc prealloc)
 {
@@ -719,12 +828,15 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	if (size == 0)
 		s->created_ms = -1;
 	/* Files sealed by earlier versions were cut to their entries: give
-	 * appends room again.  The entries past the cut were zeroed and the
+	 * appends room again (opening grew them already, unless they were a
+	 * part of a page short).  The entries past the cut were zeroed and the
 	 * appends after it write new ones in their places: the files must hold
 	 * the zeros first (see rmq_segment_open). */
-	if (rmq_sys_ftruncate(s->idx_fd, (off_t)((uint64_t)s->idx_cap * sizeof(*s->idx))) < 0 ||
-	    rmq_sys_ftruncate(s->tim_fd, (off_t)((uint64_t)s->tim_cap * sizeof(*s->tim))) < 0)
-		return -errno;
+	int rc = grow_file(s->idx_fd, (uint64_t)s->idx_cap * sizeof(*s->idx));
+	if (rc == 0)
+		rc = grow_file(s->tim_fd, (uint64_t)s->tim_cap * sizeof(*s->tim));
+	if (rc < 0)
+		return rc;
 	if (rmq_sys_fsync(s->fd) < 0 || rmq_sys_fsync(s->idx_fd) < 0 || rmq_sys_fsync(s->tim_fd) < 0)
 		return -errno;
 	s->sealed = false;

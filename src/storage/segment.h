@@ -51,8 +51,9 @@
  * Lifecycle:
  *
  *   create ──► active (appends; indexes grow) ──► sealed (B.log cut to
- *   open   ──► recover/validate ──┘                its data and synced)
- *                                   └──► deleted (retention, truncation)
+ *   open   ──► recover/validate ──┤                its data and synced)
+ *   init_unmade ─► (files made by  │
+ *     the log) ─► adopt ───────────┘ └──► deleted (retention, truncation)
  *
  * A segment belongs to one log on one shard; nothing here is thread-safe.
  */
@@ -157,6 +158,11 @@ struct rmq_segment_recovery {
 	int error;                /* 0, or what ended the scan: RMQ_ETORN,
 				   * RMQ_ECORRUPT, RMQ_ECRC */
 	bool index_rebuilt;
+	/* The newest segment's files hold no data at all (segment.c
+	 * no_data: no written extent, no cached page; the index files no
+	 * block): it was opened without reading, rebuilding or syncing
+	 * anything, and nothing after its (empty) data needs cutting. */
+	bool untouched;
 };
 
 /* The spare data file's name in a log directory. */
@@ -174,6 +180,24 @@ struct rmq_segment_recovery {
 int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_offset,
 		       uint64_t capacity, uint32_t index_interval_bytes,
 		       enum rmq_prealloc prealloc, const char *spare);
+
+/*
+ * A segment made in two steps, its files created by the caller through the
+ * ring (a new log's first segment, made at its first append: log.h):
+ * rmq_segment_init_unmade() sets s up as an empty segment at base_offset
+ * in dir with no file, descriptor or mapping (rmq_segment_close() is
+ * harmless on it); once the caller has created B.log (empty), B.index
+ * and B.timeindex (zeros, of the sizes rmq_segment_index_sizes() gives),
+ * all O_RDWR, rmq_segment_adopt() takes the three descriptors (in every
+ * case: on failure they are closed) and maps the files.  Nothing is
+ * preallocated.  rmq_segment_adopt returns 0 or a negated errno (a
+ * mapping failed; s is closed).
+ */
+void rmq_segment_init_unmade(struct rmq_segment *s, const char *dir, uint64_t base_offset);
+void rmq_segment_index_sizes(uint64_t capacity, uint32_t index_interval_bytes,
+			     uint64_t *idx_bytes, uint64_t *tim_bytes);
+int rmq_segment_adopt(struct rmq_segment *s, int fd, int idx_fd, int tim_fd, uint64_t capacity,
+		      uint32_t index_interval_bytes);
 
 /*
  * Closes the segment, unlinks its index files and renames B.log to path
@@ -196,7 +220,9 @@ int rmq_segment_detach(struct rmq_segment *s, const char *path);
  * data in the 64 KiB after it counts as corruption, not as the end.  In a
  * recycled newest segment (B.recycled) whatever follows the data is the
  * end, except a batch of the expected offset whose CRC fails (a torn
- * write: RMQ_ECRC).  An older segment's stale marker is removed.
+ * write: RMQ_ECRC).  An older segment's stale marker is removed.  A newest
+ * segment whose files hold no data at all (an empty partition's) is opened
+ * without reading or writing anything (rec->untouched).
  * capacity is the mapping size wanted for appends (ignored when sealed).
  * Returns 0 with *rec describing the scan (rec->error says whether the
  * data after valid_bytes is bad), or a negated errno when a file cannot
@@ -286,6 +312,14 @@ int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64
  */
 int rmq_segment_seal_cut(struct rmq_segment *s);
 void rmq_segment_sealed(struct rmq_segment *s);
+
+/* The file name (no directory) of base_offset's file of kind (0 log,
+ * 1 index, 2 timeindex, 3 recycled marker) into buf; returns buf. */
+#define RMQ_SEGMENT_KIND_LOG 0
+#define RMQ_SEGMENT_KIND_INDEX 1
+#define RMQ_SEGMENT_KIND_TIMEINDEX 2
+#define RMQ_SEGMENT_KIND_RECYCLED 3
+char *rmq_segment_name(char *buf, size_t len, uint64_t base_offset, int kind);
 
 /* "dir/%020lu" into buf; returns buf. */
 char *rmq_segment_path(char *buf, size_t len, const char *dir, uint64_t base_offset);

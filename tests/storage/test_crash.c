@@ -176,6 +176,11 @@ struct crash_plan {
 	uint64_t budget_min, budget_max;
 	/* -1: no retention; else the child applies it after every append. */
 	int64_t retention_bytes;
+	/* The kill comes this long after the child is ready (0, 0: 5..60 ms). */
+	uint64_t kill_us_min, kill_us_max;
+	/* Rounds per log: every this many rounds a new log is started in a
+	 * directory that does not exist yet (0: one log for all rounds). */
+	int rounds_per_log;
 };
 
 /* Everything one round varies, drawn from its seed. */
@@ -224,7 +229,8 @@ static void plan_round(const struct crash_plan *p, int index, struct round *r)
 	r->max_inflight_writes = inflight[rand_next(&st) % 3];
 	r->index_interval_bytes = intervals[rand_next(&st) % 2];
 	r->flush_every = (uint32_t)rand_range(&st, 1, 8);
-	r->kill_after_us = rand_range(&st, 5000, 60000);
+	r->kill_after_us = p->kill_us_max ? rand_range(&st, p->kill_us_min, p->kill_us_max)
+					  : rand_range(&st, 5000, 60000);
 	r->budget = rand_range(&st, p->budget_min, p->budget_max);
 	snprintf(g_where, sizeof(g_where), "%s seed %#" PRIx64 " round %d", p->name, r->seed,
 		 index);
@@ -407,6 +413,8 @@ struct crash_state {
 	uint64_t truncated_bytes;
 	unsigned killed_by_time, killed_by_budget;
 	unsigned rounds;
+	unsigned no_files;       /* kills that left the log without B.log */
+	unsigned no_data;        /* ... with B.log but no batch */
 };
 
 static uint64_t now_us(void)
@@ -657,8 +665,20 @@ static void run_round(struct crash_state *st, const struct crash_plan *p, int in
 	struct rmq_log *log;
 
 	plan_round(p, index, &r);
+	if (p->rounds_per_log && index % p->rounds_per_log == 0) {
+		/* A new log: nothing of it exists. */
+		snprintf(st->dir, sizeof(st->dir), "%s/log-%d", g_tmp, index);
+		st->end = st->acked_end = st->log_start = 0;
+	}
 	int status = run_child(st, p, &r);
 	check_msgs(st, status);
+
+	char first[sizeof(st->dir) + 32];
+	snprintf(first, sizeof(first), "%s/00000000000000000000.log", st->dir);
+	if (access(first, F_OK) < 0)
+		st->no_files++;
+	else if (st->acked_end == 0)
+		st->no_data++;
 
 	/* Recover in-process, with a ring of our own. */
 	int rc = rmq_io_create(&icfg, &io);
@@ -715,12 +735,13 @@ static void run_plan(const struct crash_plan *p)
 	for (int i = 0; i < rounds; i++)
 		run_round(&st, p, i);
 	cr_log_info("%s: %u rounds in %.1f s (%u killed at the time limit, %u at the byte "
-		    "budget): %" PRIu64 " batches (%.1f MiB) acknowledged, log end %" PRIu64
-		    ", start %" PRIu64 ", %" PRIu64 " unacknowledged records recovered, %" PRIu64
-		    " torn bytes cut",
+		    "budget; %u left no first segment file, %u no acknowledged batch): %" PRIu64
+		    " batches (%.1f MiB) acknowledged, log end %" PRIu64 ", start %" PRIu64
+		    ", %" PRIu64 " unacknowledged records recovered, %" PRIu64 " torn bytes cut",
 		    p->name, st.rounds, (double)(now_us() - t0) / 1e6, st.killed_by_time,
-		    st.killed_by_budget, st.acked_batches, (double)st.acked_bytes / (double)MIB,
-		    st.end, st.log_start, st.unacked_kept, st.truncated_bytes);
+		    st.killed_by_budget, st.no_files, st.no_data, st.acked_batches,
+		    (double)st.acked_bytes / (double)MIB, st.end, st.log_start, st.unacked_kept,
+		    st.truncated_bytes);
 	free(st.msgs);
 }
 
@@ -751,6 +772,27 @@ Test(crash, kill_during_rolls)
 		.budget_min = 8 * KIB,
 		.budget_max = 160 * KIB,
 		.retention_bytes = -1,
+	};
+	run_plan(&p);
+}
+
+/* Kills land on new logs: while the directory and first segment's files
+ * are being made (in the background, through the ring), before and during
+ * the syncs of the directory and its parent, and around the first appends;
+ * the next round reopens what the kill left (nothing, a directory without
+ * files, files without data, or data) and kills it again. */
+Test(crash, kill_new_logs)
+{
+	static const struct crash_plan p = {
+		.name = "new logs",
+		.rounds = 120,
+		.segment_bytes = 64 * KIB,
+		.budget_min = 1,
+		.budget_max = 64 * KIB,
+		.retention_bytes = -1,
+		.kill_us_min = 0,
+		.kill_us_max = 1500,
+		.rounds_per_log = 2,
 	};
 	run_plan(&p);
 }

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define VMAX 2000
 
@@ -330,7 +332,18 @@ static void next_mode(enum mode m)
 	ncallbacks = 0;
 	configure(&env, m);
 	open_log(&env);
-	su_wait_idle(&env); /* the new log's directory sync is done */
+	su_wait_idle(&env);
+}
+
+/* A new log syncs its directory at its first append (log_new_segment):
+ * that append is made here, before a test arms a rule for the directory
+ * syncs that come later.  Returns the next seq. */
+static uint64_t drv_first_append(void)
+{
+	cr_assert_eq(drv_append(0), 0);
+	drv_wait();
+	cr_assert_eq(apps[napps - 1].res, 0);
+	return 1;
 }
 
 /* Appends until the log has rolled once more; all must be acknowledged. */
@@ -545,7 +558,7 @@ Test(faults, new_segment_dir_sync_eio_undoes_the_roll)
 	for (int m = 0; m < NMODES; m++) {
 		struct su_batches model = {0};
 		next_mode((enum mode)m);
-		uint64_t seq = 0;
+		uint64_t seq = drv_first_append();
 		struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FSYNC, .res = -EIO, .every = 1,
 					      .count = 1, .path_suffix = env.dir};
 		arm(&r, 1);
@@ -576,7 +589,7 @@ Test(faults, failed_creation_syncs_the_directory_first)
 	for (int dir_fails = 0; dir_fails < 2; dir_fails++) {
 		struct su_batches model = {0};
 		next_mode(DIRECT_DSYNC);
-		uint64_t seq = 0;
+		uint64_t seq = drv_first_append();
 		/* B.log is created, then B.index fails: create removes B.log. */
 		struct rmq_io_fault_rule r[] = {
 			{.kind = RMQ_IO_FAULT_CREATE, .res = -EIO, .every = 1, .count = 1,
@@ -844,6 +857,124 @@ Test(faults, new_log_directory_sync_failure_fails_the_log)
 	cr_assert_eq(apps[0].res, -EIO);
 	cr_assert_eq(drv_append(1), RMQ_ESTATE);
 	cr_assert_eq(su_close(&env), -EIO);
+}
+
+/* The directory's parent holds the new directory's entry: it is synced too
+ * before the first acknowledgement (a crash could otherwise lose the whole
+ * directory with an acknowledged batch in it), and its failure fails the
+ * log. */
+Test(faults, new_log_acknowledges_after_its_parent_directory_sync)
+{
+	char parent[sizeof(env.dir)];
+	snprintf(parent, sizeof(parent), "%s", env.dir);
+	*strrchr(parent, '/') = '\0'; /* "/tmp" */
+	for (int fail = 0; fail < 2; fail++) {
+		if (env.log)
+			cr_assert_eq(su_close(&env), 0);
+		su_rm_rf(env.dir);
+		configure(&env, DIRECT_DSYNC);
+		napps = 0;
+		ncallbacks = 0;
+		struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FSYNC, .res = fail ? -EIO : 0,
+					      .delay_cycles = 30, .every = 1, .count = 1,
+					      .path_suffix = parent};
+		arm(&r, 1);
+		open_log(&env);
+		cr_assert_eq(drv_append(0), 0);
+		rmq_log_flush(env.log);
+		int cycles = 0;
+		while (!apps[0].done) {
+			cr_assert_lt(cycles, 200);
+			cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+			if (++cycles < 25)
+				cr_assert_not(apps[0].done, "acknowledged before its parent's sync");
+		}
+		cr_assert_eq(fired(0), 1, "the parent directory was not synced");
+		rmq_io_fault_disarm(env.io);
+		if (!fail) {
+			cr_assert_eq(apps[0].res, 0);
+			continue;
+		}
+		cr_assert_eq(apps[0].res, -EIO);
+		cr_assert_eq(drv_append(1), RMQ_ESTATE);
+		cr_assert_eq(su_close(&env), -EIO);
+	}
+}
+
+/* Making a new log's files fails part way (here: sizing its offset index):
+ * what the attempt created is removed, the append waiting for it fails once
+ * with the error, the next attempt makes them, and nothing is lost. */
+Test(faults, failed_making_is_undone_and_tried_again)
+{
+	struct su_batches model = {0};
+	char p[160];
+	su_rm_rf(env.dir);
+	configure(&env, DIRECT_DSYNC);
+	struct rmq_io_fault_rule r = {.kind = RMQ_IO_FAULT_FALLOCATE, .res = -EIO, .every = 1,
+				      .count = 1, .path_suffix = ".index",
+				      .opcodes = 1ULL << IORING_OP_FALLOCATE};
+	arm(&r, 1);
+	int fd = su_capture_start();
+	open_log(&env);
+	int rc = drv_append(0);
+	char *out = su_capture_end(fd);
+	cr_assert_eq(rc, -EIO, "%s", rmq_errname(rc));
+	cr_assert_eq(fired(0), 1);
+	cr_assert_not_null(strstr(out, "sizing the first segment's index files failed"), "%s", out);
+	free(out);
+	static const char *const ext[] = {".log", ".index", ".timeindex"};
+	for (int k = 0; k < 3; k++)
+		cr_assert_eq(access(su_seg_file(p, sizeof(p), env.dir, 0, ext[k]), F_OK), -1,
+			     "the failed attempt left %s", p);
+	cr_assert_not(rmq_log_disk_full(env.log), "EIO is not a full disk");
+	drv_append_n(0, 30);
+	drv_wait();
+	int err;
+	cr_assert_eq(drv_model(&model, &err), 0, "%s", rmq_errname(err));
+	cr_assert_eq(model.n, napps);
+	check_survivors(&model);
+	su_batches_free(&model);
+}
+
+/* A name the new segment needs is taken (a directory stands there) when the
+ * log, opened by a helper thread, gets its ring: making fails with EEXIST,
+ * the files it created are removed, each append that finds it failed gets
+ * the error and the next one tries again; once the name is free the files
+ * are made and appends go on. */
+Test(faults, taken_name_fails_making_until_freed)
+{
+	struct su_batches model = {0};
+	struct rmq_wpool_config wc;
+	struct rmq_wpool *pool;
+	char p[160], blocker[160];
+	rmq_wpool_config_default(&wc);
+	wc.chunks = 64;
+	cr_assert_eq(rmq_wpool_create(env.io, &wc, &pool), 0);
+	su_rm_rf(env.dir);
+	configure(&env, DIRECT_DSYNC);
+	env.cfg.wpool = pool;
+	cr_assert_eq(rmq_log_open(NULL, env.dir, &env.cfg, &env.log), 0);
+	cr_assert_eq(mkdir(env.dir, 0755), 0);
+	cr_assert_eq(mkdir(su_seg_file(blocker, sizeof(blocker), env.dir, 0, ".timeindex"), 0755),
+		     0);
+	rmq_log_attach(env.log, env.io);
+	for (int k = 0; k < 2; k++) {
+		int rc = drv_append(0);
+		cr_assert_eq(rc, -EEXIST, "%s", rmq_errname(rc));
+		cr_assert_eq(access(su_seg_file(p, sizeof(p), env.dir, 0, ".log"), F_OK), -1);
+		cr_assert_eq(access(su_seg_file(p, sizeof(p), env.dir, 0, ".index"), F_OK), -1);
+	}
+	cr_assert_eq(rmdir(blocker), 0);
+	drv_append_n(0, 30);
+	drv_wait();
+	int err;
+	cr_assert_eq(drv_model(&model, &err), 0, "%s", rmq_errname(err));
+	cr_assert_eq(model.n, napps);
+	check_survivors(&model);
+	cr_assert_eq(su_close(&env), 0);
+	rmq_wpool_destroy(pool);
+	env.cfg.wpool = NULL;
+	su_batches_free(&model);
 }
 
 /* ---- a full disk (issue 14 item 12, storage half) ---------------------------------- */

@@ -198,3 +198,74 @@ Test(fullfs, appends_stop_and_resume)
 	check_all();
 	su_batches_free(&model);
 }
+
+/*
+ * A new log on a disk with no block left: opening it makes nothing, so it
+ * opens; making its directory and files then fails with ENOSPC, and appends
+ * are refused with -ENOSPC (full, not failed) until space returns, when the
+ * log makes them by itself (no append needed) and takes appends; everything
+ * reads back after a reopen.
+ */
+Test(fullfs, new_log_on_a_full_disk)
+{
+	env.cfg.segment_bytes = 2 << 20;
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS;
+	env.cfg.prealloc = RMQ_PREALLOC_FALLOCATE;
+	env.cfg.write_buffer_bytes = 1 << 20;
+	struct statvfs sv;
+	cr_assert_eq(statvfs(mnt, &sv), 0);
+	int fd = open(filler, O_RDWR | O_CREAT, 0644);
+	cr_assert_geq(fd, 0);
+	/* Every block (fallocate stops short of the last few: fill them). */
+	(void)fallocate(fd, 0, 0, (off_t)((uint64_t)sv.f_bavail * sv.f_frsize));
+	static uint8_t block[4096];
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	close(fd);
+	int rc = rmq_log_open(env.io, logdir, &env.cfg, &env.log);
+	cr_assert_eq(rc, 0, "open: %s", rmq_errname(rc));
+	uint64_t seq = 0;
+	rc = append(seq);
+	cr_assert_eq(rc, -ENOSPC, "%s", rmq_errname(rc));
+	cr_assert(rmq_log_disk_full(env.log));
+	cr_assert_eq(access(logdir, F_OK), -1, "a directory was made on a full disk");
+	/* Still full: refused again, not failed. */
+	for (int k = 0; k < 3; k++) {
+		su_clock_ms += 200;
+		rmq_log_flush(env.log);
+		cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+		rc = append(seq);
+		cr_assert_eq(rc, -ENOSPC, "%s", rmq_errname(rc));
+	}
+	/* Space returns: the retention timer's rmq_log_retain() (the broker
+	 * runs it every --retention-check) makes the files without waiting
+	 * for an append, so a partition nobody writes to leaves the full
+	 * state too. */
+	cr_assert_eq(unlink(filler), 0);
+	for (int k = 0; k < 100 && rmq_log_disk_full(env.log); k++) {
+		su_clock_ms += 200;
+		cr_assert_geq(rmq_log_retain(env.log), 0);
+		cr_assert_geq(rmq_io_wait(env.io, 20ULL * 1000 * 1000), 0);
+	}
+	cr_assert_not(rmq_log_disk_full(env.log), "still full after space returned");
+	cr_assert_eq(access(logdir, F_OK), 0, "no directory made once space returned");
+	for (int k = 0; k < 500 && napps < 20; k++) {
+		rc = append(seq);
+		cr_assert(rc == 0 || rc == -ENOSPC, "%s", rmq_errname(rc));
+		if (rc == 0)
+			seq++;
+		su_clock_ms += 50;
+		rmq_log_flush(env.log);
+		cr_assert_geq(rmq_io_wait(env.io, 5ULL * 1000 * 1000), 0);
+	}
+	cr_assert_eq(napps, 20, "appends did not resume");
+	wait_all();
+	cr_assert_not(rmq_log_disk_full(env.log));
+	check_all();
+	cr_assert_eq(rmq_log_close(env.log), 0);
+	env.log = NULL;
+	rc = rmq_log_open(env.io, logdir, &env.cfg, &env.log);
+	cr_assert_eq(rc, 0, "reopen: %s", rmq_errname(rc));
+	check_all();
+	su_batches_free(&model);
+}
