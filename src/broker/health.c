@@ -35,6 +35,7 @@ struct shard_numbers {
 	uint64_t logs_no_space;
 	uint64_t wpool_bytes, wpool_used_bytes, wpool_refused, read_ahead_bytes, read_ahead_max;
 	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
+	uint64_t log_writes, log_buffer_full;
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log;
 };
@@ -80,6 +81,8 @@ static void gather_here(struct rmq_xmsg *m)
 			n->segment_rolls += rmq_log_stats(part->log)->rolls;
 			n->segments_recycled += rmq_log_stats(part->log)->recycled_segments;
 			n->segments_deleted += rmq_log_stats(part->log)->deleted_segments;
+			n->log_writes += rmq_log_stats(part->log)->writes;
+			n->log_buffer_full += rmq_log_stats(part->log)->buffer_full;
 			n->logs_no_space += rmq_log_disk_full(part->log);
 		}
 	rmq_partitions_count(bs, n->parts_by_state);
@@ -382,6 +385,8 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_segment_rolls_total", "segments rolled, partitions open now, since they opened", "segments", 1, segment_rolls),
 	MDEF("rmq_segments_recycled_total", "new segments that took a deleted segment's file (--recycle-segments), partitions open now, since they opened", "segments", 1, segments_recycled),
 	MDEF("rmq_segments_deleted_total", "segments deleted by retention, compaction or truncation, partitions open now, since they opened", "segments", 1, segments_deleted),
+	MDEF("rmq_log_writes_total", "data writes of partition logs, partitions open now, since they opened", "writes", 1, log_writes),
+	MDEF("rmq_log_buffer_full_total", "appends that found their partition's write buffers full (or its segment being rolled) and waited, partitions open now, since they opened", "appends", 1, log_buffer_full),
 	MDEF("rmq_connections", "open client connections", "connections", 2, connections),
 	MDEF("rmq_calls", "gRPC calls in flight", "calls", 2, calls),
 	MDEF("rmq_protocol_errors_total", "connections closed for bad input", "connections", 1, protocol_errors),

@@ -91,7 +91,6 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	uint8_t prefix[RMQ_BATCH_PREFIX_MAX];
 	struct rmq_batch_hdr *h = &a->hdr;
 	size_t rlen = 0;
-	uint32_t crc = 0;
 	int rc;
 
 	if (log->failed)
@@ -115,21 +114,23 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 			log->stats.buffer_full++;
 		return rc;
 	}
-	for (int i = 0; i < nrecs; i++) {
+	for (int i = 0; i < nrecs; i++)
 		rlen += recs[i].iov_len;
-		crc = rmq_crc32c(crc, recs[i].iov_base, recs[i].iov_len);
-	}
-	/* Check the producer's CRC before anything is written. */
-	if (h->crc32 != 0 && h->crc32 != crc)
-		return RMQ_ECRC;
-	h->crc32 = crc;
+	/* Room first, the CRC-32C after: an append refused for room (and
+	 * retried every cycle until there is some) must not cost a pass over
+	 * its records each time.  The prefix's length depends on the CRC (a
+	 * varint), so room is made for the longest; the entry takes only what
+	 * it needs. */
+	const uint32_t given_crc = h->crc32;
+	h->crc32 = UINT32_MAX;
 	h->base_offset = log->next_offset;
 	h->log_append_time_ms = log_now_ms(log);
 	int plen = rmq_batch_encode_prefix(h, rlen, prefix);
+	h->crc32 = given_crc;
 	if (plen < 0)
 		return plen;
-	uint64_t len = (uint64_t)plen + rlen;
-	if (len > log->cfg.segment_bytes)
+	const uint64_t room = (uint64_t)plen + rlen;
+	if (room > log->cfg.segment_bytes)
 		return RMQ_ETOOBIG;
 
 	struct rmq_segment *seg = log_active(log);
@@ -138,7 +139,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	/* A segment never outgrows its mapping, even when segment_bytes was
 	 * raised after it was created (rmq_log_set_limits). */
 	uint64_t cap = log->cfg.segment_bytes < seg->map_len ? log->cfg.segment_bytes : seg->map_len;
-	if (seg->size > 0 && (seg->size + len > cap || too_old)) {
+	if (seg->size > 0 && (seg->size + room > cap || too_old)) {
 		rc = log_roll(log);
 		if (rc < 0) {
 			if (rc == RMQ_EFULL)
@@ -148,7 +149,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		seg = log_active(log);
 	}
 	/* Disk space first: a full disk refuses the append, it never tears it. */
-	rc = log_reserve_space(log, seg, seg->size + len);
+	rc = log_reserve_space(log, seg, seg->size + room);
 	if (rc < 0) {
 		if (rc == RMQ_EFULL)
 			log->stats.buffer_full++;
@@ -156,11 +157,11 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	}
 	/* A large entry is written from a buffer of its own (log_write.c,
 	 * "Large entries"), so the write buffer does not bound a batch. */
-	bool large = log_is_large(log, len);
+	bool large = log_is_large(log, room);
 	int64_t off = 0;
 	uint8_t *entry;
 	if (large) {
-		entry = log_reserve_large(log, (uint32_t)len);
+		entry = log_reserve_large(log, (uint32_t)room);
 		if (!entry && log->failed)
 			return RMQ_ESTATE;
 		if (!entry) {
@@ -168,13 +169,27 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 			return RMQ_EFULL;
 		}
 	} else {
-		off = log_reserve(log, (uint32_t)len);
+		off = log_reserve(log, (uint32_t)room);
 		if (off < 0) {
 			log->stats.buffer_full++;
 			return (int)off;
 		}
 		entry = log_buf(log) + off;
 	}
+	/* Check the producer's CRC before anything is written (nothing is
+	 * committed yet: what the reservation did is harmless, see below). */
+	uint32_t crc = 0;
+	for (int i = 0; i < nrecs; i++)
+		crc = rmq_crc32c(crc, recs[i].iov_base, recs[i].iov_len);
+	if (given_crc != 0 && given_crc != crc) {
+		if (large)
+			log_drop_large(log);
+		return RMQ_ECRC;
+	}
+	h->crc32 = crc;
+	plen = rmq_batch_encode_prefix(h, rlen, prefix);
+	RMQ_ASSERT(plen > 0 && (uint64_t)plen + rlen <= room);
+	const uint64_t len = (uint64_t)plen + rlen;
 	uint8_t *dst = entry;
 	memcpy(dst, prefix, (size_t)plen);
 	dst += plen;
@@ -474,8 +489,8 @@ bool rmq_log_quiet(const struct rmq_log *log)
 
 void rmq_log_detach(struct rmq_log *log)
 {
-	/* The extents go back to the shard's pool, which only its shard
-	 * touches (quiet: no write holds them). */
+	/* The ring goes back to the shard's pool, which only its shard
+	 * touches (quiet: no write holds it). */
 	log_buffers_close(log);
 }
 

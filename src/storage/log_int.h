@@ -67,10 +67,10 @@ struct wop {
 	uint32_t len;
 	/* The I/O: the data, or with O_DIRECT the whole blocks around it
 	 * (the head of the first block re-written, the tail padded with
-	 * zeros), at base + io_off: in extent ext_idx of the log, or (a
-	 * large entry) in ext.  done_len counts I/O bytes. */
+	 * zeros), at base + io_off: in the log's ring, or (a large entry) in
+	 * ext.  done_len counts I/O bytes. */
 	uint8_t *base;
-	uint32_t ext_idx;
+	bool wrap_last;      /* the last ring write before the ring wrapped */
 	int fd;
 	uint64_t io_pos;
 	uint32_t io_off;
@@ -86,17 +86,12 @@ struct wop {
 	size_t ext_len;
 };
 
-/* An extent of the shard's write pool (wpool.h) that the log holds:
- * writes are cut from it, and it goes back once none of them is in
- * flight and nothing is pending in it. */
-struct extent {
-	uint8_t *base;
+/* The run of the shard's write pool (wpool.h) a log holds as its ring. */
+struct ring {
+	uint8_t *base;           /* NULL: none held */
 	uint32_t first, nchunks; /* in the pool */
 	uint32_t len;            /* bytes */
-	uint32_t refs;           /* writes in the FIFO cut from it */
 };
-
-#define RMQ_LOG_EXTENTS_MAX 32
 
 struct sync_op {
 	struct rmq_io_op op;
@@ -235,16 +230,15 @@ struct rmq_log {
 	uint64_t hw;          /* acknowledged up to here */
 	uint64_t log_start;
 
-	/* Write buffers (log_write.c, "Write buffers"): extents of the pool,
-	 * oldest first, ext[(ext_head + i) % RMQ_LOG_EXTENTS_MAX], i <
-	 * ext_len; fill and pend are offsets in the newest. */
+	/* Write buffer (log_write.c, "Write buffer"): a ring taken from the
+	 * pool while the log has bytes to write; fill and pend are offsets
+	 * in it. */
 	struct rmq_wpool *pool;     /* the shard's (cfg.wpool), or own_pool */
 	struct rmq_wpool *own_pool; /* made at open when cfg.wpool is NULL */
-	uint64_t buf_max;           /* extent bytes held at most (write_buffer_bytes) */
-	uint64_t buf_held;
-	struct extent ext[RMQ_LOG_EXTENTS_MAX];
-	uint32_t ext_head, ext_len;
-	uint32_t ext_chunks;        /* size of the next extent taken, in chunks */
+	uint64_t buf_max;           /* the ring's largest size (write_buffer_bytes) */
+	struct ring ring;
+	uint32_t ring_writes;       /* writes in the FIFO cut from the ring */
+	bool wrapped;               /* the older lap's writes are still in flight */
 	uint32_t fill, pend;
 	uint64_t pend_file_pos;
 
@@ -357,7 +351,7 @@ void log_retire_writes(struct rmq_log *log);
 int log_cut_pending(struct rmq_log *log);
 int64_t log_reserve(struct rmq_log *log, uint32_t n);
 uint8_t *log_buf(struct rmq_log *log);
-void log_release_extents(struct rmq_log *log, bool all);
+void log_release_ring(struct rmq_log *log, bool all);
 int log_buffers_open(struct rmq_log *log);
 void log_buffers_close(struct rmq_log *log);
 int log_reserve_space(struct rmq_log *log, struct rmq_segment *seg, uint64_t upto);

@@ -628,7 +628,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	log->next_offset = log->written = log->synced = end;
 	if (log->hw > end)
 		log->hw = end;
-	log_release_extents(log, true); /* idle: no write uses them */
+	log_release_ring(log, true); /* idle: no write uses it */
 	log->pend_file_pos = pos;
 	log->lead_in_map = true;
 	log->wr_seg = log->wb_seg = NULL;

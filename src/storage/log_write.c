@@ -3,29 +3,33 @@
  * log_write.c - the partition log's write path: from bytes in the write
  * buffer to acknowledged appends (log.h draws the pipeline).
  *
- * Write buffers.  Appends are copied into extents of the shard's write
- * pool (wpool.h: one region registered once as a fixed buffer, so writes
- * are WRITE_FIXED): runs of chunks the log takes when it has bytes to
- * write and gives back when they are written.  The log keeps its extents
- * in a FIFO, oldest first, and fills the newest:
+ * Write buffer.  Appends are copied into a ring the log takes from the
+ * shard's write pool (wpool.h: one region registered once as a fixed
+ * buffer, so writes are WRITE_FIXED) when it has bytes to write, and gives
+ * back once they are all written, so an idle partition holds none:
  *
- *      extent 1 (written, in flight)    extent 2 (the newest)
- *      |### in flight ###|             |## in flight ##|# pending #| free |
- *                                      0              pend        fill   len
+ *      0        head             pend        fill            len
+ *      |  free  |### in flight ###|# pending #|     free      |
  *
- *   - entries never span extents: one that does not fit takes a new extent
- *     (after the pending bytes are cut into a write);
+ *   - entries never wrap: an entry that does not fit before len starts a
+ *     new lap at 0, once the pending bytes are cut into a write (the last
+ *     write of the old lap is marked; the ring is unwrapped when it
+ *     retires);
  *   - "pending" bytes (appended since the last flush) always belong to the
- *     active segment; a roll or a new extent first cuts them into a write;
+ *     active segment; a roll or a wrap first cuts them into a write;
  *   - writes complete in any order but are retired in FIFO order, which
- *     advances the written offset and drops each write's reference on its
- *     extent; an extent goes back to the pool when no write uses it and
- *     nothing is pending in it, so an idle partition holds no buffer;
- *   - a log holds at most write_buffer_bytes of extents (one extent
- *     always), and the pool bounds them all: when it is empty the append
- *     meets RMQ_EFULL, as for a full buffer.
- * A log opened without a pool (cfg.wpool NULL) makes one of its own, of
- * write_buffer_bytes.
+ *     is what frees ring space and advances the written offset;
+ *   - the ring is write_buffer_bytes, or less when the pool is short (at
+ *     most half of its free chunks, at least what the entry needs), so a
+ *     few hot partitions cannot take all of it; when the pool is empty an
+ *     append meets RMQ_EFULL, as for a full ring: backpressure.
+ * A ring, not a list of extents: under fsync=always a log has one write
+ * in flight at a time (O_DIRECT writes share a block, cut_pending()), so
+ * a cycle's appends pile up as pending bytes meanwhile, and only a ring
+ * lets them use the whole buffer while the older lap is written; extents
+ * cut them at every extent's end and cost 7-10% of produce throughput
+ * (docs/storage.md).  A log opened without a pool (cfg.wpool NULL) makes
+ * one of its own, of write_buffer_bytes.
  *
  * Offsets, in order:  acked (= HW) <= synced <= written <= next_offset.
  *
@@ -63,9 +67,9 @@
  * worker thread; that was every write (io_uring_queue_async_work traced),
  * ~20% of rmqd's CPU at half the peak rate (docs/storage.md).
  *
- * Large entries.  An entry too large for one extent (the log's
- * write_buffer_bytes or the pool's rmq_wpool_run_max(), less a block) does
- * not go through the pool: log_reserve_large() cuts what is pending into
+ * Large entries.  An entry larger than half the largest ring (the log's
+ * write_buffer_bytes or the pool's rmq_wpool_run_max()) does not go
+ * through the ring: log_reserve_large() cuts what is pending into
  * writes first, takes a buffer of the entry's size from the pool's bounded
  * allowance for large entries (whole blocks, with the lead bytes of its
  * first block in front, under O_DIRECT), the append copies the entry
@@ -246,17 +250,14 @@ static void submit_wop(struct rmq_log *log, struct wop *w)
 	log->stats.writes++;
 }
 
-/* Queues w, whose data are the next w->len pending bytes of the newest
- * extent, and submits it. */
+/* Queues w, whose data are the next w->len pending bytes, and submits it. */
 static void start_wop(struct rmq_log *log, struct wop *w)
 {
-	uint32_t ei = (log->ext_head + log->ext_len - 1) % RMQ_LOG_EXTENTS_MAX;
-
-	RMQ_DASSERT(log->ext_len > 0);
-	w->base = log->ext[ei].base;
-	w->ext_idx = ei;
+	RMQ_DASSERT(log->ring.base);
+	w->base = log->ring.base;
 	w->ext = NULL;
-	log->ext[ei].refs++;
+	w->wrap_last = false;
+	log->ring_writes++;
 	w->done_len = 0;
 	w->done = false;
 	w->start_ns = log_lat_start(log);
@@ -325,14 +326,16 @@ void log_retire_writes(struct rmq_log *log)
 			w->ext = NULL;
 			log->nlarge--;
 		} else {
-			RMQ_DASSERT(log->ext[w->ext_idx].refs > 0);
-			log->ext[w->ext_idx].refs--;
+			RMQ_DASSERT(log->ring_writes > 0);
+			log->ring_writes--;
+			if (w->wrap_last)
+				log->wrapped = false;
 		}
 		log->wq_head = (log->wq_head + 1) % log->nwops;
 		log->wq_len--;
 		moved = true;
 	}
-	log_release_extents(log, false);
+	log_release_ring(log, false);
 	if (!moved || log->failed)
 		return;
 	if (log->cfg.fsync == RMQ_FSYNC_ALWAYS) {
@@ -527,7 +530,7 @@ void rmq_log_flush(struct rmq_log *log)
 {
 	flush_pending(log);
 	zero_ahead(log);
-	log_release_extents(log, false);
+	log_release_ring(log, false);
 	log_full_retry(log, false);
 }
 
@@ -672,46 +675,33 @@ static void zero_ahead(struct rmq_log *log)
 
 /* ---- buffer space ------------------------------------------------------ */
 
-static inline struct extent *newest(struct rmq_log *log)
-{
-	return log->ext_len ? &log->ext[(log->ext_head + log->ext_len - 1) % RMQ_LOG_EXTENTS_MAX]
-			    : NULL;
-}
-
-/* The newest extent's bytes (where fill and pend point). */
+/* The ring's bytes (where fill and pend point). */
 uint8_t *log_buf(struct rmq_log *log)
 {
-	RMQ_DASSERT(log->ext_len > 0);
-	return newest(log)->base;
+	RMQ_DASSERT(log->ring.base);
+	return log->ring.base;
 }
 
 /*
- * Takes an extent of at least need bytes from the pool as the newest, with
- * nothing in it.  Its size adapts to the log's traffic: a log that needs a
- * new extent while its newest is still being written (more than one
- * extent's worth per cycle) takes twice as many chunks next time, up to
- * its share; one that goes idle starts again at one chunk.  Hot partitions
- * thus get few large writes and cold ones hold one chunk at most.
- * Returns 0, or RMQ_EFULL (the log holds its share, or the pool has no
- * such run free).
+ * Takes a ring of at least need bytes from the pool: write_buffer_bytes
+ * (within the pool's largest run), or less when that is more than half of
+ * the pool's free chunks.  Returns 0, or RMQ_EFULL (no such run free).
  */
-static int take_extent(struct rmq_log *log, uint64_t need)
+static int take_ring(struct rmq_log *log, uint64_t need)
 {
 	uint32_t cb = rmq_wpool_chunk_bytes(log->pool);
 	uint32_t n = (uint32_t)((need + cb - 1) / cb);
-	uint64_t share = log->buf_max > log->buf_held ? log->buf_max - log->buf_held : 0;
-	uint32_t run_max = (uint32_t)(rmq_wpool_run_max(log->pool) / cb);
+	uint64_t max = rmq_wpool_run_max(log->pool);
+	struct rmq_wpool_stats st;
 	uint8_t *base;
 
-	if (log->ext_len == RMQ_LOG_EXTENTS_MAX || (log->buf_held > 0 && (uint64_t)n * cb > share))
-		return RMQ_EFULL;
-	if (log->ext_len > 0 && newest(log)->refs > 0 && log->ext_chunks < run_max)
-		log->ext_chunks = log->ext_chunks ? log->ext_chunks * 2 : 2;
-	uint32_t want = log->ext_chunks > n ? log->ext_chunks : n;
-	if ((uint64_t)want * cb > share && share / cb >= n)
-		want = (uint32_t)(share / cb);
-	if (want > run_max && run_max >= n)
-		want = run_max;
+	RMQ_DASSERT(!log->ring.base && log->ring_writes == 0);
+	if (max > log->buf_max)
+		max = log->buf_max;
+	rmq_wpool_stats(log->pool, &st);
+	uint32_t want = (uint32_t)(max / cb);
+	if (want > st.chunks_free / 2)
+		want = st.chunks_free / 2;
 	int64_t first = want > n ? rmq_wpool_get(log->pool, want, &base) : -1;
 	if (first >= 0)
 		n = want;
@@ -719,35 +709,69 @@ static int take_extent(struct rmq_log *log, uint64_t need)
 		first = rmq_wpool_get(log->pool, n, &base);
 	if (first < 0)
 		return RMQ_EFULL;
-	struct extent *e = &log->ext[(log->ext_head + log->ext_len) % RMQ_LOG_EXTENTS_MAX];
-	*e = (struct extent){base, (uint32_t)first, n, n * cb, 0};
-	log->ext_len++;
-	log->buf_held += e->len;
+	log->ring = (struct ring){base, (uint32_t)first, n, n * cb};
 	log->fill = log->pend = 0;
+	log->wrapped = false;
 	return 0;
 }
 
-/* Gives back, oldest first, the extents no write uses: all but the newest,
- * and the newest too when nothing is pending in it, or (all) whatever is
- * left (at close and truncation, with no write in flight). */
-void log_release_extents(struct rmq_log *log, bool all)
+/* Gives the ring back to the pool when nothing in it is live (no write
+ * cut from it in flight, nothing pending), or (all) in any case, at close
+ * and truncation, with no write in flight. */
+void log_release_ring(struct rmq_log *log, bool all)
 {
-	while (log->ext_len > 0) {
-		struct extent *e = &log->ext[log->ext_head];
-		if (e->refs > 0 && !all)
-			break;
-		if (log->ext_len == 1 && log->fill != log->pend && !all)
-			break;
-		RMQ_ASSERT(e->refs == 0);
-		rmq_wpool_put(log->pool, e->first, e->nchunks);
-		log->buf_held -= e->len;
-		log->ext_head = (log->ext_head + 1) % RMQ_LOG_EXTENTS_MAX;
-		log->ext_len--;
+	if (!log->ring.base)
+		return;
+	if (!all && (log->ring_writes > 0 || log->fill != log->pend))
+		return;
+	RMQ_ASSERT(log->ring_writes == 0);
+	rmq_wpool_put(log->pool, log->ring.first, log->ring.nchunks);
+	log->ring = (struct ring){0};
+	log->fill = log->pend = 0;
+	log->wrapped = false;
+}
+
+/* Makes sure the log holds a ring.  Returns 1 when nothing in it is live
+ * (fill and pend are put at 0; an idle ring smaller than need is
+ * exchanged), 0 when it has live bytes, or RMQ_EFULL (no ring free). */
+static int ring_ready(struct rmq_log *log, uint64_t need)
+{
+	if (log->ring.base && (log->ring_writes > 0 || log->fill != log->pend))
+		return 0;
+	if (log->ring.base && need > log->ring.len)
+		log_release_ring(log, true);
+	if (!log->ring.base && take_ring(log, need) < 0)
+		return RMQ_EFULL;
+	log->fill = log->pend = 0; /* nothing live: start over at 0 */
+	log->wrapped = false;
+	return 1;
+}
+
+/* Where the ring's live bytes start: the oldest write cut from it still
+ * in the FIFO (large entries' writes are not in the ring), else the
+ * pending bytes' block. */
+static uint32_t ring_head(const struct rmq_log *log)
+{
+	for (uint32_t i = 0; i < log->wq_len; i++) {
+		const struct wop *w = &log->wops[(log->wq_head + i) % log->nwops];
+		if (!w->ext)
+			return w->io_off;
 	}
-	if (log->ext_len == 0) {
-		log->fill = log->pend = 0;
-		log->ext_chunks = 1; /* idle: start small again */
+	return (uint32_t)dio_down(log->pend);
+}
+
+/* A new lap: the newest ring write is the old lap's last. */
+static void ring_wrap(struct rmq_log *log)
+{
+	for (uint32_t i = log->wq_len; i-- > 0;) {
+		struct wop *w = &log->wops[(log->wq_head + i) % log->nwops];
+		if (!w->ext) {
+			w->wrap_last = true;
+			log->wrapped = true;
+			break;
+		}
 	}
+	log->fill = log->pend = 0;
 }
 
 static int64_t reserve_direct(struct rmq_log *log, uint32_t n);
@@ -761,64 +785,78 @@ static const uint8_t *lead_src(struct rmq_log *log, uint32_t lead)
 	return log->lead;
 }
 
-/* Reserves n contiguous bytes at the newest extent's fill point (taking a
- * new extent when they do not fit).  Returns their offset in it
- * (log_buf()), or RMQ_EFULL. */
+/* Reserves n contiguous bytes at the ring's fill point.  Returns their
+ * offset in it (log_buf()), or RMQ_EFULL. */
 int64_t log_reserve(struct rmq_log *log, uint32_t n)
 {
 	if (log->direct)
 		return reserve_direct(log, n);
-	struct extent *e = newest(log);
-	if (e && (uint64_t)log->fill + n <= e->len)
-		return log->fill;
-	/* The pending bytes must become a write first, so that no write
-	 * spans two extents. */
-	if (log_cut_pending(log) < 0)
-		return RMQ_EFULL;
-	if (e && e->refs == 0 && n <= e->len) {
-		log->fill = log->pend = 0; /* nothing in it is live: start over */
+	int rc = ring_ready(log, n);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	uint32_t head = ring_head(log);
+	if (!log->wrapped) {
+		if ((uint64_t)log->fill + n <= log->ring.len)
+			return log->fill;
+		if (n >= head)
+			return RMQ_EFULL;
+		/* New lap: the pending bytes must become a write first so that
+		 * no write spans the wrap. */
+		if (log_cut_pending(log) < 0)
+			return RMQ_EFULL;
+		ring_wrap(log);
 		return 0;
 	}
-	return take_extent(log, n) < 0 ? RMQ_EFULL : 0;
+	if ((uint64_t)log->fill + n < head)
+		return log->fill;
+	return RMQ_EFULL;
 }
 
 /*
  * log_reserve() for O_DIRECT writes, which move whole blocks between the
  * buffer and the file.  Pending bytes grow contiguously while the blocks
- * they end in fit the extent.  A write cut before them ends in a partial
- * block that the next write must carry again, so the first entry after a
- * cut starts a fresh buffer block: the head of the file block (`lead`
- * bytes, kept in lead[] by the cut, or from the map after open and
- * truncation) goes first and the entry after it, so that buffer offset and
- * file position agree modulo RMQ_DIO_ALIGN.  A fresh block each time,
- * rather than appending into the block the previous write is still
- * reading, keeps an in-flight write's bytes stable.  It costs a copy of at
- * most one block per write, and up to two blocks of buffer.  A crash with
- * writes in flight may leave the newest segment with any of them missing
- * (the head block and the rest go as two writes): data, zeros, maybe data
- * again, all of it unacknowledged; recovery cuts the segment at the first
- * bad entry.
+ * they end in fit.  A write cut before them ends in a partial block that
+ * the next write must carry again, so the first entry after a cut starts
+ * a fresh buffer block: the head of the file block (`lead` bytes, kept in
+ * lead[] by the cut, or from the map after open and truncation) goes
+ * first and the entry after it, so that buffer offset and file position
+ * agree modulo RMQ_DIO_ALIGN.  A fresh block each time, rather than
+ * appending into the block the previous write is still reading, keeps an
+ * in-flight write's bytes stable.  It costs a copy of at most one block
+ * per write, and up to two blocks of buffer.  A crash with writes in
+ * flight may leave the newest segment with any of them missing (the head
+ * block and the rest go as two writes): data, zeros, maybe data again,
+ * all of it unacknowledged; recovery cuts the segment at the first bad
+ * entry.
  */
 static int64_t reserve_direct(struct rmq_log *log, uint32_t n)
 {
-	struct extent *e = newest(log);
-
-	if (e && log->fill != log->pend) {
-		if (dio_up((uint64_t)log->fill + n) <= e->len)
+	if (log->ring.base && log->fill != log->pend) {
+		uint64_t limit = log->wrapped ? ring_head(log) : log->ring.len;
+		if (dio_up((uint64_t)log->fill + n) <= limit)
 			return log->fill;
 		if (log_cut_pending(log) < 0)
 			return RMQ_EFULL;
 	}
 	uint32_t lead = (uint32_t)(log->pend_file_pos % RMQ_DIO_ALIGN);
 	uint64_t need = dio_up((uint64_t)lead + n);
-	uint64_t dst = !e ? 0 : e->refs == 0 ? 0 : dio_up(log->fill);
-	if (!e || dst + need > e->len) {
-		if (take_extent(log, need) < 0)
-			return RMQ_EFULL;
-		e = newest(log);
-		dst = 0;
+	int rc = ring_ready(log, need);
+	if (rc < 0)
+		return rc;
+	uint64_t dst = 0;
+	if (rc == 0) {
+		/* Writes from the ring are in flight: after them, or a new lap
+		 * before the oldest. */
+		uint32_t head = ring_head(log);
+		dst = dio_up(log->fill);
+		if (dst + need > (log->wrapped ? head : log->ring.len)) {
+			if (log->wrapped || need > head)
+				return RMQ_EFULL;
+			ring_wrap(log);
+			dst = 0;
+		}
 	}
-	memcpy(e->base + dst, lead_src(log, lead), lead);
+	memcpy(log->ring.base + dst, lead_src(log, lead), lead);
 	log->fill = log->pend = (uint32_t)dst + lead;
 	return log->fill;
 }
@@ -853,12 +891,12 @@ int log_buffers_open(struct rmq_log *log)
 	return 0;
 }
 
-/* Gives back every extent (no write may be in flight) and the own pool. */
+/* Gives back the ring (no write may be in flight) and the own pool. */
 void log_buffers_close(struct rmq_log *log)
 {
 	if (!log->pool)
 		return;
-	log_release_extents(log, true);
+	log_release_ring(log, true);
 	rmq_wpool_destroy(log->own_pool);
 	log->own_pool = NULL;
 	log->pool = NULL;
@@ -1025,7 +1063,7 @@ bool log_is_large(const struct rmq_log *log, uint64_t n)
 	uint64_t max = rmq_wpool_run_max(log->pool);
 	if (max > log->buf_max)
 		max = log->buf_max;
-	return n + RMQ_DIO_ALIGN > max;
+	return n + RMQ_DIO_ALIGN > max / 2;
 }
 
 /* Room for a large entry of n bytes in a buffer of its own, behind
@@ -1090,10 +1128,11 @@ void log_queue_large(struct rmq_log *log, struct rmq_segment *seg, uint32_t n,
 	w->len = n;
 	w->ext = w->base = log->large_buf;
 	w->ext_len = log->large_len;
-	w->ext_idx = UINT32_MAX;
+	w->wrap_last = false;
 	w->io_off = 0;
 	w->io_pos = log->pend_file_pos - lead;
-	w->io_len = (uint32_t)w->ext_len;
+	/* The buffer may be a little longer (room for the longest prefix). */
+	w->io_len = log->direct ? (uint32_t)dio_up((uint64_t)lead + n) : n;
 	w->end_offset = end_offset;
 	w->done_len = 0;
 	w->done = false;

@@ -6,8 +6,8 @@
  * with the ring (pinned) whether or not the partition was written: 1,000
  * partitions held 2 GB.  Now one region per shard is cut into chunks of
  * chunk_bytes and registered once as one fixed buffer; a log takes a run of
- * contiguous chunks (an extent) when it has bytes to write and gives it
- * back when they are written, so an idle partition holds none and the
+ * contiguous chunks (its ring, log_write.c) when it has bytes to write and
+ * gives it back when they are written, so an idle partition holds none and the
  * shard's write buffers are bounded by the pool, whatever the partition
  * count.
  *
@@ -15,7 +15,7 @@
  *   +-------+-------+-------+-------+-------+-------+-------+-------+
  *   | log A | log A |       | log B |       | log C | log C | log C |
  *   +-------+-------+-------+-------+-------+-------+-------+-------+
- *     extent of 2             1               extent of 3
+ *     run of 2                1               run of 3
  *
  * Entries too large for the pool (rmq_wpool_run_max()) are written from
  * buffers of their own, mapped per entry; their bytes are bounded by
@@ -39,13 +39,13 @@ struct rmq_wpool;
 struct rmq_wpool_config {
 	uint32_t chunk_bytes;     /* a power of two, 64 KiB .. 64 MiB */
 	uint32_t chunks;          /* 2 .. 65536 */
-	uint32_t run_max_chunks;  /* most chunks one extent takes; 0 = a
+	uint32_t run_max_chunks;  /* most chunks one run takes; 0 = a
 				   * quarter of them (at least one) */
 	uint64_t large_bytes_max; /* buffers of large entries out at once;
 				   * 0 = the pool's size */
 };
 
-/* Defaults: 256 KiB chunks, 256 of them (64 MiB), extents up to a quarter
+/* Defaults: 256 KiB chunks, 256 of them (64 MiB), runs up to a quarter
  * of that, large entries up to the pool's size. */
 void rmq_wpool_config_default(struct rmq_wpool_config *cfg);
 
@@ -64,7 +64,7 @@ int rmq_wpool_create(struct rmq_io *io, const struct rmq_wpool_config *cfg,
 void rmq_wpool_destroy(struct rmq_wpool *p);
 
 uint32_t rmq_wpool_chunk_bytes(const struct rmq_wpool *p);
-/* The largest extent a log may take: entries needing more are large. */
+/* The largest run a log may take (its ring's bound, log_write.c). */
 uint64_t rmq_wpool_run_max(const struct rmq_wpool *p);
 /* The fixed-buffer slot of the region, or -1. */
 int rmq_wpool_slot(const struct rmq_wpool *p);
