@@ -63,6 +63,14 @@ int rmq_wpool_create(struct rmq_io *io, const struct rmq_wpool_config *cfg,
 		free(p);
 		return -ENOMEM;
 	}
+	/* Huge pages where the kernel has them (THP "madvise" mode, as on
+	 * Debian's default): a write from 2 MiB pages is a few DMA segments
+	 * instead of one per 4 KiB page, and O_DIRECT writes of ~300 KiB
+	 * completed in 1.62-1.69 ms against 1.98-2.03 ms, produce 1.57-1.65 M
+	 * msgs/s against 1.37-1.40 M (docs/storage.md).  Registration pins
+	 * the pages below, so they are faulted in as huge ones there.  Only
+	 * a hint: without THP the pool works the same. */
+	(void)madvise(p->region, p->region_bytes, MADV_HUGEPAGE);
 	int slot = rmq_io_buffer_register(io, p->region, p->region_bytes);
 	p->slot = slot >= 0 ? slot : -1;
 	*out = p;
