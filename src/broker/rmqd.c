@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 		{"retention-bytes", RMQ_FLAG_SIZE, &ret_bytes, "0", "default partition size limit (topic retention.bytes); 0 = unlimited", 0, 0, NULL},
 		{"retention-check", RMQ_FLAG_DURATION, &ret_check, "5m", "how often retention and segment age are checked (retention also runs at each segment roll)", 1000000ULL, 0, NULL},
 		{"index-interval", RMQ_FLAG_SIZE, &idx, "4KiB", "log bytes between offset index entries", 64, 1ULL << 30, NULL},
-		{"write-buffer", RMQ_FLAG_SIZE, &wbuf, "4MiB", "registered write buffer per partition (a larger batch is written without it)", 64ULL << 10, 1ULL << 30, NULL},
+		{"write-buffer", RMQ_FLAG_SIZE, &wbuf, "4MiB", "most write buffer one partition holds: a ring from its shard's pool of 8 x this (a batch over half of it is written without it)", 64ULL << 10, 1ULL << 30, NULL},
 		{"prealloc", RMQ_FLAG_CHOICE, &prealloc, "zero", "segment preallocation: zero (fallocate; zeros written ahead of page-cache writes), fallocate, none", 0, 0, "zero|fallocate|none"},
 		{"partitions", RMQ_FLAG_UINT, &parts, "1", "partitions of a topic created without a count", 1, RMQ_PARTITIONS_MAX, NULL},
 		{"auto-create-topics", RMQ_FLAG_BOOL, &auto_create, "false", "create unknown topics on first produce", 0, 0, NULL},
