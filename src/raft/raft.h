@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * raft.h - rmq's Raft core: consensus without I/O (the shape of etcd/raft's
+ * Ready and of nghttp2's session).  The core owns no file, socket, clock
+ * or thread; its caller feeds it inputs and carries out its outputs:
+ *
+ *   inputs                              outputs (rmq_raft_get_ready)
+ *   ------                              ----------------------------
+ *   rmq_raft_tick()      (a clock)      hard state (term, vote, commit) to make durable
+ *   rmq_raft_step(msg)   (the network)  log entries to make durable
+ *   rmq_raft_propose()   (the app)      messages to send, once both are durable
+ *                                       committed entries to apply, in order
+ *
+ * One Ready at a time: get it, make its hard state and entries durable,
+ * then send its messages and apply its committed entries, then
+ * rmq_raft_advance().  No other call may come between get and advance (the
+ * Ready points into the core's memory).  Making hard state and entries
+ * durable before the messages leave is what keeps a vote or an
+ * acknowledgement from outliving a crash that lost it; the leader counts
+ * its own entries towards a commit only once they are durable (advance).
+ *
+ * What the core does (Diego Ongaro's thesis, chapters 3, 4 and 9):
+ *   - elections with randomized timeouts, pre-vote (a node that cannot win
+ *     does not disturb the term of the others) and check-quorum (a leader
+ *     that has not heard from a majority for an election timeout steps
+ *     down; followers that heard from a leader within the timeout refuse
+ *     votes, so a partitioned node cannot depose a working leader);
+ *   - log replication with per-follower next/match indexes, probing back by
+ *     the follower's hint on a rejection, at most max_append_entries per
+ *     message;
+ *   - a no-op entry at the start of each term, and commit only by counting
+ *     replicas of an entry of the current term (section 3.6.2, "Figure 8").
+ *
+ * Node ids are nonzero.  Indexes start at 1; term 0 is "none".
+ */
+#ifndef RMQ_RAFT_RAFT_H
+#define RMQ_RAFT_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RMQ_RAFT_VOTERS_MAX 9
+
+enum rmq_raft_role {
+	RMQ_RAFT_FOLLOWER,
+	RMQ_RAFT_PRECANDIDATE,
+	RMQ_RAFT_CANDIDATE,
+	RMQ_RAFT_LEADER,
+};
+
+enum rmq_raft_entry_type {
+	RMQ_RAFT_ENTRY_NORMAL = 0, /* data for the state machine */
+	RMQ_RAFT_ENTRY_NOOP = 1,   /* a leader's first entry of its term */
+};
+
+struct rmq_raft_entry {
+	uint64_t term;
+	uint64_t index;
+	uint32_t type; /* enum rmq_raft_entry_type */
+	uint32_t len;
+	uint8_t *data; /* len bytes (NULL when 0) */
+};
+
+/* What must survive a crash besides the log.  commit may lag (it is
+ * learned again from the leader); term and vote must not. */
+struct rmq_raft_hard_state {
+	uint64_t term;
+	uint32_t vote; /* 0: none in this term */
+	uint64_t commit;
+};
+
+enum rmq_raft_msg_type {
+	RMQ_RAFT_MSG_PREVOTE = 1,
+	RMQ_RAFT_MSG_PREVOTE_RESP,
+	RMQ_RAFT_MSG_VOTE,
+	RMQ_RAFT_MSG_VOTE_RESP,
+	RMQ_RAFT_MSG_APPEND,
+	RMQ_RAFT_MSG_APPEND_RESP,
+};
+
+struct rmq_raft_msg {
+	enum rmq_raft_msg_type type;
+	uint32_t from, to;
+	/* The sender's term; PREVOTE: the term it would campaign in; a
+	 * granted PREVOTE_RESP: that term. */
+	uint64_t term;
+	/* PREVOTE, VOTE: the candidate's last log index and term.
+	 * APPEND: the index and term of the entry before entries[0].
+	 * APPEND_RESP: accepted, the follower's log matches the leader's up
+	 * to index; rejected, the prev index it could not match. */
+	uint64_t index;
+	uint64_t log_term;
+	uint64_t commit; /* APPEND: the leader's commit index */
+	uint64_t hint;   /* APPEND_RESP rejected: the follower's last index */
+	bool reject;     /* the *_RESP messages */
+	uint32_t n_entries;
+	/* APPEND: entries[i].index == index + 1 + i.  The core copies what
+	 * it keeps; in a Ready they point into the core until advance. */
+	struct rmq_raft_entry *entries;
+};
+
+struct rmq_raft_config {
+	uint32_t id;
+	uint32_t voters[RMQ_RAFT_VOTERS_MAX]; /* includes id */
+	uint32_t n_voters;
+	/* A follower campaigns after a random number of ticks in
+	 * [election_ticks, 2 x election_ticks) without hearing from a leader;
+	 * a leader sends heartbeats every heartbeat_ticks. */
+	uint32_t election_ticks;
+	uint32_t heartbeat_ticks;
+	uint32_t max_append_entries; /* per APPEND message, >= 1 */
+	bool pre_vote;
+	bool check_quorum;
+	uint64_t seed;    /* the randomness of the election timeouts */
+	uint64_t applied; /* entries up to here are applied already (not
+			   * handed out again) */
+	/* TESTS ONLY: commit any entry a majority holds, whatever its term
+	 * (the bug of section 3.6.2); the simulator must catch it. */
+	bool unsafe_commit_any_term;
+};
+
+struct rmq_raft;
+
+/*
+ * A node restarting from what it made durable: hs, and its log's entries
+ * 1..n (log[i].index == i + 1; copied).  Returns NULL on a bad config
+ * (no voters, id not a voter, zero ticks) or no memory.
+ */
+struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
+			      const struct rmq_raft_hard_state *hs,
+			      const struct rmq_raft_entry *log, size_t n);
+void rmq_raft_free(struct rmq_raft *r);
+
+void rmq_raft_tick(struct rmq_raft *r);
+
+/* Takes one message.  Returns 0, or RMQ_EPROTO for one that is not
+ * addressed to this node or is malformed (ignored). */
+int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m);
+
+/* Appends data as a new entry (leader only).  Returns its index, or
+ * RMQ_ESTATE when this node does not lead, -ENOMEM. */
+int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len);
+
+struct rmq_raft_ready {
+	bool hs_changed;
+	struct rmq_raft_hard_state hs;
+	/* Make durable: they replace the durable log from entries[0].index
+	 * on (a new leader may cut a follower's uncommitted tail). */
+	const struct rmq_raft_entry *entries;
+	size_t n_entries;
+	/* Send once hs and entries are durable; any may be lost. */
+	const struct rmq_raft_msg *msgs;
+	size_t n_msgs;
+	/* Apply, in order. */
+	const struct rmq_raft_entry *committed;
+	size_t n_committed;
+};
+
+bool rmq_raft_has_ready(const struct rmq_raft *r);
+void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd);
+void rmq_raft_advance(struct rmq_raft *r);
+
+enum rmq_raft_role rmq_raft_role(const struct rmq_raft *r);
+uint64_t rmq_raft_term(const struct rmq_raft *r);
+uint32_t rmq_raft_leader(const struct rmq_raft *r); /* 0: unknown */
+uint64_t rmq_raft_commit(const struct rmq_raft *r);
+uint64_t rmq_raft_last_index(const struct rmq_raft *r);
+/* The entry at index (1..last), or NULL. */
+const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index);
+
+#endif /* RMQ_RAFT_RAFT_H */
