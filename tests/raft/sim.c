@@ -1,0 +1,956 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sim.c - the deterministic simulator of sim.h.
+ *
+ * A world runs in discrete time units.  Each unit, in this order:
+ *
+ *   1. faults (fault period only): a partition change, a crash, restarts
+ *      that are due, a client proposal to a leader;
+ *   2. every message whose delivery time has come, in (time, send order);
+ *   3. every node whose next tick has come ticks (each node has its own
+ *      period, 8..12 units: clock drift).
+ *
+ * Each of these is one step.  After a step the node it touched hands out
+ * its Readies until it has none, and the invariants are checked.
+ *
+ * A node's Ready is carried out as a careful storage layer would: hard
+ * state and entries made durable, then messages sent, then committed
+ * entries applied, then advance.  A crash in the middle of a Ready (a torn
+ * or unsynced write) keeps the hard state or not and a prefix of the
+ * entries, sends nothing and applies nothing.  A crash between steps loses
+ * only the core's volatile state.
+ *
+ * Cost: each step is O(nodes) plus the messages it sends; Log Matching is
+ * checked with per-entry prefix hashes of the durable logs, O(divergent
+ * tail) per pair whose log changed; Leader Completeness is O(applied)
+ * once per new leader.
+ */
+#include "sim.h"
+
+#include "raft/raft.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NODES_MAX 5
+#define FLIGHT_MAX 4096
+#define PROPOSALS_MAX 400
+#define PENDING_MAX 16
+#define ELECTION_TICKS 10
+#define TICK_UNITS_MIN 8
+#define TICK_UNITS_MAX 12
+#define DELAY_UNITS_MAX 5
+#define REORDER_UNITS_MAX 60
+#define LIVENESS_TIMEOUTS 50
+#define FAULT_TIME_DEFAULT 3000
+
+_Static_assert(NODES_MAX <= RMQ_RAFT_VOTERS_MAX, "the world fits a voter set");
+
+/* --- PRNG: splitmix64 seeds xoshiro256** ------------------------------- */
+
+struct rng {
+	uint64_t s[4];
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void rng_seed(struct rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++)
+		r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(struct rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t out = rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return out;
+}
+
+/* Uniform in [0, n) for n >= 1 (the multiply-shift bias is below 2^-32
+ * for the small n used here). */
+static uint64_t rng_below(struct rng *r, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)rng_next(r) * n) >> 64);
+}
+
+static bool rng_chance(struct rng *r, uint64_t num, uint64_t den)
+{
+	return rng_below(r, den) < num;
+}
+
+/* --- hashing ------------------------------------------------------------ */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * FNV_PRIME;
+	return h;
+}
+
+static uint64_t fnv_u64(uint64_t h, uint64_t v)
+{
+	return fnv_bytes(h, &v, sizeof(v));
+}
+
+/* An entry's identity apart from its index: term, type and bytes. */
+static uint64_t entry_hash(const struct rmq_raft_entry *e)
+{
+	uint64_t h = fnv_u64(FNV_OFFSET, e->term);
+	h = fnv_u64(h, e->type);
+	return fnv_bytes(h, e->data, e->len);
+}
+
+static bool entry_same(const struct rmq_raft_entry *a, const struct rmq_raft_entry *b)
+{
+	return a->term == b->term && a->type == b->type && a->len == b->len &&
+	       (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* --- the world ---------------------------------------------------------- */
+
+/* A durable log: e[i].index == i + 1; ph[i] hashes entries 1..i+1, so two
+ * logs with equal ph at i agree on their whole prefix to i. */
+struct sim_log {
+	struct rmq_raft_entry *e;
+	uint64_t *ph;
+	size_t n, cap;
+};
+
+struct sim_applied {
+	uint64_t term, hash;
+	uint32_t node; /* global map: the first node that applied it; 0: none */
+};
+
+struct sim_node {
+	uint32_t id;
+	bool up;
+	struct rmq_raft *core;
+	struct rmq_raft_config cfg;
+	struct rmq_raft_hard_state hs; /* durable */
+	struct sim_log log;            /* durable */
+	struct sim_applied *sm;        /* sm[i]: index i + 1 */
+	size_t n_sm, cap_sm;
+	uint32_t tick_units;
+	uint64_t next_tick, restart_at;
+	uint64_t changed_from; /* lowest index its log changed at; 0: none */
+};
+
+struct sim_flight {
+	uint64_t at, seq;
+	struct rmq_raft_msg m;
+};
+
+struct sim_pending {
+	uint64_t index, term, hash;
+};
+
+struct sim_world {
+	uint64_t seed;
+	struct rng rng;
+	struct sim_opts o;
+	struct sim_result *res;
+	char *why;
+	size_t whylen;
+	enum sim_verdict verdict;
+	uint64_t now, seq;
+	uint32_t n;
+	struct sim_node node[NODES_MAX];
+	bool cut[NODES_MAX][NODES_MAX]; /* cut[a][b]: a's messages to b lost */
+	struct sim_flight *flight, *due;
+	size_t n_flight;
+	bool faults;
+	/* Fault knobs, per world: per mille per message, or per 10000 units. */
+	uint32_t drop_pm, dup_pm, reorder_pm, torn_pm;
+	uint32_t part_rate, crash_rate, propose_rate;
+	uint32_t *leader_of; /* by term; 0: none seen */
+	size_t cap_leader;
+	struct sim_applied *applied; /* by index - 1 */
+	size_t cap_applied;
+	uint64_t proposals;
+	struct sim_pending pending[PENDING_MAX];
+	size_t n_pending;
+};
+
+static void fail(struct sim_world *w, enum sim_verdict v, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct sim_world *w, enum sim_verdict v, const char *fmt, ...)
+{
+	if (w->verdict != SIM_PASS)
+		return;
+	w->verdict = v;
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (w->why && w->whylen)
+		snprintf(w->why, w->whylen, "seed %llu step %llu t=%llu: %s: %s",
+			 (unsigned long long)w->seed, (unsigned long long)w->res->steps,
+			 (unsigned long long)w->now, sim_verdict_name(v), detail);
+	if (w->o.trace)
+		fprintf(w->o.trace, "FAIL %s: %s\n", sim_verdict_name(v), detail);
+}
+
+/* One step: counted, mixed into the trace hash, printed when tracing. */
+static void step(struct sim_world *w, uint64_t kind, uint64_t a, uint64_t b, uint64_t c,
+		 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void step(struct sim_world *w, uint64_t kind, uint64_t a, uint64_t b, uint64_t c,
+		 const char *fmt, ...)
+{
+	struct sim_result *r = w->res;
+	r->steps++;
+	uint64_t h = r->trace_hash;
+	h = fnv_u64(h, w->now);
+	h = fnv_u64(h, kind);
+	h = fnv_u64(h, a);
+	h = fnv_u64(h, b);
+	r->trace_hash = fnv_u64(h, c);
+	if (w->o.trace) {
+		va_list ap;
+		fprintf(w->o.trace, "%8llu t=%-6llu ", (unsigned long long)r->steps,
+			(unsigned long long)w->now);
+		va_start(ap, fmt);
+		vfprintf(w->o.trace, fmt, ap);
+		va_end(ap);
+		fputc('\n', w->o.trace);
+	}
+}
+
+static const char *const role_names[] = {"follower", "precandidate", "candidate", "leader"};
+static const char *const msg_names[] = {
+	"?", "prevote", "prevote_resp", "vote", "vote_resp", "append", "append_resp",
+};
+
+static const char *msg_name(enum rmq_raft_msg_type t)
+{
+	return (unsigned)t < sizeof(msg_names) / sizeof(msg_names[0]) ? msg_names[t] : "?";
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(p, c * size);
+	if (!q)
+		abort(); /* a test helper: out of memory is not a verdict */
+	memset((char *)q + *cap * size, 0, (c - *cap) * size);
+	*cap = c;
+	return q;
+}
+
+static void entry_copy(struct rmq_raft_entry *dst, const struct rmq_raft_entry *src)
+{
+	*dst = *src;
+	dst->data = NULL;
+	if (src->len) {
+		dst->data = malloc(src->len);
+		if (!dst->data)
+			abort();
+		memcpy(dst->data, src->data, src->len);
+	}
+}
+
+/* --- durable logs -------------------------------------------------------- */
+
+static void log_truncate(struct sim_log *l, size_t n)
+{
+	while (l->n > n)
+		free(l->e[--l->n].data);
+}
+
+static void log_append(struct sim_log *l, const struct rmq_raft_entry *e)
+{
+	size_t cap = l->cap;
+	l->e = grow(l->e, &cap, l->n + 1, sizeof(*l->e));
+	cap = l->cap;
+	l->ph = grow(l->ph, &cap, l->n + 1, sizeof(*l->ph));
+	l->cap = cap;
+	entry_copy(&l->e[l->n], e);
+	uint64_t prev = l->n ? l->ph[l->n - 1] : FNV_OFFSET;
+	l->ph[l->n] = fnv_u64(prev, entry_hash(e));
+	l->n++;
+}
+
+/* Makes entries[0..n) durable: they replace the log from entries[0].index. */
+static void persist_entries(struct sim_world *w, struct sim_node *nd,
+			    const struct rmq_raft_entry *entries, size_t n)
+{
+	uint64_t first = entries[0].index;
+	if (first == 0 || first > nd->log.n + 1) {
+		fail(w, SIM_CORE_ERROR, "node %u: Ready entries start at %llu, durable log ends at %zu",
+		     nd->id, (unsigned long long)first, nd->log.n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (entries[i].index != first + i) {
+			fail(w, SIM_CORE_ERROR, "node %u: Ready entry %zu has index %llu, not %llu",
+			     nd->id, i, (unsigned long long)entries[i].index,
+			     (unsigned long long)(first + i));
+			return;
+		}
+	}
+	log_truncate(&nd->log, first - 1);
+	for (size_t i = 0; i < n; i++)
+		log_append(&nd->log, &entries[i]);
+	if (nd->changed_from == 0 || first < nd->changed_from)
+		nd->changed_from = first;
+}
+
+/* --- the network --------------------------------------------------------- */
+
+static void flight_free(struct sim_flight *f)
+{
+	for (uint32_t i = 0; i < f->m.n_entries; i++)
+		free(f->m.entries[i].data);
+	free(f->m.entries);
+}
+
+static void enqueue(struct sim_world *w, const struct rmq_raft_msg *m, uint64_t delay)
+{
+	if (w->n_flight == FLIGHT_MAX) {
+		step(w, 10, m->from, m->to, m->type, "lost %s %u->%u (network full)",
+		     msg_name(m->type), m->from, m->to);
+		return;
+	}
+	struct sim_flight *f = &w->flight[w->n_flight++];
+	f->at = w->now + delay;
+	f->seq = w->seq++;
+	f->m = *m;
+	f->m.entries = NULL;
+	if (m->n_entries) {
+		f->m.entries = calloc(m->n_entries, sizeof(*f->m.entries));
+		if (!f->m.entries)
+			abort();
+		for (uint32_t i = 0; i < m->n_entries; i++)
+			entry_copy(&f->m.entries[i], &m->entries[i]);
+	}
+}
+
+static void send(struct sim_world *w, const struct rmq_raft_msg *m)
+{
+	if (m->to == 0 || m->to > w->n || m->from == m->to) {
+		fail(w, SIM_CORE_ERROR, "node %u sent %s to %u", m->from, msg_name(m->type), m->to);
+		return;
+	}
+	if (w->faults && rng_chance(&w->rng, w->drop_pm, 1000)) {
+		step(w, 11, m->from, m->to, m->type, "drop %s %u->%u", msg_name(m->type), m->from,
+		     m->to);
+		return;
+	}
+	int copies = 1;
+	if (w->faults && rng_chance(&w->rng, w->dup_pm, 1000))
+		copies = 2;
+	for (int i = 0; i < copies; i++) {
+		uint64_t delay = 1 + rng_below(&w->rng, DELAY_UNITS_MAX);
+		if (w->faults && rng_chance(&w->rng, w->reorder_pm, 1000))
+			delay += rng_below(&w->rng, REORDER_UNITS_MAX);
+		enqueue(w, m, delay);
+	}
+}
+
+/* --- state machines ------------------------------------------------------ */
+
+static void apply(struct sim_world *w, struct sim_node *nd, const struct rmq_raft_entry *e)
+{
+	if (e->index != nd->n_sm + 1) {
+		fail(w, SIM_APPLY_ORDER, "node %u was handed index %llu to apply after %zu", nd->id,
+		     (unsigned long long)e->index, nd->n_sm);
+		return;
+	}
+	uint64_t h = entry_hash(e);
+	nd->sm = grow(nd->sm, &nd->cap_sm, nd->n_sm + 1, sizeof(*nd->sm));
+	nd->sm[nd->n_sm++] = (struct sim_applied){e->term, h, nd->id};
+	w->applied = grow(w->applied, &w->cap_applied, e->index, sizeof(*w->applied));
+	struct sim_applied *g = &w->applied[e->index - 1];
+	if (g->node == 0) {
+		*g = (struct sim_applied){e->term, h, nd->id};
+		if (e->index > w->res->applied)
+			w->res->applied = e->index;
+	} else if (g->term != e->term || g->hash != h) {
+		fail(w, SIM_STATE_MACHINE_SAFETY,
+		     "node %u applied index %llu term %llu (hash %016llx), node %u applied term %llu "
+		     "(hash %016llx) there",
+		     nd->id, (unsigned long long)e->index, (unsigned long long)e->term,
+		     (unsigned long long)h, g->node, (unsigned long long)g->term,
+		     (unsigned long long)g->hash);
+	}
+}
+
+/* --- nodes --------------------------------------------------------------- */
+
+static void crash(struct sim_world *w, struct sim_node *nd, const char *how)
+{
+	rmq_raft_free(nd->core);
+	nd->core = NULL;
+	nd->up = false;
+	nd->restart_at = w->now + 20 + rng_below(&w->rng, 1500);
+	w->res->crashes++;
+	step(w, 20, nd->id, nd->restart_at, 0, "crash node %u (%s), restart at %llu", nd->id, how,
+	     (unsigned long long)nd->restart_at);
+}
+
+/* Carries out every Ready of nd; a torn crash may end it. */
+static void handle_ready(struct sim_world *w, struct sim_node *nd)
+{
+	while (nd->up && w->verdict == SIM_PASS && rmq_raft_has_ready(nd->core)) {
+		struct rmq_raft_ready rd;
+		rmq_raft_get_ready(nd->core, &rd);
+		bool writes = rd.hs_changed || rd.n_entries;
+		if (w->faults && writes && rng_chance(&w->rng, w->torn_pm, 1000)) {
+			/* Storage got part of the write down before the crash; nothing
+			 * was sent or applied, so nothing depended on the rest. */
+			size_t k = rng_below(&w->rng, rd.n_entries + 1);
+			bool hs = rd.hs_changed && rng_chance(&w->rng, 1, 2);
+			if (hs)
+				nd->hs = rd.hs;
+			if (k)
+				persist_entries(w, nd, rd.entries, k);
+			w->res->torn++;
+			step(w, 21, nd->id, k, hs, "torn write on node %u: hs %s, %zu of %zu entries",
+			     nd->id, hs ? "kept" : "lost", k, rd.n_entries);
+			crash(w, nd, "mid-Ready");
+			return;
+		}
+		if (rd.hs_changed)
+			nd->hs = rd.hs;
+		if (rd.n_entries)
+			persist_entries(w, nd, rd.entries, rd.n_entries);
+		for (size_t i = 0; i < rd.n_msgs && w->verdict == SIM_PASS; i++)
+			send(w, &rd.msgs[i]);
+		for (size_t i = 0; i < rd.n_committed && w->verdict == SIM_PASS; i++)
+			apply(w, nd, &rd.committed[i]);
+		rmq_raft_advance(nd->core);
+	}
+}
+
+static void start(struct sim_world *w, struct sim_node *nd, bool keep_sm)
+{
+	nd->cfg.seed = rng_next(&w->rng);
+	if (!keep_sm)
+		nd->n_sm = 0;
+	nd->cfg.applied = nd->n_sm;
+	nd->core = rmq_raft_new(&nd->cfg, &nd->hs, nd->log.e, nd->log.n);
+	if (!nd->core) {
+		fail(w, SIM_CORE_ERROR,
+		     "node %u: rmq_raft_new refused term %llu vote %u commit %llu, %zu entries, "
+		     "applied %zu",
+		     nd->id, (unsigned long long)nd->hs.term, nd->hs.vote,
+		     (unsigned long long)nd->hs.commit, nd->log.n, nd->n_sm);
+		return;
+	}
+	nd->up = true;
+	nd->next_tick = w->now + 1 + rng_below(&w->rng, nd->tick_units);
+	nd->changed_from = 1; /* compare the new core with its durable log */
+	handle_ready(w, nd);
+}
+
+static void restart(struct sim_world *w, struct sim_node *nd)
+{
+	bool keep = rng_chance(&w->rng, 1, 2);
+	step(w, 22, nd->id, keep, 0, "restart node %u (term %llu vote %u commit %llu, %zu entries, "
+	     "state machine %s)", nd->id, (unsigned long long)nd->hs.term, nd->hs.vote,
+	     (unsigned long long)nd->hs.commit, nd->log.n, keep ? "kept" : "reset");
+	start(w, nd, keep);
+}
+
+/* --- invariants ---------------------------------------------------------- */
+
+static struct sim_node *node_of(struct sim_world *w, uint32_t id)
+{
+	return id >= 1 && id <= w->n ? &w->node[id - 1] : NULL;
+}
+
+/* Leader Completeness: every entry applied anywhere is in a new leader's
+ * log.  Nothing of the leader's own term can be applied yet, so all of it
+ * must be there. */
+static void check_leader_completeness(struct sim_world *w, struct sim_node *nd, uint64_t term)
+{
+	for (uint64_t i = 1; i <= w->res->applied && w->verdict == SIM_PASS; i++) {
+		const struct sim_applied *g = &w->applied[i - 1];
+		if (g->node == 0)
+			continue;
+		const struct rmq_raft_entry *e = rmq_raft_entry_at(nd->core, i);
+		if (!e || e->term != g->term || entry_hash(e) != g->hash)
+			fail(w, SIM_LEADER_COMPLETENESS,
+			     "node %u leads term %llu but its index %llu is %s term %llu; node %u "
+			     "applied term %llu there",
+			     nd->id, (unsigned long long)term, (unsigned long long)i,
+			     e ? "an entry of" : "missing,", e ? (unsigned long long)e->term : 0ULL,
+			     g->node, (unsigned long long)g->term);
+	}
+}
+
+static void check_leaders(struct sim_world *w)
+{
+	for (uint32_t k = 0; k < w->n && w->verdict == SIM_PASS; k++) {
+		struct sim_node *nd = &w->node[k];
+		if (!nd->up)
+			continue;
+		uint64_t term = rmq_raft_term(nd->core);
+		if (term > w->res->max_term)
+			w->res->max_term = term;
+		if (rmq_raft_role(nd->core) != RMQ_RAFT_LEADER)
+			continue;
+		w->leader_of = grow(w->leader_of, &w->cap_leader, term + 1, sizeof(*w->leader_of));
+		if (w->leader_of[term] == nd->id)
+			continue;
+		if (w->leader_of[term] != 0) {
+			fail(w, SIM_ELECTION_SAFETY, "nodes %u and %u both led term %llu",
+			     w->leader_of[term], nd->id, (unsigned long long)term);
+			return;
+		}
+		w->leader_of[term] = nd->id;
+		w->res->leaders++;
+		step(w, 30, nd->id, term, rmq_raft_last_index(nd->core),
+		     "node %u leads term %llu (last index %llu)", nd->id, (unsigned long long)term,
+		     (unsigned long long)rmq_raft_last_index(nd->core));
+		nd->changed_from = 1; /* a full comparison with its durable log */
+		check_leader_completeness(w, nd, term);
+	}
+}
+
+/* A live core's log from index `from` on equals its durable log: whatever
+ * it holds came through a Ready. */
+static void check_core_log(struct sim_world *w, struct sim_node *nd, uint64_t from)
+{
+	uint64_t last = rmq_raft_last_index(nd->core);
+	if (last != nd->log.n) {
+		fail(w, SIM_LOG_MATCHING, "node %u: core's last index %llu, durable log's %zu",
+		     nd->id, (unsigned long long)last, nd->log.n);
+		return;
+	}
+	for (uint64_t i = from; i <= last; i++) {
+		const struct rmq_raft_entry *e = rmq_raft_entry_at(nd->core, i);
+		if (!e || e->index != i || !entry_same(e, &nd->log.e[i - 1])) {
+			fail(w, SIM_LOG_MATCHING,
+			     "node %u: core's entry %llu differs from its durable one (term %llu)",
+			     nd->id, (unsigned long long)i, (unsigned long long)nd->log.e[i - 1].term);
+			return;
+		}
+	}
+}
+
+/* Log Matching between two durable logs: at the highest index where the
+ * terms agree, the prefix hashes must agree too. */
+static void check_pair(struct sim_world *w, const struct sim_node *a, const struct sim_node *b)
+{
+	size_t i = a->log.n < b->log.n ? a->log.n : b->log.n;
+	while (i > 0 && a->log.e[i - 1].term != b->log.e[i - 1].term)
+		i--;
+	if (i == 0 || a->log.ph[i - 1] == b->log.ph[i - 1])
+		return;
+	size_t j = 1;
+	while (j < i && entry_same(&a->log.e[j - 1], &b->log.e[j - 1]))
+		j++;
+	fail(w, SIM_LOG_MATCHING,
+	     "nodes %u and %u agree on the term (%llu) of index %zu but differ at index %zu "
+	     "(terms %llu and %llu)",
+	     a->id, b->id, (unsigned long long)a->log.e[i - 1].term, i, j,
+	     (unsigned long long)a->log.e[j - 1].term, (unsigned long long)b->log.e[j - 1].term);
+}
+
+static void check(struct sim_world *w)
+{
+	if (w->verdict != SIM_PASS)
+		return;
+	check_leaders(w);
+	for (uint32_t k = 0; k < w->n && w->verdict == SIM_PASS; k++) {
+		struct sim_node *nd = &w->node[k];
+		if (nd->changed_from == 0)
+			continue;
+		if (nd->up)
+			check_core_log(w, nd, nd->changed_from);
+		for (uint32_t x = 0; x < w->n && w->verdict == SIM_PASS; x++)
+			if (x != k)
+				check_pair(w, nd, &w->node[x]);
+		nd->changed_from = 0;
+	}
+}
+
+/* --- events -------------------------------------------------------------- */
+
+static int flight_cmp(const void *a, const void *b)
+{
+	const struct sim_flight *x = a, *y = b;
+	if (x->at != y->at)
+		return x->at < y->at ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void deliver_due(struct sim_world *w)
+{
+	size_t n_due = 0;
+	for (size_t i = 0; i < w->n_flight;) {
+		if (w->flight[i].at <= w->now) {
+			w->due[n_due++] = w->flight[i];
+			w->flight[i] = w->flight[--w->n_flight];
+		} else {
+			i++;
+		}
+	}
+	qsort(w->due, n_due, sizeof(*w->due), flight_cmp);
+	for (size_t i = 0; i < n_due; i++) {
+		struct sim_flight *f = &w->due[i];
+		const struct rmq_raft_msg *m = &f->m;
+		struct sim_node *dst = node_of(w, m->to);
+		if (w->verdict != SIM_PASS) {
+			/* freed below */
+		} else if (!dst->up || w->cut[m->from - 1][m->to - 1]) {
+			step(w, 12, m->from, m->to, m->type, "lost %s %u->%u (%s)", msg_name(m->type),
+			     m->from, m->to, dst->up ? "partition" : "node down");
+		} else {
+			step(w, 13, m->from, m->to,
+			     fnv_u64(fnv_u64(fnv_u64(m->type, m->term), m->index), m->n_entries),
+			     "%s %u->%u term %llu index %llu log_term %llu commit %llu hint %llu %s"
+			     "n=%u", msg_name(m->type), m->from, m->to, (unsigned long long)m->term,
+			     (unsigned long long)m->index, (unsigned long long)m->log_term,
+			     (unsigned long long)m->commit, (unsigned long long)m->hint,
+			     m->reject ? "reject " : "", m->n_entries);
+			(void)rmq_raft_step(dst->core, m);
+			handle_ready(w, dst);
+			check(w);
+		}
+		flight_free(f);
+	}
+}
+
+static void tick_due(struct sim_world *w)
+{
+	for (uint32_t k = 0; k < w->n && w->verdict == SIM_PASS; k++) {
+		struct sim_node *nd = &w->node[k];
+		if (!nd->up || nd->next_tick > w->now)
+			continue;
+		nd->next_tick = w->now + nd->tick_units;
+		rmq_raft_tick(nd->core);
+		enum rmq_raft_role role = rmq_raft_role(nd->core);
+		step(w, 14, nd->id, role, rmq_raft_term(nd->core), "tick node %u: %s term %llu",
+		     nd->id, role_names[role & 3], (unsigned long long)rmq_raft_term(nd->core));
+		handle_ready(w, nd);
+		check(w);
+	}
+}
+
+/* A live leader, chosen at random among those that think they lead. */
+static struct sim_node *any_leader(struct sim_world *w)
+{
+	struct sim_node *cand[NODES_MAX];
+	uint32_t n = 0;
+	for (uint32_t k = 0; k < w->n; k++)
+		if (w->node[k].up && rmq_raft_role(w->node[k].core) == RMQ_RAFT_LEADER)
+			cand[n++] = &w->node[k];
+	return n ? cand[rng_below(&w->rng, n)] : NULL;
+}
+
+/* Proposes a unique payload to nd; returns its pending record or NULL. */
+static bool propose(struct sim_world *w, struct sim_node *nd, struct sim_pending *p)
+{
+	char data[64];
+	int len = snprintf(data, sizeof(data), "seed %llu proposal %llu",
+			   (unsigned long long)w->seed, (unsigned long long)w->proposals++);
+	int64_t idx = rmq_raft_propose(nd->core, data, (uint32_t)len);
+	uint64_t term = rmq_raft_term(nd->core);
+	step(w, 40, nd->id, (uint64_t)idx, term, "propose \"%s\" to node %u: %lld", data, nd->id,
+	     (long long)idx);
+	if (idx > 0 && p) {
+		struct rmq_raft_entry e = {
+			.term = term, .index = (uint64_t)idx, .type = RMQ_RAFT_ENTRY_NORMAL,
+			.len = (uint32_t)len, .data = (uint8_t *)data,
+		};
+		*p = (struct sim_pending){(uint64_t)idx, term, entry_hash(&e)};
+	}
+	handle_ready(w, nd);
+	check(w);
+	return idx > 0;
+}
+
+static void partition_change(struct sim_world *w)
+{
+	uint32_t kind = (uint32_t)rng_below(&w->rng, 5);
+	uint32_t a = (uint32_t)rng_below(&w->rng, w->n), b = (uint32_t)rng_below(&w->rng, w->n);
+	switch (kind) {
+	case 0: /* heal */
+		memset(w->cut, 0, sizeof(w->cut));
+		step(w, 50, 0, 0, 0, "partitions healed");
+		break;
+	case 1: /* isolate one node, both ways */
+		for (uint32_t x = 0; x < w->n; x++)
+			w->cut[a][x] = w->cut[x][a] = x != a;
+		step(w, 51, a + 1, 0, 0, "node %u isolated", a + 1);
+		break;
+	case 2: /* one direction of one link */
+		if (a != b)
+			w->cut[a][b] = true;
+		step(w, 52, a + 1, b + 1, 0, "link %u->%u cut", a + 1, b + 1);
+		break;
+	case 3: { /* two random sides */
+		uint32_t side = (uint32_t)rng_next(&w->rng);
+		for (uint32_t x = 0; x < w->n; x++)
+			for (uint32_t y = 0; y < w->n; y++)
+				w->cut[x][y] = ((side >> x) & 1) != ((side >> y) & 1);
+		step(w, 53, side & 31, 0, 0, "split, sides mask %#x", side & 31);
+		break;
+	}
+	default: { /* the leader isolated: where the interesting cases are */
+		struct sim_node *l = any_leader(w);
+		if (l) {
+			uint32_t i = l->id - 1;
+			for (uint32_t x = 0; x < w->n; x++)
+				w->cut[i][x] = w->cut[x][i] = x != i;
+		}
+		step(w, 54, l ? l->id : 0, 0, 0, "leader %u isolated", l ? l->id : 0);
+		break;
+	}
+	}
+}
+
+static void faults(struct sim_world *w)
+{
+	struct rng *r = &w->rng;
+	if (rng_chance(r, w->part_rate, 10000))
+		partition_change(w);
+	if (rng_chance(r, w->crash_rate, 10000)) {
+		struct sim_node *victim = NULL;
+		if (rng_chance(r, 1, 2))
+			victim = any_leader(w);
+		if (!victim) {
+			struct sim_node *nd = &w->node[rng_below(r, w->n)];
+			victim = nd->up ? nd : NULL;
+		}
+		if (victim) {
+			crash(w, victim, "between steps");
+			check(w);
+		}
+	}
+	if (rng_chance(r, 1, 500)) {
+		struct sim_node *nd = &w->node[rng_below(r, w->n)];
+		nd->tick_units = TICK_UNITS_MIN +
+				 (uint32_t)rng_below(r, TICK_UNITS_MAX - TICK_UNITS_MIN + 1);
+	}
+	if (w->proposals < PROPOSALS_MAX && rng_chance(r, w->propose_rate, 10000)) {
+		struct sim_node *l = any_leader(w);
+		if (l)
+			propose(w, l, NULL);
+	}
+}
+
+static void restarts_due(struct sim_world *w, bool all)
+{
+	for (uint32_t k = 0; k < w->n && w->verdict == SIM_PASS; k++) {
+		struct sim_node *nd = &w->node[k];
+		if (!nd->up && (all || nd->restart_at <= w->now)) {
+			restart(w, nd);
+			check(w);
+		}
+	}
+}
+
+static void one_unit(struct sim_world *w)
+{
+	if (w->faults)
+		faults(w);
+	restarts_due(w, false);
+	if (w->verdict == SIM_PASS)
+		deliver_due(w);
+	if (w->verdict == SIM_PASS)
+		tick_due(w);
+}
+
+/* --- liveness ------------------------------------------------------------ */
+
+static bool committed_everywhere(struct sim_world *w, const struct sim_pending *p)
+{
+	for (uint32_t k = 0; k < w->n; k++) {
+		const struct sim_node *nd = &w->node[k];
+		if (nd->n_sm < p->index || nd->sm[p->index - 1].hash != p->hash)
+			return false;
+	}
+	return true;
+}
+
+static void liveness(struct sim_world *w)
+{
+	memset(w->cut, 0, sizeof(w->cut));
+	w->faults = false;
+	step(w, 60, 0, 0, 0, "faults stop: links healed, every node restarted");
+	restarts_due(w, true);
+	uint64_t bound = (uint64_t)LIVENESS_TIMEOUTS * ELECTION_TICKS * TICK_UNITS_MAX;
+	uint64_t retry = (uint64_t)3 * ELECTION_TICKS * TICK_UNITS_MAX;
+	uint64_t end = w->now + bound, last_try = 0;
+	bool tried = false;
+	for (; w->now < end && w->verdict == SIM_PASS; w->now++) {
+		for (size_t i = 0; i < w->n_pending; i++)
+			if (committed_everywhere(w, &w->pending[i])) {
+				step(w, 61, w->pending[i].index, 0, 0, "index %llu committed everywhere",
+				     (unsigned long long)w->pending[i].index);
+				return;
+			}
+		if (!tried || w->now - last_try >= retry) {
+			struct sim_node *l = any_leader(w);
+			struct sim_pending p;
+			if (l && propose(w, l, &p)) {
+				if (w->n_pending == PENDING_MAX)
+					memmove(w->pending, w->pending + 1,
+						(PENDING_MAX - 1) * sizeof(*w->pending));
+				else
+					w->n_pending++;
+				w->pending[w->n_pending - 1] = p;
+				tried = true;
+				last_try = w->now;
+			}
+		}
+		one_unit(w);
+	}
+	if (w->verdict == SIM_PASS) {
+		struct sim_node *l = any_leader(w);
+		fail(w, SIM_LIVENESS,
+		     "%llu units after the faults stopped: %s, %zu proposals tried, none committed on "
+		     "all %u nodes",
+		     (unsigned long long)bound, l ? "a leader" : "no leader", w->n_pending, w->n);
+	}
+}
+
+/* --- the run ------------------------------------------------------------- */
+
+const char *sim_verdict_name(enum sim_verdict v)
+{
+	static const char *const names[] = {
+		[SIM_PASS] = "pass",
+		[SIM_ELECTION_SAFETY] = "Election Safety",
+		[SIM_LOG_MATCHING] = "Log Matching",
+		[SIM_LEADER_COMPLETENESS] = "Leader Completeness",
+		[SIM_STATE_MACHINE_SAFETY] = "State Machine Safety",
+		[SIM_APPLY_ORDER] = "apply order",
+		[SIM_LIVENESS] = "liveness",
+		[SIM_CORE_ERROR] = "core error",
+	};
+	return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "?";
+}
+
+static void setup(struct sim_world *w)
+{
+	struct rng *r = &w->rng;
+	w->n = w->o.n_nodes ? w->o.n_nodes : (rng_chance(r, 1, 2) ? 3 : 5);
+	uint32_t max_append = w->o.max_append_entries
+				      ? w->o.max_append_entries
+				      : 1 + (uint32_t)rng_below(r, 8);
+	uint32_t heartbeat = 1 + (uint32_t)rng_below(r, 3);
+	bool pre_vote = rng_chance(r, 1, 2), check_quorum = rng_chance(r, 1, 2);
+	w->drop_pm = (uint32_t)rng_below(r, 200);
+	w->dup_pm = (uint32_t)rng_below(r, 100);
+	w->reorder_pm = (uint32_t)rng_below(r, 300);
+	w->torn_pm = (uint32_t)rng_below(r, 20);
+	w->part_rate = (uint32_t)rng_below(r, 60);
+	w->crash_rate = w->o.crash_rate ? w->o.crash_rate : 2 + (uint32_t)rng_below(r, 19);
+	w->propose_rate = 200 + (uint32_t)rng_below(r, 400);
+	w->faults = true;
+	step(w, 1, w->n, max_append, heartbeat,
+	     "world: %u nodes, max_append %u, heartbeat %u, pre_vote %d, check_quorum %d, drop "
+	     "%u/1000, dup %u/1000, reorder %u/1000, torn %u/1000, partitions %u/10000, crashes "
+	     "%u/10000, proposals %u/10000%s",
+	     w->n, max_append, heartbeat, pre_vote, check_quorum, w->drop_pm, w->dup_pm,
+	     w->reorder_pm, w->torn_pm, w->part_rate, w->crash_rate, w->propose_rate,
+	     w->o.unsafe_commit_any_term ? ", UNSAFE commit rule" : "");
+	for (uint32_t k = 0; k < w->n; k++) {
+		struct sim_node *nd = &w->node[k];
+		nd->id = k + 1;
+		nd->cfg = (struct rmq_raft_config){
+			.id = nd->id,
+			.n_voters = w->n,
+			.election_ticks = ELECTION_TICKS,
+			.heartbeat_ticks = heartbeat,
+			.max_append_entries = max_append,
+			.pre_vote = pre_vote,
+			.check_quorum = check_quorum,
+			.unsafe_commit_any_term = w->o.unsafe_commit_any_term,
+		};
+		for (uint32_t v = 0; v < w->n; v++)
+			nd->cfg.voters[v] = v + 1;
+		nd->tick_units = TICK_UNITS_MIN +
+				 (uint32_t)rng_below(r, TICK_UNITS_MAX - TICK_UNITS_MIN + 1);
+	}
+	w->res->n_nodes = w->n;
+	for (uint32_t k = 0; k < w->n && w->verdict == SIM_PASS; k++)
+		start(w, &w->node[k], false);
+	check(w);
+}
+
+static void teardown(struct sim_world *w)
+{
+	for (uint32_t k = 0; k < w->n; k++) {
+		struct sim_node *nd = &w->node[k];
+		rmq_raft_free(nd->core);
+		log_truncate(&nd->log, 0);
+		free(nd->log.e);
+		free(nd->log.ph);
+		free(nd->sm);
+	}
+	for (size_t i = 0; i < w->n_flight; i++)
+		flight_free(&w->flight[i]);
+	free(w->flight);
+	free(w->due);
+	free(w->leader_of);
+	free(w->applied);
+}
+
+enum sim_verdict sim_run(uint64_t seed, const struct sim_opts *o, struct sim_result *res,
+			 char *why, size_t whylen)
+{
+	static const struct sim_opts defaults;
+	struct sim_result local;
+	struct sim_world *w = calloc(1, sizeof(*w));
+	if (!w)
+		abort();
+	w->seed = seed;
+	w->o = o ? *o : defaults;
+	w->res = res ? res : &local;
+	*w->res = (struct sim_result){.trace_hash = FNV_OFFSET};
+	w->why = why;
+	w->whylen = whylen;
+	if (why && whylen)
+		why[0] = '\0';
+	rng_seed(&w->rng, seed);
+	w->flight = calloc(FLIGHT_MAX, sizeof(*w->flight));
+	w->due = calloc(FLIGHT_MAX, sizeof(*w->due));
+	if (!w->flight || !w->due)
+		abort();
+	uint64_t fault_time = w->o.fault_time ? w->o.fault_time : FAULT_TIME_DEFAULT;
+	setup(w);
+	for (; w->now < fault_time && w->verdict == SIM_PASS; w->now++)
+		one_unit(w);
+	if (w->verdict == SIM_PASS && !w->o.no_liveness)
+		liveness(w);
+	w->res->time = w->now;
+	enum sim_verdict v = w->verdict;
+	teardown(w);
+	free(w);
+	return v;
+}
