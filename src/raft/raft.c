@@ -60,6 +60,8 @@ struct rmq_raft {
 			    * the last check-quorum) */
 	uint32_t timeout;  /* this round's randomized election timeout */
 	uint32_t hb_elapsed;
+	uint32_t transfer_to;      /* leader: the voter leadership goes to, 0 */
+	uint32_t transfer_elapsed; /* ticks since that began */
 	uint32_t granted, rejected; /* votes, a bit per voter slot */
 	struct progress prs[RMQ_RAFT_VOTERS_MAX];
 	uint64_t rng;
@@ -239,6 +241,7 @@ static void become_follower(struct rmq_raft *r, uint64_t term, uint32_t leader)
 	}
 	r->role = RMQ_RAFT_FOLLOWER;
 	r->leader = leader;
+	r->transfer_to = 0;
 	reset_timeout(r);
 }
 
@@ -248,6 +251,7 @@ static void become_leader(struct rmq_raft *r)
 	r->leader = r->cfg.id;
 	r->elapsed = 0;
 	r->hb_elapsed = 0;
+	r->transfer_to = 0;
 	for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
 		r->prs[i].next = last_index(r) + 1;
 		r->prs[i].match = 0;
@@ -281,7 +285,7 @@ static int count_vote(struct rmq_raft *r, uint32_t from, bool granted)
 	return 0;
 }
 
-static void campaign(struct rmq_raft *r, bool pre)
+static void campaign(struct rmq_raft *r, bool pre, bool transfer)
 {
 	uint64_t term = r->term + 1;
 
@@ -298,7 +302,7 @@ static void campaign(struct rmq_raft *r, bool pre)
 	if (count_vote(r, r->cfg.id, true) > 0) {
 		/* One voter: its own vote is a majority. */
 		if (pre)
-			campaign(r, false);
+			campaign(r, false, transfer);
 		else
 			become_leader(r);
 		return;
@@ -313,6 +317,7 @@ static void campaign(struct rmq_raft *r, bool pre)
 		m->term = term;
 		m->index = last_index(r);
 		m->log_term = term_at(r, last_index(r));
+		m->transfer = transfer;
 	}
 }
 
@@ -390,7 +395,7 @@ static void on_vote_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 	int res = count_vote(r, m->from, !m->reject);
 	if (res > 0) {
 		if (pre)
-			campaign(r, false);
+			campaign(r, false, false);
 		else
 			become_leader(r);
 	} else if (res < 0) {
@@ -465,6 +470,8 @@ static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		pr->match = m->index;
 	if (pr->next <= pr->match)
 		pr->next = pr->match + 1;
+	if (r->transfer_to == m->from && pr->match == last_index(r))
+		msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, m->from); /* caught up */
 	if (maybe_commit(r))
 		broadcast_append(r); /* tell the followers */
 	else if (pr->next <= last_index(r))
@@ -475,7 +482,7 @@ static bool valid(const struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
 	if (m->to != r->cfg.id || m->from == r->cfg.id || slot_of(r, m->from) < 0)
 		return false;
-	if (m->type < RMQ_RAFT_MSG_PREVOTE || m->type > RMQ_RAFT_MSG_APPEND_RESP)
+	if (m->type < RMQ_RAFT_MSG_PREVOTE || m->type > RMQ_RAFT_MSG_TIMEOUT_NOW)
 		return false;
 	if (m->type != RMQ_RAFT_MSG_APPEND)
 		return m->n_entries == 0;
@@ -503,7 +510,7 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		/* A node that heard from its leader within the election timeout
 		 * ignores votes (check-quorum): a partitioned node rejoining
 		 * cannot depose a working leader. */
-		if (vote_req && in_lease(r))
+		if (vote_req && in_lease(r) && !m->transfer)
 			return 0;
 		if (m->type == RMQ_RAFT_MSG_PREVOTE ||
 		    (m->type == RMQ_RAFT_MSG_PREVOTE_RESP && !m->reject)) {
@@ -544,6 +551,12 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 	case RMQ_RAFT_MSG_APPEND_RESP:
 		on_append_resp(r, m);
 		break;
+	case RMQ_RAFT_MSG_TIMEOUT_NOW:
+		/* From this term's leader: campaign at once, without a
+		 * pre-vote (the leader vouches that this log is up to date). */
+		if (r->role == RMQ_RAFT_FOLLOWER && r->leader == m->from)
+			campaign(r, false, true);
+		break;
 	}
 	return 0;
 }
@@ -555,9 +568,11 @@ void rmq_raft_tick(struct rmq_raft *r)
 	RMQ_ASSERT(!r->in_ready);
 	if (r->role != RMQ_RAFT_LEADER) {
 		if (++r->elapsed >= r->timeout)
-			campaign(r, r->cfg.pre_vote);
+			campaign(r, r->cfg.pre_vote, false);
 		return;
 	}
+	if (r->transfer_to && ++r->transfer_elapsed >= r->cfg.election_ticks)
+		r->transfer_to = 0; /* the successor did not take over: lead on */
 	if (++r->hb_elapsed >= r->cfg.heartbeat_ticks) {
 		r->hb_elapsed = 0;
 		broadcast_append(r);
@@ -577,12 +592,31 @@ void rmq_raft_tick(struct rmq_raft *r)
 int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len)
 {
 	RMQ_ASSERT(!r->in_ready);
-	if (r->role != RMQ_RAFT_LEADER)
+	if (r->role != RMQ_RAFT_LEADER || r->transfer_to)
 		return RMQ_ESTATE;
 	if (log_push(r, r->term, RMQ_RAFT_ENTRY_NORMAL, data, len) < 0)
 		return -ENOMEM;
 	broadcast_append(r);
 	return (int64_t)last_index(r);
+}
+
+int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to)
+{
+	RMQ_ASSERT(!r->in_ready);
+	if (r->role != RMQ_RAFT_LEADER)
+		return RMQ_ESTATE;
+	struct progress *pr = progress_of(r, to);
+	if (!pr)
+		return RMQ_ENOTFOUND;
+	if (to == r->cfg.id)
+		return 0;
+	r->transfer_to = to;
+	r->transfer_elapsed = 0;
+	if (pr->match == last_index(r))
+		msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, to);
+	else
+		send_append(r, pr);
+	return 0;
 }
 
 /* ---- Ready ------------------------------------------------------------------ */

@@ -384,3 +384,30 @@ Test(raft, a_bad_config_is_refused)
 	cfg.election_ticks = 0;
 	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
 }
+
+/* Section 3.10: the leader brings the successor up to date, then it
+ * campaigns at once; voters within the old leader's lease still answer. */
+Test(raft, leadership_transfer)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	uint64_t term = rmq_raft_term(c.r[l]);
+	int to = (l + 1) % 3;
+	cr_assert_eq(rmq_raft_transfer_leader(c.r[(l + 2) % 3], (uint32_t)to + 1), RMQ_ESTATE,
+		     "only the leader hands over");
+	cr_assert_eq(rmq_raft_transfer_leader(c.r[l], 9), RMQ_ENOTFOUND);
+	cr_assert_eq(rmq_raft_transfer_leader(c.r[l], (uint32_t)to + 1), 0);
+	cr_assert_eq(rmq_raft_propose(c.r[l], "x", 1), RMQ_ESTATE, "no proposals while handing over");
+	settle(&c);
+	cr_assert_eq(leader_of(&c), to, "the successor leads, without waiting for a timeout");
+	cr_assert_eq(rmq_raft_term(c.r[to]), term + 1);
+	cr_assert_gt(rmq_raft_propose(c.r[to], "after", 5), 0);
+	settle(&c);
+	ticks(&c, 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_str_eq(c.last_applied[i], "after", "node %d", i + 1);
+	cluster_free(&c);
+}
