@@ -29,7 +29,10 @@
  *     the follower's hint on a rejection, at most max_append_entries per
  *     message;
  *   - a no-op entry at the start of each term, and commit only by counting
- *     replicas of an entry of the current term (section 3.6.2, "Figure 8").
+ *     replicas of an entry of the current term (section 3.6.2, "Figure 8");
+ *   - leadership transfer (section 3.10): the leader brings the chosen
+ *     voter's log up to date, stops taking proposals, and sends it
+ *     TIMEOUT_NOW, upon which it campaigns at once.
  *
  * Node ids are nonzero.  Indexes start at 1; term 0 is "none".
  */
@@ -77,6 +80,7 @@ enum rmq_raft_msg_type {
 	RMQ_RAFT_MSG_VOTE_RESP,
 	RMQ_RAFT_MSG_APPEND,
 	RMQ_RAFT_MSG_APPEND_RESP,
+	RMQ_RAFT_MSG_TIMEOUT_NOW, /* leader to its chosen successor: campaign now */
 };
 
 struct rmq_raft_msg {
@@ -94,6 +98,8 @@ struct rmq_raft_msg {
 	uint64_t commit; /* APPEND: the leader's commit index */
 	uint64_t hint;   /* APPEND_RESP rejected: the follower's last index */
 	bool reject;     /* the *_RESP messages */
+	bool transfer;   /* VOTE: a campaign the leader asked for (TIMEOUT_NOW):
+			  * voters answer it even within a leader's lease */
 	uint32_t n_entries;
 	/* APPEND: entries[i].index == index + 1 + i.  The core copies what
 	 * it keeps; in a Ready they point into the core until advance. */
@@ -139,8 +145,15 @@ void rmq_raft_tick(struct rmq_raft *r);
 int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m);
 
 /* Appends data as a new entry (leader only).  Returns its index, or
- * RMQ_ESTATE when this node does not lead, -ENOMEM. */
+ * RMQ_ESTATE when this node does not lead (or is handing leadership
+ * over), -ENOMEM. */
 int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len);
+
+/* Hands leadership to voter to (leader only): proposals are refused
+ * meanwhile (RMQ_ESTATE), and the transfer is given up after an election
+ * timeout.  Returns 0, RMQ_ESTATE (not the leader), RMQ_ENOTFOUND (not a
+ * voter). */
+int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to);
 
 struct rmq_raft_ready {
 	bool hs_changed;

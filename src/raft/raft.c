@@ -1,0 +1,783 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * raft.c - the Raft core (raft.h): roles, elections, replication and the
+ * commit rule, as pure functions of ticks, messages and proposals.
+ *
+ * The log is an array of entries 1..n_log (log[i] holds index i + 1).
+ * Three marks move along it:
+ *
+ *     1 ........ applied ........ commit ........ stable ........ last
+ *                                                 ^ unstable_from - 1
+ *
+ *   - entries after stable have not been handed out to be made durable
+ *     (or were cut: a follower whose uncommitted tail conflicts with the
+ *     leader's cuts it, and the next Ready replaces the durable log from
+ *     unstable_from on);
+ *   - commit may pass stable on a follower (the leader says an entry is
+ *     committed before this node made it durable; the Ready makes it
+ *     durable before it is applied), never on the leader, which counts
+ *     only its durable entries;
+ *   - applied trails commit by what the last Ready handed out.
+ *
+ * Outgoing messages are queued without their entries (index and count
+ * only); rmq_raft_get_ready() points them into the log, so a proposal that
+ * grows the log between a send and the Ready cannot leave them dangling,
+ * and drops an APPEND this node no longer has the standing to send (it
+ * lost the term or the leadership meanwhile).
+ */
+#include "raft/raft.h"
+
+#include "core/assert.h"
+#include "core/error.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct progress {
+	uint32_t id;
+	uint64_t next;  /* the next index to send */
+	uint64_t match; /* known to be replicated up to here */
+	bool active;    /* heard from since the last check-quorum */
+};
+
+struct rmq_raft {
+	struct rmq_raft_config cfg;
+	enum rmq_raft_role role;
+	uint64_t term;
+	uint32_t vote;
+	uint32_t leader;
+	uint64_t commit;
+	uint64_t applied;
+
+	struct rmq_raft_entry *log;
+	size_t n_log, cap_log;
+	uint64_t stable;        /* durable up to here */
+	uint64_t unstable_from; /* the next Ready's entries start here */
+	struct rmq_raft_hard_state hs_prev; /* the hard state last handed out */
+
+	uint32_t elapsed;  /* ticks since a leader was heard (leader: since
+			    * the last check-quorum) */
+	uint32_t timeout;  /* this round's randomized election timeout */
+	uint32_t hb_elapsed;
+	uint32_t transfer_to;      /* leader: the voter leadership goes to, 0 */
+	uint32_t transfer_elapsed; /* ticks since that began */
+	uint32_t granted, rejected; /* votes, a bit per voter slot */
+	struct progress prs[RMQ_RAFT_VOTERS_MAX];
+	uint64_t rng;
+
+	struct rmq_raft_msg *msgs;
+	size_t n_msgs, cap_msgs;
+
+	/* The Ready handed out and not yet advanced. */
+	bool in_ready;
+	struct rmq_raft_hard_state rd_hs;
+	uint64_t rd_last, rd_commit;
+	size_t rd_msgs;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t rng_next(struct rmq_raft *r)
+{
+	/* splitmix64 */
+	uint64_t z = (r->rng += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+static void reset_timeout(struct rmq_raft *r)
+{
+	r->elapsed = 0;
+	r->timeout = r->cfg.election_ticks + (uint32_t)(rng_next(r) % r->cfg.election_ticks);
+}
+
+static uint64_t last_index(const struct rmq_raft *r)
+{
+	return r->n_log;
+}
+
+/* The term of the entry at index (0 for index 0 or past the end). */
+static uint64_t term_at(const struct rmq_raft *r, uint64_t index)
+{
+	if (index == 0 || index > r->n_log)
+		return 0;
+	return r->log[index - 1].term;
+}
+
+static uint32_t quorum(const struct rmq_raft *r)
+{
+	return r->cfg.n_voters / 2 + 1;
+}
+
+static int slot_of(const struct rmq_raft *r, uint32_t id)
+{
+	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
+		if (r->cfg.voters[i] == id)
+			return (int)i;
+	return -1;
+}
+
+static struct progress *progress_of(struct rmq_raft *r, uint32_t id)
+{
+	int s = slot_of(r, id);
+	return s < 0 ? NULL : &r->prs[s];
+}
+
+static uint32_t popcount(uint32_t v)
+{
+	return (uint32_t)__builtin_popcount(v);
+}
+
+/* ---- the log -------------------------------------------------------------- */
+
+static int log_reserve(struct rmq_raft *r, size_t n)
+{
+	if (r->n_log + n <= r->cap_log)
+		return 0;
+	size_t cap = r->cap_log ? r->cap_log : 64;
+	while (cap < r->n_log + n)
+		cap *= 2;
+	struct rmq_raft_entry *l = realloc(r->log, cap * sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	r->log = l;
+	r->cap_log = cap;
+	return 0;
+}
+
+/* Appends a copy of e as index last + 1. */
+static int log_push(struct rmq_raft *r, uint64_t term, uint32_t type, const void *data,
+		    uint32_t len)
+{
+	if (log_reserve(r, 1) < 0)
+		return -ENOMEM;
+	uint8_t *copy = NULL;
+	if (len > 0) {
+		copy = malloc(len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, data, len);
+	}
+	r->log[r->n_log] = (struct rmq_raft_entry){
+		.term = term, .index = r->n_log + 1, .type = type, .len = len, .data = copy};
+	r->n_log++;
+	return 0;
+}
+
+/* Cuts the log after index (an uncommitted tail a leader replaces). */
+static void log_cut(struct rmq_raft *r, uint64_t index)
+{
+	if (index < r->commit) {
+		/* A committed entry is never cut, but with the planted bug
+		 * it is: forget it was committed and applied, so that the
+		 * simulator sees this node apply another entry there. */
+		RMQ_ASSERT(r->cfg.unsafe_commit_any_term);
+		r->commit = index;
+		if (r->applied > index)
+			r->applied = index;
+	}
+	while (r->n_log > index) {
+		r->n_log--;
+		free(r->log[r->n_log].data);
+	}
+	if (r->stable > index)
+		r->stable = index;
+	if (r->unstable_from > index + 1)
+		r->unstable_from = index + 1;
+}
+
+/* ---- messages -------------------------------------------------------------- */
+
+static struct rmq_raft_msg *msg_new(struct rmq_raft *r, enum rmq_raft_msg_type type, uint32_t to)
+{
+	if (r->n_msgs == r->cap_msgs) {
+		size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 16;
+		struct rmq_raft_msg *m = realloc(r->msgs, cap * sizeof(*m));
+		if (!m)
+			return NULL; /* the message is lost, as the network may lose it */
+		r->msgs = m;
+		r->cap_msgs = cap;
+	}
+	struct rmq_raft_msg *m = &r->msgs[r->n_msgs++];
+	*m = (struct rmq_raft_msg){.type = type, .from = r->cfg.id, .to = to, .term = r->term};
+	return m;
+}
+
+/* Sends to follower pr what it lacks from pr->next on (or a heartbeat). */
+static void send_append(struct rmq_raft *r, struct progress *pr)
+{
+	struct rmq_raft_msg *m = msg_new(r, RMQ_RAFT_MSG_APPEND, pr->id);
+	if (!m)
+		return;
+	uint64_t prev = pr->next - 1;
+	uint64_t n = last_index(r) - prev;
+	if (n > r->cfg.max_append_entries)
+		n = r->cfg.max_append_entries;
+	m->index = prev;
+	m->log_term = term_at(r, prev);
+	m->commit = r->commit;
+	m->n_entries = (uint32_t)n;
+	/* Optimistic: the next message goes on from here; a rejection or
+	 * the next heartbeat's probe brings it back. */
+	pr->next = prev + n + 1;
+}
+
+static void broadcast_append(struct rmq_raft *r)
+{
+	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
+		if (r->prs[i].id != r->cfg.id)
+			send_append(r, &r->prs[i]);
+}
+
+/* ---- roles ----------------------------------------------------------------- */
+
+static void become_follower(struct rmq_raft *r, uint64_t term, uint32_t leader)
+{
+	if (term > r->term) {
+		r->term = term;
+		r->vote = 0;
+	}
+	r->role = RMQ_RAFT_FOLLOWER;
+	r->leader = leader;
+	r->transfer_to = 0;
+	reset_timeout(r);
+}
+
+static void become_leader(struct rmq_raft *r)
+{
+	r->role = RMQ_RAFT_LEADER;
+	r->leader = r->cfg.id;
+	r->elapsed = 0;
+	r->hb_elapsed = 0;
+	r->transfer_to = 0;
+	for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
+		r->prs[i].next = last_index(r) + 1;
+		r->prs[i].match = 0;
+		r->prs[i].active = r->prs[i].id == r->cfg.id;
+	}
+	/* A no-op of this term: entries of earlier terms commit with it
+	 * (section 3.6.2), and at once rather than at the next proposal. */
+	if (log_push(r, r->term, RMQ_RAFT_ENTRY_NOOP, NULL, 0) < 0) {
+		become_follower(r, r->term, 0); /* no memory: let another lead */
+		return;
+	}
+	progress_of(r, r->cfg.id)->match = r->stable;
+	broadcast_append(r);
+}
+
+/* Counts one vote; returns +1 on a majority granted, -1 on a majority
+ * refused, 0 while undecided. */
+static int count_vote(struct rmq_raft *r, uint32_t from, bool granted)
+{
+	int s = slot_of(r, from);
+	if (s >= 0) {
+		if (granted)
+			r->granted |= 1u << s;
+		else
+			r->rejected |= 1u << s;
+	}
+	if (popcount(r->granted) >= quorum(r))
+		return 1;
+	if (popcount(r->rejected) >= quorum(r))
+		return -1;
+	return 0;
+}
+
+static void campaign(struct rmq_raft *r, bool pre, bool transfer)
+{
+	uint64_t term = r->term + 1;
+
+	if (pre) {
+		r->role = RMQ_RAFT_PRECANDIDATE; /* the term stays */
+	} else {
+		r->role = RMQ_RAFT_CANDIDATE;
+		r->term = term;
+		r->vote = r->cfg.id;
+	}
+	r->leader = 0;
+	r->granted = r->rejected = 0;
+	reset_timeout(r);
+	if (count_vote(r, r->cfg.id, true) > 0) {
+		/* One voter: its own vote is a majority. */
+		if (pre)
+			campaign(r, false, transfer);
+		else
+			become_leader(r);
+		return;
+	}
+	for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
+		if (r->cfg.voters[i] == r->cfg.id)
+			continue;
+		struct rmq_raft_msg *m =
+			msg_new(r, pre ? RMQ_RAFT_MSG_PREVOTE : RMQ_RAFT_MSG_VOTE, r->cfg.voters[i]);
+		if (!m)
+			continue;
+		m->term = term;
+		m->index = last_index(r);
+		m->log_term = term_at(r, last_index(r));
+		m->transfer = transfer;
+	}
+}
+
+/* The leader commits the highest index a majority holds, if it is of the
+ * current term (unless the planted bug is on).  Returns true if it moved. */
+static bool maybe_commit(struct rmq_raft *r)
+{
+	uint64_t m[RMQ_RAFT_VOTERS_MAX];
+	uint32_t n = r->cfg.n_voters;
+
+	for (uint32_t i = 0; i < n; i++)
+		m[i] = r->prs[i].match;
+	/* Insertion sort, descending: a handful of voters. */
+	for (uint32_t i = 1; i < n; i++)
+		for (uint32_t j = i; j > 0 && m[j] > m[j - 1]; j--) {
+			uint64_t t = m[j];
+			m[j] = m[j - 1];
+			m[j - 1] = t;
+		}
+	uint64_t q = m[quorum(r) - 1];
+	if (q <= r->commit)
+		return false;
+	if (term_at(r, q) != r->term && !r->cfg.unsafe_commit_any_term)
+		return false;
+	r->commit = q;
+	return true;
+}
+
+/* ---- messages in ---------------------------------------------------------- */
+
+static bool log_up_to_date(const struct rmq_raft *r, uint64_t index, uint64_t term)
+{
+	uint64_t lt = term_at(r, last_index(r));
+	return term > lt || (term == lt && index >= last_index(r));
+}
+
+static bool in_lease(const struct rmq_raft *r)
+{
+	return r->cfg.check_quorum && r->leader != 0 && r->elapsed < r->cfg.election_ticks;
+}
+
+static void on_vote(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	bool pre = m->type == RMQ_RAFT_MSG_PREVOTE;
+	bool grant;
+
+	if (pre)
+		grant = m->term > r->term && log_up_to_date(r, m->index, m->log_term);
+	else
+		grant = m->term == r->term && (r->vote == 0 || r->vote == m->from) &&
+			log_up_to_date(r, m->index, m->log_term);
+	struct rmq_raft_msg *out =
+		msg_new(r, pre ? RMQ_RAFT_MSG_PREVOTE_RESP : RMQ_RAFT_MSG_VOTE_RESP, m->from);
+	if (!out)
+		return;
+	out->reject = !grant;
+	if (grant && pre)
+		out->term = m->term;
+	if (grant && !pre) {
+		r->vote = m->from;
+		reset_timeout(r);
+	}
+}
+
+static void on_vote_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	bool pre = m->type == RMQ_RAFT_MSG_PREVOTE_RESP;
+
+	/* Answers to an earlier campaign are stale.  A refused pre-vote
+	 * carries the voter's term, a granted one the campaign's. */
+	if (pre && (r->role != RMQ_RAFT_PRECANDIDATE || (!m->reject && m->term != r->term + 1)))
+		return;
+	if (!pre && (r->role != RMQ_RAFT_CANDIDATE || m->term != r->term))
+		return;
+	int res = count_vote(r, m->from, !m->reject);
+	if (res > 0) {
+		if (pre)
+			campaign(r, false, false);
+		else
+			become_leader(r);
+	} else if (res < 0) {
+		become_follower(r, r->term, 0);
+	}
+}
+
+static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	struct rmq_raft_msg *out;
+
+	if (r->role != RMQ_RAFT_FOLLOWER || r->leader != m->from)
+		become_follower(r, r->term, m->from);
+	r->elapsed = 0;
+	out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+	if (m->index < r->commit) {
+		/* Everything up to commit matches already. */
+		if (out)
+			out->index = r->commit;
+		return;
+	}
+	if (m->index > last_index(r) || term_at(r, m->index) != m->log_term) {
+		if (out) {
+			out->reject = true;
+			out->index = m->index;
+			out->hint = last_index(r) < m->index - 1 ? last_index(r) : m->index - 1;
+		}
+		return;
+	}
+	for (uint32_t i = 0; i < m->n_entries; i++) {
+		const struct rmq_raft_entry *e = &m->entries[i];
+		if (e->index <= last_index(r)) {
+			if (term_at(r, e->index) == e->term)
+				continue; /* already have it */
+			log_cut(r, e->index - 1);
+		}
+		if (log_push(r, e->term, e->type, e->data, e->len) < 0) {
+			if (out)
+				out->index = e->index - 1; /* what was taken */
+			return;
+		}
+	}
+	uint64_t last_new = m->index + m->n_entries;
+	if (m->commit > r->commit)
+		r->commit = m->commit < last_new ? m->commit : last_new;
+	if (out)
+		out->index = last_new;
+}
+
+static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	struct progress *pr = progress_of(r, m->from);
+
+	if (r->role != RMQ_RAFT_LEADER || !pr)
+		return;
+	pr->active = true;
+	if (m->reject) {
+		if (m->index < pr->match)
+			return; /* stale */
+		uint64_t next = m->hint + 1 < m->index ? m->hint + 1 : m->index;
+		if (next <= pr->match)
+			next = pr->match + 1;
+		if (next < 1)
+			next = 1;
+		pr->next = next;
+		send_append(r, pr);
+		return;
+	}
+	if (m->index > last_index(r))
+		return; /* not an index of this log: ignore */
+	if (m->index > pr->match)
+		pr->match = m->index;
+	if (pr->next <= pr->match)
+		pr->next = pr->match + 1;
+	if (r->transfer_to == m->from && pr->match == last_index(r))
+		msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, m->from); /* caught up */
+	if (maybe_commit(r))
+		broadcast_append(r); /* tell the followers */
+	else if (pr->next <= last_index(r))
+		send_append(r, pr);
+}
+
+static bool valid(const struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	if (m->to != r->cfg.id || m->from == r->cfg.id || slot_of(r, m->from) < 0)
+		return false;
+	if (m->type < RMQ_RAFT_MSG_PREVOTE || m->type > RMQ_RAFT_MSG_TIMEOUT_NOW)
+		return false;
+	if (m->type != RMQ_RAFT_MSG_APPEND)
+		return m->n_entries == 0;
+	if ((m->n_entries > 0 && !m->entries) || (m->index == 0 && m->log_term != 0))
+		return false;
+	uint64_t t = m->log_term;
+	for (uint32_t i = 0; i < m->n_entries; i++) {
+		const struct rmq_raft_entry *e = &m->entries[i];
+		if (e->index != m->index + 1 + i || e->term < t || e->term > m->term ||
+		    (e->len > 0 && !e->data))
+			return false;
+		t = e->term;
+	}
+	return true;
+}
+
+int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	RMQ_ASSERT(!r->in_ready);
+	if (!valid(r, m))
+		return RMQ_EPROTO;
+	bool vote_req = m->type == RMQ_RAFT_MSG_PREVOTE || m->type == RMQ_RAFT_MSG_VOTE;
+
+	if (m->term > r->term) {
+		/* A node that heard from its leader within the election timeout
+		 * ignores votes (check-quorum): a partitioned node rejoining
+		 * cannot depose a working leader. */
+		if (vote_req && in_lease(r) && !m->transfer)
+			return 0;
+		if (m->type == RMQ_RAFT_MSG_PREVOTE ||
+		    (m->type == RMQ_RAFT_MSG_PREVOTE_RESP && !m->reject)) {
+			/* A pre-vote moves no term. */
+		} else {
+			become_follower(r, m->term,
+					m->type == RMQ_RAFT_MSG_APPEND ? m->from : 0);
+		}
+	} else if (m->term < r->term) {
+		/* A stale leader learns the term from the answer and steps
+		 * down; a stale pre-candidate from the refusal. */
+		if (m->type == RMQ_RAFT_MSG_APPEND) {
+			struct rmq_raft_msg *out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+			if (out) {
+				out->reject = true;
+				out->index = m->index;
+				out->hint = last_index(r);
+			}
+		} else if (m->type == RMQ_RAFT_MSG_PREVOTE) {
+			struct rmq_raft_msg *out = msg_new(r, RMQ_RAFT_MSG_PREVOTE_RESP, m->from);
+			if (out)
+				out->reject = true;
+		}
+		return 0;
+	}
+	switch (m->type) {
+	case RMQ_RAFT_MSG_PREVOTE:
+	case RMQ_RAFT_MSG_VOTE:
+		on_vote(r, m);
+		break;
+	case RMQ_RAFT_MSG_PREVOTE_RESP:
+	case RMQ_RAFT_MSG_VOTE_RESP:
+		on_vote_resp(r, m);
+		break;
+	case RMQ_RAFT_MSG_APPEND:
+		on_append(r, m);
+		break;
+	case RMQ_RAFT_MSG_APPEND_RESP:
+		on_append_resp(r, m);
+		break;
+	case RMQ_RAFT_MSG_TIMEOUT_NOW:
+		/* From this term's leader: campaign at once, without a
+		 * pre-vote (the leader vouches that this log is up to date). */
+		if (r->role == RMQ_RAFT_FOLLOWER && r->leader == m->from)
+			campaign(r, false, true);
+		break;
+	}
+	return 0;
+}
+
+/* ---- ticks and proposals ---------------------------------------------------- */
+
+void rmq_raft_tick(struct rmq_raft *r)
+{
+	RMQ_ASSERT(!r->in_ready);
+	if (r->role != RMQ_RAFT_LEADER) {
+		if (++r->elapsed >= r->timeout)
+			campaign(r, r->cfg.pre_vote, false);
+		return;
+	}
+	if (r->transfer_to && ++r->transfer_elapsed >= r->cfg.election_ticks)
+		r->transfer_to = 0; /* the successor did not take over: lead on */
+	if (++r->hb_elapsed >= r->cfg.heartbeat_ticks) {
+		r->hb_elapsed = 0;
+		broadcast_append(r);
+	}
+	if (r->cfg.check_quorum && ++r->elapsed >= r->cfg.election_ticks) {
+		r->elapsed = 0;
+		uint32_t active = 0;
+		for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
+			active += r->prs[i].active || r->prs[i].id == r->cfg.id;
+			r->prs[i].active = false;
+		}
+		if (active < quorum(r))
+			become_follower(r, r->term, 0); /* cut off from a majority */
+	}
+}
+
+int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len)
+{
+	RMQ_ASSERT(!r->in_ready);
+	if (r->role != RMQ_RAFT_LEADER || r->transfer_to)
+		return RMQ_ESTATE;
+	if (log_push(r, r->term, RMQ_RAFT_ENTRY_NORMAL, data, len) < 0)
+		return -ENOMEM;
+	broadcast_append(r);
+	return (int64_t)last_index(r);
+}
+
+int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to)
+{
+	RMQ_ASSERT(!r->in_ready);
+	if (r->role != RMQ_RAFT_LEADER)
+		return RMQ_ESTATE;
+	struct progress *pr = progress_of(r, to);
+	if (!pr)
+		return RMQ_ENOTFOUND;
+	if (to == r->cfg.id)
+		return 0;
+	r->transfer_to = to;
+	r->transfer_elapsed = 0;
+	if (pr->match == last_index(r))
+		msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, to);
+	else
+		send_append(r, pr);
+	return 0;
+}
+
+/* ---- Ready ------------------------------------------------------------------ */
+
+static struct rmq_raft_hard_state hard_state(const struct rmq_raft *r)
+{
+	return (struct rmq_raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->commit};
+}
+
+static bool hs_equal(const struct rmq_raft_hard_state *a, const struct rmq_raft_hard_state *b)
+{
+	return a->term == b->term && a->vote == b->vote && a->commit == b->commit;
+}
+
+bool rmq_raft_has_ready(const struct rmq_raft *r)
+{
+	struct rmq_raft_hard_state hs = hard_state(r);
+	return !hs_equal(&hs, &r->hs_prev) || r->unstable_from <= last_index(r) || r->n_msgs > 0 ||
+	       r->commit > r->applied;
+}
+
+void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
+{
+	RMQ_ASSERT(!r->in_ready);
+	*rd = (struct rmq_raft_ready){0};
+	r->rd_hs = hard_state(r);
+	rd->hs_changed = !hs_equal(&r->rd_hs, &r->hs_prev);
+	rd->hs = r->rd_hs;
+	r->rd_last = last_index(r);
+	if (r->unstable_from <= r->rd_last) {
+		rd->entries = &r->log[r->unstable_from - 1];
+		rd->n_entries = r->rd_last - r->unstable_from + 1;
+	}
+	/* Point the APPENDs into the log, dropping those this node may no
+	 * longer send (see the top of this file). */
+	size_t k = 0;
+	for (size_t i = 0; i < r->n_msgs; i++) {
+		struct rmq_raft_msg *m = &r->msgs[i];
+		if (m->type == RMQ_RAFT_MSG_APPEND) {
+			if (r->role != RMQ_RAFT_LEADER || m->term != r->term ||
+			    m->index > last_index(r) || term_at(r, m->index) != m->log_term)
+				continue;
+			if (m->index + m->n_entries > last_index(r))
+				m->n_entries = (uint32_t)(last_index(r) - m->index);
+			m->entries = m->n_entries ? &r->log[m->index] : NULL;
+		}
+		r->msgs[k++] = *m;
+	}
+	r->n_msgs = k;
+	rd->msgs = r->msgs;
+	rd->n_msgs = k;
+	r->rd_msgs = k;
+	r->rd_commit = r->commit;
+	if (r->commit > r->applied) {
+		rd->committed = &r->log[r->applied];
+		rd->n_committed = r->commit - r->applied;
+	}
+	r->in_ready = true;
+}
+
+void rmq_raft_advance(struct rmq_raft *r)
+{
+	RMQ_ASSERT(r->in_ready);
+	r->in_ready = false;
+	r->hs_prev = r->rd_hs;
+	r->stable = r->rd_last;
+	r->unstable_from = r->rd_last + 1;
+	r->applied = r->rd_commit;
+	RMQ_ASSERT(r->n_msgs == r->rd_msgs);
+	r->n_msgs = 0;
+	if (r->role == RMQ_RAFT_LEADER) {
+		progress_of(r, r->cfg.id)->match = r->stable;
+		if (maybe_commit(r))
+			broadcast_append(r);
+	}
+}
+
+/* ---- life ------------------------------------------------------------------- */
+
+struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
+			      const struct rmq_raft_hard_state *hs,
+			      const struct rmq_raft_entry *log, size_t n)
+{
+	if (cfg->id == 0 || cfg->n_voters == 0 || cfg->n_voters > RMQ_RAFT_VOTERS_MAX ||
+	    cfg->election_ticks == 0 || cfg->heartbeat_ticks == 0 || cfg->max_append_entries == 0)
+		return NULL;
+	struct rmq_raft *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->cfg = *cfg;
+	if (slot_of(r, cfg->id) < 0)
+		goto fail;
+	for (uint32_t i = 0; i < cfg->n_voters; i++) {
+		if (cfg->voters[i] == 0)
+			goto fail;
+		r->prs[i].id = cfg->voters[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (log[i].index != i + 1 || (i > 0 && log[i].term < log[i - 1].term) ||
+		    log_push(r, log[i].term, log[i].type, log[i].data, log[i].len) < 0)
+			goto fail;
+	}
+	r->rng = cfg->seed ^ ((uint64_t)cfg->id << 32);
+	if (hs) {
+		r->term = hs->term;
+		r->vote = hs->vote;
+		r->commit = hs->commit < n ? hs->commit : n;
+		r->hs_prev = *hs;
+	}
+	r->applied = cfg->applied < n ? cfg->applied : n;
+	if (r->commit < r->applied)
+		r->commit = r->applied;
+	r->stable = n;
+	r->unstable_from = n + 1;
+	r->role = RMQ_RAFT_FOLLOWER;
+	reset_timeout(r);
+	return r;
+fail:
+	rmq_raft_free(r);
+	return NULL;
+}
+
+void rmq_raft_free(struct rmq_raft *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_log; i++)
+		free(r->log[i].data);
+	free(r->log);
+	free(r->msgs);
+	free(r);
+}
+
+enum rmq_raft_role rmq_raft_role(const struct rmq_raft *r)
+{
+	return r->role;
+}
+
+uint64_t rmq_raft_term(const struct rmq_raft *r)
+{
+	return r->term;
+}
+
+uint32_t rmq_raft_leader(const struct rmq_raft *r)
+{
+	return r->leader;
+}
+
+uint64_t rmq_raft_commit(const struct rmq_raft *r)
+{
+	return r->commit;
+}
+
+uint64_t rmq_raft_last_index(const struct rmq_raft *r)
+{
+	return last_index(r);
+}
+
+const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index)
+{
+	if (index == 0 || index > r->n_log)
+		return NULL;
+	return &r->log[index - 1];
+}

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * test_raft.c - the Raft core's rules one by one (Figure 2 of the Raft
+ * paper, pre-vote, check-quorum, the current-term commit rule, hard state
+ * before messages), on a tiny synchronous cluster: every Ready is handled
+ * at once and every message delivered unless the link is cut.  The
+ * randomized fault search is tests/raft/test_sim.c.
+ */
+#include "raft/raft.h"
+
+#include "core/error.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_MAX 5
+#define Q_MAX 4096
+
+struct cluster {
+	int n;
+	struct rmq_raft *r[N_MAX];
+	bool cut[N_MAX][N_MAX]; /* messages from i to j are lost */
+	struct rmq_raft_msg q[Q_MAX];
+	int nq;
+	uint64_t applied[N_MAX];
+	char last_applied[N_MAX][32];
+	bool hs_before_vote_resp; /* every granted VOTE_RESP came with its vote in the same Ready */
+};
+
+static struct rmq_raft_config config(int n, int id)
+{
+	struct rmq_raft_config c = {.id = (uint32_t)id,
+				    .n_voters = (uint32_t)n,
+				    .election_ticks = 10,
+				    .heartbeat_ticks = 2,
+				    .max_append_entries = 4,
+				    .pre_vote = true,
+				    .check_quorum = true,
+				    .seed = 42};
+	for (int i = 0; i < n; i++)
+		c.voters[i] = (uint32_t)(i + 1);
+	return c;
+}
+
+static void cluster_init(struct cluster *c, int n)
+{
+	memset(c, 0, sizeof(*c));
+	c->n = n;
+	c->hs_before_vote_resp = true;
+	for (int i = 0; i < n; i++) {
+		struct rmq_raft_config cfg = config(n, i + 1);
+		c->r[i] = rmq_raft_new(&cfg, NULL, NULL, 0);
+		cr_assert_not_null(c->r[i]);
+	}
+}
+
+static void cluster_free(struct cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		rmq_raft_free(c->r[i]);
+	for (int i = 0; i < c->nq; i++) {
+		for (uint32_t k = 0; k < c->q[i].n_entries; k++)
+			free(c->q[i].entries[k].data);
+		free(c->q[i].entries);
+	}
+}
+
+/* Handles node i's Ready: entries are "durable" at once (the core keeps
+ * them), messages are copied into the queue, committed entries applied. */
+static void handle_ready(struct cluster *c, int i)
+{
+	struct rmq_raft_ready rd;
+	rmq_raft_get_ready(c->r[i], &rd);
+	for (size_t k = 0; k < rd.n_msgs; k++) {
+		const struct rmq_raft_msg *m = &rd.msgs[k];
+		if (m->type == RMQ_RAFT_MSG_VOTE_RESP && !m->reject &&
+		    !(rd.hs_changed && rd.hs.vote == m->to))
+			c->hs_before_vote_resp = false;
+		cr_assert_lt(c->nq, Q_MAX);
+		struct rmq_raft_msg *copy = &c->q[c->nq++];
+		*copy = *m;
+		copy->entries = NULL;
+		if (m->n_entries) {
+			copy->entries = calloc(m->n_entries, sizeof(*copy->entries));
+			for (uint32_t e = 0; e < m->n_entries; e++) {
+				copy->entries[e] = m->entries[e];
+				if (m->entries[e].len) {
+					copy->entries[e].data = malloc(m->entries[e].len);
+					memcpy(copy->entries[e].data, m->entries[e].data,
+					       m->entries[e].len);
+				}
+			}
+		}
+	}
+	for (size_t k = 0; k < rd.n_committed; k++) {
+		const struct rmq_raft_entry *e = &rd.committed[k];
+		cr_assert_eq(e->index, c->applied[i] + 1, "applied in order");
+		c->applied[i] = e->index;
+		if (e->type == RMQ_RAFT_ENTRY_NORMAL) {
+			size_t len = e->len < 31 ? e->len : 31;
+			memcpy(c->last_applied[i], e->data, len);
+			c->last_applied[i][len] = 0;
+		}
+	}
+	rmq_raft_advance(c->r[i]);
+}
+
+/* Runs until nothing is left to do. */
+static void settle(struct cluster *c)
+{
+	for (int round = 0; round < 10000; round++) {
+		bool busy = false;
+		for (int i = 0; i < c->n; i++)
+			if (c->r[i] && rmq_raft_has_ready(c->r[i])) {
+				handle_ready(c, i);
+				busy = true;
+			}
+		int nq = c->nq;
+		struct rmq_raft_msg *q = malloc(sizeof(*q) * (size_t)(nq ? nq : 1));
+		memcpy(q, c->q, sizeof(*q) * (size_t)nq);
+		c->nq = 0;
+		for (int k = 0; k < nq; k++) {
+			int from = (int)q[k].from - 1, to = (int)q[k].to - 1;
+			if (c->r[to] && !c->cut[from][to])
+				rmq_raft_step(c->r[to], &q[k]);
+			for (uint32_t e = 0; e < q[k].n_entries; e++)
+				free(q[k].entries[e].data);
+			free(q[k].entries);
+			busy = true;
+		}
+		free(q);
+		if (!busy)
+			return;
+	}
+	cr_assert_fail("the cluster did not settle");
+}
+
+static void ticks(struct cluster *c, int n)
+{
+	for (int t = 0; t < n; t++) {
+		for (int i = 0; i < c->n; i++)
+			if (c->r[i])
+				rmq_raft_tick(c->r[i]);
+		settle(c);
+	}
+}
+
+static int leader_of(struct cluster *c)
+{
+	int found = -1;
+	for (int i = 0; i < c->n; i++)
+		if (c->r[i] && rmq_raft_role(c->r[i]) == RMQ_RAFT_LEADER) {
+			if (found >= 0 && rmq_raft_term(c->r[i]) == rmq_raft_term(c->r[found]))
+				cr_assert_fail("two leaders in term %llu",
+					(unsigned long long)rmq_raft_term(c->r[i]));
+			if (found < 0 || rmq_raft_term(c->r[i]) > rmq_raft_term(c->r[found]))
+				found = i;
+		}
+	return found;
+}
+
+static void isolate(struct cluster *c, int i, bool cut)
+{
+	for (int j = 0; j < c->n; j++) {
+		c->cut[i][j] = cut;
+		c->cut[j][i] = cut;
+	}
+}
+
+Test(raft, one_node_elects_itself_and_commits)
+{
+	struct cluster c;
+	cluster_init(&c, 1);
+	ticks(&c, 25);
+	cr_assert_eq(rmq_raft_role(c.r[0]), RMQ_RAFT_LEADER);
+	cr_assert_gt(rmq_raft_propose(c.r[0], "x", 1), 0);
+	settle(&c);
+	cr_assert_str_eq(c.last_applied[0], "x");
+	cluster_free(&c);
+}
+
+Test(raft, three_nodes_elect_one_leader_and_replicate)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0, "a leader within 40 ticks");
+	cr_assert_gt(rmq_raft_propose(c.r[l], "hello", 5), 0);
+	settle(&c);
+	ticks(&c, 3); /* the commit index reaches the followers */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_str_eq(c.last_applied[i], "hello", "node %d", i + 1);
+		cr_assert_eq(rmq_raft_leader(c.r[i]), (uint32_t)l + 1);
+	}
+	cr_assert(c.hs_before_vote_resp, "a granted vote left before the vote was durable");
+	cluster_free(&c);
+}
+
+Test(raft, a_proposal_to_a_follower_is_refused)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	cr_assert_eq(rmq_raft_propose(c.r[(l + 1) % 3], "x", 1), RMQ_ESTATE);
+	cluster_free(&c);
+}
+
+/* Figure 2, RequestVote: one vote per term; a stale log gets none. */
+Test(raft, one_vote_per_term_and_none_for_a_stale_log)
+{
+	struct rmq_raft_config cfg = config(3, 1);
+	struct rmq_raft_entry log[2] = {{.term = 1, .index = 1}, {.term = 2, .index = 2}};
+	struct rmq_raft_hard_state hs = {.term = 2};
+	struct rmq_raft *r = rmq_raft_new(&cfg, &hs, log, 2);
+	struct rmq_raft_ready rd;
+
+	struct rmq_raft_msg v = {.type = RMQ_RAFT_MSG_VOTE, .from = 2, .to = 1, .term = 3,
+				 .index = 2, .log_term = 2};
+	cr_assert_eq(rmq_raft_step(r, &v), 0);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert(rd.hs_changed);
+	cr_assert_eq(rd.hs.term, 3);
+	cr_assert_eq(rd.hs.vote, 2);
+	cr_assert_eq(rd.n_msgs, 1);
+	cr_assert(!rd.msgs[0].reject);
+	rmq_raft_advance(r);
+
+	v.from = 3; /* same term, another candidate */
+	cr_assert_eq(rmq_raft_step(r, &v), 0);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.n_msgs, 1);
+	cr_assert(rd.msgs[0].reject, "a second vote in term 3");
+	rmq_raft_advance(r);
+
+	/* Term 4, but the candidate's log ends in term 1: refused. */
+	struct rmq_raft_msg stale = {.type = RMQ_RAFT_MSG_VOTE, .from = 3, .to = 1, .term = 4,
+				     .index = 5, .log_term = 1};
+	cr_assert_eq(rmq_raft_step(r, &stale), 0);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.hs.term, 4);
+	cr_assert_eq(rd.hs.vote, 0);
+	cr_assert(rd.msgs[0].reject);
+	rmq_raft_advance(r);
+	rmq_raft_free(r);
+}
+
+/* Figure 2, AppendEntries: the consistency check, and a conflicting
+ * uncommitted tail replaced by the leader's. */
+Test(raft, append_checks_prev_and_replaces_a_conflicting_tail)
+{
+	struct rmq_raft_config cfg = config(3, 2);
+	struct rmq_raft_entry log[3] = {
+		{.term = 1, .index = 1}, {.term = 1, .index = 2}, {.term = 2, .index = 3}};
+	struct rmq_raft_hard_state hs = {.term = 2, .commit = 1};
+	struct rmq_raft *r = rmq_raft_new(&cfg, &hs, log, 3);
+	struct rmq_raft_ready rd;
+
+	/* prev (5, 3) is past the end: refused, hint = the last index. */
+	struct rmq_raft_msg a = {.type = RMQ_RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 3,
+				 .index = 5, .log_term = 3};
+	cr_assert_eq(rmq_raft_step(r, &a), 0);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.n_msgs, 1);
+	cr_assert(rd.msgs[0].reject);
+	cr_assert_eq(rd.msgs[0].hint, 3);
+	rmq_raft_advance(r);
+
+	/* prev (2, 1) matches; entry 3 of term 3 replaces the term-2 one. */
+	struct rmq_raft_entry e[2] = {{.term = 3, .index = 3, .len = 1, .data = (uint8_t *)"a"},
+				      {.term = 3, .index = 4, .len = 1, .data = (uint8_t *)"b"}};
+	struct rmq_raft_msg b = {.type = RMQ_RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 3,
+				 .index = 2, .log_term = 1, .commit = 3, .n_entries = 2,
+				 .entries = e};
+	cr_assert_eq(rmq_raft_step(r, &b), 0);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.n_entries, 2);
+	cr_assert_eq(rd.entries[0].index, 3, "the durable log is replaced from index 3 on");
+	cr_assert_eq(rd.entries[0].term, 3);
+	cr_assert_eq(rd.msgs[0].index, 4);
+	cr_assert(!rd.msgs[0].reject);
+	cr_assert_gt(rd.n_committed, 0);
+	cr_assert_eq(rd.committed[rd.n_committed - 1].index, 3, "applied up to the leader's commit");
+	rmq_raft_advance(r);
+	cr_assert_eq(rmq_raft_last_index(r), 4);
+	cr_assert_eq(rmq_raft_commit(r), 3);
+
+	/* A malformed APPEND (entries not following prev) is refused. */
+	struct rmq_raft_msg bad = b;
+	bad.index = 1;
+	cr_assert_eq(rmq_raft_step(r, &bad), RMQ_EPROTO);
+	rmq_raft_free(r);
+}
+
+/* Section 3.6.2: a new leader does not commit an entry of an earlier term
+ * by counting replicas, only with one of its own term. */
+Test(raft, an_old_term_entry_commits_only_with_one_of_the_current_term)
+{
+	struct rmq_raft_config cfg = config(3, 1);
+	cfg.pre_vote = false;
+	struct rmq_raft_entry log[2] = {{.term = 1, .index = 1}, {.term = 2, .index = 2}};
+	struct rmq_raft_hard_state hs = {.term = 3, .commit = 1};
+	struct rmq_raft *r = rmq_raft_new(&cfg, &hs, log, 2);
+	struct rmq_raft_ready rd;
+
+	/* Become leader of term 4 with node 2's vote. */
+	for (int t = 0; t < 30 && rmq_raft_role(r) != RMQ_RAFT_CANDIDATE; t++)
+		rmq_raft_tick(r);
+	cr_assert_eq(rmq_raft_role(r), RMQ_RAFT_CANDIDATE);
+	rmq_raft_get_ready(r, &rd);
+	rmq_raft_advance(r);
+	struct rmq_raft_msg g = {.type = RMQ_RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 4};
+	rmq_raft_step(r, &g);
+	cr_assert_eq(rmq_raft_role(r), RMQ_RAFT_LEADER);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.n_entries, 1, "the no-op of term 4");
+	cr_assert_eq(rd.entries[0].type, RMQ_RAFT_ENTRY_NOOP);
+	rmq_raft_advance(r);
+
+	/* Node 2 holds entry 2 (term 2): a majority, but not of term 4. */
+	struct rmq_raft_msg ack = {.type = RMQ_RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 4,
+				   .index = 2};
+	rmq_raft_step(r, &ack);
+	cr_assert_eq(rmq_raft_commit(r), 1, "entry 2 must not commit by counting replicas");
+	ack.index = 3; /* now the no-op too */
+	rmq_raft_step(r, &ack);
+	cr_assert_eq(rmq_raft_commit(r), 3);
+	rmq_raft_free(r);
+}
+
+/* Check-quorum: a leader cut off from the majority steps down; pre-vote:
+ * the isolated node's term does not grow while it cannot win. */
+Test(raft, an_isolated_leader_steps_down_and_prevote_keeps_the_term)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	uint64_t term = rmq_raft_term(c.r[l]);
+	isolate(&c, l, true);
+	ticks(&c, 60);
+	cr_assert_neq(rmq_raft_role(c.r[l]), RMQ_RAFT_LEADER, "stepped down");
+	cr_assert_eq(rmq_raft_term(c.r[l]), term, "pre-vote: no term growth while isolated");
+	int l2 = leader_of(&c);
+	cr_assert_geq(l2, 0);
+	cr_assert_neq(l2, l, "the majority elected another");
+	/* Healed: the old leader follows, and does not disrupt. */
+	uint64_t term2 = rmq_raft_term(c.r[l2]);
+	isolate(&c, l, false);
+	ticks(&c, 30);
+	cr_assert_eq(leader_of(&c), l2);
+	cr_assert_eq(rmq_raft_term(c.r[l2]), term2);
+	cr_assert_eq(rmq_raft_leader(c.r[l]), (uint32_t)l2 + 1);
+	cluster_free(&c);
+}
+
+/* A leader learning of a higher term steps down at once. */
+Test(raft, a_leader_steps_down_on_a_higher_term)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	struct rmq_raft_msg m = {.type = RMQ_RAFT_MSG_APPEND_RESP, .from = (uint32_t)((l + 1) % 3 + 1),
+				 .to = (uint32_t)l + 1, .term = rmq_raft_term(c.r[l]) + 5,
+				 .reject = true};
+	rmq_raft_step(c.r[l], &m);
+	cr_assert_eq(rmq_raft_role(c.r[l]), RMQ_RAFT_FOLLOWER);
+	cr_assert_eq(rmq_raft_term(c.r[l]), m.term);
+	settle(&c);
+	cluster_free(&c);
+}
+
+Test(raft, a_bad_config_is_refused)
+{
+	struct rmq_raft_config cfg = config(3, 4); /* 4 is not a voter */
+	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
+	cfg = config(3, 1);
+	cfg.election_ticks = 0;
+	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
+}
+
+/* Section 3.10: the leader brings the successor up to date, then it
+ * campaigns at once; voters within the old leader's lease still answer. */
+Test(raft, leadership_transfer)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	uint64_t term = rmq_raft_term(c.r[l]);
+	int to = (l + 1) % 3;
+	cr_assert_eq(rmq_raft_transfer_leader(c.r[(l + 2) % 3], (uint32_t)to + 1), RMQ_ESTATE,
+		     "only the leader hands over");
+	cr_assert_eq(rmq_raft_transfer_leader(c.r[l], 9), RMQ_ENOTFOUND);
+	cr_assert_eq(rmq_raft_transfer_leader(c.r[l], (uint32_t)to + 1), 0);
+	cr_assert_eq(rmq_raft_propose(c.r[l], "x", 1), RMQ_ESTATE, "no proposals while handing over");
+	settle(&c);
+	cr_assert_eq(leader_of(&c), to, "the successor leads, without waiting for a timeout");
+	cr_assert_eq(rmq_raft_term(c.r[to]), term + 1);
+	cr_assert_gt(rmq_raft_propose(c.r[to], "after", 5), 0);
+	settle(&c);
+	ticks(&c, 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_str_eq(c.last_applied[i], "after", "node %d", i + 1);
+	cluster_free(&c);
+}
