@@ -43,7 +43,7 @@
 #define DELAY_UNITS_MAX 5
 #define REORDER_UNITS_MAX 60
 #define LIVENESS_TIMEOUTS 50
-#define FAULT_TIME_DEFAULT 3000
+#define FAULT_TIME_DEFAULT 10000
 
 _Static_assert(NODES_MAX <= RMQ_RAFT_VOTERS_MAX, "the world fits a voter set");
 
@@ -143,6 +143,11 @@ struct sim_log {
 struct sim_applied {
 	uint64_t term, hash;
 	uint32_t node; /* global map: the first node that applied it; 0: none */
+	/* Global map: the lowest term any node applying it was in.  The entry
+	 * was committed in that term or before (a node learns of a commit
+	 * from a leader of the commit's term or a later one), so every leader
+	 * of a later term must hold it. */
+	uint64_t committed_by;
 };
 
 struct sim_node {
@@ -185,7 +190,7 @@ struct sim_world {
 	bool faults;
 	/* Fault knobs, per world: per mille per message, or per 10000 units. */
 	uint32_t drop_pm, dup_pm, reorder_pm, torn_pm;
-	uint32_t part_rate, crash_rate, propose_rate;
+	uint32_t part_rate, crash_rate, propose_rate, transfer_rate;
 	uint32_t *leader_of; /* by term; 0: none seen */
 	size_t cap_leader;
 	struct sim_applied *applied; /* by index - 1 */
@@ -245,6 +250,7 @@ static void step(struct sim_world *w, uint64_t kind, uint64_t a, uint64_t b, uin
 static const char *const role_names[] = {"follower", "precandidate", "candidate", "leader"};
 static const char *const msg_names[] = {
 	"?", "prevote", "prevote_resp", "vote", "vote_resp", "append", "append_resp",
+	"timeout_now",
 };
 
 static const char *msg_name(enum rmq_raft_msg_type t)
@@ -379,7 +385,8 @@ static void send(struct sim_world *w, const struct rmq_raft_msg *m)
 
 /* --- state machines ------------------------------------------------------ */
 
-static void apply(struct sim_world *w, struct sim_node *nd, const struct rmq_raft_entry *e)
+static void apply(struct sim_world *w, struct sim_node *nd, const struct rmq_raft_entry *e,
+		  uint64_t term)
 {
 	if (e->index != nd->n_sm + 1) {
 		fail(w, SIM_APPLY_ORDER, "node %u was handed index %llu to apply after %zu", nd->id,
@@ -388,11 +395,13 @@ static void apply(struct sim_world *w, struct sim_node *nd, const struct rmq_raf
 	}
 	uint64_t h = entry_hash(e);
 	nd->sm = grow(nd->sm, &nd->cap_sm, nd->n_sm + 1, sizeof(*nd->sm));
-	nd->sm[nd->n_sm++] = (struct sim_applied){e->term, h, nd->id};
+	nd->sm[nd->n_sm++] = (struct sim_applied){e->term, h, nd->id, term};
 	w->applied = grow(w->applied, &w->cap_applied, e->index, sizeof(*w->applied));
 	struct sim_applied *g = &w->applied[e->index - 1];
+	if (g->node != 0 && term < g->committed_by)
+		g->committed_by = term;
 	if (g->node == 0) {
-		*g = (struct sim_applied){e->term, h, nd->id};
+		*g = (struct sim_applied){e->term, h, nd->id, term};
 		if (e->index > w->res->applied)
 			w->res->applied = e->index;
 	} else if (g->term != e->term || g->hash != h) {
@@ -423,13 +432,21 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 {
 	while (nd->up && w->verdict == SIM_PASS && rmq_raft_has_ready(nd->core)) {
 		struct rmq_raft_ready rd;
+		uint64_t term = rmq_raft_term(nd->core);
 		rmq_raft_get_ready(nd->core, &rd);
+		if (rd.hs_changed)
+			term = rd.hs.term;
 		bool writes = rd.hs_changed || rd.n_entries;
 		if (w->faults && writes && rng_chance(&w->rng, w->torn_pm, 1000)) {
 			/* Storage got part of the write down before the crash; nothing
 			 * was sent or applied, so nothing depended on the rest. */
 			size_t k = rng_below(&w->rng, rd.n_entries + 1);
 			bool hs = rd.hs_changed && rng_chance(&w->rng, 1, 2);
+			/* A write-ahead log writes the entries, then the hard state:
+			 * a torn tail keeps a prefix of that sequence.  torn_any
+			 * drops the order (hard state and entries written apart). */
+			if (!w->o.torn_any && k < rd.n_entries)
+				hs = false;
 			if (hs)
 				nd->hs = rd.hs;
 			if (k)
@@ -447,7 +464,7 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 		for (size_t i = 0; i < rd.n_msgs && w->verdict == SIM_PASS; i++)
 			send(w, &rd.msgs[i]);
 		for (size_t i = 0; i < rd.n_committed && w->verdict == SIM_PASS; i++)
-			apply(w, nd, &rd.committed[i]);
+			apply(w, nd, &rd.committed[i], term);
 		rmq_raft_advance(nd->core);
 	}
 }
@@ -489,23 +506,24 @@ static struct sim_node *node_of(struct sim_world *w, uint32_t id)
 	return id >= 1 && id <= w->n ? &w->node[id - 1] : NULL;
 }
 
-/* Leader Completeness: every entry applied anywhere is in a new leader's
- * log.  Nothing of the leader's own term can be applied yet, so all of it
- * must be there. */
+/* Leader Completeness: every entry committed in an earlier term is in a
+ * new leader's log.  (A stale candidate may still win an old term after
+ * later terms committed entries: those it need not hold.) */
 static void check_leader_completeness(struct sim_world *w, struct sim_node *nd, uint64_t term)
 {
 	for (uint64_t i = 1; i <= w->res->applied && w->verdict == SIM_PASS; i++) {
 		const struct sim_applied *g = &w->applied[i - 1];
-		if (g->node == 0)
+		if (g->node == 0 || g->committed_by >= term)
 			continue;
 		const struct rmq_raft_entry *e = rmq_raft_entry_at(nd->core, i);
 		if (!e || e->term != g->term || entry_hash(e) != g->hash)
 			fail(w, SIM_LEADER_COMPLETENESS,
 			     "node %u leads term %llu but its index %llu is %s term %llu; node %u "
-			     "applied term %llu there",
+			     "applied term %llu there (committed by term %llu)",
 			     nd->id, (unsigned long long)term, (unsigned long long)i,
 			     e ? "an entry of" : "missing,", e ? (unsigned long long)e->term : 0ULL,
-			     g->node, (unsigned long long)g->term);
+			     g->node, (unsigned long long)g->term,
+			     (unsigned long long)g->committed_by);
 	}
 }
 
@@ -630,11 +648,11 @@ static void deliver_due(struct sim_world *w)
 		} else {
 			step(w, 13, m->from, m->to,
 			     fnv_u64(fnv_u64(fnv_u64(m->type, m->term), m->index), m->n_entries),
-			     "%s %u->%u term %llu index %llu log_term %llu commit %llu hint %llu %s"
+			     "%s %u->%u term %llu index %llu log_term %llu commit %llu hint %llu %s%s"
 			     "n=%u", msg_name(m->type), m->from, m->to, (unsigned long long)m->term,
 			     (unsigned long long)m->index, (unsigned long long)m->log_term,
 			     (unsigned long long)m->commit, (unsigned long long)m->hint,
-			     m->reject ? "reject " : "", m->n_entries);
+			     m->reject ? "reject " : "", m->transfer ? "transfer " : "", m->n_entries);
 			(void)rmq_raft_step(dst->core, m);
 			handle_ready(w, dst);
 			check(w);
@@ -755,6 +773,17 @@ static void faults(struct sim_world *w)
 		nd->tick_units = TICK_UNITS_MIN +
 				 (uint32_t)rng_below(r, TICK_UNITS_MAX - TICK_UNITS_MIN + 1);
 	}
+	if (rng_chance(r, w->transfer_rate, 10000)) {
+		struct sim_node *l = any_leader(w);
+		if (l) {
+			uint32_t to = 1 + (uint32_t)rng_below(r, w->n);
+			int rc = rmq_raft_transfer_leader(l->core, to);
+			step(w, 41, l->id, to, (uint64_t)(int64_t)rc,
+			     "node %u transfers leadership to %u: %d", l->id, to, rc);
+			handle_ready(w, l);
+			check(w);
+		}
+	}
 	if (w->proposals < PROPOSALS_MAX && rng_chance(r, w->propose_rate, 10000)) {
 		struct sim_node *l = any_leader(w);
 		if (l)
@@ -871,13 +900,15 @@ static void setup(struct sim_world *w)
 	w->part_rate = (uint32_t)rng_below(r, 60);
 	w->crash_rate = w->o.crash_rate ? w->o.crash_rate : 2 + (uint32_t)rng_below(r, 19);
 	w->propose_rate = 200 + (uint32_t)rng_below(r, 400);
+	w->transfer_rate = (uint32_t)rng_below(r, 20);
 	w->faults = true;
 	step(w, 1, w->n, max_append, heartbeat,
 	     "world: %u nodes, max_append %u, heartbeat %u, pre_vote %d, check_quorum %d, drop "
 	     "%u/1000, dup %u/1000, reorder %u/1000, torn %u/1000, partitions %u/10000, crashes "
-	     "%u/10000, proposals %u/10000%s",
+	     "%u/10000, proposals %u/10000, transfers %u/10000%s",
 	     w->n, max_append, heartbeat, pre_vote, check_quorum, w->drop_pm, w->dup_pm,
 	     w->reorder_pm, w->torn_pm, w->part_rate, w->crash_rate, w->propose_rate,
+	     w->transfer_rate,
 	     w->o.unsafe_commit_any_term ? ", UNSAFE commit rule" : "");
 	for (uint32_t k = 0; k < w->n; k++) {
 		struct sim_node *nd = &w->node[k];

@@ -46,11 +46,16 @@ const char *sim_verdict_name(enum sim_verdict v);
 struct sim_opts {
 	uint32_t n_nodes;            /* 3 or 5; 0: chosen by the seed */
 	uint32_t max_append_entries; /* 0: 1..8 chosen by the seed */
-	uint64_t fault_time;         /* time units of faults; 0: 3000 */
+	uint64_t fault_time;         /* time units of faults; 0: 10000 */
 	/* Crashes per 10000 time units per world; 0: chosen by the seed
 	 * (2..20).  A crash hits the leader half of the time. */
 	uint32_t crash_rate;
 	bool unsafe_commit_any_term; /* plant the bug of section 3.6.2 */
+	/* A torn Ready keeps any prefix of its entries and, independently,
+	 * its hard state or not.  Off (the default), storage is a write-ahead
+	 * log: entries, then the hard state, so a hard state survives only
+	 * with all its entries. */
+	bool torn_any;
 	bool no_liveness;            /* stop after the fault period */
 	FILE *trace;                 /* every step printed here; NULL: none */
 };

@@ -7,7 +7,7 @@
  *
  *   raft_sim [--seeds N] [--first S] [--trace] [--stop]
  *            [--nodes 3|5] [--max-append N] [--crash-rate N] [--fault-time N]
- *            [--no-liveness] [--unsafe] [--figure8]
+ *            [--no-liveness] [--torn-any] [--unsafe] [--figure8]
  *
  * Exits 0 when every seed passed, 1 when one failed, 2 on bad usage.
  */
@@ -24,13 +24,15 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: raft_sim [--seeds N] [--first S] [--trace] [--stop] [--nodes 3|5]\n"
 		"                [--max-append N] [--crash-rate N] [--fault-time N] [--no-liveness]\n"
-		"                [--unsafe] [--figure8]\n"
+		"                [--torn-any] [--unsafe] [--figure8]\n"
 		"  --seeds N       how many seeds (default 1000), from --first (default 1)\n"
 		"  --trace         print every step (for replaying one seed)\n"
 		"  --stop          stop at the first failing seed\n"
+		"  --torn-any      a torn Ready keeps its hard state and any prefix of its entries\n"
+		"                  independently (default: entries first, as a write-ahead log)\n"
 		"  --unsafe        disable the current-term commit rule (the planted bug)\n"
-		"  --figure8       --unsafe with 5 nodes, --max-append 1, --crash-rate 200,\n"
-		"                  --no-liveness: the planted-bug test's world\n");
+		"  --figure8       --unsafe with 3 nodes, --max-append 1, --crash-rate 20,\n"
+		"                  --fault-time 20000, --no-liveness: the planted-bug test's world\n");
 	exit(2);
 }
 
@@ -71,11 +73,14 @@ int main(int argc, char **argv)
 			o.fault_time = arg_u64(argc, argv, &i);
 		else if (!strcmp(a, "--no-liveness"))
 			o.no_liveness = true;
+		else if (!strcmp(a, "--torn-any"))
+			o.torn_any = true;
 		else if (!strcmp(a, "--unsafe"))
 			o.unsafe_commit_any_term = true;
 		else if (!strcmp(a, "--figure8"))
-			o = (struct sim_opts){.n_nodes = 5, .max_append_entries = 1, .crash_rate = 200,
-					      .unsafe_commit_any_term = true, .no_liveness = true};
+			o = (struct sim_opts){.n_nodes = 3, .max_append_entries = 1, .crash_rate = 20,
+					      .fault_time = 20000, .unsafe_commit_any_term = true,
+					      .no_liveness = true};
 		else
 			usage();
 	}
