@@ -421,10 +421,23 @@ static void crash(struct sim_world *w, struct sim_node *nd, const char *how)
 	rmq_raft_free(nd->core);
 	nd->core = NULL;
 	nd->up = false;
-	nd->restart_at = w->now + 20 + rng_below(&w->rng, 1500);
+	/* A third of the restarts are quick, within an election: a node that
+	 * forgot its vote would vote again in the same term. */
+	if (rng_chance(&w->rng, 1, 3))
+		nd->restart_at = w->now + 1 + rng_below(&w->rng, 30);
+	else
+		nd->restart_at = w->now + 20 + rng_below(&w->rng, 1500);
 	w->res->crashes++;
 	step(w, 20, nd->id, nd->restart_at, 0, "crash node %u (%s), restart at %llu", nd->id, how,
 	     (unsigned long long)nd->restart_at);
+}
+
+static bool granted_vote(const struct rmq_raft_ready *rd)
+{
+	for (size_t i = 0; i < rd->n_msgs; i++)
+		if (rd->msgs[i].type == RMQ_RAFT_MSG_VOTE_RESP && !rd->msgs[i].reject)
+			return true;
+	return false;
 }
 
 /* Carries out every Ready of nd; a torn crash may end it. */
@@ -466,6 +479,14 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 		for (size_t i = 0; i < rd.n_committed && w->verdict == SIM_PASS; i++)
 			apply(w, nd, &rd.committed[i], term);
 		rmq_raft_advance(nd->core);
+		/* A crash just after a granted vote went out, and a quick
+		 * restart: a node that forgot its vote would give a second one
+		 * in the same term. */
+		if (w->faults && granted_vote(&rd) && rng_chance(&w->rng, 1, 3)) {
+			crash(w, nd, "after granting a vote");
+			nd->restart_at = w->now + 1 + rng_below(&w->rng, 10);
+			return;
+		}
 	}
 }
 

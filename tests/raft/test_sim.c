@@ -11,7 +11,7 @@
  *                 with the rule on;
  *   determinism   a seed run twice, once traced, gives one trace hash.
  *
- * RMQ_SIM_SEEDS=<n> sets the slice's seed count (default 10000, 2000 in a
+ * RMQ_SIM_SEEDS=<n> sets the slice's seed count (default 20000, 5000 in a
  * sanitizer build) and RMQ_SIM_FIRST=<n> its first seed (default 1).
  * A failure prints the seed; `tools/dev sim 1 <seed>` replays it and
  * docs/raft-simulation.md says how to trace it.
@@ -35,10 +35,10 @@
 #endif
 
 #define SLICES 4
-#define SEEDS_DEFAULT (SANITIZED ? 2000 : 10000)
+#define SEEDS_DEFAULT (SANITIZED ? 5000 : 20000)
 /* The planted bug's search bound and the world that makes Figure 8 likely
  * (raft_sim --figure8): three nodes, one entry per APPEND, long fault
- * periods.  About one seed in 40 breaks; the first is seed 3. */
+ * periods.  About one seed in 45 breaks; the first is seed 7. */
 #define PLANTED_SEEDS_MAX 1000
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
