@@ -361,10 +361,28 @@ static void enqueue(struct sim_world *w, const struct rmq_raft_msg *m, uint64_t 
 	}
 }
 
-static void send(struct sim_world *w, const struct rmq_raft_msg *m)
+/* Sends one message of nd's Ready; its term, and a granted vote, must be
+ * durable by now (PREVOTE and its answer carry a term nobody has entered). */
+static void send(struct sim_world *w, const struct sim_node *nd, const struct rmq_raft_msg *m)
 {
-	if (m->to == 0 || m->to > w->n || m->from == m->to) {
-		fail(w, SIM_CORE_ERROR, "node %u sent %s to %u", m->from, msg_name(m->type), m->to);
+	if (m->from != nd->id || m->to == 0 || m->to > w->n || m->from == m->to) {
+		fail(w, SIM_CORE_ERROR, "node %u's Ready has %s from %u to %u", nd->id,
+		     msg_name(m->type), m->from, m->to);
+		return;
+	}
+	bool pre = m->type == RMQ_RAFT_MSG_PREVOTE || m->type == RMQ_RAFT_MSG_PREVOTE_RESP;
+	if (!pre && m->term > nd->hs.term) {
+		fail(w, SIM_DURABILITY, "node %u sent %s of term %llu with term %llu durable", nd->id,
+		     msg_name(m->type), (unsigned long long)m->term,
+		     (unsigned long long)nd->hs.term);
+		return;
+	}
+	if (m->type == RMQ_RAFT_MSG_VOTE_RESP && !m->reject &&
+	    (nd->hs.term != m->term || nd->hs.vote != m->to)) {
+		fail(w, SIM_DURABILITY,
+		     "node %u granted its vote of term %llu to %u with term %llu vote %u durable",
+		     nd->id, (unsigned long long)m->term, m->to, (unsigned long long)nd->hs.term,
+		     nd->hs.vote);
 		return;
 	}
 	if (w->faults && rng_chance(&w->rng, w->drop_pm, 1000)) {
@@ -475,7 +493,7 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 		if (rd.n_entries)
 			persist_entries(w, nd, rd.entries, rd.n_entries);
 		for (size_t i = 0; i < rd.n_msgs && w->verdict == SIM_PASS; i++)
-			send(w, &rd.msgs[i]);
+			send(w, nd, &rd.msgs[i]);
 		for (size_t i = 0; i < rd.n_committed && w->verdict == SIM_PASS; i++)
 			apply(w, nd, &rd.committed[i], term);
 		rmq_raft_advance(nd->core);
@@ -709,7 +727,8 @@ static struct sim_node *any_leader(struct sim_world *w)
 	return n ? cand[rng_below(&w->rng, n)] : NULL;
 }
 
-/* Proposes a unique payload to nd; returns its pending record or NULL. */
+/* Proposes a unique payload to nd; true when it took it, and then *p (if
+ * not NULL) says how to recognise it applied. */
 static bool propose(struct sim_world *w, struct sim_node *nd, struct sim_pending *p)
 {
 	char data[64];
@@ -899,6 +918,7 @@ const char *sim_verdict_name(enum sim_verdict v)
 		[SIM_LEADER_COMPLETENESS] = "Leader Completeness",
 		[SIM_STATE_MACHINE_SAFETY] = "State Machine Safety",
 		[SIM_APPLY_ORDER] = "apply order",
+		[SIM_DURABILITY] = "durability",
 		[SIM_LIVENESS] = "liveness",
 		[SIM_CORE_ERROR] = "core error",
 	};

@@ -37,6 +37,7 @@ enum sim_verdict {
 	SIM_LEADER_COMPLETENESS, /* a new leader lacks an applied entry */
 	SIM_STATE_MACHINE_SAFETY, /* two different entries applied at one index */
 	SIM_APPLY_ORDER,         /* committed entries handed out out of order */
+	SIM_DURABILITY,          /* a message sent before its term or vote was durable */
 	SIM_LIVENESS,            /* no leader or no commit after the faults */
 	SIM_CORE_ERROR,          /* rmq_raft_new refused a durable state, or -ENOMEM */
 };
