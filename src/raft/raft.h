@@ -81,6 +81,11 @@ enum rmq_raft_msg_type {
 	RMQ_RAFT_MSG_APPEND,
 	RMQ_RAFT_MSG_APPEND_RESP,
 	RMQ_RAFT_MSG_TIMEOUT_NOW, /* leader to its chosen successor: campaign now */
+	/* Leader to a follower whose entries it compacted away: index and
+	 * log_term say what the snapshot covers.  The caller streams the
+	 * snapshot's data beside it (InstallSnapshot) and steps the message
+	 * once the data is in; the follower answers with APPEND_RESP. */
+	RMQ_RAFT_MSG_SNAPSHOT,
 };
 
 struct rmq_raft_msg {
@@ -121,6 +126,9 @@ struct rmq_raft_config {
 	uint64_t seed;    /* the randomness of the election timeouts */
 	uint64_t applied; /* entries up to here are applied already (not
 			   * handed out again) */
+	/* The snapshot the node restarts from (0, 0: none): the log passed
+	 * to rmq_raft_new starts at snap_index + 1. */
+	uint64_t snap_index, snap_term;
 	/* TESTS ONLY: commit any entry a majority holds, whatever its term
 	 * (the bug of section 3.6.2); the simulator must catch it. */
 	bool unsafe_commit_any_term;
@@ -129,8 +137,9 @@ struct rmq_raft_config {
 struct rmq_raft;
 
 /*
- * A node restarting from what it made durable: hs, and its log's entries
- * 1..n (log[i].index == i + 1; copied).  Returns NULL on a bad config
+ * A node restarting from what it made durable: hs, its snapshot
+ * (cfg->snap_index), and its log's entries after it (log[i].index ==
+ * snap_index + 1 + i; copied).  Returns NULL on a bad config
  * (no voters, id not a voter, zero ticks) or no memory.
  */
 struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
@@ -155,7 +164,18 @@ int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len);
  * voter). */
 int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to);
 
+/* The state machine holds a durable snapshot of everything up to index
+ * (at most what was applied and made durable): the log drops those
+ * entries; a follower that needs them gets the snapshot instead.  Returns
+ * 0 or RMQ_ERANGE. */
+int rmq_raft_compact(struct rmq_raft *r, uint64_t index);
+
 struct rmq_raft_ready {
+	/* Install the snapshot the leader sent (its data arrived with the
+	 * SNAPSHOT message) before anything below: the durable log restarts
+	 * empty after snapshot_index. */
+	bool snapshot;
+	uint64_t snapshot_index, snapshot_term;
 	bool hs_changed;
 	struct rmq_raft_hard_state hs;
 	/* Make durable: they replace the durable log from entries[0].index
@@ -179,7 +199,8 @@ uint64_t rmq_raft_term(const struct rmq_raft *r);
 uint32_t rmq_raft_leader(const struct rmq_raft *r); /* 0: unknown */
 uint64_t rmq_raft_commit(const struct rmq_raft *r);
 uint64_t rmq_raft_last_index(const struct rmq_raft *r);
-/* The entry at index (1..last), or NULL. */
+/* The entry at index (after the snapshot, up to the last), or NULL. */
 const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index);
+uint64_t rmq_raft_snapshot_index(const struct rmq_raft *r);
 
 #endif /* RMQ_RAFT_RAFT_H */
