@@ -45,6 +45,14 @@ struct progress {
 	 * (the caller streams the snapshot, which takes a while). */
 	uint64_t snapshot;
 	uint32_t snapshot_ticks;
+	uint64_t seq; /* the highest read round it answered */
+};
+
+#define READS_MAX 1024
+
+struct pending_read {
+	struct rmq_raft_read rd;
+	uint64_t seq; /* confirmed once a majority answered this round */
 };
 
 struct rmq_raft {
@@ -76,6 +84,13 @@ struct rmq_raft {
 
 	struct rmq_raft_msg *msgs;
 	size_t n_msgs, cap_msgs;
+
+	/* Reads: waiting for their round (pending), then confirmed. */
+	uint64_t seq;
+	struct pending_read pending[READS_MAX];
+	size_t n_pending;
+	struct rmq_raft_read ready_reads[READS_MAX];
+	size_t n_ready_reads, rd_reads;
 
 	/* The Ready handed out and not yet advanced. */
 	bool in_ready;
@@ -251,6 +266,7 @@ static void send_append(struct rmq_raft *r, struct progress *pr)
 	m->index = prev;
 	m->log_term = term_at(r, prev);
 	m->commit = r->commit;
+	m->seq = r->seq;
 	m->n_entries = (uint32_t)n;
 	/* Optimistic: the next message goes on from here; a rejection or
 	 * the next heartbeat's probe brings it back. */
@@ -275,6 +291,7 @@ static void become_follower(struct rmq_raft *r, uint64_t term, uint32_t leader)
 	r->role = RMQ_RAFT_FOLLOWER;
 	r->leader = leader;
 	r->transfer_to = 0;
+	r->n_pending = 0; /* reads waiting: the caller times them out */
 	reset_timeout(r);
 }
 
@@ -290,7 +307,10 @@ static void become_leader(struct rmq_raft *r)
 		r->prs[i].match = 0;
 		r->prs[i].active = r->prs[i].id == r->cfg.id;
 		r->prs[i].snapshot = 0;
+		r->prs[i].seq = 0;
 	}
+	r->seq = 0;
+	r->n_pending = 0;
 	/* A no-op of this term: entries of earlier terms commit with it
 	 * (section 3.6.2), and at once rather than at the next proposal. */
 	if (log_push(r, r->term, RMQ_RAFT_ENTRY_NOOP, NULL, 0) < 0) {
@@ -380,6 +400,25 @@ static bool maybe_commit(struct rmq_raft *r)
 	return true;
 }
 
+/* ---- reads ----------------------------------------------------------------- */
+
+/* Hands out the pending reads whose round a majority answered. */
+static void confirm_reads(struct rmq_raft *r)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < r->n_pending; i++) {
+		struct pending_read *p = &r->pending[i];
+		uint32_t acks = 0;
+		for (uint32_t v = 0; v < r->cfg.n_voters; v++)
+			acks += r->prs[v].id == r->cfg.id || r->prs[v].seq >= p->seq;
+		if (acks >= quorum(r) && r->n_ready_reads < READS_MAX)
+			r->ready_reads[r->n_ready_reads++] = p->rd;
+		else
+			r->pending[k++] = *p;
+	}
+	r->n_pending = k;
+}
+
 /* ---- messages in ---------------------------------------------------------- */
 
 static bool log_up_to_date(const struct rmq_raft *r, uint64_t index, uint64_t term)
@@ -445,6 +484,8 @@ static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		become_follower(r, r->term, m->from);
 	r->elapsed = 0;
 	out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+	if (out)
+		out->seq = m->seq;
 	if (m->index < r->commit) {
 		/* Everything up to commit matches already. */
 		if (out)
@@ -516,6 +557,10 @@ static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 	if (r->role != RMQ_RAFT_LEADER || !pr)
 		return;
 	pr->active = true;
+	if (m->seq > pr->seq) {
+		pr->seq = m->seq;
+		confirm_reads(r);
+	}
 	if (m->reject) {
 		if (m->index < pr->match)
 			return; /* stale */
@@ -675,6 +720,23 @@ int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len)
 	return (int64_t)last_index(r);
 }
 
+int rmq_raft_read_index(struct rmq_raft *r, uint64_t ctx)
+{
+	RMQ_ASSERT(!r->in_ready);
+	/* Until an entry of its term commits, a new leader does not know
+	 * the commit index of the term before (section 6.4, step 1). */
+	if (r->role != RMQ_RAFT_LEADER || term_at(r, r->commit) != r->term)
+		return RMQ_ESTATE;
+	if (r->n_pending == READS_MAX)
+		return RMQ_EFULL;
+	r->pending[r->n_pending++] = (struct pending_read){{ctx, r->commit}, ++r->seq};
+	if (quorum(r) == 1)
+		confirm_reads(r);
+	else
+		broadcast_append(r); /* the round that confirms it */
+	return 0;
+}
+
 int rmq_raft_compact(struct rmq_raft *r, uint64_t index)
 {
 	RMQ_ASSERT(!r->in_ready);
@@ -728,7 +790,7 @@ bool rmq_raft_has_ready(const struct rmq_raft *r)
 {
 	struct rmq_raft_hard_state hs = hard_state(r);
 	return !hs_equal(&hs, &r->hs_prev) || r->unstable_from <= last_index(r) || r->n_msgs > 0 ||
-	       r->commit > r->applied || r->installed;
+	       r->commit > r->applied || r->installed || r->n_ready_reads > 0;
 }
 
 void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
@@ -778,6 +840,9 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 		rd->committed = entry(r, r->applied + 1);
 		rd->n_committed = r->commit - r->applied;
 	}
+	rd->reads = r->ready_reads;
+	rd->n_reads = r->n_ready_reads;
+	r->rd_reads = r->n_ready_reads;
 	r->in_ready = true;
 }
 
@@ -792,6 +857,8 @@ void rmq_raft_advance(struct rmq_raft *r)
 	r->applied = r->rd_commit;
 	RMQ_ASSERT(r->n_msgs == r->rd_msgs);
 	r->n_msgs = 0;
+	RMQ_ASSERT(r->n_ready_reads == r->rd_reads);
+	r->n_ready_reads = 0;
 	if (r->role == RMQ_RAFT_LEADER) {
 		progress_of(r, r->cfg.id)->match = r->stable;
 		if (maybe_commit(r))

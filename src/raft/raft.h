@@ -30,6 +30,7 @@
  *     message;
  *   - a no-op entry at the start of each term, and commit only by counting
  *     replicas of an entry of the current term (section 3.6.2, "Figure 8");
+ *   - linearizable reads by ReadIndex (section 6.4);
  *   - leadership transfer (section 3.10): the leader brings the chosen
  *     voter's log up to date, stops taking proposals, and sends it
  *     TIMEOUT_NOW, upon which it campaigns at once.
@@ -105,6 +106,7 @@ struct rmq_raft_msg {
 	bool reject;     /* the *_RESP messages */
 	bool transfer;   /* VOTE: a campaign the leader asked for (TIMEOUT_NOW):
 			  * voters answer it even within a leader's lease */
+	uint64_t seq;    /* APPEND: the leader's read round; APPEND_RESP: echoed */
 	uint32_t n_entries;
 	/* APPEND: entries[i].index == index + 1 + i.  The core copies what
 	 * it keeps; in a Ready they point into the core until advance. */
@@ -170,6 +172,21 @@ int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to);
  * 0 or RMQ_ERANGE. */
 int rmq_raft_compact(struct rmq_raft *r, uint64_t index);
 
+/*
+ * A linearizable read (ReadIndex, thesis section 6.4): the leader notes
+ * its commit index, confirms with a round of heartbeats that a majority
+ * still follows it, and then hands out {ctx, index} in a Ready: the read
+ * may be served once the state machine has applied index.  Returns 0, or
+ * RMQ_ESTATE (not the leader, or no entry of its term committed yet:
+ * retry shortly), RMQ_EFULL (too many reads waiting).
+ */
+int rmq_raft_read_index(struct rmq_raft *r, uint64_t ctx);
+
+struct rmq_raft_read {
+	uint64_t ctx;
+	uint64_t index;
+};
+
 struct rmq_raft_ready {
 	/* Install the snapshot the leader sent (its data arrived with the
 	 * SNAPSHOT message) before anything below: the durable log restarts
@@ -188,6 +205,9 @@ struct rmq_raft_ready {
 	/* Apply, in order. */
 	const struct rmq_raft_entry *committed;
 	size_t n_committed;
+	/* Reads confirmed (rmq_raft_read_index). */
+	const struct rmq_raft_read *reads;
+	size_t n_reads;
 };
 
 bool rmq_raft_has_ready(const struct rmq_raft *r);

@@ -27,6 +27,7 @@ struct cluster {
 	uint64_t applied[N_MAX];
 	char last_applied[N_MAX][32];
 	int snapshots[N_MAX]; /* snapshots installed */
+	uint64_t read_ctx[N_MAX], read_index[N_MAX]; /* the last read confirmed */
 	bool hs_before_vote_resp; /* every granted VOTE_RESP came with its vote in the same Ready */
 };
 
@@ -94,6 +95,10 @@ static void handle_ready(struct cluster *c, int i)
 				}
 			}
 		}
+	}
+	for (size_t k = 0; k < rd.n_reads; k++) {
+		c->read_ctx[i] = rd.reads[k].ctx;
+		c->read_index[i] = rd.reads[k].index;
 	}
 	if (rd.snapshot) {
 		/* The snapshot's data travels beside the message; here the
@@ -476,4 +481,36 @@ Test(raft, restart_from_a_snapshot)
 	rmq_raft_free(r);
 	struct rmq_raft_entry gap[1] = {{.term = 3, .index = 7}};
 	cr_assert_null(rmq_raft_new(&cfg, &hs, gap, 1), "the log must follow the snapshot");
+}
+
+/* ReadIndex: a read is confirmed by a majority's answer to a later round,
+ * and never by a leader cut off from it. */
+Test(raft, read_index_needs_a_majority_round)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	cr_assert_eq(rmq_raft_read_index(c.r[(l + 1) % 3], 7), RMQ_ESTATE, "followers forward reads");
+	cr_assert_eq(rmq_raft_read_index(c.r[l], 7), 0);
+	uint64_t commit = rmq_raft_commit(c.r[l]);
+	settle(&c);
+	cr_assert_eq(c.read_ctx[l], 7, "the read was confirmed");
+	cr_assert_eq(c.read_index[l], commit);
+	struct rmq_raft_ready rd;
+
+	/* Cut off: the read waits, then the leader steps down and drops it. */
+	isolate(&c, l, true);
+	cr_assert_eq(rmq_raft_read_index(c.r[l], 8), 0);
+	for (int t = 0; t < 40; t++) {
+		rmq_raft_tick(c.r[l]);
+		while (rmq_raft_has_ready(c.r[l])) {
+			rmq_raft_get_ready(c.r[l], &rd);
+			cr_assert_eq(rd.n_reads, 0, "an isolated leader confirmed a read");
+			rmq_raft_advance(c.r[l]);
+		}
+	}
+	cr_assert_neq(rmq_raft_role(c.r[l]), RMQ_RAFT_LEADER);
+	cluster_free(&c);
 }
