@@ -3,10 +3,11 @@
  * raft.c - the Raft core (raft.h): roles, elections, replication and the
  * commit rule, as pure functions of ticks, messages and proposals.
  *
- * The log is an array of entries 1..n_log (log[i] holds index i + 1).
- * Three marks move along it:
+ * The log is an array of the entries after the snapshot: log[i] holds
+ * index snap_index + 1 + i (the snapshot stands for every entry up to
+ * snap_index, whose term is snap_term).  Marks move along it:
  *
- *     1 ........ applied ........ commit ........ stable ........ last
+ *   snap_index ... applied ........ commit ........ stable ........ last
  *                                                 ^ unstable_from - 1
  *
  *   - entries after stable have not been handed out to be made durable
@@ -39,6 +40,19 @@ struct progress {
 	uint64_t next;  /* the next index to send */
 	uint64_t match; /* known to be replicated up to here */
 	bool active;    /* heard from since the last check-quorum */
+	/* A SNAPSHOT was sent up to this index and no answer covered it
+	 * yet: no other is sent for snapshot_ticks < 2 election timeouts
+	 * (the caller streams the snapshot, which takes a while). */
+	uint64_t snapshot;
+	uint32_t snapshot_ticks;
+	uint64_t seq; /* the highest read round it answered */
+};
+
+#define READS_MAX 1024
+
+struct pending_read {
+	struct rmq_raft_read rd;
+	uint64_t seq; /* confirmed once a majority answered this round */
 };
 
 struct rmq_raft {
@@ -52,6 +66,8 @@ struct rmq_raft {
 
 	struct rmq_raft_entry *log;
 	size_t n_log, cap_log;
+	uint64_t snap_index, snap_term; /* what the snapshot covers */
+	bool installed;                 /* a snapshot to install in the next Ready */
 	uint64_t stable;        /* durable up to here */
 	uint64_t unstable_from; /* the next Ready's entries start here */
 	struct rmq_raft_hard_state hs_prev; /* the hard state last handed out */
@@ -68,6 +84,13 @@ struct rmq_raft {
 
 	struct rmq_raft_msg *msgs;
 	size_t n_msgs, cap_msgs;
+
+	/* Reads: waiting for their round (pending), then confirmed. */
+	uint64_t seq;
+	struct pending_read pending[READS_MAX];
+	size_t n_pending;
+	struct rmq_raft_read ready_reads[READS_MAX];
+	size_t n_ready_reads, rd_reads;
 
 	/* The Ready handed out and not yet advanced. */
 	bool in_ready;
@@ -95,15 +118,25 @@ static void reset_timeout(struct rmq_raft *r)
 
 static uint64_t last_index(const struct rmq_raft *r)
 {
-	return r->n_log;
+	return r->snap_index + r->n_log;
 }
 
-/* The term of the entry at index (0 for index 0 or past the end). */
+/* The entry at index, which must be in the log (after the snapshot). */
+static struct rmq_raft_entry *entry(const struct rmq_raft *r, uint64_t index)
+{
+	RMQ_DASSERT(index > r->snap_index && index <= last_index(r));
+	return &r->log[index - r->snap_index - 1];
+}
+
+/* The term of the entry at index: the snapshot's at snap_index, 0 past
+ * the end or before the snapshot (unknown: it matches nothing). */
 static uint64_t term_at(const struct rmq_raft *r, uint64_t index)
 {
-	if (index == 0 || index > r->n_log)
+	if (index == r->snap_index)
+		return r->snap_term;
+	if (index < r->snap_index || index > last_index(r))
 		return 0;
-	return r->log[index - 1].term;
+	return entry(r, index)->term;
 }
 
 static uint32_t quorum(const struct rmq_raft *r)
@@ -161,7 +194,7 @@ static int log_push(struct rmq_raft *r, uint64_t term, uint32_t type, const void
 		memcpy(copy, data, len);
 	}
 	r->log[r->n_log] = (struct rmq_raft_entry){
-		.term = term, .index = r->n_log + 1, .type = type, .len = len, .data = copy};
+		.term = term, .index = last_index(r) + 1, .type = type, .len = len, .data = copy};
 	r->n_log++;
 	return 0;
 }
@@ -178,7 +211,8 @@ static void log_cut(struct rmq_raft *r, uint64_t index)
 		if (r->applied > index)
 			r->applied = index;
 	}
-	while (r->n_log > index) {
+	RMQ_ASSERT(index >= r->snap_index);
+	while (last_index(r) > index) {
 		r->n_log--;
 		free(r->log[r->n_log].data);
 	}
@@ -205,9 +239,23 @@ static struct rmq_raft_msg *msg_new(struct rmq_raft *r, enum rmq_raft_msg_type t
 	return m;
 }
 
-/* Sends to follower pr what it lacks from pr->next on (or a heartbeat). */
+/* Sends to follower pr what it lacks from pr->next on (or a heartbeat):
+ * entries, or the snapshot when they are compacted away. */
 static void send_append(struct rmq_raft *r, struct progress *pr)
 {
+	if (pr->next <= r->snap_index) {
+		if (pr->snapshot)
+			return; /* one is on its way */
+		struct rmq_raft_msg *m = msg_new(r, RMQ_RAFT_MSG_SNAPSHOT, pr->id);
+		if (!m)
+			return;
+		m->index = r->snap_index; /* brought up to date by the Ready */
+		m->log_term = r->snap_term;
+		m->commit = r->commit;
+		pr->snapshot = r->snap_index;
+		pr->snapshot_ticks = 0;
+		return;
+	}
 	struct rmq_raft_msg *m = msg_new(r, RMQ_RAFT_MSG_APPEND, pr->id);
 	if (!m)
 		return;
@@ -218,6 +266,7 @@ static void send_append(struct rmq_raft *r, struct progress *pr)
 	m->index = prev;
 	m->log_term = term_at(r, prev);
 	m->commit = r->commit;
+	m->seq = r->seq;
 	m->n_entries = (uint32_t)n;
 	/* Optimistic: the next message goes on from here; a rejection or
 	 * the next heartbeat's probe brings it back. */
@@ -242,6 +291,7 @@ static void become_follower(struct rmq_raft *r, uint64_t term, uint32_t leader)
 	r->role = RMQ_RAFT_FOLLOWER;
 	r->leader = leader;
 	r->transfer_to = 0;
+	r->n_pending = 0; /* reads waiting: the caller times them out */
 	reset_timeout(r);
 }
 
@@ -256,7 +306,11 @@ static void become_leader(struct rmq_raft *r)
 		r->prs[i].next = last_index(r) + 1;
 		r->prs[i].match = 0;
 		r->prs[i].active = r->prs[i].id == r->cfg.id;
+		r->prs[i].snapshot = 0;
+		r->prs[i].seq = 0;
 	}
+	r->seq = 0;
+	r->n_pending = 0;
 	/* A no-op of this term: entries of earlier terms commit with it
 	 * (section 3.6.2), and at once rather than at the next proposal. */
 	if (log_push(r, r->term, RMQ_RAFT_ENTRY_NOOP, NULL, 0) < 0) {
@@ -346,6 +400,25 @@ static bool maybe_commit(struct rmq_raft *r)
 	return true;
 }
 
+/* ---- reads ----------------------------------------------------------------- */
+
+/* Hands out the pending reads whose round a majority answered. */
+static void confirm_reads(struct rmq_raft *r)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < r->n_pending; i++) {
+		struct pending_read *p = &r->pending[i];
+		uint32_t acks = 0;
+		for (uint32_t v = 0; v < r->cfg.n_voters; v++)
+			acks += r->prs[v].id == r->cfg.id || r->prs[v].seq >= p->seq;
+		if (acks >= quorum(r) && r->n_ready_reads < READS_MAX)
+			r->ready_reads[r->n_ready_reads++] = p->rd;
+		else
+			r->pending[k++] = *p;
+	}
+	r->n_pending = k;
+}
+
 /* ---- messages in ---------------------------------------------------------- */
 
 static bool log_up_to_date(const struct rmq_raft *r, uint64_t index, uint64_t term)
@@ -411,6 +484,8 @@ static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		become_follower(r, r->term, m->from);
 	r->elapsed = 0;
 	out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+	if (out)
+		out->seq = m->seq;
 	if (m->index < r->commit) {
 		/* Everything up to commit matches already. */
 		if (out)
@@ -445,6 +520,36 @@ static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		out->index = last_new;
 }
 
+/* The leader's snapshot (its data arrived beside the message): the log
+ * restarts after it, unless this node has everything it covers already. */
+static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	if (r->role != RMQ_RAFT_FOLLOWER || r->leader != m->from)
+		become_follower(r, r->term, m->from);
+	r->elapsed = 0;
+	struct rmq_raft_msg *out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+	if (m->index <= r->commit) {
+		if (out)
+			out->index = r->commit; /* nothing to install */
+		return;
+	}
+	/* The whole log goes, even a suffix that matches: simpler, and the
+	 * leader sends what follows again.  (Not log_cut(): entries up to
+	 * commit go too, covered by the snapshot.) */
+	while (r->n_log > 0) {
+		r->n_log--;
+		free(r->log[r->n_log].data);
+	}
+	r->snap_index = m->index;
+	r->snap_term = m->log_term;
+	r->commit = r->applied = m->index;
+	r->stable = m->index;
+	r->unstable_from = m->index + 1;
+	r->installed = true;
+	if (out)
+		out->index = m->index;
+}
+
 static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
 	struct progress *pr = progress_of(r, m->from);
@@ -452,6 +557,10 @@ static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 	if (r->role != RMQ_RAFT_LEADER || !pr)
 		return;
 	pr->active = true;
+	if (m->seq > pr->seq) {
+		pr->seq = m->seq;
+		confirm_reads(r);
+	}
 	if (m->reject) {
 		if (m->index < pr->match)
 			return; /* stale */
@@ -470,6 +579,8 @@ static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		pr->match = m->index;
 	if (pr->next <= pr->match)
 		pr->next = pr->match + 1;
+	if (pr->snapshot && pr->match >= pr->snapshot)
+		pr->snapshot = 0; /* installed */
 	if (r->transfer_to == m->from && pr->match == last_index(r))
 		msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, m->from); /* caught up */
 	if (maybe_commit(r))
@@ -482,8 +593,10 @@ static bool valid(const struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
 	if (m->to != r->cfg.id || m->from == r->cfg.id || slot_of(r, m->from) < 0)
 		return false;
-	if (m->type < RMQ_RAFT_MSG_PREVOTE || m->type > RMQ_RAFT_MSG_TIMEOUT_NOW)
+	if (m->type < RMQ_RAFT_MSG_PREVOTE || m->type > RMQ_RAFT_MSG_SNAPSHOT)
 		return false;
+	if (m->type == RMQ_RAFT_MSG_SNAPSHOT)
+		return m->n_entries == 0 && m->index > 0 && m->log_term > 0 && m->log_term <= m->term;
 	if (m->type != RMQ_RAFT_MSG_APPEND)
 		return m->n_entries == 0;
 	if ((m->n_entries > 0 && !m->entries) || (m->index == 0 && m->log_term != 0))
@@ -516,13 +629,14 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		    (m->type == RMQ_RAFT_MSG_PREVOTE_RESP && !m->reject)) {
 			/* A pre-vote moves no term. */
 		} else {
-			become_follower(r, m->term,
-					m->type == RMQ_RAFT_MSG_APPEND ? m->from : 0);
+			bool from_leader = m->type == RMQ_RAFT_MSG_APPEND ||
+					   m->type == RMQ_RAFT_MSG_SNAPSHOT;
+			become_follower(r, m->term, from_leader ? m->from : 0);
 		}
 	} else if (m->term < r->term) {
 		/* A stale leader learns the term from the answer and steps
 		 * down; a stale pre-candidate from the refusal. */
-		if (m->type == RMQ_RAFT_MSG_APPEND) {
+		if (m->type == RMQ_RAFT_MSG_APPEND || m->type == RMQ_RAFT_MSG_SNAPSHOT) {
 			struct rmq_raft_msg *out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
 			if (out) {
 				out->reject = true;
@@ -551,6 +665,9 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 	case RMQ_RAFT_MSG_APPEND_RESP:
 		on_append_resp(r, m);
 		break;
+	case RMQ_RAFT_MSG_SNAPSHOT:
+		on_snapshot(r, m);
+		break;
 	case RMQ_RAFT_MSG_TIMEOUT_NOW:
 		/* From this term's leader: campaign at once, without a
 		 * pre-vote (the leader vouches that this log is up to date). */
@@ -571,6 +688,9 @@ void rmq_raft_tick(struct rmq_raft *r)
 			campaign(r, r->cfg.pre_vote, false);
 		return;
 	}
+	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
+		if (r->prs[i].snapshot && ++r->prs[i].snapshot_ticks >= 2 * r->cfg.election_ticks)
+			r->prs[i].snapshot = 0; /* no answer: the next heartbeat sends again */
 	if (r->transfer_to && ++r->transfer_elapsed >= r->cfg.election_ticks)
 		r->transfer_to = 0; /* the successor did not take over: lead on */
 	if (++r->hb_elapsed >= r->cfg.heartbeat_ticks) {
@@ -598,6 +718,41 @@ int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len)
 		return -ENOMEM;
 	broadcast_append(r);
 	return (int64_t)last_index(r);
+}
+
+int rmq_raft_read_index(struct rmq_raft *r, uint64_t ctx)
+{
+	RMQ_ASSERT(!r->in_ready);
+	/* Until an entry of its term commits, a new leader does not know
+	 * the commit index of the term before (section 6.4, step 1). */
+	if (r->role != RMQ_RAFT_LEADER || term_at(r, r->commit) != r->term)
+		return RMQ_ESTATE;
+	if (r->n_pending == READS_MAX)
+		return RMQ_EFULL;
+	r->pending[r->n_pending++] = (struct pending_read){{ctx, r->commit}, ++r->seq};
+	if (quorum(r) == 1)
+		confirm_reads(r);
+	else
+		broadcast_append(r); /* the round that confirms it */
+	return 0;
+}
+
+int rmq_raft_compact(struct rmq_raft *r, uint64_t index)
+{
+	RMQ_ASSERT(!r->in_ready);
+	if (index <= r->snap_index)
+		return 0;
+	if (index > r->applied || index > r->stable)
+		return RMQ_ERANGE;
+	uint64_t term = term_at(r, index);
+	size_t drop = (size_t)(index - r->snap_index);
+	for (size_t i = 0; i < drop; i++)
+		free(r->log[i].data);
+	memmove(r->log, r->log + drop, (r->n_log - drop) * sizeof(*r->log));
+	r->n_log -= drop;
+	r->snap_index = index;
+	r->snap_term = term;
+	return 0;
 }
 
 int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to)
@@ -635,7 +790,7 @@ bool rmq_raft_has_ready(const struct rmq_raft *r)
 {
 	struct rmq_raft_hard_state hs = hard_state(r);
 	return !hs_equal(&hs, &r->hs_prev) || r->unstable_from <= last_index(r) || r->n_msgs > 0 ||
-	       r->commit > r->applied;
+	       r->commit > r->applied || r->installed || r->n_ready_reads > 0;
 }
 
 void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
@@ -645,9 +800,14 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 	r->rd_hs = hard_state(r);
 	rd->hs_changed = !hs_equal(&r->rd_hs, &r->hs_prev);
 	rd->hs = r->rd_hs;
+	if (r->installed) {
+		rd->snapshot = true;
+		rd->snapshot_index = r->snap_index;
+		rd->snapshot_term = r->snap_term;
+	}
 	r->rd_last = last_index(r);
 	if (r->unstable_from <= r->rd_last) {
-		rd->entries = &r->log[r->unstable_from - 1];
+		rd->entries = entry(r, r->unstable_from);
 		rd->n_entries = r->rd_last - r->unstable_from + 1;
 	}
 	/* Point the APPENDs into the log, dropping those this node may no
@@ -655,13 +815,19 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 	size_t k = 0;
 	for (size_t i = 0; i < r->n_msgs; i++) {
 		struct rmq_raft_msg *m = &r->msgs[i];
+		bool lead = r->role == RMQ_RAFT_LEADER && m->term == r->term;
 		if (m->type == RMQ_RAFT_MSG_APPEND) {
-			if (r->role != RMQ_RAFT_LEADER || m->term != r->term ||
-			    m->index > last_index(r) || term_at(r, m->index) != m->log_term)
+			if (!lead || m->index < r->snap_index || m->index > last_index(r) ||
+			    term_at(r, m->index) != m->log_term)
 				continue;
 			if (m->index + m->n_entries > last_index(r))
 				m->n_entries = (uint32_t)(last_index(r) - m->index);
-			m->entries = m->n_entries ? &r->log[m->index] : NULL;
+			m->entries = m->n_entries ? entry(r, m->index + 1) : NULL;
+		} else if (m->type == RMQ_RAFT_MSG_SNAPSHOT) {
+			if (!lead)
+				continue;
+			m->index = r->snap_index; /* the caller sends its newest */
+			m->log_term = r->snap_term;
 		}
 		r->msgs[k++] = *m;
 	}
@@ -671,9 +837,12 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 	r->rd_msgs = k;
 	r->rd_commit = r->commit;
 	if (r->commit > r->applied) {
-		rd->committed = &r->log[r->applied];
+		rd->committed = entry(r, r->applied + 1);
 		rd->n_committed = r->commit - r->applied;
 	}
+	rd->reads = r->ready_reads;
+	rd->n_reads = r->n_ready_reads;
+	r->rd_reads = r->n_ready_reads;
 	r->in_ready = true;
 }
 
@@ -681,12 +850,15 @@ void rmq_raft_advance(struct rmq_raft *r)
 {
 	RMQ_ASSERT(r->in_ready);
 	r->in_ready = false;
+	r->installed = false;
 	r->hs_prev = r->rd_hs;
 	r->stable = r->rd_last;
 	r->unstable_from = r->rd_last + 1;
 	r->applied = r->rd_commit;
 	RMQ_ASSERT(r->n_msgs == r->rd_msgs);
 	r->n_msgs = 0;
+	RMQ_ASSERT(r->n_ready_reads == r->rd_reads);
+	r->n_ready_reads = 0;
 	if (r->role == RMQ_RAFT_LEADER) {
 		progress_of(r, r->cfg.id)->match = r->stable;
 		if (maybe_commit(r))
@@ -714,23 +886,32 @@ struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
 			goto fail;
 		r->prs[i].id = cfg->voters[i];
 	}
+	if ((cfg->snap_index == 0) != (cfg->snap_term == 0))
+		goto fail;
+	r->snap_index = cfg->snap_index;
+	r->snap_term = cfg->snap_term;
 	for (size_t i = 0; i < n; i++) {
-		if (log[i].index != i + 1 || (i > 0 && log[i].term < log[i - 1].term) ||
+		uint64_t prev_term = i > 0 ? log[i - 1].term : r->snap_term;
+		if (log[i].index != r->snap_index + i + 1 || log[i].term < prev_term ||
 		    log_push(r, log[i].term, log[i].type, log[i].data, log[i].len) < 0)
 			goto fail;
 	}
 	r->rng = cfg->seed ^ ((uint64_t)cfg->id << 32);
+	uint64_t last = last_index(r);
 	if (hs) {
 		r->term = hs->term;
 		r->vote = hs->vote;
-		r->commit = hs->commit < n ? hs->commit : n;
+		r->commit = hs->commit < last ? hs->commit : last;
 		r->hs_prev = *hs;
 	}
-	r->applied = cfg->applied < n ? cfg->applied : n;
+	/* The snapshot is applied and committed by definition. */
+	r->applied = cfg->applied < last ? cfg->applied : last;
+	if (r->applied < r->snap_index)
+		r->applied = r->snap_index;
 	if (r->commit < r->applied)
 		r->commit = r->applied;
-	r->stable = n;
-	r->unstable_from = n + 1;
+	r->stable = last;
+	r->unstable_from = last + 1;
 	r->role = RMQ_RAFT_FOLLOWER;
 	reset_timeout(r);
 	return r;
@@ -777,7 +958,12 @@ uint64_t rmq_raft_last_index(const struct rmq_raft *r)
 
 const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index)
 {
-	if (index == 0 || index > r->n_log)
+	if (index <= r->snap_index || index > last_index(r))
 		return NULL;
-	return &r->log[index - 1];
+	return entry(r, index);
+}
+
+uint64_t rmq_raft_snapshot_index(const struct rmq_raft *r)
+{
+	return r->snap_index;
 }

@@ -30,6 +30,7 @@
  *     message;
  *   - a no-op entry at the start of each term, and commit only by counting
  *     replicas of an entry of the current term (section 3.6.2, "Figure 8");
+ *   - linearizable reads by ReadIndex (section 6.4);
  *   - leadership transfer (section 3.10): the leader brings the chosen
  *     voter's log up to date, stops taking proposals, and sends it
  *     TIMEOUT_NOW, upon which it campaigns at once.
@@ -81,6 +82,11 @@ enum rmq_raft_msg_type {
 	RMQ_RAFT_MSG_APPEND,
 	RMQ_RAFT_MSG_APPEND_RESP,
 	RMQ_RAFT_MSG_TIMEOUT_NOW, /* leader to its chosen successor: campaign now */
+	/* Leader to a follower whose entries it compacted away: index and
+	 * log_term say what the snapshot covers.  The caller streams the
+	 * snapshot's data beside it (InstallSnapshot) and steps the message
+	 * once the data is in; the follower answers with APPEND_RESP. */
+	RMQ_RAFT_MSG_SNAPSHOT,
 };
 
 struct rmq_raft_msg {
@@ -100,6 +106,7 @@ struct rmq_raft_msg {
 	bool reject;     /* the *_RESP messages */
 	bool transfer;   /* VOTE: a campaign the leader asked for (TIMEOUT_NOW):
 			  * voters answer it even within a leader's lease */
+	uint64_t seq;    /* APPEND: the leader's read round; APPEND_RESP: echoed */
 	uint32_t n_entries;
 	/* APPEND: entries[i].index == index + 1 + i.  The core copies what
 	 * it keeps; in a Ready they point into the core until advance. */
@@ -121,6 +128,9 @@ struct rmq_raft_config {
 	uint64_t seed;    /* the randomness of the election timeouts */
 	uint64_t applied; /* entries up to here are applied already (not
 			   * handed out again) */
+	/* The snapshot the node restarts from (0, 0: none): the log passed
+	 * to rmq_raft_new starts at snap_index + 1. */
+	uint64_t snap_index, snap_term;
 	/* TESTS ONLY: commit any entry a majority holds, whatever its term
 	 * (the bug of section 3.6.2); the simulator must catch it. */
 	bool unsafe_commit_any_term;
@@ -129,8 +139,9 @@ struct rmq_raft_config {
 struct rmq_raft;
 
 /*
- * A node restarting from what it made durable: hs, and its log's entries
- * 1..n (log[i].index == i + 1; copied).  Returns NULL on a bad config
+ * A node restarting from what it made durable: hs, its snapshot
+ * (cfg->snap_index), and its log's entries after it (log[i].index ==
+ * snap_index + 1 + i; copied).  Returns NULL on a bad config
  * (no voters, id not a voter, zero ticks) or no memory.
  */
 struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
@@ -155,7 +166,33 @@ int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len);
  * voter). */
 int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to);
 
+/* The state machine holds a durable snapshot of everything up to index
+ * (at most what was applied and made durable): the log drops those
+ * entries; a follower that needs them gets the snapshot instead.  Returns
+ * 0 or RMQ_ERANGE. */
+int rmq_raft_compact(struct rmq_raft *r, uint64_t index);
+
+/*
+ * A linearizable read (ReadIndex, thesis section 6.4): the leader notes
+ * its commit index, confirms with a round of heartbeats that a majority
+ * still follows it, and then hands out {ctx, index} in a Ready: the read
+ * may be served once the state machine has applied index.  Returns 0, or
+ * RMQ_ESTATE (not the leader, or no entry of its term committed yet:
+ * retry shortly), RMQ_EFULL (too many reads waiting).
+ */
+int rmq_raft_read_index(struct rmq_raft *r, uint64_t ctx);
+
+struct rmq_raft_read {
+	uint64_t ctx;
+	uint64_t index;
+};
+
 struct rmq_raft_ready {
+	/* Install the snapshot the leader sent (its data arrived with the
+	 * SNAPSHOT message) before anything below: the durable log restarts
+	 * empty after snapshot_index. */
+	bool snapshot;
+	uint64_t snapshot_index, snapshot_term;
 	bool hs_changed;
 	struct rmq_raft_hard_state hs;
 	/* Make durable: they replace the durable log from entries[0].index
@@ -168,6 +205,9 @@ struct rmq_raft_ready {
 	/* Apply, in order. */
 	const struct rmq_raft_entry *committed;
 	size_t n_committed;
+	/* Reads confirmed (rmq_raft_read_index). */
+	const struct rmq_raft_read *reads;
+	size_t n_reads;
 };
 
 bool rmq_raft_has_ready(const struct rmq_raft *r);
@@ -179,7 +219,8 @@ uint64_t rmq_raft_term(const struct rmq_raft *r);
 uint32_t rmq_raft_leader(const struct rmq_raft *r); /* 0: unknown */
 uint64_t rmq_raft_commit(const struct rmq_raft *r);
 uint64_t rmq_raft_last_index(const struct rmq_raft *r);
-/* The entry at index (1..last), or NULL. */
+/* The entry at index (after the snapshot, up to the last), or NULL. */
 const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index);
+uint64_t rmq_raft_snapshot_index(const struct rmq_raft *r);
 
 #endif /* RMQ_RAFT_RAFT_H */

@@ -11,6 +11,7 @@
 #include "core/error.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,8 @@ struct cluster {
 	int nq;
 	uint64_t applied[N_MAX];
 	char last_applied[N_MAX][32];
+	int snapshots[N_MAX]; /* snapshots installed */
+	uint64_t read_ctx[N_MAX], read_index[N_MAX]; /* the last read confirmed */
 	bool hs_before_vote_resp; /* every granted VOTE_RESP came with its vote in the same Ready */
 };
 
@@ -92,6 +95,16 @@ static void handle_ready(struct cluster *c, int i)
 				}
 			}
 		}
+	}
+	for (size_t k = 0; k < rd.n_reads; k++) {
+		c->read_ctx[i] = rd.reads[k].ctx;
+		c->read_index[i] = rd.reads[k].index;
+	}
+	if (rd.snapshot) {
+		/* The snapshot's data travels beside the message; here the
+		 * state machine is just its applied index. */
+		c->applied[i] = rd.snapshot_index;
+		c->snapshots[i]++;
 	}
 	for (size_t k = 0; k < rd.n_committed; k++) {
 		const struct rmq_raft_entry *e = &rd.committed[k];
@@ -409,5 +422,95 @@ Test(raft, leadership_transfer)
 	ticks(&c, 3);
 	for (int i = 0; i < 3; i++)
 		cr_assert_str_eq(c.last_applied[i], "after", "node %d", i + 1);
+	cluster_free(&c);
+}
+
+/* Log compaction: a follower that was away while the leader compacted
+ * its log gets the snapshot, then the entries after it. */
+Test(raft, a_lagging_follower_catches_up_by_snapshot)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	int f = (l + 1) % 3;
+	isolate(&c, f, true);
+	char buf[8];
+	for (int k = 0; k < 10; k++) {
+		snprintf(buf, sizeof(buf), "e%d", k);
+		cr_assert_gt(rmq_raft_propose(c.r[l], buf, (uint32_t)strlen(buf)), 0);
+		settle(&c);
+	}
+	ticks(&c, 3);
+	uint64_t upto = rmq_raft_commit(c.r[l]);
+	cr_assert_eq(rmq_raft_compact(c.r[l], upto + 1), RMQ_ERANGE, "only what is applied");
+	cr_assert_eq(rmq_raft_compact(c.r[l], upto), 0);
+	cr_assert_eq(rmq_raft_snapshot_index(c.r[l]), upto);
+	cr_assert_null(rmq_raft_entry_at(c.r[l], upto));
+	isolate(&c, f, false);
+	ticks(&c, 10);
+	cr_assert_eq(c.snapshots[f], 1, "the follower installed one snapshot");
+	cr_assert_eq(rmq_raft_snapshot_index(c.r[f]), upto);
+	cr_assert_gt(rmq_raft_propose(c.r[l], "later", 5), 0);
+	settle(&c);
+	ticks(&c, 3);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_str_eq(c.last_applied[i], "later", "node %d", i + 1);
+		cr_assert_eq(c.applied[i], rmq_raft_commit(c.r[l]));
+	}
+	cluster_free(&c);
+}
+
+/* A node restarts from its snapshot and the log after it. */
+Test(raft, restart_from_a_snapshot)
+{
+	struct rmq_raft_config cfg = config(1, 1);
+	cfg.snap_index = 5;
+	cfg.snap_term = 2;
+	struct rmq_raft_entry log[1] = {{.term = 3, .index = 6}};
+	struct rmq_raft_hard_state hs = {.term = 3, .vote = 1, .commit = 6};
+	struct rmq_raft *r = rmq_raft_new(&cfg, &hs, log, 1);
+	cr_assert_not_null(r);
+	cr_assert_eq(rmq_raft_last_index(r), 6);
+	struct rmq_raft_ready rd;
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.n_committed, 1, "entry 6 only: the snapshot is applied");
+	cr_assert_eq(rd.committed[0].index, 6);
+	rmq_raft_advance(r);
+	rmq_raft_free(r);
+	struct rmq_raft_entry gap[1] = {{.term = 3, .index = 7}};
+	cr_assert_null(rmq_raft_new(&cfg, &hs, gap, 1), "the log must follow the snapshot");
+}
+
+/* ReadIndex: a read is confirmed by a majority's answer to a later round,
+ * and never by a leader cut off from it. */
+Test(raft, read_index_needs_a_majority_round)
+{
+	struct cluster c;
+	cluster_init(&c, 3);
+	ticks(&c, 40);
+	int l = leader_of(&c);
+	cr_assert_geq(l, 0);
+	cr_assert_eq(rmq_raft_read_index(c.r[(l + 1) % 3], 7), RMQ_ESTATE, "followers forward reads");
+	cr_assert_eq(rmq_raft_read_index(c.r[l], 7), 0);
+	uint64_t commit = rmq_raft_commit(c.r[l]);
+	settle(&c);
+	cr_assert_eq(c.read_ctx[l], 7, "the read was confirmed");
+	cr_assert_eq(c.read_index[l], commit);
+	struct rmq_raft_ready rd;
+
+	/* Cut off: the read waits, then the leader steps down and drops it. */
+	isolate(&c, l, true);
+	cr_assert_eq(rmq_raft_read_index(c.r[l], 8), 0);
+	for (int t = 0; t < 40; t++) {
+		rmq_raft_tick(c.r[l]);
+		while (rmq_raft_has_ready(c.r[l])) {
+			rmq_raft_get_ready(c.r[l], &rd);
+			cr_assert_eq(rd.n_reads, 0, "an isolated leader confirmed a read");
+			rmq_raft_advance(c.r[l]);
+		}
+	}
+	cr_assert_neq(rmq_raft_role(c.r[l]), RMQ_RAFT_LEADER);
 	cluster_free(&c);
 }
