@@ -132,12 +132,15 @@ static bool entry_same(const struct rmq_raft_entry *a, const struct rmq_raft_ent
 
 /* --- the world ---------------------------------------------------------- */
 
-/* A durable log: e[i].index == i + 1; ph[i] hashes entries 1..i+1, so two
- * logs with equal ph at i agree on their whole prefix to i. */
+/* A durable log after the snapshot at base: e[i].index == base + 1 + i.
+ * ph[i] hashes every entry 1..base + 1 + i (the snapshot's part comes from
+ * base_ph), so two logs with equal prefix hashes at an index agree on
+ * everything up to it, compacted or not. */
 struct sim_log {
 	struct rmq_raft_entry *e;
 	uint64_t *ph;
 	size_t n, cap;
+	uint64_t base, base_term, base_ph;
 };
 
 struct sim_applied {
@@ -150,6 +153,13 @@ struct sim_applied {
 	uint64_t committed_by;
 };
 
+/* A durable snapshot: the state machine up to index (sm[i]: index i + 1),
+ * the term of its last entry and the log's prefix hash there. */
+struct sim_snap {
+	uint64_t index, term, ph;
+	struct sim_applied *sm;
+};
+
 struct sim_node {
 	uint32_t id;
 	bool up;
@@ -157,6 +167,8 @@ struct sim_node {
 	struct rmq_raft_config cfg;
 	struct rmq_raft_hard_state hs; /* durable */
 	struct sim_log log;            /* durable */
+	struct sim_snap snap;          /* durable */
+	struct sim_snap *incoming;     /* a leader's snapshot being stepped */
 	struct sim_applied *sm;        /* sm[i]: index i + 1 */
 	size_t n_sm, cap_sm;
 	uint32_t tick_units;
@@ -167,6 +179,7 @@ struct sim_node {
 struct sim_flight {
 	uint64_t at, seq;
 	struct rmq_raft_msg m;
+	struct sim_snap *snap; /* SNAPSHOT: its data, streamed beside it */
 };
 
 struct sim_pending {
@@ -190,7 +203,7 @@ struct sim_world {
 	bool faults;
 	/* Fault knobs, per world: per mille per message, or per 10000 units. */
 	uint32_t drop_pm, dup_pm, reorder_pm, torn_pm;
-	uint32_t part_rate, crash_rate, propose_rate, transfer_rate;
+	uint32_t part_rate, crash_rate, propose_rate, transfer_rate, compact_rate;
 	uint32_t *leader_of; /* by term; 0: none seen */
 	size_t cap_leader;
 	struct sim_applied *applied; /* by index - 1 */
@@ -202,6 +215,8 @@ struct sim_world {
 
 static void fail(struct sim_world *w, enum sim_verdict v, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+static void handle_ready(struct sim_world *w, struct sim_node *nd);
+static void check(struct sim_world *w);
 
 static void fail(struct sim_world *w, enum sim_verdict v, const char *fmt, ...)
 {
@@ -250,7 +265,7 @@ static void step(struct sim_world *w, uint64_t kind, uint64_t a, uint64_t b, uin
 static const char *const role_names[] = {"follower", "precandidate", "candidate", "leader"};
 static const char *const msg_names[] = {
 	"?", "prevote", "prevote_resp", "vote", "vote_resp", "append", "append_resp",
-	"timeout_now",
+	"timeout_now", "snapshot",
 };
 
 static const char *msg_name(enum rmq_raft_msg_type t)
@@ -285,12 +300,75 @@ static void entry_copy(struct rmq_raft_entry *dst, const struct rmq_raft_entry *
 	}
 }
 
+static struct sim_snap *snap_dup(const struct sim_snap *src)
+{
+	struct sim_snap *d = calloc(1, sizeof(*d));
+	if (!d)
+		abort();
+	*d = *src;
+	d->sm = NULL;
+	if (src->index) {
+		d->sm = malloc(src->index * sizeof(*d->sm));
+		if (!d->sm)
+			abort();
+		memcpy(d->sm, src->sm, src->index * sizeof(*d->sm));
+	}
+	return d;
+}
+
+static void snap_free(struct sim_snap *sn)
+{
+	if (sn) {
+		free(sn->sm);
+		free(sn);
+	}
+}
+
 /* --- durable logs -------------------------------------------------------- */
 
-static void log_truncate(struct sim_log *l, size_t n)
+static uint64_t log_last(const struct sim_log *l)
 {
-	while (l->n > n)
+	return l->base + l->n;
+}
+
+/* The term at index (base..last); 0 elsewhere. */
+static uint64_t log_term(const struct sim_log *l, uint64_t index)
+{
+	if (index == l->base)
+		return l->base_term;
+	return index > l->base && index <= log_last(l) ? l->e[index - l->base - 1].term : 0;
+}
+
+static uint64_t log_ph(const struct sim_log *l, uint64_t index)
+{
+	return index == l->base ? l->base_ph : l->ph[index - l->base - 1];
+}
+
+static const struct rmq_raft_entry *log_entry(const struct sim_log *l, uint64_t index)
+{
+	return index > l->base && index <= log_last(l) ? &l->e[index - l->base - 1] : NULL;
+}
+
+/* Keeps the entries up to index last. */
+static void log_truncate(struct sim_log *l, uint64_t last)
+{
+	while (log_last(l) > last && l->n > 0)
 		free(l->e[--l->n].data);
+}
+
+/* Drops the entries up to index (a snapshot covers them now). */
+static void log_compact(struct sim_log *l, uint64_t index)
+{
+	uint64_t term = log_term(l, index), ph = log_ph(l, index);
+	size_t drop = (size_t)(index - l->base);
+	for (size_t i = 0; i < drop; i++)
+		free(l->e[i].data);
+	memmove(l->e, l->e + drop, (l->n - drop) * sizeof(*l->e));
+	memmove(l->ph, l->ph + drop, (l->n - drop) * sizeof(*l->ph));
+	l->n -= drop;
+	l->base = index;
+	l->base_term = term;
+	l->base_ph = ph;
 }
 
 static void log_append(struct sim_log *l, const struct rmq_raft_entry *e)
@@ -301,7 +379,7 @@ static void log_append(struct sim_log *l, const struct rmq_raft_entry *e)
 	l->ph = grow(l->ph, &cap, l->n + 1, sizeof(*l->ph));
 	l->cap = cap;
 	entry_copy(&l->e[l->n], e);
-	uint64_t prev = l->n ? l->ph[l->n - 1] : FNV_OFFSET;
+	uint64_t prev = l->n ? l->ph[l->n - 1] : l->base_ph;
 	l->ph[l->n] = fnv_u64(prev, entry_hash(e));
 	l->n++;
 }
@@ -311,9 +389,11 @@ static void persist_entries(struct sim_world *w, struct sim_node *nd,
 			    const struct rmq_raft_entry *entries, size_t n)
 {
 	uint64_t first = entries[0].index;
-	if (first == 0 || first > nd->log.n + 1) {
-		fail(w, SIM_CORE_ERROR, "node %u: Ready entries start at %llu, durable log ends at %zu",
-		     nd->id, (unsigned long long)first, nd->log.n);
+	if (first <= nd->log.base || first > log_last(&nd->log) + 1) {
+		fail(w, SIM_CORE_ERROR,
+		     "node %u: Ready entries start at %llu, durable log holds %llu..%llu", nd->id,
+		     (unsigned long long)first, (unsigned long long)nd->log.base + 1,
+		     (unsigned long long)log_last(&nd->log));
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -335,12 +415,14 @@ static void persist_entries(struct sim_world *w, struct sim_node *nd,
 
 static void flight_free(struct sim_flight *f)
 {
+	snap_free(f->snap);
 	for (uint32_t i = 0; i < f->m.n_entries; i++)
 		free(f->m.entries[i].data);
 	free(f->m.entries);
 }
 
-static void enqueue(struct sim_world *w, const struct rmq_raft_msg *m, uint64_t delay)
+static void enqueue(struct sim_world *w, const struct sim_node *nd, const struct rmq_raft_msg *m,
+		    uint64_t delay)
 {
 	if (w->n_flight == FLIGHT_MAX) {
 		step(w, 10, m->from, m->to, m->type, "lost %s %u->%u (network full)",
@@ -352,6 +434,9 @@ static void enqueue(struct sim_world *w, const struct rmq_raft_msg *m, uint64_t 
 	f->seq = w->seq++;
 	f->m = *m;
 	f->m.entries = NULL;
+	f->snap = NULL;
+	if (m->type == RMQ_RAFT_MSG_SNAPSHOT)
+		f->snap = snap_dup(&nd->snap);
 	if (m->n_entries) {
 		f->m.entries = calloc(m->n_entries, sizeof(*f->m.entries));
 		if (!f->m.entries)
@@ -377,6 +462,13 @@ static void send(struct sim_world *w, const struct sim_node *nd, const struct rm
 		     (unsigned long long)nd->hs.term);
 		return;
 	}
+	if (m->type == RMQ_RAFT_MSG_SNAPSHOT &&
+	    (m->index != nd->snap.index || m->log_term != nd->snap.term)) {
+		fail(w, SIM_CORE_ERROR, "node %u sent a snapshot of %llu/%llu, its own is %llu/%llu",
+		     nd->id, (unsigned long long)m->index, (unsigned long long)m->log_term,
+		     (unsigned long long)nd->snap.index, (unsigned long long)nd->snap.term);
+		return;
+	}
 	if (m->type == RMQ_RAFT_MSG_VOTE_RESP && !m->reject &&
 	    (nd->hs.term != m->term || nd->hs.vote != m->to)) {
 		fail(w, SIM_DURABILITY,
@@ -397,7 +489,7 @@ static void send(struct sim_world *w, const struct sim_node *nd, const struct rm
 		uint64_t delay = 1 + rng_below(&w->rng, DELAY_UNITS_MAX);
 		if (w->faults && rng_chance(&w->rng, w->reorder_pm, 1000))
 			delay += rng_below(&w->rng, REORDER_UNITS_MAX);
-		enqueue(w, m, delay);
+		enqueue(w, nd, m, delay);
 	}
 }
 
@@ -450,6 +542,71 @@ static void crash(struct sim_world *w, struct sim_node *nd, const char *how)
 	     (unsigned long long)nd->restart_at);
 }
 
+/* Installs the leader's snapshot nd received: its durable snapshot and
+ * state machine become the leader's, its durable log restarts after it. */
+static void install(struct sim_world *w, struct sim_node *nd, const struct rmq_raft_ready *rd)
+{
+	struct sim_snap *in = nd->incoming;
+	if (!in || in->index != rd->snapshot_index || in->term != rd->snapshot_term) {
+		fail(w, SIM_CORE_ERROR, "node %u: Ready installs snapshot %llu/%llu, it received %llu/%llu",
+		     nd->id, (unsigned long long)rd->snapshot_index,
+		     (unsigned long long)rd->snapshot_term, in ? (unsigned long long)in->index : 0ULL,
+		     in ? (unsigned long long)in->term : 0ULL);
+		return;
+	}
+	nd->incoming = NULL;
+	free(nd->snap.sm);
+	nd->snap = *in;
+	free(in);
+	log_truncate(&nd->log, nd->log.base);
+	nd->log.base = nd->snap.index;
+	nd->log.base_term = nd->snap.term;
+	nd->log.base_ph = nd->snap.ph;
+	nd->changed_from = nd->log.base;
+	/* The state machine becomes the snapshot: each entry in it must be
+	 * what every other node applied there. */
+	nd->n_sm = 0;
+	for (uint64_t i = 0; i < nd->snap.index && w->verdict == SIM_PASS; i++) {
+		const struct sim_applied *a = &nd->snap.sm[i];
+		w->applied = grow(w->applied, &w->cap_applied, i + 1, sizeof(*w->applied));
+		const struct sim_applied *g = &w->applied[i];
+		if (g->node == 0 || g->term != a->term || g->hash != a->hash)
+			fail(w, SIM_STATE_MACHINE_SAFETY,
+			     "node %u installed a snapshot whose index %llu is term %llu, node %u "
+			     "applied term %llu there",
+			     nd->id, (unsigned long long)i + 1, (unsigned long long)a->term, g->node,
+			     (unsigned long long)g->term);
+		nd->sm = grow(nd->sm, &nd->cap_sm, i + 1, sizeof(*nd->sm));
+		nd->sm[nd->n_sm++] = *a;
+	}
+	step(w, 23, nd->id, nd->snap.index, nd->snap.term, "node %u installs snapshot %llu/%llu",
+	     nd->id, (unsigned long long)nd->snap.index, (unsigned long long)nd->snap.term);
+}
+
+/* The state machine up to index becomes nd's durable snapshot. */
+static void compact(struct sim_world *w, struct sim_node *nd)
+{
+	uint64_t max = nd->n_sm < log_last(&nd->log) ? nd->n_sm : log_last(&nd->log);
+	if (max <= nd->snap.index)
+		return;
+	uint64_t index = nd->snap.index + 1 + rng_below(&w->rng, max - nd->snap.index);
+	int rc = rmq_raft_compact(nd->core, index);
+	step(w, 24, nd->id, index, (uint64_t)(int64_t)rc, "node %u compacts to %llu: %d", nd->id,
+	     (unsigned long long)index, rc);
+	if (rc != 0)
+		return;
+	log_compact(&nd->log, index);
+	free(nd->snap.sm);
+	nd->snap = (struct sim_snap){index, nd->log.base_term, nd->log.base_ph, NULL};
+	nd->snap.sm = malloc(index * sizeof(*nd->snap.sm));
+	if (!nd->snap.sm)
+		abort();
+	memcpy(nd->snap.sm, nd->sm, index * sizeof(*nd->snap.sm));
+	nd->changed_from = index + 1;
+	handle_ready(w, nd);
+	check(w);
+}
+
 static bool granted_vote(const struct rmq_raft_ready *rd)
 {
 	for (size_t i = 0; i < rd->n_msgs; i++)
@@ -467,12 +624,19 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 		rmq_raft_get_ready(nd->core, &rd);
 		if (rd.hs_changed)
 			term = rd.hs.term;
-		bool writes = rd.hs_changed || rd.n_entries;
+		bool writes = rd.hs_changed || rd.n_entries || rd.snapshot;
 		if (w->faults && writes && rng_chance(&w->rng, w->torn_pm, 1000)) {
 			/* Storage got part of the write down before the crash; nothing
 			 * was sent or applied, so nothing depended on the rest. */
+			bool snap = rd.snapshot && rng_chance(&w->rng, 1, 2);
 			size_t k = rng_below(&w->rng, rd.n_entries + 1);
 			bool hs = rd.hs_changed && rng_chance(&w->rng, 1, 2);
+			if (rd.snapshot && !snap) {
+				k = 0; /* the entries follow the snapshot */
+				hs = hs && w->o.torn_any;
+			}
+			if (snap)
+				install(w, nd, &rd);
 			/* A write-ahead log writes the entries, then the hard state:
 			 * a torn tail keeps a prefix of that sequence.  torn_any
 			 * drops the order (hard state and entries written apart). */
@@ -488,6 +652,8 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 			crash(w, nd, "mid-Ready");
 			return;
 		}
+		if (rd.snapshot)
+			install(w, nd, &rd);
 		if (rd.hs_changed)
 			nd->hs = rd.hs;
 		if (rd.n_entries)
@@ -511,30 +677,41 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 static void start(struct sim_world *w, struct sim_node *nd, bool keep_sm)
 {
 	nd->cfg.seed = rng_next(&w->rng);
-	if (!keep_sm)
+	if (!keep_sm || nd->n_sm < nd->snap.index) {
+		/* Back to the snapshot, and the log applied again from there. */
 		nd->n_sm = 0;
+		for (uint64_t i = 0; i < nd->snap.index; i++) {
+			nd->sm = grow(nd->sm, &nd->cap_sm, i + 1, sizeof(*nd->sm));
+			nd->sm[nd->n_sm++] = nd->snap.sm[i];
+		}
+	}
 	nd->cfg.applied = nd->n_sm;
+	nd->cfg.snap_index = nd->snap.index;
+	nd->cfg.snap_term = nd->snap.term;
 	nd->core = rmq_raft_new(&nd->cfg, &nd->hs, nd->log.e, nd->log.n);
 	if (!nd->core) {
 		fail(w, SIM_CORE_ERROR,
-		     "node %u: rmq_raft_new refused term %llu vote %u commit %llu, %zu entries, "
-		     "applied %zu",
+		     "node %u: rmq_raft_new refused term %llu vote %u commit %llu, snapshot %llu, "
+		     "%zu entries, applied %zu",
 		     nd->id, (unsigned long long)nd->hs.term, nd->hs.vote,
-		     (unsigned long long)nd->hs.commit, nd->log.n, nd->n_sm);
+		     (unsigned long long)nd->hs.commit, (unsigned long long)nd->snap.index,
+		     nd->log.n, nd->n_sm);
 		return;
 	}
 	nd->up = true;
 	nd->next_tick = w->now + 1 + rng_below(&w->rng, nd->tick_units);
-	nd->changed_from = 1; /* compare the new core with its durable log */
+	nd->changed_from = nd->log.base; /* compare the new core with its durable log */
 	handle_ready(w, nd);
 }
 
 static void restart(struct sim_world *w, struct sim_node *nd)
 {
 	bool keep = rng_chance(&w->rng, 1, 2);
-	step(w, 22, nd->id, keep, 0, "restart node %u (term %llu vote %u commit %llu, %zu entries, "
+	step(w, 22, nd->id, keep, 0,
+	     "restart node %u (term %llu vote %u commit %llu, snapshot %llu, %zu entries, "
 	     "state machine %s)", nd->id, (unsigned long long)nd->hs.term, nd->hs.vote,
-	     (unsigned long long)nd->hs.commit, nd->log.n, keep ? "kept" : "reset");
+	     (unsigned long long)nd->hs.commit, (unsigned long long)nd->snap.index, nd->log.n,
+	     keep ? "kept" : "reset");
 	start(w, nd, keep);
 }
 
@@ -554,6 +731,17 @@ static void check_leader_completeness(struct sim_world *w, struct sim_node *nd, 
 		const struct sim_applied *g = &w->applied[i - 1];
 		if (g->node == 0 || g->committed_by >= term)
 			continue;
+		if (i <= nd->snap.index) {
+			/* In its snapshot: the state machine it holds there. */
+			const struct sim_applied *a = &nd->snap.sm[i - 1];
+			if (a->term != g->term || a->hash != g->hash)
+				fail(w, SIM_LEADER_COMPLETENESS,
+				     "node %u leads term %llu but its snapshot has term %llu at index "
+				     "%llu; node %u applied term %llu there",
+				     nd->id, (unsigned long long)term, (unsigned long long)a->term,
+				     (unsigned long long)i, g->node, (unsigned long long)g->term);
+			continue;
+		}
 		const struct rmq_raft_entry *e = rmq_raft_entry_at(nd->core, i);
 		if (!e || e->term != g->term || entry_hash(e) != g->hash)
 			fail(w, SIM_LEADER_COMPLETENESS,
@@ -590,7 +778,7 @@ static void check_leaders(struct sim_world *w)
 		step(w, 30, nd->id, term, rmq_raft_last_index(nd->core),
 		     "node %u leads term %llu (last index %llu)", nd->id, (unsigned long long)term,
 		     (unsigned long long)rmq_raft_last_index(nd->core));
-		nd->changed_from = 1; /* a full comparison with its durable log */
+		nd->changed_from = nd->log.base; /* a full comparison with its durable log */
 		check_leader_completeness(w, nd, term);
 	}
 }
@@ -599,18 +787,21 @@ static void check_leaders(struct sim_world *w)
  * it holds came through a Ready. */
 static void check_core_log(struct sim_world *w, struct sim_node *nd, uint64_t from)
 {
-	uint64_t last = rmq_raft_last_index(nd->core);
-	if (last != nd->log.n) {
-		fail(w, SIM_LOG_MATCHING, "node %u: core's last index %llu, durable log's %zu",
-		     nd->id, (unsigned long long)last, nd->log.n);
+	uint64_t last = rmq_raft_last_index(nd->core), snap = rmq_raft_snapshot_index(nd->core);
+	if (last != log_last(&nd->log) || snap != nd->log.base) {
+		fail(w, SIM_LOG_MATCHING,
+		     "node %u: core holds %llu..%llu, its durable log %llu..%llu", nd->id,
+		     (unsigned long long)snap + 1, (unsigned long long)last,
+		     (unsigned long long)nd->log.base + 1, (unsigned long long)log_last(&nd->log));
 		return;
 	}
-	for (uint64_t i = from; i <= last; i++) {
+	for (uint64_t i = from > snap ? from : snap + 1; i <= last; i++) {
 		const struct rmq_raft_entry *e = rmq_raft_entry_at(nd->core, i);
-		if (!e || e->index != i || !entry_same(e, &nd->log.e[i - 1])) {
+		const struct rmq_raft_entry *d = log_entry(&nd->log, i);
+		if (!e || e->index != i || !entry_same(e, d)) {
 			fail(w, SIM_LOG_MATCHING,
 			     "node %u: core's entry %llu differs from its durable one (term %llu)",
-			     nd->id, (unsigned long long)i, (unsigned long long)nd->log.e[i - 1].term);
+			     nd->id, (unsigned long long)i, (unsigned long long)d->term);
 			return;
 		}
 	}
@@ -620,19 +811,22 @@ static void check_core_log(struct sim_world *w, struct sim_node *nd, uint64_t fr
  * terms agree, the prefix hashes must agree too. */
 static void check_pair(struct sim_world *w, const struct sim_node *a, const struct sim_node *b)
 {
-	size_t i = a->log.n < b->log.n ? a->log.n : b->log.n;
-	while (i > 0 && a->log.e[i - 1].term != b->log.e[i - 1].term)
+	const struct sim_log *la = &a->log, *lb = &b->log;
+	uint64_t lo = la->base > lb->base ? la->base : lb->base;
+	uint64_t i = log_last(la) < log_last(lb) ? log_last(la) : log_last(lb);
+	while (i > lo && log_term(la, i) != log_term(lb, i))
 		i--;
-	if (i == 0 || a->log.ph[i - 1] == b->log.ph[i - 1])
+	if (i < lo || i == 0 || log_term(la, i) != log_term(lb, i) ||
+	    log_ph(la, i) == log_ph(lb, i))
 		return;
-	size_t j = 1;
-	while (j < i && entry_same(&a->log.e[j - 1], &b->log.e[j - 1]))
+	uint64_t j = lo + 1;
+	while (j < i && entry_same(log_entry(la, j), log_entry(lb, j)))
 		j++;
 	fail(w, SIM_LOG_MATCHING,
-	     "nodes %u and %u agree on the term (%llu) of index %zu but differ at index %zu "
-	     "(terms %llu and %llu)",
-	     a->id, b->id, (unsigned long long)a->log.e[i - 1].term, i, j,
-	     (unsigned long long)a->log.e[j - 1].term, (unsigned long long)b->log.e[j - 1].term);
+	     "nodes %u and %u agree on the term (%llu) of index %llu but not on what comes "
+	     "before (first difference at or below %llu; snapshots at %llu and %llu)",
+	     a->id, b->id, (unsigned long long)log_term(la, i), (unsigned long long)i,
+	     (unsigned long long)j, (unsigned long long)la->base, (unsigned long long)lb->base);
 }
 
 static void check(struct sim_world *w)
@@ -692,8 +886,12 @@ static void deliver_due(struct sim_world *w)
 			     (unsigned long long)m->index, (unsigned long long)m->log_term,
 			     (unsigned long long)m->commit, (unsigned long long)m->hint,
 			     m->reject ? "reject " : "", m->transfer ? "transfer " : "", m->n_entries);
+			dst->incoming = f->snap;
+			f->snap = NULL;
 			(void)rmq_raft_step(dst->core, m);
 			handle_ready(w, dst);
+			snap_free(dst->incoming);
+			dst->incoming = NULL;
 			check(w);
 		}
 		flight_free(f);
@@ -824,6 +1022,11 @@ static void faults(struct sim_world *w)
 			check(w);
 		}
 	}
+	if (rng_chance(r, w->compact_rate, 10000)) {
+		struct sim_node *nd = &w->node[rng_below(r, w->n)];
+		if (nd->up)
+			compact(w, nd);
+	}
 	if (w->proposals < PROPOSALS_MAX && rng_chance(r, w->propose_rate, 10000)) {
 		struct sim_node *l = any_leader(w);
 		if (l)
@@ -942,14 +1145,15 @@ static void setup(struct sim_world *w)
 	w->crash_rate = w->o.crash_rate ? w->o.crash_rate : 2 + (uint32_t)rng_below(r, 19);
 	w->propose_rate = 200 + (uint32_t)rng_below(r, 400);
 	w->transfer_rate = (uint32_t)rng_below(r, 20);
+	w->compact_rate = (uint32_t)rng_below(r, 100);
 	w->faults = true;
 	step(w, 1, w->n, max_append, heartbeat,
 	     "world: %u nodes, max_append %u, heartbeat %u, pre_vote %d, check_quorum %d, drop "
 	     "%u/1000, dup %u/1000, reorder %u/1000, torn %u/1000, partitions %u/10000, crashes "
-	     "%u/10000, proposals %u/10000, transfers %u/10000%s",
+	     "%u/10000, proposals %u/10000, transfers %u/10000, compactions %u/10000%s",
 	     w->n, max_append, heartbeat, pre_vote, check_quorum, w->drop_pm, w->dup_pm,
 	     w->reorder_pm, w->torn_pm, w->part_rate, w->crash_rate, w->propose_rate,
-	     w->transfer_rate,
+	     w->transfer_rate, w->compact_rate,
 	     w->o.unsafe_commit_any_term ? ", UNSAFE commit rule" : "");
 	for (uint32_t k = 0; k < w->n; k++) {
 		struct sim_node *nd = &w->node[k];
@@ -980,8 +1184,10 @@ static void teardown(struct sim_world *w)
 	for (uint32_t k = 0; k < w->n; k++) {
 		struct sim_node *nd = &w->node[k];
 		rmq_raft_free(nd->core);
-		log_truncate(&nd->log, 0);
+		log_truncate(&nd->log, nd->log.base);
 		free(nd->log.e);
+		free(nd->snap.sm);
+		snap_free(nd->incoming);
 		free(nd->log.ph);
 		free(nd->sm);
 	}
