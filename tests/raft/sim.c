@@ -37,6 +37,7 @@
 #define FLIGHT_MAX 4096
 #define PROPOSALS_MAX 400
 #define PENDING_MAX 16
+#define READS_MAX 64
 #define ELECTION_TICKS 10
 #define TICK_UNITS_MIN 8
 #define TICK_UNITS_MAX 12
@@ -186,6 +187,14 @@ struct sim_pending {
 	uint64_t index, term, hash;
 };
 
+/* A ReadIndex read in flight: confirmed, its index must cover every entry
+ * committed before it was asked (at least floor: the highest index
+ * applied anywhere then). */
+struct sim_read {
+	uint64_t ctx, floor;
+	uint32_t node;
+};
+
 struct sim_world {
 	uint64_t seed;
 	struct rng rng;
@@ -203,7 +212,7 @@ struct sim_world {
 	bool faults;
 	/* Fault knobs, per world: per mille per message, or per 10000 units. */
 	uint32_t drop_pm, dup_pm, reorder_pm, torn_pm;
-	uint32_t part_rate, crash_rate, propose_rate, transfer_rate, compact_rate;
+	uint32_t part_rate, crash_rate, propose_rate, transfer_rate, compact_rate, read_rate;
 	uint32_t *leader_of; /* by term; 0: none seen */
 	size_t cap_leader;
 	struct sim_applied *applied; /* by index - 1 */
@@ -211,6 +220,9 @@ struct sim_world {
 	uint64_t proposals;
 	struct sim_pending pending[PENDING_MAX];
 	size_t n_pending;
+	struct sim_read reads[READS_MAX];
+	size_t n_reads;
+	uint64_t read_ctx;
 };
 
 static void fail(struct sim_world *w, enum sim_verdict v, const char *fmt, ...)
@@ -607,6 +619,29 @@ static void compact(struct sim_world *w, struct sim_node *nd)
 	check(w);
 }
 
+/* Linearizable reads: a confirmed read's index covers every entry that
+ * was committed before it was asked. */
+static void confirm_read(struct sim_world *w, struct sim_node *nd, const struct rmq_raft_read *rd)
+{
+	for (size_t i = 0; i < w->n_reads; i++) {
+		struct sim_read *r = &w->reads[i];
+		if (r->ctx != rd->ctx)
+			continue;
+		step(w, 43, nd->id, rd->ctx, rd->index, "node %u confirms read %llu at index %llu",
+		     nd->id, (unsigned long long)rd->ctx, (unsigned long long)rd->index);
+		if (r->node != nd->id || rd->index < r->floor)
+			fail(w, SIM_READ,
+			     "node %u confirmed read %llu (asked of node %u) at index %llu, but index "
+			     "%llu was applied before it was asked",
+			     nd->id, (unsigned long long)rd->ctx, r->node,
+			     (unsigned long long)rd->index, (unsigned long long)r->floor);
+		w->reads[i] = w->reads[--w->n_reads];
+		return;
+	}
+	fail(w, SIM_READ, "node %u confirmed read %llu, which nobody asked (or twice)", nd->id,
+	     (unsigned long long)rd->ctx);
+}
+
 static bool granted_vote(const struct rmq_raft_ready *rd)
 {
 	for (size_t i = 0; i < rd->n_msgs; i++)
@@ -662,6 +697,8 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd)
 			send(w, nd, &rd.msgs[i]);
 		for (size_t i = 0; i < rd.n_committed && w->verdict == SIM_PASS; i++)
 			apply(w, nd, &rd.committed[i], term);
+		for (size_t i = 0; i < rd.n_reads && w->verdict == SIM_PASS; i++)
+			confirm_read(w, nd, &rd.reads[i]);
 		rmq_raft_advance(nd->core);
 		/* A crash just after a granted vote went out, and a quick
 		 * restart: a node that forgot its vote would give a second one
@@ -1022,6 +1059,20 @@ static void faults(struct sim_world *w)
 			check(w);
 		}
 	}
+	if (rng_chance(r, w->read_rate, 10000)) {
+		/* Any node that believes it leads, stale or not. */
+		struct sim_node *l = any_leader(w);
+		if (l && w->n_reads < READS_MAX) {
+			uint64_t ctx = ++w->read_ctx;
+			int rc = rmq_raft_read_index(l->core, ctx);
+			step(w, 42, l->id, ctx, (uint64_t)(int64_t)rc, "read %llu asked of node %u: %d",
+			     (unsigned long long)ctx, l->id, rc);
+			if (rc == 0)
+				w->reads[w->n_reads++] = (struct sim_read){ctx, w->res->applied, l->id};
+			handle_ready(w, l);
+			check(w);
+		}
+	}
 	if (rng_chance(r, w->compact_rate, 10000)) {
 		struct sim_node *nd = &w->node[rng_below(r, w->n)];
 		if (nd->up)
@@ -1122,6 +1173,7 @@ const char *sim_verdict_name(enum sim_verdict v)
 		[SIM_STATE_MACHINE_SAFETY] = "State Machine Safety",
 		[SIM_APPLY_ORDER] = "apply order",
 		[SIM_DURABILITY] = "durability",
+		[SIM_READ] = "read linearizability",
 		[SIM_LIVENESS] = "liveness",
 		[SIM_CORE_ERROR] = "core error",
 	};
@@ -1146,14 +1198,16 @@ static void setup(struct sim_world *w)
 	w->propose_rate = 200 + (uint32_t)rng_below(r, 400);
 	w->transfer_rate = (uint32_t)rng_below(r, 20);
 	w->compact_rate = (uint32_t)rng_below(r, 100);
+	w->read_rate = (uint32_t)rng_below(r, 300);
 	w->faults = true;
 	step(w, 1, w->n, max_append, heartbeat,
 	     "world: %u nodes, max_append %u, heartbeat %u, pre_vote %d, check_quorum %d, drop "
 	     "%u/1000, dup %u/1000, reorder %u/1000, torn %u/1000, partitions %u/10000, crashes "
-	     "%u/10000, proposals %u/10000, transfers %u/10000, compactions %u/10000%s",
+	     "%u/10000, proposals %u/10000, transfers %u/10000, compactions %u/10000, reads "
+	     "%u/10000%s",
 	     w->n, max_append, heartbeat, pre_vote, check_quorum, w->drop_pm, w->dup_pm,
 	     w->reorder_pm, w->torn_pm, w->part_rate, w->crash_rate, w->propose_rate,
-	     w->transfer_rate, w->compact_rate,
+	     w->transfer_rate, w->compact_rate, w->read_rate,
 	     w->o.unsafe_commit_any_term ? ", UNSAFE commit rule" : "");
 	for (uint32_t k = 0; k < w->n; k++) {
 		struct sim_node *nd = &w->node[k];

@@ -38,6 +38,7 @@ enum sim_verdict {
 	SIM_STATE_MACHINE_SAFETY, /* two different entries applied at one index */
 	SIM_APPLY_ORDER,         /* committed entries handed out out of order */
 	SIM_DURABILITY,          /* a message sent before its term or vote was durable */
+	SIM_READ,                /* a ReadIndex read missed an earlier commit */
 	SIM_LIVENESS,            /* no leader or no commit after the faults */
 	SIM_CORE_ERROR,          /* rmq_raft_new refused a durable state, or -ENOMEM */
 };
