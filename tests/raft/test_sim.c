@@ -69,6 +69,21 @@ Test(sim, slice_1, .timeout = 280) { run_slice(1); }
 Test(sim, slice_2, .timeout = 280) { run_slice(2); }
 Test(sim, slice_3, .timeout = 280) { run_slice(3); }
 
+/* Seed 18926 (default world, 3 nodes): follower 1 takes an APPEND of
+ * entries 115..116 and acknowledges 116, then installs the leader's
+ * snapshot at 115, and the install drops its whole log, 116 included.  The
+ * leader's match for it stays 116, so every later APPEND is rejected and
+ * nothing commits again (liveness).  An acknowledged entry lost this way
+ * could also have been counted towards a commit.  The Raft paper's
+ * InstallSnapshot (Figure 13, step 6) keeps the entries that follow a
+ * snapshot whose last entry the follower already holds. */
+Test(sim, snapshot_keeps_acknowledged_entries)
+{
+	char why[768];
+	enum sim_verdict v = sim_run(18926, NULL, NULL, why, sizeof(why));
+	cr_assert_eq(v, SIM_PASS, "%s", why);
+}
+
 Test(sim, planted_bug, .timeout = 280)
 {
 	struct sim_opts o = {
