@@ -68,6 +68,7 @@ struct rmq_raft {
 	size_t n_log, cap_log;
 	uint64_t snap_index, snap_term; /* what the snapshot covers */
 	bool installed;                 /* a snapshot to install in the next Ready */
+	bool install_keeps_log;         /* ... keeping the durable entries after it */
 	uint64_t stable;        /* durable up to here */
 	uint64_t unstable_from; /* the next Ready's entries start here */
 	struct rmq_raft_hard_state hs_prev; /* the hard state last handed out */
@@ -520,8 +521,21 @@ static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		out->index = last_new;
 }
 
-/* The leader's snapshot (its data arrived beside the message): the log
- * restarts after it, unless this node has everything it covers already. */
+/* Drops the entries up to index (in the log) behind a snapshot there. */
+static void log_compact(struct rmq_raft *r, uint64_t index)
+{
+	uint64_t term = term_at(r, index);
+	size_t drop = (size_t)(index - r->snap_index);
+	for (size_t i = 0; i < drop; i++)
+		free(r->log[i].data);
+	memmove(r->log, r->log + drop, (r->n_log - drop) * sizeof(*r->log));
+	r->n_log -= drop;
+	r->snap_index = index;
+	r->snap_term = term;
+}
+
+/* The leader's snapshot (its data arrived beside the message), unless
+ * this node has everything it covers already. */
 static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
 	if (r->role != RMQ_RAFT_FOLLOWER || r->leader != m->from)
@@ -533,18 +547,31 @@ static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 			out->index = r->commit; /* nothing to install */
 		return;
 	}
-	/* The whole log goes, even a suffix that matches: simpler, and the
-	 * leader sends what follows again.  (Not log_cut(): entries up to
-	 * commit go too, covered by the snapshot.) */
-	while (r->n_log > 0) {
-		r->n_log--;
-		free(r->log[r->n_log].data);
+	if (m->index <= r->stable && term_at(r, m->index) == m->log_term) {
+		/* The durable log holds the snapshot's last entry: what follows
+		 * it matches the leader's and may have been acknowledged, so it
+		 * stays, durable as it was (Figure 13, step 6). */
+		log_compact(r, m->index);
+		r->install_keeps_log = true;
+	} else {
+		/* The log restarts after the snapshot.  (Not log_cut(): entries
+		 * up to commit go too, covered by the snapshot.)  Until the
+		 * install is durable, what the disk holds past the old commit
+		 * may be stale: no commit index past it is persisted. */
+		if (r->stable > r->commit)
+			r->stable = r->commit;
+		while (r->n_log > 0) {
+			r->n_log--;
+			free(r->log[r->n_log].data);
+		}
+		r->snap_index = m->index;
+		r->snap_term = m->log_term;
+		r->unstable_from = m->index + 1;
+		r->install_keeps_log = false;
 	}
-	r->snap_index = m->index;
-	r->snap_term = m->log_term;
 	r->commit = r->applied = m->index;
-	r->stable = m->index;
-	r->unstable_from = m->index + 1;
+	if (r->unstable_from <= m->index)
+		r->unstable_from = m->index + 1;
 	r->installed = true;
 	if (out)
 		out->index = m->index;
@@ -744,14 +771,7 @@ int rmq_raft_compact(struct rmq_raft *r, uint64_t index)
 		return 0;
 	if (index > r->applied || index > r->stable)
 		return RMQ_ERANGE;
-	uint64_t term = term_at(r, index);
-	size_t drop = (size_t)(index - r->snap_index);
-	for (size_t i = 0; i < drop; i++)
-		free(r->log[i].data);
-	memmove(r->log, r->log + drop, (r->n_log - drop) * sizeof(*r->log));
-	r->n_log -= drop;
-	r->snap_index = index;
-	r->snap_term = term;
+	log_compact(r, index);
 	return 0;
 }
 
@@ -776,9 +796,15 @@ int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to)
 
 /* ---- Ready ------------------------------------------------------------------ */
 
+/* The commit index persisted never passes the durable log: a Ready's
+ * hard state and entries may then be written in any order (a crash that
+ * kept a commit index with the entries it covered lost would apply stale
+ * entries after the restart).  A follower's commit reaches the disk one
+ * Ready after its entries. */
 static struct rmq_raft_hard_state hard_state(const struct rmq_raft *r)
 {
-	return (struct rmq_raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->commit};
+	uint64_t commit = r->commit < r->stable ? r->commit : r->stable;
+	return (struct rmq_raft_hard_state){.term = r->term, .vote = r->vote, .commit = commit};
 }
 
 static bool hs_equal(const struct rmq_raft_hard_state *a, const struct rmq_raft_hard_state *b)
@@ -804,6 +830,7 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 		rd->snapshot = true;
 		rd->snapshot_index = r->snap_index;
 		rd->snapshot_term = r->snap_term;
+		rd->snapshot_keeps_log = r->install_keeps_log;
 	}
 	r->rd_last = last_index(r);
 	if (r->unstable_from <= r->rd_last) {

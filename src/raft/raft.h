@@ -67,7 +67,9 @@ struct rmq_raft_entry {
 };
 
 /* What must survive a crash besides the log.  commit may lag (it is
- * learned again from the leader); term and vote must not. */
+ * learned again from the leader); term and vote must not.  The commit a
+ * Ready carries is within the log made durable by earlier Readies, so a
+ * Ready's hard state and entries may be written in either order. */
 struct rmq_raft_hard_state {
 	uint64_t term;
 	uint32_t vote; /* 0: none in this term */
@@ -189,9 +191,12 @@ struct rmq_raft_read {
 
 struct rmq_raft_ready {
 	/* Install the snapshot the leader sent (its data arrived with the
-	 * SNAPSHOT message) before anything below: the durable log restarts
-	 * empty after snapshot_index. */
+	 * SNAPSHOT message) before anything below.  The durable log drops
+	 * every entry up to snapshot_index; the entries after it stay when
+	 * snapshot_keeps_log (the durable log held the snapshot's last
+	 * entry), else they go too. */
 	bool snapshot;
+	bool snapshot_keeps_log;
 	uint64_t snapshot_index, snapshot_term;
 	bool hs_changed;
 	struct rmq_raft_hard_state hs;

@@ -570,10 +570,25 @@ static void install(struct sim_world *w, struct sim_node *nd, const struct rmq_r
 	free(nd->snap.sm);
 	nd->snap = *in;
 	free(in);
-	log_truncate(&nd->log, nd->log.base);
-	nd->log.base = nd->snap.index;
-	nd->log.base_term = nd->snap.term;
-	nd->log.base_ph = nd->snap.ph;
+	if (rd->snapshot_keeps_log) {
+		/* The durable log holds the snapshot's last entry: what follows
+		 * it stays. */
+		if (log_last(&nd->log) < nd->snap.index || nd->snap.index < nd->log.base ||
+		    log_term(&nd->log, nd->snap.index) != nd->snap.term) {
+			fail(w, SIM_CORE_ERROR,
+			     "node %u: Ready keeps the log after snapshot %llu/%llu, which the "
+			     "durable log does not hold",
+			     nd->id, (unsigned long long)nd->snap.index,
+			     (unsigned long long)nd->snap.term);
+			return;
+		}
+		log_compact(&nd->log, nd->snap.index);
+	} else {
+		log_truncate(&nd->log, nd->log.base);
+		nd->log.base = nd->snap.index;
+		nd->log.base_term = nd->snap.term;
+		nd->log.base_ph = nd->snap.ph;
+	}
 	nd->changed_from = nd->log.base;
 	/* The state machine becomes the snapshot: each entry in it must be
 	 * what every other node applied there. */
