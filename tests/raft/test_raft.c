@@ -173,6 +173,16 @@ static int leader_of(struct cluster *c)
 	return found;
 }
 
+/* A fresh cluster of n nodes with its first leader elected: its slot. */
+static int cluster_elect(struct cluster *c, int n)
+{
+	cluster_init(c, n);
+	ticks(c, 40);
+	int l = leader_of(c);
+	cr_assert_geq(l, 0, "a leader within 40 ticks");
+	return l;
+}
+
 static void isolate(struct cluster *c, int i, bool cut)
 {
 	for (int j = 0; j < c->n; j++) {
@@ -196,10 +206,7 @@ Test(raft, one_node_elects_itself_and_commits)
 Test(raft, three_nodes_elect_one_leader_and_replicate)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0, "a leader within 40 ticks");
+	int l = cluster_elect(&c, 3);
 	cr_assert_gt(rmq_raft_propose(c.r[l], "hello", 5), 0);
 	settle(&c);
 	ticks(&c, 3); /* the commit index reaches the followers */
@@ -214,10 +221,7 @@ Test(raft, three_nodes_elect_one_leader_and_replicate)
 Test(raft, a_proposal_to_a_follower_is_refused)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0);
+	int l = cluster_elect(&c, 3);
 	cr_assert_eq(rmq_raft_propose(c.r[(l + 1) % 3], "x", 1), RMQ_ESTATE);
 	cluster_free(&c);
 }
@@ -349,10 +353,7 @@ Test(raft, an_old_term_entry_commits_only_with_one_of_the_current_term)
 Test(raft, an_isolated_leader_steps_down_and_prevote_keeps_the_term)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0);
+	int l = cluster_elect(&c, 3);
 	uint64_t term = rmq_raft_term(c.r[l]);
 	isolate(&c, l, true);
 	ticks(&c, 60);
@@ -375,10 +376,7 @@ Test(raft, an_isolated_leader_steps_down_and_prevote_keeps_the_term)
 Test(raft, a_leader_steps_down_on_a_higher_term)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0);
+	int l = cluster_elect(&c, 3);
 	struct rmq_raft_msg m = {.type = RMQ_RAFT_MSG_APPEND_RESP, .from = (uint32_t)((l + 1) % 3 + 1),
 				 .to = (uint32_t)l + 1, .term = rmq_raft_term(c.r[l]) + 5,
 				 .reject = true};
@@ -403,10 +401,7 @@ Test(raft, a_bad_config_is_refused)
 Test(raft, leadership_transfer)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0);
+	int l = cluster_elect(&c, 3);
 	uint64_t term = rmq_raft_term(c.r[l]);
 	int to = (l + 1) % 3;
 	cr_assert_eq(rmq_raft_transfer_leader(c.r[(l + 2) % 3], (uint32_t)to + 1), RMQ_ESTATE,
@@ -430,10 +425,7 @@ Test(raft, leadership_transfer)
 Test(raft, a_lagging_follower_catches_up_by_snapshot)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0);
+	int l = cluster_elect(&c, 3);
 	int f = (l + 1) % 3;
 	isolate(&c, f, true);
 	char buf[8];
@@ -488,10 +480,7 @@ Test(raft, restart_from_a_snapshot)
 Test(raft, read_index_needs_a_majority_round)
 {
 	struct cluster c;
-	cluster_init(&c, 3);
-	ticks(&c, 40);
-	int l = leader_of(&c);
-	cr_assert_geq(l, 0);
+	int l = cluster_elect(&c, 3);
 	cr_assert_eq(rmq_raft_read_index(c.r[(l + 1) % 3], 7), RMQ_ESTATE, "followers forward reads");
 	cr_assert_eq(rmq_raft_read_index(c.r[l], 7), 0);
 	uint64_t commit = rmq_raft_commit(c.r[l]);
