@@ -503,3 +503,24 @@ Test(raft, read_index_needs_a_majority_round)
 	cr_assert_neq(rmq_raft_role(c.r[l]), RMQ_RAFT_LEADER);
 	cluster_free(&c);
 }
+
+/* A refusal skips the whole run of the conflicting term (section 5.3). */
+Test(raft, a_refusal_hints_past_the_conflicting_term)
+{
+	struct rmq_raft_config cfg = config(3, 2);
+	struct rmq_raft_entry log[5] = {{.term = 1, .index = 1}, {.term = 1, .index = 2},
+					{.term = 2, .index = 3}, {.term = 2, .index = 4},
+					{.term = 2, .index = 5}};
+	struct rmq_raft_hard_state hs = {.term = 2, .commit = 1};
+	struct rmq_raft *r = rmq_raft_new(&cfg, &hs, log, 5);
+	struct rmq_raft_ready rd;
+	struct rmq_raft_msg a = {.type = RMQ_RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 4,
+				 .index = 5, .log_term = 3};
+	cr_assert_eq(rmq_raft_step(r, &a), 0);
+	rmq_raft_get_ready(r, &rd);
+	cr_assert_eq(rd.n_msgs, 1);
+	cr_assert(rd.msgs[0].reject);
+	cr_assert_eq(rd.msgs[0].hint, 2, "probe from before term 2's entries, not from 4");
+	rmq_raft_advance(r);
+	rmq_raft_free(r);
+}
