@@ -200,6 +200,29 @@ static int log_push(struct rmq_raft *r, uint64_t term, uint32_t type, const void
 	return 0;
 }
 
+/* Frees the entries after index (at least snap_index). */
+static void log_drop_after(struct rmq_raft *r, uint64_t index)
+{
+	RMQ_ASSERT(index >= r->snap_index);
+	while (last_index(r) > index) {
+		r->n_log--;
+		free(r->log[r->n_log].data);
+	}
+}
+
+/* Drops the entries up to index (in the log) behind a snapshot there. */
+static void log_compact(struct rmq_raft *r, uint64_t index)
+{
+	uint64_t term = term_at(r, index);
+	size_t drop = (size_t)(index - r->snap_index);
+	for (size_t i = 0; i < drop; i++)
+		free(r->log[i].data);
+	memmove(r->log, r->log + drop, (r->n_log - drop) * sizeof(*r->log));
+	r->n_log -= drop;
+	r->snap_index = index;
+	r->snap_term = term;
+}
+
 /* Cuts the log after index (an uncommitted tail a leader replaces). */
 static void log_cut(struct rmq_raft *r, uint64_t index)
 {
@@ -212,11 +235,7 @@ static void log_cut(struct rmq_raft *r, uint64_t index)
 		if (r->applied > index)
 			r->applied = index;
 	}
-	RMQ_ASSERT(index >= r->snap_index);
-	while (last_index(r) > index) {
-		r->n_log--;
-		free(r->log[r->n_log].data);
-	}
+	log_drop_after(r, index);
 	if (r->stable > index)
 		r->stable = index;
 	if (r->unstable_from > index + 1)
@@ -492,14 +511,20 @@ static uint64_t reject_hint(const struct rmq_raft *r, uint64_t prev)
 	return i - 1;
 }
 
-static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
+/* A message from this term's leader (APPEND, SNAPSHOT): follow it, and
+ * start the answer. */
+static struct rmq_raft_msg *heard_leader(struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
-	struct rmq_raft_msg *out;
-
 	if (r->role != RMQ_RAFT_FOLLOWER || r->leader != m->from)
 		become_follower(r, r->term, m->from);
 	r->elapsed = 0;
-	out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+	return msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+}
+
+static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
+{
+	struct rmq_raft_msg *out = heard_leader(r, m);
+
 	if (out)
 		out->seq = m->seq;
 	if (m->index < r->commit) {
@@ -536,27 +561,11 @@ static void on_append(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		out->index = last_new;
 }
 
-/* Drops the entries up to index (in the log) behind a snapshot there. */
-static void log_compact(struct rmq_raft *r, uint64_t index)
-{
-	uint64_t term = term_at(r, index);
-	size_t drop = (size_t)(index - r->snap_index);
-	for (size_t i = 0; i < drop; i++)
-		free(r->log[i].data);
-	memmove(r->log, r->log + drop, (r->n_log - drop) * sizeof(*r->log));
-	r->n_log -= drop;
-	r->snap_index = index;
-	r->snap_term = term;
-}
-
 /* The leader's snapshot (its data arrived beside the message), unless
  * this node has everything it covers already. */
 static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
-	if (r->role != RMQ_RAFT_FOLLOWER || r->leader != m->from)
-		become_follower(r, r->term, m->from);
-	r->elapsed = 0;
-	struct rmq_raft_msg *out = msg_new(r, RMQ_RAFT_MSG_APPEND_RESP, m->from);
+	struct rmq_raft_msg *out = heard_leader(r, m);
 	if (m->index <= r->commit) {
 		if (out)
 			out->index = r->commit; /* nothing to install */
@@ -567,6 +576,8 @@ static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		 * it matches the leader's and may have been acknowledged, so it
 		 * stays, durable as it was (Figure 13, step 6). */
 		log_compact(r, m->index);
+		if (r->unstable_from <= m->index)
+			r->unstable_from = m->index + 1;
 		r->install_keeps_log = true;
 	} else {
 		/* The log restarts after the snapshot.  (Not log_cut(): entries
@@ -575,18 +586,13 @@ static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		 * may be stale: no commit index past it is persisted. */
 		if (r->stable > r->commit)
 			r->stable = r->commit;
-		while (r->n_log > 0) {
-			r->n_log--;
-			free(r->log[r->n_log].data);
-		}
+		log_drop_after(r, r->snap_index);
 		r->snap_index = m->index;
 		r->snap_term = m->log_term;
 		r->unstable_from = m->index + 1;
 		r->install_keeps_log = false;
 	}
 	r->commit = r->applied = m->index;
-	if (r->unstable_from <= m->index)
-		r->unstable_from = m->index + 1;
 	r->installed = true;
 	if (out)
 		out->index = m->index;
@@ -966,8 +972,7 @@ void rmq_raft_free(struct rmq_raft *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->n_log; i++)
-		free(r->log[i].data);
+	log_drop_after(r, r->snap_index);
 	free(r->log);
 	free(r->msgs);
 	free(r);
