@@ -78,11 +78,12 @@ static void gather_here(struct rmq_xmsg *m)
 				continue;
 			n->partitions++;
 			n->log_bytes += rmq_log_size_bytes(part->log);
-			n->segment_rolls += rmq_log_stats(part->log)->rolls;
-			n->segments_recycled += rmq_log_stats(part->log)->recycled_segments;
-			n->segments_deleted += rmq_log_stats(part->log)->deleted_segments;
-			n->log_writes += rmq_log_stats(part->log)->writes;
-			n->log_buffer_full += rmq_log_stats(part->log)->buffer_full;
+			const struct rmq_log_stats *ls = rmq_log_stats(part->log);
+			n->segment_rolls += ls->rolls;
+			n->segments_recycled += ls->recycled_segments;
+			n->segments_deleted += ls->deleted_segments;
+			n->log_writes += ls->writes;
+			n->log_buffer_full += ls->buffer_full;
 			n->logs_no_space += rmq_log_disk_full(part->log);
 		}
 	rmq_partitions_count(bs, n->parts_by_state);

@@ -188,7 +188,8 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	}
 	h->crc32 = crc;
 	plen = rmq_batch_encode_prefix(h, rlen, prefix);
-	RMQ_ASSERT(plen > 0 && (uint64_t)plen + rlen <= room);
+	RMQ_DASSERT(plen > 0);
+	RMQ_DASSERT((uint64_t)plen + rlen <= room);
 	const uint64_t len = (uint64_t)plen + rlen;
 	uint8_t *dst = entry;
 	memcpy(dst, prefix, (size_t)plen);

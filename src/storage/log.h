@@ -6,9 +6,10 @@
  * Append path (per ring cycle):
  *
  *   rmq_log_append()     assigns offsets and the append time, copies the
- *        │               entry (prefix + records bytes, verbatim) into a
- *        │               write buffer (an extent of the shard's pool,
- *        │               wpool.h, registered once), CRC-checks the copy
+ *        │               entry (prefix + records bytes, verbatim, their
+ *        │               CRC checked) into a write buffer (a ring from the
+ *        │               shard's pool, wpool.h, registered once), parses
+ *        │               the copy
  *        ▼
  *   rmq_log_flush()      called once per ring cycle by the shard loop:
  *        │               WRITE(_FIXED)s of all bytes appended since the last
@@ -122,8 +123,8 @@ struct rmq_log_config {
 	int64_t retention_bytes;       /* delete oldest segments above; -1 = unlimited */
 	int64_t retention_ms;          /* delete segments older than; -1 = forever */
 	uint32_t index_interval_bytes; /* log bytes between offset index entries */
-	uint32_t write_buffer_bytes;   /* write buffers the log holds at most
-					* (extents of wpool) */
+	uint32_t write_buffer_bytes;   /* the largest ring the log takes from
+					* its pool (log_write.c) */
 	uint32_t max_inflight_writes;  /* write operations in flight */
 	enum rmq_fsync fsync;
 	enum rmq_prealloc prealloc;

@@ -253,7 +253,7 @@ struct rmq_log {
 	uint8_t lead[RMQ_DIO_ALIGN]; /* that block, kept at every cut */
 
 	/* A large entry between log_reserve_large() and log_queue_large():
-	 * its own buffer (ext_len bytes mapped at ext). */
+	 * its own buffer of large_len bytes. */
 	uint8_t *large_buf;
 	size_t large_len;
 	uint32_t nlarge;            /* large writes in the FIFO */

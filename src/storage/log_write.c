@@ -702,16 +702,10 @@ static int take_ring(struct rmq_log *log, uint64_t need)
 	uint32_t want = (uint32_t)(max / cb);
 	if (want > st.chunks_free / 2)
 		want = st.chunks_free / 2;
-	int64_t first = want > n ? rmq_wpool_get(log->pool, want, &base) : -1;
-	if (first >= 0)
-		n = want;
-	else
-		first = rmq_wpool_get(log->pool, n, &base);
+	int64_t first = rmq_wpool_get_upto(log->pool, want, n, &n, &base);
 	if (first < 0)
 		return RMQ_EFULL;
 	log->ring = (struct ring){base, (uint32_t)first, n, n * cb};
-	log->fill = log->pend = 0;
-	log->wrapped = false;
 	return 0;
 }
 
@@ -794,11 +788,10 @@ int64_t log_reserve(struct rmq_log *log, uint32_t n)
 	int rc = ring_ready(log, n);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	uint32_t head = ring_head(log);
 	if (!log->wrapped) {
 		if ((uint64_t)log->fill + n <= log->ring.len)
 			return log->fill;
-		if (n >= head)
+		if (n >= ring_head(log))
 			return RMQ_EFULL;
 		/* New lap: the pending bytes must become a write first so that
 		 * no write spans the wrap. */
@@ -807,7 +800,7 @@ int64_t log_reserve(struct rmq_log *log, uint32_t n)
 		ring_wrap(log);
 		return 0;
 	}
-	if ((uint64_t)log->fill + n < head)
+	if ((uint64_t)log->fill + n < ring_head(log))
 		return log->fill;
 	return RMQ_EFULL;
 }

@@ -117,12 +117,11 @@ static inline bool is_used(const struct rmq_wpool *p, uint32_t i)
 	return (p->used[i / 64] >> (i % 64)) & 1;
 }
 
-int64_t rmq_wpool_get(struct rmq_wpool *p, uint32_t n, uint8_t **base)
+/* rmq_wpool_get() without counting a refusal. */
+static int64_t take_run(struct rmq_wpool *p, uint32_t n, uint8_t **base)
 {
-	if (n == 0 || n > p->nfree) {
-		p->refused++;
+	if (n == 0 || n > p->nfree)
 		return -1;
-	}
 	/* First fit; whole used words are skipped 64 chunks at a time. */
 	uint32_t run = 0;
 	for (uint32_t i = 0; i < p->nchunks; i++) {
@@ -144,8 +143,27 @@ int64_t rmq_wpool_get(struct rmq_wpool *p, uint32_t n, uint8_t **base)
 		*base = p->region + (size_t)first * p->chunk_bytes;
 		return first;
 	}
-	p->refused++;
 	return -1;
+}
+
+int64_t rmq_wpool_get(struct rmq_wpool *p, uint32_t n, uint8_t **base)
+{
+	int64_t first = take_run(p, n, base);
+	if (first < 0)
+		p->refused++;
+	return first;
+}
+
+int64_t rmq_wpool_get_upto(struct rmq_wpool *p, uint32_t want, uint32_t min, uint32_t *n,
+			   uint8_t **base)
+{
+	int64_t first = want > min ? take_run(p, want, base) : -1;
+	if (first >= 0) {
+		*n = want;
+		return first;
+	}
+	*n = min;
+	return rmq_wpool_get(p, min, base);
 }
 
 void rmq_wpool_put(struct rmq_wpool *p, uint32_t first, uint32_t n)

@@ -74,6 +74,11 @@ int rmq_wpool_slot(const struct rmq_wpool *p);
  * first and *base its address, or -1 when no such run is free.  O(chunks).
  */
 int64_t rmq_wpool_get(struct rmq_wpool *p, uint32_t n, uint8_t **base);
+/* Takes want contiguous chunks if such a run is free, else min (at least
+ * one); only a failure to get min counts as refused.  Returns the first
+ * index and *n, the chunks taken, or -1. */
+int64_t rmq_wpool_get_upto(struct rmq_wpool *p, uint32_t want, uint32_t min, uint32_t *n,
+			   uint8_t **base);
 /* Gives back the n chunks from first on. */
 void rmq_wpool_put(struct rmq_wpool *p, uint32_t first, uint32_t n);
 
