@@ -304,6 +304,16 @@ done:
 
 /* ---- many partitions on one ring ---------------------------------------------- */
 
+/* Runs the ring until every log is idle (its files made, nothing in
+ * flight), or the ring fails. */
+static void wait_idle(struct rmq_io *io, struct rmq_log **logs, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		while (!rmq_log_idle(logs[i]))
+			if (rmq_io_wait(io, 100ULL * 1000 * 1000) < 0)
+				return;
+}
+
 static uint64_t tree_bytes;
 
 static int add_blocks(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -380,6 +390,10 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 	struct rmq_log **logs = calloc(nparts, sizeof(*logs));
 	bool *dirty = calloc(nparts, sizeof(*dirty));
 	uint32_t *dirty_list = calloc(nparts, sizeof(*dirty_list));
+	/* Appends in flight point into firsts and pool: freed at done, after
+	 * the logs closed (a close completes what is waiting). */
+	struct pending *firsts = NULL, *pool = NULL;
+	uint8_t *recs = NULL;
 	/* The pool is the shard's, not the partitions': measured apart. */
 	uint64_t rss0 = rss_bytes(), t0 = now_ns();
 	for (uint32_t i = 0; i < nparts; i++) {
@@ -393,10 +407,7 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 		}
 	}
 	/* Until every new log's directory sync (on the ring) is done. */
-	for (uint32_t i = 0; i < nparts; i++)
-		while (!rmq_log_idle(logs[i]))
-			if (rmq_io_wait(io, 100ULL * 1000 * 1000) < 0)
-				break;
+	wait_idle(io, logs, nparts);
 	double open_s = (double)(now_ns() - t0) / 1e9;
 	uint64_t rss1 = rss_bytes(), disk = disk_bytes(dir);
 	/* A restart of a node holding them: close every log (idle, nothing
@@ -422,22 +433,19 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 			goto done;
 		}
 	}
-	for (uint32_t i = 0; i < nparts; i++)
-		while (!rmq_log_idle(logs[i]))
-			if (rmq_io_wait(io, 100ULL * 1000 * 1000) < 0)
-				break;
+	wait_idle(io, logs, nparts);
 	double reopen_s = (double)(now_ns() - t0) / 1e9;
 	uint64_t disk2 = disk_bytes(dir);
 
 	size_t rlen;
-	uint8_t *recs = make_records(o->batch, o->record_bytes, &rlen);
+	recs = make_records(o->batch, o->record_bytes, &rlen);
 	struct iovec iov = {recs, rlen};
 
 	/* One batch to every partition at once, until all are acknowledged:
 	 * what a partition's first append costs (its space reserved through
 	 * the ring, its first write), apart from the steady produce measured
 	 * after it. */
-	struct pending *firsts = calloc(nparts, sizeof(*firsts));
+	firsts = calloc(nparts, sizeof(*firsts));
 	uint32_t started = 0;
 	t0 = now_ns();
 	while (run.acked + run.failed < nparts) {
@@ -453,12 +461,9 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 			if (rc < 0) {
 				printf("partitions=%u ERROR first append: %s\n", nparts,
 				       rmq_strerror(rc));
-				free(firsts);
-				free(recs);
 				goto done;
 			}
 			started = i + 1;
-			rmq_log_flush(logs[i]);
 		}
 		for (uint32_t i = 0; i < started; i++)
 			rmq_log_flush(logs[i]);
@@ -467,12 +472,11 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 	}
 	double first_s = (double)(now_ns() - t0) / 1e9;
 	double first_p50_ms = rmq_hist_quantile(&run.lat, 0.50) / 1e6;
-	free(firsts);
-	run.free_list = NULL;
+	uint64_t first_failed = run.failed;
 	run.acked = run.failed = 0;
 	rmq_hist_reset(&run.lat);
 
-	struct pending *pool = calloc(o->inflight, sizeof(*pool));
+	pool = calloc(o->inflight, sizeof(*pool));
 	struct pending *free_list = NULL;
 	for (uint64_t i = 0; i < o->inflight; i++) {
 		pool[i].a.cb = on_ack;
@@ -553,13 +557,14 @@ static void run_partitions(const struct opts *o, uint32_t nparts)
 	       (double)disk2 / nparts / 1024, (double)(rss1 - rss0) / nparts / 1024,
 	       msgs, msgs * (double)o->record_bytes / 1e6, rmq_hist_quantile(&run.lat, 0.50) / 1e3,
 	       rmq_hist_quantile(&run.lat, 0.99) / 1e3, rmq_hist_quantile(&run.lat, 0.999) / 1e3,
-	       refused, run.failed ? "  (appends failed)" : "");
-	free(pool);
-	free(recs);
+	       refused, run.failed || first_failed ? "  (appends failed)" : "");
 done:
 	for (uint32_t i = 0; i < nparts; i++)
 		if (logs[i])
 			rmq_log_close(logs[i]);
+	free(firsts);
+	free(pool);
+	free(recs);
 	free(logs);
 	free(dirty);
 	free(dirty_list);
