@@ -589,7 +589,7 @@ static void install(struct sim_world *w, struct sim_node *nd, const struct rmq_r
 		nd->log.base_term = nd->snap.term;
 		nd->log.base_ph = nd->snap.ph;
 	}
-	nd->changed_from = nd->log.base;
+	nd->changed_from = nd->log.base + 1;
 	/* The state machine becomes the snapshot: each entry in it must be
 	 * what every other node applied there. */
 	nd->n_sm = 0;
@@ -752,7 +752,7 @@ static void start(struct sim_world *w, struct sim_node *nd, bool keep_sm)
 	}
 	nd->up = true;
 	nd->next_tick = w->now + 1 + rng_below(&w->rng, nd->tick_units);
-	nd->changed_from = nd->log.base; /* compare the new core with its durable log */
+	nd->changed_from = nd->log.base + 1; /* compare the new core with its durable log */
 	handle_ready(w, nd);
 }
 
@@ -830,7 +830,7 @@ static void check_leaders(struct sim_world *w)
 		step(w, 30, nd->id, term, rmq_raft_last_index(nd->core),
 		     "node %u leads term %llu (last index %llu)", nd->id, (unsigned long long)term,
 		     (unsigned long long)rmq_raft_last_index(nd->core));
-		nd->changed_from = nd->log.base; /* a full comparison with its durable log */
+		nd->changed_from = nd->log.base + 1; /* a full comparison with its durable log */
 		check_leader_completeness(w, nd, term);
 	}
 }

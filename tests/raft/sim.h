@@ -62,6 +62,17 @@ struct sim_opts {
 	FILE *trace;                 /* every step printed here; NULL: none */
 };
 
+/* The planted-bug world (raft_sim --figure8, sim::planted_bug): the
+ * current-term commit rule off, three nodes, one entry per APPEND, long
+ * fault periods with frequent crashes: Figure 8 of the Raft paper becomes
+ * likely. */
+#define SIM_OPTS_FIGURE8                                                              \
+	(struct sim_opts)                                                             \
+	{                                                                             \
+		.n_nodes = 3, .max_append_entries = 1, .crash_rate = 20, .fault_time = 20000, \
+		.unsafe_commit_any_term = true, .no_liveness = true                   \
+	}
+
 struct sim_result {
 	uint64_t trace_hash; /* FNV-1a over every step: equal runs, equal hash */
 	uint64_t steps;

@@ -78,9 +78,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--unsafe"))
 			o.unsafe_commit_any_term = true;
 		else if (!strcmp(a, "--figure8"))
-			o = (struct sim_opts){.n_nodes = 3, .max_append_entries = 1, .crash_rate = 20,
-					      .fault_time = 20000, .unsafe_commit_any_term = true,
-					      .no_liveness = true};
+			o = SIM_OPTS_FIGURE8;
 		else
 			usage();
 	}
