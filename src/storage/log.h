@@ -391,7 +391,11 @@ int64_t rmq_log_scan(struct rmq_log *log, uint64_t from,
  * deleted, the segment holding offset is cut at the batch boundary at or
  * before offset, and the cut and the deletions are synced.  The log end
  * becomes that boundary.  An offset in the unreadable range of a fenced
- * segment cuts at the end of its valid data (and unfences it).  Nothing
+ * segment cuts at the end of its valid data (and unfences it).  Cutting
+ * into an older segment first checks its batches below the cut (their
+ * CRCs were never read: see rmq_segment_check) and cuts at the first
+ * damaged one, so the end may come out below offset; rmq_log_end_offset()
+ * says where it is.  Nothing
  * changes when an error is found before cutting; an error from the cut or
  * the syncs fails the log (it no longer matches its files).
  * Must run with no append in flight (rmq_log_idle()).

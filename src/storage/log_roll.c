@@ -612,6 +612,22 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 		pos = (uint64_t)p;
 		end = v.hdr.base_offset;
 	}
+	if (!s->checked) {
+		/* An older segment, opened on its indexes' word, becomes the
+		 * newest, which the next start scans whole: a damaged batch
+		 * in it would then cut everything after it, including what is
+		 * appended from here on.  The log ends before the damage now,
+		 * as it would after that restart. */
+		uint64_t good_end;
+		uint64_t good = rmq_segment_check(s, pos, &good_end);
+		if (good < pos) {
+			rmq_warn("log %s: segment %020" PRIu64 ": damaged batch at position %" PRIu64
+				 " (offset %" PRIu64 "): truncating to it, not to offset %" PRIu64,
+				 log->dir, s->base_offset, good, good_end, end);
+			pos = good;
+			end = good_end;
+		}
+	}
 	bool dropped = log->nsegs > (size_t)si + 1;
 	while (log->nsegs > (size_t)si + 1)
 		drop_segment(log, log->nsegs - 1, false);
@@ -625,6 +641,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 	}
 	s->zeroed = 0;
 	s->fenced = false;
+	s->checked = true;
 	log->next_offset = log->written = log->synced = end;
 	if (log->hw > end)
 		log->hw = end;

@@ -247,6 +247,7 @@ int rmq_segment_adopt(struct rmq_segment *s, int fd, int idx_fd, int tim_fd, uin
 		goto err;
 	s->tim = m;
 	s->tim_cap = (uint32_t)(tim_len / sizeof(struct rmq_time_entry));
+	s->checked = true;
 	return 0;
 err:
 	rmq_segment_close(s);
@@ -384,6 +385,7 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 	rc = open_indexes(s, index_cap(capacity, index_interval_bytes), true, &a, &b);
 	if (rc < 0)
 		goto err;
+	s->checked = true;
 	return 0;
 err:
 	rmq_segment_close(s);
@@ -681,6 +683,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 	if (full_scan && !s->recycled && no_data(s->fd, file_size) &&
 	    no_data(s->idx_fd, idx_bytes) && no_data(s->tim_fd, tim_bytes)) {
 		rec->untouched = true;
+		s->checked = true;
 		return 0;
 	}
 
@@ -764,6 +767,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		rc = -errno;
 		goto err;
 	}
+	s->checked = full_scan;
 	return 0;
 err:
 	rmq_segment_close(s);
@@ -896,6 +900,22 @@ int64_t rmq_segment_index_upto(const struct rmq_segment *s, uint64_t after, uint
 			hi = mid;
 	}
 	return lo > 0 && s->idx[lo - 1].position > after ? (int64_t)lo - 1 : -1;
+}
+
+uint64_t rmq_segment_check(const struct rmq_segment *s, uint64_t limit, uint64_t *end)
+{
+	struct rmq_batch_view v;
+	uint64_t pos = 0, next = s->base_offset;
+
+	while (pos < limit) {
+		int n = rmq_batch_parse(s->map + pos, limit - pos, &v);
+		if (n <= 0 || v.hdr.base_offset != next || rmq_batch_check_crc(s->map + pos, &v) < 0)
+			break;
+		next = v.hdr.base_offset + v.hdr.record_count;
+		pos += (uint64_t)n;
+	}
+	*end = next;
+	return pos;
 }
 
 int64_t rmq_segment_find(const struct rmq_segment *s, uint64_t offset, uint64_t limit,

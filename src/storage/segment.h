@@ -126,6 +126,11 @@ struct rmq_segment {
 				   * segment.ms rolls; -1 = empty */
 	bool sealed;
 	bool recycled;            /* B.recycled exists: old bytes after size */
+	/* Every batch below size passed its CRC check: written by this
+	 * process, or the newest segment, scanned whole at open.  An older
+	 * segment is opened on its indexes' word; truncation that makes it
+	 * the newest checks it first (rmq_segment_check). */
+	bool checked;
 	/* Recovery found corruption at fenced_pos: nothing at or after it is
 	 * served, and offsets from next_offset to the next segment are
 	 * reported as fenced. */
@@ -268,6 +273,15 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
  */
 #define RMQ_PREALLOC_MIN (512ULL << 10)
 #define RMQ_PREALLOC_STEP (64ULL << 20)
+
+/*
+ * Checks the batches in the first `limit` bytes as recovery checks the
+ * newest segment: each parses, continues the offsets and has a correct
+ * CRC-32C.  Returns the position of the first that does not (limit when
+ * all do), with the offset the log ends at there in *end.  Reads those
+ * bytes: for truncation into an older segment, which is rare.
+ */
+uint64_t rmq_segment_check(const struct rmq_segment *s, uint64_t limit, uint64_t *end);
 
 /* Records an appended batch in the indexes (called in offset order). */
 void rmq_segment_index_batch(struct rmq_segment *s, uint64_t base_offset, uint64_t position,

@@ -980,6 +980,47 @@ Test(log, truncate_in_the_middle_of_a_segment)
 	su_batches_free(&model);
 }
 
+/* Truncation into an older segment: it was opened on its indexes' word
+ * (its CRCs never read) and becomes the newest, which the next start scans
+ * whole.  A damaged batch below the cut must end the log now, or the next
+ * start cuts it there with every append made after the truncation. */
+Test(log, truncate_into_an_older_segment_ends_at_damage)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 4);
+	cr_assert_eq(su_close(&env), 0);
+
+	/* A record byte of the fourth batch of segment 1, under its CRC. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%020" PRIu64 ".log", env.dir, bases[1]);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	static uint8_t data[256 << 10];
+	ssize_t len = pread(fd, data, sizeof(data), 0);
+	cr_assert_gt(len, 0);
+	struct rmq_batch_view v;
+	uint64_t pos = 0;
+	for (int i = 0; i < 4; i++) {
+		int n = rmq_batch_parse(data + pos, (size_t)len - pos, &v);
+		cr_assert_gt(n, 0);
+		if (i < 3)
+			pos += (uint64_t)n;
+	}
+	uint8_t flip = data[pos + v.records_pos] ^ 0x5a;
+	cr_assert_eq(pwrite(fd, &flip, 1, (off_t)(pos + v.records_pos)), 1);
+	close(fd);
+	cr_assert_eq(su_open(&env), 0);
+
+	uint64_t off = model.v[su_batch_of(&model, bases[2]) - 1].hdr.base_offset;
+	cr_assert_gt(off, v.hdr.base_offset);
+	check_truncate(&model, off, v.hdr.base_offset);
+	su_batches_free(&model);
+}
+
 /* With O_DIRECT writes the appends after the cut re-write the cut's
  * partial block, whose head comes from the file, not the buffer. */
 Test(log, truncate_with_direct_writes)
