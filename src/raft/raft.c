@@ -25,6 +25,11 @@
  * grows the log between a send and the Ready cannot leave them dangling,
  * and drops an APPEND this node no longer has the standing to send (it
  * lost the term or the leadership meanwhile).
+ *
+ * Membership: conf is the newest configuration of the log (or the
+ * snapshot's), prs[i] the leader's progress of conf.servers[i].  Every
+ * change to the log's tail that adds or cuts a CONF entry goes through
+ * conf_follow_log(), so conf always matches the log.
  */
 #include "raft/raft.h"
 
@@ -34,6 +39,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+_Static_assert(RMQ_RAFT_VOTERS_MAX <= 32 && RMQ_RAFT_SERVERS_MAX <= 255,
+	       "votes are bits of a word; a configuration's count is a byte");
 
 struct progress {
 	uint32_t id;
@@ -46,6 +54,7 @@ struct progress {
 	uint64_t snapshot;
 	uint32_t snapshot_ticks;
 	uint64_t seq; /* the highest read round it answered */
+	bool promote; /* a learner to make a voter once it caught up */
 };
 
 #define READS_MAX 1024
@@ -67,6 +76,10 @@ struct rmq_raft {
 	struct rmq_raft_entry *log;
 	size_t n_log, cap_log;
 	uint64_t snap_index, snap_term; /* what the snapshot covers */
+	struct rmq_raft_conf snap_conf; /* ... and its configuration */
+	struct rmq_raft_conf conf;      /* in effect: the log's newest */
+	uint64_t conf_index;            /* its entry (snap_index: the snapshot's) */
+	bool was_voter;                 /* a voter of the configuration before it */
 	bool installed;                 /* a snapshot to install in the next Ready */
 	bool install_keeps_log;         /* ... keeping the durable entries after it */
 	uint64_t stable;        /* durable up to here */
@@ -79,8 +92,8 @@ struct rmq_raft {
 	uint32_t hb_elapsed;
 	uint32_t transfer_to;      /* leader: the voter leadership goes to, 0 */
 	uint32_t transfer_elapsed; /* ticks since that began */
-	uint32_t granted, rejected; /* votes, a bit per voter slot */
-	struct progress prs[RMQ_RAFT_VOTERS_MAX];
+	uint32_t granted, rejected; /* votes, a bit per server slot */
+	struct progress prs[RMQ_RAFT_SERVERS_MAX]; /* by slot of conf.servers */
 	uint64_t rng;
 
 	struct rmq_raft_msg *msgs;
@@ -140,17 +153,41 @@ static uint64_t term_at(const struct rmq_raft *r, uint64_t index)
 	return entry(r, index)->term;
 }
 
+static bool voter_at(const struct rmq_raft *r, uint32_t slot)
+{
+	return r->conf.servers[slot].role == RMQ_RAFT_VOTER;
+}
+
+static uint32_t n_voters(const struct rmq_raft_conf *c)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->n; i++)
+		n += c->servers[i].role == RMQ_RAFT_VOTER;
+	return n;
+}
+
 static uint32_t quorum(const struct rmq_raft *r)
 {
-	return r->cfg.n_voters / 2 + 1;
+	return n_voters(&r->conf) / 2 + 1;
+}
+
+static int conf_slot(const struct rmq_raft_conf *c, uint32_t id)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->servers[i].id == id)
+			return (int)i;
+	return -1;
 }
 
 static int slot_of(const struct rmq_raft *r, uint32_t id)
 {
-	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
-		if (r->cfg.voters[i] == id)
-			return (int)i;
-	return -1;
+	return conf_slot(&r->conf, id);
+}
+
+static bool is_voter(const struct rmq_raft *r, uint32_t id)
+{
+	int s = slot_of(r, id);
+	return s >= 0 && voter_at(r, (uint32_t)s);
 }
 
 static struct progress *progress_of(struct rmq_raft *r, uint32_t id)
@@ -162,6 +199,121 @@ static struct progress *progress_of(struct rmq_raft *r, uint32_t id)
 static uint32_t popcount(uint32_t v)
 {
 	return (uint32_t)__builtin_popcount(v);
+}
+
+/* ---- configurations -------------------------------------------------------- */
+
+static bool conf_valid(const struct rmq_raft_conf *c)
+{
+	if (c->n > RMQ_RAFT_SERVERS_MAX || n_voters(c) > RMQ_RAFT_VOTERS_MAX)
+		return false;
+	for (uint32_t i = 0; i < c->n; i++) {
+		const struct rmq_raft_server *sv = &c->servers[i];
+		if (sv->id == 0 || (i > 0 && sv->id <= c->servers[i - 1].id) ||
+		    sv->role < RMQ_RAFT_VOTER || sv->role > RMQ_RAFT_SPARE ||
+		    !memchr(sv->addr, 0, sizeof(sv->addr)))
+			return false;
+	}
+	return true;
+}
+
+size_t rmq_raft_conf_encode(const struct rmq_raft_conf *c, uint8_t *buf)
+{
+	size_t k = 0;
+	buf[k++] = 1;
+	buf[k++] = (uint8_t)c->n;
+	for (uint32_t i = 0; i < c->n; i++) {
+		const struct rmq_raft_server *sv = &c->servers[i];
+		size_t al = strnlen(sv->addr, RMQ_RAFT_ADDR_MAX - 1);
+		for (int b = 0; b < 4; b++)
+			buf[k++] = (uint8_t)(sv->id >> (8 * b));
+		buf[k++] = (uint8_t)sv->role;
+		buf[k++] = (uint8_t)al;
+		memcpy(buf + k, sv->addr, al);
+		k += al;
+	}
+	return k;
+}
+
+int rmq_raft_conf_decode(const uint8_t *p, size_t len, struct rmq_raft_conf *c)
+{
+	size_t k = 2;
+
+	if (len < 2 || p[0] != 1 || p[1] > RMQ_RAFT_SERVERS_MAX)
+		return RMQ_ECORRUPT;
+	memset(c, 0, sizeof(*c));
+	c->n = p[1];
+	for (uint32_t i = 0; i < c->n; i++) {
+		struct rmq_raft_server *sv = &c->servers[i];
+		if (len - k < 6)
+			return RMQ_ECORRUPT;
+		sv->id = (uint32_t)p[k] | (uint32_t)p[k + 1] << 8 | (uint32_t)p[k + 2] << 16 |
+			 (uint32_t)p[k + 3] << 24;
+		sv->role = p[k + 4];
+		size_t al = p[k + 5];
+		k += 6;
+		if (al >= RMQ_RAFT_ADDR_MAX || len - k < al || memchr(p + k, 0, al))
+			return RMQ_ECORRUPT;
+		memcpy(sv->addr, p + k, al);
+		k += al;
+	}
+	return k == len && conf_valid(c) ? 0 : RMQ_ECORRUPT;
+}
+
+const struct rmq_raft_server *rmq_raft_conf_find(const struct rmq_raft_conf *c, uint32_t id)
+{
+	int s = conf_slot(c, id);
+	return s < 0 ? NULL : &c->servers[s];
+}
+
+/* Puts c in effect (its entry at index), keeping the progress of the
+ * servers that stay. */
+static void use_conf(struct rmq_raft *r, const struct rmq_raft_conf *c, uint64_t index)
+{
+	struct progress old[RMQ_RAFT_SERVERS_MAX];
+	uint32_t n_old = r->conf.n;
+
+	memcpy(old, r->prs, sizeof(old));
+	r->was_voter = is_voter(r, r->cfg.id);
+	r->conf = *c;
+	r->conf_index = index;
+	for (uint32_t i = 0; i < c->n; i++) {
+		uint32_t id = c->servers[i].id, j = 0;
+		while (j < n_old && old[j].id != id)
+			j++;
+		if (j < n_old)
+			r->prs[i] = old[j];
+		else
+			r->prs[i] = (struct progress){.id = id, .next = last_index(r) + 1};
+		if (c->servers[i].role != RMQ_RAFT_LEARNER)
+			r->prs[i].promote = false;
+	}
+}
+
+/* The newest configuration at or before index (in the log, or the
+ * snapshot's), into *c; returns the index of its entry. */
+static uint64_t conf_as_of(const struct rmq_raft *r, uint64_t index, struct rmq_raft_conf *c)
+{
+	for (uint64_t i = index; i > r->snap_index; i--) {
+		const struct rmq_raft_entry *e = entry(r, i);
+		if (e->type == RMQ_RAFT_ENTRY_CONF &&
+		    rmq_raft_conf_decode(e->data, e->len, c) == 0)
+			return i;
+	}
+	*c = r->snap_conf;
+	return r->snap_index;
+}
+
+/* Whether this node may campaign: as a voter of its configuration, or as a
+ * voter of the one before while the change that removed it (or made it a
+ * learner) is not known to have committed.  It may be the one node whose
+ * log holds that change, which the others then cannot elect anyone
+ * without (thesis section 4.2.2): a leader that removed itself and lost
+ * its majority before the change committed left two voters, one without
+ * the change, and the other removed.  Its own vote does not count. */
+static bool may_campaign(const struct rmq_raft *r)
+{
+	return is_voter(r, r->cfg.id) || (r->was_voter && r->conf_index > r->commit);
 }
 
 /* ---- the log -------------------------------------------------------------- */
@@ -181,10 +333,14 @@ static int log_reserve(struct rmq_raft *r, size_t n)
 	return 0;
 }
 
-/* Appends a copy of e as index last + 1. */
+/* Appends a copy of e as index last + 1; a configuration takes effect. */
 static int log_push(struct rmq_raft *r, uint64_t term, uint32_t type, const void *data,
 		    uint32_t len)
 {
+	struct rmq_raft_conf c;
+
+	if (type == RMQ_RAFT_ENTRY_CONF && rmq_raft_conf_decode(data, len, &c) < 0)
+		return RMQ_ECORRUPT; /* valid() and rmq_raft_new() refuse these first */
 	if (log_reserve(r, 1) < 0)
 		return -ENOMEM;
 	uint8_t *copy = NULL;
@@ -197,6 +353,8 @@ static int log_push(struct rmq_raft *r, uint64_t term, uint32_t type, const void
 	r->log[r->n_log] = (struct rmq_raft_entry){
 		.term = term, .index = last_index(r) + 1, .type = type, .len = len, .data = copy};
 	r->n_log++;
+	if (type == RMQ_RAFT_ENTRY_CONF)
+		use_conf(r, &c, last_index(r));
 	return 0;
 }
 
@@ -215,6 +373,9 @@ static void log_compact(struct rmq_raft *r, uint64_t index)
 {
 	uint64_t term = term_at(r, index);
 	size_t drop = (size_t)(index - r->snap_index);
+	struct rmq_raft_conf c;
+	(void)conf_as_of(r, index, &c);
+	r->snap_conf = c;
 	for (size_t i = 0; i < drop; i++)
 		free(r->log[i].data);
 	memmove(r->log, r->log + drop, (r->n_log - drop) * sizeof(*r->log));
@@ -236,6 +397,13 @@ static void log_cut(struct rmq_raft *r, uint64_t index)
 			r->applied = index;
 	}
 	log_drop_after(r, index);
+	if (r->conf_index > index) {
+		/* the configuration was in the cut tail: the one before it is
+		 * back in effect */
+		struct rmq_raft_conf c;
+		uint64_t at = conf_as_of(r, index, &c);
+		use_conf(r, &c, at);
+	}
 	if (r->stable > index)
 		r->stable = index;
 	if (r->unstable_from > index + 1)
@@ -293,10 +461,11 @@ static void send_append(struct rmq_raft *r, struct progress *pr)
 	pr->next = prev + n + 1;
 }
 
+/* To every voter and learner. */
 static void broadcast_append(struct rmq_raft *r)
 {
-	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
-		if (r->prs[i].id != r->cfg.id)
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->prs[i].id != r->cfg.id && r->conf.servers[i].role != RMQ_RAFT_SPARE)
 			send_append(r, &r->prs[i]);
 }
 
@@ -322,13 +491,8 @@ static void become_leader(struct rmq_raft *r)
 	r->elapsed = 0;
 	r->hb_elapsed = 0;
 	r->transfer_to = 0;
-	for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
-		r->prs[i].next = last_index(r) + 1;
-		r->prs[i].match = 0;
-		r->prs[i].active = r->prs[i].id == r->cfg.id;
-		r->prs[i].snapshot = 0;
-		r->prs[i].seq = 0;
-	}
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		r->prs[i] = (struct progress){.id = r->prs[i].id, .next = last_index(r) + 1};
 	r->seq = 0;
 	r->n_pending = 0;
 	/* A no-op of this term: entries of earlier terms commit with it
@@ -337,7 +501,9 @@ static void become_leader(struct rmq_raft *r)
 		become_follower(r, r->term, 0); /* no memory: let another lead */
 		return;
 	}
-	progress_of(r, r->cfg.id)->match = r->stable;
+	struct progress *me = progress_of(r, r->cfg.id);
+	if (me)
+		me->match = r->stable; /* not when it leads a change that removed it */
 	broadcast_append(r);
 }
 
@@ -346,7 +512,7 @@ static void become_leader(struct rmq_raft *r)
 static int count_vote(struct rmq_raft *r, uint32_t from, bool granted)
 {
 	int s = slot_of(r, from);
-	if (s >= 0) {
+	if (s >= 0 && voter_at(r, (uint32_t)s)) {
 		if (granted)
 			r->granted |= 1u << s;
 		else
@@ -381,11 +547,11 @@ static void campaign(struct rmq_raft *r, bool pre, bool transfer)
 			become_leader(r);
 		return;
 	}
-	for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
-		if (r->cfg.voters[i] == r->cfg.id)
+	for (uint32_t i = 0; i < r->conf.n; i++) {
+		if (r->prs[i].id == r->cfg.id || !voter_at(r, i))
 			continue;
 		struct rmq_raft_msg *m =
-			msg_new(r, pre ? RMQ_RAFT_MSG_PREVOTE : RMQ_RAFT_MSG_VOTE, r->cfg.voters[i]);
+			msg_new(r, pre ? RMQ_RAFT_MSG_PREVOTE : RMQ_RAFT_MSG_VOTE, r->prs[i].id);
 		if (!m)
 			continue;
 		m->term = term;
@@ -399,11 +565,15 @@ static void campaign(struct rmq_raft *r, bool pre, bool transfer)
  * current term (unless the planted bug is on).  Returns true if it moved. */
 static bool maybe_commit(struct rmq_raft *r)
 {
-	uint64_t m[RMQ_RAFT_VOTERS_MAX];
-	uint32_t n = r->cfg.n_voters;
+	uint64_t m[RMQ_RAFT_SERVERS_MAX];
+	uint32_t n = 0;
 
-	for (uint32_t i = 0; i < n; i++)
-		m[i] = r->prs[i].match;
+	/* A leader that removed itself is no voter: it does not count. */
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (voter_at(r, i))
+			m[n++] = r->prs[i].match;
+	if (n == 0)
+		return false;
 	/* Insertion sort, descending: a handful of voters. */
 	for (uint32_t i = 1; i < n; i++)
 		for (uint32_t j = i; j > 0 && m[j] > m[j - 1]; j--) {
@@ -420,6 +590,67 @@ static bool maybe_commit(struct rmq_raft *r)
 	return true;
 }
 
+/* ---- membership ------------------------------------------------------------ */
+
+/* Appends c as a CONF entry of this term and sends it. */
+static int64_t propose_conf(struct rmq_raft *r, const struct rmq_raft_conf *c)
+{
+	uint8_t buf[RMQ_RAFT_CONF_ENCODED_MAX];
+	size_t len = rmq_raft_conf_encode(c, buf);
+	int rc = log_push(r, r->term, RMQ_RAFT_ENTRY_CONF, buf, (uint32_t)len);
+	if (rc < 0)
+		return rc;
+	broadcast_append(r);
+	return (int64_t)last_index(r);
+}
+
+/* Whether the leader may propose a change now (see rmq_raft_add_peer). */
+static int change_allowed(const struct rmq_raft *r)
+{
+	if (r->role != RMQ_RAFT_LEADER || r->transfer_to || term_at(r, r->commit) != r->term)
+		return RMQ_ESTATE;
+	if (r->conf_index > r->commit)
+		return -EBUSY;
+	return 0;
+}
+
+/* Promotes the learner of slot s if it is to be promoted and caught up
+ * with the commit index (within what one round of APPENDs carries).
+ * Returns the index of the change, 0 if not now. */
+static int64_t maybe_promote(struct rmq_raft *r, uint32_t s)
+{
+	struct progress *pr = &r->prs[s];
+	if (!pr->promote || pr->match < r->commit || change_allowed(r) < 0 ||
+	    n_voters(&r->conf) >= RMQ_RAFT_VOTERS_MAX)
+		return 0;
+	struct rmq_raft_conf c = r->conf;
+	c.servers[s].role = RMQ_RAFT_VOTER;
+	pr->promote = false;
+	int64_t idx = propose_conf(r, &c);
+	return idx > 0 ? idx : 0;
+}
+
+/* The leader's commit index moved: tell the followers, promote learners
+ * that caught up, and step down once a change that removed this node
+ * committed, handing over to the most caught-up voter. */
+static void commit_moved(struct rmq_raft *r)
+{
+	broadcast_append(r);
+	if (r->commit >= r->conf_index && !is_voter(r, r->cfg.id)) {
+		struct progress *best = NULL;
+		for (uint32_t i = 0; i < r->conf.n; i++)
+			if (voter_at(r, i) && (!best || r->prs[i].match > best->match))
+				best = &r->prs[i];
+		if (best && best->match == last_index(r))
+			msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, best->id);
+		become_follower(r, r->term, 0);
+		return;
+	}
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (maybe_promote(r, i) > 0)
+			break; /* one change at a time */
+}
+
 /* ---- reads ----------------------------------------------------------------- */
 
 /* Hands out the pending reads whose round a majority answered. */
@@ -429,8 +660,8 @@ static void confirm_reads(struct rmq_raft *r)
 	for (size_t i = 0; i < r->n_pending; i++) {
 		struct pending_read *p = &r->pending[i];
 		uint32_t acks = 0;
-		for (uint32_t v = 0; v < r->cfg.n_voters; v++)
-			acks += r->prs[v].id == r->cfg.id || r->prs[v].seq >= p->seq;
+		for (uint32_t v = 0; v < r->conf.n; v++)
+			acks += voter_at(r, v) && (r->prs[v].id == r->cfg.id || r->prs[v].seq >= p->seq);
 		if (acks >= quorum(r) && r->n_ready_reads < READS_MAX)
 			r->ready_reads[r->n_ready_reads++] = p->rd;
 		else
@@ -579,6 +810,9 @@ static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		if (r->unstable_from <= m->index)
 			r->unstable_from = m->index + 1;
 		r->install_keeps_log = true;
+		r->snap_conf = *m->conf; /* the leader's, equal to the log's there */
+		if (r->conf_index <= r->snap_index)
+			use_conf(r, &r->snap_conf, r->snap_index); /* none newer kept */
 	} else {
 		/* The log restarts after the snapshot.  (Not log_cut(): entries
 		 * up to commit go too, covered by the snapshot.)  Until the
@@ -591,6 +825,8 @@ static void on_snapshot(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		r->snap_term = m->log_term;
 		r->unstable_from = m->index + 1;
 		r->install_keeps_log = false;
+		r->snap_conf = *m->conf;
+		use_conf(r, &r->snap_conf, r->snap_index);
 	}
 	r->commit = r->applied = m->index;
 	r->installed = true;
@@ -631,20 +867,26 @@ static void on_append_resp(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		pr->snapshot = 0; /* installed */
 	if (r->transfer_to == m->from && pr->match == last_index(r))
 		msg_new(r, RMQ_RAFT_MSG_TIMEOUT_NOW, m->from); /* caught up */
-	if (maybe_commit(r))
-		broadcast_append(r); /* tell the followers */
-	else if (pr->next <= last_index(r))
+	if (maybe_commit(r)) {
+		commit_moved(r);
+		return;
+	}
+	if (pr->next <= last_index(r))
 		send_append(r, pr);
+	(void)maybe_promote(r, (uint32_t)(pr - r->prs));
 }
 
 static bool valid(const struct rmq_raft *r, const struct rmq_raft_msg *m)
 {
-	if (m->to != r->cfg.id || m->from == r->cfg.id || slot_of(r, m->from) < 0)
+	/* From any node, in the configuration or not: a leader's log may
+	 * add this node, a candidate's may hold a newer configuration. */
+	if (m->to != r->cfg.id || m->from == 0 || m->from == r->cfg.id)
 		return false;
 	if (m->type < RMQ_RAFT_MSG_PREVOTE || m->type > RMQ_RAFT_MSG_SNAPSHOT)
 		return false;
 	if (m->type == RMQ_RAFT_MSG_SNAPSHOT)
-		return m->n_entries == 0 && m->index > 0 && m->log_term > 0 && m->log_term <= m->term;
+		return m->n_entries == 0 && m->index > 0 && m->log_term > 0 &&
+		       m->log_term <= m->term && m->conf && conf_valid(m->conf);
 	if (m->type != RMQ_RAFT_MSG_APPEND)
 		return m->n_entries == 0;
 	if ((m->n_entries > 0 && !m->entries) || (m->index == 0 && m->log_term != 0))
@@ -652,8 +894,10 @@ static bool valid(const struct rmq_raft *r, const struct rmq_raft_msg *m)
 	uint64_t t = m->log_term;
 	for (uint32_t i = 0; i < m->n_entries; i++) {
 		const struct rmq_raft_entry *e = &m->entries[i];
+		struct rmq_raft_conf c;
 		if (e->index != m->index + 1 + i || e->term < t || e->term > m->term ||
-		    (e->len > 0 && !e->data))
+		    (e->len > 0 && !e->data) || e->type > RMQ_RAFT_ENTRY_NOOP ||
+		    (e->type == RMQ_RAFT_ENTRY_CONF && rmq_raft_conf_decode(e->data, e->len, &c) < 0))
 			return false;
 		t = e->term;
 	}
@@ -679,7 +923,18 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 		} else {
 			bool from_leader = m->type == RMQ_RAFT_MSG_APPEND ||
 					   m->type == RMQ_RAFT_MSG_SNAPSHOT;
+			bool keep_timer = vote_req && r->role != RMQ_RAFT_LEADER;
+			uint32_t elapsed = r->elapsed, timeout = r->timeout;
 			become_follower(r, m->term, from_leader ? m->from : 0);
+			if (keep_timer) {
+				/* Only a granted vote restarts the election timer
+				 * (Figure 2): a node that keeps campaigning with a
+				 * log nobody votes for (one removed from the
+				 * configuration without knowing it) must not keep
+				 * the others from campaigning. */
+				r->elapsed = elapsed;
+				r->timeout = timeout;
+			}
 		}
 	} else if (m->term < r->term) {
 		/* A stale leader learns the term from the answer and steps
@@ -691,8 +946,15 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 				out->index = m->index;
 				out->hint = last_index(r);
 			}
-		} else if (m->type == RMQ_RAFT_MSG_PREVOTE) {
-			struct rmq_raft_msg *out = msg_new(r, RMQ_RAFT_MSG_PREVOTE_RESP, m->from);
+		} else if (m->type == RMQ_RAFT_MSG_PREVOTE || m->type == RMQ_RAFT_MSG_VOTE) {
+			/* Refused with this node's term (Figure 2), which a
+			 * candidate takes up: one that never heard of the term
+			 * would go on campaigning below it, and wait for a voter
+			 * that a removed node keeps raising. */
+			struct rmq_raft_msg *out = msg_new(
+				r, m->type == RMQ_RAFT_MSG_VOTE ? RMQ_RAFT_MSG_VOTE_RESP
+								 : RMQ_RAFT_MSG_PREVOTE_RESP,
+				m->from);
 			if (out)
 				out->reject = true;
 		}
@@ -719,7 +981,7 @@ int rmq_raft_step(struct rmq_raft *r, const struct rmq_raft_msg *m)
 	case RMQ_RAFT_MSG_TIMEOUT_NOW:
 		/* From this term's leader: campaign at once, without a
 		 * pre-vote (the leader vouches that this log is up to date). */
-		if (r->role == RMQ_RAFT_FOLLOWER && r->leader == m->from)
+		if (r->role == RMQ_RAFT_FOLLOWER && r->leader == m->from && is_voter(r, r->cfg.id))
 			campaign(r, false, true);
 		break;
 	}
@@ -732,11 +994,15 @@ void rmq_raft_tick(struct rmq_raft *r)
 {
 	RMQ_ASSERT(!r->in_ready);
 	if (r->role != RMQ_RAFT_LEADER) {
-		if (++r->elapsed >= r->timeout)
+		if (++r->elapsed < r->timeout)
+			return;
+		if (may_campaign(r))
 			campaign(r, r->cfg.pre_vote, false);
+		else
+			become_follower(r, r->term, 0); /* a learner: waits for a leader */
 		return;
 	}
-	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
+	for (uint32_t i = 0; i < r->conf.n; i++)
 		if (r->prs[i].snapshot && ++r->prs[i].snapshot_ticks >= 2 * r->cfg.election_ticks)
 			r->prs[i].snapshot = 0; /* no answer: the next heartbeat sends again */
 	if (r->transfer_to && ++r->transfer_elapsed >= r->cfg.election_ticks)
@@ -748,8 +1014,8 @@ void rmq_raft_tick(struct rmq_raft *r)
 	if (r->cfg.check_quorum && ++r->elapsed >= r->cfg.election_ticks) {
 		r->elapsed = 0;
 		uint32_t active = 0;
-		for (uint32_t i = 0; i < r->cfg.n_voters; i++) {
-			active += r->prs[i].active || r->prs[i].id == r->cfg.id;
+		for (uint32_t i = 0; i < r->conf.n; i++) {
+			active += voter_at(r, i) && (r->prs[i].active || r->prs[i].id == r->cfg.id);
 			r->prs[i].active = false;
 		}
 		if (active < quorum(r))
@@ -785,6 +1051,71 @@ int rmq_raft_read_index(struct rmq_raft *r, uint64_t ctx)
 	return 0;
 }
 
+int64_t rmq_raft_add_peer(struct rmq_raft *r, uint32_t id, const char *addr,
+			  enum rmq_raft_server_role role)
+{
+	RMQ_ASSERT(!r->in_ready);
+	int rc = change_allowed(r);
+	if (rc < 0)
+		return rc;
+	if (id == 0 || !addr || strlen(addr) >= RMQ_RAFT_ADDR_MAX || role < RMQ_RAFT_VOTER ||
+	    role > RMQ_RAFT_SPARE)
+		return -EINVAL;
+	struct rmq_raft_conf c = r->conf;
+	int s = slot_of(r, id);
+	if (s >= 0) {
+		struct rmq_raft_server *sv = &c.servers[s];
+		if (strcmp(sv->addr, addr) != 0)
+			return -EINVAL; /* remove it first */
+		if (sv->role == (uint32_t)role) {
+			r->prs[s].promote = false; /* a learner asked to stay one */
+			return 0;
+		}
+		if (role == RMQ_RAFT_VOTER && sv->role == RMQ_RAFT_LEARNER) {
+			r->prs[s].promote = true;
+			return maybe_promote(r, (uint32_t)s);
+		}
+		if (sv->role == RMQ_RAFT_VOTER && n_voters(&c) == 1)
+			return -EINVAL; /* the last voter */
+		sv->role = role == RMQ_RAFT_VOTER ? RMQ_RAFT_LEARNER : role;
+	} else {
+		if (c.n == RMQ_RAFT_SERVERS_MAX)
+			return -EINVAL;
+		uint32_t at = 0;
+		while (at < c.n && c.servers[at].id < id)
+			at++;
+		memmove(&c.servers[at + 1], &c.servers[at], (c.n - at) * sizeof(c.servers[0]));
+		c.servers[at] = (struct rmq_raft_server){
+			.id = id, .role = role == RMQ_RAFT_VOTER ? RMQ_RAFT_LEARNER : role};
+		memcpy(c.servers[at].addr, addr, strlen(addr) + 1);
+		c.n++;
+		s = (int)at;
+	}
+	if (role == RMQ_RAFT_VOTER && n_voters(&c) >= RMQ_RAFT_VOTERS_MAX)
+		return -EINVAL;
+	int64_t idx = propose_conf(r, &c);
+	if (idx > 0 && role == RMQ_RAFT_VOTER)
+		r->prs[s].promote = true; /* a learner now: voter once caught up */
+	return idx;
+}
+
+int64_t rmq_raft_remove_peer(struct rmq_raft *r, uint32_t id)
+{
+	RMQ_ASSERT(!r->in_ready);
+	int rc = change_allowed(r);
+	if (rc < 0)
+		return rc;
+	int s = slot_of(r, id);
+	if (s < 0)
+		return 0;
+	struct rmq_raft_conf c = r->conf;
+	if (c.servers[s].role == RMQ_RAFT_VOTER && n_voters(&c) == 1)
+		return -EINVAL;
+	memmove(&c.servers[s], &c.servers[s + 1], (c.n - (uint32_t)s - 1) * sizeof(c.servers[0]));
+	c.n--;
+	return propose_conf(r, &c);
+}
+
 int rmq_raft_compact(struct rmq_raft *r, uint64_t index)
 {
 	RMQ_ASSERT(!r->in_ready);
@@ -802,7 +1133,7 @@ int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to)
 	if (r->role != RMQ_RAFT_LEADER)
 		return RMQ_ESTATE;
 	struct progress *pr = progress_of(r, to);
-	if (!pr)
+	if (!pr || !is_voter(r, to))
 		return RMQ_ENOTFOUND;
 	if (to == r->cfg.id)
 		return 0;
@@ -852,6 +1183,7 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 		rd->snapshot_index = r->snap_index;
 		rd->snapshot_term = r->snap_term;
 		rd->snapshot_keeps_log = r->install_keeps_log;
+		rd->snapshot_conf = &r->snap_conf;
 	}
 	r->rd_last = last_index(r);
 	if (r->unstable_from <= r->rd_last) {
@@ -876,6 +1208,7 @@ void rmq_raft_get_ready(struct rmq_raft *r, struct rmq_raft_ready *rd)
 				continue;
 			m->index = r->snap_index; /* the caller sends its newest */
 			m->log_term = r->snap_term;
+			m->conf = &r->snap_conf;
 		}
 		r->msgs[k++] = *m;
 	}
@@ -908,9 +1241,11 @@ void rmq_raft_advance(struct rmq_raft *r)
 	RMQ_ASSERT(r->n_ready_reads == r->rd_reads);
 	r->n_ready_reads = 0;
 	if (r->role == RMQ_RAFT_LEADER) {
-		progress_of(r, r->cfg.id)->match = r->stable;
+		struct progress *me = progress_of(r, r->cfg.id);
+		if (me)
+			me->match = r->stable;
 		if (maybe_commit(r))
-			broadcast_append(r);
+			commit_moved(r);
 	}
 }
 
@@ -920,24 +1255,21 @@ struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
 			      const struct rmq_raft_hard_state *hs,
 			      const struct rmq_raft_entry *log, size_t n)
 {
-	if (cfg->id == 0 || cfg->n_voters == 0 || cfg->n_voters > RMQ_RAFT_VOTERS_MAX ||
-	    cfg->election_ticks == 0 || cfg->heartbeat_ticks == 0 || cfg->max_append_entries == 0)
+	if (cfg->id == 0 || !conf_valid(&cfg->conf) || cfg->election_ticks == 0 ||
+	    cfg->heartbeat_ticks == 0 || cfg->max_append_entries == 0 ||
+	    (cfg->snap_index == 0) != (cfg->snap_term == 0))
 		return NULL;
 	struct rmq_raft *r = calloc(1, sizeof(*r));
 	if (!r)
 		return NULL;
 	r->cfg = *cfg;
-	if (slot_of(r, cfg->id) < 0)
-		goto fail;
-	for (uint32_t i = 0; i < cfg->n_voters; i++) {
-		if (cfg->voters[i] == 0)
-			goto fail;
-		r->prs[i].id = cfg->voters[i];
-	}
-	if ((cfg->snap_index == 0) != (cfg->snap_term == 0))
-		goto fail;
 	r->snap_index = cfg->snap_index;
 	r->snap_term = cfg->snap_term;
+	/* Before index 1 there is no configuration: the first is entry 1. */
+	if (cfg->snap_index > 0) {
+		r->snap_conf = cfg->conf;
+		use_conf(r, &cfg->conf, cfg->snap_index);
+	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t prev_term = i > 0 ? log[i - 1].term : r->snap_term;
 		if (log[i].index != r->snap_index + i + 1 || log[i].term < prev_term ||
@@ -960,6 +1292,19 @@ struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
 		r->commit = r->applied;
 	r->stable = last;
 	r->unstable_from = last + 1;
+	if (last == 0 && cfg->conf.n > 0) {
+		/* A first member of a new cluster: the first configuration
+		 * becomes entry 1, of term 1, alike on every first member and
+		 * so committed (as etcd bootstraps).  The log then tells a node
+		 * added later, and every snapshot, who is in the cluster. */
+		uint8_t buf[RMQ_RAFT_CONF_ENCODED_MAX];
+		size_t len = rmq_raft_conf_encode(&cfg->conf, buf);
+		if (log_push(r, 1, RMQ_RAFT_ENTRY_CONF, buf, (uint32_t)len) < 0)
+			goto fail;
+		if (r->term == 0)
+			r->term = 1;
+		r->commit = 1;
+	}
 	r->role = RMQ_RAFT_FOLLOWER;
 	reset_timeout(r);
 	return r;
@@ -1013,4 +1358,29 @@ const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_
 uint64_t rmq_raft_snapshot_index(const struct rmq_raft *r)
 {
 	return r->snap_index;
+}
+
+const struct rmq_raft_conf *rmq_raft_snapshot_conf(const struct rmq_raft *r)
+{
+	return &r->snap_conf;
+}
+
+const struct rmq_raft_conf *rmq_raft_conf(const struct rmq_raft *r, uint64_t *index)
+{
+	if (index)
+		*index = r->conf_index;
+	return &r->conf;
+}
+
+int rmq_raft_progress(const struct rmq_raft *r, uint32_t id, struct rmq_raft_progress *out)
+{
+	if (r->role != RMQ_RAFT_LEADER)
+		return RMQ_ESTATE;
+	int s = slot_of(r, id);
+	if (s < 0 || r->conf.servers[s].role == RMQ_RAFT_SPARE)
+		return RMQ_ENOTFOUND;
+	const struct progress *pr = &r->prs[s];
+	*out = (struct rmq_raft_progress){
+		.match = pr->match, .next = pr->next, .active = pr->active, .promoting = pr->promote};
+	return 0;
 }

@@ -33,7 +33,13 @@
  *   - linearizable reads by ReadIndex (section 6.4);
  *   - leadership transfer (section 3.10): the leader brings the chosen
  *     voter's log up to date, stops taking proposals, and sends it
- *     TIMEOUT_NOW, upon which it campaigns at once.
+ *     TIMEOUT_NOW, upon which it campaigns at once;
+ *   - membership changes one server at a time (chapter 4): a configuration
+ *     is a log entry, in effect on each node as soon as its log holds it
+ *     (and undone if a new leader cuts it); a new voter joins as a learner
+ *     that gets the log but neither votes nor counts, and is promoted once
+ *     it has caught up; a leader that removes itself leads until the
+ *     change commits, then hands over (TIMEOUT_NOW) and steps down.
  *
  * Node ids are nonzero.  Indexes start at 1; term 0 is "none".
  */
@@ -44,7 +50,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RMQ_RAFT_VOTERS_MAX 9
+#define RMQ_RAFT_VOTERS_MAX 9   /* voters of one configuration */
+#define RMQ_RAFT_SERVERS_MAX 16 /* voters, learners and spares */
+#define RMQ_RAFT_ADDR_MAX 64    /* a server's address, with its NUL */
 
 enum rmq_raft_role {
 	RMQ_RAFT_FOLLOWER,
@@ -53,10 +61,43 @@ enum rmq_raft_role {
 	RMQ_RAFT_LEADER,
 };
 
+/* The values of controller/raft.proto's LogEntryType and RaftServerRole. */
 enum rmq_raft_entry_type {
 	RMQ_RAFT_ENTRY_NORMAL = 0, /* data for the state machine */
-	RMQ_RAFT_ENTRY_NOOP = 1,   /* a leader's first entry of its term */
+	RMQ_RAFT_ENTRY_CONF = 1,   /* a configuration (rmq_raft_conf_encode) */
+	RMQ_RAFT_ENTRY_NOOP = 2,   /* a leader's first entry of its term */
 };
+
+enum rmq_raft_server_role {
+	RMQ_RAFT_VOTER = 1,   /* gets the log, votes, counts towards commits, may lead */
+	RMQ_RAFT_LEARNER = 2, /* gets the log; neither votes nor counts */
+	RMQ_RAFT_SPARE = 3,   /* listed only: gets nothing */
+};
+
+struct rmq_raft_server {
+	uint32_t id;   /* nonzero */
+	uint32_t role; /* enum rmq_raft_server_role */
+	char addr[RMQ_RAFT_ADDR_MAX]; /* carried for the caller ("host:port") */
+};
+
+/* A configuration: its servers in increasing id order, at most
+ * RMQ_RAFT_VOTERS_MAX of them voters.  May be empty: a node that waits to
+ * be added knows no configuration until the leader's log reaches it. */
+struct rmq_raft_conf {
+	uint32_t n;
+	struct rmq_raft_server servers[RMQ_RAFT_SERVERS_MAX];
+};
+
+/* The bytes of a CONF entry: a version byte (1), the count, then per
+ * server its id (4 bytes, little-endian), role (1), address length (1) and
+ * address.  encode returns the length (at most RMQ_RAFT_CONF_ENCODED_MAX);
+ * decode returns 0, or RMQ_ECORRUPT for bytes that are not a valid
+ * configuration (unsorted or repeated ids, unknown roles, too many). */
+#define RMQ_RAFT_CONF_ENCODED_MAX (2 + RMQ_RAFT_SERVERS_MAX * (6 + RMQ_RAFT_ADDR_MAX))
+size_t rmq_raft_conf_encode(const struct rmq_raft_conf *c, uint8_t *buf);
+int rmq_raft_conf_decode(const uint8_t *p, size_t len, struct rmq_raft_conf *c);
+/* The server of id in c, or NULL. */
+const struct rmq_raft_server *rmq_raft_conf_find(const struct rmq_raft_conf *c, uint32_t id);
 
 struct rmq_raft_entry {
 	uint64_t term;
@@ -87,7 +128,8 @@ enum rmq_raft_msg_type {
 	/* Leader to a follower whose entries it compacted away: index and
 	 * log_term say what the snapshot covers.  The caller streams the
 	 * snapshot's data beside it (InstallSnapshot) and steps the message
-	 * once the data is in; the follower answers with APPEND_RESP. */
+	 * once the data is in, with conf pointing to the configuration the
+	 * snapshot holds; the follower answers with APPEND_RESP. */
 	RMQ_RAFT_MSG_SNAPSHOT,
 };
 
@@ -113,12 +155,19 @@ struct rmq_raft_msg {
 	/* APPEND: entries[i].index == index + 1 + i.  The core copies what
 	 * it keeps; in a Ready they point into the core until advance. */
 	struct rmq_raft_entry *entries;
+	/* SNAPSHOT: the snapshot's configuration (in a Ready: the core's,
+	 * until advance). */
+	const struct rmq_raft_conf *conf;
 };
 
 struct rmq_raft_config {
 	uint32_t id;
-	uint32_t voters[RMQ_RAFT_VOTERS_MAX]; /* includes id */
-	uint32_t n_voters;
+	/* With a snapshot (snap_index > 0): its configuration, which CONF
+	 * entries of the log passed to rmq_raft_new override.  With neither
+	 * snapshot nor log: a first member of a new cluster is given the
+	 * cluster's first configuration, which becomes entry 1 (term 1,
+	 * committed); a node that waits to be added, none (n = 0). */
+	struct rmq_raft_conf conf;
 	/* A follower campaigns after a random number of ticks in
 	 * [election_ticks, 2 x election_ticks) without hearing from a leader;
 	 * a leader sends heartbeats every heartbeat_ticks. */
@@ -143,8 +192,10 @@ struct rmq_raft;
 /*
  * A node restarting from what it made durable: hs, its snapshot
  * (cfg->snap_index), and its log's entries after it (log[i].index ==
- * snap_index + 1 + i; copied).  Returns NULL on a bad config
- * (no voters, id not a voter, zero ticks) or no memory.
+ * snap_index + 1 + i; copied).  Returns NULL on a bad config (an
+ * invalid configuration, zero ticks), a log whose CONF entries do not
+ * decode, or no memory.  id need not be in the configuration: a node that
+ * is not a voter there never campaigns.
  */
 struct rmq_raft *rmq_raft_new(const struct rmq_raft_config *cfg,
 			      const struct rmq_raft_hard_state *hs,
@@ -168,10 +219,32 @@ int64_t rmq_raft_propose(struct rmq_raft *r, const void *data, uint32_t len);
  * voter). */
 int rmq_raft_transfer_leader(struct rmq_raft *r, uint32_t to);
 
+/*
+ * Membership (leader only), one change at a time.  AddPeer: id joins with
+ * role; a new VOTER joins as a LEARNER and is promoted by the leader once
+ * its log has caught up with the commit index (a learner asked to become a
+ * voter is promoted the same way).  The same id with the same role is a
+ * no-op; with another address it is refused.  RemovePeer: id leaves (an
+ * unknown id is a no-op); the leader may remove itself.
+ *
+ * Return the index of the CONF entry proposed, 0 when none was needed (or
+ * a promotion waits for the learner), RMQ_ESTATE (not the leader, handing
+ * leadership over, or no entry of its term committed yet: the change
+ * might otherwise overlap one of an earlier term, thesis section 4.1),
+ * -EBUSY (the last change has not committed), -EINVAL (id 0, a bad role
+ * or address, another address for a known id, no voter left, too many
+ * servers or voters), -ENOMEM.  A promotion pending on a leader that
+ * loses its leadership is forgotten: call AddPeer again on the new one.
+ */
+int64_t rmq_raft_add_peer(struct rmq_raft *r, uint32_t id, const char *addr,
+			  enum rmq_raft_server_role role);
+int64_t rmq_raft_remove_peer(struct rmq_raft *r, uint32_t id);
+
 /* The state machine holds a durable snapshot of everything up to index
  * (at most what was applied and made durable): the log drops those
  * entries; a follower that needs them gets the snapshot instead.  Returns
- * 0 or RMQ_ERANGE. */
+ * 0 or RMQ_ERANGE.  The snapshot must keep rmq_raft_snapshot_conf(): the
+ * configuration as of index, which a restart passes back in cfg.conf. */
 int rmq_raft_compact(struct rmq_raft *r, uint64_t index);
 
 /*
@@ -198,6 +271,7 @@ struct rmq_raft_ready {
 	bool snapshot;
 	bool snapshot_keeps_log;
 	uint64_t snapshot_index, snapshot_term;
+	const struct rmq_raft_conf *snapshot_conf; /* to keep with it */
 	bool hs_changed;
 	struct rmq_raft_hard_state hs;
 	/* Make durable: they replace the durable log from entries[0].index
@@ -227,5 +301,20 @@ uint64_t rmq_raft_last_index(const struct rmq_raft *r);
 /* The entry at index (after the snapshot, up to the last), or NULL. */
 const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index);
 uint64_t rmq_raft_snapshot_index(const struct rmq_raft *r);
+/* The configuration as of the snapshot. */
+const struct rmq_raft_conf *rmq_raft_snapshot_conf(const struct rmq_raft *r);
+/* The configuration in effect (the newest in the log, committed or not)
+ * and the index of its entry (the snapshot's index when it came with the
+ * snapshot or the config). */
+const struct rmq_raft_conf *rmq_raft_conf(const struct rmq_raft *r, uint64_t *index);
+
+/* The leader's view of server id: 0, or RMQ_ESTATE (not the leader),
+ * RMQ_ENOTFOUND (not in the configuration, or a spare). */
+struct rmq_raft_progress {
+	uint64_t match, next;
+	bool active;     /* heard from within the current check-quorum round */
+	bool promoting;  /* a learner to be promoted once caught up */
+};
+int rmq_raft_progress(const struct rmq_raft *r, uint32_t id, struct rmq_raft_progress *out);
 
 #endif /* RMQ_RAFT_RAFT_H */

@@ -159,6 +159,7 @@ struct sim_applied {
 struct sim_snap {
 	uint64_t index, term, ph;
 	struct sim_applied *sm;
+	struct rmq_raft_conf conf; /* the configuration as of index */
 };
 
 struct sim_node {
@@ -213,6 +214,8 @@ struct sim_world {
 	/* Fault knobs, per world: per mille per message, or per 10000 units. */
 	uint32_t drop_pm, dup_pm, reorder_pm, torn_pm;
 	uint32_t part_rate, crash_rate, propose_rate, transfer_rate, compact_rate, read_rate;
+	uint32_t member_rate; /* AddPeer / RemovePeer per 10000 units */
+	struct rmq_raft_conf first_conf; /* entry 1: the first members' */
 	uint32_t *leader_of; /* by term; 0: none seen */
 	size_t cap_leader;
 	struct sim_applied *applied; /* by index - 1 */
@@ -396,6 +399,59 @@ static void log_append(struct sim_log *l, const struct rmq_raft_entry *e)
 	l->n++;
 }
 
+static bool is_voter_of(const struct rmq_raft_conf *c, uint32_t id)
+{
+	const struct rmq_raft_server *sv = rmq_raft_conf_find(c, id);
+	return sv && sv->role == RMQ_RAFT_VOTER;
+}
+
+/* The voters of c that are not voters of d. */
+static uint32_t voters_not_in(const struct rmq_raft_conf *c, const struct rmq_raft_conf *d)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->n; i++) {
+		n += c->servers[i].role == RMQ_RAFT_VOTER && !is_voter_of(d, c->servers[i].id);
+	}
+	return n;
+}
+
+/* The configuration in nd's durable log as of index: its newest CONF
+ * entry up to there, else its snapshot's (none before index 1). */
+static void durable_conf(const struct sim_node *nd, uint64_t index, struct rmq_raft_conf *c)
+{
+	for (uint64_t i = index; i > nd->log.base; i--) {
+		const struct rmq_raft_entry *p = log_entry(&nd->log, i);
+		if (p && p->type == RMQ_RAFT_ENTRY_CONF && rmq_raft_conf_decode(p->data, p->len, c) == 0)
+			return;
+	}
+	static const struct rmq_raft_conf none;
+	*c = nd->snap.index ? nd->snap.conf : none;
+}
+
+/* Single-server changes (thesis section 4.1): the configuration of a CONF
+ * entry differs from the one before it in the log by one voter at most. */
+static void check_conf_entry(struct sim_world *w, const struct sim_node *nd,
+			     const struct rmq_raft_entry *e)
+{
+	struct rmq_raft_conf next, prev;
+	if (rmq_raft_conf_decode(e->data, e->len, &next) < 0) {
+		fail(w, SIM_CORE_ERROR, "node %u: CONF entry %llu does not decode", nd->id,
+		     (unsigned long long)e->index);
+		return;
+	}
+	if (e->index == 1) {
+		/* A new cluster's first configuration (rmq_raft_new) */
+		if (memcmp(&next, &w->first_conf, sizeof(next)) != 0 || e->term != 1)
+			fail(w, SIM_MEMBERSHIP, "node %u: entry 1 is not the first configuration",
+			     nd->id);
+		return;
+	}
+	durable_conf(nd, e->index - 1, &prev);
+	if (voters_not_in(&next, &prev) + voters_not_in(&prev, &next) > 1)
+		fail(w, SIM_MEMBERSHIP, "node %u: CONF entry %llu changes more than one voter",
+		     nd->id, (unsigned long long)e->index);
+}
+
 /* Makes entries[0..n) durable: they replace the log from entries[0].index. */
 static void persist_entries(struct sim_world *w, struct sim_node *nd,
 			    const struct rmq_raft_entry *entries, size_t n)
@@ -417,8 +473,11 @@ static void persist_entries(struct sim_world *w, struct sim_node *nd,
 		}
 	}
 	log_truncate(&nd->log, first - 1);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		if (entries[i].type == RMQ_RAFT_ENTRY_CONF)
+			check_conf_entry(w, nd, &entries[i]);
 		log_append(&nd->log, &entries[i]);
+	}
 	if (nd->changed_from == 0 || first < nd->changed_from)
 		nd->changed_from = first;
 }
@@ -446,6 +505,7 @@ static void enqueue(struct sim_world *w, const struct sim_node *nd, const struct
 	f->seq = w->seq++;
 	f->m = *m;
 	f->m.entries = NULL;
+	f->m.conf = NULL; /* the snapshot's, set at delivery */
 	f->snap = NULL;
 	if (m->type == RMQ_RAFT_MSG_SNAPSHOT)
 		f->snap = snap_dup(&nd->snap);
@@ -475,7 +535,8 @@ static void send(struct sim_world *w, const struct sim_node *nd, const struct rm
 		return;
 	}
 	if (m->type == RMQ_RAFT_MSG_SNAPSHOT &&
-	    (m->index != nd->snap.index || m->log_term != nd->snap.term)) {
+	    (m->index != nd->snap.index || m->log_term != nd->snap.term || !m->conf ||
+	     memcmp(m->conf, &nd->snap.conf, sizeof(*m->conf)) != 0)) {
 		fail(w, SIM_CORE_ERROR, "node %u sent a snapshot of %llu/%llu, its own is %llu/%llu",
 		     nd->id, (unsigned long long)m->index, (unsigned long long)m->log_term,
 		     (unsigned long long)nd->snap.index, (unsigned long long)nd->snap.term);
@@ -559,7 +620,8 @@ static void crash(struct sim_world *w, struct sim_node *nd, const char *how)
 static void install(struct sim_world *w, struct sim_node *nd, const struct rmq_raft_ready *rd)
 {
 	struct sim_snap *in = nd->incoming;
-	if (!in || in->index != rd->snapshot_index || in->term != rd->snapshot_term) {
+	if (!in || in->index != rd->snapshot_index || in->term != rd->snapshot_term ||
+	    memcmp(rd->snapshot_conf, &in->conf, sizeof(in->conf)) != 0) {
 		fail(w, SIM_CORE_ERROR, "node %u: Ready installs snapshot %llu/%llu, it received %llu/%llu",
 		     nd->id, (unsigned long long)rd->snapshot_index,
 		     (unsigned long long)rd->snapshot_term, in ? (unsigned long long)in->index : 0ULL,
@@ -624,7 +686,8 @@ static void compact(struct sim_world *w, struct sim_node *nd)
 		return;
 	log_compact(&nd->log, index);
 	free(nd->snap.sm);
-	nd->snap = (struct sim_snap){index, nd->log.base_term, nd->log.base_ph, NULL};
+	nd->snap = (struct sim_snap){index, nd->log.base_term, nd->log.base_ph, NULL,
+				     *rmq_raft_snapshot_conf(nd->core)};
 	nd->snap.sm = malloc(index * sizeof(*nd->snap.sm));
 	if (!nd->snap.sm)
 		abort();
@@ -740,6 +803,7 @@ static void start(struct sim_world *w, struct sim_node *nd, bool keep_sm)
 	nd->cfg.applied = nd->n_sm;
 	nd->cfg.snap_index = nd->snap.index;
 	nd->cfg.snap_term = nd->snap.term;
+	nd->cfg.conf = nd->snap.conf;
 	nd->core = rmq_raft_new(&nd->cfg, &nd->hs, nd->log.e, nd->log.n);
 	if (!nd->core) {
 		fail(w, SIM_CORE_ERROR,
@@ -827,6 +891,19 @@ static void check_leaders(struct sim_world *w)
 		}
 		w->leader_of[term] = nd->id;
 		w->res->leaders++;
+		/* A leader is a voter of its configuration, or of the one
+		 * before it while the change that removed it is uncommitted
+		 * (raft.c, may_campaign). */
+		uint64_t at;
+		const struct rmq_raft_conf *c = rmq_raft_conf(nd->core, &at);
+		struct rmq_raft_conf before;
+		durable_conf(nd, at ? at - 1 : 0, &before);
+		if (!is_voter_of(c, nd->id) &&
+		    !(is_voter_of(&before, nd->id) && at > rmq_raft_commit(nd->core))) {
+			fail(w, SIM_MEMBERSHIP, "node %u leads term %llu but is no voter", nd->id,
+			     (unsigned long long)term);
+			return;
+		}
 		step(w, 30, nd->id, term, rmq_raft_last_index(nd->core),
 		     "node %u leads term %llu (last index %llu)", nd->id, (unsigned long long)term,
 		     (unsigned long long)rmq_raft_last_index(nd->core));
@@ -940,6 +1017,8 @@ static void deliver_due(struct sim_world *w)
 			     m->reject ? "reject " : "", m->transfer ? "transfer " : "", m->n_entries);
 			dst->incoming = f->snap;
 			f->snap = NULL;
+			if (dst->incoming)
+				f->m.conf = &dst->incoming->conf;
 			(void)rmq_raft_step(dst->core, m);
 			handle_ready(w, dst);
 			snap_free(dst->incoming);
@@ -998,6 +1077,37 @@ static bool propose(struct sim_world *w, struct sim_node *nd, struct sim_pending
 	handle_ready(w, nd);
 	check(w);
 	return idx > 0;
+}
+
+/* AddPeer or RemovePeer of a random node, asked of a leader: a voter is
+ * removed (or, a tenth of the time, demoted), anyone else added as a voter
+ * (a quarter of the time as a learner). */
+static void change_membership(struct sim_world *w)
+{
+	struct sim_node *l = any_leader(w);
+	if (!l)
+		return;
+	uint32_t id = 1 + (uint32_t)rng_below(&w->rng, w->n);
+	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(l->core, NULL), id);
+	int64_t rc;
+	const char *what;
+	if (sv && sv->role == RMQ_RAFT_VOTER && !rng_chance(&w->rng, 1, 10)) {
+		what = "removes";
+		rc = rmq_raft_remove_peer(l->core, id);
+	} else if (sv && sv->role == RMQ_RAFT_VOTER) {
+		what = "demotes";
+		rc = rmq_raft_add_peer(l->core, id, "", RMQ_RAFT_LEARNER);
+	} else {
+		bool learner = rng_chance(&w->rng, 1, 4);
+		what = learner ? "adds learner" : "adds voter";
+		rc = rmq_raft_add_peer(l->core, id, "", learner ? RMQ_RAFT_LEARNER : RMQ_RAFT_VOTER);
+	}
+	if (rc > 0)
+		w->res->conf_changes++;
+	step(w, 44, l->id, id, (uint64_t)rc, "node %u %s %u: %lld", l->id, what, id,
+	     (long long)rc);
+	handle_ready(w, l);
+	check(w);
 }
 
 static void partition_change(struct sim_world *w)
@@ -1074,6 +1184,8 @@ static void faults(struct sim_world *w)
 			check(w);
 		}
 	}
+	if (rng_chance(r, w->member_rate, 10000))
+		change_membership(w);
 	if (rng_chance(r, w->read_rate, 10000)) {
 		/* Any node that believes it leads, stale or not. */
 		struct sim_node *l = any_leader(w);
@@ -1124,10 +1236,18 @@ static void one_unit(struct sim_world *w)
 
 /* --- liveness ------------------------------------------------------------ */
 
+/* On every voter and learner of the leader's configuration (a removed
+ * node gets nothing more). */
 static bool committed_everywhere(struct sim_world *w, const struct sim_pending *p)
 {
-	for (uint32_t k = 0; k < w->n; k++) {
-		const struct sim_node *nd = &w->node[k];
+	struct sim_node *l = any_leader(w);
+	if (!l)
+		return false;
+	const struct rmq_raft_conf *c = rmq_raft_conf(l->core, NULL);
+	for (uint32_t i = 0; i < c->n; i++) {
+		const struct sim_node *nd = node_of(w, c->servers[i].id);
+		if (c->servers[i].role == RMQ_RAFT_SPARE)
+			continue;
 		if (nd->n_sm < p->index || nd->sm[p->index - 1].hash != p->hash)
 			return false;
 	}
@@ -1171,8 +1291,8 @@ static void liveness(struct sim_world *w)
 		struct sim_node *l = any_leader(w);
 		fail(w, SIM_LIVENESS,
 		     "%llu units after the faults stopped: %s, %zu proposals tried, none committed on "
-		     "all %u nodes",
-		     (unsigned long long)bound, l ? "a leader" : "no leader", w->n_pending, w->n);
+		     "every member",
+		     (unsigned long long)bound, l ? "a leader" : "no leader", w->n_pending);
 	}
 }
 
@@ -1189,6 +1309,7 @@ const char *sim_verdict_name(enum sim_verdict v)
 		[SIM_APPLY_ORDER] = "apply order",
 		[SIM_DURABILITY] = "durability",
 		[SIM_READ] = "read linearizability",
+		[SIM_MEMBERSHIP] = "membership",
 		[SIM_LIVENESS] = "liveness",
 		[SIM_CORE_ERROR] = "core error",
 	};
@@ -1214,22 +1335,31 @@ static void setup(struct sim_world *w)
 	w->transfer_rate = (uint32_t)rng_below(r, 20);
 	w->compact_rate = (uint32_t)rng_below(r, 100);
 	w->read_rate = (uint32_t)rng_below(r, 300);
+	/* A quarter of the worlds keep their first configuration; the others
+	 * change it, and some start with nodes that wait to be added. */
+	uint32_t members = w->n;
+	if (!w->o.no_membership && rng_chance(r, 3, 4)) {
+		w->member_rate = 1 + (uint32_t)rng_below(r, 40);
+		members -= (uint32_t)rng_below(r, 3);
+	}
+	w->first_conf.n = members;
+	for (uint32_t v = 0; v < members; v++)
+		w->first_conf.servers[v] = (struct rmq_raft_server){.id = v + 1, .role = RMQ_RAFT_VOTER};
 	w->faults = true;
 	step(w, 1, w->n, max_append, heartbeat,
 	     "world: %u nodes, max_append %u, heartbeat %u, pre_vote %d, check_quorum %d, drop "
 	     "%u/1000, dup %u/1000, reorder %u/1000, torn %u/1000, partitions %u/10000, crashes "
 	     "%u/10000, proposals %u/10000, transfers %u/10000, compactions %u/10000, reads "
-	     "%u/10000%s",
+	     "%u/10000, %u first voters, membership changes %u/10000%s",
 	     w->n, max_append, heartbeat, pre_vote, check_quorum, w->drop_pm, w->dup_pm,
 	     w->reorder_pm, w->torn_pm, w->part_rate, w->crash_rate, w->propose_rate,
-	     w->transfer_rate, w->compact_rate, w->read_rate,
+	     w->transfer_rate, w->compact_rate, w->read_rate, members, w->member_rate,
 	     w->o.unsafe_commit_any_term ? ", UNSAFE commit rule" : "");
 	for (uint32_t k = 0; k < w->n; k++) {
 		struct sim_node *nd = &w->node[k];
 		nd->id = k + 1;
 		nd->cfg = (struct rmq_raft_config){
 			.id = nd->id,
-			.n_voters = w->n,
 			.election_ticks = ELECTION_TICKS,
 			.heartbeat_ticks = heartbeat,
 			.max_append_entries = max_append,
@@ -1237,8 +1367,11 @@ static void setup(struct sim_world *w)
 			.check_quorum = check_quorum,
 			.unsafe_commit_any_term = w->o.unsafe_commit_any_term,
 		};
-		for (uint32_t v = 0; v < w->n; v++)
-			nd->cfg.voters[v] = v + 1;
+		/* The first configuration, as the durable state a node
+		 * starts from: the voters 1..members know it, the others wait
+		 * with none. */
+		if (nd->id <= members)
+			nd->snap.conf = w->first_conf;
 		nd->tick_units = TICK_UNITS_MIN +
 				 (uint32_t)rng_below(r, TICK_UNITS_MAX - TICK_UNITS_MIN + 1);
 	}

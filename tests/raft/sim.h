@@ -13,7 +13,8 @@
  *   │ fault period (fault_time units)          │ healed (liveness bound)   │
  *   │ drop, duplicate, reorder, partitions,    │ links restored, nodes up, │
  *   │ crashes (also mid-Ready), clock drift,   │ no drops: a leader and a  │
- *   │ client proposals                         │ fresh commit on all nodes │
+ *   │ client proposals, membership changes     │ fresh commit on every     │
+ *   │                                          │ member                    │
  *
  * After every step (one tick, delivery, proposal, crash, restart or
  * partition change) it checks Election Safety, Log Matching, Leader
@@ -39,6 +40,7 @@ enum sim_verdict {
 	SIM_APPLY_ORDER,         /* committed entries handed out out of order */
 	SIM_DURABILITY,          /* a message sent before its term or vote was durable */
 	SIM_READ,                /* a ReadIndex read missed an earlier commit */
+	SIM_MEMBERSHIP,          /* a change of more than one voter, or a leader not a voter */
 	SIM_LIVENESS,            /* no leader or no commit after the faults */
 	SIM_CORE_ERROR,          /* rmq_raft_new refused a durable state, or -ENOMEM */
 };
@@ -59,6 +61,7 @@ struct sim_opts {
 	 * with all its entries. */
 	bool torn_any;
 	bool no_liveness;            /* stop after the fault period */
+	bool no_membership;          /* keep the first configuration (all nodes voters) */
 	FILE *trace;                 /* every step printed here; NULL: none */
 };
 
@@ -70,7 +73,7 @@ struct sim_opts {
 	(struct sim_opts)                                                             \
 	{                                                                             \
 		.n_nodes = 3, .max_append_entries = 1, .crash_rate = 20, .fault_time = 20000, \
-		.unsafe_commit_any_term = true, .no_liveness = true                   \
+		.unsafe_commit_any_term = true, .no_liveness = true, .no_membership = true \
 	}
 
 struct sim_result {
@@ -83,6 +86,7 @@ struct sim_result {
 	uint32_t crashes;
 	uint32_t torn;       /* crashes in the middle of a Ready */
 	uint32_t leaders;    /* terms that had a leader */
+	uint32_t conf_changes; /* AddPeer and RemovePeer calls that proposed a change */
 };
 
 /*

@@ -7,7 +7,7 @@
  *
  *   raft_sim [--seeds N] [--first S] [--trace] [--stop]
  *            [--nodes 3|5] [--max-append N] [--crash-rate N] [--fault-time N]
- *            [--no-liveness] [--torn-any] [--unsafe] [--figure8]
+ *            [--no-liveness] [--no-membership] [--torn-any] [--unsafe] [--figure8]
  *
  * Exits 0 when every seed passed, 1 when one failed, 2 on bad usage.
  */
@@ -24,15 +24,18 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: raft_sim [--seeds N] [--first S] [--trace] [--stop] [--nodes 3|5]\n"
 		"                [--max-append N] [--crash-rate N] [--fault-time N] [--no-liveness]\n"
-		"                [--torn-any] [--unsafe] [--figure8]\n"
+		"                [--no-membership] [--torn-any] [--unsafe] [--figure8]\n"
 		"  --seeds N       how many seeds (default 1000), from --first (default 1)\n"
 		"  --trace         print every step (for replaying one seed)\n"
 		"  --stop          stop at the first failing seed\n"
 		"  --torn-any      a torn Ready keeps its hard state and any prefix of its entries\n"
 		"                  independently (default: entries first, as a write-ahead log)\n"
+		"  --no-membership keep the first configuration (three worlds in four add and\n"
+		"                  remove servers, some starting with nodes that wait to be added)\n"
 		"  --unsafe        disable the current-term commit rule (the planted bug)\n"
 		"  --figure8       --unsafe with 3 nodes, --max-append 1, --crash-rate 20,\n"
-		"                  --fault-time 20000, --no-liveness: the planted-bug test's world\n");
+		"                  --fault-time 20000, --no-liveness, --no-membership: the\n"
+		"                  planted-bug test's world\n");
 	exit(2);
 }
 
@@ -73,6 +76,8 @@ int main(int argc, char **argv)
 			o.fault_time = arg_u64(argc, argv, &i);
 		else if (!strcmp(a, "--no-liveness"))
 			o.no_liveness = true;
+		else if (!strcmp(a, "--no-membership"))
+			o.no_membership = true;
 		else if (!strcmp(a, "--torn-any"))
 			o.torn_any = true;
 		else if (!strcmp(a, "--unsafe"))
@@ -88,7 +93,7 @@ int main(int argc, char **argv)
 		o.trace = stdout;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	uint64_t failed = 0, ran = 0, steps = 0, crashes = 0, torn = 0;
+	uint64_t failed = 0, ran = 0, steps = 0, crashes = 0, torn = 0, changes = 0;
 	for (uint64_t seed = first; seed < first + seeds; seed++) {
 		struct sim_result r;
 		char why[1024];
@@ -96,6 +101,7 @@ int main(int argc, char **argv)
 		ran++;
 		steps += r.steps;
 		crashes += r.crashes;
+		changes += r.conf_changes;
 		torn += r.torn;
 		if (trace)
 			printf("seed %" PRIu64 ": %s, %" PRIu64 " steps, trace hash %016" PRIx64
@@ -112,7 +118,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("%" PRIu64 " seeds from %" PRIu64 ": %" PRIu64 " passed, %" PRIu64
-	       " failed; %" PRIu64 " steps, %" PRIu64 " crashes (%" PRIu64 " torn) in %.1f s\n",
-	       ran, first, ran - failed, failed, steps, crashes, torn, s);
+	       " failed; %" PRIu64 " steps, %" PRIu64 " crashes (%" PRIu64
+	       " torn), %" PRIu64 " membership changes in %.1f s\n",
+	       ran, first, ran - failed, failed, steps, crashes, torn, changes, s);
 	return failed ? 1 : 0;
 }

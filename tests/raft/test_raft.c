@@ -11,6 +11,7 @@
 #include "core/error.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +32,39 @@ struct cluster {
 	bool hs_before_vote_resp; /* every granted VOTE_RESP came with its vote in the same Ready */
 };
 
+/* Servers 1..n, voters; "127.0.0.1:<9000 + id>" for an address. */
+static struct rmq_raft_conf voters(int n)
+{
+	struct rmq_raft_conf c = {.n = (uint32_t)n};
+	for (int i = 0; i < n; i++) {
+		c.servers[i].id = (uint32_t)(i + 1);
+		c.servers[i].role = RMQ_RAFT_VOTER;
+		snprintf(c.servers[i].addr, sizeof(c.servers[i].addr), "127.0.0.1:%d", 9001 + i);
+	}
+	return c;
+}
+
 static struct rmq_raft_config config(int n, int id)
 {
 	struct rmq_raft_config c = {.id = (uint32_t)id,
-				    .n_voters = (uint32_t)n,
+				    .conf = voters(n),
 				    .election_ticks = 10,
 				    .heartbeat_ticks = 2,
 				    .max_append_entries = 4,
 				    .pre_vote = true,
 				    .check_quorum = true,
 				    .seed = 42};
-	for (int i = 0; i < n; i++)
-		c.voters[i] = (uint32_t)(i + 1);
 	return c;
+}
+
+/* Entry 1 of a new cluster of n voters, as rmq_raft_new writes it. */
+static struct rmq_raft_entry first_entry(int n)
+{
+	static uint8_t buf[RMQ_RAFT_CONF_ENCODED_MAX];
+	struct rmq_raft_conf c = voters(n);
+	size_t len = rmq_raft_conf_encode(&c, buf);
+	return (struct rmq_raft_entry){
+		.term = 1, .index = 1, .type = RMQ_RAFT_ENTRY_CONF, .len = (uint32_t)len, .data = buf};
 }
 
 static void cluster_init(struct cluster *c, int n)
@@ -58,15 +79,20 @@ static void cluster_init(struct cluster *c, int n)
 	}
 }
 
+static void msg_free(struct rmq_raft_msg *m)
+{
+	for (uint32_t k = 0; k < m->n_entries; k++)
+		free(m->entries[k].data);
+	free(m->entries);
+	free((void *)m->conf);
+}
+
 static void cluster_free(struct cluster *c)
 {
 	for (int i = 0; i < c->n; i++)
 		rmq_raft_free(c->r[i]);
-	for (int i = 0; i < c->nq; i++) {
-		for (uint32_t k = 0; k < c->q[i].n_entries; k++)
-			free(c->q[i].entries[k].data);
-		free(c->q[i].entries);
-	}
+	for (int i = 0; i < c->nq; i++)
+		msg_free(&c->q[i]);
 }
 
 /* Handles node i's Ready: entries are "durable" at once (the core keeps
@@ -84,6 +110,11 @@ static void handle_ready(struct cluster *c, int i)
 		struct rmq_raft_msg *copy = &c->q[c->nq++];
 		*copy = *m;
 		copy->entries = NULL;
+		if (m->conf) {
+			struct rmq_raft_conf *conf = malloc(sizeof(*conf));
+			*conf = *m->conf;
+			copy->conf = conf;
+		}
 		if (m->n_entries) {
 			copy->entries = calloc(m->n_entries, sizeof(*copy->entries));
 			for (uint32_t e = 0; e < m->n_entries; e++) {
@@ -137,9 +168,7 @@ static void settle(struct cluster *c)
 			int from = (int)q[k].from - 1, to = (int)q[k].to - 1;
 			if (c->r[to] && !c->cut[from][to])
 				rmq_raft_step(c->r[to], &q[k]);
-			for (uint32_t e = 0; e < q[k].n_entries; e++)
-				free(q[k].entries[e].data);
-			free(q[k].entries);
+			msg_free(&q[k]);
 			busy = true;
 		}
 		free(q);
@@ -318,7 +347,7 @@ Test(raft, an_old_term_entry_commits_only_with_one_of_the_current_term)
 {
 	struct rmq_raft_config cfg = config(3, 1);
 	cfg.pre_vote = false;
-	struct rmq_raft_entry log[2] = {{.term = 1, .index = 1}, {.term = 2, .index = 2}};
+	struct rmq_raft_entry log[2] = {first_entry(3), {.term = 2, .index = 2}};
 	struct rmq_raft_hard_state hs = {.term = 3, .commit = 1};
 	struct rmq_raft *r = rmq_raft_new(&cfg, &hs, log, 2);
 	struct rmq_raft_ready rd;
@@ -389,11 +418,186 @@ Test(raft, a_leader_steps_down_on_a_higher_term)
 
 Test(raft, a_bad_config_is_refused)
 {
-	struct rmq_raft_config cfg = config(3, 4); /* 4 is not a voter */
-	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
-	cfg = config(3, 1);
+	struct rmq_raft_config cfg = config(3, 1);
 	cfg.election_ticks = 0;
 	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
+	cfg = config(3, 1);
+	cfg.conf.servers[2].id = 2; /* repeated */
+	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
+	cfg = config(3, 1);
+	cfg.conf.servers[1].role = 0;
+	cr_assert_null(rmq_raft_new(&cfg, NULL, NULL, 0));
+	cfg = config(3, 1);
+	struct rmq_raft_entry bad = {.term = 1, .index = 1, .type = RMQ_RAFT_ENTRY_CONF,
+				     .len = 3, .data = (uint8_t *)"abc"};
+	cr_assert_null(rmq_raft_new(&cfg, NULL, &bad, 1), "a CONF entry that does not decode");
+	/* A first member of a new cluster starts with its configuration as
+	 * entry 1, committed. */
+	struct rmq_raft *b = rmq_raft_new(&cfg, NULL, NULL, 0);
+	struct rmq_raft_ready rd;
+	rmq_raft_get_ready(b, &rd);
+	cr_assert_eq(rd.n_entries, 1);
+	cr_assert_eq(rd.entries[0].type, RMQ_RAFT_ENTRY_CONF);
+	cr_assert_eq(rd.hs.term, 1);
+	cr_assert_eq(rd.n_committed, 1);
+	rmq_raft_advance(b);
+	cr_assert_eq(rmq_raft_conf(b, NULL)->n, 3);
+	rmq_raft_free(b);
+	/* A node that waits to be added: no configuration, never campaigns. */
+	cfg = config(3, 4);
+	cfg.conf.n = 0;
+	struct rmq_raft *r = rmq_raft_new(&cfg, NULL, NULL, 0);
+	cr_assert_not_null(r);
+	for (int t = 0; t < 100; t++)
+		rmq_raft_tick(r);
+	cr_assert_eq(rmq_raft_role(r), RMQ_RAFT_FOLLOWER);
+	cr_assert_eq(rmq_raft_term(r), 0);
+	cr_assert_not(rmq_raft_has_ready(r));
+	rmq_raft_free(r);
+}
+
+/* ---- membership (thesis chapter 4) ------------------------------------------- */
+
+/* n nodes of which the first `members` are the voters; the others start
+ * knowing no configuration, as a node that waits to be added. */
+static int cluster_elect_joining(struct cluster *c, int n, int members)
+{
+	memset(c, 0, sizeof(*c));
+	c->n = n;
+	c->hs_before_vote_resp = true;
+	for (int i = 0; i < n; i++) {
+		struct rmq_raft_config cfg = config(members, i + 1);
+		if (i >= members)
+			cfg.conf.n = 0;
+		c->r[i] = rmq_raft_new(&cfg, NULL, NULL, 0);
+		cr_assert_not_null(c->r[i]);
+	}
+	ticks(c, 40);
+	int l = leader_of(c);
+	cr_assert(l >= 0 && l < members, "a leader among the voters");
+	return l;
+}
+
+static uint32_t role_in(struct rmq_raft *r, uint32_t id)
+{
+	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(r, NULL), id);
+	return sv ? sv->role : 0;
+}
+
+Test(raft, a_configuration_encodes_and_decodes)
+{
+	struct rmq_raft_conf c = voters(3), d;
+	c.servers[2].role = RMQ_RAFT_LEARNER;
+	uint8_t buf[RMQ_RAFT_CONF_ENCODED_MAX];
+	size_t len = rmq_raft_conf_encode(&c, buf);
+	cr_assert_eq(rmq_raft_conf_decode(buf, len, &d), 0);
+	cr_assert_eq(memcmp(&c, &d, sizeof(c)), 0);
+	cr_assert_eq(rmq_raft_conf_decode(buf, len - 1, &d), RMQ_ECORRUPT, "truncated");
+	buf[len] = 0;
+	cr_assert_eq(rmq_raft_conf_decode(buf, len + 1, &d), RMQ_ECORRUPT, "a byte too many");
+	buf[2] = 9; /* the first id after the second: unsorted */
+	cr_assert_eq(rmq_raft_conf_decode(buf, len, &d), RMQ_ECORRUPT);
+	buf[2] = 1;
+	buf[6] = 7; /* role */
+	cr_assert_eq(rmq_raft_conf_decode(buf, len, &d), RMQ_ECORRUPT);
+	struct rmq_raft_conf empty = {0};
+	len = rmq_raft_conf_encode(&empty, buf);
+	cr_assert_eq(rmq_raft_conf_decode(buf, len, &d), 0);
+	cr_assert_eq(d.n, 0);
+}
+
+/* AddPeer: the new server gets the log as a learner first, is promoted
+ * once caught up, and from then on counts towards commits. */
+Test(raft, a_new_voter_joins_as_a_learner_and_is_promoted)
+{
+	struct cluster c;
+	int l = cluster_elect_joining(&c, 4, 3);
+	for (int k = 0; k < 5; k++) {
+		cr_assert_gt(rmq_raft_propose(c.r[l], "before", 6), 0);
+		settle(&c);
+	}
+	cr_assert_eq(rmq_raft_add_peer(c.r[(l + 1) % 3], 4, "127.0.0.1:9004", RMQ_RAFT_VOTER),
+		     RMQ_ESTATE, "only the leader changes the configuration");
+	cr_assert_eq(rmq_raft_add_peer(c.r[l], 4, "", 9), -EINVAL);
+	int64_t idx = rmq_raft_add_peer(c.r[l], 4, "127.0.0.1:9004", RMQ_RAFT_VOTER);
+	cr_assert_gt(idx, 0);
+	cr_assert_eq(role_in(c.r[l], 4), RMQ_RAFT_LEARNER, "in effect when appended");
+	cr_assert_eq(rmq_raft_remove_peer(c.r[l], 2), -EBUSY, "one change at a time");
+	ticks(&c, 5);
+	uint64_t at;
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(role_in(c.r[i], 4), RMQ_RAFT_VOTER, "node %d sees 4 a voter", i + 1);
+		rmq_raft_conf(c.r[i], &at);
+		cr_assert_gt(at, (uint64_t)idx, "the promotion is its own entry");
+		cr_assert_str_eq(c.last_applied[i], "before", "node %d", i + 1);
+	}
+	cr_assert_eq(rmq_raft_add_peer(c.r[l], 4, "127.0.0.1:9004", RMQ_RAFT_VOTER), 0,
+		     "the same again: a no-op");
+	cr_assert_eq(rmq_raft_add_peer(c.r[l], 4, "127.0.0.1:9999", RMQ_RAFT_VOTER), -EINVAL,
+		     "another address for a known id");
+	/* Four voters: three make a majority, two do not. */
+	int a = (l + 1) % 3, b = (l + 2) % 3;
+	isolate(&c, a, true);
+	cr_assert_gt(rmq_raft_propose(c.r[l], "three", 5), 0);
+	settle(&c);
+	cr_assert_str_eq(c.last_applied[l], "three");
+	isolate(&c, b, true);
+	cr_assert_gt(rmq_raft_propose(c.r[l], "two", 3), 0);
+	settle(&c);
+	cr_assert_str_eq(c.last_applied[l], "three", "two of four voters commit nothing");
+	cluster_free(&c);
+}
+
+/* RemovePeer of the leader itself: it leads until the change commits
+ * (without counting itself), then hands over and never campaigns again. */
+Test(raft, a_leader_that_removes_itself_hands_over)
+{
+	struct cluster c;
+	int l = cluster_elect(&c, 3);
+	uint64_t term = rmq_raft_term(c.r[l]);
+	cr_assert_gt(rmq_raft_remove_peer(c.r[l], (uint32_t)l + 1), 0);
+	settle(&c);
+	int n = leader_of(&c);
+	cr_assert(n >= 0 && n != l, "a remaining voter leads at once (TIMEOUT_NOW)");
+	cr_assert_gt(rmq_raft_term(c.r[n]), term);
+	cr_assert_eq(rmq_raft_role(c.r[l]), RMQ_RAFT_FOLLOWER);
+	cr_assert_eq(rmq_raft_remove_peer(c.r[n], (uint32_t)l + 1), 0,
+		     "an id that is no member (any more): a no-op");
+	isolate(&c, l, true);
+	ticks(&c, 60);
+	cr_assert_eq(rmq_raft_role(c.r[l]), RMQ_RAFT_FOLLOWER, "a removed node never campaigns");
+	cr_assert_gt(rmq_raft_propose(c.r[n], "two voters", 10), 0);
+	settle(&c);
+	for (int i = 0; i < 3; i++)
+		if (i != l)
+			cr_assert_str_eq(c.last_applied[i], "two voters", "node %d", i + 1);
+	int other = 3 - l - n;
+	cr_assert_eq(rmq_raft_remove_peer(c.r[n], (uint32_t)other + 1) > 0, true);
+	settle(&c);
+	ticks(&c, 3);
+	cr_assert_eq(rmq_raft_remove_peer(c.r[n], (uint32_t)n + 1), -EINVAL, "the last voter stays");
+	cluster_free(&c);
+}
+
+/* A configuration in an uncommitted tail is undone when a new leader
+ * cuts that tail. */
+Test(raft, a_cut_configuration_is_undone)
+{
+	struct cluster c;
+	int l = cluster_elect_joining(&c, 4, 3);
+	isolate(&c, l, true);
+	cr_assert_gt(rmq_raft_add_peer(c.r[l], 4, "127.0.0.1:9004", RMQ_RAFT_LEARNER), 0);
+	cr_assert_eq(role_in(c.r[l], 4), RMQ_RAFT_LEARNER);
+	ticks(&c, 40);
+	int n = leader_of(&c);
+	cr_assert(n >= 0 && n != l, "the others elect a new leader");
+	cr_assert_gt(rmq_raft_propose(c.r[n], "new", 3), 0);
+	settle(&c);
+	isolate(&c, l, false);
+	ticks(&c, 5);
+	cr_assert_eq(role_in(c.r[l], 4), 0, "the old leader's uncommitted change is gone");
+	cr_assert_str_eq(c.last_applied[l], "new");
+	cluster_free(&c);
 }
 
 /* Section 3.10: the leader brings the successor up to date, then it
@@ -451,6 +655,27 @@ Test(raft, a_lagging_follower_catches_up_by_snapshot)
 		cr_assert_str_eq(c.last_applied[i], "later", "node %d", i + 1);
 		cr_assert_eq(c.applied[i], rmq_raft_commit(c.r[l]));
 	}
+	cluster_free(&c);
+}
+
+/* A node added after the leader compacted its log gets the snapshot, and
+ * with it the configuration it holds. */
+Test(raft, a_snapshot_carries_the_configuration)
+{
+	struct cluster c;
+	int l = cluster_elect_joining(&c, 4, 3);
+	for (int k = 0; k < 6; k++) {
+		cr_assert_gt(rmq_raft_propose(c.r[l], "x", 1), 0);
+		settle(&c);
+	}
+	ticks(&c, 3);
+	cr_assert_eq(rmq_raft_compact(c.r[l], rmq_raft_commit(c.r[l])), 0);
+	cr_assert_gt(rmq_raft_add_peer(c.r[l], 4, "127.0.0.1:9004", RMQ_RAFT_VOTER), 0);
+	ticks(&c, 10);
+	cr_assert_eq(c.snapshots[3], 1, "node 4 installed the snapshot");
+	const struct rmq_raft_conf *sc = rmq_raft_snapshot_conf(c.r[3]);
+	cr_assert_eq(sc->n, 3, "the snapshot's configuration: the three first voters");
+	cr_assert_eq(role_in(c.r[3], 4), RMQ_RAFT_VOTER, "and the log after it promoted node 4");
 	cluster_free(&c);
 }
 
