@@ -16,6 +16,7 @@
  */
 #include "broker/broker.h"
 
+#include "broker/controller.h"
 #include "broker/dedup.h"
 #include "broker/group.h"
 #include "broker/methods.h"
@@ -185,6 +186,15 @@ static void ready_msg(struct rmq_xmsg *m)
 	bs->ready_list = m;
 	if (++bs->nready < bs->nshards || rmq_runtime_stopping(b->rt))
 		return;
+	/* Every shard runs with the recovered topics: the controller takes
+	 * over from there. */
+	int rc = rmq_ctrl_start(bs);
+	if (rc < 0) {
+		rmq_error("cannot start the controller: %s", rmq_strerror(rc));
+		atomic_store(&b->start_rc, rc);
+		rmq_runtime_stop(b->rt);
+		return;
+	}
 	if (listen_here(bs) < 0)
 		return;
 	atomic_store(&b->port, rmq_server_port(bs->srv));
@@ -275,6 +285,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 		return;
 	rmq_timer_cancel(s, &bs->retention_timer);
 	rmq_timer_cancel(s, &bs->fsync_timer);
+	rmq_ctrl_stop(bs);
 	if (bs->srv) {
 		rmq_server_drained(bs->srv, true);
 		rmq_server_destroy(bs->srv);
@@ -310,12 +321,9 @@ int rmq_broker_run(struct rmq_broker *b)
 		rmq_error("cannot create data directory %s: %s", b->cfg.data_dir, rmq_strerror(rc));
 		return rc;
 	}
-	rc = rmq_meta_load(b->cfg.data_dir, &b->cfg.topic_defaults, &b->initial_meta);
-	if (rc < 0) {
-		rmq_error("cannot load topic metadata from %s/meta: %s", b->cfg.data_dir,
-			  rmq_strerror(rc));
+	rc = rmq_ctrl_recover(b, &b->initial_meta);
+	if (rc < 0)
 		return rc;
-	}
 	rmq_meta_ref(b->initial_meta);
 	rc = rmq_groups_layout(b->cfg.data_dir, &b->cfg.offsets_partitions);
 	if (rc < 0) {

@@ -81,6 +81,7 @@ struct rmq_broker {
 	struct rmq_broker_config cfg;
 	struct rmq_runtime *rt;
 	struct rmq_meta *initial_meta; /* loaded before the shards start */
+	bool ctrl_import;              /* initial_meta came from an older meta/topics */
 	char cluster_id[40];
 	const char *fsync_name;        /* for the start-up line */
 	uint64_t started_ms;
@@ -155,6 +156,7 @@ struct rmq_bshard {
 	struct rmq_cold_budget cold;   /* reads from the disk (storage/coldread.h) */
 	struct rmq_gshard *groups;     /* groups this shard coordinates */
 	struct rmq_topic_changes changes; /* shard 0: topic changes (topics.h) */
+	struct rmq_ctrl *ctrl;         /* shard 0: the controller (controller.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;

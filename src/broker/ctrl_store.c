@@ -34,7 +34,7 @@
 
 #define HS_MAGIC "RMQHS001"
 #define HS_SLOT 4096u
-#define HS_BYTES 44u
+#define HS_BYTES 64u /* written whole, read whole */
 #define SNAP_MAGIC "RMQSNAP1"
 #define SNAP_HDR 32u
 #define LOG_WRITE_BUFFER (1u << 20)
@@ -56,8 +56,6 @@ struct rmq_cstore {
 	struct rmq_log *log;
 	int hs_fd;
 	uint64_t hs_seq;
-	uint64_t hs_term;      /* what the newest slot holds */
-	uint32_t hs_vote;
 	uint8_t hs_buf[64];
 	bool failed;
 
@@ -162,8 +160,6 @@ static int hs_load(struct rmq_cstore *cs, struct rmq_raft_hard_state *hs)
 	unsigned k = !ok[0] || (ok[1] && seq[1] > seq[0]) ? 1 : 0;
 	*hs = h[k];
 	cs->hs_seq = seq[k];
-	cs->hs_term = hs->term;
-	cs->hs_vote = hs->vote;
 	return 0;
 }
 
@@ -481,7 +477,9 @@ int rmq_cstore_open(struct rmq_io *io, const char *dir, struct rmq_cstore **out,
 	lc.retention_ms = -1;
 	lc.write_buffer_bytes = LOG_WRITE_BUFFER;
 	lc.fsync = RMQ_FSYNC_ALWAYS; /* Raft: durable before it is acknowledged */
-	lc.prealloc = RMQ_PREALLOC_NONE;
+	/* Room reserved ahead of the appends (storage/segment.h): a full
+	 * disk still takes the metadata changes that free space. */
+	lc.prealloc = RMQ_PREALLOC_FALLOCATE;
 	path_of(path, sizeof(path), dir, "log");
 	rc = rmq_log_open(io, path, &lc, &cs->log);
 	if (rc < 0) {
@@ -523,6 +521,13 @@ void rmq_cstore_close(struct rmq_cstore *cs)
 {
 	if (!cs)
 		return;
+	/* A write in flight finishes first (its done runs): its ring
+	 * operations point into cs. */
+	while (cs->busy || cs->retry_armed) {
+		int rc = rmq_io_wait(cs->io, 10ULL * 1000 * 1000);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR)
+			break;
+	}
 	if (cs->log) {
 		wait_idle(cs);
 		(void)rmq_log_close(cs->log);
@@ -618,8 +623,6 @@ static void hs_start(struct rmq_cstore *cs, const struct rmq_raft_hard_state *hs
 	put32(b + 24, hs->vote);
 	put64(b + 32, hs->commit);
 	put32(b + 40, rmq_crc32c(0, b, 40));
-	cs->hs_term = hs->term;
-	cs->hs_vote = hs->vote;
 	cs->pending++;
 	hs_issue_write(cs);
 }
@@ -803,9 +806,9 @@ int rmq_cstore_write(struct rmq_cstore *cs, const struct rmq_raft_ready *rd,
 	}
 	if (n > 0 && e[0].index <= cs->base + cs->n_off)
 		cs->cut_from = e[0].index;
-	/* Term and vote must be durable; a commit index alone need not be
-	 * (it is learned again), so it rides along only when they change. */
-	if (rd->hs_changed && (rd->hs.term != cs->hs_term || rd->hs.vote != cs->hs_vote))
+	/* Term and vote must be durable; the commit index need not be (it
+	 * is learned again), but a restart applies what it holds at once. */
+	if (rd->hs_changed)
 		hs_start(cs, &rd->hs);
 	/* Not step() itself: done never runs inside this call. */
 	retry_later(cs);

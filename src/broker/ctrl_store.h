@@ -71,6 +71,8 @@ void rmq_cstore_state_free(struct rmq_cstore_state *st);
  */
 int rmq_cstore_open(struct rmq_io *io, const char *dir, struct rmq_cstore **out,
 		    struct rmq_cstore_state *st);
+/* Runs the ring until a write in flight is done (its done runs) and the
+ * log is idle, then closes everything. */
 void rmq_cstore_close(struct rmq_cstore *cs);
 
 /*
@@ -80,8 +82,8 @@ void rmq_cstore_close(struct rmq_cstore *cs);
  *     rename and a directory fsync; installs are rare), and unless the
  *     Ready keeps the log every stored entry is then cut;
  *   - its entries replace the stored ones from entries[0].index on;
- *   - its hard state, when term or vote changed (a commit index alone is
- *     learned again from the leader: it is written only beside them).
+ *   - its hard state, when it changed (the commit index too: a restart
+ *     applies the entries up to it at once).
  * done(arg, res) runs once all is durable (res 0), or after a failure (a
  * negated errno: the store is then failed and refuses every later write).
  * done never runs inside this call.  Returns 0, or RMQ_ESTATE while a

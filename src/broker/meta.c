@@ -338,44 +338,13 @@ static void meta_path(char *buf, size_t len, const char *data_dir, const char *n
 	snprintf(buf, len, "%s/meta/%s", data_dir, name);
 }
 
-int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
-		  struct rmq_meta **out)
+int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
+		    struct rmq_meta **out)
 {
-	char path[4096];
-	struct stat st;
 	int rc = 0;
-
-	meta_path(path, sizeof(path), data_dir, "topics");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			return -errno;
-		*out = rmq_meta_new(0);
-		return *out ? 0 : -ENOMEM;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	uint8_t *buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	ssize_t n = read(fd, buf, (size_t)st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		free(buf);
-		return n < 0 ? -errno : -EIO;
-	}
-	Rustmq__Common__ClusterMetadata *cm =
-		rustmq__common__cluster_metadata__unpack(NULL, (size_t)n, buf);
-	free(buf);
-	if (!cm) {
-		rmq_error("metadata file %s does not decode", path);
+	Rustmq__Common__ClusterMetadata *cm = rustmq__common__cluster_metadata__unpack(NULL, len, buf);
+	if (!cm)
 		return RMQ_ECORRUPT;
-	}
 	struct rmq_meta *m = rmq_meta_new(cm->n_topics);
 	if (!m) {
 		rc = -ENOMEM;
@@ -388,8 +357,9 @@ int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 		const char *why;
 		memset(&t, 0, sizeof(t));
 		if (rmq_topic_name_check(tm->name, &why) < 0 || !tm->config ||
-		    tm->config->partitions == 0 || tm->config->partitions > RMQ_PARTITIONS_MAX) {
-			rmq_error("metadata file %s: topic '%s' is invalid", path, tm->name);
+		    tm->config->partitions == 0 || tm->config->partitions > RMQ_PARTITIONS_MAX ||
+		    rmq_meta_find(m, tm->name) >= 0) {
+			rmq_error("metadata: topic '%s' is invalid", tm->name);
 			rc = RMQ_ECORRUPT;
 			goto out;
 		}
@@ -427,6 +397,44 @@ out:
 		free(m);
 	}
 	rustmq__common__cluster_metadata__free_unpacked(cm, NULL);
+	return rc;
+}
+
+int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
+		  struct rmq_meta **out)
+{
+	char path[4096];
+	struct stat st;
+	int rc = 0;
+
+	meta_path(path, sizeof(path), data_dir, "topics");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		*out = rmq_meta_new(0);
+		return *out ? 0 : -ENOMEM;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	uint8_t *buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ssize_t n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(buf);
+		return n < 0 ? -errno : -EIO;
+	}
+	rc = rmq_meta_decode(buf, (size_t)n, defaults, out);
+	free(buf);
+	if (rc == RMQ_ECORRUPT)
+		rmq_error("metadata file %s does not decode", path);
 	return rc;
 }
 
@@ -517,7 +525,7 @@ ssize_t rmq_meta_read_file(const char *data_dir, const char *name, void *buf, si
 	return n < 0 ? -e : n;
 }
 
-int rmq_meta_save(const char *data_dir, const struct rmq_meta *m)
+int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 {
 	int rc = 0;
 
@@ -572,7 +580,9 @@ int rmq_meta_save(const char *data_dir, const struct rmq_meta *m)
 		goto out;
 	}
 	rustmq__common__cluster_metadata__pack(&cm, buf);
-	rc = rmq_meta_write_file(data_dir, "topics", buf, len);
+	*out = buf;
+	*out_len = len;
+	buf = NULL;
 out:
 	free(buf);
 	free(vals);

@@ -4,9 +4,9 @@
  * snapshot, its validation rules, its file, and partition placement.
  *
  * Ownership.  Shard 0 owns the metadata: topic changes are forwarded to
- * it, it writes the new snapshot to disk (data_dir/meta/topics, an encoded
- * rustmq.common.ClusterMetadata, replaced atomically by rename) and posts
- * the snapshot to every shard.  A shard reads only its own current pointer;
+ * it, it commits the new snapshot through the controller (controller.h:
+ * an encoded rustmq.common.ClusterMetadata in a Raft entry) and posts the
+ * snapshot to every shard.  A shard reads only its own current pointer;
  * the snapshot's reference count (one per shard holding it) is the only
  * shared state, touched once per shard per change.
  *
@@ -104,14 +104,20 @@ long rmq_meta_find(const struct rmq_meta *m, const char *name);
 void rmq_meta_ref(struct rmq_meta *m);
 void rmq_meta_unref(struct rmq_meta *m);
 
-/* Reads data_dir/meta/topics.  A missing file is an empty snapshot.
- * Returns 0 and *out (refs = 0), or RMQ_ECORRUPT, or a negated errno. */
+/* Reads data_dir/meta/topics, where versions before the controller kept
+ * the topics (controller.c imports it).  A missing file is an empty
+ * snapshot.  Returns 0 and *out (refs = 0), or RMQ_ECORRUPT, or a negated
+ * errno. */
 int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 		  struct rmq_meta **out);
 
-/* Writes m durably (temp file, fsync, rename, fsync of the directory).
- * Returns 0 or a negated errno. */
-int rmq_meta_save(const char *data_dir, const struct rmq_meta *m);
+/* m as an encoded rustmq.common.ClusterMetadata (the file's and the
+ * controller's format), malloc'd into *buf.  Returns 0 or -ENOMEM. */
+int rmq_meta_encode(const struct rmq_meta *m, uint8_t **buf, size_t *len);
+/* The reverse (refs = 0): RMQ_ECORRUPT for bytes that are not a valid
+ * metadata snapshot (repeated or invalid topics). */
+int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
+		    struct rmq_meta **out);
 
 /* The shard that owns partition p of topic name. */
 unsigned rmq_partition_shard(const char *name, uint32_t p, unsigned shards);

@@ -3,6 +3,7 @@
 #include "broker/topics.h"
 
 #include "broker/broker.h"
+#include "broker/controller.h"
 #include "controller/admin.pb-c.h"
 #include "core/assert.h"
 #include "core/error.h"
@@ -23,13 +24,11 @@ void rmq_topic_change_free(struct rmq_topic_change *ch)
 		free(ch->items[i].ops);
 	}
 	free(ch->items);
-	free(ch->applies);
 	free(ch);
 }
 
 static void change_next(struct rmq_topic_changes *q);
-static void save_work(struct rmq_offload *job);
-static void save_done(struct rmq_offload *job);
+static void change_applied(void *arg, int code);
 
 static void change_back(struct rmq_xmsg *m)
 {
@@ -40,8 +39,6 @@ static void change_back(struct rmq_xmsg *m)
 /* Shard 0: the change is complete everywhere (or failed validation). */
 static void change_finish(struct rmq_topic_change *ch)
 {
-	if (ch->new_meta)
-		rmq_meta_unref(ch->new_meta); /* shard 0's build reference */
 	ch->msg.fn = change_back;
 	rmq_shard_post(rmq_shard_current(), ch->origin, &ch->msg);
 	struct rmq_topic_changes *q = &rmq_bshard_current()->changes;
@@ -51,14 +48,17 @@ static void change_finish(struct rmq_topic_change *ch)
 
 struct topic_apply {
 	struct rmq_xmsg msg; /* shard 0 -> a shard -> shard 0 */
-	struct rmq_topic_change *ch;
+	struct rmq_topics_publish *p;
 };
 
 static void apply_ack(struct rmq_xmsg *m)
 {
-	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct topic_apply, msg)->ch;
-	if (--ch->pending == 0)
-		change_finish(ch);
+	struct rmq_topics_publish *p = RMQ_CONTAINER_OF(m, struct topic_apply, msg)->p;
+	if (--p->pending > 0)
+		return;
+	rmq_meta_unref(p->meta);
+	p->meta = NULL;
+	p->done(p->arg);
 }
 
 static void applied_here(void *arg)
@@ -74,11 +74,40 @@ static void apply_here(struct rmq_xmsg *m)
 {
 	struct topic_apply *ap = RMQ_CONTAINER_OF(m, struct topic_apply, msg);
 	struct rmq_bshard *bs = rmq_bshard_current();
-	int rc = rmq_broker_apply_meta(bs, ap->ch->new_meta, applied_here, ap);
+	int rc = rmq_broker_apply_meta(bs, ap->p->meta, applied_here, ap);
 	if (rc < 0) {
-		rmq_error("applying topic metadata v%" PRIu64 ": %s", ap->ch->new_meta->version,
+		rmq_error("applying topic metadata v%" PRIu64 ": %s", ap->p->meta->version,
 			  rmq_strerror(rc));
 		applied_here(ap);
+	}
+}
+
+int rmq_topics_publish_init(struct rmq_bshard *bs, struct rmq_topics_publish *p)
+{
+	*p = (struct rmq_topics_publish){0};
+	p->applies = calloc(bs->nshards, sizeof(*p->applies));
+	return p->applies ? 0 : -ENOMEM;
+}
+
+void rmq_topics_publish_fini(struct rmq_topics_publish *p)
+{
+	free(p->applies);
+	p->applies = NULL;
+}
+
+void rmq_topics_publish(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_topics_publish *p,
+			void (*done)(void *arg), void *arg)
+{
+	RMQ_ASSERT(p->pending == 0);
+	p->meta = m;
+	p->pending = bs->nshards;
+	p->done = done;
+	p->arg = arg;
+	rmq_meta_ref(m); /* until every shard acked */
+	for (unsigned s = 0; s < bs->nshards; s++) {
+		p->applies[s].p = p;
+		p->applies[s].msg.fn = apply_here;
+		rmq_shard_post(bs->s, s, &p->applies[s].msg);
 	}
 }
 
@@ -240,60 +269,36 @@ static void change_run(struct rmq_topic_change *ch)
 			break;
 		}
 	}
-	if (ok == 0 || ch->validate_only) {
-		free(nm->topics);
-		free(nm);
-		change_finish(ch);
-		return;
-	}
-	/* The file is written, synced and renamed on a helper thread. */
-	ch->new_meta = nm;
-	ch->save.work = save_work;
-	ch->save.done = save_done;
-	rmq_offload(bs->b->offload, bs->s, &ch->save);
+	/* The controller commits it and publishes it to every shard. */
+	rmq_ctrl_propose_topics(bs, nm, change_applied, ch);
+	free(nm->topics);
+	free(nm);
 }
 
-static void save_work(struct rmq_offload *job)
+/* Shard 0: the change is committed and every shard runs with it (or it
+ * could not be committed). */
+static void change_applied(void *arg, int code)
 {
-	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(job, struct rmq_topic_change, save);
-	ch->save_rc = rmq_meta_save(ch->data_dir, ch->new_meta);
-}
-
-/* Shard 0: the new snapshot is durable (or not); fans it out. */
-static void save_done(struct rmq_offload *job)
-{
-	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(job, struct rmq_topic_change, save);
-	struct rmq_bshard *bs = rmq_bshard_current();
-	struct rmq_meta *nm = ch->new_meta;
-	int rc = ch->save_rc;
-	if (rc < 0) {
-		ch->new_meta = NULL;
-		rmq_error("cannot save topic metadata: %s", rmq_strerror(rc));
-		for (size_t i = 0; i < ch->n; i++) {
-			if (ch->items[i].code == EC_OK) {
-				ch->items[i].code = EC_STORAGE_ERROR;
-				snprintf(ch->items[i].err, sizeof(ch->items[i].err),
-					 "metadata could not be saved: %s", rmq_strerror(rc));
-			}
-		}
-		free(nm->topics);
-		free(nm);
-		change_finish(ch);
-		return;
-	}
+	struct rmq_topic_change *ch = arg;
 	for (size_t i = 0; i < ch->n; i++) {
-		if (ch->items[i].code == EC_OK)
-			rmq_info("topic %s %s (%u partitions)", ch->items[i].result.name,
-				 ch->kind == RMQ_CHANGE_CREATE ? "created" : ch->kind == RMQ_CHANGE_DELETE ? "deleted" : "altered",
-				 ch->items[i].result.partitions);
+		struct rmq_change_item *it = &ch->items[i];
+		if (it->code != EC_OK)
+			continue;
+		if (code != EC_OK) {
+			it->code = code;
+			snprintf(it->err, sizeof(it->err), "%s",
+				 code == EC_NOT_CONTROLLER ? "this node does not lead the controller; retry"
+				 : code == EC_STORAGE_ERROR ? "the controller's store failed"
+							    : "out of memory");
+			continue;
+		}
+		rmq_info("topic %s %s (%u partitions)", it->result.name,
+			 ch->kind == RMQ_CHANGE_CREATE   ? "created"
+			 : ch->kind == RMQ_CHANGE_DELETE ? "deleted"
+							 : "altered",
+			 it->result.partitions);
 	}
-	rmq_meta_ref(nm); /* shard 0's build reference, dropped in change_finish */
-	ch->pending = (int)bs->nshards;
-	for (unsigned s = 0; s < bs->nshards; s++) {
-		ch->applies[s].ch = ch;
-		ch->applies[s].msg.fn = apply_here;
-		rmq_shard_post(bs->s, s, &ch->applies[s].msg);
-	}
+	change_finish(ch);
 }
 
 static void change_next(struct rmq_topic_changes *q)
@@ -328,17 +333,13 @@ struct rmq_topic_change *rmq_topic_change_new(struct rmq_bshard *bs, enum rmq_ch
 	if (!ch)
 		return NULL;
 	ch->items = calloc(n ? n : 1, sizeof(*ch->items));
-	ch->applies = calloc(bs->nshards, sizeof(*ch->applies));
-	if (!ch->items || !ch->applies) {
-		free(ch->items);
-		free(ch->applies);
+	if (!ch->items) {
 		free(ch);
 		return NULL;
 	}
 	ch->kind = kind;
 	ch->n = n;
 	ch->origin = bs->id;
-	ch->data_dir = bs->b->cfg.data_dir;
 	return ch;
 }
 

@@ -5,11 +5,12 @@
  *
  *   origin shard               shard 0 (owns the metadata)       every shard
  *   rmq_topic_change_submit ─► queue (struct rmq_topic_changes,
- *                              in shard 0's state: where the
- *                              controller plugs in)
+ *                              in shard 0's state)
  *                              validate each item against its
  *                              snapshot; build the new snapshot,
- *                              save it ── apply (the snapshot) ──► open and close
+ *                              propose it to the controller
+ *                              (controller.h); once committed and
+ *                              applied: rmq_topics_publish ──────► open and close
  *                                                                  its partitions
  *                              ◄──────────────────────── ack ────
  *   ch->done(ch) ◄──────────── every shard applied (or nothing
@@ -66,13 +67,7 @@ struct rmq_topic_change {
 	/* Private. */
 	struct rmq_xmsg msg;       /* origin -> shard 0 -> origin */
 	unsigned origin;
-	struct rmq_meta *new_meta; /* NULL when nothing changes */
-	int pending;               /* shards still applying */
 	struct rmq_topic_change *next;
-	struct topic_apply *applies; /* one per shard */
-	struct rmq_offload save;   /* the snapshot written on a helper thread */
-	const char *data_dir;
-	int save_rc;
 };
 
 /* Shard 0's queue of changes. */
@@ -80,6 +75,23 @@ struct rmq_topic_changes {
 	struct rmq_topic_change *head, *tail;
 	bool busy;
 };
+
+/* Shard 0: sends a topics snapshot to every shard (rmq_broker_apply_meta);
+ * done(arg) once every shard runs with it.  p is the caller's, made ready
+ * once by rmq_topics_publish_init (0 or -ENOMEM), then used for one
+ * publish at a time; rmq_topics_publish_fini frees it. */
+struct topic_apply;
+struct rmq_topics_publish {
+	struct rmq_meta *meta;
+	struct topic_apply *applies; /* one per shard */
+	unsigned pending;
+	void (*done)(void *arg);
+	void *arg;
+};
+int rmq_topics_publish_init(struct rmq_bshard *bs, struct rmq_topics_publish *p);
+void rmq_topics_publish(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_topics_publish *p,
+			void (*done)(void *arg), void *arg);
+void rmq_topics_publish_fini(struct rmq_topics_publish *p);
 
 /* A change of n items (zeroed), or NULL when out of memory. */
 struct rmq_topic_change *rmq_topic_change_new(struct rmq_bshard *bs, enum rmq_change_kind kind,

@@ -607,7 +607,7 @@ static int64_t propose_conf(struct rmq_raft *r, const struct rmq_raft_conf *c)
 /* Whether the leader may propose a change now (see rmq_raft_add_peer). */
 static int change_allowed(const struct rmq_raft *r)
 {
-	if (r->role != RMQ_RAFT_LEADER || r->transfer_to || term_at(r, r->commit) != r->term)
+	if (!rmq_raft_leads_committed(r) || r->transfer_to)
 		return RMQ_ESTATE;
 	if (r->conf_index > r->commit)
 		return -EBUSY;
@@ -994,7 +994,10 @@ void rmq_raft_tick(struct rmq_raft *r)
 {
 	RMQ_ASSERT(!r->in_ready);
 	if (r->role != RMQ_RAFT_LEADER) {
-		if (++r->elapsed < r->timeout)
+		/* The only voter has nobody to wait for: it campaigns at once
+		 * (a one-node cluster leads again one tick after a restart). */
+		bool alone = quorum(r) == 1 && is_voter(r, r->cfg.id);
+		if (++r->elapsed < r->timeout && !alone)
 			return;
 		if (may_campaign(r))
 			campaign(r, r->cfg.pre_vote, false);
@@ -1039,7 +1042,7 @@ int rmq_raft_read_index(struct rmq_raft *r, uint64_t ctx)
 	RMQ_ASSERT(!r->in_ready);
 	/* Until an entry of its term commits, a new leader does not know
 	 * the commit index of the term before (section 6.4, step 1). */
-	if (r->role != RMQ_RAFT_LEADER || term_at(r, r->commit) != r->term)
+	if (!rmq_raft_leads_committed(r))
 		return RMQ_ESTATE;
 	if (r->n_pending == READS_MAX)
 		return RMQ_EFULL;
@@ -1341,6 +1344,11 @@ uint32_t rmq_raft_leader(const struct rmq_raft *r)
 uint64_t rmq_raft_commit(const struct rmq_raft *r)
 {
 	return r->commit;
+}
+
+bool rmq_raft_leads_committed(const struct rmq_raft *r)
+{
+	return r->role == RMQ_RAFT_LEADER && term_at(r, r->commit) == r->term;
 }
 
 uint64_t rmq_raft_last_index(const struct rmq_raft *r)

@@ -297,6 +297,9 @@ enum rmq_raft_role rmq_raft_role(const struct rmq_raft *r);
 uint64_t rmq_raft_term(const struct rmq_raft *r);
 uint32_t rmq_raft_leader(const struct rmq_raft *r); /* 0: unknown */
 uint64_t rmq_raft_commit(const struct rmq_raft *r);
+/* A leader an entry of whose term has committed: it knows the commit index
+ * (section 6.4), and may change the configuration. */
+bool rmq_raft_leads_committed(const struct rmq_raft *r);
 uint64_t rmq_raft_last_index(const struct rmq_raft *r);
 /* The entry at index (after the snapshot, up to the last), or NULL. */
 const struct rmq_raft_entry *rmq_raft_entry_at(const struct rmq_raft *r, uint64_t index);

@@ -186,6 +186,10 @@ Test(cstore, a_torn_hard_state_slot_falls_back_to_the_other)
 	put_hs(cs, 3, 3, 0); /* sequence 3: slot 1; sequence 2 in slot 0 */
 	rmq_cstore_close(cs);
 	rmq_cstore_state_free(&st);
+	cs = open_store(&st);
+	cr_assert_eq(st.hs.term, 3, "the newest slot, whichever it is");
+	rmq_cstore_close(cs);
+	rmq_cstore_state_free(&st);
 
 	char path[256];
 	snprintf(path, sizeof(path), "%s/hardstate", dir);

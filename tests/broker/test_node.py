@@ -2381,6 +2381,75 @@ def restart_keeps_everything(ctx):
             eq(r.offset, hw, "offset after restart")
 
 
+# ---- the controller: topic changes are Raft entries (src/broker/controller.c) ------
+
+def topic_ids(c):
+    lt = c.unary("/rustmq.controller.AdminService/ListTopics",
+                 A.ListTopicsRequest(version=V()), A.ListTopicsResponse)
+    return {t.name: t.topic_id for t in lt.topics}
+
+
+@test
+def controller_keeps_every_answered_change_across_kill9(ctx):
+    """A topic change is answered once its entry is committed (synced) and
+    applied: SIGKILL right after the answer loses none of it."""
+    node = ctx.node
+    for rnd in range(3):
+        with ctx.client() as c:
+            c.create_topic(f"ctl-{rnd}", 2)
+            if rnd > 0:
+                dr = ok(c.unary("/rustmq.controller.AdminService/DeleteTopics",
+                                A.DeleteTopicsRequest(version=V(), names=[f"ctl-{rnd - 1}"]),
+                                A.DeleteTopicsResponse), "DeleteTopics")
+                ok(dr.topics[0], "delete")
+            before = topic_ids(c)
+        node.kill()
+        node.start()
+        with ctx.client() as c:
+            after = topic_ids(c)
+            eq(after, before, f"round {rnd}: topics and ids after kill -9")
+            ok(c.produce(f"ctl-{rnd}", 1, make_records(1, "ctl")), "produce after restart")
+    check(os.path.isfile(os.path.join(node.data_dir, "controller", "hardstate")),
+          "controller/hardstate")
+
+
+@test
+def controller_imports_an_older_meta_topics(ctx):
+    """A data directory of an older version keeps its topics in meta/topics
+    and has no controller/: the node starts with them, commits them as its
+    first command and renames the file."""
+    node = ctx.node
+    with ctx.client() as c:
+        c.create_topic("imp-t", 3)
+        ok(c.produce("imp-t", 2, make_records(3, "imp")), "produce")
+        lt = c.unary("/rustmq.controller.AdminService/ListTopics",
+                     A.ListTopicsRequest(version=V()), A.ListTopicsResponse)
+        before = topic_ids(c)
+    eq(node.stop(), 0, "exit status after SIGTERM")
+    # What an older version wrote: the topics as a ClusterMetadata.
+    cm = CM.ClusterMetadata(metadata_version=7)
+    for t in lt.topics:
+        tm = cm.topics.add(name=t.name, topic_id=t.topic_id, is_internal=t.is_internal)
+        tm.config.partitions = t.partitions
+        tm.config.replication_factor = t.replication_factor
+    with open(os.path.join(node.data_dir, "meta", "topics"), "wb") as f:
+        f.write(cm.SerializeToString())
+    shutil.rmtree(os.path.join(node.data_dir, "controller"))
+    node.start()
+    wait_until(lambda: os.path.isfile(os.path.join(node.data_dir, "meta", "topics.imported")),
+               10, "meta/topics renamed once imported")
+    with ctx.client() as c:
+        eq(topic_ids(c), before, "topics after the import")
+        c.create_topic("imp-after", 1)
+        after = topic_ids(c)
+        fr, raws = c.fetch([("imp-t", 2, 0)])
+        eq(sum(T.RecordBatch.FromString(r).record_count for r in raws[0]), 3, "records kept")
+    eq(node.stop(), 0, "exit status after SIGTERM")
+    node.start()
+    with ctx.client() as c:
+        eq(topic_ids(c), after, "topics after a restart following the import")
+
+
 # ---- cold reads: data not in the page cache -----------------------------------------
 
 def make_cold(data_dir):

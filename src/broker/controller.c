@@ -1,0 +1,588 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* controller.c - the cluster controller on shard 0 (controller.h). */
+#include "broker/controller.h"
+
+#include "broker/broker.h"
+#include "broker/ctrl_store.h"
+#include "broker/errcode.h"
+#include "broker/topics.h"
+#include "core/assert.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "raft/raft.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD_SET_TOPICS 1
+#define ELECTION_TICKS 10
+#define HEARTBEAT_TICKS 2
+#define MAX_APPEND 64
+
+/* A proposal: queued (a Ready in flight, or no leader yet on a one-voter
+ * cluster), then waiting for its entry to be applied and published. */
+struct proposal {
+	struct proposal *next;
+	void (*applied)(void *arg, int code);
+	void *arg;
+	uint64_t index, term; /* once proposed */
+	bool ok;              /* its entry was applied (index and term matched) */
+	int code;             /* refused: the answer */
+	size_t len;
+	uint8_t data[];
+};
+
+struct rmq_ctrl {
+	struct rmq_bshard *bs;
+	struct rmq_cstore *store;
+	struct rmq_raft *raft;
+	struct rmq_timer timer;
+	uint32_t ticks_due;
+	bool in_ready, failed;
+	struct rmq_raft_ready rd;
+	struct proposal *queue, *queue_tail; /* not yet proposed */
+	struct proposal *waiting, *waiting_tail; /* proposed, by index */
+	struct proposal *refused;            /* answered at the next tick */
+
+	/* The state machine, as of applied. */
+	struct rmq_meta *meta;     /* one reference held here */
+	uint64_t applied, applied_term;
+	struct rmq_raft_conf conf;
+	/* The topics of an older version's meta/topics: proposed first, and
+	 * nothing else is proposed until they committed (a change proposed
+	 * before would be overwritten by them). */
+	enum { IMPORT_NONE, IMPORT_PENDING, IMPORT_PROPOSED } import;
+	bool stopping;
+
+	/* Publishing to the shards (one at a time, the newest). */
+	bool publishing;
+	uint64_t published, publish_index;
+	struct rmq_topics_publish pub;
+
+	/* Snapshots. */
+	uint64_t snap_index;
+	bool saving;
+	uint64_t compact_to;       /* saved, to compact once no Ready is in flight */
+	struct rmq_offload save;
+	uint8_t *save_buf;
+	size_t save_len;
+	uint64_t save_index, save_term;
+	struct rmq_raft_conf save_conf;
+	int save_rc;
+};
+
+static void pump(struct rmq_ctrl *c);
+
+static void ctrl_dir(char *buf, size_t len, const struct rmq_broker *b)
+{
+	snprintf(buf, len, "%s/controller", b->cfg.data_dir);
+}
+
+/* The node's id in the controller: --node-id, a number. */
+static int node_id(const struct rmq_broker *b, uint32_t *id)
+{
+	char *end;
+	unsigned long v = strtoul(b->cfg.node_id, &end, 10);
+	if (*b->cfg.node_id == '\0' || *end != '\0' || v == 0 || v > UINT32_MAX) {
+		rmq_error("--node-id=%s: the controller needs a number from 1 to %u", b->cfg.node_id,
+			  UINT32_MAX);
+		return RMQ_EBADFLAG;
+	}
+	*id = (uint32_t)v;
+	return 0;
+}
+
+/* The topics a SET_TOPICS command holds (refs = 0), or NULL when e is not
+ * one. */
+static struct rmq_meta *command_topics(const struct rmq_broker *b, const struct rmq_raft_entry *e)
+{
+	struct rmq_meta *m;
+	if (e->type != RMQ_RAFT_ENTRY_NORMAL || e->len < 1 || e->data[0] != CMD_SET_TOPICS)
+		return NULL;
+	if (rmq_meta_decode(e->data + 1, e->len - 1, &b->cfg.topic_defaults, &m) < 0) {
+		rmq_error("controller: entry %" PRIu64 " does not decode; ignored", e->index);
+		return NULL;
+	}
+	m->version = e->index;
+	return m;
+}
+
+static void meta_drop(struct rmq_meta *m)
+{
+	if (m) { /* never published */
+		free(m->topics);
+		free(m);
+	}
+}
+
+int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
+{
+	char dir[4200];
+	struct rmq_io *io;
+	struct rmq_io_config ic = {.entries = 64, .fixed_buffers = 4};
+	struct rmq_cstore *cs;
+	struct rmq_cstore_state st;
+	struct rmq_meta *m = NULL;
+	uint32_t id;
+
+	int rc = node_id(b, &id);
+	if (rc < 0)
+		return rc;
+	ctrl_dir(dir, sizeof(dir), b);
+	rc = rmq_io_create(&ic, &io);
+	if (rc < 0)
+		return rc;
+	rc = rmq_cstore_open(io, dir, &cs, &st);
+	if (rc < 0) {
+		rmq_error("cannot open the controller's state in %s: %s", dir, rmq_strerror(rc));
+		rmq_io_destroy(io);
+		return rc;
+	}
+	if (st.snap_index) {
+		rc = rmq_meta_decode(st.snap_data, st.snap_len, &b->cfg.topic_defaults, &m);
+		if (rc < 0)
+			rmq_error("controller: the snapshot's topics do not decode");
+		else
+			m->version = st.snap_index;
+	}
+	/* Every command holds the whole set of topics: the newest committed
+	 * one is the state. */
+	for (size_t i = st.n_entries; rc == 0 && i-- > 0;) {
+		if (st.entries[i].index > st.hs.commit)
+			continue;
+		struct rmq_meta *cm = command_topics(b, &st.entries[i]);
+		if (cm) {
+			meta_drop(m);
+			m = cm;
+			break;
+		}
+	}
+	bool fresh = st.snap_index == 0 && st.n_entries == 0;
+	rmq_cstore_close(cs);
+	rmq_cstore_state_free(&st);
+	rmq_io_destroy(io);
+	if (rc == 0 && fresh) {
+		/* An older version kept the topics in meta/topics. */
+		rc = rmq_meta_load(b->cfg.data_dir, &b->cfg.topic_defaults, &m);
+		b->ctrl_import = rc == 0 && m->ntopics > 0;
+		if (rc == 0)
+			m->version = 0; /* the controller's versions are its indexes */
+	}
+	if (rc == 0 && !m) {
+		m = rmq_meta_new(0);
+		if (!m)
+			rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		meta_drop(m);
+		return rc;
+	}
+	*initial = m;
+	return 0;
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+static void finish(struct proposal *p, int code)
+{
+	p->applied(p->arg, code);
+	free(p);
+}
+
+/* Answers the waiting proposals up to index: those whose entry was applied
+ * with code, the others (lost to another leader's entry) NOT_CONTROLLER. */
+static void answer_upto(struct rmq_ctrl *c, uint64_t index, int code)
+{
+	while (c->waiting && c->waiting->index <= index) {
+		struct proposal *p = c->waiting;
+		c->waiting = p->next;
+		if (!c->waiting)
+			c->waiting_tail = NULL;
+		finish(p, p->ok ? code : EC_NOT_CONTROLLER);
+	}
+}
+
+static void publish(struct rmq_ctrl *c);
+
+static void published(void *arg)
+{
+	struct rmq_ctrl *c = arg;
+	c->publishing = false;
+	c->published = c->publish_index;
+	answer_upto(c, c->published, EC_OK);
+	publish(c);
+	pump(c); /* proposals held behind an import go on */
+}
+
+/* Sends the newest applied topics to every shard, unless they are there. */
+static void publish(struct rmq_ctrl *c)
+{
+	/* Not while the node stops: the other shards may be gone. */
+	if (c->publishing || c->meta->version <= c->published ||
+	    rmq_runtime_stopping(c->bs->b->rt))
+		return;
+	c->publishing = true;
+	c->publish_index = c->meta->version;
+	rmq_topics_publish(c->bs, c->meta, &c->pub, published, c);
+}
+
+/* ---- the state machine ------------------------------------------------------- */
+
+static void import_done(void *arg, int code)
+{
+	struct rmq_ctrl *c = arg;
+	char from[4200], to[4200];
+	if (code != EC_OK) {
+		c->import = IMPORT_PENDING; /* again when this node leads */
+		return;
+	}
+	c->import = IMPORT_NONE;
+	snprintf(from, sizeof(from), "%s/meta/topics", c->bs->b->cfg.data_dir);
+	snprintf(to, sizeof(to), "%s/meta/topics.imported", c->bs->b->cfg.data_dir);
+	if (rename(from, to) < 0)
+		rmq_warn("controller: cannot rename %s: %s", from, rmq_strerror(-errno));
+	rmq_info("controller: imported %zu topics of %s", c->meta->ntopics, from);
+}
+
+static void apply(struct rmq_ctrl *c, const struct rmq_raft_entry *e)
+{
+	if (e->type == RMQ_RAFT_ENTRY_CONF) {
+		(void)rmq_raft_conf_decode(e->data, e->len, &c->conf); /* checked by the core */
+	} else {
+		struct rmq_meta *m = command_topics(c->bs->b, e);
+		if (m) {
+			rmq_meta_ref(m);
+			rmq_meta_unref(c->meta);
+			c->meta = m;
+		}
+	}
+	c->applied = e->index;
+	c->applied_term = e->term;
+	for (struct proposal *p = c->waiting; p && p->index <= e->index; p = p->next)
+		if (p->index == e->index)
+			p->ok = p->term == e->term;
+}
+
+/* ---- snapshots ----------------------------------------------------------------- */
+
+static void save_work(struct rmq_offload *job)
+{
+	struct rmq_ctrl *c = RMQ_CONTAINER_OF(job, struct rmq_ctrl, save);
+	char dir[4200];
+	ctrl_dir(dir, sizeof(dir), c->bs->b);
+	c->save_rc = rmq_cstore_snapshot_save(dir, false, c->save_index, c->save_term, &c->save_conf,
+					      c->save_buf, c->save_len);
+}
+
+static void save_done(struct rmq_offload *job)
+{
+	struct rmq_ctrl *c = RMQ_CONTAINER_OF(job, struct rmq_ctrl, save);
+	c->saving = false;
+	free(c->save_buf);
+	c->save_buf = NULL;
+	if (c->save_rc < 0) {
+		rmq_warn("controller: cannot save a snapshot at %" PRIu64 ": %s (the log keeps "
+			 "growing until one is saved)",
+			 c->save_index, rmq_strerror(c->save_rc));
+		return;
+	}
+	c->compact_to = c->save_index;
+	pump(c);
+}
+
+/* Every RMQ_CTRL_SNAPSHOT_EVERY applied entries, the state machine is
+ * saved on a helper thread; the log is compacted behind it (pump). */
+static void maybe_snapshot(struct rmq_ctrl *c)
+{
+	if (c->saving || c->applied < c->snap_index + RMQ_CTRL_SNAPSHOT_EVERY)
+		return;
+	if (rmq_meta_encode(c->meta, &c->save_buf, &c->save_len) < 0)
+		return; /* tried again at the next entry */
+	c->saving = true;
+	c->save_index = c->applied;
+	c->save_term = c->applied_term;
+	c->save_conf = c->conf;
+	c->save.work = save_work;
+	c->save.done = save_done;
+	rmq_offload(c->bs->b->offload, c->bs->s, &c->save);
+}
+
+/* ---- the Ready loop -------------------------------------------------------------- */
+
+static void fail_all(struct rmq_ctrl *c, int code)
+{
+	answer_upto(c, UINT64_MAX, code);
+	while (c->refused) {
+		struct proposal *p = c->refused;
+		c->refused = p->next;
+		finish(p, p->code);
+	}
+	while (c->queue) {
+		struct proposal *p = c->queue;
+		c->queue = p->next;
+		finish(p, code);
+	}
+	c->queue_tail = NULL;
+}
+
+static void durable(void *arg, int res)
+{
+	struct rmq_ctrl *c = arg;
+	if (res < 0) {
+		/* The store failed: nothing more can be made durable, so this
+		 * node must not take part any more. */
+		rmq_error("controller: its store failed (%s); the node stops", rmq_strerror(res));
+		c->failed = true;
+		fail_all(c, EC_STORAGE_ERROR);
+		rmq_runtime_stop(c->bs->b->rt);
+		return;
+	}
+	/* One voter: no message leaves (the transport is not there yet). */
+	for (size_t i = 0; i < c->rd.n_committed; i++)
+		apply(c, &c->rd.committed[i]);
+	rmq_raft_advance(c->raft);
+	c->in_ready = false;
+	if (c->stopping)
+		return;
+	publish(c);
+	maybe_snapshot(c);
+	pump(c);
+}
+
+/* Hands the queued proposals to the core (leader), in order. */
+static void propose_queued(struct rmq_ctrl *c)
+{
+	if (c->import == IMPORT_PENDING ||
+	    (c->import == IMPORT_PROPOSED && c->queue && c->queue->applied != import_done))
+		return; /* nothing before the import, the rest once it committed */
+	while (c->queue) {
+		struct proposal *p = c->queue;
+		int64_t idx = rmq_raft_propose(c->raft, p->data, (uint32_t)p->len);
+		if (idx == RMQ_ESTATE && rmq_raft_role(c->raft) != RMQ_RAFT_LEADER &&
+		    rmq_raft_leader(c->raft) == 0)
+			return; /* no leader yet: one is elected within a tick or two */
+		c->queue = p->next;
+		if (!c->queue)
+			c->queue_tail = NULL;
+		if (idx < 0) {
+			finish(p, idx == -ENOMEM ? EC_RESOURCE_EXHAUSTED : EC_NOT_CONTROLLER);
+			continue;
+		}
+		p->index = (uint64_t)idx;
+		p->term = rmq_raft_term(c->raft);
+		p->next = NULL;
+		if (c->waiting_tail)
+			c->waiting_tail->next = p;
+		else
+			c->waiting = p;
+		c->waiting_tail = p;
+		if (p->applied == import_done)
+			return; /* the rest once it committed */
+	}
+}
+
+static void queue_proposal(struct rmq_ctrl *c, struct proposal *p)
+{
+	p->next = NULL;
+	if (c->queue_tail)
+		c->queue_tail->next = p;
+	else
+		c->queue = p;
+	c->queue_tail = p;
+}
+
+static struct proposal *topics_proposal(const struct rmq_meta *m,
+					void (*applied)(void *arg, int code), void *arg)
+{
+	uint8_t *buf;
+	size_t len;
+	if (rmq_meta_encode(m, &buf, &len) < 0)
+		return NULL;
+	struct proposal *p = malloc(sizeof(*p) + 1 + len);
+	if (p) {
+		*p = (struct proposal){.applied = applied, .arg = arg, .len = 1 + len};
+		p->data[0] = CMD_SET_TOPICS;
+		memcpy(p->data + 1, buf, len);
+	}
+	free(buf);
+	return p;
+}
+
+/* Feeds the core what waited for the last Ready, then starts the next. */
+static void pump(struct rmq_ctrl *c)
+{
+	if (c->in_ready || c->failed || c->stopping)
+		return;
+	for (; c->ticks_due > 0; c->ticks_due--)
+		rmq_raft_tick(c->raft);
+	if (c->compact_to) {
+		if (rmq_raft_compact(c->raft, c->compact_to) == 0) {
+			rmq_cstore_compacted(c->store, c->compact_to);
+			c->snap_index = c->compact_to;
+		}
+		c->compact_to = 0;
+	}
+	if (c->import == IMPORT_PENDING && rmq_raft_leads_committed(c->raft)) {
+		struct proposal *p = topics_proposal(c->bs->meta, import_done, c);
+		if (p) {
+			/* First in the queue: what waits was built on these topics. */
+			c->import = IMPORT_PROPOSED;
+			p->next = c->queue;
+			c->queue = p;
+			if (!c->queue_tail)
+				c->queue_tail = p;
+		}
+	}
+	propose_queued(c);
+	if (!rmq_raft_has_ready(c->raft))
+		return;
+	rmq_raft_get_ready(c->raft, &c->rd);
+	c->in_ready = true;
+	int rc = rmq_cstore_write(c->store, &c->rd, durable, c);
+	if (rc < 0)
+		durable(c, rc);
+}
+
+static void on_tick(struct rmq_timer *t)
+{
+	struct rmq_ctrl *c = RMQ_CONTAINER_OF(t, struct rmq_ctrl, timer);
+	while (c->refused) {
+		struct proposal *p = c->refused;
+		c->refused = p->next;
+		finish(p, p->code);
+	}
+	c->ticks_due++;
+	pump(c);
+	rmq_timer_start(c->bs->s, &c->timer, rmq_now_ns() + RMQ_CTRL_TICK_NS, on_tick);
+}
+
+void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
+			     void (*applied)(void *arg, int code), void *arg)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	struct proposal *p = c ? topics_proposal(m, applied, arg) : NULL;
+	if (!c) {
+		applied(arg, EC_NOT_CONTROLLER); /* before the node serves: not reached */
+		return;
+	}
+	if (!p) {
+		applied(arg, EC_RESOURCE_EXHAUSTED); /* the one answer inside the call */
+		return;
+	}
+	if (c->failed) {
+		/* Answered by the next tick, not inside this call. */
+		p->code = EC_STORAGE_ERROR;
+		p->next = c->refused;
+		c->refused = p;
+		return;
+	}
+	queue_proposal(c, p);
+	pump(c);
+}
+
+/* ---- life ----------------------------------------------------------------------- */
+
+int rmq_ctrl_start(struct rmq_bshard *bs)
+{
+	struct rmq_broker *b = bs->b;
+	char dir[4200];
+	struct rmq_cstore_state st;
+	uint32_t id;
+	int rc = node_id(b, &id);
+	if (rc < 0)
+		return rc;
+	struct rmq_ctrl *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->bs = bs;
+	ctrl_dir(dir, sizeof(dir), b);
+	rc = rmq_cstore_open(rmq_shard_io(bs->s), dir, &c->store, &st);
+	if (rc < 0) {
+		free(c);
+		return rc;
+	}
+	struct rmq_raft_config rc_cfg = {
+		.id = id,
+		.election_ticks = ELECTION_TICKS,
+		.heartbeat_ticks = HEARTBEAT_TICKS,
+		.max_append_entries = MAX_APPEND,
+		.pre_vote = true,
+		.check_quorum = true,
+		.seed = rmq_now_ns() ^ id,
+		.applied = st.snap_index,
+		.snap_index = st.snap_index,
+		.snap_term = st.snap_term,
+	};
+	if (st.snap_index) {
+		rc_cfg.conf = st.snap_conf;
+	} else {
+		/* A new cluster of this one node. */
+		rc_cfg.conf.n = 1;
+		rc_cfg.conf.servers[0].id = id;
+		rc_cfg.conf.servers[0].role = RMQ_RAFT_VOTER;
+		snprintf(rc_cfg.conf.servers[0].addr, sizeof(rc_cfg.conf.servers[0].addr), "%s:%u",
+			 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host,
+			 b->cfg.net.port);
+	}
+	c->conf = rc_cfg.conf;
+	c->raft = rmq_raft_new(&rc_cfg, &st.hs, st.entries, st.n_entries);
+	/* The state machine restarts from the snapshot; the core hands the
+	 * committed entries after it out again. */
+	c->meta = NULL;
+	if (st.snap_index &&
+	    rmq_meta_decode(st.snap_data, st.snap_len, &b->cfg.topic_defaults, &c->meta) == 0)
+		c->meta->version = st.snap_index;
+	if (!c->meta)
+		c->meta = rmq_meta_new(0);
+	c->applied = c->snap_index = st.snap_index;
+	c->applied_term = st.snap_term;
+	/* What the shards started with (rmq_ctrl_recover) counts as
+	 * published: the same committed state. */
+	c->published = bs->meta ? bs->meta->version : 0;
+	c->import = b->ctrl_import ? IMPORT_PENDING : IMPORT_NONE;
+	rmq_cstore_state_free(&st);
+	if (!c->raft || !c->meta) {
+		rmq_error("controller: cannot restart its Raft core from %s", dir);
+		rmq_raft_free(c->raft);
+		meta_drop(c->meta);
+		rmq_cstore_close(c->store);
+		free(c);
+		return RMQ_ECORRUPT;
+	}
+	rmq_meta_ref(c->meta);
+	rc = rmq_topics_publish_init(bs, &c->pub);
+	if (rc < 0) {
+		rmq_raft_free(c->raft);
+		rmq_meta_unref(c->meta);
+		rmq_cstore_close(c->store);
+		free(c);
+		return rc;
+	}
+	bs->ctrl = c;
+	rc = rmq_timer_start(bs->s, &c->timer, rmq_now_ns() + RMQ_CTRL_TICK_NS, on_tick);
+	if (rc < 0)
+		return rc;
+	pump(c);
+	return 0;
+}
+
+void rmq_ctrl_stop(struct rmq_bshard *bs)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	if (!c)
+		return;
+	rmq_timer_cancel(bs->s, &c->timer);
+	c->stopping = true;
+	fail_all(c, EC_NOT_CONTROLLER);
+	rmq_cstore_close(c->store); /* waits for its log to be idle */
+	rmq_raft_free(c->raft);
+	rmq_meta_unref(c->meta);
+	rmq_topics_publish_fini(&c->pub);
+	free(c->save_buf);
+	free(c);
+	bs->ctrl = NULL;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * controller.h - the cluster controller on shard 0: rmq's Raft core
+ * (raft/raft.h) over the durable store of ctrl_store.h, whose state machine
+ * holds the cluster's topics (docs/cluster.md).
+ *
+ *   topic change (topics.c) ──► rmq_ctrl_propose_topics ──► Raft log
+ *                                                              │ committed
+ *   every shard ◄── rmq_topics_publish ◄── apply (state machine) ◄┘
+ *        └──────────── published ──► the change is answered
+ *
+ * One node is a cluster of one voter: it leads one tick after it starts.
+ * Commands are log entries of type NORMAL whose first byte says what
+ * follows:
+ *   1  SET_TOPICS: an encoded rustmq.common.ClusterMetadata, the whole set
+ *      of topics after the change (its version is the entry's index).
+ * Snapshots hold the same encoding, taken every RMQ_CTRL_SNAPSHOT_EVERY
+ * applied entries on a helper thread.
+ *
+ * The Ready discipline of raft.h is kept across the store's asynchronous
+ * writes: while a Ready is being made durable, ticks are counted and
+ * proposals queued, and both reach the core after rmq_raft_advance.
+ *
+ * Not yet (the rest of issue 15): other voters (transport over
+ * ControllerRaftService, membership through AddPeer/RemovePeer), brokers
+ * and assignments in the state machine, forwarding of admin calls to the
+ * leader.
+ */
+#ifndef RMQ_BROKER_CONTROLLER_H
+#define RMQ_BROKER_CONTROLLER_H
+
+#include "broker/meta.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rmq_broker;
+struct rmq_bshard;
+struct rmq_ctrl;
+
+#define RMQ_CTRL_SNAPSHOT_EVERY 1000
+#define RMQ_CTRL_TICK_NS (50ULL * 1000 * 1000)
+
+/*
+ * Before the shards start (blocking file I/O on a ring of its own): the
+ * topics of the controller's committed state (its snapshot and the log up
+ * to the durable commit index), into *initial (refs = 0).  When the
+ * controller has no state yet, the topics of an older version's
+ * DATA_DIR/meta/topics, which the controller then imports as its first
+ * command.  Returns 0, or RMQ_ECORRUPT / a negated errno (logged).
+ */
+int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial);
+
+/* On shard 0: opens the store, restarts the Raft core and the tick.
+ * Returns 0 or a negated errno (logged). */
+int rmq_ctrl_start(struct rmq_bshard *bs);
+/* On shard 0, at the end: stops the tick, closes the store. */
+void rmq_ctrl_stop(struct rmq_bshard *bs);
+
+/*
+ * Proposes m (a whole new set of topics) as the next SET_TOPICS command.
+ * applied(arg, code) runs on shard 0 once the command is applied and every
+ * shard runs with it (code EC_OK), or when it cannot be: EC_NOT_CONTROLLER
+ * (this node does not lead; the leader changed and the entry was lost),
+ * EC_STORAGE_ERROR (the store failed), or EC_RESOURCE_EXHAUSTED (out of
+ * memory: the one answer given inside this call).  m is encoded at once
+ * (the caller keeps it).
+ */
+void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
+			     void (*applied)(void *arg, int code), void *arg);
+
+#endif /* RMQ_BROKER_CONTROLLER_H */
