@@ -67,6 +67,7 @@ struct rmq_broker_config {
 	/* Consumer groups (group.h). */
 	uint32_t offsets_partitions;   /* of __consumer_offsets; fixed once used */
 	uint64_t offsets_segment_bytes;
+	uint32_t ctrl_snapshot_entries; /* --controller-snapshot-entries */
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */

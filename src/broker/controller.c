@@ -65,6 +65,7 @@ struct rmq_ctrl {
 
 	/* Snapshots. */
 	uint64_t snap_index;
+	uint64_t bytes_since_snap;   /* of entries applied after snap_index */
 	bool saving;
 	uint64_t compact_to;       /* saved, to compact once no Ready is in flight */
 	struct rmq_offload save;
@@ -262,6 +263,7 @@ static void apply(struct rmq_ctrl *c, const struct rmq_raft_entry *e)
 	}
 	c->applied = e->index;
 	c->applied_term = e->term;
+	c->bytes_since_snap += e->len;
 	for (struct proposal *p = c->waiting; p && p->index <= e->index; p = p->next)
 		if (p->index == e->index)
 			p->ok = p->term == e->term;
@@ -294,11 +296,14 @@ static void save_done(struct rmq_offload *job)
 	pump(c);
 }
 
-/* Every RMQ_CTRL_SNAPSHOT_EVERY applied entries, the state machine is
- * saved on a helper thread; the log is compacted behind it (pump). */
+/* Every --controller-snapshot-entries applied entries (or
+ * RMQ_CTRL_SNAPSHOT_BYTES of them), the state machine is saved on a helper
+ * thread; the log is compacted behind it (pump). */
 static void maybe_snapshot(struct rmq_ctrl *c)
 {
-	if (c->saving || c->applied < c->snap_index + RMQ_CTRL_SNAPSHOT_EVERY)
+	if (c->saving || c->applied == c->snap_index ||
+	    (c->applied < c->snap_index + c->bs->b->cfg.ctrl_snapshot_entries &&
+	     c->bytes_since_snap < RMQ_CTRL_SNAPSHOT_BYTES))
 		return;
 	if (rmq_meta_encode(c->meta, &c->save_buf, &c->save_len) < 0)
 		return; /* tried again at the next entry */
@@ -423,6 +428,7 @@ static void pump(struct rmq_ctrl *c)
 		if (rmq_raft_compact(c->raft, c->compact_to) == 0) {
 			rmq_cstore_compacted(c->store, c->compact_to);
 			c->snap_index = c->compact_to;
+			c->bytes_since_snap = 0;
 		}
 		c->compact_to = 0;
 	}

@@ -14,8 +14,9 @@
  * follows:
  *   1  SET_TOPICS: an encoded rustmq.common.ClusterMetadata, the whole set
  *      of topics after the change (its version is the entry's index).
- * Snapshots hold the same encoding, taken every RMQ_CTRL_SNAPSHOT_EVERY
- * applied entries on a helper thread.
+ * Snapshots hold the same encoding, taken on a helper thread every
+ * --controller-snapshot-entries applied entries or RMQ_CTRL_SNAPSHOT_BYTES
+ * of them.
  *
  * The Ready discipline of raft.h is kept across the store's asynchronous
  * writes: while a Ready is being made durable, ticks are counted and
@@ -38,7 +39,9 @@ struct rmq_broker;
 struct rmq_bshard;
 struct rmq_ctrl;
 
-#define RMQ_CTRL_SNAPSHOT_EVERY 1000
+/* A snapshot also after this many bytes of entries (a command holds every
+ * topic: entries grow with the cluster). */
+#define RMQ_CTRL_SNAPSHOT_BYTES (16u << 20)
 #define RMQ_CTRL_TICK_NS (50ULL * 1000 * 1000)
 
 /*

@@ -38,7 +38,7 @@
 #define SNAP_MAGIC "RMQSNAP1"
 #define SNAP_HDR 32u
 #define LOG_WRITE_BUFFER (1u << 20)
-#define LOG_SEGMENT_BYTES (64u << 20)
+#define LOG_SEGMENT_BYTES (16u << 20) /* compaction deletes whole segments */
 #define RETRY_NS (1000ULL * 1000) /* a cycle's worth: 1 ms */
 
 struct capp {                  /* one entry's append */

@@ -197,7 +197,7 @@ int main(int argc, char **argv)
 		md_max, off_ret;
 	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending, handshake, prod_timeout;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
-	uint64_t read_ahead;
+	uint64_t read_ahead, ctrl_snap;
 	char err[512];
 	int npos;
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -248,6 +248,7 @@ int main(int argc, char **argv)
 		{"idle-timeout", RMQ_FLAG_DURATION, &idle, "10m", "close a connection idle this long; 0s = never", 0, 0, NULL},
 		{"max-fetch-wait", RMQ_FLAG_DURATION, &max_wait, "30s", "cap on a fetch's max_wait", 0, 0, NULL},
 		{"offsets-partitions", RMQ_FLAG_UINT, &off_parts, "0", "partitions of the internal __consumer_offsets log, fixed when first used (0 = what the data directory has, else 16)", 0, 1024, NULL},
+		{"controller-snapshot-entries", RMQ_FLAG_UINT, &ctrl_snap, "1000", "controller log entries applied between snapshots of its state (also one per 16 MiB of entries); the log is compacted behind each", 2, 1u << 30, NULL},
 		{"offsets-segment-bytes", RMQ_FLAG_SIZE, &off_seg, "16MiB", "segment size of __consumer_offsets (compaction keeps about 2 segments + twice the live offsets)", 1ULL << 14, 1ULL << 30, NULL},
 		{"group-min-session-timeout", RMQ_FLAG_DURATION, &g_min, "6s", "shortest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
 		{"group-max-session-timeout", RMQ_FLAG_DURATION, &g_max, "30m", "longest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
@@ -337,6 +338,7 @@ int main(int argc, char **argv)
 	cfg->io_helpers = (uint32_t)io_helpers;
 	cfg->offsets_partitions = (uint32_t)off_parts;
 	cfg->offsets_segment_bytes = off_seg;
+	cfg->ctrl_snapshot_entries = (uint32_t)ctrl_snap;
 	cfg->group_min_session_ns = g_min;
 	cfg->group_max_session_ns = g_max;
 	cfg->group_initial_delay_ns = g_delay;

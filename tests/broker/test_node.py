@@ -2414,6 +2414,35 @@ def controller_keeps_every_answered_change_across_kill9(ctx):
 
 
 @test
+def controller_snapshots_and_restarts_from_them(ctx):
+    """With a snapshot every 8 entries: 30 changes leave a snapshot and a
+    compacted log, and a restart (kill -9) finds every topic from them."""
+    node = ctx.node
+    eq(node.stop(), 0, "exit status after SIGTERM")
+    node.start(extra=("--controller-snapshot-entries", "8"))
+    snap = os.path.join(node.data_dir, "controller", "snapshot")
+    with ctx.client() as c:
+        for i in range(15):
+            c.create_topic(f"snap-{i}", 1)
+        for i in range(0, 15, 2):
+            ok(c.unary("/rustmq.controller.AdminService/DeleteTopics",
+                       A.DeleteTopicsRequest(version=V(), names=[f"snap-{i}"]),
+                       A.DeleteTopicsResponse).topics[0], "delete")
+        before = topic_ids(c)
+    wait_until(lambda: os.path.isfile(snap), 10, "controller/snapshot written")
+    node.kill()
+    node.start(extra=("--controller-snapshot-entries", "8"))
+    with ctx.client() as c:
+        eq(topic_ids(c), before, "topics after kill -9, from the snapshot and the log")
+        c.create_topic("snap-after", 1)
+        before = topic_ids(c)
+    eq(node.stop(), 0, "exit status after SIGTERM")
+    node.start()
+    with ctx.client() as c:
+        eq(topic_ids(c), before, "topics after a restart with the default interval")
+
+
+@test
 def controller_imports_an_older_meta_topics(ctx):
     """A data directory of an older version keeps its topics in meta/topics
     and has no controller/: the node starts with them, commits them as its
