@@ -68,6 +68,7 @@ struct rmq_broker_config {
 	uint32_t offsets_partitions;   /* of __consumer_offsets; fixed once used */
 	uint64_t offsets_segment_bytes;
 	uint32_t ctrl_snapshot_entries; /* --controller-snapshot-entries */
+	const char *controller_voters; /* --controller-voters: "id@host:port,..." */
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */

@@ -3,6 +3,7 @@
 #include "broker/controller.h"
 
 #include "broker/broker.h"
+#include "broker/ctrl_net.h"
 #include "broker/ctrl_store.h"
 #include "broker/errcode.h"
 #include "broker/topics.h"
@@ -22,6 +23,8 @@
 #define ELECTION_TICKS 10
 #define HEARTBEAT_TICKS 2
 #define MAX_APPEND 64
+#define INBOUND_MAX 4096 /* received Raft calls waiting for their answer */
+#define ANSWERS_MAX 4096 /* answers to our calls waiting to be stepped */
 
 /* A proposal: queued (a Ready in flight, or no leader yet on a one-voter
  * cluster), then waiting for its entry to be applied and published. */
@@ -40,6 +43,17 @@ struct rmq_ctrl {
 	struct rmq_bshard *bs;
 	struct rmq_cstore *store;
 	struct rmq_raft *raft;
+	uint32_t self;
+	struct rmq_ctrl_peers *peers;
+	/* Received calls: to step before the next Ready, then stepped (their
+	 * answers are in the Ready after); and answers to ours, to step. */
+	struct rmq_ctrl_inbound *inq, *inq_tail, *stepped, *stepped_tail;
+	unsigned n_inbound;
+	struct rmq_raft_msg answers[ANSWERS_MAX];
+	size_t n_answers;
+	bool logged_snapshot;
+	uint32_t known_leader;     /* for the log line when it changes */
+	uint64_t known_term;
 	struct rmq_timer timer;
 	uint32_t ticks_due;
 	bool in_ready, failed;
@@ -97,6 +111,60 @@ static int node_id(const struct rmq_broker *b, uint32_t *id)
 	return 0;
 }
 
+/* The first configuration of a new cluster: --controller-voters
+ * ("1@host:port,2@host:port,..."), or this node alone at its advertised
+ * address.  Returns 0 or RMQ_EBADFLAG (logged). */
+static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft_conf *conf)
+{
+	const char *spec = b->cfg.controller_voters;
+	memset(conf, 0, sizeof(*conf));
+	if (!spec || !*spec) {
+		conf->n = 1;
+		conf->servers[0] = (struct rmq_raft_server){.id = self, .role = RMQ_RAFT_VOTER};
+		snprintf(conf->servers[0].addr, sizeof(conf->servers[0].addr), "%s:%u",
+			 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host,
+			 b->cfg.net.port);
+		return 0;
+	}
+	bool found = false;
+	for (const char *p = spec; *p;) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		char item[RMQ_RAFT_ADDR_MAX + 16], id[16];
+		const char *at = memchr(p, '@', n);
+		if (n >= sizeof(item) || !at || (size_t)(at - p) >= sizeof(id) ||
+		    n - (size_t)(at - p) - 1 >= RMQ_RAFT_ADDR_MAX || !memchr(at, ':', n - (size_t)(at - p)))
+			goto bad;
+		memcpy(item, p, n);
+		item[n] = '\0';
+		memcpy(id, p, (size_t)(at - p));
+		id[at - p] = '\0';
+		struct rmq_raft_server sv = {.id = rmq_ctrl_node_id(id), .role = RMQ_RAFT_VOTER};
+		snprintf(sv.addr, sizeof(sv.addr), "%s", item + (at - p) + 1);
+		if (sv.id == 0 || conf->n == RMQ_RAFT_VOTERS_MAX || rmq_raft_conf_find(conf, sv.id))
+			goto bad;
+		uint32_t k = conf->n++;
+		while (k > 0 && conf->servers[k - 1].id > sv.id) {
+			conf->servers[k] = conf->servers[k - 1];
+			k--;
+		}
+		conf->servers[k] = sv;
+		found |= sv.id == self;
+		p = end ? end + 1 : p + n;
+	}
+	if (!found) {
+		rmq_error("--controller-voters=%s: this node (--node-id=%u) is not one of them", spec,
+			  self);
+		return RMQ_EBADFLAG;
+	}
+	return 0;
+bad:
+	rmq_error("--controller-voters=%s: expected id@host:port,... with distinct ids from 1 and "
+		  "at most %d voters",
+		  spec, RMQ_RAFT_VOTERS_MAX);
+	return RMQ_EBADFLAG;
+}
+
 /* The topics a SET_TOPICS command holds (refs = 0), or NULL when e is not
  * one. */
 static struct rmq_meta *command_topics(const struct rmq_broker *b, const struct rmq_raft_entry *e)
@@ -130,7 +198,10 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 	struct rmq_meta *m = NULL;
 	uint32_t id;
 
+	struct rmq_raft_conf conf;
 	int rc = node_id(b, &id);
+	if (rc == 0)
+		rc = first_conf(b, id, &conf); /* checked now: a bad flag stops the start */
 	if (rc < 0)
 		return rc;
 	ctrl_dir(dir, sizeof(dir), b);
@@ -316,6 +387,122 @@ static void maybe_snapshot(struct rmq_ctrl *c)
 	rmq_offload(c->bs->b->offload, c->bs->s, &c->save);
 }
 
+/* ---- the network ------------------------------------------------------------------ */
+
+static void inbound_push(struct rmq_ctrl_inbound **head, struct rmq_ctrl_inbound **tail,
+			 struct rmq_ctrl_inbound *in)
+{
+	in->next = NULL;
+	if (*tail)
+		(*tail)->next = in;
+	else
+		*head = in;
+	*tail = in;
+}
+
+static void answer(struct rmq_ctrl *c, struct rmq_ctrl_inbound *in, const struct rmq_raft_msg *m,
+		   int code, const char *why)
+{
+	uint8_t *buf;
+	size_t len;
+	c->n_inbound--;
+	if (rmq_ctrl_wire_encode_response(in->rpc, m, rmq_raft_term(c->raft), c->self, code, why,
+					  &buf, &len) == 0)
+		rmq_ctrl_answer(c->bs, in, buf, len, 0);
+	else
+		rmq_ctrl_answer(c->bs, in, NULL, 0, RMQ_GRPC_RESOURCE_EXHAUSTED);
+}
+
+void rmq_ctrl_receive(struct rmq_bshard *bs, struct rmq_ctrl_inbound *in)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	if (!c || c->failed || c->stopping || c->n_inbound >= INBOUND_MAX) {
+		rmq_ctrl_answer(bs, in, NULL, 0, RMQ_GRPC_UNAVAILABLE);
+		return;
+	}
+	c->n_inbound++;
+	int rc = rmq_ctrl_wire_decode_request(in->rpc, in->buf, in->len, "", c->self, &in->m,
+					      &in->hold);
+	if (rc < 0) {
+		answer(c, in, NULL, EC_INVALID_REQUEST,
+		       rc == RMQ_EPROTO ? "a request of another cluster" : "the request does not decode");
+		return;
+	}
+	/* Only members talk to the controller (a node that waits to be added
+	 * knows no configuration, and takes its leader's word): a stranger's
+	 * vote request of a high term would otherwise depose the leader. */
+	const struct rmq_raft_conf *conf = rmq_raft_conf(c->raft, NULL);
+	if (conf->n > 0 && !rmq_raft_conf_find(conf, in->m.from)) {
+		answer(c, in, NULL, EC_INVALID_REQUEST,
+		       "the sender is not a member of this controller's configuration");
+		return;
+	}
+	inbound_push(&c->inq, &c->inq_tail, in);
+	pump(c);
+}
+
+static void on_answer(void *arg, const struct rmq_raft_msg *m)
+{
+	struct rmq_ctrl *c = arg;
+	if (c->n_answers == ANSWERS_MAX)
+		return; /* lost, as the network may lose it */
+	c->answers[c->n_answers++] = *m;
+	pump(c);
+}
+
+/* The core message answering a request of type t. */
+static enum rmq_raft_msg_type answer_type(enum rmq_raft_msg_type t)
+{
+	return t == RMQ_RAFT_MSG_PREVOTE ? RMQ_RAFT_MSG_PREVOTE_RESP
+	       : t == RMQ_RAFT_MSG_VOTE  ? RMQ_RAFT_MSG_VOTE_RESP
+	       : t == RMQ_RAFT_MSG_APPEND ? RMQ_RAFT_MSG_APPEND_RESP
+					  : 0;
+}
+
+/* A message of a durable Ready: an answer goes to the call it answers, a
+ * request to its peer. */
+static void send_msg(struct rmq_ctrl *c, const struct rmq_raft_msg *m)
+{
+	if (m->type == RMQ_RAFT_MSG_PREVOTE_RESP || m->type == RMQ_RAFT_MSG_VOTE_RESP ||
+	    m->type == RMQ_RAFT_MSG_APPEND_RESP) {
+		struct rmq_ctrl_inbound **pp = &c->stepped, *prev = NULL;
+		for (; *pp; prev = *pp, pp = &(*pp)->next) {
+			struct rmq_ctrl_inbound *in = *pp;
+			if (in->m.from != m->to || answer_type(in->m.type) != m->type)
+				continue;
+			*pp = in->next;
+			if (c->stepped_tail == in)
+				c->stepped_tail = prev;
+			answer(c, in, m, 0, NULL);
+			return;
+		}
+		return; /* its call is gone */
+	}
+	if (m->type == RMQ_RAFT_MSG_SNAPSHOT) {
+		if (!c->logged_snapshot)
+			rmq_warn("controller: node %u needs a snapshot, and InstallSnapshot is not "
+				 "served yet: it cannot catch up",
+				 m->to);
+		c->logged_snapshot = true;
+		return;
+	}
+	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), m->to);
+	if (sv && c->peers)
+		rmq_ctrl_peers_send(c->peers, m, sv->addr);
+}
+
+/* Answers every call that was stepped and got no answer from the core (a
+ * vote ignored within a lease, TimeoutNow): a refusal with this term. */
+static void answer_rest(struct rmq_ctrl *c, int code, const char *why)
+{
+	while (c->stepped) {
+		struct rmq_ctrl_inbound *in = c->stepped;
+		c->stepped = in->next;
+		answer(c, in, NULL, code, why);
+	}
+	c->stepped_tail = NULL;
+}
+
 /* ---- the Ready loop -------------------------------------------------------------- */
 
 static void fail_all(struct rmq_ctrl *c, int code)
@@ -346,11 +533,26 @@ static void durable(void *arg, int res)
 		rmq_runtime_stop(c->bs->b->rt);
 		return;
 	}
-	/* One voter: no message leaves (the transport is not there yet). */
+	for (size_t i = 0; i < c->rd.n_msgs; i++)
+		send_msg(c, &c->rd.msgs[i]);
+	answer_rest(c, 0, "no answer from the core");
 	for (size_t i = 0; i < c->rd.n_committed; i++)
 		apply(c, &c->rd.committed[i]);
 	rmq_raft_advance(c->raft);
 	c->in_ready = false;
+	uint32_t leader = rmq_raft_leader(c->raft);
+	if (leader && (leader != c->known_leader || rmq_raft_term(c->raft) != c->known_term)) {
+		const struct rmq_raft_server *sv =
+			rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader);
+		if (leader == c->self)
+			rmq_info("controller: this node (%u) leads term %" PRIu64, leader,
+				 rmq_raft_term(c->raft));
+		else
+			rmq_info("controller: node %u at %s leads term %" PRIu64, leader,
+				 sv ? sv->addr : "?", rmq_raft_term(c->raft));
+		c->known_leader = leader;
+		c->known_term = rmq_raft_term(c->raft);
+	}
 	if (c->stopping)
 		return;
 	publish(c);
@@ -422,6 +624,16 @@ static void pump(struct rmq_ctrl *c)
 {
 	if (c->in_ready || c->failed || c->stopping)
 		return;
+	for (size_t i = 0; i < c->n_answers; i++)
+		(void)rmq_raft_step(c->raft, &c->answers[i]); /* a malformed one is ignored */
+	c->n_answers = 0;
+	while (c->inq) {
+		struct rmq_ctrl_inbound *in = c->inq;
+		c->inq = in->next;
+		(void)rmq_raft_step(c->raft, &in->m);
+		inbound_push(&c->stepped, &c->stepped_tail, in);
+	}
+	c->inq_tail = NULL;
 	for (; c->ticks_due > 0; c->ticks_due--)
 		rmq_raft_tick(c->raft);
 	if (c->compact_to) {
@@ -490,6 +702,16 @@ void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
 	pump(c);
 }
 
+int rmq_ctrl_leader(struct rmq_bshard *bs, char *addr, size_t len)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	uint32_t leader = c ? rmq_raft_leader(c->raft) : 0;
+	const struct rmq_raft_server *sv =
+		leader ? rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader) : NULL;
+	snprintf(addr, len, "%s", sv ? sv->addr : "");
+	return (int)leader;
+}
+
 /* ---- life ----------------------------------------------------------------------- */
 
 int rmq_ctrl_start(struct rmq_bshard *bs)
@@ -523,17 +745,10 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 		.snap_index = st.snap_index,
 		.snap_term = st.snap_term,
 	};
-	if (st.snap_index) {
+	if (st.snap_index)
 		rc_cfg.conf = st.snap_conf;
-	} else {
-		/* A new cluster of this one node. */
-		rc_cfg.conf.n = 1;
-		rc_cfg.conf.servers[0].id = id;
-		rc_cfg.conf.servers[0].role = RMQ_RAFT_VOTER;
-		snprintf(rc_cfg.conf.servers[0].addr, sizeof(rc_cfg.conf.servers[0].addr), "%s:%u",
-			 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host,
-			 b->cfg.net.port);
-	}
+	else if (first_conf(b, id, &rc_cfg.conf) < 0) /* used when the log is empty */
+		rc_cfg.conf.n = 0;
 	c->conf = rc_cfg.conf;
 	c->raft = rmq_raft_new(&rc_cfg, &st.hs, st.entries, st.n_entries);
 	/* The state machine restarts from the snapshot; the core hands the
@@ -560,8 +775,12 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 		return RMQ_ECORRUPT;
 	}
 	rmq_meta_ref(c->meta);
+	c->self = id;
 	rc = rmq_topics_publish_init(bs, &c->pub);
+	if (rc == 0)
+		rc = rmq_ctrl_peers_new(bs, id, "", on_answer, c, &c->peers);
 	if (rc < 0) {
+		rmq_topics_publish_fini(&c->pub);
 		rmq_raft_free(c->raft);
 		rmq_meta_unref(c->meta);
 		rmq_cstore_close(c->store);
@@ -584,7 +803,16 @@ void rmq_ctrl_stop(struct rmq_bshard *bs)
 	rmq_timer_cancel(bs->s, &c->timer);
 	c->stopping = true;
 	fail_all(c, EC_NOT_CONTROLLER);
+	rmq_ctrl_peers_free(c->peers);
+	c->peers = NULL;
 	rmq_cstore_close(c->store); /* waits for its log to be idle */
+	while (c->inq) {
+		struct rmq_ctrl_inbound *in = c->inq;
+		c->inq = in->next;
+		c->n_inbound--;
+		rmq_ctrl_answer(bs, in, NULL, 0, RMQ_GRPC_UNAVAILABLE);
+	}
+	answer_rest(c, EC_NOT_CONTROLLER, "the node is stopping");
 	rmq_raft_free(c->raft);
 	rmq_meta_unref(c->meta);
 	rmq_topics_publish_fini(&c->pub);

@@ -72,4 +72,8 @@ void rmq_ctrl_stop(struct rmq_bshard *bs);
 void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
 			     void (*applied)(void *arg, int code), void *arg);
 
+/* On shard 0: the controller's leader as this node knows it (0: none
+ * known), its address into addr ("" when unknown). */
+int rmq_ctrl_leader(struct rmq_bshard *bs, char *addr, size_t len);
+
 #endif /* RMQ_BROKER_CONTROLLER_H */

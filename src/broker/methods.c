@@ -15,6 +15,7 @@
 #include "broker/methods.h"
 
 #include "broker/broker.h"
+#include "broker/ctrl_net.h"
 #include "broker/group.h"
 #include "broker/reply.h"
 #include "broker/health.pb-c.h"
@@ -23,6 +24,7 @@
 #include "client/producer.pb-c.h"
 #include "common/types.pb-c.h"
 #include "controller/admin.pb-c.h"
+#include "controller/raft.pb-c.h"
 #include "core/assert.h"
 #include "core/pbwire.h"
 #include "core/util.h"
@@ -116,11 +118,11 @@ static const struct route routes[] = {
 	NOT_SERVED("/rustmq.broker.PartitionManagementService/GetPartitionState", U),
 	NOT_SERVED("/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", U),
 	/* ControllerRaftService */
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/RequestVote", U),
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/AppendEntries", U),
+	{.path = "/rustmq.controller.ControllerRaftService/RequestVote", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_vote, .resp = &rustmq__controller__vote_response__descriptor, .version_field = 6},
+	{.path = "/rustmq.controller.ControllerRaftService/AppendEntries", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_append, .resp = &rustmq__controller__append_entries_response__descriptor, .version_field = 7},
 	NOT_SERVED("/rustmq.controller.ControllerRaftService/InstallSnapshot", CS),
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/PreVote", U),
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/TimeoutNow", U),
+	{.path = "/rustmq.controller.ControllerRaftService/PreVote", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_prevote, .resp = &rustmq__controller__pre_vote_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.ControllerRaftService/TimeoutNow", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_timeout_now, .resp = &rustmq__controller__timeout_now_response__descriptor, .version_field = 1},
 	NOT_SERVED("/rustmq.controller.ControllerRaftService/AddPeer", U),
 	NOT_SERVED("/rustmq.controller.ControllerRaftService/RemovePeer", U),
 	NOT_SERVED("/rustmq.controller.ControllerRaftService/GetConfiguration", U),

@@ -284,12 +284,24 @@ static void change_applied(void *arg, int code)
 		struct rmq_change_item *it = &ch->items[i];
 		if (it->code != EC_OK)
 			continue;
+		if (code == EC_NOT_CONTROLLER) {
+			char addr[RMQ_TOPIC_NAME_MAX];
+			int leader = rmq_ctrl_leader(rmq_bshard_current(), addr, sizeof(addr));
+			it->code = code;
+			if (leader)
+				snprintf(it->err, sizeof(it->err),
+					 "this node does not lead the controller: node %d at %s does", leader,
+					 addr);
+			else
+				snprintf(it->err, sizeof(it->err),
+					 "this node does not lead the controller, and no leader is known "
+					 "yet; retry");
+			continue;
+		}
 		if (code != EC_OK) {
 			it->code = code;
 			snprintf(it->err, sizeof(it->err), "%s",
-				 code == EC_NOT_CONTROLLER ? "this node does not lead the controller; retry"
-				 : code == EC_STORAGE_ERROR ? "the controller's store failed"
-							    : "out of memory");
+				 code == EC_STORAGE_ERROR ? "the controller's store failed" : "out of memory");
 			continue;
 		}
 		rmq_info("topic %s %s (%u partitions)", it->result.name,

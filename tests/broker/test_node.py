@@ -2214,7 +2214,7 @@ def second_rmqd_refused(ctx):
 @test
 def errors_unimplemented(ctx):
     cases = [
-        ("/rustmq.controller.ControllerRaftService/RequestVote", "Raft"),
+        ("/rustmq.controller.ControllerRaftService/AddPeer", "Raft membership"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
         ("/rustmq.broker.BrokerReplicationService/ReplicateData", "replication"),
         ("/rustmq.controller.AdminService/ElectLeaders", "leader election"),
@@ -2226,6 +2226,18 @@ def errors_unimplemented(ctx):
                   f"{path}: UNIMPLEMENTED message {e.details()!r} does not name {word!r}")
         with ctx.client() as c:
             ok(c.produce("err-t", 1, make_records(1, "after-unimpl")), f"produce after {path}")
+    # The controller's traffic between nodes is served, and refuses what
+    # does not come from a member of its configuration.
+    with ctx.client() as c:
+        RP = importlib.import_module("controller.raft_pb2")
+        for cand, why in (("", "does not decode"), ("7", "not a member")):
+            r = c.unary("/rustmq.controller.ControllerRaftService/RequestVote",
+                        RP.VoteRequest(term=99, candidate_id=cand, last_log_index=1 << 40,
+                                       last_log_term=99), RP.VoteResponse)
+            expect_code(r, INVALID_REQUEST, f"RequestVote from {cand!r}")
+            check(why in r.error_message, f"RequestVote from {cand!r}: {r.error_message!r}")
+            check(not r.vote_granted, "a vote granted to a stranger")
+        ok(c.create_topics([("after-stranger-vote", 1)]).topics[0], "the node still leads")
     # Streaming shapes of not-served RPCs, and a method that does not exist.
     with ctx.client() as c:
         f = c.ch.stream_stream("/rustmq.streaming.StreamingService/BulkLoad",

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Three rmqd nodes on 127.0.0.1 as one controller quorum (src/broker/
+controller.c, ctrl_net.c): topic metadata is replicated through the
+controller's Raft log.
+
+- a leader is elected; CreateTopics on it answers OK, on a follower
+  NOT_CONTROLLER naming the leader's address; every node lists the topic
+  with the same topic id;
+- kill -9 of the leader: another node leads (the time is printed, the test
+  only bounds it generously: timings are measured in bench/), and topic
+  changes go on through it;
+- topic changes racing the failover: every change answered OK is on every
+  node afterwards;
+- the killed node restarts and catches up;
+- every node stops cleanly on SIGTERM.
+
+    /usr/bin/python3 tests/broker/test_cluster.py --rmqd build/release/rmqd \\
+        --proto-dir proto [-v]
+
+Ends with "N passed, N failed, N skipped".  Nodes are stopped by PID on
+every path.
+"""
+import argparse
+import os
+import pathlib
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_node as tn  # noqa: E402
+from test_node import check, eq, ok  # noqa: E402
+
+import grpc  # noqa: E402
+
+LEADS_RE = re.compile(r"controller: this node \((\d+)\) leads term (\d+)")
+TERM_RE = re.compile(r"controller: .* leads term (\d+)")
+NOT_CONTROLLER = 22
+FAILOVER_BOUND_S = 10.0  # liveness, not performance (bench/ measures it)
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Cluster:
+    def __init__(self, binary, tmp, verbose):
+        self.ports = free_ports(3)
+        self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports))
+        self.nodes = []
+        for i in range(3):
+            d = os.path.join(tmp, f"n{i + 1}")
+            os.makedirs(d, exist_ok=True)
+            self.nodes.append(tn.Node(binary, os.path.join(d, "data"), d, verbose))
+
+    def flags(self, i):
+        return ("--listen", f"127.0.0.1:{self.ports[i]}", "--node-id", str(i + 1),
+                "--controller-voters", self.voters, "--cores", "1")
+
+    def start(self, i):
+        self.nodes[i].start(self.flags(i))
+
+    def leader(self, timeout=FAILOVER_BOUND_S, exclude=None):
+        """(index, term) of the node that last said it leads, among the
+        live ones; waits for one."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            best = None
+            for i, n in enumerate(self.nodes):
+                if not n.alive() or i == exclude:
+                    continue
+                for line in n.lines:
+                    m = LEADS_RE.search(line)
+                    if m and (best is None or int(m.group(2)) > best[1]):
+                        best = (i, int(m.group(2)))
+            if best:
+                # A newer term elsewhere means it no longer leads.
+                terms = [int(t.group(1)) for n in self.nodes if n.alive() for line in n.lines
+                         for t in [TERM_RE.search(line)] if t]
+                if max(terms) == best[1]:
+                    return best
+            time.sleep(0.02)
+        raise AssertionError("no controller leader within %.0fs" % timeout)
+
+    def client(self, i):
+        return tn.Client(f"127.0.0.1:{self.ports[i]}")
+
+    def topics(self, i):
+        with self.client(i) as c:
+            lt = c.unary("/rustmq.controller.AdminService/ListTopics",
+                         tn.A.ListTopicsRequest(version=tn.V()), tn.A.ListTopicsResponse)
+            return {t.name: t.topic_id for t in lt.topics}
+
+    def kill_all(self):
+        for n in self.nodes:
+            n.kill()
+
+
+def same_topics_everywhere(cl, want, what, timeout=10):
+    """Every live node lists exactly want (name -> id), within timeout."""
+    end = time.monotonic() + timeout
+    while True:
+        got = [cl.topics(i) for i, n in enumerate(cl.nodes) if n.alive()]
+        if all(g == want for g in got):
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: topics differ: want {want}, nodes have {got}")
+        time.sleep(0.05)
+
+
+def create(cl, i, name):
+    with cl.client(i) as c:
+        return c.create_topics([(name, 2)])
+
+
+def run(cl):
+    for i in range(3):
+        cl.start(i)
+    li, term = cl.leader()
+    print(f"    node {li + 1} leads term {term}", flush=True)
+
+    # Through the leader; refused by a follower, which names the leader.
+    r = ok(create(cl, li, "c-one"), "CreateTopics")
+    ok(r.topics[0], "create on the leader")
+    f = (li + 1) % 3
+    r = ok(create(cl, f, "c-refused"), "CreateTopics")
+    eq(r.topics[0].error_code, NOT_CONTROLLER, "create on a follower")
+    check(f"127.0.0.1:{cl.ports[li]}" in r.topics[0].error_message,
+          f"NOT_CONTROLLER names the leader: {r.topics[0].error_message!r}")
+    want = cl.topics(li)
+    check("c-one" in want and "c-refused" not in want, f"leader's topics: {want}")
+    same_topics_everywhere(cl, want, "after a create")
+
+    # kill -9 of the leader, with creates racing it.
+    acked = {}
+    t0 = time.monotonic()
+    cl.nodes[li].kill()
+    new = None
+    k = 0
+    while time.monotonic() - t0 < FAILOVER_BOUND_S and new is None:
+        for j in range(3):
+            if j == li:
+                continue
+            try:
+                r = create(cl, j, f"c-race-{k}")
+            except grpc.RpcError:
+                continue
+            k += 1
+            if r.error_code == 0 and r.topics[0].error_code == 0:
+                acked[r.topics[0].name] = r.topics[0].topic_id
+                new = j
+                break
+        time.sleep(0.01)
+    check(new is not None, f"no create answered OK within {FAILOVER_BOUND_S}s of the kill")
+    print(f"    after kill -9 of node {li + 1}: node {new + 1} took a create "
+          f"{time.monotonic() - t0:.2f}s later", flush=True)
+    for n in range(5):
+        r = ok(create(cl, new, f"c-after-{n}"), "CreateTopics")
+        ok(r.topics[0], "create on the new leader")
+        acked[r.topics[0].name] = r.topics[0].topic_id
+    want = cl.topics(new)
+    for name, tid in acked.items():
+        eq(want.get(name), tid, f"acknowledged {name} on the new leader")
+    same_topics_everywhere(cl, want, "after the failover")
+
+    # The killed node comes back and catches up.
+    cl.start(li)
+    same_topics_everywhere(cl, want, "after the old leader restarted")
+
+    for i, n in enumerate(cl.nodes):
+        eq(n.stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rmqd", required=True)
+    ap.add_argument("--proto-dir", required=True)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="rmq-cluster-test-")
+    passed = failed = 0
+    cl = None
+    t_start = time.monotonic()
+    try:
+        tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
+        cl = Cluster(os.path.abspath(args.rmqd), tmp, args.verbose)
+        run(cl)
+        passed += 1
+        print("PASS three_node_controller", flush=True)
+    except Exception as e:  # noqa: BLE001
+        failed += 1
+        why = f"gRPC {e.code()}: {e.details()}" if isinstance(e, grpc.RpcError) \
+            else f"{type(e).__name__}: {e}"
+        print(f"FAIL three_node_controller: {why}", flush=True)
+        traceback.print_exc()
+        if cl:
+            for i, n in enumerate(cl.nodes):
+                print(f"  node {i + 1}:\n" + n.tail(), flush=True)
+    finally:
+        if cl:
+            cl.kill_all()
+        tn._kill_all()
+        if args.keep or failed:
+            print(f"logs kept in {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"broker_cluster: {time.monotonic() - t_start:.1f}s")
+    print(f"{passed} passed, {failed} failed, 0 skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
