@@ -249,6 +249,9 @@ void rmq_broker_health(struct rmq_call *c, void *req);
 void rmq_broker_metrics(struct rmq_call *c, void *req);
 void rmq_not_served(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_auth_authenticate(struct rmq_call *c, void *req);
+void rmq_ctrl_get_configuration(struct rmq_call *c, void *req);
+void rmq_ctrl_add_peer(struct rmq_call *c, void *req);
+void rmq_ctrl_remove_peer(struct rmq_call *c, void *req);
 
 /* Creates (auto_create) a topic through shard 0 for a produce to an
  * unknown topic; cb runs on this shard with a rustmq ErrorCode. */

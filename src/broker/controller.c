@@ -52,6 +52,7 @@ struct rmq_ctrl {
 	struct rmq_raft_msg answers[ANSWERS_MAX];
 	size_t n_answers;
 	bool logged_snapshot;
+	struct rmq_ctrl_change *changes, *changes_tail; /* membership calls */
 	uint32_t known_leader;     /* for the log line when it changes */
 	uint64_t known_term;
 	struct rmq_timer timer;
@@ -91,6 +92,7 @@ struct rmq_ctrl {
 };
 
 static void pump(struct rmq_ctrl *c);
+static void changes_step(struct rmq_ctrl *c);
 
 static void ctrl_dir(char *buf, size_t len, const struct rmq_broker *b)
 {
@@ -113,7 +115,8 @@ static int node_id(const struct rmq_broker *b, uint32_t *id)
 
 /* The first configuration of a new cluster: --controller-voters
  * ("1@host:port,2@host:port,..."), or this node alone at its advertised
- * address.  Returns 0 or RMQ_EBADFLAG (logged). */
+ * address; none when this node is not among the voters (it joins).
+ * Returns 0 or RMQ_EBADFLAG (logged). */
 static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft_conf *conf)
 {
 	const char *spec = b->cfg.controller_voters;
@@ -153,9 +156,12 @@ static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft
 		p = end ? end + 1 : p + n;
 	}
 	if (!found) {
-		rmq_error("--controller-voters=%s: this node (--node-id=%u) is not one of them", spec,
-			  self);
-		return RMQ_EBADFLAG;
+		/* A node that joins an existing cluster: it knows no
+		 * configuration until the leader adds it (AddPeer). */
+		rmq_info("controller: this node (%u) is not one of --controller-voters: it waits to be "
+			 "added (AddPeer on the leader)",
+			 self);
+		memset(conf, 0, sizeof(*conf));
 	}
 	return 0;
 bad:
@@ -656,6 +662,7 @@ static void pump(struct rmq_ctrl *c)
 		}
 	}
 	propose_queued(c);
+	changes_step(c);
 	if (!rmq_raft_has_ready(c->raft))
 		return;
 	rmq_raft_get_ready(c->raft, &c->rd);
@@ -675,6 +682,8 @@ static void on_tick(struct rmq_timer *t)
 	}
 	c->ticks_due++;
 	pump(c);
+	if (!c->in_ready)
+		changes_step(c); /* deadlines pass without a Ready */
 	rmq_timer_start(c->bs->s, &c->timer, rmq_now_ns() + RMQ_CTRL_TICK_NS, on_tick);
 }
 
@@ -699,6 +708,122 @@ void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
 		return;
 	}
 	queue_proposal(c, p);
+	pump(c);
+}
+
+/* ---- membership calls ------------------------------------------------------------ */
+
+void rmq_ctrl_view(struct rmq_bshard *bs, struct rmq_ctrl_view *v)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	memset(v, 0, sizeof(*v));
+	if (!c || c->failed)
+		return;
+	v->running = true;
+	v->self = c->self;
+	v->leader = (uint32_t)rmq_ctrl_leader(bs, v->leader_addr, sizeof(v->leader_addr));
+	v->term = rmq_raft_term(c->raft);
+	v->commit = rmq_raft_commit(c->raft);
+	v->conf = *rmq_raft_conf(c->raft, &v->conf_index);
+	for (uint32_t i = 0; i < v->conf.n; i++) {
+		uint32_t id = v->conf.servers[i].id;
+		if (id != c->self &&
+		    rmq_raft_progress(c->raft, id, &v->progress[v->n_progress].pr) == 0)
+			v->progress[v->n_progress++].id = id;
+	}
+}
+
+/* Whether ch's change is in the configuration and committed. */
+static bool change_in_effect(struct rmq_ctrl *c, const struct rmq_ctrl_change *ch)
+{
+	uint64_t at;
+	const struct rmq_raft_conf *conf = rmq_raft_conf(c->raft, &at);
+	const struct rmq_raft_server *sv = rmq_raft_conf_find(conf, ch->id);
+	if (at > rmq_raft_commit(c->raft))
+		return false;
+	return ch->remove ? !sv : sv && sv->role == ch->role;
+}
+
+static void change_answer(struct rmq_ctrl *c, struct rmq_ctrl_change *ch, int code, const char *why)
+{
+	ch->code = code;
+	snprintf(ch->err, sizeof(ch->err), "%s", why ? why : "");
+	rmq_ctrl_view(c->bs, &ch->view);
+	ch->done(ch);
+}
+
+/* Starts the membership calls waiting, and answers those done (outside a
+ * Ready: the core's calls). */
+static void changes_step(struct rmq_ctrl *c)
+{
+	struct rmq_ctrl_change **pp = &c->changes, *prev = NULL;
+	uint64_t now = rmq_now_ns();
+	while (*pp) {
+		struct rmq_ctrl_change *ch = *pp;
+		int code = -1;
+		const char *why = NULL;
+		int64_t rc = 0;
+		if (!ch->started) {
+			rc = ch->remove ? rmq_raft_remove_peer(c->raft, ch->id)
+					: rmq_raft_add_peer(c->raft, ch->id, ch->addr, ch->role);
+			ch->started = true;
+		}
+		bool leads = rmq_raft_role(c->raft) == RMQ_RAFT_LEADER;
+		if (rc == RMQ_ESTATE && leads) {
+			code = EC_NOT_AVAILABLE;
+			why = "the leader has not committed in its term yet, or hands leadership over; retry";
+		} else if (rc == RMQ_ESTATE) {
+			code = EC_NOT_CONTROLLER;
+			why = "this node does not lead the controller";
+		} else if (rc == -EBUSY) {
+			code = EC_NOT_AVAILABLE;
+			why = "a configuration change is in progress; retry";
+		} else if (rc == -EINVAL) {
+			code = EC_INVALID_REQUEST;
+			why = "refused: the last voter, too many servers or voters, a bad address, or "
+			      "another address for a known id";
+		} else if (rc < 0) {
+			code = EC_RESOURCE_EXHAUSTED;
+			why = "out of memory";
+		} else if (change_in_effect(c, ch)) {
+			code = EC_OK;
+		} else if (!leads) {
+			code = EC_NOT_CONTROLLER;
+			why = "the leadership moved while the change was under way: ask the new leader";
+		} else if (now >= ch->deadline_ns) {
+			code = EC_TIMEOUT;
+			why = "not committed (or the new voter not caught up) in time; it may still be: "
+			      "see GetConfiguration";
+		}
+		if (code < 0) {
+			prev = ch;
+			pp = &ch->next;
+			continue;
+		}
+		*pp = ch->next;
+		if (c->changes_tail == ch)
+			c->changes_tail = prev;
+		change_answer(c, ch, code, why);
+	}
+}
+
+void rmq_ctrl_change(struct rmq_bshard *bs, struct rmq_ctrl_change *ch)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	ch->started = false;
+	ch->next = NULL;
+	if (!c || c->failed || c->stopping) {
+		ch->code = EC_NOT_AVAILABLE;
+		snprintf(ch->err, sizeof(ch->err), "the controller is not running on this node");
+		rmq_ctrl_view(bs, &ch->view);
+		ch->done(ch);
+		return;
+	}
+	if (c->changes_tail)
+		c->changes_tail->next = ch;
+	else
+		c->changes = ch;
+	c->changes_tail = ch;
 	pump(c);
 }
 
@@ -813,6 +938,11 @@ void rmq_ctrl_stop(struct rmq_bshard *bs)
 		rmq_ctrl_answer(bs, in, NULL, 0, RMQ_GRPC_UNAVAILABLE);
 	}
 	answer_rest(c, EC_NOT_CONTROLLER, "the node is stopping");
+	while (c->changes) {
+		struct rmq_ctrl_change *ch = c->changes;
+		c->changes = ch->next;
+		change_answer(c, ch, EC_NOT_AVAILABLE, "the node is stopping");
+	}
 	rmq_raft_free(c->raft);
 	rmq_meta_unref(c->meta);
 	rmq_topics_publish_fini(&c->pub);

@@ -31,6 +31,7 @@
 #define RMQ_BROKER_CONTROLLER_H
 
 #include "broker/meta.h"
+#include "raft/raft.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,5 +76,44 @@ void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
 /* On shard 0: the controller's leader as this node knows it (0: none
  * known), its address into addr ("" when unknown). */
 int rmq_ctrl_leader(struct rmq_bshard *bs, char *addr, size_t len);
+
+/* What GetConfiguration answers (on shard 0). */
+struct rmq_ctrl_view {
+	bool running;                 /* false: no controller on this node now */
+	uint32_t self, leader;
+	char leader_addr[RMQ_RAFT_ADDR_MAX];
+	uint64_t term, commit, conf_index;
+	struct rmq_raft_conf conf;    /* the newest in the log */
+	size_t n_progress;            /* the leader's view of the others */
+	struct {
+		uint32_t id;
+		struct rmq_raft_progress pr;
+	} progress[RMQ_RAFT_SERVERS_MAX];
+};
+void rmq_ctrl_view(struct rmq_bshard *bs, struct rmq_ctrl_view *v);
+
+/*
+ * AddPeer / RemovePeer (on shard 0): done(ch) runs on shard 0 once the
+ * change is committed (and a new voter promoted), or refused, with
+ * ch->code a rustmq ErrorCode (OK, NOT_CONTROLLER, NOT_AVAILABLE,
+ * INVALID_REQUEST, TIMEOUT at ch->deadline_ns) and ch->err, and the view
+ * after it in ch->view.
+ */
+struct rmq_ctrl_change {
+	bool remove;
+	uint32_t id;
+	char addr[RMQ_RAFT_ADDR_MAX];
+	uint32_t role;                /* enum rmq_raft_server_role */
+	uint64_t deadline_ns;
+	void (*done)(struct rmq_ctrl_change *ch);
+	/* Out. */
+	int code;
+	char err[200];
+	struct rmq_ctrl_view view;
+	/* Private. */
+	struct rmq_ctrl_change *next;
+	bool started;
+};
+void rmq_ctrl_change(struct rmq_bshard *bs, struct rmq_ctrl_change *ch);
 
 #endif /* RMQ_BROKER_CONTROLLER_H */

@@ -123,9 +123,9 @@ static const struct route routes[] = {
 	NOT_SERVED("/rustmq.controller.ControllerRaftService/InstallSnapshot", CS),
 	{.path = "/rustmq.controller.ControllerRaftService/PreVote", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_prevote, .resp = &rustmq__controller__pre_vote_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.controller.ControllerRaftService/TimeoutNow", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_timeout_now, .resp = &rustmq__controller__timeout_now_response__descriptor, .version_field = 1},
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/AddPeer", U),
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/RemovePeer", U),
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/GetConfiguration", U),
+	{.path = "/rustmq.controller.ControllerRaftService/AddPeer", .kind = U, .rpc = RMQ_RPC_RAFT, .req = &rustmq__controller__add_peer_request__descriptor, .on_request = rmq_ctrl_add_peer, .resp = &rustmq__controller__add_peer_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.ControllerRaftService/RemovePeer", .kind = U, .rpc = RMQ_RPC_RAFT, .req = &rustmq__controller__remove_peer_request__descriptor, .on_request = rmq_ctrl_remove_peer, .resp = &rustmq__controller__remove_peer_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.ControllerRaftService/GetConfiguration", .kind = U, .rpc = RMQ_RPC_RAFT, .req = &rustmq__controller__get_configuration_request__descriptor, .on_request = rmq_ctrl_get_configuration, .resp = &rustmq__controller__get_configuration_response__descriptor, .version_field = 1},
 	/* ControllerBrokerService */
 	NOT_SERVED("/rustmq.controller.ControllerBrokerService/RegisterBroker", U),
 	NOT_SERVED("/rustmq.controller.ControllerBrokerService/UnregisterBroker", U),

@@ -13,6 +13,10 @@ controller's Raft log.
 - topic changes racing the failover: every change answered OK is on every
   node afterwards;
 - the killed node restarts and catches up;
+- GetConfiguration answers the same configuration on every node;
+- a fourth node started outside --controller-voters is added (AddPeer: a
+  learner, then a voter once caught up) and gets the topics; the leader is
+  then removed (RemovePeer) and hands over;
 - every node stops cleanly on SIGTERM.
 
     /usr/bin/python3 tests/broker/test_cluster.py --rmqd build/release/rmqd \\
@@ -22,6 +26,7 @@ Ends with "N passed, N failed, N skipped".  Nodes are stopped by PID on
 every path.
 """
 import argparse
+import importlib
 import os
 import pathlib
 import re
@@ -42,6 +47,7 @@ import grpc  # noqa: E402
 LEADS_RE = re.compile(r"controller: this node \((\d+)\) leads term (\d+)")
 TERM_RE = re.compile(r"controller: .* leads term (\d+)")
 NOT_CONTROLLER = 22
+RP = None  # controller.raft_pb2, once the protos are loaded
 FAILOVER_BOUND_S = 10.0  # liveness, not performance (bench/ measures it)
 
 
@@ -59,10 +65,10 @@ def free_ports(n):
 
 class Cluster:
     def __init__(self, binary, tmp, verbose):
-        self.ports = free_ports(3)
-        self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports))
+        self.ports = free_ports(4)  # the fourth joins later
+        self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports[:3]))
         self.nodes = []
-        for i in range(3):
+        for i in range(4):
             d = os.path.join(tmp, f"n{i + 1}")
             os.makedirs(d, exist_ok=True)
             self.nodes.append(tn.Node(binary, os.path.join(d, "data"), d, verbose))
@@ -120,6 +126,17 @@ def same_topics_everywhere(cl, want, what, timeout=10):
         if time.monotonic() > end:
             raise AssertionError(f"{what}: topics differ: want {want}, nodes have {got}")
         time.sleep(0.05)
+
+
+def configuration(cl, i):
+    with cl.client(i) as c:
+        return ok(c.unary("/rustmq.controller.ControllerRaftService/GetConfiguration",
+                          RP.GetConfigurationRequest(), RP.GetConfigurationResponse),
+                  f"GetConfiguration of node {i + 1}")
+
+
+def voters(conf):
+    return sorted(int(s.id) for s in conf.configuration.servers if s.role == RP.RAFT_SERVER_ROLE_VOTER)
 
 
 def create(cl, i, name):
@@ -181,6 +198,48 @@ def run(cl):
     cl.start(li)
     same_topics_everywhere(cl, want, "after the old leader restarted")
 
+    # Every node holds the same configuration.
+    li, _ = cl.leader()
+    confs = [configuration(cl, i) for i in range(3)]
+    for i, conf in enumerate(confs):
+        eq(voters(conf), [1, 2, 3], f"node {i + 1}: voters")
+        eq(conf.configuration_index, confs[li].configuration_index, f"node {i + 1}: its index")
+        eq(conf.leader_id, str(li + 1), f"node {i + 1}: the leader")
+    eq(len(confs[li].progress), 2, "the leader's progress of the two others")
+
+    # A fourth node joins: AddPeer on the leader answers once it votes.
+    cl.start(3)
+    with cl.client((li + 1) % 3) as c:
+        r = c.unary("/rustmq.controller.ControllerRaftService/AddPeer",
+                    RP.AddPeerRequest(id="4", address=f"127.0.0.1:{cl.ports[3]}",
+                                      role=RP.RAFT_SERVER_ROLE_VOTER), RP.AddPeerResponse)
+        eq(r.error_code, NOT_CONTROLLER, "AddPeer on a follower")
+        eq(r.leader_id, str(li + 1), "AddPeer on a follower names the leader")
+    with cl.client(li) as c:
+        r = ok(c.unary("/rustmq.controller.ControllerRaftService/AddPeer",
+                       RP.AddPeerRequest(id="4", address=f"127.0.0.1:{cl.ports[3]}",
+                                         role=RP.RAFT_SERVER_ROLE_VOTER), RP.AddPeerResponse,
+                       timeout=40), "AddPeer")
+        eq(voters(r), [1, 2, 3, 4], "voters after AddPeer")
+    same_topics_everywhere(cl, want, "after node 4 joined")
+    ok(create(cl, li, "c-four").topics[0], "create with four voters")
+    want = cl.topics(li)
+    same_topics_everywhere(cl, want, "a create with four voters")
+
+    # The leader removes itself: it hands over once the change committed.
+    with cl.client(li) as c:
+        r = ok(c.unary("/rustmq.controller.ControllerRaftService/RemovePeer",
+                       RP.RemovePeerRequest(id=str(li + 1)), RP.RemovePeerResponse, timeout=40),
+               "RemovePeer of the leader")
+        check(li + 1 not in voters(r), f"voters after RemovePeer: {voters(r)}")
+    new, _ = cl.leader(exclude=li)
+    check(new != li, "another node leads")
+    ok(create(cl, new, "c-after-remove").topics[0], "create after the leader left")
+    want = cl.topics(new)
+    for i in range(4):
+        if i != li:
+            eq(cl.topics(i), want, f"node {i + 1}: topics after the leader left")
+
     for i, n in enumerate(cl.nodes):
         eq(n.stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
@@ -198,6 +257,8 @@ def main() -> int:
     t_start = time.monotonic()
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
+        global RP
+        RP = importlib.import_module("controller.raft_pb2")
         cl = Cluster(os.path.abspath(args.rmqd), tmp, args.verbose)
         run(cl)
         passed += 1
