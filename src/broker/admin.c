@@ -429,7 +429,6 @@ static const struct {
 	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served: this rmq node runs alone and leads every partition"},
 	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served: this rmq node runs alone"},
 	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration are not served: this rmq node runs alone"},
-	{"/rustmq.controller.ControllerRaftService/", "InstallSnapshot is not served yet: a controller node behind the leader's last snapshot cannot catch up (docs/cluster.md)"},
 	{"/rustmq.controller.ControllerBrokerService/", "broker registration with a controller is not served: this rmq node runs alone"},
 	{"/rustmq.streaming.StreamingService/", "the streaming service (InteractiveQuery, Subscribe, BulkLoad) is not served by this version of rmq yet; use ConsumerService.Subscribe and ProducerService.ProduceStream"},
 };

@@ -52,6 +52,15 @@ struct rmq_ctrl {
 	struct rmq_raft_msg answers[ANSWERS_MAX];
 	size_t n_answers;
 	bool logged_snapshot;
+	/* The state machine's bytes at snap_index (what InstallSnapshot sends),
+	 * and a leader's snapshot being received: saved on a helper thread as
+	 * DIR/snapshot.incoming, then stepped; its bytes wait for the Ready
+	 * that installs it. */
+	uint8_t *snap_data;
+	size_t snap_len;
+	bool incoming;             /* a received snapshot being saved */
+	uint8_t *incoming_data;
+	size_t incoming_len;
 	struct rmq_ctrl_change *changes, *changes_tail; /* membership calls */
 	uint32_t known_leader;     /* for the log line when it changes */
 	uint64_t known_term;
@@ -83,12 +92,8 @@ struct rmq_ctrl {
 	uint64_t bytes_since_snap;   /* of entries applied after snap_index */
 	bool saving;
 	uint64_t compact_to;       /* saved, to compact once no Ready is in flight */
-	struct rmq_offload save;
-	uint8_t *save_buf;
+	uint8_t *save_buf;         /* ... its bytes, InstallSnapshot's then */
 	size_t save_len;
-	uint64_t save_index, save_term;
-	struct rmq_raft_conf save_conf;
-	int save_rc;
 };
 
 static void pump(struct rmq_ctrl *c);
@@ -348,29 +353,80 @@ static void apply(struct rmq_ctrl *c, const struct rmq_raft_entry *e)
 
 /* ---- snapshots ----------------------------------------------------------------- */
 
-static void save_work(struct rmq_offload *job)
-{
-	struct rmq_ctrl *c = RMQ_CONTAINER_OF(job, struct rmq_ctrl, save);
+/* A snapshot file written on a helper thread.  The job owns what it
+ * writes (it may outlive a controller that stops meanwhile: its done then
+ * finds none and only lets go). */
+struct snap_job {
+	struct rmq_offload job;
+	struct rmq_bshard *bs;
 	char dir[4200];
-	ctrl_dir(dir, sizeof(dir), c->bs->b);
-	c->save_rc = rmq_cstore_snapshot_save(dir, false, c->save_index, c->save_term, &c->save_conf,
-					      c->save_buf, c->save_len);
+	struct rmq_ctrl_inbound *in; /* a leader's snapshot received; NULL: our own */
+	uint64_t index, term;
+	struct rmq_raft_conf conf;
+	uint8_t *data;               /* owned (a received one: in->buf) */
+	size_t len;
+	int rc;
+};
+
+static void snap_job_work(struct rmq_offload *job)
+{
+	struct snap_job *j = RMQ_CONTAINER_OF(job, struct snap_job, job);
+	j->rc = rmq_cstore_snapshot_save(j->dir, j->in != NULL, j->index, j->term, &j->conf,
+					 j->data, j->len);
 }
 
-static void save_done(struct rmq_offload *job)
+static void incoming_saved(struct rmq_ctrl *c, struct snap_job *j);
+
+static void snap_job_done(struct rmq_offload *job)
 {
-	struct rmq_ctrl *c = RMQ_CONTAINER_OF(job, struct rmq_ctrl, save);
-	c->saving = false;
-	free(c->save_buf);
-	c->save_buf = NULL;
-	if (c->save_rc < 0) {
-		rmq_warn("controller: cannot save a snapshot at %" PRIu64 ": %s (the log keeps "
-			 "growing until one is saved)",
-			 c->save_index, rmq_strerror(c->save_rc));
+	struct snap_job *j = RMQ_CONTAINER_OF(job, struct snap_job, job);
+	struct rmq_ctrl *c = j->bs->ctrl;
+	if (j->in) {
+		if (c) {
+			incoming_saved(c, j);
+		} else {
+			free(j->data);
+			j->in->buf = NULL;
+			rmq_ctrl_answer(j->bs, j->in, NULL, 0, RMQ_GRPC_UNAVAILABLE);
+		}
+		free(j);
 		return;
 	}
-	c->compact_to = c->save_index;
+	if (!c) {
+		free(j->data);
+		free(j);
+		return;
+	}
+	c->saving = false;
+	if (j->rc < 0) {
+		rmq_warn("controller: cannot save a snapshot at %" PRIu64 ": %s (the log keeps "
+			 "growing until one is saved)",
+			 j->index, rmq_strerror(j->rc));
+		free(j->data);
+	} else {
+		/* Compacted by pump (outside a Ready); then InstallSnapshot sends it. */
+		c->compact_to = j->index;
+		c->save_buf = j->data;
+		c->save_len = j->len;
+	}
+	free(j);
 	pump(c);
+}
+
+static struct snap_job *snap_job_new(struct rmq_ctrl *c, uint64_t index, uint64_t term,
+				     const struct rmq_raft_conf *conf)
+{
+	struct snap_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->bs = c->bs;
+	ctrl_dir(j->dir, sizeof(j->dir), c->bs->b);
+	j->index = index;
+	j->term = term;
+	j->conf = *conf;
+	j->job.work = snap_job_work;
+	j->job.done = snap_job_done;
+	return j;
 }
 
 /* Every --controller-snapshot-entries applied entries (or
@@ -378,22 +434,22 @@ static void save_done(struct rmq_offload *job)
  * thread; the log is compacted behind it (pump). */
 static void maybe_snapshot(struct rmq_ctrl *c)
 {
-	if (c->saving || c->applied == c->snap_index ||
+	if (c->saving || c->compact_to || c->applied == c->snap_index ||
 	    (c->applied < c->snap_index + c->bs->b->cfg.ctrl_snapshot_entries &&
 	     c->bytes_since_snap < RMQ_CTRL_SNAPSHOT_BYTES))
 		return;
-	if (rmq_meta_encode(c->meta, &c->save_buf, &c->save_len) < 0)
+	struct snap_job *j = snap_job_new(c, c->applied, c->applied_term, &c->conf);
+	if (!j || rmq_meta_encode(c->meta, &j->data, &j->len) < 0) {
+		free(j);
 		return; /* tried again at the next entry */
+	}
 	c->saving = true;
-	c->save_index = c->applied;
-	c->save_term = c->applied_term;
-	c->save_conf = c->conf;
-	c->save.work = save_work;
-	c->save.done = save_done;
-	rmq_offload(c->bs->b->offload, c->bs->s, &c->save);
+	rmq_offload(c->bs->b->offload, c->bs->s, &j->job);
 }
 
 /* ---- the network ------------------------------------------------------------------ */
+
+static void incoming_save(struct rmq_ctrl *c, struct rmq_ctrl_inbound *in);
 
 static void inbound_push(struct rmq_ctrl_inbound **head, struct rmq_ctrl_inbound **tail,
 			 struct rmq_ctrl_inbound *in)
@@ -427,8 +483,12 @@ void rmq_ctrl_receive(struct rmq_bshard *bs, struct rmq_ctrl_inbound *in)
 		return;
 	}
 	c->n_inbound++;
-	int rc = rmq_ctrl_wire_decode_request(in->rpc, in->buf, in->len, "", c->self, &in->m,
-					      &in->hold);
+	int rc = 0;
+	if (in->rpc == RMQ_CTRL_RPC_SNAPSHOT)
+		in->m.to = c->self; /* decoded and checked on its shard (ctrl_net.c) */
+	else
+		rc = rmq_ctrl_wire_decode_request(in->rpc, in->buf, in->len, "", c->self, &in->m,
+						  &in->hold);
 	if (rc < 0) {
 		answer(c, in, NULL, EC_INVALID_REQUEST,
 		       rc == RMQ_EPROTO ? "a request of another cluster" : "the request does not decode");
@@ -443,8 +503,46 @@ void rmq_ctrl_receive(struct rmq_bshard *bs, struct rmq_ctrl_inbound *in)
 		       "the sender is not a member of this controller's configuration");
 		return;
 	}
+	if (in->rpc == RMQ_CTRL_RPC_SNAPSHOT) {
+		incoming_save(c, in);
+		return;
+	}
 	inbound_push(&c->inq, &c->inq_tail, in);
 	pump(c);
+}
+
+/* The leader's snapshot is DIR/snapshot.incoming: step it (the core's
+ * answer, in the Ready that installs it, answers the call). */
+static void incoming_saved(struct rmq_ctrl *c, struct snap_job *j)
+{
+	struct rmq_ctrl_inbound *in = j->in;
+	c->incoming = false;
+	in->buf = NULL; /* j->data */
+	if (j->rc < 0 || c->stopping) {
+		free(j->data);
+		answer(c, in, NULL, EC_STORAGE_ERROR, "the snapshot could not be saved");
+		return;
+	}
+	free(c->incoming_data);
+	c->incoming_data = j->data; /* installed by the Ready (durable) */
+	c->incoming_len = j->len;
+	inbound_push(&c->inq, &c->inq_tail, in);
+	pump(c);
+}
+
+static void incoming_save(struct rmq_ctrl *c, struct rmq_ctrl_inbound *in)
+{
+	struct snap_job *j = c->incoming ? NULL : snap_job_new(c, in->m.index, in->m.log_term, &in->conf);
+	if (!j) {
+		answer(c, in, NULL, EC_NOT_AVAILABLE,
+		       c->incoming ? "another snapshot is being received" : "out of memory");
+		return;
+	}
+	c->incoming = true;
+	j->in = in;
+	j->data = in->buf;
+	j->len = in->len;
+	rmq_offload(c->bs->b->offload, c->bs->s, &j->job);
 }
 
 static void on_answer(void *arg, const struct rmq_raft_msg *m)
@@ -461,8 +559,8 @@ static enum rmq_raft_msg_type answer_type(enum rmq_raft_msg_type t)
 {
 	return t == RMQ_RAFT_MSG_PREVOTE ? RMQ_RAFT_MSG_PREVOTE_RESP
 	       : t == RMQ_RAFT_MSG_VOTE  ? RMQ_RAFT_MSG_VOTE_RESP
-	       : t == RMQ_RAFT_MSG_APPEND ? RMQ_RAFT_MSG_APPEND_RESP
-					  : 0;
+	       : t == RMQ_RAFT_MSG_APPEND || t == RMQ_RAFT_MSG_SNAPSHOT ? RMQ_RAFT_MSG_APPEND_RESP
+									    : 0;
 }
 
 /* A message of a durable Ready: an answer goes to the call it answers, a
@@ -484,17 +582,20 @@ static void send_msg(struct rmq_ctrl *c, const struct rmq_raft_msg *m)
 		}
 		return; /* its call is gone */
 	}
-	if (m->type == RMQ_RAFT_MSG_SNAPSHOT) {
-		if (!c->logged_snapshot)
-			rmq_warn("controller: node %u needs a snapshot, and InstallSnapshot is not "
-				 "served yet: it cannot catch up",
-				 m->to);
-		c->logged_snapshot = true;
-		return;
-	}
 	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), m->to);
-	if (sv && c->peers)
+	if (!sv || !c->peers)
+		return;
+	if (m->type != RMQ_RAFT_MSG_SNAPSHOT) {
 		rmq_ctrl_peers_send(c->peers, m, sv->addr);
+	} else if (c->snap_data && m->index == c->snap_index) {
+		rmq_ctrl_peers_send_snapshot(c->peers, m, sv->addr, c->snap_data, c->snap_len);
+	} else if (!c->logged_snapshot) {
+		/* the core sends its newest: ours is saved, not yet compacted */
+		rmq_warn("controller: node %u needs the snapshot at %" PRIu64 ", which is not "
+			 "in memory",
+			 m->to, m->index);
+		c->logged_snapshot = true;
+	}
 }
 
 /* Answers every call that was stepped and got no answer from the core (a
@@ -527,6 +628,38 @@ static void fail_all(struct rmq_ctrl *c, int code)
 	c->queue_tail = NULL;
 }
 
+/* The leader's snapshot is durable (the store renamed it): the state
+ * machine becomes it. */
+static void install_snapshot(struct rmq_ctrl *c)
+{
+	const struct rmq_raft_ready *rd = &c->rd;
+	struct rmq_meta *m = NULL;
+	if (!c->incoming_data ||
+	    rmq_meta_decode(c->incoming_data, c->incoming_len, &c->bs->b->cfg.topic_defaults, &m) < 0) {
+		/* Its CRC was checked: a leader's bug, or ours. */
+		rmq_error("controller: the leader's snapshot at %" PRIu64 " does not decode; the "
+			  "node stops",
+			  rd->snapshot_index);
+		c->failed = true;
+		rmq_runtime_stop(c->bs->b->rt);
+		return;
+	}
+	m->version = rd->snapshot_index;
+	rmq_meta_ref(m);
+	rmq_meta_unref(c->meta);
+	c->meta = m;
+	c->conf = *rd->snapshot_conf;
+	c->applied = c->snap_index = rd->snapshot_index;
+	c->applied_term = rd->snapshot_term;
+	c->bytes_since_snap = 0;
+	free(c->snap_data);
+	c->snap_data = c->incoming_data;
+	c->snap_len = c->incoming_len;
+	c->incoming_data = NULL;
+	rmq_info("controller: installed the leader's snapshot at %" PRIu64 " (%zu topics)",
+		 rd->snapshot_index, m->ntopics);
+}
+
 static void durable(void *arg, int res)
 {
 	struct rmq_ctrl *c = arg;
@@ -539,6 +672,8 @@ static void durable(void *arg, int res)
 		rmq_runtime_stop(c->bs->b->rt);
 		return;
 	}
+	if (c->rd.snapshot)
+		install_snapshot(c);
 	for (size_t i = 0; i < c->rd.n_msgs; i++)
 		send_msg(c, &c->rd.msgs[i]);
 	answer_rest(c, 0, "no answer from the core");
@@ -647,7 +782,13 @@ static void pump(struct rmq_ctrl *c)
 			rmq_cstore_compacted(c->store, c->compact_to);
 			c->snap_index = c->compact_to;
 			c->bytes_since_snap = 0;
+			free(c->snap_data); /* what InstallSnapshot sends now */
+			c->snap_data = c->save_buf;
+			c->snap_len = c->save_len;
+		} else {
+			free(c->save_buf);
 		}
+		c->save_buf = NULL;
 		c->compact_to = 0;
 	}
 	if (c->import == IMPORT_PENDING && rmq_raft_leads_committed(c->raft)) {
@@ -886,6 +1027,9 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 		c->meta = rmq_meta_new(0);
 	c->applied = c->snap_index = st.snap_index;
 	c->applied_term = st.snap_term;
+	c->snap_data = st.snap_data; /* taken over */
+	c->snap_len = st.snap_len;
+	st.snap_data = NULL;
 	/* What the shards started with (rmq_ctrl_recover) counts as
 	 * published: the same committed state. */
 	c->published = bs->meta ? bs->meta->version : 0;
@@ -947,6 +1091,8 @@ void rmq_ctrl_stop(struct rmq_bshard *bs)
 	rmq_meta_unref(c->meta);
 	rmq_topics_publish_fini(&c->pub);
 	free(c->save_buf);
+	free(c->snap_data);
+	free(c->incoming_data);
 	free(c);
 	bs->ctrl = NULL;
 }

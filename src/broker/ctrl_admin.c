@@ -33,37 +33,6 @@ struct cadmin {
 
 /* ---- the answer, on the call's shard ---------------------------------------------- */
 
-static const Rustmq__Controller__RaftServerRole roles[] = {
-	[RMQ_RAFT_VOTER] = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_VOTER,
-	[RMQ_RAFT_LEARNER] = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_LEARNER,
-	[RMQ_RAFT_SPARE] = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_SPARE,
-};
-
-/* The configuration of v as a RaftConfiguration, its parts in a. */
-static Rustmq__Controller__RaftConfiguration *conf_pb(const struct rmq_ctrl_view *v,
-						      struct rmq_arena *a)
-{
-	Rustmq__Controller__RaftConfiguration *rc = rmq_arena_alloc(a, sizeof(*rc));
-	Rustmq__Controller__RaftServer *sv = rmq_arena_alloc(a, (v->conf.n + 1) * sizeof(*sv));
-	Rustmq__Controller__RaftServer **sp = rmq_arena_alloc(a, (v->conf.n + 1) * sizeof(*sp));
-	char(*ids)[12] = rmq_arena_alloc(a, (v->conf.n + 1) * 12);
-	if (!rc || !sv || !sp || !ids)
-		return NULL;
-	rustmq__controller__raft_configuration__init(rc);
-	for (uint32_t i = 0; i < v->conf.n; i++) {
-		const struct rmq_raft_server *s = &v->conf.servers[i];
-		rustmq__controller__raft_server__init(&sv[i]);
-		snprintf(ids[i], 12, "%u", s->id);
-		sv[i].id = ids[i];
-		sv[i].address = (char *)s->addr;
-		sv[i].role = s->role <= RMQ_RAFT_SPARE ? roles[s->role] : 0;
-		sp[i] = &sv[i];
-	}
-	rc->n_servers = v->conf.n;
-	rc->servers = sp;
-	return rc;
-}
-
 static void reply_back(struct rmq_xmsg *x)
 {
 	struct cadmin *ca = RMQ_CONTAINER_OF(x, struct cadmin, msg);
@@ -72,10 +41,10 @@ static void reply_back(struct rmq_xmsg *x)
 	const struct rmq_ctrl_view *v = ca->kind == GET ? &ca->view : &ca->ch.view;
 	if (v->leader)
 		snprintf(leader, sizeof(leader), "%u", v->leader);
-	Rustmq__Controller__RaftConfiguration *conf = conf_pb(v, &a);
-	if (!conf) {
-		rmq_call_finish(ca->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else if (ca->kind == GET) {
+	struct rmq_ctrl_wire_conf w;
+	rmq_ctrl_wire_conf_to_pb(&v->conf, &w);
+	Rustmq__Controller__RaftConfiguration *conf = &w.pb;
+	if (ca->kind == GET) {
 		Rustmq__Controller__GetConfigurationResponse r =
 			RUSTMQ__CONTROLLER__GET_CONFIGURATION_RESPONSE__INIT;
 		Rustmq__Controller__RaftPeerProgress *pg =

@@ -3,12 +3,14 @@
 #include "broker/ctrl_net.h"
 
 #include "broker/broker.h"
+#include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "net/client.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 #define PEER_CALLS_MAX 64                      /* in flight per peer; more are dropped */
 #define CALL_TIMEOUT_NS (2000ULL * 1000 * 1000)
 #define RECONNECT_NS (200ULL * 1000 * 1000)    /* between attempts to connect */
+#define SNAPSHOT_CHUNKS_MAX 64                 /* chunks of a snapshot: 64 MiB */
+#define SNAPSHOT_TIMEOUT_NS (30ULL * 1000 * 1000 * 1000)
 
 /* ---- in ------------------------------------------------------------------------- */
 
@@ -93,6 +97,142 @@ void rmq_ctrl_rpc_timeout_now(struct rmq_call *c, const uint8_t *msg, size_t len
 	receive(c, RMQ_CTRL_RPC_TIMEOUT_NOW, msg, len);
 }
 
+/* InstallSnapshot: chunks gathered on the connection's shard, checked
+ * (order, header, size, CRC-32C), then handed to shard 0 whole. */
+struct snap_in {
+	struct rmq_ctrl_inbound *in;  /* m, conf; buf grows with the data */
+	size_t cap;
+	uint64_t total;
+	bool done;
+	uint32_t crc;
+	const char *bad;              /* the first refusal */
+};
+
+static void snap_in_free(struct snap_in *si)
+{
+	if (!si)
+		return;
+	free(si->in->buf);
+	free(si->in);
+	free(si);
+}
+
+void rmq_ctrl_snapshot_chunk(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct snap_in *si = rmq_call_get_ctx(c);
+	if (!si) {
+		si = calloc(1, sizeof(*si));
+		struct rmq_ctrl_inbound *in = calloc(1, sizeof(*in));
+		if (!si || !in) {
+			free(si);
+			free(in);
+			rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		si->in = in;
+		rmq_call_set_ctx(c, si);
+	}
+	if (si->bad)
+		return;
+	Rustmq__Controller__InstallSnapshotRequest *r =
+		rustmq__controller__install_snapshot_request__unpack(NULL, len, msg);
+	struct rmq_raft_msg *m = &si->in->m;
+	if (!r) {
+		si->bad = "a chunk does not decode";
+		return;
+	}
+	if (si->in->len == 0 && !si->total && !si->done) {
+		/* The first chunk: the header, and the configuration. */
+		*m = (struct rmq_raft_msg){.type = RMQ_RAFT_MSG_SNAPSHOT,
+					   .from = rmq_ctrl_node_id(r->leader_id),
+					   .term = r->term,
+					   .index = r->last_included_index,
+					   .log_term = r->last_included_term,
+					   .conf = &si->in->conf};
+		si->total = r->total_size;
+		if (!m->from || rmq_ctrl_wire_conf_from_pb(r->configuration, &si->in->conf) < 0 ||
+		    si->total > (uint64_t)SNAPSHOT_CHUNKS_MAX * RMQ_CTRL_SNAPSHOT_CHUNK)
+			si->bad = "the first chunk's header or configuration is not valid";
+	}
+	if (!si->bad && (r->offset != si->in->len || r->term != m->term ||
+			 r->last_included_index != m->index || r->last_included_term != m->log_term ||
+			 r->total_size != si->total || si->done ||
+			 r->data.len > RMQ_CTRL_SNAPSHOT_CHUNK || si->in->len + r->data.len > si->total))
+		si->bad = "a chunk out of order, or with another header";
+	if (!si->bad && r->data.len) {
+		if (si->in->len + r->data.len > si->cap) {
+			size_t cap = si->total ? si->total : r->data.len;
+			uint8_t *b = realloc(si->in->buf, cap);
+			if (!b) {
+				si->bad = "out of memory";
+			} else {
+				si->in->buf = b;
+				si->cap = cap;
+			}
+		}
+		if (!si->bad) {
+			memcpy(si->in->buf + si->in->len, r->data.data, r->data.len);
+			si->in->len += r->data.len;
+		}
+	}
+	if (!si->bad && r->done) {
+		si->done = true;
+		si->crc = r->crc32c;
+	}
+	rustmq__controller__install_snapshot_request__free_unpacked(r, NULL);
+}
+
+static void snap_refuse(struct rmq_call *c, const char *why)
+{
+	uint8_t *buf;
+	size_t len;
+	Rustmq__Controller__InstallSnapshotResponse r = RUSTMQ__CONTROLLER__INSTALL_SNAPSHOT_RESPONSE__INIT;
+	r.error_code = RUSTMQ__COMMON__ERROR_CODE__INVALID_REQUEST;
+	r.error_message = (char *)why;
+	len = rustmq__controller__install_snapshot_response__get_packed_size(&r);
+	buf = malloc(len ? len : 1);
+	if (buf) {
+		rustmq__controller__install_snapshot_response__pack(&r, buf);
+		if (rmq_call_send(c, buf, len) == 0)
+			rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+		free(buf);
+	} else {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}
+
+void rmq_ctrl_snapshot_end(struct rmq_call *c)
+{
+	struct snap_in *si = rmq_call_get_ctx(c);
+	rmq_call_set_ctx(c, NULL);
+	const char *bad = !si ? "no chunk" : si->bad;
+	if (!bad && (!si->done || si->in->len != si->total))
+		bad = "the stream ended before its last chunk";
+	if (!bad && rmq_crc32c(0, si->in->buf, si->in->len) != si->crc)
+		bad = "the snapshot's CRC-32C does not match";
+	if (bad) {
+		snap_refuse(c, bad);
+		snap_in_free(si);
+		return;
+	}
+	struct rmq_ctrl_inbound *in = si->in;
+	free(si);
+	struct rmq_bshard *bs = rmq_bshard_current();
+	in->call = c;
+	rmq_call_ref(c);
+	in->origin = bs->id;
+	in->rpc = RMQ_CTRL_RPC_SNAPSHOT;
+	in->m.to = 0; /* set at shard 0 */
+	in->msg.fn = inbound_arrive;
+	rmq_shard_post(bs->s, 0, &in->msg);
+}
+
+void rmq_ctrl_snapshot_cancel(struct rmq_call *c)
+{
+	snap_in_free(rmq_call_get_ctx(c));
+	rmq_call_set_ctx(c, NULL);
+}
+
 /* ---- out ------------------------------------------------------------------------ */
 
 struct peer {
@@ -105,6 +245,7 @@ struct peer {
 	uint64_t next_try_ns;
 	unsigned inflight;
 	bool logged_down;
+	bool snapshotting;                      /* an InstallSnapshot in flight */
 };
 
 struct out_call {
@@ -221,7 +362,7 @@ static struct peer *peer_of(struct rmq_ctrl_peers *ps, uint32_t id, const char *
 	cfg.port = (uint16_t)atoi(colon + 1);
 	cfg.connections_max = 2;
 	cfg.calls_max = PEER_CALLS_MAX;
-	cfg.send_queue_max = 4;
+	cfg.send_queue_max = SNAPSHOT_CHUNKS_MAX;
 	cfg.recv_buffers = 16;
 	cfg.stream_window = 16u << 20;
 	cfg.conn_window = 64u << 20;
@@ -250,23 +391,28 @@ static void call_done(void *arg, enum rmq_grpc_status status, const char *messag
 	free(oc);
 }
 
+/* Whether calls may start to p now; if not, connects (at most every
+ * RECONNECT_NS): what would have been sent is lost, as the network may
+ * lose it, and Raft sends again. */
+static bool peer_ready(struct peer *p)
+{
+	if (p->conn && rmq_client_conn_ok(p->conn) && !p->connecting)
+		return true;
+	if (!p->connecting && rmq_now_ns() >= p->next_try_ns) {
+		p->conn = NULL;
+		if (rmq_client_connect(p->cl, &conn_ops, p, &p->conn) == 0)
+			p->connecting = true;
+		else
+			p->next_try_ns = rmq_now_ns() + RECONNECT_NS;
+	}
+	return false;
+}
+
 void rmq_ctrl_peers_send(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m, const char *addr)
 {
 	int rpc = rmq_ctrl_rpc_of(m->type);
 	struct peer *p = rpc < 0 ? NULL : peer_of(ps, m->to, addr);
-	if (!p)
-		return;
-	if (!p->conn || !rmq_client_conn_ok(p->conn)) {
-		if (!p->connecting && rmq_now_ns() >= p->next_try_ns) {
-			p->conn = NULL;
-			if (rmq_client_connect(p->cl, &conn_ops, p, &p->conn) == 0)
-				p->connecting = true;
-			else
-				p->next_try_ns = rmq_now_ns() + RECONNECT_NS;
-		}
-		return; /* lost, as the network may lose it: Raft sends again */
-	}
-	if (p->connecting || p->inflight >= PEER_CALLS_MAX)
+	if (!p || !peer_ready(p) || p->inflight >= PEER_CALLS_MAX)
 		return;
 	uint8_t *buf;
 	size_t len;
@@ -288,4 +434,79 @@ void rmq_ctrl_peers_send(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m
 		return;
 	}
 	p->inflight++;
+}
+
+/* One InstallSnapshot stream: its encoded chunks live until on_close. */
+struct snap_out {
+	struct peer *p;
+	size_t n;
+	bool answered;
+	uint8_t *bufs[SNAPSHOT_CHUNKS_MAX];
+	size_t lens[SNAPSHOT_CHUNKS_MAX];
+};
+
+static void snap_answer(struct rmq_ccall *call, void *arg, const uint8_t *msg, size_t len)
+{
+	struct snap_out *so = arg;
+	struct rmq_ctrl_peers *ps = so->p->ps;
+	struct rmq_raft_msg m;
+	(void)call;
+	if (so->answered || ps->closing)
+		return;
+	so->answered = true;
+	if (rmq_ctrl_wire_decode_response(RMQ_CTRL_RPC_SNAPSHOT, msg, len, so->p->id, ps->self, &m) ==
+	    0)
+		ps->on_answer(ps->arg, &m);
+}
+
+static void snap_closed(struct rmq_ccall *call, void *arg, enum rmq_grpc_status status,
+			const char *message)
+{
+	struct snap_out *so = arg;
+	(void)call;
+	if (status != RMQ_GRPC_OK && !so->p->ps->closing)
+		rmq_warn("controller: sending a snapshot to node %u failed: %s %s", so->p->id,
+			 rmq_grpc_status_name(status), message);
+	so->p->snapshotting = false;
+	for (size_t i = 0; i < so->n; i++)
+		free(so->bufs[i]);
+	free(so);
+}
+
+static const struct rmq_ccall_ops snap_ops = {.on_message = snap_answer, .on_close = snap_closed};
+
+void rmq_ctrl_peers_send_snapshot(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m,
+				  const char *addr, const uint8_t *data, size_t len)
+{
+	struct peer *p = peer_of(ps, m->to, addr);
+	if (!p || p->snapshotting || !peer_ready(p))
+		return;
+	struct snap_out *so = calloc(1, sizeof(*so));
+	if (!so)
+		return;
+	so->p = p;
+	int rc = rmq_ctrl_wire_snapshot_chunks(m, data, len, ps->cluster_id, so->bufs, so->lens,
+					       SNAPSHOT_CHUNKS_MAX, &so->n);
+	if (rc < 0) {
+		if (rc == RMQ_ETOOBIG)
+			rmq_error("controller: a snapshot of %zu bytes is more than InstallSnapshot "
+				  "carries (%u chunks of %u bytes)",
+				  len, SNAPSHOT_CHUNKS_MAX, RMQ_CTRL_SNAPSHOT_CHUNK);
+		free(so);
+		return;
+	}
+	struct rmq_ccall *call;
+	if (rmq_ccall_start(p->conn, rmq_ctrl_rpc_path(RMQ_CTRL_RPC_SNAPSHOT), SNAPSHOT_TIMEOUT_NS,
+			    &snap_ops, so, &call) < 0) {
+		for (size_t i = 0; i < so->n; i++)
+			free(so->bufs[i]);
+		free(so);
+		return;
+	}
+	p->snapshotting = true;
+	for (size_t i = 0; i < so->n; i++)
+		(void)rmq_ccall_send(call, so->bufs[i], so->lens[i]); /* send_queue_max: all fit */
+	(void)rmq_ccall_half_close(call);
+	rmq_info("controller: sending node %u the snapshot at %" PRIu64 " (%zu bytes)", p->id,
+		 m->index, len);
 }

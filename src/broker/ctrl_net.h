@@ -40,6 +40,7 @@ struct rmq_ctrl_inbound {
 	/* For the controller. */
 	struct rmq_raft_msg m;
 	struct rmq_ctrl_wire_hold hold;
+	struct rmq_raft_conf conf;       /* SNAPSHOT: m.conf; buf holds its data */
 	bool stepped;
 	struct rmq_ctrl_inbound *next;
 };
@@ -50,6 +51,10 @@ void rmq_ctrl_rpc_prevote(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_ctrl_rpc_vote(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_ctrl_rpc_append(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_ctrl_rpc_timeout_now(struct rmq_call *c, const uint8_t *msg, size_t len);
+/* InstallSnapshot, a client stream: its chunks, its end, its cancel. */
+void rmq_ctrl_snapshot_chunk(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_ctrl_snapshot_end(struct rmq_call *c);
+void rmq_ctrl_snapshot_cancel(struct rmq_call *c);
 
 /* Provided by controller.c: a call arrived at shard 0. */
 void rmq_ctrl_receive(struct rmq_bshard *bs, struct rmq_ctrl_inbound *in);
@@ -74,5 +79,11 @@ void rmq_ctrl_peers_free(struct rmq_ctrl_peers *ps);
 
 /* Sends request message m to node m->to at addr ("host:port"). */
 void rmq_ctrl_peers_send(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m, const char *addr);
+
+/* Sends snapshot m (SNAPSHOT) with its data (the state machine's bytes,
+ * copied) as the InstallSnapshot stream; its answer comes through
+ * on_answer as an APPEND_RESP.  At most one per peer at a time. */
+void rmq_ctrl_peers_send_snapshot(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m,
+				  const char *addr, const uint8_t *data, size_t len);
 
 #endif /* RMQ_BROKER_CTRL_NET_H */

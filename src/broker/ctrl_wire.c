@@ -3,7 +3,7 @@
 #include "broker/ctrl_wire.h"
 
 #include "broker/errcode.h"
-#include "controller/raft.pb-c.h"
+#include "core/crc32c.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -20,6 +20,7 @@ const char *rmq_ctrl_rpc_path(enum rmq_ctrl_rpc rpc)
 		[RMQ_CTRL_RPC_VOTE] = "/rustmq.controller.ControllerRaftService/RequestVote",
 		[RMQ_CTRL_RPC_APPEND] = "/rustmq.controller.ControllerRaftService/AppendEntries",
 		[RMQ_CTRL_RPC_TIMEOUT_NOW] = "/rustmq.controller.ControllerRaftService/TimeoutNow",
+		[RMQ_CTRL_RPC_SNAPSHOT] = "/rustmq.controller.ControllerRaftService/InstallSnapshot",
 	};
 	return (unsigned)rpc < RMQ_CTRL_RPC_COUNT ? paths[rpc] : NULL;
 }
@@ -163,7 +164,7 @@ int rmq_ctrl_wire_decode_request(enum rmq_ctrl_rpc rpc, const uint8_t *p, size_t
 	};
 	*hold = (struct rmq_ctrl_wire_hold){0};
 	*m = (struct rmq_raft_msg){.to = self};
-	if ((unsigned)rpc >= RMQ_CTRL_RPC_COUNT)
+	if ((unsigned)rpc >= RMQ_CTRL_RPC_COUNT || !desc[rpc])
 		return RMQ_ECORRUPT;
 	ProtobufCMessage *u = protobuf_c_message_unpack(desc[rpc], NULL, len, p);
 	if (!u)
@@ -299,6 +300,19 @@ int rmq_ctrl_wire_encode_response(enum rmq_ctrl_rpc rpc, const struct rmq_raft_m
 		r.accepted = code == 0;
 		return pack(&r.base, buf, len);
 	}
+	case RMQ_CTRL_RPC_SNAPSHOT: {
+		/* The core answers an installed snapshot as it answers an APPEND:
+		 * its index when taken; without an answer, a refusal. */
+		Rustmq__Controller__InstallSnapshotResponse r =
+			RUSTMQ__CONTROLLER__INSTALL_SNAPSHOT_RESPONSE__INIT;
+		bool taken = m && !m->reject && code == 0;
+		r.term = t;
+		r.error_code = (Rustmq__Common__ErrorCode)(taken ? 0 : code ? code : EC_STALE_EPOCH);
+		r.error_message = taken ? (char *)"" : code ? reason : (char *)"not taken";
+		r.responder_id = me;
+		r.match_index = taken ? m->index : 0;
+		return pack(&r.base, buf, len);
+	}
 	default:
 		return -EINVAL;
 	}
@@ -362,7 +376,118 @@ int rmq_ctrl_wire_decode_response(enum rmq_ctrl_rpc rpc, const uint8_t *p, size_
 		rustmq__controller__timeout_now_response__free_unpacked(r, NULL);
 		return 1;
 	}
+	case RMQ_CTRL_RPC_SNAPSHOT: {
+		Rustmq__Controller__InstallSnapshotResponse *r =
+			rustmq__controller__install_snapshot_response__unpack(NULL, len, p);
+		if (!r)
+			return RMQ_ECORRUPT;
+		if (r->term && (r->error_code == 0 || r->error_code == EC_STALE_EPOCH)) {
+			/* Taken: as an APPEND's answer.  Refused for its term: the
+			 * term tells a stale leader to step down. */
+			m->type = RMQ_RAFT_MSG_APPEND_RESP;
+			m->term = r->term;
+			m->index = r->match_index;
+			m->reject = r->error_code != 0;
+			rc = 0;
+		}
+		rustmq__controller__install_snapshot_response__free_unpacked(r, NULL);
+		return rc;
+	}
 	default:
 		return RMQ_ECORRUPT;
 	}
+}
+
+/* ---- configurations and snapshots --------------------------------------------------- */
+
+static const Rustmq__Controller__RaftServerRole pb_roles[] = {
+	[RMQ_RAFT_VOTER] = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_VOTER,
+	[RMQ_RAFT_LEARNER] = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_LEARNER,
+	[RMQ_RAFT_SPARE] = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_SPARE,
+};
+
+void rmq_ctrl_wire_conf_to_pb(const struct rmq_raft_conf *c, struct rmq_ctrl_wire_conf *w)
+{
+	rustmq__controller__raft_configuration__init(&w->pb);
+	for (uint32_t i = 0; i < c->n && i < RMQ_RAFT_SERVERS_MAX; i++) {
+		const struct rmq_raft_server *s = &c->servers[i];
+		rustmq__controller__raft_server__init(&w->sv[i]);
+		id_str(w->ids[i], s->id);
+		w->sv[i].id = w->ids[i];
+		w->sv[i].address = (char *)s->addr;
+		w->sv[i].role = s->role <= RMQ_RAFT_SPARE ? pb_roles[s->role] : 0;
+		w->sp[i] = &w->sv[i];
+	}
+	w->pb.n_servers = c->n;
+	w->pb.servers = w->sp;
+}
+
+int rmq_ctrl_wire_conf_from_pb(const Rustmq__Controller__RaftConfiguration *pb,
+			       struct rmq_raft_conf *c)
+{
+	uint8_t buf[RMQ_RAFT_CONF_ENCODED_MAX];
+	memset(c, 0, sizeof(*c));
+	if (!pb)
+		return 0;
+	if (pb->n_servers > RMQ_RAFT_SERVERS_MAX)
+		return RMQ_ECORRUPT;
+	for (size_t i = 0; i < pb->n_servers; i++) {
+		const Rustmq__Controller__RaftServer *s = pb->servers[i];
+		struct rmq_raft_server *d = &c->servers[i];
+		d->id = rmq_ctrl_node_id(s->id);
+		d->role = (uint32_t)s->role;
+		if (strlen(s->address) >= sizeof(d->addr))
+			return RMQ_ECORRUPT;
+		memcpy(d->addr, s->address, strlen(s->address) + 1);
+	}
+	c->n = (uint32_t)pb->n_servers;
+	/* The core's checks (order, roles, counts) through its encoding. */
+	struct rmq_raft_conf check;
+	return rmq_raft_conf_decode(buf, rmq_raft_conf_encode(c, buf), &check);
+}
+
+int rmq_ctrl_wire_snapshot_chunks(const struct rmq_raft_msg *m, const uint8_t *data, size_t len,
+				  const char *cluster_id, uint8_t **bufs, size_t *lens, size_t max,
+				  size_t *n)
+{
+	size_t chunks = len ? (len + RMQ_CTRL_SNAPSHOT_CHUNK - 1) / RMQ_CTRL_SNAPSHOT_CHUNK : 1;
+	struct rmq_ctrl_wire_conf *w = malloc(sizeof(*w));
+	char from[ID_LEN];
+	if (chunks > max) {
+		free(w);
+		return RMQ_ETOOBIG;
+	}
+	if (!w)
+		return -ENOMEM;
+	rmq_ctrl_wire_conf_to_pb(m->conf, w);
+	id_str(from, m->from);
+	uint32_t crc = rmq_crc32c(0, data, len);
+	*n = 0;
+	for (size_t i = 0; i < chunks; i++) {
+		Rustmq__Controller__InstallSnapshotRequest r =
+			RUSTMQ__CONTROLLER__INSTALL_SNAPSHOT_REQUEST__INIT;
+		size_t off = i * RMQ_CTRL_SNAPSHOT_CHUNK;
+		size_t part = len - off < RMQ_CTRL_SNAPSHOT_CHUNK ? len - off : RMQ_CTRL_SNAPSHOT_CHUNK;
+		r.term = m->term;
+		r.leader_id = from;
+		r.last_included_index = m->index;
+		r.last_included_term = m->log_term;
+		r.configuration = i == 0 ? &w->pb : NULL;
+		r.offset = off;
+		r.data.data = (uint8_t *)data + off;
+		r.data.len = part;
+		r.done = i + 1 == chunks;
+		r.cluster_id = (char *)(cluster_id ? cluster_id : "");
+		r.total_size = len;
+		r.crc32c = r.done ? crc : 0;
+		if (pack(&r.base, &bufs[i], &lens[i]) < 0) {
+			while (i-- > 0)
+				free(bufs[i]);
+			free(w);
+			return -ENOMEM;
+		}
+		(*n)++;
+	}
+	free(w);
+	return 0;
 }

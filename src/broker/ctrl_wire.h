@@ -20,6 +20,7 @@
 #ifndef RMQ_BROKER_CTRL_WIRE_H
 #define RMQ_BROKER_CTRL_WIRE_H
 
+#include "controller/raft.pb-c.h"
 #include "raft/raft.h"
 
 #include <stddef.h>
@@ -30,6 +31,7 @@ enum rmq_ctrl_rpc {
 	RMQ_CTRL_RPC_VOTE,
 	RMQ_CTRL_RPC_APPEND,
 	RMQ_CTRL_RPC_TIMEOUT_NOW,
+	RMQ_CTRL_RPC_SNAPSHOT,  /* InstallSnapshot (a client stream; answers only here) */
 	RMQ_CTRL_RPC_COUNT,
 };
 
@@ -83,5 +85,26 @@ int rmq_ctrl_wire_decode_response(enum rmq_ctrl_rpc rpc, const uint8_t *p, size_
 
 /* "12" -> 12; 0 for anything but a number from 1 to 2^32 - 1. */
 uint32_t rmq_ctrl_node_id(const char *s);
+
+/* A configuration as a RaftConfiguration (pointing into w) and back
+ * (RMQ_ECORRUPT for one that is not valid). */
+struct rmq_ctrl_wire_conf {
+	Rustmq__Controller__RaftConfiguration pb;
+	Rustmq__Controller__RaftServer sv[RMQ_RAFT_SERVERS_MAX];
+	Rustmq__Controller__RaftServer *sp[RMQ_RAFT_SERVERS_MAX];
+	char ids[RMQ_RAFT_SERVERS_MAX][12];
+};
+void rmq_ctrl_wire_conf_to_pb(const struct rmq_raft_conf *c, struct rmq_ctrl_wire_conf *w);
+int rmq_ctrl_wire_conf_from_pb(const Rustmq__Controller__RaftConfiguration *pb,
+			       struct rmq_raft_conf *c);
+
+/* InstallSnapshot: snapshot m (SNAPSHOT, with its conf) of data[0..len)
+ * as chunks of at most RMQ_CTRL_SNAPSHOT_CHUNK bytes of data, each encoded
+ * into bufs[i] (malloc'd; *n of them, at most max).  Returns 0, RMQ_ETOOBIG
+ * (more than max chunks), -ENOMEM. */
+#define RMQ_CTRL_SNAPSHOT_CHUNK (1u << 20)
+int rmq_ctrl_wire_snapshot_chunks(const struct rmq_raft_msg *m, const uint8_t *data, size_t len,
+				  const char *cluster_id, uint8_t **bufs, size_t *lens, size_t max,
+				  size_t *n);
 
 #endif /* RMQ_BROKER_CTRL_WIRE_H */

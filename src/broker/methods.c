@@ -120,7 +120,7 @@ static const struct route routes[] = {
 	/* ControllerRaftService */
 	{.path = "/rustmq.controller.ControllerRaftService/RequestVote", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_vote, .resp = &rustmq__controller__vote_response__descriptor, .version_field = 6},
 	{.path = "/rustmq.controller.ControllerRaftService/AppendEntries", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_append, .resp = &rustmq__controller__append_entries_response__descriptor, .version_field = 7},
-	NOT_SERVED("/rustmq.controller.ControllerRaftService/InstallSnapshot", CS),
+	{.path = "/rustmq.controller.ControllerRaftService/InstallSnapshot", .kind = CS, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_snapshot_chunk, .on_half_close = rmq_ctrl_snapshot_end, .on_cancel = rmq_ctrl_snapshot_cancel, .resp = &rustmq__controller__install_snapshot_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.controller.ControllerRaftService/PreVote", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_prevote, .resp = &rustmq__controller__pre_vote_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.controller.ControllerRaftService/TimeoutNow", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_timeout_now, .resp = &rustmq__controller__timeout_now_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.controller.ControllerRaftService/AddPeer", .kind = U, .rpc = RMQ_RPC_RAFT, .req = &rustmq__controller__add_peer_request__descriptor, .on_request = rmq_ctrl_add_peer, .resp = &rustmq__controller__add_peer_response__descriptor, .version_field = 1},

@@ -12,7 +12,8 @@ controller's Raft log.
   changes go on through it;
 - topic changes racing the failover: every change answered OK is on every
   node afterwards;
-- the killed node restarts and catches up;
+- the killed node restarts and catches up; a follower away while the
+  leader snapshotted past its log catches up by InstallSnapshot;
 - GetConfiguration answers the same configuration on every node;
 - a fourth node started outside --controller-voters is added (AddPeer: a
   learner, then a voter once caught up) and gets the topics; the leader is
@@ -74,8 +75,10 @@ class Cluster:
             self.nodes.append(tn.Node(binary, os.path.join(d, "data"), d, verbose))
 
     def flags(self, i):
+        # A snapshot every 8 entries: nodes behind catch up by InstallSnapshot.
         return ("--listen", f"127.0.0.1:{self.ports[i]}", "--node-id", str(i + 1),
-                "--controller-voters", self.voters, "--cores", "1")
+                "--controller-voters", self.voters, "--cores", "1",
+                "--controller-snapshot-entries", "8")
 
     def start(self, i):
         self.nodes[i].start(self.flags(i))
@@ -116,11 +119,12 @@ class Cluster:
             n.kill()
 
 
-def same_topics_everywhere(cl, want, what, timeout=10):
-    """Every live node lists exactly want (name -> id), within timeout."""
+def same_topics_everywhere(cl, want, what, timeout=10, but=None):
+    """Every live node (but one) lists exactly want (name -> id), within
+    timeout (a follower applies what committed a moment later)."""
     end = time.monotonic() + timeout
     while True:
-        got = [cl.topics(i) for i, n in enumerate(cl.nodes) if n.alive()]
+        got = [cl.topics(i) for i, n in enumerate(cl.nodes) if n.alive() and i != but]
         if all(g == want for g in got):
             return
         if time.monotonic() > end:
@@ -198,12 +202,27 @@ def run(cl):
     cl.start(li)
     same_topics_everywhere(cl, want, "after the old leader restarted")
 
+    # A follower away while the leader snapshots past its log: it comes
+    # back through InstallSnapshot.
+    li, _ = cl.leader()
+    f = (li + 1) % 3
+    cl.nodes[f].kill()
+    for n in range(20):
+        ok(create(cl, li, f"c-away-{n}").topics[0], "create while a follower is away")
+    want = cl.topics(li)
+    cl.start(f)
+    same_topics_everywhere(cl, want, "after the follower came back")
+    check(any("installed the leader's snapshot" in l for l in cl.nodes[f].lines),
+          "the follower caught up by a snapshot:\n" + cl.nodes[f].tail())
+
     # Every node holds the same configuration.
     li, _ = cl.leader()
     confs = [configuration(cl, i) for i in range(3)]
     for i, conf in enumerate(confs):
         eq(voters(conf), [1, 2, 3], f"node {i + 1}: voters")
-        eq(conf.configuration_index, confs[li].configuration_index, f"node {i + 1}: its index")
+        # (A configuration that came with a snapshot reports the snapshot's
+        # index: the entry that held it is compacted away.)
+        check(conf.configuration_index <= conf.commit_index, f"node {i + 1}: committed")
         eq(conf.leader_id, str(li + 1), f"node {i + 1}: the leader")
     eq(len(confs[li].progress), 2, "the leader's progress of the two others")
 
@@ -236,9 +255,7 @@ def run(cl):
     check(new != li, "another node leads")
     ok(create(cl, new, "c-after-remove").topics[0], "create after the leader left")
     want = cl.topics(new)
-    for i in range(4):
-        if i != li:
-            eq(cl.topics(i), want, f"node {i + 1}: topics after the leader left")
+    same_topics_everywhere(cl, want, "after the leader left", but=li)
 
     for i, n in enumerate(cl.nodes):
         eq(n.stop(), 0, f"node {i + 1}: exit status after SIGTERM")

@@ -171,3 +171,58 @@ Test(ctrl_wire, what_is_not_a_message_is_refused)
 	cr_assert_eq(rmq_ctrl_node_id(""), 0);
 	cr_assert_eq(rmq_ctrl_node_id("7a"), 0);
 }
+
+/* InstallSnapshot: chunks of at most 1 MiB, the configuration in the
+ * first, done and the CRC-32C of the whole in the last; the answer comes
+ * back as the core's APPEND_RESP. */
+Test(ctrl_wire, a_snapshot_as_chunks_and_its_answer)
+{
+	size_t len = (5u << 20) / 2; /* 2.5 MiB: three chunks */
+	uint8_t *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 7);
+	struct rmq_raft_conf conf = {.n = 2};
+	conf.servers[0] = (struct rmq_raft_server){.id = 1, .role = RMQ_RAFT_VOTER, .addr = "h:1"};
+	conf.servers[1] = (struct rmq_raft_server){.id = 2, .role = RMQ_RAFT_LEARNER, .addr = "h:2"};
+	struct rmq_raft_msg m = {.type = RMQ_RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 4,
+				 .index = 99, .log_term = 3, .conf = &conf};
+	uint8_t *bufs[4];
+	size_t lens[4], n;
+	cr_assert_eq(rmq_ctrl_wire_snapshot_chunks(&m, data, len, NULL, bufs, lens, 2, &n), RMQ_ETOOBIG);
+	cr_assert_eq(rmq_ctrl_wire_snapshot_chunks(&m, data, len, NULL, bufs, lens, 4, &n), 0);
+	cr_assert_eq(n, 3);
+	size_t off = 0;
+	for (size_t i = 0; i < n; i++) {
+		Rustmq__Controller__InstallSnapshotRequest *r =
+			rustmq__controller__install_snapshot_request__unpack(NULL, lens[i], bufs[i]);
+		cr_assert_not_null(r);
+		cr_assert_eq(r->offset, off);
+		cr_assert_eq(r->total_size, len);
+		cr_assert_eq(r->last_included_index, 99);
+		cr_assert_eq(r->done, i == n - 1);
+		cr_assert_eq(memcmp(r->data.data, data + off, r->data.len), 0);
+		if (i == 0) {
+			struct rmq_raft_conf back;
+			cr_assert_eq(rmq_ctrl_wire_conf_from_pb(r->configuration, &back), 0);
+			cr_assert_eq(memcmp(&back, &conf, sizeof(conf)), 0);
+		}
+		off += r->data.len;
+		rustmq__controller__install_snapshot_request__free_unpacked(r, NULL);
+		free(bufs[i]);
+	}
+	cr_assert_eq(off, len);
+	free(data);
+
+	uint8_t *buf;
+	size_t blen;
+	struct rmq_raft_msg ack = {.type = RMQ_RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 4,
+				   .index = 99};
+	cr_assert_eq(rmq_ctrl_wire_encode_response(RMQ_CTRL_RPC_SNAPSHOT, &ack, 4, 2, 0, NULL, &buf,
+						   &blen), 0);
+	struct rmq_raft_msg got;
+	cr_assert_eq(rmq_ctrl_wire_decode_response(RMQ_CTRL_RPC_SNAPSHOT, buf, blen, 2, 1, &got), 0);
+	cr_assert_eq(got.type, RMQ_RAFT_MSG_APPEND_RESP);
+	cr_assert_eq(got.index, 99);
+	cr_assert_not(got.reject);
+	free(buf);
+}

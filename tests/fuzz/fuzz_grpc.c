@@ -60,7 +60,9 @@ static const char *const paths[] = {
 	"/grpc.health.v1.Health/Check",
 	"/grpc.health.v1.Health/Watch",
 	"/rustmq.broker.BrokerHealthService/GetMetrics",
-	"/rustmq.controller.ControllerRaftService/InstallSnapshot", /* not served */
+	"/rustmq.controller.ControllerRaftService/InstallSnapshot", /* a client stream */
+	"/rustmq.controller.ControllerRaftService/AppendEntries",
+	"/rustmq.streaming.StreamingService/BulkLoad", /* not served */
 	"/no.Such/Method",
 	NULL, /* from the payload */
 };
