@@ -68,6 +68,7 @@ class Cluster:
     def __init__(self, binary, tmp, verbose):
         self.ports = free_ports(4)  # the fourth joins later
         self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports[:3]))
+        self.snapshot_entries = 8
         self.nodes = []
         for i in range(4):
             d = os.path.join(tmp, f"n{i + 1}")
@@ -78,7 +79,7 @@ class Cluster:
         # A snapshot every 8 entries: nodes behind catch up by InstallSnapshot.
         return ("--listen", f"127.0.0.1:{self.ports[i]}", "--node-id", str(i + 1),
                 "--controller-voters", self.voters, "--cores", "1",
-                "--controller-snapshot-entries", "8")
+                "--controller-snapshot-entries", str(self.snapshot_entries))
 
     def start(self, i):
         self.nodes[i].start(self.flags(i))
