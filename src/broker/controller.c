@@ -62,6 +62,9 @@ struct rmq_ctrl {
 	uint8_t *incoming_data;
 	size_t incoming_len;
 	struct rmq_ctrl_change *changes, *changes_tail; /* membership calls */
+	uint64_t durable_term;     /* the hard state's, as made durable */
+	uint32_t durable_vote;
+	bool sent_early;           /* this Ready's APPENDs left before it was durable */
 	uint32_t known_leader;     /* for the log line when it changes */
 	uint64_t known_term;
 	struct rmq_timer timer;
@@ -674,8 +677,13 @@ static void durable(void *arg, int res)
 	}
 	if (c->rd.snapshot)
 		install_snapshot(c);
+	if (c->rd.hs_changed) {
+		c->durable_term = c->rd.hs.term;
+		c->durable_vote = c->rd.hs.vote;
+	}
 	for (size_t i = 0; i < c->rd.n_msgs; i++)
-		send_msg(c, &c->rd.msgs[i]);
+		if (!c->sent_early || c->rd.msgs[i].type != RMQ_RAFT_MSG_APPEND)
+			send_msg(c, &c->rd.msgs[i]);
 	answer_rest(c, 0, "no answer from the core");
 	for (size_t i = 0; i < c->rd.n_committed; i++)
 		apply(c, &c->rd.committed[i]);
@@ -808,6 +816,17 @@ static void pump(struct rmq_ctrl *c)
 		return;
 	rmq_raft_get_ready(c->raft, &c->rd);
 	c->in_ready = true;
+	/* The leader's APPENDs go out while its own write runs (thesis
+	 * section 10.2.1): it counts its entries towards a commit only once
+	 * they are durable (rmq_raft_advance), and a follower's copy is as
+	 * good as its own.  Not when the Ready changes term or vote, which
+	 * every message must find durable. */
+	c->sent_early = !c->rd.hs_changed ||
+			(c->rd.hs.term == c->durable_term && c->rd.hs.vote == c->durable_vote);
+	if (c->sent_early)
+		for (size_t i = 0; i < c->rd.n_msgs; i++)
+			if (c->rd.msgs[i].type == RMQ_RAFT_MSG_APPEND)
+				send_msg(c, &c->rd.msgs[i]);
 	int rc = rmq_cstore_write(c->store, &c->rd, durable, c);
 	if (rc < 0)
 		durable(c, rc);
@@ -1027,6 +1046,8 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 		c->meta = rmq_meta_new(0);
 	c->applied = c->snap_index = st.snap_index;
 	c->applied_term = st.snap_term;
+	c->durable_term = st.hs.term;
+	c->durable_vote = st.hs.vote;
 	c->snap_data = st.snap_data; /* taken over */
 	c->snap_len = st.snap_len;
 	st.snap_data = NULL;
