@@ -41,62 +41,66 @@ struct proposal {
 
 struct rmq_ctrl {
 	struct rmq_bshard *bs;
-	struct rmq_cstore *store;
-	struct rmq_raft *raft;
 	uint32_t self;
-	struct rmq_ctrl_peers *peers;
-	/* Received calls: to step before the next Ready, then stepped (their
-	 * answers are in the Ready after); and answers to ours, to step. */
-	struct rmq_ctrl_inbound *inq, *inq_tail, *stepped, *stepped_tail;
-	unsigned n_inbound;
-	struct rmq_raft_msg answers[ANSWERS_MAX];
-	size_t n_answers;
-	bool logged_snapshot;
-	/* The state machine's bytes at snap_index (what InstallSnapshot sends),
-	 * and a leader's snapshot being received: saved on a helper thread as
-	 * DIR/snapshot.incoming, then stepped; its bytes wait for the Ready
-	 * that installs it. */
-	uint8_t *snap_data;
-	size_t snap_len;
-	bool incoming;             /* a received snapshot being saved */
-	uint8_t *incoming_data;
-	size_t incoming_len;
-	struct rmq_ctrl_change *changes, *changes_tail; /* membership calls */
-	uint64_t durable_term;     /* the hard state's, as made durable */
-	uint32_t durable_vote;
-	bool sent_early;           /* this Ready's APPENDs left before it was durable */
-	uint32_t known_leader;     /* for the log line when it changes */
-	uint64_t known_term;
+	bool stopping, failed;
+
+	/* The core, its store and the Ready in flight (raft.h's discipline:
+	 * while it is, ticks are counted and proposals and messages queued). */
+	struct rmq_raft *raft;
+	struct rmq_cstore *store;
 	struct rmq_timer timer;
 	uint32_t ticks_due;
-	bool in_ready, failed;
+	bool in_ready;
 	struct rmq_raft_ready rd;
-	struct proposal *queue, *queue_tail; /* not yet proposed */
-	struct proposal *waiting, *waiting_tail; /* proposed, by index */
-	struct proposal *refused;            /* answered at the next tick */
+	bool sent_early;           /* this Ready's APPENDs left before it was durable */
+	uint64_t durable_term;     /* the hard state's, as made durable */
+	uint32_t durable_vote;
+	uint32_t known_leader;     /* for the log line when it changes */
+	uint64_t known_term;
 
-	/* The state machine, as of applied. */
-	struct rmq_meta *meta;     /* one reference held here */
-	uint64_t applied, applied_term;
-	struct rmq_raft_conf conf;
+	/* Proposals: not yet proposed, proposed (by index), refused. */
+	struct proposal *queue, *queue_tail;
+	struct proposal *waiting, *waiting_tail;
+	struct proposal *refused;            /* answered at the next tick */
+	struct rmq_ctrl_change *changes, *changes_tail; /* membership calls */
 	/* The topics of an older version's meta/topics: proposed first, and
 	 * nothing else is proposed until they committed (a change proposed
 	 * before would be overwritten by them). */
 	enum { IMPORT_NONE, IMPORT_PENDING, IMPORT_PROPOSED } import;
-	bool stopping;
 
-	/* Publishing to the shards (one at a time, the newest). */
+	/* The network: received calls to step before the next Ready, then
+	 * stepped (their answers are in the Ready after); answers to ours. */
+	struct rmq_ctrl_peers *peers;
+	struct rmq_ctrl_inbound *inq, *inq_tail, *stepped, *stepped_tail;
+	unsigned n_inbound;
+	struct rmq_raft_msg answers[ANSWERS_MAX];
+	size_t n_answers;
+
+	/* The state machine, as of applied, and its publishing to the shards
+	 * (one at a time, the newest). */
+	struct rmq_meta *meta;     /* one reference held here */
+	uint64_t applied, applied_term;
+	struct rmq_raft_conf conf;
 	bool publishing;
 	uint64_t published, publish_index;
 	struct rmq_topics_publish pub;
 
-	/* Snapshots. */
+	/* Snapshots: ours (saved on a helper thread, then compacted behind),
+	 * the bytes of the newest (what InstallSnapshot sends), and a leader's
+	 * being received (saved as DIR/snapshot.incoming, then stepped; its
+	 * bytes wait for the Ready that installs it). */
 	uint64_t snap_index;
 	uint64_t bytes_since_snap;   /* of entries applied after snap_index */
 	bool saving;
 	uint64_t compact_to;       /* saved, to compact once no Ready is in flight */
-	uint8_t *save_buf;         /* ... its bytes, InstallSnapshot's then */
+	uint8_t *save_buf;         /* ... its bytes */
 	size_t save_len;
+	uint8_t *snap_data;
+	size_t snap_len;
+	bool logged_snapshot;
+	bool incoming;
+	uint8_t *incoming_data;
+	size_t incoming_len;
 };
 
 static void pump(struct rmq_ctrl *c);
@@ -110,14 +114,12 @@ static void ctrl_dir(char *buf, size_t len, const struct rmq_broker *b)
 /* The node's id in the controller: --node-id, a number. */
 static int node_id(const struct rmq_broker *b, uint32_t *id)
 {
-	char *end;
-	unsigned long v = strtoul(b->cfg.node_id, &end, 10);
-	if (*b->cfg.node_id == '\0' || *end != '\0' || v == 0 || v > UINT32_MAX) {
+	*id = rmq_ctrl_node_id(b->cfg.node_id);
+	if (!*id) {
 		rmq_error("--node-id=%s: the controller needs a number from 1 to %u", b->cfg.node_id,
 			  UINT32_MAX);
 		return RMQ_EBADFLAG;
 	}
-	*id = (uint32_t)v;
 	return 0;
 }
 
@@ -663,6 +665,23 @@ static void install_snapshot(struct rmq_ctrl *c)
 		 rd->snapshot_index, m->ntopics);
 }
 
+/* One line each time the leader (or its term) changes. */
+static void log_leader(struct rmq_ctrl *c)
+{
+	uint32_t leader = rmq_raft_leader(c->raft);
+	uint64_t term = rmq_raft_term(c->raft);
+	if (!leader || (leader == c->known_leader && term == c->known_term))
+		return;
+	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader);
+	if (leader == c->self)
+		rmq_info("controller: this node (%u) leads term %" PRIu64, leader, term);
+	else
+		rmq_info("controller: node %u at %s leads term %" PRIu64, leader, sv ? sv->addr : "?",
+			 term);
+	c->known_leader = leader;
+	c->known_term = term;
+}
+
 static void durable(void *arg, int res)
 {
 	struct rmq_ctrl *c = arg;
@@ -689,19 +708,7 @@ static void durable(void *arg, int res)
 		apply(c, &c->rd.committed[i]);
 	rmq_raft_advance(c->raft);
 	c->in_ready = false;
-	uint32_t leader = rmq_raft_leader(c->raft);
-	if (leader && (leader != c->known_leader || rmq_raft_term(c->raft) != c->known_term)) {
-		const struct rmq_raft_server *sv =
-			rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader);
-		if (leader == c->self)
-			rmq_info("controller: this node (%u) leads term %" PRIu64, leader,
-				 rmq_raft_term(c->raft));
-		else
-			rmq_info("controller: node %u at %s leads term %" PRIu64, leader,
-				 sv ? sv->addr : "?", rmq_raft_term(c->raft));
-		c->known_leader = leader;
-		c->known_term = rmq_raft_term(c->raft);
-	}
+	log_leader(c);
 	if (c->stopping)
 		return;
 	publish(c);
