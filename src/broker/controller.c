@@ -25,6 +25,11 @@
 #define MAX_APPEND 64
 #define INBOUND_MAX 4096 /* received Raft calls waiting for their answer */
 #define ANSWERS_MAX 4096 /* answers to our calls waiting to be stepped */
+/* How long a proposal waits: for a leader to be known (one voter starting
+ * up takes a tick; a node cut off from a majority waits for none), then
+ * for its entry to be applied. */
+#define PROPOSAL_WAIT_NS (3000ULL * 1000 * 1000)
+#define PROPOSAL_APPLY_NS (10000ULL * 1000 * 1000)
 
 /* A proposal: queued (a Ready in flight, or no leader yet on a one-voter
  * cluster), then waiting for its entry to be applied and published. */
@@ -35,6 +40,7 @@ struct proposal {
 	uint64_t index, term; /* once proposed */
 	bool ok;              /* its entry was applied (index and term matched) */
 	int code;             /* refused: the answer */
+	uint64_t deadline_ns; /* answered TIMEOUT (or NOT_CONTROLLER) by then */
 	size_t len;
 	uint8_t data[];
 };
@@ -716,6 +722,33 @@ static void durable(void *arg, int res)
 	pump(c);
 }
 
+/* Answers the proposals whose time is up: queued with no leader known
+ * (NOT_CONTROLLER), or proposed and not applied (TIMEOUT: the entry may
+ * still commit, as a partitioned leader's can).  One applied and being
+ * published waits for its shards however long they take. */
+static void expire(struct rmq_ctrl *c, uint64_t now)
+{
+	while (c->queue && c->queue->deadline_ns <= now) {
+		struct proposal *p = c->queue;
+		c->queue = p->next;
+		if (!c->queue)
+			c->queue_tail = NULL;
+		finish(p, EC_NOT_CONTROLLER);
+	}
+	for (struct proposal **pp = &c->waiting, *prev = NULL; *pp;) {
+		struct proposal *p = *pp;
+		if (p->ok || p->deadline_ns > now) {
+			prev = p;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		if (c->waiting_tail == p)
+			c->waiting_tail = prev;
+		finish(p, EC_TIMEOUT);
+	}
+}
+
 /* Hands the queued proposals to the core (leader), in order. */
 static void propose_queued(struct rmq_ctrl *c)
 {
@@ -727,7 +760,7 @@ static void propose_queued(struct rmq_ctrl *c)
 		int64_t idx = rmq_raft_propose(c->raft, p->data, (uint32_t)p->len);
 		if (idx == RMQ_ESTATE && rmq_raft_role(c->raft) != RMQ_RAFT_LEADER &&
 		    rmq_raft_leader(c->raft) == 0)
-			return; /* no leader yet: one is elected within a tick or two */
+			return; /* no leader known: wait for one (expire() bounds it) */
 		c->queue = p->next;
 		if (!c->queue)
 			c->queue_tail = NULL;
@@ -737,6 +770,7 @@ static void propose_queued(struct rmq_ctrl *c)
 		}
 		p->index = (uint64_t)idx;
 		p->term = rmq_raft_term(c->raft);
+		p->deadline_ns = rmq_now_ns() + PROPOSAL_APPLY_NS;
 		p->next = NULL;
 		if (c->waiting_tail)
 			c->waiting_tail->next = p;
@@ -767,7 +801,8 @@ static struct proposal *topics_proposal(const struct rmq_meta *m,
 		return NULL;
 	struct proposal *p = malloc(sizeof(*p) + 1 + len);
 	if (p) {
-		*p = (struct proposal){.applied = applied, .arg = arg, .len = 1 + len};
+		*p = (struct proposal){.applied = applied, .arg = arg, .len = 1 + len,
+				       .deadline_ns = rmq_now_ns() + PROPOSAL_WAIT_NS};
 		p->data[0] = CMD_SET_TOPICS;
 		memcpy(p->data + 1, buf, len);
 	}
@@ -847,6 +882,7 @@ static void on_tick(struct rmq_timer *t)
 		c->refused = p->next;
 		finish(p, p->code);
 	}
+	expire(c, rmq_now_ns());
 	c->ticks_due++;
 	pump(c);
 	if (!c->in_ready)

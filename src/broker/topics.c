@@ -301,7 +301,11 @@ static void change_applied(void *arg, int code)
 		if (code != EC_OK) {
 			it->code = code;
 			snprintf(it->err, sizeof(it->err), "%s",
-				 code == EC_STORAGE_ERROR ? "the controller's store failed" : "out of memory");
+				 code == EC_STORAGE_ERROR ? "the controller's store failed"
+				 : code == EC_TIMEOUT
+					 ? "not committed in time (the controller lost its majority?): the "
+					   "change may still take effect; check before retrying"
+					 : "out of memory");
 			continue;
 		}
 		rmq_info("topic %s %s (%u partitions)", it->result.name,
