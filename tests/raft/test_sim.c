@@ -42,7 +42,7 @@
 #define SEEDS_DEFAULT (SANITIZED ? 5000 : 20000)
 /* The planted bug's search bound and the world that makes Figure 8 likely
  * (raft_sim --figure8): three nodes, one entry per APPEND, long fault
- * periods.  About one seed in 60 breaks (the first is 48 in today's world). */
+ * periods.  About one seed in 60 breaks (the first is 123 in today's world). */
 #define PLANTED_SEEDS_MAX 1000
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
