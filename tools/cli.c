@@ -186,6 +186,27 @@ void connect_broker(void)
 	}
 }
 
+bool follow_controller(int code, const char *message)
+{
+	static bool followed;
+	static char addr[256];
+	const char *at = message ? strstr(message, " at ") : NULL;
+	const char *end = at ? strstr(at + 4, " does") : NULL;
+	if (code != RUSTMQ__COMMON__ERROR_CODE__NOT_CONTROLLER || followed || !end ||
+	    (size_t)(end - at - 4) >= sizeof(addr))
+		return false;
+	memcpy(addr, at + 4, (size_t)(end - at - 4));
+	addr[end - at - 4] = '\0';
+	followed = true;
+	if (cli.verbose)
+		fprintf(stderr, "rmq: %s leads the controller: asking it\n", addr);
+	rmq_rpc_close(cli.rpc);
+	cli.rpc = NULL;
+	cli.bootstrap = addr;
+	connect_broker();
+	return true;
+}
+
 ProtobufCMessage *pb_call(const char *what, const char *path, const ProtobufCMessage *req,
 			  const ProtobufCMessageDescriptor *resp_desc, uint64_t timeout_ns)
 {

@@ -106,6 +106,11 @@ Google__Protobuf__Timestamp pb_timestamp(uint64_t ms);
 /* Connects cli.rpc to cli.bootstrap, or dies saying how to fix it. */
 void connect_broker(void);
 
+/* A topic change that a follower refused with NOT_CONTROLLER names the
+ * controller's leader ("... node N at HOST:PORT does"): connects there
+ * instead, once per run, and returns true for the caller to ask again. */
+bool follow_controller(int code, const char *message);
+
 /* One protobuf-c unary call.  Returns the unpacked response (free with
  * protobuf_c_message_free_unpacked) or dies. */
 ProtobufCMessage *pb_call(const char *what, const char *path, const ProtobufCMessage *req,

@@ -71,10 +71,16 @@ static int topic_create(int argc, char **argv)
 	req.version = &api_v1;
 	req.n_topics = 1;
 	req.topics = tp;
-	Rustmq__Controller__CreateTopicsResponse *r =
-		PB_CALL("CreateTopics", "/rustmq.controller.AdminService/CreateTopics", &req,
-			Rustmq__Controller__CreateTopicsResponse,
-			rustmq__controller__create_topics_response__descriptor);
+	Rustmq__Controller__CreateTopicsResponse *r;
+	for (;;) {
+		r = PB_CALL("CreateTopics", "/rustmq.controller.AdminService/CreateTopics", &req,
+			    Rustmq__Controller__CreateTopicsResponse,
+			    rustmq__controller__create_topics_response__descriptor);
+		if (r->n_topics < 1 ||
+		    !follow_controller(r->topics[0]->error_code, r->topics[0]->error_message))
+			break;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
 	free_entries(entries);
 	if (r->error_code)
 		die_code("CreateTopics", name, r->error_code, r->error_message);
@@ -180,10 +186,16 @@ static int topic_delete(int argc, char **argv)
 	req.version = &api_v1;
 	req.n_names = 1;
 	req.names = names;
-	Rustmq__Controller__DeleteTopicsResponse *r =
-		PB_CALL("DeleteTopics", "/rustmq.controller.AdminService/DeleteTopics", &req,
-			Rustmq__Controller__DeleteTopicsResponse,
-			rustmq__controller__delete_topics_response__descriptor);
+	Rustmq__Controller__DeleteTopicsResponse *r;
+	for (;;) {
+		r = PB_CALL("DeleteTopics", "/rustmq.controller.AdminService/DeleteTopics", &req,
+			    Rustmq__Controller__DeleteTopicsResponse,
+			    rustmq__controller__delete_topics_response__descriptor);
+		if (r->n_topics < 1 ||
+		    !follow_controller(r->topics[0]->error_code, r->topics[0]->error_message))
+			break;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
 	if (r->error_code)
 		die_code("DeleteTopics", name, r->error_code, r->error_message);
 	if (r->n_topics >= 1 && r->topics[0]->error_code)
@@ -222,10 +234,16 @@ static int topic_alter(int argc, char **argv)
 	req.version = &api_v1;
 	req.n_resources = 1;
 	req.resources = arp;
-	Rustmq__Controller__AlterConfigsResponse *r =
-		PB_CALL("AlterConfigs", "/rustmq.controller.AdminService/AlterConfigs", &req,
-			Rustmq__Controller__AlterConfigsResponse,
-			rustmq__controller__alter_configs_response__descriptor);
+	Rustmq__Controller__AlterConfigsResponse *r;
+	for (;;) {
+		r = PB_CALL("AlterConfigs", "/rustmq.controller.AdminService/AlterConfigs", &req,
+			    Rustmq__Controller__AlterConfigsResponse,
+			    rustmq__controller__alter_configs_response__descriptor);
+		if (r->n_resources < 1 || !follow_controller(r->resources[0]->error_code,
+							     r->resources[0]->error_message))
+			break;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
 	for (size_t i = 0; i < cli.nconfigs; i++)
 		free(cfgs[i].name);
 	if (r->error_code)

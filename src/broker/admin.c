@@ -402,15 +402,19 @@ void rmq_admin_describe_cluster(struct rmq_call *c, void *msg)
 	Rustmq__Controller__DescribeClusterRequest *req = msg;
 	Rustmq__Controller__DescribeClusterResponse r = RUSTMQ__CONTROLLER__DESCRIBE_CLUSTER_RESPONSE__INIT;
 	struct rmq_brokers brokers;
-	char *voters[1] = {(char *)rmq_cluster_controller(bs)};
+	struct rmq_quorum q;
+	char *voters[RMQ_QUORUM_MAX];
+	rmq_cluster_quorum(bs, &q);
+	for (uint32_t i = 0; i < q.n; i++)
+		voters[i] = q.ids[i];
 	rmq_describe_brokers(bs, &brokers);
 	r.cluster_id = bs->b->cluster_id;
-	r.controller_id = (char *)rmq_cluster_controller(bs);
-	r.controller_epoch = rmq_cluster_controller_epoch(bs);
+	r.controller_id = q.leader_id;
+	r.controller_epoch = q.term;
 	r.brokers = brokers.v;
 	r.n_brokers = brokers.n;
 	r.controller_voter_ids = voters;
-	r.n_controller_voter_ids = 1;
+	r.n_controller_voter_ids = q.n;
 	r.metadata_offset = bs->meta->version;
 	r.topic_count = (uint32_t)bs->meta->ntopics;
 	for (size_t i = 0; i < bs->meta->ntopics; i++)

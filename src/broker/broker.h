@@ -84,6 +84,14 @@ struct rmq_broker {
 	struct rmq_runtime *rt;
 	struct rmq_meta *initial_meta; /* loaded before the shards start */
 	bool ctrl_import;              /* initial_meta came from an older meta/topics */
+	/* What the controller last said of its quorum, for every shard:
+	 * written by shard 0 under a sequence lock (odd while it writes),
+	 * read by cluster.c (rmq_cluster_controller). */
+	_Atomic uint64_t ctrl_seq;
+	_Atomic uint32_t ctrl_leader;  /* 0: none known */
+	_Atomic uint64_t ctrl_term;
+	_Atomic uint32_t ctrl_nvoters;
+	_Atomic uint32_t ctrl_voters[9];  /* RMQ_RAFT_VOTERS_MAX */
 	char cluster_id[40];
 	const char *fsync_name;        /* for the start-up line */
 	uint64_t started_ms;

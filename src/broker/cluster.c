@@ -4,6 +4,10 @@
 
 #include "broker/broker.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
 /* One node: the first epoch of everything. */
 #define SOLO_EPOCH 1
 
@@ -18,21 +22,52 @@ uint64_t rmq_cluster_broker_epoch(const struct rmq_bshard *bs)
 	return SOLO_EPOCH;
 }
 
+void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q)
+{
+	const struct rmq_broker *b = bs->b;
+	/* A few tries for a consistent copy, never a wait on shard 0 (which
+	 * may be descheduled mid-write): after them, what was read (an
+	 * answer about the quorum, at worst a moment stale or mixed). */
+	for (int tries = 0; tries < 4; tries++) {
+		uint64_t seq = atomic_load_explicit(&b->ctrl_seq, memory_order_acquire);
+		q->leader = atomic_load_explicit(&b->ctrl_leader, memory_order_relaxed);
+		q->term = atomic_load_explicit(&b->ctrl_term, memory_order_relaxed);
+		q->n = atomic_load_explicit(&b->ctrl_nvoters, memory_order_relaxed);
+		for (uint32_t i = 0; i < q->n && i < RMQ_QUORUM_MAX; i++)
+			q->voters[i] = atomic_load_explicit(&b->ctrl_voters[i], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		if (!(seq & 1) && atomic_load_explicit(&b->ctrl_seq, memory_order_relaxed) == seq)
+			break;
+	}
+	if (q->n > RMQ_QUORUM_MAX)
+		q->n = RMQ_QUORUM_MAX;
+	for (uint32_t i = 0; i < q->n; i++)
+		snprintf(q->ids[i], sizeof(q->ids[i]), "%u", q->voters[i]);
+	if (q->leader)
+		snprintf(q->leader_id, sizeof(q->leader_id), "%u", q->leader);
+	else
+		q->leader_id[0] = '\0';
+}
+
 const char *rmq_cluster_controller(const struct rmq_bshard *bs)
 {
-	return rmq_cluster_self(bs);
+	static _Thread_local struct rmq_quorum q; /* valid until the next call here */
+	rmq_cluster_quorum(bs, &q);
+	return q.leader_id;
 }
 
 uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs)
 {
-	(void)bs;
-	return SOLO_EPOCH;
+	struct rmq_quorum q;
+	rmq_cluster_quorum(bs, &q);
+	return q.term;
 }
 
 bool rmq_cluster_is_controller(const struct rmq_bshard *bs)
 {
-	(void)bs;
-	return true;
+	struct rmq_quorum q;
+	rmq_cluster_quorum(bs, &q);
+	return q.leader && strcmp(q.leader_id, rmq_cluster_self(bs)) == 0;
 }
 
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,

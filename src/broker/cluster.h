@@ -25,7 +25,20 @@ struct rmq_topic;
 const char *rmq_cluster_self(const struct rmq_bshard *bs);
 uint64_t rmq_cluster_broker_epoch(const struct rmq_bshard *bs);
 
-/* The active controller's id ("" during an election) and epoch. */
+/* The controller's quorum as it last told every shard: its leader (0:
+ * none known, during an election), the leader's term, and the voters. */
+#define RMQ_QUORUM_MAX 9
+struct rmq_quorum {
+	uint32_t leader;
+	uint64_t term;
+	uint32_t n, voters[RMQ_QUORUM_MAX];
+	char leader_id[12];              /* "" when leader is 0 */
+	char ids[RMQ_QUORUM_MAX][12];    /* the voters as strings */
+};
+void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q);
+
+/* The active controller's id ("" during an election; a per-thread
+ * string, valid until the next call on this thread) and epoch (its term). */
 const char *rmq_cluster_controller(const struct rmq_bshard *bs);
 uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs);
 bool rmq_cluster_is_controller(const struct rmq_bshard *bs);

@@ -15,9 +15,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+_Static_assert(sizeof(((struct rmq_broker *)0)->ctrl_voters) / sizeof(uint32_t) ==
+		       RMQ_RAFT_VOTERS_MAX,
+	       "the published quorum holds every voter");
 
 #define CMD_SET_TOPICS 1
 #define ELECTION_TICKS 10
@@ -671,11 +676,31 @@ static void install_snapshot(struct rmq_ctrl *c)
 		 rd->snapshot_index, m->ntopics);
 }
 
-/* One line each time the leader (or its term) changes. */
+/* What the other shards answer of the quorum (broker.h: a sequence lock). */
+static void publish_quorum(struct rmq_ctrl *c)
+{
+	struct rmq_broker *b = c->bs->b;
+	const struct rmq_raft_conf *conf = rmq_raft_conf(c->raft, NULL);
+	uint32_t n = 0;
+	atomic_fetch_add_explicit(&b->ctrl_seq, 1, memory_order_relaxed); /* odd: writing */
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&b->ctrl_leader, rmq_raft_leader(c->raft), memory_order_relaxed);
+	atomic_store_explicit(&b->ctrl_term, rmq_raft_term(c->raft), memory_order_relaxed);
+	for (uint32_t i = 0; i < conf->n && n < RMQ_RAFT_VOTERS_MAX; i++)
+		if (conf->servers[i].role == RMQ_RAFT_VOTER)
+			atomic_store_explicit(&b->ctrl_voters[n++], conf->servers[i].id,
+					      memory_order_relaxed);
+	atomic_store_explicit(&b->ctrl_nvoters, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->ctrl_seq, 1, memory_order_release); /* even: done */
+}
+
+/* One line each time the leader (or its term) changes; and the quorum
+ * published for the other shards. */
 static void log_leader(struct rmq_ctrl *c)
 {
 	uint32_t leader = rmq_raft_leader(c->raft);
 	uint64_t term = rmq_raft_term(c->raft);
+	publish_quorum(c);
 	if (!leader || (leader == c->known_leader && term == c->known_term))
 		return;
 	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader);

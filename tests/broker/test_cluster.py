@@ -226,6 +226,14 @@ def run(cl):
         check(conf.configuration_index <= conf.commit_index, f"node {i + 1}: committed")
         eq(conf.leader_id, str(li + 1), f"node {i + 1}: the leader")
     eq(len(confs[li].progress), 2, "the leader's progress of the two others")
+    # DescribeCluster answers the same quorum from any node (any shard).
+    for i in range(3):
+        with cl.client(i) as c:
+            d = ok(c.unary("/rustmq.controller.AdminService/DescribeCluster",
+                           tn.A.DescribeClusterRequest(version=tn.V()),
+                           tn.A.DescribeClusterResponse), f"DescribeCluster on node {i + 1}")
+            eq(d.controller_id, str(li + 1), f"node {i + 1}: DescribeCluster's controller")
+            eq(sorted(d.controller_voter_ids), ["1", "2", "3"], f"node {i + 1}: its voters")
 
     # A fourth node joins: AddPeer on the leader answers once it votes.
     cl.start(3)
