@@ -430,10 +430,10 @@ static const struct {
 	const char *what;
 } not_served[] = {
 	{"/rustmq.client.ProducerService/", "transactions and producer ids (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; produce without a producer id works, and sequences sent with one are stored but not deduplicated"},
-	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served: this rmq node runs alone and leads every partition"},
-	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served: this rmq node runs alone"},
-	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration are not served: this rmq node runs alone"},
-	{"/rustmq.controller.ControllerBrokerService/", "broker registration with a controller is not served: this rmq node runs alone"},
+	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served yet: partitions have no replicas, and each node leads the ones it holds"},
+	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served yet: partitions have no replicas (docs/cluster.md)"},
+	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration are not served yet: every node holds every partition (docs/cluster.md)"},
+	{"/rustmq.controller.ControllerBrokerService/", "broker registration with a controller is not served yet: the controller keeps topics only (docs/cluster.md)"},
 	{"/rustmq.streaming.StreamingService/", "the streaming service (InteractiveQuery, Subscribe, BulkLoad) is not served by this version of rmq yet; use ConsumerService.Subscribe and ProducerService.ProduceStream"},
 };
 

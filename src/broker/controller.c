@@ -292,6 +292,26 @@ static void finish(struct proposal *p, int code)
 	free(p);
 }
 
+static void proposal_push(struct proposal **head, struct proposal **tail, struct proposal *p)
+{
+	p->next = NULL;
+	if (*tail)
+		(*tail)->next = p;
+	else
+		*head = p;
+	*tail = p;
+}
+
+/* Answers the proposals refused while the store was failed. */
+static void answer_refused(struct rmq_ctrl *c)
+{
+	while (c->refused) {
+		struct proposal *p = c->refused;
+		c->refused = p->next;
+		finish(p, p->code);
+	}
+}
+
 /* Answers the waiting proposals up to index: those whose entry was applied
  * with code, the others (lost to another leader's entry) NOT_CONTROLLER. */
 static void answer_upto(struct rmq_ctrl *c, uint64_t index, int code)
@@ -628,14 +648,21 @@ static void answer_rest(struct rmq_ctrl *c, int code, const char *why)
 
 /* ---- the Ready loop -------------------------------------------------------------- */
 
+static void change_answer(struct rmq_ctrl *c, struct rmq_ctrl_change *ch, int code,
+			  const char *why);
+
+/* Answers every proposal and membership call: the controller stops or its
+ * store failed. */
 static void fail_all(struct rmq_ctrl *c, int code)
 {
 	answer_upto(c, UINT64_MAX, code);
-	while (c->refused) {
-		struct proposal *p = c->refused;
-		c->refused = p->next;
-		finish(p, p->code);
+	answer_refused(c);
+	while (c->changes) {
+		struct rmq_ctrl_change *ch = c->changes;
+		c->changes = ch->next;
+		change_answer(c, ch, EC_NOT_AVAILABLE, "the controller stopped on this node");
 	}
+	c->changes_tail = NULL;
 	while (c->queue) {
 		struct proposal *p = c->queue;
 		c->queue = p->next;
@@ -796,25 +823,10 @@ static void propose_queued(struct rmq_ctrl *c)
 		p->index = (uint64_t)idx;
 		p->term = rmq_raft_term(c->raft);
 		p->deadline_ns = rmq_now_ns() + PROPOSAL_APPLY_NS;
-		p->next = NULL;
-		if (c->waiting_tail)
-			c->waiting_tail->next = p;
-		else
-			c->waiting = p;
-		c->waiting_tail = p;
+		proposal_push(&c->waiting, &c->waiting_tail, p);
 		if (p->applied == import_done)
 			return; /* the rest once it committed */
 	}
-}
-
-static void queue_proposal(struct rmq_ctrl *c, struct proposal *p)
-{
-	p->next = NULL;
-	if (c->queue_tail)
-		c->queue_tail->next = p;
-	else
-		c->queue = p;
-	c->queue_tail = p;
 }
 
 static struct proposal *topics_proposal(const struct rmq_meta *m,
@@ -902,16 +914,10 @@ static void pump(struct rmq_ctrl *c)
 static void on_tick(struct rmq_timer *t)
 {
 	struct rmq_ctrl *c = RMQ_CONTAINER_OF(t, struct rmq_ctrl, timer);
-	while (c->refused) {
-		struct proposal *p = c->refused;
-		c->refused = p->next;
-		finish(p, p->code);
-	}
+	answer_refused(c);
 	expire(c, rmq_now_ns());
 	c->ticks_due++;
-	pump(c);
-	if (!c->in_ready)
-		changes_step(c); /* deadlines pass without a Ready */
+	pump(c); /* also a membership call's deadline, without a Ready */
 	rmq_timer_start(c->bs->s, &c->timer, rmq_now_ns() + RMQ_CTRL_TICK_NS, on_tick);
 }
 
@@ -919,11 +925,11 @@ void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
 			     void (*applied)(void *arg, int code), void *arg)
 {
 	struct rmq_ctrl *c = bs->ctrl;
-	struct proposal *p = c ? topics_proposal(m, applied, arg) : NULL;
 	if (!c) {
 		applied(arg, EC_NOT_CONTROLLER); /* before the node serves: not reached */
 		return;
 	}
+	struct proposal *p = topics_proposal(m, applied, arg);
 	if (!p) {
 		applied(arg, EC_RESOURCE_EXHAUSTED); /* the one answer inside the call */
 		return;
@@ -935,7 +941,7 @@ void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
 		c->refused = p;
 		return;
 	}
-	queue_proposal(c, p);
+	proposal_push(&c->queue, &c->queue_tail, p);
 	pump(c);
 }
 
@@ -972,7 +978,8 @@ static bool change_in_effect(struct rmq_ctrl *c, const struct rmq_ctrl_change *c
 	return ch->remove ? !sv : sv && sv->role == ch->role;
 }
 
-static void change_answer(struct rmq_ctrl *c, struct rmq_ctrl_change *ch, int code, const char *why)
+static void change_answer(struct rmq_ctrl *c, struct rmq_ctrl_change *ch, int code,
+			  const char *why)
 {
 	ch->code = code;
 	snprintf(ch->err, sizeof(ch->err), "%s", why ? why : "");
@@ -1171,11 +1178,6 @@ void rmq_ctrl_stop(struct rmq_bshard *bs)
 		rmq_ctrl_answer(bs, in, NULL, 0, RMQ_GRPC_UNAVAILABLE);
 	}
 	answer_rest(c, EC_NOT_CONTROLLER, "the node is stopping");
-	while (c->changes) {
-		struct rmq_ctrl_change *ch = c->changes;
-		c->changes = ch->next;
-		change_answer(c, ch, EC_NOT_AVAILABLE, "the node is stopping");
-	}
 	rmq_raft_free(c->raft);
 	rmq_meta_unref(c->meta);
 	rmq_topics_publish_fini(&c->pub);

@@ -20,12 +20,13 @@
  *
  * The Ready discipline of raft.h is kept across the store's asynchronous
  * writes: while a Ready is being made durable, ticks are counted and
- * proposals queued, and both reach the core after rmq_raft_advance.
+ * proposals, received messages and answers queued, and they reach the core
+ * after rmq_raft_advance.  Other voters are reached over
+ * ControllerRaftService (ctrl_net.h); AddPeer, RemovePeer and
+ * GetConfiguration are ctrl_admin.c's.
  *
- * Not yet (the rest of issue 15): other voters (transport over
- * ControllerRaftService, membership through AddPeer/RemovePeer), brokers
- * and assignments in the state machine, forwarding of admin calls to the
- * leader.
+ * Not yet (the rest of issue 15): brokers and assignments in the state
+ * machine, forwarding of admin calls to the leader.
  */
 #ifndef RMQ_BROKER_CONTROLLER_H
 #define RMQ_BROKER_CONTROLLER_H

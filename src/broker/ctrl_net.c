@@ -251,8 +251,8 @@ struct peer {
 struct out_call {
 	struct peer *p;
 	enum rmq_ctrl_rpc rpc;
+	uint8_t *buf;              /* the request, sent by reference until done */
 	size_t len;
-	uint8_t buf[];
 };
 
 struct rmq_ctrl_peers {
@@ -388,6 +388,7 @@ static void call_done(void *arg, enum rmq_grpc_status status, const char *messag
 		if (rmq_ctrl_wire_decode_response(oc->rpc, resp, len, p->id, ps->self, &m) == 0)
 			ps->on_answer(ps->arg, &m);
 	}
+	free(oc->buf);
 	free(oc);
 }
 
@@ -414,22 +415,18 @@ void rmq_ctrl_peers_send(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m
 	struct peer *p = rpc < 0 ? NULL : peer_of(ps, m->to, addr);
 	if (!p || !peer_ready(p) || p->inflight >= PEER_CALLS_MAX)
 		return;
-	uint8_t *buf;
-	size_t len;
-	if (rmq_ctrl_wire_encode_request(m, ps->cluster_id, &buf, &len) < 0)
+	struct out_call *oc = malloc(sizeof(*oc));
+	if (!oc)
 		return;
-	struct out_call *oc = malloc(sizeof(*oc) + len);
-	if (!oc) {
-		free(buf);
-		return;
-	}
 	oc->p = p;
 	oc->rpc = (enum rmq_ctrl_rpc)rpc;
-	oc->len = len;
-	memcpy(oc->buf, buf, len);
-	free(buf);
+	if (rmq_ctrl_wire_encode_request(m, ps->cluster_id, &oc->buf, &oc->len) < 0) {
+		free(oc);
+		return;
+	}
 	if (rmq_client_unary(p->conn, rmq_ctrl_rpc_path(oc->rpc), oc->buf, oc->len, CALL_TIMEOUT_NS,
 			     call_done, oc, NULL) < 0) {
+		free(oc->buf);
 		free(oc);
 		return;
 	}

@@ -255,20 +255,20 @@ out:
 /* ---- entries in the log -------------------------------------------------------- */
 
 /* The records bytes of one entry: one Record whose value (field 2) is a
- * LogEntry {1 term, 2 index, 3 type, 4 data}. */
-static size_t entry_size(const struct rmq_raft_entry *e)
+ * LogEntry {1 term, 2 index, 3 type, 4 data}.  The LogEntry's length and
+ * the Record's, and the whole (returned). */
+static size_t entry_size(const struct rmq_raft_entry *e, size_t *le, size_t *rec)
 {
-	size_t le = 1 + rmq_pb_varint_len(e->term) + 1 + rmq_pb_varint_len(e->index) + 1 +
-		    rmq_pb_varint_len(e->type) + 1 + rmq_pb_varint_len(e->len) + e->len;
-	size_t rec = 1 + rmq_pb_varint_len(le) + le;
-	return 1 + rmq_pb_varint_len(rec) + rec;
+	*le = 1 + rmq_pb_varint_len(e->term) + 1 + rmq_pb_varint_len(e->index) + 1 +
+	      rmq_pb_varint_len(e->type) + 1 + rmq_pb_varint_len(e->len) + e->len;
+	*rec = 1 + rmq_pb_varint_len(*le) + *le;
+	return 1 + rmq_pb_varint_len(*rec) + *rec;
 }
 
 static size_t entry_encode(uint8_t *p, const struct rmq_raft_entry *e)
 {
-	size_t le = 1 + rmq_pb_varint_len(e->term) + 1 + rmq_pb_varint_len(e->index) + 1 +
-		    rmq_pb_varint_len(e->type) + 1 + rmq_pb_varint_len(e->len) + e->len;
-	size_t rec = 1 + rmq_pb_varint_len(le) + le;
+	size_t le, rec;
+	(void)entry_size(e, &le, &rec);
 	uint8_t *q = p;
 	q += rmq_pb_put_len(q, 7, rec);
 	q += rmq_pb_put_len(q, 2, le);
@@ -775,7 +775,7 @@ int rmq_cstore_write(struct rmq_cstore *cs, const struct rmq_raft_ready *rd,
 		return RMQ_ERANGE;
 	struct capp *head = NULL, *tail = NULL;
 	for (size_t i = 0; i < n; i++) {
-		size_t len = entry_size(&e[i]);
+		size_t le, rec, len = entry_size(&e[i], &le, &rec);
 		struct capp *c = malloc(sizeof(*c) + len);
 		if (!c) {
 			while (head) {
