@@ -407,8 +407,13 @@ void rmq_admin_describe_cluster(struct rmq_call *c, void *msg)
 	rmq_cluster_quorum(bs, &q);
 	for (uint32_t i = 0; i < q.n; i++)
 		voters[i] = q.ids[i];
-	rmq_describe_brokers(bs, &brokers);
-	r.cluster_id = bs->b->cluster_id;
+	if (rmq_describe_brokers(bs, &brokers) < 0) {
+		rmq_brokers_free(&brokers);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		rustmq__controller__describe_cluster_request__free_unpacked(req, NULL);
+		return;
+	}
+	r.cluster_id = (char *)rmq_cluster_id(bs);
 	r.controller_id = q.leader_id;
 	r.controller_epoch = q.term;
 	r.brokers = brokers.v;
@@ -420,6 +425,7 @@ void rmq_admin_describe_cluster(struct rmq_call *c, void *msg)
 	for (size_t i = 0; i < bs->meta->ntopics; i++)
 		r.partition_count += bs->meta->topics[i].partitions;
 	rmq_reply_pb(c, &r.base);
+	rmq_brokers_free(&brokers);
 	rustmq__controller__describe_cluster_request__free_unpacked(req, NULL);
 }
 
@@ -430,10 +436,10 @@ static const struct {
 	const char *what;
 } not_served[] = {
 	{"/rustmq.client.ProducerService/", "transactions and producer ids (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; produce without a producer id works, and sequences sent with one are stored but not deduplicated"},
-	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served yet: partitions have no replicas, and each node leads the ones it holds"},
+	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served yet: partitions have one replica each, which the controller names their leader while its broker runs"},
 	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served yet: partitions have no replicas (docs/cluster.md)"},
-	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration are not served yet: every node holds every partition (docs/cluster.md)"},
-	{"/rustmq.controller.ControllerBrokerService/", "broker registration with a controller is not served yet: the controller keeps topics only (docs/cluster.md)"},
+	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration between brokers are not served yet (they come with replication): the controller places each partition on one broker when it is created (docs/cluster.md)"},
+	{"/rustmq.controller.ControllerBrokerService/", "of ControllerBrokerService, RegisterBroker, HeartbeatBroker and UnregisterBroker are served; CreatePartitions, DeletePartitions, ReassignPartitions, UpdateClusterConfig and GetClusterConfig are not yet (docs/cluster.md)"},
 	{"/rustmq.streaming.StreamingService/", "the streaming service (InteractiveQuery, Subscribe, BulkLoad) is not served by this version of rmq yet; use ConsumerService.Subscribe and ProducerService.ProduceStream"},
 };
 

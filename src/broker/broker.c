@@ -17,8 +17,10 @@
 #include "broker/broker.h"
 
 #include "broker/controller.h"
+#include "broker/ctrl_wire.h"
 #include "broker/dedup.h"
 #include "broker/group.h"
+#include "broker/heartbeat.h"
 #include "broker/methods.h"
 #include "common/errors.pb-c.h"
 #include "core/error.h"
@@ -189,6 +191,8 @@ static void ready_msg(struct rmq_xmsg *m)
 	/* Every shard runs with the recovered topics: the controller takes
 	 * over from there. */
 	int rc = rmq_ctrl_start(bs);
+	if (rc == 0)
+		rc = rmq_heartbeat_start(bs);
 	if (rc < 0) {
 		rmq_error("cannot start the controller: %s", rmq_strerror(rc));
 		atomic_store(&b->start_rc, rc);
@@ -285,6 +289,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 		return;
 	rmq_timer_cancel(s, &bs->retention_timer);
 	rmq_timer_cancel(s, &bs->fsync_timer);
+	rmq_heartbeat_stop(bs);
 	rmq_ctrl_stop(bs);
 	if (bs->srv) {
 		rmq_server_drained(bs->srv, true);
@@ -321,6 +326,7 @@ int rmq_broker_run(struct rmq_broker *b)
 		rmq_error("cannot create data directory %s: %s", b->cfg.data_dir, rmq_strerror(rc));
 		return rc;
 	}
+	b->self = rmq_ctrl_node_id(b->cfg.node_id);
 	rc = rmq_ctrl_recover(b, &b->initial_meta);
 	if (rc < 0)
 		return rc;

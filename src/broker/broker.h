@@ -69,6 +69,9 @@ struct rmq_broker_config {
 	uint64_t offsets_segment_bytes;
 	uint32_t ctrl_snapshot_entries; /* --controller-snapshot-entries */
 	const char *controller_voters; /* --controller-voters: "id@host:port,..." */
+	const char *rack;              /* --rack: for rack-aware placement */
+	uint64_t broker_heartbeat_ns;  /* --broker-heartbeat */
+	uint64_t broker_session_ns;    /* --broker-session-timeout */
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */
@@ -82,6 +85,7 @@ struct rmq_broker_config {
 struct rmq_broker {
 	struct rmq_broker_config cfg;
 	struct rmq_runtime *rt;
+	uint32_t self;                 /* --node-id as a number */
 	struct rmq_meta *initial_meta; /* loaded before the shards start */
 	bool ctrl_import;              /* initial_meta came from an older meta/topics */
 	/* What the controller last said of its quorum, for every shard:
@@ -165,8 +169,9 @@ struct rmq_bshard {
 	uint32_t inflight_produce;
 	struct rmq_cold_budget cold;   /* reads from the disk (storage/coldread.h) */
 	struct rmq_gshard *groups;     /* groups this shard coordinates */
-	struct rmq_topic_changes changes; /* shard 0: topic changes (topics.h) */
 	struct rmq_ctrl *ctrl;         /* shard 0: the controller (controller.h) */
+	struct rmq_fleet *fleet;       /* shard 0: brokers' sessions, when leading (fleet.h) */
+	struct rmq_heartbeat *hb;      /* shard 0: this broker's registration (heartbeat.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;
@@ -198,8 +203,13 @@ struct rmq_partition *rmq_partition_find(struct rmq_bshard *bs, const char *topi
 const char *rmq_partition_unavailable(struct rmq_bshard *bs, const char *topic, uint32_t p);
 
 /* Routes (topic, p) to its shard: returns the shard id, or -1 with *code
- * set when the topic or partition does not exist on this shard's view. */
+ * set: TOPIC_NOT_FOUND or PARTITION_NOT_FOUND (not in this shard's view),
+ * NOT_LEADER (another broker leads it), LEADER_NOT_AVAILABLE (none does). */
 int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code);
+/* The message for rmq_route's code, naming the leader and its address for
+ * NOT_LEADER, into buf; returns buf. */
+const char *rmq_route_error(struct rmq_bshard *bs, const char *topic, uint32_t p, int code,
+			    char *buf, size_t len);
 
 /* Makes m this shard's snapshot (rmq_partitions_apply, with the topics'
  * files removed when deleted, and the groups told); done(arg) runs when

@@ -8,9 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* One node: the first epoch of everything. */
-#define SOLO_EPOCH 1
-
 const char *rmq_cluster_self(const struct rmq_bshard *bs)
 {
 	return bs->b->cfg.node_id;
@@ -18,8 +15,25 @@ const char *rmq_cluster_self(const struct rmq_bshard *bs)
 
 uint64_t rmq_cluster_broker_epoch(const struct rmq_bshard *bs)
 {
-	(void)bs;
-	return SOLO_EPOCH;
+	const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, bs->b->self);
+	return r ? r->epoch : 0;
+}
+
+const char *rmq_cluster_id(const struct rmq_bshard *bs)
+{
+	return bs->meta->cluster_id[0] ? bs->meta->cluster_id : bs->b->cluster_id;
+}
+
+const char *rmq_cluster_endpoint(const struct rmq_bshard *bs, uint32_t id, char *buf, size_t len)
+{
+	const struct rmq_broker_rec *r = id ? rmq_meta_broker(bs->meta, id) : NULL;
+	if (r && strchr(r->host, ':'))
+		snprintf(buf, len, "[%s]:%u", r->host, r->port);
+	else if (r)
+		snprintf(buf, len, "%s:%u", r->host, r->port);
+	else if (len)
+		buf[0] = '\0';
+	return buf;
 }
 
 void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q)
@@ -73,23 +87,39 @@ bool rmq_cluster_is_controller(const struct rmq_bshard *bs)
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p)
 {
-	(void)t;
-	(void)p;
-	return (struct rmq_leader){rmq_cluster_self(bs), SOLO_EPOCH, true};
+	struct rmq_leader l = {0};
+	if (!t->parts || p >= t->partitions)
+		return l;
+	l.id = t->parts[p].leader;
+	l.epoch = t->parts[p].leader_epoch;
+	l.self = l.id && l.id == bs->b->self;
+	l.broker = l.id ? rmq_meta_broker(bs->meta, l.id) : NULL;
+	if (l.id)
+		snprintf(l.id_str, sizeof(l.id_str), "%u", l.id);
+	return l;
+}
+
+static size_t ids_of(const uint32_t *v, uint32_t n, char (*ids)[RMQ_ID_CHARS], size_t max)
+{
+	for (uint32_t i = 0; i < n && i < max; i++)
+		snprintf(ids[i], RMQ_ID_CHARS, "%u", v[i]);
+	return n < max ? n : max;
 }
 
 size_t rmq_cluster_replicas(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
-			    const char **ids, size_t max)
+			    char (*ids)[RMQ_ID_CHARS], size_t max)
 {
-	(void)t;
-	(void)p;
-	if (max > 0)
-		ids[0] = rmq_cluster_self(bs);
-	return 1;
+	(void)bs;
+	if (!t->parts || p >= t->partitions)
+		return 0;
+	return ids_of(t->parts[p].replicas, t->parts[p].nreplicas, ids, max);
 }
 
 size_t rmq_cluster_isr(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
-		       const char **ids, size_t max)
+		       char (*ids)[RMQ_ID_CHARS], size_t max)
 {
-	return rmq_cluster_replicas(bs, t, p, ids, max);
+	(void)bs;
+	if (!t->parts || p >= t->partitions)
+		return 0;
+	return ids_of(t->parts[p].isr, t->parts[p].nisr, ids, max);
 }

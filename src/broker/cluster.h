@@ -6,10 +6,9 @@
  *
  * Every answer that names a leader, a leader epoch, the controller or a
  * broker epoch asks here; nothing else writes "this node" or "epoch 1".
- * With no cluster flags the node is a one-voter cluster: it is the
- * controller, its broker epoch is 1, and it leads every partition in
- * leader epoch 1.  The controller (src/raft) will publish these in the
- * metadata snapshot, and this file will read them from there.
+ * Leaders, replicas, epochs and brokers come from the shard's metadata
+ * snapshot (the controller's state, meta.h); the controller's quorum from
+ * what shard 0 publishes (controller.c).
  */
 #ifndef RMQ_BROKER_CLUSTER_H
 #define RMQ_BROKER_CLUSTER_H
@@ -20,6 +19,7 @@
 
 struct rmq_bshard;
 struct rmq_topic;
+struct rmq_broker_rec;
 
 /* This node's broker id (a static string). */
 const char *rmq_cluster_self(const struct rmq_bshard *bs);
@@ -44,19 +44,30 @@ uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs);
 bool rmq_cluster_is_controller(const struct rmq_bshard *bs);
 
 /* Who leads partition p of t, as this shard's snapshot says. */
+#define RMQ_ID_CHARS 12
 struct rmq_leader {
-	const char *id;      /* broker id; "" = no leader */
+	uint32_t id;                 /* 0 = no leader (LEADER_NOT_AVAILABLE) */
+	char id_str[RMQ_ID_CHARS];   /* "" = no leader */
 	uint32_t epoch;
-	bool self;           /* this node */
+	bool self;                   /* this node */
+	const struct rmq_broker_rec *broker; /* its registration; NULL: unknown */
 };
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p);
 
+/* "host:port" of broker id as this shard's snapshot knows it, into buf
+ * ("" when unknown); returns buf. */
+const char *rmq_cluster_endpoint(const struct rmq_bshard *bs, uint32_t id, char *buf, size_t len);
+
 /* The replicas of partition p of t (preferred leader first) and its
  * in-sync replicas, into ids[0..max): returns how many there are. */
 size_t rmq_cluster_replicas(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
-			    const char **ids, size_t max);
+			    char (*ids)[RMQ_ID_CHARS], size_t max);
 size_t rmq_cluster_isr(const struct rmq_bshard *bs, const struct rmq_topic *t, uint32_t p,
-		       const char **ids, size_t max);
+		       char (*ids)[RMQ_ID_CHARS], size_t max);
+
+/* The cluster's id: the controller's, or this node's data directory's
+ * until the controller has one. */
+const char *rmq_cluster_id(const struct rmq_bshard *bs);
 
 #endif /* RMQ_BROKER_CLUSTER_H */

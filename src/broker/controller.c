@@ -6,6 +6,8 @@
 #include "broker/ctrl_net.h"
 #include "broker/ctrl_store.h"
 #include "broker/errcode.h"
+#include "broker/fleet.h"
+#include "broker/heartbeat.h"
 #include "broker/topics.h"
 #include "core/assert.h"
 #include "core/error.h"
@@ -24,7 +26,9 @@ _Static_assert(sizeof(((struct rmq_broker *)0)->ctrl_voters) / sizeof(uint32_t) 
 		       RMQ_RAFT_VOTERS_MAX,
 	       "the published quorum holds every voter");
 
-#define CMD_SET_TOPICS 1
+/* The first byte of a command (and of a snapshot's data). */
+#define CMD_SET_TOPICS 1 /* a ClusterMetadata of topics (before brokers) */
+#define CMD_SET_STATE 2  /* a ControllerState: the whole state after it */
 #define ELECTION_TICKS 10
 #define HEARTBEAT_TICKS 2
 #define MAX_APPEND 64
@@ -35,19 +39,27 @@ _Static_assert(sizeof(((struct rmq_broker *)0)->ctrl_voters) / sizeof(uint32_t) 
  * for its entry to be applied. */
 #define PROPOSAL_WAIT_NS (3000ULL * 1000 * 1000)
 #define PROPOSAL_APPLY_NS (10000ULL * 1000 * 1000)
+#define BATCH_OPS_MAX 256 /* changes decided into one entry */
 
-/* A proposal: queued (a Ready in flight, or no leader yet on a one-voter
- * cluster), then waiting for its entry to be applied and published. */
-struct proposal {
-	struct proposal *next;
+/* A change of the state machine: queued until this node leads and has
+ * applied everything committed, then decided (built) with others into one
+ * entry, then waiting for that entry to be applied and published. */
+struct op {
+	struct op *next;
+	struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur);
 	void (*applied)(void *arg, int code);
 	void *arg;
-	uint64_t index, term; /* once proposed */
-	bool ok;              /* its entry was applied (index and term matched) */
+	uint64_t since_ns;
 	int code;             /* refused: the answer */
-	uint64_t deadline_ns; /* answered TIMEOUT (or NOT_CONTROLLER) by then */
-	size_t len;
-	uint8_t data[];
+};
+
+/* The entry in flight: the ops decided into it (at most one at a time, so
+ * every decision reads a state in which everything before it is applied). */
+struct batch {
+	struct op *ops;
+	uint64_t index, term;
+	bool ok;              /* its entry was applied (index and term matched) */
+	uint64_t deadline_ns; /* answered TIMEOUT by then */
 };
 
 struct rmq_ctrl {
@@ -69,15 +81,15 @@ struct rmq_ctrl {
 	uint32_t known_leader;     /* for the log line when it changes */
 	uint64_t known_term;
 
-	/* Proposals: not yet proposed, proposed (by index), refused. */
-	struct proposal *queue, *queue_tail;
-	struct proposal *waiting, *waiting_tail;
-	struct proposal *refused;            /* answered at the next tick */
+	/* Changes: not yet decided, in flight (one entry), refused. */
+	struct op *queue, *queue_tail;
+	struct batch *inflight;
+	struct op *refused;                  /* answered at the next tick */
 	struct rmq_ctrl_change *changes, *changes_tail; /* membership calls */
-	/* The topics of an older version's meta/topics: proposed first, and
-	 * nothing else is proposed until they committed (a change proposed
-	 * before would be overwritten by them). */
+	/* The topics of an older version's meta/topics: the first change this
+	 * node decides when it leads (the others build on them). */
 	enum { IMPORT_NONE, IMPORT_PENDING, IMPORT_PROPOSED } import;
+	struct rmq_meta *imported;
 
 	/* The network: received calls to step before the next Ready, then
 	 * stepped (their answers are in the Ready after); answers to ours. */
@@ -192,14 +204,29 @@ bad:
 	return RMQ_EBADFLAG;
 }
 
-/* The topics a SET_TOPICS command holds (refs = 0), or NULL when e is not
- * one. */
-static struct rmq_meta *command_topics(const struct rmq_broker *b, const struct rmq_raft_entry *e)
+/* The state a command (or a snapshot's data) holds (refs = 0): a
+ * SET_STATE, or what versions before the brokers wrote (a SET_TOPICS
+ * command, a snapshot of bare ClusterMetadata), whose partitions are this
+ * node's.  Returns 0, RMQ_ECORRUPT or -ENOMEM. */
+static int state_decode(const struct rmq_broker *b, const uint8_t *data, size_t len, bool snapshot,
+			struct rmq_meta **out)
+{
+	if (len >= 1 && data[0] == CMD_SET_STATE)
+		return rmq_meta_decode(data + 1, len - 1, &b->cfg.topic_defaults, out);
+	if (len >= 1 && data[0] == CMD_SET_TOPICS)
+		return rmq_meta_decode_topics(data + 1, len - 1, &b->cfg.topic_defaults, b->self, out);
+	if (snapshot) /* a ClusterMetadata's first byte is a field's tag, never 1 or 2 */
+		return rmq_meta_decode_topics(data, len, &b->cfg.topic_defaults, b->self, out);
+	return RMQ_ECORRUPT;
+}
+
+/* The state a command entry holds (refs = 0), or NULL when e is none. */
+static struct rmq_meta *command_state(const struct rmq_broker *b, const struct rmq_raft_entry *e)
 {
 	struct rmq_meta *m;
-	if (e->type != RMQ_RAFT_ENTRY_NORMAL || e->len < 1 || e->data[0] != CMD_SET_TOPICS)
+	if (e->type != RMQ_RAFT_ENTRY_NORMAL || e->len < 1)
 		return NULL;
-	if (rmq_meta_decode(e->data + 1, e->len - 1, &b->cfg.topic_defaults, &m) < 0) {
+	if (state_decode(b, e->data, e->len, false, &m) < 0) {
 		rmq_error("controller: entry %" PRIu64 " does not decode; ignored", e->index);
 		return NULL;
 	}
@@ -207,12 +234,21 @@ static struct rmq_meta *command_topics(const struct rmq_broker *b, const struct 
 	return m;
 }
 
-static void meta_drop(struct rmq_meta *m)
+/* The state as a command, malloc'd into *buf.  Returns 0 or -ENOMEM. */
+static int state_encode(const struct rmq_meta *m, uint8_t **buf, size_t *len)
 {
-	if (m) { /* never published */
-		free(m->topics);
-		free(m);
+	uint8_t *body;
+	size_t n;
+	if (rmq_meta_encode(m, &body, &n) < 0)
+		return -ENOMEM;
+	*buf = malloc(n + 1);
+	if (*buf) {
+		(*buf)[0] = CMD_SET_STATE;
+		memcpy(*buf + 1, body, n);
+		*len = n + 1;
 	}
+	free(body);
+	return *buf ? 0 : -ENOMEM;
 }
 
 int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
@@ -242,9 +278,9 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 		return rc;
 	}
 	if (st.snap_index) {
-		rc = rmq_meta_decode(st.snap_data, st.snap_len, &b->cfg.topic_defaults, &m);
+		rc = state_decode(b, st.snap_data, st.snap_len, true, &m);
 		if (rc < 0)
-			rmq_error("controller: the snapshot's topics do not decode");
+			rmq_error("controller: the snapshot's state does not decode");
 		else
 			m->version = st.snap_index;
 	}
@@ -253,9 +289,9 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 	for (size_t i = st.n_entries; rc == 0 && i-- > 0;) {
 		if (st.entries[i].index > st.hs.commit)
 			continue;
-		struct rmq_meta *cm = command_topics(b, &st.entries[i]);
+		struct rmq_meta *cm = command_state(b, &st.entries[i]);
 		if (cm) {
-			meta_drop(m);
+			rmq_meta_free(m);
 			m = cm;
 			break;
 		}
@@ -266,7 +302,7 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 	rmq_io_destroy(io);
 	if (rc == 0 && fresh) {
 		/* An older version kept the topics in meta/topics. */
-		rc = rmq_meta_load(b->cfg.data_dir, &b->cfg.topic_defaults, &m);
+		rc = rmq_meta_load(b->cfg.data_dir, &b->cfg.topic_defaults, b->self, &m);
 		b->ctrl_import = rc == 0 && m->ntopics > 0;
 		if (rc == 0)
 			m->version = 0; /* the controller's versions are its indexes */
@@ -277,7 +313,7 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 			rc = -ENOMEM;
 	}
 	if (rc < 0) {
-		meta_drop(m);
+		rmq_meta_free(m);
 		return rc;
 	}
 	*initial = m;
@@ -286,43 +322,40 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 
 /* ---- publishing ------------------------------------------------------------ */
 
-static void finish(struct proposal *p, int code)
+static void finish(struct op *o, int code)
 {
-	p->applied(p->arg, code);
-	free(p);
+	o->applied(o->arg, code);
+	free(o);
 }
 
-static void proposal_push(struct proposal **head, struct proposal **tail, struct proposal *p)
+static void finish_all(struct op *o, int code)
 {
-	p->next = NULL;
-	if (*tail)
-		(*tail)->next = p;
-	else
-		*head = p;
-	*tail = p;
+	while (o) {
+		struct op *next = o->next;
+		finish(o, code);
+		o = next;
+	}
 }
 
-/* Answers the proposals refused while the store was failed. */
+/* Answers the changes refused while the store was failed. */
 static void answer_refused(struct rmq_ctrl *c)
 {
-	while (c->refused) {
-		struct proposal *p = c->refused;
-		c->refused = p->next;
-		finish(p, p->code);
-	}
+	struct op *o = c->refused;
+	c->refused = NULL;
+	finish_all(o, EC_STORAGE_ERROR);
 }
 
-/* Answers the waiting proposals up to index: those whose entry was applied
- * with code, the others (lost to another leader's entry) NOT_CONTROLLER. */
+/* Answers the entry in flight once it is applied up to index: code when
+ * its entry was, else NOT_CONTROLLER (another leader's entry took its
+ * place: it never will be). */
 static void answer_upto(struct rmq_ctrl *c, uint64_t index, int code)
 {
-	while (c->waiting && c->waiting->index <= index) {
-		struct proposal *p = c->waiting;
-		c->waiting = p->next;
-		if (!c->waiting)
-			c->waiting_tail = NULL;
-		finish(p, p->ok ? code : EC_NOT_CONTROLLER);
-	}
+	struct batch *bt = c->inflight;
+	if (!bt || bt->index > index)
+		return;
+	c->inflight = NULL;
+	finish_all(bt->ops, bt->ok ? code : EC_NOT_CONTROLLER);
+	free(bt);
 }
 
 static void publish(struct rmq_ctrl *c);
@@ -360,6 +393,8 @@ static void import_done(void *arg, int code)
 		return;
 	}
 	c->import = IMPORT_NONE;
+	rmq_meta_unref(c->imported);
+	c->imported = NULL;
 	snprintf(from, sizeof(from), "%s/meta/topics", c->bs->b->cfg.data_dir);
 	snprintf(to, sizeof(to), "%s/meta/topics.imported", c->bs->b->cfg.data_dir);
 	if (rename(from, to) < 0)
@@ -367,12 +402,33 @@ static void import_done(void *arg, int code)
 	rmq_info("controller: imported %zu topics of %s", c->meta->ntopics, from);
 }
 
+/* The imported topics replace whatever the new cluster holds (nothing but
+ * brokers registered meanwhile, which are kept). */
+static struct rmq_meta *import_build(void *arg, const struct rmq_meta *cur)
+{
+	struct rmq_ctrl *c = arg;
+	struct rmq_meta *m = rmq_meta_copy(c->imported, 0);
+	if (!m)
+		return NULL;
+	free(m->brokers);
+	m->brokers = calloc(cur->nbrokers + 1, sizeof(*m->brokers));
+	if (!m->brokers) {
+		m->nbrokers = 0;
+		rmq_meta_free(m);
+		return NULL;
+	}
+	memcpy(m->brokers, cur->brokers, cur->nbrokers * sizeof(*cur->brokers));
+	m->nbrokers = cur->nbrokers;
+	memcpy(m->cluster_id, cur->cluster_id, sizeof(m->cluster_id));
+	return m;
+}
+
 static void apply(struct rmq_ctrl *c, const struct rmq_raft_entry *e)
 {
 	if (e->type == RMQ_RAFT_ENTRY_CONF) {
 		(void)rmq_raft_conf_decode(e->data, e->len, &c->conf); /* checked by the core */
 	} else {
-		struct rmq_meta *m = command_topics(c->bs->b, e);
+		struct rmq_meta *m = command_state(c->bs->b, e);
 		if (m) {
 			rmq_meta_ref(m);
 			rmq_meta_unref(c->meta);
@@ -382,9 +438,8 @@ static void apply(struct rmq_ctrl *c, const struct rmq_raft_entry *e)
 	c->applied = e->index;
 	c->applied_term = e->term;
 	c->bytes_since_snap += e->len;
-	for (struct proposal *p = c->waiting; p && p->index <= e->index; p = p->next)
-		if (p->index == e->index)
-			p->ok = p->term == e->term;
+	if (c->inflight && c->inflight->index == e->index)
+		c->inflight->ok = c->inflight->term == e->term;
 }
 
 /* ---- snapshots ----------------------------------------------------------------- */
@@ -475,7 +530,7 @@ static void maybe_snapshot(struct rmq_ctrl *c)
 	     c->bytes_since_snap < RMQ_CTRL_SNAPSHOT_BYTES))
 		return;
 	struct snap_job *j = snap_job_new(c, c->applied, c->applied_term, &c->conf);
-	if (!j || rmq_meta_encode(c->meta, &j->data, &j->len) < 0) {
+	if (!j || state_encode(c->meta, &j->data, &j->len) < 0) {
 		free(j);
 		return; /* tried again at the next entry */
 	}
@@ -655,7 +710,11 @@ static void change_answer(struct rmq_ctrl *c, struct rmq_ctrl_change *ch, int co
  * store failed. */
 static void fail_all(struct rmq_ctrl *c, int code)
 {
-	answer_upto(c, UINT64_MAX, code);
+	if (c->inflight) {
+		finish_all(c->inflight->ops, code);
+		free(c->inflight);
+		c->inflight = NULL;
+	}
 	answer_refused(c);
 	while (c->changes) {
 		struct rmq_ctrl_change *ch = c->changes;
@@ -663,12 +722,8 @@ static void fail_all(struct rmq_ctrl *c, int code)
 		change_answer(c, ch, EC_NOT_AVAILABLE, "the controller stopped on this node");
 	}
 	c->changes_tail = NULL;
-	while (c->queue) {
-		struct proposal *p = c->queue;
-		c->queue = p->next;
-		finish(p, code);
-	}
-	c->queue_tail = NULL;
+	finish_all(c->queue, code == EC_STORAGE_ERROR ? code : EC_NOT_CONTROLLER);
+	c->queue = c->queue_tail = NULL;
 }
 
 /* The leader's snapshot is durable (the store renamed it): the state
@@ -678,7 +733,7 @@ static void install_snapshot(struct rmq_ctrl *c)
 	const struct rmq_raft_ready *rd = &c->rd;
 	struct rmq_meta *m = NULL;
 	if (!c->incoming_data ||
-	    rmq_meta_decode(c->incoming_data, c->incoming_len, &c->bs->b->cfg.topic_defaults, &m) < 0) {
+	    state_decode(c->bs->b, c->incoming_data, c->incoming_len, true, &m) < 0) {
 		/* Its CRC was checked: a leader's bug, or ours. */
 		rmq_error("controller: the leader's snapshot at %" PRIu64 " does not decode; the "
 			  "node stops",
@@ -731,8 +786,11 @@ static void log_leader(struct rmq_ctrl *c)
 	if (!leader || (leader == c->known_leader && term == c->known_term))
 		return;
 	const struct rmq_raft_server *sv = rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader);
-	if (leader == c->self)
+	if (leader == c->self) {
 		rmq_info("controller: this node (%u) leads term %" PRIu64, leader, term);
+		/* Its own broker is registered before any change it decides. */
+		rmq_heartbeat_kick(c->bs);
+	}
 	else
 		rmq_info("controller: node %u at %s leads term %" PRIu64, leader, sv ? sv->addr : "?",
 			 term);
@@ -774,77 +832,107 @@ static void durable(void *arg, int res)
 	pump(c);
 }
 
-/* Answers the proposals whose time is up: queued with no leader known
- * (NOT_CONTROLLER), or proposed and not applied (TIMEOUT: the entry may
- * still commit, as a partitioned leader's can).  One applied and being
- * published waits for its shards however long they take. */
+/* Answers the changes whose time is up: queued with no leader known or
+ * another leading (NOT_CONTROLLER: never decided, so safe to retry
+ * elsewhere), or queued here too long, or decided and not applied in time
+ * (TIMEOUT: the entry may still commit, as a partitioned leader's can).
+ * An entry applied and being published waits for its shards however long
+ * they take. */
 static void expire(struct rmq_ctrl *c, uint64_t now)
 {
-	while (c->queue && c->queue->deadline_ns <= now) {
-		struct proposal *p = c->queue;
-		c->queue = p->next;
+	bool leads = rmq_raft_role(c->raft) == RMQ_RAFT_LEADER;
+	while (c->queue &&
+	       now - c->queue->since_ns >= (leads ? PROPOSAL_APPLY_NS : PROPOSAL_WAIT_NS)) {
+		struct op *o = c->queue;
+		c->queue = o->next;
 		if (!c->queue)
 			c->queue_tail = NULL;
-		finish(p, EC_NOT_CONTROLLER);
+		finish(o, leads ? EC_TIMEOUT : EC_NOT_CONTROLLER);
 	}
-	for (struct proposal **pp = &c->waiting, *prev = NULL; *pp;) {
-		struct proposal *p = *pp;
-		if (p->ok || p->deadline_ns > now) {
-			prev = p;
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
-		if (c->waiting_tail == p)
-			c->waiting_tail = prev;
-		finish(p, EC_TIMEOUT);
+	struct batch *bt = c->inflight;
+	if (bt && !bt->ok && bt->deadline_ns <= now) {
+		c->inflight = NULL;
+		finish_all(bt->ops, EC_TIMEOUT);
+		free(bt);
 	}
 }
 
-/* Hands the queued proposals to the core (leader), in order. */
+/* Whether this node may decide changes now: it leads, has committed in its
+ * term, and has applied all that is committed, with no entry in flight. */
+static bool may_decide(struct rmq_ctrl *c)
+{
+	return !c->inflight && rmq_raft_leads_committed(c->raft) &&
+	       c->applied >= rmq_raft_commit(c->raft);
+}
+
+/* Decides the queued changes (leader): each builds on the state the ones
+ * before it left, and the last state is proposed as one entry that answers
+ * them all.  When none changes anything they are answered at once. */
 static void propose_queued(struct rmq_ctrl *c)
 {
-	if (c->import == IMPORT_PENDING ||
-	    (c->import == IMPORT_PROPOSED && c->queue && c->queue->applied != import_done))
-		return; /* nothing before the import, the rest once it committed */
-	while (c->queue) {
-		struct proposal *p = c->queue;
-		int64_t idx = rmq_raft_propose(c->raft, p->data, (uint32_t)p->len);
-		if (idx == RMQ_ESTATE && rmq_raft_role(c->raft) != RMQ_RAFT_LEADER &&
-		    rmq_raft_leader(c->raft) == 0)
-			return; /* no leader known: wait for one (expire() bounds it) */
-		c->queue = p->next;
+	if (!c->queue && c->import != IMPORT_PENDING)
+		return;
+	if (rmq_raft_role(c->raft) != RMQ_RAFT_LEADER) {
+		if (rmq_raft_leader(c->raft) != 0) {
+			/* Another node leads: the caller asks it. */
+			finish_all(c->queue, EC_NOT_CONTROLLER);
+			c->queue = c->queue_tail = NULL;
+		}
+		return; /* no leader known: wait for one (expire() bounds it) */
+	}
+	if (!may_decide(c))
+		return;
+	if (c->import == IMPORT_PENDING) {
+		struct op *o = calloc(1, sizeof(*o));
+		if (!o)
+			return;
+		*o = (struct op){.build = import_build, .applied = import_done, .arg = c,
+				 .since_ns = rmq_now_ns(), .next = c->queue};
+		c->queue = o;
+		if (!c->queue_tail)
+			c->queue_tail = o;
+		c->import = IMPORT_PROPOSED;
+	}
+	struct batch *bt = calloc(1, sizeof(*bt));
+	if (!bt)
+		return; /* tried again at the next tick */
+	struct rmq_meta *cur = c->meta;
+	struct op **tail = &bt->ops;
+	for (unsigned n = 0; c->queue && n < BATCH_OPS_MAX; n++) {
+		struct op *o = c->queue;
+		c->queue = o->next;
 		if (!c->queue)
 			c->queue_tail = NULL;
-		if (idx < 0) {
-			finish(p, idx == -ENOMEM ? EC_RESOURCE_EXHAUSTED : EC_NOT_CONTROLLER);
-			continue;
+		o->next = NULL;
+		*tail = o;
+		tail = &o->next;
+		struct rmq_meta *nm = o->build(o->arg, cur);
+		if (nm) {
+			if (cur != c->meta)
+				rmq_meta_free(cur);
+			cur = nm;
 		}
-		p->index = (uint64_t)idx;
-		p->term = rmq_raft_term(c->raft);
-		p->deadline_ns = rmq_now_ns() + PROPOSAL_APPLY_NS;
-		proposal_push(&c->waiting, &c->waiting_tail, p);
-		if (p->applied == import_done)
-			return; /* the rest once it committed */
 	}
-}
-
-static struct proposal *topics_proposal(const struct rmq_meta *m,
-					void (*applied)(void *arg, int code), void *arg)
-{
-	uint8_t *buf;
-	size_t len;
-	if (rmq_meta_encode(m, &buf, &len) < 0)
-		return NULL;
-	struct proposal *p = malloc(sizeof(*p) + 1 + len);
-	if (p) {
-		*p = (struct proposal){.applied = applied, .arg = arg, .len = 1 + len,
-				       .deadline_ns = rmq_now_ns() + PROPOSAL_WAIT_NS};
-		p->data[0] = CMD_SET_TOPICS;
-		memcpy(p->data + 1, buf, len);
+	if (cur == c->meta) { /* nothing changes */
+		finish_all(bt->ops, EC_OK);
+		free(bt);
+		return;
 	}
-	free(buf);
-	return p;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int64_t idx = state_encode(cur, &buf, &len) < 0 ? -ENOMEM
+							: rmq_raft_propose(c->raft, buf, (uint32_t)len);
+	rmq_meta_free(cur);
+	free(buf); /* the core keeps a copy */
+	if (idx < 0) {
+		finish_all(bt->ops, idx == -ENOMEM ? EC_RESOURCE_EXHAUSTED : EC_NOT_CONTROLLER);
+		free(bt);
+		return;
+	}
+	bt->index = (uint64_t)idx;
+	bt->term = rmq_raft_term(c->raft);
+	bt->deadline_ns = rmq_now_ns() + PROPOSAL_APPLY_NS;
+	c->inflight = bt;
 }
 
 /* Feeds the core what waited for the last Ready, then starts the next. */
@@ -878,17 +966,6 @@ static void pump(struct rmq_ctrl *c)
 		c->save_buf = NULL;
 		c->compact_to = 0;
 	}
-	if (c->import == IMPORT_PENDING && rmq_raft_leads_committed(c->raft)) {
-		struct proposal *p = topics_proposal(c->bs->meta, import_done, c);
-		if (p) {
-			/* First in the queue: what waits was built on these topics. */
-			c->import = IMPORT_PROPOSED;
-			p->next = c->queue;
-			c->queue = p;
-			if (!c->queue_tail)
-				c->queue_tail = p;
-		}
-	}
 	propose_queued(c);
 	changes_step(c);
 	if (!rmq_raft_has_ready(c->raft))
@@ -916,33 +993,60 @@ static void on_tick(struct rmq_timer *t)
 	struct rmq_ctrl *c = RMQ_CONTAINER_OF(t, struct rmq_ctrl, timer);
 	answer_refused(c);
 	expire(c, rmq_now_ns());
+	rmq_fleet_tick(c->bs);
 	c->ticks_due++;
 	pump(c); /* also a membership call's deadline, without a Ready */
 	rmq_timer_start(c->bs->s, &c->timer, rmq_now_ns() + RMQ_CTRL_TICK_NS, on_tick);
 }
 
-void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
-			     void (*applied)(void *arg, int code), void *arg)
+static void submit(struct rmq_bshard *bs,
+		   struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
+		   void (*applied)(void *arg, int code), void *arg, bool first)
 {
 	struct rmq_ctrl *c = bs->ctrl;
 	if (!c) {
 		applied(arg, EC_NOT_CONTROLLER); /* before the node serves: not reached */
 		return;
 	}
-	struct proposal *p = topics_proposal(m, applied, arg);
-	if (!p) {
+	struct op *o = malloc(sizeof(*o));
+	if (!o) {
 		applied(arg, EC_RESOURCE_EXHAUSTED); /* the one answer inside the call */
 		return;
 	}
+	*o = (struct op){.build = build, .applied = applied, .arg = arg, .since_ns = rmq_now_ns()};
 	if (c->failed) {
 		/* Answered by the next tick, not inside this call. */
-		p->code = EC_STORAGE_ERROR;
-		p->next = c->refused;
-		c->refused = p;
+		o->next = c->refused;
+		c->refused = o;
 		return;
 	}
-	proposal_push(&c->queue, &c->queue_tail, p);
+	if (first) {
+		o->next = c->queue;
+		c->queue = o;
+		if (!c->queue_tail)
+			c->queue_tail = o;
+	} else {
+		if (c->queue_tail)
+			c->queue_tail->next = o;
+		else
+			c->queue = o;
+		c->queue_tail = o;
+	}
 	pump(c);
+}
+
+void rmq_ctrl_submit(struct rmq_bshard *bs,
+		     struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
+		     void (*applied)(void *arg, int code), void *arg)
+{
+	submit(bs, build, applied, arg, false);
+}
+
+void rmq_ctrl_submit_first(struct rmq_bshard *bs,
+			   struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
+			   void (*applied)(void *arg, int code), void *arg)
+{
+	submit(bs, build, applied, arg, true);
 }
 
 /* ---- membership calls ------------------------------------------------------------ */
@@ -1062,6 +1166,12 @@ void rmq_ctrl_change(struct rmq_bshard *bs, struct rmq_ctrl_change *ch)
 	pump(c);
 }
 
+bool rmq_ctrl_is_member(struct rmq_bshard *bs)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	return c && !c->failed && rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), c->self);
+}
+
 int rmq_ctrl_leader(struct rmq_bshard *bs, char *addr, size_t len)
 {
 	struct rmq_ctrl *c = bs->ctrl;
@@ -1114,8 +1224,7 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 	/* The state machine restarts from the snapshot; the core hands the
 	 * committed entries after it out again. */
 	c->meta = NULL;
-	if (st.snap_index &&
-	    rmq_meta_decode(st.snap_data, st.snap_len, &b->cfg.topic_defaults, &c->meta) == 0)
+	if (st.snap_index && state_decode(b, st.snap_data, st.snap_len, true, &c->meta) == 0)
 		c->meta->version = st.snap_index;
 	if (!c->meta)
 		c->meta = rmq_meta_new(0);
@@ -1129,12 +1238,17 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 	/* What the shards started with (rmq_ctrl_recover) counts as
 	 * published: the same committed state. */
 	c->published = bs->meta ? bs->meta->version : 0;
-	c->import = b->ctrl_import ? IMPORT_PENDING : IMPORT_NONE;
+	c->import = IMPORT_NONE;
+	if (b->ctrl_import && bs->meta) {
+		c->import = IMPORT_PENDING;
+		c->imported = bs->meta;
+		rmq_meta_ref(c->imported);
+	}
 	rmq_cstore_state_free(&st);
 	if (!c->raft || !c->meta) {
 		rmq_error("controller: cannot restart its Raft core from %s", dir);
 		rmq_raft_free(c->raft);
-		meta_drop(c->meta);
+		rmq_meta_free(c->meta);
 		rmq_cstore_close(c->store);
 		free(c);
 		return RMQ_ECORRUPT;
@@ -1168,6 +1282,7 @@ void rmq_ctrl_stop(struct rmq_bshard *bs)
 	rmq_timer_cancel(bs->s, &c->timer);
 	c->stopping = true;
 	fail_all(c, EC_NOT_CONTROLLER);
+	rmq_fleet_free(bs);
 	rmq_ctrl_peers_free(c->peers);
 	c->peers = NULL;
 	rmq_cstore_close(c->store); /* waits for its log to be idle */
@@ -1180,6 +1295,7 @@ void rmq_ctrl_stop(struct rmq_bshard *bs)
 	answer_rest(c, EC_NOT_CONTROLLER, "the node is stopping");
 	rmq_raft_free(c->raft);
 	rmq_meta_unref(c->meta);
+	rmq_meta_unref(c->imported);
 	rmq_topics_publish_fini(&c->pub);
 	free(c->save_buf);
 	free(c->snap_data);

@@ -4,7 +4,8 @@
  * (raft/raft.h) over the durable store of ctrl_store.h, whose state machine
  * holds the cluster's topics (docs/cluster.md).
  *
- *   topic change (topics.c) ──► rmq_ctrl_propose_topics ──► Raft log
+ *   change (topics.c, ctrl_brokers.c) ──► rmq_ctrl_submit ──► decided by
+ *                                          the leader ──► Raft log
  *                                                              │ committed
  *   every shard ◄── rmq_topics_publish ◄── apply (state machine) ◄┘
  *        └──────────── published ──► the change is answered
@@ -12,8 +13,11 @@
  * One node is a cluster of one voter: it leads one tick after it starts.
  * Commands are log entries of type NORMAL whose first byte says what
  * follows:
- *   1  SET_TOPICS: an encoded rustmq.common.ClusterMetadata, the whole set
- *      of topics after the change (its version is the entry's index).
+ *   2  SET_STATE: an encoded rustmq.controller.ControllerState, the whole
+ *      state after the change (brokers, topics, partition assignments and
+ *      leaders; its version is the entry's index).
+ *   1  SET_TOPICS: what versions before the brokers wrote, a
+ *      rustmq.common.ClusterMetadata of topics (read, never written).
  * Snapshots hold the same encoding, taken on a helper thread every
  * --controller-snapshot-entries applied entries or RMQ_CTRL_SNAPSHOT_BYTES
  * of them.
@@ -25,8 +29,6 @@
  * ControllerRaftService (ctrl_net.h); AddPeer, RemovePeer and
  * GetConfiguration are ctrl_admin.c's.
  *
- * Not yet (the rest of issue 15): brokers and assignments in the state
- * machine, forwarding of admin calls to the leader.
  */
 #ifndef RMQ_BROKER_CONTROLLER_H
 #define RMQ_BROKER_CONTROLLER_H
@@ -63,16 +65,33 @@ int rmq_ctrl_start(struct rmq_bshard *bs);
 void rmq_ctrl_stop(struct rmq_bshard *bs);
 
 /*
- * Proposes m (a whole new set of topics) as the next SET_TOPICS command.
- * applied(arg, code) runs on shard 0 once the command is applied and every
- * shard runs with it (code EC_OK), or when it cannot be: EC_NOT_CONTROLLER
- * (this node does not lead; the leader changed and the entry was lost),
- * EC_STORAGE_ERROR (the store failed), or EC_RESOURCE_EXHAUSTED (out of
- * memory: the one answer given inside this call).  m is encoded at once
- * (the caller keeps it).
+ * A change of the cluster's state, on shard 0.  build(arg, cur) runs on
+ * the leader once it has applied everything committed, with nothing else
+ * in flight: it returns the state after the change (a new snapshot, refs
+ * = 0, which the controller frees), or NULL when nothing changes (its own
+ * answers are its business).  Changes queued together are decided one
+ * after the other, each on the state the one before left, into one entry.
+ * applied(arg, code) runs on shard 0 once that entry is applied and every
+ * shard runs with it (code EC_OK, also for a change that changed nothing),
+ * or when it cannot be: EC_NOT_CONTROLLER (this node does not lead, or the
+ * leader changed and the entry was lost: it was not applied, and another
+ * leader may be asked), EC_TIMEOUT (not applied in time; it may still
+ * be), EC_STORAGE_ERROR (the store failed), or EC_RESOURCE_EXHAUSTED (out
+ * of memory: the one answer given inside this call).
  */
-void rmq_ctrl_propose_topics(struct rmq_bshard *bs, const struct rmq_meta *m,
-			     void (*applied)(void *arg, int code), void *arg);
+void rmq_ctrl_submit(struct rmq_bshard *bs,
+		     struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
+		     void (*applied)(void *arg, int code), void *arg);
+
+/* The same, decided before the changes queued now (a leader's own
+ * registration, which they may need). */
+void rmq_ctrl_submit_first(struct rmq_bshard *bs,
+			   struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
+			   void (*applied)(void *arg, int code), void *arg);
+
+/* On shard 0: whether this node is in the controller's configuration
+ * (a voter or learner: it applies the metadata log). */
+bool rmq_ctrl_is_member(struct rmq_bshard *bs);
 
 /* On shard 0: the controller's leader as this node knows it (0: none
  * known), its address into addr ("" when unknown). */

@@ -7,6 +7,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,11 +33,58 @@ void rmq_describe_self(struct rmq_bshard *bs, struct rmq_self_info *s)
 	s->bi.version = RMQ_VERSION;
 }
 
-void rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out)
+int rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out)
 {
-	rmq_describe_self(bs, &out->self);
-	out->v[0] = &out->self.bi;
-	out->n = 1;
+	const struct rmq_meta *m = bs->meta;
+	struct rmq_quorum q;
+	memset(out, 0, sizeof(*out));
+	rmq_cluster_quorum(bs, &q);
+	size_t cap = m->nbrokers + 1;
+	out->v = rmq_arena_alloc(&out->a, cap * sizeof(*out->v));
+	Rustmq__Common__BrokerInfo *bis = rmq_arena_alloc(&out->a, cap * sizeof(*bis));
+	Rustmq__Common__BrokerId *ids = rmq_arena_alloc(&out->a, cap * sizeof(*ids));
+	char(*idstr)[RMQ_ID_CHARS] = rmq_arena_alloc(&out->a, cap * RMQ_ID_CHARS);
+	if (!out->v || !bis || !ids || !idstr)
+		return -ENOMEM;
+	bool self_listed = false;
+	for (size_t i = 0; i < m->nbrokers; i++) {
+		const struct rmq_broker_rec *r = &m->brokers[i];
+		if (r->id == bs->b->self) {
+			/* This node as it is now (serving or shutting down). */
+			rmq_describe_self(bs, &out->self);
+			out->self.bi.state = atomic_load(&bs->b->serving) ? (Rustmq__Common__BrokerState)r->state
+									 : RUSTMQ__COMMON__BROKER_STATE__BROKER_SHUTTING_DOWN;
+			out->v[out->n++] = &out->self.bi;
+			self_listed = true;
+			continue;
+		}
+		Rustmq__Common__BrokerInfo *bi = &bis[i];
+		rustmq__common__broker_info__init(bi);
+		rustmq__common__broker_id__init(&ids[i]);
+		snprintf(idstr[i], RMQ_ID_CHARS, "%u", r->id);
+		ids[i].id = idstr[i];
+		ids[i].rack_id = (char *)r->rack;
+		bi->id = &ids[i];
+		bi->host = (char *)r->host;
+		bi->port = r->port;
+		bi->state = (Rustmq__Common__BrokerState)r->state;
+		bi->epoch = r->epoch;
+		bi->shards = r->shards;
+		bi->version = (char *)r->version;
+		for (uint32_t k = 0; k < q.n; k++)
+			bi->is_controller |= q.voters[k] == r->id;
+		out->v[out->n++] = bi;
+	}
+	if (!self_listed) { /* not registered yet */
+		rmq_describe_self(bs, &out->self);
+		out->v[out->n++] = &out->self.bi;
+	}
+	return 0;
+}
+
+void rmq_brokers_free(struct rmq_brokers *b)
+{
+	rmq_arena_free(&b->a);
 }
 
 Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct rmq_arena *a,
@@ -49,10 +97,13 @@ Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct 
 	Rustmq__Common__PartitionMetadata *pms = rmq_arena_alloc(a, n * sizeof(*pms));
 	Rustmq__Common__PartitionMetadata **pps = rmq_arena_alloc(a, n * sizeof(*pps));
 	Rustmq__Common__TopicPartition *tps = rmq_arena_alloc(a, n * sizeof(*tps));
-	/* Replica and ISR ids: at most the replication factor each. */
-	size_t rf = t->replication_factor ? t->replication_factor : 1;
-	const char **ids = rmq_arena_alloc(a, 2 * n * rf * sizeof(char *));
-	if (!tm || !tc || !ts || !pms || !pps || !tps || !ids)
+	/* Leader, replica and ISR ids: at most RMQ_REPLICAS_MAX each. */
+	size_t rf = 1;
+	for (size_t p = 0; t->parts && p < n; p++)
+		rf = t->parts[p].nreplicas > rf ? t->parts[p].nreplicas : rf;
+	char(*ids)[RMQ_ID_CHARS] = rmq_arena_alloc(a, n * (1 + 2 * rf) * RMQ_ID_CHARS);
+	char **idp = rmq_arena_alloc(a, n * 2 * rf * sizeof(char *));
+	if (!tm || !tc || !ts || !pms || !pps || !tps || !ids || !idp)
 		return NULL;
 	rustmq__common__topic_metadata__init(tm);
 	rustmq__common__topic_config__init(tc);
@@ -75,20 +126,34 @@ Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct 
 		tps[p].partition = (uint32_t)p;
 		pms[p].topic_partition = &tps[p];
 		struct rmq_leader l = rmq_cluster_leader(bs, t, (uint32_t)p);
-		const char **reps = ids + 2 * p * rf, **isr = reps + rf;
-		pms[p].leader_id = (char *)l.id;
+		char(*pid)[RMQ_ID_CHARS] = ids + p * (1 + 2 * rf);
+		char **reps = idp + 2 * p * rf, **isr = reps + rf;
+		memcpy(pid[0], l.id_str, RMQ_ID_CHARS);
+		pms[p].leader_id = pid[0];
 		pms[p].leader_epoch = l.epoch;
-		pms[p].replica_ids = (char **)reps;
-		pms[p].n_replica_ids = rmq_cluster_replicas(bs, t, (uint32_t)p, reps, rf);
-		pms[p].isr_ids = (char **)isr;
-		pms[p].n_isr_ids = rmq_cluster_isr(bs, t, (uint32_t)p, isr, rf);
-		if (rmq_offline_lookup(bs->b->offline, t->id, (uint32_t)p, NULL, 0) != 0) {
+		pms[p].n_replica_ids = rmq_cluster_replicas(bs, t, (uint32_t)p, pid + 1, rf);
+		pms[p].n_isr_ids = rmq_cluster_isr(bs, t, (uint32_t)p, pid + 1 + rf, rf);
+		for (size_t k = 0; k < rf; k++) {
+			reps[k] = pid[1 + k];
+			isr[k] = pid[1 + rf + k];
+		}
+		pms[p].replica_ids = reps;
+		pms[p].isr_ids = isr;
+		if (!l.id) {
+			pms[p].error_code = EC_LEADER_NOT_AVAILABLE;
+			/* Its replicas' brokers are fenced or gone. */
+			pms[p].offline_replica_ids = reps;
+			pms[p].n_offline_replica_ids = pms[p].n_replica_ids;
+		} else if (l.self &&
+			   rmq_offline_lookup(bs->b->offline, t->id, (uint32_t)p, NULL, 0) != 0) {
 			/* Its log could not be opened here: the replica is offline. */
 			pms[p].error_code = EC_STORAGE_ERROR;
-			pms[p].offline_replica_ids = (char **)reps;
+			pms[p].offline_replica_ids = &pms[p].leader_id;
 			pms[p].n_offline_replica_ids = 1;
 		}
-		pms[p].shard = rmq_partition_shard(t->name, (uint32_t)p, bs->nshards);
+		pms[p].shard = rmq_partition_shard(t->name, (uint32_t)p,
+						   l.broker && l.broker->shards ? l.broker->shards
+										: bs->nshards);
 		pps[p] = &pms[p];
 	}
 	tm->partitions = pps;

@@ -25,14 +25,17 @@ struct rmq_self_info {
 };
 void rmq_describe_self(struct rmq_bshard *bs, struct rmq_self_info *s);
 
-/* Every registered broker, for answers that list them (v[0..n)); with one
- * node, this one.  v points into the struct. */
+/* Every registered broker, for answers that list them (v[0..n)); this
+ * node too before it is registered.  Returns 0 or -ENOMEM; freed by
+ * rmq_brokers_free either way. */
 struct rmq_brokers {
+	struct rmq_arena a;
 	struct rmq_self_info self;
-	Rustmq__Common__BrokerInfo *v[1];
+	Rustmq__Common__BrokerInfo **v;
 	size_t n;
 };
-void rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out);
+int rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out);
+void rmq_brokers_free(struct rmq_brokers *b);
 
 /* TopicMetadata of t (configs: with every config entry), in a; NULL when
  * out of memory. */

@@ -816,9 +816,7 @@ static void round_start(struct fetch_op *op)
 		int owner = rmq_route(bs, fp->topic, fp->partition, &code);
 		if (owner < 0) {
 			fp->code = code;
-			snprintf(fp->err, sizeof(fp->err),
-				 code == EC_TOPIC_NOT_FOUND ? "unknown topic '%s'" : "partition %s-%u does not exist",
-				 fp->topic, fp->partition);
+			rmq_route_error(bs, fp->topic, fp->partition, code, fp->err, sizeof(fp->err));
 			fp->hw = fp->log_start = 0;
 			fp->replied = true;
 			op->outstanding--;

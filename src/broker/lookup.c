@@ -168,8 +168,8 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 		v[i].ts_found = -1;
 		int owner = rmq_route(bs, v[i].topic, v[i].partition, &v[i].code);
 		if (owner < 0) {
-			snprintf(v[i].err, sizeof(v[i].err), "unknown topic or partition %s-%u",
-				 v[i].topic, v[i].partition);
+			rmq_route_error(bs, v[i].topic, v[i].partition, v[i].code, v[i].err,
+					sizeof(v[i].err));
 			set->pending--;
 			continue;
 		}

@@ -3,6 +3,8 @@
 #include "broker/meta.h"
 
 #include "common/metadata.pb-c.h"
+#include "controller/state.pb-c.h"
+#include "core/assert.h"
 #include "core/error.h"
 #include "core/flags.h"
 #include "core/log.h"
@@ -235,19 +237,54 @@ struct rmq_meta *rmq_meta_new(size_t ntopics)
 	if (!m)
 		return NULL;
 	m->topics = calloc(ntopics ? ntopics : 1, sizeof(*m->topics));
-	if (!m->topics) {
+	m->brokers = calloc(1, sizeof(*m->brokers));
+	if (!m->topics || !m->brokers) {
+		free(m->topics);
+		free(m->brokers);
 		free(m);
 		return NULL;
 	}
 	return m;
 }
 
+void rmq_meta_free(struct rmq_meta *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->ntopics; i++)
+		free(m->topics[i].parts);
+	free(m->topics);
+	free(m->brokers);
+	free(m);
+}
+
 struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra)
 {
 	struct rmq_meta *c = rmq_meta_new(m->ntopics + extra);
-	if (!c)
+	struct rmq_broker_rec *br = c ? calloc(m->nbrokers + 1, sizeof(*br)) : NULL;
+	if (!br) {
+		rmq_meta_free(c);
 		return NULL;
-	memcpy(c->topics, m->topics, m->ntopics * sizeof(*m->topics));
+	}
+	free(c->brokers);
+	c->brokers = br;
+	memcpy(br, m->brokers, m->nbrokers * sizeof(*br));
+	c->nbrokers = m->nbrokers;
+	memcpy(c->cluster_id, m->cluster_id, sizeof(c->cluster_id));
+	for (size_t i = 0; i < m->ntopics; i++) {
+		const struct rmq_topic *t = &m->topics[i];
+		c->topics[i] = *t;
+		c->topics[i].parts = NULL;
+		if (t->parts) {
+			c->topics[i].parts = malloc(t->partitions * sizeof(*t->parts));
+			if (!c->topics[i].parts) {
+				c->ntopics = i;
+				rmq_meta_free(c);
+				return NULL;
+			}
+			memcpy(c->topics[i].parts, t->parts, t->partitions * sizeof(*t->parts));
+		}
+	}
 	c->ntopics = m->ntopics;
 	c->version = m->version + 1;
 	return c;
@@ -282,8 +319,46 @@ size_t rmq_meta_insert(struct rmq_meta *m, const struct rmq_topic *t)
 
 void rmq_meta_remove(struct rmq_meta *m, size_t i)
 {
+	free(m->topics[i].parts);
 	memmove(&m->topics[i], &m->topics[i + 1], (m->ntopics - i - 1) * sizeof(*m->topics));
 	m->ntopics--;
+}
+
+const struct rmq_broker_rec *rmq_meta_broker(const struct rmq_meta *m, uint32_t id)
+{
+	size_t lo = 0, hi = m->nbrokers;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->brokers[mid].id == id)
+			return &m->brokers[mid];
+		if (m->brokers[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+void rmq_meta_set_broker(struct rmq_meta *m, const struct rmq_broker_rec *r)
+{
+	size_t i = 0;
+	while (i < m->nbrokers && m->brokers[i].id < r->id)
+		i++;
+	if (i == m->nbrokers || m->brokers[i].id != r->id) {
+		memmove(&m->brokers[i + 1], &m->brokers[i], (m->nbrokers - i) * sizeof(*r));
+		m->nbrokers++;
+	}
+	m->brokers[i] = *r;
+}
+
+bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id)
+{
+	if (!t->parts || p >= t->partitions)
+		return false;
+	for (uint32_t r = 0; r < t->parts[p].nreplicas; r++)
+		if (t->parts[p].replicas[r] == id)
+			return true;
+	return false;
 }
 
 void rmq_meta_ref(struct rmq_meta *m)
@@ -295,10 +370,8 @@ void rmq_meta_unref(struct rmq_meta *m)
 {
 	/* acq_rel: the last holder's free happens after every other holder's
 	 * reads (the classic refcount pairing). */
-	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
-		free(m->topics);
-		free(m);
-	}
+	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+		rmq_meta_free(m);
 }
 
 unsigned rmq_partition_shard(const char *name, uint32_t p, unsigned shards)
@@ -338,19 +411,49 @@ static void meta_path(char *buf, size_t len, const char *data_dir, const char *n
 	snprintf(buf, len, "%s/meta/%s", data_dir, name);
 }
 
-int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
-		    struct rmq_meta **out)
+/* A broker id as the protocol writes it: a decimal number from 1. */
+static bool parse_id(const char *s, uint32_t *out)
 {
-	int rc = 0;
-	Rustmq__Common__ClusterMetadata *cm = rustmq__common__cluster_metadata__unpack(NULL, len, buf);
-	if (!cm)
-		return RMQ_ECORRUPT;
-	struct rmq_meta *m = rmq_meta_new(cm->n_topics);
-	if (!m) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	m->version = cm->metadata_version;
+	char *end;
+	errno = 0;
+	unsigned long v = s && *s >= '0' && *s <= '9' ? strtoul(s, &end, 10) : 0;
+	if (v == 0 || v > UINT32_MAX || errno || *end)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static bool parse_ids(char **ids, size_t n, uint32_t *out, uint32_t *nout)
+{
+	if (n > RMQ_REPLICAS_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!parse_id(ids[i], &out[i]))
+			return false;
+	*nout = (uint32_t)n;
+	return true;
+}
+
+/* Partition p's assignment from its record. */
+static bool decode_part(const Rustmq__Common__PartitionMetadata *pm, uint32_t p,
+			struct rmq_passign *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (!pm->topic_partition || pm->topic_partition->partition != p ||
+	    !parse_ids(pm->replica_ids, pm->n_replica_ids, a->replicas, &a->nreplicas) ||
+	    a->nreplicas == 0 || !parse_ids(pm->isr_ids, pm->n_isr_ids, a->isr, &a->nisr) ||
+	    (pm->leader_id[0] && !parse_id(pm->leader_id, &a->leader)))
+		return false;
+	a->leader_epoch = pm->leader_epoch;
+	return true;
+}
+
+/* The topics of cm into m (room for them): with their partitions'
+ * records, or (self != 0: a version before the brokers) every partition
+ * broker self's. */
+static int decode_topics(const Rustmq__Common__ClusterMetadata *cm,
+			 const struct rmq_topic_config *defaults, uint32_t self, struct rmq_meta *m)
+{
 	for (size_t i = 0; i < cm->n_topics; i++) {
 		Rustmq__Common__TopicMetadata *tm = cm->topics[i];
 		struct rmq_topic t;
@@ -358,10 +461,10 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 		memset(&t, 0, sizeof(t));
 		if (rmq_topic_name_check(tm->name, &why) < 0 || !tm->config ||
 		    tm->config->partitions == 0 || tm->config->partitions > RMQ_PARTITIONS_MAX ||
-		    rmq_meta_find(m, tm->name) >= 0) {
+		    rmq_meta_find(m, tm->name) >= 0 ||
+		    (!self && tm->n_partitions != tm->config->partitions)) {
 			rmq_error("metadata: topic '%s' is invalid", tm->name);
-			rc = RMQ_ECORRUPT;
-			goto out;
+			return RMQ_ECORRUPT;
 		}
 		snprintf(t.name, sizeof(t.name), "%s", tm->name);
 		snprintf(t.id, sizeof(t.id), "%s", tm->topic_id);
@@ -387,20 +490,100 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 			t.cfg.overrides &= ~(1u << K_MAX_MESSAGE);
 			(void)rmq_topic_config_fit(&t.cfg, defaults->max_message_bytes, err, sizeof(err));
 		}
+		t.parts = calloc(t.partitions, sizeof(*t.parts));
+		if (!t.parts)
+			return -ENOMEM;
+		for (uint32_t p = 0; p < t.partitions; p++) {
+			if (self) {
+				t.parts[p] = (struct rmq_passign){.leader = self, .leader_epoch = 1,
+								  .nreplicas = 1, .nisr = 1,
+								  .replicas = {self}, .isr = {self}};
+			} else if (!decode_part(tm->partitions[p], p, &t.parts[p])) {
+				rmq_error("metadata: partition %u of topic '%s' is invalid", p, t.name);
+				free(t.parts);
+				return RMQ_ECORRUPT;
+			}
+		}
 		rmq_meta_insert(m, &t);
 	}
-	*out = m;
-	m = NULL;
-out:
-	if (m) { /* never published: nobody holds a reference */
-		free(m->topics);
-		free(m);
+	return 0;
+}
+
+int rmq_meta_decode_topics(const uint8_t *buf, size_t len,
+			   const struct rmq_topic_config *defaults, uint32_t self,
+			   struct rmq_meta **out)
+{
+	Rustmq__Common__ClusterMetadata *cm = rustmq__common__cluster_metadata__unpack(NULL, len, buf);
+	if (!cm)
+		return RMQ_ECORRUPT;
+	struct rmq_meta *m = rmq_meta_new(cm->n_topics);
+	int rc = m ? decode_topics(cm, defaults, self, m) : -ENOMEM;
+	if (rc == 0) {
+		m->version = cm->metadata_version;
+		*out = m;
+	} else {
+		rmq_meta_free(m);
 	}
 	rustmq__common__cluster_metadata__free_unpacked(cm, NULL);
 	return rc;
 }
 
-int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
+static int decode_brokers(const Rustmq__Controller__ControllerState *st, struct rmq_meta *m)
+{
+	const Rustmq__Common__ClusterMetadata *cm = st->cluster;
+	free(m->brokers);
+	m->brokers = calloc(cm->n_brokers + 1, sizeof(*m->brokers));
+	if (!m->brokers)
+		return -ENOMEM;
+	for (size_t i = 0; i < cm->n_brokers; i++) {
+		const Rustmq__Common__BrokerInfo *bi = cm->brokers[i];
+		struct rmq_broker_rec r = {0};
+		if (!bi->id || !parse_id(bi->id->id, &r.id) || rmq_meta_broker(m, r.id) ||
+		    strlen(bi->host) > RMQ_BROKER_HOST_MAX) {
+			rmq_error("metadata: broker %zu is invalid", i);
+			return RMQ_ECORRUPT;
+		}
+		r.port = bi->port;
+		r.shards = bi->shards;
+		r.state = (uint32_t)bi->state;
+		r.epoch = bi->epoch;
+		snprintf(r.host, sizeof(r.host), "%s", bi->host);
+		snprintf(r.rack, sizeof(r.rack), "%s", bi->id->rack_id);
+		snprintf(r.version, sizeof(r.version), "%s", bi->version);
+		for (size_t k = 0; k < st->n_incarnations; k++)
+			if (strcmp(st->incarnations[k]->broker_id, bi->id->id) == 0)
+				snprintf(r.incarnation, sizeof(r.incarnation), "%s",
+					 st->incarnations[k]->incarnation_id);
+		rmq_meta_set_broker(m, &r);
+	}
+	return 0;
+}
+
+int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
+		    struct rmq_meta **out)
+{
+	Rustmq__Controller__ControllerState *st =
+		rustmq__controller__controller_state__unpack(NULL, len, buf);
+	if (!st || !st->cluster) {
+		if (st)
+			rustmq__controller__controller_state__free_unpacked(st, NULL);
+		return RMQ_ECORRUPT;
+	}
+	struct rmq_meta *m = rmq_meta_new(st->cluster->n_topics);
+	int rc = m ? decode_topics(st->cluster, defaults, 0, m) : -ENOMEM;
+	if (rc == 0)
+		rc = decode_brokers(st, m);
+	if (rc == 0) {
+		snprintf(m->cluster_id, sizeof(m->cluster_id), "%s", st->cluster->cluster_id);
+		*out = m;
+	} else {
+		rmq_meta_free(m);
+	}
+	rustmq__controller__controller_state__free_unpacked(st, NULL);
+	return rc;
+}
+
+int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults, uint32_t self,
 		  struct rmq_meta **out)
 {
 	char path[4096];
@@ -431,7 +614,7 @@ int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 		free(buf);
 		return n < 0 ? -errno : -EIO;
 	}
-	rc = rmq_meta_decode(buf, (size_t)n, defaults, out);
+	rc = rmq_meta_decode_topics(buf, (size_t)n, defaults, self, out);
 	free(buf);
 	if (rc == RMQ_ECORRUPT)
 		rmq_error("metadata file %s does not decode", path);
@@ -525,72 +708,149 @@ ssize_t rmq_meta_read_file(const char *data_dir, const char *name, void *buf, si
 	return n < 0 ? -e : n;
 }
 
+/* The encoder's memory: one block, carved as the records are laid out. */
+struct arena {
+	uint8_t *p;
+	size_t used, cap;
+};
+
+static void *carve(struct arena *a, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	RMQ_ASSERT(a->used + n <= a->cap);
+	void *r = a->p + a->used;
+	a->used += n;
+	return r;
+}
+
+#define ID_CHARS 11 /* "4294967295" */
+
+static char *id_str(struct arena *a, uint32_t id)
+{
+	char *s = carve(a, ID_CHARS);
+	snprintf(s, ID_CHARS, "%" PRIu32, id);
+	return s;
+}
+
+static char **ids_str(struct arena *a, const uint32_t *ids, uint32_t n)
+{
+	char **v = carve(a, (n ? n : 1) * sizeof(char *));
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = id_str(a, ids[i]);
+	return v;
+}
+
+/* The arena's size for m: an upper bound of what encode() carves. */
+static size_t arena_bytes(const struct rmq_meta *m)
+{
+	size_t parts = 0;
+	for (size_t i = 0; i < m->ntopics; i++)
+		parts += m->topics[i].partitions;
+	size_t per_part = sizeof(Rustmq__Common__PartitionMetadata) + sizeof(void *) +
+			  sizeof(Rustmq__Common__TopicPartition) +
+			  (1 + 2 * RMQ_REPLICAS_MAX) * (ID_CHARS + 16 + sizeof(char *)) + 64;
+	size_t per_topic = sizeof(Rustmq__Common__TopicMetadata) + sizeof(Rustmq__Common__TopicConfig) +
+			   sizeof(Google__Protobuf__Timestamp) + sizeof(void *) * 2 +
+			   RMQ_TOPIC_CONFIG_KEYS * (sizeof(Rustmq__Common__ConfigEntry) + 32 + 48) + 128;
+	size_t per_broker = sizeof(Rustmq__Common__BrokerInfo) + sizeof(Rustmq__Common__BrokerId) +
+			    sizeof(Rustmq__Controller__BrokerIncarnation) + 2 * sizeof(void *) +
+			    ID_CHARS + 128;
+	return 256 + parts * per_part + m->ntopics * per_topic + m->nbrokers * per_broker;
+}
+
+static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct rmq_topic *t)
+{
+	Rustmq__Common__TopicMetadata *tm = carve(a, sizeof(*tm));
+	Rustmq__Common__TopicConfig *tc = carve(a, sizeof(*tc));
+	Google__Protobuf__Timestamp *ts = carve(a, sizeof(*ts));
+	rustmq__common__topic_metadata__init(tm);
+	rustmq__common__topic_config__init(tc);
+	google__protobuf__timestamp__init(ts);
+	tm->name = (char *)t->name;
+	tm->topic_id = (char *)t->id;
+	tm->is_internal = t->internal;
+	ts->seconds = (int64_t)(t->created_ms / 1000);
+	ts->nanos = (int32_t)(t->created_ms % 1000) * 1000000;
+	tm->created = ts;
+	tc->partitions = t->partitions;
+	tc->replication_factor = t->replication_factor;
+	tc->configs = carve(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*tc->configs));
+	for (unsigned k = 0; k < RMQ_TOPIC_CONFIG_KEYS; k++) {
+		if (!(t->cfg.overrides & (1u << k)))
+			continue;
+		Rustmq__Common__ConfigEntry *e = carve(a, sizeof(*e));
+		rustmq__common__config_entry__init(e);
+		e->name = (char *)rmq_topic_config_keys[k];
+		e->value = carve(a, 32);
+		rmq_topic_config_get(&t->cfg, k, e->value, 32);
+		tc->configs[tc->n_configs++] = e;
+	}
+	tm->config = tc;
+	tm->partitions = carve(a, (t->partitions ? t->partitions : 1) * sizeof(*tm->partitions));
+	for (uint32_t p = 0; t->parts && p < t->partitions; p++) {
+		const struct rmq_passign *pa = &t->parts[p];
+		Rustmq__Common__PartitionMetadata *pm = carve(a, sizeof(*pm));
+		Rustmq__Common__TopicPartition *tp = carve(a, sizeof(*tp));
+		rustmq__common__partition_metadata__init(pm);
+		rustmq__common__topic_partition__init(tp);
+		tp->topic = (char *)t->name;
+		tp->partition = p;
+		pm->topic_partition = tp;
+		pm->leader_id = pa->leader ? id_str(a, pa->leader) : "";
+		pm->leader_epoch = pa->leader_epoch;
+		pm->replica_ids = ids_str(a, pa->replicas, pa->nreplicas);
+		pm->n_replica_ids = pa->nreplicas;
+		pm->isr_ids = ids_str(a, pa->isr, pa->nisr);
+		pm->n_isr_ids = pa->nisr;
+		tm->partitions[tm->n_partitions++] = pm;
+	}
+	return tm;
+}
+
 int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 {
-	int rc = 0;
-
+	struct arena a = {.cap = arena_bytes(m)};
+	a.p = malloc(a.cap);
+	if (!a.p)
+		return -ENOMEM;
+	Rustmq__Controller__ControllerState st = RUSTMQ__CONTROLLER__CONTROLLER_STATE__INIT;
 	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
-	Rustmq__Common__TopicMetadata *tms = calloc(m->ntopics + 1, sizeof(*tms));
-	Rustmq__Common__TopicMetadata **tps = calloc(m->ntopics + 1, sizeof(*tps));
-	Rustmq__Common__TopicConfig *tcs = calloc(m->ntopics + 1, sizeof(*tcs));
-	Google__Protobuf__Timestamp *tss = calloc(m->ntopics + 1, sizeof(*tss));
-	Rustmq__Common__ConfigEntry *ces = calloc((m->ntopics + 1) * RMQ_TOPIC_CONFIG_KEYS, sizeof(*ces));
-	Rustmq__Common__ConfigEntry **cps = calloc((m->ntopics + 1) * RMQ_TOPIC_CONFIG_KEYS, sizeof(*cps));
-	char(*vals)[32] = calloc((m->ntopics + 1) * RMQ_TOPIC_CONFIG_KEYS, 32);
-	uint8_t *buf = NULL;
-	if (!tms || !tps || !tcs || !tss || !ces || !cps || !vals) {
-		rc = -ENOMEM;
-		goto out;
+	st.cluster = &cm;
+	cm.cluster_id = (char *)m->cluster_id;
+	cm.topics = carve(&a, (m->ntopics + 1) * sizeof(*cm.topics));
+	for (size_t i = 0; i < m->ntopics; i++)
+		cm.topics[cm.n_topics++] = encode_topic(&a, &m->topics[i]);
+	cm.brokers = carve(&a, (m->nbrokers + 1) * sizeof(*cm.brokers));
+	st.incarnations = carve(&a, (m->nbrokers + 1) * sizeof(*st.incarnations));
+	for (size_t i = 0; i < m->nbrokers; i++) {
+		const struct rmq_broker_rec *r = &m->brokers[i];
+		Rustmq__Common__BrokerInfo *bi = carve(&a, sizeof(*bi));
+		Rustmq__Common__BrokerId *id = carve(&a, sizeof(*id));
+		Rustmq__Controller__BrokerIncarnation *inc = carve(&a, sizeof(*inc));
+		rustmq__common__broker_info__init(bi);
+		rustmq__common__broker_id__init(id);
+		rustmq__controller__broker_incarnation__init(inc);
+		id->id = id_str(&a, r->id);
+		id->rack_id = (char *)r->rack;
+		bi->id = id;
+		bi->host = (char *)r->host;
+		bi->port = r->port;
+		bi->state = (Rustmq__Common__BrokerState)r->state;
+		bi->epoch = r->epoch;
+		bi->shards = r->shards;
+		bi->version = (char *)r->version;
+		inc->broker_id = id->id;
+		inc->incarnation_id = (char *)r->incarnation;
+		cm.brokers[cm.n_brokers++] = bi;
+		st.incarnations[st.n_incarnations++] = inc;
 	}
-	cm.metadata_version = m->version;
-	cm.n_topics = m->ntopics;
-	cm.topics = tps;
-	for (size_t i = 0; i < m->ntopics; i++) {
-		const struct rmq_topic *t = &m->topics[i];
-		rustmq__common__topic_metadata__init(&tms[i]);
-		rustmq__common__topic_config__init(&tcs[i]);
-		google__protobuf__timestamp__init(&tss[i]);
-		tms[i].name = (char *)t->name;
-		tms[i].topic_id = (char *)t->id;
-		tms[i].is_internal = t->internal;
-		tss[i].seconds = (int64_t)(t->created_ms / 1000);
-		tss[i].nanos = (int32_t)(t->created_ms % 1000) * 1000000;
-		tms[i].created = &tss[i];
-		tcs[i].partitions = t->partitions;
-		tcs[i].replication_factor = t->replication_factor;
-		tcs[i].configs = &cps[i * RMQ_TOPIC_CONFIG_KEYS];
-		for (unsigned k = 0; k < RMQ_TOPIC_CONFIG_KEYS; k++) {
-			if (!(t->cfg.overrides & (1u << k)))
-				continue;
-			size_t j = i * RMQ_TOPIC_CONFIG_KEYS + tcs[i].n_configs;
-			rustmq__common__config_entry__init(&ces[j]);
-			ces[j].name = (char *)rmq_topic_config_keys[k];
-			rmq_topic_config_get(&t->cfg, k, vals[j], sizeof(vals[j]));
-			ces[j].value = vals[j];
-			cps[j] = &ces[j];
-			tcs[i].n_configs++;
-		}
-		tms[i].config = &tcs[i];
-		tps[i] = &tms[i];
+	size_t len = rustmq__controller__controller_state__get_packed_size(&st);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf) {
+		rustmq__controller__controller_state__pack(&st, buf);
+		*out = buf;
+		*out_len = len;
 	}
-	size_t len = rustmq__common__cluster_metadata__get_packed_size(&cm);
-	buf = malloc(len ? len : 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	rustmq__common__cluster_metadata__pack(&cm, buf);
-	*out = buf;
-	*out_len = len;
-	buf = NULL;
-out:
-	free(buf);
-	free(vals);
-	free(cps);
-	free(ces);
-	free(tss);
-	free(tcs);
-	free(tps);
-	free(tms);
-	return rc;
+	free(a.p);
+	return buf ? 0 : -ENOMEM;
 }

@@ -10,7 +10,9 @@
  * the snapshot's reference count (one per shard holding it) is the only
  * shared state, touched once per shard per change.
  *
- * Placement.  Partition p of topic t lives on shard
+ * Placement.  The controller places each partition on brokers (its
+ * replicas, rmq_passign) and names its leader; on each of its brokers,
+ * partition p of topic t lives on shard
  *     (fnv1a32(t) + p) % shards
  * so a topic's partitions spread over consecutive shards; GetTopicMetadata
  * reports it.
@@ -40,6 +42,16 @@ struct rmq_topic_config {
 	uint32_t overrides;        /* bit per key set on the topic (not defaults) */
 };
 
+/* Where a partition lives and who leads it (the controller decides). */
+#define RMQ_REPLICAS_MAX 8
+struct rmq_passign {
+	uint32_t leader;           /* broker id; 0 = none (LEADER_NOT_AVAILABLE) */
+	uint32_t leader_epoch;     /* bumped by every change of leader */
+	uint32_t nreplicas, nisr;
+	uint32_t replicas[RMQ_REPLICAS_MAX]; /* broker ids, preferred leader first */
+	uint32_t isr[RMQ_REPLICAS_MAX];
+};
+
 struct rmq_topic {
 	char name[RMQ_TOPIC_NAME_MAX + 1];
 	char id[40];               /* random UUID, new on every create */
@@ -48,13 +60,31 @@ struct rmq_topic {
 	uint64_t created_ms;
 	bool internal;
 	struct rmq_topic_config cfg;
+	struct rmq_passign *parts; /* [partitions], owned by the snapshot */
+};
+
+/* A registered broker (rustmq.common.BrokerInfo's stored part). */
+#define RMQ_BROKER_HOST_MAX 255
+struct rmq_broker_rec {
+	uint32_t id;
+	uint32_t port;
+	uint32_t shards;
+	uint32_t state;            /* RUSTMQ__COMMON__BROKER_STATE__BROKER_* */
+	uint64_t epoch;            /* bumped by every registration of a new process */
+	char host[RMQ_BROKER_HOST_MAX + 1];
+	char rack[64];
+	char incarnation[40];      /* the process that registered */
+	char version[32];
 };
 
 struct rmq_meta {
 	_Atomic uint32_t refs;
-	uint64_t version;          /* bumped by every change */
+	uint64_t version;          /* the controller's index of this state */
+	char cluster_id[40];
 	size_t ntopics;
 	struct rmq_topic *topics;  /* sorted by name */
+	size_t nbrokers;
+	struct rmq_broker_rec *brokers; /* sorted by id */
 };
 
 /* The configuration keys, in the order DescribeConfigs lists them. */
@@ -89,14 +119,26 @@ void rmq_topic_config_get(const struct rmq_topic_config *cfg, unsigned i, char *
 /* A new snapshot with refs = 0.  Returns NULL on allocation failure. */
 struct rmq_meta *rmq_meta_new(size_t ntopics);
 
-/* A copy of m with room for `extra` more topics (refs = 0). */
+/* A copy of m (its partitions and brokers too) with room for `extra` more
+ * topics and one more broker (refs = 0). */
 struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra);
 
-/* Inserts t keeping the order (room must exist).  Returns the index. */
+/* Frees a snapshot nobody holds (refs = 0, never published). */
+void rmq_meta_free(struct rmq_meta *m);
+
+/* Inserts t keeping the order (room must exist); m takes t->parts over.
+ * Returns the index. */
 size_t rmq_meta_insert(struct rmq_meta *m, const struct rmq_topic *t);
 
-/* Removes topic i. */
+/* Removes topic i (and frees its partitions). */
 void rmq_meta_remove(struct rmq_meta *m, size_t i);
+
+/* The broker of id, or NULL. */
+const struct rmq_broker_rec *rmq_meta_broker(const struct rmq_meta *m, uint32_t id);
+/* Adds or replaces broker r (rmq_meta_copy left room for one more). */
+void rmq_meta_set_broker(struct rmq_meta *m, const struct rmq_broker_rec *r);
+/* Whether broker id is a replica of partition p of t. */
+bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id);
 
 /* Index of topic name, or -1. */
 long rmq_meta_find(const struct rmq_meta *m, const char *name);
@@ -105,19 +147,25 @@ void rmq_meta_ref(struct rmq_meta *m);
 void rmq_meta_unref(struct rmq_meta *m);
 
 /* Reads data_dir/meta/topics, where versions before the controller kept
- * the topics (controller.c imports it).  A missing file is an empty
- * snapshot.  Returns 0 and *out (refs = 0), or RMQ_ECORRUPT, or a negated
- * errno. */
-int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
+ * the topics (controller.c imports it; their partitions are self's).  A
+ * missing file is an empty snapshot.  Returns 0 and *out (refs = 0), or
+ * RMQ_ECORRUPT, or a negated errno. */
+int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults, uint32_t self,
 		  struct rmq_meta **out);
 
-/* m as an encoded rustmq.common.ClusterMetadata (the file's and the
- * controller's format), malloc'd into *buf.  Returns 0 or -ENOMEM. */
+/* m as an encoded rustmq.controller.ControllerState (the controller's
+ * commands and snapshots), malloc'd into *buf.  Returns 0 or -ENOMEM. */
 int rmq_meta_encode(const struct rmq_meta *m, uint8_t **buf, size_t *len);
 /* The reverse (refs = 0): RMQ_ECORRUPT for bytes that are not a valid
- * metadata snapshot (repeated or invalid topics). */
+ * state (repeated or invalid topics or brokers, partitions missing). */
 int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
 		    struct rmq_meta **out);
+/* An encoded rustmq.common.ClusterMetadata of topics only, as versions
+ * before the brokers kept it (meta/topics, the first SET_TOPICS commands):
+ * every partition becomes broker self's, led by it in epoch 1. */
+int rmq_meta_decode_topics(const uint8_t *buf, size_t len,
+			   const struct rmq_topic_config *defaults, uint32_t self,
+			   struct rmq_meta **out);
 
 /* The shard that owns partition p of topic name. */
 unsigned rmq_partition_shard(const char *name, uint32_t p, unsigned shards);

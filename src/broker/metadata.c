@@ -26,20 +26,22 @@ void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
 	Rustmq__Client__GetTopicMetadataResponse r = RUSTMQ__CLIENT__GET_TOPIC_METADATA_RESPONSE__INIT;
 	struct rmq_brokers brokers;
 	struct rmq_md_list l;
-	rmq_describe_brokers(bs, &brokers);
-	if (rmq_describe_topics(bs, req->topics, req->n_topics, req->include_configs, true, NULL, &l) < 0) {
+	int rc = rmq_describe_brokers(bs, &brokers);
+	if (rc < 0 ||
+	    rmq_describe_topics(bs, req->topics, req->n_topics, req->include_configs, true, NULL, &l) < 0) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
 		r.topics = l.v;
 		r.n_topics = l.n;
 		r.brokers = brokers.v;
 		r.n_brokers = brokers.n;
-		r.cluster_id = bs->b->cluster_id;
+		r.cluster_id = (char *)rmq_cluster_id(bs);
 		r.controller_id = (char *)rmq_cluster_controller(bs);
 		r.metadata_version = bs->meta->version;
 		rmq_reply_pb(c, &r.base);
 	}
 	rmq_md_list_free(&l);
+	rmq_brokers_free(&brokers);
 	rustmq__client__get_topic_metadata_request__free_unpacked(req, NULL);
 }
 
@@ -71,13 +73,17 @@ void rmq_md_broker_list(struct rmq_call *c, void *msg)
 	Rustmq__Client__GetBrokerListRequest *req = msg;
 	Rustmq__Client__GetBrokerListResponse r = RUSTMQ__CLIENT__GET_BROKER_LIST_RESPONSE__INIT;
 	struct rmq_brokers brokers;
-	rmq_describe_brokers(bs, &brokers);
-	r.brokers = brokers.v;
-	r.n_brokers = brokers.n;
-	r.cluster_id = bs->b->cluster_id;
-	r.controller_id = (char *)rmq_cluster_controller(bs);
-	r.metadata_version = bs->meta->version;
-	rmq_reply_pb(c, &r.base);
+	if (rmq_describe_brokers(bs, &brokers) < 0) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		r.brokers = brokers.v;
+		r.n_brokers = brokers.n;
+		r.cluster_id = (char *)rmq_cluster_id(bs);
+		r.controller_id = (char *)rmq_cluster_controller(bs);
+		r.metadata_version = bs->meta->version;
+		rmq_reply_pb(c, &r.base);
+	}
+	rmq_brokers_free(&brokers);
 	rustmq__client__get_broker_list_request__free_unpacked(req, NULL);
 }
 
@@ -86,7 +92,7 @@ void rmq_md_partition_leader(struct rmq_call *c, void *msg)
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__GetPartitionLeaderRequest *req = msg;
 	Rustmq__Client__GetPartitionLeaderResponse r = RUSTMQ__CLIENT__GET_PARTITION_LEADER_RESPONSE__INIT;
-	struct rmq_self_info self;
+	struct rmq_brokers brokers = {0};
 	struct rmq_arena a = {.n = 0};
 	char err[300];
 	long k = req->topic_partition ? rmq_meta_find(bs->meta, req->topic_partition->topic) : -1;
@@ -111,11 +117,23 @@ void rmq_md_partition_leader(struct rmq_call *c, void *msg)
 			goto out;
 		}
 		r.partition = tm->partitions[req->topic_partition->partition];
-		rmq_describe_self(bs, &self);
-		r.leader = &self.bi;
+		r.error_code = r.partition->error_code;
+		if (rmq_describe_brokers(bs, &brokers) < 0) {
+			rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < brokers.n; i++)
+			if (strcmp(brokers.v[i]->id->id, r.partition->leader_id) == 0)
+				r.leader = brokers.v[i];
+		if (!r.leader) {
+			r.error_code = EC_LEADER_NOT_AVAILABLE;
+			r.error_message = "the partition has no leader now: its replicas' brokers are "
+					  "fenced or gone";
+		}
 	}
 	rmq_reply_pb(c, &r.base);
 out:
+	rmq_brokers_free(&brokers);
 	rmq_arena_free(&a);
 	rustmq__client__get_partition_leader_request__free_unpacked(req, NULL);
 }
@@ -128,14 +146,15 @@ void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
 	struct rmq_brokers brokers;
 	struct rmq_md_list l = {0};
-	rmq_describe_brokers(bs, &brokers);
-	cm.cluster_id = bs->b->cluster_id;
+	int rc = rmq_describe_brokers(bs, &brokers);
+	cm.cluster_id = (char *)rmq_cluster_id(bs);
 	cm.controller_id = (char *)rmq_cluster_controller(bs);
 	cm.controller_epoch = rmq_cluster_controller_epoch(bs);
 	cm.brokers = brokers.v;
 	cm.n_brokers = brokers.n;
 	cm.metadata_version = bs->meta->version;
-	if (req->include_topics && rmq_describe_topics(bs, NULL, 0, false, true, NULL, &l) < 0) {
+	if (rc < 0 ||
+	    (req->include_topics && rmq_describe_topics(bs, NULL, 0, false, true, NULL, &l) < 0)) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
 		cm.topics = l.v;
@@ -144,6 +163,7 @@ void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 		rmq_reply_pb(c, &r.base);
 	}
 	rmq_md_list_free(&l);
+	rmq_brokers_free(&brokers);
 	rustmq__client__get_cluster_metadata_request__free_unpacked(req, NULL);
 }
 

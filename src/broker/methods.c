@@ -16,6 +16,7 @@
 
 #include "broker/broker.h"
 #include "broker/ctrl_net.h"
+#include "broker/fleet.h"
 #include "broker/group.h"
 #include "broker/reply.h"
 #include "broker/health.pb-c.h"
@@ -24,6 +25,7 @@
 #include "client/producer.pb-c.h"
 #include "common/types.pb-c.h"
 #include "controller/admin.pb-c.h"
+#include "controller/cluster.pb-c.h"
 #include "controller/raft.pb-c.h"
 #include "core/assert.h"
 #include "core/pbwire.h"
@@ -127,9 +129,9 @@ static const struct route routes[] = {
 	{.path = "/rustmq.controller.ControllerRaftService/RemovePeer", .kind = U, .rpc = RMQ_RPC_RAFT, .req = &rustmq__controller__remove_peer_request__descriptor, .on_request = rmq_ctrl_remove_peer, .resp = &rustmq__controller__remove_peer_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.controller.ControllerRaftService/GetConfiguration", .kind = U, .rpc = RMQ_RPC_RAFT, .req = &rustmq__controller__get_configuration_request__descriptor, .on_request = rmq_ctrl_get_configuration, .resp = &rustmq__controller__get_configuration_response__descriptor, .version_field = 1},
 	/* ControllerBrokerService */
-	NOT_SERVED("/rustmq.controller.ControllerBrokerService/RegisterBroker", U),
-	NOT_SERVED("/rustmq.controller.ControllerBrokerService/UnregisterBroker", U),
-	NOT_SERVED("/rustmq.controller.ControllerBrokerService/HeartbeatBroker", U),
+	{.path = "/rustmq.controller.ControllerBrokerService/RegisterBroker", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__register_broker_request__descriptor, .on_request = rmq_fleet_rpc_register, .resp = &rustmq__controller__register_broker_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.ControllerBrokerService/UnregisterBroker", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__unregister_broker_request__descriptor, .on_request = rmq_fleet_rpc_unregister, .resp = &rustmq__controller__unregister_broker_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.ControllerBrokerService/HeartbeatBroker", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__broker_heartbeat_request__descriptor, .on_request = rmq_fleet_rpc_heartbeat, .resp = &rustmq__controller__broker_heartbeat_response__descriptor, .version_field = 1},
 	NOT_SERVED("/rustmq.controller.ControllerBrokerService/CreatePartitions", U),
 	NOT_SERVED("/rustmq.controller.ControllerBrokerService/DeletePartitions", U),
 	NOT_SERVED("/rustmq.controller.ControllerBrokerService/ReassignPartitions", SS),

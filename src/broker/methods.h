@@ -67,6 +67,7 @@ enum rmq_rpc {
 	RMQ_RPC_BROKER_HEALTH,
 	RMQ_RPC_METRICS,
 	RMQ_RPC_RAFT, /* ControllerRaftService's Raft messages (ctrl_net.h) */
+	RMQ_RPC_FLEET, /* ControllerBrokerService's broker calls (fleet.h) */
 };
 
 /* A handler of a decoded request.  It owns req: it frees it with

@@ -474,11 +474,46 @@ int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
 		*code = EC_TOPIC_NOT_FOUND;
 		return -1;
 	}
-	if (p >= bs->meta->topics[i].partitions) {
+	const struct rmq_topic *t = &bs->meta->topics[i];
+	if (p >= t->partitions) {
 		*code = EC_PARTITION_NOT_FOUND;
 		return -1;
 	}
+	struct rmq_leader l = rmq_cluster_leader(bs, t, p);
+	if (!l.self) {
+		*code = l.id ? EC_NOT_LEADER : EC_LEADER_NOT_AVAILABLE;
+		return -1;
+	}
 	return (int)rmq_partition_shard(topic, p, bs->nshards);
+}
+
+const char *rmq_route_error(struct rmq_bshard *bs, const char *topic, uint32_t p, int code,
+			    char *buf, size_t len)
+{
+	long i = rmq_meta_find(bs->meta, topic);
+	switch (code) {
+	case EC_TOPIC_NOT_FOUND:
+		snprintf(buf, len, "unknown topic '%s'", topic);
+		break;
+	case EC_PARTITION_NOT_FOUND:
+		snprintf(buf, len, "partition %u of topic '%s' does not exist", p, topic);
+		break;
+	case EC_NOT_LEADER: {
+		char ep[RMQ_BROKER_HOST_MAX + 16];
+		struct rmq_leader l = rmq_cluster_leader(bs, &bs->meta->topics[i], p);
+		snprintf(buf, len, "this broker does not lead %s-%u: broker %s at %s does (leader epoch %u)",
+			 topic, p, l.id_str, rmq_cluster_endpoint(bs, l.id, ep, sizeof(ep)), l.epoch);
+		break;
+	}
+	case EC_LEADER_NOT_AVAILABLE:
+		snprintf(buf, len, "%s-%u has no leader now: its replicas' brokers are fenced or gone; "
+				   "retry",
+			 topic, p);
+		break;
+	default:
+		snprintf(buf, len, "%s-%u cannot be served here", topic, p);
+	}
+	return buf;
 }
 
 void rmq_partition_mark_dirty(struct rmq_partition *p)
@@ -513,7 +548,8 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 		long oi = old ? rmq_meta_find(old, t->name) : -1;
 		bool same = oi >= 0 && strcmp(old->topics[oi].id, t->id) == 0;
 		for (uint32_t p = 0; p < t->partitions; p++) {
-			if (rmq_partition_shard(t->name, p, bs->nshards) != bs->id)
+			if (rmq_partition_shard(t->name, p, bs->nshards) != bs->id ||
+			    !rmq_meta_is_replica(t, p, bs->b->self))
 				continue;
 			struct rmq_partition *part = NULL;
 			if (same && p < old->topics[oi].partitions && old_local[oi].parts) {
@@ -522,6 +558,10 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 			}
 			if (part) {
 				part->topic = t;
+				struct rmq_leader l = rmq_cluster_leader(bs, t, p);
+				if (part->state == RMQ_PART_ONLINE && l.epoch >= part->leader_epoch)
+					rmq_partition_set_role(part, l.self ? RMQ_ROLE_LEADER : RMQ_ROLE_FOLLOWER,
+							       l.epoch);
 				/* AlterConfigs: the log takes the new limits. */
 				if (part->log && part->state == RMQ_PART_ONLINE)
 					rmq_log_set_limits(part->log, t->cfg.segment_bytes, t->cfg.segment_ms,

@@ -98,6 +98,10 @@ struct rmq_produce {
 	/* Result. */
 	int code;
 	char err[200];
+	/* NOT_LEADER: the leader this node knows of ("" = unknown). */
+	char leader_id[RMQ_ID_CHARS];
+	char leader_ep[RMQ_BROKER_HOST_MAX + 24];
+	uint32_t leader_epoch;
 	uint64_t base_offset, log_start;
 	uint64_t append_ms;
 	int64_t first_ts_ms;
@@ -992,6 +996,11 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	r->error_code = (Rustmq__Common__ErrorCode)pr->code;
 	r->error_message = (char *)pr->err;
 	r->leader_epoch = pr->app.hdr.leader_epoch;
+	if (pr->code == EC_NOT_LEADER) {
+		r->leader_id = (char *)pr->leader_id;
+		r->leader_endpoint = (char *)pr->leader_ep;
+		r->leader_epoch = pr->leader_epoch;
+	}
 	if (pr->code == EC_OK || is_duplicate(pr->code)) {
 		r->offset = pr->base_offset;
 		r->last_offset = pr->base_offset + pr->count - 1;
@@ -1149,11 +1158,20 @@ static void dispatch(struct rmq_bshard *bs, struct rmq_produce *pr)
 	int code;
 	int owner = rmq_route(bs, pr->topic, pr->partition, &code);
 	if (owner < 0) {
+		char why[400];
 		if (code == EC_TOPIC_NOT_FOUND)
 			pr_fail(pr, code, "unknown topic '%s'%s", pr->topic,
 				bs->b->cfg.auto_create_topics ? "" : " (automatic topic creation is off)");
 		else
-			pr_fail(pr, code, "partition %u of topic '%s' does not exist", pr->partition, pr->topic);
+			pr_fail(pr, code, "%s",
+				rmq_route_error(bs, pr->topic, pr->partition, code, why, sizeof(why)));
+		if (code == EC_NOT_LEADER) {
+			long t = rmq_meta_find(bs->meta, pr->topic);
+			struct rmq_leader l = rmq_cluster_leader(bs, &bs->meta->topics[t], pr->partition);
+			memcpy(pr->leader_id, l.id_str, sizeof(pr->leader_id));
+			rmq_cluster_endpoint(bs, l.id, pr->leader_ep, sizeof(pr->leader_ep));
+			pr->leader_epoch = l.epoch;
+		}
 		finish_on_origin(pr);
 		return;
 	}

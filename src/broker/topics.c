@@ -4,6 +4,7 @@
 
 #include "broker/broker.h"
 #include "broker/controller.h"
+#include "broker/placement.h"
 #include "controller/admin.pb-c.h"
 #include "core/assert.h"
 #include "core/error.h"
@@ -27,7 +28,6 @@ void rmq_topic_change_free(struct rmq_topic_change *ch)
 	free(ch);
 }
 
-static void change_next(struct rmq_topic_changes *q);
 static void change_applied(void *arg, int code);
 
 static void change_back(struct rmq_xmsg *m)
@@ -41,9 +41,6 @@ static void change_finish(struct rmq_topic_change *ch)
 {
 	ch->msg.fn = change_back;
 	rmq_shard_post(rmq_shard_current(), ch->origin, &ch->msg);
-	struct rmq_topic_changes *q = &rmq_bshard_current()->changes;
-	q->busy = false;
-	change_next(q);
 }
 
 struct topic_apply {
@@ -111,7 +108,8 @@ void rmq_topics_publish(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_to
 	}
 }
 
-static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct rmq_change_item *it)
+static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct rmq_change_item *it,
+			 bool validate_only)
 {
 	const char *why;
 	if (strlen(it->name) > RMQ_TOPIC_NAME_MAX || rmq_topic_name_check(it->name, &why) < 0) {
@@ -136,7 +134,9 @@ static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct
 	if (rf != 1) {
 		it->code = EC_INVALID_REPLICATION_FACTOR;
 		snprintf(it->err, sizeof(it->err),
-			 "replication factor %u exceeds the 1 broker of this cluster", rf);
+			 "replication factor %u: rmq does not replicate partitions yet, so every "
+			 "partition has 1 replica (replication factor 1)",
+			 rf);
 		return false;
 	}
 	struct rmq_topic *t = &it->result;
@@ -158,6 +158,16 @@ static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct
 	if (rmq_topic_config_fit(&t->cfg, bs->b->cfg.topic_defaults.max_message_bytes, it->err,
 				 sizeof(it->err)) < 0) {
 		it->code = EC_INVALID_CONFIG;
+		return false;
+	}
+	if (validate_only)
+		return rmq_place_check(m, rf, it->err, sizeof(it->err)) == 0 ||
+		       (it->code = EC_INVALID_REPLICATION_FACTOR, false);
+	int rc = rmq_place(m, parts, rf, &t->parts, it->err, sizeof(it->err));
+	if (rc < 0) {
+		it->code = rc == -EINVAL ? EC_INVALID_REPLICATION_FACTOR : EC_RESOURCE_EXHAUSTED;
+		if (rc != -EINVAL)
+			snprintf(it->err, sizeof(it->err), "out of memory");
 		return false;
 	}
 	return true;
@@ -210,23 +220,21 @@ static bool valid_alter(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_ch
 	return true;
 }
 
-/* Shard 0: validates ch against the current snapshot and, unless nothing
- * changes, builds, saves and fans out the new one. */
-static void change_run(struct rmq_topic_change *ch)
+/* Shard 0, on the controller's leader: validates ch against the current
+ * state and returns the state after it (NULL: nothing changes). */
+static struct rmq_meta *change_build(void *arg, const struct rmq_meta *m)
 {
+	struct rmq_topic_change *ch = arg;
 	struct rmq_bshard *bs = rmq_bshard_current();
-	struct rmq_meta *m = bs->meta;
 	size_t ok = 0;
 
-	bs->changes.busy = true;
 	struct rmq_meta *nm = rmq_meta_copy(m, ch->kind == RMQ_CHANGE_CREATE ? ch->n : 0);
 	if (!nm) {
 		for (size_t i = 0; i < ch->n; i++) {
 			ch->items[i].code = EC_RESOURCE_EXHAUSTED;
 			snprintf(ch->items[i].err, sizeof(ch->items[i].err), "out of memory");
 		}
-		change_finish(ch);
-		return;
+		return NULL;
 	}
 	for (size_t i = 0; i < ch->n; i++) {
 		struct rmq_change_item *it = &ch->items[i];
@@ -234,10 +242,11 @@ static void change_run(struct rmq_topic_change *ch)
 			continue; /* refused by the origin already */
 		switch (ch->kind) {
 		case RMQ_CHANGE_CREATE:
-			if (valid_create(bs, nm, it)) {
+			if (valid_create(bs, nm, it, ch->validate_only)) {
 				ok++;
 				if (!ch->validate_only)
-					rmq_meta_insert(nm, &it->result);
+					rmq_meta_insert(nm, &it->result); /* takes its partitions */
+				it->result.parts = NULL;
 			}
 			break;
 		case RMQ_CHANGE_DELETE: {
@@ -255,6 +264,7 @@ static void change_run(struct rmq_topic_change *ch)
 				snprintf(it->err, sizeof(it->err), "internal topics cannot be deleted");
 			} else {
 				it->result = nm->topics[k];
+				it->result.parts = NULL;
 				rmq_meta_remove(nm, (size_t)k);
 				ok++;
 			}
@@ -265,14 +275,16 @@ static void change_run(struct rmq_topic_change *ch)
 				ok++;
 				if (!ch->validate_only)
 					nm->topics[rmq_meta_find(nm, it->name)] = it->result;
+				it->result.parts = NULL;
 			}
 			break;
 		}
 	}
-	/* The controller commits it and publishes it to every shard. */
-	rmq_ctrl_propose_topics(bs, nm, change_applied, ch);
-	free(nm->topics);
-	free(nm);
+	if (ok == 0 || ch->validate_only) {
+		rmq_meta_free(nm);
+		return NULL;
+	}
+	return nm;
 }
 
 /* Shard 0: the change is committed and every shard runs with it (or it
@@ -308,6 +320,8 @@ static void change_applied(void *arg, int code)
 					 : "out of memory");
 			continue;
 		}
+		if (ch->validate_only)
+			continue;
 		rmq_info("topic %s %s (%u partitions)", it->result.name,
 			 ch->kind == RMQ_CHANGE_CREATE   ? "created"
 			 : ch->kind == RMQ_CHANGE_DELETE ? "deleted"
@@ -317,29 +331,11 @@ static void change_applied(void *arg, int code)
 	change_finish(ch);
 }
 
-static void change_next(struct rmq_topic_changes *q)
-{
-	if (q->busy || !q->head)
-		return;
-	struct rmq_topic_change *ch = q->head;
-	q->head = ch->next;
-	if (!q->head)
-		q->tail = NULL;
-	change_run(ch);
-}
-
 static void change_arrive(struct rmq_xmsg *m)
 {
 	struct rmq_topic_change *ch = RMQ_CONTAINER_OF(m, struct rmq_topic_change, msg);
-	struct rmq_topic_changes *q = &rmq_bshard_current()->changes;
 	RMQ_ASSERT(rmq_bshard_current()->id == 0);
-	ch->next = NULL;
-	if (q->tail)
-		q->tail->next = ch;
-	else
-		q->head = ch;
-	q->tail = ch;
-	change_next(q);
+	rmq_ctrl_submit(rmq_bshard_current(), change_build, change_applied, ch);
 }
 
 struct rmq_topic_change *rmq_topic_change_new(struct rmq_bshard *bs, enum rmq_change_kind kind,

@@ -1,24 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * topics.h - topic changes (create, delete, alter configs), decided on
- * shard 0 one at a time.
+ * topics.h - topic changes (create, delete, alter configs), decided by
+ * the controller's leader on its shard 0.
  *
- *   origin shard               shard 0 (owns the metadata)       every shard
- *   rmq_topic_change_submit ─► queue (struct rmq_topic_changes,
- *                              in shard 0's state)
- *                              validate each item against its
- *                              snapshot; build the new snapshot,
- *                              propose it to the controller
- *                              (controller.h); once committed and
+ *   origin shard               shard 0                            every shard
+ *   rmq_topic_change_submit ─► rmq_ctrl_submit (controller.h):
+ *                              on the leader, validated against
+ *                              the committed state, which is
+ *                              built anew (partitions placed:
+ *                              placement.h); once committed and
  *                              applied: rmq_topics_publish ──────► open and close
  *                                                                  its partitions
  *                              ◄──────────────────────── ack ────
  *   ch->done(ch) ◄──────────── every shard applied (or nothing
- *                              changed)
+ *                              changed, or refused: NOT_CONTROLLER
+ *                              on a node that does not lead)
  *
- * So when CreateTopics answers OK, every partition of the topic is open
- * and accepts produce on every shard.  Each item gets its own result
- * (code, err, and the topic as created or altered).
+ * So when CreateTopics answers OK on the leader, every partition of the
+ * topic that the leader hosts is open and accepts produce.  Each item
+ * gets its own result (code, err, and the topic as created or altered).
  */
 #ifndef RMQ_BROKER_TOPICS_H
 #define RMQ_BROKER_TOPICS_H
@@ -70,11 +70,6 @@ struct rmq_topic_change {
 	struct rmq_topic_change *next;
 };
 
-/* Shard 0's queue of changes. */
-struct rmq_topic_changes {
-	struct rmq_topic_change *head, *tail;
-	bool busy;
-};
 
 /* Shard 0: sends a topics snapshot to every shard (rmq_broker_apply_meta);
  * done(arg) once every shard runs with it.  p is the caller's, made ready

@@ -2214,7 +2214,7 @@ def second_rmqd_refused(ctx):
 @test
 def errors_unimplemented(ctx):
     cases = [
-        ("/rustmq.controller.ControllerBrokerService/RegisterBroker", "broker registration"),
+        ("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", "UpdateClusterConfig"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
         ("/rustmq.broker.BrokerReplicationService/ReplicateData", "replication"),
         ("/rustmq.controller.AdminService/ElectLeaders", "leader election"),

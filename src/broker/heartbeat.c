@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* heartbeat.c - this broker's registration and heartbeats (heartbeat.h). */
+#include "broker/heartbeat.h"
+
+#include "broker/broker.h"
+#include "broker/cluster.h"
+#include "broker/controller.h"
+#include "broker/errcode.h"
+#include "broker/fleet.h"
+#include "broker/link.h"
+#include "controller/cluster.pb-c.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH "/rustmq.controller.ControllerBrokerService/"
+
+struct rmq_heartbeat {
+	struct rmq_bshard *bs;
+	struct rmq_timer timer;
+	struct rmq_link *link;
+	char incarnation[40];
+	uint64_t epoch;              /* 0: not registered */
+	bool fenced;
+	bool busy;                   /* a call in flight */
+	bool stopping;               /* freed when the call in flight ends */
+	struct rmq_fleet_call fc;    /* the call (a local one is carried out as is) */
+	uint8_t *req;                /* a remote call's request */
+};
+
+static void schedule(struct rmq_heartbeat *h);
+
+/* The answer of a call, local or remote. */
+static void answered(struct rmq_heartbeat *h)
+{
+	struct rmq_fleet_call *fc = &h->fc;
+	h->busy = false;
+	free(h->req);
+	h->req = NULL;
+	if (h->stopping) {
+		free(h);
+		return;
+	}
+	switch (fc->code) {
+	case EC_OK:
+		if (fc->kind == RMQ_FLEET_REGISTER) {
+			h->epoch = fc->epoch_out;
+			rmq_info("registered with the controller as broker %u (epoch %" PRIu64 ")",
+				 fc->rec.id, h->epoch);
+		} else if (fc->fenced != h->fenced) {
+			h->fenced = fc->fenced;
+			rmq_info("the controller says this broker is %s", h->fenced ? "fenced" : "unfenced");
+		}
+		break;
+	case EC_STALE_EPOCH:
+	case EC_BROKER_NOT_AVAILABLE:
+		rmq_info("the controller: %s", fc->err);
+		h->epoch = 0;
+		break;
+	default: /* NOT_CONTROLLER, TIMEOUT, ...: the next beat asks again */
+		break;
+	}
+}
+
+static void local_done(struct rmq_fleet_call *fc)
+{
+	answered(RMQ_CONTAINER_OF(fc, struct rmq_heartbeat, fc));
+}
+
+static void remote_done(void *arg, enum rmq_grpc_status status, const char *message,
+			const uint8_t *resp, size_t len)
+{
+	struct rmq_heartbeat *h = arg;
+	struct rmq_fleet_call *fc = &h->fc;
+	fc->code = EC_NOT_AVAILABLE;
+	snprintf(fc->err, sizeof(fc->err), "%s", message ? message : "");
+	if (status == RMQ_GRPC_OK && fc->kind == RMQ_FLEET_REGISTER) {
+		Rustmq__Controller__RegisterBrokerResponse *r =
+			rustmq__controller__register_broker_response__unpack(NULL, len, resp);
+		if (r) {
+			fc->code = r->error_code;
+			snprintf(fc->err, sizeof(fc->err), "%s", r->error_message);
+			fc->epoch_out = r->broker_epoch;
+			rustmq__controller__register_broker_response__free_unpacked(r, NULL);
+		}
+	} else if (status == RMQ_GRPC_OK) {
+		Rustmq__Controller__BrokerHeartbeatResponse *r =
+			rustmq__controller__broker_heartbeat_response__unpack(NULL, len, resp);
+		if (r) {
+			fc->code = r->error_code;
+			snprintf(fc->err, sizeof(fc->err), "%s", r->error_message);
+			fc->fenced = r->is_fenced;
+			rustmq__controller__broker_heartbeat_response__free_unpacked(r, NULL);
+		}
+	}
+	answered(h);
+}
+
+/* The request of fc for the wire, into h->req.  Returns its length, or 0. */
+static size_t encode(struct rmq_heartbeat *h)
+{
+	const struct rmq_fleet_call *fc = &h->fc;
+	char id[12];
+	snprintf(id, sizeof(id), "%u", fc->rec.id);
+	size_t len;
+	if (fc->kind == RMQ_FLEET_REGISTER) {
+		Rustmq__Controller__RegisterBrokerRequest r =
+			RUSTMQ__CONTROLLER__REGISTER_BROKER_REQUEST__INIT;
+		Rustmq__Common__BrokerInfo bi = RUSTMQ__COMMON__BROKER_INFO__INIT;
+		Rustmq__Common__BrokerId bid = RUSTMQ__COMMON__BROKER_ID__INIT;
+		bid.id = id;
+		bid.rack_id = (char *)fc->rec.rack;
+		bi.id = &bid;
+		bi.host = (char *)fc->rec.host;
+		bi.port = fc->rec.port;
+		bi.shards = fc->rec.shards;
+		bi.version = (char *)fc->rec.version;
+		r.broker = &bi;
+		r.incarnation_id = (char *)fc->rec.incarnation;
+		r.cluster_id = h->bs->b->cluster_id;
+		len = rustmq__controller__register_broker_request__get_packed_size(&r);
+		if ((h->req = malloc(len + 1)))
+			rustmq__controller__register_broker_request__pack(&r, h->req);
+	} else {
+		Rustmq__Controller__BrokerHeartbeatRequest r =
+			RUSTMQ__CONTROLLER__BROKER_HEARTBEAT_REQUEST__INIT;
+		r.broker_id = id;
+		r.broker_epoch = fc->epoch;
+		r.current_metadata_offset = h->bs->meta->version;
+		len = rustmq__controller__broker_heartbeat_request__get_packed_size(&r);
+		if ((h->req = malloc(len + 1)))
+			rustmq__controller__broker_heartbeat_request__pack(&r, h->req);
+	}
+	return h->req ? len : 0;
+}
+
+static void beat(struct rmq_heartbeat *h)
+{
+	struct rmq_bshard *bs = h->bs;
+	struct rmq_broker *b = bs->b;
+	char addr[RMQ_RAFT_ADDR_MAX];
+	if (h->busy || !rmq_ctrl_is_member(bs))
+		return;
+	uint32_t leader = (uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr));
+	if (!leader)
+		return;
+	struct rmq_fleet_call *fc = &h->fc;
+	memset(fc, 0, sizeof(*fc));
+	fc->rec.id = b->self;
+	if (h->epoch == 0) {
+		fc->kind = RMQ_FLEET_REGISTER;
+		fc->rec.port = atomic_load(&b->port);
+		fc->rec.shards = bs->nshards;
+		snprintf(fc->rec.host, sizeof(fc->rec.host), "%s",
+			 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host);
+		snprintf(fc->rec.rack, sizeof(fc->rec.rack), "%s", b->cfg.rack ? b->cfg.rack : "");
+		snprintf(fc->rec.incarnation, sizeof(fc->rec.incarnation), "%s", h->incarnation);
+		snprintf(fc->rec.version, sizeof(fc->rec.version), "%s", RMQ_VERSION);
+	} else {
+		fc->kind = RMQ_FLEET_HEARTBEAT;
+		fc->epoch = h->epoch;
+	}
+	h->busy = true;
+	if (leader == b->self) {
+		fc->done = local_done;
+		rmq_fleet_call(bs, fc);
+		return;
+	}
+	size_t len = encode(h);
+	int rc = len ? rmq_link_unary(h->link, addr,
+				      fc->kind == RMQ_FLEET_REGISTER ? PATH "RegisterBroker"
+								     : PATH "HeartbeatBroker",
+				      h->req, len, b->cfg.broker_heartbeat_ns * 2, remote_done, h)
+		     : -ENOMEM;
+	if (rc < 0) {
+		h->busy = false;
+		free(h->req);
+		h->req = NULL;
+	}
+}
+
+static void on_timer(struct rmq_timer *t)
+{
+	struct rmq_heartbeat *h = RMQ_CONTAINER_OF(t, struct rmq_heartbeat, timer);
+	beat(h);
+	schedule(h);
+}
+
+static void schedule(struct rmq_heartbeat *h)
+{
+	/* Unregistered: soon again (a start must not wait a whole beat). */
+	uint64_t every = h->epoch ? h->bs->b->cfg.broker_heartbeat_ns : RMQ_CTRL_TICK_NS;
+	rmq_timer_start(h->bs->s, &h->timer, rmq_now_ns() + every, on_timer);
+}
+
+void rmq_heartbeat_kick(struct rmq_bshard *bs)
+{
+	if (bs->hb)
+		beat(bs->hb);
+}
+
+int rmq_heartbeat_start(struct rmq_bshard *bs)
+{
+	struct rmq_heartbeat *h = calloc(1, sizeof(*h));
+	if (!h || !(h->link = rmq_link_new(bs->s, "broker heartbeat"))) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->bs = bs;
+	rmq_uuid(h->incarnation);
+	bs->hb = h;
+	beat(h);
+	schedule(h);
+	return 0;
+}
+
+void rmq_heartbeat_stop(struct rmq_bshard *bs)
+{
+	struct rmq_heartbeat *h = bs->hb;
+	if (!h)
+		return;
+	bs->hb = NULL;
+	rmq_timer_cancel(bs->s, &h->timer);
+	bool busy = h->busy;
+	h->stopping = true;
+	/* A call in flight frees h when it is answered: a remote one here,
+	 * a local one when the controller stops. */
+	rmq_link_free(h->link);
+	if (!busy)
+		free(h);
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * link.h - a connection from this node to another node's gRPC port, kept
+ * by one shard: made on first use, remade after it breaks (at most every
+ * RMQ_LINK_RETRY_NS), moved when the address changes; unary calls on it.
+ * For the calls a node makes to the controller's leader (heartbeat.c).
+ */
+#ifndef RMQ_BROKER_LINK_H
+#define RMQ_BROKER_LINK_H
+
+#include "net/client.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RMQ_LINK_RETRY_NS (200ULL * 1000 * 1000)
+
+struct rmq_link;
+
+/* A link on shard s; what names it in log lines.  NULL when out of memory. */
+struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what);
+
+/* Closes it: calls in flight end (done runs with CANCELLED). */
+void rmq_link_free(struct rmq_link *l);
+
+/*
+ * Starts a unary call of path to addr ("host:port"); req is sent by
+ * reference (kept by the caller until done runs).  Returns 0 (done runs
+ * once, never inside this call), -EAGAIN (not connected yet: connecting;
+ * call again later), -EINVAL (addr is not host:port), or -ENOMEM /
+ * RMQ_EFULL.
+ */
+int rmq_link_unary(struct rmq_link *l, const char *addr, const char *path, const void *req,
+		   size_t len, uint64_t timeout_ns, rmq_client_unary_cb done, void *arg);
+
+#endif /* RMQ_BROKER_LINK_H */
