@@ -20,6 +20,17 @@ controller's Raft log.
   then removed (RemovePeer) and hands over;
 - every node stops cleanly on SIGTERM.
 
+placement_and_fencing (a second cluster, 1 s broker sessions):
+- the three brokers register; a topic's partitions are spread over them,
+  one replica each, every node answering the same leaders; a produce on
+  the leader is stored, on another node it gets NOT_LEADER with the
+  leader's id and address;
+- a broker stopped with SIGSTOP past its session is fenced: its
+  partitions have no leader (LEADER_NOT_AVAILABLE) on every node, the
+  others are still served; after SIGCONT it is unfenced in the same
+  broker epoch, leads its partitions again in a new leader epoch, and
+  has kept its records.
+
     /usr/bin/python3 tests/broker/test_cluster.py --rmqd build/release/rmqd \\
         --proto-dir proto [-v]
 
@@ -32,6 +43,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -65,10 +77,11 @@ def free_ports(n):
 
 
 class Cluster:
-    def __init__(self, binary, tmp, verbose):
+    def __init__(self, binary, tmp, verbose, extra=()):
         self.ports = free_ports(4)  # the fourth joins later
         self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports[:3]))
         self.snapshot_entries = 8
+        self.extra = tuple(extra)
         self.nodes = []
         for i in range(4):
             d = os.path.join(tmp, f"n{i + 1}")
@@ -79,7 +92,7 @@ class Cluster:
         # A snapshot every 8 entries: nodes behind catch up by InstallSnapshot.
         return ("--listen", f"127.0.0.1:{self.ports[i]}", "--node-id", str(i + 1),
                 "--controller-voters", self.voters, "--cores", "1",
-                "--controller-snapshot-entries", str(self.snapshot_entries))
+                "--controller-snapshot-entries", str(self.snapshot_entries), *self.extra)
 
     def start(self, i):
         self.nodes[i].start(self.flags(i))
@@ -270,6 +283,116 @@ def run(cl):
         eq(n.stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+NOT_LEADER = 3
+LEADER_NOT_AVAILABLE = 21
+BROKER_RUNNING, BROKER_FENCED = 2, 3
+
+
+def brokers(cl, i):
+    """{broker id: (state, epoch, "host:port")} as node i describes them."""
+    with cl.client(i) as c:
+        d = ok(c.unary("/rustmq.controller.AdminService/DescribeCluster",
+                       tn.A.DescribeClusterRequest(version=tn.V()),
+                       tn.A.DescribeClusterResponse), f"DescribeCluster on node {i + 1}")
+        return {int(b.id.id): (b.state, b.epoch, f"{b.host}:{b.port}") for b in d.brokers}
+
+
+def wait_for(what, fn, timeout=15):
+    end = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.05)
+
+
+def partitions(cl, i, topic):
+    """[(leader id, leader epoch, error code, replica ids)] by partition, as
+    node i's metadata says."""
+    with cl.client(i) as c:
+        r = ok(c.unary("/rustmq.client.MetadataService/GetTopicMetadata",
+                       tn.MD.GetTopicMetadataRequest(version=tn.V(), topics=[topic]),
+                       tn.MD.GetTopicMetadataResponse), "GetTopicMetadata")
+        return [(p.leader_id, p.leader_epoch, p.error_code, list(p.replica_ids))
+                for p in r.topics[0].partitions]
+
+
+def run_placement(cl):
+    """Partitions spread over the brokers, each served by its leader; a
+    broker stopped past its session is fenced and its partitions have no
+    leader until it comes back."""
+    for i in range(3):
+        cl.start(i)
+    li, _ = cl.leader()
+    wait_for("three brokers registered and running",
+             lambda: all(st == BROKER_RUNNING for st, _, _ in brokers(cl, li).values())
+             and len(brokers(cl, li)) == 3)
+    ok(ok(create(cl, li, "spread-warm"), "CreateTopics").topics[0], "create")
+    with cl.client(li) as c:
+        c.create_topic("spread", 6)
+    parts = wait_for("every node knows spread's leaders",
+                     lambda: all(partitions(cl, i, "spread") == partitions(cl, li, "spread")
+                                 for i in range(3)) and partitions(cl, li, "spread"))
+    leaders = [int(p[0]) for p in parts]
+    eq(sorted(set(leaders)), [1, 2, 3], f"spread's leaders over the brokers: {parts}")
+    for p, (lid, _, _, reps) in enumerate(parts):
+        eq(reps, [lid], f"spread-{p}: one replica, its leader")
+    addr = {b: a for b, (_, _, a) in brokers(cl, li).items()}
+    for p, lid in enumerate(leaders):
+        with cl.client(lid - 1) as c:
+            ok(c.produce("spread", p, tn.make_records(2, f"p{p}")), f"produce spread-{p} on its leader")
+        other = lid % 3  # another node's index
+        with cl.client(other) as c:
+            r = c.produce("spread", p, tn.make_records(1, "x"))
+            eq(r.error_code, NOT_LEADER, f"produce spread-{p} on node {other + 1}")
+            eq(r.leader_id, str(lid), f"NOT_LEADER names the leader of spread-{p}")
+            eq(r.leader_endpoint, addr[lid], f"NOT_LEADER gives the leader's address")
+
+    # SIGSTOP a broker that does not lead the controller: it is fenced.
+    victim = next(b for b in (1, 2, 3) if b - 1 != li)
+    epoch_before = brokers(cl, li)[victim][1]
+    mine = [p for p, lid in enumerate(leaders) if lid == victim]
+    os.kill(cl.nodes[victim - 1].proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        wait_for(f"broker {victim} fenced", lambda: brokers(cl, li)[victim][0] == BROKER_FENCED)
+        print(f"    broker {victim} stopped: fenced {time.monotonic() - t0:.2f}s later", flush=True)
+        other = next(i for i in range(3) if i != victim - 1)
+        after = wait_for("its partitions have no leader on every live node",
+                         lambda: all(partitions(cl, i, "spread")[p][2] == LEADER_NOT_AVAILABLE
+                                     for i in range(3) if i != victim - 1 for p in mine)
+                         and partitions(cl, other, "spread"))
+        for p in mine:
+            eq(after[p][0], "", f"spread-{p}: no leader while its broker is fenced")
+            with cl.client(other) as c:
+                eq(c.produce("spread", p, tn.make_records(1, "y")).error_code,
+                   LEADER_NOT_AVAILABLE, f"produce spread-{p} while its broker is fenced")
+        for p in range(6):
+            if p not in mine:
+                with cl.client(leaders[p] - 1) as c:
+                    ok(c.produce("spread", p, tn.make_records(1, "z")),
+                       f"spread-{p} still served while broker {victim} is fenced")
+    finally:
+        os.kill(cl.nodes[victim - 1].proc.pid, signal.SIGCONT)
+    # It heartbeats again: unfenced, its partitions led by it in a new epoch.
+    wait_for(f"broker {victim} running again", lambda: brokers(cl, li)[victim][0] == BROKER_RUNNING)
+    eq(brokers(cl, li)[victim][1], epoch_before, "the same registration (broker epoch)")
+    back = wait_for("its partitions led by it again",
+                    lambda: all(partitions(cl, victim - 1, "spread")[p][0] == str(victim)
+                                for p in mine) and partitions(cl, victim - 1, "spread"))
+    for p in mine:
+        check(back[p][1] > parts[p][1], f"spread-{p}: a new leader epoch ({parts[p][1]} -> {back[p][1]})")
+        with cl.client(victim - 1) as c:
+            ok(c.produce("spread", p, tn.make_records(1, "w")),
+               f"produce spread-{p} after its broker came back")
+            got = c.fetch_all("spread", p)
+            eq(sum(b.record_count for b, _ in got), 3, f"spread-{p}: records before and after")
+    for i in range(3):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rmqd", required=True)
@@ -281,31 +404,46 @@ def main() -> int:
     passed = failed = 0
     cl = None
     t_start = time.monotonic()
+    binary = os.path.abspath(args.rmqd)
+    tests = [
+        ("three_node_controller", lambda: Cluster(binary, os.path.join(tmp, "a"), args.verbose), run),
+        # Short sessions: a stopped broker is fenced within a second.
+        ("placement_and_fencing",
+         lambda: Cluster(binary, os.path.join(tmp, "b"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s")),
+         run_placement),
+    ]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
         global RP
         RP = importlib.import_module("controller.raft_pb2")
-        cl = Cluster(os.path.abspath(args.rmqd), tmp, args.verbose)
-        run(cl)
-        passed += 1
-        print("PASS three_node_controller", flush=True)
-    except Exception as e:  # noqa: BLE001
-        failed += 1
-        why = f"gRPC {e.code()}: {e.details()}" if isinstance(e, grpc.RpcError) \
-            else f"{type(e).__name__}: {e}"
-        print(f"FAIL three_node_controller: {why}", flush=True)
+    except Exception:  # noqa: BLE001
         traceback.print_exc()
-        if cl:
-            for i, n in enumerate(cl.nodes):
+        tests = []
+        failed += 1
+    for name, make, fn in tests:
+        cl = None
+        try:
+            cl = make()
+            fn(cl)
+            passed += 1
+            print(f"PASS {name}", flush=True)
+        except Exception as e:  # noqa: BLE001
+            failed += 1
+            why = f"gRPC {e.code()}: {e.details()}" if isinstance(e, grpc.RpcError) \
+                else f"{type(e).__name__}: {e}"
+            print(f"FAIL {name}: {why}", flush=True)
+            traceback.print_exc()
+            for i, n in enumerate(cl.nodes if cl else []):
                 print(f"  node {i + 1}:\n" + n.tail(), flush=True)
-    finally:
-        if cl:
-            cl.kill_all()
-        tn._kill_all()
-        if args.keep or failed:
-            print(f"logs kept in {tmp}", flush=True)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if cl:
+                cl.kill_all()
+            tn._kill_all()
+    if args.keep or failed:
+        print(f"logs kept in {tmp}", flush=True)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"broker_cluster: {time.monotonic() - t_start:.1f}s")
     print(f"{passed} passed, {failed} failed, 0 skipped")
     return 1 if failed else 0
