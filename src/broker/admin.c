@@ -12,6 +12,7 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/describe.h"
+#include "broker/forward.h"
 #include "broker/topics.h"
 
 #include "client/metadata.pb-c.h"
@@ -81,6 +82,8 @@ out:
 
 void rmq_admin_create_topics(struct rmq_call *c, void *msg)
 {
+	if (rmq_forward_admin(c, msg, rmq_admin_create_topics))
+		return; /* another node leads the controller */
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Controller__CreateTopicsRequest *req = msg;
 	struct rmq_topic_change *ch = rmq_topic_change_new(bs, RMQ_CHANGE_CREATE, req->n_topics);
@@ -173,6 +176,8 @@ static void delete_done(struct rmq_topic_change *ch)
 
 void rmq_admin_delete_topics(struct rmq_call *c, void *msg)
 {
+	if (rmq_forward_admin(c, msg, rmq_admin_delete_topics))
+		return; /* another node leads the controller */
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Controller__DeleteTopicsRequest *req = msg;
 	size_t n = req->n_names + req->n_topic_ids;
@@ -286,6 +291,8 @@ static void alter_done(struct rmq_topic_change *ch)
 
 void rmq_admin_alter_configs(struct rmq_call *c, void *msg)
 {
+	if (rmq_forward_admin(c, msg, rmq_admin_alter_configs))
+		return; /* another node leads the controller */
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Controller__AlterConfigsRequest *req = msg;
 	struct rmq_topic_change *ch = rmq_topic_change_new(bs, RMQ_CHANGE_ALTER, req->n_resources);

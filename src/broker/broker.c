@@ -19,6 +19,7 @@
 #include "broker/controller.h"
 #include "broker/ctrl_wire.h"
 #include "broker/dedup.h"
+#include "broker/forward.h"
 #include "broker/group.h"
 #include "broker/heartbeat.h"
 #include "broker/methods.h"
@@ -291,6 +292,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 	rmq_timer_cancel(s, &bs->fsync_timer);
 	rmq_heartbeat_stop(bs);
 	rmq_ctrl_stop(bs);
+	rmq_forward_fini(bs);
 	if (bs->srv) {
 		rmq_server_drained(bs->srv, true);
 		rmq_server_destroy(bs->srv);

@@ -172,6 +172,7 @@ struct rmq_bshard {
 	struct rmq_ctrl *ctrl;         /* shard 0: the controller (controller.h) */
 	struct rmq_fleet *fleet;       /* shard 0: brokers' sessions, when leading (fleet.h) */
 	struct rmq_heartbeat *hb;      /* shard 0: this broker's registration (heartbeat.h) */
+	struct rmq_link *fwd_link;     /* admin calls to the controller's leader (forward.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;

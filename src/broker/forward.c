@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* forward.c - admin calls carried to the controller's leader (forward.h). */
+#include "broker/forward.h"
+
+#include "broker/broker.h"
+#include "broker/cluster.h"
+#include "broker/link.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RETRY_NS (20ULL * 1000 * 1000)
+#define MARGIN_NS (50ULL * 1000 * 1000) /* the leader answers before we must */
+
+struct fwd {
+	struct rmq_call *call;
+	void *msg;                 /* the decoded request, until it is sent */
+	void (*local)(struct rmq_call *c, void *msg);
+	struct rmq_bshard *bs;
+	struct rmq_timer timer;
+	uint32_t leader;
+	char addr[RMQ_BROKER_HOST_MAX + 24];
+	uint64_t deadline_ns;
+	uint8_t *req;
+	size_t len;
+};
+
+static void fwd_free(struct fwd *f)
+{
+	rmq_call_unref(f->call);
+	if (f->msg)
+		protobuf_c_message_free_unpacked(f->msg, NULL);
+	free(f->req);
+	free(f);
+}
+
+static void relayed(void *arg, enum rmq_grpc_status status, const char *message,
+		    const uint8_t *resp, size_t len)
+{
+	struct fwd *f = arg;
+	if (status == RMQ_GRPC_OK) {
+		if (rmq_call_send(f->call, resp, len) == 0)
+			rmq_call_finish(f->call, RMQ_GRPC_OK, NULL);
+	} else {
+		rmq_call_finishf(f->call, RMQ_GRPC_UNAVAILABLE,
+				 "forwarded to the controller's leader (node %u at %s), whose answer was "
+				 "lost (%s: %s): the change may have taken effect; check before retrying",
+				 f->leader, f->addr, rmq_grpc_status_name(status), message ? message : "");
+	}
+	fwd_free(f);
+}
+
+static void try_send(struct fwd *f);
+
+static void on_retry(struct rmq_timer *t)
+{
+	try_send(RMQ_CONTAINER_OF(t, struct fwd, timer));
+}
+
+static struct rmq_link *link_of(struct rmq_bshard *bs)
+{
+	if (!bs->fwd_link)
+		bs->fwd_link = rmq_link_new(bs->s, "forwarding to the controller's leader");
+	return bs->fwd_link;
+}
+
+/* The leader as this shard knows it now, into f; false: none known. */
+static bool target(struct fwd *f)
+{
+	struct rmq_quorum q;
+	rmq_cluster_quorum(f->bs, &q);
+	f->leader = q.leader;
+	f->addr[0] = '\0';
+	if (q.leader && q.leader != f->bs->b->self)
+		rmq_cluster_endpoint(f->bs, q.leader, f->addr, sizeof(f->addr));
+	return q.leader != 0;
+}
+
+static void try_send(struct fwd *f)
+{
+	uint64_t now = rmq_now_ns();
+	if (rmq_call_done(f->call)) {
+		fwd_free(f); /* the client went away */
+		return;
+	}
+	/* Until it is sent the leader may change (an election): ask the one
+	 * known now, or decide here when it is this node. */
+	int rc = -EAGAIN;
+	if (target(f) && f->leader == f->bs->b->self) {
+		void *msg = f->msg;
+		f->msg = NULL;
+		f->local(f->call, msg);
+		fwd_free(f);
+		return;
+	}
+	if (f->addr[0]) {
+		struct rmq_link *l = link_of(f->bs);
+		free(f->req);
+		f->len = protobuf_c_message_get_packed_size(f->msg);
+		f->req = malloc(f->len + 1);
+		rc = !l || !f->req ? -ENOMEM
+		     : now + MARGIN_NS >= f->deadline_ns
+			     ? -ETIMEDOUT
+			     : rmq_link_unary(l, f->addr, rmq_call_method(f->call)->path, f->req,
+					      protobuf_c_message_pack(f->msg, f->req),
+					      f->deadline_ns - now - MARGIN_NS, relayed, f);
+	}
+	if (rc == 0) {
+		protobuf_c_message_free_unpacked(f->msg, NULL); /* sent: never again */
+		f->msg = NULL;
+		return;
+	}
+	if (rc == -EAGAIN && now + RETRY_NS < f->deadline_ns &&
+	    rmq_timer_start(f->bs->s, &f->timer, now + RETRY_NS, on_retry) == 0)
+		return;
+	/* Never sent: nothing was decided. */
+	if (!f->leader)
+		rmq_call_finishf(f->call, RMQ_GRPC_UNAVAILABLE,
+				 "the controller has no leader now (an election, or this node is cut "
+				 "off from a majority); nothing was changed");
+	else
+		rmq_call_finishf(f->call, RMQ_GRPC_UNAVAILABLE,
+				 "the controller's leader is node %u at %s, which this node cannot reach "
+				 "(%s); nothing was changed",
+				 f->leader, f->addr[0] ? f->addr : "an unknown address",
+				 rc == -ETIMEDOUT || rc == -EAGAIN ? "not within the call's time"
+								   : rmq_strerror(rc));
+	fwd_free(f);
+}
+
+bool rmq_forward_admin(struct rmq_call *c, void *req,
+		       void (*local)(struct rmq_call *c, void *req))
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	struct rmq_quorum q;
+	char addr[RMQ_BROKER_HOST_MAX + 24];
+	rmq_cluster_quorum(bs, &q);
+	/* Forwarded only to a leader registered as a broker (its address). */
+	if (!q.leader || q.leader == bs->b->self ||
+	    !rmq_cluster_endpoint(bs, q.leader, addr, sizeof(addr))[0])
+		return false;
+	struct fwd *f = calloc(1, sizeof(*f));
+	if (!f)
+		return false; /* decided here: answered NOT_CONTROLLER */
+	f->msg = req;
+	f->local = local;
+	f->call = c;
+	rmq_call_ref(c);
+	f->bs = bs;
+	uint64_t now = rmq_now_ns(), dl = rmq_call_deadline_ns(c);
+	f->deadline_ns = dl && dl < now + RMQ_FORWARD_NS ? dl : now + RMQ_FORWARD_NS;
+	try_send(f);
+	return true;
+}
+
+void rmq_forward_fini(struct rmq_bshard *bs)
+{
+	rmq_link_free(bs->fwd_link);
+	bs->fwd_link = NULL;
+}
