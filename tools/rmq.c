@@ -71,17 +71,23 @@ static int cmd_cluster(int argc, char **argv)
 			rustmq__controller__describe_cluster_response__descriptor);
 	if (d->error_code)
 		die_code("DescribeCluster", NULL, d->error_code, d->error_message);
-	printf("cluster %s\tcontroller %s\ttopics %" PRIu32 "\tpartitions %" PRIu32
-	       "\toffline %" PRIu32 "\n",
-	       d->cluster_id, *d->controller_id ? d->controller_id : "-", d->topic_count,
-	       d->partition_count, d->offline_partition_count);
-	printf("brokers\n");
+	printf("cluster %s\ttopics %" PRIu32 "\tpartitions %" PRIu32 "\toffline %" PRIu32
+	       "\tmetadata version %" PRIu64 "\n",
+	       d->cluster_id, d->topic_count, d->partition_count, d->offline_partition_count,
+	       d->metadata_offset);
+	printf("controller\tleader %s\tepoch %" PRIu64 "\tvoters",
+	       *d->controller_id ? d->controller_id : "- (an election)", d->controller_epoch);
+	for (size_t i = 0; i < d->n_controller_voter_ids; i++)
+		printf("%s%s", i ? "," : " ", d->controller_voter_ids[i]);
+	printf("\nbrokers\n");
 	for (size_t i = 0; i < d->n_brokers; i++) {
 		const Rustmq__Common__BrokerInfo *b = d->brokers[i];
-		printf("  %s\t%s:%" PRIu32 "\t%s\tshards %" PRIu32 "%s%s%s\n",
+		const char *rack = b->id && *b->id->rack_id ? b->id->rack_id : "-";
+		printf("  %s\t%s:%" PRIu32 "\t%s\tepoch %" PRIu64 "\track %s\tshards %" PRIu32
+		       "%s%s%s\n",
 		       b->id && b->id->id ? b->id->id : "?", b->host, b->port, broker_state(b->state),
-		       b->shards, b->is_controller ? "\tcontroller" : "", *b->version ? "\tversion " : "",
-		       b->version);
+		       b->epoch, rack, b->shards, b->is_controller ? "\tvoter" : "",
+		       *b->version ? "\tversion " : "", b->version);
 	}
 	protobuf_c_message_free_unpacked(&d->base, NULL);
 

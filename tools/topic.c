@@ -47,12 +47,14 @@ static void free_entries(Rustmq__Common__ConfigEntry *e)
 
 static int topic_create(int argc, char **argv)
 {
-	uint64_t partitions;
+	uint64_t partitions, rf;
 	const struct rmq_flag flags[] = {
 		{"partitions", RMQ_FLAG_UINT, &partitions, "1", "partitions of the topic", 1, 65536, NULL},
+		{"replication-factor", RMQ_FLAG_UINT, &rf, "1", "replicas of each partition, on as many brokers (above 1 is refused until rmq replicates)", 1, 8, NULL},
 	};
-	const struct cmd_spec cs = {"topic create", "topic create NAME [--partitions N] [--config k=v ...]",
-				    "Creates a topic.", flags, 1, 1, 1, true, false};
+	const struct cmd_spec cs = {"topic create",
+				    "topic create NAME [--partitions N] [--replication-factor N] [--config k=v ...]",
+				    "Creates a topic.", flags, 2, 1, 1, true, false};
 	int npos;
 	parse_args(&cs, argc, argv, &npos);
 	const char *name = argv[1];
@@ -63,7 +65,7 @@ static int topic_create(int argc, char **argv)
 	Rustmq__Controller__CreatableTopic t = RUSTMQ__CONTROLLER__CREATABLE_TOPIC__INIT;
 	t.name = (char *)name;
 	t.partitions = (uint32_t)partitions;
-	t.replication_factor = 1;
+	t.replication_factor = (uint32_t)rf;
 	t.n_configs = cli.nconfigs;
 	t.configs = ptrs;
 	Rustmq__Controller__CreatableTopic *tp[1] = {&t};
