@@ -11,6 +11,7 @@
  * users type them, or among the command's own flags; the last one wins.
  */
 #include "cli.h"
+#include "route.h"
 
 #include "bench.h"
 #include "common/types.pb-c.h"
@@ -42,6 +43,7 @@ void cli_init(void)
 void cli_exit(int code)
 {
 	fflush(stdout);
+	route_close();
 	rmq_rpc_close(cli.rpc);
 	cli.rpc = NULL;
 	exit(code);
@@ -210,11 +212,18 @@ bool follow_controller(int code, const char *message)
 ProtobufCMessage *pb_call(const char *what, const char *path, const ProtobufCMessage *req,
 			  const ProtobufCMessageDescriptor *resp_desc, uint64_t timeout_ns)
 {
+	return pb_call_on(cli.rpc, what, path, req, resp_desc, timeout_ns);
+}
+
+ProtobufCMessage *pb_call_on(struct rmq_rpc *rpc, const char *what, const char *path,
+			     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+			     uint64_t timeout_ns)
+{
 	size_t len = protobuf_c_message_get_packed_size(req);
 	uint8_t *buf = xmalloc(len);
 	protobuf_c_message_pack(req, buf);
 	struct rmq_rpc_call c = {.path = path, .req = buf, .len = len, .timeout_ns = timeout_ns};
-	enum rmq_grpc_status st = rmq_rpc_unary(cli.rpc, &c);
+	enum rmq_grpc_status st = rmq_rpc_unary(rpc, &c);
 	if (st != RMQ_GRPC_OK)
 		die_status(what, st, c.message);
 	free(buf);

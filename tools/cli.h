@@ -9,7 +9,8 @@
  *     └─► topic.c  produce.c  consume.c  group.c      the commands
  *           └─► consumer.c                             the consumer loops
  *                 └─► query.c    member.c (sans I/O)   queries; the group member
- *                       └─► cli.c ─► rpc.c             helpers; blocking calls
+ *                       └─► cli.c  route.c ─► rpc.c    helpers, connections to the
+ *                                                      partitions' leaders; blocking calls
  *
  * each calling only the ones below it (member.c calls none of them:
  * rmq-bench drives it too).  This is a program, not a library: the
@@ -115,6 +116,10 @@ bool follow_controller(int code, const char *message);
  * protobuf_c_message_free_unpacked) or dies. */
 ProtobufCMessage *pb_call(const char *what, const char *path, const ProtobufCMessage *req,
 			  const ProtobufCMessageDescriptor *resp_desc, uint64_t timeout_ns);
+/* The same on another connection (route.h: a partition's leader). */
+ProtobufCMessage *pb_call_on(struct rmq_rpc *rpc, const char *what, const char *path,
+			     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+			     uint64_t timeout_ns);
 
 #define PB_CALL(what, path, req, T, desc)                                                      \
 	((T *)pb_call(what, path, &(req)->base, &desc, CALL_TIMEOUT_NS))

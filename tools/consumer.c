@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "member.h"
+#include "route.h"
 
 #include "client/consumer.pb-c.h"
 #include "core/shard.h"
@@ -198,35 +199,11 @@ static void consume_batch(struct consumer *c, struct cpart *cp,
 
 /* ---- Fetch --------------------------------------------------------------- */
 
-/* One Fetch of every partition of c, waiting up to wait_ns for a record;
- * prints what comes back (up to c->max) and moves the positions past it. */
-static void consumer_fetch(struct consumer *c, uint64_t wait_ns)
+/* The answer of one Fetch: prints what came back (up to c->max) and moves
+ * the positions past it.  A partition whose leader moved is routed anew
+ * (route.h) and fetched again by the next round. */
+static void fetch_answer(struct consumer *c, const Rustmq__Client__FetchResponse *r, int *tries)
 {
-	Rustmq__Client__FetchPartition *fp = xmalloc(sizeof(*fp) * c->nparts);
-	Rustmq__Client__FetchPartition **fpp = xmalloc(sizeof(*fpp) * c->nparts);
-	Rustmq__Common__TopicPartition *tps = xmalloc(sizeof(*tps) * c->nparts);
-	for (uint32_t i = 0; i < c->nparts; i++) {
-		rustmq__client__fetch_partition__init(&fp[i]);
-		rustmq__common__topic_partition__init(&tps[i]);
-		tps[i].topic = (char *)c->topic;
-		tps[i].partition = c->parts[i].partition;
-		fp[i].topic_partition = &tps[i];
-		fp[i].fetch_offset = c->parts[i].offset;
-		fp[i].partition_max_bytes = 1u << 20;
-		fpp[i] = &fp[i];
-	}
-	Google__Protobuf__Duration d = pb_duration(wait_ns);
-	Rustmq__Client__FetchRequest req = RUSTMQ__CLIENT__FETCH_REQUEST__INIT;
-	req.version = &api_v1;
-	req.client_id = "rmq";
-	req.max_wait = &d;
-	req.min_bytes = 1;
-	req.max_bytes = 8u << 20;
-	req.n_partitions = c->nparts;
-	req.partitions = fpp;
-	Rustmq__Client__FetchResponse *r = (Rustmq__Client__FetchResponse *)pb_call(
-		"Fetch", "/rustmq.client.ConsumerService/Fetch", &req.base,
-		&rustmq__client__fetch_response__descriptor, wait_ns + CALL_TIMEOUT_NS);
 	if (r->error_code)
 		die_code("Fetch", c->topic, r->error_code, r->error_message);
 	for (size_t i = 0; i < r->n_partitions; i++) {
@@ -247,12 +224,84 @@ static void consumer_fetch(struct consumer *c, uint64_t wait_ns)
 			cp->offset = to;
 			continue;
 		}
+		if (pr->error_code && route_retry(c->topic, p, pr->error_code, "", tries))
+			continue;
 		if (pr->error_code)
 			die_code("Fetch", c->topic, pr->error_code, pr->error_message);
 		for (size_t b = 0; b < pr->n_batches && (c->max == 0 || c->got < c->max); b++)
 			consume_batch(c, cp, pr->batches[b]);
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* One Fetch per broker leading some partitions of c, all in flight at
+ * once, each waiting up to wait_ns for a record. */
+static void consumer_fetch(struct consumer *c, uint64_t wait_ns)
+{
+	uint32_t n = c->nparts;
+	Rustmq__Client__FetchPartition *fp = xmalloc(sizeof(*fp) * n);
+	Rustmq__Client__FetchPartition **fpp = xmalloc(sizeof(*fpp) * n);
+	Rustmq__Common__TopicPartition *tps = xmalloc(sizeof(*tps) * n);
+	struct rmq_rpc **to = xmalloc(sizeof(*to) * n);
+	struct rmq_rpc_call *calls = xmalloc(sizeof(*calls) * n);
+	bool *sent = calloc(n, sizeof(*sent));
+	if (!sent)
+		die("out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		rustmq__client__fetch_partition__init(&fp[i]);
+		rustmq__common__topic_partition__init(&tps[i]);
+		tps[i].topic = (char *)c->topic;
+		tps[i].partition = c->parts[i].partition;
+		fp[i].topic_partition = &tps[i];
+		fp[i].fetch_offset = c->parts[i].offset;
+		fp[i].partition_max_bytes = 1u << 20;
+		to[i] = route_rpc(c->topic, c->parts[i].partition);
+	}
+	Google__Protobuf__Duration d = pb_duration(wait_ns);
+	Rustmq__Client__FetchRequest req = RUSTMQ__CLIENT__FETCH_REQUEST__INIT;
+	req.version = &api_v1;
+	req.client_id = "rmq";
+	req.max_wait = &d;
+	req.min_bytes = 1;
+	req.max_bytes = 8u << 20;
+	uint32_t ncalls = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (sent[i])
+			continue;
+		/* The partitions led by to[i]'s broker. */
+		uint32_t k = 0;
+		for (uint32_t j = i; j < n; j++) {
+			if (!sent[j] && to[j] == to[i]) {
+				fpp[k++] = &fp[j];
+				sent[j] = true;
+			}
+		}
+		req.n_partitions = k;
+		req.partitions = fpp;
+		size_t len = protobuf_c_message_get_packed_size(&req.base);
+		uint8_t *buf = xmalloc(len + 1);
+		protobuf_c_message_pack(&req.base, buf);
+		calls[ncalls] = (struct rmq_rpc_call){.path = "/rustmq.client.ConsumerService/Fetch",
+						      .req = buf, .len = len,
+						      .timeout_ns = wait_ns + CALL_TIMEOUT_NS};
+		rmq_rpc_submit(to[i], &calls[ncalls++]);
+	}
+	int tries = 0;
+	for (uint32_t k = 0; k < ncalls; k++) {
+		enum rmq_grpc_status st = rmq_rpc_wait(&calls[k]);
+		if (st != RMQ_GRPC_OK)
+			die_status("Fetch", st, calls[k].message);
+		Rustmq__Client__FetchResponse *r =
+			rustmq__client__fetch_response__unpack(NULL, calls[k].resp_len, calls[k].resp);
+		if (!r)
+			die("Fetch: the broker's answer does not parse (is --bootstrap an rmqd?)");
+		fetch_answer(c, r, &tries);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		rmq_rpc_call_reset(&calls[k]);
+		free((void *)calls[k].req);
+	}
+	free(calls);
+	free(sent);
+	free(to);
 	free(fp);
 	free(fpp);
 	free(tps);

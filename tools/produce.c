@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "pbatch.h"
 #include "query.h"
+#include "route.h"
 
 #include "client/producer.pb-c.h"
 #include "core/crc32c.h"
@@ -54,35 +55,49 @@ static struct {
 	uint64_t next_progress_ns;
 } P;
 
+/* Waits for partition pi's call; one its broker refused because another
+ * leads the partition goes to that one (route.h), the same bytes again
+ * (nothing was appended). */
 static void produce_complete(uint32_t pi)
 {
 	struct ppart *pp = &P.parts[pi];
-	enum rmq_grpc_status st = rmq_rpc_wait(&pp->call);
+	int tries = 0;
+	for (bool again = true; again;) {
+		enum rmq_grpc_status st = rmq_rpc_wait(&pp->call);
+		if (st != RMQ_GRPC_OK) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "%s", pp->call.message ? pp->call.message : "");
+			die("ProduceBatch to %s/%" PRIu32 " failed: %s%s%s", P.topic, pi,
+			    rmq_grpc_status_name((int)st), *msg ? ": " : "", msg);
+		}
+		Rustmq__Client__ProduceBatchResponse *r = rustmq__client__produce_batch_response__unpack(
+			NULL, pp->call.resp_len, pp->call.resp);
+		rmq_rpc_call_reset(&pp->call);
+		if (!r)
+			die("ProduceBatch: the broker's answer does not parse");
+		if (r->error_code)
+			die_code("ProduceBatch", P.topic, r->error_code, r->error_message);
+		again = false;
+		for (size_t i = 0; i < r->n_partitions; i++) {
+			const Rustmq__Client__ProduceResponse *pr = r->partitions[i];
+			if (pr->error_code &&
+			    route_retry(P.topic, pi, pr->error_code, pr->leader_endpoint, &tries)) {
+				again = true;
+				continue;
+			}
+			if (pr->error_code)
+				die_code("ProduceBatch", P.topic, pr->error_code, pr->error_message);
+			P.acked += pr->record_count;
+			if (cli.verbose)
+				fprintf(stderr, "%s/%" PRIu32 ": %" PRIu32 " records at offsets %" PRIu64
+					"..%" PRIu64 "\n",
+					P.topic, pi, pr->record_count, pr->offset, pr->last_offset);
+		}
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		if (again)
+			rmq_rpc_submit(route_rpc(P.topic, pi), &pp->call);
+	}
 	pp->busy = false;
-	if (st != RMQ_GRPC_OK) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "%s", pp->call.message ? pp->call.message : "");
-		die("ProduceBatch to %s/%" PRIu32 " failed: %s%s%s", P.topic, pi,
-		    rmq_grpc_status_name((int)st), *msg ? ": " : "", msg);
-	}
-	Rustmq__Client__ProduceBatchResponse *r = rustmq__client__produce_batch_response__unpack(
-		NULL, pp->call.resp_len, pp->call.resp);
-	rmq_rpc_call_reset(&pp->call);
-	if (!r)
-		die("ProduceBatch: the broker's answer does not parse");
-	if (r->error_code)
-		die_code("ProduceBatch", P.topic, r->error_code, r->error_message);
-	for (size_t i = 0; i < r->n_partitions; i++) {
-		const Rustmq__Client__ProduceResponse *pr = r->partitions[i];
-		if (pr->error_code)
-			die_code("ProduceBatch", P.topic, pr->error_code, pr->error_message);
-		P.acked += pr->record_count;
-		if (cli.verbose)
-			fprintf(stderr, "%s/%" PRIu32 ": %" PRIu32 " records at offsets %" PRIu64
-				"..%" PRIu64 "\n",
-				P.topic, pi, pr->record_count, pr->offset, pr->last_offset);
-	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
 /* Waits for the oldest call in flight. */
@@ -116,7 +131,7 @@ static void produce_send(uint32_t pi)
 					 .timeout_ns = CALL_TIMEOUT_NS};
 	pp->busy = true;
 	P.sent_records += pp->sent.records;
-	rmq_rpc_submit(cli.rpc, &pp->call);
+	rmq_rpc_submit(route_rpc(P.topic, pi), &pp->call);
 	P.fifo[(P.fifo_head + P.fifo_count) % INFLIGHT_MAX] = pi;
 	P.fifo_count++;
 	if (P.progress) {

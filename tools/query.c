@@ -6,6 +6,7 @@
 #include "query.h"
 
 #include "cli.h"
+#include "route.h"
 
 #include "client/consumer.pb-c.h"
 #include "client/metadata.pb-c.h"
@@ -54,21 +55,23 @@ void topic_check_partition(const char *topic, uint64_t partition, uint32_t total
 			    topic, total - 1);
 }
 
-void topic_list_offsets(const char *topic, struct cpart *parts, uint32_t nparts, int spec,
-			uint64_t at_ms)
+/* One ListOffsets of the parts marked in want, all led by the broker of
+ * rpc; clears the mark of each answered (need_latest: a TIMESTAMP lookup
+ * that found nothing yet); one whose leader moved stays marked. */
+static void list_offsets_on(struct rmq_rpc *rpc, const char *topic, struct cpart *parts,
+			    bool *want, uint32_t nparts, int spec, uint64_t at_ms, bool *need_latest,
+			    int *tries)
 {
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < nparts; i++)
-		n += parts[i].offset == UINT64_MAX;
-	if (n == 0)
-		return;
+		n += want[i];
 	Rustmq__Client__ListOffsetsPartition *lp = xmalloc(sizeof(*lp) * n);
 	Rustmq__Client__ListOffsetsPartition **lpp = xmalloc(sizeof(*lpp) * n);
 	Rustmq__Common__TopicPartition *tps = xmalloc(sizeof(*tps) * n);
 	Google__Protobuf__Timestamp ts = pb_timestamp(at_ms);
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < nparts; i++) {
-		if (parts[i].offset != UINT64_MAX)
+		if (!want[i])
 			continue;
 		rustmq__client__list_offsets_partition__init(&lp[k]);
 		rustmq__common__topic_partition__init(&tps[k]);
@@ -86,32 +89,64 @@ void topic_list_offsets(const char *topic, struct cpart *parts, uint32_t nparts,
 	req.client_id = "rmq";
 	req.n_partitions = n;
 	req.partitions = lpp;
-	Rustmq__Client__ListOffsetsResponse *r =
-		PB_CALL("ListOffsets", "/rustmq.client.ConsumerService/ListOffsets", &req,
-			Rustmq__Client__ListOffsetsResponse,
-			rustmq__client__list_offsets_response__descriptor);
+	Rustmq__Client__ListOffsetsResponse *r = (Rustmq__Client__ListOffsetsResponse *)pb_call_on(
+		rpc, "ListOffsets", "/rustmq.client.ConsumerService/ListOffsets", &req.base,
+		&rustmq__client__list_offsets_response__descriptor, CALL_TIMEOUT_NS);
 	if (r->error_code)
 		die_code("ListOffsets", topic, r->error_code, r->error_message);
-	bool need_latest = false;
 	for (size_t i = 0; i < r->n_partitions; i++) {
 		const Rustmq__Client__ListOffsetsPartitionResponse *pr = r->partitions[i];
 		uint32_t p = pr->topic_partition ? pr->topic_partition->partition : 0;
 		for (uint32_t j = 0; j < nparts; j++) {
-			if (parts[j].partition != p || parts[j].offset != UINT64_MAX)
+			if (parts[j].partition != p || !want[j])
 				continue;
 			if (pr->error_code == EC(OFFSET_NOT_AVAILABLE) &&
-			    spec == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_TIMESTAMP)
-				need_latest = true; /* nothing at or after the time yet */
-			else if (pr->error_code)
+			    spec == RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_TIMESTAMP) {
+				*need_latest = true; /* nothing at or after the time yet */
+				want[j] = false;
+			} else if (pr->error_code && route_retry(topic, p, pr->error_code, "", tries)) {
+				continue; /* asked again where it moved */
+			} else if (pr->error_code) {
 				die_code("ListOffsets", topic, pr->error_code, pr->error_message);
-			else
+			} else {
 				parts[j].offset = pr->offset;
+				want[j] = false;
+			}
 		}
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	free(lp);
 	free(lpp);
 	free(tps);
+}
+
+void topic_list_offsets(const char *topic, struct cpart *parts, uint32_t nparts, int spec,
+			uint64_t at_ms)
+{
+	bool *want = xmalloc(sizeof(*want) * (nparts ? nparts : 1));
+	bool need_latest = false;
+	int tries = 0;
+	for (uint32_t i = 0; i < nparts; i++)
+		want[i] = parts[i].offset == UINT64_MAX;
+	/* One call per broker leading some of them. */
+	for (;;) {
+		uint32_t first = 0;
+		while (first < nparts && !want[first])
+			first++;
+		if (first == nparts)
+			break;
+		struct rmq_rpc *rpc = route_rpc(topic, parts[first].partition);
+		bool *mine = xmalloc(sizeof(*mine) * nparts);
+		for (uint32_t i = 0; i < nparts; i++) {
+			mine[i] = want[i] && route_rpc(topic, parts[i].partition) == rpc;
+			want[i] &= !mine[i];
+		}
+		list_offsets_on(rpc, topic, parts, mine, nparts, spec, at_ms, &need_latest, &tries);
+		for (uint32_t i = 0; i < nparts; i++)
+			want[i] |= mine[i]; /* still wanted: its leader moved */
+		free(mine);
+	}
+	free(want);
 	/* Those partitions start at LATEST; the others keep theirs. */
 	if (need_latest)
 		topic_list_offsets(topic, parts, nparts, RUSTMQ__CLIENT__OFFSET_SPEC__OFFSET_SPEC_LATEST,

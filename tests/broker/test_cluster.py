@@ -45,6 +45,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -320,7 +321,14 @@ def partitions(cl, i, topic):
                 for p in r.topics[0].partitions]
 
 
-def run_placement(cl):
+def rmq_cli(rmq, addr, *argv, stdin=None):
+    r = subprocess.run([rmq, "--bootstrap", addr, *argv], input=stdin, capture_output=True,
+                       timeout=60)
+    check(r.returncode == 0, f"rmq {' '.join(argv)}: exit {r.returncode}: {r.stderr.decode()}")
+    return r.stdout.decode()
+
+
+def run_placement(cl, rmq=None):
     """Partitions spread over the brokers, each served by its leader; a
     broker stopped past its session is fenced and its partitions have no
     leader until it comes back."""
@@ -350,6 +358,20 @@ def run_placement(cl):
             eq(r.error_code, NOT_LEADER, f"produce spread-{p} on node {other + 1}")
             eq(r.leader_id, str(lid), f"NOT_LEADER names the leader of spread-{p}")
             eq(r.leader_endpoint, addr[lid], f"NOT_LEADER gives the leader's address")
+
+    # The CLI produces to and consumes from every partition through one
+    # node: it follows each partition to its leader.
+    if rmq:
+        rmq_cli(rmq, f"127.0.0.1:{cl.ports[0]}", "topic", "create", "cli-spread", "--partitions", "6")
+        lines = "".join(f"k{i}:v{i}\n" for i in range(300))
+        rmq_cli(rmq, f"127.0.0.1:{cl.ports[1]}", "produce", "cli-spread", "--key-sep", ":",
+                stdin=lines.encode())
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[2]}", "consume", "cli-spread", "--offset",
+                      "earliest", "--max", "300", "--timeout", "10s")
+        eq(sorted(out.split()), sorted(f"v{i}" for i in range(300)),
+           "rmq consume of what rmq produce wrote across the brokers")
+        parts = partitions(cl, 0, "cli-spread")
+        eq(sorted({p[0] for p in parts}), ["1", "2", "3"], "cli-spread's leaders")
 
     # SIGSTOP a broker that does not lead the controller: it is fenced.
     victim = next(b for b in (1, 2, 3) if b - 1 != li)
@@ -398,6 +420,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rmqd", required=True)
     ap.add_argument("--proto-dir", required=True)
+    ap.add_argument("--rmq", help="the rmq CLI: produce and consume across the brokers")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -412,7 +435,7 @@ def main() -> int:
         ("placement_and_fencing",
          lambda: Cluster(binary, os.path.join(tmp, "b"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s")),
-         run_placement),
+         lambda cl: run_placement(cl, args.rmq)),
     ]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
