@@ -90,6 +90,7 @@
 #define SCRATCH_MAX (256u << 20)              /* a decompressed batch */
 
 #define GROUP_SESSION_NS (10ULL * NS)         /* --group members' session timeout */
+#define BROKERS_MAX 16                        /* brokers leading the topic's partitions */
 
 /* Error counters: gRPC statuses, rustmq ErrorCodes, and our own. */
 #define ERR_GRPC 0
@@ -154,7 +155,9 @@ struct gmember {
 struct bconn {
 	struct bthread *t;
 	unsigned index;            /* within the thread */
-	unsigned global;           /* among every thread's connections */
+	unsigned broker;           /* g.brokers[broker]: where it connects */
+	unsigned global;           /* among every thread's producing connections */
+	uint32_t rr;               /* produce: round robin over its broker's partitions */
 	struct rmq_client_conn *cc;
 	bool up;
 	struct pslot *slots;
@@ -174,15 +177,18 @@ struct bconn {
 struct bthread {
 	unsigned id;
 	struct rmq_shard *s;
-	struct rmq_client *cl;
-	struct bconn *conns;
-	unsigned conns_up;
+	struct rmq_client *cl;     /* to the bootstrap broker (g.brokers[0]) */
+	struct rmq_client *cls[BROKERS_MAX]; /* to the others, made at setup */
+	struct bconn *conns;       /* --connections per broker, broker 0's first */
+	unsigned nconns;           /* in use */
+	unsigned conns_up;         /* the bootstrap's */
+	unsigned extra_up;         /* the other brokers' */
+	bool extra_started;
 	struct reader *readers;
 	unsigned nreaders;
 	unsigned resolving;
 	bool setup_seen;
 	enum phase phase;
-	uint32_t rr;               /* produce partition round robin */
 	uint64_t corr;
 	uint64_t inflight;         /* workload calls open */
 	struct stats prod, cons;
@@ -203,8 +209,19 @@ static struct {
 	struct rmq_runtime *rt;
 	struct bthread *th;
 	unsigned nthreads;
-	unsigned total_conns;
+	unsigned total_conns;      /* producing connections (pacing splits the rate) */
+	_Atomic unsigned open_conns; /* every connection (a run ends when all are lost) */
 	uint32_t partitions;       /* written by thread 0 before "setup" */
+	/* The brokers that lead the topic's partitions (written by thread 0
+	 * before "setup"): 0 is --target; each has the partitions it leads. */
+	unsigned nbrokers;
+	struct {
+		char host[256];
+		uint16_t port;
+		uint32_t *parts;
+		uint32_t nparts;
+		unsigned active;   /* among the brokers that lead some */
+	} brokers[BROKERS_MAX];
 	bool topic_existed;
 	unsigned ready;            /* thread 0 only */
 	_Atomic uint64_t t_start, t_warm, t_end, t_stop;
@@ -349,11 +366,12 @@ static bool conn_ok(const struct bconn *bc)
 
 static void prod_kick(struct bconn *bc);
 
-static uint32_t next_partition(struct bthread *t)
+/* The next partition bc produces to: those its broker leads, in turn. */
+static uint32_t next_partition(struct bconn *bc)
 {
-	uint32_t p = t->rr;
-	t->rr = (t->rr + 1) % g.partitions;
-	return p;
+	const uint32_t *parts = g.brokers[bc->broker].parts;
+	uint32_t n = g.brokers[bc->broker].nparts;
+	return parts[bc->rr++ % n];
 }
 
 static void prod_free(struct bconn *bc, struct pslot *sl)
@@ -501,7 +519,7 @@ static void prod_send(struct bconn *bc, struct pslot *sl, uint64_t t0)
 		prod_free(bc, sl);
 		return;
 	}
-	uint32_t p = next_partition(t);
+	uint32_t p = next_partition(bc);
 	if (g.o.produce_stream) {
 		req = bench_encode_produce(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr, &len);
 		rc = bc->pstream ? rmq_ccall_send(bc->pstream, req, len) : RMQ_ECLOSED;
@@ -540,7 +558,7 @@ static void prod_kick(struct bconn *bc)
 {
 	struct bthread *t = bc->t;
 
-	if (t->phase != PH_RUN || !conn_ok(bc))
+	if (t->phase != PH_RUN || !conn_ok(bc) || g.brokers[bc->broker].nparts == 0)
 		return;
 	if (g.o.produce_stream && !bc->pstream)
 		return; /* reopened by its timer */
@@ -1049,6 +1067,9 @@ static void member_drive(struct reader *r)
 }
 
 /* Partition p goes to reader p % R of the R readers of every thread. */
+/* The readers of this thread: per broker leading some partitions, one per
+ * connection to it (e2e) or per stream slot (consume), each striping that
+ * broker's partitions over every thread's readers. */
 static int readers_create(struct bthread *t)
 {
 	const struct bench_opts *o = &g.o;
@@ -1056,42 +1077,91 @@ static int readers_create(struct bthread *t)
 							      : o->connections * o->streams);
 	unsigned total = per_thread * g.nthreads;
 
-	t->readers = calloc(per_thread, sizeof(*t->readers));
+	if (o->group[0] && g.nbrokers > 1) {
+		fatal("--group: the topic's partitions are led by %u brokers; a group member here "
+		      "reads over one connection (use a topic led by one broker)",
+		      g.nbrokers);
+		return -EINVAL;
+	}
+	t->readers = calloc((size_t)per_thread * g.nbrokers, sizeof(*t->readers));
 	if (!t->readers)
 		return -ENOMEM;
-	for (unsigned j = 0; j < per_thread; j++) {
-		unsigned gid = t->id * per_thread + j;
-		uint32_t n = 0;
-		for (uint32_t p = gid; p < g.partitions; p += total)
-			n++;
-		if (n == 0)
-			break;
-		struct reader *r = &t->readers[t->nreaders++];
-		r->t = t;
-		r->bc = &t->conns[j % o->connections];
-		/* A group member may be given any number of partitions. */
-		uint32_t cap = o->group[0] ? g.partitions : n;
-		r->parts = calloc(cap, sizeof(*r->parts));
-		r->parts_cap = cap;
-		r->req_cap = 128 + (size_t)cap * (strlen(o->topic) + 64);
-		r->req = malloc(r->req_cap);
-		if (!r->parts || !r->req)
-			return -ENOMEM;
-		if (o->group[0]) {
-			if (member_create(r) < 0)
+	for (unsigned b = 0; b < g.nbrokers; b++) {
+		const uint32_t *bparts = g.brokers[b].parts;
+		uint32_t bn = g.brokers[b].nparts;
+		for (unsigned j = 0; j < per_thread; j++) {
+			unsigned gid = t->id * per_thread + j;
+			uint32_t n = 0;
+			for (uint32_t q = gid; q < bn; q += total)
+				n++;
+			if (n == 0)
+				break;
+			struct reader *r = &t->readers[t->nreaders++];
+			r->t = t;
+			r->bc = &t->conns[b * (unsigned)o->connections + j % (unsigned)o->connections];
+			/* A group member may be given any number of partitions. */
+			uint32_t cap = o->group[0] ? g.partitions : n;
+			r->parts = calloc(cap, sizeof(*r->parts));
+			r->parts_cap = cap;
+			r->req_cap = 128 + (size_t)cap * (strlen(o->topic) + 64);
+			r->req = malloc(r->req_cap);
+			if (!r->parts || !r->req)
 				return -ENOMEM;
-		} else {
-			r->nparts = n;
-			n = 0;
-			for (uint32_t p = gid; p < g.partitions; p += total)
-				r->parts[n++].partition = p;
+			if (o->group[0]) {
+				if (member_create(r) < 0)
+					return -ENOMEM;
+			} else {
+				r->nparts = n;
+				n = 0;
+				for (uint32_t q = gid; q < bn; q += total)
+					r->parts[n++].partition = bparts[q];
+			}
+			r->sink = (struct bench_fetch_sink){
+				.record = sink_record,
+				.error = sink_error,
+				.arg = r,
+				.scratch_max = SCRATCH_MAX,
+			};
 		}
-		r->sink = (struct bench_fetch_sink){
-			.record = sink_record,
-			.error = sink_error,
-			.arg = r,
-			.scratch_max = SCRATCH_MAX,
-		};
+	}
+	return 0;
+}
+
+static int conn_init(struct bthread *t, struct bconn *bc, unsigned index, unsigned broker);
+static const struct rmq_client_conn_ops conn_ops;
+
+/* Connects --connections to each broker but the bootstrap that leads some
+ * of the topic's partitions; each conn_connected counts. */
+static int extra_connect(struct bthread *t)
+{
+	const struct bench_opts *o = &g.o;
+	for (unsigned b = 1; b < g.nbrokers; b++) {
+		struct rmq_client_config cc;
+		rmq_client_config_default(&cc);
+		cc.host = g.brokers[b].host;
+		cc.port = g.brokers[b].port;
+		cc.connections_max = (uint32_t)o->connections;
+		cc.calls_max = (uint32_t)(2 * o->connections * o->streams + 8);
+		cc.send_queue_max = (uint32_t)o->streams + 1;
+		int rc = rmq_client_create(t->s, &cc, &t->cls[b]);
+		if (rc < 0) {
+			fatal("cannot set up a client for broker %s:%u: %s", g.brokers[b].host,
+			      (unsigned)g.brokers[b].port, rmq_strerror(rc));
+			return rc;
+		}
+		for (unsigned i = 0; i < o->connections; i++) {
+			struct bconn *bc = &t->conns[t->nconns];
+			rc = conn_init(t, bc, t->nconns, b);
+			if (rc == 0)
+				rc = rmq_client_connect(t->cls[b], &conn_ops, bc, &bc->cc);
+			if (rc < 0) {
+				bc->cc = NULL;
+				fatal("cannot connect to broker %s:%u: %s", g.brokers[b].host,
+				      (unsigned)g.brokers[b].port, rmq_strerror(rc));
+				return rc;
+			}
+			t->nconns++;
+		}
 	}
 	return 0;
 }
@@ -1103,6 +1173,13 @@ static void on_setup(struct rmq_xmsg *m)
 	t->setup_seen = true;
 	if (t->conns_up < g.o.connections || t->phase != PH_CONNECT)
 		return; /* on_connect continues when all are up */
+	if (!t->extra_started) {
+		t->extra_started = true;
+		if (extra_connect(t) < 0)
+			return;
+	}
+	if (t->extra_up < t->nconns - (unsigned)g.o.connections)
+		return; /* the other brokers' connections: conn_connected continues */
 	t->phase = PH_SETUP;
 	if (g.o.mode == BENCH_PRODUCE) {
 		post_ready(t);
@@ -1135,6 +1212,76 @@ static void on_setup(struct rmq_xmsg *m)
 
 static void topic_metadata_start(struct bthread *t);
 
+/* The broker of host:port, added when new; -1 when there are too many. */
+static int broker_index(const char *host, uint32_t port)
+{
+	for (unsigned b = 0; b < g.nbrokers; b++)
+		if (g.brokers[b].port == port && strcmp(g.brokers[b].host, host) == 0)
+			return (int)b;
+	if (g.nbrokers == BROKERS_MAX || strlen(host) >= sizeof(g.brokers[0].host))
+		return -1;
+	unsigned b = g.nbrokers++;
+	snprintf(g.brokers[b].host, sizeof(g.brokers[b].host), "%s", host);
+	g.brokers[b].port = (uint16_t)port;
+	return (int)b;
+}
+
+/* Which broker leads each partition (the metadata's leader and broker
+ * list): producers and readers talk to it.  A partition with no leader
+ * known now goes to --target, which answers LEADER_NOT_AVAILABLE (counted
+ * as errors).  Returns 0 or -1 (fatal). */
+static int route_partitions(const Rustmq__Client__GetTopicMetadataResponse *mr)
+{
+	const Rustmq__Common__TopicMetadata *tm = mr->topics[0];
+	g.nbrokers = 0;
+	(void)broker_index(g.o.host, g.o.port);
+	unsigned *of = calloc(tm->n_partitions, sizeof(*of));
+	if (!of) {
+		fatal("out of memory");
+		return -1;
+	}
+	for (size_t p = 0; p < tm->n_partitions; p++) {
+		const char *leader = tm->partitions[p]->leader_id;
+		for (size_t k = 0; *leader && k < mr->n_brokers; k++) {
+			const Rustmq__Common__BrokerInfo *bi = mr->brokers[k];
+			if (!bi->id || strcmp(bi->id->id, leader) != 0)
+				continue;
+			/* One broker is --target, whatever name it advertises. */
+			int b = mr->n_brokers == 1 ? 0 : broker_index(bi->host, bi->port);
+			if (b < 0) {
+				fatal("the topic's partitions are led by more than %d brokers", BROKERS_MAX);
+				free(of);
+				return -1;
+			}
+			of[p] = (unsigned)b;
+		}
+	}
+	unsigned active = 0;
+	for (unsigned b = 0; b < g.nbrokers; b++) {
+		free(g.brokers[b].parts);
+		g.brokers[b].parts = calloc(tm->n_partitions, sizeof(uint32_t));
+		g.brokers[b].nparts = 0;
+		if (!g.brokers[b].parts) {
+			fatal("out of memory");
+			free(of);
+			return -1;
+		}
+		for (size_t p = 0; p < tm->n_partitions; p++)
+			if (of[p] == b)
+				g.brokers[b].parts[g.brokers[b].nparts++] = (uint32_t)p;
+		g.brokers[b].active = active;
+		active += g.brokers[b].nparts > 0;
+	}
+	free(of);
+	g.total_conns = g.nthreads * (unsigned)g.o.connections * active;
+	atomic_store(&g.open_conns, g.nthreads * (unsigned)g.o.connections * g.nbrokers);
+	if (g.nbrokers > 1)
+		fprintf(stderr, "rmq-bench: the topic's partitions are led by %u brokers; connecting "
+				"to each\n",
+			g.nbrokers);
+	return 0;
+}
+
 static void setup_retry_fn(struct rmq_timer *tm)
 {
 	struct bthread *t = RMQ_CONTAINER_OF(tm, struct bthread, tick);
@@ -1164,6 +1311,10 @@ static void topic_metadata_done(void *arg, enum rmq_grpc_status status, const ch
 	if (code == 0 && mr->n_topics == 1) {
 		code = mr->topics[0]->error_code;
 		nparts = mr->topics[0]->n_partitions;
+	}
+	if (code == 0 && nparts > 0 && route_partitions(mr) < 0) {
+		rustmq__client__get_topic_metadata_response__free_unpacked(mr, NULL);
+		return;
 	}
 	rustmq__client__get_topic_metadata_response__free_unpacked(mr, NULL);
 	if ((code != 0 || nparts == 0) && g.o.create_topic && ++t->setup_tries < SETUP_TRIES) {
@@ -1306,7 +1457,7 @@ static void drain_timeout_fn(struct rmq_timer *tm)
 	struct bthread *t = RMQ_CONTAINER_OF(tm, struct bthread, drain_timer);
 	/* Answers that did not come in time: cut the connections (their
 	 * calls end CANCELLED, not counted). */
-	for (unsigned i = 0; i < g.o.connections; i++)
+	for (unsigned i = 0; i < t->nconns; i++)
 		if (t->conns[i].cc)
 			rmq_client_conn_close(t->conns[i].cc);
 }
@@ -1327,8 +1478,10 @@ static void on_go(struct rmq_xmsg *m)
 		reader_issue(&t->readers[i]);
 	if (o->mode == BENCH_CONSUME)
 		return;
-	for (unsigned i = 0; i < o->connections; i++) {
+	for (unsigned i = 0; i < t->nconns; i++) {
 		struct bconn *bc = &t->conns[i];
+		if (g.brokers[bc->broker].nparts == 0)
+			continue; /* setup calls only */
 		if (o->rate) {
 			bc->paced = true;
 			rmq_pace_init(&bc->pace, t_start, o->rate, (uint32_t)o->batch, g.total_conns,
@@ -1375,7 +1528,7 @@ static void begin_drain(struct bthread *t)
 		else if (r->m)
 			member_drive(r);
 	}
-	for (unsigned i = 0; i < g.o.connections; i++) {
+	for (unsigned i = 0; i < t->nconns; i++) {
 		struct bconn *bc = &t->conns[i];
 		rmq_timer_cancel(t->s, &bc->pace_timer);
 		rmq_timer_cancel(t->s, &bc->restart);
@@ -1417,11 +1570,16 @@ static void conn_connected(struct rmq_client_conn *cc, void *arg, int res)
 		return; /* torn down before it connected */
 	if (res < 0) {
 		bc->cc = NULL;
-		fatal("cannot connect to %s:%u: %s", g.o.host, (unsigned)g.o.port,
-		      rmq_strerror(res));
+		fatal("cannot connect to %s:%u: %s", g.brokers[bc->broker].host,
+		      (unsigned)g.brokers[bc->broker].port, rmq_strerror(res));
 		return;
 	}
 	bc->up = true;
+	if (bc->broker != 0) { /* another broker's, at setup */
+		t->extra_up++;
+		on_setup(&t->setup_msg);
+		return;
+	}
 	if (++t->conns_up < g.o.connections)
 		return;
 	if (t->id == 0)
@@ -1442,15 +1600,16 @@ static void conn_closed(struct rmq_client_conn *cc, void *arg, int why)
 		/* The rest of the run goes on over the other connections; when
 		 * none is left it ends here. */
 		count_error(t, ERR_GRPC + RMQ_GRPC_UNAVAILABLE);
-		fprintf(stderr, "rmq-bench: a connection to %s:%u was lost: %s\n", g.o.host,
-			(unsigned)g.o.port, why ? rmq_strerror(why) : "closed by the server");
-		if (atomic_fetch_add(&g.conns_lost, 1) + 1 == g.total_conns) {
+		fprintf(stderr, "rmq-bench: a connection to %s:%u was lost: %s\n",
+			g.brokers[bc->broker].host, (unsigned)g.brokers[bc->broker].port,
+			why ? rmq_strerror(why) : "closed by the server");
+		if (atomic_fetch_add(&g.conns_lost, 1) + 1 == atomic_load(&g.open_conns)) {
 			atomic_store(&g.all_lost, true);
 			stop_everyone(t, rmq_now_ns());
 		}
 	} else if (t->phase < PH_RUN) {
-		fatal("the connection to %s:%u closed during setup: %s", g.o.host,
-		      (unsigned)g.o.port, why ? rmq_strerror(why) : "closed by the server");
+		fatal("the connection to %s:%u closed during setup: %s", g.brokers[bc->broker].host,
+		      (unsigned)g.brokers[bc->broker].port, why ? rmq_strerror(why) : "closed by the server");
 	}
 }
 
@@ -1510,22 +1669,61 @@ static void thread_fini(struct rmq_shard *s, void *arg)
 		if (r->m)
 			rmq_timer_cancel(s, &r->m->wake);
 	}
-	for (unsigned i = 0; i < g.o.connections; i++) {
+	for (unsigned i = 0; i < t->nconns; i++) {
 		rmq_timer_cancel(s, &t->conns[i].pace_timer);
 		rmq_timer_cancel(s, &t->conns[i].restart);
 	}
 	rmq_client_destroy(t->cl);
 	t->cl = NULL;
+	for (unsigned b = 1; b < BROKERS_MAX; b++) {
+		if (t->cls[b])
+			rmq_client_destroy(t->cls[b]);
+		t->cls[b] = NULL;
+	}
 }
 
-/* Allocates a thread's connections and producer slots (before the
- * runtime starts: all of the hot path's memory). */
+/* Makes bc, connection index of thread t to broker b, ready: its producer
+ * slots and their buffers (all of the hot path's memory). */
+static int conn_init(struct bthread *t, struct bconn *bc, unsigned index, unsigned broker)
+{
+	const struct bench_opts *o = &g.o;
+	bc->t = t;
+	bc->index = index;
+	bc->broker = broker;
+	unsigned i = index % (unsigned)o->connections;
+	bc->global = (g.brokers[broker].active * g.nthreads + t->id) * (unsigned)o->connections + i;
+	bc->rr = t->id * 7 + i; /* connections start on different partitions */
+	if (o->mode == BENCH_CONSUME)
+		return 0;
+	bc->slots = calloc(o->streams, sizeof(*bc->slots));
+	bc->fifo = calloc(o->streams, sizeof(*bc->fifo));
+	if (!bc->slots || !bc->fifo)
+		return -ENOMEM;
+	for (unsigned k = 0; k < o->streams; k++) {
+		struct pslot *sl = &bc->slots[k];
+		sl->bc = bc;
+		uint64_t seed = (uint64_t)(broker * 100000 + bc->global) * 1000 + k;
+		int rc = o->produce_unary
+				 ? bench_batch_init_unary(&sl->batch, (uint32_t)o->batch,
+							  (uint32_t)o->msg_bytes, seed)
+				 : bench_batch_init(&sl->batch, (uint32_t)o->batch, (uint32_t)o->msg_bytes,
+						    o->compression, seed);
+		if (rc < 0)
+			return rc;
+		sl->next_free = bc->free;
+		bc->free = sl;
+	}
+	return 0;
+}
+
+/* Allocates a thread's connections to the bootstrap broker and their
+ * producer slots (before the runtime starts); room for those to the other
+ * brokers, made at setup. */
 static int thread_alloc(struct bthread *t, unsigned id)
 {
 	const struct bench_opts *o = &g.o;
 
 	t->id = id;
-	t->rr = id % 7; /* threads start on different partitions */
 	pthread_mutex_init(&t->mu, NULL);
 	rmq_hist_reset(&t->prod.hist);
 	rmq_hist_reset(&t->cons.hist);
@@ -1535,35 +1733,14 @@ static int thread_alloc(struct bthread *t, unsigned id)
 	t->ready_msg.fn = on_ready;
 	t->go_msg.fn = on_go;
 	t->stop_msg.fn = on_stop;
-	t->conns = calloc(o->connections, sizeof(*t->conns));
+	t->conns = calloc((size_t)BROKERS_MAX * o->connections, sizeof(*t->conns));
 	if (!t->conns)
 		return -ENOMEM;
 	for (unsigned i = 0; i < o->connections; i++) {
-		struct bconn *bc = &t->conns[i];
-		bc->t = t;
-		bc->index = i;
-		bc->global = id * (unsigned)o->connections + i;
-		if (o->mode == BENCH_CONSUME)
-			continue;
-		bc->slots = calloc(o->streams, sizeof(*bc->slots));
-		bc->fifo = calloc(o->streams, sizeof(*bc->fifo));
-		if (!bc->slots || !bc->fifo)
-			return -ENOMEM;
-		for (unsigned k = 0; k < o->streams; k++) {
-			struct pslot *sl = &bc->slots[k];
-			sl->bc = bc;
-			int rc = o->produce_unary
-					 ? bench_batch_init_unary(&sl->batch, (uint32_t)o->batch,
-								  (uint32_t)o->msg_bytes,
-								  bc->global * 1000 + k)
-					 : bench_batch_init(&sl->batch, (uint32_t)o->batch,
-							    (uint32_t)o->msg_bytes, o->compression,
-							    bc->global * 1000 + k);
-			if (rc < 0)
-				return rc;
-			sl->next_free = bc->free;
-			bc->free = sl;
-		}
+		int rc = conn_init(t, &t->conns[i], i, 0);
+		if (rc < 0)
+			return rc;
+		t->nconns++;
 	}
 	return 0;
 }
@@ -1571,7 +1748,7 @@ static int thread_alloc(struct bthread *t, unsigned id)
 static void thread_free(struct bthread *t)
 {
 	if (t->conns) {
-		for (unsigned i = 0; i < g.o.connections; i++) {
+		for (unsigned i = 0; i < t->nconns; i++) {
 			struct bconn *bc = &t->conns[i];
 			for (unsigned k = 0; bc->slots && k < g.o.streams; k++)
 				bench_batch_free(&bc->slots[k].batch);
@@ -1712,6 +1889,10 @@ int main(int argc, char **argv)
 	g.wall_offset_ns = bench_wall_offset_ns();
 	g.nthreads = (unsigned)o->threads;
 	g.total_conns = (unsigned)(o->threads * o->connections);
+	atomic_store(&g.open_conns, g.total_conns);
+	g.nbrokers = 1;
+	snprintf(g.brokers[0].host, sizeof(g.brokers[0].host), "%s", o->host);
+	g.brokers[0].port = o->port;
 	g.th = calloc(g.nthreads, sizeof(*g.th));
 	if (!g.th) {
 		fprintf(stderr, "rmq-bench: out of memory\n");
@@ -1729,7 +1910,8 @@ int main(int argc, char **argv)
 		.shards = g.nthreads,
 		.ring_entries = 1024,
 		.xshard_capacity = 64,
-		.timers_max = (unsigned)(4 * o->connections * o->streams + 4 * o->connections + 64),
+		.timers_max = (unsigned)(BROKERS_MAX * (4 * o->connections * o->streams +
+							 4 * o->connections) + 64),
 		.pin = o->pin,
 		.poll_ns = o->poll_ns,
 	};

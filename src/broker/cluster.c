@@ -77,13 +77,6 @@ uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs)
 	return q.term;
 }
 
-bool rmq_cluster_is_controller(const struct rmq_bshard *bs)
-{
-	struct rmq_quorum q;
-	rmq_cluster_quorum(bs, &q);
-	return q.leader && strcmp(q.leader_id, rmq_cluster_self(bs)) == 0;
-}
-
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p)
 {

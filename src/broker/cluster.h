@@ -41,7 +41,6 @@ void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q);
  * string, valid until the next call on this thread) and epoch (its term). */
 const char *rmq_cluster_controller(const struct rmq_bshard *bs);
 uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs);
-bool rmq_cluster_is_controller(const struct rmq_bshard *bs);
 
 /* Who leads partition p of t, as this shard's snapshot says. */
 #define RMQ_ID_CHARS 12

@@ -25,7 +25,10 @@ void rmq_describe_self(struct rmq_bshard *bs, struct rmq_self_info *s)
 					       : RUSTMQ__COMMON__BROKER_STATE__BROKER_SHUTTING_DOWN;
 	s->bi.epoch = rmq_cluster_broker_epoch(bs);
 	s->bi.shards = bs->nshards;
-	s->bi.is_controller = rmq_cluster_is_controller(bs);
+	struct rmq_quorum q;
+	rmq_cluster_quorum(bs, &q);
+	for (uint32_t k = 0; k < q.n; k++)
+		s->bi.is_controller |= q.voters[k] == b->self; /* a voter (common/metadata.proto) */
 	uint64_t now = rmq_wall_ms();
 	s->hb.seconds = (int64_t)(now / 1000);
 	s->hb.nanos = (int32_t)(now % 1000) * 1000000;

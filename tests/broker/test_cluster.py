@@ -328,7 +328,7 @@ def rmq_cli(rmq, addr, *argv, stdin=None):
     return r.stdout.decode()
 
 
-def run_placement(cl, rmq=None):
+def run_placement(cl, rmq=None, bench=None):
     """Partitions spread over the brokers, each served by its leader; a
     broker stopped past its session is fenced and its partitions have no
     leader until it comes back."""
@@ -372,6 +372,20 @@ def run_placement(cl, rmq=None):
            "rmq consume of what rmq produce wrote across the brokers")
         parts = partitions(cl, 0, "cli-spread")
         eq(sorted({p[0] for p in parts}), ["1", "2", "3"], "cli-spread's leaders")
+
+    # rmq-bench, given one node, produces to and reads from every leader.
+    if bench:
+        r = subprocess.run([bench, "--target", f"127.0.0.1:{cl.ports[0]}", "--mode", "e2e",
+                            "--topic", "bench-spread", "--partitions", "6", "--threads", "1",
+                            "--connections", "1", "--streams", "2", "--duration", "2s",
+                            "--warmup", "500ms", "--msg-bytes", "256"],
+                           capture_output=True, timeout=120)
+        out = r.stdout.decode() + r.stderr.decode()
+        check(r.returncode == 0, f"rmq-bench: exit {r.returncode}:\n{out}")
+        check("led by 3 brokers" in out, f"rmq-bench connected to the three leaders:\n{out}")
+        check(re.search(r"errors\s+0\b", out), f"rmq-bench: errors:\n{out}")
+        m = re.search(r"consume\s+(\d+) msgs", out)
+        check(m and int(m.group(1)) > 0, f"rmq-bench consumed records:\n{out}")
 
     # SIGSTOP a broker that does not lead the controller: it is fenced.
     victim = next(b for b in (1, 2, 3) if b - 1 != li)
@@ -421,6 +435,7 @@ def main() -> int:
     ap.add_argument("--rmqd", required=True)
     ap.add_argument("--proto-dir", required=True)
     ap.add_argument("--rmq", help="the rmq CLI: produce and consume across the brokers")
+    ap.add_argument("--rmq-bench", help="the load generator: a short run across the brokers")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -435,7 +450,7 @@ def main() -> int:
         ("placement_and_fencing",
          lambda: Cluster(binary, os.path.join(tmp, "b"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s")),
-         lambda cl: run_placement(cl, args.rmq)),
+         lambda cl: run_placement(cl, args.rmq, args.rmq_bench)),
     ]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
