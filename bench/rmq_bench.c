@@ -136,6 +136,7 @@ struct reader {
 	/* ListOffsets at setup */
 	uint8_t *lo_req;
 	size_t lo_len;
+	int lo_tries;
 	/* --group membership ("consumer group" below) */
 	struct gmember *m;
 	uint32_t parts_cap;
@@ -741,6 +742,16 @@ static void post_ready(struct bthread *t)
 	rmq_shard_post(t->s, 0, &t->ready_msg);
 }
 
+static int list_offsets_start(struct reader *r);
+
+static void lo_retry_fn(struct rmq_timer *tm)
+{
+	struct reader *r = RMQ_CONTAINER_OF(tm, struct reader, retry);
+	int rc = list_offsets_start(r);
+	if (rc < 0)
+		fatal("ListOffsets not sent: %s", rmq_strerror(rc));
+}
+
 static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char *message,
 			      const uint8_t *resp, size_t len)
 {
@@ -776,6 +787,17 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 	}
 	for (size_t i = 0; i < lr->n_partitions; i++) {
 		const Rustmq__Client__ListOffsetsPartitionResponse *pr = lr->partitions[i];
+		/* A topic just created reaches its partitions' leaders a moment
+		 * after the node that created it answered: ask again. */
+		bool early = pr->error_code == EC(TOPIC_NOT_FOUND) ||
+			     pr->error_code == EC(PARTITION_NOT_FOUND) ||
+			     pr->error_code == EC(LEADER_NOT_AVAILABLE);
+		if (early && !r->m && ++r->lo_tries < SETUP_TRIES) {
+			rustmq__client__list_offsets_response__free_unpacked(lr, NULL);
+			if (rmq_timer_start(t->s, &r->retry, rmq_now_ns() + RETRY_NS, lo_retry_fn) < 0)
+				fatal("timer heap full");
+			return;
+		}
 		if (pr->error_code != 0) {
 			fatal("ListOffsets: partition %u: error %d: %s", r->parts[i].partition,
 			      (int)pr->error_code, pr->error_message);

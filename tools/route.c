@@ -103,8 +103,19 @@ struct rmq_rpc *route_rpc(const char *topic, uint32_t p)
 
 bool route_retry(const char *topic, uint32_t p, int code, const char *endpoint, int *tries)
 {
-	if ((code != EC(NOT_LEADER) && code != EC(LEADER_NOT_AVAILABLE)) || ++*tries > ROUTE_TRIES_MAX)
+	/* A leader that does not know the partition the metadata showed has
+	 * not applied its creation yet (it follows the controller a moment
+	 * behind): ask again. */
+	bool behind = (code == EC(TOPIC_NOT_FOUND) || code == EC(PARTITION_NOT_FOUND)) && R.topic &&
+		      strcmp(R.topic, topic) == 0 && p < R.nparts && R.leader[p] &&
+		      strcmp(R.leader[p], cli.bootstrap) != 0;
+	if ((code != EC(NOT_LEADER) && code != EC(LEADER_NOT_AVAILABLE) && !behind) ||
+	    ++*tries > ROUTE_TRIES_MAX)
 		return false;
+	if (behind) {
+		sleep_ns(100 * MS);
+		return true;
+	}
 	if (code == EC(NOT_LEADER) && endpoint && *endpoint && R.topic &&
 	    strcmp(R.topic, topic) == 0 && p < R.nparts) {
 		free(R.leader[p]);

@@ -30,7 +30,11 @@ struct rmq_rpc *route_rpc(const char *topic, uint32_t p);
  * leader it names, "" = unknown) or LEADER_NOT_AVAILABLE re-route p (for
  * the latter after a pause of 100 ms, reading the metadata again) and
  * return true while *tries stays within ROUTE_TRIES_MAX: the caller sends
- * the call again.  Any other code: false. */
+ * the call again.  TOPIC_NOT_FOUND or PARTITION_NOT_FOUND from a leader
+ * other than the bootstrap broker, for a partition the metadata showed,
+ * is retried the same way after 100 ms (that broker applies the
+ * controller's changes a moment after the one that answered them).  Any
+ * other code: false. */
 bool route_retry(const char *topic, uint32_t p, int code, const char *endpoint, int *tries);
 
 /* Closes the connections it opened (not cli.rpc). */

@@ -207,16 +207,53 @@ static int topic_delete(int argc, char **argv)
 	return 0;
 }
 
+/* ControllerBrokerService.CreatePartitions: the topic grows to total. */
+static void topic_grow(const char *name, uint32_t total)
+{
+	Rustmq__Controller__CreatePartitionsTopic t = RUSTMQ__CONTROLLER__CREATE_PARTITIONS_TOPIC__INIT;
+	t.topic = (char *)name;
+	t.new_total_count = total;
+	Rustmq__Controller__CreatePartitionsTopic *tp[1] = {&t};
+	Rustmq__Controller__CreatePartitionsRequest req = RUSTMQ__CONTROLLER__CREATE_PARTITIONS_REQUEST__INIT;
+	req.version = &api_v1;
+	req.n_topics = 1;
+	req.topics = tp;
+	Rustmq__Controller__CreatePartitionsResponse *r =
+		PB_CALL("CreatePartitions", "/rustmq.controller.ControllerBrokerService/CreatePartitions",
+			&req, Rustmq__Controller__CreatePartitionsResponse,
+			rustmq__controller__create_partitions_response__descriptor);
+	if (r->error_code)
+		die_code("CreatePartitions", name, r->error_code, r->error_message);
+	if (r->n_topics < 1)
+		die("CreatePartitions: the broker answered no result for '%s'", name);
+	if (r->topics[0]->error_code)
+		die_code("CreatePartitions", name, r->topics[0]->error_code,
+			 r->topics[0]->error_message);
+	printf("topic %s has %" PRIu32 " partitions (%zu new)\n", name, total,
+	       r->topics[0]->n_partitions);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 static int topic_alter(int argc, char **argv)
 {
-	const struct cmd_spec cs = {"topic alter", "topic alter NAME --config k=v [--config k=v ...]",
-				    "Sets topic configs.", NULL, 0, 1, 1, true, false};
+	uint64_t partitions;
+	const struct rmq_flag flags[] = {
+		{"partitions", RMQ_FLAG_UINT, &partitions, "0", "grow the topic to this many partitions (0 = keep them)", 0, 65536, NULL},
+	};
+	const struct cmd_spec cs = {"topic alter",
+				    "topic alter NAME [--partitions N] [--config k=v ...]",
+				    "Grows a topic's partitions, sets topic configs.", flags, 1, 1, 1,
+				    true, false};
 	int npos;
 	parse_args(&cs, argc, argv, &npos);
 	const char *name = argv[1];
-	if (cli.nconfigs == 0)
-		usage_error("nothing to alter: give at least one --config k=v");
+	if (cli.nconfigs == 0 && partitions == 0)
+		usage_error("nothing to alter: give --partitions N or at least one --config k=v");
 	connect_broker();
+	if (partitions)
+		topic_grow(name, (uint32_t)partitions);
+	if (cli.nconfigs == 0)
+		return 0;
 	Rustmq__Controller__AlterableConfig cfgs[CONFIGS_MAX], *ptrs[CONFIGS_MAX];
 	for (size_t i = 0; i < cli.nconfigs; i++) {
 		rustmq__controller__alterable_config__init(&cfgs[i]);
@@ -259,11 +296,11 @@ static int topic_alter(int argc, char **argv)
 }
 
 static const struct command topic_cmds[] = {
-	{"create", topic_create, "create a topic: rmq topic create NAME [--partitions N] [--config k=v ...]"},
+	{"create", topic_create, "create a topic: rmq topic create NAME [--partitions N] [--replication-factor N] [--config k=v ...]"},
 	{"list", topic_list, "list the topics"},
 	{"describe", topic_describe, "partitions, leaders, shards and configs of a topic"},
 	{"delete", topic_delete, "delete a topic"},
-	{"alter", topic_alter, "set topic configs: rmq topic alter NAME --config k=v ..."},
+	{"alter", topic_alter, "grow partitions, set configs: rmq topic alter NAME [--partitions N] [--config k=v ...]"},
 };
 
 int cmd_topic(int argc, char **argv)

@@ -275,11 +275,23 @@ static bool shard_drained(struct rmq_shard *s, void *arg)
 			rmq_server_shutdown(bs->srv);
 	}
 	/* In-flight calls get a grace period to finish, then are cancelled. */
-	bool force = rmq_now_ns() - stop_began > 5ULL * 1000 * 1000 * 1000;
-	if (!rmq_groups_drained(bs) || (bs->srv && !rmq_server_drained(bs->srv, force)))
-		return false;
-	/* Then every partition closes: what is buffered reaches the disk. */
-	return rmq_partitions_stopped(bs);
+	uint64_t now = rmq_now_ns();
+	bool force = now - stop_began > 5ULL * 1000 * 1000 * 1000;
+	bool groups = rmq_groups_drained(bs);
+	bool calls = groups && (!bs->srv || rmq_server_drained(bs->srv, force));
+	bool parts = calls && rmq_partitions_stopped(bs);
+	/* An operator waiting for the stop is told what it waits for. */
+	static _Thread_local uint64_t last_said;
+	if (!parts && now - stop_began > 10ULL * 1000 * 1000 * 1000 &&
+	    now - last_said > 10ULL * 1000 * 1000 * 1000) {
+		last_said = now;
+		rmq_warn("stopping for %" PRIu64 " s: waiting for %s (%" PRIu64 " calls held, %u "
+			 "partitions closing)",
+			 (uint64_t)((now - stop_began) / 1000000000ULL),
+			 !groups ? "consumer group writes" : !calls ? "calls to end" : "partitions to close",
+			 bs->srv ? (uint64_t)rmq_server_stats(bs->srv)->calls : 0, bs->nclosing);
+	}
+	return parts;
 }
 
 static void shard_fini(struct rmq_shard *s, void *arg)

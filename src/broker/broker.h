@@ -136,6 +136,7 @@ struct rmq_partition {
 	struct rmq_timer retry;            /* FAILED: the next open */
 	struct rmq_partition *closing_next;
 	struct part_apply *apply;          /* the apply waiting for its state */
+	struct rmq_partition *successor;   /* closing: opens its directory once it is closed */
 	/* Leadership (partition.h: set only there). */
 	enum rmq_role role;
 	uint32_t leader_epoch;
@@ -249,6 +250,9 @@ void rmq_fetch_wake(struct rmq_partition *p); /* HW advanced */
 void rmq_fetch_drop_waiters(struct rmq_partition *p);
 
 void rmq_admin_create_topics(struct rmq_call *c, void *req);
+/* ControllerBrokerService CreatePartitions, DeletePartitions (resize.c). */
+void rmq_resize_create_partitions(struct rmq_call *c, void *req);
+void rmq_resize_delete_partitions(struct rmq_call *c, void *req);
 void rmq_admin_delete_topics(struct rmq_call *c, void *req);
 void rmq_admin_list_topics(struct rmq_call *c, void *req);
 void rmq_admin_describe_topics(struct rmq_call *c, void *req);

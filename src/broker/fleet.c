@@ -375,7 +375,7 @@ void rmq_fleet_tick(struct rmq_bshard *bs)
 		if (!s || s->pending || r->state != RUNNING ||
 		    now - s->seen_ns < bs->b->cfg.broker_session_ns)
 			continue;
-		rmq_warn("broker %u: no heartbeat for %" PRIu64 " ms: fenced", r->id,
+		rmq_warn("broker %u: no heartbeat for %" PRIu64 " ms: fencing it", r->id,
 			 (now - s->seen_ns) / 1000000);
 		s->pending = true;
 		submit(bs, OP_FENCE, r, r->epoch, NULL);

@@ -330,8 +330,37 @@ static struct rmq_partition *part_new(struct rmq_bshard *bs, const struct rmq_to
 	snprintf(p->topic_id, sizeof(p->topic_id), "%s", t->id);
 	p->apply = a;
 	a->pending++;
-	start_open(p);
+	p->state = RMQ_PART_OPENING; /* opened by the apply (open_new) */
 	return p;
+}
+
+/* A closing partition of the same directory as p (a topic deleted and
+ * made again by one change, a partition deleted and added back), or
+ * NULL. */
+static struct rmq_partition *same_dir_closing(struct rmq_bshard *bs, const struct rmq_partition *p)
+{
+	for (struct rmq_partition *c = bs->closing; c; c = c->closing_next)
+		if (c->index == p->index && strcmp(c->topic_name, p->topic_name) == 0 && !c->successor)
+			return c;
+	return NULL;
+}
+
+/* Opens p, or, when its directory is still being closed (and maybe
+ * removed), once that is done. */
+static void open_new(struct rmq_partition *p, struct rmq_partition *const *closing, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct rmq_partition *c = closing[i];
+		if (c->index == p->index && strcmp(c->topic_name, p->topic_name) == 0 && !c->successor) {
+			c->successor = p;
+			return;
+		}
+	}
+	struct rmq_partition *c = same_dir_closing(p->bs, p);
+	if (c)
+		c->successor = p;
+	else
+		start_open(p);
 }
 
 /* ---- closing ------------------------------------------------------------------ */
@@ -370,8 +399,11 @@ static void close_done(struct rmq_offload *job)
 	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, job);
 	struct rmq_bshard *bs = p->bs;
 	struct part_apply *a = p->apply;
+	struct rmq_partition *next = p->successor;
 	bs->nclosing--;
 	free(p);
+	if (next)
+		start_open(next); /* its directory is free now */
 	apply_put(a);
 }
 
@@ -532,8 +564,17 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 	struct part_apply *a = calloc(1, sizeof(*a));
 	struct rmq_meta *old = bs->meta;
 	struct rmq_tlocal *old_local = bs->local;
+	size_t nnew = 0, nold = 0, nfresh = 0, nclosing = 0;
+	for (size_t i = 0; i < m->ntopics; i++)
+		nnew += m->topics[i].partitions;
+	for (size_t i = 0; old && i < old->ntopics; i++)
+		nold += old->topics[i].partitions;
+	/* Partitions made, and closed, by this apply: a new one opens once a
+	 * closing one of its directory is closed. */
+	struct rmq_partition **fresh = calloc(nnew + 1, sizeof(*fresh));
+	struct rmq_partition **closing = calloc(nold + 1, sizeof(*closing));
 
-	if (!local || !a)
+	if (!local || !a || !fresh || !closing)
 		goto nomem;
 	for (size_t i = 0; i < m->ntopics; i++) {
 		if (!(local[i].parts = calloc(m->topics[i].partitions, sizeof(*local[i].parts))))
@@ -570,6 +611,8 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 				part = part_new(bs, t, p, a);
 				if (!part)
 					rmq_error("partition %s-%u: out of memory", t->name, p);
+				else
+					fresh[nfresh++] = part;
 			}
 			local[i].parts[p] = part;
 		}
@@ -579,11 +622,13 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 		if (!old_local[i].parts)
 			continue;
 		long ni = rmq_meta_find(m, old->topics[i].name);
-		bool deleted = ni < 0 || strcmp(m->topics[ni].id, old->topics[i].id) != 0;
+		bool gone = ni < 0 || strcmp(m->topics[ni].id, old->topics[i].id) != 0;
 		for (uint32_t p = 0; p < old->topics[i].partitions; p++) {
 			struct rmq_partition *part = old_local[i].parts[p];
 			if (!part)
 				continue;
+			/* Its topic, or the partition (DeletePartitions), went. */
+			bool deleted = gone || p >= m->topics[ni].partitions;
 			/* Its topic's record goes with the old snapshot. */
 			part->topic = NULL;
 			if (part->apply)
@@ -591,10 +636,15 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 			part->apply = a;
 			a->pending++;
 			start_close(part, remove_gone && deleted);
+			closing[nclosing++] = part;
 		}
 		free(old_local[i].parts);
 	}
 	free(old_local);
+	for (size_t i = 0; i < nfresh; i++)
+		open_new(fresh[i], closing, nclosing);
+	free(fresh);
+	free(closing);
 	bs->local = local;
 	bs->meta = m;
 	rmq_meta_ref(m);
@@ -603,6 +653,8 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 	apply_put(a);
 	return 0;
 nomem:
+	free(fresh);
+	free(closing);
 	for (size_t i = 0; local && i < m->ntopics; i++)
 		free(local[i].parts);
 	free(local);

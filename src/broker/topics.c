@@ -220,6 +220,81 @@ static bool valid_alter(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_ch
 	return true;
 }
 
+/* CreatePartitions (grow) or DeletePartitions: the topic's partition count
+ * becomes it->partitions, new partitions placed like a new topic's, those
+ * beyond it deleted with their records.  Changes m in place unless
+ * validate_only.  Returns whether it is valid. */
+static bool valid_resize(struct rmq_meta *m, struct rmq_change_item *it, bool grow,
+			 bool validate_only, bool allow_nonempty)
+{
+	long k = rmq_meta_find(m, it->name);
+	if (k < 0) {
+		it->code = EC_TOPIC_NOT_FOUND;
+		snprintf(it->err, sizeof(it->err), "unknown topic '%s'", it->name);
+		return false;
+	}
+	struct rmq_topic *t = &m->topics[k];
+	it->before = t->partitions;
+	if (t->internal) {
+		it->code = EC_POLICY_VIOLATION;
+		snprintf(it->err, sizeof(it->err), "the partitions of internal topics are fixed");
+		return false;
+	}
+	if (grow ? it->partitions <= t->partitions || it->partitions > RMQ_PARTITIONS_MAX
+		 : it->partitions == 0 || it->partitions >= t->partitions) {
+		it->code = EC_INVALID_PARTITIONS;
+		if (grow)
+			snprintf(it->err, sizeof(it->err),
+				 "topic '%.200s' has %u partitions: the new count must be above that, "
+				 "at most %d",
+				 it->name, t->partitions, RMQ_PARTITIONS_MAX);
+		else
+			snprintf(it->err, sizeof(it->err),
+				 "topic '%.200s' has %u partitions: the new count must be from 1 to %u",
+				 it->name, t->partitions, t->partitions - 1);
+		return false;
+	}
+	if (!grow && !allow_nonempty) {
+		/* Their records live on their brokers: the controller cannot
+		 * tell here whether they are empty. */
+		it->code = EC_POLICY_VIOLATION;
+		snprintf(it->err, sizeof(it->err),
+			 "partitions %u..%u of '%.200s' may hold records, which go with them: "
+			 "set allow_nonempty to delete them",
+			 it->partitions, t->partitions - 1, it->name);
+		return false;
+	}
+	uint32_t rf = t->replication_factor ? t->replication_factor : 1;
+	if (grow && validate_only) {
+		if (rmq_place_check(m, rf, it->err, sizeof(it->err)) < 0) {
+			it->code = EC_INVALID_REPLICATION_FACTOR;
+			return false;
+		}
+	} else if (grow) {
+		struct rmq_passign *add;
+		uint32_t n = it->partitions - t->partitions;
+		int rc = rmq_place(m, n, rf, &add, it->err, sizeof(it->err));
+		struct rmq_passign *parts =
+			rc == 0 ? realloc(t->parts, it->partitions * sizeof(*parts)) : NULL;
+		if (!parts) {
+			it->code = rc == -EINVAL ? EC_INVALID_REPLICATION_FACTOR : EC_RESOURCE_EXHAUSTED;
+			if (rc != -EINVAL)
+				snprintf(it->err, sizeof(it->err), "out of memory");
+			free(add);
+			return false;
+		}
+		memcpy(parts + t->partitions, add, n * sizeof(*add));
+		free(add);
+		t->parts = parts;
+		t->partitions = it->partitions;
+	} else if (!validate_only) {
+		t->partitions = it->partitions; /* its parts array keeps room */
+	}
+	it->result = *t;
+	it->result.parts = NULL;
+	return true;
+}
+
 /* Shard 0, on the controller's leader: validates ch against the current
  * state and returns the state after it (NULL: nothing changes). */
 static struct rmq_meta *change_build(void *arg, const struct rmq_meta *m)
@@ -278,6 +353,11 @@ static struct rmq_meta *change_build(void *arg, const struct rmq_meta *m)
 				it->result.parts = NULL;
 			}
 			break;
+		case RMQ_CHANGE_GROW:
+		case RMQ_CHANGE_SHRINK:
+			ok += valid_resize(nm, it, ch->kind == RMQ_CHANGE_GROW, ch->validate_only,
+					   ch->allow_nonempty);
+			break;
 		}
 	}
 	if (ok == 0 || ch->validate_only) {
@@ -325,7 +405,8 @@ static void change_applied(void *arg, int code)
 		rmq_info("topic %s %s (%u partitions)", it->result.name,
 			 ch->kind == RMQ_CHANGE_CREATE   ? "created"
 			 : ch->kind == RMQ_CHANGE_DELETE ? "deleted"
-							 : "altered",
+			 : ch->kind == RMQ_CHANGE_ALTER  ? "altered"
+							 : "repartitioned",
 			 it->result.partitions);
 	}
 	change_finish(ch);

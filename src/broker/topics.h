@@ -34,13 +34,19 @@
 struct rmq_bshard;
 struct rmq_call;
 
-enum rmq_change_kind { RMQ_CHANGE_CREATE, RMQ_CHANGE_DELETE, RMQ_CHANGE_ALTER };
+enum rmq_change_kind {
+	RMQ_CHANGE_CREATE,
+	RMQ_CHANGE_DELETE,
+	RMQ_CHANGE_ALTER,
+	RMQ_CHANGE_GROW,   /* CreatePartitions: partitions = the new total */
+	RMQ_CHANGE_SHRINK, /* DeletePartitions: partitions = the new total */
+};
 
 struct rmq_change_item {
 	/* In. */
 	char name[RMQ_TOPIC_NAME_MAX + 2]; /* +1: over-long names are refused, not cut */
 	char id[40];               /* delete by topic id when name is empty */
-	uint32_t partitions;       /* create; 0 = the node's default */
+	uint32_t partitions;       /* create (0 = the node's default); grow, shrink: the total */
 	uint32_t replication_factor;
 	size_t nconf;              /* create and alter: configuration entries */
 	char (*keys)[64];
@@ -51,12 +57,14 @@ struct rmq_change_item {
 	int code;
 	char err[320];
 	struct rmq_topic result;   /* the topic created, deleted or altered */
+	uint32_t before;           /* grow, shrink: its partitions before */
 };
 
 struct rmq_topic_change {
 	/* In. */
 	enum rmq_change_kind kind;
 	bool validate_only;
+	bool allow_nonempty;       /* shrink: partitions with records may go */
 	size_t n;
 	struct rmq_change_item *items;
 	void (*done)(struct rmq_topic_change *ch); /* on the origin; frees ch */

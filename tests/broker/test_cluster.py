@@ -359,6 +359,21 @@ def run_placement(cl, rmq=None, bench=None):
             eq(r.leader_id, str(lid), f"NOT_LEADER names the leader of spread-{p}")
             eq(r.leader_endpoint, addr[lid], f"NOT_LEADER gives the leader's address")
 
+    # CreatePartitions on a node that does not lead the controller: it is
+    # forwarded, and the new partitions are placed over the brokers.
+    CB = importlib.import_module("controller.cluster_pb2")
+    with cl.client((li + 1) % 3) as c:
+        r = ok(c.unary("/rustmq.controller.ControllerBrokerService/CreatePartitions",
+                       CB.CreatePartitionsRequest(version=tn.V(), topics=[
+                           CB.CreatePartitionsTopic(topic="spread-warm", new_total_count=5)]),
+                       CB.CreatePartitionsResponse), "CreatePartitions")
+        ok(r.topics[0], "grow spread-warm on a follower")
+        eq(len(r.topics[0].partitions), 3, "the partitions made")
+    grown = wait_for("every node knows spread-warm's 5 partitions",
+                     lambda: all(len(partitions(cl, i, "spread-warm")) == 5 for i in range(3))
+                     and partitions(cl, li, "spread-warm"))
+    check(all(p[0] for p in grown), f"every partition has a leader: {grown}")
+
     # The CLI produces to and consumes from every partition through one
     # node: it follows each partition to its leader.
     if rmq:

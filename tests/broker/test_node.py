@@ -69,6 +69,7 @@ TOPIC_ALREADY_EXISTS = 15
 INVALID_PARTITIONS = 16
 INVALID_CONFIG = 18
 UNSUPPORTED_VERSION = 33
+POLICY_VIOLATION = 44
 
 
 def load_protos(proto_dir: pathlib.Path, out: pathlib.Path):
@@ -1112,6 +1113,64 @@ def admin_delete_topics(ctx):
                      A.DescribeTopicsRequest(version=V(), names=["del-t"]),
                      A.DescribeTopicsResponse)
         expect_code(dt.topics[0], TOPIC_NOT_FOUND, "describe deleted")
+
+
+@test
+def admin_create_and_delete_partitions(ctx):
+    """ControllerBrokerService CreatePartitions grows a topic (same topic id,
+    new partitions placed and led here); DeletePartitions shrinks it only
+    with allow_nonempty, the partitions going with their records."""
+    CB = importlib.import_module("controller.cluster_pb2")
+    path = "/rustmq.controller.ControllerBrokerService/"
+
+    def grow(c, n, topic="grow-t", **kw):
+        r = c.unary(path + "CreatePartitions",
+                    CB.CreatePartitionsRequest(version=V(), topics=[
+                        CB.CreatePartitionsTopic(topic=topic, new_total_count=n)], **kw),
+                    CB.CreatePartitionsResponse)
+        return ok(r, "CreatePartitions").topics[0]
+
+    def shrink(c, n, allow):
+        r = c.unary(path + "DeletePartitions",
+                    CB.DeletePartitionsRequest(version=V(), allow_nonempty=allow, topics=[
+                        CB.DeletePartitionsTopic(topic="grow-t", new_total_count=n)]),
+                    CB.DeletePartitionsResponse)
+        return ok(r, "DeletePartitions").topics[0]
+
+    with ctx.client() as c:
+        tid = c.create_topic("grow-t", 2).topic_id
+        for p in range(2):
+            ok(c.produce("grow-t", p, make_records(3, "g")), "produce")
+        expect_code(grow(c, 2), INVALID_PARTITIONS, "grow to the same count")
+        expect_code(grow(c, 9, topic="grow-nope"), TOPIC_NOT_FOUND, "grow an unknown topic")
+        v = grow(c, 4, validate_only=True)
+        ok(v, "validate_only")
+        eq(len(v.partitions), 0, "validate_only makes nothing")
+        g = ok(grow(c, 4), "grow to 4")
+        eq([p.topic_partition.partition for p in g.partitions], [2, 3], "the partitions made")
+        check(all(p.leader_id == "1" for p in g.partitions), f"led here: {g.partitions}")
+        md = c.unary("/rustmq.client.MetadataService/GetTopicMetadata",
+                     MD.GetTopicMetadataRequest(version=V(), topics=["grow-t"]),
+                     MD.GetTopicMetadataResponse)
+        eq(len(md.topics[0].partitions), 4, "partitions after growing")
+        eq(md.topics[0].topic_id, tid, "the same topic")
+        pr = ok(c.produce("grow-t", 3, make_records(2, "new")), "produce to a new partition")
+        eq(pr.offset, 0, "a new partition starts empty")
+        resp, _ = c.fetch([("grow-t", 0, 0)])
+        eq(resp.partitions[0].high_watermark, 3, "the old partitions keep their records")
+        # Shrinking deletes records: only when asked to.
+        expect_code(shrink(c, 1, False), POLICY_VIOLATION, "shrink without allow_nonempty")
+        expect_code(shrink(c, 4, True), INVALID_PARTITIONS, "shrink to the same count")
+        d = ok(shrink(c, 1, True), "shrink to 1")
+        eq(list(d.deleted_partitions), [1, 2, 3], "the partitions deleted")
+        expect_code(c.produce("grow-t", 1, make_records(1, "x")), PARTITION_NOT_FOUND,
+                    "produce to a deleted partition")
+        ok(grow(c, 2), "grow back to 2")
+        resp, _ = c.fetch([("grow-t", 1, 0)])
+        ok(resp.partitions[0], "fetch the partition made again")
+        eq(resp.partitions[0].high_watermark, 0, "it starts empty: the old records went")
+        resp, _ = c.fetch([("grow-t", 0, 0)])
+        eq(resp.partitions[0].high_watermark, 3, "partition 0 kept its records")
 
 
 # ---- metadata --------------------------------------------------------------------

@@ -101,7 +101,7 @@ try:
     expect(["topic", "create", "x", "--bogus"], 2, err_re=r"unknown flag --bogus")
     expect(["produce", "t", "--compression", "gzip"], 2, err_re=r"--compression")
     expect(["consume", "t", "--offset", "soon"], 2, err_re=r"--offset")
-    expect(["topic", "alter", "x"], 2, err_re=r"--config")
+    expect(["topic", "alter", "x"], 2, err_re=r"--partitions N or at least one --config")
     expect(["group"], 2, err_re=r"^usage: rmq group")
     expect(["group", "--help"], 0, out_re=r"(?s)list.*describe.*reset.*delete")
     expect(["group", "nosuch"], 2, err_re=r"unknown group subcommand 'nosuch'")
@@ -154,6 +154,13 @@ try:
            out_re=r"(?s)^topic multi.*partitions 3.*partition 2\tleader \S+\tshard \d.*retention\.ms=3600000")
     expect(["topic", "alter", "multi", "--config", "retention.ms=7200000"], 0, out_re=r"altered topic multi")
     expect(["topic", "describe", "multi"], 0, out_re=r"retention\.ms=7200000")
+    # Growing a topic (CreatePartitions); a smaller count is refused.
+    expect(["topic", "create", "grow", "--partitions", "1"], 0)
+    expect(["topic", "alter", "grow", "--partitions", "3"], 0,
+           out_re=r"^topic grow has 3 partitions \(2 new\)\n$")
+    expect(["topic", "alter", "grow", "--partitions", "2"], 1, err_re=r"INVALID_PARTITIONS")
+    expect(["topic", "describe", "grow"], 0, out_re=r"(?s)partitions 3.*partition 2\tleader 1")
+    expect(["topic", "delete", "grow"], 0)
     expect(["topic", "describe", "nope"], 1,
            err_re=r"^rmq: topic 'nope' not found \(create it with: rmq topic create nope\)$")
     expect(["topic", "delete", "nope"], 1, err_re=r"topic 'nope' not found")
