@@ -253,6 +253,9 @@ void rmq_admin_create_topics(struct rmq_call *c, void *req);
 /* ControllerBrokerService CreatePartitions, DeletePartitions (resize.c). */
 void rmq_resize_create_partitions(struct rmq_call *c, void *req);
 void rmq_resize_delete_partitions(struct rmq_call *c, void *req);
+/* ControllerBrokerService UpdateClusterConfig, GetClusterConfig (cluster_config.c). */
+void rmq_cluster_update_config(struct rmq_call *c, void *req);
+void rmq_cluster_get_config(struct rmq_call *c, void *req);
 void rmq_admin_delete_topics(struct rmq_call *c, void *req);
 void rmq_admin_list_topics(struct rmq_call *c, void *req);
 void rmq_admin_describe_topics(struct rmq_call *c, void *req);

@@ -311,6 +311,8 @@ int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)
 		m = rmq_meta_new(0);
 		if (!m)
 			rc = -ENOMEM;
+		else
+			m->defaults = b->cfg.topic_defaults;
 	}
 	if (rc < 0) {
 		rmq_meta_free(m);
@@ -1226,8 +1228,8 @@ int rmq_ctrl_start(struct rmq_bshard *bs)
 	c->meta = NULL;
 	if (st.snap_index && state_decode(b, st.snap_data, st.snap_len, true, &c->meta) == 0)
 		c->meta->version = st.snap_index;
-	if (!c->meta)
-		c->meta = rmq_meta_new(0);
+	if (!c->meta && (c->meta = rmq_meta_new(0)))
+		c->meta->defaults = b->cfg.topic_defaults;
 	c->applied = c->snap_index = st.snap_index;
 	c->applied_term = st.snap_term;
 	c->durable_term = st.hs.term;

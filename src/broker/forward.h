@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * forward.h - admin calls that change the cluster (CreateTopics,
- * DeleteTopics, AlterConfigs), sent to any node, are carried to the
- * controller's leader and its answer relayed, so a client needs no
- * knowledge of who leads.
+ * forward.h - calls that change the cluster (CreateTopics, DeleteTopics,
+ * AlterConfigs, CreatePartitions, DeletePartitions, UpdateClusterConfig),
+ * sent to any node, are carried to the controller's leader and its answer
+ * relayed, so a client needs no knowledge of who leads.
  *
  * On the shard that received the call: when this node knows another node
  * leads the controller, the request goes there as the same call over a

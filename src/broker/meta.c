@@ -271,6 +271,8 @@ struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra)
 	memcpy(br, m->brokers, m->nbrokers * sizeof(*br));
 	c->nbrokers = m->nbrokers;
 	memcpy(c->cluster_id, m->cluster_id, sizeof(c->cluster_id));
+	c->defaults = m->defaults;
+	c->num_partitions = m->num_partitions;
 	for (size_t i = 0; i < m->ntopics; i++) {
 		const struct rmq_topic *t = &m->topics[i];
 		c->topics[i] = *t;
@@ -361,6 +363,57 @@ bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id)
 	return false;
 }
 
+int rmq_meta_cluster_config(struct rmq_meta *m, const struct rmq_topic_config *node,
+			    const char *key, const char *value, char *err, size_t errlen)
+{
+	if (strcmp(key, RMQ_CLUSTER_NUM_PARTITIONS) == 0) {
+		char *end;
+		unsigned long n = value ? strtoul(value, &end, 10) : 0;
+		if (value && (!*value || *end || n == 0 || n > RMQ_PARTITIONS_MAX)) {
+			snprintf(err, errlen, "%s=%s: a number from 1 to %d", key, value,
+				 RMQ_PARTITIONS_MAX);
+			return -1;
+		}
+		m->num_partitions = (uint32_t)n;
+		return 0;
+	}
+	unsigned k;
+	for (k = 0; k < RMQ_TOPIC_CONFIG_KEYS; k++)
+		if (strcmp(key, rmq_topic_config_keys[k]) == 0)
+			break;
+	if (k == RMQ_TOPIC_CONFIG_KEYS) {
+		snprintf(err, errlen, "unknown configuration key '%s' (the topic keys and %s)", key,
+			 RMQ_CLUSTER_NUM_PARTITIONS);
+		return -1;
+	}
+	/* The new defaults: the node's value back, or the one given. */
+	struct rmq_topic_config d = m->defaults;
+	char v[64];
+	if (!value)
+		rmq_topic_config_get(node, k, v, sizeof(v));
+	if (rmq_topic_config_set(&d, key, value ? value : v, err, errlen) < 0)
+		return -1;
+	if (!value)
+		d.overrides &= ~(1u << k);
+	struct rmq_topic_config fitted = d;
+	if (rmq_topic_config_fit(&fitted, node->max_message_bytes, err, errlen) < 0)
+		return -1;
+	m->defaults = d;
+	/* Every topic that does not set the key takes the new value. */
+	rmq_topic_config_get(&d, k, v, sizeof(v));
+	for (size_t i = 0; i < m->ntopics; i++) {
+		struct rmq_topic_config *c = &m->topics[i].cfg;
+		if (c->overrides & (1u << k))
+			continue;
+		uint32_t keep = c->overrides;
+		char e[256];
+		(void)rmq_topic_config_set(c, key, v, e, sizeof(e)); /* valid: checked above */
+		c->overrides = keep;
+		(void)rmq_topic_config_fit(c, node->max_message_bytes, e, sizeof(e));
+	}
+	return 0;
+}
+
 void rmq_meta_ref(struct rmq_meta *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
@@ -448,9 +501,9 @@ static bool decode_part(const Rustmq__Common__PartitionMetadata *pm, uint32_t p,
 	return true;
 }
 
-/* The topics of cm into m (room for them): with their partitions'
- * records, or (self != 0: a version before the brokers) every partition
- * broker self's. */
+/* The topics of cm into m (room for them) on m->defaults (node: the
+ * node's flags): with their partitions' records, or (self != 0: a version
+ * before the brokers) every partition broker self's. */
 static int decode_topics(const Rustmq__Common__ClusterMetadata *cm,
 			 const struct rmq_topic_config *defaults, uint32_t self, struct rmq_meta *m)
 {
@@ -474,7 +527,7 @@ static int decode_topics(const Rustmq__Common__ClusterMetadata *cm,
 		t.created_ms = tm->created ? (uint64_t)tm->created->seconds * 1000 +
 						     (uint64_t)tm->created->nanos / 1000000
 					   : 0;
-		t.cfg = *defaults;
+		t.cfg = m->defaults;
 		t.cfg.overrides = 0;
 		for (size_t k = 0; k < tm->config->n_configs; k++) {
 			char err[256];
@@ -517,6 +570,8 @@ int rmq_meta_decode_topics(const uint8_t *buf, size_t len,
 	if (!cm)
 		return RMQ_ECORRUPT;
 	struct rmq_meta *m = rmq_meta_new(cm->n_topics);
+	if (m)
+		m->defaults = *defaults;
 	int rc = m ? decode_topics(cm, defaults, self, m) : -ENOMEM;
 	if (rc == 0) {
 		m->version = cm->metadata_version;
@@ -570,7 +625,17 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 		return RMQ_ECORRUPT;
 	}
 	struct rmq_meta *m = rmq_meta_new(st->cluster->n_topics);
-	int rc = m ? decode_topics(st->cluster, defaults, 0, m) : -ENOMEM;
+	int rc = m ? 0 : -ENOMEM;
+	if (m)
+		m->defaults = *defaults;
+	for (size_t i = 0; rc == 0 && i < st->n_configs; i++) {
+		char err[256];
+		if (rmq_meta_cluster_config(m, defaults, st->configs[i]->name, st->configs[i]->value,
+					    err, sizeof(err)) < 0)
+			rmq_warn("metadata: the cluster's configuration: ignoring %s", err);
+	}
+	if (rc == 0)
+		rc = decode_topics(st->cluster, defaults, 0, m);
 	if (rc == 0)
 		rc = decode_brokers(st, m);
 	if (rc == 0) {
@@ -596,6 +661,8 @@ int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 		if (errno != ENOENT)
 			return -errno;
 		*out = rmq_meta_new(0);
+		if (*out)
+			(*out)->defaults = *defaults;
 		return *out ? 0 : -ENOMEM;
 	}
 	if (fstat(fd, &st) < 0) {
@@ -755,7 +822,8 @@ static size_t arena_bytes(const struct rmq_meta *m)
 	size_t per_broker = sizeof(Rustmq__Common__BrokerInfo) + sizeof(Rustmq__Common__BrokerId) +
 			    sizeof(Rustmq__Controller__BrokerIncarnation) + 2 * sizeof(void *) +
 			    ID_CHARS + 128;
-	return 256 + parts * per_part + m->ntopics * per_topic + m->nbrokers * per_broker;
+	size_t configs = (RMQ_TOPIC_CONFIG_KEYS + 1) * (sizeof(Rustmq__Common__ConfigEntry) + 64 + 16);
+	return 256 + configs + parts * per_part + m->ntopics * per_topic + m->nbrokers * per_broker;
 }
 
 static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct rmq_topic *t)
@@ -820,6 +888,21 @@ int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 	cm.topics = carve(&a, (m->ntopics + 1) * sizeof(*cm.topics));
 	for (size_t i = 0; i < m->ntopics; i++)
 		cm.topics[cm.n_topics++] = encode_topic(&a, &m->topics[i]);
+	st.configs = carve(&a, (RMQ_TOPIC_CONFIG_KEYS + 1) * sizeof(*st.configs));
+	for (unsigned k = 0; k <= RMQ_TOPIC_CONFIG_KEYS; k++) {
+		bool partitions = k == RMQ_TOPIC_CONFIG_KEYS;
+		if (partitions ? !m->num_partitions : !(m->defaults.overrides & (1u << k)))
+			continue;
+		Rustmq__Common__ConfigEntry *e = carve(&a, sizeof(*e));
+		rustmq__common__config_entry__init(e);
+		e->name = (char *)(partitions ? RMQ_CLUSTER_NUM_PARTITIONS : rmq_topic_config_keys[k]);
+		e->value = carve(&a, 32);
+		if (partitions)
+			snprintf(e->value, 32, "%" PRIu32, m->num_partitions);
+		else
+			rmq_topic_config_get(&m->defaults, k, e->value, 32);
+		st.configs[st.n_configs++] = e;
+	}
 	cm.brokers = carve(&a, (m->nbrokers + 1) * sizeof(*cm.brokers));
 	st.incarnations = carve(&a, (m->nbrokers + 1) * sizeof(*st.incarnations));
 	for (size_t i = 0; i < m->nbrokers; i++) {

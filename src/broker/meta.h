@@ -81,6 +81,11 @@ struct rmq_meta {
 	_Atomic uint32_t refs;
 	uint64_t version;          /* the controller's index of this state */
 	char cluster_id[40];
+	/* What a topic has where it sets nothing: the node's flags, then the
+	 * cluster's configuration (UpdateClusterConfig; those keys' bits in
+	 * defaults.overrides); num.partitions (0 = --default-partitions). */
+	struct rmq_topic_config defaults;
+	uint32_t num_partitions;
 	size_t ntopics;
 	struct rmq_topic *topics;  /* sorted by name */
 	size_t nbrokers;
@@ -116,7 +121,8 @@ int rmq_topic_config_fit(struct rmq_topic_config *cfg, uint64_t node_max, char *
 void rmq_topic_config_get(const struct rmq_topic_config *cfg, unsigned i, char *buf,
 			  size_t len);
 
-/* A new snapshot with refs = 0.  Returns NULL on allocation failure. */
+/* A new snapshot with refs = 0 (defaults zeroed: the caller's).  Returns
+ * NULL on allocation failure. */
 struct rmq_meta *rmq_meta_new(size_t ntopics);
 
 /* A copy of m (its partitions and brokers too) with room for `extra` more
@@ -140,6 +146,16 @@ void rmq_meta_set_broker(struct rmq_meta *m, const struct rmq_broker_rec *r);
 /* Whether broker id is a replica of partition p of t. */
 bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id);
 
+/* The cluster's configuration keys beyond the topic keys. */
+#define RMQ_CLUSTER_NUM_PARTITIONS "num.partitions"
+
+/* Sets (value) or, value NULL, reverts to node (the node's flags) cluster
+ * configuration key in m, and gives every topic the new value where it
+ * sets none.  Returns 0, or -1 with a one-line reason in err (m
+ * unchanged). */
+int rmq_meta_cluster_config(struct rmq_meta *m, const struct rmq_topic_config *node,
+			    const char *key, const char *value, char *err, size_t errlen);
+
 /* Index of topic name, or -1. */
 long rmq_meta_find(const struct rmq_meta *m, const char *name);
 
@@ -156,8 +172,9 @@ int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 /* m as an encoded rustmq.controller.ControllerState (the controller's
  * commands and snapshots), malloc'd into *buf.  Returns 0 or -ENOMEM. */
 int rmq_meta_encode(const struct rmq_meta *m, uint8_t **buf, size_t *len);
-/* The reverse (refs = 0): RMQ_ECORRUPT for bytes that are not a valid
- * state (repeated or invalid topics or brokers, partitions missing). */
+/* The reverse (refs = 0), on the node's defaults: RMQ_ECORRUPT for bytes
+ * that are not a valid state (repeated or invalid topics or brokers,
+ * partitions missing). */
 int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
 		    struct rmq_meta **out);
 /* An encoded rustmq.common.ClusterMetadata of topics only, as versions

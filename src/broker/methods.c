@@ -135,8 +135,8 @@ static const struct route routes[] = {
 	{.path = "/rustmq.controller.ControllerBrokerService/CreatePartitions", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__create_partitions_request__descriptor, .on_request = rmq_resize_create_partitions, .resp = &rustmq__controller__create_partitions_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.ControllerBrokerService/DeletePartitions", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__delete_partitions_request__descriptor, .on_request = rmq_resize_delete_partitions, .resp = &rustmq__controller__delete_partitions_response__descriptor, .version_field = 1, .names = true},
 	NOT_SERVED("/rustmq.controller.ControllerBrokerService/ReassignPartitions", SS),
-	NOT_SERVED("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", U),
-	NOT_SERVED("/rustmq.controller.ControllerBrokerService/GetClusterConfig", U),
+	{.path = "/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__update_cluster_config_request__descriptor, .on_request = rmq_cluster_update_config, .resp = &rustmq__controller__update_cluster_config_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.ControllerBrokerService/GetClusterConfig", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__get_cluster_config_request__descriptor, .on_request = rmq_cluster_get_config, .resp = &rustmq__controller__get_cluster_config_response__descriptor, .version_field = 1, .names = true},
 	/* StreamingService */
 	NOT_SERVED("/rustmq.streaming.StreamingService/InteractiveQuery", BI),
 	NOT_SERVED("/rustmq.streaming.StreamingService/Subscribe", SS),

@@ -124,7 +124,9 @@ static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct
 		snprintf(it->err, sizeof(it->err), "topic '%s' already exists", it->name);
 		return false;
 	}
-	uint32_t parts = it->partitions ? it->partitions : bs->b->cfg.default_partitions;
+	uint32_t parts = it->partitions       ? it->partitions
+			 : m->num_partitions ? m->num_partitions
+					     : bs->b->cfg.default_partitions;
 	if (parts == 0 || parts > RMQ_PARTITIONS_MAX) {
 		it->code = EC_INVALID_PARTITIONS;
 		snprintf(it->err, sizeof(it->err), "partitions must be between 1 and %d", RMQ_PARTITIONS_MAX);
@@ -147,7 +149,7 @@ static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct
 	t->partitions = parts;
 	t->replication_factor = rf;
 	t->created_ms = rmq_wall_ms();
-	t->cfg = bs->b->cfg.topic_defaults;
+	t->cfg = m->defaults;
 	t->cfg.overrides = 0;
 	for (size_t k = 0; k < it->nconf; k++) {
 		if (rmq_topic_config_set(&t->cfg, it->keys[k], it->vals[k], it->err, sizeof(it->err)) < 0) {
@@ -195,7 +197,7 @@ static bool valid_alter(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_ch
 				snprintf(it->err, sizeof(it->err), "unknown configuration key '%s'", it->keys[i]);
 				return false;
 			}
-			rmq_topic_config_get(&bs->b->cfg.topic_defaults, key, v, sizeof(v));
+			rmq_topic_config_get(&m->defaults, key, v, sizeof(v));
 			uint32_t keep = t.cfg.overrides & ~(1u << key);
 			rmq_topic_config_set(&t.cfg, it->keys[i], v, it->err, sizeof(it->err));
 			t.cfg.overrides = keep;

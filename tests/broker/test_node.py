@@ -1173,6 +1173,71 @@ def admin_create_and_delete_partitions(ctx):
         eq(resp.partitions[0].high_watermark, 3, "partition 0 kept its records")
 
 
+@test
+def cluster_config(ctx):
+    """UpdateClusterConfig sets the cluster's defaults for topics (every
+    topic that sets nothing takes them at once) and num.partitions; a bad
+    key or value changes nothing; removing a key brings the node's flag
+    back; GetClusterConfig answers them."""
+    CB = importlib.import_module("controller.cluster_pb2")
+    path = "/rustmq.controller.ControllerBrokerService/"
+
+    def update(c, sets=(), removes=(), **kw):
+        req = CB.UpdateClusterConfigRequest(version=V(), remove_names=list(removes), **kw)
+        for k, v in sets:
+            req.set_entries.add(name=k, value=v)
+        return c.unary(path + "UpdateClusterConfig", req, CB.UpdateClusterConfigResponse)
+
+    def get(c, *names):
+        r = ok(c.unary(path + "GetClusterConfig",
+                       CB.GetClusterConfigRequest(version=V(), names=list(names),
+                                                  include_documentation=True),
+                       CB.GetClusterConfigResponse), "GetClusterConfig")
+        return {e.name: (e.value, e.is_default) for e in r.configs}
+
+    def topic_cfg(c, topic, key):
+        dreq = A.DescribeConfigsRequest(version=V())
+        dreq.resources.add(resource=A.ConfigResource(type=A.CONFIG_RESOURCE_TYPE_TOPIC, name=topic))
+        r = ok(c.unary("/rustmq.controller.AdminService/DescribeConfigs", dreq,
+                       A.DescribeConfigsResponse), "DescribeConfigs")
+        return {e.name: e.value for e in r.resources[0].configs}[key]
+
+    with ctx.client() as c:
+        c.create_topic("cc-plain", 1)
+        c.create_topic("cc-own", 1, {"retention.ms": "1000"})
+        before = get(c)
+        check(before["retention.ms"][1] and before["num.partitions"][1], f"defaults: {before}")
+        r = update(c, [("retention.ms", "3600000"), ("num.partitions", "3")])
+        ok(r, "UpdateClusterConfig")
+        check(r.metadata_offset > 0, "the change's offset")
+        eq(get(c, "retention.ms", "num.partitions"),
+           {"retention.ms": ("3600000", False), "num.partitions": ("3", False)}, "after set")
+        eq(topic_cfg(c, "cc-plain", "retention.ms"), "3600000", "a topic that sets nothing")
+        eq(topic_cfg(c, "cc-own", "retention.ms"), "1000", "a topic that sets it keeps its own")
+        eq(c.create_topic("cc-new", 0).partitions, 3, "num.partitions for a topic without a count")
+        # All or nothing.
+        r = update(c, [("segment.ms", "60000"), ("retention.ms", "soon")])
+        expect_code(r, INVALID_CONFIG, "a bad value")
+        eq([x.error_code for x in r.configs], [0, INVALID_CONFIG], "the key refused is named")
+        eq(get(c, "segment.ms")["segment.ms"][1], True, "nothing changed")
+        expect_code(update(c, [("no.such.key", "1")]), INVALID_CONFIG, "an unknown key")
+        expect_code(update(c, [("retention.ms", "1")], broker_id="1"), INVALID_CONFIG,
+                    "per-broker values")
+        v = update(c, [("retention.ms", "5")], validate_only=True)
+        ok(v, "validate_only")
+        eq(get(c, "retention.ms")["retention.ms"][0], "3600000", "validate_only changes nothing")
+        # Back to the node's flags.
+        ok(update(c, removes=["retention.ms", "num.partitions"]), "remove")
+        after = get(c, "retention.ms", "num.partitions")
+        eq(after, {"retention.ms": before["retention.ms"], "num.partitions": before["num.partitions"]},
+           "the node's flags again")
+        eq(topic_cfg(c, "cc-plain", "retention.ms"), before["retention.ms"][0],
+           "the topic follows the default back")
+        for t in ("cc-plain", "cc-own", "cc-new"):
+            c.unary("/rustmq.controller.AdminService/DeleteTopics",
+                    A.DeleteTopicsRequest(version=V(), names=[t]), A.DeleteTopicsResponse)
+
+
 # ---- metadata --------------------------------------------------------------------
 
 @test
@@ -2273,7 +2338,7 @@ def second_rmqd_refused(ctx):
 @test
 def errors_unimplemented(ctx):
     cases = [
-        ("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", "UpdateClusterConfig"),
+        ("/rustmq.broker.PartitionManagementService/AssignPartition", "partition assignment"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
         ("/rustmq.broker.BrokerReplicationService/ReplicateData", "replication"),
         ("/rustmq.controller.AdminService/ElectLeaders", "leader election"),
