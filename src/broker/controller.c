@@ -104,6 +104,8 @@ struct rmq_ctrl {
 	struct rmq_meta *meta;     /* one reference held here */
 	uint64_t applied, applied_term;
 	struct rmq_raft_conf conf;
+	uint32_t outside_leader;   /* not a member: the leader its heartbeats reach */
+	char outside_addr[RMQ_RAFT_ADDR_MAX];
 	bool publishing;
 	uint64_t published, publish_index;
 	struct rmq_topics_publish pub;
@@ -191,8 +193,8 @@ static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft
 	if (!found) {
 		/* A node that joins an existing cluster: it knows no
 		 * configuration until the leader adds it (AddPeer). */
-		rmq_info("controller: this node (%u) is not one of --controller-voters: it waits to be "
-			 "added (AddPeer on the leader)",
+		rmq_info("controller: this node (%u) is not one of --controller-voters: a broker only "
+			 "(AddPeer on the leader makes it a voter)",
 			 self);
 		memset(conf, 0, sizeof(*conf));
 	}
@@ -768,7 +770,9 @@ static void publish_quorum(struct rmq_ctrl *c)
 	uint32_t n = 0;
 	atomic_fetch_add_explicit(&b->ctrl_seq, 1, memory_order_relaxed); /* odd: writing */
 	atomic_thread_fence(memory_order_release);
-	atomic_store_explicit(&b->ctrl_leader, rmq_raft_leader(c->raft), memory_order_relaxed);
+	char addr[RMQ_RAFT_ADDR_MAX];
+	atomic_store_explicit(&b->ctrl_leader, (uint32_t)rmq_ctrl_leader(c->bs, addr, sizeof(addr)),
+			      memory_order_relaxed);
 	atomic_store_explicit(&b->ctrl_term, rmq_raft_term(c->raft), memory_order_relaxed);
 	for (uint32_t i = 0; i < conf->n && n < RMQ_RAFT_VOTERS_MAX; i++)
 		if (conf->servers[i].role == RMQ_RAFT_VOTER)
@@ -1168,10 +1172,39 @@ void rmq_ctrl_change(struct rmq_bshard *bs, struct rmq_ctrl_change *ch)
 	pump(c);
 }
 
-bool rmq_ctrl_is_member(struct rmq_bshard *bs)
+bool rmq_ctrl_has_member(struct rmq_bshard *bs, uint32_t id)
 {
 	struct rmq_ctrl *c = bs->ctrl;
-	return c && !c->failed && rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), c->self);
+	return c && !c->failed && rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), id);
+}
+
+bool rmq_ctrl_is_member(struct rmq_bshard *bs)
+{
+	return bs->ctrl && rmq_ctrl_has_member(bs, bs->ctrl->self);
+}
+
+void rmq_ctrl_install_image(struct rmq_bshard *bs, struct rmq_meta *m)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	if (!c || c->failed || c->stopping || rmq_ctrl_is_member(bs) || m->version <= c->meta->version) {
+		rmq_meta_free(m);
+		return;
+	}
+	rmq_meta_ref(m);
+	rmq_meta_unref(c->meta);
+	c->meta = m;
+	publish(c);
+}
+
+void rmq_ctrl_outside_leader(struct rmq_bshard *bs, uint32_t id, const char *addr)
+{
+	struct rmq_ctrl *c = bs->ctrl;
+	if (!c || rmq_ctrl_is_member(bs) || (c->outside_leader == id &&
+					      strcmp(c->outside_addr, addr) == 0))
+		return;
+	c->outside_leader = id;
+	snprintf(c->outside_addr, sizeof(c->outside_addr), "%s", addr);
+	publish_quorum(c);
 }
 
 int rmq_ctrl_leader(struct rmq_bshard *bs, char *addr, size_t len)
@@ -1181,6 +1214,10 @@ int rmq_ctrl_leader(struct rmq_bshard *bs, char *addr, size_t len)
 	const struct rmq_raft_server *sv =
 		leader ? rmq_raft_conf_find(rmq_raft_conf(c->raft, NULL), leader) : NULL;
 	snprintf(addr, len, "%s", sv ? sv->addr : "");
+	if (!leader && c && !rmq_ctrl_is_member(bs) && c->outside_leader) {
+		leader = c->outside_leader; /* a broker only: its heartbeats' answer */
+		snprintf(addr, len, "%s", c->outside_addr);
+	}
 	return (int)leader;
 }
 

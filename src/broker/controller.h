@@ -89,9 +89,21 @@ void rmq_ctrl_submit_first(struct rmq_bshard *bs,
 			   struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
 			   void (*applied)(void *arg, int code), void *arg);
 
-/* On shard 0: whether this node is in the controller's configuration
- * (a voter or learner: it applies the metadata log). */
+/* On shard 0: whether this node (or broker id) is in the controller's
+ * configuration (a voter or learner: it applies the metadata log). */
 bool rmq_ctrl_is_member(struct rmq_bshard *bs);
+bool rmq_ctrl_has_member(struct rmq_bshard *bs, uint32_t id);
+
+/*
+ * On shard 0 of a node outside the controller's configuration (a broker
+ * only): the leader's state as its heartbeat answer carried it (m, refs
+ * = 0, taken over), published to every shard when newer than what they
+ * have; and the leader that answered, for the quorum this node reports
+ * and the calls it forwards.  Both are ignored on a member, which follows
+ * its own log.
+ */
+void rmq_ctrl_install_image(struct rmq_bshard *bs, struct rmq_meta *m);
+void rmq_ctrl_outside_leader(struct rmq_bshard *bs, uint32_t id, const char *addr);
 
 /* On shard 0: the controller's leader as this node knows it (0: none
  * known), its address into addr ("" when unknown). */

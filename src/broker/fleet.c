@@ -350,6 +350,9 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 	} else {
 		fc->epoch_out = ex->epoch;
 		fc->fenced = ex->state == FENCED;
+		/* A broker outside the controller learns the metadata here. */
+		fc->image = !rmq_ctrl_has_member(bs, fc->rec.id) &&
+			    fc->applied_offset < bs->meta->version;
 		if (s) {
 			s->seen_ns = now;
 			bool change = fc->want_fence ? ex->state == RUNNING : ex->state == FENCED;
@@ -398,6 +401,40 @@ static void duration_of(Google__Protobuf__Duration *d, uint64_t ns)
 	d->nanos = (int32_t)(ns % 1000000000);
 }
 
+/* The heartbeat answer r with the state m as its MetadataImage (field 10):
+ * an encoded ControllerState is one (proto/controller/state.proto), so its
+ * bytes follow r's as that field. */
+static void reply_with_image(struct rmq_call *c, Rustmq__Controller__BrokerHeartbeatResponse *r,
+			     const struct rmq_meta *m)
+{
+	uint8_t *img;
+	size_t ilen;
+	if (rmq_meta_encode(m, &img, &ilen) < 0) {
+		rmq_reply_pb(c, &r->base); /* out of memory: the next beat asks again */
+		return;
+	}
+	size_t len = rustmq__controller__broker_heartbeat_response__get_packed_size(r);
+	uint8_t *buf = malloc(len + 11 + ilen);
+	if (!buf) {
+		free(img);
+		rmq_reply_pb(c, &r->base);
+		return;
+	}
+	rustmq__controller__broker_heartbeat_response__pack(r, buf);
+	buf[len++] = (10 << 3) | 2; /* field 10, length-delimited */
+	for (uint64_t v = ilen; ; v >>= 7) {
+		buf[len++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+		if (v <= 0x7f)
+			break;
+	}
+	memcpy(buf + len, img, ilen);
+	len += ilen;
+	if (rmq_call_send(c, buf, len) == 0)
+		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+	free(img);
+	free(buf);
+}
+
 static void rpc_reply(struct rmq_xmsg *x)
 {
 	struct fleet_rpc *fr = RMQ_CONTAINER_OF(x, struct fleet_rpc, msg);
@@ -431,10 +468,13 @@ static void rpc_reply(struct rmq_xmsg *x)
 		r.leader_id = leader;
 		r.leader_hint = hint;
 		r.is_fenced = fc->fenced;
-		r.is_caught_up = true; /* every node here applies the log itself */
+		r.is_caught_up = !fc->image;
 		r.metadata_offset = fc->metadata_offset;
 		r.heartbeat_interval = &hb;
-		rmq_reply_pb(fr->call, &r.base);
+		if (fc->image)
+			reply_with_image(fr->call, &r, bs->meta);
+		else
+			rmq_reply_pb(fr->call, &r.base);
 	} else {
 		Rustmq__Controller__UnregisterBrokerResponse r =
 			RUSTMQ__CONTROLLER__UNREGISTER_BROKER_RESPONSE__INIT;
@@ -521,6 +561,7 @@ void rmq_fleet_rpc_heartbeat(struct rmq_call *c, void *req)
 	if (fr) {
 		fr->fc.epoch = r->broker_epoch;
 		fr->fc.want_fence = r->want_fence;
+		fr->fc.applied_offset = r->current_metadata_offset;
 		rpc_send(c, fr);
 	}
 	protobuf_c_message_free_unpacked(req, NULL);

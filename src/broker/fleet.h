@@ -45,6 +45,7 @@ struct rmq_fleet_call {
 	struct rmq_broker_rec rec;
 	uint64_t epoch;
 	bool want_fence;
+	uint64_t applied_offset;     /* HEARTBEAT: the metadata the broker runs with */
 	void (*done)(struct rmq_fleet_call *fc);
 	/* Out: code (a rustmq ErrorCode), err; the broker's epoch, whether it
 	 * is fenced, the state's version; NOT_CONTROLLER: the leader. */
@@ -55,6 +56,8 @@ struct rmq_fleet_call {
 	uint64_t metadata_offset;
 	uint32_t leader;
 	char leader_addr[64];
+	bool image;                  /* HEARTBEAT: send the state (a broker outside the
+				      * controller, behind it) */
 	/* Private. */
 	struct rmq_fleet_call *next;
 };

@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/controller.h"
+#include "broker/ctrl_wire.h"
 #include "broker/errcode.h"
 #include "broker/fleet.h"
 #include "broker/link.h"
@@ -31,6 +32,13 @@ struct rmq_heartbeat {
 	bool stopping;               /* freed when the call in flight ends */
 	struct rmq_fleet_call fc;    /* the call (a local one is carried out as is) */
 	uint8_t *req;                /* a remote call's request */
+	/* Outside the controller's configuration (a broker only): where the
+	 * calls go, the leader that last answered or else each voter of
+	 * --controller-voters in turn. */
+	char target[RMQ_RAFT_ADDR_MAX];
+	uint32_t target_id;
+	unsigned next_voter;
+	struct rmq_meta *image;      /* the answer's state, to install */
 };
 
 static void schedule(struct rmq_heartbeat *h);
@@ -43,11 +51,19 @@ static void answered(struct rmq_heartbeat *h)
 	free(h->req);
 	h->req = NULL;
 	if (h->stopping) {
+		rmq_meta_free(h->image);
 		free(h);
 		return;
 	}
 	switch (fc->code) {
 	case EC_OK:
+		if (!rmq_ctrl_is_member(h->bs)) {
+			rmq_ctrl_outside_leader(h->bs, h->target_id, h->target);
+			if (h->image) {
+				rmq_ctrl_install_image(h->bs, h->image);
+				h->image = NULL;
+			}
+		}
 		if (fc->kind == RMQ_FLEET_REGISTER) {
 			h->epoch = fc->epoch_out;
 			rmq_info("registered with the controller as broker %u (epoch %" PRIu64 ")",
@@ -62,14 +78,48 @@ static void answered(struct rmq_heartbeat *h)
 		rmq_info("the controller: %s", fc->err);
 		h->epoch = 0;
 		break;
-	default: /* NOT_CONTROLLER, TIMEOUT, ...: the next beat asks again */
+	case EC_NOT_CONTROLLER: /* the next beat asks the leader named, or the next voter */
+		h->target[0] = '\0';
+		if (fc->leader && fc->leader_addr[0]) {
+			h->target_id = fc->leader;
+			snprintf(h->target, sizeof(h->target), "%s", fc->leader_addr);
+		}
+		break;
+	default: /* TIMEOUT, unreachable, ...: the next beat asks again */
+		if (fc->code == EC_NOT_AVAILABLE)
+			h->target[0] = '\0';
 		break;
 	}
+	rmq_meta_free(h->image);
+	h->image = NULL;
 }
 
 static void local_done(struct rmq_fleet_call *fc)
 {
 	answered(RMQ_CONTAINER_OF(fc, struct rmq_heartbeat, fc));
+}
+
+/* The leader a NOT_CONTROLLER answer names. */
+static void answer_leader(struct rmq_fleet_call *fc, const char *id, const char *hint)
+{
+	fc->leader = rmq_ctrl_node_id(id);
+	snprintf(fc->leader_addr, sizeof(fc->leader_addr), "%s", hint);
+}
+
+/* A heartbeat answer's MetadataImage as a state: its bytes are a
+ * ControllerState's first fields (proto/controller/state.proto). */
+static struct rmq_meta *image_of(struct rmq_bshard *bs, const Rustmq__Controller__MetadataImage *img)
+{
+	struct rmq_meta *m = NULL;
+	size_t len = rustmq__controller__metadata_image__get_packed_size(img);
+	uint8_t *buf = malloc(len + 1);
+	if (buf) {
+		rustmq__controller__metadata_image__pack(img, buf);
+		if (rmq_meta_decode(buf, len, &bs->b->cfg.topic_defaults, &m) < 0)
+			rmq_warn("the controller's metadata image does not decode; asking again");
+	}
+	free(buf);
+	return m;
 }
 
 static void remote_done(void *arg, enum rmq_grpc_status status, const char *message,
@@ -86,6 +136,7 @@ static void remote_done(void *arg, enum rmq_grpc_status status, const char *mess
 			fc->code = r->error_code;
 			snprintf(fc->err, sizeof(fc->err), "%s", r->error_message);
 			fc->epoch_out = r->broker_epoch;
+			answer_leader(fc, r->leader_id, r->leader_hint);
 			rustmq__controller__register_broker_response__free_unpacked(r, NULL);
 		}
 	} else if (status == RMQ_GRPC_OK) {
@@ -95,6 +146,10 @@ static void remote_done(void *arg, enum rmq_grpc_status status, const char *mess
 			fc->code = r->error_code;
 			snprintf(fc->err, sizeof(fc->err), "%s", r->error_message);
 			fc->fenced = r->is_fenced;
+			answer_leader(fc, r->leader_id, r->leader_hint);
+			if (r->catch_up_case ==
+			    RUSTMQ__CONTROLLER__BROKER_HEARTBEAT_RESPONSE__CATCH_UP_IMAGE)
+				h->image = image_of(h->bs, r->image);
 			rustmq__controller__broker_heartbeat_response__free_unpacked(r, NULL);
 		}
 	}
@@ -139,14 +194,49 @@ static size_t encode(struct rmq_heartbeat *h)
 	return h->req ? len : 0;
 }
 
+/* Outside the configuration: the leader that last answered, else the next
+ * voter of --controller-voters ("id@host:port,..."), into addr; returns
+ * its id (0: none to ask). */
+static uint32_t outside_target(struct rmq_heartbeat *h, char *addr, size_t len)
+{
+	if (!h->target[0]) {
+		const char *spec = h->bs->b->cfg.controller_voters;
+		unsigned n = 0;
+		for (const char *p = spec; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+			n++;
+		if (n == 0)
+			return 0;
+		const char *p = spec;
+		for (unsigned i = h->next_voter++ % n; i > 0; i--)
+			p = strchr(p, ',') + 1;
+		const char *at = strchr(p, '@'), *end = strchr(p, ',');
+		size_t alen = at ? (size_t)((end ? end : p + strlen(p)) - at - 1) : 0;
+		if (!at || (end && at > end) || alen == 0 || alen >= sizeof(h->target))
+			return 0;
+		char id[16];
+		size_t ilen = (size_t)(at - p);
+		if (ilen >= sizeof(id))
+			return 0;
+		memcpy(id, p, ilen);
+		id[ilen] = '\0';
+		memcpy(h->target, at + 1, alen);
+		h->target[alen] = '\0';
+		h->target_id = rmq_ctrl_node_id(id);
+	}
+	snprintf(addr, len, "%s", h->target);
+	return h->target_id ? h->target_id : UINT32_MAX;
+}
+
 static void beat(struct rmq_heartbeat *h)
 {
 	struct rmq_bshard *bs = h->bs;
 	struct rmq_broker *b = bs->b;
 	char addr[RMQ_RAFT_ADDR_MAX];
-	if (h->busy || !rmq_ctrl_is_member(bs))
+	if (h->busy)
 		return;
-	uint32_t leader = (uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr));
+	bool member = rmq_ctrl_is_member(bs);
+	uint32_t leader = member ? (uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr))
+				 : outside_target(h, addr, sizeof(addr));
 	if (!leader)
 		return;
 	struct rmq_fleet_call *fc = &h->fc;
@@ -166,7 +256,7 @@ static void beat(struct rmq_heartbeat *h)
 		fc->epoch = h->epoch;
 	}
 	h->busy = true;
-	if (leader == b->self) {
+	if (member && leader == b->self) {
 		fc->done = local_done;
 		rmq_fleet_call(bs, fc);
 		return;

@@ -4,10 +4,13 @@
  * 0: RegisterBroker once per process (a new incarnation id each start),
  * then HeartbeatBroker every --broker-heartbeat, to the controller's
  * leader (fleet.h); to this node's own controller by a direct call when it
- * leads, else over a link (link.h).  A broker registers once it is a
- * member of the controller's configuration (it applies the metadata log,
- * so it learns what is placed on it).  STALE_EPOCH or BROKER_NOT_AVAILABLE
- * make it register again; NOT_CONTROLLER waits for the next leader.
+ * leads, else over a link (link.h).  A node outside the controller's
+ * configuration (a broker only, not among --controller-voters) asks the
+ * voters of --controller-voters in turn until one names the leader, and
+ * learns the metadata from its heartbeat answers (a MetadataImage when it
+ * is behind), which its controller publishes to its shards.
+ * STALE_EPOCH or BROKER_NOT_AVAILABLE make it register again;
+ * NOT_CONTROLLER goes to the leader it names.
  */
 #ifndef RMQ_BROKER_HEARTBEAT_H
 #define RMQ_BROKER_HEARTBEAT_H

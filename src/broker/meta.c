@@ -640,6 +640,7 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 		rc = decode_brokers(st, m);
 	if (rc == 0) {
 		snprintf(m->cluster_id, sizeof(m->cluster_id), "%s", st->cluster->cluster_id);
+		m->version = st->cluster->metadata_version;
 		*out = m;
 	} else {
 		rmq_meta_free(m);
@@ -885,6 +886,7 @@ int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 	Rustmq__Common__ClusterMetadata cm = RUSTMQ__COMMON__CLUSTER_METADATA__INIT;
 	st.cluster = &cm;
 	cm.cluster_id = (char *)m->cluster_id;
+	cm.metadata_version = m->version;
 	cm.topics = carve(&a, (m->ntopics + 1) * sizeof(*cm.topics));
 	for (size_t i = 0; i < m->ntopics; i++)
 		cm.topics[cm.n_topics++] = encode_topic(&a, &m->topics[i]);

@@ -15,8 +15,9 @@ controller's Raft log.
 - the killed node restarts and catches up; a follower away while the
   leader snapshotted past its log catches up by InstallSnapshot;
 - GetConfiguration answers the same configuration on every node;
-- a fourth node started outside --controller-voters is added (AddPeer: a
-  learner, then a voter once caught up) and gets the topics; the leader is
+- a fourth node started outside --controller-voters is a broker only: it
+  registers and gets the topics from its heartbeats' answers; it is then
+  added (AddPeer: a learner, then a voter once caught up); the leader is
   then removed (RemovePeer) and hands over;
 - every node stops cleanly on SIGTERM.
 
@@ -250,8 +251,14 @@ def run(cl):
             eq(d.controller_id, str(li + 1), f"node {i + 1}: DescribeCluster's controller")
             eq(sorted(d.controller_voter_ids), ["1", "2", "3"], f"node {i + 1}: its voters")
 
-    # A fourth node joins: AddPeer on the leader answers once it votes.
+    # A fourth node outside the voters is a broker only: it registers and
+    # learns the metadata from its heartbeats' answers.
     cl.start(3)
+    wait_for("node 4 registered as a broker",
+             lambda: brokers(cl, li).get(4, (0,))[0] == BROKER_RUNNING)
+    same_topics_everywhere(cl, want, "node 4, a broker only, got the metadata")
+    # It is then added to the controller: AddPeer on the leader answers
+    # once it votes.
     with cl.client((li + 1) % 3) as c:
         r = c.unary("/rustmq.controller.ControllerRaftService/AddPeer",
                     RP.AddPeerRequest(id="4", address=f"127.0.0.1:{cl.ports[3]}",
