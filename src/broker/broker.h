@@ -96,6 +96,7 @@ struct rmq_broker {
 	_Atomic uint64_t ctrl_term;
 	_Atomic uint32_t ctrl_nvoters;
 	_Atomic uint32_t ctrl_voters[9];  /* RMQ_RAFT_VOTERS_MAX */
+	_Atomic uint64_t ctrl_leader_addr[8]; /* its "host:port", NUL-padded (RMQ_RAFT_ADDR_MAX) */
 	char cluster_id[40];
 	const char *fsync_name;        /* for the start-up line */
 	uint64_t started_ms;

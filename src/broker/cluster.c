@@ -49,12 +49,17 @@ void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q)
 		q->n = atomic_load_explicit(&b->ctrl_nvoters, memory_order_relaxed);
 		for (uint32_t i = 0; i < q->n && i < RMQ_QUORUM_MAX; i++)
 			q->voters[i] = atomic_load_explicit(&b->ctrl_voters[i], memory_order_relaxed);
+		for (size_t i = 0; i < 8; i++) {
+			uint64_t w = atomic_load_explicit(&b->ctrl_leader_addr[i], memory_order_relaxed);
+			memcpy(q->leader_addr + 8 * i, &w, 8);
+		}
 		atomic_thread_fence(memory_order_acquire);
 		if (!(seq & 1) && atomic_load_explicit(&b->ctrl_seq, memory_order_relaxed) == seq)
 			break;
 	}
 	if (q->n > RMQ_QUORUM_MAX)
 		q->n = RMQ_QUORUM_MAX;
+	q->leader_addr[sizeof(q->leader_addr) - 1] = '\0';
 	for (uint32_t i = 0; i < q->n; i++)
 		snprintf(q->ids[i], sizeof(q->ids[i]), "%u", q->voters[i]);
 	if (q->leader)

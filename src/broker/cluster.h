@@ -33,6 +33,7 @@ struct rmq_quorum {
 	uint64_t term;
 	uint32_t n, voters[RMQ_QUORUM_MAX];
 	char leader_id[12];              /* "" when leader is 0 */
+	char leader_addr[64];            /* its "host:port" ("" unknown) */
 	char ids[RMQ_QUORUM_MAX][12];    /* the voters as strings */
 };
 void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q);

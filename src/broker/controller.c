@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(sizeof(((struct rmq_broker *)0)->ctrl_leader_addr) == RMQ_RAFT_ADDR_MAX,
+	       "the published quorum holds the leader's whole address");
 _Static_assert(sizeof(((struct rmq_broker *)0)->ctrl_voters) / sizeof(uint32_t) ==
 		       RMQ_RAFT_VOTERS_MAX,
 	       "the published quorum holds every voter");
@@ -770,9 +772,14 @@ static void publish_quorum(struct rmq_ctrl *c)
 	uint32_t n = 0;
 	atomic_fetch_add_explicit(&b->ctrl_seq, 1, memory_order_relaxed); /* odd: writing */
 	atomic_thread_fence(memory_order_release);
-	char addr[RMQ_RAFT_ADDR_MAX];
+	char addr[RMQ_RAFT_ADDR_MAX] = "";
 	atomic_store_explicit(&b->ctrl_leader, (uint32_t)rmq_ctrl_leader(c->bs, addr, sizeof(addr)),
 			      memory_order_relaxed);
+	for (size_t i = 0; i < 8; i++) {
+		uint64_t w;
+		memcpy(&w, addr + 8 * i, 8);
+		atomic_store_explicit(&b->ctrl_leader_addr[i], w, memory_order_relaxed);
+	}
 	atomic_store_explicit(&b->ctrl_term, rmq_raft_term(c->raft), memory_order_relaxed);
 	for (uint32_t i = 0; i < conf->n && n < RMQ_RAFT_VOTERS_MAX; i++)
 		if (conf->servers[i].role == RMQ_RAFT_VOTER)

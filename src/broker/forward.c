@@ -76,9 +76,7 @@ static bool target(struct fwd *f)
 	struct rmq_quorum q;
 	rmq_cluster_quorum(f->bs, &q);
 	f->leader = q.leader;
-	f->addr[0] = '\0';
-	if (q.leader && q.leader != f->bs->b->self)
-		rmq_cluster_endpoint(f->bs, q.leader, f->addr, sizeof(f->addr));
+	snprintf(f->addr, sizeof(f->addr), "%s", q.leader != f->bs->b->self ? q.leader_addr : "");
 	return q.leader != 0;
 }
 
@@ -139,11 +137,8 @@ bool rmq_forward_admin(struct rmq_call *c, void *req,
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	struct rmq_quorum q;
-	char addr[RMQ_BROKER_HOST_MAX + 24];
 	rmq_cluster_quorum(bs, &q);
-	/* Forwarded only to a leader registered as a broker (its address). */
-	if (!q.leader || q.leader == bs->b->self ||
-	    !rmq_cluster_endpoint(bs, q.leader, addr, sizeof(addr))[0])
+	if (!q.leader || q.leader == bs->b->self || !q.leader_addr[0])
 		return false;
 	struct fwd *f = calloc(1, sizeof(*f));
 	if (!f)
