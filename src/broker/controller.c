@@ -376,12 +376,17 @@ static void published(void *arg)
 	pump(c); /* proposals held behind an import go on */
 }
 
-/* Sends the newest applied topics to every shard, unless they are there. */
+/* Sends the newest applied state to every shard, unless they have it. */
 static void publish(struct rmq_ctrl *c)
 {
-	/* Not while the node stops: the other shards may be gone. */
-	if (c->publishing || c->meta->version <= c->published ||
-	    rmq_runtime_stopping(c->bs->b->rt))
+	if (!c->publishing && rmq_runtime_stopping(c->bs->b->rt)) {
+		/* Not while the node stops (the other shards may be gone); what
+		 * was applied is committed: its changes are answered so, or the
+		 * calls waiting for them would hold the stop forever. */
+		answer_upto(c, c->meta->version, EC_OK);
+		return;
+	}
+	if (c->publishing || c->meta->version <= c->published)
 		return;
 	c->publishing = true;
 	c->publish_index = c->meta->version;
