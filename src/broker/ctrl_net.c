@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "broker/link.h"
 #include "net/client.h"
 
 #include <errno.h>
@@ -17,7 +18,6 @@
 
 #define PEER_CALLS_MAX 64                      /* in flight per peer; more are dropped */
 #define CALL_TIMEOUT_NS (2000ULL * 1000 * 1000)
-#define RECONNECT_NS (200ULL * 1000 * 1000)    /* between attempts to connect */
 #define SNAPSHOT_CHUNKS_MAX 64                 /* chunks of a snapshot: 64 MiB */
 #define SNAPSHOT_TIMEOUT_NS (30ULL * 1000 * 1000 * 1000)
 
@@ -238,13 +238,8 @@ void rmq_ctrl_snapshot_cancel(struct rmq_call *c)
 struct peer {
 	struct rmq_ctrl_peers *ps;
 	uint32_t id;
-	char addr[RMQ_RAFT_ADDR_MAX];
-	struct rmq_client *cl;
-	struct rmq_client_conn *conn;
-	bool connecting;
-	uint64_t next_try_ns;
+	struct rmq_link *link;                  /* made at the first message */
 	unsigned inflight;
-	bool logged_down;
 	bool snapshotting;                      /* an InstallSnapshot in flight */
 };
 
@@ -282,97 +277,35 @@ int rmq_ctrl_peers_new(struct rmq_bshard *bs, uint32_t self, const char *cluster
 	return 0;
 }
 
-static void peer_close(struct peer *p)
-{
-	if (p->cl)
-		rmq_client_destroy(p->cl); /* calls end (CANCELLED): their done runs */
-	p->cl = NULL;
-	p->conn = NULL;
-	p->connecting = false;
-}
-
 void rmq_ctrl_peers_free(struct rmq_ctrl_peers *ps)
 {
 	if (!ps)
 		return;
 	ps->closing = true;
 	for (size_t i = 0; i < ps->n; i++)
-		peer_close(&ps->peers[i]);
+		rmq_link_free(ps->peers[i].link); /* calls end (CANCELLED): their done runs */
 	free(ps);
 }
 
-static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
-{
-	struct peer *p = arg;
-	(void)cc;
-	p->connecting = false;
-	if (res < 0) {
-		p->conn = NULL;
-		p->next_try_ns = rmq_now_ns() + RECONNECT_NS;
-		if (!p->logged_down)
-			rmq_info("controller: cannot reach node %u at %s: %s (retrying)", p->id, p->addr,
-				 rmq_strerror(res));
-		p->logged_down = true;
-		return;
-	}
-	if (p->logged_down)
-		rmq_info("controller: node %u at %s is reachable", p->id, p->addr);
-	p->logged_down = false;
-}
-
-static void on_conn_close(struct rmq_client_conn *cc, void *arg, int why)
-{
-	struct peer *p = arg;
-	(void)cc;
-	(void)why;
-	p->conn = NULL;
-	p->next_try_ns = rmq_now_ns() + RECONNECT_NS;
-}
-
-static const struct rmq_client_conn_ops conn_ops = {.on_connect = on_connect,
-						     .on_close = on_conn_close};
-
-/* The peer of id at addr, its client made (or remade for a new address). */
-static struct peer *peer_of(struct rmq_ctrl_peers *ps, uint32_t id, const char *addr)
+/* The peer of id (its link made on first use). */
+static struct peer *peer_of(struct rmq_ctrl_peers *ps, uint32_t id)
 {
 	struct peer *p = NULL;
 	for (size_t i = 0; i < ps->n; i++)
 		if (ps->peers[i].id == id)
 			p = &ps->peers[i];
-	if (p && strcmp(p->addr, addr) != 0)
-		peer_close(p);
 	if (!p) {
 		if (ps->n == RMQ_RAFT_SERVERS_MAX)
 			return NULL;
 		p = &ps->peers[ps->n++];
 		*p = (struct peer){.ps = ps, .id = id};
 	}
-	if (p->cl)
-		return p;
-	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	const char *colon = strrchr(addr, ':');
-	char host[RMQ_RAFT_ADDR_MAX];
-	if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof(host))
-		return NULL;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = '\0';
-	struct rmq_client_config cfg;
-	rmq_client_config_default(&cfg);
-	cfg.host = host;
-	cfg.port = (uint16_t)atoi(colon + 1);
-	cfg.connections_max = 2;
-	cfg.calls_max = PEER_CALLS_MAX;
-	cfg.send_queue_max = SNAPSHOT_CHUNKS_MAX;
-	cfg.recv_buffers = 16;
-	cfg.stream_window = 16u << 20;
-	cfg.conn_window = 64u << 20;
-	cfg.connect_timeout_ns = 1000ULL * 1000 * 1000;
-	int rc = rmq_client_create(ps->bs->s, &cfg, &p->cl);
-	if (rc < 0) {
-		p->cl = NULL;
-		return NULL;
+	if (!p->link) {
+		char what[48];
+		snprintf(what, sizeof(what), "controller: node %u", id);
+		p->link = rmq_link_new(ps->bs->s, what, PEER_CALLS_MAX, SNAPSHOT_CHUNKS_MAX, 16u << 20);
 	}
-	return p;
+	return p->link ? p : NULL;
 }
 
 static void call_done(void *arg, enum rmq_grpc_status status, const char *message,
@@ -392,28 +325,14 @@ static void call_done(void *arg, enum rmq_grpc_status status, const char *messag
 	free(oc);
 }
 
-/* Whether calls may start to p now; if not, connects (at most every
- * RECONNECT_NS): what would have been sent is lost, as the network may
- * lose it, and Raft sends again. */
-static bool peer_ready(struct peer *p)
-{
-	if (p->conn && rmq_client_conn_ok(p->conn) && !p->connecting)
-		return true;
-	if (!p->connecting && rmq_now_ns() >= p->next_try_ns) {
-		p->conn = NULL;
-		if (rmq_client_connect(p->cl, &conn_ops, p, &p->conn) == 0)
-			p->connecting = true;
-		else
-			p->next_try_ns = rmq_now_ns() + RECONNECT_NS;
-	}
-	return false;
-}
-
 void rmq_ctrl_peers_send(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m, const char *addr)
 {
+	/* What cannot go now (no connection yet: being made) is lost, as the
+	 * network may lose it, and Raft sends again. */
 	int rpc = rmq_ctrl_rpc_of(m->type);
-	struct peer *p = rpc < 0 ? NULL : peer_of(ps, m->to, addr);
-	if (!p || !peer_ready(p) || p->inflight >= PEER_CALLS_MAX)
+	struct peer *p = rpc < 0 ? NULL : peer_of(ps, m->to);
+	struct rmq_client_conn *cc = p ? rmq_link_conn(p->link, addr) : NULL;
+	if (!cc || p->inflight >= PEER_CALLS_MAX)
 		return;
 	struct out_call *oc = malloc(sizeof(*oc));
 	if (!oc)
@@ -424,7 +343,7 @@ void rmq_ctrl_peers_send(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m
 		free(oc);
 		return;
 	}
-	if (rmq_client_unary(p->conn, rmq_ctrl_rpc_path(oc->rpc), oc->buf, oc->len, CALL_TIMEOUT_NS,
+	if (rmq_client_unary(cc, rmq_ctrl_rpc_path(oc->rpc), oc->buf, oc->len, CALL_TIMEOUT_NS,
 			     call_done, oc, NULL) < 0) {
 		free(oc->buf);
 		free(oc);
@@ -475,8 +394,9 @@ static const struct rmq_ccall_ops snap_ops = {.on_message = snap_answer, .on_clo
 void rmq_ctrl_peers_send_snapshot(struct rmq_ctrl_peers *ps, const struct rmq_raft_msg *m,
 				  const char *addr, const uint8_t *data, size_t len)
 {
-	struct peer *p = peer_of(ps, m->to, addr);
-	if (!p || p->snapshotting || !peer_ready(p))
+	struct peer *p = peer_of(ps, m->to);
+	struct rmq_client_conn *cc = p && !p->snapshotting ? rmq_link_conn(p->link, addr) : NULL;
+	if (!cc)
 		return;
 	struct snap_out *so = calloc(1, sizeof(*so));
 	if (!so)
@@ -493,7 +413,7 @@ void rmq_ctrl_peers_send_snapshot(struct rmq_ctrl_peers *ps, const struct rmq_ra
 		return;
 	}
 	struct rmq_ccall *call;
-	if (rmq_ccall_start(p->conn, rmq_ctrl_rpc_path(RMQ_CTRL_RPC_SNAPSHOT), SNAPSHOT_TIMEOUT_NS,
+	if (rmq_ccall_start(cc, rmq_ctrl_rpc_path(RMQ_CTRL_RPC_SNAPSHOT), SNAPSHOT_TIMEOUT_NS,
 			    &snap_ops, so, &call) < 0) {
 		for (size_t i = 0; i < so->n; i++)
 			free(so->bufs[i]);

@@ -62,18 +62,7 @@ int rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out)
 			continue;
 		}
 		Rustmq__Common__BrokerInfo *bi = &bis[i];
-		rustmq__common__broker_info__init(bi);
-		rustmq__common__broker_id__init(&ids[i]);
-		snprintf(idstr[i], RMQ_ID_CHARS, "%u", r->id);
-		ids[i].id = idstr[i];
-		ids[i].rack_id = (char *)r->rack;
-		bi->id = &ids[i];
-		bi->host = (char *)r->host;
-		bi->port = r->port;
-		bi->state = (Rustmq__Common__BrokerState)r->state;
-		bi->epoch = r->epoch;
-		bi->shards = r->shards;
-		bi->version = (char *)r->version;
+		rmq_meta_broker_info(r, bi, &ids[i], idstr[i]);
 		for (uint32_t k = 0; k < q.n; k++)
 			bi->is_controller |= q.voters[k] == r->id;
 		out->v[out->n++] = bi;

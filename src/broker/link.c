@@ -17,6 +17,7 @@
 struct rmq_link {
 	struct rmq_shard *s;
 	char what[48];
+	uint32_t calls_max, send_queue_max, stream_window;
 	char addr[ADDR_MAX];
 	struct rmq_client *cl;
 	struct rmq_client_conn *conn;
@@ -24,12 +25,16 @@ struct rmq_link {
 	uint64_t next_try_ns;
 };
 
-struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what)
+struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, uint32_t calls_max,
+			      uint32_t send_queue_max, uint32_t stream_window)
 {
 	struct rmq_link *l = calloc(1, sizeof(*l));
 	if (l) {
 		l->s = s;
 		snprintf(l->what, sizeof(l->what), "%s", what);
+		l->calls_max = calls_max;
+		l->send_queue_max = send_queue_max;
+		l->stream_window = stream_window;
 	}
 	return l;
 }
@@ -64,6 +69,8 @@ static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
 		l->logged_down = true;
 		return;
 	}
+	if (l->logged_down)
+		rmq_info("%s: %s is reachable", l->what, l->addr);
 	l->logged_down = false;
 }
 
@@ -104,7 +111,13 @@ static int client_for(struct rmq_link *l, const char *addr)
 	cfg.host = host;
 	cfg.port = (uint16_t)port;
 	cfg.connections_max = 2;
-	cfg.calls_max = 64;
+	cfg.calls_max = l->calls_max ? l->calls_max : 64;
+	if (l->send_queue_max)
+		cfg.send_queue_max = l->send_queue_max;
+	if (l->stream_window) {
+		cfg.stream_window = l->stream_window;
+		cfg.conn_window = 4 * l->stream_window;
+	}
 	cfg.recv_buffers = 16;
 	cfg.connect_timeout_ns = 1000ULL * 1000 * 1000;
 	int rc = rmq_client_create(l->s, &cfg, &l->cl);
@@ -117,21 +130,30 @@ static int client_for(struct rmq_link *l, const char *addr)
 	return 0;
 }
 
+struct rmq_client_conn *rmq_link_conn(struct rmq_link *l, const char *addr)
+{
+	if (client_for(l, addr) < 0)
+		return NULL;
+	if (l->conn && rmq_client_conn_ok(l->conn) && !l->connecting)
+		return l->conn;
+	if (!l->connecting && rmq_now_ns() >= l->next_try_ns) {
+		l->conn = NULL;
+		if (rmq_client_connect(l->cl, &conn_ops, l, &l->conn) == 0)
+			l->connecting = true;
+		else
+			l->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
+	}
+	return NULL;
+}
+
 int rmq_link_unary(struct rmq_link *l, const char *addr, const char *path, const void *req,
 		   size_t len, uint64_t timeout_ns, rmq_client_unary_cb done, void *arg)
 {
 	int rc = client_for(l, addr);
 	if (rc < 0)
 		return rc;
-	if (!l->conn || !rmq_client_conn_ok(l->conn) || l->connecting) {
-		if (!l->connecting && rmq_now_ns() >= l->next_try_ns) {
-			l->conn = NULL;
-			if (rmq_client_connect(l->cl, &conn_ops, l, &l->conn) == 0)
-				l->connecting = true;
-			else
-				l->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
-		}
+	struct rmq_client_conn *cc = rmq_link_conn(l, addr);
+	if (!cc)
 		return -EAGAIN;
-	}
-	return rmq_client_unary(l->conn, path, req, len, timeout_ns, done, arg, NULL);
+	return rmq_client_unary(cc, path, req, len, timeout_ns, done, arg, NULL);
 }

@@ -3,7 +3,9 @@
  * link.h - a connection from this node to another node's gRPC port, kept
  * by one shard: made on first use, remade after it breaks (at most every
  * RMQ_LINK_RETRY_NS), moved when the address changes; unary calls on it.
- * For the calls a node makes to the controller's leader (heartbeat.c).
+ * For the calls a node makes to other nodes: the controller's Raft
+ * messages (ctrl_net.c), heartbeats (heartbeat.c), forwarded admin calls
+ * (forward.c).
  */
 #ifndef RMQ_BROKER_LINK_H
 #define RMQ_BROKER_LINK_H
@@ -17,8 +19,17 @@
 
 struct rmq_link;
 
-/* A link on shard s; what names it in log lines.  NULL when out of memory. */
-struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what);
+/* A link on shard s; what names it in log lines; calls_max calls in
+ * flight, send_queue_max messages queued per call, stream_window bytes
+ * announced per stream (0: the client's defaults).  NULL when out of
+ * memory. */
+struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, uint32_t calls_max,
+			      uint32_t send_queue_max, uint32_t stream_window);
+
+/* The connection to addr when calls may start on it now, else NULL (and
+ * it is being made: ask again later).  Valid until the shard's next
+ * cycle. */
+struct rmq_client_conn *rmq_link_conn(struct rmq_link *l, const char *addr);
 
 /* Closes it: calls in flight end (done runs with CANCELLED). */
 void rmq_link_free(struct rmq_link *l);

@@ -876,6 +876,23 @@ static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct
 	return tm;
 }
 
+void rmq_meta_broker_info(const struct rmq_broker_rec *r, struct Rustmq__Common__BrokerInfo *bi,
+			  struct Rustmq__Common__BrokerId *id, char idbuf[11])
+{
+	rustmq__common__broker_info__init(bi);
+	rustmq__common__broker_id__init(id);
+	snprintf(idbuf, ID_CHARS, "%" PRIu32, r->id);
+	id->id = idbuf;
+	id->rack_id = (char *)r->rack;
+	bi->id = id;
+	bi->host = (char *)r->host;
+	bi->port = r->port;
+	bi->state = (Rustmq__Common__BrokerState)r->state;
+	bi->epoch = r->epoch;
+	bi->shards = r->shards;
+	bi->version = (char *)r->version;
+}
+
 int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 {
 	struct arena a = {.cap = arena_bytes(m)};
@@ -912,18 +929,8 @@ int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 		Rustmq__Common__BrokerInfo *bi = carve(&a, sizeof(*bi));
 		Rustmq__Common__BrokerId *id = carve(&a, sizeof(*id));
 		Rustmq__Controller__BrokerIncarnation *inc = carve(&a, sizeof(*inc));
-		rustmq__common__broker_info__init(bi);
-		rustmq__common__broker_id__init(id);
+		rmq_meta_broker_info(r, bi, id, carve(&a, ID_CHARS));
 		rustmq__controller__broker_incarnation__init(inc);
-		id->id = id_str(&a, r->id);
-		id->rack_id = (char *)r->rack;
-		bi->id = id;
-		bi->host = (char *)r->host;
-		bi->port = r->port;
-		bi->state = (Rustmq__Common__BrokerState)r->state;
-		bi->epoch = r->epoch;
-		bi->shards = r->shards;
-		bi->version = (char *)r->version;
 		inc->broker_id = id->id;
 		inc->incarnation_id = (char *)r->incarnation;
 		cm.brokers[cm.n_brokers++] = bi;

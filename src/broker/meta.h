@@ -143,6 +143,13 @@ void rmq_meta_remove(struct rmq_meta *m, size_t i);
 const struct rmq_broker_rec *rmq_meta_broker(const struct rmq_meta *m, uint32_t id);
 /* Adds or replaces broker r (rmq_meta_copy left room for one more). */
 void rmq_meta_set_broker(struct rmq_meta *m, const struct rmq_broker_rec *r);
+/* r as the protocol's BrokerInfo, into bi and id (idbuf: its id's text;
+ * the strings point into r and idbuf). */
+struct Rustmq__Common__BrokerInfo;
+struct Rustmq__Common__BrokerId;
+void rmq_meta_broker_info(const struct rmq_broker_rec *r, struct Rustmq__Common__BrokerInfo *bi,
+			  struct Rustmq__Common__BrokerId *id, char idbuf[11]);
+
 /* Whether broker id is a replica of partition p of t. */
 bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id);
 
