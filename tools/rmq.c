@@ -33,6 +33,7 @@
 #include "client/metadata.pb-c.h"
 #include "common/metadata.pb-c.h"
 #include "controller/admin.pb-c.h"
+#include "controller/raft.pb-c.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -55,9 +56,9 @@ static const char *health_status(int s)
 	return enum_name(&rustmq__broker__health_status__descriptor, s, "?");
 }
 
-static int cmd_cluster(int argc, char **argv)
+static int cluster_show(int argc, char **argv)
 {
-	const struct cmd_spec cs = {"cluster", "cluster",
+	const struct cmd_spec cs = {"cluster", "cluster [show]",
 				    "Shows the cluster: brokers, controller, topics, partitions and leaders.",
 				    NULL, 0, 0, 0, false, false};
 	int npos;
@@ -112,6 +113,91 @@ static int cmd_cluster(int argc, char **argv)
 	}
 	protobuf_c_message_free_unpacked(&m->base, NULL);
 	return 0;
+}
+
+/* AddPeer or RemovePeer on the controller's leader (the bootstrap node, or
+ * the leader it names); prints the voters after it. */
+static int voter_change(bool add, const char *id, const char *addr)
+{
+	connect_broker();
+	Rustmq__Controller__AddPeerRequest areq = RUSTMQ__CONTROLLER__ADD_PEER_REQUEST__INIT;
+	Rustmq__Controller__RemovePeerRequest rreq = RUSTMQ__CONTROLLER__REMOVE_PEER_REQUEST__INIT;
+	areq.id = rreq.id = (char *)id;
+	areq.address = (char *)addr;
+	areq.role = RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_VOTER;
+	for (int tries = 0;; tries++) {
+		ProtobufCMessage *m =
+			add ? pb_call("AddPeer", "/rustmq.controller.ControllerRaftService/AddPeer",
+				      &areq.base, &rustmq__controller__add_peer_response__descriptor,
+				      60 * NS)
+			    : pb_call("RemovePeer", "/rustmq.controller.ControllerRaftService/RemovePeer",
+				      &rreq.base, &rustmq__controller__remove_peer_response__descriptor,
+				      60 * NS);
+		/* The two answers share their first fields' meaning. */
+		Rustmq__Controller__AddPeerResponse *ar = add ? (void *)m : NULL;
+		Rustmq__Controller__RemovePeerResponse *rr = add ? NULL : (void *)m;
+		int code = add ? ar->error_code : rr->error_code;
+		const char *msg = add ? ar->error_message : rr->error_message;
+		const char *hint = add ? ar->leader_hint : rr->leader_hint;
+		Rustmq__Controller__RaftConfiguration *conf = add ? ar->configuration : rr->configuration;
+		if (code == EC(NOT_CONTROLLER) && *hint && tries == 0) {
+			static char leader[256];
+			snprintf(leader, sizeof(leader), "%s", hint);
+			protobuf_c_message_free_unpacked(m, NULL);
+			rmq_rpc_close(cli.rpc);
+			cli.rpc = NULL;
+			cli.bootstrap = leader; /* ask the leader it names */
+			connect_broker();
+			continue;
+		}
+		if (code)
+			die_code(add ? "AddPeer" : "RemovePeer", NULL, code, msg);
+		printf("%s voter %s; voters now:", add ? "added" : "removed", id);
+		for (size_t i = 0; conf && i < conf->n_servers; i++)
+			if (conf->servers[i]->role ==
+			    RUSTMQ__CONTROLLER__RAFT_SERVER_ROLE__RAFT_SERVER_ROLE_VOTER)
+				printf(" %s@%s", conf->servers[i]->id, conf->servers[i]->address);
+		printf("\n");
+		protobuf_c_message_free_unpacked(m, NULL);
+		return 0;
+	}
+}
+
+static int cluster_add_voter(int argc, char **argv)
+{
+	const struct cmd_spec cs = {"cluster add-voter", "cluster add-voter ID HOST:PORT",
+				    "Makes node ID (started outside --controller-voters, serving at "
+				    "HOST:PORT) a voter of the controller: it catches up as a learner, "
+				    "then votes.",
+				    NULL, 0, 2, 2, false, false};
+	int npos;
+	parse_args(&cs, argc, argv, &npos);
+	return voter_change(true, argv[1], argv[2]);
+}
+
+static int cluster_remove_voter(int argc, char **argv)
+{
+	const struct cmd_spec cs = {"cluster remove-voter", "cluster remove-voter ID",
+				    "Removes node ID from the controller's voters (the leader may "
+				    "remove itself: it hands over).",
+				    NULL, 0, 1, 1, false, false};
+	int npos;
+	parse_args(&cs, argc, argv, &npos);
+	return voter_change(false, argv[1], "");
+}
+
+static const struct command cluster_cmds[] = {
+	{"show", cluster_show, "brokers, controller, topics, partitions and leaders (the default)"},
+	{"add-voter", cluster_add_voter, "make a node a controller voter: add-voter ID HOST:PORT"},
+	{"remove-voter", cluster_remove_voter, "remove a controller voter: remove-voter ID"},
+};
+
+static int cmd_cluster(int argc, char **argv)
+{
+	if (argc < 2 || argv[1][0] == '-')
+		return cluster_show(argc, argv);
+	return run_subcommand("cluster", cluster_cmds, RMQ_ARRAY_SIZE(cluster_cmds), NULL, argc,
+			      argv);
 }
 
 static int cmd_health(int argc, char **argv)
@@ -273,7 +359,7 @@ static const struct command commands[] = {
 	{"topic", cmd_topic, "create, list, describe, delete and alter topics"},
 	{"produce", cmd_produce, "send stdin lines as records: rmq produce TOPIC"},
 	{"consume", cmd_consume, "print records: rmq consume TOPIC --offset earliest [--group G]"},
-	{"cluster", cmd_cluster, "brokers, controller, topics, partitions and leaders"},
+	{"cluster", cmd_cluster, "brokers, controller, topics, partitions and leaders; add-voter, remove-voter"},
 	{"health", cmd_health, "is the broker serving? (exit 0 when SERVING)"},
 	{"metrics", cmd_metrics, "the broker's counters and gauges (GetMetrics)"},
 	{"group", cmd_group, "list, describe, reset and delete consumer groups"},

@@ -164,7 +164,7 @@ def create(cl, i, name):
         return c.create_topics([(name, 2)])
 
 
-def run(cl):
+def run(cl, rmq=None):
     for i in range(3):
         cl.start(i)
     li, term = cl.leader()
@@ -265,12 +265,19 @@ def run(cl):
                                       role=RP.RAFT_SERVER_ROLE_VOTER), RP.AddPeerResponse)
         eq(r.error_code, NOT_CONTROLLER, "AddPeer on a follower")
         eq(r.leader_id, str(li + 1), "AddPeer on a follower names the leader")
-    with cl.client(li) as c:
-        r = ok(c.unary("/rustmq.controller.ControllerRaftService/AddPeer",
-                       RP.AddPeerRequest(id="4", address=f"127.0.0.1:{cl.ports[3]}",
-                                         role=RP.RAFT_SERVER_ROLE_VOTER), RP.AddPeerResponse,
-                       timeout=40), "AddPeer")
-        eq(voters(r), [1, 2, 3, 4], "voters after AddPeer")
+    if rmq:
+        # The CLI, given a follower, asks the leader it names.
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[(li + 1) % 3]}", "cluster", "add-voter", "4",
+                      f"127.0.0.1:{cl.ports[3]}")
+        check(re.match(r"added voter 4; voters now: 1@\S+ 2@\S+ 3@\S+ 4@\S+$", out.strip()),
+              f"rmq cluster add-voter: {out!r}")
+    else:
+        with cl.client(li) as c:
+            r = ok(c.unary("/rustmq.controller.ControllerRaftService/AddPeer",
+                           RP.AddPeerRequest(id="4", address=f"127.0.0.1:{cl.ports[3]}",
+                                             role=RP.RAFT_SERVER_ROLE_VOTER), RP.AddPeerResponse,
+                           timeout=40), "AddPeer")
+            eq(voters(r), [1, 2, 3, 4], "voters after AddPeer")
     same_topics_everywhere(cl, want, "after node 4 joined")
     ok(create(cl, li, "c-four").topics[0], "create with four voters")
     want = cl.topics(li)
@@ -467,7 +474,8 @@ def main() -> int:
     t_start = time.monotonic()
     binary = os.path.abspath(args.rmqd)
     tests = [
-        ("three_node_controller", lambda: Cluster(binary, os.path.join(tmp, "a"), args.verbose), run),
+        ("three_node_controller", lambda: Cluster(binary, os.path.join(tmp, "a"), args.verbose),
+         lambda cl: run(cl, args.rmq)),
         # Short sessions: a stopped broker is fenced within a second.
         ("placement_and_fencing",
          lambda: Cluster(binary, os.path.join(tmp, "b"), args.verbose,
