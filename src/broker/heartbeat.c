@@ -38,6 +38,7 @@ struct rmq_heartbeat {
 	char target[RMQ_RAFT_ADDR_MAX];
 	uint32_t target_id;
 	unsigned next_voter;
+	unsigned unreachable;        /* beats in a row that could not be sent */
 	struct rmq_meta *image;      /* the answer's state, to install */
 };
 
@@ -271,6 +272,14 @@ static void beat(struct rmq_heartbeat *h)
 		h->busy = false;
 		free(h->req);
 		h->req = NULL;
+		/* Outside the configuration, a target that cannot be reached
+		 * for a few beats (the leader died) gives way to the voters. */
+		if (!member && ++h->unreachable >= 4) {
+			h->unreachable = 0;
+			h->target[0] = '\0';
+		}
+	} else {
+		h->unreachable = 0;
 	}
 }
 
