@@ -30,7 +30,10 @@ placement_and_fencing (a second cluster, 1 s broker sessions):
   partitions have no leader (LEADER_NOT_AVAILABLE) on every node, the
   others are still served; after SIGCONT it is unfenced in the same
   broker epoch, leads its partitions again in a new leader epoch, and
-  has kept its records.
+  has kept its records;
+- a fourth node outside the voters registers as a broker only, serves the
+  partitions placed on it, and follows the controller to a new leader
+  after the one it heartbeats to is killed.
 
     /usr/bin/python3 tests/broker/test_cluster.py --rmqd build/release/rmqd \\
         --proto-dir proto [-v]
@@ -455,8 +458,30 @@ def run_placement(cl, rmq=None, bench=None):
                f"produce spread-{p} after its broker came back")
             got = c.fetch_all("spread", p)
             eq(sum(b.record_count for b, _ in got), 3, f"spread-{p}: records before and after")
-    for i in range(3):
-        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+    # A fourth node, outside the voters, is a broker only: partitions are
+    # placed on it and it serves them; it follows the controller to a new
+    # leader when the one it heartbeats to is killed.
+    cl.start(3)
+    wait_for("broker 4 registered", lambda: brokers(cl, li).get(4, (0,))[0] == BROKER_RUNNING)
+    with cl.client(li) as c:
+        c.create_topic("late", 8)
+    parts = wait_for("broker 4 leads some of late's partitions, as it knows",
+                     lambda: [p for p, x in enumerate(partitions(cl, 3, "late")) if x[0] == "4"])
+    with cl.client(3) as c:
+        for p in parts:
+            ok(c.produce("late", p, tn.make_records(1, "b4")), f"late-{p} on broker 4")
+    cl.nodes[li].kill()
+    new, _ = cl.leader(exclude=li)
+    time.sleep(2)  # longer than a session: broker 4 must heartbeat the new leader
+    wait_for("broker 4 running under the new leader",
+             lambda: brokers(cl, new).get(4, (0,))[0] == BROKER_RUNNING)
+    with cl.client(new) as c:
+        c.create_topic("later", 8)
+    wait_for("broker 4 learns what the new leader decides",
+             lambda: len(partitions(cl, 3, "later")) == 8)
+    for i in range(4):
+        if i != li:
+            eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
 def main() -> int:
