@@ -27,8 +27,7 @@ static void inbound_reply(struct rmq_xmsg *x)
 {
 	struct rmq_ctrl_inbound *in = RMQ_CONTAINER_OF(x, struct rmq_ctrl_inbound, msg);
 	if (in->buf) {
-		if (rmq_call_send(in->call, in->buf, in->len) == 0)
-			rmq_call_finish(in->call, RMQ_GRPC_OK, NULL);
+		rmq_reply_bytes(in->call, in->buf, in->len);
 	} else {
 		rmq_call_finish(in->call, (enum rmq_grpc_status)in->len,
 				"the controller cannot take this call now");

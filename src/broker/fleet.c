@@ -45,6 +45,7 @@ struct fleet_op {
 	uint64_t epoch;              /* FENCE, UNFENCE, UNREGISTER: of this registration */
 	char cluster_id[40];
 	struct rmq_fleet_call *fc;   /* answered once applied; NULL for the leader's own */
+	bool silent;                 /* FENCE: its session ran out (not asked for) */
 	/* What build decided. */
 	int code;
 	char err[200];
@@ -94,6 +95,17 @@ static struct session *session_of(struct rmq_bshard *bs, uint32_t id, uint64_t n
 	}
 	f->v[f->n] = (struct session){.id = id, .seen_ns = now};
 	return &f->v[f->n++];
+}
+
+/* Whether broker id heartbeated within its session on this leader. */
+static bool fresh_session(struct rmq_bshard *bs, uint32_t id)
+{
+	uint64_t now = rmq_now_ns();
+	struct rmq_fleet *f = bs->fleet;
+	for (size_t i = 0; f && i < f->n; i++)
+		if (f->v[i].id == id)
+			return now - f->v[i].seen_ns < bs->b->cfg.broker_session_ns;
+	return false;
 }
 
 static bool in_isr(const struct rmq_passign *pa, uint32_t id)
@@ -179,6 +191,8 @@ static struct rmq_meta *op_build(void *arg, const struct rmq_meta *cur)
 	case OP_UNFENCE:
 		if (!ex || ex->epoch != op->epoch || ex->state != (op->kind == OP_FENCE ? RUNNING : FENCED))
 			return NULL; /* decided already, or another registration since */
+		if (op->silent && fresh_session(rmq_bshard_current(), op->rec.id))
+			return NULL; /* it heartbeated while the fence waited */
 		break;
 	case OP_UNREGISTER:
 		if (!ex) {
@@ -260,8 +274,9 @@ static void op_applied(void *arg, int code)
 	fc->done(fc);
 }
 
-static void submit(struct rmq_bshard *bs, enum op_kind kind, const struct rmq_broker_rec *rec,
-		   uint64_t epoch, struct rmq_fleet_call *fc)
+static struct fleet_op *submit(struct rmq_bshard *bs, enum op_kind kind,
+			       const struct rmq_broker_rec *rec, uint64_t epoch,
+			       struct rmq_fleet_call *fc)
 {
 	struct fleet_op *op = calloc(1, sizeof(*op));
 	if (!op) {
@@ -270,7 +285,7 @@ static void submit(struct rmq_bshard *bs, enum op_kind kind, const struct rmq_br
 			snprintf(fc->err, sizeof(fc->err), "out of memory");
 			fc->done(fc);
 		}
-		return;
+		return NULL;
 	}
 	op->kind = kind;
 	op->rec = *rec;
@@ -281,6 +296,7 @@ static void submit(struct rmq_bshard *bs, enum op_kind kind, const struct rmq_br
 		rmq_ctrl_submit_first(bs, op_build, op_applied, op); /* what it decides may need it */
 	else
 		rmq_ctrl_submit(bs, op_build, op_applied, op);
+	return op;
 }
 
 /* Answered at once (never inside rmq_fleet_call: the next cycle). */
@@ -329,6 +345,20 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 	const struct rmq_broker_rec *ex = rmq_meta_broker(bs->meta, fc->rec.id);
 	switch (fc->kind) {
 	case RMQ_FLEET_REGISTER:
+		/* Another process of a broker whose session is live: two nodes
+		 * given one --node-id (cluster.proto: INVALID_REQUEST).  A
+		 * restarted node waits for its old session to end; not this
+		 * one: its data directory's lock says no other process runs. */
+		if (ex && ex->state == RUNNING && strcmp(ex->incarnation, fc->rec.incarnation) != 0 &&
+		    fc->rec.id != bs->b->self && fresh_session(bs, fc->rec.id)) {
+			fc->code = EC_INVALID_REQUEST;
+			snprintf(fc->err, sizeof(fc->err),
+				 "broker %u is registered by another live process (its session ends "
+				 "%" PRIu64 " ms after its last heartbeat): two nodes with one --node-id?",
+				 fc->rec.id, bs->b->cfg.broker_session_ns / 1000000);
+			answer_now(bs, fc);
+			return;
+		}
 		if (s)
 			s->seen_ns = now;
 		submit(bs, OP_REGISTER, &fc->rec, 0, fc);
@@ -381,7 +411,9 @@ void rmq_fleet_tick(struct rmq_bshard *bs)
 		rmq_warn("broker %u: no heartbeat for %" PRIu64 " ms: fencing it", r->id,
 			 (now - s->seen_ns) / 1000000);
 		s->pending = true;
-		submit(bs, OP_FENCE, r, r->epoch, NULL);
+		struct fleet_op *op = submit(bs, OP_FENCE, r, r->epoch, NULL);
+		if (op)
+			op->silent = true; /* decided only if it is still silent then */
 	}
 }
 
@@ -429,8 +461,7 @@ static void reply_with_image(struct rmq_call *c, Rustmq__Controller__BrokerHeart
 	}
 	memcpy(buf + len, img, ilen);
 	len += ilen;
-	if (rmq_call_send(c, buf, len) == 0)
-		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+	rmq_reply_bytes(c, buf, len);
 	free(img);
 	free(buf);
 }

@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/link.h"
+#include "broker/reply.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -45,8 +46,7 @@ static void relayed(void *arg, enum rmq_grpc_status status, const char *message,
 {
 	struct fwd *f = arg;
 	if (status == RMQ_GRPC_OK) {
-		if (rmq_call_send(f->call, resp, len) == 0)
-			rmq_call_finish(f->call, RMQ_GRPC_OK, NULL);
+		rmq_reply_bytes(f->call, resp, len);
 	} else {
 		rmq_call_finishf(f->call, RMQ_GRPC_UNAVAILABLE,
 				 "forwarded to the controller's leader (node %u at %s), whose answer was "

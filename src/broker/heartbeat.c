@@ -39,6 +39,8 @@ struct rmq_heartbeat {
 	uint32_t target_id;
 	unsigned next_voter;
 	unsigned unreachable;        /* beats in a row that could not be sent */
+	bool refused;                /* the last registration was refused (said once) */
+	bool unregistered;           /* UnregisterBroker: no more beats */
 	struct rmq_meta *image;      /* the answer's state, to install */
 };
 
@@ -58,6 +60,7 @@ static void answered(struct rmq_heartbeat *h)
 	}
 	switch (fc->code) {
 	case EC_OK:
+		h->refused = false;
 		if (!rmq_ctrl_is_member(h->bs)) {
 			rmq_ctrl_outside_leader(h->bs, h->target_id, h->target);
 			if (h->image) {
@@ -74,10 +77,24 @@ static void answered(struct rmq_heartbeat *h)
 			rmq_info("the controller says this broker is %s", h->fenced ? "fenced" : "unfenced");
 		}
 		break;
-	case EC_STALE_EPOCH:
 	case EC_BROKER_NOT_AVAILABLE:
+		if (h->epoch && fc->kind == RMQ_FLEET_HEARTBEAT) {
+			/* Unregistered (UnregisterBroker): this broker is out of
+			 * the cluster until it is restarted (cluster.proto). */
+			rmq_warn("the controller unregistered this broker: it stops heartbeating and "
+				 "is fenced; restart it to register again");
+			h->unregistered = true;
+			break;
+		}
+		/* fall through */
+	case EC_STALE_EPOCH:
 		rmq_info("the controller: %s", fc->err);
 		h->epoch = 0;
+		break;
+	case EC_INVALID_REQUEST: /* refused: said once, asked again each beat */
+		if (!h->refused)
+			rmq_warn("the controller refuses this broker: %s", fc->err);
+		h->refused = true;
 		break;
 	case EC_NOT_CONTROLLER: /* the next beat asks the leader named, or the next voter */
 		h->target[0] = '\0';
@@ -233,7 +250,7 @@ static void beat(struct rmq_heartbeat *h)
 	struct rmq_bshard *bs = h->bs;
 	struct rmq_broker *b = bs->b;
 	char addr[RMQ_RAFT_ADDR_MAX];
-	if (h->busy)
+	if (h->busy || h->unregistered)
 		return;
 	bool member = rmq_ctrl_is_member(bs);
 	uint32_t leader = member ? (uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr))

@@ -25,7 +25,7 @@ void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
 	Rustmq__Client__GetTopicMetadataRequest *req = msg;
 	Rustmq__Client__GetTopicMetadataResponse r = RUSTMQ__CLIENT__GET_TOPIC_METADATA_RESPONSE__INIT;
 	struct rmq_brokers brokers;
-	struct rmq_md_list l;
+	struct rmq_md_list l = {0};
 	int rc = rmq_describe_brokers(bs, &brokers);
 	if (rc < 0 ||
 	    rmq_describe_topics(bs, req->topics, req->n_topics, req->include_configs, true, NULL, &l) < 0) {

@@ -23,6 +23,8 @@ int rmq_send_pb(struct rmq_call *c, const ProtobufCMessage *m);
 /* rmq_send_pb, then rmq_call_finish(OK); an answer that cannot be sent
  * ends the call with RESOURCE_EXHAUSTED (too big) or INTERNAL. */
 void rmq_reply_pb(struct rmq_call *c, const ProtobufCMessage *m);
+/* The same for a message already encoded (msg, len: copied). */
+void rmq_reply_bytes(struct rmq_call *c, const void *msg, size_t len);
 
 /*
  * Answers c with a message of type d holding only error_code = code and
