@@ -273,6 +273,7 @@ struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra)
 	memcpy(c->cluster_id, m->cluster_id, sizeof(c->cluster_id));
 	c->defaults = m->defaults;
 	c->num_partitions = m->num_partitions;
+	c->gens = m->gens;
 	for (size_t i = 0; i < m->ntopics; i++) {
 		const struct rmq_topic *t = &m->topics[i];
 		c->topics[i] = *t;
@@ -638,6 +639,17 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 		rc = decode_topics(st->cluster, defaults, 0, m);
 	if (rc == 0)
 		rc = decode_brokers(st, m);
+	m->gens = st->partition_generation;
+	for (size_t i = 0; rc == 0 && i < st->n_generations; i++) {
+		const Rustmq__Controller__TopicGenerations *tg = st->generations[i];
+		for (size_t k = 0; k < m->ntopics; k++) {
+			struct rmq_topic *t = &m->topics[k];
+			if (strcmp(t->id, tg->topic_id) != 0 || tg->n_generations != t->partitions)
+				continue;
+			for (uint32_t p = 0; p < t->partitions; p++)
+				t->parts[p].gen = tg->generations[p];
+		}
+	}
 	if (rc == 0) {
 		snprintf(m->cluster_id, sizeof(m->cluster_id), "%s", st->cluster->cluster_id);
 		m->version = st->cluster->metadata_version;
@@ -824,6 +836,9 @@ static size_t arena_bytes(const struct rmq_meta *m)
 			    sizeof(Rustmq__Controller__BrokerIncarnation) + 2 * sizeof(void *) +
 			    ID_CHARS + 128;
 	size_t configs = (RMQ_TOPIC_CONFIG_KEYS + 1) * (sizeof(Rustmq__Common__ConfigEntry) + 64 + 16);
+	/* Generations: per topic a record and its array, per partition 8 bytes. */
+	configs += m->ntopics * (sizeof(Rustmq__Controller__TopicGenerations) + sizeof(void *) + 48) +
+		   parts * sizeof(uint64_t);
 	return 256 + configs + parts * per_part + m->ntopics * per_topic + m->nbrokers * per_broker;
 }
 
@@ -921,6 +936,18 @@ int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 		else
 			rmq_topic_config_get(&m->defaults, k, e->value, 32);
 		st.configs[st.n_configs++] = e;
+	}
+	st.partition_generation = m->gens;
+	st.generations = carve(&a, (m->ntopics + 1) * sizeof(*st.generations));
+	for (size_t i = 0; i < m->ntopics; i++) {
+		const struct rmq_topic *t = &m->topics[i];
+		Rustmq__Controller__TopicGenerations *tg = carve(&a, sizeof(*tg));
+		rustmq__controller__topic_generations__init(tg);
+		tg->topic_id = (char *)t->id;
+		tg->generations = carve(&a, (t->partitions + 1) * sizeof(uint64_t));
+		for (uint32_t p = 0; t->parts && p < t->partitions; p++)
+			tg->generations[tg->n_generations++] = t->parts[p].gen;
+		st.generations[st.n_generations++] = tg;
 	}
 	cm.brokers = carve(&a, (m->nbrokers + 1) * sizeof(*cm.brokers));
 	st.incarnations = carve(&a, (m->nbrokers + 1) * sizeof(*st.incarnations));

@@ -47,6 +47,8 @@ struct rmq_topic_config {
 struct rmq_passign {
 	uint32_t leader;           /* broker id; 0 = none (LEADER_NOT_AVAILABLE) */
 	uint32_t leader_epoch;     /* bumped by every change of leader */
+	uint64_t gen;              /* which making of partition p of the topic (0: before
+				    * generations); a new one holds none of an older's records */
 	uint32_t nreplicas, nisr;
 	uint32_t replicas[RMQ_REPLICAS_MAX]; /* broker ids, preferred leader first */
 	uint32_t isr[RMQ_REPLICAS_MAX];
@@ -86,6 +88,7 @@ struct rmq_meta {
 	 * defaults.overrides); num.partitions (0 = --default-partitions). */
 	struct rmq_topic_config defaults;
 	uint32_t num_partitions;
+	uint64_t gens;             /* the last partition generation given */
 	size_t ntopics;
 	struct rmq_topic *topics;  /* sorted by name */
 	size_t nbrokers;

@@ -27,7 +27,9 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +142,7 @@ struct part_apply {
 /* What a helper thread needs to open a partition's log. */
 struct part_open {
 	char dir[4096];
+	char owner[96];            /* "topic-id generation": what the directory must hold */
 	struct rmq_log_config lc;
 	struct rmq_log *log;
 	struct rmq_dedup *dedup;
@@ -231,10 +234,63 @@ static int replay_producer(void *arg, const uint8_t *entry, const struct rmq_bat
  * epochs and sequences of its newest segment to dedup so that a retry
  * across a restart is still recognised (dedup is made only when a batch
  * has a producer id). */
+/* "DIR.owner": which topic and making of the partition DIR holds. */
+static void owner_path(char *buf, size_t len, const char *dir)
+{
+	snprintf(buf, len, "%s.owner", dir);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw);
+
+/* Whether owner lines a and b ("topic-id generation") name one partition:
+ * the same topic id, and generations equal or one of them unknown (0: a
+ * state written before generations, or imported from one). */
+static bool same_owner(const char *a, const char *b)
+{
+	char ida[64], idb[64];
+	unsigned long long ga, gb;
+	if (sscanf(a, "%63s %llu", ida, &ga) != 2 || sscanf(b, "%63s %llu", idb, &gb) != 2)
+		return false;
+	return strcmp(ida, idb) == 0 && (ga == gb || ga == 0 || gb == 0);
+}
+
+/* Helper thread: a directory left by another topic of the name, or
+ * another making of the partition (deleted while this node was away, or in
+ * a change it saw as one with the new one), is removed before the open:
+ * its records are not this partition's.  Then the owner file says whose
+ * it is.  (Not synced: a crash that loses it leaves a directory taken for
+ * its partition's, as before owner files.) */
+static void claim_dir(struct part_open *o)
+{
+	char path[4200], had[96] = "";
+	owner_path(path, sizeof(path), o->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, had, sizeof(had) - 1);
+		had[n > 0 ? n : 0] = '\0';
+		close(fd);
+		if (strcmp(had, o->owner) == 0)
+			return;
+		struct stat st;
+		if (!same_owner(had, o->owner) && stat(o->dir, &st) == 0) {
+			rmq_warn("%s held %s, not %s: removing it", o->dir, had, o->owner);
+			if (nftw(o->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+				rmq_warn("could not remove %s: %s", o->dir, rmq_strerror(-errno));
+		}
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		if (write(fd, o->owner, strlen(o->owner)) < 0)
+			rmq_warn("cannot write %s: %s", path, rmq_strerror(-errno));
+		close(fd);
+	}
+}
+
 static void open_work(struct rmq_offload *job)
 {
 	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, job);
 	struct part_open *o = p->opening;
+	claim_dir(o);
 	o->rc = rmq_log_open(NULL, o->dir, &o->lc, &o->log);
 	if (o->rc == 0 && rmq_log_scan(o->log, rmq_log_active_base(o->log), replay_producer, o) < 0)
 		rmq_warn("partition %s-%u: no memory for producer deduplication", p->topic_name, p->index);
@@ -308,6 +364,8 @@ static void start_open(struct rmq_partition *p)
 		return;
 	}
 	rmq_partition_dir(o->dir, sizeof(o->dir), bs->b->cfg.data_dir, p->topic_name, p->index);
+	snprintf(o->owner, sizeof(o->owner), "%s %" PRIu64 "\n", p->topic_id,
+		 p->topic->parts ? p->topic->parts[p->index].gen : 0);
 	log_config_for(bs, p->topic, &o->lc);
 	p->opening = o;
 	p->state = RMQ_PART_OPENING;
@@ -387,10 +445,13 @@ static void close_work(struct rmq_offload *job)
 	rmq_dedup_free(p->dedup);
 	p->dedup = NULL;
 	if (p->remove) {
-		char dir[4096];
+		char dir[4096], owner[4200];
 		rmq_partition_dir(dir, sizeof(dir), p->bs->b->cfg.data_dir, p->topic_name, p->index);
 		if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
 			rmq_warn("could not remove %s: %s", dir, rmq_strerror(-errno));
+		owner_path(owner, sizeof(owner), dir);
+		if (unlink(owner) < 0 && errno != ENOENT)
+			rmq_warn("could not remove %s: %s", owner, rmq_strerror(-errno));
 	}
 }
 
@@ -557,6 +618,11 @@ void rmq_partition_mark_dirty(struct rmq_partition *p)
 	p->bs->dirty = p;
 }
 
+static bool same_gen(const struct rmq_topic *a, const struct rmq_topic *b, uint32_t p)
+{
+	return (a->parts ? a->parts[p].gen : 0) == (b->parts ? b->parts[p].gen : 0);
+}
+
 int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_gone,
 			 void (*done)(void *arg), void *arg)
 {
@@ -593,7 +659,10 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 			    !rmq_meta_is_replica(t, p, bs->b->self))
 				continue;
 			struct rmq_partition *part = NULL;
-			if (same && p < old->topics[oi].partitions && old_local[oi].parts) {
+			/* The same making of the partition (a DeletePartitions and a
+			 * CreatePartitions seen as one change make another). */
+			if (same && p < old->topics[oi].partitions && old_local[oi].parts &&
+			    same_gen(&old->topics[oi], t, p)) {
 				part = old_local[oi].parts[p];
 				old_local[oi].parts[p] = NULL; /* moved */
 			}
@@ -628,7 +697,8 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 			if (!part)
 				continue;
 			/* Its topic, or the partition (DeletePartitions), went. */
-			bool deleted = gone || p >= m->topics[ni].partitions;
+			bool deleted = gone || p >= m->topics[ni].partitions ||
+				       !same_gen(&old->topics[i], &m->topics[ni], p);
 			/* Its topic's record goes with the old snapshot. */
 			part->topic = NULL;
 			if (part->apply)

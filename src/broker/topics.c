@@ -108,7 +108,7 @@ void rmq_topics_publish(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_to
 	}
 }
 
-static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct rmq_change_item *it,
+static bool valid_create(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_change_item *it,
 			 bool validate_only)
 {
 	const char *why;
@@ -172,6 +172,8 @@ static bool valid_create(struct rmq_bshard *bs, const struct rmq_meta *m, struct
 			snprintf(it->err, sizeof(it->err), "out of memory");
 		return false;
 	}
+	for (uint32_t p = 0; p < parts; p++)
+		t->parts[p].gen = ++m->gens;
 	return true;
 }
 
@@ -285,6 +287,8 @@ static bool valid_resize(struct rmq_meta *m, struct rmq_change_item *it, bool gr
 			free(add);
 			return false;
 		}
+		for (uint32_t p = 0; p < n; p++)
+			add[p].gen = ++m->gens; /* none holds an earlier partition's records */
 		memcpy(parts + t->partitions, add, n * sizeof(*add));
 		free(add);
 		t->parts = parts;

@@ -1178,6 +1178,56 @@ def admin_create_and_delete_partitions(ctx):
 
 
 @test
+def shrink_and_grow_at_once(ctx):
+    """A DeletePartitions and a CreatePartitions of the same partition sent
+    together (the controller may decide them into one entry, which a node
+    then sees as no change): when both answer OK, the partition made again
+    holds none of the deleted one's records."""
+    CB = importlib.import_module("controller.cluster_pb2")
+    path = "/rustmq.controller.ControllerBrokerService/"
+    res = {}
+    with ctx.client() as c:
+        c.create_topic("sg-t", 4)
+        for attempt in range(10):
+            ok(c.produce("sg-t", 3, make_records(5, "old")), "produce")
+
+            def filler(i):
+                with ctx.client() as c2:  # keeps an entry in flight
+                    c2.create_topic(f"sg-fill-{attempt}-{i}", 1)
+
+            def shrink():
+                with ctx.client() as c2:
+                    res["s"] = c2.unary(path + "DeletePartitions", CB.DeletePartitionsRequest(
+                        version=V(), allow_nonempty=True, topics=[
+                            CB.DeletePartitionsTopic(topic="sg-t", new_total_count=3)]),
+                        CB.DeletePartitionsResponse).topics[0]
+
+            def grow():
+                with ctx.client() as c2:
+                    time.sleep(0.001)
+                    res["g"] = c2.unary(path + "CreatePartitions", CB.CreatePartitionsRequest(
+                        version=V(), topics=[
+                            CB.CreatePartitionsTopic(topic="sg-t", new_total_count=4)]),
+                        CB.CreatePartitionsResponse).topics[0]
+
+            ths = [threading.Thread(target=filler, args=(i,)) for i in range(3)]
+            ths += [threading.Thread(target=shrink), threading.Thread(target=grow)]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join()
+            resp, _ = c.fetch([("sg-t", 3, 0)])
+            if res["s"].error_code == 0 and res["g"].error_code == 0:
+                eq(resp.partitions[0].high_watermark, 0,
+                   f"attempt {attempt}: partition 3 deleted and made again is empty")
+            if resp.partitions[0].error_code == PARTITION_NOT_FOUND:
+                ok(res["g"] if res["g"].error_code else c.unary(
+                    path + "CreatePartitions", CB.CreatePartitionsRequest(version=V(), topics=[
+                        CB.CreatePartitionsTopic(topic="sg-t", new_total_count=4)]),
+                    CB.CreatePartitionsResponse).topics[0], "grow back")
+
+
+@test
 def cluster_config(ctx):
     """UpdateClusterConfig sets the cluster's defaults for topics (every
     topic that sets nothing takes them at once) and num.partitions; a bad
@@ -2482,6 +2532,33 @@ def snapshot(c):
             parts[p] = [raw for _, raw in c.fetch_all(t.name, p)]
         snap[t.name] = (t.topic_id, t.partitions, cfg, parts)
     return snap
+
+
+@test
+def stale_partition_directory_is_not_taken(ctx):
+    """A partition directory whose owner file names another topic (one of
+    the name deleted while the node was away, a partition deleted and made
+    again) is removed when the partition opens: its records are not this
+    partition's.  The directory of the right owner is kept."""
+    node = ctx.node
+    with ctx.client() as c:
+        tid = c.create_topic("own-t", 2).topic_id
+        for p in range(2):
+            ok(c.produce("own-t", p, make_records(3, "own")), "produce")
+    eq(node.stop(), 0, "exit status after SIGTERM")
+    owner = os.path.join(node.data_dir, "own-t-0.owner")
+    with open(owner) as f:
+        check(f.read().startswith(tid + " "), "the owner file names the topic")
+    with open(owner, "w") as f:
+        f.write("0f0f0f0f-dead-4bee-8f00-000000000000 1\n")  # another incarnation's
+    node.start()
+    with ctx.client() as c:
+        resp, _ = c.fetch([("own-t", 0, 0), ("own-t", 1, 0)])
+        eq(resp.partitions[0].high_watermark, 0, "a directory of another owner is not taken")
+        eq(resp.partitions[1].high_watermark, 3, "the right owner's directory is kept")
+    with open(owner) as f:
+        check(f.read().startswith(tid + " "), "the owner file names the topic again")
+    check(any("removing it" in l for l in node.lines), "the removal is logged")
 
 
 @test
