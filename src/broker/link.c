@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* link.c - a kept connection to another node (link.h). */
+/* link.c - kept connections to other nodes (link.h). */
 #include "broker/link.h"
 
 #include "core/error.h"
@@ -13,16 +13,27 @@
 #include <string.h>
 
 #define ADDR_MAX 300
+/* Addresses a link keeps a client for: the controller's voters (a leader
+ * moves among them), so that asking another never tears down the calls in
+ * flight to the one before.  Beyond them the oldest is replaced. */
+#define TARGETS_MAX 9
 
-struct rmq_link {
-	struct rmq_shard *s;
-	char what[48];
-	uint32_t calls_max, send_queue_max, stream_window;
+struct target {
+	struct rmq_link *l;
 	char addr[ADDR_MAX];
 	struct rmq_client *cl;
 	struct rmq_client_conn *conn;
 	bool connecting, logged_down;
 	uint64_t next_try_ns;
+	uint64_t used_ns;
+};
+
+struct rmq_link {
+	struct rmq_shard *s;
+	char what[48];
+	uint32_t calls_max, send_queue_max, stream_window;
+	size_t n;
+	struct target t[TARGETS_MAX];
 };
 
 struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, uint32_t calls_max,
@@ -39,77 +50,99 @@ struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, uint32_t ca
 	return l;
 }
 
-static void drop(struct rmq_link *l)
+static void drop(struct target *t)
 {
-	if (l->cl)
-		rmq_client_destroy(l->cl); /* calls end (CANCELLED) */
-	l->cl = NULL;
-	l->conn = NULL;
-	l->connecting = false;
+	if (t->cl)
+		rmq_client_destroy(t->cl); /* calls end (CANCELLED) */
+	t->cl = NULL;
+	t->conn = NULL;
+	t->connecting = false;
 }
 
 void rmq_link_free(struct rmq_link *l)
 {
 	if (!l)
 		return;
-	drop(l);
+	for (size_t i = 0; i < l->n; i++)
+		drop(&l->t[i]);
 	free(l);
 }
 
 static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
 {
-	struct rmq_link *l = arg;
+	struct target *t = arg;
 	(void)cc;
-	l->connecting = false;
+	t->connecting = false;
 	if (res < 0) {
-		l->conn = NULL;
-		l->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
-		if (!l->logged_down)
-			rmq_info("%s: cannot reach %s: %s (retrying)", l->what, l->addr, rmq_strerror(res));
-		l->logged_down = true;
+		t->conn = NULL;
+		t->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
+		if (!t->logged_down)
+			rmq_info("%s: cannot reach %s: %s (retrying)", t->l->what, t->addr,
+				 rmq_strerror(res));
+		t->logged_down = true;
 		return;
 	}
-	if (l->logged_down)
-		rmq_info("%s: %s is reachable", l->what, l->addr);
-	l->logged_down = false;
+	if (t->logged_down)
+		rmq_info("%s: %s is reachable", t->l->what, t->addr);
+	t->logged_down = false;
 }
 
 static void on_close(struct rmq_client_conn *cc, void *arg, int why)
 {
-	struct rmq_link *l = arg;
+	struct target *t = arg;
 	(void)cc;
 	(void)why;
-	l->conn = NULL;
-	l->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
+	t->conn = NULL;
+	t->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
 }
 
 static const struct rmq_client_conn_ops conn_ops = {.on_connect = on_connect, .on_close = on_close};
 
-/* The client for addr, made anew when the address changed. */
-static int client_for(struct rmq_link *l, const char *addr)
+/* The target of addr with its client, made when new (replacing the least
+ * recently used one when every slot is taken).  NULL: addr is not
+ * host:port, or no client could be made. */
+static struct target *target_for(struct rmq_link *l, const char *addr)
 {
-	if (l->cl && strcmp(l->addr, addr) == 0)
-		return 0;
-	drop(l);
-	const char *colon = strrchr(addr, ':');
+	struct target *t = NULL;
+	for (size_t i = 0; i < l->n && !t; i++)
+		if (strcmp(l->t[i].addr, addr) == 0)
+			t = &l->t[i];
+	if (!t) {
+		const char *colon = strrchr(addr, ':');
+		size_t hn = colon ? (size_t)(colon - addr) : 0;
+		int port = colon ? atoi(colon + 1) : 0;
+		if (!colon || hn == 0 || hn >= ADDR_MAX || strlen(addr) >= ADDR_MAX || port <= 0 ||
+		    port > 65535)
+			return NULL;
+		if (l->n < TARGETS_MAX) {
+			t = &l->t[l->n++];
+		} else {
+			t = &l->t[0];
+			for (size_t i = 1; i < l->n; i++)
+				if (l->t[i].used_ns < t->used_ns)
+					t = &l->t[i];
+			drop(t);
+		}
+		*t = (struct target){.l = l};
+		snprintf(t->addr, sizeof(t->addr), "%s", addr);
+	}
+	t->used_ns = rmq_now_ns();
+	if (t->cl)
+		return t;
 	char host[ADDR_MAX];
-	size_t hn = colon ? (size_t)(colon - addr) : 0;
-	if (!colon || hn == 0 || hn >= sizeof(host) || strlen(addr) >= sizeof(l->addr))
-		return -EINVAL;
-	if (addr[0] == '[' && hn >= 2 && addr[hn - 1] == ']') { /* [v6]:port */
-		memcpy(host, addr + 1, hn - 2);
+	const char *colon = strrchr(t->addr, ':');
+	size_t hn = (size_t)(colon - t->addr);
+	if (t->addr[0] == '[' && hn >= 2 && t->addr[hn - 1] == ']') { /* [v6]:port */
+		memcpy(host, t->addr + 1, hn - 2);
 		host[hn - 2] = '\0';
 	} else {
-		memcpy(host, addr, hn);
+		memcpy(host, t->addr, hn);
 		host[hn] = '\0';
 	}
-	int port = atoi(colon + 1);
-	if (port <= 0 || port > 65535)
-		return -EINVAL;
 	struct rmq_client_config cfg;
 	rmq_client_config_default(&cfg);
 	cfg.host = host;
-	cfg.port = (uint16_t)port;
+	cfg.port = (uint16_t)atoi(colon + 1);
 	cfg.connections_max = 2;
 	cfg.calls_max = l->calls_max ? l->calls_max : 64;
 	if (l->send_queue_max)
@@ -120,28 +153,27 @@ static int client_for(struct rmq_link *l, const char *addr)
 	}
 	cfg.recv_buffers = 16;
 	cfg.connect_timeout_ns = 1000ULL * 1000 * 1000;
-	int rc = rmq_client_create(l->s, &cfg, &l->cl);
-	if (rc < 0) {
-		l->cl = NULL;
-		return rc;
+	if (rmq_client_create(l->s, &cfg, &t->cl) < 0) {
+		t->cl = NULL;
+		return NULL;
 	}
-	snprintf(l->addr, sizeof(l->addr), "%s", addr);
-	l->next_try_ns = 0;
-	return 0;
+	t->next_try_ns = 0;
+	return t;
 }
 
 struct rmq_client_conn *rmq_link_conn(struct rmq_link *l, const char *addr)
 {
-	if (client_for(l, addr) < 0)
+	struct target *t = target_for(l, addr);
+	if (!t)
 		return NULL;
-	if (l->conn && rmq_client_conn_ok(l->conn) && !l->connecting)
-		return l->conn;
-	if (!l->connecting && rmq_now_ns() >= l->next_try_ns) {
-		l->conn = NULL;
-		if (rmq_client_connect(l->cl, &conn_ops, l, &l->conn) == 0)
-			l->connecting = true;
+	if (t->conn && rmq_client_conn_ok(t->conn) && !t->connecting)
+		return t->conn;
+	if (!t->connecting && rmq_now_ns() >= t->next_try_ns) {
+		t->conn = NULL;
+		if (rmq_client_connect(t->cl, &conn_ops, t, &t->conn) == 0)
+			t->connecting = true;
 		else
-			l->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
+			t->next_try_ns = rmq_now_ns() + RMQ_LINK_RETRY_NS;
 	}
 	return NULL;
 }
@@ -149,9 +181,8 @@ struct rmq_client_conn *rmq_link_conn(struct rmq_link *l, const char *addr)
 int rmq_link_unary(struct rmq_link *l, const char *addr, const char *path, const void *req,
 		   size_t len, uint64_t timeout_ns, rmq_client_unary_cb done, void *arg)
 {
-	int rc = client_for(l, addr);
-	if (rc < 0)
-		return rc;
+	if (!target_for(l, addr))
+		return -EINVAL;
 	struct rmq_client_conn *cc = rmq_link_conn(l, addr);
 	if (!cc)
 		return -EAGAIN;

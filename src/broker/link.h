@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * link.h - a connection from this node to another node's gRPC port, kept
- * by one shard: made on first use, remade after it breaks (at most every
- * RMQ_LINK_RETRY_NS), moved when the address changes; unary calls on it.
+ * link.h - connections from this node to other nodes' gRPC ports, kept by
+ * one shard: one client per address asked (up to the controller's nine
+ * voters, so that asking another leader never cuts the calls in flight to
+ * the one before), its connection made on first use and remade after it
+ * breaks (at most every RMQ_LINK_RETRY_NS); unary calls on them.
  * For the calls a node makes to other nodes: the controller's Raft
  * messages (ctrl_net.c), heartbeats (heartbeat.c), forwarded admin calls
  * (forward.c).

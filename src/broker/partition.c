@@ -463,8 +463,13 @@ static void close_done(struct rmq_offload *job)
 	struct rmq_partition *next = p->successor;
 	bs->nclosing--;
 	free(p);
-	if (next)
+	if (next && next->close_wanted) {
+		/* Gone before it opened (the node stops): close it as it is. */
+		next->state = RMQ_PART_FAILED;
+		start_close(next, next->remove);
+	} else if (next) {
 		start_open(next); /* its directory is free now */
+	}
 	apply_put(a);
 }
 
