@@ -270,6 +270,7 @@ static void op_applied(void *arg, int code)
 				      : "the controller could not take the change");
 	fc->epoch_out = op->epoch_out;
 	fc->metadata_offset = bs->meta->version;
+	snprintf(fc->cluster_id, sizeof(fc->cluster_id), "%s", bs->meta->cluster_id);
 	free(op);
 	fc->done(fc);
 }
@@ -345,6 +346,16 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 	const struct rmq_broker_rec *ex = rmq_meta_broker(bs->meta, fc->rec.id);
 	switch (fc->kind) {
 	case RMQ_FLEET_REGISTER:
+		if (fc->cluster_id[0] && bs->meta->cluster_id[0] &&
+		    strcmp(fc->cluster_id, bs->meta->cluster_id) != 0) {
+			fc->code = EC_INVALID_REQUEST;
+			snprintf(fc->err, sizeof(fc->err),
+				 "the broker's storage belongs to cluster %s, not %s: give it an empty "
+				 "data directory to join this one",
+				 fc->cluster_id, bs->meta->cluster_id);
+			answer_now(bs, fc);
+			return;
+		}
 		/* Another process of a broker whose session is live: two nodes
 		 * given one --node-id (cluster.proto: INVALID_REQUEST).  A
 		 * restarted node waits for its old session to end; not this
@@ -486,7 +497,7 @@ static void rpc_reply(struct rmq_xmsg *x)
 		r.leader_id = leader;
 		r.leader_hint = hint;
 		r.broker_epoch = fc->epoch_out;
-		r.cluster_id = (char *)rmq_cluster_id(bs);
+		r.cluster_id = fc->code == EC_OK ? fc->cluster_id : (char *)rmq_cluster_id(bs);
 		r.metadata_offset = fc->metadata_offset;
 		r.heartbeat_interval = &hb;
 		r.session_timeout = &session;
@@ -580,6 +591,7 @@ void rmq_fleet_rpc_register(struct rmq_call *c, void *req)
 		snprintf(rec->rack, sizeof(rec->rack), "%s", bi->id->rack_id);
 		snprintf(rec->incarnation, sizeof(rec->incarnation), "%s", r->incarnation_id);
 		snprintf(rec->version, sizeof(rec->version), "%s", bi->version);
+		snprintf(fr->fc.cluster_id, sizeof(fr->fc.cluster_id), "%s", r->cluster_id);
 		rpc_send(c, fr);
 	}
 	protobuf_c_message_free_unpacked(req, NULL);

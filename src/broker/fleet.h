@@ -46,6 +46,8 @@ struct rmq_fleet_call {
 	uint64_t epoch;
 	bool want_fence;
 	uint64_t applied_offset;     /* HEARTBEAT: the metadata the broker runs with */
+	char cluster_id[40];         /* REGISTER: the broker storage's ("": new, joins any);
+				      * out: the cluster's */
 	void (*done)(struct rmq_fleet_call *fc);
 	/* Out: code (a rustmq ErrorCode), err; the broker's epoch, whether it
 	 * is fenced, the state's version; NOT_CONTROLLER: the leader. */

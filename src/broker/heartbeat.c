@@ -10,6 +10,7 @@
 #include "broker/fleet.h"
 #include "broker/link.h"
 #include "controller/cluster.pb-c.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -40,11 +41,31 @@ struct rmq_heartbeat {
 	unsigned next_voter;
 	unsigned unreachable;        /* beats in a row that could not be sent */
 	bool refused;                /* the last registration was refused (said once) */
+	char cluster_id[40];         /* the cluster this storage joined; "" until it has */
 	bool unregistered;           /* UnregisterBroker: no more beats */
 	struct rmq_meta *image;      /* the answer's state, to install */
 };
 
 static void schedule(struct rmq_heartbeat *h);
+
+/* This storage now belongs to cluster id: meta/cluster_id says so, and
+ * meta/cluster_joined that it was the cluster's word, so that a controller
+ * of another cluster refuses it.  (Two small synced writes on shard 0,
+ * once in a node's life.) */
+static void join_cluster(struct rmq_heartbeat *h, const char *id)
+{
+	const char *dir = h->bs->b->cfg.data_dir;
+	int rc = rmq_meta_write_file(dir, "cluster_id", id, strlen(id));
+	if (rc == 0)
+		rc = rmq_meta_write_file(dir, RMQ_META_CLUSTER_JOINED, id, strlen(id));
+	if (rc < 0) {
+		rmq_warn("cannot record cluster %s in %s/meta: %s (tried again when this node "
+			 "registers next)", id, dir, rmq_strerror(rc));
+		return;
+	}
+	snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", id);
+	rmq_info("this node belongs to cluster %s", id);
+}
 
 /* The answer of a call, local or remote. */
 static void answered(struct rmq_heartbeat *h)
@@ -70,6 +91,8 @@ static void answered(struct rmq_heartbeat *h)
 		}
 		if (fc->kind == RMQ_FLEET_REGISTER) {
 			h->epoch = fc->epoch_out;
+			if (!h->cluster_id[0] && fc->cluster_id[0])
+				join_cluster(h, fc->cluster_id);
 			rmq_info("registered with the controller as broker %u (epoch %" PRIu64 ")",
 				 fc->rec.id, h->epoch);
 		} else if (fc->fenced != h->fenced) {
@@ -154,6 +177,7 @@ static void remote_done(void *arg, enum rmq_grpc_status status, const char *mess
 			fc->code = r->error_code;
 			snprintf(fc->err, sizeof(fc->err), "%s", r->error_message);
 			fc->epoch_out = r->broker_epoch;
+			snprintf(fc->cluster_id, sizeof(fc->cluster_id), "%s", r->cluster_id);
 			answer_leader(fc, r->leader_id, r->leader_hint);
 			rustmq__controller__register_broker_response__free_unpacked(r, NULL);
 		}
@@ -195,7 +219,7 @@ static size_t encode(struct rmq_heartbeat *h)
 		bi.version = (char *)fc->rec.version;
 		r.broker = &bi;
 		r.incarnation_id = (char *)fc->rec.incarnation;
-		r.cluster_id = h->bs->b->cluster_id;
+		r.cluster_id = h->cluster_id;
 		len = rustmq__controller__register_broker_request__get_packed_size(&r);
 		if ((h->req = malloc(len + 1)))
 			rustmq__controller__register_broker_request__pack(&r, h->req);
@@ -269,6 +293,7 @@ static void beat(struct rmq_heartbeat *h)
 		snprintf(fc->rec.rack, sizeof(fc->rec.rack), "%s", b->cfg.rack ? b->cfg.rack : "");
 		snprintf(fc->rec.incarnation, sizeof(fc->rec.incarnation), "%s", h->incarnation);
 		snprintf(fc->rec.version, sizeof(fc->rec.version), "%s", RMQ_VERSION);
+		snprintf(fc->cluster_id, sizeof(fc->cluster_id), "%s", h->cluster_id);
 	} else {
 		fc->kind = RMQ_FLEET_HEARTBEAT;
 		fc->epoch = h->epoch;
@@ -329,6 +354,8 @@ int rmq_heartbeat_start(struct rmq_bshard *bs)
 	}
 	h->bs = bs;
 	rmq_uuid(h->incarnation);
+	if (bs->b->cluster_joined)
+		snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", bs->b->cluster_id);
 	bs->hb = h;
 	beat(h);
 	schedule(h);

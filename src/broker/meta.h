@@ -212,6 +212,11 @@ void rmq_uuid(char id[40]);
 int rmq_meta_write_file(const char *data_dir, const char *name, const void *buf, size_t len);
 ssize_t rmq_meta_read_file(const char *data_dir, const char *name, void *buf, size_t len);
 
+/* DATA_DIR/meta/cluster_joined: present once the cluster this node
+ * registered with has written its id into meta/cluster_id (heartbeat.c);
+ * from then on the node is refused by the controller of another cluster. */
+#define RMQ_META_CLUSTER_JOINED "cluster_joined"
+
 /* Keeps RMQ_META_RESERVE_BYTES allocated in DATA_DIR/meta/reserve for the
  * metadata files (above).  Returns 0, or a negated errno (-ENOSPC: no room
  * now; tried again at the next metadata write).  Blocking file calls: at

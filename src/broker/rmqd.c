@@ -387,6 +387,9 @@ int main(int argc, char **argv)
 			rmq_strerror(rc));
 		return 1;
 	}
+	char joined[8];
+	broker.cluster_joined = rmq_meta_read_file(cfg->data_dir, RMQ_META_CLUSTER_JOINED, joined,
+						   sizeof(joined)) >= 0;
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));

@@ -21,6 +21,10 @@ controller's Raft log.
   then removed (RemovePeer) and hands over;
 - every node stops cleanly on SIGTERM.
 
+foreign_storage_refused (a third set of nodes): a broker whose storage
+joined one cluster is refused by another cluster's controller; a new one
+joins it.
+
 placement_and_fencing (a second cluster, 1 s broker sessions):
 - the three brokers register; a topic's partitions are spread over them,
   one replica each, every node answering the same leaders; a produce on
@@ -302,6 +306,38 @@ def run(cl, rmq=None):
         eq(n.stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+def run_foreign(cl):
+    """A node whose storage joined one cluster is refused by the controller
+    of another (RegisterBroker: INVALID_REQUEST naming both cluster ids);
+    a new one joins it and records its id."""
+    def start(i, voters):
+        cl.nodes[i].start(("--listen", f"127.0.0.1:{cl.ports[i]}", "--node-id", str(i + 1),
+                           "--controller-voters", voters, "--cores", "1"))
+
+    a = f"1@127.0.0.1:{cl.ports[0]}"
+    start(0, a)
+    start(1, a)  # a broker only of cluster A
+    wait_for("node 2 joined cluster A", lambda: brokers(cl, 0).get(2, (0,))[0] == BROKER_RUNNING)
+    with open(os.path.join(cl.nodes[1].data_dir, "meta", "cluster_joined")) as f:
+        a_id = f.read().strip()
+    with cl.client(0) as c:
+        d = c.unary("/rustmq.controller.AdminService/DescribeCluster",
+                    tn.A.DescribeClusterRequest(version=tn.V()), tn.A.DescribeClusterResponse)
+        eq(a_id, d.cluster_id, "node 2 recorded cluster A's id")
+    for i in (0, 1):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+    b = f"3@127.0.0.1:{cl.ports[2]}"
+    start(2, b)
+    start(1, b)  # cluster A's broker pointed at cluster B
+    wait_for("node 2 refused by cluster B",
+             lambda: any("refuses this broker" in l and a_id in l for l in cl.nodes[1].lines))
+    eq(sorted(brokers(cl, 2)), [3], "cluster B's brokers")
+    start(3, b)  # a new node joins B
+    wait_for("node 4 joined cluster B", lambda: brokers(cl, 2).get(4, (0,))[0] == BROKER_RUNNING)
+    for i in (1, 2, 3):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
 NOT_LEADER = 3
 LEADER_NOT_AVAILABLE = 21
 BROKER_RUNNING, BROKER_FENCED = 2, 3
@@ -506,6 +542,8 @@ def main() -> int:
          lambda: Cluster(binary, os.path.join(tmp, "b"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s")),
          lambda cl: run_placement(cl, args.rmq, args.rmq_bench)),
+        ("foreign_storage_refused", lambda: Cluster(binary, os.path.join(tmp, "c"), args.verbose),
+         run_foreign),
     ]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
