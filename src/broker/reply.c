@@ -24,9 +24,9 @@ int rmq_send_pb(struct rmq_call *c, const ProtobufCMessage *m)
 	return rc;
 }
 
-void rmq_reply_pb(struct rmq_call *c, const ProtobufCMessage *m)
+/* Ends c after its answer was sent (rc 0) or could not be. */
+static void finish_sent(struct rmq_call *c, int rc)
 {
-	int rc = rmq_send_pb(c, m);
 	if (rc == RMQ_ECLOSED)
 		return;
 	if (rc < 0)
@@ -36,16 +36,14 @@ void rmq_reply_pb(struct rmq_call *c, const ProtobufCMessage *m)
 		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
 }
 
+void rmq_reply_pb(struct rmq_call *c, const ProtobufCMessage *m)
+{
+	finish_sent(c, rmq_send_pb(c, m));
+}
+
 void rmq_reply_bytes(struct rmq_call *c, const void *msg, size_t len)
 {
-	int rc = rmq_call_send(c, msg, len);
-	if (rc == RMQ_ECLOSED)
-		return;
-	if (rc < 0)
-		rmq_call_finishf(c, rc == RMQ_ETOOBIG ? RMQ_GRPC_RESOURCE_EXHAUSTED : RMQ_GRPC_INTERNAL,
-				 "answer not sent: %s", rmq_strerror(rc));
-	else
-		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+	finish_sent(c, rmq_call_send(c, msg, len));
 }
 
 void rmq_reply_error(struct rmq_call *c, const ProtobufCMessageDescriptor *d, int code,
