@@ -791,7 +791,8 @@ static void list_offsets_done(void *arg, enum rmq_grpc_status status, const char
 		 * after the node that created it answered: ask again. */
 		bool early = pr->error_code == EC(TOPIC_NOT_FOUND) ||
 			     pr->error_code == EC(PARTITION_NOT_FOUND) ||
-			     pr->error_code == EC(LEADER_NOT_AVAILABLE);
+			     pr->error_code == EC(LEADER_NOT_AVAILABLE) ||
+			     pr->error_code == EC(NOT_AVAILABLE); /* still opening its log */
 		if (early && !r->m && ++r->lo_tries < SETUP_TRIES) {
 			rustmq__client__list_offsets_response__free_unpacked(lr, NULL);
 			if (rmq_timer_start(t->s, &r->retry, rmq_now_ns() + RETRY_NS, lo_retry_fn) < 0)

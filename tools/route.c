@@ -106,9 +106,10 @@ bool route_retry(const char *topic, uint32_t p, int code, const char *endpoint, 
 	/* A leader that does not know the partition the metadata showed has
 	 * not applied its creation yet (it follows the controller a moment
 	 * behind): ask again. */
-	bool behind = (code == EC(TOPIC_NOT_FOUND) || code == EC(PARTITION_NOT_FOUND)) && R.topic &&
-		      strcmp(R.topic, topic) == 0 && p < R.nparts && R.leader[p] &&
-		      strcmp(R.leader[p], cli.bootstrap) != 0;
+	bool behind = ((code == EC(TOPIC_NOT_FOUND) || code == EC(PARTITION_NOT_FOUND)) && R.topic &&
+		       strcmp(R.topic, topic) == 0 && p < R.nparts && R.leader[p] &&
+		       strcmp(R.leader[p], cli.bootstrap) != 0) ||
+		      code == EC(NOT_AVAILABLE); /* its log is being opened: retriable */
 	if ((code != EC(NOT_LEADER) && code != EC(LEADER_NOT_AVAILABLE) && !behind) ||
 	    ++*tries > ROUTE_TRIES_MAX)
 		return false;

@@ -33,8 +33,9 @@ struct rmq_rpc *route_rpc(const char *topic, uint32_t p);
  * the call again.  TOPIC_NOT_FOUND or PARTITION_NOT_FOUND from a leader
  * other than the bootstrap broker, for a partition the metadata showed,
  * is retried the same way after 100 ms (that broker applies the
- * controller's changes a moment after the one that answered them).  Any
- * other code: false. */
+ * controller's changes a moment after the one that answered them), and
+ * NOT_AVAILABLE from any (the partition's log is still being opened).
+ * Any other code: false. */
 bool route_retry(const char *topic, uint32_t p, int code, const char *endpoint, int *tries);
 
 /* Closes the connections it opened (not cli.rpc). */

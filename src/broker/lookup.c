@@ -113,8 +113,12 @@ static void lookup_exec(struct rmq_xmsg *m)
 	struct rmq_partition *p = rmq_partition_find(bs, v->topic, v->partition, &code);
 	if (!p) {
 		v->code = code;
-		snprintf(v->err, sizeof(v->err), "unknown topic or partition %s-%u", v->topic,
-			 v->partition);
+		if (code == EC_NOT_AVAILABLE)
+			snprintf(v->err, sizeof(v->err), "partition %s-%u %s", v->topic, v->partition,
+				 rmq_partition_unavailable(bs, v->topic, v->partition));
+		else
+			snprintf(v->err, sizeof(v->err), "unknown topic or partition %s-%u", v->topic,
+				 v->partition);
 	} else {
 		v->log_start = rmq_log_start_offset(p->log);
 		v->hw = p->hw;

@@ -363,6 +363,22 @@ def wait_for(what, fn, timeout=15):
         time.sleep(0.05)
 
 
+NOT_AVAILABLE = 4
+
+
+def produce_settled(c, topic, p, records, what):
+    """A produce answered OK, asked again while the partition is still
+    being opened on its broker, or its broker has not applied the topic's
+    creation yet (both follow the controller a moment behind)."""
+    end = time.monotonic() + 10
+    while True:
+        r = c.produce(topic, p, records)
+        if r.error_code not in (NOT_AVAILABLE, tn.TOPIC_NOT_FOUND, tn.PARTITION_NOT_FOUND) or \
+                time.monotonic() > end:
+            return ok(r, what)
+        time.sleep(0.05)
+
+
 def partitions(cl, i, topic):
     """[(leader id, leader epoch, error code, replica ids)] by partition, as
     node i's metadata says."""
@@ -404,7 +420,8 @@ def run_placement(cl, rmq=None, bench=None):
     addr = {b: a for b, (_, _, a) in brokers(cl, li).items()}
     for p, lid in enumerate(leaders):
         with cl.client(lid - 1) as c:
-            ok(c.produce("spread", p, tn.make_records(2, f"p{p}")), f"produce spread-{p} on its leader")
+            produce_settled(c, "spread", p, tn.make_records(2, f"p{p}"),
+                            f"produce spread-{p} on its leader")
         other = lid % 3  # another node's index
         with cl.client(other) as c:
             r = c.produce("spread", p, tn.make_records(1, "x"))
@@ -505,7 +522,7 @@ def run_placement(cl, rmq=None, bench=None):
                      lambda: [p for p, x in enumerate(partitions(cl, 3, "late")) if x[0] == "4"])
     with cl.client(3) as c:
         for p in parts:
-            ok(c.produce("late", p, tn.make_records(1, "b4")), f"late-{p} on broker 4")
+            produce_settled(c, "late", p, tn.make_records(1, "b4"), f"late-{p} on broker 4")
     cl.nodes[li].kill()
     new, _ = cl.leader(exclude=li)
     time.sleep(2)  # longer than a session: broker 4 must heartbeat the new leader
