@@ -27,6 +27,7 @@
 struct session {
 	uint32_t id;
 	uint64_t seen_ns;   /* its last heartbeat (or when this leader began) */
+	uint64_t catch_up;  /* the metadata it must run with before it is unfenced */
 	bool pending;       /* a fence or unfence of it is being decided */
 };
 
@@ -46,6 +47,8 @@ struct fleet_op {
 	char cluster_id[40];
 	struct rmq_fleet_call *fc;   /* answered once applied; NULL for the leader's own */
 	bool silent;                 /* FENCE: its session ran out (not asked for) */
+	bool outside;                /* REGISTER: a broker outside the controller's
+				      * configuration (it does not apply the log) */
 	/* What build decided. */
 	int code;
 	char err[200];
@@ -181,8 +184,8 @@ static struct rmq_meta *op_build(void *arg, const struct rmq_meta *cur)
 	op->code = EC_OK;
 	switch (op->kind) {
 	case OP_REGISTER:
-		if (same && ex->state == RUNNING && strcmp(ex->host, op->rec.host) == 0 &&
-		    ex->port == op->rec.port) {
+		if (same && (ex->state == RUNNING || op->outside) &&
+		    strcmp(ex->host, op->rec.host) == 0 && ex->port == op->rec.port) {
 			op->epoch_out = ex->epoch; /* a retry: nothing changes */
 			return NULL;
 		}
@@ -218,13 +221,20 @@ static struct rmq_meta *op_build(void *arg, const struct rmq_meta *cur)
 	struct rmq_broker_rec r = ex ? *ex : op->rec;
 	switch (op->kind) {
 	case OP_REGISTER:
+		/* A broker outside the controller learns the metadata from its
+		 * heartbeats: fenced (leading nothing) until it runs with the
+		 * state of its registration (cluster.proto); one that applies the
+		 * log runs at once. */
 		r = op->rec;
 		r.epoch = ex ? ex->epoch + !same : 1;
-		r.state = RUNNING;
+		r.state = op->outside ? FENCED : RUNNING;
 		rmq_meta_set_broker(m, &r);
 		if (!m->cluster_id[0])
 			memcpy(m->cluster_id, op->cluster_id, sizeof(m->cluster_id));
-		take_leaderships(m, r.id, !same);
+		if (op->outside)
+			drop_leaderships(m, r.id);
+		else
+			take_leaderships(m, r.id, !same);
 		op->epoch_out = r.epoch;
 		break;
 	case OP_FENCE:
@@ -262,6 +272,12 @@ static void op_applied(void *arg, int code)
 		return;
 	}
 	struct rmq_fleet_call *fc = op->fc;
+	if (op->kind == OP_REGISTER && code == EC_OK && op->code == EC_OK) {
+		/* Unfenced once its heartbeats say it runs with this state. */
+		struct session *s = session_of(bs, op->rec.id, rmq_now_ns());
+		if (s)
+			s->catch_up = op->outside ? bs->meta->version : 0;
+	}
 	fc->code = code == EC_OK ? op->code : code;
 	snprintf(fc->err, sizeof(fc->err), "%s",
 		 code == EC_OK ? op->err
@@ -275,9 +291,11 @@ static void op_applied(void *arg, int code)
 	fc->done(fc);
 }
 
-static struct fleet_op *submit(struct rmq_bshard *bs, enum op_kind kind,
-			       const struct rmq_broker_rec *rec, uint64_t epoch,
-			       struct rmq_fleet_call *fc)
+/* Submits op kind for broker rec (silent: a FENCE of a session that ran
+ * out; outside: a REGISTER of a broker outside the configuration).  The
+ * controller may decide it inside this call. */
+static void submit(struct rmq_bshard *bs, enum op_kind kind, const struct rmq_broker_rec *rec,
+		   uint64_t epoch, struct rmq_fleet_call *fc, bool silent, bool outside)
 {
 	struct fleet_op *op = calloc(1, sizeof(*op));
 	if (!op) {
@@ -286,9 +304,11 @@ static struct fleet_op *submit(struct rmq_bshard *bs, enum op_kind kind,
 			snprintf(fc->err, sizeof(fc->err), "out of memory");
 			fc->done(fc);
 		}
-		return NULL;
+		return;
 	}
 	op->kind = kind;
+	op->silent = silent;
+	op->outside = outside;
 	op->rec = *rec;
 	op->epoch = epoch;
 	op->fc = fc;
@@ -297,7 +317,6 @@ static struct fleet_op *submit(struct rmq_bshard *bs, enum op_kind kind,
 		rmq_ctrl_submit_first(bs, op_build, op_applied, op); /* what it decides may need it */
 	else
 		rmq_ctrl_submit(bs, op_build, op_applied, op);
-	return op;
 }
 
 /* Answered at once (never inside rmq_fleet_call: the next cycle). */
@@ -372,10 +391,10 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 		}
 		if (s)
 			s->seen_ns = now;
-		submit(bs, OP_REGISTER, &fc->rec, 0, fc);
+		submit(bs, OP_REGISTER, &fc->rec, 0, fc, false, !rmq_ctrl_has_member(bs, fc->rec.id));
 		return;
 	case RMQ_FLEET_UNREGISTER:
-		submit(bs, OP_UNREGISTER, &fc->rec, fc->epoch, fc);
+		submit(bs, OP_UNREGISTER, &fc->rec, fc->epoch, fc, false, false);
 		return;
 	case RMQ_FLEET_HEARTBEAT:
 		break;
@@ -396,10 +415,13 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 			    fc->applied_offset < bs->meta->version;
 		if (s) {
 			s->seen_ns = now;
-			bool change = fc->want_fence ? ex->state == RUNNING : ex->state == FENCED;
+			bool change = fc->want_fence ? ex->state == RUNNING
+						     : ex->state == FENCED &&
+							       fc->applied_offset >= s->catch_up;
 			if (change && !s->pending) {
 				s->pending = true;
-				submit(bs, fc->want_fence ? OP_FENCE : OP_UNFENCE, ex, ex->epoch, NULL);
+				submit(bs, fc->want_fence ? OP_FENCE : OP_UNFENCE, ex, ex->epoch, NULL,
+				       false, false);
 			}
 		}
 	}
@@ -421,10 +443,8 @@ void rmq_fleet_tick(struct rmq_bshard *bs)
 			continue;
 		rmq_warn("broker %u: no heartbeat for %" PRIu64 " ms: fencing it", r->id,
 			 (now - s->seen_ns) / 1000000);
-		s->pending = true;
-		struct fleet_op *op = submit(bs, OP_FENCE, r, r->epoch, NULL);
-		if (op)
-			op->silent = true; /* decided only if it is still silent then */
+		s->pending = true; /* decided only if it is still silent then: */
+		submit(bs, OP_FENCE, r, r->epoch, NULL, true, false);
 	}
 }
 
