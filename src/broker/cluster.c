@@ -24,16 +24,10 @@ const char *rmq_cluster_id(const struct rmq_bshard *bs)
 	return bs->meta->cluster_id[0] ? bs->meta->cluster_id : bs->b->cluster_id;
 }
 
-const char *rmq_cluster_endpoint(const struct rmq_bshard *bs, uint32_t id, char *buf, size_t len)
+const char *rmq_cluster_endpoint(const struct rmq_bshard *bs, uint32_t id)
 {
 	const struct rmq_broker_rec *r = id ? rmq_meta_broker(bs->meta, id) : NULL;
-	if (r && strchr(r->host, ':'))
-		snprintf(buf, len, "[%s]:%u", r->host, r->port);
-	else if (r)
-		snprintf(buf, len, "%s:%u", r->host, r->port);
-	else if (len)
-		buf[0] = '\0';
-	return buf;
+	return r ? r->endpoint : "";
 }
 
 void rmq_cluster_quorum(const struct rmq_bshard *bs, struct rmq_quorum *q)
@@ -82,13 +76,18 @@ uint64_t rmq_cluster_controller_epoch(const struct rmq_bshard *bs)
 	return q.term;
 }
 
+uint32_t rmq_cluster_leader_id(const struct rmq_topic *t, uint32_t p)
+{
+	return t->parts && p < t->partitions ? t->parts[p].leader : 0;
+}
+
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p)
 {
 	struct rmq_leader l = {0};
 	if (!t->parts || p >= t->partitions)
 		return l;
-	l.id = t->parts[p].leader;
+	l.id = rmq_cluster_leader_id(t, p);
 	l.epoch = t->parts[p].leader_epoch;
 	l.self = l.id && l.id == bs->b->self;
 	l.broker = l.id ? rmq_meta_broker(bs->meta, l.id) : NULL;

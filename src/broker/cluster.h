@@ -55,9 +55,13 @@ struct rmq_leader {
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p);
 
-/* "host:port" of broker id as this shard's snapshot knows it, into buf
- * ("" when unknown); returns buf. */
-const char *rmq_cluster_endpoint(const struct rmq_bshard *bs, uint32_t id, char *buf, size_t len);
+/* Only the leader's id (0: none), for the paths every produce and fetch
+ * takes. */
+uint32_t rmq_cluster_leader_id(const struct rmq_topic *t, uint32_t p);
+
+/* "host:port" of broker id as this shard's snapshot knows it ("" when
+ * unknown; valid while the snapshot is). */
+const char *rmq_cluster_endpoint(const struct rmq_bshard *bs, uint32_t id);
 
 /* The replicas of partition p of t (preferred leader first) and its
  * in-sync replicas, into ids[0..max): returns how many there are. */

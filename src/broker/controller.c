@@ -150,24 +150,11 @@ static int node_id(const struct rmq_broker *b, uint32_t *id)
 	return 0;
 }
 
-/* The first configuration of a new cluster: --controller-voters
- * ("1@host:port,2@host:port,..."), or this node alone at its advertised
- * address; none when this node is not among the voters (it joins).
- * Returns 0 or RMQ_EBADFLAG (logged). */
-static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft_conf *conf)
+int rmq_ctrl_flag_voters(const struct rmq_broker *b, struct rmq_raft_conf *conf)
 {
 	const char *spec = b->cfg.controller_voters;
 	memset(conf, 0, sizeof(*conf));
-	if (!spec || !*spec) {
-		conf->n = 1;
-		conf->servers[0] = (struct rmq_raft_server){.id = self, .role = RMQ_RAFT_VOTER};
-		snprintf(conf->servers[0].addr, sizeof(conf->servers[0].addr), "%s:%u",
-			 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host,
-			 b->cfg.net.port);
-		return 0;
-	}
-	bool found = false;
-	for (const char *p = spec; *p;) {
+	for (const char *p = spec; p && *p;) {
 		const char *end = strchr(p, ',');
 		size_t n = end ? (size_t)(end - p) : strlen(p);
 		char item[RMQ_RAFT_ADDR_MAX + 16], id[16];
@@ -189,16 +176,7 @@ static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft
 			k--;
 		}
 		conf->servers[k] = sv;
-		found |= sv.id == self;
 		p = end ? end + 1 : p + n;
-	}
-	if (!found) {
-		/* A node that joins an existing cluster: it knows no
-		 * configuration until the leader adds it (AddPeer). */
-		rmq_info("controller: this node (%u) is not one of --controller-voters: a broker only "
-			 "(AddPeer on the leader makes it a voter)",
-			 self);
-		memset(conf, 0, sizeof(*conf));
 	}
 	return 0;
 bad:
@@ -206,6 +184,30 @@ bad:
 		  "at most %d voters",
 		  spec, RMQ_RAFT_VOTERS_MAX);
 	return RMQ_EBADFLAG;
+}
+
+/* The first configuration of a new cluster: --controller-voters, or this
+ * node alone at its advertised address; none when this node is not among
+ * the voters (it joins).  Returns 0 or RMQ_EBADFLAG (logged). */
+static int first_conf(const struct rmq_broker *b, uint32_t self, struct rmq_raft_conf *conf)
+{
+	int rc = rmq_ctrl_flag_voters(b, conf);
+	if (rc < 0 || conf->n > 0) {
+		if (rc == 0 && !rmq_raft_conf_find(conf, self)) {
+			/* A node that joins an existing cluster: it knows no
+			 * configuration until the leader adds it (AddPeer). */
+			rmq_info("controller: this node (%u) is not one of --controller-voters: a "
+				 "broker only (AddPeer on the leader makes it a voter)",
+				 self);
+			memset(conf, 0, sizeof(*conf));
+		}
+		return rc;
+	}
+	conf->n = 1;
+	conf->servers[0] = (struct rmq_raft_server){.id = self, .role = RMQ_RAFT_VOTER};
+	snprintf(conf->servers[0].addr, sizeof(conf->servers[0].addr), "%s:%u",
+		 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host, b->cfg.net.port);
+	return 0;
 }
 
 /* The state a command (or a snapshot's data) holds (refs = 0): a
@@ -241,18 +243,11 @@ static struct rmq_meta *command_state(const struct rmq_broker *b, const struct r
 /* The state as a command, malloc'd into *buf.  Returns 0 or -ENOMEM. */
 static int state_encode(const struct rmq_meta *m, uint8_t **buf, size_t *len)
 {
-	uint8_t *body;
-	size_t n;
-	if (rmq_meta_encode(m, &body, &n) < 0)
+	if (rmq_meta_encode(m, 1, buf, len) < 0)
 		return -ENOMEM;
-	*buf = malloc(n + 1);
-	if (*buf) {
-		(*buf)[0] = CMD_SET_STATE;
-		memcpy(*buf + 1, body, n);
-		*len = n + 1;
-	}
-	free(body);
-	return *buf ? 0 : -ENOMEM;
+	(*buf)[0] = CMD_SET_STATE;
+	*len += 1;
+	return 0;
 }
 
 int rmq_ctrl_recover(struct rmq_broker *b, struct rmq_meta **initial)

@@ -89,6 +89,11 @@ void rmq_ctrl_submit_first(struct rmq_bshard *bs,
 			   struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
 			   void (*applied)(void *arg, int code), void *arg);
 
+/* --controller-voters ("1@host:port,2@host:port,...") as a configuration
+ * of voters sorted by id (n = 0 when the flag is empty).  Returns 0 or
+ * RMQ_EBADFLAG (logged). */
+int rmq_ctrl_flag_voters(const struct rmq_broker *b, struct rmq_raft_conf *conf);
+
 /* On shard 0: whether this node (or broker id) is in the controller's
  * configuration (a voter or learner: it applies the metadata log). */
 bool rmq_ctrl_is_member(struct rmq_bshard *bs);

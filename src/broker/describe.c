@@ -46,8 +46,7 @@ int rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out)
 	out->v = rmq_arena_alloc(&out->a, cap * sizeof(*out->v));
 	Rustmq__Common__BrokerInfo *bis = rmq_arena_alloc(&out->a, cap * sizeof(*bis));
 	Rustmq__Common__BrokerId *ids = rmq_arena_alloc(&out->a, cap * sizeof(*ids));
-	char(*idstr)[RMQ_ID_CHARS] = rmq_arena_alloc(&out->a, cap * RMQ_ID_CHARS);
-	if (!out->v || !bis || !ids || !idstr)
+	if (!out->v || !bis || !ids)
 		return -ENOMEM;
 	bool self_listed = false;
 	for (size_t i = 0; i < m->nbrokers; i++) {
@@ -62,7 +61,7 @@ int rmq_describe_brokers(struct rmq_bshard *bs, struct rmq_brokers *out)
 			continue;
 		}
 		Rustmq__Common__BrokerInfo *bi = &bis[i];
-		rmq_meta_broker_info(r, bi, &ids[i], idstr[i]);
+		rmq_meta_broker_info(r, bi, &ids[i]);
 		for (uint32_t k = 0; k < q.n; k++)
 			bi->is_controller |= q.voters[k] == r->id;
 		out->v[out->n++] = bi;
@@ -97,20 +96,9 @@ Rustmq__Common__TopicMetadata *rmq_describe_topic(struct rmq_bshard *bs, struct 
 	char **idp = rmq_arena_alloc(a, n * 2 * rf * sizeof(char *));
 	if (!tm || !tc || !ts || !pms || !pps || !tps || !ids || !idp)
 		return NULL;
-	rustmq__common__topic_metadata__init(tm);
-	rustmq__common__topic_config__init(tc);
-	google__protobuf__timestamp__init(ts);
-	tm->name = (char *)t->name;
-	tm->topic_id = (char *)t->id;
-	tm->is_internal = t->internal;
-	ts->seconds = (int64_t)(t->created_ms / 1000);
-	ts->nanos = (int32_t)(t->created_ms % 1000) * 1000000;
-	tm->created = ts;
-	tc->partitions = t->partitions;
-	tc->replication_factor = t->replication_factor;
+	rmq_meta_topic_pb(t, tm, tc, ts);
 	if (configs && !(tc->configs = rmq_describe_configs(t, a, &tc->n_configs)))
 		return NULL;
-	tm->config = tc;
 	for (size_t p = 0; p < n; p++) {
 		rustmq__common__partition_metadata__init(&pms[p]);
 		rustmq__common__topic_partition__init(&tps[p]);

@@ -470,30 +470,25 @@ static void duration_of(Google__Protobuf__Duration *d, uint64_t ns)
 static void reply_with_image(struct rmq_call *c, Rustmq__Controller__BrokerHeartbeatResponse *r,
 			     const struct rmq_meta *m)
 {
-	uint8_t *img;
-	size_t ilen;
-	if (rmq_meta_encode(m, &img, &ilen) < 0) {
+	/* The state encoded after room for r, the tag and the length. */
+	size_t rlen = rustmq__controller__broker_heartbeat_response__get_packed_size(r);
+	size_t room = rlen + 11;
+	uint8_t *buf, hdr[11];
+	size_t ilen, h = 0;
+	if (rmq_meta_encode(m, room, &buf, &ilen) < 0) {
 		rmq_reply_pb(c, &r->base); /* out of memory: the next beat asks again */
 		return;
 	}
-	size_t len = rustmq__controller__broker_heartbeat_response__get_packed_size(r);
-	uint8_t *buf = malloc(len + 11 + ilen);
-	if (!buf) {
-		free(img);
-		rmq_reply_pb(c, &r->base);
-		return;
-	}
-	rustmq__controller__broker_heartbeat_response__pack(r, buf);
-	buf[len++] = (10 << 3) | 2; /* field 10, length-delimited */
-	for (uint64_t v = ilen; ; v >>= 7) {
-		buf[len++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+	hdr[h++] = (10 << 3) | 2; /* field 10, length-delimited */
+	for (uint64_t v = ilen;; v >>= 7) {
+		hdr[h++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
 		if (v <= 0x7f)
 			break;
 	}
-	memcpy(buf + len, img, ilen);
-	len += ilen;
-	rmq_reply_bytes(c, buf, len);
-	free(img);
+	uint8_t *start = buf + room - h - rlen;
+	rustmq__controller__broker_heartbeat_response__pack(r, start);
+	memcpy(start + rlen, hdr, h);
+	rmq_reply_bytes(c, start, rlen + h + ilen);
 	free(buf);
 }
 

@@ -242,28 +242,12 @@ static size_t encode(struct rmq_heartbeat *h)
 static uint32_t outside_target(struct rmq_heartbeat *h, char *addr, size_t len)
 {
 	if (!h->target[0]) {
-		const char *spec = h->bs->b->cfg.controller_voters;
-		unsigned n = 0;
-		for (const char *p = spec; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
-			n++;
-		if (n == 0)
+		struct rmq_raft_conf voters;
+		if (rmq_ctrl_flag_voters(h->bs->b, &voters) < 0 || voters.n == 0)
 			return 0;
-		const char *p = spec;
-		for (unsigned i = h->next_voter++ % n; i > 0; i--)
-			p = strchr(p, ',') + 1;
-		const char *at = strchr(p, '@'), *end = strchr(p, ',');
-		size_t alen = at ? (size_t)((end ? end : p + strlen(p)) - at - 1) : 0;
-		if (!at || (end && at > end) || alen == 0 || alen >= sizeof(h->target))
-			return 0;
-		char id[16];
-		size_t ilen = (size_t)(at - p);
-		if (ilen >= sizeof(id))
-			return 0;
-		memcpy(id, p, ilen);
-		id[ilen] = '\0';
-		memcpy(h->target, at + 1, alen);
-		h->target[alen] = '\0';
-		h->target_id = rmq_ctrl_node_id(id);
+		const struct rmq_raft_server *sv = &voters.servers[h->next_voter++ % voters.n];
+		h->target_id = sv->id;
+		snprintf(h->target, sizeof(h->target), "%s", sv->addr);
 	}
 	snprintf(addr, len, "%s", h->target);
 	return h->target_id ? h->target_id : UINT32_MAX;

@@ -351,7 +351,11 @@ void rmq_meta_set_broker(struct rmq_meta *m, const struct rmq_broker_rec *r)
 		memmove(&m->brokers[i + 1], &m->brokers[i], (m->nbrokers - i) * sizeof(*r));
 		m->nbrokers++;
 	}
-	m->brokers[i] = *r;
+	struct rmq_broker_rec *b = &m->brokers[i];
+	*b = *r;
+	snprintf(b->id_str, sizeof(b->id_str), "%" PRIu32, b->id);
+	snprintf(b->endpoint, sizeof(b->endpoint), strchr(b->host, ':') ? "[%s]:%" PRIu32 : "%s:%" PRIu32,
+		 b->host, b->port);
 }
 
 bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id)
@@ -842,11 +846,9 @@ static size_t arena_bytes(const struct rmq_meta *m)
 	return 256 + configs + parts * per_part + m->ntopics * per_topic + m->nbrokers * per_broker;
 }
 
-static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct rmq_topic *t)
+void rmq_meta_topic_pb(const struct rmq_topic *t, struct Rustmq__Common__TopicMetadata *tm,
+		       struct Rustmq__Common__TopicConfig *tc, struct Google__Protobuf__Timestamp *ts)
 {
-	Rustmq__Common__TopicMetadata *tm = carve(a, sizeof(*tm));
-	Rustmq__Common__TopicConfig *tc = carve(a, sizeof(*tc));
-	Google__Protobuf__Timestamp *ts = carve(a, sizeof(*ts));
 	rustmq__common__topic_metadata__init(tm);
 	rustmq__common__topic_config__init(tc);
 	google__protobuf__timestamp__init(ts);
@@ -858,6 +860,15 @@ static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct
 	tm->created = ts;
 	tc->partitions = t->partitions;
 	tc->replication_factor = t->replication_factor;
+	tm->config = tc;
+}
+
+static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct rmq_topic *t)
+{
+	Rustmq__Common__TopicMetadata *tm = carve(a, sizeof(*tm));
+	Rustmq__Common__TopicConfig *tc = carve(a, sizeof(*tc));
+	Google__Protobuf__Timestamp *ts = carve(a, sizeof(*ts));
+	rmq_meta_topic_pb(t, tm, tc, ts);
 	tc->configs = carve(a, RMQ_TOPIC_CONFIG_KEYS * sizeof(*tc->configs));
 	for (unsigned k = 0; k < RMQ_TOPIC_CONFIG_KEYS; k++) {
 		if (!(t->cfg.overrides & (1u << k)))
@@ -869,7 +880,6 @@ static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct
 		rmq_topic_config_get(&t->cfg, k, e->value, 32);
 		tc->configs[tc->n_configs++] = e;
 	}
-	tm->config = tc;
 	tm->partitions = carve(a, (t->partitions ? t->partitions : 1) * sizeof(*tm->partitions));
 	for (uint32_t p = 0; t->parts && p < t->partitions; p++) {
 		const struct rmq_passign *pa = &t->parts[p];
@@ -892,12 +902,11 @@ static Rustmq__Common__TopicMetadata *encode_topic(struct arena *a, const struct
 }
 
 void rmq_meta_broker_info(const struct rmq_broker_rec *r, struct Rustmq__Common__BrokerInfo *bi,
-			  struct Rustmq__Common__BrokerId *id, char idbuf[11])
+			  struct Rustmq__Common__BrokerId *id)
 {
 	rustmq__common__broker_info__init(bi);
 	rustmq__common__broker_id__init(id);
-	snprintf(idbuf, ID_CHARS, "%" PRIu32, r->id);
-	id->id = idbuf;
+	id->id = (char *)r->id_str;
 	id->rack_id = (char *)r->rack;
 	bi->id = id;
 	bi->host = (char *)r->host;
@@ -908,7 +917,7 @@ void rmq_meta_broker_info(const struct rmq_broker_rec *r, struct Rustmq__Common_
 	bi->version = (char *)r->version;
 }
 
-int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
+int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **out, size_t *out_len)
 {
 	struct arena a = {.cap = arena_bytes(m)};
 	a.p = malloc(a.cap);
@@ -956,7 +965,7 @@ int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 		Rustmq__Common__BrokerInfo *bi = carve(&a, sizeof(*bi));
 		Rustmq__Common__BrokerId *id = carve(&a, sizeof(*id));
 		Rustmq__Controller__BrokerIncarnation *inc = carve(&a, sizeof(*inc));
-		rmq_meta_broker_info(r, bi, id, carve(&a, ID_CHARS));
+		rmq_meta_broker_info(r, bi, id);
 		rustmq__controller__broker_incarnation__init(inc);
 		inc->broker_id = id->id;
 		inc->incarnation_id = (char *)r->incarnation;
@@ -964,9 +973,9 @@ int rmq_meta_encode(const struct rmq_meta *m, uint8_t **out, size_t *out_len)
 		st.incarnations[st.n_incarnations++] = inc;
 	}
 	size_t len = rustmq__controller__controller_state__get_packed_size(&st);
-	uint8_t *buf = malloc(len ? len : 1);
+	uint8_t *buf = malloc(headroom + len + 1);
 	if (buf) {
-		rustmq__controller__controller_state__pack(&st, buf);
+		rustmq__controller__controller_state__pack(&st, buf + headroom);
 		*out = buf;
 		*out_len = len;
 	}

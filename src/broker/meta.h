@@ -77,6 +77,10 @@ struct rmq_broker_rec {
 	char rack[64];
 	char incarnation[40];      /* the process that registered */
 	char version[32];
+	/* Derived by rmq_meta_set_broker, for answers: the id as text and
+	 * "host:port" ("[host]:port" for an IPv6 address). */
+	char id_str[12];
+	char endpoint[RMQ_BROKER_HOST_MAX + 24];
 };
 
 struct rmq_meta {
@@ -144,14 +148,24 @@ void rmq_meta_remove(struct rmq_meta *m, size_t i);
 
 /* The broker of id, or NULL. */
 const struct rmq_broker_rec *rmq_meta_broker(const struct rmq_meta *m, uint32_t id);
-/* Adds or replaces broker r (rmq_meta_copy left room for one more). */
+/* Adds or replaces broker r (rmq_meta_copy left room for one more), its
+ * derived strings made. */
 void rmq_meta_set_broker(struct rmq_meta *m, const struct rmq_broker_rec *r);
-/* r as the protocol's BrokerInfo, into bi and id (idbuf: its id's text;
- * the strings point into r and idbuf). */
+/* r as the protocol's BrokerInfo, into bi and id (the strings point into
+ * r). */
 struct Rustmq__Common__BrokerInfo;
 struct Rustmq__Common__BrokerId;
 void rmq_meta_broker_info(const struct rmq_broker_rec *r, struct Rustmq__Common__BrokerInfo *bi,
-			  struct Rustmq__Common__BrokerId *id, char idbuf[11]);
+			  struct Rustmq__Common__BrokerId *id);
+
+/* t's own fields (name, id, internal, created, partition count and
+ * replication factor) as the protocol's TopicMetadata (tm->config = tc,
+ * tm->created = ts; partitions and configs left to the caller). */
+struct Rustmq__Common__TopicMetadata;
+struct Rustmq__Common__TopicConfig;
+struct Google__Protobuf__Timestamp;
+void rmq_meta_topic_pb(const struct rmq_topic *t, struct Rustmq__Common__TopicMetadata *tm,
+		       struct Rustmq__Common__TopicConfig *tc, struct Google__Protobuf__Timestamp *ts);
 
 /* Whether broker id is a replica of partition p of t. */
 bool rmq_meta_is_replica(const struct rmq_topic *t, uint32_t p, uint32_t id);
@@ -180,8 +194,11 @@ int rmq_meta_load(const char *data_dir, const struct rmq_topic_config *defaults,
 		  struct rmq_meta **out);
 
 /* m as an encoded rustmq.controller.ControllerState (the controller's
- * commands and snapshots), malloc'd into *buf.  Returns 0 or -ENOMEM. */
-int rmq_meta_encode(const struct rmq_meta *m, uint8_t **buf, size_t *len);
+ * commands and snapshots): *buf is malloc'd with headroom bytes free in
+ * front of the *len bytes of the encoding (for what goes before it: a
+ * command byte, an answer's fields), so it is never copied.  Returns 0 or
+ * -ENOMEM. */
+int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **buf, size_t *len);
 /* The reverse (refs = 0), on the node's defaults: RMQ_ECORRUPT for bytes
  * that are not a valid state (repeated or invalid topics or brokers,
  * partitions missing). */

@@ -577,9 +577,9 @@ int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
 		*code = EC_PARTITION_NOT_FOUND;
 		return -1;
 	}
-	struct rmq_leader l = rmq_cluster_leader(bs, t, p);
-	if (!l.self) {
-		*code = l.id ? EC_NOT_LEADER : EC_LEADER_NOT_AVAILABLE;
+	uint32_t leader = rmq_cluster_leader_id(t, p);
+	if (leader != bs->b->self) {
+		*code = leader ? EC_NOT_LEADER : EC_LEADER_NOT_AVAILABLE;
 		return -1;
 	}
 	return (int)rmq_partition_shard(topic, p, bs->nshards);
@@ -597,10 +597,9 @@ const char *rmq_route_error(struct rmq_bshard *bs, const char *topic, uint32_t p
 		snprintf(buf, len, "partition %u of topic '%s' does not exist", p, topic);
 		break;
 	case EC_NOT_LEADER: {
-		char ep[RMQ_BROKER_HOST_MAX + 16];
 		struct rmq_leader l = rmq_cluster_leader(bs, &bs->meta->topics[i], p);
 		snprintf(buf, len, "this broker does not lead %s-%u: broker %s at %s does (leader epoch %u)",
-			 topic, p, l.id_str, rmq_cluster_endpoint(bs, l.id, ep, sizeof(ep)), l.epoch);
+			 topic, p, l.id_str, rmq_cluster_endpoint(bs, l.id), l.epoch);
 		break;
 	}
 	case EC_LEADER_NOT_AVAILABLE:

@@ -98,10 +98,8 @@ struct rmq_produce {
 	/* Result. */
 	int code;
 	char err[200];
-	/* NOT_LEADER: the leader this node knows of ("" = unknown). */
-	char leader_id[RMQ_ID_CHARS];
-	char leader_ep[RMQ_BROKER_HOST_MAX + 24];
-	uint32_t leader_epoch;
+	/* NOT_LEADER: the leader this node knew of then (0: none). */
+	uint32_t leader, leader_epoch;
 	uint64_t base_offset, log_start;
 	uint64_t append_ms;
 	int64_t first_ts_ms;
@@ -997,8 +995,11 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	r->error_message = (char *)pr->err;
 	r->leader_epoch = pr->app.hdr.leader_epoch;
 	if (pr->code == EC_NOT_LEADER) {
-		r->leader_id = (char *)pr->leader_id;
-		r->leader_endpoint = (char *)pr->leader_ep;
+		/* Its broker's strings, in this shard's snapshot while the
+		 * answer is packed (a leader is a registered broker). */
+		const struct rmq_broker_rec *br = rmq_meta_broker(bs->meta, pr->leader);
+		r->leader_id = br ? (char *)br->id_str : "";
+		r->leader_endpoint = br ? (char *)br->endpoint : "";
 		r->leader_epoch = pr->leader_epoch;
 	}
 	if (pr->code == EC_OK || is_duplicate(pr->code)) {
@@ -1168,8 +1169,7 @@ static void dispatch(struct rmq_bshard *bs, struct rmq_produce *pr)
 		if (code == EC_NOT_LEADER) {
 			long t = rmq_meta_find(bs->meta, pr->topic);
 			struct rmq_leader l = rmq_cluster_leader(bs, &bs->meta->topics[t], pr->partition);
-			memcpy(pr->leader_id, l.id_str, sizeof(pr->leader_id));
-			rmq_cluster_endpoint(bs, l.id, pr->leader_ep, sizeof(pr->leader_ep));
+			pr->leader = l.id;
 			pr->leader_epoch = l.epoch;
 		}
 		finish_on_origin(pr);
