@@ -446,7 +446,6 @@ static const struct {
 	{"/rustmq.controller.AdminService/", "leader elections (ElectLeaders) are not served yet: partitions have one replica each, which the controller names their leader while its broker runs"},
 	{"/rustmq.broker.BrokerReplicationService/", "replication between brokers is not served yet: partitions have no replicas (docs/cluster.md)"},
 	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration between brokers are not served yet (they come with replication): the controller places each partition on one broker when it is created (docs/cluster.md)"},
-	{"/rustmq.controller.ControllerBrokerService/", "of ControllerBrokerService, ReassignPartitions is not served yet: partitions move with replication (docs/cluster.md)"},
 	{"/rustmq.streaming.StreamingService/", "the streaming service (InteractiveQuery, Subscribe, BulkLoad) is not served by this version of rmq yet; use ConsumerService.Subscribe and ProducerService.ProduceStream"},
 };
 

@@ -256,6 +256,9 @@ void rmq_admin_create_topics(struct rmq_call *c, void *req);
 /* ControllerBrokerService CreatePartitions, DeletePartitions (resize.c). */
 void rmq_resize_create_partitions(struct rmq_call *c, void *req);
 void rmq_resize_delete_partitions(struct rmq_call *c, void *req);
+/* ControllerBrokerService ReassignPartitions (reassign.c). */
+void rmq_reassign_partitions(struct rmq_call *c, void *req);
+void rmq_reassign_cancel(struct rmq_call *c);
 /* ControllerBrokerService UpdateClusterConfig, GetClusterConfig (cluster_config.c). */
 void rmq_cluster_update_config(struct rmq_call *c, void *req);
 void rmq_cluster_get_config(struct rmq_call *c, void *req);

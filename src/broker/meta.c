@@ -619,6 +619,20 @@ static int decode_brokers(const Rustmq__Controller__ControllerState *st, struct 
 	return 0;
 }
 
+/* A reassignment of t's (meta.h: struct rmq_passign's move fields). */
+static bool decode_move(struct rmq_topic *t, const Rustmq__Controller__PartitionMove *mv)
+{
+	if (mv->partition >= t->partitions || mv->n_target == 0 || mv->n_target > RMQ_REPLICAS_MAX)
+		return false;
+	struct rmq_passign *pa = &t->parts[mv->partition];
+	if (pa->ntarget || mv->adding >= pa->nreplicas)
+		return false;
+	pa->ntarget = (uint32_t)mv->n_target;
+	pa->nadding = mv->adding;
+	memcpy(pa->target, mv->target, mv->n_target * sizeof(*pa->target));
+	return true;
+}
+
 int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_config *defaults,
 		    struct rmq_meta **out)
 {
@@ -643,15 +657,22 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 		rc = decode_topics(st->cluster, defaults, 0, m);
 	if (rc == 0)
 		rc = decode_brokers(st, m);
-	m->gens = st->partition_generation;
+	if (rc == 0)
+		m->gens = st->partition_generation;
 	for (size_t i = 0; rc == 0 && i < st->n_generations; i++) {
 		const Rustmq__Controller__TopicGenerations *tg = st->generations[i];
-		for (size_t k = 0; k < m->ntopics; k++) {
+		for (size_t k = 0; k < m->ntopics && rc == 0; k++) {
 			struct rmq_topic *t = &m->topics[k];
-			if (strcmp(t->id, tg->topic_id) != 0 || tg->n_generations != t->partitions)
+			if (strcmp(t->id, tg->topic_id) != 0)
 				continue;
-			for (uint32_t p = 0; p < t->partitions; p++)
+			for (uint32_t p = 0; tg->n_generations == t->partitions && p < t->partitions; p++)
 				t->parts[p].gen = tg->generations[p];
+			for (size_t j = 0; j < tg->n_moves && rc == 0; j++)
+				if (!decode_move(t, tg->moves[j])) {
+					rmq_error("metadata: the reassignment of a partition of '%s' is invalid",
+						  t->name);
+					rc = RMQ_ECORRUPT;
+				}
 		}
 	}
 	if (rc == 0) {
@@ -843,6 +864,9 @@ static size_t arena_bytes(const struct rmq_meta *m)
 	/* Generations: per topic a record and its array, per partition 8 bytes. */
 	configs += m->ntopics * (sizeof(Rustmq__Controller__TopicGenerations) + sizeof(void *) + 48) +
 		   parts * sizeof(uint64_t);
+	/* Reassignments: at most one per partition (the array and each record). */
+	configs += parts * (sizeof(void *) + sizeof(Rustmq__Controller__PartitionMove) + 16) +
+		   m->ntopics * 16;
 	return 256 + configs + parts * per_part + m->ntopics * per_topic + m->nbrokers * per_broker;
 }
 
@@ -954,8 +978,21 @@ int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **out, si
 		rustmq__controller__topic_generations__init(tg);
 		tg->topic_id = (char *)t->id;
 		tg->generations = carve(&a, (t->partitions + 1) * sizeof(uint64_t));
-		for (uint32_t p = 0; t->parts && p < t->partitions; p++)
-			tg->generations[tg->n_generations++] = t->parts[p].gen;
+		for (uint32_t p = 0; t->parts && p < t->partitions; p++) {
+			const struct rmq_passign *pa = &t->parts[p];
+			tg->generations[tg->n_generations++] = pa->gen;
+			if (!pa->ntarget)
+				continue;
+			if (!tg->moves)
+				tg->moves = carve(&a, t->partitions * sizeof(*tg->moves));
+			Rustmq__Controller__PartitionMove *mv = carve(&a, sizeof(*mv));
+			rustmq__controller__partition_move__init(mv);
+			mv->partition = p;
+			mv->target = (uint32_t *)pa->target;
+			mv->n_target = pa->ntarget;
+			mv->adding = pa->nadding;
+			tg->moves[tg->n_moves++] = mv;
+		}
 		st.generations[st.n_generations++] = tg;
 	}
 	cm.brokers = carve(&a, (m->nbrokers + 1) * sizeof(*cm.brokers));

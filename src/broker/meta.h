@@ -52,6 +52,11 @@ struct rmq_passign {
 	uint32_t nreplicas, nisr;
 	uint32_t replicas[RMQ_REPLICAS_MAX]; /* broker ids, preferred leader first */
 	uint32_t isr[RMQ_REPLICAS_MAX];
+	/* A reassignment under way (reassign.h), ntarget = 0 when none: the
+	 * last nadding replicas are the ones it adds; replicas become target
+	 * once they are in sync. */
+	uint32_t ntarget, nadding;
+	uint32_t target[RMQ_REPLICAS_MAX];
 };
 
 struct rmq_topic {

@@ -700,9 +700,12 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 			struct rmq_partition *part = old_local[i].parts[p];
 			if (!part)
 				continue;
-			/* Its topic, or the partition (DeletePartitions), went. */
+			/* Its topic, or the partition (DeletePartitions), went, or
+			 * this broker holds it no more (a reassignment moved it
+			 * away, or one that would have brought it was cancelled). */
 			bool deleted = gone || p >= m->topics[ni].partitions ||
-				       !same_gen(&old->topics[i], &m->topics[ni], p);
+				       !same_gen(&old->topics[i], &m->topics[ni], p) ||
+				       !rmq_meta_is_replica(&m->topics[ni], p, bs->b->self);
 			/* Its topic's record goes with the old snapshot. */
 			part->topic = NULL;
 			if (part->apply)

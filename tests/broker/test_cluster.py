@@ -391,6 +391,114 @@ def partitions(cl, i, topic):
                 for p in r.topics[0].partitions]
 
 
+REASSIGN = "/rustmq.controller.ControllerBrokerService/ReassignPartitions"
+COPYING, COMPLETED, CANCELLED, FAILED = 2, 5, 6, 7
+
+
+def reassign(cl, i, moves, messages=None):
+    """The progress messages of a ReassignPartitions on node i (moves:
+    [(topic, partition, [broker ids] or "cancel")], a progress message
+    every 200 ms): all of them (the stream must end), or the first
+    `messages` (the stream then cancelled)."""
+    CB = importlib.import_module("controller.cluster_pb2")
+    T = importlib.import_module("common.types_pb2")
+    D = importlib.import_module("google.protobuf.duration_pb2")
+    req = CB.ReassignPartitionsRequest(
+        version=tn.V(), progress_interval=D.Duration(nanos=200_000_000),
+        partitions=[CB.PartitionReassignment(
+            topic_partition=T.TopicPartition(topic=t, partition=p), cancel=tgt == "cancel",
+            target_replica_ids=[] if tgt == "cancel" else [str(b) for b in tgt])
+            for t, p, tgt in moves])
+    with cl.client(i) as c:
+        it = c.server_stream(REASSIGN, req, CB.ReassignPartitionsProgress, timeout=10)
+        if messages is None:
+            return list(it)
+        got = [next(it) for _ in range(messages)]
+        it.cancel()
+        return got
+
+
+def statuses(msg):
+    return {(s.topic_partition.topic, s.topic_partition.partition): s for s in msg.partitions}
+
+
+def start_move(cl, li):
+    """A partition moved to another broker: recorded on every node, its
+    progress streamed, its leader serving on; requests that cannot be
+    taken refused one by one.  Returns (source, destination) brokers of
+    moving-0, whose move stays COPYING (no replication to catch up yet)."""
+    with cl.client(li) as c:
+        c.create_topic("moving", 3)
+    parts = wait_for("every node knows moving's leaders",
+                     lambda: all(len(partitions(cl, i, "moving")) == 3 for i in range(3))
+                     and partitions(cl, li, "moving"))
+    src = int(parts[0][0])
+    dst = next(b for b in (1, 2, 3) if b != src and b != li + 1)
+    third = next(b for b in (1, 2, 3) if b not in (src, dst))
+    follower = next(i for i in range(3) if i != li)
+    (m,) = reassign(cl, follower, [("moving", 0, [dst])])
+    eq(m.error_code, NOT_CONTROLLER, "ReassignPartitions on a node that does not lead")
+    eq((m.leader_id, m.leader_hint), (str(li + 1), f"127.0.0.1:{cl.ports[li]}"),
+       "NOT_CONTROLLER names the controller's leader")
+    eq(len(m.partitions), 0, "a whole-request error reports no partition")
+
+    first, second = reassign(cl, li, [("moving", 0, [dst]), ("moving", 9, [dst]),
+                                      ("moving", 1, [9]), ("moving", 2, [1, 2])], messages=2)
+    st = statuses(first)
+    eq(len(st), 4, "the first message reports every partition of the request")
+    s = st[("moving", 0)]
+    eq((s.error_code, s.phase), (0, COPYING), f"moving-0 accepted: {s}")
+    eq((list(s.replica_ids), list(s.target_replica_ids)), ([str(src), str(dst)], [str(dst)]),
+       "moving-0's replicas while it moves, and its target")
+    eq((list(s.adding_replica_ids), list(s.removing_replica_ids)), ([str(dst)], [str(src)]),
+       "the replica added and the one to go")
+    for key, code in ((("moving", 9), tn.PARTITION_NOT_FOUND), (("moving", 1), 49),
+                      (("moving", 2), 17)):
+        eq((st[key].phase, st[key].error_code), (FAILED, code), f"{key} refused: {st[key]}")
+    eq([(k, v.phase) for k, v in statuses(second).items()], [(("moving", 0), COPYING)],
+       "the periodic progress: the partition still copying")
+    wait_for("every node shows moving-0's replicas while it moves",
+             lambda: all(partitions(cl, i, "moving")[0][3] == [str(src), str(dst)]
+                         for i in range(3)))
+    eq(partitions(cl, li, "moving")[0][0], str(src), "moving-0's leader stays")
+    wait_for(f"broker {dst} holds a copy of moving-0",
+             lambda: os.path.isdir(os.path.join(cl.nodes[dst - 1].data_dir, "moving-0")))
+    with cl.client(src - 1) as c:
+        produce_settled(c, "moving", 0, tn.make_records(3, "mv"), "produce moving-0 while it moves")
+
+    (m,) = reassign(cl, li, [("moving", 0, [third])])
+    s = statuses(m)[("moving", 0)]
+    eq((s.phase, s.error_code), (FAILED, 50), "another target while one runs: REASSIGNMENT_IN_PROGRESS")
+    s = statuses(reassign(cl, li, [("moving", 0, [dst])], messages=1)[0])[("moving", 0)]
+    eq((s.error_code, s.phase), (0, COPYING), "the same target again: the running move followed")
+    here = partitions(cl, li, "moving")[1][0]
+    (m,) = reassign(cl, li, [("moving", 1, [int(here)])])
+    eq(statuses(m)[("moving", 1)].phase, COMPLETED, "a move to where it is: COMPLETED at once")
+    (m,) = reassign(cl, li, [("moving", 1, "cancel")])
+    s = statuses(m)[("moving", 1)]
+    eq((s.phase, s.error_code), (FAILED, 51), "cancel with nothing moving: NO_REASSIGNMENT_IN_PROGRESS")
+    return src, dst
+
+
+def cancel_move(cl, i, src, dst, live):
+    """The move of start_move, still there on node i (a new controller
+    leader), cancelled: moving-0 back on src alone with its records, dst's
+    copy deleted."""
+    eq(partitions(cl, i, "moving")[0][3], [str(src), str(dst)], "the move outlived its leader")
+    (m,) = reassign(cl, i, [("moving", 0, "cancel")])
+    s = statuses(m)[("moving", 0)]
+    eq((s.error_code, s.phase, list(s.replica_ids)), (0, CANCELLED, [str(src)]),
+       "cancelled: the original replicas")
+    wait_for("every live node shows moving-0 on its original broker",
+             lambda: all(partitions(cl, j, "moving")[0][3] == [str(src)] for j in live))
+    wait_for(f"broker {dst}'s copy of moving-0 deleted",
+             lambda: not os.path.exists(os.path.join(cl.nodes[dst - 1].data_dir, "moving-0")))
+    if src - 1 in live:
+        with cl.client(src - 1) as c:
+            eq(sum(b.record_count for b, _ in c.fetch_all("moving", 0)), 3,
+               "moving-0's records, where they were")
+
+
 def rmq_cli(rmq, addr, *argv, stdin=None):
     r = subprocess.run([rmq, "--bootstrap", addr, *argv], input=stdin, capture_output=True,
                        timeout=60)
@@ -473,6 +581,8 @@ def run_placement(cl, rmq=None, bench=None):
         m = re.search(r"consume\s+(\d+) msgs", out)
         check(m and int(m.group(1)) > 0, f"rmq-bench consumed records:\n{out}")
 
+    src, dst = start_move(cl, li)
+
     # SIGSTOP a broker that does not lead the controller: it is fenced.
     victim = next(b for b in (1, 2, 3) if b - 1 != li)
     epoch_before = brokers(cl, li)[victim][1]
@@ -533,6 +643,7 @@ def run_placement(cl, rmq=None, bench=None):
         c.create_topic("later", 8)
     wait_for("broker 4 learns what the new leader decides",
              lambda: len(partitions(cl, 3, "later")) == 8)
+    cancel_move(cl, new, src, dst, [i for i in range(4) if i != li])
     for i in range(4):
         if i != li:
             eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
