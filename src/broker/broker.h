@@ -140,6 +140,8 @@ struct rmq_partition {
 	struct rmq_partition *closing_next;
 	struct part_apply *apply;          /* the apply waiting for its state */
 	struct rmq_partition *successor;   /* closing: opens its directory once it is closed */
+	struct rmq_offload owner_job;      /* a new partition's owner file, written after its open */
+	char *owner_line;                  /* ... what it says while the job is out, else NULL */
 	/* Leadership (partition.h: set only there). */
 	enum rmq_role role;
 	uint32_t leader_epoch;

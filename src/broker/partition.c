@@ -143,6 +143,7 @@ struct part_apply {
 struct part_open {
 	char dir[4096];
 	char owner[96];            /* "topic-id generation": what the directory must hold */
+	bool owner_later;          /* a new partition: its owner file is written after the open */
 	struct rmq_log_config lc;
 	struct rmq_log *log;
 	struct rmq_dedup *dedup;
@@ -254,36 +255,67 @@ static bool same_owner(const char *a, const char *b)
 	return strcmp(ida, idb) == 0 && (ga == gb || ga == 0 || gb == 0);
 }
 
+/* Helper thread: writes the owner file of DIR (not synced: a crash that
+ * loses it leaves a directory taken for its partition's, as before owner
+ * files). */
+static void write_owner(const char *dir, const char *owner)
+{
+	char path[4200];
+	owner_path(path, sizeof(path), dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		if (write(fd, owner, strlen(owner)) < 0)
+			rmq_warn("cannot write %s: %s", path, rmq_strerror(-errno));
+		close(fd);
+	}
+}
+
 /* Helper thread: a directory left by another topic of the name, or
  * another making of the partition (deleted while this node was away, or in
  * a change it saw as one with the new one), is removed before the open:
  * its records are not this partition's.  Then the owner file says whose
- * it is.  (Not synced: a crash that loses it leaves a directory taken for
- * its partition's, as before owner files.) */
+ * it is.  A new partition (no directory, no owner file) gets it after its
+ * open (owner_later): making an inode costs milliseconds on this
+ * machine's ext4, which CreateTopics need not wait for. */
 static void claim_dir(struct part_open *o)
 {
 	char path[4200], had[96] = "";
+	struct stat st;
 	owner_path(path, sizeof(path), o->dir);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && stat(o->dir, &st) < 0 && errno == ENOENT) {
+		o->owner_later = true;
+		return;
+	}
 	if (fd >= 0) {
 		ssize_t n = read(fd, had, sizeof(had) - 1);
 		had[n > 0 ? n : 0] = '\0';
 		close(fd);
 		if (strcmp(had, o->owner) == 0)
 			return;
-		struct stat st;
 		if (!same_owner(had, o->owner) && stat(o->dir, &st) == 0) {
 			rmq_warn("%s held %s, not %s: removing it", o->dir, had, o->owner);
 			if (nftw(o->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
 				rmq_warn("could not remove %s: %s", o->dir, rmq_strerror(-errno));
 		}
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		if (write(fd, o->owner, strlen(o->owner)) < 0)
-			rmq_warn("cannot write %s: %s", path, rmq_strerror(-errno));
-		close(fd);
-	}
+	write_owner(o->dir, o->owner);
+}
+
+static void owner_work(struct rmq_offload *job)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, owner_job);
+	char dir[4096];
+	rmq_partition_dir(dir, sizeof(dir), p->bs->b->cfg.data_dir, p->topic_name, p->index);
+	write_owner(dir, p->owner_line);
+}
+
+/* The owner file is written: the partition may close (step_closing). */
+static void owner_done(struct rmq_offload *job)
+{
+	struct rmq_partition *p = RMQ_CONTAINER_OF(job, struct rmq_partition, owner_job);
+	free(p->owner_line);
+	p->owner_line = NULL;
 }
 
 static void open_work(struct rmq_offload *job)
@@ -337,6 +369,15 @@ static void open_done(struct rmq_offload *job)
 	p->error = 0;
 	p->log = o->log;
 	p->dedup = o->dedup;
+	if (o->owner_later && (p->owner_line = strdup(o->owner))) {
+		p->owner_job.work = owner_work;
+		p->owner_job.done = owner_done;
+		rmq_offload(bs->b->offload, bs->s, &p->owner_job);
+	} else if (o->owner_later) {
+		/* Out of memory: without the file the directory is taken for
+		 * this partition's, as before owner files. */
+		rmq_warn("partition %s-%u: no memory to write its owner file", p->topic_name, p->index);
+	}
 	free(o);
 	rmq_log_attach(p->log, rmq_shard_io(bs->s));
 	rmq_cold_init(&p->cold, p->log, rmq_shard_io(bs->s), &bs->cold);
@@ -508,7 +549,8 @@ static void step_closing(struct rmq_bshard *bs)
 	struct rmq_partition **pp = &bs->closing;
 	while (*pp) {
 		struct rmq_partition *p = *pp;
-		bool quiet = !p->dirty && p->cold.reads == 0 && (!p->log || rmq_log_quiet(p->log));
+		bool quiet = !p->dirty && p->cold.reads == 0 && !p->owner_line &&
+			     (!p->log || rmq_log_quiet(p->log));
 		if (!quiet) {
 			if (p->log && !rmq_log_idle(p->log))
 				rmq_log_flush(p->log);
