@@ -114,6 +114,16 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 			log->stats.buffer_full++;
 		return rc;
 	}
+	if (a->replica) {
+		/* The leader's batch as it is: nothing is assigned here. */
+		uint32_t last;
+		if (h->base_offset != log->next_offset)
+			return RMQ_ERANGE;
+		if (h->crc32 == 0)
+			return RMQ_ECRC;
+		if (rmq_log_last_epoch(log, &last) == 0 && h->leader_epoch < last)
+			return RMQ_EPROTO;
+	}
 	for (int i = 0; i < nrecs; i++)
 		rlen += recs[i].iov_len;
 	/* Room first, the CRC-32C after: an append refused for room (and
@@ -123,8 +133,10 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	 * it needs. */
 	const uint32_t given_crc = h->crc32;
 	h->crc32 = UINT32_MAX;
-	h->base_offset = log->next_offset;
-	h->log_append_time_ms = log_now_ms(log);
+	if (!a->replica) {
+		h->base_offset = log->next_offset;
+		h->log_append_time_ms = log_now_ms(log);
+	}
 	int plen = rmq_batch_encode_prefix(h, rlen, prefix);
 	h->crc32 = given_crc;
 	if (plen < 0)
@@ -222,6 +234,7 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 	if (!large)
 		log->fill = (uint32_t)off + (uint32_t)len;
 	seg->size += len;
+	log_epoch_note(log, h->leader_epoch, h->base_offset);
 	log->next_offset += h->record_count;
 	seg->next_offset = log->next_offset;
 
@@ -552,6 +565,7 @@ int rmq_log_close(struct rmq_log *log)
 	}
 	free(log->segs);
 	free(log->wops);
+	free(log->epochs);
 	if (log->wq_len == 0)
 		log_buffers_close(log);
 	else /* the kernel may still read them: leak rather than reuse */

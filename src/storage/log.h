@@ -179,6 +179,9 @@ typedef void (*rmq_append_cb)(struct rmq_append *a, int res);
 struct rmq_append {
 	struct rmq_batch_hdr hdr; /* in: producer fields; out: base_offset and
 				   * log_append_time_ms (set by rmq_log_append) */
+	bool replica;             /* in: a follower's copy of its leader's batch:
+				   * hdr is the leader's, kept as it is (see
+				   * rmq_log_append) */
 	rmq_append_cb cb;
 	/* Private to the log: */
 	struct rmq_append *next;
@@ -288,6 +291,33 @@ int rmq_log_close(struct rmq_log *log);
  */
 int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec *recs,
 		   int nrecs);
+/*
+ * A replica append (a->replica, for replication) assigns nothing: hdr is
+ * the leader's whole header (base offset, append time, leader epoch, CRC),
+ * so the entry written is the leader's byte for byte (the encoding is
+ * canonical: batch.h).  Besides the errors above it returns, with nothing
+ * appended:
+ *   RMQ_ERANGE    hdr.base_offset is not the log end offset
+ *   RMQ_ECRC      hdr.crc32 is 0 (a leader's batch always has one)
+ *   RMQ_EPROTO    hdr.leader_epoch is below the log's last epoch
+ */
+
+/*
+ * Leader epochs (KIP-101).  Every batch carries the epoch of the leader
+ * that appended it, and along a log epochs never decrease.  The log knows
+ * where each epoch starts (log_epoch.c: from the batches themselves,
+ * nothing kept beside them); older segments are read the first time a
+ * question reaches below the newest one (blocking reads of the mapping,
+ * as truncation does).  Both return 0 or a negated errno.
+ */
+/* The epoch of the log's last batch; 0 for an empty log. */
+int rmq_log_last_epoch(struct rmq_log *log, uint32_t *epoch);
+/* Where epoch `epoch` ends here: *end = the first offset of a batch of a
+ * larger epoch (the log end offset when none), *floor = the largest epoch
+ * <= `epoch` of the log's batches.  Returns RMQ_ENOTFOUND when the log
+ * holds no batch of `epoch` or below (*floor = 0, *end = where its first
+ * batch, of a later epoch, starts, or its end when empty). */
+int rmq_log_epoch_end(struct rmq_log *log, uint32_t epoch, uint32_t *floor, uint64_t *end);
 
 /* Submits buffered appends (one write).  Call once per ring cycle, before
  * waiting on the ring. */

@@ -291,6 +291,18 @@ struct rmq_log {
 	rmq_log_hw_cb hw_cb;
 	void *hw_arg;
 	struct rmq_log_stats stats;
+
+	/* Leader epochs (log_epoch.c): where each starts, for the offsets
+	 * from epochs_from on, epochs in increasing order. */
+	struct log_epoch *epochs;
+	uint32_t nepochs, epochs_cap;
+	uint64_t epochs_from;
+	bool epochs_lost;     /* a note failed (no memory): walk again */
+};
+
+struct log_epoch {
+	uint32_t epoch;
+	uint64_t start;       /* its first batch's base offset */
 };
 
 /* Why a log refuses appends for want of space (rmq_log.full). */
@@ -369,6 +381,17 @@ int log_roll(struct rmq_log *log);
 void log_sync_dir(struct rmq_log *log);
 bool log_dirsync_inflight(const struct rmq_log *log);
 void log_free_segment(struct rmq_segment *s);
+/* Drops an older segment's pages from the page cache (advice: a fetch
+ * serves resident pages unchecked, so pages read through the mapping
+ * without a CRC check must not stay). */
+void log_drop_cache(struct rmq_segment *s);
+/* Leader epochs (log_epoch.c): an append's batch; the list made anew from
+ * the newest segment (open, or a truncation into an older one: 0 or a
+ * negated errno); after a truncation; after the log start moved. */
+void log_epoch_note(struct rmq_log *log, uint32_t epoch, uint64_t start);
+int log_epoch_rebuild(struct rmq_log *log);
+void log_epoch_truncated(struct rmq_log *log);
+void log_epoch_started(struct rmq_log *log);
 
 /* log_create.c */
 void log_create_init(struct rmq_log *log);

@@ -112,6 +112,12 @@ static int list_segments(struct rmq_log *log, uint64_t **out, size_t *n)
 }
 
 /* fresh: the directory does not exist, so there is nothing to list. */
+void log_drop_cache(struct rmq_segment *s)
+{
+	(void)madvise((void *)(uintptr_t)s->map, s->map_len, MADV_DONTNEED);
+	(void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 static int recover(struct rmq_log *log, bool fresh)
 {
 	uint64_t *bases = NULL;
@@ -150,8 +156,7 @@ static int recover(struct rmq_log *log, bool fresh)
 			 * was fully scanned, CRCs included, and keeps its pages.
 			 * Unmapping our pages first is what lets fadvise evict
 			 * them.  Advice only: ignore failure. */
-			(void)madvise((void *)(uintptr_t)s->map, s->map_len, MADV_DONTNEED);
-			(void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+			log_drop_cache(s);
 		}
 		if (rec.index_rebuilt)
 			rmq_warn("log %s: rebuilt the indexes of segment %020" PRIu64, log->dir,
@@ -263,6 +268,8 @@ int rmq_log_open(struct rmq_io *io, const char *dir, const struct rmq_log_config
 	rc = recover(log, fresh);
 	if (rc < 0)
 		goto err;
+	if (log_epoch_rebuild(log) < 0)
+		log->epochs_lost = true; /* walked again when asked */
 	log->lead_in_map = true;
 	log->direct = cfg->direct_writes && cfg->fsync == RMQ_FSYNC_ALWAYS;
 	log->dsync = log->direct && cfg->dsync_writes;
@@ -283,6 +290,7 @@ err:
 		log_free_segment(log->segs[i]);
 	free(log->segs);
 	free(log->wops);
+	free(log->epochs);
 	log_buffers_close(log);
 	if (log->dir_fd >= 0)
 		close(log->dir_fd);

@@ -559,6 +559,7 @@ int rmq_log_retain(struct rmq_log *log)
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;
 	}
+	log_epoch_started(log);
 	/* A full log tries again: at once when space was just freed. */
 	log_full_retry(log, deleted > 0);
 	return deleted;
@@ -577,6 +578,7 @@ int rmq_log_delete_before(struct rmq_log *log, uint64_t offset)
 		log->log_start = log->segs[0]->base_offset;
 		deleted++;
 	}
+	log_epoch_started(log);
 	/* A full log tries again: at once when space was just freed. */
 	log_full_retry(log, deleted > 0);
 	return deleted;
@@ -657,6 +659,7 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 		log_fail(log, rc, "truncating");
 		return rc;
 	}
+	log_epoch_truncated(log);
 	rmq_info("log %s: truncated to offset %" PRIu64 " (asked %" PRIu64 ")", log->dir, end,
 		 offset);
 	return 0;

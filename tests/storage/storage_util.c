@@ -215,10 +215,17 @@ int su_append_async(struct su_env *e, struct su_append *sa, const void *recs, si
 
 int su_append(struct su_env *e, struct rmq_batch_hdr *hdr, const void *recs, size_t len)
 {
+	return su_append_as(e, hdr, recs, len, false);
+}
+
+int su_append_as(struct su_env *e, struct rmq_batch_hdr *hdr, const void *recs, size_t len,
+		 bool replica)
+{
 	struct su_append sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.a.hdr = *hdr;
+	sa.a.replica = replica;
 	int rc = su_append_async(e, &sa, recs, len);
 	if (rc < 0)
 		return rc;
@@ -472,6 +479,7 @@ size_t su_gen_batch(uint64_t i, size_t value_max, struct rmq_batch_hdr *h)
 
 	rmq_batch_hdr_init(h);
 	h->record_count = count;
+	h->leader_epoch = (uint32_t)(i / 50); /* never decreasing, as in a log */
 	if (i % 13 == 5) {
 		/* An opaque "compressed" payload: the log never decompresses. */
 		h->compression = 2;
@@ -502,7 +510,6 @@ size_t su_gen_batch(uint64_t i, size_t value_max, struct rmq_batch_hdr *h)
 	}
 	if (i % 5 == 0)
 		h->crc32 = rmq_crc32c(0, su_recs_buf, n);
-	h->leader_epoch = (uint32_t)(i / 50);
 	h->is_transactional = i % 11 == 3;
 	h->is_control = i % 17 == 4;
 	return n;

@@ -94,6 +94,10 @@ struct su_append {
  * append's error or the callback's result; hdr gets base_offset and
  * log_append_time_ms. */
 int su_append(struct su_env *e, struct rmq_batch_hdr *hdr, const void *recs, size_t len);
+/* The same, as a replica's copy of a leader's batch when replica
+ * (rmq_append.replica: hdr is kept as it is). */
+int su_append_as(struct su_env *e, struct rmq_batch_hdr *hdr, const void *recs, size_t len,
+		 bool replica);
 
 /* Starts an append without waiting for it, retrying on RMQ_EFULL after
  * running completions.  Returns rmq_log_append's final result. */
