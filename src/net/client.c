@@ -57,12 +57,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define CALL_PATH_MAX 256
 #define CALL_MSG_MAX 512        /* decoded grpc-message kept per call */
 #define DESTROY_WAIT_NS (5ULL * 1000 * 1000 * 1000)
+/* Source ports a steered connection binds (bind_steered): below 32768,
+ * where Linux's ephemeral range starts by default. */
+#define STEER_PORT_LO 10000u
+#define STEER_PORT_HI 32768u
+#define STEER_MOD_MAX 1024u  /* shards of the node connected to */
+#define STEER_TRIES 64u
 
 _Static_assert(CALL_MSG_MAX >= 128, "room for our own messages");
 
@@ -148,6 +155,7 @@ struct rmq_client {
 	struct rmq_shard *shard;
 	struct rmq_io *io;
 	struct rmq_client_config cfg;
+	uint32_t steer_next;            /* bind_steered's next try */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	int family;
@@ -863,6 +871,36 @@ static void connect_done(struct rmq_io_op *op, int res, unsigned flags)
 	cc->ops->on_connect(cc, cc->arg, 0);
 }
 
+/*
+ * Binds fd to a source port p with p % mod == rem (config: source port
+ * steering), from the ports below the kernel's usual ephemeral range (a
+ * port an ordinary connect holds cannot be bound), trying the next one of
+ * the same remainder while one is taken (another connection, or
+ * TIME_WAIT).  Each client starts at its own place, so that clients do not
+ * all try the same ports first.  Returns 0 or a negated errno.
+ */
+static int bind_steered(struct rmq_client *cl, int fd)
+{
+	const uint32_t mod = cl->cfg.source_port_mod;
+	const uint32_t first = (STEER_PORT_LO + mod - 1) / mod; /* p = (first + k) * mod + rem */
+	const uint32_t span = (STEER_PORT_HI - cl->cfg.source_port_rem) / mod - first;
+	struct sockaddr_storage ss = {.ss_family = (sa_family_t)cl->family};
+	socklen_t len = cl->family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					       : sizeof(struct sockaddr_in);
+	for (uint32_t tries = 0; tries < STEER_TRIES && tries < span; tries++) {
+		uint16_t p = (uint16_t)((first + cl->steer_next++ % span) * mod + cl->cfg.source_port_rem);
+		if (cl->family == AF_INET6)
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(p);
+		else
+			((struct sockaddr_in *)&ss)->sin_port = htons(p);
+		if (bind(fd, (struct sockaddr *)&ss, len) == 0)
+			return 0;
+		if (errno != EADDRINUSE)
+			return -errno;
+	}
+	return -EADDRINUSE;
+}
+
 int rmq_client_connect(struct rmq_client *cl, const struct rmq_client_conn_ops *ops, void *arg,
 		       struct rmq_client_conn **out)
 {
@@ -872,6 +910,13 @@ int rmq_client_connect(struct rmq_client *cl, const struct rmq_client_conn_ops *
 	int fd = socket(cl->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	if (cl->cfg.source_port_mod) {
+		int rc = bind_steered(cl, fd);
+		if (rc < 0) {
+			close(fd);
+			return rc;
+		}
+	}
 	struct io_uring_sqe *sqe = rmq_io_sqe(cl->io, &cc->connect_op);
 	if (!sqe) {
 		close(fd);
@@ -1094,6 +1139,8 @@ static int config_check(const struct rmq_client_config *cfg)
 		return -EINVAL;
 	if (cfg->recv_buffer_bytes < 1024 || cfg->recv_buffer_bytes > (1u << 24))
 		return -EINVAL;
+	if (cfg->source_port_mod > STEER_MOD_MAX || cfg->source_port_rem >= (cfg->source_port_mod ? cfg->source_port_mod : 1))
+		return -EINVAL;
 	return 0;
 }
 
@@ -1162,6 +1209,9 @@ int rmq_client_create(struct rmq_shard *s, const struct rmq_client_config *cfg,
 	cl->io = rmq_shard_io(s);
 	cl->cfg = *cfg;
 	cl->rx.bgid = -1;
+	/* Where bind_steered starts: apart for each client. */
+	if (getrandom(&cl->steer_next, sizeof(cl->steer_next), GRND_NONBLOCK) < 0)
+		cl->steer_next = (uint32_t)rmq_now_ns();
 	rmq_list_init(&cl->conns_free);
 	rmq_list_init(&cl->conns_live);
 	rmq_list_init(&cl->conns_dirty);

@@ -63,9 +63,12 @@
  * taking some of the connections.  While the address is in use, shard 0
  * retries every 10 ms for up to listen_retry_ns (a successor restarted
  * at once after a crash: its predecessor's sockets are about to close),
- * then fails with -EADDRINUSE.  The table is the only state shared between
- * shards here, and only at start-up; the waits block the shard thread,
- * which serves nothing yet, and end early when the runtime stops.
+ * then fails with -EADDRINUSE.  The other shards then listen one after the
+ * other, in shard order, and the last attaches the program that steers a
+ * connection to a shard by its source port (steer_by_source_port).  The
+ * table is the only state shared between shards here, and only at
+ * start-up; the waits block the shard thread, which serves nothing yet,
+ * and end early when the runtime stops.
  */
 #include "net/net_int.h"
 
@@ -84,6 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -162,7 +166,8 @@ static int config_check(const struct rmq_net_config *cfg)
 
 struct port_entry {
 	const void *rt, *key;
-	int port;               /* > 0: the port; < 0: shard 0 failed */
+	int port;               /* > 0: the port; < 0: a shard failed */
+	unsigned listened;      /* shards listening: they do so in shard order */
 };
 
 static pthread_mutex_t port_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -180,8 +185,25 @@ static void port_publish(const void *rt, const void *key, int port)
 	}
 	for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
 		if (port_tab[i].rt == NULL) {
-			port_tab[i] = (struct port_entry){rt, key, port};
+			port_tab[i] = (struct port_entry){rt, key, port, port > 0};
 			break;
+		}
+	}
+	pthread_cond_broadcast(&port_cv);
+	pthread_mutex_unlock(&port_mu);
+}
+
+/* A shard after shard 0 listens (rc 0), or failed to (rc < 0: the shards
+ * after it stop waiting). */
+static void port_listened(const void *rt, const void *key, int rc)
+{
+	pthread_mutex_lock(&port_mu);
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
+		if (port_tab[i].rt == rt && port_tab[i].key == key) {
+			if (rc < 0)
+				port_tab[i].port = rc;
+			else
+				port_tab[i].listened++;
 		}
 	}
 	pthread_cond_broadcast(&port_cv);
@@ -198,9 +220,10 @@ static void port_forget(const void *rt, const void *key)
 	pthread_mutex_unlock(&port_mu);
 }
 
-/* Waits (bounded: extra_ns more than PORT_WAIT_NS) for shard 0's port.
- * Returns it, or a negative error. */
-static int port_wait(struct rmq_runtime *rt, const void *key, uint64_t extra_ns)
+/* Waits (bounded: extra_ns more than PORT_WAIT_NS) for shard 0's port and
+ * for the shards before `turn` to listen.  Returns the port, or a negative
+ * error. */
+static int port_wait(struct rmq_runtime *rt, const void *key, uint64_t extra_ns, unsigned turn)
 {
 	uint64_t until = rmq_now_ns() + PORT_WAIT_NS + extra_ns;
 	int rc = -ETIMEDOUT;
@@ -208,7 +231,8 @@ static int port_wait(struct rmq_runtime *rt, const void *key, uint64_t extra_ns)
 	pthread_mutex_lock(&port_mu);
 	for (;;) {
 		for (size_t i = 0; i < RMQ_ARRAY_SIZE(port_tab); i++) {
-			if (port_tab[i].rt == rt && port_tab[i].key == key) {
+			if (port_tab[i].rt == rt && port_tab[i].key == key &&
+			    (port_tab[i].port < 0 || port_tab[i].listened >= turn)) {
 				rc = port_tab[i].port;
 				goto out;
 			}
@@ -833,6 +857,40 @@ static void accept_done(struct rmq_io_op *op, int res, unsigned flags)
 }
 
 /*
+ * Hands each new connection of the reuseport group fd belongs to to
+ * listener (TCP source port % n): a client that wants shard k of a node
+ * of n shards binds a source port p with p % n == k (client.h:
+ * source_port_mod), and lands there without another thread's help
+ * (docs/replication.md, "Landing on the right shard").  An ordinary
+ * client's random port spreads its connections as the kernel's hash did.
+ * A reuseport program's packet data starts after the TCP header, so the
+ * port is read relative to the network header: IPv6 (also on an IPv6
+ * socket: +40), or IPv4 (+4 * IHL, IP options included; also IPv4-mapped
+ * on an IPv6 socket).  One program serves the whole group; it is attached
+ * once every listener has joined, in shard order (a socket joins the
+ * group at listen()).  Failing, the kernel's hash stays: logged.
+ */
+static void steer_by_source_port(int fd, unsigned n)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)SKF_NET_OFF), /* version, IHL */
+		BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 2),
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, (uint32_t)SKF_NET_OFF + 40), /* IPv6 */
+		BPF_JUMP(BPF_JMP | BPF_JA, 2, 0, 0),
+		BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, (uint32_t)SKF_NET_OFF),     /* X = 4 * IHL */
+		BPF_STMT(BPF_LD | BPF_H | BPF_IND, (uint32_t)SKF_NET_OFF),     /* IPv4 */
+		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+		BPF_STMT(BPF_RET | BPF_A, 0),
+	};
+	struct sock_fprog prog = {.len = RMQ_ARRAY_SIZE(code), .filter = code};
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0)
+		rmq_warn("net: connections cannot be steered to shards by source port (%s): "
+			 "replication between brokers crosses shards",
+			 rmq_strerror(-errno));
+}
+
+/*
  * Binds host:port.  shared: with SO_REUSEPORT, and listens (a shard's
  * listener).  Not shared: a probe, bound without SO_REUSEPORT, which fails
  * with -EADDRINUSE while any socket listens there (TIME_WAIT connections
@@ -986,7 +1044,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	if (rc < 0)
 		goto err_publish;
 	if (!publisher) {
-		rc = port_wait(rt, methods, cfg->listen_retry_ns);
+		rc = port_wait(rt, methods, cfg->listen_retry_ns, rmq_shard_id(s));
 		if (rc < 0)
 			return rc;
 		port = (uint16_t)rc;
@@ -1083,6 +1141,12 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 		goto err_srv;
 	}
 	srv->listen_fd = rc;
+	if (!publisher)
+		port_listened(rt, methods, 0);
+	/* Every shard listens now, in shard order: listener i of the group
+	 * is shard i, which the program that picks one needs. */
+	if (rmq_shard_id(s) + 1 == rmq_shard_count(s) && rmq_shard_count(s) > 1)
+		steer_by_source_port(srv->listen_fd, rmq_shard_count(s));
 	rc = hook_attach(srv);
 	if (rc < 0)
 		goto err_srv;
@@ -1108,6 +1172,8 @@ err_srv:
 err_publish:
 	if (publisher)
 		port_publish(rt, methods, rc);
+	else
+		port_listened(rt, methods, rc);
 	return rc;
 }
 

@@ -25,6 +25,7 @@
  *                             with 0 bytes by rmq_server_pause_reads; sends
  *                             one message ("held") at once, and finishes OK
  *                             when it lets go
+ *   /test.Echo/Shard          the serving shard's id, as text
  *   /test.Echo/Stats          one line of text, every shard's server stats
  *                             summed (gathered by cross-shard messages):
  *                             "connections=.. accepted=.. closed=.. calls=..
@@ -82,6 +83,20 @@ static void count_cancel(struct rmq_call *c)
 static void unary_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	int rc = rmq_call_send(c, msg, len);
+	if (rc < 0)
+		rmq_call_finishf(c, RMQ_GRPC_INTERNAL, "send: %s", rmq_strerror(rc));
+	else
+		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+}
+
+/* Shard: the id of the shard serving the connection, as text. */
+static void shard_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	char id[16];
+	(void)msg;
+	(void)len;
+	int n = snprintf(id, sizeof(id), "%u", rmq_shard_id(rmq_shard_current()));
+	int rc = rmq_call_send(c, id, (size_t)n);
 	if (rc < 0)
 		rmq_call_finishf(c, RMQ_GRPC_INTERNAL, "send: %s", rmq_strerror(rc));
 	else
@@ -568,6 +583,7 @@ static const struct rmq_grpc_method methods[] = {
 	{"/test.Echo/Fail", RMQ_GRPC_UNARY, fail_msg, NULL, count_cancel, NULL},
 	{"/test.Echo/Hold", RMQ_GRPC_SERVER_STREAM, hold_msg, NULL, hold_cancel, NULL},
 	{"/test.Echo/Stats", RMQ_GRPC_UNARY, stats_msg, NULL, NULL, NULL},
+	{"/test.Echo/Shard", RMQ_GRPC_UNARY, shard_msg, NULL, count_cancel, NULL},
 };
 
 /* ---- runtime ------------------------------------------------------------------------------ */

@@ -42,6 +42,7 @@
 static pid_t server_pid;
 static uint16_t server_port;
 static char server_out[64];
+static const char *server_shards = "1";
 
 static void server_start_args(const char *const *extra)
 {
@@ -53,7 +54,8 @@ static void server_start_args(const char *const *extra)
 	if (server_pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(fd, 1);
-		const char *argv[16] = {ECHO_SERVER_PATH, "--shards", "1", "--max-streams", "100"};
+		const char *argv[16] = {ECHO_SERVER_PATH, "--shards", server_shards, "--max-streams",
+					"100"};
 		size_t n = 5;
 		for (size_t i = 0; extra && extra[i] && n < RMQ_ARRAY_SIZE(argv) - 1; i++)
 			argv[n++] = extra[i];
@@ -746,4 +748,58 @@ Test(backpressure, requests_larger_than_the_budget_still_complete)
 	cr_assert_eq(h.unary_ok, 4, "%d bad", h.unary_bad);
 	h_free(&h);
 	check_stats_after();
+}
+
+/* ---- shard steering ----------------------------------------------------------------- */
+
+static void three_shards(void)
+{
+	server_shards = "3";
+	server_start();
+}
+
+TestSuite(steering, .init = three_shards, .fini = server_stop, .timeout = 60);
+
+static char shard_seen[16];
+
+static void shard_done(void *arg, enum rmq_grpc_status st, const char *msg, const uint8_t *resp,
+		       size_t len)
+{
+	struct h *h = arg;
+	(void)msg;
+	if (st == RMQ_GRPC_OK && len < sizeof(shard_seen)) {
+		memcpy(shard_seen, resp, len);
+		shard_seen[len] = '\0';
+		h->unary_ok++;
+	} else {
+		h->unary_bad++;
+	}
+	done_one(h);
+}
+
+static void start_shard(struct h *h)
+{
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Shard", NULL, 0, 10000 * MS, shard_done, h,
+				      NULL),
+		     0);
+	h->pending++;
+}
+
+/* A client that binds a source port p with p % 3 == k reaches shard k of a
+ * node of 3 shards (server.c, steer_by_source_port), every time. */
+Test(steering, a_source_port_picks_the_shard)
+{
+	for (unsigned k = 0; k < 3; k++) {
+		for (int i = 0; i < 12; i++) {
+			struct h h = {0};
+			rmq_client_config_default(&h.cfg);
+			h.cfg.source_port_mod = 3;
+			h.cfg.source_port_rem = k;
+			run(&h, start_shard, 0);
+			cr_assert_eq(h.connect_res, 0, "connect: %s", rmq_strerror(h.connect_res));
+			cr_assert_eq(h.unary_ok, 1);
+			cr_assert_eq((unsigned)atoi(shard_seen), k, "connection %d for shard %u reached %s",
+				     i, k, shard_seen);
+		}
+	}
 }
