@@ -318,6 +318,12 @@ int rmq_log_last_epoch(struct rmq_log *log, uint32_t *epoch);
  * holds no batch of `epoch` or below (*floor = 0, *end = where its first
  * batch, of a later epoch, starts, or its end when empty). */
 int rmq_log_epoch_end(struct rmq_log *log, uint32_t epoch, uint32_t *floor, uint64_t *end);
+/* The epoch of the batch holding offset, and where that epoch's batches
+ * start and end in this log.  Returns RMQ_ERANGE for an offset outside
+ * [log start, log end), RMQ_ENOTFOUND where the log cannot be read (a
+ * fenced segment). */
+int rmq_log_epoch_at(struct rmq_log *log, uint64_t offset, uint32_t *epoch, uint64_t *start,
+		     uint64_t *end);
 
 /* Submits buffered appends (one write).  Call once per ring cycle, before
  * waiting on the ring. */

@@ -183,3 +183,37 @@ int rmq_log_epoch_end(struct rmq_log *log, uint32_t epoch, uint32_t *floor, uint
 	*end = i + 1 < log->nepochs ? log->epochs[i + 1].start : log->next_offset;
 	return 0;
 }
+
+int rmq_log_epoch_at(struct rmq_log *log, uint64_t offset, uint32_t *epoch, uint64_t *start,
+		     uint64_t *end)
+{
+	if (offset < log->log_start || offset >= log->next_offset)
+		return RMQ_ERANGE;
+	int rc = settle(log);
+	/* Back until the list holds the epoch that offset is in. */
+	while (rc == 0 && (log->nepochs == 0 || log->epochs[0].start > offset) &&
+	       log->epochs_from > log->log_start)
+		rc = grow_back(log);
+	if (rc < 0)
+		return rc;
+	if (log->nepochs == 0 || log->epochs[0].start > offset)
+		return RMQ_ENOTFOUND; /* unreadable there (a fenced segment) */
+	uint32_t i = 0;
+	while (i + 1 < log->nepochs && log->epochs[i + 1].start <= offset)
+		i++;
+	/* The list starts where it was first walked: the epoch may have
+	 * started earlier. */
+	while (i == 0 && log->epochs_from > log->log_start) {
+		uint32_t e = log->epochs[0].epoch;
+		if ((rc = grow_back(log)) < 0)
+			return rc;
+		while (i + 1 < log->nepochs && log->epochs[i + 1].start <= offset)
+			i++;
+		if (log->epochs[0].epoch != e)
+			break;
+	}
+	*epoch = log->epochs[i].epoch;
+	*start = log->epochs[i].start;
+	*end = i + 1 < log->nepochs ? log->epochs[i + 1].start : log->next_offset;
+	return 0;
+}

@@ -83,6 +83,34 @@ static void check_epochs(struct su_env *e, const struct su_batches *m, size_t fr
 		cr_assert_eq(end, want_end, "epoch %u: end %" PRIu64 ", want %" PRIu64, epoch, end,
 			     want_end);
 	}
+	/* The epoch at every batch's first and last offset, with its range. */
+	uint64_t start = rmq_log_start_offset(e->log);
+	for (size_t i = from; i < m->n; i++) {
+		const struct rmq_batch_hdr *h = &m->v[i].hdr;
+		size_t a = i, b = i;
+		while (a > from && m->v[a - 1].hdr.leader_epoch == h->leader_epoch)
+			a--;
+		while (b < m->n && m->v[b].hdr.leader_epoch == h->leader_epoch)
+			b++;
+		uint64_t want_start = m->v[a].hdr.base_offset < start ? start : m->v[a].hdr.base_offset;
+		uint64_t want_end = b < m->n ? m->v[b].hdr.base_offset : rmq_batch_last_offset(&m->v[m->n - 1].hdr) + 1;
+		uint64_t offs[2] = {h->base_offset, rmq_batch_last_offset(h)};
+		for (int k = 0; k < 2; k++) {
+			uint32_t ep = UINT32_MAX;
+			uint64_t s0 = 0, e0 = 0;
+			if (offs[k] < start)
+				continue;
+			int rc = rmq_log_epoch_at(e->log, offs[k], &ep, &s0, &e0);
+			cr_assert_eq(rc, 0, "offset %" PRIu64 ": %s", offs[k], rmq_errname(rc));
+			cr_assert_eq(ep, h->leader_epoch, "offset %" PRIu64 ": epoch", offs[k]);
+			cr_assert_eq(s0, want_start, "offset %" PRIu64 ": start %" PRIu64 ", want %" PRIu64,
+				     offs[k], s0, want_start);
+			cr_assert_eq(e0, want_end, "offset %" PRIu64 ": end", offs[k]);
+		}
+	}
+	uint32_t ep;
+	uint64_t s0, e0;
+	cr_assert_eq(rmq_log_epoch_at(e->log, rmq_log_end_offset(e->log), &ep, &s0, &e0), RMQ_ERANGE);
 }
 
 static void drop_after(struct su_batches *m, uint64_t end)
@@ -256,5 +284,27 @@ Test(log_epoch, replica_appends_copy_the_leader)
 	su_reopen(&fol);
 	check_epochs(&fol, &m, 0);
 	su_batches_free(&got);
+	su_batches_free(&m);
+}
+
+/* After a reopen the list covers the newest segment only: the epoch at an
+ * offset deep in the log, asked first, walks back to where it starts. */
+Test(log_epoch, epoch_at_first_after_reopen)
+{
+	struct su_batches m = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, BATCHES, VMAX, true, 10, &m);
+	su_reopen(&env);
+	uint32_t ep;
+	uint64_t s0, e0;
+	cr_assert_eq(rmq_log_epoch_at(env.log, m.v[75].hdr.base_offset, &ep, &s0, &e0), 0);
+	cr_assert_eq(ep, 1);
+	cr_assert_eq(s0, m.v[50].hdr.base_offset);
+	cr_assert_eq(e0, m.v[100].hdr.base_offset);
+	su_reopen(&env);
+	/* The newest epoch, which began segments before the newest. */
+	cr_assert_eq(rmq_log_epoch_at(env.log, m.v[BATCHES - 1].hdr.base_offset, &ep, &s0, &e0), 0);
+	cr_assert_eq(ep, 5);
+	cr_assert_eq(s0, m.v[250].hdr.base_offset);
 	su_batches_free(&m);
 }
