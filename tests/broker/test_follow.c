@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * test_follow.c - a follower's decisions on its leader's ReplicateData
+ * (broker/follow.c), on a real log.
+ *
+ * The follower's log holds the storage tests' batch sequence 0..119
+ * (su_gen_batch: batch i in leader epoch i / 50, so epochs 0, 1 and 2);
+ * requests are made of those batches' headers, some changed.
+ */
+#include "../storage/storage_util.h"
+
+#include "broker/errcode.h"
+#include "broker/follow.h"
+#include "core/error.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+
+#define N 120
+
+static struct su_env env;
+static struct su_batches m;
+
+static void setup(void)
+{
+	su_env_init(&env);
+	cr_assert_eq(su_open(&env), 0);
+	m = (struct su_batches){0};
+	su_append_seq(&env, 0, N, 2000, true, 10, &m);
+	su_wait_idle(&env);
+}
+
+static void teardown(void)
+{
+	su_batches_free(&m);
+	su_env_fini(&env);
+}
+
+TestSuite(follow, .init = setup, .fini = teardown, .timeout = 60);
+
+static uint64_t end_of(size_t i)
+{
+	return rmq_batch_last_offset(&m.v[i].hdr) + 1;
+}
+
+/* A request of the model's batches [a, b), sent in epoch `epoch`. */
+static struct rmq_follow_plan plan(size_t a, size_t b, uint32_t epoch, uint32_t known,
+				   struct rmq_batch_hdr *hdrs)
+{
+	struct rmq_follow_req req = {
+		.leader_epoch = epoch,
+		.prev_end = a ? end_of(a - 1) : 0,
+		.prev_epoch = a ? m.v[a - 1].hdr.leader_epoch : 0,
+		.n = b - a,
+		.hdrs = hdrs,
+	};
+	for (size_t i = a; i < b; i++)
+		hdrs[i - a] = m.v[i].hdr;
+	struct rmq_follow_plan p;
+	rmq_follow_plan(env.log, known, &req, &p);
+	return p;
+}
+
+static struct rmq_batch_hdr hdrs[N];
+
+Test(follow, epochs_older_or_newer_than_known_are_refused)
+{
+	struct rmq_follow_plan p = plan(N, N, 3, 4, hdrs);
+	cr_assert_eq(p.code, EC_STALE_EPOCH, "%s", p.why);
+	p = plan(N, N, 5, 4, hdrs);
+	cr_assert_eq(p.code, EC_UNKNOWN_LEADER_EPOCH, "%s", p.why);
+}
+
+Test(follow, the_next_batches_are_appended)
+{
+	/* A probe at the log's end, then batches after it (the leader's
+	 * own, in epoch 3). */
+	struct rmq_follow_plan p = plan(N, N, 3, 3, hdrs);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert(!p.diverging);
+	cr_assert_eq(p.truncate_to, UINT64_MAX);
+	struct rmq_batch_hdr next = m.v[N - 1].hdr;
+	next.base_offset = end_of(N - 1);
+	next.leader_epoch = 3;
+	struct rmq_follow_req req = {.leader_epoch = 3, .prev_end = end_of(N - 1),
+				     .prev_epoch = 2, .n = 1, .hdrs = &next};
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert_eq(p.first, 0);
+	cr_assert_eq(p.truncate_to, UINT64_MAX);
+}
+
+Test(follow, a_gap_is_refused)
+{
+	struct rmq_batch_hdr next = m.v[N - 1].hdr;
+	next.base_offset = end_of(N - 1) + 5;
+	struct rmq_follow_req req = {.leader_epoch = 3, .prev_end = next.base_offset,
+				     .prev_epoch = 2, .n = 1, .hdrs = &next};
+	struct rmq_follow_plan p;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_OFFSET_OUT_OF_RANGE, "%s", p.why);
+}
+
+Test(follow, batches_held_already_are_skipped)
+{
+	struct rmq_follow_plan p = plan(100, N, 3, 3, hdrs);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert(!p.diverging);
+	cr_assert_eq(p.truncate_to, UINT64_MAX);
+	cr_assert_eq(p.first, N - 100, "every batch held: none to append");
+}
+
+/* The leader's log has epoch 3 from batch 110 on where this replica's has
+ * epoch 2: it cuts there and appends the leader's. */
+Test(follow, a_differing_batch_cuts_the_log)
+{
+	struct rmq_follow_req req;
+	for (size_t i = 100; i < N; i++) {
+		hdrs[i - 100] = m.v[i].hdr;
+		if (i >= 110)
+			hdrs[i - 100].leader_epoch = 3;
+	}
+	req = (struct rmq_follow_req){.leader_epoch = 3, .prev_end = end_of(99),
+				      .prev_epoch = 1, .n = N - 100, .hdrs = hdrs};
+	struct rmq_follow_plan p;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert(!p.diverging);
+	cr_assert_eq(p.truncate_to, m.v[110].hdr.base_offset);
+	cr_assert_eq(p.first, 10);
+}
+
+/* The leader's batch before prev_end has another epoch than this
+ * replica's: nothing is written, and the answer says which epoch of this
+ * log conflicts and where it lies here. */
+Test(follow, a_diverging_log_says_where)
+{
+	struct rmq_follow_req req = {.leader_epoch = 3, .prev_end = end_of(N - 1),
+				     .prev_epoch = 1, .n = 0, .hdrs = hdrs};
+	struct rmq_follow_plan p;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert(p.diverging);
+	cr_assert_eq(p.div_epoch, 2);
+	cr_assert_eq(p.div_start, m.v[100].hdr.base_offset);
+	cr_assert_eq(p.div_end, end_of(N - 1));
+	cr_assert_eq(p.truncate_to, UINT64_MAX);
+}
+
+Test(follow, malformed_requests_are_refused)
+{
+	struct rmq_follow_plan p;
+	/* Batches that do not continue one another. */
+	for (size_t i = 0; i < 3; i++)
+		hdrs[i] = m.v[100 + i].hdr;
+	hdrs[1].base_offset++;
+	struct rmq_follow_req req = {.leader_epoch = 3, .prev_end = end_of(99), .prev_epoch = 1,
+				     .n = 3, .hdrs = hdrs};
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_INVALID_REQUEST, "%s", p.why);
+	/* An epoch above the sender's. */
+	hdrs[1] = m.v[101].hdr;
+	hdrs[2].leader_epoch = 4;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_INVALID_REQUEST, "%s", p.why);
+	/* Epochs going backwards. */
+	hdrs[2] = m.v[102].hdr;
+	hdrs[1].leader_epoch = 3;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_INVALID_REQUEST, "%s", p.why);
+}
+
+/* An empty replica takes the leader's first batches with nothing to match. */
+Test(follow, an_empty_log_takes_the_first_batches)
+{
+	su_close(&env);
+	su_rm_rf(env.dir);
+	cr_assert_eq(su_open(&env), 0);
+	struct rmq_follow_plan p = plan(0, 5, 1, 1, hdrs);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert_eq(p.first, 0);
+	cr_assert_eq(p.truncate_to, UINT64_MAX);
+}
