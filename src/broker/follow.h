@@ -44,6 +44,35 @@ struct rmq_follow_plan {
 	size_t first;                      /* the batches before it are held already */
 };
 
+/*
+ * A ReplicateDataRequest as sent (proto/broker/replication.proto), read in
+ * place: its batches are the leader's stored RecordBatches, kept as bytes
+ * (each parsed and its records walked; the CRC is the append's to check).
+ * Pointers are into the message, which must outlive the view.
+ */
+struct rmq_follow_msg {
+	uint64_t major;                    /* version.major (0: unset) */
+	char topic[256];                   /* topic_partition (over-long: refused) */
+	uint32_t partition;
+	uint32_t leader_id, follower_id;   /* broker ids; 0 when absent */
+	uint64_t high_watermark, log_start_offset, correlation_id;
+	uint64_t leader_broker_epoch, leader_log_end_offset;
+	struct rmq_follow_req req;         /* hdrs: the batches' headers (owned) */
+	struct rmq_follow_bytes {
+		const uint8_t *p;
+		size_t len;
+	} *records;                        /* per batch: its records bytes (owned array) */
+};
+
+/* Reads msg into out (out's arrays malloc'd: rmq_follow_msg_free).
+ * Returns 0, RMQ_EPROTO (a field of the wrong type, no topic_partition, an
+ * id that is not a number, a name too long), RMQ_ECORRUPT (a batch that
+ * does not parse), RMQ_ETOOBIG (more than max_batches), or -ENOMEM; `why`
+ * (len bytes) says which. */
+int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
+		     struct rmq_follow_msg *out, char *why, size_t whylen);
+void rmq_follow_msg_free(struct rmq_follow_msg *m);
+
 /* Decides what the follower of log, whose metadata names leader epoch
  * `known`, does with req. */
 void rmq_follow_plan(struct rmq_log *log, uint32_t known, const struct rmq_follow_req *req,

@@ -143,14 +143,14 @@ static int parse_timestamp(const uint8_t *p, size_t len, int64_t *ms)
  * otherwise trust the writer's "payload last" layout and stop there, which
  * keeps a lookup independent of the batch's size. */
 static int parse_entry(const uint8_t *p, size_t avail, struct rmq_batch_view *v,
-		       bool check_records)
+		       bool check_records, uint8_t key)
 {
 	uint64_t body_len;
 	size_t k;
 
 	if (avail == 0 || p[0] == 0)
 		return 0;
-	if (p[0] != RMQ_BATCH_KEY)
+	if (p[0] != key)
 		return RMQ_ECORRUPT;
 	k = rmq_pb_get_varint(p + 1, p + (avail < 6 ? avail : 6), &body_len);
 	if (k == 0)
@@ -253,12 +253,17 @@ static int parse_entry(const uint8_t *p, size_t avail, struct rmq_batch_view *v,
 
 int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
 {
-	return parse_entry(p, avail, v, true);
+	return parse_entry(p, avail, v, true, RMQ_BATCH_KEY);
+}
+
+int rmq_batch_parse_elem(const uint8_t *p, size_t avail, uint8_t key, struct rmq_batch_view *v)
+{
+	return parse_entry(p, avail, v, true, key);
 }
 
 int rmq_batch_parse_header(const uint8_t *p, size_t avail, struct rmq_batch_view *v)
 {
-	return parse_entry(p, avail, v, false);
+	return parse_entry(p, avail, v, false, RMQ_BATCH_KEY);
 }
 
 int rmq_batch_check_crc(const uint8_t *entry, const struct rmq_batch_view *v)

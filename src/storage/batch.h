@@ -104,6 +104,11 @@ int rmq_batch_encode_prefix(const struct rmq_batch_hdr *h, size_t records_len, u
  */
 int rmq_batch_parse(const uint8_t *p, size_t avail, struct rmq_batch_view *v);
 
+/* The same for a RecordBatch that is an element of another message's
+ * repeated field, whose key byte is `key` (ReplicateDataRequest.batches:
+ * a leader's stored batch sent to its follower). */
+int rmq_batch_parse_elem(const uint8_t *p, size_t avail, uint8_t key, struct rmq_batch_view *v);
+
 /*
  * Like rmq_batch_parse(), but stops at the first records element and takes
  * the rest of the body as the records bytes, without walking them: O(header)

@@ -12,9 +12,12 @@
 #include "broker/errcode.h"
 #include "broker/follow.h"
 #include "core/error.h"
+#include "core/pbwire.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define N 120
 
@@ -180,4 +183,91 @@ Test(follow, an_empty_log_takes_the_first_batches)
 	cr_assert_eq(p.code, EC_OK, "%s", p.why);
 	cr_assert_eq(p.first, 0);
 	cr_assert_eq(p.truncate_to, UINT64_MAX);
+}
+
+/* ---- reading a ReplicateDataRequest ---------------------------------------------- */
+
+/* Appends field `field` (LEN) with the bytes p[0..len). */
+static size_t put_bytes(uint8_t *dst, uint32_t field, const void *p, size_t len)
+{
+	size_t n = rmq_pb_put_len(dst, field, len);
+	memcpy(dst + n, p, len);
+	return n + len;
+}
+
+/* The follower reads the leader's stored batches, sent as the request's
+ * field 5, back to their headers and records bytes. */
+Test(follow, a_request_is_read_in_place)
+{
+	static uint8_t buf[4 << 20];
+	size_t n = 0;
+	uint8_t tp[300], ver[8];
+	size_t tpn = put_bytes(tp, 1, "orders", 6);
+	tpn += rmq_pb_put_uint(tp + tpn, 2, 7);
+	size_t vn = rmq_pb_put_uint(ver, 1, 1);
+	n += put_bytes(buf + n, 1, ver, vn);
+	n += put_bytes(buf + n, 2, "3", 1);
+	n += rmq_pb_put_uint(buf + n, 3, 9);
+	n += put_bytes(buf + n, 4, tp, tpn);
+	/* Batches 100..109 as stored, with field 5's key. */
+	struct rmq_log_read r;
+	uint64_t off = m.v[100].hdr.base_offset;
+	size_t nb = 0;
+	while (nb < 10) {
+		cr_assert_eq(rmq_log_read(env.log, off, 1, &r), 0);
+		const uint8_t *e = r.slices[0].data;
+		struct rmq_batch_view v;
+		int len = rmq_batch_parse(e, r.slices[0].len, &v);
+		cr_assert_gt(len, 0);
+		buf[n++] = RMQ_PB_KEY(5, RMQ_PB_LEN);
+		memcpy(buf + n, e + 1, (size_t)len - 1);
+		n += (size_t)len - 1;
+		off = r.next_offset;
+		rmq_log_read_done(env.log, &r);
+		nb++;
+	}
+	n += rmq_pb_put_uint(buf + n, 6, m.v[100].hdr.base_offset);
+	n += rmq_pb_put_uint(buf + n, 7, 1);
+	n += rmq_pb_put_uint(buf + n, 8, 42);
+	n += rmq_pb_put_uint(buf + n, 10, 77);
+	n += put_bytes(buf + n, 11, "2", 1);
+	n += rmq_pb_put_uint(buf + n, 99, 5); /* a field from a newer version */
+
+	struct rmq_follow_msg msg;
+	char why[200];
+	int rc = rmq_follow_parse(buf, n, 100, &msg, why, sizeof(why));
+	cr_assert_eq(rc, 0, "%s: %s", rmq_errname(rc), why);
+	cr_assert_eq(msg.major, 1);
+	cr_assert_str_eq(msg.topic, "orders");
+	cr_assert_eq(msg.partition, 7);
+	cr_assert_eq(msg.leader_id, 3);
+	cr_assert_eq(msg.follower_id, 2);
+	cr_assert_eq(msg.req.leader_epoch, 9);
+	cr_assert_eq(msg.req.prev_end, m.v[100].hdr.base_offset);
+	cr_assert_eq(msg.req.prev_epoch, 1);
+	cr_assert_eq(msg.high_watermark, 42);
+	cr_assert_eq(msg.correlation_id, 77);
+	cr_assert_eq(msg.req.n, 10);
+	for (size_t i = 0; i < 10; i++) {
+		const struct rmq_batch_hdr *h = &msg.req.hdrs[i], *w = &m.v[100 + i].hdr;
+		cr_assert_eq(h->base_offset, w->base_offset);
+		cr_assert_eq(h->record_count, w->record_count);
+		cr_assert_eq(h->leader_epoch, w->leader_epoch);
+		cr_assert_eq(h->log_append_time_ms, w->log_append_time_ms);
+		cr_assert_eq(msg.records[i].len, m.v[100 + i].records_len);
+		cr_assert(memcmp(msg.records[i].p, m.v[100 + i].records, msg.records[i].len) == 0);
+	}
+	rmq_follow_msg_free(&msg);
+
+	/* Limits and damage. */
+	rc = rmq_follow_parse(buf, n, 9, &msg, why, sizeof(why));
+	cr_assert_eq(rc, RMQ_ETOOBIG, "%s", rmq_errname(rc));
+	rc = rmq_follow_parse(buf, n - 4, 100, &msg, why, sizeof(why));
+	cr_assert_eq(rc, RMQ_EPROTO, "a cut message: %s", rmq_errname(rc));
+	uint8_t bad[16];
+	size_t bn = put_bytes(bad, 2, "x1", 2);
+	rc = rmq_follow_parse(bad, bn, 100, &msg, why, sizeof(why));
+	cr_assert_eq(rc, RMQ_EPROTO, "a leader id that is not a number: %s", rmq_errname(rc));
+	rc = rmq_follow_parse(buf + n - 2, 0, 100, &msg, why, sizeof(why));
+	cr_assert_eq(rc, RMQ_EPROTO, "no topic_partition: %s", rmq_errname(rc));
 }
