@@ -140,6 +140,10 @@ struct rmq_partition {
 	struct rmq_partition *closing_next;
 	struct part_apply *apply;          /* the apply waiting for its state */
 	struct rmq_partition *successor;   /* closing: opens its directory once it is closed */
+	/* As a follower (follow.c): the leader's requests, the first one
+	 * being carried out, the rest waiting their turn. */
+	struct rmq_frep *follow_head, *follow_tail;
+	uint32_t follow_queued;
 	struct rmq_offload owner_job;      /* a new partition's owner file, written after its open */
 	char *owner_line;                  /* ... what it says while the job is out, else NULL */
 	/* Leadership (partition.h: set only there). */
@@ -258,6 +262,13 @@ void rmq_admin_create_topics(struct rmq_call *c, void *req);
 /* ControllerBrokerService CreatePartitions, DeletePartitions (resize.c). */
 void rmq_resize_create_partitions(struct rmq_call *c, void *req);
 void rmq_resize_delete_partitions(struct rmq_call *c, void *req);
+/* BrokerReplicationService, a follower's side (follow.c): ReplicateData,
+ * ReplicateStream; and a closing partition's waiting requests answered. */
+void rmq_follow_replicate(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_follow_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len);
+void rmq_follow_stream_half_close(struct rmq_call *c);
+void rmq_follow_cancel(struct rmq_call *c);
+void rmq_follow_drop(struct rmq_partition *p);
 /* ControllerBrokerService ReassignPartitions (reassign.c). */
 void rmq_reassign_partitions(struct rmq_call *c, void *req);
 void rmq_reassign_cancel(struct rmq_call *c);

@@ -2,9 +2,17 @@
 /* follow.c - a follower's side of replication (follow.h). */
 #include "broker/follow.h"
 
+#include "broker/broker.h"
 #include "broker/errcode.h"
+#include "broker/meta.h"
+#include "broker/partition.h"
+#include "broker/reply.h"
+#include "broker/replication.pb-c.h"
+#include "core/assert.h"
 #include "core/error.h"
 #include "core/pbwire.h"
+#include "core/util.h"
+#include "net/grpc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -282,4 +290,385 @@ void rmq_follow_plan(struct rmq_log *log, uint32_t known, const struct rmq_follo
 		}
 	}
 	out->first = i;
+}
+
+/* ---- the RPCs: ReplicateData and ReplicateStream ------------------------------------ */
+
+#define QUEUE_MAX 64                       /* requests waiting per partition */
+#define BATCHES_MAX 4096                   /* per request */
+#define RETRY_NS (1000ULL * 1000)          /* the log is busy: look again */
+
+/* A ReplicateStream's state (the call's context). */
+struct fstream {
+	uint32_t open;                     /* requests not answered yet */
+	bool half_closed, cancelled;
+};
+
+struct fapp {
+	struct rmq_append a;               /* first: the log's callback gets &a */
+	struct rmq_frep *r;
+};
+
+/* One request: a ReplicateData call, or one message of a stream. */
+struct rmq_frep {
+	struct rmq_call *call;             /* a reference held */
+	struct rmq_bshard *bs;
+	struct fstream *st;                /* NULL: unary */
+	struct rmq_partition *p;           /* queued on it; NULL before */
+	uint8_t *buf;                      /* the request's bytes (msg points into them) */
+	struct rmq_follow_msg msg;
+	struct rmq_follow_plan plan;
+	bool planned;
+	int code;                          /* the answer's, once not OK */
+	char why[200];
+	size_t next;                       /* the next batch to append */
+	uint32_t acks;                     /* appends not called back yet */
+	struct fapp *apps;
+	struct rmq_timer retry;
+	struct rmq_frep *q_next;
+};
+
+static void frep_free(struct rmq_frep *r)
+{
+	rmq_follow_msg_free(&r->msg);
+	free(r->apps);
+	free(r->buf);
+	rmq_call_unref(r->call);
+	free(r);
+}
+
+/* A stream with nothing left to answer after its client half-closed
+ * ends; one whose call ended is let go. */
+static void stream_settle(struct rmq_call *c, struct fstream *st)
+{
+	if (st->open > 0)
+		return;
+	if (st->cancelled) {
+		free(st);
+	} else if (st->half_closed) {
+		rmq_call_set_ctx(c, NULL);
+		free(st);
+		rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+	}
+}
+
+static void answer(struct rmq_frep *r)
+{
+	struct rmq_bshard *bs = r->bs;
+	struct rmq_partition *p = r->p;
+	Rustmq__Broker__ReplicateDataResponse resp = RUSTMQ__BROKER__REPLICATE_DATA_RESPONSE__INIT;
+	Rustmq__Common__TopicPartition tp = RUSTMQ__COMMON__TOPIC_PARTITION__INIT;
+	Rustmq__Broker__DivergingEpoch div = RUSTMQ__BROKER__DIVERGING_EPOCH__INIT;
+	char self[12];
+	snprintf(self, sizeof(self), "%" PRIu32, bs->b->self);
+	resp.follower_id = self;
+	resp.error_code = (Rustmq__Common__ErrorCode)r->code;
+	resp.error_message = r->why;
+	tp.topic = r->msg.topic;
+	tp.partition = r->msg.partition;
+	resp.topic_partition = &tp;
+	resp.correlation_id = r->msg.correlation_id;
+	if (p && p->log) {
+		resp.log_end_offset = rmq_log_end_offset(p->log);
+		resp.log_start_offset = rmq_log_start_offset(p->log);
+		resp.leader_epoch = p->leader_epoch;
+		/* What it holds of the leader's committed records. */
+		uint64_t hw = r->msg.high_watermark < resp.log_end_offset ? r->msg.high_watermark
+									  : resp.log_end_offset;
+		if (r->code == EC_OK && !r->plan.diverging)
+			rmq_partition_set_hw(p, hw);
+		resp.high_watermark = p->hw;
+	}
+	if (r->code == EC_OK && r->plan.diverging) {
+		div.epoch = r->plan.div_epoch;
+		div.start_offset = r->plan.div_start;
+		div.end_offset = r->plan.div_end;
+		resp.diverging_epoch = &div;
+	}
+	if (!r->st) {
+		rmq_reply_pb(r->call, &resp.base);
+	} else if (!r->st->cancelled) {
+		int rc = rmq_send_pb(r->call, &resp.base);
+		if (rc < 0 && rc != RMQ_ECLOSED)
+			rmq_call_finishf(r->call, RMQ_GRPC_RESOURCE_EXHAUSTED,
+					 "the answer could not be queued: %s", rmq_strerror(rc));
+	}
+	if (r->st) {
+		r->st->open--;
+		stream_settle(r->call, r->st);
+	}
+}
+
+static void work(struct rmq_frep *r);
+
+/* r is answered and leaves its partition's queue; the next one starts. */
+static void done(struct rmq_frep *r)
+{
+	struct rmq_partition *p = r->p;
+	answer(r);
+	if (p) {
+		RMQ_ASSERT(p->follow_head == r);
+		p->follow_head = r->q_next;
+		if (!p->follow_head)
+			p->follow_tail = NULL;
+		p->follow_queued--;
+	}
+	frep_free(r);
+	if (p && p->follow_head)
+		work(p->follow_head);
+}
+
+static void refuse_now(struct rmq_frep *r, int code, const char *why)
+{
+	r->code = code;
+	snprintf(r->why, sizeof(r->why), "%s", why);
+	done(r);
+}
+
+static int append_error(int rc, char *why, size_t len)
+{
+	snprintf(why, len, "append: %s", rmq_strerror(rc));
+	switch (rc) {
+	case RMQ_ECRC:
+		return EC_CORRUPT_MESSAGE;
+	case RMQ_ERANGE:
+		return EC_OFFSET_OUT_OF_RANGE;
+	case RMQ_EPROTO:
+	case RMQ_ETOOBIG:
+		return EC_INVALID_REQUEST;
+	default:
+		return EC_STORAGE_ERROR;
+	}
+}
+
+static void app_cb(struct rmq_append *a, int res)
+{
+	struct rmq_frep *r = ((struct fapp *)a)->r;
+	r->acks--;
+	if (res < 0 && r->code == EC_OK)
+		r->code = append_error(res, r->why, sizeof(r->why));
+	if (r->acks == 0 && (r->code != EC_OK || r->next == r->msg.req.n))
+		done(r);
+}
+
+static void retry_fn(struct rmq_timer *t)
+{
+	work(RMQ_CONTAINER_OF(t, struct rmq_frep, retry));
+}
+
+static void retry_later(struct rmq_frep *r)
+{
+	if (rmq_timer_start(r->bs->s, &r->retry, rmq_now_ns() + RETRY_NS, retry_fn) < 0 &&
+	    r->acks == 0)
+		refuse_now(r, EC_NOT_AVAILABLE, "this replica has no timer left; retry");
+}
+
+/* Carries out the head of its partition's queue, from where it stopped. */
+static void work(struct rmq_frep *r)
+{
+	struct rmq_partition *p = r->p;
+	if (!r->planned) {
+		rmq_follow_plan(p->log, p->leader_epoch, &r->msg.req, &r->plan);
+		r->planned = true;
+		r->code = r->plan.code;
+		memcpy(r->why, r->plan.why, sizeof(r->why));
+		r->next = r->plan.first;
+		if (r->code != EC_OK || r->plan.diverging || r->next == r->msg.req.n) {
+			done(r);
+			return;
+		}
+		r->apps = calloc(r->msg.req.n, sizeof(*r->apps));
+		if (!r->apps) {
+			refuse_now(r, EC_NOT_AVAILABLE, "this replica is out of memory; retry");
+			return;
+		}
+	}
+	if (r->plan.truncate_to != UINT64_MAX) {
+		/* A tail the leader never had: cut before appending its own. */
+		if (!rmq_log_idle(p->log)) {
+			retry_later(r);
+			return;
+		}
+		int rc = rmq_log_truncate(p->log, r->plan.truncate_to);
+		if (rc < 0) {
+			r->code = EC_STORAGE_ERROR;
+			snprintf(r->why, sizeof(r->why), "truncating to %" PRIu64 ": %s",
+				 r->plan.truncate_to, rmq_strerror(rc));
+			done(r);
+			return;
+		}
+		r->plan.truncate_to = UINT64_MAX;
+	}
+	while (r->next < r->msg.req.n) {
+		struct fapp *fa = &r->apps[r->next];
+		fa->r = r;
+		fa->a.hdr = r->msg.req.hdrs[r->next];
+		fa->a.replica = true;
+		fa->a.cb = app_cb;
+		struct iovec iov = {(void *)r->msg.records[r->next].p, r->msg.records[r->next].len};
+		int rc = rmq_log_append(p->log, &fa->a, &iov, 1);
+		if (rc == RMQ_EFULL || rc == -ENOSPC) {
+			rmq_partition_mark_dirty(p);
+			retry_later(r); /* the buffers drain, or the disk frees */
+			return;
+		}
+		if (rc < 0) {
+			r->code = append_error(rc, r->why, sizeof(r->why));
+			break;
+		}
+		r->acks++;
+		r->next++;
+	}
+	rmq_partition_mark_dirty(p);
+	if (r->acks == 0)
+		done(r);
+}
+
+/* A request of this shard, read: queued on its partition. */
+static void take(struct rmq_frep *r)
+{
+	struct rmq_bshard *bs = r->bs;
+	int code;
+	if (r->msg.follower_id != bs->b->self) {
+		refuse_now(r, EC_INVALID_REQUEST, "follower_id is not this broker");
+		return;
+	}
+	unsigned shard = rmq_partition_shard(r->msg.topic, r->msg.partition, bs->nshards);
+	if (shard != bs->id) {
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "the partition is on shard %u of this broker, and the connection reached "
+			 "shard %u (source port steering, docs/net.md)",
+			 shard, bs->id);
+		refuse_now(r, EC_REPLICA_NOT_AVAILABLE, why);
+		return;
+	}
+	struct rmq_partition *p = rmq_partition_find(bs, r->msg.topic, r->msg.partition, &code);
+	if (!p || p->role != RMQ_ROLE_FOLLOWER) {
+		refuse_now(r, EC_REPLICA_NOT_AVAILABLE,
+			   !p ? "no replica of the partition serves on this broker"
+			      : p->role == RMQ_ROLE_LEADER ? "this broker leads the partition"
+							     : "this replica is not in service");
+		return;
+	}
+	if (p->follow_queued >= QUEUE_MAX) {
+		refuse_now(r, EC_NOT_AVAILABLE, "too many requests wait for this replica; retry");
+		return;
+	}
+	r->p = p;
+	p->follow_queued++;
+	if (p->follow_tail)
+		p->follow_tail->q_next = r;
+	else
+		p->follow_head = r;
+	p->follow_tail = r;
+	if (p->follow_head == r)
+		work(r);
+}
+
+static struct rmq_frep *frep_new(struct rmq_call *c, struct fstream *st, const uint8_t *msg,
+				 size_t len)
+{
+	struct rmq_frep *r = calloc(1, sizeof(*r));
+	if (r)
+		r->buf = malloc(len ? len : 1);
+	if (!r || !r->buf) {
+		free(r);
+		return NULL;
+	}
+	memcpy(r->buf, msg, len);
+	r->call = c;
+	rmq_call_ref(c);
+	r->bs = rmq_call_app(c);
+	r->st = st;
+	r->code = EC_OK;
+	int rc = rmq_follow_parse(r->buf, len, BATCHES_MAX, &r->msg, r->why, sizeof(r->why));
+	if (rc < 0)
+		r->code = rc == RMQ_ECORRUPT ? EC_CORRUPT_MESSAGE : EC_INVALID_REQUEST;
+	return r;
+}
+
+static void start(struct rmq_frep *r)
+{
+	if (r->code != EC_OK)
+		done(r);
+	else
+		take(r);
+}
+
+void rmq_follow_replicate(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_frep *r = frep_new(c, NULL, msg, len);
+	if (!r) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	start(r);
+}
+
+void rmq_follow_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	if (rmq_call_done(c))
+		return;
+	struct fstream *st = rmq_call_get_ctx(c);
+	if (!st) {
+		if (!(st = calloc(1, sizeof(*st)))) {
+			rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		rmq_call_set_ctx(c, st);
+	}
+	struct rmq_frep *r = frep_new(c, st, msg, len);
+	if (!r) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	st->open++;
+	start(r);
+}
+
+void rmq_follow_stream_half_close(struct rmq_call *c)
+{
+	struct fstream *st = rmq_call_get_ctx(c);
+	if (!st) {
+		rmq_call_finish(c, RMQ_GRPC_OK, NULL); /* no request came */
+		return;
+	}
+	st->half_closed = true;
+	stream_settle(c, st);
+}
+
+void rmq_follow_cancel(struct rmq_call *c)
+{
+	struct fstream *st = rmq_call_get_ctx(c);
+	if (!st)
+		return; /* unary: its request finishes and answers into nothing */
+	rmq_call_set_ctx(c, NULL);
+	st->cancelled = true;
+	stream_settle(c, st);
+}
+
+void rmq_follow_drop(struct rmq_partition *p)
+{
+	/* The waiting requests go; the one at work finishes with its appends
+	 * (the log completes them before it closes), or goes now. */
+	struct rmq_frep *head = p->follow_head;
+	if (!head)
+		return;
+	while (head->q_next) {
+		struct rmq_frep *r = head->q_next;
+		head->q_next = r->q_next;
+		p->follow_queued--;
+		r->p = NULL;
+		r->code = EC_REPLICA_NOT_AVAILABLE;
+		snprintf(r->why, sizeof(r->why), "the replica is closing");
+		answer(r);
+		frep_free(r);
+	}
+	p->follow_tail = head;
+	rmq_timer_cancel(p->bs->s, &head->retry);
+	head->code = EC_REPLICA_NOT_AVAILABLE;
+	snprintf(head->why, sizeof(head->why), "the replica is closing");
+	if (head->acks == 0)
+		done(head); /* else its last append's callback answers */
 }

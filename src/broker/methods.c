@@ -20,6 +20,7 @@
 #include "broker/group.h"
 #include "broker/reply.h"
 #include "broker/health.pb-c.h"
+#include "broker/replication.pb-c.h"
 #include "client/consumer.pb-c.h"
 #include "client/metadata.pb-c.h"
 #include "client/producer.pb-c.h"
@@ -106,8 +107,8 @@ static const struct route routes[] = {
 	{.path = "/rustmq.broker.BrokerHealthService/HealthCheck", .kind = U, .rpc = RMQ_RPC_BROKER_HEALTH, .req = &rustmq__broker__health_check_request__descriptor, .on_request = rmq_broker_health, .resp = &rustmq__broker__health_check_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerHealthService/GetMetrics", .kind = U, .rpc = RMQ_RPC_METRICS, .req = &rustmq__broker__metrics_request__descriptor, .on_request = rmq_broker_metrics, .resp = &rustmq__broker__metrics_response__descriptor, .version_field = 4},
 	/* BrokerReplicationService */
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/ReplicateData", U),
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/ReplicateStream", BI),
+	{.path = "/rustmq.broker.BrokerReplicationService/ReplicateData", .kind = U, .rpc = RMQ_RPC_REPLICATE, .on_bytes = rmq_follow_replicate, .resp = &rustmq__broker__replicate_data_response__descriptor, .on_cancel = rmq_follow_cancel, .version_field = 1},
+	{.path = "/rustmq.broker.BrokerReplicationService/ReplicateStream", .kind = BI, .rpc = RMQ_RPC_REPLICATE, .on_bytes = rmq_follow_stream_msg, .resp = &rustmq__broker__replicate_data_response__descriptor, .on_half_close = rmq_follow_stream_half_close, .on_cancel = rmq_follow_cancel, .version_field = 1},
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", U),

@@ -68,6 +68,7 @@ enum rmq_rpc {
 	RMQ_RPC_METRICS,
 	RMQ_RPC_RAFT, /* ControllerRaftService's Raft messages (ctrl_net.h) */
 	RMQ_RPC_FLEET, /* ControllerBrokerService's broker calls (fleet.h) */
+	RMQ_RPC_REPLICATE, /* BrokerReplicationService's data, a follower's side (follow.h) */
 };
 
 /* A handler of a decoded request.  It owns req: it frees it with

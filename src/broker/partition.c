@@ -528,6 +528,7 @@ static void start_close(struct rmq_partition *p, bool remove)
 	rmq_timer_cancel(bs->s, &p->retry);
 	if (p->error)
 		offline_note(p, 0); /* gone: no longer a failure to report */
+	rmq_follow_drop(p);
 	p->state = RMQ_PART_CLOSING;
 	p->role = RMQ_ROLE_NONE;
 	if (p->log) {
@@ -549,7 +550,7 @@ static void step_closing(struct rmq_bshard *bs)
 	struct rmq_partition **pp = &bs->closing;
 	while (*pp) {
 		struct rmq_partition *p = *pp;
-		bool quiet = !p->dirty && p->cold.reads == 0 && !p->owner_line &&
+		bool quiet = !p->dirty && p->cold.reads == 0 && !p->owner_line && !p->follow_head &&
 			     (!p->log || rmq_log_quiet(p->log));
 		if (!quiet) {
 			if (p->log && !rmq_log_idle(p->log))

@@ -872,23 +872,26 @@ static void connect_done(struct rmq_io_op *op, int res, unsigned flags)
 }
 
 /*
- * Binds fd to a source port p with p % mod == rem (config: source port
- * steering), from the ports below the kernel's usual ephemeral range (a
- * port an ordinary connect holds cannot be bound), trying the next one of
- * the same remainder while one is taken (another connection, or
- * TIME_WAIT).  Each client starts at its own place, so that clients do not
- * all try the same ports first.  Returns 0 or a negated errno.
+ * Binds fd to a source port p with (p / 2) % mod == rem (config: source
+ * port steering; server.c, steer_by_source_port), from the ports below the
+ * kernel's usual ephemeral range (a port an ordinary connect holds cannot
+ * be bound), trying the next one of the same remainder while one is taken
+ * (another connection, or TIME_WAIT).  Each client starts at its own
+ * place, so that clients do not all try the same ports first.  Returns 0
+ * or a negated errno.
  */
 static int bind_steered(struct rmq_client *cl, int fd)
 {
 	const uint32_t mod = cl->cfg.source_port_mod;
-	const uint32_t first = (STEER_PORT_LO + mod - 1) / mod; /* p = (first + k) * mod + rem */
-	const uint32_t span = (STEER_PORT_HI - cl->cfg.source_port_rem) / mod - first;
+	/* p = 2 * ((first + k) * mod + rem) */
+	const uint32_t first = (STEER_PORT_LO / 2 + mod - 1) / mod;
+	const uint32_t span = (STEER_PORT_HI / 2 - cl->cfg.source_port_rem) / mod - first;
 	struct sockaddr_storage ss = {.ss_family = (sa_family_t)cl->family};
 	socklen_t len = cl->family == AF_INET6 ? sizeof(struct sockaddr_in6)
 					       : sizeof(struct sockaddr_in);
 	for (uint32_t tries = 0; tries < STEER_TRIES && tries < span; tries++) {
-		uint16_t p = (uint16_t)((first + cl->steer_next++ % span) * mod + cl->cfg.source_port_rem);
+		uint16_t p = (uint16_t)(2 * ((first + cl->steer_next++ % span) * mod +
+					     cl->cfg.source_port_rem));
 		if (cl->family == AF_INET6)
 			((struct sockaddr_in6 *)&ss)->sin6_port = htons(p);
 		else

@@ -64,8 +64,8 @@ struct rmq_client_config {
 	uint32_t recv_buffer_bytes;  /* bytes per provided buffer */
 	uint64_t connect_timeout_ns; /* 0 = none */
 	/* Shard steering (server.c, steer_by_source_port): with mod > 0, every
-	 * connection binds a source port p with p % mod == rem, so a node of
-	 * mod shards hands it to its shard rem.  0 = any port. */
+	 * connection binds a source port p with (p / 2) % mod == rem, so a
+	 * node of mod shards hands it to its shard rem.  0 = any port. */
 	uint32_t source_port_mod, source_port_rem;
 };
 

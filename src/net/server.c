@@ -858,11 +858,13 @@ static void accept_done(struct rmq_io_op *op, int res, unsigned flags)
 
 /*
  * Hands each new connection of the reuseport group fd belongs to to
- * listener (TCP source port % n): a client that wants shard k of a node
- * of n shards binds a source port p with p % n == k (client.h:
+ * listener ((TCP source port / 2) % n): a client that wants shard k of a
+ * node of n shards binds a source port p with (p / 2) % n == k (client.h:
  * source_port_mod), and lands there without another thread's help
  * (docs/replication.md, "Landing on the right shard").  An ordinary
- * client's random port spreads its connections as the kernel's hash did.
+ * client's port spreads its connections over the shards as the kernel's
+ * hash did: halved, because Linux's connect() picks even ports only (with
+ * port % 2, every ordinary connection went to shard 0 of a node of 2).
  * A reuseport program's packet data starts after the TCP header, so the
  * port is read relative to the network header: IPv6 (also on an IPv6
  * socket: +40), or IPv4 (+4 * IHL, IP options included; also IPv4-mapped
@@ -880,6 +882,7 @@ static void steer_by_source_port(int fd, unsigned n)
 		BPF_JUMP(BPF_JMP | BPF_JA, 2, 0, 0),
 		BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, (uint32_t)SKF_NET_OFF),     /* X = 4 * IHL */
 		BPF_STMT(BPF_LD | BPF_H | BPF_IND, (uint32_t)SKF_NET_OFF),     /* IPv4 */
+		BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 1),
 		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
 		BPF_STMT(BPF_RET | BPF_A, 0),
 	};

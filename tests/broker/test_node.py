@@ -2390,11 +2390,61 @@ def second_rmqd_refused(ctx):
 
 
 @test
+def replicate_data_refusals(ctx):
+    """A follower's ReplicateData and ReplicateStream (follow.c) refuse what
+    this node cannot take as a follower, each with its reason, and the node
+    goes on serving: a partition it leads, one it does not hold, another
+    broker's request, a batch that does not parse; a stream answers every
+    message and ends when the client half-closes."""
+    R = importlib.import_module("broker.replication_pb2")
+    path = "/rustmq.broker.BrokerReplicationService/"
+    with ctx.client() as c:
+        c.create_topic("repl-led", 1)
+        ok(c.produce("repl-led", 0, make_records(2, "r")), "produce")
+
+    def req(topic, follower="1", **kw):
+        return R.ReplicateDataRequest(version=V(), leader_id="2", leader_epoch=1,
+                                      topic_partition=T.TopicPartition(topic=topic, partition=0),
+                                      follower_id=follower, correlation_id=5, **kw)
+
+    def on_its_shard(r):
+        """The answer from the partition's shard: a connection reaches the
+        shard its source port picks (docs/net.md), and the others refuse,
+        naming the shard; new connections until one lands there."""
+        for _ in range(64):
+            with Client(ctx.node.addr, own_connection=True) as c:
+                a = c.unary(path + "ReplicateData", r, R.ReplicateDataResponse)
+            if "source port steering" not in a.error_message:
+                return a
+            eq(a.error_code, 48, f"the wrong shard: {a.error_message}")
+        raise AssertionError("no connection reached the partition's shard in 64 tries")
+
+    for r, code, word in ((req("repl-led"), 48, "leads"),
+                          (req("repl-none"), 48, "no replica"),
+                          (req("repl-led", follower="9"), INVALID_REQUEST, "follower_id")):
+        a = on_its_shard(r)
+        eq(a.error_code, code, f"ReplicateData {r.topic_partition.topic}: {a.error_message}")
+        check(word in a.error_message, f"the reason names it: {a.error_message!r}")
+        eq((a.correlation_id, a.follower_id), (5, "1"), "the answer's echo")
+    with ctx.client() as c:
+        # A batch that does not parse: CORRUPT_MESSAGE, before anything else.
+        raw = req("repl-led").SerializeToString() + bytes([0x2A, 3, 1, 2, 3])
+        a = R.ReplicateDataResponse.FromString(c.unary_raw(path + "ReplicateData", raw))
+        eq(a.error_code, 12, f"a batch that does not parse: {a.error_message}")
+        # The stream: one answer per message, in order, then OK.
+        answers = list(c.bidi(path + "ReplicateStream",
+                              iter([req("repl-led"), req("repl-none")]),
+                              R.ReplicateDataResponse, timeout=10))
+        eq([a.error_code for a in answers], [48, 48], "every message answered")
+        ok(c.produce("repl-led", 0, make_records(1, "after")), "the node still serves")
+
+
+@test
 def errors_unimplemented(ctx):
     cases = [
         ("/rustmq.broker.PartitionManagementService/AssignPartition", "partition assignment"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
-        ("/rustmq.broker.BrokerReplicationService/ReplicateData", "replication"),
+        ("/rustmq.broker.BrokerReplicationService/SendHeartbeat", "replicat"),
         ("/rustmq.controller.AdminService/ElectLeaders", "leader election"),
     ]
     for path, word in cases:

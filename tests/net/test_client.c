@@ -752,13 +752,13 @@ Test(backpressure, requests_larger_than_the_budget_still_complete)
 
 /* ---- shard steering ----------------------------------------------------------------- */
 
-static void three_shards(void)
+static void four_shards(void)
 {
-	server_shards = "3";
+	server_shards = "4";
 	server_start();
 }
 
-TestSuite(steering, .init = three_shards, .fini = server_stop, .timeout = 60);
+TestSuite(steering, .init = four_shards, .fini = server_stop, .timeout = 60);
 
 static char shard_seen[16];
 
@@ -785,21 +785,40 @@ static void start_shard(struct h *h)
 	h->pending++;
 }
 
-/* A client that binds a source port p with p % 3 == k reaches shard k of a
- * node of 3 shards (server.c, steer_by_source_port), every time. */
+/* The shard one new connection reaches (steered to k when k >= 0). */
+static unsigned shard_of_a_connection(int k)
+{
+	struct h h = {0};
+	rmq_client_config_default(&h.cfg);
+	if (k >= 0) {
+		h.cfg.source_port_mod = 4;
+		h.cfg.source_port_rem = (uint32_t)k;
+	}
+	run(&h, start_shard, 0);
+	cr_assert_eq(h.connect_res, 0, "connect: %s", rmq_strerror(h.connect_res));
+	cr_assert_eq(h.unary_ok, 1);
+	return (unsigned)atoi(shard_seen);
+}
+
+/* A client that binds a source port p with (p / 2) % 4 == k reaches shard
+ * k of a node of 4 shards (server.c, steer_by_source_port), every time. */
 Test(steering, a_source_port_picks_the_shard)
 {
-	for (unsigned k = 0; k < 3; k++) {
-		for (int i = 0; i < 12; i++) {
-			struct h h = {0};
-			rmq_client_config_default(&h.cfg);
-			h.cfg.source_port_mod = 3;
-			h.cfg.source_port_rem = k;
-			run(&h, start_shard, 0);
-			cr_assert_eq(h.connect_res, 0, "connect: %s", rmq_strerror(h.connect_res));
-			cr_assert_eq(h.unary_ok, 1);
-			cr_assert_eq((unsigned)atoi(shard_seen), k, "connection %d for shard %u reached %s",
-				     i, k, shard_seen);
-		}
-	}
+	for (int k = 0; k < 4; k++)
+		for (int i = 0; i < 10; i++)
+			cr_assert_eq(shard_of_a_connection(k), (unsigned)k,
+				     "connection %d for shard %d", i, k);
+}
+
+/* Ordinary clients still reach every shard.  (Linux's connect() picks
+ * even source ports only: steering by port % 4 sent them all to shards 0
+ * and 2.)  40 connections miss a shard with a chance of 4 * (3/4)^40. */
+Test(steering, ordinary_connections_reach_every_shard)
+{
+	unsigned seen[4] = {0};
+	for (int i = 0; i < 40; i++)
+		seen[shard_of_a_connection(-1)]++;
+	for (int k = 0; k < 4; k++)
+		cr_assert_gt(seen[k], 0, "no connection on shard %d of 4 (%u %u %u %u)", k, seen[0],
+			     seen[1], seen[2], seen[3]);
 }
