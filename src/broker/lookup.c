@@ -6,7 +6,10 @@
 #include "broker/lookup.h"
 
 #include "broker/broker.h"
+#include "broker/cluster.h"
+#include "broker/replication.pb-c.h"
 #include "broker/methods.h"
+#include "broker/reply.h"
 #include "broker/request.h"
 #include "client/consumer.pb-c.h"
 #include "core/error.h"
@@ -145,6 +148,15 @@ static void lookup_exec(struct rmq_xmsg *m)
 					 v->topic, v->partition, (long long)v->ts_ms);
 			}
 			break;
+		case RMQ_LOOKUP_EPOCH_END: {
+			int rc = rmq_log_epoch_end(p->log, v->epoch, &v->epoch_found, &v->offset);
+			if (rc < 0 && rc != RMQ_ENOTFOUND) {
+				v->code = EC_STORAGE_ERROR;
+				snprintf(v->err, sizeof(v->err), "reading the epochs of %s-%u: %s",
+					 v->topic, v->partition, rmq_strerror(rc));
+			}
+			break;
+		}
 		default:
 			v->code = EC_INVALID_REQUEST;
 			snprintf(v->err, sizeof(v->err), "offset spec %d is not supported", v->spec);
@@ -275,6 +287,123 @@ void rmq_list_offsets(struct rmq_call *c, void *msg)
 	rmq_call_ref(c);
 	if (rmq_lookup_start(bs, op->v, n, lo_done, op) < 0) {
 		rmq_call_unref(c);
+		free(op->v);
+		free(op);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}
+
+/* ---- GetLeaderEpoch (OffsetForLeaderEpoch) ---------------------------------------- */
+
+struct le_op {
+	struct rmq_call *call;
+	size_t n;
+	struct rmq_lookup *v;
+	uint32_t *current;           /* the epoch each query's caller knows (0: any) */
+};
+
+static void le_done(void *arg)
+{
+	struct le_op *op = arg;
+	struct rmq_bshard *bs = rmq_bshard_current();
+	size_t n = op->n;
+	Rustmq__Broker__GetLeaderEpochResponse resp = RUSTMQ__BROKER__GET_LEADER_EPOCH_RESPONSE__INIT;
+	Rustmq__Broker__LeaderEpochResult *rs = calloc(n ? n : 1, sizeof(*rs));
+	Rustmq__Broker__LeaderEpochResult **rp = calloc(n ? n : 1, sizeof(*rp));
+	Rustmq__Common__TopicPartition *tps = calloc(n ? n : 1, sizeof(*tps));
+	char(*ids)[RMQ_ID_CHARS] = calloc(n ? n : 1, RMQ_ID_CHARS);
+	if (rs && rp && tps && ids) {
+		for (size_t i = 0; i < n; i++) {
+			struct rmq_lookup *v = &op->v[i];
+			rustmq__broker__leader_epoch_result__init(&rs[i]);
+			rustmq__common__topic_partition__init(&tps[i]);
+			tps[i].topic = v->topic;
+			tps[i].partition = v->partition;
+			rs[i].topic_partition = &tps[i];
+			/* The epoch the caller knows is checked against the
+			 * leader's, as Kafka's OffsetForLeaderEpoch does. */
+			if (v->code == EC_OK && op->current[i] && op->current[i] != v->leader_epoch) {
+				bool older = op->current[i] < v->leader_epoch;
+				v->code = older ? EC_STALE_EPOCH : EC_UNKNOWN_LEADER_EPOCH;
+				snprintf(v->err, sizeof(v->err), "the leader's epoch is %u, not %u",
+					 v->leader_epoch, op->current[i]);
+			}
+			rs[i].error_code = (Rustmq__Common__ErrorCode)v->code;
+			rs[i].error_message = v->err;
+			if (v->code == EC_OK) {
+				rs[i].leader_epoch = v->epoch_found;
+				rs[i].end_offset = v->offset;
+			}
+			rs[i].current_leader_epoch = v->leader_epoch;
+			long k = rmq_meta_find(bs->meta, v->topic);
+			if (k >= 0 && v->partition < bs->meta->topics[k].partitions) {
+				struct rmq_leader l = rmq_cluster_leader(bs, &bs->meta->topics[k], v->partition);
+				memcpy(ids[i], l.id_str, RMQ_ID_CHARS);
+				rs[i].leader_id = ids[i];
+				if (!rs[i].current_leader_epoch)
+					rs[i].current_leader_epoch = l.epoch;
+			}
+			rp[i] = &rs[i];
+		}
+		resp.partitions = rp;
+		resp.n_partitions = n;
+		rmq_reply_pb(op->call, &resp.base);
+	} else {
+		rmq_call_finish(op->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	free(rs);
+	free(rp);
+	free(tps);
+	free(ids);
+	rmq_call_unref(op->call);
+	free(op->current);
+	free(op->v);
+	free(op);
+}
+
+void rmq_get_leader_epoch(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Broker__GetLeaderEpochRequest *req = msg;
+	char err[400];
+	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
+				   offsetof(Rustmq__Broker__LeaderEpochQuery, topic_partition), true, err,
+				   sizeof(err));
+	if (code != EC_OK) {
+		rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
+		rmq_refuse(c, code, "%s", err);
+		return;
+	}
+	struct le_op *op = calloc(1, sizeof(*op));
+	size_t n = req->n_partitions;
+	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v))) ||
+	    !(op->current = calloc(n ? n : 1, sizeof(*op->current)))) {
+		if (op)
+			free(op->v);
+		free(op);
+		rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	op->call = c;
+	op->n = n;
+	rmq_call_charge(c, sizeof(*op) + n * (sizeof(*op->v) + sizeof(*op->current)));
+	for (size_t i = 0; i < n; i++) {
+		const Rustmq__Broker__LeaderEpochQuery *q = req->partitions[i];
+		struct rmq_lookup *v = &op->v[i];
+		if (q->topic_partition) {
+			snprintf(v->topic, sizeof(v->topic), "%s", q->topic_partition->topic);
+			v->partition = q->topic_partition->partition;
+		}
+		v->spec = RMQ_LOOKUP_EPOCH_END;
+		v->epoch = q->leader_epoch;
+		op->current[i] = q->current_leader_epoch;
+	}
+	rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
+	rmq_call_ref(c);
+	if (rmq_lookup_start(bs, op->v, n, le_done, op) < 0) {
+		rmq_call_unref(c);
+		free(op->current);
 		free(op->v);
 		free(op);
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");

@@ -2,9 +2,9 @@
 /*
  * lookup.h - offset lookups of partitions on the shards that own them.
  *
- * ListOffsets, the group coordinator's commit checks (a committed offset
- * above the high watermark is refused), DescribeGroups' lag and
- * ResetGroupOffsets all need a partition's log start, high watermark or
+ * ListOffsets, GetLeaderEpoch, the group coordinator's commit checks (a
+ * committed offset above the high watermark is refused), DescribeGroups'
+ * lag and ResetGroupOffsets all need a partition's log start, high watermark or
  * offset-for-time, which only the partition's shard may read.  A lookup
  * set is posted part by part to the owners and gathered back on the
  * calling shard:
@@ -37,6 +37,10 @@ enum rmq_lookup_spec {
 	RMQ_LOOKUP_LATEST = 2,
 	RMQ_LOOKUP_TIMESTAMP = 3,
 	RMQ_LOOKUP_MAX_TIMESTAMP = 4,
+	/* Not an OffsetSpec: where leader epoch `epoch` ends in the leader's
+	 * log (GetLeaderEpoch): offset, and epoch_found, the largest epoch
+	 * <= it there (0: none, offset the log start). */
+	RMQ_LOOKUP_EPOCH_END = 100,
 };
 
 struct rmq_lookup {
@@ -45,6 +49,7 @@ struct rmq_lookup {
 	uint32_t partition;
 	int spec;            /* enum rmq_lookup_spec; anything else: INVALID_REQUEST */
 	int64_t ts_ms;       /* for RMQ_LOOKUP_TIMESTAMP */
+	uint32_t epoch;      /* for RMQ_LOOKUP_EPOCH_END */
 	/* Out: code is a rustmq ErrorCode; on OK, offset is the answer and
 	 * log_start / hw describe the partition; for the timestamp specs
 	 * ts_found is the timestamp of the record at offset. */
@@ -52,6 +57,7 @@ struct rmq_lookup {
 	char err[320];
 	uint64_t offset, log_start, hw;
 	uint32_t leader_epoch;
+	uint32_t epoch_found; /* RMQ_LOOKUP_EPOCH_END */
 	int64_t ts_found;
 	/* Private. */
 	struct rmq_xmsg msg;

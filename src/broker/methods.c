@@ -111,7 +111,7 @@ static const struct route routes[] = {
 	{.path = "/rustmq.broker.BrokerReplicationService/ReplicateStream", .kind = BI, .rpc = RMQ_RPC_REPLICATE, .on_bytes = rmq_follow_stream_msg, .resp = &rustmq__broker__replicate_data_response__descriptor, .on_half_close = rmq_follow_stream_half_close, .on_cancel = rmq_follow_cancel, .version_field = 1},
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", U),
+	{.path = "/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_leader_epoch_request__descriptor, .on_request = rmq_get_leader_epoch, .resp = &rustmq__broker__get_leader_epoch_response__descriptor, .version_field = 1},
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/UpdateISR", U),
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetISR", U),
 	/* PartitionManagementService */

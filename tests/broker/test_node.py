@@ -2390,6 +2390,51 @@ def second_rmqd_refused(ctx):
 
 
 @test
+def get_leader_epoch(ctx):
+    """GetLeaderEpoch (Kafka's OffsetForLeaderEpoch) on the leader: where
+    an epoch ends in its log, read from the batches' epochs; the epoch the
+    caller knows is checked; an unknown partition is named."""
+    R = importlib.import_module("broker.replication_pb2")
+    path = "/rustmq.broker.BrokerReplicationService/GetLeaderEpoch"
+    with ctx.client() as c:
+        c.create_topic("lepoch", 2)
+        for i in range(3):
+            ok(c.produce("lepoch", 0, make_records(4, f"e{i}")), "produce")
+
+        def ask(*queries):
+            req = R.GetLeaderEpochRequest(version=V())
+            for topic, p, epoch, current in queries:
+                req.partitions.add(topic_partition=T.TopicPartition(topic=topic, partition=p),
+                                   leader_epoch=epoch, current_leader_epoch=current)
+            return ok(c.unary(path, req, R.GetLeaderEpochResponse), "GetLeaderEpoch").partitions
+
+        (first,) = ask(("lepoch", 0, 1, 0))
+        cur = first.current_leader_epoch
+        check(cur >= 1, f"a current epoch: {first}")
+        got = c.fetch_all("lepoch", 0)
+        eq({b.partition_leader_epoch for b, _ in got}, {cur}, "the batches carry the epoch")
+        end = got[-1][0].base_offset + got[-1][0].record_count
+        a, e, u = ask(("lepoch", 0, cur, 0), ("lepoch", 1, cur, 0), ("nope", 0, 1, 0))
+        (b,) = ask(("lepoch", 0, cur + 5, 0))
+        (d,) = ask(("lepoch", 0, cur - 1, 0))
+        ok(a, "its current epoch")
+        eq((a.leader_epoch, a.end_offset), (cur, end), "the current epoch ends at the log end")
+        ok(b, "a later epoch")
+        eq((b.leader_epoch, b.end_offset), (cur, end), "a later epoch: the largest below it")
+        ok(e, "an empty partition")
+        eq((e.leader_epoch, e.end_offset), (0, 0), "an empty log: no epoch, its start")
+        ok(d, "an earlier epoch")
+        eq((d.leader_epoch, d.end_offset), (0, 0), "no batch of an earlier epoch: the log start")
+        check(u.error_code in (TOPIC_NOT_FOUND, PARTITION_NOT_FOUND), f"an unknown topic: {u}")
+        (s1,) = ask(("lepoch", 0, cur, cur + 1))
+        eq(s1.error_code, 47, f"a newer current epoch than the leader's: {s1.error_message}")
+        eq(s1.leader_id, "1", "the leader named")
+        if cur > 1:
+            (s2,) = ask(("lepoch", 0, cur, cur - 1))
+            eq(s2.error_code, 7, f"an older current epoch: {s2.error_message}")
+
+
+@test
 def replicate_data_refusals(ctx):
     """A follower's ReplicateData and ReplicateStream (follow.c) refuse what
     this node cannot take as a follower, each with its reason, and the node
