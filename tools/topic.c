@@ -50,7 +50,7 @@ static int topic_create(int argc, char **argv)
 	uint64_t partitions, rf;
 	const struct rmq_flag flags[] = {
 		{"partitions", RMQ_FLAG_UINT, &partitions, "1", "partitions of the topic", 1, 65536, NULL},
-		{"replication-factor", RMQ_FLAG_UINT, &rf, "1", "replicas of each partition, on as many brokers (above 1 is refused until rmq replicates)", 1, 8, NULL},
+		{"replication-factor", RMQ_FLAG_UINT, &rf, "1", "replicas of each partition, on as many brokers (at most the running brokers)", 1, 8, NULL},
 	};
 	const struct cmd_spec cs = {"topic create",
 				    "topic create NAME [--partitions N] [--replication-factor N] [--config k=v ...]",

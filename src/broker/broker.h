@@ -140,6 +140,12 @@ struct rmq_partition {
 	struct rmq_partition *closing_next;
 	struct part_apply *apply;          /* the apply waiting for its state */
 	struct rmq_partition *successor;   /* closing: opens its directory once it is closed */
+	/* As the leader of replicas elsewhere (lead.c): one slot per follower,
+	 * made in leader epoch slots_epoch; produce calls waiting for the
+	 * followers (acks ALL, MAJORITY, CUSTOM: produce.c), in offset order. */
+	struct rmq_rslot **slots;
+	uint32_t nslots, slots_epoch;
+	struct rmq_produce *acks_head, *acks_tail;
 	/* As a follower (follow.c): the leader's requests, the first one
 	 * being carried out, the rest waiting their turn. */
 	struct rmq_frep *follow_head, *follow_tail;
@@ -183,6 +189,7 @@ struct rmq_bshard {
 	struct rmq_fleet *fleet;       /* shard 0: brokers' sessions, when leading (fleet.h) */
 	struct rmq_heartbeat *hb;      /* shard 0: this broker's registration (heartbeat.h) */
 	struct rmq_link *fwd_link;     /* admin calls to the controller's leader (forward.h) */
+	struct rmq_lead *lead;         /* streams to the followers of partitions led here (lead.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;
@@ -246,6 +253,11 @@ void rmq_produce_stream_half_close(struct rmq_call *c);
 void rmq_produce_cancel(struct rmq_call *c);
 void rmq_produce_retry_backlog(struct rmq_partition *p);
 void rmq_produce_fail_backlog(struct rmq_partition *p);
+/* Replication progressed on p (lead.c): produce calls waiting for their
+ * followers are answered when their acks level holds; and (leadership
+ * lost, or the partition closes) every one left answered NOT_LEADER. */
+void rmq_produce_replicated(struct rmq_partition *p);
+void rmq_produce_fail_replicated(struct rmq_partition *p);
 
 void rmq_fetch_unary(struct rmq_call *c, void *req);
 void rmq_fetch_batch(struct rmq_call *c, void *req);

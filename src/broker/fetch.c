@@ -285,11 +285,11 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	else if (fp->start == START_TIME || fp->start == START_MAX_TIME)
 		fp->offset = rmq_lookup_time(p, fp->start == START_MAX_TIME, fp->start_ts_ms, NULL);
 	fp->start = 0;
-	int rc = rmq_log_read(p->log, fp->offset, fp->max_bytes, r);
+	/* Consumers read below the partition's high watermark: the log's
+	 * durable end while this node is the partition's whole ISR, the
+	 * smallest over the ISR with replication (lead.c). */
+	int rc = rmq_log_read_below(p->log, fp->offset, fp->max_bytes, p->hw, r);
 
-	/* Consumers read below the partition's high watermark.  The log
-	 * reads to its durable end, which is the same while this node is the
-	 * partition's whole ISR; replication bounds the read by the HW. */
 	fp->hw = p->hw;
 	fp->log_start = r->log_start_offset;
 	fp->next_offset = fp->offset;

@@ -145,12 +145,22 @@ static void take_leaderships(struct rmq_meta *m, uint32_t id, bool renew)
 }
 
 /* Broker id leads nothing: each partition it led goes to another in-sync
- * replica on a running broker, or to none. */
+ * replica on a running broker, or to none.  And it leaves every ISR it is
+ * in, but as the last member (the partition then comes back with it, not
+ * with a replica that may lack what it acknowledged): its followers' high
+ * watermark no longer waits for it (docs/replication.md, rule 3). */
 static void drop_leaderships(struct rmq_meta *m, uint32_t id)
 {
 	for (size_t t = 0; t < m->ntopics; t++) {
 		for (uint32_t p = 0; m->topics[t].parts && p < m->topics[t].partitions; p++) {
 			struct rmq_passign *pa = &m->topics[t].parts[p];
+			if (pa->nisr > 1 && in_isr(pa, id)) {
+				uint32_t n = 0;
+				for (uint32_t i = 0; i < pa->nisr; i++)
+					if (pa->isr[i] != id)
+						pa->isr[n++] = pa->isr[i];
+				pa->nisr = n;
+			}
 			if (pa->leader != id)
 				continue;
 			pa->leader = 0;

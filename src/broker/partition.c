@@ -18,6 +18,7 @@
 #include "broker/partition.h"
 
 #include "broker/broker.h"
+#include "broker/lead.h"
 #include "broker/cluster.h"
 #include "broker/dedup.h"
 #include "broker/group.h"
@@ -195,16 +196,21 @@ static void on_durable(void *arg, uint64_t end)
 	struct rmq_partition *p = arg;
 	/* This node is the whole ISR of every partition it leads until
 	 * replication says otherwise: what is durable here is committed. */
-	if (p->role == RMQ_ROLE_LEADER && p->replicas == 1)
+	if (p->role == RMQ_ROLE_LEADER && p->nslots == 0)
 		rmq_partition_set_hw(p, end);
+	else if (p->role == RMQ_ROLE_LEADER)
+		rmq_lead_durable(p); /* the ISR decides */
 }
 
 void rmq_partition_set_role(struct rmq_partition *p, enum rmq_role role, uint32_t leader_epoch)
 {
 	RMQ_ASSERT(leader_epoch >= p->leader_epoch);
+	if (role != RMQ_ROLE_LEADER || leader_epoch != p->leader_epoch)
+		rmq_produce_fail_replicated(p); /* led here no more, or in another epoch */
 	p->role = role;
 	p->leader_epoch = leader_epoch;
-	if (role == RMQ_ROLE_LEADER && p->replicas == 1 && p->log)
+	rmq_lead_sync(p);
+	if (role == RMQ_ROLE_LEADER && p->nslots == 0 && p->log)
 		rmq_partition_set_hw(p, rmq_log_high_watermark(p->log));
 }
 
@@ -529,6 +535,8 @@ static void start_close(struct rmq_partition *p, bool remove)
 	if (p->error)
 		offline_note(p, 0); /* gone: no longer a failure to report */
 	rmq_follow_drop(p);
+	rmq_produce_fail_replicated(p);
+	rmq_lead_drop(p);
 	p->state = RMQ_PART_CLOSING;
 	p->role = RMQ_ROLE_NONE;
 	if (p->log) {

@@ -27,6 +27,7 @@
  * last (an atomic count of two).
  */
 #include "broker/broker.h"
+#include "broker/lead.h"
 
 #include "client/producer.pb-c.h"
 #include "core/assert.h"
@@ -71,6 +72,7 @@ struct rmq_produce {
 	struct rmq_produce *bnext;     /* owner: the partition's backlog.  Not `next`: a
 					* stream's request is in its stream's order list
 					* (origin) and a backlog (owner) at the same time */
+	struct rmq_produce *wnext;     /* owner: waiting for the followers (acks_head) */
 	unsigned origin, owner;
 	int index;                     /* position in a ProduceBatch */
 	uint64_t start_ns;             /* origin: when the request arrived */
@@ -692,6 +694,8 @@ static void dedup_done(struct rmq_produce *pr, bool ok)
 	pr->seq_ticket.kind = pr->key_ticket.kind = 0;
 }
 
+static bool waits_for_followers(const struct rmq_produce *pr);
+
 static void on_appended(struct rmq_append *a, int res)
 {
 	struct rmq_produce *pr = RMQ_CONTAINER_OF(a, struct rmq_produce, app);
@@ -704,9 +708,68 @@ static void on_appended(struct rmq_append *a, int res)
 		pr_put(pr);
 		return;
 	}
-	if (res < 0)
+	if (res < 0) {
 		pr_fail(pr, storage_code(res), "append failed: %s", rmq_strerror(res));
+	} else if (waits_for_followers(pr)) {
+		/* Durable here; answered once its acks level holds (lead.c). */
+		struct rmq_partition *p = pr->part;
+		pr->wnext = NULL;
+		if (p->acks_tail)
+			p->acks_tail->wnext = pr;
+		else
+			p->acks_head = pr;
+		p->acks_tail = pr;
+		rmq_produce_replicated(p);
+		return;
+	}
 	reply_to_origin(pr);
+}
+
+/* How many replicas must hold pr's records, this one included. */
+static uint32_t replicas_needed(const struct rmq_produce *pr, const struct rmq_passign *pa)
+{
+	return pr->acks == ACK_CUSTOM ? pr->custom_acks : pa->nreplicas / 2 + 1;
+}
+
+/* Whether pr, appended here, waits for followers before its answer. */
+static bool waits_for_followers(const struct rmq_produce *pr)
+{
+	const struct rmq_partition *p = pr->part;
+	return p && p->nslots > 0 &&
+	       (pr->acks == ACK_ALL || pr->acks == ACK_MAJORITY || pr->acks == ACK_CUSTOM);
+}
+
+void rmq_produce_replicated(struct rmq_partition *p)
+{
+	const struct rmq_passign *pa = p->topic && p->topic->parts && p->index < p->topic->partitions
+					       ? &p->topic->parts[p->index]
+					       : NULL;
+	while (p->acks_head && pa) {
+		struct rmq_produce *pr = p->acks_head;
+		uint64_t end = pr->base_offset + pr->count;
+		bool held = pr->acks == ACK_ALL ? p->hw >= end
+						: rmq_lead_holding(p, end) >= replicas_needed(pr, pa);
+		if (!held)
+			return; /* the later ones end later */
+		p->acks_head = pr->wnext;
+		if (!p->acks_head)
+			p->acks_tail = NULL;
+		reply_to_origin(pr);
+	}
+}
+
+void rmq_produce_fail_replicated(struct rmq_partition *p)
+{
+	while (p->acks_head) {
+		struct rmq_produce *pr = p->acks_head;
+		p->acks_head = pr->wnext;
+		pr_fail(pr, EC_NOT_LEADER,
+			"%s-%u is no longer led here before its followers had the records: they may "
+			"or may not be committed; retry on the leader",
+			pr->topic, pr->partition);
+		reply_to_origin(pr);
+	}
+	p->acks_tail = NULL;
 }
 
 /* Tries the append on the owner.  Returns 0 when done (answered or in the
@@ -739,6 +802,7 @@ static int try_append(struct rmq_partition *p, struct rmq_produce *pr)
 		return 0;
 	}
 	rmq_partition_mark_dirty(p);
+	pr->part = p;
 	pr->base_offset = pr->app.hdr.base_offset;
 	pr->append_ms = pr->app.hdr.log_append_time_ms;
 	pr->count = pr->app.hdr.record_count;
@@ -889,14 +953,17 @@ static void exec_on_owner(struct rmq_produce *pr)
 		pr->app.hdr.first_timestamp_ms = -1;
 		pr->app.hdr.max_timestamp_ms = -1;
 	}
-	if (pr->acks == ACK_CUSTOM && pr->custom_acks > 1) {
-		pr_fail(pr, EC_NOT_ENOUGH_REPLICAS, "acks=CUSTOM(%u) but the partition has 1 replica", pr->custom_acks);
+	const struct rmq_passign *pa = &p->topic->parts[p->index];
+	if (pr->acks == ACK_CUSTOM && (pr->custom_acks == 0 || pr->custom_acks > pa->nreplicas)) {
+		pr_fail(pr, EC_INVALID_REQUEST, "acks=CUSTOM(%u) but the partition has %u replicas",
+			pr->custom_acks, pa->nreplicas);
 		reply_to_origin(pr);
 		return;
 	}
-	if ((pr->acks == ACK_ALL || pr->acks == ACK_MAJORITY) && tc->min_insync_replicas > 1) {
-		pr_fail(pr, EC_NOT_ENOUGH_REPLICAS, "min.insync.replicas=%u but the partition has 1 replica",
-			tc->min_insync_replicas);
+	if (pr->acks == ACK_ALL && tc->min_insync_replicas > pa->nisr) {
+		pr_fail(pr, EC_NOT_ENOUGH_REPLICAS,
+			"min.insync.replicas=%u but %u replicas of the partition are in sync",
+			tc->min_insync_replicas, pa->nisr);
 		reply_to_origin(pr);
 		return;
 	}

@@ -511,13 +511,6 @@ static void item_in(const Rustmq__Controller__PartitionReassignment *in, struct 
 		}
 		it->target[it->ntarget++] = (uint32_t)v;
 	}
-	if (it->ntarget > 1) {
-		it->code = EC_INVALID_REPLICATION_FACTOR;
-		snprintf(it->err, sizeof(it->err),
-			 "%" PRIu32 " target replicas: rmq does not replicate partitions yet, so a "
-			 "partition has 1 replica",
-			 it->ntarget);
-	}
 }
 
 void rmq_reassign_partitions(struct rmq_call *c, void *msg)

@@ -133,12 +133,10 @@ static bool valid_create(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_c
 		return false;
 	}
 	uint32_t rf = it->replication_factor ? it->replication_factor : 1;
-	if (rf != 1) {
+	if (rf > RMQ_REPLICAS_MAX) {
 		it->code = EC_INVALID_REPLICATION_FACTOR;
-		snprintf(it->err, sizeof(it->err),
-			 "replication factor %u: rmq does not replicate partitions yet, so every "
-			 "partition has 1 replica (replication factor 1)",
-			 rf);
+		snprintf(it->err, sizeof(it->err), "replication factor %u: at most %d", rf,
+			 RMQ_REPLICAS_MAX);
 		return false;
 	}
 	struct rmq_topic *t = &it->result;

@@ -290,14 +290,55 @@ static uint32_t entry_len_at(const uint8_t *p, uint64_t avail)
 int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 		 struct rmq_log_read *r)
 {
+	return rmq_log_read_below(log, offset, max_bytes, UINT64_MAX, r);
+}
+
+/* Where the batch starting at offset `at` lies in the segment holding it
+ * (at is a batch boundary below the log's HW), for a read that stops
+ * there: *seg and *pos.  Returns 0 or a negative error. */
+static int boundary(struct rmq_log *log, uint64_t at, struct rmq_segment **seg, uint64_t *pos)
+{
+	int64_t si = log_find_segment(log, at);
+	if (si < 0)
+		return RMQ_ERANGE;
+	struct rmq_segment *s = log->segs[si];
+	int64_t e = rmq_segment_index_exact(s, at);
+	struct rmq_batch_view v;
+	int64_t p;
+	if (at == s->base_offset)
+		p = 0;
+	else if (e >= 0)
+		p = s->idx[e].position;
+	else if ((p = rmq_segment_find(s, at, s->visible_size, &v)) >= 0 && v.hdr.base_offset != at)
+		return RMQ_ECORRUPT; /* not a batch boundary */
+	if (p < 0)
+		return (int)p;
+	*seg = s;
+	*pos = (uint64_t)p;
+	return 0;
+}
+
+int rmq_log_read_below(struct rmq_log *log, uint64_t offset, uint64_t max_bytes, uint64_t limit,
+		       struct rmq_log_read *r)
+{
+	const uint64_t hw = limit < log->hw ? limit : log->hw;
 	memset(r, 0, sizeof(*r));
-	r->high_watermark = log->hw;
+	r->high_watermark = hw;
 	r->log_start_offset = log->log_start;
 	r->first_offset = r->next_offset = offset;
-	if (offset < log->log_start || offset > log->hw)
+	if (offset < log->log_start || offset > hw)
 		return RMQ_ERANGE;
-	if (offset == log->hw)
+	if (offset == hw)
 		return 0;
+	/* A limit below the log's HW ends the read in its segment. */
+	struct rmq_segment *hw_seg = NULL;
+	uint64_t hw_pos = 0;
+	if (hw < log->hw) {
+		int rc = boundary(log, hw, &hw_seg, &hw_pos);
+		if (rc < 0)
+			return rc;
+	}
+#define VISIBLE(s) ((s) == hw_seg ? hw_pos : (s)->visible_size)
 
 	int64_t si = log_find_segment(log, offset);
 	if (si < 0)
@@ -310,10 +351,10 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	struct rmq_batch_view v;
 	int64_t pos, e = rmq_segment_index_exact(seg, offset);
 	uint64_t v_pos = UINT64_MAX; /* where v was parsed in seg */
-	if (e >= 0 && seg->idx[e].position < seg->visible_size) {
+	if (e >= 0 && seg->idx[e].position < VISIBLE(seg)) {
 		pos = seg->idx[e].position;
 	} else {
-		pos = rmq_segment_find(seg, offset, seg->visible_size, &v);
+		pos = rmq_segment_find(seg, offset, VISIBLE(seg), &v);
 		if (pos < 0)
 			return pos == RMQ_ERANGE ? RMQ_EFENCED : (int)pos;
 		offset = v.hdr.base_offset;
@@ -340,18 +381,18 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 		uint64_t upto = start + (max_bytes - r->bytes);
 		int64_t j;
 		bool walk = false;
-		if (upto >= seg->visible_size && seg->visible_size > start) {
-			p = seg->visible_size;
-			next = p == seg->size ? seg->next_offset : log->hw;
-		} else if ((j = rmq_segment_index_upto(seg, start, upto < seg->visible_size
-									? upto : seg->visible_size)) >= 0) {
+		const uint64_t vis = VISIBLE(seg);
+		if (upto >= vis && vis > start) {
+			p = vis;
+			next = seg == hw_seg ? hw : p == seg->size ? seg->next_offset : log->hw;
+		} else if ((j = rmq_segment_index_upto(seg, start, upto < vis ? upto : vis)) >= 0) {
 			p = seg->idx[j].position;
 			next = seg->base_offset + seg->idx[j].rel_offset;
 		} else {
 			walk = true;
 		}
-		while (walk && p < seg->visible_size) {
-			uint32_t n = entry_len_at(seg->map + p, seg->visible_size - p);
+		while (walk && p < vis) {
+			uint32_t n = entry_len_at(seg->map + p, vis - p);
 			if (n == 0)
 				break;
 			if (r->bytes + (p - start) + n > max_bytes && (r->bytes > 0 || p > start))
@@ -379,11 +420,11 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 			r->bytes += sl->len;
 		}
 		/* Continue into the next segment if this one was exhausted. */
-		if (p < seg->visible_size || r->bytes >= max_bytes ||
+		if (p < vis || seg == hw_seg || r->bytes >= max_bytes ||
 		    r->nslices == RMQ_LOG_SLICES_MAX || (size_t)si + 1 >= log->nsegs)
 			break;
 		struct rmq_segment *nx = log->segs[si + 1];
-		if (nx->base_offset != next || nx->fenced || nx->visible_size == 0)
+		if (nx->base_offset != next || nx->fenced || VISIBLE(nx) == 0)
 			break;
 		seg = nx;
 		si++;
@@ -392,6 +433,7 @@ int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 	}
 	r->next_offset = next;
 	return 0;
+#undef VISIBLE
 }
 
 int64_t rmq_log_scan(struct rmq_log *log, uint64_t from,

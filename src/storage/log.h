@@ -370,6 +370,10 @@ struct rmq_log_read {
  */
 int rmq_log_read(struct rmq_log *log, uint64_t offset, uint64_t max_bytes,
 		 struct rmq_log_read *r);
+/* The same, never past limit either (a partition's high watermark below
+ * the log's durable end, replication): limit is a batch boundary. */
+int rmq_log_read_below(struct rmq_log *log, uint64_t offset, uint64_t max_bytes, uint64_t limit,
+		       struct rmq_log_read *r);
 
 /* Unpins the slices of r. */
 void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r);

@@ -443,7 +443,8 @@ def start_move(cl, li):
     eq(len(m.partitions), 0, "a whole-request error reports no partition")
 
     first, second = reassign(cl, li, [("moving", 0, [dst]), ("moving", 9, [dst]),
-                                      ("moving", 1, [9]), ("moving", 2, [1, 2])], messages=2)
+                                      ("moving", 1, [9]), ("moving", 2, list(range(1, 10)))],
+                             messages=2)
     st = statuses(first)
     eq(len(st), 4, "the first message reports every partition of the request")
     s = st[("moving", 0)]
@@ -497,6 +498,76 @@ def cancel_move(cl, i, src, dst, live):
         with cl.client(src - 1) as c:
             eq(sum(b.record_count for b, _ in c.fetch_all("moving", 0)), 3,
                "moving-0's records, where they were")
+
+
+def isr(cl, i, topic):
+    """[(leader id, replica ids, ISR ids)] by partition, as node i says."""
+    with cl.client(i) as c:
+        r = ok(c.unary("/rustmq.client.MetadataService/GetTopicMetadata",
+                       tn.MD.GetTopicMetadataRequest(version=tn.V(), topics=[topic]),
+                       tn.MD.GetTopicMetadataResponse), "GetTopicMetadata")
+        return [(p.leader_id, sorted(p.replica_ids), sorted(p.isr_ids))
+                for p in r.topics[0].partitions]
+
+
+def values(c, topic, p):
+    return [r.value for b, _ in c.fetch_all(topic, p) for r in b.records]
+
+
+def run_replication(cl):
+    """Replication factor 3: acks ALL answered once every replica holds the
+    records; kill -9 of the leader: a follower leads with every acknowledged
+    record; acks MAJORITY goes on with two replicas; the killed node comes
+    back as a follower and catches up, and the high watermark moves again."""
+    for i in range(3):
+        cl.start(i)
+    li, _ = cl.leader()
+    wait_for("three brokers registered and running",
+             lambda: len(brokers(cl, li)) == 3 and
+             all(st == BROKER_RUNNING for st, _, _ in brokers(cl, li).values()))
+    with cl.client(li) as c:
+        r = c.unary("/rustmq.controller.AdminService/CreateTopics",
+                    tn.A.CreateTopicsRequest(version=tn.V(), topics=[
+                        tn.A.CreatableTopic(name="repl", partitions=1, replication_factor=3)]),
+                    tn.A.CreateTopicsResponse)
+        ok(r.topics[0], "create repl with 3 replicas")
+    (lead, reps, in_sync), = wait_for("every node knows repl",
+                                      lambda: all(isr(cl, i, "repl") for i in range(3))
+                                      and isr(cl, li, "repl"))
+    eq((reps, in_sync), (["1", "2", "3"], ["1", "2", "3"]), "three replicas, all in sync")
+    leader = int(lead)
+    sent = []
+    with cl.client(leader - 1) as c:
+        first = tn.make_records(5, "first")
+        produce_settled(c, "repl", 0, first, "the first produce")
+        sent += [r.value for r in first]
+        for k in range(1, 20):
+            recs = tn.make_records(5, f"all{k}")
+            ok(c.produce("repl", 0, recs, acks=tn.ACK_ALL), f"acks=ALL {k}")
+            sent += [r.value for r in recs]
+        got = values(c, "repl", 0)
+    eq(got, sent, "the leader serves what it acknowledged")
+    print(f"    broker {leader} leads repl-0; 100 records acknowledged by all", flush=True)
+
+    # kill -9 of the leader: a follower takes over with every record.
+    cl.nodes[leader - 1].kill()
+    live = [i for i in range(3) if i != leader - 1]
+    new = wait_for("a follower leads repl-0",
+                   lambda: (lambda v: v if v and v != str(leader) else None)(
+                       isr(cl, live[0], "repl")[0][0]), timeout=20)
+    with cl.client(int(new) - 1) as c:
+        got = wait_for("the new leader serves", lambda: values(c, "repl", 0) or None)
+        eq(got, sent, f"broker {new} holds every acknowledged record")
+        more = tn.make_records(5, "maj")
+        ok(c.produce("repl", 0, more, acks=tn.ACK_MAJORITY), "acks=MAJORITY with two of three")
+    # The killed node comes back, follows, catches up: the high watermark
+    # (held by the ISR member that was away) moves past the new records.
+    cl.start(leader - 1)
+    with cl.client(int(new) - 1) as c:
+        wait_for("the records after the failover readable once every replica has them",
+                 lambda: values(c, "repl", 0) == sent + [r.value for r in more], timeout=20)
+    for i in range(3):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
 def rmq_cli(rmq, addr, *argv, stdin=None):
@@ -673,6 +744,10 @@ def main() -> int:
          lambda cl: run_placement(cl, args.rmq, args.rmq_bench)),
         ("foreign_storage_refused", lambda: Cluster(binary, os.path.join(tmp, "c"), args.verbose),
          run_foreign),
+        ("replication", lambda: Cluster(binary, os.path.join(tmp, "d"), args.verbose,
+                                        ("--broker-heartbeat", "100ms",
+                                         "--broker-session-timeout", "1s")),
+         run_replication),
     ]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")

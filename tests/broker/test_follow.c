@@ -185,6 +185,24 @@ Test(follow, an_empty_log_takes_the_first_batches)
 	cr_assert_eq(p.truncate_to, UINT64_MAX);
 }
 
+/* A probe from a leader whose log ends before this replica's: the tail past
+ * the leader's end goes. */
+Test(follow, a_tail_past_the_leader_end_goes)
+{
+	uint64_t lend = m.v[110].hdr.base_offset;
+	struct rmq_follow_req req = {.leader_epoch = 3, .prev_end = lend, .prev_epoch = 2,
+				     .leader_end = lend, .n = 0, .hdrs = hdrs};
+	struct rmq_follow_plan p;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert(!p.diverging);
+	cr_assert_eq(p.truncate_to, lend);
+	/* Without the leader's end: kept (the next batches decide). */
+	req.leader_end = 0;
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.truncate_to, UINT64_MAX);
+}
+
 /* ---- reading a ReplicateDataRequest ---------------------------------------------- */
 
 /* Appends field `field` (LEN) with the bytes p[0..len). */

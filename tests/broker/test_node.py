@@ -1785,7 +1785,7 @@ def topic_rules(ctx):
                     "acks=ALL below min.insync.replicas")
         ok(c.produce("tr-isr", 0, make_records(1, "isr"), acks=ACK_LEADER), "acks=LEADER")
         expect_code(c.produce("tr-isr", 0, make_records(1, "isr"), acks=4, custom_ack_count=2),
-                    19, "acks=CUSTOM(2) on one replica")
+                    INVALID_REQUEST, "acks=CUSTOM(2) on one replica: more than it has")
         # Replication factor and partition counts.
         rr = c.unary("/rustmq.controller.AdminService/CreateTopics",
                      A.CreateTopicsRequest(version=V(), topics=[

@@ -307,6 +307,45 @@ Test(log, reads_never_pass_the_high_watermark)
 	su_batches_free(&model);
 }
 
+/* A read bounded below the log's high watermark (a partition's HW with
+ * replication) ends there, at every batch boundary, in any segment. */
+Test(log, reads_stop_at_a_limit)
+{
+	struct su_batches model = {0};
+	open_log(&env);
+	su_append_seq(&env, 0, 120, VMAX, true, 10, &model);
+	for (size_t lim = 0; lim < model.n; lim += 7) {
+		uint64_t limit = model.v[lim].hdr.base_offset;
+		uint64_t off = rmq_log_start_offset(env.log);
+		size_t at = 0;
+		while (off < limit) {
+			struct rmq_log_read r;
+			cr_assert_eq(rmq_log_read_below(env.log, off, 9000, limit, &r), 0);
+			cr_assert_gt(r.nslices, 0);
+			cr_assert_leq(r.next_offset, limit, "read past the limit %" PRIu64, limit);
+			for (unsigned i = 0; i < r.nslices; i++) {
+				const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
+				while (q < end) {
+					struct rmq_batch_view v;
+					int n = rmq_batch_parse(q, (size_t)(end - q), &v);
+					cr_assert_gt(n, 0);
+					cr_assert_eq(v.hdr.base_offset, model.v[at].hdr.base_offset);
+					at++;
+					q += n;
+				}
+			}
+			off = r.next_offset;
+			rmq_log_read_done(env.log, &r);
+		}
+		cr_assert_eq(at, lim, "limit %" PRIu64 ": every batch below it", limit);
+		struct rmq_log_read r;
+		cr_assert_eq(rmq_log_read_below(env.log, limit, 9000, limit, &r), 0);
+		cr_assert_eq(r.nslices, 0, "nothing at the limit");
+		cr_assert_eq(rmq_log_read_below(env.log, limit + 1, 9000, limit, &r), RMQ_ERANGE);
+	}
+	su_batches_free(&model);
+}
+
 Test(log, time_lookups)
 {
 	struct su_batches model = {0};

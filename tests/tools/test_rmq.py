@@ -357,9 +357,9 @@ try:
                                   r"controller\tleader 1\tepoch \d+\tvoters 1\n"
                                   r"brokers\n  1\t127\.0\.0\.1:\d+\tBROKER_RUNNING\tepoch 1\track -.*\tvoter.*"
                                   r"topics\n.* multi\tpartitions 3")
-    # Replicas above 1 are refused until rmq replicates, saying so.
+    # More replicas than running brokers are refused, saying so.
     expect(["topic", "create", "rf2", "--replication-factor", "2"], 1,
-           err_re=r"INVALID_REPLICATION_FACTOR.*does not replicate")
+           err_re=r"INVALID_REPLICATION_FACTOR.*exceeds the 1 running brokers")
     expect(["health"], 0, out_re=r"(?s)^grpc\.health\.v1\tSERVING\nbroker 1\tHEALTH_STATUS_SERVING")
     # Metrics: per shard by default, summed with --total; the records the
     # tests above produced are counted.

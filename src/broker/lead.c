@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* lead.c - a leader's side of replication (lead.h). */
+#include "broker/lead.h"
+
+#include "broker/broker.h"
+#include "broker/cluster.h"
+#include "broker/errcode.h"
+#include "broker/meta.h"
+#include "broker/partition.h"
+#include "broker/replication.pb-c.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/pbwire.h"
+#include "core/util.h"
+#include "net/client.h"
+#include "storage/batch.h"
+#include "storage/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REQ_BYTES (1u << 20)                 /* stored batches per request, about */
+#define RETRY_NS (100ULL * 1000 * 1000)      /* after a failed connect or refused request */
+#define PATH "/rustmq.broker.BrokerReplicationService/ReplicateStream"
+#define HDR_MAX 512                          /* a request's fields but the batches */
+
+struct rmq_peer;
+
+/* A follower replica of a partition this shard leads. */
+struct rmq_rslot {
+	struct rmq_partition *p;
+	uint32_t broker;
+	struct rmq_peer *peer;
+	uint32_t reg;                /* its index in peer->slots */
+	uint64_t next;               /* where the next request starts */
+	uint64_t end;                /* the follower's durable end matching this log */
+	bool known;                  /* end and next are the follower's, learned this leadership */
+	bool stale;                  /* refused as a deposed leader: wait for the metadata */
+	uint64_t corr;               /* the request in flight; 0: none */
+	uint64_t retry_at;
+};
+
+/* One ReplicateStream to one shard of a follower broker. */
+struct rmq_peer {
+	struct rmq_lead *lead;
+	uint32_t broker;
+	unsigned shard;
+	struct rmq_client *cl;
+	struct rmq_client_conn *cc;
+	struct rmq_ccall *call;
+	uint64_t retry_at;
+	struct rmq_rslot **slots;    /* registry (holes are NULL) */
+	uint32_t nslots, slots_cap;
+	uint32_t seq;
+	/* Requests sent on the call, by reference until written. */
+	uint8_t **fifo;
+	uint32_t fifo_cap, fifo_head, fifo_n;
+	uint64_t freed;              /* of the call's messages, those let go */
+	struct rmq_peer *next;
+};
+
+struct rmq_lead {
+	struct rmq_bshard *bs;
+	struct rmq_peer *peers;
+	struct rmq_timer timer;
+};
+
+static void send_next(struct rmq_rslot *s);
+static void on_timer(struct rmq_timer *t);
+
+static struct rmq_lead *lead_of(struct rmq_bshard *bs)
+{
+	if (!bs->lead && (bs->lead = calloc(1, sizeof(*bs->lead))))
+		bs->lead->bs = bs;
+	return bs->lead;
+}
+
+/* ---- peers ------------------------------------------------------------------------- */
+
+static void fifo_release(struct rmq_peer *pe, bool all)
+{
+	uint64_t written = pe->call && !all ? rmq_ccall_written(pe->call) : UINT64_MAX;
+	while (pe->fifo_n > 0 && pe->freed < written) {
+		free(pe->fifo[pe->fifo_head]);
+		pe->fifo_head = (pe->fifo_head + 1) % pe->fifo_cap;
+		pe->fifo_n--;
+		pe->freed++;
+	}
+	if (all)
+		pe->freed = 0;
+}
+
+static int fifo_push(struct rmq_peer *pe, uint8_t *buf)
+{
+	if (pe->fifo_n == pe->fifo_cap) {
+		uint32_t cap = pe->fifo_cap ? 2 * pe->fifo_cap : 16;
+		uint8_t **v = malloc(cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < pe->fifo_n; i++)
+			v[i] = pe->fifo[(pe->fifo_head + i) % pe->fifo_cap];
+		free(pe->fifo);
+		pe->fifo = v;
+		pe->fifo_cap = cap;
+		pe->fifo_head = 0;
+	}
+	pe->fifo[(pe->fifo_head + pe->fifo_n++) % pe->fifo_cap] = buf;
+	return 0;
+}
+
+static void arm(struct rmq_lead *ld)
+{
+	if (!rmq_timer_armed(&ld->timer))
+		(void)rmq_timer_start(ld->bs->s, &ld->timer, rmq_now_ns() + RETRY_NS, on_timer);
+}
+
+/* The stream is gone: what was in flight is asked again from a probe. */
+static void stream_lost(struct rmq_peer *pe)
+{
+	pe->call = NULL;
+	fifo_release(pe, true);
+	for (uint32_t i = 0; i < pe->nslots; i++) {
+		struct rmq_rslot *s = pe->slots[i];
+		if (s) {
+			s->corr = 0;
+			s->known = false;
+			s->next = s->end;
+		}
+	}
+	pe->retry_at = rmq_now_ns() + RETRY_NS;
+	arm(pe->lead);
+}
+
+static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len);
+
+static void on_stream_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status status,
+			    const char *message)
+{
+	struct rmq_peer *pe = arg;
+	(void)c;
+	if (status != RMQ_GRPC_CANCELLED)
+		rmq_warn("replication to broker %" PRIu32 " (shard %u): the stream ended: %s %s",
+			 pe->broker, pe->shard, rmq_grpc_status_name(status), message);
+	stream_lost(pe);
+}
+
+static const struct rmq_ccall_ops stream_ops = {on_response, on_stream_close};
+
+static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
+{
+	struct rmq_peer *pe = arg;
+	if (res < 0) {
+		pe->cc = NULL;
+		pe->retry_at = rmq_now_ns() + RETRY_NS;
+		arm(pe->lead);
+		return;
+	}
+	if (rmq_ccall_start(cc, PATH, 0, &stream_ops, pe, &pe->call) < 0) {
+		rmq_client_conn_close(cc);
+		return;
+	}
+	pe->freed = 0;
+	for (uint32_t i = 0; i < pe->nslots; i++)
+		if (pe->slots[i])
+			send_next(pe->slots[i]);
+}
+
+static void on_conn_close(struct rmq_client_conn *cc, void *arg, int why)
+{
+	struct rmq_peer *pe = arg;
+	(void)cc;
+	(void)why;
+	pe->cc = NULL;
+	if (pe->call)
+		stream_lost(pe);
+	pe->retry_at = rmq_now_ns() + RETRY_NS;
+	arm(pe->lead);
+}
+
+static const struct rmq_client_conn_ops conn_ops = {on_connect, on_conn_close};
+
+/* Connects pe when it has no connection (not before its retry time). */
+static void peer_connect(struct rmq_peer *pe)
+{
+	struct rmq_bshard *bs = pe->lead->bs;
+	if (pe->cc || rmq_now_ns() < pe->retry_at)
+		return;
+	const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, pe->broker);
+	if (!r)
+		return;
+	if (!pe->cl) {
+		struct rmq_client_config cfg;
+		rmq_client_config_default(&cfg);
+		cfg.host = r->host;
+		cfg.port = (uint16_t)r->port;
+		cfg.connections_max = 2;
+		if (r->shards > 1) {
+			cfg.source_port_mod = r->shards;
+			cfg.source_port_rem = pe->shard;
+		}
+		int rc = rmq_client_create(bs->s, &cfg, &pe->cl);
+		if (rc < 0) {
+			rmq_warn("replication to broker %" PRIu32 " at %s: %s", pe->broker, r->endpoint,
+				 rmq_strerror(rc));
+			pe->retry_at = rmq_now_ns() + RETRY_NS;
+			arm(pe->lead);
+			return;
+		}
+	}
+	if (rmq_client_connect(pe->cl, &conn_ops, pe, &pe->cc) < 0) {
+		pe->cc = NULL;
+		pe->retry_at = rmq_now_ns() + RETRY_NS;
+		arm(pe->lead);
+	}
+}
+
+static struct rmq_peer *peer_get(struct rmq_lead *ld, uint32_t broker, unsigned shard)
+{
+	for (struct rmq_peer *pe = ld->peers; pe; pe = pe->next)
+		if (pe->broker == broker && pe->shard == shard)
+			return pe;
+	struct rmq_peer *pe = calloc(1, sizeof(*pe));
+	if (!pe)
+		return NULL;
+	pe->lead = ld;
+	pe->broker = broker;
+	pe->shard = shard;
+	pe->next = ld->peers;
+	ld->peers = pe;
+	return pe;
+}
+
+static int peer_add(struct rmq_peer *pe, struct rmq_rslot *s)
+{
+	for (uint32_t i = 0; i < pe->nslots; i++) {
+		if (!pe->slots[i]) {
+			pe->slots[i] = s;
+			s->reg = i;
+			return 0;
+		}
+	}
+	if (pe->nslots == pe->slots_cap) {
+		uint32_t cap = pe->slots_cap ? 2 * pe->slots_cap : 8;
+		struct rmq_rslot **v = realloc(pe->slots, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		pe->slots = v;
+		pe->slots_cap = cap;
+	}
+	s->reg = pe->nslots;
+	pe->slots[pe->nslots++] = s;
+	return 0;
+}
+
+/* ---- the high watermark ------------------------------------------------------------- */
+
+static const struct rmq_passign *assign_of(const struct rmq_partition *p)
+{
+	return p->topic && p->topic->parts && p->index < p->topic->partitions
+		       ? &p->topic->parts[p->index]
+		       : NULL;
+}
+
+static struct rmq_rslot *slot_of(const struct rmq_partition *p, uint32_t broker)
+{
+	for (uint32_t i = 0; i < p->nslots; i++)
+		if (p->slots[i]->broker == broker)
+			return p->slots[i];
+	return NULL;
+}
+
+/* The smallest durable end over the ISR; the leader's own when a member's
+ * is not known yet counts as not advancing. */
+static void update_hw(struct rmq_partition *p)
+{
+	const struct rmq_passign *pa = assign_of(p);
+	if (!pa || !p->log)
+		return;
+	uint64_t hw = rmq_log_high_watermark(p->log);
+	for (uint32_t i = 0; i < pa->nisr; i++) {
+		if (pa->isr[i] == p->bs->b->self)
+			continue;
+		const struct rmq_rslot *s = slot_of(p, pa->isr[i]);
+		if (!s || !s->known)
+			return;
+		if (s->end < hw)
+			hw = s->end;
+	}
+	rmq_partition_set_hw(p, hw);
+}
+
+uint32_t rmq_lead_holding(const struct rmq_partition *p, uint64_t end)
+{
+	uint32_t n = p->log && rmq_log_high_watermark(p->log) >= end;
+	for (uint32_t i = 0; i < p->nslots; i++)
+		n += p->slots[i]->known && p->slots[i]->end >= end;
+	return n;
+}
+
+static void progressed(struct rmq_partition *p)
+{
+	update_hw(p);
+	rmq_produce_replicated(p);
+}
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+static size_t put_str(uint8_t *b, uint32_t field, const char *s)
+{
+	size_t len = strlen(s), n = rmq_pb_put_len(b, field, len);
+	memcpy(b + n, s, len);
+	return n + len;
+}
+
+/* Sends s's next request: batches from s->next, or a probe (none) while
+ * where the follower stands is not known. */
+static void send_next(struct rmq_rslot *s)
+{
+	struct rmq_partition *p = s->p;
+	struct rmq_peer *pe = s->peer;
+	uint64_t now = rmq_now_ns();
+	if (s->corr || s->stale || !p->log || p->role != RMQ_ROLE_LEADER || now < s->retry_at)
+		return;
+	if (!pe->call) {
+		peer_connect(pe);
+		return;
+	}
+	const uint64_t durable = rmq_log_high_watermark(p->log);
+	const uint64_t start = rmq_log_start_offset(p->log);
+	if (s->known && s->next >= durable)
+		return; /* caught up */
+	if (s->next < start || s->next > durable) {
+		/* Behind this log's start (its records went by retention), or
+		 * ahead of it: not served yet (a reset of the follower's log). */
+		rmq_warn("replication of %s-%u to broker %" PRIu32 ": the follower is at offset %" PRIu64
+			 ", outside this log (%" PRIu64 " to %" PRIu64 ")",
+			 p->topic_name, p->index, s->broker, s->next, start, durable);
+		s->retry_at = now + 50 * RETRY_NS;
+		arm(pe->lead);
+		return;
+	}
+	uint32_t prev_epoch = 0;
+	uint64_t e0, e1;
+	if (s->next > start && rmq_log_epoch_at(p->log, s->next - 1, &prev_epoch, &e0, &e1) < 0) {
+		s->retry_at = now + RETRY_NS;
+		arm(pe->lead);
+		return;
+	}
+	struct rmq_log_read r = {0};
+	if (s->known && rmq_log_read(p->log, s->next, REQ_BYTES, &r) < 0) {
+		s->retry_at = now + RETRY_NS;
+		arm(pe->lead);
+		return;
+	}
+	uint8_t *buf = malloc(HDR_MAX + r.bytes);
+	if (!buf) {
+		rmq_log_read_done(p->log, &r);
+		s->retry_at = now + RETRY_NS;
+		arm(pe->lead);
+		return;
+	}
+	size_t n = 0;
+	uint8_t tmp[300];
+	char id[12];
+	const struct rmq_broker_rec *self = rmq_meta_broker(p->bs->meta, p->bs->b->self);
+	n += rmq_pb_put_len(buf + n, 1, 2);
+	n += rmq_pb_put_uint(buf + n, 1, 1); /* version.major */
+	snprintf(id, sizeof(id), "%" PRIu32, p->bs->b->self);
+	n += put_str(buf + n, 2, id);
+	n += rmq_pb_put_uint(buf + n, 3, p->leader_epoch);
+	size_t tn = put_str(tmp, 1, p->topic_name);
+	tn += rmq_pb_put_uint(tmp + tn, 2, p->index);
+	n += rmq_pb_put_len(buf + n, 4, tn);
+	memcpy(buf + n, tmp, tn);
+	n += tn;
+	/* The stored entries, each with field 5's key for its own (6). */
+	for (unsigned i = 0; i < r.nslices; i++) {
+		const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
+		while (q < end) {
+			struct rmq_batch_view v;
+			int len = rmq_batch_parse_header(q, (size_t)(end - q), &v);
+			if (len <= 0)
+				break;
+			buf[n] = (uint8_t)RMQ_PB_KEY(5, RMQ_PB_LEN);
+			memcpy(buf + n + 1, q + 1, (size_t)len - 1);
+			n += (size_t)len;
+			q += len;
+		}
+	}
+	rmq_log_read_done(p->log, &r);
+	n += rmq_pb_put_uint(buf + n, 6, s->next);
+	n += rmq_pb_put_uint(buf + n, 7, prev_epoch);
+	n += rmq_pb_put_uint(buf + n, 8, p->hw);
+	n += rmq_pb_put_uint(buf + n, 9, start);
+	uint64_t corr = (uint64_t)s->reg << 32 | (++pe->seq ? pe->seq : ++pe->seq);
+	n += rmq_pb_put_uint(buf + n, 10, corr);
+	snprintf(id, sizeof(id), "%" PRIu32, s->broker);
+	n += put_str(buf + n, 11, id);
+	n += rmq_pb_put_uint(buf + n, 12, self ? self->epoch : 0);
+	n += rmq_pb_put_uint(buf + n, 13, durable);
+	fifo_release(pe, false);
+	if (fifo_push(pe, buf) < 0 || rmq_ccall_send(pe->call, buf, n) < 0) {
+		if (pe->fifo_n && pe->fifo[(pe->fifo_head + pe->fifo_n - 1) % pe->fifo_cap] == buf)
+			pe->fifo_n--;
+		free(buf);
+		s->retry_at = now + RETRY_NS / 10;
+		arm(pe->lead);
+		return;
+	}
+	s->corr = corr;
+}
+
+/* Where the follower's log, which leaves this one in epoch `epoch` over
+ * [start, end) of its own, meets it again (KIP-101): the end of that epoch
+ * here when this log has it, else its start there. */
+static uint64_t resolve(struct rmq_partition *p, const Rustmq__Broker__DivergingEpoch *d)
+{
+	uint32_t floor;
+	uint64_t end, t;
+	int rc = rmq_log_epoch_end(p->log, d->epoch, &floor, &end);
+	if (rc == 0 && floor == d->epoch)
+		t = end < d->end_offset ? end : d->end_offset;
+	else
+		t = d->start_offset;
+	uint64_t start = rmq_log_start_offset(p->log);
+	return t < start ? start : t;
+}
+
+static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	struct rmq_peer *pe = arg;
+	(void)c;
+	Rustmq__Broker__ReplicateDataResponse *resp =
+		rustmq__broker__replicate_data_response__unpack(NULL, len, msg);
+	if (!resp) {
+		rmq_warn("replication to broker %" PRIu32 ": an answer that does not decode",
+			 pe->broker);
+		return;
+	}
+	uint32_t reg = (uint32_t)(resp->correlation_id >> 32);
+	struct rmq_rslot *s = reg < pe->nslots ? pe->slots[reg] : NULL;
+	if (!s || s->corr != resp->correlation_id) {
+		rustmq__broker__replicate_data_response__free_unpacked(resp, NULL);
+		return; /* for a slot that went, or an earlier stream */
+	}
+	s->corr = 0;
+	struct rmq_partition *p = s->p;
+	switch (resp->error_code) {
+	case EC_OK:
+		if (resp->diverging_epoch) {
+			s->next = s->end = resolve(p, resp->diverging_epoch);
+			s->known = true;
+		} else {
+			s->next = s->end = resp->log_end_offset;
+			s->known = true;
+			progressed(p);
+		}
+		break;
+	case EC_OFFSET_OUT_OF_RANGE:
+		s->next = s->end = resp->log_end_offset; /* a probe there next */
+		s->known = false;
+		break;
+	case EC_STALE_EPOCH:
+		s->stale = true; /* another leads: the metadata will say */
+		break;
+	default:
+		rmq_debug("replication of %s-%u to broker %" PRIu32 ": %s", p->topic_name, p->index,
+			  s->broker, resp->error_message);
+		s->retry_at = rmq_now_ns() + RETRY_NS;
+		arm(pe->lead);
+		break;
+	}
+	rustmq__broker__replicate_data_response__free_unpacked(resp, NULL);
+	fifo_release(pe, false);
+	send_next(s);
+}
+
+/* ---- slots ------------------------------------------------------------------------------ */
+
+static void slot_free(struct rmq_rslot *s)
+{
+	if (s->peer)
+		s->peer->slots[s->reg] = NULL;
+	free(s);
+}
+
+void rmq_lead_drop(struct rmq_partition *p)
+{
+	for (uint32_t i = 0; i < p->nslots; i++)
+		slot_free(p->slots[i]);
+	free(p->slots);
+	p->slots = NULL;
+	p->nslots = 0;
+}
+
+void rmq_lead_sync(struct rmq_partition *p)
+{
+	const struct rmq_passign *pa = assign_of(p);
+	struct rmq_bshard *bs = p->bs;
+	bool lead = p->role == RMQ_ROLE_LEADER && pa && pa->nreplicas > 1 && p->log;
+	if (!lead || p->slots_epoch != p->leader_epoch)
+		rmq_lead_drop(p); /* a new leadership starts from probes */
+	if (!lead)
+		return;
+	p->slots_epoch = p->leader_epoch;
+	struct rmq_lead *ld = lead_of(bs);
+	/* Slots for replicas no longer named go; new ones come. */
+	for (uint32_t i = 0; i < p->nslots;) {
+		bool named = false;
+		for (uint32_t k = 0; k < pa->nreplicas; k++)
+			named |= pa->replicas[k] == p->slots[i]->broker;
+		if (named) {
+			i++;
+			continue;
+		}
+		slot_free(p->slots[i]);
+		p->slots[i] = p->slots[--p->nslots];
+	}
+	for (uint32_t k = 0; ld && k < pa->nreplicas; k++) {
+		uint32_t b = pa->replicas[k];
+		const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, b);
+		if (b == bs->b->self || slot_of(p, b) || !r)
+			continue;
+		struct rmq_rslot **v = realloc(p->slots, (p->nslots + 1) * sizeof(*v));
+		struct rmq_rslot *s = v ? calloc(1, sizeof(*s)) : NULL;
+		if (v)
+			p->slots = v;
+		struct rmq_peer *pe =
+			s ? peer_get(ld, b, rmq_partition_shard(p->topic_name, p->index,
+								r->shards ? r->shards : 1))
+			  : NULL;
+		if (!pe || peer_add(pe, s) < 0) {
+			free(s);
+			rmq_warn("replication of %s-%u to broker %" PRIu32 ": out of memory",
+				 p->topic_name, p->index, b);
+			continue;
+		}
+		s->p = p;
+		s->broker = b;
+		s->peer = pe;
+		s->next = s->end = rmq_log_high_watermark(p->log);
+		p->slots[p->nslots++] = s;
+		send_next(s);
+	}
+	update_hw(p);
+}
+
+void rmq_lead_durable(struct rmq_partition *p)
+{
+	progressed(p);
+	for (uint32_t i = 0; i < p->nslots; i++)
+		send_next(p->slots[i]);
+}
+
+/* The retry timer: connections to make again, refused requests to send
+ * again. */
+static void on_timer(struct rmq_timer *t)
+{
+	struct rmq_lead *ld = RMQ_CONTAINER_OF(t, struct rmq_lead, timer);
+	bool again = false;
+	for (struct rmq_peer *pe = ld->peers; pe; pe = pe->next) {
+		for (uint32_t i = 0; i < pe->nslots; i++) {
+			struct rmq_rslot *s = pe->slots[i];
+			if (!s)
+				continue;
+			send_next(s);
+			again |= !s->corr && !s->stale;
+		}
+	}
+	if (again)
+		arm(ld);
+}
+
+void rmq_lead_fini(struct rmq_bshard *bs)
+{
+	struct rmq_lead *ld = bs->lead;
+	if (!ld)
+		return;
+	/* Calls end (their callbacks may arm the timer), then the timer. */
+	for (struct rmq_peer *pe = ld->peers; pe; pe = pe->next) {
+		if (pe->cl)
+			rmq_client_destroy(pe->cl);
+		pe->cl = NULL;
+	}
+	rmq_timer_cancel(bs->s, &ld->timer);
+	while (ld->peers) {
+		struct rmq_peer *pe = ld->peers;
+		ld->peers = pe->next;
+		fifo_release(pe, true);
+		free(pe->fifo);
+		free(pe->slots);
+		free(pe);
+	}
+	free(ld);
+	bs->lead = NULL;
+}

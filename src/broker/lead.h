@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lead.h - a leader's side of replication (docs/replication.md): it pushes
+ * its partitions' batches to their followers and keeps the high watermark.
+ *
+ * Each shard keeps one ReplicateStream to each (follower broker, follower
+ * shard) it shares partitions with, on a connection that lands on that
+ * shard (the client binds a steering source port: docs/net.md), and for
+ * each follower replica of a partition it leads a slot: the next offset to
+ * send, and the follower's durable log end as it last said.  A slot has
+ * one request in flight at a time, carrying up to 1 MiB of the leader's
+ * stored batches from its durable data.  The first request of a leadership
+ * is a probe at the leader's end, whose answer says where the follower is
+ * (its log end when behind, or where its log leaves the leader's: the
+ * leader then resolves the cut from its own epochs, KIP-101).
+ *
+ * The high watermark is the smallest durable end over the ISR; produce
+ * calls with acks ALL, MAJORITY or CUSTOM wait for it (produce.c,
+ * rmq_produce_replicated).  The ISR does not change yet: a follower that
+ * is down holds the high watermark until it is back.
+ */
+#ifndef RMQ_BROKER_LEAD_H
+#define RMQ_BROKER_LEAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rmq_bshard;
+struct rmq_partition;
+
+/* Makes p's slots match its role and replicas (after a role or metadata
+ * change on its shard). */
+void rmq_lead_sync(struct rmq_partition *p);
+/* p's durable end advanced: the high watermark may, and followers get it. */
+void rmq_lead_durable(struct rmq_partition *p);
+/* p closes: its slots go. */
+void rmq_lead_drop(struct rmq_partition *p);
+/* How many replicas, this one included, hold p's records below end
+ * durably (acks MAJORITY and CUSTOM). */
+uint32_t rmq_lead_holding(const struct rmq_partition *p, uint64_t end);
+/* The shard stops: streams and connections go. */
+void rmq_lead_fini(struct rmq_bshard *bs);
+
+#endif /* RMQ_BROKER_LEAD_H */
