@@ -86,10 +86,12 @@ int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 		return -ENOMEM;
 	}
 	for (const uint8_t *q = msg; q < end;) {
-		uint32_t field, wire;
+		uint32_t field = 0, wire = 0;
 		uint64_t num = 0;
 		const uint8_t *val = NULL;
 		size_t vlen = 0, n = rmq_pb_next(q, end, &field, &wire, &num, &val, &vlen);
+		if (n == 0)
+			goto bad; /* the first pass read it: cannot happen */
 		bool is_len = wire == RMQ_PB_LEN, is_var = wire == RMQ_PB_VARINT;
 		switch (field) {
 		case F_VERSION:
