@@ -15,6 +15,7 @@
  * cycle flushes its log once: that is the group commit of log.h.
  */
 #include "broker/broker.h"
+#include "broker/isr.h"
 #include "broker/lead.h"
 
 #include "broker/controller.h"
@@ -307,6 +308,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 	rmq_ctrl_stop(bs);
 	rmq_forward_fini(bs);
 	rmq_lead_fini(bs);
+	rmq_isr_fini(bs);
 	if (bs->srv) {
 		rmq_server_drained(bs->srv, true);
 		rmq_server_destroy(bs->srv);

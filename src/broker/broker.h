@@ -145,6 +145,8 @@ struct rmq_partition {
 	 * followers (acks ALL, MAJORITY, CUSTOM: produce.c), in offset order. */
 	struct rmq_rslot **slots;
 	uint32_t nslots, slots_epoch;
+	bool isr_asked;                    /* an UpdateISR of this partition is out */
+	uint64_t isr_retry_at;             /* ... or not before then, after a refusal */
 	struct rmq_produce *acks_head, *acks_tail;
 	/* As a follower (follow.c): the leader's requests, the first one
 	 * being carried out, the rest waiting their turn. */
@@ -190,6 +192,7 @@ struct rmq_bshard {
 	struct rmq_heartbeat *hb;      /* shard 0: this broker's registration (heartbeat.h) */
 	struct rmq_link *fwd_link;     /* admin calls to the controller's leader (forward.h) */
 	struct rmq_lead *lead;         /* streams to the followers of partitions led here (lead.h) */
+	struct rmq_link *isr_link;     /* ISR changes to the controller's leader (isr.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;

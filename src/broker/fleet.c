@@ -139,6 +139,7 @@ static void take_leaderships(struct rmq_meta *m, uint32_t id, bool renew)
 			if (pa->leader == 0 || (renew && pa->leader == id)) {
 				pa->leader = id;
 				pa->leader_epoch++;
+				pa->part_epoch++;
 			}
 		}
 	}
@@ -160,6 +161,7 @@ static void drop_leaderships(struct rmq_meta *m, uint32_t id)
 					if (pa->isr[i] != id)
 						pa->isr[n++] = pa->isr[i];
 				pa->nisr = n;
+				pa->part_epoch++;
 			}
 			if (pa->leader != id)
 				continue;
@@ -170,6 +172,7 @@ static void drop_leaderships(struct rmq_meta *m, uint32_t id)
 					pa->leader = pa->isr[i];
 			}
 			pa->leader_epoch++;
+			pa->part_epoch++;
 		}
 	}
 }

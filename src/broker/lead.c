@@ -5,9 +5,11 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/errcode.h"
+#include "broker/isr.h"
 #include "broker/meta.h"
 #include "broker/partition.h"
 #include "broker/replication.pb-c.h"
+#include "common/metadata.pb-c.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/pbwire.h"
@@ -299,10 +301,71 @@ uint32_t rmq_lead_holding(const struct rmq_partition *p, uint64_t end)
 	return n;
 }
 
+/* An UpdateISR of this shard's, out. */
+struct isr_ask {
+	struct rmq_bshard *bs;
+	char topic[RMQ_TOPIC_NAME_MAX + 1];
+	uint32_t partition;
+};
+
+#define ISR_RETRY_NS (1000ULL * 1000 * 1000)
+
+static void isr_answered(void *arg, int code)
+{
+	struct isr_ask *a = arg;
+	int c;
+	struct rmq_partition *p = rmq_partition_find(a->bs, a->topic, a->partition, &c);
+	if (p) {
+		p->isr_asked = false;
+		if (code != EC_OK)
+			p->isr_retry_at = rmq_now_ns() + ISR_RETRY_NS;
+	}
+	free(a);
+}
+
+/* Followers that caught up (their durable end reached the high watermark
+ * in this leadership) are asked into the ISR; the controller decides, and
+ * the metadata says (isr.c). */
+static void maybe_expand(struct rmq_partition *p)
+{
+	const struct rmq_passign *pa = assign_of(p);
+	struct rmq_bshard *bs = p->bs;
+	if (!pa || p->isr_asked || pa->leader != bs->b->self || rmq_now_ns() < p->isr_retry_at)
+		return;
+	uint32_t isr[RMQ_REPLICAS_MAX], n = pa->nisr;
+	memcpy(isr, pa->isr, n * sizeof(*isr));
+	for (uint32_t i = 0; i < p->nslots && n < RMQ_REPLICAS_MAX; i++) {
+		const struct rmq_rslot *s = p->slots[i];
+		const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, s->broker);
+		bool in = false;
+		for (uint32_t k = 0; k < pa->nisr; k++)
+			in |= pa->isr[k] == s->broker;
+		if (!in && s->known && s->end >= p->hw && r &&
+		    r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING)
+			isr[n++] = s->broker;
+	}
+	if (n == pa->nisr)
+		return;
+	struct isr_ask *a = calloc(1, sizeof(*a));
+	if (!a)
+		return;
+	a->bs = bs;
+	snprintf(a->topic, sizeof(a->topic), "%s", p->topic_name);
+	a->partition = p->index;
+	if (rmq_isr_propose(bs, p, pa->part_epoch, isr, n, isr_answered, a) < 0) {
+		free(a);
+		p->isr_retry_at = rmq_now_ns() + RETRY_NS;
+		arm(bs->lead);
+		return;
+	}
+	p->isr_asked = true;
+}
+
 static void progressed(struct rmq_partition *p)
 {
 	update_hw(p);
 	rmq_produce_replicated(p);
+	maybe_expand(p);
 }
 
 /* ---- requests -------------------------------------------------------------------------- */
@@ -500,8 +563,10 @@ void rmq_lead_sync(struct rmq_partition *p)
 	const struct rmq_passign *pa = assign_of(p);
 	struct rmq_bshard *bs = p->bs;
 	bool lead = p->role == RMQ_ROLE_LEADER && pa && pa->nreplicas > 1 && p->log;
-	if (!lead || p->slots_epoch != p->leader_epoch)
+	if (!lead || p->slots_epoch != p->leader_epoch) {
 		rmq_lead_drop(p); /* a new leadership starts from probes */
+		p->isr_retry_at = 0;
+	}
 	if (!lead)
 		return;
 	p->slots_epoch = p->leader_epoch;
@@ -566,6 +631,7 @@ static void on_timer(struct rmq_timer *t)
 			if (!s)
 				continue;
 			send_next(s);
+			maybe_expand(s->p);
 			again |= !s->corr && !s->stale;
 		}
 	}

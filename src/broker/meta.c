@@ -667,6 +667,8 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 				continue;
 			for (uint32_t p = 0; tg->n_generations == t->partitions && p < t->partitions; p++)
 				t->parts[p].gen = tg->generations[p];
+			for (uint32_t p = 0; tg->n_partition_epochs == t->partitions && p < t->partitions; p++)
+				t->parts[p].part_epoch = tg->partition_epochs[p];
 			for (size_t j = 0; j < tg->n_moves && rc == 0; j++)
 				if (!decode_move(t, tg->moves[j])) {
 					rmq_error("metadata: the reassignment of a partition of '%s' is invalid",
@@ -862,8 +864,8 @@ static size_t arena_bytes(const struct rmq_meta *m)
 			    ID_CHARS + 128;
 	size_t configs = (RMQ_TOPIC_CONFIG_KEYS + 1) * (sizeof(Rustmq__Common__ConfigEntry) + 64 + 16);
 	/* Generations: per topic a record and its array, per partition 8 bytes. */
-	configs += m->ntopics * (sizeof(Rustmq__Controller__TopicGenerations) + sizeof(void *) + 48) +
-		   parts * sizeof(uint64_t);
+	configs += m->ntopics * (sizeof(Rustmq__Controller__TopicGenerations) + sizeof(void *) + 64) +
+		   parts * (sizeof(uint64_t) + sizeof(uint32_t));
 	/* Reassignments: at most one per partition (the array and each record). */
 	configs += parts * (sizeof(void *) + sizeof(Rustmq__Controller__PartitionMove) + 16) +
 		   m->ntopics * 16;
@@ -978,9 +980,11 @@ int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **out, si
 		rustmq__controller__topic_generations__init(tg);
 		tg->topic_id = (char *)t->id;
 		tg->generations = carve(&a, (t->partitions + 1) * sizeof(uint64_t));
+		tg->partition_epochs = carve(&a, (t->partitions + 1) * sizeof(uint32_t));
 		for (uint32_t p = 0; t->parts && p < t->partitions; p++) {
 			const struct rmq_passign *pa = &t->parts[p];
 			tg->generations[tg->n_generations++] = pa->gen;
+			tg->partition_epochs[tg->n_partition_epochs++] = pa->part_epoch;
 			if (!pa->ntarget)
 				continue;
 			if (!tg->moves)

@@ -49,6 +49,7 @@ struct rmq_passign {
 	uint32_t leader_epoch;     /* bumped by every change of leader */
 	uint64_t gen;              /* which making of partition p of the topic (0: before
 				    * generations); a new one holds none of an older's records */
+	uint32_t part_epoch;       /* raised by every change of leader or ISR (UpdateISR) */
 	uint32_t nreplicas, nisr;
 	uint32_t replicas[RMQ_REPLICAS_MAX]; /* broker ids, preferred leader first */
 	uint32_t isr[RMQ_REPLICAS_MAX];

@@ -13,6 +13,7 @@
  * and copy the records verbatim (produce.c).
  */
 #include "broker/methods.h"
+#include "broker/isr.h"
 
 #include "broker/broker.h"
 #include "broker/ctrl_net.h"
@@ -112,7 +113,7 @@ static const struct route routes[] = {
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
 	{.path = "/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_leader_epoch_request__descriptor, .on_request = rmq_get_leader_epoch, .resp = &rustmq__broker__get_leader_epoch_response__descriptor, .version_field = 1},
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/UpdateISR", U),
+	{.path = "/rustmq.broker.BrokerReplicationService/UpdateISR", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__update_isrrequest__descriptor, .on_request = rmq_isr_update, .resp = &rustmq__broker__update_isrresponse__descriptor, .version_field = 1},
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetISR", U),
 	/* PartitionManagementService */
 	NOT_SERVED("/rustmq.broker.PartitionManagementService/AssignPartition", U),

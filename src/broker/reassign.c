@@ -5,12 +5,10 @@
  * streamed from the answering node's own copy of the state, which every
  * node has.
  *
- * Replicas are not copied between brokers yet (replication is the next
- * step): a replica a move adds does not join the ISR, so a move to other
- * brokers stays COPYING until it is cancelled; one that adds no broker
- * completes at once.  Until replication lands a target is one broker,
- * like every partition's replica set, and throttle_bytes_per_sec has
- * nothing to limit.
+ * The leader copies its batches to a replica a move adds (lead.c) and asks
+ * the controller to take it into the ISR once it has caught up (UpdateISR,
+ * isr.c), which completes the move.  throttle_bytes_per_sec is not applied
+ * yet.
  */
 #include "broker/reassign.h"
 
@@ -72,6 +70,7 @@ static void settle(const struct rmq_meta *m, struct rmq_passign *pa, bool prefer
 		pa->leader = leader;
 		pa->leader_epoch++;
 	}
+	pa->part_epoch++;
 }
 
 bool rmq_move_advance(const struct rmq_meta *m, struct rmq_passign *pa)
@@ -166,6 +165,7 @@ static int move_start(const struct rmq_meta *m, struct rmq_passign *pa, struct r
 			pa->replicas[pa->nreplicas++] = it->target[i];
 	pa->ntarget = it->ntarget;
 	memcpy(pa->target, it->target, it->ntarget * sizeof(*it->target));
+	pa->part_epoch++;
 	rmq_move_advance(m, pa);
 	*changed = true;
 	return EC_OK;

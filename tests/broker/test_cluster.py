@@ -423,18 +423,17 @@ def statuses(msg):
 
 
 def start_move(cl, li):
-    """A partition moved to another broker: recorded on every node, its
-    progress streamed, its leader serving on; requests that cannot be
-    taken refused one by one.  Returns (source, destination) brokers of
-    moving-0, whose move stays COPYING (no replication to catch up yet)."""
+    """A partition moved to another broker: the leader copies it there, the
+    copy joins the ISR, the move completes (the new broker leads, with the
+    records; the old one deletes its copy); requests that cannot be taken
+    are refused one by one.  Returns the topic's leaders."""
     with cl.client(li) as c:
         c.create_topic("moving", 3)
     parts = wait_for("every node knows moving's leaders",
                      lambda: all(len(partitions(cl, i, "moving")) == 3 for i in range(3))
                      and partitions(cl, li, "moving"))
     src = int(parts[0][0])
-    dst = next(b for b in (1, 2, 3) if b != src and b != li + 1)
-    third = next(b for b in (1, 2, 3) if b not in (src, dst))
+    dst = next(b for b in (1, 2, 3) if b != src)
     follower = next(i for i in range(3) if i != li)
     (m,) = reassign(cl, follower, [("moving", 0, [dst])])
     eq(m.error_code, NOT_CONTROLLER, "ReassignPartitions on a node that does not lead")
@@ -442,62 +441,63 @@ def start_move(cl, li):
        "NOT_CONTROLLER names the controller's leader")
     eq(len(m.partitions), 0, "a whole-request error reports no partition")
 
-    first, second = reassign(cl, li, [("moving", 0, [dst]), ("moving", 9, [dst]),
-                                      ("moving", 1, [9]), ("moving", 2, list(range(1, 10)))],
-                             messages=2)
-    st = statuses(first)
+    with cl.client(src - 1) as c:
+        produce_settled(c, "moving", 0, tn.make_records(3, "mv"), "produce moving-0 before it moves")
+    msgs = reassign(cl, li, [("moving", 0, [dst]), ("moving", 9, [dst]), ("moving", 1, [9]),
+                             ("moving", 2, list(range(1, 10)))])
+    st = statuses(msgs[0])
     eq(len(st), 4, "the first message reports every partition of the request")
-    s = st[("moving", 0)]
-    eq((s.error_code, s.phase), (0, COPYING), f"moving-0 accepted: {s}")
-    eq((list(s.replica_ids), list(s.target_replica_ids)), ([str(src), str(dst)], [str(dst)]),
-       "moving-0's replicas while it moves, and its target")
-    eq((list(s.adding_replica_ids), list(s.removing_replica_ids)), ([str(dst)], [str(src)]),
-       "the replica added and the one to go")
     for key, code in ((("moving", 9), tn.PARTITION_NOT_FOUND), (("moving", 1), 49),
                       (("moving", 2), 17)):
         eq((st[key].phase, st[key].error_code), (FAILED, code), f"{key} refused: {st[key]}")
-    eq([(k, v.phase) for k, v in statuses(second).items()], [(("moving", 0), COPYING)],
-       "the periodic progress: the partition still copying")
-    wait_for("every node shows moving-0's replicas while it moves",
-             lambda: all(partitions(cl, i, "moving")[0][3] == [str(src), str(dst)]
-                         for i in range(3)))
-    eq(partitions(cl, li, "moving")[0][0], str(src), "moving-0's leader stays")
-    wait_for(f"broker {dst} holds a copy of moving-0",
-             lambda: os.path.isdir(os.path.join(cl.nodes[dst - 1].data_dir, "moving-0")))
-    with cl.client(src - 1) as c:
-        produce_settled(c, "moving", 0, tn.make_records(3, "mv"), "produce moving-0 while it moves")
-
-    (m,) = reassign(cl, li, [("moving", 0, [third])])
-    s = statuses(m)[("moving", 0)]
-    eq((s.phase, s.error_code), (FAILED, 50), "another target while one runs: REASSIGNMENT_IN_PROGRESS")
-    s = statuses(reassign(cl, li, [("moving", 0, [dst])], messages=1)[0])[("moving", 0)]
-    eq((s.error_code, s.phase), (0, COPYING), "the same target again: the running move followed")
+    s = statuses(msgs[-1])[("moving", 0)]
+    eq((s.error_code, s.phase, list(s.replica_ids)), (0, COMPLETED, [str(dst)]),
+       f"moving-0 moved once its copy was in sync: {[statuses(x) for x in msgs]}")
+    wait_for("every node shows moving-0 on its new broker, which leads it",
+             lambda: all(partitions(cl, i, "moving")[0][3] == [str(dst)] and
+                         partitions(cl, i, "moving")[0][0] == str(dst) for i in range(3)))
+    with cl.client(dst - 1) as c:
+        eq(sum(b.record_count for b, _ in c.fetch_all("moving", 0)), 3,
+           "moving-0's records, on the broker it moved to")
+    wait_for(f"broker {src}'s copy of moving-0 deleted",
+             lambda: not os.path.exists(os.path.join(cl.nodes[src - 1].data_dir, "moving-0")))
     here = partitions(cl, li, "moving")[1][0]
     (m,) = reassign(cl, li, [("moving", 1, [int(here)])])
     eq(statuses(m)[("moving", 1)].phase, COMPLETED, "a move to where it is: COMPLETED at once")
     (m,) = reassign(cl, li, [("moving", 1, "cancel")])
     s = statuses(m)[("moving", 1)]
     eq((s.phase, s.error_code), (FAILED, 51), "cancel with nothing moving: NO_REASSIGNMENT_IN_PROGRESS")
-    return src, dst
+    return [int(p[0]) for p in partitions(cl, li, "moving")]
 
 
-def cancel_move(cl, i, src, dst, live):
-    """The move of start_move, still there on node i (a new controller
-    leader), cancelled: moving-0 back on src alone with its records, dst's
-    copy deleted."""
-    eq(partitions(cl, i, "moving")[0][3], [str(src), str(dst)], "the move outlived its leader")
-    (m,) = reassign(cl, i, [("moving", 0, "cancel")])
-    s = statuses(m)[("moving", 0)]
+def stuck_move(cl, li, victim, leaders):
+    """A move to a broker that is stopped cannot catch up: it stays COPYING
+    on every node, another target is refused while it runs, the same one
+    follows it, and a cancel puts the original replicas back."""
+    p = next(k for k in range(1, 3) if leaders[k] != victim)
+    src = leaders[p]
+    first, second = reassign(cl, li, [("moving", p, [victim])], messages=2)
+    s = statuses(first)[("moving", p)]
+    eq((s.error_code, s.phase), (0, COPYING), f"moving-{p} accepted: {s}")
+    eq((list(s.replica_ids), list(s.target_replica_ids)), ([str(src), str(victim)], [str(victim)]),
+       "its replicas while it moves, and its target")
+    eq((list(s.adding_replica_ids), list(s.removing_replica_ids)), ([str(victim)], [str(src)]),
+       "the replica added and the one to go")
+    eq([(k, v.phase) for k, v in statuses(second).items()], [(("moving", p), COPYING)],
+       "the periodic progress: still copying")
+    other = next(b for b in (1, 2, 3) if b not in (src, victim))
+    (m,) = reassign(cl, li, [("moving", p, [other])])
+    s = statuses(m)[("moving", p)]
+    eq((s.phase, s.error_code), (FAILED, 50), "another target while one runs: REASSIGNMENT_IN_PROGRESS")
+    s = statuses(reassign(cl, li, [("moving", p, [victim])], messages=1)[0])[("moving", p)]
+    eq((s.error_code, s.phase), (0, COPYING), "the same target again: the running move followed")
+    (m,) = reassign(cl, li, [("moving", p, "cancel")])
+    s = statuses(m)[("moving", p)]
     eq((s.error_code, s.phase, list(s.replica_ids)), (0, CANCELLED, [str(src)]),
        "cancelled: the original replicas")
-    wait_for("every live node shows moving-0 on its original broker",
-             lambda: all(partitions(cl, j, "moving")[0][3] == [str(src)] for j in live))
-    wait_for(f"broker {dst}'s copy of moving-0 deleted",
-             lambda: not os.path.exists(os.path.join(cl.nodes[dst - 1].data_dir, "moving-0")))
-    if src - 1 in live:
-        with cl.client(src - 1) as c:
-            eq(sum(b.record_count for b, _ in c.fetch_all("moving", 0)), 3,
-               "moving-0's records, where they were")
+    live = [i for i in range(3) if i != victim - 1]
+    wait_for("every live node shows the original replicas",
+             lambda: all(partitions(cl, j, "moving")[p][3] == [str(src)] for j in live))
 
 
 def isr(cl, i, topic):
@@ -560,12 +560,19 @@ def run_replication(cl):
         eq(got, sent, f"broker {new} holds every acknowledged record")
         more = tn.make_records(5, "maj")
         ok(c.produce("repl", 0, more, acks=tn.ACK_MAJORITY), "acks=MAJORITY with two of three")
-    # The killed node comes back, follows, catches up: the high watermark
-    # (held by the ISR member that was away) moves past the new records.
-    cl.start(leader - 1)
     with cl.client(int(new) - 1) as c:
-        wait_for("the records after the failover readable once every replica has them",
-                 lambda: values(c, "repl", 0) == sent + [r.value for r in more], timeout=20)
+        eq(values(c, "repl", 0), sent + [r.value for r in more],
+           "readable: the killed broker left the ISR when it was fenced")
+    # The killed node comes back, follows, catches up, and joins the ISR
+    # again (UpdateISR): acks ALL waits for it once more.
+    cl.start(leader - 1)
+    wait_for(f"broker {leader} back in repl-0's ISR",
+             lambda: isr(cl, int(new) - 1, "repl")[0][2] == ["1", "2", "3"], timeout=20)
+    with cl.client(int(new) - 1) as c:
+        last = tn.make_records(5, "all-again")
+        ok(c.produce("repl", 0, last, acks=tn.ACK_ALL), "acks=ALL with the three again")
+        eq(values(c, "repl", 0), sent + [r.value for r in more] + [r.value for r in last],
+           "every record, in order")
     for i in range(3):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
@@ -652,7 +659,7 @@ def run_placement(cl, rmq=None, bench=None):
         m = re.search(r"consume\s+(\d+) msgs", out)
         check(m and int(m.group(1)) > 0, f"rmq-bench consumed records:\n{out}")
 
-    src, dst = start_move(cl, li)
+    moving = start_move(cl, li)
 
     # SIGSTOP a broker that does not lead the controller: it is fenced.
     victim = next(b for b in (1, 2, 3) if b - 1 != li)
@@ -663,6 +670,7 @@ def run_placement(cl, rmq=None, bench=None):
         t0 = time.monotonic()
         wait_for(f"broker {victim} fenced", lambda: brokers(cl, li)[victim][0] == BROKER_FENCED)
         print(f"    broker {victim} stopped: fenced {time.monotonic() - t0:.2f}s later", flush=True)
+        stuck_move(cl, li, victim, moving)
         other = next(i for i in range(3) if i != victim - 1)
         after = wait_for("its partitions have no leader on every live node",
                          lambda: all(partitions(cl, i, "spread")[p][2] == LEADER_NOT_AVAILABLE
@@ -714,7 +722,6 @@ def run_placement(cl, rmq=None, bench=None):
         c.create_topic("later", 8)
     wait_for("broker 4 learns what the new leader decides",
              lambda: len(partitions(cl, 3, "later")) == 8)
-    cancel_move(cl, new, src, dst, [i for i in range(4) if i != li])
     for i in range(4):
         if i != li:
             eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
