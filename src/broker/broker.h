@@ -145,8 +145,13 @@ struct rmq_partition {
 	 * followers (acks ALL, MAJORITY, CUSTOM: produce.c), in offset order. */
 	struct rmq_rslot **slots;
 	uint32_t nslots, slots_epoch;
-	bool isr_asked;                    /* an UpdateISR of this partition is out */
-	uint64_t isr_retry_at;             /* ... or not before then, after a refusal */
+	/* An ISR this leader asked for (UpdateISR), based on partition epoch
+	 * isr_pend_epoch: until the metadata moves past that epoch, the high
+	 * watermark waits for its members too (the proto's "union of the old
+	 * and the proposed ISR"); nisr_pend 0: none out. */
+	uint32_t nisr_pend, isr_pend_epoch;
+	uint32_t isr_pend[RMQ_REPLICAS_MAX];
+	uint64_t isr_retry_at;             /* no new ask before then, after a refusal */
 	struct rmq_produce *acks_head, *acks_tail;
 	/* As a follower (follow.c): the leader's requests, the first one
 	 * being carried out, the rest waiting their turn. */

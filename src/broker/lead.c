@@ -273,23 +273,43 @@ static struct rmq_rslot *slot_of(const struct rmq_partition *p, uint32_t broker)
 	return NULL;
 }
 
-/* The smallest durable end over the ISR; the leader's own when a member's
- * is not known yet counts as not advancing. */
+/* An ISR asked for is settled once the metadata moved past the state it
+ * was based on (committed, or overtaken). */
+static void settle_asked(struct rmq_partition *p, const struct rmq_passign *pa)
+{
+	if (p->nisr_pend && pa->part_epoch != p->isr_pend_epoch)
+		p->nisr_pend = 0;
+}
+
+/* Lowers *hw to member id's durable end; false when it is not known. */
+static bool member_end(const struct rmq_partition *p, uint32_t id, uint64_t *hw)
+{
+	if (id == p->bs->b->self)
+		return true;
+	const struct rmq_rslot *s = slot_of(p, id);
+	if (!s || !s->known)
+		return false;
+	if (s->end < *hw)
+		*hw = s->end;
+	return true;
+}
+
+/* The smallest durable end over the ISR, and over an ISR asked for and
+ * not settled yet (a member it adds may become leader with the change);
+ * a member's end not known yet holds it where it is. */
 static void update_hw(struct rmq_partition *p)
 {
 	const struct rmq_passign *pa = assign_of(p);
 	if (!pa || !p->log)
 		return;
+	settle_asked(p, pa);
 	uint64_t hw = rmq_log_high_watermark(p->log);
-	for (uint32_t i = 0; i < pa->nisr; i++) {
-		if (pa->isr[i] == p->bs->b->self)
-			continue;
-		const struct rmq_rslot *s = slot_of(p, pa->isr[i]);
-		if (!s || !s->known)
+	for (uint32_t i = 0; i < pa->nisr; i++)
+		if (!member_end(p, pa->isr[i], &hw))
 			return;
-		if (s->end < hw)
-			hw = s->end;
-	}
+	for (uint32_t i = 0; i < p->nisr_pend; i++)
+		if (!member_end(p, p->isr_pend[i], &hw))
+			return;
 	rmq_partition_set_hw(p, hw);
 }
 
@@ -300,6 +320,8 @@ uint32_t rmq_lead_holding(const struct rmq_partition *p, uint64_t end)
 		n += p->slots[i]->known && p->slots[i]->end >= end;
 	return n;
 }
+
+static void progressed(struct rmq_partition *p);
 
 /* An UpdateISR of this shard's, out. */
 struct isr_ask {
@@ -315,10 +337,14 @@ static void isr_answered(void *arg, int code)
 	struct isr_ask *a = arg;
 	int c;
 	struct rmq_partition *p = rmq_partition_find(a->bs, a->topic, a->partition, &c);
-	if (p) {
-		p->isr_asked = false;
-		if (code != EC_OK)
-			p->isr_retry_at = rmq_now_ns() + ISR_RETRY_NS;
+	const struct rmq_passign *pa = p ? assign_of(p) : NULL;
+	if (pa && code != EC_OK) {
+		/* Refused: the ISR stays what the metadata says. */
+		p->nisr_pend = 0;
+		p->isr_retry_at = rmq_now_ns() + ISR_RETRY_NS;
+		progressed(p);
+	} else if (pa) {
+		settle_asked(p, pa); /* else when the metadata comes */
 	}
 	free(a);
 }
@@ -330,7 +356,7 @@ static void maybe_expand(struct rmq_partition *p)
 {
 	const struct rmq_passign *pa = assign_of(p);
 	struct rmq_bshard *bs = p->bs;
-	if (!pa || p->isr_asked || pa->leader != bs->b->self || rmq_now_ns() < p->isr_retry_at)
+	if (!pa || p->nisr_pend || pa->leader != bs->b->self || rmq_now_ns() < p->isr_retry_at)
 		return;
 	uint32_t isr[RMQ_REPLICAS_MAX], n = pa->nisr;
 	memcpy(isr, pa->isr, n * sizeof(*isr));
@@ -358,7 +384,9 @@ static void maybe_expand(struct rmq_partition *p)
 		arm(bs->lead);
 		return;
 	}
-	p->isr_asked = true;
+	memcpy(p->isr_pend, isr, n * sizeof(*isr));
+	p->nisr_pend = n;
+	p->isr_pend_epoch = pa->part_epoch;
 }
 
 static void progressed(struct rmq_partition *p)
@@ -566,6 +594,7 @@ void rmq_lead_sync(struct rmq_partition *p)
 	if (!lead || p->slots_epoch != p->leader_epoch) {
 		rmq_lead_drop(p); /* a new leadership starts from probes */
 		p->isr_retry_at = 0;
+		p->nisr_pend = 0;
 	}
 	if (!lead)
 		return;
@@ -609,7 +638,7 @@ void rmq_lead_sync(struct rmq_partition *p)
 		p->slots[p->nslots++] = s;
 		send_next(s);
 	}
-	update_hw(p);
+	progressed(p); /* the ISR may have changed: waiting produce calls too */
 }
 
 void rmq_lead_durable(struct rmq_partition *p)
