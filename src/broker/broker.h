@@ -72,6 +72,7 @@ struct rmq_broker_config {
 	const char *rack;              /* --rack: for rack-aware placement */
 	uint64_t broker_heartbeat_ns;  /* --broker-heartbeat */
 	uint64_t broker_session_ns;    /* --broker-session-timeout */
+	uint64_t replica_lag_ns;       /* --replica-lag-max */
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */

@@ -41,6 +41,8 @@ struct rmq_rslot {
 	bool known;                  /* end and next are the follower's, learned this leadership */
 	bool stale;                  /* refused as a deposed leader: wait for the metadata */
 	uint64_t corr;               /* the request in flight; 0: none */
+	uint64_t sent_end, sent_ns;  /* ... this log's durable end when it left, and when */
+	uint64_t caught_ns;          /* when the follower last had all this log had */
 	uint64_t retry_at;
 };
 
@@ -349,17 +351,30 @@ static void isr_answered(void *arg, int code)
 	free(a);
 }
 
-/* Followers that caught up (their durable end reached the high watermark
- * in this leadership) are asked into the ISR; the controller decides, and
- * the metadata says (isr.c). */
-static void maybe_expand(struct rmq_partition *p)
+/* The ISR this leader wants (Kafka's rules): a member that has not had
+ * all of this log for --replica-lag-max leaves; a replica whose durable
+ * end reached the high watermark in this leadership joins.  Asked of the
+ * controller (UpdateISR), which decides; the metadata says. */
+static void maybe_change_isr(struct rmq_partition *p)
 {
 	const struct rmq_passign *pa = assign_of(p);
 	struct rmq_bshard *bs = p->bs;
-	if (!pa || p->nisr_pend || pa->leader != bs->b->self || rmq_now_ns() < p->isr_retry_at)
+	uint64_t now = rmq_now_ns();
+	if (!pa || p->nisr_pend || pa->leader != bs->b->self || now < p->isr_retry_at || !p->log)
 		return;
-	uint32_t isr[RMQ_REPLICAS_MAX], n = pa->nisr;
-	memcpy(isr, pa->isr, n * sizeof(*isr));
+	const uint64_t durable = rmq_log_high_watermark(p->log);
+	uint32_t isr[RMQ_REPLICAS_MAX], n = 0;
+	bool changed = false;
+	for (uint32_t i = 0; i < pa->nisr; i++) {
+		struct rmq_rslot *s = slot_of(p, pa->isr[i]);
+		if (s && s->known && s->end >= durable)
+			s->caught_ns = now; /* idle, or just caught up */
+		if (s && s->caught_ns + bs->b->cfg.replica_lag_ns < now) {
+			changed = true; /* lagging: out */
+			continue;
+		}
+		isr[n++] = pa->isr[i];
+	}
 	for (uint32_t i = 0; i < p->nslots && n < RMQ_REPLICAS_MAX; i++) {
 		const struct rmq_rslot *s = p->slots[i];
 		const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, s->broker);
@@ -367,10 +382,12 @@ static void maybe_expand(struct rmq_partition *p)
 		for (uint32_t k = 0; k < pa->nisr; k++)
 			in |= pa->isr[k] == s->broker;
 		if (!in && s->known && s->end >= p->hw && r &&
-		    r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING)
+		    r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING) {
 			isr[n++] = s->broker;
+			changed = true;
+		}
 	}
-	if (n == pa->nisr)
+	if (!changed || n == 0)
 		return;
 	struct isr_ask *a = calloc(1, sizeof(*a));
 	if (!a)
@@ -380,10 +397,12 @@ static void maybe_expand(struct rmq_partition *p)
 	a->partition = p->index;
 	if (rmq_isr_propose(bs, p, pa->part_epoch, isr, n, isr_answered, a) < 0) {
 		free(a);
-		p->isr_retry_at = rmq_now_ns() + RETRY_NS;
+		p->isr_retry_at = now + RETRY_NS;
 		arm(bs->lead);
 		return;
 	}
+	rmq_info("%s-%u: asking the controller for ISR of %u replicas (was %u)", p->topic_name,
+		 p->index, n, pa->nisr);
 	memcpy(p->isr_pend, isr, n * sizeof(*isr));
 	p->nisr_pend = n;
 	p->isr_pend_epoch = pa->part_epoch;
@@ -393,7 +412,7 @@ static void progressed(struct rmq_partition *p)
 {
 	update_hw(p);
 	rmq_produce_replicated(p);
-	maybe_expand(p);
+	maybe_change_isr(p);
 }
 
 /* ---- requests -------------------------------------------------------------------------- */
@@ -501,6 +520,8 @@ static void send_next(struct rmq_rslot *s)
 		return;
 	}
 	s->corr = corr;
+	s->sent_end = durable;
+	s->sent_ns = now;
 }
 
 /* Where the follower's log, which leaves this one in epoch `epoch` over
@@ -546,6 +567,8 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 		} else {
 			s->next = s->end = resp->log_end_offset;
 			s->known = true;
+			if (s->end >= s->sent_end)
+				s->caught_ns = s->sent_ns; /* it had all there was then */
 			progressed(p);
 		}
 		break;
@@ -635,6 +658,7 @@ void rmq_lead_sync(struct rmq_partition *p)
 		s->broker = b;
 		s->peer = pe;
 		s->next = s->end = rmq_log_high_watermark(p->log);
+		s->caught_ns = rmq_now_ns(); /* a lag period's grace to show where it is */
 		p->slots[p->nslots++] = s;
 		send_next(s);
 	}
@@ -660,7 +684,7 @@ static void on_timer(struct rmq_timer *t)
 			if (!s)
 				continue;
 			send_next(s);
-			maybe_expand(s->p);
+			maybe_change_isr(s->p);
 			again |= !s->corr && !s->stale;
 		}
 	}

@@ -251,6 +251,7 @@ int main(int argc, char **argv)
 		{"rack", RMQ_FLAG_STRING, &cfg->rack, "", "this broker's rack or zone: a partition's replicas are spread over racks", 0, 0, NULL},
 		{"broker-heartbeat", RMQ_FLAG_DURATION, &cfg->broker_heartbeat_ns, "500ms", "how often this broker heartbeats to the controller's leader", 10000000ULL, 60000000000ULL, NULL},
 		{"broker-session-timeout", RMQ_FLAG_DURATION, &cfg->broker_session_ns, "5s", "on the controller's leader: a broker without a heartbeat this long is fenced (the partitions it leads move to in-sync replicas, or have no leader)", 100000000ULL, 3600000000000ULL, NULL},
+		{"replica-lag-max", RMQ_FLAG_DURATION, &cfg->replica_lag_ns, "30s", "a partition's leader asks the controller to take a follower out of the ISR once it has not caught up for this long (Kafka's replica.lag.time.max.ms)", 100000000ULL, 3600000000000ULL, NULL},
 		{"controller-voters", RMQ_FLAG_STRING, &cfg->controller_voters, "", "the controller's voters when a new cluster starts: id@host:port,... (this node among them; every node given the same list); empty: this node alone", 0, 0, NULL},
 		{"controller-snapshot-entries", RMQ_FLAG_UINT, &ctrl_snap, "1000", "controller log entries applied between snapshots of its state (also one per 16 MiB of entries); the log is compacted behind each", 2, 1u << 30, NULL},
 		{"offsets-segment-bytes", RMQ_FLAG_SIZE, &off_seg, "16MiB", "segment size of __consumer_offsets (compaction keeps about 2 segments + twice the live offsets)", 1ULL << 14, 1ULL << 30, NULL},

@@ -573,6 +573,24 @@ def run_replication(cl):
         ok(c.produce("repl", 0, last, acks=tn.ACK_ALL), "acks=ALL with the three again")
         eq(values(c, "repl", 0), sent + [r.value for r in more] + [r.value for r in last],
            "every record, in order")
+    # A follower that stops replicating (paused) leaves the ISR after
+    # --replica-lag-max, asked by the leader: acks ALL goes on with the
+    # other two instead of waiting for it.
+    lagger = next(b for b in (1, 2, 3) if b != int(new))
+    lines_before = len(cl.nodes[int(new) - 1].lines)
+    os.kill(cl.nodes[lagger - 1].proc.pid, signal.SIGSTOP)
+    try:
+        with cl.client(int(new) - 1) as c:
+            late = tn.make_records(5, "without-it")
+            ok(c.produce("repl", 0, late, acks=tn.ACK_ALL, timeout=30),
+               "acks=ALL with a follower paused")
+        check(any("asking the controller for ISR of 2 replicas (was 3)" in line
+                  for line in cl.nodes[int(new) - 1].lines[lines_before:]),
+              "the leader asked for the ISR without the paused follower")
+    finally:
+        os.kill(cl.nodes[lagger - 1].proc.pid, signal.SIGCONT)
+    wait_for(f"broker {lagger} back in the ISR",
+             lambda: isr(cl, int(new) - 1, "repl")[0][2] == ["1", "2", "3"], timeout=20)
     for i in range(3):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
@@ -753,7 +771,8 @@ def main() -> int:
          run_foreign),
         ("replication", lambda: Cluster(binary, os.path.join(tmp, "d"), args.verbose,
                                         ("--broker-heartbeat", "100ms",
-                                         "--broker-session-timeout", "1s")),
+                                         "--broker-session-timeout", "3s",
+                                         "--replica-lag-max", "500ms")),
          run_replication),
     ]
     try:
