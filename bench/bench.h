@@ -46,6 +46,7 @@ struct bench_opts {
 	const char *topic;
 	bool create_topic;
 	uint64_t partitions;
+	uint64_t replication_factor;    /* of a created topic */
 	uint64_t msg_bytes, batch;
 	int acks;                       /* rustmq.common.AcknowledgmentLevel */
 	const char *acks_name;

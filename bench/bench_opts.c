@@ -45,9 +45,10 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("topic", RMQ_FLAG_STRING, &o->topic, "rmq-bench", "topic to produce to and consume from", 0, 0, NULL);
 	F("create-topic", RMQ_FLAG_BOOL, &o->create_topic, "true", "create the topic with --partitions when it is missing", 0, 0, NULL);
 	F("partitions", RMQ_FLAG_UINT, &o->partitions, "4", "partitions of a created topic (an existing topic keeps its own)", 1, BENCH_PARTITIONS_MAX, NULL);
+	F("replication-factor", RMQ_FLAG_UINT, &o->replication_factor, "1", "replicas of each partition of a created topic, on as many brokers", 1, 8, NULL);
 	F("msg-bytes", RMQ_FLAG_SIZE, &o->msg_bytes, "1KiB", "value bytes per record (e2e: at least 12)", 1, BENCH_MSG_BYTES_MAX, NULL);
 	F("batch", RMQ_FLAG_UINT, &o->batch, "100", "records per batch (one batch per produce request)", 1, BENCH_BATCH_MAX, NULL);
-	F("acks", RMQ_FLAG_CHOICE, &r->acks, "leader", "acknowledgement a produce waits for", 0, 0, "none|leader|all");
+	F("acks", RMQ_FLAG_CHOICE, &r->acks, "leader", "acknowledgement a produce waits for: none, the leader's log, a majority of the replicas, every in-sync replica", 0, 0, "none|leader|majority|all");
 	F("compression", RMQ_FLAG_CHOICE, &r->compression, "none", "codec of each batch's records, compressed by the producer", 0, 0, "none|lz4|zstd|snappy");
 	F("duration", RMQ_FLAG_DURATION, &o->duration_ns, NULL, "measured time after the warm-up (default: 10s, or unbounded with --messages)", 0, 0, NULL);
 	F("messages", RMQ_FLAG_UINT, &o->messages, "0", "stop after this many measured messages (0 = by --duration)", 0, 0, NULL);
@@ -151,7 +152,10 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 						   : BENCH_E2E;
 	o->acks_name = r.acks;
 	/* rustmq.common.AcknowledgmentLevel: NONE 0, LEADER 1, ALL 3. */
-	o->acks = strcmp(r.acks, "none") == 0 ? 0 : strcmp(r.acks, "leader") == 0 ? 1 : 3;
+	o->acks = strcmp(r.acks, "none") == 0     ? 0
+		  : strcmp(r.acks, "leader") == 0   ? 1
+		  : strcmp(r.acks, "majority") == 0 ? 2
+						    : 3;
 	o->compression_name = r.compression;
 	o->compression = rmq_codec_parse(r.compression);
 	o->produce_stream = strcmp(r.produce_rpc, "stream") == 0;

@@ -1433,6 +1433,7 @@ static void setup_start(struct bthread *t)
 	req.version = &api_v1;
 	ct.name = (char *)g.o.topic;
 	ct.partitions = (uint32_t)g.o.partitions;
+	ct.replication_factor = (uint32_t)g.o.replication_factor;
 	req.topics = cts;
 	req.n_topics = 1;
 	size_t len = rustmq__controller__create_topics_request__get_packed_size(&req);
