@@ -43,9 +43,8 @@ static const char *key_doc(unsigned k)
 
 /* One UpdateClusterConfig: the keys set (value) and removed (NULL). */
 struct ucc {
-	struct rmq_xmsg msg;          /* origin -> shard 0 -> origin */
+	struct rmq_ctrl_req req;      /* req.code: the controller's answer */
 	struct rmq_call *call;
-	unsigned origin;
 	bool validate_only;
 	size_t n;
 	struct {
@@ -54,7 +53,6 @@ struct ucc {
 		int code;
 		char err[256];
 	} *keys;
-	int code;                     /* the controller's answer */
 };
 
 static void ucc_free(struct ucc *u)
@@ -66,9 +64,9 @@ static void ucc_free(struct ucc *u)
 	free(u);
 }
 
-static void ucc_reply(struct rmq_xmsg *x)
+static void ucc_reply(struct rmq_ctrl_req *req)
 {
-	struct ucc *u = RMQ_CONTAINER_OF(x, struct ucc, msg);
+	struct ucc *u = RMQ_CONTAINER_OF(req, struct ucc, req);
 	struct rmq_bshard *bs = rmq_bshard_current();
 	Rustmq__Controller__UpdateClusterConfigResponse r =
 		RUSTMQ__CONTROLLER__UPDATE_CLUSTER_CONFIG_RESPONSE__INIT;
@@ -87,13 +85,13 @@ static void ucc_reply(struct rmq_xmsg *x)
 		refused |= u->keys[i].code == EC_INVALID_CONFIG;
 		rp[i] = &rs[i];
 	}
-	r.error_code = (Rustmq__Common__ErrorCode)(refused ? EC_INVALID_CONFIG : u->code);
+	r.error_code = (Rustmq__Common__ErrorCode)(refused ? EC_INVALID_CONFIG : u->req.code);
 	r.error_message = refused ? "a key was refused: nothing changed (see configs)"
-			  : u->code == EC_OK ? ""
-					     : u->keys[0].err;
+			  : u->req.code == EC_OK ? ""
+						 : u->keys[0].err;
 	r.configs = rp;
 	r.n_configs = u->n;
-	r.metadata_offset = u->code == EC_OK && !refused && !u->validate_only ? bs->meta->version : 0;
+	r.metadata_offset = u->req.code == EC_OK && !refused && !u->validate_only ? bs->meta->version : 0;
 	rmq_reply_pb(u->call, &r.base);
 out:
 	free(rs);
@@ -103,9 +101,9 @@ out:
 
 /* On the controller's leader: the state with every key changed, or NULL
  * (a key refused, or validate_only). */
-static struct rmq_meta *ucc_build(void *arg, const struct rmq_meta *cur)
+static struct rmq_meta *ucc_build(struct rmq_ctrl_req *req, const struct rmq_meta *cur)
 {
-	struct ucc *u = arg;
+	struct ucc *u = RMQ_CONTAINER_OF(req, struct ucc, req);
 	const struct rmq_topic_config *node = &rmq_bshard_current()->b->cfg.topic_defaults;
 	struct rmq_meta *m = rmq_meta_copy(cur, 0);
 	if (!m) {
@@ -130,10 +128,11 @@ static struct rmq_meta *ucc_build(void *arg, const struct rmq_meta *cur)
 	return m;
 }
 
-static void ucc_applied(void *arg, int code)
+/* The controller's answer given to the keys not refused already. */
+static void ucc_back(struct rmq_ctrl_req *req)
 {
-	struct ucc *u = arg;
-	u->code = code;
+	struct ucc *u = RMQ_CONTAINER_OF(req, struct ucc, req);
+	int code = req->code;
 	if (code != EC_OK) {
 		for (size_t i = 0; i < u->n; i++) {
 			if (u->keys[i].code != EC_OK)
@@ -147,14 +146,7 @@ static void ucc_applied(void *arg, int code)
 							   : "the controller could not take the change");
 		}
 	}
-	u->msg.fn = ucc_reply;
-	rmq_shard_post(rmq_shard_current(), u->origin, &u->msg);
-}
-
-static void ucc_at_shard0(struct rmq_xmsg *x)
-{
-	struct ucc *u = RMQ_CONTAINER_OF(x, struct ucc, msg);
-	rmq_ctrl_submit(rmq_bshard_current(), ucc_build, ucc_applied, u);
+	ucc_reply(req);
 }
 
 void rmq_cluster_update_config(struct rmq_call *c, void *msg)
@@ -191,9 +183,9 @@ void rmq_cluster_update_config(struct rmq_call *c, void *msg)
 	}
 	u->call = c;
 	rmq_call_ref(c);
-	u->origin = bs->id;
-	u->msg.fn = ucc_at_shard0;
-	rmq_shard_post(bs->s, 0, &u->msg);
+	u->req.build = ucc_build;
+	u->req.back = ucc_back;
+	rmq_ctrl_submit_from(bs, &u->req);
 	u = NULL;
 	goto out;
 nomem:

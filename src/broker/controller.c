@@ -1048,6 +1048,41 @@ static void submit(struct rmq_bshard *bs,
 	pump(c);
 }
 
+/* ---- changes from any shard ----------------------------------------------- */
+
+static struct rmq_meta *req_build(void *arg, const struct rmq_meta *cur)
+{
+	struct rmq_ctrl_req *r = arg;
+	return r->build(r, cur);
+}
+
+static void req_back(struct rmq_xmsg *x)
+{
+	struct rmq_ctrl_req *r = RMQ_CONTAINER_OF(x, struct rmq_ctrl_req, msg);
+	r->back(r);
+}
+
+static void req_applied(void *arg, int code)
+{
+	struct rmq_ctrl_req *r = arg;
+	r->code = code;
+	r->msg.fn = req_back;
+	rmq_shard_post(rmq_shard_current(), r->origin, &r->msg);
+}
+
+static void req_at_shard0(struct rmq_xmsg *x)
+{
+	struct rmq_ctrl_req *r = RMQ_CONTAINER_OF(x, struct rmq_ctrl_req, msg);
+	rmq_ctrl_submit(rmq_bshard_current(), req_build, req_applied, r);
+}
+
+void rmq_ctrl_submit_from(struct rmq_bshard *bs, struct rmq_ctrl_req *r)
+{
+	r->origin = bs->id;
+	r->msg.fn = req_at_shard0;
+	rmq_shard_post(bs->s, 0, &r->msg);
+}
+
 void rmq_ctrl_submit(struct rmq_bshard *bs,
 		     struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
 		     void (*applied)(void *arg, int code), void *arg)

@@ -34,6 +34,7 @@
 #define RMQ_BROKER_CONTROLLER_H
 
 #include "broker/meta.h"
+#include "core/shard.h"
 #include "raft/raft.h"
 
 #include <stdbool.h>
@@ -88,6 +89,21 @@ void rmq_ctrl_submit(struct rmq_bshard *bs,
 void rmq_ctrl_submit_first(struct rmq_bshard *bs,
 			   struct rmq_meta *(*build)(void *arg, const struct rmq_meta *cur),
 			   void (*applied)(void *arg, int code), void *arg);
+
+/*
+ * The same from any shard: r (the caller's, embedded in its request) goes
+ * to shard 0, build(r, cur) runs there as above, and back(r) then runs on
+ * the submitting shard with r->code the controller's answer.
+ */
+struct rmq_ctrl_req {
+	struct rmq_meta *(*build)(struct rmq_ctrl_req *r, const struct rmq_meta *cur);
+	void (*back)(struct rmq_ctrl_req *r);
+	int code;
+	/* Private. */
+	struct rmq_xmsg msg;
+	unsigned origin;
+};
+void rmq_ctrl_submit_from(struct rmq_bshard *bs, struct rmq_ctrl_req *r);
 
 /* --controller-voters ("1@host:port,2@host:port,...") as a configuration
  * of voters sorted by id (n = 0 when the flag is empty).  Returns 0 or

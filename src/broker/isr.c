@@ -50,12 +50,10 @@ struct isr_item {
 };
 
 struct isr_op {
-	struct rmq_xmsg msg;               /* origin -> shard 0 -> origin */
-	unsigned origin;
-	struct rmq_call *call;             /* an RPC's, or NULL (a local proposal) */
+	struct rmq_ctrl_req req;           /* req.code: the controller's answer */
+	struct rmq_call *call;
 	uint32_t broker;
 	uint64_t broker_epoch;
-	int code;                          /* the controller's */
 	size_t n;
 	struct isr_item *items;
 };
@@ -70,11 +68,11 @@ static bool has(const uint32_t *v, uint32_t n, uint32_t id)
 
 /* On the controller's leader: the state with every valid update made, or
  * NULL when none is. */
-static struct rmq_meta *isr_build(void *arg, const struct rmq_meta *cur)
+static struct rmq_meta *isr_build(struct rmq_ctrl_req *req, const struct rmq_meta *cur)
 {
-	struct isr_op *op = arg;
+	struct isr_op *op = RMQ_CONTAINER_OF(req, struct isr_op, req);
 	struct rmq_meta *m = rmq_meta_copy(cur, 0);
-	const struct rmq_broker_rec *req = m ? rmq_meta_broker(m, op->broker) : NULL;
+	const struct rmq_broker_rec *asker = m ? rmq_meta_broker(m, op->broker) : NULL;
 	bool changed = false;
 	for (size_t i = 0; i < op->n; i++) {
 		struct isr_item *it = &op->items[i];
@@ -85,20 +83,20 @@ static struct rmq_meta *isr_build(void *arg, const struct rmq_meta *cur)
 			snprintf(it->err, sizeof(it->err), "out of memory");
 			continue;
 		}
-		if (!req || req->epoch != op->broker_epoch || req->state != RUNNING) {
+		if (!asker || asker->epoch != op->broker_epoch || asker->state != RUNNING) {
 			it->code = EC_STALE_EPOCH;
 			snprintf(it->err, sizeof(it->err),
 				 "broker %" PRIu32 " is not registered and running in epoch %" PRIu64,
 				 op->broker, op->broker_epoch);
 			continue;
 		}
-		long k = rmq_meta_find(m, it->topic);
-		if (k < 0 || it->partition >= m->topics[k].partitions || !m->topics[k].parts) {
+		struct rmq_topic *t;
+		struct rmq_passign *pa = rmq_meta_passign(m, it->topic, it->partition, &t);
+		if (!pa) {
 			it->code = EC_PARTITION_NOT_FOUND;
 			snprintf(it->err, sizeof(it->err), "no such partition");
 			continue;
 		}
-		struct rmq_passign *pa = &m->topics[k].parts[it->partition];
 		it->found = true;
 		if (pa->leader != op->broker) {
 			it->code = EC_NOT_LEADER;
@@ -145,19 +143,14 @@ static struct rmq_meta *isr_build(void *arg, const struct rmq_meta *cur)
 
 static void isr_free(struct isr_op *op)
 {
-	if (op->call)
-		rmq_call_unref(op->call);
+	rmq_call_unref(op->call);
 	free(op->items);
 	free(op);
 }
 
-static void isr_reply(struct rmq_xmsg *x)
+static void isr_reply(struct rmq_ctrl_req *req)
 {
-	struct isr_op *op = RMQ_CONTAINER_OF(x, struct isr_op, msg);
-	if (!op->call) {
-		isr_free(op); /* a local proposal: the metadata tells the rest */
-		return;
-	}
+	struct isr_op *op = RMQ_CONTAINER_OF(req, struct isr_op, req);
 	Rustmq__Broker__UpdateISRResponse r = RUSTMQ__BROKER__UPDATE_ISRRESPONSE__INIT;
 	size_t n = op->n;
 	Rustmq__Broker__IsrUpdateResult *rs = calloc(n + 1, sizeof(*rs));
@@ -169,9 +162,9 @@ static void isr_reply(struct rmq_xmsg *x)
 		rmq_call_finish(op->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	if (op->code != EC_OK) {
-		r.error_code = (Rustmq__Common__ErrorCode)op->code;
-		r.error_message = op->code == EC_NOT_CONTROLLER
+	if (op->req.code != EC_OK) {
+		r.error_code = (Rustmq__Common__ErrorCode)op->req.code;
+		r.error_message = op->req.code == EC_NOT_CONTROLLER
 					  ? "this node does not lead the controller; retry"
 					  : "the controller could not take the change; retry";
 	}
@@ -182,7 +175,8 @@ static void isr_reply(struct rmq_xmsg *x)
 		tps[i].topic = it->topic;
 		tps[i].partition = it->partition;
 		rs[i].topic_partition = &tps[i];
-		rs[i].error_code = (Rustmq__Common__ErrorCode)(op->code != EC_OK ? op->code : it->code);
+		rs[i].error_code = (Rustmq__Common__ErrorCode)(op->req.code != EC_OK ? op->req.code
+										     : it->code);
 		rs[i].error_message = it->err;
 		if (it->found) {
 			snprintf(ids[i][RMQ_REPLICAS_MAX], 12, "%" PRIu32, it->after.leader);
@@ -207,27 +201,6 @@ out:
 	free(ids);
 	free(ptrs);
 	isr_free(op);
-}
-
-static void isr_applied(void *arg, int code)
-{
-	struct isr_op *op = arg;
-	op->code = code;
-	op->msg.fn = isr_reply;
-	rmq_shard_post(rmq_shard_current(), op->origin, &op->msg);
-}
-
-static void isr_at_shard0(struct rmq_xmsg *x)
-{
-	struct isr_op *op = RMQ_CONTAINER_OF(x, struct isr_op, msg);
-	rmq_ctrl_submit(rmq_bshard_current(), isr_build, isr_applied, op);
-}
-
-static void isr_submit(struct rmq_bshard *bs, struct isr_op *op)
-{
-	op->origin = bs->id;
-	op->msg.fn = isr_at_shard0;
-	rmq_shard_post(bs->s, 0, &op->msg);
 }
 
 static uint32_t parse_id(const char *s)
@@ -283,7 +256,9 @@ void rmq_isr_update(struct rmq_call *c, void *msg)
 	}
 	op->call = c;
 	rmq_call_ref(c);
-	isr_submit(bs, op);
+	op->req.build = isr_build;
+	op->req.back = isr_reply;
+	rmq_ctrl_submit_from(bs, &op->req);
 out:
 	protobuf_c_message_free_unpacked(msg, NULL);
 }

@@ -196,17 +196,75 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 	return 0;
 }
 
-/* ---- ListOffsets ----------------------------------------------------------------- */
+/* ---- a call of lookups (ListOffsets, GetLeaderEpoch) ---------------------------- */
 
-struct lo_op {
+struct lookup_call {
 	struct rmq_call *call;
 	size_t n;
 	struct rmq_lookup *v;
+	uint32_t *current;           /* GetLeaderEpoch: the epoch each caller knows (0: any) */
 };
+
+static void lookup_call_free(struct lookup_call *op)
+{
+	if (op->call)
+		rmq_call_unref(op->call);
+	free(op->current);
+	free(op->v);
+	free(op);
+}
+
+/* The lookups of request req, whose n entries each hold a TopicPartition
+ * at tp_offset: checked (each partition once), then made with `current`
+ * when asked.  NULL when c is answered (refused, or out of memory); req
+ * is the caller's to free. */
+static struct lookup_call *lookup_call_new(struct rmq_call *c, void *const *entries, size_t n,
+					   size_t tp_offset, bool current)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	char err[400];
+	int code = rmq_request_tps(bs, entries, n, tp_offset, true, err, sizeof(err));
+	if (code != EC_OK) {
+		rmq_refuse(c, code, "%s", err);
+		return NULL;
+	}
+	struct lookup_call *op = calloc(1, sizeof(*op));
+	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v))) ||
+	    (current && !(op->current = calloc(n ? n : 1, sizeof(*op->current))))) {
+		if (op)
+			lookup_call_free(op);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	op->n = n;
+	rmq_call_charge(c, sizeof(*op) + n * (sizeof(*op->v) + (current ? sizeof(uint32_t) : 0)));
+	for (size_t i = 0; i < n; i++) {
+		const Rustmq__Common__TopicPartition *tp =
+			*(Rustmq__Common__TopicPartition *const *)((const char *)entries[i] + tp_offset);
+		if (tp) {
+			snprintf(op->v[i].topic, sizeof(op->v[i].topic), "%s", tp->topic);
+			op->v[i].partition = tp->partition;
+		}
+	}
+	return op;
+}
+
+/* Starts op's lookups; done(op) answers c. */
+static void lookup_call_start(struct rmq_call *c, struct lookup_call *op, void (*done)(void *arg))
+{
+	op->call = c;
+	rmq_call_ref(c);
+	if (rmq_lookup_start(rmq_call_app(c), op->v, op->n, done, op) < 0) {
+		lookup_call_free(op);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}
+
+/* ---- ListOffsets ----------------------------------------------------------------- */
 
 static void lo_done(void *arg)
 {
-	struct lo_op *op = arg;
+	struct lookup_call *op = arg;
 	size_t n = op->n;
 	Rustmq__Client__ListOffsetsResponse resp = RUSTMQ__CLIENT__LIST_OFFSETS_RESPONSE__INIT;
 	Rustmq__Client__ListOffsetsPartitionResponse *rs = calloc(n ? n : 1, sizeof(*rs));
@@ -244,67 +302,31 @@ static void lo_done(void *arg)
 	free(rp);
 	free(tps);
 	free(tss);
-	rmq_call_unref(op->call);
-	free(op->v);
-	free(op);
+	lookup_call_free(op);
 }
 
 void rmq_list_offsets(struct rmq_call *c, void *msg)
 {
-	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Client__ListOffsetsRequest *req = msg;
-	char err[400];
-	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
-				   offsetof(Rustmq__Client__ListOffsetsPartition, topic_partition), true, err,
-				   sizeof(err));
-	if (code != EC_OK) {
-		rustmq__client__list_offsets_request__free_unpacked(req, NULL);
-		rmq_refuse(c, code, "%s", err);
-		return;
-	}
-	struct lo_op *op = calloc(1, sizeof(*op));
-	size_t n = req->n_partitions;
-	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v)))) {
-		free(op);
-		rustmq__client__list_offsets_request__free_unpacked(req, NULL);
-		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
-	op->call = c;
-	op->n = n;
-	rmq_call_charge(c, sizeof(*op) + n * sizeof(*op->v));
-	for (size_t i = 0; i < n; i++) {
+	struct lookup_call *op =
+		lookup_call_new(c, (void *const *)req->partitions, req->n_partitions,
+				offsetof(Rustmq__Client__ListOffsetsPartition, topic_partition), false);
+	for (size_t i = 0; op && i < op->n; i++) {
 		const Rustmq__Client__ListOffsetsPartition *q = req->partitions[i];
-		struct rmq_lookup *v = &op->v[i];
-		if (q->topic_partition) {
-			snprintf(v->topic, sizeof(v->topic), "%s", q->topic_partition->topic);
-			v->partition = q->topic_partition->partition;
-		}
-		v->spec = q->spec;
-		v->ts_ms = q->timestamp ? q->timestamp->seconds * 1000 + q->timestamp->nanos / 1000000 : 0;
+		op->v[i].spec = q->spec;
+		op->v[i].ts_ms = q->timestamp ? q->timestamp->seconds * 1000 + q->timestamp->nanos / 1000000
+					      : 0;
 	}
 	rustmq__client__list_offsets_request__free_unpacked(req, NULL);
-	rmq_call_ref(c);
-	if (rmq_lookup_start(bs, op->v, n, lo_done, op) < 0) {
-		rmq_call_unref(c);
-		free(op->v);
-		free(op);
-		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	}
+	if (op)
+		lookup_call_start(c, op, lo_done);
 }
 
 /* ---- GetLeaderEpoch (OffsetForLeaderEpoch) ---------------------------------------- */
 
-struct le_op {
-	struct rmq_call *call;
-	size_t n;
-	struct rmq_lookup *v;
-	uint32_t *current;           /* the epoch each query's caller knows (0: any) */
-};
-
 static void le_done(void *arg)
 {
-	struct le_op *op = arg;
+	struct lookup_call *op = arg;
 	struct rmq_bshard *bs = rmq_bshard_current();
 	size_t n = op->n;
 	Rustmq__Broker__GetLeaderEpochResponse resp = RUSTMQ__BROKER__GET_LEADER_EPOCH_RESPONSE__INIT;
@@ -355,57 +377,21 @@ static void le_done(void *arg)
 	free(rp);
 	free(tps);
 	free(ids);
-	rmq_call_unref(op->call);
-	free(op->current);
-	free(op->v);
-	free(op);
+	lookup_call_free(op);
 }
 
 void rmq_get_leader_epoch(struct rmq_call *c, void *msg)
 {
-	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Broker__GetLeaderEpochRequest *req = msg;
-	char err[400];
-	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
-				   offsetof(Rustmq__Broker__LeaderEpochQuery, topic_partition), true, err,
-				   sizeof(err));
-	if (code != EC_OK) {
-		rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
-		rmq_refuse(c, code, "%s", err);
-		return;
-	}
-	struct le_op *op = calloc(1, sizeof(*op));
-	size_t n = req->n_partitions;
-	if (!op || !(op->v = calloc(n ? n : 1, sizeof(*op->v))) ||
-	    !(op->current = calloc(n ? n : 1, sizeof(*op->current)))) {
-		if (op)
-			free(op->v);
-		free(op);
-		rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
-		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
-	op->call = c;
-	op->n = n;
-	rmq_call_charge(c, sizeof(*op) + n * (sizeof(*op->v) + sizeof(*op->current)));
-	for (size_t i = 0; i < n; i++) {
-		const Rustmq__Broker__LeaderEpochQuery *q = req->partitions[i];
-		struct rmq_lookup *v = &op->v[i];
-		if (q->topic_partition) {
-			snprintf(v->topic, sizeof(v->topic), "%s", q->topic_partition->topic);
-			v->partition = q->topic_partition->partition;
-		}
-		v->spec = RMQ_LOOKUP_EPOCH_END;
-		v->epoch = q->leader_epoch;
-		op->current[i] = q->current_leader_epoch;
+	struct lookup_call *op =
+		lookup_call_new(c, (void *const *)req->partitions, req->n_partitions,
+				offsetof(Rustmq__Broker__LeaderEpochQuery, topic_partition), true);
+	for (size_t i = 0; op && i < op->n; i++) {
+		op->v[i].spec = RMQ_LOOKUP_EPOCH_END;
+		op->v[i].epoch = req->partitions[i]->leader_epoch;
+		op->current[i] = req->partitions[i]->current_leader_epoch;
 	}
 	rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
-	rmq_call_ref(c);
-	if (rmq_lookup_start(bs, op->v, n, le_done, op) < 0) {
-		rmq_call_unref(c);
-		free(op->current);
-		free(op->v);
-		free(op);
-		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	}
+	if (op)
+		lookup_call_start(c, op, le_done);
 }

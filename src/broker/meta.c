@@ -309,6 +309,16 @@ long rmq_meta_find(const struct rmq_meta *m, const char *name)
 	return -1;
 }
 
+struct rmq_passign *rmq_meta_passign(struct rmq_meta *m, const char *name, uint32_t p,
+				     struct rmq_topic **t)
+{
+	long k = rmq_meta_find(m, name);
+	if (k < 0 || p >= m->topics[k].partitions || !m->topics[k].parts)
+		return NULL;
+	*t = &m->topics[k];
+	return &m->topics[k].parts[p];
+}
+
 size_t rmq_meta_insert(struct rmq_meta *m, const struct rmq_topic *t)
 {
 	size_t i = 0;

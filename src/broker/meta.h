@@ -188,6 +188,9 @@ int rmq_meta_cluster_config(struct rmq_meta *m, const struct rmq_topic_config *n
 
 /* Index of topic name, or -1. */
 long rmq_meta_find(const struct rmq_meta *m, const char *name);
+/* Partition p of topic name's assignment (its topic into *t), or NULL. */
+struct rmq_passign *rmq_meta_passign(struct rmq_meta *m, const char *name, uint32_t p,
+				     struct rmq_topic **t);
 
 void rmq_meta_ref(struct rmq_meta *m);
 void rmq_meta_unref(struct rmq_meta *m);

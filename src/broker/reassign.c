@@ -113,10 +113,8 @@ struct rp_item {
 };
 
 struct rp {
-	struct rmq_xmsg msg;       /* origin -> shard 0 -> origin */
+	struct rmq_ctrl_req req;   /* req.code: the controller's answer */
 	struct rmq_call *call;
-	unsigned origin;
-	int code;                  /* the controller's answer */
 	bool away;                 /* at shard 0 */
 	bool cancelled;            /* the call ended while away */
 	struct rmq_timer timer;
@@ -173,9 +171,9 @@ static int move_start(const struct rmq_meta *m, struct rmq_passign *pa, struct r
 
 /* On the controller's leader: the state with every accepted item decided,
  * or NULL when nothing changes. */
-static struct rmq_meta *rp_build(void *arg, const struct rmq_meta *cur)
+static struct rmq_meta *rp_build(struct rmq_ctrl_req *req, const struct rmq_meta *cur)
 {
-	struct rp *r = arg;
+	struct rp *r = RMQ_CONTAINER_OF(req, struct rp, req);
 	struct rmq_meta *m = rmq_meta_copy(cur, 0);
 	bool changed = false;
 	for (size_t i = 0; i < r->n; i++) {
@@ -187,14 +185,14 @@ static struct rmq_meta *rp_build(void *arg, const struct rmq_meta *cur)
 			snprintf(it->err, sizeof(it->err), "out of memory");
 			continue;
 		}
-		long k = rmq_meta_find(m, it->topic);
-		if (k < 0 || it->partition >= m->topics[k].partitions || !m->topics[k].parts) {
+		struct rmq_topic *t;
+		struct rmq_passign *pa = rmq_meta_passign(m, it->topic, it->partition, &t);
+		if (!pa) {
 			it->code = EC_PARTITION_NOT_FOUND;
 			snprintf(it->err, sizeof(it->err), "no such partition");
 			continue;
 		}
-		struct rmq_passign *pa = &m->topics[k].parts[it->partition];
-		snprintf(it->topic_id, sizeof(it->topic_id), "%s", m->topics[k].id);
+		snprintf(it->topic_id, sizeof(it->topic_id), "%s", t->id);
 		it->gen = pa->gen;
 		if (it->cancel) {
 			if (!pa->ntarget) {
@@ -414,16 +412,16 @@ static void refuse_all(struct rmq_call *c, int code, const char *why)
 			why);
 }
 
-static void rp_back(struct rmq_xmsg *x)
+static void rp_back(struct rmq_ctrl_req *req)
 {
-	struct rp *r = RMQ_CONTAINER_OF(x, struct rp, msg);
+	struct rp *r = RMQ_CONTAINER_OF(req, struct rp, req);
 	struct rmq_bshard *bs = rmq_bshard_current();
 	r->away = false;
 	if (r->cancelled) {
 		rp_free(r);
 		return;
 	}
-	if (r->code == EC_NOT_CONTROLLER) {
+	if (r->req.code == EC_NOT_CONTROLLER) {
 		struct rmq_quorum q;
 		char why[160];
 		rmq_cluster_quorum(bs, &q);
@@ -443,15 +441,15 @@ static void rp_back(struct rmq_xmsg *x)
 		rp_free(r);
 		return;
 	}
-	for (size_t i = 0; r->code != EC_OK && i < r->n; i++) {
+	for (size_t i = 0; r->req.code != EC_OK && i < r->n; i++) {
 		struct rp_item *it = &r->items[i];
 		if (it->code != EC_OK)
 			continue;
-		it->code = r->code;
+		it->code = r->req.code;
 		snprintf(it->err, sizeof(it->err), "%s",
-			 r->code == EC_TIMEOUT ? "not committed in time: it may still take effect; ask "
+			 r->req.code == EC_TIMEOUT ? "not committed in time: it may still take effect; ask "
 						 "again with the same target to follow it"
-			 : r->code == EC_STORAGE_ERROR ? "the controller's store failed"
+			 : r->req.code == EC_STORAGE_ERROR ? "the controller's store failed"
 						       : "the controller could not take the change");
 	}
 	r->version = bs->meta->version;
@@ -460,20 +458,6 @@ static void rp_back(struct rmq_xmsg *x)
 		finish(r);
 	else
 		on_tick(&r->timer);
-}
-
-static void rp_applied(void *arg, int code)
-{
-	struct rp *r = arg;
-	r->code = code;
-	r->msg.fn = rp_back;
-	rmq_shard_post(rmq_shard_current(), r->origin, &r->msg);
-}
-
-static void rp_at_shard0(struct rmq_xmsg *x)
-{
-	struct rp *r = RMQ_CONTAINER_OF(x, struct rp, msg);
-	rmq_ctrl_submit(rmq_bshard_current(), rp_build, rp_applied, r);
 }
 
 /* Reads item i of req into it; a refusal goes into it->code. */
@@ -556,11 +540,11 @@ void rmq_reassign_partitions(struct rmq_call *c, void *msg)
 	}
 	r->call = c;
 	rmq_call_ref(c);
-	r->origin = bs->id;
 	r->away = true;
 	rmq_call_set_ctx(c, r);
-	r->msg.fn = rp_at_shard0;
-	rmq_shard_post(bs->s, 0, &r->msg);
+	r->req.build = rp_build;
+	r->req.back = rp_back;
+	rmq_ctrl_submit_from(bs, &r->req);
 out:
 	protobuf_c_message_free_unpacked(msg, NULL);
 }
