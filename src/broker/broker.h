@@ -275,6 +275,7 @@ void rmq_fetch_cancel(struct rmq_call *c);
 void rmq_fetch_drain(struct rmq_call *c);
 void rmq_list_offsets(struct rmq_call *c, void *req);
 void rmq_get_leader_epoch(struct rmq_call *c, void *req); /* BrokerReplicationService (lookup.c) */
+void rmq_get_isr(struct rmq_call *c, void *req);          /* the same */
 void rmq_fetch_wake(struct rmq_partition *p); /* HW advanced */
 /* The partition is closing: answers its long polls, stops its read-ahead
  * (its cold reads in flight still complete). */

@@ -665,6 +665,30 @@ void rmq_lead_sync(struct rmq_partition *p)
 	progressed(p); /* the ISR may have changed: waiting produce calls too */
 }
 
+_Static_assert(RMQ_REPLICAS_MAX_LEAD == RMQ_REPLICAS_MAX, "one bound for replicas");
+
+void rmq_lead_view(const struct rmq_partition *p, struct rmq_isr_view *v)
+{
+	const struct rmq_passign *pa = assign_of(p);
+	uint64_t now = rmq_now_ns(), wall = rmq_wall_ms();
+	*v = (struct rmq_isr_view){.log_end = p->log ? rmq_log_end_offset(p->log) : 0};
+	for (uint32_t i = 0; pa && i < pa->nreplicas; i++) {
+		uint32_t b = pa->replicas[i];
+		const struct rmq_rslot *s = slot_of(p, b);
+		v->r[v->n].broker = b;
+		if (b == p->bs->b->self) {
+			v->r[v->n].end = p->log ? rmq_log_high_watermark(p->log) : 0;
+			v->r[v->n].caught_ms = wall;
+		} else if (s && s->known) {
+			v->r[v->n].end = s->end;
+			v->r[v->n].caught_ms = s->caught_ns ? wall - (now - s->caught_ns) / 1000000 : 0;
+		}
+		v->n++;
+	}
+	v->npend = p->nisr_pend;
+	memcpy(v->pend, p->isr_pend, p->nisr_pend * sizeof(*v->pend));
+}
+
 void rmq_lead_durable(struct rmq_partition *p)
 {
 	progressed(p);

@@ -25,6 +25,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define RMQ_REPLICAS_MAX_LEAD 8 /* meta.h's RMQ_REPLICAS_MAX */
+
 struct rmq_bshard;
 struct rmq_partition;
 
@@ -38,6 +40,21 @@ void rmq_lead_drop(struct rmq_partition *p);
 /* How many replicas, this one included, hold p's records below end
  * durably (acks MAJORITY and CUSTOM). */
 uint32_t rmq_lead_holding(const struct rmq_partition *p, uint64_t end);
+/* What GetISR reports of a partition led here: each replica's progress as
+ * this leader knows it, and an ISR asked for and not settled. */
+struct rmq_isr_view {
+	uint64_t log_end;                  /* this log's end offset */
+	uint32_t n;
+	struct {
+		uint32_t broker;
+		uint64_t end;              /* its durable end as it last said (this one's own) */
+		uint64_t caught_ms;        /* wall clock when it last had all of this log; 0: never */
+	} r[RMQ_REPLICAS_MAX_LEAD];
+	uint32_t npend;
+	uint32_t pend[RMQ_REPLICAS_MAX_LEAD];
+};
+void rmq_lead_view(const struct rmq_partition *p, struct rmq_isr_view *v);
+
 /* The shard stops: streams and connections go. */
 void rmq_lead_fini(struct rmq_bshard *bs);
 

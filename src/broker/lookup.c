@@ -7,6 +7,7 @@
 
 #include "broker/broker.h"
 #include "broker/cluster.h"
+#include "broker/lead.h"
 #include "broker/replication.pb-c.h"
 #include "broker/methods.h"
 #include "broker/reply.h"
@@ -147,6 +148,9 @@ static void lookup_exec(struct rmq_xmsg *m)
 						 : "%s-%u has no records",
 					 v->topic, v->partition, (long long)v->ts_ms);
 			}
+			break;
+		case RMQ_LOOKUP_ISR:
+			rmq_lead_view(p, v->isr);
 			break;
 		case RMQ_LOOKUP_EPOCH_END: {
 			int rc = rmq_log_epoch_end(p->log, v->epoch, &v->epoch_found, &v->offset);
@@ -394,4 +398,157 @@ void rmq_get_leader_epoch(struct rmq_call *c, void *msg)
 	rustmq__broker__get_leader_epoch_request__free_unpacked(req, NULL);
 	if (op)
 		lookup_call_start(c, op, le_done);
+}
+
+/* ---- GetISR ---------------------------------------------------------------------- */
+
+static void isr_done(void *arg)
+{
+	struct lookup_call *op = arg;
+	struct rmq_bshard *bs = rmq_bshard_current();
+	size_t n = op->n;
+	struct rmq_isr_view *views = op->v[0].isr; /* one array, op->n long */
+	Rustmq__Broker__GetISRResponse resp = RUSTMQ__BROKER__GET_ISRRESPONSE__INIT;
+	Rustmq__Broker__IsrState *rs = calloc(n + 1, sizeof(*rs));
+	Rustmq__Broker__IsrState **rp = calloc(n + 1, sizeof(*rp));
+	Rustmq__Common__TopicPartition *tps = calloc(n + 1, sizeof(*tps));
+	Rustmq__Broker__ReplicaProgress *pr = calloc((n + 1) * RMQ_REPLICAS_MAX, sizeof(*pr));
+	Rustmq__Broker__ReplicaProgress **pp = calloc((n + 1) * RMQ_REPLICAS_MAX, sizeof(*pp));
+	char(*ids)[3 * RMQ_REPLICAS_MAX + 1][RMQ_ID_CHARS] = calloc(n + 1, sizeof(*ids));
+	char **ptrs = calloc((n + 1) * 2 * RMQ_REPLICAS_MAX, sizeof(*ptrs));
+	if (!rs || !rp || !tps || !pr || !pp || !ids || !ptrs) {
+		rmq_call_finish(op->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct rmq_lookup *v = &op->v[i];
+		const struct rmq_isr_view *w = &views[i];
+		char(*id)[RMQ_ID_CHARS] = ids[i];
+		char **ip = &ptrs[i * 2 * RMQ_REPLICAS_MAX];
+		rustmq__broker__isr_state__init(&rs[i]);
+		rustmq__common__topic_partition__init(&tps[i]);
+		tps[i].topic = v->topic;
+		tps[i].partition = v->partition;
+		rs[i].topic_partition = &tps[i];
+		rs[i].error_code = (Rustmq__Common__ErrorCode)v->code;
+		rs[i].error_message = v->err;
+		struct rmq_topic *t;
+		const struct rmq_passign *pa = rmq_meta_passign(bs->meta, v->topic, v->partition, &t);
+		if (pa) {
+			snprintf(id[3 * RMQ_REPLICAS_MAX], RMQ_ID_CHARS, "%u", pa->leader);
+			rs[i].leader_id = pa->leader ? id[3 * RMQ_REPLICAS_MAX] : "";
+			rs[i].leader_epoch = pa->leader_epoch;
+		}
+		if (v->code != EC_OK || !pa) {
+			rp[i] = &rs[i];
+			continue;
+		}
+		rs[i].partition_epoch = pa->part_epoch;
+		rs[i].high_watermark = v->hw;
+		rs[i].log_end_offset = w->log_end;
+		rs[i].isr_ids = ip;
+		for (uint32_t k = 0; k < pa->nisr; k++) {
+			snprintf(id[k], RMQ_ID_CHARS, "%u", pa->isr[k]);
+			rs[i].isr_ids[rs[i].n_isr_ids++] = id[k];
+		}
+		rs[i].pending_isr_ids = ip + RMQ_REPLICAS_MAX;
+		for (uint32_t k = 0; k < w->npend; k++) {
+			snprintf(id[RMQ_REPLICAS_MAX + k], RMQ_ID_CHARS, "%u", w->pend[k]);
+			rs[i].pending_isr_ids[rs[i].n_pending_isr_ids++] = id[RMQ_REPLICAS_MAX + k];
+		}
+		rs[i].replicas = &pp[i * RMQ_REPLICAS_MAX];
+		for (uint32_t k = 0; k < w->n; k++) {
+			Rustmq__Broker__ReplicaProgress *x = &pr[i * RMQ_REPLICAS_MAX + k];
+			rustmq__broker__replica_progress__init(x);
+			snprintf(id[2 * RMQ_REPLICAS_MAX + k], RMQ_ID_CHARS, "%u", w->r[k].broker);
+			x->broker_id = id[2 * RMQ_REPLICAS_MAX + k];
+			x->log_end_offset = w->r[k].end;
+			x->lag_records = w->log_end > w->r[k].end ? w->log_end - w->r[k].end : 0;
+			x->last_caught_up_ms = w->r[k].caught_ms;
+			for (uint32_t j = 0; j < pa->nisr; j++)
+				x->in_sync |= pa->isr[j] == w->r[k].broker;
+			rs[i].replicas[rs[i].n_replicas++] = x;
+		}
+		rp[i] = &rs[i];
+	}
+	resp.partitions = rp;
+	resp.n_partitions = n;
+	rmq_reply_pb(op->call, &resp.base);
+out:
+	free(rs);
+	free(rp);
+	free(tps);
+	free(pr);
+	free(pp);
+	free(ids);
+	free(ptrs);
+	free(views);
+	lookup_call_free(op);
+}
+
+/* GetISR on a partition's leader (every partition it leads when none is
+ * named); a partition led elsewhere answers NOT_LEADER naming the leader. */
+void rmq_get_isr(struct rmq_call *c, void *msg)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	Rustmq__Broker__GetISRRequest *req = msg;
+	size_t n = req->n_topic_partitions;
+	Rustmq__Common__TopicPartition **tps = req->topic_partitions;
+	Rustmq__Common__TopicPartition *led = NULL, **ledp = NULL;
+	if (n == 0) {
+		/* Every partition led here. */
+		for (size_t k = 0; k < bs->meta->ntopics; k++)
+			for (uint32_t p = 0; bs->meta->topics[k].parts && p < bs->meta->topics[k].partitions; p++)
+				n += bs->meta->topics[k].parts[p].leader == bs->b->self;
+		led = calloc(n + 1, sizeof(*led));
+		ledp = calloc(n + 1, sizeof(*ledp));
+		if (!led || !ledp) {
+			free(led);
+			free(ledp);
+			rustmq__broker__get_isrrequest__free_unpacked(req, NULL);
+			rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		size_t i = 0;
+		for (size_t k = 0; k < bs->meta->ntopics; k++) {
+			for (uint32_t p = 0; bs->meta->topics[k].parts && p < bs->meta->topics[k].partitions; p++) {
+				if (bs->meta->topics[k].parts[p].leader != bs->b->self)
+					continue;
+				rustmq__common__topic_partition__init(&led[i]);
+				led[i].topic = bs->meta->topics[k].name;
+				led[i].partition = p;
+				ledp[i] = &led[i];
+				i++;
+			}
+		}
+		tps = ledp;
+	}
+	/* The entries are TopicPartitions themselves: each is named through a
+	 * holder, at offset 0. */
+	struct lookup_call *op = NULL;
+	struct rmq_isr_view *views = calloc(n + 1, sizeof(*views));
+	Rustmq__Common__TopicPartition **holders = calloc(n + 1, sizeof(*holders));
+	void **entries = calloc(n + 1, sizeof(*entries));
+	if (views && holders && entries) {
+		for (size_t i = 0; i < n; i++) {
+			holders[i] = tps[i];
+			entries[i] = &holders[i];
+		}
+		op = lookup_call_new(c, entries, n, 0, false);
+	} else {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	for (size_t i = 0; op && i < (op->n ? op->n : 1); i++) { /* v[0] even when empty */
+		op->v[i].spec = RMQ_LOOKUP_ISR;
+		op->v[i].isr = &views[i];
+	}
+	free(holders);
+	free(entries);
+	free(led);
+	free(ledp);
+	rustmq__broker__get_isrrequest__free_unpacked(req, NULL);
+	if (op)
+		lookup_call_start(c, op, isr_done); /* isr_done frees views (op->v[0].isr) */
+	else
+		free(views);
 }

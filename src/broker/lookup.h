@@ -41,7 +41,10 @@ enum rmq_lookup_spec {
 	 * log (GetLeaderEpoch): offset, and epoch_found, the largest epoch
 	 * <= it there (0: none, offset the log start). */
 	RMQ_LOOKUP_EPOCH_END = 100,
+	/* GetISR: the partition's replicas' progress into *isr. */
+	RMQ_LOOKUP_ISR = 101,
 };
+struct rmq_isr_view;
 
 struct rmq_lookup {
 	/* In. */
@@ -50,6 +53,7 @@ struct rmq_lookup {
 	int spec;            /* enum rmq_lookup_spec; anything else: INVALID_REQUEST */
 	int64_t ts_ms;       /* for RMQ_LOOKUP_TIMESTAMP */
 	uint32_t epoch;      /* for RMQ_LOOKUP_EPOCH_END */
+	struct rmq_isr_view *isr; /* for RMQ_LOOKUP_ISR (the caller's) */
 	/* Out: code is a rustmq ErrorCode; on OK, offset is the answer and
 	 * log_start / hw describe the partition; for the timestamp specs
 	 * ts_found is the timestamp of the record at offset. */

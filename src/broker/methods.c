@@ -114,7 +114,7 @@ static const struct route routes[] = {
 	NOT_SERVED("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
 	{.path = "/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_leader_epoch_request__descriptor, .on_request = rmq_get_leader_epoch, .resp = &rustmq__broker__get_leader_epoch_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerReplicationService/UpdateISR", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__update_isrrequest__descriptor, .on_request = rmq_isr_update, .resp = &rustmq__broker__update_isrresponse__descriptor, .version_field = 1},
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/GetISR", U),
+	{.path = "/rustmq.broker.BrokerReplicationService/GetISR", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_isrrequest__descriptor, .on_request = rmq_get_isr, .resp = &rustmq__broker__get_isrresponse__descriptor, .version_field = 1, .names = true},
 	/* PartitionManagementService */
 	NOT_SERVED("/rustmq.broker.PartitionManagementService/AssignPartition", U),
 	NOT_SERVED("/rustmq.broker.PartitionManagementService/RemovePartition", U),

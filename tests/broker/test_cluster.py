@@ -573,6 +573,31 @@ def run_replication(cl):
         ok(c.produce("repl", 0, last, acks=tn.ACK_ALL), "acks=ALL with the three again")
         eq(values(c, "repl", 0), sent + [r.value for r in more] + [r.value for r in last],
            "every record, in order")
+    # GetISR on the leader: the ISR, and each replica's progress; every
+    # partition it leads when none is named; NOT_LEADER elsewhere.
+    R = importlib.import_module("broker.replication_pb2")
+    path = "/rustmq.broker.BrokerReplicationService/GetISR"
+    tp = tn.T.TopicPartition(topic="repl", partition=0)
+    with cl.client(int(new) - 1) as c:
+        (st,) = ok(c.unary(path, R.GetISRRequest(version=tn.V(), topic_partitions=[tp]),
+                           R.GetISRResponse), "GetISR").partitions
+        ok(st, "GetISR on the leader")
+        eq((st.leader_id, sorted(st.isr_ids)), (new, ["1", "2", "3"]), "leader and ISR")
+        end = len(sent) + len(more) + len(last)
+        eq((st.high_watermark, st.log_end_offset), (end, end), "HW and log end")
+        eq(sorted((r.broker_id, r.in_sync) for r in st.replicas),
+           [("1", True), ("2", True), ("3", True)], "every replica, in sync")
+        check(all(r.log_end_offset == end and r.lag_records == 0 and r.last_caught_up_ms > 0
+                  for r in st.replicas), f"every replica caught up: {st.replicas}")
+        every = ok(c.unary(path, R.GetISRRequest(version=tn.V()), R.GetISRResponse),
+                   "GetISR of every partition it leads").partitions
+        check(("repl", 0) in [(p.topic_partition.topic, p.topic_partition.partition)
+                              for p in every], f"repl-0 among them: {every}")
+    other = next(b for b in (1, 2, 3) if b != int(new))
+    with cl.client(other - 1) as c:
+        (st,) = c.unary(path, R.GetISRRequest(version=tn.V(), topic_partitions=[tp]),
+                        R.GetISRResponse).partitions
+        eq(st.error_code, NOT_LEADER, f"GetISR on a follower: {st.error_message}")
     # A follower that stops replicating (paused) leaves the ISR after
     # --replica-lag-max, asked by the leader: acks ALL goes on with the
     # other two instead of waiting for it.
