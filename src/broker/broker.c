@@ -15,6 +15,8 @@
  * cycle flushes its log once: that is the group commit of log.h.
  */
 #include "broker/broker.h"
+#include "broker/cluster.h"
+#include "common/metadata.pb-c.h"
 #include "broker/isr.h"
 #include "broker/lead.h"
 
@@ -263,21 +265,62 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	return rmq_partitions_apply(bs, b->initial_meta, false, initial_applied, bs);
 }
 
+/* How long a stopping broker waits for the controller to move its
+ * leaderships (usually a heartbeat or two). */
+#define HANDOFF_NS (5ULL * 1000 * 1000 * 1000)
+
+/* Whether this broker leads a partition that another running in-sync
+ * replica could lead. */
+static bool has_handoff(const struct rmq_bshard *bs)
+{
+	const struct rmq_meta *m = bs->meta;
+	for (size_t t = 0; m && t < m->ntopics; t++) {
+		for (uint32_t p = 0; m->topics[t].parts && p < m->topics[t].partitions; p++) {
+			const struct rmq_passign *pa = &m->topics[t].parts[p];
+			if (pa->leader != bs->b->self)
+				continue;
+			for (uint32_t i = 0; i < pa->nisr; i++) {
+				const struct rmq_broker_rec *r = rmq_meta_broker(m, pa->isr[i]);
+				if (pa->isr[i] != bs->b->self && r &&
+				    r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING)
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
 static bool shard_drained(struct rmq_shard *s, void *arg)
 {
 	struct rmq_bshard *bs = rmq_shard_data(s);
 	(void)arg;
 	if (!bs)
 		return true;
-	static _Thread_local uint64_t stop_began;
+	static _Thread_local uint64_t handoff_began, stop_began;
+	uint64_t now = rmq_now_ns();
+	if (handoff_began == 0) {
+		/* Controlled shutdown: with other brokers to take them, this
+		 * broker's leaderships move first (the controller fences it at
+		 * its request, heartbeat.c) while it goes on serving, so that
+		 * clients find the new leaders before it is gone. */
+		handoff_began = now;
+		struct rmq_quorum q;
+		rmq_cluster_quorum(bs, &q);
+		int idle = 0;
+		if (q.leader && has_handoff(bs))
+			atomic_compare_exchange_strong(&bs->b->handing_off, &idle, 1);
+		if (bs->id == 0 && atomic_load(&bs->b->handing_off) == 1)
+			rmq_heartbeat_kick(bs);
+	}
+	if (atomic_load(&bs->b->handing_off) == 1 && now - handoff_began < HANDOFF_NS)
+		return false;
 	if (stop_began == 0) {
-		stop_began = rmq_now_ns();
+		stop_began = now;
 		atomic_store(&bs->b->serving, 0);
 		if (bs->srv)
 			rmq_server_shutdown(bs->srv);
 	}
 	/* In-flight calls get a grace period to finish, then are cancelled. */
-	uint64_t now = rmq_now_ns();
 	bool force = now - stop_began > 5ULL * 1000 * 1000 * 1000;
 	bool groups = rmq_groups_drained(bs);
 	bool calls = groups && (!bs->srv || rmq_server_drained(bs->srv, force));

@@ -108,6 +108,9 @@ struct rmq_broker {
 	struct rmq_offline *offline;   /* partitions failing to serve (partition.h) */
 	_Atomic int start_rc;          /* first error of the asynchronous start */
 	_Atomic int serving;           /* 1 while accepting calls */
+	/* Controlled shutdown (broker.c, heartbeat.c): 1 once the node stops
+	 * and asks the controller to move its leaderships; 2 once it did. */
+	_Atomic int handing_off;
 };
 
 struct rmq_bshard;

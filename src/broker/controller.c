@@ -374,10 +374,13 @@ static void published(void *arg)
 /* Sends the newest applied state to every shard, unless they have it. */
 static void publish(struct rmq_ctrl *c)
 {
-	if (!c->publishing && rmq_runtime_stopping(c->bs->b->rt)) {
-		/* Not while the node stops (the other shards may be gone); what
-		 * was applied is committed: its changes are answered so, or the
-		 * calls waiting for them would hold the stop forever. */
+	if (!c->publishing && rmq_runtime_stopping(c->bs->b->rt) &&
+	    atomic_load(&c->bs->b->handing_off) != 1) {
+		/* Not while the node stops (the other shards may be gone; a
+		 * controlled shutdown holds them all, and needs the state that
+		 * says its leaderships moved); what was applied is committed:
+		 * its changes are answered so, or the calls waiting for them
+		 * would hold the stop forever. */
 		answer_upto(c, c->meta->version, EC_OK);
 		return;
 	}

@@ -423,18 +423,21 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 	} else {
 		fc->epoch_out = ex->epoch;
 		fc->fenced = ex->state == FENCED;
+		/* A controlled shutdown is a fencing the broker asks for: its
+		 * leaderships move to in-sync followers, and it leaves the ISRs
+		 * (drop_leaderships); once that is committed it may stop. */
+		fc->should_shut_down = fc->want_shut_down && ex->state == FENCED;
 		/* A broker outside the controller learns the metadata here. */
 		fc->image = !rmq_ctrl_has_member(bs, fc->rec.id) &&
 			    fc->applied_offset < bs->meta->version;
 		if (s) {
 			s->seen_ns = now;
-			bool change = fc->want_fence ? ex->state == RUNNING
-						     : ex->state == FENCED &&
-							       fc->applied_offset >= s->catch_up;
+			bool off = fc->want_fence || fc->want_shut_down;
+			bool change = off ? ex->state == RUNNING
+					  : ex->state == FENCED && fc->applied_offset >= s->catch_up;
 			if (change && !s->pending) {
 				s->pending = true;
-				submit(bs, fc->want_fence ? OP_FENCE : OP_UNFENCE, ex, ex->epoch, NULL,
-				       false, false);
+				submit(bs, off ? OP_FENCE : OP_UNFENCE, ex, ex->epoch, NULL, false, false);
 			}
 		}
 	}
@@ -444,7 +447,10 @@ void rmq_fleet_call(struct rmq_bshard *bs, struct rmq_fleet_call *fc)
 void rmq_fleet_tick(struct rmq_bshard *bs)
 {
 	char addr[8];
-	if ((uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr)) != bs->b->self)
+	/* A stopping node no longer hears heartbeats (its listener is
+	 * closed): silence then says nothing about the brokers. */
+	if ((uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr)) != bs->b->self ||
+	    rmq_runtime_stopping(bs->b->rt))
 		return;
 	uint64_t now = rmq_now_ns();
 	const struct rmq_meta *m = bs->meta;
@@ -538,6 +544,7 @@ static void rpc_reply(struct rmq_xmsg *x)
 		r.leader_id = leader;
 		r.leader_hint = hint;
 		r.is_fenced = fc->fenced;
+		r.should_shut_down = fc->should_shut_down;
 		r.is_caught_up = !fc->image;
 		r.metadata_offset = fc->metadata_offset;
 		r.heartbeat_interval = &hb;
@@ -632,6 +639,7 @@ void rmq_fleet_rpc_heartbeat(struct rmq_call *c, void *req)
 	if (fr) {
 		fr->fc.epoch = r->broker_epoch;
 		fr->fc.want_fence = r->want_fence;
+		fr->fc.want_shut_down = r->want_shut_down;
 		fr->fc.applied_offset = r->current_metadata_offset;
 		rpc_send(c, fr);
 	}

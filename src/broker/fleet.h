@@ -45,6 +45,8 @@ struct rmq_fleet_call {
 	struct rmq_broker_rec rec;
 	uint64_t epoch;
 	bool want_fence;
+	bool want_shut_down;         /* HEARTBEAT: controlled shutdown (leaderships moved, then
+				      * should_shut_down) */
 	uint64_t applied_offset;     /* HEARTBEAT: the metadata the broker runs with */
 	char cluster_id[40];         /* REGISTER: the broker storage's ("": new, joins any);
 				      * out: the cluster's */
@@ -55,6 +57,7 @@ struct rmq_fleet_call {
 	char err[200];
 	uint64_t epoch_out;
 	bool fenced;
+	bool should_shut_down;       /* HEARTBEAT: its leaderships are moved: stop */
 	uint64_t metadata_offset;
 	uint32_t leader;
 	char leader_addr[64];

@@ -99,6 +99,10 @@ static void answered(struct rmq_heartbeat *h)
 			h->fenced = fc->fenced;
 			rmq_info("the controller says this broker is %s", h->fenced ? "fenced" : "unfenced");
 		}
+		if (fc->should_shut_down && atomic_load(&h->bs->b->handing_off) == 1) {
+			rmq_info("the controller moved this broker's leaderships away: stopping");
+			atomic_store(&h->bs->b->handing_off, 2);
+		}
 		break;
 	case EC_BROKER_NOT_AVAILABLE:
 		if (h->epoch && fc->kind == RMQ_FLEET_HEARTBEAT) {
@@ -188,6 +192,7 @@ static void remote_done(void *arg, enum rmq_grpc_status status, const char *mess
 			fc->code = r->error_code;
 			snprintf(fc->err, sizeof(fc->err), "%s", r->error_message);
 			fc->fenced = r->is_fenced;
+			fc->should_shut_down = r->should_shut_down;
 			answer_leader(fc, r->leader_id, r->leader_hint);
 			if (r->catch_up_case ==
 			    RUSTMQ__CONTROLLER__BROKER_HEARTBEAT_RESPONSE__CATCH_UP_IMAGE)
@@ -229,6 +234,7 @@ static size_t encode(struct rmq_heartbeat *h)
 		r.broker_id = id;
 		r.broker_epoch = fc->epoch;
 		r.current_metadata_offset = h->bs->meta->version;
+		r.want_shut_down = fc->want_shut_down;
 		len = rustmq__controller__broker_heartbeat_request__get_packed_size(&r);
 		if ((h->req = malloc(len + 1)))
 			rustmq__controller__broker_heartbeat_request__pack(&r, h->req);
@@ -281,6 +287,7 @@ static void beat(struct rmq_heartbeat *h)
 	} else {
 		fc->kind = RMQ_FLEET_HEARTBEAT;
 		fc->epoch = h->epoch;
+		fc->want_shut_down = atomic_load(&b->handing_off) != 0;
 	}
 	h->busy = true;
 	if (member && leader == b->self) {

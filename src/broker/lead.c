@@ -166,6 +166,7 @@ static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
 		return;
 	}
 	pe->freed = 0;
+	arm(pe->lead); /* it watches the stream from now on */
 	for (uint32_t i = 0; i < pe->nslots; i++)
 		if (pe->slots[i])
 			send_next(pe->slots[i]);
@@ -595,9 +596,20 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 
 static void slot_free(struct rmq_rslot *s)
 {
-	if (s->peer)
-		s->peer->slots[s->reg] = NULL;
+	struct rmq_peer *pe = s->peer;
+	uint32_t reg = s->reg;
 	free(s);
+	if (!pe)
+		return;
+	pe->slots[reg] = NULL;
+	for (uint32_t i = 0; i < pe->nslots; i++)
+		if (pe->slots[i])
+			return;
+	/* No partition left to replicate there: the stream ends (the
+	 * follower answers what it has, then finishes it), and with it the
+	 * follower's wait for it when it stops. */
+	if (pe->call)
+		(void)rmq_ccall_half_close(pe->call);
 }
 
 void rmq_lead_drop(struct rmq_partition *p)
@@ -703,6 +715,11 @@ static void on_timer(struct rmq_timer *t)
 	struct rmq_lead *ld = RMQ_CONTAINER_OF(t, struct rmq_lead, timer);
 	bool again = false;
 	for (struct rmq_peer *pe = ld->peers; pe; pe = pe->next) {
+		/* A follower going away (GOAWAY) ends its stream with us once
+		 * it has answered what it has: this one ends our half. */
+		if (pe->call && pe->cc && !rmq_client_conn_ok(pe->cc))
+			(void)rmq_ccall_half_close(pe->call);
+		again |= pe->call != NULL; /* to see a GOAWAY come */
 		for (uint32_t i = 0; i < pe->nslots; i++) {
 			struct rmq_rslot *s = pe->slots[i];
 			if (!s)

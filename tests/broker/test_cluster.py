@@ -616,7 +616,23 @@ def run_replication(cl):
         os.kill(cl.nodes[lagger - 1].proc.pid, signal.SIGCONT)
     wait_for(f"broker {lagger} back in the ISR",
              lambda: isr(cl, int(new) - 1, "repl")[0][2] == ["1", "2", "3"], timeout=20)
-    for i in range(3):
+    # SIGTERM of the leader: a controlled shutdown moves its leaderships to
+    # in-sync followers before it exits, so the partition has a leader at
+    # once (not a session timeout, 3 s here, later).
+    stopped = int(new)
+    t0 = time.monotonic()
+    eq(cl.nodes[stopped - 1].stop(), 0, f"node {stopped}: exit status after SIGTERM")
+    print(f"    broker {stopped} handed its leaderships over and stopped in "
+          f"{time.monotonic() - t0:.2f}s", flush=True)
+    live = [i for i in range(3) if i != stopped - 1]
+    (lead2, _, in_sync2), = isr(cl, live[0], "repl")
+    check(lead2 and lead2 != str(stopped),
+          f"repl-0 led by another broker the moment broker {stopped} is gone: {lead2!r}")
+    check(str(stopped) not in in_sync2, f"broker {stopped} left the ISR: {in_sync2}")
+    with cl.client(int(lead2) - 1) as c:
+        ok(c.produce("repl", 0, tn.make_records(5, "after-stop"), acks=tn.ACK_ALL),
+           "acks=ALL on the new leader right away")
+    for i in live:
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
