@@ -2,8 +2,10 @@
 /*
  * rmqd.c - the node: flags, signals, start-up line, run.
  *
- * SIGINT/SIGTERM once: stop accepting, let in-flight calls finish (5 s at
- * most, then they are cancelled), flush and sync every log, exit 0.  A
+ * SIGINT/SIGTERM once: in a cluster, have the controller move this
+ * broker's leaderships to in-sync followers first (5 s at most: broker.c),
+ * then stop accepting, let in-flight calls finish (5 s at most, then they
+ * are cancelled), flush and sync every log, exit 0.  A
  * second signal exits at once with status 130; the logs recover on the
  * next start (that is what recovery is for).
  */
