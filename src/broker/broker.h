@@ -40,6 +40,7 @@
 
 struct rmq_broker_config {
 	const char *data_dir;
+	const char *metadata_dir;      /* --metadata-dir: the controller's store; NULL: data_dir/controller */
 	const char *node_id;
 	const char *advertised_host;   /* what metadata tells clients; default: listen host */
 	unsigned shards;

@@ -135,7 +135,10 @@ static void changes_step(struct rmq_ctrl *c);
 
 static void ctrl_dir(char *buf, size_t len, const struct rmq_broker *b)
 {
-	snprintf(buf, len, "%s/controller", b->cfg.data_dir);
+	if (b->cfg.metadata_dir && b->cfg.metadata_dir[0])
+		snprintf(buf, len, "%s", b->cfg.metadata_dir);
+	else
+		snprintf(buf, len, "%s/controller", b->cfg.data_dir);
 }
 
 /* The node's id in the controller: --node-id, a number. */

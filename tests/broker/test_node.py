@@ -2485,6 +2485,32 @@ def replicate_data_refusals(ctx):
 
 
 @test
+def metadata_dir_of_its_own(ctx):
+    """--metadata-dir keeps the controller's log and snapshots there, not in
+    DATA_DIR/controller, and a restart finds the topics in it."""
+    d = os.path.join(ctx.tmp, "mdir")
+    os.makedirs(d, exist_ok=True)
+    meta = os.path.join(d, "controller-store")
+    n = Node(ctx.node.binary, os.path.join(d, "data"), d)
+    try:
+        n.start(("--metadata-dir", meta))
+        with Client(n.addr) as c:
+            c.create_topic("md-kept", 2)
+        eq(n.stop(), 0, "stop")
+        check(os.listdir(meta), f"the controller's files in {meta}")
+        check(not os.path.exists(os.path.join(d, "data", "controller")),
+              "nothing in DATA_DIR/controller")
+        n.start(("--metadata-dir", meta))
+        with Client(n.addr) as c:
+            lt = c.unary("/rustmq.controller.AdminService/ListTopics",
+                         A.ListTopicsRequest(version=V()), A.ListTopicsResponse)
+            check("md-kept" in [t.name for t in lt.topics], f"the topic after a restart: {lt}")
+        eq(n.stop(), 0, "stop again")
+    finally:
+        n.kill()
+
+
+@test
 def errors_unimplemented(ctx):
     cases = [
         ("/rustmq.broker.PartitionManagementService/AssignPartition", "partition assignment"),
