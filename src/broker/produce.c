@@ -699,7 +699,11 @@ static bool waits_for_followers(const struct rmq_produce *pr);
 static void on_appended(struct rmq_append *a, int res)
 {
 	struct rmq_produce *pr = RMQ_CONTAINER_OF(a, struct rmq_produce, app);
-	dedup_done(pr, res == 0);
+	/* A batch waiting for its followers stays in flight for a retry
+	 * (IN_FLIGHT: retry later) until its acks level holds: a retry
+	 * answered DUPLICATE before would claim what is not committed. */
+	if (res < 0 || pr->early || !waits_for_followers(pr))
+		dedup_done(pr, res == 0);
 	if (pr->early) {
 		/* acks=NONE was answered already; only the log's hold remains. */
 		if (res < 0)
@@ -754,6 +758,7 @@ void rmq_produce_replicated(struct rmq_partition *p)
 		p->acks_head = pr->wnext;
 		if (!p->acks_head)
 			p->acks_tail = NULL;
+		dedup_done(pr, true);
 		reply_to_origin(pr);
 	}
 }
@@ -767,6 +772,9 @@ void rmq_produce_fail_replicated(struct rmq_partition *p)
 			"%s-%u is no longer led here before its followers had the records: they may "
 			"or may not be committed; retry on the leader",
 			pr->topic, pr->partition);
+		/* Forgotten: a retry may append it again (a duplicate at worst,
+		 * never a record claimed and lost). */
+		dedup_done(pr, false);
 		reply_to_origin(pr);
 	}
 	p->acks_tail = NULL;
