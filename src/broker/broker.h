@@ -162,6 +162,7 @@ struct rmq_partition {
 	 * being carried out, the rest waiting their turn. */
 	struct rmq_frep *follow_head, *follow_tail;
 	uint32_t follow_queued;
+	bool follow_busy;                  /* in follow.c's advance (no reentry) */
 	struct rmq_offload owner_job;      /* a new partition's owner file, written after its open */
 	char *owner_line;                  /* ... what it says while the job is out, else NULL */
 	/* Leadership (partition.h: set only there). */

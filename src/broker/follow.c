@@ -328,6 +328,8 @@ struct rmq_frep {
 	struct rmq_follow_msg msg;
 	struct rmq_follow_plan plan;
 	bool planned;
+	bool issued;                       /* every append it makes is made */
+	bool finished;                     /* decided: answered in its turn */
 	int code;                          /* the answer's, once not OK */
 	char why[200];
 	size_t next;                       /* the next batch to append */
@@ -339,6 +341,7 @@ struct rmq_frep {
 
 static void frep_free(struct rmq_frep *r)
 {
+	rmq_timer_cancel(r->bs->s, &r->retry); /* armed when it waited, and decided since */
 	rmq_follow_msg_free(&r->msg);
 	free(r->apps);
 	free(r->buf);
@@ -378,7 +381,10 @@ static void answer(struct rmq_frep *r)
 	resp.topic_partition = &tp;
 	resp.correlation_id = r->msg.correlation_id;
 	if (p && p->log) {
-		resp.log_end_offset = rmq_log_end_offset(p->log);
+		/* Its durable end: requests after this one may have appends
+		 * reserved and not yet durable, which the leader must not
+		 * count (answers go in request order, so this one's are in). */
+		resp.log_end_offset = rmq_log_high_watermark(p->log);
 		resp.log_start_offset = rmq_log_start_offset(p->log);
 		resp.leader_epoch = p->leader_epoch;
 		/* What it holds of the leader's committed records. */
@@ -408,23 +414,20 @@ static void answer(struct rmq_frep *r)
 	}
 }
 
-static void work(struct rmq_frep *r);
+static void advance(struct rmq_partition *p);
 
-/* r is answered and leaves its partition's queue; the next one starts. */
+/* r is decided: answered now when it was never queued, else in its turn
+ * (advance: answers go out in request order). */
 static void done(struct rmq_frep *r)
 {
 	struct rmq_partition *p = r->p;
-	answer(r);
-	if (p) {
-		RMQ_ASSERT(p->follow_head == r);
-		p->follow_head = r->q_next;
-		if (!p->follow_head)
-			p->follow_tail = NULL;
-		p->follow_queued--;
+	r->finished = true;
+	if (!p) {
+		answer(r);
+		frep_free(r);
+		return;
 	}
-	frep_free(r);
-	if (p && p->follow_head)
-		work(p->follow_head);
+	advance(p);
 }
 
 static void refuse_now(struct rmq_frep *r, int code, const char *why)
@@ -456,24 +459,33 @@ static void app_cb(struct rmq_append *a, int res)
 	r->acks--;
 	if (res < 0 && r->code == EC_OK)
 		r->code = append_error(res, r->why, sizeof(r->why));
-	if (r->acks == 0 && (r->code != EC_OK || r->next == r->msg.req.n))
+	if (r->acks == 0 && r->issued)
 		done(r);
 }
 
 static void retry_fn(struct rmq_timer *t)
 {
-	work(RMQ_CONTAINER_OF(t, struct rmq_frep, retry));
+	struct rmq_frep *r = RMQ_CONTAINER_OF(t, struct rmq_frep, retry);
+	advance(r->p);
 }
 
 static void retry_later(struct rmq_frep *r)
 {
-	if (rmq_timer_start(r->bs->s, &r->retry, rmq_now_ns() + RETRY_NS, retry_fn) < 0 &&
-	    r->acks == 0)
-		refuse_now(r, EC_NOT_AVAILABLE, "this replica has no timer left; retry");
+	if (rmq_timer_start(r->bs->s, &r->retry, rmq_now_ns() + RETRY_NS, retry_fn) < 0) {
+		r->code = EC_NOT_AVAILABLE;
+		snprintf(r->why, sizeof(r->why), "this replica has no timer left; retry");
+		r->issued = true; /* nothing more of it is written */
+		if (r->acks == 0)
+			r->finished = true;
+	}
 }
 
-/* Carries out the head of its partition's queue, from where it stopped. */
-static void work(struct rmq_frep *r)
+/* Plans r and writes its batches, from where it stopped.  Requests are
+ * pipelined: the next one is planned on the log as this one left it
+ * (its appends reserved), while they are made durable together.  A cut
+ * waits until r is the oldest and the log idle.  Returns whether r is
+ * issued (the next one may go). */
+static bool issue(struct rmq_frep *r)
 {
 	struct rmq_partition *p = r->p;
 	if (!r->planned) {
@@ -482,33 +494,36 @@ static void work(struct rmq_frep *r)
 		r->code = r->plan.code;
 		memcpy(r->why, r->plan.why, sizeof(r->why));
 		r->next = r->plan.first;
-		if (r->code != EC_OK || r->plan.diverging || r->next == r->msg.req.n) {
-			done(r);
-			return;
+		if (r->code != EC_OK || r->plan.diverging ||
+		    (r->next == r->msg.req.n && r->plan.truncate_to == UINT64_MAX)) {
+			r->issued = r->finished = true;
+			return true;
 		}
-		r->apps = calloc(r->msg.req.n, sizeof(*r->apps));
+		r->apps = calloc(r->msg.req.n ? r->msg.req.n : 1, sizeof(*r->apps));
 		if (!r->apps) {
-			refuse_now(r, EC_NOT_AVAILABLE, "this replica is out of memory; retry");
-			return;
+			r->code = EC_NOT_AVAILABLE;
+			snprintf(r->why, sizeof(r->why), "this replica is out of memory; retry");
+			r->issued = r->finished = true;
+			return true;
 		}
 	}
 	if (r->plan.truncate_to != UINT64_MAX) {
 		/* A tail the leader never had: cut before appending its own. */
-		if (!rmq_log_idle(p->log)) {
+		if (p->follow_head != r || !rmq_log_idle(p->log)) {
 			retry_later(r);
-			return;
+			return r->issued;
 		}
 		int rc = rmq_log_truncate(p->log, r->plan.truncate_to);
 		if (rc < 0) {
 			r->code = EC_STORAGE_ERROR;
 			snprintf(r->why, sizeof(r->why), "truncating to %" PRIu64 ": %s",
 				 r->plan.truncate_to, rmq_strerror(rc));
-			done(r);
-			return;
+			r->issued = r->finished = true;
+			return true;
 		}
 		r->plan.truncate_to = UINT64_MAX;
 	}
-	while (r->next < r->msg.req.n) {
+	while (r->next < r->msg.req.n && r->code == EC_OK) {
 		struct fapp *fa = &r->apps[r->next];
 		fa->r = r;
 		fa->a.hdr = r->msg.req.hdrs[r->next];
@@ -519,7 +534,7 @@ static void work(struct rmq_frep *r)
 		if (rc == RMQ_EFULL || rc == -ENOSPC) {
 			rmq_partition_mark_dirty(p);
 			retry_later(r); /* the buffers drain, or the disk frees */
-			return;
+			return r->issued;
 		}
 		if (rc < 0) {
 			r->code = append_error(rc, r->why, sizeof(r->why));
@@ -529,8 +544,42 @@ static void work(struct rmq_frep *r)
 		r->next++;
 	}
 	rmq_partition_mark_dirty(p);
+	r->issued = true;
 	if (r->acks == 0)
-		done(r);
+		r->finished = true;
+	return true;
+}
+
+/* The partition's queue moves on: the requests decided are answered from
+ * the oldest, in order, and the next ones are issued. */
+static void advance(struct rmq_partition *p)
+{
+	if (p->follow_busy)
+		return; /* an answer below came back here */
+	p->follow_busy = true;
+	for (;;) {
+		struct rmq_frep *r = p->follow_head;
+		while (r && r->finished) {
+			p->follow_head = r->q_next;
+			if (!p->follow_head)
+				p->follow_tail = NULL;
+			p->follow_queued--;
+			answer(r);
+			frep_free(r);
+			r = p->follow_head;
+		}
+		bool progress = false;
+		for (r = p->follow_head; r; r = r->q_next) {
+			if (r->issued)
+				continue;
+			if (!issue(r))
+				break;
+			progress = true;
+		}
+		if (!progress || !p->follow_head || !p->follow_head->finished)
+			break;
+	}
+	p->follow_busy = false;
 }
 
 /* A request of this shard, read: queued on its partition. */
@@ -571,8 +620,7 @@ static void take(struct rmq_frep *r)
 	else
 		p->follow_head = r;
 	p->follow_tail = r;
-	if (p->follow_head == r)
-		work(r);
+	advance(p);
 }
 
 static struct rmq_frep *frep_new(struct rmq_call *c, struct fstream *st, const uint8_t *msg,
@@ -659,25 +707,17 @@ void rmq_follow_cancel(struct rmq_call *c)
 
 void rmq_follow_drop(struct rmq_partition *p)
 {
-	/* The waiting requests go; the one at work finishes with its appends
-	 * (the log completes them before it closes), or goes now. */
-	struct rmq_frep *head = p->follow_head;
-	if (!head)
-		return;
-	while (head->q_next) {
-		struct rmq_frep *r = head->q_next;
-		head->q_next = r->q_next;
-		p->follow_queued--;
-		r->p = NULL;
+	/* Requests not issued go now; those with appends in flight finish
+	 * with them (the log completes them before it closes), answered
+	 * "closing" in their turn. */
+	for (struct rmq_frep *r = p->follow_head; r; r = r->q_next) {
+		rmq_timer_cancel(p->bs->s, &r->retry);
 		r->code = EC_REPLICA_NOT_AVAILABLE;
 		snprintf(r->why, sizeof(r->why), "the replica is closing");
-		answer(r);
-		frep_free(r);
+		r->issued = true;
+		if (r->acks == 0)
+			r->finished = true;
 	}
-	p->follow_tail = head;
-	rmq_timer_cancel(p->bs->s, &head->retry);
-	head->code = EC_REPLICA_NOT_AVAILABLE;
-	snprintf(head->why, sizeof(head->why), "the replica is closing");
-	if (head->acks == 0)
-		done(head); /* else its last append's callback answers */
+	if (p->follow_head)
+		advance(p);
 }

@@ -27,6 +27,7 @@
 #define RETRY_NS (100ULL * 1000 * 1000)      /* after a failed connect or refused request */
 #define PATH "/rustmq.broker.BrokerReplicationService/ReplicateStream"
 #define HDR_MAX 512                          /* a request's fields but the batches */
+#define PIPELINE 4                           /* requests in flight per follower replica */
 
 struct rmq_peer;
 
@@ -40,8 +41,12 @@ struct rmq_rslot {
 	uint64_t end;                /* the follower's durable end matching this log */
 	bool known;                  /* end and next are the follower's, learned this leadership */
 	bool stale;                  /* refused as a deposed leader: wait for the metadata */
-	uint64_t corr;               /* the request in flight; 0: none */
-	uint64_t sent_end, sent_ns;  /* ... this log's durable end when it left, and when */
+	/* Requests in flight, oldest first (answered in order): each one's
+	 * correlation id, this log's durable end when it left, and when. */
+	struct {
+		uint64_t corr, sent_end, sent_ns;
+	} in[PIPELINE];
+	uint32_t in_head, nin;
 	uint64_t caught_ns;          /* when the follower last had all this log had */
 	uint64_t retry_at;
 };
@@ -128,7 +133,7 @@ static void stream_lost(struct rmq_peer *pe)
 	for (uint32_t i = 0; i < pe->nslots; i++) {
 		struct rmq_rslot *s = pe->slots[i];
 		if (s) {
-			s->corr = 0;
+			s->nin = 0;
 			s->known = false;
 			s->next = s->end;
 		}
@@ -425,23 +430,25 @@ static size_t put_str(uint8_t *b, uint32_t field, const char *s)
 	return n + len;
 }
 
-/* Sends s's next request: batches from s->next, or a probe (none) while
- * where the follower stands is not known. */
-static void send_next(struct rmq_rslot *s)
+/* Sends one request of s: batches from s->next, or a probe (none, and
+ * alone in flight) while where the follower stands is not known.  Returns
+ * whether another may follow it now. */
+static bool send_one(struct rmq_rslot *s)
 {
 	struct rmq_partition *p = s->p;
 	struct rmq_peer *pe = s->peer;
 	uint64_t now = rmq_now_ns();
-	if (s->corr || s->stale || !p->log || p->role != RMQ_ROLE_LEADER || now < s->retry_at)
-		return;
+	if (s->nin == PIPELINE || (!s->known && s->nin) || s->stale || !p->log ||
+	    p->role != RMQ_ROLE_LEADER || now < s->retry_at)
+		return false;
 	if (!pe->call) {
 		peer_connect(pe);
-		return;
+		return false;
 	}
 	const uint64_t durable = rmq_log_high_watermark(p->log);
 	const uint64_t start = rmq_log_start_offset(p->log);
 	if (s->known && s->next >= durable)
-		return; /* caught up */
+		return false; /* caught up */
 	if (s->next < start || s->next > durable) {
 		/* Behind this log's start (its records went by retention), or
 		 * ahead of it: not served yet (a reset of the follower's log). */
@@ -450,27 +457,27 @@ static void send_next(struct rmq_rslot *s)
 			 p->topic_name, p->index, s->broker, s->next, start, durable);
 		s->retry_at = now + 50 * RETRY_NS;
 		arm(pe->lead);
-		return;
+		return false;
 	}
 	uint32_t prev_epoch = 0;
 	uint64_t e0, e1;
 	if (s->next > start && rmq_log_epoch_at(p->log, s->next - 1, &prev_epoch, &e0, &e1) < 0) {
 		s->retry_at = now + RETRY_NS;
 		arm(pe->lead);
-		return;
+		return false;
 	}
 	struct rmq_log_read r = {0};
 	if (s->known && rmq_log_read(p->log, s->next, REQ_BYTES, &r) < 0) {
 		s->retry_at = now + RETRY_NS;
 		arm(pe->lead);
-		return;
+		return false;
 	}
 	uint8_t *buf = malloc(HDR_MAX + r.bytes);
 	if (!buf) {
 		rmq_log_read_done(p->log, &r);
 		s->retry_at = now + RETRY_NS;
 		arm(pe->lead);
-		return;
+		return false;
 	}
 	size_t n = 0;
 	uint8_t tmp[300];
@@ -500,6 +507,7 @@ static void send_next(struct rmq_rslot *s)
 			q += len;
 		}
 	}
+	const uint64_t sent_to = r.nslices ? r.next_offset : s->next;
 	rmq_log_read_done(p->log, &r);
 	n += rmq_pb_put_uint(buf + n, 6, s->next);
 	n += rmq_pb_put_uint(buf + n, 7, prev_epoch);
@@ -518,11 +526,22 @@ static void send_next(struct rmq_rslot *s)
 		free(buf);
 		s->retry_at = now + RETRY_NS / 10;
 		arm(pe->lead);
-		return;
+		return false;
 	}
-	s->corr = corr;
-	s->sent_end = durable;
-	s->sent_ns = now;
+	uint32_t k = (s->in_head + s->nin++) % PIPELINE;
+	s->in[k].corr = corr;
+	s->in[k].sent_end = durable;
+	s->in[k].sent_ns = now;
+	if (!s->known)
+		return false; /* a probe waits for its answer */
+	s->next = sent_to;
+	return true;
+}
+
+static void send_next(struct rmq_rslot *s)
+{
+	while (send_one(s))
+		;
 }
 
 /* Where the follower's log, which leaves this one in epoch `epoch` over
@@ -554,22 +573,28 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 	}
 	uint32_t reg = (uint32_t)(resp->correlation_id >> 32);
 	struct rmq_rslot *s = reg < pe->nslots ? pe->slots[reg] : NULL;
-	if (!s || s->corr != resp->correlation_id) {
+	if (!s || !s->nin || s->in[s->in_head].corr != resp->correlation_id) {
 		rustmq__broker__replicate_data_response__free_unpacked(resp, NULL);
-		return; /* for a slot that went, or an earlier stream */
+		return; /* for a slot that went, an earlier stream, or after a reset */
 	}
-	s->corr = 0;
+	uint64_t sent_end = s->in[s->in_head].sent_end, sent_ns = s->in[s->in_head].sent_ns;
+	s->in_head = (s->in_head + 1) % PIPELINE;
+	s->nin--;
 	struct rmq_partition *p = s->p;
+	bool reset = true; /* the requests after this one are answered for nothing */
 	switch (resp->error_code) {
 	case EC_OK:
 		if (resp->diverging_epoch) {
 			s->next = s->end = resolve(p, resp->diverging_epoch);
 			s->known = true;
 		} else {
-			s->next = s->end = resp->log_end_offset;
+			if (!s->known)
+				s->next = resp->log_end_offset; /* a probe's answer */
+			s->end = resp->log_end_offset;
 			s->known = true;
-			if (s->end >= s->sent_end)
-				s->caught_ns = s->sent_ns; /* it had all there was then */
+			reset = false;
+			if (s->end >= sent_end)
+				s->caught_ns = sent_ns; /* it had all there was then */
 			progressed(p);
 		}
 		break;
@@ -581,12 +606,15 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 		s->stale = true; /* another leads: the metadata will say */
 		break;
 	default:
+		s->next = s->end;
 		rmq_debug("replication of %s-%u to broker %" PRIu32 ": %s", p->topic_name, p->index,
 			  s->broker, resp->error_message);
 		s->retry_at = rmq_now_ns() + RETRY_NS;
 		arm(pe->lead);
 		break;
 	}
+	if (reset)
+		s->nin = 0;
 	rustmq__broker__replicate_data_response__free_unpacked(resp, NULL);
 	fifo_release(pe, false);
 	send_next(s);
@@ -726,7 +754,7 @@ static void on_timer(struct rmq_timer *t)
 				continue;
 			send_next(s);
 			maybe_change_isr(s->p);
-			again |= !s->corr && !s->stale;
+			again |= !s->nin && !s->stale;
 		}
 	}
 	if (again)
