@@ -7,8 +7,8 @@
  * shard) it shares partitions with, on a connection that lands on that
  * shard (the client binds a steering source port: docs/net.md), and for
  * each follower replica of a partition it leads a slot: the next offset to
- * send, and the follower's durable log end as it last said.  A slot has
- * one request in flight at a time, carrying up to 1 MiB of the leader's
+ * send, and the follower's durable log end as it last said.  A slot has up
+ * to 4 requests in flight, each carrying up to 1 MiB of the leader's
  * stored batches from its durable data.  The first request of a leadership
  * is a probe at the leader's end, whose answer says where the follower is
  * (its log end when behind, or where its log leaves the leader's: the
