@@ -7,6 +7,7 @@
 #define RMQ_TOOLS_COMMANDS_H
 
 int cmd_topic(int argc, char **argv);   /* topic.c */
+int cmd_partition(int argc, char **argv); /* partition.c */
 int cmd_produce(int argc, char **argv); /* produce.c */
 int cmd_consume(int argc, char **argv); /* consume.c */
 int cmd_group(int argc, char **argv);   /* group.c */

@@ -5,6 +5,7 @@
  * and health, over gRPC (the RustMQ protocol).
  *
  *   rmq topic create|list|describe|delete|alter ...   AdminService (topic.c)
+ *   rmq partition status TOPIC   GetISR of each partition's leader (partition.c)
  *   rmq produce TOPIC    stdin lines ─► ProduceBatch (per partition, up to
  *                        1000 records / 1 MiB each, one in flight per
  *                        partition so a partition keeps the input order)
@@ -357,6 +358,7 @@ static int cmd_metrics(int argc, char **argv)
 
 static const struct command commands[] = {
 	{"topic", cmd_topic, "create, list, describe, delete and alter topics"},
+	{"partition", cmd_partition, "status: each partition's ISR and replicas as its leader sees them"},
 	{"produce", cmd_produce, "send stdin lines as records: rmq produce TOPIC"},
 	{"consume", cmd_consume, "print records: rmq consume TOPIC --offset earliest [--group G]"},
 	{"cluster", cmd_cluster, "brokers, controller, topics, partitions and leaders; add-voter, remove-voter"},

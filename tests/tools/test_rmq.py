@@ -360,6 +360,12 @@ try:
     # More replicas than running brokers are refused, saying so.
     expect(["topic", "create", "rf2", "--replication-factor", "2"], 1,
            err_re=r"INVALID_REPLICATION_FACTOR.*exceeds the 1 running brokers")
+    # Each partition as its leader sees it (GetISR).
+    expect(["partition", "status", "multi"], 0,
+           out_re=r"(?s)^topic multi\tpartitions 3\n  partition 0\tleader 1\t.*\tisr 1\n"
+                  r"    replica 1\tend \d+\tlag 0\tin sync\n.*  partition 2\t")
+    expect(["partition", "status", "multi", "--partition", "7"], 2,
+           err_re=r"--partition 7: topic 'multi' has partitions 0..2")
     expect(["health"], 0, out_re=r"(?s)^grpc\.health\.v1\tSERVING\nbroker 1\tHEALTH_STATUS_SERVING")
     # Metrics: per shard by default, summed with --total; the records the
     # tests above produced are counted.
