@@ -15,7 +15,7 @@ struct seq_entry {
 struct producer {
 	int64_t pid;              /* 0 = free slot */
 	int32_t epoch;
-	int64_t next_seq;         /* expected base sequence of the next batch */
+	int64_t next_seq;         /* expected base sequence of the next batch; -1: any */
 	uint64_t used;            /* LRU clock */
 	uint8_t n, head;          /* recent[] ring */
 	struct seq_entry recent[RMQ_DEDUP_RECENT];
@@ -115,7 +115,7 @@ enum rmq_dedup_verdict rmq_dedup_seq(struct rmq_dedup *d, int64_t pid, int32_t e
 			return RMQ_DEDUP_DUPLICATE;
 		}
 	}
-	if (seq != p->next_seq)
+	if (p->next_seq >= 0 && seq != p->next_seq)
 		return RMQ_DEDUP_OUT_OF_ORDER;
 	struct seq_entry *e = push_recent(p);
 	e->seq = seq;
@@ -215,4 +215,31 @@ void rmq_dedup_replay(struct rmq_dedup *d, int64_t pid, int32_t epoch, int32_t s
 	e->res.count = count;
 	e->res.first_ts_ms = -1;
 	p->next_seq = after(seq, count);
+}
+
+void rmq_dedup_truncate(struct rmq_dedup *d, uint64_t offset)
+{
+	for (uint32_t i = 0; i < RMQ_DEDUP_PRODUCERS; i++) {
+		struct producer *p = &d->producers[i];
+		if (p->pid == 0)
+			continue;
+		/* recent[] is in offset order from the oldest: drop its newest
+		 * entries while they are at or above the cut, or failed.  A
+		 * pending one stays for its ticket (a deposed leader's are
+		 * failed before its log is cut). */
+		while (p->n > 0) {
+			uint8_t last = (uint8_t)((p->head + RMQ_DEDUP_RECENT - 1) % RMQ_DEDUP_RECENT);
+			struct seq_entry *e = &p->recent[last];
+			if (!e->acked && e->seq >= 0)
+				break;
+			if (e->acked && e->res.base_offset < offset) {
+				p->next_seq = after(e->seq, e->count);
+				break;
+			}
+			p->head = last;
+			p->n--;
+		}
+		if (p->n == 0)
+			p->next_seq = -1;
+	}
 }

@@ -19,7 +19,9 @@
  * partition; the least recently used is forgotten first.  On start the
  * broker replays the newest segment's batch headers into it
  * (rmq_dedup_replay), so a retry across a restart is still recognised when
- * its batch is in that segment.
+ * its batch is in that segment.  A follower replays the batches it appends,
+ * and forgets those it cuts (rmq_dedup_truncate), so a retry after a
+ * failover is recognised by the new leader too.
  *
  * Idempotency keys (ProduceRequest.idempotency_key): the last
  * RMQ_DEDUP_KEYS keys of the partition within RMQ_DEDUP_KEY_TTL_MS map to
@@ -92,8 +94,16 @@ enum rmq_dedup_verdict rmq_dedup_key(struct rmq_dedup *d, const void *key, size_
 void rmq_dedup_done(struct rmq_dedup *d, const struct rmq_dedup_ticket *t, bool ok,
 		    const struct rmq_dedup_result *res);
 
-/* Replays a stored batch (at start-up, in offset order). */
+/* Replays a stored batch (at start-up, and as a follower appends its
+ * leader's batches: in offset order), so that a producer's retry is
+ * recognised by whichever replica leads when it arrives. */
 void rmq_dedup_replay(struct rmq_dedup *d, int64_t pid, int32_t epoch, int32_t seq,
 		      uint32_t count, uint64_t base_offset);
+
+/* The log was cut at offset (a follower's divergent tail): the batches at
+ * and above it are forgotten, and each producer expects the sequence after
+ * its newest batch still stored, or, when none is remembered, whatever
+ * sequence it sends next (as a producer seen for the first time). */
+void rmq_dedup_truncate(struct rmq_dedup *d, uint64_t offset);
 
 #endif /* RMQ_BROKER_DEDUP_H */

@@ -3,6 +3,7 @@
 #include "broker/follow.h"
 
 #include "broker/broker.h"
+#include "broker/dedup.h"
 #include "broker/errcode.h"
 #include "broker/meta.h"
 #include "broker/partition.h"
@@ -10,6 +11,7 @@
 #include "broker/replication.pb-c.h"
 #include "core/assert.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/pbwire.h"
 #include "core/util.h"
 #include "net/grpc.h"
@@ -463,6 +465,22 @@ static void app_cb(struct rmq_append *a, int res)
 		done(r);
 }
 
+/* The producer of a batch appended here is remembered as the leader
+ * remembered it, so that its retry is recognised if this replica leads
+ * when it comes (dedup.h). */
+static void note_producer(struct rmq_partition *p, const struct rmq_batch_hdr *h)
+{
+	if (h->producer_id <= 0 || h->base_sequence < 0)
+		return;
+	if (!p->dedup && !(p->dedup = rmq_dedup_new())) {
+		rmq_warn("partition %s-%u: no memory for producer deduplication", p->topic_name,
+			 p->index);
+		return;
+	}
+	rmq_dedup_replay(p->dedup, h->producer_id, h->producer_epoch, h->base_sequence,
+			 h->record_count, h->base_offset);
+}
+
 static void retry_fn(struct rmq_timer *t)
 {
 	struct rmq_frep *r = RMQ_CONTAINER_OF(t, struct rmq_frep, retry);
@@ -521,6 +539,8 @@ static bool issue(struct rmq_frep *r)
 			r->issued = r->finished = true;
 			return true;
 		}
+		if (p->dedup)
+			rmq_dedup_truncate(p->dedup, r->plan.truncate_to);
 		r->plan.truncate_to = UINT64_MAX;
 	}
 	while (r->next < r->msg.req.n && r->code == EC_OK) {
@@ -540,6 +560,7 @@ static bool issue(struct rmq_frep *r)
 			r->code = append_error(rc, r->why, sizeof(r->why));
 			break;
 		}
+		note_producer(p, &fa->a.hdr);
 		r->acks++;
 		r->next++;
 	}

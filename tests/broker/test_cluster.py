@@ -341,6 +341,7 @@ def run_foreign(cl):
 
 NOT_LEADER = 3
 LEADER_NOT_AVAILABLE = 21
+DUPLICATE_SEQUENCE = 36
 BROKER_RUNNING, BROKER_FENCED = 2, 3
 
 
@@ -545,6 +546,12 @@ def run_replication(cl):
             recs = tn.make_records(5, f"all{k}")
             ok(c.produce("repl", 0, recs, acks=tn.ACK_ALL), f"acks=ALL {k}")
             sent += [r.value for r in recs]
+        # An idempotent producer's batch (its retry must not append twice,
+        # on this leader or the next).
+        idem = tn.make_records(3, "idem")
+        kw = dict(producer_id=77, producer_epoch=0, base_sequence=0)
+        first_idem = ok(c.produce("repl", 0, idem, acks=tn.ACK_ALL, **kw), "idempotent acks=ALL")
+        sent += [r.value for r in idem]
         got = values(c, "repl", 0)
     eq(got, sent, "the leader serves what it acknowledged")
     print(f"    broker {leader} leads repl-0; 100 records acknowledged by all", flush=True)
@@ -558,6 +565,17 @@ def run_replication(cl):
     with cl.client(int(new) - 1) as c:
         got = wait_for("the new leader serves", lambda: values(c, "repl", 0) or None)
         eq(got, sent, f"broker {new} holds every acknowledged record")
+        # The producer's retry after the failover (its answer lost with the
+        # old leader) is recognised: nothing appended twice.
+        again = c.produce("repl", 0, idem, acks=tn.ACK_ALL, **kw)
+        check(again.error_code == DUPLICATE_SEQUENCE and again.offset == first_idem.offset,
+              f"the idempotent retry on the new leader is answered "
+              f"{tn.ecname(again.error_code)} at {again.offset}, not DUPLICATE_SEQUENCE at "
+              f"{first_idem.offset}")
+        nxt = tn.make_records(2, "idem-next")
+        ok(c.produce("repl", 0, nxt, acks=tn.ACK_ALL,
+                     **dict(kw, base_sequence=len(idem))), "the producer's next batch, in order")
+        sent += [r.value for r in nxt]
         more = tn.make_records(5, "maj")
         ok(c.produce("repl", 0, more, acks=tn.ACK_MAJORITY), "acks=MAJORITY with two of three")
     with cl.client(int(new) - 1) as c:

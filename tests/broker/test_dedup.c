@@ -61,6 +61,38 @@ Test(dedup, sequences_wrap_and_replay)
 	rmq_dedup_free(d);
 }
 
+/* A follower replays what it appends and forgets what it cuts: a retry
+ * of a batch still stored is a duplicate on the new leader, one of a batch
+ * cut away appends again, and a producer all of whose batches were cut
+ * goes on from the sequence it sends. */
+Test(dedup, truncation_forgets_the_batches_cut)
+{
+	struct rmq_dedup *d = rmq_dedup_new();
+	struct rmq_dedup_result res;
+	struct rmq_dedup_ticket t;
+
+	rmq_dedup_replay(d, 5, 0, 0, 10, 100);
+	rmq_dedup_replay(d, 5, 0, 10, 10, 110);
+	rmq_dedup_replay(d, 5, 0, 20, 10, 120);
+	rmq_dedup_replay(d, 6, 0, 0, 4, 130);
+	rmq_dedup_truncate(d, 120);
+	cr_assert_eq(rmq_dedup_seq(d, 5, 0, 10, 10, &res, &t), RMQ_DEDUP_DUPLICATE);
+	cr_assert_eq(res.base_offset, 110);
+	cr_assert_eq(rmq_dedup_seq(d, 5, 0, 30, 10, &res, &t), RMQ_DEDUP_OUT_OF_ORDER,
+		     "expects the sequence after its last batch kept");
+	cr_assert_eq(rmq_dedup_seq(d, 5, 0, 20, 10, &res, &t), RMQ_DEDUP_NEW, "the cut batch again");
+	rmq_dedup_done(d, &t, false, NULL);
+	cr_assert_eq(rmq_dedup_seq(d, 6, 0, 9, 1, &res, &t), RMQ_DEDUP_NEW,
+		     "nothing of producer 6 is left: any sequence");
+	cr_assert_eq(rmq_dedup_seq(d, 6, 0, 11, 1, &res, &t), RMQ_DEDUP_OUT_OF_ORDER,
+		     "then in order again");
+	/* A pending append stays for its ticket. */
+	cr_assert_eq(rmq_dedup_seq(d, 5, 0, 20, 10, &res, &t), RMQ_DEDUP_NEW);
+	rmq_dedup_truncate(d, 0);
+	cr_assert_eq(rmq_dedup_seq(d, 5, 0, 20, 10, &res, &t), RMQ_DEDUP_IN_FLIGHT);
+	rmq_dedup_free(d);
+}
+
 Test(dedup, idempotency_keys)
 {
 	struct rmq_dedup *d = rmq_dedup_new();
