@@ -17,6 +17,7 @@
 #include "net/client.h"
 #include "storage/batch.h"
 #include "storage/log.h"
+#include "storage/tail.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #define PATH "/rustmq.broker.BrokerReplicationService/ReplicateStream"
 #define HDR_MAX 512                          /* a request's fields but the batches */
 #define PIPELINE 4                           /* requests in flight per follower replica */
+#define TAIL_BYTES (8u << 20)                /* newest entries kept in memory per partition led */
 
 struct rmq_peer;
 
@@ -445,11 +447,21 @@ static bool send_one(struct rmq_rslot *s)
 		peer_connect(pe);
 		return false;
 	}
+	/* What a follower that keeps up asks for is in the log's tail (its
+	 * newest entries in memory): sent as soon as appended, before this
+	 * log's own sync, which the high watermark still waits for.  Older
+	 * records are read from the log, once durable. */
 	const uint64_t durable = rmq_log_high_watermark(p->log);
+	const uint64_t log_end = rmq_log_end_offset(p->log);
 	const uint64_t start = rmq_log_start_offset(p->log);
-	if (s->known && s->next >= durable)
-		return false; /* caught up */
-	if (s->next < start || s->next > durable) {
+	const struct rmq_tail *tail = rmq_log_tail(p->log);
+	size_t tail_len = 0;
+	uint64_t tail_next = s->next;
+	const bool from_tail = s->known && tail &&
+			       rmq_tail_span(tail, s->next, log_end, REQ_BYTES, &tail_len, &tail_next) == 0;
+	if (s->known && s->next >= (from_tail ? log_end : durable))
+		return false; /* caught up, or waiting for this log's sync */
+	if (s->next < start || s->next > log_end) {
 		/* Behind this log's start (its records went by retention), or
 		 * ahead of it: not served yet (a reset of the follower's log). */
 		rmq_warn("replication of %s-%u to broker %" PRIu32 ": the follower is at offset %" PRIu64
@@ -467,12 +479,12 @@ static bool send_one(struct rmq_rslot *s)
 		return false;
 	}
 	struct rmq_log_read r = {0};
-	if (s->known && rmq_log_read(p->log, s->next, REQ_BYTES, &r) < 0) {
+	if (s->known && !from_tail && rmq_log_read(p->log, s->next, REQ_BYTES, &r) < 0) {
 		s->retry_at = now + RETRY_NS;
 		arm(pe->lead);
 		return false;
 	}
-	uint8_t *buf = malloc(HDR_MAX + r.bytes);
+	uint8_t *buf = malloc(HDR_MAX + (from_tail ? tail_len : r.bytes));
 	if (!buf) {
 		rmq_log_read_done(p->log, &r);
 		s->retry_at = now + RETRY_NS;
@@ -494,21 +506,32 @@ static bool send_one(struct rmq_rslot *s)
 	memcpy(buf + n, tmp, tn);
 	n += tn;
 	/* The stored entries, each with field 5's key for its own (6). */
-	for (unsigned i = 0; i < r.nslices; i++) {
-		const uint8_t *q = r.slices[i].data, *end = q + r.slices[i].len;
-		while (q < end) {
-			struct rmq_batch_view v;
-			int len = rmq_batch_parse_header(q, (size_t)(end - q), &v);
-			if (len <= 0)
-				break;
-			buf[n] = (uint8_t)RMQ_PB_KEY(5, RMQ_PB_LEN);
-			memcpy(buf + n + 1, q + 1, (size_t)len - 1);
-			n += (size_t)len;
-			q += len;
-		}
+	const size_t batches = n;
+	if (from_tail) {
+		rmq_tail_copy(tail, s->next, tail_len, buf + n);
+		n += tail_len;
 	}
-	const uint64_t sent_to = r.nslices ? r.next_offset : s->next;
+	for (unsigned i = 0; i < r.nslices; i++) {
+		memcpy(buf + n, r.slices[i].data, r.slices[i].len);
+		n += r.slices[i].len;
+	}
+	const uint64_t sent_to = from_tail ? tail_next : r.nslices ? r.next_offset : s->next;
 	rmq_log_read_done(p->log, &r);
+	for (size_t at = batches; at < n;) {
+		struct rmq_batch_view v;
+		int len = rmq_batch_parse_header(buf + at, n - at, &v);
+		if (len <= 0) {
+			rmq_warn("replication of %s-%u: a stored batch at offset %" PRIu64
+				 " does not parse; not sent",
+				 p->topic_name, p->index, s->next);
+			free(buf);
+			s->retry_at = now + 50 * RETRY_NS;
+			arm(pe->lead);
+			return false;
+		}
+		buf[at] = (uint8_t)RMQ_PB_KEY(5, RMQ_PB_LEN);
+		at += (size_t)len;
+	}
 	n += rmq_pb_put_uint(buf + n, 6, s->next);
 	n += rmq_pb_put_uint(buf + n, 7, prev_epoch);
 	n += rmq_pb_put_uint(buf + n, 8, p->hw);
@@ -518,7 +541,7 @@ static bool send_one(struct rmq_rslot *s)
 	snprintf(id, sizeof(id), "%" PRIu32, s->broker);
 	n += put_str(buf + n, 11, id);
 	n += rmq_pb_put_uint(buf + n, 12, self ? self->epoch : 0);
-	n += rmq_pb_put_uint(buf + n, 13, durable);
+	n += rmq_pb_put_uint(buf + n, 13, log_end);
 	fifo_release(pe, false);
 	if (fifo_push(pe, buf) < 0 || rmq_ccall_send(pe->call, buf, n) < 0) {
 		if (pe->fifo_n && pe->fifo[(pe->fifo_head + pe->fifo_n - 1) % pe->fifo_cap] == buf)
@@ -659,8 +682,15 @@ void rmq_lead_sync(struct rmq_partition *p)
 		p->isr_retry_at = 0;
 		p->nisr_pend = 0;
 	}
-	if (!lead)
+	if (!lead) {
+		if (p->log && rmq_log_tail(p->log))
+			(void)rmq_log_keep_tail(p->log, 0);
 		return;
+	}
+	if (!rmq_log_tail(p->log) && rmq_log_keep_tail(p->log, TAIL_BYTES) < 0)
+		rmq_warn("replication of %s-%u: no memory for the log's tail: followers are sent "
+			 "what is read back from the log",
+			 p->topic_name, p->index);
 	p->slots_epoch = p->leader_epoch;
 	struct rmq_lead *ld = lead_of(bs);
 	/* Slots for replicas no longer named go; new ones come. */
@@ -732,6 +762,11 @@ void rmq_lead_view(const struct rmq_partition *p, struct rmq_isr_view *v)
 void rmq_lead_durable(struct rmq_partition *p)
 {
 	progressed(p);
+	rmq_lead_send(p);
+}
+
+void rmq_lead_send(struct rmq_partition *p)
+{
 	for (uint32_t i = 0; i < p->nslots; i++)
 		send_next(p->slots[i]);
 }

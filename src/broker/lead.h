@@ -35,6 +35,9 @@ struct rmq_partition;
 void rmq_lead_sync(struct rmq_partition *p);
 /* p's durable end advanced: the high watermark may, and followers get it. */
 void rmq_lead_durable(struct rmq_partition *p);
+/* p was appended to (once per cycle): followers get the new batches from
+ * the log's tail without waiting for this log's sync. */
+void rmq_lead_send(struct rmq_partition *p);
 /* p closes: its slots go. */
 void rmq_lead_drop(struct rmq_partition *p);
 /* How many replicas, this one included, hold p's records below end

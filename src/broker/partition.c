@@ -809,6 +809,8 @@ void rmq_partitions_cycle(struct rmq_bshard *bs)
 		if (p->backlog_head)
 			rmq_produce_retry_backlog(p);
 		rmq_log_flush(p->log);
+		if (p->role == RMQ_ROLE_LEADER && p->nslots)
+			rmq_lead_send(p);
 		if (p->backlog_head)
 			rmq_partition_mark_dirty(p); /* try again next cycle */
 		if (p->state == RMQ_PART_ONLINE && rmq_log_stats(p->log)->rolls != p->rolls_retained) {

@@ -254,6 +254,8 @@ int rmq_log_append(struct rmq_log *log, struct rmq_append *a, const struct iovec
 		log->aq_uncut = a;
 	log->stats.appends++;
 	log->stats.appended_bytes += len;
+	if (log->tail)
+		rmq_tail_put(log->tail, entry, (size_t)len, h->base_offset, log->next_offset);
 	return 0;
 }
 
@@ -608,6 +610,7 @@ int rmq_log_close(struct rmq_log *log)
 	free(log->segs);
 	free(log->wops);
 	free(log->epochs);
+	rmq_tail_free(log->tail);
 	if (log->wq_len == 0)
 		log_buffers_close(log);
 	else /* the kernel may still read them: leak rather than reuse */
@@ -619,6 +622,20 @@ int rmq_log_close(struct rmq_log *log)
 		close(log->parent_fd);
 	free(log);
 	return rc;
+}
+
+int rmq_log_keep_tail(struct rmq_log *log, size_t bytes)
+{
+	rmq_tail_free(log->tail);
+	log->tail = NULL;
+	if (bytes && !(log->tail = rmq_tail_new(bytes)))
+		return -ENOMEM;
+	return 0;
+}
+
+const struct rmq_tail *rmq_log_tail(const struct rmq_log *log)
+{
+	return log->tail;
 }
 
 uint64_t rmq_log_high_watermark(const struct rmq_log *log)

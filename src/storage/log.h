@@ -171,6 +171,7 @@ void rmq_log_config_default(struct rmq_log_config *cfg);
 
 struct rmq_log;
 struct rmq_append;
+struct rmq_tail;
 
 /* Called when an append is acknowledged (res 0) or failed (res < 0). */
 typedef void (*rmq_append_cb)(struct rmq_append *a, int res);
@@ -471,6 +472,13 @@ int rmq_log_delete_before(struct rmq_log *log, uint64_t offset);
  */
 void rmq_log_set_limits(struct rmq_log *log, uint64_t segment_bytes, uint64_t segment_ms,
 			int64_t retention_bytes, int64_t retention_ms);
+
+/* Keeps a copy of the newest `bytes` bytes of entries in memory from the
+ * next append on (storage/tail.h), replacing any kept before; 0 stops.
+ * Returns 0 or -ENOMEM (then none is kept). */
+int rmq_log_keep_tail(struct rmq_log *log, size_t bytes);
+/* That copy (read with rmq_tail_span and rmq_tail_copy), or NULL. */
+const struct rmq_tail *rmq_log_tail(const struct rmq_log *log);
 
 uint64_t rmq_log_high_watermark(const struct rmq_log *log);
 /* First offset of the active (newest) segment. */

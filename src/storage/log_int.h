@@ -28,6 +28,7 @@
 #include "core/lathist.h"
 #include "core/shard.h"
 #include "storage/log.h"
+#include "storage/tail.h"
 #include "storage/wpool.h"
 
 #include <errno.h>
@@ -280,6 +281,8 @@ struct rmq_log {
 	/* Appends waiting for acknowledgement, in offset order; aq_uncut is
 	 * the first whose bytes are still pending (not yet in a write). */
 	struct rmq_append *aq_head, *aq_tail, *aq_uncut;
+
+	struct rmq_tail *tail;      /* the newest entries in memory, or NULL (tail.h) */
 
 	int failed;           /* first I/O error; 0 = healthy */
 	/* A full disk (log_write.c, "A full disk"): which of FULL_* holds,

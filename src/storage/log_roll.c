@@ -594,6 +594,8 @@ int rmq_log_truncate(struct rmq_log *log, uint64_t offset)
 		return 0;
 	if (offset < log->log_start)
 		return RMQ_ERANGE;
+	if (log->tail)
+		rmq_tail_clear(log->tail);
 	/* Find the cut before changing anything, so that an error leaves the
 	 * log as it was (dropping segments first, then failing to find the
 	 * batch, left a log whose end no segment matched). */
