@@ -163,6 +163,7 @@ struct rmq_partition {
 	struct rmq_frep *follow_head, *follow_tail;
 	uint32_t follow_queued;
 	bool follow_busy;                  /* in follow.c's advance (no reentry) */
+	bool follow_room;                  /* appends wait for room in the log's buffer */
 	struct rmq_offload owner_job;      /* a new partition's owner file, written after its open */
 	char *owner_line;                  /* ... what it says while the job is out, else NULL */
 	/* Leadership (partition.h: set only there). */
@@ -297,6 +298,9 @@ void rmq_follow_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_follow_stream_half_close(struct rmq_call *c);
 void rmq_follow_cancel(struct rmq_call *c);
 void rmq_follow_drop(struct rmq_partition *p);
+/* Once per cycle while p->follow_room: appends that waited for room in the
+ * log's write buffer are tried again. */
+void rmq_follow_resume(struct rmq_partition *p);
 /* ControllerBrokerService ReassignPartitions (reassign.c). */
 void rmq_reassign_partitions(struct rmq_call *c, void *req);
 void rmq_reassign_cancel(struct rmq_call *c);

@@ -551,9 +551,16 @@ static bool issue(struct rmq_frep *r)
 		fa->a.cb = app_cb;
 		struct iovec iov = {(void *)r->msg.records[r->next].p, r->msg.records[r->next].len};
 		int rc = rmq_log_append(p->log, &fa->a, &iov, 1);
-		if (rc == RMQ_EFULL || rc == -ENOSPC) {
+		if (rc == RMQ_EFULL) {
+			/* The buffer drains as writes complete: tried again
+			 * each cycle (rmq_follow_resume), as produce's backlog. */
+			p->follow_room = true;
 			rmq_partition_mark_dirty(p);
-			retry_later(r); /* the buffers drain, or the disk frees */
+			return r->issued;
+		}
+		if (rc == -ENOSPC) {
+			rmq_partition_mark_dirty(p);
+			retry_later(r); /* the disk frees */
 			return r->issued;
 		}
 		if (rc < 0) {
@@ -601,6 +608,12 @@ static void advance(struct rmq_partition *p)
 			break;
 	}
 	p->follow_busy = false;
+}
+
+void rmq_follow_resume(struct rmq_partition *p)
+{
+	p->follow_room = false;
+	advance(p);
 }
 
 /* A request of this shard, read: queued on its partition. */

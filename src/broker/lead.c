@@ -16,6 +16,7 @@
 #include "core/util.h"
 #include "net/client.h"
 #include "storage/batch.h"
+#include "storage/coldread.h"
 #include "storage/log.h"
 #include "storage/tail.h"
 
@@ -32,6 +33,7 @@
 #define TAIL_BYTES (8u << 20)                /* newest entries kept in memory per partition led */
 
 struct rmq_peer;
+struct lead_cold;
 
 /* A follower replica of a partition this shard leads. */
 struct rmq_rslot {
@@ -50,6 +52,7 @@ struct rmq_rslot {
 	} in[PIPELINE];
 	uint32_t in_head, nin;
 	uint64_t caught_ns;          /* when the follower last had all this log had */
+	struct lead_cold *cold;      /* a read from the disk it waits for, or NULL */
 	uint64_t retry_at;
 };
 
@@ -432,91 +435,52 @@ static size_t put_str(uint8_t *b, uint32_t field, const char *s)
 	return n + len;
 }
 
-/* Sends one request of s: batches from s->next, or a probe (none, and
- * alone in flight) while where the follower stands is not known.  Returns
- * whether another may follow it now. */
-static bool send_one(struct rmq_rslot *s)
+/* A request's buffer with room for `bytes` of stored entries, its fields
+ * before them written (*n bytes); NULL when out of memory. */
+static uint8_t *req_begin(const struct rmq_rslot *s, size_t bytes, size_t *n)
+{
+	const struct rmq_partition *p = s->p;
+	uint8_t *buf = malloc(HDR_MAX + bytes);
+	if (!buf)
+		return NULL;
+	uint8_t tmp[300];
+	char id[12];
+	size_t k = rmq_pb_put_len(buf, 1, 2);
+	k += rmq_pb_put_uint(buf + k, 1, 1); /* version.major */
+	snprintf(id, sizeof(id), "%" PRIu32, p->bs->b->self);
+	k += put_str(buf + k, 2, id);
+	k += rmq_pb_put_uint(buf + k, 3, p->leader_epoch);
+	size_t tn = put_str(tmp, 1, p->topic_name);
+	tn += rmq_pb_put_uint(tmp + tn, 2, p->index);
+	k += rmq_pb_put_len(buf + k, 4, tn);
+	memcpy(buf + k, tmp, tn);
+	*n = k + tn;
+	return buf;
+}
+
+static void retry_slot(struct rmq_rslot *s, uint64_t after_ns)
+{
+	s->retry_at = rmq_now_ns() + after_ns;
+	arm(s->peer->lead);
+}
+
+/* Sends the request in buf (n bytes: req_begin's fields, then the stored
+ * entries from offset `batches` on, which end at offset sent_to) after
+ * giving each entry field 5's key for its own (6) and writing the fields
+ * after them.  Takes buf.  Returns whether another may follow it now. */
+static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches,
+		     uint64_t sent_to)
 {
 	struct rmq_partition *p = s->p;
 	struct rmq_peer *pe = s->peer;
-	uint64_t now = rmq_now_ns();
-	if (s->nin == PIPELINE || (!s->known && s->nin) || s->stale || !p->log ||
-	    p->role != RMQ_ROLE_LEADER || now < s->retry_at)
-		return false;
-	if (!pe->call) {
-		peer_connect(pe);
-		return false;
-	}
-	/* What a follower that keeps up asks for is in the log's tail (its
-	 * newest entries in memory): sent as soon as appended, before this
-	 * log's own sync, which the high watermark still waits for.  Older
-	 * records are read from the log, once durable. */
-	const uint64_t durable = rmq_log_high_watermark(p->log);
-	const uint64_t log_end = rmq_log_end_offset(p->log);
 	const uint64_t start = rmq_log_start_offset(p->log);
-	const struct rmq_tail *tail = rmq_log_tail(p->log);
-	size_t tail_len = 0;
-	uint64_t tail_next = s->next;
-	const bool from_tail = s->known && tail &&
-			       rmq_tail_span(tail, s->next, log_end, REQ_BYTES, &tail_len, &tail_next) == 0;
-	if (s->known && s->next >= (from_tail ? log_end : durable))
-		return false; /* caught up, or waiting for this log's sync */
-	if (s->next < start || s->next > log_end) {
-		/* Behind this log's start (its records went by retention), or
-		 * ahead of it: not served yet (a reset of the follower's log). */
-		rmq_warn("replication of %s-%u to broker %" PRIu32 ": the follower is at offset %" PRIu64
-			 ", outside this log (%" PRIu64 " to %" PRIu64 ")",
-			 p->topic_name, p->index, s->broker, s->next, start, durable);
-		s->retry_at = now + 50 * RETRY_NS;
-		arm(pe->lead);
-		return false;
-	}
 	uint32_t prev_epoch = 0;
 	uint64_t e0, e1;
 	if (s->next > start && rmq_log_epoch_at(p->log, s->next - 1, &prev_epoch, &e0, &e1) < 0) {
-		s->retry_at = now + RETRY_NS;
-		arm(pe->lead);
+		free(buf);
+		retry_slot(s, RETRY_NS);
 		return false;
 	}
-	struct rmq_log_read r = {0};
-	if (s->known && !from_tail && rmq_log_read(p->log, s->next, REQ_BYTES, &r) < 0) {
-		s->retry_at = now + RETRY_NS;
-		arm(pe->lead);
-		return false;
-	}
-	uint8_t *buf = malloc(HDR_MAX + (from_tail ? tail_len : r.bytes));
-	if (!buf) {
-		rmq_log_read_done(p->log, &r);
-		s->retry_at = now + RETRY_NS;
-		arm(pe->lead);
-		return false;
-	}
-	size_t n = 0;
-	uint8_t tmp[300];
-	char id[12];
-	const struct rmq_broker_rec *self = rmq_meta_broker(p->bs->meta, p->bs->b->self);
-	n += rmq_pb_put_len(buf + n, 1, 2);
-	n += rmq_pb_put_uint(buf + n, 1, 1); /* version.major */
-	snprintf(id, sizeof(id), "%" PRIu32, p->bs->b->self);
-	n += put_str(buf + n, 2, id);
-	n += rmq_pb_put_uint(buf + n, 3, p->leader_epoch);
-	size_t tn = put_str(tmp, 1, p->topic_name);
-	tn += rmq_pb_put_uint(tmp + tn, 2, p->index);
-	n += rmq_pb_put_len(buf + n, 4, tn);
-	memcpy(buf + n, tmp, tn);
-	n += tn;
-	/* The stored entries, each with field 5's key for its own (6). */
-	const size_t batches = n;
-	if (from_tail) {
-		rmq_tail_copy(tail, s->next, tail_len, buf + n);
-		n += tail_len;
-	}
-	for (unsigned i = 0; i < r.nslices; i++) {
-		memcpy(buf + n, r.slices[i].data, r.slices[i].len);
-		n += r.slices[i].len;
-	}
-	const uint64_t sent_to = from_tail ? tail_next : r.nslices ? r.next_offset : s->next;
-	rmq_log_read_done(p->log, &r);
 	for (size_t at = batches; at < n;) {
 		struct rmq_batch_view v;
 		int len = rmq_batch_parse_header(buf + at, n - at, &v);
@@ -525,13 +489,14 @@ static bool send_one(struct rmq_rslot *s)
 				 " does not parse; not sent",
 				 p->topic_name, p->index, s->next);
 			free(buf);
-			s->retry_at = now + 50 * RETRY_NS;
-			arm(pe->lead);
+			retry_slot(s, 50 * RETRY_NS);
 			return false;
 		}
 		buf[at] = (uint8_t)RMQ_PB_KEY(5, RMQ_PB_LEN);
 		at += (size_t)len;
 	}
+	char id[12];
+	const struct rmq_broker_rec *self = rmq_meta_broker(p->bs->meta, p->bs->b->self);
 	n += rmq_pb_put_uint(buf + n, 6, s->next);
 	n += rmq_pb_put_uint(buf + n, 7, prev_epoch);
 	n += rmq_pb_put_uint(buf + n, 8, p->hw);
@@ -541,24 +506,165 @@ static bool send_one(struct rmq_rslot *s)
 	snprintf(id, sizeof(id), "%" PRIu32, s->broker);
 	n += put_str(buf + n, 11, id);
 	n += rmq_pb_put_uint(buf + n, 12, self ? self->epoch : 0);
-	n += rmq_pb_put_uint(buf + n, 13, log_end);
+	n += rmq_pb_put_uint(buf + n, 13, rmq_log_end_offset(p->log));
 	fifo_release(pe, false);
 	if (fifo_push(pe, buf) < 0 || rmq_ccall_send(pe->call, buf, n) < 0) {
 		if (pe->fifo_n && pe->fifo[(pe->fifo_head + pe->fifo_n - 1) % pe->fifo_cap] == buf)
 			pe->fifo_n--;
 		free(buf);
-		s->retry_at = now + RETRY_NS / 10;
-		arm(pe->lead);
+		retry_slot(s, RETRY_NS / 10);
 		return false;
 	}
 	uint32_t k = (s->in_head + s->nin++) % PIPELINE;
 	s->in[k].corr = corr;
-	s->in[k].sent_end = durable;
-	s->in[k].sent_ns = now;
+	s->in[k].sent_end = rmq_log_high_watermark(p->log);
+	s->in[k].sent_ns = rmq_now_ns();
 	if (!s->known)
 		return false; /* a probe waits for its answer */
 	s->next = sent_to;
 	return true;
+}
+
+/* Batches read from the disk for a follower behind the tail: the slot
+ * waits for them (one read at a time); NULL s when it went meanwhile. */
+struct lead_cold {
+	struct rmq_cold_read cr;     /* first: the callback gets &cr */
+	struct rmq_rslot *s;
+	uint64_t from;               /* s->next when the read started */
+};
+
+/* Sends what lc read, if s still wants it, and frees lc.  Returns
+ * whether another request may follow. */
+static bool cold_send(struct lead_cold *lc)
+{
+	struct rmq_rslot *s = lc->s;
+	struct rmq_cold_read *cr = &lc->cr;
+	bool more = false;
+	if (s && cr->err) {
+		rmq_warn("replication of %s-%u to broker %" PRIu32 ": reading offset %" PRIu64
+			 ": %s",
+			 s->p->topic_name, s->p->index, s->broker, lc->from, rmq_strerror(cr->err));
+		retry_slot(s, 50 * RETRY_NS);
+	} else if (s && s->next == lc->from && cr->len > 0) {
+		size_t n;
+		uint8_t *buf = req_begin(s, cr->len, &n);
+		if (!buf) {
+			retry_slot(s, RETRY_NS);
+		} else {
+			const size_t batches = n;
+			for (unsigned i = 0; i < cr->niov && n - batches < cr->len; i++) {
+				memcpy(buf + n, cr->iov[i].iov_base, cr->iov[i].iov_len);
+				n += cr->iov[i].iov_len;
+			}
+			more = req_post(s, buf, n, batches, cr->next_offset);
+		}
+	}
+	free(cr->data);
+	free(lc);
+	return more;
+}
+
+static void cold_done(struct rmq_cold_read *cr)
+{
+	struct lead_cold *lc = (struct lead_cold *)cr;
+	struct rmq_rslot *s = lc->s;
+	if (s)
+		s->cold = NULL;
+	(void)cold_send(lc);
+	if (s)
+		send_next(s);
+}
+
+/* Sends one request of s: batches from s->next, or a probe (none, and
+ * alone in flight) while where the follower stands is not known.  Returns
+ * whether another may follow it now. */
+static bool send_one(struct rmq_rslot *s)
+{
+	struct rmq_partition *p = s->p;
+	struct rmq_peer *pe = s->peer;
+	uint64_t now = rmq_now_ns();
+	if (s->nin == PIPELINE || (!s->known && s->nin) || s->stale || s->cold || !p->log ||
+	    p->role != RMQ_ROLE_LEADER || now < s->retry_at)
+		return false;
+	if (!pe->call) {
+		peer_connect(pe);
+		return false;
+	}
+	/* What a follower that keeps up asks for is in the log's tail (its
+	 * newest entries in memory): sent as soon as appended, before this
+	 * log's own sync, which the high watermark still waits for.  Older
+	 * records are read from the log once durable: from the mapping when
+	 * in memory, else from the disk without stalling the shard (the
+	 * cold reads fetch uses, storage/coldread.h). */
+	const uint64_t durable = rmq_log_high_watermark(p->log);
+	const uint64_t log_end = rmq_log_end_offset(p->log);
+	const uint64_t start = rmq_log_start_offset(p->log);
+	const struct rmq_tail *tail = rmq_log_tail(p->log);
+	size_t len = 0, n;
+	uint64_t tail_next = s->next;
+	const bool from_tail = s->known && tail &&
+			       rmq_tail_span(tail, s->next, log_end, REQ_BYTES, &len, &tail_next) == 0;
+	if (s->known && s->next >= (from_tail ? log_end : durable))
+		return false; /* caught up, or waiting for this log's sync */
+	if (s->next < start || s->next > log_end) {
+		/* Behind this log's start (its records went by retention), or
+		 * ahead of it: not served yet (a reset of the follower's log). */
+		rmq_warn("replication of %s-%u to broker %" PRIu32 ": the follower is at offset %" PRIu64
+			 ", outside this log (%" PRIu64 " to %" PRIu64 ")",
+			 p->topic_name, p->index, s->broker, s->next, start, log_end);
+		retry_slot(s, 50 * RETRY_NS);
+		return false;
+	}
+	if (!s->known || from_tail) {
+		uint8_t *buf = req_begin(s, len, &n);
+		if (!buf) {
+			retry_slot(s, RETRY_NS);
+			return false;
+		}
+		const size_t batches = n;
+		if (from_tail)
+			rmq_tail_copy(tail, s->next, len, buf + n);
+		return req_post(s, buf, n + len, batches, tail_next);
+	}
+	struct lead_cold *lc = calloc(1, sizeof(*lc));
+	if (!lc || rmq_log_read(p->log, s->next, REQ_BYTES, &lc->cr.lr) < 0 ||
+	    lc->cr.lr.nslices == 0) {
+		if (lc)
+			rmq_log_read_done(p->log, &lc->cr.lr);
+		free(lc);
+		retry_slot(s, RETRY_NS);
+		return false;
+	}
+	struct rmq_log_read *r = &lc->cr.lr;
+	bool resident = true;
+	for (unsigned i = 0; i < r->nslices && resident; i++)
+		resident = rmq_cold_resident(r->slices[i].data, r->slices[i].len);
+	if (resident) {
+		uint8_t *buf = req_begin(s, r->bytes, &n);
+		const size_t batches = n;
+		for (unsigned i = 0; buf && i < r->nslices; i++) {
+			memcpy(buf + n, r->slices[i].data, r->slices[i].len);
+			n += r->slices[i].len;
+		}
+		const uint64_t sent_to = r->next_offset;
+		rmq_log_read_done(p->log, r);
+		free(lc);
+		if (!buf) {
+			retry_slot(s, RETRY_NS);
+			return false;
+		}
+		return req_post(s, buf, n, batches, sent_to);
+	}
+	lc->s = s;
+	lc->from = s->next;
+	lc->cr.cs = &p->cold;
+	lc->cr.ahead_bytes = REQ_BYTES;
+	lc->cr.cb = cold_done;
+	if (rmq_cold_read_start(&lc->cr)) {
+		s->cold = lc;
+		return false;
+	}
+	return cold_send(lc);
 }
 
 static void send_next(struct rmq_rslot *s)
@@ -649,6 +755,8 @@ static void slot_free(struct rmq_rslot *s)
 {
 	struct rmq_peer *pe = s->peer;
 	uint32_t reg = s->reg;
+	if (s->cold)
+		s->cold->s = NULL; /* its read completes into nothing */
 	free(s);
 	if (!pe)
 		return;

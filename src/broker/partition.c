@@ -808,6 +808,8 @@ void rmq_partitions_cycle(struct rmq_bshard *bs)
 		p->dirty = false;
 		if (p->backlog_head)
 			rmq_produce_retry_backlog(p);
+		if (p->follow_room)
+			rmq_follow_resume(p);
 		rmq_log_flush(p->log);
 		if (p->role == RMQ_ROLE_LEADER && p->nslots)
 			rmq_lead_send(p);

@@ -396,11 +396,11 @@ REASSIGN = "/rustmq.controller.ControllerBrokerService/ReassignPartitions"
 COPYING, COMPLETED, CANCELLED, FAILED = 2, 5, 6, 7
 
 
-def reassign(cl, i, moves, messages=None):
+def reassign(cl, i, moves, messages=None, timeout=10):
     """The progress messages of a ReassignPartitions on node i (moves:
     [(topic, partition, [broker ids] or "cancel")], a progress message
-    every 200 ms): all of them (the stream must end), or the first
-    `messages` (the stream then cancelled)."""
+    every 200 ms): all of them (the stream must end within timeout
+    seconds), or the first `messages` (the stream then cancelled)."""
     CB = importlib.import_module("controller.cluster_pb2")
     T = importlib.import_module("common.types_pb2")
     D = importlib.import_module("google.protobuf.duration_pb2")
@@ -411,7 +411,7 @@ def reassign(cl, i, moves, messages=None):
             target_replica_ids=[] if tgt == "cancel" else [str(b) for b in tgt])
             for t, p, tgt in moves])
     with cl.client(i) as c:
-        it = c.server_stream(REASSIGN, req, CB.ReassignPartitionsProgress, timeout=10)
+        it = c.server_stream(REASSIGN, req, CB.ReassignPartitionsProgress, timeout=timeout)
         if messages is None:
             return list(it)
         got = [next(it) for _ in range(messages)]
