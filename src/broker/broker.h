@@ -301,6 +301,8 @@ void rmq_follow_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_follow_stream_half_close(struct rmq_call *c);
 void rmq_follow_cancel(struct rmq_call *c);
 void rmq_follow_drop(struct rmq_partition *p);
+/* BrokerReplicationService SendHeartbeat, a follower's side (replica_beat.c). */
+void rmq_replica_heartbeat(struct rmq_call *c, void *req);
 /* ControllerBrokerService ReassignPartitions (reassign.c). */
 void rmq_reassign_partitions(struct rmq_call *c, void *req);
 void rmq_reassign_cancel(struct rmq_call *c);
