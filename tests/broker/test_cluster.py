@@ -532,11 +532,10 @@ def values(c, topic, p):
     return [r.value for b, _ in c.fetch_all(topic, p) for r in b.records]
 
 
-def run_replication(cl):
-    """Replication factor 3: acks ALL answered once every replica holds the
-    records; kill -9 of the leader: a follower leads with every acknowledged
-    record; acks MAJORITY goes on with two replicas; the killed node comes
-    back as a follower and catches up, and the high watermark moves again."""
+def start_three(cl, topics):
+    """Starts the three nodes, waits for their brokers to run, and creates
+    topics [(name, partitions, replication factor)] on the controller's
+    leader, whose index it returns."""
     for i in range(3):
         cl.start(i)
     li, _ = cl.leader()
@@ -546,9 +545,20 @@ def run_replication(cl):
     with cl.client(li) as c:
         r = c.unary("/rustmq.controller.AdminService/CreateTopics",
                     tn.A.CreateTopicsRequest(version=tn.V(), topics=[
-                        tn.A.CreatableTopic(name="repl", partitions=1, replication_factor=3)]),
+                        tn.A.CreatableTopic(name=n, partitions=p, replication_factor=rf)
+                        for n, p, rf in topics]),
                     tn.A.CreateTopicsResponse)
-        ok(r.topics[0], "create repl with 3 replicas")
+        for t in r.topics:
+            ok(t, f"create {t.name}")
+    return li
+
+
+def run_replication(cl):
+    """Replication factor 3: acks ALL answered once every replica holds the
+    records; kill -9 of the leader: a follower leads with every acknowledged
+    record; acks MAJORITY goes on with two replicas; the killed node comes
+    back as a follower and catches up, and the high watermark moves again."""
+    li = start_three(cl, [("repl", 1, 3)])
     (lead, reps, in_sync), = wait_for("every node knows repl",
                                       lambda: all(isr(cl, i, "repl") for i in range(3))
                                       and isr(cl, li, "repl"))
@@ -707,20 +717,7 @@ def run_leadership(cl, rmq=None):
     leader, a stale epoch, no such partition), a transfer to the leader's
     choice, ElectLeaders PREFERRED of one partition and of all, and
     SendHeartbeat answered by a follower."""
-    for i in range(3):
-        cl.start(i)
-    li, _ = cl.leader()
-    wait_for("three brokers registered and running",
-             lambda: len(brokers(cl, li)) == 3 and
-             all(st == BROKER_RUNNING for st, _, _ in brokers(cl, li).values()))
-    with cl.client(li) as c:
-        r = c.unary("/rustmq.controller.AdminService/CreateTopics",
-                    tn.A.CreateTopicsRequest(version=tn.V(), topics=[
-                        tn.A.CreatableTopic(name="moves", partitions=1, replication_factor=3),
-                        tn.A.CreatableTopic(name="pair", partitions=1, replication_factor=2)]),
-                    tn.A.CreateTopicsResponse)
-        for t in r.topics:
-            ok(t, f"create {t.name}")
+    li = start_three(cl, [("moves", 1, 3), ("pair", 1, 2)])
     wait_for("every replica of moves and pair in sync on every node",
              lambda: all(isr(cl, i, "moves")[0][2] == ["1", "2", "3"] and
                          len(isr(cl, i, "pair")[0][2]) == 2 for i in range(3)))
@@ -865,18 +862,7 @@ def run_balancing(cl):
     follows, cuts the tail its new leader never had, and preferred-leader
     balancing (--leader-rebalance-interval 1s) makes it lead its partitions
     again."""
-    for i in range(3):
-        cl.start(i)
-    li, _ = cl.leader()
-    wait_for("three brokers registered and running",
-             lambda: len(brokers(cl, li)) == 3 and
-             all(st == BROKER_RUNNING for st, _, _ in brokers(cl, li).values()))
-    with cl.client(li) as c:
-        r = c.unary("/rustmq.controller.AdminService/CreateTopics",
-                    tn.A.CreateTopicsRequest(version=tn.V(), topics=[
-                        tn.A.CreatableTopic(name="bal", partitions=3, replication_factor=2)]),
-                    tn.A.CreateTopicsResponse)
-        ok(r.topics[0], "create bal")
+    li = start_three(cl, [("bal", 3, 2)])
     wait_for("bal in sync and led by the preferred replicas on every node",
              lambda: all(len(x[2]) == 2 for i in range(3) for x in isr(cl, i, "bal")) and
              all(lead == reps[0] for i in range(3)
