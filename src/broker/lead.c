@@ -206,7 +206,9 @@ static void peer_connect(struct rmq_peer *pe)
 	if (pe->cc) {
 		/* A stream the follower ended once this leader had no partition
 		 * left for it (slot_free), on a connection that lives: the
-		 * partitions led here again get a new one on it. */
+		 * partitions led here again get a new one on it.  Called from
+		 * send_one, whose slot stream_start sends for: one level deep,
+		 * as the stream exists by then. */
 		if (!pe->call && rmq_client_conn_ok(pe->cc) && !stream_start(pe, pe->cc)) {
 			pe->retry_at = rmq_now_ns() + RETRY_NS;
 			arm(pe->lead);
