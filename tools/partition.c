@@ -4,6 +4,10 @@
  * leader sees it (BrokerReplicationService.GetISR, asked of the leader
  * through route.h): leader and epochs, ISR (and one asked for), high
  * watermark and log end, and every replica's progress.
+ *
+ * rmq partition transfer and elect-leaders move leaderships
+ * (TransferLeadership, ElectLeaders): sent to the bootstrap node, which
+ * carries them to the controller's leader.
  */
 #include "cli.h"
 #include "commands.h"
@@ -11,6 +15,7 @@
 #include "route.h"
 
 #include "broker/replication.pb-c.h"
+#include "controller/admin.pb-c.h"
 #include "core/util.h"
 
 #include <inttypes.h>
@@ -95,8 +100,107 @@ static int partition_status(int argc, char **argv)
 	return 0;
 }
 
+static int partition_transfer(int argc, char **argv)
+{
+	uint64_t p;
+	const char *to;
+	const struct rmq_flag flags[] = {
+		{"partition", RMQ_FLAG_UINT, &p, "0", "the partition", 0, PARTITION_ANY - 1, NULL},
+		{"to", RMQ_FLAG_STRING, &to, "", "the broker id to lead it, an in-sync replica (the first in-sync follower in preferred order when not given)", 0, 0, NULL},
+	};
+	const struct cmd_spec cs = {"partition transfer", "partition transfer TOPIC [--partition N] [--to BROKER]",
+				    "Moves a partition's leadership to an in-sync replica, in a new leader "
+				    "epoch.",
+				    flags, 2, 1, 1, false, false};
+	int npos;
+	parse_args(&cs, argc, argv, &npos);
+	Rustmq__Common__TopicPartition tp = RUSTMQ__COMMON__TOPIC_PARTITION__INIT;
+	Rustmq__Broker__TransferLeadershipRequest req = RUSTMQ__BROKER__TRANSFER_LEADERSHIP_REQUEST__INIT;
+	tp.topic = argv[1];
+	tp.partition = (uint32_t)p;
+	req.version = &api_v1;
+	req.topic_partition = &tp;
+	req.target_broker_id = (char *)to;
+	connect_broker();
+	Rustmq__Broker__TransferLeadershipResponse *r =
+		PB_CALL("TransferLeadership", "/rustmq.broker.BrokerReplicationService/TransferLeadership",
+			&req, Rustmq__Broker__TransferLeadershipResponse,
+			rustmq__broker__transfer_leadership_response__descriptor);
+	if (r->error_code)
+		die_code("TransferLeadership", argv[1], r->error_code, r->error_message);
+	printf("partition %" PRIu32 "\tleader %s\tepoch %" PRIu32 "\n", tp.partition, r->leader_id,
+	       r->leader_epoch);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int partition_elect_leaders(int argc, char **argv)
+{
+	uint64_t only;
+	bool unclean;
+	const struct rmq_flag flags[] = {
+		{"partition", RMQ_FLAG_UINT, &only, "4294967295", "one partition of TOPIC only (all of its partitions when not given)", 0, PARTITION_ANY, NULL},
+		{"unclean", RMQ_FLAG_BOOL, &unclean, "false", "elect a running replica outside the ISR for leaderless partitions (the topic must set unclean.leader.election.enable=true; committed records may be lost)", 0, 0, NULL},
+	};
+	const struct cmd_spec cs = {"partition elect-leaders", "partition elect-leaders [TOPIC] [--partition N] [--unclean]",
+				    "Makes each partition's preferred replica (its first) lead again where it "
+				    "is in sync and running: of TOPIC, or of every topic.",
+				    flags, 2, 0, 1, false, false};
+	int npos;
+	parse_args(&cs, argc, argv, &npos);
+	const char *topic = npos ? argv[1] : NULL;
+	if (!topic && (unclean || only != PARTITION_ANY))
+		usage_error("--unclean and --partition need a TOPIC");
+	connect_broker();
+	Rustmq__Controller__ElectLeadersRequest req = RUSTMQ__CONTROLLER__ELECT_LEADERS_REQUEST__INIT;
+	req.version = &api_v1;
+	req.election_type = unclean ? RUSTMQ__CONTROLLER__ELECTION_TYPE__ELECTION_TYPE_UNCLEAN
+				    : RUSTMQ__CONTROLLER__ELECTION_TYPE__ELECTION_TYPE_PREFERRED;
+	uint32_t n = topic ? topic_partitions(topic) : 0;
+	if (topic)
+		topic_check_partition(topic, only, n);
+	Rustmq__Common__TopicPartition *tps = xmalloc((n + 1) * sizeof(*tps));
+	Rustmq__Common__TopicPartition **tpp = xmalloc((n + 1) * sizeof(*tpp));
+	for (uint32_t p = 0; p < n; p++) {
+		if (only != PARTITION_ANY && only != p)
+			continue;
+		rustmq__common__topic_partition__init(&tps[req.n_topic_partitions]);
+		tps[req.n_topic_partitions].topic = (char *)topic;
+		tps[req.n_topic_partitions].partition = p;
+		tpp[req.n_topic_partitions] = &tps[req.n_topic_partitions];
+		req.n_topic_partitions++;
+	}
+	req.topic_partitions = tpp;
+	Rustmq__Controller__ElectLeadersResponse *r =
+		PB_CALL("ElectLeaders", "/rustmq.controller.AdminService/ElectLeaders", &req,
+			Rustmq__Controller__ElectLeadersResponse,
+			rustmq__controller__elect_leaders_response__descriptor);
+	free(tps);
+	free(tpp);
+	if (r->error_code)
+		die_code("ElectLeaders", topic, r->error_code, r->error_message);
+	int failed = 0;
+	for (size_t i = 0; i < r->n_partitions; i++) {
+		const Rustmq__Controller__ElectLeadersResult *e = r->partitions[i];
+		const char *t = e->topic_partition ? e->topic_partition->topic : "?";
+		uint32_t p = e->topic_partition ? e->topic_partition->partition : 0;
+		printf("%s-%" PRIu32 "\tleader %s\tepoch %" PRIu32 "\t%s%s%s\n", t, p,
+		       e->leader_id[0] ? e->leader_id : "-", e->leader_epoch,
+		       e->error_code ? ec_name(e->error_code) : "elected",
+		       e->error_message[0] ? ": " : "", e->error_message);
+		/* Already led by the one asked for is not a failure. */
+		failed += e->error_code && e->error_code != EC(ELECTION_NOT_NEEDED);
+	}
+	if (r->n_partitions == 0)
+		printf("no partition needed an election\n");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return failed ? 1 : 0;
+}
+
 static const struct command partition_cmds[] = {
 	{"status", partition_status, "ISR and replica progress: rmq partition status TOPIC [--partition N]"},
+	{"transfer", partition_transfer, "move a leadership: rmq partition transfer TOPIC [--partition N] [--to BROKER]"},
+	{"elect-leaders", partition_elect_leaders, "preferred (or --unclean) leader elections: rmq partition elect-leaders [TOPIC] [--partition N] [--unclean]"},
 };
 
 int cmd_partition(int argc, char **argv)

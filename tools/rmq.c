@@ -6,6 +6,7 @@
  *
  *   rmq topic create|list|describe|delete|alter ...   AdminService (topic.c)
  *   rmq partition status TOPIC   GetISR of each partition's leader (partition.c)
+ *   rmq partition transfer|elect-leaders ...  TransferLeadership, ElectLeaders
  *   rmq produce TOPIC    stdin lines ─► ProduceBatch (per partition, up to
  *                        1000 records / 1 MiB each, one in flight per
  *                        partition so a partition keeps the input order)

@@ -74,6 +74,7 @@ struct rmq_broker_config {
 	uint64_t broker_heartbeat_ns;  /* --broker-heartbeat */
 	uint64_t broker_session_ns;    /* --broker-session-timeout */
 	uint64_t replica_lag_ns;       /* --replica-lag-max */
+	uint64_t leader_rebalance_ns;  /* --leader-rebalance-interval; 0 = never (elect.h) */
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;
 	uint32_t group_max_size;       /* 0 = unlimited */
@@ -205,6 +206,9 @@ struct rmq_bshard {
 	struct rmq_link *fwd_link;     /* admin calls to the controller's leader (forward.h) */
 	struct rmq_lead *lead;         /* streams to the followers of partitions led here (lead.h) */
 	struct rmq_link *isr_link;     /* ISR changes to the controller's leader (isr.h) */
+	uint64_t balance_due_ns;       /* shard 0, leading: the next leader balancing (elect.h) */
+	bool balance_pending;          /* ... one is being decided */
+	size_t balance_moved;          /* ... how many partitions it moves */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;
@@ -301,6 +305,8 @@ void rmq_follow_drop(struct rmq_partition *p);
 /* Once per cycle while p->follow_room: appends that waited for room in the
  * log's write buffer are tried again. */
 void rmq_follow_resume(struct rmq_partition *p);
+/* BrokerReplicationService SendHeartbeat, a follower's side (replica_beat.c). */
+void rmq_replica_heartbeat(struct rmq_call *c, void *req);
 /* ControllerBrokerService ReassignPartitions (reassign.c). */
 void rmq_reassign_partitions(struct rmq_call *c, void *req);
 void rmq_reassign_cancel(struct rmq_call *c);

@@ -162,6 +162,19 @@ static void on_stream_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status
 
 static const struct rmq_ccall_ops stream_ops = {on_response, on_stream_close};
 
+/* Starts pe's stream on its connection cc; false when it cannot. */
+static bool stream_start(struct rmq_peer *pe, struct rmq_client_conn *cc)
+{
+	if (rmq_ccall_start(cc, PATH, 0, &stream_ops, pe, &pe->call) < 0)
+		return false;
+	pe->freed = 0;
+	arm(pe->lead); /* it watches the stream from now on */
+	for (uint32_t i = 0; i < pe->nslots; i++)
+		if (pe->slots[i])
+			send_next(pe->slots[i]);
+	return true;
+}
+
 static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
 {
 	struct rmq_peer *pe = arg;
@@ -171,15 +184,8 @@ static void on_connect(struct rmq_client_conn *cc, void *arg, int res)
 		arm(pe->lead);
 		return;
 	}
-	if (rmq_ccall_start(cc, PATH, 0, &stream_ops, pe, &pe->call) < 0) {
+	if (!stream_start(pe, cc))
 		rmq_client_conn_close(cc);
-		return;
-	}
-	pe->freed = 0;
-	arm(pe->lead); /* it watches the stream from now on */
-	for (uint32_t i = 0; i < pe->nslots; i++)
-		if (pe->slots[i])
-			send_next(pe->slots[i]);
 }
 
 static void on_conn_close(struct rmq_client_conn *cc, void *arg, int why)
@@ -200,8 +206,20 @@ static const struct rmq_client_conn_ops conn_ops = {on_connect, on_conn_close};
 static void peer_connect(struct rmq_peer *pe)
 {
 	struct rmq_bshard *bs = pe->lead->bs;
-	if (pe->cc || rmq_now_ns() < pe->retry_at)
+	if (rmq_now_ns() < pe->retry_at)
 		return;
+	if (pe->cc) {
+		/* A stream the follower ended once this leader had no partition
+		 * left for it (slot_free), on a connection that lives: the
+		 * partitions led here again get a new one on it.  Called from
+		 * send_one, whose slot stream_start sends for: one level deep,
+		 * as the stream exists by then. */
+		if (!pe->call && rmq_client_conn_ok(pe->cc) && !stream_start(pe, pe->cc)) {
+			pe->retry_at = rmq_now_ns() + RETRY_NS;
+			arm(pe->lead);
+		}
+		return;
+	}
 	const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, pe->broker);
 	if (!r)
 		return;
@@ -717,9 +735,18 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 			s->next = s->end = resolve(p, resp->diverging_epoch);
 			s->known = true;
 		} else {
-			if (!s->known)
-				s->next = resp->log_end_offset; /* a probe's answer */
-			s->end = resp->log_end_offset;
+			if (!s->known) {
+				/* A probe's answer: the logs match up to the offset
+				 * probed (s->next); what the follower holds past it
+				 * is unchecked (another leader's tail, when this one
+				 * has written since the probe was sent), so batches go
+				 * from there and it cuts what differs. */
+				if (resp->log_end_offset < s->next)
+					s->next = resp->log_end_offset;
+				s->end = s->next;
+			} else {
+				s->end = resp->log_end_offset;
+			}
 			s->known = true;
 			reset = false;
 			if (s->end >= sent_end)

@@ -32,6 +32,7 @@ enum {
 	K_MIN_ISR,
 	K_MAX_MESSAGE,
 	K_TIMESTAMP_TYPE,
+	K_UNCLEAN,
 };
 
 const char *const rmq_topic_config_keys[RMQ_TOPIC_CONFIG_KEYS] = {
@@ -44,6 +45,7 @@ const char *const rmq_topic_config_keys[RMQ_TOPIC_CONFIG_KEYS] = {
 	[K_MIN_ISR] = "min.insync.replicas",
 	[K_MAX_MESSAGE] = "max.message.bytes",
 	[K_TIMESTAMP_TYPE] = "message.timestamp.type",
+	[K_UNCLEAN] = "unclean.leader.election.enable",
 };
 
 const char *const rmq_topic_config_docs[RMQ_TOPIC_CONFIG_KEYS] = {
@@ -56,6 +58,7 @@ const char *const rmq_topic_config_docs[RMQ_TOPIC_CONFIG_KEYS] = {
 	[K_MIN_ISR] = "in-sync replicas needed for acks=ALL",
 	[K_MAX_MESSAGE] = "largest record batch accepted, bytes",
 	[K_TIMESTAMP_TYPE] = "CreateTime or LogAppendTime",
+	[K_UNCLEAN] = "true: ElectLeaders UNCLEAN may give a leaderless partition a replica outside the ISR (committed records may be lost)",
 };
 
 int rmq_topic_name_check(const char *name, const char **why)
@@ -181,6 +184,16 @@ int rmq_topic_config_set(struct rmq_topic_config *cfg, const char *key, const ch
 			return -1;
 		}
 		break;
+	case K_UNCLEAN:
+		if (strcmp(value, "true") == 0)
+			cfg->unclean_election = true;
+		else if (strcmp(value, "false") == 0)
+			cfg->unclean_election = false;
+		else {
+			snprintf(err, errlen, "%s must be true or false, got '%s'", key, value);
+			return -1;
+		}
+		break;
 	}
 	cfg->overrides |= 1u << k;
 	return 0;
@@ -203,6 +216,7 @@ void rmq_topic_config_get(const struct rmq_topic_config *cfg, unsigned i, char *
 	case K_MIN_ISR: snprintf(buf, len, "%u", cfg->min_insync_replicas); break;
 	case K_MAX_MESSAGE: snprintf(buf, len, "%" PRIu64, cfg->max_message_bytes); break;
 	case K_TIMESTAMP_TYPE: snprintf(buf, len, "%s", cfg->log_append_time ? "LogAppendTime" : "CreateTime"); break;
+	case K_UNCLEAN: snprintf(buf, len, "%s", cfg->unclean_election ? "true" : "false"); break;
 	default: snprintf(buf, len, "?");
 	}
 }

@@ -39,6 +39,7 @@ struct rmq_topic_config {
 	uint32_t min_insync_replicas;
 	uint64_t max_message_bytes;
 	bool log_append_time;      /* message.timestamp.type=LogAppendTime */
+	bool unclean_election;     /* unclean.leader.election.enable (elect.h) */
 	uint32_t overrides;        /* bit per key set on the topic (not defaults) */
 };
 
@@ -106,7 +107,7 @@ struct rmq_meta {
 };
 
 /* The configuration keys, in the order DescribeConfigs lists them. */
-#define RMQ_TOPIC_CONFIG_KEYS 9
+#define RMQ_TOPIC_CONFIG_KEYS 10
 extern const char *const rmq_topic_config_keys[RMQ_TOPIC_CONFIG_KEYS];
 extern const char *const rmq_topic_config_docs[RMQ_TOPIC_CONFIG_KEYS];
 

@@ -13,6 +13,7 @@
  * and copy the records verbatim (produce.c).
  */
 #include "broker/methods.h"
+#include "broker/elect.h"
 #include "broker/isr.h"
 
 #include "broker/broker.h"
@@ -100,7 +101,7 @@ static const struct route routes[] = {
 	{.path = "/rustmq.controller.AdminService/DescribeGroups", .kind = U, .rpc = RMQ_RPC_DESCRIBE_GROUPS, .req = &rustmq__controller__describe_groups_request__descriptor, .on_request = rmq_group_describe, .resp = &rustmq__controller__describe_groups_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.AdminService/DeleteGroups", .kind = U, .rpc = RMQ_RPC_DELETE_GROUPS, .req = &rustmq__controller__delete_groups_request__descriptor, .on_request = rmq_group_delete, .resp = &rustmq__controller__delete_groups_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.AdminService/ResetGroupOffsets", .kind = U, .rpc = RMQ_RPC_RESET_GROUP_OFFSETS, .req = &rustmq__controller__reset_group_offsets_request__descriptor, .on_request = rmq_group_reset, .resp = &rustmq__controller__reset_group_offsets_response__descriptor, .version_field = 1},
-	NOT_SERVED("/rustmq.controller.AdminService/ElectLeaders", U),
+	{.path = "/rustmq.controller.AdminService/ElectLeaders", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__elect_leaders_request__descriptor, .on_request = rmq_elect_leaders, .resp = &rustmq__controller__elect_leaders_response__descriptor, .version_field = 1},
 	/* Health */
 	{.path = "/grpc.health.v1.Health/Check", .kind = U, .rpc = RMQ_RPC_HEALTH_CHECK, .req = &grpc__health__v1__health_check_request__descriptor, .on_request = rmq_health_check, .resp = &grpc__health__v1__health_check_response__descriptor},
 	{.path = "/grpc.health.v1.Health/Watch", .kind = SS, .rpc = RMQ_RPC_HEALTH_WATCH, .req = &grpc__health__v1__health_check_request__descriptor, .on_request = rmq_health_watch, .resp = &grpc__health__v1__health_check_response__descriptor, .on_cancel = rmq_health_watch_cancel},
@@ -110,8 +111,8 @@ static const struct route routes[] = {
 	/* BrokerReplicationService */
 	{.path = "/rustmq.broker.BrokerReplicationService/ReplicateData", .kind = U, .rpc = RMQ_RPC_REPLICATE, .on_bytes = rmq_follow_replicate, .resp = &rustmq__broker__replicate_data_response__descriptor, .on_cancel = rmq_follow_cancel, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerReplicationService/ReplicateStream", .kind = BI, .rpc = RMQ_RPC_REPLICATE, .on_bytes = rmq_follow_stream_msg, .resp = &rustmq__broker__replicate_data_response__descriptor, .on_half_close = rmq_follow_stream_half_close, .on_cancel = rmq_follow_cancel, .version_field = 1},
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/SendHeartbeat", U),
-	NOT_SERVED("/rustmq.broker.BrokerReplicationService/TransferLeadership", U),
+	{.path = "/rustmq.broker.BrokerReplicationService/SendHeartbeat", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__heartbeat_request__descriptor, .on_request = rmq_replica_heartbeat, .resp = &rustmq__broker__heartbeat_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.broker.BrokerReplicationService/TransferLeadership", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__transfer_leadership_request__descriptor, .on_request = rmq_elect_transfer, .resp = &rustmq__broker__transfer_leadership_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerReplicationService/GetLeaderEpoch", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_leader_epoch_request__descriptor, .on_request = rmq_get_leader_epoch, .resp = &rustmq__broker__get_leader_epoch_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerReplicationService/UpdateISR", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__update_isrrequest__descriptor, .on_request = rmq_isr_update, .resp = &rustmq__broker__update_isrresponse__descriptor, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerReplicationService/GetISR", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_isrrequest__descriptor, .on_request = rmq_get_isr, .resp = &rustmq__broker__get_isrresponse__descriptor, .version_field = 1, .names = true},

@@ -39,6 +39,24 @@ placement_and_fencing (a second cluster, 1 s broker sessions):
   partitions placed on it, and follows the controller to a new leader
   after the one it heartbeats to is killed.
 
+leadership_moves (a fifth cluster, RF3, balancing off):
+- TransferLeadership to a named in-sync follower, asked of a node that
+  does not lead the controller: a new leader epoch; the new leader takes
+  acks=ALL produce with every record; the old one answers NOT_LEADER;
+- refused: to the leader, to a broker that is no replica, to a paused
+  follower out of the ISR, with a stale leader epoch, of no such topic or
+  partition; no target: the first in-sync follower in preferred order;
+- ElectLeaders PREFERRED of one partition and of all, UNCLEAN refusals;
+- SendHeartbeat answered by a follower (epochs checked as ReplicateData's);
+- rmq partition transfer and elect-leaders.
+
+unclean_election_and_balancing (a sixth, 1 s sessions and rebalancing):
+- a partition whose last in-sync replica dies has no leader; ElectLeaders
+  UNCLEAN is refused until the topic sets unclean.leader.election.enable,
+  then a replica outside the ISR leads without the records only the dead
+  one had; that one comes back, cuts them, and preferred-leader balancing
+  makes every partition's first replica lead again.
+
     /usr/bin/python3 tests/broker/test_cluster.py --rmqd build/release/rmqd \\
         --proto-dir proto [-v]
 
@@ -515,11 +533,10 @@ def values(c, topic, p):
     return [r.value for b, _ in c.fetch_all(topic, p) for r in b.records]
 
 
-def run_replication(cl):
-    """Replication factor 3: acks ALL answered once every replica holds the
-    records; kill -9 of the leader: a follower leads with every acknowledged
-    record; acks MAJORITY goes on with two replicas; the killed node comes
-    back as a follower and catches up, and the high watermark moves again."""
+def start_three(cl, topics):
+    """Starts the three nodes, waits for their brokers to run, and creates
+    topics [(name, partitions, replication factor)] on the controller's
+    leader, whose index it returns."""
     for i in range(3):
         cl.start(i)
     li, _ = cl.leader()
@@ -529,9 +546,20 @@ def run_replication(cl):
     with cl.client(li) as c:
         r = c.unary("/rustmq.controller.AdminService/CreateTopics",
                     tn.A.CreateTopicsRequest(version=tn.V(), topics=[
-                        tn.A.CreatableTopic(name="repl", partitions=1, replication_factor=3)]),
+                        tn.A.CreatableTopic(name=n, partitions=p, replication_factor=rf)
+                        for n, p, rf in topics]),
                     tn.A.CreateTopicsResponse)
-        ok(r.topics[0], "create repl with 3 replicas")
+        for t in r.topics:
+            ok(t, f"create {t.name}")
+    return li
+
+
+def run_replication(cl):
+    """Replication factor 3: acks ALL answered once every replica holds the
+    records; kill -9 of the leader: a follower leads with every acknowledged
+    record; acks MAJORITY goes on with two replicas; the killed node comes
+    back as a follower and catches up, and the high watermark moves again."""
+    li = start_three(cl, [("repl", 1, 3)])
     (lead, reps, in_sync), = wait_for("every node knows repl",
                                       lambda: all(isr(cl, i, "repl") for i in range(3))
                                       and isr(cl, li, "repl"))
@@ -651,6 +679,266 @@ def run_replication(cl):
         ok(c.produce("repl", 0, tn.make_records(5, "after-stop"), acks=tn.ACK_ALL),
            "acks=ALL on the new leader right away")
     for i in live:
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+TRANSFER = "/rustmq.broker.BrokerReplicationService/TransferLeadership"
+ELECT = "/rustmq.controller.AdminService/ElectLeaders"
+BEAT = "/rustmq.broker.BrokerReplicationService/SendHeartbeat"
+STALE_EPOCH, NOT_ENOUGH_REPLICAS, UNKNOWN_LEADER_EPOCH = 7, 19, 47
+REPLICA_NOT_AVAILABLE, ELECTION_NOT_NEEDED = 48, 58
+
+
+def transfer(cl, i, topic, p, target=0, epoch=0):
+    """TransferLeadership of topic-p to broker target (0: the leader's
+    choice), sent to node i."""
+    R = importlib.import_module("broker.replication_pb2")
+    with cl.client(i) as c:
+        return c.unary(TRANSFER, R.TransferLeadershipRequest(
+            version=tn.V(), topic_partition=tn.T.TopicPartition(topic=topic, partition=p),
+            target_broker_id=str(target) if target else "", leader_epoch=epoch),
+            R.TransferLeadershipResponse)
+
+
+def elect(cl, i, parts=(), unclean=False):
+    """ElectLeaders (PREFERRED, or UNCLEAN) of [(topic, p)] sent to node i."""
+    with cl.client(i) as c:
+        return c.unary(ELECT, tn.A.ElectLeadersRequest(
+            version=tn.V(),
+            election_type=tn.A.ELECTION_TYPE_UNCLEAN if unclean else tn.A.ELECTION_TYPE_PREFERRED,
+            topic_partitions=[tn.T.TopicPartition(topic=t, partition=p) for t, p in parts]),
+            tn.A.ElectLeadersResponse)
+
+
+def led_everywhere(cl, topic, p, leader, nodes=(0, 1, 2)):
+    """Every node in nodes says broker `leader` leads topic-p."""
+    wait_for(f"every node says broker {leader} leads {topic}-{p}",
+             lambda: all(partitions(cl, i, topic)[p][0] == str(leader) for i in nodes))
+
+
+def produce_on_leader(c, topic, p, records, what):
+    """acks=ALL on a broker that has just been made leader: asked again
+    while its partition still follows (it applies the change a moment
+    after the controller's answer)."""
+    end = time.monotonic() + 10
+    while True:
+        r = c.produce(topic, p, records, acks=tn.ACK_ALL)
+        if r.error_code not in (NOT_LEADER, LEADER_NOT_AVAILABLE, NOT_AVAILABLE) or \
+                time.monotonic() > end:
+            return ok(r, what)
+        time.sleep(0.05)
+
+
+def run_leadership(cl, rmq=None):
+    """TransferLeadership to a named in-sync follower (the old leader then
+    refuses produce), refusals (not a replica, not in the ISR, already the
+    leader, a stale epoch, no such partition), a transfer to the leader's
+    choice, ElectLeaders PREFERRED of one partition and of all, and
+    SendHeartbeat answered by a follower."""
+    li = start_three(cl, [("moves", 1, 3), ("pair", 1, 2)])
+    wait_for("every replica of moves and pair in sync on every node",
+             lambda: all(isr(cl, i, "moves")[0][2] == ["1", "2", "3"] and
+                         len(isr(cl, i, "pair")[0][2]) == 2 for i in range(3)))
+    (lead, epoch, _, reps), = partitions(cl, li, "moves")
+    pref = int(reps[0])
+    eq(lead, str(pref), "the preferred replica leads a new topic")
+    other = next(i for i in range(3) if i != li)  # forwards to the controller's leader
+    with cl.client(pref - 1) as c:
+        sent = tn.make_records(5, "before")
+        produce_settled(c, "moves", 0, sent, "a produce on the first leader")
+        more = tn.make_records(5, "before-all")
+        ok(c.produce("moves", 0, more, acks=tn.ACK_ALL), "acks=ALL on the first leader")
+        sent = [r.value for r in sent + more]
+
+    # To a named in-sync follower, asked of a node that does not lead the
+    # controller: a new leader epoch, the new leader takes produce, the old
+    # one refuses it naming the new one.
+    to = int(reps[1])
+    r = ok(transfer(cl, other, "moves", 0, to), f"transfer moves-0 to broker {to}")
+    eq((r.leader_id, r.leader_epoch), (str(to), epoch + 1), "the new leader, one epoch on")
+    led_everywhere(cl, "moves", 0, to)
+    with cl.client(to - 1) as c:
+        after = tn.make_records(5, "after-transfer")
+        produce_on_leader(c, "moves", 0, after, f"acks=ALL on broker {to}")
+        sent += [r.value for r in after]
+        eq(values(c, "moves", 0), sent, f"broker {to} holds every acknowledged record")
+    with cl.client(pref - 1) as c:
+        r = c.produce("moves", 0, tn.make_records(1, "to-the-old-one"))
+        eq((r.error_code, r.leader_id), (NOT_LEADER, str(to)), "the old leader refuses produce")
+    print(f"    moves-0: broker {pref} -> {to} in epoch {epoch + 1}", flush=True)
+
+    # Refusals.
+    eq(transfer(cl, other, "moves", 0, to).error_code, ELECTION_NOT_NEEDED, "to the leader")
+    eq(transfer(cl, other, "moves", 0, 9).error_code, REPLICA_NOT_AVAILABLE, "to no replica")
+    (_, _, _, pair_reps), = partitions(cl, li, "pair")
+    outsider = next(b for b in (1, 2, 3) if str(b) not in pair_reps)
+    r = transfer(cl, li, "pair", 0, outsider)
+    eq(r.error_code, REPLICA_NOT_AVAILABLE, f"to broker {outsider}, not a replica: {r.error_message}")
+    eq(transfer(cl, li, "moves", 0, pref, epoch=epoch).error_code, STALE_EPOCH,
+       "an expected leader epoch that is not the partition's")
+    eq(transfer(cl, li, "nosuch", 0, pref).error_code, tn.TOPIC_NOT_FOUND, "no such topic")
+    eq(transfer(cl, li, "moves", 4, pref).error_code, tn.PARTITION_NOT_FOUND, "no such partition")
+    eq(transfer(cl, li, "moves", 0, "x").error_code, tn.INVALID_REQUEST, "not a broker id")
+    # Out of the ISR (a paused follower, dropped by its leader after
+    # --replica-lag-max): refused, Kafka's rule for a clean election.
+    lagger = next(b for b in (1, 2, 3) if b not in (to, li + 1))
+    os.kill(cl.nodes[lagger - 1].proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(f"broker {lagger} out of moves-0's ISR",
+                 lambda: str(lagger) not in isr(cl, li, "moves")[0][2], timeout=10)
+        r = transfer(cl, li, "moves", 0, lagger)
+        eq(r.error_code, NOT_ENOUGH_REPLICAS, f"to broker {lagger}, out of the ISR: {r.error_message}")
+    finally:
+        os.kill(cl.nodes[lagger - 1].proc.pid, signal.SIGCONT)
+    wait_for(f"broker {lagger} back in moves-0's ISR",
+             lambda: isr(cl, li, "moves")[0][2] == ["1", "2", "3"], timeout=20)
+
+    # No target: the first in-sync follower in preferred order.
+    want = next(int(b) for b in reps if int(b) != to)
+    r = ok(transfer(cl, other, "moves", 0), "transfer to the leader's choice")
+    eq(r.leader_id, str(want), "the first in-sync follower in preferred order")
+    led_everywhere(cl, "moves", 0, want)
+
+    # ElectLeaders PREFERRED: the first replica leads again; then there is
+    # nothing to do; for every partition, only those that move are named.
+    if want == pref:
+        ok(transfer(cl, li, "moves", 0, reps[2]), "away from the preferred replica")
+    (res,) = ok(elect(cl, other, [("moves", 0)]), "ElectLeaders PREFERRED").partitions
+    ok(res, "moves-0 elected")
+    eq(res.leader_id, str(pref), "the preferred replica leads again")
+    led_everywhere(cl, "moves", 0, pref)
+    with cl.client(pref - 1) as c:
+        back = tn.make_records(5, "back")
+        produce_on_leader(c, "moves", 0, back, "acks=ALL on the preferred replica again")
+        sent += [r.value for r in back]
+        eq(values(c, "moves", 0), sent, "every acknowledged record, in order")
+    (res,) = elect(cl, li, [("moves", 0)]).partitions
+    eq(res.error_code, ELECTION_NOT_NEEDED, "the preferred replica leads already")
+    ok(transfer(cl, li, "moves", 0, reps[1]), "away from the preferred replica again")
+    got = ok(elect(cl, other), "ElectLeaders of every partition").partitions
+    got = {(g.topic_partition.topic, g.topic_partition.partition): (g.error_code, g.leader_id)
+           for g in got}
+    eq(got.get(("moves", 0)), (0, str(pref)), "moves-0 elected among every partition")
+    check(all(code == 0 and leader == partitions(cl, li, t)[p][3][0]
+              for (t, p), (code, leader) in got.items()),
+          f"only partitions moved to their preferred replica are named: {got}")
+    eq(elect(cl, li, unclean=True).error_code, tn.INVALID_REQUEST, "UNCLEAN names its partitions")
+    (res,) = elect(cl, li, [("moves", 0)], unclean=True).partitions
+    eq(res.error_code, ELECTION_NOT_NEEDED, "UNCLEAN of a partition that has a leader")
+
+    # SendHeartbeat: a follower takes the high watermark and answers its
+    # log end; epochs checked as ReplicateData's.
+    R = importlib.import_module("broker.replication_pb2")
+    led_everywhere(cl, "moves", 0, pref)
+    (_, cur, _, _), = partitions(cl, li, "moves")
+    fol = int(reps[1])
+    tp = tn.T.TopicPartition(topic="moves", partition=0)
+
+    def beat(node, ep, follower=None):
+        with cl.client(node - 1) as c:
+            return c.unary(BEAT, R.HeartbeatRequest(
+                version=tn.V(), leader_id=str(pref), follower_id=str(follower or node),
+                partitions=[R.PartitionHeartbeat(topic_partition=tp, leader_epoch=ep,
+                                                 high_watermark=len(sent),
+                                                 leader_log_end_offset=len(sent))]),
+                R.HeartbeatResponse)
+    r = wait_for(f"broker {fol} answers a heartbeat caught up",
+                 lambda: (lambda r: r if r.partitions[0].error_code == 0 and
+                          r.partitions[0].log_end_offset == len(sent) else None)(beat(fol, cur)))
+    eq((r.follower_id, r.partitions[0].leader_epoch), (str(fol), cur), "follower and its epoch")
+    eq(beat(fol, cur - 1).partitions[0].error_code, STALE_EPOCH, "a deposed leader's heartbeat")
+    eq(beat(fol, cur + 1).partitions[0].error_code, UNKNOWN_LEADER_EPOCH, "a newer epoch")
+    eq(beat(pref, cur).partitions[0].error_code, REPLICA_NOT_AVAILABLE, "to the leader")
+    eq(beat(fol, cur, follower=9).error_code, tn.INVALID_REQUEST, "to another broker")
+
+    if rmq:
+        addr = f"127.0.0.1:{cl.ports[other]}"
+        out = rmq_cli(rmq, addr, "partition", "transfer", "moves", "--to", reps[2])
+        check(f"leader {reps[2]}" in out, f"rmq partition transfer: {out!r}")
+        out = rmq_cli(rmq, addr, "partition", "elect-leaders", "moves")
+        check(f"moves-0\tleader {pref}" in out and "elected" in out,
+              f"rmq partition elect-leaders: {out!r}")
+    for i in range(3):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+def alter_topic(cl, i, topic, key, value):
+    req = tn.A.AlterConfigsRequest(version=tn.V())
+    req.resources.add(resource=tn.A.ConfigResource(type=tn.A.CONFIG_RESOURCE_TYPE_TOPIC,
+                                                   name=topic)).configs.add(
+        name=key, value=value, op=tn.A.ALTER_CONFIG_OP_SET)
+    with cl.client(i) as c:
+        r = c.unary("/rustmq.controller.AdminService/AlterConfigs", req, tn.A.AlterConfigsResponse)
+        ok(r.resources[0], f"AlterConfigs {topic} {key}={value}")
+
+
+def run_balancing(cl):
+    """A partition whose last in-sync replica dies: no leader; ElectLeaders
+    UNCLEAN refused until the topic allows it, then a replica outside the
+    ISR leads (the records only the dead one had are lost, though acks=ALL
+    acknowledged them: what unclean means); the dead broker comes back,
+    follows, cuts the tail its new leader never had, and preferred-leader
+    balancing (--leader-rebalance-interval 1s) makes it lead its partitions
+    again."""
+    li = start_three(cl, [("bal", 3, 2)])
+    wait_for("bal in sync and led by the preferred replicas on every node",
+             lambda: all(len(x[2]) == 2 for i in range(3) for x in isr(cl, i, "bal")) and
+             all(lead == reps[0] for i in range(3)
+                 for lead, _, _, reps in partitions(cl, i, "bal")))
+    # The partition on the two brokers that do not lead the controller:
+    # stopping them leaves the controller its leader.
+    p, (_, _, _, reps) = next((k, x) for k, x in enumerate(partitions(cl, li, "bal"))
+                              if str(li + 1) not in x[3])
+    a, b = int(reps[0]), int(reps[1])
+    with cl.client(a - 1) as c:
+        kept = tn.make_records(5, "kept")
+        produce_settled(c, "bal", p, kept, "the first produce")
+        more = tn.make_records(5, "kept-all")
+        ok(c.produce("bal", p, more, acks=tn.ACK_ALL), "acks=ALL with both replicas")
+        kept = [r.value for r in kept + more]
+    # b dies and is fenced: it leaves the ISR; a takes records b never
+    # gets, then dies too, the last in-sync replica: no leader, even once b
+    # is back (the controller's majority with it).
+    cl.nodes[b - 1].kill()
+    wait_for(f"broker {b} out of bal-{p}'s ISR",
+             lambda: isr(cl, li, "bal")[p][2] == [str(a)], timeout=10)
+    with cl.client(a - 1) as c:
+        ok(c.produce("bal", p, tn.make_records(3, "lost"), acks=tn.ACK_ALL),
+           "acks=ALL with a alone in the ISR")
+    cl.nodes[a - 1].kill()
+    cl.start(b - 1)
+    wait_for(f"bal-{p} without a leader (broker {a}, its last in-sync replica, fenced)",
+             lambda: partitions(cl, li, "bal")[p][0] in ("", "0") and
+             brokers(cl, li)[b][0] == BROKER_RUNNING, timeout=15)
+    (res,) = elect(cl, li, [("bal", p)], unclean=True).partitions
+    eq(res.error_code, tn.POLICY_VIOLATION, f"UNCLEAN refused by default: {res.error_message}")
+    check("unclean.leader.election.enable" in res.error_message, res.error_message)
+    alter_topic(cl, li, "bal", "unclean.leader.election.enable", "true")
+    (res,) = elect(cl, li, [("bal", p)], unclean=True).partitions
+    ok(res, "UNCLEAN once the topic allows it")
+    eq(res.leader_id, str(b), f"broker {b}, outside the ISR, leads")
+    led_everywhere(cl, "bal", p, b, nodes=[i for i in range(3) if i != a - 1])
+    with cl.client(b - 1) as c:
+        after = tn.make_records(5, "after")
+        produce_on_leader(c, "bal", p, after, f"acks=ALL on broker {b}")
+        eq(values(c, "bal", p), kept + [r.value for r in after],
+           "what broker b had, and what came since")
+    # a comes back: it follows, cuts its tail, joins the ISR, and the
+    # balancing makes it lead again (bal-p and the partitions it preferred).
+    lines = len(cl.nodes[li].lines)
+    cl.start(a - 1)
+    wait_for("every partition of bal led by its preferred replica again",
+             lambda: all(lead == reps[0] for lead, _, _, reps in partitions(cl, li, "bal")),
+             timeout=30)
+    check(any("preferred-leader balancing" in line for line in cl.nodes[li].lines[lines:]),
+          "the controller's leader balanced the leaders")
+    led_everywhere(cl, "bal", p, a)
+    with cl.client(a - 1) as c:
+        produce_on_leader(c, "bal", p, tn.make_records(1, "home"), f"acks=ALL on broker {a}")
+        got = values(c, "bal", p)
+        eq(got[:-1], kept + [r.value for r in after],
+           f"broker {a} cut the records only it had (unclean election)")
+    for i in range(3):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
@@ -811,6 +1099,7 @@ def main() -> int:
     ap.add_argument("--rmq", help="the rmq CLI: produce and consume across the brokers")
     ap.add_argument("--rmq-bench", help="the load generator: a short run across the brokers")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--only", action="append", help="run this case only (repeatable)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="rmq-cluster-test-")
@@ -833,7 +1122,20 @@ def main() -> int:
                                          "--broker-session-timeout", "3s",
                                          "--replica-lag-max", "500ms")),
          run_replication),
+        ("leadership_moves", lambda: Cluster(binary, os.path.join(tmp, "e"), args.verbose,
+                                             ("--broker-heartbeat", "100ms",
+                                              "--broker-session-timeout", "3s",
+                                              "--replica-lag-max", "500ms",
+                                              "--leader-rebalance-interval", "0s")),
+         lambda cl: run_leadership(cl, args.rmq)),
+        ("unclean_election_and_balancing",
+         lambda: Cluster(binary, os.path.join(tmp, "f"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
+                          "--replica-lag-max", "500ms", "--leader-rebalance-interval", "1s")),
+         run_balancing),
     ]
+    if args.only:
+        tests = [t for t in tests if t[0] in args.only]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
         global RP

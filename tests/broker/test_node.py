@@ -2515,8 +2515,6 @@ def errors_unimplemented(ctx):
     cases = [
         ("/rustmq.broker.PartitionManagementService/AssignPartition", "partition assignment"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
-        ("/rustmq.broker.BrokerReplicationService/SendHeartbeat", "replicat"),
-        ("/rustmq.controller.AdminService/ElectLeaders", "leader election"),
     ]
     for path, word in cases:
         with ctx.client() as c:

@@ -366,6 +366,15 @@ try:
                   r"    replica 1\tend \d+\tlag 0\tin sync\n.*  partition 2\t")
     expect(["partition", "status", "multi", "--partition", "7"], 2,
            err_re=r"--partition 7: topic 'multi' has partitions 0..2")
+    # One node, one replica each: the preferred replica leads already, and
+    # no other broker can take a leadership.
+    expect(["partition", "elect-leaders", "multi", "--partition", "1"], 0,
+           out_re=r"^multi-1\tleader 1\tepoch \d+\tELECTION_NOT_NEEDED: ")
+    expect(["partition", "elect-leaders"], 0, out_re=r"^no partition needed an election\n$")
+    expect(["partition", "elect-leaders", "--unclean"], 2, err_re=r"need a TOPIC")
+    expect(["partition", "transfer", "multi", "--to", "2"], 1,
+           err_re=r"REPLICA_NOT_AVAILABLE.*broker 2 is not a replica")
+    expect(["partition", "transfer", "multi"], 1, err_re=r"NOT_ENOUGH_REPLICAS")
     expect(["health"], 0, out_re=r"(?s)^grpc\.health\.v1\tSERVING\nbroker 1\tHEALTH_STATUS_SERVING")
     # Metrics: per shard by default, summed with --total; the records the
     # tests above produced are counted.
