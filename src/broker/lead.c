@@ -53,6 +53,7 @@ struct rmq_rslot {
 	uint32_t in_head, nin;
 	uint64_t caught_ns;          /* when the follower last had all this log had */
 	struct lead_cold *cold;      /* a read from the disk it waits for, or NULL */
+	uint64_t hw_sent;            /* the high watermark its last request carried */
 	uint64_t retry_at;
 };
 
@@ -518,6 +519,7 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 	n += rmq_pb_put_uint(buf + n, 6, s->next);
 	n += rmq_pb_put_uint(buf + n, 7, prev_epoch);
 	n += rmq_pb_put_uint(buf + n, 8, p->hw);
+	s->hw_sent = p->hw;
 	n += rmq_pb_put_uint(buf + n, 9, start);
 	uint64_t corr = (uint64_t)s->reg << 32 | (++pe->seq ? pe->seq : ++pe->seq);
 	n += rmq_pb_put_uint(buf + n, 10, corr);
@@ -622,8 +624,18 @@ static bool send_one(struct rmq_rslot *s)
 	uint64_t tail_next = s->next;
 	const bool from_tail = s->known && tail &&
 			       rmq_tail_span(tail, s->next, log_end, REQ_BYTES, &len, &tail_next) == 0;
-	if (s->known && s->next >= (from_tail ? log_end : durable))
-		return false; /* caught up, or waiting for this log's sync */
+	if (s->known && s->next >= (from_tail ? log_end : durable)) {
+		/* Caught up, or waiting for this log's sync.  A follower with
+		 * all of this log and nothing in flight learns a high watermark
+		 * that moved since its last request from a request without
+		 * batches (else it would wait for the next data). */
+		if (s->nin == 0 && s->next >= log_end && s->hw_sent < p->hw) {
+			uint8_t *buf = req_begin(s, 0, &n);
+			if (buf)
+				(void)req_post(s, buf, n, n, s->next);
+		}
+		return false;
+	}
 	if (s->next < start || s->next > log_end) {
 		/* Behind this log's start (its records went by retention), or
 		 * ahead of it: not served yet (a reset of the follower's log). */
