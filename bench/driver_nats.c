@@ -3,8 +3,11 @@
  * driver_nats.c - rmq-bench's NATS JetStream driver (--target nats://host:port),
  * through Debian's libnats (nats.c 3.4).
  *
- *   stream    named --topic, subject --topic, file storage; created when
- *             missing (an existing one is used as it is)
+ *   stream    named --topic, subject --topic, file storage, with
+ *             --replication-factor replicas (R3 on a three-server cluster,
+ *             reached through the one --target names, which routes to the
+ *             stream's leader); created when missing (an existing one is
+ *             used as it is)
  *   produce   each connection publishes with js_PublishAsync, at most
  *             --streams x --batch messages awaiting their PubAck (the
  *             records rmq keeps in flight per connection); the ack handler
@@ -106,6 +109,7 @@ static int nats_setup(const struct bench_opts *o, char *err, size_t errlen)
 		sc.Subjects = subjects;
 		sc.SubjectsLen = 1;
 		sc.Storage = js_FileStorage;
+		sc.Replicas = (int64_t)o->replication_factor; /* R3 on a three-server cluster */
 		jerr = 0;
 		s = js_AddStream(&si, n.js, &sc, NULL, &jerr);
 		if (s != NATS_OK)
