@@ -157,6 +157,7 @@ struct bench_produce_result {
 	int code;               /* first non-OK rustmq ErrorCode, or 0 */
 	uint32_t ok_records;    /* records acknowledged */
 	uint64_t correlation_id;
+	char leader[128];       /* NOT_LEADER: the leader's "host:port" when named, else "" */
 };
 
 /* Parses a ProduceBatchResponse / ProduceResponse.  Returns 0 or

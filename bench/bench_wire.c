@@ -293,7 +293,7 @@ static int next_field(const uint8_t **p, const uint8_t *end, struct field *f)
 
 /* One ProduceResponse: its code, record count and correlation id. */
 static int produce_response(const uint8_t *p, size_t len, int *code, uint32_t *count,
-			    uint64_t *corr)
+			    uint64_t *corr, char *leader, size_t leader_cap)
 {
 	const uint8_t *end = p + len;
 	struct field f;
@@ -302,6 +302,10 @@ static int produce_response(const uint8_t *p, size_t len, int *code, uint32_t *c
 	*count = 0;
 	*corr = 0;
 	while ((rc = next_field(&p, end, &f)) > 0) {
+		if (f.no == 13 && f.wire == RMQ_PB_LEN && f.len < leader_cap && !*leader) {
+			memcpy(leader, f.val, f.len); /* leader_endpoint */
+			leader[f.len] = '\0';
+		}
 		if (f.wire != RMQ_PB_VARINT)
 			continue;
 		if (f.no == 1)
@@ -318,7 +322,9 @@ int bench_parse_produce_response(const uint8_t *p, size_t len, struct bench_prod
 {
 	int code;
 	uint32_t count;
-	int rc = produce_response(p, len, &code, &count, &r->correlation_id);
+	memset(r, 0, sizeof(*r));
+	int rc = produce_response(p, len, &code, &count, &r->correlation_id, r->leader,
+				  sizeof(r->leader));
 	if (rc < 0)
 		return rc;
 	r->code = code;
@@ -341,7 +347,8 @@ int bench_parse_produce_batch_response(const uint8_t *p, size_t len, struct benc
 			int code;
 			uint32_t count;
 			uint64_t corr;
-			if (produce_response(f.val, f.len, &code, &count, &corr) < 0)
+			if (produce_response(f.val, f.len, &code, &count, &corr, r->leader,
+					     sizeof(r->leader)) < 0)
 				return RMQ_ECORRUPT;
 			if (code != 0 && r->code == 0)
 				r->code = code;

@@ -114,6 +114,7 @@ struct bconn;
 /* One produce request in flight, with its preallocated batch. */
 struct pslot {
 	struct bconn *bc;
+	uint32_t partition;        /* of the request in flight */
 	struct bench_batch batch;
 	uint64_t t0;               /* started (closed loop) or intended (paced) */
 	struct pslot *next_free;
@@ -181,6 +182,12 @@ struct bthread {
 	struct rmq_client *cl;     /* to the bootstrap broker (g.brokers[0]) */
 	struct rmq_client *cls[BROKERS_MAX]; /* to the others, made at setup */
 	struct bconn *conns;       /* --connections per broker, broker 0's first */
+	/* Which partitions each broker leads, as this thread knows (copied
+	 * from g.brokers at setup; a NOT_LEADER naming another broker moves a
+	 * partition to its list). */
+	uint32_t *lead_parts[BROKERS_MAX];
+	uint32_t lead_n[BROKERS_MAX];
+	bool followed;             /* said once that a partition moved */
 	unsigned nconns;           /* in use */
 	unsigned conns_up;         /* the bootstrap's */
 	unsigned extra_up;         /* the other brokers' */
@@ -370,9 +377,44 @@ static void prod_kick(struct bconn *bc);
 /* The next partition bc produces to: those its broker leads, in turn. */
 static uint32_t next_partition(struct bconn *bc)
 {
-	const uint32_t *parts = g.brokers[bc->broker].parts;
-	uint32_t n = g.brokers[bc->broker].nparts;
-	return parts[bc->rr++ % n];
+	const struct bthread *t = bc->t;
+	return t->lead_parts[bc->broker][bc->rr++ % t->lead_n[bc->broker]];
+}
+
+/* A NOT_LEADER answer named partition p's leader at host:port: p moves to
+ * that broker's connections in this thread, when it has some (every broker
+ * of the cluster does: route_partitions), else it stays (its errors are
+ * counted). */
+static void follow_leader(struct bthread *t, uint32_t p, const char *endpoint)
+{
+	const char *colon = strrchr(endpoint, ':');
+	if (!colon)
+		return;
+	unsigned long port = strtoul(colon + 1, NULL, 10);
+	unsigned to = g.nbrokers, from = g.nbrokers;
+	for (unsigned b = 0; b < g.nbrokers; b++) {
+		if (g.brokers[b].port == port &&
+		    strncmp(g.brokers[b].host, endpoint, (size_t)(colon - endpoint)) == 0 &&
+		    g.brokers[b].host[colon - endpoint] == '\0')
+			to = b;
+		for (uint32_t i = 0; i < t->lead_n[b]; i++)
+			if (t->lead_parts[b][i] == p)
+				from = b;
+	}
+	if (to == g.nbrokers || from == g.nbrokers || to == from)
+		return;
+	uint32_t *v = t->lead_parts[from];
+	for (uint32_t i = 0; i < t->lead_n[from]; i++)
+		if (v[i] == p)
+			v[i] = v[--t->lead_n[from]];
+	t->lead_parts[to][t->lead_n[to]++] = p;
+	if (!t->followed && t->id == 0)
+		fprintf(stderr, "rmq-bench: partition %u is led by %s now; following it\n", p,
+			endpoint);
+	t->followed = true;
+	for (unsigned i = 0; i < t->nconns; i++)
+		if (t->conns[i].broker == to)
+			prod_kick(&t->conns[i]); /* it may have had nothing to send */
 }
 
 static void prod_free(struct bconn *bc, struct pslot *sl)
@@ -390,6 +432,8 @@ static void prod_result(struct bconn *bc, struct pslot *sl, const struct bench_p
 
 	if (r->code != 0)
 		err_rmq(t, r->code);
+	if (r->code == RUSTMQ__COMMON__ERROR_CODE__NOT_LEADER && r->leader[0])
+		follow_leader(t, sl->partition, r->leader);
 	if (r->ok_records) {
 		if (account(t, &t->prod, false, now, r->ok_records,
 			    (uint64_t)r->ok_records * g.o.msg_bytes))
@@ -521,6 +565,7 @@ static void prod_send(struct bconn *bc, struct pslot *sl, uint64_t t0)
 		return;
 	}
 	uint32_t p = next_partition(bc);
+	sl->partition = p;
 	if (g.o.produce_stream) {
 		req = bench_encode_produce(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr, &len);
 		rc = bc->pstream ? rmq_ccall_send(bc->pstream, req, len) : RMQ_ECLOSED;
@@ -559,7 +604,7 @@ static void prod_kick(struct bconn *bc)
 {
 	struct bthread *t = bc->t;
 
-	if (t->phase != PH_RUN || !conn_ok(bc) || g.brokers[bc->broker].nparts == 0)
+	if (t->phase != PH_RUN || !conn_ok(bc) || t->lead_n[bc->broker] == 0)
 		return;
 	if (g.o.produce_stream && !bc->pstream)
 		return; /* reopened by its timer */
@@ -1193,6 +1238,18 @@ static void on_setup(struct rmq_xmsg *m)
 {
 	struct bthread *t = RMQ_CONTAINER_OF(m, struct bthread, setup_msg);
 
+	if (!t->setup_seen) {
+		for (unsigned b = 0; b < g.nbrokers; b++) {
+			t->lead_parts[b] = calloc(g.partitions ? g.partitions : 1, sizeof(uint32_t));
+			if (!t->lead_parts[b]) {
+				fatal("out of memory");
+				return;
+			}
+			memcpy(t->lead_parts[b], g.brokers[b].parts,
+			       g.brokers[b].nparts * sizeof(uint32_t));
+			t->lead_n[b] = g.brokers[b].nparts;
+		}
+	}
 	t->setup_seen = true;
 	if (t->conns_up < g.o.connections || t->phase != PH_CONNECT)
 		return; /* on_connect continues when all are up */
@@ -1262,6 +1319,16 @@ static int route_partitions(const Rustmq__Client__GetTopicMetadataResponse *mr)
 	if (!of) {
 		fatal("out of memory");
 		return -1;
+	}
+	/* Every broker of a cluster gets connections, so that a producer can
+	 * follow a partition whose leader moves to one that led none. */
+	for (size_t k = 0; mr->n_brokers > 1 && k < mr->n_brokers; k++) {
+		const Rustmq__Common__BrokerInfo *bi = mr->brokers[k];
+		if (bi->host && *bi->host && bi->port && broker_index(bi->host, bi->port) < 0) {
+			fatal("the cluster has more than %d brokers", BROKERS_MAX);
+			free(of);
+			return -1;
+		}
 	}
 	for (size_t p = 0; p < tm->n_partitions; p++) {
 		const char *leader = tm->partitions[p]->leader_id;
@@ -1792,6 +1859,8 @@ static void thread_free(struct bthread *t)
 	}
 	free(t->readers);
 	free(t->conns);
+	for (unsigned b = 0; b < BROKERS_MAX; b++)
+		free(t->lead_parts[b]);
 	free(t->setup_req);
 	pthread_mutex_destroy(&t->mu);
 }
