@@ -180,6 +180,7 @@ int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 			case F_LEADER_BROKER_EPOCH: out->leader_broker_epoch = num; break;
 			case F_LEADER_LEO:
 				out->leader_log_end_offset = out->req.leader_end = num;
+				out->req.has_leader_end = true;
 				break;
 			default: break; /* a newer field: skipped */
 			}
@@ -299,7 +300,7 @@ void rmq_follow_plan(struct rmq_log *log, uint32_t known, const struct rmq_follo
 	/* Held all, and more than the leader has: what lies past the
 	 * leader's log end came from another leader, and goes. */
 	uint64_t req_end = req->n ? rmq_batch_last_offset(&req->hdrs[req->n - 1]) + 1 : req->prev_end;
-	if (i == req->n && req->leader_end && end > req->leader_end && req_end <= req->leader_end)
+	if (i == req->n && req->has_leader_end && end > req->leader_end && req_end <= req->leader_end)
 		out->truncate_to = req->leader_end;
 }
 

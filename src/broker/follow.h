@@ -27,7 +27,8 @@ struct rmq_follow_req {
 	uint32_t leader_epoch;             /* the sender's */
 	uint64_t prev_end;                 /* prev_log_end_offset */
 	uint32_t prev_epoch;               /* prev_leader_epoch */
-	uint64_t leader_end;               /* leader_log_end_offset; 0: not sent */
+	uint64_t leader_end;               /* leader_log_end_offset ... */
+	bool has_leader_end;               /* ... when sent (an empty leader's is 0) */
 	size_t n;
 	const struct rmq_batch_hdr *hdrs;  /* its batches' headers, in order */
 };

@@ -191,16 +191,22 @@ Test(follow, a_tail_past_the_leader_end_goes)
 {
 	uint64_t lend = m.v[110].hdr.base_offset;
 	struct rmq_follow_req req = {.leader_epoch = 3, .prev_end = lend, .prev_epoch = 2,
-				     .leader_end = lend, .n = 0, .hdrs = hdrs};
+				     .leader_end = lend, .has_leader_end = true, .n = 0,
+				     .hdrs = hdrs};
 	struct rmq_follow_plan p;
 	rmq_follow_plan(env.log, 3, &req, &p);
 	cr_assert_eq(p.code, EC_OK, "%s", p.why);
 	cr_assert(!p.diverging);
 	cr_assert_eq(p.truncate_to, lend);
 	/* Without the leader's end: kept (the next batches decide). */
-	req.leader_end = 0;
+	req.has_leader_end = false;
 	rmq_follow_plan(env.log, 3, &req, &p);
 	cr_assert_eq(p.truncate_to, UINT64_MAX);
+	/* A leader whose log is empty: everything here goes. */
+	req = (struct rmq_follow_req){.leader_epoch = 3, .leader_end = 0, .has_leader_end = true};
+	rmq_follow_plan(env.log, 3, &req, &p);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert_eq(p.truncate_to, 0);
 }
 
 /* ---- reading a ReplicateDataRequest ---------------------------------------------- */
