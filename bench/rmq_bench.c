@@ -1320,11 +1320,13 @@ static int route_partitions(const Rustmq__Client__GetTopicMetadataResponse *mr)
 		fatal("out of memory");
 		return -1;
 	}
-	/* Every broker of a cluster gets connections, so that a producer can
-	 * follow a partition whose leader moves to one that led none. */
+	/* Every running broker of a cluster gets connections, so that a
+	 * producer can follow a partition whose leader moves to one that led
+	 * none (a fenced one may be down: connecting would fail the run). */
 	for (size_t k = 0; mr->n_brokers > 1 && k < mr->n_brokers; k++) {
 		const Rustmq__Common__BrokerInfo *bi = mr->brokers[k];
-		if (bi->host && *bi->host && bi->port && broker_index(bi->host, bi->port) < 0) {
+		if (bi->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING && bi->host &&
+		    *bi->host && bi->port && broker_index(bi->host, bi->port) < 0) {
 			fatal("the cluster has more than %d brokers", BROKERS_MAX);
 			free(of);
 			return -1;
