@@ -155,7 +155,10 @@ static void on_stream_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status
 {
 	struct rmq_peer *pe = arg;
 	(void)c;
-	if (status != RMQ_GRPC_CANCELLED)
+	if (status == RMQ_GRPC_OK)
+		rmq_debug("replication to broker %" PRIu32 " (shard %u): the stream ended",
+			  pe->broker, pe->shard); /* the follower finished it: stopping, or idle */
+	else if (status != RMQ_GRPC_CANCELLED)
 		rmq_warn("replication to broker %" PRIu32 " (shard %u): the stream ended: %s %s",
 			 pe->broker, pe->shard, rmq_grpc_status_name(status), message);
 	stream_lost(pe);
