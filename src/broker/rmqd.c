@@ -136,13 +136,14 @@ static int cluster_id(const char *data_dir, char id[40])
 
 /*
  * One rmqd per data directory: a second one would append to the same
- * segments.  An exclusive flock on DATA_DIR/lock, held for the life of the
- * process (the descriptor stays open; the kernel drops the lock when the
- * process ends, however it ends).  *predecessor: an earlier rmqd served
- * this directory (the file names its pid), so a listen address still in
- * use may be that one's, closing late after a crash.
+ * segments (and per --metadata-dir: to the same controller log).  An
+ * exclusive flock on DIR/lock, held for the life of the process (the
+ * descriptor stays open; the kernel drops the lock when the process ends,
+ * however it ends).  *predecessor: an earlier rmqd served this directory
+ * (the file names its pid), so a listen address still in use may be that
+ * one's, closing late after a crash.  flag names the directory's flag.
  */
-static int lock_data_dir(const char *dir, bool *predecessor)
+static int lock_dir(const char *flag, const char *dir, bool *predecessor)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/lock", dir);
@@ -156,8 +157,8 @@ static int lock_data_dir(const char *dir, bool *predecessor)
 		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		fprintf(stderr, "rmqd: --data-dir %s is in use by another rmqd (pid %s): stop it or "
-				"pick another directory\n", dir, pid[0] ? pid : "unknown");
+		fprintf(stderr, "rmqd: --%s %s is in use by another rmqd (pid %s): stop it or "
+				"pick another directory\n", flag, dir, pid[0] ? pid : "unknown");
 		close(fd);
 		return -1;
 	}
@@ -379,9 +380,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rmqd: cannot create --data-dir %s: %s\n", cfg->data_dir, strerror(errno));
 		return 1;
 	}
-	bool predecessor = false;
-	if (lock_data_dir(cfg->data_dir, &predecessor) < 0)
+	bool predecessor = false, unused;
+	if (lock_dir("data-dir", cfg->data_dir, &predecessor) < 0)
 		return 1;
+	if (cfg->metadata_dir && cfg->metadata_dir[0]) {
+		rc = mkdir(cfg->metadata_dir, 0755);
+		if (rc < 0 && errno != EEXIST) {
+			fprintf(stderr, "rmqd: cannot create --metadata-dir %s: %s\n", cfg->metadata_dir,
+				strerror(errno));
+			return 1;
+		}
+		if (lock_dir("metadata-dir", cfg->metadata_dir, &unused) < 0)
+			return 1;
+	}
 	/* The shards' listener checks that nothing else listens on the port
 	 * (src/net/server.c); only a successor waits for it. */
 	net->listen_retry_ns = predecessor ? listen_retry : 0;

@@ -2501,6 +2501,14 @@ def metadata_dir_of_its_own(ctx):
         check(not os.path.exists(os.path.join(d, "data", "controller")),
               "nothing in DATA_DIR/controller")
         n.start(("--metadata-dir", meta))
+        # A second node with a data directory of its own cannot share the
+        # controller's store (both would write its log).
+        other = subprocess.run([ctx.node.binary, "--listen", "127.0.0.1:0", "--data-dir",
+                                os.path.join(d, "data2"), "--metadata-dir", meta],
+                               capture_output=True, text=True, timeout=30)
+        check(other.returncode != 0 and "--metadata-dir" in other.stderr and
+              "in use by another rmqd" in other.stderr,
+              f"a second rmqd on the same --metadata-dir: {other.returncode} {other.stderr}")
         with Client(n.addr) as c:
             lt = c.unary("/rustmq.controller.AdminService/ListTopics",
                          A.ListTopicsRequest(version=V()), A.ListTopicsResponse)
