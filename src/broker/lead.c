@@ -30,6 +30,7 @@
 #define PATH "/rustmq.broker.BrokerReplicationService/ReplicateStream"
 #define HDR_MAX 512                          /* a request's fields but the batches */
 #define PIPELINE 4                           /* requests in flight per follower replica */
+#define ANSWER_NS (10ULL * 1000 * 1000 * 1000) /* a request unanswered this long: reconnect */
 #define TAIL_BYTES (8u << 20)                /* newest entries kept in memory per partition led */
 
 struct rmq_peer;
@@ -49,6 +50,7 @@ struct rmq_rslot {
 	 * correlation id, this log's durable end when it left, and when. */
 	struct {
 		uint64_t corr, sent_end, sent_ns;
+		uint64_t sent_to;    /* the offset after its batches */
 	} in[PIPELINE];
 	uint32_t in_head, nin;
 	uint64_t caught_ns;          /* when the follower last had all this log had */
@@ -542,6 +544,7 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 	s->in[k].corr = corr;
 	s->in[k].sent_end = rmq_log_high_watermark(p->log);
 	s->in[k].sent_ns = rmq_now_ns();
+	s->in[k].sent_to = sent_to;
 	if (!s->known)
 		return false; /* a probe waits for its answer */
 	s->next = sent_to;
@@ -740,6 +743,7 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 		return; /* for a slot that went, an earlier stream, or after a reset */
 	}
 	uint64_t sent_end = s->in[s->in_head].sent_end, sent_ns = s->in[s->in_head].sent_ns;
+	const uint64_t sent_to = s->in[s->in_head].sent_to;
 	s->in_head = (s->in_head + 1) % PIPELINE;
 	s->nin--;
 	struct rmq_partition *p = s->p;
@@ -760,7 +764,10 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 					s->next = resp->log_end_offset;
 				s->end = s->next;
 			} else {
-				s->end = resp->log_end_offset;
+				/* Only what this leader sent is known to match: a
+				 * follower may hold more (another leader's tail) that
+				 * the next request's batches are compared with. */
+				s->end = resp->log_end_offset < sent_to ? resp->log_end_offset : sent_to;
 			}
 			s->known = true;
 			reset = false;
@@ -927,11 +934,27 @@ static void on_timer(struct rmq_timer *t)
 {
 	struct rmq_lead *ld = RMQ_CONTAINER_OF(t, struct rmq_lead, timer);
 	bool again = false;
+	uint64_t now = rmq_now_ns();
 	for (struct rmq_peer *pe = ld->peers; pe; pe = pe->next) {
 		/* A follower going away (GOAWAY) ends its stream with us once
 		 * it has answered what it has: this one ends our half. */
 		if (pe->call && pe->cc && !rmq_client_conn_ok(pe->cc))
 			(void)rmq_ccall_half_close(pe->call);
+		/* Requests into a network partition are never answered, and
+		 * TCP may take many minutes to give up on the connection: one
+		 * unanswered for ANSWER_NS closes it, and the follower is
+		 * probed again on a new one. */
+		for (uint32_t i = 0; pe->call && pe->cc && rmq_client_conn_ok(pe->cc) && i < pe->nslots; i++) {
+			const struct rmq_rslot *s = pe->slots[i];
+			if (s && s->nin && s->in[s->in_head].sent_ns + ANSWER_NS < now) {
+				rmq_warn("replication to broker %" PRIu32 " (shard %u): no answer for %llu s;"
+					 " connecting again",
+					 pe->broker, pe->shard,
+					 (unsigned long long)(ANSWER_NS / 1000000000ULL));
+				rmq_client_conn_close(pe->cc);
+				break;
+			}
+		}
 		again |= pe->call != NULL; /* to see a GOAWAY come */
 		for (uint32_t i = 0; i < pe->nslots; i++) {
 			struct rmq_rslot *s = pe->slots[i];
