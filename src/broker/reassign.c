@@ -172,6 +172,13 @@ int rmq_move_start(const struct rmq_meta *m, struct rmq_passign *pa, const uint3
 	return EC_OK;
 }
 
+void rmq_move_cancel(const struct rmq_meta *m, struct rmq_passign *pa)
+{
+	pa->nreplicas -= pa->nadding;
+	pa->ntarget = pa->nadding = 0;
+	settle(m, pa, false);
+}
+
 int rmq_move_phase(const struct rmq_passign *pa, const uint32_t *target, uint32_t ntarget)
 {
 	if (!pa->ntarget)
@@ -216,9 +223,7 @@ static struct rmq_meta *rp_build(struct rmq_ctrl_req *req, const struct rmq_meta
 				snprintf(it->err, sizeof(it->err), "no reassignment of the partition runs");
 				continue;
 			}
-			pa->nreplicas -= pa->nadding;
-			pa->ntarget = pa->nadding = 0;
-			settle(m, pa, false);
+			rmq_move_cancel(m, pa);
 			it->ntarget = pa->nreplicas;
 			memcpy(it->target, pa->replicas, pa->nreplicas * sizeof(*pa->replicas));
 			changed = true;

@@ -44,6 +44,10 @@ bool rmq_move_advance(const struct rmq_meta *m, struct rmq_passign *pa);
 int rmq_move_start(const struct rmq_meta *m, struct rmq_passign *pa, const uint32_t *target,
 		   uint32_t ntarget, bool *changed, char *why, size_t len);
 
+/* In a change's build: puts back pa's original replicas (pa->ntarget set),
+ * the added ones deleting their copies. */
+void rmq_move_cancel(const struct rmq_meta *m, struct rmq_passign *pa);
+
 /* Pure: where the move of pa to target[0..ntarget) stands, a
  * rustmq.controller.ReassignmentPhase: COPYING (an added replica is not in
  * sync), ELECTING (all are, the change is being made), COMPLETED (pa has
