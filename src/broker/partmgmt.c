@@ -638,7 +638,8 @@ static void migrate_in(struct mig *g, struct rmq_call *c,
 		return;
 	uint32_t src = rmq_ctrl_node_id(req->source_broker_id);
 	uint32_t dst = rmq_ctrl_node_id(req->target_broker_id);
-	if (!req->target_broker_id[0] || dst == bs->b->self) {
+	if (!req->target_broker_id[0] ||
+	    (dst == bs->b->self && (!req->source_broker_id[0] || src == dst))) {
 		op->code = EC_INVALID_REQUEST;
 		snprintf(op->err, sizeof(op->err),
 			 "shard moves are not built: name target_broker_id, another broker");

@@ -942,6 +942,154 @@ def run_balancing(cl):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+PM = "/rustmq.broker.PartitionManagementService/"
+THROTTLE = 1 << 20  # --reassign-throttle of the partition_management cluster
+REQ_BYTES = 1 << 20  # lead.c: stored batches per request, about
+M_COPYING, M_CATCHING_UP, M_SWITCHING, M_COMPLETED, M_FAILED = 2, 3, 4, 5, 6
+ROLE_LEADER, ROLE_FOLLOWER = 1, 2
+STATE_RECOVERING, STATE_ONLINE = 1, 2
+
+
+def pm(cl, i, method, **fields):
+    """A unary PartitionManagementService call on node i."""
+    PB = importlib.import_module("broker.partition_pb2")
+    req = getattr(PB, method + "Request")(version=tn.V(), **fields)
+    resp = getattr(PB, method + "Response")
+    with cl.client(i) as c:
+        return c.unary(PM + method, req, resp)
+
+
+def tp(topic, p):
+    return importlib.import_module("common.types_pb2").TopicPartition(topic=topic, partition=p)
+
+
+def pstate(cl, i, topic, p):
+    r = ok(pm(cl, i, "GetPartitionState", topic_partitions=[tp(topic, p)]), "GetPartitionState")
+    eq(r.broker_id, str(i + 1), "GetPartitionState names the answering broker")
+    return r.partitions[0]
+
+
+def migrate(cl, i, topic, p, src, dst, **kw):
+    """The progress messages of a MigratePartition on node i, and when each
+    came (seconds from the call)."""
+    PB = importlib.import_module("broker.partition_pb2")
+    D = importlib.import_module("google.protobuf.duration_pb2")
+    req = PB.MigratePartitionRequest(version=tn.V(), topic_partition=tp(topic, p),
+                                     source_broker_id=str(src), target_broker_id=str(dst),
+                                     progress_interval=D.Duration(nanos=200_000_000), **kw)
+    t0 = time.monotonic()
+    out = []
+    with cl.client(i) as c:
+        for m in c.server_stream(PM + "MigratePartition", req, PB.MigratePartitionProgress,
+                                 timeout=30):
+            out.append((time.monotonic() - t0, m))
+    return out
+
+
+def run_partition_management(cl):
+    """PartitionManagementService on the reassignment machinery: a replica
+    added (AssignPartition, sent to the broker it adds) and removed
+    (RemovePartition, sent to the broker it removes), refusals,
+    GetPartitionState on leader and follower, and a MigratePartition whose
+    copy --reassign-throttle bounds."""
+    li = start_three(cl, [("pm", 2, 1), ("thr", 1, 1)])
+    parts = wait_for("every node knows pm and thr",
+                     lambda: all(len(partitions(cl, i, "pm")) == 2 and
+                                 len(partitions(cl, i, "thr")) == 1 for i in range(3))
+                     and partitions(cl, li, "pm"))
+    src = int(parts[0][0])
+    # The broker added: one that does not lead the controller when there is
+    # one, so that the call is carried to the controller's leader.
+    dst = next(b for b in (1, 2, 3) if b != src and b - 1 != li)
+    with cl.client(src - 1) as c:
+        produce_settled(c, "pm", 0, tn.make_records(3, "pm"), "produce pm-0")
+    s = pstate(cl, dst - 1, "pm", 0)
+    eq(s.error_code, tn.E.REPLICA_NOT_AVAILABLE, f"broker {dst} hosts no replica of pm-0 yet: {s}")
+
+    r = pm(cl, dst - 1, "AssignPartition", topic_partition=tp("pm", 0))
+    eq(r.error_code, tn.E.INVALID_REQUEST, f"AssignPartition without a role refused: {r}")
+    r = pm(cl, dst - 1, "AssignPartition", topic_partition=tp("pm", 0), role=ROLE_FOLLOWER)
+    ok(r, "AssignPartition of the receiving broker")
+    eq(r.state, STATE_RECOVERING, f"its copy is being made: {r}")
+    wait_for(f"every node shows pm-0 on brokers {src} and {dst}",
+             lambda: all(partitions(cl, i, "pm")[0][3] == [str(src), str(dst)] for i in range(3)))
+    fs = wait_for(f"broker {dst}'s copy has the records",
+                  lambda: (lambda x: x.log_end_offset == 3 and x)(pstate(cl, dst - 1, "pm", 0)))
+    eq((fs.role, fs.state, fs.leader_id, list(fs.replica_ids)),
+       (ROLE_FOLLOWER, STATE_ONLINE, str(src), [str(src), str(dst)]),
+       f"GetPartitionState on the new follower: {fs}")
+    ls = pstate(cl, src - 1, "pm", 0)
+    eq((ls.role, ls.high_watermark, ls.log_end_offset), (ROLE_LEADER, 3, 3),
+       f"GetPartitionState on the leader: {ls}")
+    check(ls.size_bytes > 0 and ls.topic_id, f"the leader's log size and topic id: {ls}")
+    r = ok(pm(cl, li, "GetPartitionState"), "GetPartitionState of every hosted replica")
+    eq(sorted((x.topic_partition.topic, x.topic_partition.partition) for x in r.partitions),
+       sorted(("pm", p) for p, x in enumerate(partitions(cl, li, "pm")) if str(li + 1) in x[3])
+       + sorted(("thr", p) for p, x in enumerate(partitions(cl, li, "thr")) if str(li + 1) in x[3]),
+       "every replica the broker hosts, and only those")
+
+    # Refusals: the last replica, a log kept, a stale controller epoch.
+    only = int(parts[1][0])
+    r = pm(cl, only - 1, "RemovePartition", topic_partition=tp("pm", 1), delete_log=True)
+    eq(r.error_code, tn.E.INVALID_REPLICATION_FACTOR, f"removing the last replica: {r}")
+    r = pm(cl, only - 1, "RemovePartition", topic_partition=tp("pm", 1))
+    eq(r.error_code, tn.E.INVALID_REQUEST, f"delete_log false refused: {r}")
+    r = pm(cl, li, "RemovePartition", topic_partition=tp("pm", 1), delete_log=True,
+           controller_epoch=1)
+    eq(r.error_code, tn.E.STALE_EPOCH, f"a deposed controller's command: {r}")
+    r = pm(cl, li, "RemovePartition", topic_partition=tp("nope", 0), delete_log=True)
+    eq(r.error_code, tn.E.TOPIC_NOT_FOUND, f"an unknown topic: {r}")
+
+    # The leader removes itself once the new copy is in sync: the other
+    # leads with every record, and the old copy is deleted.
+    wait_for(f"broker {dst} in pm-0's ISR", lambda: str(dst) in isr(cl, li, "pm")[0][2])
+    ok(pm(cl, src - 1, "RemovePartition", topic_partition=tp("pm", 0), delete_log=True),
+       "RemovePartition of the receiving broker, the leader")
+    wait_for(f"every node shows pm-0 on broker {dst} alone, which leads it",
+             lambda: all(partitions(cl, i, "pm")[0][0] == str(dst) and
+                         partitions(cl, i, "pm")[0][3] == [str(dst)] for i in range(3)))
+    with cl.client(dst - 1) as c:
+        eq(sum(b.record_count for b, _ in c.fetch_all("pm", 0)), 3, "pm-0's records on its new broker")
+    wait_for(f"broker {src}'s copy of pm-0 deleted",
+             lambda: not os.path.exists(os.path.join(cl.nodes[src - 1].data_dir, "pm-0")))
+    ok(pm(cl, src - 1, "RemovePartition", topic_partition=tp("pm", 0), delete_log=True),
+       "removing a replica that is not there: OK, nothing changes")
+
+    # MigratePartition, throttled: a few MB moved at THROTTLE bytes/s take
+    # at least (size - one request) / THROTTLE.
+    tsrc = int(partitions(cl, li, "thr")[0][0])
+    tdst = next(b for b in (1, 2, 3) if b != tsrc)
+    with cl.client(tsrc - 1) as c:
+        for k in range(12):  # max.message.bytes is 256 KiB
+            produce_settled(c, "thr", 0, tn.make_records(4, f"thr{k}", size=60000, headers=False),
+                            "produce thr-0")
+    size = pstate(cl, tsrc - 1, "thr", 0).size_bytes
+    check(size > 2 * REQ_BYTES, f"thr-0 holds a few MB: {size}")
+    follower = next(i for i in range(3) if i != li)
+    ((_, m),) = migrate(cl, follower, "thr", 0, tsrc, tdst)
+    eq((m.phase, m.error_code), (M_FAILED, NOT_CONTROLLER),
+       f"MigratePartition on a node that does not lead the controller: {m}")
+    ((_, m),) = migrate(cl, li, "thr", 0, tdst, tsrc)
+    eq((m.phase, m.error_code), (M_FAILED, tn.E.INVALID_REQUEST), f"from a broker not hosting it: {m}")
+    msgs = migrate(cl, li, "thr", 0, tsrc, tdst)
+    took, last = msgs[-1]
+    phases = [x.phase for _, x in msgs]
+    eq((last.phase, last.error_code, last.source_broker_id, last.target_broker_id),
+       (M_COMPLETED, 0, str(tsrc), str(tdst)), f"the migration completed: {phases}")
+    check(M_COPYING in phases, f"it was seen copying: {phases}")
+    bound = (size - REQ_BYTES) / THROTTLE
+    check(took >= bound, f"the throttled copy of {size} bytes took {took:.2f}s, "
+          f"at least {bound:.2f}s at {THROTTLE} bytes/s")
+    if tsrc - 1 == li:
+        copying = [x for _, x in msgs if x.phase == M_COPYING and x.bytes_total]
+        check(copying and all(x.target_log_end_offset <= x.source_log_end_offset for x in copying),
+              f"the leader's view of the copy: {[str(x) for x in copying]}")
+    wait_for(f"every node shows thr-0 on broker {tdst} alone",
+             lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    with cl.client(tdst - 1) as c:
+        eq(sum(b.record_count for b, _ in c.fetch_all("thr", 0)), 48, "thr-0's records moved")
+
+
 def rmq_cli(rmq, addr, *argv, stdin=None):
     r = subprocess.run([rmq, "--bootstrap", addr, *argv], input=stdin, capture_output=True,
                        timeout=60)
@@ -1133,6 +1281,12 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "1s")),
          run_balancing),
+        ("partition_management",
+         lambda: Cluster(binary, os.path.join(tmp, "g"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
+                          "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s",
+                          "--reassign-throttle", str(THROTTLE))),
+         run_partition_management),
     ]
     if args.only:
         tests = [t for t in tests if t[0] in args.only]
