@@ -615,8 +615,8 @@ static void migrate_back(struct rmq_ctrl_req *req)
 		rmq_cluster_quorum(bs, &q);
 		if (q.leader && q.leader != bs->b->self)
 			snprintf(g->op.err, sizeof(g->op.err),
-				 "node %s at %s leads the controller: ask it", q.leader_id,
-				 q.leader_addr);
+				 "this node does not lead the controller; node %s at %s does",
+				 q.leader_id, q.leader_addr);
 	}
 	if (g->op.code == EC_OK)
 		rmq_info("partition %s-%" PRIu32 ": migration from broker %" PRIu32 " to %" PRIu32

@@ -986,7 +986,7 @@ def migrate(cl, i, topic, p, src, dst, **kw):
     return out
 
 
-def run_partition_management(cl):
+def run_partition_management(cl, rmq=None):
     """PartitionManagementService on the reassignment machinery: a replica
     added (AssignPartition, sent to the broker it adds) and removed
     (RemovePartition, sent to the broker it removes), refusals,
@@ -1088,6 +1088,22 @@ def run_partition_management(cl):
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
     with cl.client(tdst - 1) as c:
         eq(sum(b.record_count for b, _ in c.fetch_all("thr", 0)), 48, "thr-0's records moved")
+    if rmq:
+        # rmq partition reassign, asked of a node that does not lead the
+        # controller: it follows the leader and prints the move to its end.
+        src = int(partitions(cl, li, "pm")[1][0])
+        dst = next(b for b in (1, 2, 3) if b != src)
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[follower]}", "partition", "reassign", "pm",
+                      "--partition", "1", "--replicas", str(dst))
+        check(re.search(rf"(?m)^pm-1\tCOPYING\treplicas {src},{dst}\tadding {dst}\tremoving {src}$",
+                        out) or re.search(rf"(?m)^pm-1\tELECTING", out),
+              f"rmq partition reassign printed the move under way: {out!r}")
+        check(re.search(rf"(?m)^pm-1\tCOMPLETED\treplicas {dst}\n\Z", out),
+              f"rmq partition reassign ends with the move completed: {out!r}")
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[dst - 1]}", "partition", "state", "pm",
+                      "--partition", "1")
+        check(re.search(rf"pm-1\t\w+\tONLINE\tleader {dst}\t", out) or
+              re.search(r"pm-1\tFOLLOWER", out), f"rmq partition state on the new broker: {out!r}")
 
 
 def rmq_cli(rmq, addr, *argv, stdin=None):
@@ -1286,7 +1302,7 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s",
                           "--reassign-throttle", str(THROTTLE))),
-         run_partition_management),
+         lambda cl: run_partition_management(cl, args.rmq)),
     ]
     if args.only:
         tests = [t for t in tests if t[0] in args.only]
