@@ -13,13 +13,16 @@
 #include "broker/methods.h"
 #include "broker/reassign.h"
 #include "broker/reply.h"
+#include "broker/topics.h"
 #include "broker/partition.pb-c.h"
+#include "controller/admin.pb-c.h"
 #include "controller/cluster.pb-c.h"
 #include "core/log.h"
 #include "core/util.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -892,6 +895,159 @@ void rmq_pm_state(struct rmq_call *c, void *msg)
 		rmq_call_unref(c);
 		free(st);
 	}
+out:
+	protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* ---- UpdatePartitionConfig ---------------------------------------------------------- */
+
+/* A partition's configuration is its topic's here (rmq_topic_config):
+ * UpdatePartitionConfig replaces the overrides of the topics of the
+ * partitions named, through AlterConfigs' change (topics.h): every key
+ * not given is deleted (back to the defaults), then each given one set. */
+struct pm_config {
+	size_t n;
+	struct {
+		char topic[RMQ_TOPIC_NAME_MAX + 2];
+		uint32_t partition;
+	} v[];
+};
+
+static const struct rmq_change_item *item_of_topic(const struct rmq_topic_change *ch,
+						   const char *topic)
+{
+	for (size_t i = 0; i < ch->n; i++)
+		if (strcmp(ch->items[i].name, topic) == 0)
+			return &ch->items[i];
+	return NULL;
+}
+
+static void config_done(struct rmq_topic_change *ch)
+{
+	struct pm_config *pc = ch->cb_arg;
+	size_t n = pc->n;
+	Rustmq__Broker__UpdatePartitionConfigResponse r =
+		RUSTMQ__BROKER__UPDATE_PARTITION_CONFIG_RESPONSE__INIT;
+	Rustmq__Broker__PartitionConfigResult *rs = calloc(n + 1, sizeof(*rs));
+	Rustmq__Broker__PartitionConfigResult **rp = calloc(n + 1, sizeof(*rp));
+	Rustmq__Common__TopicPartition *tps = calloc(n + 1, sizeof(*tps));
+	if (!rs || !rp || !tps) {
+		rmq_call_finish(ch->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ch->n; i++) {
+		if (ch->items[i].code == EC_INVALID_CONFIG) {
+			/* One set for every topic: refused for all, none took it. */
+			r.error_code = RUSTMQ__COMMON__ERROR_CODE__INVALID_CONFIG;
+			r.error_message = (char *)ch->items[i].err;
+			rmq_reply_pb(ch->call, &r.base);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct rmq_change_item *it = item_of_topic(ch, pc->v[i].topic);
+		rustmq__broker__partition_config_result__init(&rs[i]);
+		rustmq__common__topic_partition__init(&tps[i]);
+		tps[i].topic = pc->v[i].topic;
+		tps[i].partition = pc->v[i].partition;
+		rs[i].topic_partition = &tps[i];
+		rs[i].error_code = (Rustmq__Common__ErrorCode)it->code;
+		rs[i].error_message = (char *)it->err;
+		if (it->code == EC_OK && pc->v[i].partition >= it->result.partitions) {
+			rs[i].error_code = RUSTMQ__COMMON__ERROR_CODE__PARTITION_NOT_FOUND;
+			rs[i].error_message = (char *)"the topic has fewer partitions (its configuration "
+						      "was set all the same)";
+		}
+		rp[i] = &rs[i];
+	}
+	r.partitions = rp;
+	r.n_partitions = n;
+	rmq_reply_pb(ch->call, &r.base);
+out:
+	free(rs);
+	free(rp);
+	free(tps);
+	free(pc);
+	rmq_call_unref(ch->call);
+	rmq_topic_change_free(ch);
+}
+
+/* Item it: delete every key not among configs, then set each of them. */
+static int config_item(struct rmq_change_item *it, Rustmq__Common__ConfigEntry **configs,
+		       size_t n)
+{
+	if (rmq_topic_change_configs(it, RMQ_TOPIC_CONFIG_KEYS + n) < 0)
+		return -1;
+	size_t k = 0;
+	for (unsigned key = 0; key < RMQ_TOPIC_CONFIG_KEYS; key++) {
+		bool given = false;
+		for (size_t i = 0; i < n && !given; i++)
+			given = strcmp(configs[i]->name, rmq_topic_config_keys[key]) == 0;
+		if (given)
+			continue;
+		snprintf(it->keys[k], sizeof(it->keys[k]), "%s", rmq_topic_config_keys[key]);
+		it->ops[k++] = RUSTMQ__CONTROLLER__ALTER_CONFIG_OP__ALTER_CONFIG_OP_DELETE;
+	}
+	for (size_t i = 0; i < n; i++, k++) {
+		snprintf(it->keys[k], sizeof(it->keys[k]), "%s", configs[i]->name);
+		snprintf(it->vals[k], sizeof(it->vals[k]), "%s", configs[i]->value);
+		it->ops[k] = RUSTMQ__CONTROLLER__ALTER_CONFIG_OP__ALTER_CONFIG_OP_SET;
+	}
+	it->nconf = k;
+	return 0;
+}
+
+void rmq_pm_config(struct rmq_call *c, void *msg)
+{
+	Rustmq__Broker__UpdatePartitionConfigRequest *req = msg;
+	struct rmq_bshard *bs = rmq_call_app(c);
+	struct rmq_topic_change *ch = NULL;
+	struct pm_config *pc = NULL;
+	if (stale_controller(c, req->controller_epoch))
+		goto out;
+	if (req->n_topic_partitions == 0) {
+		rmq_refuse(c, EC_INVALID_REQUEST, "no partitions given");
+		goto out;
+	}
+	if (rmq_forward_admin(c, msg, rmq_pm_config))
+		return;
+	size_t n = req->n_topic_partitions, ntopics = 0;
+	pc = calloc(1, sizeof(*pc) + (n + 1) * sizeof(pc->v[0]));
+	if (!pc)
+		goto nomem;
+	pc->n = n;
+	for (size_t i = 0; i < n; i++) {
+		const Rustmq__Common__TopicPartition *tp = req->topic_partitions[i];
+		snprintf(pc->v[i].topic, sizeof(pc->v[i].topic), "%.*s", RMQ_TOPIC_NAME_MAX + 1,
+			 tp ? tp->topic : "");
+		pc->v[i].partition = tp ? tp->partition : 0;
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(pc->v[j].topic, pc->v[i].topic) == 0;
+		ntopics += !seen;
+	}
+	ch = rmq_topic_change_new(bs, RMQ_CHANGE_ALTER, ntopics);
+	if (!ch)
+		goto nomem;
+	for (size_t i = 0, k = 0; i < n; i++) {
+		if (item_of_topic(ch, pc->v[i].topic))
+			continue; /* its topic has an item */
+		struct rmq_change_item *it = &ch->items[k++];
+		snprintf(it->name, sizeof(it->name), "%s", pc->v[i].topic);
+		if (config_item(it, req->configs, req->n_configs) < 0)
+			goto nomem;
+	}
+	ch->call = c;
+	rmq_call_ref(c);
+	ch->cb_arg = pc;
+	ch->done = config_done;
+	rmq_topic_change_submit(bs, ch);
+	goto out;
+nomem:
+	if (ch)
+		rmq_topic_change_free(ch);
+	free(pc);
+	rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 out:
 	protobuf_c_message_free_unpacked(msg, NULL);
 }

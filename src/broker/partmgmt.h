@@ -17,11 +17,13 @@
  *                       leader's view of the new copy (rmq_lead_view)
  *   GetPartitionState   the replicas this broker hosts, from its metadata
  *                       and their logs (lookup.h)
+ *   UpdatePartitionConfig  a partition's configuration is its topic's: the
+ *                       topics' overrides replaced by AlterConfigs' change
  *
  *   any node ── fills in itself ── forward.h ──► controller's leader
  *       build: target = replicas ± brokers; rmq_move_start ──► Raft entry
  *
- * Assign and Remove are sent to any node and carried to the controller's
+ * Assign, Remove and UpdatePartitionConfig are sent to any node and carried to the controller's
  * leader (the receiving broker names itself first, so the leader knows
  * whom "the receiving broker" meant); MigratePartition is a stream and is
  * decided where it is received, which must lead the controller.
@@ -37,5 +39,6 @@ void rmq_pm_remove(struct rmq_call *c, void *req);
 void rmq_pm_migrate(struct rmq_call *c, void *req);
 void rmq_pm_migrate_cancel(struct rmq_call *c);
 void rmq_pm_state(struct rmq_call *c, void *req);
+void rmq_pm_config(struct rmq_call *c, void *req);
 
 #endif /* RMQ_BROKER_PARTMGMT_H */

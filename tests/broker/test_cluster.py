@@ -993,6 +993,7 @@ def run_partition_management(cl, rmq=None):
     GetPartitionState on leader and follower, and a MigratePartition whose
     copy --reassign-throttle bounds."""
     li = start_three(cl, [("pm", 2, 1), ("thr", 1, 1)])
+    follower = next(i for i in range(3) if i != li)
     parts = wait_for("every node knows pm and thr",
                      lambda: all(len(partitions(cl, i, "pm")) == 2 and
                                  len(partitions(cl, i, "thr")) == 1 for i in range(3))
@@ -1055,6 +1056,38 @@ def run_partition_management(cl, rmq=None):
     ok(pm(cl, src - 1, "RemovePartition", topic_partition=tp("pm", 0), delete_log=True),
        "removing a replica that is not there: OK, nothing changes")
 
+    # UpdatePartitionConfig: the topic's overrides replaced (a partition's
+    # configuration is its topic's), sent to any node.
+    CM = importlib.import_module("common.metadata_pb2")
+
+    def topic_configs(i, topic):
+        req = tn.A.DescribeConfigsRequest(version=tn.V())
+        req.resources.add(resource=tn.A.ConfigResource(type=tn.A.CONFIG_RESOURCE_TYPE_TOPIC,
+                                                       name=topic))
+        with cl.client(i) as c:
+            d = c.unary("/rustmq.controller.AdminService/DescribeConfigs", req,
+                        tn.A.DescribeConfigsResponse)
+        return {e.name: (e.value, e.is_default) for e in d.resources[0].configs}
+
+    alter_topic(cl, li, "pm", "segment.ms", "600000")
+    r = ok(pm(cl, follower, "UpdatePartitionConfig", topic_partitions=[tp("pm", 0), tp("pm", 1)],
+              configs=[CM.ConfigEntry(name="retention.ms", value="123456")]),
+           "UpdatePartitionConfig")
+    eq([x.error_code for x in r.partitions], [0, 0], f"one result per partition: {r}")
+    cf = wait_for("the overrides replaced on every node",
+                  lambda: all(topic_configs(i, "pm")["retention.ms"] == ("123456", False)
+                              for i in range(3)) and topic_configs(li, "pm"))
+    eq(cf["segment.ms"][1], True, f"a key not given goes back to its default: {cf}")
+    r = pm(cl, li, "UpdatePartitionConfig", topic_partitions=[tp("pm", 0)],
+           configs=[CM.ConfigEntry(name="retention.nope", value="1")])
+    eq(r.error_code, tn.E.INVALID_CONFIG, f"an unknown key refuses the whole request: {r}")
+    check("retention.nope" in r.error_message, f"the bad key named: {r.error_message}")
+    r = ok(pm(cl, li, "UpdatePartitionConfig", topic_partitions=[tp("pm", 0), tp("nope", 0)]),
+           "UpdatePartitionConfig with no overrides")
+    eq([x.error_code for x in r.partitions], [0, tn.E.TOPIC_NOT_FOUND],
+       f"an unknown topic refused alone: {r}")
+    eq(topic_configs(li, "pm")["retention.ms"][1], True, "no overrides: every key its default")
+
     # MigratePartition, throttled: a few MB moved at THROTTLE bytes/s take
     # at least (size - one request) / THROTTLE.
     tsrc = int(partitions(cl, li, "thr")[0][0])
@@ -1065,7 +1098,6 @@ def run_partition_management(cl, rmq=None):
                             "produce thr-0")
     size = pstate(cl, tsrc - 1, "thr", 0).size_bytes
     check(size > 2 * REQ_BYTES, f"thr-0 holds a few MB: {size}")
-    follower = next(i for i in range(3) if i != li)
     ((_, m),) = migrate(cl, follower, "thr", 0, tsrc, tdst)
     eq((m.phase, m.error_code), (M_FAILED, NOT_CONTROLLER),
        f"MigratePartition on a node that does not lead the controller: {m}")

@@ -2513,7 +2513,6 @@ def metadata_dir_of_its_own(ctx):
 @test
 def errors_unimplemented(ctx):
     cases = [
-        ("/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", "AlterConfigs"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
     ]
     for path, word in cases:
