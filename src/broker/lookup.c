@@ -127,6 +127,7 @@ static void lookup_exec(struct rmq_xmsg *m)
 		v->log_start = rmq_log_start_offset(p->log);
 		v->log_end = rmq_log_end_offset(p->log);
 		v->size_bytes = rmq_log_size_bytes(p->log);
+		v->segments = (uint32_t)rmq_log_segment_count(p->log);
 		v->hw = p->hw;
 		v->leader_epoch = p->leader_epoch;
 		switch (v->spec) {
@@ -210,6 +211,7 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 		v[i].code = EC_OK;
 		v[i].err[0] = '\0';
 		v[i].offset = v[i].log_start = v[i].hw = v[i].log_end = v[i].size_bytes = 0;
+		v[i].segments = 0;
 		v[i].ts_found = -1;
 		int owner = v[i].hosted ? hosted_shard(bs, &v[i])
 					: rmq_route(bs, v[i].topic, v[i].partition, &v[i].code);

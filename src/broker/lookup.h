@@ -67,6 +67,7 @@ struct rmq_lookup {
 	char err[320];
 	uint64_t offset, log_start, hw;
 	uint64_t log_end, size_bytes; /* the log's end offset and size, for every spec */
+	uint32_t segments;            /* and its number of segments */
 	uint32_t leader_epoch;
 	uint32_t epoch_found; /* RMQ_LOOKUP_EPOCH_END */
 	int64_t ts_found;

@@ -797,6 +797,7 @@ static void state_of(const struct rmq_bshard *bs, const struct rmq_lookup *v,
 	ps->high_watermark = v->hw;
 	ps->last_stable_offset = v->hw; /* no transactions: nothing open */
 	ps->size_bytes = v->size_bytes;
+	ps->segment_count = v->segments;
 }
 
 static void state_done(void *arg)

@@ -1022,7 +1022,8 @@ def run_partition_management(cl, rmq=None):
     ls = pstate(cl, src - 1, "pm", 0)
     eq((ls.role, ls.high_watermark, ls.log_end_offset), (ROLE_LEADER, 3, 3),
        f"GetPartitionState on the leader: {ls}")
-    check(ls.size_bytes > 0 and ls.topic_id, f"the leader's log size and topic id: {ls}")
+    check(ls.size_bytes > 0 and ls.segment_count >= 1 and ls.topic_id,
+          f"the leader's log size, segments and topic id: {ls}")
     r = ok(pm(cl, li, "GetPartitionState"), "GetPartitionState of every hosted replica")
     eq(sorted((x.topic_partition.topic, x.topic_partition.partition) for x in r.partitions),
        sorted(("pm", p) for p, x in enumerate(partitions(cl, li, "pm")) if str(li + 1) in x[3])
