@@ -143,6 +143,27 @@ static int partition_transfer(int argc, char **argv)
 	return 0;
 }
 
+/* The partitions of topic to name in a request: all n, or only `only`
+ * (PARTITION_ANY: all).  *tps and *tpp are the caller's to free. */
+static size_t partition_list(const char *topic, uint64_t only, uint32_t n,
+			     Rustmq__Common__TopicPartition **tps,
+			     Rustmq__Common__TopicPartition ***tpp)
+{
+	size_t k = 0;
+	*tps = xmalloc((n + 1) * sizeof(**tps));
+	*tpp = xmalloc((n + 1) * sizeof(**tpp));
+	for (uint32_t p = 0; p < n; p++) {
+		if (only != PARTITION_ANY && only != p)
+			continue;
+		rustmq__common__topic_partition__init(&(*tps)[k]);
+		(*tps)[k].topic = (char *)topic;
+		(*tps)[k].partition = p;
+		(*tpp)[k] = &(*tps)[k];
+		k++;
+	}
+	return k;
+}
+
 static int partition_elect_leaders(int argc, char **argv)
 {
 	uint64_t only;
@@ -168,17 +189,8 @@ static int partition_elect_leaders(int argc, char **argv)
 	uint32_t n = topic ? topic_partitions(topic) : 0;
 	if (topic)
 		topic_check_partition(topic, only, n);
-	Rustmq__Common__TopicPartition *tps = xmalloc((n + 1) * sizeof(*tps));
-	Rustmq__Common__TopicPartition **tpp = xmalloc((n + 1) * sizeof(*tpp));
-	for (uint32_t p = 0; p < n; p++) {
-		if (only != PARTITION_ANY && only != p)
-			continue;
-		rustmq__common__topic_partition__init(&tps[req.n_topic_partitions]);
-		tps[req.n_topic_partitions].topic = (char *)topic;
-		tps[req.n_topic_partitions].partition = p;
-		tpp[req.n_topic_partitions] = &tps[req.n_topic_partitions];
-		req.n_topic_partitions++;
-	}
+	Rustmq__Common__TopicPartition *tps, **tpp;
+	req.n_topic_partitions = partition_list(topic, only, n, &tps, &tpp);
 	req.topic_partitions = tpp;
 	Rustmq__Controller__ElectLeadersResponse *r =
 		PB_CALL("ElectLeaders", "/rustmq.controller.AdminService/ElectLeaders", &req,
@@ -352,17 +364,8 @@ static int partition_state(int argc, char **argv)
 	if (topic)
 		topic_check_partition(topic, only, n);
 	Rustmq__Broker__GetPartitionStateRequest req = RUSTMQ__BROKER__GET_PARTITION_STATE_REQUEST__INIT;
-	Rustmq__Common__TopicPartition *tps = xmalloc((n + 1) * sizeof(*tps));
-	Rustmq__Common__TopicPartition **tpp = xmalloc((n + 1) * sizeof(*tpp));
-	for (uint32_t p = 0; p < n; p++) {
-		if (only != PARTITION_ANY && only != p)
-			continue;
-		rustmq__common__topic_partition__init(&tps[req.n_topic_partitions]);
-		tps[req.n_topic_partitions].topic = (char *)topic;
-		tps[req.n_topic_partitions].partition = p;
-		tpp[req.n_topic_partitions] = &tps[req.n_topic_partitions];
-		req.n_topic_partitions++;
-	}
+	Rustmq__Common__TopicPartition *tps, **tpp;
+	req.n_topic_partitions = partition_list(topic, only, n, &tps, &tpp);
 	req.version = &api_v1;
 	req.topic_partitions = tpp;
 	Rustmq__Broker__GetPartitionStateResponse *r =

@@ -29,9 +29,6 @@
 
 #define MS (1000ULL * 1000)
 #define TICK_NS (100 * MS)          /* how often a migration's state is looked at */
-#define INTERVAL_MIN_NS (100 * MS)
-#define INTERVAL_DEFAULT_NS (1000 * MS)
-#define INTERVAL_MAX_NS (3600 * 1000 * MS)
 
 #define RPHASE(x) RUSTMQ__CONTROLLER__REASSIGNMENT_PHASE__REASSIGNMENT_PHASE_##x
 #define MPHASE(x) RUSTMQ__BROKER__MIGRATION_PHASE__MIGRATION_PHASE_##x
@@ -676,16 +673,6 @@ static void migrate_in(struct mig *g, struct rmq_call *c,
 	}
 }
 
-static bool duration_ns(const Google__Protobuf__Duration *d, uint64_t *ns)
-{
-	if (d->seconds < 0 || d->nanos < 0 || d->nanos >= 1000000000)
-		return false;
-	*ns = (uint64_t)d->seconds > INTERVAL_MAX_NS / 1000000000
-		      ? INTERVAL_MAX_NS
-		      : (uint64_t)d->seconds * 1000000000 + (uint64_t)d->nanos;
-	return true;
-}
-
 void rmq_pm_migrate(struct rmq_call *c, void *msg)
 {
 	Rustmq__Broker__MigratePartitionRequest *req = msg;
@@ -693,19 +680,20 @@ void rmq_pm_migrate(struct rmq_call *c, void *msg)
 	struct mig *g = (struct mig *)op_new(c, sizeof(struct mig));
 	if (!g)
 		goto out;
-	g->interval_ns = INTERVAL_DEFAULT_NS;
 	g->started_ms = rmq_wall_ms();
-	uint64_t timeout = 0;
-	if (req->progress_interval && !duration_ns(req->progress_interval, &g->interval_ns)) {
+	const Google__Protobuf__Duration *t = req->timeout;
+	if (!rmq_move_interval(req->progress_interval, &g->interval_ns)) {
 		g->op.code = EC_INVALID_REQUEST;
 		snprintf(g->op.err, sizeof(g->op.err), "progress_interval must be a positive duration");
-	}
-	if (req->timeout && !duration_ns(req->timeout, &timeout)) {
+	} else if (t && (t->seconds < 0 || t->nanos < 0 || t->nanos >= 1000000000)) {
 		g->op.code = EC_INVALID_REQUEST;
 		snprintf(g->op.err, sizeof(g->op.err), "timeout must be a positive duration");
+	} else if (t && (t->seconds || t->nanos)) {
+		/* Beyond a day is never, in practice. */
+		uint64_t ns = t->seconds > 86400 ? 86400 * 1000000000ULL
+						  : (uint64_t)t->seconds * 1000000000 + (uint64_t)t->nanos;
+		g->deadline_ns = rmq_now_ns() + ns;
 	}
-	g->interval_ns = g->interval_ns < INTERVAL_MIN_NS ? INTERVAL_MIN_NS : g->interval_ns;
-	g->deadline_ns = timeout ? rmq_now_ns() + timeout : 0;
 	struct rmq_quorum q;
 	rmq_cluster_quorum(bs, &q);
 	if (g->op.code == EC_OK && req->controller_epoch && req->controller_epoch < q.term) {

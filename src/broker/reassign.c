@@ -93,6 +93,20 @@ bool rmq_move_advance(const struct rmq_meta *m, struct rmq_passign *pa)
 	return true;
 }
 
+bool rmq_move_interval(const Google__Protobuf__Duration *d, uint64_t *ns)
+{
+	*ns = INTERVAL_DEFAULT_NS;
+	if (!d)
+		return true;
+	if (d->seconds < 0 || d->nanos < 0 || d->nanos >= 1000000000)
+		return false;
+	*ns = (uint64_t)d->seconds > INTERVAL_MAX_NS / 1000000000
+		      ? INTERVAL_MAX_NS
+		      : (uint64_t)d->seconds * 1000000000 + (uint64_t)d->nanos;
+	*ns = *ns < INTERVAL_MIN_NS ? INTERVAL_MIN_NS : *ns;
+	return true;
+}
+
 /* ---- one request -------------------------------------------------------------------- */
 
 struct rp_item {
@@ -509,17 +523,10 @@ void rmq_reassign_partitions(struct rmq_call *c, void *msg)
 {
 	Rustmq__Controller__ReassignPartitionsRequest *req = msg;
 	struct rmq_bshard *bs = rmq_call_app(c);
-	uint64_t interval = INTERVAL_DEFAULT_NS;
-	if (req->progress_interval) {
-		const Google__Protobuf__Duration *d = req->progress_interval;
-		if (d->seconds < 0 || d->nanos < 0 || d->nanos >= 1000000000) {
-			refuse_all(c, EC_INVALID_REQUEST, "progress_interval must be a positive duration");
-			goto out;
-		}
-		interval = (uint64_t)d->seconds > INTERVAL_MAX_NS / 1000000000
-				   ? INTERVAL_MAX_NS
-				   : (uint64_t)d->seconds * 1000000000 + (uint64_t)d->nanos;
-		interval = interval < INTERVAL_MIN_NS ? INTERVAL_MIN_NS : interval;
+	uint64_t interval;
+	if (!rmq_move_interval(req->progress_interval, &interval)) {
+		refuse_all(c, EC_INVALID_REQUEST, "progress_interval must be a positive duration");
+		goto out;
 	}
 	if (req->n_partitions == 0) {
 		refuse_all(c, EC_INVALID_REQUEST, "no partitions given");

@@ -23,6 +23,7 @@
 #define RMQ_BROKER_REASSIGN_H
 
 #include "broker/meta.h"
+#include "google/protobuf/duration.pb-c.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +48,11 @@ int rmq_move_start(const struct rmq_meta *m, struct rmq_passign *pa, const uint3
 /* In a change's build: puts back pa's original replicas (pa->ntarget set),
  * the added ones deleting their copies. */
 void rmq_move_cancel(const struct rmq_meta *m, struct rmq_passign *pa);
+
+/* A progress_interval (ReassignPartitions, MigratePartition) in ns: 1 s
+ * when d is NULL, else d within [100 ms, 1 h].  false: d is not a
+ * duration (negative, or nanos out of range). */
+bool rmq_move_interval(const Google__Protobuf__Duration *d, uint64_t *ns);
 
 /* Pure: where the move of pa to target[0..ntarget) stands, a
  * rustmq.controller.ReassignmentPhase: COPYING (an added replica is not in
