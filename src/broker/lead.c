@@ -552,6 +552,7 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 {
 	struct rmq_partition *p = s->p;
 	struct rmq_peer *pe = s->peer;
+	const size_t stored = n - batches;
 	const uint64_t start = rmq_log_start_offset(p->log);
 	uint32_t prev_epoch = 0;
 	uint64_t e0, e1;
@@ -595,7 +596,7 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 		retry_slot(s, RETRY_NS / 10);
 		return false;
 	}
-	throttle_charge(s, n - batches);
+	throttle_charge(s, stored);
 	uint32_t k = (s->in_head + s->nin++) % PIPELINE;
 	s->in[k].corr = corr;
 	s->in[k].sent_end = rmq_log_high_watermark(p->log);
