@@ -969,9 +969,10 @@ def pstate(cl, i, topic, p):
     return r.partitions[0]
 
 
-def migrate(cl, i, topic, p, src, dst, **kw):
+def migrate(cl, i, topic, p, src, dst, messages=None, **kw):
     """The progress messages of a MigratePartition on node i, and when each
-    came (seconds from the call)."""
+    came (seconds from the call): all of them, or the first `messages`
+    (the call then cancelled)."""
     PB = importlib.import_module("broker.partition_pb2")
     D = importlib.import_module("google.protobuf.duration_pb2")
     req = PB.MigratePartitionRequest(version=tn.V(), topic_partition=tp(topic, p),
@@ -983,6 +984,8 @@ def migrate(cl, i, topic, p, src, dst, **kw):
         for m in c.server_stream(PM + "MigratePartition", req, PB.MigratePartitionProgress,
                                  timeout=30):
             out.append((time.monotonic() - t0, m))
+            if len(out) == messages:
+                break
     return out
 
 
@@ -1121,6 +1124,14 @@ def run_partition_management(cl, rmq=None):
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
     with cl.client(tdst - 1) as c:
         eq(sum(b.record_count for b, _ in c.fetch_all("thr", 0)), 48, "thr-0's records moved")
+    # A client that leaves a migration cancels it: the replica stays where
+    # it was, and the copy begun is deleted.
+    ((_, m),) = migrate(cl, li, "thr", 0, tdst, tsrc, messages=1)
+    eq(m.phase, M_COPYING, f"the way back is being copied (throttled): {m}")
+    wait_for(f"the migration cancelled: thr-0 on broker {tdst} alone on every node",
+             lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    wait_for(f"broker {tsrc}'s copy deleted",
+             lambda: not os.path.exists(os.path.join(cl.nodes[tsrc - 1].data_dir, "thr-0")))
     if rmq:
         # rmq partition reassign, asked of a node that does not lead the
         # controller: it follows the leader and prints the move to its end.
