@@ -99,7 +99,8 @@ static void tp_in(struct pm_op *op, const Rustmq__Common__TopicPartition *tp)
 }
 
 /* The target of op in pa: its replicas (the target of the move that runs)
- * with op->add and without op->remove; the number of brokers. */
+ * with op->add and without op->remove; the number of brokers, at most
+ * 2 * RMQ_REPLICAS_MAX (target's room). */
 static uint32_t target_of(const struct pm_op *op, const struct rmq_passign *pa, uint32_t *target)
 {
 	const uint32_t *base = pa->ntarget ? pa->target : pa->replicas;
@@ -109,7 +110,7 @@ static uint32_t target_of(const struct pm_op *op, const struct rmq_passign *pa, 
 	for (uint32_t i = 0; i < nbase; i++)
 		if (!has(op->remove, op->nremove, base[i]) && !has(target, n, base[i]))
 			target[n++] = base[i];
-	for (uint32_t i = 0; !op->add_first && i < op->nadd && n < RMQ_REPLICAS_MAX; i++)
+	for (uint32_t i = 0; !op->add_first && i < op->nadd; i++)
 		if (!has(target, n, op->add[i]))
 			target[n++] = op->add[i];
 	return n;
@@ -142,8 +143,13 @@ static int decide(struct pm_op *op, const struct rmq_meta *m, struct rmq_topic *
 			return EC_STALE_EPOCH;
 		}
 	}
-	uint32_t target[RMQ_REPLICAS_MAX];
+	uint32_t target[2 * RMQ_REPLICAS_MAX];
 	uint32_t n = target_of(op, pa, target);
+	if (n > RMQ_REPLICAS_MAX) {
+		snprintf(op->err, sizeof(op->err), "the partition would have %" PRIu32
+			 " replicas; at most %d", n, RMQ_REPLICAS_MAX);
+		return EC_INVALID_REPLICATION_FACTOR;
+	}
 	if (n == 0) {
 		snprintf(op->err, sizeof(op->err),
 			 "the partition would have no replica: remove the topic or partition instead");
@@ -178,8 +184,11 @@ static struct rmq_meta *pm_build(struct rmq_ctrl_req *req, const struct rmq_meta
 		snprintf(op->err, sizeof(op->err), "out of memory");
 		return NULL;
 	}
-	struct rmq_topic *t = NULL;
-	struct rmq_passign *pa = rmq_meta_passign(m, op->topic, op->partition, &t);
+	long k = rmq_meta_find(m, op->topic);
+	struct rmq_topic *t = k >= 0 ? &m->topics[k] : NULL;
+	struct rmq_passign *pa = t && t->parts && op->partition < t->partitions
+					 ? &t->parts[op->partition]
+					 : NULL;
 	bool changed = false;
 	if (!pa) {
 		op->code = t ? EC_PARTITION_NOT_FOUND : EC_TOPIC_NOT_FOUND;

@@ -1044,6 +1044,14 @@ def run_partition_management(cl, rmq=None):
     eq(r.error_code, tn.E.STALE_EPOCH, f"a deposed controller's command: {r}")
     r = pm(cl, li, "RemovePartition", topic_partition=tp("nope", 0), delete_log=True)
     eq(r.error_code, tn.E.TOPIC_NOT_FOUND, f"an unknown topic: {r}")
+    r = pm(cl, follower, "AssignPartition", topic_partition=tp("pm", 7), role=ROLE_FOLLOWER)
+    eq(r.error_code, tn.E.PARTITION_NOT_FOUND, f"an unknown partition: {r}")
+    r = pm(cl, li, "AssignPartition", topic_partition=tp("pm", 1), role=ROLE_LEADER,
+           adding_replica_ids=[str(b) for b in range(1, 10)])
+    eq(r.error_code, tn.E.INVALID_REQUEST, f"more brokers named than a partition may have: {r}")
+    r = pm(cl, li, "AssignPartition", topic_partition=tp("pm", 1), role=ROLE_LEADER,
+           adding_replica_ids=[str(b) for b in range(1, 10) if b != only][:8])
+    eq(r.error_code, tn.E.INVALID_REPLICATION_FACTOR, f"8 added to its one replica: {r}")
 
     # The leader removes itself once the new copy is in sync: the other
     # leads with every record, and the old copy is deleted.
