@@ -237,15 +237,25 @@ static void op_free(struct pm_op *op)
 	free(op);
 }
 
-/* A stale controller_epoch (a deposed controller's command): true, answered. */
-static bool stale_controller(struct rmq_call *c, uint64_t epoch)
+/* Whether controller_epoch is a deposed controller's (older than the term
+ * this node knows; 0 = not fenced), with the reason in why. */
+static bool stale_epoch(const struct rmq_bshard *bs, uint64_t epoch, char *why, size_t len)
 {
 	struct rmq_quorum q;
-	rmq_cluster_quorum(rmq_call_app(c), &q);
+	rmq_cluster_quorum(bs, &q);
 	if (!epoch || epoch >= q.term)
 		return false;
-	rmq_refuse(c, EC_STALE_EPOCH, "controller epoch %" PRIu64 " is older than %" PRIu64, epoch,
-		   q.term);
+	snprintf(why, len, "controller epoch %" PRIu64 " is older than %" PRIu64, epoch, q.term);
+	return true;
+}
+
+/* The same for a unary call: true when refused (answered). */
+static bool stale_controller(struct rmq_call *c, uint64_t epoch)
+{
+	char why[100];
+	if (!stale_epoch(rmq_call_app(c), epoch, why, sizeof(why)))
+		return false;
+	rmq_refuse(c, EC_STALE_EPOCH, "%s", why);
 	return true;
 }
 
@@ -697,20 +707,12 @@ void rmq_pm_migrate(struct rmq_call *c, void *msg)
 	} else if (t && (t->seconds < 0 || t->nanos < 0 || t->nanos >= 1000000000)) {
 		g->op.code = EC_INVALID_REQUEST;
 		snprintf(g->op.err, sizeof(g->op.err), "timeout must be a positive duration");
-	} else if (t && (t->seconds || t->nanos)) {
-		/* Beyond a day is never, in practice. */
-		uint64_t ns = t->seconds > 86400 ? 86400 * 1000000000ULL
-						  : (uint64_t)t->seconds * 1000000000 + (uint64_t)t->nanos;
-		g->deadline_ns = rmq_now_ns() + ns;
+	} else if (t && (t->seconds || t->nanos) && t->seconds < 1000000000) {
+		/* (A billion seconds and more is never.) */
+		g->deadline_ns = rmq_now_ns() + (uint64_t)t->seconds * 1000000000 + (uint64_t)t->nanos;
 	}
-	struct rmq_quorum q;
-	rmq_cluster_quorum(bs, &q);
-	if (g->op.code == EC_OK && req->controller_epoch && req->controller_epoch < q.term) {
+	if (g->op.code == EC_OK && stale_epoch(bs, req->controller_epoch, g->op.err, sizeof(g->op.err)))
 		g->op.code = EC_STALE_EPOCH;
-		snprintf(g->op.err, sizeof(g->op.err),
-			 "controller epoch %" PRIu64 " is older than %" PRIu64, req->controller_epoch,
-			 q.term);
-	}
 	if (g->op.code == EC_OK)
 		migrate_in(g, c, req);
 	rmq_call_set_ctx(c, g);

@@ -1140,6 +1140,13 @@ def run_partition_management(cl, rmq=None):
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
     wait_for(f"broker {tsrc}'s copy deleted",
              lambda: not os.path.exists(os.path.join(cl.nodes[tsrc - 1].data_dir, "thr-0")))
+    # One past its timeout fails with TIMEOUT, and is cancelled too.
+    D = importlib.import_module("google.protobuf.duration_pb2")
+    msgs = migrate(cl, li, "thr", 0, tdst, tsrc, timeout=D.Duration(nanos=300_000_000))
+    eq((msgs[-1][1].phase, msgs[-1][1].error_code), (M_FAILED, tn.E.TIMEOUT),
+       f"a migration past its timeout: {[str(m) for _, m in msgs]}")
+    wait_for(f"the migration past its timeout cancelled: thr-0 on broker {tdst} alone",
+             lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
     if rmq:
         # rmq partition reassign, asked of a node that does not lead the
         # controller: it follows the leader and prints the move to its end.
