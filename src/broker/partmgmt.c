@@ -395,6 +395,7 @@ out:
 
 struct mig {
 	struct pm_op op;               /* first: op_new allocates the whole */
+	struct rmq_fwd *relay;         /* carried to the controller's leader: the relay */
 	struct rmq_timer timer;
 	bool away;                     /* the decision or a lookup is out */
 	bool cancelled;                /* the call ended while away */
@@ -692,6 +693,15 @@ static void migrate_in(struct mig *g, struct rmq_call *c,
 	}
 }
 
+/* The relay to the controller's leader is over (forward.h). */
+static void relay_ended(void *arg)
+{
+	struct mig *g = arg;
+	if (rmq_call_get_ctx(g->op.call) == g)
+		rmq_call_set_ctx(g->op.call, NULL);
+	mig_free(g);
+}
+
 void rmq_pm_migrate(struct rmq_call *c, void *msg)
 {
 	Rustmq__Broker__MigratePartitionRequest *req = msg;
@@ -699,6 +709,12 @@ void rmq_pm_migrate(struct rmq_call *c, void *msg)
 	struct mig *g = (struct mig *)op_new(c, sizeof(struct mig));
 	if (!g)
 		goto out;
+	/* Decided and followed on the controller's leader, where the move is
+	 * recorded; from another node the stream is relayed. */
+	rmq_call_set_ctx(c, g);
+	if (rmq_forward_stream(c, msg, rmq_pm_migrate, relay_ended, g, &g->relay))
+		return; /* g is relay_ended's now (it may have run) */
+	g->relay = NULL;
 	g->started_ms = rmq_wall_ms();
 	const Google__Protobuf__Duration *t = req->timeout;
 	if (!rmq_move_interval(req->progress_interval, &g->interval_ns)) {
@@ -729,6 +745,10 @@ void rmq_pm_migrate_cancel(struct rmq_call *c)
 	if (!g)
 		return;
 	rmq_call_set_ctx(c, NULL);
+	if (g->relay) {
+		rmq_forward_stream_cancel(g->relay); /* relay_ended frees g */
+		return;
+	}
 	if (g->away) {
 		g->cancelled = true; /* freed when it comes back */
 		return;

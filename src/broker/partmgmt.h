@@ -13,8 +13,9 @@
  *                       the removed brokers delete their copies
  *   MigratePartition    a move from source_broker_id to target_broker_id,
  *                       its progress streamed from the controller's state
- *                       and, where this node leads the partition, the
- *                       leader's view of the new copy (rmq_lead_view)
+ *                       and, where the controller's leader leads the
+ *                       partition, the leader's view of the new copy
+ *                       (rmq_lead_view)
  *   GetPartitionState   the replicas this broker hosts, from its metadata
  *                       and their logs (lookup.h)
  *   UpdatePartitionConfig  a partition's configuration is its topic's: the
@@ -23,10 +24,11 @@
  *   any node ── fills in itself ── forward.h ──► controller's leader
  *       build: target = replicas ± brokers; rmq_move_start ──► Raft entry
  *
- * Assign, Remove and UpdatePartitionConfig are sent to any node and carried to the controller's
- * leader (the receiving broker names itself first, so the leader knows
- * whom "the receiving broker" meant); MigratePartition is a stream and is
- * decided where it is received, which must lead the controller.
+ * Every command but GetPartitionState (answered from this broker) is sent
+ * to any node and carried to the controller's leader
+ * (forward.h): Assign and Remove name the receiving broker first, so the
+ * leader knows whom "the receiving broker" meant; MigratePartition's
+ * stream is relayed back, and cancelling it cancels the leader's.
  */
 #ifndef RMQ_BROKER_PARTMGMT_H
 #define RMQ_BROKER_PARTMGMT_H

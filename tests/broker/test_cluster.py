@@ -1110,12 +1110,12 @@ def run_partition_management(cl, rmq=None):
                             "produce thr-0")
     size = pstate(cl, tsrc - 1, "thr", 0).size_bytes
     check(size > 2 * REQ_BYTES, f"thr-0 holds a few MB: {size}")
-    ((_, m),) = migrate(cl, follower, "thr", 0, tsrc, tdst)
-    eq((m.phase, m.error_code), (M_FAILED, NOT_CONTROLLER),
-       f"MigratePartition on a node that does not lead the controller: {m}")
-    ((_, m),) = migrate(cl, li, "thr", 0, tdst, tsrc)
-    eq((m.phase, m.error_code), (M_FAILED, tn.E.INVALID_REQUEST), f"from a broker not hosting it: {m}")
-    msgs = migrate(cl, li, "thr", 0, tsrc, tdst)
+    ((_, m),) = migrate(cl, follower, "thr", 0, tdst, tsrc)
+    eq((m.phase, m.error_code), (M_FAILED, tn.E.INVALID_REQUEST),
+       f"from a broker not hosting it, sent to a node that relays the controller's leader: {m}")
+    ((_, m),) = migrate(cl, li, "thr", 0, tsrc, tsrc)
+    eq((m.phase, m.error_code), (M_FAILED, tn.E.INVALID_REQUEST), f"to the broker it is on: {m}")
+    msgs = migrate(cl, follower, "thr", 0, tsrc, tdst)  # relayed to the controller's leader
     took, last = msgs[-1]
     phases = [x.phase for _, x in msgs]
     eq((last.phase, last.error_code, last.source_broker_id, last.target_broker_id),
@@ -1132,9 +1132,10 @@ def run_partition_management(cl, rmq=None):
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
     with cl.client(tdst - 1) as c:
         eq(sum(b.record_count for b, _ in c.fetch_all("thr", 0)), 48, "thr-0's records moved")
-    # A client that leaves a migration cancels it: the replica stays where
-    # it was, and the copy begun is deleted.
-    ((_, m),) = migrate(cl, li, "thr", 0, tdst, tsrc, messages=1)
+    # A client that leaves a migration cancels it, also through a node that
+    # relays the controller's leader: the replica stays where it was, and
+    # the copy begun is deleted.
+    ((_, m),) = migrate(cl, follower, "thr", 0, tdst, tsrc, messages=1)
     eq(m.phase, M_COPYING, f"the way back is being copied (throttled): {m}")
     wait_for(f"the migration cancelled: thr-0 on broker {tdst} alone on every node",
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
