@@ -77,9 +77,11 @@ static void relay_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status sta
 	struct rmq_fwd *f = arg;
 	(void)c;
 	f->cc = NULL;
-	if (status == RMQ_GRPC_OK)
+	if (rmq_call_done(f->call))
+		; /* the client left first: its cancel ended the leader's call */
+	else if (status == RMQ_GRPC_OK)
 		rmq_call_finish(f->call, RMQ_GRPC_OK, NULL);
-	else if (!rmq_call_done(f->call))
+	else
 		rmq_call_finishf(f->call, RMQ_GRPC_UNAVAILABLE,
 				 "the stream from the controller's leader (node %u at %s) ended (%s: "
 				 "%s): what it started may go on; check before retrying",
@@ -176,9 +178,8 @@ static void try_send(struct rmq_fwd *f)
 	fwd_free(f);
 }
 
-static bool forward(struct rmq_call *c, void *req,
-			   void (*local)(struct rmq_call *c, void *req), void (*ended)(void *arg),
-			   void *arg, struct rmq_fwd **handle)
+static bool forward(struct rmq_call *c, void *req, void (*local)(struct rmq_call *c, void *req),
+		    void (*ended)(void *arg), void *arg, struct rmq_fwd **handle)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	struct rmq_quorum q;
