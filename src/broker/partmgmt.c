@@ -98,6 +98,16 @@ static void tp_in(struct pm_op *op, const Rustmq__Common__TopicPartition *tp)
 	op->partition = tp->partition;
 }
 
+/* The partition and fences of an Assign or Remove request into op. */
+static void op_in(struct pm_op *op, const Rustmq__Common__TopicPartition *tp, const char *topic_id,
+		  uint32_t leader_epoch, uint64_t broker_epoch)
+{
+	tp_in(op, tp);
+	snprintf(op->topic_id, sizeof(op->topic_id), "%.39s", topic_id);
+	op->leader_epoch = leader_epoch;
+	op->broker_epoch = broker_epoch;
+}
+
 /* The target of op in pa: its replicas (the target of the move that runs)
  * with op->add and without op->remove; the number of brokers, at most
  * 2 * RMQ_REPLICAS_MAX (target's room). */
@@ -325,15 +335,12 @@ void rmq_pm_assign(struct rmq_call *c, void *msg)
 		return; /* another node leads the controller */
 	if (!(op = op_new(c, sizeof(*op))))
 		goto out;
-	tp_in(op, req->topic_partition);
-	snprintf(op->topic_id, sizeof(op->topic_id), "%.39s", req->topic_id);
+	op_in(op, req->topic_partition, req->topic_id, req->leader_epoch, req->broker_epoch);
 	if (op->code == EC_OK && ids_in(op, req->adding_replica_ids, req->n_adding_replica_ids,
 					op->add, &op->nadd))
 		(void)ids_in(op, req->removing_replica_ids, req->n_removing_replica_ids, op->remove,
 			     &op->nremove);
 	op->add_first = req->role == RUSTMQ__BROKER__PARTITION_ROLE__PARTITION_ROLE_LEADER;
-	op->leader_epoch = req->leader_epoch;
-	op->broker_epoch = req->broker_epoch;
 	op->req.back = assign_back;
 	rmq_ctrl_submit_from(rmq_call_app(c), &op->req);
 out:
@@ -377,14 +384,11 @@ void rmq_pm_remove(struct rmq_call *c, void *msg)
 		return;
 	if (!(op = op_new(c, sizeof(*op))))
 		goto out;
-	tp_in(op, req->topic_partition);
-	snprintf(op->topic_id, sizeof(op->topic_id), "%.39s", req->topic_id);
+	op_in(op, req->topic_partition, req->topic_id, req->leader_epoch, req->broker_epoch);
 	if (op->code == EC_OK)
 		(void)ids_in(op, req->removing_replica_ids, req->n_removing_replica_ids, op->remove,
 			     &op->nremove);
 	op->removal = true;
-	op->leader_epoch = req->leader_epoch;
-	op->broker_epoch = req->broker_epoch;
 	op->req.back = remove_back;
 	rmq_ctrl_submit_from(rmq_call_app(c), &op->req);
 out:
