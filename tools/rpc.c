@@ -48,6 +48,13 @@ struct rmq_rpc {
 	struct rmq_rpc_call *head, *tail;
 };
 
+/* A stream's response message, queued for the main thread. */
+struct rmq_rpc_msg {
+	struct rmq_rpc_msg *next;
+	size_t len;
+	uint8_t data[];
+};
+
 static char *dup_str(const char *s)
 {
 	char *d = strdup(s ? s : "");
@@ -62,7 +69,7 @@ static void call_done(void *arg, enum rmq_grpc_status status, const char *messag
 	struct rmq_rpc *rpc = c->rpc;
 	uint8_t *copy = NULL;
 
-	if (status == RMQ_GRPC_OK) {
+	if (status == RMQ_GRPC_OK && !c->stream) {
 		copy = malloc(resp_len ? resp_len : 1);
 		if (!copy) {
 			status = RMQ_GRPC_RESOURCE_EXHAUSTED;
@@ -86,6 +93,38 @@ static void fail_call(struct rmq_rpc_call *c, enum rmq_grpc_status st, const cha
 {
 	call_done(c, st, why, NULL, 0);
 }
+
+/* Runs on the shard: one message of a stream, copied for the main thread.
+ * Out of memory ends the call: a report missed must not pass unseen. */
+static void stream_message(struct rmq_ccall *cc, void *arg, const uint8_t *msg, size_t len)
+{
+	struct rmq_rpc_call *c = arg;
+	struct rmq_rpc_msg *m = malloc(sizeof(*m) + len);
+	if (!m) {
+		rmq_ccall_cancel(cc);
+		return;
+	}
+	m->next = NULL;
+	m->len = len;
+	memcpy(m->data, msg, len);
+	pthread_mutex_lock(&c->rpc->mu);
+	if (c->msgs_tail)
+		c->msgs_tail->next = m;
+	else
+		c->msgs = m;
+	c->msgs_tail = m;
+	pthread_cond_broadcast(&c->rpc->cv);
+	pthread_mutex_unlock(&c->rpc->mu);
+}
+
+static void stream_close(struct rmq_ccall *cc, void *arg, enum rmq_grpc_status status,
+			 const char *message)
+{
+	(void)cc;
+	call_done(arg, status, message, NULL, 0);
+}
+
+static const struct rmq_ccall_ops stream_ops = {stream_message, stream_close};
 
 static int arm_efd(struct rmq_rpc *rpc)
 {
@@ -115,8 +154,11 @@ static void on_efd(struct rmq_io_op *op, int res, unsigned flags)
 			fail_call(c, RMQ_GRPC_UNAVAILABLE, "connection to the broker lost");
 			continue;
 		}
-		int rc = rmq_client_unary(rpc->cc, c->path, c->req, c->len, c->timeout_ns,
-					  call_done, c, NULL);
+		struct rmq_ccall *sc;
+		int rc = c->stream ? rmq_client_server_stream(rpc->cc, c->path, c->req, c->len,
+							      c->timeout_ns, &stream_ops, c, &sc)
+				   : rmq_client_unary(rpc->cc, c->path, c->req, c->len,
+						      c->timeout_ns, call_done, c, NULL);
 		if (rc < 0)
 			fail_call(c, RMQ_GRPC_UNAVAILABLE, rmq_strerror(rc));
 	}
@@ -267,6 +309,7 @@ void rmq_rpc_submit(struct rmq_rpc *rpc, struct rmq_rpc_call *c)
 	c->message = NULL;
 	c->resp = NULL;
 	c->resp_len = 0;
+	c->msgs = c->msgs_tail = NULL;
 	pthread_mutex_lock(&rpc->mu);
 	bool exited = rpc->exited;
 	if (!exited) {
@@ -293,8 +336,37 @@ enum rmq_grpc_status rmq_rpc_wait(struct rmq_rpc_call *c)
 	return c->status;
 }
 
+bool rmq_rpc_next(struct rmq_rpc_call *c, uint8_t **msg, size_t *len)
+{
+	struct rmq_rpc *rpc = c->rpc;
+	pthread_mutex_lock(&rpc->mu);
+	while (!c->msgs && !c->done)
+		pthread_cond_wait(&rpc->cv, &rpc->mu);
+	struct rmq_rpc_msg *m = c->msgs;
+	if (m) {
+		c->msgs = m->next;
+		if (!c->msgs)
+			c->msgs_tail = NULL;
+	}
+	pthread_mutex_unlock(&rpc->mu);
+	if (!m)
+		return false;
+	/* The message's bytes move to the front of its own allocation: one
+	 * buffer for the caller to free. */
+	*len = m->len;
+	memmove(m, m->data, m->len);
+	*msg = (uint8_t *)m;
+	return true;
+}
+
 void rmq_rpc_call_reset(struct rmq_rpc_call *c)
 {
+	while (c->msgs) {
+		struct rmq_rpc_msg *m = c->msgs;
+		c->msgs = m->next;
+		free(m);
+	}
+	c->msgs_tail = NULL;
 	free(c->message);
 	free(c->resp);
 	c->message = NULL;

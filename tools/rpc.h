@@ -16,6 +16,15 @@
  * Several calls may be in flight at once (the producer keeps a window of
  * ProduceBatch requests); each is waited for separately.  Nothing here is
  * on a hot path: one copy of each response is the price of the simplicity.
+ *
+ * A server-streaming call (stream set) queues each response message for
+ * the main thread, which takes them in order with rmq_rpc_next():
+ *
+ *   shard: on_message ─► copy appended to c's messages ─► cond
+ *   main:  rmq_rpc_next(c) ◄─ the oldest, or false once the call ended
+ *
+ * A slow reader holds what the server sent in memory; the streams the tool
+ * asks for (progress reports) send a message a second or so.
  */
 #ifndef RMQ_TOOLS_RPC_H
 #define RMQ_TOOLS_RPC_H
@@ -27,6 +36,7 @@
 #include <stdint.h>
 
 struct rmq_rpc;
+struct rmq_rpc_msg;
 
 /* One call.  The caller owns it and its request buffer until
  * rmq_rpc_wait() returned; then rmq_rpc_call_reset() frees the answer. */
@@ -35,7 +45,9 @@ struct rmq_rpc_call {
 	const void *req;
 	size_t len;
 	uint64_t timeout_ns;          /* 0 = none */
-	/* Filled in before rmq_rpc_wait returns. */
+	bool stream;                  /* server-streaming: read with rmq_rpc_next */
+	/* Filled in before rmq_rpc_wait returns (a stream: once
+	 * rmq_rpc_next returned false; resp stays NULL). */
 	enum rmq_grpc_status status;
 	char *message;                /* grpc-message, "" when none (heap) */
 	uint8_t *resp;                /* the response message with OK (heap), else NULL */
@@ -43,6 +55,7 @@ struct rmq_rpc_call {
 	/* private */
 	struct rmq_rpc *rpc;
 	struct rmq_rpc_call *next;
+	struct rmq_rpc_msg *msgs, *msgs_tail; /* stream: not taken yet */
 	bool done;
 };
 
@@ -60,7 +73,13 @@ void rmq_rpc_submit(struct rmq_rpc *rpc, struct rmq_rpc_call *c);
 /* Blocks until c is answered; returns c->status. */
 enum rmq_grpc_status rmq_rpc_wait(struct rmq_rpc_call *c);
 
-/* Frees what the answer holds; c may be submitted again. */
+/* A stream's next response message: true and *msg (heap: the caller
+ * frees it), *len; false when the call is over (c->status, c->message).
+ * Blocks until one of them. */
+bool rmq_rpc_next(struct rmq_rpc_call *c, uint8_t **msg, size_t *len);
+
+/* Frees what the answer holds (a stream's messages not taken too); c may
+ * be submitted again. */
 void rmq_rpc_call_reset(struct rmq_rpc_call *c);
 
 /* Submit and wait. */

@@ -443,7 +443,6 @@ static const struct {
 	const char *what;
 } not_served[] = {
 	{"/rustmq.client.ProducerService/", "transactions and producer ids (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; produce without a producer id works, and sequences sent with one are stored but not deduplicated"},
-	{"/rustmq.broker.PartitionManagementService/", "partition assignment and migration between brokers are not served yet (they come with replication): the controller places each partition on one broker when it is created (docs/cluster.md)"},
 	{"/rustmq.streaming.StreamingService/", "the streaming service (InteractiveQuery, Subscribe, BulkLoad) is not served by this version of rmq yet; use ConsumerService.Subscribe and ProducerService.ProduceStream"},
 };
 

@@ -74,6 +74,7 @@ struct rmq_broker_config {
 	uint64_t broker_heartbeat_ns;  /* --broker-heartbeat */
 	uint64_t broker_session_ns;    /* --broker-session-timeout */
 	uint64_t replica_lag_ns;       /* --replica-lag-max */
+	uint64_t reassign_throttle;    /* --reassign-throttle: bytes/s per leader shard; 0 = none */
 	uint64_t leader_rebalance_ns;  /* --leader-rebalance-interval; 0 = never (elect.h) */
 	uint64_t group_min_session_ns, group_max_session_ns;
 	uint64_t group_initial_delay_ns;

@@ -19,7 +19,7 @@
 #define RETRY_NS (20ULL * 1000 * 1000)
 #define MARGIN_NS (50ULL * 1000 * 1000) /* the leader answers before we must */
 
-struct fwd {
+struct rmq_fwd {
 	struct rmq_call *call;
 	void *msg;                 /* the decoded request, until it is sent */
 	void (*local)(struct rmq_call *c, void *msg);
@@ -30,10 +30,17 @@ struct fwd {
 	uint64_t deadline_ns;
 	uint8_t *req;
 	size_t len;
+	/* A server-streaming call (rmq_forward_stream): the leader's call
+	 * once sent, and the caller's word that the relay is over. */
+	struct rmq_ccall *cc;
+	void (*ended)(void *arg);
+	void *arg;
 };
 
-static void fwd_free(struct fwd *f)
+static void fwd_free(struct rmq_fwd *f)
 {
+	if (f->ended)
+		f->ended(f->arg);
 	rmq_call_unref(f->call);
 	if (f->msg)
 		protobuf_c_message_free_unpacked(f->msg, NULL);
@@ -44,7 +51,7 @@ static void fwd_free(struct fwd *f)
 static void relayed(void *arg, enum rmq_grpc_status status, const char *message,
 		    const uint8_t *resp, size_t len)
 {
-	struct fwd *f = arg;
+	struct rmq_fwd *f = arg;
 	if (status == RMQ_GRPC_OK) {
 		rmq_reply_bytes(f->call, resp, len);
 	} else {
@@ -56,11 +63,39 @@ static void relayed(void *arg, enum rmq_grpc_status status, const char *message,
 	fwd_free(f);
 }
 
-static void try_send(struct fwd *f);
+/* A stream's messages go to the call as they come; its end ends the call. */
+static void relay_message(struct rmq_ccall *c, void *arg, const uint8_t *msg, size_t len)
+{
+	struct rmq_fwd *f = arg;
+	if (rmq_call_send(f->call, msg, len) < 0)
+		rmq_ccall_cancel(c); /* the call is ending, or its queue is full */
+}
+
+static void relay_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status status,
+			const char *message)
+{
+	struct rmq_fwd *f = arg;
+	(void)c;
+	f->cc = NULL;
+	if (rmq_call_done(f->call))
+		; /* the client left first: its cancel ended the leader's call */
+	else if (status == RMQ_GRPC_OK)
+		rmq_call_finish(f->call, RMQ_GRPC_OK, NULL);
+	else
+		rmq_call_finishf(f->call, RMQ_GRPC_UNAVAILABLE,
+				 "the stream from the controller's leader (node %u at %s) ended (%s: "
+				 "%s): what it started may go on; check before retrying",
+				 f->leader, f->addr, rmq_grpc_status_name(status), message ? message : "");
+	fwd_free(f);
+}
+
+static const struct rmq_ccall_ops relay_ops = {relay_message, relay_close};
+
+static void try_send(struct rmq_fwd *f);
 
 static void on_retry(struct rmq_timer *t)
 {
-	try_send(RMQ_CONTAINER_OF(t, struct fwd, timer));
+	try_send(RMQ_CONTAINER_OF(t, struct rmq_fwd, timer));
 }
 
 static struct rmq_link *link_of(struct rmq_bshard *bs)
@@ -71,7 +106,7 @@ static struct rmq_link *link_of(struct rmq_bshard *bs)
 }
 
 /* The leader as this shard knows it now, into f; false: none known. */
-static bool target(struct fwd *f)
+static bool target(struct rmq_fwd *f)
 {
 	struct rmq_quorum q;
 	rmq_cluster_quorum(f->bs, &q);
@@ -80,7 +115,7 @@ static bool target(struct fwd *f)
 	return q.leader != 0;
 }
 
-static void try_send(struct fwd *f)
+static void try_send(struct rmq_fwd *f)
 {
 	uint64_t now = rmq_now_ns();
 	if (rmq_call_done(f->call)) {
@@ -93,6 +128,9 @@ static void try_send(struct fwd *f)
 	if (target(f) && f->leader == f->bs->b->self) {
 		void *msg = f->msg;
 		f->msg = NULL;
+		if (f->ended) /* told before local() takes the call over */
+			f->ended(f->arg);
+		f->ended = NULL;
 		f->local(f->call, msg);
 		fwd_free(f);
 		return;
@@ -102,12 +140,20 @@ static void try_send(struct fwd *f)
 		free(f->req);
 		f->len = protobuf_c_message_get_packed_size(f->msg);
 		f->req = malloc(f->len + 1);
-		rc = !l || !f->req ? -ENOMEM
-		     : now + MARGIN_NS >= f->deadline_ns
-			     ? -ETIMEDOUT
-			     : rmq_link_unary(l, f->addr, rmq_call_method(f->call)->path, f->req,
-					      protobuf_c_message_pack(f->msg, f->req),
-					      f->deadline_ns - now - MARGIN_NS, relayed, f);
+		const char *path = rmq_call_method(f->call)->path;
+		uint64_t dl = rmq_call_deadline_ns(f->call);
+		if (!l || !f->req)
+			rc = -ENOMEM;
+		else if (now + MARGIN_NS >= f->deadline_ns)
+			rc = -ETIMEDOUT;
+		else if (f->ended) /* a stream lasts as long as its call allows */
+			rc = rmq_link_server_stream(l, f->addr, path, f->req,
+						    protobuf_c_message_pack(f->msg, f->req),
+						    dl ? dl - now : 0, &relay_ops, f, &f->cc);
+		else
+			rc = rmq_link_unary(l, f->addr, path, f->req,
+					    protobuf_c_message_pack(f->msg, f->req),
+					    f->deadline_ns - now - MARGIN_NS, relayed, f);
 	}
 	if (rc == 0) {
 		protobuf_c_message_free_unpacked(f->msg, NULL); /* sent: never again */
@@ -132,26 +178,50 @@ static void try_send(struct fwd *f)
 	fwd_free(f);
 }
 
-bool rmq_forward_admin(struct rmq_call *c, void *req,
-		       void (*local)(struct rmq_call *c, void *req))
+static bool forward(struct rmq_call *c, void *req, void (*local)(struct rmq_call *c, void *req),
+		    void (*ended)(void *arg), void *arg, struct rmq_fwd **handle)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	struct rmq_quorum q;
 	rmq_cluster_quorum(bs, &q);
 	if (!q.leader || q.leader == bs->b->self || !q.leader_addr[0])
 		return false;
-	struct fwd *f = calloc(1, sizeof(*f));
+	struct rmq_fwd *f = calloc(1, sizeof(*f));
 	if (!f)
 		return false; /* decided here: answered NOT_CONTROLLER */
 	f->msg = req;
 	f->local = local;
+	f->ended = ended;
+	f->arg = arg;
 	f->call = c;
 	rmq_call_ref(c);
 	f->bs = bs;
 	uint64_t now = rmq_now_ns(), dl = rmq_call_deadline_ns(c);
 	f->deadline_ns = dl && dl < now + RMQ_FORWARD_NS ? dl : now + RMQ_FORWARD_NS;
+	if (handle)
+		*handle = f;
 	try_send(f);
 	return true;
+}
+
+bool rmq_forward_admin(struct rmq_call *c, void *req,
+		       void (*local)(struct rmq_call *c, void *req))
+{
+	return forward(c, req, local, NULL, NULL, NULL);
+}
+
+bool rmq_forward_stream(struct rmq_call *c, void *req,
+			void (*local)(struct rmq_call *c, void *req), void (*ended)(void *arg),
+			void *arg, struct rmq_fwd **handle)
+{
+	return forward(c, req, local, ended, arg, handle);
+}
+
+void rmq_forward_stream_cancel(struct rmq_fwd *f)
+{
+	if (f->cc)
+		rmq_ccall_cancel(f->cc); /* its end frees f */
+	/* Not sent yet: the next try sees the call over and frees f. */
 }
 
 void rmq_forward_fini(struct rmq_bshard *bs)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * forward.h - calls that change the cluster (CreateTopics, DeleteTopics,
- * AlterConfigs, CreatePartitions, DeletePartitions, UpdateClusterConfig),
+ * AlterConfigs, CreatePartitions, DeletePartitions, UpdateClusterConfig,
+ * leadership and partition moves: TransferLeadership, MigratePartition, ...),
  * sent to any node, are carried to the controller's leader and its answer
  * relayed, so a client needs no knowledge of who leads.
  *
@@ -37,6 +38,22 @@ struct rmq_bshard;
  * or false (this node leads, or no leader is known: decide it here). */
 bool rmq_forward_admin(struct rmq_call *c, void *req,
 		       void (*local)(struct rmq_call *c, void *req));
+
+/*
+ * The same for a server-streaming call (MigratePartition): each message of
+ * the leader's stream is relayed to c and its end ends c, so a client
+ * follows a change the leader streams from any node.  ended(arg) runs once
+ * when the relay is over (the stream ended, it was never sent, or this node
+ * was elected: then before local(c, req) runs); until then *handle is the
+ * relay, for rmq_forward_stream_cancel when c is cancelled (the leader's
+ * call is cancelled; ended follows).  Returns what rmq_forward_admin
+ * returns; with true, ended may already have run.
+ */
+struct rmq_fwd;
+bool rmq_forward_stream(struct rmq_call *c, void *req,
+			void (*local)(struct rmq_call *c, void *req), void (*ended)(void *arg),
+			void *arg, struct rmq_fwd **handle);
+void rmq_forward_stream_cancel(struct rmq_fwd *handle);
 
 /* Shard teardown: the shard's link (its calls end). */
 void rmq_forward_fini(struct rmq_bshard *bs);

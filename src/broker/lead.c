@@ -82,6 +82,10 @@ struct rmq_lead {
 	struct rmq_bshard *bs;
 	struct rmq_peer *peers;
 	struct rmq_timer timer;
+	/* --reassign-throttle's bucket: when the bytes sent to throttled
+	 * slots are paid off, and the timer that wakes them then. */
+	uint64_t paid_ns;
+	struct rmq_timer throttle;
 };
 
 static void send_next(struct rmq_rslot *s);
@@ -488,6 +492,62 @@ static void retry_slot(struct rmq_rslot *s, uint64_t after_ns)
 	arm(s->peer->lead);
 }
 
+/* ---- the reassignment throttle ------------------------------------------------------ */
+
+/*
+ * --reassign-throttle (Kafka's leader.replication.throttled.rate, per
+ * leader shard here): the bytes per second this shard sends to replicas a
+ * reassignment adds while they are outside the ISR.  ISR members are never
+ * throttled, so acks ALL never waits behind a copy.  The bucket paces
+ * without a burst: a request goes when what was sent before is paid off
+ * (paid_ns) and its bytes are charged after, so over any span the rate is
+ * at most the throttle plus one request (REQ_BYTES).  A slot that must wait
+ * is woken by ld->throttle at paid_ns, never by polling.
+ */
+static bool throttled(const struct rmq_rslot *s)
+{
+	const struct rmq_passign *pa = assign_of(s->p);
+	if (!s->p->bs->b->cfg.reassign_throttle || !pa)
+		return false;
+	for (uint32_t i = 0; i < pa->nisr; i++)
+		if (pa->isr[i] == s->broker)
+			return false;
+	for (uint32_t i = pa->nreplicas - pa->nadding; i < pa->nreplicas; i++)
+		if (pa->replicas[i] == s->broker)
+			return true;
+	return false;
+}
+
+static void on_throttle(struct rmq_timer *t)
+{
+	struct rmq_lead *ld = RMQ_CONTAINER_OF(t, struct rmq_lead, throttle);
+	for (struct rmq_peer *pe = ld->peers; pe; pe = pe->next)
+		for (uint32_t i = 0; i < pe->nslots; i++)
+			if (pe->slots[i])
+				send_next(pe->slots[i]);
+}
+
+/* Whether s must wait for the bucket (the timer is set to wake it). */
+static bool throttle_wait(struct rmq_rslot *s, uint64_t now)
+{
+	struct rmq_lead *ld = s->peer->lead;
+	if (now >= ld->paid_ns || !throttled(s))
+		return false;
+	if (!rmq_timer_armed(&ld->throttle) &&
+	    rmq_timer_start(ld->bs->s, &ld->throttle, ld->paid_ns, on_throttle) < 0)
+		retry_slot(s, RETRY_NS); /* no timer left: the retry timer wakes it */
+	return true;
+}
+
+static void throttle_charge(const struct rmq_rslot *s, size_t bytes)
+{
+	struct rmq_lead *ld = s->peer->lead;
+	uint64_t now = rmq_now_ns(), rate = s->p->bs->b->cfg.reassign_throttle;
+	if (bytes == 0 || !throttled(s))
+		return;
+	ld->paid_ns = (ld->paid_ns > now ? ld->paid_ns : now) + (uint64_t)bytes * 1000000000 / rate;
+}
+
 /* Sends the request in buf (n bytes: req_begin's fields, then the stored
  * entries from offset `batches` on, which end at offset sent_to) after
  * giving each entry field 5's key for its own (6) and writing the fields
@@ -497,6 +557,7 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 {
 	struct rmq_partition *p = s->p;
 	struct rmq_peer *pe = s->peer;
+	const size_t stored = n - batches;
 	const uint64_t start = rmq_log_start_offset(p->log);
 	uint32_t prev_epoch = 0;
 	uint64_t e0, e1;
@@ -540,6 +601,7 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 		retry_slot(s, RETRY_NS / 10);
 		return false;
 	}
+	throttle_charge(s, stored);
 	uint32_t k = (s->in_head + s->nin++) % PIPELINE;
 	s->in[k].corr = corr;
 	s->in[k].sent_end = rmq_log_high_watermark(p->log);
@@ -651,6 +713,8 @@ static bool send_one(struct rmq_rslot *s)
 		retry_slot(s, 50 * RETRY_NS);
 		return false;
 	}
+	if (s->known && throttle_wait(s, now))
+		return false;
 	if (!s->known || from_tail) {
 		uint8_t *buf = req_begin(s, len, &n);
 		if (!buf) {
@@ -981,6 +1045,7 @@ void rmq_lead_fini(struct rmq_bshard *bs)
 		pe->cl = NULL;
 	}
 	rmq_timer_cancel(bs->s, &ld->timer);
+	rmq_timer_cancel(bs->s, &ld->throttle);
 	while (ld->peers) {
 		struct rmq_peer *pe = ld->peers;
 		ld->peers = pe->next;

@@ -188,3 +188,15 @@ int rmq_link_unary(struct rmq_link *l, const char *addr, const char *path, const
 		return -EAGAIN;
 	return rmq_client_unary(cc, path, req, len, timeout_ns, done, arg, NULL);
 }
+
+int rmq_link_server_stream(struct rmq_link *l, const char *addr, const char *path,
+			   const void *req, size_t len, uint64_t timeout_ns,
+			   const struct rmq_ccall_ops *ops, void *arg, struct rmq_ccall **out)
+{
+	if (!target_for(l, addr))
+		return -EINVAL;
+	struct rmq_client_conn *cc = rmq_link_conn(l, addr);
+	if (!cc)
+		return -EAGAIN;
+	return rmq_client_server_stream(cc, path, req, len, timeout_ns, ops, arg, out);
+}

@@ -4,7 +4,8 @@
  * one shard: one client per address asked (up to the controller's nine
  * voters, so that asking another leader never cuts the calls in flight to
  * the one before), its connection made on first use and remade after it
- * breaks (at most every RMQ_LINK_RETRY_NS); unary calls on them.
+ * breaks (at most every RMQ_LINK_RETRY_NS); unary and server-streaming
+ * calls on them.
  * For the calls a node makes to other nodes: the controller's Raft
  * messages (ctrl_net.c), heartbeats (heartbeat.c), forwarded admin calls
  * (forward.c).
@@ -45,5 +46,12 @@ void rmq_link_free(struct rmq_link *l);
  */
 int rmq_link_unary(struct rmq_link *l, const char *addr, const char *path, const void *req,
 		   size_t len, uint64_t timeout_ns, rmq_client_unary_cb done, void *arg);
+
+/* The same for a server-streaming call: ops->on_message per message, then
+ * ops->on_close; req (by reference) stays valid until on_close.  *out is
+ * the call, for rmq_ccall_cancel, valid until on_close. */
+int rmq_link_server_stream(struct rmq_link *l, const char *addr, const char *path,
+			   const void *req, size_t len, uint64_t timeout_ns,
+			   const struct rmq_ccall_ops *ops, void *arg, struct rmq_ccall **out);
 
 #endif /* RMQ_BROKER_LINK_H */

@@ -125,6 +125,9 @@ static void lookup_exec(struct rmq_xmsg *m)
 				 v->partition);
 	} else {
 		v->log_start = rmq_log_start_offset(p->log);
+		v->log_end = rmq_log_end_offset(p->log);
+		v->size_bytes = rmq_log_size_bytes(p->log);
+		v->segments = (uint32_t)rmq_log_segment_count(p->log);
 		v->hw = p->hw;
 		v->leader_epoch = p->leader_epoch;
 		switch (v->spec) {
@@ -152,6 +155,9 @@ static void lookup_exec(struct rmq_xmsg *m)
 		case RMQ_LOOKUP_ISR:
 			rmq_lead_view(p, v->isr);
 			break;
+		case RMQ_LOOKUP_STATE:
+			v->offset = v->log_end;
+			break;
 		case RMQ_LOOKUP_EPOCH_END: {
 			int rc = rmq_log_epoch_end(p->log, v->epoch, &v->epoch_found, &v->offset);
 			if (rc < 0 && rc != RMQ_ENOTFOUND) {
@@ -170,6 +176,26 @@ static void lookup_exec(struct rmq_xmsg *m)
 	rmq_shard_post(rmq_shard_current(), v->set->origin, &v->msg);
 }
 
+/* The shard of v's replica on this broker, or -1 with v->code (and, when
+ * the partition exists but is not hosted here, v->err). */
+static int hosted_shard(struct rmq_bshard *bs, struct rmq_lookup *v)
+{
+	long k = rmq_meta_find(bs->meta, v->topic);
+	const struct rmq_topic *t = k >= 0 ? &bs->meta->topics[k] : NULL;
+	if (!t || v->partition >= t->partitions || !t->parts) {
+		v->code = t ? EC_PARTITION_NOT_FOUND : EC_TOPIC_NOT_FOUND;
+		return -1;
+	}
+	const struct rmq_passign *pa = &t->parts[v->partition];
+	for (uint32_t i = 0; i < pa->nreplicas; i++)
+		if (pa->replicas[i] == bs->b->self)
+			return (int)rmq_partition_shard(v->topic, v->partition, bs->nshards);
+	v->code = EC_REPLICA_NOT_AVAILABLE;
+	snprintf(v->err, sizeof(v->err), "broker %u hosts no replica of %s-%u", bs->b->self,
+		 v->topic, v->partition);
+	return -1;
+}
+
 int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 		     void (*done)(void *arg), void *arg)
 {
@@ -184,12 +210,15 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 		v[i].set = set;
 		v[i].code = EC_OK;
 		v[i].err[0] = '\0';
-		v[i].offset = v[i].log_start = v[i].hw = 0;
+		v[i].offset = v[i].log_start = v[i].hw = v[i].log_end = v[i].size_bytes = 0;
+		v[i].segments = 0;
 		v[i].ts_found = -1;
-		int owner = rmq_route(bs, v[i].topic, v[i].partition, &v[i].code);
+		int owner = v[i].hosted ? hosted_shard(bs, &v[i])
+					: rmq_route(bs, v[i].topic, v[i].partition, &v[i].code);
 		if (owner < 0) {
-			rmq_route_error(bs, v[i].topic, v[i].partition, v[i].code, v[i].err,
-					sizeof(v[i].err));
+			if (v[i].code != EC_REPLICA_NOT_AVAILABLE) /* that one said why */
+				rmq_route_error(bs, v[i].topic, v[i].partition, v[i].code,
+						v[i].err, sizeof(v[i].err));
 			set->pending--;
 			continue;
 		}

@@ -43,6 +43,8 @@ enum rmq_lookup_spec {
 	RMQ_LOOKUP_EPOCH_END = 100,
 	/* GetISR: the partition's replicas' progress into *isr. */
 	RMQ_LOOKUP_ISR = 101,
+	/* GetPartitionState: log_end and size_bytes (with log_start, hw). */
+	RMQ_LOOKUP_STATE = 102,
 };
 struct rmq_isr_view;
 
@@ -54,12 +56,18 @@ struct rmq_lookup {
 	int64_t ts_ms;       /* for RMQ_LOOKUP_TIMESTAMP */
 	uint32_t epoch;      /* for RMQ_LOOKUP_EPOCH_END */
 	struct rmq_isr_view *isr; /* for RMQ_LOOKUP_ISR (the caller's) */
+	bool hosted;         /* route to the replica hosted here, led or not
+			      * (else to the leader's: NOT_LEADER when another
+			      * broker leads); REPLICA_NOT_AVAILABLE when it is
+			      * not hosted here */
 	/* Out: code is a rustmq ErrorCode; on OK, offset is the answer and
 	 * log_start / hw describe the partition; for the timestamp specs
 	 * ts_found is the timestamp of the record at offset. */
 	int code;
 	char err[320];
 	uint64_t offset, log_start, hw;
+	uint64_t log_end, size_bytes; /* the log's end offset and size, for every spec */
+	uint32_t segments;            /* and its number of segments */
 	uint32_t leader_epoch;
 	uint32_t epoch_found; /* RMQ_LOOKUP_EPOCH_END */
 	int64_t ts_found;

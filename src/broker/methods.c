@@ -15,6 +15,7 @@
 #include "broker/methods.h"
 #include "broker/elect.h"
 #include "broker/isr.h"
+#include "broker/partmgmt.h"
 
 #include "broker/broker.h"
 #include "broker/ctrl_net.h"
@@ -22,6 +23,7 @@
 #include "broker/group.h"
 #include "broker/reply.h"
 #include "broker/health.pb-c.h"
+#include "broker/partition.pb-c.h"
 #include "broker/replication.pb-c.h"
 #include "client/consumer.pb-c.h"
 #include "client/metadata.pb-c.h"
@@ -117,11 +119,11 @@ static const struct route routes[] = {
 	{.path = "/rustmq.broker.BrokerReplicationService/UpdateISR", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__update_isrrequest__descriptor, .on_request = rmq_isr_update, .resp = &rustmq__broker__update_isrresponse__descriptor, .version_field = 1},
 	{.path = "/rustmq.broker.BrokerReplicationService/GetISR", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_isrrequest__descriptor, .on_request = rmq_get_isr, .resp = &rustmq__broker__get_isrresponse__descriptor, .version_field = 1, .names = true},
 	/* PartitionManagementService */
-	NOT_SERVED("/rustmq.broker.PartitionManagementService/AssignPartition", U),
-	NOT_SERVED("/rustmq.broker.PartitionManagementService/RemovePartition", U),
-	NOT_SERVED("/rustmq.broker.PartitionManagementService/MigratePartition", SS),
-	NOT_SERVED("/rustmq.broker.PartitionManagementService/GetPartitionState", U),
-	NOT_SERVED("/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", U),
+	{.path = "/rustmq.broker.PartitionManagementService/AssignPartition", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__assign_partition_request__descriptor, .on_request = rmq_pm_assign, .resp = &rustmq__broker__assign_partition_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.broker.PartitionManagementService/RemovePartition", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__remove_partition_request__descriptor, .on_request = rmq_pm_remove, .resp = &rustmq__broker__remove_partition_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.broker.PartitionManagementService/MigratePartition", .kind = SS, .rpc = RMQ_RPC_FLEET, .req = &rustmq__broker__migrate_partition_request__descriptor, .on_request = rmq_pm_migrate, .resp = &rustmq__broker__migrate_partition_progress__descriptor, .on_cancel = rmq_pm_migrate_cancel, .version_field = 1},
+	{.path = "/rustmq.broker.PartitionManagementService/GetPartitionState", .kind = U, .rpc = RMQ_RPC_REPLICATE, .req = &rustmq__broker__get_partition_state_request__descriptor, .on_request = rmq_pm_state, .resp = &rustmq__broker__get_partition_state_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.broker.PartitionManagementService/UpdatePartitionConfig", .kind = U, .rpc = RMQ_RPC_ALTER_CONFIGS, .req = &rustmq__broker__update_partition_config_request__descriptor, .on_request = rmq_pm_config, .resp = &rustmq__broker__update_partition_config_response__descriptor, .version_field = 1},
 	/* ControllerRaftService */
 	{.path = "/rustmq.controller.ControllerRaftService/RequestVote", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_vote, .resp = &rustmq__controller__vote_response__descriptor, .version_field = 6},
 	{.path = "/rustmq.controller.ControllerRaftService/AppendEntries", .kind = U, .rpc = RMQ_RPC_RAFT, .on_bytes = rmq_ctrl_rpc_append, .resp = &rustmq__controller__append_entries_response__descriptor, .version_field = 7},

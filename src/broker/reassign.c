@@ -93,6 +93,20 @@ bool rmq_move_advance(const struct rmq_meta *m, struct rmq_passign *pa)
 	return true;
 }
 
+bool rmq_move_interval(const Google__Protobuf__Duration *d, uint64_t *ns)
+{
+	*ns = INTERVAL_DEFAULT_NS;
+	if (!d)
+		return true;
+	if (d->seconds < 0 || d->nanos < 0 || d->nanos >= 1000000000)
+		return false;
+	*ns = (uint64_t)d->seconds > INTERVAL_MAX_NS / 1000000000
+		      ? INTERVAL_MAX_NS
+		      : (uint64_t)d->seconds * 1000000000 + (uint64_t)d->nanos;
+	*ns = *ns < INTERVAL_MIN_NS ? INTERVAL_MIN_NS : *ns;
+	return true;
+}
+
 /* ---- one request -------------------------------------------------------------------- */
 
 struct rp_item {
@@ -134,39 +148,62 @@ static bool terminal(int phase)
 	return phase == PHASE(COMPLETED) || phase == PHASE(CANCELLED) || phase == PHASE(FAILED);
 }
 
-/* Starts the move of pa to it's targets (on the leader, in a copy of the
- * state).  Returns a rustmq ErrorCode (it->err says why). */
-static int move_start(const struct rmq_meta *m, struct rmq_passign *pa, struct rp_item *it,
-		      bool *changed)
+int rmq_move_start(const struct rmq_meta *m, struct rmq_passign *pa, const uint32_t *target,
+		   uint32_t ntarget, bool *changed, char *why, size_t len)
 {
-	for (uint32_t i = 0; i < it->ntarget; i++) {
-		if (!rmq_meta_broker(m, it->target[i])) {
-			snprintf(it->err, sizeof(it->err), "broker %" PRIu32 " is not registered",
-				 it->target[i]);
+	if (pa->ntarget) {
+		if (same_ids(pa->target, pa->ntarget, target, ntarget))
+			return EC_OK; /* the same move: it runs */
+		snprintf(why, len, "the partition is being moved to other brokers: cancel that first");
+		return EC_REASSIGNMENT_IN_PROGRESS;
+	}
+	for (uint32_t i = 0; i < ntarget; i++) {
+		if (!rmq_meta_broker(m, target[i])) {
+			snprintf(why, len, "broker %" PRIu32 " is not registered", target[i]);
 			return EC_BROKER_NOT_AVAILABLE;
 		}
 	}
-	if (same_ids(pa->replicas, pa->nreplicas, it->target, it->ntarget))
+	if (same_ids(pa->replicas, pa->nreplicas, target, ntarget))
 		return EC_OK; /* there already */
 	uint32_t n = pa->nreplicas;
-	for (uint32_t i = 0; i < it->ntarget; i++)
-		n += !has(pa->replicas, pa->nreplicas, it->target[i]);
+	for (uint32_t i = 0; i < ntarget; i++)
+		n += !has(pa->replicas, pa->nreplicas, target[i]);
 	if (n > RMQ_REPLICAS_MAX) {
-		snprintf(it->err, sizeof(it->err),
-			 "the partition would have %" PRIu32 " replicas while it moves; at most %d",
-			 n, RMQ_REPLICAS_MAX);
+		snprintf(why, len,
+			 "the partition would have %" PRIu32 " replicas while it moves; at most %d", n,
+			 RMQ_REPLICAS_MAX);
 		return EC_INVALID_REPLICATION_FACTOR;
 	}
 	pa->nadding = n - pa->nreplicas;
-	for (uint32_t i = 0; i < it->ntarget; i++)
-		if (!has(pa->replicas, pa->nreplicas, it->target[i]))
-			pa->replicas[pa->nreplicas++] = it->target[i];
-	pa->ntarget = it->ntarget;
-	memcpy(pa->target, it->target, it->ntarget * sizeof(*it->target));
+	for (uint32_t i = 0; i < ntarget; i++)
+		if (!has(pa->replicas, pa->nreplicas, target[i]))
+			pa->replicas[pa->nreplicas++] = target[i];
+	pa->ntarget = ntarget;
+	memcpy(pa->target, target, ntarget * sizeof(*target));
 	pa->part_epoch++;
 	rmq_move_advance(m, pa);
 	*changed = true;
 	return EC_OK;
+}
+
+void rmq_move_cancel(const struct rmq_meta *m, struct rmq_passign *pa)
+{
+	pa->nreplicas -= pa->nadding;
+	pa->ntarget = pa->nadding = 0;
+	settle(m, pa, false);
+}
+
+int rmq_move_phase(const struct rmq_passign *pa, const uint32_t *target, uint32_t ntarget)
+{
+	if (!pa->ntarget)
+		return same_ids(pa->replicas, pa->nreplicas, target, ntarget) ? PHASE(COMPLETED)
+									     : PHASE(CANCELLED);
+	if (!same_ids(pa->target, pa->ntarget, target, ntarget))
+		return PHASE(CANCELLED); /* cancelled, and another one runs */
+	for (uint32_t i = pa->nreplicas - pa->nadding; i < pa->nreplicas; i++)
+		if (!has(pa->isr, pa->nisr, pa->replicas[i]))
+			return PHASE(COPYING);
+	return PHASE(ELECTING);
 }
 
 /* On the controller's leader: the state with every accepted item decided,
@@ -200,20 +237,13 @@ static struct rmq_meta *rp_build(struct rmq_ctrl_req *req, const struct rmq_meta
 				snprintf(it->err, sizeof(it->err), "no reassignment of the partition runs");
 				continue;
 			}
-			pa->nreplicas -= pa->nadding;
-			pa->ntarget = pa->nadding = 0;
-			settle(m, pa, false);
+			rmq_move_cancel(m, pa);
 			it->ntarget = pa->nreplicas;
 			memcpy(it->target, pa->replicas, pa->nreplicas * sizeof(*pa->replicas));
 			changed = true;
-		} else if (pa->ntarget) {
-			if (!same_ids(pa->target, pa->ntarget, it->target, it->ntarget)) {
-				it->code = EC_REASSIGNMENT_IN_PROGRESS;
-				snprintf(it->err, sizeof(it->err),
-					 "the partition is being moved to other brokers: cancel that first");
-			} /* else the same move: its progress is reported */
 		} else {
-			it->code = move_start(m, pa, it, &changed);
+			it->code = rmq_move_start(m, pa, it->target, it->ntarget, &changed, it->err,
+						  sizeof(it->err));
 		}
 	}
 	if (m && !changed) {
@@ -243,15 +273,7 @@ static int phase_of(const struct rmq_meta *m, struct rp_item *it, const struct r
 	*out = pa;
 	if (it->cancel)
 		return PHASE(CANCELLED);
-	if (!pa->ntarget)
-		return same_ids(pa->replicas, pa->nreplicas, it->target, it->ntarget) ? PHASE(COMPLETED)
-										    : PHASE(CANCELLED);
-	if (!same_ids(pa->target, pa->ntarget, it->target, it->ntarget))
-		return PHASE(CANCELLED); /* cancelled, and another one runs */
-	for (uint32_t i = pa->nreplicas - pa->nadding; i < pa->nreplicas; i++)
-		if (!has(pa->isr, pa->nisr, pa->replicas[i]))
-			return PHASE(COPYING);
-	return PHASE(ELECTING);
+	return rmq_move_phase(pa, it->target, it->ntarget);
 }
 
 static uint64_t shape_of(const struct rmq_passign *pa)
@@ -501,17 +523,10 @@ void rmq_reassign_partitions(struct rmq_call *c, void *msg)
 {
 	Rustmq__Controller__ReassignPartitionsRequest *req = msg;
 	struct rmq_bshard *bs = rmq_call_app(c);
-	uint64_t interval = INTERVAL_DEFAULT_NS;
-	if (req->progress_interval) {
-		const Google__Protobuf__Duration *d = req->progress_interval;
-		if (d->seconds < 0 || d->nanos < 0 || d->nanos >= 1000000000) {
-			refuse_all(c, EC_INVALID_REQUEST, "progress_interval must be a positive duration");
-			goto out;
-		}
-		interval = (uint64_t)d->seconds > INTERVAL_MAX_NS / 1000000000
-				   ? INTERVAL_MAX_NS
-				   : (uint64_t)d->seconds * 1000000000 + (uint64_t)d->nanos;
-		interval = interval < INTERVAL_MIN_NS ? INTERVAL_MIN_NS : interval;
+	uint64_t interval;
+	if (!rmq_move_interval(req->progress_interval, &interval)) {
+		refuse_all(c, EC_INVALID_REQUEST, "progress_interval must be a positive duration");
+		goto out;
 	}
 	if (req->n_partitions == 0) {
 		refuse_all(c, EC_INVALID_REQUEST, "no partitions given");

@@ -666,6 +666,11 @@ uint64_t rmq_log_size_bytes(const struct rmq_log *log)
 	return n;
 }
 
+size_t rmq_log_segment_count(const struct rmq_log *log)
+{
+	return log->nsegs;
+}
+
 void rmq_log_set_hw_listener(struct rmq_log *log, rmq_log_hw_cb cb, void *arg)
 {
 	log->hw_cb = cb;

@@ -486,6 +486,7 @@ uint64_t rmq_log_active_base(const struct rmq_log *log);
 uint64_t rmq_log_start_offset(const struct rmq_log *log);
 uint64_t rmq_log_end_offset(const struct rmq_log *log); /* next offset to assign */
 uint64_t rmq_log_size_bytes(const struct rmq_log *log);
+size_t rmq_log_segment_count(const struct rmq_log *log); /* the active one included */
 /* True while the log refuses appends with -ENOSPC for want of disk space
  * (see "A full disk" above): for health and metrics. */
 bool rmq_log_disk_full(const struct rmq_log *log);

@@ -942,6 +942,230 @@ def run_balancing(cl):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+PM = "/rustmq.broker.PartitionManagementService/"
+THROTTLE = 1 << 20  # --reassign-throttle of the partition_management cluster
+REQ_BYTES = 1 << 20  # lead.c: stored batches per request, about
+M_COPYING, M_CATCHING_UP, M_SWITCHING, M_COMPLETED, M_FAILED = 2, 3, 4, 5, 6
+ROLE_LEADER, ROLE_FOLLOWER = 1, 2
+STATE_RECOVERING, STATE_ONLINE = 1, 2
+
+
+def pm(cl, i, method, **fields):
+    """A unary PartitionManagementService call on node i."""
+    PB = importlib.import_module("broker.partition_pb2")
+    req = getattr(PB, method + "Request")(version=tn.V(), **fields)
+    resp = getattr(PB, method + "Response")
+    with cl.client(i) as c:
+        return c.unary(PM + method, req, resp)
+
+
+def tp(topic, p):
+    return importlib.import_module("common.types_pb2").TopicPartition(topic=topic, partition=p)
+
+
+def pstate(cl, i, topic, p):
+    r = ok(pm(cl, i, "GetPartitionState", topic_partitions=[tp(topic, p)]), "GetPartitionState")
+    eq(r.broker_id, str(i + 1), "GetPartitionState names the answering broker")
+    return r.partitions[0]
+
+
+def migrate(cl, i, topic, p, src, dst, messages=None, **kw):
+    """The progress messages of a MigratePartition on node i, and when each
+    came (seconds from the call): all of them, or the first `messages`
+    (the call then cancelled)."""
+    PB = importlib.import_module("broker.partition_pb2")
+    D = importlib.import_module("google.protobuf.duration_pb2")
+    req = PB.MigratePartitionRequest(version=tn.V(), topic_partition=tp(topic, p),
+                                     source_broker_id=str(src), target_broker_id=str(dst),
+                                     progress_interval=D.Duration(nanos=200_000_000), **kw)
+    t0 = time.monotonic()
+    out = []
+    with cl.client(i) as c:
+        for m in c.server_stream(PM + "MigratePartition", req, PB.MigratePartitionProgress,
+                                 timeout=30):
+            out.append((time.monotonic() - t0, m))
+            if len(out) == messages:
+                break
+    return out
+
+
+def run_partition_management(cl, rmq=None):
+    """PartitionManagementService on the reassignment machinery: a replica
+    added (AssignPartition, sent to the broker it adds) and removed
+    (RemovePartition, sent to the broker it removes), refusals,
+    GetPartitionState on leader and follower, and a MigratePartition whose
+    copy --reassign-throttle bounds."""
+    li = start_three(cl, [("pm", 2, 1), ("thr", 1, 1)])
+    follower = next(i for i in range(3) if i != li)
+    parts = wait_for("every node knows pm and thr",
+                     lambda: all(len(partitions(cl, i, "pm")) == 2 and
+                                 len(partitions(cl, i, "thr")) == 1 for i in range(3))
+                     and partitions(cl, li, "pm"))
+    src = int(parts[0][0])
+    # The broker added: one that does not lead the controller when there is
+    # one, so that the call is carried to the controller's leader.
+    dst = next(b for b in (1, 2, 3) if b != src and b - 1 != li)
+    with cl.client(src - 1) as c:
+        produce_settled(c, "pm", 0, tn.make_records(3, "pm"), "produce pm-0")
+    s = pstate(cl, dst - 1, "pm", 0)
+    eq(s.error_code, tn.E.REPLICA_NOT_AVAILABLE, f"broker {dst} hosts no replica of pm-0 yet: {s}")
+
+    r = pm(cl, dst - 1, "AssignPartition", topic_partition=tp("pm", 0))
+    eq(r.error_code, tn.E.INVALID_REQUEST, f"AssignPartition without a role refused: {r}")
+    r = pm(cl, dst - 1, "AssignPartition", topic_partition=tp("pm", 0), role=ROLE_FOLLOWER)
+    ok(r, "AssignPartition of the receiving broker")
+    eq(r.state, STATE_RECOVERING, f"its copy is being made: {r}")
+    wait_for(f"every node shows pm-0 on brokers {src} and {dst}",
+             lambda: all(partitions(cl, i, "pm")[0][3] == [str(src), str(dst)] for i in range(3)))
+    fs = wait_for(f"broker {dst}'s copy has the records",
+                  lambda: (lambda x: x.log_end_offset == 3 and x)(pstate(cl, dst - 1, "pm", 0)))
+    eq((fs.role, fs.state, fs.leader_id, list(fs.replica_ids)),
+       (ROLE_FOLLOWER, STATE_ONLINE, str(src), [str(src), str(dst)]),
+       f"GetPartitionState on the new follower: {fs}")
+    ls = pstate(cl, src - 1, "pm", 0)
+    eq((ls.role, ls.high_watermark, ls.log_end_offset), (ROLE_LEADER, 3, 3),
+       f"GetPartitionState on the leader: {ls}")
+    check(ls.size_bytes > 0 and ls.segment_count >= 1 and ls.topic_id,
+          f"the leader's log size, segments and topic id: {ls}")
+    r = ok(pm(cl, li, "GetPartitionState"), "GetPartitionState of every hosted replica")
+    eq(sorted((x.topic_partition.topic, x.topic_partition.partition) for x in r.partitions),
+       sorted(("pm", p) for p, x in enumerate(partitions(cl, li, "pm")) if str(li + 1) in x[3])
+       + sorted(("thr", p) for p, x in enumerate(partitions(cl, li, "thr")) if str(li + 1) in x[3]),
+       "every replica the broker hosts, and only those")
+
+    # Refusals: the last replica, a log kept, a stale controller epoch.
+    only = int(parts[1][0])
+    r = pm(cl, only - 1, "RemovePartition", topic_partition=tp("pm", 1), delete_log=True)
+    eq(r.error_code, tn.E.INVALID_REPLICATION_FACTOR, f"removing the last replica: {r}")
+    r = pm(cl, only - 1, "RemovePartition", topic_partition=tp("pm", 1))
+    eq(r.error_code, tn.E.INVALID_REQUEST, f"delete_log false refused: {r}")
+    r = pm(cl, li, "RemovePartition", topic_partition=tp("pm", 1), delete_log=True,
+           controller_epoch=1)
+    eq(r.error_code, tn.E.STALE_EPOCH, f"a deposed controller's command: {r}")
+    r = pm(cl, li, "RemovePartition", topic_partition=tp("nope", 0), delete_log=True)
+    eq(r.error_code, tn.E.TOPIC_NOT_FOUND, f"an unknown topic: {r}")
+    r = pm(cl, follower, "AssignPartition", topic_partition=tp("pm", 7), role=ROLE_FOLLOWER)
+    eq(r.error_code, tn.E.PARTITION_NOT_FOUND, f"an unknown partition: {r}")
+    r = pm(cl, li, "AssignPartition", topic_partition=tp("pm", 1), role=ROLE_LEADER,
+           adding_replica_ids=[str(b) for b in range(1, 10)])
+    eq(r.error_code, tn.E.INVALID_REQUEST, f"more brokers named than a partition may have: {r}")
+    r = pm(cl, li, "AssignPartition", topic_partition=tp("pm", 1), role=ROLE_LEADER,
+           adding_replica_ids=[str(b) for b in range(1, 10) if b != only][:8])
+    eq(r.error_code, tn.E.INVALID_REPLICATION_FACTOR, f"8 added to its one replica: {r}")
+
+    # The leader removes itself once the new copy is in sync: the other
+    # leads with every record, and the old copy is deleted.
+    wait_for(f"broker {dst} in pm-0's ISR", lambda: str(dst) in isr(cl, li, "pm")[0][2])
+    ok(pm(cl, src - 1, "RemovePartition", topic_partition=tp("pm", 0), delete_log=True),
+       "RemovePartition of the receiving broker, the leader")
+    wait_for(f"every node shows pm-0 on broker {dst} alone, which leads it",
+             lambda: all(partitions(cl, i, "pm")[0][0] == str(dst) and
+                         partitions(cl, i, "pm")[0][3] == [str(dst)] for i in range(3)))
+    with cl.client(dst - 1) as c:
+        eq(sum(b.record_count for b, _ in c.fetch_all("pm", 0)), 3, "pm-0's records on its new broker")
+    wait_for(f"broker {src}'s copy of pm-0 deleted",
+             lambda: not os.path.exists(os.path.join(cl.nodes[src - 1].data_dir, "pm-0")))
+    ok(pm(cl, src - 1, "RemovePartition", topic_partition=tp("pm", 0), delete_log=True),
+       "removing a replica that is not there: OK, nothing changes")
+
+    # UpdatePartitionConfig: the topic's overrides replaced (a partition's
+    # configuration is its topic's), sent to any node.
+    CM = importlib.import_module("common.metadata_pb2")
+
+    def topic_configs(i, topic):
+        req = tn.A.DescribeConfigsRequest(version=tn.V())
+        req.resources.add(resource=tn.A.ConfigResource(type=tn.A.CONFIG_RESOURCE_TYPE_TOPIC,
+                                                       name=topic))
+        with cl.client(i) as c:
+            d = c.unary("/rustmq.controller.AdminService/DescribeConfigs", req,
+                        tn.A.DescribeConfigsResponse)
+        return {e.name: (e.value, e.is_default) for e in d.resources[0].configs}
+
+    alter_topic(cl, li, "pm", "segment.ms", "600000")
+    r = ok(pm(cl, follower, "UpdatePartitionConfig", topic_partitions=[tp("pm", 0), tp("pm", 1)],
+              configs=[CM.ConfigEntry(name="retention.ms", value="123456")]),
+           "UpdatePartitionConfig")
+    eq([x.error_code for x in r.partitions], [0, 0], f"one result per partition: {r}")
+    cf = wait_for("the overrides replaced on every node",
+                  lambda: all(topic_configs(i, "pm")["retention.ms"] == ("123456", False)
+                              for i in range(3)) and topic_configs(li, "pm"))
+    eq(cf["segment.ms"][1], True, f"a key not given goes back to its default: {cf}")
+    r = pm(cl, li, "UpdatePartitionConfig", topic_partitions=[tp("pm", 0)],
+           configs=[CM.ConfigEntry(name="retention.nope", value="1")])
+    eq(r.error_code, tn.E.INVALID_CONFIG, f"an unknown key refuses the whole request: {r}")
+    check("retention.nope" in r.error_message, f"the bad key named: {r.error_message}")
+    r = ok(pm(cl, li, "UpdatePartitionConfig", topic_partitions=[tp("pm", 0), tp("nope", 0)]),
+           "UpdatePartitionConfig with no overrides")
+    eq([x.error_code for x in r.partitions], [0, tn.E.TOPIC_NOT_FOUND],
+       f"an unknown topic refused alone: {r}")
+    eq(topic_configs(li, "pm")["retention.ms"][1], True, "no overrides: every key its default")
+
+    # MigratePartition, throttled: a few MB moved at THROTTLE bytes/s take
+    # at least (size - one request) / THROTTLE.
+    tsrc = int(partitions(cl, li, "thr")[0][0])
+    tdst = next(b for b in (1, 2, 3) if b != tsrc)
+    with cl.client(tsrc - 1) as c:
+        for k in range(12):  # max.message.bytes is 256 KiB
+            produce_settled(c, "thr", 0, tn.make_records(4, f"thr{k}", size=60000, headers=False),
+                            "produce thr-0")
+    size = pstate(cl, tsrc - 1, "thr", 0).size_bytes
+    check(size > 2 * REQ_BYTES, f"thr-0 holds a few MB: {size}")
+    ((_, m),) = migrate(cl, follower, "thr", 0, tdst, tsrc)
+    eq((m.phase, m.error_code), (M_FAILED, tn.E.INVALID_REQUEST),
+       f"from a broker not hosting it, sent to a node that relays the controller's leader: {m}")
+    ((_, m),) = migrate(cl, li, "thr", 0, tsrc, tsrc)
+    eq((m.phase, m.error_code), (M_FAILED, tn.E.INVALID_REQUEST), f"to the broker it is on: {m}")
+    msgs = migrate(cl, follower, "thr", 0, tsrc, tdst)  # relayed to the controller's leader
+    took, last = msgs[-1]
+    phases = [x.phase for _, x in msgs]
+    eq((last.phase, last.error_code, last.source_broker_id, last.target_broker_id),
+       (M_COMPLETED, 0, str(tsrc), str(tdst)), f"the migration completed: {phases}")
+    check(M_COPYING in phases, f"it was seen copying: {phases}")
+    bound = (size - REQ_BYTES) / THROTTLE
+    check(took >= bound, f"the throttled copy of {size} bytes took {took:.2f}s, "
+          f"at least {bound:.2f}s at {THROTTLE} bytes/s")
+    if tsrc - 1 == li:
+        copying = [x for _, x in msgs if x.phase == M_COPYING and x.bytes_total]
+        check(copying and all(x.target_log_end_offset <= x.source_log_end_offset for x in copying),
+              f"the leader's view of the copy: {[str(x) for x in copying]}")
+    wait_for(f"every node shows thr-0 on broker {tdst} alone",
+             lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    with cl.client(tdst - 1) as c:
+        eq(sum(b.record_count for b, _ in c.fetch_all("thr", 0)), 48, "thr-0's records moved")
+    # A client that leaves a migration cancels it, also through a node that
+    # relays the controller's leader: the replica stays where it was, and
+    # the copy begun is deleted.
+    ((_, m),) = migrate(cl, follower, "thr", 0, tdst, tsrc, messages=1)
+    eq(m.phase, M_COPYING, f"the way back is being copied (throttled): {m}")
+    wait_for(f"the migration cancelled: thr-0 on broker {tdst} alone on every node",
+             lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    wait_for(f"broker {tsrc}'s copy deleted",
+             lambda: not os.path.exists(os.path.join(cl.nodes[tsrc - 1].data_dir, "thr-0")))
+    # One past its timeout fails with TIMEOUT, and is cancelled too.
+    D = importlib.import_module("google.protobuf.duration_pb2")
+    msgs = migrate(cl, li, "thr", 0, tdst, tsrc, timeout=D.Duration(nanos=300_000_000))
+    eq((msgs[-1][1].phase, msgs[-1][1].error_code), (M_FAILED, tn.E.TIMEOUT),
+       f"a migration past its timeout: {[str(m) for _, m in msgs]}")
+    wait_for(f"the migration past its timeout cancelled: thr-0 on broker {tdst} alone",
+             lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    if rmq:
+        # rmq partition reassign, asked of a node that does not lead the
+        # controller: it follows the leader and prints the move to its end.
+        src = int(partitions(cl, li, "pm")[1][0])
+        dst = next(b for b in (1, 2, 3) if b != src)
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[follower]}", "partition", "reassign", "pm",
+                      "--partition", "1", "--replicas", str(dst))
+        check(re.search(rf"(?m)^pm-1\tCOPYING\treplicas {src},{dst}\tadding {dst}\tremoving {src}$",
+                        out) or re.search(rf"(?m)^pm-1\tELECTING", out),
+              f"rmq partition reassign printed the move under way: {out!r}")
+        check(re.search(rf"(?m)^pm-1\tCOMPLETED\treplicas {dst}\n\Z", out),
+              f"rmq partition reassign ends with the move completed: {out!r}")
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[dst - 1]}", "partition", "state", "pm",
+                      "--partition", "1")
+        check(re.search(rf"pm-1\t\w+\tONLINE\tleader {dst}\t", out) or
+              re.search(r"pm-1\tFOLLOWER", out), f"rmq partition state on the new broker: {out!r}")
+
+
 def rmq_cli(rmq, addr, *argv, stdin=None):
     r = subprocess.run([rmq, "--bootstrap", addr, *argv], input=stdin, capture_output=True,
                        timeout=60)
@@ -1133,6 +1357,12 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "1s")),
          run_balancing),
+        ("partition_management",
+         lambda: Cluster(binary, os.path.join(tmp, "g"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
+                          "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s",
+                          "--reassign-throttle", str(THROTTLE))),
+         lambda cl: run_partition_management(cl, args.rmq)),
     ]
     if args.only:
         tests = [t for t in tests if t[0] in args.only]

@@ -2521,7 +2521,6 @@ def metadata_dir_of_its_own(ctx):
 @test
 def errors_unimplemented(ctx):
     cases = [
-        ("/rustmq.broker.PartitionManagementService/AssignPartition", "partition assignment"),
         ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
     ]
     for path, word in cases:

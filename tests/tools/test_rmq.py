@@ -375,6 +375,20 @@ try:
     expect(["partition", "transfer", "multi", "--to", "2"], 1,
            err_re=r"REPLICA_NOT_AVAILABLE.*broker 2 is not a replica")
     expect(["partition", "transfer", "multi"], 1, err_re=r"NOT_ENOUGH_REPLICAS")
+    # The replicas this broker hosts (GetPartitionState), and moves
+    # (ReassignPartitions, streamed): to where a partition is, at once;
+    # refusals exit 1 with the reason.
+    expect(["partition", "state", "multi", "--partition", "0"], 0,
+           out_re=r"^broker 1\n  multi-0\tLEADER\tONLINE\tleader 1\tepoch \d+\treplicas 1\tisr 1"
+                  r"\tstart 0\tend [1-9]\d*\thw [1-9]\d*\tbytes [1-9]\d*\n$")
+    expect(["partition", "state"], 0, out_re=r"(?s)^broker 1\n.*  multi-2\tLEADER")
+    expect(["partition", "reassign", "multi", "--partition", "1", "--replicas", "1"], 0,
+           out_re=r"^multi-1\tCOMPLETED\treplicas 1\n$")
+    expect(["partition", "reassign", "multi", "--partition", "1", "--replicas", "1,7"], 1,
+           out_re=r"^multi-1\tFAILED\t.*BROKER_NOT_AVAILABLE: broker 7 is not registered")
+    expect(["partition", "reassign", "multi", "--partition", "1", "--cancel"], 1,
+           out_re=r"^multi-1\tFAILED\t.*NO_REASSIGNMENT_IN_PROGRESS")
+    expect(["partition", "reassign", "multi"], 2, err_re=r"give --replicas or --cancel")
     expect(["health"], 0, out_re=r"(?s)^grpc\.health\.v1\tSERVING\nbroker 1\tHEALTH_STATUS_SERVING")
     # Metrics: per shard by default, summed with --total; the records the
     # tests above produced are counted.
