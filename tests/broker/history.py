@@ -59,12 +59,14 @@ class History:
     def __init__(self):
         self.events = []
 
-    def send(self, value, tp, acks, outcome, offset=None, error=""):
+    def send(self, value, tp, acks, outcome, offset=None, error="", **more):
+        """more: what else helps a reader of the history (the broker that
+        answered, the times); the checker ignores it."""
         assert acks in ACKS, acks
         assert outcome in ("ok", "error", "timeout", "unknown"), outcome
         assert outcome != "ok" or offset is not None, "an ok send has an offset"
         self.events.append({"f": "send", "value": value, "tp": tp, "acks": acks,
-                            "outcome": outcome, "offset": offset, "error": error})
+                            "outcome": outcome, "offset": offset, "error": error, **more})
 
     def poll(self, reader, tp, offset, value):
         self.events.append({"f": "poll", "reader": reader, "tp": tp, "offset": offset,
@@ -125,9 +127,12 @@ class Report:
                            f"{n['timeout']} timeouts, {n['unknown']} unknown")
         for tp, readers in sorted(self.finals.items()):
             out.append(f"final {tp}: " + ", ".join(f"{r} {n}" for r, n in sorted(readers.items())))
-        out.append(f"lost (acks all/majority): {len(self.lost)}; lost (acks leader, allowed): "
-                   f"{len(self.lost_leader)}; unseen: {self.unseen}; indeterminate read: "
-                   f"{self.indeterminate}")
+        nreaders = {tp: len(rs) for tp, rs in self.finals.items()}
+        everywhere = sum(len(x[4]) == nreaders.get(x[1]) for x in self.lost)
+        out.append(f"lost (acks all/majority): {len(self.lost)} ({everywhere} from every final "
+                   f"read, {len(self.lost) - everywhere} from some replicas only); lost (acks "
+                   f"leader, allowed): {len(self.lost_leader)}; unseen: {self.unseen}; "
+                   f"indeterminate read: {self.indeterminate}")
         for kind in ANOMALIES:
             items = getattr(self, kind)
             if kind != "lost" and not items:
@@ -224,6 +229,8 @@ def check(h):
             item = (v, s["tp"], s["acks"], s["offset"], lacking)
             (rep.lost_leader if s["acks"] == "leader" else rep.lost).append(item)
     rep.finals = {tp: {r: len(vals) for r, vals in rs.items()} for tp, rs in finals.items()}
+    # Lost from every final read first: the worst, and the fewest.
+    rep.lost.sort(key=lambda x: (len(x[4]) != len(finals[x[1]]), x[1], x[3]))
     return rep
 
 
