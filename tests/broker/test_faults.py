@@ -98,8 +98,8 @@ XFAIL = {
     "kill9_leaders": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
                       f"{REPLICATION_MD} 1 and 2"),
     "pause_leader": ({"lost-replica", "inconsistent", "unsettled"}, f"{REPLICATION_MD} 1"),
-    "rolling_restart": ({"lost-all", "lost-majority", "lost-replica", "inconsistent",
-                         "unsettled"}, f"{REPLICATION_MD} 1 to 3"),
+    "rolling_restart": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
+                        f"{REPLICATION_MD} 1 and 2"),
     "divergent_tail": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
                        f"{REPLICATION_MD} 1, 2 and 4"),
 }
