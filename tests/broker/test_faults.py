@@ -42,7 +42,14 @@ The faults:
                     records at the same offsets; the old leader restarted:
                     it must cut its tail, and all three replicas agree.
                     The tail's records are the acks LEADER losses, each
-                    checked to be gone.
+                    checked to be gone;
+  net_partition     a partition's leader cut off from the other two nodes
+                    by iptables DROP rules, its clients still reaching it
+                    (each node in a network namespace of its own, this
+                    program run again in a client's namespace; skipped,
+                    saying why, without root, iptables or namespaces): the
+                    other two lead without it; what it acknowledges for
+                    acks ALL or MAJORITY meanwhile must not be lost.
 
     /usr/bin/python3 tests/broker/test_faults.py --rmqd build/release/rmqd \\
         --proto-dir proto [--only NAME] [--seed N] [--long SECONDS | --seeds N] [-v]
@@ -63,6 +70,7 @@ import pathlib
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -74,6 +82,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import history  # noqa: E402
 import test_cluster as tc  # noqa: E402
 import test_node as tn  # noqa: E402
+import test_partition as tp  # noqa: E402
 from test_node import check, eq, ok  # noqa: E402
 
 import grpc  # noqa: E402
@@ -102,6 +111,8 @@ XFAIL = {
                         f"{REPLICATION_MD} 1 and 2"),
     "divergent_tail": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
                        f"{REPLICATION_MD} 1, 2 and 4"),
+    "net_partition": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
+                      f"{REPLICATION_MD} 1 and 2"),
 }
 
 
@@ -111,7 +122,8 @@ class Findings(AssertionError):
     "lost-all" and "lost-majority" (an acknowledged record missing from
     every final read, by its acks) and "lost-replica" (missing from some
     replicas only: a replica behind or diverged); and "unsettled",
-    "tail-kept" (divergent_tail), "paused-ack" (pause_leader)."""
+    "tail-kept" (divergent_tail), "deposed-ack" (pause_leader,
+    net_partition: a deposed leader acknowledged what was then lost)."""
 
     def __init__(self, kinds, message):
         super().__init__(message)
@@ -299,7 +311,9 @@ def running(cl, i):
 
 
 def live_node(cl):
-    return next(i for i in range(3) if running(cl, i))
+    """A node whose metadata the test trusts: running, and not cut off
+    from the others (cl.cut: its view is stale; clients still use it)."""
+    return next(i for i in range(3) if running(cl, i) and i not in cl.cut)
 
 
 def leaders(cl):
@@ -413,17 +427,17 @@ def pause_leader(cl, load, rnd, notes):
     notes.append(f"SIGSTOP of broker {victim} (led {TOPIC}-{p}) for {t_cont - t_stop:.1f}s: "
                  f"broker {new} led it meanwhile")
     time.sleep(2.0)
-    return {"victim": victim, "tp": f"{TOPIC}-{p}", "t_cont": t_cont}
+    return {"victim": victim, "tp": f"{TOPIC}-{p}", "since": t_cont, "what": "SIGCONT"}
 
 
-def paused_acks(hist, rep, info):
-    """What the paused leader acknowledged once it ran again: (its acks of
-    acks ALL/MAJORITY answered after SIGCONT, how many of them lost from
+def late_acks(hist, rep, info):
+    """What a deposed leader acknowledged after info["since"] (SIGCONT,
+    the cut): (its acks ALL/MAJORITY answers, how many of them lost from
     every final read)."""
     lost = {x[0] for x in rep.lost if len(x[4]) == len(rep.finals[x[1]])}  # from every read
     late = [e for e in hist.events if e["f"] == "send" and e["outcome"] == "ok" and
             e.get("node") == info["victim"] and e["acks"] in history.SAFE and
-            e["t1"] >= info["t_cont"]]
+            e["t1"] >= info["since"]]
     return len(late), sum(e["value"] in lost for e in late)
 
 
@@ -513,18 +527,68 @@ def divergent_tail(cl, load, rnd, notes):
     return {"tail": tail}
 
 
+NET_PORT = 9200
+
+
+class NetCluster(tc.Cluster):
+    """The three nodes each in a network namespace of its own on a bridge
+    (test_partition.py's Net, 10.77.0.1-3); this process runs in the
+    client's namespace (main re-runs itself there), which reaches all
+    three whatever the rules between them say."""
+
+    def __init__(self, binary, tmp, verbose, extra, net):
+        super().__init__(binary, tmp, verbose, extra)
+        self.net = net
+        self.voters = ",".join(f"{b}@{net.addr(b)}:{NET_PORT}" for b in NODES)
+        for b in NODES:
+            self.nodes[b - 1].prefix = ("ip", "netns", "exec", net.ns[b])
+
+    def flags(self, i):
+        return ("--listen", f"{self.net.addr(i + 1)}:{NET_PORT}", "--node-id", str(i + 1),
+                "--controller-voters", self.voters, "--cores", "1", *self.extra)
+
+    def client(self, i):
+        return tn.Client(f"{self.net.addr(i + 1)}:{NET_PORT}")
+
+
+def net_partition(cl, load, rnd, notes):
+    """A partition's leader cut off from the other two nodes by DROP rules
+    in its namespace, its clients still reaching it: the other two fence
+    it and lead without it; then the rules go."""
+    time.sleep(rnd.uniform(1.0, 2.0))
+    p = rnd.randrange(NPARTS)
+    victim = leaders(cl)[p]
+    cl.net.cut(victim, [b for b in NODES if b != victim])
+    cl.cut.add(victim - 1)
+    t_cut = time.time()
+    try:
+        new = wait_led_by_other(cl, p, victim, timeout=SESSION_S * 5 + 10)
+        time.sleep(SESSION_S + rnd.uniform(1.0, 2.0))  # both sides take writes
+    finally:
+        cl.net.heal(victim)
+        cl.cut.discard(victim - 1)
+    notes.append(f"broker {victim} (led {TOPIC}-{p}) cut off from the others for "
+                 f"{time.time() - t_cut:.1f}s: broker {new} led it meanwhile")
+    load.refresh()
+    time.sleep(2.0)
+    return {"victim": victim, "tp": f"{TOPIC}-{p}", "since": t_cut, "what": "the cut"}
+
+
 SCENARIOS = {
     "kill9_leaders": kill9_leaders,
     "pause_leader": pause_leader,
     "rolling_restart": rolling_restart,
     "divergent_tail": divergent_tail,
+    "net_partition": net_partition,  # run in namespaces (run_in_netns)
 }
 
 
-def run_scenario(name, binary, tmp, seed, verbose, debug=False):
+def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
     rnd = random.Random(seed)
-    cl = tc.Cluster(binary, tmp, verbose, FLAGS + (("--log-level", "debug") if debug else ()))
-    cl.paused = set()
+    flags = FLAGS + (("--log-level", "debug") if debug else ())
+    cl = NetCluster(binary, tmp, verbose, flags, net) if net else \
+        tc.Cluster(binary, tmp, verbose, flags)
+    cl.paused, cl.cut = set(), set()
     load = None
     try:
         start_cluster(cl)
@@ -562,10 +626,10 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False):
         print(f"    load {loaded:.1f}s, " + (f"settled {settle:.1f}s later" if not unsettled else
                                              unsettled), flush=True)
         print("    " + rep.summary().replace("\n", "\n    "), flush=True)
-        if name == "pause_leader":
-            late, lost = paused_acks(load.hist, rep, info)
-            print(f"    the paused leader acknowledged {late} acks ALL/MAJORITY records after "
-                  f"SIGCONT, {lost} of them lost", flush=True)
+        if name in ("pause_leader", "net_partition"):
+            late, lost = late_acks(load.hist, rep, info)
+            print(f"    the deposed leader acknowledged {late} acks ALL/MAJORITY records after "
+                  f"{info['what']}, {lost} of them lost", flush=True)
         kinds, why = set(rep.anomalies()) - {"lost"}, []
         for v, tp, acks, off, lacking in rep.lost:
             kinds.add(f"lost-{acks}" if len(lacking) == len(rep.finals[tp]) else "lost-replica")
@@ -575,10 +639,10 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False):
         if unsettled:
             kinds.add("unsettled")
             why.append(unsettled)
-        if name == "pause_leader" and lost:
-            kinds.add("paused-ack")
-            why.append(f"the paused leader acknowledged {lost} acks ALL/MAJORITY records after "
-                       "SIGCONT that were lost")
+        if name in ("pause_leader", "net_partition") and lost:
+            kinds.add("deposed-ack")
+            why.append(f"the deposed leader acknowledged {lost} acks ALL/MAJORITY records after "
+                       f"{info['what']} that were lost")
         if name == "divergent_tail":
             gone = {x[0] for x in rep.lost_leader}
             if not all(v in gone for v in info["tail"]):
@@ -599,6 +663,47 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False):
         cl.kill_all()
 
 
+class Skip(Exception):
+    pass
+
+
+def run_in_netns(args, seed, keep):
+    """net_partition: the namespaces are made here, and this program runs
+    the scenario again inside the client's namespace (--in-netns), so that
+    its gRPC channels and the nodes it starts live there.  Returns the
+    child's (passed, failed).  Skip when namespaces cannot be made."""
+    if os.geteuid() != 0:
+        raise Skip("network namespaces need root")
+    if not shutil.which("iptables"):
+        raise Skip("iptables is not installed (apt-get install iptables; tools/dev deps)")
+    net = tp.Net()
+    try:
+        try:
+            net.up()
+        except RuntimeError as e:
+            raise Skip(f"cannot make network namespaces here: {e}")
+        cmd = ["ip", "netns", "exec", net.client, sys.executable, os.path.abspath(__file__),
+               "--rmqd", os.path.abspath(args.rmqd), "--proto-dir",
+               os.path.abspath(args.proto_dir), "--only", "net_partition", "--seed", str(seed),
+               "--in-netns", net.tag, *(["--keep"] if keep else []),
+               *(["--log-debug"] if args.log_debug else []), *(["-v"] if args.verbose else [])]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=600)
+        out = r.stdout.rstrip("\n").splitlines()
+        counts = out.pop() if out and out[-1].endswith(" skipped") else ""
+        for line in out:
+            if not line.startswith("broker_faults:"):
+                print(line, flush=True)
+        m = [int(w) for w in counts.split() if w.isdigit()]
+        if len(m) != 3:
+            print(f"FAIL net_partition: the run in namespaces ended {r.returncode} without "
+                  f"its counts", flush=True)
+            return 0, 1
+        return m[0], m[1]
+    finally:
+        net.down()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rmqd", required=True)
@@ -613,12 +718,14 @@ def main() -> int:
     ap.add_argument("--log-debug", action="store_true",
                     help="the nodes log at debug level (each replication refusal, say)")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--in-netns", metavar="TAG", help=argparse.SUPPRESS)  # run_in_netns's child
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="rmq-faults-test-")
     binary = os.path.abspath(args.rmqd)
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
     names = [n for n in SCENARIOS if not args.only or any(o in n for o in args.only)]
-    passed = failed = 0
+    passed = failed = skipped = 0
+    net = tp.Net(args.in_netns) if args.in_netns else None
     t_start = time.monotonic()
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
@@ -633,11 +740,20 @@ def main() -> int:
     while names:
         s = seed + rnd
         for name in names:
+            if name == "net_partition" and not net:
+                try:
+                    ok_, bad = run_in_netns(args, s, keep)
+                except Skip as e:
+                    skipped += 1
+                    print(f"SKIP net_partition: {e}", flush=True)
+                    continue
+                passed, failed = passed + ok_, failed + bad
+                continue
             d = os.path.join(tmp, f"{name}-{s}")
             os.makedirs(d)
             print(f"{name} (seed {s})", flush=True)
             try:
-                run_scenario(name, binary, d, s, args.verbose, args.log_debug)
+                run_scenario(name, binary, d, s, args.verbose, args.log_debug, net)
                 if name in XFAIL:
                     print(f"XPASS {name} (seed {s}): expected to find {sorted(XFAIL[name][0])}: "
                           f"{XFAIL[name][1]}", flush=True)
@@ -673,7 +789,7 @@ def main() -> int:
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"broker_faults: {time.monotonic() - t_start:.1f}s")
-    print(f"{passed} passed, {failed} failed, 0 skipped")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 
 

@@ -363,7 +363,7 @@ def _kill_all():
 
 atexit.register(_kill_all)
 
-START_RE = re.compile(r"rmqd \S+ serving on 127\.0\.0\.1:(\d+) with (\d+) shards")
+START_RE = re.compile(r"rmqd \S+ serving on \S+:(\d+) with (\d+) shards")
 
 
 def wait_core_dump(p, timeout=60):
@@ -393,6 +393,9 @@ class Node:
         self.lines = []
         self.starts = 0
         self.reader = None
+        # What runs rmqd, e.g. ("ip", "netns", "exec", NS): it must exec
+        # rmqd, so that the PID is rmqd's (test_faults.py net_partition).
+        self.prefix = ()
 
     def start(self, extra=()):
         assert self.proc is None
@@ -401,7 +404,7 @@ class Node:
         # Small segments: every partition preallocates one whole segment
         # (1 GiB by default), and small ones make the logs roll, so restarts
         # and kill -9 recover logs of several segments.
-        args = [self.binary, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+        args = [*self.prefix, self.binary, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
                 "--cores", "2", "--log-level", "info", "--segment-bytes", "256KiB", *extra]
         logf = open(os.path.join(self.log_dir, f"rmqd-{self.starts}.log"), "w")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
