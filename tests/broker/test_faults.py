@@ -114,7 +114,7 @@ XFAIL = {
     "divergent_tail": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
                        f"{REPLICATION_MD} 1, 2 and 4"),
     "net_partition": ({"lost-majority", "lost-replica", "inconsistent", "unsettled"},
-                      f"{REPLICATION_MD} 1 and 2"),
+                      f"{REPLICATION_MD} 1, 2 and 5"),
 }
 
 
