@@ -59,6 +59,16 @@
  * Subscribe reuses one op for successive rounds: after each answer the
  * offsets move past what was sent and the next round starts, waiting for
  * new data; the stream ends when the client cancels.
+ *
+ * Replica reads.  A Fetch whose replica_id names a broker (node ids start
+ * at 1; 0, proto3's default, and 0xFFFFFFFF are consumers) reads this
+ * node's own replica of each partition, leader or follower, up to its log
+ * end (what its log made durable) instead of the high watermark: Kafka's
+ * follower fetch, which rmq's followers do not need (the leader pushes,
+ * replication.proto) but a test does, to read back every replica.  It is
+ * routed to the partition's shard whoever leads; a node without a replica
+ * answers REPLICA_NOT_AVAILABLE.  It answers at once: a parked part is
+ * woken by HW advances only, and a follower's log end moves without one.
  */
 #include "broker/broker.h"
 #include "broker/lookup.h"
@@ -106,6 +116,7 @@ struct fetch_part {
 	bool may_wait;
 	int start;             /* first round: START_OFFSET, or a START_* the owner resolves */
 	int64_t start_ts_ms;   /* START_TIME */
+	bool replica;          /* a replica read: this node's log, to its end */
 	unsigned origin;       /* the coordinating shard */
 	bool replied;          /* origin: the reply for this round is in */
 	bool cancel_sent;      /* origin: a cancel is out for this round */
@@ -287,8 +298,10 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	fp->start = 0;
 	/* Consumers read below the partition's high watermark: the log's
 	 * durable end while this node is the partition's whole ISR, the
-	 * smallest over the ISR with replication (lead.c). */
-	int rc = rmq_log_read_below(p->log, fp->offset, fp->max_bytes, p->hw, r);
+	 * smallest over the ISR with replication (lead.c).  A replica read
+	 * goes to the log's own durable end. */
+	int rc = rmq_log_read_below(p->log, fp->offset, fp->max_bytes,
+				    fp->replica ? UINT64_MAX : p->hw, r);
 
 	fp->hw = p->hw;
 	fp->log_start = r->log_start_offset;
@@ -356,6 +369,14 @@ static void exec_part(struct fetch_part *fp)
 	fp->len = 0;
 	fp->niov = 0;
 	fp->ref = NULL;
+	if (!p && fp->replica && code == EC_NOT_AVAILABLE) {
+		fp->code = EC_REPLICA_NOT_AVAILABLE;
+		snprintf(fp->err, sizeof(fp->err), "no replica of %s-%u to read on broker %u: it %s",
+			 fp->topic, fp->partition, bs->b->self,
+			 rmq_partition_unavailable(bs, fp->topic, fp->partition));
+		reply_part(fp);
+		return;
+	}
 	if (!p) {
 		fp->code = code;
 		snprintf(fp->err, sizeof(fp->err), code == EC_TOPIC_NOT_FOUND ? "unknown topic '%s'"
@@ -814,6 +835,8 @@ static void round_start(struct fetch_op *op)
 		fp->code = EC_OK;
 		int code;
 		int owner = rmq_route(bs, fp->topic, fp->partition, &code);
+		if (owner < 0 && fp->replica && (code == EC_NOT_LEADER || code == EC_LEADER_NOT_AVAILABLE))
+			owner = (int)rmq_partition_shard(fp->topic, fp->partition, bs->nshards);
 		if (owner < 0) {
 			fp->code = code;
 			rmq_route_error(bs, fp->topic, fp->partition, code, fp->err, sizeof(fp->err));
@@ -875,6 +898,9 @@ static struct fetch_op *op_from_request(struct rmq_bshard *bs, struct rmq_call *
 	op->max_wait_ns = duration_ns(req->max_wait);
 	if (op->max_wait_ns > bs->b->cfg.max_fetch_wait_ns)
 		op->max_wait_ns = bs->b->cfg.max_fetch_wait_ns;
+	bool replica = req->replica_id != 0 && req->replica_id != UINT32_MAX;
+	if (replica)
+		op->max_wait_ns = 0; /* answered at once (the file's comment) */
 	op->nparts = (int)req->n_partitions;
 	op->parts = calloc(req->n_partitions ? req->n_partitions : 1, sizeof(*op->parts));
 	if (!op->parts) {
@@ -890,6 +916,7 @@ static struct fetch_op *op_from_request(struct rmq_bshard *bs, struct rmq_call *
 			fp->partition = fpr->topic_partition->partition;
 		}
 		fp->offset = fpr->fetch_offset;
+		fp->replica = replica;
 		/* Each partition reads up to its cap (never more than the whole
 		 * response may hold); trim_round applies max_bytes in request
 		 * order once every partition is read. */

@@ -696,9 +696,37 @@ static void dedup_done(struct rmq_produce *pr, bool ok)
 
 static bool waits_for_followers(const struct rmq_produce *pr);
 
+/* Whether pr, appended here, asked for followers' copies and this broker
+ * stopped leading its partition, or leads it in another epoch, while the
+ * batch was written.  The demotion dropped the replication slots and
+ * failed the batches already waiting (rmq_produce_fail_replicated), but
+ * not one still in the log's hands: without slots, waits_for_followers()
+ * would answer it on this copy alone, which the new leader may never get
+ * (tests/broker/test_faults.py rolling_restart found acks ALL records
+ * lost that way, acknowledged a millisecond after a controlled shutdown's
+ * fence). */
+static bool lead_lost_meanwhile(const struct rmq_produce *pr)
+{
+	const struct rmq_partition *p = pr->part;
+	if (pr->acks != ACK_ALL && pr->acks != ACK_MAJORITY && pr->acks != ACK_CUSTOM)
+		return false;
+	return !p || p->role != RMQ_ROLE_LEADER || p->leader_epoch != pr->app.hdr.leader_epoch;
+}
+
 static void on_appended(struct rmq_append *a, int res)
 {
 	struct rmq_produce *pr = RMQ_CONTAINER_OF(a, struct rmq_produce, app);
+	if (res == 0 && !pr->early && lead_lost_meanwhile(pr)) {
+		/* Forgotten, as rmq_produce_fail_replicated does: a retry may
+		 * append it again (a duplicate at worst). */
+		dedup_done(pr, false);
+		pr_fail(pr, EC_NOT_LEADER,
+			"%s-%u is no longer led here in the epoch its records were written in: they "
+			"may or may not be committed; retry on the leader",
+			pr->topic, pr->partition);
+		reply_to_origin(pr);
+		return;
+	}
 	/* A batch waiting for its followers stays in flight for a retry
 	 * (IN_FLIGHT: retry later) until its acks level holds: a retry
 	 * answered DUPLICATE before would claim what is not committed. */

@@ -360,6 +360,7 @@ def run_foreign(cl):
 NOT_LEADER = 3
 LEADER_NOT_AVAILABLE = 21
 DUPLICATE_SEQUENCE = 36
+REPLICA_NOT_AVAILABLE = 48
 BROKER_RUNNING, BROKER_FENCED = 2, 3
 
 
@@ -583,6 +584,16 @@ def run_replication(cl):
         got = values(c, "repl", 0)
     eq(got, sent, "the leader serves what it acknowledged")
     print(f"    broker {leader} leads repl-0; 100 records acknowledged by all", flush=True)
+    # Replica reads (fetch.c): every broker's own copy, followers' too,
+    # holds what acks ALL acknowledged; a consumer's fetch on a follower
+    # is NOT_LEADER.
+    for b in (1, 2, 3):
+        with cl.client(b - 1) as c:
+            eq([r.value for bt, _ in c.fetch_all("repl", 0, replica_id=b) for r in bt.records],
+               sent, f"a replica read of broker {b}'s copy")
+            if b != leader:
+                resp, _ = c.fetch([("repl", 0, 0)])
+                eq(resp.partitions[0].error_code, NOT_LEADER, f"a consumer's fetch on broker {b}")
 
     # kill -9 of the leader: a follower takes over with every record.
     cl.nodes[leader - 1].kill()
@@ -1193,6 +1204,13 @@ def run_placement(cl, rmq=None, bench=None):
     eq(sorted(set(leaders)), [1, 2, 3], f"spread's leaders over the brokers: {parts}")
     for p, (lid, _, _, reps) in enumerate(parts):
         eq(reps, [lid], f"spread-{p}: one replica, its leader")
+        # A replica read where the partition has no replica.
+        other = int(lid) % 3  # another node's index
+        with cl.client(other) as c:
+            resp, _ = c.fetch([("spread", p, 0)], replica_id=other + 1)
+            eq(resp.partitions[0].error_code, REPLICA_NOT_AVAILABLE,
+               f"a replica read of spread-{p} on broker {other + 1}: "
+               f"{resp.partitions[0].error_message}")
     addr = {b: a for b, (_, _, a) in brokers(cl, li).items()}
     for p, lid in enumerate(leaders):
         with cl.client(lid - 1) as c:

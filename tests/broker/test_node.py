@@ -363,7 +363,7 @@ def _kill_all():
 
 atexit.register(_kill_all)
 
-START_RE = re.compile(r"rmqd \S+ serving on 127\.0\.0\.1:(\d+) with (\d+) shards")
+START_RE = re.compile(r"rmqd \S+ serving on \S+:(\d+) with (\d+) shards")
 
 
 def wait_core_dump(p, timeout=60):
@@ -393,6 +393,9 @@ class Node:
         self.lines = []
         self.starts = 0
         self.reader = None
+        # What runs rmqd, e.g. ("ip", "netns", "exec", NS): it must exec
+        # rmqd, so that the PID is rmqd's (test_faults.py net_partition).
+        self.prefix = ()
 
     def start(self, extra=()):
         assert self.proc is None
@@ -401,7 +404,7 @@ class Node:
         # Small segments: every partition preallocates one whole segment
         # (1 GiB by default), and small ones make the logs roll, so restarts
         # and kill -9 recover logs of several segments.
-        args = [self.binary, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+        args = [*self.prefix, self.binary, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
                 "--cores", "2", "--log-level", "info", "--segment-bytes", "256KiB", *extra]
         logf = open(os.path.join(self.log_dir, f"rmqd-{self.starts}.log"), "w")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
@@ -548,8 +551,8 @@ class Client:
                           P.ProduceBatchResponse, timeout)
 
     # consumer
-    def fetch_req(self, parts, max_wait_ms=0, min_bytes=0, max_bytes=0):
-        req = C.FetchRequest(version=V(), client_id="test", replica_id=0xFFFFFFFF,
+    def fetch_req(self, parts, max_wait_ms=0, min_bytes=0, max_bytes=0, replica_id=0xFFFFFFFF):
+        req = C.FetchRequest(version=V(), client_id="test", replica_id=replica_id,
                              min_bytes=min_bytes, max_bytes=max_bytes)
         if max_wait_ms:
             req.max_wait.CopyFrom(ms_duration(max_wait_ms))
@@ -560,27 +563,32 @@ class Client:
                                fetch_offset=off, partition_max_bytes=pmax)
         return req
 
-    def fetch(self, parts, max_wait_ms=0, min_bytes=0, max_bytes=0, timeout=15.0):
-        """Returns (FetchResponse, raw batches per partition)."""
-        req = self.fetch_req(parts, max_wait_ms, min_bytes, max_bytes)
+    def fetch(self, parts, max_wait_ms=0, min_bytes=0, max_bytes=0, timeout=15.0,
+              replica_id=0xFFFFFFFF):
+        """Returns (FetchResponse, raw batches per partition).  A
+        replica_id naming a broker reads this node's replica to its log end
+        (fetch.c, "Replica reads")."""
+        req = self.fetch_req(parts, max_wait_ms, min_bytes, max_bytes, replica_id)
         raw = self.unary("/rustmq.client.ConsumerService/Fetch", req, _RawMsg, timeout).raw
         resp = C.FetchResponse.FromString(raw)
         rawparts = split_fetch_raw(raw)
         eq(len(rawparts), len(resp.partitions), "raw partitions")
         return resp, rawparts
 
-    def fetch_all(self, topic, part, start=0, pmax=0):
-        """Every batch from `start` to the high watermark: list of
-        (RecordBatch, raw encoding)."""
+    def fetch_all(self, topic, part, start=0, pmax=0, replica_id=None):
+        """Every batch from `start` to the high watermark (with
+        replica_id, a broker's id: to this node's replica's log end): list
+        of (RecordBatch, raw encoding)."""
         out = []
         off = start
         for _ in range(100000):
-            resp, raw = self.fetch([(topic, part, off, pmax)])
+            resp, raw = self.fetch([(topic, part, off, pmax)],
+                                   replica_id=0xFFFFFFFF if replica_id is None else replica_id)
             ok(resp, "fetch")
             pr = resp.partitions[0]
             ok(pr, f"fetch {topic}-{part}@{off}")
             if not pr.batches:
-                check(off == pr.high_watermark,
+                check(replica_id is not None or off == pr.high_watermark,
                       f"no batches at {off} below the high watermark {pr.high_watermark}")
                 return out
             for b, r in zip(pr.batches, raw[0]):
@@ -1935,6 +1943,38 @@ def fetch_max_wait_expiry(ctx):
         # min_bytes above what exists: max_wait ends it with what there is.
         resp, _ = c.fetch([("mw-t", 0, 0)], max_wait_ms=300, min_bytes=1 << 20, timeout=20)
         eq(len(resp.partitions[0].batches), 1, "what there is at max_wait")
+
+
+@test
+def fetch_replica_reads(ctx):
+    """A Fetch whose replica_id names a broker reads this node's replica
+    (fetch.c, "Replica reads"): here, one node, the same records as a
+    consumer's read; answered at once whatever max_wait says; proto3's
+    default 0 is a consumer (test_faults.py reads followers and past the
+    high watermark on three nodes)."""
+    with ctx.client() as c:
+        c.create_topic("rr-t", 2)
+        ok(c.produce("rr-t", 0, make_records(3, "rr")), "produce")
+        want = [(b.base_offset, [r.value for r in b.records]) for b, _ in c.fetch_all("rr-t", 0)]
+        for rid in (1, 7):
+            got = c.fetch_all("rr-t", 0, replica_id=rid)
+            eq([(b.base_offset, [r.value for r in b.records]) for b, _ in got], want,
+               f"replica_id {rid}: this node's replica")
+        t0 = time.monotonic()
+        resp, _ = c.fetch([("rr-t", 0, 3), ("rr-t", 1, 0)], max_wait_ms=3000, min_bytes=1,
+                          replica_id=1)
+        took = time.monotonic() - t0
+        ok(resp, "replica read at the log end")
+        eq([(len(p.batches), p.high_watermark) for p in resp.partitions], [(0, 3), (0, 0)],
+           "nothing past the log end")
+        check(took < 2.5, f"a replica read answers at once: {took:.2f}s")
+        resp, _ = c.fetch([("rr-t", 0, 4)], replica_id=1)
+        eq(resp.partitions[0].error_code, OFFSET_OUT_OF_RANGE, "past the log end")
+        resp, _ = c.fetch([("nope", 0, 0)], replica_id=1)
+        eq(resp.partitions[0].error_code, TOPIC_NOT_FOUND, "an unknown topic")
+        t0 = time.monotonic()
+        resp, _ = c.fetch([("rr-t", 1, 0)], max_wait_ms=400, min_bytes=1, replica_id=0)
+        check(time.monotonic() - t0 >= 0.3, "replica_id 0 is a consumer: it long-polls")
 
 
 @test

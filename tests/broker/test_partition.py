@@ -49,8 +49,11 @@ def sh(*args, check=True):
 
 
 class Net:
-    def __init__(self):
-        tag = f"rmqp{os.getpid()}"
+    def __init__(self, tag=None):
+        """tag names the namespaces (another process may name the same
+        ones: test_faults.py runs its client inside them)."""
+        tag = tag or f"rmqp{os.getpid()}"
+        self.tag = tag
         self.br = f"{tag}b"
         self.ns = {i: f"{tag}n{i}" for i in (1, 2, 3)}
         self.client = f"{tag}c"
