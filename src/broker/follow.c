@@ -74,6 +74,8 @@ int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 		if (n == 0)
 			return RMQ_EPROTO;
 		nb += field == F_BATCHES;
+		if (field == F_CORRELATION && wire == RMQ_PB_VARINT)
+			out->correlation_id = num;
 		q += n;
 	}
 	if (nb > max_batches) {
@@ -307,7 +309,6 @@ void rmq_follow_plan(struct rmq_log *log, uint32_t known, const struct rmq_follo
 /* ---- the RPCs: ReplicateData and ReplicateStream ------------------------------------ */
 
 #define QUEUE_MAX 64                       /* requests waiting per partition */
-#define BATCHES_MAX 4096                   /* per request */
 #define RETRY_NS (1000ULL * 1000)          /* the log is busy: look again */
 
 /* A ReplicateStream's state (the call's context). */
@@ -674,7 +675,7 @@ static struct rmq_frep *frep_new(struct rmq_call *c, struct fstream *st, const u
 	r->bs = rmq_call_app(c);
 	r->st = st;
 	r->code = EC_OK;
-	int rc = rmq_follow_parse(r->buf, len, BATCHES_MAX, &r->msg, r->why, sizeof(r->why));
+	int rc = rmq_follow_parse(r->buf, len, RMQ_FOLLOW_BATCHES_MAX, &r->msg, r->why, sizeof(r->why));
 	if (rc < 0)
 		r->code = rc == RMQ_ECORRUPT ? EC_CORRUPT_MESSAGE : EC_INVALID_REQUEST;
 	return r;

@@ -66,11 +66,17 @@ struct rmq_follow_msg {
 	} *records;                        /* per batch: its records bytes (owned array) */
 };
 
+/* The batches a follower takes in one request (its headers are held in
+ * memory while they are written); a leader sends no more (lead.c). */
+#define RMQ_FOLLOW_BATCHES_MAX 4096
+
 /* Reads msg into out (out's arrays malloc'd: rmq_follow_msg_free).
  * Returns 0, RMQ_EPROTO (a field of the wrong type, no topic_partition, an
  * id that is not a number, a name too long), RMQ_ECORRUPT (a batch that
  * does not parse), RMQ_ETOOBIG (more than max_batches), or -ENOMEM; `why`
- * (len bytes) says which. */
+ * (len bytes) says which.  A refused request still has its correlation
+ * id in out when it came before the fault, and always for RMQ_ETOOBIG:
+ * the refusal answers that request, and its leader knows which. */
 int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 		     struct rmq_follow_msg *out, char *why, size_t whylen);
 void rmq_follow_msg_free(struct rmq_follow_msg *m);

@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/errcode.h"
+#include "broker/follow.h"
 #include "broker/isr.h"
 #include "broker/meta.h"
 #include "broker/partition.h"
@@ -551,13 +552,14 @@ static void throttle_charge(const struct rmq_rslot *s, size_t bytes)
 /* Sends the request in buf (n bytes: req_begin's fields, then the stored
  * entries from offset `batches` on, which end at offset sent_to) after
  * giving each entry field 5's key for its own (6) and writing the fields
- * after them.  Takes buf.  Returns whether another may follow it now. */
+ * after them; entries past the follower's RMQ_FOLLOW_BATCHES_MAX go with
+ * the next request.  Takes buf.  Returns whether another may follow it
+ * now. */
 static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches,
 		     uint64_t sent_to)
 {
 	struct rmq_partition *p = s->p;
 	struct rmq_peer *pe = s->peer;
-	const size_t stored = n - batches;
 	const uint64_t start = rmq_log_start_offset(p->log);
 	uint32_t prev_epoch = 0;
 	uint64_t e0, e1;
@@ -566,8 +568,14 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 		retry_slot(s, RETRY_NS);
 		return false;
 	}
-	for (size_t at = batches; at < n;) {
+	size_t nb = 0;
+	for (size_t at = batches; at < n; nb++) {
 		struct rmq_batch_view v;
+		if (nb == RMQ_FOLLOW_BATCHES_MAX) {
+			/* Many small batches: the rest goes next. */
+			n = at;
+			break;
+		}
 		int len = rmq_batch_parse_header(buf + at, n - at, &v);
 		if (len <= 0) {
 			rmq_warn("replication of %s-%u: a stored batch at offset %" PRIu64
@@ -579,7 +587,10 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 		}
 		buf[at] = (uint8_t)RMQ_PB_KEY(5, RMQ_PB_LEN);
 		at += (size_t)len;
+		if (nb + 1 == RMQ_FOLLOW_BATCHES_MAX)
+			sent_to = rmq_batch_last_offset(&v.hdr) + 1;
 	}
+	const size_t stored = n - batches;
 	char id[12];
 	const struct rmq_broker_rec *self = rmq_meta_broker(p->bs->meta, p->bs->b->self);
 	n += rmq_pb_put_uint(buf + n, 6, s->next);

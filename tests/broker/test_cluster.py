@@ -666,6 +666,18 @@ def run_replication(cl):
             late = tn.make_records(5, "without-it")
             ok(c.produce("repl", 0, late, acks=tn.ACK_ALL, timeout=30),
                "acks=ALL with a follower paused")
+            # Many one-record batches it must catch up on: more than a
+            # follower takes in one request (RMQ_FOLLOW_BATCHES_MAX, 4096),
+            # in about 1 MiB of the leader's tail.
+            small = [tn.P.ProduceRequest(version=tn.V(), client_id="small", acks=tn.ACK_LEADER,
+                                      topic_partition=tn.T.TopicPartition(topic="repl",
+                                                                          partition=0),
+                                      records=tn.make_records(1, f"small-{i}", size=8),
+                                      correlation_id=i + 1) for i in range(5000)]
+            answers = list(c.bidi("/rustmq.client.ProducerService/ProduceStream", iter(small),
+                                  tn.P.ProduceResponse, timeout=60))
+            check(len(answers) == 5000 and all(a.error_code == 0 for a in answers),
+                  "5000 one-record batches appended")
         check(any("asking the controller for ISR of 2 replicas (was 3)" in line
                   for line in cl.nodes[int(new) - 1].lines[lines_before:]),
               "the leader asked for the ISR without the paused follower")

@@ -286,6 +286,9 @@ Test(follow, a_request_is_read_in_place)
 	/* Limits and damage. */
 	rc = rmq_follow_parse(buf, n, 9, &msg, why, sizeof(why));
 	cr_assert_eq(rc, RMQ_ETOOBIG, "%s", rmq_errname(rc));
+	/* Its refusal names the request: a leader that waits for the answer
+	 * to correlation 77 gets it (it would stall on an answer of 0). */
+	cr_assert_eq(msg.correlation_id, 77);
 	rc = rmq_follow_parse(buf, n - 4, 100, &msg, why, sizeof(why));
 	cr_assert_eq(rc, RMQ_EPROTO, "a cut message: %s", rmq_errname(rc));
 	uint8_t bad[16];
