@@ -32,6 +32,7 @@
 #define HDR_MAX 512                          /* a request's fields but the batches */
 #define PIPELINE 4                           /* requests in flight per follower replica */
 #define ANSWER_NS (10ULL * 1000 * 1000 * 1000) /* a request unanswered this long: reconnect */
+#define WARN_NS (10ULL * 1000 * 1000 * 1000)   /* a slot's refusals: one warning per */
 #define TAIL_BYTES (8u << 20)                /* newest entries kept in memory per partition led */
 
 struct rmq_peer;
@@ -58,6 +59,7 @@ struct rmq_rslot {
 	struct lead_cold *cold;      /* a read from the disk it waits for, or NULL */
 	uint64_t hw_sent;            /* the high watermark its last request carried */
 	uint64_t retry_at;
+	uint64_t warned_ns;          /* when a refusal was last logged as a warning */
 };
 
 /* One ReplicateStream to one shard of a follower broker. */
@@ -814,8 +816,15 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 	uint32_t reg = (uint32_t)(resp->correlation_id >> 32);
 	struct rmq_rslot *s = reg < pe->nslots ? pe->slots[reg] : NULL;
 	if (!s || !s->nin || s->in[s->in_head].corr != resp->correlation_id) {
+		/* For a slot that went, an earlier stream, or after a reset;
+		 * or a request the follower could not read (no correlation id),
+		 * which this leader should never send: the answer timeout
+		 * restarts the stream. */
+		if (resp->correlation_id == 0 && resp->error_code != EC_OK)
+			rmq_warn("replication to broker %" PRIu32 ": a request refused unread: %s",
+				 pe->broker, resp->error_message ? resp->error_message : "");
 		rustmq__broker__replicate_data_response__free_unpacked(resp, NULL);
-		return; /* for a slot that went, an earlier stream, or after a reset */
+		return;
 	}
 	uint64_t sent_end = s->in[s->in_head].sent_end, sent_ns = s->in[s->in_head].sent_ns;
 	const uint64_t sent_to = s->in[s->in_head].sent_to;
@@ -858,13 +867,27 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 	case EC_STALE_EPOCH:
 		s->stale = true; /* another leads: the metadata will say */
 		break;
-	default:
+	default: {
+		/* A replica opening or closing, or metadata on its way, passes;
+		 * any other refusal repeats until an operator looks. */
+		const bool passing = resp->error_code == EC_NOT_AVAILABLE ||
+				     resp->error_code == EC_REPLICA_NOT_AVAILABLE ||
+				     resp->error_code == EC_UNKNOWN_LEADER_EPOCH;
+		const uint64_t now = rmq_now_ns();
 		s->next = s->end;
-		rmq_debug("replication of %s-%u to broker %" PRIu32 ": %s", p->topic_name, p->index,
-			  s->broker, resp->error_message);
-		s->retry_at = rmq_now_ns() + RETRY_NS;
+		if (passing || now - s->warned_ns < WARN_NS) {
+			rmq_debug("replication of %s-%u to broker %" PRIu32 ": %s", p->topic_name,
+				  p->index, s->broker, resp->error_message);
+		} else {
+			s->warned_ns = now;
+			rmq_warn("replication of %s-%u to broker %" PRIu32 ": refused (%d): %s",
+				 p->topic_name, p->index, s->broker, (int)resp->error_code,
+				 resp->error_message);
+		}
+		s->retry_at = now + RETRY_NS;
 		arm(pe->lead);
 		break;
+	}
 	}
 	if (reset)
 		s->nin = 0;
