@@ -185,8 +185,17 @@ def voters(conf):
 
 
 def create(cl, i, name):
+    """CreateTopics on node i, asked again while the controller elects a
+    leader (NOT_CONTROLLER: what any client does; a loaded machine may
+    see an election here)."""
     with cl.client(i) as c:
-        return c.create_topics([(name, 2)])
+        for _ in range(50):
+            r = c.create_topics([(name, 2)])
+            if r.error_code != NOT_CONTROLLER and \
+                    all(t.error_code != NOT_CONTROLLER for t in r.topics):
+                return r
+            time.sleep(0.1)
+        return r
 
 
 def run(cl, rmq=None):
