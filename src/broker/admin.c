@@ -442,7 +442,7 @@ static const struct {
 	const char *prefix;
 	const char *what;
 } not_served[] = {
-	{"/rustmq.client.ProducerService/", "transactions and producer ids (InitTransaction, CommitTransaction, AbortTransaction) are not served by this version of rmq yet; a producer may choose its own producer id (RecordBatch.producer_id), whose sequences are deduplicated"},
+	{"/rustmq.client.ProducerService/", "transactions (CommitTransaction, AbortTransaction) are not served by this version of rmq yet; InitTransaction without a transactional id gives an idempotent producer id"},
 	{"/rustmq.streaming.StreamingService/", "the streaming service (InteractiveQuery, Subscribe, BulkLoad) is not served by this version of rmq yet; use ConsumerService.Subscribe and ProducerService.ProduceStream"},
 };
 

@@ -313,6 +313,8 @@ void rmq_reassign_partitions(struct rmq_call *c, void *req);
 void rmq_reassign_cancel(struct rmq_call *c);
 /* ControllerBrokerService UpdateClusterConfig, GetClusterConfig (cluster_config.c). */
 void rmq_cluster_update_config(struct rmq_call *c, void *req);
+/* ProducerService.InitTransaction: an idempotent producer id (producer_ids.c). */
+void rmq_producer_init(struct rmq_call *c, void *req);
 void rmq_cluster_get_config(struct rmq_call *c, void *req);
 void rmq_admin_delete_topics(struct rmq_call *c, void *req);
 void rmq_admin_list_topics(struct rmq_call *c, void *req);

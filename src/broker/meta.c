@@ -288,6 +288,7 @@ struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra)
 	c->defaults = m->defaults;
 	c->num_partitions = m->num_partitions;
 	c->gens = m->gens;
+	c->producer_ids = m->producer_ids;
 	for (size_t i = 0; i < m->ntopics; i++) {
 		const struct rmq_topic *t = &m->topics[i];
 		c->topics[i] = *t;
@@ -681,8 +682,10 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 		rc = decode_topics(st->cluster, defaults, 0, m);
 	if (rc == 0)
 		rc = decode_brokers(st, m);
-	if (rc == 0)
+	if (rc == 0) {
 		m->gens = st->partition_generation;
+		m->producer_ids = st->producer_ids;
+	}
 	for (size_t i = 0; rc == 0 && i < st->n_generations; i++) {
 		const Rustmq__Controller__TopicGenerations *tg = st->generations[i];
 		for (size_t k = 0; k < m->ntopics && rc == 0; k++) {
@@ -997,6 +1000,7 @@ int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **out, si
 		st.configs[st.n_configs++] = e;
 	}
 	st.partition_generation = m->gens;
+	st.producer_ids = m->producer_ids;
 	st.generations = carve(&a, (m->ntopics + 1) * sizeof(*st.generations));
 	for (size_t i = 0; i < m->ntopics; i++) {
 		const struct rmq_topic *t = &m->topics[i];

@@ -100,6 +100,7 @@ struct rmq_meta {
 	struct rmq_topic_config defaults;
 	uint32_t num_partitions;
 	uint64_t gens;             /* the last partition generation given */
+	uint64_t producer_ids;     /* the last producer id given (producer_ids.c) */
 	size_t ntopics;
 	struct rmq_topic *topics;  /* sorted by name */
 	size_t nbrokers;

@@ -68,7 +68,7 @@ static const struct route routes[] = {
 	{.path = "/rustmq.client.ProducerService/Produce", .kind = U, .rpc = RMQ_RPC_PRODUCE, .on_bytes = rmq_produce_unary, .resp = &rustmq__client__produce_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.client.ProducerService/ProduceBatch", .kind = U, .rpc = RMQ_RPC_PRODUCE_BATCH, .on_bytes = rmq_produce_batch, .resp = &rustmq__client__produce_batch_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.client.ProducerService/ProduceStream", .kind = BI, .rpc = RMQ_RPC_PRODUCE_STREAM, .on_bytes = rmq_produce_stream_msg, .resp = &rustmq__client__produce_response__descriptor, .on_half_close = rmq_produce_stream_half_close, .on_cancel = rmq_produce_cancel, .version_field = 1},
-	NOT_SERVED("/rustmq.client.ProducerService/InitTransaction", U),
+	{.path = "/rustmq.client.ProducerService/InitTransaction", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__client__init_transaction_request__descriptor, .on_request = rmq_producer_init, .resp = &rustmq__client__init_transaction_response__descriptor, .version_field = 1},
 	NOT_SERVED("/rustmq.client.ProducerService/CommitTransaction", U),
 	NOT_SERVED("/rustmq.client.ProducerService/AbortTransaction", U),
 	/* ConsumerService */

@@ -1828,6 +1828,37 @@ def topic_rules(ctx):
 
 
 @test
+def producer_ids(ctx):
+    """InitTransaction without a transactional id gives producer ids from
+    1 upwards, never one twice, also across a restart (the controller's
+    state keeps the last one); one asked again gets a new id; a
+    transactional id is UNIMPLEMENTED; an id given dedups as any."""
+    path = "/rustmq.client.ProducerService/InitTransaction"
+    init = lambda c, **kw: c.unary(path, P.InitTransactionRequest(version=V(), client_id="ids",
+                                                                  **kw),
+                                   P.InitTransactionResponse)
+    with ctx.client() as c:
+        got = [ok(init(c), "InitTransaction") for _ in range(3)]
+        ids = [r.producer_id for r in got]
+        check(ids[0] >= 1 and ids == sorted(set(ids)), f"distinct, increasing ids: {ids}")
+        eq([r.producer_epoch for r in got], [0, 0, 0], "epoch 0")
+        again = ok(init(c, producer_id=ids[-1], producer_epoch=0), "InitTransaction again")
+        check(again.producer_id > ids[-1], f"asked again: a new id {again.producer_id}")
+        expect_status(lambda: init(c, transactional_id="tx-1"), grpc.StatusCode.UNIMPLEMENTED,
+                      "a transactional id")
+        c.create_topic("pid-t", 1)
+        kw = dict(producer_id=again.producer_id, producer_epoch=0, base_sequence=0)
+        r1 = ok(c.produce("pid-t", 0, make_records(2, "pid"), **kw), "idempotent produce")
+        r2 = c.produce("pid-t", 0, make_records(2, "pid"), **kw)
+        eq((r2.error_code, r2.offset), (36, r1.offset), "the resend: DUPLICATE_SEQUENCE")
+    eq(ctx.node.stop(), 0, "exit status after SIGTERM")
+    ctx.node.start()
+    with ctx.client() as c:
+        after = ok(init(c), "InitTransaction after a restart").producer_id
+        check(after > again.producer_id, f"after a restart: {after} > {again.producer_id}")
+
+
+@test
 def fetch_size_limits(ctx):
     with ctx.client() as c:
         c.create_topic("fs-t", 2)
@@ -2570,7 +2601,7 @@ def metadata_dir_of_its_own(ctx):
 @test
 def errors_unimplemented(ctx):
     cases = [
-        ("/rustmq.client.ProducerService/InitTransaction", "transaction"),
+        ("/rustmq.client.ProducerService/CommitTransaction", "transaction"),
     ]
     for path, word in cases:
         with ctx.client() as c:
