@@ -213,6 +213,21 @@ def run(cl, rmq=None):
     ok(r.topics[0], "create on a follower")
     r = ok(create(cl, (li + 2) % 3, "c-forwarded"), "CreateTopics")
     eq(r.topics[0].error_code, tn.TOPIC_ALREADY_EXISTS, "the same create on the other follower")
+    # Producer ids from every node (the followers carry the call to the
+    # controller's leader): never one twice.
+    def init(c):
+        for _ in range(50):  # asked again during an election, as create()
+            r = c.unary("/rustmq.client.ProducerService/InitTransaction",
+                        tn.P.InitTransactionRequest(version=tn.V()), tn.P.InitTransactionResponse)
+            if r.error_code != NOT_CONTROLLER:
+                break
+            time.sleep(0.1)
+        return r
+    ids = []
+    for i in (0, 1, 2, 0, 1, 2):
+        with cl.client(i) as c:
+            ids.append(ok(init(c), f"InitTransaction on node {i + 1}").producer_id)
+    eq(len(set(ids)), len(ids), f"producer ids given on three nodes are distinct: {ids}")
     want = cl.topics(li)
     check("c-one" in want and "c-forwarded" in want, f"leader's topics: {want}")
     same_topics_everywhere(cl, want, "after a create")
