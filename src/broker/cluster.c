@@ -81,6 +81,25 @@ uint32_t rmq_cluster_leader_id(const struct rmq_topic *t, uint32_t p)
 	return t->parts && p < t->partitions ? t->parts[p].leader : 0;
 }
 
+/* A replicated partition is led by this process only in an epoch the
+ * controller gave it: its registration renews the broker's leaderships in
+ * new epochs (fleet.c).  In an epoch of an earlier process, whose
+ * followers may hold records it sent before they were durable here and a
+ * crash took, this one would append other records at their offsets in the
+ * same epoch, which log matching cannot tell apart (docs/replication.md,
+ * finding 6). */
+bool rmq_cluster_leads(const struct rmq_bshard *bs, const struct rmq_meta *m,
+		       const struct rmq_topic *t, uint32_t p)
+{
+	if (!t->parts || p >= t->partitions || t->parts[p].leader != bs->b->self ||
+	    bs->b->self == 0)
+		return false;
+	if (t->parts[p].nreplicas <= 1)
+		return true;
+	const struct rmq_broker_rec *me = rmq_meta_broker(m, bs->b->self);
+	return me && strcmp(me->incarnation, bs->b->incarnation) == 0;
+}
+
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p)
 {
@@ -89,8 +108,8 @@ struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct r
 		return l;
 	l.id = rmq_cluster_leader_id(t, p);
 	l.epoch = t->parts[p].leader_epoch;
-	l.self = l.id && l.id == bs->b->self;
 	l.broker = l.id ? rmq_meta_broker(bs->meta, l.id) : NULL;
+	l.self = rmq_cluster_leads(bs, bs->meta, t, p);
 	if (l.id)
 		snprintf(l.id_str, sizeof(l.id_str), "%u", l.id);
 	return l;

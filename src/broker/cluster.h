@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct rmq_bshard;
+struct rmq_meta;
 struct rmq_topic;
 struct rmq_broker_rec;
 
@@ -54,6 +55,12 @@ struct rmq_leader {
 };
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,
 				     uint32_t p);
+
+/* Whether this process leads partition p of t, a topic of m (the leader
+ * named, and for a replicated partition in an epoch given since this
+ * process registered). */
+bool rmq_cluster_leads(const struct rmq_bshard *bs, const struct rmq_meta *m,
+		       const struct rmq_topic *t, uint32_t p);
 
 /* Only the leader's id (0: none), for the paths every produce and fetch
  * takes. */

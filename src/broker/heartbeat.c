@@ -26,7 +26,6 @@ struct rmq_heartbeat {
 	struct rmq_bshard *bs;
 	struct rmq_timer timer;
 	struct rmq_link *link;
-	char incarnation[40];
 	uint64_t epoch;              /* 0: not registered */
 	bool fenced;
 	bool busy;                   /* a call in flight */
@@ -281,7 +280,7 @@ static void beat(struct rmq_heartbeat *h)
 		snprintf(fc->rec.host, sizeof(fc->rec.host), "%s",
 			 b->cfg.advertised_host ? b->cfg.advertised_host : b->cfg.net.host);
 		snprintf(fc->rec.rack, sizeof(fc->rec.rack), "%s", b->cfg.rack ? b->cfg.rack : "");
-		snprintf(fc->rec.incarnation, sizeof(fc->rec.incarnation), "%s", h->incarnation);
+		snprintf(fc->rec.incarnation, sizeof(fc->rec.incarnation), "%s", h->bs->b->incarnation);
 		snprintf(fc->rec.version, sizeof(fc->rec.version), "%s", RMQ_VERSION);
 		snprintf(fc->cluster_id, sizeof(fc->cluster_id), "%s", h->cluster_id);
 	} else {
@@ -344,7 +343,6 @@ int rmq_heartbeat_start(struct rmq_bshard *bs)
 		return -ENOMEM;
 	}
 	h->bs = bs;
-	rmq_uuid(h->incarnation);
 	if (bs->b->cluster_joined)
 		snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", bs->b->cluster_id);
 	bs->hb = h;

@@ -633,6 +633,10 @@ int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
 		*code = leader ? EC_NOT_LEADER : EC_LEADER_NOT_AVAILABLE;
 		return -1;
 	}
+	if (!rmq_cluster_leads(bs, bs->meta, t, p)) {
+		*code = EC_LEADER_NOT_AVAILABLE; /* until this process's registration */
+		return -1;
+	}
 	return (int)rmq_partition_shard(topic, p, bs->nshards);
 }
 
@@ -654,9 +658,14 @@ const char *rmq_route_error(struct rmq_bshard *bs, const char *topic, uint32_t p
 		break;
 	}
 	case EC_LEADER_NOT_AVAILABLE:
-		snprintf(buf, len, "%s-%u has no leader now: its replicas' brokers are fenced or gone; "
-				   "retry",
-			 topic, p);
+		if (i >= 0 && rmq_cluster_leader_id(&bs->meta->topics[i], p) == bs->b->self)
+			snprintf(buf, len, "this broker restarted: it leads %s-%u again once the "
+					   "controller renews the leadership in a new epoch; retry",
+				 topic, p);
+		else
+			snprintf(buf, len, "%s-%u has no leader now: its replicas' brokers are fenced "
+					   "or gone; retry",
+				 topic, p);
 		break;
 	default:
 		snprintf(buf, len, "%s-%u cannot be served here", topic, p);
@@ -723,10 +732,14 @@ int rmq_partitions_apply(struct rmq_bshard *bs, struct rmq_meta *m, bool remove_
 			}
 			if (part) {
 				part->topic = t;
-				struct rmq_leader l = rmq_cluster_leader(bs, t, p);
-				if (part->state == RMQ_PART_ONLINE && l.epoch >= part->leader_epoch)
-					rmq_partition_set_role(part, l.self ? RMQ_ROLE_LEADER : RMQ_ROLE_FOLLOWER,
-							       l.epoch);
+				/* m, not bs->meta yet: whether this process
+				 * registered is m's to say (cluster.h). */
+				const uint32_t epoch = t->parts ? t->parts[p].leader_epoch : 0;
+				if (part->state == RMQ_PART_ONLINE && epoch >= part->leader_epoch)
+					rmq_partition_set_role(part,
+							       rmq_cluster_leads(bs, m, t, p) ? RMQ_ROLE_LEADER
+											: RMQ_ROLE_FOLLOWER,
+							       epoch);
 				/* AlterConfigs: the log takes the new limits. */
 				if (part->log && part->state == RMQ_PART_ONLINE)
 					rmq_log_set_limits(part->log, t->cfg.segment_bytes, t->cfg.segment_ms,

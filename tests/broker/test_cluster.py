@@ -729,6 +729,54 @@ def run_replication(cl):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+def run_restarted_leader(cl):
+    """A leader killed and started again leads only in an epoch the
+    controller gave its new process: it may have sent its followers records
+    it lost (they leave before its own sync), and appending in the old
+    epoch would put other records at their offsets unnoticed
+    (docs/replication.md, finding 6).  With no controller quorum to give
+    one, it refuses produce (LEADER_NOT_AVAILABLE) instead of answering in
+    the old epoch."""
+    li = start_three(cl, [("rl", 1, 3)])
+    wait_for("rl-0 in sync on three",
+             lambda: isr(cl, li, "rl")[0][2] == ["1", "2", "3"])
+    (lead, epoch, _, _), = partitions(cl, li, "rl")
+    lead = int(lead)
+    with cl.client(lead - 1) as c:
+        produce_settled(c, "rl", 0, tn.make_records(5, "before"), "produce before the kill")
+    # The leader and one more voter go: the third cannot make a quorum.
+    other = next(b for b in (1, 2, 3) if b != lead)
+    cl.nodes[lead - 1].kill()
+    cl.nodes[other - 1].kill()
+    cl.start(lead - 1)
+    with cl.client(lead - 1) as c:
+        end = time.monotonic() + 3
+        seen = set()
+        while time.monotonic() < end:
+            try:
+                r = c.produce("rl", 0, tn.make_records(1, "restarted"), timeout=2)
+            except grpc.RpcError:
+                time.sleep(0.1)  # still starting
+                continue
+            seen.add(r.error_code)
+            check(r.error_code != 0,
+                  f"broker {lead}, restarted without a quorum, took a produce in leader "
+                  f"epoch {r.leader_epoch} (it led epoch {epoch} before)")
+            time.sleep(0.1)
+        check(LEADER_NOT_AVAILABLE in seen, f"answers while it may not lead: {seen}")
+    cl.start(other - 1)
+    # A quorum again: the leadership is renewed (or moved) in a new epoch.
+    def taken():
+        (now, _, _, _), = partitions(cl, lead - 1, "rl")
+        if not now:
+            return None
+        with cl.client(int(now) - 1) as c:
+            r = c.produce("rl", 0, tn.make_records(1, "after"))
+            return r if r.error_code == 0 else None
+    r = wait_for("a produce taken again", taken, timeout=30)
+    check(r.leader_epoch > epoch, f"taken in leader epoch {r.leader_epoch}, after {epoch}")
+
+
 TRANSFER = "/rustmq.broker.BrokerReplicationService/TransferLeadership"
 ELECT = "/rustmq.controller.AdminService/ElectLeaders"
 BEAT = "/rustmq.broker.BrokerReplicationService/SendHeartbeat"
@@ -1411,6 +1459,11 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "1s")),
          run_balancing),
+        ("restarted_leader",
+         lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
+                          "--leader-rebalance-interval", "0s")),
+         run_restarted_leader),
         ("partition_management",
          lambda: Cluster(binary, os.path.join(tmp, "g"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
