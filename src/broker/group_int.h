@@ -83,6 +83,10 @@ struct rmq_gshard {
 	unsigned out;               /* greqs/tours sent from here, not back */
 	unsigned busy;              /* appends and lookups in flight here */
 	bool stopping;
+	/* In a cluster (docs/replication.md, "Group coordinator"): the logs
+	 * are partitions of the replicated __consumer_offsets, ologs[p] set
+	 * only while this node leads p, and a group is served only there. */
+	bool replicated;
 };
 
 static inline struct rmq_gshard *gs_of(struct rmq_bshard *bs)

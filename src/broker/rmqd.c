@@ -260,6 +260,7 @@ int main(int argc, char **argv)
 		{"leader-rebalance-interval", RMQ_FLAG_DURATION, &cfg->leader_rebalance_ns, "300s", "on the controller's leader: this often, every partition whose preferred replica (its first) is in sync and running is led by it again (Kafka's auto.leader.rebalance.enable); 0s = never", 0, 0, NULL},
 		{"controller-voters", RMQ_FLAG_STRING, &cfg->controller_voters, "", "the controller's voters when a new cluster starts: id@host:port,... (this node among them; every node given the same list); empty: this node alone", 0, 0, NULL},
 		{"controller-snapshot-entries", RMQ_FLAG_UINT, &ctrl_snap, "1000", "controller log entries applied between snapshots of its state (also one per 16 MiB of entries); the log is compacted behind each", 2, 1u << 30, NULL},
+		{"offsets-replication-factor", RMQ_FLAG_UINT, &cfg->offsets_replication_factor, "3", "in a cluster: replicas of each __consumer_offsets partition, which the controller's leader creates once this many brokers run, or as many as are registered (Kafka's offsets.topic.replication.factor)", 1, 16, NULL},
 		{"offsets-segment-bytes", RMQ_FLAG_SIZE, &off_seg, "16MiB", "segment size of __consumer_offsets (compaction keeps about 2 segments + twice the live offsets)", 1ULL << 14, 1ULL << 30, NULL},
 		{"group-min-session-timeout", RMQ_FLAG_DURATION, &g_min, "6s", "shortest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
 		{"group-max-session-timeout", RMQ_FLAG_DURATION, &g_max, "30m", "longest session timeout a consumer may ask for", 1000000ULL, 0, NULL},
