@@ -115,6 +115,10 @@ struct rmq_broker {
 	/* Controlled shutdown (broker.c, heartbeat.c): 1 once the node stops
 	 * and asks the controller to move its leaderships; 2 once it did. */
 	_Atomic int handing_off;
+	/* A cluster: a client asked for a group coordinator before
+	 * __consumer_offsets existed; the controller's leader creates it
+	 * (offsets_topic.c).  Set by any shard, read by shard 0. */
+	_Atomic int offsets_wanted;
 };
 
 struct rmq_bshard;

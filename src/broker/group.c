@@ -319,15 +319,7 @@ static void do_sync(struct rmq_gshard *gs, struct greq *r);
 static void do_heartbeat(struct rmq_gshard *gs, struct greq *r);
 static void do_leave(struct rmq_gshard *gs, struct greq *r);
 
-/*
- * In a cluster: whether this node coordinates group gid now, i.e. leads
- * its partition of __consumer_offsets and has loaded it.  Else the error
- * for the client (Kafka's): NOT_COORDINATOR when another broker leads the
- * partition (FindCoordinator names it), COORDINATOR_LOAD_IN_PROGRESS when
- * this one leads it but has not loaded it yet, COORDINATOR_NOT_AVAILABLE
- * when nobody can (the topic is not created yet, no leader).
- */
-static int coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, size_t len)
+int group_coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, size_t len)
 {
 	struct rmq_bshard *bs = gs->bs;
 	uint32_t part = rmq_group_partition(bs, gid);
@@ -335,8 +327,8 @@ static int coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, 
 		return EC_OK;
 	long ti = rmq_meta_find(bs->meta, RMQ_OFFSETS_TOPIC);
 	if (ti < 0) {
-		snprintf(why, len, "%s is not created yet (the controller creates it once its brokers "
-				   "run): retry",
+		snprintf(why, len, "%s is not created yet (FindCoordinator has the controller "
+				   "create it): retry",
 			 RMQ_OFFSETS_TOPIC);
 		return EC_COORDINATOR_NOT_AVAILABLE;
 	}
@@ -373,7 +365,7 @@ static void greq_exec(struct rmq_xmsg *m)
 		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "the coordinator is shutting down: retry");
 		return;
 	}
-	int code = coordinator_check(gs, greq_group_id(r), why, sizeof(why));
+	int code = group_coordinator_check(gs, greq_group_id(r), why, sizeof(why));
 	if (code != EC_OK) {
 		greq_err(r, code, "%s", why);
 		return;

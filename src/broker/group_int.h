@@ -113,6 +113,18 @@ int group_commit_append(struct rmq_gshard *gs, const char *group, const struct o
 int group_delete_append(struct rmq_gshard *gs, struct group *g,
 			void (*done)(void *arg, int res), void *arg);
 
+/*
+ * On gid's coordinator shard: EC_OK when this node coordinates group gid
+ * now (alone: always; in a cluster: it leads the group's partition of
+ * __consumer_offsets and has loaded it).  Else the error for the client,
+ * Kafka's, with the reason in why: NOT_COORDINATOR when another broker
+ * leads the partition (named; FindCoordinator names it too),
+ * COORDINATOR_LOAD_IN_PROGRESS when this one leads it but has not loaded
+ * it yet, COORDINATOR_NOT_AVAILABLE when none can (the topic is not created
+ * yet, the partition has no leader).
+ */
+int group_coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, size_t len);
+
 /* The request of one group RPC on its way to and from the coordinator. */
 struct greq {
 	struct rmq_xmsg msg;

@@ -9,6 +9,7 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/describe.h"
+#include "broker/forward.h"
 #include "broker/group.h"
 #include "broker/offsets.h"
 
@@ -199,8 +200,8 @@ static void coordinator_of(struct rmq_bshard *bs, const char *key, struct rmq_se
 	} else {
 		ci->error_code = EC_COORDINATOR_NOT_AVAILABLE;
 		if (!t)
-			snprintf(why, len, "%s is not created yet (the controller creates it once its "
-					   "brokers run): retry",
+			snprintf(why, len, "%s is being created (by the controller's leader, once "
+					   "--offsets-replication-factor brokers run): retry",
 				 RMQ_OFFSETS_TOPIC);
 		else if (t->partitions != bs->b->cfg.offsets_partitions)
 			snprintf(why, len, "%s has %u partitions, this node's --offsets-partitions is "
@@ -220,6 +221,15 @@ void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
 	Rustmq__Client__FindCoordinatorResponse r = RUSTMQ__CLIENT__FIND_COORDINATOR_RESPONSE__INIT;
 	struct rmq_self_info self;
 	size_t n = req->n_keys;
+	if (rmq_groups_replicated(bs->b) && rmq_meta_find(bs->meta, RMQ_OFFSETS_TOPIC) < 0) {
+		/* Kafka creates its offsets topic at the first FindCoordinator:
+		 * the controller's leader does it here, so the call goes there
+		 * (its answer, COORDINATOR_NOT_AVAILABLE until the topic is
+		 * made, is relayed). */
+		if (rmq_forward_admin(c, msg, rmq_md_find_coordinator))
+			return;
+		atomic_store(&bs->b->offsets_wanted, 1);
+	}
 	Rustmq__Client__CoordinatorInfo *cs = calloc(n ? n : 1, sizeof(*cs));
 	Rustmq__Client__CoordinatorInfo **cp = calloc(n ? n : 1, sizeof(*cp));
 	Rustmq__Common__BrokerInfo *bis = calloc(n ? n : 1, sizeof(*bis));

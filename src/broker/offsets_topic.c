@@ -4,8 +4,13 @@
  * replicated topic __consumer_offsets (docs/replication.md, "Group
  * coordinator"), as Kafka's controller creates its internal topic.
  *
- * From the controller's tick on shard 0, while this node leads the
- * controller and its state has no such topic: once as many brokers run as
+ * Created on demand, as Kafka does at the first FindCoordinator: a node
+ * asked for a coordinator while the topic does not exist forwards the call
+ * to the controller's leader (metadata.c), which sets offsets_wanted and
+ * answers COORDINATOR_NOT_AVAILABLE; a cluster whose clients use no groups
+ * never has the topic.  Then, from the controller's tick on shard 0, while
+ * this node leads the controller and its state has no such topic: once as
+ * many brokers run as
  * the replication factor asks (--offsets-replication-factor, at most the
  * registered brokers and at least the voters, whichever is the larger),
  * a CreateTopics of --offsets-partitions partitions, marked internal
@@ -43,7 +48,8 @@ void rmq_offsets_topic_tick(struct rmq_bshard *bs)
 {
 	char addr[8];
 	const struct rmq_meta *m = bs->meta;
-	if (!rmq_groups_replicated(bs->b) || bs->offsets_creating ||
+	if (!rmq_groups_replicated(bs->b) || !atomic_load(&bs->b->offsets_wanted) ||
+	    bs->offsets_creating ||
 	    rmq_runtime_stopping(bs->b->rt) ||
 	    (uint32_t)rmq_ctrl_leader(bs, addr, sizeof(addr)) != bs->b->self ||
 	    rmq_meta_find(m, RMQ_OFFSETS_TOPIC) >= 0)

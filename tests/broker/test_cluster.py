@@ -1422,12 +1422,18 @@ def run_group_coordinator(cl):
     import test_groups as tg
     li = start_three(cl, [("gc", 3, 3)])
     group = "cg-1"
-    wait_for("__consumer_offsets created, replicated on the three brokers",
-             lambda: any(t == "__consumer_offsets" for t in cl.topics_internal(li)), timeout=20)
-    wait_for("__consumer_offsets with three in-sync replicas per partition",
-             lambda: all(len(r) == 3 and len(s) == 3
-                         for _, r, s in isr(cl, li, "__consumer_offsets")), timeout=20)
+    # Created on demand (Kafka's first FindCoordinator), through the
+    # controller's leader whichever node is asked.
+    check("__consumer_offsets" not in cl.topics_internal(li),
+          "no __consumer_offsets before a client asks for a coordinator")
+    asked = (li + 1) % 3
+    eq(find_coordinator(cl, asked, group)[0], COORDINATOR_NOT_AVAILABLE,
+       f"FindCoordinator on node {asked + 1} before the topic exists")
     ci = coordinator_everywhere(cl, group, [0, 1, 2])
+    eq(sorted(len(r) for _, r, _ in isr(cl, li, "__consumer_offsets")), [3, 3, 3, 3],
+       "__consumer_offsets: 4 partitions (--offsets-partitions) of 3 replicas")
+    wait_for("__consumer_offsets with three in-sync replicas per partition",
+             lambda: all(len(s) == 3 for _, _, s in isr(cl, li, "__consumer_offsets")), timeout=20)
     others = [i for i in range(3) if i != ci]
     # Something to commit against: records in every partition of gc.
     with cl.client(li) as c:
