@@ -1343,7 +1343,7 @@ def run_placement(cl, rmq=None, bench=None):
 
 
 COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS = 23, 24, 25
-UNKNOWN_MEMBER_ID = 26
+UNKNOWN_MEMBER_ID, INVALID_TOPIC = 26, 14
 FIND_COORDINATOR = "/rustmq.client.MetadataService/FindCoordinator"
 
 
@@ -1450,6 +1450,15 @@ def run_group_coordinator(cl):
                    f"{kind} of {group} on node {i + 1}, not its coordinator ({r.error_message})")
                 check(f"127.0.0.1:{cl.ports[ci]}" in r.error_message,
                       f"NOT_COORDINATOR names the coordinator: {r.error_message}")
+            d = ok(c.unary(tg.AS + "DescribeGroups",
+                           tn.A.DescribeGroupsRequest(version=tn.V(), group_ids=[group]),
+                           tn.A.DescribeGroupsResponse), "DescribeGroups")
+            eq(d.groups[0].error_code, NOT_COORDINATOR,
+               f"DescribeGroups of {group} on node {i + 1} ({d.groups[0].error_message})")
+        # Only the coordinator writes the internal topic.
+        with cl.client(i) as c:
+            eq(c.produce("__consumer_offsets", 0, tn.make_records(1)).error_code, INVALID_TOPIC,
+               "a produce to __consumer_offsets")
     # A member commits through the coordinator.
     want = {("gc", 0): 3, ("gc", 1): 5, ("gc", 2): 10}
     parts = sorted(want)
