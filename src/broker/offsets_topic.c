@@ -16,9 +16,9 @@
  * a CreateTopics of --offsets-partitions partitions, marked internal
  * (its reserved name allowed; it cannot be deleted), retained forever
  * (the coordinator's records are its whole state), goes through the
- * controller like any other.  One creation in flight at a time; a refusal
- * (another leader got there first: TOPIC_ALREADY_EXISTS) is tried again
- * at a later tick only if the topic is still missing.
+ * controller like any other.  One creation in flight at a time; after a
+ * refusal the demand is forgotten until the next FindCoordinator (no
+ * retry, and no warning, every tick).
  */
 #include "broker/broker.h"
 #include "broker/cluster.h"
@@ -38,8 +38,11 @@ static void created(struct rmq_topic_change *ch)
 	if (it->code == EC_OK)
 		rmq_info("%s created: %u partitions, replication factor %u", RMQ_OFFSETS_TOPIC,
 			 it->result.partitions, it->result.replication_factor);
-	else if (it->code != EC_TOPIC_ALREADY_EXISTS)
+	else if (it->code != EC_TOPIC_ALREADY_EXISTS) {
+		/* Not at every tick: the next FindCoordinator asks again. */
 		rmq_warn("%s not created: %s", RMQ_OFFSETS_TOPIC, it->err);
+		atomic_store(&bs->b->offsets_wanted, 0);
+	}
 	bs->offsets_creating = false;
 	rmq_topic_change_free(ch);
 }
