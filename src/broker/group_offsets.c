@@ -312,6 +312,10 @@ static void compaction_done(void *arg, int res)
  * more than twice them plus two segments; then the segments before the
  * rewrite are superseded and go (compaction_done).  Records appended
  * meanwhile land after the rewrite's start, so nothing live is dropped.
+ * In a cluster the rewrite is replicated like any commit and is done
+ * once the ISR has it; the leader then drops its prefix, and each
+ * follower drops its own when the leader's next request carries the new
+ * log start (follow.c, replication.proto's step 6).
  */
 static void maybe_compact(struct rmq_gshard *gs, uint32_t part)
 {
@@ -319,8 +323,7 @@ static void maybe_compact(struct rmq_gshard *gs, uint32_t part)
 	uint64_t seg = gs->bs->b->cfg.offsets_segment_bytes;
 	/* Only when settled: an append in flight is below the rewrite's
 	 * start but not yet in memory, so the rewrite would miss it. */
-	if (!l || rmq_olog_replicated(l) || gs->compacting[part] || gs->stopping ||
-	    !rmq_olog_settled(l) ||
+	if (!l || gs->compacting[part] || gs->stopping || !rmq_olog_settled(l) ||
 	    rmq_olog_size(l) <= 2 * gs->live[part] + 2 * seg)
 		return;
 	struct compaction *c = malloc(sizeof(*c));

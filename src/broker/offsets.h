@@ -35,8 +35,8 @@
  * __consumer_offsets, attached while this node leads it
  * (rmq_olog_attach): `done` then waits for the partition's high
  * watermark, and leadership lost fails what waits (rmq_olog_detach).
- * Compaction does not run on an attached log (its followers could not
- * follow a leader's deletion).
+ * Compaction runs on the leader as on one node; followers drop the same
+ * prefix when the leader's log start reaches them (follow.c).
  */
 #ifndef RMQ_BROKER_OFFSETS_H
 #define RMQ_BROKER_OFFSETS_H

@@ -1410,6 +1410,13 @@ def committed(tg, cl, i, group, parts):
                 (x.offset if x.HasField("offset") else None) for x in r.partitions}
 
 
+def offsets_log_bytes(cl, i):
+    """Bytes the segments of __consumer_offsets take on node i's disk."""
+    data = pathlib.Path(cl.nodes[i].data_dir)
+    return sum(f.stat().st_blocks * 512 for d in data.glob("__consumer_offsets-*")
+               for f in d.glob("*.log"))
+
+
 def run_group_coordinator(cl):
     """The group coordinator moves with __consumer_offsets: the controller
     creates the topic replicated (RF 3 on three brokers); FindCoordinator
@@ -1418,7 +1425,8 @@ def run_group_coordinator(cl):
     coordinator are replicated before they are answered, so after kill -9
     of the coordinator's node FindCoordinator names another broker, which
     has every committed offset, refuses the old member (it rejoins there)
-    and takes new commits."""
+    and takes new commits.  The replicated log is compacted on every
+    replica."""
     import test_groups as tg
     li = start_three(cl, [("gc", 3, 3)])
     group = "cg-1"
@@ -1469,8 +1477,21 @@ def run_group_coordinator(cl):
         ok(r, "CommitOffsets on the coordinator")
         for x in r.partitions:
             ok(x, f"commit of gc-{x.topic_partition.partition}")
+        # Compaction of the replicated log (64 KiB segments): 400 commits
+        # of 3 offsets with 3 KiB of metadata each, ~3.6 MB uncompacted,
+        # rewriting the same keys; the last one is `want` again.
+        for k in range(400):
+            r = m.commit({tp: (off + k) % 10 for tp, off in want.items()}, metadata="m" * 3000)
+            if k % 50 == 0:
+                ok(r, f"commit {k}")
+        ok(m.commit(want), "the last commit")
         old_member, old_gen = m.member_id, m.generation
     eq(committed(tg, cl, ci, group, parts), want, "offsets as the coordinator answers them")
+    # The leader compacted its copy, and its followers dropped the same
+    # prefix when its log start reached them.
+    for i in range(3):
+        wait_for(f"__consumer_offsets on node {i + 1} within 800 KB (compacted)",
+                 lambda: offsets_log_bytes(cl, i) < 800_000, timeout=15)
     # kill -9 of the coordinator's node.
     dead_id = ci + 1
     t0 = time.monotonic()
@@ -1571,7 +1592,8 @@ def main() -> int:
          lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "2s",
                           "--replica-lag-max", "1s", "--leader-rebalance-interval", "0s",
-                          "--offsets-partitions", "4", "--group-initial-rebalance-delay", "0s")),
+                          "--offsets-partitions", "4", "--offsets-segment-bytes", "64KiB",
+                          "--group-initial-rebalance-delay", "0s")),
          run_group_coordinator),
     ]
     if args.only:
