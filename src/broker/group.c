@@ -1183,10 +1183,13 @@ static void unload(struct rmq_gshard *gs, uint32_t part, const char *why)
 			n++;
 		}
 	}
-	rmq_olog_detach(gs->ologs[part]);
+	/* Gone before the sets fail: their callbacks (and any append or
+	 * compaction they would start) find the partition not coordinated. */
+	struct rmq_olog *l = gs->ologs[part];
 	gs->ologs[part] = NULL;
 	gs->live[part] = 0;
 	gs->compacting[part] = false;
+	rmq_olog_detach(l);
 	rmq_info("%s-%u: no longer coordinated here (%s): %zu groups dropped", RMQ_OFFSETS_TOPIC,
 		 part, why, n);
 }
@@ -1336,10 +1339,12 @@ void rmq_groups_fini(struct rmq_bshard *bs)
 	if (!gs)
 		return;
 	for (uint32_t p = 0; gs->ologs && p < gs->nparts; p++) {
+		struct rmq_olog *l = gs->ologs[p];
+		gs->ologs[p] = NULL;
 		if (gs->replicated)
-			rmq_olog_detach(gs->ologs[p]);
+			rmq_olog_detach(l); /* none left: unloaded when stopping */
 		else
-			rmq_olog_close(gs->ologs[p]);
+			rmq_olog_close(l);
 	}
 	for (size_t i = 0; gs->tab && i < gs->tcap; i++) {
 		while (gs->tab[i]) {
