@@ -388,6 +388,7 @@ int rmq_broker_run(struct rmq_broker *b)
 		return rc;
 	}
 	b->self = rmq_ctrl_node_id(b->cfg.node_id);
+	rmq_uuid(b->incarnation); /* a new one per process start */
 	rc = rmq_ctrl_recover(b, &b->initial_meta);
 	if (rc < 0)
 		return rc;

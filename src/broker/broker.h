@@ -103,6 +103,7 @@ struct rmq_broker {
 	_Atomic uint32_t ctrl_voters[9];  /* RMQ_RAFT_VOTERS_MAX */
 	_Atomic uint64_t ctrl_leader_addr[8]; /* its "host:port", NUL-padded (RMQ_RAFT_ADDR_MAX) */
 	char cluster_id[40];           /* this data directory's (meta/cluster_id) */
+	char incarnation[40];          /* this process's, registered with the controller (heartbeat.c) */
 	bool cluster_joined;           /* ... written by a cluster it joined (meta/cluster_joined);
 					* shard 0 only after the start */
 	const char *fsync_name;        /* for the start-up line */

@@ -32,6 +32,7 @@
 #include "broker/cluster.h"
 #include "broker/lookup.h"
 #include "client/consumer.pb-c.h"
+#include "common/metadata.pb-c.h"
 #include "controller/admin.pb-c.h"
 #include "core/assert.h"
 #include "core/error.h"
@@ -64,6 +65,13 @@ static uint32_t fnv1a(const char *s)
 bool rmq_groups_replicated(const struct rmq_broker *b)
 {
 	return b->cfg.controller_voters && b->cfg.controller_voters[0];
+}
+
+bool rmq_groups_registered(const struct rmq_bshard *bs)
+{
+	const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, bs->b->self);
+	return r && r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING &&
+	       strcmp(r->incarnation, bs->b->incarnation) == 0;
 }
 
 uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group)
@@ -343,6 +351,11 @@ int group_coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, s
 	if (!l.id) {
 		snprintf(why, len, "%s-%u, which holds group %s, has no leader now: retry",
 			 RMQ_OFFSETS_TOPIC, part, gid);
+		return EC_COORDINATOR_NOT_AVAILABLE;
+	}
+	if (l.self && !rmq_groups_registered(bs)) {
+		snprintf(why, len, "this broker is (re)joining the cluster: its metadata may be old; "
+				   "retry FindCoordinator");
 		return EC_COORDINATOR_NOT_AVAILABLE;
 	}
 	if (!l.self) {
@@ -1201,7 +1214,13 @@ void rmq_groups_partition_changed(struct rmq_partition *p)
 	    strcmp(p->topic_name, RMQ_OFFSETS_TOPIC) != 0)
 		return;
 	uint32_t part = p->index;
-	bool leads = p->state == RMQ_PART_ONLINE && p->role == RMQ_ROLE_LEADER && !gs->stopping;
+	/* Only once this process runs registered: a restarted broker's first
+	 * snapshot is the one it stopped with, which may still name it leader
+	 * of partitions that moved while it was away (it would serve old
+	 * offsets until the next metadata).  Every snapshot applied comes
+	 * back here (rmq_partitions_apply sets the roles again). */
+	bool leads = p->state == RMQ_PART_ONLINE && p->role == RMQ_ROLE_LEADER && !gs->stopping &&
+		     rmq_groups_registered(p->bs);
 	struct rmq_olog *l = gs->ologs[part];
 	if (l && (!leads || rmq_olog_epoch(l) != p->leader_epoch))
 		unload(gs, part, !leads ? "its leadership moved" : "a new leader epoch");

@@ -62,6 +62,10 @@ void rmq_groups_retain(struct rmq_bshard *bs);
  * alone, by this node from its own log. */
 struct rmq_broker;
 bool rmq_groups_replicated(const struct rmq_broker *b);
+/* A cluster: whether this process's own registration is in the shard's
+ * snapshot, RUNNING.  Until then a restarted broker's snapshot is the one
+ * it stopped with: it neither coordinates nor names itself coordinator. */
+bool rmq_groups_registered(const struct rmq_bshard *bs);
 
 /* partition.c, on a partition of __consumer_offsets in a cluster: its
  * role, epoch or state changed (the groups of a partition led here now are

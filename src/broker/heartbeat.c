@@ -344,7 +344,7 @@ int rmq_heartbeat_start(struct rmq_bshard *bs)
 		return -ENOMEM;
 	}
 	h->bs = bs;
-	rmq_uuid(h->incarnation);
+	snprintf(h->incarnation, sizeof(h->incarnation), "%s", bs->b->incarnation);
 	if (bs->b->cluster_joined)
 		snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", bs->b->cluster_id);
 	bs->hb = h;

@@ -192,9 +192,9 @@ static void coordinator_of(struct rmq_bshard *bs, const char *key, struct rmq_se
 	struct rmq_leader l = {0};
 	if (t && t->partitions == bs->b->cfg.offsets_partitions)
 		l = rmq_cluster_leader(bs, t, part);
-	if (l.self) {
+	if (l.self && rmq_groups_registered(bs)) {
 		ci->broker = &self->bi;
-	} else if (l.id && l.broker) {
+	} else if (l.id && !l.self && l.broker) {
 		rmq_meta_broker_info(l.broker, bi, id);
 		ci->broker = bi;
 	} else {
@@ -203,6 +203,9 @@ static void coordinator_of(struct rmq_bshard *bs, const char *key, struct rmq_se
 			snprintf(why, len, "%s is being created (by the controller's leader, once "
 					   "--offsets-replication-factor brokers run): retry",
 				 RMQ_OFFSETS_TOPIC);
+		else if (l.self)
+			snprintf(why, len, "this broker is (re)joining the cluster: its metadata may be "
+					   "old; retry");
 		else if (t->partitions != bs->b->cfg.offsets_partitions)
 			snprintf(why, len, "%s has %u partitions, this node's --offsets-partitions is "
 					   "%u: ask another node",

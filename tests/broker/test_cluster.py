@@ -1410,6 +1410,14 @@ def committed(tg, cl, i, group, parts):
                 (x.offset if x.HasField("offset") else None) for x in r.partitions}
 
 
+def fnv1a(s):
+    """The hash that picks a group's partition (group.c)."""
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
 def offsets_log_bytes(cl, i):
     """Bytes the segments of __consumer_offsets take on node i's disk."""
     data = pathlib.Path(cl.nodes[i].data_dir)
@@ -1530,6 +1538,23 @@ def run_group_coordinator(cl):
                          group_call(tg, c, group, "fetch")), timeout=15)
         check(f"127.0.0.1:{cl.ports[nci]}" in r.error_message,
               f"the restarted broker names the coordinator: {r.error_message}")
+    # A leadership moved on request moves the coordinator with it: back
+    # to the restarted broker once it is in sync again (it caught up on
+    # the compacted log and the commits made while it was away), which
+    # loads the group from its own copy.
+    part = fnv1a(group) % 4
+    wait_for(f"broker {dead_id} back in the ISR of __consumer_offsets-{part}",
+             lambda: str(dead_id) in isr(cl, nci, "__consumer_offsets")[part][2], timeout=20)
+    ok(transfer(cl, other, "__consumer_offsets", part, target=dead_id),
+       f"TransferLeadership of __consumer_offsets-{part} to broker {dead_id}")
+    eq(coordinator_everywhere(cl, group, [0, 1, 2], but=nci + 1), ci,
+       "the coordinator after the transfer")
+    eq(wait_for("the restarted broker answers the committed offsets",
+                lambda: committed(tg, cl, ci, group, parts)), want2,
+       f"offsets at broker {dead_id}, coordinator again")
+    with cl.client(nci) as c:
+        eq(group_call(tg, c, group, "heartbeat").error_code, NOT_COORDINATOR,
+           f"heartbeat on broker {nci + 1}, coordinator no more")
     # Every node stops cleanly (the coordinator hands its partitions over
     # first, dropping its groups), with nothing from the sanitizers.
     for i in range(3):
