@@ -1425,7 +1425,7 @@ def offsets_log_bytes(cl, i):
                for f in d.glob("*.log"))
 
 
-def run_group_coordinator(cl):
+def run_group_coordinator(cl, rmq=None):
     """The group coordinator moves with __consumer_offsets: the controller
     creates the topic replicated (RF 3 on three brokers); FindCoordinator
     names the leader of the group's partition on every node; the other
@@ -1475,6 +1475,17 @@ def run_group_coordinator(cl):
         with cl.client(i) as c:
             eq(c.produce("__consumer_offsets", 0, tn.make_records(1)).error_code, INVALID_TOPIC,
                "a produce to __consumer_offsets")
+    if rmq:
+        # rmq consume --group finds its group's coordinator whichever
+        # node it is given, and commits there on exit.
+        cli_group = "cg-cli"
+        cci = coordinator_everywhere(cl, cli_group, [0, 1, 2])
+        boot = [i for i in range(3) if i != cci][0]
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[boot]}", "consume", "gc", "--group", cli_group,
+                      "--offset", "earliest", "--max", "30", "--timeout", "10s", "--format", "json")
+        eq(len(out.splitlines()), 30, f"rmq consume --group {cli_group} through node {boot + 1}")
+        eq(committed(tg, cl, cci, cli_group, [("gc", p) for p in range(3)]),
+           {("gc", p): 10 for p in range(3)}, f"{cli_group}'s commits at its coordinator")
     # A member commits through the coordinator.
     want = {("gc", 0): 3, ("gc", 1): 5, ("gc", 2): 10}
     parts = sorted(want)
@@ -1619,7 +1630,7 @@ def main() -> int:
                           "--replica-lag-max", "1s", "--leader-rebalance-interval", "0s",
                           "--offsets-partitions", "4", "--offsets-segment-bytes", "64KiB",
                           "--group-initial-rebalance-delay", "0s")),
-         run_group_coordinator),
+         lambda cl: run_group_coordinator(cl, args.rmq)),
     ]
     if args.only:
         tests = [t for t in tests if t[0] in args.only]
