@@ -381,7 +381,24 @@ int consumer_run(struct consumer *c, uint64_t timeout_ns)
 struct group_run {
 	struct consumer *c;
 	const struct consumer_group_opts *o;
+	bool find_coordinator;       /* the last answer said the coordinator moved or is not ready */
 };
+
+/* The error_code of a group call's answer: field 1 of every group response,
+ * written first when set (protobuf writes fields in number order); 0 when
+ * the answer starts otherwise. */
+static int answer_code(const uint8_t *resp, size_t len)
+{
+	uint64_t v = 0;
+	if (len < 2 || resp[0] != 0x08)
+		return 0;
+	for (size_t i = 1, shift = 0; i < len && shift < 64; i++, shift += 7) {
+		v |= (uint64_t)(resp[i] & 0x7f) << shift;
+		if (!(resp[i] & 0x80))
+			return (int)v;
+	}
+	return 0;
+}
 
 static void group_error(void *arg, const char *what, enum rmq_grpc_status status, int code,
 			const char *message)
@@ -426,15 +443,23 @@ static void group_uncommitted(void *arg, enum rmq_member_loss why, int code)
 }
 
 /* Sends the member's call and waits for the answer. */
-static void group_call(struct rmq_member *m, const struct rmq_member_call *call, const char *group)
+static void group_call(struct rmq_member *m, const struct rmq_member_call *call,
+		       struct group_run *g)
 {
+	const char *group = g->o->group;
 	if (m->tries > GROUP_TRIES_MAX)
 		die("group '%s': the coordinator did not settle (retry in a moment)", group);
 	if (strcmp(call->what, "CommitOffsets") == 0)
 		fflush(stdout); /* commit only what the reader was given */
 	struct rmq_rpc_call rc = {
 		.path = call->path, .req = call->req, .len = call->len, .timeout_ns = call->timeout_ns};
-	enum rmq_grpc_status st = rmq_rpc_unary(cli.rpc, &rc);
+	/* The group's calls go to its coordinator, looked up again after an
+	 * answer that said it moved or was not ready (the member retries). */
+	struct rmq_rpc *rpc = route_coordinator(group, g->find_coordinator);
+	enum rmq_grpc_status st = rmq_rpc_unary(rpc, &rc);
+	int code = st == RMQ_GRPC_OK ? answer_code(rc.resp, rc.resp_len) : 0;
+	g->find_coordinator = code == EC(NOT_COORDINATOR) || code == EC(COORDINATOR_NOT_AVAILABLE) ||
+			      code == EC(COORDINATOR_LOAD_IN_PROGRESS);
 	rmq_member_answer(m, rmq_now_ns(), st, rc.message, rc.resp, rc.resp_len);
 	rmq_rpc_call_reset(&rc);
 }
@@ -476,7 +501,7 @@ int consumer_run_group(struct consumer *c, uint64_t timeout_ns,
 		.commit_ns = o->commit_ns,
 		.call_timeout_ns = CALL_TIMEOUT_NS,
 	};
-	struct group_run g = {c, o};
+	struct group_run g = {c, o, false};
 	struct rmq_member m;
 	if (rmq_member_init(&m, &cfg, &ops, &g) < 0)
 		die("out of memory");
@@ -497,7 +522,7 @@ int consumer_run_group(struct consumer *c, uint64_t timeout_ns,
 		if (step == RMQ_MEMBER_DONE)
 			break;
 		if (step == RMQ_MEMBER_CALL) {
-			group_call(&m, &call, o->group);
+			group_call(&m, &call, &g);
 			continue;
 		}
 		if (step == RMQ_MEMBER_POSITION) {

@@ -22,6 +22,7 @@ static struct {
 		char *endpoint;
 		struct rmq_rpc *rpc;
 	} conns[BROKERS_MAX];
+	char *coordinator;        /* the group's coordinator, "host:port"; NULL = unknown */
 } R;
 
 static void forget(void)
@@ -132,8 +133,39 @@ bool route_retry(const char *topic, uint32_t p, int code, const char *endpoint, 
 	return true;
 }
 
+struct rmq_rpc *route_coordinator(const char *group, bool refresh)
+{
+	if (R.coordinator && !refresh)
+		return conn_to(R.coordinator);
+	free(R.coordinator);
+	R.coordinator = NULL;
+	Rustmq__Client__FindCoordinatorRequest req = RUSTMQ__CLIENT__FIND_COORDINATOR_REQUEST__INIT;
+	char *keys[1] = {(char *)group};
+	req.version = &api_v1;
+	req.n_keys = 1;
+	req.keys = keys;
+	Rustmq__Client__FindCoordinatorResponse *r =
+		PB_CALL("FindCoordinator", "/rustmq.client.MetadataService/FindCoordinator", &req,
+			Rustmq__Client__FindCoordinatorResponse,
+			rustmq__client__find_coordinator_response__descriptor);
+	if (r->n_coordinators == 1 && r->coordinators[0]->error_code == 0 &&
+	    r->coordinators[0]->broker && r->coordinators[0]->broker->host) {
+		const Rustmq__Common__BrokerInfo *bi = r->coordinators[0]->broker;
+		char ep[300];
+		snprintf(ep, sizeof(ep), strchr(bi->host, ':') ? "[%s]:%u" : "%s:%u", bi->host,
+			 bi->port);
+		R.coordinator = xstrdup(ep);
+		if (cli.verbose)
+			fprintf(stderr, "rmq: group %s: coordinator %s\n", group, ep);
+	}
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return R.coordinator ? conn_to(R.coordinator) : cli.rpc;
+}
+
 void route_close(void)
 {
+	free(R.coordinator);
+	R.coordinator = NULL;
 	for (size_t i = 0; i < R.nconns; i++) {
 		rmq_rpc_close(R.conns[i].rpc);
 		free(R.conns[i].endpoint);

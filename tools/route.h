@@ -38,6 +38,14 @@ struct rmq_rpc *route_rpc(const char *topic, uint32_t p);
  * Any other code: false. */
 bool route_retry(const char *topic, uint32_t p, int code, const char *endpoint, int *tries);
 
+/* The connection to group's coordinator, as FindCoordinator on the
+ * bootstrap broker names it (a cluster: the leader of the group's
+ * partition of __consumer_offsets; one node: itself), asked again when
+ * refresh (after NOT_COORDINATOR and the like); the bootstrap's while none
+ * is named (the coordinator is being made: its calls answer
+ * COORDINATOR_NOT_AVAILABLE and are retried). */
+struct rmq_rpc *route_coordinator(const char *group, bool refresh);
+
 /* Closes the connections it opened (not cli.rpc). */
 void route_close(void);
 

@@ -68,6 +68,7 @@ struct rmq_broker_config {
 	/* Consumer groups (group.h). */
 	uint32_t offsets_partitions;   /* of __consumer_offsets; fixed once used */
 	uint64_t offsets_segment_bytes;
+	uint64_t offsets_replication_factor; /* a cluster: of __consumer_offsets (group.h) */
 	uint32_t ctrl_snapshot_entries; /* --controller-snapshot-entries */
 	const char *controller_voters; /* --controller-voters: "id@host:port,..." */
 	const char *rack;              /* --rack: for rack-aware placement */
@@ -115,6 +116,10 @@ struct rmq_broker {
 	/* Controlled shutdown (broker.c, heartbeat.c): 1 once the node stops
 	 * and asks the controller to move its leaderships; 2 once it did. */
 	_Atomic int handing_off;
+	/* A cluster: a client asked for a group coordinator before
+	 * __consumer_offsets existed; the controller's leader creates it
+	 * (offsets_topic.c).  Set by any shard, read by shard 0. */
+	_Atomic int offsets_wanted;
 };
 
 struct rmq_bshard;
@@ -211,6 +216,7 @@ struct rmq_bshard {
 	uint64_t balance_due_ns;       /* shard 0, leading: the next leader balancing (elect.h) */
 	bool balance_pending;          /* ... one is being decided */
 	size_t balance_moved;          /* ... how many partitions it moves */
+	bool offsets_creating;         /* shard 0, leading: __consumer_offsets being created (group.h) */
 	/* Counters (GetMetrics). */
 	uint64_t produce_requests, produce_records, produce_bytes;
 	uint64_t fetch_requests, fetch_bytes;

@@ -7,6 +7,7 @@
 #include "broker/ctrl_store.h"
 #include "broker/errcode.h"
 #include "broker/elect.h"
+#include "broker/group.h"
 #include "broker/fleet.h"
 #include "broker/heartbeat.h"
 #include "broker/topics.h"
@@ -1015,6 +1016,7 @@ static void on_tick(struct rmq_timer *t)
 	expire(c, rmq_now_ns());
 	rmq_fleet_tick(c->bs);
 	rmq_elect_tick(c->bs);
+	rmq_offsets_topic_tick(c->bs);
 	c->ticks_due++;
 	pump(c); /* also a membership call's deadline, without a Ready */
 	rmq_timer_start(c->bs->s, &c->timer, rmq_now_ns() + RMQ_CTRL_TICK_NS, on_tick);

@@ -394,8 +394,16 @@ static void answer(struct rmq_frep *r)
 		/* What it holds of the leader's committed records. */
 		uint64_t hw = r->msg.high_watermark < resp.log_end_offset ? r->msg.high_watermark
 									  : resp.log_end_offset;
-		if (r->code == EC_OK && !r->plan.diverging)
+		if (r->code == EC_OK && !r->plan.diverging) {
 			rmq_partition_set_hw(p, hw);
+			/* Step 6 of replication.proto: the log start follows the
+			 * leader's (its retention, or the group coordinator's
+			 * compaction of __consumer_offsets), by whole segments
+			 * and never past what is committed here. */
+			uint64_t start = r->msg.log_start_offset < hw ? r->msg.log_start_offset : hw;
+			if (start > resp.log_start_offset && rmq_log_delete_before(p->log, start) > 0)
+				resp.log_start_offset = rmq_log_start_offset(p->log);
+		}
 		resp.high_watermark = p->hw;
 	}
 	if (r->code == EC_OK && r->plan.diverging) {

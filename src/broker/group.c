@@ -29,8 +29,10 @@
 #include "broker/methods.h"
 #include "broker/request.h"
 
+#include "broker/cluster.h"
 #include "broker/lookup.h"
 #include "client/consumer.pb-c.h"
+#include "common/metadata.pb-c.h"
 #include "controller/admin.pb-c.h"
 #include "core/assert.h"
 #include "core/error.h"
@@ -58,6 +60,18 @@ static uint32_t fnv1a(const char *s)
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
 		h = (h ^ *c) * 16777619u;
 	return h;
+}
+
+bool rmq_groups_replicated(const struct rmq_broker *b)
+{
+	return b->cfg.controller_voters && b->cfg.controller_voters[0];
+}
+
+bool rmq_groups_registered(const struct rmq_bshard *bs)
+{
+	const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, bs->b->self);
+	return r && r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING &&
+	       strcmp(r->incarnation, bs->b->incarnation) == 0;
 }
 
 uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group)
@@ -313,12 +327,60 @@ static void do_sync(struct rmq_gshard *gs, struct greq *r);
 static void do_heartbeat(struct rmq_gshard *gs, struct greq *r);
 static void do_leave(struct rmq_gshard *gs, struct greq *r);
 
+int group_coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, size_t len)
+{
+	struct rmq_bshard *bs = gs->bs;
+	uint32_t part = rmq_group_partition(bs, gid);
+	if (!gs->replicated || gs->ologs[part])
+		return EC_OK;
+	long ti = rmq_meta_find(bs->meta, RMQ_OFFSETS_TOPIC);
+	if (ti < 0) {
+		snprintf(why, len, "%s is not created yet (FindCoordinator has the controller "
+				   "create it): retry",
+			 RMQ_OFFSETS_TOPIC);
+		return EC_COORDINATOR_NOT_AVAILABLE;
+	}
+	const struct rmq_topic *t = &bs->meta->topics[ti];
+	if (t->partitions != gs->nparts) {
+		snprintf(why, len, "%s has %u partitions, this node's --offsets-partitions is %u: "
+				   "start it with the cluster's count",
+			 RMQ_OFFSETS_TOPIC, t->partitions, gs->nparts);
+		return EC_COORDINATOR_NOT_AVAILABLE;
+	}
+	struct rmq_leader l = rmq_cluster_leader(bs, t, part);
+	if (!l.id) {
+		snprintf(why, len, "%s-%u, which holds group %s, has no leader now: retry",
+			 RMQ_OFFSETS_TOPIC, part, gid);
+		return EC_COORDINATOR_NOT_AVAILABLE;
+	}
+	if (l.self && !rmq_groups_registered(bs)) {
+		snprintf(why, len, "this broker is (re)joining the cluster: its metadata may be old; "
+				   "retry FindCoordinator");
+		return EC_COORDINATOR_NOT_AVAILABLE;
+	}
+	if (!l.self) {
+		snprintf(why, len, "this broker does not coordinate group %s: broker %s at %s does "
+				   "(it leads %s-%u); ask FindCoordinator",
+			 gid, l.id_str, rmq_cluster_endpoint(bs, l.id), RMQ_OFFSETS_TOPIC, part);
+		return EC_NOT_COORDINATOR;
+	}
+	snprintf(why, len, "%s-%u is led here but not loaded yet (%s): retry", RMQ_OFFSETS_TOPIC,
+		 part, rmq_partition_unavailable(bs, RMQ_OFFSETS_TOPIC, part));
+	return EC_COORDINATOR_LOAD_IN_PROGRESS;
+}
+
 static void greq_exec(struct rmq_xmsg *m)
 {
 	struct greq *r = RMQ_CONTAINER_OF(m, struct greq, msg);
 	struct rmq_gshard *gs = gs_of(rmq_bshard_current());
+	char why[400];
 	if (gs->stopping) {
 		greq_err(r, EC_COORDINATOR_NOT_AVAILABLE, "the coordinator is shutting down: retry");
+		return;
+	}
+	int code = group_coordinator_check(gs, greq_group_id(r), why, sizeof(why));
+	if (code != EC_OK) {
+		greq_err(r, code, "%s", why);
 		return;
 	}
 	switch (r->kind) {
@@ -1106,6 +1168,89 @@ void rmq_groups_retain(struct rmq_bshard *bs)
 	}
 }
 
+/* ---- leadership of the offsets partitions (a cluster) ------------------------------ */
+
+/* Partition part is no longer coordinated here: its groups go (held joins
+ * answered NOT_COORDINATOR, so members find the new coordinator and
+ * rejoin there), and appends not yet committed fail. */
+static void unload(struct rmq_gshard *gs, uint32_t part, const char *why)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < gs->tcap; i++) {
+		for (struct group *g = gs->tab[i], *next; g; g = next) {
+			next = g->hnext;
+			if (g->part != part)
+				continue;
+			while (g->members) {
+				struct member *m = g->members;
+				g->members = m->next;
+				g->nmembers--;
+				if (m->join)
+					greq_err(m->join, EC_NOT_COORDINATOR,
+						 "group %s is coordinated elsewhere now (%s): ask "
+						 "FindCoordinator and rejoin",
+						 g->id, why);
+				member_free(m);
+			}
+			group_remove(gs, g);
+			n++;
+		}
+	}
+	/* Gone before the sets fail: their callbacks (and any append or
+	 * compaction they would start) find the partition not coordinated. */
+	struct rmq_olog *l = gs->ologs[part];
+	gs->ologs[part] = NULL;
+	gs->live[part] = 0;
+	gs->compacting[part] = false;
+	rmq_olog_detach(l);
+	rmq_info("%s-%u: no longer coordinated here (%s): %zu groups dropped", RMQ_OFFSETS_TOPIC,
+		 part, why, n);
+}
+
+void rmq_groups_partition_changed(struct rmq_partition *p)
+{
+	struct rmq_gshard *gs = gs_of(p->bs);
+	if (!gs || !gs->replicated || p->index >= gs->nparts ||
+	    strcmp(p->topic_name, RMQ_OFFSETS_TOPIC) != 0)
+		return;
+	uint32_t part = p->index;
+	/* Only once this process runs registered: a restarted broker's first
+	 * snapshot is the one it stopped with, which may still name it leader
+	 * of partitions that moved while it was away (it would serve old
+	 * offsets until the next metadata).  Every snapshot applied comes
+	 * back here (rmq_partitions_apply sets the roles again). */
+	bool leads = p->state == RMQ_PART_ONLINE && p->role == RMQ_ROLE_LEADER && !gs->stopping &&
+		     rmq_groups_registered(p->bs);
+	struct rmq_olog *l = gs->ologs[part];
+	if (l && (!leads || rmq_olog_epoch(l) != p->leader_epoch))
+		unload(gs, part, !leads ? "its leadership moved" : "a new leader epoch");
+	if (!leads || gs->ologs[part])
+		return;
+	/* Led here: the groups of the partition come from its log, as a
+	 * restart rebuilds them from the node's own. */
+	uint64_t t0 = rmq_now_ns();
+	size_t before = gs->ngroups;
+	int rc = rmq_olog_attach(p->bs, p, group_replay_record, gs, &gs->ologs[part]);
+	if (rc < 0) {
+		rmq_error("%s-%u: cannot load its groups: %s", RMQ_OFFSETS_TOPIC, part, rmq_strerror(rc));
+		return;
+	}
+	rmq_info("%s-%u: coordinated here in leader epoch %u: %zu groups loaded from offsets "
+		 "%" PRIu64 "-%" PRIu64 " in %" PRIu64 " ms",
+		 RMQ_OFFSETS_TOPIC, part, p->leader_epoch, gs->ngroups - before,
+		 rmq_log_start_offset(p->log), rmq_log_end_offset(p->log),
+		 (rmq_now_ns() - t0) / 1000000);
+}
+
+void rmq_groups_partition_hw(struct rmq_partition *p)
+{
+	struct rmq_gshard *gs = gs_of(p->bs);
+	if (!gs || !gs->replicated || p->index >= gs->nparts || !gs->ologs[p->index] ||
+	    strcmp(p->topic_name, RMQ_OFFSETS_TOPIC) != 0)
+		return;
+	rmq_olog_hw(gs->ologs[p->index]);
+}
+
 /* ---- shard life ------------------------------------------------------------------ */
 
 #define DEFAULT_OFFSETS_PARTITIONS 16
@@ -1155,7 +1300,10 @@ int rmq_groups_init(struct rmq_bshard *bs)
 	bs->groups = gs;
 	if (!gs->tab || !gs->ologs || !gs->live || !gs->compacting)
 		return -ENOMEM;
-	for (uint32_t p = 0; p < n; p++) {
+	/* In a cluster the logs are the replicated topic's partitions, loaded
+	 * when this node comes to lead them (rmq_groups_partition_changed). */
+	gs->replicated = rmq_groups_replicated(bs->b);
+	for (uint32_t p = 0; p < n && !gs->replicated; p++) {
 		if (rmq_partition_shard(RMQ_OFFSETS_TOPIC, p, bs->nshards) != bs->id)
 			continue;
 		int rc = rmq_olog_open(bs, p, bs->b->cfg.offsets_segment_bytes, group_replay_record, gs,
@@ -1189,6 +1337,12 @@ bool rmq_groups_drained(struct rmq_bshard *bs)
 							 "the coordinator is shutting down: rejoin");
 						m->join = NULL;
 					}
+		/* A cluster: commits waiting for followers that may never
+		 * answer (stopped too) fail now; their members go to the next
+		 * coordinator. */
+		for (uint32_t p = 0; gs->replicated && p < gs->nparts; p++)
+			if (gs->ologs[p])
+				unload(gs, p, "this node stops");
 	}
 	if (gs->out || gs->busy)
 		return false;
@@ -1203,8 +1357,14 @@ void rmq_groups_fini(struct rmq_bshard *bs)
 	struct rmq_gshard *gs = gs_of(bs);
 	if (!gs)
 		return;
-	for (uint32_t p = 0; gs->ologs && p < gs->nparts; p++)
-		rmq_olog_close(gs->ologs[p]);
+	for (uint32_t p = 0; gs->ologs && p < gs->nparts; p++) {
+		struct rmq_olog *l = gs->ologs[p];
+		gs->ologs[p] = NULL;
+		if (gs->replicated)
+			rmq_olog_detach(l); /* none left: unloaded when stopping */
+		else
+			rmq_olog_close(l);
+	}
 	for (size_t i = 0; gs->tab && i < gs->tcap; i++) {
 		while (gs->tab[i]) {
 			struct group *g = gs->tab[i];

@@ -56,6 +56,30 @@ void rmq_groups_meta_changed(struct rmq_bshard *bs, const struct rmq_meta *old,
  * (Kafka's offsets.retention.minutes); on the retention timer. */
 void rmq_groups_retain(struct rmq_bshard *bs);
 
+/* Whether the node runs in a cluster (--controller-voters): then
+ * __consumer_offsets is a replicated topic, and a group is coordinated by
+ * the leader of its partition (docs/replication.md, "Group coordinator");
+ * alone, by this node from its own log. */
+struct rmq_broker;
+bool rmq_groups_replicated(const struct rmq_broker *b);
+/* A cluster: whether this process's own registration is in the shard's
+ * snapshot, RUNNING.  Until then a restarted broker's snapshot is the one
+ * it stopped with: it neither coordinates nor names itself coordinator. */
+bool rmq_groups_registered(const struct rmq_bshard *bs);
+
+/* partition.c, on a partition of __consumer_offsets in a cluster: its
+ * role, epoch or state changed (the groups of a partition led here now are
+ * loaded from its log; those of one led here no more are dropped), or its
+ * high watermark moved (commits it passed are answered). */
+struct rmq_partition;
+void rmq_groups_partition_changed(struct rmq_partition *p);
+void rmq_groups_partition_hw(struct rmq_partition *p);
+
+/* Shard 0, from the controller's tick: creates __consumer_offsets when
+ * this node leads the controller of a cluster and it does not exist yet
+ * (offsets_topic.c). */
+void rmq_offsets_topic_tick(struct rmq_bshard *bs);
+
 /* Groups this shard coordinates. */
 size_t rmq_groups_count(struct rmq_bshard *bs);
 

@@ -281,6 +281,29 @@ static Rustmq__Controller__GroupDescription *describe_one(struct rmq_gshard *gs,
 	return d;
 }
 
+/* In a cluster, a group this node does not coordinate: its description
+ * carrying the coordinator error (NOT_COORDINATOR naming the broker that
+ * does, ...), as a Kafka broker answers DescribeGroups; NULL when this
+ * node coordinates it (then it has no such group) or out of memory. */
+static Rustmq__Controller__GroupDescription *not_here(struct rmq_gshard *gs, struct bag *b,
+						       const char *id)
+{
+	char why[400];
+	int code = group_coordinator_check(gs, id, why, sizeof(why));
+	if (code == EC_OK)
+		return NULL;
+	Rustmq__Controller__GroupDescription *d = bag_calloc(b, 1, sizeof(*d));
+	if (!d)
+		return NULL;
+	rustmq__controller__group_description__init(d);
+	d->group_id = bag_str(b, id);
+	d->error_code = (Rustmq__Common__ErrorCode)code;
+	d->error_message = bag_str(b, why);
+	d->state = GS_DEAD;
+	d->generation_id = -1;
+	return d;
+}
+
 static void describe_visit(struct rmq_gshard *gs, struct tour *t)
 {
 	const Rustmq__Controller__DescribeGroupsRequest *q = (const void *)t->req;
@@ -291,6 +314,8 @@ static void describe_visit(struct rmq_gshard *gs, struct tour *t)
 		struct group *g = group_find(gs, id);
 		if (g)
 			t->descs[i] = describe_one(gs, &t->bag, g, q->include_offsets);
+		else
+			t->descs[i] = not_here(gs, &t->bag, id);
 	}
 	tour_next(t);
 }
@@ -429,9 +454,13 @@ static void delete_visit(struct rmq_gshard *gs, struct tour *t)
 		r->group_id = q->group_ids[i];
 		t->dels[i] = r;
 		struct group *g = valid ? group_find(gs, id) : NULL;
+		Rustmq__Controller__GroupDescription *nh;
 		if (!valid) {
 			r->error_code = EC_INVALID_REQUEST;
 			r->error_message = "group_id is empty or too long";
+		} else if (!g && (nh = not_here(gs, &t->bag, id))) {
+			r->error_code = nh->error_code; /* a cluster: coordinated elsewhere */
+			r->error_message = nh->error_message;
 		} else if (!g) {
 			r->error_code = EC_GROUP_ID_NOT_FOUND;
 			r->error_message = "no such group";

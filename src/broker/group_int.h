@@ -83,6 +83,10 @@ struct rmq_gshard {
 	unsigned out;               /* greqs/tours sent from here, not back */
 	unsigned busy;              /* appends and lookups in flight here */
 	bool stopping;
+	/* In a cluster (docs/replication.md, "Group coordinator"): the logs
+	 * are partitions of the replicated __consumer_offsets, ologs[p] set
+	 * only while this node leads p, and a group is served only there. */
+	bool replicated;
 };
 
 static inline struct rmq_gshard *gs_of(struct rmq_bshard *bs)
@@ -108,6 +112,18 @@ int group_commit_append(struct rmq_gshard *gs, const char *group, const struct o
  * durable removes the group (if still memberless) and calls done. */
 int group_delete_append(struct rmq_gshard *gs, struct group *g,
 			void (*done)(void *arg, int res), void *arg);
+
+/*
+ * On gid's coordinator shard: EC_OK when this node coordinates group gid
+ * now (alone: always; in a cluster: it leads the group's partition of
+ * __consumer_offsets and has loaded it).  Else the error for the client,
+ * Kafka's, with the reason in why: NOT_COORDINATOR when another broker
+ * leads the partition (named; FindCoordinator names it too),
+ * COORDINATOR_LOAD_IN_PROGRESS when this one leads it but has not loaded
+ * it yet, COORDINATOR_NOT_AVAILABLE when none can (the topic is not created
+ * yet, the partition has no leader).
+ */
+int group_coordinator_check(struct rmq_gshard *gs, const char *gid, char *why, size_t len);
 
 /* The request of one group RPC on its way to and from the coordinator. */
 struct greq {

@@ -312,6 +312,10 @@ static void compaction_done(void *arg, int res)
  * more than twice them plus two segments; then the segments before the
  * rewrite are superseded and go (compaction_done).  Records appended
  * meanwhile land after the rewrite's start, so nothing live is dropped.
+ * In a cluster the rewrite is replicated like any commit and is done
+ * once the ISR has it; the leader then drops its prefix, and each
+ * follower drops its own when the leader's next request carries the new
+ * log start (follow.c, replication.proto's step 6).
  */
 static void maybe_compact(struct rmq_gshard *gs, uint32_t part)
 {
@@ -388,6 +392,8 @@ static int gappend_submit(struct gappend *a, struct recs *rs, void (*cb)(void *a
 {
 	struct rmq_gshard *gs = a->gs;
 	int rc = rs->oom ? -ENOMEM : 0;
+	if (rc == 0 && !gs->ologs[a->part])
+		rc = RMQ_ESTATE; /* a cluster: its partition is led elsewhere now */
 	if (rc == 0) {
 		gs->busy++;
 		rc = rmq_olog_append(gs->ologs[a->part], rs->v, rs->n, cb, a);
@@ -512,6 +518,7 @@ struct pwork {
 	int64_t *prev;             /* reset: the committed offset before; -1 = none */
 	struct offent *v;          /* resolved: what to store */
 	bool dry_run;
+	bool remote_ok;            /* commits in a cluster: see remote_ok() */
 	/* After the lookup, for an entry still OK: fills v[i] or refuses. */
 	void (*resolve)(struct pwork *w, size_t i);
 	/* Builds and sends the answer (then the work is freed). */
@@ -579,12 +586,32 @@ static bool pwork_partition(struct pwork *w, size_t i, const Rustmq__Common__Top
 static void pwork_done(void *arg, int res)
 {
 	struct pwork *w = arg;
-	for (size_t i = 0; res < 0 && i < w->n; i++)
-		if (w->codes[i] == EC_OK)
+	for (size_t i = 0; res < 0 && i < w->n; i++) {
+		if (w->codes[i] != EC_OK)
+			continue;
+		if (res == RMQ_ESTATE && w->gs->replicated)
+			/* Kafka's answer to a commit whose coordinator moved
+			 * before the ISR had it: it may or may not be stored. */
+			pwork_refuse(w, i, EC_NOT_COORDINATOR,
+				     "this broker stopped coordinating group %s before the commit was "
+				     "replicated: ask FindCoordinator and commit again",
+				     greq_group_id(w->r));
+		else
 			pwork_refuse(w, i, EC_STORAGE_ERROR, "the offsets log failed: %s",
 				     rmq_strerror(res));
+	}
 	w->answer(w);
 	pwork_free(w);
+}
+
+/* A cluster: a commit for a partition another broker leads (or none does
+ * now) is stored without the high-watermark check, which only its leader
+ * could make; Kafka makes none.  The topic and partition must exist
+ * (rmq_route said so before NOT_LEADER). */
+static bool remote_ok(const struct pwork *w, size_t i)
+{
+	return w->remote_ok &&
+	       (w->lk[i].code == EC_NOT_LEADER || w->lk[i].code == EC_LEADER_NOT_AVAILABLE);
 }
 
 static void pwork_looked_up(void *arg)
@@ -595,7 +622,7 @@ static void pwork_looked_up(void *arg)
 	w->gs->busy--;
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->codes[i] == EC_OK && w->lk[i].code != EC_OK &&
-		    w->lk[i].code != EC_OFFSET_NOT_AVAILABLE)
+		    w->lk[i].code != EC_OFFSET_NOT_AVAILABLE && !remote_ok(w, i))
 			pwork_refuse(w, i, w->lk[i].code, "%s", w->lk[i].err);
 		if (w->codes[i] == EC_OK)
 			w->resolve(w, i);
@@ -627,7 +654,7 @@ static void commit_resolve(struct pwork *w, size_t i)
 	const Rustmq__Client__CommitOffsetsRequest *q = (const void *)w->r->req;
 	const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];
 	const struct rmq_lookup *lk = &w->lk[i];
-	if (p->offset > lk->hw) {
+	if (lk->code == EC_OK && p->offset > lk->hw) {
 		pwork_refuse(w, i, EC_INVALID_OFFSET,
 			     "offset %" PRIu64 " is above the high watermark %" PRIu64 " of %s-%u",
 			     p->offset, lk->hw, lk->topic, lk->partition);
@@ -692,6 +719,7 @@ void group_commit_exec(struct rmq_gshard *gs, struct greq *r)
 	}
 	w->resolve = commit_resolve;
 	w->answer = commit_answer;
+	w->remote_ok = gs->replicated;
 	uint32_t mdmax = gs->bs->b->cfg.offset_metadata_max;
 	for (size_t i = 0; i < w->n; i++) {
 		const Rustmq__Client__OffsetCommitPartition *p = q->partitions[i];

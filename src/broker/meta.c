@@ -542,7 +542,9 @@ static int decode_topics(const Rustmq__Common__ClusterMetadata *cm,
 		struct rmq_topic t;
 		const char *why;
 		memset(&t, 0, sizeof(t));
-		if (rmq_topic_name_check(tm->name, &why) < 0 || !tm->config ||
+		/* The one internal topic keeps its reserved name. */
+		bool reserved = tm->is_internal && strcmp(tm->name, "__consumer_offsets") == 0;
+		if ((!reserved && rmq_topic_name_check(tm->name, &why) < 0) || !tm->config ||
 		    tm->config->partitions == 0 || tm->config->partitions > RMQ_PARTITIONS_MAX ||
 		    rmq_meta_find(m, tm->name) >= 0 ||
 		    (!self && tm->n_partitions != tm->config->partitions)) {

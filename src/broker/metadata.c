@@ -9,7 +9,9 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/describe.h"
+#include "broker/forward.h"
 #include "broker/group.h"
+#include "broker/offsets.h"
 
 #include "client/metadata.pb-c.h"
 #include "core/util.h"
@@ -167,6 +169,54 @@ void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 	rustmq__client__get_cluster_metadata_request__free_unpacked(req, NULL);
 }
 
+/*
+ * The coordinator of group `key`.  Alone: this node.  In a cluster
+ * (docs/replication.md, "Group coordinator"): the leader of the group's
+ * partition of __consumer_offsets, as this node's snapshot says;
+ * COORDINATOR_NOT_AVAILABLE while the topic is not created or the
+ * partition has no leader (the client asks again).  What serves the group
+ * RPCs is that broker's own view: a client sent to a broker that just lost
+ * the partition gets NOT_COORDINATOR and asks here again.
+ */
+static void coordinator_of(struct rmq_bshard *bs, const char *key, struct rmq_self_info *self,
+			   Rustmq__Common__BrokerInfo *bi, Rustmq__Common__BrokerId *id,
+			   Rustmq__Client__CoordinatorInfo *ci, char *why, size_t len)
+{
+	if (!rmq_groups_replicated(bs->b)) {
+		ci->broker = &self->bi; /* one node coordinates everything */
+		return;
+	}
+	uint32_t part = rmq_group_partition(bs, key);
+	long ti = rmq_meta_find(bs->meta, RMQ_OFFSETS_TOPIC);
+	const struct rmq_topic *t = ti >= 0 ? &bs->meta->topics[ti] : NULL;
+	struct rmq_leader l = {0};
+	if (t && t->partitions == bs->b->cfg.offsets_partitions)
+		l = rmq_cluster_leader(bs, t, part);
+	if (l.self && rmq_groups_registered(bs)) {
+		ci->broker = &self->bi;
+	} else if (l.id && !l.self && l.broker) {
+		rmq_meta_broker_info(l.broker, bi, id);
+		ci->broker = bi;
+	} else {
+		ci->error_code = EC_COORDINATOR_NOT_AVAILABLE;
+		if (!t)
+			snprintf(why, len, "%s is being created (by the controller's leader, once "
+					   "--offsets-replication-factor brokers run): retry",
+				 RMQ_OFFSETS_TOPIC);
+		else if (l.self)
+			snprintf(why, len, "this broker is (re)joining the cluster: its metadata may be "
+					   "old; retry");
+		else if (t->partitions != bs->b->cfg.offsets_partitions)
+			snprintf(why, len, "%s has %u partitions, this node's --offsets-partitions is "
+					   "%u: ask another node",
+				 RMQ_OFFSETS_TOPIC, t->partitions, bs->b->cfg.offsets_partitions);
+		else
+			snprintf(why, len, "%s-%u, which holds the group, has no leader now: retry",
+				 RMQ_OFFSETS_TOPIC, part);
+		ci->error_message = why;
+	}
+}
+
 void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
@@ -174,9 +224,21 @@ void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
 	Rustmq__Client__FindCoordinatorResponse r = RUSTMQ__CLIENT__FIND_COORDINATOR_RESPONSE__INIT;
 	struct rmq_self_info self;
 	size_t n = req->n_keys;
+	if (rmq_groups_replicated(bs->b) && rmq_meta_find(bs->meta, RMQ_OFFSETS_TOPIC) < 0) {
+		/* Kafka creates its offsets topic at the first FindCoordinator:
+		 * the controller's leader does it here, so the call goes there
+		 * (its answer, COORDINATOR_NOT_AVAILABLE until the topic is
+		 * made, is relayed). */
+		if (rmq_forward_admin(c, msg, rmq_md_find_coordinator))
+			return;
+		atomic_store(&bs->b->offsets_wanted, 1);
+	}
 	Rustmq__Client__CoordinatorInfo *cs = calloc(n ? n : 1, sizeof(*cs));
 	Rustmq__Client__CoordinatorInfo **cp = calloc(n ? n : 1, sizeof(*cp));
-	if (!cs || !cp) {
+	Rustmq__Common__BrokerInfo *bis = calloc(n ? n : 1, sizeof(*bis));
+	Rustmq__Common__BrokerId *ids = calloc(n ? n : 1, sizeof(*ids));
+	char (*whys)[200] = calloc(n ? n : 1, sizeof(*whys));
+	if (!cs || !cp || !bis || !ids || !whys) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
@@ -188,7 +250,8 @@ void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
 			cs[i].error_code = EC_INVALID_REQUEST;
 			cs[i].error_message = "empty key";
 		} else {
-			cs[i].broker = &self.bi; /* one node coordinates everything */
+			coordinator_of(bs, req->keys[i], &self, &bis[i], &ids[i], &cs[i], whys[i],
+				       sizeof(whys[i]));
 		}
 		cp[i] = &cs[i];
 	}
@@ -198,5 +261,8 @@ void rmq_md_find_coordinator(struct rmq_call *c, void *msg)
 out:
 	free(cs);
 	free(cp);
+	free(bis);
+	free(ids);
+	free(whys);
 	rustmq__client__find_coordinator_request__free_unpacked(req, NULL);
 }

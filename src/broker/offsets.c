@@ -2,10 +2,27 @@
 /*
  * offsets.c - one partition of the group coordinator's internal log
  * (offsets.h): open and replay, ordered appends, compaction's deletion.
+ *
+ * Two backings, one interface.  On a node alone the log is the node's own
+ * (rmq_olog_open): a set is done once its batches are durable here.  In a
+ * cluster it is a partition of the replicated topic __consumer_offsets
+ * that this node leads (rmq_olog_attach): batches go into the partition's
+ * log in its leader epoch, lead.c sends them to the followers, and a set
+ * is done once the partition's high watermark (over the ISR) passed its
+ * last batch, Kafka's acks=all for commits:
+ *
+ *   queued ──rmq_log_append──► in the log ──durable here──► waiting ──HW──► done
+ *      │ (RMQ_EFULL: next cycle)                               │
+ *      └──── leadership lost (rmq_olog_detach): RMQ_ESTATE ◄───┘
+ *
+ * A detached log's batches still in the partition's log come back through
+ * their callbacks (the partition closes only once its log is quiet); the
+ * last one frees it.
  */
 #include "broker/offsets.h"
 
 #include "broker/broker.h"
+#include "core/assert.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/pbwire.h"
@@ -37,6 +54,7 @@ struct obatch {
 	struct oset *set;
 	struct obatch *next;      /* queue, then in-flight list */
 	uint32_t count;
+	uint64_t end;             /* attached: the offset after its last record */
 	size_t len;
 	uint8_t data[];           /* field-7 elements */
 };
@@ -47,6 +65,13 @@ struct rmq_olog {
 	struct rmq_log *log;
 	struct obatch *qhead, *qtail; /* not yet handed to the log */
 	unsigned inflight;            /* handed to the log, not acknowledged */
+	/* Attached (a cluster): the partition led here, in leader epoch
+	 * `epoch`; batches durable here and waiting for its high watermark,
+	 * in offset order; detached: freed by the last batch back. */
+	struct rmq_partition *part;
+	uint32_t epoch;
+	struct obatch *whead, *wtail;
+	bool detached;
 };
 
 /* ---- keys ---------------------------------------------------------------------- */
@@ -172,6 +197,9 @@ static int replay_batch(void *arg, const uint8_t *entry, const struct rmq_batch_
 static void replay(struct rmq_olog *l, rmq_orec_fn apply, void *arg)
 {
 	struct replay_ctx x = {l, apply, arg};
+	/* Attached: the whole log the new leader has, up to its durable end
+	 * (rmq_log_scan's bound); what it holds past the high watermark is
+	 * this leader's to commit now, as Kafka's loading takes it. */
 	int64_t skipped = rmq_log_scan(l->log, rmq_log_start_offset(l->log), replay_batch, &x);
 	if (skipped > 0)
 		rmq_warn("%s-%u: %" PRId64 " offsets in unreadable segments were skipped: "
@@ -211,6 +239,22 @@ int rmq_olog_open(struct rmq_bshard *bs, uint32_t index, uint64_t segment_bytes,
 	return 0;
 }
 
+int rmq_olog_attach(struct rmq_bshard *bs, struct rmq_partition *part, rmq_orec_fn apply,
+		    void *arg, struct rmq_olog **out)
+{
+	struct rmq_olog *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->bs = bs;
+	l->index = part->index;
+	l->log = part->log;
+	l->part = part;
+	l->epoch = part->leader_epoch;
+	replay(l, apply, arg);
+	*out = l;
+	return 0;
+}
+
 /* ---- appends ------------------------------------------------------------------- */
 
 static void set_put(struct oset *set, int res)
@@ -223,12 +267,88 @@ static void set_put(struct oset *set, int res)
 	free(set);
 }
 
+/* Attached: whether the partition is still led here in the epoch the log
+ * was loaded in (else its appends cannot be acknowledged here). */
+static bool still_leading(const struct rmq_olog *l)
+{
+	return !l->part || (!l->detached && l->part->state == RMQ_PART_ONLINE &&
+			    l->part->role == RMQ_ROLE_LEADER && l->part->leader_epoch == l->epoch);
+}
+
 static void batch_acked(struct rmq_append *a, int res)
 {
 	struct obatch *b = (struct obatch *)a;
-	b->l->inflight--;
+	struct rmq_olog *l = b->l;
+	l->inflight--;
+	if (l->part && res == 0 && still_leading(l)) {
+		/* Durable here: committed once the ISR has it too. */
+		b->next = NULL;
+		if (l->wtail)
+			l->wtail->next = b;
+		else
+			l->whead = b;
+		l->wtail = b;
+		rmq_olog_hw(l);
+		return;
+	}
+	if (l->part && res == 0)
+		res = RMQ_ESTATE; /* led elsewhere now: maybe committed, maybe not */
 	set_put(b->set, res);
 	free(b);
+	if (l->detached && l->inflight == 0)
+		free(l);
+}
+
+void rmq_olog_hw(struct rmq_olog *l)
+{
+	while (l->whead && l->whead->end <= l->part->hw) {
+		struct obatch *b = l->whead;
+		l->whead = b->next;
+		if (!l->whead)
+			l->wtail = NULL;
+		set_put(b->set, 0);
+		free(b);
+	}
+}
+
+/* Fails every set still queued or waiting with res. */
+static void fail_pending(struct rmq_olog *l, int res)
+{
+	while (l->qhead) {
+		struct obatch *b = l->qhead;
+		l->qhead = b->next;
+		set_put(b->set, res);
+		free(b);
+	}
+	l->qtail = NULL;
+	while (l->whead) {
+		struct obatch *b = l->whead;
+		l->whead = b->next;
+		set_put(b->set, res);
+		free(b);
+	}
+	l->wtail = NULL;
+}
+
+void rmq_olog_detach(struct rmq_olog *l)
+{
+	if (!l)
+		return;
+	RMQ_ASSERT(l->part);
+	l->detached = true;
+	fail_pending(l, RMQ_ESTATE);
+	if (l->inflight == 0)
+		free(l);
+}
+
+bool rmq_olog_replicated(const struct rmq_olog *l)
+{
+	return l->part != NULL;
+}
+
+uint32_t rmq_olog_epoch(const struct rmq_olog *l)
+{
+	return l->epoch;
 }
 
 /* Hands queued batches to the log in order until it is full. */
@@ -243,8 +363,19 @@ static void submit(struct rmq_olog *l)
 			free(b);
 			continue;
 		}
+		if (!still_leading(l)) {
+			l->qhead = b->next;
+			set_put(b->set, RMQ_ESTATE);
+			free(b);
+			continue;
+		}
 		rmq_batch_hdr_init(&b->a.hdr);
 		b->a.hdr.record_count = b->count;
+		/* Every stored batch carries the epoch of the leader that wrote
+		 * it (docs/replication.md, rule 6); 0 for the node's own log,
+		 * as before. */
+		if (l->part)
+			b->a.hdr.leader_epoch = l->epoch;
 		b->a.cb = batch_acked;
 		struct iovec iov = {b->data, b->len};
 		int rc = rmq_log_append(l->log, &b->a, &iov, 1);
@@ -257,7 +388,10 @@ static void submit(struct rmq_olog *l)
 			free(b);
 			continue;
 		}
+		b->end = b->a.hdr.base_offset + b->count;
 		l->inflight++;
+		if (l->part)
+			rmq_partition_mark_dirty(l->part); /* flushed, and sent to the followers */
 	}
 	if (!l->qhead)
 		l->qtail = NULL;
@@ -343,23 +477,25 @@ void rmq_olog_flush(struct rmq_olog *l)
 {
 	if (l->qhead)
 		submit(l);
-	rmq_log_flush(l->log);
+	if (!l->part)
+		rmq_log_flush(l->log); /* attached: the partition's cycle flushes it */
 }
 
 bool rmq_olog_idle(const struct rmq_olog *l)
 {
-	return !l->qhead && l->inflight == 0 && rmq_log_idle(l->log);
+	return !l->qhead && l->inflight == 0 && !l->whead && (l->part || rmq_log_idle(l->log));
 }
 
 bool rmq_olog_settled(const struct rmq_olog *l)
 {
-	return !l->qhead && l->inflight == 0;
+	return !l->qhead && l->inflight == 0 && !l->whead;
 }
 
 void rmq_olog_close(struct rmq_olog *l)
 {
 	if (!l)
 		return;
+	RMQ_ASSERT(!l->part);
 	/* Queued batches that never reached the log fail. */
 	while (l->qhead) {
 		struct obatch *b = l->qhead;

@@ -29,6 +29,14 @@
  * Appends are queued in order; a record set larger than one batch is split
  * and `done` runs once, after the last of its batches is durable per the
  * broker's fsync policy.  Everything runs on the owning shard.
+ *
+ * In a cluster (docs/replication.md, "Group coordinator") the log is not
+ * the node's own but partition `index` of the replicated topic
+ * __consumer_offsets, attached while this node leads it
+ * (rmq_olog_attach): `done` then waits for the partition's high
+ * watermark, and leadership lost fails what waits (rmq_olog_detach).
+ * Compaction runs on the leader as on one node; followers drop the same
+ * prefix when the leader's log start reaches them (follow.c).
  */
 #ifndef RMQ_BROKER_OFFSETS_H
 #define RMQ_BROKER_OFFSETS_H
@@ -59,8 +67,29 @@ typedef void (*rmq_orec_fn)(void *arg, const struct rmq_orec *r);
 int rmq_olog_open(struct rmq_bshard *bs, uint32_t index, uint64_t segment_bytes,
 		  rmq_orec_fn apply, void *arg, struct rmq_olog **out);
 
-/* Flushes, waits for queued appends, closes. */
+/* Flushes, waits for queued appends, closes (the node's own log only). */
 void rmq_olog_close(struct rmq_olog *l);
+
+/*
+ * Cluster: the log of partition part of __consumer_offsets, which this
+ * node leads (ONLINE, leader): replays it (every record in log order, up
+ * to its durable end) and appends to it in part's current leader epoch.
+ * The partition must outlive the log until rmq_olog_detach.  Returns 0 and
+ * *out, or -ENOMEM.
+ */
+struct rmq_partition;
+int rmq_olog_attach(struct rmq_bshard *bs, struct rmq_partition *part, rmq_orec_fn apply,
+		    void *arg, struct rmq_olog **out);
+/* The partition is led here no more (or closes): every set not yet done
+ * fails with RMQ_ESTATE (now or, for batches the partition's log still
+ * holds, when they come back), and the log is freed after the last.  The
+ * caller drops its pointer.  NULL: nothing. */
+void rmq_olog_detach(struct rmq_olog *l);
+/* Attached: the partition's high watermark moved; sets it passed are done. */
+void rmq_olog_hw(struct rmq_olog *l);
+/* Whether l is attached, and the leader epoch it was attached in. */
+bool rmq_olog_replicated(const struct rmq_olog *l);
+uint32_t rmq_olog_epoch(const struct rmq_olog *l);
 
 /*
  * Queues recs[0..n) for append (copied: the caller may free them on

@@ -212,6 +212,7 @@ void rmq_partition_set_role(struct rmq_partition *p, enum rmq_role role, uint32_
 	rmq_lead_sync(p);
 	if (role == RMQ_ROLE_LEADER && p->nslots == 0 && p->log)
 		rmq_partition_set_hw(p, rmq_log_high_watermark(p->log));
+	rmq_groups_partition_changed(p); /* __consumer_offsets: the coordinator moves */
 }
 
 void rmq_partition_set_hw(struct rmq_partition *p, uint64_t hw)
@@ -220,6 +221,7 @@ void rmq_partition_set_hw(struct rmq_partition *p, uint64_t hw)
 		return;
 	p->hw = hw;
 	rmq_fetch_wake(p);
+	rmq_groups_partition_hw(p); /* __consumer_offsets: commits it passed */
 }
 
 /* ---- opening ------------------------------------------------------------------ */
@@ -539,6 +541,7 @@ static void start_close(struct rmq_partition *p, bool remove)
 	rmq_lead_drop(p);
 	p->state = RMQ_PART_CLOSING;
 	p->role = RMQ_ROLE_NONE;
+	rmq_groups_partition_changed(p);
 	if (p->log) {
 		/* Long polls are answered, appends waiting for buffer space
 		 * fail; what is buffered goes to the disk. */

@@ -1260,6 +1260,14 @@ static void reply_to_origin(struct rmq_produce *pr)
 static void dispatch(struct rmq_bshard *bs, struct rmq_produce *pr)
 {
 	int code;
+	long ti = rmq_meta_find(bs->meta, pr->topic);
+	if (ti >= 0 && bs->meta->topics[ti].internal) {
+		/* Its records are the group coordinator's state (offsets.h). */
+		pr_fail(pr, EC_INVALID_TOPIC, "'%s' is internal: only the group coordinator writes it",
+			pr->topic);
+		finish_on_origin(pr);
+		return;
+	}
 	int owner = rmq_route(bs, pr->topic, pr->partition, &code);
 	if (owner < 0) {
 		char why[400];

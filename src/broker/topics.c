@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* topics.c - topic changes, decided on shard 0 one at a time (topics.h). */
 #include "broker/topics.h"
+#include "broker/offsets.h"
 
 #include "broker/broker.h"
 #include "broker/controller.h"
@@ -111,8 +112,10 @@ void rmq_topics_publish(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_to
 static bool valid_create(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_change_item *it,
 			 bool validate_only)
 {
-	const char *why;
-	if (strlen(it->name) > RMQ_TOPIC_NAME_MAX || rmq_topic_name_check(it->name, &why) < 0) {
+	const char *why = "";
+	bool reserved = it->internal && strcmp(it->name, RMQ_OFFSETS_TOPIC) == 0;
+	if (strlen(it->name) > RMQ_TOPIC_NAME_MAX ||
+	    (!reserved && rmq_topic_name_check(it->name, &why) < 0)) {
 		it->code = EC_INVALID_TOPIC;
 		snprintf(it->err, sizeof(it->err), "%s", strlen(it->name) > RMQ_TOPIC_NAME_MAX
 								  ? "topic name is longer than 249 characters"
@@ -146,6 +149,7 @@ static bool valid_create(struct rmq_bshard *bs, struct rmq_meta *m, struct rmq_c
 	rmq_uuid(t->id);
 	t->partitions = parts;
 	t->replication_factor = rf;
+	t->internal = reserved;
 	t->created_ms = rmq_wall_ms();
 	t->cfg = m->defaults;
 	t->cfg.overrides = 0;

@@ -52,6 +52,8 @@ struct rmq_change_item {
 	char (*keys)[64];
 	char (*vals)[256];
 	int *ops;                  /* alter: AlterConfigOp per entry */
+	bool internal;             /* create: the broker's own __consumer_offsets
+				    * (its reserved name allowed, marked internal) */
 	/* Out: code is a rustmq ErrorCode (the origin may set one before
 	 * submitting: shard 0 then skips the item). */
 	int code;

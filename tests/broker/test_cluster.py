@@ -155,6 +155,14 @@ class Cluster:
                          tn.A.ListTopicsRequest(version=tn.V()), tn.A.ListTopicsResponse)
             return {t.name: t.topic_id for t in lt.topics}
 
+    def topics_internal(self, i):
+        """Every topic node i lists, internal ones included."""
+        with self.client(i) as c:
+            lt = c.unary("/rustmq.controller.AdminService/ListTopics",
+                         tn.A.ListTopicsRequest(version=tn.V(), include_internal=True),
+                         tn.A.ListTopicsResponse)
+            return {t.name: t.topic_id for t in lt.topics}
+
     def kill_all(self):
         for n in self.nodes:
             n.kill()
@@ -1418,6 +1426,239 @@ def run_placement(cl, rmq=None, bench=None):
             eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS = 23, 24, 25
+UNKNOWN_MEMBER_ID, INVALID_TOPIC = 26, 14
+FIND_COORDINATOR = "/rustmq.client.MetadataService/FindCoordinator"
+
+
+def find_coordinator(cl, i, group):
+    """(error code, broker id, "host:port") of group's coordinator as node
+    i answers FindCoordinator."""
+    with cl.client(i) as c:
+        r = c.unary(FIND_COORDINATOR, tn.MD.FindCoordinatorRequest(version=tn.V(), keys=[group]),
+                    tn.MD.FindCoordinatorResponse)
+        eq(len(r.coordinators), 1, "one coordinator per key")
+        ci = r.coordinators[0]
+        if ci.error_code:
+            return ci.error_code, None, None
+        return 0, int(ci.broker.id.id), f"{ci.broker.host}:{ci.broker.port}"
+
+
+def coordinator_everywhere(cl, group, nodes, but=None):
+    """Waits until every node in nodes names the same coordinator of group,
+    other than broker `but`; returns its node index."""
+    def agreed():
+        got = {find_coordinator(cl, i, group) for i in nodes}
+        if len(got) != 1:
+            return None
+        code, bid, addr = got.pop()
+        if code or bid == but:
+            return None
+        return bid
+    bid = wait_for(f"every node names one coordinator of {group}"
+                   + (f" other than broker {but}" if but else ""), agreed, timeout=30)
+    idx = bid - 1
+    eq(find_coordinator(cl, nodes[0], group)[2], f"127.0.0.1:{cl.ports[idx]}",
+       "the coordinator's address")
+    return idx
+
+
+def group_call(tg, c, group, kind):
+    """A group RPC of kind on client c with a member unknown to anyone:
+    its response (every one carries error_code)."""
+    if kind == "heartbeat":
+        return c.unary(tg.CS + "Heartbeat",
+                       tn.C.GroupHeartbeatRequest(version=tn.V(), group_id=group, generation_id=1,
+                                                  member_id="nobody"),
+                       tn.C.GroupHeartbeatResponse)
+    if kind == "fetch":
+        q = tn.C.FetchOffsetsRequest(version=tn.V(), group_id=group)
+        return c.unary(tg.CS + "FetchOffsets", q, tn.C.FetchOffsetsResponse)
+    m = tg.Member(c, group, ["gc"], session_ms=6000)
+    return m.join(raw=True)
+
+
+def committed(tg, cl, i, group, parts):
+    """{(topic, p): offset} of group as node i's FetchOffsets answers, or
+    None while it answers a coordinator error (moving, loading)."""
+    with cl.client(i) as c:
+        q = tn.C.FetchOffsetsRequest(version=tn.V(), group_id=group)
+        for t, p in parts:
+            q.partitions.add(topic=t, partition=p)
+        r = c.unary(tg.CS + "FetchOffsets", q, tn.C.FetchOffsetsResponse)
+        if r.error_code in (COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+                            NOT_COORDINATOR):
+            return None
+        ok(r, f"FetchOffsets of {group} on node {i + 1}")
+        return {(x.topic_partition.topic, x.topic_partition.partition):
+                (x.offset if x.HasField("offset") else None) for x in r.partitions}
+
+
+def fnv1a(s):
+    """The hash that picks a group's partition (group.c)."""
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def offsets_log_bytes(cl, i):
+    """Bytes the segments of __consumer_offsets take on node i's disk."""
+    data = pathlib.Path(cl.nodes[i].data_dir)
+    return sum(f.stat().st_blocks * 512 for d in data.glob("__consumer_offsets-*")
+               for f in d.glob("*.log"))
+
+
+def run_group_coordinator(cl, rmq=None):
+    """The group coordinator moves with __consumer_offsets: the controller
+    creates the topic replicated (RF 3 on three brokers); FindCoordinator
+    names the leader of the group's partition on every node; the other
+    nodes answer the group RPCs NOT_COORDINATOR; commits through the
+    coordinator are replicated before they are answered, so after kill -9
+    of the coordinator's node FindCoordinator names another broker, which
+    has every committed offset, refuses the old member (it rejoins there)
+    and takes new commits.  The replicated log is compacted on every
+    replica."""
+    import test_groups as tg
+    li = start_three(cl, [("gc", 3, 3)])
+    group = "cg-1"
+    # Created on demand (Kafka's first FindCoordinator), through the
+    # controller's leader whichever node is asked.
+    check("__consumer_offsets" not in cl.topics_internal(li),
+          "no __consumer_offsets before a client asks for a coordinator")
+    asked = (li + 1) % 3
+    eq(find_coordinator(cl, asked, group)[0], COORDINATOR_NOT_AVAILABLE,
+       f"FindCoordinator on node {asked + 1} before the topic exists")
+    ci = coordinator_everywhere(cl, group, [0, 1, 2])
+    eq(sorted(len(r) for _, r, _ in isr(cl, li, "__consumer_offsets")), [3, 3, 3, 3],
+       "__consumer_offsets: 4 partitions (--offsets-partitions) of 3 replicas")
+    wait_for("__consumer_offsets with three in-sync replicas per partition",
+             lambda: all(len(s) == 3 for _, _, s in isr(cl, li, "__consumer_offsets")), timeout=20)
+    others = [i for i in range(3) if i != ci]
+    # Something to commit against: records in every partition of gc.
+    with cl.client(li) as c:
+        for p in range(3):
+            leader = int(partitions(cl, li, "gc")[p][0])
+            with cl.client(leader - 1) as lc:
+                produce_on_leader(lc, "gc", p, tn.make_records(10, tag=f"gc{p}"), f"produce gc-{p}")
+    # The other nodes send the client back to FindCoordinator.
+    for i in others:
+        with cl.client(i) as c:
+            for kind in ("heartbeat", "fetch", "join"):
+                r = group_call(tg, c, group, kind)
+                eq(r.error_code, NOT_COORDINATOR,
+                   f"{kind} of {group} on node {i + 1}, not its coordinator ({r.error_message})")
+                check(f"127.0.0.1:{cl.ports[ci]}" in r.error_message,
+                      f"NOT_COORDINATOR names the coordinator: {r.error_message}")
+            d = ok(c.unary(tg.AS + "DescribeGroups",
+                           tn.A.DescribeGroupsRequest(version=tn.V(), group_ids=[group]),
+                           tn.A.DescribeGroupsResponse), "DescribeGroups")
+            eq(d.groups[0].error_code, NOT_COORDINATOR,
+               f"DescribeGroups of {group} on node {i + 1} ({d.groups[0].error_message})")
+        # Only the coordinator writes the internal topic.
+        with cl.client(i) as c:
+            eq(c.produce("__consumer_offsets", 0, tn.make_records(1)).error_code, INVALID_TOPIC,
+               "a produce to __consumer_offsets")
+    if rmq:
+        # rmq consume --group finds its group's coordinator whichever
+        # node it is given, and commits there on exit.
+        cli_group = "cg-cli"
+        cci = coordinator_everywhere(cl, cli_group, [0, 1, 2])
+        boot = [i for i in range(3) if i != cci][0]
+        out = rmq_cli(rmq, f"127.0.0.1:{cl.ports[boot]}", "consume", "gc", "--group", cli_group,
+                      "--offset", "earliest", "--max", "30", "--timeout", "10s", "--format", "json")
+        eq(len(out.splitlines()), 30, f"rmq consume --group {cli_group} through node {boot + 1}")
+        eq(committed(tg, cl, cci, cli_group, [("gc", p) for p in range(3)]),
+           {("gc", p): 10 for p in range(3)}, f"{cli_group}'s commits at its coordinator")
+    # A member commits through the coordinator.
+    want = {("gc", 0): 3, ("gc", 1): 5, ("gc", 2): 10}
+    parts = sorted(want)
+    with cl.client(ci) as c:
+        m = tg.Member(c, group, ["gc"], session_ms=6000)
+        eq(len(m.join_and_sync()), 3, "the one member holds gc's three partitions")
+        r = m.commit(want)
+        ok(r, "CommitOffsets on the coordinator")
+        for x in r.partitions:
+            ok(x, f"commit of gc-{x.topic_partition.partition}")
+        # Compaction of the replicated log (64 KiB segments): 400 commits
+        # of 3 offsets with 3 KiB of metadata each, ~3.6 MB uncompacted,
+        # rewriting the same keys; the last one is `want` again.
+        for k in range(400):
+            r = m.commit({tp: (off + k) % 10 for tp, off in want.items()}, metadata="m" * 3000)
+            if k % 50 == 0:
+                ok(r, f"commit {k}")
+        ok(m.commit(want), "the last commit")
+        old_member, old_gen = m.member_id, m.generation
+    eq(committed(tg, cl, ci, group, parts), want, "offsets as the coordinator answers them")
+    # The leader compacted its copy, and its followers dropped the same
+    # prefix when its log start reached them.
+    for i in range(3):
+        wait_for(f"__consumer_offsets on node {i + 1} within 800 KB (compacted)",
+                 lambda: offsets_log_bytes(cl, i) < 800_000, timeout=15)
+    # kill -9 of the coordinator's node.
+    dead_id = ci + 1
+    t0 = time.monotonic()
+    cl.nodes[ci].kill()
+    nci = coordinator_everywhere(cl, group, others, but=dead_id)
+    check(nci != ci, "another broker coordinates the group")
+    got = wait_for("the new coordinator answers the committed offsets",
+                   lambda: committed(tg, cl, nci, group, parts), timeout=30)
+    eq(got, want, f"committed offsets at the new coordinator, broker {nci + 1}")
+    print(f"  group_coordinator: broker {dead_id} killed, broker {nci + 1} answers the "
+          f"offsets {time.monotonic() - t0:.2f}s later", flush=True)
+    other = [i for i in others if i != nci][0]
+    with cl.client(other) as c:
+        for kind in ("heartbeat", "fetch", "join"):
+            r = group_call(tg, c, group, kind)
+            eq(r.error_code, NOT_COORDINATOR,
+               f"{kind} of {group} on node {other + 1} after the move ({r.error_message})")
+    # The member was the old coordinator's: it rejoins at the new one and
+    # goes on committing.
+    with cl.client(nci) as c:
+        m = tg.Member(c, group, ["gc"], session_ms=6000)
+        m.member_id, m.generation = old_member, old_gen
+        eq(m.heartbeat().error_code, UNKNOWN_MEMBER_ID,
+           "the old coordinator's member is unknown at the new one")
+        m.member_id = ""
+        eq(len(m.join_and_sync()), 3, "rejoined at the new coordinator")
+        want2 = {("gc", 0): 4, ("gc", 1): 6, ("gc", 2): 10}
+        ok(m.commit(want2), "CommitOffsets on the new coordinator")
+        eq(committed(tg, cl, nci, group, parts), want2, "offsets after the new commit")
+    # The killed broker comes back as a follower: it does not coordinate.
+    cl.start(ci)
+    wait_for(f"broker {dead_id} running again", lambda: brokers(cl, nci)[dead_id][0] == BROKER_RUNNING)
+    with cl.client(ci) as c:
+        r = wait_for(f"broker {dead_id} answers with the cluster's coordinator",
+                     lambda: (lambda x: x if x.error_code == NOT_COORDINATOR else None)(
+                         group_call(tg, c, group, "fetch")), timeout=15)
+        check(f"127.0.0.1:{cl.ports[nci]}" in r.error_message,
+              f"the restarted broker names the coordinator: {r.error_message}")
+    # A leadership moved on request moves the coordinator with it: back
+    # to the restarted broker once it is in sync again (it caught up on
+    # the compacted log and the commits made while it was away), which
+    # loads the group from its own copy.
+    part = fnv1a(group) % 4
+    wait_for(f"broker {dead_id} back in the ISR of __consumer_offsets-{part}",
+             lambda: str(dead_id) in isr(cl, nci, "__consumer_offsets")[part][2], timeout=20)
+    ok(transfer(cl, other, "__consumer_offsets", part, target=dead_id),
+       f"TransferLeadership of __consumer_offsets-{part} to broker {dead_id}")
+    eq(coordinator_everywhere(cl, group, [0, 1, 2], but=nci + 1), ci,
+       "the coordinator after the transfer")
+    eq(wait_for("the restarted broker answers the committed offsets",
+                lambda: committed(tg, cl, ci, group, parts)), want2,
+       f"offsets at broker {dead_id}, coordinator again")
+    with cl.client(nci) as c:
+        eq(group_call(tg, c, group, "heartbeat").error_code, NOT_COORDINATOR,
+           f"heartbeat on broker {nci + 1}, coordinator no more")
+    # Every node stops cleanly (the coordinator hands its partitions over
+    # first, dropping its groups), with nothing from the sanitizers.
+    for i in range(3):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+    bad = [line for n in cl.nodes[:3] for line in n.lines
+           if "AddressSanitizer" in line or "runtime error" in line or "LeakSanitizer" in line]
+    check(not bad, "sanitizer reports:\n" + "\n".join(bad[:20]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rmqd", required=True)
@@ -1426,6 +1667,7 @@ def main() -> int:
     ap.add_argument("--rmq-bench", help="the load generator: a short run across the brokers")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--only", action="append", help="run this case only (repeatable)")
+    ap.add_argument("--skip", action="append", help="do not run this case (repeatable)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="rmq-cluster-test-")
@@ -1470,9 +1712,19 @@ def main() -> int:
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s",
                           "--reassign-throttle", str(THROTTLE))),
          lambda cl: run_partition_management(cl, args.rmq)),
+        # Its own ctest entry (broker_cluster_groups): --only group_coordinator.
+        ("group_coordinator",
+         lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "2s",
+                          "--replica-lag-max", "1s", "--leader-rebalance-interval", "0s",
+                          "--offsets-partitions", "4", "--offsets-segment-bytes", "64KiB",
+                          "--group-initial-rebalance-delay", "0s")),
+         lambda cl: run_group_coordinator(cl, args.rmq)),
     ]
     if args.only:
         tests = [t for t in tests if t[0] in args.only]
+    if args.skip:
+        tests = [t for t in tests if t[0] not in args.skip]
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
         global RP
