@@ -131,8 +131,10 @@ void rmq_recover_begin(struct rmq_partition *p)
 {
 	const struct rmq_passign *pa = assign_of(p);
 	rmq_recover_drop(p);
-	if (!pa || !p->log || rmq_recover_quorum(pa->nreplicas) == 0)
-		return; /* one replica, or two: this one holds all a majority holds */
+	/* One replica, or two: this one holds all a majority holds.  The
+	 * first epoch: no leader came before, nothing was acknowledged. */
+	if (!pa || !p->log || rmq_recover_quorum(pa->nreplicas) == 0 || p->leader_epoch <= 1)
+		return;
 	struct rmq_recover *r = calloc(1, sizeof(*r));
 	if (!r) {
 		/* Serving without it is what the code did before: say so. */
@@ -174,17 +176,19 @@ void rmq_recover_answer(struct rmq_partition *p, uint32_t broker, uint64_t probe
 		return;
 	struct rmq_recover_heard x = {.broker = broker, .end = resp->log_end_offset};
 	const uint64_t own_end = rmq_log_end_offset(p->log);
-	if (resp->diverging_epoch) {
-		/* Raft's "more up to date": its epoch at P - 1 is at most its
-		 * last; above this log's last epoch, its log is newer.  (The
-		 * epoch here at P - 1 would not do: after a gap the probe is
-		 * below this log's end, where this log may hold older epochs
-		 * than its last.) */
-		uint32_t last;
-		if (rmq_log_last_epoch(p->log, &last) < 0)
-			return; /* not counted: the recovery waits for others */
-		x.epoch = resp->diverging_epoch->epoch;
-		x.kind = x.epoch > last ? RMQ_RECOVER_NEWER : RMQ_RECOVER_OLDER;
+	/* Raft's "more up to date": the log whose last batch has the later
+	 * epoch.  The epoch where the two part would not do: a follower may
+	 * leave this log in an older epoch and go on in a newer one. */
+	uint32_t mine = 0;
+	uint64_t a, b;
+	if (own_end > rmq_log_start_offset(p->log) &&
+	    rmq_log_epoch_at(p->log, own_end - 1, &mine, &a, &b) < 0)
+		return; /* not counted: the recovery waits for others */
+	x.epoch = resp->last_epoch;
+	if (resp->last_epoch > mine) {
+		x.kind = RMQ_RECOVER_NEWER;
+	} else if (resp->diverging_epoch) {
+		x.kind = RMQ_RECOVER_OLDER;
 	} else if (x.end > probe && probe >= own_end) {
 		x.kind = RMQ_RECOVER_TAIL;
 	} else {
@@ -222,8 +226,9 @@ static void hand_answered(void *arg, int code)
 		r->asking = false;
 		if (code != EC_OK) {
 			rmq_warn("%s-%u: the controller refused the leadership to broker %" PRIu32
-				 " (error %d); asking again in 1 s",
-				 a->topic, a->partition, a->target, code);
+				 " (ErrorCode %d%s); asking again in 1 s",
+				 a->topic, a->partition, a->target, code,
+				 code == EC_STALE_EPOCH ? ", STALE_EPOCH: the partition changed" : "");
 			r->retry_at = rmq_now_ns() + ASK_RETRY_NS;
 			arm(r, ASK_RETRY_NS);
 		}
@@ -297,15 +302,26 @@ static void on_tick(struct rmq_timer *t)
 	case RMQ_RECOVER_HAND_OVER:
 		hand_over(r, target, needed);
 		break;
-	case RMQ_RECOVER_DONE:
-		rmq_info("%s-%u: recovered as the leader in epoch %" PRIu32 " in %" PRIu64 " ms, having "
-			 "heard from %" PRIu32 " replicas: this log (to %" PRIu64 ") holds all a "
-			 "majority may hold",
-			 p->topic_name, p->index, r->epoch, (now - r->started_ns) / 1000000, r->nheard,
-			 own_end);
+	case RMQ_RECOVER_DONE: {
+		/* Who said what, for the operator who wonders why it served. */
+		static const char *const kinds[] = {"prefix", "more", "older", "newer"};
+		char who[RMQ_RECOVER_REPLICAS_MAX * 48] = "";
+		size_t w = 0;
+		for (uint32_t i = 0; i < r->nheard && w < sizeof(who); i++) {
+			const struct rmq_recover_heard *x = &r->heard[i];
+			int k = snprintf(who + w, sizeof(who) - w, "%s%" PRIu32 " (%s to %" PRIu64 "%s)",
+					 i ? ", " : "", x->broker, kinds[x->kind], x->end,
+					 x->running ? "" : ", not running");
+			w += k > 0 ? (size_t)k : 0;
+		}
+		rmq_info("%s-%u: recovered as the leader in epoch %" PRIu32 " in %" PRIu64 " ms: this log "
+			 "(to %" PRIu64 ") holds all a majority may hold; heard from brokers %s",
+			 p->topic_name, p->index, r->epoch, (now - r->started_ns) / 1000000, own_end,
+			 who);
 		rmq_recover_drop(p);
 		rmq_lead_durable(p); /* the high watermark, waiting followers, batches out */
 		return;
+	}
 	}
 	arm(r, TICK_NS);
 }

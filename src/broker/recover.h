@@ -19,9 +19,9 @@
  *       WAIT       fewer than ceil(n / 2) - 1 running followers heard
  *       DONE       this log holds every record k of the heard hold:
  *                  it serves (produce, the high watermark, batches out)
- *       HAND_OVER  a heard replica's log is newer (where it leaves this log,
- *                  an epoch after this log's last) or holds this log and
- *                  more that k replicas hold: UpdateISR with new_leader_id makes it the leader
+ *       HAND_OVER  a heard replica's log is newer (its last batch of a later
+ *                  epoch than this log's last: Raft's order) or holds
+ *                  this log and more that k replicas hold: UpdateISR with new_leader_id makes it the leader
  *                  (next leader epoch), and this one follows it and takes
  *                  its records as any follower does
  *
@@ -45,17 +45,17 @@ struct rmq_partition;
 enum rmq_recover_kind {
 	RMQ_RECOVER_PREFIX, /* it holds this log up to its own end, no more */
 	RMQ_RECOVER_TAIL,   /* it holds all of this log, and more: to `end` */
-	RMQ_RECOVER_OLDER,  /* it leaves this log at P - 1, in an epoch no newer than
-			     * this log's last */
-	RMQ_RECOVER_NEWER,  /* it leaves this log at P - 1 in an epoch after this
-			     * log's last: its log is newer (Raft's order) */
+	RMQ_RECOVER_OLDER,  /* it leaves this log at P - 1, and its last epoch is
+			     * no newer than this log's */
+	RMQ_RECOVER_NEWER,  /* its last batch is of an epoch after this log's
+			     * last: its log is newer (Raft's order) */
 };
 
 struct rmq_recover_heard {
 	uint32_t broker;
 	enum rmq_recover_kind kind;
 	uint64_t end;      /* its log end offset */
-	uint32_t epoch;    /* NEWER, OLDER: its epoch at P - 1 */
+	uint32_t epoch;    /* the epoch of its last batch (last_epoch) */
 	bool running;      /* the metadata names its broker running */
 };
 
