@@ -283,13 +283,30 @@ static void on_tick(struct rmq_timer *t)
 	const struct rmq_passign *pa = assign_of(p);
 	if (!pa || !p->log || p->role != RMQ_ROLE_LEADER || p->leader_epoch != r->epoch)
 		return; /* the metadata moved on: rmq_lead_sync drops this */
-	for (uint32_t i = 0; i < r->nheard; i++)
-		r->heard[i].running = running(p, r->heard[i].broker);
+	/* Counted: replicas still named (a reassignment may have removed
+	 * one), on brokers the metadata names running. */
+	for (uint32_t i = 0; i < r->nheard; i++) {
+		bool named = false;
+		for (uint32_t k = 0; k < pa->nreplicas; k++)
+			named |= pa->replicas[k] == r->heard[i].broker;
+		r->heard[i].running = named && running(p, r->heard[i].broker);
+	}
 	uint32_t target;
 	uint64_t needed, now = rmq_now_ns();
 	const uint64_t own_end = rmq_log_end_offset(p->log);
 	switch (rmq_recover_decide(pa->nreplicas, own_end, r->heard, r->nheard, &target, &needed)) {
 	case RMQ_RECOVER_WAIT:
+		if (p->topic->cfg.unclean_election && now - r->started_ns >= WAIT_LOG_NS) {
+			/* The topic chose availability over acknowledged records
+			 * (rule 4's exception): it gets it here too. */
+			rmq_warn("%s-%u: no majority of its replicas answered in %" PRIu64 " s and the topic "
+				 "sets unclean.leader.election.enable: serving this log as it is; records "
+				 "acks MAJORITY answered on the others may be lost",
+				 p->topic_name, p->index, (now - r->started_ns) / 1000000000);
+			rmq_recover_drop(p);
+			rmq_lead_durable(p);
+			return;
+		}
 		if (now - r->logged_ns >= WAIT_LOG_NS) {
 			r->logged_ns = now;
 			rmq_warn("%s-%u: leader in epoch %" PRIu32 " for %" PRIu64 " s and heard from %" PRIu32
