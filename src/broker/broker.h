@@ -165,6 +165,8 @@ struct rmq_partition {
 	uint32_t nisr_pend, isr_pend_epoch;
 	uint32_t isr_pend[RMQ_REPLICAS_MAX];
 	uint64_t isr_retry_at;             /* no new ask before then, after a refusal */
+	struct rmq_recover *recover;       /* a new leadership hearing from its replicas
+					    * before it serves (recover.h); NULL: serving */
 	struct rmq_produce *acks_head, *acks_tail;
 	/* As a follower (follow.c): the leader's requests, the first one
 	 * being carried out, the rest waiting their turn. */

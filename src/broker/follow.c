@@ -391,6 +391,13 @@ static void answer(struct rmq_frep *r)
 		resp.log_end_offset = rmq_log_high_watermark(p->log);
 		resp.log_start_offset = rmq_log_start_offset(p->log);
 		resp.leader_epoch = p->leader_epoch;
+		/* The epoch its log ends in: a recovering leader's measure of
+		 * which log is newer (recover.h). */
+		uint32_t last;
+		uint64_t from, to;
+		if (resp.log_end_offset > resp.log_start_offset &&
+		    rmq_log_epoch_at(p->log, resp.log_end_offset - 1, &last, &from, &to) == 0)
+			resp.last_epoch = last;
 		/* What it holds of the leader's committed records. */
 		uint64_t hw = r->msg.high_watermark < resp.log_end_offset ? r->msg.high_watermark
 									  : resp.log_end_offset;

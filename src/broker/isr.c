@@ -11,13 +11,20 @@
  * a new ISR of replicas on running brokers, the leader among them.  A
  * reassignment whose added replicas are all in the ISR then completes
  * (reassign.h).  Leaders call it when a follower has caught up
- * (lead.c, rmq_isr_propose); new_leader_id is not taken yet.
+ * (lead.c, rmq_isr_propose).
+ *
+ * With new_leader_id, the leader also hands its leadership over, in the
+ * next leader epoch, to a replica the new ISR holds: a new leader that
+ * found a replica whose log holds records it lacks and a majority may
+ * hold (recover.c, rmq_isr_hand_over).  That replica holds all of the
+ * leader's log, so it is in sync whether or not the ISR named it before.
  */
 #include "broker/isr.h"
 
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/controller.h"
+#include "broker/elect.h"
 #include "broker/errcode.h"
 #include "broker/forward.h"
 #include "broker/link.h"
@@ -42,6 +49,7 @@ struct isr_item {
 	char topic[RMQ_TOPIC_NAME_MAX + 2];
 	uint32_t partition, leader_epoch, part_epoch;
 	uint32_t nisr, isr[RMQ_REPLICAS_MAX];
+	uint32_t new_leader;               /* 0: the leader stays */
 	/* Out. */
 	int code;
 	char err[200];
@@ -109,7 +117,8 @@ static struct rmq_meta *isr_build(struct rmq_ctrl_req *req, const struct rmq_met
 				 pa->leader_epoch, pa->part_epoch);
 		} else {
 			const char *why = NULL;
-			if (it->nisr == 0 || !has(it->isr, it->nisr, op->broker))
+			const uint32_t leader = it->new_leader ? it->new_leader : op->broker;
+			if (it->nisr == 0 || !has(it->isr, it->nisr, leader))
 				why = "the new ISR must hold its leader";
 			for (uint32_t j = 0; j < it->nisr && !why; j++) {
 				const struct rmq_broker_rec *r = rmq_meta_broker(m, it->isr[j]);
@@ -123,6 +132,15 @@ static struct rmq_meta *isr_build(struct rmq_ctrl_req *req, const struct rmq_met
 			if (why) {
 				it->code = EC_INVALID_REQUEST;
 				snprintf(it->err, sizeof(it->err), "%s", why);
+			} else if (leader != op->broker) {
+				memcpy(pa->isr, it->isr, it->nisr * sizeof(*it->isr));
+				pa->nisr = it->nisr;
+				rmq_elect_apply(pa, leader, RMQ_ELECT_TRANSFER); /* both epochs move */
+				rmq_move_advance(m, pa);
+				changed = true;
+				rmq_info("%s-%" PRIu32 ": broker %" PRIu32 " hands the leadership to broker %" PRIu32
+					 " in epoch %" PRIu32 " (its log holds more)",
+					 it->topic, it->partition, op->broker, leader, pa->leader_epoch);
 			} else if (it->nisr != pa->nisr ||
 				   memcmp(it->isr, pa->isr, it->nisr * sizeof(*it->isr)) != 0) {
 				memcpy(pa->isr, it->isr, it->nisr * sizeof(*it->isr));
@@ -237,11 +255,12 @@ void rmq_isr_update(struct rmq_call *c, void *msg)
 		}
 		it->leader_epoch = u->leader_epoch;
 		it->part_epoch = u->partition_epoch > UINT32_MAX ? UINT32_MAX : (uint32_t)u->partition_epoch;
+		it->new_leader = u->new_leader_id[0] ? parse_id(u->new_leader_id) : 0;
 		if (!u->topic_partition || u->n_new_isr == 0 || u->n_new_isr > RMQ_REPLICAS_MAX ||
-		    u->new_leader_id[0]) {
+		    (u->new_leader_id[0] && !it->new_leader)) {
 			it->code = EC_INVALID_REQUEST;
 			snprintf(it->err, sizeof(it->err), "%s",
-				 u->new_leader_id[0] ? "new_leader_id is not taken yet"
+				 u->new_leader_id[0] ? "new_leader_id is not a broker id"
 						     : "give the partition and 1 to 8 ISR members");
 			continue;
 		}
@@ -301,9 +320,9 @@ static struct rmq_link *link_of(struct rmq_bshard *bs)
 	return bs->isr_link;
 }
 
-int rmq_isr_propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32_t part_epoch,
-		    const uint32_t *isr, uint32_t nisr, void (*done)(void *arg, int code),
-		    void *arg)
+static int propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32_t part_epoch,
+		   const uint32_t *isr, uint32_t nisr, uint32_t new_leader,
+		   void (*done)(void *arg, int code), void *arg)
 {
 	struct rmq_quorum q;
 	rmq_cluster_quorum(bs, &q);
@@ -318,7 +337,7 @@ int rmq_isr_propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32
 	Rustmq__Broker__IsrUpdate *up = &u;
 	Rustmq__Common__TopicPartition tp = RUSTMQ__COMMON__TOPIC_PARTITION__INIT;
 	Rustmq__Broker__IsrMember mem[RMQ_REPLICAS_MAX], *memp[RMQ_REPLICAS_MAX];
-	char ids[RMQ_REPLICAS_MAX + 1][12];
+	char ids[RMQ_REPLICAS_MAX + 1][12], leader[12] = "";
 	ver.major = 1;
 	req.version = &ver;
 	snprintf(ids[RMQ_REPLICAS_MAX], 12, "%" PRIu32, bs->b->self);
@@ -337,6 +356,10 @@ int rmq_isr_propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32
 	}
 	u.new_isr = memp;
 	u.n_new_isr = nisr;
+	if (new_leader) {
+		snprintf(leader, sizeof(leader), "%" PRIu32, new_leader);
+		u.new_leader_id = leader;
+	}
 	req.partitions = &up;
 	req.n_partitions = 1;
 	struct proposal *pr = calloc(1, sizeof(*pr));
@@ -363,6 +386,20 @@ int rmq_isr_propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32
 		free(pr);
 	}
 	return rc;
+}
+
+int rmq_isr_propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32_t part_epoch,
+		    const uint32_t *isr, uint32_t nisr, void (*done)(void *arg, int code),
+		    void *arg)
+{
+	return propose(bs, p, part_epoch, isr, nisr, 0, done, arg);
+}
+
+int rmq_isr_hand_over(struct rmq_bshard *bs, const struct rmq_partition *p, uint32_t part_epoch,
+		      const uint32_t *isr, uint32_t nisr, uint32_t new_leader,
+		      void (*done)(void *arg, int code), void *arg)
+{
+	return propose(bs, p, part_epoch, isr, nisr, new_leader, done, arg);
 }
 
 void rmq_isr_fini(struct rmq_bshard *bs)

@@ -25,6 +25,13 @@ int rmq_isr_propose(struct rmq_bshard *bs, const struct rmq_partition *p, uint32
 		    const uint32_t *isr, uint32_t nisr, void (*done)(void *arg, int code),
 		    void *arg);
 
+/* rmq_isr_propose, and the leadership goes to new_leader (in isr[]) in
+ * the next leader epoch: a new leader whose log lacks records another
+ * replica holds (recover.h).  Same returns. */
+int rmq_isr_hand_over(struct rmq_bshard *bs, const struct rmq_partition *p, uint32_t part_epoch,
+		      const uint32_t *isr, uint32_t nisr, uint32_t new_leader,
+		      void (*done)(void *arg, int code), void *arg);
+
 /* The shard stops. */
 void rmq_isr_fini(struct rmq_bshard *bs);
 

@@ -9,6 +9,7 @@
 #include "broker/isr.h"
 #include "broker/meta.h"
 #include "broker/partition.h"
+#include "broker/recover.h"
 #include "broker/replication.pb-c.h"
 #include "common/metadata.pb-c.h"
 #include "core/error.h"
@@ -344,8 +345,8 @@ static bool member_end(const struct rmq_partition *p, uint32_t id, uint64_t *hw)
 static void update_hw(struct rmq_partition *p)
 {
 	const struct rmq_passign *pa = assign_of(p);
-	if (!pa || !p->log)
-		return;
+	if (!pa || !p->log || p->recover)
+		return; /* recovering: this log may still lack what a majority holds */
 	settle_asked(p, pa);
 	uint64_t hw = rmq_log_high_watermark(p->log);
 	for (uint32_t i = 0; i < pa->nisr; i++)
@@ -402,7 +403,8 @@ static void maybe_change_isr(struct rmq_partition *p)
 	const struct rmq_passign *pa = assign_of(p);
 	struct rmq_bshard *bs = p->bs;
 	uint64_t now = rmq_now_ns();
-	if (!pa || p->nisr_pend || pa->leader != bs->b->self || now < p->isr_retry_at || !p->log)
+	if (!pa || p->nisr_pend || pa->leader != bs->b->self || now < p->isr_retry_at || !p->log ||
+	    p->recover)
 		return;
 	const uint64_t durable = rmq_log_high_watermark(p->log);
 	uint32_t isr[RMQ_REPLICAS_MAX], n = 0;
@@ -605,7 +607,8 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 	snprintf(id, sizeof(id), "%" PRIu32, s->broker);
 	n += put_str(buf + n, 11, id);
 	n += rmq_pb_put_uint(buf + n, 12, self ? self->epoch : 0);
-	n += rmq_pb_put_uint(buf + n, 13, rmq_log_end_offset(p->log));
+	if (!p->recover) /* a recovery's probe must not cut a longer tail: recover.h */
+		n += rmq_pb_put_uint(buf + n, 13, rmq_log_end_offset(p->log));
 	fifo_release(pe, false);
 	if (fifo_push(pe, buf) < 0 || rmq_ccall_send(pe->call, buf, n) < 0) {
 		if (pe->fifo_n && pe->fifo[(pe->fifo_head + pe->fifo_n - 1) % pe->fifo_cap] == buf)
@@ -685,8 +688,8 @@ static bool send_one(struct rmq_rslot *s)
 	struct rmq_peer *pe = s->peer;
 	uint64_t now = rmq_now_ns();
 	if (s->nin == PIPELINE || (!s->known && s->nin) || s->stale || s->cold || !p->log ||
-	    p->role != RMQ_ROLE_LEADER || now < s->retry_at)
-		return false;
+	    p->role != RMQ_ROLE_LEADER || now < s->retry_at || (p->recover && s->known))
+		return false; /* recovering: a probe only, answered once (recover.h) */
 	if (!pe->call) {
 		peer_connect(pe);
 		return false;
@@ -832,6 +835,8 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 	s->nin--;
 	struct rmq_partition *p = s->p;
 	bool reset = true; /* the requests after this one are answered for nothing */
+	if (p->recover && !s->known)
+		rmq_recover_answer(p, s->broker, s->next, resp);
 	switch (resp->error_code) {
 	case EC_OK:
 		if (resp->diverging_epoch) {
@@ -920,6 +925,7 @@ static void slot_free(struct rmq_rslot *s)
 
 void rmq_lead_drop(struct rmq_partition *p)
 {
+	rmq_recover_drop(p);
 	for (uint32_t i = 0; i < p->nslots; i++)
 		slot_free(p->slots[i]);
 	free(p->slots);
@@ -932,6 +938,7 @@ void rmq_lead_sync(struct rmq_partition *p)
 	const struct rmq_passign *pa = assign_of(p);
 	struct rmq_bshard *bs = p->bs;
 	bool lead = p->role == RMQ_ROLE_LEADER && pa && pa->nreplicas > 1 && p->log;
+	const bool fresh = lead && p->slots_epoch != p->leader_epoch;
 	if (!lead || p->slots_epoch != p->leader_epoch) {
 		rmq_lead_drop(p); /* a new leadership starts from probes */
 		p->isr_retry_at = 0;
@@ -947,6 +954,8 @@ void rmq_lead_sync(struct rmq_partition *p)
 			 "what is read back from the log",
 			 p->topic_name, p->index);
 	p->slots_epoch = p->leader_epoch;
+	if (fresh)
+		rmq_recover_begin(p); /* before the probes: they go without this log's end */
 	struct rmq_lead *ld = lead_of(bs);
 	/* Slots for replicas no longer named go; new ones come. */
 	for (uint32_t i = 0; i < p->nslots;) {
@@ -982,7 +991,9 @@ void rmq_lead_sync(struct rmq_partition *p)
 		s->p = p;
 		s->broker = b;
 		s->peer = pe;
-		s->next = s->end = rmq_log_high_watermark(p->log);
+		/* A recovery compares the followers with all of this log. */
+		s->next = s->end = p->recover ? rmq_log_end_offset(p->log)
+					      : rmq_log_high_watermark(p->log);
 		s->caught_ns = rmq_now_ns(); /* a lag period's grace to show where it is */
 		p->slots[p->nslots++] = s;
 		send_next(s);

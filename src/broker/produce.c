@@ -980,6 +980,15 @@ static void exec_on_owner(struct rmq_produce *pr)
 		reply_to_origin(pr);
 		return;
 	}
+	if (p->recover) {
+		/* A new leader hears from its replicas first (recover.h): its
+		 * log may lack records a majority holds. */
+		pr_fail(pr, EC_LEADER_NOT_AVAILABLE,
+			"%s-%u: its new leader is still learning what its replicas hold; retry",
+			pr->topic, pr->partition);
+		reply_to_origin(pr);
+		return;
+	}
 	/* Every stored batch carries the epoch of the leader that wrote it
 	 * (whatever the producer sent in the field). */
 	pr->app.hdr.leader_epoch = p->leader_epoch;

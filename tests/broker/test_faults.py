@@ -104,14 +104,10 @@ R = None  # broker.replication_pb2, once the protos are loaded
 # expected, where the cause is written down).  A finding of another kind,
 # or any other failure, still fails.
 REPLICATION_MD = "docs/replication.md, \"What the checker found\""
-# Finding 2 (acks MAJORITY lost when the controller elects the follower
-# that lacks the records, which it then overwrites: "inconsistent" too)
-# may follow any election of a new leader.  Findings 1, 3, 4 and 5 are
-# fixed: a follower left behind or diverged ("lost-replica",
-# "unsettled") fails every scenario again.
-XFAIL = {name: ({"lost-majority", "inconsistent"}, f"{REPLICATION_MD} 2")
-         for name in ("kill9_leaders", "pause_leader", "rolling_restart", "divergent_tail",
-                      "net_partition")}
+# Findings 1 to 6 are fixed: every finding fails a scenario again.  A new
+# one that cannot be fixed at once is written down in that section and
+# marked here, name -> (kinds expected, where it is written down).
+XFAIL = {}
 
 
 class Findings(AssertionError):
