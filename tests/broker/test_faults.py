@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Faults on three real rmqd nodes under load, judged by the history
-checker (history.py).
+"""Faults on three (four, five) real rmqd nodes under load, judged by the
+history checker (history.py).
 
-Each scenario starts its own three nodes (one controller quorum, every
-node a broker; 200 ms heartbeats, 2 s broker sessions), creates a topic of
-3 partitions with replication factor 3, and runs against it:
+Each scenario starts its own nodes (three unless it says otherwise: one
+controller quorum, every node a broker; 200 ms heartbeats, 2 s broker
+sessions), creates a topic of 3 partitions with replication factor 3, and
+runs against it:
 
 - three producers, one per acks level (ALL, MAJORITY, LEADER), each
   sending batches of 1 to 3 records with values never sent before (a
@@ -14,7 +15,7 @@ node a broker; 200 ms heartbeats, 2 s broker sessions), creates a topic of
 - a consumer polling every partition from its leader, from offset 0;
 - a fault (below), then the cure: every node running again.
 
-Then, once every partition's three replicas are in its ISR and caught up
+Then, once every partition's replicas are in its ISR and caught up
 (GetISR on the leader), every partition is read back whole from every
 replica (a replica read: FetchRequest.replica_id, fetch.c) and from its
 leader as a consumer, and the history is checked: no acknowledged record
@@ -49,7 +50,22 @@ The faults:
                     program run again in a client's namespace; skipped,
                     saying why, without root, iptables or namespaces): the
                     other two lead without it; what it acknowledges for
-                    acks ALL or MAJORITY meanwhile must not be lost.
+                    acks ALL or MAJORITY meanwhile must not be lost;
+  controller_kill   kill -9 of the controller's Raft leader when partition
+                    leaders must be elected, twice: the node leading both
+                    the controller and a partition, or a partition's
+                    leader and then (at once, or about when its session
+                    expires) the controller's leader, restarted after a
+                    moment for a quorum (three voters);
+  reassign_under_load
+                    four nodes (three voters, a broker only): twice, a
+                    partition's replicas moved by ReassignPartitions, one
+                    replica (the leader's, half the time) replaced by the
+                    broker that held none; the move must complete;
+  kill9_leaders_5   five nodes, five voters, five partitions of three
+                    replicas: three rounds of kill -9 of one or two
+                    partition leaders at once (the controller's leader
+                    among them, half the time it leads a partition).
 
     /usr/bin/python3 tests/broker/test_faults.py --rmqd build/release/rmqd \\
         --proto-dir proto [--only NAME] [--seed N] [--long SECONDS | --seeds N] [-v]
@@ -77,6 +93,7 @@ import tempfile
 import threading
 import time
 import traceback
+import typing
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,8 +106,19 @@ from test_node import check, eq, ok  # noqa: E402
 import grpc  # noqa: E402
 
 TOPIC = "h"
-NPARTS = 3
-NODES = (1, 2, 3)
+
+
+class Shape(typing.NamedTuple):
+    """A scenario's cluster: nodes rmqd nodes, the first voters of them
+    the controller's voters (the others brokers only), and the topic's
+    partitions and replication factor."""
+    nodes: int = 3
+    voters: int = 3
+    parts: int = 3
+    rf: int = 3
+
+
+THREE = Shape()
 ACKS = {"all": tn.ACK_ALL, "majority": tn.ACK_MAJORITY, "leader": tn.ACK_LEADER}
 SESSION_S = 2.0
 FLAGS = ("--broker-heartbeat", "200ms", "--broker-session-timeout", f"{int(SESSION_S)}s",
@@ -106,12 +134,14 @@ R = None  # broker.replication_pb2, once the protos are loaded
 REPLICATION_MD = "docs/replication.md, \"What the checker found\""
 # Finding 2 (acks MAJORITY lost when the controller elects the follower
 # that lacks the records, which it then overwrites: "inconsistent" too)
-# may follow any election of a new leader.  Findings 1, 3, 4 and 5 are
+# may follow any election of a new leader (a move that takes the
+# leader's replica away elects one too).  Findings 1, 3, 4 and 5 are
 # fixed: a follower left behind or diverged ("lost-replica",
 # "unsettled") fails every scenario again.
 XFAIL = {name: ({"lost-majority", "inconsistent"}, f"{REPLICATION_MD} 2")
          for name in ("kill9_leaders", "pause_leader", "rolling_restart", "divergent_tail",
-                      "net_partition")}
+                      "net_partition", "controller_kill", "reassign_under_load",
+                      "kill9_leaders_5")}
 
 
 class Findings(AssertionError):
@@ -143,7 +173,7 @@ class Load:
 
     # -- routing ---------------------------------------------------------
     def refresh(self):
-        live = [b for b in NODES if running(self.cl, b - 1)]
+        live = [b for b in ids(self.cl) if running(self.cl, b - 1)]
         self.rnd.shuffle(live)
         for b in live:
             try:
@@ -201,7 +231,7 @@ class Load:
         clients = {}
         seq = 0
         while not self.stop.is_set():
-            for p in range(NPARTS):
+            for p in range(self.cl.shape.parts):
                 b = self.leader(p)
                 if b is None:
                     self.refresh()
@@ -241,10 +271,10 @@ class Load:
 
     def consumer(self, name):
         clients = {}
-        pos = [0] * NPARTS
+        pos = [0] * self.cl.shape.parts
         while not self.stop.is_set():
             got = False
-            for p in range(NPARTS):
+            for p in range(self.cl.shape.parts):
                 b = self.leader(p)
                 if b is None:
                     self.refresh()
@@ -283,22 +313,29 @@ class Load:
 
 # -- the cluster -------------------------------------------------------------
 
+def ids(cl):
+    """The scenario's broker ids."""
+    return range(1, len(cl.nodes) + 1)
+
+
 def start_cluster(cl):
-    for i in range(3):
+    n, sh = len(cl.nodes), cl.shape
+    for i in range(n):
         cl.start(i)
     li, _ = cl.leader()
-    tc.wait_for("three brokers registered and running",
-                lambda: len(tc.brokers(cl, li)) == 3 and
+    tc.wait_for(f"{n} brokers registered and running",
+                lambda: len(tc.brokers(cl, li)) == n and
                 all(st == tc.BROKER_RUNNING for st, _, _ in tc.brokers(cl, li).values()))
     with cl.client(li) as c:
         r = c.unary("/rustmq.controller.AdminService/CreateTopics",
                     tn.A.CreateTopicsRequest(version=tn.V(), topics=[
-                        tn.A.CreatableTopic(name=TOPIC, partitions=NPARTS, replication_factor=3)]),
+                        tn.A.CreatableTopic(name=TOPIC, partitions=sh.parts,
+                                            replication_factor=sh.rf)]),
                     tn.A.CreateTopicsResponse)
-        ok(r.topics[0], f"create {TOPIC} with 3 replicas")
+        ok(r.topics[0], f"create {TOPIC} with {sh.rf} replicas")
     tc.wait_for(f"every node knows {TOPIC}'s leaders",
-                lambda: all(len(tc.partitions(cl, i, TOPIC)) == NPARTS and
-                            all(x[0] for x in tc.partitions(cl, i, TOPIC)) for i in range(3)))
+                lambda: all(len(tc.partitions(cl, i, TOPIC)) == sh.parts and
+                            all(x[0] for x in tc.partitions(cl, i, TOPIC)) for i in range(n)))
     # Every partition open on its leader (the first produce may otherwise
     # meet a partition still opening): an empty replica read answers.
     for p, (lead, _, _, _) in enumerate(tc.partitions(cl, li, TOPIC)):
@@ -316,7 +353,7 @@ def running(cl, i):
 def live_node(cl):
     """A node whose metadata the test trusts: running, and not cut off
     from the others (cl.cut: its view is stale; clients still use it)."""
-    return next(i for i in range(3) if running(cl, i) and i not in cl.cut)
+    return next(i for i in range(len(cl.nodes)) if running(cl, i) and i not in cl.cut)
 
 
 def leaders(cl):
@@ -339,12 +376,20 @@ def isr_state(cl, p):
     return st if st.error_code == 0 else None
 
 
+def replicas(cl):
+    """{partition: sorted replica ids (str)} as a live node's metadata says."""
+    return {p: sorted(x[3]) for p, x in enumerate(tc.partitions(cl, live_node(cl), TOPIC))}
+
+
 def settled(cl):
-    """Every partition led, its three replicas in its ISR and at its
+    """Every partition led, each of its replicas in its ISR and at its
     leader's log end, which is its high watermark."""
-    for p in range(NPARTS):
+    reps = replicas(cl)
+    for p in range(cl.shape.parts):
         st = isr_state(cl, p)
-        if st is None or sorted(st.isr_ids) != ["1", "2", "3"] or st.pending_isr_ids:
+        if st is None or sorted(st.isr_ids) != reps[p] or st.pending_isr_ids:
+            return False
+        if sorted(r.broker_id for r in st.replicas) != reps[p]:
             return False
         if st.high_watermark != st.log_end_offset:
             return False
@@ -355,7 +400,7 @@ def settled(cl):
 
 def describe(cl):
     out = []
-    for p in range(NPARTS):
+    for p in range(cl.shape.parts):
         st = isr_state(cl, p)
         out.append(f"{TOPIC}-{p}: " + (
             "no leader" if st is None else
@@ -373,10 +418,10 @@ def values(batches):
 def read_back(cl, hist):
     """Every partition whole from every replica, and from its leader as a
     consumer, into hist as final reads."""
-    lead = leaders(cl)
-    for p in range(NPARTS):
+    lead, reps = leaders(cl), replicas(cl)
+    for p in range(cl.shape.parts):
         tp = f"{TOPIC}-{p}"
-        for b in NODES:
+        for b in map(int, reps[p]):
             with cl.client(b - 1) as c:
                 hist.final_read(f"replica-{b}", tp)
                 for off, v in values(c.fetch_all(TOPIC, p, replica_id=b)):
@@ -398,7 +443,7 @@ def wait_led_by_other(cl, p, old, timeout=20):
 def kill9_leaders(cl, load, rnd, notes):
     for k in range(3):
         time.sleep(rnd.uniform(1.0, 2.5))
-        p = rnd.randrange(NPARTS)
+        p = rnd.randrange(cl.shape.parts)
         victim = leaders(cl)[p]
         if not victim:
             continue
@@ -413,7 +458,7 @@ def kill9_leaders(cl, load, rnd, notes):
 
 def pause_leader(cl, load, rnd, notes):
     time.sleep(rnd.uniform(1.0, 2.0))
-    p = rnd.randrange(NPARTS)
+    p = rnd.randrange(cl.shape.parts)
     victim = leaders(cl)[p]
     pid = cl.nodes[victim - 1].proc.pid
     os.kill(pid, signal.SIGSTOP)
@@ -445,7 +490,7 @@ def late_acks(hist, rep, info):
 
 
 def rolling_restart(cl, load, rnd, notes):
-    order = list(range(3))
+    order = list(range(len(cl.nodes)))
     rnd.shuffle(order)
     for i in order:
         time.sleep(rnd.uniform(0.5, 1.5))
@@ -459,7 +504,8 @@ def rolling_restart(cl, load, rnd, notes):
         # replicas of three are away and acks ALL cannot be answered.
         tc.wait_for(f"broker {i + 1} back in every ISR",
                     lambda: all((st := isr_state(cl, p)) is not None and
-                                str(i + 1) in st.isr_ids for p in range(NPARTS)), timeout=30)
+                                str(i + 1) in st.isr_ids for p in range(cl.shape.parts)),
+                    timeout=30)
     time.sleep(1.0)
 
 
@@ -469,11 +515,12 @@ def divergent_tail(cl, load, rnd, notes):
     tp = f"{TOPIC}-{p}"
     # Both followers in the ISR first: the tail must stay above the HW, and
     # one of them must be able to lead.
-    tc.wait_for(f"{tp}'s three replicas in its ISR",
+    reps = replicas(cl)[p]
+    tc.wait_for(f"{tp}'s replicas all in its ISR",
                 lambda: (st := isr_state(cl, p)) is not None and
-                sorted(st.isr_ids) == ["1", "2", "3"] and not st.pending_isr_ids, timeout=30)
+                sorted(st.isr_ids) == reps and not st.pending_isr_ids, timeout=30)
     old = leaders(cl)[p]
-    followers = [b for b in NODES if b != old]
+    followers = [int(b) for b in reps if int(b) != old]
     for b in followers:
         cl.nodes[b - 1].kill()
     tail = []
@@ -530,6 +577,152 @@ def divergent_tail(cl, load, rnd, notes):
     return {"tail": tail}
 
 
+def all_in_sync(cl, what, timeout=30):
+    """Waits until every partition's replicas are all in its ISR (a round
+    of kills must not find a partition whose only in-sync replica is
+    among its victims: it would have no leader until they come back)."""
+    tc.wait_for(f"every partition's replicas in its ISR {what}",
+                lambda: (reps := replicas(cl)) and
+                all((st := isr_state(cl, p)) is not None and sorted(st.isr_ids) == reps[p] and
+                    not st.pending_isr_ids for p in range(cl.shape.parts)), timeout=timeout)
+
+
+def wait_led_by_none_of(cl, p, gone, timeout=30):
+    return tc.wait_for(f"{TOPIC}-{p} led by a broker other than {sorted(gone)}",
+                       lambda: (lambda b: b if b and b not in gone else None)(leaders(cl).get(p)),
+                       timeout=timeout)
+
+
+def controller_kill(cl, load, rnd, notes):
+    """kill -9 of the controller's Raft leader when partition leaders must
+    be elected, twice.  Either the node that leads both the controller and
+    a partition (the new controller leader, once elected, gives every
+    broker a whole session before it fences the dead one and elects its
+    partitions' leaders); or a partition's leader, and then, before or
+    about when its session expires and the controller must elect its
+    successor, the controller's leader.  With three voters that second
+    kill leaves no quorum: the controller's old leader is restarted after
+    a moment and the election waits for it."""
+    for k in range(2):
+        time.sleep(rnd.uniform(1.0, 2.0))
+        all_in_sync(cl, "before the kill")
+        li, _ = cl.leader()
+        ctl = li + 1
+        lead = leaders(cl)
+        mine = [p for p, b in lead.items() if b == ctl]
+        others = [p for p, b in lead.items() if b and b != ctl]
+        both = rnd.random() < 0.5
+        if (both and not mine) or (not both and not others):
+            both = not both
+        t0 = time.monotonic()
+        if both:
+            p = rnd.choice(mine)
+            cl.nodes[li].kill()
+            gone = {ctl}
+            new = wait_led_by_none_of(cl, p, gone, timeout=SESSION_S * 5 + 15)
+            nli, _ = cl.leader(exclude=li)
+            notes.append(f"kill -9 of broker {ctl}, the controller's leader and {TOPIC}-{p}'s: "
+                         f"node {nli + 1} leads the controller, broker {new} {TOPIC}-{p} "
+                         f"{time.monotonic() - t0:.1f}s later")
+            load.refresh()
+            time.sleep(rnd.uniform(0.5, 1.5))
+            cl.start(li)
+        else:
+            p = rnd.choice(others)
+            first = lead[p]
+            cl.nodes[first - 1].kill()
+            delay = rnd.uniform(0.0, SESSION_S + 0.5)
+            time.sleep(delay)
+            cl.nodes[li].kill()
+            gone = {first, ctl}
+            quorum = cl.shape.voters - sum(1 for b in gone if b <= cl.shape.voters) > \
+                cl.shape.voters // 2
+            back = None
+            if not quorum:
+                time.sleep(rnd.uniform(0.5, 1.5))
+                cl.start(li)
+                back = ctl
+                gone = {first}
+            new = wait_led_by_none_of(cl, p, gone, timeout=SESSION_S * 5 + 15)
+            nli, _ = cl.leader()
+            notes.append(f"kill -9 of broker {first} ({TOPIC}-{p}'s leader), {delay:.2f}s later "
+                         f"of broker {ctl} (the controller's leader)" +
+                         (f", restarted for a quorum" if back else "") +
+                         f": node {nli + 1} leads the controller, broker {new} {TOPIC}-{p} "
+                         f"{time.monotonic() - t0:.1f}s after the first kill")
+            load.refresh()
+            time.sleep(rnd.uniform(0.5, 1.5))
+            for b in sorted({first, ctl}):
+                if not cl.nodes[b - 1].alive():
+                    cl.start(b - 1)
+    time.sleep(1.5)
+
+
+def reassign_under_load(cl, load, rnd, notes):
+    """Four brokers (three voters), the topic's three replicas on three of
+    them: twice, a partition's replicas changed by ReassignPartitions on
+    the controller's leader while the load runs: one replica (the
+    leader's, half the time) replaced by a broker that holds none.  The
+    move must complete (COMPLETED, the new replicas on every node, one of
+    them leading) and the checker must find nothing lost or duplicated
+    on the new replicas."""
+    for k in range(2):
+        time.sleep(rnd.uniform(2.0, 4.0))  # a few MB to copy
+        all_in_sync(cl, "before the move")
+        p = rnd.randrange(cl.shape.parts)
+        reps = [int(b) for b in replicas(cl)[p]]
+        lead = leaders(cl)[p]
+        dst = rnd.choice([b for b in ids(cl) if b not in reps])
+        out = lead if rnd.random() < 0.5 else rnd.choice([b for b in reps if b != lead])
+        target = [b for b in reps if b != out] + [dst]
+        li, _ = cl.leader()
+        t0 = time.monotonic()
+        msgs = tc.reassign(cl, li, [(TOPIC, p, target)], timeout=60)
+        s = tc.statuses(msgs[-1])[(TOPIC, p)]
+        eq((s.error_code, s.phase, sorted(s.replica_ids)),
+           (0, tc.COMPLETED, sorted(map(str, target))),
+           f"{TOPIC}-{p} moved from {reps} to {target}: {[str(tc.statuses(m)) for m in msgs]}")
+        took = time.monotonic() - t0
+        tc.wait_for(f"every node shows {TOPIC}-{p} on {target}",
+                    lambda: all(sorted(tc.partitions(cl, i, TOPIC)[p][3]) ==
+                                sorted(map(str, target)) for i in range(len(cl.nodes))))
+        new = leaders(cl)[p]
+        notes.append(f"{TOPIC}-{p} moved from brokers {reps} (broker {lead} leading) to {target} "
+                     f"in {took:.1f}s: broker {out} out, {dst} in, broker {new} leads")
+        load.refresh()
+    time.sleep(1.5)
+
+
+def kill9_leaders_5(cl, load, rnd, notes):
+    """Five nodes, five voters, five partitions of three replicas: three
+    rounds of kill -9 of one or two partition leaders at once (half the
+    time the controller's leader among them, when it leads a partition),
+    each restarted once its partitions are led by others."""
+    for k in range(3):
+        time.sleep(rnd.uniform(1.0, 2.5))
+        all_in_sync(cl, "before the kill")
+        li, _ = cl.leader()
+        lead = leaders(cl)
+        cands = sorted({b for b in lead.values() if b})
+        gone = set(rnd.sample(cands, min(len(cands), rnd.choice((1, 2)))))
+        if li + 1 in cands and li + 1 not in gone and rnd.random() < 0.5:
+            gone = {li + 1, *sorted(gone)[:1]}
+        for b in gone:
+            cl.nodes[b - 1].kill()
+        t0 = time.monotonic()
+        moved = {p: wait_led_by_none_of(cl, p, gone, timeout=SESSION_S * 5 + 15)
+                 for p, b in lead.items() if b in gone}
+        notes.append(f"kill -9 of brokers {sorted(gone)}" +
+                     (f" (node {li + 1} led the controller)" if li + 1 in gone else "") + ": " +
+                     ", ".join(f"{TOPIC}-{p} led by {b}" for p, b in sorted(moved.items())) +
+                     f" within {time.monotonic() - t0:.1f}s")
+        load.refresh()
+        time.sleep(rnd.uniform(0.5, 1.5))
+        for b in sorted(gone):
+            cl.start(b - 1)
+    time.sleep(1.5)
+
+
 NET_PORT = 9200
 
 
@@ -540,10 +733,10 @@ class NetCluster(tc.Cluster):
     three whatever the rules between them say."""
 
     def __init__(self, binary, tmp, verbose, extra, net):
-        super().__init__(binary, tmp, verbose, extra)
+        super().__init__(binary, tmp, verbose, extra, nodes=3, voters=3)
         self.net = net
-        self.voters = ",".join(f"{b}@{net.addr(b)}:{NET_PORT}" for b in NODES)
-        for b in NODES:
+        self.voters = ",".join(f"{b}@{net.addr(b)}:{NET_PORT}" for b in ids(self))
+        for b in ids(self):
             self.nodes[b - 1].prefix = ("ip", "netns", "exec", net.ns[b])
 
     def flags(self, i):
@@ -559,9 +752,9 @@ def net_partition(cl, load, rnd, notes):
     in its namespace, its clients still reaching it: the other two fence
     it and lead without it; then the rules go."""
     time.sleep(rnd.uniform(1.0, 2.0))
-    p = rnd.randrange(NPARTS)
+    p = rnd.randrange(cl.shape.parts)
     victim = leaders(cl)[p]
-    cl.net.cut(victim, [b for b in NODES if b != victim])
+    cl.net.cut(victim, [b for b in ids(cl) if b != victim])
     cl.cut.add(victim - 1)
     t_cut = time.time()
     try:
@@ -577,20 +770,25 @@ def net_partition(cl, load, rnd, notes):
     return {"victim": victim, "tp": f"{TOPIC}-{p}", "since": t_cut, "what": "the cut"}
 
 
-SCENARIOS = {
-    "kill9_leaders": kill9_leaders,
-    "pause_leader": pause_leader,
-    "rolling_restart": rolling_restart,
-    "divergent_tail": divergent_tail,
-    "net_partition": net_partition,  # run in namespaces (run_in_netns)
+SCENARIOS = {  # name -> (the fault, the cluster it runs on)
+    "kill9_leaders": (kill9_leaders, THREE),
+    "pause_leader": (pause_leader, THREE),
+    "rolling_restart": (rolling_restart, THREE),
+    "divergent_tail": (divergent_tail, THREE),
+    "net_partition": (net_partition, THREE),  # run in namespaces (run_in_netns)
+    "controller_kill": (controller_kill, THREE),
+    "reassign_under_load": (reassign_under_load, Shape(nodes=4)),
+    "kill9_leaders_5": (kill9_leaders_5, Shape(nodes=5, voters=5, parts=5)),
 }
 
 
 def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
     rnd = random.Random(seed)
+    fault, shape = SCENARIOS[name]
     flags = FLAGS + (("--log-level", "debug") if debug else ())
     cl = NetCluster(binary, tmp, verbose, flags, net) if net else \
-        tc.Cluster(binary, tmp, verbose, flags)
+        tc.Cluster(binary, tmp, verbose, flags, nodes=shape.nodes, voters=shape.voters)
+    cl.shape = shape
     cl.paused, cl.cut = set(), set()
     load = None
     try:
@@ -600,8 +798,8 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
         t0 = time.monotonic()
         time.sleep(rnd.uniform(1.0, 2.0))
         notes = []
-        info = SCENARIOS[name](cl, load, rnd, notes)
-        for i in range(3):  # the cure: every node running again
+        info = fault(cl, load, rnd, notes)
+        for i in range(len(cl.nodes)):  # the cure: every node running again
             if not cl.nodes[i].alive():
                 cl.start(i)
         time.sleep(1.0)
@@ -654,7 +852,7 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
                            f"{sorted(info['tail'])} not all among the losses {sorted(gone)}")
         if kinds:
             raise Findings(kinds, "\n".join(why))
-        for i in range(3):
+        for i in range(len(cl.nodes)):
             eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
     except BaseException:
         if load and load.hist.events:
@@ -726,7 +924,9 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="rmq-faults-test-")
     binary = os.path.abspath(args.rmqd)
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
-    names = [n for n in SCENARIOS if not args.only or any(o in n for o in args.only)]
+    # A whole name picks that scenario only (kill9_leaders, not _5 too).
+    names = [n for n in SCENARIOS if not args.only or
+             any(o == n or (o not in SCENARIOS and o in n) for o in args.only)]
     passed = failed = skipped = 0
     net = tpart.Net(args.in_netns) if args.in_netns else None
     t_start = time.monotonic()
