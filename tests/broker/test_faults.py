@@ -81,6 +81,7 @@ Ends with "N passed, N failed, N skipped".  Nodes are stopped by PID on
 every path.
 """
 import argparse
+import collections
 import importlib
 import os
 import pathlib
@@ -99,6 +100,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import history  # noqa: E402
 import test_cluster as tc  # noqa: E402
+import test_groups as tg  # noqa: E402
 import test_node as tn  # noqa: E402
 import test_partition as tpart  # noqa: E402
 from test_node import check, eq, ok  # noqa: E402
@@ -158,11 +160,22 @@ class Findings(AssertionError):
         self.kinds = set(kinds)
 
 
-class Load:
-    """The producers and the consumer, writing one history."""
+GROUP = "faults"
+GROUP_SCENARIOS = ("reassign_under_load",)  # the consumer is a group member
+GROUP_SESSION_MS = 10000
+COMMIT_EVERY_S = 0.5
 
-    def __init__(self, cl, rnd):
+
+class Load:
+    """The producers and the consumer, writing one history.  The consumer
+    is a plain one, or (group: the index of the node coordinating it) the
+    one member of a consumer group that commits its positions."""
+
+    def __init__(self, cl, rnd, group=None):
         self.cl = cl
+        self.group = group
+        self.commits = collections.Counter()  # answers to each partition's commit, by code
+        self.committed = {}  # partition -> the last offset whose commit was answered OK
         self.hist = history.History()
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -194,7 +207,8 @@ class Load:
         for acks in ACKS:
             self.threads.append(threading.Thread(target=self._guard, args=(self.producer, acks),
                                                  daemon=True))
-        self.threads.append(threading.Thread(target=self._guard, args=(self.consumer, "c1"),
+        consumer = self.consumer if self.group is None else self.group_member
+        self.threads.append(threading.Thread(target=self._guard, args=(consumer, "c1"),
                                              daemon=True))
         for t in self.threads:
             t.start()
@@ -273,42 +287,95 @@ class Load:
         clients = {}
         pos = [0] * self.cl.shape.parts
         while not self.stop.is_set():
-            got = False
-            for p in range(self.cl.shape.parts):
-                b = self.leader(p)
-                if b is None:
-                    self.refresh()
-                    continue
-                try:
-                    resp, _ = self._client(clients, b).fetch([(TOPIC, p, pos[p])], max_wait_ms=100,
-                                                             min_bytes=1, timeout=5)
-                except grpc.RpcError:
-                    self._drop(clients, b)
-                    self.refresh()
-                    continue
-                pr = resp.partitions[0] if resp.partitions else None
-                if resp.error_code or pr is None or pr.error_code:
-                    # NOT_LEADER, LEADER_NOT_AVAILABLE, or a new leader
-                    # whose HW is still below our position: keep it.
-                    self.refresh()
-                    continue
-                # Only the records before the offset asked for are skipped
-                # (the first batch may begin before it); anything else the
-                # broker returns is written down as read, so that batches
-                # going back or over a gap show in the checker.
-                asked = pos[p]
-                for bt in pr.batches:
-                    for i, rec in enumerate(bt.records):
-                        off = bt.base_offset + i
-                        if off < asked:
-                            continue
-                        self.hist.poll(name, f"{TOPIC}-{p}", off, rec.value.decode())
-                        pos[p] = max(pos[p], off + 1)
-                        got = True
-            if not got:
+            if not self._poll(name, clients, pos, range(self.cl.shape.parts)):
                 time.sleep(0.05)
         for c in clients.values():
             c.close()
+
+    def group_member(self, name):
+        """JoinGroup and SyncGroup on the coordinating node (rmq keeps a
+        group on the node a client asks: docs/cluster.md), then polls of
+        the partitions assigned, each from its leader, from offset 0 (the
+        group is new), and every COMMIT_EVERY_S a Heartbeat and a
+        CommitOffsets of the positions reached."""
+        clients = {}
+        pos = [0] * self.cl.shape.parts
+        with self.cl.client(self.group) as co:
+            m = tg.Member(co, GROUP, [TOPIC], session_ms=GROUP_SESSION_MS, client_id=name)
+            m.join_and_sync()
+            mine = sorted(p for t, p in m.assignment if t == TOPIC)
+            eq(mine, list(range(self.cl.shape.parts)), "the only member is assigned every partition")
+            last = time.monotonic()
+            while not self.stop.is_set():
+                if not self._poll(name, clients, pos, mine):
+                    time.sleep(0.05)
+                if time.monotonic() - last < COMMIT_EVERY_S:
+                    continue
+                last = time.monotonic()
+                if m.heartbeat().error_code:
+                    m.join_and_sync()  # a rebalance: the same partitions again, positions kept
+                at = {(TOPIC, p): pos[p] for p in mine}
+                r = m.commit(at)
+                if r.error_code:
+                    self.commits[f"group: {tn.ecname(r.error_code)}"] += 1
+                    continue
+                for x in r.partitions:
+                    p = x.topic_partition.partition
+                    self.commits[tn.ecname(x.error_code)] += 1
+                    if x.error_code == 0:
+                        self.committed[p] = at[(TOPIC, p)]
+            ok(m.leave(), "LeaveGroup")
+        for c in clients.values():
+            c.close()
+
+    def _poll(self, name, clients, pos, parts):
+        """One fetch of each of parts from its leader, from pos (moved on);
+        whether anything came."""
+        got = False
+        for p in parts:
+            b = self.leader(p)
+            if b is None:
+                self.refresh()
+                continue
+            try:
+                resp, _ = self._client(clients, b).fetch([(TOPIC, p, pos[p])], max_wait_ms=100,
+                                                         min_bytes=1, timeout=5)
+            except grpc.RpcError:
+                self._drop(clients, b)
+                self.refresh()
+                continue
+            pr = resp.partitions[0] if resp.partitions else None
+            if resp.error_code or pr is None or pr.error_code:
+                # NOT_LEADER, LEADER_NOT_AVAILABLE, or a new leader
+                # whose HW is still below our position: keep it.
+                self.refresh()
+                continue
+            # Only the records before the offset asked for are skipped
+            # (the first batch may begin before it); anything else the
+            # broker returns is written down as read, so that batches
+            # going back or over a gap show in the checker.
+            asked = pos[p]
+            for bt in pr.batches:
+                for i, rec in enumerate(bt.records):
+                    off = bt.base_offset + i
+                    if off < asked:
+                        continue
+                    self.hist.poll(name, f"{TOPIC}-{p}", off, rec.value.decode())
+                    pos[p] = max(pos[p], off + 1)
+                    got = True
+        return got
+
+    def check_group(self):
+        """The group's committed offsets (FetchOffsets on its coordinator)
+        are the last ones answered OK; printed with what the commits were
+        answered."""
+        with self.cl.client(self.group) as c:
+            got, _ = tg.fetch_offsets(c, GROUP, [(TOPIC, p) for p in range(self.cl.shape.parts)])
+        got = {p: off for (t, p), off in got.items() if off is not None}
+        print(f"    consumer group {GROUP!r} on node {self.group + 1}: commits answered "
+              f"{dict(sorted(self.commits.items()))}; committed {dict(sorted(got.items()))}",
+              flush=True)
+        eq(got, self.committed, "the group's committed offsets are the last ones answered OK")
 
 
 # -- the cluster -------------------------------------------------------------
@@ -793,7 +860,7 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
     load = None
     try:
         start_cluster(cl)
-        load = Load(cl, rnd)
+        load = Load(cl, rnd, group=0 if name in GROUP_SCENARIOS else None)
         load.start()
         t0 = time.monotonic()
         time.sleep(rnd.uniform(1.0, 2.0))
@@ -805,6 +872,8 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
         time.sleep(1.0)
         load.finish()
         loaded = time.monotonic() - t0
+        if load.group is not None:
+            load.check_group()
         t1 = time.monotonic()
         end = time.monotonic() + SETTLE_S
         unsettled = None
