@@ -3,16 +3,18 @@
 """Faults on three (four, five) real rmqd nodes under load, judged by the
 history checker (history.py).
 
-Each scenario starts its own nodes (three unless it says otherwise: one
-controller quorum, every node a broker; 200 ms heartbeats, 2 s broker
-sessions), creates a topic of 3 partitions with replication factor 3, and
-runs against it:
+Each scenario starts its own nodes (three, all controller voters, unless
+it says otherwise; every node a broker; 200 ms heartbeats, 2 s broker
+sessions), creates a topic (3 partitions of 3 replicas unless it says
+otherwise), and runs against it:
 
 - three producers, one per acks level (ALL, MAJORITY, LEADER), each
   sending batches of 1 to 3 records with values never sent before (a
   failed send is not retried: the next one gets new values) to each
   partition's leader in turn, following NOT_LEADER and the metadata;
-- a consumer polling every partition from its leader, from offset 0;
+- a consumer polling every partition from its leader, from offset 0
+  (in reassign_under_load the one member of a consumer group, which
+  commits its positions on node 1: Load.group_member);
 - a fault (below), then the cure: every node running again.
 
 Then, once every partition's replicas are in its ISR and caught up
