@@ -104,13 +104,15 @@ def free_ports(n):
 
 
 class Cluster:
-    def __init__(self, binary, tmp, verbose, extra=()):
-        self.ports = free_ports(4)  # the fourth joins later
-        self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports[:3]))
+    def __init__(self, binary, tmp, verbose, extra=(), nodes=4, voters=3):
+        """nodes nodes, the first voters of them the controller's voters
+        (by default three, and a fourth that joins later); none started."""
+        self.ports = free_ports(nodes)
+        self.voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports[:voters]))
         self.snapshot_entries = 8
         self.extra = tuple(extra)
         self.nodes = []
-        for i in range(4):
+        for i in range(nodes):
             d = os.path.join(tmp, f"n{i + 1}")
             os.makedirs(d, exist_ok=True)
             self.nodes.append(tn.Node(binary, os.path.join(d, "data"), d, verbose))

@@ -1,20 +1,23 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Faults on three real rmqd nodes under load, judged by the history
-checker (history.py).
+"""Faults on three (four, five) real rmqd nodes under load, judged by the
+history checker (history.py).
 
-Each scenario starts its own three nodes (one controller quorum, every
-node a broker; 200 ms heartbeats, 2 s broker sessions), creates a topic of
-3 partitions with replication factor 3, and runs against it:
+Each scenario starts its own nodes (three, all controller voters, unless
+it says otherwise; every node a broker; 200 ms heartbeats, 2 s broker
+sessions), creates a topic (3 partitions of 3 replicas unless it says
+otherwise), and runs against it:
 
 - three producers, one per acks level (ALL, MAJORITY, LEADER), each
   sending batches of 1 to 3 records with values never sent before (a
   failed send is not retried: the next one gets new values) to each
   partition's leader in turn, following NOT_LEADER and the metadata;
-- a consumer polling every partition from its leader, from offset 0;
+- a consumer polling every partition from its leader, from offset 0
+  (in reassign_under_load the one member of a consumer group, which
+  commits its positions on node 1: Load.group_member);
 - a fault (below), then the cure: every node running again.
 
-Then, once every partition's three replicas are in its ISR and caught up
+Then, once every partition's replicas are in its ISR and caught up
 (GetISR on the leader), every partition is read back whole from every
 replica (a replica read: FetchRequest.replica_id, fetch.c) and from its
 leader as a consumer, and the history is checked: no acknowledged record
@@ -49,7 +52,22 @@ The faults:
                     program run again in a client's namespace; skipped,
                     saying why, without root, iptables or namespaces): the
                     other two lead without it; what it acknowledges for
-                    acks ALL or MAJORITY meanwhile must not be lost.
+                    acks ALL or MAJORITY meanwhile must not be lost;
+  controller_kill   kill -9 of the controller's Raft leader when partition
+                    leaders must be elected, twice: the node leading both
+                    the controller and a partition, or a partition's
+                    leader and then (at once, or about when its session
+                    expires) the controller's leader, restarted after a
+                    moment for a quorum (three voters);
+  reassign_under_load
+                    four nodes (three voters, a broker only): twice, a
+                    partition's replicas moved by ReassignPartitions, one
+                    replica (the leader's, half the time) replaced by the
+                    broker that held none; the move must complete;
+  kill9_leaders_5   five nodes, five voters, five partitions of three
+                    replicas: three rounds of kill -9 of one or two
+                    partition leaders at once (the controller's leader
+                    among them, half the time it leads a partition).
 
     /usr/bin/python3 tests/broker/test_faults.py --rmqd build/release/rmqd \\
         --proto-dir proto [--only NAME] [--seed N] [--long SECONDS | --seeds N] [-v]
@@ -65,6 +83,7 @@ Ends with "N passed, N failed, N skipped".  Nodes are stopped by PID on
 every path.
 """
 import argparse
+import collections
 import importlib
 import os
 import pathlib
@@ -77,11 +96,13 @@ import tempfile
 import threading
 import time
 import traceback
+import typing
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import history  # noqa: E402
 import test_cluster as tc  # noqa: E402
+import test_groups as tg  # noqa: E402
 import test_node as tn  # noqa: E402
 import test_partition as tpart  # noqa: E402
 from test_node import check, eq, ok  # noqa: E402
@@ -89,8 +110,19 @@ from test_node import check, eq, ok  # noqa: E402
 import grpc  # noqa: E402
 
 TOPIC = "h"
-NPARTS = 3
-NODES = (1, 2, 3)
+
+
+class Shape(typing.NamedTuple):
+    """A scenario's cluster: nodes rmqd nodes, the first voters of them
+    the controller's voters (the others brokers only), and the topic's
+    partitions and replication factor."""
+    nodes: int = 3
+    voters: int = 3
+    parts: int = 3
+    rf: int = 3
+
+
+THREE = Shape()
 ACKS = {"all": tn.ACK_ALL, "majority": tn.ACK_MAJORITY, "leader": tn.ACK_LEADER}
 SESSION_S = 2.0
 FLAGS = ("--broker-heartbeat", "200ms", "--broker-session-timeout", f"{int(SESSION_S)}s",
@@ -115,7 +147,8 @@ class Findings(AssertionError):
     a set of history.ANOMALIES names, with "lost" told apart as
     "lost-all" and "lost-majority" (an acknowledged record missing from
     every final read, by its acks) and "lost-replica" (missing from some
-    replicas only: a replica behind or diverged); and "unsettled",
+    replicas only: a replica behind or diverged), "rewritten" (an offset
+    one broker wrote twice, finding_kinds); and "unsettled",
     "tail-kept" (divergent_tail), "deposed-ack" (pause_leader,
     net_partition: a deposed leader acknowledged what was then lost)."""
 
@@ -124,11 +157,48 @@ class Findings(AssertionError):
         self.kinds = set(kinds)
 
 
-class Load:
-    """The producers and the consumer, writing one history."""
+GROUP = "faults"
+GROUP_SCENARIOS = ("reassign_under_load",)  # the consumer is a group member
+GROUP_SESSION_MS = 10000
+COMMIT_EVERY_S = 0.5
 
-    def __init__(self, cl, rnd):
+
+def finding_kinds(hist, rep):
+    """The kinds of what rep found (Findings): "lost" told apart by acks
+    and by readers, and "rewritten" for an offset at which one broker
+    wrote two values (finding 6: a leader restarted in its old epoch
+    rewrote offsets a follower already held), told apart from the
+    "inconsistent" of an offset written by two leaders (finding 2), and
+    from a replica's "lost" at such an offset."""
+    node = {e["value"]: e.get("node") for e in hist.events if e["f"] == "send"}
+    rewritten = set()
+    kinds = set(rep.anomalies()) - {"lost", "inconsistent"}
+    for tp, off, vals in rep.inconsistent:
+        by = {node.get(v) for v in vals}
+        if len(by) == 1 and None not in by:
+            rewritten.add((tp, off))
+        else:
+            kinds.add("inconsistent")
+    if rewritten:
+        kinds.add("rewritten")
+    for v, tp, acks, off, lacking in rep.lost:
+        if len(lacking) == len(rep.finals[tp]):
+            kinds.add(f"lost-{acks}")
+        else:
+            kinds.add("rewritten" if (tp, off) in rewritten else "lost-replica")
+    return kinds
+
+
+class Load:
+    """The producers and the consumer, writing one history.  The consumer
+    is a plain one, or (group: the index of the node coordinating it) the
+    one member of a consumer group that commits its positions."""
+
+    def __init__(self, cl, rnd, group=None):
         self.cl = cl
+        self.group = group
+        self.commits = collections.Counter()  # answers to each partition's commit, by code
+        self.committed = {}  # partition -> the last offset whose commit was answered OK
         self.hist = history.History()
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -139,7 +209,7 @@ class Load:
 
     # -- routing ---------------------------------------------------------
     def refresh(self):
-        live = [b for b in NODES if running(self.cl, b - 1)]
+        live = [b for b in ids(self.cl) if running(self.cl, b - 1)]
         self.rnd.shuffle(live)
         for b in live:
             try:
@@ -160,7 +230,8 @@ class Load:
         for acks in ACKS:
             self.threads.append(threading.Thread(target=self._guard, args=(self.producer, acks),
                                                  daemon=True))
-        self.threads.append(threading.Thread(target=self._guard, args=(self.consumer, "c1"),
+        consumer = self.consumer if self.group is None else self.group_member
+        self.threads.append(threading.Thread(target=self._guard, args=(consumer, "c1"),
                                              daemon=True))
         for t in self.threads:
             t.start()
@@ -197,7 +268,7 @@ class Load:
         clients = {}
         seq = 0
         while not self.stop.is_set():
-            for p in range(NPARTS):
+            for p in range(self.cl.shape.parts):
                 b = self.leader(p)
                 if b is None:
                     self.refresh()
@@ -237,64 +308,124 @@ class Load:
 
     def consumer(self, name):
         clients = {}
-        pos = [0] * NPARTS
+        pos = [0] * self.cl.shape.parts
         while not self.stop.is_set():
-            got = False
-            for p in range(NPARTS):
-                b = self.leader(p)
-                if b is None:
-                    self.refresh()
-                    continue
-                try:
-                    resp, _ = self._client(clients, b).fetch([(TOPIC, p, pos[p])], max_wait_ms=100,
-                                                             min_bytes=1, timeout=5)
-                except grpc.RpcError:
-                    self._drop(clients, b)
-                    self.refresh()
-                    continue
-                pr = resp.partitions[0] if resp.partitions else None
-                if resp.error_code or pr is None or pr.error_code:
-                    # NOT_LEADER, LEADER_NOT_AVAILABLE, or a new leader
-                    # whose HW is still below our position: keep it.
-                    self.refresh()
-                    continue
-                # Only the records before the offset asked for are skipped
-                # (the first batch may begin before it); anything else the
-                # broker returns is written down as read, so that batches
-                # going back or over a gap show in the checker.
-                asked = pos[p]
-                for bt in pr.batches:
-                    for i, rec in enumerate(bt.records):
-                        off = bt.base_offset + i
-                        if off < asked:
-                            continue
-                        self.hist.poll(name, f"{TOPIC}-{p}", off, rec.value.decode())
-                        pos[p] = max(pos[p], off + 1)
-                        got = True
-            if not got:
+            if not self._poll(name, clients, pos, range(self.cl.shape.parts)):
                 time.sleep(0.05)
         for c in clients.values():
             c.close()
 
+    def group_member(self, name):
+        """JoinGroup and SyncGroup on the coordinating node (rmq keeps a
+        group on the node a client asks: docs/cluster.md), then polls of
+        the partitions assigned, each from its leader, from offset 0 (the
+        group is new), and every COMMIT_EVERY_S a Heartbeat and a
+        CommitOffsets of the positions reached."""
+        clients = {}
+        pos = [0] * self.cl.shape.parts
+        with self.cl.client(self.group) as co:
+            m = tg.Member(co, GROUP, [TOPIC], session_ms=GROUP_SESSION_MS, client_id=name)
+            m.join_and_sync()
+            mine = sorted(p for t, p in m.assignment if t == TOPIC)
+            eq(mine, list(range(self.cl.shape.parts)), "the only member is assigned every partition")
+            last = time.monotonic()
+            while not self.stop.is_set():
+                if not self._poll(name, clients, pos, mine):
+                    time.sleep(0.05)
+                if time.monotonic() - last < COMMIT_EVERY_S:
+                    continue
+                last = time.monotonic()
+                if m.heartbeat().error_code:
+                    m.join_and_sync()  # a rebalance: the same partitions again, positions kept
+                at = {(TOPIC, p): pos[p] for p in mine}
+                r = m.commit(at)
+                if r.error_code:
+                    self.commits[f"group: {tn.ecname(r.error_code)}"] += 1
+                    continue
+                for x in r.partitions:
+                    p = x.topic_partition.partition
+                    self.commits[tn.ecname(x.error_code)] += 1
+                    if x.error_code == 0:
+                        self.committed[p] = at[(TOPIC, p)]
+            ok(m.leave(), "LeaveGroup")
+        for c in clients.values():
+            c.close()
+
+    def _poll(self, name, clients, pos, parts):
+        """One fetch of each of parts from its leader, from pos (moved on);
+        whether anything came."""
+        got = False
+        for p in parts:
+            b = self.leader(p)
+            if b is None:
+                self.refresh()
+                continue
+            try:
+                resp, _ = self._client(clients, b).fetch([(TOPIC, p, pos[p])], max_wait_ms=100,
+                                                         min_bytes=1, timeout=5)
+            except grpc.RpcError:
+                self._drop(clients, b)
+                self.refresh()
+                continue
+            pr = resp.partitions[0] if resp.partitions else None
+            if resp.error_code or pr is None or pr.error_code:
+                # NOT_LEADER, LEADER_NOT_AVAILABLE, or a new leader
+                # whose HW is still below our position: keep it.
+                self.refresh()
+                continue
+            # Only the records before the offset asked for are skipped
+            # (the first batch may begin before it); anything else the
+            # broker returns is written down as read, so that batches
+            # going back or over a gap show in the checker.
+            asked = pos[p]
+            for bt in pr.batches:
+                for i, rec in enumerate(bt.records):
+                    off = bt.base_offset + i
+                    if off < asked:
+                        continue
+                    self.hist.poll(name, f"{TOPIC}-{p}", off, rec.value.decode())
+                    pos[p] = max(pos[p], off + 1)
+                    got = True
+        return got
+
+    def check_group(self):
+        """The group's committed offsets (FetchOffsets on its coordinator)
+        are the last ones answered OK; printed with what the commits were
+        answered."""
+        with self.cl.client(self.group) as c:
+            got, _ = tg.fetch_offsets(c, GROUP, [(TOPIC, p) for p in range(self.cl.shape.parts)])
+        got = {p: off for (t, p), off in got.items() if off is not None}
+        print(f"    consumer group {GROUP!r} on node {self.group + 1}: commits answered "
+              f"{dict(sorted(self.commits.items()))}; committed {dict(sorted(got.items()))}",
+              flush=True)
+        eq(got, self.committed, "the group's committed offsets are the last ones answered OK")
+
 
 # -- the cluster -------------------------------------------------------------
 
+def ids(cl):
+    """The scenario's broker ids."""
+    return range(1, len(cl.nodes) + 1)
+
+
 def start_cluster(cl):
-    for i in range(3):
+    n, sh = len(cl.nodes), cl.shape
+    for i in range(n):
         cl.start(i)
     li, _ = cl.leader()
-    tc.wait_for("three brokers registered and running",
-                lambda: len(tc.brokers(cl, li)) == 3 and
+    tc.wait_for(f"{n} brokers registered and running",
+                lambda: len(tc.brokers(cl, li)) == n and
                 all(st == tc.BROKER_RUNNING for st, _, _ in tc.brokers(cl, li).values()))
     with cl.client(li) as c:
         r = c.unary("/rustmq.controller.AdminService/CreateTopics",
                     tn.A.CreateTopicsRequest(version=tn.V(), topics=[
-                        tn.A.CreatableTopic(name=TOPIC, partitions=NPARTS, replication_factor=3)]),
+                        tn.A.CreatableTopic(name=TOPIC, partitions=sh.parts,
+                                            replication_factor=sh.rf)]),
                     tn.A.CreateTopicsResponse)
-        ok(r.topics[0], f"create {TOPIC} with 3 replicas")
+        ok(r.topics[0], f"create {TOPIC} with {sh.rf} replicas")
     tc.wait_for(f"every node knows {TOPIC}'s leaders",
-                lambda: all(len(tc.partitions(cl, i, TOPIC)) == NPARTS and
-                            all(x[0] for x in tc.partitions(cl, i, TOPIC)) for i in range(3)))
+                lambda: all(len(tc.partitions(cl, i, TOPIC)) == sh.parts and
+                            all(x[0] for x in tc.partitions(cl, i, TOPIC)) for i in range(n)))
     # Every partition open on its leader (the first produce may otherwise
     # meet a partition still opening): an empty replica read answers.
     for p, (lead, _, _, _) in enumerate(tc.partitions(cl, li, TOPIC)):
@@ -312,7 +443,7 @@ def running(cl, i):
 def live_node(cl):
     """A node whose metadata the test trusts: running, and not cut off
     from the others (cl.cut: its view is stale; clients still use it)."""
-    return next(i for i in range(3) if running(cl, i) and i not in cl.cut)
+    return next(i for i in range(len(cl.nodes)) if running(cl, i) and i not in cl.cut)
 
 
 def leaders(cl):
@@ -335,12 +466,20 @@ def isr_state(cl, p):
     return st if st.error_code == 0 else None
 
 
+def replicas(cl):
+    """{partition: sorted replica ids (str)} as a live node's metadata says."""
+    return {p: sorted(x[3]) for p, x in enumerate(tc.partitions(cl, live_node(cl), TOPIC))}
+
+
 def settled(cl):
-    """Every partition led, its three replicas in its ISR and at its
+    """Every partition led, each of its replicas in its ISR and at its
     leader's log end, which is its high watermark."""
-    for p in range(NPARTS):
+    reps = replicas(cl)
+    for p in range(cl.shape.parts):
         st = isr_state(cl, p)
-        if st is None or sorted(st.isr_ids) != ["1", "2", "3"] or st.pending_isr_ids:
+        if st is None or sorted(st.isr_ids) != reps[p] or st.pending_isr_ids:
+            return False
+        if sorted(r.broker_id for r in st.replicas) != reps[p]:
             return False
         if st.high_watermark != st.log_end_offset:
             return False
@@ -351,7 +490,7 @@ def settled(cl):
 
 def describe(cl):
     out = []
-    for p in range(NPARTS):
+    for p in range(cl.shape.parts):
         st = isr_state(cl, p)
         out.append(f"{TOPIC}-{p}: " + (
             "no leader" if st is None else
@@ -369,10 +508,10 @@ def values(batches):
 def read_back(cl, hist):
     """Every partition whole from every replica, and from its leader as a
     consumer, into hist as final reads."""
-    lead = leaders(cl)
-    for p in range(NPARTS):
+    lead, reps = leaders(cl), replicas(cl)
+    for p in range(cl.shape.parts):
         tp = f"{TOPIC}-{p}"
-        for b in NODES:
+        for b in map(int, reps[p]):
             with cl.client(b - 1) as c:
                 hist.final_read(f"replica-{b}", tp)
                 for off, v in values(c.fetch_all(TOPIC, p, replica_id=b)):
@@ -394,7 +533,7 @@ def wait_led_by_other(cl, p, old, timeout=20):
 def kill9_leaders(cl, load, rnd, notes):
     for k in range(3):
         time.sleep(rnd.uniform(1.0, 2.5))
-        p = rnd.randrange(NPARTS)
+        p = rnd.randrange(cl.shape.parts)
         victim = leaders(cl)[p]
         if not victim:
             continue
@@ -409,7 +548,7 @@ def kill9_leaders(cl, load, rnd, notes):
 
 def pause_leader(cl, load, rnd, notes):
     time.sleep(rnd.uniform(1.0, 2.0))
-    p = rnd.randrange(NPARTS)
+    p = rnd.randrange(cl.shape.parts)
     victim = leaders(cl)[p]
     pid = cl.nodes[victim - 1].proc.pid
     os.kill(pid, signal.SIGSTOP)
@@ -441,7 +580,7 @@ def late_acks(hist, rep, info):
 
 
 def rolling_restart(cl, load, rnd, notes):
-    order = list(range(3))
+    order = list(range(len(cl.nodes)))
     rnd.shuffle(order)
     for i in order:
         time.sleep(rnd.uniform(0.5, 1.5))
@@ -455,7 +594,8 @@ def rolling_restart(cl, load, rnd, notes):
         # replicas of three are away and acks ALL cannot be answered.
         tc.wait_for(f"broker {i + 1} back in every ISR",
                     lambda: all((st := isr_state(cl, p)) is not None and
-                                str(i + 1) in st.isr_ids for p in range(NPARTS)), timeout=30)
+                                str(i + 1) in st.isr_ids for p in range(cl.shape.parts)),
+                    timeout=30)
     time.sleep(1.0)
 
 
@@ -465,11 +605,12 @@ def divergent_tail(cl, load, rnd, notes):
     tp = f"{TOPIC}-{p}"
     # Both followers in the ISR first: the tail must stay above the HW, and
     # one of them must be able to lead.
-    tc.wait_for(f"{tp}'s three replicas in its ISR",
+    reps = replicas(cl)[p]
+    tc.wait_for(f"{tp}'s replicas all in its ISR",
                 lambda: (st := isr_state(cl, p)) is not None and
-                sorted(st.isr_ids) == ["1", "2", "3"] and not st.pending_isr_ids, timeout=30)
+                sorted(st.isr_ids) == reps and not st.pending_isr_ids, timeout=30)
     old = leaders(cl)[p]
-    followers = [b for b in NODES if b != old]
+    followers = [int(b) for b in reps if int(b) != old]
     for b in followers:
         cl.nodes[b - 1].kill()
     tail = []
@@ -526,6 +667,152 @@ def divergent_tail(cl, load, rnd, notes):
     return {"tail": tail}
 
 
+def all_in_sync(cl, what, timeout=30):
+    """Waits until every partition's replicas are all in its ISR (a round
+    of kills must not find a partition whose only in-sync replica is
+    among its victims: it would have no leader until they come back)."""
+    tc.wait_for(f"every partition's replicas in its ISR {what}",
+                lambda: (reps := replicas(cl)) and
+                all((st := isr_state(cl, p)) is not None and sorted(st.isr_ids) == reps[p] and
+                    not st.pending_isr_ids for p in range(cl.shape.parts)), timeout=timeout)
+
+
+def wait_led_by_none_of(cl, p, gone, timeout=30):
+    return tc.wait_for(f"{TOPIC}-{p} led by a broker other than {sorted(gone)}",
+                       lambda: (lambda b: b if b and b not in gone else None)(leaders(cl).get(p)),
+                       timeout=timeout)
+
+
+def controller_kill(cl, load, rnd, notes):
+    """kill -9 of the controller's Raft leader when partition leaders must
+    be elected, twice.  Either the node that leads both the controller and
+    a partition (the new controller leader, once elected, gives every
+    broker a whole session before it fences the dead one and elects its
+    partitions' leaders); or a partition's leader, and then, before or
+    about when its session expires and the controller must elect its
+    successor, the controller's leader.  With three voters that second
+    kill leaves no quorum: the controller's old leader is restarted after
+    a moment and the election waits for it."""
+    for k in range(2):
+        time.sleep(rnd.uniform(1.0, 2.0))
+        all_in_sync(cl, "before the kill")
+        li, _ = cl.leader()
+        ctl = li + 1
+        lead = leaders(cl)
+        mine = [p for p, b in lead.items() if b == ctl]
+        others = [p for p, b in lead.items() if b and b != ctl]
+        both = rnd.random() < 0.5
+        if (both and not mine) or (not both and not others):
+            both = not both
+        t0 = time.monotonic()
+        if both:
+            p = rnd.choice(mine)
+            cl.nodes[li].kill()
+            gone = {ctl}
+            new = wait_led_by_none_of(cl, p, gone, timeout=SESSION_S * 5 + 15)
+            nli, _ = cl.leader(exclude=li)
+            notes.append(f"kill -9 of broker {ctl}, the controller's leader and {TOPIC}-{p}'s: "
+                         f"node {nli + 1} leads the controller, broker {new} {TOPIC}-{p} "
+                         f"{time.monotonic() - t0:.1f}s later")
+            load.refresh()
+            time.sleep(rnd.uniform(0.5, 1.5))
+            cl.start(li)
+        else:
+            p = rnd.choice(others)
+            first = lead[p]
+            cl.nodes[first - 1].kill()
+            delay = rnd.uniform(0.0, SESSION_S + 0.5)
+            time.sleep(delay)
+            cl.nodes[li].kill()
+            gone = {first, ctl}
+            quorum = cl.shape.voters - sum(1 for b in gone if b <= cl.shape.voters) > \
+                cl.shape.voters // 2
+            back = None
+            if not quorum:
+                time.sleep(rnd.uniform(0.5, 1.5))
+                cl.start(li)
+                back = ctl
+                gone = {first}
+            new = wait_led_by_none_of(cl, p, gone, timeout=SESSION_S * 5 + 15)
+            nli, _ = cl.leader()
+            notes.append(f"kill -9 of broker {first} ({TOPIC}-{p}'s leader), {delay:.2f}s later "
+                         f"of broker {ctl} (the controller's leader)" +
+                         (f", restarted for a quorum" if back else "") +
+                         f": node {nli + 1} leads the controller, broker {new} {TOPIC}-{p} "
+                         f"{time.monotonic() - t0:.1f}s after the first kill")
+            load.refresh()
+            time.sleep(rnd.uniform(0.5, 1.5))
+            for b in sorted({first, ctl}):
+                if not cl.nodes[b - 1].alive():
+                    cl.start(b - 1)
+    time.sleep(1.5)
+
+
+def reassign_under_load(cl, load, rnd, notes):
+    """Four brokers (three voters), the topic's three replicas on three of
+    them: twice, a partition's replicas changed by ReassignPartitions on
+    the controller's leader while the load runs: one replica (the
+    leader's, half the time) replaced by a broker that holds none.  The
+    move must complete (COMPLETED, the new replicas on every node, one of
+    them leading) and the checker must find nothing lost or duplicated
+    on the new replicas."""
+    for k in range(2):
+        time.sleep(rnd.uniform(2.0, 4.0))  # a few MB to copy
+        all_in_sync(cl, "before the move")
+        p = rnd.randrange(cl.shape.parts)
+        reps = [int(b) for b in replicas(cl)[p]]
+        lead = leaders(cl)[p]
+        dst = rnd.choice([b for b in ids(cl) if b not in reps])
+        out = lead if rnd.random() < 0.5 else rnd.choice([b for b in reps if b != lead])
+        target = [b for b in reps if b != out] + [dst]
+        li, _ = cl.leader()
+        t0 = time.monotonic()
+        msgs = tc.reassign(cl, li, [(TOPIC, p, target)], timeout=60)
+        s = tc.statuses(msgs[-1])[(TOPIC, p)]
+        eq((s.error_code, s.phase, sorted(s.replica_ids)),
+           (0, tc.COMPLETED, sorted(map(str, target))),
+           f"{TOPIC}-{p} moved from {reps} to {target}: {[str(tc.statuses(m)) for m in msgs]}")
+        took = time.monotonic() - t0
+        tc.wait_for(f"every node shows {TOPIC}-{p} on {target}",
+                    lambda: all(sorted(tc.partitions(cl, i, TOPIC)[p][3]) ==
+                                sorted(map(str, target)) for i in range(len(cl.nodes))))
+        new = leaders(cl)[p]
+        notes.append(f"{TOPIC}-{p} moved from brokers {reps} (broker {lead} leading) to {target} "
+                     f"in {took:.1f}s: broker {out} out, {dst} in, broker {new} leads")
+        load.refresh()
+    time.sleep(1.5)
+
+
+def kill9_leaders_5(cl, load, rnd, notes):
+    """Five nodes, five voters, five partitions of three replicas: three
+    rounds of kill -9 of one or two partition leaders at once (half the
+    time the controller's leader among them, when it leads a partition),
+    each restarted once its partitions are led by others."""
+    for k in range(3):
+        time.sleep(rnd.uniform(1.0, 2.5))
+        all_in_sync(cl, "before the kill")
+        li, _ = cl.leader()
+        lead = leaders(cl)
+        cands = sorted({b for b in lead.values() if b})
+        gone = set(rnd.sample(cands, min(len(cands), rnd.choice((1, 2)))))
+        if li + 1 in cands and li + 1 not in gone and rnd.random() < 0.5:
+            gone = {li + 1, *sorted(gone)[:1]}
+        for b in gone:
+            cl.nodes[b - 1].kill()
+        t0 = time.monotonic()
+        moved = {p: wait_led_by_none_of(cl, p, gone, timeout=SESSION_S * 5 + 15)
+                 for p, b in lead.items() if b in gone}
+        notes.append(f"kill -9 of brokers {sorted(gone)}" +
+                     (f" (node {li + 1} led the controller)" if li + 1 in gone else "") + ": " +
+                     ", ".join(f"{TOPIC}-{p} led by {b}" for p, b in sorted(moved.items())) +
+                     f" within {time.monotonic() - t0:.1f}s")
+        load.refresh()
+        time.sleep(rnd.uniform(0.5, 1.5))
+        for b in sorted(gone):
+            cl.start(b - 1)
+    time.sleep(1.5)
+
+
 NET_PORT = 9200
 
 
@@ -536,10 +823,10 @@ class NetCluster(tc.Cluster):
     three whatever the rules between them say."""
 
     def __init__(self, binary, tmp, verbose, extra, net):
-        super().__init__(binary, tmp, verbose, extra)
+        super().__init__(binary, tmp, verbose, extra, nodes=3, voters=3)
         self.net = net
-        self.voters = ",".join(f"{b}@{net.addr(b)}:{NET_PORT}" for b in NODES)
-        for b in NODES:
+        self.voters = ",".join(f"{b}@{net.addr(b)}:{NET_PORT}" for b in ids(self))
+        for b in ids(self):
             self.nodes[b - 1].prefix = ("ip", "netns", "exec", net.ns[b])
 
     def flags(self, i):
@@ -555,9 +842,9 @@ def net_partition(cl, load, rnd, notes):
     in its namespace, its clients still reaching it: the other two fence
     it and lead without it; then the rules go."""
     time.sleep(rnd.uniform(1.0, 2.0))
-    p = rnd.randrange(NPARTS)
+    p = rnd.randrange(cl.shape.parts)
     victim = leaders(cl)[p]
-    cl.net.cut(victim, [b for b in NODES if b != victim])
+    cl.net.cut(victim, [b for b in ids(cl) if b != victim])
     cl.cut.add(victim - 1)
     t_cut = time.time()
     try:
@@ -573,36 +860,43 @@ def net_partition(cl, load, rnd, notes):
     return {"victim": victim, "tp": f"{TOPIC}-{p}", "since": t_cut, "what": "the cut"}
 
 
-SCENARIOS = {
-    "kill9_leaders": kill9_leaders,
-    "pause_leader": pause_leader,
-    "rolling_restart": rolling_restart,
-    "divergent_tail": divergent_tail,
-    "net_partition": net_partition,  # run in namespaces (run_in_netns)
+SCENARIOS = {  # name -> (the fault, the cluster it runs on)
+    "kill9_leaders": (kill9_leaders, THREE),
+    "pause_leader": (pause_leader, THREE),
+    "rolling_restart": (rolling_restart, THREE),
+    "divergent_tail": (divergent_tail, THREE),
+    "net_partition": (net_partition, THREE),  # run in namespaces (run_in_netns)
+    "controller_kill": (controller_kill, THREE),
+    "reassign_under_load": (reassign_under_load, Shape(nodes=4)),
+    "kill9_leaders_5": (kill9_leaders_5, Shape(nodes=5, voters=5, parts=5)),
 }
 
 
 def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
     rnd = random.Random(seed)
+    fault, shape = SCENARIOS[name]
     flags = FLAGS + (("--log-level", "debug") if debug else ())
     cl = NetCluster(binary, tmp, verbose, flags, net) if net else \
-        tc.Cluster(binary, tmp, verbose, flags)
+        tc.Cluster(binary, tmp, verbose, flags, nodes=shape.nodes, voters=shape.voters)
+    cl.shape = shape
     cl.paused, cl.cut = set(), set()
     load = None
     try:
         start_cluster(cl)
-        load = Load(cl, rnd)
+        load = Load(cl, rnd, group=0 if name in GROUP_SCENARIOS else None)
         load.start()
         t0 = time.monotonic()
         time.sleep(rnd.uniform(1.0, 2.0))
         notes = []
-        info = SCENARIOS[name](cl, load, rnd, notes)
-        for i in range(3):  # the cure: every node running again
+        info = fault(cl, load, rnd, notes)
+        for i in range(len(cl.nodes)):  # the cure: every node running again
             if not cl.nodes[i].alive():
                 cl.start(i)
         time.sleep(1.0)
         load.finish()
         loaded = time.monotonic() - t0
+        if load.group is not None:
+            load.check_group()
         t1 = time.monotonic()
         end = time.monotonic() + SETTLE_S
         unsettled = None
@@ -629,9 +923,7 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
             late, lost = late_acks(load.hist, rep, info)
             print(f"    the deposed leader acknowledged {late} acks ALL/MAJORITY records after "
                   f"{info['what']}, {lost} of them lost", flush=True)
-        kinds, why = set(rep.anomalies()) - {"lost"}, []
-        for v, tp, acks, off, lacking in rep.lost:
-            kinds.add(f"lost-{acks}" if len(lacking) == len(rep.finals[tp]) else "lost-replica")
+        kinds, why = finding_kinds(load.hist, rep), []
         if kinds:
             why.append("the history checker found anomalies:\n    " +
                        rep.summary().replace("\n", "\n    "))
@@ -650,7 +942,7 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
                            f"{sorted(info['tail'])} not all among the losses {sorted(gone)}")
         if kinds:
             raise Findings(kinds, "\n".join(why))
-        for i in range(3):
+        for i in range(len(cl.nodes)):
             eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
     except BaseException:
         if load and load.hist.events:
@@ -722,7 +1014,9 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="rmq-faults-test-")
     binary = os.path.abspath(args.rmqd)
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
-    names = [n for n in SCENARIOS if not args.only or any(o in n for o in args.only)]
+    # A whole name picks that scenario only (kill9_leaders, not _5 too).
+    names = [n for n in SCENARIOS if not args.only or
+             any(o == n or (o not in SCENARIOS and o in n) for o in args.only)]
     passed = failed = skipped = 0
     net = tpart.Net(args.in_netns) if args.in_netns else None
     t_start = time.monotonic()
