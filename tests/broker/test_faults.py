@@ -191,8 +191,9 @@ def finding_kinds(hist, rep):
 
 class Load:
     """The producers and the consumer, writing one history.  The consumer
-    is a plain one, or (group: the index of the node coordinating it) the
-    one member of a consumer group that commits its positions."""
+    is a plain one, or (group not None) the one member of a consumer group
+    that commits its positions; self.group is then the index of the node
+    coordinating it, as FindCoordinator last named it."""
 
     def __init__(self, cl, rnd, group=None):
         self.cl = cl
@@ -315,17 +316,35 @@ class Load:
         for c in clients.values():
             c.close()
 
+    def _join(self, name):
+        """(client, member) joined and synced at GROUP's coordinator, found
+        again while it is being made, loads or moves."""
+        end = time.monotonic() + 30
+        while True:
+            i = coordinator(self.cl)
+            co = self.cl.client(i)
+            m = tg.Member(co, GROUP, [TOPIC], session_ms=GROUP_SESSION_MS, client_id=name)
+            r = m.join()
+            if r.error_code == 0:
+                r = m.sync()
+            if r.error_code == 0:
+                self.group = i
+                return co, m
+            co.close()
+            check(r.error_code in tc.COORDINATOR_RETRY and time.monotonic() < end,
+                  f"joining {GROUP} at node {i + 1}: {tn.ecname(r.error_code)}")
+            time.sleep(0.1)
+
     def group_member(self, name):
-        """JoinGroup and SyncGroup on the coordinating node (rmq keeps a
-        group on the node a client asks: docs/cluster.md), then polls of
+        """JoinGroup and SyncGroup at the group's coordinator (the leader of
+        its __consumer_offsets partition, FindCoordinator), then polls of
         the partitions assigned, each from its leader, from offset 0 (the
         group is new), and every COMMIT_EVERY_S a Heartbeat and a
         CommitOffsets of the positions reached."""
         clients = {}
         pos = [0] * self.cl.shape.parts
-        with self.cl.client(self.group) as co:
-            m = tg.Member(co, GROUP, [TOPIC], session_ms=GROUP_SESSION_MS, client_id=name)
-            m.join_and_sync()
+        co, m = self._join(name)
+        try:
             mine = sorted(p for t, p in m.assignment if t == TOPIC)
             eq(mine, list(range(self.cl.shape.parts)), "the only member is assigned every partition")
             last = time.monotonic()
@@ -335,7 +354,11 @@ class Load:
                 if time.monotonic() - last < COMMIT_EVERY_S:
                     continue
                 last = time.monotonic()
-                if m.heartbeat().error_code:
+                code = m.heartbeat().error_code
+                if code in tc.COORDINATOR_RETRY:
+                    co.close()
+                    co, m = self._join(name)  # it moved: the same partitions, positions kept
+                elif code:
                     m.join_and_sync()  # a rebalance: the same partitions again, positions kept
                 at = {(TOPIC, p): pos[p] for p in mine}
                 r = m.commit(at)
@@ -348,8 +371,10 @@ class Load:
                     if x.error_code == 0:
                         self.committed[p] = at[(TOPIC, p)]
             ok(m.leave(), "LeaveGroup")
-        for c in clients.values():
-            c.close()
+        finally:
+            co.close()
+            for c in clients.values():
+                c.close()
 
     def _poll(self, name, clients, pos, parts):
         """One fetch of each of parts from its leader, from pos (moved on);
@@ -392,6 +417,7 @@ class Load:
         """The group's committed offsets (FetchOffsets on its coordinator)
         are the last ones answered OK; printed with what the commits were
         answered."""
+        self.group = coordinator(self.cl)
         with self.cl.client(self.group) as c:
             got, _ = tg.fetch_offsets(c, GROUP, [(TOPIC, p) for p in range(self.cl.shape.parts)])
         got = {p: off for (t, p), off in got.items() if off is not None}
@@ -399,6 +425,24 @@ class Load:
               f"{dict(sorted(self.commits.items()))}; committed {dict(sorted(got.items()))}",
               flush=True)
         eq(got, self.committed, "the group's committed offsets are the last ones answered OK")
+
+
+def coordinator(cl):
+    """The index of the node coordinating GROUP, as a running node's
+    FindCoordinator names it (the first one asked has the controller make
+    __consumer_offsets: COORDINATOR_NOT_AVAILABLE meanwhile)."""
+    def named():
+        for i in range(len(cl.nodes)):
+            if not running(cl, i):
+                continue
+            try:
+                code, bid, _ = tc.find_coordinator(cl, i, GROUP)
+            except (grpc.RpcError, AssertionError):
+                continue
+            if code == 0 and bid and running(cl, bid - 1):
+                return bid
+        return None
+    return tc.wait_for(f"a coordinator of {GROUP}", named, timeout=30) - 1
 
 
 # -- the cluster -------------------------------------------------------------
@@ -883,7 +927,7 @@ def run_scenario(name, binary, tmp, seed, verbose, debug=False, net=None):
     load = None
     try:
         start_cluster(cl)
-        load = Load(cl, rnd, group=0 if name in GROUP_SCENARIOS else None)
+        load = Load(cl, rnd, group=0 if name in GROUP_SCENARIOS else None)  # found at the join
         load.start()
         t0 = time.monotonic()
         time.sleep(rnd.uniform(1.0, 2.0))
