@@ -786,6 +786,15 @@ void rmq_produce_replicated(struct rmq_partition *p)
 		p->acks_head = pr->wnext;
 		if (!p->acks_head)
 			p->acks_tail = NULL;
+		/* Committed by an ISR that shrank below min.insync.replicas while
+		 * it waited (Kafka's rule): the records stay, a retry is a
+		 * duplicate, but the producer learns they are on fewer replicas
+		 * than it asked for. */
+		if (pr->acks == ACK_ALL && p->topic->cfg.min_insync_replicas > pa->nisr)
+			pr_fail(pr, EC_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+				"appended at offset %" PRIu64 ", but the ISR shrank to %u replicas, "
+				"below min.insync.replicas=%u, before they all had it",
+				pr->base_offset, pa->nisr, p->topic->cfg.min_insync_replicas);
 		dedup_done(pr, true);
 		reply_to_origin(pr);
 	}

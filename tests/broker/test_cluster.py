@@ -694,8 +694,25 @@ def run_replication(cl):
     # other two instead of waiting for it.
     lagger = next(b for b in (1, 2, 3) if b != int(new))
     lines_before = len(cl.nodes[int(new) - 1].lines)
+    alter_topic(cl, int(new) - 1, "repl", "min.insync.replicas", "3")
+    wait_for("min.insync.replicas=3 on the leader",
+             lambda: topic_config(cl, int(new) - 1, "repl", "min.insync.replicas") == "3")
     os.kill(cl.nodes[lagger - 1].proc.pid, signal.SIGSTOP)
     try:
+        with cl.client(int(new) - 1) as c:
+            # Waiting for three, then committed by the two left once the
+            # paused one leaves the ISR: appended, but below
+            # min.insync.replicas (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+            # the next is refused before it is appended.
+            r = c.produce("repl", 0, tn.make_records(1, "after-append"), acks=tn.ACK_ALL,
+                          timeout=30)
+            eq(r.error_code, NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+               f"acks=ALL while the ISR shrinks below 3: {r.error_message}")
+            r = c.produce("repl", 0, tn.make_records(1, "refused"), acks=tn.ACK_ALL)
+            eq(r.error_code, NOT_ENOUGH_REPLICAS, f"acks=ALL with 2 in sync: {r.error_message}")
+        alter_topic(cl, int(new) - 1, "repl", "min.insync.replicas", "1")
+        wait_for("min.insync.replicas=1 on the leader",
+                 lambda: topic_config(cl, int(new) - 1, "repl", "min.insync.replicas") == "1")
         with cl.client(int(new) - 1) as c:
             late = tn.make_records(5, "without-it")
             ok(c.produce("repl", 0, late, acks=tn.ACK_ALL, timeout=30),
@@ -793,6 +810,7 @@ TRANSFER = "/rustmq.broker.BrokerReplicationService/TransferLeadership"
 ELECT = "/rustmq.controller.AdminService/ElectLeaders"
 BEAT = "/rustmq.broker.BrokerReplicationService/SendHeartbeat"
 STALE_EPOCH, NOT_ENOUGH_REPLICAS, UNKNOWN_LEADER_EPOCH = 7, 19, 47
+NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
 REPLICA_NOT_AVAILABLE, ELECTION_NOT_NEEDED = 48, 58
 
 
@@ -967,6 +985,16 @@ def run_leadership(cl, rmq=None):
               f"rmq partition elect-leaders: {out!r}")
     for i in range(3):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+def topic_config(cl, i, topic, key):
+    """A topic's configuration value as node i describes it."""
+    with cl.client(i) as c:
+        r = c.unary("/rustmq.controller.AdminService/DescribeConfigs", tn.A.DescribeConfigsRequest(
+            version=tn.V(), resources=[tn.A.DescribeConfigsResource(
+                resource=tn.A.ConfigResource(type=tn.A.CONFIG_RESOURCE_TYPE_TOPIC, name=topic),
+                names=[key])]), tn.A.DescribeConfigsResponse)
+        return next((e.value for e in r.resources[0].configs if e.name == key), None)
 
 
 def alter_topic(cl, i, topic, key, value):
