@@ -71,7 +71,7 @@ int rmq_pbatch_add(struct rmq_pbatch *b, const void *key, size_t key_len, const 
 }
 
 long rmq_pbatch_encode(struct rmq_pbatch *b, const char *topic, uint32_t partition, int acks,
-		       int compression)
+		       int compression, const struct rmq_pbatch_seq *seq)
 {
 	size_t tl = strlen(topic);
 	size_t payload_max = compression ? rmq_codec_bound(compression, b->raw_len) : b->raw_len;
@@ -102,6 +102,13 @@ long rmq_pbatch_encode(struct rmq_pbatch *b, const char *topic, uint32_t partiti
 		bhl += rmq_pb_put_uint(bh + bhl, 2, (uint64_t)compression);
 	bhl += rmq_pb_put_uint(bh + bhl, 8, crc);
 	bhl += rmq_pb_put_uint(bh + bhl, 10, b->records);
+	if (seq) {
+		bhl += rmq_pb_put_uint(bh + bhl, 11, (uint64_t)seq->producer_id);
+		if (seq->producer_epoch)
+			bhl += rmq_pb_put_uint(bh + bhl, 12, (uint64_t)(uint32_t)seq->producer_epoch);
+		if (seq->base_sequence)
+			bhl += rmq_pb_put_uint(bh + bhl, 13, (uint64_t)(uint32_t)seq->base_sequence);
+	}
 	if (compression)
 		bhl += rmq_pb_put_len(bh + bhl, 9, payload_len);
 	size_t batch_len = bhl + payload_len;

@@ -44,14 +44,22 @@ int rmq_pbatch_add(struct rmq_pbatch *b, const void *key, size_t key_len, const 
 		   size_t value_len, const struct rmq_header_kv *headers, size_t nheaders,
 		   uint64_t timestamp_ms);
 
+/* An idempotent producer's numbering of a batch (RecordBatch 11-13). */
+struct rmq_pbatch_seq {
+	int64_t producer_id;   /* from InitTransaction, >= 1 */
+	int32_t producer_epoch;
+	int32_t base_sequence; /* of the batch's first record */
+};
+
 /*
  * Encodes the request for the records added (compressing them with the
- * storage codec `compression`, an enum rmq_codec) into b->req; the request starts at b->out.  Returns its
- * length, or -ENOMEM, or a codec error.  The records stay; call
- * rmq_pbatch_clear before reusing the batch.
+ * storage codec `compression`, an enum rmq_codec) into b->req; the request
+ * starts at b->out.  seq: the batch's producer numbering, or NULL (not
+ * idempotent).  Returns its length, or -ENOMEM, or a codec error.  The
+ * records stay; call rmq_pbatch_clear before reusing the batch.
  */
 long rmq_pbatch_encode(struct rmq_pbatch *b, const char *topic, uint32_t partition, int acks,
-		       int compression);
+		       int compression, const struct rmq_pbatch_seq *seq);
 
 void rmq_pbatch_clear(struct rmq_pbatch *b);
 void rmq_pbatch_free(struct rmq_pbatch *b);

@@ -10,6 +10,14 @@
  *
  * One request in flight per partition keeps each partition in input
  * order; the window spans partitions.
+ *
+ * Idempotent: the producer id InitTransaction gives numbers every batch
+ * (per partition sequences), so a call that fails on its way (the leader
+ * killed, the connection lost) is sent again, same bytes, to the leader
+ * the metadata names then, and a batch the old leader had appended and
+ * replicated is answered DUPLICATE_SEQUENCE with its offsets rather than
+ * appended twice.  A broker that gives no id (UNIMPLEMENTED: an older
+ * rmqd) leaves the producer plain: such a call failing ends the command.
  */
 #include "cli.h"
 #include "commands.h"
@@ -35,11 +43,13 @@
 #define BATCH_BYTES_MAX (1u << 20)
 #define INFLIGHT_MAX 32
 #define HEADERS_MAX 64
+#define LOST_TRIES_MAX 300 /* calls lost on their way, 100 ms apart: 30 s */
 
 struct ppart {
 	struct rmq_pbatch fill;       /* being filled from stdin */
 	struct rmq_pbatch sent;       /* in flight (its request buffer) */
 	struct rmq_rpc_call call;
+	int32_t next_seq;             /* the sequence of the next batch's first record */
 	bool busy;
 };
 
@@ -50,6 +60,7 @@ static struct {
 	uint32_t fifo[INFLIGHT_MAX];  /* partitions in flight, oldest first */
 	unsigned fifo_head, fifo_count;
 	int acks, compression;
+	int64_t producer_id;          /* 0: not idempotent */
 	uint64_t acked, sent_records;
 	bool progress;
 	uint64_t next_progress_ns;
@@ -61,9 +72,20 @@ static struct {
 static void produce_complete(uint32_t pi)
 {
 	struct ppart *pp = &P.parts[pi];
-	int tries = 0;
+	int tries = 0, lost = 0;
 	for (bool again = true; again;) {
 		enum rmq_grpc_status st = rmq_rpc_wait(&pp->call);
+		int fresh = 0; /* a failover takes a session timeout: LOST_TRIES_MAX, not the route's */
+		if (st != RMQ_GRPC_OK && P.producer_id &&
+		    (st == RMQ_GRPC_UNAVAILABLE || st == RMQ_GRPC_DEADLINE_EXCEEDED) &&
+		    ++lost <= LOST_TRIES_MAX &&
+		    route_retry(P.topic, pi, EC(LEADER_NOT_AVAILABLE), NULL, &fresh)) {
+			/* Lost on its way: the same numbered batch again, to
+			 * the leader the metadata names now. */
+			rmq_rpc_call_reset(&pp->call);
+			rmq_rpc_submit(route_rpc(P.topic, pi), &pp->call);
+			continue;
+		}
 		if (st != RMQ_GRPC_OK) {
 			char msg[256];
 			snprintf(msg, sizeof(msg), "%s", pp->call.message ? pp->call.message : "");
@@ -80,13 +102,17 @@ static void produce_complete(uint32_t pi)
 		again = false;
 		for (size_t i = 0; i < r->n_partitions; i++) {
 			const Rustmq__Client__ProduceResponse *pr = r->partitions[i];
-			if (pr->error_code &&
-			    route_retry(P.topic, pi, pr->error_code, pr->leader_endpoint, &tries)) {
+			/* A resend the leader had: its first answer, as success. */
+			const int code = pr->error_code == EC(DUPLICATE_SEQUENCE) && P.producer_id
+						 ? 0
+						 : (int)pr->error_code;
+			if (code &&
+			    route_retry(P.topic, pi, code, pr->leader_endpoint, &tries)) {
 				again = true;
 				continue;
 			}
-			if (pr->error_code)
-				die_code("ProduceBatch", P.topic, pr->error_code, pr->error_message);
+			if (code)
+				die_code("ProduceBatch", P.topic, code, pr->error_message);
 			P.acked += pr->record_count;
 			if (cli.verbose)
 				fprintf(stderr, "%s/%" PRIu32 ": %" PRIu32 " records at offsets %" PRIu64
@@ -122,7 +148,11 @@ static void produce_send(uint32_t pi)
 	pp->sent = pp->fill;
 	pp->fill = tmp;
 	rmq_pbatch_clear(&pp->fill);
-	long len = rmq_pbatch_encode(&pp->sent, P.topic, pi, P.acks, P.compression);
+	const struct rmq_pbatch_seq seq = {P.producer_id, 0, pp->next_seq};
+	long len = rmq_pbatch_encode(&pp->sent, P.topic, pi, P.acks, P.compression,
+				     P.producer_id ? &seq : NULL);
+	/* Sequences wrap from INT32_MAX to 0 (producer.proto). */
+	pp->next_seq = (int32_t)(((uint32_t)pp->next_seq + pp->sent.records) & INT32_MAX);
 	if (len < 0)
 		die("cannot encode a batch: %s", rmq_strerror((int)len));
 	pp->call = (struct rmq_rpc_call){.path = "/rustmq.client.ProducerService/ProduceBatch",
@@ -140,6 +170,44 @@ static void produce_send(uint32_t pi)
 			fprintf(stderr, "\rproduced %" PRIu64 " records", P.acked);
 			P.next_progress_ns = now + 500 * MS;
 		}
+	}
+}
+
+/* An idempotent producer id from InitTransaction (asked of the bootstrap
+ * broker, which carries it to the controller's leader), or 0 when the
+ * broker gives none. */
+static int64_t producer_id(void)
+{
+	Rustmq__Client__InitTransactionRequest q = RUSTMQ__CLIENT__INIT_TRANSACTION_REQUEST__INIT;
+	Rustmq__Common__ApiVersion v = RUSTMQ__COMMON__API_VERSION__INIT;
+	v.major = 1;
+	q.version = &v;
+	q.client_id = "rmq";
+	uint8_t buf[64];
+	size_t n = rustmq__client__init_transaction_request__pack(&q, buf);
+	for (int tries = 0;; tries++) {
+		struct rmq_rpc_call c = {.path = "/rustmq.client.ProducerService/InitTransaction",
+					 .req = buf,
+					 .len = n,
+					 .timeout_ns = CALL_TIMEOUT_NS};
+		rmq_rpc_submit(cli.rpc, &c);
+		enum rmq_grpc_status st = rmq_rpc_wait(&c);
+		Rustmq__Client__InitTransactionResponse *r =
+			st == RMQ_GRPC_OK ? rustmq__client__init_transaction_response__unpack(
+						    NULL, c.resp_len, c.resp)
+					  : NULL;
+		int code = r ? (int)r->error_code : -1;
+		int64_t id = r && code == 0 ? r->producer_id : 0;
+		if (r)
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		rmq_rpc_call_reset(&c);
+		if (id > 0 || st == RMQ_GRPC_UNIMPLEMENTED)
+			return id;
+		if (tries >= 50 || (st != RMQ_GRPC_OK && st != RMQ_GRPC_UNAVAILABLE) ||
+		    (code > 0 && code != EC(NOT_CONTROLLER) && code != EC(TIMEOUT)))
+			die("InitTransaction: %s",
+			    st != RMQ_GRPC_OK ? rmq_grpc_status_name((int)st) : ec_name(code));
+		sleep_ns(100 * MS); /* the controller elects a leader */
 	}
 }
 
@@ -195,6 +263,7 @@ int cmd_produce(int argc, char **argv)
 
 	connect_broker();
 	P.nparts = topic_partitions(P.topic);
+	P.producer_id = producer_id();
 	topic_check_partition(P.topic, partition, P.nparts);
 	P.parts = calloc(P.nparts, sizeof(*P.parts));
 	if (!P.parts)

@@ -806,6 +806,45 @@ def run_restarted_leader(cl):
     check(r.leader_epoch > epoch, f"taken in leader epoch {r.leader_epoch}, after {epoch}")
 
 
+def run_idempotent_cli(cl, rmq):
+    """`rmq produce --acks all` while its partition's leader is killed with
+    -9: the producer id InitTransaction gave numbers every batch, a call
+    lost with the leader is sent again to the next one, and each line is
+    in the log exactly once, in order."""
+    if not rmq:
+        print("    SKIP: no --rmq", flush=True)
+        return
+    li = start_three(cl, [("cli", 1, 3)])
+    wait_for("cli-0 in sync on three", lambda: isr(cl, li, "cli")[0][2] == ["1", "2", "3"])
+    (lead, _, _, _), = partitions(cl, li, "cli")
+    lead = int(lead)
+    boot = next(b for b in (1, 2, 3) if b != lead)
+    lines = [f"line-{i}" for i in range(30000)]
+    p = subprocess.Popen([rmq, "--bootstrap", f"127.0.0.1:{cl.ports[boot - 1]}", "produce",
+                          "cli", "--acks", "all"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for k in range(0, len(lines), 1000):  # a batch each, paced
+            p.stdin.write(("\n".join(lines[k:k + 1000]) + "\n").encode())
+            p.stdin.flush()
+            if k == 10000:
+                cl.nodes[lead - 1].kill()
+            time.sleep(0.1)
+        _, err = p.communicate(timeout=60)  # closes stdin: the last batch goes
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    eq(p.returncode, 0, f"rmq produce across the kill: {err.decode()}")
+    new = wait_for("cli-0 led by another broker",
+                   lambda: (lambda x: x if x and x != str(lead) else None)(
+                       partitions(cl, boot - 1, "cli")[0][0]))
+    with cl.client(int(new) - 1) as c:
+        got = [v.decode() for v in values(c, "cli", 0)]
+    eq(len(got), len(lines), "as many records as lines (none lost, none twice)")
+    eq(got, lines, "every line once, in order")
+
+
 TRANSFER = "/rustmq.broker.BrokerReplicationService/TransferLeadership"
 ELECT = "/rustmq.controller.AdminService/ElectLeaders"
 BEAT = "/rustmq.broker.BrokerReplicationService/SendHeartbeat"
@@ -1739,6 +1778,11 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
                           "--leader-rebalance-interval", "0s")),
          run_restarted_leader),
+        ("idempotent_cli",
+         lambda: Cluster(binary, os.path.join(tmp, "i"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "2s",
+                          "--leader-rebalance-interval", "0s")),
+         lambda cl: run_idempotent_cli(cl, args.rmq)),
         ("partition_management",
          lambda: Cluster(binary, os.path.join(tmp, "g"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
