@@ -251,8 +251,13 @@ const char *rmq_partition_unavailable(struct rmq_bshard *bs, const char *topic, 
 
 /* Routes (topic, p) to its shard: returns the shard id, or -1 with *code
  * set: TOPIC_NOT_FOUND or PARTITION_NOT_FOUND (not in this shard's view),
- * NOT_LEADER (another broker leads it), LEADER_NOT_AVAILABLE (none does). */
+ * NOT_LEADER (another broker leads it), LEADER_NOT_AVAILABLE (none does,
+ * or this process may not lead it yet: cluster.h rmq_cluster_leads). */
 int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code);
+/* The same, with the topic in this shard's metadata in *found when it
+ * exists (whatever the answer), for a caller that also needs it. */
+int rmq_route_topic(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code,
+		    const struct rmq_topic **found);
 /* The message for rmq_route's code, naming the leader and its address for
  * NOT_LEADER, into buf; returns buf. */
 const char *rmq_route_error(struct rmq_bshard *bs, const char *topic, uint32_t p, int code,

@@ -94,10 +94,14 @@ bool rmq_cluster_leads(const struct rmq_bshard *bs, const struct rmq_meta *m,
 	if (!t->parts || p >= t->partitions || t->parts[p].leader != bs->b->self ||
 	    bs->b->self == 0)
 		return false;
-	if (t->parts[p].nreplicas <= 1)
-		return true;
+	return t->parts[p].nreplicas <= 1 || rmq_cluster_registration(bs, m) != NULL;
+}
+
+const struct rmq_broker_rec *rmq_cluster_registration(const struct rmq_bshard *bs,
+						      const struct rmq_meta *m)
+{
 	const struct rmq_broker_rec *me = rmq_meta_broker(m, bs->b->self);
-	return me && strcmp(me->incarnation, bs->b->incarnation) == 0;
+	return me && strcmp(me->incarnation, bs->b->incarnation) == 0 ? me : NULL;
 }
 
 struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct rmq_topic *t,

@@ -62,6 +62,11 @@ struct rmq_leader rmq_cluster_leader(const struct rmq_bshard *bs, const struct r
 bool rmq_cluster_leads(const struct rmq_bshard *bs, const struct rmq_meta *m,
 		       const struct rmq_topic *t, uint32_t p);
 
+/* This process's registration in m, or NULL while m holds none or an
+ * earlier process's (the broker restarted and has not registered yet). */
+const struct rmq_broker_rec *rmq_cluster_registration(const struct rmq_bshard *bs,
+						      const struct rmq_meta *m);
+
 /* Only the leader's id (0: none), for the paths every produce and fetch
  * takes. */
 uint32_t rmq_cluster_leader_id(const struct rmq_topic *t, uint32_t p);

@@ -69,9 +69,8 @@ bool rmq_groups_replicated(const struct rmq_broker *b)
 
 bool rmq_groups_registered(const struct rmq_bshard *bs)
 {
-	const struct rmq_broker_rec *r = rmq_meta_broker(bs->meta, bs->b->self);
-	return r && r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING &&
-	       strcmp(r->incarnation, bs->b->incarnation) == 0;
+	const struct rmq_broker_rec *r = rmq_cluster_registration(bs, bs->meta);
+	return r && r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING;
 }
 
 uint32_t rmq_group_partition(const struct rmq_bshard *bs, const char *group)

@@ -621,12 +621,20 @@ const char *rmq_partition_unavailable(struct rmq_bshard *bs, const char *topic, 
 
 int rmq_route(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code)
 {
+	return rmq_route_topic(bs, topic, p, code, NULL);
+}
+
+int rmq_route_topic(struct rmq_bshard *bs, const char *topic, uint32_t p, int *code,
+		    const struct rmq_topic **found)
+{
 	long i = rmq_meta_find(bs->meta, topic);
 	if (i < 0) {
 		*code = EC_TOPIC_NOT_FOUND;
 		return -1;
 	}
 	const struct rmq_topic *t = &bs->meta->topics[i];
+	if (found)
+		*found = t;
 	if (p >= t->partitions) {
 		*code = EC_PARTITION_NOT_FOUND;
 		return -1;

@@ -1278,15 +1278,15 @@ static void reply_to_origin(struct rmq_produce *pr)
 static void dispatch(struct rmq_bshard *bs, struct rmq_produce *pr)
 {
 	int code;
-	long ti = rmq_meta_find(bs->meta, pr->topic);
-	if (ti >= 0 && bs->meta->topics[ti].internal) {
+	const struct rmq_topic *t = NULL;
+	int owner = rmq_route_topic(bs, pr->topic, pr->partition, &code, &t);
+	if (t && t->internal) {
 		/* Its records are the group coordinator's state (offsets.h). */
 		pr_fail(pr, EC_INVALID_TOPIC, "'%s' is internal: only the group coordinator writes it",
 			pr->topic);
 		finish_on_origin(pr);
 		return;
 	}
-	int owner = rmq_route(bs, pr->topic, pr->partition, &code);
 	if (owner < 0) {
 		char why[400];
 		if (code == EC_TOPIC_NOT_FOUND)
@@ -1296,8 +1296,7 @@ static void dispatch(struct rmq_bshard *bs, struct rmq_produce *pr)
 			pr_fail(pr, code, "%s",
 				rmq_route_error(bs, pr->topic, pr->partition, code, why, sizeof(why)));
 		if (code == EC_NOT_LEADER) {
-			long t = rmq_meta_find(bs->meta, pr->topic);
-			struct rmq_leader l = rmq_cluster_leader(bs, &bs->meta->topics[t], pr->partition);
+			struct rmq_leader l = rmq_cluster_leader(bs, t, pr->partition);
 			pr->leader = l.id;
 			pr->leader_epoch = l.epoch;
 		}
