@@ -16,7 +16,10 @@
  * entries referring to the caller's buffers.  The provider answers with
  * NGHTTP2_DATA_FLAG_NO_COPY, and nghttp2's send_data callback copies the
  * frame header, prefixes and message bytes straight into the connection's
- * output: one copy from the caller's buffer to the socket's.
+ * output: one copy from the caller's buffer to the socket's.  Pieces the
+ * caller references (rmq_ccall_sendv_ref: a leader's stored batches) join
+ * the output as references, as a server's fetch answer does: the kernel's
+ * copy into the socket is the only one.
  *
  * Responses are reassembled by the server's reader (wire.c): a streaming
  * response's messages go to on_message in place when they lie whole in one
@@ -80,10 +83,16 @@ enum cconn_state {
 	CC_CLOSING,  /* cut: waiting for the ops to come back */
 };
 
+/* One piece of a request message: the first carries the message's
+ * prefix; the caller's bytes (valid until written), or referenced ones
+ * (ref: one count held while queued, the output's pieces hold their own). */
 struct sendq_ent {
 	const uint8_t *p;
+	struct rmq_send_ref *ref;
 	uint32_t len;
-	uint32_t done;          /* bytes of prefix + message copied out */
+	uint32_t done;          /* bytes of prefix and piece taken out */
+	uint8_t pfx_len;        /* RMQ_GRPC_PREFIX for a message's first piece, else 0 */
+	bool last;              /* the message's last piece */
 	uint8_t pfx[RMQ_GRPC_PREFIX];
 };
 
@@ -118,9 +127,9 @@ struct rmq_ccall {
 	/* request messages: ring of send_queue_max entries */
 	struct sendq_ent *q;
 	uint32_t qhead, qcount;
-	uint64_t unsent;                /* bytes not yet copied to the output */
+	uint64_t unsent;                /* bytes not yet taken into the output */
 	uint64_t reserved;              /* ... of which promised to nghttp2 */
-	uint64_t written;               /* messages fully copied out */
+	uint64_t written;               /* messages fully taken out */
 
 	struct rmq_timer deadline;
 	struct rmq_list link;           /* conn's calls, or the free list */
@@ -283,6 +292,11 @@ static void call_release(struct rmq_ccall *c)
 {
 	struct rmq_client *cl = c->cl;
 
+	/* Pieces never sent give their references back. */
+	for (; c->qcount > 0; c->qcount--, c->qhead = (c->qhead + 1) % cl->cfg.send_queue_max)
+		if (c->q[c->qhead].ref)
+			rmq_send_ref_put(c->q[c->qhead].ref);
+
 	rmq_timer_cancel(cl->shard, &c->deadline);
 	rmq_list_del(&c->link);
 	c->cc = NULL;
@@ -430,46 +444,80 @@ static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size
 	return NGHTTP2_ERR_DEFERRED;
 }
 
+/* How much of e the next frame takes from its piece's bytes (prefix
+ * first), at most left. */
+static size_t ent_take(const struct sendq_ent *e, size_t left)
+{
+	size_t have = e->done < e->pfx_len ? e->pfx_len - e->done : e->pfx_len + e->len - e->done;
+	return have < left ? have : left;
+}
+
+/* Whether e's bytes from its current position go out by reference: a
+ * referenced piece, past its prefix, not tiny (a tiny one is copied, as
+ * the server does: a piece costs more than the bytes). */
+static bool ent_by_ref(const struct sendq_ent *e, size_t take)
+{
+	return e->ref && e->done >= e->pfx_len && take >= RMQ_NET_REF_MIN;
+}
+
 static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
 			size_t length, nghttp2_data_source *source, void *ud)
 {
 	struct rmq_client_conn *cc = ud;
 	struct rmq_ccall *c = source->ptr;
+	const uint32_t qmax = c ? c->cl->cfg.send_queue_max : 1;
 	(void)s;
 
 	if (!c || !call_live(c) || c->cc != cc || c->stream_id != frame->hd.stream_id)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	/* The frame is copied whole into the send buffer: one piece (the
-	 * copies below are contiguous with the header and join its piece). */
-	if (net_conn_out_room(&cc->nc) < 9 + length + RMQ_NET_CTRL_RESERVE ||
-	    net_conn_pieces_room(&cc->nc) < 1 + RMQ_NET_PIECES_RESERVE)
-		return NGHTTP2_ERR_WOULDBLOCK;
 	RMQ_ASSERT(frame->data.padlen == 0);
 	RMQ_ASSERT(length <= c->reserved);
-	net_conn_out_append(&cc->nc, framehd, 9);
-	size_t left = length;
+	/* What the frame needs of the connection's output: the header and
+	 * the bytes copied, and a piece per run of them and per reference
+	 * (as the server's, grpc.c net_call_send_data).  A frame that does
+	 * not fit waits for the next flush. */
+	size_t copy = 9, left = length;
+	uint32_t pieces = 1;
+	struct sendq_ent probe;
+	for (uint32_t i = 0; left > 0; i++) {
+		RMQ_ASSERT(i < c->qcount);
+		probe = c->q[(c->qhead + i) % qmax];
+		while (left > 0 && probe.done < probe.pfx_len + probe.len) {
+			size_t take = ent_take(&probe, left);
+			if (ent_by_ref(&probe, take))
+				pieces++;
+			else
+				copy += take;
+			pieces++;
+			probe.done += (uint32_t)take;
+			left -= take;
+		}
+	}
+	struct net_conn *nc = &cc->nc;
+	if (net_conn_out_room(nc) < copy + RMQ_NET_CTRL_RESERVE ||
+	    net_conn_pieces_room(nc) < pieces + RMQ_NET_PIECES_RESERVE ||
+	    nc->out_ref_bytes >= RMQ_NET_OUT_REF_MAX)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	net_conn_out_append(nc, framehd, 9);
+	left = length;
 	while (left > 0) {
 		RMQ_ASSERT(c->qcount > 0);
 		struct sendq_ent *e = &c->q[c->qhead];
-		size_t take;
-		if (e->done < RMQ_GRPC_PREFIX) {
-			take = RMQ_GRPC_PREFIX - e->done;
-			if (take > left)
-				take = left;
-			net_conn_out_append(&cc->nc, e->pfx + e->done, take);
-		} else {
-			size_t off = e->done - RMQ_GRPC_PREFIX;
-			take = e->len - off;
-			if (take > left)
-				take = left;
-			net_conn_out_append(&cc->nc, e->p + off, take);
-		}
+		size_t take = ent_take(e, left);
+		if (e->done < e->pfx_len)
+			net_conn_out_append(nc, e->pfx + e->done, take);
+		else if (ent_by_ref(e, take))
+			net_conn_out_append_ref(nc, e->p + (e->done - e->pfx_len), take, e->ref);
+		else
+			net_conn_out_append(nc, e->p + (e->done - e->pfx_len), take);
 		e->done += (uint32_t)take;
 		left -= take;
-		if (e->done == RMQ_GRPC_PREFIX + e->len) {
-			c->qhead = (c->qhead + 1) % c->cl->cfg.send_queue_max;
+		if (e->done == e->pfx_len + e->len) {
+			if (e->ref)
+				rmq_send_ref_put(e->ref); /* its pieces hold their own */
+			c->written += e->last;
+			c->qhead = (c->qhead + 1) % qmax;
 			c->qcount--;
-			c->written++;
 		}
 	}
 	c->unsent -= length;
@@ -1046,23 +1094,50 @@ static void resume(struct rmq_ccall *c)
 	mark_dirty(c->cc);
 }
 
-int rmq_ccall_send(struct rmq_ccall *c, const void *msg, size_t len)
+int rmq_ccall_sendv_ref(struct rmq_ccall *c, const struct iovec *iov,
+			struct rmq_send_ref *const *refs, int iovcnt)
 {
+	const uint32_t qmax = c->cl->cfg.send_queue_max;
 	if (!call_live(c) || c->half_closed || !c->cc || c->cc->state != CC_OPEN)
 		return RMQ_ECLOSED;
-	if (len >= (1ULL << 32) - RMQ_GRPC_PREFIX)
+	size_t total = 0;
+	uint32_t pieces = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		total += iov[i].iov_len;
+		pieces += iov[i].iov_len > 0;
+	}
+	if (total >= (1ULL << 32) - RMQ_GRPC_PREFIX || pieces > qmax)
 		return RMQ_ETOOBIG;
-	if (c->qcount == c->cl->cfg.send_queue_max)
+	if (c->qcount + (pieces ? pieces : 1) > qmax)
 		return RMQ_EFULL;
-	struct sendq_ent *e = &c->q[(c->qhead + c->qcount) % c->cl->cfg.send_queue_max];
-	e->p = msg;
-	e->len = (uint32_t)len;
-	e->done = 0;
-	net_grpc_prefix(e->pfx, (uint32_t)len);
-	c->qcount++;
-	c->unsent += RMQ_GRPC_PREFIX + len;
+	struct sendq_ent *e = NULL;
+	for (int i = 0; i < iovcnt || !e; i++) {
+		if (i < iovcnt && iov[i].iov_len == 0)
+			continue;
+		const bool first = !e;
+		e = &c->q[(c->qhead + c->qcount++) % qmax];
+		*e = (struct sendq_ent){.pfx_len = first ? RMQ_GRPC_PREFIX : 0};
+		if (first)
+			net_grpc_prefix(e->pfx, (uint32_t)total);
+		if (i < iovcnt) {
+			e->p = iov[i].iov_base;
+			e->len = (uint32_t)iov[i].iov_len;
+			if (refs && refs[i]) {
+				e->ref = refs[i];
+				rmq_send_ref_get(e->ref);
+			}
+		}
+	}
+	e->last = true;
+	c->unsent += RMQ_GRPC_PREFIX + total;
 	resume(c);
 	return 0;
+}
+
+int rmq_ccall_send(struct rmq_ccall *c, const void *msg, size_t len)
+{
+	struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+	return rmq_ccall_sendv_ref(c, &iov, NULL, 1);
 }
 
 int rmq_ccall_half_close(struct rmq_ccall *c)

@@ -197,6 +197,20 @@ int rmq_ccall_start(struct rmq_client_conn *cc, const char *path, uint64_t timeo
  */
 int rmq_ccall_send(struct rmq_ccall *c, const void *msg, size_t len);
 
+/*
+ * Queues one request message made of iov[0..iovcnt), each piece a queue
+ * entry (empty ones take none).  Pieces with refs[i] are referenced like a
+ * server's (grpc.h rmq_send_ref): the layer takes a count while it queues
+ * them and the output holds its own until the kernel took the bytes, so
+ * the caller may drop its count at once; those of at least RMQ_NET_REF_MIN
+ * bytes are never copied in user space.  The others are the caller's, as
+ * rmq_ccall_send's.  refs may be NULL.  Errors as rmq_ccall_send's, and
+ * RMQ_ETOOBIG for more pieces than send_queue_max; nothing is queued and
+ * no count is taken then.
+ */
+int rmq_ccall_sendv_ref(struct rmq_ccall *c, const struct iovec *iov,
+			struct rmq_send_ref *const *refs, int iovcnt);
+
 /* Ends the request stream (END_STREAM after the queued messages).
  * Returns 0, or RMQ_ECLOSED when already half-closed or over. */
 int rmq_ccall_half_close(struct rmq_ccall *c);
