@@ -633,7 +633,7 @@ int rmq_log_keep_tail(struct rmq_log *log, size_t bytes)
 	return 0;
 }
 
-const struct rmq_tail *rmq_log_tail(const struct rmq_log *log)
+struct rmq_tail *rmq_log_tail(const struct rmq_log *log)
 {
 	return log->tail;
 }

@@ -477,8 +477,8 @@ void rmq_log_set_limits(struct rmq_log *log, uint64_t segment_bytes, uint64_t se
  * next append on (storage/tail.h), replacing any kept before; 0 stops.
  * Returns 0 or -ENOMEM (then none is kept). */
 int rmq_log_keep_tail(struct rmq_log *log, size_t bytes);
-/* That copy (read with rmq_tail_span and rmq_tail_copy), or NULL. */
-const struct rmq_tail *rmq_log_tail(const struct rmq_log *log);
+/* That copy (read with rmq_tail_span and rmq_tail_hold), or NULL. */
+struct rmq_tail *rmq_log_tail(const struct rmq_log *log);
 
 uint64_t rmq_log_high_watermark(const struct rmq_log *log);
 /* First offset of the active (newest) segment. */

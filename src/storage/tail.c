@@ -2,6 +2,7 @@
 /* tail.c - the newest entries of a log, in memory (tail.h). */
 #include "storage/tail.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@ struct rmq_tail {
 	uint64_t start, end;       /* the byte stream held: [start, end) */
 	struct tail_ent *ents;     /* ents[(head + i) % ecap], i < n: oldest first */
 	uint32_t ecap, head, n;
+	struct rmq_tail_hold *holds; /* bytes sent by reference, not yet sent */
+	bool freed;                /* rmq_tail_free ran: the last release frees */
 };
 
 struct rmq_tail *rmq_tail_new(size_t bytes)
@@ -44,6 +47,10 @@ void rmq_tail_free(struct rmq_tail *t)
 {
 	if (!t)
 		return;
+	if (t->holds) {
+		t->freed = true;
+		return;
+	}
 	free(t->buf);
 	free(t->ents);
 	free(t);
@@ -87,6 +94,13 @@ void rmq_tail_put(struct rmq_tail *t, const void *entry, size_t len, uint64_t ba
 		rmq_tail_clear(t);
 		return;
 	}
+	/* Writing it overwrites the bytes before end + len - cap. */
+	for (const struct rmq_tail_hold *h = t->holds; h; h = h->next) {
+		if (h->pos + t->cap < t->end + len) {
+			rmq_tail_clear(t); /* held: not overwritten, and a gap */
+			return;
+		}
+	}
 	while (t->n > 0 && (t->end + len - t->start > t->cap || t->n == t->ecap))
 		drop_oldest(t);
 	if (t->n == 0)
@@ -114,7 +128,7 @@ static int64_t find(const struct rmq_tail *t, uint64_t offset)
 }
 
 int rmq_tail_span(const struct rmq_tail *t, uint64_t offset, uint64_t limit, size_t max_bytes,
-		  size_t *len, uint64_t *next)
+		  uint32_t max_entries, size_t *len, uint64_t *next)
 {
 	int64_t i = find(t, offset);
 	if (i < 0 || ent(t, (uint32_t)i)->next > limit)
@@ -123,7 +137,8 @@ int rmq_tail_span(const struct rmq_tail *t, uint64_t offset, uint64_t limit, siz
 	uint64_t at = offset;
 	for (uint32_t k = (uint32_t)i; k < t->n; k++) {
 		const struct tail_ent *e = ent(t, k);
-		if (e->next > limit || (total > 0 && total + e->len > max_bytes))
+		if (e->next > limit ||
+		    (total > 0 && (total + e->len > max_bytes || k - (uint32_t)i >= max_entries)))
 			break;
 		total += e->len;
 		at = e->next;
@@ -133,12 +148,32 @@ int rmq_tail_span(const struct rmq_tail *t, uint64_t offset, uint64_t limit, siz
 	return 0;
 }
 
-void rmq_tail_copy(const struct rmq_tail *t, uint64_t offset, size_t len, uint8_t *out)
+void rmq_tail_hold(struct rmq_tail *t, uint64_t offset, size_t len, struct iovec iov[2],
+		   struct rmq_tail_hold *h)
 {
 	int64_t i = find(t, offset);
-	if (i < 0)
-		return;
-	size_t first, at = at_pos(t, ent(t, (uint32_t)i)->pos, len, &first);
-	memcpy(out, t->buf + at, first);
-	memcpy(out + first, t->buf, len - first);
+	uint64_t pos = i < 0 ? t->end : ent(t, (uint32_t)i)->pos;
+	size_t first, at = at_pos(t, pos, len, &first);
+	iov[0] = (struct iovec){t->buf + at, first};
+	iov[1] = (struct iovec){t->buf, len - first};
+	*h = (struct rmq_tail_hold){.t = t, .pos = pos, .next = t->holds};
+	if (t->holds)
+		t->holds->prev = h;
+	t->holds = h;
+}
+
+void rmq_tail_release(struct rmq_tail_hold *h)
+{
+	struct rmq_tail *t = h->t;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		t->holds = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->t = NULL;
+	if (t->freed && !t->holds) {
+		t->freed = false;
+		rmq_tail_free(t);
+	}
 }
