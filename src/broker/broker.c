@@ -107,6 +107,7 @@ static void before_wait(struct rmq_shard *s, void *arg)
 	struct rmq_bshard *bs = arg;
 	rmq_partitions_cycle(bs);
 	rmq_groups_flush(bs);
+	rmq_lead_flush(bs); /* before the clients' hooks (added later) send it */
 	size_t backlog = rmq_shard_backlog(s);
 	if (bs->srv && !bs->backlog_paused && backlog > BACKLOG_HIGH) {
 		bs->backlog_paused = true;

@@ -201,6 +201,10 @@ struct rmq_bshard {
 	bool stopping_parts;           /* the shard's partitions were told to close */
 	bool backlog_paused;           /* reads paused for the cross-shard backlog */
 	uint64_t backlog_pauses;
+	/* Replication sent as a leader (lead.c): ReplicateStream messages,
+	 * their parts (a request for one partition each), their stored bytes,
+	 * and heartbeats. */
+	uint64_t repl_msgs, repl_parts, repl_bytes, repl_beats;
 	struct rmq_xmsg ready_msg;     /* start-up: to shard 0 and back (broker.c) */
 	struct rmq_xmsg *ready_list;   /* shard 0: the ready messages in */
 	unsigned nready;               /* shard 0: shards whose partitions are open */

@@ -26,7 +26,7 @@
 enum {
 	F_VERSION = 1, F_LEADER_ID, F_LEADER_EPOCH, F_TOPIC_PARTITION, F_BATCHES,
 	F_PREV_END, F_PREV_EPOCH, F_HW, F_LOG_START, F_CORRELATION, F_FOLLOWER_ID,
-	F_LEADER_BROKER_EPOCH, F_LEADER_LEO,
+	F_LEADER_BROKER_EPOCH, F_LEADER_LEO, F_PARTS, F_STORED,
 };
 #define BATCHES_KEY RMQ_PB_KEY(F_BATCHES, RMQ_PB_LEN)
 
@@ -55,6 +55,26 @@ void rmq_follow_msg_free(struct rmq_follow_msg *m)
 	m->records = NULL;
 }
 
+/* The batch element of n bytes at q (its key must be `key`), appended to
+ * out's batches (the room was counted); false when it does not parse. */
+static bool take_batch(const uint8_t *q, size_t n, uint8_t key, struct rmq_follow_msg *out,
+		       char *why, size_t whylen)
+{
+	struct rmq_batch_view bv;
+	size_t i = out->req.n;
+	int r = rmq_batch_parse_elem(q, n, key, &bv);
+	if (r != (int)n) {
+		snprintf(why, whylen, "batch %zu does not parse (%s)", i,
+			 rmq_strerror(r < 0 ? r : RMQ_ECORRUPT));
+		return false;
+	}
+	((struct rmq_batch_hdr *)out->req.hdrs)[i] = bv.hdr;
+	out->records[i].p = q + bv.records_pos;
+	out->records[i].len = bv.records_len;
+	out->req.n++;
+	return true;
+}
+
 int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 		     struct rmq_follow_msg *out, char *why, size_t whylen)
 {
@@ -74,6 +94,19 @@ int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 		if (n == 0)
 			return RMQ_EPROTO;
 		nb += field == F_BATCHES;
+		if (field == F_STORED && wire == RMQ_PB_LEN) {
+			/* Stored entries, each a field-6 element. */
+			for (const uint8_t *v = val; v < val + vlen;) {
+				uint32_t f2, w2;
+				uint64_t n2;
+				const uint8_t *v2;
+				size_t l2, k = rmq_pb_next(v, val + vlen, &f2, &w2, &n2, &v2, &l2);
+				if (k == 0)
+					return RMQ_EPROTO;
+				nb++;
+				v += k;
+			}
+		}
 		if (field == F_CORRELATION && wire == RMQ_PB_VARINT)
 			out->correlation_id = num;
 		q += n;
@@ -148,22 +181,29 @@ int rmq_follow_parse(const uint8_t *msg, size_t len, size_t max_batches,
 			}
 			tp = true;
 			break;
-		case F_BATCHES: {
-			struct rmq_batch_view bv;
-			size_t i = out->req.n;
-			int r = rmq_batch_parse_elem(q, n, BATCHES_KEY, &bv);
-			if (r != (int)n) {
-				snprintf(why, whylen, "batch %zu does not parse (%s)", i,
-					 rmq_strerror(r < 0 ? r : RMQ_ECORRUPT));
+		case F_BATCHES:
+			if (!take_batch(q, n, BATCHES_KEY, out, why, whylen)) {
 				rc = RMQ_ECORRUPT;
 				goto bad;
 			}
-			hdrs[i] = bv.hdr;
-			out->records[i].p = q + bv.records_pos;
-			out->records[i].len = bv.records_len;
-			out->req.n++;
 			break;
-		}
+		case F_STORED:
+			if (!is_len)
+				goto bad;
+			for (const uint8_t *v = val; v < val + vlen;) {
+				uint32_t f2, w2;
+				uint64_t n2;
+				const uint8_t *v2;
+				size_t l2, k = rmq_pb_next(v, val + vlen, &f2, &w2, &n2, &v2, &l2);
+				if (k == 0)
+					goto bad; /* the first pass read it: cannot happen */
+				if (!take_batch(v, k, RMQ_BATCH_KEY, out, why, whylen)) {
+					rc = RMQ_ECORRUPT;
+					goto bad;
+				}
+				v += k;
+			}
+			break;
 		default:
 			if (field <= F_LEADER_LEO && !is_var)
 				goto bad;
@@ -714,6 +754,20 @@ void rmq_follow_replicate(struct rmq_call *c, const uint8_t *msg, size_t len)
 	start(r);
 }
 
+/* One request of a stream; false when the stream ended for want of
+ * memory. */
+static bool stream_take(struct rmq_call *c, struct fstream *st, const uint8_t *msg, size_t len)
+{
+	struct rmq_frep *r = frep_new(c, st, msg, len);
+	if (!r) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	st->open++;
+	start(r);
+	return !rmq_call_done(c);
+}
+
 void rmq_follow_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	if (rmq_call_done(c))
@@ -726,13 +780,25 @@ void rmq_follow_stream_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 		}
 		rmq_call_set_ctx(c, st);
 	}
-	struct rmq_frep *r = frep_new(c, st, msg, len);
-	if (!r) {
-		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
+	/* A bundle's parts, each a request; else the message is one. */
+	const uint8_t *end = msg + len;
+	bool bundle = false;
+	for (const uint8_t *q = msg; q < end;) {
+		uint32_t field, wire;
+		uint64_t num;
+		const uint8_t *val;
+		size_t vlen, n = rmq_pb_next(q, end, &field, &wire, &num, &val, &vlen);
+		if (n == 0)
+			break; /* malformed: refused as one request below */
+		if (field == F_PARTS && wire == RMQ_PB_LEN) {
+			bundle = true;
+			if (!stream_take(c, st, val, vlen))
+				return;
+		}
+		q += n;
 	}
-	st->open++;
-	start(r);
+	if (!bundle)
+		(void)stream_take(c, st, msg, len);
 }
 
 void rmq_follow_stream_half_close(struct rmq_call *c)

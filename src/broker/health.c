@@ -32,6 +32,7 @@ struct shard_numbers {
 	uint64_t parts_by_state[RMQ_PART_DELETING + 1];
 	uint64_t request_bytes, request_bytes_max, paused_connections, read_pauses;
 	uint64_t backlog, backlog_pauses, groups, helper_jobs;
+	uint64_t repl_msgs, repl_parts, repl_bytes, repl_beats;
 	uint64_t logs_no_space;
 	uint64_t wpool_bytes, wpool_used_bytes, wpool_refused, read_ahead_bytes, read_ahead_max;
 	uint64_t log_bytes, segment_rolls, segments_recycled, segments_deleted;
@@ -109,6 +110,10 @@ static void gather_here(struct rmq_xmsg *m)
 	n->read_ahead_max = bs->cold.ahead_max;
 	n->backlog = rmq_shard_backlog(bs->s);
 	n->backlog_pauses = bs->backlog_pauses;
+	n->repl_msgs = bs->repl_msgs;
+	n->repl_parts = bs->repl_parts;
+	n->repl_bytes = bs->repl_bytes;
+	n->repl_beats = bs->repl_beats;
 	n->groups = rmq_groups_count(bs);
 	n->helper_jobs = rmq_offload_pending(bs->b->offload, bs->s);
 	m->fn = gather_back;
@@ -380,6 +385,10 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_read_ahead_limit_bytes", "--read-ahead", "bytes", 2, read_ahead_max),
 	MDEF("rmq_xshard_backlog", "messages to other shards waiting for room in a queue, and posts to itself for the next cycle", "messages", 2, backlog),
 	MDEF("rmq_xshard_backlog_pauses_total", "times the shard stopped reading because its backlog passed one queue", "pauses", 1, backlog_pauses),
+	MDEF("rmq_replication_messages_total", "ReplicateStream messages sent as a leader (each a bundle of partitions for one follower shard)", "messages", 1, repl_msgs),
+	MDEF("rmq_replication_parts_total", "partition requests in those messages", "requests", 1, repl_parts),
+	MDEF("rmq_replication_bytes_total", "stored batch bytes sent to followers, by reference", "bytes", 1, repl_bytes),
+	MDEF("rmq_replication_heartbeats_total", "SendHeartbeat calls made for idle followers", "calls", 1, repl_beats),
 	MDEF("rmq_groups", "consumer groups this shard coordinates (--max-groups)", "groups", 2, groups),
 	MDEF("rmq_helper_jobs", "blocking file work this shard handed to helper threads, not back yet (--io-helpers)", "jobs", 2, helper_jobs),
 	MDEF("rmq_log_bytes", "bytes stored in partition logs", "bytes", 2, log_bytes),

@@ -35,9 +35,15 @@
 #define ANSWER_NS (10ULL * 1000 * 1000 * 1000) /* a request unanswered this long: reconnect */
 #define WARN_NS (10ULL * 1000 * 1000 * 1000)   /* a slot's refusals: one warning per */
 #define TAIL_BYTES (8u << 20)                /* newest entries kept in memory per partition led */
+#define BEAT_MAX_NS (1000ULL * 1000 * 1000)  /* idle slots hear from their leader this often, at most */
+#define BEAT_PATH "/rustmq.broker.BrokerReplicationService/SendHeartbeat"
+#define BUNDLE_BYTES (4u << 20)              /* stored bytes gathered in one message, about */
+#define BUNDLE_PIECES 512u                   /* pieces of one message */
+#define PART_PIECES (1 + RMQ_LOG_SLICES_MAX) /* a part's: its fields, then its stored batches */
+#define QUEUE_PIECES (4 * BUNDLE_PIECES)     /* the stream's send queue, in pieces */
 
 struct rmq_peer;
-struct lead_cold;
+struct lead_read;
 
 /* A follower replica of a partition this shard leads. */
 struct rmq_rslot {
@@ -57,10 +63,11 @@ struct rmq_rslot {
 	} in[PIPELINE];
 	uint32_t in_head, nin;
 	uint64_t caught_ns;          /* when the follower last had all this log had */
-	struct lead_cold *cold;      /* a read from the disk it waits for, or NULL */
+	struct lead_read *cold;      /* a read from the disk it waits for, or NULL */
 	uint64_t hw_sent;            /* the high watermark its last request carried */
 	uint64_t retry_at;
 	uint64_t warned_ns;          /* when a refusal was last logged as a warning */
+	uint64_t backoff_ns;         /* after the last refusal (0: answered since) */
 };
 
 /* One ReplicateStream to one shard of a follower broker. */
@@ -75,7 +82,23 @@ struct rmq_peer {
 	struct rmq_rslot **slots;    /* registry (holes are NULL) */
 	uint32_t nslots, slots_cap;
 	uint32_t seq;
-	/* Requests sent on the call, by reference until written. */
+	/* The message being gathered (bundle_flush sends it): a part per
+	 * request, its fields copied into bhdr (boff: where each part's
+	 * are), its stored batches referenced (brefs, one count each). */
+	uint8_t *bhdr;
+	size_t bhlen, bhcap, bbytes;
+	uint32_t bn, bparts;
+	struct iovec biov[BUNDLE_PIECES];
+	struct rmq_send_ref *brefs[BUNDLE_PIECES];
+	uint32_t boff[BUNDLE_PIECES];
+	/* SendHeartbeat for the idle slots (beat_slots: those it named, in
+	 * order; NULL once gone), one at a time. */
+	struct rmq_ccall *beat;
+	uint8_t *beat_buf;
+	struct rmq_rslot **beat_slots;
+	size_t nbeat;
+	uint64_t beat_ns;            /* when the last one left */
+	/* Messages sent on the call: their fields, kept until written. */
 	uint8_t **fifo;
 	uint32_t fifo_cap, fifo_head, fifo_n;
 	uint64_t freed;              /* of the call's messages, those let go */
@@ -135,16 +158,130 @@ static int fifo_push(struct rmq_peer *pe, uint8_t *buf)
 	return 0;
 }
 
+/* The retry timer runs by `when` at the latest. */
+static void arm_by(struct rmq_lead *ld, uint64_t when)
+{
+	if (rmq_timer_armed(&ld->timer) && ld->timer.deadline_ns <= when)
+		return;
+	rmq_timer_cancel(ld->bs->s, &ld->timer);
+	(void)rmq_timer_start(ld->bs->s, &ld->timer, when, on_timer);
+}
+
 static void arm(struct rmq_lead *ld)
 {
-	if (!rmq_timer_armed(&ld->timer))
-		(void)rmq_timer_start(ld->bs->s, &ld->timer, rmq_now_ns() + RETRY_NS, on_timer);
+	arm_by(ld, rmq_now_ns() + RETRY_NS);
+}
+
+/* ---- bundles ------------------------------------------------------------------------- */
+
+/* Empties the message being gathered (its references go back). */
+static void bundle_reset(struct rmq_peer *pe)
+{
+	for (uint32_t i = 0; i < pe->bn; i++)
+		if (pe->brefs[i])
+			rmq_send_ref_put(pe->brefs[i]);
+	pe->bn = 0;
+	pe->bparts = 0;
+	pe->bhlen = 0;
+	pe->bbytes = 0;
+}
+
+/*
+ * Sends the message gathered, if any: one ReplicateDataRequest whose parts
+ * are the requests of every partition that had something for this
+ * follower shard since the last flush.  A message the stream cannot take
+ * (its queue full: peer_room keeps it from happening) cancels the stream:
+ * its parts counted as sent, and a new stream starts from probes.
+ */
+static void bundle_flush(struct rmq_peer *pe)
+{
+	if (pe->bn == 0)
+		return;
+	for (uint32_t i = 0; i < pe->bn; i++)
+		if (!pe->brefs[i])
+			pe->biov[i].iov_base = pe->bhdr + pe->boff[i];
+	fifo_release(pe, false);
+	bool sent = pe->call && fifo_push(pe, pe->bhdr) == 0;
+	if (sent && rmq_ccall_sendv_ref(pe->call, pe->biov, pe->brefs, (int)pe->bn) < 0) {
+		pe->fifo_n--;
+		sent = false;
+	}
+	if (sent) {
+		struct rmq_bshard *bs = pe->lead->bs;
+		bs->repl_msgs++;
+		bs->repl_parts += pe->bparts;
+		bs->repl_bytes += pe->bbytes;
+		pe->bhdr = NULL; /* the fifo's until written */
+		pe->bhcap = 0;
+	} else if (pe->call) {
+		rmq_warn("replication to broker %" PRIu32 " (shard %u): a request could not be queued;"
+			 " starting the stream again",
+			 pe->broker, pe->shard);
+		rmq_ccall_cancel(pe->call);
+	}
+	bundle_reset(pe);
+}
+
+/* Adds a part: the request fields f (flen bytes) and the stored batches
+ * d[0..nd) (dbytes), referenced with refs (a count taken each).  The
+ * caller checked the room (peer_room).  Returns 0 or -ENOMEM. */
+static int part_add(struct rmq_peer *pe, const uint8_t *f, size_t flen, const struct iovec *d,
+		    struct rmq_send_ref *const *refs, unsigned nd, size_t dbytes)
+{
+	const size_t stored = dbytes ? 1 + rmq_pb_varint_len(dbytes) + dbytes : 0;
+	const size_t need = pe->bhlen + 2 * (1 + 10) + flen;
+	if (need > pe->bhcap) {
+		size_t cap = pe->bhcap ? 2 * pe->bhcap : 4096;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *b = realloc(pe->bhdr, cap);
+		if (!b)
+			return -ENOMEM;
+		pe->bhdr = b;
+		pe->bhcap = cap;
+	}
+	uint8_t *h = pe->bhdr + pe->bhlen;
+	size_t k = rmq_pb_put_len(h, 14, flen + stored);
+	memcpy(h + k, f, flen);
+	k += flen;
+	if (dbytes)
+		k += rmq_pb_put_len(h + k, 15, dbytes);
+	pe->boff[pe->bn] = (uint32_t)pe->bhlen;
+	pe->biov[pe->bn] = (struct iovec){NULL, k};
+	pe->brefs[pe->bn++] = NULL;
+	pe->bhlen += k;
+	for (unsigned i = 0; i < nd; i++) {
+		if (d[i].iov_len == 0)
+			continue;
+		pe->biov[pe->bn] = d[i];
+		pe->brefs[pe->bn++] = refs[i];
+		rmq_send_ref_get(refs[i]);
+	}
+	pe->bbytes += dbytes;
+	pe->bparts++;
+	return 0;
+}
+
+/* Whether a part may be added now: the message gathered is sent first
+ * when full, and the stream's queue must have room for it and the part. */
+static bool peer_room(struct rmq_peer *pe)
+{
+	if (pe->bn + PART_PIECES > BUNDLE_PIECES || pe->bbytes >= BUNDLE_BYTES)
+		bundle_flush(pe);
+	return pe->call && rmq_ccall_send_room(pe->call) >= pe->bn + PART_PIECES;
+}
+
+void rmq_lead_flush(struct rmq_bshard *bs)
+{
+	for (struct rmq_peer *pe = bs->lead ? bs->lead->peers : NULL; pe; pe = pe->next)
+		bundle_flush(pe);
 }
 
 /* The stream is gone: what was in flight is asked again from a probe. */
 static void stream_lost(struct rmq_peer *pe)
 {
 	pe->call = NULL;
+	bundle_reset(pe);
 	fifo_release(pe, true);
 	for (uint32_t i = 0; i < pe->nslots; i++) {
 		struct rmq_rslot *s = pe->slots[i];
@@ -243,6 +380,8 @@ static void peer_connect(struct rmq_peer *pe)
 		cfg.host = r->host;
 		cfg.port = (uint16_t)r->port;
 		cfg.connections_max = 2;
+		cfg.calls_max = 4; /* one stream at a time, and one ending */
+		cfg.send_queue_max = QUEUE_PIECES;
 		if (r->shards > 1) {
 			cfg.source_port_mod = r->shards;
 			cfg.source_port_rem = pe->shard;
@@ -406,13 +545,13 @@ static void maybe_change_isr(struct rmq_partition *p)
 	if (!pa || p->nisr_pend || pa->leader != bs->b->self || now < p->isr_retry_at || !p->log ||
 	    p->recover)
 		return;
-	const uint64_t durable = rmq_log_high_watermark(p->log);
 	uint32_t isr[RMQ_REPLICAS_MAX], n = 0;
 	bool changed = false;
 	for (uint32_t i = 0; i < pa->nisr; i++) {
+		/* caught_ns moves with answers, and for an idle follower with
+		 * heartbeats: one that stopped answering leaves even when
+		 * there was nothing to send it. */
 		struct rmq_rslot *s = slot_of(p, pa->isr[i]);
-		if (s && s->known && s->end >= durable)
-			s->caught_ns = now; /* idle, or just caught up */
 		if (s && s->caught_ns + bs->b->cfg.replica_lag_ns < now) {
 			changed = true; /* lagging: out */
 			continue;
@@ -425,8 +564,8 @@ static void maybe_change_isr(struct rmq_partition *p)
 		bool in = false;
 		for (uint32_t k = 0; k < pa->nisr; k++)
 			in |= pa->isr[k] == s->broker;
-		if (!in && s->known && s->end >= p->hw && r &&
-		    r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING) {
+		if (!in && s->known && s->end >= p->hw && s->caught_ns + bs->b->cfg.replica_lag_ns >= now &&
+		    r && r->state == RUSTMQ__COMMON__BROKER_STATE__BROKER_RUNNING) {
 			isr[n++] = s->broker;
 			changed = true;
 		}
@@ -468,33 +607,13 @@ static size_t put_str(uint8_t *b, uint32_t field, const char *s)
 	return n + len;
 }
 
-/* A request's buffer with room for `bytes` of stored entries, its fields
- * before them written (*n bytes); NULL when out of memory. */
-static uint8_t *req_begin(const struct rmq_rslot *s, size_t bytes, size_t *n)
-{
-	const struct rmq_partition *p = s->p;
-	uint8_t *buf = malloc(HDR_MAX + bytes);
-	if (!buf)
-		return NULL;
-	uint8_t tmp[300];
-	char id[12];
-	size_t k = rmq_pb_put_len(buf, 1, 2);
-	k += rmq_pb_put_uint(buf + k, 1, 1); /* version.major */
-	snprintf(id, sizeof(id), "%" PRIu32, p->bs->b->self);
-	k += put_str(buf + k, 2, id);
-	k += rmq_pb_put_uint(buf + k, 3, p->leader_epoch);
-	size_t tn = put_str(tmp, 1, p->topic_name);
-	tn += rmq_pb_put_uint(tmp + tn, 2, p->index);
-	k += rmq_pb_put_len(buf + k, 4, tn);
-	memcpy(buf + k, tmp, tn);
-	*n = k + tn;
-	return buf;
-}
-
 static void retry_slot(struct rmq_rslot *s, uint64_t after_ns)
 {
 	s->retry_at = rmq_now_ns() + after_ns;
-	arm(s->peer->lead);
+	if (after_ns < RETRY_NS)
+		arm_by(s->peer->lead, s->retry_at);
+	else
+		arm(s->peer->lead);
 }
 
 /* ---- the reassignment throttle ------------------------------------------------------ */
@@ -553,14 +672,39 @@ static void throttle_charge(const struct rmq_rslot *s, size_t bytes)
 	ld->paid_ns = (ld->paid_ns > now ? ld->paid_ns : now) + (uint64_t)bytes * 1000000000 / rate;
 }
 
-/* Sends the request in buf (n bytes: req_begin's fields, then the stored
- * entries from offset `batches` on, which end at offset sent_to) after
- * giving each entry field 5's key for its own (6) and writing the fields
- * after them; entries past the follower's RMQ_FOLLOW_BATCHES_MAX go with
- * the next request.  Takes buf.  Returns whether another may follow it
- * now. */
-static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches,
-		     uint64_t sent_to)
+/* Cuts the stored batches d[0..*nd) (each piece whole batches) after the
+ * follower's RMQ_FOLLOW_BATCHES_MAX, moving *sent_to there (many small
+ * batches: the rest goes next).  Returns false when a batch does not
+ * parse. */
+static bool cut_batches(struct iovec *d, unsigned *nd, uint64_t *sent_to)
+{
+	size_t nb = 0;
+	for (unsigned i = 0; i < *nd; i++) {
+		const uint8_t *b = d[i].iov_base;
+		for (size_t at = 0; at < d[i].iov_len; nb++) {
+			struct rmq_batch_view v;
+			if (nb == RMQ_FOLLOW_BATCHES_MAX) {
+				d[i].iov_len = at;
+				*nd = i + 1;
+				return true;
+			}
+			int len = rmq_batch_parse_header(b + at, d[i].iov_len - at, &v);
+			if (len <= 0)
+				return false;
+			at += (size_t)len;
+			if (nb + 1 == RMQ_FOLLOW_BATCHES_MAX)
+				*sent_to = rmq_batch_last_offset(&v.hdr) + 1;
+		}
+	}
+	return true;
+}
+
+/* Adds s's next request to its peer's message: the stored batches
+ * d[0..nd) (whole batches from s->next up to sent_to, referenced with
+ * refs; none for a probe or a request carrying a high watermark).
+ * Returns whether another may follow it now. */
+static bool req_post(struct rmq_rslot *s, const struct iovec *d, struct rmq_send_ref *const *refs,
+		     unsigned nd, uint64_t sent_to)
 {
 	struct rmq_partition *p = s->p;
 	struct rmq_peer *pe = s->peer;
@@ -568,55 +712,41 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 	uint32_t prev_epoch = 0;
 	uint64_t e0, e1;
 	if (s->next > start && rmq_log_epoch_at(p->log, s->next - 1, &prev_epoch, &e0, &e1) < 0) {
-		free(buf);
 		retry_slot(s, RETRY_NS);
 		return false;
 	}
-	size_t nb = 0;
-	for (size_t at = batches; at < n; nb++) {
-		struct rmq_batch_view v;
-		if (nb == RMQ_FOLLOW_BATCHES_MAX) {
-			/* Many small batches: the rest goes next. */
-			n = at;
-			break;
-		}
-		int len = rmq_batch_parse_header(buf + at, n - at, &v);
-		if (len <= 0) {
-			rmq_warn("replication of %s-%u: a stored batch at offset %" PRIu64
-				 " does not parse; not sent",
-				 p->topic_name, p->index, s->next);
-			free(buf);
-			retry_slot(s, 50 * RETRY_NS);
-			return false;
-		}
-		buf[at] = (uint8_t)RMQ_PB_KEY(5, RMQ_PB_LEN);
-		at += (size_t)len;
-		if (nb + 1 == RMQ_FOLLOW_BATCHES_MAX)
-			sent_to = rmq_batch_last_offset(&v.hdr) + 1;
-	}
-	const size_t stored = n - batches;
+	size_t stored = 0;
+	for (unsigned i = 0; i < nd; i++)
+		stored += d[i].iov_len;
+	uint8_t f[HDR_MAX], tp[300];
 	char id[12];
+	size_t n = rmq_pb_put_len(f, 1, 2);
+	n += rmq_pb_put_uint(f + n, 1, 1); /* version.major */
+	snprintf(id, sizeof(id), "%" PRIu32, p->bs->b->self);
+	n += put_str(f + n, 2, id);
+	n += rmq_pb_put_uint(f + n, 3, p->leader_epoch);
+	size_t tn = put_str(tp, 1, p->topic_name);
+	tn += rmq_pb_put_uint(tp + tn, 2, p->index);
+	n += rmq_pb_put_len(f + n, 4, tn);
+	memcpy(f + n, tp, tn);
+	n += tn;
 	const struct rmq_broker_rec *self = rmq_meta_broker(p->bs->meta, p->bs->b->self);
-	n += rmq_pb_put_uint(buf + n, 6, s->next);
-	n += rmq_pb_put_uint(buf + n, 7, prev_epoch);
-	n += rmq_pb_put_uint(buf + n, 8, p->hw);
-	s->hw_sent = p->hw;
-	n += rmq_pb_put_uint(buf + n, 9, start);
+	n += rmq_pb_put_uint(f + n, 6, s->next);
+	n += rmq_pb_put_uint(f + n, 7, prev_epoch);
+	n += rmq_pb_put_uint(f + n, 8, p->hw);
+	n += rmq_pb_put_uint(f + n, 9, start);
 	uint64_t corr = (uint64_t)s->reg << 32 | (++pe->seq ? pe->seq : ++pe->seq);
-	n += rmq_pb_put_uint(buf + n, 10, corr);
+	n += rmq_pb_put_uint(f + n, 10, corr);
 	snprintf(id, sizeof(id), "%" PRIu32, s->broker);
-	n += put_str(buf + n, 11, id);
-	n += rmq_pb_put_uint(buf + n, 12, self ? self->epoch : 0);
+	n += put_str(f + n, 11, id);
+	n += rmq_pb_put_uint(f + n, 12, self ? self->epoch : 0);
 	if (!p->recover) /* a recovery's probe must not cut a longer tail: recover.h */
-		n += rmq_pb_put_uint(buf + n, 13, rmq_log_end_offset(p->log));
-	fifo_release(pe, false);
-	if (fifo_push(pe, buf) < 0 || rmq_ccall_send(pe->call, buf, n) < 0) {
-		if (pe->fifo_n && pe->fifo[(pe->fifo_head + pe->fifo_n - 1) % pe->fifo_cap] == buf)
-			pe->fifo_n--;
-		free(buf);
+		n += rmq_pb_put_uint(f + n, 13, rmq_log_end_offset(p->log));
+	if (part_add(pe, f, n, d, refs, nd, stored) < 0) {
 		retry_slot(s, RETRY_NS / 10);
 		return false;
 	}
+	s->hw_sent = p->hw;
 	throttle_charge(s, stored);
 	uint32_t k = (s->in_head + s->nin++) % PIPELINE;
 	s->in[k].corr = corr;
@@ -629,54 +759,115 @@ static bool req_post(struct rmq_rslot *s, uint8_t *buf, size_t n, size_t batches
 	return true;
 }
 
-/* Batches read from the disk for a follower behind the tail: the slot
- * waits for them (one read at a time); NULL s when it went meanwhile. */
-struct lead_cold {
+/* Batches read from the log for a follower not served from the tail,
+ * sent by reference: from the segment mapping when resident (the log read
+ * pinned until the kernel took them), else read from the disk into a
+ * buffer without stalling the shard, the slot waiting for it (one read at
+ * a time; NULL s when it went meanwhile). */
+struct lead_read {
 	struct rmq_cold_read cr;     /* first: the callback gets &cr */
+	struct rmq_send_ref ref;     /* the requests' references */
+	bool mapped;                 /* cr.lr's slices are sent; else cr.data's */
 	struct rmq_rslot *s;
 	uint64_t from;               /* s->next when the read started */
 };
 
-/* Sends what lc read, if s still wants it, and frees lc.  Returns
- * whether another request may follow. */
-static bool cold_send(struct lead_cold *lc)
+static void read_release(struct rmq_send_ref *r)
 {
-	struct rmq_rslot *s = lc->s;
-	struct rmq_cold_read *cr = &lc->cr;
+	struct lead_read *lr = RMQ_CONTAINER_OF(r, struct lead_read, ref);
+	if (lr->mapped)
+		rmq_log_read_release(&lr->cr.lr);
+	free(lr->cr.data);
+	free(lr);
+}
+
+/* Sends batches d[0..nd) of lr (whole batches up to sent_to) and drops
+ * this function's count of lr.  Returns whether another may follow. */
+static bool read_send(struct rmq_rslot *s, struct lead_read *lr, struct iovec *d, unsigned nd,
+		      uint64_t sent_to)
+{
+	struct rmq_send_ref *refs[RMQ_LOG_SLICES_MAX];
 	bool more = false;
+	for (unsigned i = 0; i < nd; i++)
+		refs[i] = &lr->ref;
+	if (!cut_batches(d, &nd, &sent_to)) {
+		rmq_warn("replication of %s-%u: a stored batch at or after offset %" PRIu64
+			 " does not parse; not sent",
+			 s->p->topic_name, s->p->index, s->next);
+		retry_slot(s, 50 * RETRY_NS);
+	} else {
+		more = req_post(s, d, refs, nd, sent_to);
+	}
+	rmq_send_ref_put(&lr->ref);
+	return more;
+}
+
+/* Sends what a disk read got, if s still wants it.  Returns whether
+ * another request may follow. */
+static bool cold_send(struct lead_read *lr)
+{
+	struct rmq_rslot *s = lr->s;
+	struct rmq_cold_read *cr = &lr->cr;
 	if (s && cr->err) {
 		rmq_warn("replication of %s-%u to broker %" PRIu32 ": reading offset %" PRIu64
 			 ": %s",
-			 s->p->topic_name, s->p->index, s->broker, lc->from, rmq_strerror(cr->err));
+			 s->p->topic_name, s->p->index, s->broker, lr->from, rmq_strerror(cr->err));
 		retry_slot(s, 50 * RETRY_NS);
-	} else if (s && s->next == lc->from && cr->len > 0) {
-		size_t n;
-		uint8_t *buf = req_begin(s, cr->len, &n);
-		if (!buf) {
-			retry_slot(s, RETRY_NS);
-		} else {
-			const size_t batches = n;
-			for (unsigned i = 0; i < cr->niov && n - batches < cr->len; i++) {
-				memcpy(buf + n, cr->iov[i].iov_base, cr->iov[i].iov_len);
-				n += cr->iov[i].iov_len;
-			}
-			more = req_post(s, buf, n, batches, cr->next_offset);
+	} else if (s && s->next == lr->from && cr->len > 0) {
+		/* The checked batches: cr->len bytes from the first piece on. */
+		struct iovec d[RMQ_LOG_SLICES_MAX];
+		unsigned nd = 0;
+		for (size_t left = cr->len; nd < cr->niov && left > 0; nd++) {
+			d[nd] = cr->iov[nd];
+			if (d[nd].iov_len > left)
+				d[nd].iov_len = left;
+			left -= d[nd].iov_len;
 		}
+		return read_send(s, lr, d, nd, cr->next_offset);
 	}
-	free(cr->data);
-	free(lc);
-	return more;
+	rmq_send_ref_put(&lr->ref);
+	return false;
 }
 
 static void cold_done(struct rmq_cold_read *cr)
 {
-	struct lead_cold *lc = (struct lead_cold *)cr;
-	struct rmq_rslot *s = lc->s;
+	struct lead_read *lr = (struct lead_read *)cr;
+	struct rmq_rslot *s = lr->s;
 	if (s)
 		s->cold = NULL;
-	(void)cold_send(lc);
+	(void)cold_send(lr);
 	if (s)
 		send_next(s);
+}
+
+/* Sends the tail's bytes [s->next, next), len of them, held until the
+ * kernel took them. */
+struct lead_held {
+	struct rmq_send_ref ref;
+	struct rmq_tail_hold hold;
+};
+
+static void held_release(struct rmq_send_ref *r)
+{
+	struct lead_held *h = RMQ_CONTAINER_OF(r, struct lead_held, ref);
+	rmq_tail_release(&h->hold);
+	free(h);
+}
+
+static bool tail_send(struct rmq_rslot *s, struct rmq_tail *tail, size_t len, uint64_t next)
+{
+	struct lead_held *h = malloc(sizeof(*h));
+	if (!h) {
+		retry_slot(s, RETRY_NS);
+		return false;
+	}
+	struct iovec d[2];
+	struct rmq_send_ref *refs[2] = {&h->ref, &h->ref};
+	h->ref = (struct rmq_send_ref){held_release, 1};
+	rmq_tail_hold(tail, s->next, len, d, &h->hold);
+	bool more = req_post(s, d, refs, 2, next);
+	rmq_send_ref_put(&h->ref);
+	return more;
 }
 
 /* Sends one request of s: batches from s->next, or a probe (none, and
@@ -694,30 +885,33 @@ static bool send_one(struct rmq_rslot *s)
 		peer_connect(pe);
 		return false;
 	}
+	if (!peer_room(pe)) {
+		retry_slot(s, RETRY_NS / 10); /* the stream's queue drains as it is written */
+		return false;
+	}
 	/* What a follower that keeps up asks for is in the log's tail (its
 	 * newest entries in memory): sent as soon as appended, before this
 	 * log's own sync, which the high watermark still waits for.  Older
 	 * records are read from the log once durable: from the mapping when
 	 * in memory, else from the disk without stalling the shard (the
-	 * cold reads fetch uses, storage/coldread.h). */
+	 * cold reads fetch uses, storage/coldread.h).  Either way they go by
+	 * reference, copied only by the kernel into the socket. */
 	const uint64_t durable = rmq_log_high_watermark(p->log);
 	const uint64_t log_end = rmq_log_end_offset(p->log);
 	const uint64_t start = rmq_log_start_offset(p->log);
-	const struct rmq_tail *tail = rmq_log_tail(p->log);
-	size_t len = 0, n;
+	struct rmq_tail *tail = rmq_log_tail(p->log);
+	size_t len = 0;
 	uint64_t tail_next = s->next;
 	const bool from_tail = s->known && tail &&
-			       rmq_tail_span(tail, s->next, log_end, REQ_BYTES, &len, &tail_next) == 0;
+			       rmq_tail_span(tail, s->next, log_end, REQ_BYTES, RMQ_FOLLOW_BATCHES_MAX,
+					     &len, &tail_next) == 0;
 	if (s->known && s->next >= (from_tail ? log_end : durable)) {
 		/* Caught up, or waiting for this log's sync.  A follower with
 		 * all of this log and nothing in flight learns a high watermark
 		 * that moved since its last request from a request without
 		 * batches (else it would wait for the next data). */
-		if (s->nin == 0 && s->next >= log_end && s->hw_sent < p->hw) {
-			uint8_t *buf = req_begin(s, 0, &n);
-			if (buf)
-				(void)req_post(s, buf, n, n, s->next);
-		}
+		if (s->nin == 0 && s->next >= log_end && s->hw_sent < p->hw)
+			(void)req_post(s, NULL, NULL, 0, s->next);
 		return false;
 	}
 	if (s->next < start || s->next > log_end) {
@@ -731,56 +925,41 @@ static bool send_one(struct rmq_rslot *s)
 	}
 	if (s->known && throttle_wait(s, now))
 		return false;
-	if (!s->known || from_tail) {
-		uint8_t *buf = req_begin(s, len, &n);
-		if (!buf) {
-			retry_slot(s, RETRY_NS);
-			return false;
-		}
-		const size_t batches = n;
-		if (from_tail)
-			rmq_tail_copy(tail, s->next, len, buf + n);
-		return req_post(s, buf, n + len, batches, tail_next);
-	}
-	struct lead_cold *lc = calloc(1, sizeof(*lc));
-	if (!lc || rmq_log_read(p->log, s->next, REQ_BYTES, &lc->cr.lr) < 0 ||
-	    lc->cr.lr.nslices == 0) {
-		if (lc)
-			rmq_log_read_done(p->log, &lc->cr.lr);
-		free(lc);
+	if (!s->known)
+		return req_post(s, NULL, NULL, 0, s->next); /* a probe */
+	if (from_tail)
+		return tail_send(s, tail, len, tail_next);
+	struct lead_read *lr = calloc(1, sizeof(*lr));
+	if (!lr || rmq_log_read(p->log, s->next, REQ_BYTES, &lr->cr.lr) < 0 ||
+	    lr->cr.lr.nslices == 0) {
+		if (lr)
+			rmq_log_read_done(p->log, &lr->cr.lr);
+		free(lr);
 		retry_slot(s, RETRY_NS);
 		return false;
 	}
-	struct rmq_log_read *r = &lc->cr.lr;
+	lr->ref = (struct rmq_send_ref){read_release, 1};
+	struct rmq_log_read *r = &lr->cr.lr;
 	bool resident = true;
 	for (unsigned i = 0; i < r->nslices && resident; i++)
 		resident = rmq_cold_resident(r->slices[i].data, r->slices[i].len);
 	if (resident) {
-		uint8_t *buf = req_begin(s, r->bytes, &n);
-		const size_t batches = n;
-		for (unsigned i = 0; buf && i < r->nslices; i++) {
-			memcpy(buf + n, r->slices[i].data, r->slices[i].len);
-			n += r->slices[i].len;
-		}
-		const uint64_t sent_to = r->next_offset;
-		rmq_log_read_done(p->log, r);
-		free(lc);
-		if (!buf) {
-			retry_slot(s, RETRY_NS);
-			return false;
-		}
-		return req_post(s, buf, n, batches, sent_to);
+		struct iovec d[RMQ_LOG_SLICES_MAX];
+		for (unsigned i = 0; i < r->nslices; i++)
+			d[i] = (struct iovec){(void *)r->slices[i].data, r->slices[i].len};
+		lr->mapped = true;
+		return read_send(s, lr, d, r->nslices, r->next_offset);
 	}
-	lc->s = s;
-	lc->from = s->next;
-	lc->cr.cs = &p->cold;
-	lc->cr.ahead_bytes = REQ_BYTES;
-	lc->cr.cb = cold_done;
-	if (rmq_cold_read_start(&lc->cr)) {
-		s->cold = lc;
+	lr->s = s;
+	lr->from = s->next;
+	lr->cr.cs = &p->cold;
+	lr->cr.ahead_bytes = REQ_BYTES;
+	lr->cr.cb = cold_done;
+	if (rmq_cold_read_start(&lr->cr)) {
+		s->cold = lr;
 		return false;
 	}
-	return cold_send(lc);
+	return cold_send(lr);
 }
 
 static void send_next(struct rmq_rslot *s)
@@ -859,6 +1038,7 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 				s->end = resp->log_end_offset < sent_to ? resp->log_end_offset : sent_to;
 			}
 			s->known = true;
+			s->backoff_ns = 0;
 			reset = false;
 			if (s->end >= sent_end)
 				s->caught_ns = sent_ns; /* it had all there was then */
@@ -880,6 +1060,12 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 				     resp->error_code == EC_UNKNOWN_LEADER_EPOCH;
 		const uint64_t now = rmq_now_ns();
 		s->next = s->end;
+		/* A passing one clears when the follower's metadata lands,
+		 * usually within milliseconds (a new leader's probe may come
+		 * first): tried again soon, then less often. */
+		s->backoff_ns = !passing ? RETRY_NS
+			      : s->backoff_ns ? (2 * s->backoff_ns < RETRY_NS ? 2 * s->backoff_ns : RETRY_NS)
+					      : RETRY_NS / 32;
 		if (passing || now - s->warned_ns < WARN_NS) {
 			rmq_debug("replication of %s-%u to broker %" PRIu32 ": %s", p->topic_name,
 				  p->index, s->broker, resp->error_message);
@@ -889,8 +1075,7 @@ static void on_response(struct rmq_ccall *c, void *arg, const uint8_t *msg, size
 				 p->topic_name, p->index, s->broker, (int)resp->error_code,
 				 resp->error_message);
 		}
-		s->retry_at = now + RETRY_NS;
-		arm(pe->lead);
+		retry_slot(s, s->backoff_ns);
 		break;
 	}
 	}
@@ -909,6 +1094,9 @@ static void slot_free(struct rmq_rslot *s)
 	uint32_t reg = s->reg;
 	if (s->cold)
 		s->cold->s = NULL; /* its read completes into nothing */
+	for (size_t i = 0; pe && i < pe->nbeat; i++)
+		if (pe->beat_slots[i] == s)
+			pe->beat_slots[i] = NULL; /* its answer goes to nothing */
 	free(s);
 	if (!pe)
 		return;
@@ -1037,8 +1225,138 @@ void rmq_lead_send(struct rmq_partition *p)
 		send_next(p->slots[i]);
 }
 
+/* ---- heartbeats -------------------------------------------------------------------- */
+
+/* Whether s is idle: the follower had all of this log when last heard,
+ * and nothing is in flight to it. */
+static bool slot_idle(const struct rmq_rslot *s)
+{
+	return s->known && !s->nin && !s->stale && !s->cold && s->p->log &&
+	       s->end >= rmq_log_high_watermark(s->p->log);
+}
+
+static void beat_done(void *arg, enum rmq_grpc_status status, const char *message,
+		      const uint8_t *resp, size_t len)
+{
+	struct rmq_peer *pe = arg;
+	Rustmq__Broker__HeartbeatResponse *r =
+		status == RMQ_GRPC_OK ? rustmq__broker__heartbeat_response__unpack(NULL, len, resp)
+				      : NULL;
+	if (!r)
+		rmq_debug("heartbeat to broker %" PRIu32 " (shard %u): %s %s", pe->broker, pe->shard,
+			  rmq_grpc_status_name(status), message);
+	for (size_t i = 0; r && r->error_code == EC_OK && i < pe->nbeat && i < r->n_partitions; i++) {
+		struct rmq_rslot *s = pe->beat_slots[i];
+		const Rustmq__Broker__PartitionHeartbeatResult *res = r->partitions[i];
+		if (!s || !s->known)
+			continue; /* gone, or probed meanwhile */
+		if (res->error_code == EC_STALE_EPOCH) {
+			s->stale = true; /* another leads: the metadata will say */
+		} else if (res->error_code != EC_OK) {
+			continue;
+		} else if (res->log_end_offset < s->end) {
+			/* It lost what it had said it held (a disk replaced,
+			 * --fsync never): found again from a probe. */
+			s->known = false;
+			s->next = s->end = res->log_end_offset;
+			send_next(s);
+		} else if (slot_idle(s)) {
+			s->caught_ns = pe->beat_ns; /* it had all there was then */
+		}
+	}
+	if (r)
+		rustmq__broker__heartbeat_response__free_unpacked(r, NULL);
+	free(pe->beat_buf);
+	free(pe->beat_slots);
+	pe->beat_buf = NULL;
+	pe->beat_slots = NULL;
+	pe->nbeat = 0;
+	pe->beat = NULL;
+}
+
+/*
+ * SendHeartbeat to pe's follower shard, naming every slot that has been
+ * idle: answers are how a leader knows a follower is alive, and a slot
+ * with nothing to send gets none.  One beat at most every BEAT_MAX_NS and
+ * a fifth of --replica-lag-max, so an idle follower that stopped answering
+ * leaves the ISR as a lagging one does, and one that answers stays.
+ */
+static void beat(struct rmq_peer *pe, uint64_t now)
+{
+	struct rmq_bshard *bs = pe->lead->bs;
+	uint64_t every = bs->b->cfg.replica_lag_ns / 5;
+	if (every > BEAT_MAX_NS)
+		every = BEAT_MAX_NS;
+	if (pe->beat || !pe->call || !pe->cc || now - pe->beat_ns < every)
+		return;
+	size_t n = 0;
+	for (uint32_t i = 0; i < pe->nslots; i++)
+		n += pe->slots[i] && slot_idle(pe->slots[i]);
+	if (n == 0)
+		return;
+	Rustmq__Broker__PartitionHeartbeat *ph = calloc(n, sizeof(*ph));
+	Rustmq__Broker__PartitionHeartbeat **pp = calloc(n, sizeof(*pp));
+	Rustmq__Common__TopicPartition *tp = calloc(n, sizeof(*tp));
+	pe->beat_slots = calloc(n, sizeof(*pe->beat_slots));
+	Rustmq__Broker__HeartbeatRequest req = RUSTMQ__BROKER__HEARTBEAT_REQUEST__INIT;
+	Rustmq__Common__ApiVersion ver = RUSTMQ__COMMON__API_VERSION__INIT;
+	char self[12], to[12];
+	size_t k = 0;
+	for (uint32_t i = 0; ph && pp && tp && pe->beat_slots && i < pe->nslots; i++) {
+		struct rmq_rslot *s = pe->slots[i];
+		if (!s || !slot_idle(s))
+			continue;
+		const struct rmq_partition *p = s->p;
+		rustmq__common__topic_partition__init(&tp[k]);
+		tp[k].topic = (char *)p->topic_name;
+		tp[k].partition = p->index;
+		rustmq__broker__partition_heartbeat__init(&ph[k]);
+		ph[k].topic_partition = &tp[k];
+		ph[k].leader_epoch = p->leader_epoch;
+		ph[k].high_watermark = p->hw;
+		ph[k].log_start_offset = rmq_log_start_offset(p->log);
+		ph[k].leader_log_end_offset = rmq_log_end_offset(p->log);
+		pp[k] = &ph[k];
+		pe->beat_slots[k++] = s;
+	}
+	if (k == n) {
+		const struct rmq_broker_rec *me = rmq_meta_broker(bs->meta, bs->b->self);
+		snprintf(self, sizeof(self), "%" PRIu32, bs->b->self);
+		snprintf(to, sizeof(to), "%" PRIu32, pe->broker);
+		ver.major = 1;
+		req.version = &ver;
+		req.leader_id = self;
+		req.leader_broker_epoch = me ? me->epoch : 0;
+		req.follower_id = to;
+		req.partitions = pp;
+		req.n_partitions = n;
+		req.sent_at_ms = rmq_wall_ms();
+		size_t len = rustmq__broker__heartbeat_request__get_packed_size(&req);
+		if ((pe->beat_buf = malloc(len ? len : 1))) {
+			rustmq__broker__heartbeat_request__pack(&req, pe->beat_buf);
+			pe->nbeat = n;
+			pe->beat_ns = now;
+			bs->repl_beats++;
+			if (rmq_client_unary(pe->cc, BEAT_PATH, pe->beat_buf, len, ANSWER_NS, beat_done,
+					     pe, &pe->beat) < 0) {
+				free(pe->beat_buf);
+				pe->beat_buf = NULL;
+				pe->beat = NULL;
+			}
+		}
+	}
+	if (!pe->beat) {
+		free(pe->beat_slots);
+		pe->beat_slots = NULL;
+		pe->nbeat = 0;
+	}
+	free(ph);
+	free(pp);
+	free(tp);
+}
+
 /* The retry timer: connections to make again, refused requests to send
- * again. */
+ * again, heartbeats. */
 static void on_timer(struct rmq_timer *t)
 {
 	struct rmq_lead *ld = RMQ_CONTAINER_OF(t, struct rmq_lead, timer);
@@ -1064,7 +1382,8 @@ static void on_timer(struct rmq_timer *t)
 				break;
 			}
 		}
-		again |= pe->call != NULL; /* to see a GOAWAY come */
+		again |= pe->call != NULL; /* to see a GOAWAY come, and to beat */
+		beat(pe, now);
 		for (uint32_t i = 0; i < pe->nslots; i++) {
 			struct rmq_rslot *s = pe->slots[i];
 			if (!s)
@@ -1094,6 +1413,8 @@ void rmq_lead_fini(struct rmq_bshard *bs)
 	while (ld->peers) {
 		struct rmq_peer *pe = ld->peers;
 		ld->peers = pe->next;
+		bundle_reset(pe);
+		free(pe->bhdr);
 		fifo_release(pe, true);
 		free(pe->fifo);
 		free(pe->slots);

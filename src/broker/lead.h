@@ -9,15 +9,22 @@
  * each follower replica of a partition it leads a slot: the next offset to
  * send, and the follower's durable log end as it last said.  A slot has up
  * to 4 requests in flight, each carrying up to 1 MiB of the leader's
- * stored batches from its durable data.  The first request of a leadership
- * is a probe at the leader's end, whose answer says where the follower is
- * (its log end when behind, or where its log leaves the leader's: the
- * leader then resolves the cut from its own epochs, KIP-101).
+ * stored batches: from the log's tail (in memory) as soon as appended, or
+ * from the log once durable.  The first request of a leadership is a probe
+ * at the leader's end, whose answer says where the follower is (its log
+ * end when behind, or where its log leaves the leader's: the leader then
+ * resolves the cut from its own epochs, KIP-101).
+ *
+ * Requests go in bundles: what a cycle of the shard has for one follower
+ * shard, every partition's request a part of one message, flushed by the
+ * shard's before-wait hook (rmq_lead_flush).  A part's stored batches are
+ * referenced, never copied in user space: tail bytes held (tail.h), segment
+ * slices pinned, or a cold read's buffer, until the kernel took them.
  *
  * The high watermark is the smallest durable end over the ISR; produce
  * calls with acks ALL, MAJORITY or CUSTOM wait for it (produce.c,
- * rmq_produce_replicated).  The ISR does not change yet: a follower that
- * is down holds the high watermark until it is back.
+ * rmq_produce_replicated).  The leader asks the controller to shrink or
+ * grow the ISR (isr.h) by Kafka's rules (docs/replication.md).
  */
 #ifndef RMQ_BROKER_LEAD_H
 #define RMQ_BROKER_LEAD_H
@@ -38,6 +45,10 @@ void rmq_lead_durable(struct rmq_partition *p);
 /* p was appended to (once per cycle): followers get the new batches from
  * the log's tail without waiting for this log's sync. */
 void rmq_lead_send(struct rmq_partition *p);
+/* Sends what the cycle gathered: one message per follower shard, with a
+ * part for every partition that had something for it (the shard's
+ * before-wait hook). */
+void rmq_lead_flush(struct rmq_bshard *bs);
 /* p closes: its slots go. */
 void rmq_lead_drop(struct rmq_partition *p);
 /* How many replicas, this one included, hold p's records below end

@@ -1149,6 +1149,11 @@ int rmq_ccall_half_close(struct rmq_ccall *c)
 	return 0;
 }
 
+uint32_t rmq_ccall_send_room(const struct rmq_ccall *c)
+{
+	return c->cl->cfg.send_queue_max - c->qcount;
+}
+
 uint64_t rmq_ccall_written(const struct rmq_ccall *c)
 {
 	return c->written;

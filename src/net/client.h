@@ -215,6 +215,9 @@ int rmq_ccall_sendv_ref(struct rmq_ccall *c, const struct iovec *iov,
  * Returns 0, or RMQ_ECLOSED when already half-closed or over. */
 int rmq_ccall_half_close(struct rmq_ccall *c);
 
+/* Queue entries free: pieces rmq_ccall_sendv_ref may queue now. */
+uint32_t rmq_ccall_send_room(const struct rmq_ccall *c);
+
 /* Messages queued with rmq_ccall_send whose bytes were all written to the
  * connection's output: their buffers may be reused. */
 uint64_t rmq_ccall_written(const struct rmq_ccall *c);

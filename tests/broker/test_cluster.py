@@ -57,6 +57,13 @@ unclean_election_and_balancing (a sixth, 1 s sessions and rebalancing):
   one had; that one comes back, cuts them, and preferred-leader balancing
   makes every partition's first replica lead again.
 
+bundles_and_idle_followers (30 s sessions, --replica-lag-max 1s):
+- a ProduceBatch to every partition one broker leads is replicated in
+  messages of several partitions each (GetMetrics counts them);
+- a follower paused while nothing is produced leaves every ISR after
+  --replica-lag-max (its leaders stop hearing heartbeat answers), long
+  before its session would end, and joins them again once resumed.
+
     /usr/bin/python3 tests/broker/test_cluster.py --rmqd build/release/rmqd \\
         --proto-dir proto [-v]
 
@@ -640,7 +647,7 @@ def run_replication(cl):
         eq(got, sent, f"broker {new} holds every acknowledged record")
         # The producer's retry after the failover (its answer lost with the
         # old leader) is recognised: nothing appended twice.
-        again = c.produce("repl", 0, idem, acks=tn.ACK_ALL, **kw)
+        again = produce_while_electing(c, "repl", 0, idem, 10, acks=tn.ACK_ALL, **kw)
         check(again.error_code == DUPLICATE_SEQUENCE and again.offset == first_idem.offset,
               f"the idempotent retry on the new leader is answered "
               f"{tn.ecname(again.error_code)} at {again.offset}, not DUPLICATE_SEQUENCE at "
@@ -750,10 +757,86 @@ def run_replication(cl):
           f"repl-0 led by another broker the moment broker {stopped} is gone: {lead2!r}")
     check(str(stopped) not in in_sync2, f"broker {stopped} left the ISR: {in_sync2}")
     with cl.client(int(lead2) - 1) as c:
-        ok(c.produce("repl", 0, tn.make_records(5, "after-stop"), acks=tn.ACK_ALL),
+        # Right away: a new leader that still learns what its replicas hold
+        # (its probe may reach a follower before that follower's metadata
+        # names it) answers the retriable LEADER_NOT_AVAILABLE for a few
+        # milliseconds, far below the 3 s session timeout a crash costs.
+        ok(produce_while_electing(c, "repl", 0, tn.make_records(5, "after-stop"), 1.0,
+                                  acks=tn.ACK_ALL),
            "acks=ALL on the new leader right away")
     for i in live:
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+def run_bundles(cl):
+    """A leader replicates many partitions in one message per follower
+    shard (ReplicateDataRequest.parts, counted by GetMetrics); an idle
+    follower that stops answering leaves the ISR with nothing produced (its
+    leader hears from it only by heartbeats), and joins it again once it
+    answers."""
+    li = start_three(cl, [("many", 36, 3)])
+    wait_for("every partition of many has three replicas in sync",
+             lambda: all(lead and len(s) == 3 for lead, _, s in isr(cl, li, "many")))
+    by_leader = {}
+    for p, (lead, _, _) in enumerate(isr(cl, li, "many")):
+        by_leader.setdefault(int(lead), []).append(p)
+    lead = max(by_leader, key=lambda b: len(by_leader[b]))
+    ps = by_leader[lead]
+    names = ("rmq_replication_messages_total", "rmq_replication_parts_total")
+    with cl.client(lead - 1) as c:
+        before = c.metric_totals(*names)
+        items = []
+        for p in ps:
+            recs = tn.make_records(3, f"many-{p}")
+            items.append(("many", p, tn.T.RecordBatch(
+                magic=2, records=recs, record_count=3, last_offset_delta=2,
+                crc32=tn.crc32c(tn.records_bytes_of_records(recs)))))
+        r = ok(c.produce_batch(items, acks=tn.ACK_ALL), "ProduceBatch, acks ALL, to each "
+               "partition one broker leads")
+        for x in r.partitions:
+            ok(x, f"many-{x.topic_partition.partition}")
+        after = c.metric_totals(*names)
+    msgs, parts = (after[n] - before[n] for n in names)
+    print(f"    broker {lead} leads {len(ps)} partitions: {parts} requests in {msgs} messages",
+          flush=True)
+    check(parts >= 2 * len(ps), f"a request to each follower of each partition: {parts}")
+    # The batches of one cycle go together; the high watermarks that follow
+    # move as answers come, some alone: more than one part per message on
+    # the whole, where requests one by one made exactly one.
+    check(parts > msgs, f"several partitions per message: {parts} in {msgs}")
+
+    # An idle follower paused past --replica-lag-max (its broker session is
+    # longer: the controller does not fence it meanwhile) leaves the ISR of
+    # every partition it follows, asked by their leaders (those it leads
+    # keep it: a leader leaves only when fenced).
+    idle = next(b for b in (1, 2, 3) if b != li + 1)
+    os.kill(cl.nodes[idle - 1].proc.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        wait_for(f"broker {idle} out of the ISR of every partition it follows, with nothing "
+                 "produced",
+                 lambda: all(str(idle) not in s for lead, _, s in isr(cl, li, "many")
+                             if lead != str(idle)), timeout=10)
+        print(f"    paused idle broker {idle} left the ISRs in {time.monotonic() - t0:.1f}s",
+              flush=True)
+        eq(brokers(cl, li)[idle][0], BROKER_RUNNING, f"broker {idle} not fenced meanwhile")
+    finally:
+        os.kill(cl.nodes[idle - 1].proc.pid, signal.SIGCONT)
+    wait_for(f"broker {idle} back in every ISR",
+             lambda: all(len(s) == 3 for _, _, s in isr(cl, li, "many")), timeout=20)
+    for i in range(3):
+        eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+def produce_while_electing(c, topic, partition, records, within, **kw):
+    """Produce as a client does after a failover: LEADER_NOT_AVAILABLE (a
+    new leader recovering) is retried for `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        r = c.produce(topic, partition, records, **kw)
+        if r.error_code != LEADER_NOT_AVAILABLE or time.monotonic() > deadline:
+            return r
+        time.sleep(0.005)
 
 
 def run_restarted_leader(cl):
@@ -1789,6 +1872,11 @@ def main() -> int:
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s",
                           "--reassign-throttle", str(THROTTLE))),
          lambda cl: run_partition_management(cl, args.rmq)),
+        ("bundles_and_idle_followers",
+         lambda: Cluster(binary, os.path.join(tmp, "j"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "30s",
+                          "--replica-lag-max", "1s", "--leader-rebalance-interval", "0s")),
+         run_bundles),
         # Its own ctest entry (broker_cluster_groups): --only group_coordinator.
         ("group_coordinator",
          lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,

@@ -219,11 +219,10 @@ static size_t put_bytes(uint8_t *dst, uint32_t field, const void *p, size_t len)
 	return n + len;
 }
 
-/* The follower reads the leader's stored batches, sent as the request's
- * field 5, back to their headers and records bytes. */
-Test(follow, a_request_is_read_in_place)
+/* A request for batches 100..109: as field 5 elements (each stored entry
+ * given field 5's key), or as field 15, the stored entries verbatim. */
+static size_t request(uint8_t *buf, bool stored)
 {
-	static uint8_t buf[4 << 20];
 	size_t n = 0;
 	uint8_t tp[300], ver[8];
 	size_t tpn = put_bytes(tp, 1, "orders", 6);
@@ -233,22 +232,28 @@ Test(follow, a_request_is_read_in_place)
 	n += put_bytes(buf + n, 2, "3", 1);
 	n += rmq_pb_put_uint(buf + n, 3, 9);
 	n += put_bytes(buf + n, 4, tp, tpn);
-	/* Batches 100..109 as stored, with field 5's key. */
+	static uint8_t entries[2 << 20];
+	size_t en = 0;
 	struct rmq_log_read r;
 	uint64_t off = m.v[100].hdr.base_offset;
-	size_t nb = 0;
-	while (nb < 10) {
+	for (size_t nb = 0; nb < 10; nb++) {
 		cr_assert_eq(rmq_log_read(env.log, off, 1, &r), 0);
 		const uint8_t *e = r.slices[0].data;
 		struct rmq_batch_view v;
 		int len = rmq_batch_parse(e, r.slices[0].len, &v);
 		cr_assert_gt(len, 0);
-		buf[n++] = RMQ_PB_KEY(5, RMQ_PB_LEN);
-		memcpy(buf + n, e + 1, (size_t)len - 1);
-		n += (size_t)len - 1;
+		memcpy(entries + en, e, (size_t)len);
+		if (!stored)
+			entries[en] = RMQ_PB_KEY(5, RMQ_PB_LEN);
+		en += (size_t)len;
 		off = r.next_offset;
 		rmq_log_read_done(env.log, &r);
-		nb++;
+	}
+	if (stored) {
+		n += put_bytes(buf + n, 15, entries, en);
+	} else {
+		memcpy(buf + n, entries, en);
+		n += en;
 	}
 	n += rmq_pb_put_uint(buf + n, 6, m.v[100].hdr.base_offset);
 	n += rmq_pb_put_uint(buf + n, 7, 1);
@@ -256,7 +261,15 @@ Test(follow, a_request_is_read_in_place)
 	n += rmq_pb_put_uint(buf + n, 10, 77);
 	n += put_bytes(buf + n, 11, "2", 1);
 	n += rmq_pb_put_uint(buf + n, 99, 5); /* a field from a newer version */
+	return n;
+}
 
+/* The follower reads the leader's stored batches back to their headers
+ * and records bytes, from field 5 or from field 15. */
+static void read_in_place(bool stored)
+{
+	static uint8_t buf[4 << 20];
+	size_t n = request(buf, stored);
 	struct rmq_follow_msg msg;
 	char why[200];
 	int rc = rmq_follow_parse(buf, n, 100, &msg, why, sizeof(why));
@@ -297,4 +310,14 @@ Test(follow, a_request_is_read_in_place)
 	cr_assert_eq(rc, RMQ_EPROTO, "a leader id that is not a number: %s", rmq_errname(rc));
 	rc = rmq_follow_parse(buf + n - 2, 0, 100, &msg, why, sizeof(why));
 	cr_assert_eq(rc, RMQ_EPROTO, "no topic_partition: %s", rmq_errname(rc));
+}
+
+Test(follow, a_request_is_read_in_place)
+{
+	read_in_place(false);
+}
+
+Test(follow, stored_batches_are_read_in_place)
+{
+	read_in_place(true);
 }
