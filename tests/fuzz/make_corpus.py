@@ -483,6 +483,45 @@ def batch_seeds():
     return s
 
 
+# ---- replication requests (fuzz_follow.c) ------------------------------------
+
+def follow_seeds():
+    """ReplicateDataRequests as a leader sends them: a probe, batches as
+    field 5 elements, the same as `stored` (15), and a bundle's part."""
+    tp = field_len(4, field_len(1, b"orders") + field_uint(2, 3))
+    head = (field_len(1, field_uint(1, 1)) + field_len(2, b"1") + field_uint(3, 4) + tp)
+    tail = (field_uint(6, 10) + field_uint(7, 4) + field_uint(8, 9) + field_uint(9, 0) +
+            field_uint(10, (7 << 32) | 42) + field_len(11, b"2") + field_uint(12, 3) +
+            field_uint(13, 30))
+    entries = b""
+    base = 10
+    for i, codec in enumerate((0, 2, 0)):
+        recs = records(2 + i, tag=f"f{i}")
+        entries += stored_entry(recs, codec, base)
+        base += len(recs)
+    as5 = b""
+    at = 0
+    while at < len(entries):
+        # Each stored entry with field 5's key: 0x32 -> 0x2a.
+        n, k = 0, 1
+        shift = 0
+        while True:
+            b = entries[at + k]
+            n |= (b & 0x7f) << shift
+            k += 1
+            shift += 7
+            if b < 0x80:
+                break
+        as5 += b"\x2a" + entries[at + 1:at + k + n]
+        at += k + n
+    s = {}
+    s["probe"] = b"\x40" + head + tail
+    s["batches"] = b"\x40" + head + as5 + tail
+    s["stored"] = b"\x40" + head + tail + field_len(15, entries)
+    s["stored-over-limit"] = b"\x02" + head + tail + field_len(15, entries)
+    return s
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(TOP / "tests" / "fuzz" / "corpus"))
@@ -492,7 +531,8 @@ def main():
         load_protos(pathlib.Path(tmp))
         sets = {"fuzz_produce": produce_seeds(), "fuzz_fetch": fetch_seeds(),
                 "fuzz_admin": admin_seeds(), "fuzz_group": group_seeds(),
-                "fuzz_grpc": grpc_seeds(), "fuzz_batch": batch_seeds()}
+                "fuzz_grpc": grpc_seeds(), "fuzz_batch": batch_seeds(),
+                "fuzz_follow": follow_seeds()}
     for harness, seeds in sets.items():
         d = out / harness
         d.mkdir(parents=True, exist_ok=True)
