@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/flags.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "storage/codec.h"
 
 #include <errno.h>
@@ -22,6 +23,9 @@
 #include <limits.h>
 #include <mntent.h>
 #include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,7 @@
 #include <unistd.h>
 
 static struct rmq_broker broker;
+static bool insecure_warning;
 static volatile sig_atomic_t signals_seen;
 
 static void on_signal(int sig)
@@ -170,6 +175,43 @@ static int lock_dir(const char *flag, const char *dir, bool *predecessor)
 	return 0; /* fd stays open: the lock lives as long as the process */
 }
 
+/* Whether host names this machine only: 127.0.0.0/8, ::1, localhost. */
+static bool loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/*
+ * SIGHUP reads the TLS certificate and key again (new connections take
+ * them; open ones keep theirs).  A thread of its own waits for it, as
+ * OpenSSL cannot run in a signal handler; every other thread blocks it.
+ */
+static void *reload_thread(void *arg)
+{
+	struct rmq_tls_ctx *tls = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		int sig;
+		char err[512];
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (rmq_tls_ctx_reload(tls, err, sizeof(err)) < 0)
+			rmq_error("SIGHUP: the TLS certificate was not reloaded, the old one serves on: %s",
+				  err);
+		else
+			rmq_info("SIGHUP: TLS certificate and key reloaded for new connections");
+	}
+	return NULL;
+}
+
 static int split_listen(const char *s, char *host, size_t hlen, uint16_t *port, char *err,
 			size_t errlen)
 {
@@ -194,6 +236,8 @@ int main(int argc, char **argv)
 {
 	struct rmq_broker_config *cfg = &broker.cfg;
 	const char *listen, *fsync, *prealloc, *level, *compression;
+	const char *tls_cert, *tls_key, *tls_client_ca;
+	bool allow_insecure;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
 		recv_bufs, recv_buf_bytes, send_queue, poll, off_parts, off_seg, g_min, g_max, g_delay, g_size,
@@ -209,6 +253,10 @@ int main(int argc, char **argv)
 
 	const struct rmq_flag flags[] = {
 		{"listen", RMQ_FLAG_STRING, &listen, "127.0.0.1:9092", "address to serve gRPC on, host:port (0.0.0.0 for every interface; port 0 = any free port)", 0, 0, NULL},
+		{"tls-cert", RMQ_FLAG_STRING, &tls_cert, "", "PEM certificate chain: serve TLS 1.3 (ALPN h2) on --listen, with --tls-key; SIGHUP reads both again (docs/security.md)", 0, 0, NULL},
+		{"tls-key", RMQ_FLAG_STRING, &tls_key, "", "PEM private key of --tls-cert", 0, 0, NULL},
+		{"tls-client-ca", RMQ_FLAG_STRING, &tls_client_ca, "", "PEM CAs: clients must present a certificate they signed (mutual TLS)", 0, 0, NULL},
+		{"allow-insecure", RMQ_FLAG_BOOL, &allow_insecure, "false", "serve on an address other than loopback without TLS and authentication (a warning at start)", 0, 0, NULL},
 		{"listen-retry", RMQ_FLAG_DURATION, &listen_retry, "10s", "when the data directory was served before, how long a listen address still in use is retried (a crashed predecessor's sockets close late); 0s = fail at once", 0, 0, NULL},
 		{"data-dir", RMQ_FLAG_STRING, &cfg->data_dir, "rmq-data", "directory of the partition logs and metadata", 0, 0, NULL},
 		{"metadata-dir", RMQ_FLAG_STRING, &cfg->metadata_dir, "", "directory of the controller's log and snapshots (Kafka's metadata.log.dir): a disk of their own keeps their syncs from waiting behind the partitions'; empty: DATA_DIR/controller", 0, 0, NULL},
@@ -300,6 +348,31 @@ int main(int argc, char **argv)
 	}
 	rmq_log_set_level((enum rmq_log_level)rmq_log_parse_level(level));
 	net->host = host;
+	if (tls_cert[0] || tls_key[0] || tls_client_ca[0]) {
+		struct rmq_tls_config tc = {.server = true,
+					    .cert = tls_cert[0] ? tls_cert : NULL,
+					    .key = tls_key[0] ? tls_key : NULL,
+					    .ca = tls_client_ca[0] ? tls_client_ca : NULL};
+		if (rmq_tls_ctx_new(&tc, &net->tls, err, sizeof(err)) < 0) {
+			fprintf(stderr, "rmqd: --tls-cert/--tls-key/--tls-client-ca: %s\n", err);
+			return 2;
+		}
+	}
+	/* Safe by default: anyone who reaches a port outside this host
+	 * could read, write and delete every topic.  Authentication is not
+	 * built yet (issue 17), so TLS alone does not make it safe. */
+	if (!loopback(host)) {
+		if (!allow_insecure) {
+			fprintf(stderr,
+				"rmqd: --listen %s is reachable from other hosts, and rmqd has no "
+				"authentication yet: anyone who reaches it can read, write and delete "
+				"every topic. Listen on 127.0.0.1, or pass --allow-insecure "
+				"(docs/security.md)\n",
+				host);
+			return 2;
+		}
+		insecure_warning = true;
+	}
 	net->max_connections = (uint32_t)max_conns;
 	net->max_streams = (uint32_t)max_streams;
 	net->max_calls = (uint32_t)max_calls;
@@ -416,9 +489,25 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	sigset_t hup;
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_t reloader;
+	if (net->tls && (pthread_sigmask(SIG_BLOCK, &hup, NULL) != 0 ||
+			 pthread_create(&reloader, NULL, reload_thread, net->tls) != 0 ||
+			 pthread_detach(reloader) != 0))
+		rmq_warn("SIGHUP will not reload the TLS certificate: no thread for it");
+	if (insecure_warning)
+		rmq_warn("serving on %s without TLS and authentication (--allow-insecure): anyone who "
+			 "reaches it can read, write and delete every topic",
+			 host);
+	if (net->tls)
+		rmq_info("TLS 1.3 on %s:%u (ALPN h2%s)", host, net->port,
+			 tls_client_ca[0] ? ", client certificates required" : "");
 
 	broker.fsync_name = fsync;
 	rc = rmq_broker_run(&broker);
+	rmq_tls_ctx_free(net->tls); /* the reload thread waits for SIGHUP, blocked now */
 	if (rc < 0) {
 		rmq_error("rmqd stopped: %s", rmq_strerror(rc));
 		return 1;

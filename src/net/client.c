@@ -968,15 +968,20 @@ int rmq_client_connect(struct rmq_client *cl, const struct rmq_client_conn_ops *
 			return rc;
 		}
 	}
+	if (cl->cfg.tls && net_tls_start(&cc->nc, cl->cfg.tls, cl->cfg.host) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
 	struct io_uring_sqe *sqe = rmq_io_sqe(cl->io, &cc->connect_op);
 	if (!sqe) {
+		net_tls_end(&cc->nc);
 		close(fd);
 		return -EBUSY;
 	}
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&cl->addr, cl->addrlen);
 	rmq_list_del(&cc->link);
 	rmq_list_add_tail(&cl->conns_live, &cc->link);
-	net_conn_open(&cc->nc, fd);
+	net_conn_open(&cc->nc, fd); /* keeps the TLS started above */
 	cc->state = CC_CONNECTING;
 	cc->ops = ops;
 	cc->arg = arg;

@@ -51,9 +51,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct rmq_tls_ctx;
+
 struct rmq_client_config {
 	const char *host;            /* numeric address or name, e.g. "127.0.0.1" */
 	uint16_t port;
+	struct rmq_tls_ctx *tls;     /* TLS (tls.h, a client context), or NULL */
 	uint32_t connections_max;    /* connections the client may hold */
 	uint32_t calls_max;          /* calls in flight, all connections together */
 	uint32_t send_queue_max;     /* request messages queued per call, unsent */

@@ -97,6 +97,7 @@ void net_conn_close(struct net_conn *nc)
 	if (rmq_list_linked(&nc->dirty))
 		rmq_list_del(&nc->dirty);
 	net_conn_out_reset(nc); /* references of bytes never sent go back */
+	net_tls_end(nc);
 	if (nc->fd >= 0)
 		close(nc->fd);
 	nc->fd = -1;
@@ -199,7 +200,7 @@ void net_conn_out_reset(struct net_conn *nc)
 
 bool net_conn_out_pending(const struct net_conn *nc)
 {
-	return nc->pc_tail > nc->pc_head;
+	return nc->pc_tail > nc->pc_head || net_tls_pending(nc);
 }
 
 /* The kernel took n bytes from the front of the chain: drop what is done
@@ -280,10 +281,41 @@ int net_conn_gather(struct net_conn *nc, nghttp2_session *h2)
  * loopback, see docs/net.md).  The iovecs stay in the connection until the
  * completion.
  */
+/*
+ * TLS: the chain's plaintext is encrypted into the TLS buffer, each piece
+ * straight from where it is (a referenced piece from its segment mapping),
+ * and consumed as encrypted; then one SEND of the records.  Only while no
+ * send is in flight, so the completion consumes records alone.
+ */
+static int tls_send(struct net_conn *nc)
+{
+	while (nc->pc_head < nc->pc_tail) {
+		const struct net_out_piece *pc = &nc->pieces[nc->pc_head];
+		int n = net_tls_write(nc, pc->ext ? pc->ext : nc->out + pc->off, pc->len);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		out_consume(nc, (size_t)n);
+	}
+	size_t len;
+	const uint8_t *p = net_tls_out(nc, &len);
+	if (len == 0)
+		return 0;
+	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->send_op);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_send(sqe, nc->fd, p, len, MSG_NOSIGNAL);
+	nc->send_inflight = true;
+	return 0;
+}
+
 int net_conn_send(struct net_conn *nc)
 {
 	if (nc->send_inflight || !net_conn_out_pending(nc))
 		return 0;
+	if (nc->tls)
+		return tls_send(nc);
 	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->send_op);
 	if (!sqe)
 		return -EBUSY;
@@ -320,7 +352,10 @@ static void send_done(struct rmq_io_op *op, int res, unsigned flags)
 	}
 	if (res > 0) {
 		*nc->tx_bytes += (uint64_t)res;
-		out_consume(nc, (size_t)res); /* a short send resends the rest */
+		if (nc->tls)
+			net_tls_sent(nc, (size_t)res); /* its records, the rest again */
+		else
+			out_consume(nc, (size_t)res); /* a short send resends the rest */
 		net_conn_mark_dirty(nc);
 		return;
 	}
@@ -388,7 +423,10 @@ static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
 		RMQ_ASSERT(bid < rx->count);
 		if (res > 0 && nc->live && !nc->cut) {
 			*nc->rx_bytes += (uint64_t)res;
-			nc->ops->input(nc, net_bufring_addr(rx, bid), (size_t)res);
+			if (nc->tls)
+				net_tls_input(nc, net_bufring_addr(rx, bid), (size_t)res);
+			else
+				nc->ops->input(nc, net_bufring_addr(rx, bid), (size_t)res);
 		}
 		/* The input consumed all of it (or it was dropped): the buffer
 		 * goes straight back to the kernel. */

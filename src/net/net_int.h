@@ -311,9 +311,34 @@ struct net_conn {
 	uint32_t pc_head, pc_tail, pc_inflight;
 	uint64_t out_ref_bytes;        /* referenced bytes queued */
 	struct msghdr msg;
+	struct net_tls *tls;           /* TLS (tls.c), or NULL: plaintext */
 
 	struct rmq_list dirty;  /* on *dirty_list while it wants a flush */
 };
+
+/* ---- tls.c: TLS between the socket and the owner (tls.h) ------------------------- */
+
+struct rmq_tls_ctx;
+
+/* Makes nc a TLS connection (a server's or a client's, as ctx is; host:
+ * the name a client asks for and verifies, or NULL), before any I/O
+ * (net_conn_open keeps it; net_conn_close ends it).  0 or -ENOMEM. */
+int net_tls_start(struct net_conn *nc, struct rmq_tls_ctx *ctx, const char *host);
+void net_tls_end(struct net_conn *nc);
+/* Ciphertext received: its plaintext goes to ops->input; a fatal error
+ * (a bad record, a refused handshake) goes to ops->lost. */
+void net_tls_input(struct net_conn *nc, const uint8_t *p, size_t n);
+/* Encrypts up to one record of the len bytes at p into the TLS buffer:
+ * the bytes taken, 0 when not now (the buffer is full, or the handshake
+ * must finish first), or -EPROTO (a fatal error; the caller ends the
+ * connection). */
+int net_tls_write(struct net_conn *nc, const uint8_t *p, size_t len);
+/* Records waiting to be sent, and their sending. */
+bool net_tls_pending(const struct net_conn *nc);
+const uint8_t *net_tls_out(const struct net_conn *nc, size_t *len);
+void net_tls_sent(struct net_conn *nc, size_t n);
+/* A verified client certificate's identity (tls.c take_peer), or NULL. */
+const char *net_tls_peer(const struct net_conn *nc);
 
 /* Sets up a pool slot (once, at start). */
 void net_conn_init(struct net_conn *nc, const struct net_conn_init_args *a);

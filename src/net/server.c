@@ -757,6 +757,12 @@ static void conn_open(struct rmq_server *srv, int fd)
 	struct conn *c = RMQ_CONTAINER_OF(srv->conns_free.next, struct conn, link);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	net_conn_open(&c->nc, fd);
+	if (srv->cfg.tls && net_tls_start(&c->nc, srv->cfg.tls, NULL) < 0) {
+		c->state = CONN_FREE;
+		net_conn_close(&c->nc); /* closes fd */
+		srv->stats.refused++;
+		return;
+	}
 	c->state = CONN_OPEN;
 	c->preface_ok = c->h2_dead = c->raw = c->closing = c->counted_error = false;
 	c->handshake_ok = c->peer_settings = false;

@@ -47,6 +47,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct rmq_tls_ctx;
+
 struct rmq_net_config {
 	const char *host;            /* listen address, e.g. "127.0.0.1" */
 	uint16_t port;               /* 0 = ephemeral: shard 0 binds, the
@@ -68,6 +70,8 @@ struct rmq_net_config {
 					client preface (magic and SETTINGS) this
 					long after its accept; 0 = only the idle
 					timeout applies */
+	struct rmq_tls_ctx *tls;     /* TLS for every connection (tls.h), or
+					NULL: plaintext */
 	uint64_t listen_retry_ns;    /* a fixed port some socket still listens
 					on is retried this long before start
 					fails with -EADDRINUSE; 0 = fail at once

@@ -874,8 +874,10 @@ class NetCluster(tc.Cluster):
             self.nodes[b - 1].prefix = ("ip", "netns", "exec", net.ns[b])
 
     def flags(self, i):
-        return ("--listen", f"{self.net.addr(i + 1)}:{NET_PORT}", "--node-id", str(i + 1),
-                "--controller-voters", self.voters, "--cores", "1", *self.extra)
+        # Namespace addresses are not loopback: rmqd wants the consent.
+        return ("--listen", f"{self.net.addr(i + 1)}:{NET_PORT}", "--allow-insecure",
+                "--node-id", str(i + 1), "--controller-voters", self.voters, "--cores", "1",
+                *self.extra)
 
     def client(self, i):
         return tn.Client(f"{self.net.addr(i + 1)}:{NET_PORT}")

@@ -492,17 +492,20 @@ def _ident(b):
 
 
 class Client:
-    def __init__(self, addr, own_connection=False):
+    def __init__(self, addr, own_connection=False, creds=None):
         """own_connection: a TCP connection of its own (grpcio shares one
         between channels to the same address otherwise), so that what the
-        node does to this client's connection touches no other client."""
+        node does to this client's connection touches no other client.
+        creds: grpc.ssl_channel_credentials for TLS, else plaintext."""
         self.addr = addr
-        self.ch = grpc.insecure_channel(addr, options=[
+        opts = [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
             ("grpc.enable_retries", 0),
             *([("grpc.use_local_subchannel_pool", 1)] if own_connection else []),
-        ])
+        ]
+        self.ch = (grpc.secure_channel(addr, creds, options=opts) if creds
+                   else grpc.insecure_channel(addr, options=opts))
 
     def close(self):
         self.ch.close()

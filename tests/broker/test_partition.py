@@ -97,7 +97,7 @@ class Node:
         self.i = i
         self.log = os.path.join(tmp, f"n{i}.log")
         args = ["ip", "netns", "exec", net.ns[i], binary, "--listen", f"{net.addr(i)}:{PORT}",
-                "--node-id", str(i), "--controller-voters", voters, "--cores", "1",
+                "--allow-insecure", "--node-id", str(i), "--controller-voters", voters, "--cores", "1",
                 "--data-dir", os.path.join(tmp, f"n{i}")]
         # `ip netns exec` execs rmqd: the PID is rmqd's.
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
