@@ -1322,6 +1322,38 @@ def run_partition_management(cl, rmq=None):
        f"a migration past its timeout: {[str(m) for _, m in msgs]}")
     wait_for(f"the migration past its timeout cancelled: thr-0 on broker {tdst} alone",
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    # ReassignPartitions' progress carries the bytes copied, from the
+    # leader's view, when the answering node (the controller's leader)
+    # leads the partition: one of a topic's three placed there (the
+    # controller spreads them over the brokers), a replica added, the
+    # throttled copy seen growing to the log's size.
+    with cl.client(li) as c:
+        c.create_topic("cpy", 3)
+    cp = wait_for("every node knows cpy's leaders",
+                  lambda: all(len(partitions(cl, i, "cpy")) == 3 and
+                              all(x[0] not in ("", "0") for x in partitions(cl, i, "cpy"))
+                              for i in range(3)) and
+                  [k for k, x in enumerate(partitions(cl, li, "cpy")) if x[0] == str(li + 1)])
+    cp = cp[0]
+    with cl.client(li) as c:
+        for k in range(12):
+            produce_settled(c, "cpy", cp, tn.make_records(4, f"cpy{k}", size=60000, headers=False),
+                            f"produce cpy-{cp}")
+    size = pstate(cl, li, "cpy", cp).size_bytes
+    cdst = next(b for b in (1, 2, 3) if b != li + 1)
+    msgs = reassign(cl, li, [("cpy", cp, [li + 1, cdst])], timeout=30)
+    seen = [statuses(m)[("cpy", cp)] for m in msgs if ("cpy", cp) in statuses(m)]
+    copying = [(s.bytes_copied, s.bytes_total, s.lag_records) for s in seen
+               if s.phase == COPYING and s.bytes_total]
+    check(len(copying) >= 2, f"the copy's progress reported while it ran: {copying}")
+    check(all(t == size and c <= t for c, t, _ in copying),
+          f"bytes_copied within bytes_total, the leader's log size {size}: {copying}")
+    check(all(a[0] <= b[0] for a, b in zip(copying, copying[1:])) and
+          copying[-1][0] > copying[0][0], f"bytes_copied grows: {copying}")
+    check(copying[0][2] > 0, f"the added replica's lag while it copies: {copying}")
+    last = seen[-1]
+    eq((last.phase, last.bytes_copied, last.bytes_total), (COMPLETED, size, size),
+       f"the move completed with every byte copied: {last}")
     if rmq:
         # rmq partition reassign, asked of a node that does not lead the
         # controller: it follows the leader and prints the move to its end.
