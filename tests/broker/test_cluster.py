@@ -1116,6 +1116,92 @@ def run_balancing(cl):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+def run_unclean_recovery(cl):
+    """A new leader that cannot hear from a majority of its replicas
+    (recover.c, rule 10) waits: it may lack records acks MAJORITY answered
+    on the others.  A topic with unclean.leader.election.enable gets
+    availability instead: after WAIT_LOG_NS (5 s) its leader serves its log
+    as it is; a topic without it stays unavailable until a replica comes
+    back.  Four nodes, three of them voters: the partitions on the broker
+    outside the quorum and two voters other than the controller's leader,
+    whose leadership moves to the survivor once the other two are
+    killed."""
+    for i in range(4):
+        cl.start(i)
+    li, _ = cl.leader()
+    wait_for("four brokers registered and running",
+             lambda: len(brokers(cl, li)) == 4 and
+             all(st == BROKER_RUNNING for st, _, _ in brokers(cl, li).values()))
+    with cl.client(li) as c:
+        r = c.unary("/rustmq.controller.AdminService/CreateTopics",
+                    tn.A.CreateTopicsRequest(version=tn.V(), topics=[
+                        tn.A.CreatableTopic(name="unc", partitions=8, replication_factor=3,
+                                            configs=[tn.CM.ConfigEntry(
+                                                name="unclean.leader.election.enable",
+                                                value="true")]),
+                        tn.A.CreatableTopic(name="cln", partitions=8, replication_factor=3)]),
+                    tn.A.CreateTopicsResponse)
+        for t in r.topics:
+            ok(t, f"create {t.name}")
+    # Replicas: broker 4, v (killed) and s (the survivor), all but the
+    # controller's leader.
+    s, v = [b for b in (1, 2, 3) if b != li + 1]
+    want = sorted(["4", str(s), str(v)])
+
+    def pick(topic):
+        return wait_for(f"a partition of {topic} on brokers {want}, in sync, on every live node",
+                        lambda: next((k for k, (_, _, st) in enumerate(isr(cl, li, topic))
+                                      if sorted(partitions(cl, li, topic)[k][3]) == want and
+                                      len(st) == 3), None), timeout=20)
+
+    parts = {"unc": pick("unc"), "cln": pick("cln")}
+    for t, p in parts.items():
+        if partitions(cl, li, t)[p][0] == str(s):
+            ok(transfer(cl, li, t, p, target=4), f"TransferLeadership of {t}-{p} to broker 4")
+        wait_for(f"{t}-{p} led by broker 4 or {v}",
+                 lambda: partitions(cl, li, t)[p][0] in ("4", str(v)))
+    with cl.client(s - 1) as c:
+        for t, p in parts.items():
+            wait_for(f"broker {s} knows who leads {t}-{p}",
+                     lambda: partitions(cl, s - 1, t)[p][0] in ("4", str(v)))
+    lines = len(cl.nodes[s - 1].lines)
+    cl.nodes[v - 1].kill()
+    cl.nodes[3].kill()
+    for t, p in parts.items():
+        wait_for(f"broker {s} leads {t}-{p}", lambda: partitions(cl, li, t)[p][0] == str(s),
+                 timeout=20)
+    # Produce on the survivor: refused while it learns what the others
+    # hold; the topic that allows unclean elections is served once it
+    # gave up waiting.
+    with cl.client(s - 1) as c:
+        seen = []
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            r = c.produce("unc", parts["unc"], tn.make_records(1, "unc"))
+            seen.append((r.error_code, r.error_message))
+            if r.error_code == 0:
+                break
+            time.sleep(0.1)
+        check(seen[-1][0] == 0, f"unc-{parts['unc']} served in the end: {seen[-3:]}")
+        learning = [m for code, m in seen if code == LEADER_NOT_AVAILABLE and "still learning" in m]
+        check(learning, f"unc-{parts['unc']} refused while its new leader waited: {seen[:3]}")
+        gave_up = [re.search(r"answered in (\d+) s", x) for x in cl.nodes[s - 1].lines[lines:]
+                   if "serving this log as it is" in x]
+        check(gave_up and all(int(m.group(1)) >= 5 for m in gave_up),
+              f"broker {s} said it served unc without a majority after 5 s: {gave_up}")
+        r = c.produce("cln", parts["cln"], tn.make_records(1, "cln"))
+        eq((r.error_code, "still learning" in r.error_message), (LEADER_NOT_AVAILABLE, True),
+           f"cln-{parts['cln']}, without unclean.leader.election.enable, waits for a "
+           f"majority: {r.error_message}")
+    # A replica comes back: the clean topic's leader hears from it and
+    # serves.
+    cl.start(v - 1)
+    with cl.client(s - 1) as c:
+        wait_for(f"cln-{parts['cln']} served once broker {v} is back",
+                 lambda: c.produce("cln", parts["cln"], tn.make_records(1, "cln")).error_code == 0,
+                 timeout=20)
+
+
 PM = "/rustmq.broker.PartitionManagementService/"
 THROTTLE = 1 << 20  # --reassign-throttle of the partition_management cluster
 REQ_BYTES = 1 << 20  # lead.c: stored batches per request, about
@@ -1805,6 +1891,11 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "1s")),
          run_balancing),
+        ("unclean_recovery",
+         lambda: Cluster(binary, os.path.join(tmp, "j"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
+                          "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s")),
+         run_unclean_recovery),
         ("restarted_leader",
          lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
