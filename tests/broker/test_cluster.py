@@ -1760,6 +1760,58 @@ def run_group_coordinator(cl, rmq=None):
         eq(len(out.splitlines()), 30, f"rmq consume --group {cli_group} through node {boot + 1}")
         eq(committed(tg, cl, cci, cli_group, [("gc", p) for p in range(3)]),
            {("gc", p): 10 for p in range(3)}, f"{cli_group}'s commits at its coordinator")
+    # min.insync.replicas (the cluster's default) applies to commits: with
+    # the ISR of the group's offsets partition below it, a commit is
+    # refused NOT_ENOUGH_REPLICAS and the offset committed before stays;
+    # once the replica is back in the ISR the commit is taken.
+    # (A group of cg-1's partition: the replica stopped is not the
+    # coordinator the rest of the test uses.)
+    isr_group = next(g for g in (f"cg-isr-{k}" for k in range(100))
+                     if fnv1a(g) % 4 == fnv1a(group) % 4)
+    ici = coordinator_everywhere(cl, isr_group, [0, 1, 2])
+    ipart = fnv1a(isr_group) % 4
+    victim = next(i for i in sorted(range(3), key=lambda i: i == li) if i != ici)
+    CB = importlib.import_module("controller.cluster_pb2")
+
+    def cluster_config(sets=(), removes=()):
+        req = CB.UpdateClusterConfigRequest(version=tn.V(), remove_names=list(removes))
+        for k, v in sets:
+            req.set_entries.add(name=k, value=v)
+        with cl.client(li) as c:
+            ok(c.unary("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", req,
+                       CB.UpdateClusterConfigResponse), f"UpdateClusterConfig {sets} {removes}")
+
+    with cl.client(ici) as c:
+        m = tg.Member(c, isr_group, ["gc"])
+
+        def simple_commit(off):
+            r = m.commit({("gc", 0): off}, generation=-1, member_id="")
+            return r.error_code or r.partitions[0].error_code, \
+                r.error_message or r.partitions[0].error_message
+
+        eq(simple_commit(2)[0], 0, f"a commit of {isr_group} with three replicas in sync")
+        cluster_config(sets=[("min.insync.replicas", "3")])
+        cl.nodes[victim].kill()
+        wait_for(f"__consumer_offsets-{ipart}'s ISR without broker {victim + 1}",
+                 lambda: str(victim + 1) not in isr(cl, ici, "__consumer_offsets")[ipart][2],
+                 timeout=15)
+        code, why = simple_commit(7)
+        eq(code, NOT_ENOUGH_REPLICAS, f"a commit with 2 replicas in sync: {why}")
+        check("min.insync.replicas=3" in why and f"__consumer_offsets-{ipart}" in why,
+              f"the refusal says why: {why}")
+        eq(committed(tg, cl, ici, isr_group, [("gc", 0)]), {("gc", 0): 2},
+           "the refused commit did not change the committed offset")
+        cl.start(victim)
+        wait_for(f"broker {victim + 1} back in __consumer_offsets-{ipart}'s ISR",
+                 lambda: str(victim + 1) in isr(cl, ici, "__consumer_offsets")[ipart][2],
+                 timeout=20)
+        wait_for("the commit taken with three replicas in sync again",
+                 lambda: simple_commit(7)[0] == 0, timeout=10)
+        eq(committed(tg, cl, ici, isr_group, [("gc", 0)]), {("gc", 0): 7},
+           "the commit taken once the replica is back")
+        cluster_config(removes=["min.insync.replicas"])
+    wait_for("__consumer_offsets with three in-sync replicas per partition again",
+             lambda: all(len(x) == 3 for _, _, x in isr(cl, li, "__consumer_offsets")), timeout=20)
     # A member commits through the coordinator.
     want = {("gc", 0): 3, ("gc", 1): 5, ("gc", 2): 10}
     parts = sorted(want)
