@@ -629,6 +629,21 @@ static void pwork_looked_up(void *arg)
 		if (w->codes[i] == EC_OK && store)
 			store[nv++] = w->v[i];
 	}
+	/* Kafka appends commits with acks=all: an ISR below the offsets
+	 * topic's min.insync.replicas refuses them before anything is
+	 * stored, so memory (what FetchOffsets answers) keeps the offset
+	 * committed before. */
+	const struct rmq_olog *l = w->gs->ologs[rmq_group_partition(w->gs->bs, greq_group_id(w->r))];
+	uint32_t nisr, min;
+	if (store && !w->dry_run && nv > 0 && l && rmq_olog_short(l, &nisr, &min)) {
+		for (size_t i = 0; i < w->n; i++)
+			if (w->codes[i] == EC_OK)
+				pwork_refuse(w, i, EC_NOT_ENOUGH_REPLICAS,
+					     "min.insync.replicas=%u but %u replicas of %s-%u are in sync: "
+					     "not stored; retry once its replicas are back",
+					     min, nisr, RMQ_OFFSETS_TOPIC, rmq_olog_index(l));
+		nv = 0;
+	}
 	int rc = !store ? -ENOMEM
 		 : (w->dry_run || nv == 0)
 		     ? 0

@@ -108,6 +108,20 @@ uint64_t rmq_lookup_time(struct rmq_partition *p, bool max, int64_t ts_ms, int64
 	return v.offset;
 }
 
+void rmq_lookup_copied(const struct rmq_lookup *v, uint32_t broker, struct rmq_copy_progress *out)
+{
+	const struct rmq_isr_view *w = v->isr;
+	*out = (struct rmq_copy_progress){.source_end = w->log_end, .bytes_total = v->size_bytes};
+	for (uint32_t i = 0; i < w->n; i++)
+		if (w->r[i].broker == broker)
+			out->target_end = w->r[i].end;
+	uint64_t span = w->log_end > v->log_start ? w->log_end - v->log_start : 0;
+	uint64_t have = out->target_end > v->log_start ? out->target_end - v->log_start : 0;
+	have = have < span ? have : span;
+	out->bytes_copied = span ? (uint64_t)((double)v->size_bytes * (double)have / (double)span) : 0;
+	out->lag_records = w->log_end > out->target_end ? w->log_end - out->target_end : 0;
+}
+
 /* On the owner: answers from the log's current state. */
 static void lookup_exec(struct rmq_xmsg *m)
 {

@@ -84,6 +84,23 @@ int rmq_lookup_start(struct rmq_bshard *bs, struct rmq_lookup *v, size_t n,
 		     void (*done)(void *arg), void *arg);
 
 /*
+ * What replica `broker` holds of a partition, from an RMQ_LOOKUP_ISR
+ * answered OK (v->isr filled by the partition's leader): its durable end
+ * as the leader last heard it (0 when the leader tracks no such replica)
+ * and the bytes of the leader's log it has, estimated from offsets over
+ * the log's size (records of one log are about alike).  MigratePartition
+ * and ReassignPartitions report it as their copies' progress.
+ */
+struct rmq_copy_progress {
+	uint64_t source_end;   /* the leader's log end offset */
+	uint64_t target_end;   /* the replica's durable end */
+	uint64_t bytes_copied; /* <= bytes_total */
+	uint64_t bytes_total;  /* the leader's log size */
+	uint64_t lag_records;  /* source_end - target_end */
+};
+void rmq_lookup_copied(const struct rmq_lookup *v, uint32_t broker, struct rmq_copy_progress *out);
+
+/*
  * On the partition's shard: the offset of the first record whose timestamp
  * is >= ts_ms (max: of the record with the greatest timestamp), its
  * timestamp into *ts_found when not NULL; the high watermark (and -1) when

@@ -341,6 +341,16 @@ void rmq_olog_detach(struct rmq_olog *l)
 		free(l);
 }
 
+bool rmq_olog_short(const struct rmq_olog *l, uint32_t *nisr, uint32_t *min)
+{
+	*nisr = *min = 0;
+	if (!l->part || !l->part->topic || !l->part->topic->parts)
+		return false;
+	*nisr = l->part->topic->parts[l->part->index].nisr;
+	*min = l->part->topic->cfg.min_insync_replicas;
+	return *min > *nisr;
+}
+
 bool rmq_olog_replicated(const struct rmq_olog *l)
 {
 	return l->part != NULL;

@@ -87,6 +87,12 @@ int rmq_olog_attach(struct rmq_bshard *bs, struct rmq_partition *part, rmq_orec_
 void rmq_olog_detach(struct rmq_olog *l);
 /* Attached: the partition's high watermark moved; sets it passed are done. */
 void rmq_olog_hw(struct rmq_olog *l);
+/* Attached: whether the partition's ISR is smaller than its topic's
+ * min.insync.replicas (the cluster's default unless the topic sets it),
+ * so that a commit must be refused before it is appended (Kafka's
+ * NOT_ENOUGH_REPLICAS for acks=all); *nisr and *min say how.  False for
+ * the node's own log. */
+bool rmq_olog_short(const struct rmq_olog *l, uint32_t *nisr, uint32_t *min);
 /* Whether l is attached, and the leader epoch it was attached in. */
 bool rmq_olog_replicated(const struct rmq_olog *l);
 uint32_t rmq_olog_epoch(const struct rmq_olog *l);

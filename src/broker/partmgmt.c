@@ -477,22 +477,14 @@ static int mig_phase(struct mig *g, const struct rmq_passign *pa, bool viewed,
 	}
 	uint32_t target = g->op.add[0];
 	if (viewed && g->lk.code == EC_OK) {
-		const struct rmq_isr_view *v = &g->view;
-		msg->source_log_end_offset = v->log_end;
-		for (uint32_t i = 0; i < v->n; i++)
-			if (v->r[i].broker == target)
-				msg->target_log_end_offset = v->r[i].end;
-		/* Offsets are what the leader knows of the copy; bytes are
-		 * estimated from them over the log's size (records of one
-		 * log are about alike). */
-		uint64_t span = v->log_end > g->lk.log_start ? v->log_end - g->lk.log_start : 0;
-		uint64_t have = msg->target_log_end_offset > g->lk.log_start
-					? msg->target_log_end_offset - g->lk.log_start
-					: 0;
-		msg->bytes_total = g->lk.size_bytes;
-		msg->bytes_copied = span ? (uint64_t)((double)g->lk.size_bytes * have / span) : 0;
+		struct rmq_copy_progress cp;
+		rmq_lookup_copied(&g->lk, target, &cp);
+		msg->source_log_end_offset = cp.source_end;
+		msg->target_log_end_offset = cp.target_end;
+		msg->bytes_total = cp.bytes_total;
+		msg->bytes_copied = cp.bytes_copied;
 		if (!g->copy_end)
-			g->copy_end = v->log_end;
+			g->copy_end = cp.source_end;
 	}
 	switch (rmq_move_phase(pa, g->op.target, g->op.ntarget)) {
 	case RPHASE(COMPLETED):

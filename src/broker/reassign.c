@@ -9,12 +9,19 @@
  * the controller to take it into the ISR once it has caught up (UpdateISR,
  * isr.c), which completes the move.  throttle_bytes_per_sec is not applied
  * yet.
+ *
+ * The bytes a move has copied are the leader's view of its replicas
+ * (rmq_lookup_copied), looked up on the partition's shard before each
+ * progress message when this node leads the partition; the progress
+ * streamed from a node that does not lead it carries none.
  */
 #include "broker/reassign.h"
 
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/controller.h"
+#include "broker/lead.h"
+#include "broker/lookup.h"
 #include "broker/reply.h"
 #include "common/metadata.pb-c.h"
 #include "controller/cluster.pb-c.h"
@@ -124,15 +131,25 @@ struct rp_item {
 	/* What was last sent. */
 	int phase;
 	uint64_t shape;
+	/* The copy as the leader saw it before this message (viewed), and
+	 * the log's size when last seen (the total once completed). */
+	bool viewed;
+	uint64_t copied, total, lag;
+	uint64_t total_seen;
 };
 
 struct rp {
 	struct rmq_ctrl_req req;   /* req.code: the controller's answer */
 	struct rmq_call *call;
-	bool away;                 /* at shard 0 */
+	bool away;                 /* at shard 0, or a lookup is out */
 	bool cancelled;            /* the call ended while away */
+	bool all;                  /* the report the lookup is for: every item */
 	struct rmq_timer timer;
 	uint64_t interval_ns, next_all_ns, version;
+	/* The leader's view of the moves led here: lk[k] is of items[at[k]]. */
+	struct rmq_lookup *lk;
+	struct rmq_isr_view *views;
+	size_t *at;
 	size_t n;
 	struct rp_item items[];
 };
@@ -140,6 +157,9 @@ struct rp {
 static void rp_free(struct rp *r)
 {
 	rmq_call_unref(r->call);
+	free(r->lk);
+	free(r->views);
+	free(r->at);
 	free(r);
 }
 
@@ -322,8 +342,17 @@ static void status_pb(const struct rp_item *it, int phase, const struct rmq_pass
 	if (!pa)
 		return;
 	st->replica_ids = ids_of(s, 0, pa->replicas, pa->nreplicas, &st->n_replica_ids);
+	if (phase == PHASE(COMPLETED) && it->total_seen) {
+		/* Every added replica joined the ISR: it holds the whole log. */
+		st->bytes_copied = st->bytes_total = it->total_seen;
+	}
 	if (terminal(phase) || !pa->ntarget)
 		return;
+	if (it->viewed) {
+		st->bytes_copied = it->copied;
+		st->bytes_total = it->total;
+		st->lag_records = it->lag;
+	}
 	uint32_t adding[RMQ_REPLICAS_MAX], removing[RMQ_REPLICAS_MAX], na = 0, nr = 0;
 	uint32_t original = pa->nreplicas - pa->nadding;
 	for (uint32_t i = 0; i < pa->nreplicas; i++) {
@@ -404,6 +433,94 @@ static void finish(struct rp *r)
 	rp_free(r);
 }
 
+static void on_tick(struct rmq_timer *t);
+
+static void rearm(struct rp *r)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	if (rmq_timer_start(bs->s, &r->timer, rmq_now_ns() + TICK_NS, on_tick) < 0) {
+		rmq_call_set_ctx(r->call, NULL);
+		rmq_call_finish(r->call, RMQ_GRPC_RESOURCE_EXHAUSTED,
+				"no timer left on this shard to follow the reassignment");
+		rp_free(r);
+	}
+}
+
+/* Reports, then finishes or waits for the next tick. */
+static void step(struct rp *r, bool all)
+{
+	if (report(r, all))
+		finish(r);
+	else
+		rearm(r);
+}
+
+/* The leader's views are back: each moving item led here takes its copy's
+ * progress, the sum over the replicas the move adds. */
+static void looked(void *arg)
+{
+	struct rp *r = arg;
+	r->away = false;
+	if (r->cancelled) {
+		rp_free(r);
+		return;
+	}
+	struct rmq_meta *m = rmq_bshard_current()->meta;
+	for (size_t k = 0; k < r->n && r->at[k] < r->n; k++) {
+		struct rp_item *it = &r->items[r->at[k]];
+		struct rmq_topic *t;
+		const struct rmq_passign *pa = rmq_meta_passign(m, it->topic, it->partition, &t);
+		if (r->lk[k].code != EC_OK || !pa || pa->gen != it->gen || !pa->ntarget)
+			continue;
+		it->viewed = true;
+		for (uint32_t i = pa->nreplicas - pa->nadding; i < pa->nreplicas; i++) {
+			struct rmq_copy_progress cp;
+			rmq_lookup_copied(&r->lk[k], pa->replicas[i], &cp);
+			it->copied += cp.bytes_copied;
+			it->total += cp.bytes_total;
+			it->lag = cp.lag_records > it->lag ? cp.lag_records : it->lag;
+		}
+		it->total_seen = it->total;
+	}
+	step(r, r->all);
+}
+
+/* Looks at the moves this node leads (on their shards), then reports. */
+static void look(struct rp *r, bool all)
+{
+	struct rmq_bshard *bs = rmq_bshard_current();
+	size_t k = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		struct rp_item *it = &r->items[i];
+		it->viewed = false;
+		it->copied = it->total = it->lag = 0;
+		struct rmq_topic *t;
+		const struct rmq_passign *pa =
+			terminal(it->phase) || it->code != EC_OK
+				? NULL
+				: rmq_meta_passign(bs->meta, it->topic, it->partition, &t);
+		if (!pa || pa->gen != it->gen || !pa->ntarget || pa->leader != bs->b->self)
+			continue;
+		struct rmq_lookup *v = &r->lk[k];
+		memset(v, 0, sizeof(*v));
+		snprintf(v->topic, sizeof(v->topic), "%.*s", RMQ_TOPIC_NAME_MAX, it->topic);
+		v->partition = it->partition;
+		v->spec = RMQ_LOOKUP_ISR;
+		v->isr = &r->views[k];
+		r->at[k++] = i;
+	}
+	if (k < r->n)
+		r->at[k] = r->n; /* the end */
+	r->all = all;
+	if (k > 0) {
+		r->away = true;
+		if (rmq_lookup_start(bs, r->lk, k, looked, r) == 0)
+			return;
+		r->away = false; /* out of memory: reported without */
+	}
+	step(r, all);
+}
+
 static void on_tick(struct rmq_timer *t)
 {
 	struct rp *r = RMQ_CONTAINER_OF(t, struct rp, timer);
@@ -414,17 +531,10 @@ static void on_tick(struct rmq_timer *t)
 		r->next_all_ns = now + r->interval_ns;
 	if (all || bs->meta->version != r->version) {
 		r->version = bs->meta->version;
-		if (report(r, all)) {
-			finish(r);
-			return;
-		}
+		look(r, all);
+		return;
 	}
-	if (rmq_timer_start(bs->s, &r->timer, now + TICK_NS, on_tick) < 0) {
-		rmq_call_set_ctx(r->call, NULL);
-		rmq_call_finish(r->call, RMQ_GRPC_RESOURCE_EXHAUSTED,
-				"no timer left on this shard to follow the reassignment");
-		rp_free(r);
-	}
+	rearm(r);
 }
 
 /* A whole-request answer: one message, no partitions. */
@@ -476,10 +586,7 @@ static void rp_back(struct rmq_ctrl_req *req)
 	}
 	r->version = bs->meta->version;
 	r->next_all_ns = rmq_now_ns() + r->interval_ns;
-	if (report(r, true))
-		finish(r);
-	else
-		on_tick(&r->timer);
+	look(r, true);
 }
 
 /* Reads item i of req into it; a refusal goes into it->code. */
@@ -539,6 +646,17 @@ void rmq_reassign_partitions(struct rmq_call *c, void *msg)
 	}
 	r->n = req->n_partitions;
 	r->interval_ns = interval;
+	r->lk = calloc(r->n, sizeof(*r->lk));
+	r->views = calloc(r->n, sizeof(*r->views));
+	r->at = calloc(r->n, sizeof(*r->at));
+	if (!r->lk || !r->views || !r->at) {
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		free(r->lk);
+		free(r->views);
+		free(r->at);
+		free(r);
+		goto out;
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		item_in(req->partitions[i], &r->items[i]);
 		for (size_t j = 0; j < i; j++) {
@@ -548,6 +666,9 @@ void rmq_reassign_partitions(struct rmq_call *c, void *msg)
 				snprintf(why, sizeof(why), "partition %.200s-%" PRIu32 " is given twice",
 					 r->items[i].topic, r->items[i].partition);
 				refuse_all(c, EC_INVALID_REQUEST, why);
+				free(r->lk);
+				free(r->views);
+				free(r->at);
 				free(r);
 				goto out;
 			}

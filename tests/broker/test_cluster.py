@@ -1199,6 +1199,92 @@ def run_balancing(cl):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
 
 
+def run_unclean_recovery(cl):
+    """A new leader that cannot hear from a majority of its replicas
+    (recover.c, rule 10) waits: it may lack records acks MAJORITY answered
+    on the others.  A topic with unclean.leader.election.enable gets
+    availability instead: after WAIT_LOG_NS (5 s) its leader serves its log
+    as it is; a topic without it stays unavailable until a replica comes
+    back.  Four nodes, three of them voters: the partitions on the broker
+    outside the quorum and two voters other than the controller's leader,
+    whose leadership moves to the survivor once the other two are
+    killed."""
+    for i in range(4):
+        cl.start(i)
+    li, _ = cl.leader()
+    wait_for("four brokers registered and running",
+             lambda: len(brokers(cl, li)) == 4 and
+             all(st == BROKER_RUNNING for st, _, _ in brokers(cl, li).values()))
+    with cl.client(li) as c:
+        r = c.unary("/rustmq.controller.AdminService/CreateTopics",
+                    tn.A.CreateTopicsRequest(version=tn.V(), topics=[
+                        tn.A.CreatableTopic(name="unc", partitions=8, replication_factor=3,
+                                            configs=[tn.CM.ConfigEntry(
+                                                name="unclean.leader.election.enable",
+                                                value="true")]),
+                        tn.A.CreatableTopic(name="cln", partitions=8, replication_factor=3)]),
+                    tn.A.CreateTopicsResponse)
+        for t in r.topics:
+            ok(t, f"create {t.name}")
+    # Replicas: broker 4, v (killed) and s (the survivor), all but the
+    # controller's leader.
+    s, v = [b for b in (1, 2, 3) if b != li + 1]
+    want = sorted(["4", str(s), str(v)])
+
+    def pick(topic):
+        return wait_for(f"a partition of {topic} on brokers {want}, in sync, on every live node",
+                        lambda: next((k for k, (_, _, st) in enumerate(isr(cl, li, topic))
+                                      if sorted(partitions(cl, li, topic)[k][3]) == want and
+                                      len(st) == 3), None), timeout=20)
+
+    parts = {"unc": pick("unc"), "cln": pick("cln")}
+    for t, p in parts.items():
+        if partitions(cl, li, t)[p][0] == str(s):
+            ok(transfer(cl, li, t, p, target=4), f"TransferLeadership of {t}-{p} to broker 4")
+        wait_for(f"{t}-{p} led by broker 4 or {v}",
+                 lambda: partitions(cl, li, t)[p][0] in ("4", str(v)))
+    with cl.client(s - 1) as c:
+        for t, p in parts.items():
+            wait_for(f"broker {s} knows who leads {t}-{p}",
+                     lambda: partitions(cl, s - 1, t)[p][0] in ("4", str(v)))
+    lines = len(cl.nodes[s - 1].lines)
+    cl.nodes[v - 1].kill()
+    cl.nodes[3].kill()
+    for t, p in parts.items():
+        wait_for(f"broker {s} leads {t}-{p}", lambda: partitions(cl, li, t)[p][0] == str(s),
+                 timeout=20)
+    # Produce on the survivor: refused while it learns what the others
+    # hold; the topic that allows unclean elections is served once it
+    # gave up waiting.
+    with cl.client(s - 1) as c:
+        seen = []
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            r = c.produce("unc", parts["unc"], tn.make_records(1, "unc"))
+            seen.append((r.error_code, r.error_message))
+            if r.error_code == 0:
+                break
+            time.sleep(0.1)
+        check(seen[-1][0] == 0, f"unc-{parts['unc']} served in the end: {seen[-3:]}")
+        learning = [m for code, m in seen if code == LEADER_NOT_AVAILABLE and "still learning" in m]
+        check(learning, f"unc-{parts['unc']} refused while its new leader waited: {seen[:3]}")
+        gave_up = [re.search(r"answered in (\d+) s", x) for x in cl.nodes[s - 1].lines[lines:]
+                   if "serving this log as it is" in x]
+        check(gave_up and all(int(m.group(1)) >= 5 for m in gave_up),
+              f"broker {s} said it served unc without a majority after 5 s: {gave_up}")
+        r = c.produce("cln", parts["cln"], tn.make_records(1, "cln"))
+        eq((r.error_code, "still learning" in r.error_message), (LEADER_NOT_AVAILABLE, True),
+           f"cln-{parts['cln']}, without unclean.leader.election.enable, waits for a "
+           f"majority: {r.error_message}")
+    # A replica comes back: the clean topic's leader hears from it and
+    # serves.
+    cl.start(v - 1)
+    with cl.client(s - 1) as c:
+        wait_for(f"cln-{parts['cln']} served once broker {v} is back",
+                 lambda: c.produce("cln", parts["cln"], tn.make_records(1, "cln")).error_code == 0,
+                 timeout=20)
+
+
 PM = "/rustmq.broker.PartitionManagementService/"
 THROTTLE = 1 << 20  # --reassign-throttle of the partition_management cluster
 REQ_BYTES = 1 << 20  # lead.c: stored batches per request, about
@@ -1405,6 +1491,38 @@ def run_partition_management(cl, rmq=None):
        f"a migration past its timeout: {[str(m) for _, m in msgs]}")
     wait_for(f"the migration past its timeout cancelled: thr-0 on broker {tdst} alone",
              lambda: all(partitions(cl, i, "thr")[0][3] == [str(tdst)] for i in range(3)))
+    # ReassignPartitions' progress carries the bytes copied, from the
+    # leader's view, when the answering node (the controller's leader)
+    # leads the partition: one of a topic's three placed there (the
+    # controller spreads them over the brokers), a replica added, the
+    # throttled copy seen growing to the log's size.
+    with cl.client(li) as c:
+        c.create_topic("cpy", 3)
+    cp = wait_for("every node knows cpy's leaders",
+                  lambda: all(len(partitions(cl, i, "cpy")) == 3 and
+                              all(x[0] not in ("", "0") for x in partitions(cl, i, "cpy"))
+                              for i in range(3)) and
+                  [k for k, x in enumerate(partitions(cl, li, "cpy")) if x[0] == str(li + 1)])
+    cp = cp[0]
+    with cl.client(li) as c:
+        for k in range(12):
+            produce_settled(c, "cpy", cp, tn.make_records(4, f"cpy{k}", size=60000, headers=False),
+                            f"produce cpy-{cp}")
+    size = pstate(cl, li, "cpy", cp).size_bytes
+    cdst = next(b for b in (1, 2, 3) if b != li + 1)
+    msgs = reassign(cl, li, [("cpy", cp, [li + 1, cdst])], timeout=30)
+    seen = [statuses(m)[("cpy", cp)] for m in msgs if ("cpy", cp) in statuses(m)]
+    copying = [(s.bytes_copied, s.bytes_total, s.lag_records) for s in seen
+               if s.phase == COPYING and s.bytes_total]
+    check(len(copying) >= 2, f"the copy's progress reported while it ran: {copying}")
+    check(all(t == size and c <= t for c, t, _ in copying),
+          f"bytes_copied within bytes_total, the leader's log size {size}: {copying}")
+    check(all(a[0] <= b[0] for a, b in zip(copying, copying[1:])) and
+          copying[-1][0] > copying[0][0], f"bytes_copied grows: {copying}")
+    check(copying[0][2] > 0, f"the added replica's lag while it copies: {copying}")
+    last = seen[-1]
+    eq((last.phase, last.bytes_copied, last.bytes_total), (COMPLETED, size, size),
+       f"the move completed with every byte copied: {last}")
     if rmq:
         # rmq partition reassign, asked of a node that does not lead the
         # controller: it follows the leader and prints the move to its end.
@@ -1725,6 +1843,58 @@ def run_group_coordinator(cl, rmq=None):
         eq(len(out.splitlines()), 30, f"rmq consume --group {cli_group} through node {boot + 1}")
         eq(committed(tg, cl, cci, cli_group, [("gc", p) for p in range(3)]),
            {("gc", p): 10 for p in range(3)}, f"{cli_group}'s commits at its coordinator")
+    # min.insync.replicas (the cluster's default) applies to commits: with
+    # the ISR of the group's offsets partition below it, a commit is
+    # refused NOT_ENOUGH_REPLICAS and the offset committed before stays;
+    # once the replica is back in the ISR the commit is taken.
+    # (A group of cg-1's partition: the replica stopped is not the
+    # coordinator the rest of the test uses.)
+    isr_group = next(g for g in (f"cg-isr-{k}" for k in range(100))
+                     if fnv1a(g) % 4 == fnv1a(group) % 4)
+    ici = coordinator_everywhere(cl, isr_group, [0, 1, 2])
+    ipart = fnv1a(isr_group) % 4
+    victim = next(i for i in sorted(range(3), key=lambda i: i == li) if i != ici)
+    CB = importlib.import_module("controller.cluster_pb2")
+
+    def cluster_config(sets=(), removes=()):
+        req = CB.UpdateClusterConfigRequest(version=tn.V(), remove_names=list(removes))
+        for k, v in sets:
+            req.set_entries.add(name=k, value=v)
+        with cl.client(li) as c:
+            ok(c.unary("/rustmq.controller.ControllerBrokerService/UpdateClusterConfig", req,
+                       CB.UpdateClusterConfigResponse), f"UpdateClusterConfig {sets} {removes}")
+
+    with cl.client(ici) as c:
+        m = tg.Member(c, isr_group, ["gc"])
+
+        def simple_commit(off):
+            r = m.commit({("gc", 0): off}, generation=-1, member_id="")
+            return r.error_code or r.partitions[0].error_code, \
+                r.error_message or r.partitions[0].error_message
+
+        eq(simple_commit(2)[0], 0, f"a commit of {isr_group} with three replicas in sync")
+        cluster_config(sets=[("min.insync.replicas", "3")])
+        cl.nodes[victim].kill()
+        wait_for(f"__consumer_offsets-{ipart}'s ISR without broker {victim + 1}",
+                 lambda: str(victim + 1) not in isr(cl, ici, "__consumer_offsets")[ipart][2],
+                 timeout=15)
+        code, why = simple_commit(7)
+        eq(code, NOT_ENOUGH_REPLICAS, f"a commit with 2 replicas in sync: {why}")
+        check("min.insync.replicas=3" in why and f"__consumer_offsets-{ipart}" in why,
+              f"the refusal says why: {why}")
+        eq(committed(tg, cl, ici, isr_group, [("gc", 0)]), {("gc", 0): 2},
+           "the refused commit did not change the committed offset")
+        cl.start(victim)
+        wait_for(f"broker {victim + 1} back in __consumer_offsets-{ipart}'s ISR",
+                 lambda: str(victim + 1) in isr(cl, ici, "__consumer_offsets")[ipart][2],
+                 timeout=20)
+        wait_for("the commit taken with three replicas in sync again",
+                 lambda: simple_commit(7)[0] == 0, timeout=10)
+        eq(committed(tg, cl, ici, isr_group, [("gc", 0)]), {("gc", 0): 7},
+           "the commit taken once the replica is back")
+        cluster_config(removes=["min.insync.replicas"])
+    wait_for("__consumer_offsets with three in-sync replicas per partition again",
+             lambda: all(len(x) == 3 for _, _, x in isr(cl, li, "__consumer_offsets")), timeout=20)
     # A member commits through the coordinator.
     want = {("gc", 0): 3, ("gc", 1): 5, ("gc", 2): 10}
     parts = sorted(want)
@@ -1856,6 +2026,11 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
                           "--replica-lag-max", "500ms", "--leader-rebalance-interval", "1s")),
          run_balancing),
+        ("unclean_recovery",
+         lambda: Cluster(binary, os.path.join(tmp, "j"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "1s",
+                          "--replica-lag-max", "500ms", "--leader-rebalance-interval", "0s")),
+         run_unclean_recovery),
         ("restarted_leader",
          lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
