@@ -17,6 +17,7 @@
 #include "common/types.pb-c.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "net/tls.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -168,9 +169,28 @@ Google__Protobuf__Timestamp pb_timestamp(uint64_t ms)
 
 /* ---- connection and calls ------------------------------------------------ */
 
+/* TLS when a --tls-* flag says so: one client context for every
+ * connection of the process (the bootstrap's, and the leaders'). */
+static void tls_setup(void)
+{
+	static bool done;
+	static struct rmq_tls_ctx *tls;
+	char err[512];
+	if (done || !(cli.tls_ca || cli.tls_cert || cli.tls_key))
+		return;
+	done = true;
+	struct rmq_tls_config tc = {.cert = cli.tls_cert, .key = cli.tls_key, .ca = cli.tls_ca};
+	if (rmq_tls_ctx_new(&tc, &tls, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rmq: --tls-ca/--tls-cert/--tls-key: %s\n", err);
+		exit(EXIT_USAGE);
+	}
+	rmq_rpc_use_tls(tls);
+}
+
 void connect_broker(void)
 {
 	char err[256];
+	tls_setup();
 	if (bench_parse_target(cli.bootstrap, cli.host, sizeof(cli.host), &cli.port, err,
 			       sizeof(err)) < 0) {
 		fprintf(stderr, "rmq: bad bootstrap address '%s': %s (expected host:port)\n",
@@ -252,6 +272,9 @@ static const struct global_flag {
 } global_flags[] = {
 	{"bootstrap", &cli.bootstrap, "host:port",
 	 "the broker (default: $RMQ_BOOTSTRAP, else " DEFAULT_BOOTSTRAP ")"},
+	{"tls-ca", &cli.tls_ca, "file", "connect with TLS, trusting these PEM CAs (docs/security.md)"},
+	{"tls-cert", &cli.tls_cert, "file", "TLS: this PEM client certificate (mutual TLS), with --tls-key"},
+	{"tls-key", &cli.tls_key, "file", "TLS: the PEM private key of --tls-cert"},
 };
 
 int take_global_flag(int argc, char **argv, int i)

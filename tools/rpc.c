@@ -234,6 +234,13 @@ static void *run_thread(void *arg)
 	return NULL;
 }
 
+static struct rmq_tls_ctx *rpc_tls;
+
+void rmq_rpc_use_tls(struct rmq_tls_ctx *tls)
+{
+	rpc_tls = tls;
+}
+
 int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,
 		 struct rmq_rpc **out)
 {
@@ -248,6 +255,7 @@ int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,
 	rpc->cfg.calls_max = 64;
 	rpc->cfg.recv_buffers = 64;
 	rpc->cfg.connect_timeout_ns = connect_timeout_ns;
+	rpc->cfg.tls = rpc_tls;
 	rpc->conn_state = CONN_PENDING;
 	pthread_mutex_init(&rpc->mu, NULL);
 	pthread_cond_init(&rpc->cv, NULL);

@@ -67,6 +67,11 @@ struct rmq_rpc_call {
 int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,
 		 struct rmq_rpc **out);
 
+/* TLS (a client context of net/tls.h) for every connection opened after
+ * it, or NULL: plaintext.  The caller keeps it alive. */
+struct rmq_tls_ctx;
+void rmq_rpc_use_tls(struct rmq_tls_ctx *tls);
+
 /* Queues c (path, req, len, timeout_ns set by the caller). */
 void rmq_rpc_submit(struct rmq_rpc *rpc, struct rmq_rpc_call *c);
 

@@ -43,6 +43,7 @@ struct rmq_broker_config {
 	const char *metadata_dir;      /* --metadata-dir: the controller's store; NULL: data_dir/controller */
 	const char *node_id;
 	const char *advertised_host;   /* what metadata tells clients; default: listen host */
+	struct rmq_tls_ctx *peer_tls;  /* TLS to other brokers (a client context), or NULL */
 	unsigned shards;
 	bool pin;
 	uint64_t poll_ns;              /* shard busy-poll before sleeping */

@@ -379,6 +379,7 @@ static void peer_connect(struct rmq_peer *pe)
 		rmq_client_config_default(&cfg);
 		cfg.host = r->host;
 		cfg.port = (uint16_t)r->port;
+		cfg.tls = bs->b->cfg.peer_tls; /* TLS between brokers */
 		cfg.connections_max = 2;
 		cfg.calls_max = 4; /* one stream at a time, and one ending */
 		cfg.send_queue_max = QUEUE_PIECES;

@@ -31,17 +31,19 @@ struct target {
 struct rmq_link {
 	struct rmq_shard *s;
 	char what[48];
+	struct rmq_tls_ctx *tls;
 	uint32_t calls_max, send_queue_max, stream_window;
 	size_t n;
 	struct target t[TARGETS_MAX];
 };
 
-struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, uint32_t calls_max,
-			      uint32_t send_queue_max, uint32_t stream_window)
+struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, struct rmq_tls_ctx *tls,
+			      uint32_t calls_max, uint32_t send_queue_max, uint32_t stream_window)
 {
 	struct rmq_link *l = calloc(1, sizeof(*l));
 	if (l) {
 		l->s = s;
+		l->tls = tls;
 		snprintf(l->what, sizeof(l->what), "%s", what);
 		l->calls_max = calls_max;
 		l->send_queue_max = send_queue_max;
@@ -143,6 +145,7 @@ static struct target *target_for(struct rmq_link *l, const char *addr)
 	rmq_client_config_default(&cfg);
 	cfg.host = host;
 	cfg.port = (uint16_t)atoi(colon + 1);
+	cfg.tls = l->tls;
 	cfg.connections_max = 2;
 	cfg.calls_max = l->calls_max ? l->calls_max : 64;
 	if (l->send_queue_max)

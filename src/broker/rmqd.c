@@ -194,7 +194,8 @@ static bool loopback(const char *host)
  */
 static void *reload_thread(void *arg)
 {
-	struct rmq_tls_ctx *tls = arg;
+	struct rmq_broker_config *cfg = arg;
+	struct rmq_tls_ctx *tls = cfg->net.tls;
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
@@ -203,7 +204,8 @@ static void *reload_thread(void *arg)
 		char err[512];
 		if (sigwait(&set, &sig) != 0)
 			continue;
-		if (rmq_tls_ctx_reload(tls, err, sizeof(err)) < 0)
+		if (rmq_tls_ctx_reload(tls, err, sizeof(err)) < 0 ||
+		    rmq_tls_ctx_reload(cfg->peer_tls, err, sizeof(err)) < 0)
 			rmq_error("SIGHUP: the TLS certificate was not reloaded, the old one serves on: %s",
 				  err);
 		else
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
 {
 	struct rmq_broker_config *cfg = &broker.cfg;
 	const char *listen, *fsync, *prealloc, *level, *compression;
-	const char *tls_cert, *tls_key, *tls_client_ca;
+	const char *tls_cert, *tls_key, *tls_client_ca, *tls_ca;
 	bool allow_insecure;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
@@ -256,6 +258,7 @@ int main(int argc, char **argv)
 		{"tls-cert", RMQ_FLAG_STRING, &tls_cert, "", "PEM certificate chain: serve TLS 1.3 (ALPN h2) on --listen, with --tls-key; SIGHUP reads both again (docs/security.md)", 0, 0, NULL},
 		{"tls-key", RMQ_FLAG_STRING, &tls_key, "", "PEM private key of --tls-cert", 0, 0, NULL},
 		{"tls-client-ca", RMQ_FLAG_STRING, &tls_client_ca, "", "PEM CAs: clients must present a certificate they signed (mutual TLS)", 0, 0, NULL},
+		{"tls-ca", RMQ_FLAG_STRING, &tls_ca, "", "PEM CAs that signed the other brokers' certificates: with --tls-cert, replication and the controller's calls go over TLS, presenting --tls-cert (default: --tls-client-ca, else the system's CAs)", 0, 0, NULL},
 		{"allow-insecure", RMQ_FLAG_BOOL, &allow_insecure, "false", "serve on an address other than loopback without TLS and authentication (a warning at start)", 0, 0, NULL},
 		{"listen-retry", RMQ_FLAG_DURATION, &listen_retry, "10s", "when the data directory was served before, how long a listen address still in use is retried (a crashed predecessor's sockets close late); 0s = fail at once", 0, 0, NULL},
 		{"data-dir", RMQ_FLAG_STRING, &cfg->data_dir, "rmq-data", "directory of the partition logs and metadata", 0, 0, NULL},
@@ -357,6 +360,18 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rmqd: --tls-cert/--tls-key/--tls-client-ca: %s\n", err);
 			return 2;
 		}
+		/* Other brokers are TLS servers as this one is: reached with
+		 * this certificate (their --tls-client-ca may ask for it). */
+		struct rmq_tls_config pc = {.cert = tc.cert, .key = tc.key,
+					    .ca = tls_ca[0] ? tls_ca : tc.ca};
+		if (rmq_tls_ctx_new(&pc, &cfg->peer_tls, err, sizeof(err)) < 0) {
+			fprintf(stderr, "rmqd: --tls-ca: %s\n", err);
+			return 2;
+		}
+	} else if (tls_ca[0]) {
+		fprintf(stderr, "rmqd: --tls-ca needs --tls-cert and --tls-key (brokers talk TLS to "
+				"each other when they serve it)\n");
+		return 2;
 	}
 	/* Safe by default: anyone who reaches a port outside this host
 	 * could read, write and delete every topic.  Authentication is not
@@ -494,7 +509,7 @@ int main(int argc, char **argv)
 	sigaddset(&hup, SIGHUP);
 	pthread_t reloader;
 	if (net->tls && (pthread_sigmask(SIG_BLOCK, &hup, NULL) != 0 ||
-			 pthread_create(&reloader, NULL, reload_thread, net->tls) != 0 ||
+			 pthread_create(&reloader, NULL, reload_thread, cfg) != 0 ||
 			 pthread_detach(reloader) != 0))
 		rmq_warn("SIGHUP will not reload the TLS certificate: no thread for it");
 	if (insecure_warning)
@@ -508,6 +523,7 @@ int main(int argc, char **argv)
 	broker.fsync_name = fsync;
 	rc = rmq_broker_run(&broker);
 	rmq_tls_ctx_free(net->tls); /* the reload thread waits for SIGHUP, blocked now */
+	rmq_tls_ctx_free(cfg->peer_tls);
 	if (rc < 0) {
 		rmq_error("rmqd stopped: %s", rmq_strerror(rc));
 		return 1;

@@ -169,6 +169,7 @@ struct rmq_client {
 	socklen_t addrlen;
 	int family;
 	char authority[300];            /* host:port, for :authority */
+	char host[256];                 /* cfg.host, kept (the caller's may go) */
 	size_t authority_len;
 
 	struct net_bufring rx;
@@ -1212,7 +1213,8 @@ int rmq_client_server_stream(struct rmq_client_conn *cc, const char *path, const
 
 static int config_check(const struct rmq_client_config *cfg)
 {
-	if (!cfg->host || cfg->connections_max == 0 || cfg->calls_max == 0 ||
+	if (!cfg->host || strlen(cfg->host) >= sizeof(((struct rmq_client *)0)->host) ||
+	    cfg->connections_max == 0 || cfg->calls_max == 0 ||
 	    cfg->send_queue_max == 0)
 		return -EINVAL;
 	if (cfg->max_message_bytes == 0 || cfg->max_message_bytes > UINT32_MAX)
@@ -1296,6 +1298,8 @@ int rmq_client_create(struct rmq_shard *s, const struct rmq_client_config *cfg,
 	cl->shard = s;
 	cl->io = rmq_shard_io(s);
 	cl->cfg = *cfg;
+	snprintf(cl->host, sizeof(cl->host), "%s", cfg->host);
+	cl->cfg.host = cl->host; /* the caller's string may not outlive the call */
 	cl->rx.bgid = -1;
 	/* Where bind_steered starts: apart for each client. */
 	if (getrandom(&cl->steer_next, sizeof(cl->steer_next), GRND_NONBLOCK) < 0)

@@ -366,7 +366,9 @@ static void tls_fail(struct net_conn *nc, int e)
 	if (code)
 		ERR_error_string_n(code, why, sizeof(why));
 	ERR_clear_error();
-	rmq_debug("net: fd %d: TLS: %s (SSL error %d)", nc->fd, why[0] ? why : "failed", e);
+	long v = SSL_get_verify_result(t->ssl);
+	rmq_debug("net: fd %d: TLS: %s (SSL error %d)%s%s", nc->fd, why[0] ? why : "failed", e,
+		  v != X509_V_OK ? ": " : "", v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
 	if (!nc->send_inflight && t->out_tail > t->out_head)
 		(void)send(nc->fd, t->out + t->out_head, t->out_tail - t->out_head,
 			   MSG_DONTWAIT | MSG_NOSIGNAL);

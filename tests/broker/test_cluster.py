@@ -2048,7 +2048,7 @@ def main() -> int:
                           "--reassign-throttle", str(THROTTLE))),
          lambda cl: run_partition_management(cl, args.rmq)),
         ("bundles_and_idle_followers",
-         lambda: Cluster(binary, os.path.join(tmp, "j"), args.verbose,
+         lambda: Cluster(binary, os.path.join(tmp, "bundles"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "30s",
                           "--replica-lag-max", "1s", "--leader-rebalance-interval", "0s")),
          run_bundles),

@@ -17,10 +17,15 @@ temporary directory.  Checked:
 - mutual TLS (--tls-client-ca): no client certificate, one from another
   CA and an expired one are refused; a good one is served;
 - SIGHUP reloads the certificate: new connections see the new one while
-  an open channel goes on.
+  an open channel goes on;
+- three nodes whose brokers talk TLS to each other (replication and the
+  controller, each asking the others for a client certificate): a topic
+  of replication factor 3 keeps its ISR whole and acks ALL is answered;
+  the `rmq` CLI produces and consumes over TLS, and trusting another CA
+  is refused.
 
     /usr/bin/python3 tests/broker/test_tls.py --rmqd build/release/rmqd \\
-        --proto-dir proto [-v]
+        --rmq build/release/rmq --proto-dir proto [-v]
 
 Ends with "N passed, N failed, N skipped"; skips (with the reason) when
 `openssl` is missing.  Nodes are stopped by PID on every path.
@@ -68,7 +73,10 @@ def make_pki(d):
            f"{ca}.key", "-CAcreateserial", "-out", f"{name}.crt", "-days", days,
            "-extfile", f"{name}.ext", cwd=d)
 
-    server_ext = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+    # Brokers present their certificate as clients too (to each other, under
+    # --tls-client-ca): serverAuth and clientAuth.
+    server_ext = ("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                  "extendedKeyUsage=serverAuth,clientAuth\n")
     leaf("server", "rmq-node", server_ext)
     leaf("server2", "rmq-node-renewed", server_ext)
     client_ext = "subjectAltName=DNS:alice.clients.test\nextendedKeyUsage=clientAuth\n"
@@ -215,10 +223,63 @@ def run(args, tmp, d):
         node.kill()
 
 
+def run_cluster(args, tmp, d):
+    """Three nodes whose brokers talk TLS to each other, each asking the
+    others for a client certificate: a topic of replication factor 3 keeps
+    its ISR whole, acks ALL is answered, the records read back; the `rmq`
+    CLI over TLS."""
+    import test_cluster as tc  # noqa: E402 (its helpers, with TLS clients)
+
+    class TLSCluster(tc.Cluster):
+        def client(self, i):
+            return tn.Client(f"127.0.0.1:{self.ports[i]}", own_connection=True,
+                             creds=creds(d, client="client"))
+
+    pki = lambda f: os.path.join(d, f)  # noqa: E731
+    cl = TLSCluster(args.rmqd, os.path.join(tmp, "cluster"), args.verbose,
+                    ("--tls-cert", pki("server.crt"), "--tls-key", pki("server.key"),
+                     "--tls-client-ca", pki("ca.crt"), "--tls-ca", pki("ca.crt"),
+                     "--broker-heartbeat", "100ms"),
+                    nodes=3)
+    try:
+        li = tc.start_three(cl, [("sec", 2, 3)])
+        tn.wait_until(lambda: all(lead and len(isr) == 3 for lead, _, isr in tc.isr(cl, li, "sec")),
+                      20, "every partition of sec with three replicas in sync over TLS")
+        for p, (lead, _, _) in enumerate(tc.isr(cl, li, "sec")):
+            with cl.client(int(lead) - 1) as c:
+                recs = tn.make_records(50, f"sec-{p}")
+                ok(c.produce("sec", p, recs, acks=tn.ACK_ALL), f"acks ALL on sec-{p}")
+                eq([r.value for b, _ in c.fetch_all("sec", p) for r in b.records],
+                   [r.value for r in recs], f"sec-{p} read back")
+        # The CLI: --tls-ca and a client certificate.
+        tls_flags = ["--bootstrap", f"127.0.0.1:{cl.ports[li]}", "--tls-ca", pki("ca.crt"),
+                     "--tls-cert", pki("client.crt"), "--tls-key", pki("client.key")]
+        r = subprocess.run([args.rmq, *tls_flags, "produce", "sec", "--partition", "0",
+                            "--acks", "all"],
+                           input=b"one\ntwo\n", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=60)
+        check(r.returncode == 0, f"rmq produce over TLS: {r.stdout.decode(errors='replace')}")
+        r = subprocess.run([args.rmq, *tls_flags, "consume", "sec", "--partition", "0",
+                            "--offset", "earliest", "--max", "52"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = r.stdout.decode(errors="replace")
+        check(r.returncode == 0 and out.splitlines()[-2:] == ["one", "two"],
+              f"rmq consume over TLS: {out[-500:]}")
+        r = subprocess.run([args.rmq, "--bootstrap", f"127.0.0.1:{cl.ports[li]}", "--tls-ca",
+                            pki("other-ca.crt"), "topic", "list"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        check(r.returncode != 0, "rmq trusting another CA is refused")
+        for i in range(3):
+            eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+    finally:
+        cl.kill_all()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rmqd", required=True)
     ap.add_argument("--proto-dir", required=True)
+    ap.add_argument("--rmq", required=True, help="the rmq CLI")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -234,13 +295,20 @@ def main():
             os.mkdir(d)
             try:
                 make_pki(d)
-                run(args, tmp, d)
-                print("PASS tls", flush=True)
-                passed += 1
             except Exception as e:  # noqa: BLE001
-                print(f"FAIL tls: {type(e).__name__}: {e}", flush=True)
-                traceback.print_exc()
+                print(f"FAIL pki: {type(e).__name__}: {e}", flush=True)
                 failed += 1
+            for name, fn in (("tls", run), ("tls_cluster", run_cluster)):
+                if failed:
+                    break
+                try:
+                    fn(args, tmp, d)
+                    print(f"PASS {name}", flush=True)
+                    passed += 1
+                except Exception as e:  # noqa: BLE001
+                    print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+                    traceback.print_exc()
+                    failed += 1
     finally:
         if args.keep or failed:
             print(f"logs kept in {tmp}")
