@@ -384,6 +384,11 @@ void net_call_header(struct rmq_call *c, const uint8_t *name, size_t namelen,
 	} else if (name_is(name, namelen, "grpc-timeout")) {
 		c->timeout_ns = net_grpc_timeout_parse(value, valuelen);
 		c->hdr_timeout_bad = c->timeout_ns == 0;
+	} else if (name_is(name, namelen, "authorization")) {
+		c->hdr_authz_long = valuelen > NET_AUTHZ_MAX;
+		c->authz_len = c->hdr_authz_long ? 0 : (uint16_t)valuelen;
+		memcpy(c->authz, value, c->authz_len);
+		c->authz[c->authz_len] = '\0';
 	}
 }
 
@@ -412,6 +417,14 @@ void net_call_headers_done(struct rmq_call *c, bool end_stream)
 	if (c->hdr_timeout_bad) {
 		layer_fail(c, RMQ_GRPC_INTERNAL, "malformed grpc-timeout");
 		return;
+	}
+	if (c->srv->cfg.authorize) {
+		char why[256] = "";
+		enum rmq_grpc_status st = c->srv->cfg.authorize(c, why, sizeof(why));
+		if (st != RMQ_GRPC_OK) {
+			layer_fail(c, st, "%s", why);
+			return;
+		}
 	}
 	c->headers_ok = true;
 	if (c->timeout_ns) {
@@ -921,6 +934,28 @@ int rmq_call_finishf(struct rmq_call *c, enum rmq_grpc_status status, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return rmq_call_finish(c, status, msg);
+}
+
+const char *rmq_call_authorization(const struct rmq_call *c, bool *too_long)
+{
+	if (too_long)
+		*too_long = c->hdr_authz_long;
+	return c->authz_len ? c->authz : NULL;
+}
+
+const char *rmq_call_tls_peer(const struct rmq_call *c)
+{
+	return c->conn ? net_tls_peer(&c->conn->nc) : NULL;
+}
+
+void rmq_call_set_principal(struct rmq_call *c, const char *principal)
+{
+	snprintf(c->principal, sizeof(c->principal), "%s", principal ? principal : "");
+}
+
+const char *rmq_call_principal(const struct rmq_call *c)
+{
+	return c->principal[0] ? c->principal : NULL;
 }
 
 int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len)

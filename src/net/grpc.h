@@ -170,6 +170,17 @@ void rmq_call_set_ctx(struct rmq_call *c, void *ctx);
 /* The client's address (no port) into buf.  Returns 0, or -ENOTCONN
  * once the connection is gone. */
 int rmq_call_peer(const struct rmq_call *c, char *buf, size_t len);
+/* The request's `authorization` header (NUL-terminated), or NULL when it
+ * has none; *too_long (may be NULL) says one was sent over 1 KiB, which
+ * is dropped. */
+const char *rmq_call_authorization(const struct rmq_call *c, bool *too_long);
+/* The identity of the connection's verified TLS client certificate, or
+ * NULL (no TLS, no certificate). */
+const char *rmq_call_tls_peer(const struct rmq_call *c);
+/* Who the call is, as the server's authorize hook decided (server.h);
+ * NULL when it set none. */
+void rmq_call_set_principal(struct rmq_call *c, const char *principal);
+const char *rmq_call_principal(const struct rmq_call *c);
 void rmq_call_ref(struct rmq_call *c);
 void rmq_call_unref(struct rmq_call *c);
 

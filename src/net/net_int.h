@@ -433,6 +433,9 @@ struct conn {
 	struct rmq_list unready; /* server's conns_unready until the handshake */
 };
 
+#define NET_AUTHZ_MAX 1024       /* an authorization header's value, at most */
+#define NET_PRINCIPAL_MAX 255
+
 struct rmq_call {
 	struct rmq_server *srv;
 	struct conn *conn;      /* NULL once the stream is gone */
@@ -451,6 +454,10 @@ struct rmq_call {
 	bool hdr_ct_seen;
 	bool hdr_ct_grpc;
 	bool hdr_timeout_bad;
+	bool hdr_authz_long;    /* an authorization value over NET_AUTHZ_MAX */
+	uint16_t authz_len;     /* the authorization header's value, ... */
+	char authz[NET_AUTHZ_MAX + 1];
+	char principal[NET_PRINCIPAL_MAX + 1]; /* who the call is (rmq_call_set_principal) */
 
 	/* state */
 	bool in_use;

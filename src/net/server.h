@@ -72,6 +72,12 @@ struct rmq_net_config {
 					timeout applies */
 	struct rmq_tls_ctx *tls;     /* TLS for every connection (tls.h), or
 					NULL: plaintext */
+	/* Decides, once a call's headers are in and its method is known,
+	 * whether it goes on: RMQ_GRPC_OK (it may set the call's principal),
+	 * or the status it is refused with (UNAUTHENTICATED,
+	 * PERMISSION_DENIED), why in why.  Runs on the call's shard before
+	 * the app sees the call.  NULL: every call goes on. */
+	enum rmq_grpc_status (*authorize)(struct rmq_call *c, char *why, size_t whylen);
 	uint64_t listen_retry_ns;    /* a fixed port some socket still listens
 					on is retried this long before start
 					fails with -EADDRINUSE; 0 = fail at once

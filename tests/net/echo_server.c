@@ -572,7 +572,40 @@ static void stats_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
 	}
 }
 
+/* --token T: every call but /test.Echo/Shard needs "authorization: Bearer
+ * T" (src/net's authorize hook); its principal is "bearer", or the TLS
+ * client certificate's identity.  /test.Echo/Whoami answers it. */
+static const char *g_token;
+
+static enum rmq_grpc_status authorize(struct rmq_call *c, char *why, size_t whylen)
+{
+	bool too_long;
+	const char *a = rmq_call_authorization(c, &too_long);
+	if (strcmp(rmq_call_method(c)->path, "/test.Echo/Shard") == 0)
+		return RMQ_GRPC_OK;
+	if (too_long) {
+		snprintf(why, whylen, "authorization header too long");
+		return RMQ_GRPC_UNAUTHENTICATED;
+	}
+	if (!a || strncmp(a, "Bearer ", 7) != 0 || strcmp(a + 7, g_token) != 0) {
+		snprintf(why, whylen, "%s", a ? "bad token" : "no authorization header");
+		return RMQ_GRPC_UNAUTHENTICATED;
+	}
+	rmq_call_set_principal(c, "bearer");
+	return RMQ_GRPC_OK;
+}
+
+static void whoami_msg(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	(void)msg;
+	(void)len;
+	const char *p = rmq_call_principal(c);
+	rmq_call_send(c, p ? p : "", p ? strlen(p) : 0);
+	rmq_call_finish(c, RMQ_GRPC_OK, NULL);
+}
+
 static const struct rmq_grpc_method methods[] = {
+	{"/test.Echo/Whoami", RMQ_GRPC_UNARY, whoami_msg, NULL, count_cancel, NULL},
 	{"/test.Echo/Unary", RMQ_GRPC_UNARY, unary_msg, NULL, count_cancel, NULL},
 	{"/test.Echo/ServerStream", RMQ_GRPC_SERVER_STREAM, sstream_msg, NULL, sstream_cancel,
 	 sstream_pump},
@@ -665,6 +698,8 @@ int main(int argc, char **argv)
 		 "on SIGTERM, time given to calls in flight", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &log_level, "warn", "log threshold", 0, 0,
 		 "debug|info|warn|error|off"},
+		{"token", RMQ_FLAG_STRING, &g_token, "", "calls need authorization: Bearer TOKEN", 0,
+		 0, NULL},
 	};
 	char err[256];
 	int npos = 0;
@@ -692,6 +727,8 @@ int main(int argc, char **argv)
 	g_cfg.keepalive_ns = keepalive_ns;
 	g_cfg.request_bytes_max = request_max;
 	g_cfg.preface_timeout_ns = preface_ns;
+	if (g_token[0])
+		g_cfg.authorize = authorize;
 	g_nshards = (unsigned)shards;
 
 	g_states = calloc(g_nshards, sizeof(*g_states));

@@ -266,6 +266,31 @@ def test_graceful_stop(srv):
     assert rc == 0, "echo_server exit code %r" % rc
 
 
+def test_authorize_hook(server_bin):
+    """--token: the server's authorize hook sees the authorization header
+    before the app, refuses UNAUTHENTICATED with its reason, and sets the
+    call's principal."""
+    srv = EchoServer(server_bin, "--shards=1", "--token=s3cret")
+    try:
+        with srv.channel() as ch:
+            who = ch.unary_unary("/test.Echo/Whoami")
+            for md, why in ((None, "no authorization header"),
+                            ((("authorization", "Bearer wrong"),), "bad token"),
+                            ((("authorization", "Bearer " + "x" * 2000),), "too long")):
+                try:
+                    who(b"", metadata=md, timeout=10)
+                    raise AssertionError(f"served without the token ({why})")
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+                    assert why in e.details(), e.details()
+            got = who(b"", metadata=(("authorization", "Bearer s3cret"),), timeout=10)
+            assert got == b"bearer", got
+            assert ch.unary_unary("/test.Echo/Shard")(b"", timeout=10) in (b"0",), "exempt"
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -282,6 +307,7 @@ def main():
         if not srv.alive():
             r.failed.append("server died")
         r.run(test_graceful_stop, srv)
+        r.run(test_authorize_hook, args.server)
     finally:
         srv.kill()
     r.exit()
