@@ -170,6 +170,7 @@ struct rmq_client {
 	int family;
 	char authority[300];            /* host:port, for :authority */
 	char host[256];                 /* cfg.host, kept (the caller's may go) */
+	char authz[NET_AUTHZ_MAX + 1];  /* the authorization header of new calls, or "" */
 	size_t authority_len;
 
 	struct net_bufring rx;
@@ -1054,17 +1055,22 @@ int rmq_ccall_start(struct rmq_client_conn *cc, const char *path, uint64_t timeo
 	c->ops = ops;
 	c->arg = arg;
 
-	nghttp2_nv nv[7];
+	nghttp2_nv nv[8];
 	size_t n = 0;
 #define NVS(name, value, vlen)                                                               \
 	nv[n++] = (nghttp2_nv){(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen), \
 			       NGHTTP2_NV_FLAG_NO_COPY_NAME}
 	NVS(":method", "POST", 4);
-	NVS(":scheme", "http", 4);
+	if (cl->cfg.tls)
+		NVS(":scheme", "https", 5);
+	else
+		NVS(":scheme", "http", 4);
 	NVS(":path", c->path, plen);
 	NVS(":authority", cl->authority, cl->authority_len);
 	NVS("content-type", "application/grpc", 16);
 	NVS("te", "trailers", 8);
+	if (cl->authz[0])
+		NVS("authorization", cl->authz, strlen(cl->authz));
 	if (timeout_ns) {
 		size_t tl = net_grpc_timeout_format(timeout_ns, tmo, sizeof(tmo));
 		NVS("grpc-timeout", tmo, tl);
@@ -1152,6 +1158,16 @@ int rmq_ccall_half_close(struct rmq_ccall *c)
 		return RMQ_ECLOSED;
 	c->half_closed = true;
 	resume(c);
+	return 0;
+}
+
+int rmq_client_set_authorization(struct rmq_client *cl, const char *value)
+{
+	size_t len = value ? strlen(value) : 0;
+	if (len > NET_AUTHZ_MAX)
+		return RMQ_ETOOBIG;
+	memcpy(cl->authz, value ? value : "", len);
+	cl->authz[len] = '\0';
 	return 0;
 }
 

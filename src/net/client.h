@@ -111,6 +111,11 @@ void rmq_client_destroy(struct rmq_client *cl);
 
 const struct rmq_client_stats *rmq_client_stats(const struct rmq_client *cl);
 
+/* The `authorization` header of every call started from now on (e.g.
+ * "Bearer <token>"; NULL or "": none), copied.  Returns 0, or RMQ_ETOOBIG
+ * over 1 KiB. */
+int rmq_client_set_authorization(struct rmq_client *cl, const char *value);
+
 /* ---- connections ---------------------------------------------------------- */
 
 struct rmq_client_conn_ops {

@@ -599,6 +599,52 @@ Test(client, references_given_back_when_a_call_is_cancelled)
 	h_free(&h);
 }
 
+/* ---- the authorization header ------------------------------------------------------- */
+
+static void server_start_token(void)
+{
+	static const char *const extra[] = {"--token=s3cret", NULL};
+	server_start_args(extra);
+}
+
+TestSuite(client_auth, .init = server_start_token, .fini = server_stop, .timeout = 60);
+
+static void whoami_done(void *arg, enum rmq_grpc_status st, const char *msg, const uint8_t *resp,
+			size_t len)
+{
+	struct h *h = arg;
+	h->status = st;
+	snprintf(h->message, sizeof(h->message), "%s|%.*s", msg, (int)len, (const char *)resp);
+	done_one(h);
+}
+
+static void start_whoami(struct h *h)
+{
+	cr_assert_eq(rmq_client_unary(h->cc, "/test.Echo/Whoami", "", 0, 0, whoami_done, h, NULL), 0);
+	h->pending++;
+}
+
+static void start_whoami_token(struct h *h)
+{
+	char big[1100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	cr_assert_eq(rmq_client_set_authorization(h->cl, big), RMQ_ETOOBIG, "over 1 KiB");
+	cr_assert_eq(rmq_client_set_authorization(h->cl, "Bearer s3cret"), 0);
+	start_whoami(h);
+}
+
+Test(client_auth, calls_carry_the_authorization_header)
+{
+	struct h h = {0};
+	run(&h, start_whoami, 0);
+	cr_assert_eq(h.status, RMQ_GRPC_UNAUTHENTICATED, "%s", h.message);
+	struct h t = {0};
+	run(&t, start_whoami_token, 0);
+	cr_assert_eq(t.status, RMQ_GRPC_OK, "%s", t.message);
+	cr_assert_str_eq(t.message, "|bearer");
+}
+
 /* ---- connections ----------------------------------------------------------------------- */
 
 static void start_nothing(struct h *h)
