@@ -531,20 +531,18 @@ int rmq_scram_server_first(struct rmq_scram_server *s, const struct rmq_scram_ve
 	*out_len = 0;
 	if (s->state != S_GOT_FIRST)
 		return server_refuse(s, RMQ_ESTATE, "server-first out of order");
-	if (!secret || secret_len < RMQ_SCRAM_SECRET_MIN)
-		return server_refuse(s, -EINVAL, "server secret shorter than 16 bytes");
+	if (!secret || secret_len < RMQ_SCRAM_SECRET_MIN || secret_len > RMQ_SCRAM_SECRET_MAX)
+		return server_refuse(s, -EINVAL, "server secret not 16..1024 bytes");
 	if (v && (v->mech != s->mech || !verifier_ok(v)))
 		return server_refuse(s, -EINVAL, "verifier of another mechanism, or invalid");
-	int rc;
-	if (v) {
+	/* The made-up verifier is derived for every user, then replaced by
+	 * the real one when there is one: both paths cost the same. */
+	int rc = fake_verifier(s, secret, secret_len);
+	if (rc)
+		return server_refuse(s, rc, "OpenSSL failed");
+	s->fake = v == NULL;
+	if (v)
 		s->v = *v;
-		s->fake = false;
-	} else {
-		rc = fake_verifier(s, secret, secret_len);
-		if (rc)
-			return server_refuse(s, rc, "OpenSSL failed");
-		s->fake = true;
-	}
 	if (s->snonce[0] == '\0') {
 		uint8_t r[RMQ_SCRAM_SNONCE_LEN / 4 * 3];
 		if (RAND_bytes(r, sizeof(r)) != 1)

@@ -96,6 +96,7 @@ enum rmq_scram_mech {
 #define RMQ_SCRAM_SNONCE_LEN 24       /* base64 of 18 random bytes */
 #define RMQ_SCRAM_SNONCE_MAX 64       /* a server nonce set by the test hook */
 #define RMQ_SCRAM_SECRET_MIN 16       /* server secret for unknown users */
+#define RMQ_SCRAM_SECRET_MAX 1024
 /* "SCRAM-SHA-512:1000000:" + 3 base64 fields of up to 64 bytes + NUL */
 #define RMQ_SCRAM_VERIFIER_TEXT_MAX (14 + 1 + 7 + 1 + 3 * 88 + 2 + 1)
 
@@ -187,8 +188,8 @@ int rmq_scram_server_client_first(struct rmq_scram_server *s, const uint8_t *msg
  * Step 2: the server-first-message into out (cap bytes, a NUL after it;
  * RMQ_SCRAM_OUT_MAX suffices), *out_len its length.  v is the user's
  * verifier, or NULL when the user does not exist: then a verifier is made
- * up from the user name and secret (secret_len >= RMQ_SCRAM_SECRET_MIN
- * bytes, the same on every node and across restarts) so the answer looks
+ * up from the user name and secret (RMQ_SCRAM_SECRET_MIN..MAX bytes, the
+ * same on every node and across restarts) so the answer looks
  * like a real user's.  Returns 0, -EINVAL (v of another mechanism or
  * invalid, a short secret), -ENOSPC, -EIO (no random bytes), RMQ_ESTATE.
  */

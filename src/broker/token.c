@@ -44,7 +44,7 @@ int rmq_token_make(const uint8_t *secret, size_t secret_len, const char *princip
 		   size_t principal_len, uint64_t now_ms, uint64_t ttl_ms, const uint8_t *id,
 		   char *out, size_t cap)
 {
-	if (!secret || secret_len < RMQ_TOKEN_SECRET_MIN)
+	if (!secret || secret_len < RMQ_TOKEN_SECRET_MIN || secret_len > RMQ_TOKEN_SECRET_MAX)
 		return -EINVAL;
 	if (rmq_principal_check(principal, principal_len))
 		return -EINVAL;
@@ -72,7 +72,7 @@ int rmq_token_make(const uint8_t *secret, size_t secret_len, const char *princip
 int rmq_token_check(const uint8_t *secret, size_t secret_len, const char *text, size_t len,
 		    uint64_t now_ms, struct rmq_token *out)
 {
-	if (!secret || secret_len < RMQ_TOKEN_SECRET_MIN)
+	if (!secret || secret_len < RMQ_TOKEN_SECRET_MIN || secret_len > RMQ_TOKEN_SECRET_MAX)
 		return -EINVAL;
 	if (len > RMQ_TOKEN_TEXT_MAX)
 		return RMQ_ECORRUPT;

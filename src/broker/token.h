@@ -37,6 +37,7 @@
 #define RMQ_TOKEN_ID_LEN 16
 #define RMQ_TOKEN_MAC_LEN 32
 #define RMQ_TOKEN_SECRET_MIN 32
+#define RMQ_TOKEN_SECRET_MAX 1024
 #define RMQ_TOKEN_HDR_LEN 34
 #define RMQ_TOKEN_BYTES_MAX (RMQ_TOKEN_HDR_LEN + RMQ_PRINCIPAL_MAX + RMQ_TOKEN_MAC_LEN)
 #define RMQ_TOKEN_TEXT_MAX ((RMQ_TOKEN_BYTES_MAX * 4 + 2) / 3) /* 428 */
@@ -52,10 +53,10 @@ struct rmq_token {
 
 /*
  * A token for principal (principal_len bytes) valid from now_ms for ttl_ms,
- * signed with secret (secret_len >= RMQ_TOKEN_SECRET_MIN bytes), written
+ * signed with secret (RMQ_TOKEN_SECRET_MIN..MAX bytes), written
  * with a NUL into out (cap bytes; RMQ_TOKEN_TEXT_MAX + 1 suffices).  id
  * (NULL: RMQ_TOKEN_ID_LEN random bytes) is for tests.  Returns the text's
- * length, -EINVAL (not a principal, a short secret, ttl_ms 0 or past the
+ * length, -EINVAL (not a principal, a secret of the wrong size, ttl_ms 0 or past the
  * end of time), -ENOSPC, -EIO (no random bytes, OpenSSL failed).
  */
 int rmq_token_make(const uint8_t *secret, size_t secret_len, const char *principal,
@@ -67,7 +68,8 @@ int rmq_token_make(const uint8_t *secret, size_t secret_len, const char *princip
  * fills *out, or: RMQ_ECORRUPT (malformed: length, alphabet, version,
  * principal, expiry not after issue), -EKEYREJECTED (the signature is
  * wrong: forged, altered, or signed with another secret), -EKEYEXPIRED
- * (now_ms >= its expiry), -EINVAL (a short secret).  *out is filled only
+ * (now_ms >= its expiry), -EINVAL (a secret not
+ * RMQ_TOKEN_SECRET_MIN..MAX bytes).  *out is filled only
  * on success.
  */
 int rmq_token_check(const uint8_t *secret, size_t secret_len, const char *text, size_t len,

@@ -8,8 +8,8 @@ Each seed is a valid conversation in its harness's input format (the
 script of fuzz_node.h, the frames of fuzz_grpc.c, the selector + bytes of
 fuzz_batch.c, the two messages of fuzz_scram.c, the token text of
 fuzz_token.c), built with message classes compiled from proto/ by Debian's
-protoc (the SCRAM exchanges and tokens with Python's hashlib and hmac), so the fuzzers start from requests the node accepts and mutate from
-there.  fuzz_recovery's seeds are real logs written by the storage code:
+protoc (the SCRAM exchanges and tokens with Python's hashlib and hmac), so
+the fuzzers start from requests the node accepts and mutate from there.  fuzz_recovery's seeds are real logs written by the storage code:
 `FZ_RECOVERY_SEEDS=<dir> build/fuzz/tests/fuzz/fuzz_recovery` makes them
 (tests/fuzz/run does when the directory is empty).
 
