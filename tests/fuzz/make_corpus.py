@@ -6,15 +6,17 @@
 
 Each seed is a valid conversation in its harness's input format (the
 script of fuzz_node.h, the frames of fuzz_grpc.c, the selector + bytes of
-fuzz_batch.c), built with message classes compiled from proto/ by Debian's
-protoc, so the fuzzers start from requests the node accepts and mutate from
-there.  fuzz_recovery's seeds are real logs written by the storage code:
+fuzz_batch.c, the two messages of fuzz_scram.c, the token text of
+fuzz_token.c), built with message classes compiled from proto/ by Debian's
+protoc (the SCRAM exchanges and tokens with Python's hashlib and hmac), so
+the fuzzers start from requests the node accepts and mutate from there.  fuzz_recovery's seeds are real logs written by the storage code:
 `FZ_RECOVERY_SEEDS=<dir> build/fuzz/tests/fuzz/fuzz_recovery` makes them
 (tests/fuzz/run does when the directory is empty).
 
 Needs python3-protobuf, python3-lz4, python3-zstandard, python3-snappy.
 """
 import argparse
+import base64
 import importlib
 import pathlib
 import struct
@@ -522,6 +524,93 @@ def follow_seeds():
     return s
 
 
+# ---- fuzz_scram, fuzz_token: authentication messages (stdlib only) ---------
+
+RFC_CFIRST = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+RFC_SNONCE = b"%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+RFC_SFIRST = b"r=rOprNGfwEbeRWgbNEkqO" + RFC_SNONCE + b",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+RFC_CFINAL = (b"c=biws,r=rOprNGfwEbeRWgbNEkqO" + RFC_SNONCE +
+              b",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+RFC_SFINAL = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+
+def scram_input(sel, a, b):
+    """fuzz_scram.c's input: selector, 2-byte length of A, A, B."""
+    return bytes([sel]) + struct.pack(">H", len(a)) + a + b
+
+
+def scram_final(mech, salt, iterations, cfirst_bare, sfirst, without_proof, pw=b"pencil"):
+    """A client-final's proof and the server signature, as RFC 5802 makes them."""
+    import hashlib
+    import hmac
+    h = hashlib.sha512 if mech == "sha512" else hashlib.sha256
+    salted = hashlib.pbkdf2_hmac(h().name, pw, salt, iterations)
+    ckey = hmac.new(salted, b"Client Key", h).digest()
+    stored = h(ckey).digest()
+    skey = hmac.new(salted, b"Server Key", h).digest()
+    am = cfirst_bare + b"," + sfirst + b"," + without_proof
+    csig = hmac.new(stored, am, h).digest()
+    proof = bytes(x ^ y for x, y in zip(ckey, csig))
+    ssig = hmac.new(skey, am, h).digest()
+    return base64.b64encode(proof), base64.b64encode(ssig)
+
+
+def scram_seeds():
+    bare = RFC_CFIRST[3:]
+    salt = base64.b64decode(b"W22ZaJ0SNY7soEsUEjb6gQ==")
+    wp = RFC_CFINAL[:RFC_CFINAL.index(b",p=")]
+    p512, s512 = scram_final("sha512", salt, 4096, bare, RFC_SFIRST, wp)
+    cfinal512 = wp + b",p=" + p512
+    verifier = (b"SCRAM-SHA-256:4096:W22ZaJ0SNY7soEsUEjb6gQ==:"
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:"
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+    return {
+        # server side, the user exists, RFC nonce: the exchange succeeds
+        "server-rfc7677-sha256": scram_input(0x18, RFC_CFIRST, RFC_CFINAL),
+        "server-rfc7677-sha512": scram_input(0x19, RFC_CFIRST, cfinal512),
+        # the same proof for a user that does not exist, and a random nonce
+        "server-unknown-user": scram_input(0x10, RFC_CFIRST, RFC_CFINAL),
+        "server-random-nonce": scram_input(0x08, RFC_CFIRST, RFC_CFINAL),
+        "server-authzid-y": scram_input(0x18, b"y,a=user,n=user,r=rOprNGfwEbeRWgbNEkqO,x=ext",
+                                        b"c=eSxhPXVzZXIs,r=rOprNGfwEbeRWgbNEkqO" + RFC_SNONCE +
+                                        b",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+        "server-escaped-name": scram_input(0x18, b"n,,n=a=2Cb=3Dc,r=xyz", b"c=biws,r=xyz,p=AAAA"),
+        "server-channel-binding": scram_input(0x18, b"p=tls-exporter,,n=user,r=abc", b""),
+        # client side against the RFC server, both mechanisms
+        "client-rfc7677-sha256": scram_input(0x04, RFC_SFIRST, RFC_SFINAL),
+        "client-rfc7677-sha512": scram_input(0x05, RFC_SFIRST, b"v=" + s512),
+        "client-server-error": scram_input(0x04, RFC_SFIRST, b"e=invalid-proof"),
+        "client-extension": scram_input(0x04, RFC_SFIRST + b",x=1", RFC_SFINAL + b",y=2"),
+        # a verifier text and PLAIN messages
+        "text-verifier-plain": scram_input(0x06, verifier, b"\x00user\x00pencil"),
+        "text-plain-authzid": scram_input(0x06, b"", b"user\x00user\x00pencil"),
+    }
+
+
+def token_bytes(principal, issued_ms, expires_ms, tid, key):
+    """token.h's layout, signed and in base64url without padding."""
+    import hashlib
+    import hmac
+    body = (bytes([1]) + struct.pack(">QQ", issued_ms, expires_ms) + tid +
+            bytes([len(principal)]) + principal)
+    body += hmac.new(key, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body).rstrip(b"=")
+
+
+def token_seeds():
+    key = b"fuzz_token's cluster secret....\x00"   # fuzz_token.c's secret
+    now = 1765152000000
+    tid = bytes(range(16))
+    return {
+        "valid-alice": token_bytes(b"alice", now, now + 3600000, tid, key),
+        "valid-long-name": token_bytes(b"n" * 255, now - 10, now + 1, tid, key),
+        "valid-utf8": token_bytes("J\u00fcrgen".encode(), now, now + 60000, tid, key),
+        "expired": token_bytes(b"alice", now - 7200000, now - 3600000, tid, key),
+        "other-secret": token_bytes(b"alice", now, now + 3600000, tid, b"x" * 32),
+        "garbage": b"not-a-token",
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(TOP / "tests" / "fuzz" / "corpus"))
@@ -532,7 +621,8 @@ def main():
         sets = {"fuzz_produce": produce_seeds(), "fuzz_fetch": fetch_seeds(),
                 "fuzz_admin": admin_seeds(), "fuzz_group": group_seeds(),
                 "fuzz_grpc": grpc_seeds(), "fuzz_batch": batch_seeds(),
-                "fuzz_follow": follow_seeds()}
+                "fuzz_follow": follow_seeds(), "fuzz_scram": scram_seeds(),
+                "fuzz_token": token_seeds()}
     for harness, seeds in sets.items():
         d = out / harness
         d.mkdir(parents=True, exist_ok=True)
