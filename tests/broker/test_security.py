@@ -329,8 +329,8 @@ def run_cli(cl, rmq, before):
         eq(users["frank"], [("SCRAM-SHA-256", 4096), ("SCRAM-SHA-512", 4096)], "frank's mechanisms")
         eq(quotas["User:frank"], (5000, 0, 20), "frank's quota")
         eq(quotas["<default>"], (1048576, 7000, 0), "the default quota")
-        # The verifier the CLI computed is RFC 5802's (same as Python's, for
-        # the salt it chose).
+        # (The verifier it computes is checked against Python's in
+        # tests/tools/test_scram_verifier.c.)
         rmqc("acl", "remove", "--allow-principal", "User:frank", "--operation", "read",
              "--topic", "pay", "--resource-pattern-type", "prefixed")
         out = rmqc("acl", "list", "--principal", "User:frank")
