@@ -336,12 +336,12 @@ static size_t acl_ops(char *ops, int *out, bool any_ok)
 	return n;
 }
 
-/* (principal, permission) pairs of --allow-principal and --deny-principal. */
-static size_t acl_principals(struct acl_args *a, char **who, int *perm)
+/* (principal, permission) pairs of --allow-principal and --deny-principal
+ * (copies of them, split in place: who points into allow and deny). */
+static size_t acl_principals(char *allow, char *deny, char **who, int *perm)
 {
 	char *list[LIST_MAX];
 	size_t n = 0;
-	char *allow = xstrdup(a->allow), *deny = xstrdup(a->deny);
 	size_t na = *allow ? split_list("allow-principal", allow, list) : 0;
 	for (size_t i = 0; i < na; i++, n++) {
 		who[n] = list[i];
@@ -355,7 +355,7 @@ static size_t acl_principals(struct acl_args *a, char **who, int *perm)
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(who[i], "User:", 5) != 0 || !who[i][5])
 			usage_error("a principal is User:NAME or User:*, got '%s'", who[i]);
-	return n; /* the lists stay allocated until the program exits */
+	return n;
 }
 
 static void print_binding(const Rustmq__Controller__AclBinding *b)
@@ -408,7 +408,8 @@ static int acl_change(int argc, char **argv, bool add)
 		usage_error("--resource-pattern-type must be literal or prefixed here");
 	char *who[2 * LIST_MAX];
 	int perm[2 * LIST_MAX], ops[LIST_MAX];
-	size_t np = acl_principals(&a, who, perm);
+	char *allow = xstrdup(a.allow), *deny = xstrdup(a.deny);
+	size_t np = acl_principals(allow, deny, who, perm);
 	if (np == 0)
 		usage_error("give --allow-principal User:NAME or --deny-principal User:NAME");
 	char *opsbuf = xstrdup(a.ops);
@@ -487,6 +488,8 @@ static int acl_change(int argc, char **argv, bool add)
 	free(fs);
 	free(fp);
 	free(opsbuf);
+	free(allow);
+	free(deny);
 	return bad;
 }
 

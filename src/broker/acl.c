@@ -363,8 +363,9 @@ int rmq_sec_check_verifier(const char *v, int *mech, uint32_t *iterations, char 
 		    memcmp(f[0], rmq_scram_mech_names[i], len[0]) == 0)
 			*mech = i;
 	if (*mech < 0) {
-		snprintf(err, errlen, "unknown SCRAM mechanism '%.*s' (SCRAM-SHA-256 or SCRAM-SHA-512)",
-			 (int)(len[0] > 32 ? 32 : len[0]), f[0]);
+		/* Not echoed: a password put where a verifier goes must not
+		 * come back in an answer or a log. */
+		snprintf(err, errlen, "the verifier's mechanism is not SCRAM-SHA-256 or SCRAM-SHA-512");
 		return -1;
 	}
 	uint64_t it = 0;

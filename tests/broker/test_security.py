@@ -202,10 +202,13 @@ def run(cl, rmq):
     long_name = "x" * 256
     r = ok(upsert(cl, f, [("", va), ("carol", "carol-password"), (long_name, va),
                           ("bad\x01name", va), ("dave", va), ("dave", verifier("again")),
-                          ("erin", "SCRAM-SHA-1:4096:c2FsdA==:AAAA:BBBB")]), "UpsertUsers")
+                          ("erin", "SCRAM-SHA-1:4096:c2FsdA==:AAAA:BBBB"),
+                          ("fay", "hunter2:a:b:c:d")]), "UpsertUsers")
     eq([x.error_code for x in r.results],
        [tn.INVALID_REQUEST, tn.INVALID_REQUEST, tn.INVALID_REQUEST, tn.INVALID_REQUEST, 0,
-        tn.INVALID_REQUEST, tn.INVALID_REQUEST], "bad users refused: " + str(r.results))
+        tn.INVALID_REQUEST, tn.INVALID_REQUEST, tn.INVALID_REQUEST],
+       "bad users refused: " + str(r.results))
+    check("hunter2" not in r.results[7].error_message, "a refusal does not echo a verifier's text")
     for x in r.results:
         check(x.error_code == 0 or x.error_message, f"a refusal says why: {x}")
     check("carol-password" not in r.results[1].error_message, "the refusal does not echo a password")
