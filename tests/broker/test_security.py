@@ -16,7 +16,8 @@ sec_admin.c) on three rmqd nodes on 127.0.0.1, driven by grpcio:
   mechanism keeps the user, of the last removes it;
 - every node is killed (kill -9) after more changes than a snapshot holds,
   and restarted: each has the same users, ACLs and quotas (snapshot and log
-  replay);
+  replay); a fourth node, a broker outside the controller's voters, gets
+  them from its heartbeats' answers;
 - with --rmq, the CLI: rmq user add/list/delete, rmq acl add/list/remove,
   rmq quota set/list against the cluster.
 
@@ -286,6 +287,10 @@ def run(cl, rmq):
         cl.start(i)
     cl.leader()
     same_everywhere(cl, "after every node restarted", want)
+    # A broker outside the controller's voters gets them with the state its
+    # heartbeats' answers carry.
+    cl.start(3)
+    same_everywhere(cl, "on a broker outside the voters", want, timeout=20)
 
     if rmq:
         run_cli(cl, rmq, want)
@@ -365,7 +370,7 @@ def main() -> int:
     try:
         tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
         cl = tc.Cluster(os.path.abspath(args.rmqd), os.path.join(tmp, "a"), args.verbose,
-                        nodes=3, voters=3)
+                        nodes=4, voters=3)
         run(cl, os.path.abspath(args.rmq) if args.rmq else None)
         passed += 1
         print("PASS users_acls_quotas", flush=True)
