@@ -168,39 +168,74 @@ bool rmq_acl_matches(const struct rmq_acl *e, const char *principal, enum rmq_ac
 }
 
 /* Entries of acls[lo, hi) named exactly key[0, len) (a run is sorted by
- * name first): the first index into *first, the count returned. */
+ * name first): the first index into *first, the count returned; *more
+ * says whether some entry's name starts with key[0, len) at all (when none
+ * does, no longer prefix of the name can be an entry's name either). */
 static size_t name_range(const struct rmq_acl *acls, size_t lo, size_t hi, const char *key,
-			 size_t len, size_t *first)
+			 size_t len, size_t *first, bool *more)
 {
 	size_t a = lo, b = hi;
-	while (a < b) { /* lower bound */
+	while (a < b) { /* the first name whose first len bytes are not below key's */
 		size_t mid = a + (b - a) / 2;
 		if (strncmp(acls[mid].name, key, len) < 0)
 			a = mid + 1;
 		else
 			b = mid;
 	}
-	/* a: the first name whose first len bytes are not below key's; one
-	 * equal to key exactly sorts first among those starting with key. */
-	size_t n = 0;
 	*first = a;
-	while (a + n < hi && strncmp(acls[a + n].name, key, len) == 0 && acls[a + n].name[len] == '\0')
-		n++;
-	return n;
+	*more = a < hi && strncmp(acls[a].name, key, len) == 0;
+	if (!*more || acls[a].name[len] != '\0')
+		return 0; /* the one named key exactly would sort first among them */
+	b = hi;
+	size_t c = a;
+	while (c < b) { /* the first name that is not key exactly */
+		size_t mid = c + (b - c) / 2;
+		if (strncmp(acls[mid].name, key, len) == 0 && acls[mid].name[len] == '\0')
+			c = mid + 1;
+		else
+			b = mid;
+	}
+	return c - a;
 }
 
-/* Applies the entries acls[i, i+n) that name principal to the verdict. */
+/* The entries of acls[i, i+n) (one name: sorted by principal) whose
+ * principal is exactly p: the first into *first, the count returned. */
+static size_t principal_range(const struct rmq_acl *acls, size_t i, size_t n, const char *p,
+			      size_t *first)
+{
+	size_t a = i, b = i + n;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (strcmp(acls[mid].principal, p) < 0)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	*first = a;
+	size_t k = 0;
+	while (a + k < i + n && strcmp(acls[a + k].principal, p) == 0)
+		k++;
+	return k;
+}
+
+/* Applies the entries of acls[i, i+n) (one name) for principal, and for
+ * User:*, to the verdict: two binary searches, then only the entries of
+ * those principals (one per operation and permission at most). */
 static void apply(const struct rmq_acl *acls, size_t i, size_t n, const char *principal,
 		  uint8_t op, bool *deny, bool *allow)
 {
-	for (size_t k = i; k < i + n && !*deny; k++) {
-		const struct rmq_acl *e = &acls[k];
-		if (!principal_matches(e->principal, principal))
-			continue;
-		if (e->perm == RMQ_ACL_DENY)
-			*deny = e->op == RMQ_ACL_ALL || e->op == op;
-		else if (op_allows(e->op, op))
-			*allow = true;
+	const char *who[2] = {principal, "User:*"};
+	for (int w = 0; w < 2 && n && !*deny; w++) {
+		size_t first, m = principal_range(acls, i, n, who[w], &first);
+		for (size_t k = first; k < first + m && !*deny; k++) {
+			const struct rmq_acl *e = &acls[k];
+			if (e->perm == RMQ_ACL_DENY)
+				*deny = e->op == RMQ_ACL_ALL || e->op == op;
+			else if (op_allows(e->op, op))
+				*allow = true;
+		}
+		if (strcmp(principal, "User:*") == 0)
+			break; /* the same range twice */
 	}
 }
 
@@ -212,22 +247,24 @@ bool rmq_acl_allowed(const struct rmq_meta *m, const char *principal, enum rmq_a
 	const struct rmq_sec *s = sec_of(m);
 	if (!s || (unsigned)type > RMQ_ACL_RES_MAX || (unsigned)type < RMQ_ACL_TOPIC)
 		return false;
-	bool deny = false, allow = false;
+	bool deny = false, allow = false, more;
 	size_t first, n;
 	size_t lo = s->run[type][0][0], hi = s->run[type][0][1];
 	/* LITERAL: the name itself and "*". */
-	n = name_range(s->acls, lo, hi, name, strlen(name), &first);
+	n = name_range(s->acls, lo, hi, name, strlen(name), &first, &more);
 	apply(s->acls, first, n, principal, (uint8_t)op, &deny, &allow);
-	n = name_range(s->acls, lo, hi, "*", 1, &first);
+	n = name_range(s->acls, lo, hi, "*", 1, &first, &more);
 	apply(s->acls, first, n, principal, (uint8_t)op, &deny, &allow);
 	/* PREFIXED: every prefix of the name (the empty one is refused at
-	 * creation). */
+	 * creation), shortest first, until no entry starts with it. */
 	lo = s->run[type][1][0];
 	hi = s->run[type][1][1];
 	size_t len = strlen(name);
-	for (size_t l = 1; l <= len && lo < hi && !deny; l++) {
-		n = name_range(s->acls, lo, hi, name, l, &first);
+	more = lo < hi;
+	for (size_t l = 1; l <= len && more && !deny; l++) {
+		n = name_range(s->acls, lo, hi, name, l, &first, &more);
 		apply(s->acls, first, n, principal, (uint8_t)op, &deny, &allow);
+		lo = first; /* longer prefixes sort at or after this one */
 	}
 	return !deny && allow;
 }

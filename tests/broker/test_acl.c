@@ -318,3 +318,40 @@ Test(acl, state_roundtrip)
 	rmq_meta_free(back);
 	rmq_meta_free(c);
 }
+
+/* Many principals on one name (the principal searched within the name),
+ * and prefixes of several lengths of one name. */
+Test(acl, many_principals_one_name)
+{
+	struct rmq_meta *m = meta();
+	struct rmq_sec_builder *b = rmq_sec_edit(m);
+	char err[256];
+	for (int i = 0; i < 500; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "User:u%03d", i);
+		struct rmq_acl e = {p, "pay", RMQ_ACL_TOPIC, RMQ_ACL_PREFIXED,
+				    (uint8_t)(i % 2 ? RMQ_ACL_WRITE : RMQ_ACL_READ), RMQ_ACL_ALLOW};
+		cr_assert_eq(rmq_sec_add_acl(b, &e, err, sizeof(err)), 0);
+		e.name = "payments";
+		e.pattern = RMQ_ACL_LITERAL;
+		e.perm = i % 3 ? RMQ_ACL_ALLOW : RMQ_ACL_DENY;
+		cr_assert_eq(rmq_sec_add_acl(b, &e, err, sizeof(err)), 0);
+	}
+	struct rmq_acl w = {"User:*", "paym", RMQ_ACL_TOPIC, RMQ_ACL_PREFIXED, RMQ_ACL_DESCRIBE,
+			    RMQ_ACL_ALLOW};
+	cr_assert_eq(rmq_sec_add_acl(b, &w, err, sizeof(err)), 0);
+	cr_assert_eq(rmq_sec_done(b, m), 0);
+	for (int i = 0; i < 500; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "User:u%03d", i);
+		int op = i % 2 ? RMQ_ACL_WRITE : RMQ_ACL_READ, other = i % 2 ? RMQ_ACL_READ : RMQ_ACL_WRITE;
+		cr_assert_eq(ALLOWED(m, p, RMQ_ACL_TOPIC, "payments", op), i % 3 != 0, "%s", p);
+		cr_assert(ALLOWED(m, p, RMQ_ACL_TOPIC, "pay-eu", op), "%s", p);
+		cr_assert_not(ALLOWED(m, p, RMQ_ACL_TOPIC, "pay-eu", other), "%s", p);
+		cr_assert_not(ALLOWED(m, p, RMQ_ACL_TOPIC, "pa", op), "%s", p);
+	}
+	cr_assert(ALLOWED(m, "User:nobody", RMQ_ACL_TOPIC, "payments", RMQ_ACL_DESCRIBE));
+	cr_assert_not(ALLOWED(m, "User:nobody", RMQ_ACL_TOPIC, "pay-eu", RMQ_ACL_DESCRIBE));
+	cr_assert_not(ALLOWED(m, "User:nobody", RMQ_ACL_TOPIC, "payments", RMQ_ACL_READ));
+	rmq_meta_free(m);
+}
