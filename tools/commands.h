@@ -11,5 +11,8 @@ int cmd_partition(int argc, char **argv); /* partition.c */
 int cmd_produce(int argc, char **argv); /* produce.c */
 int cmd_consume(int argc, char **argv); /* consume.c */
 int cmd_group(int argc, char **argv);   /* group.c */
+int cmd_user(int argc, char **argv);    /* security.c */
+int cmd_acl(int argc, char **argv);     /* security.c */
+int cmd_quota(int argc, char **argv);   /* security.c */
 
 #endif /* RMQ_TOOLS_COMMANDS_H */

@@ -15,6 +15,7 @@
  *     --group G          JoinGroup, SyncGroup, FetchOffsets ─► Fetch, Heartbeat,
  *                        CommitOffsets ─► LeaveGroup (member.c)
  *   rmq group list|describe|reset|delete ...          AdminService (group.c)
+ *   rmq user|acl|quota ...   users, ACLs and quotas: AdminService (security.c)
  *   rmq cluster          DescribeCluster + GetClusterMetadata
  *   rmq health           grpc.health.v1 Check + BrokerHealthService
  *   rmq metrics          BrokerHealthService.GetMetrics
@@ -366,6 +367,9 @@ static const struct command commands[] = {
 	{"health", cmd_health, "is the broker serving? (exit 0 when SERVING)"},
 	{"metrics", cmd_metrics, "the broker's counters and gauges (GetMetrics)"},
 	{"group", cmd_group, "list, describe, reset and delete consumer groups"},
+	{"user", cmd_user, "add, list and delete users (SCRAM verifiers made here from a password file)"},
+	{"acl", cmd_acl, "add, list and remove ACL entries (kafka-acls' flags)"},
+	{"quota", cmd_quota, "set and list per-user and default quotas"},
 };
 
 static void main_usage(FILE *out)

@@ -2,6 +2,7 @@
 /* meta.c - topic metadata snapshots, validation and persistence (see meta.h). */
 #include "broker/meta.h"
 
+#include "broker/acl.h"
 #include "common/metadata.pb-c.h"
 #include "controller/state.pb-c.h"
 #include "core/assert.h"
@@ -269,6 +270,7 @@ void rmq_meta_free(struct rmq_meta *m)
 		free(m->topics[i].parts);
 	free(m->topics);
 	free(m->brokers);
+	rmq_sec_unref(m->sec);
 	free(m);
 }
 
@@ -289,6 +291,8 @@ struct rmq_meta *rmq_meta_copy(const struct rmq_meta *m, size_t extra)
 	c->num_partitions = m->num_partitions;
 	c->gens = m->gens;
 	c->producer_ids = m->producer_ids;
+	c->sec = m->sec; /* immutable: shared */
+	rmq_sec_ref(c->sec);
 	for (size_t i = 0; i < m->ntopics; i++) {
 		const struct rmq_topic *t = &m->topics[i];
 		c->topics[i] = *t;
@@ -687,6 +691,7 @@ int rmq_meta_decode(const uint8_t *buf, size_t len, const struct rmq_topic_confi
 	if (rc == 0) {
 		m->gens = st->partition_generation;
 		m->producer_ids = st->producer_ids;
+		rc = rmq_sec_from_state(st, &m->sec);
 	}
 	for (size_t i = 0; rc == 0 && i < st->n_generations; i++) {
 		const Rustmq__Controller__TopicGenerations *tg = st->generations[i];
@@ -1043,6 +1048,11 @@ int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **out, si
 		cm.brokers[cm.n_brokers++] = bi;
 		st.incarnations[st.n_incarnations++] = inc;
 	}
+	void *sec_mem;
+	if (rmq_sec_to_state(m->sec, &st, &sec_mem) < 0) {
+		free(a.p);
+		return -ENOMEM;
+	}
 	size_t len = rustmq__controller__controller_state__get_packed_size(&st);
 	uint8_t *buf = malloc(headroom + len + 1);
 	if (buf) {
@@ -1050,6 +1060,7 @@ int rmq_meta_encode(const struct rmq_meta *m, size_t headroom, uint8_t **out, si
 		*out = buf;
 		*out_len = len;
 	}
+	free(sec_mem);
 	free(a.p);
 	return buf ? 0 : -ENOMEM;
 }

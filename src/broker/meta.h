@@ -90,6 +90,8 @@ struct rmq_broker_rec {
 	char endpoint[RMQ_BROKER_HOST_MAX + 24];
 };
 
+struct rmq_sec;
+
 struct rmq_meta {
 	_Atomic uint32_t refs;
 	uint64_t version;          /* the controller's index of this state */
@@ -105,6 +107,7 @@ struct rmq_meta {
 	struct rmq_topic *topics;  /* sorted by name */
 	size_t nbrokers;
 	struct rmq_broker_rec *brokers; /* sorted by id */
+	struct rmq_sec *sec;       /* users, ACLs, quotas (acl.h): shared by copies; NULL = none */
 };
 
 /* The configuration keys, in the order DescribeConfigs lists them. */

@@ -22,6 +22,7 @@
 #include "broker/fleet.h"
 #include "broker/group.h"
 #include "broker/reply.h"
+#include "broker/sec_admin.h"
 #include "broker/health.pb-c.h"
 #include "broker/partition.pb-c.h"
 #include "broker/replication.pb-c.h"
@@ -104,6 +105,15 @@ static const struct route routes[] = {
 	{.path = "/rustmq.controller.AdminService/DeleteGroups", .kind = U, .rpc = RMQ_RPC_DELETE_GROUPS, .req = &rustmq__controller__delete_groups_request__descriptor, .on_request = rmq_group_delete, .resp = &rustmq__controller__delete_groups_response__descriptor, .version_field = 1, .names = true},
 	{.path = "/rustmq.controller.AdminService/ResetGroupOffsets", .kind = U, .rpc = RMQ_RPC_RESET_GROUP_OFFSETS, .req = &rustmq__controller__reset_group_offsets_request__descriptor, .on_request = rmq_group_reset, .resp = &rustmq__controller__reset_group_offsets_response__descriptor, .version_field = 1},
 	{.path = "/rustmq.controller.AdminService/ElectLeaders", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__elect_leaders_request__descriptor, .on_request = rmq_elect_leaders, .resp = &rustmq__controller__elect_leaders_response__descriptor, .version_field = 1},
+	/* AdminService: users, ACLs and quotas (sec_admin.h) */
+	{.path = "/rustmq.controller.AdminService/UpsertUsers", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__upsert_users_request__descriptor, .on_request = rmq_sec_upsert_users, .resp = &rustmq__controller__upsert_users_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DeleteUsers", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__delete_users_request__descriptor, .on_request = rmq_sec_delete_users, .resp = &rustmq__controller__delete_users_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/ListUsers", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__list_users_request__descriptor, .on_request = rmq_sec_list_users, .resp = &rustmq__controller__list_users_response__descriptor, .version_field = 1, .names = true},
+	{.path = "/rustmq.controller.AdminService/CreateAcls", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__create_acls_request__descriptor, .on_request = rmq_sec_create_acls, .resp = &rustmq__controller__create_acls_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DeleteAcls", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__delete_acls_request__descriptor, .on_request = rmq_sec_delete_acls, .resp = &rustmq__controller__delete_acls_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeAcls", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__describe_acls_request__descriptor, .on_request = rmq_sec_describe_acls, .resp = &rustmq__controller__describe_acls_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/AlterQuotas", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__alter_quotas_request__descriptor, .on_request = rmq_sec_alter_quotas, .resp = &rustmq__controller__alter_quotas_response__descriptor, .version_field = 1},
+	{.path = "/rustmq.controller.AdminService/DescribeQuotas", .kind = U, .rpc = RMQ_RPC_FLEET, .req = &rustmq__controller__describe_quotas_request__descriptor, .on_request = rmq_sec_describe_quotas, .resp = &rustmq__controller__describe_quotas_response__descriptor, .version_field = 1, .names = true},
 	/* Health */
 	{.path = "/grpc.health.v1.Health/Check", .kind = U, .rpc = RMQ_RPC_HEALTH_CHECK, .req = &grpc__health__v1__health_check_request__descriptor, .on_request = rmq_health_check, .resp = &grpc__health__v1__health_check_response__descriptor},
 	{.path = "/grpc.health.v1.Health/Watch", .kind = SS, .rpc = RMQ_RPC_HEALTH_WATCH, .req = &grpc__health__v1__health_check_request__descriptor, .on_request = rmq_health_watch, .resp = &grpc__health__v1__health_check_response__descriptor, .on_cancel = rmq_health_watch_cancel},
