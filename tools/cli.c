@@ -18,6 +18,10 @@
 #include "core/error.h"
 #include "core/util.h"
 #include "net/tls.h"
+#include "broker/scram.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -187,6 +191,98 @@ static void tls_setup(void)
 	rmq_rpc_use_tls(tls);
 }
 
+/* The password: the first line of --password-file (never a flag's value,
+ * which other users of the host could read in the process list). */
+static size_t read_password(char *pw, size_t cap)
+{
+	if (!cli.password_file)
+		die("--user needs --password-file");
+	FILE *f = fopen(cli.password_file, "r");
+	if (!f)
+		die("--password-file %s: %s", cli.password_file, strerror(errno));
+	size_t n = fgets(pw, (int)cap, f) ? strcspn(pw, "\r\n") : 0;
+	fclose(f);
+	if (n == 0)
+		die("--password-file %s: no password on its first line", cli.password_file);
+	pw[n] = '\0';
+	return n;
+}
+
+static Rustmq__Common__AuthenticationResponse *auth_round(const char *mech, const void *data,
+							   size_t len, ProtobufCBinaryData sid)
+{
+	Rustmq__Common__AuthenticationRequest req = RUSTMQ__COMMON__AUTHENTICATION_REQUEST__INIT;
+	req.version = &api_v1;
+	req.mechanism = (char *)mech;
+	req.auth_data.data = (uint8_t *)data;
+	req.auth_data.len = len;
+	req.session_id = sid;
+	Rustmq__Common__AuthenticationResponse *r =
+		PB_CALL("Authenticate", "/rustmq.client.AuthService/Authenticate", &req,
+			Rustmq__Common__AuthenticationResponse,
+			rustmq__common__authentication_response__descriptor);
+	if (r->error_code)
+		die_code("authenticating as --user", NULL, r->error_code, r->error_message);
+	return r;
+}
+
+/* --user: a SCRAM (or PLAIN) exchange on the bootstrap connection; every
+ * connection opened after it sends the token it got. */
+static void auth_setup(void)
+{
+	static bool done;
+	if (done || !cli.user)
+		return;
+	done = true;
+	const char *mech = cli.sasl ? cli.sasl : "SCRAM-SHA-256";
+	char pw[RMQ_SCRAM_PASSWORD_MAX + 2], out[RMQ_SCRAM_OUT_MAX];
+	size_t pwn = read_password(pw, sizeof(pw)), out_len;
+	Rustmq__Common__AuthenticationResponse *r;
+	ProtobufCBinaryData none = {0, NULL};
+	enum rmq_scram_mech sm;
+	if (strcmp(mech, "PLAIN") == 0) {
+		size_t un = strlen(cli.user);
+		if (un + pwn + 2 > sizeof(out))
+			die("--user and its password are too long");
+		out[0] = '\0';
+		memcpy(out + 1, cli.user, un);
+		out[1 + un] = '\0';
+		memcpy(out + 2 + un, pw, pwn);
+		r = auth_round(mech, out, un + pwn + 2, none);
+	} else if (rmq_scram_mech_parse(mech, strlen(mech), &sm) == 0) {
+		struct rmq_scram_client sc = {0};
+		if (rmq_scram_client_start(&sc, sm, cli.user, strlen(cli.user), pw, pwn, out,
+					   sizeof(out), &out_len) < 0)
+			die("--user: %s", rmq_scram_client_why(&sc));
+		r = auth_round(mech, out, out_len, none);
+		if (rmq_scram_client_final(&sc, r->challenge.data, r->challenge.len, out, sizeof(out),
+					   &out_len) < 0)
+			die("authenticating as --user: %s", rmq_scram_client_why(&sc));
+		ProtobufCBinaryData sid = r->session_id;
+		Rustmq__Common__AuthenticationResponse *r2 = auth_round(mech, out, out_len, sid);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		r = r2;
+		if (rmq_scram_client_finish(&sc, r->challenge.data, r->challenge.len) < 0)
+			die("authenticating as --user: the broker's signature does not verify (%s)",
+			    rmq_scram_client_why(&sc));
+		rmq_scram_client_clear(&sc);
+	} else {
+		die("--sasl-mechanism %s: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", mech);
+	}
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (!r->authenticated || !r->session_token.len)
+		die("authenticating as --user: the broker answered no token");
+	char authz[1100];
+	snprintf(authz, sizeof(authz), "Bearer %.*s", (int)r->session_token.len,
+		 (const char *)r->session_token.data);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	rmq_rpc_use_authorization(authz);
+	/* Calls go on a connection made with it. */
+	rmq_rpc_close(cli.rpc);
+	cli.rpc = NULL;
+	connect_broker();
+}
+
 void connect_broker(void)
 {
 	char err[256];
@@ -206,6 +302,7 @@ void connect_broker(void)
 		die("cannot connect to %s: %s (is rmqd running? set --bootstrap or RMQ_BOOTSTRAP)",
 		    cli.bootstrap, why);
 	}
+	auth_setup();
 }
 
 bool follow_controller(int code, const char *message)
@@ -275,6 +372,11 @@ static const struct global_flag {
 	{"tls-ca", &cli.tls_ca, "file", "connect with TLS, trusting these PEM CAs (docs/security.md)"},
 	{"tls-cert", &cli.tls_cert, "file", "TLS: this PEM client certificate (mutual TLS), with --tls-key"},
 	{"tls-key", &cli.tls_key, "file", "TLS: the PEM private key of --tls-cert"},
+	{"user", &cli.user, "name", "authenticate as this user (a session token for every call)"},
+	{"password-file", &cli.password_file, "file",
+	 "the --user's password: the file's first line (before the command for `user add`)"},
+	{"sasl-mechanism", &cli.sasl, "mech",
+	 "SCRAM-SHA-256 (default), SCRAM-SHA-512, or PLAIN (sends the password: only over TLS)"},
 };
 
 int take_global_flag(int argc, char **argv, int i)
@@ -286,6 +388,10 @@ int take_global_flag(int argc, char **argv, int i)
 		const struct global_flag *g = &global_flags[k];
 		size_t n = strlen(g->name);
 		if (strncmp(a + 2, g->name, n) != 0)
+			continue;
+		/* `user add` has a --password-file of its own (the new user's):
+		 * the login's goes before the command there. */
+		if (g->value == &cli.password_file && cli.cmd && strcmp(cli.cmd, "user add") == 0)
 			continue;
 		if (a[2 + n] == '=') {
 			*g->value = a + 3 + n;

@@ -54,6 +54,7 @@ struct cli {
 	const char *cmd;            /* "topic create", for usage errors; NULL before one */
 	const char *bootstrap;
 	const char *tls_ca, *tls_cert, *tls_key; /* --tls-*: TLS when any is set */
+	const char *user, *password_file, *sasl; /* --user ...: SCRAM or PLAIN, a token after */
 	char host[256];
 	uint16_t port;
 	struct rmq_rpc *rpc;        /* NULL until connect_broker() */

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -54,6 +55,10 @@ struct rmq_rpc_msg {
 	size_t len;
 	uint8_t data[];
 };
+
+/* What connections opened from now on use (rmq_rpc_use_*). */
+static struct rmq_tls_ctx *rpc_tls;
+static char rpc_authz[1025];
 
 static char *dup_str(const char *s)
 {
@@ -193,6 +198,8 @@ static int shard_init(struct rmq_shard *s, void *arg)
 	rpc->s = s;
 	rpc->efd_op.cb = on_efd;
 	int rc = rmq_client_create(s, &rpc->cfg, &rpc->cl);
+	if (rc == 0)
+		rc = rmq_client_set_authorization(rpc->cl, rpc_authz);
 	if (rc < 0)
 		return rc;
 	rc = arm_efd(rpc);
@@ -234,11 +241,14 @@ static void *run_thread(void *arg)
 	return NULL;
 }
 
-static struct rmq_tls_ctx *rpc_tls;
-
 void rmq_rpc_use_tls(struct rmq_tls_ctx *tls)
 {
 	rpc_tls = tls;
+}
+
+void rmq_rpc_use_authorization(const char *value)
+{
+	snprintf(rpc_authz, sizeof(rpc_authz), "%s", value ? value : "");
 }
 
 int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,

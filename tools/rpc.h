@@ -71,6 +71,9 @@ int rmq_rpc_open(const char *host, uint16_t port, uint64_t connect_timeout_ns,
  * it, or NULL: plaintext.  The caller keeps it alive. */
 struct rmq_tls_ctx;
 void rmq_rpc_use_tls(struct rmq_tls_ctx *tls);
+/* The authorization header (e.g. "Bearer <token>") of every call on the
+ * connections opened after it; NULL: none.  Copied. */
+void rmq_rpc_use_authorization(const char *value);
 
 /* Queues c (path, req, len, timeout_ns set by the caller). */
 void rmq_rpc_submit(struct rmq_rpc *rpc, struct rmq_rpc_call *c);

@@ -460,20 +460,3 @@ void rmq_not_served(struct rmq_call *c, const uint8_t *msg, size_t len)
 	rmq_call_finishf(c, RMQ_GRPC_UNIMPLEMENTED, "%s is not served by this version of rmq", path);
 }
 
-/* AuthService.Authenticate: no SASL mechanism is configured on this node,
- * so every exchange is refused with the application error the protocol
- * defines for it (not a transport error: clients handle it as such). */
-void rmq_auth_authenticate(struct rmq_call *c, void *msg)
-{
-	Rustmq__Common__AuthenticationRequest *req = msg;
-	Rustmq__Common__AuthenticationResponse r = RUSTMQ__COMMON__AUTHENTICATION_RESPONSE__INIT;
-	char err[300];
-	r.authenticated = false;
-	r.error_code = EC_UNSUPPORTED_SASL_MECHANISM;
-	snprintf(err, sizeof(err),
-		 "mechanism '%s' is not enabled: this node runs without authentication, connect without credentials",
-		 req->mechanism);
-	r.error_message = err;
-	rmq_reply_pb(c, &r.base);
-	rustmq__common__authentication_request__free_unpacked(req, NULL);
-}

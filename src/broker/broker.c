@@ -15,6 +15,8 @@
  * cycle flushes its log once: that is the group commit of log.h.
  */
 #include "broker/broker.h"
+
+#include "broker/auth.h"
 #include "broker/cluster.h"
 #include "common/metadata.pb-c.h"
 #include "broker/isr.h"
@@ -169,6 +171,7 @@ static int listen_here(struct rmq_bshard *bs)
 {
 	struct rmq_broker *b = bs->b;
 	struct rmq_net_config net = b->cfg.net;
+	net.authorize = rmq_auth_authorize; /* tokens, principals, ACLs (auth.h) */
 	if (bs->id != 0)
 		net.port = atomic_load(&b->port);
 	int rc = rmq_server_start(bs->s, &net, rmq_broker_methods, rmq_broker_nmethods, bs, &bs->srv);
@@ -352,6 +355,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 	rmq_ctrl_stop(bs);
 	rmq_forward_fini(bs);
 	rmq_lead_fini(bs);
+	rmq_auth_fini(bs);
 	rmq_isr_fini(bs);
 	if (bs->srv) {
 		rmq_server_drained(bs->srv, true);

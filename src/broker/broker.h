@@ -44,6 +44,16 @@ struct rmq_broker_config {
 	const char *node_id;
 	const char *advertised_host;   /* what metadata tells clients; default: listen host */
 	struct rmq_tls_ctx *peer_tls;  /* TLS to other brokers (a client context), or NULL */
+	/* Authentication (auth.h): --auth required, the cluster's token
+	 * secret (--token-secret-file; 0 bytes: no tokens), token lifetime,
+	 * --super-users (comma-separated principals), and the Bearer header
+	 * this broker's own calls to the others carry (a "Broker:ID" token). */
+	bool auth_required;
+	uint8_t token_secret[1024];
+	size_t token_secret_len;
+	uint64_t token_ttl_ns;
+	const char *super_users;
+	char peer_authz[512];
 	unsigned shards;
 	bool pin;
 	uint64_t poll_ns;              /* shard busy-poll before sleeping */
@@ -202,6 +212,7 @@ struct rmq_bshard {
 	bool stopping_parts;           /* the shard's partitions were told to close */
 	bool backlog_paused;           /* reads paused for the cross-shard backlog */
 	uint64_t backlog_pauses;
+	struct rmq_auth *auth;         /* SCRAM exchanges in progress (auth.c) */
 	/* Replication sent as a leader (lead.c): ReplicateStream messages,
 	 * their parts (a request for one partition each), their stored bytes,
 	 * and heartbeats. */
@@ -353,7 +364,6 @@ void rmq_health_watch_cancel(struct rmq_call *c);
 void rmq_broker_health(struct rmq_call *c, void *req);
 void rmq_broker_metrics(struct rmq_call *c, void *req);
 void rmq_not_served(struct rmq_call *c, const uint8_t *msg, size_t len);
-void rmq_auth_authenticate(struct rmq_call *c, void *req);
 void rmq_ctrl_get_configuration(struct rmq_call *c, void *req);
 void rmq_ctrl_add_peer(struct rmq_call *c, void *req);
 void rmq_ctrl_remove_peer(struct rmq_call *c, void *req);

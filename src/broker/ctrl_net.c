@@ -302,7 +302,7 @@ static struct peer *peer_of(struct rmq_ctrl_peers *ps, uint32_t id)
 	if (!p->link) {
 		char what[48];
 		snprintf(what, sizeof(what), "controller: node %u", id);
-		p->link = rmq_link_new(ps->bs->s, what, ps->bs->b->cfg.peer_tls, PEER_CALLS_MAX, SNAPSHOT_CHUNKS_MAX, 16u << 20);
+		p->link = rmq_link_new(ps->bs->s, what, ps->bs->b->cfg.peer_tls, ps->bs->b->cfg.peer_authz, PEER_CALLS_MAX, SNAPSHOT_CHUNKS_MAX, 16u << 20);
 	}
 	return p->link ? p : NULL;
 }

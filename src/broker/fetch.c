@@ -70,6 +70,7 @@
  * answers REPLICA_NOT_AVAILABLE.  It answers at once: a parked part is
  * woken by HW advances only, and a follower's log end moves without one.
  */
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/lookup.h"
 #include "broker/methods.h"
@@ -934,6 +935,10 @@ void rmq_fetch_unary(struct rmq_call *c, void *msg)
 	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
 				   offsetof(Rustmq__Client__FetchPartition, topic_partition), true, err,
 				   sizeof(err));
+	if (code == EC_OK)
+		code = rmq_auth_topics(c, (void *const *)req->partitions, req->n_partitions,
+				       offsetof(Rustmq__Client__FetchPartition, topic_partition),
+				       RMQ_ACL_READ, err, sizeof(err));
 	if (code != EC_OK) {
 		rustmq__client__fetch_request__free_unpacked(req, NULL);
 		rmq_refuse(c, code, "%s", err);
@@ -1047,6 +1052,10 @@ void rmq_fetch_batch(struct rmq_call *c, void *msg)
 				       offsetof(Rustmq__Client__FetchPartition, topic_partition), true, err,
 				       sizeof(err));
 		if (code == EC_OK)
+			code = rmq_auth_topics(c, (void *const *)f->partitions, f->n_partitions,
+					       offsetof(Rustmq__Client__FetchPartition, topic_partition),
+					       RMQ_ACL_READ, err, sizeof(err));
+		if (code == EC_OK)
 			code = rmq_request_partitions(bs, total, err, sizeof(err));
 		if (code != EC_OK) {
 			rustmq__client__fetch_batch_request__free_unpacked(req, NULL);
@@ -1100,6 +1109,10 @@ void rmq_fetch_subscribe(struct rmq_call *c, void *msg)
 	int code = rmq_request_tps(bs, (void *const *)req->partitions, req->n_partitions,
 				   offsetof(Rustmq__Client__SubscribePartition, topic_partition), true, err,
 				   sizeof(err));
+	if (code == EC_OK)
+		code = rmq_auth_topics(c, (void *const *)req->partitions, req->n_partitions,
+				       offsetof(Rustmq__Client__SubscribePartition, topic_partition),
+				       RMQ_ACL_READ, err, sizeof(err));
 	if (code != EC_OK) {
 		rustmq__client__subscribe_request__free_unpacked(req, NULL);
 		rmq_refuse(c, code, "%s", err);

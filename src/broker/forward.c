@@ -101,7 +101,7 @@ static void on_retry(struct rmq_timer *t)
 static struct rmq_link *link_of(struct rmq_bshard *bs)
 {
 	if (!bs->fwd_link)
-		bs->fwd_link = rmq_link_new(bs->s, "forwarding to the controller's leader", bs->b->cfg.peer_tls, 0, 0, 0);
+		bs->fwd_link = rmq_link_new(bs->s, "forwarding to the controller's leader", bs->b->cfg.peer_tls, bs->b->cfg.peer_authz, 0, 0, 0);
 	return bs->fwd_link;
 }
 

@@ -338,7 +338,7 @@ void rmq_heartbeat_kick(struct rmq_bshard *bs)
 int rmq_heartbeat_start(struct rmq_bshard *bs)
 {
 	struct rmq_heartbeat *h = calloc(1, sizeof(*h));
-	if (!h || !(h->link = rmq_link_new(bs->s, "broker heartbeat", bs->b->cfg.peer_tls, 0, 0, 0))) {
+	if (!h || !(h->link = rmq_link_new(bs->s, "broker heartbeat", bs->b->cfg.peer_tls, bs->b->cfg.peer_authz, 0, 0, 0))) {
 		free(h);
 		return -ENOMEM;
 	}

@@ -316,7 +316,7 @@ static void proposed(void *arg, enum rmq_grpc_status status, const char *message
 static struct rmq_link *link_of(struct rmq_bshard *bs)
 {
 	if (!bs->isr_link)
-		bs->isr_link = rmq_link_new(bs->s, "ISR changes to the controller's leader", bs->b->cfg.peer_tls, 0, 0, 0);
+		bs->isr_link = rmq_link_new(bs->s, "ISR changes to the controller's leader", bs->b->cfg.peer_tls, bs->b->cfg.peer_authz, 0, 0, 0);
 	return bs->isr_link;
 }
 

@@ -388,6 +388,8 @@ static void peer_connect(struct rmq_peer *pe)
 			cfg.source_port_rem = pe->shard;
 		}
 		int rc = rmq_client_create(bs->s, &cfg, &pe->cl);
+		if (rc == 0)
+			(void)rmq_client_set_authorization(pe->cl, bs->b->cfg.peer_authz);
 		if (rc < 0) {
 			rmq_warn("replication to broker %" PRIu32 " at %s: %s", pe->broker, r->endpoint,
 				 rmq_strerror(rc));

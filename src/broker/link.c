@@ -32,18 +32,21 @@ struct rmq_link {
 	struct rmq_shard *s;
 	char what[48];
 	struct rmq_tls_ctx *tls;
+	const char *authz;
 	uint32_t calls_max, send_queue_max, stream_window;
 	size_t n;
 	struct target t[TARGETS_MAX];
 };
 
 struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, struct rmq_tls_ctx *tls,
-			      uint32_t calls_max, uint32_t send_queue_max, uint32_t stream_window)
+			      const char *authz, uint32_t calls_max, uint32_t send_queue_max,
+			      uint32_t stream_window)
 {
 	struct rmq_link *l = calloc(1, sizeof(*l));
 	if (l) {
 		l->s = s;
 		l->tls = tls;
+		l->authz = authz;
 		snprintf(l->what, sizeof(l->what), "%s", what);
 		l->calls_max = calls_max;
 		l->send_queue_max = send_queue_max;
@@ -160,6 +163,7 @@ static struct target *target_for(struct rmq_link *l, const char *addr)
 		t->cl = NULL;
 		return NULL;
 	}
+	(void)rmq_client_set_authorization(t->cl, l->authz); /* bounded by the caller */
 	t->next_try_ns = 0;
 	return t;
 }

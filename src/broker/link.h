@@ -23,11 +23,14 @@
 struct rmq_link;
 
 /* A link on shard s; what names it in log lines; tls: the brokers' client
- * context (TLS between brokers), or NULL; calls_max calls in flight,
- * send_queue_max messages queued per call, stream_window bytes announced
- * per stream (0: the client's defaults).  NULL when out of memory. */
+ * context (TLS between brokers), or NULL; authz: the authorization header
+ * of its calls (a broker's token, auth.h), or "" (kept by the caller);
+ * calls_max calls in flight, send_queue_max messages queued per call,
+ * stream_window bytes announced per stream (0: the client's defaults).
+ * NULL when out of memory. */
 struct rmq_link *rmq_link_new(struct rmq_shard *s, const char *what, struct rmq_tls_ctx *tls,
-			      uint32_t calls_max, uint32_t send_queue_max, uint32_t stream_window);
+			      const char *authz, uint32_t calls_max, uint32_t send_queue_max,
+			      uint32_t stream_window);
 
 /* The connection to addr when calls may start on it now, else NULL (and
  * it is being made: ask again later).  Valid until the shard's next

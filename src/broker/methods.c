@@ -17,6 +17,7 @@
 #include "broker/isr.h"
 #include "broker/partmgmt.h"
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/ctrl_net.h"
 #include "broker/fleet.h"

@@ -26,6 +26,7 @@
  * times on different shards, so the struct is freed by whichever comes
  * last (an atomic count of two).
  */
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/lead.h"
 
@@ -1334,8 +1335,15 @@ static void start(struct rmq_bshard *bs, struct rmq_produce *pr)
 {
 	int code;
 	bs->produce_requests++;
+	char denied[RMQ_SEC_NAME_MAX * 2 + 64];
 	if (!atomic_load(&bs->b->serving)) {
 		pr_fail(pr, EC_SHUTTING_DOWN, "the node is shutting down");
+		finish_on_origin(pr);
+		return;
+	}
+	if (pr->call && !rmq_auth_allowed(pr->call, RMQ_ACL_TOPIC, pr->topic, RMQ_ACL_WRITE, denied,
+					  sizeof(denied))) {
+		pr_fail(pr, EC_UNAUTHORIZED, "%s", denied);
 		finish_on_origin(pr);
 		return;
 	}

@@ -10,6 +10,7 @@
  * next start (that is what recovery is for).
  */
 #include "broker/broker.h"
+#include "broker/token.h"
 
 #include "core/error.h"
 #include "core/flags.h"
@@ -175,6 +176,30 @@ static int lock_dir(const char *flag, const char *dir, bool *predecessor)
 	return 0; /* fd stays open: the lock lives as long as the process */
 }
 
+/* Reads the token secret: the file's bytes (a trailing newline dropped),
+ * 32 to 1024 of them, into cfg. */
+static int read_secret(const char *path, struct rmq_broker_config *cfg, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t n = fread(cfg->token_secret, 1, sizeof(cfg->token_secret), f);
+	int more = fgetc(f);
+	fclose(f);
+	while (n > 0 && (cfg->token_secret[n - 1] == '\n' || cfg->token_secret[n - 1] == '\r'))
+		n--;
+	if (more != EOF || n < RMQ_TOKEN_SECRET_MIN) {
+		snprintf(err, errlen, "%s: %zu bytes; it must hold %d to %zu (e.g. head -c 48 "
+			 "/dev/urandom | base64 > FILE)",
+			 path, n, RMQ_TOKEN_SECRET_MIN, sizeof(cfg->token_secret));
+		return -1;
+	}
+	cfg->token_secret_len = n;
+	return 0;
+}
+
 /* Whether host names this machine only: 127.0.0.0/8, ::1, localhost. */
 static bool loopback(const char *host)
 {
@@ -238,7 +263,8 @@ int main(int argc, char **argv)
 {
 	struct rmq_broker_config *cfg = &broker.cfg;
 	const char *listen, *fsync, *prealloc, *level, *compression;
-	const char *tls_cert, *tls_key, *tls_client_ca, *tls_ca;
+	const char *tls_cert, *tls_key, *tls_client_ca, *tls_ca, *auth, *secret_file;
+	uint64_t token_ttl;
 	bool allow_insecure;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
 		max_streams, max_calls, sw, cw, keepalive, idle, max_wait, ret_check, inflight, listen_retry,
@@ -259,7 +285,11 @@ int main(int argc, char **argv)
 		{"tls-key", RMQ_FLAG_STRING, &tls_key, "", "PEM private key of --tls-cert", 0, 0, NULL},
 		{"tls-client-ca", RMQ_FLAG_STRING, &tls_client_ca, "", "PEM CAs: clients must present a certificate they signed (mutual TLS)", 0, 0, NULL},
 		{"tls-ca", RMQ_FLAG_STRING, &tls_ca, "", "PEM CAs that signed the other brokers' certificates: with --tls-cert, replication and the controller's calls go over TLS, presenting --tls-cert (default: --tls-client-ca, else the system's CAs)", 0, 0, NULL},
-		{"allow-insecure", RMQ_FLAG_BOOL, &allow_insecure, "false", "serve on an address other than loopback without TLS and authentication (a warning at start)", 0, 0, NULL},
+		{"auth", RMQ_FLAG_CHOICE, &auth, "none", "required: every call but Authenticate and health checks needs a session token or a client certificate, and ACLs apply (docs/security.md)", 0, 0, "none|required"},
+		{"token-secret-file", RMQ_FLAG_STRING, &secret_file, "", "a file of at least 32 bytes, the same on every node: signs session tokens and names unknown SCRAM users' fake salts; required by --auth required", 0, 0, NULL},
+		{"token-ttl", RMQ_FLAG_DURATION, &token_ttl, "1h", "lifetime of the session tokens AuthService.Authenticate issues", 1000000000ULL, 30ULL * 24 * 3600 * 1000000000ULL, NULL},
+		{"super-users", RMQ_FLAG_STRING, &cfg->super_users, "", "principals every ACL allows, comma-separated (e.g. User:admin)", 0, 0, NULL},
+		{"allow-insecure", RMQ_FLAG_BOOL, &allow_insecure, "false", "serve on an address other than loopback without TLS and --auth required (a warning at start)", 0, 0, NULL},
 		{"listen-retry", RMQ_FLAG_DURATION, &listen_retry, "10s", "when the data directory was served before, how long a listen address still in use is retried (a crashed predecessor's sockets close late); 0s = fail at once", 0, 0, NULL},
 		{"data-dir", RMQ_FLAG_STRING, &cfg->data_dir, "rmq-data", "directory of the partition logs and metadata", 0, 0, NULL},
 		{"metadata-dir", RMQ_FLAG_STRING, &cfg->metadata_dir, "", "directory of the controller's log and snapshots (Kafka's metadata.log.dir): a disk of their own keeps their syncs from waiting behind the partitions'; empty: DATA_DIR/controller", 0, 0, NULL},
@@ -373,17 +403,41 @@ int main(int argc, char **argv)
 				"each other when they serve it)\n");
 		return 2;
 	}
-	/* Safe by default: anyone who reaches a port outside this host
-	 * could read, write and delete every topic.  Authentication is not
-	 * built yet (issue 17), so TLS alone does not make it safe. */
-	if (!loopback(host)) {
+	cfg->auth_required = strcmp(auth, "required") == 0;
+	cfg->token_ttl_ns = token_ttl;
+	if (secret_file[0] && read_secret(secret_file, cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rmqd: --token-secret-file: %s\n", err);
+		return 2;
+	}
+	if (cfg->token_secret_len) {
+		/* This broker's calls to the others carry a token it signs
+		 * itself: a broker principal (auth.h), renewed at each start. */
+		char p[64], tok[RMQ_TOKEN_TEXT_MAX + 1];
+		snprintf(p, sizeof(p), "Broker:%s", cfg->node_id);
+		int n = rmq_token_make(cfg->token_secret, cfg->token_secret_len, p, strlen(p),
+				       rmq_wall_ms(), 10ULL * 365 * 24 * 3600 * 1000, NULL, tok, sizeof(tok));
+		if (n < 0 || (size_t)n + 8 > sizeof(cfg->peer_authz)) {
+			fprintf(stderr, "rmqd: cannot sign this broker's token: %s\n", rmq_strerror(n));
+			return 1;
+		}
+		snprintf(cfg->peer_authz, sizeof(cfg->peer_authz), "Bearer %s", tok);
+	}
+	if (cfg->auth_required && !cfg->token_secret_len) {
+		fprintf(stderr, "rmqd: --auth required needs --token-secret-file (the same file on every "
+				"node: it signs the session tokens)\n");
+		return 2;
+	}
+	/* Safe by default: anyone who reaches a port outside this host could
+	 * read, write and delete every topic unless calls are authenticated
+	 * over TLS. */
+	if (!loopback(host) && !(net->tls && cfg->auth_required)) {
 		if (!allow_insecure) {
 			fprintf(stderr,
-				"rmqd: --listen %s is reachable from other hosts, and rmqd has no "
-				"authentication yet: anyone who reaches it can read, write and delete "
-				"every topic. Listen on 127.0.0.1, or pass --allow-insecure "
-				"(docs/security.md)\n",
-				host);
+				"rmqd: --listen %s is reachable from other hosts without %s: anyone who "
+				"reaches it could read, write and delete every topic. Pass --tls-cert, "
+				"--tls-key and --auth required, listen on 127.0.0.1, or pass "
+				"--allow-insecure (docs/security.md)\n",
+				host, net->tls ? "--auth required" : "TLS and --auth required");
 			return 2;
 		}
 		insecure_warning = true;
