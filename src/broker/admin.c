@@ -9,6 +9,8 @@
  * the receiving shard's own snapshot (describe.h).  The group RPCs of
  * AdminService are in group_admin.c.
  */
+#include "broker/auth.h"
+#include "broker/methods.h"
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/describe.h"
@@ -80,8 +82,50 @@ out:
 	rmq_topic_change_free(ch);
 }
 
+/* ACLs are checked where the call arrived, before it is forwarded to the
+ * controller's leader (which sees the forwarding broker's principal):
+ * every topic named needs op (creating one: on it or CLUSTER CREATE).
+ * Returns false after refusing c and freeing msg with free_fn. */
+static bool topics_allowed(struct rmq_call *c, void *msg, void (*free_fn)(void *),
+			   const char *const *names, size_t n, enum rmq_acl_op op)
+{
+	char why[600];
+	for (size_t i = 0; i < n; i++) {
+		if (rmq_auth_allowed(c, RMQ_ACL_TOPIC, names[i] ? names[i] : "", op, why, sizeof(why)))
+			continue;
+		if (op == RMQ_ACL_CREATE &&
+		    rmq_auth_allowed(c, RMQ_ACL_CLUSTER, RMQ_ACL_CLUSTER_NAME, op, why, sizeof(why)))
+			continue;
+		free_fn(msg);
+		rmq_refuse(c, EC_UNAUTHORIZED, "%s", why);
+		return false;
+	}
+	return true;
+}
+
+static void free_create(void *m)
+{
+	rustmq__controller__create_topics_request__free_unpacked(m, NULL);
+}
+
+static void free_delete(void *m)
+{
+	rustmq__controller__delete_topics_request__free_unpacked(m, NULL);
+}
+
+static void free_alter(void *m)
+{
+	rustmq__controller__alter_configs_request__free_unpacked(m, NULL);
+}
+
 void rmq_admin_create_topics(struct rmq_call *c, void *msg)
 {
+	Rustmq__Controller__CreateTopicsRequest *cr = msg;
+	for (size_t i = 0; i < cr->n_topics; i++) {
+		const char *name = cr->topics[i]->name;
+		if (!topics_allowed(c, msg, free_create, &name, 1, RMQ_ACL_CREATE))
+			return;
+	}
 	if (rmq_forward_admin(c, msg, rmq_admin_create_topics))
 		return; /* another node leads the controller */
 	struct rmq_bshard *bs = rmq_call_app(c);
@@ -176,6 +220,17 @@ static void delete_done(struct rmq_topic_change *ch)
 
 void rmq_admin_delete_topics(struct rmq_call *c, void *msg)
 {
+	Rustmq__Controller__DeleteTopicsRequest *dr = msg;
+	if (!topics_allowed(c, msg, free_delete, (const char *const *)dr->names, dr->n_names,
+			    RMQ_ACL_DELETE))
+		return;
+	if (dr->n_topic_ids) {
+		/* By id: the name is the controller's to resolve; DELETE on
+		 * every topic then. */
+		static const char *const any[] = {"*"};
+		if (!topics_allowed(c, msg, free_delete, any, 1, RMQ_ACL_DELETE))
+			return;
+	}
 	if (rmq_forward_admin(c, msg, rmq_admin_delete_topics))
 		return; /* another node leads the controller */
 	struct rmq_bshard *bs = rmq_call_app(c);
@@ -291,6 +346,13 @@ static void alter_done(struct rmq_topic_change *ch)
 
 void rmq_admin_alter_configs(struct rmq_call *c, void *msg)
 {
+	Rustmq__Controller__AlterConfigsRequest *ar0 = msg;
+	for (size_t i = 0; i < ar0->n_resources; i++) {
+		const Rustmq__Controller__ConfigResource *res = ar0->resources[i]->resource;
+		const char *name = res ? res->name : "";
+		if (!topics_allowed(c, msg, free_alter, &name, 1, RMQ_ACL_ALTER_CONFIGS))
+			return;
+	}
 	if (rmq_forward_admin(c, msg, rmq_admin_alter_configs))
 		return; /* another node leads the controller */
 	struct rmq_bshard *bs = rmq_call_app(c);

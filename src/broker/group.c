@@ -26,6 +26,7 @@
  * restart (which replays the log) rebuilds exactly what was answered.
  */
 #include "broker/group_int.h"
+#include "broker/auth.h"
 #include "broker/methods.h"
 #include "broker/request.h"
 
@@ -432,9 +433,17 @@ static void submit(struct rmq_call *c, ProtobufCMessage *req, int kind)
 	gs_of(bs)->out++;
 	const char *gid = group_id_of(kind, req);
 	size_t glen = strlen(gid);
+	char why[600];
 	if (glen == 0 || glen > RMQ_GROUP_ID_MAX) {
 		greq_err(r, EC_INVALID_REQUEST, glen ? "group_id is longer than %d bytes"
 						     : "group_id is empty", RMQ_GROUP_ID_MAX);
+		return;
+	}
+	/* Kafka's: a member's calls, commits and resets need READ on the
+	 * group, reading its offsets DESCRIBE. */
+	if (!rmq_auth_allowed(c, RMQ_ACL_GROUP, gid, kind == K_FETCH ? RMQ_ACL_DESCRIBE : RMQ_ACL_READ,
+			      why, sizeof(why))) {
+		greq_err(r, EC_UNAUTHORIZED, "%s", why);
 		return;
 	}
 	r->msg.fn = greq_exec;
@@ -468,6 +477,10 @@ void rmq_group_commit(struct rmq_call *c, void *req)
 	int code = rmq_request_tps(rmq_call_app(c), (void *const *)q->partitions, q->n_partitions,
 				   offsetof(Rustmq__Client__OffsetCommitPartition, topic_partition), true, err,
 				   sizeof(err));
+	if (code == EC_OK)
+		code = rmq_auth_topics(c, (void *const *)q->partitions, q->n_partitions,
+				       offsetof(Rustmq__Client__OffsetCommitPartition, topic_partition),
+				       RMQ_ACL_READ, err, sizeof(err));
 	if (code != EC_OK) {
 		protobuf_c_message_free_unpacked(req, NULL);
 		rmq_refuse(c, code, "%s", err);

@@ -18,7 +18,8 @@ here from RFC 5802 (hashlib, hmac):
 - ACLs: alice without ACLs cannot produce or fetch (UNAUTHORIZED naming the
   permission) nor alter the cluster (PERMISSION_DENIED); with WRITE and
   READ on a prefix she can, on other topics not; a DENY wins; the super
-  user may do everything;
+  user may do everything; CREATE on a prefix lets her create topics; a
+  group needs READ;
 - `rmq --user --password-file` (SCRAM) lists and produces.
 
     /usr/bin/python3 tests/broker/test_auth.py --rmqd build/release/rmqd \\
@@ -218,6 +219,29 @@ def run(args, tmp):
             check(rc == 0, f"rmq acl add --deny-principal: {out}")
             tn.wait_until(lambda: produce(c, bearer(alice), "app-orders", b"x").error_code ==
                           UNAUTHORIZED, 10, "a DENY wins over the prefixed ALLOW")
+            # Creating topics: CREATE on the name (checked where the call
+            # arrives, before it goes to the controller's leader).
+            creq = tn.A.CreateTopicsRequest(version=tn.V(), topics=[
+                tn.A.CreatableTopic(name="app-new", partitions=1)])
+            r = call_md(c, "/rustmq.controller.AdminService/CreateTopics", creq,
+                        tn.A.CreateTopicsResponse, bearer(alice))
+            check(r.error_code == UNAUTHORIZED and "CREATE" in r.error_message,
+                  f"create without CREATE: {r.error_code} {r.error_message}")
+            rc, out = rmq(args, "--bootstrap", node.addr, "--user", "admin", "--password-file",
+                          os.path.join(tmp, "admin"), "acl", "add", "--allow-principal",
+                          "User:alice", "--operation", "create", "--topic", "app-",
+                          "--resource-pattern-type", "prefixed")
+            check(rc == 0, f"rmq acl add create: {out}")
+            tn.wait_until(lambda: not call_md(c, "/rustmq.controller.AdminService/CreateTopics",
+                                              creq, tn.A.CreateTopicsResponse,
+                                              bearer(alice)).error_code, 10,
+                          "alice creates app-new")
+            # Groups: READ on the group.
+            jreq = tn.C.JoinGroupRequest(version=tn.V(), group_id="g1", topics=["app-orders"])
+            r = call_md(c, "/rustmq.client.ConsumerService/JoinGroup", jreq,
+                        tn.C.JoinGroupResponse, bearer(alice))
+            check(r.error_code == UNAUTHORIZED and "group g1" in r.error_message,
+                  f"JoinGroup without READ on the group: {r.error_code} {r.error_message}")
             # Cluster administration needs CLUSTER ALTER.
             code, why = status_of(lambda: call_md(
                 c, "/rustmq.controller.AdminService/ElectLeaders",

@@ -18,8 +18,9 @@ temporary directory.  Checked:
   CA and an expired one are refused; a good one is served;
 - SIGHUP reloads the certificate: new connections see the new one while
   an open channel goes on;
-- three nodes whose brokers talk TLS to each other (replication and the
-  controller, each asking the others for a client certificate): a topic
+- three nodes with --auth required whose brokers talk TLS to each other
+  (replication and the controller, each asking the others for a client
+  certificate, and sending tokens they sign themselves): a topic
   of replication factor 3 keeps its ISR whole and acks ALL is answered;
   the `rmq` CLI produces and consumes over TLS, and trusting another CA
   is refused.
@@ -236,9 +237,16 @@ def run_cluster(args, tmp, d):
                              creds=creds(d, client="client"))
 
     pki = lambda f: os.path.join(d, f)  # noqa: E731
+    # --auth required as well: brokers sign their own tokens for each
+    # other; the client's certificate identity is its principal, a super
+    # user here.
+    secret = os.path.join(tmp, "token-secret")
+    pathlib.Path(secret).write_bytes(os.urandom(32).hex().encode())
     cl = TLSCluster(args.rmqd, os.path.join(tmp, "cluster"), args.verbose,
                     ("--tls-cert", pki("server.crt"), "--tls-key", pki("server.key"),
                      "--tls-client-ca", pki("ca.crt"), "--tls-ca", pki("ca.crt"),
+                     "--auth", "required", "--token-secret-file", secret,
+                     "--super-users", "User:alice.clients.test",
                      "--broker-heartbeat", "100ms"),
                     nodes=3)
     try:
