@@ -372,12 +372,24 @@ static const struct global_flag {
 	{"tls-ca", &cli.tls_ca, "file", "connect with TLS, trusting these PEM CAs (docs/security.md)"},
 	{"tls-cert", &cli.tls_cert, "file", "TLS: this PEM client certificate (mutual TLS), with --tls-key"},
 	{"tls-key", &cli.tls_key, "file", "TLS: the PEM private key of --tls-cert"},
-	{"user", &cli.user, "name", "authenticate as this user (a session token for every call)"},
+	{"user", &cli.user, "name",
+	 "authenticate as this user, a session token for every call (before the command for "
+	 "`quota`)"},
 	{"password-file", &cli.password_file, "file",
 	 "the --user's password: the file's first line (before the command for `user add`)"},
 	{"sasl-mechanism", &cli.sasl, "mech",
 	 "SCRAM-SHA-256 (default), SCRAM-SHA-512, or PLAIN (sends the password: only over TLS)"},
 };
+
+static const struct cmd_spec *cur_spec; /* the command whose flags are parsed */
+
+static bool own_flag(const char *name)
+{
+	for (size_t k = 0; cur_spec && k < cur_spec->nflags; k++)
+		if (strcmp(cur_spec->flags[k].name, name) == 0)
+			return true;
+	return false;
+}
 
 int take_global_flag(int argc, char **argv, int i)
 {
@@ -389,9 +401,10 @@ int take_global_flag(int argc, char **argv, int i)
 		size_t n = strlen(g->name);
 		if (strncmp(a + 2, g->name, n) != 0)
 			continue;
-		/* `user add` has a --password-file of its own (the new user's):
-		 * the login's goes before the command there. */
-		if (g->value == &cli.password_file && cli.cmd && strcmp(cli.cmd, "user add") == 0)
+		/* A command's own flag of that name wins (`user add
+		 * --password-file` is the new user's, `quota set --user` the
+		 * user limited): the global goes before the command there. */
+		if (own_flag(g->name))
 			continue;
 		if (a[2 + n] == '=') {
 			*g->value = a + 3 + n;
@@ -431,6 +444,7 @@ static void print_usage(const struct cmd_spec *cs, FILE *out)
 void parse_args(const struct cmd_spec *cs, int argc, char **argv, int *npos)
 {
 	cli.cmd = cs->name;
+	cur_spec = cs;
 	/* The global flags, --config and -v are common: take them out first. */
 	int out = 1;
 	bool rest = false;

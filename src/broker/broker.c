@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 
 #include "broker/auth.h"
+#include "broker/quota.h"
 #include "broker/cluster.h"
 #include "common/metadata.pb-c.h"
 #include "broker/isr.h"
@@ -356,6 +357,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 	rmq_forward_fini(bs);
 	rmq_lead_fini(bs);
 	rmq_auth_fini(bs);
+	rmq_methods_fini(bs);
 	rmq_isr_fini(bs);
 	if (bs->srv) {
 		rmq_server_drained(bs->srv, true);
@@ -429,11 +431,13 @@ int rmq_broker_run(struct rmq_broker *b)
 	rmq_runtime_on_stop(b->rt, shard_drained);
 	atomic_store(&b->serving, 1);
 	rmq_methods_init();
+	rmq_quota_init(b);
 	rc = rmq_runtime_run(b->rt, shard_init, shard_fini, b);
 	if (rc == 0)
 		rc = atomic_load(&b->start_rc);
 	rmq_offload_pool_destroy(b->offload);
 	b->offload = NULL;
+	rmq_quota_fini(b);
 	rmq_offline_destroy(b->offline);
 	b->offline = NULL;
 	rmq_runtime_destroy(b->rt);

@@ -122,6 +122,7 @@ struct rmq_broker {
 	_Atomic uint16_t port;         /* bound port (ephemeral ports) */
 	struct rmq_offload_pool *offload; /* helper threads (core/offload.h) */
 	struct rmq_offline *offline;   /* partitions failing to serve (partition.h) */
+	struct rmq_quotas *quotas;     /* the principals' buckets (quota.h) */
 	_Atomic int start_rc;          /* first error of the asynchronous start */
 	_Atomic int serving;           /* 1 while accepting calls */
 	/* Controlled shutdown (broker.c, heartbeat.c): 1 once the node stops
@@ -213,6 +214,7 @@ struct rmq_bshard {
 	bool backlog_paused;           /* reads paused for the cross-shard backlog */
 	uint64_t backlog_pauses;
 	struct rmq_auth *auth;         /* SCRAM exchanges in progress (auth.c) */
+	struct held_call *held;        /* calls waiting for a quota (methods.c) */
 	/* Replication sent as a leader (lead.c): ReplicateStream messages,
 	 * their parts (a request for one partition each), their stored bytes,
 	 * and heartbeats. */

@@ -71,6 +71,7 @@
  * woken by HW advances only, and a follower's log end moves without one.
  */
 #include "broker/auth.h"
+#include "broker/quota.h"
 #include "broker/broker.h"
 #include "broker/lookup.h"
 #include "broker/methods.h"
@@ -566,6 +567,30 @@ static int build_response(struct fetch_op *op, bool only_data, struct iovec **io
 		rustmq__client__fetch_response__pack(&r, bufs[nb]);
 		iov[n++] = (struct iovec){bufs[nb++], len};
 	} else {
+		uint64_t bytes = 0;
+		for (int i = 0; i < op->nparts; i++)
+			bytes += op->parts[i].len;
+		/* A fetch quota is charged what the answer carries: the
+		 * principal's next call waits for it (quota.h). */
+		struct rmq_bshard *cbs = rmq_call_app(op->call);
+		if (bytes && rmq_quota_any(cbs)) {
+			const char *who = rmq_call_principal(op->call);
+			(void)rmq_quota_charge(cbs, who ? who : RMQ_AUTH_ANONYMOUS, 0, bytes, false);
+		}
+		uint32_t thr = rmq_call_throttle_ms(op->call);
+		if (thr && !only_data) {
+			/* throttle_time (4), before the partitions: fields may
+			 * come in any order. */
+			uint8_t dur[32], *b = malloc(48);
+			size_t dn = rmq_pb_put_uint(dur, 1, thr / 1000);
+			dn += rmq_pb_put_uint(dur + dn, 2, (uint64_t)(thr % 1000) * 1000000);
+			if (!b)
+				goto nomem;
+			size_t bn = rmq_pb_put_len(b, 4, dn);
+			memcpy(b + bn, dur, dn);
+			bufs[nb++] = b;
+			iov[n++] = (struct iovec){b, bn + dn};
+		}
 		for (int i = 0; i < op->nparts; i++) {
 			struct fetch_part *fp = &op->parts[i];
 			if (only_data && (fp->dropped || (fp->len == 0 && fp->code == EC_OK)))

@@ -18,6 +18,7 @@
 #include "broker/partmgmt.h"
 
 #include "broker/auth.h"
+#include "broker/quota.h"
 #include "broker/broker.h"
 #include "broker/ctrl_net.h"
 #include "broker/fleet.h"
@@ -42,6 +43,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define U RMQ_GRPC_UNARY
@@ -241,7 +243,158 @@ static size_t most_repeated(const ProtobufCMessageDescriptor *d, const void *req
 	return most;
 }
 
+static void run(struct rmq_call *c, const uint8_t *msg, size_t len);
+
+/* ---- quotas: calls that wait before their method runs (quota.h) --------------------- */
+
+/* A message held for a quota, or a half-close behind held messages. */
+struct held {
+	struct held *next;
+	uint64_t due_ns;
+	bool half_close;
+	size_t len;
+	uint8_t msg[];
+};
+
+/* A call's held messages, in order (a stream's are never reordered). */
+struct held_call {
+	struct rmq_call *call;        /* a reference held */
+	struct rmq_bshard *bs;
+	struct held *head, *tail;
+	struct rmq_timer timer;
+	struct held_call *next;       /* the shard's */
+};
+
+static struct held_call *held_find(struct rmq_bshard *bs, const struct rmq_call *c)
+{
+	for (struct held_call *h = bs->held; h; h = h->next)
+		if (h->call == c)
+			return h;
+	return NULL;
+}
+
+static void held_release(struct held_call *h)
+{
+	struct held_call **pp = &h->bs->held;
+	while (*pp != h)
+		pp = &(*pp)->next;
+	*pp = h->next;
+	while (h->head) {
+		struct held *m = h->head;
+		h->head = m->next;
+		free(m);
+	}
+	rmq_timer_cancel(h->bs->s, &h->timer);
+	rmq_call_unref(h->call);
+	free(h);
+}
+
+static void held_fire(struct rmq_timer *t)
+{
+	struct held_call *h = RMQ_CONTAINER_OF(t, struct held_call, timer);
+	const uint64_t now = rmq_now_ns();
+	while (h->head && h->head->due_ns <= now && !rmq_call_done(h->call)) {
+		struct held *m = h->head;
+		h->head = m->next;
+		if (!h->head)
+			h->tail = NULL;
+		if (m->half_close) {
+			if (route_of(h->call)->on_half_close)
+				route_of(h->call)->on_half_close(h->call);
+		} else {
+			run(h->call, m->msg, m->len);
+		}
+		free(m);
+	}
+	if (!h->head || rmq_call_done(h->call)) {
+		held_release(h);
+		return;
+	}
+	if (rmq_timer_start(h->bs->s, &h->timer, h->head->due_ns, held_fire) < 0) {
+		rmq_call_finish(h->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "no timer left for a quota's wait");
+		held_release(h);
+	}
+}
+
+/* Holds msg (or a half-close) of c until due_ns, behind those it holds
+ * already.  False when out of memory or timers (c is answered then). */
+static bool hold(struct rmq_bshard *bs, struct rmq_call *c, const uint8_t *msg, size_t len,
+		 uint64_t due_ns, bool half_close)
+{
+	struct held_call *h = held_find(bs, c);
+	struct held *m = malloc(sizeof(*m) + len);
+	if (!m || (!h && !(h = calloc(1, sizeof(*h))))) {
+		free(m);
+		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	*m = (struct held){.due_ns = due_ns, .half_close = half_close, .len = len};
+	memcpy(m->msg, msg, len);
+	if (!h->call) {
+		h->call = c;
+		h->bs = bs;
+		rmq_call_ref(c);
+		h->next = bs->held;
+		bs->held = h;
+		if (rmq_timer_start(bs->s, &h->timer, due_ns, held_fire) < 0) {
+			free(m);
+			held_release(h);
+			rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "no timer left for a quota's wait");
+			return false;
+		}
+	}
+	if (h->tail)
+		h->tail->next = m;
+	else
+		h->head = m;
+	h->tail = m;
+	return true;
+}
+
+/* Calls a quota counts: every one but authenticating and health checks. */
+static bool counted(enum rmq_rpc rpc)
+{
+	return rpc != RMQ_RPC_AUTHENTICATE && rpc != RMQ_RPC_HEALTH_CHECK &&
+	       rpc != RMQ_RPC_HEALTH_WATCH && rpc != RMQ_RPC_BROKER_HEALTH && rpc != RMQ_RPC_RAFT &&
+	       rpc != RMQ_RPC_REPLICATE && rpc != RMQ_RPC_FLEET;
+}
+
 static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	const enum rmq_rpc rpc = route_of(c)->rpc;
+	if (bs->held && held_find(bs, c)) {
+		/* Behind its held messages, charged now: in order. */
+		(void)hold(bs, c, msg, len, 0, false);
+		return;
+	}
+	if (rmq_quota_any(bs) && counted(rpc)) {
+		const char *principal = rmq_call_principal(c);
+		const bool produce = rpc == RMQ_RPC_PRODUCE || rpc == RMQ_RPC_PRODUCE_BATCH ||
+				     rpc == RMQ_RPC_PRODUCE_STREAM;
+		uint64_t wait = rmq_quota_charge(bs, principal ? principal : RMQ_AUTH_ANONYMOUS,
+						 produce ? len : 0, 0, true);
+		if (wait > 0) {
+			rmq_call_set_throttle_ms(c, (uint32_t)(wait / 1000000));
+			(void)hold(bs, c, msg, len, rmq_now_ns() + wait, false);
+			return;
+		}
+	}
+	run(c, msg, len);
+}
+
+/* A stream's half-close goes behind its held messages. */
+static void half_close(struct rmq_call *c)
+{
+	struct rmq_bshard *bs = rmq_call_app(c);
+	if (bs->held && held_find(bs, c)) {
+		(void)hold(bs, c, NULL, 0, 0, true);
+		return;
+	}
+	route_of(c)->on_half_close(c);
+}
+
+static void run(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	const struct route *r = route_of(c);
 	if (r->version_field) {
@@ -286,6 +439,12 @@ static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
 	r->on_request(c, req);
 }
 
+void rmq_methods_fini(struct rmq_bshard *bs)
+{
+	while (bs->held)
+		held_release(bs->held);
+}
+
 void rmq_methods_init(void)
 {
 	for (size_t i = 0; i < NROUTES; i++) {
@@ -293,7 +452,7 @@ void rmq_methods_init(void)
 			.path = routes[i].path,
 			.kind = routes[i].kind,
 			.on_message = dispatch,
-			.on_half_close = routes[i].on_half_close,
+			.on_half_close = routes[i].on_half_close ? half_close : NULL,
 			.on_cancel = routes[i].on_cancel,
 			.on_drain = routes[i].on_drain,
 		};

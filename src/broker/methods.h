@@ -85,6 +85,9 @@ extern const size_t rmq_broker_nmethods;
 
 /* Builds rmq_broker_methods from the routes.  Idempotent. */
 void rmq_methods_init(void);
+/* The shard stops: calls a quota holds go (their messages unread). */
+struct rmq_bshard;
+void rmq_methods_fini(struct rmq_bshard *bs);
 
 /* What call c is (c must be a call of rmq_broker_methods). */
 enum rmq_rpc rmq_call_rpc(const struct rmq_call *c);

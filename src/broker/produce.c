@@ -1092,6 +1092,21 @@ static void exec_msg(struct rmq_xmsg *m)
 
 /* ---- the origin's side ---------------------------------------------------------- */
 
+/* How long a quota held the call (quota.h), as the answer's throttle_time;
+ * NULL when it did not.  The shard's one Duration: each answer is packed
+ * before the next is filled, and one call's parts share the value. */
+static Google__Protobuf__Duration *throttle_of(const struct rmq_call *c)
+{
+	static _Thread_local Google__Protobuf__Duration d;
+	uint32_t ms = c ? rmq_call_throttle_ms(c) : 0;
+	if (!ms)
+		return NULL;
+	google__protobuf__duration__init(&d);
+	d.seconds = ms / 1000;
+	d.nanos = (int32_t)(ms % 1000) * 1000000;
+	return &d;
+}
+
 static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce *pr,
 			  Rustmq__Client__ProduceResponse *r, Rustmq__Common__TopicPartition *tp,
 			  Google__Protobuf__Timestamp *ts)
@@ -1116,6 +1131,7 @@ static void fill_response(const struct rmq_bshard *bs, const struct rmq_produce 
 	r->error_code = (Rustmq__Common__ErrorCode)pr->code;
 	r->error_message = (char *)pr->err;
 	r->leader_epoch = pr->app.hdr.leader_epoch;
+	r->throttle_time = throttle_of(pr->call);
 	if (pr->code == EC_NOT_LEADER) {
 		/* Its broker's strings, in this shard's snapshot while the
 		 * answer is packed (a leader is a registered broker). */
@@ -1152,6 +1168,7 @@ static void group_answer(struct rmq_bshard *bs, struct produce_group *g)
 		resp.partitions = rp;
 		resp.n_partitions = (size_t)g->n;
 		resp.correlation_id = g->correlation_id;
+		resp.throttle_time = throttle_of(g->call);
 		rmq_reply_pb(g->call, &resp.base);
 	} else {
 		rmq_call_finish(g->call, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");

@@ -953,6 +953,17 @@ void rmq_call_set_principal(struct rmq_call *c, const char *principal)
 	snprintf(c->principal, sizeof(c->principal), "%s", principal ? principal : "");
 }
 
+void rmq_call_set_throttle_ms(struct rmq_call *c, uint32_t ms)
+{
+	if (ms > c->throttle_ms)
+		c->throttle_ms = ms;
+}
+
+uint32_t rmq_call_throttle_ms(const struct rmq_call *c)
+{
+	return c->throttle_ms;
+}
+
 const char *rmq_call_principal(const struct rmq_call *c)
 {
 	return c->principal[0] ? c->principal : NULL;

@@ -181,6 +181,10 @@ const char *rmq_call_tls_peer(const struct rmq_call *c);
  * NULL when it set none. */
 void rmq_call_set_principal(struct rmq_call *c, const char *principal);
 const char *rmq_call_principal(const struct rmq_call *c);
+/* How long the app held the call for a quota (the longest it noted), for
+ * the answer's throttle_time. */
+void rmq_call_set_throttle_ms(struct rmq_call *c, uint32_t ms);
+uint32_t rmq_call_throttle_ms(const struct rmq_call *c);
 void rmq_call_ref(struct rmq_call *c);
 void rmq_call_unref(struct rmq_call *c);
 

@@ -458,6 +458,7 @@ struct rmq_call {
 	uint16_t authz_len;     /* the authorization header's value, ... */
 	char authz[NET_AUTHZ_MAX + 1];
 	char principal[NET_PRINCIPAL_MAX + 1]; /* who the call is (rmq_call_set_principal) */
+	uint32_t throttle_ms;   /* how long the app held it for a quota */
 
 	/* state */
 	bool in_use;
