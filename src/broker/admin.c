@@ -350,8 +350,18 @@ void rmq_admin_alter_configs(struct rmq_call *c, void *msg)
 	for (size_t i = 0; i < ar0->n_resources; i++) {
 		const Rustmq__Controller__ConfigResource *res = ar0->resources[i]->resource;
 		const char *name = res ? res->name : "";
-		if (!topics_allowed(c, msg, free_alter, &name, 1, RMQ_ACL_ALTER_CONFIGS))
+		char why[600];
+		if (res && res->type != RUSTMQ__CONTROLLER__CONFIG_RESOURCE_TYPE__CONFIG_RESOURCE_TYPE_TOPIC) {
+			/* A broker's or the cluster's settings. */
+			if (!rmq_auth_allowed(c, RMQ_ACL_CLUSTER, RMQ_ACL_CLUSTER_NAME,
+					      RMQ_ACL_ALTER_CONFIGS, why, sizeof(why))) {
+				free_alter(msg);
+				rmq_refuse(c, EC_UNAUTHORIZED, "%s", why);
+				return;
+			}
+		} else if (!topics_allowed(c, msg, free_alter, &name, 1, RMQ_ACL_ALTER_CONFIGS)) {
 			return;
+		}
 	}
 	if (rmq_forward_admin(c, msg, rmq_admin_alter_configs))
 		return; /* another node leads the controller */
@@ -418,6 +428,12 @@ void rmq_admin_describe_configs(struct rmq_call *c, void *msg)
 		if (!dr->resource || dr->resource->type != RUSTMQ__CONTROLLER__CONFIG_RESOURCE_TYPE__CONFIG_RESOURCE_TYPE_TOPIC) {
 			rs[i].error_code = EC_INVALID_REQUEST;
 			snprintf(errs[i], 200, "only topic configurations are described; broker settings are rmqd flags (rmqd --help)");
+			rs[i].error_message = errs[i];
+			continue;
+		}
+		if (!rmq_auth_allowed(c, RMQ_ACL_TOPIC, dr->resource->name ? dr->resource->name : "",
+				      RMQ_ACL_DESCRIBE_CONFIGS, errs[i], 200)) {
+			rs[i].error_code = EC_UNAUTHORIZED;
 			rs[i].error_message = errs[i];
 			continue;
 		}

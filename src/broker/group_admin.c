@@ -10,10 +10,12 @@
  * tour, so the results need no locking, and a shard that must wait (a
  * deletion's tombstones becoming durable) simply sends the tour on later.
  */
+#include "broker/auth.h"
 #include "broker/cluster.h"
 #include "broker/group_int.h"
 
 #include "broker/lookup.h"
+#include "broker/methods.h"
 #include "controller/admin.pb-c.h"
 #include "core/error.h"
 #include "core/util.h"
@@ -406,9 +408,25 @@ static void describe_visit_first(struct rmq_gshard *gs, struct tour *t)
 	describe_visit(gs, t);
 }
 
+/* Every group named needs op (checked before the tour). */
+static bool groups_allowed(struct rmq_call *c, void *req, char **ids, size_t n, enum rmq_acl_op op)
+{
+	char why[600];
+	for (size_t i = 0; i < n; i++) {
+		if (rmq_auth_allowed(c, RMQ_ACL_GROUP, ids[i], op, why, sizeof(why)))
+			continue;
+		protobuf_c_message_free_unpacked(req, NULL);
+		rmq_refuse(c, EC_UNAUTHORIZED, "%s", why);
+		return false;
+	}
+	return true;
+}
+
 void rmq_group_describe(struct rmq_call *c, void *req)
 {
-	tour_start(c, req, describe_visit_first, describe_finish);
+	Rustmq__Controller__DescribeGroupsRequest *q = req;
+	if (groups_allowed(c, req, q->group_ids, q->n_group_ids, RMQ_ACL_DESCRIBE))
+		tour_start(c, req, describe_visit_first, describe_finish);
 }
 
 /* ---- DeleteGroups ------------------------------------------------------------------ */
@@ -499,6 +517,7 @@ static void delete_finish(struct rmq_gshard *gs, struct tour *t)
 
 void rmq_group_delete(struct rmq_call *c, void *req)
 {
-	tour_start(c, req, delete_visit,
-		   delete_finish);
+	Rustmq__Controller__DeleteGroupsRequest *q = req;
+	if (groups_allowed(c, req, q->group_ids, q->n_group_ids, RMQ_ACL_DELETE))
+		tour_start(c, req, delete_visit, delete_finish);
 }

@@ -5,6 +5,7 @@
  */
 #include "broker/lookup.h"
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/lead.h"
@@ -271,6 +272,8 @@ static struct lookup_call *lookup_call_new(struct rmq_call *c, void *const *entr
 	struct rmq_bshard *bs = rmq_call_app(c);
 	char err[400];
 	int code = rmq_request_tps(bs, entries, n, tp_offset, true, err, sizeof(err));
+	if (code == EC_OK) /* offsets, epochs, ISRs: DESCRIBE, as Kafka's ListOffsets */
+		code = rmq_auth_topics(c, entries, n, tp_offset, RMQ_ACL_DESCRIBE, err, sizeof(err));
 	if (code != EC_OK) {
 		rmq_refuse(c, code, "%s", err);
 		return NULL;
