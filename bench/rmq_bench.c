@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rmq-bench - the load generator: produce, consume, or both at once (e2e)
- * against one rmqd over gRPC, and report throughput and latency
- * percentiles without coordinated omission.
+ * against one rmqd or a cluster over gRPC, and report throughput and
+ * latency percentiles without coordinated omission.  In a cluster it
+ * connects to every broker and follows partitions' leaders as they move;
+ * its producers are idempotent (see "lost calls" below).
  *
  * It runs on the same thread-per-core runtime as rmqd (core/shard.h):
  * --threads shard threads, each with its own io_uring ring, its own
@@ -20,7 +22,9 @@
  *   every thread: connect all its connections
  *   thread 0:     CreateTopics (--create-topic), GetTopicMetadata
  *                 ──setup──► every thread
- *   every thread: readers look up their start offsets (ListOffsets
+ *   every thread: connect to the other brokers; producer ids
+ *                 (InitTransaction, --idempotent); readers look up
+ *                 their start offsets (ListOffsets
  *                 EARLIEST or LATEST) ──ready──► thread 0
  *   thread 0:     t_start = now; warm-up ends at t_start + --warmup; the
  *                 run at + --duration ──go──► every thread
