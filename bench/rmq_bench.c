@@ -214,6 +214,7 @@ struct bthread {
 	uint8_t *meta_req;
 	size_t meta_len;
 	uint64_t retries;          /* produce calls sent again; reader calls lost to a move */
+	uint64_t rewritten;        /* resends answered DUPLICATE_SEQUENCE (written before) */
 	bool cut;                  /* the drain timed out: lost calls are not sent again */
 	/* InitTransaction at setup (--idempotent), one per producer slot */
 	unsigned pid_next, pid_out, pid_done, pid_total;
@@ -574,6 +575,7 @@ static void prod_result(struct bconn *bc, struct pslot *sl, const struct bench_p
 		if (code == EC(DUPLICATE_SEQUENCE)) {
 			code = 0; /* a resend the old leader had written */
 			ok_records = sl->batch.records;
+			t->rewritten++;
 		}
 		if (moved_code(code)) {
 			if (code == EC(NOT_LEADER) && r->leader[0])
@@ -2440,7 +2442,8 @@ static void progress_collect(void *arg, struct bench_progress_totals *tot)
 
 static void report(double secs, const struct bench_section *main_s,
 		   const struct bench_section *extra,
-		   const uint64_t *err, uint64_t errors, uint64_t retries, uint64_t acked)
+		   const uint64_t *err, uint64_t errors, uint64_t retries, uint64_t rewritten,
+		   uint64_t acked)
 {
 	const struct bench_opts *o = &g.o;
 	const char *kind = o->mode == BENCH_PRODUCE ? "ack" : "delivery";
@@ -2468,7 +2471,8 @@ static void report(double secs, const struct bench_section *main_s,
 				err[i]);
 			first = false;
 		}
-		fprintf(f, "}},\"retries\":%" PRIu64, retries);
+		fprintf(f, "}},\"retries\":%" PRIu64 ",\"retries_already_written\":%" PRIu64, retries,
+			rewritten);
 		if (o->mode != BENCH_CONSUME)
 			fprintf(f, ",\"acknowledged_records\":%" PRIu64, acked);
 		fprintf(f, "}\n");
@@ -2499,7 +2503,9 @@ static void report(double secs, const struct bench_section *main_s,
 	if (o->mode != BENCH_CONSUME)
 		printf("  acked    %" PRIu64 " records in all (warm-up and drain included)\n", acked);
 	if (retries)
-		printf("  retries  %" PRIu64 " calls lost to a leader that moved, sent again\n", retries);
+		printf("  retries  %" PRIu64 " calls lost (timed out, cut, or their leader moved) sent "
+		       "again; %" PRIu64 " answered DUPLICATE_SEQUENCE (written before)\n",
+		       retries, rewritten);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -2600,7 +2606,7 @@ int main(int argc, char **argv)
 		status = 1;
 	} else {
 		struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
-		uint64_t errv[ERR_SLOTS] = {0}, errors = 0, retries = 0, acked = 0;
+		uint64_t errv[ERR_SLOTS] = {0}, errors = 0, retries = 0, rewritten = 0, acked = 0;
 		struct bench_section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
 		if (!hp || !hc) {
 			fprintf(stderr, "rmq-bench: out of memory\n");
@@ -2617,6 +2623,7 @@ int main(int argc, char **argv)
 			rmq_hist_merge(hp, &t->prod.hist);
 			rmq_hist_merge(hc, &t->cons.hist);
 			retries += t->retries;
+			rewritten += t->rewritten;
 			acked += atomic_load(&t->all_prod_msgs);
 			for (int k = 0; k < ERR_SLOTS; k++) {
 				errv[k] += t->err[k];
@@ -2632,11 +2639,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rmq-bench: stopped before the warm-up ended\n");
 			status = 1;
 		} else if (o->mode == BENCH_PRODUCE) {
-			report(secs, &prod, NULL, errv, errors, retries, acked);
+			report(secs, &prod, NULL, errv, errors, retries, rewritten, acked);
 		} else if (o->mode == BENCH_CONSUME) {
-			report(secs, &cons, NULL, errv, errors, retries, acked);
+			report(secs, &cons, NULL, errv, errors, retries, rewritten, acked);
 		} else {
-			report(secs, &cons, &prod, errv, errors, retries, acked);
+			report(secs, &cons, &prod, errv, errors, retries, rewritten, acked);
 		}
 		free(hp);
 		free(hc);

@@ -884,7 +884,8 @@ def run_idempotent_bench(cl, bench, old=False):
     eq(p.returncode, 0, f"rmq-bench across the kill: {out}{err}")
     res = json.loads(out.strip().splitlines()[-1])
     print(f"    rmq-bench: {res.get('acknowledged_records')} acknowledged, "
-          f"{res.get('retries')} calls sent again, errors {res['errors']}", flush=True)
+          f"{res.get('retries')} calls sent again ({res.get('retries_already_written')} "
+          f"written before), errors {res['errors']}", flush=True)
     acked = res["messages"] if old else res["acknowledged_records"]
     eq(res["errors"]["total"], 0, f"rmq-bench errors across the kill: {res['errors']}\n{err}")
     check(old or res["retries"] > 0, f"rmq-bench sent lost calls again: {res}")
