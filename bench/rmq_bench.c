@@ -422,9 +422,12 @@ static bool conn_ok(const struct bconn *bc)
  *                after RETRY_NS the same batch, same sequence, as a unary
  *                call to the partition's leader then (prod_resend); at
  *                most LOST_TRIES_MAX times, then an error
- *        ─► refused otherwise: an error; the slot takes a new producer id
- *           (whether the batch was written is not known, so its partition's
- *           next sequence is not either)
+ *        ─► refused otherwise: an error.  Refused before it was written
+ *           (MESSAGE_TOO_LARGE, NOT_ENOUGH_REPLICAS, ...: the broker forgets
+ *           the sequence), the next batch takes its sequence; after a
+ *           refusal that may follow the write (NOT_ENOUGH_REPLICAS_AFTER_
+ *           APPEND, TIMEOUT, a sequence or epoch refused) or a failed call
+ *           the slot takes a new producer id, its next sequence not known
  *
  * A resend counts in the summary's retries, not in its errors.
  */
@@ -502,6 +505,17 @@ static struct bconn *conn_to(struct bthread *t, unsigned b, unsigned salt)
 static bool lost_status(enum rmq_grpc_status st)
 {
 	return st == RMQ_GRPC_UNAVAILABLE || st == RMQ_GRPC_DEADLINE_EXCEEDED;
+}
+
+/* A refusal after which the broker may hold the batch (or its producer
+ * state differs from ours): the producer's next sequence is not known. */
+static bool outcome_unknown(int code)
+{
+	/* RESOURCE_EXHAUSTED: the broker may have taken the sequence before
+	 * it ran out of memory (src/broker/produce.c exec_on_owner). */
+	return code == EC(NOT_ENOUGH_REPLICAS_AFTER_APPEND) || code == EC(TIMEOUT) ||
+	       code == EC(OUT_OF_ORDER_SEQUENCE) || code == EC(INVALID_PRODUCER_EPOCH) ||
+	       code == EC(UNKNOWN_PRODUCER_ID) || code == EC(RESOURCE_EXHAUSTED);
 }
 
 /* A refusal that the partition's next leader (or a moment) cures. */
@@ -597,6 +611,13 @@ static void prod_result(struct bconn *bc, struct pslot *sl, const struct bench_p
 	err_rmq(t, code);
 	if (code == EC(NOT_LEADER) && r->leader[0])
 		follow_leader(t, sl->partition, r->leader);
+	if (sl->batch.producer_id && !outcome_unknown(code)) {
+		/* Refused before it was written, and forgotten by the broker
+		 * (dedup.h): the same sequence goes to the next batch. */
+		sl->seq[sl->partition] = sl->batch.base_sequence;
+		prod_free(bc, sl);
+		return;
+	}
 	prod_drop(sl);
 }
 
