@@ -34,6 +34,10 @@ enum bench_system { BENCH_RMQ, BENCH_NATS, BENCH_REDIS };
  * endian ns) when it is at least this long; e2e needs it. */
 #define BENCH_STAMP_MAGIC "RMQB"
 #define BENCH_STAMP_BYTES 12u
+/* With --unique-values the stamp is followed by the record's producer id
+ * (8 bytes), partition (4) and sequence (4), little-endian: no two records
+ * written once are alike. */
+#define BENCH_UNIQUE_BYTES 28u
 
 struct bench_opts {
 	char host[256];
@@ -70,6 +74,8 @@ struct bench_opts {
 	uint64_t fetch_max_bytes;
 	uint64_t partition_max_bytes;
 	uint64_t timeout_ns;            /* deadline of a produce or setup call */
+	bool idempotent;                /* producers number their batches (InitTransaction) */
+	bool unique_values;             /* values carry producer id, partition, sequence */
 	const char *group;              /* --group: readers are its members; "" = none */
 	uint64_t commit_interval_ns;    /* --group: how often members commit */
 };
@@ -117,6 +123,17 @@ struct bench_batch {
 	size_t cap;
 	size_t payload_len;    /* at buf + BENCH_HEADROOM */
 	uint32_t crc;
+	/* An idempotent producer's numbering of the next encoding
+	 * (RecordBatch 11-13, or ProduceRequest 9-11 for a unary Produce):
+	 * producer_id 0 = not idempotent.  The caller sets them. */
+	int64_t producer_id;
+	int32_t producer_epoch;
+	int32_t base_sequence;
+	/* bench_batch_seal writes producer_id, partition and base_sequence + i
+	 * into record i's value after its stamp (values of at least
+	 * BENCH_UNIQUE_BYTES). */
+	bool unique;
+	uint32_t partition;
 };
 
 /* Allocates and fills a batch (the only allocation; reused for every
@@ -130,9 +147,10 @@ int bench_batch_init_unary(struct bench_batch *b, uint32_t records, uint32_t msg
 			   uint32_t seed);
 void bench_batch_free(struct bench_batch *b);
 
-/* Stamps every record with stamp_ns (when values are long enough), and
- * makes the payload: compressed or not, CRC-32C computed.  Returns 0 or a
- * codec error. */
+/* Stamps every record with stamp_ns (when values are long enough) and,
+ * when b->unique, its producer id, partition and sequence, and makes the
+ * payload: compressed or not, CRC-32C computed.  Returns 0 or a codec
+ * error. */
 int bench_batch_seal(struct bench_batch *b, uint64_t stamp_ns);
 
 /*

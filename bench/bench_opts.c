@@ -31,7 +31,7 @@ struct raw {
 	const char *target, *mode, *acks, *compression, *produce_rpc, *consume_rpc, *from;
 };
 
-#define NFLAGS 32 /* capacity of the table; flag_table() checks it */
+#define NFLAGS 34 /* capacity of the table; flag_table() checks it */
 
 static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r)
 {
@@ -66,6 +66,8 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("partition-max-bytes", RMQ_FLAG_SIZE, &o->partition_max_bytes, "2MiB", "a Fetch's partition_max_bytes", 1024, 1ULL << 30, NULL);
 	F("group", RMQ_FLAG_STRING, &o->group, "", "consumers join this consumer group and read what it assigns them, starting at its commits (else --from), committing as they go; \"\" = each reader reads a fixed share", 0, 0, NULL);
 	F("commit-interval", RMQ_FLAG_DURATION, &o->commit_interval_ns, "1s", "with --group: how often each member commits its positions", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
+	F("idempotent", RMQ_FLAG_BOOL, &o->idempotent, "true", "each producer stream numbers its batches with a producer id (InitTransaction): a call lost with its leader is sent again to the next one, and a batch the old leader had written is not written twice", 0, 0, NULL);
+	F("unique-values", RMQ_FLAG_BOOL, &o->unique_values, "false", "each record's value carries its producer id, partition and sequence after the send time (needs --idempotent and --msg-bytes of at least 28): a reader can tell a duplicate", 0, 0, NULL);
 	F("timeout", RMQ_FLAG_DURATION, &o->timeout_ns, "30s", "deadline of a produce or setup call", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
 #undef F
 	RMQ_ASSERT(n <= NFLAGS);
@@ -210,6 +212,10 @@ int bench_opts_parse(int argc, char **argv, struct bench_opts *o, char *err, siz
 		return fail(err, errlen, "--group applies to --mode consume and e2e against rmq:// targets");
 	if (o->group[0] && o->consume_subscribe)
 		return fail(err, errlen, "--group reads with Fetch: use --consume-rpc=fetch");
+	if (o->unique_values && (!o->idempotent || o->system != BENCH_RMQ))
+		return fail(err, errlen, "--unique-values numbers records by producer id: it needs --idempotent and an rmq:// target");
+	if (o->unique_values && o->msg_bytes < BENCH_UNIQUE_BYTES)
+		return fail(err, errlen, "--unique-values needs --msg-bytes of at least %u", BENCH_UNIQUE_BYTES);
 	if (o->group[0] && strlen(o->group) > 255)
 		return fail(err, errlen, "--group: at most 255 characters");
 	return 0;

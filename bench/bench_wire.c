@@ -18,12 +18,14 @@
  *         1 topic_partition {1 topic, 2 p}     15 batch { header, payload }
  *         2 batch {                          
  *           1 magic 2, 2 compression, 8 crc32, 10 record_count,
+ *           11 producer_id, 12 epoch, 13 base_sequence (idempotent),
  *           then 7 records... (the payload)  or  9 compressed_records
  *       } }
  *
  * --produce-rpc=unary sends a ProduceRequest to Produce with the records
  * themselves, not a batch: 1 version, 2 client_id, 3 topic_partition,
- * 5 acks, 12 correlation_id, then 4 records... (the payload: field-4
+ * 5 acks, 12 correlation_id, 9-11 producer id, epoch and base sequence
+ * (idempotent), then 4 records... (the payload: field-4
  * elements, never compressed, no CRC; the broker builds the batch).
  *
  * A record is Record{2: value}; its value is msg-bytes long:
@@ -35,6 +37,9 @@
  *               so another process on the host can measure delivery
  *   12     ...  letters A..Z, pseudo-random (compress like text, as
  *               Kafka's producer-perf-test payloads do)
+ *
+ * With --unique-values (values of at least 28 bytes) bytes 12..27 are the
+ * record's producer id (8), partition (4) and sequence (4), little-endian.
  *
  * Values shorter than 12 bytes are all letters and carry no time.
  */
@@ -139,6 +144,20 @@ int bench_batch_seal(struct bench_batch *b, uint64_t stamp_ns)
 		for (uint32_t i = 0; i < b->records; i++)
 			memcpy(b->raw + (size_t)i * b->elem_bytes + b->stamp_at, le, 8);
 	}
+	if (b->unique && b->msg_bytes >= BENCH_UNIQUE_BYTES) {
+		uint8_t id[16];
+		for (int i = 0; i < 8; i++)
+			id[i] = (uint8_t)((uint64_t)b->producer_id >> (8 * i));
+		for (int i = 0; i < 4; i++)
+			id[8 + i] = (uint8_t)(b->partition >> (8 * i));
+		for (uint32_t r = 0; r < b->records; r++) {
+			/* Sequences wrap from INT32_MAX to 0 (producer.proto). */
+			uint32_t seq = ((uint32_t)b->base_sequence + r) & INT32_MAX;
+			for (int i = 0; i < 4; i++)
+				id[12 + i] = (uint8_t)(seq >> (8 * i));
+			memcpy(b->raw + (size_t)r * b->elem_bytes + b->stamp_at + 8, id, 16);
+		}
+	}
 	uint8_t *payload = b->buf + BENCH_HEADROOM;
 	if (b->compression) {
 		ssize_t n = rmq_codec_compress(b->compression, b->raw, b->raw_len, payload,
@@ -162,6 +181,13 @@ static size_t batch_header(const struct bench_batch *b, uint8_t *out)
 		n += rmq_pb_put_uint(out + n, 2, (uint64_t)b->compression);
 	n += rmq_pb_put_uint(out + n, 8, b->crc);
 	n += rmq_pb_put_uint(out + n, 10, b->records);
+	if (b->producer_id) {
+		n += rmq_pb_put_uint(out + n, 11, (uint64_t)b->producer_id);
+		if (b->producer_epoch)
+			n += rmq_pb_put_uint(out + n, 12, (uint64_t)(uint32_t)b->producer_epoch);
+		if (b->base_sequence)
+			n += rmq_pb_put_uint(out + n, 13, (uint64_t)(uint32_t)b->base_sequence);
+	}
 	if (b->compression)
 		n += rmq_pb_put_len(out + n, 9, b->payload_len);
 	return n;
@@ -258,6 +284,13 @@ const uint8_t *bench_encode_produce_records(struct bench_batch *b, const char *t
 	RMQ_ASSERT(b->unary);
 	uint8_t out[BENCH_HEADROOM];
 	size_t n = produce_head(out, topic, partition, acks, correlation_id);
+	if (b->producer_id) {
+		n += rmq_pb_put_uint(out + n, 9, (uint64_t)b->producer_id);
+		if (b->producer_epoch)
+			n += rmq_pb_put_uint(out + n, 10, (uint64_t)(uint32_t)b->producer_epoch);
+		if (b->base_sequence)
+			n += rmq_pb_put_uint(out + n, 11, (uint64_t)(uint32_t)b->base_sequence);
+	}
 	/* then the payload: the field-4 Record elements */
 	return place(b, out, n, len);
 }

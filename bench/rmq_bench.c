@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rmq-bench - the load generator: produce, consume, or both at once (e2e)
- * against one rmqd over gRPC, and report throughput and latency
- * percentiles without coordinated omission.
+ * against one rmqd or a cluster over gRPC, and report throughput and
+ * latency percentiles without coordinated omission.  In a cluster it
+ * connects to every broker and follows partitions' leaders as they move;
+ * its producers are idempotent (see "lost calls" below).
  *
  * It runs on the same thread-per-core runtime as rmqd (core/shard.h):
  * --threads shard threads, each with its own io_uring ring, its own
@@ -20,7 +22,9 @@
  *   every thread: connect all its connections
  *   thread 0:     CreateTopics (--create-topic), GetTopicMetadata
  *                 ──setup──► every thread
- *   every thread: readers look up their start offsets (ListOffsets
+ *   every thread: connect to the other brokers; producer ids
+ *                 (InitTransaction, --idempotent); readers look up
+ *                 their start offsets (ListOffsets
  *                 EARLIEST or LATEST) ──ready──► thread 0
  *   thread 0:     t_start = now; warm-up ends at t_start + --warmup; the
  *                 run at + --duration ──go──► every thread
@@ -54,6 +58,7 @@
 
 #include "client/consumer.pb-c.h"
 #include "client/metadata.pb-c.h"
+#include "client/producer.pb-c.h"
 #include "common/errors.pb-c.h"
 #include "controller/admin.pb-c.h"
 #include "core/error.h"
@@ -82,12 +87,16 @@
 #define PATH_LIST_OFFSETS "/rustmq.client.ConsumerService/ListOffsets"
 #define PATH_CREATE_TOPICS "/rustmq.controller.AdminService/CreateTopics"
 #define PATH_TOPIC_METADATA "/rustmq.client.MetadataService/GetTopicMetadata"
+#define PATH_INIT_TRANSACTION "/rustmq.client.ProducerService/InitTransaction"
 
 #define NS 1000000000ULL
 #define RETRY_NS (100ULL * 1000 * 1000)       /* after a failed call */
 #define DRAIN_NS (10ULL * NS)                 /* answers awaited after the end */
 #define SETUP_TRIES 50                        /* x RETRY_NS for a new topic's metadata */
 #define SCRATCH_MAX (256u << 20)              /* a decompressed batch */
+#define LOST_TRIES_MAX 300                    /* x RETRY_NS: a batch's lost sends (a failover) */
+#define META_TIMEOUT_NS (2ULL * NS)           /* a metadata look-up during the run */
+#define SEQ_MEMORY_MAX (256ULL << 20)         /* producers' sequence tables, all threads */
 
 #define GROUP_SESSION_NS (10ULL * NS)         /* --group members' session timeout */
 #define BROKERS_MAX 16                        /* brokers leading the topic's partitions */
@@ -111,13 +120,17 @@ struct stats {
 struct bthread;
 struct bconn;
 
-/* One produce request in flight, with its preallocated batch. */
+/* One produce request in flight, with its preallocated batch.  With
+ * --idempotent each slot is a producer of its own (see "lost calls"). */
 struct pslot {
 	struct bconn *bc;
 	uint32_t partition;        /* of the request in flight */
-	struct bench_batch batch;
+	struct bench_batch batch;  /* .producer_id: this slot's, 0 = none */
 	uint64_t t0;               /* started (closed loop) or intended (paced) */
 	struct pslot *next_free;
+	int32_t *seq;              /* per partition: the next batch's base sequence */
+	unsigned tries;            /* sends of the batch in flight lost so far */
+	struct rmq_timer retry;    /* the next send of a lost batch; InitTransaction again */
 };
 
 /* A consumer of some partitions, over one connection. */
@@ -130,6 +143,11 @@ struct reader {
 	size_t req_cap;
 	struct bench_fetch_sink sink;
 	struct rmq_ccall *call;    /* Fetch or Subscribe in flight, or NULL */
+	struct bench_rpart *fparts; /* what the call in flight reads: parts, or sub */
+	uint32_t fn;
+	struct bench_rpart *sub;   /* the parts one broker leads, when they are split */
+	uint32_t turn;             /* split parts: whose leader is asked next */
+	bool moved;                /* a partition's leader moved (look it up again) */
 	struct rmq_timer retry;
 	uint64_t now;              /* while a response is walked */
 	uint64_t got_msgs, got_bytes;
@@ -187,7 +205,22 @@ struct bthread {
 	 * partition to its list). */
 	uint32_t *lead_parts[BROKERS_MAX];
 	uint32_t lead_n[BROKERS_MAX];
+	uint32_t *part_broker;     /* partition -> the broker whose list holds it */
 	bool followed;             /* said once that a partition moved */
+	/* The topic's metadata looked up again during the run (leaders moved) */
+	bool meta_busy;
+	uint64_t meta_at;          /* when the last look-up started */
+	unsigned meta_rr;          /* the connection it goes over, in turn */
+	uint8_t *meta_req;
+	size_t meta_len;
+	uint64_t retries;          /* produce calls sent again; reader calls lost to a move */
+	uint64_t rewritten;        /* resends answered DUPLICATE_SEQUENCE (written before) */
+	bool cut;                  /* the drain timed out: lost calls are not sent again */
+	/* InitTransaction at setup (--idempotent), one per producer slot */
+	unsigned pid_next, pid_out, pid_done, pid_total;
+	uint8_t pid_req[64];
+	size_t pid_len;
+	bool pids_ready;
 	unsigned nconns;           /* in use */
 	unsigned conns_up;         /* the bootstrap's */
 	unsigned extra_up;         /* the other brokers' */
@@ -243,6 +276,7 @@ static struct {
 	int64_t wall_offset_ns;    /* CLOCK_REALTIME - CLOCK_MONOTONIC at start */
 	_Atomic bool finished;
 	_Atomic uint64_t commits, joins;   /* --group: acknowledged commits, generations joined */
+	_Atomic bool pids_unsupported;     /* InitTransaction UNIMPLEMENTED: plain producers */
 } g;
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -372,7 +406,35 @@ static bool conn_ok(const struct bconn *bc)
 
 /* ---- producers ---------------------------------------------------------------- */
 
+/*
+ * Lost calls (--idempotent, the default).  Each producer slot is a producer
+ * of its own: InitTransaction gives it an id at setup, and it numbers its
+ * batches per partition (RecordBatch producer_id and base_sequence, as
+ * `rmq produce` does).  A slot has one call in flight, so a partition's
+ * batches from one producer are in order with nothing between them: the
+ * broker's rule (dedup.h: a batch follows the producer's last one, and its
+ * last RMQ_DEDUP_RECENT batches are remembered) always holds.
+ *
+ *   sent ─► answered OK, or DUPLICATE_SEQUENCE (written before: success)
+ *        ─► lost: UNAVAILABLE, DEADLINE_EXCEEDED, its stream closed, or
+ *           NOT_LEADER / LEADER_NOT_AVAILABLE / NOT_AVAILABLE
+ *             ─► the topic's metadata looked up again (meta_refresh), and
+ *                after RETRY_NS the same batch, same sequence, as a unary
+ *                call to the partition's leader then (prod_resend); at
+ *                most LOST_TRIES_MAX times, then an error
+ *        ─► refused otherwise: an error.  Refused before it was written
+ *           (MESSAGE_TOO_LARGE, NOT_ENOUGH_REPLICAS, ...: the broker forgets
+ *           the sequence), the next batch takes its sequence; after a
+ *           refusal that may follow the write (NOT_ENOUGH_REPLICAS_AFTER_
+ *           APPEND, TIMEOUT, a sequence or epoch refused) or a failed call
+ *           the slot takes a new producer id, its next sequence not known
+ *
+ * A resend counts in the summary's retries, not in its errors.
+ */
+
 static void prod_kick(struct bconn *bc);
+static void meta_refresh(struct bthread *t);
+static void pid_ask(struct pslot *sl);
 
 /* The next partition bc produces to: those its broker leads, in turn. */
 static uint32_t next_partition(struct bconn *bc)
@@ -381,40 +443,86 @@ static uint32_t next_partition(struct bconn *bc)
 	return t->lead_parts[bc->broker][bc->rr++ % t->lead_n[bc->broker]];
 }
 
-/* A NOT_LEADER answer named partition p's leader at host:port: p moves to
- * that broker's connections in this thread, when it has some (every broker
- * of the cluster does: route_partitions), else it stays (its errors are
- * counted). */
-static void follow_leader(struct bthread *t, uint32_t p, const char *endpoint)
+/* The broker at host (hlen bytes):port among g.brokers, else g.nbrokers. */
+static unsigned broker_find(const char *host, size_t hlen, unsigned long port)
 {
-	const char *colon = strrchr(endpoint, ':');
-	if (!colon)
+	for (unsigned b = 0; b < g.nbrokers; b++)
+		if (g.brokers[b].port == port && strlen(g.brokers[b].host) == hlen &&
+		    memcmp(g.brokers[b].host, host, hlen) == 0)
+			return b;
+	return g.nbrokers;
+}
+
+/* Partition p goes to broker `to`'s list in thread t: its producers pick
+ * it there, readers ask that broker.  Every broker of a cluster has
+ * connections (route_partitions). */
+static void move_partition(struct bthread *t, uint32_t p, unsigned to)
+{
+	if (p >= g.partitions || to >= g.nbrokers || t->part_broker[p] == to)
 		return;
-	unsigned long port = strtoul(colon + 1, NULL, 10);
-	unsigned to = g.nbrokers, from = g.nbrokers;
-	for (unsigned b = 0; b < g.nbrokers; b++) {
-		if (g.brokers[b].port == port &&
-		    strncmp(g.brokers[b].host, endpoint, (size_t)(colon - endpoint)) == 0 &&
-		    g.brokers[b].host[colon - endpoint] == '\0')
-			to = b;
-		for (uint32_t i = 0; i < t->lead_n[b]; i++)
-			if (t->lead_parts[b][i] == p)
-				from = b;
-	}
-	if (to == g.nbrokers || from == g.nbrokers || to == from)
-		return;
+	unsigned from = t->part_broker[p];
 	uint32_t *v = t->lead_parts[from];
-	for (uint32_t i = 0; i < t->lead_n[from]; i++)
-		if (v[i] == p)
+	for (uint32_t i = 0; i < t->lead_n[from]; i++) {
+		if (v[i] == p) {
 			v[i] = v[--t->lead_n[from]];
+			break;
+		}
+	}
 	t->lead_parts[to][t->lead_n[to]++] = p;
+	t->part_broker[p] = to;
 	if (!t->followed && t->id == 0)
-		fprintf(stderr, "rmq-bench: partition %u is led by %s now; following it\n", p,
-			endpoint);
+		fprintf(stderr, "rmq-bench: partition %u is led by %s:%u now; following it\n", p,
+			g.brokers[to].host, (unsigned)g.brokers[to].port);
 	t->followed = true;
 	for (unsigned i = 0; i < t->nconns; i++)
 		if (t->conns[i].broker == to)
 			prod_kick(&t->conns[i]); /* it may have had nothing to send */
+}
+
+/* A NOT_LEADER answer named partition p's leader at host:port. */
+static void follow_leader(struct bthread *t, uint32_t p, const char *endpoint)
+{
+	const char *colon = strrchr(endpoint, ':');
+	if (colon)
+		move_partition(t, p,
+			       broker_find(endpoint, (size_t)(colon - endpoint),
+					   strtoul(colon + 1, NULL, 10)));
+}
+
+/* A connection of thread t to broker b that can take calls (the search
+ * starts at salt), or NULL. */
+static struct bconn *conn_to(struct bthread *t, unsigned b, unsigned salt)
+{
+	for (unsigned i = 0; i < t->nconns; i++) {
+		struct bconn *c = &t->conns[(i + salt) % t->nconns];
+		if (c->broker == b && conn_ok(c))
+			return c;
+	}
+	return NULL;
+}
+
+/* A call that failed this way may have been lost with its leader. */
+static bool lost_status(enum rmq_grpc_status st)
+{
+	return st == RMQ_GRPC_UNAVAILABLE || st == RMQ_GRPC_DEADLINE_EXCEEDED;
+}
+
+/* A refusal after which the broker may hold the batch (or its producer
+ * state differs from ours): the producer's next sequence is not known. */
+static bool outcome_unknown(int code)
+{
+	/* RESOURCE_EXHAUSTED: the broker may have taken the sequence before
+	 * it ran out of memory (src/broker/produce.c exec_on_owner). */
+	return code == EC(NOT_ENOUGH_REPLICAS_AFTER_APPEND) || code == EC(TIMEOUT) ||
+	       code == EC(OUT_OF_ORDER_SEQUENCE) || code == EC(INVALID_PRODUCER_EPOCH) ||
+	       code == EC(UNKNOWN_PRODUCER_ID) || code == EC(RESOURCE_EXHAUSTED);
+}
+
+/* A refusal that the partition's next leader (or a moment) cures. */
+static bool moved_code(int code)
+{
+	return code == EC(NOT_LEADER) || code == EC(LEADER_NOT_AVAILABLE) ||
+	       code == EC(NOT_AVAILABLE);
 }
 
 static void prod_free(struct bconn *bc, struct pslot *sl)
@@ -424,21 +532,93 @@ static void prod_free(struct bconn *bc, struct pslot *sl)
 	bc->busy--;
 }
 
-/* An answer (or failure) for slot sl. */
+/* sl's batch is given up (its error counted).  A plain slot is free again;
+ * an idempotent one takes a new producer id first, during the run, and is
+ * set aside after it. */
+static void prod_drop(struct pslot *sl)
+{
+	struct bthread *t = sl->bc->t;
+	if (!sl->batch.producer_id) {
+		prod_free(sl->bc, sl);
+		return;
+	}
+	sl->batch.producer_id = 0;
+	sl->tries = 0;
+	if (t->phase == PH_RUN)
+		pid_ask(sl);
+	else
+		sl->bc->busy--;
+}
+
+static void prod_resend_fn(struct rmq_timer *tm);
+
+/* sl's batch was lost on its way, or refused by a broker that does not
+ * lead its partition: sent again after RETRY_NS (see "lost calls"), or
+ * counted as an error (st, else code) when it cannot be. */
+static void prod_lost(struct pslot *sl, enum rmq_grpc_status st, int code)
+{
+	struct bthread *t = sl->bc->t;
+	if (!sl->batch.producer_id || t->cut || t->phase == PH_DONE ||
+	    ++sl->tries > LOST_TRIES_MAX) {
+		if (st != RMQ_GRPC_OK)
+			err_grpc(t, st);
+		else
+			err_rmq(t, code);
+		prod_drop(sl);
+		return;
+	}
+	t->retries++;
+	meta_refresh(t);
+	if (rmq_timer_start(t->s, &sl->retry, rmq_now_ns() + RETRY_NS, prod_resend_fn) < 0) {
+		fatal("timer heap full");
+		return;
+	}
+	t->inflight++; /* the drain waits for the resend */
+}
+
+/* An answer for slot sl (or its failure, code BENCH_ERR_BAD_RESPONSE):
+ * counted, and the slot free again, or its batch sent again. */
 static void prod_result(struct bconn *bc, struct pslot *sl, const struct bench_produce_result *r)
 {
 	struct bthread *t = bc->t;
 	uint64_t now = rmq_now_ns();
+	uint32_t ok_records = r->ok_records;
+	int code = r->code;
 
-	if (r->code != 0)
-		err_rmq(t, r->code);
-	if (r->code == RUSTMQ__COMMON__ERROR_CODE__NOT_LEADER && r->leader[0])
-		follow_leader(t, sl->partition, r->leader);
-	if (r->ok_records) {
-		if (account(t, &t->prod, false, now, r->ok_records,
-			    (uint64_t)r->ok_records * g.o.msg_bytes))
+	if (sl->batch.producer_id) {
+		if (code == EC(DUPLICATE_SEQUENCE)) {
+			code = 0; /* a resend the old leader had written */
+			ok_records = sl->batch.records;
+			t->rewritten++;
+		}
+		if (moved_code(code)) {
+			if (code == EC(NOT_LEADER) && r->leader[0])
+				follow_leader(t, sl->partition, r->leader);
+			prod_lost(sl, RMQ_GRPC_OK, code);
+			return;
+		}
+	}
+	if (ok_records) {
+		if (account(t, &t->prod, false, now, ok_records,
+			    (uint64_t)ok_records * g.o.msg_bytes))
 			rmq_hist_record(&t->prod.hist, rmq_pace_latency(sl->t0, now));
 	}
+	if (code == 0) {
+		sl->tries = 0;
+		prod_free(bc, sl);
+		return;
+	}
+	err_rmq(t, code);
+	if (code == EC(NOT_LEADER) && r->leader[0])
+		follow_leader(t, sl->partition, r->leader);
+	if (sl->batch.producer_id && !outcome_unknown(code)) {
+		/* Refused before it was written, and forgotten by the broker
+		 * (dedup.h): the same sequence goes to the next batch. */
+		sl->seq[sl->partition] = sl->batch.base_sequence;
+		prod_free(bc, sl);
+		return;
+	}
+	prod_drop(sl);
 }
 
 static void prod_unary_done(void *arg, enum rmq_grpc_status status, const char *message,
@@ -450,22 +630,67 @@ static void prod_unary_done(void *arg, enum rmq_grpc_status status, const char *
 	(void)message;
 
 	t->inflight--;
+	if (t->phase == PH_DONE)
+		return; /* torn down */
 	if (status != RMQ_GRPC_OK) {
-		err_grpc(t, status);
+		if (lost_status(status)) {
+			prod_lost(sl, status, 0);
+		} else {
+			err_grpc(t, status);
+			prod_drop(sl);
+		}
 	} else {
 		struct bench_produce_result r;
+		/* A resend of a stream's batch is a ProduceBatch. */
 		int prc = g.o.produce_unary ? bench_parse_produce_response(resp, len, &r)
 					    : bench_parse_produce_batch_response(resp, len, &r);
-		if (prc < 0)
+		if (prc < 0) {
 			err_rmq(t, BENCH_ERR_BAD_RESPONSE);
-		else
+			prod_drop(sl);
+		} else {
 			prod_result(bc, sl, &r);
+		}
 	}
-	prod_free(bc, sl);
 	if (t->phase == PH_RUN)
 		prod_kick(bc);
 	else
 		check_drained(t);
+}
+
+/* Sends sl's batch again, the same bytes behind new request headers, as a
+ * unary call to its partition's leader as this thread knows it. */
+static void prod_resend(struct pslot *sl)
+{
+	struct bthread *t = sl->bc->t;
+	struct bconn *via = conn_to(t, t->part_broker[sl->partition], sl->tries);
+	size_t len;
+	const uint8_t *req;
+	int rc = RMQ_ECLOSED; /* no connection to its leader (yet) */
+
+	if (via) {
+		req = g.o.produce_unary
+			      ? bench_encode_produce_records(&sl->batch, g.o.topic, sl->partition,
+							     g.o.acks, ++t->corr, &len)
+			      : bench_encode_produce_batch(&sl->batch, g.o.topic, sl->partition,
+							   g.o.acks, ++t->corr, &len);
+		rc = rmq_client_unary(via->cc, g.o.produce_unary ? PATH_PRODUCE : PATH_PRODUCE_BATCH,
+				      req, len, g.o.timeout_ns, prod_unary_done, sl, NULL);
+	}
+	if (rc == 0)
+		t->inflight++;
+	else
+		prod_lost(sl, RMQ_GRPC_UNAVAILABLE, 0);
+}
+
+static void prod_resend_fn(struct rmq_timer *tm)
+{
+	struct pslot *sl = RMQ_CONTAINER_OF(tm, struct pslot, retry);
+	struct bthread *t = sl->bc->t;
+	t->inflight--;
+	if (t->phase == PH_DONE)
+		return;
+	prod_resend(sl);
+	check_drained(t);
 }
 
 static void pstream_open(struct bconn *bc);
@@ -484,11 +709,12 @@ static void pstream_message(struct rmq_ccall *c, void *arg, const uint8_t *msg, 
 	bc->fifo_head = (bc->fifo_head + 1) % (unsigned)g.o.streams;
 	bc->fifo_count--;
 	struct bench_produce_result r;
-	if (bench_parse_produce_response(msg, len, &r) < 0)
+	if (bench_parse_produce_response(msg, len, &r) < 0) {
 		err_rmq(t, BENCH_ERR_BAD_RESPONSE);
-	else
+		prod_drop(sl);
+	} else {
 		prod_result(bc, sl, &r);
-	prod_free(bc, sl);
+	}
 	if (t->phase == PH_RUN) {
 		prod_kick(bc);
 	} else if (bc->fifo_count == 0 && !bc->half_closed && bc->pstream) {
@@ -516,13 +742,21 @@ static void pstream_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status s
 
 	t->inflight--;
 	bc->pstream = NULL;
-	if (status != RMQ_GRPC_OK)
+	if (t->phase == PH_DONE)
+		return; /* torn down */
+	/* A stream lost with its broker is no error when its batches are
+	 * sent again. */
+	if (status != RMQ_GRPC_OK && !(g.o.idempotent && lost_status(status)))
 		err_grpc(t, status);
 	/* Requests still waiting for an answer are lost with the stream. */
 	while (bc->fifo_count > 0) {
-		prod_free(bc, bc->fifo[bc->fifo_head]);
+		struct pslot *sl = bc->fifo[bc->fifo_head];
 		bc->fifo_head = (bc->fifo_head + 1) % (unsigned)g.o.streams;
 		bc->fifo_count--;
+		if (sl->batch.producer_id)
+			prod_lost(sl, status != RMQ_GRPC_OK ? status : RMQ_GRPC_UNAVAILABLE, 0);
+		else
+			prod_free(bc, sl);
 	}
 	if (t->phase == PH_RUN) {
 		if (rmq_timer_start(t->s, &bc->restart, rmq_now_ns() + RETRY_NS, pstream_restart_fn) < 0)
@@ -558,14 +792,24 @@ static void prod_send(struct bconn *bc, struct pslot *sl, uint64_t t0)
 	const uint8_t *req;
 
 	sl->t0 = t0;
+	uint32_t p = next_partition(bc);
+	sl->partition = p;
+	sl->tries = 0;
+	if (sl->batch.producer_id) {
+		/* Sequences wrap from INT32_MAX to 0 (producer.proto). */
+		sl->batch.base_sequence = sl->seq[p];
+		sl->seq[p] = (int32_t)(((uint32_t)sl->seq[p] + sl->batch.records) & INT32_MAX);
+	}
+	sl->batch.partition = p;
+	sl->batch.unique = g.o.unique_values && sl->batch.producer_id;
 	int rc = bench_batch_seal(&sl->batch, wall_stamp(t0));
 	if (rc < 0) {
 		err_rmq(t, BENCH_ERR_CODEC);
+		if (sl->batch.producer_id)
+			sl->seq[p] = sl->batch.base_sequence; /* not sent */
 		prod_free(bc, sl);
 		return;
 	}
-	uint32_t p = next_partition(bc);
-	sl->partition = p;
 	if (g.o.produce_stream) {
 		req = bench_encode_produce(&sl->batch, g.o.topic, p, g.o.acks, ++t->corr, &len);
 		rc = bc->pstream ? rmq_ccall_send(bc->pstream, req, len) : RMQ_ECLOSED;
@@ -591,6 +835,8 @@ static void prod_send(struct bconn *bc, struct pslot *sl, uint64_t t0)
 		}
 	}
 	err_client(t, rc);
+	if (sl->batch.producer_id)
+		sl->seq[p] = sl->batch.base_sequence; /* not sent: the sequence is free again */
 	prod_free(bc, sl);
 }
 
@@ -624,6 +870,231 @@ static void prod_kick(struct bconn *bc)
 	}
 }
 
+/* ---- leaders looked up again (every thread, during the run) ------------------------ */
+
+static void meta_done(void *arg, enum rmq_grpc_status status, const char *message,
+		      const uint8_t *resp, size_t len)
+{
+	struct bthread *t = arg;
+	(void)message;
+
+	t->inflight--;
+	t->meta_busy = false;
+	if (t->phase == PH_DONE)
+		return;
+	Rustmq__Client__GetTopicMetadataResponse *mr =
+		status == RMQ_GRPC_OK ? rustmq__client__get_topic_metadata_response__unpack(NULL, len, resp)
+				      : NULL;
+	if (mr && mr->error_code == 0 && mr->n_topics == 1 && mr->topics[0]->error_code == 0) {
+		const Rustmq__Common__TopicMetadata *tm = mr->topics[0];
+		for (size_t p = 0; p < tm->n_partitions && p < g.partitions; p++) {
+			const char *leader = tm->partitions[p]->leader_id;
+			for (size_t k = 0; *leader && k < mr->n_brokers; k++) {
+				const Rustmq__Common__BrokerInfo *bi = mr->brokers[k];
+				if (!bi->id || strcmp(bi->id->id, leader) != 0 || !bi->host)
+					continue;
+				/* One broker is --target, whatever name it advertises. */
+				unsigned b = mr->n_brokers == 1 ? 0
+								: broker_find(bi->host, strlen(bi->host),
+									      bi->port);
+				move_partition(t, (uint32_t)p, b);
+			}
+		}
+	}
+	if (mr)
+		rustmq__client__get_topic_metadata_response__free_unpacked(mr, NULL);
+	check_drained(t);
+}
+
+/* Asks for the topic's leaders again (one look-up in flight per thread, at
+ * most one per RETRY_NS), over the next connection that can take it. */
+static void meta_refresh(struct bthread *t)
+{
+	uint64_t now = rmq_now_ns();
+	if (t->meta_busy || now < t->meta_at + RETRY_NS || t->phase == PH_DONE || t->cut)
+		return;
+	if (!t->meta_req) {
+		Rustmq__Client__GetTopicMetadataRequest req =
+			RUSTMQ__CLIENT__GET_TOPIC_METADATA_REQUEST__INIT;
+		char *topics[1] = {(char *)g.o.topic};
+		req.version = &api_v1;
+		req.client_id = "rmq-bench";
+		req.topics = topics;
+		req.n_topics = 1;
+		t->meta_len = rustmq__client__get_topic_metadata_request__get_packed_size(&req);
+		t->meta_req = malloc(t->meta_len);
+		if (!t->meta_req)
+			return;
+		rustmq__client__get_topic_metadata_request__pack(&req, t->meta_req);
+	}
+	for (unsigned i = 0; i < t->nconns; i++) {
+		struct bconn *c = &t->conns[t->meta_rr++ % t->nconns];
+		if (!conn_ok(c))
+			continue;
+		if (rmq_client_unary(c->cc, PATH_TOPIC_METADATA, t->meta_req, t->meta_len,
+				     META_TIMEOUT_NS, meta_done, t, NULL) == 0) {
+			t->meta_busy = true;
+			t->meta_at = now;
+			t->inflight++;
+		}
+		return;
+	}
+}
+
+/* ---- producer ids (--idempotent, at setup) -------------------------------------- */
+
+static void setup_readers(struct bthread *t);
+
+/* Producer slot k of thread t, counting every connection's. */
+static struct pslot *slot_at(struct bthread *t, unsigned k)
+{
+	return &t->conns[k / (unsigned)g.o.streams].slots[k % (unsigned)g.o.streams];
+}
+
+/* Asks InitTransaction for producer ids, a window of --streams at a time;
+ * the readers' setup follows the last. */
+static void pid_pump(struct bthread *t)
+{
+	while (t->pid_out < (unsigned)g.o.streams && t->pid_next < t->pid_total) {
+		struct pslot *sl = slot_at(t, t->pid_next++);
+		if (atomic_load(&g.pids_unsupported)) {
+			t->pid_done++;
+			continue;
+		}
+		t->pid_out++;
+		pid_ask(sl);
+	}
+	if (t->pid_done == t->pid_total && t->phase == PH_SETUP && !t->pids_ready) {
+		t->pids_ready = true;
+		setup_readers(t);
+	}
+}
+
+/* sl has its producer id (0: the broker gives none). */
+static void pid_got(struct pslot *sl, int64_t id)
+{
+	struct bthread *t = sl->bc->t;
+	sl->batch.producer_id = id;
+	sl->tries = 0;
+	memset(sl->seq, 0, (size_t)g.partitions * sizeof(*sl->seq));
+	if (t->phase == PH_SETUP) {
+		t->pid_out--;
+		t->pid_done++;
+		pid_pump(t);
+		return;
+	}
+	prod_free(sl->bc, sl); /* a new id during the run */
+	if (t->phase == PH_RUN)
+		prod_kick(sl->bc);
+	else
+		check_drained(t);
+}
+
+static void pid_retry_fn(struct rmq_timer *tm)
+{
+	struct pslot *sl = RMQ_CONTAINER_OF(tm, struct pslot, retry);
+	struct bthread *t = sl->bc->t;
+	t->inflight--;
+	if (t->phase == PH_SETUP || t->phase == PH_RUN)
+		pid_ask(sl);
+	else if (t->phase == PH_DRAIN) {
+		sl->bc->busy--; /* set aside */
+		check_drained(t);
+	}
+}
+
+static void pid_answer(void *arg, enum rmq_grpc_status status, const char *message,
+		       const uint8_t *resp, size_t len)
+{
+	struct pslot *sl = arg;
+	struct bthread *t = sl->bc->t;
+
+	t->inflight--;
+	if (t->phase == PH_DONE)
+		return;
+	Rustmq__Client__InitTransactionResponse *r =
+		status == RMQ_GRPC_OK ? rustmq__client__init_transaction_response__unpack(NULL, len, resp)
+				      : NULL;
+	int code = r ? (int)r->error_code : -1;
+	int64_t id = r && code == 0 ? r->producer_id : 0;
+	if (r)
+		rustmq__client__init_transaction_response__free_unpacked(r, NULL);
+	if (id > 0 || status == RMQ_GRPC_UNIMPLEMENTED) {
+		if (id == 0 && !atomic_exchange(&g.pids_unsupported, true))
+			fprintf(stderr, "rmq-bench: the broker gives no producer ids (an older rmqd): "
+					"producers are not idempotent\n");
+		pid_got(sl, id);
+		return;
+	}
+	/* The controller electing a leader, or slow to commit: again. */
+	bool again = lost_status(status) || code == EC(NOT_CONTROLLER) || code == EC(TIMEOUT);
+	unsigned max = t->phase == PH_SETUP ? SETUP_TRIES : LOST_TRIES_MAX;
+	if (!again || ++sl->tries > max || (t->phase != PH_SETUP && t->phase != PH_RUN)) {
+		if (t->phase == PH_SETUP) {
+			fatal("InitTransaction failed: %s", status != RMQ_GRPC_OK
+								? rmq_grpc_status_name(status)
+								: r ? "an error code" : message);
+			return;
+		}
+		if (status != RMQ_GRPC_OK)
+			err_grpc(t, status);
+		else
+			err_rmq(t, code < 0 ? BENCH_ERR_BAD_RESPONSE : code);
+		sl->bc->busy--; /* set aside: no id */
+		check_drained(t);
+		return;
+	}
+	if (rmq_timer_start(t->s, &sl->retry, rmq_now_ns() + RETRY_NS, pid_retry_fn) < 0) {
+		fatal("timer heap full");
+		return;
+	}
+	t->inflight++;
+}
+
+/* InitTransaction for slot sl, over a connection that can take it. */
+static void pid_ask(struct pslot *sl)
+{
+	struct bthread *t = sl->bc->t;
+	int rc = RMQ_ECLOSED;
+	for (unsigned i = 0; i < t->nconns && rc != 0; i++) {
+		struct bconn *c = &t->conns[(i + sl->tries) % t->nconns];
+		if (conn_ok(c))
+			rc = rmq_client_unary(c->cc, PATH_INIT_TRANSACTION, t->pid_req, t->pid_len,
+					      g.o.timeout_ns, pid_answer, sl, NULL);
+	}
+	t->inflight++;
+	if (rc != 0)
+		pid_answer(sl, RMQ_GRPC_UNAVAILABLE, "not sent", NULL, 0);
+}
+
+/* Gives every producer slot of thread t its producer id, then goes on
+ * with the readers' setup.  Returns 0 or -1 (fatal). */
+static int pids_start(struct bthread *t)
+{
+	uint64_t slots = (uint64_t)t->nconns * g.o.streams;
+	if (slots * g.nthreads * g.partitions * sizeof(int32_t) > SEQ_MEMORY_MAX) {
+		fatal("--idempotent: %" PRIu64 " producers x %u partitions need more than %llu MiB of "
+		      "sequence tables (use --idempotent=false)",
+		      slots * g.nthreads, g.partitions, SEQ_MEMORY_MAX >> 20);
+		return -1;
+	}
+	for (unsigned k = 0; k < slots; k++) {
+		struct pslot *sl = slot_at(t, (unsigned)k);
+		sl->seq = calloc(g.partitions, sizeof(*sl->seq));
+		if (!sl->seq) {
+			fatal("out of memory");
+			return -1;
+		}
+	}
+	Rustmq__Client__InitTransactionRequest q = RUSTMQ__CLIENT__INIT_TRANSACTION_REQUEST__INIT;
+	q.version = &api_v1;
+	q.client_id = "rmq-bench";
+	t->pid_len = rustmq__client__init_transaction_request__pack(&q, t->pid_req);
+	t->pid_total = (unsigned)slots;
+	pid_pump(t);
+	return 0;
+}
+
 /* ---- consumers ------------------------------------------------------------------- */
 
 static void reader_issue(struct reader *r);
@@ -652,6 +1123,12 @@ static void sink_record(void *arg, const uint8_t *value, size_t len)
 static void sink_error(void *arg, int code)
 {
 	struct reader *r = arg;
+	/* A partition whose leader moved: looked up again, read on from the
+	 * same offset at the next leader (reader_issue). */
+	if (moved_code(code)) {
+		r->moved = true;
+		return;
+	}
 	err_rmq(r->t, code);
 }
 
@@ -662,7 +1139,7 @@ static int reader_take(struct reader *r, const uint8_t *msg, size_t len)
 	r->now = rmq_now_ns();
 	r->in_window = measuring(r->now);
 	r->got_msgs = r->got_bytes = 0;
-	int n = bench_parse_fetch_response(msg, len, r->parts, r->nparts, &r->sink);
+	int n = bench_parse_fetch_response(msg, len, r->fparts, r->fn, &r->sink);
 	if (n < 0)
 		err_rmq(t, BENCH_ERR_BAD_RESPONSE);
 	if (r->got_msgs)
@@ -685,6 +1162,36 @@ static void reader_retry_later(struct reader *r)
 		fatal("timer heap full");
 }
 
+/* The call that read r->sub is over: its offsets go back to r->parts. */
+static void reader_settle(struct reader *r)
+{
+	if (r->fparts != r->sub)
+		return;
+	for (uint32_t i = 0; i < r->fn; i++)
+		for (uint32_t k = 0; k < r->nparts; k++)
+			if (r->parts[k].partition == r->sub[i].partition)
+				r->parts[k].offset = r->sub[i].offset;
+	r->fparts = r->parts;
+	r->fn = r->nparts;
+}
+
+/* A reader call ended with status: true when the reader lost it to a
+ * leader that moved (or went away); its leaders are then looked up again. */
+static bool reader_lost(struct reader *r, enum rmq_grpc_status status)
+{
+	struct bthread *t = r->t;
+	if (status != RMQ_GRPC_OK && lost_status(status) && t->phase == PH_RUN && !r->m)
+		r->moved = true;
+	else if (status != RMQ_GRPC_OK)
+		err_grpc(t, status);
+	if (!r->moved)
+		return false;
+	r->moved = false;
+	t->retries++;
+	meta_refresh(t);
+	return true;
+}
+
 static void fetch_done(void *arg, enum rmq_grpc_status status, const char *message,
 		       const uint8_t *resp, size_t len)
 {
@@ -696,10 +1203,10 @@ static void fetch_done(void *arg, enum rmq_grpc_status status, const char *messa
 	r->call = NULL;
 	int n = 0;
 	uint64_t errs = atomic_load_explicit(&t->all_errors, memory_order_relaxed);
-	if (status != RMQ_GRPC_OK)
-		err_grpc(t, status);
-	else
+	if (status == RMQ_GRPC_OK)
 		n = reader_take(r, resp, len);
+	reader_settle(r);
+	bool lost = reader_lost(r, status);
 	if (r->m)
 		member_took(r);
 	if (t->phase != PH_RUN || (r->m && !member_may_read(r))) {
@@ -709,7 +1216,8 @@ static void fetch_done(void *arg, enum rmq_grpc_status status, const char *messa
 		return;
 	}
 	/* Back off after failures that brought nothing, not to spin. */
-	if (n <= 0 && atomic_load_explicit(&t->all_errors, memory_order_relaxed) != errs)
+	if (lost ||
+	    (n <= 0 && atomic_load_explicit(&t->all_errors, memory_order_relaxed) != errs))
 		reader_retry_later(r);
 	else
 		reader_issue(r);
@@ -731,14 +1239,15 @@ static void sub_close(struct rmq_ccall *c, void *arg, enum rmq_grpc_status statu
 
 	t->inflight--;
 	r->call = NULL;
+	reader_settle(r);
 	if (t->phase != PH_RUN) {
 		check_drained(t);
 		return;
 	}
 	/* A subscription ends only on failure (or when every partition
-	 * failed): count it and subscribe again from where it got to. */
-	if (status != RMQ_GRPC_OK)
-		err_grpc(t, status);
+	 * failed): count it (unless its leader moved) and subscribe again
+	 * from where it got to. */
+	(void)reader_lost(r, status);
 	reader_retry_later(r);
 }
 
@@ -754,17 +1263,46 @@ static void reader_issue(struct reader *r)
 		return;
 	if (r->m && (!member_may_read(r) || r->nparts == 0))
 		return; /* the group's next step first (member_drive), or idle */
+	r->fparts = r->parts;
+	r->fn = r->nparts;
+	if (!r->m && r->nparts > 0) {
+		/* Ask the broker that leads the parts, as this thread knows
+		 * (their leaders move); parts split between brokers are read
+		 * from each in turn. */
+		unsigned b = t->part_broker[r->parts[r->turn % r->nparts].partition];
+		bool split = false;
+		for (uint32_t i = 0; i < r->nparts && !split; i++)
+			split = t->part_broker[r->parts[i].partition] != b;
+		if (split) {
+			r->turn++;
+			r->fn = 0;
+			for (uint32_t i = 0; i < r->nparts; i++)
+				if (t->part_broker[r->parts[i].partition] == b)
+					r->sub[r->fn++] = r->parts[i];
+			r->fparts = r->sub;
+		}
+		if (r->bc->broker != b || !conn_ok(r->bc)) {
+			struct bconn *c = conn_to(t, b, (unsigned)(r - t->readers));
+			if (!c) {
+				r->fparts = r->parts; /* nothing read */
+				meta_refresh(t);
+				reader_retry_later(r);
+				return;
+			}
+			r->bc = c;
+		}
+	}
 	if (!conn_ok(r->bc))
 		return;
 	if (o->consume_subscribe) {
-		len = bench_encode_subscribe(r->req, r->req_cap, o->topic, r->parts, r->nparts,
+		len = bench_encode_subscribe(r->req, r->req_cap, o->topic, r->fparts, r->fn,
 					     (uint32_t)o->fetch_max_bytes,
 					     (uint32_t)o->partition_max_bytes);
 		rc = len < 0 ? len
 			     : rmq_client_server_stream(r->bc->cc, PATH_SUBSCRIBE, r->req, (size_t)len,
 							0, &sub_ops, r, &r->call);
 	} else {
-		len = bench_encode_fetch(r->req, r->req_cap, o->topic, r->parts, r->nparts,
+		len = bench_encode_fetch(r->req, r->req_cap, o->topic, r->fparts, r->fn,
 					 o->fetch_wait_ns, (uint32_t)o->fetch_max_bytes,
 					 (uint32_t)o->partition_max_bytes);
 		rc = len < 0 ? len
@@ -773,6 +1311,7 @@ static void reader_issue(struct reader *r)
 	}
 	if (rc < 0) {
 		r->call = NULL;
+		r->fparts = r->parts;
 		err_client(t, rc);
 		reader_retry_later(r);
 		return;
@@ -1170,11 +1709,13 @@ static int readers_create(struct bthread *t)
 			/* A group member may be given any number of partitions. */
 			uint32_t cap = o->group[0] ? g.partitions : n;
 			r->parts = calloc(cap, sizeof(*r->parts));
+			r->sub = calloc(cap, sizeof(*r->sub));
 			r->parts_cap = cap;
 			r->req_cap = 128 + (size_t)cap * (strlen(o->topic) + 64);
 			r->req = malloc(r->req_cap);
-			if (!r->parts || !r->req)
+			if (!r->parts || !r->sub || !r->req)
 				return -ENOMEM;
+			r->fparts = r->parts;
 			if (o->group[0]) {
 				if (member_create(r) < 0)
 					return -ENOMEM;
@@ -1249,6 +1790,14 @@ static void on_setup(struct rmq_xmsg *m)
 			       g.brokers[b].nparts * sizeof(uint32_t));
 			t->lead_n[b] = g.brokers[b].nparts;
 		}
+		t->part_broker = calloc(g.partitions ? g.partitions : 1, sizeof(uint32_t));
+		if (!t->part_broker) {
+			fatal("out of memory");
+			return;
+		}
+		for (unsigned b = 0; b < g.nbrokers; b++)
+			for (uint32_t i = 0; i < g.brokers[b].nparts; i++)
+				t->part_broker[g.brokers[b].parts[i]] = b;
 	}
 	t->setup_seen = true;
 	if (t->conns_up < g.o.connections || t->phase != PH_CONNECT)
@@ -1261,6 +1810,16 @@ static void on_setup(struct rmq_xmsg *m)
 	if (t->extra_up < t->nconns - (unsigned)g.o.connections)
 		return; /* the other brokers' connections: conn_connected continues */
 	t->phase = PH_SETUP;
+	if (g.o.mode != BENCH_CONSUME && g.o.idempotent) {
+		(void)pids_start(t); /* setup_readers follows */
+		return;
+	}
+	setup_readers(t);
+}
+
+/* The rest of a thread's setup, once its producers have their ids. */
+static void setup_readers(struct bthread *t)
+{
 	if (g.o.mode == BENCH_PRODUCE) {
 		post_ready(t);
 		return;
@@ -1549,7 +2108,9 @@ static void drain_timeout_fn(struct rmq_timer *tm)
 {
 	struct bthread *t = RMQ_CONTAINER_OF(tm, struct bthread, drain_timer);
 	/* Answers that did not come in time: cut the connections (their
-	 * calls end CANCELLED, not counted). */
+	 * calls end CANCELLED, not counted; batches waiting to be sent again
+	 * are counted as errors). */
+	t->cut = true;
 	for (unsigned i = 0; i < t->nconns; i++)
 		if (t->conns[i].cc)
 			rmq_client_conn_close(t->conns[i].cc);
@@ -1691,8 +2252,11 @@ static void conn_closed(struct rmq_client_conn *cc, void *arg, int why)
 	bc->cc = NULL;
 	if (t->phase == PH_RUN) {
 		/* The rest of the run goes on over the other connections; when
-		 * none is left it ends here. */
-		count_error(t, ERR_GRPC + RMQ_GRPC_UNAVAILABLE);
+		 * none is left it ends here.  In a cluster the partitions it
+		 * served move to other brokers (their calls are sent again
+		 * there): counted with them, not as an error. */
+		if (g.nbrokers == 1)
+			count_error(t, ERR_GRPC + RMQ_GRPC_UNAVAILABLE);
 		fprintf(stderr, "rmq-bench: a connection to %s:%u was lost: %s\n",
 			g.brokers[bc->broker].host, (unsigned)g.brokers[bc->broker].port,
 			why ? rmq_strerror(why) : "closed by the server");
@@ -1765,6 +2329,8 @@ static void thread_fini(struct rmq_shard *s, void *arg)
 	for (unsigned i = 0; i < t->nconns; i++) {
 		rmq_timer_cancel(s, &t->conns[i].pace_timer);
 		rmq_timer_cancel(s, &t->conns[i].restart);
+		for (unsigned k = 0; t->conns[i].slots && k < g.o.streams; k++)
+			rmq_timer_cancel(s, &t->conns[i].slots[k].retry);
 	}
 	rmq_client_destroy(t->cl);
 	t->cl = NULL;
@@ -1843,14 +2409,17 @@ static void thread_free(struct bthread *t)
 	if (t->conns) {
 		for (unsigned i = 0; i < t->nconns; i++) {
 			struct bconn *bc = &t->conns[i];
-			for (unsigned k = 0; bc->slots && k < g.o.streams; k++)
+			for (unsigned k = 0; bc->slots && k < g.o.streams; k++) {
 				bench_batch_free(&bc->slots[k].batch);
+				free(bc->slots[k].seq);
+			}
 			free(bc->slots);
 			free(bc->fifo);
 		}
 	}
 	for (unsigned i = 0; i < t->nreaders; i++) {
 		free(t->readers[i].parts);
+		free(t->readers[i].sub);
 		free(t->readers[i].req);
 		free(t->readers[i].sink.scratch);
 		free(t->readers[i].lo_req);
@@ -1863,6 +2432,8 @@ static void thread_free(struct bthread *t)
 	free(t->conns);
 	for (unsigned b = 0; b < BROKERS_MAX; b++)
 		free(t->lead_parts[b]);
+	free(t->part_broker);
+	free(t->meta_req);
 	free(t->setup_req);
 	pthread_mutex_destroy(&t->mu);
 }
@@ -1892,7 +2463,8 @@ static void progress_collect(void *arg, struct bench_progress_totals *tot)
 
 static void report(double secs, const struct bench_section *main_s,
 		   const struct bench_section *extra,
-		   const uint64_t *err, uint64_t errors)
+		   const uint64_t *err, uint64_t errors, uint64_t retries, uint64_t rewritten,
+		   uint64_t acked)
 {
 	const struct bench_opts *o = &g.o;
 	const char *kind = o->mode == BENCH_PRODUCE ? "ack" : "delivery";
@@ -1920,7 +2492,11 @@ static void report(double secs, const struct bench_section *main_s,
 				err[i]);
 			first = false;
 		}
-		fprintf(f, "}}}\n");
+		fprintf(f, "}},\"retries\":%" PRIu64 ",\"retries_already_written\":%" PRIu64, retries,
+			rewritten);
+		if (o->mode != BENCH_CONSUME)
+			fprintf(f, ",\"acknowledged_records\":%" PRIu64, acked);
+		fprintf(f, "}\n");
 		fflush(f);
 		return;
 	}
@@ -1945,6 +2521,12 @@ static void report(double secs, const struct bench_section *main_s,
 	for (int i = 0; i < ERR_SLOTS; i++)
 		if (err[i])
 			printf("           %-28s %" PRIu64 "\n", err_name(i, name, sizeof(name)), err[i]);
+	if (o->mode != BENCH_CONSUME)
+		printf("  acked    %" PRIu64 " records in all (warm-up and drain included)\n", acked);
+	if (retries)
+		printf("  retries  %" PRIu64 " calls lost (timed out, cut, or their leader moved) sent "
+		       "again; %" PRIu64 " answered DUPLICATE_SEQUENCE (written before)\n",
+		       retries, rewritten);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -2045,7 +2627,7 @@ int main(int argc, char **argv)
 		status = 1;
 	} else {
 		struct rmq_hist *hp = malloc(sizeof(*hp)), *hc = malloc(sizeof(*hc));
-		uint64_t errv[ERR_SLOTS] = {0}, errors = 0;
+		uint64_t errv[ERR_SLOTS] = {0}, errors = 0, retries = 0, rewritten = 0, acked = 0;
 		struct bench_section prod = {"produce", 0, 0, hp}, cons = {"consume", 0, 0, hc};
 		if (!hp || !hc) {
 			fprintf(stderr, "rmq-bench: out of memory\n");
@@ -2061,6 +2643,9 @@ int main(int argc, char **argv)
 			cons.bytes += t->cons.bytes;
 			rmq_hist_merge(hp, &t->prod.hist);
 			rmq_hist_merge(hc, &t->cons.hist);
+			retries += t->retries;
+			rewritten += t->rewritten;
+			acked += atomic_load(&t->all_prod_msgs);
 			for (int k = 0; k < ERR_SLOTS; k++) {
 				errv[k] += t->err[k];
 				errors += t->err[k];
@@ -2075,11 +2660,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rmq-bench: stopped before the warm-up ended\n");
 			status = 1;
 		} else if (o->mode == BENCH_PRODUCE) {
-			report(secs, &prod, NULL, errv, errors);
+			report(secs, &prod, NULL, errv, errors, retries, rewritten, acked);
 		} else if (o->mode == BENCH_CONSUME) {
-			report(secs, &cons, NULL, errv, errors);
+			report(secs, &cons, NULL, errv, errors, retries, rewritten, acked);
 		} else {
-			report(secs, &cons, &prod, errv, errors);
+			report(secs, &cons, &prod, errv, errors, retries, rewritten, acked);
 		}
 		free(hp);
 		free(hc);

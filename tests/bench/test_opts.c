@@ -51,6 +51,8 @@ Test(opts, defaults)
 	cr_assert(!o.produce_unary);
 	cr_assert_str_eq(o.produce_rpc_name, "batch");
 	cr_assert(!o.consume_subscribe);
+	cr_assert(o.idempotent);
+	cr_assert(!o.unique_values);
 }
 
 Test(opts, produce_rpc_unary)
@@ -162,6 +164,8 @@ Test(opts, refusals_name_the_flag)
 		{{"--msg-bytes", "0"}, "--msg-bytes"},
 		{{"--msg-bytes", "1Q"}, "--msg-bytes"},
 		{{"--batch", "0"}, "--batch"},
+		{{"--unique-values", "--idempotent=false"}, "--unique-values"},
+		{{"--unique-values", "--msg-bytes", "27"}, "--unique-values"},
 		{{"--batch", "100000", "--msg-bytes", "1MiB"}, "--batch"},
 		{{"--partitions", "0"}, "--partitions"},
 		{{"--connections", "1000", "--streams", "1000"}, "--streams"},

@@ -92,6 +92,66 @@ static void check_request(int codec)
 	bench_batch_free(&b);
 }
 
+/* An idempotent producer's batch carries its producer id, epoch and base
+ * sequence; --unique-values writes them per record after the stamp. */
+Test(wire, produce_request_numbers_the_batch)
+{
+	struct bench_batch b;
+	cr_assert_eq(bench_batch_init(&b, 3, 40, 0, 7), 0);
+	b.producer_id = 0x123456789;
+	b.producer_epoch = 2;
+	b.base_sequence = INT32_MAX - 1; /* the third record's wraps to 0 */
+	b.unique = true;
+	b.partition = 5;
+	cr_assert_eq(bench_batch_seal(&b, 1), 0);
+	size_t len;
+	const uint8_t *req = bench_encode_produce_batch(&b, "t-1", 5, 3, 1, &len);
+	Rustmq__Client__ProduceBatchRequest *r =
+		rustmq__client__produce_batch_request__unpack(NULL, len, req);
+	cr_assert_not_null(r);
+	const Rustmq__Common__RecordBatch *rb = r->partitions[0]->batch;
+	cr_assert_eq(rb->producer_id, 0x123456789);
+	cr_assert_eq(rb->producer_epoch, 2);
+	cr_assert_eq(rb->base_sequence, INT32_MAX - 1);
+	cr_assert_eq(rb->crc32, rmq_crc32c(0, b.raw, b.raw_len));
+	static const uint32_t seqs[3] = {INT32_MAX - 1, INT32_MAX, 0};
+	for (int i = 0; i < 3; i++) {
+		const uint8_t *v = rb->records[i]->value.data;
+		uint8_t want[16] = {0x89, 0x67, 0x45, 0x23, 0x01, 0, 0, 0, 5, 0, 0, 0};
+		for (int k = 0; k < 4; k++)
+			want[12 + k] = (uint8_t)(seqs[i] >> (8 * k));
+		cr_assert_eq(memcmp(v + BENCH_STAMP_BYTES, want, 16), 0, "record %d's numbers", i);
+	}
+	rustmq__client__produce_batch_request__free_unpacked(r, NULL);
+
+	/* A unary Produce names them in the ProduceRequest. */
+	struct bench_batch u;
+	cr_assert_eq(bench_batch_init_unary(&u, 2, 40, 7), 0);
+	u.producer_id = 9;
+	u.base_sequence = 100;
+	cr_assert_eq(bench_batch_seal(&u, 1), 0);
+	req = bench_encode_produce_records(&u, "t-1", 0, 1, 2, &len);
+	Rustmq__Client__ProduceRequest *pr = rustmq__client__produce_request__unpack(NULL, len, req);
+	cr_assert_not_null(pr);
+	cr_assert_eq(pr->producer_id, 9);
+	cr_assert_eq(pr->base_sequence, 100);
+	cr_assert_eq(pr->n_records, 2);
+	rustmq__client__produce_request__free_unpacked(pr, NULL);
+	bench_batch_free(&u);
+
+	/* Not idempotent: no numbers. */
+	b.producer_id = 0;
+	b.unique = false;
+	cr_assert_eq(bench_batch_seal(&b, 1), 0);
+	req = bench_encode_produce_batch(&b, "t-1", 5, 3, 1, &len);
+	r = rustmq__client__produce_batch_request__unpack(NULL, len, req);
+	cr_assert_not_null(r);
+	cr_assert_eq(r->partitions[0]->batch->producer_id, 0);
+	cr_assert_eq(r->partitions[0]->batch->base_sequence, 0);
+	rustmq__client__produce_batch_request__free_unpacked(r, NULL);
+	bench_batch_free(&b);
+}
+
 Test(wire, produce_request_decodes)
 {
 	for (int codec = 0; codec < RMQ_CODEC_COUNT; codec++)

@@ -72,6 +72,7 @@ every path.
 """
 import argparse
 import importlib
+import json
 import os
 import pathlib
 import re
@@ -926,6 +927,63 @@ def run_idempotent_cli(cl, rmq):
         got = [v.decode() for v in values(c, "cli", 0)]
     eq(len(got), len(lines), "as many records as lines (none lost, none twice)")
     eq(got, lines, "every line once, in order")
+
+
+def run_idempotent_bench(cl, bench, old=False):
+    """rmq-bench --acks all on three nodes (replication factor 3) while
+    partition 0's leader is killed with -9: its producers are idempotent
+    (a producer id per stream), a call lost with the leader is sent again
+    to the next one, so the run ends with no error, and the topic holds
+    exactly the records rmq-bench says were acknowledged, each once (their
+    values are unique: --unique-values).  old: the rmq-bench from before
+    (no such flags; what it counts is compared), to show it failing."""
+    if not bench:
+        print("    SKIP: no --rmq-bench", flush=True)
+        return
+    topic = "bench-idem"
+    li = start_three(cl, [(topic, 2, 3)])
+    wait_for(f"{topic} in sync on three",
+             lambda: all(p[2] == ["1", "2", "3"] for p in isr(cl, li, topic)))
+    lead = int(partitions(cl, li, topic)[0][0])
+    boot = next(b for b in (1, 2, 3) if b != lead)
+    argv = [bench, "--target", f"127.0.0.1:{cl.ports[boot - 1]}", "--topic", topic,
+            "--create-topic=false", "--acks", "all", "--threads", "1", "--connections", "1",
+            "--streams", "4", "--batch", "50", "--msg-bytes", "64", "--rate", "10000",
+            "--duration", "8s", "--warmup", "0s", "--timeout", "5s", "--json",
+            "--progress=false"]
+    if not old:
+        argv.append("--unique-values")
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)
+        check(p.poll() is None, "rmq-bench runs when the leader is killed")
+        cl.nodes[lead - 1].kill()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    out, err = out.decode(), err.decode()
+    eq(p.returncode, 0, f"rmq-bench across the kill: {out}{err}")
+    res = json.loads(out.strip().splitlines()[-1])
+    print(f"    rmq-bench: {res.get('acknowledged_records')} acknowledged, "
+          f"{res.get('retries')} calls sent again ({res.get('retries_already_written')} "
+          f"written before), errors {res['errors']}", flush=True)
+    acked = res["messages"] if old else res["acknowledged_records"]
+    eq(res["errors"]["total"], 0, f"rmq-bench errors across the kill: {res['errors']}\n{err}")
+    check(old or res["retries"] > 0, f"rmq-bench sent lost calls again: {res}")
+    new = wait_for(f"{topic}-0 led by another broker",
+                   lambda: (lambda x: x if x and x != str(lead) else None)(
+                       partitions(cl, boot - 1, topic)[0][0]))
+    got = []
+    for part, (leader, _, _, _) in enumerate(partitions(cl, boot - 1, topic)):
+        check(leader and leader != str(lead), f"{topic}-{part} led by a live broker: {leader}")
+        with cl.client(int(leader) - 1) as c:
+            got += values(c, topic, part)
+    check(int(new) != lead, "a new leader")
+    eq(len(got), acked, "the topic holds the records acknowledged (none lost, none twice)")
+    if not old:
+        eq(len(set(got)), len(got), "every record value once")
 
 
 TRANSFER = "/rustmq.broker.BrokerReplicationService/TransferLeadership"
@@ -2041,6 +2099,11 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "2s",
                           "--leader-rebalance-interval", "0s")),
          lambda cl: run_idempotent_cli(cl, args.rmq)),
+        ("idempotent_bench",
+         lambda: Cluster(binary, os.path.join(tmp, "j"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "2s",
+                          "--leader-rebalance-interval", "0s")),
+         lambda cl: run_idempotent_bench(cl, args.rmq_bench)),
         ("partition_management",
          lambda: Cluster(binary, os.path.join(tmp, "g"), args.verbose,
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "3s",
