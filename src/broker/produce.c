@@ -1071,6 +1071,9 @@ static void exec_on_owner(struct rmq_produce *pr)
 	}
 	if (p->backlog_head || try_append(p, pr) == RMQ_EFULL) {
 		if (pr_own(pr) < 0) {
+			/* The sequence dedup_check took is given back: a retry
+			 * of it must be appended, not refused as in flight. */
+			dedup_done(pr, false);
 			pr_fail(pr, EC_RESOURCE_EXHAUSTED, "out of memory");
 			reply_to_origin(pr);
 			return;
