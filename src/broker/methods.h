@@ -69,6 +69,15 @@ enum rmq_rpc {
 	RMQ_RPC_RAFT, /* ControllerRaftService's Raft messages (ctrl_net.h) */
 	RMQ_RPC_FLEET, /* ControllerBrokerService's broker calls (fleet.h) */
 	RMQ_RPC_REPLICATE, /* BrokerReplicationService's data, a follower's side (follow.h) */
+	/* AdminService's users, ACLs and quotas (sec_admin.h) */
+	RMQ_RPC_UPSERT_USERS,
+	RMQ_RPC_DELETE_USERS,
+	RMQ_RPC_LIST_USERS,
+	RMQ_RPC_CREATE_ACLS,
+	RMQ_RPC_DELETE_ACLS,
+	RMQ_RPC_DESCRIBE_ACLS,
+	RMQ_RPC_ALTER_QUOTAS,
+	RMQ_RPC_DESCRIBE_QUOTAS,
 };
 
 /* A handler of a decoded request.  It owns req: it frees it with
