@@ -76,6 +76,7 @@ struct bench_opts {
 	uint64_t timeout_ns;            /* deadline of a produce or setup call */
 	bool idempotent;                /* producers number their batches (InitTransaction) */
 	bool unique_values;             /* values carry producer id, partition, sequence */
+	const char *tls_ca, *tls_cert, *tls_key; /* TLS to rmq when any is set ("" = unset) */
 	const char *group;              /* --group: readers are its members; "" = none */
 	uint64_t commit_interval_ns;    /* --group: how often members commit */
 };

@@ -31,7 +31,7 @@ struct raw {
 	const char *target, *mode, *acks, *compression, *produce_rpc, *consume_rpc, *from;
 };
 
-#define NFLAGS 34 /* capacity of the table; flag_table() checks it */
+#define NFLAGS 40 /* capacity of the table; flag_table() checks it */
 
 static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r)
 {
@@ -67,6 +67,9 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("group", RMQ_FLAG_STRING, &o->group, "", "consumers join this consumer group and read what it assigns them, starting at its commits (else --from), committing as they go; \"\" = each reader reads a fixed share", 0, 0, NULL);
 	F("commit-interval", RMQ_FLAG_DURATION, &o->commit_interval_ns, "1s", "with --group: how often each member commits its positions", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
 	F("idempotent", RMQ_FLAG_BOOL, &o->idempotent, "true", "each producer stream numbers its batches with a producer id (InitTransaction): a call lost with its leader is sent again to the next one, and a batch the old leader had written is not written twice", 0, 0, NULL);
+	F("tls-ca", RMQ_FLAG_STRING, &o->tls_ca, "", "rmq over TLS, trusting these PEM CAs (docs/security.md)", 0, 0, NULL);
+	F("tls-cert", RMQ_FLAG_STRING, &o->tls_cert, "", "TLS: a PEM client certificate (mutual TLS), with --tls-key", 0, 0, NULL);
+	F("tls-key", RMQ_FLAG_STRING, &o->tls_key, "", "TLS: the PEM private key of --tls-cert", 0, 0, NULL);
 	F("unique-values", RMQ_FLAG_BOOL, &o->unique_values, "false", "each record's value carries its producer id, partition and sequence after the send time (needs --idempotent and --msg-bytes of at least 28): a reader can tell a duplicate", 0, 0, NULL);
 	F("timeout", RMQ_FLAG_DURATION, &o->timeout_ns, "30s", "deadline of a produce or setup call", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
 #undef F

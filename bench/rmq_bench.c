@@ -66,6 +66,7 @@
 #include "core/shard.h"
 #include "core/util.h"
 #include "net/client.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -247,6 +248,7 @@ struct bthread {
 
 static struct {
 	struct bench_opts o;
+	struct rmq_tls_ctx *tls;        /* --tls-*: TLS to every broker, or NULL */
 	struct rmq_runtime *rt;
 	struct bthread *th;
 	unsigned nthreads;
@@ -1749,6 +1751,7 @@ static int extra_connect(struct bthread *t)
 		rmq_client_config_default(&cc);
 		cc.host = g.brokers[b].host;
 		cc.port = g.brokers[b].port;
+		cc.tls = g.tls;
 		cc.connections_max = (uint32_t)o->connections;
 		cc.calls_max = (uint32_t)(2 * o->connections * o->streams + 8);
 		cc.send_queue_max = (uint32_t)o->streams + 1;
@@ -2286,6 +2289,7 @@ static int thread_init(struct rmq_shard *s, void *arg)
 	rmq_client_config_default(&cc);
 	cc.host = o->host;
 	cc.port = o->port;
+	cc.tls = g.tls;
 	cc.connections_max = (uint32_t)o->connections;
 	/* producer slots + readers (at most one per stream) + setup calls */
 	cc.calls_max = (uint32_t)(2 * o->connections * o->streams + 8);
@@ -2563,6 +2567,15 @@ int main(int argc, char **argv)
 	if (o->system != BENCH_RMQ)
 		return bench_peer_main(o);
 
+	if (o->tls_ca[0] || o->tls_cert[0] || o->tls_key[0]) {
+		struct rmq_tls_config tc = {.ca = o->tls_ca[0] ? o->tls_ca : NULL,
+					    .cert = o->tls_cert[0] ? o->tls_cert : NULL,
+					    .key = o->tls_key[0] ? o->tls_key : NULL};
+		if (rmq_tls_ctx_new(&tc, &g.tls, err, sizeof(err)) < 0) {
+			fprintf(stderr, "rmq-bench: --tls-ca/--tls-cert/--tls-key: %s\n", err);
+			return 2;
+		}
+	}
 	g.wall_offset_ns = bench_wall_offset_ns();
 	g.nthreads = (unsigned)o->threads;
 	g.total_conns = (unsigned)(o->threads * o->connections);
@@ -2678,5 +2691,6 @@ int main(int argc, char **argv)
 		thread_free(&g.th[i]);
 	free(g.th);
 	rmq_runtime_destroy(g.rt);
+	rmq_tls_ctx_free(g.tls);
 	return status;
 }

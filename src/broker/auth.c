@@ -116,6 +116,21 @@ static bool cluster_alter_call(const struct rmq_call *c)
 	return false;
 }
 
+/* Who exists and who may do what: CLUSTER DESCRIBE (Kafka's DescribeAcls). */
+static bool cluster_describe_call(const struct rmq_call *c)
+{
+	static const char *const paths[] = {
+		"/rustmq.controller.AdminService/ListUsers",
+		"/rustmq.controller.AdminService/DescribeAcls",
+		"/rustmq.controller.AdminService/DescribeQuotas",
+	};
+	const char *path = rmq_call_method(c)->path;
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(paths); i++)
+		if (strcmp(path, paths[i]) == 0)
+			return true;
+	return false;
+}
+
 /* The principal of a Bearer token, into the call; false with why. */
 static bool take_token(struct rmq_call *c, const char *bearer, char *why, size_t whylen)
 {
@@ -195,6 +210,12 @@ enum rmq_grpc_status rmq_auth_authorize(struct rmq_call *c, char *why, size_t wh
 	    !rmq_acl_allowed(bs->meta, principal, RMQ_ACL_CLUSTER, RMQ_ACL_CLUSTER_NAME,
 			     RMQ_ACL_ALTER, super_user(cfg, principal))) {
 		snprintf(why, whylen, "%s lacks ALTER on the cluster", principal);
+		return RMQ_GRPC_PERMISSION_DENIED;
+	}
+	if (cluster_describe_call(c) &&
+	    !rmq_acl_allowed(bs->meta, principal, RMQ_ACL_CLUSTER, RMQ_ACL_CLUSTER_NAME,
+			     RMQ_ACL_DESCRIBE, super_user(cfg, principal))) {
+		snprintf(why, whylen, "%s lacks DESCRIBE on the cluster", principal);
 		return RMQ_GRPC_PERMISSION_DENIED;
 	}
 	return RMQ_GRPC_OK;
