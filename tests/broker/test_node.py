@@ -266,6 +266,37 @@ def codec_modules():
 # ---------------------------------------------------------------------------
 # Test plumbing
 
+def single_main(name, run):
+    """main() of a test of one case on nodes it starts itself: flags
+    --rmqd, --rmq, --proto-dir, --keep, -v; run(args, tmp) in a temporary
+    directory with the protocol loaded; PASS or FAIL and the summary line.
+    Returns the exit status."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rmqd", required=True)
+    ap.add_argument("--rmq", required=True)
+    ap.add_argument("--proto-dir", required=True)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix=f"rmq-{name}-test-")
+    failed = 0
+    try:
+        load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
+        run(args, tmp)
+        print(f"PASS {name}", flush=True)
+    except Exception as e:  # noqa: BLE001
+        print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+        traceback.print_exc()
+        failed = 1
+    finally:
+        if args.keep or failed:
+            print(f"logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{1 - failed} passed, {failed} failed, 0 skipped")
+    return failed
+
+
 class Skip(Exception):
     pass
 

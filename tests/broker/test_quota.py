@@ -11,15 +11,10 @@ quota overrides the default.
 
 Ends with "N passed, N failed, N skipped".
 """
-import argparse
 import os
-import pathlib
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_node as tn  # noqa: E402
@@ -112,31 +107,7 @@ def run(args, tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rmqd", required=True)
-    ap.add_argument("--rmq", required=True)
-    ap.add_argument("--proto-dir", required=True)
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="rmq-quota-test-")
-    passed = failed = 0
-    try:
-        tn.load_protos(pathlib.Path(args.proto_dir).resolve(), pathlib.Path(tmp) / "py")
-        run(args, tmp)
-        print("PASS quota", flush=True)
-        passed += 1
-    except Exception as e:  # noqa: BLE001
-        print(f"FAIL quota: {type(e).__name__}: {e}", flush=True)
-        traceback.print_exc()
-        failed += 1
-    finally:
-        if args.keep or failed:
-            print(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed, 0 skipped")
-    return 1 if failed else 0
+    return tn.single_main("quota", run)
 
 
 if __name__ == "__main__":
