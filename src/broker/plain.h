@@ -16,8 +16,9 @@
  * password is checked by deriving SaltedPassword with the verifier's salt
  * and iterations and comparing the StoredKey it gives, in constant time.
  * That costs one PBKDF2 per attempt (about as much as a SCRAM client
- * pays); a user without a verifier costs the same, so the time of an
- * answer does not say whether the user exists.
+ * pays); a user without a verifier costs one PBKDF2-SHA-256 at
+ * RMQ_SCRAM_ITER_DEFAULT iterations, what a user made with the defaults
+ * costs, so the time of an answer does not say whether the user exists.
  *
  * PLAIN sends the password itself: only over TLS.  Nothing here allocates.
  */

@@ -328,8 +328,8 @@ static int unescape_name(const char *s, size_t n, char *out, size_t cap)
 	return o ? (int)o : -1;
 }
 
-/* The first attribute value of an extension list must be well formed;
- * skips attributes to the end.  Returns 0 or -1. */
+/* Skips the extensions that end a message ("," attr-val ...), each of
+ * which must be well formed.  Returns 0 or -1. */
 static int skip_extensions(struct cur *c)
 {
 	while (!at_end(c)) {
