@@ -5,7 +5,7 @@
  * (AdminService UpsertUsers ... DescribeQuotas, docs/security.md).
  *
  * A user's SCRAM verifier is computed here from the password file
- * (scram_verifier.h): the password never leaves this process.  acl takes
+ * (broker/scram.h, the node's own code): the password never leaves this process.  acl takes
  * kafka-acls' flags (--allow-principal User:alice --operation read --topic
  * orders [--resource-pattern-type prefixed]); --operation and the
  * principals take comma-separated lists.  Changes go to the bootstrap
@@ -14,7 +14,8 @@
  */
 #include "cli.h"
 #include "commands.h"
-#include "scram_verifier.h"
+#include "broker/scram.h"
+#include "core/error.h"
 
 #include "controller/admin.pb-c.h"
 #include "core/util.h"
@@ -137,7 +138,7 @@ static int user_add(int argc, char **argv)
 	const struct rmq_flag flags[] = {
 		{"password-file", RMQ_FLAG_STRING, &file, "", "file whose first line is the password (never given on the command line)", 0, 0, NULL},
 		{"mechanism", RMQ_FLAG_CHOICE, &mech, "SCRAM-SHA-256", "SCRAM mechanism of the verifier", 0, 0, "SCRAM-SHA-256|SCRAM-SHA-512"},
-		{"iterations", RMQ_FLAG_UINT, &iterations, "4096", "PBKDF2 iterations (RFC 7677: at least 4096)", 4096, 10000000, NULL},
+		{"iterations", RMQ_FLAG_UINT, &iterations, "4096", "PBKDF2 iterations (RFC 7677: at least 4096)", 4096, 1000000, NULL},
 	};
 	const struct cmd_spec cs = {"user add",
 				    "user add NAME --password-file F [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [--iterations N]",
@@ -148,16 +149,19 @@ static int user_add(int argc, char **argv)
 	parse_args(&cs, argc, argv, &npos);
 	if (!*file)
 		usage_error("give --password-file F (a file whose first line is the password)");
-	char pw[PASSWORD_MAX], v[SCRAM_VERIFIER_MAX];
-	uint8_t salt[SCRAM_SALT_BYTES];
+	char pw[PASSWORD_MAX], v[RMQ_SCRAM_OUT_MAX];
+	struct rmq_scram_verifier sv;
+	enum rmq_scram_mech sm;
 	size_t len = read_password(file, pw, sizeof(pw));
-	int rc = scram_salt(salt);
+	int rc = rmq_scram_mech_parse(mech, strlen(mech), &sm);
 	if (rc == 0)
-		rc = scram_verifier_make(mech, pw, len, salt, sizeof(salt), (uint32_t)iterations, v,
-					 sizeof(v));
+		rc = rmq_scram_verifier_make(sm, pw, len, (uint32_t)iterations, &sv);
+	if (rc == 0)
+		rc = rmq_scram_verifier_encode(&sv, v, sizeof(v));
 	OPENSSL_cleanse(pw, sizeof(pw));
+	OPENSSL_cleanse(&sv, sizeof(sv));
 	if (rc < 0)
-		die("cannot compute the SCRAM verifier (%s)", strerror(-rc));
+		die("cannot compute the SCRAM verifier (%s)", rmq_strerror(rc));
 	Rustmq__Controller__UserUpsertion u = RUSTMQ__CONTROLLER__USER_UPSERTION__INIT;
 	Rustmq__Controller__UserUpsertion *up = &u;
 	Rustmq__Controller__UpsertUsersRequest req = RUSTMQ__CONTROLLER__UPSERT_USERS_REQUEST__INIT;
