@@ -269,10 +269,12 @@ void rmq_admin_list_topics(struct rmq_call *c, void *msg)
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
+	char why[600];
 	for (size_t i = 0; i < n; i++) {
 		const struct rmq_topic *t = &bs->meta->topics[i];
 		if ((t->internal && !req->include_internal) ||
-		    strncmp(t->name, req->name_prefix, strlen(req->name_prefix)) != 0)
+		    strncmp(t->name, req->name_prefix, strlen(req->name_prefix)) != 0 ||
+		    !rmq_auth_allowed(c, RMQ_ACL_TOPIC, t->name, RMQ_ACL_DESCRIBE, why, sizeof(why)))
 			continue;
 		rustmq__controller__topic_listing__init(&ls[k]);
 		ls[k].name = (char *)t->name;
@@ -302,6 +304,7 @@ void rmq_admin_describe_topics(struct rmq_call *c, void *msg)
 	if (rmq_describe_topics(bs, req->names, req->n_names, req->include_configs, true, NULL, &l) < 0) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
+		rmq_auth_filter_topics(c, &l, req->n_names > 0);
 		r.topics = l.v;
 		r.n_topics = l.n;
 		r.metadata_offset = bs->meta->version;

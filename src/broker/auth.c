@@ -3,6 +3,7 @@
 #include "broker/auth.h"
 
 #include "broker/broker.h"
+#include "broker/describe.h"
 #include "broker/errcode.h"
 #include "broker/meta.h"
 #include "broker/methods.h"
@@ -10,6 +11,7 @@
 #include "broker/reply.h"
 #include "broker/scram.h"
 #include "broker/token.h"
+#include "common/metadata.pb-c.h"
 #include "common/types.pb-c.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -274,6 +276,28 @@ int rmq_auth_topics(const struct rmq_call *c, void *const *elems, size_t n, size
 			return EC_UNAUTHORIZED;
 	}
 	return EC_OK;
+}
+
+void rmq_auth_filter_topics(const struct rmq_call *c, struct rmq_md_list *l, bool named)
+{
+	char why[600];
+	if (!cfg_of(c)->auth_required)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		Rustmq__Common__TopicMetadata *t = l->v[i];
+		if (!t->error_code &&
+		    !rmq_auth_allowed(c, RMQ_ACL_TOPIC, t->name, RMQ_ACL_DESCRIBE, why, sizeof(why))) {
+			if (!named)
+				continue; /* the arena keeps its memory */
+			t->error_code = (Rustmq__Common__ErrorCode)EC_UNAUTHORIZED;
+			t->n_partitions = 0;
+			t->config = NULL;
+			t->topic_id = "";
+		}
+		l->v[k++] = t;
+	}
+	l->n = k;
 }
 
 /* ---- AuthService.Authenticate --------------------------------------------------------- */

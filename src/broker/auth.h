@@ -52,6 +52,12 @@ bool rmq_auth_allowed(const struct rmq_call *c, enum rmq_acl_resource type, cons
 int rmq_auth_topics(const struct rmq_call *c, void *const *elems, size_t n, size_t tp_offset,
 		    enum rmq_acl_op op, char *why, size_t whylen);
 
+/* Topics of a metadata answer the call may not DESCRIBE (Kafka's rule):
+ * named ones (named: the request listed them) answer UNAUTHORIZED without
+ * their partitions, the others are left out.  Nothing with --auth none. */
+struct rmq_md_list;
+void rmq_auth_filter_topics(const struct rmq_call *c, struct rmq_md_list *l, bool named);
+
 /* The shard's SCRAM exchanges in progress go (shard stop). */
 void rmq_auth_fini(struct rmq_bshard *bs);
 

@@ -6,6 +6,7 @@
  * Answered from the receiving shard's own metadata snapshot, without
  * messages to other shards (describe.h builds the messages).
  */
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/describe.h"
@@ -33,6 +34,7 @@ void rmq_md_topic_metadata(struct rmq_call *c, void *msg)
 	    rmq_describe_topics(bs, req->topics, req->n_topics, req->include_configs, true, NULL, &l) < 0) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
+		rmq_auth_filter_topics(c, &l, req->n_topics > 0);
 		r.topics = l.v;
 		r.n_topics = l.n;
 		r.brokers = brokers.v;
@@ -57,6 +59,7 @@ void rmq_md_list_topics(struct rmq_call *c, void *msg)
 		       req->name_prefix[0] ? req->name_prefix : NULL, &l) < 0) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
+		rmq_auth_filter_topics(c, &l, false);
 		/* metadata.proto: "partitions and config.configs empty". */
 		for (size_t i = 0; i < l.n; i++)
 			l.v[i]->n_partitions = 0;
@@ -159,6 +162,7 @@ void rmq_md_cluster_metadata(struct rmq_call *c, void *msg)
 	    (req->include_topics && rmq_describe_topics(bs, NULL, 0, false, true, NULL, &l) < 0)) {
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else {
+		rmq_auth_filter_topics(c, &l, false);
 		cm.topics = l.v;
 		cm.n_topics = l.n;
 		r.metadata = &cm;

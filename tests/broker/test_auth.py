@@ -204,6 +204,14 @@ def run(args, tmp):
             tn.wait_until(lambda: produce(c, bearer(alice), "app-orders", b"x").error_code == 0, 10,
                           "alice may write app-*")
             ok(fetch(c, bearer(alice), "app-orders"), "alice may read app-*")
+            # Listings show what she may DESCRIBE (implied by READ and WRITE).
+            names = {t.name for t in list_topics(c, bearer(alice)).topics}
+            eq(names, {"app-orders"}, "the topics alice's listing shows")
+            md = call_md(c, "/rustmq.client.MetadataService/GetTopicMetadata",
+                         tn.MD.GetTopicMetadataRequest(version=tn.V(), topics=["secret"]),
+                         tn.MD.GetTopicMetadataResponse, bearer(alice))
+            check(md.topics[0].error_code == UNAUTHORIZED and not md.topics[0].partitions,
+                  f"metadata of a topic alice may not describe: {md.topics[0]}")
             r = produce(c, bearer(alice), "secret", b"x")
             check(r.error_code == UNAUTHORIZED, f"not on other topics: {r}")
             r = produce(c, bearer(bob), "app-orders", b"x")
