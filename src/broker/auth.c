@@ -14,6 +14,7 @@
 #include "common/metadata.pb-c.h"
 #include "common/types.pb-c.h"
 #include "core/log.h"
+#include "core/offload.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -38,6 +39,7 @@ struct session {
 
 struct rmq_auth {
 	struct session *s[SESSIONS_MAX];
+	unsigned plain_pending;          /* PLAIN checks on helper threads */
 };
 
 static const struct rmq_broker_config *cfg_of(const struct rmq_call *c)
@@ -373,6 +375,80 @@ static int grant(struct rmq_call *c, const char *user, Rustmq__Common__Authentic
 	return 0;
 }
 
+/*
+ * PLAIN's check is a PBKDF2 of the password (thousands of HMACs): on a
+ * helper thread (core/offload.h), never on the shard, at most
+ * PLAIN_PENDING_MAX per shard at once, so a client sending PLAIN in a
+ * loop slows only its own answers.
+ */
+#define PLAIN_PENDING_MAX 8
+
+struct plain_job {
+	struct rmq_offload job;           /* first */
+	struct rmq_call *call;            /* a reference held */
+	struct rmq_bshard *bs;
+	bool have;
+	struct rmq_scram_verifier v;
+	char user[RMQ_PRINCIPAL_MAX + 1];
+	char pw[RMQ_SCRAM_PASSWORD_MAX];
+	size_t pw_len;
+	int rc;
+};
+
+static void plain_work(struct rmq_offload *job)
+{
+	struct plain_job *j = (struct plain_job *)job;
+	j->rc = rmq_plain_check(j->have ? &j->v : NULL, j->pw, j->pw_len);
+}
+
+static void plain_done(struct rmq_offload *job)
+{
+	struct plain_job *j = (struct plain_job *)job;
+	Rustmq__Common__AuthenticationResponse r = RUSTMQ__COMMON__AUTHENTICATION_RESPONSE__INIT;
+	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
+	char err[120] = "", token[RMQ_TOKEN_TEXT_MAX + 1], principal[RMQ_PRINCIPAL_MAX + 1];
+	j->bs->auth->plain_pending--;
+	if (j->rc != 0) {
+		r.error_code = EC_AUTHENTICATION_FAILED;
+		snprintf(err, sizeof(err), "PLAIN: wrong user name or password");
+	} else if (grant(j->call, j->user, &r, token, sizeof(token), &ttl, principal) < 0) {
+		r.error_code = EC_UNKNOWN;
+		snprintf(err, sizeof(err), "no token could be made");
+	}
+	r.error_message = err;
+	if (!rmq_call_done(j->call))
+		rmq_reply_pb(j->call, &r.base);
+	rmq_call_unref(j->call);
+	OPENSSL_cleanse(j, sizeof(*j));
+	free(j);
+}
+
+/* Starts the check of pl on a helper thread; false when the shard has
+ * PLAIN_PENDING_MAX in progress or memory is short. */
+static bool plain_start(struct rmq_call *c, struct rmq_bshard *bs, const struct rmq_plain *pl)
+{
+	struct rmq_auth *a = auth_of(bs);
+	struct plain_job *j = a && a->plain_pending < PLAIN_PENDING_MAX ? calloc(1, sizeof(*j))
+									  : NULL;
+	if (!j || pl->pw_len > sizeof(j->pw)) {
+		free(j);
+		return false;
+	}
+	snprintf(j->user, sizeof(j->user), "%.*s", (int)pl->user_len, pl->user);
+	memcpy(j->pw, pl->pw, pl->pw_len);
+	j->pw_len = pl->pw_len;
+	j->have = verifier_of(bs->meta, j->user, RMQ_SCRAM_SHA_256, &j->v) ||
+		  verifier_of(bs->meta, j->user, RMQ_SCRAM_SHA_512, &j->v);
+	j->call = c;
+	j->bs = bs;
+	rmq_call_ref(c);
+	a->plain_pending++;
+	j->job.work = plain_work;
+	j->job.done = plain_done;
+	rmq_offload(bs->b->offload, bs->s, &j->job);
+	return true;
+}
+
 void rmq_auth_authenticate(struct rmq_call *c, void *msg)
 {
 	Rustmq__Common__AuthenticationRequest *req = msg;
@@ -394,23 +470,15 @@ void rmq_auth_authenticate(struct rmq_call *c, void *msg)
 	} else if (strcmp(mname, "PLAIN") == 0) {
 		struct rmq_plain pl;
 		const char *bad;
-		char user[RMQ_PRINCIPAL_MAX + 1];
-		struct rmq_scram_verifier v;
 		if (rmq_plain_parse(req->auth_data.data, req->auth_data.len, &pl, &bad) < 0) {
 			r.error_code = EC_AUTHENTICATION_FAILED;
 			snprintf(err, sizeof(err), "PLAIN: %s", bad);
+		} else if (plain_start(c, bs, &pl)) {
+			rustmq__common__authentication_request__free_unpacked(req, NULL);
+			return; /* answered when the helper thread has checked it */
 		} else {
-			snprintf(user, sizeof(user), "%.*s", (int)pl.user_len, pl.user);
-			bool have = verifier_of(bs->meta, user, RMQ_SCRAM_SHA_256, &v) ||
-				    verifier_of(bs->meta, user, RMQ_SCRAM_SHA_512, &v);
-			if (rmq_plain_check(have ? &v : NULL, pl.pw, pl.pw_len) != 0) {
-				r.error_code = EC_AUTHENTICATION_FAILED;
-				snprintf(err, sizeof(err), "PLAIN: wrong user name or password");
-			} else if (grant(c, user, &r, token, sizeof(token), &ttl, principal) < 0) {
-				r.error_code = EC_UNKNOWN;
-				snprintf(err, sizeof(err), "no token could be made");
-			}
-			OPENSSL_cleanse(&v, sizeof(v));
+			r.error_code = EC_RESOURCE_EXHAUSTED;
+			snprintf(err, sizeof(err), "too many authentications in progress on this shard; retry");
 		}
 	} else if (rmq_scram_mech_parse(mname, strlen(mname), &mech) == 0) {
 		struct rmq_auth *a = auth_of(bs);
