@@ -77,6 +77,7 @@ struct bench_opts {
 	bool idempotent;                /* producers number their batches (InitTransaction) */
 	bool unique_values;             /* values carry producer id, partition, sequence */
 	const char *tls_ca, *tls_cert, *tls_key; /* TLS to rmq when any is set ("" = unset) */
+	const char *user, *password_file, *sasl; /* log in first, a token on every call */
 	const char *group;              /* --group: readers are its members; "" = none */
 	uint64_t commit_interval_ns;    /* --group: how often members commit */
 };

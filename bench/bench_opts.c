@@ -31,7 +31,7 @@ struct raw {
 	const char *target, *mode, *acks, *compression, *produce_rpc, *consume_rpc, *from;
 };
 
-#define NFLAGS 40 /* capacity of the table; flag_table() checks it */
+#define NFLAGS 44 /* capacity of the table; flag_table() checks it */
 
 static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r)
 {
@@ -70,6 +70,9 @@ static size_t flag_table(struct rmq_flag *f, struct bench_opts *o, struct raw *r
 	F("tls-ca", RMQ_FLAG_STRING, &o->tls_ca, "", "rmq over TLS, trusting these PEM CAs (docs/security.md)", 0, 0, NULL);
 	F("tls-cert", RMQ_FLAG_STRING, &o->tls_cert, "", "TLS: a PEM client certificate (mutual TLS), with --tls-key", 0, 0, NULL);
 	F("tls-key", RMQ_FLAG_STRING, &o->tls_key, "", "TLS: the PEM private key of --tls-cert", 0, 0, NULL);
+	F("user", RMQ_FLAG_STRING, &o->user, "", "log in as this user (AuthService.Authenticate) and send the session token on every call", 0, 0, NULL);
+	F("password-file", RMQ_FLAG_STRING, &o->password_file, "", "the --user's password: the file's first line", 0, 0, NULL);
+	F("sasl-mechanism", RMQ_FLAG_STRING, &o->sasl, "SCRAM-SHA-256", "SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (sends the password: only over TLS)", 0, 0, NULL);
 	F("unique-values", RMQ_FLAG_BOOL, &o->unique_values, "false", "each record's value carries its producer id, partition and sequence after the send time (needs --idempotent and --msg-bytes of at least 28): a reader can tell a duplicate", 0, 0, NULL);
 	F("timeout", RMQ_FLAG_DURATION, &o->timeout_ns, "30s", "deadline of a produce or setup call", 1000000ULL, 3600ULL * 1000000000ULL, NULL);
 #undef F

@@ -67,8 +67,10 @@
 #include "core/util.h"
 #include "net/client.h"
 #include "net/tls.h"
+#include "rpc.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -249,6 +251,7 @@ struct bthread {
 static struct {
 	struct bench_opts o;
 	struct rmq_tls_ctx *tls;        /* --tls-*: TLS to every broker, or NULL */
+	char authz[1100];               /* --user: "Bearer <token>", or "" */
 	struct rmq_runtime *rt;
 	struct bthread *th;
 	unsigned nthreads;
@@ -1756,6 +1759,8 @@ static int extra_connect(struct bthread *t)
 		cc.calls_max = (uint32_t)(2 * o->connections * o->streams + 8);
 		cc.send_queue_max = (uint32_t)o->streams + 1;
 		int rc = rmq_client_create(t->s, &cc, &t->cls[b]);
+		if (rc == 0)
+			rc = rmq_client_set_authorization(t->cls[b], g.authz);
 		if (rc < 0) {
 			fatal("cannot set up a client for broker %s:%u: %s", g.brokers[b].host,
 			      (unsigned)g.brokers[b].port, rmq_strerror(rc));
@@ -2295,6 +2300,8 @@ static int thread_init(struct rmq_shard *s, void *arg)
 	cc.calls_max = (uint32_t)(2 * o->connections * o->streams + 8);
 	cc.send_queue_max = (uint32_t)o->streams + 1;
 	rc = rmq_client_create(s, &cc, &t->cl);
+	if (rc == 0)
+		rc = rmq_client_set_authorization(t->cl, g.authz);
 	if (rc < 0) {
 		fatal("cannot set up a client for %s:%u: %s", o->host, (unsigned)o->port,
 		      rmq_strerror(rc));
@@ -2542,6 +2549,34 @@ static void on_signal(int sig)
 		rmq_runtime_stop(g.rt);
 }
 
+/* --user: a login on a connection of its own (tools/rpc.h); every client
+ * then sends its token. */
+static int login(const struct bench_opts *o, char *err, size_t errlen)
+{
+	char pw[1100];
+	FILE *f = o->password_file[0] ? fopen(o->password_file, "r") : NULL;
+	if (!f) {
+		snprintf(err, errlen, "--password-file %s: %s", o->password_file,
+			 o->password_file[0] ? strerror(errno) : "needed with --user");
+		return -1;
+	}
+	size_t n = fgets(pw, sizeof(pw), f) ? strcspn(pw, "\r\n") : 0;
+	fclose(f);
+	struct rmq_rpc *rpc;
+	rmq_rpc_use_tls(g.tls);
+	int rc = rmq_rpc_open(o->host, o->port, 10ULL * 1000 * 1000 * 1000, &rpc);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot connect to %s:%u: %s", o->host, (unsigned)o->port,
+			 rmq_strerror(rc));
+	} else {
+		rc = rmq_rpc_login(rpc, o->user, pw, n, o->sasl, g.authz, sizeof(g.authz), err,
+				   errlen);
+		rmq_rpc_close(rpc);
+	}
+	OPENSSL_cleanse(pw, sizeof(pw));
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -2575,6 +2610,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rmq-bench: --tls-ca/--tls-cert/--tls-key: %s\n", err);
 			return 2;
 		}
+	}
+	if (o->user[0] && login(o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rmq-bench: logging in as --user %s: %s\n", o->user, err);
+		return 1;
 	}
 	g.wall_offset_ns = bench_wall_offset_ns();
 	g.nthreads = (unsigned)o->threads;

@@ -208,24 +208,6 @@ static size_t read_password(char *pw, size_t cap)
 	return n;
 }
 
-static Rustmq__Common__AuthenticationResponse *auth_round(const char *mech, const void *data,
-							   size_t len, ProtobufCBinaryData sid)
-{
-	Rustmq__Common__AuthenticationRequest req = RUSTMQ__COMMON__AUTHENTICATION_REQUEST__INIT;
-	req.version = &api_v1;
-	req.mechanism = (char *)mech;
-	req.auth_data.data = (uint8_t *)data;
-	req.auth_data.len = len;
-	req.session_id = sid;
-	Rustmq__Common__AuthenticationResponse *r =
-		PB_CALL("Authenticate", "/rustmq.client.AuthService/Authenticate", &req,
-			Rustmq__Common__AuthenticationResponse,
-			rustmq__common__authentication_response__descriptor);
-	if (r->error_code)
-		die_code("authenticating as --user", NULL, r->error_code, r->error_message);
-	return r;
-}
-
 /* --user: a SCRAM (or PLAIN) exchange on the bootstrap connection; every
  * connection opened after it sends the token it got. */
 static void auth_setup(void)
@@ -235,47 +217,13 @@ static void auth_setup(void)
 		return;
 	done = true;
 	const char *mech = cli.sasl ? cli.sasl : "SCRAM-SHA-256";
-	char pw[RMQ_SCRAM_PASSWORD_MAX + 2], out[RMQ_SCRAM_OUT_MAX];
-	size_t pwn = read_password(pw, sizeof(pw)), out_len;
-	Rustmq__Common__AuthenticationResponse *r;
-	ProtobufCBinaryData none = {0, NULL};
-	enum rmq_scram_mech sm;
-	if (strcmp(mech, "PLAIN") == 0) {
-		size_t un = strlen(cli.user);
-		if (un + pwn + 2 > sizeof(out))
-			die("--user and its password are too long");
-		out[0] = '\0';
-		memcpy(out + 1, cli.user, un);
-		out[1 + un] = '\0';
-		memcpy(out + 2 + un, pw, pwn);
-		r = auth_round(mech, out, un + pwn + 2, none);
-	} else if (rmq_scram_mech_parse(mech, strlen(mech), &sm) == 0) {
-		struct rmq_scram_client sc = {0};
-		if (rmq_scram_client_start(&sc, sm, cli.user, strlen(cli.user), pw, pwn, out,
-					   sizeof(out), &out_len) < 0)
-			die("--user: %s", rmq_scram_client_why(&sc));
-		r = auth_round(mech, out, out_len, none);
-		if (rmq_scram_client_final(&sc, r->challenge.data, r->challenge.len, out, sizeof(out),
-					   &out_len) < 0)
-			die("authenticating as --user: %s", rmq_scram_client_why(&sc));
-		ProtobufCBinaryData sid = r->session_id;
-		Rustmq__Common__AuthenticationResponse *r2 = auth_round(mech, out, out_len, sid);
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-		r = r2;
-		if (rmq_scram_client_finish(&sc, r->challenge.data, r->challenge.len) < 0)
-			die("authenticating as --user: the broker's signature does not verify (%s)",
-			    rmq_scram_client_why(&sc));
-		rmq_scram_client_clear(&sc);
-	} else {
-		die("--sasl-mechanism %s: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", mech);
-	}
+	char pw[RMQ_SCRAM_PASSWORD_MAX + 2], authz[1100], err[300];
+	size_t pwn = read_password(pw, sizeof(pw));
+	int rc = rmq_rpc_login(cli.rpc, cli.user, pw, pwn, mech, authz, sizeof(authz), err,
+			       sizeof(err));
 	OPENSSL_cleanse(pw, sizeof(pw));
-	if (!r->authenticated || !r->session_token.len)
-		die("authenticating as --user: the broker answered no token");
-	char authz[1100];
-	snprintf(authz, sizeof(authz), "Bearer %.*s", (int)r->session_token.len,
-		 (const char *)r->session_token.data);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+	if (rc < 0)
+		die("authenticating as --user %s: %s", cli.user, err);
 	rmq_rpc_use_authorization(authz);
 	/* Calls go on a connection made with it. */
 	rmq_rpc_close(cli.rpc);

@@ -13,12 +13,15 @@
  */
 #include "rpc.h"
 
+#include "broker/scram.h"
+#include "common/types.pb-c.h"
 #include "core/error.h"
 #include "core/shard.h"
 #include "core/util.h"
 #include "net/client.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -413,4 +416,109 @@ void rmq_rpc_close(struct rmq_rpc *rpc)
 	pthread_cond_destroy(&rpc->cv);
 	pthread_mutex_destroy(&rpc->mu);
 	free(rpc);
+}
+
+/* ---- logging in ------------------------------------------------------------------ */
+
+/* One round of AuthService.Authenticate: the answer, or NULL with err. */
+static Rustmq__Common__AuthenticationResponse *auth_round(struct rmq_rpc *rpc, const char *mech,
+							   const void *data, size_t len,
+							   ProtobufCBinaryData sid, char *err,
+							   size_t errlen)
+{
+	static const Rustmq__Common__ApiVersion v1 = {PROTOBUF_C_MESSAGE_INIT(
+		&rustmq__common__api_version__descriptor), 1, 0, 0};
+	Rustmq__Common__AuthenticationRequest req = RUSTMQ__COMMON__AUTHENTICATION_REQUEST__INIT;
+	req.version = (Rustmq__Common__ApiVersion *)&v1;
+	req.mechanism = (char *)mech;
+	req.auth_data.data = (uint8_t *)data;
+	req.auth_data.len = len;
+	req.session_id = sid;
+	size_t n = rustmq__common__authentication_request__get_packed_size(&req);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	rustmq__common__authentication_request__pack(&req, buf);
+	struct rmq_rpc_call c = {.path = "/rustmq.client.AuthService/Authenticate", .req = buf,
+				 .len = n, .timeout_ns = 30ULL * 1000 * 1000 * 1000};
+	enum rmq_grpc_status st = rmq_rpc_unary(rpc, &c);
+	OPENSSL_cleanse(buf, n);
+	free(buf);
+	Rustmq__Common__AuthenticationResponse *r =
+		st == RMQ_GRPC_OK ? rustmq__common__authentication_response__unpack(NULL, c.resp_len,
+										      c.resp)
+				  : NULL;
+	if (st != RMQ_GRPC_OK)
+		snprintf(err, errlen, "Authenticate: %s %s", rmq_grpc_status_name(st),
+			 c.message ? c.message : "");
+	else if (!r)
+		snprintf(err, errlen, "Authenticate: the answer does not parse");
+	else if (r->error_code)
+		snprintf(err, errlen, "%s", r->error_message);
+	rmq_rpc_call_reset(&c);
+	if (r && r->error_code) {
+		rustmq__common__authentication_response__free_unpacked(r, NULL);
+		r = NULL;
+	}
+	return r;
+}
+
+int rmq_rpc_login(struct rmq_rpc *rpc, const char *user, const char *pw, size_t pw_len,
+		  const char *mech, char *authz, size_t cap, char *err, size_t errlen)
+{
+	char out[RMQ_SCRAM_OUT_MAX];
+	size_t out_len;
+	ProtobufCBinaryData none = {0, NULL};
+	Rustmq__Common__AuthenticationResponse *r = NULL;
+	enum rmq_scram_mech sm;
+	if (strcmp(mech, "PLAIN") == 0) {
+		size_t un = strlen(user);
+		if (un + pw_len + 2 > sizeof(out)) {
+			snprintf(err, errlen, "the user and its password are too long");
+			return -1;
+		}
+		out[0] = '\0';
+		memcpy(out + 1, user, un);
+		out[1 + un] = '\0';
+		memcpy(out + 2 + un, pw, pw_len);
+		r = auth_round(rpc, mech, out, un + pw_len + 2, none, err, errlen);
+	} else if (rmq_scram_mech_parse(mech, strlen(mech), &sm) == 0) {
+		struct rmq_scram_client sc = {0};
+		if (rmq_scram_client_start(&sc, sm, user, strlen(user), pw, pw_len, out, sizeof(out),
+					   &out_len) < 0) {
+			snprintf(err, errlen, "%s", rmq_scram_client_why(&sc));
+		} else if ((r = auth_round(rpc, mech, out, out_len, none, err, errlen))) {
+			Rustmq__Common__AuthenticationResponse *first = r;
+			r = NULL;
+			if (rmq_scram_client_final(&sc, first->challenge.data, first->challenge.len, out,
+						   sizeof(out), &out_len) < 0)
+				snprintf(err, errlen, "%s", rmq_scram_client_why(&sc));
+			else
+				r = auth_round(rpc, mech, out, out_len, first->session_id, err, errlen);
+			rustmq__common__authentication_response__free_unpacked(first, NULL);
+			if (r && rmq_scram_client_finish(&sc, r->challenge.data, r->challenge.len) < 0) {
+				snprintf(err, errlen, "the broker's signature does not verify (%s)",
+					 rmq_scram_client_why(&sc));
+				rustmq__common__authentication_response__free_unpacked(r, NULL);
+				r = NULL;
+			}
+		}
+		rmq_scram_client_clear(&sc);
+	} else {
+		snprintf(err, errlen, "mechanism %s: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", mech);
+	}
+	OPENSSL_cleanse(out, sizeof(out));
+	if (!r)
+		return -1;
+	int rc = 0;
+	if (!r->authenticated || !r->session_token.len ||
+	    (size_t)snprintf(authz, cap, "Bearer %.*s", (int)r->session_token.len,
+			     (const char *)r->session_token.data) >= cap) {
+		snprintf(err, errlen, "the broker answered no usable token");
+		rc = -1;
+	}
+	rustmq__common__authentication_response__free_unpacked(r, NULL);
+	return rc;
 }

@@ -75,6 +75,15 @@ void rmq_rpc_use_tls(struct rmq_tls_ctx *tls);
  * connections opened after it; NULL: none.  Copied. */
 void rmq_rpc_use_authorization(const char *value);
 
+/*
+ * Logs in on rpc with AuthService.Authenticate as user with password
+ * pw[0..pw_len): mech "SCRAM-SHA-256", "SCRAM-SHA-512" (the broker's
+ * signature checked) or "PLAIN".  Writes "Bearer <token>" into authz (cap
+ * bytes; 1100 suffice).  Returns 0, or -1 with why in err.
+ */
+int rmq_rpc_login(struct rmq_rpc *rpc, const char *user, const char *pw, size_t pw_len,
+		  const char *mech, char *authz, size_t cap, char *err, size_t errlen);
+
 /* Queues c (path, req, len, timeout_ns set by the caller). */
 void rmq_rpc_submit(struct rmq_rpc *rpc, struct rmq_rpc_call *c);
 

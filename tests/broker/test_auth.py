@@ -30,6 +30,7 @@ Ends with "N passed, N failed, N skipped".
 import base64
 import hashlib
 import hmac
+import json
 import os
 import pathlib
 import subprocess
@@ -251,6 +252,26 @@ def run(args, tmp):
                 c, "/rustmq.controller.AdminService/ElectLeaders",
                 tn.A.ElectLeadersRequest(version=tn.V()), tn.A.ElectLeadersResponse, bearer(alice)))
             check(code == grpc.StatusCode.PERMISSION_DENIED and "ALTER" in why, f"{code} {why}")
+            # rmq-bench logs in too: the super user's load runs clean; without
+            # --user the node refuses it.
+            bench = os.path.join(os.path.dirname(args.rmq), "rmq-bench")
+            r = subprocess.run([bench, "--target", f"rmq://{node.addr}", "--topic", "secret",
+                                "--create-topic=false", "--duration", "2s", "--warmup", "0s",
+                                "--progress=false", "--json", "--user", "admin",
+                                "--password-file", os.path.join(tmp, "admin")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            out = r.stdout.decode(errors="replace")
+            check(r.returncode == 0, f"rmq-bench --user admin: {r.returncode} {out[-300:]} "
+                  f"{r.stderr.decode(errors='replace')[-300:]}")
+            j = json.loads(out)
+            check(j["errors"]["total"] == 0 and j["acknowledged_records"] > 0,
+                  f"rmq-bench --user admin: {j['errors']} {j['acknowledged_records']}")
+            r = subprocess.run([bench, "--target", f"rmq://{node.addr}", "--topic", "secret",
+                                "--create-topic=false", "--duration", "1s", "--warmup", "0s",
+                                "--progress=false"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            check(r.returncode != 0 or "UNAUTHENTICATED" in r.stdout.decode(errors="replace"),
+                  "rmq-bench without --user is refused")
             # The CLI with SCRAM.
             rc, out = rmq(args, "--bootstrap", node.addr, "--user", "alice", "--password-file",
                           os.path.join(tmp, "alice"), "topic", "list")
