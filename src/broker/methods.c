@@ -261,6 +261,8 @@ struct held_call {
 	struct rmq_call *call;        /* a reference held */
 	struct rmq_bshard *bs;
 	struct held *head, *tail;
+	size_t bytes;                 /* of the messages held */
+	bool muted;                   /* its connection's reading stopped */
 	struct rmq_timer timer;
 	struct held_call *next;       /* the shard's */
 };
@@ -285,8 +287,23 @@ static void held_release(struct held_call *h)
 		free(m);
 	}
 	rmq_timer_cancel(h->bs->s, &h->timer);
+	if (h->muted)
+		rmq_call_mute(h->call, false);
 	rmq_call_unref(h->call);
 	free(h);
+}
+
+/* A call holding more than HELD_MAX bytes stops its connection's reading
+ * until it is down to half: the client waits, the node does not buffer. */
+#define HELD_MAX (1u << 20)
+
+static void held_mute(struct held_call *h)
+{
+	bool want = h->muted ? h->bytes > HELD_MAX / 2 : h->bytes > HELD_MAX;
+	if (want != h->muted) {
+		h->muted = want;
+		rmq_call_mute(h->call, want);
+	}
 }
 
 static void held_fire(struct rmq_timer *t)
@@ -298,6 +315,8 @@ static void held_fire(struct rmq_timer *t)
 		h->head = m->next;
 		if (!h->head)
 			h->tail = NULL;
+		h->bytes -= m->len;
+		held_mute(h);
 		if (m->half_close) {
 			if (route_of(h->call)->on_half_close)
 				route_of(h->call)->on_half_close(h->call);
@@ -329,7 +348,8 @@ static bool hold(struct rmq_bshard *bs, struct rmq_call *c, const uint8_t *msg, 
 		return false;
 	}
 	*m = (struct held){.due_ns = due_ns, .half_close = half_close, .len = len};
-	memcpy(m->msg, msg, len);
+	if (len)
+		memcpy(m->msg, msg, len);
 	if (!h->call) {
 		h->call = c;
 		h->bs = bs;
@@ -348,6 +368,8 @@ static bool hold(struct rmq_bshard *bs, struct rmq_call *c, const uint8_t *msg, 
 	else
 		h->head = m;
 	h->tail = m;
+	h->bytes += len;
+	held_mute(h);
 	return true;
 }
 
@@ -363,22 +385,24 @@ static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	const enum rmq_rpc rpc = route_of(c)->rpc;
-	if (bs->held && held_find(bs, c)) {
-		/* Behind its held messages, charged now: in order. */
-		(void)hold(bs, c, msg, len, 0, false);
-		return;
-	}
+	struct held_call *h = bs->held ? held_find(bs, c) : NULL;
+	uint64_t wait = 0;
 	if (rmq_quota_any(bs) && counted(rpc)) {
 		const char *principal = rmq_call_principal(c);
 		const bool produce = rpc == RMQ_RPC_PRODUCE || rpc == RMQ_RPC_PRODUCE_BATCH ||
 				     rpc == RMQ_RPC_PRODUCE_STREAM;
-		uint64_t wait = rmq_quota_charge(bs, principal ? principal : RMQ_AUTH_ANONYMOUS,
-						 produce ? len : 0, 0, true);
-		if (wait > 0) {
-			rmq_call_set_throttle_ms(c, (uint32_t)(wait / 1000000));
-			(void)hold(bs, c, msg, len, rmq_now_ns() + wait, false);
-			return;
-		}
+		wait = rmq_quota_charge(bs, principal ? principal : RMQ_AUTH_ANONYMOUS,
+					produce ? len : 0, 0, true);
+	}
+	if (wait > 0 || h) {
+		/* Held, behind what the call holds already (a stream's
+		 * messages stay in order), until its own debt is paid. */
+		uint64_t due = rmq_now_ns() + wait;
+		if (h && h->tail && h->tail->due_ns > due)
+			due = h->tail->due_ns;
+		rmq_call_set_throttle_ms(c, (uint32_t)(wait / 1000000));
+		(void)hold(bs, c, msg, len, due, false);
+		return;
 	}
 	run(c, msg, len);
 }
@@ -387,8 +411,9 @@ static void dispatch(struct rmq_call *c, const uint8_t *msg, size_t len)
 static void half_close(struct rmq_call *c)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
-	if (bs->held && held_find(bs, c)) {
-		(void)hold(bs, c, NULL, 0, 0, true);
+	struct held_call *h = bs->held ? held_find(bs, c) : NULL;
+	if (h) {
+		(void)hold(bs, c, NULL, 0, h->tail ? h->tail->due_ns : 0, true);
 		return;
 	}
 	route_of(c)->on_half_close(c);

@@ -953,6 +953,12 @@ void rmq_call_set_principal(struct rmq_call *c, const char *principal)
 	snprintf(c->principal, sizeof(c->principal), "%s", principal ? principal : "");
 }
 
+void rmq_call_mute(struct rmq_call *c, bool mute)
+{
+	if (c->conn)
+		net_conn_mute(c->conn, mute);
+}
+
 void rmq_call_set_throttle_ms(struct rmq_call *c, uint32_t ms)
 {
 	if (ms > c->throttle_ms)

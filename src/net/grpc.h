@@ -181,6 +181,11 @@ const char *rmq_call_tls_peer(const struct rmq_call *c);
  * NULL when it set none. */
 void rmq_call_set_principal(struct rmq_call *c, const char *principal);
 const char *rmq_call_principal(const struct rmq_call *c);
+/* Stops (true) or lets go (false) the reading of the call's connection,
+ * counted per connection (Kafka's muted channel: a quota's hold must not
+ * let a client pile requests up in the node).  Every stop needs its let
+ * go while the call lives; a connection gone drops them. */
+void rmq_call_mute(struct rmq_call *c, bool mute);
 /* How long the app held the call for a quota (the longest it noted), for
  * the answer's throttle_time. */
 void rmq_call_set_throttle_ms(struct rmq_call *c, uint32_t ms);

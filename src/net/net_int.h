@@ -316,6 +316,10 @@ struct net_conn {
 	struct rmq_list dirty;  /* on *dirty_list while it wants a flush */
 };
 
+/* server.c: one more (or one less) reason for conn to stop reading. */
+struct conn;
+void net_conn_mute(struct conn *conn, bool mute);
+
 /* ---- tls.c: TLS between the socket and the owner (tls.h) ------------------------- */
 
 struct rmq_tls_ctx;
@@ -413,6 +417,7 @@ struct conn {
 	bool preface_ok;        /* the 24-byte client magic was accepted */
 	bool peer_settings;     /* the client's SETTINGS arrived (h2.c) */
 	bool handshake_ok;      /* both: the client preface is complete */
+	uint32_t mutes;         /* calls that stopped its reading (rmq_call_mute) */
 	bool h2_dead;           /* no more nghttp2 input or output */
 	bool raw;               /* out holds a raw HTTP/1.1 answer */
 	bool closing;           /* flush what is queued, then close */

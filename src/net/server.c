@@ -630,8 +630,18 @@ static void reads_update(struct rmq_server *srv)
 		struct conn *c = RMQ_CONTAINER_OF(l, struct conn, link);
 		if (paused)
 			conn_pause(c);
-		else
+		else if (!c->mutes)
 			(void)conn_resume(c);
+	}
+}
+
+void net_conn_mute(struct conn *c, bool mute)
+{
+	if (mute) {
+		if (c->mutes++ == 0)
+			conn_pause(c);
+	} else if (c->mutes > 0 && --c->mutes == 0 && !c->srv->reads_paused) {
+		(void)conn_resume(c);
 	}
 }
 
@@ -766,6 +776,7 @@ static void conn_open(struct rmq_server *srv, int fd)
 	c->state = CONN_OPEN;
 	c->preface_ok = c->h2_dead = c->raw = c->closing = c->counted_error = false;
 	c->handshake_ok = c->peer_settings = false;
+	c->mutes = 0;
 	c->nfirst = 0;
 	c->nrecv = 0;
 	c->opened_ns = rmq_now_ns();

@@ -27,7 +27,10 @@
 #include <arpa/inet.h>
 
 #define TLS_OUT_BYTES (128u << 10)            /* records waiting to be sent */
-#define TLS_RECORD_ROOM (16384u + 512u)       /* one record of 16 KiB and its framing */
+/* Room a write needs: one record of 16 KiB and its framing, and 4 KiB left
+ * after it for what reading makes OpenSSL write (KeyUpdate answers,
+ * tickets, alerts), which must never find the buffer full. */
+#define TLS_RECORD_ROOM (16384u + 512u + 4096u)
 
 struct rmq_tls_ctx {
 	struct rmq_tls_config cfg;            /* paths owned (strdup) */
@@ -400,10 +403,20 @@ void net_tls_input(struct net_conn *nc, const uint8_t *p, size_t n)
 			continue;
 		}
 		int e = SSL_get_error(t->ssl, r);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		if (e == SSL_ERROR_WANT_READ)
 			break;
 		if (e == SSL_ERROR_ZERO_RETURN) {
 			nc->ops->lost(nc, 0); /* close_notify: the peer's EOF */
+			return;
+		}
+		if (e == SSL_ERROR_WANT_WRITE) {
+			/* Records asking for more answers than the headroom
+			 * holds (a KeyUpdate flood): the rest of the input
+			 * cannot be kept, so the connection ends. */
+			rmq_debug("net: fd %d: TLS: the peer asks for answers faster than it reads "
+				  "them; closing",
+				  nc->fd);
+			nc->ops->lost(nc, -EPROTO);
 			return;
 		}
 		tls_fail(nc, e);

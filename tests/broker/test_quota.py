@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """Quotas on one rmqd node (src/broker/quota.c, methods.c): the default
-quota (`rmq quota set --default`) holds a producer and a consumer that go
-as fast as they can to their byte rates within 10 % over 10 s, the
+quota (`rmq quota set --default`) holds a producer (unary calls, and a
+ProduceStream) and a consumer that go as fast as they can to their byte
+rates within 10 % over 10 s, the
 answers say how long they were held (throttle_time), and a user's own
 quota overrides the default.
 
@@ -46,6 +47,31 @@ def produce_rate(c, records, seconds):
         sent += size
         longest = max(longest, r.throttle_time.seconds * 1000 + r.throttle_time.nanos // 1000000)
     return sent / (time.monotonic() - t0), longest
+
+
+def stream_rate(c, records, seconds):
+    """Request bytes answered per second on one ProduceStream, after
+    WARMUP_S (the bucket's burst)."""
+    req = tn.P.ProduceRequest(version=tn.V(), client_id="q", acks=tn.ACK_LEADER,
+                              topic_partition=tn.T.TopicPartition(topic="q", partition=0),
+                              records=records)
+    size = len(req.SerializeToString())
+    t0 = time.monotonic()
+
+    def gen():
+        while time.monotonic() - t0 < WARMUP_S + seconds:
+            yield req
+    got, start = 0, None
+    for a in c.bidi("/rustmq.client.ProducerService/ProduceStream", gen(),
+                    tn.P.ProduceResponse, timeout=120):
+        ok(a, "stream produce")
+        now = time.monotonic()
+        if now - t0 >= WARMUP_S:
+            if start is None:
+                start = now
+            else:
+                got += size
+    return got / (time.monotonic() - start)
 
 
 def fetch_rate(c, seconds, start):
@@ -93,6 +119,9 @@ def run(args, tmp):
             rate, longest, _ = fetch_rate(c, MEASURE_S, off)
             within(rate, FETCH_BPS, "fetch")
             check(longest > 0, "fetch answers carry throttle_time")
+            # A stream's messages are held in order and charged each.
+            rate = stream_rate(c, records, MEASURE_S / 2)
+            within(rate, PRODUCE_BPS, "ProduceStream")
             # A user's own quota overrides the default (anonymous here:
             # the node runs without authentication).
             rmq(args, node, "quota", "set", "--user", "ANONYMOUS", "--producer-byte-rate",
