@@ -234,6 +234,12 @@ static SSL_CTX *tls_client;
 static pthread_mutex_t tls_sess_mu = PTHREAD_MUTEX_INITIALIZER;
 static SSL_SESSION *tls_sess;
 static unsigned tls_conns;
+static bool tls_key_updates;
+
+void fz_tls_key_updates(bool on)
+{
+	tls_key_updates = on;
+}
 
 static int keep_session(SSL *ssl, SSL_SESSION *sess)
 {
@@ -586,6 +592,7 @@ struct relay {
 	bool node_gone;   /* the node closed, or TLS failed: no more records */
 	bool end_shut;    /* the harness got its EOF */
 	bool want_out;    /* the last SSL call wants the socket writable */
+	bool key_updates; /* fz_tls_key_updates */
 };
 
 /* One SSL call's outcome: true when it may go on later (WANT_*). */
@@ -626,6 +633,9 @@ static bool relay_step(struct relay *r)
 		r->up_off = r->up_len; /* nobody to take them: dropped, as a
 					* reset connection drops them */
 	} else if (r->up_off < r->up_len) {
+		/* Refused while one is still pending: then with a later record. */
+		if (r->key_updates && SSL_key_update(r->ssl, SSL_KEY_UPDATE_REQUESTED) != 1)
+			ERR_clear_error();
 		int n = SSL_write(r->ssl, r->up + r->up_off, (int)(r->up_len - r->up_off));
 		if (n > 0) {
 			r->up_off += (size_t)n;
@@ -709,6 +719,7 @@ static int relay_open(void)
 	if (!r)
 		fz_fail("out of memory");
 	r->end = sv[1];
+	r->key_updates = tls_key_updates;
 	r->tcp = fz_connect_tcp();
 	fcntl(r->tcp, F_SETFL, fcntl(r->tcp, F_GETFL) | O_NONBLOCK);
 	r->ssl = SSL_new(tls_client);

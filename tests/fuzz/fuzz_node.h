@@ -89,6 +89,11 @@ static inline const char *fz_tmp_root(void)
  */
 void fz_node_start_tls(const char *cert, const char *key, const char *const *extra_flags);
 
+/* TLS mode: relays opened from now on ask for a KeyUpdate
+ * (update_requested) before each record they write, so the node answers
+ * with KeyUpdates of its own while it writes its answers. */
+void fz_tls_key_updates(bool on);
+
 /* The node's port. */
 uint16_t fz_node_port(void);
 

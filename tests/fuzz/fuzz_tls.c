@@ -11,14 +11,18 @@
  * verified).  Input:
  *
  *   OFFSET  SIZE  MEANING
- *   0       1     selector: below 0xc0 mode A, else mode B
+ *   0       1     selector: below 0xc0 mode A (from 0x60 on with
+ *                 KeyUpdates), else mode B
  *   1       ...   mode A: fuzz_grpc's frames (fuzz_grpc.c's format)
  *                 mode B: raw bytes for the TLS port
  *
  * Mode A (3 inputs in 4): fuzz_grpc's frame script through the relay, so
  * HTTP/2 frames and gRPC framing arrive decrypted through rmq's TLS stage
  * (records the node reads in pieces, its output written as records into
- * its TLS buffer, close_notify as the client's EOF).  fuzz_grpc's checks
+ * its TLS buffer, close_notify as the client's EOF).  With selectors 0x60
+ * to 0xbf the relay asks for a KeyUpdate before each record it writes
+ * (fz_tls_key_updates), so the node updates its keys while it writes its
+ * answers and reads our records under new keys.  fuzz_grpc's checks
  * hold: PINGs answered, the node closes after our close_notify and FIN
  * within FZ_HANG_MS, and holds no call or connection after.
  *
@@ -47,7 +51,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MODE_B 0xc0 /* selectors from here on: raw bytes */
+#define MODE_A_KEY_UPDATES 0x60 /* selectors from here: mode A, KeyUpdates */
+#define MODE_B 0xc0             /* selectors from here on: raw bytes */
 
 static char dir[256], cert_path[300], key_path[300];
 
@@ -213,7 +218,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (data[0] < MODE_B) {
 		/* Its own idle check at the end runs over TLS as well. */
+		fz_tls_key_updates(data[0] >= MODE_A_KEY_UPDATES);
 		fz_grpc_frames(data + 1, size - 1);
+		fz_tls_key_updates(false);
 		return 0;
 	}
 	raw_bytes(data + 1, size - 1);

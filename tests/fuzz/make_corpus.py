@@ -471,9 +471,11 @@ def record(ctype, body, version=b"\x03\x03"):
 
 
 def tls_seeds(grpc):
-    """Mode A (selector 0x00): fuzz_grpc's seeds over the relay; mode B
-    (selector 0xff): bytes straight to the TLS port."""
+    """Mode A (selector 0x00; 0x80: with KeyUpdates): fuzz_grpc's seeds
+    over the relay; mode B (selector 0xff): bytes straight to the TLS port."""
     s = {"h2-" + name: b"\x00" + data for name, data in grpc.items()}
+    for name in ("health-check", "server-streams", "stream-three-messages", "flow-control-and-settings"):
+        s["h2-key-updates-" + name] = b"\x80" + grpc[name]
     hello = client_hello()
     raw = {
         "plaintext-h2-preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
