@@ -17,6 +17,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -217,7 +220,65 @@ static void *node_main(void *arg)
 	return NULL;
 }
 
+/* The TLS mode's client context (fz_node_start_tls); NULL: plaintext. */
+static SSL_CTX *tls_client;
+
+/*
+ * Resumption: a full handshake (ECDHE, the node's ECDSA signature, our
+ * verification) costs the harness more than the rest of an input, so 15
+ * connections in 16 resume the last session the node gave a ticket for
+ * (PSK with ECDHE: the node's resumption path is fuzzed too).  Tickets
+ * arrive on relay threads.
+ */
+#define TLS_FULL_EVERY 16
+static pthread_mutex_t tls_sess_mu = PTHREAD_MUTEX_INITIALIZER;
+static SSL_SESSION *tls_sess;
+static unsigned tls_conns;
+static bool tls_key_updates;
+
+void fz_tls_key_updates(bool on)
+{
+	tls_key_updates = on;
+}
+
+static int keep_session(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl;
+	pthread_mutex_lock(&tls_sess_mu);
+	SSL_SESSION *old = tls_sess;
+	tls_sess = sess;
+	pthread_mutex_unlock(&tls_sess_mu);
+	SSL_SESSION_free(old);
+	return 1; /* the reference is ours */
+}
+
+static void node_start(const char *const *extra, const char *cert, const char *key);
+
 void fz_node_start(const char *const *extra)
+{
+	node_start(extra, NULL, NULL);
+}
+
+void fz_node_start_tls(const char *cert, const char *key, const char *const *extra)
+{
+	if (node.started)
+		return;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	static const unsigned char h2[] = {2, 'h', '2'};
+	if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0 ||
+	    SSL_CTX_load_verify_locations(ctx, cert, NULL) != 1)
+		fz_fail("the relay's TLS context (trusting %s): %s", cert,
+			ERR_reason_error_string(ERR_get_error()));
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, keep_session);
+	X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), "127.0.0.1");
+	tls_client = ctx;
+	node_start(extra, cert, key);
+}
+
+static void node_start(const char *const *extra, const char *cert, const char *key)
 {
 	if (node.started)
 		return;
@@ -252,6 +313,10 @@ void fz_node_start(const char *const *extra)
 	add_arg("--group-initial-rebalance-delay=0s");
 	add_arg("--group-min-session-timeout=10ms");
 	add_arg("--group-max-session-timeout=2s");
+	if (cert) {
+		add_arg("--tls-cert=%s", cert);
+		add_arg("--tls-key=%s", key);
+	}
 	for (size_t i = 0; extra && extra[i]; i++)
 		add_arg("%s", extra[i]);
 	node.argv[node.argc] = NULL;
@@ -485,7 +550,7 @@ static void pump(struct fz_conn *c, int ms)
 		conn_lost(c);
 }
 
-int fz_connect(void)
+int fz_connect_tcp(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(node.port),
@@ -510,6 +575,206 @@ int fz_connect(void)
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
+}
+
+/* ---- the TLS relay (fz_node_start_tls) ------------------------------------------------- */
+
+struct relay {
+	SSL *ssl;
+	int tcp;          /* to the node: TLS records */
+	int end;          /* the harness's peer end: plaintext */
+	uint8_t up[16384];    /* from the harness, to SSL_write */
+	size_t up_len, up_off;
+	uint8_t down[16384];  /* from SSL_read, to the harness */
+	size_t down_len, down_off;
+	bool up_eof;      /* the harness shut its side */
+	bool shut_sent;   /* ... and the node got close_notify and our FIN */
+	bool node_gone;   /* the node closed, or TLS failed: no more records */
+	bool end_shut;    /* the harness got its EOF */
+	bool want_out;    /* the last SSL call wants the socket writable */
+	bool key_updates; /* fz_tls_key_updates */
+};
+
+/* One SSL call's outcome: true when it may go on later (WANT_*). */
+static bool relay_retry(struct relay *r, int rc)
+{
+	int e = SSL_get_error(r->ssl, rc);
+	if (e == SSL_ERROR_WANT_READ)
+		return true;
+	if (e == SSL_ERROR_WANT_WRITE) {
+		r->want_out = true;
+		return true;
+	}
+	/* close_notify, the node's FIN or reset, a TLS alert: the node is
+	 * done with this connection. */
+	ERR_clear_error();
+	r->node_gone = true;
+	return false;
+}
+
+/* Moves what can move without waiting; true when something did. */
+static bool relay_step(struct relay *r)
+{
+	bool moved = false;
+	r->want_out = false;
+	/* Harness -> node. */
+	if (!r->up_eof && r->up_off == r->up_len) {
+		ssize_t n = recv(r->end, r->up, sizeof(r->up), MSG_DONTWAIT);
+		if (n > 0) {
+			r->up_len = (size_t)n;
+			r->up_off = 0;
+			moved = true;
+		} else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			r->up_eof = true;
+			moved = true;
+		}
+	}
+	if (r->node_gone) {
+		r->up_off = r->up_len; /* nobody to take them: dropped, as a
+					* reset connection drops them */
+	} else if (r->up_off < r->up_len) {
+		/* Refused while one is still pending: then with a later record. */
+		if (r->key_updates && SSL_key_update(r->ssl, SSL_KEY_UPDATE_REQUESTED) != 1)
+			ERR_clear_error();
+		int n = SSL_write(r->ssl, r->up + r->up_off, (int)(r->up_len - r->up_off));
+		if (n > 0) {
+			r->up_off += (size_t)n;
+			moved = true;
+		} else if (!relay_retry(r, n)) {
+			moved = true;
+		}
+	}
+	if (r->up_eof && r->up_off == r->up_len && !r->shut_sent && !r->node_gone) {
+		int n = SSL_shutdown(r->ssl); /* 0: sent, the node's not seen yet */
+		if (n >= 0 || !relay_retry(r, n)) {
+			shutdown(r->tcp, SHUT_WR);
+			r->shut_sent = true;
+			moved = true;
+		}
+	}
+	/* Node -> harness.  SSL_read is tried on every step, so records
+	 * OpenSSL holds (SSL_pending) never wait for the socket. */
+	if (!r->node_gone && r->down_off == r->down_len) {
+		int n = SSL_read(r->ssl, r->down, sizeof(r->down));
+		if (n > 0) {
+			r->down_len = (size_t)n;
+			r->down_off = 0;
+			moved = true;
+		} else if (!relay_retry(r, n)) {
+			moved = true;
+		}
+	}
+	if (r->down_off < r->down_len) {
+		ssize_t n = send(r->end, r->down + r->down_off, r->down_len - r->down_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			r->down_off += (size_t)n;
+			moved = true;
+		} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			r->down_off = r->down_len; /* the harness closed: dropped */
+			moved = true;
+		}
+	}
+	if (r->node_gone && r->down_off == r->down_len && !r->end_shut) {
+		shutdown(r->end, SHUT_WR);
+		r->end_shut = true;
+		moved = true;
+	}
+	return moved;
+}
+
+/* Carries bytes both ways until the node is done and the harness closed
+ * its end (which it always does), then frees the connection. */
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	while (!(r->node_gone && r->end_shut && r->up_eof)) {
+		if (relay_step(r))
+			continue;
+		struct pollfd p[2] = {{.fd = r->tcp}, {.fd = r->end}};
+		if (!r->node_gone)
+			p[0].events = (short)(POLLIN | (r->want_out ? POLLOUT : 0));
+		else
+			p[0].fd = -1;
+		if (!r->up_eof && r->up_off == r->up_len)
+			p[1].events |= POLLIN;
+		if (r->down_off < r->down_len)
+			p[1].events |= POLLOUT;
+		poll(p, 2, 1000);
+	}
+	SSL_free(r->ssl);
+	ERR_clear_error();
+	close(r->tcp);
+	close(r->end);
+	free(r);
+	return NULL;
+}
+
+static int relay_open(void)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		fz_fail("socketpair: %s", strerror(errno));
+	struct relay *r = calloc(1, sizeof(*r));
+	if (!r)
+		fz_fail("out of memory");
+	r->end = sv[1];
+	r->key_updates = tls_key_updates;
+	r->tcp = fz_connect_tcp();
+	fcntl(r->tcp, F_SETFL, fcntl(r->tcp, F_GETFL) | O_NONBLOCK);
+	r->ssl = SSL_new(tls_client);
+	if (!r->ssl || SSL_set_fd(r->ssl, r->tcp) != 1)
+		fz_fail("SSL_new failed");
+	SSL_set_connect_state(r->ssl);
+	if (tls_conns++ % TLS_FULL_EVERY != 0) {
+		pthread_mutex_lock(&tls_sess_mu);
+		if (tls_sess)
+			SSL_set_session(r->ssl, tls_sess); /* takes its own reference */
+		pthread_mutex_unlock(&tls_sess_mu);
+	}
+	/* The handshake here, so a node that refuses it fails the input
+	 * that asked for the connection. */
+	uint64_t until = now_ms() + FZ_HANG_MS;
+	for (;;) {
+		int rc = SSL_connect(r->ssl);
+		if (rc == 1)
+			break;
+		int e = SSL_get_error(r->ssl, rc);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			unsigned long code = ERR_get_error();
+			long v = SSL_get_verify_result(r->ssl);
+			fz_fail("TLS handshake with rmqd failed (SSL error %d): %s%s%s", e,
+				code ? ERR_reason_error_string(code) : "the connection closed",
+				v != X509_V_OK ? ": " : "",
+				v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+		}
+		uint64_t t = now_ms();
+		if (t >= until)
+			fz_fail("HANG: rmqd did not finish a TLS handshake within %d ms", FZ_HANG_MS);
+		struct pollfd p = {.fd = r->tcp,
+				   .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
+		poll(&p, 1, (int)(until - t));
+	}
+	const unsigned char *alpn = NULL;
+	unsigned alpn_len = 0;
+	SSL_get0_alpn_selected(r->ssl, &alpn, &alpn_len);
+	if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0)
+		fz_fail("rmqd's TLS handshake did not select ALPN h2");
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, relay_main, r) != 0)
+		fz_fail("pthread_create failed");
+	pthread_attr_destroy(&at);
+	return sv[0];
+}
+
+int fz_connect(void)
+{
+	if (tls_client)
+		return relay_open();
+	return fz_connect_tcp();
 }
 
 struct fz_conn *fz_conn_open(void)

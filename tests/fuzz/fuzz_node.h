@@ -76,11 +76,34 @@ static inline const char *fz_tmp_root(void)
 	return d && *d ? d : "/tmp";
 }
 
+/*
+ * The same with TLS (fuzz_tls): rmqd also gets --tls-cert=cert
+ * --tls-key=key, and from then on fz_connect() returns one end of a
+ * socketpair whose bytes a relay thread carries over TLS 1.3 (ALPN h2,
+ * trusting cert, which must name IP 127.0.0.1) to the node.  The harness
+ * sees plaintext as before, so fz_conn_open, fz_unary, the script and
+ * fuzz_grpc's frames run unchanged; the node decrypts them in its TLS
+ * stage (src/net/tls.c).  Half-close carries over: our end's EOF becomes
+ * close_notify and a FIN, the node's close (or a TLS error) the EOF of
+ * our end.  A handshake that fails aborts the harness.
+ */
+void fz_node_start_tls(const char *cert, const char *key, const char *const *extra_flags);
+
+/* TLS mode: relays opened from now on ask for a KeyUpdate
+ * (update_requested) before each record they write, so the node answers
+ * with KeyUpdates of its own while it writes its answers. */
+void fz_tls_key_updates(bool on);
+
 /* The node's port. */
 uint16_t fz_node_port(void);
 
-/* A TCP connection to the node (TCP_NODELAY), or abort. */
+/* A connection to the node, or abort: TCP (TCP_NODELAY), or in the TLS
+ * mode the plaintext end of a relay (above). */
 int fz_connect(void);
+
+/* A TCP connection to the node in either mode, with nothing sent:
+ * fuzz_tls's raw bytes to the TLS port. */
+int fz_connect_tcp(void);
 
 /* ---- a byte buffer ---------------------------------------------------------- */
 
@@ -232,6 +255,10 @@ struct fz_script_ops {
  * the node closed is replaced by a new one for the steps that follow.
  */
 void fz_run_script(const uint8_t *data, size_t size, const struct fz_script_ops *ops);
+
+/* fuzz_grpc.c's input (its frames, on a fresh fz_connect() connection,
+ * then the idle check); the node started.  fuzz_tls runs it over TLS. */
+int fz_grpc_frames(const uint8_t *data, size_t size);
 
 /* ---- shared setup and checks ------------------------------------------------- */
 

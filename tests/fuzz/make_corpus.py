@@ -6,10 +6,11 @@
 
 Each seed is a valid conversation in its harness's input format (the
 script of fuzz_node.h, the frames of fuzz_grpc.c, the selector + bytes of
-fuzz_batch.c, the two messages of fuzz_scram.c, the token text of
+fuzz_batch.c and fuzz_tls.c, the two messages of fuzz_scram.c, the token text of
 fuzz_token.c), built with message classes compiled from proto/ by Debian's
 protoc (the SCRAM exchanges and tokens with Python's hashlib and hmac), so
-the fuzzers start from requests the node accepts and mutate from there.  fuzz_recovery's seeds are real logs written by the storage code:
+the fuzzers start from requests the node accepts and mutate from there.
+fuzz_recovery's seeds are real logs written by the storage code:
 `FZ_RECOVERY_SEEDS=<dir> build/fuzz/tests/fuzz/fuzz_recovery` makes them
 (tests/fuzz/run does when the directory is empty).
 
@@ -19,6 +20,7 @@ import argparse
 import base64
 import importlib
 import pathlib
+import ssl
 import struct
 import subprocess
 import sys
@@ -447,6 +449,58 @@ def grpc_seeds():
     return s
 
 
+# ---- TLS (fuzz_tls.c) ----------------------------------------------------------
+
+def client_hello(alpn=("h2",), max_version=None):
+    """The first flight of Python's TLS client (a ClientHello record)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if max_version:
+        ctx.maximum_version = max_version
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_side=False)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def record(ctype, body, version=b"\x03\x03"):
+    return bytes([ctype]) + version + struct.pack(">H", len(body)) + body
+
+
+def tls_seeds(grpc):
+    """Mode A (selector 0x00; 0x80: with KeyUpdates): fuzz_grpc's seeds
+    over the relay; mode B (selector 0xff): bytes straight to the TLS port."""
+    s = {"h2-" + name: b"\x00" + data for name, data in grpc.items()}
+    for name in ("health-check", "server-streams", "stream-three-messages", "flow-control-and-settings"):
+        s["h2-key-updates-" + name] = b"\x80" + grpc[name]
+    hello = client_hello()
+    raw = {
+        "plaintext-h2-preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
+                                b"\0\0\0\x04\0\0\0\0\0",
+        "plaintext-http1": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "client-hello-h2": hello,
+        "client-hello-no-alpn": client_hello(alpn=()),
+        "client-hello-http11": client_hello(alpn=("http/1.1",)),
+        "client-hello-tls12": client_hello(max_version=ssl.TLSVersion.TLSv1_2),
+        "client-hello-truncated": hello[:len(hello) // 2],
+        "client-hello-split-records": (record(22, hello[5:64]) + record(22, hello[64:])),
+        "client-hello-then-appdata": hello + record(23, b"\x17" * 64) + record(21, b"\x01\x00"),
+        "client-hello-then-ccs-and-garbage": hello + record(20, b"\x01") + record(22, b"\x14\0\0\x20" + b"\0" * 32),
+        "alert-first": record(21, b"\x02\x28"),
+        "record-too-long": b"\x16\x03\x01\xff\xff" + b"\0" * 64,
+        "sslv2-hello": b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10" + b"\x00\x00\x2f" * 7 + b"\x11" * 16,
+    }
+    for name, data in raw.items():
+        s["raw-" + name] = b"\xff" + data
+    return s
+
+
 # ---- batches (fuzz_batch.c) ---------------------------------------------------
 
 def stored_entry(recs, codec=0, base=0, count=None):
@@ -623,6 +677,7 @@ def main():
                 "fuzz_grpc": grpc_seeds(), "fuzz_batch": batch_seeds(),
                 "fuzz_follow": follow_seeds(), "fuzz_scram": scram_seeds(),
                 "fuzz_token": token_seeds()}
+        sets["fuzz_tls"] = tls_seeds(sets["fuzz_grpc"])
     for harness, seeds in sets.items():
         d = out / harness
         d.mkdir(parents=True, exist_ok=True)
