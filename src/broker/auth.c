@@ -64,6 +64,18 @@ static bool super_user(const struct rmq_broker_config *cfg, const char *principa
 	return false;
 }
 
+/* "User:<name>" into out (RMQ_PRINCIPAL_MAX + 1 bytes); false when it
+ * would not fit a principal. */
+static bool user_principal(char *out, const char *name)
+{
+	const size_t n = strlen(name);
+	if (n + 5 > RMQ_PRINCIPAL_MAX)
+		return false;
+	memcpy(out, "User:", 5);
+	memcpy(out + 5, name, n + 1);
+	return true;
+}
+
 /* ---- the authorize hook ------------------------------------------------------------- */
 
 /* Calls anyone may make: authenticating, and asking whether the node is up. */
@@ -188,7 +200,10 @@ enum rmq_grpc_status rmq_auth_authorize(struct rmq_call *c, char *why, size_t wh
 		return RMQ_GRPC_UNAUTHENTICATED;
 	} else if (peer) {
 		char p[RMQ_PRINCIPAL_MAX + 1];
-		snprintf(p, sizeof(p), "User:%s", peer);
+		if (!user_principal(p, peer)) {
+			snprintf(why, whylen, "the client certificate's name is too long for a principal");
+			return RMQ_GRPC_UNAUTHENTICATED;
+		}
 		rmq_call_set_principal(c, p);
 	} else if (cfg->auth_required && !open_call(rpc)) {
 		snprintf(why, whylen,
@@ -359,7 +374,8 @@ static int grant(struct rmq_call *c, const char *user, Rustmq__Common__Authentic
 		 char *token, size_t cap, Google__Protobuf__Duration *ttl, char *principal)
 {
 	const struct rmq_broker_config *cfg = cfg_of(c);
-	snprintf(principal, RMQ_PRINCIPAL_MAX + 1, "User:%s", user);
+	if (!user_principal(principal, user))
+		return -EINVAL;
 	const uint64_t ttl_ms = cfg->token_ttl_ns / 1000000;
 	int n = rmq_token_make(cfg->token_secret, cfg->token_secret_len, principal, strlen(principal),
 			       rmq_wall_ms(), ttl_ms, NULL, token, cap);
