@@ -342,6 +342,7 @@ void rmq_follow_plan(struct rmq_log *log, uint32_t known, const struct rmq_follo
 	/* Held all, and more than the leader has: what lies past the
 	 * leader's log end came from another leader, and goes. */
 	uint64_t req_end = req->n ? rmq_batch_last_offset(&req->hdrs[req->n - 1]) + 1 : req->prev_end;
+	out->matched = req_end;
 	if (i == req->n && req->has_leader_end && end > req->leader_end && req_end <= req->leader_end)
 		out->truncate_to = req->leader_end;
 }
@@ -438,9 +439,15 @@ static void answer(struct rmq_frep *r)
 		if (resp.log_end_offset > resp.log_start_offset &&
 		    rmq_log_epoch_at(p->log, resp.log_end_offset - 1, &last, &from, &to) == 0)
 			resp.last_epoch = last;
-		/* What it holds of the leader's committed records. */
+		/* What it holds of the leader's committed records: never past
+		 * what this request showed to be the leader's, as a replica
+		 * may hold another leader's uncommitted tail past it (a paused
+		 * old leader, probed at where the logs meet: its tail's
+		 * records must not be read as committed before it is cut). */
 		uint64_t hw = r->msg.high_watermark < resp.log_end_offset ? r->msg.high_watermark
 									  : resp.log_end_offset;
+		if (hw > r->plan.matched)
+			hw = r->plan.matched;
 		if (r->code == EC_OK && !r->plan.diverging) {
 			rmq_partition_set_hw(p, hw);
 			/* Step 6 of replication.proto: the log start follows the

@@ -44,6 +44,9 @@ struct rmq_follow_plan {
 	uint64_t div_start, div_end;
 	uint64_t truncate_to;              /* UINT64_MAX: no cut */
 	size_t first;                      /* the batches before it are held already */
+	uint64_t matched;                  /* OK: the log is the leader's below this
+					    * (prev_end, or the request's last batch's
+					    * end); what lies past it is unchecked */
 };
 
 /*

@@ -209,6 +209,24 @@ Test(follow, a_tail_past_the_leader_end_goes)
 	cr_assert_eq(p.truncate_to, 0);
 }
 
+/* How far a request shows the log to be the leader's, which bounds the
+ * high watermark the follower takes from it: a probe, to where it probes,
+ * though the log goes on (another leader's tail may lie past it); batches,
+ * to the last one's end. */
+Test(follow, what_a_request_matches_bounds_the_high_watermark)
+{
+	struct rmq_follow_plan p = plan(100, 100, 3, 3, hdrs);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert(!p.diverging);
+	cr_assert_eq(p.matched, end_of(99), "a probe matches to prev_end, not to the log's end");
+	cr_assert_lt(p.matched, end_of(N - 1));
+	p = plan(100, 110, 3, 3, hdrs);
+	cr_assert_eq(p.code, EC_OK, "%s", p.why);
+	cr_assert_eq(p.matched, end_of(109));
+	p = plan(0, 0, 3, 3, hdrs);
+	cr_assert_eq(p.matched, 0, "an empty probe at 0 vouches for nothing");
+}
+
 /* ---- reading a ReplicateDataRequest ---------------------------------------------- */
 
 /* Appends field `field` (LEN) with the bytes p[0..len). */
