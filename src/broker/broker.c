@@ -36,6 +36,7 @@
 #include "core/assert.h"
 #include "core/pbwire.h"
 #include "core/util.h"
+#include "net/http1.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -212,6 +213,18 @@ static void ready_msg(struct rmq_xmsg *m)
 	if (listen_here(bs) < 0)
 		return;
 	atomic_store(&b->port, rmq_server_port(bs->srv));
+	if (b->cfg.metrics_host) {
+		uint16_t mport = 0;
+		rc = rmq_http1_start(bs->s, b->cfg.metrics_host, b->cfg.metrics_port,
+				     rmq_metrics_http, bs, &bs->metrics, &mport);
+		if (rc < 0) {
+			rmq_error("--metrics-listen: cannot listen on %s:%u: %s", b->cfg.metrics_host,
+				  b->cfg.metrics_port, rmq_strerror(rc));
+			fail_start(bs, rc);
+			return;
+		}
+		rmq_info("Prometheus metrics on http://%s:%u/metrics", b->cfg.metrics_host, mport);
+	}
 	rmq_info("rmqd %s serving on %s:%u with %u shards, data dir %s, fsync=%s, %zu topics",
 		 RMQ_VERSION, b->cfg.net.host, rmq_server_port(bs->srv), bs->nshards, b->cfg.data_dir,
 		 b->fsync_name ? b->fsync_name : "always", bs->meta->ntopics);
@@ -328,7 +341,8 @@ static bool shard_drained(struct rmq_shard *s, void *arg)
 	/* In-flight calls get a grace period to finish, then are cancelled. */
 	bool force = now - stop_began > 5ULL * 1000 * 1000 * 1000;
 	bool groups = rmq_groups_drained(bs);
-	bool calls = groups && (!bs->srv || rmq_server_drained(bs->srv, force));
+	bool calls = groups && (!bs->srv || rmq_server_drained(bs->srv, force)) &&
+		     (!bs->metrics || rmq_http1_stop(bs->metrics));
 	bool parts = calls && rmq_partitions_stopped(bs);
 	/* An operator waiting for the stop is told what it waits for. */
 	static _Thread_local uint64_t last_said;
@@ -363,6 +377,7 @@ static void shard_fini(struct rmq_shard *s, void *arg)
 		rmq_server_drained(bs->srv, true);
 		rmq_server_destroy(bs->srv);
 	}
+	rmq_http1_free(bs->metrics);
 	rmq_groups_fini(bs);
 	if (bs->meta) {
 		/* Empty since rmq_partitions_stopped. */

@@ -70,6 +70,12 @@ struct rmq_broker_config {
 	uint64_t retention_check_ns;
 	uint64_t max_fetch_wait_ns;    /* cap on a fetch's max_wait */
 	bool fetch_copy;               /* answer fetches by copy, not by reference (fetch.c) */
+	/* --metrics-listen: Prometheus's GET /metrics on shard 0 (health.c);
+	 * metrics_host NULL when off.  At most metrics_partitions_max
+	 * partitions' series per scrape. */
+	const char *metrics_host;
+	uint16_t metrics_port;
+	uint32_t metrics_partitions_max;
 	uint64_t read_ahead_bytes;     /* read-ahead held per shard; 0 = none (coldread.h) */
 	uint64_t produce_timeout_ns;   /* default when a request sets none */
 	uint32_t max_inflight_produce; /* per shard */
@@ -205,6 +211,7 @@ struct rmq_bshard {
 	struct rmq_shard *s;
 	unsigned id, nshards;
 	struct rmq_server *srv;
+	struct rmq_http1 *metrics;     /* shard 0, with --metrics-listen */
 	struct rmq_meta *meta;         /* this shard's current snapshot */
 	struct rmq_tlocal *local;      /* parallel to meta->topics */
 	struct rmq_partition *dirty;   /* partitions to flush before waiting */
@@ -365,6 +372,10 @@ void rmq_health_watch(struct rmq_call *c, void *req);
 void rmq_health_watch_cancel(struct rmq_call *c);
 void rmq_broker_health(struct rmq_call *c, void *req);
 void rmq_broker_metrics(struct rmq_call *c, void *req);
+/* --metrics-listen's handler (net/http1.h): GET /metrics in Prometheus's
+ * text format, gathered from every shard as GetMetrics is. */
+struct rmq_http1_req;
+void rmq_metrics_http(void *arg, struct rmq_http1_req *r, const char *path);
 void rmq_not_served(struct rmq_call *c, const uint8_t *msg, size_t len);
 void rmq_ctrl_get_configuration(struct rmq_call *c, void *req);
 void rmq_ctrl_add_peer(struct rmq_call *c, void *req);

@@ -14,15 +14,25 @@
 #include "broker/health.pb-c.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "net/http1.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+
+/* A partition's numbers, for Prometheus (its series are per partition). */
+struct part_row {
+	char topic[RMQ_TOPIC_NAME_MAX + 1];
+	uint32_t partition, replicas, isr;
+	bool leader;
+	uint64_t start, end, hw, bytes;
+};
 
 /* Per-shard numbers, gathered by message (each shard reads only its own). */
 struct shard_numbers {
@@ -39,10 +49,14 @@ struct shard_numbers {
 	uint64_t log_writes, log_buffer_full;
 	struct rmq_lat_hist produce_latency;
 	struct rmq_log_metrics log;
+	struct part_row *rows;           /* with gather.rows_max: malloc'd on the shard */
+	size_t nrows, rows_omitted;
 };
 
 struct gather {
-	struct rmq_call *call;
+	struct rmq_call *call;           /* a gRPC call's, or NULL */
+	struct rmq_http1_req *http;      /* an HTTP request's, or NULL */
+	size_t rows_max;                 /* partition rows wanted, of each shard and in all */
 	unsigned origin, n;
 	int pending;
 	struct shard_numbers *nums;
@@ -56,6 +70,42 @@ static void gather_back(struct rmq_xmsg *m)
 	struct gather *g = *(struct gather **)(m + 1);
 	if (--g->pending == 0)
 		g->done(g);
+}
+
+/* Up to max rows of the partitions this shard serves. */
+static void gather_rows(struct rmq_bshard *bs, struct shard_numbers *n, size_t max)
+{
+	size_t cap = 0;
+	for (size_t i = 0; i < bs->meta->ntopics; i++)
+		for (uint32_t p = 0; bs->local[i].parts && p < bs->meta->topics[i].partitions; p++) {
+			const struct rmq_partition *part = bs->local[i].parts[p];
+			if (!part || part->state != RMQ_PART_ONLINE || !part->log)
+				continue;
+			if (n->nrows == cap) {
+				size_t c = cap ? 2 * cap : 64;
+				if (c > max)
+					c = max;
+				struct part_row *v =
+					n->nrows < max ? realloc(n->rows, c * sizeof(*v)) : NULL;
+				if (!v) {
+					n->rows_omitted++; /* past the cap (or out of memory) */
+					continue;
+				}
+				n->rows = v;
+				cap = c;
+			}
+			struct part_row *r = &n->rows[n->nrows++];
+			const struct rmq_passign *pa = &bs->meta->topics[i].parts[p];
+			snprintf(r->topic, sizeof(r->topic), "%s", part->topic_name);
+			r->partition = p;
+			r->leader = part->role == RMQ_ROLE_LEADER;
+			r->replicas = pa->nreplicas ? pa->nreplicas : 1;
+			r->isr = pa->nreplicas ? pa->nisr : 1;
+			r->start = rmq_log_start_offset(part->log);
+			r->end = rmq_log_high_watermark(part->log);
+			r->hw = part->hw;
+			r->bytes = rmq_log_size_bytes(part->log);
+		}
 }
 
 static void gather_here(struct rmq_xmsg *m)
@@ -88,6 +138,7 @@ static void gather_here(struct rmq_xmsg *m)
 			n->logs_no_space += rmq_log_disk_full(part->log);
 		}
 	rmq_partitions_count(bs, n->parts_by_state);
+	gather_rows(bs, n, g->rows_max);
 	if (bs->srv) {
 		const struct rmq_server_stats *st = rmq_server_stats(bs->srv);
 		n->connections = st->connections;
@@ -120,8 +171,8 @@ static void gather_here(struct rmq_xmsg *m)
 	rmq_shard_post(rmq_shard_current(), g->origin, m);
 }
 
-static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, void *req,
-			void (*done)(struct gather *g))
+static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, struct rmq_http1_req *http,
+			size_t rows_max, void *req, void (*done)(struct gather *g))
 {
 	struct gather *g = calloc(1, sizeof(*g));
 	size_t stride = sizeof(struct rmq_xmsg) + sizeof(void *);
@@ -136,7 +187,10 @@ static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, void *req,
 		return -ENOMEM;
 	}
 	g->call = c;
-	rmq_call_ref(c);
+	if (c)
+		rmq_call_ref(c);
+	g->http = http;
+	g->rows_max = rows_max;
 	g->origin = bs->id;
 	g->n = bs->nshards;
 	g->pending = (int)bs->nshards;
@@ -153,7 +207,10 @@ static int gather_start(struct rmq_bshard *bs, struct rmq_call *c, void *req,
 
 static void gather_free(struct gather *g)
 {
-	rmq_call_unref(g->call);
+	if (g->call)
+		rmq_call_unref(g->call);
+	for (unsigned s = 0; s < g->n; s++)
+		free(g->nums[s].rows);
 	free(g->nums);
 	free(g->msgs);
 	free(g);
@@ -348,7 +405,7 @@ void rmq_broker_health(struct rmq_call *c, void *msg)
 {
 	struct rmq_bshard *bs = rmq_call_app(c);
 	Rustmq__Broker__HealthCheckRequest *req = msg;
-	if (gather_start(bs, c, req, broker_health_done) < 0) {
+	if (gather_start(bs, c, NULL, 0, req, broker_health_done) < 0) {
 		rustmq__broker__health_check_request__free_unpacked(req, NULL);
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
@@ -524,8 +581,177 @@ void rmq_broker_metrics(struct rmq_call *c, void *msg)
 				"this node keeps no metric history: leave start_time unset for current values");
 		return;
 	}
-	if (gather_start(bs, c, req, metrics_done) < 0) {
+	if (gather_start(bs, c, NULL, 0, req, metrics_done) < 0) {
 		rustmq__broker__metrics_request__free_unpacked(req, NULL);
 		rmq_call_finish(c, RMQ_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
+}
+
+/* ---- Prometheus (--metrics-listen) ------------------------------------------------ */
+
+/* A growing text buffer; out of memory sticks (and is answered 503). */
+struct text {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void text_add(struct text *t, const char *fmt, ...)
+{
+	for (int tries = 0; !t->oom && tries < 2; tries++) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->oom = true;
+			return;
+		}
+		if (t->p && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap : 64 << 10;
+		while (cap <= t->len + (size_t)n)
+			cap *= 2;
+		char *q = realloc(t->p, cap);
+		if (!q) {
+			t->oom = true;
+			return;
+		}
+		t->p = q;
+		t->cap = cap;
+	}
+}
+
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static void text_label(struct text *t, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			text_add(t, "\\%c", *v);
+		else if (*v == '\n')
+			text_add(t, "\\n");
+		else
+			text_add(t, "%c", *v);
+	}
+}
+
+static const char *prom_type(int type)
+{
+	return type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_COUNTER	 ? "counter"
+	       : type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_GAUGE ? "gauge"
+									 : "histogram";
+}
+
+static void prom_histogram(struct text *t, const char *name, unsigned shard,
+			   const struct rmq_lat_hist *h)
+{
+	uint64_t cum = 0;
+	for (unsigned k = 0; k < RMQ_LAT_BUCKETS; k++) {
+		cum += h->n[k];
+		if (k == RMQ_LAT_BUCKETS - 1)
+			text_add(t, "%s_bucket{shard=\"%u\",le=\"+Inf\"} %" PRIu64 "\n", name, shard,
+				 cum);
+		else
+			text_add(t, "%s_bucket{shard=\"%u\",le=\"%" PRIu64 "\"} %" PRIu64 "\n", name,
+				 shard, (uint64_t)rmq_lat_bound(k), cum);
+	}
+	text_add(t, "%s_sum{shard=\"%u\"} %" PRIu64 "\n", name, shard, (uint64_t)h->sum_us);
+	text_add(t, "%s_count{shard=\"%u\"} %" PRIu64 "\n", name, shard, (uint64_t)h->count);
+}
+
+/* The per-partition series: name, help, and the row's field. */
+enum prow { PR_START, PR_END, PR_HW, PR_BYTES, PR_LEADER, PR_REPLICAS, PR_ISR };
+static const struct {
+	const char *name, *help;
+	enum prow f;
+} prow_defs[] = {
+	{"rmq_partition_log_start_offset", "the first offset the partition's log holds", PR_START},
+	{"rmq_partition_log_end_offset", "the end of what the log holds durably (per --fsync)", PR_END},
+	{"rmq_partition_high_watermark", "the end of what consumers may read (committed)", PR_HW},
+	{"rmq_partition_log_bytes", "bytes in the partition's segments", PR_BYTES},
+	{"rmq_partition_leader", "1 where this node leads the partition, else 0 (a follower)", PR_LEADER},
+	{"rmq_partition_replicas", "replicas the controller assigned (1: not replicated)", PR_REPLICAS},
+	{"rmq_partition_in_sync_replicas", "replicas in sync (ISR), as the controller's metadata says: fewer than rmq_partition_replicas on a leader is under-replicated", PR_ISR},
+};
+
+static uint64_t prow_value(const struct part_row *r, enum prow f)
+{
+	switch (f) {
+	case PR_START: return r->start;
+	case PR_END: return r->end;
+	case PR_HW: return r->hw;
+	case PR_BYTES: return r->bytes;
+	case PR_LEADER: return r->leader;
+	case PR_REPLICAS: return r->replicas;
+	case PR_ISR: return r->isr;
+	}
+	return 0;
+}
+
+static void prom_done(struct gather *g)
+{
+	struct text t = {0};
+	/* At most --metrics-partitions-max rows in all, in shard order. */
+	uint64_t omitted = 0, budget = g->rows_max;
+	for (unsigned s = 0; s < g->n; s++) {
+		size_t keep = g->nums[s].nrows < budget ? g->nums[s].nrows : (size_t)budget;
+		omitted += g->nums[s].rows_omitted + (g->nums[s].nrows - keep);
+		g->nums[s].nrows = keep;
+		budget -= keep;
+	}
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(metric_defs); i++) {
+		const struct metric_def *md = &metric_defs[i];
+		text_add(&t, "# HELP %s %s\n# TYPE %s %s\n", md->name, md->help, md->name,
+			 prom_type(md->type));
+		for (unsigned s = 0; s < g->n; s++) {
+			const char *field = (const char *)&g->nums[s] + md->off;
+			if (md->type == RUSTMQ__BROKER__METRIC_TYPE__METRIC_TYPE_HISTOGRAM)
+				prom_histogram(&t, md->name, s, (const struct rmq_lat_hist *)field);
+			else
+				text_add(&t, "%s{shard=\"%u\"} %" PRIu64 "\n", md->name, s,
+					 *(const uint64_t *)field);
+		}
+	}
+	for (size_t i = 0; i < RMQ_ARRAY_SIZE(prow_defs); i++) {
+		text_add(&t, "# HELP %s %s\n# TYPE %s gauge\n", prow_defs[i].name, prow_defs[i].help,
+			 prow_defs[i].name);
+		for (unsigned s = 0; s < g->n; s++)
+			for (size_t k = 0; k < g->nums[s].nrows; k++) {
+				const struct part_row *r = &g->nums[s].rows[k];
+				text_add(&t, "%s{shard=\"%u\",topic=\"", prow_defs[i].name, s);
+				text_label(&t, r->topic);
+				text_add(&t, "\",partition=\"%" PRIu32 "\"} %" PRIu64 "\n", r->partition,
+					 prow_value(r, prow_defs[i].f));
+			}
+	}
+	text_add(&t,
+		 "# HELP rmq_metrics_partitions_omitted partitions served here whose series this "
+		 "scrape leaves out (--metrics-partitions-max)\n"
+		 "# TYPE rmq_metrics_partitions_omitted gauge\n"
+		 "rmq_metrics_partitions_omitted %" PRIu64 "\n",
+		 omitted);
+	if (t.oom)
+		rmq_http1_answer(g->http, 503, "text/plain; charset=utf-8", "out of memory\n", 14);
+	else
+		rmq_http1_answer(g->http, 200, "text/plain; version=0.0.4; charset=utf-8", t.p, t.len);
+	free(t.p);
+	gather_free(g);
+}
+
+void rmq_metrics_http(void *arg, struct rmq_http1_req *r, const char *path)
+{
+	struct rmq_bshard *bs = arg;
+	static const char nf[] = "not found: this endpoint serves /metrics\n";
+	if (strcmp(path, "/metrics") != 0) {
+		rmq_http1_answer(r, 404, "text/plain; charset=utf-8", nf, sizeof(nf) - 1);
+		return;
+	}
+	/* Each shard may serve them all: rows for up to the cap from each,
+	 * cut to the cap in all when they are back. */
+	uint32_t max = bs->b->cfg.metrics_partitions_max;
+	if (gather_start(bs, NULL, r, max, NULL, prom_done) < 0)
+		rmq_http1_answer(r, 503, "text/plain; charset=utf-8", "out of memory\n", 14);
 }

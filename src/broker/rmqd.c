@@ -239,20 +239,21 @@ static void *reload_thread(void *arg)
 	return NULL;
 }
 
-static int split_listen(const char *s, char *host, size_t hlen, uint16_t *port, char *err,
-			size_t errlen)
+static int split_listen(const char *flag, const char *s, char *host, size_t hlen, uint16_t *port,
+			char *err, size_t errlen)
 {
 	const char *colon = strrchr(s, ':');
 	uint64_t p;
 	if (!colon || colon == s || (size_t)(colon - s) >= hlen) {
-		snprintf(err, errlen, "--listen: '%s' is not host:port (e.g. 127.0.0.1:9092)", s);
+		snprintf(err, errlen, "--%s: '%s' is not host:port (e.g. 127.0.0.1:%s)", flag, s,
+			 strcmp(flag, "listen") == 0 ? "9092" : "9644");
 		return -1;
 	}
 	memcpy(host, s, (size_t)(colon - s));
 	host[colon - s] = '\0';
 	char why[256];
 	if (rmq_parse_uint(colon + 1, 0, 65535, &p, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "--listen: port: %s", why);
+		snprintf(err, errlen, "--%s: port: %s", flag, why);
 		return -1;
 	}
 	*port = (uint16_t)p;
@@ -272,7 +273,8 @@ int main(int argc, char **argv)
 		md_max, off_ret;
 	uint64_t req_parts, req_names, io_helpers, req_mem, max_groups, g_pending, handshake, prod_timeout;
 	bool pin, auto_create, ret_forever, fetch_copy, dsync, recycle;
-	uint64_t read_ahead, ctrl_snap;
+	uint64_t read_ahead, ctrl_snap, metrics_parts;
+	const char *metrics_listen;
 	char err[512];
 	int npos;
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -352,6 +354,8 @@ int main(int argc, char **argv)
 		{"offsets-retention", RMQ_FLAG_DURATION, &off_ret, "7d", "delete the committed offsets of a group empty this long (checked every --retention-check); 0s = keep forever", 0, 0, NULL},
 		{"offset-metadata-max-bytes", RMQ_FLAG_SIZE, &md_max, "4KiB", "longest metadata string stored with a committed offset", 0, 1ULL << 20, NULL},
 		{"read-ahead", RMQ_FLAG_SIZE, &read_ahead, "64MiB", "memory per shard for reading cold data ahead of consumers that read it in order (at most 8 MiB per partition); 0 = no read-ahead", 0, 1ULL << 40, NULL},
+		{"metrics-listen", RMQ_FLAG_STRING, &metrics_listen, "", "serve Prometheus's GET /metrics (HTTP/1.1, no TLS or authentication) on host:port; empty = off (docs/rmqd.md, \"Metrics\")", 0, 0, NULL},
+		{"metrics-partitions-max", RMQ_FLAG_UINT, &metrics_parts, "1000", "partitions whose own series a /metrics scrape carries (split over the shards); the rest are counted in rmq_metrics_partitions_omitted; 0 = none", 0, 1u << 24, NULL},
 		{"fetch-copy", RMQ_FLAG_BOOL, &fetch_copy, "false", "copy fetched batches into each answer instead of sending them from the segment mapping (the old path, for comparison)", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
@@ -371,7 +375,7 @@ int main(int argc, char **argv)
 	static char host[256];
 	struct rmq_net_config *net = &cfg->net;
 	rmq_net_config_default(net);
-	if (split_listen(listen, host, sizeof(host), &net->port, err, sizeof(err)) < 0) {
+	if (split_listen("listen", listen, host, sizeof(host), &net->port, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rmqd: %s\n", err);
 		return 2;
 	}
@@ -499,6 +503,16 @@ int main(int argc, char **argv)
 	cfg->group_max_size = (uint32_t)g_size;
 	cfg->group_max_pending = (uint32_t)g_pending;
 	cfg->max_groups = (uint32_t)max_groups;
+	cfg->metrics_partitions_max = (uint32_t)metrics_parts;
+	if (metrics_listen[0]) {
+		static char mhost[256];
+		if (split_listen("metrics-listen", metrics_listen, mhost, sizeof(mhost),
+				 &cfg->metrics_port, err, sizeof(err)) < 0) {
+			fprintf(stderr, "rmqd: %s\n", err);
+			return 2;
+		}
+		cfg->metrics_host = mhost;
+	}
 	cfg->offset_metadata_max = (uint32_t)md_max;
 	cfg->offsets_retention_ms = off_ret / 1000000ULL;
 	if (g_min > g_max) {

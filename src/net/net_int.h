@@ -327,6 +327,12 @@ struct rmq_tls_ctx;
 /* Makes nc a TLS connection (a server's or a client's, as ctx is; host:
  * the name a client asks for and verifies, or NULL), before any I/O
  * (net_conn_open keeps it; net_conn_close ends it).  0 or -ENOMEM. */
+/* Binds host:port (server.c).  shared: with SO_REUSEPORT, and listening
+ * (a shard's gRPC listener); else bound only, for the caller to listen on
+ * or to probe the address with.  Returns the fd and the bound port, or a
+ * negated errno. */
+int net_bind(const char *host, uint16_t port, bool shared, uint16_t *bound);
+
 int net_tls_start(struct net_conn *nc, struct rmq_tls_ctx *ctx, const char *host);
 void net_tls_end(struct net_conn *nc);
 /* Ciphertext received: its plaintext goes to ops->input; a fatal error

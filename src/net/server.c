@@ -917,7 +917,7 @@ static void steer_by_source_port(int fd, unsigned n)
  * do not count: SO_REUSEADDR).  Returns the fd and the bound port, or a
  * negated errno.
  */
-static int bind_on(const char *host, uint16_t port, bool shared, uint16_t *bound)
+int net_bind(const char *host, uint16_t port, bool shared, uint16_t *bound)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -981,7 +981,7 @@ static int claim_address(struct rmq_runtime *rt, const struct rmq_net_config *cf
 
 	for (;;) {
 		uint16_t bound;
-		int fd = bind_on(cfg->host, cfg->port, false, &bound);
+		int fd = net_bind(cfg->host, cfg->port, false, &bound);
 		uint64_t now = rmq_now_ns();
 		if (fd >= 0) {
 			close(fd);
@@ -1154,7 +1154,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	rc = net_bufring_setup(&srv->rx, srv->io, cfg->recv_buffers, cfg->recv_buffer_bytes);
 	if (rc < 0)
 		goto err_srv;
-	rc = bind_on(cfg->host, port, true, &srv->port);
+	rc = net_bind(cfg->host, port, true, &srv->port);
 	if (rc < 0) {
 		rmq_error("net: cannot listen on %s:%u: %s", cfg->host, (unsigned)port,
 			  rmq_strerror(rc));
