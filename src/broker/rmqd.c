@@ -355,7 +355,7 @@ int main(int argc, char **argv)
 		{"offset-metadata-max-bytes", RMQ_FLAG_SIZE, &md_max, "4KiB", "longest metadata string stored with a committed offset", 0, 1ULL << 20, NULL},
 		{"read-ahead", RMQ_FLAG_SIZE, &read_ahead, "64MiB", "memory per shard for reading cold data ahead of consumers that read it in order (at most 8 MiB per partition); 0 = no read-ahead", 0, 1ULL << 40, NULL},
 		{"metrics-listen", RMQ_FLAG_STRING, &metrics_listen, "", "serve Prometheus's GET /metrics (HTTP/1.1, no TLS or authentication) on host:port; empty = off (docs/rmqd.md, \"Metrics\")", 0, 0, NULL},
-		{"metrics-partitions-max", RMQ_FLAG_UINT, &metrics_parts, "1000", "partitions whose own series a /metrics scrape carries (split over the shards); the rest are counted in rmq_metrics_partitions_omitted; 0 = none", 0, 1u << 24, NULL},
+		{"metrics-partitions-max", RMQ_FLAG_UINT, &metrics_parts, "1000", "partitions whose own series a /metrics scrape carries, in shard order; the rest are counted in rmq_metrics_partitions_omitted; 0 = none", 0, 1u << 24, NULL},
 		{"fetch-copy", RMQ_FLAG_BOOL, &fetch_copy, "false", "copy fetched batches into each answer instead of sending them from the segment mapping (the old path, for comparison)", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
