@@ -32,11 +32,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PATH_MAX_LEN 256
 #define ACCEPT_RETRY_NS (100ULL * 1000 * 1000)
 
 struct rmq_http1_req {
-	char path[PATH_MAX_LEN];
+	char path[RMQ_HTTP1_PATH_MAX];
 };
 
 struct hconn {
@@ -287,22 +286,21 @@ static bool header_named(const char *p, const char *e, const char *name)
 	return (size_t)(e - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':';
 }
 
-/*
- * Parses the head in c->in[0, len) (ending in CRLF CRLF).  Returns 0 with
- * the method's kind, the path and the connection's fate set, or an HTTP
- * status to refuse with (and *why).
- */
-static int parse_head(struct hconn *c, size_t len, bool *get, const char **why)
+int rmq_http1_parse_head(const char *in, size_t len, struct rmq_http1_head *out,
+			 const char **why)
 {
-	const char *p = c->in, *end = c->in + len - 2; /* the last CRLF ends the headers */
-	const char *eol = memchr(p, '\r', (size_t)(end - p));
+	const char *p = in, *end = in + len - 2; /* the last CRLF ends the headers */
+	*out = (struct rmq_http1_head){0};
 	*why = "a malformed request line\n";
+	if (len < 4 || memcmp(in + len - 4, "\r\n\r\n", 4) != 0)
+		return 400;
+	const char *eol = memchr(p, '\r', (size_t)(end - p));
 	if (!eol || eol[1] != '\n')
 		return 400;
 	/* method SP target SP HTTP/1.x */
 	const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
 	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-	if (!sp1 || !sp2 || sp1 == p || sp2[1] == ' ' || sp1[1] != '/')
+	if (!sp1 || !sp2 || sp1 == p || sp1[1] != '/')
 		return 400;
 	for (const char *m = p; m < sp1; m++)
 		if (*m < 'A' || *m > 'Z')
@@ -317,17 +315,17 @@ static int parse_head(struct hconn *c, size_t len, bool *get, const char **why)
 		if ((unsigned char)*t <= ' ' || *t == 0x7f)
 			return 400;
 	size_t mlen = (size_t)(sp1 - p);
-	*get = mlen == 3 && memcmp(p, "GET", 3) == 0;
-	c->head_only = mlen == 4 && memcmp(p, "HEAD", 4) == 0;
+	out->get = mlen == 3 && memcmp(p, "GET", 3) == 0;
+	out->head = mlen == 4 && memcmp(p, "HEAD", 4) == 0;
 	const char *q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
 	size_t plen = (size_t)((q ? q : sp2) - (sp1 + 1));
-	if (plen >= sizeof(c->req.path)) {
+	if (plen >= sizeof(out->path)) {
 		*why = "the path is too long\n";
 		return 414;
 	}
-	memcpy(c->req.path, sp1 + 1, plen);
-	c->req.path[plen] = '\0';
-	c->close_after = v10;
+	memcpy(out->path, sp1 + 1, plen);
+	out->path[plen] = '\0';
+	out->close = v10;
 	for (p = eol + 2; p < end; p = eol + 2) {
 		eol = memchr(p, '\r', (size_t)(end - p));
 		if (!eol || eol[1] != '\n' || eol == p || !memchr(p, ':', (size_t)(eol - p)) ||
@@ -336,11 +334,12 @@ static int parse_head(struct hconn *c, size_t len, bool *get, const char **why)
 			return 400;
 		}
 		if (header_has(p, eol, "connection", "close"))
-			c->close_after = true;
+			out->close = true;
 		else if (v10 && header_has(p, eol, "connection", "keep-alive"))
-			c->close_after = false;
+			out->close = false;
 		else if (header_named(p, eol, "transfer-encoding") ||
-			 (header_named(p, eol, "content-length") && !header_has(p, eol, "content-length", "0"))) {
+			 (header_named(p, eol, "content-length") &&
+			  !header_has(p, eol, "content-length", "0"))) {
 			*why = "requests with a body are not served here\n";
 			return 400;
 		}
@@ -361,16 +360,19 @@ static void process(struct hconn *c)
 		return;
 	}
 	size_t head = (size_t)(e - c->in) + 4;
-	bool get = false;
+	struct rmq_http1_head hd;
 	const char *why = NULL;
-	int status = parse_head(c, head, &get, &why);
+	int status = rmq_http1_parse_head(c->in, head, &hd, &why);
+	c->head_only = hd.head;
+	c->close_after = hd.close;
+	memcpy(c->req.path, hd.path, sizeof(hd.path));
 	c->in_len -= head;
 	memmove(c->in, c->in + head, c->in_len); /* a pipelined request's bytes */
 	if (status) {
 		refuse(c, status, why);
 		return;
 	}
-	if (!get && !c->head_only) {
+	if (!hd.get && !hd.head) {
 		answer(c, 405, "text/plain; charset=utf-8", "GET or HEAD only\n", 17);
 		return;
 	}

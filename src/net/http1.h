@@ -28,6 +28,20 @@ struct rmq_http1_req;
 #define RMQ_HTTP1_CONNS 32
 #define RMQ_HTTP1_HEAD_MAX 8192
 #define RMQ_HTTP1_IDLE_NS (30ULL * 1000 * 1000 * 1000)
+#define RMQ_HTTP1_PATH_MAX 256
+
+/* A request's head, as the server reads it. */
+struct rmq_http1_head {
+	bool get, head;                 /* the method: GET, HEAD, or another */
+	bool close;                     /* the connection ends after the answer */
+	char path[RMQ_HTTP1_PATH_MAX];  /* the target without its query */
+};
+
+/* Parses in[0, len), a request's head ending in CRLF CRLF (sans-I/O; the
+ * server's, and fuzz_http1's).  Returns 0 with *out, or the status to
+ * refuse with (400, 414) and *why. */
+int rmq_http1_parse_head(const char *in, size_t len, struct rmq_http1_head *out,
+			 const char **why);
 
 /* A request for path (the target without its query), to be answered with
  * rmq_http1_answer exactly once, on the server's shard. */
