@@ -47,7 +47,7 @@
  *
  * JetStream's file store writes every message to its block file but
  * fsyncs only on its sync interval (2 minutes by default), not per
- * message: see docs/benchmarks.md for how that compares.
+ * message: see docs/benchmarks-notes.md for how that compares.
  */
 #include "bench.h"
 

@@ -61,7 +61,7 @@ static void on_signal(int sig)
  * - ext4 without a journal: an fdatasync after the file's mtime moved (once
  *   per clock tick while it is written) also writes the inode's block, a
  *   second dependent write in about one synced write of three at 330k
- *   msgs/s (docs/benchmarks.md, "What the disk does at half peak").
+ *   msgs/s (docs/benchmarks-notes.md, "What the disk does at half peak").
  *   /sys/fs/ext4/<device>/journal_task says "<none>" then.
  */
 static void warn_data_dir_mount(const char *dir)

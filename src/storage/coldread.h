@@ -12,7 +12,7 @@
  * O_DIRECT (rmq_log_slice_direct_fd), RMQ_COLD_CHUNK bytes each with up to
  * RMQ_COLD_DEPTH in flight.  Buffered READs ran at ~400 MB/s on the
  * development VM (the kernel filling the page cache), direct ones at
- * 1.1 GB/s one at a time and 2.2 GB/s eight deep (fio; docs/benchmarks.md
+ * 1.1 GB/s one at a time and 2.2 GB/s eight deep (fio; docs/benchmarks-notes.md
  * "Reading cold data").  Direct reads move whole 4 KiB blocks, so each cold
  * slice is read as the aligned blocks around it and answered from inside.
  * Every batch read is CRC-checked before it is handed out.
