@@ -82,6 +82,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -827,6 +828,86 @@ def run_bundles(cl):
              lambda: all(len(s) == 3 for _, _, s in isr(cl, li, "many")), timeout=20)
     for i in range(3):
         eq(cl.nodes[i].stop(), 0, f"node {i + 1}: exit status after SIGTERM")
+
+
+def run_paused_leader_tail(cl):
+    """A leader paused while it holds records no follower has (acks LEADER,
+    never committed: the followers were paused, then killed and restarted)
+    comes back as a follower of a leader that has moved on.  A fetch parked on it before the pause must never return those
+    records: its high watermark once jumped to its own log end, tail
+    included, when the new leader's request matched the logs below that
+    tail (follow.c, the request's `matched`; broker_faults pause_leader,
+    seed 92843, found it)."""
+    li = start_three(cl, [("tail", 1, 3)])
+    (lead, _, in_sync), = wait_for("every node knows tail, all in sync",
+                                   lambda: all(isr(cl, i, "tail") for i in range(3)) and
+                                   isr(cl, li, "tail")[0][2] == ["1", "2", "3"] and
+                                   isr(cl, li, "tail"))
+    leader = int(lead)
+    others = [b for b in (1, 2, 3) if b != leader]
+    pid = {b: cl.nodes[b - 1].proc.pid for b in (1, 2, 3)}
+    committed = []
+    with cl.client(leader - 1) as c:
+        for k in range(2):
+            recs = tn.make_records(5, f"committed{k}")
+            ok(c.produce("tail", 0, recs, acks=tn.ACK_ALL), "acks=ALL")
+            committed += [r.value for r in recs]
+    got = {}
+    parked = tn.Client(f"127.0.0.1:{cl.ports[leader - 1]}", own_connection=True)
+
+    def park():
+        try:
+            resp, _ = parked.fetch([("tail", 0, len(committed))], max_wait_ms=30000,
+                                   min_bytes=1, timeout=90)
+            got["values"] = [r.value for b in resp.partitions[0].batches for r in b.records]
+        except Exception as e:  # noqa: BLE001
+            got["error"] = e
+    th = threading.Thread(target=park)
+    try:
+        for b in others:
+            os.kill(pid[b], signal.SIGSTOP)
+        with cl.client(leader - 1) as c:
+            ok(c.produce("tail", 0, tn.make_records(5, "tail"), acks=tn.ACK_LEADER),
+               "acks=LEADER with both followers paused")
+        th.start()
+        time.sleep(0.5)
+        check(th.is_alive(), "the fetch waits on the leader: nothing committed past 10")
+        os.kill(pid[leader], signal.SIGSTOP)
+        # The followers never read the tail: killed while paused (the
+        # requests that carry it die unread in their sockets), then
+        # restarted on their data.
+        for b in others:
+            cl.nodes[b - 1].kill()
+            cl.start(b - 1)
+        new = int(wait_for("a follower leads tail-0",
+                           lambda: (lambda v: v if v and v != str(leader) else None)(
+                               isr(cl, others[0] - 1, "tail")[0][0]), timeout=30))
+        more = tn.make_records(20, "new")
+        with cl.client(new - 1) as c:
+            ok(produce_while_electing(c, "tail", 0, more, 20, acks=tn.ACK_ALL),
+               "acks=ALL on the new leader")
+        # The new leader's first request to the paused broker goes
+        # unanswered for 10 s; the next, on a new stream, carries the high
+        # watermark it has reached since.
+        time.sleep(12)
+    finally:
+        os.kill(pid[leader], signal.SIGCONT)
+    th.join(60)
+    parked.close()
+    check(not th.is_alive(), "the parked fetch is answered")
+    vals = got.get("values", [])
+    bad = [v for v in vals if v.startswith(b"tail-")]
+    check(not bad, f"the parked fetch returned {len(bad)} records never committed, the first {bad[0][:8] if bad else b''}")
+    want = committed + [r.value for r in more]
+    check(vals == want[len(committed):len(committed) + len(vals)],
+          f"what the parked fetch returned is the committed log from offset 10: {vals[:3]}")
+    print(f"    the parked fetch on the old leader got {len(vals)} committed records "
+          f"({'error ' + str(got['error'])[:80] if 'error' in got else 'no error'})", flush=True)
+    # The old leader follows: its copy becomes the new leader's.
+    with cl.client(leader - 1) as c:
+        wait_for("the old leader's copy is the new leader's",
+                 lambda: [r.value for bt, _ in c.fetch_all("tail", 0, replica_id=leader)
+                          for r in bt.records] == want, timeout=30)
 
 
 def produce_while_electing(c, topic, partition, records, within, **kw):
@@ -2115,6 +2196,11 @@ def main() -> int:
                          ("--broker-heartbeat", "100ms", "--broker-session-timeout", "30s",
                           "--replica-lag-max", "1s", "--leader-rebalance-interval", "0s")),
          run_bundles),
+        ("paused_leader_tail",
+         lambda: Cluster(binary, os.path.join(tmp, "paused_leader_tail"), args.verbose,
+                         ("--broker-heartbeat", "100ms", "--broker-session-timeout", "2s",
+                          "--replica-lag-max", "60s", "--leader-rebalance-interval", "0s")),
+         run_paused_leader_tail),
         # Its own ctest entry (broker_cluster_groups): --only group_coordinator.
         ("group_coordinator",
          lambda: Cluster(binary, os.path.join(tmp, "h"), args.verbose,
