@@ -4,6 +4,7 @@
 gnuplot-nox) as SVG files beside its table.
 
     bench/chart.py compare JSONL --out DIR [--fio MB/s] [--iperf MB/s] [--title TEXT]
+    bench/chart.py scale JSONL --out DIR
 
 compare: the JSON lines bench/compare writes (one per system and workload:
 {"system", "workload", "server_cpu_s", "bench": rmq-bench's --json}) become
@@ -11,6 +12,11 @@ DIR/compare-throughput.svg (produce and consume MB/s per system, the
 machine's limits of the same run as lines), DIR/compare-latency.svg
 (produce ack latency p50, p99, p99.9 per system, log scale) and
 DIR/compare-cpu.svg (server CPU seconds per GB, produce and consume).
+
+scale: bench/scale's JSON lines become DIR/scale-size.svg (MB/s and
+messages/s against the message size) and DIR/scale-connections.svg
+(produce against the run without idle connections, and rmqd's RSS),
+medians over rounds.
 
 Writes the gnuplot scripts next to the charts (DIR/*.gp) so that a chart can
 be drawn again or restyled by hand.  Uses only the standard library.
@@ -124,6 +130,61 @@ def compare(args):
     draw(s, out)
 
 
+LINES = """set terminal svg size 760,400 dynamic enhanced font "sans,12" background rgb "white"
+set output "{out}"
+set title "{title}"
+set grid lc rgb "#dddddd"
+set key below horizontal
+set border 11
+set xtics nomirror
+set ytics nomirror
+set y2tics nomirror
+"""
+
+
+def scale(args):
+    import statistics
+    rows = [json.loads(ln) for ln in open(args.jsonl) if ln.strip()]
+    os.makedirs(args.out, exist_ok=True)
+
+    def medians(kind, key):
+        pts = {}
+        for r in rows:
+            if r["dimension"] == kind:
+                pts.setdefault(r[key], []).append(r)
+        return [(k, {f: statistics.median(x[f] for x in v) for f in v[0]
+                     if isinstance(v[0][f], (int, float))}) for k, v in sorted(pts.items())]
+
+    size = medians("size", "size")
+    if size:
+        out = os.path.join(args.out, "scale-size.svg")
+        s = LINES.format(out=os.path.basename(out), title="bench/scale: message size")
+        s += block("d", [(str(k), k, m["produce_mbs"], m["consume_mbs"], m["produce_msgs"])
+                         for k, m in size])
+        s += ('set logscale x 10\nset xlabel "message bytes (log scale)"\n'
+              'set ylabel "MB/s"\nset yrange [0:*]\n'
+              'set logscale y2 10\nset y2label "produce messages/s (log scale)"\n'
+              'plot $d using 2:3 with linespoints lw 2 pt 7 lc rgb "#3b6ea8" title "produce MB/s", '
+              '"" using 2:4 with linespoints lw 2 pt 5 lc rgb "#e38b2c" title "consume MB/s", '
+              '"" using 2:5 axes x1y2 with linespoints lw 2 pt 9 dt 2 lc rgb "#555555" '
+              'title "produce msgs/s"\n')
+        draw(s, out)
+    conns = medians("connections", "connections")
+    if conns:
+        base = conns[0][1]["produce_msgs"] or 1
+        out = os.path.join(args.out, "scale-connections.svg")
+        s = LINES.format(out=os.path.basename(out), title="bench/scale: idle connections beside a load")
+        s += block("d", [(f"{k:,}", m["produce_msgs"] / base, m["rss_idle"] / 2**20)
+                         for k, m in conns])
+        s += ('set xlabel "idle HTTP/2 connections"\nset ylabel "produce, against none"\n'
+              'set yrange [0:1.2]\nset y2label "rmqd RSS, MiB"\nset y2range [0:*]\n'
+              'plot $d using 0:2:xtic(1) with linespoints lw 2 pt 7 lc rgb "#3b6ea8" '
+              'title "produce msgs/s (fraction of none)", '
+              '"" using 0:3 axes x1y2 with linespoints lw 2 pt 5 lc rgb "#a83b3b" '
+              'title "rmqd RSS (MiB)"\n')
+        draw(s, out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="kind", required=True)
@@ -133,11 +194,14 @@ def main():
     c.add_argument("--fio", type=float, default=0.0, help="fio's direct write, MB/s")
     c.add_argument("--iperf", type=float, default=0.0, help="iperf3 loopback, MB/s")
     c.add_argument("--title", default="")
+    sc = sub.add_parser("scale", help="bench/scale's JSON lines")
+    sc.add_argument("jsonl")
+    sc.add_argument("--out", required=True)
     args = ap.parse_args()
     if not shutil.which("gnuplot"):
         print("bench/chart.py: gnuplot is missing (apt-get install gnuplot-nox)", file=sys.stderr)
         return 1
-    compare(args)
+    (compare if args.kind == "compare" else scale)(args)
     return 0
 
 
