@@ -5,6 +5,7 @@ gnuplot-nox) as SVG files beside its table.
 
     bench/chart.py compare JSONL --out DIR [--fio MB/s] [--iperf MB/s] [--title TEXT]
     bench/chart.py scale JSONL --out DIR
+    bench/chart.py latency JSON --out FILE.svg [--title TEXT]
 
 compare: the JSON lines bench/compare writes (one per system and workload:
 {"system", "workload", "server_cpu_s", "bench": rmq-bench's --json}) become
@@ -17,6 +18,9 @@ scale: bench/scale's JSON lines become DIR/scale-size.svg (MB/s and
 messages/s against the message size) and DIR/scale-connections.svg
 (produce against the run without idle connections, and rmqd's RSS),
 medians over rounds.
+
+latency: one rmq-bench --json summary's percentiles (p50 to max) as bars
+on a log scale (bench/steady's measured run).
 
 Writes the gnuplot scripts next to the charts (DIR/*.gp) so that a chart can
 be drawn again or restyled by hand.  Uses only the standard library.
@@ -185,6 +189,22 @@ def scale(args):
         draw(s, out)
 
 
+def latency(args):
+    """One rmq-bench --json run's latency percentiles, as bars (log scale)."""
+    d = json.load(open(args.json))
+    lat = d["latency_us"]
+    out = args.out
+    s = HEAD.format(out=os.path.basename(out), title=args.title or "latency")
+    s += block("d", [(name, lat[k] / 1e3) for name, k in
+                     (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p999"),
+                      ("max", "max"))])
+    s += ('set ylabel "ms (log scale)"\nset logscale y\nset key off\n'
+          f'set xlabel "{d["msgs_per_s"]:,.0f} msgs/s, {d["mb_per_s"]:,.0f} MB/s, '
+          f'{d["latency_kind"]} latency"\n'
+          'plot $d using 2:xtic(1) lc rgb "#3b6ea8"\n')
+    draw(s, out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="kind", required=True)
@@ -194,6 +214,10 @@ def main():
     c.add_argument("--fio", type=float, default=0.0, help="fio's direct write, MB/s")
     c.add_argument("--iperf", type=float, default=0.0, help="iperf3 loopback, MB/s")
     c.add_argument("--title", default="")
+    la = sub.add_parser("latency", help="one rmq-bench --json run's percentiles")
+    la.add_argument("json")
+    la.add_argument("--out", required=True, help="the .svg file")
+    la.add_argument("--title", default="")
     sc = sub.add_parser("scale", help="bench/scale's JSON lines")
     sc.add_argument("jsonl")
     sc.add_argument("--out", required=True)
@@ -201,7 +225,7 @@ def main():
     if not shutil.which("gnuplot"):
         print("bench/chart.py: gnuplot is missing (apt-get install gnuplot-nox)", file=sys.stderr)
         return 1
-    (compare if args.kind == "compare" else scale)(args)
+    {"compare": compare, "scale": scale, "latency": latency}[args.kind](args)
     return 0
 
 
