@@ -419,6 +419,28 @@ static void call_stream_closed(struct rmq_ccall *c, uint32_t error_code)
 
 /* ---- request data (NO_COPY) ------------------------------------------------- */
 
+/* The next DATA frame's length, at most length: to the end of a
+ * referenced piece (a frame of any size costs one header and one piece),
+ * else at most 16 KiB of copied bytes, which the connection's output must
+ * hold (as the server's frame_len, grpc.c). */
+static size_t frame_len(const struct rmq_ccall *c, size_t length)
+{
+	const uint32_t qmax = c->cl->cfg.send_queue_max;
+	size_t skip = c->reserved;
+	for (uint32_t i = 0; i < c->qcount; i++) {
+		const struct sendq_ent *e = &c->q[(c->qhead + i) % qmax];
+		size_t pos = e->done, end = (size_t)e->pfx_len + e->len;
+		if (skip >= end - pos) {
+			skip -= end - pos;
+			continue;
+		}
+		pos += skip;
+		size_t cap = e->ref && pos >= e->pfx_len ? end - pos : 16384;
+		return cap < length ? cap : length;
+	}
+	return length < 16384 ? length : 16384;
+}
+
 static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
 		       uint32_t *data_flags, nghttp2_data_source *source, void *ud)
 {
@@ -431,7 +453,7 @@ static ssize_t read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	uint64_t avail = c->unsent - c->reserved;
 	if (avail > 0) {
-		size_t n = avail < length ? (size_t)avail : length;
+		size_t n = frame_len(c, avail < length ? (size_t)avail : length);
 		c->reserved += n;
 		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 		if (c->half_closed && n == avail)
@@ -694,6 +716,7 @@ static int h2_init(struct rmq_client *cl)
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
 	nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_cb);
+	nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, net_h2_read_length);
 	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv);
 	nghttp2_option_set_no_closed_streams(cl->opt, 1);
 	return 0;

@@ -291,7 +291,18 @@ static int tls_send(struct net_conn *nc)
 {
 	while (nc->pc_head < nc->pc_tail) {
 		const struct net_out_piece *pc = &nc->pieces[nc->pc_head];
-		int n = net_tls_write(nc, pc->ext ? pc->ext : nc->out + pc->off, pc->len);
+		const uint8_t *p = pc->ext ? pc->ext : nc->out + pc->off;
+		size_t len = pc->len;
+		/* Copied bytes lie end to end in the buffer (a frame's header
+		 * and its payload, frame after frame): written together, they
+		 * make full records instead of a record per piece. */
+		for (uint32_t i = nc->pc_head + 1; !pc->ext && i < nc->pc_tail && len < 16384; i++) {
+			const struct net_out_piece *q = &nc->pieces[i];
+			if (q->ext || nc->out + q->off != p + len)
+				break;
+			len += q->len;
+		}
+		int n = net_tls_write(nc, p, len);
 		if (n < 0)
 			return n;
 		if (n == 0)

@@ -167,29 +167,6 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *f, const uint8_t *fra
 	return net_call_send_data(ud, f, framehd, length, source);
 }
 
-/*
- * DATA frames as large as the peer allows (SETTINGS_MAX_FRAME_SIZE, the
- * windows), at most RMQ_NET_DATA_FRAME_MAX: nghttp2 alone stops at 16 KiB.
- * Referenced bytes are not copied into nghttp2's frame buffer (NO_COPY),
- * so a large frame costs one header and one piece of the output chain;
- * grpc.c's read callback still cuts copied bytes at 16 KiB per frame.
- */
-static ssize_t on_read_length(nghttp2_session *s, uint8_t frame_type, int32_t stream_id,
-			      int32_t session_window, int32_t stream_window, uint32_t max_frame,
-			      void *ud)
-{
-	(void)s;
-	(void)frame_type;
-	(void)stream_id;
-	(void)ud;
-	int64_t n = max_frame < RMQ_NET_DATA_FRAME_MAX ? max_frame : RMQ_NET_DATA_FRAME_MAX;
-	if (session_window < n)
-		n = session_window;
-	if (stream_window < n)
-		n = stream_window;
-	return n > 0 ? (ssize_t)n : 1; /* nghttp2 caps it by the windows again */
-}
-
 static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *f, int lib_error,
 				 void *ud)
 {
@@ -218,7 +195,7 @@ int net_h2_init(struct rmq_server *srv)
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 	nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
-	nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, on_read_length);
+	nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, net_h2_read_length);
 	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv);
 	/* Closed streams are not kept for the RFC 7540 priority tree. */
 	nghttp2_option_set_no_closed_streams(opt, 1);
@@ -245,6 +222,10 @@ int net_h2_session_new(struct conn *conn)
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->stream_window},
 		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, RMQ_NET_HEADER_LIST_MAX},
 		{NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+		/* Clients may send large DATA frames (net_h2_read_length):
+		 * nghttp2 hands their payload on in chunks as it arrives,
+		 * so a large frame holds no more memory than a small one. */
+		{NGHTTP2_SETTINGS_MAX_FRAME_SIZE, RMQ_NET_DATA_FRAME_MAX},
 	};
 	int rv;
 

@@ -333,6 +333,11 @@ struct rmq_tls_ctx;
  * negated errno. */
 int net_bind(const char *host, uint16_t port, bool shared, uint16_t *bound);
 
+/* nghttp2's data_source_read_length callback of both ends (wire.c). */
+ssize_t net_h2_read_length(nghttp2_session *s, uint8_t frame_type, int32_t stream_id,
+			   int32_t session_window, int32_t stream_window, uint32_t max_frame,
+			   void *ud);
+
 int net_tls_start(struct net_conn *nc, struct rmq_tls_ctx *ctx, const char *host);
 void net_tls_end(struct net_conn *nc);
 /* Ciphertext received: its plaintext goes to ops->input; a fatal error

@@ -312,3 +312,28 @@ size_t net_grpc_timeout_format(uint64_t ns, char *buf, size_t cap)
 	int w = snprintf(buf, cap, "99999999H");
 	return w > 0 && (size_t)w < cap ? (size_t)w : 0;
 }
+
+/*
+ * DATA frames as large as the peer allows (SETTINGS_MAX_FRAME_SIZE, the
+ * windows), at most RMQ_NET_DATA_FRAME_MAX: nghttp2 alone stops at 16 KiB.
+ * Referenced bytes are not copied into nghttp2's frame buffer (NO_COPY),
+ * so a large frame costs one header and one piece of the output chain;
+ * each end's read callback still cuts copied bytes at 16 KiB per frame.
+ * Fewer frames are fewer headers to build and parse, and over TLS fewer
+ * records (each frame header is a record of its own otherwise).
+ */
+ssize_t net_h2_read_length(nghttp2_session *s, uint8_t frame_type, int32_t stream_id,
+			   int32_t session_window, int32_t stream_window, uint32_t max_frame,
+			   void *ud)
+{
+	(void)s;
+	(void)frame_type;
+	(void)stream_id;
+	(void)ud;
+	int64_t n = max_frame < RMQ_NET_DATA_FRAME_MAX ? max_frame : RMQ_NET_DATA_FRAME_MAX;
+	if (session_window < n)
+		n = session_window;
+	if (stream_window < n)
+		n = stream_window;
+	return n > 0 ? (ssize_t)n : 1; /* nghttp2 caps it by the windows again */
+}
