@@ -165,7 +165,7 @@ def scale(args):
         s = LINES.format(out=os.path.basename(out), title="bench/scale: message size")
         s += block("d", [(str(k), k, m["produce_mbs"], m["consume_mbs"], m["produce_msgs"])
                          for k, m in size])
-        s += ('set logscale x 10\nset xlabel "message bytes (log scale)"\n'
+        s += ('set logscale x 10\nset autoscale xfix\nset offsets graph 0.05, graph 0.05, 0, 0\nset xlabel "message bytes (log scale)"\n'
               'set ylabel "MB/s"\nset yrange [0:*]\n'
               'set logscale y2 10\nset y2label "produce messages/s (log scale)"\n'
               'plot $d using 2:3 with linespoints lw 2 pt 7 lc rgb "#3b6ea8" title "produce MB/s", '
