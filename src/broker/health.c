@@ -138,7 +138,8 @@ static void gather_here(struct rmq_xmsg *m)
 			n->logs_no_space += rmq_log_disk_full(part->log);
 		}
 	rmq_partitions_count(bs, n->parts_by_state);
-	gather_rows(bs, n, g->rows_max);
+	if (g->http)
+		gather_rows(bs, n, g->rows_max); /* Prometheus's per-partition series */
 	if (bs->srv) {
 		const struct rmq_server_stats *st = rmq_server_stats(bs->srv);
 		n->connections = st->connections;
