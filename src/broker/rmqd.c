@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,34 @@ static void warn_data_dir_mount(const char *dir)
 			 "can also write its file's inode; prefer ext4 with its journal "
 			 "(docs/rmqd.md, \"Disks\")",
 			 where);
+}
+
+/*
+ * Raises the open-files soft limit to the hard one, as brokers do: every
+ * segment of every partition holds its data file and its two index files
+ * (a cold read adds an O_DIRECT descriptor), and each connection a socket, so the usual soft limit of 1024 is a few hundred
+ * partitions.  Said when it stays low.
+ */
+static void raise_open_files(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			rmq_debug("open files: the soft limit raised from %llu to %llu",
+				  (unsigned long long)was, (unsigned long long)rl.rlim_max);
+		else
+			rl.rlim_cur = was;
+	}
+	if (rl.rlim_cur < 65536)
+		rmq_info("open files: the limit is %llu: with several segments per partition, "
+			 "a few thousand partitions can use them up (partitions then fail to "
+			 "open, EMFILE); raise it with ulimit -n or LimitNOFILE (docs/rmqd.md, "
+			 "\"Sizing\")",
+			 (unsigned long long)rl.rlim_cur);
 }
 
 /* Reads data_dir/meta/cluster_id, creating it on the first start. */
@@ -555,6 +584,7 @@ int main(int argc, char **argv)
 	 * (src/net/server.c); only a successor waits for it. */
 	net->listen_retry_ns = predecessor ? listen_retry : 0;
 	warn_data_dir_mount(cfg->data_dir);
+	raise_open_files();
 	rc = cluster_id(cfg->data_dir, broker.cluster_id);
 	if (rc < 0) {
 		fprintf(stderr, "rmqd: cannot read or write %s/meta/cluster_id: %s\n", cfg->data_dir,
