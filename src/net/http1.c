@@ -48,6 +48,7 @@ struct hconn {
 	bool cut;                  /* shut down: freed once nothing is in flight */
 	bool close_after;          /* Connection: close, HTTP/1.0, or an error */
 	bool head_only;            /* HEAD */
+	bool lingering;            /* answered and closing: reads the rest to EOF */
 	uint64_t since;            /* when it last started to wait for a request */
 	struct rmq_http1_req req;
 	char *out;                 /* the answer being sent */
@@ -105,8 +106,9 @@ static void cut(struct hconn *c)
 static void timer_fn(struct rmq_timer *t)
 {
 	struct hconn *c = RMQ_CONTAINER_OF(t, struct hconn, timer);
-	rmq_debug("http: fd %d: no whole request, or the answer not taken, in %llu s: closing",
-		  c->fd, (unsigned long long)(RMQ_HTTP1_IDLE_NS / 1000000000ULL));
+	if (!c->lingering)
+		rmq_debug("http: fd %d: no whole request, or the answer not taken, in %llu s: closing",
+			  c->fd, (unsigned long long)(RMQ_HTTP1_IDLE_NS / 1000000000ULL));
 	cut(c);
 }
 
@@ -157,7 +159,19 @@ static void send_done(struct rmq_io_op *op, int res, unsigned flags)
 	free(c->out);
 	c->out = NULL;
 	if (c->close_after) {
-		cut(c);
+		/* A lingering close (as web servers do): closing with unread
+		 * bytes would send a reset, which can make the client drop
+		 * the answer before it reads it.  FIN now, then read to the
+		 * client's EOF, for at most RMQ_HTTP1_LINGER_NS. */
+		(void)shutdown(c->fd, SHUT_WR);
+		c->lingering = true;
+		c->in_len = 0;
+		rmq_timer_cancel(c->h->s, &c->timer);
+		if (rmq_timer_start(c->h->s, &c->timer, rmq_now_ns() + RMQ_HTTP1_LINGER_NS,
+				    timer_fn) < 0)
+			cut(c);
+		else
+			arm_recv(c);
 		return;
 	}
 	timer_restart(c);
@@ -255,6 +269,10 @@ static void recv_done(struct rmq_io_op *op, int res, unsigned flags)
 	}
 	if (res <= 0) {
 		cut(c); /* EOF or an error */
+		return;
+	}
+	if (c->lingering) {
+		arm_recv(c); /* bytes after the last answer: dropped */
 		return;
 	}
 	c->in_len += (size_t)res;
@@ -443,7 +461,7 @@ static void open_conn(struct rmq_http1 *h, int fd)
 	}
 	c->fd = fd;
 	c->since = rmq_now_ns();
-	c->cut = c->waiting = c->close_after = c->head_only = false;
+	c->cut = c->waiting = c->close_after = c->head_only = c->lingering = false;
 	c->in_len = 0;
 	timer_restart(c);
 	if (!c->cut)

@@ -12,7 +12,9 @@
  * longest, else it is closed at accept), a request's
  * head at most RMQ_HTTP1_HEAD_MAX bytes (431), RMQ_HTTP1_IDLE_NS for a
  * request to arrive whole and for an answer to be taken (slow clients are
- * cut); bad requests get 400 and the connection closes.
+ * cut); bad requests get 400 and the connection closes (after reading
+ * what the client still sends, for at most RMQ_HTTP1_LINGER_NS, so that a
+ * reset does not make it lose the answer).
  */
 #ifndef RMQ_NET_HTTP1_H
 #define RMQ_NET_HTTP1_H
@@ -28,6 +30,7 @@ struct rmq_http1_req;
 #define RMQ_HTTP1_CONNS 32
 #define RMQ_HTTP1_HEAD_MAX 8192
 #define RMQ_HTTP1_IDLE_NS (30ULL * 1000 * 1000 * 1000)
+#define RMQ_HTTP1_LINGER_NS (2ULL * 1000 * 1000 * 1000) /* after a closing answer */
 #define RMQ_HTTP1_PATH_MAX 256
 
 /* A request's head, as the server reads it. */
