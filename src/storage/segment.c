@@ -148,11 +148,33 @@ static void unmap_indexes(struct rmq_segment *s)
 		munmap(s->tim, page_round((uint64_t)s->tim_cap * sizeof(*s->tim)));
 		s->tim = NULL;
 	}
+	rmq_segment_index_fds_close(s);
+}
+
+void rmq_segment_index_fds_close(struct rmq_segment *s)
+{
 	if (s->idx_fd >= 0)
 		close(s->idx_fd);
 	if (s->tim_fd >= 0)
 		close(s->tim_fd);
 	s->idx_fd = s->tim_fd = -1;
+}
+
+/* Opens the index files again after rmq_segment_index_fds_close (their
+ * mappings stayed).  Returns 0 or a negated errno. */
+static int index_fds_reopen(struct rmq_segment *s)
+{
+	char name[sizeof(s->path) + 16];
+	int *fds[] = {NULL, &s->idx_fd, &s->tim_fd};
+	for (int kind = 1; kind <= 2; kind++) {
+		if (*fds[kind] >= 0)
+			continue;
+		file_name(name, sizeof(name), s, kind);
+		*fds[kind] = open(name, O_RDWR | O_CLOEXEC);
+		if (*fds[kind] < 0)
+			return -errno;
+	}
+	return 0;
 }
 
 static int open_indexes(struct rmq_segment *s, uint32_t cap, bool create,
@@ -835,8 +857,11 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	 * appends room again (opening grew them already, unless they were a
 	 * part of a page short).  The entries past the cut were zeroed and the
 	 * appends after it write new ones in their places: the files must hold
-	 * the zeros first (see rmq_segment_open). */
-	int rc = grow_file(s->idx_fd, (uint64_t)s->idx_cap * sizeof(*s->idx));
+	 * the zeros first (see rmq_segment_open).  A sealed segment's files
+	 * are opened again (rmq_segment_index_fds_close). */
+	int rc = index_fds_reopen(s);
+	if (rc == 0)
+		rc = grow_file(s->idx_fd, (uint64_t)s->idx_cap * sizeof(*s->idx));
 	if (rc == 0)
 		rc = grow_file(s->tim_fd, (uint64_t)s->tim_cap * sizeof(*s->tim));
 	if (rc < 0)
@@ -863,6 +888,7 @@ void rmq_segment_sealed(struct rmq_segment *s)
 {
 	drop_marker(s);
 	s->sealed = true;
+	rmq_segment_index_fds_close(s);
 }
 
 

@@ -18,6 +18,7 @@
 #include "storage_util.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,6 +81,27 @@ Test(log, empty_log)
 	cr_assert_eq(rmq_log_end_offset(env.log), 0);
 }
 
+/* Descriptors this process holds on files of dir whose names end in
+ * suffix. */
+static size_t open_files_ending(const char *dir, const char *suffix)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = 0, dl = strlen(dir), sl = strlen(suffix);
+	cr_assert(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		char link[300], target[4096];
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		ssize_t len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		n += (size_t)len > dl + sl && strncmp(target, dir, dl) == 0 &&
+		     strcmp(target + len - sl, suffix) == 0;
+	}
+	closedir(d);
+	return n;
+}
+
 Test(log, roundtrip_across_many_rolls)
 {
 	struct su_batches model = {0};
@@ -91,6 +113,16 @@ Test(log, roundtrip_across_many_rolls)
 	cr_assert_eq(st->appends, 500);
 	uint64_t bases[MAX_SEGS];
 	cr_assert_eq(segments(&env, bases), st->rolls + 1);
+	su_check_content(&env, &model, 0);
+	/* Sealed segments hold their data files alone: the active one's two
+	 * index files are the only ones open, here and after a reopen. */
+	char real[4096];
+	cr_assert(realpath(env.dir, real));
+	cr_assert_eq(open_files_ending(real, ".index"), 1);
+	cr_assert_eq(open_files_ending(real, ".timeindex"), 1);
+	su_reopen(&env);
+	cr_assert_eq(open_files_ending(real, ".index"), 1, "after recovery");
+	cr_assert_eq(open_files_ending(real, ".timeindex"), 1, "after recovery");
 	su_check_content(&env, &model, 0);
 	/* Every sealed segment's data file is cut to its data. */
 	struct su_batches got = {0};
