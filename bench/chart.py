@@ -61,7 +61,7 @@ def draw(script, path):
     with open(gp, "w") as f:
         f.write(script)
     subprocess.run(["gnuplot", os.path.basename(gp)], check=True, cwd=os.path.dirname(gp) or ".")
-    print(f"bench/chart.py: wrote {path}")
+    print(f"bench/chart.py: wrote {path}", file=sys.stderr)
 
 
 def compare(args):

@@ -3,7 +3,8 @@
 #
 # test_compare.sh - smoke test of bench/compare: a --quick run against rmq,
 # NATS and Redis must print a table with a produce and a consume row per
-# system, each with msgs/s > 0 and no errors.  Never a timing assertion.
+# system, each with msgs/s > 0 and no errors, and draw its three charts.
+# Never a timing assertion.
 #
 #   test_compare.sh <source dir> <dir of rmqd and rmq-bench>
 #
@@ -13,7 +14,7 @@ set -euo pipefail
 src=$1
 bin=$2
 missing=()
-for t in nats-server redis-server fio iperf3; do
+for t in nats-server redis-server fio iperf3 gnuplot; do
 	command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,6 +24,9 @@ fi
 out=$(mktemp -d "${TMPDIR:-/tmp}/test-compare.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 "$src/bench/compare" --quick --bin "$bin" --out "$out"
+for c in throughput latency cpu; do
+	grep -q "<svg" "$out/compare-$c.svg" || { echo "no chart $out/compare-$c.svg"; exit 1; }
+done
 python3 - "$out/compare.md" "$out/compare.jsonl" <<'PY'
 import json, sys
 rows = {}

@@ -33,7 +33,7 @@ if want == "none" and recycled != 0:
 print("ok")
 PY
 }
-args=(--bin "$bin" --dir "$dir" --fill 2 --segment 2MiB --retention 4MiB
+args=(--bin "$bin" --dir "$dir" --out "$dir/out" --fill 2 --segment 2MiB --retention 4MiB
       --bench "--duration 3s --warmup 0s --rate 20000")
 # With --breakdown rmqd restarts after the fill (the spare files stay) and
 # its histograms cover the measured run only: one roll sample per roll.
