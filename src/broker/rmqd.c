@@ -115,8 +115,9 @@ static void warn_data_dir_mount(const char *dir)
 
 /*
  * Raises the open-files soft limit to the hard one, as brokers do: every
- * segment of every partition holds its data file and its two index files
- * (a cold read adds an O_DIRECT descriptor), and each connection a socket, so the usual soft limit of 1024 is a few hundred
+ * segment of every partition holds its data file (the active one its two
+ * index files too, a cold read an O_DIRECT descriptor), and each
+ * connection a socket, so the usual soft limit of 1024 is a few hundred
  * partitions.  Said when it stays low.
  */
 static void raise_open_files(void)
