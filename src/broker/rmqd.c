@@ -115,9 +115,9 @@ static void warn_data_dir_mount(const char *dir)
 
 /*
  * Raises the open-files soft limit to the hard one, as brokers do: every
- * segment of every partition holds its data file (the active one its two
- * index files too, a cold read an O_DIRECT descriptor), and each
- * connection a socket, so the usual soft limit of 1024 is a few hundred
+ * segment of every partition holds its data file (and an O_DIRECT one
+ * while written or read from the disk), every partition its directory,
+ * and each connection a socket, so the usual soft limit of 1024 is a few hundred
  * partitions.  Said when it stays low.
  */
 static void raise_open_files(void)

@@ -184,10 +184,8 @@ static int recover(struct rmq_log *log, bool fresh)
 				  log->dir, bases[i], s->next_offset, bases[i + 1]);
 			s->fenced = true;
 		}
-		if (!last) {
+		if (!last)
 			s->sealed = true;
-			rmq_segment_index_fds_close(s);
-		}
 		rc = log_push_segment(log, s);
 		if (rc < 0) {
 			log_free_segment(s);

@@ -138,6 +138,15 @@ err:
 	return rc;
 }
 
+static void index_fds_close(struct rmq_segment *s)
+{
+	if (s->idx_fd >= 0)
+		close(s->idx_fd);
+	if (s->tim_fd >= 0)
+		close(s->tim_fd);
+	s->idx_fd = s->tim_fd = -1;
+}
+
 static void unmap_indexes(struct rmq_segment *s)
 {
 	if (s->idx) {
@@ -148,20 +157,11 @@ static void unmap_indexes(struct rmq_segment *s)
 		munmap(s->tim, page_round((uint64_t)s->tim_cap * sizeof(*s->tim)));
 		s->tim = NULL;
 	}
-	rmq_segment_index_fds_close(s);
+	index_fds_close(s);
 }
 
-void rmq_segment_index_fds_close(struct rmq_segment *s)
-{
-	if (s->idx_fd >= 0)
-		close(s->idx_fd);
-	if (s->tim_fd >= 0)
-		close(s->tim_fd);
-	s->idx_fd = s->tim_fd = -1;
-}
-
-/* Opens the index files again after rmq_segment_index_fds_close (their
- * mappings stayed).  Returns 0 or a negated errno. */
+/* Opens the index files again for a while (segment.h, idx_fd): their
+ * mappings stayed.  Returns 0 or a negated errno. */
 static int index_fds_reopen(struct rmq_segment *s)
 {
 	char name[sizeof(s->path) + 16];
@@ -270,6 +270,7 @@ int rmq_segment_adopt(struct rmq_segment *s, int fd, int idx_fd, int tim_fd, uin
 	s->tim = m;
 	s->tim_cap = (uint32_t)(tim_len / sizeof(struct rmq_time_entry));
 	s->checked = true;
+	index_fds_close(s);
 	return 0;
 err:
 	rmq_segment_close(s);
@@ -408,6 +409,7 @@ int rmq_segment_create(struct rmq_segment *s, const char *dir, uint64_t base_off
 	if (rc < 0)
 		goto err;
 	s->checked = true;
+	index_fds_close(s);
 	return 0;
 err:
 	rmq_segment_close(s);
@@ -706,6 +708,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 	    no_data(s->idx_fd, idx_bytes) && no_data(s->tim_fd, tim_bytes)) {
 		rec->untouched = true;
 		s->checked = true;
+		index_fds_close(s);
 		return 0;
 	}
 
@@ -790,6 +793,7 @@ int rmq_segment_open(struct rmq_segment *s, const char *dir, uint64_t base_offse
 		goto err;
 	}
 	s->checked = full_scan;
+	index_fds_close(s);
 	return 0;
 err:
 	rmq_segment_close(s);
@@ -857,8 +861,8 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 	 * appends room again (opening grew them already, unless they were a
 	 * part of a page short).  The entries past the cut were zeroed and the
 	 * appends after it write new ones in their places: the files must hold
-	 * the zeros first (see rmq_segment_open).  A sealed segment's files
-	 * are opened again (rmq_segment_index_fds_close). */
+	 * the zeros first (see rmq_segment_open).  Their descriptors are
+	 * opened for this and closed after (segment.h, idx_fd). */
 	int rc = index_fds_reopen(s);
 	if (rc == 0)
 		rc = grow_file(s->idx_fd, (uint64_t)s->idx_cap * sizeof(*s->idx));
@@ -868,6 +872,7 @@ int rmq_segment_cut(struct rmq_segment *s, uint64_t size, uint64_t capacity,
 		return rc;
 	if (rmq_sys_fsync(s->fd) < 0 || rmq_sys_fsync(s->idx_fd) < 0 || rmq_sys_fsync(s->tim_fd) < 0)
 		return -errno;
+	index_fds_close(s);
 	s->sealed = false;
 	return 0;
 }
@@ -888,7 +893,6 @@ void rmq_segment_sealed(struct rmq_segment *s)
 {
 	drop_marker(s);
 	s->sealed = true;
-	rmq_segment_index_fds_close(s);
 }
 
 

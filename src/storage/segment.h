@@ -109,7 +109,11 @@ struct rmq_segment {
 	uint32_t idx_count, idx_cap;
 	struct rmq_time_entry *tim;
 	uint32_t tim_count, tim_cap;
-	int idx_fd, tim_fd;
+	int idx_fd, tim_fd;       /* -1 but while opening, creating or cutting:
+				   * the indexes are written and read through
+				   * their mappings, and three descriptors per
+				   * segment capped the segments (so the
+				   * partitions) a node could hold */
 	uint64_t bytes_since_index;
 	bool index_rewritten;     /* an entry was written over a different,
 				   * nonzero one (recovery: the files changed
@@ -326,14 +330,6 @@ int64_t rmq_segment_find_time(const struct rmq_segment *s, int64_t ts_ms, uint64
  */
 int rmq_segment_seal_cut(struct rmq_segment *s);
 void rmq_segment_sealed(struct rmq_segment *s);
-
-/* A sealed segment's index files are only read, through their mappings:
- * rmq_segment_sealed() closes their descriptors, as recovery does for the
- * segments before the newest, so that a segment kept by retention holds
- * its data file's alone (three per segment capped the partitions a node
- * could hold under its open-files limit).  rmq_segment_cut() opens them
- * again when a truncation makes such a segment the active one. */
-void rmq_segment_index_fds_close(struct rmq_segment *s);
 
 /* The file name (no directory) of base_offset's file of kind (0 log,
  * 1 index, 2 timeindex, 3 recycled marker) into buf; returns buf. */
