@@ -114,17 +114,36 @@ static void warn_data_dir_mount(const char *dir)
 }
 
 /*
- * Raises the open-files soft limit to the hard one, as brokers do: every
- * segment of every partition holds its data file (and an O_DIRECT one
- * while written or read from the disk), every partition its directory,
- * and each connection a socket, so the usual soft limit of 1024 is a few hundred
- * partitions.  Said when it stays low.
+ * Raises the open-files soft limit to the hard one, as brokers do (and,
+ * as root, the hard one to fs.nr_open): every segment of every partition
+ * holds its data file (and an O_DIRECT one while written or read from the
+ * disk), every partition its directory, and each connection a socket, so
+ * the usual soft limit of 1024 is a few hundred partitions.  Said when it
+ * stays low.
  */
 static void raise_open_files(void)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
+	/* With CAP_SYS_RESOURCE (root) the hard limit itself may go up to
+	 * the kernel's fs.nr_open; without it the attempt fails, harmlessly. */
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+	unsigned long long nr_open = 0;
+	if (f) {
+		if (fscanf(f, "%llu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (nr_open > rl.rlim_max) {
+		struct rlimit up = {.rlim_cur = (rlim_t)nr_open, .rlim_max = (rlim_t)nr_open};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			rmq_debug("open files: the limits raised from %llu/%llu to %llu",
+				  (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+				  nr_open);
+			rl = up;
+		}
+	}
 	if (rl.rlim_cur < rl.rlim_max) {
 		rlim_t was = rl.rlim_cur;
 		rl.rlim_cur = rl.rlim_max;
