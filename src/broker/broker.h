@@ -69,7 +69,10 @@ struct rmq_broker_config {
 	bool auto_create_topics;
 	uint64_t retention_check_ns;
 	uint64_t max_fetch_wait_ns;    /* cap on a fetch's max_wait */
-	bool fetch_copy;               /* answer fetches by copy, not by reference (fetch.c) */
+	/* How fetch answers carry their batches (fetch.c, "Zero copy"):
+	 * referenced and sent by SENDMSG, spliced from the page cache
+	 * (resident data; cfg.net.splice), or copied into each answer. */
+	enum rmq_fetch_send { RMQ_FETCH_SENDMSG, RMQ_FETCH_SPLICE, RMQ_FETCH_COPY } fetch_send;
 	/* --metrics-listen: Prometheus's GET /metrics on shard 0 (health.c);
 	 * metrics_host NULL when off.  At most metrics_partitions_max
 	 * partitions' series per scrape. */

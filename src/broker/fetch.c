@@ -173,6 +173,22 @@ static void fetch_ref_release(struct rmq_send_ref *r)
 	free(fr);
 }
 
+/* --fetch-send=splice: the slice holding [p, p + len), in its file. */
+static bool fetch_ref_file(const struct rmq_send_ref *r, const uint8_t *p, size_t len, int *fd,
+			   uint64_t *off)
+{
+	const struct fetch_ref *fr = RMQ_CONTAINER_OF(r, const struct fetch_ref, ref);
+	for (unsigned i = 0; i < fr->lr.nslices; i++) {
+		const struct rmq_log_slice *sl = &fr->lr.slices[i];
+		if (p >= sl->data && p + len <= sl->data + sl->len) {
+			*fd = sl->fd;
+			*off = sl->pos + (uint64_t)(p - sl->data);
+			return true;
+		}
+	}
+	return false;
+}
+
 static struct fetch_ref *fetch_ref_new(void)
 {
 	struct fetch_ref *fr = calloc(1, sizeof(*fr));
@@ -323,7 +339,7 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 	}
 	if (r->nslices == 0)
 		return READ_NONE;
-	if (!p->bs->b->cfg.fetch_copy) {
+	if (p->bs->b->cfg.fetch_send != RMQ_FETCH_COPY) {
 		bool all = true;
 		for (unsigned i = 0; i < r->nslices && all; i++)
 			all = rmq_cold_resident(r->slices[i].data, r->slices[i].len);
@@ -333,6 +349,12 @@ static enum read_result read_part(struct rmq_partition *p, struct fetch_part *fp
 			 * the mapping. */
 			fr->lr = *r;
 			r->nslices = 0;
+			if (p->bs->b->cfg.fetch_send == RMQ_FETCH_SPLICE) {
+				/* The socket may get the page cache's pages
+				 * themselves (net/conn.c, "Splice"). */
+				rmq_log_read_lend(&fr->lr);
+				fr->ref.file = fetch_ref_file;
+			}
 			for (unsigned i = 0; i < fr->lr.nslices; i++)
 				fp->iov[i] = (struct iovec){(void *)fr->lr.slices[i].data,
 							    fr->lr.slices[i].len};
@@ -501,7 +523,7 @@ static void part_replied(struct rmq_xmsg *m)
 	struct fetch_part *fp = RMQ_CONTAINER_OF(m, struct fetch_part, msg);
 	struct fetch_op *op = fp->op;
 	if (!fp->ref && fp->data && fp->len) {
-		if (!rmq_bshard_current()->b->cfg.fetch_copy) {
+		if (rmq_bshard_current()->b->cfg.fetch_send != RMQ_FETCH_COPY) {
 			/* Cold-read batches are sent from their buffer too. */
 			struct fetch_ref *fr = fetch_ref_new();
 			if (fr) {

@@ -39,6 +39,7 @@ struct shard_numbers {
 	uint64_t produce_requests, produce_records, fetch_requests, fetch_bytes, errors;
 	uint64_t fetch_disk_bytes, fetch_ahead_bytes;
 	uint64_t partitions, connections, calls, protocol_errors;
+	uint64_t net_bytes_sent, net_bytes_spliced;
 	uint64_t parts_by_state[RMQ_PART_DELETING + 1];
 	uint64_t request_bytes, request_bytes_max, paused_connections, read_pauses;
 	uint64_t backlog, backlog_pauses, groups, helper_jobs;
@@ -145,6 +146,8 @@ static void gather_here(struct rmq_xmsg *m)
 		n->connections = st->connections;
 		n->calls = st->calls;
 		n->protocol_errors = st->protocol_errors;
+		n->net_bytes_sent = st->bytes_sent;
+		n->net_bytes_spliced = st->spliced_bytes;
 		n->request_bytes = st->request_bytes;
 		n->request_bytes_max = st->request_bytes_max;
 		n->paused_connections = st->paused_connections;
@@ -458,6 +461,8 @@ static const struct metric_def metric_defs[] = {
 	MDEF("rmq_connections", "open client connections", "connections", 2, connections),
 	MDEF("rmq_calls", "gRPC calls in flight", "calls", 2, calls),
 	MDEF("rmq_protocol_errors_total", "connections closed for bad input", "connections", 1, protocol_errors),
+	MDEF("rmq_net_sent_bytes_total", "bytes the gRPC server's sockets took (TLS records with TLS)", "bytes", 1, net_bytes_sent),
+	MDEF("rmq_net_spliced_bytes_total", "batch bytes fetch answers moved from the page cache into sockets by splice (--fetch-send splice)", "bytes", 1, net_bytes_spliced),
 	MDEF("rmq_produce_latency_us", "a produce append, from its request's arrival on the connection's shard to its answer (acknowledged appends only)", "us", 3, produce_latency),
 	MDEF("rmq_log_ack_latency_us", "an append in a partition log, from the write buffer to acknowledged (write and sync per --fsync)", "us", 3, log.ack),
 	MDEF("rmq_log_write_latency_us", "one data write of a partition log (with --dsync-writes: durable when done)", "us", 3, log.write),

@@ -866,7 +866,7 @@ static bool tail_send(struct rmq_rslot *s, struct rmq_tail *tail, size_t len, ui
 	}
 	struct iovec d[2];
 	struct rmq_send_ref *refs[2] = {&h->ref, &h->ref};
-	h->ref = (struct rmq_send_ref){held_release, 1};
+	h->ref = (struct rmq_send_ref){.release = held_release, .count = 1};
 	rmq_tail_hold(tail, s->next, len, d, &h->hold);
 	bool more = req_post(s, d, refs, 2, next);
 	rmq_send_ref_put(&h->ref);
@@ -941,7 +941,7 @@ static bool send_one(struct rmq_rslot *s)
 		retry_slot(s, RETRY_NS);
 		return false;
 	}
-	lr->ref = (struct rmq_send_ref){read_release, 1};
+	lr->ref = (struct rmq_send_ref){.release = read_release, .count = 1};
 	struct rmq_log_read *r = &lr->cr.lr;
 	bool resident = true;
 	for (unsigned i = 0; i < r->nslices && resident; i++)

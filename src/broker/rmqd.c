@@ -313,7 +313,7 @@ int main(int argc, char **argv)
 {
 	struct rmq_broker_config *cfg = &broker.cfg;
 	const char *listen, *fsync, *prealloc, *level, *compression;
-	const char *tls_cert, *tls_key, *tls_client_ca, *tls_ca, *auth, *secret_file;
+	const char *tls_cert, *tls_key, *tls_client_ca, *tls_ca, *auth, *secret_file, *fetch_send;
 	uint64_t token_ttl;
 	bool allow_insecure;
 	uint64_t cores, seg_bytes, seg_ms, ret_ms, ret_bytes, idx, wbuf, parts, max_msg, max_conns,
@@ -405,7 +405,8 @@ int main(int argc, char **argv)
 		{"read-ahead", RMQ_FLAG_SIZE, &read_ahead, "64MiB", "memory per shard for reading cold data ahead of consumers that read it in order (at most 8 MiB per partition); 0 = no read-ahead", 0, 1ULL << 40, NULL},
 		{"metrics-listen", RMQ_FLAG_STRING, &metrics_listen, "", "serve Prometheus's GET /metrics (HTTP/1.1, no TLS or authentication) on host:port; empty = off (docs/rmqd.md, \"Metrics\")", 0, 0, NULL},
 		{"metrics-partitions-max", RMQ_FLAG_UINT, &metrics_parts, "1000", "partitions whose own series a /metrics scrape carries, in shard order; the rest are counted in rmq_metrics_partitions_omitted; 0 = none", 0, 1u << 24, NULL},
-		{"fetch-copy", RMQ_FLAG_BOOL, &fetch_copy, "false", "copy fetched batches into each answer instead of sending them from the segment mapping (the old path, for comparison)", 0, 0, NULL},
+		{"fetch-send", RMQ_FLAG_CHOICE, &fetch_send, "sendmsg", "how fetch answers carry resident batches: sendmsg (referenced from the segment mapping, the kernel copies them into the socket), splice (the page cache's pages into the socket, no copy; plaintext connections), copy (copied into each answer, the old path)", 0, 0, "sendmsg|splice|copy"},
+		{"fetch-copy", RMQ_FLAG_BOOL, &fetch_copy, "false", "the same as --fetch-send copy (kept for scripts)", 0, 0, NULL},
 		{"log-level", RMQ_FLAG_CHOICE, &level, "info", "log threshold", 0, 0, "debug|info|warn|error|off"},
 	};
 	size_t nflags = sizeof(flags) / sizeof(flags[0]);
@@ -536,7 +537,10 @@ int main(int argc, char **argv)
 	cfg->auto_create_topics = auto_create;
 	cfg->retention_check_ns = ret_check;
 	cfg->max_fetch_wait_ns = max_wait;
-	cfg->fetch_copy = fetch_copy;
+	cfg->fetch_send = fetch_copy || strcmp(fetch_send, "copy") == 0 ? RMQ_FETCH_COPY
+			  : strcmp(fetch_send, "splice") == 0	   ? RMQ_FETCH_SPLICE
+								   : RMQ_FETCH_SENDMSG;
+	net->splice = cfg->fetch_send == RMQ_FETCH_SPLICE;
 	cfg->read_ahead_bytes = read_ahead;
 	cfg->max_inflight_produce = (uint32_t)inflight;
 	cfg->produce_timeout_ns = prod_timeout;

@@ -48,12 +48,15 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static void recv_done(struct rmq_io_op *op, int res, unsigned flags);
 static void send_done(struct rmq_io_op *op, int res, unsigned flags);
+static void pipe_give_back(struct net_conn *nc);
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
@@ -72,6 +75,8 @@ void net_conn_init(struct net_conn *nc, const struct net_conn_init_args *a)
 	nc->fd = -1;
 	nc->recv_op.cb = recv_done;
 	nc->send_op.cb = send_done;
+	nc->pipes = a->pipes;
+	nc->pipe = (struct net_pipe){-1, -1, 0};
 	rmq_list_init(&nc->dirty);
 }
 
@@ -87,6 +92,9 @@ void net_conn_open(struct net_conn *nc, int fd)
 	nc->out_head = nc->out_tail = 0;
 	nc->pc_head = nc->pc_tail = nc->pc_inflight = 0;
 	nc->out_ref_bytes = 0;
+	nc->pipe_fill = 0;
+	nc->splice_round = nc->splice_skip = false;
+	nc->nonblock = false;
 }
 
 void net_conn_close(struct net_conn *nc)
@@ -97,6 +105,7 @@ void net_conn_close(struct net_conn *nc)
 	if (rmq_list_linked(&nc->dirty))
 		rmq_list_del(&nc->dirty);
 	net_conn_out_reset(nc); /* references of bytes never sent go back */
+	pipe_give_back(nc);     /* closed if bytes are left in it */
 	net_tls_end(nc);
 	if (nc->fd >= 0)
 		close(nc->fd);
@@ -200,7 +209,7 @@ void net_conn_out_reset(struct net_conn *nc)
 
 bool net_conn_out_pending(const struct net_conn *nc)
 {
-	return nc->pc_tail > nc->pc_head || net_tls_pending(nc);
+	return nc->pc_tail > nc->pc_head || nc->pipe_fill > 0 || net_tls_pending(nc);
 }
 
 /* The kernel took n bytes from the front of the chain: drop what is done
@@ -321,16 +330,278 @@ static int tls_send(struct net_conn *nc)
 	return 0;
 }
 
+/*
+ * Splice.  Referenced bytes whose ref names their file (rmq_send_ref.file:
+ * fetch answers from resident segment pages) go from the page cache into
+ * the socket without being copied.  A round, on the shard's thread:
+ *
+ *   write(pipe, the copied piece before them)     (frame header, if any)
+ *   splice(file → pipe)      the pages, by reference, a pipe's worth
+ *   splice(pipe → socket)    O_NONBLOCK: what the socket has room for
+ *
+ * then a NOP whose completion applies the results as a send's completion
+ * does (so nothing here runs the owner's callbacks from inside
+ * net_conn_send).  The chain is consumed by what reached the pipe:
+ * references are dropped once the pipe holds the pages (the page cache
+ * keeps them, and the log does not rewrite a file whose pages may still
+ * be lent: storage/segment.h, "Lent pages").  What the socket did not take
+ * stays in the pipe and goes first, after a POLL for room when the socket
+ * had none.  io_uring's own SPLICE was measured too: it always runs in an
+ * io-wq worker, a thread hand-off per op, and cost more CPU than this
+ * (docs/net.md, "Splice").  A file page that is not resident makes the
+ * splice read it, as a copy from the mapping would fault it in.
+ */
+#define RMQ_NET_SPLICE_MIN 16384u /* smaller pieces are copied */
+#define PIPE_PAGE 4096u
+
+static bool pipe_take(struct net_conn *nc)
+{
+	struct net_pipes *pp = nc->pipes;
+	if (nc->pipe.r >= 0)
+		return true;
+	if (!nc->nonblock) {
+		int fl = fcntl(nc->fd, F_GETFL);
+		if (fl < 0 || fcntl(nc->fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			return false;
+		nc->nonblock = true;
+	}
+	if (pp->nfree > 0) {
+		nc->pipe = pp->free[--pp->nfree];
+		pp->lent++;
+		return true;
+	}
+	if (pp->lent >= RMQ_NET_PIPES_MAX)
+		return false;
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
+		return false;
+	int cap = fcntl(fds[1], F_SETPIPE_SZ, (int)RMQ_NET_PIPE_BYTES);
+	if (cap < 0)
+		cap = fcntl(fds[1], F_GETPIPE_SZ); /* over the user's pipe quota */
+	if (cap < (int)(16 * PIPE_PAGE)) {
+		close(fds[0]);
+		close(fds[1]);
+		return false;
+	}
+	nc->pipe = (struct net_pipe){fds[0], fds[1], (uint32_t)cap};
+	pp->lent++;
+	return true;
+}
+
+/* The pipe goes back to the pool when empty; one with bytes left (the
+ * connection is gone) is closed, dropping them. */
+static void pipe_give_back(struct net_conn *nc)
+{
+	struct net_pipes *pp = nc->pipes;
+	if (nc->pipe.r < 0)
+		return;
+	pp->lent--;
+	if (nc->pipe_fill == 0 && pp->nfree < RMQ_NET_PIPES_MAX) {
+		pp->free[pp->nfree++] = nc->pipe;
+	} else {
+		close(nc->pipe.r);
+		close(nc->pipe.w);
+	}
+	nc->pipe = (struct net_pipe){-1, -1, 0};
+	nc->pipe_fill = 0;
+}
+
+void net_pipes_destroy(struct net_pipes *pp)
+{
+	while (pp->nfree > 0) {
+		struct net_pipe *p = &pp->free[--pp->nfree];
+		close(p->r);
+		close(p->w);
+	}
+}
+
+/* Whether piece i may be spliced, and from where. */
+static bool piece_file(const struct net_conn *nc, uint32_t i, int *fd, uint64_t *off)
+{
+	const struct net_out_piece *pc = &nc->pieces[i];
+	return pc->ext && pc->len >= RMQ_NET_SPLICE_MIN && pc->ref->file &&
+	       pc->ref->file(pc->ref, pc->ext, pc->len, fd, off);
+}
+
+/* The round's results go to round_finish through a completion, as a
+ * send's do: sqe (taken before the syscalls, so they are never done with
+ * no way to report them) becomes a NOP, or a POLL for room when the
+ * socket had none. */
+static void round_complete(struct net_conn *nc, struct io_uring_sqe *sqe, bool poll)
+{
+	if (poll)
+		io_uring_prep_poll_add(sqe, nc->fd, POLLOUT);
+	else
+		io_uring_prep_nop(sqe);
+	nc->splice_round = true;
+	nc->send_inflight = true;
+}
+
+static int splice_call(int in, loff_t *off, int out, uint32_t len)
+{
+	ssize_t n = splice(in, off, out, NULL, len, SPLICE_F_NONBLOCK);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* The pipe's leftover bytes: at once when the socket took bytes last
+ * time, else after a POLL for room. */
+static int splice_flush(struct net_conn *nc)
+{
+	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->send_op);
+	if (!sqe)
+		return -EBUSY;
+	nc->pre_len = nc->in_len = 0;
+	if (nc->out_res == -EAGAIN) {
+		nc->out_res = -EINTR; /* nothing sent: the next flush tries */
+		round_complete(nc, sqe, true);
+		return 0;
+	}
+	nc->out_res = splice_call(nc->pipe.r, NULL, nc->fd, nc->pipe_fill);
+	round_complete(nc, sqe, false);
+	return 0;
+}
+
+/* A round for piece k, whose bytes are at off in fd, with the piece before
+ * it (the head, copied) when k is not the head. */
+static int splice_round(struct net_conn *nc, uint32_t k, int fd, uint64_t off)
+{
+	const struct net_out_piece *pre = k > nc->pc_head ? &nc->pieces[nc->pc_head] : NULL;
+	uint32_t pre_len = pre ? pre->len : 0;
+	/* Every page a piece touches takes one of the pipe's slots. */
+	uint32_t slots = nc->pipe.cap / PIPE_PAGE;
+	uint32_t pre_slots = pre ? pre_len / PIPE_PAGE + 2 : 0;
+	uint64_t room = (uint64_t)(slots - pre_slots) * PIPE_PAGE - off % PIPE_PAGE;
+	uint32_t len = nc->pieces[k].len < room ? nc->pieces[k].len : (uint32_t)room;
+
+	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->send_op);
+	if (!sqe)
+		return -EBUSY;
+	nc->pre_len = pre_len;
+	nc->in_len = len;
+	nc->pre_res = nc->in_res = nc->out_res = -EAGAIN;
+	if (pre) {
+		ssize_t w = write(nc->pipe.w, nc->out + pre->off, pre_len);
+		nc->pre_res = w < 0 ? -errno : (int)w;
+	}
+	if (!pre || nc->pre_res == (int)pre_len) {
+		loff_t o = (loff_t)off;
+		nc->in_res = splice_call(fd, &o, nc->pipe.w, len);
+	}
+	uint32_t fill = (nc->pre_res > 0 ? (uint32_t)nc->pre_res : 0) +
+			(nc->in_res > 0 ? (uint32_t)nc->in_res : 0);
+	if (fill > 0)
+		nc->out_res = splice_call(nc->pipe.r, NULL, nc->fd, fill);
+	nc->pc_inflight = k - nc->pc_head + 1;
+	round_complete(nc, sqe, false);
+	return 0;
+}
+
+/* Starts a splice round or flush and returns 0 or -EBUSY, or returns 1:
+ * send the first *n pieces by SENDMSG instead (*n = 0: all of them). */
+static int splice_send(struct net_conn *nc, uint32_t *n)
+{
+	*n = 0;
+	if (nc->pipe_fill > 0)
+		return splice_flush(nc);
+	if (nc->splice_skip) {
+		/* The last round could not move its file bytes: the head
+		 * piece goes by copy (which faults a page in if it must). */
+		nc->splice_skip = false;
+		*n = 1;
+		return 1;
+	}
+	uint32_t k;
+	int fd = -1;
+	uint64_t off = 0;
+	for (k = nc->pc_head; k < nc->pc_tail; k++)
+		if (piece_file(nc, k, &fd, &off))
+			break;
+	if (k == nc->pc_tail)
+		return 1;
+	/* What comes before it: one copied piece goes into the pipe with it
+	 * (the buffer's bytes between two referenced pieces are one piece);
+	 * anything else is sent first. */
+	bool pre_ok = k == nc->pc_head ||
+		      (k == nc->pc_head + 1 && !nc->pieces[nc->pc_head].ext &&
+		       nc->pieces[nc->pc_head].len <= RMQ_NET_SPLICE_MIN);
+	if (!pre_ok) {
+		*n = k - nc->pc_head;
+		return 1;
+	}
+	if (!pipe_take(nc))
+		return 1;
+	return splice_round(nc, k, fd, off);
+}
+
+/* A round's results (from its completion). */
+static void round_finish(struct net_conn *nc)
+{
+	nc->send_inflight = false;
+	nc->splice_round = false;
+	nc->pc_inflight = 0;
+	if (nc->cut) {
+		if (net_conn_idle(nc))
+			nc->ops->idle(nc);
+		return;
+	}
+	/* What reached the pipe has left the chain. */
+	size_t moved = 0;
+	int err = 0;
+	if (nc->pre_len > 0) {
+		if (nc->pre_res > 0)
+			moved += (size_t)nc->pre_res;
+		else if (nc->pre_res != -EAGAIN)
+			err = nc->pre_res < 0 ? nc->pre_res : -EIO;
+	}
+	if (nc->in_len > 0 && !err && (nc->pre_len == 0 || nc->pre_res == (int)nc->pre_len)) {
+		if (nc->in_res > 0) {
+			moved += (size_t)nc->in_res;
+			*nc->pipes->spliced_bytes += (uint64_t)nc->in_res;
+		} else if (nc->in_res == -EAGAIN || nc->in_res == -EINTR) {
+			nc->splice_skip = true;
+		} else {
+			err = nc->in_res < 0 ? nc->in_res : -EIO; /* the file ended early */
+		}
+	}
+	if (moved > 0) {
+		out_consume(nc, moved);
+		nc->pipe_fill += (uint32_t)moved;
+	}
+	int res = nc->out_res;
+	if (res > 0) {
+		*nc->tx_bytes += (uint64_t)res;
+		nc->pipe_fill -= (uint32_t)res;
+	} else if (res != -EAGAIN && res != -EINTR && !err && nc->pipe_fill > 0) {
+		err = res == 0 ? -EPIPE : res; /* the peer is gone */
+	}
+	if (err) {
+		/* Part of a frame may be in the pipe: the connection cannot go
+		 * on without it. */
+		nc->ops->lost(nc, err);
+		return;
+	}
+	if (nc->pipe_fill == 0)
+		pipe_give_back(nc);
+	net_conn_mark_dirty(nc);
+}
+
 int net_conn_send(struct net_conn *nc)
 {
 	if (nc->send_inflight || !net_conn_out_pending(nc))
 		return 0;
 	if (nc->tls)
 		return tls_send(nc);
+	uint32_t n = 0;
+	if (nc->pipes) {
+		int rc = splice_send(nc, &n);
+		if (rc <= 0)
+			return rc;
+	}
 	struct io_uring_sqe *sqe = rmq_io_sqe(nc->io, &nc->send_op);
 	if (!sqe)
 		return -EBUSY;
-	uint32_t n = nc->pc_tail - nc->pc_head;
+	if (n == 0)
+		n = nc->pc_tail - nc->pc_head;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct net_out_piece *pc = &nc->pieces[nc->pc_head + i];
 		nc->iov[i].iov_base = pc->ext ? (void *)pc->ext : nc->out + pc->off;
@@ -354,6 +625,10 @@ static void send_done(struct rmq_io_op *op, int res, unsigned flags)
 	(void)flags;
 
 	RMQ_ASSERT(nc->send_inflight);
+	if (nc->splice_round) { /* its NOP or POLL */
+		round_finish(nc);
+		return;
+	}
 	nc->send_inflight = false;
 	nc->pc_inflight = 0;
 	if (nc->cut) {

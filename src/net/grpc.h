@@ -126,6 +126,14 @@ int rmq_call_sendv(struct rmq_call *c, const struct iovec *iov, int iovcnt);
  */
 struct rmq_send_ref {
 	void (*release)(struct rmq_send_ref *r);
+	/* Optional (NULL: never): where [p, p + len) of the referenced bytes
+	 * lie in a file, so a server with splice on (rmq_net_config.splice)
+	 * may move them from the page cache into the socket without copying
+	 * them.  Returns true with *fd and *off when the range is one
+	 * stretch of a file whose pages hold exactly these bytes now; the
+	 * descriptor must stay open while the reference is held. */
+	bool (*file)(const struct rmq_send_ref *r, const uint8_t *p, size_t len, int *fd,
+		     uint64_t *off);
 	uint32_t count;
 };
 

@@ -273,6 +273,31 @@ struct net_conn_ops {
 	void (*idle)(struct net_conn *nc);
 };
 
+/*
+ * Splice (rmq_net_config.splice).  A shard's pool of pipes, each lent to
+ * one connection while referenced file bytes move through it from the
+ * page cache into the socket (conn.c, "Splice").  Pipes are made on first
+ * need, at most RMQ_NET_PIPES_MAX per shard; a connection that finds none
+ * free sends by copy as without splice.
+ */
+#define RMQ_NET_PIPES_MAX 64
+#define RMQ_NET_PIPE_BYTES (1u << 20) /* asked for; the kernel may give less */
+
+struct net_pipe {
+	int r, w;      /* -1: none */
+	uint32_t cap;  /* bytes the pipe holds */
+};
+
+struct net_pipes {
+	struct net_pipe free[RMQ_NET_PIPES_MAX];
+	uint32_t nfree;          /* idle, on the stack above */
+	uint32_t lent;           /* held by connections now */
+	uint64_t *spliced_bytes; /* the owner's count of file bytes spliced */
+};
+
+/* Closes the idle pipes (the lent ones go with their connections). */
+void net_pipes_destroy(struct net_pipes *pp);
+
 struct net_conn_init_args {
 	const struct net_conn_ops *ops;
 	struct rmq_io *io;
@@ -282,6 +307,7 @@ struct net_conn_init_args {
 	uint8_t *out;                   /* RMQ_NET_SENDBUF_BYTES */
 	struct net_out_piece *pieces;   /* RMQ_NET_OUT_PIECES */
 	struct iovec *iov;              /* RMQ_NET_OUT_PIECES */
+	struct net_pipes *pipes;        /* the owner's pool, or NULL: no splice */
 };
 
 struct net_conn {
@@ -312,6 +338,17 @@ struct net_conn {
 	uint64_t out_ref_bytes;        /* referenced bytes queued */
 	struct msghdr msg;
 	struct net_tls *tls;           /* TLS (tls.c), or NULL: plaintext */
+
+	/* Splice (conn.c): a round's syscalls run in net_conn_send, their
+	 * results are applied from send_op's completion. */
+	struct net_pipes *pipes;       /* NULL: never splice */
+	struct net_pipe pipe;          /* lent while bytes move through it */
+	uint32_t pipe_fill;            /* bytes in the pipe, not in the socket */
+	uint32_t pre_len, in_len;      /* bytes the round writes, splices in */
+	int pre_res, in_res, out_res;  /* what they did (-errno) */
+	bool splice_round;             /* send_op is a round's NOP or POLL */
+	bool splice_skip;              /* the next head piece goes by copy */
+	bool nonblock;                 /* fd is O_NONBLOCK (set to splice) */
 
 	struct rmq_list dirty;  /* on *dirty_list while it wants a flush */
 };
@@ -554,6 +591,7 @@ struct rmq_server {
 	nghttp2_option *opt;
 
 	struct rmq_server_stats stats;
+	struct net_pipes pipes;    /* cfg.splice: the pool (conn.c) */
 	bool hooked;               /* its flush hook is registered (server.c) */
 
 	/* Read backpressure.  grpc.c keeps the sums (stats.request_bytes

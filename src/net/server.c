@@ -1038,6 +1038,7 @@ static void server_free(struct rmq_server *srv)
 		srv->npending--;
 	}
 	net_bufring_teardown(&srv->rx, srv->io);
+	net_pipes_destroy(&srv->pipes);
 	net_calls_fini(srv);
 	net_h2_fini(srv);
 	if (srv->sendbufs)
@@ -1081,6 +1082,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 	srv->shard = s;
 	srv->io = rmq_shard_io(s);
 	srv->cfg = *cfg;
+	srv->pipes.spliced_bytes = &srv->stats.spliced_bytes;
 	srv->app = app;
 	srv->stats.request_bytes_max = cfg->request_bytes_max;
 	srv->listen_fd = -1;
@@ -1139,6 +1141,7 @@ int rmq_server_start(struct rmq_shard *s, const struct rmq_net_config *cfg,
 			.out = srv->sendbufs + (size_t)i * RMQ_NET_SENDBUF_BYTES,
 			.pieces = srv->pieces + (size_t)i * RMQ_NET_OUT_PIECES,
 			.iov = srv->iovs + (size_t)i * RMQ_NET_OUT_PIECES,
+			.pipes = cfg->splice ? &srv->pipes : NULL,
 		});
 		c->srv = srv;
 		rmq_list_init(&c->calls);

@@ -78,6 +78,10 @@ struct rmq_net_config {
 	 * PERMISSION_DENIED), why in why.  Runs on the call's shard before
 	 * the app sees the call.  NULL: every call goes on. */
 	enum rmq_grpc_status (*authorize)(struct rmq_call *c, char *why, size_t whylen);
+	bool splice;                 /* referenced bytes whose ref names their
+					file (rmq_send_ref.file) are spliced
+					from the page cache into plaintext
+					sockets instead of copied by SENDMSG */
 	uint64_t listen_retry_ns;    /* a fixed port some socket still listens
 					on is retried this long before start
 					fails with -EADDRINUSE; 0 = fail at once
@@ -97,6 +101,7 @@ struct rmq_server_stats {
 	uint64_t protocol_errors;    /* connections closed for bad input */
 	uint64_t refused;            /* connections refused at the limit */
 	uint64_t bytes_received, bytes_sent;
+	uint64_t spliced_bytes;      /* of bytes_sent, moved by splice */
 	uint64_t request_bytes;      /* request memory held now */
 	uint64_t request_bytes_max;  /* the limit (config); 0 = none */
 	uint64_t paused_connections; /* connections not reading now */

@@ -480,6 +480,12 @@ int rmq_log_slice_direct_fd(const struct rmq_log_slice *sl)
 	return rmq_segment_direct_fd(sl->seg);
 }
 
+void rmq_log_read_lend(struct rmq_log_read *r)
+{
+	for (unsigned i = 0; i < r->nslices; i++)
+		r->slices[i].seg->lent = true;
+}
+
 void rmq_log_read_release(struct rmq_log_read *r)
 {
 	for (unsigned i = 0; i < r->nslices; i++) {

@@ -389,6 +389,11 @@ void rmq_log_read_done(struct rmq_log *log, struct rmq_log_read *r);
  */
 void rmq_log_read_release(struct rmq_log_read *r);
 
+/* The pages of r's slices may be spliced into sockets, which can hold them
+ * past the release: their segments are deleted, never recycled (segment.h,
+ * "Lent pages").  Owner thread, before the release. */
+void rmq_log_read_lend(struct rmq_log_read *r);
+
 /*
  * A descriptor for reading sl's bytes from the disk without the page cache
  * (O_DIRECT, opened on first use; segment.h rmq_segment_direct_fd): reads

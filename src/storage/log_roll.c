@@ -499,6 +499,7 @@ static void drop_segment(struct rmq_log *log, size_t i, bool recycle)
 		if (atomic_fetch_or_explicit(&s->pins, RMQ_SEG_DOOMED, memory_order_acq_rel) == 0)
 			log_free_segment(s);
 	} else if (recycle && s->sealed && log->cfg.recycle_segments && !log->has_spare &&
+		   !s->lent && /* segment.h, "Lent pages" */
 		   rmq_segment_detach(s, log->spare) == 0) {
 		log->has_spare = true;
 		free(s);

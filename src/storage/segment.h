@@ -17,6 +17,19 @@
  *   spare.log    (one per log at most) the data file of a segment that
  *                retention deleted, kept for the next new segment
  *
+ * Lent pages.  A server that splices fetch answers (net/conn.c, "Splice")
+ * hands the socket the page cache's pages of B.log themselves, and the
+ * socket may hold them long after the fetch's pin is gone (a slow reader,
+ * retransmissions).  Recycling that file would write the new segment's
+ * bytes into those same pages (page-cache writes, fsync=never; and an
+ * O_DIRECT write falls back to the page cache when the kernel cannot drop
+ * a cached page first), and the reader would get them instead of the
+ * batches it was answered.  So a segment whose pages were lent
+ * (rmq_segment.lent) is deleted, never recycled.  Finding out whether any
+ * page is still held (drop the file's cache, then mincore) was measured at
+ * 15 ms per 256 MiB on the shard, too much for every retention step.
+ * A truncation drops the file's pages instead of writing into them.
+ *
  * Recycling.  A new segment takes spare.log when there is one instead of
  * creating and fallocating a file: its blocks are already written, so
  * O_DIRECT and synced writes into it are plain overwrites, without the
@@ -130,6 +143,9 @@ struct rmq_segment {
 				   * segment.ms rolls; -1 = empty */
 	bool sealed;
 	bool recycled;            /* B.recycled exists: old bytes after size */
+	bool lent;                /* its pages may have been spliced: never
+				   * recycled (above, "Lent pages"); owner
+				   * thread only */
 	/* Every batch below size passed its CRC check: written by this
 	 * process, or the newest segment, scanned whole at open.  An older
 	 * segment is opened on its indexes' word; truncation that makes it

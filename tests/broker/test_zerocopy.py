@@ -11,6 +11,7 @@ that every answer is byte for byte the same:
 
   1. default, --fsync=never: the data is in the page cache (mapping path)
   2. --fetch-copy:           the copying path
+     --fetch-send splice:    the page cache's pages spliced into the socket
   3. default, files evicted from the page cache first: cold reads, sent
      from their buffers by reference
 
@@ -275,6 +276,34 @@ def deleted_while_stalled(node, c):
     check(biggest > 16384, f"largest DATA frame {biggest} bytes with 1 MiB allowed")
 
 
+def slow_reader(node, c):
+    """A client that opens its windows wide and then does not read for a
+    while: the socket fills, the node keeps what it could not send (with
+    splice: in the connection's pipe, waiting for room) and sends it once
+    the client reads again.  The answer must arrive whole and unchanged."""
+    req = c.fetch_req([(BIG, 0, 0, 8 << 20), (BIG, 1, 0, 8 << 20)],
+                      max_bytes=15 << 20).SerializeToString()
+    want = c.unary_raw(FETCH, req, timeout=30)
+    h = raw_start_fetch(node.port, req, max_frame=1 << 20)
+    h.send(window_update(0, 64 << 20) + window_update(1, 64 << 20))
+    time.sleep(1.0)
+    data = b""
+    while True:
+        f = h.read_frame()
+        check(f is not None, f"connection ended after {len(data)} answer bytes")
+        ftype, flags, sid, payload = f
+        if sid == 1 and ftype == nu.DATA:
+            data += payload
+            if len(data) < 4 << 20:
+                time.sleep(0.01)  # slowly, so the socket stays full a while
+        elif sid == 1 and ftype == nu.RST_STREAM:
+            raise AssertionError("stream reset")
+        if sid == 1 and flags & nu.END_STREAM:
+            break
+    h.close()
+    eq(data, grpc_message(want), "the answer a slow reader got")
+
+
 # ---- runner -------------------------------------------------------------------------
 
 def main() -> int:
@@ -343,6 +372,25 @@ def main() -> int:
                 wait_calls_idle(c)
             stop_clean("--fetch-copy")
 
+        def splice_identical():
+            node.start(["--fsync", "never", "--fetch-send", "splice"])
+            with tn.Client(node.addr) as c:
+                compare(answers["zc"], collect(c), "--fetch-send splice vs zero copy")
+                m = c.metric_totals("rmq_net_spliced_bytes_total")
+                check(m["rmq_net_spliced_bytes_total"] > 4 << 20,
+                      f"spliced bytes: {m['rmq_net_spliced_bytes_total']}")
+                slow_reader(node, c)
+                wait_calls_idle(c)
+
+        def leave_mid_answer_splice():
+            with tn.Client(node.addr) as c:
+                req = c.fetch_req([(BIG, 0, 0, 8 << 20), (BIG, 1, 0, 8 << 20)],
+                                  max_bytes=15 << 20).SerializeToString()
+                leave_mid_answer(node, c, req, 10)
+                deleted_while_stalled(node, c)
+                wait_calls_idle(c)
+            stop_clean("--fetch-send splice")
+
         def zero_copy_cold_identical():
             tn.make_cold(node.data_dir)
             node.start()
@@ -361,6 +409,8 @@ def main() -> int:
         for name, fn in (("zero_copy_resident", zero_copy_resident),
                          ("leave_mid_answer_resident", leave_mid_answer_resident),
                          ("fetch_copy_identical", fetch_copy_identical),
+                         ("splice_identical", splice_identical),
+                         ("leave_mid_answer_splice", leave_mid_answer_splice),
                          ("zero_copy_cold_identical", zero_copy_cold_identical),
                          ("leave_mid_answer_cold", leave_mid_answer_cold)):
             if not step(name, fn):

@@ -524,7 +524,7 @@ static int send_gathered(struct rmq_ccall *c, struct h *h, size_t i)
 	struct iovec iov[4] = {{h->bufs[i], a}, {h->bufs[i] + a, 0}, {h->bufs[i] + a, b - a},
 			       {h->bufs[i] + b, len - b}};
 	struct rmq_send_ref *refs[4] = {NULL, NULL, &trefs[i].ref, &trefs[i].ref};
-	trefs[i] = (struct tref){{tref_release, 1}, 0}; /* a refused try counted nothing */
+	trefs[i] = (struct tref){{.release = tref_release, .count = 1}, 0}; /* a refused try counted nothing */
 	int rc = rmq_ccall_sendv_ref(c, iov, refs, 4);
 	rmq_send_ref_put(&trefs[i].ref); /* the layer holds its own now */
 	return rc;

@@ -20,6 +20,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -577,6 +578,65 @@ Test(log, recycle_page_cache_zero_ahead)
 Test(log, recycle_fsync_never)
 {
 	recycle_roundtrip(RMQ_FSYNC_NEVER, RMQ_PREALLOC_NONE);
+}
+
+/*
+ * Lent pages (segment.h): the oldest segment's first bytes are spliced
+ * into a pipe, as a server splicing a fetch answer does, and the read is
+ * released while the pipe still holds the pages.  Retention must not
+ * recycle that file (fsync=never rewrites a recycled file through the page
+ * cache, in those very pages; without the rule the pipe read the new
+ * segment's bytes): the pipe still reads what was written after the next
+ * segments were written over the spare.  The next, unlent, segment is
+ * the one recycled.
+ */
+Test(log, lent_pages_are_never_written_over)
+{
+	struct su_batches model = {0};
+	char p[128], spare[160];
+	env.cfg.fsync = RMQ_FSYNC_NEVER;
+	env.cfg.prealloc = RMQ_PREALLOC_NONE;
+	env.cfg.retention_bytes = 0;
+	open_log(&env);
+	su_append_seq(&env, 0, 300, VMAX, true, 10, &model);
+	uint64_t bases[MAX_SEGS];
+	size_t nseg = segments(&env, bases);
+	cr_assert_geq(nseg, 6);
+	ino_t first = inode_of(su_seg_file(p, sizeof(p), env.dir, bases[0], ".log"));
+	ino_t second = inode_of(su_seg_file(p, sizeof(p), env.dir, bases[1], ".log"));
+	snprintf(spare, sizeof(spare), "%s/%s", env.dir, RMQ_SEGMENT_SPARE);
+
+	struct rmq_log_read r;
+	cr_assert_eq(rmq_log_read(env.log, 0, 16384, &r), 0);
+	cr_assert_eq(r.nslices, 1);
+	uint32_t len = r.slices[0].len;
+	uint8_t *want = malloc(len), *got = malloc(len);
+	cr_assert(want && got);
+	memcpy(want, r.slices[0].data, len);
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	cr_assert_geq(fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20), (int)len);
+	rmq_log_read_lend(&r);
+	loff_t off = (loff_t)r.slices[0].pos;
+	cr_assert_eq(splice(r.slices[0].fd, &off, pfd[1], NULL, len, 0), (ssize_t)len);
+	rmq_log_read_done(env.log, &r);
+
+	cr_assert_eq(rmq_log_retain(env.log), (int)nseg - 1);
+	cr_assert(exists(spare), "no spare after retention");
+	cr_assert_neq(inode_of(spare), first, "a file whose pages were lent was recycled");
+	cr_assert_eq(inode_of(spare), second, "the next segment's file is the spare");
+	/* Rolls until the spare is written over, and past it. */
+	uint64_t next = su_append_until_roll(&env, 300, VMAX, &model);
+	su_append_seq(&env, next, 150, VMAX, true, 10, &model);
+	cr_assert_geq(rmq_log_stats(env.log)->recycled_segments, 1);
+	cr_assert_eq(read(pfd[0], got, len), (ssize_t)len);
+	cr_assert_eq(memcmp(got, want, len), 0, "the spliced pages changed under the pipe");
+	su_check_content(&env, &model, su_batch_of(&model, rmq_log_start_offset(env.log)));
+	close(pfd[0]);
+	close(pfd[1]);
+	free(want);
+	free(got);
+	su_batches_free(&model);
 }
 
 /* The latency histograms (cfg.metrics) count what the log did: an ack
