@@ -562,6 +562,8 @@ int rmq_log_close(struct rmq_log *log)
 {
 	int rc;
 
+	log_make_unqueue(log); /* its turn to make its files never comes */
+
 	/* Drain: everything appended is written and acknowledged (or the log
 	 * fails and the appends complete with the error).  Writes parked on a
 	 * full disk get one more try. */
@@ -595,6 +597,7 @@ int rmq_log_close(struct rmq_log *log)
 		if (rmq_io_wait(log->io, 100ULL * 1000 * 1000) < 0)
 			break;
 	}
+	log_make_unqueue(log); /* queued again while draining */
 	rc = log->failed;
 	/* Only what was written and not synced yet (fsync=never/interval):
 	 * an fdatasync with nothing to write still flushes the disk's cache,

@@ -16,11 +16,12 @@
  * descriptor or mapping: reads below the high watermark find nothing
  * there), and makes its files as soon as it has its ring (rmq_log_attach,
  * or rmq_log_open given one), in the background: every partition of a new
- * topic at once, in io_uring's workers.  Making them at each partition's
- * first append instead left a producer with a few requests in flight
- * waiting for one partition's files at a time: 26-38k msgs/s for the first
- * 4-8 s of a 1,000-partition run here, against 370-410k once made.  An
- * append that comes first waits for it (RMQ_EFULL):
+ * topic, RMQ_LOG_MAKES_MAX at a time (below), in io_uring's workers.
+ * Making them at each partition's first append instead left a producer
+ * with a few requests in flight waiting for one partition's files at a
+ * time: 26-38k msgs/s for the first 4-8 s of a 1,000-partition run here,
+ * against 370-410k once made.  An append that comes first waits for it
+ * (RMQ_EFULL):
  *
  *   unmade ── attach ──► MAKE_DIR       MKDIRAT of the directory (when it
  *                            │          did not exist), OPENAT of its
@@ -83,10 +84,62 @@ void log_create_init(struct rmq_log *log)
 }
 
 /* Ends the attempt (none of its operations in flight). */
+/*
+ * At most RMQ_LOG_MAKES_MAX logs of a thread make their files at once.
+ * Each holds up to six descriptors meanwhile (the directory, its parent,
+ * B.log and its O_DIRECT twin, the index files): a topic of 4,096
+ * partitions made all at once ran the process out of them (EMFILE: some
+ * logs failed to make their files, and appends to them were answered
+ * STORAGE_ERROR).  The rest wait in a FIFO and start as makes end; their
+ * appends wait meanwhile (RMQ_EFULL), as for a make under way.  Per
+ * thread: a log makes its files on its ring's thread, its shard's.
+ */
+#define RMQ_LOG_MAKES_MAX 64
+
+static _Thread_local struct {
+	struct rmq_log *head, *tail;
+	uint32_t running;
+} makes;
+
+static void make_enqueue(struct rmq_log *log)
+{
+	log->make_queued = true;
+	log->make_next = NULL;
+	if (makes.tail)
+		makes.tail->make_next = log;
+	else
+		makes.head = log;
+	makes.tail = log;
+}
+
+void log_make_unqueue(struct rmq_log *log)
+{
+	if (!log->make_queued)
+		return;
+	struct rmq_log **pp = &makes.head, *prev = NULL;
+	while (*pp && *pp != log) {
+		prev = *pp;
+		pp = &(*pp)->make_next;
+	}
+	RMQ_ASSERT(*pp == log);
+	*pp = log->make_next;
+	if (makes.tail == log)
+		makes.tail = prev;
+	log->make_queued = false;
+	log->make_next = NULL;
+}
+
 static void make_end(struct rmq_log *log)
 {
 	free(log->make);
 	log->make = NULL;
+	RMQ_ASSERT(makes.running > 0);
+	makes.running--;
+	while (makes.running < RMQ_LOG_MAKES_MAX && makes.head) {
+		struct rmq_log *next = makes.head;
+		log_make_unqueue(next);
+		(void)log_make(next); /* an error is its next append's */
+	}
 }
 
 /*
@@ -366,7 +419,7 @@ void log_parent_path(char *buf, size_t len, const char *dir)
  */
 int log_make(struct rmq_log *log)
 {
-	if (log->make)
+	if (log->make || log->make_queued)
 		return RMQ_EFULL;
 	if (is_enospc(log->make_err) && log_now_ms(log) < log->roll_retry_ms)
 		return -ENOSPC;
@@ -376,6 +429,10 @@ int log_make(struct rmq_log *log)
 		return err;
 	}
 	log->make_err = 0;
+	if (makes.running >= RMQ_LOG_MAKES_MAX) {
+		make_enqueue(log);
+		return RMQ_EFULL;
+	}
 	/* Each op's path in one allocation with the state, sized for this
 	 * log's directory (a node making 1,000 logs at once holds them all). */
 	size_t path_len = strlen(log->dir) + RMQ_SEGMENT_NAME_LEN + 16;
@@ -383,6 +440,7 @@ int log_make(struct rmq_log *log)
 	if (!m)
 		return -ENOMEM;
 	log->make = m;
+	makes.running++;
 	m->path_len = path_len;
 	m->stage = MAKE_DIR;
 	for (int k = 0; k < MAKE_OPS; k++) {

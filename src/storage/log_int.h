@@ -221,6 +221,8 @@ struct rmq_log {
 	 * yet (log_create.c): appends wait (RMQ_EFULL) while make runs. */
 	bool unmade;
 	struct make *make;         /* an attempt under way, or NULL */
+	bool make_queued;          /* waiting for a turn to make (log_create.c) */
+	struct rmq_log *make_next; /* the next log waiting, while queued */
 	int make_err;              /* why the last attempt failed, for the next
 				    * append to return (once; ENOSPC: until
 				    * roll_retry_ms) */
@@ -400,6 +402,7 @@ void log_epoch_started(struct rmq_log *log);
 void log_create_init(struct rmq_log *log);
 int log_new_segment(struct rmq_log *log, uint64_t base, bool fresh);
 int log_make(struct rmq_log *log);
+void log_make_unqueue(struct rmq_log *log); /* a log waiting for its turn that closes */
 bool log_make_inflight(const struct rmq_log *log);
 void log_parent_path(char *buf, size_t len, const char *dir);
 

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1911,6 +1912,81 @@ Test(log, new_log_is_made_once_it_has_its_ring)
 	cr_assert_eq(su_close(&env), 0);
 	rmq_wpool_destroy(pool);
 	su_batches_free(&model);
+}
+
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	cr_assert_not_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 3; /* ., .. and the directory's own descriptor */
+}
+
+/*
+ * A topic of 4,096 partitions made its files all at once and ran rmqd out
+ * of descriptors (some logs failed with EMFILE, their appends answered
+ * STORAGE_ERROR): a log holds up to six while it makes its files.  Now a
+ * thread makes at most 64 logs' files at once and the rest wait their
+ * turn.  Under a descriptor limit that 200 logs making at once exceed
+ * (about 6 each) and that 64 at a time fit (3 each once made, 6 while
+ * making), every log of 200 is made and takes its append; logs closed
+ * while waiting for their turn leave nothing behind.
+ */
+static int acked;
+
+static void count_ack(struct rmq_append *a, int res)
+{
+	(void)a;
+	cr_assert_eq(res, 0, "an append failed: %s", rmq_errname(res));
+	acked++;
+}
+
+Test(log, many_new_logs_make_their_files_a_few_at_a_time)
+{
+	enum { N = 200, CLOSED_EARLY = 100 };
+	static struct rmq_log *logs[N + CLOSED_EARLY];
+	static struct rmq_append apps[N];
+	char dir[256];
+	struct rlimit old, lim;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)open_fds() + 1000;
+	if (lim.rlim_cur > old.rlim_max)
+		cr_skip_test("the hard descriptor limit is below %lu", (unsigned long)lim.rlim_cur);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	env.cfg.fsync = RMQ_FSYNC_ALWAYS; /* O_DIRECT: a twin descriptor each */
+	for (int i = 0; i < N + CLOSED_EARLY; i++) {
+		snprintf(dir, sizeof(dir), "%s/p%d", env.dir, i);
+		cr_assert_eq(rmq_log_open(env.io, dir, &env.cfg, &logs[i]), 0);
+	}
+	/* The last ones close before their turn can have come. */
+	for (int i = N; i < N + CLOSED_EARLY; i++)
+		cr_assert_eq(rmq_log_close(logs[i]), 0);
+	for (int i = 0; i < N; i++) {
+		struct rmq_batch_hdr h;
+		size_t len = su_gen_batch(0, 100, &h);
+		struct iovec iov = {su_recs_buf, len};
+		apps[i].hdr = h;
+		apps[i].cb = count_ack;
+		int rc, cycles = 0;
+		while ((rc = rmq_log_append(logs[i], &apps[i], &iov, 1)) == RMQ_EFULL) {
+			cr_assert_lt(cycles++, 2000, "log %d: RMQ_EFULL never cleared", i);
+			cr_assert_geq(rmq_io_wait(env.io, 10ULL * 1000 * 1000), 0);
+		}
+		cr_assert_eq(rc, 0, "log %d: %s", i, rmq_errname(rc));
+		rmq_log_flush(logs[i]);
+	}
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rmq_log_close(logs[i]), 0);
+	cr_assert_eq(acked, N, "appends acknowledged");
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int i = N; i < N + CLOSED_EARLY; i++) {
+		snprintf(dir, sizeof(dir), "%s/p%d/%020d.log", env.dir, i, 0);
+		cr_assert_eq(access(dir, F_OK), -1, "a log closed before its turn made %s", dir);
+	}
 }
 
 /* An append that comes before the files are made waits for them
