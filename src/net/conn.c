@@ -533,17 +533,9 @@ static int splice_send(struct net_conn *nc, uint32_t *n)
 	return splice_round(nc, k, fd, off);
 }
 
-/* A round's results (from its completion). */
+/* A round's results (from its completion, send_done). */
 static void round_finish(struct net_conn *nc)
 {
-	nc->send_inflight = false;
-	nc->splice_round = false;
-	nc->pc_inflight = 0;
-	if (nc->cut) {
-		if (net_conn_idle(nc))
-			nc->ops->idle(nc);
-		return;
-	}
 	/* What reached the pipe has left the chain. */
 	size_t moved = 0;
 	int err = 0;
@@ -625,15 +617,17 @@ static void send_done(struct rmq_io_op *op, int res, unsigned flags)
 	(void)flags;
 
 	RMQ_ASSERT(nc->send_inflight);
-	if (nc->splice_round) { /* its NOP or POLL */
-		round_finish(nc);
-		return;
-	}
+	bool round = nc->splice_round; /* this is its NOP or POLL */
 	nc->send_inflight = false;
+	nc->splice_round = false;
 	nc->pc_inflight = 0;
 	if (nc->cut) {
 		if (net_conn_idle(nc))
 			nc->ops->idle(nc);
+		return;
+	}
+	if (round) {
+		round_finish(nc);
 		return;
 	}
 	if (res > 0) {

@@ -83,7 +83,6 @@ void log_create_init(struct rmq_log *log)
 	log->parent_fd = -1;
 }
 
-/* Ends the attempt (none of its operations in flight). */
 /*
  * At most RMQ_LOG_MAKES_MAX logs of a thread make their files at once.
  * Each holds up to six descriptors meanwhile (the directory, its parent,
@@ -129,6 +128,8 @@ void log_make_unqueue(struct rmq_log *log)
 	log->make_next = NULL;
 }
 
+/* Ends the attempt (none of its operations in flight), and starts the
+ * next waiting logs' while there is room. */
 static void make_end(struct rmq_log *log)
 {
 	free(log->make);
